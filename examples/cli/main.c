@@ -1,0 +1,58 @@
+/* mmchain — the command-line program. Dispatches to one subcommand. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* ---- subcommands (each in cmd_<name>.c) ---- */
+/* COMMAND DECLARATIONS (one line each) */
+
+typedef struct cli_command {
+    const char *name;
+    cli_command_fn run;
+    const char *summary;
+} cli_command;
+
+static const cli_command commands[] = {
+    /* COMMAND TABLE (one line each) */
+    {NULL, NULL, NULL},
+};
+
+int cli_fail(const char *command, const char *fmt, ...) {
+    fprintf(stderr, "mmchain %s: error: ", command);
+    va_list args;
+    va_start(args, fmt);
+    vfprintf(stderr, fmt, args);
+    va_end(args);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int cli_fail_status(const char *command, mc_status status) {
+    (void)status;
+    return cli_fail(command, "%s", mc_last_error());
+}
+
+static void print_usage(FILE *to) {
+    fprintf(to, "mmchain %s — multi-modal chaining from scratch in C\n\n", mc_version());
+    fprintf(to, "usage: mmchain <command> [options]   (mmchain <command> --help for its options)\n\n");
+    for (const cli_command *c = commands; c->name; c++) fprintf(to, "  %-14s %s\n", c->name, c->summary);
+    fprintf(to, "\nThreads: MMCHAIN_THREADS=N (default: all processors).\n");
+}
+
+int main(int argc, char **argv) {
+    mc_threads_init_from_env();
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        print_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("mmchain %s (OpenBLAS core %s)\n", mc_version(), mc_blas_core_name());
+        return 0;
+    }
+    for (const cli_command *c = commands; c->name; c++)
+        if (strcmp(argv[1], c->name) == 0) return c->run(argc - 1, argv + 1);
+    fprintf(stderr, "mmchain: error: unknown command '%s' (see mmchain --help)\n", argv[1]);
+    return 2;
+}

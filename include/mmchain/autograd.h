@@ -1,0 +1,105 @@
+/* mmchain — the graph: an arena for one step's tensors, and the tape.
+ *
+ * Reverse-mode automatic differentiation as a tape (a Wengert list). Every op
+ * that runs while gradients are enabled, on an input that requires a gradient,
+ * appends one node to its graph's tape:
+ *
+ *     { op name, backward function, inputs, output, saved state }
+ *
+ * Ops run in program order, so the tape is already a topological order:
+ * mc_backward() seeds d(loss)/d(loss) = 1 and walks the tape from the end,
+ * each node adding its inputs' gradients (+=, so a tensor used twice gets the
+ * sum). Gradients of heap tensors (parameters) accumulate across backward
+ * calls until mc_tensor_zero_grad(), as in PyTorch.
+ *
+ * Memory: op outputs, their gradients and every node's saved state come from
+ * the graph's arena, a bump allocator. mc_graph_reset() forgets them all at
+ * once: call it once per training step, after the optimizer update. The arena
+ * keeps its largest size, so a steady training loop stops allocating after
+ * the first step. */
+#ifndef MMCHAIN_AUTOGRAD_H
+#define MMCHAIN_AUTOGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MC_MAX_INPUTS 4
+
+typedef struct mc_graph mc_graph;
+typedef struct mc_node mc_node;
+
+/* A backward function reads node->out->grad and adds into the gradients of
+ * node->in[i] (mc_grad_buffer gives each one). */
+typedef mc_status (*mc_backward_fn)(mc_node *node);
+
+struct mc_node {
+    const char *op;               /* "conv2d", "relu", ... (static string) */
+    mc_backward_fn backward;
+    mc_graph *graph;
+    mc_tensor *out;
+    mc_tensor *in[MC_MAX_INPUTS];
+    int n_in;
+    void *saved;                  /* op-specific state, in the arena */
+};
+
+mc_status mc_graph_new(mc_graph **out);
+void mc_graph_free(mc_graph *g);
+/* Forget the tape and every tensor allocated from this graph. */
+void mc_graph_reset(mc_graph *g);
+
+/* The no-grad switch: while disabled, ops record nothing and their outputs
+ * do not require gradients (inference, frozen towers). Returns the previous
+ * setting so a scope can restore it:
+ *     bool was = mc_graph_set_grad_enabled(g, false); ...;
+ *     mc_graph_set_grad_enabled(g, was); */
+bool mc_graph_set_grad_enabled(mc_graph *g, bool enabled);
+bool mc_graph_grad_enabled(const mc_graph *g);
+
+/* A zero-filled step tensor from the arena. */
+mc_status mc_graph_tensor(mc_graph *g, mc_shape shape, const char *name, mc_tensor **out);
+/* A step tensor sharing `base`'s data under another shape of equal numel.
+ * It gets its own gradient buffer and records nothing: mc_reshape (ops.h)
+ * wraps it in a node that routes the gradient back to `base`. */
+mc_status mc_graph_view(mc_graph *g, mc_tensor *base, mc_shape shape, mc_tensor **out);
+/* Raw arena memory for saved state (64-byte aligned, zeroed). */
+mc_status mc_graph_alloc(mc_graph *g, size_t bytes, void **out);
+
+/* True when an op with these inputs must record itself. */
+bool mc_graph_should_record(const mc_graph *g, int n_in, mc_tensor *const *in);
+/* Append a node. Call after computing `out`; sets out->requires_grad.
+ * `saved` must come from mc_graph_alloc (or be NULL). If recording is not
+ * needed (mc_graph_should_record is false) this does nothing. */
+mc_status mc_graph_record(mc_graph *g, const char *op, mc_backward_fn backward,
+                          mc_tensor *out, int n_in, mc_tensor *const *in, void *saved);
+
+/* The gradient buffer of t, created zero-filled on first use (in the arena
+ * for step tensors, on the heap for heap tensors). NULL result + error on
+ * allocation failure. Backward functions add into it. */
+mc_status mc_grad_buffer(mc_graph *g, mc_tensor *t, float **grad);
+
+/* Backpropagate from a one-element `loss`: d loss = 1. Walks the tape in
+ * reverse. The tape is consumed (a second call without new ops is an error);
+ * the tensors stay readable until mc_graph_reset(). */
+mc_status mc_backward(mc_graph *g, mc_tensor *loss);
+
+/* The general form: backpropagate from any tensor `t`, given d(loss)/d(t)
+ * as `t_grad` (t->numel floats) — a vector-Jacobian product. */
+mc_status mc_backward_with_grad(mc_graph *g, mc_tensor *t, const float *t_grad);
+
+/* Memory accounting. */
+size_t mc_graph_arena_bytes(const mc_graph *g);      /* in use now */
+size_t mc_graph_arena_peak_bytes(const mc_graph *g); /* most ever in use */
+int mc_graph_tape_length(const mc_graph *g);
+/* Peak resident set size of the whole process, in bytes (from the OS). */
+size_t mc_peak_rss_bytes(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,159 @@
+/* mmchain — ops: every differentiable operation.
+ *
+ * Every op has the same form:
+ *
+ *     mc_status mc_OP(mc_graph *g, <inputs...>, <settings...>, mc_tensor **out);
+ *
+ * It checks its inputs' shapes (a clear MC_ERR_SHAPE naming the tensors
+ * otherwise), allocates *out from g's arena, computes it, and — when
+ * gradients are enabled and an input requires one — records a node whose
+ * backward function lives right below the forward in the op's source file
+ * (lib/ops/<family>.c). Inputs are never modified.
+ *
+ * Images inside the library are NHWC (see tensor.h); mc_nchw_to_nhwc and
+ * mc_nhwc_to_nchw convert at the boundary. */
+#ifndef MMCHAIN_OPS_H
+#define MMCHAIN_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "autograd.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- elementwise.c: binary ops with NumPy/PyTorch broadcasting ----
+ * Shapes are aligned from the last dimension; a dimension of size 1 (or a
+ * missing leading one) stretches. out has the broadcast shape. */
+mc_status mc_add(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor **out);
+mc_status mc_sub(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor **out);
+mc_status mc_mul(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor **out);
+mc_status mc_div(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor **out);
+/* out = x * scale + shift (scalars). */
+mc_status mc_scale(mc_graph *g, mc_tensor *x, float scale, float shift, mc_tensor **out);
+
+/* ---- activation.c: unary elementwise functions ---- */
+mc_status mc_relu(mc_graph *g, mc_tensor *x, mc_tensor **out);
+/* GELU with the exact erf form: x * 0.5 * (1 + erf(x / sqrt(2))). */
+mc_status mc_gelu(mc_graph *g, mc_tensor *x, mc_tensor **out);
+/* CLIP's approximation: x * sigmoid(1.702 x). */
+mc_status mc_quick_gelu(mc_graph *g, mc_tensor *x, mc_tensor **out);
+mc_status mc_sigmoid(mc_graph *g, mc_tensor *x, mc_tensor **out);
+mc_status mc_tanh(mc_graph *g, mc_tensor *x, mc_tensor **out);
+mc_status mc_exp(mc_graph *g, mc_tensor *x, mc_tensor **out);
+mc_status mc_log(mc_graph *g, mc_tensor *x, mc_tensor **out);
+
+/* ---- reduce.c ----
+ * dim may be negative (from the end). keepdim keeps it with size 1. */
+mc_status mc_sum(mc_graph *g, mc_tensor *x, int dim, bool keepdim, mc_tensor **out);
+mc_status mc_mean(mc_graph *g, mc_tensor *x, int dim, bool keepdim, mc_tensor **out);
+/* Over every element: out has shape (1). */
+mc_status mc_sum_all(mc_graph *g, mc_tensor *x, mc_tensor **out);
+mc_status mc_mean_all(mc_graph *g, mc_tensor *x, mc_tensor **out);
+
+/* ---- softmax.c: along dimension dim (negative counts from the end) ---- */
+mc_status mc_softmax(mc_graph *g, mc_tensor *x, int dim, mc_tensor **out);
+mc_status mc_log_softmax(mc_graph *g, mc_tensor *x, int dim, mc_tensor **out);
+
+/* ---- matmul.c (cblas_sgemm) ----
+ * mc_matmul: a (M, K) @ b (K, N) -> (M, N); or batched a (B, M, K) @ b (B, K, N)
+ * -> (B, M, N). transpose_b uses b (N, K) / (B, N, K) instead. */
+mc_status mc_matmul(mc_graph *g, mc_tensor *a, mc_tensor *b, bool transpose_b, mc_tensor **out);
+/* x (..., in) , weight (out, in), bias (out) or NULL -> (..., out). */
+mc_status mc_linear(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias, mc_tensor **out);
+
+/* ---- shape.c: reshaping, copying permutes, slicing, concatenation ---- */
+/* A view with another shape of equal numel (shares data; no copy). */
+mc_status mc_reshape(mc_graph *g, mc_tensor *x, mc_shape shape, mc_tensor **out);
+/* out.dim[i] = x.dim[perm[i]] (copies). */
+mc_status mc_permute(mc_graph *g, mc_tensor *x, const int *perm, mc_tensor **out);
+mc_status mc_transpose(mc_graph *g, mc_tensor *x, int dim0, int dim1, mc_tensor **out);
+/* Elements start..end-1 of dimension dim (copies). */
+mc_status mc_slice(mc_graph *g, mc_tensor *x, int dim, int64_t start, int64_t end, mc_tensor **out);
+/* Join n tensors along dim; other dimensions must agree. */
+mc_status mc_concat(mc_graph *g, int n, mc_tensor *const *xs, int dim, mc_tensor **out);
+/* x (N, C, H, W) -> (N, H, W, C) and back. */
+mc_status mc_nchw_to_nhwc(mc_graph *g, mc_tensor *x, mc_tensor **out);
+mc_status mc_nhwc_to_nchw(mc_graph *g, mc_tensor *x, mc_tensor **out);
+
+/* ---- layernorm.c: over the last dimension (size D) ----
+ * x (..., D), weight (D), bias (D) -> (..., D). Biased variance, as PyTorch. */
+mc_status mc_layernorm(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias, float eps,
+                       mc_tensor **out);
+
+/* ---- batchnorm.c: BatchNorm2d with PyTorch's semantics ----
+ * x (N, H, W, C) NHWC; weight, bias, running_mean, running_var (C).
+ * training: normalise with the batch mean and the biased batch variance,
+ *   y = (x - mean) / sqrt(var + eps) * weight + bias, then update
+ *   running = (1 - momentum) * running + momentum * batch statistic, using
+ *   the unbiased variance for running_var (running stats are modified).
+ * eval: normalise with the running statistics. */
+mc_status mc_batchnorm2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                         mc_tensor *running_mean, mc_tensor *running_var, bool training,
+                         float momentum, float eps, mc_tensor **out);
+
+/* ---- conv.c: 2-D convolution (cross-correlation, as PyTorch) ----
+ * x (N, H, W, C) NHWC, weight (OC, C/groups, KH, KW), bias (OC) or NULL
+ * -> (N, OH, OW, OC) with OH = (H + 2*pad_h - dil_h*(KH-1) - 1) / stride_h + 1. */
+typedef struct mc_conv2d_params {
+    int stride_h, stride_w;
+    int pad_h, pad_w;
+    int dilation_h, dilation_w;
+    int groups;
+} mc_conv2d_params;
+/* stride s, padding p, dilation 1, groups 1. */
+mc_conv2d_params mc_conv2d_simple(int stride, int padding);
+mc_status mc_conv2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                    mc_conv2d_params params, mc_tensor **out);
+
+/* ---- pool.c (NHWC) ---- */
+/* Max over kernel windows; padding counts as -infinity. */
+mc_status mc_maxpool2d(mc_graph *g, mc_tensor *x, int kernel, int stride, int padding,
+                       mc_tensor **out);
+/* Mean over windows; padded zeros are counted (count_include_pad=True). */
+mc_status mc_avgpool2d(mc_graph *g, mc_tensor *x, int kernel, int stride, int padding,
+                       mc_tensor **out);
+/* PyTorch's adaptive average pooling to (out_h, out_w). */
+mc_status mc_adaptive_avgpool2d(mc_graph *g, mc_tensor *x, int out_h, int out_w, mc_tensor **out);
+/* Mean over H and W: x (N, H, W, C) -> (N, C). */
+mc_status mc_global_avgpool(mc_graph *g, mc_tensor *x, mc_tensor **out);
+
+/* ---- embedding.c ----
+ * weight (V, D); ids: numel(ids_shape) indices in [0, V) -> ids_shape + (D). */
+mc_status mc_embedding(mc_graph *g, mc_tensor *weight, const int32_t *ids, mc_shape ids_shape,
+                       mc_tensor **out);
+
+/* ---- dropout.c ----
+ * training: zero each element with probability p, scale the rest by
+ * 1/(1-p); not training (or p == 0): the identity. */
+mc_status mc_dropout(mc_graph *g, mc_tensor *x, float p, bool training, mc_rng *rng,
+                     mc_tensor **out);
+
+/* ---- normalize.c: x / max(||x||_2, eps) along the last dim (F.normalize) ---- */
+mc_status mc_l2_normalize(mc_graph *g, mc_tensor *x, float eps, mc_tensor **out);
+
+/* ---- attention.c: multi-head scaled dot-product attention ----
+ * q, k, v (B, T, D) with D = n_heads * head_dim; each head attends with
+ * softmax(q k^T / sqrt(head_dim)) v; causal masks out keys after the query.
+ * -> (B, T, D), heads concatenated (no projections: see nn.h). */
+mc_status mc_attention(mc_graph *g, mc_tensor *q, mc_tensor *k, mc_tensor *v, int n_heads,
+                       bool causal, mc_tensor **out);
+
+/* ---- loss.c ---- */
+/* Mean cross-entropy of logits (N, C) against class ids targets[N]; with
+ * label smoothing s the target is (1 - s) one-hot + s / C (as PyTorch). */
+mc_status mc_cross_entropy(mc_graph *g, mc_tensor *logits, const int32_t *targets,
+                           float label_smoothing, mc_tensor **out);
+/* InfoNCE: logits = exp(t) * normalize(a) @ normalize(b)^T, a and b (N, D),
+ * t a one-element tensor (learnable when it requires a gradient); loss =
+ * cross-entropy with labels 0..N-1 over the rows (a -> b), or with symmetric
+ * the mean of the row and column losses (CLIP). out has shape (1). */
+mc_status mc_infonce(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor *log_scale, bool symmetric,
+                     mc_tensor **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,243 @@
+/* The graph: a bump-allocating arena for one step, and the tape. */
+#include "mmchain/autograd.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+/* ---- the arena ---- */
+
+enum { ARENA_ALIGN = 64, ARENA_MIN_CHUNK = 1 << 20 };
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t capacity;
+    size_t used;
+    unsigned char *memory; /* ARENA_ALIGN-aligned */
+} arena_chunk;
+
+struct mc_graph {
+    arena_chunk *chunks; /* newest first */
+    size_t bytes_in_use; /* sum of allocations since the last reset */
+    size_t peak_bytes;
+    mc_node *tape;
+    int tape_length;
+    int tape_capacity;
+    bool grad_enabled;
+};
+
+static arena_chunk *chunk_new(size_t capacity) {
+    arena_chunk *chunk = malloc(sizeof *chunk);
+    if (!chunk) return NULL;
+    chunk->memory = aligned_alloc(ARENA_ALIGN, capacity);
+    if (!chunk->memory) {
+        free(chunk);
+        return NULL;
+    }
+    chunk->next = NULL;
+    chunk->capacity = capacity;
+    chunk->used = 0;
+    return chunk;
+}
+
+static void chunks_free(arena_chunk *chunk) {
+    while (chunk) {
+        arena_chunk *next = chunk->next;
+        free(chunk->memory);
+        free(chunk);
+        chunk = next;
+    }
+}
+
+static size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+mc_status mc_graph_alloc(mc_graph *g, size_t bytes, void **out) {
+    *out = NULL;
+    size_t size = round_up(bytes ? bytes : 1, ARENA_ALIGN);
+    if (size < bytes) return mc_error(MC_ERR_NOMEM, "arena: request of %zu bytes overflows", bytes);
+    arena_chunk *chunk = g->chunks;
+    if (!chunk || chunk->capacity - chunk->used < size) {
+        /* Grow geometrically so a step needs few chunks; reset merges them. */
+        size_t capacity = chunk ? chunk->capacity * 2 : ARENA_MIN_CHUNK;
+        if (capacity < size) capacity = size;
+        arena_chunk *fresh = chunk_new(capacity);
+        if (!fresh) return mc_error(MC_ERR_NOMEM, "arena: cannot allocate %zu bytes", capacity);
+        fresh->next = g->chunks;
+        g->chunks = fresh;
+        chunk = fresh;
+    }
+    void *memory = chunk->memory + chunk->used;
+    chunk->used += size;
+    g->bytes_in_use += size;
+    if (g->bytes_in_use > g->peak_bytes) g->peak_bytes = g->bytes_in_use;
+    memset(memory, 0, size);
+    *out = memory;
+    return MC_OK;
+}
+
+/* ---- the graph ---- */
+
+mc_status mc_graph_new(mc_graph **out) {
+    *out = calloc(1, sizeof **out);
+    if (!*out) return mc_error(MC_ERR_NOMEM, "graph: out of memory");
+    (*out)->grad_enabled = true;
+    return MC_OK;
+}
+
+void mc_graph_free(mc_graph *g) {
+    if (!g) return;
+    chunks_free(g->chunks);
+    free(g->tape);
+    free(g);
+}
+
+void mc_graph_reset(mc_graph *g) {
+    g->tape_length = 0;
+    g->bytes_in_use = 0;
+    if (!g->chunks) return;
+    if (g->chunks->next) {
+        /* Several chunks: replace them by one that holds the whole peak, so
+         * the next step of the same size allocates nothing. */
+        size_t total = 0;
+        for (arena_chunk *c = g->chunks; c; c = c->next) total += c->capacity;
+        chunks_free(g->chunks);
+        g->chunks = chunk_new(total); /* NULL is fine: mc_graph_alloc retries */
+    } else {
+        g->chunks->used = 0;
+    }
+}
+
+bool mc_graph_set_grad_enabled(mc_graph *g, bool enabled) {
+    bool previous = g->grad_enabled;
+    g->grad_enabled = enabled;
+    return previous;
+}
+
+bool mc_graph_grad_enabled(const mc_graph *g) { return g->grad_enabled; }
+
+mc_status mc_graph_tensor(mc_graph *g, mc_shape shape, const char *name, mc_tensor **out) {
+    *out = NULL;
+    MC_TRY(mc_shape_check(shape, name));
+    int64_t numel = mc_shape_numel(shape);
+    void *header, *data;
+    MC_TRY(mc_graph_alloc(g, sizeof(mc_tensor), &header));
+    MC_TRY(mc_graph_alloc(g, (size_t)numel * sizeof(float), &data));
+    mc_tensor *t = header;
+    t->shape = shape;
+    t->numel = numel;
+    t->data = data;
+    t->owns_data = true;
+    mc_tensor_set_name(t, name);
+    *out = t;
+    return MC_OK;
+}
+
+mc_status mc_graph_view(mc_graph *g, mc_tensor *base, mc_shape shape, mc_tensor **out) {
+    *out = NULL;
+    MC_TRY(mc_shape_check(shape, base->name));
+    if (mc_shape_numel(shape) != base->numel) {
+        char a[96], b[96];
+        return mc_error(MC_ERR_SHAPE, "view of %s: shape %s has a different element count than %s",
+                        base->name, mc_shape_str(shape, a, sizeof a),
+                        mc_shape_str(base->shape, b, sizeof b));
+    }
+    void *header;
+    MC_TRY(mc_graph_alloc(g, sizeof(mc_tensor), &header));
+    mc_tensor *t = header;
+    t->shape = shape;
+    t->numel = base->numel;
+    t->data = base->data;
+    t->owns_data = false;
+    mc_tensor_set_name(t, base->name);
+    *out = t;
+    return MC_OK;
+}
+
+size_t mc_graph_arena_bytes(const mc_graph *g) { return g->bytes_in_use; }
+size_t mc_graph_arena_peak_bytes(const mc_graph *g) { return g->peak_bytes; }
+int mc_graph_tape_length(const mc_graph *g) { return g->tape_length; }
+
+size_t mc_peak_rss_bytes(void) {
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+    return (size_t)usage.ru_maxrss * 1024; /* Linux reports kilobytes */
+}
+
+/* ---- the tape ---- */
+
+bool mc_graph_should_record(const mc_graph *g, int n_in, mc_tensor *const *in) {
+    if (!g->grad_enabled) return false;
+    for (int i = 0; i < n_in; i++)
+        if (in[i] && in[i]->requires_grad) return true;
+    return false;
+}
+
+mc_status mc_graph_record(mc_graph *g, const char *op, mc_backward_fn backward, mc_tensor *out,
+                          int n_in, mc_tensor *const *in, void *saved) {
+    if (!mc_graph_should_record(g, n_in, in)) return MC_OK;
+    if (n_in > MC_MAX_INPUTS)
+        return mc_error(MC_ERR_ARG, "%s: %d inputs, the tape holds at most %d", op, n_in,
+                        MC_MAX_INPUTS);
+    if (g->tape_length == g->tape_capacity) {
+        int capacity = g->tape_capacity ? g->tape_capacity * 2 : 256;
+        mc_node *tape = realloc(g->tape, (size_t)capacity * sizeof *tape);
+        if (!tape) return mc_error(MC_ERR_NOMEM, "tape: cannot grow to %d nodes", capacity);
+        g->tape = tape;
+        g->tape_capacity = capacity;
+    }
+    mc_node *node = &g->tape[g->tape_length++];
+    memset(node, 0, sizeof *node);
+    node->op = op;
+    node->backward = backward;
+    node->graph = g;
+    node->out = out;
+    node->n_in = n_in;
+    for (int i = 0; i < n_in; i++) node->in[i] = in[i];
+    node->saved = saved;
+    out->requires_grad = true;
+    return MC_OK;
+}
+
+mc_status mc_grad_buffer(mc_graph *g, mc_tensor *t, float **grad) {
+    *grad = NULL;
+    if (!t->grad) {
+        if (t->on_heap) {
+            t->grad = calloc((size_t)t->numel, sizeof(float));
+            if (!t->grad) return mc_error(MC_ERR_NOMEM, "gradient of %s: out of memory", t->name);
+        } else {
+            void *memory;
+            MC_TRY(mc_graph_alloc(g, (size_t)t->numel * sizeof(float), &memory));
+            t->grad = memory;
+        }
+    }
+    *grad = t->grad;
+    return MC_OK;
+}
+
+mc_status mc_backward(mc_graph *g, mc_tensor *loss) {
+    if (loss->numel != 1)
+        return mc_error(MC_ERR_SHAPE, "backward: loss %s has %lld elements, expected one",
+                        loss->name, (long long)loss->numel);
+    const float one = 1.0f;
+    return mc_backward_with_grad(g, loss, &one);
+}
+
+mc_status mc_backward_with_grad(mc_graph *g, mc_tensor *t, const float *t_grad) {
+    if (!t->requires_grad || g->tape_length == 0)
+        return mc_error(MC_ERR_STATE,
+                        "backward: %s was not computed from anything that requires a gradient "
+                        "(or backward already ran on this tape)",
+                        t->name);
+    float *seed;
+    MC_TRY(mc_grad_buffer(g, t, &seed));
+    for (int64_t i = 0; i < t->numel; i++) seed[i] += t_grad[i];
+    for (int i = g->tape_length - 1; i >= 0; i--) {
+        mc_node *node = &g->tape[i];
+        if (!node->out->grad) continue; /* nothing downstream of it reached the loss */
+        mc_status status = node->backward(node);
+        if (status != MC_OK) return mc_error_context(status, "backward of %s: ", node->op);
+    }
+    g->tape_length = 0;
+    return MC_OK;
+}

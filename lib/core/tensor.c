@@ -1,0 +1,168 @@
+/* Heap tensors, shapes and tensor contents. */
+#include "mmchain/tensor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shapes ---- */
+
+int64_t mc_shape_numel(mc_shape shape) {
+    int64_t n = 1;
+    for (int i = 0; i < shape.ndim; i++) n *= shape.dim[i];
+    return n;
+}
+
+bool mc_shape_equal(mc_shape a, mc_shape b) {
+    if (a.ndim != b.ndim) return false;
+    for (int i = 0; i < a.ndim; i++)
+        if (a.dim[i] != b.dim[i]) return false;
+    return true;
+}
+
+const char *mc_shape_str(mc_shape shape, char *buf, size_t buf_len) {
+    size_t used = 0;
+    if (buf_len == 0) return buf;
+    buf[0] = '\0';
+    used += (size_t)snprintf(buf, buf_len, "(");
+    for (int i = 0; i < shape.ndim && used < buf_len; i++)
+        used += (size_t)snprintf(buf + used, buf_len - used, i ? ", %lld" : "%lld",
+                                 (long long)shape.dim[i]);
+    if (used < buf_len) snprintf(buf + used, buf_len - used, ")");
+    return buf;
+}
+
+mc_status mc_shape_check(mc_shape shape, const char *what) {
+    if (shape.ndim < 1 || shape.ndim > MC_MAX_DIMS)
+        return mc_error(MC_ERR_SHAPE, "%s: %d dimensions, expected 1 to %d", what ? what : "tensor",
+                        shape.ndim, MC_MAX_DIMS);
+    int64_t numel = 1;
+    for (int i = 0; i < shape.ndim; i++) {
+        int64_t d = shape.dim[i];
+        if (d < 1)
+            return mc_error(MC_ERR_SHAPE, "%s: dimension %d is %lld, expected a positive size",
+                            what ? what : "tensor", i, (long long)d);
+        /* Keep numel * sizeof(float) representable. */
+        if (numel > (INT64_MAX / 8) / d)
+            return mc_error(MC_ERR_SHAPE, "%s: the shape's element count overflows",
+                            what ? what : "tensor");
+        numel *= d;
+    }
+    return MC_OK;
+}
+
+/* ---- heap tensors ---- */
+
+mc_status mc_tensor_new(mc_tensor **out, mc_shape shape, const char *name) {
+    *out = NULL;
+    MC_TRY(mc_shape_check(shape, name));
+    mc_tensor *t = calloc(1, sizeof *t);
+    if (!t) return mc_error(MC_ERR_NOMEM, "tensor %s: out of memory", name ? name : "");
+    int64_t numel = mc_shape_numel(shape);
+    t->data = calloc((size_t)numel, sizeof(float));
+    if (!t->data) {
+        free(t);
+        return mc_error(MC_ERR_NOMEM, "tensor %s: cannot allocate %lld floats", name ? name : "",
+                        (long long)numel);
+    }
+    t->shape = shape;
+    t->numel = numel;
+    t->on_heap = true;
+    t->owns_data = true;
+    mc_tensor_set_name(t, name);
+    *out = t;
+    return MC_OK;
+}
+
+void mc_tensor_free(mc_tensor *t) {
+    if (!t || !t->on_heap) return;
+    if (t->owns_data) {
+        free(t->data);
+        free(t->grad);
+    }
+    free(t);
+}
+
+mc_status mc_tensor_clone(mc_tensor **out, const mc_tensor *src, const char *name) {
+    MC_TRY(mc_tensor_new(out, src->shape, name ? name : src->name));
+    memcpy((*out)->data, src->data, (size_t)src->numel * sizeof(float));
+    return MC_OK;
+}
+
+mc_status mc_tensor_set_requires_grad(mc_tensor *t, bool requires_grad) {
+    t->requires_grad = requires_grad;
+    if (requires_grad && !t->grad && t->on_heap) {
+        t->grad = calloc((size_t)t->numel, sizeof(float));
+        if (!t->grad) {
+            t->requires_grad = false;
+            return mc_error(MC_ERR_NOMEM, "tensor %s: cannot allocate its gradient", t->name);
+        }
+    }
+    return MC_OK;
+}
+
+/* ---- contents ---- */
+
+void mc_tensor_set_name(mc_tensor *t, const char *name) {
+    snprintf(t->name, sizeof t->name, "%s", name ? name : "");
+}
+
+mc_status mc_tensor_copy(mc_tensor *dst, const mc_tensor *src) {
+    if (dst->numel != src->numel) {
+        char a[128], b[128];
+        return mc_error(MC_ERR_SHAPE, "copy: source %s has %lld elements, destination %s has %lld",
+                        mc_tensor_str(src, a, sizeof a), (long long)src->numel,
+                        mc_tensor_str(dst, b, sizeof b), (long long)dst->numel);
+    }
+    memmove(dst->data, src->data, (size_t)src->numel * sizeof(float));
+    return MC_OK;
+}
+
+mc_status mc_tensor_load(mc_tensor *t, const float *values, int64_t n) {
+    if (n != t->numel)
+        return mc_error(MC_ERR_SHAPE, "tensor %s: given %lld values, expected %lld", t->name,
+                        (long long)n, (long long)t->numel);
+    memcpy(t->data, values, (size_t)n * sizeof(float));
+    return MC_OK;
+}
+
+void mc_tensor_fill(mc_tensor *t, float value) {
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] = value;
+}
+
+void mc_tensor_zero_grad(mc_tensor *t) {
+    if (t->grad) memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+}
+
+void mc_tensor_uniform(mc_tensor *t, mc_rng *rng, float low, float high) {
+    for (int64_t i = 0; i < t->numel; i++)
+        t->data[i] = low + (high - low) * (float)mc_rng_uniform(rng);
+}
+
+void mc_tensor_normal(mc_tensor *t, mc_rng *rng, float mean, float std) {
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] = mean + std * (float)mc_rng_normal(rng);
+}
+
+mc_status mc_tensor_reshape_inplace(mc_tensor *t, mc_shape shape) {
+    MC_TRY(mc_shape_check(shape, t->name));
+    if (mc_shape_numel(shape) != t->numel) {
+        char a[128], b[128];
+        return mc_error(MC_ERR_SHAPE, "reshape %s: cannot view %s as %s (element counts differ)",
+                        t->name, mc_shape_str(t->shape, a, sizeof a), mc_shape_str(shape, b, sizeof b));
+    }
+    t->shape = shape;
+    return MC_OK;
+}
+
+int64_t mc_tensor_dim(const mc_tensor *t, int i) {
+    if (i < 0) i += t->shape.ndim;
+    if (i < 0 || i >= t->shape.ndim) return 0;
+    return t->shape.dim[i];
+}
+
+const char *mc_tensor_str(const mc_tensor *t, char *buf, size_t buf_len) {
+    char shape[96];
+    snprintf(buf, buf_len, "%s %s", t->name[0] ? t->name : "(unnamed)",
+             mc_shape_str(t->shape, shape, sizeof shape));
+    return buf;
+}

@@ -1,0 +1,3 @@
+#include "mmchain/mmchain.h"
+
+const char *mc_version(void) { return MMCHAIN_VERSION; }

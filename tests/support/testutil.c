@@ -1,0 +1,195 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+double mc_test_max_violation(const float *actual, const float *expected, long n, double rtol,
+                             double atol, long *worst) {
+    double max_violation = 0.0;
+    long worst_index = -1;
+    for (long i = 0; i < n; i++) {
+        double diff = fabs((double)actual[i] - (double)expected[i]);
+        double allowed = atol + rtol * fabs((double)expected[i]);
+        double violation = isnan(diff) ? INFINITY : diff / allowed;
+        if (violation > max_violation || worst_index < 0) {
+            max_violation = violation;
+            worst_index = i;
+        }
+    }
+    if (worst) *worst = worst_index;
+    return max_violation;
+}
+
+void mc_test_assert_close(const char *what, const float *actual, const float *expected, long n,
+                          double rtol, double atol) {
+    long worst;
+    double violation = mc_test_max_violation(actual, expected, n, rtol, atol, &worst);
+    ck_assert_msg(violation <= 1.0, "%s: element %ld is %.8g, expected %.8g (rtol %g, atol %g)",
+                  what, worst, worst >= 0 ? actual[worst] : 0.0f,
+                  worst >= 0 ? expected[worst] : 0.0f, rtol, atol);
+}
+
+double mc_test_rel_error(const float *actual, const float *expected, long n) {
+    double diff2 = 0.0, ref2 = 0.0;
+    for (long i = 0; i < n; i++) {
+        double d = (double)actual[i] - (double)expected[i];
+        diff2 += d * d;
+        ref2 += (double)expected[i] * expected[i];
+    }
+    if (isnan(diff2)) return INFINITY;
+    return sqrt(diff2) / fmax(sqrt(ref2), 1e-30);
+}
+
+/* ---- gradient checking ---- */
+
+/* L = sum(out * r) in double, with the op run in no-grad mode. */
+static mc_status projected_loss(mc_graph *g, int n_inputs, mc_tensor **inputs,
+                                mc_gradcheck_forward forward, void *ctx, const float *r,
+                                long r_len, double *loss) {
+    mc_graph_reset(g);
+    bool was = mc_graph_set_grad_enabled(g, false);
+    mc_tensor *out;
+    mc_status status = forward(g, inputs, ctx, &out);
+    mc_graph_set_grad_enabled(g, was);
+    (void)n_inputs;
+    if (status != MC_OK) return status;
+    if (out->numel != r_len) return mc_error(MC_ERR_SHAPE, "gradcheck: output size changed");
+    double sum = 0.0;
+    for (long i = 0; i < r_len; i++) sum += (double)out->data[i] * (double)r[i];
+    *loss = sum;
+    return MC_OK;
+}
+
+bool mc_gradcheck(const char *name, int n_inputs, mc_tensor **inputs, mc_gradcheck_forward forward,
+                  void *ctx, const mc_gradcheck_options *options, char *report, size_t report_len) {
+    double eps = options && options->eps > 0 ? options->eps : 1e-2;
+    double rtol = options && options->rtol > 0 ? options->rtol : 2e-2;
+    double atol = options && options->atol > 0 ? options->atol : 2e-3;
+    mc_graph *g = NULL;
+    float *r = NULL;
+    bool ok = false;
+    snprintf(report, report_len, "%s: setup failed: ", name);
+    if (mc_graph_new(&g) != MC_OK) goto done;
+
+    /* Analytic gradients. */
+    for (int i = 0; i < n_inputs; i++) mc_tensor_zero_grad(inputs[i]);
+    mc_tensor *out;
+    if (forward(g, inputs, ctx, &out) != MC_OK) {
+        snprintf(report, report_len, "%s: forward failed: %s", name, mc_last_error());
+        goto done;
+    }
+    long n_out = (long)out->numel;
+    r = malloc((size_t)n_out * sizeof *r);
+    if (!r) goto done;
+    mc_rng rng;
+    mc_rng_seed(&rng, 1234);
+    for (long i = 0; i < n_out; i++) r[i] = (float)(mc_rng_uniform(&rng) * 2.0 - 1.0);
+    if (mc_backward_with_grad(g, out, r) != MC_OK) {
+        snprintf(report, report_len, "%s: backward failed: %s", name, mc_last_error());
+        goto done;
+    }
+
+    /* Numerical gradients, element by element. */
+    double worst = 0.0;
+    int worst_input = -1;
+    long worst_index = -1;
+    double worst_analytic = 0, worst_numeric = 0;
+    for (int i = 0; i < n_inputs; i++) {
+        mc_tensor *x = inputs[i];
+        if (!x->requires_grad) continue;
+        if (!x->grad) {
+            snprintf(report, report_len, "%s: input %d (%s) received no gradient", name, i, x->name);
+            goto done;
+        }
+        for (long j = 0; j < (long)x->numel; j++) {
+            float saved = x->data[j];
+            double plus = 0, minus = 0;
+            x->data[j] = (float)(saved + eps);
+            mc_status s1 = projected_loss(g, n_inputs, inputs, forward, ctx, r, n_out, &plus);
+            x->data[j] = (float)(saved - eps);
+            mc_status s2 = projected_loss(g, n_inputs, inputs, forward, ctx, r, n_out, &minus);
+            x->data[j] = saved;
+            if (s1 != MC_OK || s2 != MC_OK) {
+                snprintf(report, report_len, "%s: perturbed forward failed: %s", name, mc_last_error());
+                goto done;
+            }
+            /* The actual perturbation after rounding to float. */
+            double step = (double)(float)(saved + eps) - (double)(float)(saved - eps);
+            double numeric = (plus - minus) / step;
+            double analytic = x->grad[j];
+            double violation = fabs(analytic - numeric) / (atol + rtol * fmax(fabs(analytic), fabs(numeric)));
+            if (isnan(violation)) violation = INFINITY;
+            if (violation > worst) {
+                worst = violation;
+                worst_input = i;
+                worst_index = j;
+                worst_analytic = analytic;
+                worst_numeric = numeric;
+            }
+        }
+    }
+    ok = worst <= 1.0;
+    if (worst_input >= 0)
+        snprintf(report, report_len,
+                 "%s: worst at input %d (%s) element %ld: analytic %.6g, numeric %.6g (%.2f of tolerance)",
+                 name, worst_input, inputs[worst_input]->name, worst_index, worst_analytic,
+                 worst_numeric, worst);
+    else
+        snprintf(report, report_len, "%s: all gradients match", name);
+done:
+    free(r);
+    mc_graph_free(g);
+    return ok;
+}
+
+void mc_assert_gradcheck(const char *name, int n_inputs, mc_tensor **inputs,
+                         mc_gradcheck_forward forward, void *ctx, const mc_gradcheck_options *options) {
+    char report[512];
+    bool ok = mc_gradcheck(name, n_inputs, inputs, forward, ctx, options, report, sizeof report);
+    ck_assert_msg(ok, "gradient check failed: %s", report);
+}
+
+/* ---- paths ---- */
+
+static const char *env_path(const char *variable, const char *fallback, const char *relative,
+                            char *buf, size_t len) {
+    const char *root = getenv(variable);
+    snprintf(buf, len, "%s/%s", root && root[0] ? root : fallback, relative);
+    return buf;
+}
+
+const char *mc_test_shared_path(const char *relative, char *buf, size_t len) {
+    return env_path("MMCHAIN_SHARED_DATA", "../shared/data", relative, buf, len);
+}
+
+const char *mc_test_fixture_path(const char *relative, char *buf, size_t len) {
+    return env_path("MMCHAIN_FIXTURES", "tests/golden/fixtures", relative, buf, len);
+}
+
+const char *mc_test_temp_dir(char *buf, size_t len) {
+    const char *base = getenv("TMPDIR");
+    snprintf(buf, len, "%s/mmchain-test-XXXXXX", base && base[0] ? base : "/tmp");
+    if (!mkdtemp(buf)) buf[0] = '\0';
+    return buf;
+}
+
+bool mc_test_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int mc_test_run_suite(Suite *suite) {
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? 0 : 1;
+}
+
+int mc_test_skip(const char *reason) {
+    printf("SKIPPED: %s\n", reason);
+    return MC_TEST_SKIP_CODE;
+}

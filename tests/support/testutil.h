@@ -1,0 +1,83 @@
+/* Test support shared by the Check suites: status assertions, array
+ * comparison, the finite-difference gradient checker, reference-data paths
+ * and the skip convention. */
+#ifndef MMCHAIN_TESTUTIL_H
+#define MMCHAIN_TESTUTIL_H
+
+#include <check.h>
+#include <stdbool.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mmchain/mmchain.h"
+
+/* ctest reports a suite that exits with this code as skipped. */
+#define MC_TEST_SKIP_CODE 77
+
+/* Assert a call succeeded; on failure print mmchain's message. */
+#define MC_CHECK_OK(expr)                                                              \
+    do {                                                                               \
+        mc_status mc_check_status_ = (expr);                                           \
+        ck_assert_msg(mc_check_status_ == MC_OK, "%s failed: %s (%s)", #expr,         \
+                      mc_status_name(mc_check_status_), mc_last_error());              \
+    } while (0)
+
+/* Assert a call failed with `code` and that its message contains `needle`. */
+#define MC_CHECK_FAILS(expr, code, needle)                                             \
+    do {                                                                               \
+        mc_clear_error();                                                              \
+        mc_status mc_check_status_ = (expr);                                           \
+        ck_assert_msg(mc_check_status_ == (code), "%s returned %s, expected %s (%s)",  \
+                      #expr, mc_status_name(mc_check_status_), mc_status_name(code),   \
+                      mc_last_error());                                                \
+        ck_assert_msg(strstr(mc_last_error(), (needle)) != NULL,                       \
+                      "%s: message \"%s\" does not mention \"%s\"", #expr,              \
+                      mc_last_error(), (needle));                                      \
+    } while (0)
+
+/* Largest |a-b| / (atol + rtol*|b|) over n values; <= 1 means "close".
+ * Writes the worst index to *worst (may be NULL). */
+double mc_test_max_violation(const float *actual, const float *expected, long n, double rtol,
+                             double atol, long *worst);
+/* Assert every actual[i] is close to expected[i]; `what` names them. */
+void mc_test_assert_close(const char *what, const float *actual, const float *expected, long n,
+                          double rtol, double atol);
+/* Relative error of the whole array: ||a - b|| / max(||b||, tiny). */
+double mc_test_rel_error(const float *actual, const float *expected, long n);
+
+/* ---- finite-difference gradient checking ----
+ * `forward` builds the op under test from the heap tensors `inputs` on `g`
+ * and returns its output. The checker takes L = sum(out * r) for a fixed
+ * random r (accumulated in double), runs backward for the analytic gradient
+ * of every input with requires_grad, and compares each element with the
+ * central difference (L(x+eps) - L(x-eps)) / (2 eps). */
+typedef mc_status (*mc_gradcheck_forward)(mc_graph *g, mc_tensor **inputs, void *ctx,
+                                          mc_tensor **out);
+typedef struct mc_gradcheck_options {
+    double eps;  /* perturbation; default 1e-2 */
+    double rtol; /* default 2e-2 */
+    double atol; /* default 2e-3 */
+} mc_gradcheck_options;
+/* Returns true when every element passes; fills `report` either way. */
+bool mc_gradcheck(const char *name, int n_inputs, mc_tensor **inputs, mc_gradcheck_forward forward,
+                  void *ctx, const mc_gradcheck_options *options, char *report, size_t report_len);
+/* ck_assert wrapper around mc_gradcheck. */
+void mc_assert_gradcheck(const char *name, int n_inputs, mc_tensor **inputs,
+                         mc_gradcheck_forward forward, void *ctx, const mc_gradcheck_options *options);
+
+/* ---- paths ---- */
+/* $MMCHAIN_SHARED_DATA/<relative>, or ../shared/data/<relative>. */
+const char *mc_test_shared_path(const char *relative, char *buf, size_t len);
+/* $MMCHAIN_FIXTURES/<relative> (the committed fixtures). */
+const char *mc_test_fixture_path(const char *relative, char *buf, size_t len);
+/* A fresh empty temporary folder for this test run. */
+const char *mc_test_temp_dir(char *buf, size_t len);
+bool mc_test_file_exists(const char *path);
+
+/* Run a suite; returns the process exit code (0 when all pass). */
+int mc_test_run_suite(Suite *suite);
+/* Print "SKIPPED: <reason>" and return MC_TEST_SKIP_CODE, for main(). */
+int mc_test_skip(const char *reason);
+
+#endif

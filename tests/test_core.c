@@ -1,0 +1,124 @@
+/* The core: shapes, heap tensors, the arena, the tape, the RNG, errors. */
+#include <string.h>
+
+#include "testutil.h"
+
+START_TEST(test_shape_macro_and_numel) {
+    mc_shape s = MC_SHAPE(2, 3, 4);
+    ck_assert_int_eq(s.ndim, 3);
+    ck_assert_int_eq(mc_shape_numel(s), 24);
+    char buf[64];
+    ck_assert_str_eq(mc_shape_str(s, buf, sizeof buf), "(2, 3, 4)");
+    ck_assert(mc_shape_equal(s, MC_SHAPE(2, 3, 4)));
+    ck_assert(!mc_shape_equal(s, MC_SHAPE(2, 12)));
+}
+END_TEST
+
+START_TEST(test_shape_errors) {
+    MC_CHECK_FAILS(mc_shape_check(MC_SHAPE(2, 0), "x"), MC_ERR_SHAPE, "x: dimension 1 is 0");
+    MC_CHECK_FAILS(mc_shape_check(MC_SHAPE(1LL << 40, 1LL << 40), "big"), MC_ERR_SHAPE, "overflow");
+    mc_shape seven = {.ndim = 7, .dim = {1}};
+    MC_CHECK_FAILS(mc_shape_check(seven, "deep"), MC_ERR_SHAPE, "7 dimensions");
+    mc_tensor *t = (mc_tensor *)0x1;
+    MC_CHECK_FAILS(mc_tensor_new(&t, MC_SHAPE(3, -1), "neg"), MC_ERR_SHAPE, "neg");
+    ck_assert_ptr_null(t);
+}
+END_TEST
+
+START_TEST(test_heap_tensor_lifecycle) {
+    mc_tensor *t;
+    MC_CHECK_OK(mc_tensor_new(&t, MC_SHAPE(2, 5), "w"));
+    ck_assert_str_eq(t->name, "w");
+    ck_assert_int_eq(t->numel, 10);
+    for (int i = 0; i < 10; i++) ck_assert_float_eq(t->data[i], 0.0f);
+    mc_tensor_fill(t, 2.5f);
+    mc_tensor *c;
+    MC_CHECK_OK(mc_tensor_clone(&c, t, "w2"));
+    ck_assert_float_eq(c->data[9], 2.5f);
+    MC_CHECK_OK(mc_tensor_reshape_inplace(c, MC_SHAPE(10)));
+    MC_CHECK_FAILS(mc_tensor_reshape_inplace(c, MC_SHAPE(3, 3)), MC_ERR_SHAPE, "element counts");
+    ck_assert_int_eq(mc_tensor_dim(t, -1), 5);
+    MC_CHECK_OK(mc_tensor_set_requires_grad(t, true));
+    ck_assert_ptr_nonnull(t->grad);
+    mc_tensor_free(t);
+    mc_tensor_free(c);
+}
+END_TEST
+
+START_TEST(test_rng_is_deterministic) {
+    mc_rng a, b;
+    mc_rng_seed(&a, 42);
+    mc_rng_seed(&b, 42);
+    for (int i = 0; i < 100; i++) ck_assert_uint_eq(mc_rng_u64(&a), mc_rng_u64(&b));
+    mc_rng_seed(&b, 43);
+    ck_assert_uint_ne(mc_rng_u64(&a), mc_rng_u64(&b));
+    /* Normal samples have roughly zero mean and unit variance. */
+    double sum = 0, sum2 = 0;
+    for (int i = 0; i < 20000; i++) {
+        double x = mc_rng_normal(&a);
+        sum += x;
+        sum2 += x * x;
+    }
+    ck_assert_double_lt(fabs(sum / 20000), 0.03);
+    ck_assert_double_lt(fabs(sum2 / 20000 - 1.0), 0.05);
+    int items[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    mc_rng_shuffle(&a, items, 10);
+    int seen = 0;
+    for (int i = 0; i < 10; i++) seen |= 1 << items[i];
+    ck_assert_int_eq(seen, 1023);
+}
+END_TEST
+
+START_TEST(test_arena_reuses_memory) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < 20; i++) {
+            mc_tensor *t;
+            MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(256, 256), "act", &t));
+            ck_assert_float_eq(t->data[100], 0.0f);
+            t->data[100] = 1.0f;
+        }
+        size_t peak = mc_graph_arena_peak_bytes(g);
+        ck_assert_uint_ge(peak, 20 * 256 * 256 * sizeof(float));
+        mc_graph_reset(g);
+        ck_assert_uint_eq(mc_graph_arena_bytes(g), 0);
+    }
+    ck_assert_uint_gt(mc_peak_rss_bytes(), 0);
+    mc_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_backward_needs_a_recorded_loss) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *t;
+    MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(1), "loss", &t));
+    MC_CHECK_FAILS(mc_backward(g, t), MC_ERR_STATE, "loss");
+    MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(3), "vec", &t));
+    MC_CHECK_FAILS(mc_backward(g, t), MC_ERR_SHAPE, "expected one");
+    mc_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_error_context) {
+    mc_error(MC_ERR_IO, "cannot open %s", "a.bin");
+    mc_error_context(MC_ERR_IO, "loading %s: ", "model");
+    ck_assert_str_eq(mc_last_error(), "loading model: cannot open a.bin");
+    ck_assert_str_eq(mc_status_name(MC_ERR_SHAPE), "MC_ERR_SHAPE");
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("core");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_shape_macro_and_numel);
+    tcase_add_test(tc, test_shape_errors);
+    tcase_add_test(tc, test_heap_tensor_lifecycle);
+    tcase_add_test(tc, test_rng_is_deterministic);
+    tcase_add_test(tc, test_arena_reuses_memory);
+    tcase_add_test(tc, test_backward_needs_a_recorded_loss);
+    tcase_add_test(tc, test_error_context);
+    suite_add_tcase(s, tc);
+    return mc_test_run_suite(s);
+}
