@@ -12,6 +12,10 @@
 #include "threads.h"
 #include "ops.h"
 #include "nn.h"
+#include "clip.h"
+#include "io.h"
+#include "image.h"
+#include "data.h"
 
 /* The library version, "MAJOR.MINOR.PATCH". */
 const char *mc_version(void);

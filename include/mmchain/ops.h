@@ -33,6 +33,10 @@ mc_status mc_mul(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor **out);
 mc_status mc_div(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor **out);
 /* out = x * scale + shift (scalars). */
 mc_status mc_scale(mc_graph *g, mc_tensor *x, float scale, float shift, mc_tensor **out);
+/* The reference kernel the broadcasting ops are tested against: one element
+ * at a time from its full index; op is "add", "sub", "mul" or "div". Records
+ * nothing. */
+mc_status mc_binary_naive(mc_graph *g, const char *op, mc_tensor *a, mc_tensor *b, mc_tensor **out);
 
 /* ---- activation.c: unary elementwise functions ---- */
 mc_status mc_relu(mc_graph *g, mc_tensor *x, mc_tensor **out);
@@ -63,23 +67,35 @@ mc_status mc_log_softmax(mc_graph *g, mc_tensor *x, int dim, mc_tensor **out);
 mc_status mc_matmul(mc_graph *g, mc_tensor *a, mc_tensor *b, bool transpose_b, mc_tensor **out);
 /* x (..., in) , weight (out, in), bias (out) or NULL -> (..., out). */
 mc_status mc_linear(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias, mc_tensor **out);
+/* Also accepted by mc_matmul: a (B, M, K) with a 2-D b, which is shared by
+ * every batch item (as torch.matmul broadcasts it).
+ * The reference kernel the sgemm path is tested against (plain loops, double
+ * accumulation): out (M, N) = a (M, K) @ b (K, N), or @ b^T for b (N, K). */
+void mc_matmul_naive(const float *a, const float *b, float *out, int64_t M, int64_t K, int64_t N,
+                     bool transpose_b);
 
 /* ---- shape.c: reshaping, copying permutes, slicing, concatenation ---- */
-/* A view with another shape of equal numel (shares data; no copy). */
+/* A view with another shape of equal numel (shares data; no copy). One
+ * dimension may be -1: it is inferred from the others (as torch.reshape). */
 mc_status mc_reshape(mc_graph *g, mc_tensor *x, mc_shape shape, mc_tensor **out);
 /* out.dim[i] = x.dim[perm[i]] (copies). */
 mc_status mc_permute(mc_graph *g, mc_tensor *x, const int *perm, mc_tensor **out);
 mc_status mc_transpose(mc_graph *g, mc_tensor *x, int dim0, int dim1, mc_tensor **out);
-/* Elements start..end-1 of dimension dim (copies). */
+/* Elements start..end-1 of dimension dim (copies). Negative start/end count
+ * from the end of the dimension, as in Python (x[..., -3:-1]). */
 mc_status mc_slice(mc_graph *g, mc_tensor *x, int dim, int64_t start, int64_t end, mc_tensor **out);
 /* Join n tensors along dim; other dimensions must agree. */
 mc_status mc_concat(mc_graph *g, int n, mc_tensor *const *xs, int dim, mc_tensor **out);
 /* x (N, C, H, W) -> (N, H, W, C) and back. */
 mc_status mc_nchw_to_nhwc(mc_graph *g, mc_tensor *x, mc_tensor **out);
 mc_status mc_nhwc_to_nchw(mc_graph *g, mc_tensor *x, mc_tensor **out);
+/* Resolve a possibly negative dimension index of x (-1 is the last) into
+ * 0..ndim-1; MC_ERR_ARG naming `op` and x's shape when out of range. */
+mc_status mc_resolve_dim(const char *op, const mc_tensor *x, int dim, int *resolved);
 
 /* ---- layernorm.c: over the last dimension (size D) ----
- * x (..., D), weight (D), bias (D) -> (..., D). Biased variance, as PyTorch. */
+ * x (..., D), weight (D), bias (D) -> (..., D). Biased variance, as PyTorch.
+ * weight and bias may be NULL (elementwise_affine=False). */
 mc_status mc_layernorm(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias, float eps,
                        mc_tensor **out);
 

@@ -1,0 +1,122 @@
+/* mmchain — CLIP: the image tower (a ViT), the text tower and zero-shot
+ * classification, with Hugging Face `CLIPModel` tensor names.
+ *
+ * Architecture (Radford et al., 2021, "Learning Transferable Visual Models
+ * From Natural Language Supervision"; layout as in OpenAI's clip/model.py and
+ * Hugging Face's modeling_clip.py):
+ *
+ *   image (N, 3, S, S) -> patches (N, G*G, 3*P*P) @ patch_embedding^T (no bias)
+ *     -> [class token; patches] + position embedding -> pre-LayerNorm
+ *     -> L x { x += out_proj(MHA(LN1(x)));  x += fc2(quick_gelu(fc1(LN2(x)))) }
+ *     -> post-LayerNorm of the class token -> @ visual_projection^T (no bias)
+ *   text ids (N, T) -> token embedding + position embedding
+ *     -> L x the same block with a causal mask -> final LayerNorm
+ *     -> the feature at the end-of-text token (the largest id in the row)
+ *     -> @ text_projection^T (no bias)
+ *
+ * Every size is derived from the tensors of a checkpoint, so ViT-B/32,
+ * ViT-B/16 and ViT-L/14 load with the same code; heads = width / 64. */
+#ifndef MMCHAIN_CLIP_H
+#define MMCHAIN_CLIP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "io.h"
+#include "nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mc_clip_vision_config {
+    int width;      /* hidden size (768 for ViT-B) */
+    int layers;     /* transformer blocks */
+    int heads;      /* attention heads (width / 64) */
+    int mlp_width;  /* hidden size of the MLP (4 * width) */
+    int patch;      /* patch size P (32 for ViT-B/32) */
+    int image_size; /* input side S, a multiple of P (224) */
+} mc_clip_vision_config;
+
+typedef struct mc_clip_text_config {
+    int width;      /* 512 for ViT-B/32's text tower */
+    int layers;
+    int heads;
+    int mlp_width;
+    int context;    /* sequence length T (77) */
+    int vocab;      /* vocabulary size (49408) */
+} mc_clip_text_config;
+
+typedef struct mc_clip_config {
+    bool has_vision, has_text;
+    mc_clip_vision_config vision;
+    mc_clip_text_config text;
+    int embed_dim;  /* the joint space (512 for ViT-B/32) */
+    float layernorm_eps; /* 1e-5 */
+} mc_clip_config;
+
+/* One pre-norm transformer block's parameters (pointers into the list). */
+typedef struct mc_clip_block {
+    mc_tensor *ln1_weight, *ln1_bias;
+    mc_tensor *q_weight, *q_bias, *k_weight, *k_bias, *v_weight, *v_bias;
+    mc_tensor *out_weight, *out_bias;
+    mc_tensor *ln2_weight, *ln2_bias;
+    mc_tensor *fc1_weight, *fc1_bias, *fc2_weight, *fc2_bias;
+} mc_clip_block;
+
+typedef struct mc_clip {
+    mc_clip_config config;
+    mc_param_list params; /* every tensor, Hugging Face names */
+    /* vision tower */
+    mc_tensor *patch_embedding;    /* (W, 3, P, P) */
+    mc_tensor *class_embedding;    /* (W) */
+    mc_tensor *vision_positions;   /* (1 + G*G, W) */
+    mc_tensor *pre_ln_weight, *pre_ln_bias, *post_ln_weight, *post_ln_bias;
+    mc_clip_block *vision_blocks;
+    mc_tensor *visual_projection;  /* (E, W) */
+    /* text tower */
+    mc_tensor *token_embedding;    /* (V, W) */
+    mc_tensor *text_positions;     /* (T, W) */
+    mc_clip_block *text_blocks;
+    mc_tensor *final_ln_weight, *final_ln_bias;
+    mc_tensor *text_projection;    /* (E, W) */
+    mc_tensor *logit_scale;        /* (1): log of the inverse temperature */
+} mc_clip;
+
+/* A model with the given sizes, randomly initialised from `rng` (the
+ * initialisation of Hugging Face's CLIPModel._init_weights). */
+mc_status mc_clip_new(mc_clip **out, const mc_clip_config *config, mc_rng *rng);
+void mc_clip_free(mc_clip *clip);
+/* Derive the configuration from a CLIPModel safetensors file (either tower
+ * may be absent) and load every tensor. Missing, misshaped or unknown tensors
+ * are an error naming them (the int64 position_ids buffers are ignored). */
+mc_status mc_clip_load(const char *path, mc_clip **out);
+/* Write the model in Hugging Face naming, atomically, with metadata. */
+mc_status mc_clip_save(const mc_clip *clip, const char *path, int n_meta,
+                       const mc_metadata_entry *meta);
+/* Freeze (or unfreeze) every parameter. */
+void mc_clip_set_trainable(mc_clip *clip, bool trainable);
+
+/* pixels: (N, 3, S, S) NCHW, already CLIP-normalised -> *out (N, E),
+ * projected, not normalised. */
+mc_status mc_clip_encode_image(mc_clip *clip, mc_graph *g, mc_tensor *pixels, mc_tensor **out);
+/* ids: n_texts rows of context ids (sot ... eot, zero padding) -> (n, E). */
+mc_status mc_clip_encode_text(mc_clip *clip, mc_graph *g, const int32_t *ids, int n_texts,
+                              mc_tensor **out);
+
+/* Zero-shot classifier weights: for each class, the mean over templates of
+ * the L2-normalised text embeddings, renormalised (CLIP's prompt
+ * ensembling). ids: (n_classes * n_templates) rows of context ids, class-
+ * major (class 0 with every template, then class 1, ...).
+ * *out: a heap tensor (n_classes, E), rows of unit length. */
+mc_status mc_clip_class_embeddings(mc_clip *clip, const int32_t *ids, int n_classes,
+                                   int n_templates, mc_tensor **out);
+/* scores[i][k] = exp(logit_scale) * cos(image_i, class_k): images (N, E)
+ * (any scale), classes (K, E) (unit rows) -> heap tensor (N, K). */
+mc_status mc_clip_zero_shot_logits(const mc_tensor *image_embeds, const mc_tensor *class_embeds,
+                                   float logit_scale, mc_tensor **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

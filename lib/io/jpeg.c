@@ -1,0 +1,88 @@
+/* JPEG read with libjpeg (libjpeg-turbo).
+ *
+ * libjpeg's default error manager prints and calls exit() — unacceptable in
+ * a library. Ours formats the message and longjmps back to mc_jpeg_read.
+ * We also treat libjpeg's *warnings* about corrupt data ("Premature end of
+ * JPEG file", "Corrupt JPEG data: bad Huffman code") as errors: libjpeg
+ * would otherwise fill the missing part with grey and report success, and a
+ * silently damaged training image is worse than a clear failure. */
+#include "mmchain/image.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+
+typedef struct jpeg_failure {
+    struct jpeg_error_mgr manager; /* first: libjpeg casts cinfo->err to this */
+    jmp_buf escape;
+    char text[JMSG_LENGTH_MAX];
+} jpeg_failure;
+
+static void on_jpeg_error(j_common_ptr cinfo) {
+    jpeg_failure *failure = (jpeg_failure *)cinfo->err;
+    failure->manager.format_message(cinfo, failure->text);
+    longjmp(failure->escape, 1);
+}
+
+static void on_jpeg_message(j_common_ptr cinfo, int level) {
+    if (level < 0) on_jpeg_error(cinfo); /* a warning: corrupt data */
+    /* level >= 0: trace messages, ignored */
+}
+
+mc_status mc_jpeg_read(const char *path, mc_tensor **out) {
+    if (!path || !out) return mc_error(MC_ERR_ARG, "mc_jpeg_read: NULL argument");
+    *out = NULL;
+    FILE *file = fopen(path, "rb");
+    if (!file) return mc_error(MC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct jpeg_decompress_struct cinfo;
+    jpeg_failure failure;
+    memset(&failure, 0, sizeof failure);
+    cinfo.err = jpeg_std_error(&failure.manager);
+    failure.manager.error_exit = on_jpeg_error;
+    failure.manager.emit_message = on_jpeg_message;
+    unsigned char *volatile row = NULL;
+    mc_tensor *volatile image = NULL;
+    if (setjmp(failure.escape)) {
+        jpeg_destroy_decompress(&cinfo);
+        fclose(file);
+        free(row);
+        mc_tensor_free(image);
+        return mc_error(MC_ERR_FORMAT, "%s: corrupt or unsupported JPEG: %s", path, failure.text);
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_stdio_src(&cinfo, file);
+    jpeg_read_header(&cinfo, TRUE);
+    if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
+        snprintf(failure.text, sizeof failure.text, "CMYK JPEGs are not supported");
+        longjmp(failure.escape, 1);
+    }
+    /* libjpeg converts YCbCr to RGB; grey stays one channel. */
+    cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    int w = (int)cinfo.output_width, h = (int)cinfo.output_height, c = cinfo.output_components;
+    mc_tensor *made = NULL;
+    if (mc_tensor_new(&made, MC_SHAPE(c, h, w), path) == MC_OK) image = made;
+    row = malloc((size_t)w * (size_t)c);
+    if (!image || !row) {
+        snprintf(failure.text, sizeof failure.text, "out of memory for %dx%d, %d channels", w, h, c);
+        longjmp(failure.escape, 1);
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        int y = (int)cinfo.output_scanline;
+        JSAMPROW rows[1] = {row};
+        jpeg_read_scanlines(&cinfo, rows, 1);
+        for (int x = 0; x < w; x++)
+            for (int ch = 0; ch < c; ch++)
+                image->data[((size_t)ch * h + y) * w + x] = (float)row[(size_t)x * c + ch] / 255.0f;
+    }
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    fclose(file);
+    free(row);
+    *out = image;
+    return MC_OK;
+}

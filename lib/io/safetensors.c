@@ -1,0 +1,910 @@
+/* safetensors: open + validate, read (with dtype conversion), load a
+ * parameter list by name, and write atomically. The format is described in
+ * include/mmchain/io.h. */
+#include "mmchain/io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/json.h"
+
+/* The reference implementation refuses headers over 100 MB; so do we, so a
+ * corrupt length cannot make us allocate or parse gigabytes. */
+#define HEADER_LIMIT (100u * 1000u * 1000u)
+/* More dimensions than any real tensor has; bounds a hostile shape. */
+#define FILE_MAX_DIMS 16
+
+/* ---- dtypes ---- */
+
+static const struct {
+    mc_dtype dtype;
+    const char *name;
+    size_t size;
+    bool is_float;
+} dtype_table[] = {
+    {MC_DTYPE_F32, "F32", 4, true},  {MC_DTYPE_F16, "F16", 2, true},
+    {MC_DTYPE_BF16, "BF16", 2, true}, {MC_DTYPE_F64, "F64", 8, true},
+    {MC_DTYPE_I64, "I64", 8, false}, {MC_DTYPE_I32, "I32", 4, false},
+    {MC_DTYPE_I16, "I16", 2, false}, {MC_DTYPE_I8, "I8", 1, false},
+    {MC_DTYPE_U8, "U8", 1, false},   {MC_DTYPE_BOOL, "BOOL", 1, false},
+};
+enum { N_DTYPES = sizeof dtype_table / sizeof dtype_table[0] };
+
+const char *mc_dtype_name(mc_dtype dtype) {
+    for (int i = 0; i < N_DTYPES; i++)
+        if (dtype_table[i].dtype == dtype) return dtype_table[i].name;
+    return "?";
+}
+
+size_t mc_dtype_size(mc_dtype dtype) {
+    for (int i = 0; i < N_DTYPES; i++)
+        if (dtype_table[i].dtype == dtype) return dtype_table[i].size;
+    return 0;
+}
+
+static bool dtype_is_float(mc_dtype dtype) {
+    for (int i = 0; i < N_DTYPES; i++)
+        if (dtype_table[i].dtype == dtype) return dtype_table[i].is_float;
+    return false;
+}
+
+static bool dtype_from_name(const char *name, mc_dtype *out) {
+    for (int i = 0; i < N_DTYPES; i++)
+        if (strcmp(dtype_table[i].name, name) == 0) {
+            *out = dtype_table[i].dtype;
+            return true;
+        }
+    return false;
+}
+
+/* ---- the open file ---- */
+
+typedef struct entry {
+    const char *name; /* in the JSON arena */
+    mc_dtype dtype;
+    int ndim;         /* 0 for a scalar */
+    int64_t dim[FILE_MAX_DIMS];
+    uint64_t numel;
+    uint64_t begin, end; /* byte offsets in the data buffer */
+} entry;
+
+struct mc_safetensors {
+    char *path;
+    const unsigned char *bytes; /* the whole file */
+    size_t size;
+    bool mapped;                /* bytes is an mmap (else malloc'd) */
+    const unsigned char *data;  /* the data buffer, after the header */
+    uint64_t data_len;
+    mc_json_doc *header;
+    entry *entries;             /* sorted by data offset */
+    int count;
+    int *by_name;               /* entry indices sorted by name, for lookups */
+    const mc_json **meta;       /* "__metadata__" members */
+    int meta_count;
+};
+
+/* Load the whole file: mmap when possible (weights stay in the page cache
+ * and are only paged in as they are read), plain read() otherwise. */
+static mc_status map_file(mc_safetensors *f) {
+    int fd = open(f->path, O_RDONLY);
+    if (fd < 0) return mc_error(MC_ERR_IO, "%s: cannot open: %s", f->path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return mc_error(MC_ERR_IO, "%s: not a regular file", f->path);
+    }
+    f->size = (size_t)st.st_size;
+    if (f->size == 0) {
+        close(fd);
+        return mc_error(MC_ERR_FORMAT, "%s: the file is empty (expected an 8-byte header length)",
+                        f->path);
+    }
+    void *map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map != MAP_FAILED) {
+        f->bytes = map;
+        f->mapped = true;
+        close(fd);
+        return MC_OK;
+    }
+    unsigned char *buf = malloc(f->size);
+    if (!buf) {
+        close(fd);
+        return mc_error(MC_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it", f->path, f->size);
+    }
+    size_t got = 0;
+    while (got < f->size) {
+        ssize_t n = read(fd, buf + got, f->size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            free(buf);
+            close(fd);
+            return mc_error(MC_ERR_IO, "%s: read failed after %zu of %zu bytes", f->path, got, f->size);
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    f->bytes = buf;
+    return MC_OK;
+}
+
+static uint64_t read_u64_le(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* A JSON number that is a non-negative integer. */
+static bool json_nonneg_int(const mc_json *v, int64_t *out) {
+    if (!v || v->type != MC_JSON_NUMBER || !v->is_int || v->integer < 0) return false;
+    *out = v->integer;
+    return true;
+}
+
+/* Fill e from the header entry `v` (e->name already set). */
+static mc_status parse_entry(const mc_safetensors *f, const mc_json *v, entry *e) {
+    const char *name = e->name;
+    if (v->type != MC_JSON_OBJECT)
+        return mc_error(MC_ERR_FORMAT, "%s: tensor \"%s\": expected an object, found a %s", f->path,
+                        name, mc_json_type_name(v->type));
+    for (const mc_json *m = v->child; m; m = m->next)
+        if (strcmp(m->key, "dtype") != 0 && strcmp(m->key, "shape") != 0 &&
+            strcmp(m->key, "data_offsets") != 0)
+            return mc_error(MC_ERR_FORMAT, "%s: tensor \"%s\": unknown field \"%s\"", f->path, name,
+                            m->key);
+    if (v->count != 3)
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: tensor \"%s\": expected exactly the fields dtype, shape, data_offsets",
+                        f->path, name);
+
+    const mc_json *dtype = mc_json_get(v, "dtype");
+    if (!dtype || dtype->type != MC_JSON_STRING)
+        return mc_error(MC_ERR_FORMAT, "%s: tensor \"%s\": dtype must be a string", f->path, name);
+    if (!dtype_from_name(dtype->string, &e->dtype))
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: tensor \"%s\": unknown or unsupported dtype \"%s\" (supported: F32, F16, "
+                        "BF16, F64, I64, I32, I16, I8, U8, BOOL)",
+                        f->path, name, dtype->string);
+
+    const mc_json *shape = mc_json_get(v, "shape");
+    if (!shape || shape->type != MC_JSON_ARRAY)
+        return mc_error(MC_ERR_FORMAT, "%s: tensor \"%s\": shape must be an array", f->path, name);
+    if (shape->count > FILE_MAX_DIMS)
+        return mc_error(MC_ERR_FORMAT, "%s: tensor \"%s\": %d dimensions (at most %d)", f->path,
+                        name, shape->count, FILE_MAX_DIMS);
+    e->ndim = 0;
+    e->numel = 1;
+    for (const mc_json *d = shape->child; d; d = d->next) {
+        int64_t size;
+        if (!json_nonneg_int(d, &size))
+            return mc_error(MC_ERR_FORMAT,
+                            "%s: tensor \"%s\": shape entries must be non-negative integers", f->path,
+                            name);
+        /* numel * 8 bytes must fit in 64 bits: check before multiplying. */
+        if (size != 0 && e->numel > (UINT64_MAX / 8) / (uint64_t)size)
+            return mc_error(MC_ERR_FORMAT, "%s: tensor \"%s\": the shape's element count overflows",
+                            f->path, name);
+        e->numel *= (uint64_t)size;
+        e->dim[e->ndim++] = size;
+    }
+
+    const mc_json *offsets = mc_json_get(v, "data_offsets");
+    int64_t begin, end;
+    if (!offsets || offsets->type != MC_JSON_ARRAY || offsets->count != 2 ||
+        !json_nonneg_int(offsets->child, &begin) || !json_nonneg_int(offsets->child->next, &end))
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: tensor \"%s\": data_offsets must be two non-negative integers [begin, end]",
+                        f->path, name);
+    if (begin > end)
+        return mc_error(MC_ERR_FORMAT, "%s: tensor \"%s\": data_offsets [%lld, %lld] has begin > end",
+                        f->path, name, (long long)begin, (long long)end);
+    if ((uint64_t)end > f->data_len)
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: tensor \"%s\": data_offsets [%lld, %lld] run past the end of the data "
+                        "buffer (%llu bytes; the file may be truncated)",
+                        f->path, name, (long long)begin, (long long)end,
+                        (unsigned long long)f->data_len);
+    e->begin = (uint64_t)begin;
+    e->end = (uint64_t)end;
+    uint64_t expected = e->numel * mc_dtype_size(e->dtype);
+    if (e->end - e->begin != expected)
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: tensor \"%s\": %llu elements of %s need %llu bytes, but data_offsets "
+                        "[%lld, %lld] hold %llu",
+                        f->path, name, (unsigned long long)e->numel, dtype->string,
+                        (unsigned long long)expected, (long long)begin, (long long)end,
+                        (unsigned long long)(e->end - e->begin));
+    return MC_OK;
+}
+
+static mc_status parse_metadata(mc_safetensors *f, const mc_json *v) {
+    if (v->type != MC_JSON_OBJECT)
+        return mc_error(MC_ERR_FORMAT, "%s: __metadata__ must be an object of strings, found a %s",
+                        f->path, mc_json_type_name(v->type));
+    f->meta = calloc((size_t)v->count + 1, sizeof *f->meta);
+    if (!f->meta) return mc_error(MC_ERR_NOMEM, "%s: out of memory", f->path);
+    for (const mc_json *m = v->child; m; m = m->next) {
+        if (m->type != MC_JSON_STRING)
+            return mc_error(MC_ERR_FORMAT, "%s: __metadata__ value of \"%s\" must be a string, found a %s",
+                            f->path, m->key, mc_json_type_name(m->type));
+        f->meta[f->meta_count++] = m;
+    }
+    return MC_OK;
+}
+
+static int compare_by_offset(const void *a, const void *b) {
+    const entry *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+
+/* qsort has no context argument: the entries being sorted by name. */
+static _Thread_local const entry *sort_entries;
+static int compare_by_name(const void *a, const void *b) {
+    return strcmp(sort_entries[*(const int *)a].name, sort_entries[*(const int *)b].name);
+}
+
+/* The tensors must tile the data buffer exactly: sorted by offset, each
+ * begins where the previous ended, the first at 0, the last at the end.
+ * This rules out overlaps (two tensors sharing bytes), gaps and trailing
+ * junk in one pass. */
+static mc_status check_layout(const mc_safetensors *f) {
+    uint64_t expected_begin = 0;
+    for (int i = 0; i < f->count; i++) {
+        const entry *e = &f->entries[i];
+        if (e->begin < expected_begin)
+            return mc_error(MC_ERR_FORMAT,
+                            "%s: tensor \"%s\" (bytes [%llu, %llu]) overlaps the tensor before it "
+                            "(which ends at %llu)",
+                            f->path, e->name, (unsigned long long)e->begin,
+                            (unsigned long long)e->end, (unsigned long long)expected_begin);
+        if (e->begin > expected_begin)
+            return mc_error(MC_ERR_FORMAT,
+                            "%s: bytes [%llu, %llu) of the data buffer belong to no tensor (before "
+                            "\"%s\")",
+                            f->path, (unsigned long long)expected_begin, (unsigned long long)e->begin,
+                            e->name);
+        expected_begin = e->end;
+    }
+    if (expected_begin != f->data_len)
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: the data buffer has %llu bytes but the tensors cover only %llu",
+                        f->path, (unsigned long long)f->data_len, (unsigned long long)expected_begin);
+    return MC_OK;
+}
+
+static mc_status index_by_name(mc_safetensors *f) {
+    f->by_name = malloc(((size_t)f->count + 1) * sizeof *f->by_name);
+    if (!f->by_name) return mc_error(MC_ERR_NOMEM, "%s: out of memory", f->path);
+    for (int i = 0; i < f->count; i++) f->by_name[i] = i;
+    sort_entries = f->entries;
+    qsort(f->by_name, (size_t)f->count, sizeof *f->by_name, compare_by_name);
+    for (int i = 1; i < f->count; i++)
+        if (strcmp(f->entries[f->by_name[i]].name, f->entries[f->by_name[i - 1]].name) == 0)
+            return mc_error(MC_ERR_FORMAT, "%s: the tensor name \"%s\" appears twice in the header",
+                            f->path, f->entries[f->by_name[i]].name);
+    return MC_OK;
+}
+
+/* Parse and validate the header of the loaded bytes. */
+static mc_status parse_header(mc_safetensors *f) {
+    if (f->size < 8)
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: the file has %zu bytes, fewer than the 8-byte header length", f->path,
+                        f->size);
+    uint64_t header_len = read_u64_le(f->bytes);
+    if (header_len > HEADER_LIMIT)
+        return mc_error(MC_ERR_FORMAT, "%s: header length %llu is absurdly large (limit %u bytes)",
+                        f->path, (unsigned long long)header_len, HEADER_LIMIT);
+    if (header_len > f->size - 8)
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: header length %llu runs past the end of the file (%zu bytes; truncated?)",
+                        f->path, (unsigned long long)header_len, f->size);
+    if (header_len < 2 || f->bytes[8] != '{')
+        return mc_error(MC_ERR_FORMAT, "%s: the header is not a JSON object (it must start with '{')",
+                        f->path);
+    f->data = f->bytes + 8 + header_len;
+    f->data_len = f->size - 8 - header_len;
+
+    char what[512];
+    snprintf(what, sizeof what, "%s: header", f->path);
+    MC_TRY(mc_json_parse((const char *)f->bytes + 8, (size_t)header_len, what, &f->header));
+    const mc_json *root = mc_json_root(f->header);
+    if (root->type != MC_JSON_OBJECT)
+        return mc_error(MC_ERR_FORMAT, "%s: the header is a JSON %s, expected an object", f->path,
+                        mc_json_type_name(root->type));
+
+    f->entries = calloc((size_t)root->count + 1, sizeof *f->entries);
+    if (!f->entries) return mc_error(MC_ERR_NOMEM, "%s: out of memory", f->path);
+    bool seen_metadata = false;
+    for (const mc_json *m = root->child; m; m = m->next) {
+        if (strlen(m->key) != m->key_len)
+            return mc_error(MC_ERR_FORMAT, "%s: a tensor name contains a NUL character", f->path);
+        if (strcmp(m->key, "__metadata__") == 0) {
+            if (seen_metadata)
+                return mc_error(MC_ERR_FORMAT, "%s: __metadata__ appears twice", f->path);
+            seen_metadata = true;
+            MC_TRY(parse_metadata(f, m));
+            continue;
+        }
+        if (m->key_len == 0) return mc_error(MC_ERR_FORMAT, "%s: a tensor has an empty name", f->path);
+        entry *e = &f->entries[f->count++];
+        e->name = m->key;
+        MC_TRY(parse_entry(f, m, e));
+    }
+    qsort(f->entries, (size_t)f->count, sizeof *f->entries, compare_by_offset);
+    MC_TRY(check_layout(f));
+    return index_by_name(f);
+}
+
+mc_status mc_safetensors_open(const char *path, mc_safetensors **out) {
+    *out = NULL;
+    if (!path) return mc_error(MC_ERR_ARG, "safetensors: the path is NULL");
+    mc_safetensors *f = calloc(1, sizeof *f);
+    if (!f) return mc_error(MC_ERR_NOMEM, "%s: out of memory", path);
+    f->path = strdup(path);
+    if (!f->path) {
+        free(f);
+        return mc_error(MC_ERR_NOMEM, "%s: out of memory", path);
+    }
+    mc_status status = map_file(f);
+    if (status == MC_OK) status = parse_header(f);
+    if (status != MC_OK) {
+        mc_safetensors_close(f);
+        return status;
+    }
+    *out = f;
+    return MC_OK;
+}
+
+void mc_safetensors_close(mc_safetensors *f) {
+    if (!f) return;
+    if (f->bytes) {
+        if (f->mapped) munmap((void *)f->bytes, f->size);
+        else free((void *)f->bytes);
+    }
+    mc_json_free(f->header);
+    free(f->entries);
+    free(f->by_name);
+    free(f->meta);
+    free(f->path);
+    free(f);
+}
+
+/* ---- lookups ---- */
+
+const char *mc_safetensors_path(const mc_safetensors *f) { return f->path; }
+int mc_safetensors_count(const mc_safetensors *f) { return f->count; }
+
+const char *mc_safetensors_name(const mc_safetensors *f, int i) {
+    return (i >= 0 && i < f->count) ? f->entries[i].name : NULL;
+}
+
+static const entry *find_entry(const mc_safetensors *f, const char *name) {
+    int lo = 0, hi = f->count - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        const entry *e = &f->entries[f->by_name[mid]];
+        int c = strcmp(name, e->name);
+        if (c == 0) return e;
+        if (c < 0) hi = mid - 1;
+        else lo = mid + 1;
+    }
+    return NULL;
+}
+
+bool mc_safetensors_has(const mc_safetensors *f, const char *name) {
+    return name && find_entry(f, name) != NULL;
+}
+
+static mc_status missing(const mc_safetensors *f, const char *name) {
+    return mc_error(MC_ERR_ARG, "%s: no tensor named \"%s\" (the file has %d tensors)", f->path,
+                    name ? name : "(null)", f->count);
+}
+
+/* The entry's shape as an mc_shape: scalars become (1). */
+static mc_status entry_shape(const mc_safetensors *f, const entry *e, mc_shape *shape) {
+    if (e->ndim > MC_MAX_DIMS)
+        return mc_error(MC_ERR_UNSUPPORTED, "%s: tensor \"%s\" has %d dimensions; mmchain handles %d",
+                        f->path, e->name, e->ndim, MC_MAX_DIMS);
+    shape->ndim = e->ndim ? e->ndim : 1;
+    shape->dim[0] = 1;
+    for (int i = 0; i < e->ndim; i++) shape->dim[i] = e->dim[i];
+    return MC_OK;
+}
+
+mc_status mc_safetensors_info(const mc_safetensors *f, const char *name, mc_dtype *dtype,
+                              mc_shape *shape) {
+    const entry *e = name ? find_entry(f, name) : NULL;
+    if (!e) return missing(f, name);
+    if (dtype) *dtype = e->dtype;
+    if (shape) MC_TRY(entry_shape(f, e, shape));
+    return MC_OK;
+}
+
+const char *mc_safetensors_metadata(const mc_safetensors *f, const char *key) {
+    for (int i = 0; i < f->meta_count; i++)
+        if (strcmp(f->meta[i]->key, key) == 0) return f->meta[i]->string;
+    return NULL;
+}
+
+int mc_safetensors_metadata_count(const mc_safetensors *f) { return f->meta_count; }
+
+const char *mc_safetensors_metadata_key(const mc_safetensors *f, int i) {
+    return (i >= 0 && i < f->meta_count) ? f->meta[i]->key : NULL;
+}
+
+/* ---- conversions to float32 ---- */
+
+/* IEEE half -> float: 1 sign, 5 exponent (bias 15), 10 mantissa bits.
+ * Subnormal halves (exponent 0) are mantissa * 2^-24; exponent 31 is
+ * infinity (mantissa 0) or NaN. */
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31;
+    uint32_t exponent = (h >> 10) & 0x1F;
+    uint32_t mantissa = h & 0x3FF;
+    uint32_t bits;
+    if (exponent == 0) {
+        float magnitude = (float)mantissa * (1.0f / 16777216.0f); /* 2^-24, exact */
+        return sign ? -magnitude : magnitude;
+    }
+    if (exponent == 31) bits = sign | 0x7F800000u | (mantissa << 13);
+    else bits = sign | ((exponent - 15 + 127) << 23) | (mantissa << 13);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* bfloat16 is the top half of a float32. */
+static float bf16_to_float(uint16_t b) {
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* Little-endian unsigned integer of `size` bytes at p. */
+static uint64_t load_le(const unsigned char *p, size_t size) {
+    uint64_t v = 0;
+    for (size_t i = size; i-- > 0;) v = (v << 8) | p[i];
+    return v;
+}
+
+static bool host_is_little_endian(void) {
+    const uint16_t one = 1;
+    unsigned char first;
+    memcpy(&first, &one, 1);
+    return first == 1;
+}
+
+/* Convert e's n = e->numel elements to float32 into dst. */
+static void decode_floats(const mc_safetensors *f, const entry *e, float *dst) {
+    const unsigned char *src = f->data + e->begin;
+    uint64_t n = e->numel;
+    switch (e->dtype) {
+    case MC_DTYPE_F32:
+        if (host_is_little_endian()) {
+            memcpy(dst, src, (size_t)n * 4); /* src may be unaligned: memcpy, never a cast */
+        } else {
+            for (uint64_t i = 0; i < n; i++) {
+                uint32_t bits = (uint32_t)load_le(src + 4 * i, 4);
+                memcpy(&dst[i], &bits, 4);
+            }
+        }
+        break;
+    case MC_DTYPE_F16:
+        for (uint64_t i = 0; i < n; i++) dst[i] = half_to_float((uint16_t)load_le(src + 2 * i, 2));
+        break;
+    case MC_DTYPE_BF16:
+        for (uint64_t i = 0; i < n; i++) dst[i] = bf16_to_float((uint16_t)load_le(src + 2 * i, 2));
+        break;
+    case MC_DTYPE_F64:
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t bits = load_le(src + 8 * i, 8);
+            double d;
+            memcpy(&d, &bits, 8);
+            dst[i] = (float)d;
+        }
+        break;
+    default: break; /* callers check dtype_is_float first */
+    }
+}
+
+static mc_status require_float(const mc_safetensors *f, const entry *e) {
+    if (!dtype_is_float(e->dtype))
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: tensor \"%s\" has dtype %s, expected a float type (F32, F16, BF16, F64); "
+                        "integer tensors are read with mc_safetensors_read_ints",
+                        f->path, e->name, mc_dtype_name(e->dtype));
+    return MC_OK;
+}
+
+mc_status mc_safetensors_read_into(const mc_safetensors *f, const char *name, mc_tensor *dst) {
+    const entry *e = name ? find_entry(f, name) : NULL;
+    if (!e) return missing(f, name);
+    MC_TRY(require_float(f, e));
+    mc_shape shape;
+    MC_TRY(entry_shape(f, e, &shape));
+    if (!mc_shape_equal(shape, dst->shape)) {
+        char a[128], b[128];
+        return mc_error(MC_ERR_SHAPE, "%s: tensor \"%s\" has shape %s, destination %s expects %s",
+                        f->path, name, mc_shape_str(shape, a, sizeof a), dst->name,
+                        mc_shape_str(dst->shape, b, sizeof b));
+    }
+    decode_floats(f, e, dst->data);
+    return MC_OK;
+}
+
+mc_status mc_safetensors_read(const mc_safetensors *f, const char *name, mc_tensor **out) {
+    *out = NULL;
+    const entry *e = name ? find_entry(f, name) : NULL;
+    if (!e) return missing(f, name);
+    MC_TRY(require_float(f, e));
+    mc_shape shape;
+    MC_TRY(entry_shape(f, e, &shape));
+    if (e->numel == 0)
+        return mc_error(MC_ERR_UNSUPPORTED, "%s: tensor \"%s\" has no elements (a zero dimension)",
+                        f->path, name);
+    mc_tensor *t;
+    MC_TRY(mc_tensor_new(&t, shape, name));
+    decode_floats(f, e, t->data);
+    *out = t;
+    return MC_OK;
+}
+
+mc_status mc_safetensors_read_ints(const mc_safetensors *f, const char *name, int64_t **values,
+                                   mc_shape *shape) {
+    *values = NULL;
+    const entry *e = name ? find_entry(f, name) : NULL;
+    if (!e) return missing(f, name);
+    if (dtype_is_float(e->dtype))
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: tensor \"%s\" has dtype %s, expected an integer type (I64, I32, I16, I8, "
+                        "U8, BOOL)",
+                        f->path, name, mc_dtype_name(e->dtype));
+    mc_shape s;
+    MC_TRY(entry_shape(f, e, &s));
+    int64_t *v = malloc(((size_t)e->numel + 1) * sizeof *v);
+    if (!v)
+        return mc_error(MC_ERR_NOMEM, "%s: tensor \"%s\": cannot allocate %llu integers", f->path,
+                        name, (unsigned long long)e->numel);
+    size_t size = mc_dtype_size(e->dtype);
+    const unsigned char *src = f->data + e->begin;
+    for (uint64_t i = 0; i < e->numel; i++) {
+        uint64_t raw = load_le(src + size * i, size);
+        switch (e->dtype) {
+        case MC_DTYPE_I64: v[i] = (int64_t)raw; break;
+        case MC_DTYPE_I32: v[i] = (int32_t)(uint32_t)raw; break;
+        case MC_DTYPE_I16: v[i] = (int16_t)(uint16_t)raw; break;
+        case MC_DTYPE_I8: v[i] = (int8_t)(uint8_t)raw; break;
+        case MC_DTYPE_BOOL: v[i] = raw != 0; break;
+        default: v[i] = (int64_t)raw; break; /* U8 */
+        }
+    }
+    *values = v;
+    if (shape) *shape = s;
+    return MC_OK;
+}
+
+/* ---- loading a parameter list ---- */
+
+/* A growing text, truncated (with "...") when it runs out of room. */
+typedef struct text_buf {
+    char *buf;
+    size_t cap, len;
+} text_buf;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void text_add(text_buf *t, const char *fmt, ...) {
+    if (!t->buf || t->cap == 0 || t->len + 1 >= t->cap) return;
+    va_list args;
+    va_start(args, fmt);
+    int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, args);
+    va_end(args);
+    if (n < 0) return;
+    if ((size_t)n >= t->cap - t->len) {
+        t->len = t->cap - 1;
+        if (t->cap >= 4) memcpy(t->buf + t->cap - 4, "...", 4);
+    } else {
+        t->len += (size_t)n;
+    }
+}
+
+/* PyTorch buffers that mmchain does not keep: BatchNorm's step counter and
+ * the constant position ids of HF CLIP's embeddings. A file may hold them;
+ * a model that lacks them does not count them as unexpected. */
+static bool is_ignorable_buffer(const entry *e) {
+    size_t n = strlen(e->name);
+    static const char *const suffixes[] = {"num_batches_tracked", "position_ids"};
+    if (dtype_is_float(e->dtype)) return false;
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        size_t k = strlen(suffixes[i]);
+        if (n >= k && strcmp(e->name + n - k, suffixes[i]) == 0) return true;
+    }
+    return false;
+}
+
+/* How well one model tensor matches its file entry. */
+typedef enum { MATCH_OK, MATCH_MISSING, MATCH_SHAPE, MATCH_DTYPE } match_kind;
+
+static match_kind match_param(const mc_safetensors *f, const mc_tensor *t, const entry **found) {
+    const entry *e = find_entry(f, t->name);
+    *found = e;
+    if (!e) return MATCH_MISSING;
+    if (!dtype_is_float(e->dtype)) return MATCH_DTYPE;
+    mc_shape shape;
+    if (entry_shape(f, e, &shape) != MC_OK || !mc_shape_equal(shape, t->shape)) return MATCH_SHAPE;
+    return MATCH_OK;
+}
+
+/* Write the names of one kind of problem into the report: "; missing (2): a, b". */
+static int list_problems(const mc_safetensors *f, const mc_param_list *params, match_kind kind,
+                         const char *label, text_buf *out) {
+    int n = 0;
+    for (int i = 0; i < params->count; i++) {
+        const mc_tensor *t = params->items[i];
+        const entry *e;
+        if (match_param(f, t, &e) != kind) continue;
+        if (n == 0) text_add(out, "; %s: %s", label, t->name);
+        else text_add(out, ", %s", t->name);
+        if (kind == MATCH_SHAPE) {
+            char a[128], b[128];
+            mc_shape s = {.ndim = 0};
+            if (entry_shape(f, e, &s) == MC_OK) mc_shape_str(s, a, sizeof a);
+            else snprintf(a, sizeof a, "(%d dimensions)", e->ndim);
+            text_add(out, " (file %s, model %s)", a, mc_shape_str(t->shape, b, sizeof b));
+        } else if (kind == MATCH_DTYPE) {
+            text_add(out, " (file %s)", mc_dtype_name(e->dtype));
+        }
+        n++;
+    }
+    return n;
+}
+
+/* Describe everything: counts first, then the names of each problem. */
+static void describe_load(const mc_safetensors *f, const mc_param_list *params, int loaded,
+                          text_buf *out, int *n_problems) {
+    text_add(out, "%s: loaded %d of %d tensors", f->path, loaded, params->count);
+    int problems = 0;
+    problems += list_problems(f, params, MATCH_MISSING, "missing from the file", out);
+    problems += list_problems(f, params, MATCH_SHAPE, "different shape", out);
+    problems += list_problems(f, params, MATCH_DTYPE, "not a float dtype", out);
+    int unexpected = 0, ignored = 0;
+    for (int i = 0; i < f->count; i++) {
+        const entry *e = &f->entries[i];
+        if (mc_params_find(params, e->name)) continue;
+        if (is_ignorable_buffer(e)) {
+            ignored++;
+            continue;
+        }
+        if (unexpected == 0) text_add(out, "; unexpected in the file: %s", e->name);
+        else text_add(out, ", %s", e->name);
+        unexpected++;
+    }
+    if (ignored) text_add(out, "; ignored %d integer buffer(s) (num_batches_tracked/position_ids)", ignored);
+    *n_problems = problems + unexpected;
+}
+
+mc_status mc_safetensors_load_params(const mc_safetensors *f, mc_param_list *params, bool strict,
+                                     char *report, size_t report_len) {
+    /* The full description is built here, then copied into the caller's
+     * report (which may be small or NULL) and into the error message. */
+    char description[8192];
+    text_buf text = {description, sizeof description, 0};
+    description[0] = '\0';
+    if (report && report_len) report[0] = '\0';
+
+    int matching = 0;
+    for (int i = 0; i < params->count; i++) {
+        const entry *e;
+        if (match_param(f, params->items[i], &e) == MATCH_OK) matching++;
+    }
+    int problems;
+    if (strict) {
+        /* Check everything first, so a failed strict load changes nothing. */
+        describe_load(f, params, 0, &text, &problems);
+        if (report && report_len) snprintf(report, report_len, "%s", description);
+        if (problems > 0) {
+            const char *details = strchr(description, ';');
+            return mc_error(MC_ERR_FORMAT, "%s: strict load failed, %d problem(s)%s", f->path,
+                            problems, details ? details : "");
+        }
+    }
+    for (int i = 0; i < params->count; i++) {
+        mc_tensor *t = params->items[i];
+        const entry *e;
+        if (match_param(f, t, &e) == MATCH_OK) decode_floats(f, e, t->data);
+    }
+    text.len = 0;
+    description[0] = '\0';
+    describe_load(f, params, matching, &text, &problems);
+    if (report && report_len) snprintf(report, report_len, "%s", description);
+    return MC_OK;
+}
+
+/* ---- writing ---- */
+
+/* Append s as a JSON string literal (with quotes and escapes). */
+static void json_add_string(text_buf *t, const char *s) {
+    text_add(t, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"') text_add(t, "\\\"");
+        else if (*p == '\\') text_add(t, "\\\\");
+        else if (*p == '\n') text_add(t, "\\n");
+        else if (*p == '\t') text_add(t, "\\t");
+        else if (*p == '\r') text_add(t, "\\r");
+        else if (*p < 0x20) text_add(t, "\\u%04x", *p);
+        else text_add(t, "%c", *p);
+    }
+    text_add(t, "\"");
+}
+
+/* Bytes that json_add_string writes for s (to size the header exactly). */
+static size_t json_string_bytes(const char *s) {
+    size_t n = 2;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\' || *p == '\n' || *p == '\t' || *p == '\r') n += 2;
+        else if (*p < 0x20) n += 6;
+        else n += 1;
+    }
+    return n;
+}
+
+static mc_status check_write_inputs(const char *path, int n, mc_tensor *const *tensors, int n_meta,
+                                    const mc_metadata_entry *meta) {
+    if (!path || n < 0 || n_meta < 0 || (n > 0 && !tensors) || (n_meta > 0 && !meta))
+        return mc_error(MC_ERR_ARG, "safetensors write %s: bad arguments", path ? path : "(null)");
+    for (int i = 0; i < n; i++) {
+        if (!tensors[i] || !tensors[i]->data)
+            return mc_error(MC_ERR_ARG, "safetensors write %s: tensor %d is NULL", path, i);
+        const char *name = tensors[i]->name;
+        if (name[0] == '\0')
+            return mc_error(MC_ERR_ARG, "safetensors write %s: tensor %d has no name", path, i);
+        if (strcmp(name, "__metadata__") == 0)
+            return mc_error(MC_ERR_ARG, "safetensors write %s: \"__metadata__\" is reserved", path);
+        for (int j = 0; j < i; j++)
+            if (strcmp(tensors[j]->name, name) == 0)
+                return mc_error(MC_ERR_ARG, "safetensors write %s: two tensors are named \"%s\"",
+                                path, name);
+    }
+    for (int i = 0; i < n_meta; i++) {
+        if (!meta[i].key || !meta[i].value)
+            return mc_error(MC_ERR_ARG, "safetensors write %s: metadata entry %d is NULL", path, i);
+        for (int j = 0; j < i; j++)
+            if (strcmp(meta[j].key, meta[i].key) == 0)
+                return mc_error(MC_ERR_ARG, "safetensors write %s: metadata key \"%s\" given twice",
+                                path, meta[i].key);
+    }
+    return MC_OK;
+}
+
+/* The header JSON, padded with spaces to a multiple of 8 bytes so the data
+ * that follows the 8-byte length is 8-byte aligned (as the reference
+ * implementation does). malloc'd into *out. */
+static mc_status build_header(const char *path, int n, mc_tensor *const *tensors, int n_meta,
+                              const mc_metadata_entry *meta, char **out, size_t *out_len) {
+    /* An upper bound on the size: names/values escaped, shapes 21 chars per dim. */
+    size_t cap = 64;
+    for (int i = 0; i < n; i++)
+        cap += json_string_bytes(tensors[i]->name) + 96 + 22 * (size_t)MC_MAX_DIMS;
+    for (int i = 0; i < n_meta; i++)
+        cap += json_string_bytes(meta[i].key) + json_string_bytes(meta[i].value) + 4;
+    char *buf = malloc(cap + 8);
+    if (!buf) return mc_error(MC_ERR_NOMEM, "safetensors write %s: cannot allocate the header", path);
+    text_buf t = {buf, cap, 0};
+    text_add(&t, "{");
+    if (n_meta > 0) {
+        text_add(&t, "\"__metadata__\":{");
+        for (int i = 0; i < n_meta; i++) {
+            if (i) text_add(&t, ",");
+            json_add_string(&t, meta[i].key);
+            text_add(&t, ":");
+            json_add_string(&t, meta[i].value);
+        }
+        text_add(&t, "}");
+    }
+    uint64_t offset = 0;
+    for (int i = 0; i < n; i++) {
+        const mc_tensor *x = tensors[i];
+        if (n_meta > 0 || i > 0) text_add(&t, ",");
+        json_add_string(&t, x->name);
+        text_add(&t, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (int d = 0; d < x->shape.ndim; d++)
+            text_add(&t, d ? ",%lld" : "%lld", (long long)x->shape.dim[d]);
+        uint64_t bytes = (uint64_t)x->numel * 4;
+        text_add(&t, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
+                 (unsigned long long)(offset + bytes));
+        offset += bytes;
+    }
+    text_add(&t, "}");
+    while (t.len % 8 != 0) text_add(&t, " ");
+    if (t.len + 1 >= t.cap) { /* cannot happen with the bound above; never write a cut header */
+        free(buf);
+        return mc_error(MC_ERR_STATE, "safetensors write %s: header size estimate was too small", path);
+    }
+    *out = buf;
+    *out_len = t.len;
+    return MC_OK;
+}
+
+/* Write n floats little-endian. */
+static bool write_floats(FILE *fp, const float *values, int64_t n) {
+    if (host_is_little_endian()) return fwrite(values, sizeof(float), (size_t)n, fp) == (size_t)n;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &values[i], 4);
+        unsigned char le[4] = {(unsigned char)bits, (unsigned char)(bits >> 8),
+                               (unsigned char)(bits >> 16), (unsigned char)(bits >> 24)};
+        if (fwrite(le, 1, 4, fp) != 4) return false;
+    }
+    return true;
+}
+
+/* Everything into an open temporary file, flushed and fsync'ed. */
+static mc_status write_contents(FILE *fp, const char *path, const char *header, size_t header_len,
+                                int n, mc_tensor *const *tensors) {
+    unsigned char len_le[8];
+    for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)header_len >> (8 * i));
+    bool ok = fwrite(len_le, 1, 8, fp) == 8 && fwrite(header, 1, header_len, fp) == header_len;
+    for (int i = 0; ok && i < n; i++) ok = write_floats(fp, tensors[i]->data, tensors[i]->numel);
+    if (ok) ok = fflush(fp) == 0 && fsync(fileno(fp)) == 0;
+    if (!ok) return mc_error(MC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    return MC_OK;
+}
+
+mc_status mc_safetensors_write(const char *path, int n, mc_tensor *const *tensors, int n_meta,
+                               const mc_metadata_entry *meta) {
+    MC_TRY(check_write_inputs(path, n, tensors, n_meta, meta));
+    char *header = NULL;
+    size_t header_len = 0;
+    MC_TRY(build_header(path, n, tensors, n_meta, meta, &header, &header_len));
+
+    /* The temporary file lives beside the destination: rename() is atomic
+     * only within one file system. */
+    size_t tmp_len = strlen(path) + sizeof ".tmp.XXXXXX";
+    char *tmp = malloc(tmp_len);
+    if (!tmp) {
+        free(header);
+        return mc_error(MC_ERR_NOMEM, "%s: out of memory", path);
+    }
+    snprintf(tmp, tmp_len, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        mc_status s = mc_error(MC_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
+                               strerror(errno));
+        free(header);
+        free(tmp);
+        return s;
+    }
+    fchmod(fd, 0644); /* mkstemp makes it 0600; a checkpoint is an ordinary file */
+    FILE *fp = fdopen(fd, "wb");
+    mc_status status = fp ? write_contents(fp, path, header, header_len, n, tensors)
+                          : mc_error(MC_ERR_IO, "%s: fdopen failed: %s", path, strerror(errno));
+    if (fp) {
+        if (fclose(fp) != 0 && status == MC_OK)
+            status = mc_error(MC_ERR_IO, "%s: close failed: %s", path, strerror(errno));
+    } else {
+        close(fd);
+    }
+    if (status == MC_OK && rename(tmp, path) != 0)
+        status = mc_error(MC_ERR_IO, "%s: cannot rename the temporary file into place: %s", path,
+                          strerror(errno));
+    if (status != MC_OK) unlink(tmp);
+    free(tmp);
+    free(header);
+    return status;
+}
+
+mc_status mc_safetensors_write_params(const char *path, const mc_param_list *params, int n_meta,
+                                      const mc_metadata_entry *meta) {
+    return mc_safetensors_write(path, params->count, params->items, n_meta, meta);
+}

@@ -1,0 +1,378 @@
+/* CLIP: parameters with Hugging Face names, initialisation, loading and
+ * saving, and zero-shot classification. The towers' forward passes are in
+ * clip_vision.c and clip_text.c; the block they share is in clip_block.c. */
+#include "mmchain/clip.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/clip_internal.h"
+
+/* ---- creating the parameters ---- */
+
+/* A parameter named prefix + suffix, initialised N(0, std) when rng is given
+ * and std > 0, to `fill` when std == 0. */
+static mc_status add_param(mc_clip *clip, mc_tensor **out, mc_shape shape, const char *prefix,
+                           const char *suffix, mc_rng *rng, float std, float fill) {
+    MC_TRY(mc_params_new(&clip->params, out, shape, true, "%s%s", prefix, suffix));
+    if (rng && std > 0.0f) mc_tensor_normal(*out, rng, 0.0f, std);
+    else mc_tensor_fill(*out, fill);
+    return MC_OK;
+}
+
+/* A Linear(in -> out) with its weight ~ N(0, std) and a zero bias. */
+static mc_status add_linear(mc_clip *clip, mc_tensor **weight, mc_tensor **bias, const char *prefix,
+                            int in, int out, mc_rng *rng, float std) {
+    char name[MC_NAME_LEN];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    MC_TRY(add_param(clip, weight, MC_SHAPE(out, in), name, "", rng, std, 0.0f));
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    return add_param(clip, bias, MC_SHAPE(out), name, "", NULL, 0.0f, 0.0f);
+}
+
+static mc_status add_layernorm(mc_clip *clip, mc_tensor **weight, mc_tensor **bias,
+                               const char *prefix, int width) {
+    MC_TRY(add_param(clip, weight, MC_SHAPE(width), prefix, ".weight", NULL, 0.0f, 1.0f));
+    return add_param(clip, bias, MC_SHAPE(width), prefix, ".bias", NULL, 0.0f, 0.0f);
+}
+
+/* The blocks of one tower, "<tower>.encoder.layers.<i>.*". Standard
+ * deviations as in Hugging Face's CLIPPreTrainedModel._init_weights. */
+static mc_status add_blocks(mc_clip *clip, mc_clip_block **blocks, const char *tower, int layers,
+                            int width, int mlp_width, mc_rng *rng) {
+    *blocks = calloc((size_t)layers, sizeof **blocks);
+    if (!*blocks) return mc_error(MC_ERR_NOMEM, "clip: out of memory for %d blocks", layers);
+    float in_std = powf((float)width, -0.5f) * powf(2.0f * (float)layers, -0.5f);
+    float out_std = powf((float)width, -0.5f);
+    float fc_std = powf(2.0f * (float)width, -0.5f);
+    for (int i = 0; i < layers; i++) {
+        mc_clip_block *b = &(*blocks)[i];
+        char p[MC_NAME_LEN];
+#define BLOCK_NAME(part) (snprintf(p, sizeof p, "%s.encoder.layers.%d.%s", tower, i, part), p)
+        MC_TRY(add_linear(clip, &b->k_weight, &b->k_bias, BLOCK_NAME("self_attn.k_proj"), width, width, rng, in_std));
+        MC_TRY(add_linear(clip, &b->v_weight, &b->v_bias, BLOCK_NAME("self_attn.v_proj"), width, width, rng, in_std));
+        MC_TRY(add_linear(clip, &b->q_weight, &b->q_bias, BLOCK_NAME("self_attn.q_proj"), width, width, rng, in_std));
+        MC_TRY(add_linear(clip, &b->out_weight, &b->out_bias, BLOCK_NAME("self_attn.out_proj"), width, width, rng, out_std));
+        MC_TRY(add_layernorm(clip, &b->ln1_weight, &b->ln1_bias, BLOCK_NAME("layer_norm1"), width));
+        MC_TRY(add_linear(clip, &b->fc1_weight, &b->fc1_bias, BLOCK_NAME("mlp.fc1"), width, mlp_width, rng, fc_std));
+        MC_TRY(add_linear(clip, &b->fc2_weight, &b->fc2_bias, BLOCK_NAME("mlp.fc2"), mlp_width, width, rng, in_std));
+        MC_TRY(add_layernorm(clip, &b->ln2_weight, &b->ln2_bias, BLOCK_NAME("layer_norm2"), width));
+#undef BLOCK_NAME
+    }
+    return MC_OK;
+}
+
+static mc_status add_text_tower(mc_clip *clip, mc_rng *rng) {
+    const mc_clip_text_config *t = &clip->config.text;
+    MC_TRY(add_param(clip, &clip->token_embedding, MC_SHAPE(t->vocab, t->width),
+                     "text_model.embeddings.token_embedding.weight", "", rng, 0.02f, 0.0f));
+    MC_TRY(add_param(clip, &clip->text_positions, MC_SHAPE(t->context, t->width),
+                     "text_model.embeddings.position_embedding.weight", "", rng, 0.01f, 0.0f));
+    MC_TRY(add_blocks(clip, &clip->text_blocks, "text_model", t->layers, t->width, t->mlp_width, rng));
+    MC_TRY(add_layernorm(clip, &clip->final_ln_weight, &clip->final_ln_bias,
+                         "text_model.final_layer_norm", t->width));
+    return MC_OK;
+}
+
+static mc_status add_vision_tower(mc_clip *clip, mc_rng *rng) {
+    const mc_clip_vision_config *v = &clip->config.vision;
+    int grid = v->image_size / v->patch;
+    MC_TRY(add_param(clip, &clip->class_embedding, MC_SHAPE(v->width),
+                     "vision_model.embeddings.class_embedding", "", rng, powf((float)v->width, -0.5f), 0.0f));
+    MC_TRY(add_param(clip, &clip->patch_embedding, MC_SHAPE(v->width, 3, v->patch, v->patch),
+                     "vision_model.embeddings.patch_embedding.weight", "", rng, 0.02f, 0.0f));
+    MC_TRY(add_param(clip, &clip->vision_positions, MC_SHAPE(1 + grid * grid, v->width),
+                     "vision_model.embeddings.position_embedding.weight", "", rng, 0.02f, 0.0f));
+    MC_TRY(add_layernorm(clip, &clip->pre_ln_weight, &clip->pre_ln_bias, "vision_model.pre_layrnorm", v->width));
+    MC_TRY(add_blocks(clip, &clip->vision_blocks, "vision_model", v->layers, v->width, v->mlp_width, rng));
+    MC_TRY(add_layernorm(clip, &clip->post_ln_weight, &clip->post_ln_bias, "vision_model.post_layernorm", v->width));
+    return MC_OK;
+}
+
+static mc_status check_config(const mc_clip_config *c) {
+    if (!c->has_vision && !c->has_text)
+        return mc_error(MC_ERR_ARG, "clip: a model needs a vision or a text tower");
+    if (c->embed_dim < 1) return mc_error(MC_ERR_ARG, "clip: embed_dim %d must be positive", c->embed_dim);
+    if (c->has_vision) {
+        const mc_clip_vision_config *v = &c->vision;
+        if (v->width < 1 || v->layers < 1 || v->heads < 1 || v->mlp_width < 1 || v->patch < 1 ||
+            v->image_size < v->patch)
+            return mc_error(MC_ERR_ARG, "clip vision: every size must be positive and image_size >= patch");
+        if (v->width % v->heads || v->image_size % v->patch)
+            return mc_error(MC_ERR_ARG, "clip vision: width %d must divide by heads %d and image %d by patch %d",
+                            v->width, v->heads, v->image_size, v->patch);
+    }
+    if (c->has_text) {
+        const mc_clip_text_config *t = &c->text;
+        if (t->width < 1 || t->layers < 1 || t->heads < 1 || t->mlp_width < 1 || t->context < 2 || t->vocab < 2)
+            return mc_error(MC_ERR_ARG, "clip text: every size must be positive (context and vocab >= 2)");
+        if (t->width % t->heads)
+            return mc_error(MC_ERR_ARG, "clip text: width %d must divide by heads %d", t->width, t->heads);
+    }
+    return MC_OK;
+}
+
+/* Create the parameters; rng NULL leaves them zero (they are about to be
+ * loaded). Order follows Hugging Face's state_dict. */
+static mc_status clip_create(mc_clip **out, const mc_clip_config *config, mc_rng *rng) {
+    *out = NULL;
+    MC_TRY(check_config(config));
+    mc_clip *clip = calloc(1, sizeof *clip);
+    if (!clip) return mc_error(MC_ERR_NOMEM, "clip: out of memory");
+    clip->config = *config;
+    if (clip->config.layernorm_eps <= 0.0f) clip->config.layernorm_eps = 1e-5f;
+    mc_status status = MC_OK;
+    if (config->has_text) status = add_text_tower(clip, rng);
+    if (status == MC_OK && config->has_vision) status = add_vision_tower(clip, rng);
+    if (status == MC_OK && config->has_vision)
+        status = add_param(clip, &clip->visual_projection, MC_SHAPE(config->embed_dim, config->vision.width),
+                           "visual_projection.weight", "", rng, powf((float)config->vision.width, -0.5f), 0.0f);
+    if (status == MC_OK && config->has_text)
+        status = add_param(clip, &clip->text_projection, MC_SHAPE(config->embed_dim, config->text.width),
+                           "text_projection.weight", "", rng, powf((float)config->text.width, -0.5f), 0.0f);
+    if (status == MC_OK)
+        status = add_param(clip, &clip->logit_scale, MC_SHAPE(1), "logit_scale", "", NULL, 0.0f,
+                           logf(1.0f / 0.07f));
+    if (status != MC_OK) {
+        mc_clip_free(clip);
+        return status;
+    }
+    *out = clip;
+    return MC_OK;
+}
+
+mc_status mc_clip_new(mc_clip **out, const mc_clip_config *config, mc_rng *rng) {
+    if (!rng) return mc_error(MC_ERR_ARG, "clip: mc_clip_new needs an rng for the initialisation");
+    return clip_create(out, config, rng);
+}
+
+void mc_clip_free(mc_clip *clip) {
+    if (!clip) return;
+    mc_params_free(&clip->params);
+    free(clip->vision_blocks);
+    free(clip->text_blocks);
+    free(clip);
+}
+
+void mc_clip_set_trainable(mc_clip *clip, bool trainable) {
+    mc_params_set_trainable(&clip->params, "", trainable);
+}
+
+/* ---- loading ---- */
+
+static int count_layers(const mc_safetensors *f, const char *tower) {
+    int n = 0;
+    char name[MC_NAME_LEN];
+    for (;;) {
+        snprintf(name, sizeof name, "%s.encoder.layers.%d.layer_norm1.weight", tower, n);
+        if (!mc_safetensors_has(f, name)) return n;
+        n++;
+    }
+}
+
+/* dims of a tensor that must exist with `ndim` dimensions. */
+static mc_status tensor_dims(const mc_safetensors *f, const char *name, int ndim, mc_shape *shape) {
+    mc_dtype dtype;
+    MC_TRY(mc_safetensors_info(f, name, &dtype, shape));
+    if (shape->ndim != ndim)
+        return mc_error(MC_ERR_FORMAT, "%s: tensor %s has %d dimensions, expected %d",
+                        mc_safetensors_path(f), name, shape->ndim, ndim);
+    return MC_OK;
+}
+
+static mc_status derive_vision_config(const mc_safetensors *f, mc_clip_vision_config *v) {
+    mc_shape patch, positions, fc1;
+    MC_TRY(tensor_dims(f, "vision_model.embeddings.patch_embedding.weight", 4, &patch));
+    MC_TRY(tensor_dims(f, "vision_model.embeddings.position_embedding.weight", 2, &positions));
+    v->width = (int)patch.dim[0];
+    v->patch = (int)patch.dim[2];
+    int grid = (int)lround(sqrt((double)(positions.dim[0] - 1)));
+    if (grid * grid + 1 != positions.dim[0] || patch.dim[1] != 3 || patch.dim[2] != patch.dim[3])
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: vision embeddings do not describe a square ViT over RGB "
+                        "(patch_embedding (W, 3, P, P) and 1 + G*G positions expected)",
+                        mc_safetensors_path(f));
+    v->image_size = grid * v->patch;
+    v->layers = count_layers(f, "vision_model");
+    v->heads = v->width / 64 > 0 ? v->width / 64 : 1;
+    if (v->layers > 0) MC_TRY(tensor_dims(f, "vision_model.encoder.layers.0.mlp.fc1.weight", 2, &fc1));
+    v->mlp_width = v->layers > 0 ? (int)fc1.dim[0] : 4 * v->width;
+    if (v->layers == 0)
+        return mc_error(MC_ERR_FORMAT, "%s: vision tower without vision_model.encoder.layers.0.*",
+                        mc_safetensors_path(f));
+    return MC_OK;
+}
+
+static mc_status derive_text_config(const mc_safetensors *f, mc_clip_text_config *t) {
+    mc_shape tokens, positions, fc1;
+    MC_TRY(tensor_dims(f, "text_model.embeddings.token_embedding.weight", 2, &tokens));
+    MC_TRY(tensor_dims(f, "text_model.embeddings.position_embedding.weight", 2, &positions));
+    t->vocab = (int)tokens.dim[0];
+    t->width = (int)tokens.dim[1];
+    t->context = (int)positions.dim[0];
+    t->layers = count_layers(f, "text_model");
+    t->heads = t->width / 64 > 0 ? t->width / 64 : 1;
+    if (t->layers == 0)
+        return mc_error(MC_ERR_FORMAT, "%s: text tower without text_model.encoder.layers.0.*",
+                        mc_safetensors_path(f));
+    MC_TRY(tensor_dims(f, "text_model.encoder.layers.0.mlp.fc1.weight", 2, &fc1));
+    t->mlp_width = (int)fc1.dim[0];
+    return MC_OK;
+}
+
+static mc_status derive_config(const mc_safetensors *f, mc_clip_config *c) {
+    memset(c, 0, sizeof *c);
+    c->layernorm_eps = 1e-5f;
+    c->has_vision = mc_safetensors_has(f, "vision_model.embeddings.patch_embedding.weight");
+    c->has_text = mc_safetensors_has(f, "text_model.embeddings.token_embedding.weight");
+    if (!c->has_vision && !c->has_text)
+        return mc_error(MC_ERR_FORMAT,
+                        "%s: not a CLIPModel file (neither vision_model.embeddings.patch_embedding.weight "
+                        "nor text_model.embeddings.token_embedding.weight)",
+                        mc_safetensors_path(f));
+    mc_shape projection;
+    if (c->has_vision) {
+        MC_TRY(derive_vision_config(f, &c->vision));
+        MC_TRY(tensor_dims(f, "visual_projection.weight", 2, &projection));
+        c->embed_dim = (int)projection.dim[0];
+    }
+    if (c->has_text) {
+        MC_TRY(derive_text_config(f, &c->text));
+        MC_TRY(tensor_dims(f, "text_projection.weight", 2, &projection));
+        c->embed_dim = (int)projection.dim[0];
+    }
+    return MC_OK;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
+}
+
+/* Tensors in the file that the model does not have (position_ids buffers,
+ * which Hugging Face stores, are expected and ignored). */
+static mc_status check_unexpected(const mc_safetensors *f, const mc_clip *clip) {
+    char list[512] = "";
+    int unexpected = 0;
+    for (int i = 0; i < mc_safetensors_count(f); i++) {
+        const char *name = mc_safetensors_name(f, i);
+        if (ends_with(name, "position_ids") || mc_params_find(&clip->params, name)) continue;
+        if (unexpected++ < 5) {
+            size_t used = strlen(list);
+            snprintf(list + used, sizeof list - used, "%s%s", unexpected > 1 ? ", " : "", name);
+        }
+    }
+    if (unexpected)
+        return mc_error(MC_ERR_FORMAT, "%s: %d unexpected tensor(s) for a CLIPModel: %s%s",
+                        mc_safetensors_path(f), unexpected, list, unexpected > 5 ? ", ..." : "");
+    return MC_OK;
+}
+
+mc_status mc_clip_load(const char *path, mc_clip **out) {
+    *out = NULL;
+    mc_safetensors *f;
+    MC_TRY(mc_safetensors_open(path, &f));
+    mc_clip_config config;
+    mc_clip *clip = NULL;
+    mc_status status = derive_config(f, &config);
+    if (status == MC_OK) status = clip_create(&clip, &config, NULL);
+    if (status == MC_OK && !mc_safetensors_has(f, "logit_scale"))
+        status = mc_error(MC_ERR_FORMAT, "%s: missing tensor logit_scale", path);
+    /* Strict by name and shape (reports every missing or misshaped tensor). */
+    if (status == MC_OK) status = check_unexpected(f, clip);
+    if (status == MC_OK) {
+        char report[1024];
+        status = mc_safetensors_load_params(f, &clip->params, true, report, sizeof report);
+    }
+    mc_safetensors_close(f);
+    if (status != MC_OK) {
+        mc_clip_free(clip);
+        return mc_error_context(status, "loading CLIP from %s: ", path);
+    }
+    *out = clip;
+    return MC_OK;
+}
+
+mc_status mc_clip_save(const mc_clip *clip, const char *path, int n_meta, const mc_metadata_entry *meta) {
+    return mc_safetensors_write_params(path, &clip->params, n_meta, meta);
+}
+
+/* ---- zero-shot classification ---- */
+
+/* Normalise each row of (rows, cols) data to unit length. */
+static void normalize_rows(float *data, int64_t rows, int64_t cols) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *row = data + r * cols;
+        double norm2 = 0.0;
+        for (int64_t c = 0; c < cols; c++) norm2 += (double)row[c] * row[c];
+        float inverse = norm2 > 0.0 ? (float)(1.0 / sqrt(norm2)) : 0.0f;
+        for (int64_t c = 0; c < cols; c++) row[c] *= inverse;
+    }
+}
+
+mc_status mc_clip_class_embeddings(mc_clip *clip, const int32_t *ids, int n_classes, int n_templates,
+                                   mc_tensor **out) {
+    *out = NULL;
+    if (!clip->config.has_text) return mc_error(MC_ERR_ARG, "clip: class embeddings need a text tower");
+    if (n_classes < 1 || n_templates < 1)
+        return mc_error(MC_ERR_ARG, "clip: %d classes x %d templates, expected at least one each",
+                        n_classes, n_templates);
+    const int context = clip->config.text.context, embed = clip->config.embed_dim;
+    mc_tensor *classes;
+    MC_TRY(mc_tensor_new(&classes, MC_SHAPE(n_classes, embed), "class_embeddings"));
+    mc_graph *g;
+    mc_status status = mc_graph_new(&g);
+    if (status != MC_OK) {
+        mc_tensor_free(classes);
+        return status;
+    }
+    mc_graph_set_grad_enabled(g, false);
+    /* One class at a time keeps memory bounded by n_templates rows. */
+    for (int k = 0; k < n_classes && status == MC_OK; k++) {
+        mc_tensor *text;
+        mc_graph_reset(g);
+        status = mc_clip_encode_text(clip, g, ids + (int64_t)k * n_templates * context, n_templates, &text);
+        if (status != MC_OK) break;
+        normalize_rows(text->data, n_templates, embed);
+        float *mean = classes->data + (int64_t)k * embed;
+        for (int t = 0; t < n_templates; t++)
+            for (int e = 0; e < embed; e++) mean[e] += text->data[(int64_t)t * embed + e] / (float)n_templates;
+    }
+    mc_graph_free(g);
+    if (status != MC_OK) {
+        mc_tensor_free(classes);
+        return status;
+    }
+    normalize_rows(classes->data, n_classes, embed);
+    *out = classes;
+    return MC_OK;
+}
+
+mc_status mc_clip_zero_shot_logits(const mc_tensor *image_embeds, const mc_tensor *class_embeds,
+                                   float logit_scale, mc_tensor **out) {
+    *out = NULL;
+    if (image_embeds->shape.ndim != 2 || class_embeds->shape.ndim != 2 ||
+        image_embeds->shape.dim[1] != class_embeds->shape.dim[1]) {
+        char a[128], b[128];
+        return mc_error(MC_ERR_SHAPE, "zero-shot: image embeddings %s and class embeddings %s must be (N, E) and (K, E)",
+                        mc_tensor_str(image_embeds, a, sizeof a), mc_tensor_str(class_embeds, b, sizeof b));
+    }
+    int64_t n = image_embeds->shape.dim[0], k = class_embeds->shape.dim[0], e = image_embeds->shape.dim[1];
+    MC_TRY(mc_tensor_new(out, MC_SHAPE(n, k), "zero_shot_logits"));
+    float scale = expf(logit_scale);
+    for (int64_t i = 0; i < n; i++) {
+        const float *image = image_embeds->data + i * e;
+        double norm2 = 0.0;
+        for (int64_t d = 0; d < e; d++) norm2 += (double)image[d] * image[d];
+        double inverse = norm2 > 0.0 ? 1.0 / sqrt(norm2) : 0.0;
+        for (int64_t c = 0; c < k; c++) {
+            const float *cls = class_embeds->data + c * e;
+            double dot = 0.0;
+            for (int64_t d = 0; d < e; d++) dot += (double)image[d] * cls[d];
+            (*out)->data[i * k + c] = (float)(scale * dot * inverse);
+        }
+    }
+    return MC_OK;
+}

@@ -1,0 +1,58 @@
+/* CLIP's image tower: a Vision Transformer (Dosovitskiy et al., 2021) with
+ * CLIP's extra LayerNorm before the blocks ("pre_layrnorm"). */
+#include "mmchain/clip.h"
+
+#include "models/clip_internal.h"
+
+/* pixels (N, 3, S, S) -> patch rows (N, G*G, 3*P*P), each row ordered
+ * (channel, row in patch, column in patch) like the flattened conv weight
+ * (W, 3, P, P): the patch embedding is then a plain matrix product. */
+static mc_status patchify(mc_graph *g, mc_tensor *pixels, int patch, mc_tensor **out) {
+    int64_t n = pixels->shape.dim[0], c = pixels->shape.dim[1];
+    int64_t grid = pixels->shape.dim[2] / patch;
+    mc_tensor *split, *moved;
+    MC_TRY(mc_reshape(g, pixels, MC_SHAPE(n, c, grid, patch, grid, patch), &split));
+    const int perm[6] = {0, 2, 4, 1, 3, 5}; /* -> (N, G, G, C, P, P) */
+    MC_TRY(mc_permute(g, split, perm, &moved));
+    return mc_reshape(g, moved, MC_SHAPE(n, grid * grid, c * patch * patch), out);
+}
+
+/* [class token; patch embeddings] + positions: (N, G*G, W) -> (N, 1+G*G, W). */
+static mc_status add_class_token_and_positions(mc_graph *g, mc_clip *clip, mc_tensor *patches,
+                                               mc_tensor **out) {
+    int64_t n = patches->shape.dim[0], width = patches->shape.dim[2];
+    mc_tensor *zeros, *class_row, *class_tokens, *tokens;
+    /* Broadcast the (W) class embedding to (N, 1, W) by adding it to zeros. */
+    MC_TRY(mc_graph_tensor(g, MC_SHAPE(n, 1, width), "zeros", &zeros));
+    MC_TRY(mc_reshape(g, clip->class_embedding, MC_SHAPE(1, 1, width), &class_row));
+    MC_TRY(mc_add(g, zeros, class_row, &class_tokens));
+    mc_tensor *parts[2] = {class_tokens, patches};
+    MC_TRY(mc_concat(g, 2, parts, 1, &tokens));
+    return mc_add(g, tokens, clip->vision_positions, out);
+}
+
+mc_status mc_clip_encode_image(mc_clip *clip, mc_graph *g, mc_tensor *pixels, mc_tensor **out) {
+    *out = NULL;
+    const mc_clip_vision_config *v = &clip->config.vision;
+    if (!clip->config.has_vision) return mc_error(MC_ERR_ARG, "clip: this model has no vision tower");
+    if (pixels->shape.ndim != 4 || pixels->shape.dim[1] != 3 || pixels->shape.dim[2] != v->image_size ||
+        pixels->shape.dim[3] != v->image_size) {
+        char s[128];
+        return mc_error(MC_ERR_SHAPE, "clip image tower: input %s, expected (N, 3, %d, %d)",
+                        mc_tensor_str(pixels, s, sizeof s), v->image_size, v->image_size);
+    }
+    int64_t n = pixels->shape.dim[0];
+    mc_tensor *patches, *kernel, *embedded, *x, *class_out, *class_flat, *pooled;
+    MC_TRY(patchify(g, pixels, v->patch, &patches));
+    MC_TRY(mc_reshape(g, clip->patch_embedding, MC_SHAPE(v->width, 3 * v->patch * v->patch), &kernel));
+    MC_TRY(mc_linear(g, patches, kernel, NULL, &embedded));
+    MC_TRY(add_class_token_and_positions(g, clip, embedded, &x));
+    float eps = clip->config.layernorm_eps;
+    MC_TRY(mc_layernorm(g, x, clip->pre_ln_weight, clip->pre_ln_bias, eps, &x));
+    for (int i = 0; i < v->layers; i++)
+        MC_TRY(mc_clip_block_forward(g, &clip->vision_blocks[i], x, v->heads, false, eps, &x));
+    MC_TRY(mc_slice(g, x, 1, 0, 1, &class_out)); /* the class token: (N, 1, W) */
+    MC_TRY(mc_reshape(g, class_out, MC_SHAPE(n, v->width), &class_flat));
+    MC_TRY(mc_layernorm(g, class_flat, clip->post_ln_weight, clip->post_ln_bias, eps, &pooled));
+    return mc_linear(g, pooled, clip->visual_projection, NULL, out);
+}

@@ -1,0 +1,708 @@
+/* ResNet-18/34/50/101/152 with torchvision's topology and names.
+ *
+ * He et al., "Deep Residual Learning for Image Recognition" (2015), with the
+ * bottleneck's stride on its 3x3 convolution as torchvision does ("ResNet
+ * v1.5"). The model is a list of named tensors (mc_param_list) plus a
+ * layout: pointers into that list grouped as conv+BN units and blocks. The
+ * forward pass is a short walk over the layout calling ops; autograd records
+ * the tape, so there is no hand-written backward here.
+ *
+ * Sections: configurations - construction - forward - loading (with the
+ * conv1 band rule) - checkpoints. */
+#include "mmchain/models.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmchain/ops.h"
+
+/* torchvision's BatchNorm2d defaults. */
+static const float BN_MOMENTUM = 0.1f;
+static const float BN_EPS = 1e-5f;
+
+/* ---------------------------------------------------------------------------
+ * configurations
+ * ------------------------------------------------------------------------- */
+
+static int block_expansion(mc_resnet_block block) { return block == MC_RESNET_BOTTLENECK ? 4 : 1; }
+
+int mc_resnet_feature_dim(const mc_resnet_config *config) {
+    return 8 * config->base_width * block_expansion(config->block);
+}
+
+mc_status mc_resnet_config_for_depth(int depth, mc_resnet_config *out) {
+    /* The stage depths of He et al., Table 1. */
+    static const struct { int depth; mc_resnet_block block; int layers[4]; } table[] = {
+        {18, MC_RESNET_BASIC, {2, 2, 2, 2}},       {34, MC_RESNET_BASIC, {3, 4, 6, 3}},
+        {50, MC_RESNET_BOTTLENECK, {3, 4, 6, 3}},  {101, MC_RESNET_BOTTLENECK, {3, 4, 23, 3}},
+        {152, MC_RESNET_BOTTLENECK, {3, 8, 36, 3}},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (table[i].depth != depth) continue;
+        memset(out, 0, sizeof *out);
+        out->block = table[i].block;
+        memcpy(out->layers, table[i].layers, sizeof out->layers);
+        out->base_width = 64;
+        out->in_channels = 3;
+        out->fc_out = 1000;
+        return MC_OK;
+    }
+    return mc_error(MC_ERR_ARG, "resnet: depth %d is not one of 18, 34, 50, 101, 152", depth);
+}
+
+mc_status mc_resnet_config_for_name(const char *name, mc_resnet_config *out) {
+    int depth = 0;
+    char rest = 0;
+    if (!name || sscanf(name, "resnet%d%c", &depth, &rest) != 1)
+        return mc_error(MC_ERR_ARG,
+                        "resnet: unknown model name '%s' (expected resnet18, resnet34, resnet50, "
+                        "resnet101 or resnet152)",
+                        name ? name : "(null)");
+    mc_status status = mc_resnet_config_for_depth(depth, out);
+    if (status != MC_OK)
+        return mc_error(MC_ERR_ARG,
+                        "resnet: unknown model name '%s' (expected resnet18, resnet34, resnet50, "
+                        "resnet101 or resnet152)",
+                        name);
+    return MC_OK;
+}
+
+mc_status mc_resnet_config_check(const mc_resnet_config *c) {
+    if (c->block != MC_RESNET_BASIC && c->block != MC_RESNET_BOTTLENECK)
+        return mc_error(MC_ERR_ARG, "resnet config: block kind %d is neither basic nor bottleneck",
+                        (int)c->block);
+    for (int i = 0; i < 4; i++)
+        if (c->layers[i] < 1 || c->layers[i] > 1000)
+            return mc_error(MC_ERR_ARG, "resnet config: layer%d has %d blocks, expected 1 to 1000",
+                            i + 1, c->layers[i]);
+    if (c->base_width < 1 || c->base_width > 4096)
+        return mc_error(MC_ERR_ARG, "resnet config: base_width %d, expected 1 to 4096",
+                        c->base_width);
+    if (c->in_channels < 1 || c->in_channels > 4096)
+        return mc_error(MC_ERR_ARG, "resnet config: in_channels (bands) %d, expected 1 to 4096",
+                        c->in_channels);
+    if (c->fc_out < 0 || c->fc_out > 1000000)
+        return mc_error(MC_ERR_ARG, "resnet config: fc_out %d, expected 0 (no fc) to 1000000",
+                        c->fc_out);
+    return MC_OK;
+}
+
+/* Number of blocks in a stage: the count of "layer<s>.<j>.conv1.weight". */
+static int count_blocks_in_file(const mc_safetensors *f, int stage) {
+    int n = 0;
+    char name[MC_NAME_LEN];
+    for (;;) {
+        snprintf(name, sizeof name, "layer%d.%d.conv1.weight", stage, n);
+        if (!mc_safetensors_has(f, name)) return n;
+        n++;
+    }
+}
+
+mc_status mc_resnet_config_from_file(const mc_safetensors *f, mc_resnet_config *out) {
+    const char *path = mc_safetensors_path(f);
+    mc_shape conv1;
+    if (mc_safetensors_info(f, "conv1.weight", NULL, &conv1) != MC_OK || conv1.ndim != 4)
+        return mc_error(MC_ERR_FORMAT, "%s: no 4-D conv1.weight, not a ResNet state_dict", path);
+    memset(out, 0, sizeof *out);
+    out->block = mc_safetensors_has(f, "layer1.0.conv3.weight") ? MC_RESNET_BOTTLENECK
+                                                                : MC_RESNET_BASIC;
+    for (int s = 0; s < 4; s++) out->layers[s] = count_blocks_in_file(f, s + 1);
+    out->base_width = (int)conv1.dim[0];
+    out->in_channels = (int)conv1.dim[1];
+    mc_shape fc;
+    out->fc_out = mc_safetensors_info(f, "fc.weight", NULL, &fc) == MC_OK ? (int)fc.dim[0] : 0;
+    mc_status status = mc_resnet_config_check(out);
+    if (status != MC_OK) return mc_error_context(status, "%s: ", path);
+    return MC_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * construction
+ * ------------------------------------------------------------------------- */
+
+/* A convolution (no bias) followed by its BatchNorm: the unit ResNet is
+ * built from. Pointers into the model's parameter list. */
+typedef struct conv_bn {
+    mc_tensor *conv_weight;     /* (OC, C, KH, KW) */
+    mc_tensor *bn_weight;       /* (OC) gamma */
+    mc_tensor *bn_bias;         /* (OC) beta */
+    mc_tensor *running_mean;    /* (OC) */
+    mc_tensor *running_var;     /* (OC) */
+    mc_tensor *batches_tracked; /* (1) num_batches_tracked */
+    mc_conv2d_params conv;
+} conv_bn;
+
+typedef struct resnet_block {
+    conv_bn unit[3]; /* conv1/bn1, conv2/bn2 and (bottleneck) conv3/bn3 */
+    int n_units;     /* 2 (basic) or 3 (bottleneck) */
+    bool has_downsample;
+    conv_bn downsample; /* downsample.0 (1x1 conv) + downsample.1 (BN) */
+} resnet_block;
+
+struct mc_resnet_layout {
+    conv_bn stem; /* conv1 7x7/2 + bn1 */
+    resnet_block *blocks;
+    int n_blocks;
+    mc_tensor *fc_weight; /* (fc_out, F) or NULL */
+    mc_tensor *fc_bias;   /* (fc_out) or NULL */
+    /* Two arenas used in turn for blocks that need no gradient. */
+    mc_graph *scratch[2];
+};
+
+/* Create conv `conv_name`.weight and BN `bn_name`.* in torchvision's order,
+ * initialised as torchvision does. */
+static mc_status add_conv_bn(mc_resnet *m, mc_rng *rng, const char *conv_name, const char *bn_name,
+                             int out_ch, int in_ch, int kernel, int stride, int padding,
+                             conv_bn *u) {
+    mc_param_list *p = &m->params;
+    MC_TRY(mc_params_new(p, &u->conv_weight, MC_SHAPE(out_ch, in_ch, kernel, kernel), true,
+                         "%s.weight", conv_name));
+    MC_TRY(mc_params_new(p, &u->bn_weight, MC_SHAPE(out_ch), true, "%s.weight", bn_name));
+    MC_TRY(mc_params_new(p, &u->bn_bias, MC_SHAPE(out_ch), true, "%s.bias", bn_name));
+    MC_TRY(mc_params_new(p, &u->running_mean, MC_SHAPE(out_ch), false, "%s.running_mean", bn_name));
+    MC_TRY(mc_params_new(p, &u->running_var, MC_SHAPE(out_ch), false, "%s.running_var", bn_name));
+    MC_TRY(mc_params_new(p, &u->batches_tracked, MC_SHAPE(1), false, "%s.num_batches_tracked",
+                         bn_name));
+    /* kaiming_normal_(mode="fan_out", nonlinearity="relu"), BN weight 1, bias 0. */
+    mc_init_kaiming_normal_fan_out(u->conv_weight, (int64_t)out_ch * kernel * kernel, rng);
+    mc_tensor_fill(u->bn_weight, 1.0f);
+    mc_tensor_fill(u->running_var, 1.0f);
+    u->conv = mc_conv2d_simple(stride, padding);
+    return MC_OK;
+}
+
+/* Block `index` of stage `stage` (1..4): in_ch -> width -> width*expansion. */
+static mc_status add_block(mc_resnet *m, mc_rng *rng, int stage, int index, int in_ch, int width,
+                           int stride, resnet_block *b) {
+    char conv[MC_NAME_LEN], bn[MC_NAME_LEN];
+    int expansion = block_expansion(m->config.block);
+    int out_ch = width * expansion;
+#define NAME(buf, what, k) snprintf(buf, sizeof buf, "layer%d.%d.%s%d", stage, index, what, k)
+    if (m->config.block == MC_RESNET_BASIC) {
+        b->n_units = 2;
+        NAME(conv, "conv", 1), NAME(bn, "bn", 1);
+        MC_TRY(add_conv_bn(m, rng, conv, bn, width, in_ch, 3, stride, 1, &b->unit[0]));
+        NAME(conv, "conv", 2), NAME(bn, "bn", 2);
+        MC_TRY(add_conv_bn(m, rng, conv, bn, width, width, 3, 1, 1, &b->unit[1]));
+    } else {
+        b->n_units = 3;
+        NAME(conv, "conv", 1), NAME(bn, "bn", 1);
+        MC_TRY(add_conv_bn(m, rng, conv, bn, width, in_ch, 1, 1, 0, &b->unit[0]));
+        NAME(conv, "conv", 2), NAME(bn, "bn", 2);
+        MC_TRY(add_conv_bn(m, rng, conv, bn, width, width, 3, stride, 1, &b->unit[1]));
+        NAME(conv, "conv", 3), NAME(bn, "bn", 3);
+        MC_TRY(add_conv_bn(m, rng, conv, bn, out_ch, width, 1, 1, 0, &b->unit[2]));
+    }
+    b->has_downsample = stride != 1 || in_ch != out_ch;
+    if (b->has_downsample) {
+        NAME(conv, "downsample.", 0), NAME(bn, "downsample.", 1);
+        MC_TRY(add_conv_bn(m, rng, conv, bn, out_ch, in_ch, 1, stride, 0, &b->downsample));
+    }
+#undef NAME
+    return MC_OK;
+}
+
+static mc_status build(mc_resnet *m, uint64_t seed) {
+    const mc_resnet_config *c = &m->config;
+    struct mc_resnet_layout *L = m->layout;
+    mc_rng rng;
+    mc_rng_seed(&rng, seed);
+    MC_TRY(add_conv_bn(m, &rng, "conv1", "bn1", c->base_width, c->in_channels, 7, 2, 3, &L->stem));
+    for (int s = 0; s < 4; s++) L->n_blocks += c->layers[s];
+    L->blocks = calloc((size_t)L->n_blocks, sizeof *L->blocks);
+    if (!L->blocks) return mc_error(MC_ERR_NOMEM, "resnet: cannot allocate %d blocks", L->n_blocks);
+    int in_ch = c->base_width, k = 0;
+    for (int s = 0; s < 4; s++) {
+        int width = c->base_width << s;
+        for (int j = 0; j < c->layers[s]; j++, k++) {
+            int stride = (s > 0 && j == 0) ? 2 : 1;
+            MC_TRY(add_block(m, &rng, s + 1, j, in_ch, width, stride, &L->blocks[k]));
+            in_ch = width * block_expansion(c->block);
+        }
+    }
+    if (c->fc_out > 0) {
+        /* nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both. */
+        MC_TRY(mc_params_new(&m->params, &L->fc_weight, MC_SHAPE(c->fc_out, m->feature_dim), true,
+                             "fc.weight"));
+        MC_TRY(mc_params_new(&m->params, &L->fc_bias, MC_SHAPE(c->fc_out), true, "fc.bias"));
+        mc_init_default_uniform(L->fc_weight, m->feature_dim, &rng);
+        mc_init_default_uniform(L->fc_bias, m->feature_dim, &rng);
+    }
+    return MC_OK;
+}
+
+mc_status mc_resnet_new(mc_resnet **out, const mc_resnet_config *config, uint64_t seed) {
+    *out = NULL;
+    MC_TRY(mc_resnet_config_check(config));
+    mc_resnet *m = calloc(1, sizeof *m);
+    if (!m) return mc_error(MC_ERR_NOMEM, "resnet: out of memory");
+    m->layout = calloc(1, sizeof *m->layout);
+    if (!m->layout) {
+        free(m);
+        return mc_error(MC_ERR_NOMEM, "resnet: out of memory");
+    }
+    m->config = *config;
+    m->feature_dim = mc_resnet_feature_dim(config);
+    mc_status status = build(m, seed);
+    if (status != MC_OK) {
+        mc_resnet_free(m);
+        return status;
+    }
+    *out = m;
+    return MC_OK;
+}
+
+void mc_resnet_free(mc_resnet *m) {
+    if (!m) return;
+    if (m->layout) {
+        free(m->layout->blocks);
+        mc_graph_free(m->layout->scratch[0]);
+        mc_graph_free(m->layout->scratch[1]);
+        free(m->layout);
+    }
+    mc_params_free(&m->params);
+    free(m);
+}
+
+void mc_resnet_set_training(mc_resnet *m, bool training) { m->training = training; }
+
+int mc_resnet_set_trainable(mc_resnet *m, const char *prefix, bool trainable) {
+    int changed = 0;
+    size_t len = strlen(prefix);
+    for (int i = 0; i < m->params.count; i++) {
+        mc_tensor *t = m->params.items[i];
+        if (strncmp(t->name, prefix, len) == 0 && t->requires_grad != trainable &&
+            !strstr(t->name, "running_") && !strstr(t->name, "num_batches_tracked"))
+            changed++;
+    }
+    mc_params_set_trainable(&m->params, prefix, trainable);
+    return changed;
+}
+
+/* ---------------------------------------------------------------------------
+ * forward
+ * ------------------------------------------------------------------------- */
+
+/* conv -> BN -> (relu). x, *out: (N, H, W, C) NHWC. */
+static mc_status conv_bn_forward(mc_graph *g, const conv_bn *u, bool training, bool relu,
+                                 mc_tensor *x, mc_tensor **out) {
+    mc_tensor *h;
+    MC_TRY(mc_conv2d(g, x, u->conv_weight, NULL, u->conv, &h));
+    MC_TRY(mc_batchnorm2d(g, h, u->bn_weight, u->bn_bias, u->running_mean, u->running_var, training,
+                          BN_MOMENTUM, BN_EPS, &h));
+    /* PyTorch counts every training-mode forward (it matters only when
+     * momentum is None, but a checkpoint should carry the same count). */
+    if (training) u->batches_tracked->data[0] += 1.0f;
+    if (relu) MC_TRY(mc_relu(g, h, &h));
+    *out = h;
+    return MC_OK;
+}
+
+/* One residual block: relu(F(x) + shortcut(x)). x, *out NHWC. */
+static mc_status block_forward(mc_graph *g, const resnet_block *b, bool training, mc_tensor *x,
+                               mc_tensor **out) {
+    mc_tensor *h = x;
+    for (int i = 0; i < b->n_units; i++)
+        MC_TRY(conv_bn_forward(g, &b->unit[i], training, i < b->n_units - 1, h, &h));
+    mc_tensor *shortcut = x;
+    if (b->has_downsample) MC_TRY(conv_bn_forward(g, &b->downsample, training, false, x, &shortcut));
+    mc_tensor *sum;
+    MC_TRY(mc_add(g, h, shortcut, &sum));
+    return mc_relu(g, sum, out);
+}
+
+static bool unit_trainable(const conv_bn *u) {
+    return u->conv_weight->requires_grad || u->bn_weight->requires_grad || u->bn_bias->requires_grad;
+}
+
+static bool block_trainable(const resnet_block *b) {
+    for (int i = 0; i < b->n_units; i++)
+        if (unit_trainable(&b->unit[i])) return true;
+    return b->has_downsample && unit_trainable(&b->downsample);
+}
+
+/* Where the next stage runs. A stage whose input and parameters need no
+ * gradient records nothing, so its activations are dead once the next stage
+ * has read its output: it runs in the scratch arena that does not hold its
+ * input, reset first. A stage that needs gradients runs on g; if its input
+ * still lives in a scratch arena it is copied into g first, so that the tape
+ * never points into memory a later forward will reuse. */
+typedef struct stage_runner {
+    mc_resnet *model;
+    mc_graph *g;
+    mc_tensor *h;     /* the current activation */
+    bool h_scratch;   /* h lives in scratch[1 - next] */
+    int next_scratch; /* the scratch arena the next no-grad stage uses */
+} stage_runner;
+
+static mc_status runner_pick(stage_runner *r, bool trainable, mc_graph **target) {
+    struct mc_resnet_layout *L = r->model->layout;
+    bool needs_grad = mc_graph_grad_enabled(r->g) && (trainable || r->h->requires_grad);
+    if (needs_grad) {
+        if (r->h_scratch) {
+            mc_tensor *copy;
+            MC_TRY(mc_graph_tensor(r->g, r->h->shape, r->h->name, &copy));
+            memcpy(copy->data, r->h->data, (size_t)r->h->numel * sizeof(float));
+            r->h = copy;
+            r->h_scratch = false;
+        }
+        *target = r->g;
+        return MC_OK;
+    }
+    int k = r->next_scratch;
+    if (!L->scratch[k]) {
+        MC_TRY(mc_graph_new(&L->scratch[k]));
+        mc_graph_set_grad_enabled(L->scratch[k], false);
+    }
+    mc_graph_reset(L->scratch[k]);
+    r->next_scratch = 1 - k;
+    r->h_scratch = true;
+    *target = L->scratch[k];
+    return MC_OK;
+}
+
+static mc_status check_input(const mc_resnet *m, const mc_tensor *x) {
+    char xs[128], ws[128];
+    if (x->shape.ndim != 4)
+        return mc_error(MC_ERR_SHAPE, "resnet forward: input %s must be 4-D (N, C, H, W)",
+                        mc_tensor_str(x, xs, sizeof xs));
+    if (x->shape.dim[1] != m->config.in_channels)
+        return mc_error(MC_ERR_SHAPE,
+                        "resnet forward: input %s has %lld bands, the model's %s expects %d",
+                        mc_tensor_str(x, xs, sizeof xs), (long long)x->shape.dim[1],
+                        mc_tensor_str(m->layout->stem.conv_weight, ws, sizeof ws),
+                        m->config.in_channels);
+    return MC_OK;
+}
+
+mc_status mc_resnet_forward(mc_resnet *m, mc_graph *g, mc_tensor *x, mc_tensor **out) {
+    *out = NULL;
+    MC_TRY(check_input(m, x));
+    struct mc_resnet_layout *L = m->layout;
+    bool training = m->training;
+    stage_runner r = {.model = m, .g = g, .h = x};
+    mc_graph *target;
+
+    /* Stem: NCHW -> NHWC once, conv1 7x7/2, bn1, relu, maxpool 3x3/2. */
+    MC_TRY(runner_pick(&r, unit_trainable(&L->stem), &target));
+    mc_tensor *h;
+    MC_TRY(mc_nchw_to_nhwc(target, r.h, &h));
+    MC_TRY(conv_bn_forward(target, &L->stem, training, true, h, &h));
+    MC_TRY(mc_maxpool2d(target, h, 3, 2, 1, &r.h));
+
+    for (int k = 0; k < L->n_blocks; k++) {
+        MC_TRY(runner_pick(&r, block_trainable(&L->blocks[k]), &target));
+        MC_TRY(block_forward(target, &L->blocks[k], training, r.h, &r.h));
+    }
+
+    /* Head, on g: (N, H, W, F) -> (N, F) -> fc. */
+    mc_tensor *pooled;
+    MC_TRY(mc_global_avgpool(g, r.h, &pooled));
+    if (!L->fc_weight) {
+        *out = pooled;
+        return MC_OK;
+    }
+    return mc_linear(g, pooled, L->fc_weight, L->fc_bias, out);
+}
+
+/* ---------------------------------------------------------------------------
+ * loading
+ * ------------------------------------------------------------------------- */
+
+mc_resnet_load_options mc_resnet_load_defaults(void) {
+    mc_resnet_load_options o = {.strict = true, .skip_fc = false, .rgb_bands = NULL};
+    return o;
+}
+
+mc_status mc_resnet_derive_conv1(const mc_tensor *rgb, const int *rgb_bands, mc_tensor *dst) {
+    char a[128], b[128];
+    if (rgb->shape.ndim != 4 || rgb->shape.dim[1] != 3 || dst->shape.ndim != 4 ||
+        dst->shape.dim[0] != rgb->shape.dim[0] || dst->shape.dim[2] != rgb->shape.dim[2] ||
+        dst->shape.dim[3] != rgb->shape.dim[3])
+        return mc_error(MC_ERR_SHAPE,
+                        "conv1 band rule: cannot derive %s from %s (expected (C, 3, KH, KW) -> "
+                        "(C, N, KH, KW))",
+                        mc_tensor_str(dst, a, sizeof a), mc_tensor_str(rgb, b, sizeof b));
+    int64_t out_ch = rgb->shape.dim[0], bands = dst->shape.dim[1];
+    int64_t taps = rgb->shape.dim[2] * rgb->shape.dim[3];
+    if (rgb_bands)
+        for (int c = 0; c < 3; c++)
+            if (rgb_bands[c] < -1 || rgb_bands[c] >= bands)
+                return mc_error(MC_ERR_ARG,
+                                "conv1 band rule: the %c band index %d is outside 0..%lld (or -1)",
+                                "RGB"[c], rgb_bands[c], (long long)bands - 1);
+    float scale = 3.0f / (float)bands;
+    for (int64_t o = 0; o < out_ch; o++) {
+        const float *src = rgb->data + o * 3 * taps; /* (3, KH, KW) */
+        float *dst_o = dst->data + o * bands * taps; /* (N, KH, KW) */
+        for (int64_t n = 0; n < bands; n++) {
+            int colour = -1; /* the RGB kernel this band keeps, if any */
+            for (int c = 0; rgb_bands && c < 3; c++)
+                if (rgb_bands[c] == n) colour = c;
+            for (int64_t t = 0; t < taps; t++) {
+                float v = colour >= 0
+                              ? src[colour * taps + t]
+                              : (src[t] + src[taps + t] + src[2 * taps + t]) / 3.0f;
+                dst_o[n * taps + t] = v * scale;
+            }
+        }
+    }
+    return MC_OK;
+}
+
+/* A bounded comma-separated list of names for messages. */
+typedef struct name_list {
+    char text[640];
+    int count;
+    int shown;
+} name_list;
+
+static void name_list_add(name_list *l, const char *fmt, ...) {
+    l->count++;
+    size_t used = strlen(l->text);
+    if (used + 80 >= sizeof l->text) return; /* the count still says how many */
+    if (used) used += (size_t)snprintf(l->text + used, sizeof l->text - used, ", ");
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(l->text + used, sizeof l->text - used, fmt, args);
+    va_end(args);
+    l->shown++;
+}
+
+/* Append "; <label>: a, b, c" to buf when the list is not empty. */
+static void append_list(char *buf, size_t len, const char *label, const name_list *l) {
+    if (!l->count) return;
+    size_t used = strlen(buf);
+    if (used + 1 >= len) return;
+    const char *more = l->shown < l->count ? ", ..." : "";
+    snprintf(buf + used, len - used, "; %s (%d): %s%s", label, l->count, l->text, more);
+}
+
+static bool has_prefix(const char *s, const char *prefix) {
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static bool is_batches_tracked(const char *name) {
+    return strstr(name, "num_batches_tracked") != NULL;
+}
+
+static bool is_dtype_float(mc_dtype d) {
+    return d == MC_DTYPE_F32 || d == MC_DTYPE_F16 || d == MC_DTYPE_BF16 || d == MC_DTYPE_F64;
+}
+
+static bool is_dtype_int(mc_dtype d) {
+    return d == MC_DTYPE_I64 || d == MC_DTYPE_I32 || d == MC_DTYPE_I16 || d == MC_DTYPE_I8 ||
+           d == MC_DTYPE_U8;
+}
+
+/* How one model tensor gets its value. */
+typedef enum load_action {
+    LOAD_SKIP,   /* keep the model's value (skipped fc, absent num_batches_tracked) */
+    LOAD_FLOAT,  /* read_into */
+    LOAD_INT,    /* num_batches_tracked stored as an integer */
+    LOAD_DERIVE, /* conv1 from an RGB kernel */
+    LOAD_BAD     /* missing or mismatched: reported */
+} load_action;
+
+/* Is the file tensor `name` meant for someone else (not an error)? */
+static bool file_name_ignored(const mc_resnet *m, const mc_resnet_load_options *o,
+                              const char *name) {
+    if (has_prefix(name, "optimizer.")) return true; /* our checkpoints' optimizer state */
+    if (has_prefix(name, "fc.") && (o->skip_fc || !m->layout->fc_weight)) return true;
+    return false;
+}
+
+static load_action plan_tensor(const mc_resnet *m, const mc_safetensors *f,
+                               const mc_resnet_load_options *o, const mc_tensor *t,
+                               name_list *missing, name_list *mismatched) {
+    if (has_prefix(t->name, "fc.") && o->skip_fc) return LOAD_SKIP;
+    mc_dtype dtype;
+    mc_shape shape;
+    if (mc_safetensors_info(f, t->name, &dtype, &shape) != MC_OK) {
+        if (is_batches_tracked(t->name)) return LOAD_SKIP;
+        name_list_add(missing, "%s", t->name);
+        return LOAD_BAD;
+    }
+    char fs[96], ms[96];
+    mc_shape_str(shape, fs, sizeof fs);
+    mc_shape_str(t->shape, ms, sizeof ms);
+    if (is_batches_tracked(t->name) && shape.ndim == 1 && shape.dim[0] == 1 && is_dtype_int(dtype))
+        return LOAD_INT;
+    if (!is_dtype_float(dtype)) {
+        name_list_add(mismatched, "%s (dtype %s, expected a float type)", t->name,
+                      mc_dtype_name(dtype));
+        return LOAD_BAD;
+    }
+    if (mc_shape_equal(shape, t->shape)) return LOAD_FLOAT;
+    bool rgb_conv1 = t == m->layout->stem.conv_weight && shape.ndim == 4 && shape.dim[1] == 3 &&
+                     shape.dim[0] == t->shape.dim[0] && shape.dim[2] == t->shape.dim[2] &&
+                     shape.dim[3] == t->shape.dim[3];
+    if (rgb_conv1) return LOAD_DERIVE;
+    name_list_add(mismatched, "%s (file %s, model %s)", t->name, fs, ms);
+    return LOAD_BAD;
+}
+
+static mc_status load_one(const mc_safetensors *f, const mc_resnet_load_options *o, mc_tensor *t,
+                          load_action action) {
+    switch (action) {
+    case LOAD_FLOAT: return mc_safetensors_read_into(f, t->name, t);
+    case LOAD_INT: {
+        int64_t *values;
+        MC_TRY(mc_safetensors_read_ints(f, t->name, &values, NULL));
+        t->data[0] = (float)values[0];
+        free(values);
+        return MC_OK;
+    }
+    case LOAD_DERIVE: {
+        mc_tensor *rgb;
+        MC_TRY(mc_safetensors_read(f, t->name, &rgb));
+        mc_status status = mc_resnet_derive_conv1(rgb, o->rgb_bands, t);
+        mc_tensor_free(rgb);
+        return status;
+    }
+    default: return MC_OK;
+    }
+}
+
+mc_status mc_resnet_load(mc_resnet *m, const mc_safetensors *f, const mc_resnet_load_options *options,
+                         char *report, size_t report_len) {
+    mc_resnet_load_options o = options ? *options : mc_resnet_load_defaults();
+    const char *path = mc_safetensors_path(f);
+    int n = m->params.count;
+    load_action *plan = calloc((size_t)n, sizeof *plan);
+    name_list *lists = calloc(3, sizeof *lists); /* missing, mismatched, unexpected */
+    if (!plan || !lists) {
+        free(plan);
+        free(lists);
+        return mc_error(MC_ERR_NOMEM, "loading %s: out of memory", path);
+    }
+    name_list *missing = &lists[0], *mismatched = &lists[1], *unexpected = &lists[2];
+    int loadable = 0;
+    bool derived = false;
+    for (int i = 0; i < n; i++) {
+        plan[i] = plan_tensor(m, f, &o, m->params.items[i], missing, mismatched);
+        loadable += plan[i] != LOAD_SKIP && plan[i] != LOAD_BAD;
+        derived |= plan[i] == LOAD_DERIVE;
+    }
+    for (int i = 0; i < mc_safetensors_count(f); i++) {
+        const char *name = mc_safetensors_name(f, i);
+        if (!mc_params_find(&m->params, name) && !file_name_ignored(m, &o, name))
+            name_list_add(unexpected, "%s", name);
+    }
+
+    char summary[1000];
+    int problems = missing->count + mismatched->count + unexpected->count;
+    snprintf(summary, sizeof summary, "%s: %d of %d tensors loadable%s", path, loadable, n,
+             derived ? " (conv1 derived from RGB)" : "");
+    append_list(summary, sizeof summary, "missing", missing);
+    append_list(summary, sizeof summary, "wrong shape", mismatched);
+    append_list(summary, sizeof summary, "unexpected", unexpected);
+    if (report) snprintf(report, report_len, "%s", summary);
+    mc_status status = MC_OK;
+    if (o.strict && problems) {
+        status = mc_error(MC_ERR_FORMAT, "%s", summary);
+    } else {
+        for (int i = 0; i < n && status == MC_OK; i++)
+            status = load_one(f, &o, m->params.items[i], plan[i]);
+    }
+    free(plan);
+    free(lists);
+    return status;
+}
+
+mc_status mc_resnet_load_path(mc_resnet *m, const char *path, const mc_resnet_load_options *options,
+                              char *report, size_t report_len) {
+    mc_safetensors *f;
+    MC_TRY(mc_safetensors_open(path, &f));
+    mc_status status = mc_resnet_load(m, f, options, report, report_len);
+    mc_safetensors_close(f);
+    return status;
+}
+
+/* ---------------------------------------------------------------------------
+ * checkpoints
+ * ------------------------------------------------------------------------- */
+
+mc_status mc_resnet_save(const mc_resnet *m, const char *path, const mc_optimizer *optimizer,
+                         int n_meta, const mc_metadata_entry *meta) {
+    const mc_resnet_config *c = &m->config;
+    char layers[64], base[16], bands[16], fc_out[16], steps[32];
+    snprintf(layers, sizeof layers, "%d,%d,%d,%d", c->layers[0], c->layers[1], c->layers[2],
+             c->layers[3]);
+    snprintf(base, sizeof base, "%d", c->base_width);
+    snprintf(bands, sizeof bands, "%d", c->in_channels);
+    snprintf(fc_out, sizeof fc_out, "%d", c->fc_out);
+    snprintf(steps, sizeof steps, "%lld", optimizer ? (long long)mc_optimizer_steps(optimizer) : 0LL);
+    const mc_metadata_entry own[] = {
+        {"format", "mmchain.resnet"},
+        {"format_version", "1"},
+        {"block", c->block == MC_RESNET_BOTTLENECK ? "bottleneck" : "basic"},
+        {"layers", layers},
+        {"base_width", base},
+        {"bands", bands},
+        {"fc_out", fc_out},
+        {"optimizer", optimizer ? mc_optimizer_name(optimizer) : "none"},
+        {"optimizer_steps", steps},
+    };
+    int n_own = (int)(sizeof own / sizeof own[0]);
+    if (n_meta < 0 || (n_meta > 0 && !meta))
+        return mc_error(MC_ERR_ARG, "saving %s: %d metadata entries but no array", path, n_meta);
+
+    mc_param_list state = {0};
+    mc_tensor **tensors = NULL;
+    mc_metadata_entry *entries = malloc((size_t)(n_own + n_meta) * sizeof *entries);
+    mc_status status = entries ? MC_OK : mc_error(MC_ERR_NOMEM, "saving %s: out of memory", path);
+    if (status == MC_OK && optimizer) status = mc_optimizer_export_state(optimizer, &state);
+    int n_tensors = m->params.count + state.count;
+    if (status == MC_OK) {
+        tensors = malloc((size_t)n_tensors * sizeof *tensors);
+        if (!tensors) status = mc_error(MC_ERR_NOMEM, "saving %s: out of memory", path);
+    }
+    if (status == MC_OK) {
+        memcpy(tensors, m->params.items, (size_t)m->params.count * sizeof *tensors);
+        if (state.count)
+            memcpy(tensors + m->params.count, state.items, (size_t)state.count * sizeof *tensors);
+        memcpy(entries, own, sizeof own);
+        if (n_meta) memcpy(entries + n_own, meta, (size_t)n_meta * sizeof *entries);
+        status = mc_safetensors_write(path, n_tensors, tensors, n_own + n_meta, entries);
+    }
+    free(tensors);
+    free(entries);
+    mc_params_free(&state);
+    return status;
+}
+
+/* Optimizer state lookup: reads "optimizer.*" tensors from the file on
+ * demand and keeps them until the import is done. */
+typedef struct file_lookup {
+    const mc_safetensors *f;
+    mc_param_list cache;
+    mc_status error;
+} file_lookup;
+
+static const mc_tensor *lookup_in_file(void *ctx, const char *name) {
+    file_lookup *l = ctx;
+    mc_tensor *t = mc_params_find(&l->cache, name);
+    if (t || !mc_safetensors_has(l->f, name) || l->error != MC_OK) return t;
+    if (mc_safetensors_read(l->f, name, &t) != MC_OK) {
+        l->error = MC_ERR_FORMAT;
+        return NULL;
+    }
+    if (mc_params_add(&l->cache, t) != MC_OK) {
+        mc_tensor_free(t);
+        l->error = MC_ERR_NOMEM;
+        return NULL;
+    }
+    return t;
+}
+
+mc_status mc_resnet_load_optimizer(const mc_safetensors *f, mc_optimizer *optimizer) {
+    file_lookup l = {.f = f, .error = MC_OK};
+    mc_status status = mc_optimizer_import_state(optimizer, lookup_in_file, &l);
+    if (status != MC_OK && l.error != MC_OK) status = l.error; /* the read's own message stands */
+    mc_params_free(&l.cache);
+    if (status != MC_OK) return mc_error_context(status, "%s: optimizer state: ", mc_safetensors_path(f));
+    return MC_OK;
+}

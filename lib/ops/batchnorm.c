@@ -1,0 +1,245 @@
+/* batchnorm2d: BatchNorm2d with PyTorch's semantics, on NHWC activations.
+ *
+ * Per channel c, over the M = N*H*W values of the batch:
+ *     y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c
+ * training: mean and var are the batch's, var BIASED (divided by M); the
+ *   running statistics then move towards the batch's,
+ *       running = (1 - momentum) * running + momentum * batch,
+ *   with the UNBIASED variance (divided by M - 1) for running_var
+ *   (torch.nn.functional.batch_norm, documented in torch.nn.BatchNorm2d).
+ * eval: mean and var are the running statistics, which are not touched.
+ * (eps goes inside the square root; darknet's sqrt(var) + eps does not
+ * match PyTorch.)
+ *
+ * NHWC makes channels the fastest dimension, so every statistic is a
+ * column sum over an (M, C) matrix. Sums are taken over a FIXED number of
+ * row blocks in parallel and then added in block order, so the result does
+ * not depend on the thread count (determinism, design.md section 3). */
+#include "mmchain/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+enum { REDUCE_BLOCKS = 32 };
+
+/* Rows [start, end) of block b when `rows` rows are cut into REDUCE_BLOCKS. */
+static void block_range(int64_t rows, int b, int64_t *start, int64_t *end) {
+    *start = rows * b / REDUCE_BLOCKS;
+    *end = rows * (b + 1) / REDUCE_BLOCKS;
+}
+
+/* Column sums of the (rows, C) matrix x, and of (x - center)^2 when center
+ * is not NULL. x: (rows, C), center: (C) or NULL, partial: (REDUCE_BLOCKS, C)
+ * scratch, sums: (C). */
+static void channel_sums(int64_t rows, int64_t c, const float *x, const float *center,
+                         double *partial, double *sums) {
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < REDUCE_BLOCKS; b++) {
+        double *acc = partial + (int64_t)b * c;
+        int64_t start, end;
+        block_range(rows, b, &start, &end);
+        for (int64_t ch = 0; ch < c; ch++) acc[ch] = 0.0;
+        for (int64_t r = start; r < end; r++) {
+            const float *row = x + r * c;
+            if (center)
+                for (int64_t ch = 0; ch < c; ch++) {
+                    double d = (double)row[ch] - center[ch];
+                    acc[ch] += d * d;
+                }
+            else
+                for (int64_t ch = 0; ch < c; ch++) acc[ch] += row[ch];
+        }
+    }
+    for (int64_t ch = 0; ch < c; ch++) sums[ch] = 0.0;
+    for (int b = 0; b < REDUCE_BLOCKS; b++)
+        for (int64_t ch = 0; ch < c; ch++) sums[ch] += partial[(int64_t)b * c + ch];
+}
+
+/* sum(dy) and sum(dy * xhat) per channel, xhat = (x - mean) * invstd.
+ * x, dy: (rows, C); mean, invstd: (C); partial: (REDUCE_BLOCKS, 2C);
+ * sum_dy, sum_dy_xhat: (C). */
+static void backward_sums(int64_t rows, int64_t c, const float *x, const float *dy,
+                          const float *mean, const float *invstd, double *partial, double *sum_dy,
+                          double *sum_dy_xhat) {
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < REDUCE_BLOCKS; b++) {
+        double *acc_dy = partial + (int64_t)b * 2 * c, *acc_dy_xhat = acc_dy + c;
+        int64_t start, end;
+        block_range(rows, b, &start, &end);
+        for (int64_t ch = 0; ch < 2 * c; ch++) acc_dy[ch] = 0.0;
+        for (int64_t r = start; r < end; r++)
+            for (int64_t ch = 0; ch < c; ch++) {
+                float xhat = (x[r * c + ch] - mean[ch]) * invstd[ch];
+                acc_dy[ch] += dy[r * c + ch];
+                acc_dy_xhat[ch] += (double)dy[r * c + ch] * xhat;
+            }
+    }
+    for (int64_t ch = 0; ch < c; ch++) sum_dy[ch] = sum_dy_xhat[ch] = 0.0;
+    for (int b = 0; b < REDUCE_BLOCKS; b++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            sum_dy[ch] += partial[(int64_t)b * 2 * c + ch];
+            sum_dy_xhat[ch] += partial[(int64_t)b * 2 * c + c + ch];
+        }
+}
+
+/* What backward needs: the statistics the forward normalised with. */
+typedef struct batchnorm_saved {
+    bool training;
+    float *mean;   /* (C) */
+    float *invstd; /* (C): 1 / sqrt(var + eps) */
+} batchnorm_saved;
+
+/* x: (M, C) -> y: (M, C) = (x - mean) * invstd * weight + bias;
+ * weight, bias: (C) or NULL (1 and 0). */
+static void normalize(int64_t rows, int64_t c, const float *x, const float *mean,
+                      const float *invstd, const float *weight, const float *bias, float *y) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            float scale = invstd[ch] * (weight ? weight[ch] : 1.0f);
+            y[r * c + ch] = (x[r * c + ch] - mean[ch]) * scale + (bias ? bias[ch] : 0.0f);
+        }
+}
+
+/* Batch statistics into saved->mean / invstd, and the running update.
+ * x: (M, C); running_mean, running_var: (C) or NULL. */
+static mc_status batch_statistics(mc_graph *g, int64_t rows, int64_t c, const float *x, float eps,
+                                  float momentum, float *running_mean, float *running_var,
+                                  batchnorm_saved *saved) {
+    double *partial, *mean, *sq;
+    MC_TRY(mc_graph_alloc(g, (size_t)(REDUCE_BLOCKS * c) * sizeof(double), (void **)&partial));
+    MC_TRY(mc_graph_alloc(g, (size_t)c * sizeof(double), (void **)&mean));
+    MC_TRY(mc_graph_alloc(g, (size_t)c * sizeof(double), (void **)&sq));
+    channel_sums(rows, c, x, NULL, partial, mean);
+    for (int64_t ch = 0; ch < c; ch++) {
+        mean[ch] /= (double)rows;
+        saved->mean[ch] = (float)mean[ch];
+    }
+    /* Two passes (sum, then centred squares): one-pass E[x^2] - E[x]^2
+     * cancels catastrophically when |mean| >> std. */
+    channel_sums(rows, c, x, saved->mean, partial, sq);
+    for (int64_t ch = 0; ch < c; ch++) {
+        double biased_var = sq[ch] / (double)rows;
+        saved->invstd[ch] = (float)(1.0 / sqrt(biased_var + eps));
+        if (running_mean) running_mean[ch] = (1 - momentum) * running_mean[ch] + momentum * (float)mean[ch];
+        if (running_var) {
+            double unbiased_var = sq[ch] / (double)(rows - 1);
+            running_var[ch] = (1 - momentum) * running_var[ch] + momentum * (float)unbiased_var;
+        }
+    }
+    return MC_OK;
+}
+
+/* in: x (N, H, W, C), weight (C) or NULL, bias (C) or NULL;
+ * out->grad: (N, H, W, C). */
+static mc_status batchnorm2d_backward(mc_node *node) {
+    const batchnorm_saved *saved = node->saved;
+    mc_tensor *x = node->in[0], *weight = node->in[1], *bias = node->in[2];
+    int64_t c = x->shape.dim[3], rows = x->numel / c;
+    const float *dy = node->out->grad;
+    double *partial, *sum_dy, *sum_dy_xhat;
+    MC_TRY(mc_graph_alloc(node->graph, (size_t)(REDUCE_BLOCKS * 2 * c) * sizeof(double), (void **)&partial));
+    MC_TRY(mc_graph_alloc(node->graph, (size_t)c * sizeof(double), (void **)&sum_dy));
+    MC_TRY(mc_graph_alloc(node->graph, (size_t)c * sizeof(double), (void **)&sum_dy_xhat));
+    backward_sums(rows, c, x->data, dy, saved->mean, saved->invstd, partial, sum_dy, sum_dy_xhat);
+
+    if (weight && weight->requires_grad) {
+        float *dweight;
+        MC_TRY(mc_grad_buffer(node->graph, weight, &dweight));
+        for (int64_t ch = 0; ch < c; ch++) dweight[ch] += (float)sum_dy_xhat[ch];
+    }
+    if (bias && bias->requires_grad) {
+        float *dbias;
+        MC_TRY(mc_grad_buffer(node->graph, bias, &dbias));
+        for (int64_t ch = 0; ch < c; ch++) dbias[ch] += (float)sum_dy[ch];
+    }
+    if (!x->requires_grad) return MC_OK;
+    float *dx;
+    MC_TRY(mc_grad_buffer(node->graph, x, &dx));
+    const float *mean = saved->mean, *invstd = saved->invstd;
+    const float *w = weight ? weight->data : NULL;
+    bool training = saved->training;
+    /* eval: mean and invstd are constants, so dx = dy * weight * invstd.
+     * training: they depend on x too; differentiating through them gives
+     *   dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)). */
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            float scale = invstd[ch] * (w ? w[ch] : 1.0f);
+            float d = dy[r * c + ch];
+            if (training) {
+                float xhat = (x->data[r * c + ch] - mean[ch]) * invstd[ch];
+                d -= (float)(sum_dy[ch] / (double)rows) + xhat * (float)(sum_dy_xhat[ch] / (double)rows);
+            }
+            dx[r * c + ch] += scale * d;
+        }
+    return MC_OK;
+}
+
+/* A per-channel tensor (weight, bias, running stats) must be (C). */
+static mc_status check_channel_vector(const mc_tensor *t, const char *role, const mc_tensor *x,
+                                      int64_t c) {
+    if (!t || (t->shape.ndim == 1 && t->shape.dim[0] == c)) return MC_OK;
+    char ts[160], xs[160];
+    return mc_error(MC_ERR_SHAPE, "batchnorm2d: %s %s must have shape (%lld), one per channel of x %s",
+                    role, mc_tensor_str(t, ts, sizeof ts), (long long)c, mc_tensor_str(x, xs, sizeof xs));
+}
+
+static mc_status check_batchnorm_args(const mc_tensor *x, const mc_tensor *weight,
+                                      const mc_tensor *bias, const mc_tensor *running_mean,
+                                      const mc_tensor *running_var, bool training, float momentum,
+                                      float eps) {
+    char xs[160];
+    if (!x) return mc_error(MC_ERR_ARG, "batchnorm2d: input x must not be NULL");
+    mc_tensor_str(x, xs, sizeof xs);
+    if (x->shape.ndim != 4)
+        return mc_error(MC_ERR_SHAPE, "batchnorm2d: input x %s must be 4-D (N, H, W, C)", xs);
+    int64_t c = x->shape.dim[3];
+    MC_TRY(check_channel_vector(weight, "weight", x, c));
+    MC_TRY(check_channel_vector(bias, "bias", x, c));
+    MC_TRY(check_channel_vector(running_mean, "running_mean", x, c));
+    MC_TRY(check_channel_vector(running_var, "running_var", x, c));
+    if (!(eps >= 0.0f)) return mc_error(MC_ERR_ARG, "batchnorm2d: eps %g must be >= 0", eps);
+    if (!training && (!running_mean || !running_var))
+        return mc_error(MC_ERR_ARG, "batchnorm2d: eval mode on x %s needs running_mean and running_var", xs);
+    if (training && !(momentum >= 0.0f && momentum <= 1.0f))
+        return mc_error(MC_ERR_ARG, "batchnorm2d: momentum %g must be in [0, 1]", momentum);
+    if (training && x->numel / c < 2)
+        return mc_error(MC_ERR_SHAPE,
+                        "batchnorm2d: training needs more than one value per channel, x %s has "
+                        "N*H*W = 1",
+                        xs);
+    return MC_OK;
+}
+
+mc_status mc_batchnorm2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                         mc_tensor *running_mean, mc_tensor *running_var, bool training,
+                         float momentum, float eps, mc_tensor **out) {
+    *out = NULL;
+    MC_TRY(check_batchnorm_args(x, weight, bias, running_mean, running_var, training, momentum, eps));
+    int64_t c = x->shape.dim[3], rows = x->numel / c;
+    batchnorm_saved *saved;
+    MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
+    MC_TRY(mc_graph_alloc(g, (size_t)c * sizeof(float), (void **)&saved->mean));
+    MC_TRY(mc_graph_alloc(g, (size_t)c * sizeof(float), (void **)&saved->invstd));
+    saved->training = training;
+    if (training) {
+        MC_TRY(batch_statistics(g, rows, c, x->data, eps, momentum,
+                                running_mean ? running_mean->data : NULL,
+                                running_var ? running_var->data : NULL, saved));
+    } else {
+        for (int64_t ch = 0; ch < c; ch++) {
+            saved->mean[ch] = running_mean->data[ch];
+            saved->invstd[ch] = (float)(1.0 / sqrt((double)running_var->data[ch] + eps));
+        }
+    }
+    mc_tensor *y;
+    MC_TRY(mc_graph_tensor(g, x->shape, "batchnorm2d", &y));
+    normalize(rows, c, x->data, saved->mean, saved->invstd, weight ? weight->data : NULL,
+              bias ? bias->data : NULL, y->data);
+    /* Inputs keep fixed positions (x, weight, bias); absent ones are NULL. */
+    mc_tensor *inputs[3] = {x, weight, bias};
+    MC_TRY(mc_graph_record(g, "batchnorm2d", batchnorm2d_backward, y, 3, inputs, saved));
+    *out = y;
+    return MC_OK;
+}

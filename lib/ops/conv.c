@@ -1,0 +1,497 @@
+/* conv2d: 2-D convolution (cross-correlation, as PyTorch) on NHWC activations.
+ *
+ * The fast path turns a convolution into matrix products ("im2col + GEMM",
+ * Chellapilla et al. 2006):
+ *
+ *   - Every output pixel of the whole batch is one GEMM row, so the batch is
+ *     folded into the GEMM: rows = N*OH*OW. Its receptive field, gathered
+ *     into one row of a "column matrix", has KH*KW*C values. Because x is
+ *     NHWC, the field is KH*KW contiguous runs of C channels: im2col is a
+ *     sequence of memcpy's.
+ *   - The weight (OC, C/g, KH, KW) is repacked per call to (OC, KH, KW, C/g)
+ *     so that its rows line up with the column rows; then, per group,
+ *         out[rows, OC_g] = columns[rows, K_g] @ packed_weight[OC_g, K_g]^T.
+ *   - A 1x1, stride-1, unpadded convolution needs no gathering at all: x
+ *     seen as a (N*H*W, C) matrix already is the column matrix, and the
+ *     PyTorch weight (OC, C/g, 1, 1) already is the packed one.
+ *
+ * Backward reuses the same matrices:
+ *     d_weight[OC_g, K_g] += d_out[rows, OC_g]^T @ columns[rows, K_g]
+ *     d_columns[rows, K_g] = d_out[rows, OC_g] @ packed_weight[OC_g, K_g]
+ * and col2im adds each d_columns entry back onto the input pixel it was
+ * gathered from.
+ *
+ * Memory: the columns are KH*KW times larger than x, so they are built for
+ * at most `column_budget` bytes of rows at a time (chunks of output rows),
+ * in a per-thread scratch buffer that is reused across calls: in a steady
+ * training loop conv allocates nothing. Backward recomputes the columns
+ * instead of keeping them (they would dominate the arena).
+ *
+ * Column row layout, for groups g: [group 0: (kh, kw, c) | group 1: ... ],
+ * so one im2col pass serves every group and group g's GEMM reads the
+ * sub-matrix at column offset g*K_g with leading dimension K_total. */
+#include "ops/conv_internal.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- settings and scratch memory ---- */
+
+enum { DEFAULT_COLUMN_BUDGET = 64 << 20 };
+static size_t column_budget = DEFAULT_COLUMN_BUDGET;
+
+void mc_conv2d_set_column_budget(size_t bytes) {
+    column_budget = bytes ? bytes : (size_t)DEFAULT_COLUMN_BUDGET;
+}
+
+/* A buffer that only grows. Thread-local so that two threads running
+ * separate graphs never share one. */
+typedef struct scratch_buffer {
+    float *data;
+    size_t capacity; /* floats */
+} scratch_buffer;
+
+static _Thread_local scratch_buffer scratch_columns;       /* im2col rows */
+static _Thread_local scratch_buffer scratch_packed_weight; /* (OC, KH, KW, C/g) */
+static _Thread_local scratch_buffer scratch_packed_dweight;
+
+void mc_conv2d_release_workspace(void) {
+    scratch_buffer *all[] = {&scratch_columns, &scratch_packed_weight, &scratch_packed_dweight};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        free(all[i]->data);
+        all[i]->data = NULL;
+        all[i]->capacity = 0;
+    }
+}
+
+static mc_status scratch_reserve(scratch_buffer *buffer, int64_t floats, const char *what,
+                                 float **out) {
+    *out = NULL;
+    if ((size_t)floats > buffer->capacity) {
+        /* free + malloc, not realloc: the old contents are not needed. */
+        free(buffer->data);
+        buffer->capacity = 0;
+        buffer->data = malloc((size_t)floats * sizeof(float));
+        if (!buffer->data)
+            return mc_error(MC_ERR_NOMEM, "conv2d: cannot allocate %lld floats for the %s",
+                            (long long)floats, what);
+        buffer->capacity = (size_t)floats;
+    }
+    *out = buffer->data;
+    return MC_OK;
+}
+
+/* ---- geometry and checks ---- */
+
+mc_conv2d_params mc_conv2d_simple(int stride, int padding) {
+    mc_conv2d_params p = {stride, stride, padding, padding, 1, 1, 1};
+    return p;
+}
+
+static mc_status check_params(mc_conv2d_params p) {
+    if (p.stride_h < 1 || p.stride_w < 1)
+        return mc_error(MC_ERR_ARG, "conv2d: stride (%d, %d) must be >= 1", p.stride_h, p.stride_w);
+    if (p.dilation_h < 1 || p.dilation_w < 1)
+        return mc_error(MC_ERR_ARG, "conv2d: dilation (%d, %d) must be >= 1", p.dilation_h,
+                        p.dilation_w);
+    if (p.pad_h < 0 || p.pad_w < 0)
+        return mc_error(MC_ERR_ARG, "conv2d: padding (%d, %d) must be >= 0", p.pad_h, p.pad_w);
+    if (p.groups < 1) return mc_error(MC_ERR_ARG, "conv2d: groups %d must be >= 1", p.groups);
+    return MC_OK;
+}
+
+static int64_t output_size(int64_t in, int pad, int dilation, int64_t kernel, int stride) {
+    int64_t span = in + 2 * (int64_t)pad - (int64_t)dilation * (kernel - 1) - 1;
+    return span < 0 ? 0 : span / stride + 1;
+}
+
+mc_status mc_conv2d_geometry_of(const mc_tensor *x, const mc_tensor *weight, const mc_tensor *bias,
+                                mc_conv2d_params p, mc_conv2d_geometry *geo) {
+    char xs[160], ws[160], bs[160];
+    if (!x || !weight) return mc_error(MC_ERR_ARG, "conv2d: input x and weight must not be NULL");
+    mc_tensor_str(x, xs, sizeof xs);
+    mc_tensor_str(weight, ws, sizeof ws);
+    MC_TRY(check_params(p));
+    if (x->shape.ndim != 4)
+        return mc_error(MC_ERR_SHAPE, "conv2d: input x %s must be 4-D (N, H, W, C)", xs);
+    if (weight->shape.ndim != 4)
+        return mc_error(MC_ERR_SHAPE, "conv2d: weight %s must be 4-D (OC, C/groups, KH, KW)", ws);
+    memset(geo, 0, sizeof *geo);
+    geo->n = x->shape.dim[0], geo->h = x->shape.dim[1], geo->w = x->shape.dim[2];
+    geo->c = x->shape.dim[3];
+    geo->oc = weight->shape.dim[0], geo->kh = weight->shape.dim[2], geo->kw = weight->shape.dim[3];
+    geo->groups = p.groups;
+    geo->p = p;
+    if (geo->c % p.groups != 0 || geo->oc % p.groups != 0)
+        return mc_error(MC_ERR_SHAPE,
+                        "conv2d: groups %d must divide the input channels of x %s and the output "
+                        "channels of weight %s",
+                        p.groups, xs, ws);
+    geo->c_group = geo->c / p.groups;
+    geo->oc_group = geo->oc / p.groups;
+    if (weight->shape.dim[1] != geo->c_group)
+        return mc_error(MC_ERR_SHAPE,
+                        "conv2d: input x %s has %lld channels, weight %s expects %lld (C/groups = "
+                        "%lld with groups %d)",
+                        xs, (long long)geo->c, ws, (long long)weight->shape.dim[1] * p.groups,
+                        (long long)weight->shape.dim[1], p.groups);
+    if (bias && (bias->shape.ndim != 1 || bias->shape.dim[0] != geo->oc))
+        return mc_error(MC_ERR_SHAPE, "conv2d: bias %s must have shape (%lld) to match weight %s",
+                        mc_tensor_str(bias, bs, sizeof bs), (long long)geo->oc, ws);
+    geo->oh = output_size(geo->h, p.pad_h, p.dilation_h, geo->kh, p.stride_h);
+    geo->ow = output_size(geo->w, p.pad_w, p.dilation_w, geo->kw, p.stride_w);
+    if (geo->oh < 1 || geo->ow < 1)
+        return mc_error(MC_ERR_SHAPE,
+                        "conv2d: output size %lldx%lld < 1: input x %s with kernel %lldx%lld, "
+                        "padding (%d, %d), dilation (%d, %d) is too small",
+                        (long long)geo->oh, (long long)geo->ow, xs, (long long)geo->kh,
+                        (long long)geo->kw, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w);
+    geo->k_group = geo->kh * geo->kw * geo->c_group;
+    geo->k_total = geo->k_group * p.groups;
+    geo->rows = geo->n * geo->oh * geo->ow;
+    /* cblas takes int sizes; rows are chunked, the rest must fit. */
+    if (geo->k_total > INT_MAX / 2 || geo->oc > INT_MAX / 2)
+        return mc_error(MC_ERR_UNSUPPORTED, "conv2d: weight %s is too large for one GEMM", ws);
+    return MC_OK;
+}
+
+/* 1x1, stride 1, no padding: x itself is the column matrix. */
+static int is_direct_gemm(const mc_conv2d_geometry *geo) {
+    const mc_conv2d_params *p = &geo->p;
+    return geo->kh == 1 && geo->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 &&
+           p->pad_w == 0;
+}
+
+/* How many output rows one chunk holds: as many columns as fit the budget,
+ * at least one, and no more than cblas's int can count. */
+static int64_t rows_per_chunk(const mc_conv2d_geometry *geo, int64_t floats_per_row) {
+    int64_t rows = (int64_t)(column_budget / sizeof(float)) / floats_per_row;
+    if (rows < 1) rows = 1;
+    if (rows > INT_MAX / 2) rows = INT_MAX / 2;
+    return rows < geo->rows ? rows : geo->rows;
+}
+
+/* The direct (1x1) path needs no buffer: chunk only so cblas's int can count. */
+static int64_t direct_chunk(const mc_conv2d_geometry *geo) {
+    return geo->rows < INT_MAX / 2 ? geo->rows : INT_MAX / 2;
+}
+
+/* ---- the naive reference: the definition, loop by loop ---- */
+
+/* x: (N, H, W, C), weight: (OC, C/g, KH, KW), bias: (OC) or NULL,
+ * out: (N, OH, OW, OC). */
+void mc_conv2d_reference_forward(const mc_conv2d_geometry *geo, const float *x,
+                                 const float *weight, const float *bias, float *out) {
+    const mc_conv2d_params *p = &geo->p;
+    for (int64_t n = 0; n < geo->n; n++)
+        for (int64_t oy = 0; oy < geo->oh; oy++)
+            for (int64_t ox = 0; ox < geo->ow; ox++)
+                for (int64_t o = 0; o < geo->oc; o++) {
+                    int64_t group = o / geo->oc_group;
+                    double sum = bias ? bias[o] : 0.0;
+                    for (int64_t c = 0; c < geo->c_group; c++)
+                        for (int64_t i = 0; i < geo->kh; i++)
+                            for (int64_t j = 0; j < geo->kw; j++) {
+                                int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
+                                int64_t ix = ox * p->stride_w - p->pad_w + j * p->dilation_w;
+                                if (iy < 0 || iy >= geo->h || ix < 0 || ix >= geo->w) continue;
+                                float xv = x[((n * geo->h + iy) * geo->w + ix) * geo->c +
+                                             group * geo->c_group + c];
+                                float wv = weight[((o * geo->c_group + c) * geo->kh + i) * geo->kw + j];
+                                sum += (double)xv * wv;
+                            }
+                    out[((n * geo->oh + oy) * geo->ow + ox) * geo->oc + o] = (float)sum;
+                }
+}
+
+/* dout: (N, OH, OW, OC); adds into dx (N, H, W, C), dweight (OC, C/g, KH, KW),
+ * dbias (OC), each optional. */
+void mc_conv2d_reference_backward(const mc_conv2d_geometry *geo, const float *x,
+                                  const float *weight, const float *dout, float *dx,
+                                  float *dweight, float *dbias) {
+    const mc_conv2d_params *p = &geo->p;
+    for (int64_t n = 0; n < geo->n; n++)
+        for (int64_t oy = 0; oy < geo->oh; oy++)
+            for (int64_t ox = 0; ox < geo->ow; ox++)
+                for (int64_t o = 0; o < geo->oc; o++) {
+                    int64_t group = o / geo->oc_group;
+                    float d = dout[((n * geo->oh + oy) * geo->ow + ox) * geo->oc + o];
+                    if (dbias) dbias[o] += d;
+                    for (int64_t c = 0; c < geo->c_group; c++)
+                        for (int64_t i = 0; i < geo->kh; i++)
+                            for (int64_t j = 0; j < geo->kw; j++) {
+                                int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
+                                int64_t ix = ox * p->stride_w - p->pad_w + j * p->dilation_w;
+                                if (iy < 0 || iy >= geo->h || ix < 0 || ix >= geo->w) continue;
+                                int64_t xi = ((n * geo->h + iy) * geo->w + ix) * geo->c +
+                                             group * geo->c_group + c;
+                                int64_t wi = ((o * geo->c_group + c) * geo->kh + i) * geo->kw + j;
+                                if (dx) dx[xi] += d * weight[wi];
+                                if (dweight) dweight[wi] += d * x[xi];
+                            }
+                }
+}
+
+/* ---- the fast path's pieces ---- */
+
+/* weight: (OC, C/g, KH, KW) -> packed: (OC, KH, KW, C/g), the row order of
+ * the columns. */
+static void pack_weight(const mc_conv2d_geometry *geo, const float *weight, float *packed) {
+    int64_t taps = geo->kh * geo->kw;
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < geo->oc; o++)
+        for (int64_t c = 0; c < geo->c_group; c++)
+            for (int64_t t = 0; t < taps; t++)
+                packed[(o * taps + t) * geo->c_group + c] = weight[(o * geo->c_group + c) * taps + t];
+}
+
+/* The inverse, adding: packed: (OC, KH, KW, C/g) -> dweight: (OC, C/g, KH, KW). */
+static void unpack_add_weight(const mc_conv2d_geometry *geo, const float *packed, float *dweight) {
+    int64_t taps = geo->kh * geo->kw;
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < geo->oc; o++)
+        for (int64_t c = 0; c < geo->c_group; c++)
+            for (int64_t t = 0; t < taps; t++)
+                dweight[(o * geo->c_group + c) * taps + t] += packed[(o * taps + t) * geo->c_group + c];
+}
+
+/* Gather the receptive fields of output rows [row0, row0 + count).
+ * x: (N, H, W, C); columns: (count, K_total), each row laid out
+ * (group, kh, kw, c in group); taps outside the image are zero padding. */
+static void im2col(const mc_conv2d_geometry *geo, const float *x, int64_t row0, int64_t count,
+                   float *columns) {
+    const mc_conv2d_params *p = &geo->p;
+    const size_t run_bytes = (size_t)geo->c_group * sizeof(float);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < count; r++) {
+        int64_t row = row0 + r;
+        int64_t n = row / (geo->oh * geo->ow);
+        int64_t oy = row / geo->ow % geo->oh, ox = row % geo->ow;
+        float *dst = columns + r * geo->k_total;
+        for (int64_t g = 0; g < geo->groups; g++)
+            for (int64_t i = 0; i < geo->kh; i++) {
+                int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
+                for (int64_t j = 0; j < geo->kw; j++, dst += geo->c_group) {
+                    int64_t ix = ox * p->stride_w - p->pad_w + j * p->dilation_w;
+                    if (iy < 0 || iy >= geo->h || ix < 0 || ix >= geo->w)
+                        memset(dst, 0, run_bytes);
+                    else
+                        memcpy(dst, x + ((n * geo->h + iy) * geo->w + ix) * geo->c + g * geo->c_group,
+                               run_bytes);
+                }
+            }
+    }
+}
+
+/* The adjoint of im2col for rows [row0, row0 + count): add every column
+ * entry onto the input pixel it came from. Written as a gather over input
+ * pixels (each thread owns whole image lines), so no two threads ever add
+ * into the same dx element.
+ * columns: (count, K_total); dx: (N, H, W, C). */
+static void col2im_add(const mc_conv2d_geometry *geo, const float *columns, int64_t row0,
+                       int64_t count, float *dx) {
+    const mc_conv2d_params *p = &geo->p;
+    int64_t plane = geo->oh * geo->ow;
+    int64_t first_image = row0 / plane, last_image = (row0 + count - 1) / plane;
+    int64_t lines = (last_image - first_image + 1) * geo->h;
+#pragma omp parallel for schedule(static)
+    for (int64_t line = 0; line < lines; line++) {
+        int64_t n = first_image + line / geo->h, iy = line % geo->h;
+        for (int64_t ix = 0; ix < geo->w; ix++) {
+            float *dst = dx + ((n * geo->h + iy) * geo->w + ix) * geo->c;
+            for (int64_t i = 0; i < geo->kh; i++) {
+                /* iy = oy*stride - pad + i*dilation, solved for oy. */
+                int64_t ty = iy + p->pad_h - i * p->dilation_h;
+                if (ty < 0 || ty % p->stride_h) continue;
+                int64_t oy = ty / p->stride_h;
+                if (oy >= geo->oh) continue;
+                for (int64_t j = 0; j < geo->kw; j++) {
+                    int64_t tx = ix + p->pad_w - j * p->dilation_w;
+                    if (tx < 0 || tx % p->stride_w) continue;
+                    int64_t ox = tx / p->stride_w;
+                    if (ox >= geo->ow) continue;
+                    int64_t r = (n * geo->oh + oy) * geo->ow + ox - row0;
+                    if (r < 0 || r >= count) continue; /* another chunk's row */
+                    const float *src = columns + r * geo->k_total + (i * geo->kw + j) * geo->c_group;
+                    for (int64_t g = 0; g < geo->groups; g++)
+                        for (int64_t c = 0; c < geo->c_group; c++)
+                            dst[g * geo->c_group + c] += src[g * geo->k_group + c];
+                }
+            }
+        }
+    }
+}
+
+/* out[rows, OC_g] (beta) += columns[rows, K_g] @ weight_g[OC_g, K_g]^T for
+ * every group. columns: (rows, ld_columns), weight: (OC, K_g),
+ * out: (rows, OC). */
+static void gemm_forward(const mc_conv2d_geometry *geo, int64_t rows, const float *columns,
+                         int64_t ld_columns, const float *weight, float *out) {
+    for (int64_t g = 0; g < geo->groups; g++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)geo->oc_group,
+                    (int)geo->k_group, 1.0f, columns + g * geo->k_group, (int)ld_columns,
+                    weight + g * geo->oc_group * geo->k_group, (int)geo->k_group, 0.0f,
+                    out + g * geo->oc_group, (int)geo->oc);
+}
+
+/* dweight_g[OC_g, K_g] += dout_g[rows, OC_g]^T @ columns_g[rows, K_g].
+ * dout: (rows, OC), columns: (rows, ld_columns), dweight: (OC, K_g). */
+static void gemm_weight_grad(const mc_conv2d_geometry *geo, int64_t rows, const float *dout,
+                             const float *columns, int64_t ld_columns, float *dweight) {
+    for (int64_t g = 0; g < geo->groups; g++)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)geo->oc_group, (int)geo->k_group,
+                    (int)rows, 1.0f, dout + g * geo->oc_group, (int)geo->oc,
+                    columns + g * geo->k_group, (int)ld_columns, 1.0f,
+                    dweight + g * geo->oc_group * geo->k_group, (int)geo->k_group);
+}
+
+/* dcolumns_g[rows, K_g] = dout_g[rows, OC_g] @ weight_g[OC_g, K_g] (+ beta * dcolumns).
+ * dout: (rows, OC), weight: (OC, K_g), dcolumns: (rows, ld_dcolumns). */
+static void gemm_input_grad(const mc_conv2d_geometry *geo, int64_t rows, const float *dout,
+                            const float *weight, float beta, float *dcolumns, int64_t ld_dcolumns) {
+    for (int64_t g = 0; g < geo->groups; g++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)geo->k_group,
+                    (int)geo->oc_group, 1.0f, dout + g * geo->oc_group, (int)geo->oc,
+                    weight + g * geo->oc_group * geo->k_group, (int)geo->k_group, beta,
+                    dcolumns + g * geo->k_group, (int)ld_dcolumns);
+}
+
+/* out: (rows, OC) += bias: (OC) on every row. */
+static void add_bias(int64_t rows, int64_t oc, const float *bias, float *out) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t o = 0; o < oc; o++) out[r * oc + o] += bias[o];
+}
+
+/* dbias: (OC) += column sums of dout: (rows, OC), accumulated in double. */
+static mc_status add_bias_grad(mc_graph *g, int64_t rows, int64_t oc, const float *dout,
+                               float *dbias) {
+    double *sums;
+    MC_TRY(mc_graph_alloc(g, (size_t)oc * sizeof(double), (void **)&sums));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t o = 0; o < oc; o++) sums[o] += dout[r * oc + o];
+    for (int64_t o = 0; o < oc; o++) dbias[o] += (float)sums[o];
+    return MC_OK;
+}
+
+/* ---- forward ---- */
+
+/* x: (N, H, W, C), weight: (OC, C/g, KH, KW) -> out: (N, OH, OW, OC). */
+static mc_status conv_forward(const mc_conv2d_geometry *geo, const float *x, const float *weight,
+                              float *out) {
+    if (is_direct_gemm(geo)) {
+        int64_t chunk = direct_chunk(geo);
+        for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
+            int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
+            gemm_forward(geo, count, x + row0 * geo->c, geo->c, weight, out + row0 * geo->oc);
+        }
+        return MC_OK;
+    }
+    float *packed, *columns;
+    MC_TRY(scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "packed weight", &packed));
+    int64_t chunk = rows_per_chunk(geo, geo->k_total);
+    MC_TRY(scratch_reserve(&scratch_columns, chunk * geo->k_total, "im2col columns", &columns));
+    pack_weight(geo, weight, packed);
+    for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
+        int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
+        im2col(geo, x, row0, count, columns);
+        gemm_forward(geo, count, columns, geo->k_total, packed, out + row0 * geo->oc);
+    }
+    return MC_OK;
+}
+
+/* ---- backward ---- */
+
+/* dout: (N, OH, OW, OC); adds into dx: (N, H, W, C) and dweight:
+ * (OC, C/g, KH, KW), either may be NULL. */
+static mc_status conv_backward_direct(const mc_conv2d_geometry *geo, const float *x,
+                                      const float *weight, const float *dout, float *dx,
+                                      float *dweight) {
+    /* 1x1: the PyTorch weight layout is the packed one; x is the columns. */
+    int64_t chunk = direct_chunk(geo);
+    for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
+        int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
+        const float *dout_chunk = dout + row0 * geo->oc;
+        if (dweight) gemm_weight_grad(geo, count, dout_chunk, x + row0 * geo->c, geo->c, dweight);
+        if (dx) gemm_input_grad(geo, count, dout_chunk, weight, 1.0f, dx + row0 * geo->c, geo->c);
+    }
+    return MC_OK;
+}
+
+static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float *x,
+                                      const float *weight, const float *dout, float *dx,
+                                      float *dweight) {
+    float *packed = NULL, *packed_dweight = NULL, *columns;
+    if (dx) {
+        MC_TRY(scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "packed weight",
+                               &packed));
+        pack_weight(geo, weight, packed);
+    }
+    if (dweight) {
+        MC_TRY(scratch_reserve(&scratch_packed_dweight, geo->oc * geo->k_group,
+                               "packed weight gradient", &packed_dweight));
+        memset(packed_dweight, 0, (size_t)(geo->oc * geo->k_group) * sizeof(float));
+    }
+    int64_t chunk = rows_per_chunk(geo, geo->k_total);
+    MC_TRY(scratch_reserve(&scratch_columns, chunk * geo->k_total, "im2col columns", &columns));
+    for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
+        int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
+        const float *dout_chunk = dout + row0 * geo->oc;
+        if (dweight) {
+            im2col(geo, x, row0, count, columns);
+            gemm_weight_grad(geo, count, dout_chunk, columns, geo->k_total, packed_dweight);
+        }
+        if (dx) { /* the same buffer now receives d(columns) */
+            gemm_input_grad(geo, count, dout_chunk, packed, 0.0f, columns, geo->k_total);
+            col2im_add(geo, columns, row0, count, dx);
+        }
+    }
+    if (dweight) unpack_add_weight(geo, packed_dweight, dweight);
+    return MC_OK;
+}
+
+typedef struct conv_saved {
+    mc_conv2d_geometry geo;
+} conv_saved;
+
+/* in: x (N, H, W, C), weight (OC, C/g, KH, KW), [bias (OC)];
+ * out->grad: (N, OH, OW, OC). */
+static mc_status conv2d_backward(mc_node *node) {
+    const conv_saved *saved = node->saved;
+    const mc_conv2d_geometry *geo = &saved->geo;
+    mc_tensor *x = node->in[0], *weight = node->in[1];
+    mc_tensor *bias = node->n_in > 2 ? node->in[2] : NULL;
+    const float *dout = node->out->grad;
+    float *dx = NULL, *dweight = NULL, *dbias = NULL;
+    if (x->requires_grad) MC_TRY(mc_grad_buffer(node->graph, x, &dx));
+    if (weight->requires_grad) MC_TRY(mc_grad_buffer(node->graph, weight, &dweight));
+    if (bias && bias->requires_grad) MC_TRY(mc_grad_buffer(node->graph, bias, &dbias));
+    if (dbias) MC_TRY(add_bias_grad(node->graph, geo->rows, geo->oc, dout, dbias));
+    if (!dx && !dweight) return MC_OK;
+    if (is_direct_gemm(geo)) return conv_backward_direct(geo, x->data, weight->data, dout, dx, dweight);
+    return conv_backward_im2col(geo, x->data, weight->data, dout, dx, dweight);
+}
+
+mc_status mc_conv2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                    mc_conv2d_params params, mc_tensor **out) {
+    *out = NULL;
+    mc_conv2d_geometry geo;
+    MC_TRY(mc_conv2d_geometry_of(x, weight, bias, params, &geo));
+    mc_tensor *y;
+    MC_TRY(mc_graph_tensor(g, MC_SHAPE(geo.n, geo.oh, geo.ow, geo.oc), "conv2d", &y));
+    MC_TRY(conv_forward(&geo, x->data, weight->data, y->data));
+    if (bias) add_bias(geo.rows, geo.oc, bias->data, y->data);
+
+    mc_tensor *inputs[3] = {x, weight, bias};
+    int n_in = bias ? 3 : 2;
+    if (mc_graph_should_record(g, n_in, inputs)) {
+        conv_saved *saved;
+        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
+        saved->geo = geo;
+        MC_TRY(mc_graph_record(g, "conv2d", conv2d_backward, y, n_in, inputs, saved));
+    }
+    *out = y;
+    return MC_OK;
+}

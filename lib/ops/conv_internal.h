@@ -1,0 +1,50 @@
+/* conv.c's internals, shared with its tests and its benchmark (not part of
+ * the installed API): the geometry of one convolution, the naive reference
+ * kernels the fast path is tested against, and the workspace knobs. */
+#ifndef MMCHAIN_OPS_CONV_INTERNAL_H
+#define MMCHAIN_OPS_CONV_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mmchain/ops.h"
+
+/* Every size of one convolution, derived once from the tensors. */
+typedef struct mc_conv2d_geometry {
+    int64_t n, h, w, c;         /* input x (N, H, W, C) */
+    int64_t oc, kh, kw;         /* weight (OC, C/groups, KH, KW) */
+    int64_t oh, ow;             /* output (N, OH, OW, OC) */
+    int64_t groups;
+    int64_t c_group, oc_group;  /* C / groups, OC / groups */
+    int64_t k_group;            /* KH*KW*C/groups: one group's GEMM inner dimension */
+    int64_t k_total;            /* KH*KW*C: the length of one row of the column matrix */
+    int64_t rows;               /* N*OH*OW: one GEMM row per output pixel */
+    mc_conv2d_params p;
+} mc_conv2d_geometry;
+
+/* Check x, weight, bias (may be NULL) and params against each other and fill
+ * *geo. MC_ERR_SHAPE / MC_ERR_ARG with a message naming the tensors. */
+mc_status mc_conv2d_geometry_of(const mc_tensor *x, const mc_tensor *weight, const mc_tensor *bias,
+                                mc_conv2d_params params, mc_conv2d_geometry *geo);
+
+/* The definition, as seven nested loops (no im2col, no GEMM).
+ * x: (N, H, W, C), weight: (OC, C/groups, KH, KW), bias: (OC) or NULL,
+ * out: (N, OH, OW, OC), overwritten. */
+void mc_conv2d_reference_forward(const mc_conv2d_geometry *geo, const float *x,
+                                 const float *weight, const float *bias, float *out);
+/* The gradients by the same loops, ADDED into dx (N, H, W, C), dweight
+ * (OC, C/groups, KH, KW) and dbias (OC); each may be NULL.
+ * dout: (N, OH, OW, OC). */
+void mc_conv2d_reference_backward(const mc_conv2d_geometry *geo, const float *x,
+                                  const float *weight, const float *dout, float *dx,
+                                  float *dweight, float *dbias);
+
+/* The fast path gathers at most this many bytes of im2col columns at once
+ * and processes the batch in chunks of output rows beyond it. 0 restores
+ * the default (64 MiB). Tests shrink it to exercise the chunking. */
+void mc_conv2d_set_column_budget(size_t bytes);
+/* conv keeps per-thread scratch buffers (columns, repacked weights) that
+ * grow to the largest call and are reused; this frees the calling thread's. */
+void mc_conv2d_release_workspace(void);
+
+#endif

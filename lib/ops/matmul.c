@@ -1,0 +1,214 @@
+/* Matrix products on OpenBLAS's cblas_sgemm: mc_matmul (2-D and batched 3-D,
+ * optionally with b transposed) and mc_linear (x @ W^T + b, PyTorch's
+ * nn.Linear), with mc_matmul_naive beside them as the reference.
+ *
+ * Gradients of C = A B (A (M, K), B (K, N)), with dC given:
+ *     dA = dC B^T  (M, N)(N, K)        dB = A^T dC  (K, M)(M, N)
+ * and of C = A B^T (B (N, K)):
+ *     dA = dC B    (M, N)(N, K)        dB = dC^T A  (N, M)(M, K)
+ * sgemm computes C = alpha op(A) op(B) + beta C, so beta = 1 adds straight
+ * into the gradient buffers — accumulation for free.
+ *
+ * sgemm is never called inside an OpenMP region: OpenBLAS runs its own
+ * threads (see threads.h). */
+#include "mmchain/ops.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+/* ---- the reference kernel ---- */
+
+void mc_matmul_naive(const float *a, const float *b, float *out, int64_t M, int64_t K, int64_t N,
+                     bool transpose_b) {
+    // a: (M, K); b: (K, N), or (N, K) when transpose_b; out: (M, N)
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double acc = 0.0;
+            for (int64_t k = 0; k < K; k++)
+                acc += (double)a[m * K + k] * (double)(transpose_b ? b[n * K + k] : b[k * N + n]);
+            out[m * N + n] = (float)acc;
+        }
+}
+
+/* ---- sgemm with int64 sizes ---- */
+
+static mc_status check_blas_size(const char *op, int64_t M, int64_t K, int64_t N) {
+    if (M > INT_MAX || K > INT_MAX || N > INT_MAX)
+        return mc_error(MC_ERR_UNSUPPORTED, "%s: GEMM of (%lld, %lld) x (%lld, %lld) exceeds BLAS's "
+                        "int sizes", op, (long long)M, (long long)K, (long long)K, (long long)N);
+    return MC_OK;
+}
+
+/* C (M, N) = op(A) op(B) + beta C, row-major, op(A) (M, K), op(B) (K, N).
+ * A is stored (M, K) or, transposed, (K, M); likewise B (K, N) or (N, K). */
+static void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float *A,
+                 const float *B, float beta, float *C) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, 1.0f, A, trans_a ? (int)M : (int)K, B,
+                trans_b ? (int)K : (int)N, beta, C, (int)N);
+}
+
+/* ---- matmul ---- */
+
+/* Sizes of one product, and how many (batch) with which strides. */
+typedef struct matmul_dims {
+    int64_t batch, M, K, N;
+    int64_t a_step, b_step, c_step; /* elements between batch items; b_step 0 = shared b */
+    bool transpose_b;
+} matmul_dims;
+
+static mc_status matmul_shapes(const mc_tensor *a, const mc_tensor *b, bool transpose_b,
+                               matmul_dims *d, mc_shape *c_shape) {
+    char as[160], bs[160];
+    int an = a->shape.ndim, bn = b->shape.ndim;
+    bool ok_rank = (an == 2 && bn == 2) || (an == 3 && (bn == 3 || bn == 2));
+    if (!ok_rank)
+        return mc_error(MC_ERR_SHAPE, "matmul: a %s and b %s: expected 2-D @ 2-D, 3-D @ 3-D or "
+                        "3-D @ 2-D", mc_tensor_str(a, as, sizeof as), mc_tensor_str(b, bs, sizeof bs));
+    d->batch = an == 3 ? a->shape.dim[0] : 1;
+    d->M = a->shape.dim[an - 2];
+    d->K = a->shape.dim[an - 1];
+    int64_t b_rows = b->shape.dim[bn - 2], b_cols = b->shape.dim[bn - 1];
+    int64_t b_k = transpose_b ? b_cols : b_rows;
+    d->N = transpose_b ? b_rows : b_cols;
+    d->transpose_b = transpose_b;
+    if (b_k != d->K)
+        return mc_error(MC_ERR_SHAPE, "matmul: a %s has %lld columns but b %s%s has %lld rows "
+                        "(inner dimensions must agree)", mc_tensor_str(a, as, sizeof as),
+                        (long long)d->K, mc_tensor_str(b, bs, sizeof bs),
+                        transpose_b ? " transposed" : "", (long long)b_k);
+    if (bn == 3 && b->shape.dim[0] != d->batch)
+        return mc_error(MC_ERR_SHAPE, "matmul: batch sizes differ: a %s, b %s",
+                        mc_tensor_str(a, as, sizeof as), mc_tensor_str(b, bs, sizeof bs));
+    d->a_step = d->M * d->K;
+    d->b_step = bn == 3 ? d->K * d->N : 0;
+    d->c_step = d->M * d->N;
+    if (bn == 2 && d->batch > 1) {
+        /* A shared b: fold the batch into M, one GEMM instead of `batch`. */
+        d->M *= d->batch;
+        d->batch = 1;
+    }
+    *c_shape = an == 3 ? MC_SHAPE(a->shape.dim[0], a->shape.dim[1], d->N) : MC_SHAPE(d->M, d->N);
+    return check_blas_size("matmul", d->M, d->K, d->N);
+}
+
+static mc_status matmul_backward(mc_node *node) {
+    mc_tensor *a = node->in[0], *b = node->in[1], *c = node->out;
+    const matmul_dims *d = node->saved;
+    float *ga = NULL, *gb = NULL;
+    if (a->requires_grad) MC_TRY(mc_grad_buffer(node->graph, a, &ga));
+    if (b->requires_grad) MC_TRY(mc_grad_buffer(node->graph, b, &gb));
+    for (int64_t i = 0; i < d->batch; i++) {
+        const float *A = a->data + i * d->a_step, *B = b->data + i * d->b_step;
+        const float *dC = c->grad + i * d->c_step;
+        if (ga) /* dA (M, K) += dC (M, N) @ (B^T or B) */
+            gemm(false, !d->transpose_b, d->M, d->K, d->N, dC, B, 1.0f, ga + i * d->a_step);
+        if (gb && !d->transpose_b) /* dB (K, N) += A^T (K, M) @ dC (M, N) */
+            gemm(true, false, d->K, d->N, d->M, A, dC, 1.0f, gb + i * d->b_step);
+        if (gb && d->transpose_b) /* dB (N, K) += dC^T (N, M) @ A (M, K) */
+            gemm(true, false, d->N, d->K, d->M, dC, A, 1.0f, gb + i * d->b_step);
+    }
+    return MC_OK;
+}
+
+mc_status mc_matmul(mc_graph *g, mc_tensor *a, mc_tensor *b, bool transpose_b, mc_tensor **out) {
+    *out = NULL;
+    if (!a || !b) return mc_error(MC_ERR_ARG, "matmul: an input is NULL");
+    matmul_dims d;
+    mc_shape c_shape;
+    MC_TRY(matmul_shapes(a, b, transpose_b, &d, &c_shape));
+    mc_tensor *c;
+    MC_TRY(mc_graph_tensor(g, c_shape, "matmul", &c));
+    for (int64_t i = 0; i < d.batch; i++)
+        gemm(false, transpose_b, d.M, d.N, d.K, a->data + i * d.a_step, b->data + i * d.b_step, 0.0f,
+             c->data + i * d.c_step);
+    mc_tensor *in[2] = {a, b};
+    if (mc_graph_should_record(g, 2, in)) {
+        matmul_dims *saved;
+        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
+        *saved = d;
+        MC_TRY(mc_graph_record(g, "matmul", matmul_backward, c, 2, in, saved));
+    }
+    *out = c;
+    return MC_OK;
+}
+
+/* ---- linear: y = x W^T + bias ---- */
+
+typedef struct linear_dims {
+    int64_t rows, in_features, out_features; /* rows = every leading dim of x */
+} linear_dims;
+
+static mc_status linear_shapes(const mc_tensor *x, const mc_tensor *w, const mc_tensor *bias,
+                               linear_dims *d) {
+    char xs[160], ws[160], bs[160];
+    if (w->shape.ndim != 2)
+        return mc_error(MC_ERR_SHAPE, "linear: weight %s must be 2-D (out_features, in_features)",
+                        mc_tensor_str(w, ws, sizeof ws));
+    d->out_features = w->shape.dim[0];
+    d->in_features = w->shape.dim[1];
+    if (mc_tensor_dim(x, -1) != d->in_features)
+        return mc_error(MC_ERR_SHAPE, "linear: input %s has %lld features, weight %s expects %lld",
+                        mc_tensor_str(x, xs, sizeof xs), (long long)mc_tensor_dim(x, -1),
+                        mc_tensor_str(w, ws, sizeof ws), (long long)d->in_features);
+    if (bias && (bias->shape.ndim != 1 || bias->shape.dim[0] != d->out_features))
+        return mc_error(MC_ERR_SHAPE, "linear: bias %s must have shape (%lld) to match weight %s",
+                        mc_tensor_str(bias, bs, sizeof bs), (long long)d->out_features,
+                        mc_tensor_str(w, ws, sizeof ws));
+    d->rows = x->numel / d->in_features;
+    return check_blas_size("linear", d->rows, d->in_features, d->out_features);
+}
+
+static mc_status linear_backward(mc_node *node) {
+    mc_tensor *x = node->in[0], *w = node->in[1], *bias = node->in[2], *y = node->out;
+    const linear_dims *d = node->saved;
+    const float *dy = y->grad; // dy: (rows, out)
+    if (x->requires_grad) { /* dx (rows, in) += dy (rows, out) @ W (out, in) */
+        float *gx;
+        MC_TRY(mc_grad_buffer(node->graph, x, &gx));
+        gemm(false, false, d->rows, d->in_features, d->out_features, dy, w->data, 1.0f, gx);
+    }
+    if (w->requires_grad) { /* dW (out, in) += dy^T (out, rows) @ x (rows, in) */
+        float *gw;
+        MC_TRY(mc_grad_buffer(node->graph, w, &gw));
+        gemm(true, false, d->out_features, d->in_features, d->rows, dy, x->data, 1.0f, gw);
+    }
+    if (bias && bias->requires_grad) { /* db (out) += column sums of dy */
+        float *gb;
+        MC_TRY(mc_grad_buffer(node->graph, bias, &gb));
+        for (int64_t r = 0; r < d->rows; r++) {
+            const float *dy_row = dy + r * d->out_features;
+#pragma omp simd
+            for (int64_t j = 0; j < d->out_features; j++) gb[j] += dy_row[j];
+        }
+    }
+    return MC_OK;
+}
+
+mc_status mc_linear(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias, mc_tensor **out) {
+    *out = NULL;
+    if (!x || !weight) return mc_error(MC_ERR_ARG, "linear: input or weight is NULL");
+    linear_dims d;
+    MC_TRY(linear_shapes(x, weight, bias, &d));
+    mc_shape y_shape = x->shape;
+    y_shape.dim[y_shape.ndim - 1] = d.out_features;
+    mc_tensor *y;
+    MC_TRY(mc_graph_tensor(g, y_shape, "linear", &y));
+    /* Start y as the bias in every row, then add x W^T on top (beta = 1). */
+    if (bias)
+        for (int64_t r = 0; r < d.rows; r++)
+            memcpy(y->data + r * d.out_features, bias->data, (size_t)d.out_features * sizeof(float));
+    gemm(false, true, d.rows, d.out_features, d.in_features, x->data, weight->data,
+         bias ? 1.0f : 0.0f, y->data);
+    mc_tensor *in[3] = {x, weight, bias};
+    int n_in = bias ? 3 : 2;
+    if (mc_graph_should_record(g, n_in, in)) {
+        linear_dims *saved;
+        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
+        *saved = d;
+        MC_TRY(mc_graph_record(g, "linear", linear_backward, y, n_in, in, saved));
+    }
+    *out = y;
+    return MC_OK;
+}

@@ -1,0 +1,321 @@
+/* Pooling on NHWC activations: max, average, adaptive average, global average.
+ *
+ * Every window is a rectangle of input pixels, and NHWC keeps a pixel's C
+ * channels contiguous, so each kernel's inner loop runs over channels.
+ * Forward loops are parallel over output lines; backward loops over images
+ * (windows may overlap inside one image, never across two). */
+#include "mmchain/ops.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* x (N, H, W, C) pooled to (N, OH, OW, C) with square windows. */
+typedef struct pool_geometry {
+    int64_t n, h, w, c;
+    int64_t oh, ow;
+    int kernel, stride, padding;
+} pool_geometry;
+
+static mc_status pool_geometry_of(const char *op, const mc_tensor *x, int kernel, int stride,
+                                  int padding, pool_geometry *geo) {
+    char xs[160];
+    if (!x) return mc_error(MC_ERR_ARG, "%s: input x must not be NULL", op);
+    mc_tensor_str(x, xs, sizeof xs);
+    if (x->shape.ndim != 4)
+        return mc_error(MC_ERR_SHAPE, "%s: input x %s must be 4-D (N, H, W, C)", op, xs);
+    if (kernel < 1 || stride < 1 || padding < 0)
+        return mc_error(MC_ERR_ARG, "%s: kernel %d and stride %d must be >= 1, padding %d >= 0", op,
+                        kernel, stride, padding);
+    /* PyTorch's rule; it also guarantees every window holds a real pixel. */
+    if (padding > kernel / 2)
+        return mc_error(MC_ERR_ARG, "%s: padding %d must be at most half the kernel %d", op,
+                        padding, kernel);
+    geo->n = x->shape.dim[0], geo->h = x->shape.dim[1], geo->w = x->shape.dim[2];
+    geo->c = x->shape.dim[3];
+    geo->kernel = kernel, geo->stride = stride, geo->padding = padding;
+    /* floor division (ceil_mode=False) */
+    int64_t span_h = geo->h + 2 * (int64_t)padding - kernel;
+    int64_t span_w = geo->w + 2 * (int64_t)padding - kernel;
+    geo->oh = span_h < 0 ? 0 : span_h / stride + 1;
+    geo->ow = span_w < 0 ? 0 : span_w / stride + 1;
+    if (geo->oh < 1 || geo->ow < 1)
+        return mc_error(MC_ERR_SHAPE, "%s: output size < 1: input x %s is smaller than kernel %d "
+                        "with padding %d", op, xs, kernel, padding);
+    return MC_OK;
+}
+
+/* The window of output (oy, ox) clipped to the image: rows [*y0, *y1),
+ * columns [*x0, *x1). */
+static void window(const pool_geometry *geo, int64_t oy, int64_t ox, int64_t *y0, int64_t *y1,
+                   int64_t *x0, int64_t *x1) {
+    int64_t top = oy * geo->stride - geo->padding, left = ox * geo->stride - geo->padding;
+    *y0 = top < 0 ? 0 : top;
+    *x0 = left < 0 ? 0 : left;
+    *y1 = top + geo->kernel < geo->h ? top + geo->kernel : geo->h;
+    *x1 = left + geo->kernel < geo->w ? left + geo->kernel : geo->w;
+}
+
+/* ==== max pooling ==== */
+
+typedef struct maxpool_saved {
+    pool_geometry geo;
+    int32_t *argmax; /* (N, OH, OW, C): y * W + x of the winning input pixel */
+} maxpool_saved;
+
+/* x: (N, H, W, C) -> out: (N, OH, OW, C), argmax: (N, OH, OW, C).
+ * Padding never wins (it is -infinity). Ties go to the first pixel in scan
+ * order and a NaN wins over numbers, as in PyTorch's CPU kernel. */
+static void maxpool_forward(const pool_geometry *geo, const float *x, float *out, int32_t *argmax) {
+#pragma omp parallel for schedule(static)
+    for (int64_t line = 0; line < geo->n * geo->oh; line++) {
+        int64_t n = line / geo->oh, oy = line % geo->oh;
+        for (int64_t ox = 0; ox < geo->ow; ox++) {
+            int64_t y0, y1, x0, x1;
+            window(geo, oy, ox, &y0, &y1, &x0, &x1);
+            float *best = out + ((n * geo->oh + oy) * geo->ow + ox) * geo->c;
+            int32_t *where = argmax + ((n * geo->oh + oy) * geo->ow + ox) * geo->c;
+            for (int64_t ch = 0; ch < geo->c; ch++) {
+                best[ch] = -INFINITY;
+                where[ch] = (int32_t)(y0 * geo->w + x0);
+            }
+            for (int64_t y = y0; y < y1; y++)
+                for (int64_t xx = x0; xx < x1; xx++) {
+                    const float *pixel = x + ((n * geo->h + y) * geo->w + xx) * geo->c;
+                    for (int64_t ch = 0; ch < geo->c; ch++)
+                        if (pixel[ch] > best[ch] || isnan(pixel[ch])) {
+                            best[ch] = pixel[ch];
+                            where[ch] = (int32_t)(y * geo->w + xx);
+                        }
+                }
+        }
+    }
+}
+
+/* dout: (N, OH, OW, C) routed to the argmax pixels of dx: (N, H, W, C). */
+static mc_status maxpool2d_backward(mc_node *node) {
+    const maxpool_saved *saved = node->saved;
+    const pool_geometry *geo = &saved->geo;
+    float *dx;
+    MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
+    const float *dout = node->out->grad;
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < geo->n; n++) {
+        int64_t first = n * geo->oh * geo->ow * geo->c, count = geo->oh * geo->ow * geo->c;
+        float *image = dx + n * geo->h * geo->w * geo->c;
+        for (int64_t i = first; i < first + count; i++)
+            image[(int64_t)saved->argmax[i] * geo->c + i % geo->c] += dout[i];
+    }
+    return MC_OK;
+}
+
+mc_status mc_maxpool2d(mc_graph *g, mc_tensor *x, int kernel, int stride, int padding,
+                       mc_tensor **out) {
+    *out = NULL;
+    maxpool_saved *saved;
+    MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
+    MC_TRY(pool_geometry_of("maxpool2d", x, kernel, stride, padding, &saved->geo));
+    const pool_geometry *geo = &saved->geo;
+    if ((int64_t)geo->h * geo->w > INT32_MAX)
+        return mc_error(MC_ERR_UNSUPPORTED, "maxpool2d: input x %s has too many pixels", x->name);
+    mc_tensor *y;
+    MC_TRY(mc_graph_tensor(g, MC_SHAPE(geo->n, geo->oh, geo->ow, geo->c), "maxpool2d", &y));
+    MC_TRY(mc_graph_alloc(g, (size_t)y->numel * sizeof(int32_t), (void **)&saved->argmax));
+    maxpool_forward(geo, x->data, y->data, saved->argmax);
+    MC_TRY(mc_graph_record(g, "maxpool2d", maxpool2d_backward, y, 1, &x, saved));
+    *out = y;
+    return MC_OK;
+}
+
+/* ==== average pooling (count_include_pad=True) ==== */
+
+/* With floor-mode output sizes every window ends at most `padding` past the
+ * image, so the padded window always holds kernel*kernel cells: that is the
+ * divisor when padding counts (PyTorch's count_include_pad=True). */
+static float avgpool_divisor(const pool_geometry *geo) {
+    return (float)geo->kernel * (float)geo->kernel;
+}
+
+/* x: (N, H, W, C) -> out: (N, OH, OW, C). */
+static void avgpool_forward(const pool_geometry *geo, const float *x, float *out) {
+    float inv = 1.0f / avgpool_divisor(geo);
+#pragma omp parallel for schedule(static)
+    for (int64_t line = 0; line < geo->n * geo->oh; line++) {
+        int64_t n = line / geo->oh, oy = line % geo->oh;
+        for (int64_t ox = 0; ox < geo->ow; ox++) {
+            int64_t y0, y1, x0, x1;
+            window(geo, oy, ox, &y0, &y1, &x0, &x1);
+            float *sum = out + ((n * geo->oh + oy) * geo->ow + ox) * geo->c;
+            for (int64_t y = y0; y < y1; y++)
+                for (int64_t xx = x0; xx < x1; xx++) {
+                    const float *pixel = x + ((n * geo->h + y) * geo->w + xx) * geo->c;
+                    for (int64_t ch = 0; ch < geo->c; ch++) sum[ch] += pixel[ch];
+                }
+            for (int64_t ch = 0; ch < geo->c; ch++) sum[ch] *= inv;
+        }
+    }
+}
+
+/* dout: (N, OH, OW, C); adds dout / divisor to every pixel of each window
+ * of dx: (N, H, W, C). */
+static mc_status avgpool2d_backward(mc_node *node) {
+    const pool_geometry *geo = node->saved;
+    float *dx;
+    MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
+    const float *dout = node->out->grad;
+    float inv = 1.0f / avgpool_divisor(geo);
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < geo->n; n++)
+        for (int64_t oy = 0; oy < geo->oh; oy++)
+            for (int64_t ox = 0; ox < geo->ow; ox++) {
+                int64_t y0, y1, x0, x1;
+                window(geo, oy, ox, &y0, &y1, &x0, &x1);
+                const float *d = dout + ((n * geo->oh + oy) * geo->ow + ox) * geo->c;
+                for (int64_t y = y0; y < y1; y++)
+                    for (int64_t xx = x0; xx < x1; xx++) {
+                        float *pixel = dx + ((n * geo->h + y) * geo->w + xx) * geo->c;
+                        for (int64_t ch = 0; ch < geo->c; ch++) pixel[ch] += d[ch] * inv;
+                    }
+            }
+    return MC_OK;
+}
+
+mc_status mc_avgpool2d(mc_graph *g, mc_tensor *x, int kernel, int stride, int padding,
+                       mc_tensor **out) {
+    *out = NULL;
+    pool_geometry *geo;
+    MC_TRY(mc_graph_alloc(g, sizeof *geo, (void **)&geo));
+    MC_TRY(pool_geometry_of("avgpool2d", x, kernel, stride, padding, geo));
+    mc_tensor *y;
+    MC_TRY(mc_graph_tensor(g, MC_SHAPE(geo->n, geo->oh, geo->ow, geo->c), "avgpool2d", &y));
+    avgpool_forward(geo, x->data, y->data);
+    MC_TRY(mc_graph_record(g, "avgpool2d", avgpool2d_backward, y, 1, &x, geo));
+    *out = y;
+    return MC_OK;
+}
+
+/* ==== adaptive average pooling ==== */
+
+/* PyTorch's adaptive windows: output i of `out` covers input
+ * [floor(i*in/out), ceil((i+1)*in/out)); neighbours may overlap. */
+static void adaptive_range(int64_t i, int64_t in, int64_t out, int64_t *start, int64_t *end) {
+    *start = i * in / out;
+    *end = ((i + 1) * in + out - 1) / out;
+}
+
+typedef struct adaptive_saved {
+    int64_t n, h, w, c, oh, ow;
+} adaptive_saved;
+
+/* x: (N, H, W, C) -> out: (N, OH, OW, C). */
+static void adaptive_forward(const adaptive_saved *s, const float *x, float *out) {
+#pragma omp parallel for schedule(static)
+    for (int64_t line = 0; line < s->n * s->oh; line++) {
+        int64_t n = line / s->oh, oy = line % s->oh, y0, y1;
+        adaptive_range(oy, s->h, s->oh, &y0, &y1);
+        for (int64_t ox = 0; ox < s->ow; ox++) {
+            int64_t x0, x1;
+            adaptive_range(ox, s->w, s->ow, &x0, &x1);
+            float *sum = out + ((n * s->oh + oy) * s->ow + ox) * s->c;
+            for (int64_t y = y0; y < y1; y++)
+                for (int64_t xx = x0; xx < x1; xx++) {
+                    const float *pixel = x + ((n * s->h + y) * s->w + xx) * s->c;
+                    for (int64_t ch = 0; ch < s->c; ch++) sum[ch] += pixel[ch];
+                }
+            float inv = 1.0f / (float)((y1 - y0) * (x1 - x0));
+            for (int64_t ch = 0; ch < s->c; ch++) sum[ch] *= inv;
+        }
+    }
+}
+
+/* dout: (N, OH, OW, C) spread evenly over each window of dx: (N, H, W, C). */
+static mc_status adaptive_avgpool2d_backward(mc_node *node) {
+    const adaptive_saved *s = node->saved;
+    float *dx;
+    MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
+    const float *dout = node->out->grad;
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < s->n; n++)
+        for (int64_t oy = 0; oy < s->oh; oy++) {
+            int64_t y0, y1;
+            adaptive_range(oy, s->h, s->oh, &y0, &y1);
+            for (int64_t ox = 0; ox < s->ow; ox++) {
+                int64_t x0, x1;
+                adaptive_range(ox, s->w, s->ow, &x0, &x1);
+                float inv = 1.0f / (float)((y1 - y0) * (x1 - x0));
+                const float *d = dout + ((n * s->oh + oy) * s->ow + ox) * s->c;
+                for (int64_t y = y0; y < y1; y++)
+                    for (int64_t xx = x0; xx < x1; xx++) {
+                        float *pixel = dx + ((n * s->h + y) * s->w + xx) * s->c;
+                        for (int64_t ch = 0; ch < s->c; ch++) pixel[ch] += d[ch] * inv;
+                    }
+            }
+        }
+    return MC_OK;
+}
+
+mc_status mc_adaptive_avgpool2d(mc_graph *g, mc_tensor *x, int out_h, int out_w, mc_tensor **out) {
+    *out = NULL;
+    char xs[160];
+    if (!x) return mc_error(MC_ERR_ARG, "adaptive_avgpool2d: input x must not be NULL");
+    if (x->shape.ndim != 4)
+        return mc_error(MC_ERR_SHAPE, "adaptive_avgpool2d: input x %s must be 4-D (N, H, W, C)",
+                        mc_tensor_str(x, xs, sizeof xs));
+    if (out_h < 1 || out_w < 1)
+        return mc_error(MC_ERR_ARG, "adaptive_avgpool2d: output size %dx%d must be at least 1x1",
+                        out_h, out_w);
+    adaptive_saved *s;
+    MC_TRY(mc_graph_alloc(g, sizeof *s, (void **)&s));
+    s->n = x->shape.dim[0], s->h = x->shape.dim[1], s->w = x->shape.dim[2], s->c = x->shape.dim[3];
+    s->oh = out_h, s->ow = out_w;
+    mc_tensor *y;
+    MC_TRY(mc_graph_tensor(g, MC_SHAPE(s->n, s->oh, s->ow, s->c), "adaptive_avgpool2d", &y));
+    adaptive_forward(s, x->data, y->data);
+    MC_TRY(mc_graph_record(g, "adaptive_avgpool2d", adaptive_avgpool2d_backward, y, 1, &x, s));
+    *out = y;
+    return MC_OK;
+}
+
+/* ==== global average pooling ==== */
+
+/* x: (N, H, W, C) -> out: (N, C), the mean over H*W. */
+static void global_avgpool_forward(int64_t n, int64_t pixels, int64_t c, const float *x, float *out) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float *sum = out + i * c;
+        for (int64_t p = 0; p < pixels; p++)
+            for (int64_t ch = 0; ch < c; ch++) sum[ch] += x[(i * pixels + p) * c + ch];
+        for (int64_t ch = 0; ch < c; ch++) sum[ch] /= (float)pixels;
+    }
+}
+
+/* dout: (N, C) / (H*W) added to every pixel of dx: (N, H, W, C). */
+static mc_status global_avgpool_backward(mc_node *node) {
+    mc_tensor *x = node->in[0];
+    int64_t n = x->shape.dim[0], c = x->shape.dim[3], pixels = x->shape.dim[1] * x->shape.dim[2];
+    float *dx;
+    MC_TRY(mc_grad_buffer(node->graph, x, &dx));
+    const float *dout = node->out->grad;
+    float inv = 1.0f / (float)pixels;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t p = 0; p < pixels; p++)
+            for (int64_t ch = 0; ch < c; ch++) dx[(i * pixels + p) * c + ch] += dout[i * c + ch] * inv;
+    return MC_OK;
+}
+
+mc_status mc_global_avgpool(mc_graph *g, mc_tensor *x, mc_tensor **out) {
+    *out = NULL;
+    char xs[160];
+    if (!x) return mc_error(MC_ERR_ARG, "global_avgpool: input x must not be NULL");
+    if (x->shape.ndim != 4)
+        return mc_error(MC_ERR_SHAPE, "global_avgpool: input x %s must be 4-D (N, H, W, C)",
+                        mc_tensor_str(x, xs, sizeof xs));
+    int64_t n = x->shape.dim[0], c = x->shape.dim[3], pixels = x->shape.dim[1] * x->shape.dim[2];
+    mc_tensor *y;
+    MC_TRY(mc_graph_tensor(g, MC_SHAPE(n, c), "global_avgpool", &y));
+    global_avgpool_forward(n, pixels, c, x->data, y->data);
+    MC_TRY(mc_graph_record(g, "global_avgpool", global_avgpool_backward, y, 1, &x, NULL));
+    *out = y;
+    return MC_OK;
+}

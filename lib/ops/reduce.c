@@ -1,0 +1,167 @@
+/* Reductions: sum and mean over one dimension, and over every element.
+ *
+ * Reducing dimension `dim` of x views x as (outer, n, inner) — the dims
+ * before it, it, and the dims after it — and produces (outer, inner). The
+ * backward spreads each output gradient back over the n elements it summed
+ * (times 1/n for the mean). */
+#include "mmchain/ops.h"
+
+enum { PARALLEL_MIN_ELEMENTS = 32768 };
+
+typedef struct reduce_saved {
+    int dim;     /* the reduced dimension of the input, resolved */
+    float scale; /* 1 for sum, 1/n for mean */
+} reduce_saved;
+
+static void split_at(mc_shape shape, int dim, int64_t *outer, int64_t *inner) {
+    *outer = *inner = 1;
+    for (int i = 0; i < dim; i++) *outer *= shape.dim[i];
+    for (int i = dim + 1; i < shape.ndim; i++) *inner *= shape.dim[i];
+}
+
+/* x: (outer, n, inner); y: (outer, inner) = scale * sum over the middle. */
+static void reduce_dim_forward(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
+                               float scale) {
+#pragma omp parallel for if (outer * n * inner > PARALLEL_MIN_ELEMENTS && outer > 1)
+    for (int64_t o = 0; o < outer; o++) {
+        float *y_row = y + o * inner;
+        const float *x_block = x + o * n * inner;
+        if (inner == 1) {
+            /* A contiguous row: one dot-style reduction, vectorised by simd. */
+            float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+            for (int64_t j = 0; j < n; j++) acc += x_block[j];
+            y_row[0] = acc * scale;
+            continue;
+        }
+        for (int64_t i = 0; i < inner; i++) y_row[i] = 0.0f;
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t i = 0; i < inner; i++) y_row[i] += x_block[j * inner + i];
+        for (int64_t i = 0; i < inner; i++) y_row[i] *= scale;
+    }
+}
+
+/* dy: (outer, inner); dx: (outer, n, inner) += scale * dy broadcast over n. */
+static void reduce_dim_backward(const float *dy, float *dx, int64_t outer, int64_t n, int64_t inner,
+                                float scale) {
+#pragma omp parallel for if (outer * n * inner > PARALLEL_MIN_ELEMENTS && outer > 1)
+    for (int64_t o = 0; o < outer; o++) {
+        const float *dy_row = dy + o * inner;
+        float *dx_block = dx + o * n * inner;
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t i = 0; i < inner; i++) dx_block[j * inner + i] += scale * dy_row[i];
+    }
+}
+
+static mc_status reduce_dim_node(mc_node *node) {
+    mc_tensor *x = node->in[0], *y = node->out;
+    const reduce_saved *saved = node->saved;
+    float *gx;
+    MC_TRY(mc_grad_buffer(node->graph, x, &gx));
+    int64_t outer, inner;
+    split_at(x->shape, saved->dim, &outer, &inner);
+    reduce_dim_backward(y->grad, gx, outer, x->shape.dim[saved->dim], inner, saved->scale);
+    return MC_OK;
+}
+
+static mc_status reduce_dim(mc_graph *g, const char *op, mc_tensor *x, int dim, bool keepdim,
+                            bool mean, mc_tensor **out) {
+    *out = NULL;
+    int d = 0;
+    MC_TRY(mc_resolve_dim(op, x, dim, &d));
+    int64_t n = x->shape.dim[d], outer, inner;
+    split_at(x->shape, d, &outer, &inner);
+    /* Output shape: dim kept as 1, or removed (a 1-D input gives shape (1)). */
+    mc_shape shape = x->shape;
+    if (keepdim) {
+        shape.dim[d] = 1;
+    } else if (shape.ndim == 1) {
+        shape.dim[0] = 1;
+    } else {
+        for (int i = d; i < shape.ndim - 1; i++) shape.dim[i] = shape.dim[i + 1];
+        shape.ndim--;
+    }
+    float scale = mean ? 1.0f / (float)n : 1.0f;
+    mc_tensor *y;
+    MC_TRY(mc_graph_tensor(g, shape, op, &y));
+    reduce_dim_forward(x->data, y->data, outer, n, inner, scale);
+    mc_tensor *in[1] = {x};
+    if (mc_graph_should_record(g, 1, in)) {
+        reduce_saved *saved;
+        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
+        saved->dim = d;
+        saved->scale = scale;
+        MC_TRY(mc_graph_record(g, op, reduce_dim_node, y, 1, in, saved));
+    }
+    *out = y;
+    return MC_OK;
+}
+
+mc_status mc_sum(mc_graph *g, mc_tensor *x, int dim, bool keepdim, mc_tensor **out) {
+    return reduce_dim(g, "sum", x, dim, keepdim, false, out);
+}
+
+mc_status mc_mean(mc_graph *g, mc_tensor *x, int dim, bool keepdim, mc_tensor **out) {
+    return reduce_dim(g, "mean", x, dim, keepdim, true, out);
+}
+
+/* ---- over every element ---- */
+
+/* The sum of x (n), accumulated in double. The array is cut into a fixed
+ * number of blocks whatever the thread count, and the block sums are added
+ * in order, so the result does not depend on how many threads ran. */
+enum { SUM_BLOCKS = 64 };
+
+static double sum_all_kernel(const float *x, int64_t n) {
+    double block_sum[SUM_BLOCKS] = {0};
+    int64_t block_len = (n + SUM_BLOCKS - 1) / SUM_BLOCKS;
+#pragma omp parallel for if (n > PARALLEL_MIN_ELEMENTS)
+    for (int b = 0; b < SUM_BLOCKS; b++) {
+        int64_t begin = b * block_len, end = begin + block_len < n ? begin + block_len : n;
+        double acc = 0.0;
+        for (int64_t i = begin; i < end; i++) acc += x[i];
+        block_sum[b] = acc;
+    }
+    double total = 0.0;
+    for (int b = 0; b < SUM_BLOCKS; b++) total += block_sum[b];
+    return total;
+}
+
+static mc_status reduce_all_node(mc_node *node) {
+    mc_tensor *x = node->in[0], *y = node->out;
+    const reduce_saved *saved = node->saved;
+    float *gx;
+    MC_TRY(mc_grad_buffer(node->graph, x, &gx));
+    float g = y->grad[0] * saved->scale;
+    int64_t n = x->numel;
+#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+    for (int64_t i = 0; i < n; i++) gx[i] += g;
+    return MC_OK;
+}
+
+static mc_status reduce_all(mc_graph *g, const char *op, mc_tensor *x, bool mean, mc_tensor **out) {
+    *out = NULL;
+    if (!x) return mc_error(MC_ERR_ARG, "%s: input is NULL", op);
+    mc_tensor *y;
+    MC_TRY(mc_graph_tensor(g, MC_SHAPE(1), op, &y));
+    double total = sum_all_kernel(x->data, x->numel);
+    y->data[0] = (float)(mean ? total / (double)x->numel : total);
+    mc_tensor *in[1] = {x};
+    if (mc_graph_should_record(g, 1, in)) {
+        reduce_saved *saved;
+        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
+        saved->dim = -1;
+        saved->scale = mean ? (float)(1.0 / (double)x->numel) : 1.0f;
+        MC_TRY(mc_graph_record(g, op, reduce_all_node, y, 1, in, saved));
+    }
+    *out = y;
+    return MC_OK;
+}
+
+mc_status mc_sum_all(mc_graph *g, mc_tensor *x, mc_tensor **out) {
+    return reduce_all(g, "sum_all", x, false, out);
+}
+
+mc_status mc_mean_all(mc_graph *g, mc_tensor *x, mc_tensor **out) {
+    return reduce_all(g, "mean_all", x, true, out);
+}

@@ -1,0 +1,157 @@
+/* softmax and log_softmax along any dimension.
+ *
+ * Along dimension dim, x is viewed as (outer, n, inner): each of the
+ * outer*inner "lanes" is n numbers spaced `inner` apart (inner == 1, the last
+ * dimension, is the common and fast case: contiguous rows).
+ *
+ * Numerical stability: softmax(x) = softmax(x - c) for any c; with c = max(x)
+ * every exponent is <= 0, so exp never overflows and the largest term is 1,
+ * so the sum never underflows to 0.
+ *
+ * Gradients, with y the output and dy its gradient, per lane:
+ *   softmax:      dx = y * (dy - sum(dy * y))
+ *   log_softmax:  dx = dy - exp(y) * sum(dy)      (exp(y) is the softmax) */
+#include "mmchain/ops.h"
+
+#include <math.h>
+
+enum { PARALLEL_MIN_ELEMENTS = 32768 };
+
+typedef struct softmax_saved {
+    int dim;
+} softmax_saved;
+
+static void split_at(mc_shape shape, int dim, int64_t *outer, int64_t *inner) {
+    *outer = *inner = 1;
+    for (int i = 0; i < dim; i++) *outer *= shape.dim[i];
+    for (int i = dim + 1; i < shape.ndim; i++) *inner *= shape.dim[i];
+}
+
+/* ---- one lane ---- */
+
+/* x, y: (n) with stride `stride`; y = softmax(x) or log_softmax(x). */
+static void lane_forward(const float *x, float *y, int64_t n, int64_t stride, bool log_output) {
+    float max = x[0];
+    for (int64_t j = 1; j < n; j++) max = fmaxf(max, x[j * stride]);
+    float sum = 0.0f;
+    if (log_output) {
+        for (int64_t j = 0; j < n; j++) sum += expf(x[j * stride] - max);
+        float log_sum = logf(sum);
+        for (int64_t j = 0; j < n; j++) y[j * stride] = x[j * stride] - max - log_sum;
+    } else {
+        for (int64_t j = 0; j < n; j++) {
+            y[j * stride] = expf(x[j * stride] - max);
+            sum += y[j * stride];
+        }
+        float inv_sum = 1.0f / sum;
+        for (int64_t j = 0; j < n; j++) y[j * stride] *= inv_sum;
+    }
+}
+
+/* The contiguous case, written as separate simple passes so that the max
+ * and the sum vectorise (simd reductions).  x, y: (n). */
+static void row_forward(const float *x, float *y, int64_t n, bool log_output) {
+    float max = x[0];
+#pragma omp simd reduction(max : max)
+    for (int64_t j = 0; j < n; j++) max = x[j] > max ? x[j] : max;
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; j++) y[j] = expf(x[j] - max);
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) sum += y[j];
+    if (log_output) {
+        float shift = max + logf(sum);
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) y[j] = x[j] - shift;
+    } else {
+        float inv_sum = 1.0f / sum;
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) y[j] *= inv_sum;
+    }
+}
+
+/* y, dy: (n) with stride; dx += the gradient (see the file comment). */
+static void lane_backward(const float *y, const float *dy, float *dx, int64_t n, int64_t stride,
+                          bool log_output) {
+    float dot = 0.0f;
+    if (log_output) {
+        for (int64_t j = 0; j < n; j++) dot += dy[j * stride];
+        for (int64_t j = 0; j < n; j++) dx[j * stride] += dy[j * stride] - expf(y[j * stride]) * dot;
+    } else {
+        for (int64_t j = 0; j < n; j++) dot += dy[j * stride] * y[j * stride];
+        for (int64_t j = 0; j < n; j++) dx[j * stride] += y[j * stride] * (dy[j * stride] - dot);
+    }
+}
+
+/* ---- all lanes ---- */
+
+/* x, y: (outer, n, inner). */
+static void softmax_forward(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
+                            bool log_output) {
+    int64_t lanes = outer * inner;
+#pragma omp parallel for if (lanes * n > PARALLEL_MIN_ELEMENTS)
+    for (int64_t lane = 0; lane < lanes; lane++) {
+        int64_t o = lane / inner, i = lane % inner;
+        int64_t start = o * n * inner + i;
+        if (inner == 1)
+            row_forward(x + start, y + start, n, log_output);
+        else
+            lane_forward(x + start, y + start, n, inner, log_output);
+    }
+}
+
+/* y, dy, dx: (outer, n, inner). */
+static void softmax_backward(const float *y, const float *dy, float *dx, int64_t outer, int64_t n,
+                             int64_t inner, bool log_output) {
+    int64_t lanes = outer * inner;
+#pragma omp parallel for if (lanes * n > PARALLEL_MIN_ELEMENTS)
+    for (int64_t lane = 0; lane < lanes; lane++) {
+        int64_t o = lane / inner, i = lane % inner;
+        int64_t start = o * n * inner + i;
+        lane_backward(y + start, dy + start, dx + start, n, inner, log_output);
+    }
+}
+
+static mc_status softmax_node(mc_node *node, bool log_output) {
+    mc_tensor *x = node->in[0], *y = node->out;
+    const softmax_saved *saved = node->saved;
+    float *gx;
+    MC_TRY(mc_grad_buffer(node->graph, x, &gx));
+    int64_t outer, inner;
+    split_at(x->shape, saved->dim, &outer, &inner);
+    softmax_backward(y->data, y->grad, gx, outer, x->shape.dim[saved->dim], inner, log_output);
+    return MC_OK;
+}
+
+static mc_status softmax_backward_node(mc_node *node) { return softmax_node(node, false); }
+static mc_status log_softmax_backward_node(mc_node *node) { return softmax_node(node, true); }
+
+static mc_status softmax_op(mc_graph *g, const char *op, mc_tensor *x, int dim, bool log_output,
+                            mc_tensor **out) {
+    *out = NULL;
+    if (!x) return mc_error(MC_ERR_ARG, "%s: input is NULL", op);
+    int d = 0;
+    MC_TRY(mc_resolve_dim(op, x, dim, &d));
+    int64_t outer, inner;
+    split_at(x->shape, d, &outer, &inner);
+    mc_tensor *y;
+    MC_TRY(mc_graph_tensor(g, x->shape, op, &y));
+    softmax_forward(x->data, y->data, outer, x->shape.dim[d], inner, log_output);
+    mc_tensor *in[1] = {x};
+    if (mc_graph_should_record(g, 1, in)) {
+        softmax_saved *saved;
+        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
+        saved->dim = d;
+        MC_TRY(mc_graph_record(g, op, log_output ? log_softmax_backward_node : softmax_backward_node,
+                               y, 1, in, saved));
+    }
+    *out = y;
+    return MC_OK;
+}
+
+mc_status mc_softmax(mc_graph *g, mc_tensor *x, int dim, mc_tensor **out) {
+    return softmax_op(g, "softmax", x, dim, false, out);
+}
+
+mc_status mc_log_softmax(mc_graph *g, mc_tensor *x, int dim, mc_tensor **out) {
+    return softmax_op(g, "log_softmax", x, dim, true, out);
+}

@@ -1,0 +1,39 @@
+/* Private to lib/optim: the optimizer object and the per-parameter update
+ * kernels that optimizer.c dispatches to (sgd.c, adam.c). */
+#ifndef MMCHAIN_OPTIM_INTERNAL_H
+#define MMCHAIN_OPTIM_INTERNAL_H
+
+#include "mmchain/optim.h"
+
+/* What the optimizer remembers about one parameter. */
+typedef struct mc_param_state {
+    float *buf1;   /* SGD momentum_buffer or Adam exp_avg (numel floats); NULL until needed */
+    float *buf2;   /* Adam exp_avg_sq (numel floats); NULL for SGD */
+    int64_t numel; /* the parameter's element count when the buffers were made */
+    int64_t steps; /* updates this parameter has received (Adam's bias-correction t) */
+} mc_param_state;
+
+struct mc_optimizer {
+    mc_optimizer_kind kind;
+    mc_param_list *params; /* not owned */
+    int n_params;          /* params->count at creation: the list must not change */
+    mc_param_state *state; /* n_params entries, parallel to params->items */
+    mc_sgd_config sgd;
+    mc_adam_config adam;
+    float lr;
+    int64_t steps;
+};
+
+/* One SGD update of n elements. first_step: the momentum buffer is new and is
+ * set to the (decayed) gradient instead of being blended into.
+ *   param: (n), grad: (n), momentum_buffer: (n) or NULL when momentum == 0 */
+void mc_sgd_update(float *param, const float *grad, float *momentum_buffer, int64_t n,
+                   const mc_sgd_config *config, float lr, bool first_step);
+
+/* One Adam (decoupled_decay false) or AdamW (true) update of n elements;
+ * step is this parameter's update count including this one (t >= 1).
+ *   param: (n), grad: (n), exp_avg: (n), exp_avg_sq: (n) */
+void mc_adam_update(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, int64_t n,
+                    const mc_adam_config *config, float lr, int64_t step, bool decoupled_decay);
+
+#endif

@@ -1,0 +1,549 @@
+/* The convolutional op families: conv2d, batchnorm2d, the pools.
+ *
+ * References, all independent of the code under test:
+ *   - finite differences (mc_gradcheck) for every backward;
+ *   - conv.c's naive seven-loop kernels for the im2col + GEMM fast path;
+ *   - values printed by PyTorch 1.13 (Debian's python3-torch) for the
+ *     semantics that are easy to get subtly wrong: batchnorm's biased /
+ *     unbiased variances and running update, max pooling's -inf padding,
+ *     avg pooling's count_include_pad, adaptive pooling's window bounds.
+ *     The script is quoted above each table. */
+#include <stdlib.h>
+
+#include "testutil.h"
+
+#include "../lib/ops/conv_internal.h"
+
+/* ---- helpers ---- */
+
+static mc_tensor *random_tensor(mc_shape shape, const char *name, uint64_t seed, bool grad) {
+    mc_tensor *t;
+    MC_CHECK_OK(mc_tensor_new(&t, shape, name));
+    mc_rng rng;
+    mc_rng_seed(&rng, seed);
+    mc_tensor_uniform(t, &rng, -1.0f, 1.0f);
+    if (grad) MC_CHECK_OK(mc_tensor_set_requires_grad(t, true));
+    return t;
+}
+
+static mc_tensor *tensor_from(mc_shape shape, const char *name, const float *values) {
+    mc_tensor *t;
+    MC_CHECK_OK(mc_tensor_new(&t, shape, name));
+    MC_CHECK_OK(mc_tensor_load(t, values, t->numel));
+    return t;
+}
+
+/* ==== conv2d ==== */
+
+typedef struct conv_case {
+    const char *name;
+    int n, h, w, c, oc, kh, kw;
+    mc_conv2d_params p;
+    bool bias;
+} conv_case;
+
+#define PARAMS(sh, sw, ph, pw, dh, dw, g) ((mc_conv2d_params){sh, sw, ph, pw, dh, dw, g})
+
+/* Stride, padding, dilation and groups combinations, odd and non-square
+ * sizes, the 1x1 direct-GEMM path and depthwise convolution. */
+static const conv_case conv_cases[] = {
+    {"3x3 s1 p1", 2, 5, 5, 3, 4, 3, 3, PARAMS(1, 1, 1, 1, 1, 1, 1), true},
+    {"3x3 s2 p1 odd sizes", 2, 7, 6, 3, 5, 3, 3, PARAMS(2, 2, 1, 1, 1, 1, 1), true},
+    {"3x2 kernel, stride (2,1), pad (1,0)", 1, 6, 5, 2, 3, 3, 2, PARAMS(2, 1, 1, 0, 1, 1, 1), true},
+    {"dilation 2", 2, 7, 7, 2, 3, 3, 3, PARAMS(1, 1, 2, 2, 2, 2, 1), true},
+    {"dilation (2,1) stride 2", 1, 9, 6, 2, 2, 3, 3, PARAMS(2, 2, 1, 0, 2, 1, 1), false},
+    {"groups 2", 2, 5, 4, 4, 6, 3, 3, PARAMS(1, 1, 1, 1, 1, 1, 2), true},
+    {"depthwise", 2, 5, 5, 4, 4, 3, 3, PARAMS(1, 1, 1, 1, 1, 1, 4), true},
+    {"depthwise x2 stride 2", 1, 6, 7, 3, 6, 3, 3, PARAMS(2, 2, 1, 1, 1, 1, 3), false},
+    {"1x1 direct", 2, 4, 3, 5, 3, 1, 1, PARAMS(1, 1, 0, 0, 1, 1, 1), true},
+    {"1x1 direct groups 2", 2, 3, 3, 4, 6, 1, 1, PARAMS(1, 1, 0, 0, 1, 1, 2), false},
+    {"1x1 stride 2", 2, 5, 5, 3, 4, 1, 1, PARAMS(2, 2, 0, 0, 1, 1, 1), true},
+    {"7x7 s2 p3 (stem)", 1, 9, 8, 3, 2, 7, 7, PARAMS(2, 2, 3, 3, 1, 1, 1), true},
+    {"kernel wider than input, padded", 2, 2, 3, 2, 3, 3, 3, PARAMS(1, 1, 1, 1, 1, 1, 1), true},
+    {"5x1 kernel, no bias", 2, 6, 3, 3, 2, 5, 1, PARAMS(1, 2, 2, 0, 1, 1, 1), false},
+};
+enum { N_CONV_CASES = sizeof conv_cases / sizeof conv_cases[0] };
+
+typedef struct conv_inputs {
+    mc_tensor *x, *weight, *bias;
+} conv_inputs;
+
+static conv_inputs make_conv_inputs(const conv_case *cc, uint64_t seed, bool grad) {
+    conv_inputs in;
+    in.x = random_tensor(MC_SHAPE(cc->n, cc->h, cc->w, cc->c), "x", seed, grad);
+    in.weight = random_tensor(MC_SHAPE(cc->oc, cc->c / cc->p.groups, cc->kh, cc->kw), "weight",
+                              seed + 1, grad);
+    in.bias = cc->bias ? random_tensor(MC_SHAPE(cc->oc), "bias", seed + 2, grad) : NULL;
+    return in;
+}
+
+static void free_conv_inputs(conv_inputs *in) {
+    mc_tensor_free(in->x);
+    mc_tensor_free(in->weight);
+    mc_tensor_free(in->bias);
+}
+
+static mc_status conv_forward_for_check(mc_graph *g, mc_tensor **inputs, void *ctx, mc_tensor **out) {
+    const conv_case *cc = ctx;
+    return mc_conv2d(g, inputs[0], inputs[1], cc->bias ? inputs[2] : NULL, cc->p, out);
+}
+
+START_TEST(test_conv2d_gradcheck) {
+    const conv_case *cc = &conv_cases[_i];
+    conv_inputs in = make_conv_inputs(cc, 100 + (uint64_t)_i * 10, true);
+    mc_tensor *inputs[3] = {in.x, in.weight, in.bias};
+    mc_assert_gradcheck(cc->name, cc->bias ? 3 : 2, inputs, conv_forward_for_check, (void *)cc, NULL);
+    free_conv_inputs(&in);
+}
+END_TEST
+
+/* Run the fast path forward and backward (with a fixed random output
+ * gradient) and compare all of it with the naive kernels. */
+static void compare_fast_with_naive(const conv_case *cc, uint64_t seed) {
+    conv_inputs in = make_conv_inputs(cc, seed, true);
+    mc_conv2d_geometry geo;
+    MC_CHECK_OK(mc_conv2d_geometry_of(in.x, in.weight, in.bias, cc->p, &geo));
+    int64_t out_numel = geo.rows * geo.oc;
+    float *expected = calloc((size_t)out_numel, sizeof(float));
+    float *dout = calloc((size_t)out_numel, sizeof(float));
+    float *dx = calloc((size_t)in.x->numel, sizeof(float));
+    float *dw = calloc((size_t)in.weight->numel, sizeof(float));
+    float *db = calloc((size_t)geo.oc, sizeof(float));
+    ck_assert(expected && dout && dx && dw && db);
+    mc_rng rng;
+    mc_rng_seed(&rng, seed + 7);
+    for (int64_t i = 0; i < out_numel; i++) dout[i] = (float)mc_rng_uniform(&rng) * 2 - 1;
+    mc_conv2d_reference_forward(&geo, in.x->data, in.weight->data, in.bias ? in.bias->data : NULL,
+                                expected);
+    mc_conv2d_reference_backward(&geo, in.x->data, in.weight->data, dout, dx, dw,
+                                 in.bias ? db : NULL);
+
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *y;
+    MC_CHECK_OK(mc_conv2d(g, in.x, in.weight, in.bias, cc->p, &y));
+    ck_assert_int_eq(y->numel, out_numel);
+    ck_assert_int_eq(y->shape.dim[1], geo.oh);
+    MC_CHECK_OK(mc_backward_with_grad(g, y, dout));
+    char what[160];
+    snprintf(what, sizeof what, "%s: forward", cc->name);
+    mc_test_assert_close(what, y->data, expected, (long)out_numel, 1e-4, 1e-4);
+    snprintf(what, sizeof what, "%s: d x", cc->name);
+    mc_test_assert_close(what, in.x->grad, dx, (long)in.x->numel, 1e-4, 1e-4);
+    snprintf(what, sizeof what, "%s: d weight", cc->name);
+    mc_test_assert_close(what, in.weight->grad, dw, (long)in.weight->numel, 1e-4, 1e-3);
+    if (in.bias) {
+        snprintf(what, sizeof what, "%s: d bias", cc->name);
+        mc_test_assert_close(what, in.bias->grad, db, (long)geo.oc, 1e-4, 1e-3);
+    }
+    mc_graph_free(g);
+    free(expected), free(dout), free(dx), free(dw), free(db);
+    free_conv_inputs(&in);
+}
+
+/* Larger shapes than the gradcheck table (more channels, a bigger batch),
+ * with the default column budget (one chunk) ... */
+static const conv_case fast_cases[] = {
+    {"3x3 s1 p1 C16 OC24", 3, 9, 8, 16, 24, 3, 3, PARAMS(1, 1, 1, 1, 1, 1, 1), true},
+    {"3x3 s2 p1 C12 OC16", 4, 11, 10, 12, 16, 3, 3, PARAMS(2, 2, 1, 1, 1, 1, 1), true},
+    {"1x1 C32 OC16", 3, 6, 7, 32, 16, 1, 1, PARAMS(1, 1, 0, 0, 1, 1, 1), true},
+    {"1x1 s2 C16 OC32", 3, 7, 7, 16, 32, 1, 1, PARAMS(2, 2, 0, 0, 1, 1, 1), false},
+    {"groups 4 dilation 2", 2, 10, 9, 16, 8, 3, 3, PARAMS(1, 1, 2, 2, 2, 2, 4), true},
+    {"depthwise 5x5", 2, 9, 9, 8, 8, 5, 5, PARAMS(1, 1, 2, 2, 1, 1, 8), true},
+    {"7x7 s2 p3", 2, 16, 15, 3, 8, 7, 7, PARAMS(2, 2, 3, 3, 1, 1, 1), true},
+};
+enum { N_FAST_CASES = sizeof fast_cases / sizeof fast_cases[0] };
+
+START_TEST(test_conv2d_fast_matches_naive) {
+    compare_fast_with_naive(&fast_cases[_i], 500 + (uint64_t)_i);
+}
+END_TEST
+
+/* ... and again with a budget so small that the batch is processed in
+ * chunks of a few rows, which split images (and, at one row, a single
+ * output line), so col2im must add across chunk boundaries correctly. */
+START_TEST(test_conv2d_chunked_matches_naive) {
+    static const size_t budgets[] = {1, 3 * 1024, 17 * 1024};
+    for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
+        mc_conv2d_set_column_budget(budgets[b]);
+        compare_fast_with_naive(&fast_cases[_i], 900 + (uint64_t)_i);
+    }
+    mc_conv2d_set_column_budget(0);
+}
+END_TEST
+
+/* Hand-derived: a 1x1 input (value 2) with a 3x3 kernel and padding 1 only
+ * meets the kernel's centre tap; output = 2 * w[1][1] + bias. */
+START_TEST(test_conv2d_hand_example) {
+    float w_values[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    mc_tensor *x = tensor_from(MC_SHAPE(1, 1, 1, 1), "x", (float[]){2.0f});
+    mc_tensor *w = tensor_from(MC_SHAPE(1, 1, 3, 3), "w", w_values);
+    mc_tensor *b = tensor_from(MC_SHAPE(1), "b", (float[]){0.5f});
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *y;
+    MC_CHECK_OK(mc_conv2d(g, x, w, b, mc_conv2d_simple(1, 1), &y));
+    ck_assert_int_eq(y->numel, 1);
+    ck_assert_float_eq_tol(y->data[0], 10.5f, 1e-6f);
+    mc_graph_free(g);
+    mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(b);
+}
+END_TEST
+
+START_TEST(test_conv2d_bad_input) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *x = random_tensor(MC_SHAPE(2, 8, 8, 5), "x", 1, false);
+    mc_tensor *w = random_tensor(MC_SHAPE(16, 3, 3, 3), "conv1.weight", 2, false);
+    mc_tensor *w6 = random_tensor(MC_SHAPE(6, 2, 3, 3), "w6", 3, false);
+    mc_tensor *bias = random_tensor(MC_SHAPE(15), "conv1.bias", 4, false);
+    mc_tensor *out = (mc_tensor *)0x1;
+    MC_CHECK_FAILS(mc_conv2d(g, x, w, NULL, mc_conv2d_simple(1, 1), &out), MC_ERR_SHAPE,
+                   "x (2, 8, 8, 5) has 5 channels, weight conv1.weight (16, 3, 3, 3) expects 3");
+    ck_assert_ptr_null(out);
+    mc_conv2d_params p = mc_conv2d_simple(1, 1);
+    p.groups = 3; /* 3 does not divide 5 input channels */
+    MC_CHECK_FAILS(mc_conv2d(g, x, w6, NULL, p, &out), MC_ERR_SHAPE, "groups 3 must divide");
+    mc_tensor *x3 = random_tensor(MC_SHAPE(1, 2, 2, 3), "small", 5, false);
+    MC_CHECK_FAILS(mc_conv2d(g, x3, w, NULL, mc_conv2d_simple(1, 0), &out), MC_ERR_SHAPE,
+                   "output size 0x0 < 1");
+    MC_CHECK_FAILS(mc_conv2d(g, x3, w, bias, mc_conv2d_simple(1, 1), &out), MC_ERR_SHAPE,
+                   "bias conv1.bias (15) must have shape (16)");
+    MC_CHECK_FAILS(mc_conv2d(g, x3, w, NULL, mc_conv2d_simple(0, 1), &out), MC_ERR_ARG, "stride");
+    p = mc_conv2d_simple(1, 1);
+    p.dilation_h = 0;
+    MC_CHECK_FAILS(mc_conv2d(g, x3, w, NULL, p, &out), MC_ERR_ARG, "dilation");
+    MC_CHECK_FAILS(mc_conv2d(g, x3, w, NULL, mc_conv2d_simple(1, -1), &out), MC_ERR_ARG, "padding");
+    MC_CHECK_OK(mc_tensor_reshape_inplace(x3, MC_SHAPE(4, 3)));
+    MC_CHECK_FAILS(mc_conv2d(g, x3, w, NULL, mc_conv2d_simple(1, 1), &out), MC_ERR_SHAPE,
+                   "must be 4-D");
+    mc_graph_free(g);
+    mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(w6), mc_tensor_free(bias);
+    mc_tensor_free(x3);
+}
+END_TEST
+
+/* No tape without gradients; no recorded input is modified. */
+START_TEST(test_conv2d_no_grad_records_nothing) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *x = random_tensor(MC_SHAPE(1, 4, 4, 2), "x", 1, true);
+    mc_tensor *w = random_tensor(MC_SHAPE(3, 2, 3, 3), "w", 2, true);
+    mc_graph_set_grad_enabled(g, false);
+    mc_tensor *y;
+    MC_CHECK_OK(mc_conv2d(g, x, w, NULL, mc_conv2d_simple(1, 1), &y));
+    ck_assert_int_eq(mc_graph_tape_length(g), 0);
+    ck_assert(!y->requires_grad);
+    mc_graph_free(g);
+    mc_tensor_free(x), mc_tensor_free(w);
+}
+END_TEST
+
+/* ==== batchnorm2d ==== */
+
+/* PyTorch reference (x is NCHW (2, 3, 3, 4) in PyTorch, printed NHWC here):
+ *   x[n,c,h,w] = ((n*7 + c*5 + h*3 + w*2) % 11) * 0.25 - 1 + 0.01*c*h
+ *   bn = BatchNorm2d(3, eps=1e-5, momentum=0.1); weight (1.5, -0.5, 2),
+ *   bias (0.1, 0.2, -0.3), running_mean (0.5, -0.25, 1), running_var (2, 0.5, 1.5)
+ *   bn.train(); y = bn(x)  -> bn_train_y, running stats after the step
+ *   bn.eval();  y = bn(x)  -> bn_eval_y (with the updated running stats) */
+static const float bn_x[] = {
+    -1, 0.25, 1.5, -0.5, 0.75, -0.75, 0, 1.25, -0.25, 0.5, -1, 0.25, -0.25, 1.01, -0.48,
+    0.25, 1.51, 0.02, 0.75, -0.74, 0.52, 1.25, -0.24, 1.02, 0.5, -0.98, 0.29, 1, -0.48, 0.79,
+    1.5, 0.02, 1.29, -0.75, 0.52, -0.96, 0.75, -0.75, 0.5, 1.25, -0.25, 1, -1, 0.25, 1.5,
+    -0.5, 0.75, -0.75, 1.5, 0.01, 1.27, -0.75, 0.51, -0.98, -0.25, 1.01, -0.48, 0.25, 1.51,
+    0.02, -0.5, 0.77, -0.71, 0, 1.27, -0.21, 0.5, -0.98, 0.29, 1, -0.48, 0.79};
+static const float bn_train_y[] = {
+    -2.283184f, 0.1867814f, 2.955852f, -1.313753f, -0.1242449f, -2.80483f, -0.3443224f,
+    -0.4352712f, -1.524678f, 0.6251082f, 0.9643471f, -0.2445268f, -0.8290377f, -0.2859786f,
+    -2.113548f, 0.1403929f, -0.5970048f, -0.8333964f, 1.109824f, 0.8026134f, 0.4467549f,
+    2.079254f, 0.4915871f, 1.726906f, 0.6251082f, 0.951906f, -0.1421147f, 1.594539f,
+    0.6408798f, 1.138037f, 2.56397f, 0.3298535f, 2.418188f, -1.798468f, 0.0188272f,
+    -3.342493f, 1.109824f, 0.808834f, 0.3955489f, 2.079254f, 0.4978077f, 1.6757f, -2.283184f,
+    0.1867814f, 2.955852f, -1.313753f, -0.1242449f, -2.80483f, 2.56397f, 0.336074f, 2.366982f,
+    -1.798468f, 0.02504772f, -3.393699f, -0.8290377f, -0.2859786f, -2.113548f, 0.1403929f,
+    -0.5970048f, -0.8333964f, -1.313753f, -0.1366859f, -2.702417f, -0.3443224f, -0.4477122f,
+    -1.422266f, 0.6251082f, 0.951906f, -0.1421147f, 1.594539f, 0.6408798f, 1.138037f};
+static const float bn_running_mean_after[] = {0.4729167f, -0.202125f, 0.9228333f};
+static const float bn_running_var_after[] = {1.862455f, 0.5174159f, 1.413673f};
+static const float bn_eval_y[] = {
+    -1.51892f, -0.1142711f, 0.670857f, -0.9693574f, -0.4618199f, -3.113887f, -0.4197947f,
+    -0.8093688f, -2.272833f, 0.129768f, 0.7546011f, -1.431779f, -0.694576f, -0.6425453f,
+    -2.659718f, -0.1450134f, -0.9900942f, -1.818664f, 0.4045493f, 0.5738757f, -0.9776094f,
+    0.9541121f, 0.2263268f, -0.1365551f, 0.129768f, 0.7406992f, -1.364494f, 0.6793307f,
+    0.3931503f, -0.52344f, 1.228893f, 0.04560142f, 0.3176142f, -1.244139f, -0.3019474f,
+    -3.46713f, 0.4045493f, 0.5808267f, -1.011251f, 0.9541121f, 0.2332778f, -0.1701972f,
+    -1.51892f, -0.1142711f, 0.670857f, -0.9693574f, -0.4618199f, -3.113887f, 1.228893f,
+    0.05255239f, 0.283972f, -1.244139f, -0.2949965f, -3.500772f, -0.694576f, -0.6425453f,
+    -2.659718f, -0.1450134f, -0.9900942f, -1.818664f, -0.9693574f, -0.4757219f, -3.046603f,
+    -0.4197947f, -0.8232707f, -2.205549f, 0.129768f, 0.7406992f, -1.364494f, 0.6793307f,
+    0.3931503f, -0.52344f};
+
+typedef struct bn_module {
+    mc_tensor *weight, *bias, *running_mean, *running_var;
+} bn_module;
+
+static bn_module bn_module_new(void) {
+    bn_module m;
+    m.weight = tensor_from(MC_SHAPE(3), "bn.weight", (float[]){1.5f, -0.5f, 2.0f});
+    m.bias = tensor_from(MC_SHAPE(3), "bn.bias", (float[]){0.1f, 0.2f, -0.3f});
+    m.running_mean = tensor_from(MC_SHAPE(3), "bn.running_mean", (float[]){0.5f, -0.25f, 1.0f});
+    m.running_var = tensor_from(MC_SHAPE(3), "bn.running_var", (float[]){2.0f, 0.5f, 1.5f});
+    return m;
+}
+
+static void bn_module_free(bn_module *m) {
+    mc_tensor_free(m->weight), mc_tensor_free(m->bias);
+    mc_tensor_free(m->running_mean), mc_tensor_free(m->running_var);
+}
+
+START_TEST(test_batchnorm2d_matches_pytorch) {
+    bn_module m = bn_module_new();
+    mc_tensor *x = tensor_from(MC_SHAPE(2, 3, 4, 3), "x", bn_x);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *y;
+    MC_CHECK_OK(mc_batchnorm2d(g, x, m.weight, m.bias, m.running_mean, m.running_var, true, 0.1f,
+                               1e-5f, &y));
+    mc_test_assert_close("train output", y->data, bn_train_y, 72, 1e-4, 1e-5);
+    mc_test_assert_close("running_mean", m.running_mean->data, bn_running_mean_after, 3, 1e-5, 1e-6);
+    mc_test_assert_close("running_var (unbiased)", m.running_var->data, bn_running_var_after, 3,
+                         1e-5, 1e-6);
+    /* eval: normalise with the running stats, and leave them untouched */
+    float mean_before[3], var_before[3];
+    memcpy(mean_before, m.running_mean->data, sizeof mean_before);
+    memcpy(var_before, m.running_var->data, sizeof var_before);
+    MC_CHECK_OK(mc_batchnorm2d(g, x, m.weight, m.bias, m.running_mean, m.running_var, false, 0.1f,
+                               1e-5f, &y));
+    mc_test_assert_close("eval output", y->data, bn_eval_y, 72, 1e-4, 1e-5);
+    ck_assert(memcmp(mean_before, m.running_mean->data, sizeof mean_before) == 0);
+    ck_assert(memcmp(var_before, m.running_var->data, sizeof var_before) == 0);
+    mc_graph_free(g);
+    mc_tensor_free(x);
+    bn_module_free(&m);
+}
+END_TEST
+
+typedef struct bn_check_ctx {
+    bn_module *m;
+    bool training;
+} bn_check_ctx;
+
+static mc_status bn_forward_for_check(mc_graph *g, mc_tensor **inputs, void *ctx, mc_tensor **out) {
+    bn_check_ctx *c = ctx;
+    return mc_batchnorm2d(g, inputs[0], inputs[1], inputs[2], c->m->running_mean,
+                          c->m->running_var, c->training, 0.1f, 1e-5f, out);
+}
+
+START_TEST(test_batchnorm2d_gradcheck) {
+    bool training = _i == 0;
+    bn_module m = bn_module_new();
+    mc_tensor *x = random_tensor(MC_SHAPE(2, 3, 5, 3), "x", 77, true);
+    MC_CHECK_OK(mc_tensor_set_requires_grad(m.weight, true));
+    MC_CHECK_OK(mc_tensor_set_requires_grad(m.bias, true));
+    bn_check_ctx ctx = {&m, training};
+    mc_tensor *inputs[3] = {x, m.weight, m.bias};
+    mc_gradcheck_options options = {.eps = 1e-3, .rtol = 2e-2, .atol = 2e-3};
+    mc_assert_gradcheck(training ? "batchnorm2d train" : "batchnorm2d eval", 3, inputs,
+                        bn_forward_for_check, &ctx, &options);
+    mc_tensor_free(x);
+    bn_module_free(&m);
+}
+END_TEST
+
+/* affine=False (weight and bias NULL) and no running statistics
+ * (track_running_stats=False): output has zero mean and unit biased
+ * variance per channel, by definition. */
+START_TEST(test_batchnorm2d_without_affine) {
+    mc_tensor *x = random_tensor(MC_SHAPE(3, 4, 2, 5), "x", 5, true);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *y;
+    MC_CHECK_OK(mc_batchnorm2d(g, x, NULL, NULL, NULL, NULL, true, 0.1f, 0.0f, &y));
+    for (int ch = 0; ch < 5; ch++) {
+        double sum = 0, sq = 0;
+        for (int r = 0; r < 24; r++) sum += y->data[r * 5 + ch];
+        for (int r = 0; r < 24; r++) sq += (y->data[r * 5 + ch] - sum / 24) * (y->data[r * 5 + ch] - sum / 24);
+        ck_assert_double_lt(fabs(sum / 24), 1e-5);
+        ck_assert_double_lt(fabs(sq / 24 - 1.0), 1e-4);
+    }
+    mc_graph_free(g);
+    mc_tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_batchnorm2d_bad_input) {
+    bn_module m = bn_module_new();
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *out;
+    mc_tensor *x4 = random_tensor(MC_SHAPE(2, 2, 2, 4), "x", 1, false);
+    MC_CHECK_FAILS(mc_batchnorm2d(g, x4, m.weight, m.bias, NULL, NULL, true, 0.1f, 1e-5f, &out),
+                   MC_ERR_SHAPE, "weight bn.weight (3) must have shape (4)");
+    mc_tensor *x3 = random_tensor(MC_SHAPE(1, 1, 1, 3), "single", 2, false);
+    MC_CHECK_FAILS(mc_batchnorm2d(g, x3, m.weight, m.bias, NULL, NULL, true, 0.1f, 1e-5f, &out),
+                   MC_ERR_SHAPE, "more than one value per channel");
+    MC_CHECK_FAILS(mc_batchnorm2d(g, x3, m.weight, m.bias, NULL, NULL, false, 0.1f, 1e-5f, &out),
+                   MC_ERR_ARG, "needs running_mean and running_var");
+    MC_CHECK_OK(mc_tensor_reshape_inplace(x4, MC_SHAPE(8, 4)));
+    MC_CHECK_FAILS(mc_batchnorm2d(g, x4, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f, &out),
+                   MC_ERR_SHAPE, "must be 4-D");
+    mc_graph_free(g);
+    mc_tensor_free(x4), mc_tensor_free(x3);
+    bn_module_free(&m);
+}
+END_TEST
+
+/* ==== pools ==== */
+
+/* PyTorch reference: p NCHW (1, 2, 5, 5), p[0,c,h,w] = ((c*13 + h*5 + w*3) % 17) * 0.5 - 3
+ *   F.max_pool2d(p, 3, 2, 1), F.avg_pool2d(p, 3, 2, 1) (count_include_pad=True),
+ *   F.adaptive_avg_pool2d(p, (3, 2)); all printed NHWC. */
+static const float pool_x[] = {
+    -3, 3.5, -1.5, 5, 0, -2, 1.5, -0.5, 3, 1, -0.5, -2.5, 1, -1, 2.5, 0.5, 4,
+    2, -3, 3.5, 2, 0, 3.5, 1.5, 5, 3, -2, 4.5, -0.5, -2.5, 4.5, 2.5, -2.5, 4,
+    -1, -3, 0.5, -1.5, 2, 0, -1.5, 5, 0, -2, 1.5, -0.5, 3, 1, 4.5, 2.5};
+static const float maxpool_expected[] = {1, 5, 4, 5, 4, 3.5, 4.5, 4, 5, 4.5, 4, 4.5, 4.5, 5, 3, 4, 4.5, 2.5};
+static const float avgpool_expected[] = {
+    -0.4444444f, 0.5555556f, 0.8333333f, 0.4444444f, 0.6111111f, 0.6666667f,
+    0.8888889f, 0.5f, 1.222222f, 1.111111f, 0.1111111f, 0.6666667f,
+    0.05555556f, 1.055556f, 0.1666667f, -0.2222222f, 1.111111f, 0.2222222f};
+static const float adaptive_expected[] = {
+    -0.25f, 0.5833333f, 1.333333f, 0.75f, 1.611111f, 0.5555555f,
+    0.8333333f, 0.7222223f, 0.1666667f, 1.0f, 1.75f, -0.25f};
+
+START_TEST(test_pools_match_pytorch) {
+    mc_tensor *x = tensor_from(MC_SHAPE(1, 5, 5, 2), "p", pool_x);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *y;
+    MC_CHECK_OK(mc_maxpool2d(g, x, 3, 2, 1, &y));
+    ck_assert_int_eq(y->shape.dim[1], 3);
+    mc_test_assert_close("maxpool2d(3, 2, 1)", y->data, maxpool_expected, 18, 1e-6, 1e-6);
+    MC_CHECK_OK(mc_avgpool2d(g, x, 3, 2, 1, &y));
+    mc_test_assert_close("avgpool2d(3, 2, 1)", y->data, avgpool_expected, 18, 1e-5, 1e-6);
+    MC_CHECK_OK(mc_adaptive_avgpool2d(g, x, 3, 2, &y));
+    ck_assert_int_eq(y->shape.dim[1], 3);
+    ck_assert_int_eq(y->shape.dim[2], 2);
+    mc_test_assert_close("adaptive_avgpool2d(3, 2)", y->data, adaptive_expected, 12, 1e-5, 1e-6);
+    /* global: channel means of pool_x; PyTorch's p.sum((2, 3)) is (23, 24) */
+    MC_CHECK_OK(mc_global_avgpool(g, x, &y));
+    ck_assert_int_eq(y->shape.ndim, 2);
+    mc_test_assert_close("global_avgpool", y->data, (float[]){23.0f / 25, 24.0f / 25}, 2, 1e-6, 1e-6);
+    mc_graph_free(g);
+    mc_tensor_free(x);
+}
+END_TEST
+
+/* Padding is -infinity for max pooling: an all-negative image must never
+ * produce the 0 a zero-padded implementation would give. */
+START_TEST(test_maxpool_padding_is_minus_infinity) {
+    mc_tensor *x;
+    MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(1, 2, 2, 1), "neg"));
+    mc_tensor_fill(x, -5.0f);
+    x->data[3] = -1.0f;
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *y;
+    MC_CHECK_OK(mc_maxpool2d(g, x, 3, 1, 1, &y));
+    ck_assert_int_eq(y->numel, 4);
+    for (int i = 0; i < 4; i++) ck_assert_float_eq(y->data[i], -1.0f);
+    mc_graph_free(g);
+    mc_tensor_free(x);
+}
+END_TEST
+
+typedef struct pool_case {
+    const char *name;
+    int kind; /* 0 max, 1 avg, 2 adaptive, 3 global */
+    int n, h, w, c;
+    int kernel, stride, padding; /* adaptive: kernel = out_h, stride = out_w */
+} pool_case;
+
+static const pool_case pool_cases[] = {
+    {"maxpool 3 s2 p1", 0, 2, 7, 6, 3, 3, 2, 1},
+    {"maxpool 2 s2", 0, 1, 5, 4, 2, 2, 2, 0},
+    {"maxpool 3 s1 p1", 0, 1, 4, 5, 2, 3, 1, 1},
+    {"avgpool 3 s2 p1", 1, 2, 7, 6, 3, 3, 2, 1},
+    {"avgpool 2 s1", 1, 1, 5, 4, 2, 2, 1, 0},
+    {"adaptive 7x5 -> 3x2", 2, 2, 7, 5, 3, 3, 2, 0},
+    {"adaptive 4x4 -> 5x3 (upsampling)", 2, 1, 4, 4, 2, 5, 3, 0},
+    {"global", 3, 2, 5, 3, 4, 0, 0, 0},
+};
+enum { N_POOL_CASES = sizeof pool_cases / sizeof pool_cases[0] };
+
+static mc_status pool_forward_for_check(mc_graph *g, mc_tensor **inputs, void *ctx, mc_tensor **out) {
+    const pool_case *pc = ctx;
+    switch (pc->kind) {
+    case 0: return mc_maxpool2d(g, inputs[0], pc->kernel, pc->stride, pc->padding, out);
+    case 1: return mc_avgpool2d(g, inputs[0], pc->kernel, pc->stride, pc->padding, out);
+    case 2: return mc_adaptive_avgpool2d(g, inputs[0], pc->kernel, pc->stride, out);
+    default: return mc_global_avgpool(g, inputs[0], out);
+    }
+}
+
+START_TEST(test_pool_gradcheck) {
+    const pool_case *pc = &pool_cases[_i];
+    mc_tensor *x;
+    MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(pc->n, pc->h, pc->w, pc->c), "x"));
+    /* Distinct values 0.1 apart (a shuffled ramp), so that the +-eps
+     * perturbation of finite differences never changes a max's winner. */
+    int *order = malloc((size_t)x->numel * sizeof *order);
+    ck_assert_ptr_nonnull(order);
+    for (int i = 0; i < (int)x->numel; i++) order[i] = i;
+    mc_rng rng;
+    mc_rng_seed(&rng, 31 + (uint64_t)_i);
+    mc_rng_shuffle(&rng, order, (int)x->numel);
+    for (int i = 0; i < (int)x->numel; i++) x->data[i] = 0.1f * (float)order[i] - 2.0f;
+    free(order);
+    MC_CHECK_OK(mc_tensor_set_requires_grad(x, true));
+    mc_gradcheck_options options = {.eps = 1e-2, .rtol = 1e-2, .atol = 1e-3};
+    mc_assert_gradcheck(pc->name, 1, &x, pool_forward_for_check, (void *)pc, &options);
+    mc_tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_pool_bad_input) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *x = random_tensor(MC_SHAPE(1, 3, 3, 2), "feat", 1, false);
+    mc_tensor *out;
+    MC_CHECK_FAILS(mc_maxpool2d(g, x, 5, 1, 0, &out), MC_ERR_SHAPE, "feat (1, 3, 3, 2) is smaller than kernel 5");
+    MC_CHECK_FAILS(mc_maxpool2d(g, x, 3, 1, 2, &out), MC_ERR_ARG, "at most half the kernel");
+    MC_CHECK_FAILS(mc_avgpool2d(g, x, 0, 1, 0, &out), MC_ERR_ARG, "kernel 0");
+    MC_CHECK_FAILS(mc_adaptive_avgpool2d(g, x, 0, 2, &out), MC_ERR_ARG, "at least 1x1");
+    MC_CHECK_OK(mc_tensor_reshape_inplace(x, MC_SHAPE(9, 2)));
+    MC_CHECK_FAILS(mc_global_avgpool(g, x, &out), MC_ERR_SHAPE, "must be 4-D");
+    MC_CHECK_FAILS(mc_avgpool2d(g, x, 2, 2, 0, &out), MC_ERR_SHAPE, "must be 4-D");
+    mc_graph_free(g);
+    mc_tensor_free(x);
+}
+END_TEST
+
+static Suite *conv_suite(void) {
+    Suite *s = suite_create("ops_conv");
+    TCase *conv = tcase_create("conv2d");
+    tcase_set_timeout(conv, 120);
+    tcase_add_loop_test(conv, test_conv2d_gradcheck, 0, N_CONV_CASES);
+    tcase_add_loop_test(conv, test_conv2d_fast_matches_naive, 0, N_FAST_CASES);
+    tcase_add_loop_test(conv, test_conv2d_chunked_matches_naive, 0, N_FAST_CASES);
+    tcase_add_test(conv, test_conv2d_hand_example);
+    tcase_add_test(conv, test_conv2d_bad_input);
+    tcase_add_test(conv, test_conv2d_no_grad_records_nothing);
+    suite_add_tcase(s, conv);
+    TCase *bn = tcase_create("batchnorm2d");
+    tcase_add_test(bn, test_batchnorm2d_matches_pytorch);
+    tcase_add_loop_test(bn, test_batchnorm2d_gradcheck, 0, 2);
+    tcase_add_test(bn, test_batchnorm2d_without_affine);
+    tcase_add_test(bn, test_batchnorm2d_bad_input);
+    suite_add_tcase(s, bn);
+    TCase *pool = tcase_create("pool");
+    tcase_add_test(pool, test_pools_match_pytorch);
+    tcase_add_test(pool, test_maxpool_padding_is_minus_infinity);
+    tcase_add_loop_test(pool, test_pool_gradcheck, 0, N_POOL_CASES);
+    tcase_add_test(pool, test_pool_bad_input);
+    suite_add_tcase(s, pool);
+    return s;
+}
+
+int main(void) { return mc_test_run_suite(conv_suite()); }
