@@ -47,7 +47,7 @@ static int parity_meta_int(const mc_safetensors *f, const char *key) {
 }
 
 static void parity_open(parity_case *c, const char *dir, const char *name) {
-    char path[1024];
+    char path[1200];
     memset(c, 0, sizeof *c);
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(path, sizeof path, "%s/resnet_%s_weights.safetensors", dir, name);

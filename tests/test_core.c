@@ -39,7 +39,8 @@ START_TEST(test_heap_tensor_lifecycle) {
     MC_CHECK_FAILS(mc_tensor_reshape_inplace(c, MC_SHAPE(3, 3)), MC_ERR_SHAPE, "element counts");
     ck_assert_int_eq(mc_tensor_dim(t, -1), 5);
     MC_CHECK_OK(mc_tensor_set_requires_grad(t, true));
-    ck_assert_ptr_nonnull(t->grad);
+    ck_assert(t->requires_grad);
+    ck_assert_ptr_null(t->grad); /* made by the first backward that reaches it */
     mc_tensor_free(t);
     mc_tensor_free(c);
 }
@@ -89,6 +90,35 @@ START_TEST(test_arena_reuses_memory) {
 }
 END_TEST
 
+START_TEST(test_mark_and_release_keep) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *before, *big, *kept;
+    MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(10), "before", &before));
+    before->data[3] = 3.0f;
+    size_t used_at_mark = mc_graph_arena_bytes(g);
+    mc_graph_mark mark = mc_graph_get_mark(g);
+    for (int i = 0; i < 8; i++) MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(1 << 18), "big", &big));
+    MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(4, 5), "kept", &kept));
+    kept->data[19] = 19.0f;
+    MC_CHECK_OK(mc_graph_release_keep(g, mark, &kept));
+    /* Only the kept tensor remains after the mark, with its values. */
+    ck_assert_float_eq(kept->data[19], 19.0f);
+    ck_assert_str_eq(kept->name, "kept");
+    ck_assert_uint_lt(mc_graph_arena_bytes(g), used_at_mark + 1024);
+    ck_assert_float_eq(before->data[3], 3.0f);
+    /* With ops recorded since the mark, releasing is refused. */
+    mc_tensor *w, *y;
+    MC_CHECK_OK(mc_tensor_new(&w, MC_SHAPE(3), "w"));
+    MC_CHECK_OK(mc_tensor_set_requires_grad(w, true));
+    mark = mc_graph_get_mark(g);
+    MC_CHECK_OK(mc_relu(g, w, &y));
+    MC_CHECK_FAILS(mc_graph_release_keep(g, mark, NULL), MC_ERR_STATE, "recorded");
+    mc_tensor_free(w);
+    mc_graph_free(g);
+}
+END_TEST
+
 START_TEST(test_backward_needs_a_recorded_loss) {
     mc_graph *g;
     MC_CHECK_OK(mc_graph_new(&g));
@@ -117,6 +147,7 @@ int main(void) {
     tcase_add_test(tc, test_heap_tensor_lifecycle);
     tcase_add_test(tc, test_rng_is_deterministic);
     tcase_add_test(tc, test_arena_reuses_memory);
+    tcase_add_test(tc, test_mark_and_release_keep);
     tcase_add_test(tc, test_backward_needs_a_recorded_loss);
     tcase_add_test(tc, test_error_context);
     suite_add_tcase(s, tc);

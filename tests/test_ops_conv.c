@@ -532,12 +532,14 @@ static Suite *conv_suite(void) {
     tcase_add_test(conv, test_conv2d_no_grad_records_nothing);
     suite_add_tcase(s, conv);
     TCase *bn = tcase_create("batchnorm2d");
+    tcase_set_timeout(bn, 120);
     tcase_add_test(bn, test_batchnorm2d_matches_pytorch);
     tcase_add_loop_test(bn, test_batchnorm2d_gradcheck, 0, 2);
     tcase_add_test(bn, test_batchnorm2d_without_affine);
     tcase_add_test(bn, test_batchnorm2d_bad_input);
     suite_add_tcase(s, bn);
     TCase *pool = tcase_create("pool");
+    tcase_set_timeout(pool, 120);
     tcase_add_test(pool, test_pools_match_pytorch);
     tcase_add_test(pool, test_maxpool_padding_is_minus_infinity);
     tcase_add_loop_test(pool, test_pool_gradcheck, 0, N_POOL_CASES);

@@ -7,6 +7,9 @@
 
 /* ---- subcommands (each in cmd_<name>.c) ---- */
 /* COMMAND DECLARATIONS (one line each) */
+int cmd_show(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 typedef struct cli_command {
     const char *name;
@@ -16,6 +19,9 @@ typedef struct cli_command {
 
 static const cli_command commands[] = {
     /* COMMAND TABLE (one line each) */
+    {"show", cmd_show, "contact sheet PNG of multispectral tiles (true colour, false colour, SWIR)"},
+    {"synth", cmd_synth, "write the synthetic multispectral world (EuroSAT-MS layout)"},
+    {"tokenize", cmd_tokenize, "CLIP token ids for texts"},
     {NULL, NULL, NULL},
 };
 

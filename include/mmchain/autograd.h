@@ -92,6 +92,27 @@ mc_status mc_backward(mc_graph *g, mc_tensor *loss);
  * as `t_grad` (t->numel floats) — a vector-Jacobian product. */
 mc_status mc_backward_with_grad(mc_graph *g, mc_tensor *t, const float *t_grad);
 
+/* Scoped release, for inference: everything allocated after a mark can be
+ * given back at once. Used between the blocks of a network in no-grad mode
+ * so that memory holds one block's activations, not all of them:
+ *
+ *     mc_graph_mark mark = mc_graph_get_mark(g);
+ *     ... ops producing x ...
+ *     MC_TRY(mc_graph_release_keep(g, mark, &x));   (x survives, moved)
+ *
+ * Refused (MC_ERR_STATE) if ops were recorded on the tape since the mark:
+ * their saved state would be freed under them. */
+typedef struct mc_graph_mark {
+    const void *chunk;  /* the newest chunk at the mark */
+    size_t chunk_used;  /* its fill at the mark */
+    size_t bytes_in_use;
+    int tape_length;
+} mc_graph_mark;
+mc_graph_mark mc_graph_get_mark(const mc_graph *g);
+/* Free everything allocated after `mark`, except *keep (may be NULL), which
+ * is copied to fresh memory just after the mark; *keep then points to it. */
+mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **keep);
+
 /* Memory accounting. */
 size_t mc_graph_arena_bytes(const mc_graph *g);      /* in use now */
 size_t mc_graph_arena_peak_bytes(const mc_graph *g); /* most ever in use */

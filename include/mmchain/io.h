@@ -125,6 +125,24 @@ mc_status mc_safetensors_write(const char *path, int n, mc_tensor *const *tensor
 mc_status mc_safetensors_write_params(const char *path, const mc_param_list *params, int n_meta,
                                       const mc_metadata_entry *meta);
 
+/* ---- checkpoints ----
+ * One safetensors file holding a model's tensors under their own names,
+ * its optimizer's state under "optimizer.*" (the names of optim.h), the
+ * caller's metadata (step, bands, normalisation, ...) and two entries of
+ * ours: "mmchain.checkpoint" = "1" (the format version) and
+ * "mmchain.optimizer" = "sgd" / "adam" / "adamw" / "none". Written
+ * atomically, so a run killed while saving keeps its previous checkpoint. */
+typedef struct mc_optimizer mc_optimizer; /* optim.h */
+
+/* opt may be NULL (weights only). */
+mc_status mc_checkpoint_save(const char *path, const mc_param_list *model, const mc_optimizer *opt,
+                             int n_meta, const mc_metadata_entry *meta);
+/* Load the model strictly (every tensor present with its shape; the
+ * optimizer's tensors do not count as unexpected), then, when opt is not
+ * NULL, the optimizer's state, which must be of the same kind. The caller
+ * opened f, so it can read its own metadata (mc_safetensors_metadata). */
+mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_optimizer *opt);
+
 #ifdef __cplusplus
 }
 #endif

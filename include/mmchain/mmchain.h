@@ -12,10 +12,13 @@
 #include "threads.h"
 #include "ops.h"
 #include "nn.h"
+#include "optim.h"
 #include "clip.h"
 #include "io.h"
+#include "tokenizer.h"
 #include "image.h"
 #include "data.h"
+#include "synth.h"
 
 /* The library version, "MAJOR.MINOR.PATCH". */
 const char *mc_version(void);

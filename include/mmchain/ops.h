@@ -48,6 +48,9 @@ mc_status mc_sigmoid(mc_graph *g, mc_tensor *x, mc_tensor **out);
 mc_status mc_tanh(mc_graph *g, mc_tensor *x, mc_tensor **out);
 mc_status mc_exp(mc_graph *g, mc_tensor *x, mc_tensor **out);
 mc_status mc_log(mc_graph *g, mc_tensor *x, mc_tensor **out);
+/* y[i] = e^x[i] for n floats (y may be x): the vectorised exp behind the ops
+ * above and softmax, within 2 ulp of expf; records nothing. */
+void mc_exp_kernel(const float *x, float *y, int64_t n);
 
 /* ---- reduce.c ----
  * dim may be negative (from the end). keepdim keeps it with size 1. */
@@ -143,7 +146,7 @@ mc_status mc_embedding(mc_graph *g, mc_tensor *weight, const int32_t *ids, mc_sh
 
 /* ---- dropout.c ----
  * training: zero each element with probability p, scale the rest by
- * 1/(1-p); not training (or p == 0): the identity. */
+ * 1/(1-p); not training (or p == 0): the identity (*out = x, no copy). */
 mc_status mc_dropout(mc_graph *g, mc_tensor *x, float p, bool training, mc_rng *rng,
                      mc_tensor **out);
 

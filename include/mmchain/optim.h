@@ -80,7 +80,9 @@ mc_status mc_optimizer_adam(mc_optimizer **out, mc_param_list *params, mc_adam_c
 mc_status mc_optimizer_adamw(mc_optimizer **out, mc_param_list *params, mc_adam_config config);
 void mc_optimizer_free(mc_optimizer *opt);
 
-/* One update of every parameter with requires_grad and a gradient buffer. */
+/* One update of every parameter with requires_grad and a gradient buffer
+ * (a parameter whose grad is still NULL, never reached by backward, is
+ * skipped, as PyTorch skips p.grad None). */
 mc_status mc_optimizer_step(mc_optimizer *opt);
 /* Zero the gradients of the optimizer's parameters (mc_params_zero_grad). */
 void mc_optimizer_zero_grad(mc_optimizer *opt);
@@ -104,11 +106,11 @@ mc_status mc_optimizer_export_state(const mc_optimizer *opt, mc_param_list *out)
 typedef const mc_tensor *(*mc_tensor_lookup_fn)(void *ctx, const char *name);
 
 /* Replace the optimizer's state with the tensors found through `lookup`.
- * "optimizer.step" is required; when it is above 0, every trainable
- * parameter must have its state tensors (momentum buffer for SGD with
- * momentum, exp_avg and exp_avg_sq for Adam/AdamW) with its own shape. A
- * missing or mis-shaped tensor is an error naming it; the optimizer is left
- * unchanged then. */
+ * "optimizer.step" is required. A parameter with none of its state tensors
+ * has no state (it never had a gradient, as in PyTorch's state_dict); one
+ * with some must have all (momentum buffer for SGD with momentum, exp_avg and
+ * exp_avg_sq for Adam/AdamW), each with the parameter's shape. A missing or
+ * mis-shaped tensor is an error naming it; the optimizer is left unchanged. */
 mc_status mc_optimizer_import_state(mc_optimizer *opt, mc_tensor_lookup_fn lookup, void *ctx);
 /* The same, looking the names up in a parameter list (mc_params_find). */
 mc_status mc_optimizer_import_state_from_list(mc_optimizer *opt, const mc_param_list *state);

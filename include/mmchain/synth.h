@@ -26,6 +26,7 @@
 
 #include <stdint.h>
 
+#include "augment.h" /* random crops, flips and turns of tiles and their views */
 #include "error.h"
 #include "tensor.h"
 

@@ -71,7 +71,8 @@ mc_status mc_tensor_new(mc_tensor **out, mc_shape shape, const char *name);
 void mc_tensor_free(mc_tensor *t);
 /* A heap copy of src's data and shape (not its gradient). */
 mc_status mc_tensor_clone(mc_tensor **out, const mc_tensor *src, const char *name);
-/* Make t hold gradients: allocates a zeroed grad buffer (heap tensors). */
+/* Mark t as needing a gradient. The grad buffer is allocated (zeroed) the
+ * first time backward reaches t; until then t->grad is NULL. */
 mc_status mc_tensor_set_requires_grad(mc_tensor *t, bool requires_grad);
 
 /* ---- contents ---- */

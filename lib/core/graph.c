@@ -154,6 +154,42 @@ mc_status mc_graph_view(mc_graph *g, mc_tensor *base, mc_shape shape, mc_tensor 
     return MC_OK;
 }
 
+mc_graph_mark mc_graph_get_mark(const mc_graph *g) {
+    mc_graph_mark mark = {g->chunks, g->chunks ? g->chunks->used : 0, g->bytes_in_use, g->tape_length};
+    return mark;
+}
+
+mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **keep) {
+    if (g->tape_length != mark.tape_length)
+        return mc_error(MC_ERR_STATE, "graph: cannot release memory that %d recorded op(s) still use",
+                        g->tape_length - mark.tape_length);
+    /* Park the survivor outside the arena while the memory is released. */
+    float *parked = NULL;
+    mc_tensor survivor;
+    if (keep && *keep) {
+        survivor = **keep;
+        parked = malloc((size_t)survivor.numel * sizeof(float));
+        if (!parked) return mc_error(MC_ERR_NOMEM, "graph: cannot keep %s", survivor.name);
+        memcpy(parked, survivor.data, (size_t)survivor.numel * sizeof(float));
+    }
+    /* Chunks newer than the mark's go; the mark's chunk rewinds. */
+    while (g->chunks && g->chunks != mark.chunk) {
+        arena_chunk *newer = g->chunks;
+        g->chunks = newer->next;
+        newer->next = NULL;
+        chunks_free(newer);
+    }
+    if (g->chunks) g->chunks->used = mark.chunk_used;
+    g->bytes_in_use = mark.bytes_in_use;
+    if (!parked) return MC_OK;
+    mc_tensor *moved;
+    mc_status status = mc_graph_tensor(g, survivor.shape, survivor.name, &moved);
+    if (status == MC_OK) memcpy(moved->data, parked, (size_t)survivor.numel * sizeof(float));
+    free(parked);
+    if (status == MC_OK) *keep = moved;
+    return status;
+}
+
 size_t mc_graph_arena_bytes(const mc_graph *g) { return g->bytes_in_use; }
 size_t mc_graph_arena_peak_bytes(const mc_graph *g) { return g->peak_bytes; }
 int mc_graph_tape_length(const mc_graph *g) { return g->tape_length; }

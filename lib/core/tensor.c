@@ -90,14 +90,10 @@ mc_status mc_tensor_clone(mc_tensor **out, const mc_tensor *src, const char *nam
 }
 
 mc_status mc_tensor_set_requires_grad(mc_tensor *t, bool requires_grad) {
+    /* The gradient buffer itself is made on first use by backward (as
+     * PyTorch's .grad is None until then), so a model loaded only for
+     * inference never pays for it. */
     t->requires_grad = requires_grad;
-    if (requires_grad && !t->grad && t->on_heap) {
-        t->grad = calloc((size_t)t->numel, sizeof(float));
-        if (!t->grad) {
-            t->requires_grad = false;
-            return mc_error(MC_ERR_NOMEM, "tensor %s: cannot allocate its gradient", t->name);
-        }
-    }
     return MC_OK;
 }
 

@@ -51,8 +51,8 @@ int mc_synth_class_label(const char *name) {
 /* ---- the sensor ---- */
 
 /*                                       B01    B02    B03    B04    B05    B06    B07    B08    B09    B10     B11    B12    B8A */
-static const float path_reflectance[SYNTH_B] = {.095f, .070f, .048f, .030f, .032f, .026f, .024f, .020f, .006f, .0008f, .006f, .004f, .018f};
-static const float transmittance[SYNTH_B]    = {.800f, .860f, .900f, .920f, .920f, .930f, .930f, .880f, .250f, .0100f, .900f, .880f, .980f};
+static const float path_reflectance[SYNTH_B] = {.090f, .060f, .032f, .016f, .016f, .016f, .014f, .012f, .004f, .0007f, .002f, .001f, .011f};
+static const float transmittance[SYNTH_B]    = {.800f, .860f, .900f, .920f, .920f, .930f, .930f, .880f, .250f, .0015f, .900f, .880f, .980f};
 /* Native ground resolution as a block size on the 10 m grid. */
 static const int band_block[SYNTH_B]         = {6,     1,     1,     1,     2,     2,     2,     1,     6,     6,      2,     2,     2};
 /* Sensor noise (reflectance, 1 sigma). */
@@ -93,7 +93,7 @@ static void image_tile(synth_canvas *c, uint16_t *out) {
             coarsen_band(c->refl, b, band_block[b], synth_pick(rng, band_block[b]), synth_pick(rng, band_block[b]));
 
     float gain = synth_uniform(rng, 0.85f, 1.15f);
-    float haze = expf(0.3f * (float)mc_rng_normal(rng));
+    float haze = synth_clamp(expf(0.2f * (float)mc_rng_normal(rng)), 0.6f, 1.6f);
     float vapour = synth_uniform(rng, 0.7f, 1.3f);
     float calibration[SYNTH_B];
     for (int b = 0; b < SYNTH_B; b++) calibration[b] = 1.0f + 0.02f * (float)mc_rng_normal(rng);

@@ -314,7 +314,7 @@ static void paint_permanent_crop(synth_canvas *c) {
 /* ---- Pasture: smooth grassland with slow changes of vigour, an odd
  * hedgerow or tree ---- */
 static void paint_pasture(synth_canvas *c) {
-    float stage = synth_uniform(c->rng, 0.7f, 1.0f), dryness = synth_uniform(c->rng, 0.0f, 0.4f);
+    float stage = synth_uniform(c->rng, 0.8f, 1.0f), dryness = synth_uniform(c->rng, 0.0f, 0.25f);
     float soil = synth_uniform(c->rng, 0.0f, 1.0f);
     synth_fbm(c->rng, synth_uniform(c->rng, 20.0f, 40.0f), 2, c->field);
     synth_fbm(c->rng, synth_uniform(c->rng, 8.0f, 16.0f), 2, c->field2);
@@ -357,7 +357,7 @@ static void paint_herbaceous(synth_canvas *c) {
     synth_fbm(c->rng, synth_uniform(c->rng, 8.0f, 16.0f), 3, c->field);
     synth_fbm(c->rng, synth_uniform(c->rng, 2.0f, 4.0f), 2, c->field2);
     /* Thresholds on the field: shares of the four covers vary by tile. */
-    float t1 = synth_uniform(c->rng, 0.30f, 0.45f), t2 = t1 + synth_uniform(c->rng, 0.05f, 0.2f);
+    float t1 = synth_uniform(c->rng, 0.35f, 0.55f), t2 = t1 + synth_uniform(c->rng, 0.03f, 0.12f);
     float t3 = t2 + synth_uniform(c->rng, 0.05f, 0.2f);
     const float soft = 0.025f;
     for (int y = 0; y < SYNTH_S; y++)
@@ -379,11 +379,15 @@ static void paint_forest(synth_canvas *c) {
     paint_canopy(c, synth_uniform(c->rng, -0.1f, 1.1f));
     if (mc_rng_uniform(c->rng) < 0.25) {
         float cy = synth_uniform(c->rng, 0.0f, SYNTH_S), cx = synth_uniform(c->rng, 0.0f, SYNTH_S);
-        float r = synth_uniform(c->rng, 4.0f, 10.0f);
+        float r = synth_uniform(c->rng, 4.0f, 10.0f), phase = synth_uniform(c->rng, 0.0f, 2.0f * SYNTH_PI);
         synth_spectrum glade = random_grass(c->rng);
         for (int y = 0; y < SYNTH_S; y++)
-            for (int x = 0; x < SYNTH_S; x++)
-                synth_put(c, y, x, glade, synth_clamp(r + 0.5f - hypotf((float)x + 0.5f - cx, (float)y + 0.5f - cy), 0.0f, 1.0f));
+            for (int x = 0; x < SYNTH_S; x++) {
+                float dx = (float)x + 0.5f - cx, dy = (float)y + 0.5f - cy;
+                /* An irregular outline: the radius wobbles with the direction. */
+                float edge = r * (1.0f + 0.3f * sinf(3.0f * atan2f(dy, dx) + phase));
+                synth_put(c, y, x, glade, synth_clamp(edge + 0.5f - hypotf(dx, dy), 0.0f, 1.0f));
+            }
     }
     if (mc_rng_uniform(c->rng) < 0.15) {
         frame f = make_frame(synth_uniform(c->rng, 8.0f, 56.0f), synth_uniform(c->rng, 8.0f, 56.0f),
@@ -437,12 +441,13 @@ static void paint_industrial(synth_canvas *c) {
     synth_spectrum asphalt = synth_vary(c->rng, synth_material_spectrum(MAT_ASPHALT), 0.1f);
     synth_spectrum concrete = synth_vary(c->rng, synth_material_spectrum(MAT_CONCRETE), 0.1f);
     synth_spectrum green = random_grass(c->rng);
-    synth_fbm(c->rng, synth_uniform(c->rng, 8.0f, 16.0f), 3, c->field);
+    synth_fbm(c->rng, synth_uniform(c->rng, 5.0f, 10.0f), 3, c->field);
     float green_share = synth_uniform(c->rng, 0.0f, 0.25f);
     for (int y = 0; y < SYNTH_S; y++)
         for (int x = 0; x < SYNTH_S; x++) {
             float t = c->field[y * SYNTH_S + x];
-            synth_spectrum s = synth_mix(asphalt, concrete, smoothstep(0.35f, 0.65f, t));
+            /* Yards: worn concrete and asphalt, never pure white. */
+            synth_spectrum s = synth_mix(asphalt, concrete, 0.15f + 0.6f * smoothstep(0.3f, 0.7f, t));
             s = synth_mix(s, green, smoothstep(1.0f - green_share - 0.02f, 1.0f - green_share + 0.02f, t));
             synth_put(c, y, x, s, 1.0f);
         }
@@ -452,7 +457,7 @@ static void paint_industrial(synth_canvas *c) {
         float cu = synth_uniform(c->rng, -30.0f, 30.0f), cv = synth_uniform(c->rng, -30.0f, 30.0f);
         float hu = synth_uniform(c->rng, 4.0f, 14.0f), hv = synth_uniform(c->rng, 3.0f, 10.0f);
         float r = (float)mc_rng_uniform(c->rng);
-        synth_material_id roof = r < 0.45f ? MAT_BRIGHT_ROOF : (r < 0.9f ? MAT_GREY_ROOF : MAT_CONCRETE);
+        synth_material_id roof = r < 0.25f ? MAT_BRIGHT_ROOF : (r < 0.85f ? MAT_GREY_ROOF : MAT_CONCRETE);
         synth_spectrum look = synth_vary(c->rng, synth_material_spectrum(roof), 0.12f);
         int sawtooth = mc_rng_uniform(c->rng) < 0.3;
         float period = synth_uniform(c->rng, 2.0f, 3.0f);
@@ -530,9 +535,9 @@ static void paint_river(synth_canvas *c) {
     frame f = make_frame(synth_uniform(c->rng, 24.0f, 40.0f), synth_uniform(c->rng, 24.0f, 40.0f),
                          synth_uniform(c->rng, 0.0f, SYNTH_PI));
     float a1 = synth_uniform(c->rng, 2.0f, 12.0f), l1 = synth_uniform(c->rng, 40.0f, 120.0f);
-    float a2 = synth_uniform(c->rng, 0.0f, 3.0f), l2 = synth_uniform(c->rng, 15.0f, 30.0f);
+    float a2 = synth_uniform(c->rng, 0.0f, 1.5f), l2 = synth_uniform(c->rng, 20.0f, 35.0f);
     float p1 = synth_uniform(c->rng, 0.0f, 2.0f * SYNTH_PI), p2 = synth_uniform(c->rng, 0.0f, 2.0f * SYNTH_PI);
-    float width = synth_uniform(c->rng, 2.5f, 9.0f), bank = synth_uniform(c->rng, 0.8f, 2.5f);
+    float width = synth_uniform(c->rng, 4.0f, 18.0f), bank = synth_uniform(c->rng, 0.8f, 2.5f);
     synth_spectrum water = synth_vary(c->rng, synth_mix(synth_material_spectrum(MAT_CLEAR_WATER),
                                                         synth_material_spectrum(MAT_TURBID_WATER),
                                                         synth_uniform(c->rng, 0.2f, 1.0f)),
@@ -562,9 +567,9 @@ static void paint_sea_lake(synth_canvas *c) {
     synth_spectrum clear = synth_vary(c->rng, synth_material_spectrum(MAT_CLEAR_WATER), 0.1f);
     synth_spectrum turbid = synth_vary(c->rng, synth_material_spectrum(MAT_TURBID_WATER), 0.1f);
     synth_fbm(c->rng, synth_uniform(c->rng, 24.0f, 48.0f), 3, c->field);
-    int has_shore = mc_rng_uniform(c->rng) < 0.55;
+    int has_shore = mc_rng_uniform(c->rng) < 0.45;
     frame f = make_frame(SYNTH_S / 2.0f, SYNTH_S / 2.0f, synth_uniform(c->rng, 0.0f, 2.0f * SYNTH_PI));
-    float line = synth_uniform(c->rng, 14.0f, 30.0f), amp = synth_uniform(c->rng, 0.0f, 5.0f);
+    float line = synth_uniform(c->rng, 18.0f, 32.0f), amp = synth_uniform(c->rng, 0.0f, 5.0f);
     float wave = synth_uniform(c->rng, 20.0f, 60.0f), phase = synth_uniform(c->rng, 0.0f, 2.0f * SYNTH_PI);
     float beach_w = synth_uniform(c->rng, 0.8f, 3.0f);
     synth_spectrum beach = synth_vary(c->rng, synth_material_spectrum(MAT_DRY_SOIL), 0.1f);

@@ -163,7 +163,9 @@ static mc_status parse_number(parser *p, mc_json **out) {
         }
         if (fits) {
             v->is_int = true;
-            v->integer = negative ? (int64_t)(0 - magnitude) : (int64_t)magnitude;
+            if (!negative) v->integer = (int64_t)magnitude;
+            else if (magnitude == (uint64_t)INT64_MAX + 1) v->integer = INT64_MIN;
+            else v->integer = -(int64_t)magnitude;
         }
     }
     /* strtod needs a NUL-terminated copy (the text may be an mmap). */
@@ -251,7 +253,7 @@ static mc_status parse_hex4(parser *p, uint32_t *out) {
 
 /* "\u" escapes: one code unit, or a high + low surrogate pair. */
 static mc_status parse_unicode_escape(parser *p, uint32_t *cp) {
-    uint32_t unit;
+    uint32_t unit = 0;
     MC_TRY(parse_hex4(p, &unit));
     if (unit >= 0xDC00 && unit <= 0xDFFF)
         return parse_error(p, "a low surrogate \\u escape without a high surrogate before it");
@@ -259,7 +261,7 @@ static mc_status parse_unicode_escape(parser *p, uint32_t *cp) {
         if (p->len - p->pos < 2 || p->text[p->pos] != '\\' || p->text[p->pos + 1] != 'u')
             return parse_error(p, "a high surrogate \\u escape must be followed by a low one");
         p->pos += 2;
-        uint32_t low;
+        uint32_t low = 0;
         MC_TRY(parse_hex4(p, &low));
         if (low < 0xDC00 || low > 0xDFFF)
             return parse_error(p, "a high surrogate \\u escape must be followed by a low one");
@@ -305,7 +307,7 @@ static mc_status parse_string(parser *p, const char **out, size_t *out_len) {
         case 'r': buf[n++] = '\r'; break;
         case 't': buf[n++] = '\t'; break;
         case 'u': {
-            uint32_t cp;
+            uint32_t cp = 0;
             MC_TRY(parse_unicode_escape(p, &cp));
             n += utf8_encode(cp, buf + n); /* <= the 6 or 12 source bytes */
             break;

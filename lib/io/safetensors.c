@@ -2,6 +2,7 @@
  * parameter list by name, and write atomically. The format is described in
  * include/mmchain/io.h. */
 #include "mmchain/io.h"
+#include "mmchain/optim.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -671,8 +672,8 @@ static int list_problems(const mc_safetensors *f, const mc_param_list *params, m
 }
 
 /* Describe everything: counts first, then the names of each problem. */
-static void describe_load(const mc_safetensors *f, const mc_param_list *params, int loaded,
-                          text_buf *out, int *n_problems) {
+static void describe_load(const mc_safetensors *f, const mc_param_list *params,
+                          const char *skip_prefix, int loaded, text_buf *out, int *n_problems) {
     text_add(out, "%s: loaded %d of %d tensors", f->path, loaded, params->count);
     int problems = 0;
     problems += list_problems(f, params, MATCH_MISSING, "missing from the file", out);
@@ -682,6 +683,7 @@ static void describe_load(const mc_safetensors *f, const mc_param_list *params, 
     for (int i = 0; i < f->count; i++) {
         const entry *e = &f->entries[i];
         if (mc_params_find(params, e->name)) continue;
+        if (skip_prefix && strncmp(e->name, skip_prefix, strlen(skip_prefix)) == 0) continue;
         if (is_ignorable_buffer(e)) {
             ignored++;
             continue;
@@ -694,8 +696,10 @@ static void describe_load(const mc_safetensors *f, const mc_param_list *params, 
     *n_problems = problems + unexpected;
 }
 
-mc_status mc_safetensors_load_params(const mc_safetensors *f, mc_param_list *params, bool strict,
-                                     char *report, size_t report_len) {
+/* File tensors whose names start with skip_prefix (may be NULL) are
+ * neither loaded nor unexpected: a checkpoint's optimizer state. */
+static mc_status load_params(const mc_safetensors *f, mc_param_list *params, const char *skip_prefix,
+                             bool strict, char *report, size_t report_len) {
     /* The full description is built here, then copied into the caller's
      * report (which may be small or NULL) and into the error message. */
     char description[8192];
@@ -711,7 +715,7 @@ mc_status mc_safetensors_load_params(const mc_safetensors *f, mc_param_list *par
     int problems;
     if (strict) {
         /* Check everything first, so a failed strict load changes nothing. */
-        describe_load(f, params, 0, &text, &problems);
+        describe_load(f, params, skip_prefix, 0, &text, &problems);
         if (report && report_len) snprintf(report, report_len, "%s", description);
         if (problems > 0) {
             const char *details = strchr(description, ';');
@@ -726,9 +730,14 @@ mc_status mc_safetensors_load_params(const mc_safetensors *f, mc_param_list *par
     }
     text.len = 0;
     description[0] = '\0';
-    describe_load(f, params, matching, &text, &problems);
+    describe_load(f, params, skip_prefix, matching, &text, &problems);
     if (report && report_len) snprintf(report, report_len, "%s", description);
     return MC_OK;
+}
+
+mc_status mc_safetensors_load_params(const mc_safetensors *f, mc_param_list *params, bool strict,
+                                     char *report, size_t report_len) {
+    return load_params(f, params, NULL, strict, report, report_len);
 }
 
 /* ---- writing ---- */
@@ -907,4 +916,65 @@ mc_status mc_safetensors_write(const char *path, int n, mc_tensor *const *tensor
 mc_status mc_safetensors_write_params(const char *path, const mc_param_list *params, int n_meta,
                                       const mc_metadata_entry *meta) {
     return mc_safetensors_write(path, params->count, params->items, n_meta, meta);
+}
+
+/* ---- checkpoints: a model, its optimizer state and metadata in one file ---- */
+
+#define CHECKPOINT_OPTIMIZER_PREFIX "optimizer."
+
+mc_status mc_checkpoint_save(const char *path, const mc_param_list *model, const mc_optimizer *opt,
+                             int n_meta, const mc_metadata_entry *meta) {
+    if (!path || !model || n_meta < 0 || (n_meta > 0 && !meta))
+        return mc_error(MC_ERR_ARG, "checkpoint %s: bad arguments", path ? path : "(null)");
+    mc_param_list state = {0};
+    mc_status status = opt ? mc_optimizer_export_state(opt, &state) : MC_OK;
+    mc_tensor **tensors = malloc(((size_t)model->count + (size_t)state.count + 1) * sizeof *tensors);
+    mc_metadata_entry *all_meta = malloc(((size_t)n_meta + 2) * sizeof *all_meta);
+    if (status == MC_OK && (!tensors || !all_meta))
+        status = mc_error(MC_ERR_NOMEM, "checkpoint %s: out of memory", path);
+    if (status == MC_OK) {
+        int n = 0;
+        for (int i = 0; i < model->count; i++) tensors[n++] = model->items[i];
+        for (int i = 0; i < state.count; i++) tensors[n++] = state.items[i];
+        for (int i = 0; i < n_meta; i++) all_meta[i] = meta[i];
+        all_meta[n_meta] = (mc_metadata_entry){"mmchain.checkpoint", "1"};
+        all_meta[n_meta + 1] = (mc_metadata_entry){"mmchain.optimizer", opt ? mc_optimizer_name(opt) : "none"};
+        status = mc_safetensors_write(path, n, tensors, n_meta + 2, all_meta);
+    }
+    free(all_meta);
+    free(tensors);
+    mc_params_free(&state);
+    return status;
+}
+
+/* Read every tensor under the optimizer prefix into a list and import it. */
+static mc_status load_optimizer_state(const mc_safetensors *f, mc_optimizer *opt) {
+    const char *saved = mc_safetensors_metadata(f, "mmchain.optimizer");
+    if (!saved || strcmp(saved, mc_optimizer_name(opt)) != 0)
+        return mc_error(MC_ERR_FORMAT, "checkpoint %s holds %s optimizer state, expected %s", f->path,
+                        saved ? saved : "no", mc_optimizer_name(opt));
+    mc_param_list state = {0};
+    mc_status status = MC_OK;
+    size_t prefix_len = strlen(CHECKPOINT_OPTIMIZER_PREFIX);
+    for (int i = 0; i < f->count && status == MC_OK; i++) {
+        if (strncmp(f->entries[i].name, CHECKPOINT_OPTIMIZER_PREFIX, prefix_len) != 0) continue;
+        mc_tensor *t;
+        status = mc_safetensors_read(f, f->entries[i].name, &t);
+        if (status == MC_OK) {
+            status = mc_params_add(&state, t);
+            if (status != MC_OK) mc_tensor_free(t);
+        }
+    }
+    if (status == MC_OK) status = mc_optimizer_import_state_from_list(opt, &state);
+    mc_params_free(&state);
+    if (status != MC_OK) return mc_error_context(status, "checkpoint %s: ", f->path);
+    return MC_OK;
+}
+
+mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_optimizer *opt) {
+    if (!mc_safetensors_metadata(f, "mmchain.checkpoint"))
+        return mc_error(MC_ERR_FORMAT, "%s is not an mmchain checkpoint (no mmchain.checkpoint metadata)",
+                        f->path);
+    MC_TRY(load_params(f, model, CHECKPOINT_OPTIMIZER_PREFIX, true, NULL, 0));
+    return opt ? load_optimizer_state(f, opt) : MC_OK;
 }

@@ -123,6 +123,20 @@ static void scatter_block(const tiff_layout *layout, const unsigned char *block,
                           uint32_t col0, uint32_t block_rows, uint32_t block_cols, int plane,
                           float *dst /* (bands, height, width) */) {
     int samples = layout->planar == PLANARCONFIG_SEPARATE ? 1 : layout->bands;
+    if (layout->kind == 'u' && layout->bytes == 2) {
+        /* EuroSAT's case (uint16), without the per-sample type switch. */
+        for (uint32_t r = 0; r < block_rows && row0 + r < layout->height; r++)
+            for (uint32_t c = 0; c < block_cols && col0 + c < layout->width; c++) {
+                const unsigned char *pixel = block + ((size_t)r * block_cols + c) * (size_t)samples * 2;
+                for (int s = 0; s < samples; s++) {
+                    uint16_t v;
+                    memcpy(&v, pixel + 2 * s, 2);
+                    int band = layout->planar == PLANARCONFIG_SEPARATE ? plane : s;
+                    dst[((size_t)band * layout->height + row0 + r) * layout->width + col0 + c] = (float)v;
+                }
+            }
+        return;
+    }
     for (uint32_t r = 0; r < block_rows && row0 + r < layout->height; r++)
         for (uint32_t c = 0; c < block_cols && col0 + c < layout->width; c++)
             for (int s = 0; s < samples; s++) {
@@ -267,6 +281,9 @@ mc_status mc_tiff_write_u16(const char *path, const uint16_t *pixels, int h, int
         return mc_error(MC_ERR_IO, "%s: cannot create TIFF: %s", path,
                         messages.text[0] ? messages.text : strerror(errno));
     mc_status status = set_u16_tags(tif, h, w, c);
+    /* Write the directory before the pixels, as EuroSAT's files have it (IFD
+     * at offset 8); the final TIFFWriteDirectory rewrites it in place. */
+    if (status == MC_OK && !TIFFCheckpointDirectory(tif)) status = MC_ERR_IO;
     size_t row_values = (size_t)w * (size_t)c;
     for (int row0 = 0; status == MC_OK && row0 < h; row0 += EUROSAT_ROWS_PER_STRIP) {
         int rows = h - row0 < EUROSAT_ROWS_PER_STRIP ? h - row0 : EUROSAT_ROWS_PER_STRIP;

@@ -270,6 +270,21 @@ static mc_status check_unexpected(const mc_safetensors *f, const mc_clip *clip) 
     return MC_OK;
 }
 
+/* Read every parameter; a missing or misshaped one is an error naming it
+ * (and how many others are wrong too). */
+static mc_status load_every_param(const mc_safetensors *f, mc_clip *clip) {
+    char first_error[512] = "";
+    int failures = 0;
+    for (int i = 0; i < clip->params.count; i++) {
+        if (mc_safetensors_read_into(f, clip->params.items[i]->name, clip->params.items[i]) == MC_OK) continue;
+        if (failures++ == 0) snprintf(first_error, sizeof first_error, "%s", mc_last_error());
+    }
+    if (failures)
+        return mc_error(MC_ERR_FORMAT, "%s%s", first_error,
+                        failures > 1 ? " (and more tensors are missing or misshaped)" : "");
+    return MC_OK;
+}
+
 mc_status mc_clip_load(const char *path, mc_clip **out) {
     *out = NULL;
     mc_safetensors *f;
@@ -280,12 +295,9 @@ mc_status mc_clip_load(const char *path, mc_clip **out) {
     if (status == MC_OK) status = clip_create(&clip, &config, NULL);
     if (status == MC_OK && !mc_safetensors_has(f, "logit_scale"))
         status = mc_error(MC_ERR_FORMAT, "%s: missing tensor logit_scale", path);
-    /* Strict by name and shape (reports every missing or misshaped tensor). */
+    /* Strict by name and shape, except for the position_ids buffers. */
     if (status == MC_OK) status = check_unexpected(f, clip);
-    if (status == MC_OK) {
-        char report[1024];
-        status = mc_safetensors_load_params(f, &clip->params, true, report, sizeof report);
-    }
+    if (status == MC_OK) status = load_every_param(f, clip);
     mc_safetensors_close(f);
     if (status != MC_OK) {
         mc_clip_free(clip);

@@ -31,3 +31,15 @@ mc_status mc_clip_block_forward(mc_graph *g, const mc_clip_block *block, mc_tens
     MC_TRY(attention_branch(g, block, x, heads, causal, eps, &after_attention));
     return mlp_branch(g, block, after_attention, eps, out);
 }
+
+mc_status mc_clip_blocks_forward(mc_graph *g, const mc_clip_block *blocks, int layers, mc_tensor *x,
+                                 int heads, bool causal, float eps, mc_tensor **out) {
+    bool inference = !mc_graph_grad_enabled(g);
+    for (int i = 0; i < layers; i++) {
+        mc_graph_mark mark = mc_graph_get_mark(g);
+        MC_TRY(mc_clip_block_forward(g, &blocks[i], x, heads, causal, eps, &x));
+        if (inference) MC_TRY(mc_graph_release_keep(g, mark, &x));
+    }
+    *out = x;
+    return MC_OK;
+}

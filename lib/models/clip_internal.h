@@ -11,4 +11,10 @@
 mc_status mc_clip_block_forward(mc_graph *g, const mc_clip_block *block, mc_tensor *x, int heads,
                                 bool causal, float eps, mc_tensor **out);
 
+/* All blocks of a tower in turn. In no-grad mode each block's intermediate
+ * activations are released once its output exists, so inference memory holds
+ * one block's worth, not the whole network's. */
+mc_status mc_clip_blocks_forward(mc_graph *g, const mc_clip_block *blocks, int layers, mc_tensor *x,
+                                 int heads, bool causal, float eps, mc_tensor **out);
+
 #endif

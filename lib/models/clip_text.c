@@ -23,8 +23,7 @@ mc_status mc_clip_encode_text(mc_clip *clip, mc_graph *g, const int32_t *ids, in
     MC_TRY(mc_embedding(g, clip->token_embedding, ids, MC_SHAPE(n_texts, t->context), &tokens));
     MC_TRY(mc_add(g, tokens, clip->text_positions, &x));
     float eps = clip->config.layernorm_eps;
-    for (int i = 0; i < t->layers; i++)
-        MC_TRY(mc_clip_block_forward(g, &clip->text_blocks[i], x, t->heads, true, eps, &x));
+    MC_TRY(mc_clip_blocks_forward(g, clip->text_blocks, t->layers, x, t->heads, true, eps, &x));
     /* Gather row (text, eot) of x viewed as (N*T, W): an embedding lookup
      * whose table is the activation (its backward scatters the gradient). */
     int32_t *picked;

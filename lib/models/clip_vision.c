@@ -49,8 +49,7 @@ mc_status mc_clip_encode_image(mc_clip *clip, mc_graph *g, mc_tensor *pixels, mc
     MC_TRY(add_class_token_and_positions(g, clip, embedded, &x));
     float eps = clip->config.layernorm_eps;
     MC_TRY(mc_layernorm(g, x, clip->pre_ln_weight, clip->pre_ln_bias, eps, &x));
-    for (int i = 0; i < v->layers; i++)
-        MC_TRY(mc_clip_block_forward(g, &clip->vision_blocks[i], x, v->heads, false, eps, &x));
+    MC_TRY(mc_clip_blocks_forward(g, clip->vision_blocks, v->layers, x, v->heads, false, eps, &x));
     MC_TRY(mc_slice(g, x, 1, 0, 1, &class_out)); /* the class token: (N, 1, W) */
     MC_TRY(mc_reshape(g, class_out, MC_SHAPE(n, v->width), &class_flat));
     MC_TRY(mc_layernorm(g, class_flat, clip->post_ln_weight, clip->post_ln_bias, eps, &pooled));

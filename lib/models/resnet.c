@@ -454,20 +454,21 @@ mc_status mc_resnet_derive_conv1(const mc_tensor *rgb, const int *rgb_bands, mc_
 
 /* A bounded comma-separated list of names for messages. */
 typedef struct name_list {
-    char text[640];
+    char text[300]; /* three lists fit in one error message */
     int count;
     int shown;
 } name_list;
 
 static void name_list_add(name_list *l, const char *fmt, ...) {
-    l->count++;
-    size_t used = strlen(l->text);
-    if (used + 80 >= sizeof l->text) return; /* the count still says how many */
-    if (used) used += (size_t)snprintf(l->text + used, sizeof l->text - used, ", ");
+    char entry[256];
     va_list args;
     va_start(args, fmt);
-    vsnprintf(l->text + used, sizeof l->text - used, fmt, args);
+    vsnprintf(entry, sizeof entry, fmt, args);
     va_end(args);
+    l->count++;
+    size_t used = strlen(l->text), need = strlen(entry) + (used ? 2 : 0);
+    if (used + need >= sizeof l->text) return; /* the count still says how many */
+    snprintf(l->text + used, sizeof l->text - used, "%s%s", used ? ", " : "", entry);
     l->shown++;
 }
 

@@ -3,69 +3,53 @@
  *
  * q, k, v are (B, T, D) with D = H * head_dim; head h owns the columns
  * h*head_dim .. (h+1)*head_dim-1 of every row, so a head's Q, K and V are
- * (T, head_dim) matrices with row stride D — no copies or permutes needed.
- * For each batch item b and head h:
+ * (T, head_dim) matrices with row stride D, which BLAS takes directly as the
+ * leading dimension — no copies or permutes. For each batch item b and head h:
  *
  *     S = Q K^T / sqrt(head_dim)             (T, T)
  *     S[i][j] = -inf for j > i when causal   (a query never sees later keys)
  *     P = softmax(S) along each row          (T, T), saved for backward
  *     O = P V                                (T, head_dim) -> columns of out
  *
- * Backward, with dO the gradient of O (the standard softmax Jacobian):
+ * Backward, with dO the gradient of O (the softmax Jacobian applied per row):
  *
  *     dV = P^T dO
  *     dP = dO V^T
  *     dS[i][j] = P[i][j] * (dP[i][j] - sum_k P[i][k] dP[i][k])
  *     dQ = dS K / sqrt(head_dim),   dK = dS^T Q / sqrt(head_dim)
  *
- * and sum_k P[i][k] dP[i][k] = dO[i] . (sum_k P[i][k] V[k]) = dO[i] . O[i],
- * so the row sum comes from one dot product with the saved output and
- * backward needs no (T, T) scratch (the observation FlashAttention uses,
- * Dao et al., 2022).
- *
- * WHY NO cblas_sgemm HERE. The matrices are small: T = 50 (ViT-B/32 at 224),
- * T = 77 (CLIP text), head_dim = 64, so each (b, h) is three GEMMs of about
- * 50x50x64 = 160 k multiply-adds. At that size OpenBLAS runs single-threaded
- * (it only splits larger problems) and spends a good part of each call on
- * packing and dispatch, and our rule forbids calling it inside an OpenMP
- * region. A batch has B*H independent (b, h) problems (100 x 12 = 1200 for
- * ViT-B/32 at batch 100), so we give each thread whole (b, h) problems: one
- * (b, h)'s Q, K, V rows (3 x 50 x 64 floats = 38 KB) and a probability row stay in
- * L1/L2 while it is worked on, all cores are busy, and nothing is packed.
- * The inner loops are dot products with eight partial sums and axpys over
- * head_dim = 64 contiguous floats, which GCC vectorises at -O2/-O3. Measured
- * on the development machine (2 cores, B=100, H=12, T=50, head_dim=64,
- * forward + backward): see the numbers in the comment above
- * mc_attention_forward_fast. */
+ * WHY cblas_sgemm PER (b, h). The per-head matrices are small (T = 50 for
+ * ViT-B/32 at 224, T = 77 for CLIP text, head_dim = 64: about 160 k
+ * multiply-adds per GEMM), which suggested giving each OpenMP thread whole
+ * (b, h) problems with a hand-written kernel instead. We measured both on the
+ * development machine (AMD EPYC, OpenBLAS core Haswell, B = 100, H = 12,
+ * T = 50, forward): the OpenMP kernel (vectorised dot products with eight
+ * partial sums) took 175 ms (4.4 GFLOP/s) on one thread, serial sgemm calls
+ * 78 ms (9.8 GFLOP/s); with two threads 148 ms vs 69 ms (a shared machine, so
+ * the absolute numbers are noisy; the ratio held). The reason: the library is
+ * compiled for generic x86-64 (SSE2, no FMA) unless MMCHAIN_NATIVE is set,
+ * while OpenBLAS picks AVX2/FMA kernels at run time, which outweighs its
+ * per-call overhead at this size.
+ * Attention is also a small part of a transformer block's work (at T = 50,
+ * D = 768 the Q/K/V/output projections and the MLP do ~90x more
+ * multiply-adds), so the simple form wins. The sgemm calls run serially
+ * (OpenBLAS is never called inside an OpenMP region); the softmax and the
+ * softmax backward between them run in parallel over all rows of a chunk of
+ * batch items (the whole batch unless its (H, T, T) squares pass 32 MB), so
+ * there are a few OpenMP barriers per call rather than one per item — on a
+ * busy machine each barrier can cost a scheduler time slice. */
 #include "ops/attention_internal.h"
 
+#include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-/* ---- small vector helpers ---- */
-
-/* a . b over n floats, with eight independent partial sums so that the
- * compiler can keep them in one SIMD register (a single running sum would
- * serialise on the add latency and cannot be reordered without -ffast-math). */
-static inline float dot(const float *a, const float *b, int64_t n) {
-    float partial[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) partial[l] += a[i + l] * b[i + l];
-    float sum = ((partial[0] + partial[4]) + (partial[1] + partial[5])) +
-                ((partial[2] + partial[6]) + (partial[3] + partial[7]));
-    for (; i < n; i++) sum += a[i] * b[i];
-    return sum;
-}
-
-/* y += alpha * x over n floats. */
-static inline void axpy(float *restrict y, float alpha, const float *restrict x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
-}
+/* Softmax loops over fewer elements than this stay on one thread: waking the
+ * team costs more than it saves (and gradient checks run thousands of tiny
+ * attentions). */
+enum { PARALLEL_MIN_ELEMENTS = 1 << 14 };
 
 /* Row i of head h of batch item b in a (B, T, D) tensor. */
 static inline int64_t row_offset(const mc_attention_dims *d, int64_t b, int64_t i, int64_t h) {
@@ -77,90 +61,120 @@ static inline int64_t visible_keys(const mc_attention_dims *d, int64_t i) {
     return d->causal ? i + 1 : d->seq;
 }
 
-/* ---- forward: the fast kernel ----
- * Timing on the development machine (Xeon, 2 threads, B=100 H=12 T=50
- * head_dim=64, forward): this kernel vs the same algorithm with one
- * cblas_sgemm per (b, h) for S and O (serial calls, OpenBLAS threads):
- * recorded in the report of the change that added this file. */
+/* ---- forward: the fast kernel ---- */
 
-/* One query row: probs_row (n_keys used of T) gets softmax(q_i . k_j * scale),
- * out_row (head_dim) gets sum_j p_j v_j.
- *   q_row: (head_dim); k, v: the head's (T, head_dim) with row stride D. */
-static void attend_one_query(const mc_attention_dims *d, const float *q_row, const float *k,
-                             const float *v, int64_t n_keys, float scale, float *probs_row,
-                             float *out_row) {
-    const int64_t hd = d->head_dim, D = d->width;
-    float max_score = -INFINITY;
-    for (int64_t j = 0; j < n_keys; j++) {
-        probs_row[j] = dot(q_row, k + j * D, hd) * scale;
-        if (probs_row[j] > max_score) max_score = probs_row[j];
+/* In place: each of the n_rows rows (length T) of scores becomes its masked
+ * softmax; row r belongs to query r % T. scores: (items, H, T, T). */
+static void masked_softmax_rows(const mc_attention_dims *d, float *scores, int64_t n_rows) {
+    const int64_t T = d->seq;
+#pragma omp parallel for schedule(static) if (n_rows * T >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t r = 0; r < n_rows; r++) {
+        float *row = scores + r * T;
+        const int64_t n_keys = visible_keys(d, r % T);
+        float max_score = -INFINITY;
+        for (int64_t j = 0; j < n_keys; j++)
+            if (row[j] > max_score) max_score = row[j];
+        float total = 0.0f;
+        for (int64_t j = 0; j < n_keys; j++) {
+            row[j] = expf(row[j] - max_score);
+            total += row[j];
+        }
+        const float inv_total = 1.0f / total;
+        for (int64_t j = 0; j < n_keys; j++) row[j] *= inv_total;
+        for (int64_t j = n_keys; j < T; j++) row[j] = 0.0f; /* masked */
     }
-    float total = 0.0f;
-    for (int64_t j = 0; j < n_keys; j++) {
-        probs_row[j] = expf(probs_row[j] - max_score);
-        total += probs_row[j];
-    }
-    const float inv_total = 1.0f / total;
-    memset(out_row, 0, (size_t)hd * sizeof(float));
-    for (int64_t j = 0; j < n_keys; j++) {
-        probs_row[j] *= inv_total;
-        axpy(out_row, probs_row[j], v + j * D, hd);
-    }
-    for (int64_t j = n_keys; j < d->seq; j++) probs_row[j] = 0.0f; /* masked */
 }
 
 void mc_attention_forward_fast(const mc_attention_dims *d, const float *q, const float *k,
-                               const float *v, float *out, float *probs, float *row_scratch) {
-    const int64_t T = d->seq, n_problems = d->batch * d->heads;
-    const float scale = 1.0f / sqrtf((float)d->head_dim);
-#pragma omp parallel for schedule(static)
-    for (int64_t bh = 0; bh < n_problems; bh++) {
-        const int64_t b = bh / d->heads, h = bh % d->heads;
-        int thread = 0;
-#ifdef _OPENMP
-        thread = omp_get_thread_num();
-#endif
-        const float *k_head = k + row_offset(d, b, 0, h);
-        const float *v_head = v + row_offset(d, b, 0, h);
-        for (int64_t i = 0; i < T; i++) {
-            float *probs_row = probs ? probs + (bh * T + i) * T : row_scratch + (int64_t)thread * T;
-            attend_one_query(d, q + row_offset(d, b, i, h), k_head, v_head, visible_keys(d, i),
-                             scale, probs_row, out + row_offset(d, b, i, h));
-        }
+                               const float *v, float *out, float *probs, int64_t probs_items) {
+    const int T = (int)d->seq, D = (int)d->width, hd = (int)d->head_dim;
+    const int64_t per_item = d->heads * T * T;
+    const float scale = 1.0f / sqrtf((float)hd);
+    /* Whole chunks of batch items per phase: one OpenMP region per chunk,
+     * not one per item, so the threads meet at few barriers. */
+    for (int64_t first = 0; first < d->batch; first += probs_items) {
+        const int64_t last = first + probs_items < d->batch ? first + probs_items : d->batch;
+        float *chunk = probs_items >= d->batch ? probs + first * per_item : probs;
+        /* S = scale * Q K^T per (b, h): (T, hd) x (hd, T) -> (T, T) */
+        for (int64_t b = first; b < last; b++)
+            for (int64_t h = 0; h < d->heads; h++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale,
+                            q + row_offset(d, b, 0, h), D, k + row_offset(d, b, 0, h), D, 0.0f,
+                            chunk + (b - first) * per_item + h * T * T, T);
+        masked_softmax_rows(d, chunk, (last - first) * d->heads * T);
+        /* O = P V: (T, T) x (T, hd) -> (T, hd), written into out's columns */
+        for (int64_t b = first; b < last; b++)
+            for (int64_t h = 0; h < d->heads; h++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f,
+                            chunk + (b - first) * per_item + h * T * T, T,
+                            v + row_offset(d, b, 0, h), D, 0.0f, out + row_offset(d, b, 0, h), D);
     }
 }
 
 /* ---- backward: the fast kernel ---- */
 
-void mc_attention_backward_fast(const mc_attention_dims *d, const float *q, const float *k,
-                                const float *v, const float *out, const float *probs,
-                                const float *dout, float *dq, float *dk, float *dv) {
-    const int64_t T = d->seq, D = d->width, hd = d->head_dim, n_problems = d->batch * d->heads;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const bool need_scores_grad = dq || dk;
-    /* Different (b, h) write disjoint column blocks of dq, dk, dv, so the
-     * threads never collide, even when q, k and v are one tensor. */
-#pragma omp parallel for schedule(static)
-    for (int64_t bh = 0; bh < n_problems; bh++) {
-        const int64_t b = bh / d->heads, h = bh % d->heads;
-        const int64_t head0 = row_offset(d, b, 0, h);
-        for (int64_t i = 0; i < T; i++) {
-            const int64_t row_i = row_offset(d, b, i, h);
-            const float *dout_i = dout + row_i;
-            const float *probs_row = probs + (bh * T + i) * T;
-            /* sum_k P[i][k] dP[i][k] = dO[i] . O[i] (see the top of the file) */
-            const float row_sum = need_scores_grad ? dot(dout_i, out + row_i, hd) : 0.0f;
-            for (int64_t j = 0; j < visible_keys(d, i); j++) {
-                const float p = probs_row[j];
-                const int64_t row_j = head0 + j * D;
-                if (dv) axpy(dv + row_j, p, dout_i, hd);
-                if (!need_scores_grad) continue;
-                const float dscore = p * (dot(dout_i, v + row_j, hd) - row_sum) * scale;
-                if (dq) axpy(dq + row_i, dscore, k + row_j, hd);
-                if (dk) axpy(dk + row_j, dscore, q + row_i, hd);
-            }
-        }
+/* In place over n_rows rows of length T: dprobs becomes
+ * dS = P * (dP - rowsum(P * dP)) * scale.  probs, dprobs: (items, H, T, T). */
+static void softmax_rows_backward(const mc_attention_dims *d, const float *probs, float *dprobs,
+                                  int64_t n_rows, float scale) {
+    const int64_t T = d->seq;
+#pragma omp parallel for schedule(static) if (n_rows * T >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *p = probs + r * T;
+        float *g = dprobs + r * T;
+        double row_sum = 0.0;
+        for (int64_t j = 0; j < T; j++) row_sum += (double)p[j] * g[j];
+        for (int64_t j = 0; j < T; j++) g[j] = p[j] * (g[j] - (float)row_sum) * scale;
     }
+}
+
+void mc_attention_backward_fast(const mc_attention_dims *d, const float *q, const float *k,
+                                const float *v, const float *probs, const float *dout, float *dq,
+                                float *dk, float *dv, float *scratch, int64_t scratch_items) {
+    const int T = (int)d->seq, D = (int)d->width, hd = (int)d->head_dim;
+    const int64_t per_item = d->heads * T * T;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int64_t first = 0; first < d->batch; first += scratch_items) {
+        const int64_t last = first + scratch_items < d->batch ? first + scratch_items : d->batch;
+        for (int64_t b = first; b < last; b++)
+            for (int64_t h = 0; h < d->heads; h++) {
+                const int64_t head = row_offset(d, b, 0, h), square = b * per_item + h * T * T;
+                /* dV += P^T dO: (T, T)^T x (T, hd) */
+                if (dv)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f,
+                                probs + square, T, dout + head, D, 1.0f, dv + head, D);
+                /* dP = dO V^T: (T, hd) x (hd, T) */
+                if (dq || dk)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f,
+                                dout + head, D, v + head, D, 0.0f,
+                                scratch + square - first * per_item, T);
+            }
+        if (!dq && !dk) continue;
+        softmax_rows_backward(d, probs + first * per_item, scratch, (last - first) * d->heads * T,
+                              scale);
+        for (int64_t b = first; b < last; b++)
+            for (int64_t h = 0; h < d->heads; h++) {
+                const int64_t head = row_offset(d, b, 0, h);
+                const float *dscores = scratch + (b - first) * per_item + h * T * T; /* scaled */
+                /* dQ += dS K: (T, T) x (T, hd);  dK += dS^T Q: (T, T)^T x (T, hd) */
+                if (dq)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dscores,
+                                T, k + head, D, 1.0f, dq + head, D);
+                if (dk)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dscores, T,
+                                q + head, D, 1.0f, dk + head, D);
+            }
+    }
+}
+
+/* Batch items per chunk whose (H, T, T) scratch fits in this many bytes. */
+enum { CHUNK_BYTES = 32 << 20 };
+
+int64_t mc_attention_chunk_items(const mc_attention_dims *d) {
+    int64_t per_item = d->heads * d->seq * d->seq * (int64_t)sizeof(float);
+    int64_t items = CHUNK_BYTES / per_item;
+    if (items < 1) items = 1;
+    return items < d->batch ? items : d->batch;
 }
 
 /* ---- the naive reference: the definition, element by element, in double ----
@@ -186,8 +200,10 @@ void mc_attention_forward_naive(const mc_attention_dims *d, const float *q, cons
             for (int64_t i = 0; i < T; i++) {
                 /* P[i][j] = exp(S[i][j] - max) / sum_j exp(S[i][j] - max) */
                 double max_s = -INFINITY, total = 0.0;
-                for (int64_t j = 0; j < T; j++) max_s = fmax(max_s, naive_score(d, q, k, b, h, i, j));
-                for (int64_t j = 0; j < T; j++) total += exp(naive_score(d, q, k, b, h, i, j) - max_s);
+                for (int64_t j = 0; j < T; j++)
+                    max_s = fmax(max_s, naive_score(d, q, k, b, h, i, j));
+                for (int64_t j = 0; j < T; j++)
+                    total += exp(naive_score(d, q, k, b, h, i, j) - max_s);
                 for (int64_t j = 0; j < T; j++)
                     P[i * T + j] = (float)(exp(naive_score(d, q, k, b, h, i, j) - max_s) / total);
                 /* O[i] = sum_j P[i][j] V[j] */
@@ -226,7 +242,8 @@ void mc_attention_backward_naive(const mc_attention_dims *d, const float *q, con
                     double p = P[i * T + j];
                     double dS = p * (naive_dprob(d, dout, v, b, h, i, j) - row_sum) * scale;
                     for (int64_t c = 0; c < d->head_dim; c++) {
-                        int64_t at_i = row_offset(d, b, i, h) + c, at_j = row_offset(d, b, j, h) + c;
+                        int64_t at_i = row_offset(d, b, i, h) + c,
+                                at_j = row_offset(d, b, j, h) + c;
                         if (dv) dv[at_j] += (float)(p * dout[at_i]); /* dV = P^T dO */
                         if (dq) dq[at_i] += (float)(dS * k[at_j]);   /* dQ = dS K (scaled) */
                         if (dk) dk[at_j] += (float)(dS * q[at_i]);   /* dK = dS^T Q (scaled) */
@@ -245,13 +262,17 @@ typedef struct attention_saved {
 
 static mc_status attention_backward(mc_node *node) {
     const attention_saved *saved = node->saved;
+    const mc_attention_dims *d = &saved->dims;
     mc_tensor *q = node->in[0], *k = node->in[1], *v = node->in[2];
-    float *dq = NULL, *dk = NULL, *dv = NULL;
+    float *dq = NULL, *dk = NULL, *dv = NULL, *scratch;
     if (q->requires_grad) MC_TRY(mc_grad_buffer(node->graph, q, &dq));
     if (k->requires_grad) MC_TRY(mc_grad_buffer(node->graph, k, &dk));
     if (v->requires_grad) MC_TRY(mc_grad_buffer(node->graph, v, &dv));
-    mc_attention_backward_fast(&saved->dims, q->data, k->data, v->data, node->out->data,
-                               saved->probs, node->out->grad, dq, dk, dv);
+    const int64_t items = mc_attention_chunk_items(d);
+    MC_TRY(mc_graph_alloc(node->graph, (size_t)(items * d->heads * d->seq * d->seq) * sizeof(float),
+                          (void **)&scratch));
+    mc_attention_backward_fast(d, q->data, k->data, v->data, saved->probs, node->out->grad, dq, dk,
+                               dv, scratch, items);
     return MC_OK;
 }
 
@@ -266,16 +287,25 @@ static mc_status check_attention(const mc_tensor *q, const mc_tensor *k, const m
     const mc_tensor *kv[2] = {k, v};
     for (int i = 0; i < 2; i++)
         if (!mc_shape_equal(kv[i]->shape, q->shape))
-            return mc_error(MC_ERR_SHAPE, "attention: %s %s should have the shape of q %s",
+            return mc_error(MC_ERR_SHAPE,
+                            "attention: %s is %s, but q is %s; q, k and v must have one shape "
+                            "(B, T, D)",
                             i == 0 ? "k" : "v", mc_tensor_str(kv[i], other, sizeof other),
                             mc_tensor_str(q, qs, sizeof qs));
     const int64_t width = q->shape.dim[2];
     if (n_heads < 1 || width % n_heads != 0)
-        return mc_error(MC_ERR_ARG,
-                        "attention: n_heads %d does not divide the width %lld of q %s", n_heads,
-                        (long long)width, mc_tensor_str(q, qs, sizeof qs));
-    *dims = (mc_attention_dims){.batch = q->shape.dim[0], .seq = q->shape.dim[1], .width = width,
-                                .heads = n_heads, .head_dim = width / n_heads, .causal = causal};
+        return mc_error(MC_ERR_ARG, "attention: n_heads %d does not divide the width %lld of q %s",
+                        n_heads, (long long)width, mc_tensor_str(q, qs, sizeof qs));
+    const int64_t seq = q->shape.dim[1];
+    if (width > INT_MAX || seq > INT_MAX / seq)
+        return mc_error(MC_ERR_UNSUPPORTED, "attention: q %s is too large for BLAS's int sizes",
+                        mc_tensor_str(q, qs, sizeof qs));
+    *dims = (mc_attention_dims){.batch = q->shape.dim[0],
+                                .seq = q->shape.dim[1],
+                                .width = width,
+                                .heads = n_heads,
+                                .head_dim = width / n_heads,
+                                .causal = causal};
     return MC_OK;
 }
 
@@ -289,25 +319,20 @@ mc_status mc_attention(mc_graph *g, mc_tensor *q, mc_tensor *k, mc_tensor *v, in
     mc_tensor *inputs[3] = {q, k, v};
     const bool record = mc_graph_should_record(g, 3, inputs);
     attention_saved *saved = NULL;
-    float *row_scratch = NULL;
+    /* Backward needs every probability, (B, H, T, T); inference reuses a
+     * chunk of batch items' worth (all of them would be 146 MB for the text
+     * tower at batch 512). */
+    const int64_t probs_items = record ? dims.batch : mc_attention_chunk_items(&dims);
+    float *probs;
+    MC_TRY(mc_graph_alloc(g,
+                          (size_t)(probs_items * dims.heads * dims.seq * dims.seq) * sizeof(float),
+                          (void **)&probs));
     if (record) {
-        /* Backward needs every probability: (B, H, T, T). */
         MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
         saved->dims = dims;
-        size_t n_probs = (size_t)(dims.batch * dims.heads * dims.seq * dims.seq);
-        MC_TRY(mc_graph_alloc(g, n_probs * sizeof(float), (void **)&saved->probs));
-    } else {
-        /* Inference keeps one row per thread instead (B*H*T*T floats would be
-         * 146 MB for the text tower at batch 512). */
-        int threads = 1;
-#ifdef _OPENMP
-        threads = omp_get_max_threads();
-#endif
-        MC_TRY(mc_graph_alloc(g, (size_t)threads * (size_t)dims.seq * sizeof(float),
-                              (void **)&row_scratch));
+        saved->probs = probs;
     }
-    mc_attention_forward_fast(&dims, q->data, k->data, v->data, result->data,
-                              saved ? saved->probs : NULL, row_scratch);
+    mc_attention_forward_fast(&dims, q->data, k->data, v->data, result->data, probs, probs_items);
     MC_TRY(mc_graph_record(g, "attention", attention_backward, result, 3, inputs, saved));
     *out = result;
     return MC_OK;

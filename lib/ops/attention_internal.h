@@ -18,19 +18,25 @@ typedef struct mc_attention_dims {
     bool causal;      /* query i sees keys 0..i only */
 } mc_attention_dims;
 
-/* The fast forward (OpenMP over batch x heads).
+/* The fast forward: cblas_sgemm per (b, h) for S = Q K^T and O = P V, the
+ * masked softmax between them OpenMP-parallel over rows, batch items taken
+ * probs_items at a time.
  *   q, k, v: (B, T, D); out: (B, T, D), overwritten;
- *   probs: (B, H, T, T), overwritten with the softmax probabilities (masked
- *   entries 0), or NULL when nothing is saved for backward — then
- *   row_scratch: (omp_get_max_threads(), T) holds one row at a time. */
+ *   probs: (probs_items, H, T, T), overwritten with the softmax probabilities
+ *   (masked entries 0). With probs_items >= B it ends up holding every
+ *   item's (what backward needs); with fewer it is reused chunk by chunk. */
 void mc_attention_forward_fast(const mc_attention_dims *d, const float *q, const float *k,
-                               const float *v, float *out, float *probs, float *row_scratch);
+                               const float *v, float *out, float *probs, int64_t probs_items);
 
 /* The fast backward: ADDS into dq, dk, dv (B, T, D); each may be NULL.
- *   q, k, v, out, dout: (B, T, D); probs: (B, H, T, T) from the forward. */
+ *   q, k, v, dout: (B, T, D); probs: (B, H, T, T) from the forward;
+ *   scratch: (scratch_items, H, T, T) for the score gradients of a chunk. */
 void mc_attention_backward_fast(const mc_attention_dims *d, const float *q, const float *k,
-                                const float *v, const float *out, const float *probs,
-                                const float *dout, float *dq, float *dk, float *dv);
+                                const float *v, const float *probs, const float *dout, float *dq,
+                                float *dk, float *dv, float *scratch, int64_t scratch_items);
+
+/* How many batch items' (H, T, T) squares fit the 32 MB chunk (1..B). */
+int64_t mc_attention_chunk_items(const mc_attention_dims *d);
 
 /* The textbook definitions, one (b, h) at a time, in double precision.
  *   q, k, v: (B, T, D); out: (B, T, D) overwritten; probs: (B, H, T, T) overwritten. */

@@ -22,6 +22,10 @@
 
 enum { REDUCE_BLOCKS = 32 };
 
+/* Loops over fewer floats than this run on one thread: waking a team costs
+ * more than the loop (and tests run thousands of tiny ops). */
+enum { PARALLEL_MIN_FLOATS = 1 << 15 };
+
 /* Rows [start, end) of block b when `rows` rows are cut into REDUCE_BLOCKS. */
 static void block_range(int64_t rows, int b, int64_t *start, int64_t *end) {
     *start = rows * b / REDUCE_BLOCKS;
@@ -33,7 +37,7 @@ static void block_range(int64_t rows, int b, int64_t *start, int64_t *end) {
  * scratch, sums: (C). */
 static void channel_sums(int64_t rows, int64_t c, const float *x, const float *center,
                          double *partial, double *sums) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
     for (int b = 0; b < REDUCE_BLOCKS; b++) {
         double *acc = partial + (int64_t)b * c;
         int64_t start, end;
@@ -61,7 +65,7 @@ static void channel_sums(int64_t rows, int64_t c, const float *x, const float *c
 static void backward_sums(int64_t rows, int64_t c, const float *x, const float *dy,
                           const float *mean, const float *invstd, double *partial, double *sum_dy,
                           double *sum_dy_xhat) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
     for (int b = 0; b < REDUCE_BLOCKS; b++) {
         double *acc_dy = partial + (int64_t)b * 2 * c, *acc_dy_xhat = acc_dy + c;
         int64_t start, end;
@@ -93,7 +97,7 @@ typedef struct batchnorm_saved {
  * weight, bias: (C) or NULL (1 and 0). */
 static void normalize(int64_t rows, int64_t c, const float *x, const float *mean,
                       const float *invstd, const float *weight, const float *bias, float *y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
     for (int64_t r = 0; r < rows; r++)
         for (int64_t ch = 0; ch < c; ch++) {
             float scale = invstd[ch] * (weight ? weight[ch] : 1.0f);
@@ -162,7 +166,7 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     /* eval: mean and invstd are constants, so dx = dy * weight * invstd.
      * training: they depend on x too; differentiating through them gives
      *   dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)). */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
     for (int64_t r = 0; r < rows; r++)
         for (int64_t ch = 0; ch < c; ch++) {
             float scale = invstd[ch] * (w ? w[ch] : 1.0f);

@@ -42,6 +42,10 @@
 enum { DEFAULT_COLUMN_BUDGET = 64 << 20 };
 static size_t column_budget = DEFAULT_COLUMN_BUDGET;
 
+/* Loops over fewer floats than this run on one thread: waking a team costs
+ * more than the loop (and tests run thousands of tiny ops). */
+enum { PARALLEL_MIN_FLOATS = 1 << 15 };
+
 void mc_conv2d_set_column_budget(size_t bytes) {
     column_budget = bytes ? bytes : (size_t)DEFAULT_COLUMN_BUDGET;
 }
@@ -237,24 +241,50 @@ void mc_conv2d_reference_backward(const mc_conv2d_geometry *geo, const float *x,
 /* ---- the fast path's pieces ---- */
 
 /* weight: (OC, C/g, KH, KW) -> packed: (OC, KH, KW, C/g), the row order of
- * the columns. */
+ * the columns: a (C/g x KH*KW) -> (KH*KW x C/g) transpose per output
+ * channel. Taps outer, channels inner, so that the writes are contiguous
+ * (measured about 2x faster than the reverse order for 512x512x3x3). */
 static void pack_weight(const mc_conv2d_geometry *geo, const float *weight, float *packed) {
-    int64_t taps = geo->kh * geo->kw;
-#pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < geo->oc; o++)
-        for (int64_t c = 0; c < geo->c_group; c++)
-            for (int64_t t = 0; t < taps; t++)
-                packed[(o * taps + t) * geo->c_group + c] = weight[(o * geo->c_group + c) * taps + t];
+    const int64_t taps = geo->kh * geo->kw, cg = geo->c_group;
+#pragma omp parallel for schedule(static) if (geo->oc * geo->k_group >= PARALLEL_MIN_FLOATS)
+    for (int64_t o = 0; o < geo->oc; o++) {
+        const float *src = weight + o * cg * taps; /* (C/g, taps) */
+        float *dst = packed + o * taps * cg;       /* (taps, C/g) */
+        for (int64_t t = 0; t < taps; t++)
+            for (int64_t c = 0; c < cg; c++) dst[t * cg + c] = src[c * taps + t];
+    }
 }
 
 /* The inverse, adding: packed: (OC, KH, KW, C/g) -> dweight: (OC, C/g, KH, KW). */
 static void unpack_add_weight(const mc_conv2d_geometry *geo, const float *packed, float *dweight) {
-    int64_t taps = geo->kh * geo->kw;
-#pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < geo->oc; o++)
-        for (int64_t c = 0; c < geo->c_group; c++)
-            for (int64_t t = 0; t < taps; t++)
-                dweight[(o * geo->c_group + c) * taps + t] += packed[(o * taps + t) * geo->c_group + c];
+    const int64_t taps = geo->kh * geo->kw, cg = geo->c_group;
+#pragma omp parallel for schedule(static) if (geo->oc * geo->k_group >= PARALLEL_MIN_FLOATS)
+    for (int64_t o = 0; o < geo->oc; o++) {
+        const float *src = packed + o * taps * cg; /* (taps, C/g) */
+        float *dst = dweight + o * cg * taps;      /* (C/g, taps) */
+        for (int64_t t = 0; t < taps; t++)
+            for (int64_t c = 0; c < cg; c++) dst[c * taps + t] += src[t * cg + c];
+    }
+}
+
+/* The taps j of one kernel row that land inside the image, [*j_first,
+ * *j_end), for output column ox. Outside them is zero padding. */
+static void valid_taps(const mc_conv2d_geometry *geo, int64_t ox, int64_t *j_first, int64_t *j_end) {
+    const mc_conv2d_params *p = &geo->p;
+    int64_t left = ox * p->stride_w - p->pad_w; /* ix of tap j is left + j*dilation */
+    int64_t first = 0, end = geo->kw;
+    while (first < end && left + first * p->dilation_w < 0) first++;
+    while (end > first && left + (end - 1) * p->dilation_w >= geo->w) end--;
+    *j_first = first;
+    *j_end = end;
+}
+
+/* With one group and no horizontal dilation, the taps of one kernel row are
+ * consecutive pixels of x, and NHWC makes them ONE contiguous run of
+ * (taps * C) floats, which is also contiguous in the column row: one memcpy
+ * (or one add loop) per kernel row instead of one per tap. */
+static int taps_are_contiguous(const mc_conv2d_geometry *geo) {
+    return geo->groups == 1 && geo->p.dilation_w == 1;
 }
 
 /* Gather the receptive fields of output rows [row0, row0 + count).
@@ -263,63 +293,76 @@ static void unpack_add_weight(const mc_conv2d_geometry *geo, const float *packed
 static void im2col(const mc_conv2d_geometry *geo, const float *x, int64_t row0, int64_t count,
                    float *columns) {
     const mc_conv2d_params *p = &geo->p;
-    const size_t run_bytes = (size_t)geo->c_group * sizeof(float);
-#pragma omp parallel for schedule(static)
+    const int64_t cg = geo->c_group;
+    const int contiguous = taps_are_contiguous(geo);
+#pragma omp parallel for schedule(static) if (count * geo->k_total >= PARALLEL_MIN_FLOATS)
     for (int64_t r = 0; r < count; r++) {
         int64_t row = row0 + r;
         int64_t n = row / (geo->oh * geo->ow);
         int64_t oy = row / geo->ow % geo->oh, ox = row % geo->ow;
-        float *dst = columns + r * geo->k_total;
+        int64_t left = ox * p->stride_w - p->pad_w, j_first, j_end;
+        valid_taps(geo, ox, &j_first, &j_end);
         for (int64_t g = 0; g < geo->groups; g++)
             for (int64_t i = 0; i < geo->kh; i++) {
+                float *dst = columns + r * geo->k_total + g * geo->k_group + i * geo->kw * cg;
                 int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
-                for (int64_t j = 0; j < geo->kw; j++, dst += geo->c_group) {
-                    int64_t ix = ox * p->stride_w - p->pad_w + j * p->dilation_w;
-                    if (iy < 0 || iy >= geo->h || ix < 0 || ix >= geo->w)
-                        memset(dst, 0, run_bytes);
-                    else
-                        memcpy(dst, x + ((n * geo->h + iy) * geo->w + ix) * geo->c + g * geo->c_group,
-                               run_bytes);
+                if (iy < 0 || iy >= geo->h || j_first >= j_end) {
+                    memset(dst, 0, (size_t)(geo->kw * cg) * sizeof(float));
+                    continue;
                 }
+                const float *line = x + (n * geo->h + iy) * geo->w * geo->c + g * cg;
+                memset(dst, 0, (size_t)(j_first * cg) * sizeof(float));
+                if (contiguous) {
+                    memcpy(dst + j_first * cg, line + (left + j_first) * geo->c,
+                           (size_t)((j_end - j_first) * cg) * sizeof(float));
+                } else {
+                    for (int64_t j = j_first; j < j_end; j++)
+                        memcpy(dst + j * cg, line + (left + j * p->dilation_w) * geo->c,
+                               (size_t)cg * sizeof(float));
+                }
+                memset(dst + j_end * cg, 0, (size_t)((geo->kw - j_end) * cg) * sizeof(float));
             }
     }
 }
 
 /* The adjoint of im2col for rows [row0, row0 + count): add every column
- * entry onto the input pixel it came from. Written as a gather over input
- * pixels (each thread owns whole image lines), so no two threads ever add
- * into the same dx element.
+ * entry onto the input pixel it was gathered from. Windows of neighbouring
+ * output pixels overlap, so threads split the work by IMAGE: all rows of one
+ * image are scattered by one thread, in row order (race-free, and the sums
+ * do not depend on the thread count).
  * columns: (count, K_total); dx: (N, H, W, C). */
 static void col2im_add(const mc_conv2d_geometry *geo, const float *columns, int64_t row0,
                        int64_t count, float *dx) {
     const mc_conv2d_params *p = &geo->p;
-    int64_t plane = geo->oh * geo->ow;
+    const int64_t cg = geo->c_group, plane = geo->oh * geo->ow;
+    const int contiguous = taps_are_contiguous(geo);
     int64_t first_image = row0 / plane, last_image = (row0 + count - 1) / plane;
-    int64_t lines = (last_image - first_image + 1) * geo->h;
-#pragma omp parallel for schedule(static)
-    for (int64_t line = 0; line < lines; line++) {
-        int64_t n = first_image + line / geo->h, iy = line % geo->h;
-        for (int64_t ix = 0; ix < geo->w; ix++) {
-            float *dst = dx + ((n * geo->h + iy) * geo->w + ix) * geo->c;
-            for (int64_t i = 0; i < geo->kh; i++) {
-                /* iy = oy*stride - pad + i*dilation, solved for oy. */
-                int64_t ty = iy + p->pad_h - i * p->dilation_h;
-                if (ty < 0 || ty % p->stride_h) continue;
-                int64_t oy = ty / p->stride_h;
-                if (oy >= geo->oh) continue;
-                for (int64_t j = 0; j < geo->kw; j++) {
-                    int64_t tx = ix + p->pad_w - j * p->dilation_w;
-                    if (tx < 0 || tx % p->stride_w) continue;
-                    int64_t ox = tx / p->stride_w;
-                    if (ox >= geo->ow) continue;
-                    int64_t r = (n * geo->oh + oy) * geo->ow + ox - row0;
-                    if (r < 0 || r >= count) continue; /* another chunk's row */
-                    const float *src = columns + r * geo->k_total + (i * geo->kw + j) * geo->c_group;
-                    for (int64_t g = 0; g < geo->groups; g++)
-                        for (int64_t c = 0; c < geo->c_group; c++)
-                            dst[g * geo->c_group + c] += src[g * geo->k_group + c];
+#pragma omp parallel for schedule(static) if (count * geo->k_total >= PARALLEL_MIN_FLOATS)
+    for (int64_t n = first_image; n <= last_image; n++) {
+        int64_t begin = n * plane > row0 ? n * plane : row0;
+        int64_t end = (n + 1) * plane < row0 + count ? (n + 1) * plane : row0 + count;
+        for (int64_t row = begin; row < end; row++) {
+            int64_t oy = row / geo->ow % geo->oh, ox = row % geo->ow;
+            int64_t left = ox * p->stride_w - p->pad_w, j_first, j_end;
+            valid_taps(geo, ox, &j_first, &j_end);
+            for (int64_t g = 0; g < geo->groups; g++)
+                for (int64_t i = 0; i < geo->kh; i++) {
+                    int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
+                    if (iy < 0 || iy >= geo->h) continue;
+                    const float *src = columns + (row - row0) * geo->k_total + g * geo->k_group +
+                                       i * geo->kw * cg;
+                    float *line = dx + (n * geo->h + iy) * geo->w * geo->c + g * cg;
+                    if (contiguous) {
+                        float *run = line + (left + j_first) * geo->c;
+                        const float *from = src + j_first * cg;
+                        for (int64_t k = 0; k < (j_end - j_first) * cg; k++) run[k] += from[k];
+                    } else {
+                        for (int64_t j = j_first; j < j_end; j++) {
+                            float *pixel = line + (left + j * p->dilation_w) * geo->c;
+                            for (int64_t c = 0; c < cg; c++) pixel[c] += src[j * cg + c];
+                        }
+                    }
                 }
-            }
         }
     }
 }
@@ -360,7 +403,7 @@ static void gemm_input_grad(const mc_conv2d_geometry *geo, int64_t rows, const f
 
 /* out: (rows, OC) += bias: (OC) on every row. */
 static void add_bias(int64_t rows, int64_t oc, const float *bias, float *out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * oc >= PARALLEL_MIN_FLOATS)
     for (int64_t r = 0; r < rows; r++)
         for (int64_t o = 0; o < oc; o++) out[r * oc + o] += bias[o];
 }
@@ -378,9 +421,10 @@ static mc_status add_bias_grad(mc_graph *g, int64_t rows, int64_t oc, const floa
 
 /* ---- forward ---- */
 
-/* x: (N, H, W, C), weight: (OC, C/g, KH, KW) -> out: (N, OH, OW, OC). */
-static mc_status conv_forward(const mc_conv2d_geometry *geo, const float *x, const float *weight,
-                              float *out) {
+/* x: (N, H, W, C), weight: (OC, C/g, KH, KW), bias: (OC) or NULL
+ * -> out: (N, OH, OW, OC), overwritten. */
+static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x,
+                                   const float *weight, float *out) {
     if (is_direct_gemm(geo)) {
         int64_t chunk = direct_chunk(geo);
         for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
@@ -399,6 +443,15 @@ static mc_status conv_forward(const mc_conv2d_geometry *geo, const float *x, con
         im2col(geo, x, row0, count, columns);
         gemm_forward(geo, count, columns, geo->k_total, packed, out + row0 * geo->oc);
     }
+    return MC_OK;
+}
+
+/* x: (N, H, W, C), weight: (OC, C/g, KH, KW), bias: (OC) or NULL
+ * -> out: (N, OH, OW, OC), overwritten. */
+mc_status mc_conv2d_forward_kernel(const mc_conv2d_geometry *geo, const float *x,
+                                   const float *weight, const float *bias, float *out) {
+    MC_TRY(conv_forward_gemm(geo, x, weight, out));
+    if (bias) add_bias(geo->rows, geo->oc, bias, out);
     return MC_OK;
 }
 
@@ -452,6 +505,16 @@ static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float
     return MC_OK;
 }
 
+/* dout: (N, OH, OW, OC); adds into dx: (N, H, W, C) and dweight:
+ * (OC, C/g, KH, KW), either may be NULL. */
+mc_status mc_conv2d_backward_kernel(const mc_conv2d_geometry *geo, const float *x,
+                                    const float *weight, const float *dout, float *dx,
+                                    float *dweight) {
+    if (!dx && !dweight) return MC_OK;
+    if (is_direct_gemm(geo)) return conv_backward_direct(geo, x, weight, dout, dx, dweight);
+    return conv_backward_im2col(geo, x, weight, dout, dx, dweight);
+}
+
 typedef struct conv_saved {
     mc_conv2d_geometry geo;
 } conv_saved;
@@ -469,9 +532,7 @@ static mc_status conv2d_backward(mc_node *node) {
     if (weight->requires_grad) MC_TRY(mc_grad_buffer(node->graph, weight, &dweight));
     if (bias && bias->requires_grad) MC_TRY(mc_grad_buffer(node->graph, bias, &dbias));
     if (dbias) MC_TRY(add_bias_grad(node->graph, geo->rows, geo->oc, dout, dbias));
-    if (!dx && !dweight) return MC_OK;
-    if (is_direct_gemm(geo)) return conv_backward_direct(geo, x->data, weight->data, dout, dx, dweight);
-    return conv_backward_im2col(geo, x->data, weight->data, dout, dx, dweight);
+    return mc_conv2d_backward_kernel(geo, x->data, weight->data, dout, dx, dweight);
 }
 
 mc_status mc_conv2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
@@ -481,8 +542,7 @@ mc_status mc_conv2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bia
     MC_TRY(mc_conv2d_geometry_of(x, weight, bias, params, &geo));
     mc_tensor *y;
     MC_TRY(mc_graph_tensor(g, MC_SHAPE(geo.n, geo.oh, geo.ow, geo.oc), "conv2d", &y));
-    MC_TRY(conv_forward(&geo, x->data, weight->data, y->data));
-    if (bias) add_bias(geo.rows, geo.oc, bias->data, y->data);
+    MC_TRY(mc_conv2d_forward_kernel(&geo, x->data, weight->data, bias ? bias->data : NULL, y->data));
 
     mc_tensor *inputs[3] = {x, weight, bias};
     int n_in = bias ? 3 : 2;

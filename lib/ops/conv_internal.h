@@ -27,6 +27,18 @@ typedef struct mc_conv2d_geometry {
 mc_status mc_conv2d_geometry_of(const mc_tensor *x, const mc_tensor *weight, const mc_tensor *bias,
                                 mc_conv2d_params params, mc_conv2d_geometry *geo);
 
+/* The fast path (im2col + GEMM, or one GEMM for 1x1 stride-1 unpadded),
+ * without the graph: what mc_conv2d and its backward node run.
+ * x: (N, H, W, C), weight: (OC, C/groups, KH, KW), bias: (OC) or NULL,
+ * out: (N, OH, OW, OC), overwritten. */
+mc_status mc_conv2d_forward_kernel(const mc_conv2d_geometry *geo, const float *x,
+                                   const float *weight, const float *bias, float *out);
+/* dout: (N, OH, OW, OC); ADDS into dx (N, H, W, C) and dweight
+ * (OC, C/groups, KH, KW); either may be NULL. */
+mc_status mc_conv2d_backward_kernel(const mc_conv2d_geometry *geo, const float *x,
+                                    const float *weight, const float *dout, float *dx,
+                                    float *dweight);
+
 /* The definition, as seven nested loops (no im2col, no GEMM).
  * x: (N, H, W, C), weight: (OC, C/groups, KH, KW), bias: (OC) or NULL,
  * out: (N, OH, OW, OC), overwritten. */

@@ -42,15 +42,14 @@ static mc_status broadcast_shape(const char *op, const mc_tensor *a, const mc_te
                                  mc_shape *out) {
     int nd = a->shape.ndim > b->shape.ndim ? a->shape.ndim : b->shape.ndim;
     out->ndim = nd;
-    for (int i = 0; i < nd; i++) {
-        /* Dimension i of the output, counted from the end as k. */
-        int k = nd - 1 - i;
+    for (int k = 0; k < nd; k++) { /* k counts from the end: 0 is the last dim */
+        int i = nd - 1 - k;
         int ia = a->shape.ndim - 1 - k, ib = b->shape.ndim - 1 - k;
         int64_t da = ia >= 0 ? a->shape.dim[ia] : 1, db = ib >= 0 ? b->shape.dim[ib] : 1;
         if (da != db && da != 1 && db != 1) {
             char as[160], bs[160];
             return mc_error(MC_ERR_SHAPE,
-                            "%s: cannot broadcast %s with %s: dimension %d from the end is %lld vs "
+                            "%s: cannot broadcast %s with %s: dimension %d is %lld vs "
                             "%lld (sizes must match or one must be 1)",
                             op, mc_tensor_str(a, as, sizeof as), mc_tensor_str(b, bs, sizeof bs),
                             -(k + 1), (long long)da, (long long)db);
@@ -146,16 +145,27 @@ static void binary_row(binary_op op, const float *a, int64_t as, const float *b,
     }
 }
 
+/* Rows are cut into pieces of at most this many elements, so that one long
+ * merged row (same-shape inputs merge into a single row) still spreads over
+ * the threads. */
+enum { PIECE_ELEMENTS = 8192 };
+
 /* a, b: broadcastable to out's shape; out: (plan->n_rows, plan->row_len). */
 static void binary_forward(binary_op op, const broadcast_plan *plan, const float *a, const float *b,
                            float *out) {
     int64_t n = plan->row_len;
     int64_t as = plan->a_stride[plan->ndim - 1], bs = plan->b_stride[plan->ndim - 1];
+    int64_t pieces_per_row = (n + PIECE_ELEMENTS - 1) / PIECE_ELEMENTS;
+    int64_t n_pieces = plan->n_rows * pieces_per_row;
 #pragma omp parallel for if (plan->n_rows * n > PARALLEL_MIN_ELEMENTS)
-    for (int64_t row = 0; row < plan->n_rows; row++) {
+    for (int64_t piece = 0; piece < n_pieces; piece++) {
+        int64_t row = piece / pieces_per_row;
+        int64_t begin = (piece % pieces_per_row) * PIECE_ELEMENTS;
+        int64_t len = n - begin < PIECE_ELEMENTS ? n - begin : PIECE_ELEMENTS;
         int64_t a_off, b_off;
         row_offsets(plan, row, &a_off, &b_off);
-        binary_row(op, a + a_off, as, b + b_off, bs, out + row * n, n);
+        binary_row(op, a + a_off + begin * as, as, b + b_off + begin * bs, bs,
+                   out + row * n + begin, len);
     }
 }
 
@@ -209,12 +219,17 @@ static void binary_backward_kernel(binary_op op, const broadcast_plan *plan, con
                                    bool rows_disjoint) {
     int64_t n = plan->row_len;
     int64_t as = plan->a_stride[plan->ndim - 1], bs = plan->b_stride[plan->ndim - 1];
+    int64_t pieces_per_row = (n + PIECE_ELEMENTS - 1) / PIECE_ELEMENTS;
+    int64_t n_pieces = plan->n_rows * pieces_per_row;
 #pragma omp parallel for if (rows_disjoint && plan->n_rows * n > PARALLEL_MIN_ELEMENTS)
-    for (int64_t row = 0; row < plan->n_rows; row++) {
+    for (int64_t piece = 0; piece < n_pieces; piece++) {
+        int64_t row = piece / pieces_per_row;
+        int64_t begin = (piece % pieces_per_row) * PIECE_ELEMENTS;
+        int64_t end = n - begin < PIECE_ELEMENTS ? n : begin + PIECE_ELEMENTS;
         int64_t a_off, b_off;
         row_offsets(plan, row, &a_off, &b_off);
         const float *dy_row = dy + row * n;
-        for (int64_t j = 0; j < n; j++) {
+        for (int64_t j = begin; j < end; j++) {
             float av = a[a_off + j * as], bv = b[b_off + j * bs];
             if (ga) ga[a_off + j * as] += grad_a(op, dy_row[j], bv);
             if (gb) gb[b_off + j * bs] += grad_b(op, dy_row[j], av, bv);

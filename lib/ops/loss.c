@@ -149,12 +149,12 @@ static const double infonce_norm_eps = 1e-12; /* F.normalize's default */
 typedef struct infonce_saved {
     int64_t n, dim;
     bool symmetric;
-    float scale;   /* exp(t) */
-    float *a_unit; /* (N, D) normalised a */
-    float *b_unit; /* (N, D) normalised b */
-    float *a_norm; /* (N) max(||a_i||, eps) */
-    float *b_norm; /* (N) */
-    float *logits; /* (N, N) */
+    float scale;     /* exp(t) */
+    float *a_unit;   /* (N, D) normalised a */
+    float *b_unit;   /* (N, D) normalised b */
+    float *a_norm;   /* (N) max(||a_i||, eps) */
+    float *b_norm;   /* (N) */
+    float *logits;   /* (N, N) */
     double *row_lse; /* (N) log-sum-exp of each row of the logits */
     double *col_lse; /* (N) of each column (symmetric only) */
 } infonce_saved;
@@ -203,7 +203,8 @@ static void normalize_rows_backward(const float *unit, const float *norm, const 
         double along = 0.0;
         if (norm[i] > infonce_norm_eps)
             for (int64_t c = 0; c < dim; c++) along += (double)u[c] * du[c];
-        for (int64_t c = 0; c < dim; c++) dx[i * dim + c] += (float)((du[c] - u[c] * along) / norm[i]);
+        for (int64_t c = 0; c < dim; c++)
+            dx[i * dim + c] += (float)((du[c] - u[c] * along) / norm[i]);
     }
 }
 

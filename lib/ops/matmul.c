@@ -64,7 +64,7 @@ static mc_status matmul_shapes(const mc_tensor *a, const mc_tensor *b, bool tran
     int an = a->shape.ndim, bn = b->shape.ndim;
     bool ok_rank = (an == 2 && bn == 2) || (an == 3 && (bn == 3 || bn == 2));
     if (!ok_rank)
-        return mc_error(MC_ERR_SHAPE, "matmul: a %s and b %s: expected 2-D @ 2-D, 3-D @ 3-D or "
+        return mc_error(MC_ERR_SHAPE, "matmul: %s @ %s: expected 2-D @ 2-D, 3-D @ 3-D or "
                         "3-D @ 2-D", mc_tensor_str(a, as, sizeof as), mc_tensor_str(b, bs, sizeof bs));
     d->batch = an == 3 ? a->shape.dim[0] : 1;
     d->M = a->shape.dim[an - 2];
@@ -74,12 +74,12 @@ static mc_status matmul_shapes(const mc_tensor *a, const mc_tensor *b, bool tran
     d->N = transpose_b ? b_rows : b_cols;
     d->transpose_b = transpose_b;
     if (b_k != d->K)
-        return mc_error(MC_ERR_SHAPE, "matmul: a %s has %lld columns but b %s%s has %lld rows "
+        return mc_error(MC_ERR_SHAPE, "matmul: %s has %lld columns but %s%s has %lld rows "
                         "(inner dimensions must agree)", mc_tensor_str(a, as, sizeof as),
                         (long long)d->K, mc_tensor_str(b, bs, sizeof bs),
                         transpose_b ? " transposed" : "", (long long)b_k);
     if (bn == 3 && b->shape.dim[0] != d->batch)
-        return mc_error(MC_ERR_SHAPE, "matmul: batch sizes differ: a %s, b %s",
+        return mc_error(MC_ERR_SHAPE, "matmul: batch sizes differ: %s @ %s",
                         mc_tensor_str(a, as, sizeof as), mc_tensor_str(b, bs, sizeof bs));
     d->a_step = d->M * d->K;
     d->b_step = bn == 3 ? d->K * d->N : 0;

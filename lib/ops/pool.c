@@ -10,6 +10,10 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Loops over fewer floats than this run on one thread: waking a team costs
+ * more than the loop (and tests run thousands of tiny ops). */
+enum { PARALLEL_MIN_FLOATS = 1 << 15 };
+
 /* x (N, H, W, C) pooled to (N, OH, OW, C) with square windows. */
 typedef struct pool_geometry {
     int64_t n, h, w, c;
@@ -67,7 +71,7 @@ typedef struct maxpool_saved {
  * Padding never wins (it is -infinity). Ties go to the first pixel in scan
  * order and a NaN wins over numbers, as in PyTorch's CPU kernel. */
 static void maxpool_forward(const pool_geometry *geo, const float *x, float *out, int32_t *argmax) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= PARALLEL_MIN_FLOATS)
     for (int64_t line = 0; line < geo->n * geo->oh; line++) {
         int64_t n = line / geo->oh, oy = line % geo->oh;
         for (int64_t ox = 0; ox < geo->ow; ox++) {
@@ -99,7 +103,7 @@ static mc_status maxpool2d_backward(mc_node *node) {
     float *dx;
     MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
     const float *dout = node->out->grad;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= PARALLEL_MIN_FLOATS)
     for (int64_t n = 0; n < geo->n; n++) {
         int64_t first = n * geo->oh * geo->ow * geo->c, count = geo->oh * geo->ow * geo->c;
         float *image = dx + n * geo->h * geo->w * geo->c;
@@ -139,7 +143,7 @@ static float avgpool_divisor(const pool_geometry *geo) {
 /* x: (N, H, W, C) -> out: (N, OH, OW, C). */
 static void avgpool_forward(const pool_geometry *geo, const float *x, float *out) {
     float inv = 1.0f / avgpool_divisor(geo);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= PARALLEL_MIN_FLOATS)
     for (int64_t line = 0; line < geo->n * geo->oh; line++) {
         int64_t n = line / geo->oh, oy = line % geo->oh;
         for (int64_t ox = 0; ox < geo->ow; ox++) {
@@ -164,7 +168,7 @@ static mc_status avgpool2d_backward(mc_node *node) {
     MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
     const float *dout = node->out->grad;
     float inv = 1.0f / avgpool_divisor(geo);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= PARALLEL_MIN_FLOATS)
     for (int64_t n = 0; n < geo->n; n++)
         for (int64_t oy = 0; oy < geo->oh; oy++)
             for (int64_t ox = 0; ox < geo->ow; ox++) {
@@ -209,7 +213,7 @@ typedef struct adaptive_saved {
 
 /* x: (N, H, W, C) -> out: (N, OH, OW, C). */
 static void adaptive_forward(const adaptive_saved *s, const float *x, float *out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s->n * s->h * s->w * s->c >= PARALLEL_MIN_FLOATS)
     for (int64_t line = 0; line < s->n * s->oh; line++) {
         int64_t n = line / s->oh, oy = line % s->oh, y0, y1;
         adaptive_range(oy, s->h, s->oh, &y0, &y1);
@@ -234,7 +238,7 @@ static mc_status adaptive_avgpool2d_backward(mc_node *node) {
     float *dx;
     MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
     const float *dout = node->out->grad;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s->n * s->h * s->w * s->c >= PARALLEL_MIN_FLOATS)
     for (int64_t n = 0; n < s->n; n++)
         for (int64_t oy = 0; oy < s->oh; oy++) {
             int64_t y0, y1;
@@ -280,7 +284,7 @@ mc_status mc_adaptive_avgpool2d(mc_graph *g, mc_tensor *x, int out_h, int out_w,
 
 /* x: (N, H, W, C) -> out: (N, C), the mean over H*W. */
 static void global_avgpool_forward(int64_t n, int64_t pixels, int64_t c, const float *x, float *out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * pixels * c >= PARALLEL_MIN_FLOATS)
     for (int64_t i = 0; i < n; i++) {
         float *sum = out + i * c;
         for (int64_t p = 0; p < pixels; p++)
@@ -297,7 +301,7 @@ static mc_status global_avgpool_backward(mc_node *node) {
     MC_TRY(mc_grad_buffer(node->graph, x, &dx));
     const float *dout = node->out->grad;
     float inv = 1.0f / (float)pixels;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * pixels * c >= PARALLEL_MIN_FLOATS)
     for (int64_t i = 0; i < n; i++)
         for (int64_t p = 0; p < pixels; p++)
             for (int64_t ch = 0; ch < c; ch++) dx[(i * pixels + p) * c + ch] += dout[i * c + ch] * inv;

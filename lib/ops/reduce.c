@@ -119,6 +119,7 @@ static double sum_all_kernel(const float *x, int64_t n) {
     for (int b = 0; b < SUM_BLOCKS; b++) {
         int64_t begin = b * block_len, end = begin + block_len < n ? begin + block_len : n;
         double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
         for (int64_t i = begin; i < end; i++) acc += x[i];
         block_sum[b] = acc;
     }

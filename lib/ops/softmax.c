@@ -55,17 +55,36 @@ static void row_forward(const float *x, float *y, int64_t n, bool log_output) {
 #pragma omp simd reduction(max : max)
     for (int64_t j = 0; j < n; j++) max = x[j] > max ? x[j] : max;
     float sum = 0.0f;
-    for (int64_t j = 0; j < n; j++) y[j] = expf(x[j] - max);
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) y[j] = x[j] - max;
+    mc_exp_kernel(y, y, n); /* the vectorised exp of activation.c */
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < n; j++) sum += y[j];
     if (log_output) {
-        float shift = max + logf(sum);
+        /* (x - max) first: it is exact-ish, while max + log(sum) would be
+         * rounded at the magnitude of max. */
+        float log_sum = logf(sum);
 #pragma omp simd
-        for (int64_t j = 0; j < n; j++) y[j] = x[j] - shift;
+        for (int64_t j = 0; j < n; j++) y[j] = (x[j] - max) - log_sum;
     } else {
         float inv_sum = 1.0f / sum;
 #pragma omp simd
         for (int64_t j = 0; j < n; j++) y[j] *= inv_sum;
+    }
+}
+
+/* The contiguous case of lane_backward, vectorised.  y, dy, dx: (n). */
+static void row_backward(const float *y, const float *dy, float *dx, int64_t n, bool log_output) {
+    float dot = 0.0f;
+    if (log_output) {
+#pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < n; j++) dot += dy[j];
+        for (int64_t j = 0; j < n; j++) dx[j] += dy[j] - expf(y[j]) * dot;
+    } else {
+#pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < n; j++) dot += dy[j] * y[j];
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) dx[j] += y[j] * (dy[j] - dot);
     }
 }
 
@@ -107,7 +126,10 @@ static void softmax_backward(const float *y, const float *dy, float *dx, int64_t
     for (int64_t lane = 0; lane < lanes; lane++) {
         int64_t o = lane / inner, i = lane % inner;
         int64_t start = o * n * inner + i;
-        lane_backward(y + start, dy + start, dx + start, n, inner, log_output);
+        if (inner == 1)
+            row_backward(y + start, dy + start, dx + start, n, log_output);
+        else
+            lane_backward(y + start, dy + start, dx + start, n, inner, log_output);
     }
 }
 

@@ -11,8 +11,8 @@
 /* ---- settings ---- */
 
 mc_adam_config mc_adam_defaults(void) {
-    return (mc_adam_config){.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                            .weight_decay = 0.0f};
+    return (mc_adam_config){
+        .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f};
 }
 
 mc_adam_config mc_adamw_defaults(void) {
@@ -25,7 +25,8 @@ static bool finite_nonnegative(float x) { return isfinite(x) && x >= 0.0f; }
 
 /* The same checks (and messages) as torch.optim's constructors. */
 static mc_status check_sgd(const mc_sgd_config *c) {
-    if (!finite_nonnegative(c->lr)) return mc_error(MC_ERR_ARG, "sgd: lr is %g, expected >= 0", c->lr);
+    if (!finite_nonnegative(c->lr))
+        return mc_error(MC_ERR_ARG, "sgd: lr is %g, expected >= 0", c->lr);
     if (!finite_nonnegative(c->momentum))
         return mc_error(MC_ERR_ARG, "sgd: momentum is %g, expected >= 0", c->momentum);
     if (!finite_nonnegative(c->weight_decay))
@@ -40,8 +41,10 @@ static mc_status check_sgd(const mc_sgd_config *c) {
 }
 
 static mc_status check_adam(const char *name, const mc_adam_config *c) {
-    if (!finite_nonnegative(c->lr)) return mc_error(MC_ERR_ARG, "%s: lr is %g, expected >= 0", name, c->lr);
-    if (!finite_nonnegative(c->eps)) return mc_error(MC_ERR_ARG, "%s: eps is %g, expected >= 0", name, c->eps);
+    if (!finite_nonnegative(c->lr))
+        return mc_error(MC_ERR_ARG, "%s: lr is %g, expected >= 0", name, c->lr);
+    if (!finite_nonnegative(c->eps))
+        return mc_error(MC_ERR_ARG, "%s: eps is %g, expected >= 0", name, c->eps);
     if (!(c->beta1 >= 0.0f && c->beta1 < 1.0f))
         return mc_error(MC_ERR_ARG, "%s: beta1 is %g, expected in [0, 1)", name, c->beta1);
     if (!(c->beta2 >= 0.0f && c->beta2 < 1.0f))
@@ -281,30 +284,35 @@ static mc_status import_param(const mc_optimizer *opt, const mc_tensor *param, i
 
     const char *names[2];
     int n_buffers = buffer_names(opt, names);
+    const mc_tensor *saved[2] = {NULL, NULL};
+    int n_found = 0;
+    for (int b = 0; b < n_buffers; b++) {
+        MC_TRY(state_name(name, sizeof name, names[b], param->name));
+        saved[b] = lookup(ctx, name);
+        n_found += saved[b] != NULL;
+    }
+    /* None at all: the parameter never had a gradient (PyTorch keeps no
+     * state for it either), unless its own step count says otherwise. */
+    if (n_found == 0 && !own_steps) {
+        state->steps = 0;
+        return MC_OK;
+    }
     float **buffers[2] = {&state->buf1, &state->buf2};
     for (int b = 0; b < n_buffers; b++) {
         MC_TRY(state_name(name, sizeof name, names[b], param->name));
-        const mc_tensor *saved = lookup(ctx, name);
-        if (!saved) {
-            /* A frozen parameter never got state: nothing to restore. */
-            if (!param->requires_grad && !own_steps) {
-                state->steps = 0;
-                return MC_OK;
-            }
+        if (!saved[b])
             return mc_error(MC_ERR_FORMAT,
-                            "optimizer state: %s is missing (the state has %lld steps and %s "
-                            "is trainable)",
-                            name, (long long)global_steps, param->name);
-        }
-        if (!mc_shape_equal(saved->shape, param->shape)) {
+                            "optimizer state: %s is missing (the state of %s is incomplete)", name,
+                            param->name);
+        if (!mc_shape_equal(saved[b]->shape, param->shape)) {
             char a[96], p[96];
             return mc_error(MC_ERR_SHAPE, "optimizer state: %s has shape %s, parameter %s has %s",
-                            name, mc_shape_str(saved->shape, a, sizeof a), param->name,
+                            name, mc_shape_str(saved[b]->shape, a, sizeof a), param->name,
                             mc_shape_str(param->shape, p, sizeof p));
         }
         *buffers[b] = malloc((size_t)param->numel * sizeof(float));
         if (!*buffers[b]) return mc_error(MC_ERR_NOMEM, "optimizer state: no memory for %s", name);
-        memcpy(*buffers[b], saved->data, (size_t)param->numel * sizeof(float));
+        memcpy(*buffers[b], saved[b]->data, (size_t)param->numel * sizeof(float));
     }
     state->numel = param->numel;
     return MC_OK;
@@ -313,8 +321,7 @@ static mc_status import_param(const mc_optimizer *opt, const mc_tensor *param, i
 mc_status mc_optimizer_import_state(mc_optimizer *opt, mc_tensor_lookup_fn lookup, void *ctx) {
     MC_TRY(check_list_unchanged(opt));
     const mc_tensor *step_tensor = lookup(ctx, "optimizer.step");
-    if (!step_tensor)
-        return mc_error(MC_ERR_FORMAT, "optimizer state: optimizer.step is missing");
+    if (!step_tensor) return mc_error(MC_ERR_FORMAT, "optimizer state: optimizer.step is missing");
     int64_t global_steps = 0;
     MC_TRY(read_steps(step_tensor, &global_steps));
 

@@ -14,13 +14,17 @@ mc_lr_schedule mc_lr_constant(float base_lr) {
 }
 
 mc_lr_schedule mc_lr_step(float base_lr, int64_t step_size, float gamma) {
-    return (mc_lr_schedule){.kind = MC_LR_STEP, .base_lr = base_lr, .step_size = step_size,
-                            .gamma = gamma};
+    return (mc_lr_schedule){
+        .kind = MC_LR_STEP, .base_lr = base_lr, .step_size = step_size, .gamma = gamma};
 }
 
-mc_lr_schedule mc_lr_cosine(float base_lr, int64_t warmup_steps, int64_t total_steps, float min_lr) {
-    return (mc_lr_schedule){.kind = MC_LR_COSINE, .base_lr = base_lr, .warmup_steps = warmup_steps,
-                            .total_steps = total_steps, .min_lr = min_lr};
+mc_lr_schedule mc_lr_cosine(float base_lr, int64_t warmup_steps, int64_t total_steps,
+                            float min_lr) {
+    return (mc_lr_schedule){.kind = MC_LR_COSINE,
+                            .base_lr = base_lr,
+                            .warmup_steps = warmup_steps,
+                            .total_steps = total_steps,
+                            .min_lr = min_lr};
 }
 
 mc_status mc_lr_schedule_check(const mc_lr_schedule *s) {

@@ -1,0 +1,162 @@
+/* bench_clip: CLIP ViT-B/32 towers, mmchain next to PyTorch in one run.
+ *
+ *   bench_clip [THREADS] [REPEATS]
+ *
+ * Rows: image embeddings/s at batch 16 (224x224), text embeddings/s for 10
+ * and 100 prompts of 77 tokens, peak resident memory. Random weights (the
+ * speed does not depend on them). The PyTorch peer, bench/peer/torch_clip.py,
+ * runs as a child process with the same thread count; the table prints the
+ * ratio mmchain / PyTorch (above 1: we are faster; for memory, below 1: we
+ * use less). Run from the source tree root or set MMCHAIN_SOURCE_DIR. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mmchain/mmchain.h"
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct workload {
+    mc_clip *clip;
+    mc_graph *graph;
+    mc_tensor *pixels;
+    int32_t *ids;
+    int n_texts;
+    int image; /* 1: the image tower, 0: the text tower */
+} workload;
+
+static mc_status run_once(workload *w) {
+    mc_tensor *out;
+    mc_graph_reset(w->graph);
+    if (w->image) return mc_clip_encode_image(w->clip, w->graph, w->pixels, &out);
+    return mc_clip_encode_text(w->clip, w->graph, w->ids, w->n_texts, &out);
+}
+
+/* Median wall time of `repeats` runs after one warm-up run. */
+static double median_seconds(workload *w, int repeats) {
+    double times[64];
+    if (repeats > 64) repeats = 64;
+    if (run_once(w) != MC_OK) return -1.0;
+    for (int i = 0; i < repeats; i++) {
+        double start = now_seconds();
+        if (run_once(w) != MC_OK) return -1.0;
+        times[i] = now_seconds() - start;
+    }
+    qsort(times, (size_t)repeats, sizeof *times, compare_doubles);
+    return times[repeats / 2];
+}
+
+/* Token rows like the tokenizer's: sot, words, eot, padding. */
+static void fill_ids(int32_t *ids, int n, mc_rng *rng) {
+    const int lengths[3] = {5, 12, 20};
+    for (int i = 0; i < n; i++) {
+        int32_t *row = ids + i * 77;
+        memset(row, 0, 77 * sizeof *row);
+        int length = lengths[i % 3];
+        row[0] = 49406;
+        for (int t = 1; t <= length; t++) row[t] = 1 + (int32_t)mc_rng_below(rng, 49000);
+        row[length + 1] = 49407;
+    }
+}
+
+/* The peer's "row value" lines. */
+typedef struct peer_result {
+    char row[32];
+    double value;
+} peer_result;
+
+static int run_peer(int threads, int repeats, peer_result *results, int capacity, char *version, size_t version_len) {
+    const char *source = getenv("MMCHAIN_SOURCE_DIR");
+    char command[1024];
+    snprintf(command, sizeof command, "/usr/bin/python3 '%s/bench/peer/torch_clip.py' %d %d", source ? source : ".",
+             threads, repeats);
+    FILE *pipe = popen(command, "r");
+    if (!pipe) return 0;
+    int n = 0;
+    char line[512];
+    version[0] = '\0';
+    while (fgets(line, sizeof line, pipe)) {
+        if (strncmp(line, "torch ", 6) == 0) {
+            snprintf(version, version_len, "%s", line);
+            version[strcspn(version, "\n")] = '\0';
+        } else if (n < capacity && sscanf(line, "%31s %lf", results[n].row, &results[n].value) == 2) {
+            n++;
+        }
+    }
+    if (pclose(pipe) != 0) fprintf(stderr, "warning: the PyTorch peer failed (%s)\n", command);
+    return n;
+}
+
+static double peer_value(const peer_result *results, int n, const char *row) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(results[i].row, row) == 0) return results[i].value;
+    return 0.0;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    int repeats = argc > 2 ? atoi(argv[2]) : 5;
+    mc_set_num_threads(threads);
+    mc_clip_config config = {
+        .has_vision = true, .has_text = true, .embed_dim = 512,
+        .vision = {.width = 768, .layers = 12, .heads = 12, .mlp_width = 3072, .patch = 32, .image_size = 224},
+        .text = {.width = 512, .layers = 12, .heads = 8, .mlp_width = 2048, .context = 77, .vocab = 49408},
+    };
+    mc_rng rng;
+    mc_rng_seed(&rng, 0);
+    workload w = {0};
+    if (mc_clip_new(&w.clip, &config, &rng) != MC_OK || mc_graph_new(&w.graph) != MC_OK ||
+        mc_tensor_new(&w.pixels, MC_SHAPE(16, 3, 224, 224), "pixels") != MC_OK) {
+        fprintf(stderr, "bench_clip: %s\n", mc_last_error());
+        return 1;
+    }
+    mc_graph_set_grad_enabled(w.graph, false);
+    mc_tensor_normal(w.pixels, &rng, 0.0f, 1.0f);
+    w.ids = malloc(100 * 77 * sizeof *w.ids);
+    if (!w.ids) return 1;
+
+    const char *rows[3] = {"image_b16", "text_10", "text_100"};
+    double ours[3];
+    w.image = 1;
+    ours[0] = 16.0 / median_seconds(&w, repeats);
+    w.image = 0;
+    for (int i = 0; i < 2; i++) {
+        w.n_texts = i == 0 ? 10 : 100;
+        fill_ids(w.ids, w.n_texts, &rng);
+        ours[1 + i] = w.n_texts / median_seconds(&w, repeats);
+    }
+    double our_peak_mib = (double)mc_peak_rss_bytes() / (1024.0 * 1024.0);
+
+    peer_result peer[8];
+    char version[256];
+    int n_peer = run_peer(threads, repeats, peer, 8, version, sizeof version);
+
+    printf("CLIP ViT-B/32, random weights, %d thread(s), OpenBLAS core %s, median of %d\n", threads,
+           mc_blas_core_name(), repeats);
+    printf("peer: %s\n\n", n_peer ? version : "(PyTorch peer unavailable)");
+    printf("| row | mmchain | PyTorch | ratio |\n|---|---|---|---|\n");
+    const char *labels[3] = {"image embeddings/s, batch 16, 224x224", "text embeddings/s, 10 prompts x 77",
+                             "text embeddings/s, 100 prompts x 77"};
+    for (int i = 0; i < 3; i++) {
+        double theirs = peer_value(peer, n_peer, rows[i]);
+        printf("| %s | %.2f | %.2f | %.2f |\n", labels[i], ours[i], theirs, theirs > 0 ? ours[i] / theirs : 0.0);
+    }
+    double their_peak = peer_value(peer, n_peer, "peak_mib");
+    printf("| peak resident memory, MiB | %.0f | %.0f | %.2f |\n", our_peak_mib, their_peak,
+           their_peak > 0 ? our_peak_mib / their_peak : 0.0);
+    free(w.ids);
+    mc_tensor_free(w.pixels);
+    mc_graph_free(w.graph);
+    mc_clip_free(w.clip);
+    return 0;
+}

@@ -1,0 +1,196 @@
+/* mmchain synth — write the synthetic multispectral world to disk.
+ *
+ *     mmchain synth --out DIR --per-class N [--seed S] [--rgb-out DIR2 | --no-png] [--stats]
+ *
+ * Writes EuroSAT-MS's own layout and file format, so the real-data path and
+ * the synthetic path share one loader:
+ *     DIR/<Class>/<Class>_<i>.tif        13-band uint16 TIFF, i = 1..N
+ *     DIR-rgb/<Class>/<Class>_<i>.png    RGB preview (B04, B03, B02)
+ * The previews mirror EuroSAT's separate RGB release (a folder of class
+ * folders with the same stems), so DIR-rgb can be given wherever the RGB
+ * release's folder is accepted. File number i is tile index i - 1 of the
+ * world (mc_synth_tile). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli.h"
+
+static const char *const COMMAND = "synth";
+
+static void print_help(void) {
+    printf("usage: mmchain synth --out DIR --per-class N [--seed S] [--rgb-out DIR2 | --no-png] [--stats]\n\n"
+           "Writes the synthetic multispectral world in EuroSAT-MS's layout: DIR/<Class>/<Class>_<i>.tif\n"
+           "(64x64, 13 bands B01..B12,B8A, uint16 reflectance x 10000), i = 1..N for each of the 10\n"
+           "classes, and an RGB preview of each tile (B04,B03,B02 / %.0f, clipped) as\n"
+           "DIR2/<Class>/<Class>_<i>.png, where DIR2 is DIR-rgb unless given.\n\n"
+           "  --out DIR        output folder (created if needed)\n"
+           "  --per-class N    tiles per class\n"
+           "  --seed S         world seed (default 0): the same seed writes the same files\n"
+           "  --rgb-out DIR2   where the PNG previews go (default DIR-rgb)\n"
+           "  --no-png         write no previews\n"
+           "  --stats          print the mean of every band per class (with or without --out)\n",
+           MC_EUROSAT_RGB_SCALE);
+}
+
+typedef struct synth_options {
+    const char *out;
+    const char *rgb_out;
+    long per_class;
+    unsigned long long seed;
+    bool png, stats;
+} synth_options;
+
+/* Returns -1 to go on, otherwise the exit code. */
+static int parse_options(int argc, char **argv, synth_options *o) {
+    *o = (synth_options){NULL, NULL, -1, 0, true, false};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            print_help();
+            return 0;
+        } else if (strcmp(arg, "--no-png") == 0) {
+            o->png = false;
+        } else if (strcmp(arg, "--stats") == 0) {
+            o->stats = true;
+        } else if (strcmp(arg, "--out") == 0 || strcmp(arg, "--rgb-out") == 0 || strcmp(arg, "--per-class") == 0 ||
+                   strcmp(arg, "--seed") == 0) {
+            if (!value) return cli_fail(COMMAND, "%s needs a value", arg) + 1;
+            i++;
+            char *end;
+            errno = 0;
+            if (strcmp(arg, "--out") == 0) {
+                o->out = value;
+            } else if (strcmp(arg, "--rgb-out") == 0) {
+                o->rgb_out = value;
+            } else if (strcmp(arg, "--per-class") == 0) {
+                o->per_class = strtol(value, &end, 10);
+                if (errno || end == value || *end || o->per_class < 1 || o->per_class > 100000000L)
+                    return cli_fail(COMMAND, "--per-class '%s' is not a whole number >= 1", value) + 1;
+            } else {
+                o->seed = strtoull(value, &end, 10);
+                if (errno || end == value || *end || value[0] == '-')
+                    return cli_fail(COMMAND, "--seed '%s' is not a whole number >= 0", value) + 1;
+            }
+        } else {
+            return cli_fail(COMMAND, "unknown option '%s' (see mmchain synth --help)", arg) + 1;
+        }
+    }
+    if (o->per_class < 1) return cli_fail(COMMAND, "--per-class N is required (see mmchain synth --help)") + 1;
+    if (!o->out && !o->stats) return cli_fail(COMMAND, "--out DIR is required (or --stats alone)") + 1;
+    return -1;
+}
+
+/* mkdir -p. */
+static mc_status make_dirs(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return mc_error(MC_ERR_ARG, "folder name too long: %s", path);
+    for (char *p = buf + 1;; p++) {
+        char saved = *p;
+        if (saved == '/' || saved == '\0') {
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return mc_error(MC_ERR_IO, "cannot create folder %s: %s", buf, strerror(errno));
+            struct stat st;
+            if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+                return mc_error(MC_ERR_IO, "%s exists and is not a folder", buf);
+            *p = saved;
+        }
+        if (saved == '\0') break;
+    }
+    return MC_OK;
+}
+
+/* The RGB preview of tile (H, W, 13) into rgb (3, H, W): B04, B03, B02
+ * through the loader's RGB mapping (data.h). */
+static void rgb_preview(const uint16_t *tile, mc_tensor *rgb) {
+    const int bands[3] = {3, 2, 1}; /* B04, B03, B02 */
+    const long plane = (long)MC_SYNTH_SIZE * MC_SYNTH_SIZE;
+    for (int c = 0; c < 3; c++)
+        for (long p = 0; p < plane; p++)
+            rgb->data[c * plane + p] = mc_eurosat_rgb_value((float)tile[p * MC_SYNTH_BANDS + bands[c]]);
+}
+
+static mc_status write_tile(const synth_options *o, const char *rgb_dir, int label, long number,
+                            const uint16_t *tile, mc_tensor *rgb) {
+    const char *name = mc_synth_class_name(label);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/%s_%ld.tif", o->out, name, name, number);
+    MC_TRY(mc_tiff_write_u16(path, tile, MC_SYNTH_SIZE, MC_SYNTH_SIZE, MC_SYNTH_BANDS));
+    if (!o->png) return MC_OK;
+    rgb_preview(tile, rgb);
+    snprintf(path, sizeof path, "%s/%s/%s_%ld.png", rgb_dir, name, name, number);
+    return mc_png_write(path, rgb, 8);
+}
+
+static void print_stats(const double sums[MC_SYNTH_CLASSES][MC_SYNTH_BANDS], long per_class) {
+    static const char *const band_names[MC_SYNTH_BANDS] = {"B01", "B02", "B03", "B04", "B05", "B06", "B07",
+                                                           "B08", "B09", "B10", "B11", "B12", "B8A"};
+    printf("%-22s", "mean per band");
+    for (int b = 0; b < MC_SYNTH_BANDS; b++) printf(" %5s", band_names[b]);
+    printf("\n");
+    for (int c = 0; c < MC_SYNTH_CLASSES; c++) {
+        printf("%-22s", mc_synth_class_name(c));
+        for (int b = 0; b < MC_SYNTH_BANDS; b++) printf(" %5.0f", sums[c][b] / (double)per_class);
+        printf("\n");
+    }
+}
+
+int cmd_synth(int argc, char **argv) {
+    synth_options o;
+    int code = parse_options(argc, argv, &o);
+    if (code >= 0) return code;
+
+    char rgb_dir[4096] = "";
+    if (o.out) {
+        size_t len = strlen(o.out);
+        while (len > 1 && o.out[len - 1] == '/') len--; /* "out/" -> "out-rgb", not "out/-rgb" */
+        if (o.rgb_out) snprintf(rgb_dir, sizeof rgb_dir, "%s", o.rgb_out);
+        else snprintf(rgb_dir, sizeof rgb_dir, "%.*s-rgb", (int)len, o.out);
+        for (int c = 0; c < MC_SYNTH_CLASSES; c++) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/%s", o.out, mc_synth_class_name(c));
+            mc_status s = make_dirs(dir);
+            if (s == MC_OK && o.png) {
+                snprintf(dir, sizeof dir, "%s/%s", rgb_dir, mc_synth_class_name(c));
+                s = make_dirs(dir);
+            }
+            if (s != MC_OK) return cli_fail_status(COMMAND, s);
+        }
+    }
+
+    uint16_t *tile = malloc(sizeof(uint16_t) * MC_SYNTH_SIZE * MC_SYNTH_SIZE * MC_SYNTH_BANDS);
+    mc_tensor *rgb = NULL;
+    mc_status s = tile ? mc_tensor_new(&rgb, MC_SHAPE(3, MC_SYNTH_SIZE, MC_SYNTH_SIZE), "rgb preview")
+                       : mc_error(MC_ERR_NOMEM, "cannot allocate a tile");
+    static double sums[MC_SYNTH_CLASSES][MC_SYNTH_BANDS];
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int c = 0; c < MC_SYNTH_CLASSES && s == MC_OK; c++)
+        for (long i = 0; i < o.per_class && s == MC_OK; i++) {
+            s = mc_synth_tile(o.seed, c, i, tile);
+            if (s == MC_OK && o.out) s = write_tile(&o, rgb_dir, c, i + 1, tile, rgb);
+            if (s == MC_OK && o.stats)
+                for (long p = 0; p < (long)MC_SYNTH_SIZE * MC_SYNTH_SIZE; p++)
+                    for (int b = 0; b < MC_SYNTH_BANDS; b++)
+                        sums[c][b] += tile[p * MC_SYNTH_BANDS + b] / (double)(MC_SYNTH_SIZE * MC_SYNTH_SIZE);
+        }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    free(tile);
+    mc_tensor_free(rgb);
+    if (s != MC_OK) return cli_fail_status(COMMAND, s);
+
+    double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    long total = o.per_class * MC_SYNTH_CLASSES;
+    if (o.out)
+        fprintf(stderr, "mmchain synth: wrote %ld tiles (%ld per class, seed %llu) to %s%s%s in %.2f s (%.0f tiles/s)\n",
+                total, o.per_class, o.seed, o.out, o.png ? " and previews to " : "", o.png ? rgb_dir : "", seconds,
+                total / (seconds > 0 ? seconds : 1e-9));
+    if (o.stats) print_stats(sums, o.per_class);
+    return 0;
+}

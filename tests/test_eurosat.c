@@ -1,0 +1,603 @@
+/* EuroSAT-MS loading on files this test writes itself with libtiff (every
+ * layout the reader must handle), bands, normalisations, splits, the RGB
+ * view, and bad input — each failure a clear error naming the file.
+ * Expected pixel values come from the closed-form pattern the files were
+ * written with (pattern() below), not from our reader. */
+#define _XOPEN_SOURCE 700
+#include <ftw.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <tiffio.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/* ---- helpers ---- */
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    chmod(path, 0700);
+    return remove(path);
+}
+
+static void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* The value of band b at (y, x) in every test file: distinct per band and
+ * pixel, within 0..65535 (and reduced mod 256 for 8-bit files). */
+static double pattern(int b, int y, int x, int tile_id) { return (b * 4001 + y * 131 + x * 7 + tile_id * 17 + 1) % 65536; }
+
+typedef struct tiff_spec {
+    int h, w, c;
+    int bits;          /* 8, 16, 32 */
+    int sample_format; /* SAMPLEFORMAT_UINT or SAMPLEFORMAT_IEEEFP */
+    int compression;   /* COMPRESSION_NONE, _LZW, _ADOBE_DEFLATE */
+    int planar;        /* PLANARCONFIG_CONTIG or _SEPARATE */
+    int tile;          /* 0: strips of 3 rows; else square tiles of this size */
+    int tile_id;       /* shifts the pattern so tiles differ */
+} tiff_spec;
+
+static double stored_value(const tiff_spec *s, int b, int y, int x) {
+    double v = pattern(b, y, x, s->tile_id);
+    if (s->sample_format == SAMPLEFORMAT_IEEEFP) return v * 0.5 - 100.0; /* negative values too */
+    return s->bits == 8 ? fmod(v, 256.0) : v;
+}
+
+static void put_sample(const tiff_spec *s, unsigned char *buf, size_t i, double v) {
+    if (s->sample_format == SAMPLEFORMAT_IEEEFP) { float f = (float)v; memcpy(buf + 4 * i, &f, 4); }
+    else if (s->bits == 8) buf[i] = (unsigned char)v;
+    else { uint16_t u = (uint16_t)v; memcpy(buf + 2 * i, &u, 2); }
+}
+
+/* Write a TIFF with libtiff directly, in the layout `s` describes. */
+static void write_test_tiff(const char *path, const tiff_spec *s) {
+    TIFF *tif = TIFFOpen(path, "w");
+    ck_assert_msg(tif != NULL, "cannot create %s", path);
+    TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, (uint32_t)s->w);
+    TIFFSetField(tif, TIFFTAG_IMAGELENGTH, (uint32_t)s->h);
+    TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)s->c);
+    TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, (uint16_t)s->bits);
+    TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT, (uint16_t)s->sample_format);
+    TIFFSetField(tif, TIFFTAG_COMPRESSION, (uint16_t)s->compression);
+    TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, (uint16_t)PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(tif, TIFFTAG_PLANARCONFIG, (uint16_t)s->planar);
+    /* Directory first, pixels after (like EuroSAT's files), so that cutting
+     * the file short loses pixel data, not the directory. */
+    if (!s->tile) TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, (uint32_t)3);
+    else TIFFSetField(tif, TIFFTAG_TILEWIDTH, (uint32_t)s->tile), TIFFSetField(tif, TIFFTAG_TILELENGTH, (uint32_t)s->tile);
+    TIFFCheckpointDirectory(tif);
+    int per_pixel = s->planar == PLANARCONFIG_SEPARATE ? 1 : s->c;
+    int planes = s->planar == PLANARCONFIG_SEPARATE ? s->c : 1;
+    size_t bytes = (size_t)s->bits / 8;
+    if (s->tile) {
+        unsigned char *buf = calloc((size_t)s->tile * s->tile * per_pixel, bytes);
+        for (int p = 0; p < planes; p++)
+            for (int ty = 0; ty < s->h; ty += s->tile)
+                for (int tx = 0; tx < s->w; tx += s->tile) {
+                    for (int y = 0; y < s->tile; y++)
+                        for (int x = 0; x < s->tile; x++)
+                            for (int k = 0; k < per_pixel; k++) {
+                                int b = planes > 1 ? p : k;
+                                double v = ty + y < s->h && tx + x < s->w ? stored_value(s, b, ty + y, tx + x) : 0;
+                                put_sample(s, buf, ((size_t)y * s->tile + x) * per_pixel + k, v);
+                            }
+                    ck_assert(TIFFWriteTile(tif, buf, (uint32_t)tx, (uint32_t)ty, 0, (uint16_t)p) >= 0);
+                }
+        free(buf);
+    } else {
+        unsigned char *row = calloc((size_t)s->w * per_pixel, bytes);
+        for (int p = 0; p < planes; p++)
+            for (int y = 0; y < s->h; y++) {
+                for (int x = 0; x < s->w; x++)
+                    for (int k = 0; k < per_pixel; k++)
+                        put_sample(s, row, (size_t)x * per_pixel + k, stored_value(s, planes > 1 ? p : k, y, x));
+                ck_assert(TIFFWriteScanline(tif, row, (uint32_t)y, (uint16_t)p) == 1);
+            }
+        free(row);
+    }
+    TIFFWriteDirectory(tif); /* in place (TIFFClose alone would append a new one) */
+    TIFFClose(tif);
+}
+
+static tiff_spec eurosat_spec(void) {
+    tiff_spec s = {64, 64, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
+    return s;
+}
+
+static void assert_raster_matches(const char *what, const mc_raster *r, const tiff_spec *s) {
+    ck_assert_msg(r->height == s->h && r->width == s->w && r->bands == s->c, "%s: raster %dx%dx%d, expected %dx%dx%d",
+                  what, r->bands, r->height, r->width, s->c, s->h, s->w);
+    ck_assert_int_eq(r->bits_per_sample, s->bits);
+    /* One assertion at the end: a Check assertion per sample is slow. */
+    long mismatches = 0;
+    char first[160] = "";
+    for (int b = 0; b < s->c; b++)
+        for (int y = 0; y < s->h; y++)
+            for (int x = 0; x < s->w; x++) {
+                double want = stored_value(s, b, y, x);
+                float got = r->data[((size_t)b * s->h + y) * s->w + x];
+                if (got != (float)want && mismatches++ == 0)
+                    snprintf(first, sizeof first, "band %d (%d, %d) is %g, expected %g", b, y, x, got, want);
+            }
+    ck_assert_msg(mismatches == 0, "%s: %ld samples differ, first: %s", what, mismatches, first);
+}
+
+static void make_dir(const char *dir, const char *sub, char *out, size_t len) {
+    snprintf(out, len, "%s/%s", dir, sub);
+    ck_assert_int_eq(mkdir(out, 0755), 0);
+}
+
+/* ---- TIFF layouts ---- */
+
+START_TEST(test_tiff_layouts) {
+    char dir[512], path[1024];
+    mc_test_temp_dir(dir, sizeof dir);
+    struct { const char *name; tiff_spec spec; } cases[] = {
+        {"plain", eurosat_spec()},
+        {"lzw", {64, 64, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_LZW, PLANARCONFIG_CONTIG, 0, 1}},
+        {"deflate_planar", {64, 64, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_ADOBE_DEFLATE, PLANARCONFIG_SEPARATE, 0, 2}},
+        {"tiled", {64, 64, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_LZW, PLANARCONFIG_CONTIG, 16, 3}},
+        {"tiled_planar_partial", {40, 24, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_SEPARATE, 16, 4}},
+        {"uint8", {64, 64, 13, 8, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 5}},
+        {"float", {64, 64, 13, 32, SAMPLEFORMAT_IEEEFP, COMPRESSION_ADOBE_DEFLATE, PLANARCONFIG_CONTIG, 0, 6}},
+        {"bands12", {64, 64, 12, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 7}},
+        {"small32", {32, 32, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_LZW, PLANARCONFIG_CONTIG, 0, 8}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s.tif", dir, cases[i].name);
+        write_test_tiff(path, &cases[i].spec);
+        mc_raster raster;
+        MC_CHECK_OK(mc_tiff_read(path, &raster));
+        assert_raster_matches(cases[i].name, &raster, &cases[i].spec);
+        ck_assert_int_eq(raster.sample_kind, cases[i].spec.sample_format == SAMPLEFORMAT_IEEEFP ? 'f' : 'u');
+        mc_raster_free(&raster);
+    }
+    remove_tree(dir);
+}
+END_TEST
+
+/* Our writer, read back by libtiff itself (scanline by scanline), with
+ * EuroSAT's tags: 16-bit unsigned, pixel-interleaved, 4 rows per strip. */
+START_TEST(test_tiff_writer) {
+    char dir[512], path[1024];
+    mc_test_temp_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/w.tif", dir);
+    int h = 10, w = 6, c = 13;
+    uint16_t *pixels = malloc(sizeof(uint16_t) * (size_t)h * w * c);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int b = 0; b < c; b++) pixels[((size_t)y * w + x) * c + b] = (uint16_t)pattern(b, y, x, 0);
+    MC_CHECK_OK(mc_tiff_write_u16(path, pixels, h, w, c));
+    TIFF *tif = TIFFOpen(path, "r");
+    ck_assert_ptr_nonnull(tif);
+    uint16_t spp = 0, bps = 0, planar = 0, format = 0;
+    uint32_t rows_per_strip = 0;
+    TIFFGetField(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+    TIFFGetField(tif, TIFFTAG_BITSPERSAMPLE, &bps);
+    TIFFGetField(tif, TIFFTAG_PLANARCONFIG, &planar);
+    TIFFGetField(tif, TIFFTAG_SAMPLEFORMAT, &format);
+    TIFFGetField(tif, TIFFTAG_ROWSPERSTRIP, &rows_per_strip);
+    ck_assert_int_eq(spp, 13); ck_assert_int_eq(bps, 16); ck_assert_int_eq(planar, PLANARCONFIG_CONTIG);
+    ck_assert_int_eq(format, SAMPLEFORMAT_UINT); ck_assert_int_eq(rows_per_strip, 4);
+    uint16_t *row = malloc((size_t)TIFFScanlineSize(tif));
+    for (int y = 0; y < h; y++) {
+        ck_assert_int_eq(TIFFReadScanline(tif, row, (uint32_t)y, 0), 1);
+        ck_assert_mem_eq(row, pixels + (size_t)y * w * c, sizeof(uint16_t) * (size_t)w * c);
+    }
+    TIFFClose(tif);
+    MC_CHECK_FAILS(mc_tiff_write_u16(path, pixels, 0, w, c), MC_ERR_ARG, "w.tif");
+    snprintf(path, sizeof path, "%s/no/such/dir/x.tif", dir);
+    MC_CHECK_FAILS(mc_tiff_write_u16(path, pixels, h, w, c), MC_ERR_IO, "x.tif: cannot create TIFF");
+    free(row), free(pixels);
+    remove_tree(dir);
+}
+END_TEST
+
+/* ---- bands and normalisation ---- */
+
+START_TEST(test_band_parsing) {
+    mc_bands bands;
+    MC_CHECK_OK(mc_bands_parse("B08,B11,B12", &bands));
+    ck_assert_int_eq(bands.count, 3);
+    ck_assert_int_eq(bands.index[0], 7); ck_assert_int_eq(bands.index[1], 10); ck_assert_int_eq(bands.index[2], 11);
+    MC_CHECK_OK(mc_bands_parse("b8a, B2,B01", &bands)); /* any order, spaces, short names */
+    ck_assert_int_eq(bands.index[0], 12); ck_assert_int_eq(bands.index[1], 1); ck_assert_int_eq(bands.index[2], 0);
+    MC_CHECK_OK(mc_bands_parse("rgb", &bands));
+    ck_assert_int_eq(bands.index[0], 3); ck_assert_int_eq(bands.index[1], 2); ck_assert_int_eq(bands.index[2], 1);
+    char buf[128];
+    ck_assert_str_eq(mc_bands_str(&bands, buf, sizeof buf), "B04,B03,B02");
+    MC_CHECK_OK(mc_bands_parse("all", &bands));
+    ck_assert_int_eq(bands.count, 13);
+    ck_assert_str_eq(mc_eurosat_band(bands.index[12])->name, "B8A");
+    ck_assert_int_eq(mc_eurosat_band(7)->resolution_m, 10);
+    MC_CHECK_FAILS(mc_bands_parse("B08,B13", &bands), MC_ERR_ARG, "unknown band \"B13\" (valid: B01 B02");
+    MC_CHECK_FAILS(mc_bands_parse("B08,,B11", &bands), MC_ERR_ARG, "unknown band \"\"");
+    MC_CHECK_FAILS(mc_bands_parse("nir", &bands), MC_ERR_ARG, "B8A");
+    mc_norm_kind kind;
+    MC_CHECK_OK(mc_norm_parse("reflectance", &kind));
+    ck_assert_int_eq(kind, MC_NORM_REFLECTANCE);
+    MC_CHECK_FAILS(mc_norm_parse("zscore", &kind), MC_ERR_ARG, "valid: torchgeo");
+    mc_norm norm;
+    MC_CHECK_OK(mc_norm_init(&norm, MC_NORM_TORCHGEO));
+    /* torchgeo's table (datamodules/eurosat.py): B04 mean 947.626, std 593.751. */
+    ck_assert_float_eq_tol(norm.mean[3], 947.62620298f, 1e-3f);
+    ck_assert_float_eq_tol(norm.std[12], 1231.58581042f, 1e-3f);
+    MC_CHECK_FAILS(mc_norm_init(&norm, MC_NORM_DATASET), MC_ERR_ARG, "mc_eurosat_compute_norm");
+    /* The RGB mapping: dn / 2740 clipped to 0..1. */
+    ck_assert_float_eq_tol(mc_eurosat_rgb_value(1370.0f), 0.5f, 1e-6f);
+    ck_assert_float_eq(mc_eurosat_rgb_value(9000.0f), 1.0f);
+}
+END_TEST
+
+/* ---- datasets ---- */
+
+static const char *const test_classes[] = {"River", "AnnualCrop", "Forest"}; /* unsorted on purpose */
+
+/* dir/<Class>/<Class>_<i>.tif for 3 classes x per_class tiles of 8x8x13;
+ * tile_id = 10 * sorted label + i. Band 9 (B10) is constant 12, as cirrus
+ * often is in real tiles. */
+static void make_dataset(const char *dir, int per_class) {
+    static const int sorted_label[] = {2, 0, 1};
+    for (int c = 0; c < 3; c++) {
+        char class_dir[1024], path[1100];
+        make_dir(dir, test_classes[c], class_dir, sizeof class_dir);
+        for (int i = 0; i < per_class; i++) {
+            tiff_spec s = {8, 8, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_LZW, PLANARCONFIG_CONTIG, 0,
+                           10 * sorted_label[c] + i};
+            snprintf(path, sizeof path, "%s/%s_%d.tif", class_dir, test_classes[c], i);
+            uint16_t pixels[8 * 8 * 13];
+            for (int y = 0; y < 8; y++)
+                for (int x = 0; x < 8; x++)
+                    for (int b = 0; b < 13; b++)
+                        pixels[(y * 8 + x) * 13 + b] = b == 9 ? 12 : (uint16_t)stored_value(&s, b, y, x);
+            MC_CHECK_OK(mc_tiff_write_u16(path, pixels, 8, 8, 13));
+        }
+    }
+}
+
+/* The tile_id of dataset index i: files are sorted by name within a class. */
+static int tile_id_of(const mc_eurosat *ds, int index) {
+    const char *path = mc_eurosat_path(ds, index);
+    const char *us = strrchr(path, '_');
+    return 10 * mc_eurosat_label(ds, index) + atoi(us + 1);
+}
+
+START_TEST(test_dataset_listing_and_batches) {
+    char dir[512];
+    mc_test_temp_dir(dir, sizeof dir);
+    make_dataset(dir, 4);
+    mc_eurosat *ds;
+    mc_eurosat_options options = mc_eurosat_default_options();
+    options.train_size = 6, options.val_size = 3, options.seed = 5;
+    MC_CHECK_OK(mc_eurosat_open(&ds, dir, &options));
+    ck_assert_int_eq(mc_eurosat_size(ds), 12);
+    ck_assert_int_eq(mc_eurosat_num_classes(ds), 3);
+    ck_assert_str_eq(mc_eurosat_class_name(ds, 0), "AnnualCrop");
+    ck_assert_str_eq(mc_eurosat_class_name(ds, 2), "River");
+    ck_assert_int_eq(mc_eurosat_label(ds, 5), 1);
+    int h, w, b;
+    mc_eurosat_tile_shape(ds, &h, &w, &b);
+    ck_assert_int_eq(h, 8); ck_assert_int_eq(w, 8); ck_assert_int_eq(b, 13);
+    /* B04 and B08 of tiles 2 and 9, reflectance-scaled, vs the pattern. */
+    mc_bands bands;
+    MC_CHECK_OK(mc_bands_parse("B04,B08", &bands));
+    mc_norm norm;
+    MC_CHECK_OK(mc_norm_init(&norm, MC_NORM_REFLECTANCE));
+    mc_tensor *batch;
+    MC_CHECK_OK(mc_tensor_new(&batch, MC_SHAPE(2, 2, 8, 8), "batch"));
+    int indices[2] = {9, 2};
+    MC_CHECK_OK(mc_eurosat_load_batch(ds, indices, 2, &bands, &norm, batch));
+    for (int n = 0; n < 2; n++)
+        for (int c = 0; c < 2; c++)
+            for (int y = 0; y < 8; y++)
+                for (int x = 0; x < 8; x++) {
+                    double want = pattern(bands.index[c], y, x, tile_id_of(ds, indices[n])) / 10000.0;
+                    ck_assert_float_eq_tol(batch->data[((n * 2 + c) * 8 + y) * 8 + x], (float)want, 1e-6f);
+                }
+    /* torchgeo z-score of B04 at (0, 0) of tile 9. */
+    MC_CHECK_OK(mc_norm_init(&norm, MC_NORM_TORCHGEO));
+    MC_CHECK_OK(mc_eurosat_load_batch(ds, indices, 2, &bands, &norm, batch));
+    double dn = pattern(3, 0, 0, tile_id_of(ds, 9));
+    ck_assert_float_eq_tol(batch->data[0], (float)((dn - 947.62620298) / 593.75055589), 1e-5f);
+    /* The RGB view: B04, B03, B02 / 2740 clipped. */
+    mc_tensor *rgb;
+    MC_CHECK_OK(mc_tensor_new(&rgb, MC_SHAPE(2, 3, 8, 8), "rgb"));
+    MC_CHECK_OK(mc_eurosat_load_rgb(ds, indices, 2, rgb));
+    for (int c = 0; c < 3; c++) {
+        double v = pattern(3 - c, 7, 7, tile_id_of(ds, 2)) / 2740.0;
+        ck_assert_float_eq_tol(rgb->data[((3 + c) * 8 + 7) * 8 + 7], (float)(v > 1 ? 1 : v), 1e-6f);
+    }
+    int labels[2];
+    mc_eurosat_labels(ds, indices, 2, labels);
+    ck_assert_int_eq(labels[0], 2); ck_assert_int_eq(labels[1], 0);
+    /* Wrong output shapes and indices. */
+    MC_CHECK_FAILS(mc_eurosat_load_batch(ds, indices, 1, &bands, &norm, batch), MC_ERR_SHAPE, "must be (1, 2, H, W)");
+    int outside[2] = {0, 12};
+    MC_CHECK_FAILS(mc_eurosat_load_batch(ds, outside, 2, &bands, &norm, batch), MC_ERR_ARG, "index 12");
+    mc_tensor *wrong_size;
+    MC_CHECK_OK(mc_tensor_new(&wrong_size, MC_SHAPE(2, 2, 16, 16), "wrong"));
+    MC_CHECK_FAILS(mc_eurosat_load_batch(ds, indices, 2, &bands, &norm, wrong_size), MC_ERR_SHAPE,
+                   "tile is 8x8, expected 16x16");
+    mc_tensor_free(wrong_size), mc_tensor_free(batch), mc_tensor_free(rgb);
+    mc_eurosat_free(ds);
+    remove_tree(dir);
+}
+END_TEST
+
+START_TEST(test_stratified_split) {
+    char dir[512];
+    mc_test_temp_dir(dir, sizeof dir);
+    make_dataset(dir, 4);
+    mc_eurosat_options options = mc_eurosat_default_options();
+    options.train_size = 6, options.val_size = 3, options.seed = 11;
+    mc_eurosat *a, *b, *c;
+    MC_CHECK_OK(mc_eurosat_open(&a, dir, &options));
+    MC_CHECK_OK(mc_eurosat_open(&b, dir, &options));
+    options.seed = 12;
+    MC_CHECK_OK(mc_eurosat_open(&c, dir, &options));
+    int seen[12] = {0}, differs = 0;
+    int expected_count[4] = {12, 6, 3, 3};
+    for (int s = MC_SPLIT_ALL; s <= MC_SPLIT_TEST; s++) {
+        const int *ia, *ib, *ic;
+        int na, nb, nc;
+        MC_CHECK_OK(mc_eurosat_split(a, (mc_split)s, &ia, &na));
+        MC_CHECK_OK(mc_eurosat_split(b, (mc_split)s, &ib, &nb));
+        MC_CHECK_OK(mc_eurosat_split(c, (mc_split)s, &ic, &nc));
+        ck_assert_int_eq(na, expected_count[s]);
+        ck_assert_int_eq(nb, na);
+        ck_assert_int_eq(nc, na);
+        int per_class[3] = {0};
+        for (int i = 0; i < na; i++) {
+            ck_assert_int_eq(ia[i], ib[i]); /* same seed, same split */
+            differs += ia[i] != ic[i];
+            if (s != MC_SPLIT_ALL) seen[ia[i]]++, per_class[mc_eurosat_label(a, ia[i])]++;
+        }
+        /* Stratified: 6 train = 2 per class, 3 val = 1 per class. */
+        if (s == MC_SPLIT_TRAIN) ck_assert(per_class[0] == 2 && per_class[1] == 2 && per_class[2] == 2);
+        if (s == MC_SPLIT_VAL) ck_assert(per_class[0] == 1 && per_class[1] == 1 && per_class[2] == 1);
+    }
+    for (int i = 0; i < 12; i++) ck_assert_int_eq(seen[i], 1); /* a partition */
+    ck_assert_int_gt(differs, 0);
+    mc_eurosat_free(a), mc_eurosat_free(b), mc_eurosat_free(c);
+    /* Default sizes on a small dataset: the 26:10 ratio over all 12 tiles. */
+    mc_eurosat *d;
+    MC_CHECK_OK(mc_eurosat_open(&d, dir, NULL));
+    const int *idx;
+    int n;
+    MC_CHECK_OK(mc_eurosat_split(d, MC_SPLIT_TRAIN, &idx, &n));
+    ck_assert_int_eq(n, 12 * 2600 / 3600);
+    mc_eurosat_free(d);
+    options.train_size = 10, options.val_size = 5;
+    MC_CHECK_FAILS(mc_eurosat_open(&d, dir, &options), MC_ERR_ARG, "10 train + 5 val tiles needs more than the 12");
+    remove_tree(dir);
+}
+END_TEST
+
+/* Dataset statistics against a direct computation from the pattern; the
+ * constant band B10 gets std 1, never 0. */
+START_TEST(test_dataset_norm) {
+    char dir[512];
+    mc_test_temp_dir(dir, sizeof dir);
+    make_dataset(dir, 2);
+    mc_eurosat_options options = mc_eurosat_default_options();
+    options.train_size = 3, options.val_size = 3;
+    mc_eurosat *ds;
+    MC_CHECK_OK(mc_eurosat_open(&ds, dir, &options));
+    mc_norm norm;
+    MC_CHECK_OK(mc_eurosat_compute_norm(ds, MC_SPLIT_TRAIN, &norm));
+    ck_assert_int_eq(norm.kind, MC_NORM_DATASET);
+    const int *train;
+    int n;
+    MC_CHECK_OK(mc_eurosat_split(ds, MC_SPLIT_TRAIN, &train, &n));
+    for (int b = 0; b < 13; b++) {
+        if (b == 9) continue;
+        double sum = 0, sum_sq = 0;
+        for (int i = 0; i < n; i++)
+            for (int y = 0; y < 8; y++)
+                for (int x = 0; x < 8; x++) {
+                    double v = pattern(b, y, x, tile_id_of(ds, train[i]));
+                    sum += v, sum_sq += v * v;
+                }
+        double mean = sum / (n * 64), std = sqrt(sum_sq / (n * 64) - mean * mean);
+        ck_assert_float_eq_tol(norm.mean[b], (float)mean, 1e-2f);
+        ck_assert_float_eq_tol(norm.std[b], (float)std, 1e-2f);
+    }
+    ck_assert_float_eq(norm.mean[9], 12.0f);
+    ck_assert_float_eq(norm.std[9], 1.0f);
+    /* So the constant band loads as exact zeros, never NaN/Inf. */
+    mc_bands b10 = {1, {9}};
+    mc_tensor *batch;
+    MC_CHECK_OK(mc_tensor_new(&batch, MC_SHAPE(1, 1, 8, 8), "b10"));
+    MC_CHECK_OK(mc_eurosat_load_batch(ds, train, 1, &b10, &norm, batch));
+    int nonzero = 0;
+    for (int i = 0; i < 64; i++) nonzero += batch->data[i] != 0.0f;
+    ck_assert_int_eq(nonzero, 0);
+    mc_tensor_free(batch);
+    mc_eurosat_free(ds);
+    remove_tree(dir);
+}
+END_TEST
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(test_split_files_and_rgb_folder) {
+    char dir[512], data[1024], splits[1024], rgb[1024], path[2048];
+    mc_test_temp_dir(dir, sizeof dir);
+    make_dir(dir, "ms", data, sizeof data);
+    make_dataset(data, 2);
+    make_dir(dir, "splits", splits, sizeof splits);
+    /* torchgeo's files name the RGB release's .jpg: matched by stem. */
+    snprintf(path, sizeof path, "%s/eurosat-train.txt", splits);
+    write_text(path, "River_1.jpg\nAnnualCrop_0.jpg\nForest_1.jpg\n");
+    snprintf(path, sizeof path, "%s/eurosat-val.txt", splits);
+    write_text(path, "Forest_0.jpg\r\n\n");
+    mc_eurosat_options options = mc_eurosat_default_options();
+    options.split_dir = splits;
+    mc_eurosat *ds;
+    MC_CHECK_OK(mc_eurosat_open(&ds, data, &options));
+    const int *idx;
+    int n;
+    MC_CHECK_OK(mc_eurosat_split(ds, MC_SPLIT_TRAIN, &idx, &n));
+    ck_assert_int_eq(n, 3);
+    /* Sorted listing: AnnualCrop_0 0, AnnualCrop_1 1, Forest_0 2, Forest_1 3, River_0 4, River_1 5. */
+    ck_assert_int_eq(idx[0], 0); ck_assert_int_eq(idx[1], 3); ck_assert_int_eq(idx[2], 5);
+    MC_CHECK_OK(mc_eurosat_split(ds, MC_SPLIT_VAL, &idx, &n));
+    ck_assert_int_eq(n, 1); ck_assert_int_eq(idx[0], 2);
+    MC_CHECK_OK(mc_eurosat_split(ds, MC_SPLIT_TEST, &idx, &n));
+    ck_assert_int_eq(n, 0); /* no eurosat-test.txt: empty */
+    mc_eurosat_free(ds);
+    /* A split file naming a tile that does not exist. */
+    snprintf(path, sizeof path, "%s/eurosat-val.txt", splits);
+    write_text(path, "Forest_0.jpg\nForest_99.jpg\n");
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_FORMAT,
+                   "eurosat-val.txt line 2: tile \"Forest_99\" is not in");
+    /* A missing train file. */
+    snprintf(path, sizeof path, "%s/eurosat-train.txt", splits);
+    remove(path);
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_IO, "eurosat-train.txt: cannot open");
+    /* An RGB folder: PNGs with the tiles' stems, at a different size (resized). */
+    make_dir(dir, "rgb", rgb, sizeof rgb);
+    for (int c = 0; c < 3; c++) {
+        char class_dir[1100];
+        make_dir(rgb, test_classes[c], class_dir, sizeof class_dir);
+        for (int i = 0; i < 2; i++) {
+            mc_tensor *image;
+            MC_CHECK_OK(mc_tensor_new(&image, MC_SHAPE(3, 16, 16), "rgb"));
+            mc_tensor_fill(image, (float)(c * 2 + i) / 255.0f);
+            snprintf(path, sizeof path, "%s/%s_%d.png", class_dir, test_classes[c], i);
+            MC_CHECK_OK(mc_png_write(path, image, 8));
+            mc_tensor_free(image);
+        }
+    }
+    options.split_dir = NULL;
+    options.rgb_dir = rgb;
+    MC_CHECK_OK(mc_eurosat_open(&ds, data, &options));
+    mc_tensor *batch;
+    MC_CHECK_OK(mc_tensor_new(&batch, MC_SHAPE(1, 3, 8, 8), "rgb"));
+    int river_1[1] = {5};
+    MC_CHECK_OK(mc_eurosat_load_rgb(ds, river_1, 1, batch));
+    /* River is test_classes[0]: value (0 * 2 + 1) / 255 everywhere. */
+    ck_assert_float_eq_tol(batch->data[0], 1.0f / 255.0f, 1e-6f);
+    ck_assert_float_eq_tol(batch->data[3 * 64 - 1], 1.0f / 255.0f, 1e-6f);
+    mc_tensor_free(batch);
+    mc_eurosat_free(ds);
+    snprintf(path, sizeof path, "%s/Forest/Forest_1.png", rgb);
+    remove(path);
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_IO, "has no image for tile");
+    remove_tree(dir);
+}
+END_TEST
+
+/* ---- bad input ---- */
+
+START_TEST(test_bad_tiffs) {
+    char dir[512], path[1024];
+    mc_test_temp_dir(dir, sizeof dir);
+    mc_raster raster;
+    /* Truncated: a valid tile cut in half. */
+    snprintf(path, sizeof path, "%s/truncated.tif", dir);
+    tiff_spec s = eurosat_spec();
+    write_test_tiff(path, &s);
+    ck_assert_int_eq(truncate(path, 50000), 0);
+    MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT, "truncated.tif: cannot decode TIFF strip");
+    ck_assert_ptr_null(raster.data);
+    /* Cut inside the header. */
+    ck_assert_int_eq(truncate(path, 6), 0);
+    MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT, "truncated.tif");
+    /* Not a TIFF, with a .tif name. */
+    snprintf(path, sizeof path, "%s/fake.tif", dir);
+    write_text(path, "\x89PNG this is not a tiff");
+    MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT, "fake.tif: not a TIFF file");
+    /* Missing. */
+    snprintf(path, sizeof path, "%s/missing.tif", dir);
+    MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_IO, "missing.tif: cannot open");
+    /* 3 bands where 13 are asked. */
+    snprintf(path, sizeof path, "%s/three.tif", dir);
+    tiff_spec three = {64, 64, 3, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
+    write_test_tiff(path, &three);
+    mc_bands all;
+    MC_CHECK_OK(mc_bands_parse("all", &all));
+    mc_tensor *tile = NULL;
+    MC_CHECK_FAILS(mc_tile_load(path, &all, NULL, &tile), MC_ERR_SHAPE,
+                   "three.tif: has 3 bands, but band B04 (band 4 of EuroSAT's 13) was asked for");
+    ck_assert_ptr_null(tile);
+    mc_bands rgb;
+    MC_CHECK_OK(mc_bands_parse("B03,B02", &rgb));
+    MC_CHECK_OK(mc_tile_load(path, &rgb, NULL, &tile)); /* bands it has are fine */
+    ck_assert_float_eq(tile->data[0], (float)pattern(2, 0, 0, 0));
+    mc_tensor_free(tile);
+    remove_tree(dir);
+}
+END_TEST
+
+START_TEST(test_bad_datasets) {
+    char dir[512], path[2048], sub[1024];
+    mc_test_temp_dir(dir, sizeof dir);
+    mc_eurosat *ds = (mc_eurosat *)0x1;
+    /* No class folders (only a file). */
+    snprintf(path, sizeof path, "%s/readme.txt", dir);
+    write_text(path, "hi");
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, dir, NULL), MC_ERR_FORMAT, "no class folders");
+    ck_assert_ptr_null(ds);
+    /* A missing folder. */
+    snprintf(path, sizeof path, "%s/nowhere", dir);
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, path, NULL), MC_ERR_IO, "nowhere: cannot open folder");
+    /* An empty class folder beside a good one. */
+    make_dataset(dir, 2);
+    make_dir(dir, "Pasture", sub, sizeof sub);
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, dir, NULL), MC_ERR_FORMAT, "Pasture: class folder holds no files (expected .tif");
+    /* A 3-band tile among 13-band ones: the batch load names it. */
+    tiff_spec three = {8, 8, 3, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
+    snprintf(path, sizeof path, "%s/Pasture_0.tif", sub);
+    write_test_tiff(path, &three);
+    MC_CHECK_OK(mc_eurosat_open(&ds, dir, NULL));
+    mc_bands bands;
+    MC_CHECK_OK(mc_bands_parse("B08", &bands));
+    mc_tensor *batch;
+    MC_CHECK_OK(mc_tensor_new(&batch, MC_SHAPE(2, 1, 8, 8), "batch"));
+    int indices[2] = {0, 4}; /* AnnualCrop_0, Pasture_0 (classes sorted: AnnualCrop, Forest, Pasture, River) */
+    ck_assert_str_eq(mc_eurosat_class_name(ds, mc_eurosat_label(ds, 4)), "Pasture");
+    MC_CHECK_FAILS(mc_eurosat_load_batch(ds, indices, 2, &bands, NULL, batch), MC_ERR_SHAPE,
+                   "Pasture_0.tif: has 3 bands, but band B08");
+    /* An unreadable tile (permissions mean nothing to root: CI runs as root). */
+    snprintf(path, sizeof path, "%s/AnnualCrop/AnnualCrop_0.tif", dir);
+    ck_assert_int_eq(chmod(path, 0), 0);
+    FILE *probe = fopen(path, "rb");
+    if (probe) {
+        fclose(probe); /* root: the file is still readable, nothing to test */
+    } else {
+        indices[1] = 1;
+        MC_CHECK_FAILS(mc_eurosat_load_batch(ds, indices, 2, &bands, NULL, batch), MC_ERR_IO,
+                       "AnnualCrop_0.tif: cannot open: Permission denied");
+    }
+    mc_tensor_free(batch);
+    mc_eurosat_free(ds);
+    /* A corrupt (non-TIFF) first tile fails the open, naming it. */
+    chmod(path, 0644);
+    write_text(path, "not a tiff");
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, dir, NULL), MC_ERR_FORMAT, "AnnualCrop_0.tif: not a TIFF file");
+    remove_tree(dir);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("eurosat");
+    TCase *files = tcase_create("files");
+    tcase_add_test(files, test_tiff_layouts);
+    tcase_add_test(files, test_tiff_writer);
+    tcase_add_test(files, test_bad_tiffs);
+    suite_add_tcase(s, files);
+    TCase *dataset = tcase_create("dataset");
+    tcase_add_test(dataset, test_band_parsing);
+    tcase_add_test(dataset, test_dataset_listing_and_batches);
+    tcase_add_test(dataset, test_stratified_split);
+    tcase_add_test(dataset, test_dataset_norm);
+    tcase_add_test(dataset, test_split_files_and_rgb_folder);
+    tcase_add_test(dataset, test_bad_datasets);
+    suite_add_tcase(s, dataset);
+    return mc_test_run_suite(s);
+}
