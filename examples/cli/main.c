@@ -7,6 +7,7 @@
 
 /* ---- subcommands (each in cmd_<name>.c) ---- */
 /* COMMAND DECLARATIONS (one line each) */
+int cmd_embed(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
@@ -19,6 +20,7 @@ typedef struct cli_command {
 
 static const cli_command commands[] = {
     /* COMMAND TABLE (one line each) */
+    {"embed", cmd_embed, "run a tower (ResNet, ...) on a tensor file: IN.safetensors -> OUT.safetensors"},
     {"show", cmd_show, "contact sheet PNG of multispectral tiles (true colour, false colour, SWIR)"},
     {"synth", cmd_synth, "write the synthetic multispectral world (EuroSAT-MS layout)"},
     {"tokenize", cmd_tokenize, "CLIP token ids for texts"},

@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "nn.h"
 #include "tensor.h"
@@ -142,6 +143,24 @@ mc_status mc_checkpoint_save(const char *path, const mc_param_list *model, const
  * NULL, the optimizer's state, which must be of the same kind. The caller
  * opened f, so it can read its own metadata (mc_safetensors_metadata). */
 mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_optimizer *opt);
+
+/* ---- atomic files ----
+ * Write `len` bytes to `path` so that readers see either the old file or the
+ * new one, never a mix: a temporary file in the same folder is written,
+ * flushed, fsync'ed and renamed over `path`, then the folder is fsync'ed.
+ * On failure the previous file is intact and no temporary file remains. */
+mc_status mc_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* The same for a writer that streams its bytes: write(ctx, f) writes the
+ * content into the open temporary FILE and returns MC_OK or an error. */
+typedef mc_status (*mc_atomic_writer_fn)(void *ctx, FILE *f);
+mc_status mc_write_file_atomic_with(const char *path, mc_atomic_writer_fn write, void *ctx);
+
+/* The same for a writer that only takes a file name (a PNG encoder, ...):
+ * write(ctx, tmp_path) creates tmp_path (in path's folder); it is then
+ * fsync'ed and renamed over `path`. */
+typedef mc_status (*mc_atomic_path_writer_fn)(void *ctx, const char *tmp_path);
+mc_status mc_write_file_atomic_via(const char *path, mc_atomic_path_writer_fn write, void *ctx);
 
 #ifdef __cplusplus
 }

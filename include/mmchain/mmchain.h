@@ -19,6 +19,7 @@
 #include "image.h"
 #include "data.h"
 #include "synth.h"
+#include "run.h"
 
 /* The library version, "MAJOR.MINOR.PATCH". */
 const char *mc_version(void);

@@ -14,12 +14,21 @@
  *                 on the last one;
  *   4. BPE:       repeatedly merge the adjacent pair with the lowest merge
  *                 rank until none is in the merge list;
- *   5. ids:       look the symbols up in the 49,408-entry vocabulary
- *                 (256 bytes, 256 bytes + "</w>", 48,894 merges, then
- *                 <|startoftext|> 49406 and <|endoftext|> 49407);
+ *   5. ids:       look the symbols up in the vocabulary: 256 bytes,
+ *                 256 bytes + "</w>", the K merges, then <|startoftext|>
+ *                 and <|endoftext|> — for OpenAI's CLIP K = 48,894, a
+ *                 49,408-entry vocabulary with sot 49406 and eot 49407;
  *   6. tokenize:  sot + ids + eot, zero-padded to the context length (77);
  *                 too long is an error unless truncation is asked for, which
  *                 keeps the first context-1 tokens and puts eot last.
+ *
+ * Small vocabularies: any K from 0 to 48,894 works the same way (vocabulary
+ * 512 + K + 2, sot = vocabulary - 2, eot = vocabulary - 1: always ask the
+ * tokenizer, mc_tokenizer_sot/eot, never use MC_CLIP_SOT/EOT for a tokenizer
+ * you did not load from CLIP's files). mc_tokenizer_train learns K merges
+ * from your own texts (byte-pair encoding, Sennrich et al. 2016) and
+ * mc_tokenizer_save writes them as a Hugging Face merges.txt that
+ * mc_tokenizer_load reads back to identical ids.
  *
  *     mc_tokenizer *tok;
  *     MC_TRY(mc_tokenizer_load("bpe_simple_vocab_16e6.txt.gz", &tok));
@@ -46,25 +55,67 @@
 extern "C" {
 #endif
 
+/* OpenAI CLIP's full vocabulary. A tokenizer with fewer merges has its own
+ * sizes: use mc_tokenizer_vocab_size / _sot / _eot / _merge_count. */
 #define MC_CLIP_VOCAB_SIZE 49408 /* 256 + 256 + 48894 + 2 */
-#define MC_CLIP_MERGES 48894     /* merges CLIP uses: 49152 - 256 - 2 */
-#define MC_CLIP_SOT 49406        /* <|startoftext|> */
-#define MC_CLIP_EOT 49407        /* <|endoftext|> */
+#define MC_CLIP_MERGES 48894     /* merges CLIP uses: 49152 - 256 - 2; the most any tokenizer has */
+#define MC_CLIP_SOT 49406        /* <|startoftext|> of the full vocabulary */
+#define MC_CLIP_EOT 49407        /* <|endoftext|> of the full vocabulary */
 #define MC_CLIP_CONTEXT 77       /* CLIP's text context length */
+#define MC_TOKENIZER_BYTE_TOKENS 512 /* 256 byte symbols + the same with "</w>": ids 0..511 */
 
 typedef struct mc_tokenizer mc_tokenizer;
 
 /* ---- loading ---- */
 
-/* Load CLIP's BPE merges and build the vocabulary. `path` may be
+/* Load BPE merges and build the vocabulary. `path` may be
  *   - OpenAI's bpe_simple_vocab_16e6.txt.gz (gzip; line 1 is a header), or
- *   - a Hugging Face merges.txt (plain text; line 1 is "#version: ..."), or
+ *   - a Hugging Face merges.txt (plain text, or gzip; line 1 is
+ *     "#version: ..."), or
  *   - a folder holding one of those (merges.txt is preferred), or
  *   - a vocab.json, in which case the merges.txt beside it is read.
- * The first MC_CLIP_MERGES merge lines are used; fewer is an error. When a
- * vocab.json lies in the same folder, the built vocabulary is checked
- * against it (mc_tokenizer_check_vocab_json). */
+ * How many merges (the rule, docs/tokenizer.md "Small vocabularies"):
+ *   - a header with a file name before "#version" (OpenAI's
+ *     "\"bpe_simple_vocab_16e6.txt#version: 0.2") declares CLIP's full
+ *     vocabulary: at least MC_CLIP_MERGES merge lines must follow (fewer is
+ *     a truncated file: MC_ERR_FORMAT), and the first MC_CLIP_MERGES are used;
+ *   - a bare "#version" header (Hugging Face, and what mc_tokenizer_save
+ *     writes): every merge line is used, 0 to MC_CLIP_MERGES of them (more:
+ *     the first MC_CLIP_MERGES, as CLIP does).
+ * When a vocab.json lies in the same folder, the built vocabulary is checked
+ * against it (mc_tokenizer_check_vocab_json) — which is also what catches a
+ * Hugging Face merges.txt cut short beside its vocab.json. */
 mc_status mc_tokenizer_load(const char *path, mc_tokenizer **out);
+
+/* Build a tokenizer from merges in memory, in rank order, each "left right"
+ * (two symbols spelled as in merges.txt, e.g. "h e", "he llo</w>").
+ * 0 <= n_merges <= MC_CLIP_MERGES. */
+mc_status mc_tokenizer_from_merges(const char *const *merges, int n_merges, mc_tokenizer **out);
+
+/* Learn up to n_merges (0..MC_CLIP_MERGES) BPE merges from texts
+ * (Sennrich et al. 2016, the way GPT-2's and CLIP's vocabularies were made):
+ * the texts go through the same cleaning, split and byte stand-ins as
+ * tokenizing ("<|startoftext|>"/"<|endoftext|>" pieces are skipped); each
+ * distinct word is weighted by how often it occurs; then, repeatedly, the
+ * adjacent symbol pair with the highest total count becomes a merge — ties
+ * go to the pair that sorts first by (left, right) bytes, and a pair whose
+ * joined text is already a token is never chosen (every merge adds a new
+ * token). It stops early when no pair occurs at least twice. Deterministic:
+ * the same texts give the same merges. mc_tokenizer_merge_count says how
+ * many were learned. */
+mc_status mc_tokenizer_train(const char *const *texts, int n_texts, int n_merges,
+                             mc_tokenizer **out);
+
+/* Write the merges as a Hugging Face merges.txt ("#version: 0.2", then one
+ * "left right" line per merge in rank order), atomically (temporary file,
+ * fsync, rename). When `path` is an existing folder, writes
+ * PATH/merges.txt and PATH/vocab.json. mc_tokenizer_load gives back
+ * identical ids. */
+mc_status mc_tokenizer_save(const mc_tokenizer *tok, const char *path);
+
+/* Write the vocabulary as a Hugging Face vocab.json ({"token": id, ...},
+ * ids in order), atomically. */
+mc_status mc_tokenizer_save_vocab_json(const mc_tokenizer *tok, const char *path);
 
 /* Check that every entry of a Hugging Face vocab.json ({"token": id, ...})
  * is the same token at the same id here, and that the sizes agree. */
@@ -74,8 +125,19 @@ void mc_tokenizer_free(mc_tokenizer *tok);
 
 /* ---- the vocabulary ---- */
 
-/* MC_CLIP_VOCAB_SIZE. */
+/* 512 + merges + 2 (MC_CLIP_VOCAB_SIZE for CLIP's files); 0 for NULL. */
 int mc_tokenizer_vocab_size(const mc_tokenizer *tok);
+/* The number of merges K (MC_CLIP_MERGES for CLIP's files). */
+int mc_tokenizer_merge_count(const mc_tokenizer *tok);
+/* <|startoftext|> = vocab_size - 2 and <|endoftext|> = vocab_size - 1
+ * (49406 and 49407 for CLIP's files); -1 for NULL. eot is the largest id,
+ * which is how CLIP's text tower finds it. */
+int32_t mc_tokenizer_sot(const mc_tokenizer *tok);
+int32_t mc_tokenizer_eot(const mc_tokenizer *tok);
+/* Merge `rank` (0 <= rank < merge_count): its two symbols' texts, as the
+ * merges file spells them. MC_ERR_ARG when out of range. */
+mc_status mc_tokenizer_merge(const mc_tokenizer *tok, int rank, const char **left,
+                             const char **right);
 /* The token string of an id as the vocabulary spells it (byte stand-in
  * characters, "</w>" ending a word), or NULL when out of range. */
 const char *mc_tokenizer_token(const mc_tokenizer *tok, int32_t id);

@@ -858,15 +858,23 @@ static bool write_floats(FILE *fp, const float *values, int64_t n) {
     return true;
 }
 
-/* Everything into an open temporary file, flushed and fsync'ed. */
-static mc_status write_contents(FILE *fp, const char *path, const char *header, size_t header_len,
-                                int n, mc_tensor *const *tensors) {
+/* What the atomic writer (atomic.c) streams into its temporary file. */
+typedef struct safetensors_contents {
+    const char *path;
+    const char *header;
+    size_t header_len;
+    int n;
+    mc_tensor *const *tensors;
+} safetensors_contents;
+
+/* The 8-byte header length, the header, then every tensor's data. */
+static mc_status write_contents(void *ctx, FILE *fp) {
+    const safetensors_contents *c = ctx;
     unsigned char len_le[8];
-    for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)header_len >> (8 * i));
-    bool ok = fwrite(len_le, 1, 8, fp) == 8 && fwrite(header, 1, header_len, fp) == header_len;
-    for (int i = 0; ok && i < n; i++) ok = write_floats(fp, tensors[i]->data, tensors[i]->numel);
-    if (ok) ok = fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-    if (!ok) return mc_error(MC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)c->header_len >> (8 * i));
+    bool ok = fwrite(len_le, 1, 8, fp) == 8 && fwrite(c->header, 1, c->header_len, fp) == c->header_len;
+    for (int i = 0; ok && i < c->n; i++) ok = write_floats(fp, c->tensors[i]->data, c->tensors[i]->numel);
+    if (!ok) return mc_error(MC_ERR_IO, "%s: write failed: %s", c->path, strerror(errno));
     return MC_OK;
 }
 
@@ -876,39 +884,9 @@ mc_status mc_safetensors_write(const char *path, int n, mc_tensor *const *tensor
     char *header = NULL;
     size_t header_len = 0;
     MC_TRY(build_header(path, n, tensors, n_meta, meta, &header, &header_len));
-
-    /* The temporary file lives beside the destination: rename() is atomic
-     * only within one file system. */
-    size_t tmp_len = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *tmp = malloc(tmp_len);
-    if (!tmp) {
-        free(header);
-        return mc_error(MC_ERR_NOMEM, "%s: out of memory", path);
-    }
-    snprintf(tmp, tmp_len, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        mc_status s = mc_error(MC_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
-                               strerror(errno));
-        free(header);
-        free(tmp);
-        return s;
-    }
-    fchmod(fd, 0644); /* mkstemp makes it 0600; a checkpoint is an ordinary file */
-    FILE *fp = fdopen(fd, "wb");
-    mc_status status = fp ? write_contents(fp, path, header, header_len, n, tensors)
-                          : mc_error(MC_ERR_IO, "%s: fdopen failed: %s", path, strerror(errno));
-    if (fp) {
-        if (fclose(fp) != 0 && status == MC_OK)
-            status = mc_error(MC_ERR_IO, "%s: close failed: %s", path, strerror(errno));
-    } else {
-        close(fd);
-    }
-    if (status == MC_OK && rename(tmp, path) != 0)
-        status = mc_error(MC_ERR_IO, "%s: cannot rename the temporary file into place: %s", path,
-                          strerror(errno));
-    if (status != MC_OK) unlink(tmp);
-    free(tmp);
+    /* Temporary file, fsync, rename: a crash mid-write keeps the old file. */
+    safetensors_contents contents = {path, header, header_len, n, tensors};
+    mc_status status = mc_write_file_atomic_with(path, write_contents, &contents);
     free(header);
     return status;
 }

@@ -219,14 +219,24 @@ def make_case(out_dir, name, model, meta, bands, eval_sizes, train_batch, train_
     write_safetensors(os.path.join(out_dir, f"resnet_{name}_weights.safetensors"), weights)
     write_safetensors(os.path.join(out_dir, f"resnet_{name}_expected.safetensors"), expected, meta)
     print(f"{name}: loss {losses[0]:.6f}, {len(expected)} expected tensors")
+    return expected
 
 
 def small_cases(out_dir):
     torch.manual_seed(0)
-    make_case(out_dir, "basic",
+    basic = make_case(out_dir, "basic",
               NarrowResNet(BasicBlock, [2, 2, 2, 2], base_width=8, bands=3, num_classes=10),
               {"block": "basic", "layers": "2,2,2,2", "base_width": 8, "num_classes": 10},
               bands=3, eval_sizes=[(2, 48), (1, 37)], train_batch=4, train_size=48, seed=11)
+    # For tests/script_cli_embed_resnet.sh: `mmchain embed --model resnet --weights
+    # resnet_basic_weights.safetensors --input resnet_cli_input.safetensors` must give
+    # these logits ("output") and, with --head 0, these features.
+    write_safetensors(os.path.join(out_dir, "resnet_cli_input.safetensors"),
+                      {"input": basic["eval0.input"]})
+    write_safetensors(os.path.join(out_dir, "resnet_cli_logits.safetensors"),
+                      {"output": basic["eval0.logits"]})
+    write_safetensors(os.path.join(out_dir, "resnet_cli_features.safetensors"),
+                      {"output": basic["eval0.features"]})
     torch.manual_seed(1)
     make_case(out_dir, "bottleneck5",
               NarrowResNet(Bottleneck, [2, 1, 1, 1], base_width=8, bands=3, num_classes=10),

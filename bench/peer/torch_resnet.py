@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""PyTorch peer of bench/resnet/main.c: one benchmark row, one result line.
+
+    /usr/bin/python3 bench/peer/torch_resnet.py --row train100 --threads 2
+
+Rows (ResNet-50, torchvision, random weights, CPU float32):
+    eval32     eval forward, batch 32, 3x64x64, under torch.no_grad()
+    train32    one training step, batch 32, 3x64x64: forward with fc = Linear(2048, 512),
+               InfoNCE against fixed targets (exp(t) * cos-similarity, t = log(1/0.07),
+               cross-entropy with diagonal labels), backward, Adam(lr 1e-4)
+    train100   the same at batch 100
+    eval224    eval forward, batch 8, 3x224x224
+
+Prints: "row=<row> threads=<n> images_per_s=<x> seconds_per_iter=<median> iters=<k>
+peak_rss_mb=<m>", the peak resident set of this whole process (interpreter and torch
+included) as getrusage reports it. Run by bench_resnet, which runs mmchain's twin of
+the same row with the same thread count and prints both side by side.
+"""
+import argparse
+import math
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+ROWS = {  # name: (train?, batch, size)
+    "eval32": (False, 32, 64),
+    "train32": (True, 32, 64),
+    "train100": (True, 100, 64),
+    "eval224": (False, 8, 224),
+}
+
+
+def infonce(embeddings, targets, log_scale):
+    a = F.normalize(embeddings, dim=1)
+    b = F.normalize(targets, dim=1)
+    logits = math.exp(log_scale) * a @ b.t()
+    return F.cross_entropy(logits, torch.arange(a.shape[0]))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--row", required=True, choices=sorted(ROWS))
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--min-iters", type=int, default=3)
+    parser.add_argument("--min-seconds", type=float, default=4.0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    train, batch, size = ROWS[args.row]
+    model = torchvision.models.resnet50()
+    x = torch.randn(batch, 3, size, size)
+    if train:
+        model.fc = torch.nn.Linear(2048, 512)
+        model.train()
+        targets = torch.randn(batch, 512)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def step():
+            optimizer.zero_grad()
+            loss = infonce(model(x), targets, math.log(1 / 0.07))
+            loss.backward()
+            optimizer.step()
+    else:
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model(x)
+
+    step()  # warm-up: allocations, thread pools, Adam state
+    times = []
+    start = time.perf_counter()
+    while len(times) < args.min_iters or time.perf_counter() - start < args.min_seconds:
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 50:
+            break
+    median = statistics.median(times)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"row={args.row} threads={args.threads} images_per_s={batch / median:.3f} "
+          f"seconds_per_iter={median:.4f} iters={len(times)} peak_rss_mb={peak_mb:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+/* bench_resnet — ResNet-50 in mmchain and in PyTorch, side by side.
+ *
+ *     bench_resnet [--threads 1,2] [--rows eval32,train32,train100,eval224]
+ *                  [--min-seconds S] [--peer PATH] [--no-peer]
+ *
+ * For every thread count and row, runs this program's own row in a fresh
+ * process (`bench_resnet --row ROW --threads N`) and then the PyTorch peer
+ * (/usr/bin/python3 bench/peer/torch_resnet.py, same row, same threads, same
+ * shapes), so each side's peak resident memory is its own. Prints one table
+ * row per measurement with images/s, the ratio mmchain/PyTorch, and peak
+ * memory. Rows:
+ *   eval32    eval forward, batch 32, 3x64x64 (no gradients)
+ *   train32   one training step, batch 32, 3x64x64: forward with fc =
+ *             Linear(2048, 512), InfoNCE against fixed targets, backward, Adam
+ *   train100  the same at batch 100 (the method's batch)
+ *   eval224   eval forward, batch 8, 3x224x224
+ * Both children get the same environment. Unless OMP_WAIT_POLICY is set, it
+ * is set to PASSIVE for both: libgomp's default spinning starves OpenBLAS's
+ * threads (see bench/resnet/README.md). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mmchain/mmchain.h"
+#include "mmchain/models.h"
+#include "mmchain/optim.h"
+
+typedef struct row_spec {
+    const char *name;
+    bool train;
+    int batch, size;
+} row_spec;
+
+static const row_spec ROWS[] = {
+    {"eval32", false, 32, 64},
+    {"train32", true, 32, 64},
+    {"train100", true, 100, 64},
+    {"eval224", false, 8, 224},
+};
+enum { N_ROWS = sizeof ROWS / sizeof ROWS[0] };
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void die(mc_status status) {
+    fprintf(stderr, "bench_resnet: %s\n", mc_last_error());
+    exit(status == MC_OK ? 0 : 1);
+}
+#define CHECK(expr)                          \
+    do {                                     \
+        mc_status check_status_ = (expr);    \
+        if (check_status_ != MC_OK) die(check_status_); \
+    } while (0)
+
+/* ---- one row of mmchain (the child process) ---- */
+
+typedef struct bench_state {
+    const row_spec *row;
+    mc_resnet *model;
+    mc_graph *g;
+    mc_optimizer *adam;
+    mc_tensor *x, *targets, *log_scale;
+} bench_state;
+
+static void bench_step(bench_state *s) {
+    mc_tensor *out;
+    if (!s->row->train) {
+        CHECK(mc_resnet_forward(s->model, s->g, s->x, &out));
+        mc_graph_reset(s->g);
+        return;
+    }
+    mc_tensor *loss;
+    mc_optimizer_zero_grad(s->adam);
+    CHECK(mc_resnet_forward(s->model, s->g, s->x, &out));
+    CHECK(mc_infonce(s->g, out, s->targets, s->log_scale, false, &loss));
+    CHECK(mc_backward(s->g, loss));
+    CHECK(mc_optimizer_step(s->adam));
+    mc_graph_reset(s->g);
+}
+
+static int run_row(const row_spec *row, int threads, double min_seconds) {
+    mc_set_num_threads(threads);
+    bench_state s = {.row = row};
+    mc_resnet_config config;
+    CHECK(mc_resnet_config_for_depth(50, &config));
+    config.fc_out = row->train ? 512 : 1000;
+    CHECK(mc_resnet_new(&s.model, &config, 0));
+    mc_resnet_set_training(s.model, row->train);
+    CHECK(mc_graph_new(&s.g));
+    mc_graph_set_grad_enabled(s.g, row->train);
+    mc_rng rng;
+    mc_rng_seed(&rng, 1);
+    CHECK(mc_tensor_new(&s.x, MC_SHAPE(row->batch, 3, row->size, row->size), "x"));
+    mc_tensor_normal(s.x, &rng, 0.0f, 1.0f);
+    if (row->train) {
+        mc_adam_config adam = mc_adam_defaults();
+        adam.lr = 1e-4f;
+        CHECK(mc_optimizer_adam(&s.adam, &s.model->params, adam));
+        CHECK(mc_tensor_new(&s.targets, MC_SHAPE(row->batch, 512), "targets"));
+        mc_tensor_normal(s.targets, &rng, 0.0f, 1.0f);
+        CHECK(mc_tensor_new(&s.log_scale, MC_SHAPE(1), "log_scale"));
+        s.log_scale->data[0] = logf(1.0f / 0.07f);
+    }
+
+    bench_step(&s); /* warm-up: arena growth, Adam state, thread pools */
+    double times[50];
+    int n = 0;
+    double start = now_seconds();
+    while (n < 3 || (now_seconds() - start < min_seconds && n < 50)) {
+        double t0 = now_seconds();
+        bench_step(&s);
+        times[n++] = now_seconds() - t0;
+    }
+    qsort(times, (size_t)n, sizeof times[0], compare_doubles);
+    double median = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+    printf("row=%s threads=%d images_per_s=%.3f seconds_per_iter=%.4f iters=%d peak_rss_mb=%.1f\n",
+           row->name, threads, row->batch / median, median, n,
+           (double)mc_peak_rss_bytes() / (1024.0 * 1024.0));
+    mc_optimizer_free(s.adam);
+    mc_tensor_free(s.x);
+    mc_tensor_free(s.targets);
+    mc_tensor_free(s.log_scale);
+    mc_graph_free(s.g);
+    mc_resnet_free(s.model);
+    return 0;
+}
+
+/* ---- the driver ---- */
+
+typedef struct result {
+    bool ok;
+    double images_per_s, peak_mb;
+} result;
+
+/* Run `command`, parse its "images_per_s=... peak_rss_mb=..." line. */
+static result run_child(const char *command) {
+    result r = {0};
+    FILE *pipe = popen(command, "r");
+    if (!pipe) return r;
+    char line[512];
+    while (fgets(line, sizeof line, pipe)) {
+        const char *ips = strstr(line, "images_per_s="), *rss = strstr(line, "peak_rss_mb=");
+        if (ips && rss) {
+            r.images_per_s = atof(ips + strlen("images_per_s="));
+            r.peak_mb = atof(rss + strlen("peak_rss_mb="));
+            r.ok = true;
+        } else {
+            fputs(line, stderr);
+        }
+    }
+    if (pclose(pipe) != 0) r.ok = false;
+    return r;
+}
+
+static const row_spec *find_row(const char *name) {
+    for (int i = 0; i < N_ROWS; i++)
+        if (strcmp(ROWS[i].name, name) == 0) return &ROWS[i];
+    return NULL;
+}
+
+static void print_environment(void) {
+    char cpu[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "model name", 10) == 0) {
+                const char *colon = strchr(line, ':');
+                snprintf(cpu, sizeof cpu, "%s", colon ? colon + 2 : line);
+                cpu[strcspn(cpu, "\n")] = '\0';
+                break;
+            }
+        fclose(f);
+    }
+    const char *coretype = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
+    printf("# mmchain %s, ResNet-50, OpenBLAS core %s (OPENBLAS_CORETYPE=%s, OPENBLAS_L2_SIZE=%s)\n",
+           mc_version(), mc_blas_core_name(), coretype ? coretype : "(unset)", l2 ? l2 : "(unset)");
+    printf("# CPU: %s, %ld processors; OMP_WAIT_POLICY=%s for both sides\n", cpu,
+           sysconf(_SC_NPROCESSORS_ONLN), getenv("OMP_WAIT_POLICY"));
+}
+
+int main(int argc, char **argv) {
+    const char *threads_list = "1,2", *rows_list = "eval32,train32,train100,eval224";
+    const char *one_row = NULL;
+    double min_seconds = 4.0;
+    int row_threads = 1;
+    bool peer = true;
+    char peer_path[1200];
+    /* The peer script lives at ../peer/ from this file (an absolute path
+     * under CMake). */
+    snprintf(peer_path, sizeof peer_path, "%s", __FILE__);
+    char *slash = strrchr(peer_path, '/');
+    if (slash) snprintf(slash, sizeof peer_path - (size_t)(slash - peer_path), "/../peer/torch_resnet.py");
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(arg, "--no-peer")) peer = false;
+        else if (!value) {
+            fprintf(stderr, "usage: see the comment at the top of bench/resnet/main.c\n");
+            return 2;
+        } else if (!strcmp(arg, "--threads")) threads_list = value, row_threads = atoi(value), i++;
+        else if (!strcmp(arg, "--rows")) rows_list = value, i++;
+        else if (!strcmp(arg, "--row")) one_row = value, i++;
+        else if (!strcmp(arg, "--min-seconds")) min_seconds = atof(value), i++;
+        else if (!strcmp(arg, "--peer")) snprintf(peer_path, sizeof peer_path, "%s", value), i++;
+        else {
+            fprintf(stderr, "bench_resnet: unknown option %s\n", arg);
+            return 2;
+        }
+    }
+    if (one_row) {
+        const row_spec *row = find_row(one_row);
+        if (!row || row_threads < 1) {
+            fprintf(stderr, "bench_resnet: unknown row %s\n", one_row);
+            return 2;
+        }
+        return run_row(row, row_threads, min_seconds);
+    }
+
+    setenv("OMP_WAIT_POLICY", getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "PASSIVE", 1);
+    char self[1024];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) {
+        fprintf(stderr, "bench_resnet: cannot find its own executable\n");
+        return 1;
+    }
+    self[len] = '\0';
+    print_environment();
+    printf("| row | threads | mmchain img/s | PyTorch img/s | ratio | mmchain peak MB | PyTorch peak MB | memory ratio |\n");
+    printf("|---|---|---|---|---|---|---|---|\n");
+    fflush(stdout);
+    char threads_copy[128];
+    snprintf(threads_copy, sizeof threads_copy, "%s", threads_list);
+    for (char *t = strtok(threads_copy, ","); t; t = strtok(NULL, ",")) {
+        int threads = atoi(t);
+        char rows_copy[256], *save = NULL;
+        snprintf(rows_copy, sizeof rows_copy, "%s", rows_list);
+        for (char *name = strtok_r(rows_copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+            if (!find_row(name)) {
+                fprintf(stderr, "bench_resnet: unknown row %s\n", name);
+                return 2;
+            }
+            char command[2600];
+            snprintf(command, sizeof command, "'%s' --row %s --threads %d --min-seconds %g", self, name,
+                     threads, min_seconds);
+            result ours = run_child(command);
+            result theirs = {0};
+            if (peer) {
+                snprintf(command, sizeof command,
+                         "/usr/bin/python3 '%s' --row %s --threads %d --min-seconds %g", peer_path,
+                         name, threads, min_seconds);
+                theirs = run_child(command);
+            }
+            printf("| %s | %d | %.1f | %.1f | %.2f | %.0f | %.0f | %.2f |\n", name, threads,
+                   ours.images_per_s, theirs.images_per_s,
+                   theirs.ok && ours.ok ? ours.images_per_s / theirs.images_per_s : NAN, ours.peak_mb,
+                   theirs.peak_mb, theirs.ok && ours.ok ? ours.peak_mb / theirs.peak_mb : NAN);
+            fflush(stdout);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,136 @@
+/* example_convnet — a small convolutional network trained end to end on
+ * generated images: which of four patterns (a horizontal bar, a vertical
+ * bar, a diagonal, a square ring) is hidden in a noisy 16x16 picture.
+ *
+ *   example_convnet [STEPS]
+ *
+ * Prints the loss as it falls and ends with "final loss X" (the mean of the
+ * last 10 steps). tests/script_example_convnet.sh requires X < 0.25
+ * (chance is ln 4 = 1.39). Images are NHWC, as inside the library. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "mmchain/mmchain.h"
+
+#define CHECK(call)                                                        \
+    do {                                                                   \
+        if ((call) != MC_OK) {                                             \
+            fprintf(stderr, "example_convnet: %s\n", mc_last_error());     \
+            return 1;                                                      \
+        }                                                                  \
+    } while (0)
+
+enum { BATCH = 32, SIDE = 16, CLASSES = 4, C1 = 8, C2 = 16 };
+
+/* Draw pattern `label` at a random place into image (SIDE, SIDE, 1), over
+ * Gaussian noise. */
+static void draw_pattern(float *image, int label, mc_rng *rng) {
+    for (int i = 0; i < SIDE * SIDE; i++) image[i] = 0.3f * (float)mc_rng_normal(rng);
+    int r = 3 + (int)mc_rng_below(rng, SIDE - 6), c = 3 + (int)mc_rng_below(rng, SIDE - 6);
+    for (int k = -3; k <= 3; k++) {
+        switch (label) {
+        case 0: image[r * SIDE + c + k] += 1.0f; break;            /* horizontal bar */
+        case 1: image[(r + k) * SIDE + c] += 1.0f; break;          /* vertical bar */
+        case 2: image[(r + k) * SIDE + c + k] += 1.0f; break;      /* diagonal */
+        default:                                                   /* square ring */
+            if (k >= -2 && k <= 2) {
+                image[(r - 2) * SIDE + c + k] += 1.0f;
+                image[(r + 2) * SIDE + c + k] += 1.0f;
+                if (k > -2 && k < 2) {
+                    image[(r + k) * SIDE + c - 2] += 1.0f;
+                    image[(r + k) * SIDE + c + 2] += 1.0f;
+                }
+            }
+        }
+    }
+}
+
+typedef struct convnet {
+    mc_param_list params;
+    mc_tensor *conv1, *bn1_weight, *bn1_bias, *bn1_mean, *bn1_var;
+    mc_tensor *conv2, *bn2_weight, *bn2_bias, *bn2_mean, *bn2_var;
+    mc_tensor *fc_weight, *fc_bias;
+} convnet;
+
+static mc_status add_batchnorm(convnet *net, int channels, const char *name, mc_tensor **weight,
+                               mc_tensor **bias, mc_tensor **mean, mc_tensor **var) {
+    MC_TRY(mc_params_new(&net->params, weight, MC_SHAPE(channels), true, "%s.weight", name));
+    MC_TRY(mc_params_new(&net->params, bias, MC_SHAPE(channels), true, "%s.bias", name));
+    MC_TRY(mc_params_new(&net->params, mean, MC_SHAPE(channels), false, "%s.running_mean", name));
+    MC_TRY(mc_params_new(&net->params, var, MC_SHAPE(channels), false, "%s.running_var", name));
+    mc_tensor_fill(*weight, 1.0f);
+    mc_tensor_fill(*var, 1.0f);
+    return MC_OK;
+}
+
+static mc_status convnet_init(convnet *net, mc_rng *rng) {
+    MC_TRY(mc_params_new(&net->params, &net->conv1, MC_SHAPE(C1, 1, 3, 3), true, "conv1.weight"));
+    MC_TRY(add_batchnorm(net, C1, "bn1", &net->bn1_weight, &net->bn1_bias, &net->bn1_mean, &net->bn1_var));
+    MC_TRY(mc_params_new(&net->params, &net->conv2, MC_SHAPE(C2, C1, 3, 3), true, "conv2.weight"));
+    MC_TRY(add_batchnorm(net, C2, "bn2", &net->bn2_weight, &net->bn2_bias, &net->bn2_mean, &net->bn2_var));
+    MC_TRY(mc_params_new(&net->params, &net->fc_weight, MC_SHAPE(CLASSES, C2), true, "fc.weight"));
+    MC_TRY(mc_params_new(&net->params, &net->fc_bias, MC_SHAPE(CLASSES), true, "fc.bias"));
+    mc_init_kaiming_normal_fan_out(net->conv1, C1 * 9, rng);
+    mc_init_kaiming_normal_fan_out(net->conv2, C2 * 9, rng);
+    mc_init_default_uniform(net->fc_weight, C2, rng);
+    mc_init_default_uniform(net->fc_bias, C2, rng);
+    return MC_OK;
+}
+
+/* images (N, 16, 16, 1) -> logits (N, 4):
+ * conv3x3 -> BN -> ReLU -> maxpool 2 -> conv3x3 -> BN -> ReLU -> global mean -> linear. */
+static mc_status convnet_forward(convnet *net, mc_graph *g, mc_tensor *images, mc_tensor **logits) {
+    mc_tensor *x;
+    MC_TRY(mc_conv2d(g, images, net->conv1, NULL, mc_conv2d_simple(1, 1), &x));
+    MC_TRY(mc_batchnorm2d(g, x, net->bn1_weight, net->bn1_bias, net->bn1_mean, net->bn1_var, true, 0.1f, 1e-5f, &x));
+    MC_TRY(mc_relu(g, x, &x));
+    MC_TRY(mc_maxpool2d(g, x, 2, 2, 0, &x));
+    MC_TRY(mc_conv2d(g, x, net->conv2, NULL, mc_conv2d_simple(1, 1), &x));
+    MC_TRY(mc_batchnorm2d(g, x, net->bn2_weight, net->bn2_bias, net->bn2_mean, net->bn2_var, true, 0.1f, 1e-5f, &x));
+    MC_TRY(mc_relu(g, x, &x));
+    MC_TRY(mc_global_avgpool(g, x, &x));
+    return mc_linear(g, x, net->fc_weight, net->fc_bias, logits);
+}
+
+int main(int argc, char **argv) {
+    int steps = argc > 1 ? atoi(argv[1]) : 300;
+    mc_rng rng;
+    mc_rng_seed(&rng, 7);
+    convnet net = {0};
+    CHECK(convnet_init(&net, &rng));
+    mc_tensor *images;
+    CHECK(mc_tensor_new(&images, MC_SHAPE(BATCH, SIDE, SIDE, 1), "images"));
+    mc_adam_config config = mc_adam_defaults();
+    config.lr = 1e-2f;
+    mc_optimizer *adam;
+    CHECK(mc_optimizer_adam(&adam, &net.params, config));
+    mc_graph *g;
+    CHECK(mc_graph_new(&g));
+    float recent[10] = {0};
+    for (int step = 1; step <= steps; step++) {
+        int32_t labels[BATCH];
+        for (int i = 0; i < BATCH; i++) {
+            labels[i] = (int32_t)mc_rng_below(&rng, CLASSES);
+            draw_pattern(images->data + (int64_t)i * SIDE * SIDE, labels[i], &rng);
+        }
+        mc_graph_reset(g);
+        mc_params_zero_grad(&net.params);
+        mc_tensor *logits, *loss;
+        CHECK(convnet_forward(&net, g, images, &logits));
+        CHECK(mc_cross_entropy(g, logits, labels, 0.0f, &loss));
+        CHECK(mc_backward(g, loss));
+        CHECK(mc_optimizer_step(adam));
+        recent[step % 10] = loss->data[0];
+        if (step % 25 == 0 || step == 1) printf("step %4d  loss %.4f\n", step, loss->data[0]);
+    }
+    float mean = 0.0f;
+    for (int i = 0; i < 10; i++) mean += recent[i] / 10.0f;
+    printf("final loss %.4f\n", mean);
+    printf("arena peak %.1f KiB, process peak %.1f MiB\n", mc_graph_arena_peak_bytes(g) / 1024.0,
+           mc_peak_rss_bytes() / 1048576.0);
+    mc_graph_free(g);
+    mc_optimizer_free(adam);
+    mc_tensor_free(images);
+    mc_params_free(&net.params);
+    return 0;
+}
