@@ -688,6 +688,7 @@ START_TEST(test_convnet_beats_band_means) {
     printf("on %d held-out tiles: band means nearest centroid %.3f, band means softmax %.3f, "
            "convnet %.3f (last epoch's training loss %.3f; chance 0.100)\n",
            n_test, acc_centroid, acc_softmax, acc_convnet, train_loss);
+    fflush(stdout);
     /* Measured (seeds as above, 5 epochs): nearest centroid XXX, softmax
      * XXX, convnet XXX. The thresholds leave room for other BLAS and thread
      * counts (floating-point sums in another order) without admitting a world

@@ -442,10 +442,18 @@ START_TEST(test_bad_merges_files) {
     static const char garbage[] = "\x01\x02\xff\xfe garbage\n\x00\x13";
     check_load_fails("garbage.bin", garbage, sizeof garbage - 1, false, MC_ERR_FORMAT,
                      "not a BPE merges file");
-    check_load_fails("header.txt", "#version: 0.2\n", 14, false, MC_ERR_FORMAT, "has only 0 merges");
-
-    char *text = synthetic_merges(1000, "#version: 0.2");
-    check_load_fails("short.gz", text, strlen(text), true, MC_ERR_FORMAT, "has only 1000 merges");
+    /* OpenAI's header declares the full vocabulary: fewer merges is a
+     * truncated file (a bare "#version" header is a small vocabulary, see
+     * test_short_merges_file) */
+    static const char openai_header[] = "\"bpe_simple_vocab_16e6.txt#version: 0.2";
+    char header_only[64];
+    snprintf(header_only, sizeof header_only, "%s\n", openai_header);
+    check_load_fails("header.txt", header_only, strlen(header_only), false, MC_ERR_FORMAT,
+                     "has only 0 merges, but its header says it is OpenAI's");
+    char *text = synthetic_merges(1000, openai_header);
+    check_load_fails("short.gz", text, strlen(text), true, MC_ERR_FORMAT,
+                     "has only 1000 merges, but its header says it is OpenAI's, whose CLIP vocabulary "
+                     "needs 48894 (truncated?)");
     free(text);
 
     /* a real gzip stream cut in half */
@@ -497,6 +505,360 @@ START_TEST(test_missing_paths) {
 }
 END_TEST
 
+// ---- small vocabularies: K merges, sot = 512 + K, eot = 513 + K ----
+//
+// Byte ids as above: printable ASCII c is c - 33, c + "</w>" is c - 33 + 256.
+
+/* A tokenizer from an in-memory merge list (must succeed). */
+static mc_tokenizer *from_list(const char *const *merges, int n) {
+    mc_tokenizer *tok = NULL;
+    MC_CHECK_OK(mc_tokenizer_from_merges(merges, n, &tok));
+    ck_assert_ptr_nonnull(tok);
+    return tok;
+}
+
+static void check_tokenize(mc_tokenizer *tok, const char *text, int context, const int32_t *expected,
+                           int n) {
+    int32_t ids[16];
+    ck_assert_int_le(context, 16);
+    MC_CHECK_OK(mc_tokenizer_tokenize(tok, text, context, false, ids));
+    for (int i = 0; i < context; i++)
+        ck_assert_msg(ids[i] == (i < n ? expected[i] : 0), "\"%s\": position %d is %d, expected %d",
+                      text, i, ids[i], i < n ? expected[i] : 0);
+}
+
+/* Zero merges: every piece is its bytes, the last with "</w>". By hand:
+ * a</w> = 'a' - 33 + 256 = 320; photo = p h o t o</w> = 79 71 78 83 334;
+ * of = o f</w> = 78 325; fox = f o x</w> = 69 78 343; sot = 512 + 0,
+ * eot = 513 + 0. */
+START_TEST(test_zero_merges) {
+    mc_tokenizer *tok = from_list(NULL, 0);
+    ck_assert_int_eq(mc_tokenizer_vocab_size(tok), 514);
+    ck_assert_int_eq(mc_tokenizer_merge_count(tok), 0);
+    ck_assert_int_eq(mc_tokenizer_sot(tok), 512);
+    ck_assert_int_eq(mc_tokenizer_eot(tok), 513);
+    ck_assert_str_eq(mc_tokenizer_token(tok, 512), "<|startoftext|>");
+    ck_assert_str_eq(mc_tokenizer_token(tok, 513), "<|endoftext|>");
+    ck_assert_ptr_null(mc_tokenizer_token(tok, 514));
+    static const int32_t fox[] = {512, 320, 79, 71, 78, 83, 334, 78, 325, 320, 69, 78, 343, 513};
+    check_tokenize(tok, "a photo of a fox", 16, fox, 14);
+    /* the specials written in the text are the small vocabulary's */
+    CHECK_ENCODE(tok, "<|endoftext|>a", 513, 320);
+    int32_t ids[16];
+    MC_CHECK_OK(mc_tokenizer_tokenize(tok, "a photo of a fox", 16, false, ids));
+    char *text;
+    MC_CHECK_OK(mc_tokenizer_decode(tok, ids, 16, true, &text)); /* stops at eot 513 */
+    ck_assert_str_eq(text, "a photo of a fox ");
+    free(text);
+    const int32_t outside = 514;
+    MC_CHECK_FAILS(mc_tokenizer_decode(tok, &outside, 1, false, &text), MC_ERR_ARG,
+                   "id 514 at position 0 is outside the vocabulary 0..513");
+    const char *left, *right;
+    MC_CHECK_FAILS(mc_tokenizer_merge(tok, 0, &left, &right), MC_ERR_ARG, "rank 0 is outside");
+    mc_tokenizer_free(tok);
+    ck_assert_int_eq(mc_tokenizer_sot(NULL), -1);
+    ck_assert_int_eq(mc_tokenizer_vocab_size(NULL), 0);
+}
+END_TEST
+
+/* The hand-derived list of test_bpe_by_rank without the fillers: the same
+ * ids for the merges (512 + rank), sot and eot right after them. */
+static const char *const HELLO_MERGES[] = {"h e", "l l", "l o</w>", "he ll", "hell o</w>"};
+
+START_TEST(test_merges_in_memory) {
+    mc_tokenizer *tok = from_list(HELLO_MERGES, 5);
+    ck_assert_int_eq(mc_tokenizer_vocab_size(tok), 519);
+    ck_assert_int_eq(mc_tokenizer_sot(tok), 517);
+    ck_assert_int_eq(mc_tokenizer_eot(tok), 518);
+    CHECK_ENCODE(tok, "Hello", ID_HELLO_END);
+    CHECK_ENCODE(tok, "llo hehe", ID_LL, 334, ID_HE, 71, 324);
+    static const int32_t hello[] = {517, ID_HELLO_END, 518};
+    check_tokenize(tok, "hello", 5, hello, 3);
+    const char *left, *right;
+    MC_CHECK_OK(mc_tokenizer_merge(tok, 3, &left, &right));
+    ck_assert_str_eq(left, "he");
+    ck_assert_str_eq(right, "ll");
+    mc_tokenizer_free(tok);
+
+    tok = (mc_tokenizer *)1;
+    static const char *const one_symbol[] = {"h e", "hel"};
+    MC_CHECK_FAILS(mc_tokenizer_from_merges(one_symbol, 2, &tok), MC_ERR_FORMAT,
+                   "merge list entry 1: expected two symbols separated by a space, found 1");
+    ck_assert_ptr_null(tok);
+    static const char *const unknown[] = {"h e", "hel lo"};
+    MC_CHECK_FAILS(mc_tokenizer_from_merges(unknown, 2, &tok), MC_ERR_FORMAT,
+                   "merge list entry 1: symbol 'hel' is neither a byte symbol nor made by a merge");
+    static const char *const null_entry[] = {"h e", NULL};
+    MC_CHECK_FAILS(mc_tokenizer_from_merges(null_entry, 2, &tok), MC_ERR_ARG, "entry 1 is NULL");
+    MC_CHECK_FAILS(mc_tokenizer_from_merges(HELLO_MERGES, -1, &tok), MC_ERR_ARG, "-1 merges");
+    MC_CHECK_FAILS(mc_tokenizer_from_merges(HELLO_MERGES, MC_CLIP_MERGES + 1, &tok), MC_ERR_ARG,
+                   "expected 0 to 48894");
+    MC_CHECK_FAILS(mc_tokenizer_from_merges(NULL, 3, &tok), MC_ERR_ARG, "3 merges");
+}
+END_TEST
+
+/* A Hugging Face header ("#version" first) says nothing about the count:
+ * K lines are a vocabulary of 512 + K + 2, gzip'ed or not. */
+START_TEST(test_short_merges_file) {
+    char path[700];
+    static const char five[] = "#version: 0.2\nh e\nl l\nl o</w>\nhe ll\nhell o</w>\n";
+    write_plain(temp_file("five.txt", path, sizeof path), five, strlen(five));
+    mc_tokenizer *plain = NULL, *gz = NULL, *empty = NULL;
+    MC_CHECK_OK(mc_tokenizer_load(path, &plain));
+    write_gz(temp_file("five.txt.gz", path, sizeof path), five, strlen(five));
+    MC_CHECK_OK(mc_tokenizer_load(path, &gz));
+    mc_tokenizer *memory = from_list(HELLO_MERGES, 5);
+    ck_assert_int_eq(mc_tokenizer_vocab_size(plain), 519);
+    for (int id = 0; id < 519; id++) {
+        ck_assert_str_eq(mc_tokenizer_token(plain, id), mc_tokenizer_token(memory, id));
+        ck_assert_str_eq(mc_tokenizer_token(gz, id), mc_tokenizer_token(memory, id));
+    }
+    CHECK_ENCODE(gz, "hello llo", ID_HELLO_END, ID_LL, 334);
+    write_plain(temp_file("none.txt", path, sizeof path), "#version: 0.2\n", 14);
+    MC_CHECK_OK(mc_tokenizer_load(path, &empty));
+    ck_assert_int_eq(mc_tokenizer_vocab_size(empty), 514);
+    ck_assert_int_eq(mc_tokenizer_eot(empty), 513);
+    mc_tokenizer_free(plain);
+    mc_tokenizer_free(gz);
+    mc_tokenizer_free(memory);
+    mc_tokenizer_free(empty);
+
+    /* 1000 merges: 1514 tokens */
+    char *text = synthetic_merges(1000, "#version: 0.2");
+    write_gz(temp_file("thousand.gz", path, sizeof path), text, strlen(text));
+    free(text);
+    mc_tokenizer *tok = NULL;
+    MC_CHECK_OK(mc_tokenizer_load(path, &tok));
+    ck_assert_int_eq(mc_tokenizer_vocab_size(tok), 1514);
+    ck_assert_int_eq(mc_tokenizer_sot(tok), 1512);
+    CHECK_ENCODE(tok, "hello", ID_HELLO_END);
+    mc_tokenizer_free(tok);
+}
+END_TEST
+
+/* The classic BPE example of Sennrich et al. (2016): low x5, lower x2,
+ * newest x6, widest x3 (here with CLIP's "</w>" on the last symbol, and
+ * mixed case, which cleaning lowercases). Derived by hand, (count) per step:
+ *   0: e s (9; ties with s t</w> 9, "e" < "s")   7: d est</w> (3; d < i < w)
+ *   1: es t</w> (9)                               8: i dest</w> (3)
+ *   2: l o (7)                                    9: w idest</w> (3)
+ *   3: e w (6; ties n e, w est</w>: e < n < w)   10: e r</w> (2; e < lo < w)
+ *   4: ew est</w> (6; ties n ew: "ew" < "n")     11: lo w (2; lo < w)
+ *   5: n ewest</w> (6)                            12: low er</w> (2)
+ *   6: lo w</w> (5)
+ * after which every word is one token: no pair is left, training stops. */
+static const char *const SENNRICH[] = {"Low low LOW low low", "lower lower", "newest newest newest",
+                                       "NEWEST newest newest", "widest widest widest"};
+static const char *const SENNRICH_MERGES[] = {
+    "e s",     "es t</w>", "l o",        "e w",    "ew est</w>", "n ewest</w>", "lo w</w>",
+    "d est</w>", "i dest</w>", "w idest</w>", "e r</w>", "lo w",     "low er</w>"};
+
+static void check_merges(const mc_tokenizer *tok, const char *const *expected, int n) {
+    ck_assert_int_eq(mc_tokenizer_merge_count(tok), n);
+    for (int r = 0; r < n; r++) {
+        const char *left, *right;
+        MC_CHECK_OK(mc_tokenizer_merge(tok, r, &left, &right));
+        char line[128];
+        snprintf(line, sizeof line, "%s %s", left, right);
+        ck_assert_msg(strcmp(line, expected[r]) == 0, "merge %d is \"%s\", expected \"%s\"", r, line,
+                      expected[r]);
+    }
+}
+
+START_TEST(test_train_sennrich) {
+    mc_tokenizer *tok = NULL;
+    MC_CHECK_OK(mc_tokenizer_train(SENNRICH, 5, 100, &tok));
+    check_merges(tok, SENNRICH_MERGES, 13);
+    ck_assert_int_eq(mc_tokenizer_vocab_size(tok), 527);
+    ck_assert_int_eq(mc_tokenizer_sot(tok), 525);
+    ck_assert_int_eq(mc_tokenizer_eot(tok), 526);
+    ck_assert_str_eq(mc_tokenizer_token(tok, 517), "newest</w>");
+    /* the training words are one token each; new words use the merges by rank:
+     * lowest = lo w est</w> -> low est</w> (523, 513);
+     * newer = n e w e r</w> -> n ew e r</w> (rank 3) -> n ew er</w> (rank 10) */
+    CHECK_ENCODE(tok, "low lower newest widest", 518, 524, 517, 521);
+    CHECK_ENCODE(tok, "lowest newer", 523, 513, 'n' - 33, 515, 522);
+    static const int32_t ids[] = {525, 517, 518, 526};
+    check_tokenize(tok, "Newest low", 6, ids, 4);
+    mc_tokenizer_free(tok);
+
+    /* the same texts in another order: the same merges (counts do not
+     * depend on order, and ties have a total order) */
+    const char *reversed[5];
+    for (int i = 0; i < 5; i++) reversed[i] = SENNRICH[4 - i];
+    MC_CHECK_OK(mc_tokenizer_train(reversed, 5, 100, &tok));
+    check_merges(tok, SENNRICH_MERGES, 13);
+    mc_tokenizer_free(tok);
+
+    /* asked for fewer: exactly that many, the specials right after them;
+     * newest = n e w est</w> after ranks 0 and 1 */
+    MC_CHECK_OK(mc_tokenizer_train(SENNRICH, 5, 2, &tok));
+    check_merges(tok, SENNRICH_MERGES, 2);
+    ck_assert_int_eq(mc_tokenizer_sot(tok), 514);
+    ck_assert_int_eq(mc_tokenizer_eot(tok), 515);
+    CHECK_ENCODE(tok, "newest", 'n' - 33, 'e' - 33, 'w' - 33, 513);
+    mc_tokenizer_free(tok);
+}
+END_TEST
+
+/* Ties on the right symbol, and stopping when no pair occurs twice. By
+ * hand, "abab" twice = a b a b</w> (x2): (a,b) (b,a) (a,b</w>) all 2;
+ * (a, b) sorts before (a, b</w>) ("b" is a prefix of "b</w>") -> ab a b</w>;
+ * then (a, b</w>) 2 beats (ab, a) 2 ("a" < "ab") -> ab ab</w>; then
+ * (ab, ab</w>) 2 -> abab</w> (id 514); then nothing is left. */
+START_TEST(test_train_ties_and_stop) {
+    static const char *const abab[] = {"abab ABAB"};
+    static const char *const expected[] = {"a b", "a b</w>", "ab ab</w>"};
+    mc_tokenizer *tok = NULL;
+    MC_CHECK_OK(mc_tokenizer_train(abab, 1, 10, &tok));
+    check_merges(tok, expected, 3);
+    CHECK_ENCODE(tok, "abab", 514);
+    mc_tokenizer_free(tok);
+
+    /* every pair once: nothing worth merging */
+    static const char *const once[] = {"abc", "def"};
+    MC_CHECK_OK(mc_tokenizer_train(once, 2, 10, &tok));
+    ck_assert_int_eq(mc_tokenizer_merge_count(tok), 0);
+    ck_assert_int_eq(mc_tokenizer_vocab_size(tok), 514);
+    mc_tokenizer_free(tok);
+    /* no texts, zero merges: the byte-level vocabulary */
+    MC_CHECK_OK(mc_tokenizer_train(NULL, 0, 0, &tok));
+    ck_assert_int_eq(mc_tokenizer_vocab_size(tok), 514);
+    mc_tokenizer_free(tok);
+    /* specials in the texts are not words */
+    static const char *const specials[] = {"<|startoftext|><|startoftext|> ab <|endoftext|>"};
+    MC_CHECK_OK(mc_tokenizer_train(specials, 1, 10, &tok));
+    ck_assert_int_eq(mc_tokenizer_merge_count(tok), 0);
+    mc_tokenizer_free(tok);
+
+    tok = (mc_tokenizer *)1;
+    MC_CHECK_FAILS(mc_tokenizer_train(abab, 1, -1, &tok), MC_ERR_ARG, "-1 merges asked");
+    ck_assert_ptr_null(tok);
+    MC_CHECK_FAILS(mc_tokenizer_train(abab, 1, MC_CLIP_MERGES + 1, &tok), MC_ERR_ARG, "0 to 48894");
+    MC_CHECK_FAILS(mc_tokenizer_train(NULL, 2, 5, &tok), MC_ERR_ARG, "texts is NULL");
+    static const char *const with_null[] = {"a", NULL};
+    MC_CHECK_FAILS(mc_tokenizer_train(with_null, 2, 5, &tok), MC_ERR_ARG, "text 1 is NULL");
+    static const char *const bad_utf8[] = {"fine", "caf\xc3"};
+    MC_CHECK_FAILS(mc_tokenizer_train(bad_utf8, 2, 5, &tok), MC_ERR_FORMAT, "text 1");
+    ck_assert_ptr_null(tok);
+}
+END_TEST
+
+/* On a varied corpus (CLIP-style prompts built from EuroSAT's class names,
+ * with numbers, punctuation and accents): every merge adds a token that did
+ * not exist (tokenizer_train.c argues why), so each token string has one
+ * id; training is repeatable; the texts take well under half as many
+ * tokens as bytes; and they decode to what the byte-level ids decode to. */
+START_TEST(test_train_prompts) {
+    static const char *const classes[] = {
+        "annual crop land", "forest", "brushland or shrubland", "highway or road",
+        "industrial buildings or commercial buildings", "pasture land", "permanent crop land",
+        "residential buildings or homes or apartments", "river", "lake or sea"};
+    static const char *const templates[] = {"a centered satellite photo of %s.",
+                                            "a centered satellite photo of a %s.",
+                                            "A satellite photo of the %s, tile #%d!",
+                                            "r\xc3\xa9sum\xc3\xa9: %s (%d%%)"};
+    enum { N = 10 * 4 };
+    char buf[N][160];
+    const char *texts[N];
+    for (int c = 0; c < 10; c++)
+        for (int k = 0; k < 4; k++) {
+            snprintf(buf[4 * c + k], sizeof buf[0], templates[k], classes[c], 17 * c + k);
+            texts[4 * c + k] = buf[4 * c + k];
+        }
+    mc_tokenizer *tok = NULL, *again = NULL;
+    MC_CHECK_OK(mc_tokenizer_train(texts, N, 400, &tok));
+    MC_CHECK_OK(mc_tokenizer_train(texts, N, 400, &again));
+    int n = mc_tokenizer_vocab_size(tok);
+    ck_assert_int_gt(mc_tokenizer_merge_count(tok), 100);
+    ck_assert_int_eq(n, mc_tokenizer_vocab_size(again));
+    for (int32_t id = 0; id < n; id++) {
+        ck_assert_int_eq(mc_tokenizer_token_id(tok, mc_tokenizer_token(tok, id)), id);
+        ck_assert_str_eq(mc_tokenizer_token(tok, id), mc_tokenizer_token(again, id));
+    }
+    mc_tokenizer *bytes = from_list(NULL, 0);
+    for (int i = 0; i < N; i++) {
+        int32_t *ids, *byte_ids;
+        int n_ids, n_bytes;
+        MC_CHECK_OK(mc_tokenizer_encode(tok, texts[i], &ids, &n_ids));
+        MC_CHECK_OK(mc_tokenizer_encode(bytes, texts[i], &byte_ids, &n_bytes));
+        ck_assert_msg(2 * n_ids < n_bytes, "\"%s\": %d tokens, %d bytes", texts[i], n_ids, n_bytes);
+        char *text, *byte_text; /* the same pieces, each ending in a space */
+        MC_CHECK_OK(mc_tokenizer_decode(tok, ids, n_ids, false, &text));
+        MC_CHECK_OK(mc_tokenizer_decode(bytes, byte_ids, n_bytes, false, &byte_text));
+        ck_assert_str_eq(text, byte_text);
+        free(text);
+        free(byte_text);
+        free(ids);
+        free(byte_ids);
+    }
+    mc_tokenizer_free(bytes);
+    mc_tokenizer_free(tok);
+    mc_tokenizer_free(again);
+}
+END_TEST
+
+static char *read_text_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* mc_tokenizer_save writes what a Hugging Face merges.txt holds, and
+ * loading it gives the same vocabulary and ids. */
+START_TEST(test_save_and_load) {
+    mc_tokenizer *trained = NULL;
+    MC_CHECK_OK(mc_tokenizer_train(SENNRICH, 5, 100, &trained));
+
+    /* a folder: merges.txt and vocab.json */
+    MC_CHECK_OK(mc_tokenizer_save(trained, temp_dir));
+    char path[700];
+    ck_assert_str_eq(read_text_file(temp_file("merges.txt", path, sizeof path)),
+                     "#version: 0.2\ne s\nes t</w>\nl o\ne w\new est</w>\nn ewest</w>\nlo w</w>\n"
+                     "d est</w>\ni dest</w>\nw idest</w>\ne r</w>\nlo w\nlow er</w>\n");
+    const char *vocab = read_text_file(temp_file("vocab.json", path, sizeof path));
+    ck_assert_msg(strncmp(vocab, "{\"!\":0,\"\\\"\":1,\"#\":2,", 20) == 0, "vocab.json starts %.40s", vocab);
+    ck_assert_ptr_nonnull(strstr(vocab, ",\"\\\\\":59,")); /* '\' is byte 92 = id 59, escaped */
+    ck_assert_ptr_nonnull(strstr(vocab, ",\"lower</w>\":524,\"<|startoftext|>\":525,"
+                                        "\"<|endoftext|>\":526}\n"));
+    mc_tokenizer *loaded = NULL;
+    MC_CHECK_OK(mc_tokenizer_load(temp_dir, &loaded)); /* checks the vocab.json beside it */
+    ck_assert_int_eq(mc_tokenizer_vocab_size(loaded), 527);
+    for (int id = 0; id < 527; id++)
+        ck_assert_str_eq(mc_tokenizer_token(loaded, id), mc_tokenizer_token(trained, id));
+    static const char *const texts[] = {"Low lower newest widest", "lowest newer wider", "a photo of a fox",
+                                        "r\xc3\xa9sum\xc3\xa9 \xe6\x9d\xb1 <|endoftext|> 42!"};
+    int32_t a[4 * 32], b[4 * 32];
+    MC_CHECK_OK(mc_tokenizer_tokenize_batch(trained, texts, 4, 32, false, a));
+    MC_CHECK_OK(mc_tokenizer_tokenize_batch(loaded, texts, 4, 32, false, b));
+    ck_assert_mem_eq(a, b, sizeof a);
+    mc_tokenizer_free(loaded);
+
+    /* a file path: the merges only, and they load on their own */
+    MC_CHECK_OK(mc_tokenizer_save(trained, temp_file("small.txt", path, sizeof path)));
+    MC_CHECK_OK(mc_tokenizer_load(path, &loaded));
+    MC_CHECK_OK(mc_tokenizer_tokenize_batch(loaded, texts, 4, 32, false, b));
+    ck_assert_mem_eq(a, b, sizeof a);
+    mc_tokenizer_free(loaded);
+
+    /* a vocab.json that disagrees (another tokenizer's) is caught */
+    mc_tokenizer *other = from_list(HELLO_MERGES, 5);
+    MC_CHECK_OK(mc_tokenizer_save_vocab_json(other, temp_file("vocab.json", path, sizeof path)));
+    MC_CHECK_FAILS(mc_tokenizer_load(temp_dir, &loaded), MC_ERR_FORMAT,
+                   "has 519 tokens, the merges give 527");
+    mc_tokenizer_free(other);
+
+    MC_CHECK_FAILS(mc_tokenizer_save(trained, "/nonexistent/folder/merges.txt"), MC_ERR_IO,
+                   "/nonexistent/folder/merges.txt");
+    MC_CHECK_FAILS(mc_tokenizer_save(NULL, path), MC_ERR_ARG, "NULL");
+    mc_tokenizer_free(trained);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tokenizer");
     TCase *text = tcase_create("text");
@@ -518,5 +880,16 @@ int main(void) {
     tcase_add_test(files, test_bad_merges_files);
     tcase_add_test(files, test_missing_paths);
     suite_add_tcase(s, files);
+    TCase *small = tcase_create("small vocabularies");
+    tcase_add_checked_fixture(small, make_temp_dir, remove_temp_dir);
+    tcase_set_timeout(small, 60);
+    tcase_add_test(small, test_zero_merges);
+    tcase_add_test(small, test_merges_in_memory);
+    tcase_add_test(small, test_short_merges_file);
+    tcase_add_test(small, test_train_sennrich);
+    tcase_add_test(small, test_train_ties_and_stop);
+    tcase_add_test(small, test_train_prompts);
+    tcase_add_test(small, test_save_and_load);
+    suite_add_tcase(s, small);
     return mc_test_run_suite(s);
 }

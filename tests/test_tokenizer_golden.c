@@ -216,6 +216,17 @@ START_TEST(test_vocabulary) {
     ck_assert_int_eq(mc_tokenizer_token_id(tok, "a</w>"), 320);
     ck_assert_int_eq(mc_tokenizer_token_id(tok, "photo</w>"), 1125);
     ck_assert_int_eq(mc_tokenizer_token_id(tok, "no such token"), -1);
+    /* the per-tokenizer values are CLIP's constants for CLIP's file */
+    ck_assert_int_eq(mc_tokenizer_merge_count(tok), MC_CLIP_MERGES);
+    ck_assert_int_eq(mc_tokenizer_sot(tok), MC_CLIP_SOT);
+    ck_assert_int_eq(mc_tokenizer_eot(tok), MC_CLIP_EOT);
+    const char *left, *right;
+    MC_CHECK_OK(mc_tokenizer_merge(tok, 0, &left, &right)); /* line 2 of the file: "i n" */
+    ck_assert_str_eq(left, "i");
+    ck_assert_str_eq(right, "n");
+    MC_CHECK_OK(mc_tokenizer_merge(tok, MC_CLIP_MERGES - 1, &left, &right));
+    ck_assert_str_eq(left, "jeky"); /* the last line used: "jeky ll</w>" */
+    ck_assert_str_eq(right, "ll</w>");
 }
 END_TEST
 
@@ -274,6 +285,65 @@ START_TEST(test_gz_and_merges_txt_agree) {
         mc_tokenizer_free(hf_tok);
         hf_tok = NULL;
     }
+}
+END_TEST
+
+// ---- saving ----
+
+/* The file's bytes without '\r' (Hugging Face's merges.txt has CRLF lines). */
+static char *read_without_cr(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    for (int c; (c = fgetc(f)) != EOF;) {
+        if (c == '\r') continue;
+        if (n + 1 >= cap) {
+            buf = realloc(buf, cap *= 2);
+            ck_assert_ptr_nonnull(buf);
+        }
+        buf[n++] = (char)c;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Saving CLIP's merges writes Hugging Face's merges.txt (up to its CRLF
+ * line ends) and a vocab.json that agrees with theirs; loading the saved
+ * folder gives every golden line the same ids. */
+START_TEST(test_save_round_trip) {
+    char dir[512], path[1200], theirs[1200];
+    ck_assert(mc_test_temp_dir(dir, sizeof dir)[0]);
+    MC_CHECK_OK(mc_tokenizer_save(tok, dir));
+    size_t ours_len, theirs_len;
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    char *ours_text = read_without_cr(path, &ours_len);
+    char *theirs_text = read_without_cr(data_file("merges.txt", theirs, sizeof theirs), &theirs_len);
+    if (theirs_len > 0 && theirs_text[theirs_len - 1] != '\n') theirs_text[theirs_len++] = '\n';
+    ck_assert_uint_eq(ours_len, theirs_len);
+    ck_assert(memcmp(ours_text, theirs_text, ours_len) == 0);
+    free(ours_text);
+    free(theirs_text);
+
+    MC_CHECK_OK(mc_tokenizer_load(dir, &hf_tok)); /* also checks our vocab.json beside it */
+    MC_CHECK_OK(mc_tokenizer_check_vocab_json(hf_tok, data_file("vocab.json", theirs, sizeof theirs)));
+    ck_assert_int_eq(mc_tokenizer_eot(hf_tok), MC_CLIP_EOT);
+    for_each_golden(compare_line);
+    mc_tokenizer_free(hf_tok);
+    hf_tok = NULL;
+
+    /* a Hugging Face merges.txt cut short is a valid small vocabulary on its
+     * own, but beside CLIP's vocab.json the sizes disagree */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "head -n 1001 '%s/merges.txt' > '%s/merges.txt' && cp '%s/vocab.json' '%s/'",
+             data_dir, dir, data_dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    MC_CHECK_FAILS(mc_tokenizer_load(dir, &hf_tok), MC_ERR_FORMAT, "has 49408 tokens, the merges give 1514");
+    snprintf(cmd, sizeof cmd, "rm -r '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
 }
 END_TEST
 
@@ -361,6 +431,7 @@ int main(void) {
     tcase_add_test(tc, test_vocab_json_agrees);
     tcase_add_test(tc, test_vocab_json_disagreement);
     tcase_add_test(tc, test_gz_and_merges_txt_agree);
+    tcase_add_test(tc, test_save_round_trip);
     tcase_add_test(tc, test_decode);
     tcase_add_test(tc, test_decode_round_trip);
     tcase_add_test(tc, test_cache);

@@ -12,7 +12,7 @@
  *
  * Output is Markdown, ready for bench/README.md.
  *
- *   bench_conv [--reps N] [--size 64|224] [--no-step] [--cpu-time]
+ *   bench_conv [--reps N] [--size 64|224] [--no-step] [--cpu-time] [--column-budget MiB]
  *   MMCHAIN_THREADS=1 bench_conv */
 #include <cblas.h>
 #include <stdio.h>
@@ -392,8 +392,11 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) only_size = atoi(argv[++i]);
         else if (strcmp(argv[i], "--no-step") == 0) step = 0;
         else if (strcmp(argv[i], "--cpu-time") == 0) bench_clock = CLOCK_PROCESS_CPUTIME_ID;
+        else if (strcmp(argv[i], "--column-budget") == 0 && i + 1 < argc)
+            mc_conv2d_set_column_budget((size_t)(atof(argv[++i]) * 1048576.0));
         else {
-            fprintf(stderr, "usage: bench_conv [--reps N] [--size 64|224] [--no-step] [--cpu-time]\n");
+            fprintf(stderr, "usage: bench_conv [--reps N] [--size 64|224] [--no-step] [--cpu-time]\n"
+                            "       [--column-budget MiB]\n");
             return 2;
         }
     }

@@ -170,7 +170,7 @@ static const row_spec *find_row(const char *name) {
 }
 
 static void print_environment(void) {
-    char cpu[256] = "unknown";
+    char cpu[512] = "unknown";
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (f) {
         char line[512];

@@ -48,66 +48,10 @@ static const composite composites[3] = {
     {{11, 12, 3}, {4000.0f, 5000.0f, 2740.0f}},
 };
 
-/* ---- a tiny 5x7 font: capitals, digits, a little punctuation ---- */
-
-typedef struct glyph {
-    char c;
-    unsigned char rows[7]; /* 5 bits each, the top bit is the left pixel */
-} glyph;
-
-static const glyph font[] = {
-    {'A', {0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}}, {'B', {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E}},
-    {'C', {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}}, {'D', {0x1E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1E}},
-    {'E', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}}, {'F', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10}},
-    {'G', {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}}, {'H', {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}},
-    {'I', {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}}, {'J', {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}},
-    {'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}}, {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}},
-    {'M', {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}}, {'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
-    {'O', {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}}, {'P', {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}},
-    {'Q', {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}}, {'R', {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11}},
-    {'S', {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}}, {'T', {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
-    {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}}, {'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04}},
-    {'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}}, {'X', {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11}},
-    {'Y', {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}}, {'Z', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F}},
-    {'0', {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}}, {'1', {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}},
-    {'2', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}}, {'3', {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}},
-    {'4', {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}}, {'5', {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}},
-    {'6', {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}}, {'7', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
-    {'8', {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}}, {'9', {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}},
-    {'_', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F}}, {'-', {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}},
-    {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}}, {'/', {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}},
-    {':', {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}}, {',', {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08}},
-    {'(', {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}}, {')', {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}},
-    {'|', {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}}, {'=', {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}},
-};
-
-static const glyph *find_glyph(char c) {
-    if (c >= 'a' && c <= 'z') c = (char)(c - 'a' + 'A'); /* lower case drawn as capitals */
-    for (size_t i = 0; i < sizeof font / sizeof font[0]; i++)
-        if (font[i].c == c) return &font[i];
-    return NULL; /* a space, or a character the font lacks: left blank */
-}
-
-/* The sheet: (3, height, width), values 0..1. */
-typedef struct canvas {
-    mc_tensor *image;
-    int height, width;
-} canvas;
-
-static void put_pixel(canvas *cv, int y, int x, const float rgb[3]) {
-    if (y < 0 || x < 0 || y >= cv->height || x >= cv->width) return;
-    for (int c = 0; c < 3; c++) cv->image->data[((size_t)c * cv->height + y) * cv->width + x] = rgb[c];
-}
-
-/* Draw `text` with its top-left corner at (y, x), at most max_chars. */
-static void draw_text(canvas *cv, int y, int x, const char *text, int max_chars) {
+/* Labels use the library's canvas (run.h): a 5x7 bitmap font, 6 px a character. */
+static void draw_text(mc_canvas *cv, int y, int x, const char *text, int max_chars) {
     static const float white[3] = {0.95f, 0.95f, 0.95f};
-    for (int i = 0; text[i] && i < max_chars; i++) {
-        const glyph *g = find_glyph(text[i]);
-        for (int r = 0; g && r < 7; r++)
-            for (int col = 0; col < 5; col++)
-                if (g->rows[r] & (0x10 >> col)) put_pixel(cv, y + r, x + 6 * i + col, white);
-    }
+    mc_canvas_draw_text(cv, y, x, text, max_chars, 1, white);
 }
 
 /* ---- what to draw ---- */
@@ -193,7 +137,7 @@ static mc_status add_file(sheet_section *section, const char *path) {
 /* ---- drawing ---- */
 
 /* The three composites of one tile, each resized to CELL x CELL. */
-static mc_status draw_tile(canvas *cv, const char *path, int top, int left) {
+static mc_status draw_tile(mc_canvas *cv, const char *path, int top, int left) {
     mc_raster raster;
     MC_TRY(mc_tiff_read(path, &raster));
     if (raster.bands < 13) {
@@ -214,15 +158,7 @@ static mc_status draw_tile(canvas *cv, const char *path, int top, int left) {
             status = mc_image_resize(view, CELL, CELL, true, &cell);
             src = cell;
         }
-        for (int y = 0; status == MC_OK && y < CELL; y++)
-            for (int x = 0; x < CELL; x++) {
-                float rgb[3];
-                for (int c = 0; c < 3; c++) {
-                    float v = src->data[((size_t)c * CELL + y) * CELL + x];
-                    rgb[c] = v < 0 ? 0 : (v > 1 ? 1 : v);
-                }
-                put_pixel(cv, top + y, left + k * (CELL + COMPOSITE_GAP) + x, rgb);
-            }
+        if (status == MC_OK) mc_canvas_blit(cv, top, left + k * (CELL + COMPOSITE_GAP), src); /* clamps to 0..1 */
         mc_tensor_free(cell);
         cell = NULL;
     }
@@ -241,9 +177,9 @@ static mc_status render(const sheet_section *sections, int n, int per_class, con
             if (sections[s].rows[r].count > widest) widest = sections[s].rows[r].count;
     }
     if (widest > per_class) widest = per_class;
-    canvas cv = {NULL, height + MARGIN, 2 * MARGIN + LABEL_WIDTH + widest * (TILE_WIDTH + TILE_GAP)};
-    MC_TRY(mc_tensor_new(&cv.image, MC_SHAPE(3, cv.height, cv.width), "sheet"));
-    mc_tensor_fill(cv.image, 0.12f); /* dark grey background */
+    mc_canvas cv;
+    MC_TRY(mc_canvas_new(&cv, height + MARGIN, 2 * MARGIN + LABEL_WIDTH + widest * (TILE_WIDTH + TILE_GAP),
+                         0.12f)); /* dark grey background */
     draw_text(&cv, MARGIN, MARGIN, "each tile: true colour (B04,B03,B02) | false colour (B08,B04,B03) | SWIR (B12,B8A,B04)",
               (cv.width - 2 * MARGIN) / 6);
     int y = MARGIN + TITLE_HEIGHT;
@@ -260,7 +196,7 @@ static mc_status render(const sheet_section *sections, int n, int per_class, con
         }
     }
     if (status == MC_OK) status = mc_png_write(out_path, cv.image, 8);
-    mc_tensor_free(cv.image);
+    mc_canvas_free(&cv);
     return status;
 }
 

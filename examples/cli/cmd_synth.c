@@ -141,6 +141,70 @@ static void print_stats(const double sums[MC_SYNTH_CLASSES][MC_SYNTH_BANDS], lon
     }
 }
 
+/* Add tile (H, W, 13)'s band means to sums[b]. */
+static void add_band_means(const uint16_t *tile, double sums[MC_SYNTH_BANDS]) {
+    const long plane = (long)MC_SYNTH_SIZE * MC_SYNTH_SIZE;
+    for (long p = 0; p < plane; p++)
+        for (int b = 0; b < MC_SYNTH_BANDS; b++) sums[b] += tile[p * MC_SYNTH_BANDS + b] / (double)plane;
+}
+
+/* Make (and write, and sum) every tile, in parallel: a tile is a pure
+ * function of (seed, class, index) and has its own files, so threads share
+ * nothing but the per-class sums, merged once per thread at the end. Errors
+ * are thread-local (error.h): the first failing thread's message is copied
+ * out and raised again on the calling thread. */
+static mc_status make_world(const synth_options *o, const char *rgb_dir,
+                            double sums[MC_SYNTH_CLASSES][MC_SYNTH_BANDS]) {
+    const long total = o->per_class * MC_SYNTH_CLASSES;
+    int failed = 0; /* set once a thread fails: the others stop early */
+    mc_status first_status = MC_OK;
+    char first_message[1024] = "";
+#pragma omp parallel
+    {
+        uint16_t *tile = malloc(sizeof(uint16_t) * MC_SYNTH_SIZE * MC_SYNTH_SIZE * MC_SYNTH_BANDS);
+        mc_tensor *rgb = NULL;
+        mc_status s = tile ? mc_tensor_new(&rgb, MC_SHAPE(3, MC_SYNTH_SIZE, MC_SYNTH_SIZE), "rgb preview")
+                           : mc_error(MC_ERR_NOMEM, "cannot allocate a tile");
+        double (*my_sums)[MC_SYNTH_BANDS] = calloc(MC_SYNTH_CLASSES, sizeof *my_sums);
+        if (s == MC_OK && !my_sums) s = mc_error(MC_ERR_NOMEM, "cannot allocate per-thread band sums");
+        if (s != MC_OK) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 8)
+        for (long k = 0; k < total; k++) { /* tile k: class k / N, index k % N */
+            int stop;
+#pragma omp atomic read
+            stop = failed;
+            if (s != MC_OK || stop) continue;
+            int c = (int)(k / o->per_class);
+            long i = k % o->per_class;
+            s = mc_synth_tile(o->seed, c, i, tile);
+            if (s == MC_OK && o->out) s = write_tile(o, rgb_dir, c, i + 1, tile, rgb);
+            if (s == MC_OK && o->stats) add_band_means(tile, my_sums[c]);
+            if (s != MC_OK) {
+#pragma omp atomic write
+                failed = 1;
+            }
+        }
+#pragma omp critical(synth_merge)
+        {
+            if (s != MC_OK && first_status == MC_OK) {
+                snprintf(first_message, sizeof first_message, "%s", mc_last_error());
+                first_status = s;
+            }
+            if (my_sums)
+                for (int c = 0; c < MC_SYNTH_CLASSES; c++)
+                    for (int b = 0; b < MC_SYNTH_BANDS; b++) sums[c][b] += my_sums[c][b];
+        }
+        free(my_sums);
+        free(tile);
+        mc_tensor_free(rgb);
+    }
+    if (first_status != MC_OK) return mc_error(first_status, "%s", first_message);
+    return MC_OK;
+}
+
 int cmd_synth(int argc, char **argv) {
     synth_options o;
     int code = parse_options(argc, argv, &o);
@@ -164,25 +228,11 @@ int cmd_synth(int argc, char **argv) {
         }
     }
 
-    uint16_t *tile = malloc(sizeof(uint16_t) * MC_SYNTH_SIZE * MC_SYNTH_SIZE * MC_SYNTH_BANDS);
-    mc_tensor *rgb = NULL;
-    mc_status s = tile ? mc_tensor_new(&rgb, MC_SHAPE(3, MC_SYNTH_SIZE, MC_SYNTH_SIZE), "rgb preview")
-                       : mc_error(MC_ERR_NOMEM, "cannot allocate a tile");
     static double sums[MC_SYNTH_CLASSES][MC_SYNTH_BANDS];
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int c = 0; c < MC_SYNTH_CLASSES && s == MC_OK; c++)
-        for (long i = 0; i < o.per_class && s == MC_OK; i++) {
-            s = mc_synth_tile(o.seed, c, i, tile);
-            if (s == MC_OK && o.out) s = write_tile(&o, rgb_dir, c, i + 1, tile, rgb);
-            if (s == MC_OK && o.stats)
-                for (long p = 0; p < (long)MC_SYNTH_SIZE * MC_SYNTH_SIZE; p++)
-                    for (int b = 0; b < MC_SYNTH_BANDS; b++)
-                        sums[c][b] += tile[p * MC_SYNTH_BANDS + b] / (double)(MC_SYNTH_SIZE * MC_SYNTH_SIZE);
-        }
+    mc_status s = make_world(&o, rgb_dir, sums);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    free(tile);
-    mc_tensor_free(rgb);
     if (s != MC_OK) return cli_fail_status(COMMAND, s);
 
     double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);

@@ -11,6 +11,9 @@ int cmd_embed(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 
 typedef struct cli_command {
     const char *name;
@@ -24,6 +27,9 @@ static const cli_command commands[] = {
     {"show", cmd_show, "contact sheet PNG of multispectral tiles (true colour, false colour, SWIR)"},
     {"synth", cmd_synth, "write the synthetic multispectral world (EuroSAT-MS layout)"},
     {"tokenize", cmd_tokenize, "CLIP token ids for texts"},
+    {"train", cmd_train, "train a spectral encoder against CLIP on EuroSAT-MS (the seed paper's method)"},
+    {"eval", cmd_eval, "zero-shot and matching accuracy, confusion matrices of a trained encoder"},
+    {"classify", cmd_classify, "top-k zero-shot classes of .tif tiles with a trained encoder"},
     {NULL, NULL, NULL},
 };
 

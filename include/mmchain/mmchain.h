@@ -20,6 +20,7 @@
 #include "data.h"
 #include "synth.h"
 #include "run.h"
+#include "chain.h"
 
 /* The library version, "MAJOR.MINOR.PATCH". */
 const char *mc_version(void);

@@ -46,9 +46,15 @@ extern "C" {
 
 typedef double (*mc_clock_fn)(void *ctx); /* seconds, monotonic */
 
-typedef struct mc_progress_options {
+typedef enum mc_progress_mode {
+    MC_PROGRESS_AUTO = 0, /* in place when isatty(fileno(out)), else plain lines */
+    MC_PROGRESS_TERMINAL, /* in place with '\r' */
+    MC_PROGRESS_PLAIN     /* plain lines */
+} mc_progress_mode;
+
+typedef struct mc_progress_options { /* zero = every default */
     FILE *out;            /* default stderr */
-    int is_terminal;      /* -1: ask isatty(fileno(out)) (default); 0 / 1: force */
+    mc_progress_mode mode;
     mc_clock_fn clock;    /* default: CLOCK_MONOTONIC */
     void *clock_ctx;
     int64_t every_steps;  /* plain mode: print every N steps (default 50) */
@@ -103,7 +109,8 @@ typedef struct mc_run mc_run;
 /* Create `dir` (and its parents) and dir/checkpoints. resume = false: a
  * fresh run (an existing metrics.csv / log.txt is replaced); resume = true:
  * the folder must exist with a config.json, metrics and log are appended
- * to. An unwritable folder is MC_ERR_IO naming it. */
+ * to, and temporary files left by a write that was killed are removed.
+ * An unwritable folder is MC_ERR_IO naming it. */
 mc_status mc_run_open(mc_run **out, const char *dir, bool resume);
 void mc_run_close(mc_run *run);
 /* quiet: mc_run_log writes only to log.txt, not to stdout. */
@@ -146,6 +153,20 @@ mc_status mc_run_path(const mc_run *run, const char *relative, char *buf, size_t
 
 #define MC_REPORT_MAX_SERIES 6
 
+/* A line plot's geometry in SVG pixels: the plotting area spans x from
+ * MC_PLOT_LEFT to MC_PLOT_WIDTH - MC_PLOT_RIGHT and y from MC_PLOT_TOP
+ * (the axis maximum) down to MC_PLOT_HEIGHT - MC_PLOT_BOTTOM (the minimum).
+ * Each axis covers the data rounded out to "nice" ticks: multiples of
+ * 1, 2 or 5 x 10^k, about 5 of them. Points are written with one decimal. */
+enum {
+    MC_PLOT_WIDTH = 520,
+    MC_PLOT_HEIGHT = 320,
+    MC_PLOT_LEFT = 64,
+    MC_PLOT_RIGHT = 16,
+    MC_PLOT_TOP = 44,
+    MC_PLOT_BOTTOM = 48
+};
+
 typedef struct mc_report_series {
     const char *name;
     int n;            /* points */
@@ -157,6 +178,7 @@ typedef struct mc_report_plot {
     const char *title, *x_label, *y_label;
     int n_series; /* <= MC_REPORT_MAX_SERIES */
     mc_report_series series[MC_REPORT_MAX_SERIES];
+    double y_lo, y_hi; /* a fixed y range when y_lo < y_hi (0, 1 for accuracies); else from the data */
 } mc_report_plot;
 
 typedef struct mc_report_confusion {
@@ -198,7 +220,7 @@ mc_status mc_report_write(const char *path, const mc_report *report);
  * mc_run_metrics_row; absent file = no plots) followed by everything in
  * `extra` (may be NULL): "step" rows give loss-over-steps plots, "epoch"
  * rows one plot of their *loss* columns and one of their *acc* columns
- * against the epoch. Used by `mmchain eval` to re-render a run. */
+ * (on a 0..1 axis) against the epoch. Used by `mmchain eval` to re-render a run. */
 mc_status mc_report_write_with_metrics(const char *path, const char *metrics_csv,
                                        const mc_report *extra);
 /* mc_report_write_with_metrics(DIR/report.html, DIR/metrics.csv, extra). */

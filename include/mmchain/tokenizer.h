@@ -97,12 +97,11 @@ mc_status mc_tokenizer_from_merges(const char *const *merges, int n_merges, mc_t
  * the texts go through the same cleaning, split and byte stand-ins as
  * tokenizing ("<|startoftext|>"/"<|endoftext|>" pieces are skipped); each
  * distinct word is weighted by how often it occurs; then, repeatedly, the
- * adjacent symbol pair with the highest total count becomes a merge — ties
- * go to the pair that sorts first by (left, right) bytes, and a pair whose
- * joined text is already a token is never chosen (every merge adds a new
- * token). It stops early when no pair occurs at least twice. Deterministic:
- * the same texts give the same merges. mc_tokenizer_merge_count says how
- * many were learned. */
+ * adjacent symbol pair with the highest total count becomes a merge (ties
+ * go to the pair whose (left, right) texts sort first in byte order). It
+ * stops early when no pair occurs at least twice; mc_tokenizer_merge_count
+ * says how many were learned. Deterministic: the same texts, in any order,
+ * give the same merges. Every merge is a new token string. */
 mc_status mc_tokenizer_train(const char *const *texts, int n_texts, int n_merges,
                              mc_tokenizer **out);
 

@@ -8,7 +8,6 @@
  * pipe, a file) a line is printed every `every_steps` steps or
  * `every_seconds` seconds, and for the last step, so logs stay readable. */
 #define _POSIX_C_SOURCE 200809L
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -32,8 +31,8 @@ void mc_progress_begin_with(mc_progress *p, const char *label, int64_t total_ste
     memset(p, 0, sizeof *p);
     snprintf(p->label, sizeof p->label, "%s", label ? label : "");
     p->out = opt && opt->out ? opt->out : stderr;
-    int is_terminal = opt ? opt->is_terminal : -1;
-    p->terminal = is_terminal < 0 ? isatty(fileno(p->out)) == 1 : is_terminal != 0;
+    mc_progress_mode mode = opt ? opt->mode : MC_PROGRESS_AUTO;
+    p->terminal = mode == MC_PROGRESS_AUTO ? isatty(fileno(p->out)) == 1 : mode == MC_PROGRESS_TERMINAL;
     p->quiet = quiet;
     p->clock = opt && opt->clock ? opt->clock : monotonic_seconds;
     p->clock_ctx = opt ? opt->clock_ctx : NULL;

@@ -676,34 +676,30 @@ mc_status mc_resnet_save(const mc_resnet *m, const char *path, const mc_optimize
 }
 
 /* Optimizer state lookup: reads "optimizer.*" tensors from the file on
- * demand and keeps them until the import is done. */
+ * demand and keeps them until the import is done. A tensor that cannot be
+ * read is reported as absent; the import then names it as missing. */
 typedef struct file_lookup {
     const mc_safetensors *f;
     mc_param_list cache;
-    mc_status error;
 } file_lookup;
 
 static const mc_tensor *lookup_in_file(void *ctx, const char *name) {
     file_lookup *l = ctx;
     mc_tensor *t = mc_params_find(&l->cache, name);
-    if (t || !mc_safetensors_has(l->f, name) || l->error != MC_OK) return t;
-    if (mc_safetensors_read(l->f, name, &t) != MC_OK) {
-        l->error = MC_ERR_FORMAT;
-        return NULL;
-    }
+    if (t || !mc_safetensors_has(l->f, name)) return t;
+    if (mc_safetensors_read(l->f, name, &t) != MC_OK) return NULL;
     if (mc_params_add(&l->cache, t) != MC_OK) {
         mc_tensor_free(t);
-        l->error = MC_ERR_NOMEM;
         return NULL;
     }
     return t;
 }
 
 mc_status mc_resnet_load_optimizer(const mc_safetensors *f, mc_optimizer *optimizer) {
-    file_lookup l = {.f = f, .error = MC_OK};
+    file_lookup l = {.f = f};
     mc_status status = mc_optimizer_import_state(optimizer, lookup_in_file, &l);
-    if (status != MC_OK && l.error != MC_OK) status = l.error; /* the read's own message stands */
     mc_params_free(&l.cache);
-    if (status != MC_OK) return mc_error_context(status, "%s: optimizer state: ", mc_safetensors_path(f));
+    if (status != MC_OK)
+        return mc_error_context(status, "%s: optimizer state: ", mc_safetensors_path(f));
     return MC_OK;
 }

@@ -11,7 +11,10 @@
  *   - vocabulary = stand-ins, stand-ins + "</w>", the first 49152-256-2
  *     merges joined, "<|startoftext|>", "<|endoftext|>" (ids in that order;
  *     a repeated string keeps its last id, as Python's dict does).
- *   - the merges are the lines after line 1 of the merges file. */
+ *   - the merges are the lines after line 1 of the merges file.
+ * A smaller vocabulary (K merges, from a short merges.txt, a list in memory
+ * or mc_tokenizer_train in tokenizer_train.c) is built the same way: the
+ * same code, 512 + K + 2 ids. */
 #include "mmchain/tokenizer.h"
 
 #include <errno.h>
@@ -23,13 +26,14 @@
 #include <zlib.h>
 
 #include "io/json.h"
+#include "mmchain/io.h"
+#include "tokenizer_hash.h"
 #include "tokenizer_utf8.h"
 
 enum {
     BYTE_STANDINS = 256,
     STANDIN_LIMIT = 0x100 + 68, /* stand-in code points are below this */
-    PAIR_SLOTS = 1 << 17,       /* > 2 x 48,894 merges: short probe chains */
-    TOKEN_SLOTS = 1 << 17,      /* > 2 x 49,408 tokens */
+    MIN_SLOTS = 1 << 10,        /* the smallest hash table */
     CACHE_MAX_WORDS = 1 << 15,  /* the word cache is emptied when it holds this many */
     MERGES_LINE_MAX = 4096
 };
@@ -65,19 +69,6 @@ static mc_status pool_add(string_pool *pool, const char *a, size_t a_len, const 
     return MC_OK;
 }
 
-static uint64_t hash_bytes(const char *s, size_t len) { /* FNV-1a */
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
-static uint64_t hash_pair(int32_t left, int32_t right) { /* a 64-bit mix (splitmix64's finaliser) */
-    uint64_t h = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
-    return h ^ (h >> 31);
-}
-
 // ---------------------------------------------------------------------------
 // The tokenizer
 
@@ -97,10 +88,14 @@ typedef struct cache_slot {
 } cache_slot;
 
 struct mc_tokenizer {
+    int vocab_size;                      /* 512 + n_merges + 2 */
+    int n_merges;
     string_pool pool;                    /* every token's text */
-    const char *tokens[MC_CLIP_VOCAB_SIZE];
-    int32_t *token_slots;                /* (TOKEN_SLOTS) token text -> id, -1 empty */
-    pair_slot *pairs;                    /* (PAIR_SLOTS) merge rules by symbol pair */
+    const char **tokens;                 /* (vocab_size) pointers into pool */
+    int32_t *merge_left, *merge_right;   /* (n_merges) the ids merge r joins */
+    int32_t *token_slots;                /* (token_mask + 1) token text -> id, -1 empty */
+    pair_slot *pairs;                    /* (pair_mask + 1) merge rules by symbol pair */
+    uint64_t token_mask, pair_mask;      /* table sizes - 1 (powers of two) */
     int32_t byte_symbol[BYTE_STANDINS];  /* id of byte b's stand-in */
     int32_t byte_symbol_end[BYTE_STANDINS]; /* ... and of stand-in + "</w>" */
     int16_t standin_byte[STANDIN_LIMIT]; /* stand-in code point -> byte, -1 none */
@@ -131,8 +126,8 @@ static void byte_standins(uint32_t standin[256], uint8_t order[256]) {
 }
 
 static int32_t find_token(const mc_tokenizer *tok, const char *text, size_t len) {
-    for (uint64_t i = hash_bytes(text, len);; i++) {
-        int32_t id = tok->token_slots[i & (TOKEN_SLOTS - 1)];
+    for (uint64_t i = mc_tokenizer_hash_bytes(text, len);; i++) {
+        int32_t id = tok->token_slots[i & tok->token_mask];
         if (id < 0) return -1;
         if (strlen(tok->tokens[id]) == len && memcmp(tok->tokens[id], text, len) == 0) return id;
     }
@@ -142,8 +137,8 @@ static int32_t find_token(const mc_tokenizer *tok, const char *text, size_t len)
 static void add_token(mc_tokenizer *tok, int32_t id) {
     const char *text = tok->tokens[id];
     size_t len = strlen(text);
-    for (uint64_t i = hash_bytes(text, len);; i++) {
-        int32_t *slot = &tok->token_slots[i & (TOKEN_SLOTS - 1)];
+    for (uint64_t i = mc_tokenizer_hash_bytes(text, len);; i++) {
+        int32_t *slot = &tok->token_slots[i & tok->token_mask];
         if (*slot < 0 || strcmp(tok->tokens[*slot], text) == 0) {
             *slot = id;
             return;
@@ -152,8 +147,8 @@ static void add_token(mc_tokenizer *tok, int32_t id) {
 }
 
 static const pair_slot *find_pair(const mc_tokenizer *tok, int32_t left, int32_t right) {
-    for (uint64_t i = hash_pair(left, right);; i++) {
-        const pair_slot *slot = &tok->pairs[i & (PAIR_SLOTS - 1)];
+    for (uint64_t i = mc_tokenizer_hash_pair(left, right);; i++) {
+        const pair_slot *slot = &tok->pairs[i & tok->pair_mask];
         if (slot->left < 0) return NULL;
         if (slot->left == left && slot->right == right) return slot;
     }
@@ -161,8 +156,8 @@ static const pair_slot *find_pair(const mc_tokenizer *tok, int32_t left, int32_t
 
 /* Insert or overwrite: a repeated merge keeps its last rank, like dict(zip(merges, ranks)). */
 static void add_pair(mc_tokenizer *tok, int32_t left, int32_t right, int32_t rank, int32_t merged) {
-    for (uint64_t i = hash_pair(left, right);; i++) {
-        pair_slot *slot = &tok->pairs[i & (PAIR_SLOTS - 1)];
+    for (uint64_t i = mc_tokenizer_hash_pair(left, right);; i++) {
+        pair_slot *slot = &tok->pairs[i & tok->pair_mask];
         if (slot->left < 0 || (slot->left == left && slot->right == right)) {
             *slot = (pair_slot){left, right, rank, merged};
             return;
@@ -176,13 +171,37 @@ static void add_pair(mc_tokenizer *tok, int32_t left, int32_t right, int32_t ran
 /* The merges as offsets into a pool: merge r is left[r] and right[r]. */
 typedef struct merge_list {
     string_pool text;
-    size_t left[MC_CLIP_MERGES], right[MC_CLIP_MERGES];
-    int count;
+    size_t *left, *right; /* (cap) */
+    int count, cap;
 } merge_list;
 
+static void merge_list_free(merge_list *merges) {
+    free(merges->text.data);
+    free(merges->left);
+    free(merges->right);
+    *merges = (merge_list){0};
+}
+
+/* Room for one more merge (never more than MC_CLIP_MERGES). */
+static mc_status merge_list_reserve(merge_list *merges) {
+    if (merges->count < merges->cap) return MC_OK;
+    if (merges->count >= MC_CLIP_MERGES)
+        return mc_error(MC_ERR_ARG, "tokenizer: more than %d merges", MC_CLIP_MERGES);
+    int cap = merges->cap ? 2 * merges->cap : 1024;
+    if (cap > MC_CLIP_MERGES) cap = MC_CLIP_MERGES;
+    size_t *left = realloc(merges->left, (size_t)cap * sizeof *left);
+    if (left) merges->left = left;
+    size_t *right = left ? realloc(merges->right, (size_t)cap * sizeof *right) : NULL;
+    if (right) merges->right = right;
+    if (!left || !right) return mc_error(MC_ERR_NOMEM, "tokenizer: out of memory for %d merges", cap);
+    merges->cap = cap;
+    return MC_OK;
+}
+
 /* Split a merge line on ASCII whitespace (Python's merge.split() for these
- * lines) into exactly two symbols, each stored in the pool. */
-static mc_status parse_merge_line(const char *path, long line_number, char *line, merge_list *merges) {
+ * lines) into exactly two symbols, each stored in the pool. `where` names
+ * the line in messages ("merges file 'x' line 5"). */
+static mc_status parse_merge_line(const char *where, char *line, merge_list *merges) {
     char *parts[3] = {NULL, NULL, NULL};
     int n_parts = 0;
     for (char *p = line; *p;) {
@@ -194,11 +213,11 @@ static mc_status parse_merge_line(const char *path, long line_number, char *line
     }
     if (n_parts != 2)
         return mc_error(MC_ERR_FORMAT,
-                        "tokenizer: merges file '%s' line %ld: expected two symbols separated by a "
-                        "space, found %d",
-                        path, line_number, n_parts);
+                        "tokenizer: %s: expected two symbols separated by a space, found %d", where,
+                        n_parts);
     char what[1200];
-    snprintf(what, sizeof what, "tokenizer: merges file '%s' line %ld", path, line_number);
+    snprintf(what, sizeof what, "tokenizer: %s", where);
+    MC_TRY(merge_list_reserve(merges));
     for (int k = 0; k < 2; k++) {
         MC_TRY(mc_utf8_check(parts[k], strlen(parts[k]), what));
         MC_TRY(pool_add(&merges->text, parts[k], strlen(parts[k]), "", 0,
@@ -226,29 +245,39 @@ static mc_status read_line(gzFile file, const char *path, long line_number, char
     return MC_OK;
 }
 
+/* How many merges a file must hold follows from its header line:
+ *   - OpenAI's file starts "\"bpe_simple_vocab_16e6.txt#version: 0.2": a
+ *     file name before "#version" means the full CLIP vocabulary, so fewer
+ *     than MC_CLIP_MERGES merges is a truncated file, an error;
+ *   - Hugging Face's merges.txt (and ours) starts "#version": any number
+ *     of merges is a vocabulary, up to MC_CLIP_MERGES (more are ignored, as
+ *     CLIP ignores the rest of OpenAI's 262,144 lines). */
 static mc_status read_merges_from(gzFile file, const char *path, merge_list *merges) {
     char line[MERGES_LINE_MAX];
     bool got;
     MC_TRY(read_line(file, path, 1, line, sizeof line, &got));
-    /* OpenAI's file starts with "\"bpe_simple_vocab_16e6.txt#version: 0.2",
-     * Hugging Face's merges.txt with "#version: 0.2". */
     if (!got)
         return mc_error(MC_ERR_FORMAT, "tokenizer: merges file '%s' is empty (expected a '#version' "
-                        "header line and %d merges)", path, MC_CLIP_MERGES);
-    if (!strstr(line, "#version"))
+                        "header line and the merges)", path);
+    const char *version = strstr(line, "#version");
+    if (!version)
         return mc_error(MC_ERR_FORMAT,
                         "tokenizer: '%s' is not a BPE merges file: line 1 is not a '#version' header "
                         "(expected bpe_simple_vocab_16e6.txt.gz or merges.txt)",
                         path);
+    bool full_clip = version != line;
     while (merges->count < MC_CLIP_MERGES) {
         long line_number = merges->count + 2;
         MC_TRY(read_line(file, path, line_number, line, sizeof line, &got));
+        if (!got && !full_clip) break;
         if (!got)
             return mc_error(MC_ERR_FORMAT,
-                            "tokenizer: merges file '%s' has only %d merges, CLIP's vocabulary needs "
-                            "%d (truncated?)",
+                            "tokenizer: merges file '%s' has only %d merges, but its header says it is "
+                            "OpenAI's, whose CLIP vocabulary needs %d (truncated?)",
                             path, merges->count, MC_CLIP_MERGES);
-        MC_TRY(parse_merge_line(path, line_number, line, merges));
+        char where[1200];
+        snprintf(where, sizeof where, "merges file '%s' line %ld", path, line_number);
+        MC_TRY(parse_merge_line(where, line, merges));
     }
     return MC_OK;
 }
@@ -289,10 +318,10 @@ static mc_status build_vocabulary(mc_tokenizer *tok, const merge_list *merges, s
         MC_TRY(add_vocab_entry(tok, offsets, 2 * BYTE_STANDINS + r, left, strlen(left), right,
                                strlen(right)));
     }
-    MC_TRY(add_vocab_entry(tok, offsets, MC_CLIP_SOT, SOT_TEXT, strlen(SOT_TEXT), "", 0));
-    MC_TRY(add_vocab_entry(tok, offsets, MC_CLIP_EOT, EOT_TEXT, strlen(EOT_TEXT), "", 0));
-    for (int id = 0; id < MC_CLIP_VOCAB_SIZE; id++) tok->tokens[id] = tok->pool.data + offsets[id];
-    for (int id = 0; id < MC_CLIP_VOCAB_SIZE; id++) add_token(tok, id);
+    MC_TRY(add_vocab_entry(tok, offsets, mc_tokenizer_sot(tok), SOT_TEXT, strlen(SOT_TEXT), "", 0));
+    MC_TRY(add_vocab_entry(tok, offsets, mc_tokenizer_eot(tok), EOT_TEXT, strlen(EOT_TEXT), "", 0));
+    for (int id = 0; id < tok->vocab_size; id++) tok->tokens[id] = tok->pool.data + offsets[id];
+    for (int id = 0; id < tok->vocab_size; id++) add_token(tok, id);
 
     for (int b = 0; b < 256; b++) { /* ids as the vocabulary (last id wins) spells them */
         char text[8];
@@ -305,7 +334,10 @@ static mc_status build_vocabulary(mc_tokenizer *tok, const merge_list *merges, s
     return MC_OK;
 }
 
-static mc_status build_merge_rules(mc_tokenizer *tok, const char *path, const merge_list *merges) {
+/* `source` names where merge r came from in messages: source + " " +
+ * (first_number + r), e.g. "merges file 'x' line 2" for r = 0. */
+static mc_status build_merge_rules(mc_tokenizer *tok, const char *source, int first_number,
+                                   const merge_list *merges) {
     for (int r = 0; r < merges->count; r++) {
         const char *left = merges->text.data + merges->left[r];
         const char *right = merges->text.data + merges->right[r];
@@ -315,41 +347,101 @@ static mc_status build_merge_rules(mc_tokenizer *tok, const char *path, const me
         int32_t merged_id = find_token(tok, merged_text, strlen(merged_text));
         if (left_id < 0 || right_id < 0)
             return mc_error(MC_ERR_FORMAT,
-                            "tokenizer: merges file '%s' line %d: symbol '%s' is neither a byte "
-                            "symbol nor made by a merge",
-                            path, r + 2, left_id < 0 ? left : right);
+                            "tokenizer: %s %d: symbol '%s' is neither a byte symbol nor made by a "
+                            "merge",
+                            source, first_number + r, left_id < 0 ? left : right);
         add_pair(tok, left_id, right_id, r, merged_id);
+        tok->merge_left[r] = left_id;
+        tok->merge_right[r] = right_id;
     }
     return MC_OK;
 }
 
-static mc_status tokenizer_alloc(mc_tokenizer **out) {
+/* A power of two at least twice n (hash tables stay at most half full, so
+ * probe chains are short). */
+static uint64_t table_size(int n) {
+    uint64_t size = MIN_SLOTS;
+    while (size < 2 * (uint64_t)n) size *= 2;
+    return size;
+}
+
+/* An empty tokenizer sized for n_merges merges. */
+static mc_status tokenizer_alloc(int n_merges, mc_tokenizer **out) {
     mc_tokenizer *tok = calloc(1, sizeof *tok);
     if (!tok) return mc_error(MC_ERR_NOMEM, "tokenizer: out of memory");
-    tok->token_slots = malloc(TOKEN_SLOTS * sizeof *tok->token_slots);
-    tok->pairs = malloc(PAIR_SLOTS * sizeof *tok->pairs);
+    tok->n_merges = n_merges;
+    tok->vocab_size = MC_TOKENIZER_BYTE_TOKENS + n_merges + 2;
+    tok->token_mask = table_size(tok->vocab_size) - 1;
+    tok->pair_mask = table_size(n_merges) - 1;
+    tok->tokens = calloc((size_t)tok->vocab_size, sizeof *tok->tokens);
+    tok->merge_left = malloc(((size_t)n_merges + 1) * sizeof *tok->merge_left);
+    tok->merge_right = malloc(((size_t)n_merges + 1) * sizeof *tok->merge_right);
+    tok->token_slots = malloc((tok->token_mask + 1) * sizeof *tok->token_slots);
+    tok->pairs = malloc((tok->pair_mask + 1) * sizeof *tok->pairs);
     tok->cache = calloc(CACHE_SLOTS, sizeof *tok->cache);
-    if (!tok->token_slots || !tok->pairs || !tok->cache) {
+    if (!tok->tokens || !tok->merge_left || !tok->merge_right || !tok->token_slots || !tok->pairs ||
+        !tok->cache) {
         mc_tokenizer_free(tok);
         return mc_error(MC_ERR_NOMEM, "tokenizer: out of memory for its tables");
     }
-    for (int i = 0; i < TOKEN_SLOTS; i++) tok->token_slots[i] = -1;
-    for (int i = 0; i < PAIR_SLOTS; i++) tok->pairs[i].left = -1;
+    for (uint64_t i = 0; i <= tok->token_mask; i++) tok->token_slots[i] = -1;
+    for (uint64_t i = 0; i <= tok->pair_mask; i++) tok->pairs[i].left = -1;
     for (int i = 0; i < STANDIN_LIMIT; i++) tok->standin_byte[i] = -1;
     *out = tok;
     return MC_OK;
 }
 
-static mc_status load_merges_file(const char *path, mc_tokenizer *tok) {
-    merge_list *merges = calloc(1, sizeof *merges);
-    size_t *offsets = malloc(MC_CLIP_VOCAB_SIZE * sizeof *offsets);
-    mc_status s = (merges && offsets) ? MC_OK : mc_error(MC_ERR_NOMEM, "tokenizer: out of memory");
-    if (s == MC_OK) s = read_merges(path, merges);
+/* The tokenizer of a list of merges; source and first_number name them in
+ * messages (build_merge_rules). */
+static mc_status tokenizer_build(const merge_list *merges, const char *source, int first_number,
+                                 mc_tokenizer **out) {
+    mc_tokenizer *tok = NULL;
+    MC_TRY(tokenizer_alloc(merges->count, &tok));
+    size_t *offsets = malloc((size_t)tok->vocab_size * sizeof *offsets);
+    mc_status s = offsets ? MC_OK : mc_error(MC_ERR_NOMEM, "tokenizer: out of memory");
     if (s == MC_OK) s = build_vocabulary(tok, merges, offsets);
-    if (s == MC_OK) s = build_merge_rules(tok, path, merges);
-    if (merges) free(merges->text.data);
-    free(merges);
+    if (s == MC_OK) s = build_merge_rules(tok, source, first_number, merges);
     free(offsets);
+    if (s != MC_OK) {
+        mc_tokenizer_free(tok);
+        return s;
+    }
+    *out = tok;
+    return MC_OK;
+}
+
+static mc_status load_merges_file(const char *path, mc_tokenizer **out) {
+    merge_list merges = {0};
+    mc_status s = read_merges(path, &merges);
+    char source[1100];
+    snprintf(source, sizeof source, "merges file '%s' line", path);
+    if (s == MC_OK) s = tokenizer_build(&merges, source, 2, out); /* merge 0 is on line 2 */
+    merge_list_free(&merges);
+    return s;
+}
+
+mc_status mc_tokenizer_from_merges(const char *const *merges, int n_merges, mc_tokenizer **out) {
+    if (!out) return mc_error(MC_ERR_ARG, "tokenizer: output is NULL");
+    *out = NULL;
+    if (n_merges < 0 || n_merges > MC_CLIP_MERGES || (n_merges > 0 && !merges))
+        return mc_error(MC_ERR_ARG, "tokenizer: %d merges (expected 0 to %d, and a list when not 0)",
+                        n_merges, MC_CLIP_MERGES);
+    merge_list list = {0};
+    mc_status s = MC_OK;
+    for (int r = 0; r < n_merges && s == MC_OK; r++) {
+        char where[64];
+        snprintf(where, sizeof where, "merge list entry %d", r);
+        if (!merges[r]) {
+            s = mc_error(MC_ERR_ARG, "tokenizer: %s is NULL", where);
+            break;
+        }
+        char *line = strdup(merges[r]); /* parse_merge_line cuts it in place */
+        s = line ? parse_merge_line(where, line, &list)
+                 : mc_error(MC_ERR_NOMEM, "tokenizer: out of memory for %s", where);
+        free(line);
+    }
+    if (s == MC_OK) s = tokenizer_build(&list, "merge list entry", 0, out);
+    merge_list_free(&list);
     return s;
 }
 
@@ -420,8 +512,7 @@ mc_status mc_tokenizer_load(const char *path, mc_tokenizer **out) {
     char *merges_path = NULL;
     MC_TRY(resolve_merges_path(path, &merges_path));
     mc_tokenizer *tok = NULL;
-    mc_status s = tokenizer_alloc(&tok);
-    if (s == MC_OK) s = load_merges_file(merges_path, tok);
+    mc_status s = load_merges_file(merges_path, &tok);
     if (s == MC_OK) s = check_neighbour_vocab(tok, merges_path);
     free(merges_path);
     if (s != MC_OK) {
@@ -447,6 +538,9 @@ void mc_tokenizer_free(mc_tokenizer *tok) {
     free(tok->cache);
     free(tok->pairs);
     free(tok->token_slots);
+    free(tok->merge_left);
+    free(tok->merge_right);
+    free(tok->tokens);
     free(tok->pool.data);
     free(tok);
 }
@@ -483,14 +577,14 @@ static mc_status compare_vocab(const mc_tokenizer *tok, const char *path, const 
     if (!root || root->type != MC_JSON_OBJECT)
         return mc_error(MC_ERR_FORMAT, "tokenizer: vocab.json '%s' is not a JSON object of token: id",
                         path);
-    if (root->count != MC_CLIP_VOCAB_SIZE)
+    if (root->count != tok->vocab_size)
         return mc_error(MC_ERR_FORMAT, "tokenizer: vocab.json '%s' has %d tokens, the merges give %d",
-                        path, root->count, MC_CLIP_VOCAB_SIZE);
+                        path, root->count, tok->vocab_size);
     for (const mc_json *m = root->child; m; m = m->next) {
         if (m->type != MC_JSON_NUMBER || !m->is_int || m->integer < 0 ||
-            m->integer >= MC_CLIP_VOCAB_SIZE)
+            m->integer >= tok->vocab_size)
             return mc_error(MC_ERR_FORMAT, "tokenizer: vocab.json '%s': token \"%s\" has no id in 0..%d",
-                            path, m->key, MC_CLIP_VOCAB_SIZE - 1);
+                            path, m->key, tok->vocab_size - 1);
         const char *ours = tok->tokens[m->integer];
         if (strlen(ours) != m->key_len || memcmp(ours, m->key, m->key_len) != 0)
             return mc_error(MC_ERR_FORMAT,
@@ -515,12 +609,91 @@ mc_status mc_tokenizer_check_vocab_json(const mc_tokenizer *tok, const char *voc
 }
 
 // ---------------------------------------------------------------------------
+// Saving: merges.txt and vocab.json, as Hugging Face writes them
+
+static mc_status write_merges(void *ctx, FILE *f) {
+    const mc_tokenizer *tok = ctx;
+    fputs("#version: 0.2\n", f); /* a bare header: any number of merges (read_merges_from) */
+    for (int r = 0; r < tok->n_merges; r++)
+        fprintf(f, "%s %s\n", tok->tokens[tok->merge_left[r]], tok->tokens[tok->merge_right[r]]);
+    return ferror(f) ? mc_error(MC_ERR_IO, "tokenizer: writing the merges failed") : MC_OK;
+}
+
+/* A JSON string: tokens hold no control characters (those bytes have
+ * stand-ins), so only '"' and '\' need escaping; UTF-8 is written as is. */
+static void write_json_string(FILE *f, const char *text) {
+    fputc('"', f);
+    for (const char *p = text; *p; p++) {
+        if (*p == '"' || *p == '\\') fputc('\\', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static mc_status write_vocab(void *ctx, FILE *f) {
+    const mc_tokenizer *tok = ctx;
+    fputc('{', f);
+    for (int id = 0; id < tok->vocab_size; id++) {
+        if (id) fputc(',', f);
+        write_json_string(f, tok->tokens[id]);
+        fprintf(f, ":%d", id);
+    }
+    fputs("}\n", f);
+    return ferror(f) ? mc_error(MC_ERR_IO, "tokenizer: writing the vocabulary failed") : MC_OK;
+}
+
+mc_status mc_tokenizer_save_vocab_json(const mc_tokenizer *tok, const char *path) {
+    if (!tok || !path) return mc_error(MC_ERR_ARG, "tokenizer: save got a NULL tokenizer or path");
+    mc_status s = mc_write_file_atomic_with(path, write_vocab, (void *)tok);
+    return s == MC_OK ? s : mc_error_context(s, "tokenizer: saving vocab.json: ");
+}
+
+static bool is_folder(const char *path);
+static mc_status join_path(const char *folder, size_t folder_len, const char *name, char **out);
+
+/* A folder gets merges.txt and then vocab.json; a crash between the two
+ * leaves a pair that mc_tokenizer_load rejects (the check), never wrong ids. */
+static mc_status save_to_folder(const mc_tokenizer *tok, const char *folder) {
+    char *merges_path = NULL, *vocab_path = NULL;
+    mc_status s = join_path(folder, strlen(folder), "merges.txt", &merges_path);
+    if (s == MC_OK) s = join_path(folder, strlen(folder), "vocab.json", &vocab_path);
+    if (s == MC_OK) s = mc_tokenizer_save(tok, merges_path);
+    if (s == MC_OK) s = mc_tokenizer_save_vocab_json(tok, vocab_path);
+    free(merges_path);
+    free(vocab_path);
+    return s;
+}
+
+mc_status mc_tokenizer_save(const mc_tokenizer *tok, const char *path) {
+    if (!tok || !path) return mc_error(MC_ERR_ARG, "tokenizer: save got a NULL tokenizer or path");
+    if (is_folder(path)) return save_to_folder(tok, path);
+    mc_status s = mc_write_file_atomic_with(path, write_merges, (void *)tok);
+    return s == MC_OK ? s : mc_error_context(s, "tokenizer: saving merges: ");
+}
+
+// ---------------------------------------------------------------------------
 // The vocabulary
 
-int mc_tokenizer_vocab_size(const mc_tokenizer *tok) { return tok ? MC_CLIP_VOCAB_SIZE : 0; }
+int mc_tokenizer_vocab_size(const mc_tokenizer *tok) { return tok ? tok->vocab_size : 0; }
+
+int mc_tokenizer_merge_count(const mc_tokenizer *tok) { return tok ? tok->n_merges : 0; }
+
+/* The specials come last, as in CLIP: eot is the largest id. */
+int32_t mc_tokenizer_sot(const mc_tokenizer *tok) { return tok ? tok->vocab_size - 2 : -1; }
+
+int32_t mc_tokenizer_eot(const mc_tokenizer *tok) { return tok ? tok->vocab_size - 1 : -1; }
+
+mc_status mc_tokenizer_merge(const mc_tokenizer *tok, int rank, const char **left, const char **right) {
+    if (!tok || !left || !right) return mc_error(MC_ERR_ARG, "tokenizer: merge got a NULL argument");
+    if (rank < 0 || rank >= tok->n_merges)
+        return mc_error(MC_ERR_ARG, "tokenizer: merge rank %d is outside 0..%d", rank, tok->n_merges - 1);
+    *left = tok->tokens[tok->merge_left[rank]];
+    *right = tok->tokens[tok->merge_right[rank]];
+    return MC_OK;
+}
 
 const char *mc_tokenizer_token(const mc_tokenizer *tok, int32_t id) {
-    if (!tok || id < 0 || id >= MC_CLIP_VOCAB_SIZE) return NULL;
+    if (!tok || id < 0 || id >= tok->vocab_size) return NULL;
     return tok->tokens[id];
 }
 
@@ -578,7 +751,7 @@ static mc_status bpe_word(const mc_tokenizer *tok, const char *word, size_t len,
 }
 
 static cache_slot *cache_find(mc_tokenizer *tok, const char *word, size_t len) {
-    for (uint64_t i = hash_bytes(word, len);; i++) {
+    for (uint64_t i = mc_tokenizer_hash_bytes(word, len);; i++) {
         cache_slot *slot = &tok->cache[i & (CACHE_SLOTS - 1)];
         if (!slot->word || (slot->word_len == len && memcmp(slot->word, word, len) == 0)) return slot;
     }
@@ -639,7 +812,7 @@ static mc_status id_list_append(id_list *list, const int32_t *ids, int n) {
 /* One piece: the specials by their exact text (the reference seeds its BPE
  * cache with them), everything else by BPE. */
 static mc_status encode_piece(mc_tokenizer *tok, const char *piece, size_t len, id_list *out) {
-    static const int32_t sot = MC_CLIP_SOT, eot = MC_CLIP_EOT;
+    const int32_t sot = mc_tokenizer_sot(tok), eot = mc_tokenizer_eot(tok);
     if (len == strlen(SOT_TEXT) && memcmp(piece, SOT_TEXT, len) == 0) return id_list_append(out, &sot, 1);
     if (len == strlen(EOT_TEXT) && memcmp(piece, EOT_TEXT, len) == 0) return id_list_append(out, &eot, 1);
     const int32_t *ids = NULL;
@@ -698,9 +871,9 @@ mc_status mc_tokenizer_tokenize(mc_tokenizer *tok, const char *text, int context
                         text, strlen(text) > 60 ? "..." : "", context, n_body + 2, context);
     }
     int kept = n_body + 2 > context ? context - 2 : n_body; /* truncation keeps eot last */
-    ids[0] = MC_CLIP_SOT;
+    ids[0] = mc_tokenizer_sot(tok);
     if (kept > 0) memcpy(ids + 1, body, (size_t)kept * sizeof *ids); /* body is NULL when empty */
-    ids[kept + 1] = MC_CLIP_EOT;
+    ids[kept + 1] = mc_tokenizer_eot(tok);
     for (int i = kept + 2; i < context; i++) ids[i] = 0;
     free(body);
     return MC_OK;
@@ -786,13 +959,13 @@ mc_status mc_tokenizer_decode(const mc_tokenizer *tok, const int32_t *ids, int n
     byte_list raw = {0}, out = {0};
     mc_status s = MC_OK;
     for (int i = 0; i < n && s == MC_OK; i++) {
-        if (ids[i] < 0 || ids[i] >= MC_CLIP_VOCAB_SIZE) {
+        if (ids[i] < 0 || ids[i] >= tok->vocab_size) {
             s = mc_error(MC_ERR_ARG, "decode: id %d at position %d is outside the vocabulary 0..%d",
-                         ids[i], i, MC_CLIP_VOCAB_SIZE - 1);
+                         ids[i], i, tok->vocab_size - 1);
             break;
         }
-        if (skip_special && ids[i] == MC_CLIP_EOT) break; /* the rest is padding */
-        if (skip_special && ids[i] == MC_CLIP_SOT) continue;
+        if (skip_special && ids[i] == mc_tokenizer_eot(tok)) break; /* the rest is padding */
+        if (skip_special && ids[i] == mc_tokenizer_sot(tok)) continue;
         s = token_bytes(tok, ids[i], &raw);
     }
     if (s == MC_OK) s = finish_text(&raw, &out);

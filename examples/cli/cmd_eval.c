@@ -1,0 +1,232 @@
+/* mmchain eval — every metric of a trained spectral encoder on a split.
+ *
+ *     mmchain eval --run RUN_DIR [--split val] [--which best|last]
+ *     mmchain eval --checkpoint C --data DIR --clip CLIP --vocab V [--split val] ...
+ *
+ * With --run, the data, CLIP, vocabulary, split settings and prompts come
+ * from the run's config.json (flags given here override them); the bands,
+ * normalisation and architecture always come from the checkpoint. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chain_cli.h"
+
+static const char *const COMMAND = "eval";
+static const char *const USAGE =
+    "usage: mmchain eval --run RUN_DIR [options]\n"
+    "       mmchain eval --checkpoint C.safetensors --data DIR --clip CLIP --vocab V [options]\n\n"
+    "Zero-shot spectral->text and RGB->text top-1 accuracy, spectral->RGB matching accuracy inside\n"
+    "batches, the InfoNCE loss, per-class accuracy and the confusion matrices on a split.";
+
+typedef struct eval_args {
+    const char *run, *checkpoint, *which, *data, *rgb, *clip, *vocab, *splits, *split;
+    const char *classes, *templates;
+    int batch, train_size, val_size;
+    uint64_t seed;
+    bool symmetric, json;
+} eval_args;
+
+#define N_OPTS 17
+
+static void build_options(eval_args *a, cli_opt *o) {
+    int n = 0;
+#define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
+    o[n++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
+    OPT("--run", CLI_STRING, &a->run, 0, 0, "DIR: a run folder of mmchain train");
+    OPT("--which", CLI_STRING, &a->which, 0, 0, "best|last: the run's checkpoint to evaluate");
+    OPT("--checkpoint", CLI_STRING, &a->checkpoint, 0, 0, "FILE: an encoder checkpoint");
+    OPT("--data", CLI_STRING, &a->data, 0, 0, "DIR: EuroSAT-MS folder");
+    OPT("--rgb", CLI_STRING, &a->rgb, 0, 0, "DIR: EuroSAT RGB release");
+    OPT("--clip", CLI_STRING, &a->clip, 0, 0, "FILE: CLIP safetensors");
+    OPT("--vocab", CLI_STRING, &a->vocab, 0, 0, "FILE: CLIP vocabulary (merges)");
+    OPT("--splits", CLI_STRING, &a->splits, 0, 0, "DIR: torchgeo split files");
+    OPT("--train-size", CLI_INT, &a->train_size, 0, 100000000, "N: as in training (seeded split)");
+    OPT("--val-size", CLI_INT, &a->val_size, 0, 100000000, "N: as in training (seeded split)");
+    OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: the split's seed, as in training");
+    OPT("--split", CLI_STRING, &a->split, 0, 0, "train|val|test|all");
+    OPT("--batch", CLI_INT, &a->batch, 1, 100000, "B: evaluation batch (matching accuracy)");
+    OPT("--symmetric", CLI_FLAG, &a->symmetric, 0, 0, "symmetric InfoNCE for the loss");
+    OPT("--classes", CLI_STRING, &a->classes, 0, 0, "LIST: prompt names, one per class folder");
+    OPT("--templates", CLI_STRING, &a->templates, 0, 0, "LIST: templates with {}, '|'-separated");
+    OPT("--json", CLI_FLAG, &a->json, 0, 0, "print the metrics as JSON");
+    o[n] = (cli_opt){0};
+#undef OPT
+}
+
+/* Strings read from the run's config.json. */
+typedef struct run_strings {
+    char data[4096], rgb[4096], clip[4096], vocab[4096], splits[4096], classes[4096], templates[4096];
+    char checkpoint[4096];
+} run_strings;
+
+/* A config.json string into *field unless the flag was given ("" = unset). */
+static void from_config(mc_run *run, cli_opt *opts, const char *name, char *buf, size_t len) {
+    cli_opt *o = cli_opt_find(opts, name);
+    if (o->given || mc_run_config_get(run, name + 2, buf, len) != MC_OK || !buf[0]) return;
+    cli_opt_set(COMMAND, o, buf);
+}
+
+static void number_from_config(mc_run *run, cli_opt *opts, const char *name) {
+    char buf[64];
+    cli_opt *o = cli_opt_find(opts, name);
+    if (!o->given && mc_run_config_get(run, name + 2, buf, sizeof buf) == MC_OK) cli_opt_set(COMMAND, o, buf);
+}
+
+static int read_run(eval_args *a, cli_opt *opts, run_strings *rs) {
+    mc_run *run;
+    if (mc_run_open(&run, a->run, true) != MC_OK) return cli_fail(COMMAND, "--run %s: %s", a->run, mc_last_error());
+    from_config(run, opts, "--data", rs->data, sizeof rs->data);
+    from_config(run, opts, "--rgb", rs->rgb, sizeof rs->rgb);
+    from_config(run, opts, "--clip", rs->clip, sizeof rs->clip);
+    from_config(run, opts, "--vocab", rs->vocab, sizeof rs->vocab);
+    from_config(run, opts, "--splits", rs->splits, sizeof rs->splits);
+    from_config(run, opts, "--classes", rs->classes, sizeof rs->classes);
+    from_config(run, opts, "--templates", rs->templates, sizeof rs->templates);
+    number_from_config(run, opts, "--train-size");
+    number_from_config(run, opts, "--val-size");
+    number_from_config(run, opts, "--seed");
+    if (!cli_opt_find(opts, "--symmetric")->given) {
+        char buf[16];
+        if (mc_run_config_get(run, "symmetric", buf, sizeof buf) == MC_OK) a->symmetric = strcmp(buf, "true") == 0;
+    }
+    if (!a->checkpoint) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "checkpoints/%s.safetensors", a->which);
+        mc_run_path(run, rel, rs->checkpoint, sizeof rs->checkpoint);
+        a->checkpoint = rs->checkpoint;
+    }
+    mc_run_close(run);
+    return 0;
+}
+
+static int parse_split(const char *name, mc_split *out) {
+    static const mc_split all[] = {MC_SPLIT_TRAIN, MC_SPLIT_VAL, MC_SPLIT_TEST, MC_SPLIT_ALL};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, mc_split_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    return cli_fail(COMMAND, "--split '%s' is not one of train, val, test, all", name);
+}
+
+typedef struct eval_setup {
+    mc_spectral_encoder *enc;
+    mc_eurosat *ds;
+    mc_chain_data data;
+    mc_clip *clip;
+    mc_tensor *classes, *targets;
+    char **names;
+    int n_names;
+    mc_chain_metrics metrics;
+} eval_setup;
+
+static void free_setup(eval_setup *s) {
+    mc_chain_metrics_free(&s->metrics);
+    mc_tensor_free(s->targets);
+    mc_tensor_free(s->classes);
+    mc_chain_strings_free(s->names, s->n_names);
+    mc_clip_free(s->clip);
+    mc_chain_data_free(&s->data);
+    mc_eurosat_free(s->ds);
+    mc_spectral_encoder_free(s->enc);
+}
+
+static int open_inputs(const eval_args *a, eval_setup *s) {
+    if (!a->checkpoint) return cli_fail(COMMAND, "give --run RUN_DIR or --checkpoint FILE (see mmchain eval --help)");
+    if (!a->data) return cli_fail(COMMAND, "--data EUROSAT_MS_DIR is required");
+    mc_split split = MC_SPLIT_VAL;
+    int code = parse_split(a->split, &split);
+    if (code) return code;
+    mc_status st = mc_spectral_encoder_load(a->checkpoint, &s->enc, NULL);
+    if (st != MC_OK) return cli_fail(COMMAND, "--checkpoint %s: %s", a->checkpoint, mc_last_error());
+    mc_eurosat_options options = mc_eurosat_default_options();
+    options.rgb_dir = a->rgb;
+    options.split_dir = a->splits;
+    options.seed = a->seed;
+    options.train_size = a->train_size;
+    options.val_size = a->val_size;
+    st = mc_eurosat_open(&s->ds, a->data, &options);
+    if (st == MC_OK) st = mc_chain_data_from_eurosat(&s->data, s->ds, split, &s->enc->bands, &s->enc->norm);
+    if (st != MC_OK) return cli_fail(COMMAND, "--data %s: %s", a->data, mc_last_error());
+    code = chain_cli_load_clip(COMMAND, a->clip, &s->clip);
+    if (!code && s->clip->config.embed_dim != s->enc->embed_dim)
+        code = cli_fail(COMMAND, "--checkpoint %s outputs %d values, the CLIP %s has a %d-d joint space",
+                        a->checkpoint, s->enc->embed_dim, a->clip, s->clip->config.embed_dim);
+    if (!code)
+        code = chain_cli_classifier(COMMAND, s->clip, a->vocab, a->classes, a->templates,
+                                    s->data.class_names, s->data.num_classes, &s->classes, &s->names,
+                                    &s->n_names);
+    return code;
+}
+
+static void print_text(const eval_args *a, const eval_setup *s) {
+    const mc_chain_metrics *m = &s->metrics;
+    printf("checkpoint %s, %s split: %d tiles, %d classes\n", a->checkpoint, a->split, m->count, m->num_classes);
+    printf("  spectral -> text top-1   %6.2f %%\n", 100 * m->spectral_text_acc);
+    printf("  RGB -> text top-1 (CLIP) %6.2f %%\n", 100 * m->rgb_text_acc);
+    printf("  spectral -> RGB matching %6.2f %% (inside batches of %d)\n", 100 * m->match_acc, a->batch);
+    printf("  InfoNCE loss             %8.4f\n\n", m->loss);
+    chain_cli_print_confusion("spectral -> text", m->spectral_confusion, m->spectral_class_acc,
+                              m->num_classes, s->data.class_names);
+    printf("\n");
+    chain_cli_print_confusion("RGB -> text", m->rgb_confusion, m->rgb_class_acc, m->num_classes,
+                              s->data.class_names);
+}
+
+static void print_json_number(double v) {
+    if (isfinite(v)) printf("%.6g", v);
+    else printf("null");
+}
+
+static void print_json(const eval_args *a, const eval_setup *s) {
+    const mc_chain_metrics *m = &s->metrics;
+    printf("{\"split\": \"%s\", \"count\": %d, \"spectral_text_acc\": ", a->split, m->count);
+    print_json_number(m->spectral_text_acc);
+    printf(", \"rgb_text_acc\": ");
+    print_json_number(m->rgb_text_acc);
+    printf(", \"match_acc\": ");
+    print_json_number(m->match_acc);
+    printf(", \"loss\": ");
+    print_json_number(m->loss);
+    printf(", \"classes\": [");
+    for (int k = 0; k < m->num_classes; k++) {
+        printf("%s{\"name\": \"%s\", \"spectral_acc\": ", k ? ", " : "", s->data.class_names[k]);
+        print_json_number(m->spectral_class_acc[k]);
+        printf(", \"rgb_acc\": ");
+        print_json_number(m->rgb_class_acc[k]);
+        printf(", \"confusion\": [");
+        for (int p = 0; p < m->num_classes; p++)
+            printf("%s%lld", p ? ", " : "", (long long)m->spectral_confusion[k * m->num_classes + p]);
+        printf("]}");
+    }
+    printf("]}\n");
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_args a = {.which = "best", .split = "val", .batch = 512};
+    cli_opt opts[N_OPTS + 1];
+    build_options(&a, opts);
+    int code = cli_opts_parse(COMMAND, USAGE, opts, argc, argv, NULL, NULL);
+    if (code >= 0) return code;
+    if (strcmp(a.which, "best") != 0 && strcmp(a.which, "last") != 0)
+        return cli_fail(COMMAND, "--which '%s' is not best or last", a.which);
+    run_strings *rs = calloc(1, sizeof *rs);
+    if (!rs) return cli_fail(COMMAND, "out of memory");
+    eval_setup s = {0};
+    code = a.run ? read_run(&a, opts, rs) : 0;
+    if (!code) code = open_inputs(&a, &s);
+    mc_status st = MC_OK;
+    if (!code) st = mc_chain_targets(s.clip, &s.data, NULL, 64, &s.targets, NULL);
+    if (!code && st == MC_OK)
+        st = mc_chain_evaluate(s.enc, &s.data, s.targets, s.classes, a.batch, a.symmetric, &s.metrics);
+    if (!code && st != MC_OK) code = cli_fail_status(COMMAND, st);
+    if (!code) {
+        if (a.json) print_json(&a, &s);
+        else print_text(&a, &s);
+    }
+    free_setup(&s);
+    free(rs);
+    return code;
+}

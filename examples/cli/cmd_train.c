@@ -1,0 +1,473 @@
+/* mmchain train — the seed paper's method on EuroSAT-MS (docs/method.md).
+ *
+ *     mmchain train --data EuroSAT_MS --clip clip.safetensors --vocab merges.txt
+ *                   [--resnet resnet50.safetensors] [--out runs/x] ...
+ *     mmchain train --resume runs/x          (continues a killed run)
+ *
+ * The command is glue: options -> data sources, CLIP, the text classifier,
+ * the encoder -> mc_chain_trainer (lib/chain/train.c) with hooks that drive
+ * the progress line, metrics.csv, log.txt and report.html (run.h). */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "chain_cli.h"
+
+static const char *const COMMAND = "train";
+static const char *const USAGE =
+    "usage: mmchain train --data EUROSAT_MS_DIR --clip CLIP.safetensors --vocab VOCAB [options]\n"
+    "       mmchain train --resume RUN_DIR [--epochs E] [--quiet]\n\n"
+    "Trains a spectral encoder (ResNet) so that its embedding of a tile's bands matches the frozen\n"
+    "CLIP image embedding of the tile's RGB view (InfoNCE), then classifies zero-shot with CLIP's\n"
+    "text prompts. Writes RUN_DIR/{config.json, metrics.csv, log.txt, report.html,\n"
+    "checkpoints/last.safetensors, checkpoints/best.safetensors}.";
+
+typedef struct train_args {
+    const char *data, *rgb, *clip, *vocab, *resnet, *bands, *norm, *splits, *out, *resume;
+    const char *cache_dir, *classes, *templates, *layers;
+    int depth, width, epochs, batch, val_batch, train_size, val_size, target_crops;
+    int checkpoint_every, log_every, clip_batch, stop_after;
+    float lr, temperature, crop_min;
+    bool symmetric, learnable_temperature, no_augment, shuffle_pairs, quiet;
+    uint64_t seed;
+} train_args;
+
+#define N_OPTS 35
+
+static void build_options(train_args *a, cli_opt *o) {
+    int n = 0;
+#define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
+    o[n++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
+    OPT("--data", CLI_STRING, &a->data, 0, 0, "DIR: EuroSAT-MS folder of class folders of .tif");
+    OPT("--rgb", CLI_STRING, &a->rgb, 0, 0, "DIR: EuroSAT RGB release (default: RGB from B04,B03,B02)");
+    OPT("--clip", CLI_STRING, &a->clip, 0, 0, "FILE: CLIP (Hugging Face CLIPModel safetensors)");
+    OPT("--vocab", CLI_STRING, &a->vocab, 0, 0, "FILE: CLIP's merges.txt or bpe_simple_vocab_16e6.txt.gz");
+    OPT("--resnet", CLI_STRING, &a->resnet, 0, 0, "FILE: ImageNet ResNet weights (default: random init)");
+    OPT("--depth", CLI_INT, &a->depth, 18, 152, "N: ResNet depth 18/34/50/101/152");
+    OPT("--width", CLI_INT, &a->width, 1, 4096, "W: ResNet base width (64 = torchvision)");
+    OPT("--layers", CLI_STRING, &a->layers, 0, 0, "A,B,C,D: blocks per stage (default: the depth's)");
+    OPT("--bands", CLI_STRING, &a->bands, 0, 0, "LIST: input bands, e.g. B08,B11,B12, rgb or all");
+    OPT("--norm", CLI_STRING, &a->norm, 0, 0, "KIND: torchgeo, reflectance, dataset or none");
+    OPT("--epochs", CLI_INT, &a->epochs, 1, 100000, "E: epochs");
+    OPT("--batch", CLI_INT, &a->batch, 2, 100000, "B: training batch");
+    OPT("--val-batch", CLI_INT, &a->val_batch, 1, 100000, "B: validation batch (matching accuracy)");
+    OPT("--lr", CLI_FLOAT, &a->lr, 1e-12, 10, "LR: Adam learning rate");
+    OPT("--train-size", CLI_INT, &a->train_size, 0, 100000000, "N: training tiles (0 = 2600 or scaled)");
+    OPT("--val-size", CLI_INT, &a->val_size, 0, 100000000, "N: validation tiles (0 = 1000 or scaled)");
+    OPT("--splits", CLI_STRING, &a->splits, 0, 0, "DIR: torchgeo's eurosat-{train,val,test}.txt");
+    OPT("--symmetric", CLI_FLAG, &a->symmetric, 0, 0, "symmetric InfoNCE (default: spectral -> RGB)");
+    OPT("--learnable-temperature", CLI_FLAG, &a->learnable_temperature, 0, 0, "learn the temperature");
+    OPT("--temperature", CLI_FLOAT, &a->temperature, 1e-4, 100, "T: InfoNCE temperature (initial)");
+    OPT("--no-augment", CLI_FLAG, &a->no_augment, 0, 0, "no random crops (cached targets only)");
+    OPT("--crop-min", CLI_FLOAT, &a->crop_min, 0.05, 1, "F: smallest crop side (fraction)");
+    OPT("--target-crops", CLI_INT, &a->target_crops, 0, 1000, "K: precomputed CLIP crops per tile (0: on the fly)");
+    OPT("--shuffle-pairs", CLI_FLAG, &a->shuffle_pairs, 0, 0, "negative control: wrong pairs");
+    OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: data order, augmentation, split, init");
+    OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: run folder");
+    OPT("--resume", CLI_STRING, &a->resume, 0, 0, "DIR: continue the run in DIR from its last checkpoint");
+    OPT("--cache-dir", CLI_STRING, &a->cache_dir, 0, 0, "DIR: CLIP target cache (default RUN_DIR/cache)");
+    OPT("--checkpoint-every", CLI_INT, &a->checkpoint_every, 0, 100000000, "N: write last every N steps");
+    OPT("--log-every", CLI_INT, &a->log_every, 1, 100000000, "N: a metrics.csv step row every N steps");
+    OPT("--clip-batch", CLI_INT, &a->clip_batch, 1, 100000, "B: images per CLIP forward");
+    OPT("--classes", CLI_STRING, &a->classes, 0, 0, "LIST: prompt names, one per class folder, commas");
+    OPT("--templates", CLI_STRING, &a->templates, 0, 0, "LIST: prompt templates with {}, '|'-separated");
+    OPT("--quiet", CLI_FLAG, &a->quiet, 0, 0, "no progress line or log on stdout");
+    o[n++] = (cli_opt){"--stop-after-steps", CLI_INT, &a->stop_after, 0, 1e9,
+                       "N: stop after N steps in total, as if killed (for tests)", false};
+    o[n] = (cli_opt){0};
+#undef OPT
+}
+
+static void default_args(train_args *a) {
+    *a = (train_args){0};
+    a->bands = "B08,B11,B12"; /* three infrared bands, as the seed paper */
+    a->norm = "torchgeo";
+    a->depth = 50;
+    a->width = 64;
+    a->epochs = 10;
+    a->batch = 100;
+    a->val_batch = 512;
+    a->lr = 1e-4f;
+    a->temperature = 0.07f;
+    a->crop_min = 0.8f;
+    a->checkpoint_every = 50;
+    a->log_every = 10;
+    a->clip_batch = 64;
+    a->out = "runs/train";
+}
+
+/* ---------------------------------------------------------------------------
+ * resume: every option comes back from RUN_DIR/config.json
+ * ------------------------------------------------------------------------- */
+
+/* Options a resumed run may change without changing the result. */
+static bool may_change_on_resume(const char *name) {
+    return strcmp(name, "--resume") == 0 || strcmp(name, "--epochs") == 0 ||
+           strcmp(name, "--quiet") == 0 || strcmp(name, "--stop-after-steps") == 0 ||
+           strcmp(name, "--log-every") == 0;
+}
+
+/* Strings read back must outlive the run: kept in one arena freed at exit. */
+typedef struct string_store {
+    char *items[N_OPTS];
+    int n;
+} string_store;
+
+static int restore_options(mc_run *run, cli_opt *opts, string_store *store) {
+    for (cli_opt *o = opts; o->name; o++) {
+        if (may_change_on_resume(o->name) && o->given) continue;
+        if (o->given)
+            return cli_fail(COMMAND, "%s cannot change when resuming (the run's value is in its config.json)",
+                            o->name);
+        if (strcmp(o->name, "--stop-after-steps") == 0 || strcmp(o->name, "--resume") == 0) continue;
+        char value[4096];
+        if (mc_run_config_get(run, o->name + 2, value, sizeof value) != MC_OK) continue;
+        if (o->kind == CLI_STRING && value[0] == '\0') {
+            *(const char **)o->value = NULL;
+            continue;
+        }
+        char *copy = strdup(value);
+        if (!copy) return cli_fail(COMMAND, "out of memory");
+        store->items[store->n++] = copy;
+        int code = cli_opt_set(COMMAND, o, copy);
+        if (code) return code;
+    }
+    return 0;
+}
+
+static void free_store(string_store *store) {
+    for (int i = 0; i < store->n; i++) free(store->items[i]);
+}
+
+static int write_config(mc_run *run, const cli_opt *opts) {
+    mc_metadata_entry kv[N_OPTS];
+    char values[N_OPTS][1024];
+    int n = 0;
+    for (const cli_opt *o = opts; o->name; o++) {
+        if (strcmp(o->name, "--stop-after-steps") == 0 || strcmp(o->name, "--resume") == 0) continue;
+        cli_opt_format(o, values[n], sizeof values[n]);
+        kv[n] = (mc_metadata_entry){o->name + 2, values[n]};
+        n++;
+    }
+    mc_status s = mc_run_write_config(run, n, kv);
+    return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
+}
+
+/* ---------------------------------------------------------------------------
+ * building the pieces
+ * ------------------------------------------------------------------------- */
+
+typedef struct train_setup {
+    mc_eurosat *ds;
+    mc_chain_data train, val;
+    mc_clip *clip;
+    mc_tensor *classes;
+    char **prompt_names;
+    int n_classes;
+    mc_spectral_encoder *enc;
+    mc_norm norm;
+    mc_bands bands;
+} train_setup;
+
+static void free_setup(train_setup *s) {
+    mc_spectral_encoder_free(s->enc);
+    mc_chain_strings_free(s->prompt_names, s->n_classes);
+    mc_tensor_free(s->classes);
+    mc_clip_free(s->clip);
+    mc_chain_data_free(&s->train);
+    mc_chain_data_free(&s->val);
+    mc_eurosat_free(s->ds);
+}
+
+static int open_data(const train_args *a, train_setup *s) {
+    if (!a->data) return cli_fail(COMMAND, "--data EUROSAT_MS_DIR is required (see mmchain train --help)");
+    mc_status st = mc_bands_parse(a->bands, &s->bands);
+    if (st != MC_OK) return cli_fail(COMMAND, "--bands: %s", mc_last_error());
+    mc_norm_kind kind;
+    if (mc_norm_parse(a->norm, &kind) != MC_OK) return cli_fail(COMMAND, "--norm: %s", mc_last_error());
+    mc_eurosat_options options = mc_eurosat_default_options();
+    options.rgb_dir = a->rgb;
+    options.split_dir = a->splits;
+    options.seed = a->seed;
+    options.train_size = a->train_size;
+    options.val_size = a->val_size;
+    st = mc_eurosat_open(&s->ds, a->data, &options);
+    if (st != MC_OK) return cli_fail(COMMAND, "--data %s: %s", a->data, mc_last_error());
+    if (kind == MC_NORM_DATASET) st = mc_eurosat_compute_norm(s->ds, MC_SPLIT_TRAIN, &s->norm);
+    else st = mc_norm_init(&s->norm, kind);
+    if (st == MC_OK) st = mc_chain_data_from_eurosat(&s->train, s->ds, MC_SPLIT_TRAIN, &s->bands, &s->norm);
+    if (st == MC_OK) st = mc_chain_data_from_eurosat(&s->val, s->ds, MC_SPLIT_VAL, &s->bands, &s->norm);
+    if (st != MC_OK) return cli_fail(COMMAND, "--data %s: %s", a->data, mc_last_error());
+    if (s->train.height != s->train.width)
+        return cli_fail(COMMAND, "--data %s: tiles are %dx%d, expected square tiles", a->data,
+                        s->train.height, s->train.width);
+    return 0;
+}
+
+static int architecture(const train_args *a, mc_resnet_config *arch) {
+    if (mc_resnet_config_for_depth(a->depth, arch) != MC_OK)
+        return cli_fail(COMMAND, "--depth %d: %s", a->depth, mc_last_error());
+    arch->base_width = a->width;
+    if (a->layers) {
+        char tail;
+        if (sscanf(a->layers, "%d,%d,%d,%d%c", &arch->layers[0], &arch->layers[1], &arch->layers[2],
+                   &arch->layers[3], &tail) != 4)
+            return cli_fail(COMMAND, "--layers '%s' is not four block counts like 3,4,6,3", a->layers);
+    }
+    arch->in_channels = 1; /* set from the bands by the encoder */
+    arch->fc_out = 1;
+    if (mc_resnet_config_check(arch) != MC_OK) return cli_fail(COMMAND, "%s", mc_last_error());
+    return 0;
+}
+
+static int build_encoder(const train_args *a, train_setup *s) {
+    mc_resnet_config arch;
+    int code = architecture(a, &arch);
+    if (code) return code;
+    mc_status st = mc_spectral_encoder_new(&s->enc, &arch, &s->bands, &s->norm, s->train.height,
+                                           s->clip->config.embed_dim, logf(1.0f / a->temperature),
+                                           a->learnable_temperature, a->seed);
+    if (st != MC_OK) return cli_fail_status(COMMAND, st);
+    if (!a->resnet) return 0;
+    char report[1024];
+    st = mc_spectral_encoder_load_imagenet(s->enc, a->resnet, report, sizeof report);
+    if (st != MC_OK) return cli_fail(COMMAND, "--resnet: %s", mc_last_error());
+    return 0;
+}
+
+static int build_setup(const train_args *a, train_setup *s) {
+    int code = open_data(a, s);
+    if (!code) code = chain_cli_load_clip(COMMAND, a->clip, &s->clip);
+    if (!code && !s->clip->config.has_vision)
+        code = cli_fail(COMMAND, "--clip %s has no image tower", a->clip);
+    if (!code)
+        code = chain_cli_classifier(COMMAND, s->clip, a->vocab, a->classes, a->templates,
+                                    s->val.class_names, s->val.num_classes, &s->classes,
+                                    &s->prompt_names, &s->n_classes);
+    if (!code) code = build_encoder(a, s);
+    return code;
+}
+
+/* ---------------------------------------------------------------------------
+ * hooks: progress, metrics, log, report
+ * ------------------------------------------------------------------------- */
+
+typedef struct train_ui {
+    const train_args *args;
+    train_setup *setup;
+    mc_run *run;
+    mc_progress progress;
+    int64_t items_done;
+    mc_chain_trainer *trainer;
+    double started;
+} train_ui;
+
+static void on_message(void *ctx, const char *line) {
+    train_ui *ui = ctx;
+    mc_run_log(ui->run, "%s", line);
+}
+
+static void on_step(void *ctx, const mc_chain_step_info *info) {
+    train_ui *ui = ctx;
+    ui->items_done += info->batch_items;
+    mc_progress_update(&ui->progress, info->epoch + 1, info->global_step, info->loss, ui->items_done);
+    if (info->global_step % ui->args->log_every != 0) return;
+    const char *columns[] = {"epoch", "step", "loss", "step_seconds"};
+    double values[] = {info->epoch + (double)info->step_in_epoch / (double)info->steps_per_epoch,
+                       (double)info->global_step, info->loss, info->step_seconds};
+    mc_run_metrics_row(ui->run, "step", columns, values, 4);
+}
+
+/* A contact sheet of the first validation tiles: RGB view, predicted / true. */
+static mc_status write_contact_sheet(train_ui *ui, const mc_chain_metrics *m, const char *path) {
+    const mc_chain_data *val = &ui->setup->val;
+    int n = val->count < 24 ? val->count : 24;
+    int items[24];
+    char captions[24][64];
+    const char *caption_ptrs[24];
+    for (int i = 0; i < n; i++) {
+        items[i] = i;
+        snprintf(captions[i], sizeof captions[i], "%s%.9s/%.9s", m->spectral_pred[i] == m->labels[i] ? "" : "X ",
+                 val->class_names[m->spectral_pred[i]], val->class_names[m->labels[i]]);
+        caption_ptrs[i] = captions[i];
+    }
+    mc_tensor *rgb;
+    MC_TRY(mc_tensor_new(&rgb, MC_SHAPE(n, 3, val->rgb_height, val->rgb_width), "contact"));
+    mc_status s = val->load(val->ctx, items, n, NULL, rgb, NULL);
+    if (s == MC_OK) s = mc_contact_sheet_write(path, rgb, caption_ptrs, 6, 2);
+    mc_tensor_free(rgb);
+    return s;
+}
+
+static mc_status write_report(train_ui *ui, const mc_chain_metrics *m) {
+    const train_setup *s = ui->setup;
+    const mc_chain_state *state = mc_chain_trainer_state(ui->trainer);
+    char best[64], epochs[64], bands[96], arch[96], sheet[4096];
+    snprintf(best, sizeof best, "%.2f %% (epoch %d)", 100.0 * state->best_metric, state->best_epoch);
+    snprintf(epochs, sizeof epochs, "%d of %d", state->epoch, ui->args->epochs);
+    mc_bands_str(&s->bands, bands, sizeof bands);
+    mc_resnet_arch_name(&s->enc->resnet->config, arch, sizeof arch);
+    mc_metadata_entry summary[] = {
+        {"data", ui->args->data}, {"CLIP", ui->args->clip}, {"encoder", arch}, {"bands", bands},
+        {"epochs", epochs}, {"best spectral->text accuracy", best},
+    };
+    mc_report_confusion confusions[2] = {
+        {"spectral -> text (validation)", m->num_classes, s->val.class_names, m->spectral_confusion},
+        {"RGB -> text, CLIP itself (validation)", m->num_classes, s->val.class_names, m->rgb_confusion},
+    };
+    mc_report_bars bars[2] = {
+        {"per-class accuracy, spectral -> text", m->num_classes, s->val.class_names, m->spectral_class_acc},
+        {"per-class accuracy, RGB -> text", m->num_classes, s->val.class_names, m->rgb_class_acc},
+    };
+    MC_TRY(mc_run_path(ui->run, "contact_sheet.png", sheet, sizeof sheet));
+    mc_report_image image = {sheet, "validation tiles (RGB view): predicted / true class from the "
+                                    "spectral encoder; X marks a mistake"};
+    bool have_sheet = write_contact_sheet(ui, m, sheet) == MC_OK;
+    mc_report extra = {
+        .title = "mmchain train", .n_summary = 6, .summary = summary, .n_confusions = 2,
+        .confusions = confusions, .n_bars = 2, .bars = bars, .n_images = have_sheet ? 1 : 0,
+        .images = &image,
+    };
+    return mc_run_write_report(ui->run, &extra);
+}
+
+static mc_status on_epoch(void *ctx, const mc_chain_epoch_info *info) {
+    train_ui *ui = ctx;
+    const mc_chain_metrics *m = info->val;
+    const char *columns[] = {"epoch", "step", "train_loss", "val_loss", "val_match_acc",
+                             "spectral_text_acc", "rgb_text_acc", "epoch_seconds"};
+    double values[] = {info->epoch, (double)mc_chain_trainer_state(ui->trainer)->global_step,
+                       info->train_loss, m->loss, m->match_acc, m->spectral_text_acc,
+                       m->rgb_text_acc, info->seconds};
+    MC_TRY(mc_run_metrics_row(ui->run, "epoch", columns, values, 8));
+    mc_progress_end(&ui->progress, NULL);
+    mc_run_log(ui->run,
+               "epoch %d: train loss %.4f, val loss %.4f, matching %.1f %%, spectral->text %.1f %%, "
+               "RGB->text %.1f %%%s (%.0f s)",
+               info->epoch, info->train_loss, m->loss, 100 * m->match_acc, 100 * m->spectral_text_acc,
+               100 * m->rgb_text_acc, info->is_best ? ", best so far" : "", info->seconds);
+    return write_report(ui, m);
+}
+
+/* ---------------------------------------------------------------------------
+ * the command
+ * ------------------------------------------------------------------------- */
+
+static mc_chain_train_config trainer_config(const train_args *a, mc_run *run, char *ckpt_dir,
+                                            size_t ckpt_len, char *cache, size_t cache_len) {
+    mc_chain_train_config c = mc_chain_train_defaults();
+    c.epochs = a->epochs;
+    c.batch_size = a->batch;
+    c.val_batch_size = a->val_batch;
+    c.lr = a->lr;
+    c.symmetric = a->symmetric;
+    c.learnable_temperature = a->learnable_temperature;
+    c.temperature = a->temperature;
+    c.augment = !a->no_augment;
+    c.augment_config.crop_min = a->crop_min;
+    c.target_crops = a->target_crops;
+    c.shuffle_pairs = a->shuffle_pairs;
+    c.seed = a->seed;
+    c.checkpoint_every = a->checkpoint_every;
+    c.clip_batch = a->clip_batch;
+    c.stop_after_steps = a->stop_after;
+    mc_run_path(run, "checkpoints", ckpt_dir, ckpt_len);
+    c.checkpoint_dir = ckpt_dir;
+    if (a->cache_dir) snprintf(cache, cache_len, "%s", a->cache_dir);
+    else mc_run_path(run, "cache", cache, cache_len);
+    c.cache_dir = cache;
+    return c;
+}
+
+static bool file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Resume from checkpoints/last.safetensors when it exists. */
+static mc_status maybe_resume(train_ui *ui) {
+    char last[4096];
+    MC_TRY(mc_run_path(ui->run, "checkpoints/last.safetensors", last, sizeof last));
+    if (!mc_run_resumed(ui->run)) return MC_OK;
+    if (!file_exists(last)) {
+        mc_run_log(ui->run, "no checkpoint yet in %s: starting from the beginning", mc_run_dir(ui->run));
+        return MC_OK;
+    }
+    MC_TRY(mc_chain_trainer_resume(ui->trainer, last));
+    const mc_chain_state *st = mc_chain_trainer_state(ui->trainer);
+    MC_TRY(mc_run_metrics_drop_after(ui->run, "step", (double)st->global_step));
+    mc_run_log(ui->run, "resumed from %s: epoch %d, step %" PRId64 " of the epoch (global step %" PRId64 ")",
+               last, st->epoch + 1, st->step_in_epoch, st->global_step);
+    return MC_OK;
+}
+
+static mc_status train(train_ui *ui) {
+    const mc_chain_state *st = mc_chain_trainer_state(ui->trainer);
+    int64_t per_epoch = mc_chain_trainer_steps_per_epoch(ui->trainer);
+    mc_progress_begin(&ui->progress, "train", per_epoch * ui->args->epochs, ui->args->quiet);
+    mc_status s = mc_chain_trainer_run(ui->trainer);
+    mc_progress_end(&ui->progress, NULL);
+    if (s != MC_OK) {
+        mc_run_log(ui->run, "error: %s", mc_last_error());
+        return s;
+    }
+    if (st->epoch < ui->args->epochs) {
+        mc_run_log(ui->run, "stopped after step %" PRId64 " (--stop-after-steps)", st->global_step);
+        return MC_OK;
+    }
+    char report[4096];
+    mc_run_path(ui->run, "report.html", report, sizeof report);
+    mc_run_log(ui->run, "done: best spectral->text accuracy %.2f %% at epoch %d; report %s",
+               100.0 * st->best_metric, st->best_epoch, report);
+    return MC_OK;
+}
+
+static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, train_setup *setup) {
+    train_ui ui = {.args = a, .setup = setup, .run = run};
+    if (!mc_run_resumed(run)) {
+        int code = write_config(run, opts);
+        if (code) return code;
+    }
+    char ckpt_dir[4096], cache[4096];
+    mc_chain_train_config config = trainer_config(a, run, ckpt_dir, sizeof ckpt_dir, cache, sizeof cache);
+    mc_chain_hooks hooks = {.ctx = &ui, .on_step = on_step, .on_epoch = on_epoch, .on_message = on_message};
+    mc_status s = mc_chain_trainer_new(&ui.trainer, &config, setup->enc, setup->clip, &setup->train,
+                                       &setup->val, setup->classes, &hooks);
+    if (s == MC_OK) s = maybe_resume(&ui);
+    if (s == MC_OK) s = train(&ui);
+    mc_chain_trainer_free(ui.trainer);
+    return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
+}
+
+static int open_run(const train_args *a, const char *dir, mc_run **run) {
+    mc_status s = mc_run_open(run, dir, a->resume != NULL);
+    if (s != MC_OK) return cli_fail(COMMAND, "%s %s: %s", a->resume ? "--resume" : "--out", dir, mc_last_error());
+    mc_run_set_quiet(*run, a->quiet);
+    return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_args a;
+    default_args(&a);
+    cli_opt opts[N_OPTS + 1];
+    build_options(&a, opts);
+    int code = cli_opts_parse(COMMAND, USAGE, opts, argc, argv, NULL, NULL);
+    if (code >= 0) return code;
+    string_store store = {0};
+    mc_run *run = NULL;
+    train_setup setup = {0};
+    /* A fresh run checks every input before it creates its folder; a resumed
+     * one needs the folder first, to read its options back. */
+    if (a.resume) code = open_run(&a, a.resume, &run);
+    if (!code && a.resume) code = restore_options(run, opts, &store);
+    if (!code) code = build_setup(&a, &setup);
+    if (!code && !a.resume) code = open_run(&a, a.out, &run);
+    if (!code) code = run_training(&a, opts, run, &setup);
+    free_setup(&setup);
+    mc_run_close(run);
+    free_store(&store);
+    return code;
+}

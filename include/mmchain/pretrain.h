@@ -1,0 +1,204 @@
+/* mmchain — a CLIP of our own: captions for labelled images, contrastive
+ * pretraining from scratch, and the demo that chains a spectral encoder to it.
+ *
+ * The seed paper starts from OpenAI's CLIP. Where there is none (no download,
+ * or a domain CLIP never saw) we make one the way CLIP was made (Radford et
+ * al., 2021, section 2): images paired with text, an image tower and a text
+ * tower trained together so that each image's embedding is nearest to its own
+ * caption's among the batch (symmetric InfoNCE, learnable temperature). Our
+ * text is generated: each labelled image gets captions built from its class
+ * name through prompt templates, plus attributes measured on the scene
+ * ("a satellite photo of river, hazy, with open water").
+ *
+ *   captions.c   scene attributes of a tile and the captions made from them
+ *   pretrain.c   mc_clip_pretrain: the training loop (AdamW, warmup + cosine)
+ *   demo.c       mc_demo_run: the whole method on the synthetic world
+ *
+ *     mc_clip *clip;                                  (mc_clip_new, clip.h)
+ *     mc_clip_pretrain_data data = {pixels, captions_per_image, ids};
+ *     mc_clip_pretrain_config cfg = mc_clip_pretrain_defaults();
+ *     MC_TRY(mc_clip_pretrain(clip, &data, &cfg, NULL));
+ *     MC_TRY(mc_clip_save(clip, "clip/model.safetensors", 0, NULL));
+ *
+ * The demo's spectral encoder is trained and evaluated by the chain library
+ * (chain.h): one implementation for `mmchain train` and `mmchain demo`. */
+#ifndef MMCHAIN_PRETRAIN_H
+#define MMCHAIN_PRETRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chain.h"
+#include "clip.h"
+#include "rng.h"
+#include "tensor.h"
+#include "tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* =========================================================================
+ * Captions (lib/chain/captions.c)
+ * ========================================================================= */
+
+/* What a caption may say about a scene besides its class, measured on the
+ * pixels. A field is negative when it could not be measured (an RGB image
+ * has no B01, B10 or near infrared). */
+typedef struct mc_scene_attributes {
+    float brightness; /* mean of the RGB view, 0..1 */
+    float vegetation; /* mean NDVI (B08 - B04) / (B08 + B04), -1..1; < -1: unknown */
+    float water;      /* fraction of water pixels (NIR below green, SWIR dark), 0..1 */
+    float haze;       /* darkest B01 reflectance of the tile (path radiance) */
+    float cirrus;     /* mean B10 reflectance (only clouds reach it) */
+} mc_scene_attributes;
+
+/* Attributes of one tile of top-of-atmosphere reflectance in EuroSAT's band
+ * order (B01 ... B12, B8A; value / 10000, as mc_synth_batch gives):
+ *   tile: (13, h, w) band-planar. */
+mc_status mc_scene_attributes_from_tile(const float *tile, int h, int w, mc_scene_attributes *out);
+/* Attributes of an RGB image in 0..1 (only the brightness is known):
+ *   rgb: (3, h, w) planar. */
+mc_status mc_scene_attributes_from_rgb(const float *rgb, int h, int w, mc_scene_attributes *out);
+
+/* The phrases a caption may add for these attributes ("hazy", "with open
+ * water", ...), at most `max` of them, into phrases[]; returns how many. */
+int mc_caption_phrases(const mc_scene_attributes *attrs, const char **phrases, int max);
+
+/* The caption templates ("a satellite photo of {}", ...): "{}" is the class
+ * phrase. */
+#define MC_CAPTION_NUM_TEMPLATES 8
+extern const char *const mc_caption_templates[MC_CAPTION_NUM_TEMPLATES];
+
+/* One caption: a template drawn from rng with `class_phrase` in place of
+ * "{}" (after no article, "a " or "the ", drawn), then each phrase of the
+ * attributes with probability 1/2, joined by ", ", and a final "." with
+ * probability 1/2 ("an aerial photo of the river, hazy, with open water.").
+ * attrs may be NULL (class only). Too long for buf (len bytes) is MC_ERR_ARG. */
+mc_status mc_caption_make(const char *class_phrase, const mc_scene_attributes *attrs, mc_rng *rng,
+                          char *buf, size_t len);
+
+/* Captions for a labelled set: for image i (label labels[i], attributes
+ * attrs[i] or NULL), k = 0..per_image-1, the caption goes to
+ * (*out)[i * per_image + k]. class_phrases[label] names each class. The
+ * strings and the array are malloc'd: free with mc_chain_strings_free(*out,
+ * n * per_image). Deterministic for a seed. */
+mc_status mc_captions_make(const char *const *class_phrases, int num_classes, const int *labels,
+                           const mc_scene_attributes *attrs, int n, int per_image, uint64_t seed,
+                           char ***out);
+
+/* =========================================================================
+ * Contrastive pretraining (lib/chain/pretrain.c)
+ * ========================================================================= */
+
+/* Images with their captions' token ids. Borrowed. */
+typedef struct mc_clip_pretrain_data {
+    const mc_tensor *pixels; /* (N, 3, S, S), CLIP-normalised, S = the tower's image_size */
+    int captions_per_image;  /* K >= 1: each step uses one, drawn at random */
+    const int32_t *ids;      /* (N, K, context) token ids, context = the text tower's */
+} mc_clip_pretrain_data;
+
+typedef struct mc_clip_pretrain_config {
+    int epochs;              /* 20 */
+    int batch_size;          /* 128 */
+    float lr;                /* 2e-3: AdamW's peak learning rate */
+    float weight_decay;      /* 0.1, decoupled, on matrices only (not on gains,
+                              * biases, the class embedding or logit_scale) */
+    float warmup_fraction;   /* 0.1 of the steps: linear warmup, then cosine */
+    float min_lr_fraction;   /* 0.02: the cosine ends at lr * this */
+    float max_grad_norm;     /* 1.0 (0: no clipping) */
+    bool augment;            /* true: random flips and quarter turns of the
+                              * images (nadir views have no "up") */
+    uint64_t seed;           /* batch order, caption choice, augmentation */
+} mc_clip_pretrain_config;
+
+mc_clip_pretrain_config mc_clip_pretrain_defaults(void);
+
+typedef struct mc_clip_pretrain_step_info {
+    int epoch;           /* 0-based epoch in progress */
+    int64_t step;        /* optimizer steps done, 1..total_steps */
+    int64_t total_steps;
+    int batch_items;
+    double loss;         /* this batch's symmetric InfoNCE */
+    float lr;
+    float logit_scale;   /* log of the inverse temperature after the step */
+} mc_clip_pretrain_step_info;
+
+typedef struct mc_clip_pretrain_hooks {
+    void *ctx;
+    void (*on_step)(void *ctx, const mc_clip_pretrain_step_info *info);          /* may be NULL */
+    /* After each epoch with its mean loss; an error stops training. */
+    mc_status (*on_epoch)(void *ctx, int epoch, double mean_loss, double seconds); /* may be NULL */
+} mc_clip_pretrain_hooks;
+
+/* Train both towers of `clip` (and logit_scale, clamped at log 100 as CLIP
+ * does) on the pairs: each step a batch of images in a seeded order, one
+ * caption of each, symmetric InfoNCE (ops.h mc_infonce), gradient clipping,
+ * AdamW with linear warmup and cosine decay (optim.h). The batches of an
+ * epoch are the full ones plus a remainder of at least 2 images. A non-finite
+ * loss stops with MC_ERR_NUMERIC naming the step. hooks may be NULL. */
+mc_status mc_clip_pretrain(mc_clip *clip, const mc_clip_pretrain_data *data,
+                           const mc_clip_pretrain_config *config,
+                           const mc_clip_pretrain_hooks *hooks);
+
+/* The RGB view of reflectance tiles, as EuroSAT's RGB release makes it:
+ * B04, B03, B02 through mc_eurosat_rgb_value (data.h).
+ *   tiles: (N, 13, H, W) reflectance (value / 10000) -> rgb: (N, 3, H, W) in 0..1. */
+mc_status mc_rgb_from_reflectance(const mc_tensor *tiles, mc_tensor *rgb);
+
+/* =========================================================================
+ * The demo (lib/chain/demo.c)
+ * ========================================================================= */
+
+typedef struct mc_demo_config {
+    uint64_t seed;          /* the world and every other seed */
+    /* Disjoint sets of the synthetic world's tiles (balanced over classes):
+     * CLIP learns from the first, the encoder from the second, the third
+     * picks nothing (per-epoch curves), the fourth is the held-out test. */
+    int clip_tiles, train_tiles, val_tiles, test_tiles;
+    int tile_size;          /* both views are resampled to this side (64 = as made) */
+    /* The CLIP: sizes of mc_clip_config; vocab and context are set from the
+     * tokenizer learned on the captions. */
+    int clip_image_size, clip_patch, clip_width, clip_layers;
+    int text_width, text_layers, text_context, embed_dim;
+    int merges;             /* BPE merges learned from the captions (0 = bytes) */
+    int captions_per_image;
+    mc_clip_pretrain_config pretrain;
+    /* The spectral encoder and its training (chain.h). */
+    const char *bands;      /* "B08,B11,B12": three infrared bands */
+    mc_resnet_config encoder; /* in_channels and fc_out are set by the chain */
+    mc_chain_train_config train; /* epochs, batch, lr, temperature, augmentation */
+    bool control;           /* also train on shuffled pairs (the negative control) */
+    const char *out_dir;    /* run folder (NULL: nothing written) */
+    bool quiet;             /* no progress lines or log on stdout */
+} mc_demo_config;
+
+/* The sizes `mmchain demo` runs with (docs/method.md, "The demo"). */
+mc_demo_config mc_demo_defaults(void);
+/* A tiny version for tests: seconds, not minutes. */
+mc_demo_config mc_demo_tiny(void);
+
+typedef struct mc_demo_result {
+    int test_tiles, num_classes;
+    double rgb_text_acc;       /* CLIP's image tower, zero-shot, held-out tiles */
+    double spectral_text_acc;  /* the spectral encoder, zero-shot, same tiles */
+    double control_text_acc;   /* the encoder trained on shuffled pairs (NaN: not run) */
+    double match_acc;          /* spectral -> RGB matching inside batches */
+    double seconds_data, seconds_clip, seconds_encoder, seconds_control, seconds_total;
+    char run_dir[1024];        /* "" when no out_dir */
+    char report_path[1024];
+} mc_demo_result;
+
+/* Make the world, pretrain the CLIP on its RGB views with captions, train
+ * the spectral encoder on the infrared bands against that CLIP's image
+ * embeddings (it never sees a caption or a label), optionally the control,
+ * and evaluate zero-shot on the test tiles. With out_dir: a run folder with
+ * config.json, log.txt, metrics.csv, clip/model.safetensors + clip/merges.txt
+ * (loadable by `mmchain train`), checkpoints/ of the encoder, report.html. */
+mc_status mc_demo_run(const mc_demo_config *config, mc_demo_result *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,228 @@
+/* The chain's metrics (the seed paper's, plus per-class detail):
+ *
+ *   match_acc          spectral -> RGB retrieval inside a batch: tile i's
+ *                      spectral embedding is closer (cosine) to its own RGB
+ *                      embedding than to any other tile's of the batch. The
+ *                      paper's training metric; it depends on the batch size
+ *                      (512 in the paper: chance is 1/512).
+ *   spectral_text_acc  zero-shot top-1: the class whose prompt embedding is
+ *                      closest to the spectral embedding is the true class.
+ *   rgb_text_acc       the same for CLIP's own RGB embedding: the ceiling the
+ *                      chain aims at (it can only learn what CLIP sees).
+ *   loss               the InfoNCE of the evaluation batches.
+ * All on un-augmented views, the encoder in eval mode (BN running stats). */
+#include "mmchain/chain.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void mc_chain_metrics_free(mc_chain_metrics *m) {
+    if (!m) return;
+    free(m->spectral_class_acc);
+    free(m->rgb_class_acc);
+    free(m->spectral_confusion);
+    free(m->rgb_confusion);
+    free(m->labels);
+    free(m->spectral_pred);
+    free(m->rgb_pred);
+    memset(m, 0, sizeof *m);
+}
+
+static mc_status metrics_alloc(mc_chain_metrics *m, int count, int k) {
+    memset(m, 0, sizeof *m);
+    m->count = count;
+    m->num_classes = k;
+    m->spectral_class_acc = calloc((size_t)k, sizeof(double));
+    m->rgb_class_acc = calloc((size_t)k, sizeof(double));
+    m->spectral_confusion = calloc((size_t)k * (size_t)k, sizeof(int64_t));
+    m->rgb_confusion = calloc((size_t)k * (size_t)k, sizeof(int64_t));
+    m->labels = calloc((size_t)count, sizeof(int));
+    m->spectral_pred = calloc((size_t)count, sizeof(int));
+    m->rgb_pred = calloc((size_t)count, sizeof(int));
+    if (!m->spectral_class_acc || !m->rgb_class_acc || !m->spectral_confusion ||
+        !m->rgb_confusion || !m->labels || !m->spectral_pred || !m->rgb_pred) {
+        mc_chain_metrics_free(m);
+        return mc_error(MC_ERR_NOMEM, "metrics: out of memory");
+    }
+    return MC_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * small kernels on embeddings (rows of E floats)
+ * ------------------------------------------------------------------------- */
+
+/* pred[i] = argmax_k cos(embeds_i, classes_k). embeds (n, E), classes (K, E). */
+static mc_status zero_shot_predict(const mc_tensor *embeds, const mc_tensor *classes, int *pred) {
+    mc_tensor *logits;
+    MC_TRY(mc_clip_zero_shot_logits(embeds, classes, 0.0f, &logits));
+    int64_t n = logits->shape.dim[0], k = logits->shape.dim[1];
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = logits->data + i * k;
+        int best = 0;
+        for (int64_t c = 1; c < k; c++)
+            if (row[c] > row[best]) best = (int)c;
+        pred[i] = best;
+    }
+    mc_tensor_free(logits);
+    return MC_OK;
+}
+
+static double row_norm(const float *x, int64_t e) {
+    double s = 0.0;
+    for (int64_t d = 0; d < e; d++) s += (double)x[d] * x[d];
+    return sqrt(s);
+}
+
+/* How many rows i of a (n, E) have b_i as their nearest row of b (cosine):
+ * the in-batch matching count. Ties count as misses (strictly greater). */
+static int matching_count(const float *a, const float *b, int64_t n, int64_t e) {
+    int correct = 0;
+    double *b_norm = malloc((size_t)n * sizeof *b_norm);
+    if (!b_norm) return -1;
+    for (int64_t j = 0; j < n; j++) b_norm[j] = row_norm(b + j * e, e) + 1e-12;
+    for (int64_t i = 0; i < n; i++) {
+        double own = 0.0, best_other = -INFINITY;
+        for (int64_t j = 0; j < n; j++) {
+            double dot = 0.0;
+            for (int64_t d = 0; d < e; d++) dot += (double)a[i * e + d] * b[j * e + d];
+            double cosine = dot / b_norm[j]; /* |a_i| is the same for every j */
+            if (j == i) own = cosine;
+            else if (cosine > best_other) best_other = cosine;
+        }
+        correct += own > best_other;
+    }
+    free(b_norm);
+    return correct;
+}
+
+static void confusion_to_class_acc(const int64_t *confusion, int k, double *acc) {
+    for (int t = 0; t < k; t++) {
+        int64_t total = 0;
+        for (int p = 0; p < k; p++) total += confusion[t * k + p];
+        acc[t] = total ? (double)confusion[t * k + t] / (double)total : NAN;
+    }
+}
+
+static double confusion_accuracy(const int64_t *confusion, int k, int count) {
+    int64_t right = 0;
+    for (int t = 0; t < k; t++) right += confusion[t * k + t];
+    return count ? (double)right / count : NAN;
+}
+
+/* ---------------------------------------------------------------------------
+ * one evaluation batch
+ * ------------------------------------------------------------------------- */
+
+typedef struct eval_totals {
+    double loss_sum;   /* sum over tiles of the batch loss */
+    int64_t matched;
+} eval_totals;
+
+static mc_status evaluate_batch(mc_spectral_encoder *enc, const mc_chain_data *data, mc_graph *g,
+                                const mc_tensor *rgb_targets, const mc_tensor *classes, int first,
+                                int n, bool symmetric, mc_chain_metrics *m, eval_totals *totals) {
+    int64_t e = enc->embed_dim;
+    int *items = malloc((size_t)n * sizeof *items);
+    if (!items) return mc_error(MC_ERR_NOMEM, "evaluate: out of memory");
+    for (int i = 0; i < n; i++) items[i] = first + i;
+    mc_tensor *x, *spectral, *targets = NULL, *loss;
+    mc_status status = mc_graph_tensor(g, MC_SHAPE(n, data->bands, data->height, data->width), "x", &x);
+    if (status == MC_OK) status = data->load(data->ctx, items, n, x, NULL, m->labels + first);
+    free(items);
+    if (status == MC_OK) status = mc_spectral_encoder_forward(enc, g, x, &spectral);
+    if (status == MC_OK) status = zero_shot_predict(spectral, classes, m->spectral_pred + first);
+    if (status == MC_OK && rgb_targets) {
+        status = mc_graph_tensor(g, MC_SHAPE(n, e), "rgb_targets", &targets);
+        if (status == MC_OK)
+            memcpy(targets->data, rgb_targets->data + (int64_t)first * e, (size_t)(n * e) * sizeof(float));
+        if (status == MC_OK) status = zero_shot_predict(targets, classes, m->rgb_pred + first);
+        if (status == MC_OK) status = mc_infonce(g, spectral, targets, enc->logit_scale, symmetric, &loss);
+        if (status == MC_OK) {
+            totals->loss_sum += (double)loss->data[0] * n;
+            int matched = matching_count(spectral->data, targets->data, n, e);
+            if (matched < 0) status = mc_error(MC_ERR_NOMEM, "evaluate: out of memory");
+            totals->matched += matched;
+        }
+    }
+    mc_graph_reset(g);
+    return status;
+}
+
+static void tally(mc_chain_metrics *m, bool with_rgb) {
+    int k = m->num_classes;
+    for (int i = 0; i < m->count; i++) {
+        m->spectral_confusion[m->labels[i] * k + m->spectral_pred[i]]++;
+        if (with_rgb) m->rgb_confusion[m->labels[i] * k + m->rgb_pred[i]]++;
+    }
+    confusion_to_class_acc(m->spectral_confusion, k, m->spectral_class_acc);
+    confusion_to_class_acc(m->rgb_confusion, k, m->rgb_class_acc);
+    m->spectral_text_acc = confusion_accuracy(m->spectral_confusion, k, m->count);
+    m->rgb_text_acc = with_rgb ? confusion_accuracy(m->rgb_confusion, k, m->count) : NAN;
+}
+
+static mc_status check_eval_inputs(const mc_spectral_encoder *enc, const mc_chain_data *data,
+                                   const mc_tensor *rgb_targets, const mc_tensor *classes) {
+    char a[128];
+    if (data->bands != enc->bands.count)
+        return mc_error(MC_ERR_SHAPE, "evaluate: the data has %d bands, the encoder takes %d",
+                        data->bands, enc->bands.count);
+    if (classes->shape.ndim != 2 || classes->shape.dim[0] != data->num_classes ||
+        classes->shape.dim[1] != enc->embed_dim)
+        return mc_error(MC_ERR_SHAPE, "evaluate: class embeddings %s, expected (%d, %d)",
+                        mc_tensor_str(classes, a, sizeof a), data->num_classes, enc->embed_dim);
+    if (rgb_targets && (rgb_targets->shape.ndim != 2 || rgb_targets->shape.dim[0] != data->count ||
+                        rgb_targets->shape.dim[1] != enc->embed_dim))
+        return mc_error(MC_ERR_SHAPE, "evaluate: RGB targets %s, expected (%d, %d)",
+                        mc_tensor_str(rgb_targets, a, sizeof a), data->count, enc->embed_dim);
+    return MC_OK;
+}
+
+mc_status mc_chain_evaluate(mc_spectral_encoder *enc, const mc_chain_data *data,
+                            const mc_tensor *rgb_targets, const mc_tensor *class_embeds, int batch,
+                            bool symmetric, mc_chain_metrics *out) {
+    if (!enc || !data || !class_embeds || !out || batch < 1 || data->count < 1)
+        return mc_error(MC_ERR_ARG, "evaluate: bad arguments");
+    MC_TRY(check_eval_inputs(enc, data, rgb_targets, class_embeds));
+    MC_TRY(metrics_alloc(out, data->count, data->num_classes));
+    mc_graph *g;
+    mc_status status = mc_graph_new(&g);
+    if (status != MC_OK) {
+        mc_chain_metrics_free(out);
+        return status;
+    }
+    mc_graph_set_grad_enabled(g, false);
+    bool was_training = enc->resnet->training;
+    mc_resnet_set_training(enc->resnet, false);
+    eval_totals totals = {0};
+    for (int first = 0; first < data->count && status == MC_OK; first += batch) {
+        int n = data->count - first < batch ? data->count - first : batch;
+        status = evaluate_batch(enc, data, g, rgb_targets, class_embeds, first, n, symmetric, out,
+                                &totals);
+    }
+    mc_resnet_set_training(enc->resnet, was_training);
+    mc_graph_free(g);
+    if (status != MC_OK) {
+        mc_chain_metrics_free(out);
+        return status;
+    }
+    tally(out, rgb_targets != NULL);
+    out->loss = rgb_targets ? totals.loss_sum / data->count : NAN;
+    out->match_acc = rgb_targets ? (double)totals.matched / data->count : NAN;
+    return MC_OK;
+}
+
+mc_status mc_chain_zero_shot_probs(const mc_tensor *embeds, const mc_tensor *class_embeds,
+                                   float logit_scale, mc_tensor **out) {
+    MC_TRY(mc_clip_zero_shot_logits(embeds, class_embeds, logit_scale, out));
+    int64_t n = (*out)->shape.dim[0], k = (*out)->shape.dim[1];
+    for (int64_t i = 0; i < n; i++) { /* softmax, max-subtracted */
+        float *row = (*out)->data + i * k;
+        float top = row[0];
+        for (int64_t c = 1; c < k; c++) top = row[c] > top ? row[c] : top;
+        double sum = 0.0;
+        for (int64_t c = 0; c < k; c++) sum += exp((double)row[c] - top);
+        for (int64_t c = 0; c < k; c++) row[c] = (float)(exp((double)row[c] - top) / sum);
+    }
+    return MC_OK;
+}

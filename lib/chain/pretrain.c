@@ -1,0 +1,297 @@
+/* Contrastive pretraining of a CLIP from scratch.
+ *
+ * CLIP's recipe (Radford et al., 2021, section 2.5 and appendix F), scaled
+ * down: a batch of N images and one caption of each; both towers embed
+ * them; the N x N cosine similarities times exp(logit_scale) are the logits
+ * of two cross-entropies, image -> caption over the rows and caption ->
+ * image over the columns, whose mean is the loss (ops.h mc_infonce,
+ * symmetric). The temperature is learned (logit_scale starts at log(1/0.07))
+ * and clamped at log(100). AdamW with decoupled weight decay on the weight
+ * matrices only (gains, biases, the class embedding and the temperature are
+ * not decayed, as in CLIP and open_clip), a linear warmup then a cosine
+ * schedule, and gradient-norm clipping for a steady start from scratch. */
+#include "mmchain/pretrain.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mmchain/augment.h"
+#include "mmchain/optim.h"
+
+mc_clip_pretrain_config mc_clip_pretrain_defaults(void) {
+    return (mc_clip_pretrain_config){
+        .epochs = 20, .batch_size = 128, .lr = 2e-3f, .weight_decay = 0.1f,
+        .warmup_fraction = 0.1f, .min_lr_fraction = 0.02f, .max_grad_norm = 1.0f,
+        .augment = true, .seed = 0,
+    };
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------------------
+ * checks
+ * ------------------------------------------------------------------------- */
+
+static mc_status check_config(const mc_clip_pretrain_config *c) {
+    if (c->epochs < 1 || c->batch_size < 2 || !(c->lr > 0.0f) || !(c->weight_decay >= 0.0f) ||
+        !(c->warmup_fraction >= 0.0f && c->warmup_fraction < 1.0f) ||
+        !(c->min_lr_fraction >= 0.0f && c->min_lr_fraction <= 1.0f) || !(c->max_grad_norm >= 0.0f))
+        return mc_error(MC_ERR_ARG,
+                        "CLIP pretraining: epochs %d, batch %d, lr %g, weight decay %g, warmup %g, "
+                        "min lr fraction %g, max grad norm %g (expected epochs >= 1, batch >= 2, "
+                        "lr > 0, decay >= 0, warmup in [0, 1), fraction in [0, 1], norm >= 0)",
+                        c->epochs, c->batch_size, (double)c->lr, (double)c->weight_decay,
+                        (double)c->warmup_fraction, (double)c->min_lr_fraction,
+                        (double)c->max_grad_norm);
+    return MC_OK;
+}
+
+static mc_status check_data(const mc_clip *clip, const mc_clip_pretrain_data *d) {
+    char a[128];
+    if (!clip->config.has_vision || !clip->config.has_text)
+        return mc_error(MC_ERR_ARG, "CLIP pretraining needs both towers");
+    const int s = clip->config.vision.image_size;
+    const mc_tensor *p = d->pixels;
+    if (!p || p->shape.ndim != 4 || p->shape.dim[1] != 3 || p->shape.dim[2] != s || p->shape.dim[3] != s)
+        return mc_error(MC_ERR_SHAPE, "CLIP pretraining: images %s, expected (N, 3, %d, %d) for the image tower",
+                        p ? mc_tensor_str(p, a, sizeof a) : "(none)", s, s);
+    if (p->shape.dim[0] < 2) return mc_error(MC_ERR_ARG, "CLIP pretraining needs at least 2 images");
+    if (p->shape.dim[0] > INT32_MAX / 2) return mc_error(MC_ERR_ARG, "CLIP pretraining: too many images");
+    if (d->captions_per_image < 1 || !d->ids)
+        return mc_error(MC_ERR_ARG, "CLIP pretraining: %d captions per image, expected token ids of >= 1",
+                        d->captions_per_image);
+    const int64_t n_ids = p->shape.dim[0] * d->captions_per_image * clip->config.text.context;
+    for (int64_t i = 0; i < n_ids; i++)
+        if (d->ids[i] < 0 || d->ids[i] >= clip->config.text.vocab)
+            return mc_error(MC_ERR_ARG, "CLIP pretraining: token id %d at %lld is outside the text tower's "
+                            "vocabulary of %d", d->ids[i], (long long)i, clip->config.text.vocab);
+    return MC_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * the optimizers: decayed and not decayed
+ * ------------------------------------------------------------------------- */
+
+/* Two views of clip->params (they do not own their tensors): weight
+ * matrices and everything else. */
+typedef struct param_groups {
+    mc_param_list decayed, plain;
+    mc_optimizer *decayed_opt, *plain_opt;
+} param_groups;
+
+static void groups_free(param_groups *g) {
+    mc_optimizer_free(g->decayed_opt);
+    mc_optimizer_free(g->plain_opt);
+    free(g->decayed.items); /* views: the arrays only */
+    free(g->plain.items);
+}
+
+static mc_status groups_init(param_groups *g, mc_clip *clip, const mc_clip_pretrain_config *c) {
+    memset(g, 0, sizeof *g);
+    const int count = clip->params.count;
+    g->decayed.items = malloc((size_t)count * sizeof *g->decayed.items);
+    g->plain.items = malloc((size_t)count * sizeof *g->plain.items);
+    if (!g->decayed.items || !g->plain.items) return mc_error(MC_ERR_NOMEM, "CLIP pretraining: out of memory");
+    g->decayed.capacity = g->plain.capacity = count;
+    for (int i = 0; i < count; i++) {
+        mc_tensor *t = clip->params.items[i];
+        mc_param_list *group = t->shape.ndim >= 2 ? &g->decayed : &g->plain;
+        group->items[group->count++] = t;
+    }
+    mc_adam_config adamw = mc_adamw_defaults();
+    adamw.lr = c->lr;
+    adamw.beta2 = 0.98f; /* CLIP's choice for stability with large batches (appendix F) */
+    adamw.eps = 1e-6f;
+    adamw.weight_decay = c->weight_decay;
+    MC_TRY(mc_optimizer_adamw(&g->decayed_opt, &g->decayed, adamw));
+    adamw.weight_decay = 0.0f;
+    return mc_optimizer_adamw(&g->plain_opt, &g->plain, adamw);
+}
+
+/* ---------------------------------------------------------------------------
+ * one step
+ * ------------------------------------------------------------------------- */
+
+typedef struct batch_buffers {
+    mc_tensor *images;         /* (B, 3, S, S) */
+    int32_t *ids;              /* (B, context) */
+    mc_augment_params *params; /* (B) */
+} batch_buffers;
+
+/* Copy the batch's images (augmented) and one caption of each. */
+static mc_status fill_batch(const mc_clip *clip, const mc_clip_pretrain_data *d,
+                            const mc_clip_pretrain_config *c, const int *items, int n, mc_rng *rng,
+                            batch_buffers *b) {
+    const int64_t image_floats = d->pixels->numel / d->pixels->shape.dim[0];
+    const int context = clip->config.text.context, k = d->captions_per_image;
+    for (int i = 0; i < n; i++) {
+        memcpy(b->images->data + i * image_floats, d->pixels->data + (int64_t)items[i] * image_floats,
+               (size_t)image_floats * sizeof(float));
+        int64_t caption = (int64_t)items[i] * k + (int64_t)mc_rng_below(rng, (uint64_t)k);
+        memcpy(b->ids + (int64_t)i * context, d->ids + caption * context, (size_t)context * sizeof(int32_t));
+    }
+    if (!c->augment) return MC_OK;
+    mc_augment_config flips = {.mode = MC_CROP_RESIZE, .crop_min = 1.0f, .crop_max = 1.0f,
+                               .hflip = true, .vflip = true, .rot90 = true};
+    for (int i = 0; i < n; i++) mc_augment_sample(rng, &flips, &b->params[i]);
+    mc_tensor view = *b->images;
+    view.shape.dim[0] = n;
+    view.numel = n * image_floats;
+    return mc_augment_apply(&view, b->params, n, &view);
+}
+
+/* CLIP clamps the learnable logit scale at log(100) so that the softmax
+ * cannot become arbitrarily sharp (Radford et al., 2021, section 2.5). */
+static void clamp_logit_scale(mc_clip *clip) {
+    const float max_scale = logf(100.0f);
+    if (clip->logit_scale->data[0] > max_scale) clip->logit_scale->data[0] = max_scale;
+}
+
+/* Forward, backward, clip, update: the images and ids already in b. */
+static mc_status train_step(mc_clip *clip, mc_graph *g, param_groups *groups, batch_buffers *b, int n,
+                            float lr, float max_grad_norm, double *loss_out) {
+    mc_tensor images = *b->images;
+    images.shape.dim[0] = n;
+    images.numel = n * (b->images->numel / b->images->shape.dim[0]);
+    mc_tensor *image_embeds, *text_embeds, *loss;
+    mc_optimizer_zero_grad(groups->decayed_opt);
+    mc_optimizer_zero_grad(groups->plain_opt);
+    MC_TRY(mc_clip_encode_image(clip, g, &images, &image_embeds));
+    MC_TRY(mc_clip_encode_text(clip, g, b->ids, n, &text_embeds));
+    MC_TRY(mc_infonce(g, image_embeds, text_embeds, clip->logit_scale, true, &loss));
+    *loss_out = loss->data[0];
+    if (!isfinite(*loss_out)) return mc_error(MC_ERR_NUMERIC, "the loss became %g", *loss_out);
+    MC_TRY(mc_backward(g, loss));
+    if (max_grad_norm > 0.0f) MC_TRY(mc_clip_grad_norm(&clip->params, max_grad_norm, NULL));
+    mc_optimizer_set_lr(groups->decayed_opt, lr);
+    mc_optimizer_set_lr(groups->plain_opt, lr);
+    MC_TRY(mc_optimizer_step(groups->decayed_opt));
+    MC_TRY(mc_optimizer_step(groups->plain_opt));
+    clamp_logit_scale(clip);
+    return MC_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * the loop
+ * ------------------------------------------------------------------------- */
+
+typedef struct pretrain_run {
+    mc_clip *clip;
+    const mc_clip_pretrain_data *data;
+    const mc_clip_pretrain_config *cfg;
+    const mc_clip_pretrain_hooks *hooks;
+    param_groups groups;
+    batch_buffers batch;
+    mc_graph *g;
+    int *order;        /* (N) this epoch's permutation */
+    mc_lr_schedule schedule;
+    int64_t steps_per_epoch, total_steps, step;
+    mc_rng rng;
+} pretrain_run;
+
+static mc_status run_epoch(pretrain_run *r, int epoch) {
+    const int count = (int)r->data->pixels->shape.dim[0], bsize = r->cfg->batch_size;
+    double started = now_seconds(), loss_sum = 0.0;
+    mc_rng_shuffle(&r->rng, r->order, count);
+    for (int64_t s = 0; s < r->steps_per_epoch; s++) {
+        int first = (int)(s * bsize), n = count - first < bsize ? count - first : bsize;
+        float lr = mc_lr_at(&r->schedule, r->step);
+        double loss;
+        mc_status status = fill_batch(r->clip, r->data, r->cfg, r->order + first, n, &r->rng, &r->batch);
+        if (status == MC_OK)
+            status = train_step(r->clip, r->g, &r->groups, &r->batch, n, lr, r->cfg->max_grad_norm, &loss);
+        mc_graph_reset(r->g);
+        if (status != MC_OK)
+            return mc_error_context(status, "CLIP pretraining, epoch %d, step %lld: ", epoch + 1,
+                                    (long long)r->step + 1);
+        r->step++;
+        loss_sum += loss;
+        if (r->hooks && r->hooks->on_step) {
+            mc_clip_pretrain_step_info info = {
+                .epoch = epoch, .step = r->step, .total_steps = r->total_steps, .batch_items = n,
+                .loss = loss, .lr = lr, .logit_scale = r->clip->logit_scale->data[0],
+            };
+            r->hooks->on_step(r->hooks->ctx, &info);
+        }
+    }
+    if (r->hooks && r->hooks->on_epoch)
+        return r->hooks->on_epoch(r->hooks->ctx, epoch, loss_sum / (double)r->steps_per_epoch,
+                                  now_seconds() - started);
+    return MC_OK;
+}
+
+static mc_status run_init(pretrain_run *r) {
+    const int count = (int)r->data->pixels->shape.dim[0], bsize = r->cfg->batch_size;
+    const int s = r->clip->config.vision.image_size;
+    /* Full batches, plus the remainder when it holds at least 2 images
+     * (a contrastive batch of one has nothing to contrast). */
+    r->steps_per_epoch = count / bsize + (count % bsize >= 2 ? 1 : 0);
+    r->total_steps = r->steps_per_epoch * r->cfg->epochs;
+    int64_t warmup = (int64_t)(r->cfg->warmup_fraction * (float)r->total_steps);
+    if (warmup >= r->total_steps) warmup = r->total_steps - 1;
+    r->schedule = mc_lr_cosine(r->cfg->lr, warmup, r->total_steps, r->cfg->lr * r->cfg->min_lr_fraction);
+    mc_rng_seed(&r->rng, r->cfg->seed);
+    r->order = malloc((size_t)count * sizeof *r->order);
+    r->batch.ids = malloc((size_t)bsize * (size_t)r->clip->config.text.context * sizeof *r->batch.ids);
+    r->batch.params = malloc((size_t)bsize * sizeof *r->batch.params);
+    if (!r->order || !r->batch.ids || !r->batch.params)
+        return mc_error(MC_ERR_NOMEM, "CLIP pretraining: out of memory");
+    for (int i = 0; i < count; i++) r->order[i] = i;
+    MC_TRY(mc_tensor_new(&r->batch.images, MC_SHAPE(bsize, 3, s, s), "pretrain_images"));
+    MC_TRY(mc_graph_new(&r->g));
+    return groups_init(&r->groups, r->clip, r->cfg);
+}
+
+static void run_free(pretrain_run *r) {
+    groups_free(&r->groups);
+    mc_tensor_free(r->batch.images);
+    free(r->batch.ids);
+    free(r->batch.params);
+    free(r->order);
+    mc_graph_free(r->g);
+}
+
+mc_status mc_clip_pretrain(mc_clip *clip, const mc_clip_pretrain_data *data,
+                           const mc_clip_pretrain_config *config, const mc_clip_pretrain_hooks *hooks) {
+    if (!clip || !data || !config) return mc_error(MC_ERR_ARG, "CLIP pretraining: missing argument");
+    MC_TRY(check_config(config));
+    MC_TRY(check_data(clip, data));
+    mc_clip_set_trainable(clip, true);
+    pretrain_run r = {.clip = clip, .data = data, .cfg = config, .hooks = hooks};
+    mc_status status = run_init(&r);
+    for (int epoch = 0; epoch < config->epochs && status == MC_OK; epoch++) status = run_epoch(&r, epoch);
+    run_free(&r);
+    return status;
+}
+
+/* ---------------------------------------------------------------------------
+ * the RGB view
+ * ------------------------------------------------------------------------- */
+
+mc_status mc_rgb_from_reflectance(const mc_tensor *tiles, mc_tensor *rgb) {
+    char a[128], b[128];
+    if (!tiles || !rgb || tiles->shape.ndim != 4 || tiles->shape.dim[1] != MC_EUROSAT_NUM_BANDS ||
+        rgb->shape.ndim != 4 || rgb->shape.dim[0] != tiles->shape.dim[0] || rgb->shape.dim[1] != 3 ||
+        rgb->shape.dim[2] != tiles->shape.dim[2] || rgb->shape.dim[3] != tiles->shape.dim[3])
+        return mc_error(MC_ERR_SHAPE, "RGB view: tiles %s -> rgb %s, expected (N, 13, H, W) -> (N, 3, H, W)",
+                        tiles ? mc_tensor_str(tiles, a, sizeof a) : "(none)",
+                        rgb ? mc_tensor_str(rgb, b, sizeof b) : "(none)");
+    static const int rgb_bands[3] = {3, 2, 1}; /* B04, B03, B02 in file order */
+    const int64_t n = tiles->shape.dim[0], plane = tiles->shape.dim[2] * tiles->shape.dim[3];
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        for (int c = 0; c < 3; c++) {
+            const float *src = tiles->data + (i * MC_EUROSAT_NUM_BANDS + rgb_bands[c]) * plane;
+            float *dst = rgb->data + (i * 3 + c) * plane;
+            /* reflectance -> the digital number the release's scale is for */
+            for (int64_t p = 0; p < plane; p++) dst[p] = mc_eurosat_rgb_value(src[p] * 10000.0f);
+        }
+    return MC_OK;
+}

@@ -1,0 +1,319 @@
+/* CLIP targets: the frozen image tower's embeddings of the RGB views.
+ *
+ * The spectral encoder learns to reproduce these, so every training step
+ * needs one per tile. CLIP ViT-B/32 costs about 4.4 GFLOPs per 224x224 image,
+ * more than the ResNet-50 step on a 64x64 tile, so the embeddings of the
+ * un-augmented views are computed once and cached on disk, keyed by
+ * everything they depend on: the tiles (their paths), the preprocessing and
+ * the CLIP weights (a fingerprint of the image tower). Augmented views are
+ * either embedded on the fly (the trainer calls mc_chain_embed_rgb) or taken
+ * from K precomputed crops per tile (mc_chain_crop_targets), whose boxes are
+ * a pure function of (seed, tile, k) so the spectral view can be cut the
+ * same way at training time. */
+#include "mmchain/chain.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mmchain/image.h"
+
+/* ---------------------------------------------------------------------------
+ * fingerprints (FNV-1a, 64 bits: fast, and collisions only matter between a
+ * user's own cached files)
+ * ------------------------------------------------------------------------- */
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv_bytes(uint64_t h, const void *data, size_t len) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * FNV_PRIME;
+    return h;
+}
+
+static uint64_t fnv_string(uint64_t h, const char *s) { return fnv_bytes(h, s, strlen(s) + 1); }
+
+static bool is_vision_tensor(const char *name) {
+    return strncmp(name, "vision_model.", 13) == 0 || strcmp(name, "visual_projection.weight") == 0;
+}
+
+void mc_clip_vision_fingerprint(const mc_clip *clip, char hex[17]) {
+    uint64_t h = FNV_OFFSET;
+    for (int i = 0; i < clip->params.count; i++) {
+        const mc_tensor *t = clip->params.items[i];
+        if (!is_vision_tensor(t->name)) continue;
+        h = fnv_string(h, t->name);
+        h = fnv_bytes(h, t->shape.dim, (size_t)t->shape.ndim * sizeof t->shape.dim[0]);
+        h = fnv_bytes(h, t->data, (size_t)t->numel * sizeof *t->data);
+    }
+    snprintf(hex, 17, "%016" PRIx64, h);
+}
+
+/* ---------------------------------------------------------------------------
+ * embedding RGB views
+ * ------------------------------------------------------------------------- */
+
+/* rgb rows [first, first + n) -> out rows, one CLIP forward. */
+static mc_status embed_chunk(mc_clip *clip, mc_graph *g, const mc_tensor *rgb, int64_t first, int n,
+                             mc_tensor *out) {
+    int64_t image_floats = rgb->numel / rgb->shape.dim[0];
+    mc_tensor *chunk = NULL, *pixels = NULL, *embeds;
+    mc_shape shape = rgb->shape;
+    shape.dim[0] = n;
+    mc_status status = mc_tensor_new(&chunk, shape, "rgb_chunk");
+    if (status == MC_OK) {
+        memcpy(chunk->data, rgb->data + first * image_floats, (size_t)(n * image_floats) * sizeof(float));
+        status = mc_clip_preprocess(chunk, clip->config.vision.image_size, true, &pixels);
+    }
+    if (status == MC_OK) status = mc_clip_encode_image(clip, g, pixels, &embeds);
+    if (status == MC_OK) {
+        int64_t e = out->shape.dim[1];
+        memcpy(out->data + first * e, embeds->data, (size_t)(n * e) * sizeof(float));
+    }
+    mc_graph_reset(g);
+    mc_tensor_free(pixels);
+    mc_tensor_free(chunk);
+    return status;
+}
+
+mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_tensor *out) {
+    char a[128], b[128];
+    if (!clip || !rgb || !out || batch < 1) return mc_error(MC_ERR_ARG, "embed RGB: bad arguments");
+    if (!clip->config.has_vision)
+        return mc_error(MC_ERR_ARG, "embed RGB: the CLIP checkpoint has no image tower");
+    if (rgb->shape.ndim != 4 || rgb->shape.dim[1] != 3 || out->shape.ndim != 2 ||
+        out->shape.dim[0] != rgb->shape.dim[0] || out->shape.dim[1] != clip->config.embed_dim)
+        return mc_error(MC_ERR_SHAPE, "embed RGB: rgb %s -> out %s, expected (N, 3, H, W) -> (N, %d)",
+                        mc_tensor_str(rgb, a, sizeof a), mc_tensor_str(out, b, sizeof b),
+                        clip->config.embed_dim);
+    mc_graph *g;
+    MC_TRY(mc_graph_new(&g));
+    mc_graph_set_grad_enabled(g, false); /* the teacher is frozen: no tape */
+    mc_status status = MC_OK;
+    for (int64_t first = 0; first < rgb->shape.dim[0] && status == MC_OK; first += batch) {
+        int n = (int)(rgb->shape.dim[0] - first < batch ? rgb->shape.dim[0] - first : batch);
+        status = embed_chunk(clip, g, rgb, first, n, out);
+    }
+    mc_graph_free(g);
+    return status;
+}
+
+/* ---------------------------------------------------------------------------
+ * the on-disk cache
+ * ------------------------------------------------------------------------- */
+
+/* The key of a set of targets: tiles, preprocessing, CLIP, and (for crops)
+ * the augmentation. */
+static mc_status cache_key(mc_clip *clip, const mc_chain_data *data, const char *variant,
+                           char key[17]) {
+    char fingerprint[17], preprocessing[128];
+    mc_clip_vision_fingerprint(clip, fingerprint);
+    snprintf(preprocessing, sizeof preprocessing,
+             "rgb %dx%d -> bicubic antialias %d, CLIP mean/std", data->rgb_height, data->rgb_width,
+             clip->config.vision.image_size);
+    uint64_t h = fnv_string(FNV_OFFSET, "mmchain clip targets v1");
+    h = fnv_string(h, fingerprint);
+    h = fnv_string(h, preprocessing);
+    h = fnv_string(h, variant);
+    for (int i = 0; i < data->count; i++) {
+        const char *tile = data->tile_key(data->ctx, i);
+        if (!tile) return mc_error(MC_ERR_ARG, "CLIP targets: tile %d has no cache key", i);
+        h = fnv_string(h, tile);
+    }
+    snprintf(key, 17, "%016" PRIx64, h);
+    return MC_OK;
+}
+
+static mc_status make_folder(const char *dir) {
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST) return MC_OK;
+    return mc_error(MC_ERR_IO, "cache folder %s cannot be created: %s", dir, strerror(errno));
+}
+
+/* A cached (rows, E) tensor when the file exists and fits; NULL otherwise. */
+static mc_tensor *cache_read(const char *path, int64_t rows, int64_t width) {
+    mc_safetensors *f;
+    if (mc_safetensors_open(path, &f) != MC_OK) {
+        mc_clear_error(); /* absent or unreadable: recompute */
+        return NULL;
+    }
+    mc_tensor *t = NULL;
+    mc_shape shape;
+    if (mc_safetensors_info(f, "targets", NULL, &shape) == MC_OK &&
+        mc_shape_equal(shape, MC_SHAPE(rows, width)))
+        if (mc_safetensors_read(f, "targets", &t) != MC_OK) t = NULL;
+    mc_safetensors_close(f);
+    mc_clear_error();
+    return t;
+}
+
+typedef mc_status (*compute_fn)(mc_clip *clip, const mc_chain_data *data, int batch, void *ctx,
+                                mc_tensor *out);
+
+/* Read the targets from cache_dir/clip-targets-<key>.safetensors, or compute
+ * and store them. */
+static mc_status cached_targets(mc_clip *clip, const mc_chain_data *data, const char *cache_dir,
+                                const char *variant, int64_t rows, int batch, compute_fn compute,
+                                void *ctx, mc_tensor **out, bool *from_cache) {
+    int64_t width = clip->config.embed_dim;
+    char key[17], path[4096];
+    bool use_cache = cache_dir && data->tile_key;
+    if (from_cache) *from_cache = false;
+    if (use_cache) {
+        MC_TRY(cache_key(clip, data, variant, key));
+        snprintf(path, sizeof path, "%s/clip-targets-%s.safetensors", cache_dir, key);
+        mc_tensor *cached = cache_read(path, rows, width);
+        if (cached) {
+            *out = cached;
+            if (from_cache) *from_cache = true;
+            return MC_OK;
+        }
+    }
+    mc_tensor *targets;
+    MC_TRY(mc_tensor_new(&targets, MC_SHAPE(rows, width), "targets"));
+    mc_status status = compute(clip, data, batch, ctx, targets);
+    if (status == MC_OK && use_cache) {
+        char count[24];
+        snprintf(count, sizeof count, "%lld", (long long)rows);
+        mc_metadata_entry meta[] = {{"key", key}, {"variant", variant}, {"rows", count}};
+        status = make_folder(cache_dir);
+        if (status == MC_OK) status = mc_safetensors_write(path, 1, &targets, 3, meta);
+    }
+    if (status != MC_OK) {
+        mc_tensor_free(targets);
+        return status;
+    }
+    *out = targets;
+    return MC_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * un-augmented targets
+ * ------------------------------------------------------------------------- */
+
+/* Load the RGB views of items [first, first + n) into a new heap tensor. */
+static mc_status load_rgb_views(const mc_chain_data *data, int first, int n, mc_tensor **rgb) {
+    int *items = malloc((size_t)n * sizeof *items);
+    if (!items) return mc_error(MC_ERR_NOMEM, "CLIP targets: out of memory");
+    for (int i = 0; i < n; i++) items[i] = first + i;
+    mc_status status = mc_tensor_new(rgb, MC_SHAPE(n, 3, data->rgb_height, data->rgb_width), "rgb");
+    if (status == MC_OK) status = data->load(data->ctx, items, n, NULL, *rgb, NULL);
+    if (status != MC_OK) {
+        mc_tensor_free(*rgb);
+        *rgb = NULL;
+    }
+    free(items);
+    return status;
+}
+
+/* out rows [first, first + n) = a view into the big tensor. */
+static mc_tensor row_view(mc_tensor *t, int64_t first, int64_t n) {
+    mc_tensor view = *t;
+    view.shape.dim[0] = n;
+    view.numel = n * (t->numel / t->shape.dim[0]);
+    view.data = t->data + first * (t->numel / t->shape.dim[0]);
+    view.grad = NULL;
+    view.on_heap = false;
+    view.owns_data = false;
+    return view;
+}
+
+static mc_status compute_plain(mc_clip *clip, const mc_chain_data *data, int batch, void *ctx,
+                               mc_tensor *out) {
+    (void)ctx;
+    mc_status status = MC_OK;
+    for (int first = 0; first < data->count && status == MC_OK; first += batch) {
+        int n = data->count - first < batch ? data->count - first : batch;
+        mc_tensor *rgb;
+        status = load_rgb_views(data, first, n, &rgb);
+        if (status != MC_OK) break;
+        mc_tensor rows = row_view(out, first, n);
+        status = mc_chain_embed_rgb(clip, rgb, batch, &rows);
+        mc_tensor_free(rgb);
+    }
+    return status;
+}
+
+mc_status mc_chain_targets(mc_clip *clip, const mc_chain_data *data, const char *cache_dir,
+                           int batch, mc_tensor **out, bool *from_cache) {
+    if (!clip || !data || !out || batch < 1 || data->count < 1)
+        return mc_error(MC_ERR_ARG, "CLIP targets: bad arguments");
+    return cached_targets(clip, data, cache_dir, "plain", data->count, batch, compute_plain, NULL,
+                          out, from_cache);
+}
+
+/* ---------------------------------------------------------------------------
+ * K augmented crops per tile
+ * ------------------------------------------------------------------------- */
+
+/* splitmix64's finaliser: decorrelates (seed, item, k) before seeding. */
+static uint64_t mix64(uint64_t x) {
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+void mc_chain_crop_params(uint64_t seed, int item, int k, const mc_augment_config *config,
+                          mc_augment_params *out) {
+    mc_rng rng;
+    uint64_t h = mix64(seed ^ 0x63726f7073ULL); /* "crops" */
+    h = mix64(h ^ (uint64_t)(uint32_t)item);
+    h = mix64(h ^ ((uint64_t)(uint32_t)k << 32));
+    mc_rng_seed(&rng, h);
+    mc_augment_sample(&rng, config, out);
+}
+
+typedef struct crop_job {
+    int crops;
+    uint64_t seed;
+    const mc_augment_config *config;
+} crop_job;
+
+static mc_status compute_crops(mc_clip *clip, const mc_chain_data *data, int batch, void *ctx,
+                               mc_tensor *out) {
+    const crop_job *job = ctx;
+    mc_augment_params *params = malloc((size_t)batch * sizeof *params);
+    mc_tensor *rgb = NULL, *cut = NULL, *embeds = NULL;
+    mc_status status = params ? MC_OK : mc_error(MC_ERR_NOMEM, "crop targets: out of memory");
+    for (int first = 0; first < data->count && status == MC_OK; first += batch) {
+        int n = data->count - first < batch ? data->count - first : batch;
+        status = load_rgb_views(data, first, n, &rgb);
+        if (status == MC_OK) status = mc_tensor_new(&cut, rgb->shape, "rgb_crop");
+        if (status == MC_OK) status = mc_tensor_new(&embeds, MC_SHAPE(n, out->shape.dim[1]), "crop");
+        for (int k = 0; k < job->crops && status == MC_OK; k++) {
+            for (int i = 0; i < n; i++)
+                mc_chain_crop_params(job->seed, first + i, k, job->config, &params[i]);
+            status = mc_augment_apply(rgb, params, n, cut);
+            if (status == MC_OK) status = mc_chain_embed_rgb(clip, cut, batch, embeds);
+            int64_t e = out->shape.dim[1];
+            for (int i = 0; i < n && status == MC_OK; i++) /* row item * K + k */
+                memcpy(out->data + ((int64_t)(first + i) * job->crops + k) * e,
+                       embeds->data + (int64_t)i * e, (size_t)e * sizeof(float));
+        }
+        mc_tensor_free(rgb);
+        mc_tensor_free(cut);
+        mc_tensor_free(embeds);
+        rgb = cut = embeds = NULL;
+    }
+    free(params);
+    return status;
+}
+
+mc_status mc_chain_crop_targets(mc_clip *clip, const mc_chain_data *data, const char *cache_dir,
+                                int batch, int crops, uint64_t seed,
+                                const mc_augment_config *config, mc_tensor **out,
+                                bool *from_cache) {
+    if (!clip || !data || !config || !out || batch < 1 || crops < 1 || data->count < 1)
+        return mc_error(MC_ERR_ARG, "crop targets: bad arguments (crops %d)", crops);
+    char variant[256];
+    snprintf(variant, sizeof variant,
+             "crops %d seed %" PRIu64 " mode %d crop %.6g..%.6g pad %.6g flips %d%d rot %d", crops,
+             seed, (int)config->mode, (double)config->crop_min, (double)config->crop_max,
+             (double)config->pad, config->hflip, config->vflip, config->rot90);
+    crop_job job = {.crops = crops, .seed = seed, .config = config};
+    return cached_targets(clip, data, cache_dir, variant, (int64_t)data->count * crops, batch,
+                          compute_crops, &job, out, from_cache);
+}

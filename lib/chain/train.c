@@ -1,0 +1,471 @@
+/* Training the spectral encoder against CLIP's image embeddings.
+ *
+ * One step (the seed paper's recipe): take the next batch of tiles, cut the
+ * same random relative box out of the spectral tile and its RGB view, embed
+ * the RGB crop with the frozen CLIP (or look up one of K precomputed crops),
+ * embed the spectral crop with the ResNet, InfoNCE between the two (spectral
+ * -> RGB, or symmetric), backward, Adam.
+ *
+ * Resumability is designed in, not bolted on:
+ *   - the order of the tiles in epoch e is a permutation drawn from a
+ *     generator seeded by (seed, e) alone;
+ *   - the augmentation of global step s is drawn from a generator seeded by
+ *     (seed, s) alone;
+ *   - everything else that changes — weights, BN running statistics, Adam's
+ *     moments and step count, epoch, step, best metric — is in the checkpoint.
+ * So a run resumed from any checkpoint replays exactly the steps an
+ * uninterrupted run would have taken, and (same thread count, so the same
+ * floating-point reduction order) ends with bit-identical weights. */
+#include "mmchain/chain.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+mc_chain_train_config mc_chain_train_defaults(void) {
+    mc_augment_config crops = mc_augment_default_config();
+    crops.hflip = crops.vflip = crops.rot90 = false; /* the paper: random crops only */
+    mc_chain_train_config c = {
+        .epochs = 10, .batch_size = 100, .val_batch_size = 512, .lr = 1e-4f,
+        .symmetric = false, .learnable_temperature = false, .temperature = 0.07f,
+        .augment = true, .augment_config = crops, .target_crops = 0, .shuffle_pairs = false,
+        .seed = 0, .checkpoint_every = 0, .checkpoint_dir = NULL, .cache_dir = NULL,
+        .clip_batch = 64, .stop_after_steps = 0, .n_extra_meta = 0, .extra_meta = NULL,
+    };
+    return c;
+}
+
+struct mc_chain_trainer {
+    mc_chain_train_config cfg;
+    mc_spectral_encoder *enc;
+    mc_clip *clip;
+    const mc_chain_data *train, *val;
+    const mc_tensor *classes;   /* (K, E) */
+    mc_chain_hooks hooks;
+    mc_tensor *train_targets;   /* (count, E), (count * K, E) for crops, NULL on the fly */
+    mc_tensor *val_targets;     /* (val count, E) */
+    int *pair_of;               /* (count): tile i learns the target of tile pair_of[i] */
+    mc_optimizer *opt;
+    mc_graph *g;
+    mc_chain_state state;
+    int64_t steps_per_epoch;
+    int *order;                 /* (count): this epoch's permutation */
+    int order_epoch;            /* the epoch `order` belongs to, -1 = none */
+    /* one batch */
+    int *items, *pairs, *rows;  /* (batch): tiles, target tiles, target rows */
+    mc_augment_params *params;  /* (batch) */
+    mc_tensor *rgb;             /* (batch, 3, Hr, Wr) on-the-fly RGB views */
+    mc_tensor *targets;         /* (batch, E) this step's targets */
+    mc_chain_metrics metrics;
+    bool have_metrics;
+};
+
+/* ---------------------------------------------------------------------------
+ * pure functions of the seed
+ * ------------------------------------------------------------------------- */
+
+static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* A generator for one purpose ("order", "augment", "pairs") and one index. */
+static void seeded_rng(uint64_t seed, uint64_t purpose, uint64_t index, mc_rng *rng) {
+    mc_rng_seed(rng, mix64(mix64(seed ^ purpose) ^ index));
+}
+
+#define PURPOSE_ORDER 0x6f72646572ULL   /* "order" */
+#define PURPOSE_AUGMENT 0x6175676dULL   /* "augm" */
+#define PURPOSE_PAIRS 0x7061697273ULL   /* "pairs" */
+
+static void epoch_order(const mc_chain_trainer *t, int epoch, int *order) {
+    mc_rng rng;
+    seeded_rng(t->cfg.seed, PURPOSE_ORDER, (uint64_t)epoch, &rng);
+    for (int i = 0; i < t->train->count; i++) order[i] = i;
+    mc_rng_shuffle(&rng, order, t->train->count);
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void say(const mc_chain_trainer *t, const char *line) {
+    if (t->hooks.on_message) t->hooks.on_message(t->hooks.ctx, line);
+}
+
+/* ---------------------------------------------------------------------------
+ * construction
+ * ------------------------------------------------------------------------- */
+
+static mc_status check_config(const mc_chain_train_config *c) {
+    if (c->epochs < 1 || c->batch_size < 2 || c->val_batch_size < 1 || !(c->lr > 0.0f) ||
+        !(c->temperature > 0.0f) || c->target_crops < 0 || c->checkpoint_every < 0 ||
+        c->clip_batch < 1)
+        return mc_error(MC_ERR_ARG,
+                        "train config: epochs %d, batch %d, validation batch %d, lr %g, temperature "
+                        "%g, target crops %d, checkpoint every %lld (expected epochs >= 1, batch >= "
+                        "2, lr > 0, temperature > 0, crops >= 0)",
+                        c->epochs, c->batch_size, c->val_batch_size, (double)c->lr,
+                        (double)c->temperature, c->target_crops, (long long)c->checkpoint_every);
+    return MC_OK;
+}
+
+static mc_status check_sizes(const mc_spectral_encoder *enc, const mc_clip *clip,
+                             const mc_chain_data *train, const mc_chain_data *val,
+                             const mc_tensor *classes) {
+    char a[128];
+    if (enc->embed_dim != clip->config.embed_dim)
+        return mc_error(MC_ERR_SHAPE, "the encoder's head outputs %d values, CLIP's joint space has %d",
+                        enc->embed_dim, clip->config.embed_dim);
+    const mc_chain_data *sets[2] = {train, val};
+    for (int i = 0; i < 2; i++) {
+        if (sets[i]->bands != enc->bands.count)
+            return mc_error(MC_ERR_SHAPE, "%s data has %d bands, the encoder takes %d",
+                            i ? "validation" : "training", sets[i]->bands, enc->bands.count);
+        if (sets[i]->height != enc->image_size || sets[i]->width != enc->image_size)
+            return mc_error(MC_ERR_SHAPE, "%s tiles are %dx%d, the encoder takes %dx%d",
+                            i ? "validation" : "training", sets[i]->height, sets[i]->width,
+                            enc->image_size, enc->image_size);
+    }
+    if (train->count < 2) return mc_error(MC_ERR_ARG, "training needs at least 2 tiles, got %d", train->count);
+    if (classes->shape.ndim != 2 || classes->shape.dim[0] != val->num_classes ||
+        classes->shape.dim[1] != enc->embed_dim)
+        return mc_error(MC_ERR_SHAPE, "class embeddings %s, expected (%d classes, %d)",
+                        mc_tensor_str(classes, a, sizeof a), val->num_classes, enc->embed_dim);
+    return MC_OK;
+}
+
+static mc_status alloc_buffers(mc_chain_trainer *t) {
+    int b = t->cfg.batch_size, count = t->train->count;
+    t->order = malloc((size_t)count * sizeof *t->order);
+    t->pair_of = malloc((size_t)count * sizeof *t->pair_of);
+    t->items = malloc((size_t)b * sizeof *t->items);
+    t->pairs = malloc((size_t)b * sizeof *t->pairs);
+    t->rows = malloc((size_t)b * sizeof *t->rows);
+    t->params = malloc((size_t)b * sizeof *t->params);
+    if (!t->order || !t->pair_of || !t->items || !t->pairs || !t->rows || !t->params)
+        return mc_error(MC_ERR_NOMEM, "trainer: out of memory");
+    for (int i = 0; i < count; i++) t->pair_of[i] = i;
+    if (t->cfg.shuffle_pairs) { /* the negative control: a fixed wrong pairing */
+        mc_rng rng;
+        seeded_rng(t->cfg.seed, PURPOSE_PAIRS, 0, &rng);
+        mc_rng_shuffle(&rng, t->pair_of, count);
+    }
+    MC_TRY(mc_tensor_new(&t->targets, MC_SHAPE(b, t->enc->embed_dim), "targets"));
+    if (t->cfg.augment && t->cfg.target_crops == 0)
+        MC_TRY(mc_tensor_new(&t->rgb, MC_SHAPE(b, 3, t->train->rgb_height, t->train->rgb_width), "rgb"));
+    return MC_OK;
+}
+
+static mc_status compute_targets(mc_chain_trainer *t) {
+    char line[256];
+    bool cached;
+    snprintf(line, sizeof line, "CLIP targets: %d validation tiles", t->val->count);
+    say(t, line);
+    MC_TRY(mc_chain_targets(t->clip, t->val, t->cfg.cache_dir, t->cfg.clip_batch, &t->val_targets, &cached));
+    if (cached) say(t, "CLIP targets: validation tiles read from the cache");
+    if (t->cfg.augment && t->cfg.target_crops == 0) return MC_OK; /* embedded per step */
+    if (!t->cfg.augment) {
+        snprintf(line, sizeof line, "CLIP targets: %d training tiles", t->train->count);
+        say(t, line);
+        MC_TRY(mc_chain_targets(t->clip, t->train, t->cfg.cache_dir, t->cfg.clip_batch,
+                                &t->train_targets, &cached));
+    } else {
+        snprintf(line, sizeof line, "CLIP targets: %d crops of %d training tiles", t->cfg.target_crops,
+                 t->train->count);
+        say(t, line);
+        MC_TRY(mc_chain_crop_targets(t->clip, t->train, t->cfg.cache_dir, t->cfg.clip_batch,
+                                     t->cfg.target_crops, t->cfg.seed, &t->cfg.augment_config,
+                                     &t->train_targets, &cached));
+    }
+    if (cached) say(t, "CLIP targets: training targets read from the cache");
+    return MC_OK;
+}
+
+static mc_status trainer_init(mc_chain_trainer *t) {
+    int count = t->train->count, b = t->cfg.batch_size;
+    /* Batches of the epoch: full ones, plus the remainder when it holds at
+     * least 2 tiles (InfoNCE over one tile is constant; BN needs >1). */
+    t->steps_per_epoch = count / b + (count % b >= 2 ? 1 : 0);
+    t->order_epoch = -1;
+    t->state.best_metric = -1.0;
+    MC_TRY(alloc_buffers(t));
+    MC_TRY(compute_targets(t));
+    mc_adam_config adam = mc_adam_defaults();
+    adam.lr = t->cfg.lr;
+    MC_TRY(mc_optimizer_adam(&t->opt, &t->enc->params, adam));
+    MC_TRY(mc_graph_new(&t->g));
+    return MC_OK;
+}
+
+mc_status mc_chain_trainer_new(mc_chain_trainer **out, const mc_chain_train_config *config,
+                               mc_spectral_encoder *enc, mc_clip *clip, const mc_chain_data *train,
+                               const mc_chain_data *val, const mc_tensor *class_embeds,
+                               const mc_chain_hooks *hooks) {
+    if (!out || !config || !enc || !clip || !train || !val || !class_embeds)
+        return mc_error(MC_ERR_ARG, "trainer: missing argument");
+    MC_TRY(check_config(config));
+    MC_TRY(check_sizes(enc, clip, train, val, class_embeds));
+    mc_chain_trainer *t = calloc(1, sizeof *t);
+    if (!t) return mc_error(MC_ERR_NOMEM, "trainer: out of memory");
+    *t = (mc_chain_trainer){.cfg = *config, .enc = enc, .clip = clip, .train = train, .val = val,
+                            .classes = class_embeds};
+    if (hooks) t->hooks = *hooks;
+    mc_clip_set_trainable(clip, false);
+    /* The temperature: fixed, or learnable from CLIP's initial value. */
+    enc->logit_scale->data[0] = logf(1.0f / config->temperature);
+    mc_status status = mc_tensor_set_requires_grad(enc->logit_scale, config->learnable_temperature);
+    if (status == MC_OK) status = trainer_init(t);
+    if (status != MC_OK) {
+        mc_chain_trainer_free(t);
+        return status;
+    }
+    *out = t;
+    return MC_OK;
+}
+
+void mc_chain_trainer_free(mc_chain_trainer *t) {
+    if (!t) return;
+    mc_tensor_free(t->train_targets);
+    mc_tensor_free(t->val_targets);
+    mc_tensor_free(t->rgb);
+    mc_tensor_free(t->targets);
+    mc_optimizer_free(t->opt);
+    mc_graph_free(t->g);
+    mc_chain_metrics_free(&t->metrics);
+    free(t->pair_of);
+    free(t->order);
+    free(t->items);
+    free(t->pairs);
+    free(t->rows);
+    free(t->params);
+    free(t);
+}
+
+const mc_chain_state *mc_chain_trainer_state(const mc_chain_trainer *t) { return &t->state; }
+const mc_tensor *mc_chain_trainer_val_targets(const mc_chain_trainer *t) { return t->val_targets; }
+int64_t mc_chain_trainer_steps_per_epoch(const mc_chain_trainer *t) { return t->steps_per_epoch; }
+
+/* ---------------------------------------------------------------------------
+ * one step
+ * ------------------------------------------------------------------------- */
+
+/* The next batch's tile numbers (items) and target tiles (pairs). */
+static int next_batch(mc_chain_trainer *t) {
+    if (t->order_epoch != t->state.epoch) {
+        epoch_order(t, t->state.epoch, t->order);
+        t->order_epoch = t->state.epoch;
+    }
+    int b = t->cfg.batch_size;
+    int64_t first = t->state.step_in_epoch * b;
+    int n = (int)(t->train->count - first < b ? t->train->count - first : b);
+    for (int i = 0; i < n; i++) {
+        t->items[i] = t->order[first + i];
+        t->pairs[i] = t->pair_of[t->items[i]];
+    }
+    return n;
+}
+
+/* Rows of the precomputed targets into t->targets. */
+static void gather_targets(mc_chain_trainer *t, int n, const int *rows) {
+    int64_t e = t->enc->embed_dim;
+    for (int i = 0; i < n; i++)
+        memcpy(t->targets->data + i * e, t->train_targets->data + (int64_t)rows[i] * e,
+               (size_t)e * sizeof(float));
+}
+
+/* x (n, C, H, W) is the batch's spectral view; augment it and set targets. */
+static mc_status prepare_views(mc_chain_trainer *t, mc_tensor *x, int n) {
+    mc_tensor targets_view = *t->targets;
+    targets_view.shape.dim[0] = n;
+    targets_view.numel = n * (int64_t)t->enc->embed_dim;
+    if (!t->cfg.augment) {
+        gather_targets(t, n, t->pairs);
+        return MC_OK;
+    }
+    mc_rng rng;
+    seeded_rng(t->cfg.seed, PURPOSE_AUGMENT, (uint64_t)t->state.global_step, &rng);
+    if (t->cfg.target_crops > 0) {
+        /* One of the K embedded crops of the target tile; the spectral tile
+         * gets the same relative box. */
+        for (int i = 0; i < n; i++) {
+            int k = (int)mc_rng_below(&rng, (uint64_t)t->cfg.target_crops);
+            mc_chain_crop_params(t->cfg.seed, t->pairs[i], k, &t->cfg.augment_config, &t->params[i]);
+            t->rows[i] = t->pairs[i] * t->cfg.target_crops + k;
+        }
+        gather_targets(t, n, t->rows);
+        MC_TRY(mc_augment_apply(x, t->params, n, x));
+    } else {
+        /* On the fly: crop both views with one shared box, embed the RGB crop. */
+        mc_tensor rgb = *t->rgb;
+        rgb.shape.dim[0] = n;
+        rgb.numel = n * (t->rgb->numel / t->rgb->shape.dim[0]);
+        MC_TRY(t->train->load(t->train->ctx, t->pairs, n, NULL, &rgb, NULL));
+        MC_TRY(mc_augment_pair(&rng, &t->cfg.augment_config, true, x, x, &rgb, &rgb));
+        MC_TRY(mc_chain_embed_rgb(t->clip, &rgb, t->cfg.clip_batch, &targets_view));
+    }
+    t->state.rng = rng;
+    return MC_OK;
+}
+
+/* CLIP bounds its learnable logit scale at log(100) so the softmax cannot
+ * become arbitrarily sharp (Radford et al., 2021, section 2.5). */
+static void clamp_logit_scale(mc_spectral_encoder *enc) {
+    const float max_scale = logf(100.0f);
+    if (enc->logit_scale->data[0] > max_scale) enc->logit_scale->data[0] = max_scale;
+}
+
+mc_status mc_chain_trainer_step(mc_chain_trainer *t, double *loss_out) {
+    int n = next_batch(t);
+    mc_tensor *x, *embeds, *loss;
+    mc_tensor targets = *t->targets;
+    targets.shape.dim[0] = n;
+    targets.numel = n * (int64_t)t->enc->embed_dim;
+    mc_status status = mc_graph_tensor(
+        t->g, MC_SHAPE(n, t->train->bands, t->train->height, t->train->width), "x", &x);
+    if (status == MC_OK) status = t->train->load(t->train->ctx, t->items, n, x, NULL, NULL);
+    if (status == MC_OK) status = prepare_views(t, x, n);
+    mc_resnet_set_training(t->enc->resnet, true);
+    if (status == MC_OK) status = mc_spectral_encoder_forward(t->enc, t->g, x, &embeds);
+    if (status == MC_OK) status = mc_infonce(t->g, embeds, &targets, t->enc->logit_scale, t->cfg.symmetric, &loss);
+    if (status == MC_OK && !isfinite(loss->data[0]))
+        status = mc_error(MC_ERR_NUMERIC,
+                          "the loss became %g at epoch %d, step %lld (global step %lld); training "
+                          "stopped, the last good checkpoint is kept",
+                          (double)loss->data[0], t->state.epoch + 1,
+                          (long long)t->state.step_in_epoch + 1, (long long)t->state.global_step + 1);
+    if (status == MC_OK) {
+        *loss_out = loss->data[0];
+        mc_optimizer_zero_grad(t->opt);
+        status = mc_backward(t->g, loss);
+    }
+    if (status == MC_OK) status = mc_optimizer_step(t->opt);
+    mc_graph_reset(t->g);
+    if (status != MC_OK) return status;
+    clamp_logit_scale(t->enc);
+    t->state.step_in_epoch++;
+    t->state.global_step++;
+    return MC_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * checkpoints
+ * ------------------------------------------------------------------------- */
+
+/* A NaN that slipped into the weights through a finite loss must not
+ * overwrite a good checkpoint. */
+static mc_status check_finite_weights(const mc_spectral_encoder *enc) {
+    for (int i = 0; i < enc->params.count; i++) {
+        const mc_tensor *p = enc->params.items[i];
+        for (int64_t j = 0; j < p->numel; j++)
+            if (!isfinite(p->data[j]))
+                return mc_error(MC_ERR_NUMERIC,
+                                "%s holds a non-finite value; training stopped, the last good "
+                                "checkpoint is kept",
+                                p->name);
+    }
+    return MC_OK;
+}
+
+static mc_status save_checkpoint(mc_chain_trainer *t, const char *name) {
+    if (!t->cfg.checkpoint_dir) return MC_OK;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.safetensors", t->cfg.checkpoint_dir, name);
+    MC_TRY(check_finite_weights(t->enc));
+    return mc_spectral_encoder_save(t->enc, path, t->opt, &t->state, t->cfg.n_extra_meta,
+                                    t->cfg.extra_meta);
+}
+
+mc_status mc_chain_trainer_resume(mc_chain_trainer *t, const char *checkpoint_path) {
+    mc_chain_state state;
+    MC_TRY(mc_spectral_encoder_restore(t->enc, checkpoint_path, t->opt, &state));
+    /* The temperature's trainability is this run's choice, not the file's. */
+    MC_TRY(mc_tensor_set_requires_grad(t->enc->logit_scale, t->cfg.learnable_temperature));
+    if (state.step_in_epoch > t->steps_per_epoch)
+        return mc_error(MC_ERR_FORMAT,
+                        "checkpoint %s stopped at step %lld of an epoch of %lld steps: was it "
+                        "written with another batch size or data split?",
+                        checkpoint_path, (long long)state.step_in_epoch,
+                        (long long)t->steps_per_epoch);
+    t->state = state;
+    return MC_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * epochs
+ * ------------------------------------------------------------------------- */
+
+mc_status mc_chain_trainer_validate(mc_chain_trainer *t, const mc_chain_metrics **out) {
+    mc_chain_metrics_free(&t->metrics);
+    t->have_metrics = false;
+    MC_TRY(mc_chain_evaluate(t->enc, t->val, t->val_targets, t->classes, t->cfg.val_batch_size,
+                             t->cfg.symmetric, &t->metrics));
+    t->have_metrics = true;
+    *out = &t->metrics;
+    return MC_OK;
+}
+
+/* Validate, keep the best, write `last`, tell the caller. */
+static mc_status finish_epoch(mc_chain_trainer *t, double loss_sum, int64_t steps_run,
+                              double started) {
+    const mc_chain_metrics *m;
+    MC_TRY(mc_chain_trainer_validate(t, &m));
+    t->state.epoch++;
+    t->state.step_in_epoch = 0;
+    bool is_best = m->spectral_text_acc > t->state.best_metric;
+    if (is_best) {
+        t->state.best_metric = m->spectral_text_acc;
+        t->state.best_epoch = t->state.epoch;
+        MC_TRY(save_checkpoint(t, "best"));
+    }
+    MC_TRY(save_checkpoint(t, "last"));
+    if (!t->hooks.on_epoch) return MC_OK;
+    mc_chain_epoch_info info = {
+        .epoch = t->state.epoch, .train_loss = steps_run ? loss_sum / (double)steps_run : NAN,
+        .val = m, .is_best = is_best, .seconds = now_seconds() - started,
+    };
+    return t->hooks.on_epoch(t->hooks.ctx, &info);
+}
+
+static bool should_stop(const mc_chain_trainer *t) {
+    return t->cfg.stop_after_steps > 0 && t->state.global_step >= t->cfg.stop_after_steps;
+}
+
+static mc_status run_epoch(mc_chain_trainer *t) {
+    double started = now_seconds(), loss_sum = 0.0;
+    int64_t steps_run = 0;
+    while (t->state.step_in_epoch < t->steps_per_epoch) {
+        if (should_stop(t)) return MC_OK;
+        double step_start = now_seconds(), loss;
+        MC_TRY(mc_chain_trainer_step(t, &loss));
+        loss_sum += loss;
+        steps_run++;
+        if (t->cfg.checkpoint_every > 0 && t->state.global_step % t->cfg.checkpoint_every == 0 &&
+            t->state.step_in_epoch < t->steps_per_epoch)
+            MC_TRY(save_checkpoint(t, "last"));
+        if (t->hooks.on_step) {
+            int64_t first = (t->state.step_in_epoch - 1) * t->cfg.batch_size;
+            mc_chain_step_info info = {
+                .epoch = t->state.epoch, .step_in_epoch = t->state.step_in_epoch,
+                .steps_per_epoch = t->steps_per_epoch, .global_step = t->state.global_step,
+                .loss = loss,
+                .batch_items = (int)(t->train->count - first < t->cfg.batch_size
+                                         ? t->train->count - first
+                                         : t->cfg.batch_size),
+                .step_seconds = now_seconds() - step_start,
+            };
+            t->hooks.on_step(t->hooks.ctx, &info);
+        }
+    }
+    return finish_epoch(t, loss_sum, steps_run, started);
+}
+
+mc_status mc_chain_trainer_run(mc_chain_trainer *t) {
+    while (t->state.epoch < t->cfg.epochs && !should_stop(t)) MC_TRY(run_epoch(t));
+    return MC_OK;
+}

@@ -1,0 +1,458 @@
+/* The chain as a library (include/mmchain/chain.h): prompts, checkpoints,
+ * targets, metrics, training, resume and NaN handling, with tiny models on
+ * data made in the test (tests/chain_fixture.h). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chain_fixture.h"
+#include "testutil.h"
+
+/* ---------------------------------------------------------------------------
+ * prompts
+ * ------------------------------------------------------------------------- */
+
+START_TEST(prompts_match_folder_names_by_name) {
+    /* CLIP's EuroSAT class names (OpenAI CLIP's published prompt list). */
+    ck_assert_str_eq(mc_chain_eurosat_class_prompt("AnnualCrop"), "annual crop land");
+    ck_assert_str_eq(mc_chain_eurosat_class_prompt("HerbaceousVegetation"), "brushland or shrubland");
+    ck_assert_str_eq(mc_chain_eurosat_class_prompt("SeaLake"), "lake or sea");
+    ck_assert_str_eq(mc_chain_eurosat_class_prompt("residential"),
+                     "residential buildings or homes or apartments");
+    ck_assert_ptr_null(mc_chain_eurosat_class_prompt("Glacier"));
+    /* Order does not matter, unknown names are split into words. */
+    const char *folders[] = {"SeaLake", "MixedForest", "Forest"};
+    char **names;
+    MC_CHECK_OK(mc_chain_class_prompts(folders, 3, &names));
+    ck_assert_str_eq(names[0], "lake or sea");
+    ck_assert_str_eq(names[1], "mixed forest");
+    ck_assert_str_eq(names[2], "forest");
+    mc_chain_strings_free(names, 3);
+}
+END_TEST
+
+START_TEST(split_list_trims_and_rejects_empty_items) {
+    char **items;
+    int n;
+    MC_CHECK_OK(mc_chain_split_list(" forest , lake or sea,river", ',', "--classes", &items, &n));
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(items[0], "forest");
+    ck_assert_str_eq(items[1], "lake or sea");
+    ck_assert_str_eq(items[2], "river");
+    mc_chain_strings_free(items, n);
+    MC_CHECK_FAILS(mc_chain_split_list("forest,,river", ',', "--classes", &items, &n), MC_ERR_ARG, "--classes");
+    MC_CHECK_OK(mc_chain_split_list("a photo of {}, seen from space.|{}", '|', "--templates", &items, &n));
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(items[0], "a photo of {}, seen from space.");
+    mc_chain_strings_free(items, n);
+}
+END_TEST
+
+/* The classifier equals prompt ensembling over hand-written prompts. */
+START_TEST(text_classifier_fills_the_templates) {
+    char dir[512];
+    chain_fixture f;
+    MC_CHECK_OK(fixture_write(mc_test_temp_dir(dir, sizeof dir), 1, &f));
+    mc_clip *clip;
+    mc_tokenizer *tok;
+    MC_CHECK_OK(mc_clip_load(f.clip, &clip));
+    MC_CHECK_OK(mc_tokenizer_load(f.vocab, &tok));
+    const char *names[] = {"forest", "lake or sea"};
+    const char *templates[] = {"a photo of {}.", "{} from above"};
+    mc_tensor *classes, *expected;
+    MC_CHECK_OK(mc_chain_text_classifier(clip, tok, names, 2, templates, 2, &classes));
+    const char *texts[] = {"a photo of forest.", "forest from above", "a photo of lake or sea.",
+                           "lake or sea from above"};
+    int32_t ids[4 * 77];
+    MC_CHECK_OK(mc_tokenizer_tokenize_batch(tok, texts, 4, 77, false, ids));
+    MC_CHECK_OK(mc_clip_class_embeddings(clip, ids, 2, 2, &expected));
+    ck_assert(memcmp(classes->data, expected->data, sizeof(float) * (size_t)classes->numel) == 0);
+    const char *bad[] = {"no hole"};
+    mc_tensor *none = NULL;
+    MC_CHECK_FAILS(mc_chain_text_classifier(clip, tok, names, 2, bad, 1, &none), MC_ERR_ARG, "{}");
+    mc_tensor_free(classes);
+    mc_tensor_free(expected);
+    mc_tokenizer_free(tok);
+    mc_clip_free(clip);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * checkpoints
+ * ------------------------------------------------------------------------- */
+
+static mc_spectral_encoder *tiny_encoder(const char *bands_spec, uint64_t seed) {
+    mc_bands bands;
+    mc_norm norm;
+    mc_resnet_config arch = fixture_arch();
+    MC_CHECK_OK(mc_bands_parse(bands_spec, &bands));
+    MC_CHECK_OK(mc_norm_init(&norm, MC_NORM_TORCHGEO));
+    mc_spectral_encoder *enc;
+    MC_CHECK_OK(mc_spectral_encoder_new(&enc, &arch, &bands, &norm, 64, FIXTURE_EMBED, logf(1 / 0.07f),
+                                        true, seed));
+    return enc;
+}
+
+static void assert_same_tensors(const mc_param_list *a, const mc_param_list *b) {
+    ck_assert_int_eq(a->count, b->count);
+    for (int i = 0; i < a->count; i++) {
+        ck_assert_str_eq(a->items[i]->name, b->items[i]->name);
+        ck_assert_int_eq(a->items[i]->numel, b->items[i]->numel);
+        ck_assert_msg(memcmp(a->items[i]->data, b->items[i]->data,
+                             (size_t)a->items[i]->numel * sizeof(float)) == 0,
+                      "%s differs", a->items[i]->name);
+    }
+}
+
+START_TEST(checkpoint_round_trip) {
+    char dir[512], path[600];
+    mc_test_temp_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/enc.safetensors", dir);
+    mc_spectral_encoder *enc = tiny_encoder("B08,B11,B12,B8A", 3), *back;
+    enc->norm.mean[7] = 1234.5f; /* numbers that only the metadata can carry */
+    enc->norm.std[11] = 0.125f;
+    mc_chain_state state = {.epoch = 2, .step_in_epoch = 5, .global_step = 45,
+                            .best_metric = 0.3125, .best_epoch = 2};
+    mc_rng_seed(&state.rng, 99);
+    mc_rng_normal(&state.rng); /* leaves a spare normal in the state */
+    MC_CHECK_OK(mc_spectral_encoder_save(enc, path, NULL, &state, 0, NULL));
+    mc_chain_state loaded;
+    MC_CHECK_OK(mc_spectral_encoder_load(path, &back, &loaded));
+    assert_same_tensors(&enc->params, &back->params);
+    ck_assert_int_eq(back->bands.count, 4);
+    ck_assert_int_eq(back->bands.index[3], 12); /* B8A is the 13th file band */
+    ck_assert(back->norm.mean[7] == 1234.5f && back->norm.std[11] == 0.125f);
+    ck_assert_int_eq(back->image_size, 64);
+    ck_assert(back->logit_scale->requires_grad);
+    ck_assert_int_eq(loaded.epoch, 2);
+    ck_assert_int_eq(loaded.step_in_epoch, 5);
+    ck_assert_int_eq(loaded.global_step, 45);
+    ck_assert(loaded.best_metric == 0.3125);
+    ck_assert(memcmp(loaded.rng.s, state.rng.s, sizeof state.rng.s) == 0);
+    ck_assert(loaded.rng.has_spare_normal == state.rng.has_spare_normal &&
+              loaded.rng.spare_normal == state.rng.spare_normal);
+    mc_spectral_encoder_free(back);
+    mc_spectral_encoder_free(enc);
+}
+END_TEST
+
+START_TEST(checkpoint_of_another_architecture_is_refused) {
+    char dir[512], path[600];
+    mc_test_temp_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/enc.safetensors", dir);
+    mc_spectral_encoder *enc = tiny_encoder("B08,B11,B12", 1), *other;
+    MC_CHECK_OK(mc_spectral_encoder_save(enc, path, NULL, NULL, 0, NULL));
+    mc_resnet_config arch = fixture_arch();
+    arch.base_width = 8;
+    MC_CHECK_OK(mc_spectral_encoder_new(&other, &arch, &enc->bands, &enc->norm, 64, FIXTURE_EMBED, 0, false, 1));
+    MC_CHECK_FAILS(mc_spectral_encoder_restore(other, path, NULL, NULL), MC_ERR_FORMAT, "width 4");
+    mc_spectral_encoder_free(other);
+    mc_spectral_encoder *rgb = tiny_encoder("rgb", 1);
+    MC_CHECK_FAILS(mc_spectral_encoder_restore(rgb, path, NULL, NULL), MC_ERR_FORMAT, "bands B08,B11,B12");
+    mc_spectral_encoder_free(rgb);
+    mc_spectral_encoder_free(enc);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * training on the fixture
+ * ------------------------------------------------------------------------- */
+
+typedef struct world {
+    chain_fixture f;
+    mc_eurosat *ds;
+    mc_chain_data train, val;
+    mc_clip *clip;
+    mc_tensor *classes;
+} world;
+
+static void world_open(world *w, int per_class) {
+    char dir[512];
+    MC_CHECK_OK(fixture_write(mc_test_temp_dir(dir, sizeof dir), per_class, &w->f));
+    mc_eurosat_options options = mc_eurosat_default_options();
+    options.seed = 4;
+    MC_CHECK_OK(mc_eurosat_open(&w->ds, w->f.data, &options));
+    mc_bands bands;
+    mc_norm norm;
+    MC_CHECK_OK(mc_bands_parse("B08,B11,B12", &bands));
+    MC_CHECK_OK(mc_norm_init(&norm, MC_NORM_TORCHGEO));
+    MC_CHECK_OK(mc_chain_data_from_eurosat(&w->train, w->ds, MC_SPLIT_TRAIN, &bands, &norm));
+    MC_CHECK_OK(mc_chain_data_from_eurosat(&w->val, w->ds, MC_SPLIT_VAL, &bands, &norm));
+    MC_CHECK_OK(mc_clip_load(w->f.clip, &w->clip));
+    mc_tokenizer *tok;
+    MC_CHECK_OK(mc_tokenizer_load(w->f.vocab, &tok));
+    char **names;
+    MC_CHECK_OK(mc_chain_class_prompts(w->val.class_names, w->val.num_classes, &names));
+    MC_CHECK_OK(mc_chain_text_classifier(w->clip, tok, (const char *const *)names, w->val.num_classes,
+                                         mc_chain_eurosat_templates, MC_CHAIN_NUM_TEMPLATES, &w->classes));
+    mc_chain_strings_free(names, w->val.num_classes);
+    mc_tokenizer_free(tok);
+}
+
+static void world_close(world *w) {
+    mc_tensor_free(w->classes);
+    mc_clip_free(w->clip);
+    mc_chain_data_free(&w->train);
+    mc_chain_data_free(&w->val);
+    mc_eurosat_free(w->ds);
+}
+
+static mc_chain_train_config small_config(const char *ckpt_dir) {
+    mc_chain_train_config c = mc_chain_train_defaults();
+    c.epochs = 2;
+    c.batch_size = 8;
+    c.val_batch_size = 6;
+    c.lr = 1e-3f;
+    c.seed = 7;
+    c.checkpoint_every = 1;
+    c.checkpoint_dir = ckpt_dir;
+    c.clip_batch = 16;
+    return c;
+}
+
+/* Train from scratch (stop_after = 0) or up to stop_after steps, then resume
+ * a fresh encoder from `last` and finish. Returns the final encoder. */
+static mc_spectral_encoder *train_run(world *w, mc_chain_train_config c, int64_t stop_after) {
+    mc_spectral_encoder *enc = tiny_encoder("B08,B11,B12", 21);
+    mc_chain_trainer *t;
+    c.stop_after_steps = stop_after;
+    MC_CHECK_OK(mc_chain_trainer_new(&t, &c, enc, w->clip, &w->train, &w->val, w->classes, NULL));
+    MC_CHECK_OK(mc_chain_trainer_run(t));
+    mc_chain_trainer_free(t);
+    if (stop_after == 0) return enc;
+    mc_spectral_encoder_free(enc); /* "killed": only the checkpoint survives */
+    enc = tiny_encoder("B08,B11,B12", 999); /* other init: everything must come from the file */
+    char last[1200];
+    snprintf(last, sizeof last, "%s/last.safetensors", c.checkpoint_dir);
+    c.stop_after_steps = 0;
+    MC_CHECK_OK(mc_chain_trainer_new(&t, &c, enc, w->clip, &w->train, &w->val, w->classes, NULL));
+    MC_CHECK_OK(mc_chain_trainer_resume(t, last));
+    ck_assert_int_eq(mc_chain_trainer_state(t)->global_step, stop_after);
+    MC_CHECK_OK(mc_chain_trainer_run(t));
+    mc_chain_trainer_free(t);
+    return enc;
+}
+
+static void check_resume_bit_identical(int target_crops, bool augment) {
+    world w = {0};
+    world_open(&w, 4); /* 40 tiles: 29 train (26:10 scaled), 11 val -> 4 steps an epoch */
+    char a_dir[1200], b_dir[1200];
+    snprintf(a_dir, sizeof a_dir, "%s/a", w.f.dir);
+    snprintf(b_dir, sizeof b_dir, "%s/b", w.f.dir);
+    ck_assert(fixture_mkdir(a_dir) == MC_OK && fixture_mkdir(b_dir) == MC_OK);
+    mc_chain_train_config c = small_config(a_dir);
+    c.target_crops = target_crops;
+    c.augment = augment;
+    c.learnable_temperature = true;
+    mc_spectral_encoder *whole = train_run(&w, c, 0);
+    c.checkpoint_dir = b_dir;
+    mc_spectral_encoder *resumed = train_run(&w, c, 2); /* killed in the first epoch */
+    assert_same_tensors(&whole->params, &resumed->params);
+    /* Running BN statistics moved, and the temperature learned: the
+     * comparison above covered state that changes. */
+    ck_assert(whole->logit_scale->data[0] != logf(1 / 0.07f));
+    mc_spectral_encoder_free(whole);
+    mc_spectral_encoder_free(resumed);
+    world_close(&w);
+}
+
+START_TEST(resume_is_bit_identical_on_the_fly) { check_resume_bit_identical(0, true); }
+END_TEST
+START_TEST(resume_is_bit_identical_with_target_crops) { check_resume_bit_identical(3, true); }
+END_TEST
+START_TEST(resume_is_bit_identical_without_augmentation) { check_resume_bit_identical(0, false); }
+END_TEST
+
+/* The metrics against a recomputation with plain loops in the test. */
+START_TEST(evaluate_matches_a_direct_computation) {
+    world w = {0};
+    world_open(&w, 3);
+    mc_spectral_encoder *enc = tiny_encoder("B08,B11,B12", 5);
+    mc_tensor *targets;
+    bool cached;
+    MC_CHECK_OK(mc_chain_targets(w.clip, &w.val, NULL, 4, &targets, &cached));
+    ck_assert(!cached);
+    mc_chain_metrics m;
+    int batch = 4;
+    MC_CHECK_OK(mc_chain_evaluate(enc, &w.val, targets, w.classes, batch, false, &m));
+    int n = w.val.count, e = FIXTURE_EMBED, k = w.val.num_classes;
+    /* spectral embeddings of every tile, one at a time, eval mode */
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_graph_set_grad_enabled(g, false);
+    mc_resnet_set_training(enc->resnet, false);
+    float *spec = malloc(sizeof(float) * n * e);
+    int *labels = malloc(sizeof(int) * n);
+    for (int i = 0; i < n; i++) {
+        mc_tensor *x, *y;
+        MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(1, 3, 64, 64), "x", &x));
+        MC_CHECK_OK(w.val.load(w.val.ctx, &i, 1, x, NULL, &labels[i]));
+        MC_CHECK_OK(mc_spectral_encoder_forward(enc, g, x, &y));
+        memcpy(spec + i * e, y->data, sizeof(float) * e);
+        mc_graph_reset(g);
+    }
+    int spectral_right = 0, rgb_right = 0, matched = 0;
+    for (int i = 0; i < n; i++) {
+        int best_s = 0, best_r = 0;
+        double top_s = -1e30, top_r = -1e30;
+        for (int c = 0; c < k; c++) { /* argmax of the dot product = of the cosine */
+            double ds = 0, dr = 0;
+            for (int d = 0; d < e; d++) {
+                ds += spec[i * e + d] * w.classes->data[c * e + d];
+                dr += targets->data[i * e + d] * w.classes->data[c * e + d];
+            }
+            if (ds > top_s) top_s = ds, best_s = c;
+            if (dr > top_r) top_r = dr, best_r = c;
+        }
+        spectral_right += best_s == labels[i];
+        rgb_right += best_r == labels[i];
+        ck_assert_int_eq(m.spectral_pred[i], best_s);
+        /* in-batch matching: tile i's own RGB target is the closest */
+        int first = i / batch * batch, last = first + batch < n ? first + batch : n, best_j = -1;
+        double best_cos = -2;
+        for (int j = first; j < last; j++) {
+            double dot = 0, nb = 0;
+            for (int d = 0; d < e; d++) {
+                dot += spec[i * e + d] * targets->data[j * e + d];
+                nb += targets->data[j * e + d] * targets->data[j * e + d];
+            }
+            if (dot / sqrt(nb) > best_cos) best_cos = dot / sqrt(nb), best_j = j;
+        }
+        matched += best_j == i;
+    }
+    ck_assert(fabs(m.spectral_text_acc - (double)spectral_right / n) < 1e-12);
+    ck_assert(fabs(m.rgb_text_acc - (double)rgb_right / n) < 1e-12);
+    ck_assert(fabs(m.match_acc - (double)matched / n) < 1e-12);
+    int64_t total = 0;
+    for (int i = 0; i < k * k; i++) total += m.spectral_confusion[i];
+    ck_assert_int_eq(total, n);
+    ck_assert(isfinite(m.loss) && m.loss > 0);
+    free(spec);
+    free(labels);
+    mc_graph_free(g);
+    mc_chain_metrics_free(&m);
+    mc_tensor_free(targets);
+    mc_spectral_encoder_free(enc);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(targets_are_cached_on_disk) {
+    world w = {0};
+    world_open(&w, 2);
+    char cache[1200];
+    snprintf(cache, sizeof cache, "%s/cache", w.f.dir);
+    mc_tensor *first, *second, *direct;
+    bool cached;
+    MC_CHECK_OK(mc_chain_targets(w.clip, &w.train, cache, 5, &first, &cached));
+    ck_assert(!cached);
+    MC_CHECK_OK(mc_chain_targets(w.clip, &w.train, cache, 7, &second, &cached));
+    ck_assert(cached);
+    ck_assert(memcmp(first->data, second->data, sizeof(float) * first->numel) == 0);
+    /* the same as embedding the RGB views directly */
+    mc_tensor *rgb;
+    MC_CHECK_OK(mc_tensor_new(&rgb, MC_SHAPE(w.train.count, 3, 64, 64), "rgb"));
+    int *items = malloc(sizeof(int) * w.train.count);
+    for (int i = 0; i < w.train.count; i++) items[i] = i;
+    MC_CHECK_OK(w.train.load(w.train.ctx, items, w.train.count, NULL, rgb, NULL));
+    MC_CHECK_OK(mc_tensor_new(&direct, first->shape, "direct"));
+    MC_CHECK_OK(mc_chain_embed_rgb(w.clip, rgb, 1000, direct));
+    mc_test_assert_close("targets", first->data, direct->data, first->numel, 1e-5, 1e-6);
+    /* other CLIP weights: another key, recomputed */
+    w.clip->visual_projection->data[0] += 1.0f;
+    mc_tensor *third;
+    MC_CHECK_OK(mc_chain_targets(w.clip, &w.train, cache, 5, &third, &cached));
+    ck_assert(!cached);
+    free(items);
+    mc_tensor_free(rgb);
+    mc_tensor_free(first);
+    mc_tensor_free(second);
+    mc_tensor_free(third);
+    mc_tensor_free(direct);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(crop_params_are_a_function_of_seed_item_and_k) {
+    mc_augment_config config = mc_chain_train_defaults().augment_config;
+    mc_augment_params a, b, c;
+    mc_chain_crop_params(5, 17, 2, &config, &a);
+    mc_chain_crop_params(5, 17, 2, &config, &b);
+    mc_chain_crop_params(5, 17, 3, &config, &c);
+    ck_assert(a.y0 == b.y0 && a.x0 == b.x0 && a.h == b.h && a.w == b.w && a.hflip == b.hflip &&
+              a.vflip == b.vflip && a.rot90 == b.rot90);
+    ck_assert(a.y0 != c.y0 || a.x0 != c.x0 || a.h != c.h);
+    ck_assert(a.h >= config.crop_min && a.h <= config.crop_max);
+}
+END_TEST
+
+/* A NaN stops the run and leaves the last good checkpoint. */
+START_TEST(nan_loss_stops_and_keeps_the_checkpoint) {
+    world w = {0};
+    world_open(&w, 2);
+    char ckpt[1200], last[1300];
+    snprintf(ckpt, sizeof ckpt, "%s/ck", w.f.dir);
+    snprintf(last, sizeof last, "%s/last.safetensors", ckpt);
+    ck_assert(fixture_mkdir(ckpt) == MC_OK);
+    mc_chain_train_config c = small_config(ckpt);
+    c.stop_after_steps = 1;
+    c.augment = false;
+    mc_spectral_encoder *enc = tiny_encoder("B08,B11,B12", 2);
+    mc_chain_trainer *t;
+    MC_CHECK_OK(mc_chain_trainer_new(&t, &c, enc, w.clip, &w.train, &w.val, w.classes, NULL));
+    MC_CHECK_OK(mc_chain_trainer_run(t)); /* one good step, checkpointed */
+    mc_tensor *fc = mc_params_find(&enc->resnet->params, "fc.weight");
+    fc->data[0] = NAN;
+    mc_chain_trainer_free(t);
+    c.stop_after_steps = 0;
+    MC_CHECK_OK(mc_chain_trainer_new(&t, &c, enc, w.clip, &w.train, &w.val, w.classes, NULL));
+    MC_CHECK_FAILS(mc_chain_trainer_run(t), MC_ERR_NUMERIC, "the loss became nan");
+    mc_chain_trainer_free(t);
+    mc_spectral_encoder *back;
+    mc_chain_state state;
+    MC_CHECK_OK(mc_spectral_encoder_load(last, &back, &state));
+    ck_assert_int_eq(state.global_step, 1);
+    ck_assert(isfinite(mc_params_find(&back->resnet->params, "fc.weight")->data[0]));
+    mc_spectral_encoder_free(back);
+    mc_spectral_encoder_free(enc);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(data_without_the_bands_is_refused) {
+    char dir[512];
+    chain_fixture f;
+    MC_CHECK_OK(fixture_write(mc_test_temp_dir(dir, sizeof dir), 1, &f));
+    mc_eurosat *ds;
+    MC_CHECK_OK(mc_eurosat_open(&ds, f.data3, NULL));
+    mc_bands bands;
+    mc_norm norm;
+    MC_CHECK_OK(mc_bands_parse("B08,B11,B12", &bands));
+    MC_CHECK_OK(mc_norm_init(&norm, MC_NORM_TORCHGEO));
+    mc_chain_data data;
+    MC_CHECK_FAILS(mc_chain_data_from_eurosat(&data, ds, MC_SPLIT_ALL, &bands, &norm), MC_ERR_ARG,
+                   "band B08");
+    mc_eurosat_free(ds);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("chain");
+    TCase *tc = tcase_create("chain");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, prompts_match_folder_names_by_name);
+    tcase_add_test(tc, split_list_trims_and_rejects_empty_items);
+    tcase_add_test(tc, text_classifier_fills_the_templates);
+    tcase_add_test(tc, checkpoint_round_trip);
+    tcase_add_test(tc, checkpoint_of_another_architecture_is_refused);
+    tcase_add_test(tc, resume_is_bit_identical_on_the_fly);
+    tcase_add_test(tc, resume_is_bit_identical_with_target_crops);
+    tcase_add_test(tc, resume_is_bit_identical_without_augmentation);
+    tcase_add_test(tc, evaluate_matches_a_direct_computation);
+    tcase_add_test(tc, targets_are_cached_on_disk);
+    tcase_add_test(tc, crop_params_are_a_function_of_seed_item_and_k);
+    tcase_add_test(tc, nan_loss_stops_and_keeps_the_checkpoint);
+    tcase_add_test(tc, data_without_the_bands_is_refused);
+    suite_add_tcase(s, tc);
+    return mc_test_run_suite(s);
+}

@@ -1,0 +1,412 @@
+/* The running-a-program plumbing: atomic files, the progress line, the run
+ * folder (config.json, metrics.csv, log.txt). Expected outputs are written
+ * out by hand from the documented formats. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "testutil.h"
+
+/* ---- helpers ---- */
+
+static char *read_all(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void write_all(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    ck_assert(f != NULL);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* How many entries of `dir` contain `part` in their name. */
+static int count_entries(const char *dir, const char *part) {
+    DIR *d = opendir(dir);
+    ck_assert(d != NULL);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) n += strstr(e->d_name, part) != NULL;
+    closedir(d);
+    return n;
+}
+
+static const char *join(char *buf, size_t len, const char *dir, const char *name) {
+    snprintf(buf, len, "%s/%s", dir, name);
+    return buf;
+}
+
+/* ---- atomic files ---- */
+
+static mc_status write_then_fail(void *ctx, FILE *f) {
+    (void)ctx;
+    fputs("half a new fi", f);
+    return mc_error(MC_ERR_IO, "simulated failure in the middle of the write");
+}
+
+static mc_status write_hello(void *ctx, const char *tmp_path) {
+    (void)ctx;
+    write_all(tmp_path, "hello via path");
+    return MC_OK;
+}
+
+static mc_status fail_via_path(void *ctx, const char *tmp_path) {
+    (void)ctx;
+    write_all(tmp_path, "partial");
+    return mc_error(MC_ERR_FORMAT, "simulated encoder failure");
+}
+
+START_TEST(atomic_write_replaces_and_failure_keeps_old) {
+    char dir[256], path[512];
+    mc_test_temp_dir(dir, sizeof dir);
+    join(path, sizeof path, dir, "state.bin");
+    MC_CHECK_OK(mc_write_file_atomic(path, "old contents", 12));
+    ck_assert_str_eq(read_all(path), "old contents");
+    /* A writer that fails half way: the old file survives, no temp remains. */
+    MC_CHECK_FAILS(mc_write_file_atomic_with(path, write_then_fail, NULL), MC_ERR_IO, "simulated failure");
+    ck_assert_str_eq(read_all(path), "old contents");
+    ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+    MC_CHECK_FAILS(mc_write_file_atomic_via(path, fail_via_path, NULL), MC_ERR_FORMAT, "simulated encoder");
+    ck_assert_str_eq(read_all(path), "old contents");
+    ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+    /* Success replaces the contents, both ways; only the file is left. */
+    MC_CHECK_OK(mc_write_file_atomic(path, "new", 3));
+    ck_assert_str_eq(read_all(path), "new");
+    MC_CHECK_OK(mc_write_file_atomic_via(path, write_hello, NULL));
+    ck_assert_str_eq(read_all(path), "hello via path");
+    MC_CHECK_OK(mc_write_file_atomic(path, "", 0));
+    ck_assert_str_eq(read_all(path), "");
+    ck_assert_int_eq(count_entries(dir, "state"), 1);
+}
+END_TEST
+
+START_TEST(atomic_write_into_missing_folder_names_it) {
+    char dir[256], path[512];
+    mc_test_temp_dir(dir, sizeof dir);
+    join(path, sizeof path, dir, "no/such/folder/x.bin");
+    MC_CHECK_FAILS(mc_write_file_atomic(path, "x", 1), MC_ERR_IO, "no/such/folder/x.bin");
+    MC_CHECK_FAILS(mc_write_file_atomic(NULL, "x", 1), MC_ERR_ARG, "path");
+}
+END_TEST
+
+START_TEST(safetensors_writer_uses_the_atomic_path) {
+    /* A checkpoint into a missing folder fails cleanly; an existing one is replaced whole. */
+    char dir[256], path[512];
+    mc_test_temp_dir(dir, sizeof dir);
+    mc_tensor *t;
+    MC_CHECK_OK(mc_tensor_new(&t, MC_SHAPE(2), "w"));
+    t->data[0] = 1.5f;
+    t->data[1] = -2.0f;
+    join(path, sizeof path, dir, "w.safetensors");
+    write_all(path, "garbage that is not a safetensors file");
+    MC_CHECK_OK(mc_safetensors_write(path, 1, &t, 0, NULL));
+    ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+    mc_safetensors *f;
+    MC_CHECK_OK(mc_safetensors_open(path, &f));
+    mc_tensor *back;
+    MC_CHECK_OK(mc_safetensors_read(f, "w", &back));
+    ck_assert_float_eq(back->data[1], -2.0f);
+    mc_tensor_free(back);
+    mc_safetensors_close(f);
+    join(path, sizeof path, dir, "missing/w.safetensors");
+    MC_CHECK_FAILS(mc_safetensors_write(path, 1, &t, 0, NULL), MC_ERR_IO, "missing/w.safetensors");
+    mc_tensor_free(t);
+}
+END_TEST
+
+/* ---- progress ---- */
+
+static double fake_clock(void *ctx) { return *(double *)ctx; }
+
+/* Output into a memstream with a fake clock. */
+typedef struct capture {
+    char *text;
+    size_t len;
+    FILE *out;
+    double now;
+    mc_progress_options options;
+} capture;
+
+static void capture_begin(capture *c, mc_progress_mode mode) {
+    memset(c, 0, sizeof *c);
+    c->out = open_memstream(&c->text, &c->len);
+    ck_assert(c->out != NULL);
+    c->options = (mc_progress_options){c->out, mode, fake_clock, &c->now, 2, 100.0};
+}
+
+static const char *capture_end(capture *c) {
+    fclose(c->out);
+    return c->text;
+}
+
+START_TEST(progress_on_a_terminal_rewrites_one_line) {
+    capture c;
+    capture_begin(&c, MC_PROGRESS_TERMINAL);
+    mc_progress p;
+    mc_progress_begin_with(&p, "train", 4, false, &c.options);
+    /* t = 1 s, step 1 of 4, 10 items: 10 items/s; 3 steps left at 1 s each -> ETA 0:03. */
+    c.now = 1.0;
+    mc_progress_update(&p, 1, 1, 12.5, 10);
+    /* 0.05 s later: under the 0.1 s redraw interval, not drawn. */
+    c.now = 1.05;
+    mc_progress_update(&p, 1, 2, 9.0, 20);
+    /* t = 2 s, step 3: 30 items / 2 s = 15 items/s; 2/3 s a step -> 0.67 s -> ETA 0:01.
+     * "loss 1.2500" is one character shorter than "loss 12.5000": one space pads it. */
+    c.now = 2.0;
+    mc_progress_update(&p, 1, 3, 1.25, 30);
+    mc_progress_end(&p, "done: 3 steps");
+    ck_assert_str_eq(capture_end(&c), "\rtrain  epoch 1  step 1/4  loss 12.5000  10.0 items/s  ETA 0:03"
+                                      "\rtrain  epoch 1  step 3/4  loss 1.2500  15.0 items/s  ETA 0:01 "
+                                      "\ndone: 3 steps\n");
+    free(c.text);
+}
+END_TEST
+
+START_TEST(progress_in_a_log_prints_plain_lines_every_n_steps) {
+    capture c;
+    capture_begin(&c, MC_PROGRESS_PLAIN); /* every 2 steps or 100 s */
+    mc_progress p;
+    mc_progress_begin_with(&p, "", 5, false, &c.options);
+    for (int step = 1; step <= 5; step++) {
+        c.now = step; /* one step a second, 4 items a step */
+        mc_progress_update(&p, 2, step, 1.0 / step, 4 * step);
+    }
+    mc_progress_end(&p, NULL);
+    /* Printed: the first step, then when 2 steps have passed (3, 5); 5 is also the last. */
+    ck_assert_str_eq(capture_end(&c), "epoch 2  step 1/5  loss 1.0000  4.0 items/s  ETA 0:04\n"
+                                      "epoch 2  step 3/5  loss 0.3333  4.0 items/s  ETA 0:02\n"
+                                      "epoch 2  step 5/5  loss 0.2000  4.0 items/s  ETA 0:00\n");
+    free(c.text);
+}
+END_TEST
+
+START_TEST(progress_after_resume_and_when_quiet) {
+    capture c;
+    capture_begin(&c, MC_PROGRESS_PLAIN);
+    mc_progress p;
+    mc_progress_begin_with(&p, "resumed", 200, false, &c.options);
+    /* Resumed at step 101: 1 step in 2 s -> 99 steps left -> 198 s = 3:18.
+     * Then 2 steps in 200 s -> 100 s a step x 98 left = 9800 s = 2:43:20 (h:mm:ss over an hour). */
+    c.now = 2.0;
+    mc_progress_update(&p, 3, 101, 0.5, 0);
+    c.now = 200.0; /* 100 s past the last line: printed although < 2 steps */
+    mc_progress_update(&p, 3, 102, 0.25, 0);
+    mc_progress_end(&p, "bye");
+    ck_assert_str_eq(capture_end(&c), "resumed  epoch 3  step 101/200  loss 0.5000  ETA 3:18\n"
+                                      "resumed  epoch 3  step 102/200  loss 0.2500  ETA 2:43:20\n"
+                                      "bye\n");
+    free(c.text);
+
+    capture_begin(&c, MC_PROGRESS_TERMINAL);
+    mc_progress_begin_with(&p, "quiet", 3, true, &c.options);
+    c.now = 1;
+    mc_progress_update(&p, 1, 1, 1.0, 1);
+    mc_progress_end(&p, "not shown");
+    ck_assert_str_eq(capture_end(&c), "");
+    free(c.text);
+
+    /* Zeroed options mean the defaults: a memory stream is no terminal. */
+    capture_begin(&c, MC_PROGRESS_AUTO);
+    mc_progress_begin_with(&p, "auto", 3, false, &(mc_progress_options){.out = c.out});
+    ck_assert(!p.terminal);
+    ck_assert_int_eq(p.every_steps, 50);
+    capture_end(&c);
+    free(c.text);
+}
+END_TEST
+
+/* ---- the run folder ---- */
+
+START_TEST(run_folder_created_with_parents) {
+    char dir[256], run_dir[512], path[1024];
+    mc_test_temp_dir(dir, sizeof dir);
+    join(run_dir, sizeof run_dir, dir, "runs/a/b/");
+    mc_run *run;
+    MC_CHECK_OK(mc_run_open(&run, run_dir, false));
+    ck_assert(!mc_run_resumed(run));
+    MC_CHECK_OK(mc_run_path(run, "checkpoints/last.safetensors", path, sizeof path));
+    char expected[1024];
+    snprintf(expected, sizeof expected, "%s/runs/a/b/checkpoints/last.safetensors", dir);
+    ck_assert_str_eq(path, expected);
+    join(path, sizeof path, dir, "runs/a/b/checkpoints");
+    struct stat info;
+    ck_assert(stat(path, &info) == 0 && S_ISDIR(info.st_mode));
+    char tiny[8];
+    MC_CHECK_FAILS(mc_run_path(run, "checkpoints/last.safetensors", tiny, sizeof tiny), MC_ERR_ARG, "does not fit");
+    mc_run_close(run);
+}
+END_TEST
+
+START_TEST(run_folder_unwritable_or_missing_is_a_clear_error) {
+    char dir[256], path[512];
+    mc_test_temp_dir(dir, sizeof dir);
+    /* A plain file where a folder should be: fails even for root. */
+    join(path, sizeof path, dir, "blocker");
+    write_all(path, "x");
+    join(path, sizeof path, dir, "blocker/run");
+    mc_run *run = (mc_run *)1;
+    MC_CHECK_FAILS(mc_run_open(&run, path, false), MC_ERR_IO, "blocker");
+    ck_assert_ptr_null(run);
+    join(path, sizeof path, dir, "never-ran");
+    MC_CHECK_FAILS(mc_run_open(&run, path, true), MC_ERR_IO, "never-ran");
+    /* A folder that exists but holds no config.json is not a run to resume. */
+    join(path, sizeof path, dir, "empty");
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    MC_CHECK_FAILS(mc_run_open(&run, path, true), MC_ERR_IO, "config.json");
+    MC_CHECK_FAILS(mc_run_open(&run, "", false), MC_ERR_ARG, "no path");
+}
+END_TEST
+
+START_TEST(run_config_json) {
+    char dir[256], path[512], value[128];
+    mc_test_temp_dir(dir, sizeof dir);
+    mc_run *run;
+    MC_CHECK_OK(mc_run_open(&run, dir, false));
+    const mc_metadata_entry config[] = {
+        {"lr", "1e-4"}, {"epochs", "10"}, {"symmetric", "false"}, {"bands", "B08,B11,B12"},
+        {"name", "a \"quoted\"\\name"}, {"version_like", "1.0.0"}, {"leading_zero", "007"},
+    };
+    MC_CHECK_OK(mc_run_write_config(run, 7, config));
+    join(path, sizeof path, dir, "config.json");
+    const char *text = read_all(path);
+    /* Numbers and booleans stay bare; anything else is a JSON string, escaped. */
+    ck_assert_ptr_nonnull(strstr(text, "\"lr\": 1e-4,"));
+    ck_assert_ptr_nonnull(strstr(text, "\"epochs\": 10,"));
+    ck_assert_ptr_nonnull(strstr(text, "\"symmetric\": false,"));
+    ck_assert_ptr_nonnull(strstr(text, "\"bands\": \"B08,B11,B12\","));
+    ck_assert_ptr_nonnull(strstr(text, "\"name\": \"a \\\"quoted\\\"\\\\name\","));
+    ck_assert_ptr_nonnull(strstr(text, "\"version_like\": \"1.0.0\","));
+    ck_assert_ptr_nonnull(strstr(text, "\"leading_zero\": \"007\","));
+    char version[64];
+    snprintf(version, sizeof version, "\"mmchain_version\": \"%s\"", mc_version());
+    ck_assert_ptr_nonnull(strstr(text, version));
+    ck_assert_ptr_nonnull(strstr(text, "\"threads\": "));
+    ck_assert_ptr_nonnull(strstr(text, "\"blas\": "));
+    ck_assert_ptr_nonnull(strstr(text, "\"created\": \"20"));
+    /* Read back through the JSON parser. */
+    MC_CHECK_OK(mc_run_config_get(run, "name", value, sizeof value));
+    ck_assert_str_eq(value, "a \"quoted\"\\name");
+    MC_CHECK_OK(mc_run_config_get(run, "epochs", value, sizeof value));
+    ck_assert_str_eq(value, "10");
+    MC_CHECK_OK(mc_run_config_get(run, "symmetric", value, sizeof value));
+    ck_assert_str_eq(value, "false");
+    MC_CHECK_FAILS(mc_run_config_get(run, "nope", value, sizeof value), MC_ERR_ARG, "nope");
+    mc_run_close(run);
+}
+END_TEST
+
+START_TEST(run_metrics_rows_resume_and_drop) {
+    char dir[256], path[512];
+    mc_test_temp_dir(dir, sizeof dir);
+    join(path, sizeof path, dir, "metrics.csv");
+    mc_run *run;
+    MC_CHECK_OK(mc_run_open(&run, dir, false));
+    mc_run_set_quiet(run, true);
+    MC_CHECK_OK(mc_run_write_config(run, 0, NULL));
+    const char *step_cols[] = {"epoch", "step", "loss"};
+    MC_CHECK_OK(mc_run_metrics_row(run, "step", step_cols, (double[]){1, 1, 2.5}, 3));
+    MC_CHECK_OK(mc_run_metrics_row(run, "step", step_cols, (double[]){1, 2, 2.25}, 3));
+    /* An epoch row brings a new column: the header grows, earlier rows get an empty cell. */
+    const char *epoch_cols[] = {"epoch", "step", "val_acc", "loss"};
+    MC_CHECK_OK(mc_run_metrics_row(run, "epoch", epoch_cols, (double[]){1, 2, 0.5, 2.3}, 4));
+    ck_assert_str_eq(read_all(path), "kind,epoch,step,loss,val_acc\n"
+                                     "step,1,1,2.5,\n"
+                                     "step,1,2,2.25,\n"
+                                     "epoch,1,2,2.3,0.5\n");
+    MC_CHECK_FAILS(mc_run_metrics_row(run, "a,b", step_cols, (double[]){1, 2, 3}, 3), MC_ERR_ARG, "a,b");
+    const char *bad_cols[] = {"kind"};
+    MC_CHECK_FAILS(mc_run_metrics_row(run, "step", bad_cols, (double[]){1}, 1), MC_ERR_ARG, "kind");
+    mc_run_close(run);
+
+    /* A kill during a checkpoint write left a temporary file: resume removes it. */
+    char stale[512];
+    join(stale, sizeof stale, dir, "checkpoints/last.safetensors.tmp.Ab3xYz");
+    write_all(stale, "half a checkpoint");
+    /* Resume: rows are appended under the same header; NaN is "nan". */
+    MC_CHECK_OK(mc_run_open(&run, dir, true));
+    ck_assert(!mc_test_file_exists(stale));
+    mc_run_set_quiet(run, true);
+    ck_assert(mc_run_resumed(run));
+    MC_CHECK_OK(mc_run_metrics_row(run, "step", step_cols, (double[]){2, 3, NAN}, 3));
+    MC_CHECK_OK(mc_run_metrics_row(run, "step", step_cols, (double[]){2, 4, 1.0 / 3.0}, 3));
+    ck_assert_str_eq(read_all(path), "kind,epoch,step,loss,val_acc\n"
+                                     "step,1,1,2.5,\n"
+                                     "step,1,2,2.25,\n"
+                                     "epoch,1,2,2.3,0.5\n"
+                                     "step,2,3,nan,\n"
+                                     "step,2,4,0.333333333,\n");
+    /* Resuming from the checkpoint of step 2 drops what was logged after it. */
+    MC_CHECK_OK(mc_run_metrics_drop_after(run, "step", 2));
+    ck_assert_str_eq(read_all(path), "kind,epoch,step,loss,val_acc\n"
+                                     "step,1,1,2.5,\n"
+                                     "step,1,2,2.25,\n"
+                                     "epoch,1,2,2.3,0.5\n");
+    const char *lr_col[] = {"lr"};
+    MC_CHECK_OK(mc_run_metrics_row(run, "step", lr_col, (double[]){1e-4}, 1));
+    ck_assert_str_eq(read_all(path), "kind,epoch,step,loss,val_acc,lr\n"
+                                     "step,1,1,2.5,,\n"
+                                     "step,1,2,2.25,,\n"
+                                     "epoch,1,2,2.3,0.5,\n"
+                                     "step,,,,,0.0001\n");
+    mc_run_close(run);
+
+    /* A fresh run in the same folder starts an empty metrics.csv. */
+    MC_CHECK_OK(mc_run_open(&run, dir, false));
+    ck_assert_str_eq(read_all(path), "");
+    mc_run_close(run);
+}
+END_TEST
+
+START_TEST(run_log_appends_lines) {
+    char dir[256], path[512];
+    mc_test_temp_dir(dir, sizeof dir);
+    join(path, sizeof path, dir, "log.txt");
+    mc_run *run;
+    MC_CHECK_OK(mc_run_open(&run, dir, false));
+    mc_run_set_quiet(run, true);
+    MC_CHECK_OK(mc_run_write_config(run, 0, NULL));
+    MC_CHECK_OK(mc_run_log(run, "epoch %d: loss %.2f\n", 1, 0.25));
+    mc_run_close(run);
+    MC_CHECK_OK(mc_run_open(&run, dir, true));
+    mc_run_set_quiet(run, true);
+    MC_CHECK_OK(mc_run_log(run, "resumed"));
+    mc_run_close(run);
+    /* "[YYYY-MM-DD HH:MM:SS] message": 22 characters of stamp, then the text. */
+    const char *text = read_all(path);
+    ck_assert_int_eq(text[0], '[');
+    ck_assert(strncmp(text + 22, "epoch 1: loss 0.25\n", 19) == 0);
+    ck_assert_ptr_nonnull(strstr(text, "] epoch 1: loss 0.25\n["));
+    ck_assert_ptr_nonnull(strstr(text, "] resumed\n"));
+    ck_assert_int_eq((int)(strchr(text, ']') - text), 20);
+}
+END_TEST
+
+static Suite *run_suite(void) {
+    Suite *s = suite_create("run");
+    TCase *atomic = tcase_create("atomic");
+    tcase_add_test(atomic, atomic_write_replaces_and_failure_keeps_old);
+    tcase_add_test(atomic, atomic_write_into_missing_folder_names_it);
+    tcase_add_test(atomic, safetensors_writer_uses_the_atomic_path);
+    suite_add_tcase(s, atomic);
+    TCase *progress = tcase_create("progress");
+    tcase_add_test(progress, progress_on_a_terminal_rewrites_one_line);
+    tcase_add_test(progress, progress_in_a_log_prints_plain_lines_every_n_steps);
+    tcase_add_test(progress, progress_after_resume_and_when_quiet);
+    suite_add_tcase(s, progress);
+    TCase *folder = tcase_create("folder");
+    tcase_add_test(folder, run_folder_created_with_parents);
+    tcase_add_test(folder, run_folder_unwritable_or_missing_is_a_clear_error);
+    tcase_add_test(folder, run_config_json);
+    tcase_add_test(folder, run_metrics_rows_resume_and_drop);
+    tcase_add_test(folder, run_log_appends_lines);
+    suite_add_tcase(s, folder);
+    return s;
+}
+
+int main(void) { return mc_test_run_suite(run_suite()); }
