@@ -127,7 +127,7 @@ static mc_status fixture_write(const char *dir, int per_class, chain_fixture *f)
 
 /* The tiny encoder architecture the tests train: basic blocks, one per
  * stage, width 4 (a few thousand weights). */
-static mc_resnet_config fixture_arch(void) {
+static inline mc_resnet_config fixture_arch(void) {
     mc_resnet_config arch = {0};
     arch.block = MC_RESNET_BASIC;
     arch.layers[0] = arch.layers[1] = arch.layers[2] = arch.layers[3] = 1;

@@ -8,6 +8,9 @@ set -euo pipefail
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 prefix="$work/prefix"
+# An instrumented library (the asan preset) needs an instrumented program.
+extra_flags=""
+[ -n "${MMCHAIN_SANITIZER_RUN:-}" ] && extra_flags="-fsanitize=address,undefined"
 
 "${CMAKE_COMMAND:-cmake}" --install "$MMCHAIN_BINARY_DIR" --prefix "$prefix" >/dev/null
 for f in include/mmchain/mmchain.h lib/libmmchain.a lib/cmake/mmchain/mmchainConfig.cmake lib/pkgconfig/mmchain.pc; do
@@ -36,14 +39,16 @@ find_package(mmchain REQUIRED)
 add_executable(example example.c)
 target_link_libraries(example PRIVATE mmchain::mmchain)
 CMAKE
-"${CMAKE_COMMAND:-cmake}" -S "$work/cmake-app" -B "$work/cmake-app/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+"${CMAKE_COMMAND:-cmake}" -S "$work/cmake-app" -B "$work/cmake-app/build" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_C_FLAGS="$extra_flags" -DCMAKE_EXE_LINKER_FLAGS="$extra_flags" >/dev/null
 "${CMAKE_COMMAND:-cmake}" --build "$work/cmake-app/build" >/dev/null
 check_run "$work/cmake-app/build/example"
 
 # 2. pkg-config.
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 # shellcheck disable=SC2046
-"${CMAKE_C_COMPILER:-cc}" -std=c11 -Wall -Wextra -O2 "$work/example.c" -o "$work/example-pc" \
+# shellcheck disable=SC2086
+"${CMAKE_C_COMPILER:-cc}" -std=c11 -Wall -Wextra -O2 $extra_flags "$work/example.c" -o "$work/example-pc" \
     $(pkg-config --static --cflags --libs mmchain)
 check_run "$work/example-pc"
 echo "PASS: installed library works with find_package and pkg-config"

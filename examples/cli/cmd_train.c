@@ -456,6 +456,7 @@ int cmd_train(int argc, char **argv) {
     build_options(&a, opts);
     int code = cli_opts_parse(COMMAND, USAGE, opts, argc, argv, NULL, NULL);
     if (code >= 0) return code;
+    code = 0;
     string_store store = {0};
     mc_run *run = NULL;
     train_setup setup = {0};

@@ -130,6 +130,7 @@ typedef struct mc_clip_pretrain_hooks {
     void (*on_step)(void *ctx, const mc_clip_pretrain_step_info *info);          /* may be NULL */
     /* After each epoch with its mean loss; an error stops training. */
     mc_status (*on_epoch)(void *ctx, int epoch, double mean_loss, double seconds); /* may be NULL */
+    void (*on_message)(void *ctx, const char *line); /* "12000 captions, ..." (may be NULL) */
 } mc_clip_pretrain_hooks;
 
 /* Train both towers of `clip` (and logit_scale, clamped at log 100 as CLIP
@@ -142,6 +143,58 @@ mc_status mc_clip_pretrain(mc_clip *clip, const mc_clip_pretrain_data *data,
                            const mc_clip_pretrain_config *config,
                            const mc_clip_pretrain_hooks *hooks);
 
+/* ---- the whole recipe: labelled images -> captions -> vocabulary -> CLIP ---- */
+
+/* The sizes of a CLIP made from scratch; heads = width / 64 (at least 1),
+ * MLP 4 x width, as mc_clip_load derives them from a file. */
+typedef struct mc_clip_recipe {
+    int image_size, patch, width, layers;    /* the image tower (ViT) */
+    int text_width, text_layers;             /* the text tower */
+    int max_context;                         /* the text context is the longest caption or
+                                              * evaluation prompt, at most this */
+    int embed_dim;                           /* the joint space */
+    int merges;                              /* BPE merges learned from the captions (0 = bytes) */
+    int captions_per_image;                  /* K */
+    mc_clip_pretrain_config train;           /* train.seed also seeds captions and weights */
+} mc_clip_recipe;
+
+/* A ViT 32x32/4 of width 64 x 2 layers, text width 64 x 2 layers, context
+ * <= 32, joint space 64, 200 merges, 4 captions per image. */
+mc_clip_recipe mc_clip_recipe_defaults(void);
+
+/* Labelled RGB images, borrowed. */
+typedef struct mc_labelled_images {
+    const mc_tensor *rgb;                    /* (N, 3, H, W) in 0..1 (any H, W) */
+    const int *labels;                       /* (N) in 0..num_classes-1 */
+    const mc_scene_attributes *attrs;        /* (N) or NULL: captions name the class only */
+    int num_classes;
+    const char *const *class_phrases;        /* (num_classes) the classes' names in text */
+} mc_labelled_images;
+
+/* Make a CLIP from labelled images: K captions per image
+ * (mc_captions_make), a BPE vocabulary learned from them
+ * (mc_tokenizer_train), a context long enough for every caption and for
+ * CLIP's EuroSAT prompts of each class (chain.h), a new CLIP of the recipe's
+ * sizes (mc_clip_new), the images through mc_clip_preprocess (bicubic to the
+ * tower's size, CLIP normalisation: what mc_chain_embed_rgb does later), and
+ * mc_clip_pretrain. *clip and *tok are the caller's (free them). */
+mc_status mc_clip_from_captions(const mc_clip_recipe *recipe, const mc_labelled_images *images,
+                                const mc_clip_pretrain_hooks *hooks, mc_clip **clip,
+                                mc_tokenizer **tok);
+
+/* Write DIR/model.safetensors (Hugging Face CLIPModel names), DIR/merges.txt
+ * and DIR/vocab.json: what `mmchain train --clip DIR/model.safetensors
+ * --vocab DIR/merges.txt` loads. DIR is created when missing. */
+mc_status mc_clip_save_folder(const mc_clip *clip, const mc_tokenizer *tok, const char *dir);
+
+/* Zero-shot top-1 of CLIP's image tower on labelled RGB images: the images
+ * through mc_chain_embed_rgb, the classes through mc_chain_text_classifier
+ * with CLIP's EuroSAT templates and `class_phrases`; *accuracy in 0..1.
+ *   rgb: (N, 3, H, W) in 0..1, labels: (N). */
+mc_status mc_clip_zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb,
+                                     const int *labels, const char *const *class_phrases,
+                                     int num_classes, double *accuracy);
+
 /* The RGB view of reflectance tiles, as EuroSAT's RGB release makes it:
  * B04, B03, B02 through mc_eurosat_rgb_value (data.h).
  *   tiles: (N, 13, H, W) reflectance (value / 10000) -> rgb: (N, 3, H, W) in 0..1. */
@@ -151,6 +204,24 @@ mc_status mc_rgb_from_reflectance(const mc_tensor *tiles, mc_tensor *rgb);
  * The demo (lib/chain/demo.c)
  * ========================================================================= */
 
+/* Views of consecutive tiles of the synthetic world, resampled (bicubic,
+ * antialiased) from 64x64 to size x size. */
+typedef struct mc_synth_views {
+    int count;
+    mc_tensor *rgb;                /* (N, 3, size, size) in 0..1 (mc_rgb_from_reflectance) */
+    mc_tensor *spectral;           /* (N, bands, size, size) reflectance, or NULL */
+    int *labels;                   /* (N) */
+    mc_scene_attributes *attrs;    /* (N) measured on the full tiles, or NULL */
+} mc_synth_views;
+
+/* Tiles first .. first + count - 1 of the world `seed` (mc_synth_batch's
+ * numbering: balanced over the classes), made a chunk at a time so that
+ * memory holds the views, not the 13-band tiles. bands NULL: no spectral
+ * view; attributes false: no attrs. Free with mc_synth_views_free. */
+mc_status mc_synth_views_make(uint64_t seed, int64_t first, int count, int size,
+                              const mc_bands *bands, bool attributes, mc_synth_views *out);
+void mc_synth_views_free(mc_synth_views *views);
+
 typedef struct mc_demo_config {
     uint64_t seed;          /* the world and every other seed */
     /* Disjoint sets of the synthetic world's tiles (balanced over classes):
@@ -158,13 +229,7 @@ typedef struct mc_demo_config {
      * picks nothing (per-epoch curves), the fourth is the held-out test. */
     int clip_tiles, train_tiles, val_tiles, test_tiles;
     int tile_size;          /* both views are resampled to this side (64 = as made) */
-    /* The CLIP: sizes of mc_clip_config; vocab and context are set from the
-     * tokenizer learned on the captions. */
-    int clip_image_size, clip_patch, clip_width, clip_layers;
-    int text_width, text_layers, text_context, embed_dim;
-    int merges;             /* BPE merges learned from the captions (0 = bytes) */
-    int captions_per_image;
-    mc_clip_pretrain_config pretrain;
+    mc_clip_recipe clip;    /* the CLIP and its pretraining */
     /* The spectral encoder and its training (chain.h). */
     const char *bands;      /* "B08,B11,B12": three infrared bands */
     mc_resnet_config encoder; /* in_channels and fc_out are set by the chain */

@@ -12,13 +12,16 @@
  * schedule, and gradient-norm clipping for a steady start from scratch. */
 #include "mmchain/pretrain.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "mmchain/augment.h"
+#include "mmchain/image.h"
 #include "mmchain/optim.h"
 
 mc_clip_pretrain_config mc_clip_pretrain_defaults(void) {
@@ -294,4 +297,173 @@ mc_status mc_rgb_from_reflectance(const mc_tensor *tiles, mc_tensor *rgb) {
             for (int64_t p = 0; p < plane; p++) dst[p] = mc_eurosat_rgb_value(src[p] * 10000.0f);
         }
     return MC_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * the recipe: labelled images -> captions -> vocabulary -> a trained CLIP
+ * ------------------------------------------------------------------------- */
+
+mc_clip_recipe mc_clip_recipe_defaults(void) {
+    return (mc_clip_recipe){
+        .image_size = 32, .patch = 4, .width = 64, .layers = 2, .text_width = 64, .text_layers = 2,
+        .max_context = 32, .embed_dim = 64, .merges = 200, .captions_per_image = 4,
+        .train = mc_clip_pretrain_defaults(),
+    };
+}
+
+static void say(const mc_clip_pretrain_hooks *hooks, const char *line) {
+    if (hooks && hooks->on_message) hooks->on_message(hooks->ctx, line);
+}
+
+/* The longest of n texts in tokens, sot and eot included, into *longest. */
+static mc_status longest_tokens(mc_tokenizer *tok, const char *const *texts, int n, int *longest) {
+    for (int i = 0; i < n; i++) {
+        int32_t *ids;
+        int n_ids;
+        MC_TRY(mc_tokenizer_encode(tok, texts[i], &ids, &n_ids));
+        free(ids);
+        if (n_ids + 2 > *longest) *longest = n_ids + 2;
+    }
+    return MC_OK;
+}
+
+/* A context that holds every caption and every class's EuroSAT prompts
+ * (the zero-shot classifier tokenizes those to the same context). */
+static mc_status choose_context(mc_tokenizer *tok, const mc_clip_recipe *r, const mc_labelled_images *im,
+                                char **captions, int n_captions, int *context) {
+    int longest = 2;
+    MC_TRY(longest_tokens(tok, (const char *const *)captions, n_captions, &longest));
+    for (int k = 0; k < im->num_classes; k++)
+        for (int t = 0; t < MC_CHAIN_NUM_TEMPLATES; t++) {
+            char prompt[512];
+            const char *template = mc_chain_eurosat_templates[t], *slot = strstr(template, "{}");
+            snprintf(prompt, sizeof prompt, "%.*s%s%s", (int)(slot - template), template,
+                     im->class_phrases[k], slot + 2);
+            const char *one[1] = {prompt};
+            MC_TRY(longest_tokens(tok, one, 1, &longest));
+        }
+    if (longest > r->max_context)
+        return mc_error(MC_ERR_ARG, "CLIP recipe: captions and prompts need %d tokens, the context is at most %d",
+                        longest, r->max_context);
+    *context = longest;
+    return MC_OK;
+}
+
+static mc_status recipe_clip(const mc_clip_recipe *r, int context, int vocab, mc_clip **out) {
+    mc_clip_config config = {
+        .has_vision = true, .has_text = true, .embed_dim = r->embed_dim, .layernorm_eps = 1e-5f,
+        /* heads = width / 64: the rule mc_clip_load derives them by */
+        .vision = {.width = r->width, .layers = r->layers, .heads = r->width >= 64 ? r->width / 64 : 1,
+                   .mlp_width = 4 * r->width, .patch = r->patch, .image_size = r->image_size},
+        .text = {.width = r->text_width, .layers = r->text_layers,
+                 .heads = r->text_width >= 64 ? r->text_width / 64 : 1, .mlp_width = 4 * r->text_width,
+                 .context = context, .vocab = vocab},
+    };
+    mc_rng rng;
+    mc_rng_seed(&rng, r->train.seed ^ 0x636c6970ULL); /* "clip" */
+    return mc_clip_new(out, &config, &rng);
+}
+
+static mc_status check_images(const mc_clip_recipe *r, const mc_labelled_images *im) {
+    char a[128];
+    if (!im->rgb || !im->labels || !im->class_phrases || im->num_classes < 1)
+        return mc_error(MC_ERR_ARG, "CLIP recipe: need RGB images, labels and class phrases");
+    if (im->rgb->shape.ndim != 4 || im->rgb->shape.dim[1] != 3 || im->rgb->shape.dim[0] < 2)
+        return mc_error(MC_ERR_SHAPE, "CLIP recipe: images %s, expected (N >= 2, 3, H, W)",
+                        mc_tensor_str(im->rgb, a, sizeof a));
+    if (r->captions_per_image < 1 || r->merges < 0 || r->max_context < 2 ||
+        im->rgb->shape.dim[0] * r->captions_per_image > INT32_MAX / 2)
+        return mc_error(MC_ERR_ARG, "CLIP recipe: %d captions per image, %d merges, context %d "
+                        "(expected >= 1, >= 0, >= 2)", r->captions_per_image, r->merges, r->max_context);
+    return MC_OK;
+}
+
+/* Vocabulary, CLIP and token ids from the captions. */
+static mc_status recipe_text(const mc_clip_recipe *r, const mc_labelled_images *im, char **captions,
+                             int n_captions, const mc_clip_pretrain_hooks *hooks, mc_clip **clip,
+                             mc_tokenizer **tok, int32_t **ids) {
+    MC_TRY(mc_tokenizer_train((const char *const *)captions, n_captions, r->merges, tok));
+    int context = 0;
+    MC_TRY(choose_context(*tok, r, im, captions, n_captions, &context));
+    MC_TRY(recipe_clip(r, context, mc_tokenizer_vocab_size(*tok), clip));
+    char line[512];
+    snprintf(line, sizeof line, "%d captions (\"%s\", ...), %d BPE merges, text context %d", n_captions,
+             captions[0], mc_tokenizer_merge_count(*tok), context);
+    say(hooks, line);
+    *ids = malloc((size_t)n_captions * (size_t)context * sizeof **ids);
+    if (!*ids) return mc_error(MC_ERR_NOMEM, "CLIP recipe: out of memory for %d captions", n_captions);
+    return mc_tokenizer_tokenize_batch(*tok, (const char *const *)captions, n_captions, context, true, *ids);
+}
+
+mc_status mc_clip_from_captions(const mc_clip_recipe *recipe, const mc_labelled_images *images,
+                                const mc_clip_pretrain_hooks *hooks, mc_clip **clip, mc_tokenizer **tok) {
+    if (!recipe || !images || !clip || !tok) return mc_error(MC_ERR_ARG, "CLIP recipe: missing argument");
+    *clip = NULL;
+    *tok = NULL;
+    MC_TRY(check_images(recipe, images));
+    const int n = (int)images->rgb->shape.dim[0], n_captions = n * recipe->captions_per_image;
+    char **captions;
+    MC_TRY(mc_captions_make(images->class_phrases, images->num_classes, images->labels, images->attrs, n,
+                            recipe->captions_per_image, recipe->train.seed ^ 0x63617073ULL /* "caps" */,
+                            &captions));
+    int32_t *ids = NULL;
+    mc_tensor *pixels = NULL;
+    mc_status status = recipe_text(recipe, images, captions, n_captions, hooks, clip, tok, &ids);
+    mc_chain_strings_free(captions, n_captions);
+    if (status == MC_OK) status = mc_clip_preprocess(images->rgb, recipe->image_size, true, &pixels);
+    if (status == MC_OK) {
+        mc_clip_pretrain_data data = {pixels, recipe->captions_per_image, ids};
+        status = mc_clip_pretrain(*clip, &data, &recipe->train, hooks);
+    }
+    mc_tensor_free(pixels);
+    free(ids);
+    if (status != MC_OK) {
+        mc_clip_free(*clip);
+        mc_tokenizer_free(*tok);
+        *clip = NULL;
+        *tok = NULL;
+    }
+    return status;
+}
+
+mc_status mc_clip_save_folder(const mc_clip *clip, const mc_tokenizer *tok, const char *dir) {
+    if (!clip || !tok || !dir) return mc_error(MC_ERR_ARG, "CLIP folder: missing argument");
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return mc_error(MC_ERR_IO, "cannot create the CLIP folder %s: %s", dir, strerror(errno));
+    char model[4096];
+    if (snprintf(model, sizeof model, "%s/model.safetensors", dir) >= (int)sizeof model)
+        return mc_error(MC_ERR_ARG, "CLIP folder: path %s is too long", dir);
+    /* "format": "pt" is what Hugging Face's loaders look for in the metadata. */
+    mc_metadata_entry meta[2] = {{"format", "pt"}, {"mmchain.source", "pretrained from scratch (mmchain)"}};
+    MC_TRY(mc_clip_save(clip, model, 2, meta));
+    return mc_tokenizer_save(tok, dir); /* merges.txt + vocab.json */
+}
+
+mc_status mc_clip_zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb,
+                                     const int *labels, const char *const *class_phrases,
+                                     int num_classes, double *accuracy) {
+    if (!clip || !tok || !rgb || !labels || !class_phrases || !accuracy || rgb->shape.ndim != 4)
+        return mc_error(MC_ERR_ARG, "zero-shot accuracy: missing argument or images not (N, 3, H, W)");
+    const int n = (int)rgb->shape.dim[0];
+    mc_tensor *classes = NULL, *embeds = NULL, *probs = NULL;
+    mc_status status = mc_chain_text_classifier(clip, tok, class_phrases, num_classes,
+                                                mc_chain_eurosat_templates, MC_CHAIN_NUM_TEMPLATES, &classes);
+    if (status == MC_OK) status = mc_tensor_new(&embeds, MC_SHAPE(n, clip->config.embed_dim), "embeds");
+    if (status == MC_OK) status = mc_chain_embed_rgb(clip, rgb, 64, embeds);
+    if (status == MC_OK) status = mc_chain_zero_shot_probs(embeds, classes, 0.0f, &probs);
+    if (status == MC_OK) {
+        int correct = 0;
+        for (int i = 0; i < n; i++) {
+            const float *row = probs->data + (int64_t)i * num_classes;
+            int best = 0;
+            for (int k = 1; k < num_classes; k++)
+                if (row[k] > row[best]) best = k;
+            correct += best == labels[i];
+        }
+        *accuracy = (double)correct / n;
+    }
+    mc_tensor_free(probs);
+    mc_tensor_free(embeds);
+    mc_tensor_free(classes);
+    return status;
 }

@@ -17,10 +17,25 @@ typedef struct arena_chunk {
     unsigned char *memory; /* ARENA_ALIGN-aligned */
 } arena_chunk;
 
+/* Gradient buffers of step tensors live outside the arena, in blocks that
+ * are handed back as soon as backward has consumed them (see mc_backward):
+ * an activation's gradient is dead once the node that produced the
+ * activation has run. Freed blocks are reused by later requests of the same
+ * size, which in a network of repeated blocks is almost every request. */
+typedef struct grad_block {
+    float *memory;
+    size_t bytes;
+    bool in_use;
+} grad_block;
+
 struct mc_graph {
     arena_chunk *chunks; /* newest first */
     size_t bytes_in_use; /* sum of allocations since the last reset */
-    size_t peak_bytes;
+    size_t peak_bytes;   /* most ever held by the arena and live gradients together */
+    grad_block *grad_blocks;
+    int grad_block_count;
+    int grad_block_capacity;
+    size_t grad_bytes_in_use;
     mc_node *tape;
     int tape_length;
     int tape_capacity;
@@ -70,10 +85,23 @@ mc_status mc_graph_alloc(mc_graph *g, size_t bytes, void **out) {
     void *memory = chunk->memory + chunk->used;
     chunk->used += size;
     g->bytes_in_use += size;
-    if (g->bytes_in_use > g->peak_bytes) g->peak_bytes = g->bytes_in_use;
+    if (g->bytes_in_use + g->grad_bytes_in_use > g->peak_bytes)
+        g->peak_bytes = g->bytes_in_use + g->grad_bytes_in_use;
     memset(memory, 0, size);
     *out = memory;
     return MC_OK;
+}
+
+/* Give back the arena memory allocated after `mark` (no survivor). */
+static void arena_release_to(mc_graph *g, mc_graph_mark mark) {
+    while (g->chunks && g->chunks != mark.chunk) {
+        arena_chunk *newer = g->chunks;
+        g->chunks = newer->next;
+        newer->next = NULL;
+        chunks_free(newer);
+    }
+    if (g->chunks) g->chunks->used = mark.chunk_used;
+    g->bytes_in_use = mark.bytes_in_use;
 }
 
 /* ---- the graph ---- */
@@ -88,6 +116,8 @@ mc_status mc_graph_new(mc_graph **out) {
 void mc_graph_free(mc_graph *g) {
     if (!g) return;
     chunks_free(g->chunks);
+    for (int i = 0; i < g->grad_block_count; i++) free(g->grad_blocks[i].memory);
+    free(g->grad_blocks);
     free(g->tape);
     free(g);
 }
@@ -95,6 +125,8 @@ void mc_graph_free(mc_graph *g) {
 void mc_graph_reset(mc_graph *g) {
     g->tape_length = 0;
     g->bytes_in_use = 0;
+    for (int i = 0; i < g->grad_block_count; i++) g->grad_blocks[i].in_use = false;
+    g->grad_bytes_in_use = 0;
     if (!g->chunks) return;
     if (g->chunks->next) {
         /* Several chunks: replace them by one that holds the whole peak, so
@@ -172,15 +204,7 @@ mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **kee
         if (!parked) return mc_error(MC_ERR_NOMEM, "graph: cannot keep %s", survivor.name);
         memcpy(parked, survivor.data, (size_t)survivor.numel * sizeof(float));
     }
-    /* Chunks newer than the mark's go; the mark's chunk rewinds. */
-    while (g->chunks && g->chunks != mark.chunk) {
-        arena_chunk *newer = g->chunks;
-        g->chunks = newer->next;
-        newer->next = NULL;
-        chunks_free(newer);
-    }
-    if (g->chunks) g->chunks->used = mark.chunk_used;
-    g->bytes_in_use = mark.bytes_in_use;
+    arena_release_to(g, mark); /* chunks newer than the mark's go; its chunk rewinds */
     if (!parked) return MC_OK;
     mc_tensor *moved;
     mc_status status = mc_graph_tensor(g, survivor.shape, survivor.name, &moved);
@@ -235,6 +259,46 @@ mc_status mc_graph_record(mc_graph *g, const char *op, mc_backward_fn backward, 
     return MC_OK;
 }
 
+/* A zeroed gradient block of `bytes`, reusing a free one of that size. */
+static mc_status grad_block_acquire(mc_graph *g, size_t bytes, const char *name, float **out) {
+    for (int i = 0; i < g->grad_block_count; i++) {
+        grad_block *b = &g->grad_blocks[i];
+        if (!b->in_use && b->bytes == bytes) {
+            memset(b->memory, 0, bytes);
+            b->in_use = true;
+            *out = b->memory;
+            g->grad_bytes_in_use += bytes;
+            goto account;
+        }
+    }
+    if (g->grad_block_count == g->grad_block_capacity) {
+        int capacity = g->grad_block_capacity ? 2 * g->grad_block_capacity : 64;
+        grad_block *blocks = realloc(g->grad_blocks, (size_t)capacity * sizeof *blocks);
+        if (!blocks) return mc_error(MC_ERR_NOMEM, "gradient of %s: out of memory", name);
+        g->grad_blocks = blocks;
+        g->grad_block_capacity = capacity;
+    }
+    float *memory = calloc(1, bytes);
+    if (!memory) return mc_error(MC_ERR_NOMEM, "gradient of %s: cannot allocate %zu bytes", name, bytes);
+    g->grad_blocks[g->grad_block_count++] = (grad_block){memory, bytes, true};
+    g->grad_bytes_in_use += bytes;
+    *out = memory;
+account:
+    if (g->bytes_in_use + g->grad_bytes_in_use > g->peak_bytes)
+        g->peak_bytes = g->bytes_in_use + g->grad_bytes_in_use;
+    return MC_OK;
+}
+
+static void grad_block_release(mc_graph *g, float *memory) {
+    for (int i = g->grad_block_count - 1; i >= 0; i--) {
+        if (g->grad_blocks[i].memory == memory && g->grad_blocks[i].in_use) {
+            g->grad_blocks[i].in_use = false;
+            g->grad_bytes_in_use -= g->grad_blocks[i].bytes;
+            return;
+        }
+    }
+}
+
 mc_status mc_grad_buffer(mc_graph *g, mc_tensor *t, float **grad) {
     *grad = NULL;
     if (!t->grad) {
@@ -242,14 +306,13 @@ mc_status mc_grad_buffer(mc_graph *g, mc_tensor *t, float **grad) {
             t->grad = calloc((size_t)t->numel, sizeof(float));
             if (!t->grad) return mc_error(MC_ERR_NOMEM, "gradient of %s: out of memory", t->name);
         } else {
-            void *memory;
-            MC_TRY(mc_graph_alloc(g, (size_t)t->numel * sizeof(float), &memory));
-            t->grad = memory;
+            MC_TRY(grad_block_acquire(g, (size_t)t->numel * sizeof(float), t->name, &t->grad));
         }
     }
     *grad = t->grad;
     return MC_OK;
 }
+
 
 mc_status mc_backward(mc_graph *g, mc_tensor *loss) {
     if (loss->numel != 1)
@@ -268,12 +331,30 @@ mc_status mc_backward_with_grad(mc_graph *g, mc_tensor *t, const float *t_grad) 
     float *seed;
     MC_TRY(mc_grad_buffer(g, t, &seed));
     for (int64_t i = 0; i < t->numel; i++) seed[i] += t_grad[i];
-    for (int i = g->tape_length - 1; i >= 0; i--) {
+    /* Backward functions record nothing (no higher-order gradients). */
+    bool was_enabled = mc_graph_set_grad_enabled(g, false);
+    mc_status status = MC_OK;
+    for (int i = g->tape_length - 1; i >= 0 && status == MC_OK; i--) {
         mc_node *node = &g->tape[i];
         if (!node->out->grad) continue; /* nothing downstream of it reached the loss */
-        mc_status status = node->backward(node);
-        if (status != MC_OK) return mc_error_context(status, "backward of %s: ", node->op);
+        /* Scratch memory a backward function takes from the arena is dead
+         * when it returns; the gradients it produces live in grad blocks. */
+        mc_graph_mark mark = mc_graph_get_mark(g);
+        status = node->backward(node);
+        arena_release_to(g, mark);
+        if (status != MC_OK) {
+            mc_error_context(status, "backward of %s: ", node->op);
+            break;
+        }
+        /* Every consumer of node->out ran before its producer: its gradient
+         * is complete, used, and no longer needed (as PyTorch, which keeps
+         * no gradient of a non-leaf tensor). */
+        if (!node->out->on_heap) {
+            grad_block_release(g, node->out->grad);
+            node->out->grad = NULL;
+        }
     }
+    mc_graph_set_grad_enabled(g, was_enabled);
     g->tape_length = 0;
-    return MC_OK;
+    return status;
 }

@@ -1,0 +1,576 @@
+/* The demo: the whole method on the synthetic world, with no download.
+ *
+ *   1. the world: disjoint, class-balanced sets of synthetic tiles (synth.h)
+ *      for CLIP, the encoder's training, its validation and the test;
+ *   2. a CLIP of our own: captions from class names and scene attributes
+ *      (captions.c), a BPE vocabulary learned from them (tokenizer.h), both
+ *      towers trained contrastively on the RGB views (pretrain.c);
+ *   3. the chain: a ResNet on three infrared bands learns to land where that
+ *      CLIP puts the tile's RGB view (chain.h: the same trainer as `mmchain
+ *      train`); it never sees a caption or a label;
+ *   4. the negative control: the same encoder trained on shuffled pairs
+ *      (each tile paired with another tile's RGB view) must stay near chance;
+ *   5. zero-shot top-1 on the held-out test tiles, spectral -> text and
+ *      RGB -> text, with CLIP's EuroSAT prompts.
+ * With a run folder: config.json, log.txt, metrics.csv, the CLIP
+ * (clip/model.safetensors + clip/merges.txt, loadable by `mmchain train`),
+ * the encoder's checkpoints and report.html. */
+#include "mmchain/pretrain.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mmchain/image.h"
+#include "mmchain/run.h"
+#include "mmchain/synth.h"
+
+/* ---------------------------------------------------------------------------
+ * sizes
+ * ------------------------------------------------------------------------- */
+
+/* Chosen by measurement (docs/method.md, "The demo"): the smallest models
+ * that reach the targets with a margin on several seeds within the time
+ * budget of 5 minutes on 2 cores. */
+mc_demo_config mc_demo_defaults(void) {
+    mc_demo_config c = {
+        .seed = 1, .clip_tiles = 4000, .train_tiles = 2000, .val_tiles = 300, .test_tiles = 1000,
+        .tile_size = 32, .clip = mc_clip_recipe_defaults(), .bands = "B08,B11,B12",
+        .encoder = {.block = MC_RESNET_BASIC, .layers = {1, 1, 1, 1}, .base_width = 16},
+        .train = mc_chain_train_defaults(), .control = true, .out_dir = NULL, .quiet = false,
+    };
+    c.clip.train.epochs = 15;
+    c.train.epochs = 8;
+    c.train.lr = 1e-3f;
+    c.train.val_batch_size = 500;
+    return c;
+}
+
+mc_demo_config mc_demo_tiny(void) {
+    mc_demo_config c = mc_demo_defaults();
+    c.clip_tiles = 600;
+    c.train_tiles = 400;
+    c.val_tiles = 100;
+    c.test_tiles = 200;
+    c.tile_size = 16;
+    c.clip = (mc_clip_recipe){
+        .image_size = 16, .patch = 4, .width = 32, .layers = 1, .text_width = 32, .text_layers = 1,
+        .max_context = 32, .embed_dim = 32, .merges = 100, .captions_per_image = 2,
+        .train = mc_clip_pretrain_defaults(),
+    };
+    c.clip.train.epochs = 12;
+    c.clip.train.batch_size = 100;
+    c.encoder.base_width = 8;
+    c.train.epochs = 6;
+    return c;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------------------
+ * the state of one demo run
+ * ------------------------------------------------------------------------- */
+
+/* One set of tiles, and (with a spectral view) its pairs for the chain. */
+typedef struct demo_set {
+    mc_synth_views views;
+    mc_chain_data data;
+} demo_set;
+
+typedef struct demo {
+    const mc_demo_config *cfg;
+    mc_demo_result *result;
+    mc_run *run;                  /* NULL without out_dir */
+    mc_bands bands;
+    const char *class_names[MC_SYNTH_CLASSES]; /* folder names */
+    char **class_prompts;         /* CLIP's EuroSAT names */
+    demo_set clip_set, train_set, val_set, test_set;
+    mc_tokenizer *tok;
+    mc_clip *clip;
+    mc_tensor *class_embeds;      /* (K, E) */
+    mc_tensor *test_targets;      /* (test, E) */
+    mc_chain_metrics test, control_test;
+} demo;
+
+static void set_free(demo_set *s) {
+    mc_chain_data_free(&s->data);
+    mc_synth_views_free(&s->views);
+}
+
+static void demo_free(demo *d) {
+    set_free(&d->clip_set);
+    set_free(&d->train_set);
+    set_free(&d->val_set);
+    set_free(&d->test_set);
+    mc_chain_strings_free(d->class_prompts, MC_SYNTH_CLASSES);
+    mc_tokenizer_free(d->tok);
+    mc_clip_free(d->clip);
+    mc_tensor_free(d->class_embeds);
+    mc_tensor_free(d->test_targets);
+    mc_chain_metrics_free(&d->test);
+    mc_chain_metrics_free(&d->control_test);
+    mc_run_close(d->run);
+}
+
+/* A line in log.txt (and on stdout unless quiet); nothing without a run. */
+#define DEMO_LOG(d, ...) \
+    do {                                                   \
+        if ((d)->run) MC_TRY(mc_run_log((d)->run, __VA_ARGS__)); \
+    } while (0)
+
+/* ---------------------------------------------------------------------------
+ * 1. the world
+ * ------------------------------------------------------------------------- */
+
+#define WORLD_CHUNK 250 /* tiles generated at once: 250 x 13 x 64 x 64 floats = 53 MB */
+
+void mc_synth_views_free(mc_synth_views *v) {
+    if (!v) return;
+    mc_tensor_free(v->rgb);
+    mc_tensor_free(v->spectral);
+    free(v->labels);
+    free(v->attrs);
+    memset(v, 0, sizeof *v);
+}
+
+/* spectral rows [row, row + n) = the selected bands of tiles:
+ * tiles (n, 13, T, T) -> spectral (N, B, T, T). */
+static void select_bands(const mc_tensor *tiles, const mc_bands *bands, mc_tensor *spectral, int row) {
+    const int64_t n = tiles->shape.dim[0], plane = tiles->shape.dim[2] * tiles->shape.dim[3];
+    for (int64_t i = 0; i < n; i++)
+        for (int b = 0; b < bands->count; b++)
+            memcpy(spectral->data + ((row + i) * bands->count + b) * plane,
+                   tiles->data + (i * MC_SYNTH_BANDS + bands->index[b]) * plane,
+                   (size_t)plane * sizeof(float));
+}
+
+/* Rows [row, row + n) of `full` (N, C, T, T), as a borrowed (n, C, T, T) view. */
+static mc_tensor rows_of(const mc_tensor *full, int row, int n) {
+    mc_tensor view = *full;
+    int64_t per_row = full->numel / full->shape.dim[0];
+    view.shape.dim[0] = n;
+    view.numel = n * per_row;
+    view.data = full->data + (int64_t)row * per_row;
+    view.grad = NULL;
+    return view;
+}
+
+/* One chunk: tiles (n, 13, 64, 64) to be filled with world tiles
+ * [world_first, world_first + n), into rows [row, row + n) of v. */
+static mc_status make_chunk(uint64_t seed, int64_t world_first, int row, const mc_bands *bands,
+                            mc_tensor *tiles, mc_synth_views *v) {
+    const int n = (int)tiles->shape.dim[0], size = (int)v->rgb->shape.dim[2];
+    MC_TRY(mc_synth_batch(seed, world_first, tiles, v->labels + row));
+    const int64_t tile_floats = (int64_t)MC_SYNTH_BANDS * MC_SYNTH_SIZE * MC_SYNTH_SIZE;
+    for (int i = 0; v->attrs && i < n; i++)
+        MC_TRY(mc_scene_attributes_from_tile(tiles->data + i * tile_floats, MC_SYNTH_SIZE,
+                                             MC_SYNTH_SIZE, &v->attrs[row + i]));
+    mc_tensor *small = tiles;
+    if (size != MC_SYNTH_SIZE) MC_TRY(mc_image_resize(tiles, size, size, true, &small));
+    mc_tensor rgb_rows = rows_of(v->rgb, row, n);
+    mc_status status = mc_rgb_from_reflectance(small, &rgb_rows);
+    if (status == MC_OK && v->spectral) select_bands(small, bands, v->spectral, row);
+    if (small != tiles) mc_tensor_free(small);
+    return status;
+}
+
+static mc_status views_alloc(int count, int size, const mc_bands *bands, bool attributes,
+                             mc_synth_views *v) {
+    v->count = count;
+    v->labels = malloc((size_t)count * sizeof *v->labels);
+    if (attributes) v->attrs = malloc((size_t)count * sizeof *v->attrs);
+    if (!v->labels || (attributes && !v->attrs))
+        return mc_error(MC_ERR_NOMEM, "synthetic views: out of memory for %d tiles", count);
+    MC_TRY(mc_tensor_new(&v->rgb, MC_SHAPE(count, 3, size, size), "rgb"));
+    if (bands) MC_TRY(mc_tensor_new(&v->spectral, MC_SHAPE(count, bands->count, size, size), "spectral"));
+    return MC_OK;
+}
+
+mc_status mc_synth_views_make(uint64_t seed, int64_t first, int count, int size,
+                              const mc_bands *bands, bool attributes, mc_synth_views *out) {
+    if (!out) return mc_error(MC_ERR_ARG, "synthetic views: no output");
+    memset(out, 0, sizeof *out);
+    if (count < 1 || first < 0 || size < 1 || size > MC_SYNTH_SIZE || (bands && bands->count < 1))
+        return mc_error(MC_ERR_ARG, "synthetic views: %d tiles from %lld at %d pixels (expected >= 1 "
+                        "tile, first >= 0, a size in 1..%d)", count, (long long)first, size, MC_SYNTH_SIZE);
+    mc_status status = views_alloc(count, size, bands, attributes, out);
+    for (int row = 0; row < count && status == MC_OK; row += WORLD_CHUNK) {
+        int n = count - row < WORLD_CHUNK ? count - row : WORLD_CHUNK;
+        mc_tensor *tiles;
+        status = mc_tensor_new(&tiles, MC_SHAPE(n, MC_SYNTH_BANDS, MC_SYNTH_SIZE, MC_SYNTH_SIZE), "tiles");
+        if (status == MC_OK) status = make_chunk(seed, first + row, row, bands, tiles, out);
+        mc_tensor_free(tiles);
+    }
+    if (status != MC_OK) mc_synth_views_free(out);
+    return status;
+}
+
+/* The four disjoint sets, one after the other in the world's sequence. */
+static mc_status make_world(demo *d) {
+    const mc_demo_config *c = d->cfg;
+    demo_set *sets[4] = {&d->clip_set, &d->train_set, &d->val_set, &d->test_set};
+    const int counts[4] = {c->clip_tiles, c->train_tiles, c->val_tiles, c->test_tiles};
+    int64_t first = 0;
+    for (int i = 0; i < 4; i++) {
+        bool for_clip = i == 0; /* CLIP needs attributes and RGB; the chain needs both views */
+        MC_TRY(mc_synth_views_make(c->seed, first, counts[i], c->tile_size, for_clip ? NULL : &d->bands,
+                                   for_clip, &sets[i]->views));
+        first += counts[i];
+        if (!for_clip)
+            MC_TRY(mc_chain_data_from_tensors(&sets[i]->data, sets[i]->views.spectral, sets[i]->views.rgb,
+                                              sets[i]->views.labels, MC_SYNTH_CLASSES, d->class_names));
+    }
+    return MC_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * 2. the CLIP
+ * ------------------------------------------------------------------------- */
+
+typedef struct clip_progress {
+    demo *d;
+    mc_progress bar;
+    bool started;
+    int64_t items;
+} clip_progress;
+
+static void clip_on_step(void *ctx, const mc_clip_pretrain_step_info *info) {
+    clip_progress *p = ctx;
+    if (!p->started) mc_progress_begin(&p->bar, "clip", info->total_steps, p->d->cfg->quiet);
+    p->started = true;
+    p->items += info->batch_items;
+    mc_progress_update(&p->bar, info->epoch + 1, info->step, info->loss, p->items);
+    if (!p->d->run) return;
+    const char *cols[3] = {"step", "clip_loss", "clip_logit_scale"};
+    double vals[3] = {(double)info->step, info->loss, info->logit_scale};
+    (void)mc_run_metrics_row(p->d->run, "step", cols, vals, 3); /* best effort, as a log */
+}
+
+static mc_status clip_on_epoch(void *ctx, int epoch, double mean_loss, double seconds) {
+    clip_progress *p = ctx;
+    if (!p->d->run) return MC_OK;
+    const char *cols[2] = {"epoch", "clip_loss"};
+    double vals[2] = {epoch + 1, mean_loss};
+    MC_TRY(mc_run_metrics_row(p->d->run, "epoch", cols, vals, 2));
+    return mc_run_log(p->d->run, "CLIP epoch %d/%d: loss %.4f (%.1f s)", epoch + 1,
+                      p->d->cfg->clip.train.epochs, mean_loss, seconds);
+}
+
+static void clip_on_message(void *ctx, const char *line) {
+    clip_progress *p = ctx;
+    if (p->d->run) (void)mc_run_log(p->d->run, "CLIP: %s", line);
+}
+
+/* Captions, vocabulary, CLIP, pretraining; the CLIP saved in DIR/clip. */
+static mc_status make_clip(demo *d) {
+    mc_clip_recipe recipe = d->cfg->clip;
+    recipe.train.seed = d->cfg->seed; /* one seed for the whole demo */
+    const mc_clip_recipe *r = &recipe;
+    DEMO_LOG(d, "CLIP: ViT %dx%d/%d, width %d x %d layers; text width %d x %d layers; joint space %d",
+             r->image_size, r->image_size, r->patch, r->width, r->layers, r->text_width,
+             r->text_layers, r->embed_dim);
+    const mc_synth_views *v = &d->clip_set.views;
+    mc_labelled_images images = {v->rgb, v->labels, v->attrs,
+                                 MC_SYNTH_CLASSES, (const char *const *)d->class_prompts};
+    clip_progress progress = {.d = d};
+    mc_clip_pretrain_hooks hooks = {&progress, clip_on_step, clip_on_epoch, clip_on_message};
+    mc_status status = mc_clip_from_captions(r, &images, &hooks, &d->clip, &d->tok);
+    if (progress.started) mc_progress_end(&progress.bar, NULL);
+    if (status != MC_OK || !d->run) return status;
+    char dir[4096];
+    MC_TRY(mc_run_path(d->run, "clip", dir, sizeof dir));
+    MC_TRY(mc_clip_save_folder(d->clip, d->tok, dir));
+    DEMO_LOG(d, "CLIP saved in %s (model.safetensors, merges.txt, vocab.json)", dir);
+    return MC_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * 3. and 4. the chain and the control
+ * ------------------------------------------------------------------------- */
+
+typedef struct encoder_progress {
+    demo *d;
+    const char *prefix; /* "encoder" or "control" */
+    mc_progress bar;
+    int64_t items;
+} encoder_progress;
+
+static void encoder_on_step(void *ctx, const mc_chain_step_info *info) {
+    encoder_progress *p = ctx;
+    p->items += info->batch_items;
+    mc_progress_update(&p->bar, info->epoch + 1, info->global_step, info->loss, p->items);
+    if (!p->d->run) return;
+    char loss[64];
+    snprintf(loss, sizeof loss, "%s_loss", p->prefix);
+    const char *cols[2] = {"step", loss};
+    double vals[2] = {(double)info->global_step, info->loss};
+    (void)mc_run_metrics_row(p->d->run, "step", cols, vals, 2); /* best effort, as a log */
+}
+
+static mc_status encoder_on_epoch(void *ctx, const mc_chain_epoch_info *info) {
+    encoder_progress *p = ctx;
+    if (!p->d->run) return MC_OK;
+    char names[4][64];
+    snprintf(names[0], sizeof names[0], "%s_loss", p->prefix);
+    snprintf(names[1], sizeof names[1], "%s_val_spectral_text_acc", p->prefix);
+    snprintf(names[2], sizeof names[2], "%s_val_match_acc", p->prefix);
+    snprintf(names[3], sizeof names[3], "val_rgb_text_acc");
+    const char *cols[5] = {"epoch", names[0], names[1], names[2], names[3]};
+    double vals[5] = {info->epoch, info->train_loss, info->val->spectral_text_acc, info->val->match_acc,
+                      info->val->rgb_text_acc};
+    MC_TRY(mc_run_metrics_row(p->d->run, "epoch", cols, vals, 5));
+    return mc_run_log(p->d->run, "%s epoch %d/%d: loss %.4f, validation spectral->text %.1f %%, "
+                      "matching %.1f %% (%.1f s)", p->prefix, info->epoch, p->d->cfg->train.epochs,
+                      info->train_loss, 100.0 * info->val->spectral_text_acc,
+                      100.0 * info->val->match_acc, info->seconds);
+}
+
+static void encoder_on_message(void *ctx, const char *line) {
+    encoder_progress *p = ctx;
+    if (p->d->run) (void)mc_run_log(p->d->run, "%s: %s", p->prefix, line);
+}
+
+/* Train one encoder (the chain, or the control on shuffled pairs) and
+ * evaluate it on the test tiles. */
+static mc_status train_encoder(demo *d, bool control, mc_chain_metrics *test) {
+    const mc_demo_config *c = d->cfg;
+    mc_chain_train_config cfg = c->train;
+    cfg.seed = c->seed;
+    cfg.shuffle_pairs = control;
+    char checkpoints[4096];
+    cfg.checkpoint_dir = NULL;
+    if (d->run && !control) {
+        MC_TRY(mc_run_path(d->run, "checkpoints", checkpoints, sizeof checkpoints));
+        cfg.checkpoint_dir = checkpoints;
+    }
+    mc_norm norm;
+    MC_TRY(mc_norm_init(&norm, MC_NORM_REFLECTANCE));
+    mc_spectral_encoder *enc;
+    MC_TRY(mc_spectral_encoder_new(&enc, &c->encoder, &d->bands, &norm, c->tile_size, c->clip.embed_dim,
+                                   logf(1.0f / cfg.temperature), cfg.learnable_temperature,
+                                   c->seed ^ 0x656e63ULL /* "enc" */));
+    encoder_progress progress = {.d = d, .prefix = control ? "control" : "encoder"};
+    mc_chain_hooks hooks = {&progress, encoder_on_step, encoder_on_epoch, encoder_on_message};
+    mc_chain_trainer *trainer = NULL;
+    mc_status status = mc_chain_trainer_new(&trainer, &cfg, enc, d->clip, &d->train_set.data,
+                                            &d->val_set.data, d->class_embeds, &hooks);
+    if (status == MC_OK) {
+        mc_progress_begin(&progress.bar, progress.prefix,
+                          mc_chain_trainer_steps_per_epoch(trainer) * cfg.epochs, c->quiet);
+        status = mc_chain_trainer_run(trainer);
+        mc_progress_end(&progress.bar, NULL);
+    }
+    if (status == MC_OK)
+        status = mc_chain_evaluate(enc, &d->test_set.data, d->test_targets, d->class_embeds,
+                                   cfg.val_batch_size, cfg.symmetric, test);
+    mc_chain_trainer_free(trainer);
+    mc_spectral_encoder_free(enc);
+    return status;
+}
+
+/* The text classifier and the test set's CLIP targets, shared by both runs. */
+static mc_status prepare_chain(demo *d) {
+    MC_TRY(mc_chain_text_classifier(d->clip, d->tok, (const char *const *)d->class_prompts,
+                                    MC_SYNTH_CLASSES, mc_chain_eurosat_templates,
+                                    MC_CHAIN_NUM_TEMPLATES, &d->class_embeds));
+    return mc_chain_targets(d->clip, &d->test_set.data, NULL, d->cfg->train.clip_batch, &d->test_targets,
+                            NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * 5. the report
+ * ------------------------------------------------------------------------- */
+
+#define SHEET_PER_CLASS 4
+
+/* A contact sheet of test tiles (SHEET_PER_CLASS of each class) captioned
+ * with the spectral encoder's prediction and the truth. */
+static mc_status write_sheet(demo *d, const char *path) {
+    const mc_synth_views *s = &d->test_set.views;
+    const int size = d->cfg->tile_size;
+    int picked[MC_SYNTH_CLASSES * SHEET_PER_CLASS], n = 0, per_class[MC_SYNTH_CLASSES] = {0};
+    for (int i = 0; i < s->count && n < MC_SYNTH_CLASSES * SHEET_PER_CLASS; i++)
+        if (per_class[s->labels[i]]++ < SHEET_PER_CLASS) picked[n++] = i;
+    if (n == 0) return MC_OK;
+    mc_tensor *tiles;
+    MC_TRY(mc_tensor_new(&tiles, MC_SHAPE(n, size, size, 3), "sheet")); /* NHWC */
+    char text[MC_SYNTH_CLASSES * SHEET_PER_CLASS][64];
+    const char *captions[MC_SYNTH_CLASSES * SHEET_PER_CLASS];
+    const int64_t plane = (int64_t)size * size;
+    for (int k = 0; k < n; k++) {
+        const float *rgb = s->rgb->data + (int64_t)picked[k] * 3 * plane;
+        for (int64_t p = 0; p < plane; p++)
+            for (int ch = 0; ch < 3; ch++) tiles->data[((int64_t)k * plane + p) * 3 + ch] = rgb[ch * plane + p];
+        int pred = d->test.spectral_pred[picked[k]];
+        snprintf(text[k], sizeof text[k], "%s%s", pred == s->labels[picked[k]] ? "" : "X ",
+                 d->class_names[pred]);
+        captions[k] = text[k];
+    }
+    int scale = size >= 64 ? 2 : 128 / size;
+    mc_status status = mc_contact_sheet_write(path, tiles, captions, SHEET_PER_CLASS * 2, scale);
+    mc_tensor_free(tiles);
+    return status;
+}
+
+static mc_status write_report(demo *d) {
+    if (!d->run) return MC_OK;
+    const mc_demo_result *r = d->result;
+    char sheet[4096];
+    MC_TRY(mc_run_path(d->run, "test-tiles.png", sheet, sizeof sheet));
+    MC_TRY(write_sheet(d, sheet));
+    char values[6][64];
+    snprintf(values[0], sizeof values[0], "%.1f %%", 100.0 * r->rgb_text_acc);
+    snprintf(values[1], sizeof values[1], "%.1f %%", 100.0 * r->spectral_text_acc);
+    snprintf(values[2], sizeof values[2], "%.1f %%", 100.0 * r->control_text_acc);
+    snprintf(values[3], sizeof values[3], "%.1f %%", 100.0 / r->num_classes);
+    snprintf(values[4], sizeof values[4], "%d", r->test_tiles);
+    snprintf(values[5], sizeof values[5], "%.0f s", now_seconds() - r->seconds_total);
+    mc_metadata_entry summary[6] = {
+        {"RGB -> text (CLIP, zero-shot)", values[0]}, {"spectral -> text (chained encoder)", values[1]},
+        {"control (shuffled pairs) -> text", values[2]}, {"chance", values[3]},
+        {"held-out test tiles", values[4]}, {"wall time", values[5]},
+    };
+    const char *const *names = d->class_names;
+    mc_report_confusion confusions[2] = {
+        {"spectral -> text (test tiles)", MC_SYNTH_CLASSES, names, d->test.spectral_confusion},
+        {"RGB -> text (test tiles)", MC_SYNTH_CLASSES, names, d->test.rgb_confusion},
+    };
+    mc_report_bars bars[2] = {
+        {"spectral -> text per class", MC_SYNTH_CLASSES, names, d->test.spectral_class_acc},
+        {"RGB -> text per class", MC_SYNTH_CLASSES, names, d->test.rgb_class_acc},
+    };
+    mc_report_image image = {sheet, "Held-out test tiles (RGB view) with the spectral encoder's "
+                                    "zero-shot class; X marks a mistake"};
+    mc_report report = {
+        .title = "mmchain demo: a spectral encoder chained to a CLIP of our own",
+        .n_summary = 6, .summary = summary, .n_confusions = 2, .confusions = confusions,
+        .n_bars = 2, .bars = bars, .n_images = 1, .images = &image,
+    };
+    MC_TRY(mc_run_write_report(d->run, &report));
+    return mc_run_path(d->run, "report.html", d->result->report_path, sizeof d->result->report_path);
+}
+
+/* ---------------------------------------------------------------------------
+ * the run folder's config.json
+ * ------------------------------------------------------------------------- */
+
+static mc_status write_config(demo *d) {
+    const mc_demo_config *c = d->cfg;
+    char v[28][64];
+    int n = 0;
+#define NUM(fmt, value) (snprintf(v[n], sizeof v[n], fmt, value), v[n++])
+    mc_metadata_entry kv[] = {
+        {"command", "demo"},
+        {"seed", NUM("%llu", (unsigned long long)c->seed)},
+        {"clip_tiles", NUM("%d", c->clip_tiles)},
+        {"train_tiles", NUM("%d", c->train_tiles)},
+        {"val_tiles", NUM("%d", c->val_tiles)},
+        {"test_tiles", NUM("%d", c->test_tiles)},
+        {"tile_size", NUM("%d", c->tile_size)},
+        {"clip_image_size", NUM("%d", c->clip.image_size)},
+        {"clip_patch", NUM("%d", c->clip.patch)},
+        {"clip_width", NUM("%d", c->clip.width)},
+        {"clip_layers", NUM("%d", c->clip.layers)},
+        {"text_width", NUM("%d", c->clip.text_width)},
+        {"text_layers", NUM("%d", c->clip.text_layers)},
+        {"embed_dim", NUM("%d", c->clip.embed_dim)},
+        {"merges", NUM("%d", c->clip.merges)},
+        {"captions_per_image", NUM("%d", c->clip.captions_per_image)},
+        {"clip_epochs", NUM("%d", c->clip.train.epochs)},
+        {"clip_batch", NUM("%d", c->clip.train.batch_size)},
+        {"clip_lr", NUM("%g", (double)c->clip.train.lr)},
+        {"bands", c->bands},
+        {"encoder_base_width", NUM("%d", c->encoder.base_width)},
+        {"encoder_epochs", NUM("%d", c->train.epochs)},
+        {"encoder_batch", NUM("%d", c->train.batch_size)},
+        {"encoder_lr", NUM("%g", (double)c->train.lr)},
+        {"control", c->control ? "true" : "false"},
+    };
+#undef NUM
+    return mc_run_write_config(d->run, (int)(sizeof kv / sizeof kv[0]), kv);
+}
+
+/* ---------------------------------------------------------------------------
+ * the whole demo
+ * ------------------------------------------------------------------------- */
+
+static mc_status check_config(const mc_demo_config *c) {
+    if (c->clip_tiles < 2 || c->train_tiles < 2 || c->val_tiles < 1 || c->test_tiles < 1 ||
+        c->tile_size < 8 || c->tile_size > MC_SYNTH_SIZE)
+        return mc_error(MC_ERR_ARG,
+                        "demo: %d CLIP, %d training, %d validation, %d test tiles of %d pixels "
+                        "(expected >= 2, 2, 1, 1 tiles, a size in 8..%d)",
+                        c->clip_tiles, c->train_tiles, c->val_tiles, c->test_tiles, c->tile_size,
+                        MC_SYNTH_SIZE);
+    return MC_OK;
+}
+
+static mc_status demo_setup(demo *d) {
+    const mc_demo_config *c = d->cfg;
+    MC_TRY(check_config(c));
+    MC_TRY(mc_bands_parse(c->bands, &d->bands));
+    for (int k = 0; k < MC_SYNTH_CLASSES; k++) d->class_names[k] = mc_synth_class_name(k);
+    MC_TRY(mc_chain_class_prompts(d->class_names, MC_SYNTH_CLASSES, &d->class_prompts));
+    if (!c->out_dir) return MC_OK;
+    MC_TRY(mc_run_open(&d->run, c->out_dir, false));
+    mc_run_set_quiet(d->run, c->quiet);
+    snprintf(d->result->run_dir, sizeof d->result->run_dir, "%s", mc_run_dir(d->run));
+    return write_config(d);
+}
+
+static mc_status demo_steps(demo *d) {
+    const mc_demo_config *c = d->cfg;
+    mc_demo_result *r = d->result;
+    double t = now_seconds();
+    MC_TRY(demo_setup(d));
+    DEMO_LOG(d, "the synthetic world: %d + %d + %d + %d tiles (CLIP, encoder training, validation, "
+             "test), %dx%d pixels", c->clip_tiles, c->train_tiles, c->val_tiles, c->test_tiles,
+             c->tile_size, c->tile_size);
+    MC_TRY(make_world(d));
+    r->seconds_data = now_seconds() - t;
+    t = now_seconds();
+    MC_TRY(make_clip(d));
+    MC_TRY(prepare_chain(d));
+    r->seconds_clip = now_seconds() - t;
+    t = now_seconds();
+    DEMO_LOG(d, "the chain: ResNet (basic blocks %d-%d-%d-%d, width %d) on %s", c->encoder.layers[0],
+             c->encoder.layers[1], c->encoder.layers[2], c->encoder.layers[3], c->encoder.base_width,
+             c->bands);
+    MC_TRY(train_encoder(d, false, &d->test));
+    r->seconds_encoder = now_seconds() - t;
+    r->test_tiles = d->test.count;
+    r->num_classes = d->test.num_classes;
+    r->rgb_text_acc = d->test.rgb_text_acc;
+    r->spectral_text_acc = d->test.spectral_text_acc;
+    r->match_acc = d->test.match_acc;
+    if (c->control) {
+        t = now_seconds();
+        DEMO_LOG(d, "the control: the same encoder on shuffled pairs");
+        MC_TRY(train_encoder(d, true, &d->control_test));
+        r->seconds_control = now_seconds() - t;
+        r->control_text_acc = d->control_test.spectral_text_acc;
+    }
+    DEMO_LOG(d, "test (%d held-out tiles): RGB->text %.1f %%, spectral->text %.1f %%, control %.1f %%",
+             r->test_tiles, 100.0 * r->rgb_text_acc, 100.0 * r->spectral_text_acc,
+             100.0 * r->control_text_acc);
+    return write_report(d);
+}
+
+mc_status mc_demo_run(const mc_demo_config *config, mc_demo_result *out) {
+    if (!config || !out) return mc_error(MC_ERR_ARG, "demo: missing argument");
+    memset(out, 0, sizeof *out);
+    out->control_text_acc = NAN;
+    double started = now_seconds();
+    out->seconds_total = started; /* the report's wall time is measured from here */
+    demo d = {.cfg = config, .result = out};
+    mc_status status = demo_steps(&d);
+    demo_free(&d);
+    out->seconds_total = now_seconds() - started;
+    return status;
+}
