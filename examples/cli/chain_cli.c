@@ -61,7 +61,14 @@ void cli_opt_format(const cli_opt *o, char *buf, size_t len) {
         break;
     }
     case CLI_INT: snprintf(buf, len, "%d", *(const int *)o->value); break;
-    case CLI_FLOAT: snprintf(buf, len, "%.9g", (double)*(const float *)o->value); break;
+    case CLI_FLOAT: { /* the shortest text that reads back as the same float */
+        float v = *(const float *)o->value;
+        for (int digits = 6; digits <= 9; digits++) {
+            snprintf(buf, len, "%.*g", digits, (double)v);
+            if (strtof(buf, NULL) == v) break;
+        }
+        break;
+    }
     case CLI_U64: snprintf(buf, len, "%" PRIu64, *(const uint64_t *)o->value); break;
     }
 }
@@ -120,8 +127,11 @@ static int prompt_names(const char *command, const char *classes_list,
         if (s != MC_OK) return cli_fail_status(command, s);
         if (n_folders > 0 && *n != n_folders) {
             mc_chain_strings_free(*names, *n);
+            int given = *n;
+            *names = NULL;
+            *n = 0;
             return cli_fail(command, "--classes has %d names, the dataset has %d classes (in order: %s, ...)",
-                            *n, n_folders, folder_names[0]);
+                            given, n_folders, folder_names[0]);
         }
         return 0;
     }
@@ -157,6 +167,7 @@ int chain_cli_classifier(const char *command, mc_clip *clip, const char *vocab_p
     if (s != MC_OK) {
         mc_chain_strings_free(*names, *n_names);
         *names = NULL;
+        *n_names = 0;
         return cli_fail_status(command, s);
     }
     return 0;

@@ -7,6 +7,8 @@
 
 /* ---- subcommands (each in cmd_<name>.c) ---- */
 /* COMMAND DECLARATIONS (one line each) */
+int cmd_demo(int argc, char **argv);
+int cmd_pretrain_clip(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
@@ -23,6 +25,8 @@ typedef struct cli_command {
 
 static const cli_command commands[] = {
     /* COMMAND TABLE (one line each) */
+    {"demo", cmd_demo, "the whole method on the synthetic world, no download (a few minutes)"},
+    {"pretrain-clip", cmd_pretrain_clip, "train a small CLIP from scratch on labelled images with generated captions"},
     {"embed", cmd_embed, "run a tower (ResNet, ...) on a tensor file: IN.safetensors -> OUT.safetensors"},
     {"show", cmd_show, "contact sheet PNG of multispectral tiles (true colour, false colour, SWIR)"},
     {"synth", cmd_synth, "write the synthetic multispectral world (EuroSAT-MS layout)"},

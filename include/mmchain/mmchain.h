@@ -13,6 +13,7 @@
 #include "ops.h"
 #include "nn.h"
 #include "optim.h"
+#include "models.h"
 #include "clip.h"
 #include "io.h"
 #include "tokenizer.h"

@@ -159,7 +159,7 @@ typedef struct mc_clip_recipe {
 } mc_clip_recipe;
 
 /* A ViT 32x32/4 of width 64 x 2 layers, text width 64 x 2 layers, context
- * <= 32, joint space 64, 200 merges, 4 captions per image. */
+ * <= 77 (CLIP's), joint space 64, 200 merges, 4 captions per image. */
 mc_clip_recipe mc_clip_recipe_defaults(void);
 
 /* Labelled RGB images, borrowed. */

@@ -57,7 +57,7 @@ mc_demo_config mc_demo_tiny(void) {
     c.tile_size = 16;
     c.clip = (mc_clip_recipe){
         .image_size = 16, .patch = 4, .width = 32, .layers = 1, .text_width = 32, .text_layers = 1,
-        .max_context = 32, .embed_dim = 32, .merges = 100, .captions_per_image = 2,
+        .max_context = MC_CLIP_CONTEXT, .embed_dim = 32, .merges = 300, .captions_per_image = 2,
         .train = mc_clip_pretrain_defaults(),
     };
     c.clip.train.epochs = 12;
@@ -394,21 +394,22 @@ static mc_status prepare_chain(demo *d) {
 static mc_status write_sheet(demo *d, const char *path) {
     const mc_synth_views *s = &d->test_set.views;
     const int size = d->cfg->tile_size;
-    int picked[MC_SYNTH_CLASSES * SHEET_PER_CLASS], n = 0, per_class[MC_SYNTH_CLASSES] = {0};
-    for (int i = 0; i < s->count && n < MC_SYNTH_CLASSES * SHEET_PER_CLASS; i++)
-        if (per_class[s->labels[i]]++ < SHEET_PER_CLASS) picked[n++] = i;
+    /* The first SHEET_PER_CLASS tiles of each class, class after class. */
+    int picked[MC_SYNTH_CLASSES * SHEET_PER_CLASS], n = 0;
+    for (int k = 0; k < MC_SYNTH_CLASSES; k++)
+        for (int i = 0, taken = 0; i < s->count && taken < SHEET_PER_CLASS; i++)
+            if (s->labels[i] == k) picked[n++] = i, taken++;
     if (n == 0) return MC_OK;
     mc_tensor *tiles;
-    MC_TRY(mc_tensor_new(&tiles, MC_SHAPE(n, size, size, 3), "sheet")); /* NHWC */
+    MC_TRY(mc_tensor_new(&tiles, MC_SHAPE(n, 3, size, size), "sheet"));
     char text[MC_SYNTH_CLASSES * SHEET_PER_CLASS][64];
     const char *captions[MC_SYNTH_CLASSES * SHEET_PER_CLASS];
-    const int64_t plane = (int64_t)size * size;
+    const int64_t image_floats = 3 * (int64_t)size * size;
     for (int k = 0; k < n; k++) {
-        const float *rgb = s->rgb->data + (int64_t)picked[k] * 3 * plane;
-        for (int64_t p = 0; p < plane; p++)
-            for (int ch = 0; ch < 3; ch++) tiles->data[((int64_t)k * plane + p) * 3 + ch] = rgb[ch * plane + p];
+        memcpy(tiles->data + k * image_floats, s->rgb->data + (int64_t)picked[k] * image_floats,
+               (size_t)image_floats * sizeof(float));
         int pred = d->test.spectral_pred[picked[k]];
-        snprintf(text[k], sizeof text[k], "%s%s", pred == s->labels[picked[k]] ? "" : "X ",
+        snprintf(text[k], sizeof text[k], "%s %s", pred == s->labels[picked[k]] ? "ok" : "X",
                  d->class_names[pred]);
         captions[k] = text[k];
     }
@@ -445,8 +446,9 @@ static mc_status write_report(demo *d) {
         {"spectral -> text per class", MC_SYNTH_CLASSES, names, d->test.spectral_class_acc},
         {"RGB -> text per class", MC_SYNTH_CLASSES, names, d->test.rgb_class_acc},
     };
-    mc_report_image image = {sheet, "Held-out test tiles (RGB view) with the spectral encoder's "
-                                    "zero-shot class; X marks a mistake"};
+    mc_report_image image = {sheet, "Held-out test tiles (their RGB view), four of each class in label "
+                                    "order (two classes a row: AnnualCrop, Forest, ..., SeaLake), "
+                                    "captioned with the spectral encoder's zero-shot class (X: wrong)"};
     mc_report report = {
         .title = "mmchain demo: a spectral encoder chained to a CLIP of our own",
         .n_summary = 6, .summary = summary, .n_confusions = 2, .confusions = confusions,

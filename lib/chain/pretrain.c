@@ -306,7 +306,7 @@ mc_status mc_rgb_from_reflectance(const mc_tensor *tiles, mc_tensor *rgb) {
 mc_clip_recipe mc_clip_recipe_defaults(void) {
     return (mc_clip_recipe){
         .image_size = 32, .patch = 4, .width = 64, .layers = 2, .text_width = 64, .text_layers = 2,
-        .max_context = 32, .embed_dim = 64, .merges = 200, .captions_per_image = 4,
+        .max_context = MC_CLIP_CONTEXT, .embed_dim = 64, .merges = 200, .captions_per_image = 4,
         .train = mc_clip_pretrain_defaults(),
     };
 }

@@ -1,0 +1,401 @@
+/* mmchain pretrain-clip — a CLIP of our own, when there is no pretrained one.
+ *
+ *     mmchain pretrain-clip --out DIR [--synth N | --data DIR] [sizes...] [--epochs E] ...
+ *
+ * Labelled RGB images -> captions from the class names (and scene
+ * attributes) -> a BPE vocabulary -> both towers trained contrastively
+ * (lib/chain/pretrain.c). Writes DIR/model.safetensors (Hugging Face
+ * CLIPModel names), DIR/merges.txt and DIR/vocab.json, which `mmchain train
+ * --clip DIR/model.safetensors --vocab DIR/merges.txt` loads like OpenAI's,
+ * plus the run folder's config.json, log.txt, metrics.csv and report.html.
+ * The images come from
+ *   - the synthetic world, in memory (--synth N, the default);
+ *   - a folder of class folders of .tif tiles (EuroSAT-MS, `mmchain synth`):
+ *     the RGB view B04,B03,B02, attributes measured on all 13 bands;
+ *   - a folder of class folders of PNG/JPEG images (EuroSAT's RGB release):
+ *     attributes from the RGB alone (brightness).
+ * One image in 10 (--val-every) is held out for a zero-shot accuracy. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chain_cli.h"
+#include "mmchain/pretrain.h"
+
+static const char *const COMMAND = "pretrain-clip";
+static const char *const USAGE =
+    "usage: mmchain pretrain-clip --out DIR [--synth N | --data DIR] [options]\n\n"
+    "Trains a CLIP (ViT image tower + text tower) from scratch, contrastively, on labelled RGB\n"
+    "images with captions generated from the class names and attributes of each scene. --data is a\n"
+    "folder of class folders of .tif tiles (EuroSAT-MS, mmchain synth) or of PNG/JPEG images\n"
+    "(EuroSAT's RGB release); without it, N tiles of the synthetic world. Writes DIR/model.safetensors,\n"
+    "DIR/merges.txt, DIR/vocab.json (load with mmchain train --clip ... --vocab ...), config.json,\n"
+    "log.txt, metrics.csv, report.html.";
+
+typedef struct pretrain_args {
+    const char *out, *data;
+    int synth, image_size, patch, width, layers, text_width, text_layers, context, embed_dim;
+    int merges, captions, epochs, batch, val_every;
+    float lr, weight_decay;
+    bool quiet, no_augment;
+    uint64_t seed;
+} pretrain_args;
+
+static void build_options(pretrain_args *a, cli_opt *o) {
+    int n = 0;
+#define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
+    o[n++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
+    OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: where the CLIP and the run's files go (required)");
+    OPT("--data", CLI_STRING, &a->data, 0, 0, "DIR: class folders of .tif tiles or PNG/JPEG images");
+    OPT("--synth", CLI_INT, &a->synth, 2, 10000000, "N: tiles of the synthetic world (default 4000)");
+    OPT("--image-size", CLI_INT, &a->image_size, 8, 1024, "S: the image tower's input side (32)");
+    OPT("--patch", CLI_INT, &a->patch, 1, 256, "P: ViT patch size (4)");
+    OPT("--width", CLI_INT, &a->width, 8, 4096, "W: image tower width (64; heads = W/64)");
+    OPT("--layers", CLI_INT, &a->layers, 1, 64, "L: image tower blocks (2)");
+    OPT("--text-width", CLI_INT, &a->text_width, 8, 4096, "W: text tower width (64)");
+    OPT("--text-layers", CLI_INT, &a->text_layers, 1, 64, "L: text tower blocks (2)");
+    OPT("--context", CLI_INT, &a->context, 2, 77, "T: longest text context allowed (77)");
+    OPT("--embed-dim", CLI_INT, &a->embed_dim, 1, 4096, "E: joint space width (64)");
+    OPT("--merges", CLI_INT, &a->merges, 0, 48894, "K: BPE merges learned from the captions (200)");
+    OPT("--captions", CLI_INT, &a->captions, 1, 1000, "K: captions per image (4)");
+    OPT("--epochs", CLI_INT, &a->epochs, 1, 100000, "E: epochs (20)");
+    OPT("--batch", CLI_INT, &a->batch, 2, 100000, "B: batch (128)");
+    OPT("--lr", CLI_FLOAT, &a->lr, 1e-10, 10, "LR: AdamW's peak learning rate (2e-3)");
+    OPT("--weight-decay", CLI_FLOAT, &a->weight_decay, 0, 10, "WD: decoupled weight decay (0.1)");
+    OPT("--no-augment", CLI_FLAG, &a->no_augment, 0, 0, "no random flips and quarter turns");
+    OPT("--val-every", CLI_INT, &a->val_every, 0, 1000000, "N: hold out every N-th image (10; 0 = none)");
+    OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: captions, weights, order, augmentation (0)");
+    OPT("--quiet", CLI_FLAG, &a->quiet, 0, 0, "no progress line or log on stdout");
+    o[n] = (cli_opt){0};
+#undef OPT
+}
+
+static void default_args(pretrain_args *a) {
+    mc_clip_recipe r = mc_clip_recipe_defaults();
+    *a = (pretrain_args){
+        .synth = 4000, .image_size = r.image_size, .patch = r.patch, .width = r.width,
+        .layers = r.layers, .text_width = r.text_width, .text_layers = r.text_layers,
+        .context = r.max_context, .embed_dim = r.embed_dim, .merges = r.merges,
+        .captions = r.captions_per_image, .epochs = r.train.epochs, .batch = r.train.batch_size,
+        .val_every = 10, .lr = r.train.lr, .weight_decay = r.train.weight_decay, .seed = 0,
+    };
+}
+
+static mc_clip_recipe make_recipe(const pretrain_args *a) {
+    mc_clip_recipe r = mc_clip_recipe_defaults();
+    r.image_size = a->image_size;
+    r.patch = a->patch;
+    r.width = a->width;
+    r.layers = a->layers;
+    r.text_width = a->text_width;
+    r.text_layers = a->text_layers;
+    r.max_context = a->context;
+    r.embed_dim = a->embed_dim;
+    r.merges = a->merges;
+    r.captions_per_image = a->captions;
+    r.train.epochs = a->epochs;
+    r.train.batch_size = a->batch;
+    r.train.lr = a->lr;
+    r.train.weight_decay = a->weight_decay;
+    r.train.augment = !a->no_augment;
+    r.train.seed = a->seed;
+    return r;
+}
+
+/* ---------------------------------------------------------------------------
+ * the images
+ * ------------------------------------------------------------------------- */
+
+/* Every image at the tower's size, with labels, attributes and class names. */
+typedef struct image_set {
+    int count, num_classes;
+    mc_tensor *rgb;               /* (N, 3, S, S) in 0..1 */
+    int *labels;
+    mc_scene_attributes *attrs;
+    char **class_names;           /* (num_classes) folder names */
+} image_set;
+
+static void image_set_free(image_set *s) {
+    mc_tensor_free(s->rgb);
+    free(s->labels);
+    free(s->attrs);
+    mc_chain_strings_free(s->class_names, s->num_classes);
+}
+
+static mc_status copy_names(const char *const *names, int n, char ***out) {
+    *out = calloc((size_t)n, sizeof **out);
+    if (!*out) return mc_error(MC_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < n; k++)
+        if (!((*out)[k] = strdup(names[k]))) return mc_error(MC_ERR_NOMEM, "out of memory");
+    return MC_OK;
+}
+
+static mc_status load_synth(const pretrain_args *a, image_set *s) {
+    mc_synth_views v;
+    MC_TRY(mc_synth_views_make(a->seed, 0, a->synth, a->image_size, NULL, true, &v));
+    *s = (image_set){.count = v.count, .num_classes = MC_SYNTH_CLASSES, .rgb = v.rgb, .labels = v.labels,
+                     .attrs = v.attrs};
+    const char *names[MC_SYNTH_CLASSES];
+    for (int k = 0; k < MC_SYNTH_CLASSES; k++) names[k] = mc_synth_class_name(k);
+    return copy_names(names, MC_SYNTH_CLASSES, &s->class_names);
+}
+
+/* The attributes of tiles [first, first + n) from their 13 bands. */
+static mc_status tif_attributes(const mc_eurosat *ds, const int *indices, int n, mc_scene_attributes *attrs) {
+    int h, w, bands;
+    mc_eurosat_tile_shape(ds, &h, &w, &bands);
+    mc_bands all;
+    mc_norm reflectance;
+    MC_TRY(mc_bands_parse("all", &all));
+    MC_TRY(mc_norm_init(&reflectance, MC_NORM_REFLECTANCE));
+    mc_tensor *tiles;
+    MC_TRY(mc_tensor_new(&tiles, MC_SHAPE(n, MC_EUROSAT_NUM_BANDS, h, w), "tiles"));
+    mc_status status = mc_eurosat_load_batch(ds, indices, n, &all, &reflectance, tiles);
+    for (int i = 0; i < n && status == MC_OK; i++)
+        status = mc_scene_attributes_from_tile(tiles->data + (int64_t)i * MC_EUROSAT_NUM_BANDS * h * w, h, w,
+                                               &attrs[i]);
+    mc_tensor_free(tiles);
+    return status;
+}
+
+/* Tiles [first, first + n) into rows of s: the RGB view resized, attributes. */
+static mc_status load_tif_chunk(const mc_eurosat *ds, const int *indices, int first, int n, int size,
+                                image_set *s) {
+    int h, w, bands;
+    mc_eurosat_tile_shape(ds, &h, &w, &bands);
+    mc_tensor *rgb, *resized = NULL;
+    MC_TRY(mc_tensor_new(&rgb, MC_SHAPE(n, 3, h, w), "rgb"));
+    mc_status status = mc_eurosat_load_rgb(ds, indices + first, n, rgb);
+    if (status == MC_OK) status = mc_image_resize(rgb, size, size, true, &resized);
+    if (status == MC_OK)
+        memcpy(s->rgb->data + (int64_t)first * 3 * size * size, resized->data,
+               (size_t)resized->numel * sizeof(float));
+    if (status == MC_OK) status = tif_attributes(ds, indices + first, n, s->attrs + first);
+    for (int i = 0; i < n; i++) s->labels[first + i] = mc_eurosat_label(ds, indices[first + i]);
+    mc_tensor_free(resized);
+    mc_tensor_free(rgb);
+    return status;
+}
+
+static mc_status load_tif_folder(const pretrain_args *a, image_set *s) {
+    mc_eurosat *ds;
+    mc_eurosat_options options = mc_eurosat_default_options();
+    MC_TRY(mc_eurosat_open(&ds, a->data, &options));
+    const int *indices;
+    int count;
+    mc_status status = mc_eurosat_split(ds, MC_SPLIT_ALL, &indices, &count);
+    if (status == MC_OK) {
+        s->count = count;
+        s->num_classes = mc_eurosat_num_classes(ds);
+        s->labels = malloc((size_t)count * sizeof *s->labels);
+        s->attrs = malloc((size_t)count * sizeof *s->attrs);
+        const char *names[1024];
+        for (int k = 0; k < s->num_classes && k < 1024; k++) names[k] = mc_eurosat_class_name(ds, k);
+        if (!s->labels || !s->attrs || s->num_classes > 1024) status = mc_error(MC_ERR_NOMEM, "out of memory");
+        if (status == MC_OK) status = copy_names(names, s->num_classes, &s->class_names);
+        if (status == MC_OK) status = mc_tensor_new(&s->rgb, MC_SHAPE(count, 3, a->image_size, a->image_size), "rgb");
+    }
+    for (int first = 0; first < s->count && status == MC_OK; first += 256)
+        status = load_tif_chunk(ds, indices, first, s->count - first < 256 ? s->count - first : 256,
+                                a->image_size, s);
+    mc_eurosat_free(ds);
+    return status;
+}
+
+static mc_status load_image_folder(const pretrain_args *a, image_set *s) {
+    mc_image_folder folder;
+    MC_TRY(mc_image_folder_open(a->data, &folder));
+    s->count = folder.count;
+    s->num_classes = folder.num_classes;
+    s->labels = malloc((size_t)folder.count * sizeof *s->labels);
+    s->attrs = malloc((size_t)folder.count * sizeof *s->attrs);
+    int *all = malloc((size_t)folder.count * sizeof *all);
+    mc_status status = s->labels && s->attrs && all ? MC_OK : mc_error(MC_ERR_NOMEM, "out of memory");
+    if (status == MC_OK) status = copy_names((const char *const *)folder.class_names, folder.num_classes, &s->class_names);
+    if (status == MC_OK) status = mc_tensor_new(&s->rgb, MC_SHAPE(folder.count, 3, a->image_size, a->image_size), "rgb");
+    for (int i = 0; status == MC_OK && i < folder.count; i++) all[i] = i;
+    if (status == MC_OK) status = mc_image_folder_load(&folder, all, folder.count, true, s->rgb);
+    const int64_t image_floats = 3 * (int64_t)a->image_size * a->image_size;
+    for (int i = 0; status == MC_OK && i < folder.count; i++) {
+        s->labels[i] = folder.labels[i];
+        status = mc_scene_attributes_from_rgb(s->rgb->data + i * image_floats, a->image_size, a->image_size,
+                                              &s->attrs[i]);
+    }
+    free(all);
+    mc_image_folder_free(&folder);
+    return status;
+}
+
+/* --data: .tif tiles when the folder holds them, images otherwise. */
+static mc_status load_images(const pretrain_args *a, image_set *s) {
+    memset(s, 0, sizeof *s);
+    if (!a->data) return load_synth(a, s);
+    const char *const tif[] = {"tif", "tiff", NULL};
+    mc_image_folder listing;
+    if (mc_class_folder_scan(a->data, tif, &listing) == MC_OK) {
+        mc_image_folder_free(&listing);
+        return load_tif_folder(a, s);
+    }
+    return load_image_folder(a, s);
+}
+
+/* ---------------------------------------------------------------------------
+ * training and the run folder
+ * ------------------------------------------------------------------------- */
+
+/* Split into training images and every val_every-th held out (the folders
+ * list classes in turn, so this is stratified). */
+static mc_status split_images(const image_set *all, int val_every, image_set *train, image_set *val) {
+    int n_val = val_every > 0 ? all->count / val_every : 0, n_train = all->count - n_val;
+    if (n_train < 2) return mc_error(MC_ERR_ARG, "%d images leave fewer than 2 to train on", all->count);
+    const int64_t image_floats = all->rgb->numel / all->rgb->shape.dim[0];
+    const int64_t size = all->rgb->shape.dim[2];
+    image_set *parts[2] = {train, val};
+    const int counts[2] = {n_train, n_val};
+    for (int p = 0; p < 2; p++) {
+        *parts[p] = (image_set){.count = 0, .num_classes = all->num_classes};
+        if (counts[p] == 0) continue;
+        parts[p]->labels = malloc((size_t)counts[p] * sizeof(int));
+        parts[p]->attrs = malloc((size_t)counts[p] * sizeof(mc_scene_attributes));
+        if (!parts[p]->labels || !parts[p]->attrs) return mc_error(MC_ERR_NOMEM, "out of memory");
+        MC_TRY(mc_tensor_new(&parts[p]->rgb, MC_SHAPE(counts[p], 3, size, size), "rgb"));
+    }
+    for (int i = 0; i < all->count; i++) {
+        image_set *to = (val_every > 0 && i % val_every == val_every - 1 && val->count < n_val) ? val : train;
+        int row = to->count++;
+        to->labels[row] = all->labels[i];
+        to->attrs[row] = all->attrs[i];
+        memcpy(to->rgb->data + row * image_floats, all->rgb->data + i * image_floats,
+               (size_t)image_floats * sizeof(float));
+    }
+    return MC_OK;
+}
+
+typedef struct ui {
+    mc_run *run;
+    mc_progress bar;
+    bool quiet, started;
+    int64_t items;
+    int epochs;
+} ui;
+
+static void on_step(void *ctx, const mc_clip_pretrain_step_info *info) {
+    ui *u = ctx;
+    if (!u->started) mc_progress_begin(&u->bar, "clip", info->total_steps, u->quiet);
+    u->started = true;
+    u->items += info->batch_items;
+    mc_progress_update(&u->bar, info->epoch + 1, info->step, info->loss, u->items);
+    const char *cols[4] = {"step", "loss", "logit_scale", "lr"};
+    double vals[4] = {(double)info->step, info->loss, info->logit_scale, info->lr};
+    (void)mc_run_metrics_row(u->run, "step", cols, vals, 4); /* best effort, as a log */
+}
+
+static mc_status on_epoch(void *ctx, int epoch, double mean_loss, double seconds) {
+    ui *u = ctx;
+    const char *cols[2] = {"epoch", "loss"};
+    double vals[2] = {epoch + 1, mean_loss};
+    MC_TRY(mc_run_metrics_row(u->run, "epoch", cols, vals, 2));
+    return mc_run_log(u->run, "epoch %d/%d: loss %.4f (%.1f s)", epoch + 1, u->epochs, mean_loss, seconds);
+}
+
+static void on_message(void *ctx, const char *line) {
+    ui *u = ctx;
+    (void)mc_run_log(u->run, "%s", line);
+}
+
+static int write_config(mc_run *run, const cli_opt *opts) {
+    mc_metadata_entry kv[32];
+    char values[32][1024];
+    int n = 0;
+    for (const cli_opt *o = opts; o->name && n < 32; o++, n++) {
+        cli_opt_format(o, values[n], sizeof values[n]);
+        kv[n] = (mc_metadata_entry){o->name + 2, values[n]};
+    }
+    mc_status s = mc_run_write_config(run, n, kv);
+    return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
+}
+
+/* Train, save, evaluate the held-out images, write the report. */
+static mc_status pretrain(const pretrain_args *a, mc_run *run, const image_set *train, const image_set *val,
+                          char **phrases) {
+    mc_clip_recipe recipe = make_recipe(a);
+    mc_labelled_images images = {train->rgb, train->labels, train->attrs, train->num_classes,
+                                 (const char *const *)phrases};
+    ui u = {.run = run, .quiet = a->quiet, .epochs = a->epochs};
+    mc_clip_pretrain_hooks hooks = {&u, on_step, on_epoch, on_message};
+    mc_clip *clip;
+    mc_tokenizer *tok;
+    mc_status status = mc_clip_from_captions(&recipe, &images, &hooks, &clip, &tok);
+    if (u.started) mc_progress_end(&u.bar, NULL);
+    if (status != MC_OK) return status;
+    status = mc_clip_save_folder(clip, tok, mc_run_dir(run));
+    double accuracy = NAN;
+    if (status == MC_OK && val->count > 0)
+        status = mc_clip_zero_shot_accuracy(clip, tok, val->rgb, val->labels, (const char *const *)phrases,
+                                            val->num_classes, &accuracy);
+    char acc_text[64], held_out[32];
+    snprintf(acc_text, sizeof acc_text, "%.1f %% (chance %.1f %%)", 100.0 * accuracy, 100.0 / val->num_classes);
+    snprintf(held_out, sizeof held_out, "%d", val->count);
+    if (status == MC_OK && val->count > 0)
+        status = mc_run_log(run, "zero-shot RGB -> text on %d held-out images: %s", val->count, acc_text);
+    mc_metadata_entry summary[2] = {{"held-out images", held_out}, {"zero-shot RGB -> text", acc_text}};
+    mc_report report = {.title = "mmchain pretrain-clip", .n_summary = val->count > 0 ? 2 : 0,
+                        .summary = summary};
+    if (status == MC_OK) status = mc_run_write_report(run, &report);
+    mc_clip_free(clip);
+    mc_tokenizer_free(tok);
+    return status;
+}
+
+static int run_command(const pretrain_args *a, const cli_opt *opts) {
+    image_set all, train = {0}, val = {0};
+    mc_status status = load_images(a, &all);
+    if (status != MC_OK) {
+        image_set_free(&all);
+        return a->data ? cli_fail(COMMAND, "--data %s: %s", a->data, mc_last_error())
+                       : cli_fail_status(COMMAND, status);
+    }
+    char **phrases = NULL;
+    mc_run *run = NULL;
+    int code = 0;
+    status = split_images(&all, a->val_every, &train, &val);
+    if (status == MC_OK) status = mc_chain_class_prompts((const char *const *)all.class_names, all.num_classes, &phrases);
+    if (status == MC_OK) status = mc_run_open(&run, a->out, false);
+    if (status != MC_OK) code = cli_fail_status(COMMAND, status);
+    if (!code) {
+        mc_run_set_quiet(run, a->quiet);
+        code = write_config(run, opts);
+    }
+    if (!code) {
+        (void)mc_run_log(run, "%d training and %d held-out images of %d classes (%s, ...)", train.count,
+                         val.count, all.num_classes, phrases[0]);
+        status = pretrain(a, run, &train, &val, phrases);
+        if (status != MC_OK) code = cli_fail_status(COMMAND, status);
+    }
+    if (!code && !a->quiet)
+        printf("CLIP written: %s/model.safetensors, %s/merges.txt\n"
+               "use it with: mmchain train --clip %s/model.safetensors --vocab %s/merges.txt ...\n",
+               a->out, a->out, a->out, a->out);
+    mc_run_close(run);
+    mc_chain_strings_free(phrases, all.num_classes);
+    image_set_free(&train);
+    image_set_free(&val);
+    image_set_free(&all);
+    return code;
+}
+
+int cmd_pretrain_clip(int argc, char **argv) {
+    pretrain_args a;
+    default_args(&a);
+    cli_opt opts[32];
+    build_options(&a, opts);
+    int code = cli_opts_parse(COMMAND, USAGE, opts, argc, argv, NULL, NULL);
+    if (code >= 0) return code;
+    if (!a.out) return cli_fail(COMMAND, "--out DIR is required (see mmchain pretrain-clip --help)");
+    if (a.data && cli_opt_find(opts, "--synth")->given)
+        return cli_fail(COMMAND, "--data and --synth are two sources: give one");
+    if (a.image_size % a.patch != 0)
+        return cli_fail(COMMAND, "--image-size %d is not a multiple of --patch %d", a.image_size, a.patch);
+    return run_command(&a, opts);
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Kill-and-resume: `mmchain train` is SIGKILLed in the middle of an epoch,
+# `mmchain train --resume` finishes the run, and the final checkpoints are
+# byte-for-byte those of an uninterrupted run with the same seed and thread
+# count (weights, BN statistics, Adam state, training state, metadata).
+set -u
+# Passive OpenMP waiting: on a machine busier than its cores, spinning
+# threads burn the time slices their peers need (5-10x slower here); the
+# results do not depend on it.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
+fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 8) || { echo "fixture failed"; exit 1; }
+# 80 tiles: 58 train / 22 val (26:10) -> 15 steps of 4 per epoch, 2 epochs.
+args=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 8 --layers 1,1,1,1
+      --batch 4 --val-batch 8 --epochs 2 --seed 5 --checkpoint-every 1 --learnable-temperature --quiet)
+
+"$cli" train "${args[@]}" --out "$tmp/whole" >/dev/null 2>"$tmp/err" || fail "uninterrupted run: $(cat "$tmp/err")"
+
+# global_step of a checkpoint, read from its JSON header ("global_step":"7").
+step_of() { head -c 65536 "$1" 2>/dev/null | grep -ao '"global_step":"[0-9]*"' | grep -o '[0-9][0-9]*'; }
+
+"$cli" train "${args[@]}" --out "$tmp/killed" >/dev/null 2>"$tmp/err" &
+pid=$!
+last=$tmp/killed/checkpoints/last.safetensors
+killed=no
+for _ in $(seq 1 6000); do   # poll for up to ~60 s
+    s=$(step_of "$last")
+    if [ -n "$s" ] && [ "$s" -ge 4 ]; then
+        kill -KILL "$pid" 2>/dev/null && killed=yes
+        break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.01
+done
+wait "$pid" 2>/dev/null
+[ "$killed" = yes ] || fail "the run ended before it could be killed"
+s=$(step_of "$last")
+echo "killed at global step ${s:-?} (the last checkpoint)"
+[ -n "$s" ] && [ "$s" -lt 15 ] || fail "the kill was not in the first epoch (last checkpoint at step ${s:-none})"
+
+"$cli" train --resume "$tmp/killed" >/dev/null 2>"$tmp/err" || fail "resume: $(cat "$tmp/err")"
+grep -q "resumed from" "$tmp/killed/log.txt" || fail "log.txt does not mention the resume"
+for f in last best; do
+    cmp "$tmp/whole/checkpoints/$f.safetensors" "$tmp/killed/checkpoints/$f.safetensors" ||
+        fail "$f.safetensors differs between the uninterrupted and the resumed run"
+done
+[ "$(grep -c '^epoch,' "$tmp/killed/metrics.csv")" = 2 ] || fail "metrics.csv of the resumed run: $(cat "$tmp/killed/metrics.csv")"
+
+if [ "$failures" -ne 0 ]; then
+    echo "$failures failure(s)"
+    exit 1
+fi
+echo "resumed run is bit-identical to the uninterrupted one"
