@@ -1,6 +1,7 @@
 /* The chain as a library (include/mmchain/chain.h): prompts, checkpoints,
  * targets, metrics, training, resume and NaN handling, with tiny models on
  * data made in the test (tests/chain_fixture.h). */
+#define _XOPEN_SOURCE 700 /* nftw (chain_fixture.h), setenv */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,7 @@ START_TEST(text_classifier_fills_the_templates) {
     mc_tensor_free(expected);
     mc_tokenizer_free(tok);
     mc_clip_free(clip);
+    fixture_remove(dir);
 }
 END_TEST
 
@@ -134,6 +136,7 @@ START_TEST(checkpoint_round_trip) {
               loaded.rng.spare_normal == state.rng.spare_normal);
     mc_spectral_encoder_free(back);
     mc_spectral_encoder_free(enc);
+    fixture_remove(dir);
 }
 END_TEST
 
@@ -152,6 +155,7 @@ START_TEST(checkpoint_of_another_architecture_is_refused) {
     MC_CHECK_FAILS(mc_spectral_encoder_restore(rgb, path, NULL, NULL), MC_ERR_FORMAT, "bands B08,B11,B12");
     mc_spectral_encoder_free(rgb);
     mc_spectral_encoder_free(enc);
+    fixture_remove(dir);
 }
 END_TEST
 
@@ -196,6 +200,7 @@ static void world_close(world *w) {
     mc_chain_data_free(&w->train);
     mc_chain_data_free(&w->val);
     mc_eurosat_free(w->ds);
+    fixture_remove(w->f.dir);
 }
 
 static mc_chain_train_config small_config(const char *ckpt_dir) {
@@ -434,6 +439,7 @@ START_TEST(data_without_the_bands_is_refused) {
     MC_CHECK_FAILS(mc_chain_data_from_eurosat(&data, ds, MC_SPLIT_ALL, &bands, &norm), MC_ERR_ARG,
                    "band B08");
     mc_eurosat_free(ds);
+    fixture_remove(dir);
 }
 END_TEST
 

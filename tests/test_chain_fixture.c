@@ -5,6 +5,7 @@
  *   test_chain_fixture --write DIR N      write the fixture (N tiles per class)
  *                                         for the script tests and print
  *                                         "data data3 clip vocab" paths */
+#define _XOPEN_SOURCE 700 /* nftw (chain_fixture.h), setenv */
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,7 @@ START_TEST(fixture_files_read_back) {
     ck_assert_int_eq(mc_tokenizer_vocab_size(tok), clip->config.text.vocab);
     mc_tokenizer_free(tok);
     mc_clip_free(clip);
+    fixture_remove(dir);
 }
 END_TEST
 

@@ -1,38 +1,68 @@
-/* mmchain embed — run one tower on a tensor file.
+/* mmchain embed — run one tower on a tensor file (or on texts / images).
  *
  *     mmchain embed --model MODEL [--weights W.safetensors] --input IN.safetensors
  *                   --output OUT.safetensors [--bands N] [--head D] [--train-mode] [--seed S]
+ *     mmchain embed --model clip-text --weights W --vocab V --text TEXT [--text ...]
+ *                   [--truncate] --output OUT.safetensors
+ *     mmchain embed --model clip-vision --weights W --image FILE [--image ...]
+ *                   --output OUT.safetensors
  *
- * Reads the float32 tensor "input" of IN and writes the tensor "output" to
- * OUT. Each model family has one entry in the table `towers` below (name,
- * function, help line); a new tower (clip-vision, clip-text, ...) adds a row
- * and an embed_<family> function taking the same options. */
+ * Reads the tensor "input" of IN (or builds it from --text / --image) and
+ * writes the float32 tensor "output" to OUT. Each model family has one entry
+ * in the table `towers` below (name, function, help line); a new tower adds a
+ * row and an embed_<family> function taking the same options. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "mmchain/clip.h"
+#include "mmchain/image.h"
 #include "mmchain/models.h"
+#include "mmchain/tokenizer.h"
 
 static const char *const COMMAND = "embed";
 
+/* Rows per forward pass of a CLIP tower: bounds the activation memory
+ * (ViT-B/32 at 32 images is ~0.2 GB in no-grad mode) while keeping the
+ * matrix products large enough to run at full speed. */
+enum { CLIP_BATCH = 32 };
+
 typedef struct embed_options {
     const char *model;
-    const char *weights; /* NULL: seeded random initialisation */
-    const char *input;
+    const char *weights; /* NULL: seeded random initialisation (ResNet only) */
+    const char *input;   /* NULL when the input comes from --text / --image */
     const char *output;
     int bands;           /* -1: from the input */
     int head;            /* -1: as the weights say; 0: no head; D: new Linear(F, D) */
     bool train_mode;
     long long seed;
+    bool seed_given;
+    /* CLIP conveniences: argv pointers, in command-line order */
+    const char *vocab;
+    const char **texts;
+    int n_texts;
+    const char **images;
+    int n_images;
+    bool truncate;
 } embed_options;
 
-/* Runs the tower on `input`; *output is a new heap tensor. Returns an exit
- * code (0 = success) after printing any error. */
-typedef int (*embed_fn)(const embed_options *o, mc_tensor *input, mc_tensor **output);
+/* What a tower hands back: the output tensor and the metadata that
+ * describes it (values point at static strings or at `text`). */
+typedef struct embed_result {
+    mc_tensor *output;
+    mc_metadata_entry meta[6];
+    int n_meta;
+    char text[64];
+} embed_result;
 
-static int embed_resnet(const embed_options *o, mc_tensor *input, mc_tensor **output);
+/* Runs the tower; fills result->output (a new heap tensor) and any extra
+ * metadata. Returns an exit code (0 = success) after printing any error. */
+typedef int (*embed_fn)(const embed_options *o, embed_result *result);
+
+static int embed_resnet(const embed_options *o, embed_result *result);
+static int embed_clip(const embed_options *o, embed_result *result);
 
 static const struct tower {
     const char *name;
@@ -45,18 +75,36 @@ static const struct tower {
     {"resnet101", embed_resnet, "torchvision ResNet-101"},
     {"resnet152", embed_resnet, "torchvision ResNet-152"},
     {"resnet", embed_resnet, "any ResNet, its architecture read from --weights (our checkpoints)"},
+    {"clip-vision", embed_clip, "CLIP's image tower (a Hugging Face CLIPModel file as --weights)"},
+    {"clip-text", embed_clip, "CLIP's text tower (a Hugging Face CLIPModel file as --weights)"},
 };
 enum { N_TOWERS = sizeof towers / sizeof towers[0] };
 
 static void print_help(void) {
     printf("usage: mmchain embed --model MODEL [--weights W.safetensors] --input IN.safetensors\n"
-           "                     --output OUT.safetensors [--bands N] [--head D] [--train-mode]\n\n"
-           "Runs MODEL on the float32 tensor \"input\" of IN (N x C x H x W for image towers)\n"
-           "and writes the tensor \"output\" to OUT.\n\n"
+           "                     --output OUT.safetensors [options]\n"
+           "       mmchain embed --model clip-text --weights W --vocab V --text TEXT [--text ...]\n"
+           "                     [--truncate] --output OUT.safetensors\n"
+           "       mmchain embed --model clip-vision --weights W --image FILE [--image ...]\n"
+           "                     --output OUT.safetensors\n\n"
+           "Runs MODEL on the tensor \"input\" of IN and writes the float32 tensor \"output\"\n"
+           "(N x D) to OUT.\n\n"
            "  --model MODEL    one of:\n");
-    for (int i = 0; i < N_TOWERS; i++) printf("                     %-10s %s\n", towers[i].name, towers[i].help);
-    printf("  --weights W      a safetensors state_dict (torchvision/timm names); without it a\n"
-           "                   seeded random initialisation (PyTorch's default scheme)\n"
+    for (int i = 0; i < N_TOWERS; i++) printf("                     %-11s %s\n", towers[i].name, towers[i].help);
+    printf("  --input IN       resnet*, clip-vision: float \"input\" N x C x H x W (for clip-vision\n"
+           "                   N x 3 x S x S, already CLIP-preprocessed); clip-text: int32 or int64\n"
+           "                   \"input\" N x T token ids (sot, ids, eot, zeros; T = the tower's context)\n"
+           "  --weights W      a safetensors file. ResNet: a state_dict (torchvision/timm names),\n"
+           "                   without it a seeded random initialisation (PyTorch's default scheme);\n"
+           "                   CLIP (required): a Hugging Face CLIPModel file, e.g.\n"
+           "                   openai/clip-vit-base-patch32's model.safetensors (weights/README.md)\n\n"
+           "CLIP towers (the output is projected, not normalised):\n"
+           "  --text TEXT      clip-text: a text to embed (repeatable), tokenized with --vocab\n"
+           "  --vocab V        merges.txt, vocab.json, bpe_simple_vocab_16e6.txt.gz or their folder\n"
+           "  --truncate       cut texts longer than the context (without it they are an error)\n"
+           "  --image FILE     clip-vision: a PNG or JPEG to embed (repeatable); CLIP's preprocessing:\n"
+           "                   bicubic resize of the shorter side, centre crop, CLIP normalisation\n\n"
+           "ResNet towers:\n"
            "  --bands N        input bands (default: the input's C); an RGB conv1 in W is\n"
            "                   turned into an N-band one (docs/models.md)\n"
            "  --head D         0: output the pooled feature (2048-d for ResNet-50); D > 0: a new\n"
@@ -75,9 +123,37 @@ static bool parse_long(const char *text, long long lo, long long hi, long long *
     return true;
 }
 
-/* Returns -1 to go on, otherwise the exit code. */
+/* One option that takes a value; returns -1 to go on, otherwise the exit code. */
+static int parse_valued(const char *arg, const char *value, embed_options *o) {
+    long long number = 0;
+    if (!strcmp(arg, "--model")) o->model = value;
+    else if (!strcmp(arg, "--weights")) o->weights = value;
+    else if (!strcmp(arg, "--input")) o->input = value;
+    else if (!strcmp(arg, "--output")) o->output = value;
+    else if (!strcmp(arg, "--vocab")) o->vocab = value;
+    else if (!strcmp(arg, "--text")) o->texts[o->n_texts++] = value;
+    else if (!strcmp(arg, "--image")) o->images[o->n_images++] = value;
+    else if (!strcmp(arg, "--seed")) {
+        if (!parse_long(value, 0, (long long)1 << 62, &number))
+            return cli_fail(COMMAND, "--seed must be a whole number >= 0, not '%s'", value);
+        o->seed = number;
+        o->seed_given = true;
+    } else if (!strcmp(arg, "--bands")) {
+        if (!parse_long(value, 1, 4096, &number))
+            return cli_fail(COMMAND, "--bands must be a whole number from 1 to 4096, not '%s'", value);
+        o->bands = (int)number;
+    } else {
+        if (!parse_long(value, 0, 1000000, &number))
+            return cli_fail(COMMAND, "--head must be 0 (no head) or a width up to 1000000, not '%s'",
+                            value);
+        o->head = (int)number;
+    }
+    return -1;
+}
+
+/* Returns -1 to go on, otherwise the exit code. o->texts and o->images must
+ * have room for argc pointers each. */
 static int parse_options(int argc, char **argv, embed_options *o) {
-    *o = (embed_options){.bands = -1, .head = -1};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -88,37 +164,51 @@ static int parse_options(int argc, char **argv, embed_options *o) {
             o->train_mode = true;
             continue;
         }
-        static const char *const valued[] = {"--model", "--weights", "--input", "--output",
-                                             "--bands", "--head", "--seed"};
+        if (strcmp(arg, "--truncate") == 0) {
+            o->truncate = true;
+            continue;
+        }
+        static const char *const valued[] = {"--model", "--weights", "--input", "--output", "--bands",
+                                             "--head",  "--seed",    "--vocab", "--text",   "--image"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(arg, valued[k]);
         if (!known) return cli_fail(COMMAND, "unknown option '%s' (see mmchain embed --help)", arg);
         if (i + 1 >= argc) return cli_fail(COMMAND, "option %s needs a value", arg);
-        const char *value = argv[++i];
-        long long number = 0;
-        if (!strcmp(arg, "--model")) o->model = value;
-        else if (!strcmp(arg, "--weights")) o->weights = value;
-        else if (!strcmp(arg, "--input")) o->input = value;
-        else if (!strcmp(arg, "--output")) o->output = value;
-        else if (!strcmp(arg, "--seed")) {
-            if (!parse_long(value, 0, (long long)1 << 62, &number))
-                return cli_fail(COMMAND, "--seed must be a whole number >= 0, not '%s'", value);
-            o->seed = number;
-        } else if (!strcmp(arg, "--bands")) {
-            if (!parse_long(value, 1, 4096, &number))
-                return cli_fail(COMMAND, "--bands must be a whole number from 1 to 4096, not '%s'", value);
-            o->bands = (int)number;
-        } else {
-            if (!parse_long(value, 0, 1000000, &number))
-                return cli_fail(COMMAND, "--head must be 0 (no head) or a width up to 1000000, not '%s'",
-                                value);
-            o->head = (int)number;
-        }
+        int code = parse_valued(arg, argv[++i], o);
+        if (code >= 0) return code;
     }
     if (!o->model) return cli_fail(COMMAND, "--model is required (see mmchain embed --help)");
-    if (!o->input) return cli_fail(COMMAND, "--input IN.safetensors is required");
+    bool convenience = o->n_texts > 0 || o->n_images > 0;
+    if (!o->input && !convenience) return cli_fail(COMMAND, "--input IN.safetensors is required");
+    if (o->input && convenience)
+        return cli_fail(COMMAND, "--input and --%s are alternatives: give one of them",
+                        o->n_texts ? "text" : "image");
+    if (o->n_texts && o->n_images)
+        return cli_fail(COMMAND, "--text is for clip-text and --image for clip-vision: not both at once");
     if (!o->output) return cli_fail(COMMAND, "--output OUT.safetensors is required");
     return -1;
+}
+
+/* An option that does not apply to the chosen model: an error, not ignored. */
+static int reject_options(const embed_options *o, const char *const *names, const bool *given, int n) {
+    for (int i = 0; i < n; i++)
+        if (given[i]) return cli_fail(COMMAND, "%s does not apply to --model %s", names[i], o->model);
+    return -1;
+}
+
+/* ---- the float tensor "input" (image towers) ---- */
+
+static int read_float_input(const char *path, mc_tensor **input) {
+    mc_safetensors *f;
+    mc_status status = mc_safetensors_open(path, &f);
+    if (status != MC_OK) return cli_fail_status(COMMAND, status);
+    if (!mc_safetensors_has(f, "input")) {
+        mc_safetensors_close(f);
+        return cli_fail(COMMAND, "%s has no tensor named 'input'", path);
+    }
+    status = mc_safetensors_read(f, "input", input);
+    mc_safetensors_close(f);
+    return status == MC_OK ? 0 : cli_fail_status(COMMAND, status);
 }
 
 /* ---- ResNet ---- */
@@ -173,7 +263,7 @@ static mc_status resnet_run(const embed_options *o, const mc_safetensors *weight
     return status;
 }
 
-static int embed_resnet(const embed_options *o, mc_tensor *input, mc_tensor **output) {
+static int resnet_check_input(const embed_options *o, const mc_tensor *input) {
     char shape[96];
     if (input->shape.ndim != 4)
         return cli_fail(COMMAND, "%s: tensor 'input' is %s, expected 4-D N x C x H x W", o->input,
@@ -182,56 +272,270 @@ static int embed_resnet(const embed_options *o, mc_tensor *input, mc_tensor **ou
         return cli_fail(COMMAND, "--bands %d, but tensor 'input' in %s has %lld channels (%s)",
                         o->bands, o->input, (long long)input->shape.dim[1],
                         mc_shape_str(input->shape, shape, sizeof shape));
+    return 0;
+}
+
+static int embed_resnet(const embed_options *o, embed_result *result) {
+    const char *const names[] = {"--text", "--image", "--vocab", "--truncate"};
+    const bool given[] = {o->n_texts > 0, o->n_images > 0, o->vocab != NULL, o->truncate};
+    int code = reject_options(o, names, given, 4);
+    if (code >= 0) return code;
+    mc_tensor *input = NULL;
+    code = read_float_input(o->input, &input);
+    if (code == 0) code = resnet_check_input(o, input);
     mc_safetensors *weights = NULL;
-    if (o->weights) {
+    if (code == 0 && o->weights) {
         mc_status status = mc_safetensors_open(o->weights, &weights);
-        if (status != MC_OK) return cli_fail_status(COMMAND, status);
+        if (status != MC_OK) code = cli_fail_status(COMMAND, status);
     }
-    mc_status status = resnet_run(o, weights, input, output);
+    if (code == 0) {
+        mc_status status = resnet_run(o, weights, input, &result->output);
+        if (status != MC_OK) code = cli_fail_status(COMMAND, status);
+    }
     mc_safetensors_close(weights);
+    mc_tensor_free(input);
+    snprintf(result->text, sizeof result->text, "%d", o->head);
+    result->meta[result->n_meta++] = (mc_metadata_entry){"head", o->head < 0 ? "from weights" : result->text};
+    result->meta[result->n_meta++] = (mc_metadata_entry){"mode", o->train_mode ? "train" : "eval"};
+    return code;
+}
+
+/* ---- CLIP ----
+ * Both towers run without gradients, CLIP_BATCH rows per forward pass; the
+ * graph is reset between batches so memory holds one batch's activations. */
+
+/* A tower's input, either pixels (N, 3, S, S) or ids (N, T). */
+typedef struct clip_input {
+    mc_tensor *pixels;
+    int32_t *ids;
+    int64_t rows;
+} clip_input;
+
+/* Rows [first, first + n) through the tower -> output rows. */
+static mc_status clip_embed_batch(mc_clip *clip, mc_graph *g, const clip_input *in, int64_t first, int n,
+                                  mc_tensor *output) {
+    mc_tensor *embeds;
+    if (in->pixels) {
+        int64_t floats = in->pixels->numel / in->rows; /* per image */
+        mc_shape shape = in->pixels->shape;
+        shape.dim[0] = n;
+        mc_tensor *batch;
+        MC_TRY(mc_graph_tensor(g, shape, "pixels", &batch));
+        memcpy(batch->data, in->pixels->data + first * floats, (size_t)(n * floats) * sizeof(float));
+        MC_TRY(mc_clip_encode_image(clip, g, batch, &embeds));
+    } else {
+        int64_t context = clip->config.text.context;
+        MC_TRY(mc_clip_encode_text(clip, g, in->ids + first * context, n, &embeds));
+    }
+    int64_t width = output->shape.dim[1];
+    memcpy(output->data + first * width, embeds->data, (size_t)(n * width) * sizeof(float));
+    return MC_OK;
+}
+
+/* Every row of `in` through the tower -> *output, a heap (N, E) tensor. */
+static mc_status clip_embed_rows(mc_clip *clip, const clip_input *in, mc_tensor **output) {
+    MC_TRY(mc_tensor_new(output, MC_SHAPE(in->rows, clip->config.embed_dim), "output"));
+    mc_graph *g;
+    mc_status status = mc_graph_new(&g);
+    if (status == MC_OK) mc_graph_set_grad_enabled(g, false); /* inference: no tape */
+    for (int64_t first = 0; status == MC_OK && first < in->rows; first += CLIP_BATCH) {
+        int n = (int)(in->rows - first < CLIP_BATCH ? in->rows - first : CLIP_BATCH);
+        status = clip_embed_batch(clip, g, in, first, n, *output);
+        mc_graph_reset(g);
+    }
+    mc_graph_free(g);
+    if (status != MC_OK) {
+        mc_tensor_free(*output);
+        *output = NULL;
+    }
+    return status;
+}
+
+/* --input for clip-vision: float "input" (N, 3, S, S), S the tower's size. */
+static int clip_pixels_from_file(const embed_options *o, const mc_clip *clip, mc_tensor **pixels) {
+    int code = read_float_input(o->input, pixels);
+    if (code) return code;
+    int size = clip->config.vision.image_size;
+    const mc_shape *s = &(*pixels)->shape;
+    if (s->ndim != 4 || s->dim[1] != 3 || s->dim[2] != size || s->dim[3] != size) {
+        char shape[96];
+        return cli_fail(COMMAND, "%s: tensor 'input' is %s, expected N x 3 x %d x %d (CLIP-preprocessed "
+                        "pixels for the image tower of %s)", o->input,
+                        mc_shape_str(*s, shape, sizeof shape), size, size, o->weights);
+    }
+    return 0;
+}
+
+/* One image file -> CLIP-preprocessed row i of pixels (N, 3, S, S). */
+static mc_status clip_load_image(const char *path, int size, mc_tensor *pixels, int i) {
+    mc_tensor *image = NULL, *rgb = NULL, *preprocessed = NULL;
+    MC_TRY(mc_image_read(path, &image));
+    mc_status status = MC_OK;
+    if (image->shape.dim[0] != 3) {
+        /* Grey or with alpha: mc_image_load_into makes the RGB planes the way
+         * CLIP's PIL convert("RGB") does (grey repeated, alpha dropped); at
+         * the image's own size it does not resample. */
+        status = mc_tensor_new(&rgb, MC_SHAPE(1, 3, image->shape.dim[1], image->shape.dim[2]), "rgb");
+        if (status == MC_OK) status = mc_image_load_into(path, true, rgb, 0);
+    }
+    if (status == MC_OK) status = mc_clip_preprocess(rgb ? rgb : image, size, true, &preprocessed);
+    if (status == MC_OK) {
+        int64_t floats = 3 * (int64_t)size * size;
+        memcpy(pixels->data + i * floats, preprocessed->data, (size_t)floats * sizeof(float));
+    }
+    mc_tensor_free(image);
+    mc_tensor_free(rgb);
+    mc_tensor_free(preprocessed);
+    return status == MC_OK ? MC_OK : mc_error_context(status, "--image %s: ", path);
+}
+
+static int clip_pixels_from_images(const embed_options *o, const mc_clip *clip, mc_tensor **pixels) {
+    int size = clip->config.vision.image_size;
+    mc_status status = mc_tensor_new(pixels, MC_SHAPE(o->n_images, 3, size, size), "pixels");
+    for (int i = 0; status == MC_OK && i < o->n_images; i++)
+        status = clip_load_image(o->images[i], size, *pixels, i);
     return status == MC_OK ? 0 : cli_fail_status(COMMAND, status);
+}
+
+/* --input for clip-text: int32/int64 "input" (N, T) -> int32 ids, each a
+ * token of the tower's vocabulary. */
+static int clip_ids_from_file(const embed_options *o, const mc_clip *clip, int32_t **ids, int64_t *rows) {
+    mc_safetensors *f;
+    mc_status status = mc_safetensors_open(o->input, &f);
+    if (status != MC_OK) return cli_fail_status(COMMAND, status);
+    mc_dtype dtype;
+    mc_shape shape;
+    int64_t *values = NULL;
+    char text[96];
+    int code = 0;
+    const mc_clip_text_config *t = &clip->config.text;
+    if (!mc_safetensors_has(f, "input")) code = cli_fail(COMMAND, "%s has no tensor named 'input'", o->input);
+    else if (mc_safetensors_info(f, "input", &dtype, &shape) == MC_OK && dtype != MC_DTYPE_I32 &&
+             dtype != MC_DTYPE_I64)
+        code = cli_fail(COMMAND, "%s: tensor 'input' has dtype %s, expected token ids as I32 or I64 "
+                        "(N x %d)", o->input, mc_dtype_name(dtype), t->context);
+    else if (shape.ndim != 2 || shape.dim[1] != t->context)
+        code = cli_fail(COMMAND, "%s: tensor 'input' is %s, expected N x %d token ids (the context of "
+                        "the text tower of %s)", o->input, mc_shape_str(shape, text, sizeof text),
+                        t->context, o->weights);
+    else if ((status = mc_safetensors_read_ints(f, "input", &values, NULL)) != MC_OK)
+        code = cli_fail_status(COMMAND, status);
+    mc_safetensors_close(f);
+    int64_t n = code ? 0 : shape.dim[0] * shape.dim[1];
+    for (int64_t i = 0; i < n && !code; i++)
+        if (values[i] < 0 || values[i] >= t->vocab)
+            code = cli_fail(COMMAND, "%s: tensor 'input' holds id %lld at row %lld, column %lld: "
+                            "expected 0 <= id < %d (the vocabulary of %s)", o->input, (long long)values[i],
+                            (long long)(i / t->context), (long long)(i % t->context), t->vocab, o->weights);
+    if (!code && !(*ids = malloc((size_t)n * sizeof **ids)))
+        code = cli_fail(COMMAND, "cannot allocate %lld token ids", (long long)n);
+    for (int64_t i = 0; i < n && !code; i++) (*ids)[i] = (int32_t)values[i];
+    *rows = code ? 0 : shape.dim[0];
+    free(values);
+    return code;
+}
+
+/* --text with --vocab: CLIP's tokenizer, context and vocabulary of the tower. */
+static int clip_ids_from_texts(const embed_options *o, const mc_clip *clip, int32_t **ids, int64_t *rows) {
+    const mc_clip_text_config *t = &clip->config.text;
+    if (!o->vocab)
+        return cli_fail(COMMAND, "--text needs --vocab V (merges.txt, vocab.json, "
+                        "bpe_simple_vocab_16e6.txt.gz or their folder)");
+    mc_tokenizer *tok;
+    mc_status status = mc_tokenizer_load(o->vocab, &tok);
+    if (status != MC_OK) return cli_fail(COMMAND, "--vocab %s: %s", o->vocab, mc_last_error());
+    int code = 0;
+    if (mc_tokenizer_vocab_size(tok) != t->vocab)
+        code = cli_fail(COMMAND, "--vocab %s has %d tokens, but the text tower of %s has a vocabulary of %d",
+                        o->vocab, mc_tokenizer_vocab_size(tok), o->weights, t->vocab);
+    else if (!(*ids = malloc((size_t)o->n_texts * (size_t)t->context * sizeof **ids)))
+        code = cli_fail(COMMAND, "cannot allocate token ids for %d texts", o->n_texts);
+    else if (mc_tokenizer_tokenize_batch(tok, o->texts, o->n_texts, t->context, o->truncate, *ids) != MC_OK)
+        code = cli_fail(COMMAND, "--text: %s%s", mc_last_error(),
+                        o->truncate ? "" : " (pass --truncate to cut it)");
+    mc_tokenizer_free(tok);
+    *rows = o->n_texts;
+    return code;
+}
+
+/* The file must hold the chosen tower. Returns 0 or the exit code. */
+static int clip_check(const embed_options *o, const mc_clip *clip, bool vision) {
+    if (vision && !clip->config.has_vision)
+        return cli_fail(COMMAND, "%s has no image tower (no vision_model.* tensors; a text-only file?): "
+                        "--model clip-vision needs one", o->weights);
+    if (!vision && !clip->config.has_text)
+        return cli_fail(COMMAND, "%s has no text tower (no text_model.* tensors; an image-only file?): "
+                        "--model clip-text needs one", o->weights);
+    return 0;
+}
+
+static int clip_reject_options(const embed_options *o, bool vision) {
+    const char *const names[] = {"--bands", "--head", "--train-mode", "--seed", vision ? "--text" : "--image",
+                                 "--vocab", "--truncate"};
+    const bool given[] = {o->bands >= 0, o->head >= 0, o->train_mode, o->seed_given,
+                          vision ? o->n_texts > 0 : o->n_images > 0, vision && o->vocab, vision && o->truncate};
+    int code = reject_options(o, names, given, 7);
+    if (code >= 0) return code;
+    if (!o->weights)
+        return cli_fail(COMMAND, "--model %s needs --weights W.safetensors (a Hugging Face CLIPModel "
+                        "file, see weights/README.md)", o->model);
+    return -1;
+}
+
+static int embed_clip(const embed_options *o, embed_result *result) {
+    bool vision = strcmp(o->model, "clip-vision") == 0;
+    int code = clip_reject_options(o, vision);
+    if (code >= 0) return code;
+    mc_clip *clip;
+    mc_status status = mc_clip_load(o->weights, &clip);
+    if (status != MC_OK) return cli_fail(COMMAND, "--weights %s: %s", o->weights, mc_last_error());
+    code = clip_check(o, clip, vision);
+    clip_input in = {0};
+    if (!code && vision) {
+        code = o->input ? clip_pixels_from_file(o, clip, &in.pixels) : clip_pixels_from_images(o, clip, &in.pixels);
+        in.rows = code ? 0 : in.pixels->shape.dim[0];
+    } else if (!code) {
+        code = o->input ? clip_ids_from_file(o, clip, &in.ids, &in.rows) : clip_ids_from_texts(o, clip, &in.ids, &in.rows);
+    }
+    if (!code && (status = clip_embed_rows(clip, &in, &result->output)) != MC_OK)
+        code = cli_fail_status(COMMAND, status);
+    mc_tensor_free(in.pixels);
+    free(in.ids);
+    mc_clip_free(clip);
+    const char *source = o->input ? "input" : vision ? "image" : "text";
+    result->meta[result->n_meta++] = (mc_metadata_entry){"source", source};
+    result->meta[result->n_meta++] = (mc_metadata_entry){"normalized", "false"};
+    return code;
 }
 
 /* ---- the command ---- */
 
-static int read_input(const char *path, mc_tensor **input) {
-    mc_safetensors *f;
-    mc_status status = mc_safetensors_open(path, &f);
-    if (status != MC_OK) return cli_fail_status(COMMAND, status);
-    if (!mc_safetensors_has(f, "input")) {
-        mc_safetensors_close(f);
-        return cli_fail(COMMAND, "%s has no tensor named 'input'", path);
+static int run_tower(const embed_options *o) {
+    const struct tower *tower = NULL;
+    for (int i = 0; i < N_TOWERS; i++)
+        if (strcmp(o->model, towers[i].name) == 0) tower = &towers[i];
+    if (!tower) return cli_fail(COMMAND, "unknown --model '%s' (see mmchain embed --help)", o->model);
+    embed_result result = {.n_meta = 2};
+    result.meta[0] = (mc_metadata_entry){"model", o->model};
+    result.meta[1] = (mc_metadata_entry){"weights", o->weights ? o->weights : "random"};
+    int code = tower->run(o, &result);
+    if (code == 0) {
+        mc_tensor_set_name(result.output, "output");
+        mc_status status = mc_safetensors_write(o->output, 1, &result.output, result.n_meta, result.meta);
+        if (status != MC_OK) code = cli_fail_status(COMMAND, status);
     }
-    status = mc_safetensors_read(f, "input", input);
-    mc_safetensors_close(f);
-    return status == MC_OK ? 0 : cli_fail_status(COMMAND, status);
+    mc_tensor_free(result.output);
+    return code;
 }
 
 int cmd_embed(int argc, char **argv) {
-    embed_options o;
-    int code = parse_options(argc, argv, &o);
-    if (code >= 0) return code;
-    const struct tower *tower = NULL;
-    for (int i = 0; i < N_TOWERS; i++)
-        if (strcmp(o.model, towers[i].name) == 0) tower = &towers[i];
-    if (!tower) return cli_fail(COMMAND, "unknown --model '%s' (see mmchain embed --help)", o.model);
-
-    mc_tensor *input = NULL, *output = NULL;
-    code = read_input(o.input, &input);
-    if (code == 0) code = tower->run(&o, input, &output);
-    if (code == 0) {
-        char head[32];
-        snprintf(head, sizeof head, "%d", o.head);
-        const mc_metadata_entry meta[] = {
-            {"model", o.model},
-            {"weights", o.weights ? o.weights : "random"},
-            {"head", o.head < 0 ? "from weights" : head},
-            {"mode", o.train_mode ? "train" : "eval"},
-        };
-        mc_status status = mc_safetensors_write(o.output, 1, &output, 4, meta);
-        if (status != MC_OK) code = cli_fail_status(COMMAND, status);
-    }
-    mc_tensor_free(input);
-    mc_tensor_free(output);
+    embed_options o = {.bands = -1, .head = -1};
+    /* Every --text / --image value is one argv entry: argc slots suffice. */
+    o.texts = malloc((size_t)argc * sizeof *o.texts);
+    o.images = malloc((size_t)argc * sizeof *o.images);
+    int code = !o.texts || !o.images ? cli_fail(COMMAND, "out of memory") : parse_options(argc, argv, &o);
+    if (code < 0) code = run_tower(&o);
+    free(o.texts);
+    free(o.images);
     return code;
 }

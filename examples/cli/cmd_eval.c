@@ -87,6 +87,10 @@ static int read_run(eval_args *a, cli_opt *opts, run_strings *rs) {
     number_from_config(run, opts, "--train-size");
     number_from_config(run, opts, "--val-size");
     number_from_config(run, opts, "--seed");
+    cli_opt *batch = cli_opt_find(opts, "--batch");
+    char value[64];
+    if (!batch->given && mc_run_config_get(run, "val-batch", value, sizeof value) == MC_OK)
+        cli_opt_set(COMMAND, batch, value); /* the run's validation batch */
     if (!cli_opt_find(opts, "--symmetric")->given) {
         char buf[16];
         if (mc_run_config_get(run, "symmetric", buf, sizeof buf) == MC_OK) a->symmetric = strcmp(buf, "true") == 0;

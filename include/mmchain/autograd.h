@@ -63,6 +63,9 @@ bool mc_graph_grad_enabled(const mc_graph *g);
 
 /* A zero-filled step tensor from the arena. */
 mc_status mc_graph_tensor(mc_graph *g, mc_shape shape, const char *name, mc_tensor **out);
+/* The same without zero-filling, for ops that overwrite every element of
+ * their output (saves a pass over memory). Its contents are undefined. */
+mc_status mc_graph_tensor_uninit(mc_graph *g, mc_shape shape, const char *name, mc_tensor **out);
 /* A step tensor sharing `base`'s data under another shape of equal numel.
  * It gets its own gradient buffer and records nothing: mc_reshape (ops.h)
  * wraps it in a node that routes the gradient back to `base`. */

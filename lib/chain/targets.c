@@ -12,6 +12,8 @@
  * same way at training time. */
 #include "mmchain/chain.h"
 
+#include "chain/chain_internal.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -249,19 +251,12 @@ mc_status mc_chain_targets(mc_clip *clip, const mc_chain_data *data, const char 
  * K augmented crops per tile
  * ------------------------------------------------------------------------- */
 
-/* splitmix64's finaliser: decorrelates (seed, item, k) before seeding. */
-static uint64_t mix64(uint64_t x) {
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 void mc_chain_crop_params(uint64_t seed, int item, int k, const mc_augment_config *config,
                           mc_augment_params *out) {
     mc_rng rng;
-    uint64_t h = mix64(seed ^ 0x63726f7073ULL); /* "crops" */
-    h = mix64(h ^ (uint64_t)(uint32_t)item);
-    h = mix64(h ^ ((uint64_t)(uint32_t)k << 32));
+    uint64_t h = mc_chain_mix64(seed ^ 0x63726f7073ULL); /* "crops" */
+    h = mc_chain_mix64(h ^ (uint64_t)(uint32_t)item);
+    h = mc_chain_mix64(h ^ ((uint64_t)(uint32_t)k << 32));
     mc_rng_seed(&rng, h);
     mc_augment_sample(&rng, config, out);
 }

@@ -18,6 +18,8 @@
  * floating-point reduction order) ends with bit-identical weights. */
 #include "mmchain/chain.h"
 
+#include "chain/chain_internal.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,15 +68,9 @@ struct mc_chain_trainer {
  * pure functions of the seed
  * ------------------------------------------------------------------------- */
 
-static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 /* A generator for one purpose ("order", "augment", "pairs") and one index. */
 static void seeded_rng(uint64_t seed, uint64_t purpose, uint64_t index, mc_rng *rng) {
-    mc_rng_seed(rng, mix64(mix64(seed ^ purpose) ^ index));
+    mc_rng_seed(rng, mc_chain_mix64(mc_chain_mix64(seed ^ purpose) ^ index));
 }
 
 #define PURPOSE_ORDER 0x6f72646572ULL   /* "order" */

@@ -67,7 +67,11 @@ static void chunks_free(arena_chunk *chunk) {
 
 static size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
-mc_status mc_graph_alloc(mc_graph *g, size_t bytes, void **out) {
+static mc_status arena_alloc(mc_graph *g, size_t bytes, bool zero, void **out);
+
+mc_status mc_graph_alloc(mc_graph *g, size_t bytes, void **out) { return arena_alloc(g, bytes, true, out); }
+
+static mc_status arena_alloc(mc_graph *g, size_t bytes, bool zero, void **out) {
     *out = NULL;
     size_t size = round_up(bytes ? bytes : 1, ARENA_ALIGN);
     if (size < bytes) return mc_error(MC_ERR_NOMEM, "arena: request of %zu bytes overflows", bytes);
@@ -87,7 +91,7 @@ mc_status mc_graph_alloc(mc_graph *g, size_t bytes, void **out) {
     g->bytes_in_use += size;
     if (g->bytes_in_use + g->grad_bytes_in_use > g->peak_bytes)
         g->peak_bytes = g->bytes_in_use + g->grad_bytes_in_use;
-    memset(memory, 0, size);
+    if (zero) memset(memory, 0, size);
     *out = memory;
     return MC_OK;
 }
@@ -148,13 +152,13 @@ bool mc_graph_set_grad_enabled(mc_graph *g, bool enabled) {
 
 bool mc_graph_grad_enabled(const mc_graph *g) { return g->grad_enabled; }
 
-mc_status mc_graph_tensor(mc_graph *g, mc_shape shape, const char *name, mc_tensor **out) {
+static mc_status graph_tensor(mc_graph *g, mc_shape shape, const char *name, bool zero, mc_tensor **out) {
     *out = NULL;
     MC_TRY(mc_shape_check(shape, name));
     int64_t numel = mc_shape_numel(shape);
     void *header, *data;
-    MC_TRY(mc_graph_alloc(g, sizeof(mc_tensor), &header));
-    MC_TRY(mc_graph_alloc(g, (size_t)numel * sizeof(float), &data));
+    MC_TRY(arena_alloc(g, sizeof(mc_tensor), true, &header));
+    MC_TRY(arena_alloc(g, (size_t)numel * sizeof(float), zero, &data));
     mc_tensor *t = header;
     t->shape = shape;
     t->numel = numel;
@@ -163,6 +167,14 @@ mc_status mc_graph_tensor(mc_graph *g, mc_shape shape, const char *name, mc_tens
     mc_tensor_set_name(t, name);
     *out = t;
     return MC_OK;
+}
+
+mc_status mc_graph_tensor(mc_graph *g, mc_shape shape, const char *name, mc_tensor **out) {
+    return graph_tensor(g, shape, name, true, out);
+}
+
+mc_status mc_graph_tensor_uninit(mc_graph *g, mc_shape shape, const char *name, mc_tensor **out) {
+    return graph_tensor(g, shape, name, false, out);
 }
 
 mc_status mc_graph_view(mc_graph *g, mc_tensor *base, mc_shape shape, mc_tensor **out) {
