@@ -84,8 +84,8 @@ expect_error "has no tensor named 'input'" --model clip-vision --weights "$MODEL
 expect_error "has no tensor named 'input'" --model clip-text --weights "$MODEL" --input "$IO" --output "$OUT"
 expect_error "tensor 'input' is (2, 3, 48, 48), expected N x 3 x 32 x 32" --model clip-vision --weights "$MODEL" --input "$FLOATS" --output "$OUT"
 expect_error "tensor 'input' has dtype F32, expected token ids as I32 or I64" --model clip-text --weights "$MODEL" --input "$FLOATS" --output "$OUT"
-expect_error "--image $TMP/absent.png" --model clip-vision --weights "$MODEL" --image "$FIX/image_rgb8.png" --image "$TMP/absent.png" --output "$OUT"
-expect_error "--image $MODEL" --model clip-vision --weights "$MODEL" --image "$MODEL" --output "$OUT"
+expect_error "--image: $TMP/absent.png" --model clip-vision --weights "$MODEL" --image "$FIX/image_rgb8.png" --image "$TMP/absent.png" --output "$OUT"
+expect_error "--image: $MODEL: neither a PNG nor a JPEG" --model clip-vision --weights "$MODEL" --image "$MODEL" --output "$OUT"
 expect_error "--vocab $TMP/absent" --model clip-text --weights "$MODEL" --vocab "$TMP/absent" --text "a fox" --output "$OUT"
 if [ -n "$SHARED" ] && [ -f "$SHARED/clip-tokenizer/merges.txt" ]; then
     # CLIP's real vocabulary does not fit the fixture's 600-token tower.

@@ -2,108 +2,24 @@
  * layout the reader must handle), bands, normalisations, splits, the RGB
  * view, and bad input — each failure a clear error naming the file.
  * Expected pixel values come from the closed-form pattern the files were
- * written with (pattern() below), not from our reader. */
-#define _XOPEN_SOURCE 700
-#include <ftw.h>
+ * written with (mc_test_tiff_pattern, tests/support/tiff_fixture.c), not
+ * from our reader. */
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <tiffio.h>
 #include <unistd.h>
 
 #include "testutil.h"
+#include "tiff_fixture.h"
 
 /* ---- helpers ---- */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    chmod(path, 0700);
-    return remove(path);
-}
-
-static void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-/* The value of band b at (y, x) in every test file: distinct per band and
- * pixel, within 0..65535 (and reduced mod 256 for 8-bit files). */
-static double pattern(int b, int y, int x, int tile_id) { return (b * 4001 + y * 131 + x * 7 + tile_id * 17 + 1) % 65536; }
-
-typedef struct tiff_spec {
-    int h, w, c;
-    int bits;          /* 8, 16, 32 */
-    int sample_format; /* SAMPLEFORMAT_UINT or SAMPLEFORMAT_IEEEFP */
-    int compression;   /* COMPRESSION_NONE, _LZW, _ADOBE_DEFLATE */
-    int planar;        /* PLANARCONFIG_CONTIG or _SEPARATE */
-    int tile;          /* 0: strips of 3 rows; else square tiles of this size */
-    int tile_id;       /* shifts the pattern so tiles differ */
-} tiff_spec;
-
-static double stored_value(const tiff_spec *s, int b, int y, int x) {
-    double v = pattern(b, y, x, s->tile_id);
-    if (s->sample_format == SAMPLEFORMAT_IEEEFP) return v * 0.5 - 100.0; /* negative values too */
-    return s->bits == 8 ? fmod(v, 256.0) : v;
-}
-
-static void put_sample(const tiff_spec *s, unsigned char *buf, size_t i, double v) {
-    if (s->sample_format == SAMPLEFORMAT_IEEEFP) { float f = (float)v; memcpy(buf + 4 * i, &f, 4); }
-    else if (s->bits == 8) buf[i] = (unsigned char)v;
-    else { uint16_t u = (uint16_t)v; memcpy(buf + 2 * i, &u, 2); }
-}
-
-/* Write a TIFF with libtiff directly, in the layout `s` describes. */
-static void write_test_tiff(const char *path, const tiff_spec *s) {
-    TIFF *tif = TIFFOpen(path, "w");
-    ck_assert_msg(tif != NULL, "cannot create %s", path);
-    TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, (uint32_t)s->w);
-    TIFFSetField(tif, TIFFTAG_IMAGELENGTH, (uint32_t)s->h);
-    TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)s->c);
-    TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, (uint16_t)s->bits);
-    TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT, (uint16_t)s->sample_format);
-    TIFFSetField(tif, TIFFTAG_COMPRESSION, (uint16_t)s->compression);
-    TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, (uint16_t)PHOTOMETRIC_MINISBLACK);
-    TIFFSetField(tif, TIFFTAG_PLANARCONFIG, (uint16_t)s->planar);
-    /* Directory first, pixels after (like EuroSAT's files), so that cutting
-     * the file short loses pixel data, not the directory. */
-    if (!s->tile) TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, (uint32_t)3);
-    else TIFFSetField(tif, TIFFTAG_TILEWIDTH, (uint32_t)s->tile), TIFFSetField(tif, TIFFTAG_TILELENGTH, (uint32_t)s->tile);
-    TIFFCheckpointDirectory(tif);
-    int per_pixel = s->planar == PLANARCONFIG_SEPARATE ? 1 : s->c;
-    int planes = s->planar == PLANARCONFIG_SEPARATE ? s->c : 1;
-    size_t bytes = (size_t)s->bits / 8;
-    if (s->tile) {
-        unsigned char *buf = calloc((size_t)s->tile * s->tile * per_pixel, bytes);
-        for (int p = 0; p < planes; p++)
-            for (int ty = 0; ty < s->h; ty += s->tile)
-                for (int tx = 0; tx < s->w; tx += s->tile) {
-                    for (int y = 0; y < s->tile; y++)
-                        for (int x = 0; x < s->tile; x++)
-                            for (int k = 0; k < per_pixel; k++) {
-                                int b = planes > 1 ? p : k;
-                                double v = ty + y < s->h && tx + x < s->w ? stored_value(s, b, ty + y, tx + x) : 0;
-                                put_sample(s, buf, ((size_t)y * s->tile + x) * per_pixel + k, v);
-                            }
-                    ck_assert(TIFFWriteTile(tif, buf, (uint32_t)tx, (uint32_t)ty, 0, (uint16_t)p) >= 0);
-                }
-        free(buf);
-    } else {
-        unsigned char *row = calloc((size_t)s->w * per_pixel, bytes);
-        for (int p = 0; p < planes; p++)
-            for (int y = 0; y < s->h; y++) {
-                for (int x = 0; x < s->w; x++)
-                    for (int k = 0; k < per_pixel; k++)
-                        put_sample(s, row, (size_t)x * per_pixel + k, stored_value(s, planes > 1 ? p : k, y, x));
-                ck_assert(TIFFWriteScanline(tif, row, (uint32_t)y, (uint16_t)p) == 1);
-            }
-        free(row);
-    }
-    TIFFWriteDirectory(tif); /* in place (TIFFClose alone would append a new one) */
-    TIFFClose(tif);
-}
-
-static tiff_spec eurosat_spec(void) {
-    tiff_spec s = {64, 64, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
+static mc_test_tiff_spec eurosat_spec(void) {
+    mc_test_tiff_spec s = {64, 64, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
     return s;
 }
 
-static void assert_raster_matches(const char *what, const mc_raster *r, const tiff_spec *s) {
+static void assert_raster_matches(const char *what, const mc_raster *r, const mc_test_tiff_spec *s) {
     ck_assert_msg(r->height == s->h && r->width == s->w && r->bands == s->c, "%s: raster %dx%dx%d, expected %dx%dx%d",
                   what, r->bands, r->height, r->width, s->c, s->h, s->w);
     ck_assert_int_eq(r->bits_per_sample, s->bits);
@@ -113,7 +29,7 @@ static void assert_raster_matches(const char *what, const mc_raster *r, const ti
     for (int b = 0; b < s->c; b++)
         for (int y = 0; y < s->h; y++)
             for (int x = 0; x < s->w; x++) {
-                double want = stored_value(s, b, y, x);
+                double want = mc_test_tiff_value(s, b, y, x);
                 float got = r->data[((size_t)b * s->h + y) * s->w + x];
                 if (got != (float)want && mismatches++ == 0)
                     snprintf(first, sizeof first, "band %d (%d, %d) is %g, expected %g", b, y, x, got, want);
@@ -131,7 +47,7 @@ static void make_dir(const char *dir, const char *sub, char *out, size_t len) {
 START_TEST(test_tiff_layouts) {
     char dir[512], path[1024];
     mc_test_temp_dir(dir, sizeof dir);
-    struct { const char *name; tiff_spec spec; } cases[] = {
+    struct { const char *name; mc_test_tiff_spec spec; } cases[] = {
         {"plain", eurosat_spec()},
         {"lzw", {64, 64, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_LZW, PLANARCONFIG_CONTIG, 0, 1}},
         {"deflate_planar", {64, 64, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_ADOBE_DEFLATE, PLANARCONFIG_SEPARATE, 0, 2}},
@@ -144,14 +60,14 @@ START_TEST(test_tiff_layouts) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(path, sizeof path, "%s/%s.tif", dir, cases[i].name);
-        write_test_tiff(path, &cases[i].spec);
+        mc_test_write_tiff(path, &cases[i].spec);
         mc_raster raster;
         MC_CHECK_OK(mc_tiff_read(path, &raster));
         assert_raster_matches(cases[i].name, &raster, &cases[i].spec);
         ck_assert_int_eq(raster.sample_kind, cases[i].spec.sample_format == SAMPLEFORMAT_IEEEFP ? 'f' : 'u');
         mc_raster_free(&raster);
     }
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -165,7 +81,7 @@ START_TEST(test_tiff_writer) {
     uint16_t *pixels = malloc(sizeof(uint16_t) * (size_t)h * w * c);
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
-            for (int b = 0; b < c; b++) pixels[((size_t)y * w + x) * c + b] = (uint16_t)pattern(b, y, x, 0);
+            for (int b = 0; b < c; b++) pixels[((size_t)y * w + x) * c + b] = (uint16_t)mc_test_tiff_pattern(b, y, x, 0);
     MC_CHECK_OK(mc_tiff_write_u16(path, pixels, h, w, c));
     TIFF *tif = TIFFOpen(path, "r");
     ck_assert_ptr_nonnull(tif);
@@ -188,7 +104,7 @@ START_TEST(test_tiff_writer) {
     snprintf(path, sizeof path, "%s/no/such/dir/x.tif", dir);
     MC_CHECK_FAILS(mc_tiff_write_u16(path, pixels, h, w, c), MC_ERR_IO, "x.tif: cannot create TIFF");
     free(row), free(pixels);
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -241,14 +157,14 @@ static void make_dataset(const char *dir, int per_class) {
         char class_dir[1024], path[1100];
         make_dir(dir, test_classes[c], class_dir, sizeof class_dir);
         for (int i = 0; i < per_class; i++) {
-            tiff_spec s = {8, 8, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_LZW, PLANARCONFIG_CONTIG, 0,
+            mc_test_tiff_spec s = {8, 8, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_LZW, PLANARCONFIG_CONTIG, 0,
                            10 * sorted_label[c] + i};
             snprintf(path, sizeof path, "%s/%s_%d.tif", class_dir, test_classes[c], i);
             uint16_t pixels[8 * 8 * 13];
             for (int y = 0; y < 8; y++)
                 for (int x = 0; x < 8; x++)
                     for (int b = 0; b < 13; b++)
-                        pixels[(y * 8 + x) * 13 + b] = b == 9 ? 12 : (uint16_t)stored_value(&s, b, y, x);
+                        pixels[(y * 8 + x) * 13 + b] = b == 9 ? 12 : (uint16_t)mc_test_tiff_value(&s, b, y, x);
             MC_CHECK_OK(mc_tiff_write_u16(path, pixels, 8, 8, 13));
         }
     }
@@ -290,20 +206,20 @@ START_TEST(test_dataset_listing_and_batches) {
         for (int c = 0; c < 2; c++)
             for (int y = 0; y < 8; y++)
                 for (int x = 0; x < 8; x++) {
-                    double want = pattern(bands.index[c], y, x, tile_id_of(ds, indices[n])) / 10000.0;
+                    double want = mc_test_tiff_pattern(bands.index[c], y, x, tile_id_of(ds, indices[n])) / 10000.0;
                     ck_assert_float_eq_tol(batch->data[((n * 2 + c) * 8 + y) * 8 + x], (float)want, 1e-6f);
                 }
     /* torchgeo z-score of B04 at (0, 0) of tile 9. */
     MC_CHECK_OK(mc_norm_init(&norm, MC_NORM_TORCHGEO));
     MC_CHECK_OK(mc_eurosat_load_batch(ds, indices, 2, &bands, &norm, batch));
-    double dn = pattern(3, 0, 0, tile_id_of(ds, 9));
+    double dn = mc_test_tiff_pattern(3, 0, 0, tile_id_of(ds, 9));
     ck_assert_float_eq_tol(batch->data[0], (float)((dn - 947.62620298) / 593.75055589), 1e-5f);
     /* The RGB view: B04, B03, B02 / 2740 clipped. */
     mc_tensor *rgb;
     MC_CHECK_OK(mc_tensor_new(&rgb, MC_SHAPE(2, 3, 8, 8), "rgb"));
     MC_CHECK_OK(mc_eurosat_load_rgb(ds, indices, 2, rgb));
     for (int c = 0; c < 3; c++) {
-        double v = pattern(3 - c, 7, 7, tile_id_of(ds, 2)) / 2740.0;
+        double v = mc_test_tiff_pattern(3 - c, 7, 7, tile_id_of(ds, 2)) / 2740.0;
         ck_assert_float_eq_tol(rgb->data[((3 + c) * 8 + 7) * 8 + 7], (float)(v > 1 ? 1 : v), 1e-6f);
     }
     int labels[2];
@@ -319,7 +235,7 @@ START_TEST(test_dataset_listing_and_batches) {
                    "tile is 8x8, expected 16x16");
     mc_tensor_free(wrong_size), mc_tensor_free(batch), mc_tensor_free(rgb);
     mc_eurosat_free(ds);
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -368,7 +284,7 @@ START_TEST(test_stratified_split) {
     mc_eurosat_free(d);
     options.train_size = 10, options.val_size = 5;
     MC_CHECK_FAILS(mc_eurosat_open(&d, dir, &options), MC_ERR_ARG, "10 train + 5 val tiles needs more than the 12");
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -394,7 +310,7 @@ START_TEST(test_dataset_norm) {
         for (int i = 0; i < n; i++)
             for (int y = 0; y < 8; y++)
                 for (int x = 0; x < 8; x++) {
-                    double v = pattern(b, y, x, tile_id_of(ds, train[i]));
+                    double v = mc_test_tiff_pattern(b, y, x, tile_id_of(ds, train[i]));
                     sum += v, sum_sq += v * v;
                 }
         double mean = sum / (n * 64), std = sqrt(sum_sq / (n * 64) - mean * mean);
@@ -413,16 +329,9 @@ START_TEST(test_dataset_norm) {
     ck_assert_int_eq(nonzero, 0);
     mc_tensor_free(batch);
     mc_eurosat_free(ds);
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
 
 START_TEST(test_split_files_and_rgb_folder) {
     char dir[512], data[1024], splits[1024], rgb[1024], path[2048];
@@ -432,9 +341,9 @@ START_TEST(test_split_files_and_rgb_folder) {
     make_dir(dir, "splits", splits, sizeof splits);
     /* torchgeo's files name the RGB release's .jpg: matched by stem. */
     snprintf(path, sizeof path, "%s/eurosat-train.txt", splits);
-    write_text(path, "River_1.jpg\nAnnualCrop_0.jpg\nForest_1.jpg\n");
+    mc_test_write_text(path, "River_1.jpg\nAnnualCrop_0.jpg\nForest_1.jpg\n");
     snprintf(path, sizeof path, "%s/eurosat-val.txt", splits);
-    write_text(path, "Forest_0.jpg\r\n\n");
+    mc_test_write_text(path, "Forest_0.jpg\r\n\n");
     mc_eurosat_options options = mc_eurosat_default_options();
     options.split_dir = splits;
     mc_eurosat *ds;
@@ -452,7 +361,7 @@ START_TEST(test_split_files_and_rgb_folder) {
     mc_eurosat_free(ds);
     /* A split file naming a tile that does not exist. */
     snprintf(path, sizeof path, "%s/eurosat-val.txt", splits);
-    write_text(path, "Forest_0.jpg\nForest_99.jpg\n");
+    mc_test_write_text(path, "Forest_0.jpg\nForest_99.jpg\n");
     MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_FORMAT,
                    "eurosat-val.txt line 2: tile \"Forest_99\" is not in");
     /* A missing train file. */
@@ -488,7 +397,7 @@ START_TEST(test_split_files_and_rgb_folder) {
     snprintf(path, sizeof path, "%s/Forest/Forest_1.png", rgb);
     remove(path);
     MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_IO, "has no image for tile");
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -498,11 +407,21 @@ START_TEST(test_bad_tiffs) {
     char dir[512], path[1024];
     mc_test_temp_dir(dir, sizeof dir);
     mc_raster raster;
-    /* Truncated: a valid tile cut in half. */
+    /* Truncated: a valid tile cut in half. Uncompressed, the header's size
+     * already says the pixels cannot be there (checked before allocating);
+     * compressed, decoding the missing strip fails. */
     snprintf(path, sizeof path, "%s/truncated.tif", dir);
-    tiff_spec s = eurosat_spec();
-    write_test_tiff(path, &s);
+    mc_test_tiff_spec s = eurosat_spec();
+    mc_test_write_tiff(path, &s);
     ck_assert_int_eq(truncate(path, 50000), 0);
+    MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT,
+                   "truncated.tif: TIFF header declares 106496 bytes of pixels, which a 50000-byte file cannot hold");
+    ck_assert_ptr_null(raster.data);
+    s.compression = COMPRESSION_LZW;
+    mc_test_write_tiff(path, &s);
+    struct stat info;
+    ck_assert_int_eq(stat(path, &info), 0);
+    ck_assert_int_eq(truncate(path, info.st_size / 2), 0);
     MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT, "truncated.tif: cannot decode TIFF strip");
     ck_assert_ptr_null(raster.data);
     /* Cut inside the header. */
@@ -510,15 +429,15 @@ START_TEST(test_bad_tiffs) {
     MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT, "truncated.tif");
     /* Not a TIFF, with a .tif name. */
     snprintf(path, sizeof path, "%s/fake.tif", dir);
-    write_text(path, "\x89PNG this is not a tiff");
+    mc_test_write_text(path, "\x89PNG this is not a tiff");
     MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT, "fake.tif: not a TIFF file");
     /* Missing. */
     snprintf(path, sizeof path, "%s/missing.tif", dir);
     MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_IO, "missing.tif: cannot open");
     /* 3 bands where 13 are asked. */
     snprintf(path, sizeof path, "%s/three.tif", dir);
-    tiff_spec three = {64, 64, 3, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
-    write_test_tiff(path, &three);
+    mc_test_tiff_spec three = {64, 64, 3, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
+    mc_test_write_tiff(path, &three);
     mc_bands all;
     MC_CHECK_OK(mc_bands_parse("all", &all));
     mc_tensor *tile = NULL;
@@ -528,9 +447,9 @@ START_TEST(test_bad_tiffs) {
     mc_bands rgb;
     MC_CHECK_OK(mc_bands_parse("B03,B02", &rgb));
     MC_CHECK_OK(mc_tile_load(path, &rgb, NULL, &tile)); /* bands it has are fine */
-    ck_assert_float_eq(tile->data[0], (float)pattern(2, 0, 0, 0));
+    ck_assert_float_eq(tile->data[0], (float)mc_test_tiff_pattern(2, 0, 0, 0));
     mc_tensor_free(tile);
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -540,7 +459,7 @@ START_TEST(test_bad_datasets) {
     mc_eurosat *ds = (mc_eurosat *)0x1;
     /* No class folders (only a file). */
     snprintf(path, sizeof path, "%s/readme.txt", dir);
-    write_text(path, "hi");
+    mc_test_write_text(path, "hi");
     MC_CHECK_FAILS(mc_eurosat_open(&ds, dir, NULL), MC_ERR_FORMAT, "no class folders");
     ck_assert_ptr_null(ds);
     /* A missing folder. */
@@ -551,9 +470,9 @@ START_TEST(test_bad_datasets) {
     make_dir(dir, "Pasture", sub, sizeof sub);
     MC_CHECK_FAILS(mc_eurosat_open(&ds, dir, NULL), MC_ERR_FORMAT, "Pasture: class folder holds no files (expected .tif");
     /* A 3-band tile among 13-band ones: the batch load names it. */
-    tiff_spec three = {8, 8, 3, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
+    mc_test_tiff_spec three = {8, 8, 3, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
     snprintf(path, sizeof path, "%s/Pasture_0.tif", sub);
-    write_test_tiff(path, &three);
+    mc_test_write_tiff(path, &three);
     MC_CHECK_OK(mc_eurosat_open(&ds, dir, NULL));
     mc_bands bands;
     MC_CHECK_OK(mc_bands_parse("B08", &bands));
@@ -578,9 +497,9 @@ START_TEST(test_bad_datasets) {
     mc_eurosat_free(ds);
     /* A corrupt (non-TIFF) first tile fails the open, naming it. */
     chmod(path, 0644);
-    write_text(path, "not a tiff");
+    mc_test_write_text(path, "not a tiff");
     MC_CHECK_FAILS(mc_eurosat_open(&ds, dir, NULL), MC_ERR_FORMAT, "AnnualCrop_0.tif: not a TIFF file");
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 

@@ -2,8 +2,6 @@
  * CLIP preprocessing, folders of class folders, corrupt files.
  * Expected values come from tests/golden/gen_image.py (PyTorch / PIL) or
  * from hand derivations in the comments. */
-#define _XOPEN_SOURCE 700
-#include <ftw.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,13 +9,6 @@
 #include "testutil.h"
 
 /* ---- helpers ---- */
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 static mc_safetensors *open_fixture(const char *name) {
     char path[1024];
@@ -42,13 +33,6 @@ static void assert_tensors_close(const char *what, const mc_tensor *actual, cons
                          atol > 0 ? atol : 1e-9);
 }
 
-static void write_bytes(const char *path, const void *bytes, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(bytes, 1, n, f), n);
-    fclose(f);
-}
-
 /* The first `keep` bytes of src, written to dst (a truncated copy). */
 static void copy_truncated(const char *src, const char *dst, long keep, long flip_at) {
     FILE *f = fopen(src, "rb");
@@ -58,7 +42,7 @@ static void copy_truncated(const char *src, const char *dst, long keep, long fli
     fclose(f);
     ck_assert((long)n > keep);
     if (flip_at >= 0) buf[flip_at] ^= 0x5a;
-    write_bytes(dst, buf, (size_t)keep);
+    mc_test_write_file(dst, buf, (size_t)keep);
 }
 
 /* ---- PNG ---- */
@@ -89,7 +73,7 @@ START_TEST(test_png_round_trips) {
             mc_tensor_free(image);
             mc_tensor_free(back);
         }
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -109,7 +93,7 @@ START_TEST(test_png_write_clamps) {
     ck_assert_float_eq(back->data[2], 128.0f / 255.0f); /* 0.5 * 255 + 0.5 = 128 */
     mc_tensor_free(image);
     mc_tensor_free(back);
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -152,7 +136,7 @@ START_TEST(test_png_bad_files) {
     MC_CHECK_FAILS(mc_png_read(path, &image, NULL), MC_ERR_FORMAT, "crc.png: corrupt PNG");
     /* Not a PNG at all. */
     snprintf(path, sizeof path, "%s/text.png", dir);
-    write_bytes(path, "hello, world", 12);
+    mc_test_write_file(path, "hello, world", 12);
     MC_CHECK_FAILS(mc_png_read(path, &image, NULL), MC_ERR_FORMAT, "text.png: not a PNG");
     MC_CHECK_FAILS(mc_image_read(path, &image), MC_ERR_FORMAT, "neither a PNG nor a JPEG");
     /* Missing. */
@@ -165,7 +149,7 @@ START_TEST(test_png_bad_files) {
     MC_CHECK_OK(mc_tensor_reshape_inplace(five, MC_SHAPE(1, 4, 5)));
     MC_CHECK_FAILS(mc_png_write(path, five, 12), MC_ERR_ARG, "bit depth 12");
     mc_tensor_free(five);
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -209,9 +193,9 @@ START_TEST(test_jpeg_bad_files) {
     MC_CHECK_FAILS(mc_jpeg_read(path, &image), MC_ERR_FORMAT, "header.jpg: corrupt");
     /* Not a JPEG. */
     snprintf(path, sizeof path, "%s/text.jpg", dir);
-    write_bytes(path, "GIF89a not a jpeg at all", 24);
+    mc_test_write_file(path, "GIF89a not a jpeg at all", 24);
     MC_CHECK_FAILS(mc_jpeg_read(path, &image), MC_ERR_FORMAT, "text.jpg");
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -363,7 +347,7 @@ START_TEST(test_image_folder) {
     snprintf(path, sizeof path, "%s/Forest/a.PNG", dir);
     write_png(path, 1, 4, 4, 0.6f); /* grey, smaller: repeated to RGB and resized */
     snprintf(path, sizeof path, "%s/Forest/notes.txt", dir);
-    write_bytes(path, "x", 1);
+    mc_test_write_file(path, "x", 1);
     char jpeg[1024];
     mc_test_fixture_path("image_photo.jpg", jpeg, sizeof jpeg);
     snprintf(path, sizeof path, "%s/River/photo.jpg", dir);
@@ -393,7 +377,7 @@ START_TEST(test_image_folder) {
     MC_CHECK_FAILS(mc_image_folder_open(dir, &folder), MC_ERR_FORMAT, "Empty: class folder holds no files");
     /* No class folders. */
     MC_CHECK_FAILS(mc_image_folder_open(path, &folder), MC_ERR_FORMAT, "no class folders");
-    remove_tree(dir);
+    mc_test_remove_tree(dir);
 }
 END_TEST
 

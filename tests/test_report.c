@@ -8,27 +8,6 @@
 
 #include "testutil.h"
 
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert(buf != NULL);
-    ck_assert_int_eq((long)fread(buf, 1, (size_t)n, f), n);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-static void write_all(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    ck_assert(f != NULL);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* ---- a tiny HTML well-formedness checker ----
  * Every <tag> must be closed by </tag> in order, except void elements
  * (meta, img, br, hr, link, input) and self-closed <x .../>. Quoted
@@ -137,7 +116,7 @@ START_TEST(report_plots_confusion_bars_and_escaping) {
     mc_report report = {.title = "Demo & test", .n_summary = 2, .summary = summary, .n_plots = 1,
                         .plots = &plot, .n_confusions = 1, .confusions = &confusion, .n_bars = 1, .bars = &bars};
     MC_CHECK_OK(mc_report_write(path, &report));
-    char *html = read_all(path);
+    char *html = mc_test_read_file(path, NULL);
     assert_balanced(html);
     /* Geometry (run.h): x 0..10 -> 64..504 px, y 0..1 -> 272..44 px (both axes already nice):
      * (0,0) -> (64, 272), (5,0.5) -> (284, 158), (10,1) -> (504, 44). */
@@ -187,7 +166,7 @@ START_TEST(report_from_metrics_csv) {
     mc_test_temp_dir(dir, sizeof dir);
     snprintf(csv, sizeof csv, "%s/metrics.csv", dir);
     snprintf(path, sizeof path, "%s/report.html", dir);
-    write_all(csv, "kind,epoch,step,loss,val_acc,text_acc\n"
+    mc_test_write_text(csv, "kind,epoch,step,loss,val_acc,text_acc\n"
                    "step,1,10,2,,\n"
                    "step,1,20,1,,\n"
                    "epoch,1,20,1.5,0.5,0.25\n"
@@ -198,7 +177,7 @@ START_TEST(report_from_metrics_csv) {
     mc_report_bars bars = {"per class", 2, names, acc};
     mc_report extra = {.title = "From metrics", .n_bars = 1, .bars = &bars};
     MC_CHECK_OK(mc_report_write_with_metrics(path, csv, &extra));
-    char *html = read_all(path);
+    char *html = mc_test_read_file(path, NULL);
     assert_balanced(html);
     ck_assert_ptr_nonnull(strstr(html, "Training loss per step"));
     ck_assert_ptr_nonnull(strstr(html, "Losses per epoch"));
@@ -216,7 +195,7 @@ START_TEST(report_from_metrics_csv) {
     /* No metrics file: still a report, without the curves. */
     snprintf(csv, sizeof csv, "%s/absent.csv", dir);
     MC_CHECK_OK(mc_report_write_with_metrics(path, csv, &extra));
-    html = read_all(path);
+    html = mc_test_read_file(path, NULL);
     ck_assert_ptr_null(strstr(html, "Training loss"));
     ck_assert_ptr_nonnull(strstr(html, "per class"));
     free(html);
@@ -234,7 +213,7 @@ START_TEST(run_report_end_to_end) {
         MC_CHECK_OK(mc_run_metrics_row(run, "step", cols, (double[]){1, step, 4.0 / step}, 3));
     MC_CHECK_OK(mc_run_write_report(run, NULL));
     MC_CHECK_OK(mc_run_path(run, "report.html", path, sizeof path));
-    char *html = read_all(path);
+    char *html = mc_test_read_file(path, NULL);
     assert_balanced(html);
     ck_assert_ptr_nonnull(strstr(html, "Training loss per step"));
     free(html);
@@ -276,7 +255,7 @@ START_TEST(contact_sheet_layout_and_embedding) {
     mc_report_image image = {png, "validation tiles"};
     mc_report report = {.title = "sheet", .n_images = 1, .images = &image};
     MC_CHECK_OK(mc_report_write(path, &report));
-    char *html = read_all(path);
+    char *html = mc_test_read_file(path, NULL);
     assert_balanced(html);
     /* A PNG starts with 89 50 4E 47 0D 0A 1A 0A, base64 "iVBORw0KGgo". */
     ck_assert_ptr_nonnull(strstr(html, "src=\"data:image/png;base64,iVBORw0KGgo"));

@@ -10,23 +10,6 @@
 
 /* ---- helpers ---- */
 
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-static void write_all(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    ck_assert(f != NULL);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* How many entries of `dir` contain `part` in their name. */
 static int count_entries(const char *dir, const char *part) {
     DIR *d = opendir(dir);
@@ -52,13 +35,13 @@ static mc_status write_then_fail(void *ctx, FILE *f) {
 
 static mc_status write_hello(void *ctx, const char *tmp_path) {
     (void)ctx;
-    write_all(tmp_path, "hello via path");
+    mc_test_write_text(tmp_path, "hello via path");
     return MC_OK;
 }
 
 static mc_status fail_via_path(void *ctx, const char *tmp_path) {
     (void)ctx;
-    write_all(tmp_path, "partial");
+    mc_test_write_text(tmp_path, "partial");
     return mc_error(MC_ERR_FORMAT, "simulated encoder failure");
 }
 
@@ -67,21 +50,21 @@ START_TEST(atomic_write_replaces_and_failure_keeps_old) {
     mc_test_temp_dir(dir, sizeof dir);
     join(path, sizeof path, dir, "state.bin");
     MC_CHECK_OK(mc_write_file_atomic(path, "old contents", 12));
-    ck_assert_str_eq(read_all(path), "old contents");
+    mc_test_assert_file_text(path, "old contents");
     /* A writer that fails half way: the old file survives, no temp remains. */
     MC_CHECK_FAILS(mc_write_file_atomic_with(path, write_then_fail, NULL), MC_ERR_IO, "simulated failure");
-    ck_assert_str_eq(read_all(path), "old contents");
+    mc_test_assert_file_text(path, "old contents");
     ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
     MC_CHECK_FAILS(mc_write_file_atomic_via(path, fail_via_path, NULL), MC_ERR_FORMAT, "simulated encoder");
-    ck_assert_str_eq(read_all(path), "old contents");
+    mc_test_assert_file_text(path, "old contents");
     ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
     /* Success replaces the contents, both ways; only the file is left. */
     MC_CHECK_OK(mc_write_file_atomic(path, "new", 3));
-    ck_assert_str_eq(read_all(path), "new");
+    mc_test_assert_file_text(path, "new");
     MC_CHECK_OK(mc_write_file_atomic_via(path, write_hello, NULL));
-    ck_assert_str_eq(read_all(path), "hello via path");
+    mc_test_assert_file_text(path, "hello via path");
     MC_CHECK_OK(mc_write_file_atomic(path, "", 0));
-    ck_assert_str_eq(read_all(path), "");
+    mc_test_assert_file_text(path, "");
     ck_assert_int_eq(count_entries(dir, "state"), 1);
 }
 END_TEST
@@ -104,7 +87,7 @@ START_TEST(safetensors_writer_uses_the_atomic_path) {
     t->data[0] = 1.5f;
     t->data[1] = -2.0f;
     join(path, sizeof path, dir, "w.safetensors");
-    write_all(path, "garbage that is not a safetensors file");
+    mc_test_write_text(path, "garbage that is not a safetensors file");
     MC_CHECK_OK(mc_safetensors_write(path, 1, &t, 0, NULL));
     ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
     mc_safetensors *f;
@@ -248,7 +231,7 @@ START_TEST(run_folder_unwritable_or_missing_is_a_clear_error) {
     mc_test_temp_dir(dir, sizeof dir);
     /* A plain file where a folder should be: fails even for root. */
     join(path, sizeof path, dir, "blocker");
-    write_all(path, "x");
+    mc_test_write_text(path, "x");
     join(path, sizeof path, dir, "blocker/run");
     mc_run *run = (mc_run *)1;
     MC_CHECK_FAILS(mc_run_open(&run, path, false), MC_ERR_IO, "blocker");
@@ -274,7 +257,7 @@ START_TEST(run_config_json) {
     };
     MC_CHECK_OK(mc_run_write_config(run, 7, config));
     join(path, sizeof path, dir, "config.json");
-    const char *text = read_all(path);
+    char *text = mc_test_read_file(path, NULL);
     /* Numbers and booleans stay bare; anything else is a JSON string, escaped. */
     ck_assert_ptr_nonnull(strstr(text, "\"lr\": 1e-4,"));
     ck_assert_ptr_nonnull(strstr(text, "\"epochs\": 10,"));
@@ -298,6 +281,7 @@ START_TEST(run_config_json) {
     ck_assert_str_eq(value, "false");
     MC_CHECK_FAILS(mc_run_config_get(run, "nope", value, sizeof value), MC_ERR_ARG, "nope");
     mc_run_close(run);
+    free(text);
 }
 END_TEST
 
@@ -315,7 +299,7 @@ START_TEST(run_metrics_rows_resume_and_drop) {
     /* An epoch row brings a new column: the header grows, earlier rows get an empty cell. */
     const char *epoch_cols[] = {"epoch", "step", "val_acc", "loss"};
     MC_CHECK_OK(mc_run_metrics_row(run, "epoch", epoch_cols, (double[]){1, 2, 0.5, 2.3}, 4));
-    ck_assert_str_eq(read_all(path), "kind,epoch,step,loss,val_acc\n"
+    mc_test_assert_file_text(path, "kind,epoch,step,loss,val_acc\n"
                                      "step,1,1,2.5,\n"
                                      "step,1,2,2.25,\n"
                                      "epoch,1,2,2.3,0.5\n");
@@ -327,7 +311,7 @@ START_TEST(run_metrics_rows_resume_and_drop) {
     /* A kill during a checkpoint write left a temporary file: resume removes it. */
     char stale[512];
     join(stale, sizeof stale, dir, "checkpoints/last.safetensors.tmp.Ab3xYz");
-    write_all(stale, "half a checkpoint");
+    mc_test_write_text(stale, "half a checkpoint");
     /* Resume: rows are appended under the same header; NaN is "nan". */
     MC_CHECK_OK(mc_run_open(&run, dir, true));
     ck_assert(!mc_test_file_exists(stale));
@@ -335,7 +319,7 @@ START_TEST(run_metrics_rows_resume_and_drop) {
     ck_assert(mc_run_resumed(run));
     MC_CHECK_OK(mc_run_metrics_row(run, "step", step_cols, (double[]){2, 3, NAN}, 3));
     MC_CHECK_OK(mc_run_metrics_row(run, "step", step_cols, (double[]){2, 4, 1.0 / 3.0}, 3));
-    ck_assert_str_eq(read_all(path), "kind,epoch,step,loss,val_acc\n"
+    mc_test_assert_file_text(path, "kind,epoch,step,loss,val_acc\n"
                                      "step,1,1,2.5,\n"
                                      "step,1,2,2.25,\n"
                                      "epoch,1,2,2.3,0.5\n"
@@ -343,13 +327,13 @@ START_TEST(run_metrics_rows_resume_and_drop) {
                                      "step,2,4,0.333333333,\n");
     /* Resuming from the checkpoint of step 2 drops what was logged after it. */
     MC_CHECK_OK(mc_run_metrics_drop_after(run, "step", 2));
-    ck_assert_str_eq(read_all(path), "kind,epoch,step,loss,val_acc\n"
+    mc_test_assert_file_text(path, "kind,epoch,step,loss,val_acc\n"
                                      "step,1,1,2.5,\n"
                                      "step,1,2,2.25,\n"
                                      "epoch,1,2,2.3,0.5\n");
     const char *lr_col[] = {"lr"};
     MC_CHECK_OK(mc_run_metrics_row(run, "step", lr_col, (double[]){1e-4}, 1));
-    ck_assert_str_eq(read_all(path), "kind,epoch,step,loss,val_acc,lr\n"
+    mc_test_assert_file_text(path, "kind,epoch,step,loss,val_acc,lr\n"
                                      "step,1,1,2.5,,\n"
                                      "step,1,2,2.25,,\n"
                                      "epoch,1,2,2.3,0.5,\n"
@@ -358,7 +342,7 @@ START_TEST(run_metrics_rows_resume_and_drop) {
 
     /* A fresh run in the same folder starts an empty metrics.csv. */
     MC_CHECK_OK(mc_run_open(&run, dir, false));
-    ck_assert_str_eq(read_all(path), "");
+    mc_test_assert_file_text(path, "");
     mc_run_close(run);
 }
 END_TEST
@@ -378,12 +362,13 @@ START_TEST(run_log_appends_lines) {
     MC_CHECK_OK(mc_run_log(run, "resumed"));
     mc_run_close(run);
     /* "[YYYY-MM-DD HH:MM:SS] message": 22 characters of stamp, then the text. */
-    const char *text = read_all(path);
+    char *text = mc_test_read_file(path, NULL);
     ck_assert_int_eq(text[0], '[');
     ck_assert(strncmp(text + 22, "epoch 1: loss 0.25\n", 19) == 0);
     ck_assert_ptr_nonnull(strstr(text, "] epoch 1: loss 0.25\n["));
     ck_assert_ptr_nonnull(strstr(text, "] resumed\n"));
     ck_assert_int_eq((int)(strchr(text, ']') - text), 20);
+    free(text);
 }
 END_TEST
 

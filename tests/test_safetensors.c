@@ -25,13 +25,6 @@ static const char *temp_path(const char *name, char *buf, size_t len) {
     return buf;
 }
 
-static void write_bytes(const char *path, const void *bytes, size_t n) {
-    FILE *fp = fopen(path, "wb");
-    ck_assert_ptr_nonnull(fp);
-    ck_assert_uint_eq(fwrite(bytes, 1, n, fp), n);
-    ck_assert_int_eq(fclose(fp), 0);
-}
-
 /* A safetensors file from a header string and a data buffer. The header
  * length is written as given by header_len_override when it is not
  * UINT64_MAX (to forge lengths). */
@@ -45,7 +38,7 @@ static void write_safetensors_raw(const char *path, const char *header, const vo
     for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(stated >> (8 * i));
     memcpy(buf + 8, header, hl);
     if (data_len) memcpy(buf + 8 + hl, data, data_len);
-    write_bytes(path, buf, total);
+    mc_test_write_file(path, buf, total);
     free(buf);
 }
 
@@ -196,7 +189,7 @@ START_TEST(test_write_is_atomic) {
     ck_assert_int_eq(mkdir(folder, 0755), 0);
     char inside[700];
     snprintf(inside, sizeof inside, "%s/x", folder);
-    write_bytes(inside, "x", 1);
+    mc_test_write_file(inside, "x", 1);
     MC_CHECK_FAILS(mc_safetensors_write(folder, 1, t, 0, NULL), MC_ERR_IO, "rename");
     DIR *dir = opendir(temp_dir);
     ck_assert_ptr_nonnull(dir);
@@ -595,7 +588,7 @@ START_TEST(test_bad_empty_file) {
     make_temp_dir();
     char path[600];
     temp_path("empty.safetensors", path, sizeof path);
-    write_bytes(path, "", 0);
+    mc_test_write_file(path, "", 0);
     mc_safetensors *f;
     MC_CHECK_FAILS(mc_safetensors_open(path, &f), MC_ERR_FORMAT, "the file is empty");
 }
@@ -605,7 +598,7 @@ START_TEST(test_bad_short_length_field) {
     make_temp_dir();
     char path[600];
     temp_path("short.safetensors", path, sizeof path);
-    write_bytes(path, "\x10\x00\x00\x00\x00", 5);
+    mc_test_write_file(path, "\x10\x00\x00\x00\x00", 5);
     mc_safetensors *f;
     MC_CHECK_FAILS(mc_safetensors_open(path, &f), MC_ERR_FORMAT, "5 bytes, fewer than the 8-byte");
 }
@@ -810,12 +803,7 @@ END_TEST
 /* ---- fuzzing: random mutations of a valid file ---- */
 
 static uint64_t fuzz_state = 0x9E3779B97F4A7C15ULL;
-static uint32_t fuzz_next(void) { /* xorshift64*: reproducible, no library RNG needed */
-    fuzz_state ^= fuzz_state >> 12;
-    fuzz_state ^= fuzz_state << 25;
-    fuzz_state ^= fuzz_state >> 27;
-    return (uint32_t)((fuzz_state * 0x2545F4914F6CDD1DULL) >> 32);
-}
+static uint32_t fuzz_next(void) { return mc_test_fuzz_next(&fuzz_state); }
 
 START_TEST(test_fuzz_mutated_files) {
     make_temp_dir();
@@ -856,7 +844,7 @@ START_TEST(test_fuzz_mutated_files) {
             else bytes[pos] = (unsigned char)fuzz_next();
             if (n == 0) break;
         }
-        write_bytes(mutant_path, bytes, n);
+        mc_test_write_file(mutant_path, bytes, n);
         mc_safetensors *f = NULL;
         mc_clear_error();
         mc_status status = mc_safetensors_open(mutant_path, &f);

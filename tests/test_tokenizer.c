@@ -307,22 +307,11 @@ static char temp_dir[512];
 
 static void make_temp_dir(void) { ck_assert(mc_test_temp_dir(temp_dir, sizeof temp_dir)[0]); }
 
-static void remove_temp_dir(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", temp_dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void remove_temp_dir(void) { mc_test_remove_tree(temp_dir); }
 
 static const char *temp_file(const char *name, char *buf, size_t len) {
     snprintf(buf, len, "%s/%s", temp_dir, name);
     return buf;
-}
-
-static void write_plain(const char *path, const char *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-    ck_assert_int_eq(fclose(f), 0);
 }
 
 static void write_gz(const char *path, const char *data, size_t len) {
@@ -337,7 +326,7 @@ static mc_tokenizer *load_synthetic(const char *name, bool gz) {
     char *text = synthetic_merges(MC_CLIP_MERGES, gz ? "\"synthetic.txt#version: 0.2" : "#version: 0.2");
     temp_file(name, path, sizeof path);
     if (gz) write_gz(path, text, strlen(text));
-    else write_plain(path, text, strlen(text));
+    else mc_test_write_file(path, text, strlen(text));
     free(text);
     mc_tokenizer *tok = NULL;
     MC_CHECK_OK(mc_tokenizer_load(path, &tok));
@@ -407,12 +396,12 @@ START_TEST(test_vocab_json_beside) {
     mc_tokenizer_free(tok);
     char path[700];
     const char *small = "{\"!\": 0, \"\\\"\": 1}";
-    write_plain(temp_file("vocab.json", path, sizeof path), small, strlen(small));
+    mc_test_write_file(temp_file("vocab.json", path, sizeof path), small, strlen(small));
     tok = NULL;
     MC_CHECK_FAILS(mc_tokenizer_load(temp_file("merges.txt", path, sizeof path), &tok), MC_ERR_FORMAT,
                    "has 2 tokens, the merges give 49408");
     ck_assert_ptr_null(tok);
-    write_plain(temp_file("vocab.json", path, sizeof path), "[1, 2", 5);
+    mc_test_write_file(temp_file("vocab.json", path, sizeof path), "[1, 2", 5);
     MC_CHECK_FAILS(mc_tokenizer_load(temp_file("merges.txt", path, sizeof path), &tok), MC_ERR_FORMAT,
                    "vocab.json");
 }
@@ -425,7 +414,7 @@ static void check_load_fails(const char *name, const char *data, size_t len, boo
     char path[700];
     temp_file(name, path, sizeof path);
     if (gz) write_gz(path, data, len);
-    else write_plain(path, data, len);
+    else mc_test_write_file(path, data, len);
     mc_tokenizer *tok = (mc_tokenizer *)1;
     mc_status status = mc_tokenizer_load(path, &tok);
     ck_assert_msg(status == code, "loading %s returned %s, expected %s (%s)", name,
@@ -467,12 +456,12 @@ START_TEST(test_bad_merges_files) {
     size_t len = fread(compressed, 1, sizeof compressed, f);
     fclose(f);
     ck_assert_uint_gt(len, 1000);
-    write_plain(temp_file("truncated.gz", path, sizeof path), compressed, len / 2);
+    mc_test_write_file(temp_file("truncated.gz", path, sizeof path), compressed, len / 2);
     mc_tokenizer *tok = NULL;
     MC_CHECK_FAILS(mc_tokenizer_load(path, &tok), MC_ERR_FORMAT, "damaged");
     /* ... and with its middle overwritten */
     memset(compressed + len / 3, 0x55, 64);
-    write_plain(temp_file("corrupt.gz", path, sizeof path), compressed, len);
+    mc_test_write_file(temp_file("corrupt.gz", path, sizeof path), compressed, len);
     MC_CHECK_FAILS(mc_tokenizer_load(path, &tok), MC_ERR_FORMAT, "corrupt.gz");
 
     /* malformed merge lines */
@@ -602,7 +591,7 @@ END_TEST
 START_TEST(test_short_merges_file) {
     char path[700];
     static const char five[] = "#version: 0.2\nh e\nl l\nl o</w>\nhe ll\nhell o</w>\n";
-    write_plain(temp_file("five.txt", path, sizeof path), five, strlen(five));
+    mc_test_write_file(temp_file("five.txt", path, sizeof path), five, strlen(five));
     mc_tokenizer *plain = NULL, *gz = NULL, *empty = NULL;
     MC_CHECK_OK(mc_tokenizer_load(path, &plain));
     write_gz(temp_file("five.txt.gz", path, sizeof path), five, strlen(five));
@@ -614,7 +603,7 @@ START_TEST(test_short_merges_file) {
         ck_assert_str_eq(mc_tokenizer_token(gz, id), mc_tokenizer_token(memory, id));
     }
     CHECK_ENCODE(gz, "hello llo", ID_HELLO_END, ID_LL, 334);
-    write_plain(temp_file("none.txt", path, sizeof path), "#version: 0.2\n", 14);
+    mc_test_write_file(temp_file("none.txt", path, sizeof path), "#version: 0.2\n", 14);
     MC_CHECK_OK(mc_tokenizer_load(path, &empty));
     ck_assert_int_eq(mc_tokenizer_vocab_size(empty), 514);
     ck_assert_int_eq(mc_tokenizer_eot(empty), 513);
@@ -798,16 +787,6 @@ START_TEST(test_train_prompts) {
 }
 END_TEST
 
-static char *read_text_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
 /* mc_tokenizer_save writes what a Hugging Face merges.txt holds, and
  * loading it gives the same vocabulary and ids. */
 START_TEST(test_save_and_load) {
@@ -817,10 +796,10 @@ START_TEST(test_save_and_load) {
     /* a folder: merges.txt and vocab.json */
     MC_CHECK_OK(mc_tokenizer_save(trained, temp_dir));
     char path[700];
-    ck_assert_str_eq(read_text_file(temp_file("merges.txt", path, sizeof path)),
+    mc_test_assert_file_text(temp_file("merges.txt", path, sizeof path),
                      "#version: 0.2\ne s\nes t</w>\nl o\ne w\new est</w>\nn ewest</w>\nlo w</w>\n"
                      "d est</w>\ni dest</w>\nw idest</w>\ne r</w>\nlo w\nlow er</w>\n");
-    const char *vocab = read_text_file(temp_file("vocab.json", path, sizeof path));
+    char *vocab = mc_test_read_file(temp_file("vocab.json", path, sizeof path), NULL);
     ck_assert_msg(strncmp(vocab, "{\"!\":0,\"\\\"\":1,\"#\":2,", 20) == 0, "vocab.json starts %.40s", vocab);
     ck_assert_ptr_nonnull(strstr(vocab, ",\"\\\\\":59,")); /* '\' is byte 92 = id 59, escaped */
     ck_assert_ptr_nonnull(strstr(vocab, ",\"lower</w>\":524,\"<|startoftext|>\":525,"
@@ -856,6 +835,7 @@ START_TEST(test_save_and_load) {
                    "/nonexistent/folder/merges.txt");
     MC_CHECK_FAILS(mc_tokenizer_save(NULL, path), MC_ERR_ARG, "NULL");
     mc_tokenizer_free(trained);
+    free(vocab);
 }
 END_TEST
 

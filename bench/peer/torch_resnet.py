@@ -11,8 +11,9 @@ Rows (ResNet-50, torchvision, random weights, CPU float32):
     train100   the same at batch 100
     eval224    eval forward, batch 8, 3x224x224
 
-Prints: "row=<row> threads=<n> images_per_s=<x> seconds_per_iter=<median> iters=<k>
-peak_rss_mb=<m>", the peak resident set of this whole process (interpreter and torch
+Prints: "row=<row> threads=<n> images_per_s=<x> seconds_per_iter=<median>
+cpu_seconds_per_iter=<median> images_per_cpu_s=<y> iters=<k> peak_rss_mb=<m>" (CPU time is
+the process's, all threads: the measure other tenants of a shared machine cannot inflate), the peak resident set of this whole process (interpreter and torch
 included) as getrusage reports it. Run by bench_resnet, which runs mmchain's twin of
 the same row with the same thread count and prints both side by side.
 """
@@ -73,18 +74,20 @@ def main():
                 model(x)
 
     step()  # warm-up: allocations, thread pools, Adam state
-    times = []
+    times, cpu_times = [], []
     start = time.perf_counter()
     while len(times) < args.min_iters or time.perf_counter() - start < args.min_seconds:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)  # all threads of this process
         if len(times) >= 50:
             break
-    median = statistics.median(times)
+    median, cpu_median = statistics.median(times), statistics.median(cpu_times)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"row={args.row} threads={args.threads} images_per_s={batch / median:.3f} "
-          f"seconds_per_iter={median:.4f} iters={len(times)} peak_rss_mb={peak_mb:.1f}")
+          f"seconds_per_iter={median:.4f} cpu_seconds_per_iter={cpu_median:.4f} "
+          f"images_per_cpu_s={batch / cpu_median:.3f} iters={len(times)} peak_rss_mb={peak_mb:.1f}")
     return 0
 
 

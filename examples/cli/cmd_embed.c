@@ -369,9 +369,8 @@ static int clip_pixels_from_file(const embed_options *o, const mc_clip *clip, mc
 /* One image file -> CLIP-preprocessed row i of pixels (N, 3, S, S). */
 static mc_status clip_load_image(const char *path, int size, mc_tensor *pixels, int i) {
     mc_tensor *image = NULL, *rgb = NULL, *preprocessed = NULL;
-    MC_TRY(mc_image_read(path, &image));
-    mc_status status = MC_OK;
-    if (image->shape.dim[0] != 3) {
+    mc_status status = mc_image_read(path, &image);
+    if (status == MC_OK && image->shape.dim[0] != 3) {
         /* Grey or with alpha: mc_image_load_into makes the RGB planes the way
          * CLIP's PIL convert("RGB") does (grey repeated, alpha dropped); at
          * the image's own size it does not resample. */
@@ -386,7 +385,7 @@ static mc_status clip_load_image(const char *path, int size, mc_tensor *pixels, 
     mc_tensor_free(image);
     mc_tensor_free(rgb);
     mc_tensor_free(preprocessed);
-    return status == MC_OK ? MC_OK : mc_error_context(status, "--image %s: ", path);
+    return status == MC_OK ? MC_OK : mc_error_context(status, "--image: "); /* the message names the file */
 }
 
 static int clip_pixels_from_images(const embed_options *o, const mc_clip *clip, mc_tensor **pixels) {
@@ -397,39 +396,52 @@ static int clip_pixels_from_images(const embed_options *o, const mc_clip *clip, 
     return status == MC_OK ? 0 : cli_fail_status(COMMAND, status);
 }
 
-/* --input for clip-text: int32/int64 "input" (N, T) -> int32 ids, each a
- * token of the tower's vocabulary. */
+/* The tensor "input" of f must be I32/I64 token ids (N, T), T the context
+ * of the text tower. Returns 0 or the exit code. */
+static int clip_check_ids_tensor(const embed_options *o, const mc_safetensors *f, const mc_clip_text_config *t,
+                                 mc_shape *shape) {
+    mc_dtype dtype;
+    char text[96];
+    if (!mc_safetensors_has(f, "input")) return cli_fail(COMMAND, "%s has no tensor named 'input'", o->input);
+    mc_status status = mc_safetensors_info(f, "input", &dtype, shape);
+    if (status != MC_OK) return cli_fail_status(COMMAND, status);
+    if (dtype != MC_DTYPE_I32 && dtype != MC_DTYPE_I64)
+        return cli_fail(COMMAND, "%s: tensor 'input' has dtype %s, expected token ids as I32 or I64 (N x %d)",
+                        o->input, mc_dtype_name(dtype), t->context);
+    if (shape->ndim != 2 || shape->dim[1] != t->context)
+        return cli_fail(COMMAND, "%s: tensor 'input' is %s, expected N x %d token ids (the context of the "
+                        "text tower of %s)", o->input, mc_shape_str(*shape, text, sizeof text), t->context,
+                        o->weights);
+    return 0;
+}
+
+/* Token ids as int64 -> int32, each inside the tower's vocabulary. */
+static int clip_ids_narrow(const embed_options *o, const int64_t *values, int64_t n, const mc_clip_text_config *t,
+                           int32_t **ids) {
+    for (int64_t i = 0; i < n; i++)
+        if (values[i] < 0 || values[i] >= t->vocab)
+            return cli_fail(COMMAND, "%s: tensor 'input' holds id %lld at row %lld, column %lld: expected "
+                            "0 <= id < %d (the vocabulary of %s)", o->input, (long long)values[i],
+                            (long long)(i / t->context), (long long)(i % t->context), t->vocab, o->weights);
+    if (!(*ids = malloc((size_t)n * sizeof **ids)))
+        return cli_fail(COMMAND, "cannot allocate %lld token ids", (long long)n);
+    for (int64_t i = 0; i < n; i++) (*ids)[i] = (int32_t)values[i];
+    return 0;
+}
+
+/* --input for clip-text: int32/int64 "input" (N, T) -> int32 ids. */
 static int clip_ids_from_file(const embed_options *o, const mc_clip *clip, int32_t **ids, int64_t *rows) {
     mc_safetensors *f;
     mc_status status = mc_safetensors_open(o->input, &f);
     if (status != MC_OK) return cli_fail_status(COMMAND, status);
-    mc_dtype dtype;
+    const mc_clip_text_config *t = &clip->config.text;
     mc_shape shape;
     int64_t *values = NULL;
-    char text[96];
-    int code = 0;
-    const mc_clip_text_config *t = &clip->config.text;
-    if (!mc_safetensors_has(f, "input")) code = cli_fail(COMMAND, "%s has no tensor named 'input'", o->input);
-    else if (mc_safetensors_info(f, "input", &dtype, &shape) == MC_OK && dtype != MC_DTYPE_I32 &&
-             dtype != MC_DTYPE_I64)
-        code = cli_fail(COMMAND, "%s: tensor 'input' has dtype %s, expected token ids as I32 or I64 "
-                        "(N x %d)", o->input, mc_dtype_name(dtype), t->context);
-    else if (shape.ndim != 2 || shape.dim[1] != t->context)
-        code = cli_fail(COMMAND, "%s: tensor 'input' is %s, expected N x %d token ids (the context of "
-                        "the text tower of %s)", o->input, mc_shape_str(shape, text, sizeof text),
-                        t->context, o->weights);
-    else if ((status = mc_safetensors_read_ints(f, "input", &values, NULL)) != MC_OK)
+    int code = clip_check_ids_tensor(o, f, t, &shape);
+    if (!code && (status = mc_safetensors_read_ints(f, "input", &values, NULL)) != MC_OK)
         code = cli_fail_status(COMMAND, status);
     mc_safetensors_close(f);
-    int64_t n = code ? 0 : shape.dim[0] * shape.dim[1];
-    for (int64_t i = 0; i < n && !code; i++)
-        if (values[i] < 0 || values[i] >= t->vocab)
-            code = cli_fail(COMMAND, "%s: tensor 'input' holds id %lld at row %lld, column %lld: "
-                            "expected 0 <= id < %d (the vocabulary of %s)", o->input, (long long)values[i],
-                            (long long)(i / t->context), (long long)(i % t->context), t->vocab, o->weights);
-    if (!code && !(*ids = malloc((size_t)n * sizeof **ids)))
-        code = cli_fail(COMMAND, "cannot allocate %lld token ids", (long long)n);
-    for (int64_t i = 0; i < n && !code; i++) (*ids)[i] = (int32_t)values[i];
+    if (!code) code = clip_ids_narrow(o, values, shape.dim[0] * shape.dim[1], t, ids);
     *rows = code ? 0 : shape.dim[0];
     free(values);
     return code;
@@ -488,7 +500,7 @@ static int embed_clip(const embed_options *o, embed_result *result) {
     if (code >= 0) return code;
     mc_clip *clip;
     mc_status status = mc_clip_load(o->weights, &clip);
-    if (status != MC_OK) return cli_fail(COMMAND, "--weights %s: %s", o->weights, mc_last_error());
+    if (status != MC_OK) return cli_fail_status(COMMAND, status); /* "loading CLIP from W: ..." */
     code = clip_check(o, clip, vision);
     clip_input in = {0};
     if (!code && vision) {

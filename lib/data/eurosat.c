@@ -258,13 +258,15 @@ void mc_eurosat_free(mc_eurosat *ds) {
     free(ds);
 }
 
-/* "dir/Forest/Forest_12.tif" -> "Forest_12" into buf. */
+/* "dir/Forest/Forest_12.tif" -> "Forest_12" into buf; NULL when the stem
+ * does not fit (a cut stem could match another tile's). */
 static const char *path_stem(const char *path, char *buf, size_t len) {
     const char *slash = strrchr(path, '/');
     const char *name = slash ? slash + 1 : path;
     const char *dot = strrchr(name, '.');
     size_t n = dot && dot != name ? (size_t)(dot - name) : strlen(name);
-    snprintf(buf, len, "%.*s", (int)(n < len ? n : len - 1), name);
+    if (n >= len) return NULL;
+    snprintf(buf, len, "%.*s", (int)n, name);
     return buf;
 }
 
@@ -283,7 +285,11 @@ static mc_status make_stem_index(const mc_eurosat *ds, stem_entry **out) {
     stem_entry *stems = malloc(sizeof *stems * (size_t)ds->files.count);
     if (!stems) return mc_error(MC_ERR_NOMEM, "%s: out of memory indexing tiles", ds->dir);
     for (int i = 0; i < ds->files.count; i++) {
-        path_stem(ds->files.paths[i], stems[i].stem, sizeof stems[i].stem);
+        if (!path_stem(ds->files.paths[i], stems[i].stem, sizeof stems[i].stem)) {
+            free(stems);
+            return mc_error(MC_ERR_FORMAT, "%s: tile name longer than %zu bytes (split files match "
+                            "tiles by name)", ds->files.paths[i], sizeof stems[i].stem - 1);
+        }
         stems[i].index = i;
     }
     qsort(stems, (size_t)ds->files.count, sizeof *stems, compare_stems);
@@ -310,7 +316,9 @@ static int compare_ints(const void *a, const void *b) {
 static mc_status read_split_file(mc_eurosat *ds, const char *split_dir, mc_split split,
                                  const stem_entry *stems) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/eurosat-%s.txt", split_dir, mc_split_name(split));
+    int path_len = snprintf(path, sizeof path, "%s/eurosat-%s.txt", split_dir, mc_split_name(split));
+    if (path_len < 0 || (size_t)path_len >= sizeof path)
+        return mc_error(MC_ERR_IO, "split folder %s: path too long", split_dir);
     FILE *file = fopen(path, "r");
     if (!file) {
         if (split == MC_SPLIT_TEST && errno == ENOENT) return MC_OK;
@@ -326,10 +334,20 @@ static mc_status read_split_file(mc_eurosat *ds, const char *split_dir, mc_split
     mc_status status = MC_OK;
     while (status == MC_OK && fgets(line, sizeof line, file)) {
         line_number++;
-        line[strcspn(line, "\r\n")] = '\0';
+        size_t len = strcspn(line, "\r\n");
+        if (line[len] == '\0' && !feof(file)) { /* no end of line within the buffer */
+            status = mc_error(MC_ERR_FORMAT, "split file %s line %d: longer than %zu bytes", path,
+                              line_number, sizeof line - 2);
+            break;
+        }
+        line[len] = '\0';
         if (line[0] == '\0') continue;
-        int index = find_stem(stems, ds->files.count, path_stem(line, stem, sizeof stem));
-        if (index < 0)
+        const char *wanted = path_stem(line, stem, sizeof stem);
+        int index = wanted ? find_stem(stems, ds->files.count, wanted) : -1;
+        if (!wanted)
+            status = mc_error(MC_ERR_FORMAT, "split file %s line %d: tile name longer than %zu bytes",
+                              path, line_number, sizeof stem - 1);
+        else if (index < 0)
             status = mc_error(MC_ERR_FORMAT, "split file %s line %d: tile \"%s\" is not in %s", path,
                               line_number, stem, ds->dir);
         else if (count == ds->files.count)
@@ -457,12 +475,16 @@ static mc_status find_rgb_paths(mc_eurosat *ds, const char *rgb_dir) {
     if (!ds->rgb_paths) return mc_error(MC_ERR_NOMEM, "%s: out of memory", rgb_dir);
     for (int i = 0; i < ds->files.count; i++) {
         char stem[128], path[4096];
-        path_stem(ds->files.paths[i], stem, sizeof stem);
+        if (!path_stem(ds->files.paths[i], stem, sizeof stem))
+            return mc_error(MC_ERR_FORMAT, "%s: tile name longer than %zu bytes (RGB images are "
+                            "matched by name)", ds->files.paths[i], sizeof stem - 1);
         const char *class_name = ds->files.class_names[ds->files.labels[i]];
         struct stat info;
         bool found = false;
         for (size_t e = 0; !found && e < sizeof extensions / sizeof extensions[0]; e++) {
-            snprintf(path, sizeof path, "%s/%s/%s.%s", rgb_dir, class_name, stem, extensions[e]);
+            int n = snprintf(path, sizeof path, "%s/%s/%s.%s", rgb_dir, class_name, stem, extensions[e]);
+            if (n < 0 || (size_t)n >= sizeof path)
+                return mc_error(MC_ERR_IO, "RGB folder %s: path for tile %s too long", rgb_dir, stem);
             found = stat(path, &info) == 0 && S_ISREG(info.st_mode);
         }
         if (!found)

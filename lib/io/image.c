@@ -369,6 +369,17 @@ static void string_list_free(string_list *list) {
     memset(list, 0, sizeof *list);
 }
 
+/* dir/name into path[PATH_BUFFER]; a path that does not fit is an error
+ * naming it, never a shortened path that would name another file. */
+enum { PATH_BUFFER = 4096 };
+static mc_status join_path(const char *dir, const char *name, char path[PATH_BUFFER]) {
+    int n = snprintf(path, PATH_BUFFER, "%s/%s", dir, name);
+    if (n < 0 || n >= PATH_BUFFER)
+        /* The reason first: the message buffer may cut a very long path. */
+        return mc_error(MC_ERR_IO, "path too long (more than %d bytes): %s/%s", PATH_BUFFER - 1, dir, name);
+    return MC_OK;
+}
+
 /* Sorted names of the entries of `dir` that are folders (want_dirs) or
  * regular files with one of `extensions`. Hidden entries are skipped. */
 static mc_status list_entries(const char *dir, bool want_dirs, const char *const *extensions,
@@ -379,8 +390,9 @@ static mc_status list_entries(const char *dir, bool want_dirs, const char *const
     struct dirent *entry;
     while (status == MC_OK && (entry = readdir(d)) != NULL) {
         if (entry->d_name[0] == '.') continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, entry->d_name);
+        char path[PATH_BUFFER];
+        status = join_path(dir, entry->d_name, path);
+        if (status != MC_OK) break;
         struct stat info;
         if (stat(path, &info) != 0) continue; /* a dangling link */
         bool is_dir = S_ISDIR(info.st_mode);
@@ -406,8 +418,8 @@ void mc_image_folder_free(mc_image_folder *folder) {
 static mc_status add_class_files(const char *dir, const char *name, int label,
                                  const char *const *extensions, string_list *paths,
                                  int **labels, int *labels_capacity) {
-    char class_dir[4096];
-    snprintf(class_dir, sizeof class_dir, "%s/%s", dir, name);
+    char class_dir[PATH_BUFFER];
+    MC_TRY(join_path(dir, name, class_dir));
     string_list files = {0};
     mc_status status = list_entries(class_dir, false, extensions, &files);
     if (status == MC_OK && files.count == 0) {

@@ -1,12 +1,14 @@
 /* JPEG read with libjpeg (libjpeg-turbo).
  *
- * libjpeg's default error manager prints and calls exit() — unacceptable in
+ * libjpeg's default error manager prints and ends the process — unacceptable in
  * a library. Ours formats the message and longjmps back to mc_jpeg_read.
  * We also treat libjpeg's *warnings* about corrupt data ("Premature end of
  * JPEG file", "Corrupt JPEG data: bad Huffman code") as errors: libjpeg
  * would otherwise fill the missing part with grey and report success, and a
  * silently damaged training image is worse than a clear failure. */
 #include "mmchain/image.h"
+
+#include "io/decode_limit.h"
 
 #include <errno.h>
 #include <setjmp.h>
@@ -20,7 +22,16 @@ typedef struct jpeg_failure {
     struct jpeg_error_mgr manager; /* first: libjpeg casts cinfo->err to this */
     jmp_buf escape;
     char text[JMSG_LENGTH_MAX];
+    mc_status status; /* set (with its mc_error message) when we stop the read */
 } jpeg_failure;
+
+/* How far a JPEG's samples may outnumber its bytes. Baseline Huffman data
+ * needs at least 2 bits (DC + end-of-block) per 8x8 block per component,
+ * i.e. at most 256 samples a byte (768 with 4:2:0 chroma); progressive
+ * end-of-block runs and arithmetic coding go further on flat images, so we
+ * allow 8192:1 — 10x past baseline — and refuse a header that declares
+ * more before libjpeg allocates its buffers. */
+#define MC_JPEG_MAX_RATIO 8192u
 
 static void on_jpeg_error(j_common_ptr cinfo) {
     jpeg_failure *failure = (jpeg_failure *)cinfo->err;
@@ -51,11 +62,18 @@ mc_status mc_jpeg_read(const char *path, mc_tensor **out) {
         fclose(file);
         free(row);
         mc_tensor_free(image);
+        if (failure.status != MC_OK) return failure.status;
         return mc_error(MC_ERR_FORMAT, "%s: corrupt or unsupported JPEG: %s", path, failure.text);
     }
     jpeg_create_decompress(&cinfo);
     jpeg_stdio_src(&cinfo, file);
     jpeg_read_header(&cinfo, TRUE);
+    uint64_t file_size = 0;
+    uint64_t samples = (uint64_t)cinfo.image_width * cinfo.image_height * (uint64_t)cinfo.num_components;
+    failure.status = mc_file_size(file, path, &file_size);
+    if (failure.status == MC_OK)
+        failure.status = mc_check_decoded_size(path, "JPEG", samples, file_size, MC_JPEG_MAX_RATIO, 1u << 16);
+    if (failure.status != MC_OK) longjmp(failure.escape, 1);
     if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
         snprintf(failure.text, sizeof failure.text, "CMYK JPEGs are not supported");
         longjmp(failure.escape, 1);

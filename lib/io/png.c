@@ -8,6 +8,8 @@
  * `volatile` (C11 7.13.2.1: otherwise their values would be indeterminate). */
 #include "mmchain/image.h"
 
+#include "io/decode_limit.h"
+
 #include <errno.h>
 #include <png.h>
 #include <setjmp.h>
@@ -17,6 +19,8 @@
 
 typedef struct png_messages {
     char text[256];
+    /* Set (with its mc_error message) when we, not libpng, stop the read. */
+    mc_status status;
 } png_messages;
 
 static void on_png_error(png_structp png, png_const_charp message) {
@@ -65,7 +69,7 @@ mc_status mc_png_read(const char *path, mc_tensor **out, int *bit_depth) {
         fclose(file);
         return mc_error(MC_ERR_FORMAT, "%s: not a PNG file (bad signature)", path);
     }
-    png_messages messages = {{0}};
+    png_messages messages = {{0}, MC_OK};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &messages, on_png_error, on_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info) {
@@ -82,11 +86,21 @@ mc_status mc_png_read(const char *path, mc_tensor **out, int *bit_depth) {
         free(samples);
         free(rows);
         mc_tensor_free(image);
+        if (messages.status != MC_OK) return messages.status;
         return mc_error(MC_ERR_FORMAT, "%s: corrupt PNG: %s", path, messages.text);
     }
     png_init_io(png, file);
     png_set_sig_bytes(png, 8);
     png_read_info(png, info);
+    /* The rows as stored (one filter byte each) come out of deflate: check
+     * the header's size against the file before allocating anything. The
+     * expansions below (palette -> RGBA, 1-bit -> 8-bit) are at most 32x. */
+    uint64_t file_size = 0;
+    uint64_t stored = ((uint64_t)png_get_rowbytes(png, info) + 1) * png_get_image_height(png, info);
+    messages.status = mc_file_size(file, path, &file_size);
+    if (messages.status == MC_OK)
+        messages.status = mc_check_decoded_size(path, "PNG", stored, file_size, MC_DEFLATE_MAX_RATIO, 4096);
+    if (messages.status != MC_OK) png_longjmp(png, 1);
     request_plain_samples(png, info);
     int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
     int c = png_get_channels(png, info), depth = png_get_bit_depth(png, info);
@@ -173,7 +187,7 @@ mc_status mc_png_write(const char *path, const mc_tensor *image, int bit_depth) 
         free(rows);
         return mc_error(MC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     }
-    png_messages messages = {{0}};
+    png_messages messages = {{0}, MC_OK};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &messages, on_png_error, on_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info || setjmp(png_jmpbuf(png))) {

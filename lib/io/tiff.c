@@ -8,6 +8,8 @@
  * threads reading two files never mix their messages). */
 #include "mmchain/data.h"
 
+#include "io/decode_limit.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,10 +42,14 @@ static int ignore_warning(TIFF *tif, void *user_data, const char *module, const 
     return 1;
 }
 
-static TIFF *open_tiff(const char *path, const char *mode, tiff_messages *messages) {
+/* max_alloc: the largest single allocation libtiff may make for this file
+ * (0: no limit), so a hostile header cannot make libtiff itself allocate
+ * what the file could never fill. */
+static TIFF *open_tiff(const char *path, const char *mode, tmsize_t max_alloc, tiff_messages *messages) {
     messages->text[0] = '\0';
     TIFFOpenOptions *options = TIFFOpenOptionsAlloc();
     if (!options) return NULL;
+    if (max_alloc > 0) TIFFOpenOptionsSetMaxSingleMemAlloc(options, max_alloc);
     TIFFOpenOptionsSetErrorHandlerExtR(options, capture_error, messages);
     TIFFOpenOptionsSetWarningHandlerExtR(options, ignore_warning, messages);
     TIFF *tif = TIFFOpenExt(path, mode, options);
@@ -80,10 +86,28 @@ static float sample_value(const unsigned char *buf, size_t i, int bytes, char ki
 
 typedef struct tiff_layout {
     uint32_t width, height;
-    uint16_t bands, bits, planar;
+    uint16_t bands, bits, planar, compression;
     char kind;
     int bytes; /* per sample */
 } tiff_layout;
+
+/* The codecs we let libtiff run, and how far each can expand its data.
+ * Other codecs (old-style JPEG, ThunderScan, NeXT, ...) appear in no data
+ * this library reads and are the least hardened parts of libtiff, so a
+ * file (or a flipped bit) asking for one is refused. Ratios: deflate
+ * 1032:1 (RFC 1951); LZW 12-bit codes of at most 4096 bytes, < 2731:1;
+ * PackBits 2 bytes for 128, 64:1; JPEG, zstd and LZMA get 4096:1, far
+ * beyond what real rasters reach. */
+static unsigned max_expansion(uint16_t compression) {
+    switch (compression) {
+    case COMPRESSION_NONE: return 1;
+    case COMPRESSION_PACKBITS: return 64;
+    case COMPRESSION_ADOBE_DEFLATE: case COMPRESSION_DEFLATE: return MC_DEFLATE_MAX_RATIO;
+    case COMPRESSION_LZW: return 2731;
+    case COMPRESSION_JPEG: case COMPRESSION_ZSTD: case COMPRESSION_LZMA: return 4096;
+    default: return 0; /* not supported */
+    }
+}
 
 static mc_status read_layout(TIFF *tif, const char *path, tiff_layout *layout) {
     uint16_t sample_format = SAMPLEFORMAT_UINT;
@@ -94,6 +118,10 @@ static mc_status read_layout(TIFF *tif, const char *path, tiff_layout *layout) {
     TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &layout->bits);
     TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &layout->planar);
     TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &sample_format);
+    TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &layout->compression);
+    if (max_expansion(layout->compression) == 0)
+        return mc_error(MC_ERR_UNSUPPORTED, "%s: TIFF compression %u is not supported (expected none, "
+                        "LZW, deflate, PackBits, JPEG, zstd or LZMA)", path, layout->compression);
     if (layout->width == 0 || layout->height == 0 || layout->bands == 0 ||
         (uint64_t)layout->width * layout->height * layout->bands > (1ull << 31))
         return mc_error(MC_ERR_FORMAT, "%s: TIFF size %ux%u with %u bands is empty or too large",
@@ -153,16 +181,33 @@ static mc_status read_failed(const char *path, const char *what, uint32_t n,
                     path, what, n, messages->text[0] ? messages->text : "no detail from libtiff");
 }
 
+/* The bytes one decoded block must hold for scatter_block: rows x cols
+ * pixels of `samples` samples. libtiff's own block size is smaller when the
+ * layout is one scatter_block does not handle (subsampled YCbCr). */
+static mc_status check_block(const char *path, const tiff_layout *layout, tmsize_t block_size,
+                             uint32_t rows, uint32_t cols, const char *what) {
+    int samples = layout->planar == PLANARCONFIG_SEPARATE ? 1 : layout->bands;
+    uint64_t needed = (uint64_t)rows * cols * (uint64_t)samples * (uint64_t)layout->bytes;
+    if (block_size <= 0 || (uint64_t)block_size < needed)
+        return mc_error(MC_ERR_UNSUPPORTED, "%s: TIFF %s of %ux%u pixels x %d samples decodes to %lld "
+                        "bytes, expected %llu (subsampled or packed layouts are not supported)", path,
+                        what, rows, cols, samples, (long long)block_size, (unsigned long long)needed);
+    return MC_OK;
+}
+
 static mc_status read_strips(TIFF *tif, const char *path, const tiff_layout *layout,
-                             const tiff_messages *messages, unsigned char *block, float *dst) {
+                             const tiff_messages *messages, unsigned char *block, tmsize_t block_size,
+                             float *dst) {
     uint32_t rows_per_strip = layout->height;
     TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rows_per_strip);
+    if (rows_per_strip == 0) return mc_error(MC_ERR_FORMAT, "%s: TIFF has 0 rows per strip", path);
     if (rows_per_strip > layout->height) rows_per_strip = layout->height;
+    MC_TRY(check_block(path, layout, block_size, rows_per_strip, layout->width, "strip"));
     int planes = layout->planar == PLANARCONFIG_SEPARATE ? layout->bands : 1;
     for (int plane = 0; plane < planes; plane++)
         for (uint32_t row = 0; row < layout->height; row += rows_per_strip) {
             uint32_t strip = TIFFComputeStrip(tif, row, (uint16_t)plane);
-            if (TIFFReadEncodedStrip(tif, strip, block, (tmsize_t)-1) < 0)
+            if (TIFFReadEncodedStrip(tif, strip, block, block_size) < 0)
                 return read_failed(path, "strip", strip, messages);
             scatter_block(layout, block, row, 0, rows_per_strip, layout->width, plane, dst);
         }
@@ -170,18 +215,20 @@ static mc_status read_strips(TIFF *tif, const char *path, const tiff_layout *lay
 }
 
 static mc_status read_tiles(TIFF *tif, const char *path, const tiff_layout *layout,
-                            const tiff_messages *messages, unsigned char *block, float *dst) {
+                            const tiff_messages *messages, unsigned char *block, tmsize_t block_size,
+                            float *dst) {
     uint32_t tile_w = 0, tile_h = 0;
     TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tile_w);
     TIFFGetField(tif, TIFFTAG_TILELENGTH, &tile_h);
     if (tile_w == 0 || tile_h == 0)
         return mc_error(MC_ERR_FORMAT, "%s: tiled TIFF without tile width/length", path);
+    MC_TRY(check_block(path, layout, block_size, tile_h, tile_w, "tile"));
     int planes = layout->planar == PLANARCONFIG_SEPARATE ? layout->bands : 1;
     for (int plane = 0; plane < planes; plane++)
         for (uint32_t y = 0; y < layout->height; y += tile_h)
             for (uint32_t x = 0; x < layout->width; x += tile_w) {
                 uint32_t tile = TIFFComputeTile(tif, x, y, 0, (uint16_t)plane);
-                if (TIFFReadEncodedTile(tif, tile, block, (tmsize_t)-1) < 0)
+                if (TIFFReadEncodedTile(tif, tile, block, block_size) < 0)
                     return read_failed(path, "tile", tile, messages);
                 scatter_block(layout, block, y, x, tile_h, tile_w, plane, dst);
             }
@@ -189,13 +236,15 @@ static mc_status read_tiles(TIFF *tif, const char *path, const tiff_layout *layo
 }
 
 /* Tell "missing", "unreadable" and "not a TIFF" apart before libtiff does,
- * so each gets its own clear message. */
-static mc_status check_tiff_file(const char *path) {
+ * so each gets its own clear message; *size gets the file's size. */
+static mc_status check_tiff_file(const char *path, uint64_t *size) {
     FILE *f = fopen(path, "rb");
     if (!f) return mc_error(MC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     unsigned char magic[4] = {0};
     size_t got = fread(magic, 1, 4, f);
+    mc_status status = mc_file_size(f, path, size);
     fclose(f);
+    MC_TRY(status);
     bool little = got == 4 && magic[0] == 'I' && magic[1] == 'I' && (magic[2] == 42 || magic[2] == 43) && magic[3] == 0;
     bool big = got == 4 && magic[0] == 'M' && magic[1] == 'M' && magic[2] == 0 && (magic[3] == 42 || magic[3] == 43);
     if (!little && !big)
@@ -205,33 +254,50 @@ static mc_status check_tiff_file(const char *path) {
     return MC_OK;
 }
 
+/* The most a TIFF of `file_size` bytes may make anyone allocate: its data
+ * expanded by the worst codec ratio we accept, plus room for directories. */
+static uint64_t tiff_alloc_budget(uint64_t file_size) { return file_size * 4096u + (1u << 20); }
+
+/* Allocate the decode buffer and the raster once the header has passed:
+ * both sized from header fields, so both are bounded by the file first. */
+static mc_status alloc_buffers(TIFF *tif, const char *path, const tiff_layout *layout,
+                               uint64_t file_size, tmsize_t *block_size, unsigned char **block,
+                               float **data) {
+    const char *format = TIFFIsTiled(tif) ? "TIFF tile" : "TIFF strip";
+    *block_size = TIFFIsTiled(tif) ? TIFFTileSize(tif) : TIFFStripSize(tif);
+    if (*block_size <= 0) return mc_error(MC_ERR_FORMAT, "%s: TIFF declares no strip/tile data", path);
+    uint64_t numel = (uint64_t)layout->width * layout->height * layout->bands;
+    unsigned ratio = max_expansion(layout->compression);
+    /* A block may hold padding (partial tiles): at most a whole block more. */
+    MC_TRY(mc_check_decoded_size(path, "TIFF", numel * (uint64_t)layout->bytes, file_size, ratio, 4096));
+    MC_TRY(mc_check_decoded_size(path, format, (uint64_t)*block_size, file_size, ratio, 1u << 16));
+    *block = malloc((size_t)*block_size);
+    *data = malloc((size_t)numel * sizeof **data);
+    if (!*block || !*data)
+        return mc_error(MC_ERR_NOMEM, "%s: out of memory for a %ux%ux%u raster", path,
+                        layout->bands, layout->height, layout->width);
+    return MC_OK;
+}
+
 mc_status mc_tiff_read(const char *path, mc_raster *out) {
     if (!path || !out) return mc_error(MC_ERR_ARG, "mc_tiff_read: NULL argument");
     memset(out, 0, sizeof *out);
-    MC_TRY(check_tiff_file(path));
+    uint64_t file_size = 0;
+    MC_TRY(check_tiff_file(path, &file_size));
     tiff_messages messages;
-    TIFF *tif = open_tiff(path, "r", &messages);
+    TIFF *tif = open_tiff(path, "r", (tmsize_t)tiff_alloc_budget(file_size), &messages);
     if (!tif)
         return mc_error(MC_ERR_FORMAT, "%s: cannot read TIFF header: %s", path,
                         messages.text[0] ? messages.text : "libtiff could not open it");
     tiff_layout layout;
-    mc_status status = read_layout(tif, path, &layout);
     unsigned char *block = NULL;
     float *data = NULL;
-    if (status == MC_OK) {
-        tmsize_t block_size = TIFFIsTiled(tif) ? TIFFTileSize(tif) : TIFFStripSize(tif);
-        size_t numel = (size_t)layout.width * layout.height * layout.bands;
-        block = block_size > 0 ? malloc((size_t)block_size) : NULL;
-        data = malloc(numel * sizeof *data);
-        if (block_size <= 0)
-            status = mc_error(MC_ERR_FORMAT, "%s: TIFF declares no strip/tile data", path);
-        else if (!block || !data)
-            status = mc_error(MC_ERR_NOMEM, "%s: out of memory for a %ux%ux%u raster", path,
-                              layout.bands, layout.height, layout.width);
-    }
+    tmsize_t block_size = 0;
+    mc_status status = read_layout(tif, path, &layout);
+    if (status == MC_OK) status = alloc_buffers(tif, path, &layout, file_size, &block_size, &block, &data);
     if (status == MC_OK)
-        status = TIFFIsTiled(tif) ? read_tiles(tif, path, &layout, &messages, block, data)
-                                  : read_strips(tif, path, &layout, &messages, block, data);
+        status = TIFFIsTiled(tif) ? read_tiles(tif, path, &layout, &messages, block, block_size, data)
+                                  : read_strips(tif, path, &layout, &messages, block, block_size, data);
     TIFFClose(tif);
     free(block);
     if (status != MC_OK) {
@@ -276,7 +342,7 @@ mc_status mc_tiff_write_u16(const char *path, const uint16_t *pixels, int h, int
         return mc_error(MC_ERR_ARG, "mc_tiff_write_u16 %s: size %dx%d with %d bands is invalid "
                         "(expected positive sizes and 1..256 bands)", path, h, w, c);
     tiff_messages messages;
-    TIFF *tif = open_tiff(path, "w", &messages);
+    TIFF *tif = open_tiff(path, "w", 0, &messages);
     if (!tif)
         return mc_error(MC_ERR_IO, "%s: cannot create TIFF: %s", path,
                         messages.text[0] ? messages.text : strerror(errno));

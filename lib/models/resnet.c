@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "mmchain/ops.h"
+#include "ops/fused.h"
 
 /* torchvision's BatchNorm2d defaults. */
 static const float BN_MOMENTUM = 0.1f;
@@ -285,17 +286,22 @@ int mc_resnet_set_trainable(mc_resnet *m, const char *prefix, bool trainable) {
  * forward
  * ------------------------------------------------------------------------- */
 
-/* conv -> BN -> (relu). x, *out: (N, H, W, C) NHWC. */
+/* conv -> BN -> (relu). x, *out: (N, H, W, C) NHWC.
+ * BN and relu run as one op (ops/fused.h): the same numbers, but the BN
+ * output before the relu is never stored, one tensor less per unit in a
+ * training step (what PyTorch's ReLU(inplace=True) saves). */
 static mc_status conv_bn_forward(mc_graph *g, const conv_bn *u, bool training, bool relu,
                                  mc_tensor *x, mc_tensor **out) {
     mc_tensor *h;
     MC_TRY(mc_conv2d(g, x, u->conv_weight, NULL, u->conv, &h));
-    MC_TRY(mc_batchnorm2d(g, h, u->bn_weight, u->bn_bias, u->running_mean, u->running_var, training,
-                          BN_MOMENTUM, BN_EPS, &h));
+    mc_status (*batchnorm)(mc_graph *, mc_tensor *, mc_tensor *, mc_tensor *, mc_tensor *,
+                           mc_tensor *, bool, float, float, mc_tensor **) =
+        relu ? mc_batchnorm2d_relu : mc_batchnorm2d;
+    MC_TRY(batchnorm(g, h, u->bn_weight, u->bn_bias, u->running_mean, u->running_var, training,
+                     BN_MOMENTUM, BN_EPS, &h));
     /* PyTorch counts every training-mode forward (it matters only when
      * momentum is None, but a checkpoint should carry the same count). */
     if (training) u->batches_tracked->data[0] += 1.0f;
-    if (relu) MC_TRY(mc_relu(g, h, &h));
     *out = h;
     return MC_OK;
 }
@@ -308,9 +314,7 @@ static mc_status block_forward(mc_graph *g, const resnet_block *b, bool training
         MC_TRY(conv_bn_forward(g, &b->unit[i], training, i < b->n_units - 1, h, &h));
     mc_tensor *shortcut = x;
     if (b->has_downsample) MC_TRY(conv_bn_forward(g, &b->downsample, training, false, x, &shortcut));
-    mc_tensor *sum;
-    MC_TRY(mc_add(g, h, shortcut, &sum));
-    return mc_relu(g, sum, out);
+    return mc_add_relu(g, h, shortcut, out); /* relu(h + shortcut), one op */
 }
 
 static bool unit_trainable(const conv_bn *u) {

@@ -7,6 +7,7 @@
  * over threads. Where f' is cheaper from the output y than from x (sigmoid,
  * tanh, exp) the backward reads y. */
 #include "mmchain/ops.h"
+#include "ops/fused.h"
 
 #include <math.h>
 #include <string.h>
@@ -281,4 +282,58 @@ mc_status mc_exp(mc_graph *g, mc_tensor *x, mc_tensor **out) {
 }
 mc_status mc_log(mc_graph *g, mc_tensor *x, mc_tensor **out) {
     return unary_op(g, "log", x, log_forward, log_node, out);
+}
+
+/* ---- add_relu: relu(a + b), the end of a residual block (ops/fused.h) ----
+ * One pass instead of two, and the sum before the relu is never stored: the
+ * backward needs only the output y, as relu'(a + b) = [a + b > 0] = [y > 0].
+ * The results are those of mc_add then mc_relu, bit for bit. */
+
+static void add_relu_forward(const float *a, const float *b, float *y, int64_t n) { // a, b, y: (n)
+#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+    for (int64_t i = 0; i < n; i++) {
+        float sum = a[i] + b[i];
+        y[i] = sum > 0.0f ? sum : 0.0f;
+    }
+}
+
+/* y, dy: (n); da, db: (n) accumulated into, either may be NULL. */
+static void add_relu_backward(const float *y, const float *dy, float *da, float *db, int64_t n) {
+#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+    for (int64_t i = 0; i < n; i++) {
+        float g = dy[i];
+        g = y[i] > 0.0f ? g : 0.0f;
+        if (da) da[i] += g;
+        if (db) db[i] += g;
+    }
+}
+
+static mc_status add_relu_node(mc_node *node) {
+    mc_tensor *a = node->in[0], *b = node->in[1], *y = node->out;
+    float *da = NULL, *db = NULL;
+    if (a->requires_grad) MC_TRY(mc_grad_buffer(node->graph, a, &da));
+    if (b->requires_grad) MC_TRY(mc_grad_buffer(node->graph, b, &db));
+    if (da && da == db) { /* relu(a + a): the gradient counts twice */
+        add_relu_backward(y->data, y->grad, da, NULL, y->numel);
+        db = da, da = NULL;
+    }
+    add_relu_backward(y->data, y->grad, da, db, y->numel);
+    return MC_OK;
+}
+
+mc_status mc_add_relu(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor **out) {
+    *out = NULL;
+    if (!a || !b) return mc_error(MC_ERR_ARG, "add_relu: an input is NULL");
+    if (!mc_shape_equal(a->shape, b->shape)) {
+        char as[160], bs[160];
+        return mc_error(MC_ERR_SHAPE, "add_relu: %s and %s must have the same shape (no broadcasting)",
+                        mc_tensor_str(a, as, sizeof as), mc_tensor_str(b, bs, sizeof bs));
+    }
+    mc_tensor *y; /* every element is written */
+    MC_TRY(mc_graph_tensor_uninit(g, a->shape, "add_relu", &y));
+    add_relu_forward(a->data, b->data, y->data, y->numel);
+    mc_tensor *in[2] = {a, b};
+    MC_TRY(mc_graph_record(g, "add_relu", add_relu_node, y, 2, in, NULL));
+    *out = y;
+    return MC_OK;
 }

@@ -14,8 +14,16 @@
  * NHWC makes channels the fastest dimension, so every statistic is a
  * column sum over an (M, C) matrix. Sums are taken over a FIXED number of
  * row blocks in parallel and then added in block order, so the result does
- * not depend on the thread count (determinism, design.md section 3). */
+ * not depend on the thread count (determinism, design.md section 3).
+ *
+ * mc_batchnorm2d_relu (ops/fused.h) is relu(batchnorm2d(x)) in one op, as
+ * ResNet's conv-BN-ReLU units use it: one pass instead of two, and the BN
+ * output before the relu is never stored. Its backward needs only the relu
+ * output y: relu'(v) = [v > 0] = [y > 0], so the gradient reaching BN is dy
+ * where y > 0 and 0 elsewhere. The results are bit for bit those of
+ * mc_batchnorm2d followed by mc_relu (tested). */
 #include "mmchain/ops.h"
+#include "ops/fused.h"
 
 #include <math.h>
 #include <string.h>
@@ -59,12 +67,20 @@ static void channel_sums(int64_t rows, int64_t c, const float *x, const float *c
         for (int64_t ch = 0; ch < c; ch++) sums[ch] += partial[(int64_t)b * c + ch];
 }
 
-/* sum(dy) and sum(dy * xhat) per channel, xhat = (x - mean) * invstd.
- * x, dy: (rows, C); mean, invstd: (C); partial: (REDUCE_BLOCKS, 2C);
- * sum_dy, sum_dy_xhat: (C). */
+/* The gradient reaching the normalisation: dy, or with a fused relu dy
+ * where the relu output y is positive and 0 elsewhere. relu_out: NULL or
+ * y, the op's output. */
+static inline float bn_grad(const float *dy, const float *relu_out, int64_t i) {
+    float g = dy[i]; /* loaded unconditionally, so the select vectorises */
+    return relu_out && !(relu_out[i] > 0.0f) ? 0.0f : g;
+}
+
+/* sum(g) and sum(g * xhat) per channel, xhat = (x - mean) * invstd, g the
+ * gradient bn_grad gives. x, dy: (rows, C); relu_out: (rows, C) or NULL;
+ * mean, invstd: (C); partial: (REDUCE_BLOCKS, 2C); sum_dy, sum_dy_xhat: (C). */
 static void backward_sums(int64_t rows, int64_t c, const float *x, const float *dy,
-                          const float *mean, const float *invstd, double *partial, double *sum_dy,
-                          double *sum_dy_xhat) {
+                          const float *relu_out, const float *mean, const float *invstd,
+                          double *partial, double *sum_dy, double *sum_dy_xhat) {
 #pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
     for (int b = 0; b < REDUCE_BLOCKS; b++) {
         double *acc_dy = partial + (int64_t)b * 2 * c, *acc_dy_xhat = acc_dy + c;
@@ -74,8 +90,9 @@ static void backward_sums(int64_t rows, int64_t c, const float *x, const float *
         for (int64_t r = start; r < end; r++)
             for (int64_t ch = 0; ch < c; ch++) {
                 float xhat = (x[r * c + ch] - mean[ch]) * invstd[ch];
-                acc_dy[ch] += dy[r * c + ch];
-                acc_dy_xhat[ch] += (double)dy[r * c + ch] * xhat;
+                float g = bn_grad(dy, relu_out, r * c + ch);
+                acc_dy[ch] += g;
+                acc_dy_xhat[ch] += (double)g * xhat;
             }
     }
     for (int64_t ch = 0; ch < c; ch++) sum_dy[ch] = sum_dy_xhat[ch] = 0.0;
@@ -89,19 +106,41 @@ static void backward_sums(int64_t rows, int64_t c, const float *x, const float *
 /* What backward needs: the statistics the forward normalised with. */
 typedef struct batchnorm_saved {
     bool training;
+    bool relu;     /* mc_batchnorm2d_relu: the output is relu(BN(x)) */
     float *mean;   /* (C) */
     float *invstd; /* (C): 1 / sqrt(var + eps) */
 } batchnorm_saved;
 
-/* x: (M, C) -> y: (M, C) = (x - mean) * invstd * weight + bias;
- * weight, bias: (C) or NULL (1 and 0). */
+/* x: (M, C) -> y: (M, C) = (x - mean) * scale + shift, then max(., 0) when
+ * relu. scale = invstd * weight and shift = bias are per channel, computed
+ * once: the inner loop is then a plain vectorisable multiply-add.
+ * mean, scale, shift: (C). */
 static void normalize(int64_t rows, int64_t c, const float *x, const float *mean,
-                      const float *invstd, const float *weight, const float *bias, float *y) {
+                      const float *scale, const float *shift, bool relu, float *y) {
 #pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *in = x + r * c;
+        float *o = y + r * c;
+        if (relu)
+            for (int64_t ch = 0; ch < c; ch++) {
+                float v = (in[ch] - mean[ch]) * scale[ch] + shift[ch];
+                o[ch] = v > 0.0f ? v : 0.0f;
+            }
+        else
+            for (int64_t ch = 0; ch < c; ch++) o[ch] = (in[ch] - mean[ch]) * scale[ch] + shift[ch];
+    }
+}
+
+/* The naive reference of normalize (what the op computed before the
+ * per-channel constants and the fused relu): one element at a time. */
+void mc_batchnorm2d_reference_normalize(int64_t rows, int64_t c, const float *x, const float *mean,
+                                        const float *invstd, const float *weight,
+                                        const float *bias, bool relu, float *y) {
     for (int64_t r = 0; r < rows; r++)
         for (int64_t ch = 0; ch < c; ch++) {
             float scale = invstd[ch] * (weight ? weight[ch] : 1.0f);
-            y[r * c + ch] = (x[r * c + ch] - mean[ch]) * scale + (bias ? bias[ch] : 0.0f);
+            float v = (x[r * c + ch] - mean[ch]) * scale + (bias ? bias[ch] : 0.0f);
+            y[r * c + ch] = relu && !(v > 0.0f) ? 0.0f : v;
         }
 }
 
@@ -134,6 +173,29 @@ static mc_status batch_statistics(mc_graph *g, int64_t rows, int64_t c, const fl
     return MC_OK;
 }
 
+/* dx: (M, C) += scale * d with g = bn_grad(dy) and
+ *   training: d = g - (mean_g + xhat * mean_g_xhat), xhat = (x - mean) * invstd;
+ *   eval:     d = g.
+ * x, dy, relu_out (or NULL): (M, C); the rest (C), constant per channel so
+ * that the inner loop has no division. */
+static void input_grad(int64_t rows, int64_t c, bool training, const float *x, const float *dy,
+                       const float *relu_out, const float *mean, const float *invstd,
+                       const float *scale, const float *mean_g, const float *mean_g_xhat,
+                       float *dx) {
+#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
+    for (int64_t r = 0; r < rows; r++) {
+        if (training)
+            for (int64_t ch = 0; ch < c; ch++) {
+                float xhat = (x[r * c + ch] - mean[ch]) * invstd[ch];
+                float d = bn_grad(dy, relu_out, r * c + ch) - (mean_g[ch] + xhat * mean_g_xhat[ch]);
+                dx[r * c + ch] += scale[ch] * d;
+            }
+        else
+            for (int64_t ch = 0; ch < c; ch++)
+                dx[r * c + ch] += scale[ch] * bn_grad(dy, relu_out, r * c + ch);
+    }
+}
+
 /* in: x (N, H, W, C), weight (C) or NULL, bias (C) or NULL;
  * out->grad: (N, H, W, C). */
 static mc_status batchnorm2d_backward(mc_node *node) {
@@ -141,11 +203,13 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     mc_tensor *x = node->in[0], *weight = node->in[1], *bias = node->in[2];
     int64_t c = x->shape.dim[3], rows = x->numel / c;
     const float *dy = node->out->grad;
+    const float *relu_out = saved->relu ? node->out->data : NULL;
     double *partial, *sum_dy, *sum_dy_xhat;
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(REDUCE_BLOCKS * 2 * c) * sizeof(double), (void **)&partial));
     MC_TRY(mc_graph_alloc(node->graph, (size_t)c * sizeof(double), (void **)&sum_dy));
     MC_TRY(mc_graph_alloc(node->graph, (size_t)c * sizeof(double), (void **)&sum_dy_xhat));
-    backward_sums(rows, c, x->data, dy, saved->mean, saved->invstd, partial, sum_dy, sum_dy_xhat);
+    backward_sums(rows, c, x->data, dy, relu_out, saved->mean, saved->invstd, partial, sum_dy,
+                  sum_dy_xhat);
 
     if (weight && weight->requires_grad) {
         float *dweight;
@@ -158,25 +222,23 @@ static mc_status batchnorm2d_backward(mc_node *node) {
         for (int64_t ch = 0; ch < c; ch++) dbias[ch] += (float)sum_dy[ch];
     }
     if (!x->requires_grad) return MC_OK;
-    float *dx;
+    float *dx, *scale, *mean_g, *mean_g_xhat;
     MC_TRY(mc_grad_buffer(node->graph, x, &dx));
-    const float *mean = saved->mean, *invstd = saved->invstd;
+    MC_TRY(mc_graph_alloc(node->graph, (size_t)(3 * c) * sizeof(float), (void **)&scale));
+    mean_g = scale + c, mean_g_xhat = scale + 2 * c; /* zeroed by mc_graph_alloc */
     const float *w = weight ? weight->data : NULL;
-    bool training = saved->training;
     /* eval: mean and invstd are constants, so dx = dy * weight * invstd.
      * training: they depend on x too; differentiating through them gives
      *   dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)). */
-#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t ch = 0; ch < c; ch++) {
-            float scale = invstd[ch] * (w ? w[ch] : 1.0f);
-            float d = dy[r * c + ch];
-            if (training) {
-                float xhat = (x->data[r * c + ch] - mean[ch]) * invstd[ch];
-                d -= (float)(sum_dy[ch] / (double)rows) + xhat * (float)(sum_dy_xhat[ch] / (double)rows);
-            }
-            dx[r * c + ch] += scale * d;
+    for (int64_t ch = 0; ch < c; ch++) {
+        scale[ch] = saved->invstd[ch] * (w ? w[ch] : 1.0f);
+        if (saved->training) {
+            mean_g[ch] = (float)(sum_dy[ch] / (double)rows);
+            mean_g_xhat[ch] = (float)(sum_dy_xhat[ch] / (double)rows);
         }
+    }
+    input_grad(rows, c, saved->training, x->data, dy, relu_out, saved->mean, saved->invstd, scale, mean_g,
+               mean_g_xhat, dx);
     return MC_OK;
 }
 
@@ -216,9 +278,9 @@ static mc_status check_batchnorm_args(const mc_tensor *x, const mc_tensor *weigh
     return MC_OK;
 }
 
-mc_status mc_batchnorm2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
-                         mc_tensor *running_mean, mc_tensor *running_var, bool training,
-                         float momentum, float eps, mc_tensor **out) {
+static mc_status batchnorm2d_op(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                                mc_tensor *running_mean, mc_tensor *running_var, bool training,
+                                float momentum, float eps, bool relu, mc_tensor **out) {
     *out = NULL;
     MC_TRY(check_batchnorm_args(x, weight, bias, running_mean, running_var, training, momentum, eps));
     int64_t c = x->shape.dim[3], rows = x->numel / c;
@@ -227,6 +289,7 @@ mc_status mc_batchnorm2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor
     MC_TRY(mc_graph_alloc(g, (size_t)c * sizeof(float), (void **)&saved->mean));
     MC_TRY(mc_graph_alloc(g, (size_t)c * sizeof(float), (void **)&saved->invstd));
     saved->training = training;
+    saved->relu = relu;
     if (training) {
         MC_TRY(batch_statistics(g, rows, c, x->data, eps, momentum,
                                 running_mean ? running_mean->data : NULL,
@@ -237,13 +300,34 @@ mc_status mc_batchnorm2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor
             saved->invstd[ch] = (float)(1.0 / sqrt((double)running_var->data[ch] + eps));
         }
     }
-    mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, x->shape, "batchnorm2d", &y));
-    normalize(rows, c, x->data, saved->mean, saved->invstd, weight ? weight->data : NULL,
-              bias ? bias->data : NULL, y->data);
+    float *scale, *shift; /* zeroed by mc_graph_alloc: shift is 0 without bias */
+    MC_TRY(mc_graph_alloc(g, (size_t)(2 * c) * sizeof(float), (void **)&scale));
+    shift = scale + c;
+    for (int64_t ch = 0; ch < c; ch++) {
+        scale[ch] = saved->invstd[ch] * (weight ? weight->data[ch] : 1.0f);
+        if (bias) shift[ch] = bias->data[ch];
+    }
+    const char *op = relu ? "batchnorm2d_relu" : "batchnorm2d";
+    mc_tensor *y; /* every element is written by normalize */
+    MC_TRY(mc_graph_tensor_uninit(g, x->shape, op, &y));
+    normalize(rows, c, x->data, saved->mean, scale, shift, relu, y->data);
     /* Inputs keep fixed positions (x, weight, bias); absent ones are NULL. */
     mc_tensor *inputs[3] = {x, weight, bias};
-    MC_TRY(mc_graph_record(g, "batchnorm2d", batchnorm2d_backward, y, 3, inputs, saved));
+    MC_TRY(mc_graph_record(g, op, batchnorm2d_backward, y, 3, inputs, saved));
     *out = y;
     return MC_OK;
+}
+
+mc_status mc_batchnorm2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                         mc_tensor *running_mean, mc_tensor *running_var, bool training,
+                         float momentum, float eps, mc_tensor **out) {
+    return batchnorm2d_op(g, x, weight, bias, running_mean, running_var, training, momentum, eps,
+                          false, out);
+}
+
+mc_status mc_batchnorm2d_relu(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                              mc_tensor *running_mean, mc_tensor *running_var, bool training,
+                              float momentum, float eps, mc_tensor **out) {
+    return batchnorm2d_op(g, x, weight, bias, running_mean, running_var, training, momentum, eps,
+                          true, out);
 }

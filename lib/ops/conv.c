@@ -557,8 +557,8 @@ mc_status mc_conv2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bia
     *out = NULL;
     mc_conv2d_geometry geo;
     MC_TRY(mc_conv2d_geometry_of(x, weight, bias, params, &geo));
-    mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, MC_SHAPE(geo.n, geo.oh, geo.ow, geo.oc), "conv2d", &y));
+    mc_tensor *y; /* the GEMMs (beta 0) write every element */
+    MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(geo.n, geo.oh, geo.ow, geo.oc), "conv2d", &y));
     MC_TRY(mc_conv2d_forward_kernel(&geo, x->data, weight->data, bias ? bias->data : NULL, y->data));
 
     mc_tensor *inputs[3] = {x, weight, bias};

@@ -5,6 +5,7 @@
  * Forward loops are parallel over output lines; backward loops over images
  * (windows may overlap inside one image, never across two). */
 #include "mmchain/ops.h"
+#include "ops/fused.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -67,33 +68,73 @@ typedef struct maxpool_saved {
     int32_t *argmax; /* (N, OH, OW, C): y * W + x of the winning input pixel */
 } maxpool_saved;
 
-/* x: (N, H, W, C) -> out: (N, OH, OW, C), argmax: (N, OH, OW, C).
- * Padding never wins (it is -infinity). Ties go to the first pixel in scan
- * order and a NaN wins over numbers, as in PyTorch's CPU kernel. */
+/* The pooling rule for one channel: a candidate v replaces the best so far
+ * when it is larger, or NaN (NaN wins over numbers and, once in, stays: no
+ * number is larger than it and later NaNs change nothing that matters).
+ * Written with | and a select so that the channel loop vectorises. */
+static inline int maxpool_takes(float v, float best) { return (v > best) | isnan(v); }
+
+/* x: (N, H, W, C) -> out: (N, OH, OW, C); argmax: (N, OH, OW, C) or NULL
+ * (inference needs no argmax). The first pixel of each window (always a
+ * real one: padding <= kernel/2) starts the running maximum; padding never
+ * wins, ties go to the first pixel in scan order, as in PyTorch's CPU
+ * kernel. Compared with mc_maxpool2d_reference by the tests. */
 static void maxpool_forward(const pool_geometry *geo, const float *x, float *out, int32_t *argmax) {
+    const int64_t c = geo->c;
 #pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= PARALLEL_MIN_FLOATS)
     for (int64_t line = 0; line < geo->n * geo->oh; line++) {
         int64_t n = line / geo->oh, oy = line % geo->oh;
         for (int64_t ox = 0; ox < geo->ow; ox++) {
             int64_t y0, y1, x0, x1;
             window(geo, oy, ox, &y0, &y1, &x0, &x1);
-            float *best = out + ((n * geo->oh + oy) * geo->ow + ox) * geo->c;
-            int32_t *where = argmax + ((n * geo->oh + oy) * geo->ow + ox) * geo->c;
-            for (int64_t ch = 0; ch < geo->c; ch++) {
-                best[ch] = -INFINITY;
-                where[ch] = (int32_t)(y0 * geo->w + x0);
-            }
+            int64_t cell = (n * geo->oh + oy) * geo->ow + ox;
+            float *best = out + cell * c;
+            int32_t *where = argmax ? argmax + cell * c : NULL;
+            memcpy(best, x + ((n * geo->h + y0) * geo->w + x0) * c, (size_t)c * sizeof(float));
+            if (where)
+                for (int64_t ch = 0; ch < c; ch++) where[ch] = (int32_t)(y0 * geo->w + x0);
             for (int64_t y = y0; y < y1; y++)
-                for (int64_t xx = x0; xx < x1; xx++) {
-                    const float *pixel = x + ((n * geo->h + y) * geo->w + xx) * geo->c;
-                    for (int64_t ch = 0; ch < geo->c; ch++)
-                        if (pixel[ch] > best[ch] || isnan(pixel[ch])) {
-                            best[ch] = pixel[ch];
-                            where[ch] = (int32_t)(y * geo->w + xx);
+                for (int64_t xx = (y == y0 ? x0 + 1 : x0); xx < x1; xx++) {
+                    const float *pixel = x + ((n * geo->h + y) * geo->w + xx) * c;
+                    int32_t index = (int32_t)(y * geo->w + xx);
+                    if (where)
+                        for (int64_t ch = 0; ch < c; ch++) {
+                            int take = maxpool_takes(pixel[ch], best[ch]);
+                            best[ch] = take ? pixel[ch] : best[ch];
+                            where[ch] = take ? index : where[ch];
                         }
+                    else
+                        for (int64_t ch = 0; ch < c; ch++)
+                            best[ch] = maxpool_takes(pixel[ch], best[ch]) ? pixel[ch] : best[ch];
                 }
         }
     }
+}
+
+/* The definition, one output element at a time: start from -infinity (and
+ * the window's first real pixel as argmax), take every pixel that is larger
+ * or NaN. x: (N, H, W, C) -> out: (N, OH, OW, C); argmax: (N, OH, OW, C) or
+ * NULL. */
+void mc_maxpool2d_reference(const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+                            int kernel, int stride, int padding, float *out, int32_t *argmax) {
+    int64_t oh = (h + 2 * padding - kernel) / stride + 1, ow = (w + 2 * padding - kernel) / stride + 1;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t oy = 0; oy < oh; oy++)
+            for (int64_t ox = 0; ox < ow; ox++)
+                for (int64_t ch = 0; ch < c; ch++) {
+                    int64_t top = oy * stride - padding, left = ox * stride - padding;
+                    float best = -INFINITY;
+                    int64_t where = (top < 0 ? 0 : top) * w + (left < 0 ? 0 : left);
+                    for (int64_t y = top; y < top + kernel; y++)
+                        for (int64_t xx = left; xx < left + kernel; xx++) {
+                            if (y < 0 || y >= h || xx < 0 || xx >= w) continue;
+                            float v = x[((i * h + y) * w + xx) * c + ch];
+                            if (v > best || isnan(v)) best = v, where = y * w + xx;
+                        }
+                    int64_t o = ((i * oh + oy) * ow + ox) * c + ch;
+                    out[o] = best;
+                    if (argmax) argmax[o] = (int32_t)where;
+                }
 }
 
 /* dout: (N, OH, OW, C) routed to the argmax pixels of dx: (N, H, W, C). */
@@ -122,10 +163,12 @@ mc_status mc_maxpool2d(mc_graph *g, mc_tensor *x, int kernel, int stride, int pa
     const pool_geometry *geo = &saved->geo;
     if ((int64_t)geo->h * geo->w > INT32_MAX)
         return mc_error(MC_ERR_UNSUPPORTED, "maxpool2d: input x %s has too many pixels", x->name);
-    mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, MC_SHAPE(geo->n, geo->oh, geo->ow, geo->c), "maxpool2d", &y));
-    MC_TRY(mc_graph_alloc(g, (size_t)y->numel * sizeof(int32_t), (void **)&saved->argmax));
-    maxpool_forward(geo, x->data, y->data, saved->argmax);
+    mc_tensor *y; /* every element is written */
+    MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(geo->n, geo->oh, geo->ow, geo->c), "maxpool2d", &y));
+    /* Only a recorded op needs to remember where each maximum came from. */
+    bool record = mc_graph_should_record(g, 1, &x);
+    if (record) MC_TRY(mc_graph_alloc(g, (size_t)y->numel * sizeof(int32_t), (void **)&saved->argmax));
+    maxpool_forward(geo, x->data, y->data, record ? saved->argmax : NULL);
     MC_TRY(mc_graph_record(g, "maxpool2d", maxpool2d_backward, y, 1, &x, saved));
     *out = y;
     return MC_OK;
@@ -150,6 +193,7 @@ static void avgpool_forward(const pool_geometry *geo, const float *x, float *out
             int64_t y0, y1, x0, x1;
             window(geo, oy, ox, &y0, &y1, &x0, &x1);
             float *sum = out + ((n * geo->oh + oy) * geo->ow + ox) * geo->c;
+            for (int64_t ch = 0; ch < geo->c; ch++) sum[ch] = 0.0f;
             for (int64_t y = y0; y < y1; y++)
                 for (int64_t xx = x0; xx < x1; xx++) {
                     const float *pixel = x + ((n * geo->h + y) * geo->w + xx) * geo->c;
@@ -191,7 +235,7 @@ mc_status mc_avgpool2d(mc_graph *g, mc_tensor *x, int kernel, int stride, int pa
     MC_TRY(mc_graph_alloc(g, sizeof *geo, (void **)&geo));
     MC_TRY(pool_geometry_of("avgpool2d", x, kernel, stride, padding, geo));
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, MC_SHAPE(geo->n, geo->oh, geo->ow, geo->c), "avgpool2d", &y));
+    MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(geo->n, geo->oh, geo->ow, geo->c), "avgpool2d", &y));
     avgpool_forward(geo, x->data, y->data);
     MC_TRY(mc_graph_record(g, "avgpool2d", avgpool2d_backward, y, 1, &x, geo));
     *out = y;
@@ -221,6 +265,7 @@ static void adaptive_forward(const adaptive_saved *s, const float *x, float *out
             int64_t x0, x1;
             adaptive_range(ox, s->w, s->ow, &x0, &x1);
             float *sum = out + ((n * s->oh + oy) * s->ow + ox) * s->c;
+            for (int64_t ch = 0; ch < s->c; ch++) sum[ch] = 0.0f;
             for (int64_t y = y0; y < y1; y++)
                 for (int64_t xx = x0; xx < x1; xx++) {
                     const float *pixel = x + ((n * s->h + y) * s->w + xx) * s->c;
@@ -273,7 +318,7 @@ mc_status mc_adaptive_avgpool2d(mc_graph *g, mc_tensor *x, int out_h, int out_w,
     s->n = x->shape.dim[0], s->h = x->shape.dim[1], s->w = x->shape.dim[2], s->c = x->shape.dim[3];
     s->oh = out_h, s->ow = out_w;
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, MC_SHAPE(s->n, s->oh, s->ow, s->c), "adaptive_avgpool2d", &y));
+    MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(s->n, s->oh, s->ow, s->c), "adaptive_avgpool2d", &y));
     adaptive_forward(s, x->data, y->data);
     MC_TRY(mc_graph_record(g, "adaptive_avgpool2d", adaptive_avgpool2d_backward, y, 1, &x, s));
     *out = y;
@@ -287,6 +332,7 @@ static void global_avgpool_forward(int64_t n, int64_t pixels, int64_t c, const f
 #pragma omp parallel for schedule(static) if (n * pixels * c >= PARALLEL_MIN_FLOATS)
     for (int64_t i = 0; i < n; i++) {
         float *sum = out + i * c;
+        for (int64_t ch = 0; ch < c; ch++) sum[ch] = 0.0f;
         for (int64_t p = 0; p < pixels; p++)
             for (int64_t ch = 0; ch < c; ch++) sum[ch] += x[(i * pixels + p) * c + ch];
         for (int64_t ch = 0; ch < c; ch++) sum[ch] /= (float)pixels;
@@ -317,7 +363,7 @@ mc_status mc_global_avgpool(mc_graph *g, mc_tensor *x, mc_tensor **out) {
                         mc_tensor_str(x, xs, sizeof xs));
     int64_t n = x->shape.dim[0], c = x->shape.dim[3], pixels = x->shape.dim[1] * x->shape.dim[2];
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, MC_SHAPE(n, c), "global_avgpool", &y));
+    MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(n, c), "global_avgpool", &y));
     global_avgpool_forward(n, pixels, c, x->data, y->data);
     MC_TRY(mc_graph_record(g, "global_avgpool", global_avgpool_backward, y, 1, &x, NULL));
     *out = y;

@@ -1,4 +1,8 @@
+/* nftw is an X/Open function. */
+#define _XOPEN_SOURCE 700
 #include "testutil.h"
+
+#include <ftw.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -179,6 +183,63 @@ const char *mc_test_temp_dir(char *buf, size_t len) {
 bool mc_test_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+/* ---- files ---- */
+
+char *mc_test_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    size_t size = 0, capacity = 4096;
+    char *data = malloc(capacity);
+    ck_assert_ptr_nonnull(data);
+    for (size_t got; (got = fread(data + size, 1, capacity - 1 - size, f)) > 0;) {
+        size += got;
+        if (capacity - 1 - size == 0) {
+            capacity *= 2;
+            data = realloc(data, capacity);
+            ck_assert_ptr_nonnull(data);
+        }
+    }
+    ck_assert_msg(!ferror(f), "cannot read %s", path);
+    fclose(f);
+    data[size] = '\0';
+    if (len) *len = size;
+    return data;
+}
+
+void mc_test_write_file(const char *path, const void *bytes, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot create %s", path);
+    ck_assert_uint_eq(fwrite(bytes, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+void mc_test_write_text(const char *path, const char *text) { mc_test_write_file(path, text, strlen(text)); }
+
+void mc_test_assert_file_text(const char *path, const char *expected) {
+    char *text = mc_test_read_file(path, NULL);
+    ck_assert_msg(strcmp(text, expected) == 0, "%s holds \"%s\", expected \"%s\"", path, text, expected);
+    free(text);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)ftw;
+    if (flag != FTW_SL && flag != FTW_SLN) chmod(path, 0700); /* chmod would follow a link */
+    return remove(path);
+}
+
+void mc_test_remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* ---- fuzzing ---- */
+
+uint32_t mc_test_fuzz_next(uint64_t *state) {
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
 int mc_test_run_suite(Suite *suite) {

@@ -7,6 +7,8 @@
 #include <check.h>
 #include <stdbool.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -74,6 +76,25 @@ const char *mc_test_fixture_path(const char *relative, char *buf, size_t len);
 /* A fresh empty temporary folder for this test run. */
 const char *mc_test_temp_dir(char *buf, size_t len);
 bool mc_test_file_exists(const char *path);
+
+/* ---- files (each fails the test when the file system says no) ---- */
+/* The whole file, malloc'ed and NUL-terminated (free it); *len (may be
+ * NULL) gets its size in bytes. */
+char *mc_test_read_file(const char *path, size_t *len);
+/* Create or replace `path` with n bytes / a NUL-terminated text. */
+void mc_test_write_file(const char *path, const void *bytes, size_t n);
+void mc_test_write_text(const char *path, const char *text);
+/* Assert the file holds exactly `expected`. */
+void mc_test_assert_file_text(const char *path, const char *expected);
+/* Remove `dir` and everything below it (links are removed, not followed;
+ * read-only entries are made writable first). */
+void mc_test_remove_tree(const char *dir);
+
+/* ---- deterministic fuzzing ----
+ * xorshift64* (Vigna 2016): a reproducible stream, independent of the
+ * library's RNG, so a failing fuzz iteration replays exactly. `state` must
+ * start non-zero. */
+uint32_t mc_test_fuzz_next(uint64_t *state);
 
 /* Run a suite; returns the process exit code (0 when all pass). */
 int mc_test_run_suite(Suite *suite);
