@@ -7,12 +7,17 @@
  *     semantics that are easy to get subtly wrong: batchnorm's biased /
  *     unbiased variances and running update, max pooling's -inf padding,
  *     avg pooling's count_include_pad, adaptive pooling's window bounds.
- *     The script is quoted above each table. */
+ *     The script is quoted above each table;
+ *   - for the fused ops (ops/fused.h), the unfused ops they replace: the
+ *     outputs and every gradient must agree bit for bit. */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "testutil.h"
 
 #include "../lib/ops/conv_internal.h"
+#include "../lib/ops/fused.h"
 
 /* ---- helpers ---- */
 
@@ -31,6 +36,12 @@ static mc_tensor *tensor_from(mc_shape shape, const char *name, const float *val
     MC_CHECK_OK(mc_tensor_new(&t, shape, name));
     MC_CHECK_OK(mc_tensor_load(t, values, t->numel));
     return t;
+}
+
+/* Bitwise equality of two float arrays (NaN payloads aside, none occur). */
+static void assert_same_floats(const char *what, const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(a[i] == b[i], "%s[%lld]: %.9g != %.9g", what, (long long)i, a[i], b[i]);
 }
 
 /* ==== conv2d ==== */
@@ -503,6 +514,60 @@ START_TEST(test_pool_gradcheck) {
 }
 END_TEST
 
+/* The vectorised max pooling kernel (with and without argmax: training and
+ * inference) against the one-element-at-a-time reference, on data with
+ * ties, -infinity and NaNs; the argmax through the backward pass. */
+START_TEST(test_maxpool_matches_reference) {
+    static const int shapes[][7] = {/* n, h, w, c, kernel, stride, padding */
+                                    {2, 9, 8, 5, 3, 2, 1}, {1, 6, 7, 3, 2, 2, 0}, {1, 5, 5, 17, 3, 1, 1}};
+    for (int k = 0; k < 3; k++) {
+        const int *sh = shapes[k];
+        mc_tensor *x = random_tensor(MC_SHAPE(sh[0], sh[1], sh[2], sh[3]), "x", 50 + (uint64_t)k, true);
+        for (int64_t i = 0; i < x->numel; i++) {
+            if (i % 7 == 0) x->data[i] = 0.5f; /* ties */
+            if (i % 23 == 0) x->data[i] = -INFINITY;
+            if (i % 31 == 5) x->data[i] = NAN;
+        }
+        mc_graph *g;
+        MC_CHECK_OK(mc_graph_new(&g));
+        for (int grad = 0; grad < 2; grad++) {
+            mc_graph_set_grad_enabled(g, grad);
+            mc_tensor *y;
+            MC_CHECK_OK(mc_maxpool2d(g, x, sh[4], sh[5], sh[6], &y));
+            float *expected = malloc((size_t)y->numel * sizeof(float));
+            int32_t *argmax = malloc((size_t)y->numel * sizeof(int32_t));
+            ck_assert(expected && argmax);
+            mc_maxpool2d_reference(x->data, sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], sh[6], expected,
+                                   argmax);
+            for (int64_t i = 0; i < y->numel; i++)
+                ck_assert_msg(y->data[i] == expected[i] || (isnan(y->data[i]) && isnan(expected[i])),
+                              "shape %d, output %lld: %g, reference %g", k, (long long)i, y->data[i],
+                              expected[i]);
+            if (grad) {
+                /* dy = 1 + index: dx at each winner = the sum of its outputs' dy. */
+                float *dy = malloc((size_t)y->numel * sizeof(float));
+                float *dx = calloc((size_t)x->numel, sizeof(float));
+                ck_assert(dy && dx);
+                int64_t c = sh[3], plane_in = (int64_t)sh[1] * sh[2] * c;
+                int64_t plane_out = y->numel / sh[0];
+                for (int64_t i = 0; i < y->numel; i++) {
+                    dy[i] = 1.0f + (float)i;
+                    dx[i / plane_out * plane_in + (int64_t)argmax[i] * c + i % c] += dy[i];
+                }
+                mc_tensor_zero_grad(x);
+                MC_CHECK_OK(mc_backward_with_grad(g, y, dy));
+                assert_same_floats("maxpool dx", x->grad, dx, x->numel);
+                free(dy), free(dx);
+            }
+            free(expected), free(argmax);
+            mc_graph_reset(g);
+        }
+        mc_graph_free(g);
+        mc_tensor_free(x);
+    }
+}
+END_TEST
+
 START_TEST(test_pool_bad_input) {
     mc_graph *g;
     MC_CHECK_OK(mc_graph_new(&g));
@@ -517,6 +582,190 @@ START_TEST(test_pool_bad_input) {
     MC_CHECK_FAILS(mc_avgpool2d(g, x, 2, 2, 0, &out), MC_ERR_SHAPE, "must be 4-D");
     mc_graph_free(g);
     mc_tensor_free(x);
+}
+END_TEST
+
+
+/* ==== fused ops (ops/fused.h) against the ops they replace ==== */
+
+
+/* relu(batchnorm2d(x)) as one op and as two: same output, same gradients of
+ * x, weight and bias, same running statistics; _i = 0 training, 1 eval. */
+START_TEST(test_batchnorm2d_relu_matches_unfused) {
+    bool training = _i == 0;
+    mc_tensor *y_grad = random_tensor(MC_SHAPE(3, 5, 4, 7), "dy", 77, false);
+    float *grads[2][3];
+    float *outputs[2], *running[2];
+    for (int fused = 0; fused < 2; fused++) {
+        mc_tensor *x = random_tensor(MC_SHAPE(3, 5, 4, 7), "x", 70, true);
+        mc_tensor *w = random_tensor(MC_SHAPE(7), "bn.weight", 71, true);
+        mc_tensor *b = random_tensor(MC_SHAPE(7), "bn.bias", 72, true);
+        mc_tensor *rm = random_tensor(MC_SHAPE(7), "bn.running_mean", 73, false);
+        mc_tensor *rv;
+        MC_CHECK_OK(mc_tensor_new(&rv, MC_SHAPE(7), "bn.running_var"));
+        mc_tensor_fill(rv, 0.75f);
+        mc_graph *g;
+        MC_CHECK_OK(mc_graph_new(&g));
+        mc_tensor *y;
+        if (fused) {
+            MC_CHECK_OK(mc_batchnorm2d_relu(g, x, w, b, rm, rv, training, 0.1f, 1e-5f, &y));
+        } else {
+            MC_CHECK_OK(mc_batchnorm2d(g, x, w, b, rm, rv, training, 0.1f, 1e-5f, &y));
+            MC_CHECK_OK(mc_relu(g, y, &y));
+        }
+        MC_CHECK_OK(mc_backward_with_grad(g, y, y_grad->data));
+        outputs[fused] = malloc((size_t)y->numel * sizeof(float));
+        running[fused] = malloc(14 * sizeof(float));
+        ck_assert_ptr_nonnull(outputs[fused]);
+        ck_assert_ptr_nonnull(running[fused]);
+        memcpy(outputs[fused], y->data, (size_t)y->numel * sizeof(float));
+        memcpy(running[fused], rm->data, 7 * sizeof(float));
+        memcpy(running[fused] + 7, rv->data, 7 * sizeof(float));
+        mc_tensor *params[3] = {x, w, b};
+        for (int k = 0; k < 3; k++) {
+            grads[fused][k] = malloc((size_t)params[k]->numel * sizeof(float));
+            ck_assert_ptr_nonnull(grads[fused][k]);
+            memcpy(grads[fused][k], params[k]->grad, (size_t)params[k]->numel * sizeof(float));
+        }
+        mc_graph_free(g);
+        mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(b);
+        mc_tensor_free(rm), mc_tensor_free(rv);
+    }
+    /* Some outputs must be clipped, or the relu part is untested. */
+    int zeros = 0;
+    for (int64_t i = 0; i < y_grad->numel; i++) zeros += outputs[1][i] == 0.0f;
+    ck_assert_int_gt(zeros, 10);
+    assert_same_floats("output", outputs[1], outputs[0], y_grad->numel);
+    assert_same_floats("running stats", running[1], running[0], 14);
+    assert_same_floats("dx", grads[1][0], grads[0][0], y_grad->numel);
+    assert_same_floats("dweight", grads[1][1], grads[0][1], 7);
+    assert_same_floats("dbias", grads[1][2], grads[0][2], 7);
+    for (int fused = 0; fused < 2; fused++) {
+        free(outputs[fused]), free(running[fused]);
+        for (int k = 0; k < 3; k++) free(grads[fused][k]);
+    }
+    mc_tensor_free(y_grad);
+}
+END_TEST
+
+/* The fused op through finite differences too (its own backward path). */
+static mc_status bn_relu_for_check(mc_graph *g, mc_tensor **in, void *ctx, mc_tensor **out) {
+    (void)ctx;
+    return mc_batchnorm2d_relu(g, in[0], in[1], in[2], NULL, NULL, true, 0.1f, 1e-5f, out);
+}
+
+/* Smallest |BN output before the relu| of x (train mode, weight w, bias b). */
+static float min_abs_bn_output(mc_tensor *x, mc_tensor *w, mc_tensor *b) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_graph_set_grad_enabled(g, false);
+    mc_tensor *y;
+    MC_CHECK_OK(mc_batchnorm2d(g, x, w, b, NULL, NULL, true, 0.1f, 1e-5f, &y));
+    float smallest = INFINITY;
+    for (int64_t i = 0; i < y->numel; i++) smallest = fminf(smallest, fabsf(y->data[i]));
+    mc_graph_free(g);
+    return smallest;
+}
+
+START_TEST(test_batchnorm2d_relu_gradcheck) {
+    /* Finite differences are wrong across the relu's kink: take the first
+     * seed whose BN outputs all stay 0.02 away from 0, further than a
+     * +-eps step of one input moves them. */
+    for (uint64_t seed = 80; seed < 180; seed += 3) {
+        mc_tensor *in[3] = {random_tensor(MC_SHAPE(2, 3, 3, 4), "x", seed, true),
+                            random_tensor(MC_SHAPE(4), "w", seed + 1, true),
+                            random_tensor(MC_SHAPE(4), "b", seed + 2, true)};
+        bool usable = min_abs_bn_output(in[0], in[1], in[2]) > 0.02f;
+        if (usable) {
+            mc_gradcheck_options options = {.eps = 1e-3, .rtol = 2e-2, .atol = 2e-3};
+            mc_assert_gradcheck("batchnorm2d_relu", 3, in, bn_relu_for_check, NULL, &options);
+        }
+        for (int k = 0; k < 3; k++) mc_tensor_free(in[k]);
+        if (usable) return;
+    }
+    ck_abort_msg("no seed gave BN outputs away from the relu's kink");
+}
+END_TEST
+
+/* The op's vectorised normalisation against the element-at-a-time
+ * reference, through the op in eval mode (mean, invstd from the running
+ * statistics), with and without relu, with and without affine. */
+START_TEST(test_batchnorm2d_normalize_matches_reference) {
+    mc_tensor *x = random_tensor(MC_SHAPE(2, 3, 5, 6), "x", 90, false);
+    mc_tensor *w = random_tensor(MC_SHAPE(6), "w", 91, false);
+    mc_tensor *b = random_tensor(MC_SHAPE(6), "b", 92, false);
+    mc_tensor *rm = random_tensor(MC_SHAPE(6), "rm", 93, false), *rv;
+    MC_CHECK_OK(mc_tensor_new(&rv, MC_SHAPE(6), "rv"));
+    for (int ch = 0; ch < 6; ch++) rv->data[ch] = 0.5f + 0.25f * (float)ch;
+    float invstd[6], expected[180];
+    for (int ch = 0; ch < 6; ch++) invstd[ch] = (float)(1.0 / sqrt((double)rv->data[ch] + 1e-5f));
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    for (int variant = 0; variant < 4; variant++) {
+        bool relu = variant & 1, affine = variant & 2;
+        mc_tensor *y;
+        mc_status (*op)(mc_graph *, mc_tensor *, mc_tensor *, mc_tensor *, mc_tensor *, mc_tensor *,
+                        bool, float, float, mc_tensor **) = relu ? mc_batchnorm2d_relu : mc_batchnorm2d;
+        MC_CHECK_OK(op(g, x, affine ? w : NULL, affine ? b : NULL, rm, rv, false, 0.1f, 1e-5f, &y));
+        mc_batchnorm2d_reference_normalize(30, 6, x->data, rm->data, invstd, affine ? w->data : NULL,
+                                           affine ? b->data : NULL, relu, expected);
+        assert_same_floats(relu ? "bn+relu" : "bn", y->data, expected, 180);
+    }
+    mc_graph_free(g);
+    mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(b), mc_tensor_free(rm), mc_tensor_free(rv);
+}
+END_TEST
+
+/* relu(a + b) as one op and as mc_add then mc_relu; also a + a. */
+START_TEST(test_add_relu_matches_unfused) {
+    mc_tensor *dy = random_tensor(MC_SHAPE(2, 3, 4, 5), "dy", 60, false);
+    for (int same = 0; same < 2; same++) {
+        float *out[2], *da[2], *db[2];
+        for (int fused = 0; fused < 2; fused++) {
+            mc_tensor *a = random_tensor(MC_SHAPE(2, 3, 4, 5), "a", 61, true);
+            mc_tensor *b = random_tensor(MC_SHAPE(2, 3, 4, 5), "b", 62, true);
+            mc_tensor *second = same ? a : b;
+            mc_graph *g;
+            MC_CHECK_OK(mc_graph_new(&g));
+            mc_tensor *y;
+            if (fused) {
+                MC_CHECK_OK(mc_add_relu(g, a, second, &y));
+            } else {
+                MC_CHECK_OK(mc_add(g, a, second, &y));
+                MC_CHECK_OK(mc_relu(g, y, &y));
+            }
+            MC_CHECK_OK(mc_backward_with_grad(g, y, dy->data));
+            out[fused] = malloc(120 * sizeof(float)), da[fused] = malloc(120 * sizeof(float));
+            db[fused] = calloc(120, sizeof(float));
+            ck_assert(out[fused] && da[fused] && db[fused]);
+            memcpy(out[fused], y->data, 120 * sizeof(float));
+            memcpy(da[fused], a->grad, 120 * sizeof(float));
+            if (!same) memcpy(db[fused], b->grad, 120 * sizeof(float));
+            mc_graph_free(g);
+            mc_tensor_free(a), mc_tensor_free(b);
+        }
+        int zeros = 0;
+        for (int i = 0; i < 120; i++) zeros += out[1][i] == 0.0f;
+        ck_assert_int_gt(zeros, 10);
+        assert_same_floats("add_relu", out[1], out[0], 120);
+        assert_same_floats("d a", da[1], da[0], 120);
+        assert_same_floats("d b", db[1], db[0], 120);
+        for (int fused = 0; fused < 2; fused++) free(out[fused]), free(da[fused]), free(db[fused]);
+    }
+    mc_tensor_free(dy);
+}
+END_TEST
+
+START_TEST(test_add_relu_bad_input) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *a = random_tensor(MC_SHAPE(1, 2, 2, 3), "block.out", 1, false);
+    mc_tensor *b = random_tensor(MC_SHAPE(1, 2, 2, 1), "shortcut", 2, false);
+    mc_tensor *out;
+    MC_CHECK_FAILS(mc_add_relu(g, a, b, &out), MC_ERR_SHAPE, "shortcut (1, 2, 2, 1)");
+    MC_CHECK_FAILS(mc_add_relu(g, a, NULL, &out), MC_ERR_ARG, "NULL");
+    mc_graph_free(g);
+    mc_tensor_free(a), mc_tensor_free(b);
 }
 END_TEST
 
@@ -537,12 +786,18 @@ static Suite *conv_suite(void) {
     tcase_add_loop_test(bn, test_batchnorm2d_gradcheck, 0, 2);
     tcase_add_test(bn, test_batchnorm2d_without_affine);
     tcase_add_test(bn, test_batchnorm2d_bad_input);
+    tcase_add_loop_test(bn, test_batchnorm2d_relu_matches_unfused, 0, 2);
+    tcase_add_test(bn, test_batchnorm2d_relu_gradcheck);
+    tcase_add_test(bn, test_batchnorm2d_normalize_matches_reference);
+    tcase_add_test(bn, test_add_relu_matches_unfused);
+    tcase_add_test(bn, test_add_relu_bad_input);
     suite_add_tcase(s, bn);
     TCase *pool = tcase_create("pool");
     tcase_set_timeout(pool, 120);
     tcase_add_test(pool, test_pools_match_pytorch);
     tcase_add_test(pool, test_maxpool_padding_is_minus_infinity);
     tcase_add_loop_test(pool, test_pool_gradcheck, 0, N_POOL_CASES);
+    tcase_add_test(pool, test_maxpool_matches_reference);
     tcase_add_test(pool, test_pool_bad_input);
     suite_add_tcase(s, pool);
     return s;

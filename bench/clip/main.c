@@ -11,20 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../common.h"
 #include "mmchain/mmchain.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct workload {
     mc_clip *clip;
@@ -48,11 +37,11 @@ static double median_seconds(workload *w, int repeats) {
     if (repeats > 64) repeats = 64;
     if (run_once(w) != MC_OK) return -1.0;
     for (int i = 0; i < repeats; i++) {
-        double start = now_seconds();
+        double start = bench_now_seconds();
         if (run_once(w) != MC_OK) return -1.0;
-        times[i] = now_seconds() - start;
+        times[i] = bench_now_seconds() - start;
     }
-    qsort(times, (size_t)repeats, sizeof *times, compare_doubles);
+    bench_sort(times, repeats);
     return times[repeats / 2];
 }
 
@@ -69,38 +58,13 @@ static void fill_ids(int32_t *ids, int n, mc_rng *rng) {
     }
 }
 
-/* The peer's "row value" lines. */
-typedef struct peer_result {
-    char row[32];
-    double value;
-} peer_result;
-
-static int run_peer(int threads, int repeats, peer_result *results, int capacity, char *version, size_t version_len) {
+/* Run bench/peer/torch_clip.py with the same threads and repeats. */
+static int run_peer(int threads, int repeats, bench_peer_row *rows, int capacity, char *version, size_t version_len) {
     const char *source = getenv("MMCHAIN_SOURCE_DIR");
     char command[1024];
     snprintf(command, sizeof command, "/usr/bin/python3 '%s/bench/peer/torch_clip.py' %d %d", source ? source : ".",
              threads, repeats);
-    FILE *pipe = popen(command, "r");
-    if (!pipe) return 0;
-    int n = 0;
-    char line[512];
-    version[0] = '\0';
-    while (fgets(line, sizeof line, pipe)) {
-        if (strncmp(line, "torch ", 6) == 0) {
-            snprintf(version, version_len, "%s", line);
-            version[strcspn(version, "\n")] = '\0';
-        } else if (n < capacity && sscanf(line, "%31s %lf", results[n].row, &results[n].value) == 2) {
-            n++;
-        }
-    }
-    if (pclose(pipe) != 0) fprintf(stderr, "warning: the PyTorch peer failed (%s)\n", command);
-    return n;
-}
-
-static double peer_value(const peer_result *results, int n, const char *row) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(results[i].row, row) == 0) return results[i].value;
-    return 0.0;
+    return bench_run_peer(command, rows, capacity, version, version_len);
 }
 
 int main(int argc, char **argv) {
@@ -137,7 +101,7 @@ int main(int argc, char **argv) {
     }
     double our_peak_mib = (double)mc_peak_rss_bytes() / (1024.0 * 1024.0);
 
-    peer_result peer[8];
+    bench_peer_row peer[8];
     char version[256];
     int n_peer = run_peer(threads, repeats, peer, 8, version, sizeof version);
 
@@ -148,10 +112,10 @@ int main(int argc, char **argv) {
     const char *labels[3] = {"image embeddings/s, batch 16, 224x224", "text embeddings/s, 10 prompts x 77",
                              "text embeddings/s, 100 prompts x 77"};
     for (int i = 0; i < 3; i++) {
-        double theirs = peer_value(peer, n_peer, rows[i]);
+        double theirs = bench_peer_value(peer, n_peer, rows[i]);
         printf("| %s | %.2f | %.2f | %.2f |\n", labels[i], ours[i], theirs, theirs > 0 ? ours[i] / theirs : 0.0);
     }
-    double their_peak = peer_value(peer, n_peer, "peak_mib");
+    double their_peak = bench_peer_value(peer, n_peer, "peak_mib");
     printf("| peak resident memory, MiB | %.0f | %.0f | %.2f |\n", our_peak_mib, their_peak,
            their_peak > 0 ? our_peak_mib / their_peak : 0.0);
     free(w.ids);

@@ -23,6 +23,7 @@
 #include "mmchain/mmchain.h"
 /* conv.c's kernels, to time them without the tape around them */
 #include "../../lib/ops/conv_internal.h"
+#include "../common.h"
 
 /* ---- timing ---- */
 
@@ -32,21 +33,7 @@
  * seconds, so it is no measure of parallel speed-up). */
 static clockid_t bench_clock = CLOCK_MONOTONIC;
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(bench_clock, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *values, int n) {
-    qsort(values, (size_t)n, sizeof *values, compare_doubles);
-    return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
+static double now_seconds(void) { return bench_clock_seconds(bench_clock); }
 
 enum { MAX_REPS = 64 };
 
@@ -185,8 +172,8 @@ static mc_status time_pair(mc_graph *g, conv_case *cc, measure_kind kind, gemm_b
         if (kind != MEASURE_FORWARD_OP) gemm_seconds = time_sgemm(kind, b, rows, oc, k);
         if (r >= 0) conv_times[r] = conv_seconds, gemm_times[r] = gemm_seconds;
     }
-    out->conv_seconds = median(conv_times, reps);
-    out->gemm_seconds = median(gemm_times, reps);
+    out->conv_seconds = bench_median(conv_times, reps);
+    out->gemm_seconds = bench_median(gemm_times, reps);
     return MC_OK;
 }
 
@@ -369,7 +356,7 @@ static mc_status bench_convnet_step(int reps) {
         conv_flops += fwd * (i == 0 ? 2 : 3);
         side = out_side / 2;
     }
-    double step = median(times, reps);
+    double step = bench_median(times, reps);
     printf("\n### Small convnet training step (batch %d, %dx%dx3, 3 conv+bn+relu, pools, linear, "
            "cross-entropy, SGD)\n\n",
            BATCH, SIDE, SIDE);

@@ -11,15 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../common.h"
 #include "mmchain/mmchain.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef enum { LOAD_BANDS, LOAD_RGB, LOAD_CLIP } load_kind;
 
@@ -39,7 +33,7 @@ static int measure(const char *what, const mc_eurosat *ds, load_kind kind, const
         return 1;
     }
     long tiles = 0;
-    double start = now_seconds(), elapsed = 0;
+    double start = bench_now_seconds(), elapsed = 0;
     mc_status status = MC_OK;
     while (status == MC_OK && elapsed < seconds) {
         if (kind == LOAD_BANDS) {
@@ -53,7 +47,7 @@ static int measure(const char *what, const mc_eurosat *ds, load_kind kind, const
             }
         }
         tiles += n;
-        elapsed = now_seconds() - start;
+        elapsed = bench_now_seconds() - start;
     }
     mc_tensor_free(batch);
     if (status != MC_OK) {

@@ -35,10 +35,8 @@ Narrow models use torchvision's own ResNet class, _make_layer, BasicBlock/Bottle
 forward; only the stem width and the stage widths (base_width << stage) are changed.
 """
 import argparse
-import json
 import math
 import os
-import struct
 import sys
 
 import torch
@@ -47,41 +45,13 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import save  # noqa: E402  (the shared writer: Debian has no safetensors package)
+
 LOG_SCALE = math.log(1 / 0.07)  # CLIP's initial temperature, fixed here
 ADAM_LR = 1e-3
 ADAM_STEPS = 5
 HEAD_DIM = 512
-
-
-# ---- a minimal safetensors writer (the python package is not in Debian) ----
-
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: dict name -> torch tensor (float32 or int64, any shape)."""
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        t = t.detach().contiguous().cpu()
-        if t.dtype == torch.float32:
-            dtype = "F32"
-        elif t.dtype == torch.int64:
-            dtype = "I64"
-        else:
-            raise ValueError(f"{name}: unsupported dtype {t.dtype}")
-        data = t.numpy().tobytes()  # little-endian on every machine we run on
-        header[name] = {"dtype": dtype, "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    if metadata:
-        header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)  # align the data, as the reference writer does
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 # ---- models ----
@@ -216,8 +186,8 @@ def make_case(out_dir, name, model, meta, bands, eval_sizes, train_batch, train_
     meta.update({"bands": bands, "head_dim": HEAD_DIM, "adam_lr": ADAM_LR,
                  "eval_count": len(eval_sizes), "torch": torch.__version__,
                  "torchvision": torchvision.__version__})
-    write_safetensors(os.path.join(out_dir, f"resnet_{name}_weights.safetensors"), weights)
-    write_safetensors(os.path.join(out_dir, f"resnet_{name}_expected.safetensors"), expected, meta)
+    save(weights, os.path.join(out_dir, f"resnet_{name}_weights.safetensors"))
+    save(expected, os.path.join(out_dir, f"resnet_{name}_expected.safetensors"), meta)
     print(f"{name}: loss {losses[0]:.6f}, {len(expected)} expected tensors")
     return expected
 
@@ -231,12 +201,9 @@ def small_cases(out_dir):
     # For tests/script_cli_embed_resnet.sh: `mmchain embed --model resnet --weights
     # resnet_basic_weights.safetensors --input resnet_cli_input.safetensors` must give
     # these logits ("output") and, with --head 0, these features.
-    write_safetensors(os.path.join(out_dir, "resnet_cli_input.safetensors"),
-                      {"input": basic["eval0.input"]})
-    write_safetensors(os.path.join(out_dir, "resnet_cli_logits.safetensors"),
-                      {"output": basic["eval0.logits"]})
-    write_safetensors(os.path.join(out_dir, "resnet_cli_features.safetensors"),
-                      {"output": basic["eval0.features"]})
+    save({"input": basic["eval0.input"]}, os.path.join(out_dir, "resnet_cli_input.safetensors"))
+    save({"output": basic["eval0.logits"]}, os.path.join(out_dir, "resnet_cli_logits.safetensors"))
+    save({"output": basic["eval0.features"]}, os.path.join(out_dir, "resnet_cli_features.safetensors"))
     torch.manual_seed(1)
     make_case(out_dir, "bottleneck5",
               NarrowResNet(Bottleneck, [2, 1, 1, 1], base_width=8, bands=3, num_classes=10),
