@@ -137,6 +137,36 @@ START_TEST(test_forward_shapes_and_heads) {
 }
 END_TEST
 
+/* A training forward records the fused ops (ops/fused.h): BN+ReLU and the
+ * block's add+ReLU are one node each, so the tape (and the tensors it
+ * keeps) is as long as this hand count, not longer:
+ *   stem: conv, bn+relu, maxpool                                     3
+ *   basic block: conv, bn+relu, conv, bn, [ds conv, ds bn], add+relu 5 (7)
+ *   bottleneck:  conv, bn+relu, conv, bn+relu, conv, bn, [ds 2], add+relu 7 (9)
+ *   global average pool (no fc)                                      1
+ * layers {1, 1, 1, 1}, width 4: layer1's basic block has no downsample
+ * (stride 1, 4 -> 4 channels), every other block has one.
+ * (The input needs no gradient, so its NCHW -> NHWC copy is not recorded.) */
+START_TEST(test_training_tape_uses_fused_ops) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *x = random_input(2, 3, 32, 32, 3), *out;
+    mc_resnet *m = narrow(MC_RESNET_BASIC, 3, 0);
+    mc_resnet_set_training(m, true);
+    MC_CHECK_OK(mc_resnet_forward(m, g, x, &out));
+    ck_assert_int_eq(mc_graph_tape_length(g), 3 + 5 + 3 * 7 + 1);
+    mc_resnet_free(m);
+    mc_graph_reset(g);
+    m = narrow(MC_RESNET_BOTTLENECK, 3, 0);
+    mc_resnet_set_training(m, true);
+    MC_CHECK_OK(mc_resnet_forward(m, g, x, &out));
+    ck_assert_int_eq(mc_graph_tape_length(g), 3 + 4 * 9 + 1);
+    mc_resnet_free(m);
+    mc_tensor_free(x);
+    mc_graph_free(g);
+}
+END_TEST
+
 /* Inference without gradients runs in the model's scratch arenas: the
  * caller's arena only holds the result, and the values are the same as on
  * the recording path. Training mode counts num_batches_tracked. */
@@ -414,6 +444,7 @@ int main(void) {
     tcase_add_test(tc, test_torchvision_names_and_sizes);
     tcase_add_test(tc, test_default_init);
     tcase_add_test(tc, test_forward_shapes_and_heads);
+    tcase_add_test(tc, test_training_tape_uses_fused_ops);
     tcase_add_test(tc, test_no_grad_forward_uses_scratch);
     tcase_add_test(tc, test_freezing);
     tcase_add_test(tc, test_conv1_band_rule);

@@ -40,6 +40,9 @@ mc_status mc_binary_naive(mc_graph *g, const char *op, mc_tensor *a, mc_tensor *
 
 /* ---- activation.c: unary elementwise functions ---- */
 mc_status mc_relu(mc_graph *g, mc_tensor *x, mc_tensor **out);
+/* relu(a + b) for a and b of the same shape (no broadcasting): the end of a
+ * residual block, storing one tensor instead of two. */
+mc_status mc_add_relu(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor **out);
 /* GELU with the exact erf form: x * 0.5 * (1 + erf(x / sqrt(2))). */
 mc_status mc_gelu(mc_graph *g, mc_tensor *x, mc_tensor **out);
 /* CLIP's approximation: x * sigmoid(1.702 x). */
@@ -112,6 +115,13 @@ mc_status mc_layernorm(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *
 mc_status mc_batchnorm2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
                          mc_tensor *running_mean, mc_tensor *running_var, bool training,
                          float momentum, float eps, mc_tensor **out);
+
+/* relu(mc_batchnorm2d(...)) as one op: same arguments, checks and results
+ * bit for bit, but the pre-ReLU tensor is never stored — the memory PyTorch
+ * saves with nn.ReLU(inplace=True). x, *out: (N, H, W, C). */
+mc_status mc_batchnorm2d_relu(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                              mc_tensor *running_mean, mc_tensor *running_var, bool training,
+                              float momentum, float eps, mc_tensor **out);
 
 /* ---- conv.c: 2-D convolution (cross-correlation, as PyTorch) ----
  * x (N, H, W, C) NHWC, weight (OC, C/groups, KH, KW), bias (OC) or NULL

@@ -78,7 +78,7 @@ static inline float bn_grad(const float *dy, const float *relu_out, int64_t i) {
 }
 
 /* sum(g) and sum(g * xhat) per channel, xhat = (x - mean) * invstd, g the
- * gradient bn_grad gives. In double, product included, unlike channel_sums:
+ * gradient bn_grad gives. In double, product included (as channel_sums):
  * sum(g * xhat) cancels heavily (the terms are ~1e4 times its value in the
  * stem's BN of ResNet-50): float products alone (tried) moved bn1.weight's
  * gradient by 2e-3 relative, past the parity test's 1e-3.

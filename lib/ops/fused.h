@@ -1,7 +1,6 @@
-/* Fused ops for ResNet's building blocks, and the naive references their
- * fast kernels are tested against. Internal to the library (not installed):
- * their natural home is include/mmchain/ops.h, which the ops' owner does not
- * own yet.
+/* The naive reference kernels that the fused ops' fast kernels are tested
+ * against (internal, not installed). The fused ops themselves,
+ * mc_batchnorm2d_relu and mc_add_relu, are public (include/mmchain/ops.h).
  *
  * Why fuse: a training step keeps every op output that a backward reads.
  * ResNet's conv -> BN -> ReLU would keep three tensors per unit (conv out,
@@ -17,11 +16,6 @@
 
 #include "mmchain/ops.h"
 
-/* batchnorm.c: relu(mc_batchnorm2d(...)), same arguments and checks.
- * x, *out: (N, H, W, C); weight, bias, running_mean, running_var: (C). */
-mc_status mc_batchnorm2d_relu(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
-                              mc_tensor *running_mean, mc_tensor *running_var, bool training,
-                              float momentum, float eps, mc_tensor **out);
 /* The normalisation one element at a time (the reference of the op's
  * vectorised kernel): y = (x - mean) * (invstd * weight) + bias, then
  * max(y, 0) when relu. x, y: (rows, C); mean, invstd, weight, bias: (C);
@@ -29,10 +23,6 @@ mc_status mc_batchnorm2d_relu(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_t
 void mc_batchnorm2d_reference_normalize(int64_t rows, int64_t c, const float *x, const float *mean,
                                         const float *invstd, const float *weight,
                                         const float *bias, bool relu, float *y);
-
-/* activation.c: relu(a + b) for a, b of the same shape (no broadcasting):
- * the end of a residual block. */
-mc_status mc_add_relu(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor **out);
 
 /* pool.c: max pooling one window element at a time (the reference of
  * mc_maxpool2d's kernel). x: (N, H, W, C) -> out: (N, OH, OW, C), floor
