@@ -37,8 +37,8 @@ static void build_options(demo_args *a, cli_opt *o) {
     int n = 0;
 #define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
     o[n++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
-    OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: run folder (default runs/demo)");
-    OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: the world, the weights, the data order (default 1)");
+    OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: run folder");
+    OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: the world, the weights, the data order");
     OPT("--quiet", CLI_FLAG, &a->quiet, 0, 0, "no progress lines or log, only the results");
     OPT("--no-control", CLI_FLAG, &a->no_control, 0, 0, "skip the shuffled-pairs control");
     OPT("--tiny", CLI_FLAG, &a->tiny, 0, 0, "the test suite's tiny sizes (seconds; low accuracy)");
@@ -53,7 +53,7 @@ static void build_options(demo_args *a, cli_opt *o) {
     OPT("--text-width", CLI_INT, &a->text_width, 8, 4096, "W: CLIP text tower width");
     OPT("--merges", CLI_INT, &a->merges, 0, 48894, "K: BPE merges learned from the captions");
     OPT("--clip-lr", CLI_FLOAT, &a->clip_lr, 1e-8, 1, "LR: CLIP's peak learning rate (AdamW)");
-    OPT("--bands", CLI_STRING, &a->bands, 0, 0, "LIST: the encoder's bands (default B08,B11,B12)");
+    OPT("--bands", CLI_STRING, &a->bands, 0, 0, "LIST: the encoder's bands");
     OPT("--encoder-epochs", CLI_INT, &a->encoder_epochs, 1, 100000, "E: spectral encoder epochs");
     OPT("--encoder-width", CLI_INT, &a->encoder_width, 1, 4096, "W: ResNet base width");
     OPT("--encoder-lr", CLI_FLOAT, &a->encoder_lr, 1e-8, 1, "LR: the encoder's Adam learning rate");
@@ -104,8 +104,21 @@ static void print_results(const mc_demo_config *c, const mc_demo_result *r) {
     if (r->run_dir[0]) printf("run folder: %s\nreport:     %s\n", r->run_dir, r->report_path);
 }
 
+/* The defaults as option values, so that --help shows them. */
+static demo_args default_args(void) {
+    mc_demo_config c = mc_demo_defaults();
+    return (demo_args){
+        .clip_tiles = c.clip_tiles, .train_tiles = c.train_tiles, .test_tiles = c.test_tiles,
+        .tile_size = c.tile_size, .clip_epochs = c.clip.train.epochs, .clip_width = c.clip.width,
+        .clip_layers = c.clip.layers, .clip_patch = c.clip.patch, .text_width = c.clip.text_width,
+        .merges = c.clip.merges, .encoder_epochs = c.train.epochs, .encoder_width = c.encoder.base_width,
+        .clip_lr = c.clip.train.lr, .encoder_lr = c.train.lr, .out = "runs/demo", .bands = c.bands,
+        .seed = c.seed,
+    };
+}
+
 int cmd_demo(int argc, char **argv) {
-    demo_args a = {.out = "runs/demo", .seed = 1};
+    demo_args a = default_args();
     cli_opt opts[24];
     build_options(&a, opts);
     int code = cli_opts_parse(COMMAND, USAGE, opts, argc, argv, NULL, NULL);

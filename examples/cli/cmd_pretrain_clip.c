@@ -46,26 +46,26 @@ static void build_options(pretrain_args *a, cli_opt *o) {
     int n = 0;
 #define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
     o[n++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
-    OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: where the CLIP and the run's files go (required)");
+    OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: where the CLIP and the run's files go");
     OPT("--data", CLI_STRING, &a->data, 0, 0, "DIR: class folders of .tif tiles or PNG/JPEG images");
-    OPT("--synth", CLI_INT, &a->synth, 2, 10000000, "N: tiles of the synthetic world (default 4000)");
-    OPT("--image-size", CLI_INT, &a->image_size, 8, 1024, "S: the image tower's input side (32)");
-    OPT("--patch", CLI_INT, &a->patch, 1, 256, "P: ViT patch size (4)");
-    OPT("--width", CLI_INT, &a->width, 8, 4096, "W: image tower width (64; heads = W/64)");
-    OPT("--layers", CLI_INT, &a->layers, 1, 64, "L: image tower blocks (2)");
-    OPT("--text-width", CLI_INT, &a->text_width, 8, 4096, "W: text tower width (64)");
-    OPT("--text-layers", CLI_INT, &a->text_layers, 1, 64, "L: text tower blocks (2)");
-    OPT("--context", CLI_INT, &a->context, 2, 77, "T: longest text context allowed (77)");
-    OPT("--embed-dim", CLI_INT, &a->embed_dim, 1, 4096, "E: joint space width (64)");
-    OPT("--merges", CLI_INT, &a->merges, 0, 48894, "K: BPE merges learned from the captions (200)");
-    OPT("--captions", CLI_INT, &a->captions, 1, 1000, "K: captions per image (4)");
-    OPT("--epochs", CLI_INT, &a->epochs, 1, 100000, "E: epochs (20)");
-    OPT("--batch", CLI_INT, &a->batch, 2, 100000, "B: batch (128)");
-    OPT("--lr", CLI_FLOAT, &a->lr, 1e-10, 10, "LR: AdamW's peak learning rate (2e-3)");
-    OPT("--weight-decay", CLI_FLOAT, &a->weight_decay, 0, 10, "WD: decoupled weight decay (0.1)");
+    OPT("--synth", CLI_INT, &a->synth, 2, 10000000, "N: tiles of the synthetic world");
+    OPT("--image-size", CLI_INT, &a->image_size, 8, 1024, "S: the image tower's input side");
+    OPT("--patch", CLI_INT, &a->patch, 1, 256, "P: ViT patch size");
+    OPT("--width", CLI_INT, &a->width, 8, 4096, "W: image tower width");
+    OPT("--layers", CLI_INT, &a->layers, 1, 64, "L: image tower blocks");
+    OPT("--text-width", CLI_INT, &a->text_width, 8, 4096, "W: text tower width");
+    OPT("--text-layers", CLI_INT, &a->text_layers, 1, 64, "L: text tower blocks");
+    OPT("--context", CLI_INT, &a->context, 2, 77, "T: longest text context allowed");
+    OPT("--embed-dim", CLI_INT, &a->embed_dim, 1, 4096, "E: joint space width");
+    OPT("--merges", CLI_INT, &a->merges, 0, 48894, "K: BPE merges learned from the captions");
+    OPT("--captions", CLI_INT, &a->captions, 1, 1000, "K: captions per image");
+    OPT("--epochs", CLI_INT, &a->epochs, 1, 100000, "E: epochs");
+    OPT("--batch", CLI_INT, &a->batch, 2, 100000, "B: batch");
+    OPT("--lr", CLI_FLOAT, &a->lr, 1e-10, 10, "LR: AdamW's peak learning rate");
+    OPT("--weight-decay", CLI_FLOAT, &a->weight_decay, 0, 10, "WD: decoupled weight decay");
     OPT("--no-augment", CLI_FLAG, &a->no_augment, 0, 0, "no random flips and quarter turns");
-    OPT("--val-every", CLI_INT, &a->val_every, 0, 1000000, "N: hold out every N-th image (10; 0 = none)");
-    OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: captions, weights, order, augmentation (0)");
+    OPT("--val-every", CLI_INT, &a->val_every, 0, 1000000, "N: hold out every N-th image of each class (0: none)");
+    OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: captions, weights, order, augmentation");
     OPT("--quiet", CLI_FLAG, &a->quiet, 0, 0, "no progress line or log on stdout");
     o[n] = (cli_opt){0};
 #undef OPT
@@ -133,7 +133,7 @@ static mc_status copy_names(const char *const *names, int n, char ***out) {
 
 static mc_status load_synth(const pretrain_args *a, image_set *s) {
     mc_synth_views v;
-    MC_TRY(mc_synth_views_make(a->seed, 0, a->synth, a->image_size, NULL, true, &v));
+    MC_TRY(mc_synth_views_make(a->seed, 0, a->synth, a->image_size, NULL, NULL, true, &v));
     *s = (image_set){.count = v.count, .num_classes = MC_SYNTH_CLASSES, .rgb = v.rgb, .labels = v.labels,
                      .attrs = v.attrs};
     const char *names[MC_SYNTH_CLASSES];
@@ -244,13 +244,13 @@ static mc_status load_images(const pretrain_args *a, image_set *s) {
  * training and the run folder
  * ------------------------------------------------------------------------- */
 
-/* Split into training images and every val_every-th held out (the folders
- * list classes in turn, so this is stratified). */
-static mc_status split_images(const image_set *all, int val_every, image_set *train, image_set *val) {
-    int n_val = val_every > 0 ? all->count / val_every : 0, n_train = all->count - n_val;
-    if (n_train < 2) return mc_error(MC_ERR_ARG, "%d images leave fewer than 2 to train on", all->count);
+/* Copy the images into the two sets: held_out[i] says where image i goes. */
+static mc_status split_into(const image_set *all, const bool *held_out, int n_val, image_set *train,
+                            image_set *val) {
     const int64_t image_floats = all->rgb->numel / all->rgb->shape.dim[0];
     const int64_t size = all->rgb->shape.dim[2];
+    const int n_train = all->count - n_val;
+    if (n_train < 2) return mc_error(MC_ERR_ARG, "%d images leave fewer than 2 to train on", all->count);
     image_set *parts[2] = {train, val};
     const int counts[2] = {n_train, n_val};
     for (int p = 0; p < 2; p++) {
@@ -262,7 +262,7 @@ static mc_status split_images(const image_set *all, int val_every, image_set *tr
         MC_TRY(mc_tensor_new(&parts[p]->rgb, MC_SHAPE(counts[p], 3, size, size), "rgb"));
     }
     for (int i = 0; i < all->count; i++) {
-        image_set *to = (val_every > 0 && i % val_every == val_every - 1 && val->count < n_val) ? val : train;
+        image_set *to = held_out[i] ? val : train;
         int row = to->count++;
         to->labels[row] = all->labels[i];
         to->attrs[row] = all->attrs[i];
@@ -270,6 +270,31 @@ static mc_status split_images(const image_set *all, int val_every, image_set *tr
                (size_t)image_floats * sizeof(float));
     }
     return MC_OK;
+}
+
+/* Whether image i is held out: the val_every-th, 2 val_every-th, ... image
+ * OF ITS CLASS (stratified, whatever order the source lists classes in). */
+static mc_status held_out_flags(const image_set *all, int val_every, bool *held_out, int *n_val) {
+    int *seen = calloc((size_t)all->num_classes, sizeof *seen);
+    if (!seen) return mc_error(MC_ERR_NOMEM, "out of memory");
+    *n_val = 0;
+    for (int i = 0; i < all->count; i++) {
+        held_out[i] = val_every > 0 && ++seen[all->labels[i]] % val_every == 0;
+        *n_val += held_out[i];
+    }
+    free(seen);
+    return MC_OK;
+}
+
+/* Split into training images and the held-out ones. */
+static mc_status split_images(const image_set *all, int val_every, image_set *train, image_set *val) {
+    bool *held_out = malloc((size_t)all->count * sizeof *held_out);
+    if (!held_out) return mc_error(MC_ERR_NOMEM, "out of memory");
+    int n_val = 0;
+    mc_status status = held_out_flags(all, val_every, held_out, &n_val);
+    if (status == MC_OK) status = split_into(all, held_out, n_val, train, val);
+    free(held_out);
+    return status;
 }
 
 typedef struct ui {
@@ -392,7 +417,7 @@ int cmd_pretrain_clip(int argc, char **argv) {
     build_options(&a, opts);
     int code = cli_opts_parse(COMMAND, USAGE, opts, argc, argv, NULL, NULL);
     if (code >= 0) return code;
-    if (!a.out) return cli_fail(COMMAND, "--out DIR is required (see mmchain pretrain-clip --help)");
+    if (!a.out) return cli_fail(COMMAND, "--out DIR is required");
     if (a.data && cli_opt_find(opts, "--synth")->given)
         return cli_fail(COMMAND, "--data and --synth are two sources: give one");
     if (a.image_size % a.patch != 0)

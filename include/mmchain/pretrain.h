@@ -209,17 +209,20 @@ mc_status mc_rgb_from_reflectance(const mc_tensor *tiles, mc_tensor *rgb);
 typedef struct mc_synth_views {
     int count;
     mc_tensor *rgb;                /* (N, 3, size, size) in 0..1 (mc_rgb_from_reflectance) */
-    mc_tensor *spectral;           /* (N, bands, size, size) reflectance, or NULL */
+    mc_tensor *spectral;           /* (N, bands, size, size) normalised, or NULL */
     int *labels;                   /* (N) */
     mc_scene_attributes *attrs;    /* (N) measured on the full tiles, or NULL */
 } mc_synth_views;
 
 /* Tiles first .. first + count - 1 of the world `seed` (mc_synth_batch's
  * numbering: balanced over the classes), made a chunk at a time so that
- * memory holds the views, not the 13-band tiles. bands NULL: no spectral
- * view; attributes false: no attrs. Free with mc_synth_views_free. */
+ * memory holds the views, not the 13-band tiles. The spectral view holds
+ * `bands` normalised by `norm` as a tile read from its .tif would be
+ * (data.h); bands NULL: no spectral view. attributes false: no attrs.
+ * Free with mc_synth_views_free. */
 mc_status mc_synth_views_make(uint64_t seed, int64_t first, int count, int size,
-                              const mc_bands *bands, bool attributes, mc_synth_views *out);
+                              const mc_bands *bands, const mc_norm *norm, bool attributes,
+                              mc_synth_views *out);
 void mc_synth_views_free(mc_synth_views *views);
 
 typedef struct mc_demo_config {
