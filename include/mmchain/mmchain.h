@@ -14,6 +14,7 @@
 #include "nn.h"
 #include "optim.h"
 #include "models.h"
+#include "pretrain.h"
 #include "clip.h"
 #include "io.h"
 #include "tokenizer.h"

@@ -47,6 +47,8 @@ void mc_progress_begin(mc_progress *p, const char *label, int64_t total_steps, b
     mc_progress_begin_with(p, label, total_steps, quiet, NULL);
 }
 
+static const double MIN_RATE_SECONDS = 0.5;
+
 /* "0:41", "12:05", "1:02:03". */
 static void format_duration(double seconds, char *buf, size_t len) {
     long s = (long)(seconds + 0.5);
@@ -61,7 +63,9 @@ void mc_progress_format(const mc_progress *p, int epoch, int64_t step, double lo
     double elapsed = now - p->start_time;
     int64_t steps_done = step - p->base_step;
     char rate[32] = "", eta[32] = "ETA --";
-    if (elapsed > 0 && items_done > 0) snprintf(rate, sizeof rate, "  %.1f items/s", (double)items_done / elapsed);
+    /* A rate over a few milliseconds is noise (or millions of items/s). */
+    if (elapsed >= MIN_RATE_SECONDS && items_done > 0)
+        snprintf(rate, sizeof rate, "  %.1f items/s", (double)items_done / elapsed);
     if (elapsed > 0 && steps_done > 0 && p->total_steps >= step) {
         char left[24];
         format_duration(elapsed / (double)steps_done * (double)(p->total_steps - step), left, sizeof left);
