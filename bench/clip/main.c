@@ -68,6 +68,8 @@ static int run_peer(int threads, int repeats, bench_peer_row *rows, int capacity
 }
 
 int main(int argc, char **argv) {
+    /* Passive OpenMP waiting for us and the peer (which inherits it). */
+    mc_threads_reexec_with_passive_wait(argv);
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     int repeats = argc > 2 ? atoi(argv[2]) : 5;
     mc_set_num_threads(threads);

@@ -44,7 +44,8 @@ def main():
             print(f"text_{n} {n / t:.3f}", flush=True)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak_mib {peak_mib:.1f}")
-    print(f"torch {torch.__version__} {torch.__config__.parallel_info().splitlines()[0]}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+          f"MKL-DNN {'on' if torch.backends.mkldnn.is_available() else 'off'}")
 
 
 if __name__ == "__main__":

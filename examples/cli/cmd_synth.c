@@ -218,10 +218,12 @@ int cmd_synth(int argc, char **argv) {
         else snprintf(rgb_dir, sizeof rgb_dir, "%.*s-rgb", (int)len, o.out);
         for (int c = 0; c < MC_SYNTH_CLASSES; c++) {
             char dir[4096];
-            snprintf(dir, sizeof dir, "%s/%s", o.out, mc_synth_class_name(c));
+            if (snprintf(dir, sizeof dir, "%s/%s", o.out, mc_synth_class_name(c)) >= (int)sizeof dir)
+                return cli_fail(COMMAND, "--out %s: the path is too long", o.out);
             mc_status s = make_dirs(dir);
             if (s == MC_OK && o.png) {
-                snprintf(dir, sizeof dir, "%s/%s", rgb_dir, mc_synth_class_name(c));
+                if (snprintf(dir, sizeof dir, "%s/%s", rgb_dir, mc_synth_class_name(c)) >= (int)sizeof dir)
+                    return cli_fail(COMMAND, "%s: the path is too long", rgb_dir);
                 s = make_dirs(dir);
             }
             if (s != MC_OK) return cli_fail_status(COMMAND, s);

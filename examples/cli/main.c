@@ -1,9 +1,7 @@
 /* mmchain — the command-line program. Dispatches to one subcommand. */
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -61,20 +59,8 @@ static void print_usage(FILE *to) {
     fprintf(to, "\nThreads: MMCHAIN_THREADS=N (default: all processors).\n");
 }
 
-/* libgomp reads OMP_WAIT_POLICY once, when it is loaded, before main. Its
- * default lets idle threads spin, which on a shared or oversubscribed
- * machine starves the threads doing the work (measured: a training step 20x
- * slower). Passive waiting costs microseconds per parallel loop. So unless
- * the user chose a policy, run again with the passive one. */
-static void reexec_with_passive_wait_policy(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);
-    /* If exec fails we simply go on with the default policy. */
-}
-
 int main(int argc, char **argv) {
-    reexec_with_passive_wait_policy(argv);
+    mc_threads_reexec_with_passive_wait(argv); /* see threads.h */
     mc_threads_init_from_env();
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         print_usage(argc < 2 ? stderr : stdout);

@@ -2,6 +2,7 @@
 #include "mmchain/threads.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 #include <cblas.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -41,3 +42,9 @@ int mc_get_num_threads(void) {
 }
 
 const char *mc_blas_core_name(void) { return openblas_get_corename(); }
+
+void mc_threads_reexec_with_passive_wait(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+}
