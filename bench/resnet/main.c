@@ -28,6 +28,8 @@
 #include "mmchain/models.h"
 #include "mmchain/optim.h"
 
+#include "../common.h"
+
 typedef struct row_spec {
     const char *name;
     bool train;
@@ -42,26 +44,10 @@ static const row_spec ROWS[] = {
 };
 enum { N_ROWS = sizeof ROWS / sizeof ROWS[0] };
 
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double clock_seconds(clockid_t clock) {
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-static double now_seconds(void) { return clock_seconds(CLOCK_MONOTONIC); }
 /* CPU time of the whole process (all threads): other tenants of a shared
  * machine cannot inflate it, so with one thread it is the cleanest measure
  * of the work a step needs. */
-static double cpu_seconds(void) { return clock_seconds(CLOCK_PROCESS_CPUTIME_ID); }
-
-static double median_of(double *values, int n) {
-    qsort(values, (size_t)n, sizeof values[0], compare_doubles);
-    return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
+static double cpu_seconds(void) { return bench_clock_seconds(CLOCK_PROCESS_CPUTIME_ID); }
 
 static void die(mc_status status) {
     fprintf(stderr, "bench_resnet: %s\n", mc_last_error());
@@ -126,14 +112,14 @@ static int run_row(const row_spec *row, int threads, double min_seconds) {
     bench_step(&s); /* warm-up: arena growth, Adam state, thread pools */
     double times[50], cpu_times[50];
     int n = 0;
-    double start = now_seconds();
-    while (n < 3 || (now_seconds() - start < min_seconds && n < 50)) {
-        double t0 = now_seconds(), c0 = cpu_seconds();
+    double start = bench_now_seconds();
+    while (n < 3 || (bench_now_seconds() - start < min_seconds && n < 50)) {
+        double t0 = bench_now_seconds(), c0 = cpu_seconds();
         bench_step(&s);
-        times[n] = now_seconds() - t0;
+        times[n] = bench_now_seconds() - t0;
         cpu_times[n++] = cpu_seconds() - c0;
     }
-    double median = median_of(times, n), cpu_median = median_of(cpu_times, n);
+    double median = bench_median(times, n), cpu_median = bench_median(cpu_times, n);
     printf("row=%s threads=%d images_per_s=%.3f seconds_per_iter=%.4f cpu_seconds_per_iter=%.4f "
            "images_per_cpu_s=%.3f iters=%d peak_rss_mb=%.1f\n",
            row->name, threads, row->batch / median, median, cpu_median, row->batch / cpu_median, n,

@@ -111,6 +111,34 @@ int cli_opts_parse(const char *command, const char *usage, cli_opt *opts, int ar
     return -1;
 }
 
+void chain_cli_data_options(chain_data_args *d, cli_opt *o, int *n) {
+#define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
+    o[(*n)++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
+    OPT("--data", CLI_STRING, &d->data, 0, 0, "DIR: EuroSAT-MS folder of class folders of .tif");
+    OPT("--rgb", CLI_STRING, &d->rgb, 0, 0, "DIR: EuroSAT RGB release (default: RGB from B04,B03,B02)");
+    OPT("--clip", CLI_STRING, &d->clip, 0, 0, "FILE: CLIP (Hugging Face CLIPModel safetensors)");
+    OPT("--vocab", CLI_STRING, &d->vocab, 0, 0, "FILE: CLIP's merges.txt or bpe_simple_vocab_16e6.txt.gz");
+    OPT("--splits", CLI_STRING, &d->splits, 0, 0, "DIR: torchgeo's eurosat-{train,val,test}.txt");
+    OPT("--train-size", CLI_INT, &d->train_size, 0, 100000000, "N: training tiles (0 = 2600 or scaled)");
+    OPT("--val-size", CLI_INT, &d->val_size, 0, 100000000, "N: validation tiles (0 = 1000 or scaled)");
+    OPT("--seed", CLI_U64, &d->seed, 0, 0, "S: the split's seed (train: also order, augmentation, init)");
+    OPT("--classes", CLI_STRING, &d->classes, 0, 0, "LIST: prompt names, one per class folder, commas");
+    OPT("--templates", CLI_STRING, &d->templates, 0, 0, "LIST: prompt templates with {}, '|'-separated");
+#undef OPT
+}
+
+int chain_cli_open_eurosat(const char *command, const chain_data_args *d, mc_eurosat **ds) {
+    mc_eurosat_options options = mc_eurosat_default_options();
+    options.rgb_dir = d->rgb;
+    options.split_dir = d->splits;
+    options.seed = d->seed;
+    options.train_size = d->train_size;
+    options.val_size = d->val_size;
+    mc_status s = mc_eurosat_open(ds, d->data, &options);
+    if (s != MC_OK) return cli_fail(command, "--data %s: %s", d->data, mc_last_error());
+    return 0;
+}
+
 int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip) {
     if (!path) return cli_fail(command, "--clip CLIP.safetensors is required (a Hugging Face CLIPModel)");
     mc_status s = mc_clip_load(path, clip);

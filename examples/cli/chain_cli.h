@@ -41,6 +41,26 @@ void cli_opt_format(const cli_opt *opt, char *buf, size_t len);
 cli_opt *cli_opt_find(cli_opt *opts, const char *name);
 void cli_opts_help(const char *usage, const cli_opt *opts);
 
+/* The data, CLIP, prompt and split options that train and eval share: one
+ * definition of each flag (range, help line) and one way to the EuroSAT
+ * options, so that eval reads a run's data exactly as train did. */
+typedef struct chain_data_args {
+    const char *data, *rgb, *clip, *vocab, *splits, *classes, *templates;
+    int train_size, val_size;
+    uint64_t seed;
+} chain_data_args;
+
+/* How many options chain_cli_data_options adds. */
+enum { CHAIN_CLI_N_DATA_OPTS = 10 };
+
+/* Write the shared options into opts[*n ...], bound to d; advances *n. */
+void chain_cli_data_options(chain_data_args *d, cli_opt *opts, int *n);
+
+/* mc_eurosat_open of d->data with the --rgb, --splits, --seed and
+ * --train-size / --val-size options; returns 0 or the exit code after an
+ * error that names --data. */
+int chain_cli_open_eurosat(const char *command, const chain_data_args *d, mc_eurosat **ds);
+
 /* The zero-shot classifier for a CLIP + vocabulary: class prompt names come
  * from `classes_list` (comma-separated, must have n_folders items when
  * n_folders > 0) or else from the folder names (CLIP's EuroSAT names by

@@ -21,14 +21,13 @@ static const char *const USAGE =
     "batches, the InfoNCE loss, per-class accuracy and the confusion matrices on a split.";
 
 typedef struct eval_args {
-    const char *run, *checkpoint, *which, *data, *rgb, *clip, *vocab, *splits, *split;
-    const char *classes, *templates;
-    int batch, train_size, val_size;
-    uint64_t seed;
+    chain_data_args d; /* --data, --clip, --vocab, the split and prompt options, as in train */
+    const char *run, *checkpoint, *which, *split;
+    int batch;
     bool symmetric, json;
 } eval_args;
 
-#define N_OPTS 17
+#define N_OPTS (7 + CHAIN_CLI_N_DATA_OPTS)
 
 static void build_options(eval_args *a, cli_opt *o) {
     int n = 0;
@@ -37,22 +36,13 @@ static void build_options(eval_args *a, cli_opt *o) {
     OPT("--run", CLI_STRING, &a->run, 0, 0, "DIR: a run folder of mmchain train");
     OPT("--which", CLI_STRING, &a->which, 0, 0, "best|last: the run's checkpoint to evaluate");
     OPT("--checkpoint", CLI_STRING, &a->checkpoint, 0, 0, "FILE: an encoder checkpoint");
-    OPT("--data", CLI_STRING, &a->data, 0, 0, "DIR: EuroSAT-MS folder");
-    OPT("--rgb", CLI_STRING, &a->rgb, 0, 0, "DIR: EuroSAT RGB release");
-    OPT("--clip", CLI_STRING, &a->clip, 0, 0, "FILE: CLIP safetensors");
-    OPT("--vocab", CLI_STRING, &a->vocab, 0, 0, "FILE: CLIP vocabulary (merges)");
-    OPT("--splits", CLI_STRING, &a->splits, 0, 0, "DIR: torchgeo split files");
-    OPT("--train-size", CLI_INT, &a->train_size, 0, 100000000, "N: as in training (seeded split)");
-    OPT("--val-size", CLI_INT, &a->val_size, 0, 100000000, "N: as in training (seeded split)");
-    OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: the split's seed, as in training");
     OPT("--split", CLI_STRING, &a->split, 0, 0, "train|val|test|all");
     OPT("--batch", CLI_INT, &a->batch, 1, 100000, "B: evaluation batch (matching accuracy)");
     OPT("--symmetric", CLI_FLAG, &a->symmetric, 0, 0, "symmetric InfoNCE for the loss");
-    OPT("--classes", CLI_STRING, &a->classes, 0, 0, "LIST: prompt names, one per class folder");
-    OPT("--templates", CLI_STRING, &a->templates, 0, 0, "LIST: templates with {}, '|'-separated");
     OPT("--json", CLI_FLAG, &a->json, 0, 0, "print the metrics as JSON");
-    o[n] = (cli_opt){0};
 #undef OPT
+    chain_cli_data_options(&a->d, o, &n);
+    o[n] = (cli_opt){0};
 }
 
 /* Strings read from the run's config.json. */
@@ -139,27 +129,22 @@ static void free_setup(eval_setup *s) {
 
 static int open_inputs(const eval_args *a, eval_setup *s) {
     if (!a->checkpoint) return cli_fail(COMMAND, "give --run RUN_DIR or --checkpoint FILE (see mmchain eval --help)");
-    if (!a->data) return cli_fail(COMMAND, "--data EUROSAT_MS_DIR is required");
+    if (!a->d.data) return cli_fail(COMMAND, "--data EUROSAT_MS_DIR is required");
     mc_split split = MC_SPLIT_VAL;
     int code = parse_split(a->split, &split);
     if (code) return code;
     mc_status st = mc_spectral_encoder_load(a->checkpoint, &s->enc, NULL);
     if (st != MC_OK) return cli_fail(COMMAND, "--checkpoint %s: %s", a->checkpoint, mc_last_error());
-    mc_eurosat_options options = mc_eurosat_default_options();
-    options.rgb_dir = a->rgb;
-    options.split_dir = a->splits;
-    options.seed = a->seed;
-    options.train_size = a->train_size;
-    options.val_size = a->val_size;
-    st = mc_eurosat_open(&s->ds, a->data, &options);
-    if (st == MC_OK) st = mc_chain_data_from_eurosat(&s->data, s->ds, split, &s->enc->bands, &s->enc->norm);
-    if (st != MC_OK) return cli_fail(COMMAND, "--data %s: %s", a->data, mc_last_error());
-    code = chain_cli_load_clip(COMMAND, a->clip, &s->clip);
+    code = chain_cli_open_eurosat(COMMAND, &a->d, &s->ds);
+    if (code) return code;
+    st = mc_chain_data_from_eurosat(&s->data, s->ds, split, &s->enc->bands, &s->enc->norm);
+    if (st != MC_OK) return cli_fail(COMMAND, "--data %s: %s", a->d.data, mc_last_error());
+    code = chain_cli_load_clip(COMMAND, a->d.clip, &s->clip);
     if (!code && s->clip->config.embed_dim != s->enc->embed_dim)
         code = cli_fail(COMMAND, "--checkpoint %s outputs %d values, the CLIP %s has a %d-d joint space",
-                        a->checkpoint, s->enc->embed_dim, a->clip, s->clip->config.embed_dim);
+                        a->checkpoint, s->enc->embed_dim, a->d.clip, s->clip->config.embed_dim);
     if (!code)
-        code = chain_cli_classifier(COMMAND, s->clip, a->vocab, a->classes, a->templates,
+        code = chain_cli_classifier(COMMAND, s->clip, a->d.vocab, a->d.classes, a->d.templates,
                                     s->data.class_names, s->data.num_classes, &s->classes, &s->names,
                                     &s->n_names);
     return code;

@@ -26,25 +26,21 @@ static const char *const USAGE =
     "checkpoints/last.safetensors, checkpoints/best.safetensors}.";
 
 typedef struct train_args {
-    const char *data, *rgb, *clip, *vocab, *resnet, *bands, *norm, *splits, *out, *resume;
-    const char *cache_dir, *classes, *templates, *layers;
-    int depth, width, epochs, batch, val_batch, train_size, val_size, target_crops;
+    chain_data_args d; /* --data, --clip, --vocab, the split and prompt options */
+    const char *resnet, *bands, *norm, *out, *resume, *cache_dir, *layers;
+    int depth, width, epochs, batch, val_batch, target_crops;
     int checkpoint_every, log_every, clip_batch, stop_after;
     float lr, temperature, crop_min;
     bool symmetric, learnable_temperature, no_augment, shuffle_pairs, quiet;
-    uint64_t seed;
 } train_args;
 
-#define N_OPTS 35
+#define N_OPTS (25 + CHAIN_CLI_N_DATA_OPTS)
 
 static void build_options(train_args *a, cli_opt *o) {
     int n = 0;
+    chain_cli_data_options(&a->d, o, &n);
 #define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
     o[n++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
-    OPT("--data", CLI_STRING, &a->data, 0, 0, "DIR: EuroSAT-MS folder of class folders of .tif");
-    OPT("--rgb", CLI_STRING, &a->rgb, 0, 0, "DIR: EuroSAT RGB release (default: RGB from B04,B03,B02)");
-    OPT("--clip", CLI_STRING, &a->clip, 0, 0, "FILE: CLIP (Hugging Face CLIPModel safetensors)");
-    OPT("--vocab", CLI_STRING, &a->vocab, 0, 0, "FILE: CLIP's merges.txt or bpe_simple_vocab_16e6.txt.gz");
     OPT("--resnet", CLI_STRING, &a->resnet, 0, 0, "FILE: ImageNet ResNet weights (default: random init)");
     OPT("--depth", CLI_INT, &a->depth, 18, 152, "N: ResNet depth 18/34/50/101/152");
     OPT("--width", CLI_INT, &a->width, 1, 4096, "W: ResNet base width (64 = torchvision)");
@@ -55,9 +51,6 @@ static void build_options(train_args *a, cli_opt *o) {
     OPT("--batch", CLI_INT, &a->batch, 2, 100000, "B: training batch");
     OPT("--val-batch", CLI_INT, &a->val_batch, 1, 100000, "B: validation batch (matching accuracy)");
     OPT("--lr", CLI_FLOAT, &a->lr, 1e-12, 10, "LR: Adam learning rate");
-    OPT("--train-size", CLI_INT, &a->train_size, 0, 100000000, "N: training tiles (0 = 2600 or scaled)");
-    OPT("--val-size", CLI_INT, &a->val_size, 0, 100000000, "N: validation tiles (0 = 1000 or scaled)");
-    OPT("--splits", CLI_STRING, &a->splits, 0, 0, "DIR: torchgeo's eurosat-{train,val,test}.txt");
     OPT("--symmetric", CLI_FLAG, &a->symmetric, 0, 0, "symmetric InfoNCE (default: spectral -> RGB)");
     OPT("--learnable-temperature", CLI_FLAG, &a->learnable_temperature, 0, 0, "learn the temperature");
     OPT("--temperature", CLI_FLOAT, &a->temperature, 1e-4, 100, "T: InfoNCE temperature (initial)");
@@ -65,15 +58,12 @@ static void build_options(train_args *a, cli_opt *o) {
     OPT("--crop-min", CLI_FLOAT, &a->crop_min, 0.05, 1, "F: smallest crop side (fraction)");
     OPT("--target-crops", CLI_INT, &a->target_crops, 0, 1000, "K: precomputed CLIP crops per tile (0: on the fly)");
     OPT("--shuffle-pairs", CLI_FLAG, &a->shuffle_pairs, 0, 0, "negative control: wrong pairs");
-    OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: data order, augmentation, split, init");
     OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: run folder");
     OPT("--resume", CLI_STRING, &a->resume, 0, 0, "DIR: continue the run in DIR from its last checkpoint");
     OPT("--cache-dir", CLI_STRING, &a->cache_dir, 0, 0, "DIR: CLIP target cache (default RUN_DIR/cache)");
     OPT("--checkpoint-every", CLI_INT, &a->checkpoint_every, 0, 100000000, "N: write last every N steps");
     OPT("--log-every", CLI_INT, &a->log_every, 1, 100000000, "N: a metrics.csv step row every N steps");
     OPT("--clip-batch", CLI_INT, &a->clip_batch, 1, 100000, "B: images per CLIP forward");
-    OPT("--classes", CLI_STRING, &a->classes, 0, 0, "LIST: prompt names, one per class folder, commas");
-    OPT("--templates", CLI_STRING, &a->templates, 0, 0, "LIST: prompt templates with {}, '|'-separated");
     OPT("--quiet", CLI_FLAG, &a->quiet, 0, 0, "no progress line or log on stdout");
     o[n++] = (cli_opt){"--stop-after-steps", CLI_INT, &a->stop_after, 0, 1e9,
                        "N: stop after N steps in total, as if killed (for tests)", false};
@@ -183,26 +173,20 @@ static void free_setup(train_setup *s) {
 }
 
 static int open_data(const train_args *a, train_setup *s) {
-    if (!a->data) return cli_fail(COMMAND, "--data EUROSAT_MS_DIR is required (see mmchain train --help)");
+    if (!a->d.data) return cli_fail(COMMAND, "--data EUROSAT_MS_DIR is required (see mmchain train --help)");
     mc_status st = mc_bands_parse(a->bands, &s->bands);
     if (st != MC_OK) return cli_fail(COMMAND, "--bands: %s", mc_last_error());
     mc_norm_kind kind;
     if (mc_norm_parse(a->norm, &kind) != MC_OK) return cli_fail(COMMAND, "--norm: %s", mc_last_error());
-    mc_eurosat_options options = mc_eurosat_default_options();
-    options.rgb_dir = a->rgb;
-    options.split_dir = a->splits;
-    options.seed = a->seed;
-    options.train_size = a->train_size;
-    options.val_size = a->val_size;
-    st = mc_eurosat_open(&s->ds, a->data, &options);
-    if (st != MC_OK) return cli_fail(COMMAND, "--data %s: %s", a->data, mc_last_error());
+    int code = chain_cli_open_eurosat(COMMAND, &a->d, &s->ds);
+    if (code) return code;
     if (kind == MC_NORM_DATASET) st = mc_eurosat_compute_norm(s->ds, MC_SPLIT_TRAIN, &s->norm);
     else st = mc_norm_init(&s->norm, kind);
     if (st == MC_OK) st = mc_chain_data_from_eurosat(&s->train, s->ds, MC_SPLIT_TRAIN, &s->bands, &s->norm);
     if (st == MC_OK) st = mc_chain_data_from_eurosat(&s->val, s->ds, MC_SPLIT_VAL, &s->bands, &s->norm);
-    if (st != MC_OK) return cli_fail(COMMAND, "--data %s: %s", a->data, mc_last_error());
+    if (st != MC_OK) return cli_fail(COMMAND, "--data %s: %s", a->d.data, mc_last_error());
     if (s->train.height != s->train.width)
-        return cli_fail(COMMAND, "--data %s: tiles are %dx%d, expected square tiles", a->data,
+        return cli_fail(COMMAND, "--data %s: tiles are %dx%d, expected square tiles", a->d.data,
                         s->train.height, s->train.width);
     return 0;
 }
@@ -229,7 +213,7 @@ static int build_encoder(const train_args *a, train_setup *s) {
     if (code) return code;
     mc_status st = mc_spectral_encoder_new(&s->enc, &arch, &s->bands, &s->norm, s->train.height,
                                            s->clip->config.embed_dim, logf(1.0f / a->temperature),
-                                           a->learnable_temperature, a->seed);
+                                           a->learnable_temperature, a->d.seed);
     if (st != MC_OK) return cli_fail_status(COMMAND, st);
     if (!a->resnet) return 0;
     char report[1024];
@@ -240,11 +224,11 @@ static int build_encoder(const train_args *a, train_setup *s) {
 
 static int build_setup(const train_args *a, train_setup *s) {
     int code = open_data(a, s);
-    if (!code) code = chain_cli_load_clip(COMMAND, a->clip, &s->clip);
+    if (!code) code = chain_cli_load_clip(COMMAND, a->d.clip, &s->clip);
     if (!code && !s->clip->config.has_vision)
-        code = cli_fail(COMMAND, "--clip %s has no image tower", a->clip);
+        code = cli_fail(COMMAND, "--clip %s has no image tower", a->d.clip);
     if (!code)
-        code = chain_cli_classifier(COMMAND, s->clip, a->vocab, a->classes, a->templates,
+        code = chain_cli_classifier(COMMAND, s->clip, a->d.vocab, a->d.classes, a->d.templates,
                                     s->val.class_names, s->val.num_classes, &s->classes,
                                     &s->prompt_names, &s->n_classes);
     if (!code) code = build_encoder(a, s);
@@ -311,7 +295,7 @@ static mc_status write_report(train_ui *ui, const mc_chain_metrics *m) {
     mc_bands_str(&s->bands, bands, sizeof bands);
     mc_resnet_arch_name(&s->enc->resnet->config, arch, sizeof arch);
     mc_metadata_entry summary[] = {
-        {"data", ui->args->data}, {"CLIP", ui->args->clip}, {"encoder", arch}, {"bands", bands},
+        {"data", ui->args->d.data}, {"CLIP", ui->args->d.clip}, {"encoder", arch}, {"bands", bands},
         {"epochs", epochs}, {"best spectral->text accuracy", best},
     };
     mc_report_confusion confusions[2] = {
@@ -370,7 +354,7 @@ static mc_chain_train_config trainer_config(const train_args *a, mc_run *run, ch
     c.augment_config.crop_min = a->crop_min;
     c.target_crops = a->target_crops;
     c.shuffle_pairs = a->shuffle_pairs;
-    c.seed = a->seed;
+    c.seed = a->d.seed;
     c.checkpoint_every = a->checkpoint_every;
     c.clip_batch = a->clip_batch;
     c.stop_after_steps = a->stop_after;

@@ -176,6 +176,31 @@ mc_status mc_maxpool2d(mc_graph *g, mc_tensor *x, int kernel, int stride, int pa
 
 /* ==== average pooling (count_include_pad=True) ==== */
 
+/* The two window kernels both average pools share. image: (H, W, C) with
+ * row width w; the window is rows [y0, y1) x columns [x0, x1). */
+
+/* mean[c] = scale * (sum of the window's pixels)[c]; mean: (C). */
+static void window_sum_scaled(const float *image, int64_t w, int64_t c, int64_t y0, int64_t y1,
+                              int64_t x0, int64_t x1, float scale, float *mean) {
+    for (int64_t ch = 0; ch < c; ch++) mean[ch] = 0.0f;
+    for (int64_t y = y0; y < y1; y++)
+        for (int64_t xx = x0; xx < x1; xx++) {
+            const float *pixel = image + (y * w + xx) * c;
+            for (int64_t ch = 0; ch < c; ch++) mean[ch] += pixel[ch];
+        }
+    for (int64_t ch = 0; ch < c; ch++) mean[ch] *= scale;
+}
+
+/* Every pixel of the window of dimage += scale * d; d: (C). */
+static void window_spread(float *dimage, int64_t w, int64_t c, int64_t y0, int64_t y1, int64_t x0,
+                          int64_t x1, float scale, const float *d) {
+    for (int64_t y = y0; y < y1; y++)
+        for (int64_t xx = x0; xx < x1; xx++) {
+            float *pixel = dimage + (y * w + xx) * c;
+            for (int64_t ch = 0; ch < c; ch++) pixel[ch] += d[ch] * scale;
+        }
+}
+
 /* With floor-mode output sizes every window ends at most `padding` past the
  * image, so the padded window always holds kernel*kernel cells: that is the
  * divisor when padding counts (PyTorch's count_include_pad=True). */
@@ -192,14 +217,8 @@ static void avgpool_forward(const pool_geometry *geo, const float *x, float *out
         for (int64_t ox = 0; ox < geo->ow; ox++) {
             int64_t y0, y1, x0, x1;
             window(geo, oy, ox, &y0, &y1, &x0, &x1);
-            float *sum = out + ((n * geo->oh + oy) * geo->ow + ox) * geo->c;
-            for (int64_t ch = 0; ch < geo->c; ch++) sum[ch] = 0.0f;
-            for (int64_t y = y0; y < y1; y++)
-                for (int64_t xx = x0; xx < x1; xx++) {
-                    const float *pixel = x + ((n * geo->h + y) * geo->w + xx) * geo->c;
-                    for (int64_t ch = 0; ch < geo->c; ch++) sum[ch] += pixel[ch];
-                }
-            for (int64_t ch = 0; ch < geo->c; ch++) sum[ch] *= inv;
+            window_sum_scaled(x + n * geo->h * geo->w * geo->c, geo->w, geo->c, y0, y1, x0, x1, inv,
+                              out + ((n * geo->oh + oy) * geo->ow + ox) * geo->c);
         }
     }
 }
@@ -218,12 +237,8 @@ static mc_status avgpool2d_backward(mc_node *node) {
             for (int64_t ox = 0; ox < geo->ow; ox++) {
                 int64_t y0, y1, x0, x1;
                 window(geo, oy, ox, &y0, &y1, &x0, &x1);
-                const float *d = dout + ((n * geo->oh + oy) * geo->ow + ox) * geo->c;
-                for (int64_t y = y0; y < y1; y++)
-                    for (int64_t xx = x0; xx < x1; xx++) {
-                        float *pixel = dx + ((n * geo->h + y) * geo->w + xx) * geo->c;
-                        for (int64_t ch = 0; ch < geo->c; ch++) pixel[ch] += d[ch] * inv;
-                    }
+                window_spread(dx + n * geo->h * geo->w * geo->c, geo->w, geo->c, y0, y1, x0, x1, inv,
+                              dout + ((n * geo->oh + oy) * geo->ow + ox) * geo->c);
             }
     return MC_OK;
 }
@@ -264,15 +279,9 @@ static void adaptive_forward(const adaptive_saved *s, const float *x, float *out
         for (int64_t ox = 0; ox < s->ow; ox++) {
             int64_t x0, x1;
             adaptive_range(ox, s->w, s->ow, &x0, &x1);
-            float *sum = out + ((n * s->oh + oy) * s->ow + ox) * s->c;
-            for (int64_t ch = 0; ch < s->c; ch++) sum[ch] = 0.0f;
-            for (int64_t y = y0; y < y1; y++)
-                for (int64_t xx = x0; xx < x1; xx++) {
-                    const float *pixel = x + ((n * s->h + y) * s->w + xx) * s->c;
-                    for (int64_t ch = 0; ch < s->c; ch++) sum[ch] += pixel[ch];
-                }
             float inv = 1.0f / (float)((y1 - y0) * (x1 - x0));
-            for (int64_t ch = 0; ch < s->c; ch++) sum[ch] *= inv;
+            window_sum_scaled(x + n * s->h * s->w * s->c, s->w, s->c, y0, y1, x0, x1, inv,
+                              out + ((n * s->oh + oy) * s->ow + ox) * s->c);
         }
     }
 }
@@ -292,12 +301,8 @@ static mc_status adaptive_avgpool2d_backward(mc_node *node) {
                 int64_t x0, x1;
                 adaptive_range(ox, s->w, s->ow, &x0, &x1);
                 float inv = 1.0f / (float)((y1 - y0) * (x1 - x0));
-                const float *d = dout + ((n * s->oh + oy) * s->ow + ox) * s->c;
-                for (int64_t y = y0; y < y1; y++)
-                    for (int64_t xx = x0; xx < x1; xx++) {
-                        float *pixel = dx + ((n * s->h + y) * s->w + xx) * s->c;
-                        for (int64_t ch = 0; ch < s->c; ch++) pixel[ch] += d[ch] * inv;
-                    }
+                window_spread(dx + n * s->h * s->w * s->c, s->w, s->c, y0, y1, x0, x1, inv,
+                              dout + ((n * s->oh + oy) * s->ow + ox) * s->c);
             }
         }
     return MC_OK;
