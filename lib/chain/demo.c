@@ -423,8 +423,9 @@ static mc_status write_sheet(demo *d, const char *path) {
         memcpy(tiles->data + k * image_floats, s->rgb->data + (int64_t)picked[k] * image_floats,
                (size_t)image_floats * sizeof(float));
         int pred = d->test.spectral_pred[picked[k]];
-        snprintf(text[k], sizeof text[k], "%s %s", pred == s->labels[picked[k]] ? "ok" : "X",
-                 d->class_names[pred]);
+        int truth = s->labels[picked[k]];
+        if (pred == truth) snprintf(text[k], sizeof text[k], "ok %s", d->class_names[pred]);
+        else snprintf(text[k], sizeof text[k], "X %.9s/%.9s", d->class_names[pred], d->class_names[truth]);
         captions[k] = text[k];
     }
     int scale = size >= 64 ? 2 : 128 / size;
@@ -462,7 +463,7 @@ static mc_status write_report(demo *d) {
     };
     mc_report_image image = {sheet, "Held-out test tiles (their RGB view), four of each class in label "
                                     "order (two classes a row: AnnualCrop, Forest, ..., SeaLake), "
-                                    "captioned with the spectral encoder's zero-shot class (X: wrong)"};
+                                    "captioned with the spectral encoder's zero-shot class (X predicted/true: wrong)"};
     mc_report report = {
         .title = "mmchain demo: a spectral encoder chained to a CLIP of our own",
         .n_summary = 6, .summary = summary, .n_confusions = 2, .confusions = confusions,
