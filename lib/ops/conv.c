@@ -51,28 +51,25 @@ void mc_conv2d_set_column_budget(size_t bytes) {
     column_budget = bytes ? bytes : (size_t)DEFAULT_COLUMN_BUDGET;
 }
 
-/* A buffer that only grows. Thread-local so that two threads running
- * separate graphs never share one. */
-typedef struct scratch_buffer {
-    float *data;
-    size_t capacity; /* floats */
-} scratch_buffer;
-
-static _Thread_local scratch_buffer scratch_columns;       /* im2col rows */
-static _Thread_local scratch_buffer scratch_packed_weight; /* (OC, KH, KW, C/g) */
-static _Thread_local scratch_buffer scratch_packed_dweight;
+/* Thread-local so that two threads running separate graphs never share one. */
+static _Thread_local mc_conv_scratch scratch_columns;       /* im2col rows */
+static _Thread_local mc_conv_scratch scratch_packed_weight; /* (OC, KH, KW, C/g) */
+static _Thread_local mc_conv_scratch scratch_packed_dweight;
 
 void mc_conv2d_release_workspace(void) {
-    scratch_buffer *all[] = {&scratch_columns, &scratch_packed_weight, &scratch_packed_dweight};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        free(all[i]->data);
-        all[i]->data = NULL;
-        all[i]->capacity = 0;
-    }
+    mc_conv_scratch *all[] = {&scratch_columns, &scratch_packed_weight, &scratch_packed_dweight};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mc_conv_scratch_free(all[i]);
+    mc_conv2d_winograd_release_workspace();
 }
 
-static mc_status scratch_reserve(scratch_buffer *buffer, int64_t floats, const char *what,
-                                 float **out) {
+void mc_conv_scratch_free(mc_conv_scratch *buffer) {
+    free(buffer->data);
+    buffer->data = NULL;
+    buffer->capacity = 0;
+}
+
+mc_status mc_conv_scratch_reserve(mc_conv_scratch *buffer, int64_t floats, const char *what,
+                                  float **out) {
     *out = NULL;
     if ((size_t)floats > buffer->capacity) {
         /* free + malloc, not realloc: the old contents are not needed. */
@@ -451,9 +448,9 @@ static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x
         return MC_OK;
     }
     float *packed, *columns;
-    MC_TRY(scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "packed weight", &packed));
+    MC_TRY(mc_conv_scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "packed weight", &packed));
     int64_t chunk = rows_per_chunk(geo, geo->k_total);
-    MC_TRY(scratch_reserve(&scratch_columns, chunk * geo->k_total, "im2col columns", &columns));
+    MC_TRY(mc_conv_scratch_reserve(&scratch_columns, chunk * geo->k_total, "im2col columns", &columns));
     pack_weight(geo, weight, packed);
     for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
         int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
@@ -467,6 +464,8 @@ static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x
  * -> out: (N, OH, OW, OC), overwritten. */
 mc_status mc_conv2d_forward_kernel(const mc_conv2d_geometry *geo, const float *x,
                                    const float *weight, const float *bias, float *out) {
+    if (mc_conv2d_winograd_applies(geo)) /* 3x3 stride 1: conv_winograd.c */
+        return mc_conv2d_winograd_forward(geo, x, weight, bias, out);
     MC_TRY(conv_forward_gemm(geo, x, weight, out));
     if (bias) add_bias(geo->rows, geo->oc, bias, out);
     return MC_OK;
@@ -495,17 +494,17 @@ static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float
                                       float *dweight) {
     float *packed = NULL, *packed_dweight = NULL, *columns;
     if (dx) {
-        MC_TRY(scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "packed weight",
+        MC_TRY(mc_conv_scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "packed weight",
                                &packed));
         pack_weight(geo, weight, packed);
     }
     if (dweight) {
-        MC_TRY(scratch_reserve(&scratch_packed_dweight, geo->oc * geo->k_group,
+        MC_TRY(mc_conv_scratch_reserve(&scratch_packed_dweight, geo->oc * geo->k_group,
                                "packed weight gradient", &packed_dweight));
         memset(packed_dweight, 0, (size_t)(geo->oc * geo->k_group) * sizeof(float));
     }
     int64_t chunk = rows_per_chunk(geo, geo->k_total);
-    MC_TRY(scratch_reserve(&scratch_columns, chunk * geo->k_total, "im2col columns", &columns));
+    MC_TRY(mc_conv_scratch_reserve(&scratch_columns, chunk * geo->k_total, "im2col columns", &columns));
     for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
         int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
         const float *dout_chunk = dout + row0 * geo->oc;
@@ -529,6 +528,11 @@ mc_status mc_conv2d_backward_kernel(const mc_conv2d_geometry *geo, const float *
                                     float *dweight) {
     if (!dx && !dweight) return MC_OK;
     if (is_direct_gemm(geo)) return conv_backward_direct(geo, x, weight, dout, dx, dweight);
+    if (dx && mc_conv2d_winograd_applies(geo)) { /* dx by Winograd, dweight by im2col */
+        MC_TRY(mc_conv2d_winograd_input_grad(geo, weight, dout, dx));
+        dx = NULL;
+        if (!dweight) return MC_OK;
+    }
     return conv_backward_im2col(geo, x, weight, dout, dx, dweight);
 }
 

@@ -51,6 +51,17 @@ void mc_conv2d_reference_backward(const mc_conv2d_geometry *geo, const float *x,
                                   const float *weight, const float *dout, float *dx,
                                   float *dweight, float *dbias);
 
+/* A scratch buffer that only grows and is reused across calls (conv.c and
+ * conv_winograd.c keep thread-local ones). Reserve returns room for at
+ * least `floats` floats (old contents lost); MC_ERR_NOMEM names `what`. */
+typedef struct mc_conv_scratch {
+    float *data;
+    size_t capacity; /* floats */
+} mc_conv_scratch;
+mc_status mc_conv_scratch_reserve(mc_conv_scratch *buffer, int64_t floats, const char *what,
+                                  float **out);
+void mc_conv_scratch_free(mc_conv_scratch *buffer);
+
 /* The fast path gathers at most this many bytes of im2col columns at once
  * and processes the batch in chunks of output rows beyond it. 0 restores
  * the default (64 MiB). Tests shrink it to exercise the chunking. */
@@ -58,5 +69,37 @@ void mc_conv2d_set_column_budget(size_t bytes);
 /* conv keeps per-thread scratch buffers (columns, repacked weights) that
  * grow to the largest call and are reused; this frees the calling thread's. */
 void mc_conv2d_release_workspace(void);
+
+/* ---- Winograd F(2x2, 3x3) (conv_winograd.c) ----
+ * For 3x3, stride-1, padding-1, undilated, ungrouped convolutions the fast
+ * path's forward and input gradient run by Winograd's minimal filtering
+ * (2.25x fewer multiplies); the weight gradient keeps im2col + GEMM. */
+
+enum {
+    MC_WINOGRAD_OFF = 0,
+    MC_WINOGRAD_ALWAYS = 1,     /* every such conv, however small (tests) */
+    MC_WINOGRAD_LARGE_MAPS = 2, /* maps of at least 8x8: what "on" means */
+};
+/* 1 when geo is such a convolution and the mode selects it. */
+int mc_conv2d_winograd_applies(const mc_conv2d_geometry *geo);
+/* The mode: MMCHAIN_CONV_WINOGRAD=0 -> OFF, any other value -> LARGE_MAPS
+ * (read once); unset -> the default in conv_winograd.c. */
+int mc_conv2d_winograd_enabled(void);
+/* Force a mode (tests, benchmarks); -1 returns to the environment's choice. */
+void mc_conv2d_set_winograd(int mode);
+/* Process at most this many tiles per chunk (tests: exercise the chunking);
+ * 0 restores the automatic size. */
+void mc_conv2d_set_winograd_chunk_tiles(int64_t tiles);
+/* x: (N, H, W, C), weight: (OC, C, 3, 3), bias: (OC) or NULL,
+ * out: (N, H, W, OC), overwritten. geo must satisfy the conditions above
+ * (the switch aside). */
+mc_status mc_conv2d_winograd_forward(const mc_conv2d_geometry *geo, const float *x,
+                                     const float *weight, const float *bias, float *out);
+/* dout: (N, H, W, OC), weight: (OC, C, 3, 3); ADDS into dx: (N, H, W, C). */
+mc_status mc_conv2d_winograd_input_grad(const mc_conv2d_geometry *geo, const float *weight,
+                                        const float *dout, float *dx);
+/* Frees the calling thread's Winograd scratch buffers (called by
+ * mc_conv2d_release_workspace). */
+void mc_conv2d_winograd_release_workspace(void);
 
 #endif

@@ -1,0 +1,343 @@
+/* conv2d by Winograd's minimal filtering, F(2x2, 3x3), for the 3x3,
+ * stride-1, padding-1, undilated, ungrouped convolutions that carry about
+ * half of ResNet-50's FLOPs (Lavin & Gray 2016, "Fast Algorithms for
+ * Convolutional Neural Networks", section 4).
+ *
+ * One 2x2 block of outputs needs a 4x4 patch ("tile") of input. With
+ *     g: one 3x3 kernel, d: one 4x4 input tile,
+ *     U = G g G^T, V = B^T d B          (both 4x4)
+ *     Y = A^T [U (.) V] A               (2x2; (.) is elementwise)
+ * Y equals the 2x2 cross-correlation outputs: 16 multiplies instead of 36,
+ * 2.25x fewer. Summing over input channels commutes with A^T . A, so each
+ * of the 16 positions k of the elementwise product becomes one GEMM over
+ * channels:
+ *     M_k[tiles, OC] = V_k[tiles, C] @ U_k[C, OC]       (k = 0..15)
+ * and the output transform A^T M A runs once per tile and output channel.
+ *
+ * Layouts: U (16, C, OC), computed once per call from the PyTorch weight;
+ * V (16, tiles, C) and M (16, tiles, OC) for one chunk of tiles. Tiles step
+ * by 2 over the padded input; every tile of the batch (N * ceil(H/2) *
+ * ceil(W/2)) is one GEMM row, processed in chunks so that V and M stay
+ * small. Outputs of the last tile row/column beyond an odd H/W are dropped.
+ *
+ * The input gradient of a stride-1, padding-1 3x3 conv is the same kind of
+ * conv on dY, with the kernel flipped spatially and its channel axes
+ * swapped: dX[c] = sum_o dY[o] (*) flip(w[o][c]). So it reuses the whole
+ * pipeline; only the weight transform reads the weight differently.
+ *
+ * Numerics: the transforms have entries 0, +-1, +-1/2, so the rounding
+ * error stays close to direct convolution's (measured in the tests). */
+#include "ops/conv_internal.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the switch ---- */
+
+/* -1: not decided yet (read MMCHAIN_CONV_WINOGRAD once), else one of
+ * MC_WINOGRAD_OFF / _ALWAYS / _LARGE_MAPS. */
+static atomic_int winograd_mode = -1;
+/* Used when the environment variable is unset. On by default: measured
+ * (bench_resnet, one thread, images per CPU-second, two runs each, OFF -> ON)
+ * eval32 145.6/147.9 -> 151.1/154.8, train100 43.8/43.9 -> 44.8/45.3;
+ * bench_conv at 224x224, forward GFLOP/s-equivalent, layer1..3 3x3:
+ * 100/109/108 -> 113/142/150. */
+enum { WINOGRAD_DEFAULT = MC_WINOGRAD_LARGE_MAPS };
+
+void mc_conv2d_set_winograd(int mode) {
+    int known = mode >= MC_WINOGRAD_OFF && mode <= MC_WINOGRAD_LARGE_MAPS;
+    atomic_store(&winograd_mode, known ? mode : -1);
+}
+
+int mc_conv2d_winograd_enabled(void) {
+    int mode = atomic_load(&winograd_mode);
+    if (mode < 0) {
+        const char *env = getenv("MMCHAIN_CONV_WINOGRAD");
+        if (!env || !env[0]) mode = WINOGRAD_DEFAULT;
+        else mode = strcmp(env, "0") == 0 ? MC_WINOGRAD_OFF : MC_WINOGRAD_LARGE_MAPS;
+        atomic_store(&winograd_mode, mode);
+    }
+    return mode;
+}
+
+/* Smaller feature maps stay on im2col + GEMM. Measured (bench_conv, one
+ * thread, CPU time, ResNet-50's 3x3 convs): Winograd was 2x slower on 2x2
+ * maps and even on 4x4, faster from 8x8 up. Small maps mean few tiles, so
+ * the per-call weight transform (16 * C * OC values) is not amortized and
+ * the 16 GEMMs are short; odd sizes waste part of the last tile. */
+enum { MIN_WINOGRAD_SIDE = 8 };
+
+int mc_conv2d_winograd_applies(const mc_conv2d_geometry *geo) {
+    const mc_conv2d_params *p = &geo->p;
+    int shape_fits = geo->kh == 3 && geo->kw == 3 && p->stride_h == 1 && p->stride_w == 1 &&
+                     p->pad_h == 1 && p->pad_w == 1 && p->dilation_h == 1 &&
+                     p->dilation_w == 1 && geo->groups == 1;
+    if (!shape_fits) return 0;
+    switch (mc_conv2d_winograd_enabled()) {
+    case MC_WINOGRAD_ALWAYS: return 1;
+    case MC_WINOGRAD_LARGE_MAPS: return geo->h >= MIN_WINOGRAD_SIDE && geo->w >= MIN_WINOGRAD_SIDE;
+    default: return 0;
+    }
+}
+
+/* ---- scratch memory and chunking ---- */
+
+enum { POSITIONS = 16 }; /* 4x4 entries of one transformed tile */
+
+/* Loops over fewer floats run on one thread (as in conv.c). */
+enum { PARALLEL_MIN_FLOATS = 1 << 15 };
+
+static _Thread_local mc_conv_scratch scratch_u;     /* (16, C, OC) */
+static _Thread_local mc_conv_scratch scratch_v;     /* (16, chunk, C) */
+static _Thread_local mc_conv_scratch scratch_m;     /* (16, chunk, OC) */
+static _Thread_local mc_conv_scratch scratch_zeros; /* (C): the padding pixel */
+
+void mc_conv2d_winograd_release_workspace(void) {
+    mc_conv_scratch *all[] = {&scratch_u, &scratch_v, &scratch_m, &scratch_zeros};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mc_conv_scratch_free(all[i]);
+}
+
+static int64_t forced_chunk_tiles = 0;
+
+void mc_conv2d_set_winograd_chunk_tiles(int64_t tiles) {
+    forced_chunk_tiles = tiles > 0 ? tiles : 0;
+}
+
+/* Tiles per chunk. V and M of one chunk are written by a transform and read
+ * straight back by the GEMMs, so a chunk that fits in the L2 cache saves a
+ * trip to memory; but every chunk's 16 GEMMs re-read all of U (C x OC per
+ * position), so a chunk keeps at least 2*OC tiles (and 256) to keep that
+ * traffic below V's and the GEMMs tall: the same rule as conv.c's im2col
+ * chunks. At most 64 MiB of V and M. */
+enum { CACHE_CHUNK_BYTES = 1 << 20, MIN_CHUNK_TILES = 256, MAX_CHUNK_BYTES = 64 << 20 };
+
+static int64_t tiles_per_chunk(int64_t tiles, int64_t cin, int64_t cout) {
+    int64_t bytes_per_tile = POSITIONS * (cin + cout) * (int64_t)sizeof(float);
+    int64_t chunk = CACHE_CHUNK_BYTES / bytes_per_tile;
+    if (chunk < 2 * cout) chunk = 2 * cout;
+    if (chunk < MIN_CHUNK_TILES) chunk = MIN_CHUNK_TILES;
+    if (chunk > MAX_CHUNK_BYTES / bytes_per_tile) chunk = MAX_CHUNK_BYTES / bytes_per_tile;
+    if (forced_chunk_tiles) chunk = forced_chunk_tiles;
+    if (chunk > INT_MAX / 2) chunk = INT_MAX / 2;
+    if (chunk < 1) chunk = 1;
+    return chunk < tiles ? chunk : tiles;
+}
+
+/* ---- the three transforms ---- */
+
+/* One Winograd convolution: x (N, H, W, CIN) -> out (N, H, W, COUT). */
+typedef struct winograd_shape {
+    int64_t n, h, w, cin, cout;
+    int64_t tiles_h, tiles_w, tiles; /* ceil(H/2), ceil(W/2), N*tiles_h*tiles_w */
+} winograd_shape;
+
+static winograd_shape shape_of(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t cout) {
+    winograd_shape s = {n, h, w, cin, cout, (h + 1) / 2, (w + 1) / 2, 0};
+    s.tiles = n * s.tiles_h * s.tiles_w;
+    return s;
+}
+
+/* U = G g G^T for one 3x3 kernel g (row-major, taps (i, j) at g[3*i + j]),
+ * G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. */
+static void kernel_transform(const float g[9], float u[POSITIONS]) {
+    float gg[4][3]; /* G g: (4, 3) */
+    for (int j = 0; j < 3; j++) {
+        float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+        gg[0][j] = g0;
+        gg[1][j] = 0.5f * (g0 + g1 + g2);
+        gg[2][j] = 0.5f * (g0 - g1 + g2);
+        gg[3][j] = g2;
+    }
+    for (int i = 0; i < 4; i++) { /* (G g) G^T: the same combination along rows */
+        float a = gg[i][0], b = gg[i][1], c = gg[i][2];
+        u[4 * i + 0] = a;
+        u[4 * i + 1] = 0.5f * (a + b + c);
+        u[4 * i + 2] = 0.5f * (a - b + c);
+        u[4 * i + 3] = c;
+    }
+}
+
+/* weight: (OC, C, 3, 3) -> u: (16, CIN, COUT).
+ * Forward: CIN = C, COUT = OC, kernel (ci, co) = weight[co][ci].
+ * Input gradient (flip_transpose): CIN = OC, COUT = C, kernel (ci, co) =
+ * weight[ci][co] rotated by 180 degrees. */
+static void weight_transform(const winograd_shape *s, const float *weight, int flip_transpose,
+                             float *u) {
+    const int64_t plane = s->cin * s->cout; /* one position's (CIN, COUT) matrix */
+#pragma omp parallel for schedule(static) if (plane * 9 >= PARALLEL_MIN_FLOATS)
+    for (int64_t ci = 0; ci < s->cin; ci++)
+        for (int64_t co = 0; co < s->cout; co++) {
+            float g[9], t[POSITIONS];
+            if (flip_transpose) {
+                const float *w = weight + (ci * s->cout + co) * 9; /* weight[ci][co] */
+                for (int tap = 0; tap < 9; tap++) g[tap] = w[8 - tap];
+            } else {
+                const float *w = weight + (co * s->cin + ci) * 9; /* weight[co][ci] */
+                memcpy(g, w, sizeof g);
+            }
+            kernel_transform(g, t);
+            for (int k = 0; k < POSITIONS; k++) u[k * plane + ci * s->cout + co] = t[k];
+        }
+}
+
+/* The transforms work on blocks of CHANNEL_BLOCK channels at a time, copied
+ * into fixed-size local arrays: loops of a constant length over local
+ * arrays are what the compiler vectorizes (a plain loop over channels that
+ * reads 16 pixel pointers and writes 16 strided rows was not vectorized). */
+enum { CHANNEL_BLOCK = 16 };
+
+/* V = B^T d B for the tiles [tile0, tile0 + count), every channel.
+ * B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
+ * Tile t covers input rows 2*ty - 1 .. 2*ty + 2 and columns likewise (the
+ * -1 is the padding); pixels outside the image read `zeros`.
+ * x: (N, H, W, CIN), zeros: (CIN), v: (16, count, CIN). */
+static void input_transform(const winograd_shape *s, const float *x, const float *zeros,
+                            int64_t tile0, int64_t count, float *v) {
+    const int64_t cin = s->cin, per_image = s->tiles_h * s->tiles_w;
+#pragma omp parallel for schedule(static) if (count * POSITIONS * cin >= PARALLEL_MIN_FLOATS)
+    for (int64_t r = 0; r < count; r++) {
+        int64_t t = tile0 + r, n = t / per_image;
+        int64_t ty = t / s->tiles_w % s->tiles_h, tx = t % s->tiles_w;
+        const float *pixel[POSITIONS]; /* the 4x4 input pixels, (CIN) each */
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) {
+                int64_t iy = 2 * ty - 1 + i, ix = 2 * tx - 1 + j;
+                int inside = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w;
+                pixel[4 * i + j] = inside ? x + ((n * s->h + iy) * s->w + ix) * cin : zeros;
+            }
+        float *dst = v + r * cin; /* position k at dst + k * count * cin */
+        const int64_t step = count * cin;
+        for (int64_t c0 = 0; c0 < cin; c0 += CHANNEL_BLOCK) {
+            int64_t nb = cin - c0 < CHANNEL_BLOCK ? cin - c0 : CHANNEL_BLOCK;
+            float d[POSITIONS][CHANNEL_BLOCK], bd[POSITIONS][CHANNEL_BLOCK];
+            float vt[POSITIONS][CHANNEL_BLOCK];
+            if (nb < CHANNEL_BLOCK) memset(d, 0, sizeof d);
+            for (int k = 0; k < POSITIONS; k++)
+                memcpy(d[k], pixel[k] + c0, (size_t)nb * sizeof(float));
+            for (int j = 0; j < 4; j++) /* B^T d: combine rows */
+                for (int b = 0; b < CHANNEL_BLOCK; b++) {
+                    bd[0 + j][b] = d[0 + j][b] - d[8 + j][b];
+                    bd[4 + j][b] = d[4 + j][b] + d[8 + j][b];
+                    bd[8 + j][b] = d[8 + j][b] - d[4 + j][b];
+                    bd[12 + j][b] = d[4 + j][b] - d[12 + j][b];
+                }
+            for (int i = 0; i < 4; i++) /* (B^T d) B: combine columns */
+                for (int b = 0; b < CHANNEL_BLOCK; b++) {
+                    vt[4 * i + 0][b] = bd[4 * i + 0][b] - bd[4 * i + 2][b];
+                    vt[4 * i + 1][b] = bd[4 * i + 1][b] + bd[4 * i + 2][b];
+                    vt[4 * i + 2][b] = bd[4 * i + 2][b] - bd[4 * i + 1][b];
+                    vt[4 * i + 3][b] = bd[4 * i + 1][b] - bd[4 * i + 3][b];
+                }
+            for (int k = 0; k < POSITIONS; k++)
+                memcpy(dst + k * step + c0, vt[k], (size_t)nb * sizeof(float));
+        }
+    }
+}
+
+/* Y = A^T m A (+ bias) for the tiles [tile0, tile0 + count), with
+ * A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; written into out (or added to it
+ * when `accumulate`), dropping outputs beyond an odd H or W.
+ * m: (16, count, COUT), bias: (COUT) or NULL, out: (N, H, W, COUT). */
+static void output_transform(const winograd_shape *s, const float *m, const float *bias,
+                             int accumulate, int64_t tile0, int64_t count, float *out) {
+    const int64_t cout = s->cout, per_image = s->tiles_h * s->tiles_w;
+#pragma omp parallel for schedule(static) if (count * POSITIONS * cout >= PARALLEL_MIN_FLOATS)
+    for (int64_t r = 0; r < count; r++) {
+        int64_t t = tile0 + r, n = t / per_image;
+        int64_t ty = t / s->tiles_w % s->tiles_h, tx = t % s->tiles_w;
+        float *dst[4]; /* outputs (2*ty + i, 2*tx + j) at dst[2*i + j]; NULL outside */
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) {
+                int64_t oy = 2 * ty + i, ox = 2 * tx + j;
+                dst[2 * i + j] =
+                    oy < s->h && ox < s->w ? out + ((n * s->h + oy) * s->w + ox) * cout : NULL;
+            }
+        const float *src = m + r * cout; /* position k at src + k * count * cout */
+        const int64_t step = count * cout;
+        for (int64_t o0 = 0; o0 < cout; o0 += CHANNEL_BLOCK) {
+            int64_t nb = cout - o0 < CHANNEL_BLOCK ? cout - o0 : CHANNEL_BLOCK;
+            float mt[POSITIONS][CHANNEL_BLOCK], am[8][CHANNEL_BLOCK], y[4][CHANNEL_BLOCK];
+            float b_add[CHANNEL_BLOCK] = {0};
+            if (nb < CHANNEL_BLOCK) memset(mt, 0, sizeof mt);
+            for (int k = 0; k < POSITIONS; k++)
+                memcpy(mt[k], src + k * step + o0, (size_t)nb * sizeof(float));
+            if (bias) memcpy(b_add, bias + o0, (size_t)nb * sizeof(float));
+            for (int j = 0; j < 4; j++) /* A^T m: (2, 4) */
+                for (int b = 0; b < CHANNEL_BLOCK; b++) {
+                    am[j][b] = mt[0 + j][b] + mt[4 + j][b] + mt[8 + j][b];
+                    am[4 + j][b] = mt[4 + j][b] - mt[8 + j][b] - mt[12 + j][b];
+                }
+            for (int i = 0; i < 2; i++) /* (A^T m) A: (2, 2) */
+                for (int b = 0; b < CHANNEL_BLOCK; b++) {
+                    y[2 * i + 0][b] =
+                        am[4 * i + 0][b] + am[4 * i + 1][b] + am[4 * i + 2][b] + b_add[b];
+                    y[2 * i + 1][b] =
+                        am[4 * i + 1][b] - am[4 * i + 2][b] - am[4 * i + 3][b] + b_add[b];
+                }
+            for (int q = 0; q < 4; q++) {
+                if (!dst[q]) continue;
+                float *target = dst[q] + o0;
+                if (accumulate)
+                    for (int64_t b = 0; b < nb; b++) target[b] += y[q][b];
+                else
+                    memcpy(target, y[q], (size_t)nb * sizeof(float));
+            }
+        }
+    }
+}
+
+/* ---- the pipeline ---- */
+
+/* x: (N, H, W, CIN), u: (16, CIN, COUT) transformed weight, bias: (COUT) or
+ * NULL -> out: (N, H, W, COUT), overwritten or (accumulate) added to. */
+static mc_status winograd_run(const winograd_shape *s, const float *x, const float *u,
+                              const float *bias, int accumulate, float *out) {
+    if (s->cin > INT_MAX / 2 || s->cout > INT_MAX / 2)
+        return mc_error(MC_ERR_UNSUPPORTED, "conv2d (winograd): %lld -> %lld channels are too many "
+                        "for one GEMM", (long long)s->cin, (long long)s->cout);
+    int64_t chunk = tiles_per_chunk(s->tiles, s->cin, s->cout);
+    float *v, *m, *zeros;
+    MC_TRY(mc_conv_scratch_reserve(&scratch_v, POSITIONS * chunk * s->cin, "input tiles V", &v));
+    MC_TRY(mc_conv_scratch_reserve(&scratch_m, POSITIONS * chunk * s->cout, "products M", &m));
+    MC_TRY(mc_conv_scratch_reserve(&scratch_zeros, s->cin, "padding pixel", &zeros));
+    memset(zeros, 0, (size_t)s->cin * sizeof(float));
+    const int64_t u_plane = s->cin * s->cout;
+    for (int64_t tile0 = 0; tile0 < s->tiles; tile0 += chunk) {
+        int64_t count = s->tiles - tile0 < chunk ? s->tiles - tile0 : chunk;
+        input_transform(s, x, zeros, tile0, count, v);
+        /* M_k[count, COUT] = V_k[count, CIN] @ U_k[CIN, COUT], outside any
+         * parallel region: OpenBLAS threads itself. */
+        for (int k = 0; k < POSITIONS; k++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)count, (int)s->cout,
+                        (int)s->cin, 1.0f, v + k * count * s->cin, (int)s->cin, u + k * u_plane,
+                        (int)s->cout, 0.0f, m + k * count * s->cout, (int)s->cout);
+        output_transform(s, m, bias, accumulate, tile0, count, out);
+    }
+    return MC_OK;
+}
+
+/* x: (N, H, W, C), weight: (OC, C, 3, 3), bias: (OC) or NULL
+ * -> out: (N, H, W, OC), overwritten. */
+mc_status mc_conv2d_winograd_forward(const mc_conv2d_geometry *geo, const float *x,
+                                     const float *weight, const float *bias, float *out) {
+    winograd_shape s = shape_of(geo->n, geo->h, geo->w, geo->c, geo->oc);
+    float *u;
+    MC_TRY(mc_conv_scratch_reserve(&scratch_u, POSITIONS * s.cin * s.cout, "transformed weight U",
+                                   &u));
+    weight_transform(&s, weight, 0, u);
+    return winograd_run(&s, x, u, bias, 0, out);
+}
+
+/* dout: (N, H, W, OC), weight: (OC, C, 3, 3); ADDS into dx: (N, H, W, C). */
+mc_status mc_conv2d_winograd_input_grad(const mc_conv2d_geometry *geo, const float *weight,
+                                        const float *dout, float *dx) {
+    winograd_shape s = shape_of(geo->n, geo->h, geo->w, geo->oc, geo->c);
+    float *u;
+    MC_TRY(mc_conv_scratch_reserve(&scratch_u, POSITIONS * s.cin * s.cout, "transformed weight U",
+                                   &u));
+    weight_transform(&s, weight, 1, u);
+    return winograd_run(&s, dout, u, NULL, 1, dx);
+}
