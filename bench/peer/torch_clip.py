@@ -12,7 +12,13 @@ import statistics
 import sys
 import time
 
-import torch
+# torch.set_num_threads does not reach the BLAS that Debian's torch calls
+# (OpenBLAS, its own thread pool): without these, a "1 thread" peer still ran
+# its GEMMs on every core. They must be set before torch is imported.
+if len(sys.argv) > 1 and sys.argv[1].isdigit():
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[1]
+
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "golden"))
 import gen_clip  # noqa: E402

@@ -24,6 +24,24 @@ import statistics
 import sys
 import time
 
+# torch.set_num_threads does not reach the BLAS that Debian's torch calls
+# (OpenBLAS, its own thread pool): without these, a "1 thread" peer still
+# ran its GEMMs on every core. They must be set before torch is imported.
+def _pin_blas_threads(argv):
+    import os
+    for i, arg in enumerate(argv):
+        value = None
+        if arg == "--threads" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--threads="):
+            value = arg.split("=", 1)[1]
+        if value and value.isdigit():
+            for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                os.environ[name] = value
+
+
+_pin_blas_threads(sys.argv)
+
 import torch
 import torch.nn.functional as F
 import torchvision
