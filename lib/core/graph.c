@@ -30,6 +30,7 @@ typedef struct grad_block {
 
 struct mc_graph {
     arena_chunk *chunks; /* newest first */
+    arena_chunk *spare;  /* chunks given back by a release, kept for reuse */
     size_t bytes_in_use; /* sum of allocations since the last reset */
     size_t peak_bytes;   /* most ever held by the arena and live gradients together */
     grad_block *grad_blocks;
@@ -69,6 +70,22 @@ static size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / 
 
 static mc_status arena_alloc(mc_graph *g, size_t bytes, bool zero, void **out);
 
+/* A spare chunk that holds `size` bytes, emptied, or NULL. Reusing chunks
+ * that a release gave back saves the page faults of fresh memory: inference
+ * releases every block's activations, and the next block needs as much. */
+static arena_chunk *spare_take(mc_graph *g, size_t size) {
+    for (arena_chunk **link = &g->spare; *link; link = &(*link)->next) {
+        arena_chunk *chunk = *link;
+        if (chunk->capacity >= size) {
+            *link = chunk->next;
+            chunk->next = NULL;
+            chunk->used = 0;
+            return chunk;
+        }
+    }
+    return NULL;
+}
+
 mc_status mc_graph_alloc(mc_graph *g, size_t bytes, void **out) { return arena_alloc(g, bytes, true, out); }
 
 static mc_status arena_alloc(mc_graph *g, size_t bytes, bool zero, void **out) {
@@ -80,7 +97,8 @@ static mc_status arena_alloc(mc_graph *g, size_t bytes, bool zero, void **out) {
         /* Grow geometrically so a step needs few chunks; reset merges them. */
         size_t capacity = chunk ? chunk->capacity * 2 : ARENA_MIN_CHUNK;
         if (capacity < size) capacity = size;
-        arena_chunk *fresh = chunk_new(capacity);
+        arena_chunk *fresh = spare_take(g, size);
+        if (!fresh) fresh = chunk_new(capacity);
         if (!fresh) return mc_error(MC_ERR_NOMEM, "arena: cannot allocate %zu bytes", capacity);
         fresh->next = g->chunks;
         g->chunks = fresh;
@@ -101,8 +119,8 @@ static void arena_release_to(mc_graph *g, mc_graph_mark mark) {
     while (g->chunks && g->chunks != mark.chunk) {
         arena_chunk *newer = g->chunks;
         g->chunks = newer->next;
-        newer->next = NULL;
-        chunks_free(newer);
+        newer->next = g->spare;
+        g->spare = newer;
     }
     if (g->chunks) g->chunks->used = mark.chunk_used;
     g->bytes_in_use = mark.bytes_in_use;
@@ -120,6 +138,7 @@ mc_status mc_graph_new(mc_graph **out) {
 void mc_graph_free(mc_graph *g) {
     if (!g) return;
     chunks_free(g->chunks);
+    chunks_free(g->spare);
     for (int i = 0; i < g->grad_block_count; i++) free(g->grad_blocks[i].memory);
     free(g->grad_blocks);
     free(g->tape);

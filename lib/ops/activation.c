@@ -254,7 +254,7 @@ static mc_status unary_op(mc_graph *g, const char *op, mc_tensor *x, forward_ker
     *out = NULL;
     if (!x) return mc_error(MC_ERR_ARG, "%s: input is NULL", op);
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, x->shape, op, &y));
+    MC_TRY(mc_graph_tensor_uninit(g, x->shape, op, &y)); /* forward writes every element */
     forward(x->data, y->data, x->numel);
     mc_tensor *in[1] = {x};
     MC_TRY(mc_graph_record(g, op, backward, y, 1, in, NULL));

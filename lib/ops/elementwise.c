@@ -265,7 +265,7 @@ static mc_status binary_op_run(mc_graph *g, binary_op op, mc_tensor *a, mc_tenso
     mc_shape shape;
     MC_TRY(broadcast_shape(op_names[op], a, b, &shape));
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, shape, op_names[op], &y));
+    MC_TRY(mc_graph_tensor_uninit(g, shape, op_names[op], &y)); /* every element is written */
     broadcast_plan plan;
     plan_broadcast(a, b, shape, &plan);
     binary_forward(op, &plan, a->data, b->data, y->data);
@@ -324,7 +324,7 @@ static mc_status scale_backward(mc_node *node) {
 mc_status mc_scale(mc_graph *g, mc_tensor *x, float scale, float shift, mc_tensor **out) {
     *out = NULL;
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, x->shape, "scale", &y));
+    MC_TRY(mc_graph_tensor_uninit(g, x->shape, "scale", &y));
     const float *xd = x->data;
     float *yd = y->data;
     int64_t n = x->numel;

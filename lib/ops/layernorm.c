@@ -149,7 +149,7 @@ mc_status mc_layernorm(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *
         return mc_error(MC_ERR_ARG, "layernorm of %s: eps = %g, expected >= 0", x->name, (double)eps);
     int64_t D = mc_tensor_dim(x, -1), rows = x->numel / D;
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, x->shape, "layernorm", &y));
+    MC_TRY(mc_graph_tensor_uninit(g, x->shape, "layernorm", &y)); /* every row is written */
     layernorm_saved *saved;
     MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
     MC_TRY(mc_graph_alloc(g, (size_t)rows * sizeof(float), (void **)&saved->mean));

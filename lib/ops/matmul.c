@@ -119,7 +119,7 @@ mc_status mc_matmul(mc_graph *g, mc_tensor *a, mc_tensor *b, bool transpose_b, m
     mc_shape c_shape;
     MC_TRY(matmul_shapes(a, b, transpose_b, &d, &c_shape));
     mc_tensor *c;
-    MC_TRY(mc_graph_tensor(g, c_shape, "matmul", &c));
+    MC_TRY(mc_graph_tensor_uninit(g, c_shape, "matmul", &c)); /* sgemm with beta 0 writes it all */
     for (int64_t i = 0; i < d.batch; i++)
         gemm(false, transpose_b, d.M, d.N, d.K, a->data + i * d.a_step, b->data + i * d.b_step, 0.0f,
              c->data + i * d.c_step);
@@ -194,7 +194,7 @@ mc_status mc_linear(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bia
     mc_shape y_shape = x->shape;
     y_shape.dim[y_shape.ndim - 1] = d.out_features;
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, y_shape, "linear", &y));
+    MC_TRY(mc_graph_tensor_uninit(g, y_shape, "linear", &y)); /* bias rows or beta 0: all written */
     /* Start y as the bias in every row, then add x W^T on top (beta = 1). */
     if (bias)
         for (int64_t r = 0; r < d.rows; r++)
