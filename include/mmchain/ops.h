@@ -67,7 +67,32 @@ mc_status mc_mean_all(mc_graph *g, mc_tensor *x, mc_tensor **out);
 mc_status mc_softmax(mc_graph *g, mc_tensor *x, int dim, mc_tensor **out);
 mc_status mc_log_softmax(mc_graph *g, mc_tensor *x, int dim, mc_tensor **out);
 
-/* ---- matmul.c (cblas_sgemm) ----
+/* ---- gemm.c: the one matrix product under every op ----
+ * C (M, N) = alpha op(A) op(B) + beta C, all row-major. op(A) is (M, K): A is
+ * stored (M, K) with row stride lda, or, with trans_a, (K, M). op(B) is
+ * (K, N): B stored (K, N) with row stride ldb, or, with trans_b, (N, K). C
+ * has row stride ldc. With beta == 0, C is only written (it may hold
+ * garbage). Callable inside an OpenMP parallel region: it then runs on the
+ * calling thread alone; outside one it uses mc_get_num_threads() threads. */
+void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc);
+/* The same product by the definition (double accumulation): the reference
+ * the kernels are tested against. */
+void mc_sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                    int64_t ldc);
+/* Which kernel mc_sgemm runs. AUTO (the default, unless the environment
+ * variable MMCHAIN_GEMM says openblas or avx512): our AVX-512 kernel when
+ * the CPU has AVX-512F, else OpenBLAS. MC_ERR_UNSUPPORTED when AVX512 is
+ * asked for on a CPU without it. */
+typedef enum mc_gemm_kernel { MC_GEMM_AUTO, MC_GEMM_OPENBLAS, MC_GEMM_AVX512 } mc_gemm_kernel;
+mc_status mc_gemm_set_kernel(mc_gemm_kernel kernel);
+/* The kernel in use, for logs and benchmarks: "mmchain AVX-512 (12x32
+ * micro-kernel)" or "OpenBLAS <core>". */
+const char *mc_gemm_kernel_name(void);
+
+/* ---- matmul.c (on mc_sgemm) ----
  * mc_matmul: a (M, K) @ b (K, N) -> (M, N); or batched a (B, M, K) @ b (B, K, N)
  * -> (B, M, N). transpose_b uses b (N, K) / (B, N, K) instead. */
 mc_status mc_matmul(mc_graph *g, mc_tensor *a, mc_tensor *b, bool transpose_b, mc_tensor **out);

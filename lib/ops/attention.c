@@ -40,7 +40,6 @@
  * busy machine each barrier can cost a scheduler time slice. */
 #include "ops/attention_internal.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -98,16 +97,15 @@ void mc_attention_forward_fast(const mc_attention_dims *d, const float *q, const
         /* S = scale * Q K^T per (b, h): (T, hd) x (hd, T) -> (T, T) */
         for (int64_t b = first; b < last; b++)
             for (int64_t h = 0; h < d->heads; h++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale,
-                            q + row_offset(d, b, 0, h), D, k + row_offset(d, b, 0, h), D, 0.0f,
-                            chunk + (b - first) * per_item + h * T * T, T);
+                mc_sgemm(false, true, T, T, hd, scale, q + row_offset(d, b, 0, h), D,
+                         k + row_offset(d, b, 0, h), D, 0.0f,
+                         chunk + (b - first) * per_item + h * T * T, T);
         masked_softmax_rows(d, chunk, (last - first) * d->heads * T);
         /* O = P V: (T, T) x (T, hd) -> (T, hd), written into out's columns */
         for (int64_t b = first; b < last; b++)
             for (int64_t h = 0; h < d->heads; h++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f,
-                            chunk + (b - first) * per_item + h * T * T, T,
-                            v + row_offset(d, b, 0, h), D, 0.0f, out + row_offset(d, b, 0, h), D);
+                mc_sgemm(false, false, T, hd, T, 1.0f, chunk + (b - first) * per_item + h * T * T,
+                         T, v + row_offset(d, b, 0, h), D, 0.0f, out + row_offset(d, b, 0, h), D);
     }
 }
 
@@ -141,13 +139,12 @@ void mc_attention_backward_fast(const mc_attention_dims *d, const float *q, cons
                 const int64_t head = row_offset(d, b, 0, h), square = b * per_item + h * T * T;
                 /* dV += P^T dO: (T, T)^T x (T, hd) */
                 if (dv)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f,
-                                probs + square, T, dout + head, D, 1.0f, dv + head, D);
+                    mc_sgemm(true, false, T, hd, T, 1.0f, probs + square, T, dout + head, D, 1.0f,
+                             dv + head, D);
                 /* dP = dO V^T: (T, hd) x (hd, T) */
                 if (dq || dk)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f,
-                                dout + head, D, v + head, D, 0.0f,
-                                scratch + square - first * per_item, T);
+                    mc_sgemm(false, true, T, T, hd, 1.0f, dout + head, D, v + head, D, 0.0f,
+                             scratch + square - first * per_item, T);
             }
         if (!dq && !dk) continue;
         softmax_rows_backward(d, probs + first * per_item, scratch, (last - first) * d->heads * T,
@@ -158,11 +155,11 @@ void mc_attention_backward_fast(const mc_attention_dims *d, const float *q, cons
                 const float *dscores = scratch + (b - first) * per_item + h * T * T; /* scaled */
                 /* dQ += dS K: (T, T) x (T, hd);  dK += dS^T Q: (T, T)^T x (T, hd) */
                 if (dq)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dscores,
-                                T, k + head, D, 1.0f, dq + head, D);
+                    mc_sgemm(false, false, T, hd, T, 1.0f, dscores, T, k + head, D, 1.0f, dq + head,
+                             D);
                 if (dk)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dscores, T,
-                                q + head, D, 1.0f, dk + head, D);
+                    mc_sgemm(true, false, T, hd, T, 1.0f, dscores, T, q + head, D, 1.0f, dk + head,
+                             D);
             }
     }
 }

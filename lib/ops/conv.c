@@ -33,7 +33,6 @@
  * sub-matrix at column offset g*K_g with leading dimension K_total. */
 #include "ops/conv_internal.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,10 +386,9 @@ static void col2im_add(const mc_conv2d_geometry *geo, const float *columns, int6
 static void gemm_forward(const mc_conv2d_geometry *geo, int64_t rows, const float *columns,
                          int64_t ld_columns, const float *weight, float *out) {
     for (int64_t g = 0; g < geo->groups; g++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)geo->oc_group,
-                    (int)geo->k_group, 1.0f, columns + g * geo->k_group, (int)ld_columns,
-                    weight + g * geo->oc_group * geo->k_group, (int)geo->k_group, 0.0f,
-                    out + g * geo->oc_group, (int)geo->oc);
+        mc_sgemm(false, true, rows, geo->oc_group, geo->k_group, 1.0f, columns + g * geo->k_group,
+                 ld_columns, weight + g * geo->oc_group * geo->k_group, geo->k_group, 0.0f,
+                 out + g * geo->oc_group, geo->oc);
 }
 
 /* dweight_g[OC_g, K_g] += dout_g[rows, OC_g]^T @ columns_g[rows, K_g].
@@ -398,10 +396,9 @@ static void gemm_forward(const mc_conv2d_geometry *geo, int64_t rows, const floa
 static void gemm_weight_grad(const mc_conv2d_geometry *geo, int64_t rows, const float *dout,
                              const float *columns, int64_t ld_columns, float *dweight) {
     for (int64_t g = 0; g < geo->groups; g++)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)geo->oc_group, (int)geo->k_group,
-                    (int)rows, 1.0f, dout + g * geo->oc_group, (int)geo->oc,
-                    columns + g * geo->k_group, (int)ld_columns, 1.0f,
-                    dweight + g * geo->oc_group * geo->k_group, (int)geo->k_group);
+        mc_sgemm(true, false, geo->oc_group, geo->k_group, rows, 1.0f, dout + g * geo->oc_group,
+                 geo->oc, columns + g * geo->k_group, ld_columns, 1.0f,
+                 dweight + g * geo->oc_group * geo->k_group, geo->k_group);
 }
 
 /* dcolumns_g[rows, K_g] = dout_g[rows, OC_g] @ weight_g[OC_g, K_g] (+ beta * dcolumns).
@@ -409,10 +406,9 @@ static void gemm_weight_grad(const mc_conv2d_geometry *geo, int64_t rows, const 
 static void gemm_input_grad(const mc_conv2d_geometry *geo, int64_t rows, const float *dout,
                             const float *weight, float beta, float *dcolumns, int64_t ld_dcolumns) {
     for (int64_t g = 0; g < geo->groups; g++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)geo->k_group,
-                    (int)geo->oc_group, 1.0f, dout + g * geo->oc_group, (int)geo->oc,
-                    weight + g * geo->oc_group * geo->k_group, (int)geo->k_group, beta,
-                    dcolumns + g * geo->k_group, (int)ld_dcolumns);
+        mc_sgemm(false, false, rows, geo->k_group, geo->oc_group, 1.0f, dout + g * geo->oc_group,
+                 geo->oc, weight + g * geo->oc_group * geo->k_group, geo->k_group, beta,
+                 dcolumns + g * geo->k_group, ld_dcolumns);
 }
 
 /* out: (rows, OC) += bias: (OC) on every row. */

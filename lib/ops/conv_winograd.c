@@ -29,7 +29,6 @@
  * error stays close to direct convolution's (measured in the tests). */
 #include "ops/conv_internal.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -311,9 +310,8 @@ static mc_status winograd_run(const winograd_shape *s, const float *x, const flo
         /* M_k[count, COUT] = V_k[count, CIN] @ U_k[CIN, COUT], outside any
          * parallel region: OpenBLAS threads itself. */
         for (int k = 0; k < POSITIONS; k++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)count, (int)s->cout,
-                        (int)s->cin, 1.0f, v + k * count * s->cin, (int)s->cin, u + k * u_plane,
-                        (int)s->cout, 0.0f, m + k * count * s->cout, (int)s->cout);
+            mc_sgemm(false, false, count, s->cout, s->cin, 1.0f, v + k * count * s->cin, s->cin,
+                     u + k * u_plane, s->cout, 0.0f, m + k * count * s->cout, s->cout);
         output_transform(s, m, bias, accumulate, tile0, count, out);
     }
     return MC_OK;

@@ -9,7 +9,6 @@
  * not depend on how OpenMP split the rows (determinism). */
 #include "mmchain/ops.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -266,9 +265,8 @@ static mc_status infonce_backward(mc_node *node) {
         if (!x->requires_grad) continue;
         float *dunit, *dx;
         MC_TRY(mc_graph_alloc(node->graph, (size_t)(n * dim) * sizeof(float), (void **)&dunit));
-        cblas_sgemm(CblasRowMajor, which == 0 ? CblasNoTrans : CblasTrans, CblasNoTrans, (int)n,
-                    (int)dim, (int)n, s->scale, dlogits, (int)n, others[which], (int)dim, 0.0f,
-                    dunit, (int)dim);
+        mc_sgemm(which != 0, false, n, dim, n, s->scale, dlogits, n, others[which], dim, 0.0f,
+                 dunit, dim);
         MC_TRY(mc_grad_buffer(node->graph, x, &dx));
         normalize_rows_backward(units[which], norms[which], dunit, n, dim, dx);
     }
@@ -307,8 +305,7 @@ mc_status mc_infonce(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor *log_sca
     normalize_rows(a->data, n, dim, s->a_unit, s->a_norm);
     normalize_rows(b->data, n, dim, s->b_unit, s->b_norm);
     /* logits (N, N) = scale * a_unit (N, D) @ b_unit^T (D, N) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)dim, s->scale,
-                s->a_unit, (int)dim, s->b_unit, (int)dim, 0.0f, s->logits, (int)n);
+    mc_sgemm(false, true, n, n, dim, s->scale, s->a_unit, dim, s->b_unit, dim, 0.0f, s->logits, n);
     mc_tensor *loss;
     MC_TRY(mc_graph_tensor(g, MC_SHAPE(1), "infonce", &loss));
     loss->data[0] = (float)infonce_loss(s);

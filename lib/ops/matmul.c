@@ -13,7 +13,6 @@
  * threads (see threads.h). */
 #include "mmchain/ops.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <string.h>
 
@@ -44,9 +43,7 @@ static mc_status check_blas_size(const char *op, int64_t M, int64_t K, int64_t N
  * A is stored (M, K) or, transposed, (K, M); likewise B (K, N) or (N, K). */
 static void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float *A,
                  const float *B, float beta, float *C) {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, 1.0f, A, trans_a ? (int)M : (int)K, B,
-                trans_b ? (int)K : (int)N, beta, C, (int)N);
+    mc_sgemm(trans_a, trans_b, M, N, K, 1.0f, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
 }
 
 /* ---- matmul ---- */

@@ -1,0 +1,117 @@
+/* bench_gemm: mc_sgemm's two kernels side by side on the shapes the models
+ * actually multiply: our packed AVX-512 kernel and OpenBLAS's cblas_sgemm
+ * (whichever core OpenBLAS picked: see the header line).
+ *
+ * Shapes (M x N x K, transposes as the callers pass them):
+ *   ResNet-50 at 64x64, batch 32: a 1x1 conv, a 3x3 conv and a layer4 conv,
+ *     each as forward (NT), input gradient (NN) and weight gradient (TN);
+ *   CLIP ViT-B/32 at batch 16: the MLP's first linear (50 tokens x 16);
+ *   CLIP text, 10 prompts: the attention projection (770 tokens);
+ *   one attention head (T = 77, head 64).
+ * Every number is the median of --reps timed repetitions after a warm-up.
+ *
+ *   bench_gemm [--reps N] [--only TEXT]     MMCHAIN_THREADS=1 bench_gemm
+ * (--only: just the products whose name contains TEXT) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmchain/mmchain.h"
+#include "../common.h"
+
+typedef struct gemm_shape {
+    const char *what;
+    bool trans_a, trans_b;
+    int64_t M, N, K;
+} gemm_shape;
+
+static const gemm_shape shapes[] = {
+    {"resnet layer1 1x1 256>64 fwd", false, true, 8192, 64, 256},
+    {"resnet layer1 1x1 256>64 dx", false, false, 8192, 256, 64},
+    {"resnet layer1 1x1 256>64 dw", true, false, 64, 256, 8192},
+    {"resnet layer2 3x3 128 fwd", false, true, 2048, 128, 1152},
+    {"resnet layer2 3x3 128 dx", false, false, 2048, 1152, 128},
+    {"resnet layer2 3x3 128 dw", true, false, 128, 1152, 2048},
+    {"resnet layer4 3x3 512 fwd", false, true, 128, 512, 4608},
+    {"resnet layer4 3x3 512 dx", false, false, 128, 4608, 512},
+    {"resnet layer4 3x3 512 dw", true, false, 512, 4608, 128},
+    {"resnet conv1 7x7 fwd", false, true, 32768, 64, 147},
+    {"clip vit mlp fc1", false, true, 800, 3072, 768},
+    {"clip text qkv proj", false, true, 770, 512, 512},
+    {"clip text mlp fc2 dx", false, false, 770, 2048, 512},
+    {"attention head QK^T", false, true, 77, 77, 64},
+    {"attention head PV", false, false, 77, 64, 77},
+};
+
+enum { MAX_REPS = 101 };
+
+static float *random_floats(int64_t n, uint64_t seed) {
+    float *v = malloc((size_t)n * sizeof(float));
+    if (!v) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        v[i] = (float)((seed >> 40) & 0xFFFF) / 32768.0f - 1.0f;
+    }
+    return v;
+}
+
+/* Median seconds of one product with the current kernel. */
+static double time_gemm(const gemm_shape *s, const float *A, const float *B, float *C, int reps) {
+    int64_t lda = s->trans_a ? s->M : s->K, ldb = s->trans_b ? s->K : s->N;
+    double times[MAX_REPS];
+    /* Tiny products are timed in batches so the clock's resolution does not matter. */
+    int inner = (int)(2e7 / (double)(s->M * s->N * s->K) + 1);
+    mc_sgemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now_seconds();
+        for (int i = 0; i < inner; i++)
+            mc_sgemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C,
+                     s->N);
+        times[r] = (bench_now_seconds() - t0) / inner;
+    }
+    return bench_median(times, reps);
+}
+
+int main(int argc, char **argv) {
+    int reps = 9;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench_gemm [--reps N] [--only TEXT]\n");
+            return 2;
+        }
+    }
+    if (reps < 1 || reps > MAX_REPS) reps = 9;
+    if (mc_gemm_set_kernel(MC_GEMM_AVX512) != MC_OK) {
+        fprintf(stderr, "bench_gemm: %s\n", mc_last_error());
+        return 1;
+    }
+    (void)mc_gemm_set_kernel(MC_GEMM_OPENBLAS);
+    printf("threads %d, OpenBLAS core %s, median of %d\n\n", mc_get_num_threads(),
+           mc_blas_core_name(), reps);
+    printf("| product | M x N x K | ours GFLOP/s | OpenBLAS GFLOP/s | ratio |\n");
+    printf("|---|---|---:|---:|---:|\n");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const gemm_shape *s = &shapes[i];
+        if (only && !strstr(s->what, only)) continue;
+        float *A = random_floats(s->M * s->K, 1), *B = random_floats(s->K * s->N, 2);
+        float *C = malloc((size_t)(s->M * s->N) * sizeof(float));
+        if (!A || !B || !C) {
+            fprintf(stderr, "bench_gemm: out of memory\n");
+            return 1;
+        }
+        double flops = 2.0 * (double)s->M * (double)s->N * (double)s->K;
+        (void)mc_gemm_set_kernel(MC_GEMM_AVX512);
+        double ours = time_gemm(s, A, B, C, reps);
+        (void)mc_gemm_set_kernel(MC_GEMM_OPENBLAS);
+        double blas = time_gemm(s, A, B, C, reps);
+        printf("| %s (%c%c) | %lld x %lld x %lld | %.1f | %.1f | %.2f |\n", s->what,
+               s->trans_a ? 'T' : 'N', s->trans_b ? 'T' : 'N', (long long)s->M, (long long)s->N,
+               (long long)s->K, flops / ours * 1e-9, flops / blas * 1e-9, blas / ours);
+        fflush(stdout);
+        free(A), free(B), free(C);
+    }
+    return 0;
+}

@@ -1,0 +1,101 @@
+/* mc_sgemm: the matrix product under matmul, linear, conv, attention and
+ * InfoNCE. It chooses a kernel once (see gemm_internal.h for why there are
+ * two) and hands every call to it; mc_sgemm_naive is the definition the
+ * kernels are tested against. */
+#include "mmchain/ops.h"
+#include "mmchain/threads.h"
+#include "ops/gemm_internal.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the reference ---- */
+
+void mc_sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                    int64_t ldc) {
+    // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) when trans_b; C: (M, N)
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int64_t k = 0; k < K; k++) {
+                float a = trans_a ? A[k * lda + i] : A[i * lda + k];
+                float b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+                acc += (double)a * (double)b;
+            }
+            double old = beta == 0.0f ? 0.0 : (double)beta * C[i * ldc + j];
+            C[i * ldc + j] = (float)(alpha * acc + old);
+        }
+}
+
+/* ---- choosing the kernel ---- */
+
+static mc_gemm_kernel chosen = MC_GEMM_AUTO; /* AUTO until resolved */
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+
+static mc_gemm_kernel resolve(mc_gemm_kernel wanted) {
+    if (wanted == MC_GEMM_OPENBLAS) return MC_GEMM_OPENBLAS;
+    return mc_gemm_avx512_available() ? MC_GEMM_AVX512 : MC_GEMM_OPENBLAS;
+}
+
+/* MMCHAIN_GEMM=auto|openblas|avx512; anything else (or avx512 on a CPU
+ * without it) is reported once on stderr and auto is used: a library cannot
+ * fail at its first matrix product over an environment variable. */
+static void read_env(void) {
+    const char *env = getenv("MMCHAIN_GEMM");
+    mc_gemm_kernel wanted = MC_GEMM_AUTO;
+    if (env && strcmp(env, "openblas") == 0) wanted = MC_GEMM_OPENBLAS;
+    else if (env && strcmp(env, "avx512") == 0) wanted = MC_GEMM_AVX512;
+    else if (env && *env && strcmp(env, "auto") != 0)
+        fprintf(stderr, "mmchain: MMCHAIN_GEMM=%s: expected auto, openblas or avx512; using auto\n",
+                env);
+    if (wanted == MC_GEMM_AVX512 && !mc_gemm_avx512_available())
+        fprintf(stderr, "mmchain: MMCHAIN_GEMM=avx512: this CPU has no AVX-512F; using OpenBLAS\n");
+    chosen = resolve(wanted);
+}
+
+static mc_gemm_kernel current_kernel(void) {
+    pthread_once(&env_once, read_env);
+    return chosen;
+}
+
+mc_status mc_gemm_set_kernel(mc_gemm_kernel kernel) {
+    pthread_once(&env_once, read_env);
+    if (kernel == MC_GEMM_AVX512 && !mc_gemm_avx512_available())
+        return mc_error(MC_ERR_UNSUPPORTED, "mc_gemm_set_kernel: this CPU has no AVX-512F");
+    chosen = resolve(kernel);
+    return MC_OK;
+}
+
+const char *mc_gemm_kernel_name(void) {
+    static char name[96];
+    if (current_kernel() == MC_GEMM_AVX512) return "mmchain AVX-512 (12x32 micro-kernel)";
+    snprintf(name, sizeof name, "OpenBLAS %s", mc_blas_core_name());
+    return name;
+}
+
+/* ---- the product ---- */
+
+static void openblas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                           const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                           float *C, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda, B,
+                (int)ldb, beta, C, (int)ldc);
+}
+
+void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc) {
+    // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) when trans_b; C: (M, N)
+    if (M <= 0 || N <= 0) return;
+    if (current_kernel() == MC_GEMM_AVX512 &&
+        mc_sgemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
+    /* OpenBLAS takes int sizes; the callers check theirs (matmul.c). */
+    openblas_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}

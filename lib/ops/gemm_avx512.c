@@ -1,0 +1,316 @@
+/* A packed single-precision GEMM for AVX-512F, after the layered scheme of
+ * Goto & van de Geijn ("Anatomy of high-performance matrix multiplication",
+ * ACM TOMS 2008) as BLIS structures it (Van Zee & van de Geijn, 2015):
+ *
+ *   for each KC-deep slice of K:                          (pc loop)
+ *     for each NC-wide block of columns:                  (jc loop)
+ *       pack op(B)[pc:pc+KC, jc:jc+NC] into NR-wide panels     -> shared, L3
+ *       for each MC-high block of rows, in parallel:      (ic loop)
+ *         pack op(A)[ic:ic+MC, pc:pc+KC] into MR-high panels   -> per thread, L2
+ *         for each B panel:                               (jr loop; panel in L1)
+ *           for each A panel:                             (ir loop)
+ *             micro-kernel: C[MR, NR] += A panel (MR, KC) x B panel (KC, NR)
+ *
+ * The micro-kernel keeps a 12 x 32 block of C in 24 of the 32 zmm registers
+ * and, for each k, loads one row of the B panel (two zmm) and broadcasts
+ * the 12 values of one column of the A panel: 24 fused multiply-adds per 14
+ * loads. Packing puts both operands in the order the kernel reads them, so
+ * transposed inputs cost nothing extra there, and pads the edges with zeros,
+ * so the kernel never branches inside its loop; only its store is masked.
+ *
+ * Everything is compiled for AVX-512F by function attributes (the rest of
+ * the library stays baseline x86-64) and only called after a CPUID check. */
+#include "mmchain/threads.h"
+#include "ops/gemm_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f")))
+
+enum {
+    MR = 12,   /* rows of C per micro-kernel (broadcast operand) */
+    NR = 32,   /* columns of C per micro-kernel (two zmm vectors) */
+    KC = 256,  /* depth of one packed slice: a B panel is KC*NR*4 = 32 KiB (L1) */
+    MC = 144,  /* rows of one packed A block: MC*KC*4 = 144 KiB (L2) */
+    NC = 3072, /* columns of one packed B block: KC*NC*4 = 3 MiB (L3) */
+};
+
+/* Below this many multiply-adds one thread is faster than waking a team. */
+static const int64_t PARALLEL_MIN_MACS = 1 << 21;
+
+bool mc_gemm_avx512_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* ---- packing ---- */
+
+/* The first n of 16 lanes. */
+AVX512 static __mmask16 first_lanes(int64_t n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+
+/* In registers: r[k] lane i becomes the old r[i] lane k. Four rounds of
+ * shuffles, each interleaving pairs at twice the previous width: 32-bit
+ * elements, 64-bit pairs, then 128-bit quarters twice. */
+AVX512 static void transpose_16x16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    for (int i = 0; i < 16; i += 8)
+        for (int j = 0; j < 4; j++) {
+            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+    }
+}
+
+/* Packs the transpose of a (lines, kc) piece of a row-major matrix:
+ * out[k * out_stride + i] = src[i * ld + k] for i < width (zero for
+ * lines <= i < width), k < kc. src: (lines, kc) with row stride ld;
+ * out: (kc, out_stride), with room for 16 - width floats past its end.
+ * WHY FULL STORES: each k stores all 16 lanes, the lanes past width
+ * spilling into the start of k + 1's slot, which the next store (k runs
+ * upwards) overwrites. Masked stores would be exact but are several times
+ * slower on some CPUs (AMD Zen 4 and 5). */
+AVX512 static void pack_transposed(const float *src, int64_t ld, int64_t lines, int64_t kc,
+                                   float *out, int64_t out_stride) {
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+        const __mmask16 k_mask = first_lanes(kc - k0);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < lines ? _mm512_maskz_loadu_ps(k_mask, src + i * ld + k0) : _mm512_setzero_ps();
+        transpose_16x16(r);
+        const int64_t count = kc - k0 < 16 ? kc - k0 : 16;
+        for (int64_t k = 0; k < count; k++) _mm512_storeu_ps(out + (k0 + k) * out_stride, r[k]);
+    }
+}
+
+/* The panel of op(B) rows [k0, k0+kc), columns [j0, j0+cols), cols <= NR,
+ * as kc rows of NR floats, zero beyond cols.
+ * B: (K, N) with row stride ldb, or (N, K) when trans_b.  panel: (kc, NR). */
+AVX512 static void pack_b_panel(bool trans_b, const float *B, int64_t ldb, int64_t k0, int64_t kc,
+                                int64_t j0, int64_t cols, float *panel) {
+    if (!trans_b) {
+        /* Row k of the panel is a piece of row k of B: two masked vector
+         * copies (memcpy of 128 bytes compiles to a slow `rep movsq`). */
+        const __mmask16 mask0 = first_lanes(cols), mask1 = first_lanes(cols - 16);
+        for (int64_t k = 0; k < kc; k++) {
+            const float *row = B + (k0 + k) * ldb + j0;
+            _mm512_store_ps(panel + k * NR, _mm512_maskz_loadu_ps(mask0, row));
+            _mm512_store_ps(panel + k * NR + 16, _mm512_maskz_loadu_ps(mask1, row + 16));
+        }
+    } else {
+        /* op(B)[k][j] = B[j][k]: 16 x 16 blocks of B, transposed in registers. */
+        for (int64_t half = 0; half < NR; half += 16)
+            pack_transposed(B + (j0 + half) * ldb + k0, ldb, cols - half, kc, panel + half, NR);
+    }
+}
+
+/* The panel of op(A) rows [i0, i0+rows), rows <= MR, columns [k0, k0+kc),
+ * as kc columns of MR floats, zero beyond rows.
+ * A: (M, K) with row stride lda, or (K, M) when trans_a.  panel: (kc, MR),
+ * with room for 16 - MR floats past its end. */
+AVX512 static void pack_a_panel(bool trans_a, const float *A, int64_t lda, int64_t i0, int64_t rows,
+                                int64_t k0, int64_t kc, float *panel) {
+    if (trans_a) {
+        /* Column k of the panel is a piece of row k of the stored A (full
+         * stores, spilling forwards as in pack_transposed). */
+        const __mmask16 mask = first_lanes(rows);
+        for (int64_t k = 0; k < kc; k++)
+            _mm512_storeu_ps(panel + k * MR, _mm512_maskz_loadu_ps(mask, A + (k0 + k) * lda + i0));
+    } else {
+        /* op(A)[i][k] = A[i][k], wanted by columns: transposed in registers. */
+        pack_transposed(A + i0 * lda + k0, lda, rows, kc, panel, MR);
+    }
+}
+
+/* ---- the micro-kernel ---- */
+
+/* C[rows, cols] = alpha * (a_panel @ b_panel)[rows, cols] + beta * C.
+ * a_panel: (kc, MR), b_panel: (kc, NR), C: (rows <= MR, cols <= NR) with
+ * row stride ldc. beta == 0: C is not read. */
+AVX512 static void micro_kernel(int64_t kc, const float *a_panel, const float *b_panel, float *C,
+                                int64_t ldc, int64_t rows, int64_t cols, float alpha, float beta) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(b_panel), b1 = _mm512_load_ps(b_panel + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            const __m512 a = _mm512_set1_ps(a_panel[i]);
+            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+        }
+        a_panel += MR;
+        b_panel += NR;
+    }
+    const __mmask16 mask0 = first_lanes(cols), mask1 = first_lanes(cols - 16);
+    const __m512 alpha_v = _mm512_set1_ps(alpha), beta_v = _mm512_set1_ps(beta);
+    /* Unrolled with constant i, so acc stays in registers. Whole rows use
+     * plain loads and stores (masked stores are slow on some CPUs). */
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        if (i >= rows) break;
+        float *row = C + i * ldc;
+        __m512 v0 = _mm512_mul_ps(alpha_v, acc[i][0]), v1 = _mm512_mul_ps(alpha_v, acc[i][1]);
+        if (cols == NR) {
+            if (beta != 0.0f) {
+                v0 = _mm512_fmadd_ps(beta_v, _mm512_loadu_ps(row), v0);
+                v1 = _mm512_fmadd_ps(beta_v, _mm512_loadu_ps(row + 16), v1);
+            }
+            _mm512_storeu_ps(row, v0);
+            _mm512_storeu_ps(row + 16, v1);
+        } else {
+            if (beta != 0.0f) {
+                v0 = _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(mask0, row), v0);
+                v1 = _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(mask1, row + 16), v1);
+            }
+            _mm512_mask_storeu_ps(row, mask0, v0);
+            _mm512_mask_storeu_ps(row + 16, mask1, v1);
+        }
+    }
+}
+
+/* ---- the blocked loops ---- */
+
+/* One call's sizes and operands. */
+typedef struct gemm_job {
+    bool trans_a, trans_b;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int64_t lda, ldb, ldc;
+    float *C;
+} gemm_job;
+
+/* The blocked loops over C[i_begin:i_end, j_begin:j_end], on one thread.
+ * packed_b: room for (min(NC, columns rounded up to NR), min(KC, K));
+ * packed_a: room for (MC, min(KC, K)). */
+AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_end,
+                              int64_t j_begin, int64_t j_end, float *packed_b, float *packed_a) {
+    for (int64_t pc = 0; pc < job->K; pc += KC) {
+        const int64_t kc = min64(KC, job->K - pc);
+        const float beta = pc == 0 ? job->beta : 1.0f; /* later slices add to C */
+        for (int64_t jc = j_begin; jc < j_end; jc += NC) {
+            const int64_t nc = min64(NC, j_end - jc);
+            for (int64_t jr = 0; jr < nc; jr += NR)
+                pack_b_panel(job->trans_b, job->B, job->ldb, pc, kc, jc + jr, min64(NR, nc - jr),
+                             packed_b + jr * kc);
+            for (int64_t ic = i_begin; ic < i_end; ic += MC) {
+                const int64_t mc = min64(MC, i_end - ic);
+                for (int64_t ir = 0; ir < mc; ir += MR)
+                    pack_a_panel(job->trans_a, job->A, job->lda, ic + ir, min64(MR, mc - ir), pc,
+                                 kc, packed_a + ir * kc);
+                for (int64_t jr = 0; jr < nc; jr += NR)
+                    for (int64_t ir = 0; ir < mc; ir += MR)
+                        micro_kernel(kc, packed_a + ir * kc, packed_b + jr * kc,
+                                     job->C + (ic + ir) * job->ldc + jc + jr, job->ldc,
+                                     min64(MR, mc - ir), min64(NR, nc - jr), job->alpha, beta);
+            }
+        }
+    }
+}
+
+/* C = beta * C (the whole product when K == 0 or alpha == 0). */
+static void scale_c(const gemm_job *job) {
+    for (int64_t i = 0; i < job->M; i++) {
+        float *row = job->C + i * job->ldc;
+        for (int64_t j = 0; j < job->N; j++) row[j] = job->beta == 0.0f ? 0.0f : job->beta * row[j];
+    }
+}
+
+/* The packing workspace of the calling thread: kept between calls, so
+ * small products do not pay for malloc and page faults each time. */
+static _Thread_local float *workspace;
+static _Thread_local size_t workspace_floats;
+
+static float *reserve_workspace(size_t floats) {
+    if (floats <= workspace_floats) return workspace;
+    free(workspace);
+    workspace_floats = 0;
+    /* 64-byte aligned: the micro-kernel loads B panels with aligned loads. */
+    workspace = aligned_alloc(64, (size_t)round_up((int64_t)(floats * sizeof(float)), 64));
+    if (workspace) workspace_floats = floats;
+    return workspace;
+}
+
+/* Part `part` of `parts` of 0..n, cut at multiples of `unit`. */
+static int64_t cut(int64_t n, int64_t parts, int64_t part, int64_t unit) {
+    return min64(n, round_up(n * part / parts, unit));
+}
+
+bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                     int64_t ldc) {
+    // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) when trans_b; C: (M, N)
+    const gemm_job job = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
+    if (K == 0 || alpha == 0.0f) {
+        scale_c(&job);
+        return true;
+    }
+    int threads = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel() && M * N * K >= PARALLEL_MIN_MACS) threads = mc_get_num_threads();
+#endif
+    /* WHY EACH THREAD TAKES ITS OWN PART OF C, ALL OF K: then the threads
+     * never wait for each other (no barrier inside the product; with
+     * OMP_WAIT_POLICY=PASSIVE every barrier is a sleep and a wake-up). The
+     * price is that each packs the whole of the operand it shares, so C is
+     * cut along its longer side, where that copy is the smaller part. */
+    const bool cut_rows = M >= N;
+    /* Per thread: a B block as wide as its columns (at most NC), an A block. */
+    const int64_t kc_max = min64(KC, K);
+    const int64_t nc_max = min64(NC, cut_rows ? round_up(N, NR) : cut(N, threads, 1, NR) + NR);
+    /* (+16: the A packing's last store may spill 16 - MR floats.) */
+    const size_t b_floats = (size_t)(kc_max * nc_max);
+    const size_t per_thread = round_up(b_floats + (size_t)(MC * kc_max) + 16, 16);
+    float *space = reserve_workspace((size_t)threads * per_thread);
+    if (!space) return false;
+#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
+    for (int t = 0; t < threads; t++) {
+        int64_t i0 = 0, i1 = M, j0 = 0, j1 = N;
+        if (cut_rows) i0 = cut(M, threads, t, MR), i1 = cut(M, threads, t + 1, MR);
+        else j0 = cut(N, threads, t, NR), j1 = cut(N, threads, t + 1, NR);
+        float *mine = space + (size_t)t * per_thread;
+        if (i0 < i1 && j0 < j1) gemm_block(&job, i0, i1, j0, j1, mine, mine + b_floats);
+    }
+    return true;
+}
+
+#else /* not x86-64 with GCC or clang: OpenBLAS does every product */
+
+bool mc_gemm_avx512_available(void) { return false; }
+
+bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                     int64_t ldc) {
+    (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
+    (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
+    return false;
+}
+
+#endif

@@ -1,0 +1,30 @@
+/* gemm.c's internals, shared with gemm_avx512.c, the tests and the
+ * benchmarks (not part of the installed API).
+ *
+ * Every GEMM in the library goes through mc_sgemm (ops.h), which picks one
+ * of two kernels:
+ *   - our packed AVX-512 kernel (gemm_avx512.c), on CPUs that have AVX-512F;
+ *   - OpenBLAS's cblas_sgemm otherwise (and whenever MMCHAIN_GEMM=openblas).
+ * WHY OUR OWN KERNEL: OpenBLAS picks its kernel from the CPU, but an
+ * environment variable (OPENBLAS_CORETYPE) can hold it to an older one; on
+ * the machine this project is measured on it is held to Haswell's AVX2
+ * kernel, about 1.8x slower than the AVX-512 one. PyTorch's convolutions
+ * run in its own oneDNN whatever that variable says. A kernel of our own is
+ * the same on every run, and short enough to read (gemm_avx512.c). */
+#ifndef MMCHAIN_OPS_GEMM_INTERNAL_H
+#define MMCHAIN_OPS_GEMM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* True when this CPU (and its OS) runs AVX-512F code. */
+bool mc_gemm_avx512_available(void);
+
+/* The packed AVX-512 kernel; same contract as mc_sgemm. Returns false, with
+ * C untouched, when its packing workspace cannot be allocated (the caller
+ * then falls back to OpenBLAS). Only call when mc_gemm_avx512_available(). */
+bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                     int64_t ldc);
+
+#endif
