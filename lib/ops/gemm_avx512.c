@@ -64,7 +64,7 @@ AVX512 static __mmask16 first_lanes(int64_t n) {
 /* In registers: r[k] lane i becomes the old r[i] lane k. Four rounds of
  * shuffles, each interleaving pairs at twice the previous width: 32-bit
  * elements, 64-bit pairs, then 128-bit quarters twice. */
-AVX512 static void transpose_16x16(__m512 r[16]) {
+AVX512 static inline __attribute__((always_inline)) void transpose_16x16(__m512 r[16]) {
     __m512 t[16];
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
@@ -100,32 +100,50 @@ AVX512 static void pack_transposed(const float *src, int64_t ld, int64_t lines, 
     for (int64_t k0 = 0; k0 < kc; k0 += 16) {
         const __mmask16 k_mask = first_lanes(kc - k0);
         __m512 r[16];
-        for (int i = 0; i < 16; i++)
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            if (i < lines) _mm_prefetch((const char *)(src + i * ld + k0 + 64), _MM_HINT_T0);
             r[i] = i < lines ? _mm512_maskz_loadu_ps(k_mask, src + i * ld + k0) : _mm512_setzero_ps();
+        }
         transpose_16x16(r);
-        const int64_t count = kc - k0 < 16 ? kc - k0 : 16;
-        for (int64_t k = 0; k < count; k++) _mm512_storeu_ps(out + (k0 + k) * out_stride, r[k]);
+        if (kc - k0 >= 16) {
+            /* Unrolled (constant indices) so that r stays in registers. */
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++) _mm512_storeu_ps(out + (k0 + k) * out_stride, r[k]);
+        } else {
+            for (int64_t k = 0; k < kc - k0; k++) _mm512_storeu_ps(out + (k0 + k) * out_stride, r[k]);
+        }
     }
 }
 
-/* The panel of op(B) rows [k0, k0+kc), columns [j0, j0+cols), cols <= NR,
- * as kc rows of NR floats, zero beyond cols.
- * B: (K, N) with row stride ldb, or (N, K) when trans_b.  panel: (kc, NR). */
-AVX512 static void pack_b_panel(bool trans_b, const float *B, int64_t ldb, int64_t k0, int64_t kc,
-                                int64_t j0, int64_t cols, float *panel) {
+/* The block of op(B) rows [k0, k0+kc), columns [j0, j0+nc), as panels of
+ * NR columns, each kc rows of NR floats, zero beyond nc.
+ * B: (K, N) with row stride ldb, or (N, K) when trans_b.
+ * packed: (ceil(nc / NR), kc, NR). */
+AVX512 static void pack_b_block(bool trans_b, const float *B, int64_t ldb, int64_t k0, int64_t kc,
+                                int64_t j0, int64_t nc, float *packed) {
     if (!trans_b) {
-        /* Row k of the panel is a piece of row k of B: two masked vector
-         * copies (memcpy of 128 bytes compiles to a slow `rep movsq`). */
-        const __mmask16 mask0 = first_lanes(cols), mask1 = first_lanes(cols - 16);
+        /* Row by row of B, so that memory is read in order (a panel at a
+         * time would read 128 bytes from each of kc rows). */
         for (int64_t k = 0; k < kc; k++) {
             const float *row = B + (k0 + k) * ldb + j0;
-            _mm512_store_ps(panel + k * NR, _mm512_maskz_loadu_ps(mask0, row));
-            _mm512_store_ps(panel + k * NR + 16, _mm512_maskz_loadu_ps(mask1, row + 16));
+            for (int64_t j = 0; j < nc; j += NR) {
+                float *to = packed + j * kc + k * NR;
+                if (nc - j >= NR) {
+                    _mm512_store_ps(to, _mm512_loadu_ps(row + j));
+                    _mm512_store_ps(to + 16, _mm512_loadu_ps(row + j + 16));
+                } else {
+                    _mm512_store_ps(to, _mm512_maskz_loadu_ps(first_lanes(nc - j), row + j));
+                    _mm512_store_ps(to + 16, _mm512_maskz_loadu_ps(first_lanes(nc - j - 16), row + j + 16));
+                }
+            }
         }
     } else {
         /* op(B)[k][j] = B[j][k]: 16 x 16 blocks of B, transposed in registers. */
-        for (int64_t half = 0; half < NR; half += 16)
-            pack_transposed(B + (j0 + half) * ldb + k0, ldb, cols - half, kc, panel + half, NR);
+        for (int64_t j = 0; j < nc; j += NR)
+            for (int64_t half = 0; half < NR; half += 16)
+                pack_transposed(B + (j0 + j + half) * ldb + k0, ldb, nc - j - half, kc,
+                                packed + j * kc + half, NR);
     }
 }
 
@@ -217,9 +235,7 @@ AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_en
         const float beta = pc == 0 ? job->beta : 1.0f; /* later slices add to C */
         for (int64_t jc = j_begin; jc < j_end; jc += NC) {
             const int64_t nc = min64(NC, j_end - jc);
-            for (int64_t jr = 0; jr < nc; jr += NR)
-                pack_b_panel(job->trans_b, job->B, job->ldb, pc, kc, jc + jr, min64(NR, nc - jr),
-                             packed_b + jr * kc);
+            pack_b_block(job->trans_b, job->B, job->ldb, pc, kc, jc, nc, packed_b);
             for (int64_t ic = i_begin; ic < i_end; ic += MC) {
                 const int64_t mc = min64(MC, i_end - ic);
                 for (int64_t ir = 0; ir < mc; ir += MR)
