@@ -99,6 +99,34 @@ static void check_degenerate(void) {
     mc_sgemm(false, false, 0, 2, 3, 1.0f, A, 3, B, 2, 0.0f, D, 2); /* M = 0: nothing */
 }
 
+/* mc_sgemm_batched against the definition item by item: B shared by every
+ * item (stride 0), padded leading dimensions, 1 item (each product split
+ * over the threads), 16 items (the threads take whole items). */
+static void check_batched(const char *kernel) {
+    const int64_t M = 37, N = 45, K = 300, lda = K + 1, ldc = N + 2;
+    const int64_t counts[] = {1, 3, 16};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        const int64_t batch = counts[c], stride_a = M * lda + 5, stride_c = M * ldc + 3;
+        float *A = alloc_floats(batch * stride_a), *B = alloc_floats(K * N);
+        float *C = alloc_floats(batch * stride_c), *expected = alloc_floats(batch * stride_c);
+        fill_random(A, batch * stride_a, 21);
+        fill_random(B, K * N, 22);
+        fill_random(C, batch * stride_c, 23);
+        memcpy(expected, C, (size_t)(batch * stride_c) * sizeof(float));
+        mc_sgemm_batched(false, false, M, N, K, 1.5f, A, lda, stride_a, B, N, 0, 0.5f, C, ldc,
+                         stride_c, batch);
+        for (int64_t b = 0; b < batch; b++)
+            mc_sgemm_naive(false, false, M, N, K, 1.5f, A + b * stride_a, lda, B, N, 0.5f,
+                           expected + b * stride_c, ldc);
+        long worst = -1;
+        double violation = mc_test_max_violation(C, expected, (long)(batch * stride_c), 1e-5,
+                                                 3e-6 * (double)K, &worst);
+        ck_assert_msg(violation <= 1.0, "%s batched (%lld items): element %ld = %g, expected %g",
+                      kernel, (long long)batch, worst, C[worst], expected[worst]);
+        free(A), free(B), free(C), free(expected);
+    }
+}
+
 /* ---- OpenBLAS ---- */
 
 START_TEST(test_openblas_matches_definition) {
@@ -106,6 +134,7 @@ START_TEST(test_openblas_matches_definition) {
     ck_assert_ptr_nonnull(strstr(mc_gemm_kernel_name(), "OpenBLAS"));
     check_all_shapes("OpenBLAS");
     check_degenerate();
+    check_batched("OpenBLAS");
     MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
 }
 END_TEST
@@ -119,6 +148,7 @@ START_TEST(test_avx512_matches_definition_one_thread) {
     mc_set_num_threads(1);
     check_all_shapes("AVX-512 (1 thread)");
     check_degenerate();
+    check_batched("AVX-512 (1 thread)");
     mc_set_num_threads(threads);
     MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
 }
@@ -129,6 +159,7 @@ START_TEST(test_avx512_matches_definition_two_threads) {
     int threads = mc_get_num_threads();
     mc_set_num_threads(2);
     check_all_shapes("AVX-512 (2 threads)");
+    check_batched("AVX-512 (2 threads)");
     /* Products big enough to be split, cut along rows and along columns,
      * and one wider than a packed B block (NC = 3072). */
     const shape big[] = {{700, 64, 300}, {40, 900, 300}, {30, 3100, 20}, {97, 3200, 130}};

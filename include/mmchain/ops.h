@@ -82,6 +82,17 @@ void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 void mc_sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                     int64_t ldc);
+/* `batch` independent products of one shape: item b multiplies
+ * A + b*stride_a by B + b*stride_b into C + b*stride_c (strides in floats;
+ * 0 shares A or B; items run at the same time, so their C must not
+ * overlap). Same as calling mc_sgemm for each item, but the
+ * threads take whole items (one parallel region, no barrier between
+ * items): for many small products, such as Winograd's 16 or one per
+ * attention head. */
+void mc_sgemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb,
+                      int64_t stride_b, float beta, float *C, int64_t ldc, int64_t stride_c,
+                      int64_t batch);
 /* Which kernel mc_sgemm runs. AUTO (the default, unless the environment
  * variable MMCHAIN_GEMM says openblas or avx512): our AVX-512 kernel when
  * the CPU has AVX-512F, else OpenBLAS. MC_ERR_UNSUPPORTED when AVX512 is

@@ -18,25 +18,24 @@
  *     dS[i][j] = P[i][j] * (dP[i][j] - sum_k P[i][k] dP[i][k])
  *     dQ = dS K / sqrt(head_dim),   dK = dS^T Q / sqrt(head_dim)
  *
- * WHY cblas_sgemm PER (b, h). The per-head matrices are small (T = 50 for
+ * WHY A GEMM PER (b, h). The per-head matrices are small (T = 50 for
  * ViT-B/32 at 224, T = 77 for CLIP text, head_dim = 64: about 160 k
  * multiply-adds per GEMM), which suggested giving each OpenMP thread whole
  * (b, h) problems with a hand-written kernel instead. We measured both on the
  * development machine (AMD EPYC, OpenBLAS core Haswell, B = 100, H = 12,
  * T = 50, forward): the OpenMP kernel (vectorised dot products with eight
  * partial sums) took 175 ms (4.4 GFLOP/s) on one thread, serial sgemm calls
- * 78 ms (9.8 GFLOP/s); with two threads 148 ms vs 69 ms (a shared machine, so
- * the absolute numbers are noisy; the ratio held). The reason: the library is
- * compiled for generic x86-64 (SSE2, no FMA) unless MMCHAIN_NATIVE is set,
- * while OpenBLAS picks AVX2/FMA kernels at run time, which outweighs its
- * per-call overhead at this size.
- * Attention is also a small part of a transformer block's work (at T = 50,
- * D = 768 the Q/K/V/output projections and the MLP do ~90x more
- * multiply-adds), so the simple form wins. The sgemm calls run serially
- * (OpenBLAS is never called inside an OpenMP region); the softmax and the
- * softmax backward between them run in parallel over all rows of a chunk of
- * batch items (the whole batch unless its (H, T, T) squares pass 32 MB), so
- * there are a few OpenMP barriers per call rather than one per item — on a
+ * 78 ms (9.8 GFLOP/s). The reason: the library is compiled for generic
+ * x86-64 (SSE2, no FMA) unless MMCHAIN_NATIVE is set, while the GEMM kernels
+ * (OpenBLAS's, and since then our AVX-512 one) pick their instructions at
+ * run time. Attention is also a small part of a transformer block's work
+ * (at T = 50, D = 768 the Q/K/V/output projections and the MLP do ~90x more
+ * multiply-adds), so the simple form wins. The heads of one batch item are
+ * one mc_sgemm_batched call (the threads take whole heads, no barrier
+ * between them); the softmax and the softmax backward between the products
+ * run in parallel over all rows of a chunk of batch items (the whole batch
+ * unless its (H, T, T) squares pass 32 MB), so there are a few OpenMP
+ * barriers per call rather than one per item — on a
  * busy machine each barrier can cost a scheduler time slice. */
 #include "ops/attention_internal.h"
 
@@ -44,6 +43,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Per-head products of fewer multiply-adds than this stay on one thread. */
+enum { PARALLEL_MIN_MACS = 1 << 20 };
 
 /* Softmax loops over fewer elements than this stay on one thread: waking the
  * team costs more than it saves (and gradient checks run thousands of tiny
@@ -61,6 +63,13 @@ static inline int64_t visible_keys(const mc_attention_dims *d, int64_t i) {
 }
 
 /* ---- forward: the fast kernel ---- */
+
+/* Whether `items` batch items' per-head products are worth a thread team:
+ * the threads then take whole items, each running its heads' products as
+ * one mc_sgemm_batched call on its own thread. */
+static bool worth_threads(const mc_attention_dims *d, int64_t items) {
+    return items > 1 && items * d->heads * d->seq * d->seq * d->head_dim >= PARALLEL_MIN_MACS;
+}
 
 /* In place: each of the n_rows rows (length T) of scores becomes its masked
  * softmax; row r belongs to query r % T. scores: (items, H, T, T). */
@@ -93,19 +102,23 @@ void mc_attention_forward_fast(const mc_attention_dims *d, const float *q, const
      * not one per item, so the threads meet at few barriers. */
     for (int64_t first = 0; first < d->batch; first += probs_items) {
         const int64_t last = first + probs_items < d->batch ? first + probs_items : d->batch;
+        const bool parallel_items = worth_threads(d, last - first);
         float *chunk = probs_items >= d->batch ? probs + first * per_item : probs;
-        /* S = scale * Q K^T per (b, h): (T, hd) x (hd, T) -> (T, T) */
+        /* S = scale * Q K^T per (b, h): (T, hd) x (hd, T) -> (T, T); the
+         * heads of one item are one batched product (head h's columns
+         * start h*hd into each row of q, k, v and out). */
+#pragma omp parallel for schedule(static) if (parallel_items)
         for (int64_t b = first; b < last; b++)
-            for (int64_t h = 0; h < d->heads; h++)
-                mc_sgemm(false, true, T, T, hd, scale, q + row_offset(d, b, 0, h), D,
-                         k + row_offset(d, b, 0, h), D, 0.0f,
-                         chunk + (b - first) * per_item + h * T * T, T);
+            mc_sgemm_batched(false, true, T, T, hd, scale, q + row_offset(d, b, 0, 0), D, hd,
+                             k + row_offset(d, b, 0, 0), D, hd, 0.0f,
+                             chunk + (b - first) * per_item, T, T * T, d->heads);
         masked_softmax_rows(d, chunk, (last - first) * d->heads * T);
         /* O = P V: (T, T) x (T, hd) -> (T, hd), written into out's columns */
+#pragma omp parallel for schedule(static) if (parallel_items)
         for (int64_t b = first; b < last; b++)
-            for (int64_t h = 0; h < d->heads; h++)
-                mc_sgemm(false, false, T, hd, T, 1.0f, chunk + (b - first) * per_item + h * T * T,
-                         T, v + row_offset(d, b, 0, h), D, 0.0f, out + row_offset(d, b, 0, h), D);
+            mc_sgemm_batched(false, false, T, hd, T, 1.0f, chunk + (b - first) * per_item, T,
+                             T * T, v + row_offset(d, b, 0, 0), D, hd, 0.0f,
+                             out + row_offset(d, b, 0, 0), D, hd, d->heads);
     }
 }
 
@@ -134,33 +147,34 @@ void mc_attention_backward_fast(const mc_attention_dims *d, const float *q, cons
     const float scale = 1.0f / sqrtf((float)hd);
     for (int64_t first = 0; first < d->batch; first += scratch_items) {
         const int64_t last = first + scratch_items < d->batch ? first + scratch_items : d->batch;
-        for (int64_t b = first; b < last; b++)
-            for (int64_t h = 0; h < d->heads; h++) {
-                const int64_t head = row_offset(d, b, 0, h), square = b * per_item + h * T * T;
-                /* dV += P^T dO: (T, T)^T x (T, hd) */
-                if (dv)
-                    mc_sgemm(true, false, T, hd, T, 1.0f, probs + square, T, dout + head, D, 1.0f,
-                             dv + head, D);
-                /* dP = dO V^T: (T, hd) x (hd, T) */
-                if (dq || dk)
-                    mc_sgemm(false, true, T, T, hd, 1.0f, dout + head, D, v + head, D, 0.0f,
-                             scratch + square - first * per_item, T);
-            }
+        const bool parallel_items = worth_threads(d, last - first);
+#pragma omp parallel for schedule(static) if (parallel_items)
+        for (int64_t b = first; b < last; b++) {
+            const int64_t item = row_offset(d, b, 0, 0), squares = b * per_item;
+            /* dV += P^T dO per head: (T, T)^T x (T, hd) */
+            if (dv)
+                mc_sgemm_batched(true, false, T, hd, T, 1.0f, probs + squares, T, T * T,
+                                 dout + item, D, hd, 1.0f, dv + item, D, hd, d->heads);
+            /* dP = dO V^T per head: (T, hd) x (hd, T) */
+            if (dq || dk)
+                mc_sgemm_batched(false, true, T, T, hd, 1.0f, dout + item, D, hd, v + item, D, hd,
+                                 0.0f, scratch + squares - first * per_item, T, T * T, d->heads);
+        }
         if (!dq && !dk) continue;
         softmax_rows_backward(d, probs + first * per_item, scratch, (last - first) * d->heads * T,
                               scale);
-        for (int64_t b = first; b < last; b++)
-            for (int64_t h = 0; h < d->heads; h++) {
-                const int64_t head = row_offset(d, b, 0, h);
-                const float *dscores = scratch + (b - first) * per_item + h * T * T; /* scaled */
-                /* dQ += dS K: (T, T) x (T, hd);  dK += dS^T Q: (T, T)^T x (T, hd) */
-                if (dq)
-                    mc_sgemm(false, false, T, hd, T, 1.0f, dscores, T, k + head, D, 1.0f, dq + head,
-                             D);
-                if (dk)
-                    mc_sgemm(true, false, T, hd, T, 1.0f, dscores, T, q + head, D, 1.0f, dk + head,
-                             D);
-            }
+#pragma omp parallel for schedule(static) if (parallel_items)
+        for (int64_t b = first; b < last; b++) {
+            const int64_t item = row_offset(d, b, 0, 0);
+            const float *dscores = scratch + (b - first) * per_item; /* scaled, (H, T, T) */
+            /* dQ += dS K: (T, T) x (T, hd);  dK += dS^T Q: (T, T)^T x (T, hd) */
+            if (dq)
+                mc_sgemm_batched(false, false, T, hd, T, 1.0f, dscores, T, T * T, k + item, D, hd,
+                                 1.0f, dq + item, D, hd, d->heads);
+            if (dk)
+                mc_sgemm_batched(true, false, T, hd, T, 1.0f, dscores, T, T * T, q + item, D, hd,
+                                 1.0f, dk + item, D, hd, d->heads);
+        }
     }
 }
 

@@ -18,7 +18,7 @@ typedef struct mc_attention_dims {
     bool causal;      /* query i sees keys 0..i only */
 } mc_attention_dims;
 
-/* The fast forward: cblas_sgemm per (b, h) for S = Q K^T and O = P V, the
+/* The fast forward: a GEMM per (b, h) for S = Q K^T and O = P V, the
  * masked softmax between them OpenMP-parallel over rows, batch items taken
  * probs_items at a time.
  *   q, k, v: (B, T, D); out: (B, T, D), overwritten;

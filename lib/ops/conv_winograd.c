@@ -307,11 +307,10 @@ static mc_status winograd_run(const winograd_shape *s, const float *x, const flo
     for (int64_t tile0 = 0; tile0 < s->tiles; tile0 += chunk) {
         int64_t count = s->tiles - tile0 < chunk ? s->tiles - tile0 : chunk;
         input_transform(s, x, zeros, tile0, count, v);
-        /* M_k[count, COUT] = V_k[count, CIN] @ U_k[CIN, COUT], outside any
-         * parallel region: OpenBLAS threads itself. */
-        for (int k = 0; k < POSITIONS; k++)
-            mc_sgemm(false, false, count, s->cout, s->cin, 1.0f, v + k * count * s->cin, s->cin,
-                     u + k * u_plane, s->cout, 0.0f, m + k * count * s->cout, s->cout);
+        /* M_k[count, COUT] = V_k[count, CIN] @ U_k[CIN, COUT] for the 16
+         * positions k: one batched product (the threads take whole k). */
+        mc_sgemm_batched(false, false, count, s->cout, s->cin, 1.0f, v, s->cin, count * s->cin, u,
+                         s->cout, u_plane, 0.0f, m, s->cout, count * s->cout, POSITIONS);
         output_transform(s, m, bias, accumulate, tile0, count, out);
     }
     return MC_OK;

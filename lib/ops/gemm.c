@@ -99,3 +99,19 @@ void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
     /* OpenBLAS takes int sizes; the callers check theirs (matmul.c). */
     openblas_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+void mc_sgemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb,
+                      int64_t stride_b, float beta, float *C, int64_t ldc, int64_t stride_c,
+                      int64_t batch) {
+    // item b: A + b*stride_a, B + b*stride_b, C + b*stride_c, each as in mc_sgemm
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    if (current_kernel() == MC_GEMM_AVX512 &&
+        mc_sgemm_batched_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb,
+                                stride_b, beta, C, ldc, stride_c, batch))
+        return;
+    /* OpenBLAS threads each product itself. */
+    for (int64_t b = 0; b < batch; b++)
+        openblas_sgemm(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b,
+                       ldb, beta, C + b * stride_c, ldc);
+}

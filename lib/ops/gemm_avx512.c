@@ -174,7 +174,12 @@ AVX512 static void micro_kernel(int64_t kc, const float *a_panel, const float *b
                                 int64_t ldc, int64_t rows, int64_t cols, float alpha, float beta) {
     __m512 acc[MR][2];
 #pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < MR; i++) {
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        /* C's rows are needed only at the end: start fetching them now. */
+        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + i * ldc + 16), _MM_HINT_T0);
+    }
     for (int64_t k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_load_ps(b_panel), b1 = _mm512_load_ps(b_panel + 16);
 #pragma GCC unroll 12
@@ -279,6 +284,32 @@ static int64_t cut(int64_t n, int64_t parts, int64_t part, int64_t unit) {
     return min64(n, round_up(n * part / parts, unit));
 }
 
+/* Threads for `macs` multiply-adds: one inside a parallel region (the
+ * caller already splits the work) or for small products. */
+static int threads_for(int64_t macs) {
+#ifdef _OPENMP
+    if (!omp_in_parallel() && macs >= PARALLEL_MIN_MACS) return mc_get_num_threads();
+#endif
+    (void)macs;
+    return 1;
+}
+
+/* Per thread: a B block as wide as `columns` (at most NC), an A block, and
+ * 16 floats for the A packing's last spill. */
+static size_t floats_per_thread(int64_t K, int64_t columns, size_t *b_floats) {
+    const int64_t kc_max = min64(KC, K), nc_max = min64(NC, round_up(columns, NR));
+    *b_floats = (size_t)(kc_max * nc_max);
+    return (size_t)round_up((int64_t)*b_floats + MC * kc_max + 16, 16);
+}
+
+static int thread_number(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                      int64_t ldc) {
@@ -288,22 +319,16 @@ bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
         scale_c(&job);
         return true;
     }
-    int threads = 1;
-#ifdef _OPENMP
-    if (!omp_in_parallel() && M * N * K >= PARALLEL_MIN_MACS) threads = mc_get_num_threads();
-#endif
+    const int threads = threads_for(M * N * K);
     /* WHY EACH THREAD TAKES ITS OWN PART OF C, ALL OF K: then the threads
      * never wait for each other (no barrier inside the product; with
      * OMP_WAIT_POLICY=PASSIVE every barrier is a sleep and a wake-up). The
      * price is that each packs the whole of the operand it shares, so C is
      * cut along its longer side, where that copy is the smaller part. */
     const bool cut_rows = M >= N;
-    /* Per thread: a B block as wide as its columns (at most NC), an A block. */
-    const int64_t kc_max = min64(KC, K);
-    const int64_t nc_max = min64(NC, cut_rows ? round_up(N, NR) : cut(N, threads, 1, NR) + NR);
-    /* (+16: the A packing's last store may spill 16 - MR floats.) */
-    const size_t b_floats = (size_t)(kc_max * nc_max);
-    const size_t per_thread = round_up(b_floats + (size_t)(MC * kc_max) + 16, 16);
+    size_t b_floats;
+    const size_t per_thread =
+        floats_per_thread(K, cut_rows ? N : cut(N, threads, 1, NR) + NR, &b_floats);
     float *space = reserve_workspace((size_t)threads * per_thread);
     if (!space) return false;
 #pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
@@ -317,6 +342,36 @@ bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     return true;
 }
 
+bool mc_sgemm_batched_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                             float alpha, const float *A, int64_t lda, int64_t stride_a,
+                             const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
+                             int64_t ldc, int64_t stride_c, int64_t batch) {
+    // item b: A + b*stride_a, B + b*stride_b, C + b*stride_c, each as in mc_sgemm_avx512
+    int threads = threads_for(batch * M * N * K);
+    /* Fewer items than threads: split each product instead. Only the first
+     * call can fail (to allocate); the others need the same workspace. */
+    if (threads > batch) {
+        for (int64_t b = 0; b < batch; b++)
+            if (!mc_sgemm_avx512(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda,
+                                 B + b * stride_b, ldb, beta, C + b * stride_c, ldc))
+                return false;
+        return true;
+    }
+    size_t b_floats;
+    const size_t per_thread = floats_per_thread(K, N, &b_floats);
+    float *space = reserve_workspace((size_t)threads * per_thread);
+    if (!space) return false;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t b = 0; b < batch; b++) {
+        const gemm_job job = {trans_a, trans_b, M, N, K, alpha, beta, A + b * stride_a,
+                              B + b * stride_b, lda, ldb, ldc, C + b * stride_c};
+        float *mine = space + (size_t)thread_number() * per_thread;
+        if (K == 0 || alpha == 0.0f) scale_c(&job);
+        else gemm_block(&job, 0, M, 0, N, mine, mine + b_floats);
+    }
+    return true;
+}
+
 #else /* not x86-64 with GCC or clang: OpenBLAS does every product */
 
 bool mc_gemm_avx512_available(void) { return false; }
@@ -326,6 +381,16 @@ bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                      int64_t ldc) {
     (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
     (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
+    return false;
+}
+
+bool mc_sgemm_batched_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                             float alpha, const float *A, int64_t lda, int64_t stride_a,
+                             const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
+                             int64_t ldc, int64_t stride_c, int64_t batch) {
+    (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
+    (void)stride_a, (void)B, (void)ldb, (void)stride_b, (void)beta, (void)C, (void)ldc;
+    (void)stride_c, (void)batch;
     return false;
 }
 

@@ -27,4 +27,10 @@ bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                      int64_t ldc);
 
+/* The batched form (mc_sgemm_batched's contract), false as above. */
+bool mc_sgemm_batched_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                             float alpha, const float *A, int64_t lda, int64_t stride_a,
+                             const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
+                             int64_t ldc, int64_t stride_c, int64_t batch);
+
 #endif

@@ -1,4 +1,4 @@
-/* Matrix products on OpenBLAS's cblas_sgemm: mc_matmul (2-D and batched 3-D,
+/* Matrix products on mc_sgemm (gemm.c): mc_matmul (2-D and batched 3-D,
  * optionally with b transposed) and mc_linear (x @ W^T + b, PyTorch's
  * nn.Linear), with mc_matmul_naive beside them as the reference.
  *
@@ -9,8 +9,9 @@
  * sgemm computes C = alpha op(A) op(B) + beta C, so beta = 1 adds straight
  * into the gradient buffers — accumulation for free.
  *
- * sgemm is never called inside an OpenMP region: OpenBLAS runs its own
- * threads (see threads.h). */
+ * mc_sgemm threads each product itself (gemm.c); the batch items of a 3-D
+ * product run one after another, since with a shared b their gradients
+ * add into one buffer. */
 #include "mmchain/ops.h"
 
 #include <limits.h>
