@@ -7,6 +7,7 @@
  * over threads. Where f' is cheaper from the output y than from x (sigmoid,
  * tanh, exp) the backward reads y. */
 #include "mmchain/ops.h"
+#include "core/vector_clones.h"
 #include "ops/fused.h"
 
 #include <math.h>
@@ -127,11 +128,13 @@ static inline float normal_cdf(float x) {
 
 /* ---- relu: max(x, 0); derivative 1 where x > 0 (0 at the kink, as PyTorch) ---- */
 
+MC_VECTOR_CLONES
 static void relu_forward(const float *x, float *y, int64_t n) { // x, y: (n)
 #pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
+MC_VECTOR_CLONES
 static void relu_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
     (void)y;
 #pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
@@ -289,6 +292,7 @@ mc_status mc_log(mc_graph *g, mc_tensor *x, mc_tensor **out) {
  * backward needs only the output y, as relu'(a + b) = [a + b > 0] = [y > 0].
  * The results are those of mc_add then mc_relu, bit for bit. */
 
+MC_VECTOR_CLONES
 static void add_relu_forward(const float *a, const float *b, float *y, int64_t n) { // a, b, y: (n)
 #pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; i++) {
@@ -298,6 +302,7 @@ static void add_relu_forward(const float *a, const float *b, float *y, int64_t n
 }
 
 /* y, dy: (n); da, db: (n) accumulated into, either may be NULL. */
+MC_VECTOR_CLONES
 static void add_relu_backward(const float *y, const float *dy, float *da, float *db, int64_t n) {
 #pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; i++) {

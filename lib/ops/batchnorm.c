@@ -23,6 +23,7 @@
  * where y > 0 and 0 elsewhere. The results are bit for bit those of
  * mc_batchnorm2d followed by mc_relu (tested). */
 #include "mmchain/ops.h"
+#include "core/vector_clones.h"
 #include "ops/fused.h"
 
 #include <math.h>
@@ -45,6 +46,7 @@ static void block_range(int64_t rows, int b, int64_t *start, int64_t *end) {
  * but the 5-step Adam losses of the ResNet-50 parity test moved by 2e-3
  * relative, past its 1e-3.) x: (rows, C), center: (C) or NULL,
  * partial: (REDUCE_BLOCKS, C) scratch, sums: (C). */
+MC_VECTOR_CLONES
 static void channel_sums(int64_t rows, int64_t c, const float *x, const float *center,
                          double *partial, double *sums) {
 #pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
@@ -69,12 +71,39 @@ static void channel_sums(int64_t rows, int64_t c, const float *x, const float *c
         for (int64_t ch = 0; ch < c; ch++) sums[ch] += partial[(int64_t)b * c + ch];
 }
 
+/* g where keep, +0.0 where not. The select written as a bit mask: GCC 12
+ * vectorises it inside loops that also widen to double, a ?: it does not. */
+static inline float keep_where(float g, bool keep) {
+    uint32_t bits;
+    memcpy(&bits, &g, sizeof bits);
+    bits &= 0u - (uint32_t)keep;
+    memcpy(&g, &bits, sizeof g);
+    return g;
+}
+
 /* The gradient reaching the normalisation: dy, or with a fused relu dy
- * where the relu output y is positive and 0 elsewhere. relu_out: NULL or
- * y, the op's output. */
-static inline float bn_grad(const float *dy, const float *relu_out, int64_t i) {
-    float g = dy[i]; /* loaded unconditionally, so the select vectorises */
-    return relu_out && !(relu_out[i] > 0.0f) ? 0.0f : g;
+ * where the relu output y is positive and 0 elsewhere. relu_out: y, the
+ * op's output, read only when `relu`. Callers pass `relu` as a constant
+ * (each loop is written out for both cases), so that relu_out is then read
+ * unconditionally and the select vectorises. */
+static inline float bn_grad(const float *dy, const float *relu_out, bool relu, int64_t i) {
+    float g = dy[i];
+    return relu ? keep_where(g, relu_out[i] > 0.0f) : g;
+}
+
+/* acc_dy += g and acc_dy_xhat += g * xhat for one row (restrict: no
+ * run-time overlap checks, so the loop vectorises).
+ * x, dy, relu_out: (C), this row's; mean, invstd, acc_*: (C). */
+static inline void backward_sums_row(int64_t c, const float *restrict x, const float *restrict dy,
+                                     const float *restrict relu_out, bool relu,
+                                     const float *restrict mean, const float *restrict invstd,
+                                     double *restrict acc_dy, double *restrict acc_dy_xhat) {
+    for (int64_t ch = 0; ch < c; ch++) {
+        float xhat = (x[ch] - mean[ch]) * invstd[ch];
+        float g = bn_grad(dy, relu_out, relu, ch);
+        acc_dy[ch] += g;
+        acc_dy_xhat[ch] += (double)g * xhat;
+    }
 }
 
 /* sum(g) and sum(g * xhat) per channel, xhat = (x - mean) * invstd, g the
@@ -84,6 +113,7 @@ static inline float bn_grad(const float *dy, const float *relu_out, int64_t i) {
  * gradient by 2e-3 relative, past the parity test's 1e-3.
  * x, dy: (rows, C); relu_out: (rows, C) or NULL; mean, invstd: (C);
  * partial: (REDUCE_BLOCKS, 2C) scratch; sum_dy, sum_dy_xhat: (C). */
+MC_VECTOR_CLONES
 static void backward_sums(int64_t rows, int64_t c, const float *x, const float *dy,
                           const float *relu_out, const float *mean, const float *invstd,
                           double *partial, double *sum_dy, double *sum_dy_xhat) {
@@ -94,12 +124,12 @@ static void backward_sums(int64_t rows, int64_t c, const float *x, const float *
         block_range(rows, b, &start, &end);
         for (int64_t ch = 0; ch < 2 * c; ch++) acc_dy[ch] = 0.0;
         for (int64_t r = start; r < end; r++)
-            for (int64_t ch = 0; ch < c; ch++) {
-                float xhat = (x[r * c + ch] - mean[ch]) * invstd[ch];
-                float g = bn_grad(dy, relu_out, r * c + ch);
-                acc_dy[ch] += g;
-                acc_dy_xhat[ch] += (double)g * xhat;
-            }
+            if (relu_out)
+                backward_sums_row(c, x + r * c, dy + r * c, relu_out + r * c, true, mean, invstd,
+                                  acc_dy, acc_dy_xhat);
+            else
+                backward_sums_row(c, x + r * c, dy + r * c, NULL, false, mean, invstd, acc_dy,
+                                  acc_dy_xhat);
     }
     for (int64_t ch = 0; ch < c; ch++) sum_dy[ch] = sum_dy_xhat[ch] = 0.0;
     for (int b = 0; b < REDUCE_BLOCKS; b++)
@@ -121,6 +151,7 @@ typedef struct batchnorm_saved {
  * relu. scale = invstd * weight and shift = bias are per channel, computed
  * once: the inner loop is then a plain vectorisable multiply-add.
  * mean, scale, shift: (C). */
+MC_VECTOR_CLONES
 static void normalize(int64_t rows, int64_t c, const float *x, const float *mean,
                       const float *scale, const float *shift, bool relu, float *y) {
 #pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
@@ -184,21 +215,35 @@ static mc_status batch_statistics(mc_graph *g, int64_t rows, int64_t c, const fl
  *   eval:     d = g.
  * x, dy, relu_out (or NULL): (M, C); the rest (C), constant per channel so
  * that the inner loop has no division. */
+/* One row of input_grad (below); `relu` constant at each call. */
+static inline void input_grad_row(int64_t r, int64_t c, bool training, const float *x,
+                                  const float *dy, const float *relu_out, bool relu,
+                                  const float *mean, const float *invstd, const float *scale,
+                                  const float *mean_g, const float *mean_g_xhat, float *dx) {
+    if (training)
+        for (int64_t ch = 0; ch < c; ch++) {
+            float xhat = (x[r * c + ch] - mean[ch]) * invstd[ch];
+            float d = bn_grad(dy, relu_out, relu, r * c + ch) - (mean_g[ch] + xhat * mean_g_xhat[ch]);
+            dx[r * c + ch] += scale[ch] * d;
+        }
+    else
+        for (int64_t ch = 0; ch < c; ch++)
+            dx[r * c + ch] += scale[ch] * bn_grad(dy, relu_out, relu, r * c + ch);
+}
+
+MC_VECTOR_CLONES
 static void input_grad(int64_t rows, int64_t c, bool training, const float *x, const float *dy,
                        const float *relu_out, const float *mean, const float *invstd,
                        const float *scale, const float *mean_g, const float *mean_g_xhat,
                        float *dx) {
 #pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
     for (int64_t r = 0; r < rows; r++) {
-        if (training)
-            for (int64_t ch = 0; ch < c; ch++) {
-                float xhat = (x[r * c + ch] - mean[ch]) * invstd[ch];
-                float d = bn_grad(dy, relu_out, r * c + ch) - (mean_g[ch] + xhat * mean_g_xhat[ch]);
-                dx[r * c + ch] += scale[ch] * d;
-            }
+        if (relu_out)
+            input_grad_row(r, c, training, x, dy, relu_out, true, mean, invstd, scale, mean_g,
+                           mean_g_xhat, dx);
         else
-            for (int64_t ch = 0; ch < c; ch++)
-                dx[r * c + ch] += scale[ch] * bn_grad(dy, relu_out, r * c + ch);
+            input_grad_row(r, c, training, x, dy, NULL, false, mean, invstd, scale, mean_g,
+                           mean_g_xhat, dx);
     }
 }
 

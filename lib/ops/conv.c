@@ -32,6 +32,7 @@
  * so one im2col pass serves every group and group g's GEMM reads the
  * sub-matrix at column offset g*K_g with leading dimension K_total. */
 #include "ops/conv_internal.h"
+#include "core/vector_clones.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -257,6 +258,7 @@ void mc_conv2d_reference_backward(const mc_conv2d_geometry *geo, const float *x,
  * the columns: a (C/g x KH*KW) -> (KH*KW x C/g) transpose per output
  * channel. Taps outer, channels inner, so that the writes are contiguous
  * (measured about 2x faster than the reverse order for 512x512x3x3). */
+MC_VECTOR_CLONES
 static void pack_weight(const mc_conv2d_geometry *geo, const float *weight, float *packed) {
     const int64_t taps = geo->kh * geo->kw, cg = geo->c_group;
 #pragma omp parallel for schedule(static) if (geo->oc * geo->k_group >= PARALLEL_MIN_FLOATS)
@@ -269,6 +271,7 @@ static void pack_weight(const mc_conv2d_geometry *geo, const float *weight, floa
 }
 
 /* The inverse, adding: packed: (OC, KH, KW, C/g) -> dweight: (OC, C/g, KH, KW). */
+MC_VECTOR_CLONES
 static void unpack_add_weight(const mc_conv2d_geometry *geo, const float *packed, float *dweight) {
     const int64_t taps = geo->kh * geo->kw, cg = geo->c_group;
 #pragma omp parallel for schedule(static) if (geo->oc * geo->k_group >= PARALLEL_MIN_FLOATS)
@@ -303,6 +306,7 @@ static int taps_are_contiguous(const mc_conv2d_geometry *geo) {
 /* Gather the receptive fields of output rows [row0, row0 + count).
  * x: (N, H, W, C); columns: (count, K_total), each row laid out
  * (group, kh, kw, c in group); taps outside the image are zero padding. */
+MC_VECTOR_CLONES
 static void im2col(const mc_conv2d_geometry *geo, const float *x, int64_t row0, int64_t count,
                    float *columns) {
     const mc_conv2d_params *p = &geo->p;
@@ -344,6 +348,7 @@ static void im2col(const mc_conv2d_geometry *geo, const float *x, int64_t row0, 
  * image are scattered by one thread, in row order (race-free, and the sums
  * do not depend on the thread count).
  * columns: (count, K_total); dx: (N, H, W, C). */
+MC_VECTOR_CLONES
 static void col2im_add(const mc_conv2d_geometry *geo, const float *columns, int64_t row0,
                        int64_t count, float *dx) {
     const mc_conv2d_params *p = &geo->p;
@@ -412,6 +417,7 @@ static void gemm_input_grad(const mc_conv2d_geometry *geo, int64_t rows, const f
 }
 
 /* out: (rows, OC) += bias: (OC) on every row. */
+MC_VECTOR_CLONES
 static void add_bias(int64_t rows, int64_t oc, const float *bias, float *out) {
 #pragma omp parallel for schedule(static) if (rows * oc >= PARALLEL_MIN_FLOATS)
     for (int64_t r = 0; r < rows; r++)

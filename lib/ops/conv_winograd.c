@@ -28,6 +28,7 @@
  * Numerics: the transforms have entries 0, +-1, +-1/2, so the rounding
  * error stays close to direct convolution's (measured in the tests). */
 #include "ops/conv_internal.h"
+#include "core/vector_clones.h"
 
 #include <limits.h>
 #include <stdatomic.h>
@@ -163,6 +164,7 @@ static void kernel_transform(const float g[9], float u[POSITIONS]) {
  * Forward: CIN = C, COUT = OC, kernel (ci, co) = weight[co][ci].
  * Input gradient (flip_transpose): CIN = OC, COUT = C, kernel (ci, co) =
  * weight[ci][co] rotated by 180 degrees. */
+MC_VECTOR_CLONES
 static void weight_transform(const winograd_shape *s, const float *weight, int flip_transpose,
                              float *u) {
     const int64_t plane = s->cin * s->cout; /* one position's (CIN, COUT) matrix */
@@ -193,6 +195,7 @@ enum { CHANNEL_BLOCK = 16 };
  * Tile t covers input rows 2*ty - 1 .. 2*ty + 2 and columns likewise (the
  * -1 is the padding); pixels outside the image read `zeros`.
  * x: (N, H, W, CIN), zeros: (CIN), v: (16, count, CIN). */
+MC_VECTOR_CLONES
 static void input_transform(const winograd_shape *s, const float *x, const float *zeros,
                             int64_t tile0, int64_t count, float *v) {
     const int64_t cin = s->cin, per_image = s->tiles_h * s->tiles_w;
@@ -240,6 +243,7 @@ static void input_transform(const winograd_shape *s, const float *x, const float
  * A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; written into out (or added to it
  * when `accumulate`), dropping outputs beyond an odd H or W.
  * m: (16, count, COUT), bias: (COUT) or NULL, out: (N, H, W, COUT). */
+MC_VECTOR_CLONES
 static void output_transform(const winograd_shape *s, const float *m, const float *bias,
                              int accumulate, int64_t tile0, int64_t count, float *out) {
     const int64_t cout = s->cout, per_image = s->tiles_h * s->tiles_w;

@@ -14,11 +14,13 @@
  * The bias corrections are computed in double, as Python computes them;
  * the element-wise work is float32, as in PyTorch's CPU kernels. */
 #include "optim/optim_internal.h"
+#include "core/vector_clones.h"
 
 #include <math.h>
 
 enum { ADAM_PARALLEL_MIN = 1 << 15 };
 
+MC_VECTOR_CLONES
 void mc_adam_update(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, int64_t n,
                     const mc_adam_config *config, float lr, int64_t step, bool decoupled_decay) {
     const double bias_correction1 = 1.0 - pow((double)config->beta1, (double)step);
