@@ -67,7 +67,8 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("mmchain %s (OpenBLAS core %s)\n", mc_version(), mc_blas_core_name());
+        printf("mmchain %s (GEMM: %s; OpenBLAS core %s)\n", mc_version(), mc_gemm_kernel_name(),
+               mc_blas_core_name());
         return 0;
     }
     for (const cli_command *c = commands; c->name; c++)

@@ -253,16 +253,20 @@ static mc_status write_config(void *ctx, FILE *f) {
     char created[32], threads[16];
     utc_timestamp(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ");
     snprintf(threads, sizeof threads, "%d", mc_get_num_threads());
-    const mc_metadata_entry ours[] = {
-        {"mmchain_version", mc_version()}, {"created", created}, {"threads", threads}, {"blas", mc_blas_core_name()}};
+    const mc_metadata_entry ours[] = {{"mmchain_version", mc_version()},
+                                      {"created", created},
+                                      {"threads", threads},
+                                      {"blas", mc_blas_core_name()},
+                                      {"gemm", mc_gemm_kernel_name()}};
+    const int n_ours = (int)(sizeof ours / sizeof ours[0]);
     fputs("{\n", f);
-    for (int i = 0; i < c->n + 4; i++) {
+    for (int i = 0; i < c->n + n_ours; i++) {
         const mc_metadata_entry *e = i < c->n ? &c->kv[i] : &ours[i - c->n];
         fputs("  ", f);
         put_json_string(f, e->key);
         fputs(": ", f);
         put_json_value(f, e->value);
-        fputs(i + 1 < c->n + 4 ? ",\n" : "\n", f);
+        fputs(i + 1 < c->n + n_ours ? ",\n" : "\n", f);
     }
     fputs("}\n", f);
     return MC_OK;
