@@ -57,6 +57,8 @@ static void print_usage(FILE *to) {
     fprintf(to, "usage: mmchain <command> [options]   (mmchain <command> --help for its options)\n\n");
     for (const cli_command *c = commands; c->name; c++) fprintf(to, "  %-14s %s\n", c->name, c->summary);
     fprintf(to, "\nThreads: MMCHAIN_THREADS=N (default: all processors).\n");
+    fprintf(to, "Matrix products: MMCHAIN_GEMM=auto|avx512|openblas (default auto: our AVX-512\n"
+                "kernel where the CPU has AVX-512F, else OpenBLAS; --version names the one in use).\n");
 }
 
 int main(int argc, char **argv) {
