@@ -91,6 +91,7 @@ static inline float exp_approx(float x) {
     return e_r * scale1 * scale2;
 }
 
+MC_VECTOR_CLONES
 void mc_exp_kernel(const float *x, float *y, int64_t n) { // x, y: (n); y may be x
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) y[i] = exp_approx(x[i]);
@@ -147,11 +148,13 @@ static void relu_backward(const float *x, const float *y, const float *dy, float
 /* ---- gelu: x * Phi(x), Phi the standard normal CDF = 0.5 (1 + erf(x / sqrt 2));
  * derivative Phi(x) + x * phi(x), phi the standard normal density. ---- */
 
+MC_VECTOR_CLONES
 static void gelu_forward(const float *x, float *y, int64_t n) { // x, y: (n)
 #pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * normal_cdf(x[i]);
 }
 
+MC_VECTOR_CLONES
 static void gelu_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
     (void)y;
 #pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
@@ -165,11 +168,13 @@ static void gelu_backward(const float *x, const float *y, const float *dy, float
 /* ---- quick_gelu: x * s with s = sigmoid(1.702 x);
  * derivative s + 1.702 x s (1 - s). ---- */
 
+MC_VECTOR_CLONES
 static void quick_gelu_forward(const float *x, float *y, int64_t n) { // x, y: (n)
 #pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(QUICK_GELU_ALPHA * x[i]);
 }
 
+MC_VECTOR_CLONES
 static void quick_gelu_backward(const float *x, const float *y, const float *dy, float *dx,
                                 int64_t n) {
     (void)y;
@@ -182,11 +187,13 @@ static void quick_gelu_backward(const float *x, const float *y, const float *dy,
 
 /* ---- sigmoid: 1 / (1 + e^-x); derivative y (1 - y) ---- */
 
+MC_VECTOR_CLONES
 static void sigmoid_forward(const float *x, float *y, int64_t n) { // x, y: (n)
 #pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
     for (int64_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
 }
 
+MC_VECTOR_CLONES
 static void sigmoid_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
     (void)x;
 #pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)

@@ -82,11 +82,10 @@ static void masked_softmax_rows(const mc_attention_dims *d, float *scores, int64
         float max_score = -INFINITY;
         for (int64_t j = 0; j < n_keys; j++)
             if (row[j] > max_score) max_score = row[j];
+        for (int64_t j = 0; j < n_keys; j++) row[j] -= max_score;
+        mc_exp_kernel(row, row, n_keys); /* vectorised (activation.c) */
         float total = 0.0f;
-        for (int64_t j = 0; j < n_keys; j++) {
-            row[j] = expf(row[j] - max_score);
-            total += row[j];
-        }
+        for (int64_t j = 0; j < n_keys; j++) total += row[j];
         const float inv_total = 1.0f / total;
         for (int64_t j = 0; j < n_keys; j++) row[j] *= inv_total;
         for (int64_t j = n_keys; j < T; j++) row[j] = 0.0f; /* masked */
