@@ -6,7 +6,8 @@
  *   input grad    dx  (recorded with x only)      GEMM (rows x K x OC)
  *   weight grad   dw  (recorded with w only)      GEMM (OC x K x rows)
  * with rows = N*OH*OW and K = KH*KW*C, and next to each the rate of a bare
- * cblas_sgemm of exactly that shape and transpose, measured in the same run.
+ * mc_sgemm (the GEMM the conv itself calls: our AVX-512 kernel or OpenBLAS,
+ * see the header line) of exactly that shape and transpose, in the same run.
  * Every number is the median of --reps repetitions after one warm-up.
  * Then it times one whole training step of a small convnet.
  *
@@ -14,7 +15,6 @@
  *
  *   bench_conv [--reps N] [--size 64|224] [--no-step] [--cpu-time] [--column-budget MiB]
  *   MMCHAIN_THREADS=1 bench_conv */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,14 +116,11 @@ typedef enum {
 static double time_sgemm(measure_kind kind, gemm_buffers *b, int rows, int oc, int k) {
     double t0 = now_seconds();
     if (kind == MEASURE_FORWARD)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, oc, k, 1.0f, b->columns, k,
-                    b->weight, k, 0.0f, b->output, oc);
+        mc_sgemm(false, true, rows, oc, k, 1.0f, b->columns, k, b->weight, k, 0.0f, b->output, oc);
     else if (kind == MEASURE_INPUT_GRAD)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, k, oc, 1.0f, b->output, oc,
-                    b->weight, k, 0.0f, b->columns, k);
+        mc_sgemm(false, false, rows, k, oc, 1.0f, b->output, oc, b->weight, k, 0.0f, b->columns, k);
     else
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, k, rows, 1.0f, b->output, oc,
-                    b->columns, k, 0.0f, b->weight, k);
+        mc_sgemm(true, false, oc, k, rows, 1.0f, b->output, oc, b->columns, k, 0.0f, b->weight, k);
     return now_seconds() - t0;
 }
 
@@ -393,9 +390,9 @@ int main(int argc, char **argv) {
     }
     mc_threads_init_from_env();
     const char *coretype = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
-    printf("## bench_conv: OpenBLAS core %s, %d thread(s) (OPENBLAS_CORETYPE=%s, "
+    printf("## bench_conv: GEMM %s, OpenBLAS core %s, %d thread(s) (OPENBLAS_CORETYPE=%s, "
            "OPENBLAS_L2_SIZE=%s), %s\n",
-           mc_blas_core_name(), mc_get_num_threads(), coretype ? coretype : "(unset)",
+           mc_gemm_kernel_name(), mc_blas_core_name(), mc_get_num_threads(), coretype ? coretype : "(unset)",
            l2 ? l2 : "(unset)", bench_clock == CLOCK_MONOTONIC ? "wall-clock time" : "process CPU time");
     mc_status status = MC_OK;
     if (!only_size || only_size == 64) status = bench_resnet50_convs(64, 32, reps);
