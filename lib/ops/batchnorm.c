@@ -223,7 +223,8 @@ static inline void input_grad_row(int64_t r, int64_t c, bool training, const flo
     if (training)
         for (int64_t ch = 0; ch < c; ch++) {
             float xhat = (x[r * c + ch] - mean[ch]) * invstd[ch];
-            float d = bn_grad(dy, relu_out, relu, r * c + ch) - (mean_g[ch] + xhat * mean_g_xhat[ch]);
+            float g = bn_grad(dy, relu_out, relu, r * c + ch);
+            float d = g - (mean_g[ch] + xhat * mean_g_xhat[ch]);
             dx[r * c + ch] += scale[ch] * d;
         }
     else

@@ -1,12 +1,13 @@
 /* A packed single-precision GEMM for AVX-512F, after the layered scheme of
  * Goto & van de Geijn ("Anatomy of high-performance matrix multiplication",
- * ACM TOMS 2008) as BLIS structures it (Van Zee & van de Geijn, 2015):
+ * ACM TOMS 2008) as BLIS structures it (Van Zee & van de Geijn, 2015).
+ * Each thread runs these loops over its own part of C (gemm_block):
  *
  *   for each KC-deep slice of K:                          (pc loop)
  *     for each NC-wide block of columns:                  (jc loop)
- *       pack op(B)[pc:pc+KC, jc:jc+NC] into NR-wide panels     -> shared, L3
- *       for each MC-high block of rows, in parallel:      (ic loop)
- *         pack op(A)[ic:ic+MC, pc:pc+KC] into MR-high panels   -> per thread, L2
+ *       pack op(B)[pc:pc+KC, jc:jc+NC] into NR-wide panels     -> L3
+ *       for each MC-high block of rows:                   (ic loop)
+ *         pack op(A)[ic:ic+MC, pc:pc+KC] into MR-high panels   -> L2
  *         for each B panel:                               (jr loop; panel in L1)
  *           for each A panel:                             (ir loop)
  *             micro-kernel: C[MR, NR] += A panel (MR, KC) x B panel (KC, NR)
@@ -14,15 +15,18 @@
  * The micro-kernel keeps a 12 x 32 block of C in 24 of the 32 zmm registers
  * and, for each k, loads one row of the B panel (two zmm) and broadcasts
  * the 12 values of one column of the A panel: 24 fused multiply-adds per 14
- * loads. Packing puts both operands in the order the kernel reads them, so
- * transposed inputs cost nothing extra there, and pads the edges with zeros,
- * so the kernel never branches inside its loop; only its store is masked.
+ * loads. Packing puts both operands in the order the kernel reads them
+ * (transposing 16 x 16 blocks in registers where the stored layout is the
+ * other one) and pads the edges with zeros, so the kernel never branches
+ * inside its loop; only the store of an edge block is masked.
  *
- * Everything is compiled for AVX-512F by function attributes (the rest of
- * the library stays baseline x86-64) and only called after a CPUID check. */
+ * Everything here is compiled for AVX-512F by function attributes (the rest
+ * of the library stays baseline x86-64) and only called after a CPUID check
+ * (gemm.c). */
 #include "mmchain/threads.h"
 #include "ops/gemm_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -60,6 +64,21 @@ AVX512 static __mmask16 first_lanes(int64_t n) {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
 }
 
+/* A hint to fetch the line holding `base + offset` floats. The address may
+ * lie past the matrix (a prefetch never faults), so it is computed as an
+ * integer: a pointer past its object would be undefined behaviour in C. */
+static inline void prefetch(const float *base, int64_t offset) {
+    _mm_prefetch((const char *)((uintptr_t)base + (uintptr_t)(offset * (int64_t)sizeof(float))),
+                 _MM_HINT_T0);
+}
+
+/* The low (even) or high (odd) 64-bit halves of each pair of a and b. */
+AVX512 static inline __m512 unpack_lo_pairs(__m512 a, __m512 b) {
+    return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+AVX512 static inline __m512 unpack_hi_pairs(__m512 a, __m512 b) {
+    return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
 
 /* In registers: r[k] lane i becomes the old r[i] lane k. Four rounds of
  * shuffles, each interleaving pairs at twice the previous width: 32-bit
@@ -71,10 +90,10 @@ AVX512 static inline __attribute__((always_inline)) void transpose_16x16(__m512 
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
     for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i] = unpack_lo_pairs(t[i], t[i + 2]);
+        r[i + 1] = unpack_hi_pairs(t[i], t[i + 2]);
+        r[i + 2] = unpack_lo_pairs(t[i + 1], t[i + 3]);
+        r[i + 3] = unpack_hi_pairs(t[i + 1], t[i + 3]);
     }
     for (int i = 0; i < 16; i += 8)
         for (int j = 0; j < 4; j++) {
@@ -102,8 +121,9 @@ AVX512 static void pack_transposed(const float *src, int64_t ld, int64_t lines, 
         __m512 r[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
-            if (i < lines) _mm_prefetch((const char *)(src + i * ld + k0 + 64), _MM_HINT_T0);
-            r[i] = i < lines ? _mm512_maskz_loadu_ps(k_mask, src + i * ld + k0) : _mm512_setzero_ps();
+            if (i < lines) prefetch(src, i * ld + k0 + 64); /* the next 4 lines of the row */
+            r[i] = i < lines ? _mm512_maskz_loadu_ps(k_mask, src + i * ld + k0)
+                             : _mm512_setzero_ps();
         }
         transpose_16x16(r);
         if (kc - k0 >= 16) {
@@ -111,7 +131,8 @@ AVX512 static void pack_transposed(const float *src, int64_t ld, int64_t lines, 
 #pragma GCC unroll 16
             for (int k = 0; k < 16; k++) _mm512_storeu_ps(out + (k0 + k) * out_stride, r[k]);
         } else {
-            for (int64_t k = 0; k < kc - k0; k++) _mm512_storeu_ps(out + (k0 + k) * out_stride, r[k]);
+            for (int64_t k = 0; k < kc - k0; k++)
+                _mm512_storeu_ps(out + (k0 + k) * out_stride, r[k]);
         }
     }
 }
@@ -134,7 +155,8 @@ AVX512 static void pack_b_block(bool trans_b, const float *B, int64_t ldb, int64
                     _mm512_store_ps(to + 16, _mm512_loadu_ps(row + j + 16));
                 } else {
                     _mm512_store_ps(to, _mm512_maskz_loadu_ps(first_lanes(nc - j), row + j));
-                    _mm512_store_ps(to + 16, _mm512_maskz_loadu_ps(first_lanes(nc - j - 16), row + j + 16));
+                    _mm512_store_ps(to + 16,
+                                    _mm512_maskz_loadu_ps(first_lanes(nc - j - 16), row + j + 16));
                 }
             }
         }
@@ -177,8 +199,8 @@ AVX512 static void micro_kernel(int64_t kc, const float *a_panel, const float *b
     for (int i = 0; i < MR; i++) {
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
         /* C's rows are needed only at the end: start fetching them now. */
-        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(C + i * ldc + 16), _MM_HINT_T0);
+        prefetch(C, i * ldc);
+        prefetch(C, i * ldc + 16);
     }
     for (int64_t k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_load_ps(b_panel), b1 = _mm512_load_ps(b_panel + 16);
