@@ -9,6 +9,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,9 @@ void mc_sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 
 /* ---- choosing the kernel ---- */
 
-static mc_gemm_kernel chosen = MC_GEMM_AUTO; /* AUTO until resolved */
+/* The kernel in use (an mc_gemm_kernel; atomic: mc_gemm_set_kernel may run
+ * while other threads multiply). */
+static atomic_int chosen = MC_GEMM_AUTO;
 static pthread_once_t env_once = PTHREAD_ONCE_INIT;
 
 static mc_gemm_kernel resolve(mc_gemm_kernel wanted) {
@@ -55,19 +58,19 @@ static void read_env(void) {
                 env);
     if (wanted == MC_GEMM_AVX512 && !mc_gemm_avx512_available())
         fprintf(stderr, "mmchain: MMCHAIN_GEMM=avx512: this CPU has no AVX-512F; using OpenBLAS\n");
-    chosen = resolve(wanted);
+    atomic_store(&chosen, (int)resolve(wanted));
 }
 
 static mc_gemm_kernel current_kernel(void) {
     pthread_once(&env_once, read_env);
-    return chosen;
+    return (mc_gemm_kernel)atomic_load(&chosen);
 }
 
 mc_status mc_gemm_set_kernel(mc_gemm_kernel kernel) {
     pthread_once(&env_once, read_env);
     if (kernel == MC_GEMM_AVX512 && !mc_gemm_avx512_available())
         return mc_error(MC_ERR_UNSUPPORTED, "mc_gemm_set_kernel: this CPU has no AVX-512F");
-    chosen = resolve(kernel);
+    atomic_store(&chosen, (int)resolve(kernel));
     return MC_OK;
 }
 
