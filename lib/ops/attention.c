@@ -38,6 +38,7 @@
  * barriers per call rather than one per item — on a
  * busy machine each barrier can cost a scheduler time slice. */
 #include "ops/attention_internal.h"
+#include "ops/gemm_internal.h"
 
 #include <limits.h>
 #include <math.h>
@@ -68,7 +69,8 @@ static inline int64_t visible_keys(const mc_attention_dims *d, int64_t i) {
  * the threads then take whole items, each running its heads' products as
  * one mc_sgemm_batched call on its own thread. */
 static bool worth_threads(const mc_attention_dims *d, int64_t items) {
-    return items > 1 && items * d->heads * d->seq * d->seq * d->head_dim >= PARALLEL_MIN_MACS;
+    return mc_gemm_is_ours() && items > 1 &&
+           items * d->heads * d->seq * d->seq * d->head_dim >= PARALLEL_MIN_MACS;
 }
 
 /* In place: each of the n_rows rows (length T) of scores becomes its masked

@@ -74,6 +74,8 @@ mc_status mc_gemm_set_kernel(mc_gemm_kernel kernel) {
     return MC_OK;
 }
 
+bool mc_gemm_is_ours(void) { return current_kernel() == MC_GEMM_AVX512; }
+
 const char *mc_gemm_kernel_name(void) {
     static char name[96];
     if (current_kernel() == MC_GEMM_AVX512) return "mmchain AVX-512 (12x32 micro-kernel)";

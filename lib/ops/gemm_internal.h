@@ -17,6 +17,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* True when mc_sgemm runs our kernel, which may be called from inside an
+ * OpenMP parallel region (it then stays on the calling thread). OpenBLAS is
+ * kept out of our parallel regions: its pthreads build would start a team
+ * of its own in each. */
+bool mc_gemm_is_ours(void);
+
 /* True when this CPU (and its OS) runs AVX-512F code. */
 bool mc_gemm_avx512_available(void);
 
