@@ -47,7 +47,7 @@ enum {
 };
 
 /* Below this many multiply-adds one thread is faster than waking a team. */
-static const int64_t PARALLEL_MIN_MACS = 1 << 21;
+static const double PARALLEL_MIN_MACS = 1 << 21;
 
 bool mc_gemm_avx512_available(void) {
     __builtin_cpu_init();
@@ -308,7 +308,7 @@ static int64_t cut(int64_t n, int64_t parts, int64_t part, int64_t unit) {
 
 /* Threads for `macs` multiply-adds: one inside a parallel region (the
  * caller already splits the work) or for small products. */
-static int threads_for(int64_t macs) {
+static int threads_for(double macs) {
 #ifdef _OPENMP
     if (!omp_in_parallel() && macs >= PARALLEL_MIN_MACS) return mc_get_num_threads();
 #endif
@@ -341,7 +341,8 @@ bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
         scale_c(&job);
         return true;
     }
-    const int threads = threads_for(M * N * K);
+    /* (In double: the product of three int64 sizes may not fit one.) */
+    const int threads = threads_for((double)M * (double)N * (double)K);
     /* WHY EACH THREAD TAKES ITS OWN PART OF C, ALL OF K: then the threads
      * never wait for each other (no barrier inside the product; with
      * OMP_WAIT_POLICY=PASSIVE every barrier is a sleep and a wake-up). The
@@ -369,7 +370,7 @@ bool mc_sgemm_batched_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, i
                              const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
                              int64_t ldc, int64_t stride_c, int64_t batch) {
     // item b: A + b*stride_a, B + b*stride_b, C + b*stride_c, each as in mc_sgemm_avx512
-    int threads = threads_for(batch * M * N * K);
+    int threads = threads_for((double)batch * (double)M * (double)N * (double)K);
     /* Fewer items than threads: split each product instead. Only the first
      * call can fail (to allocate); the others need the same workspace. */
     if (threads > batch) {
