@@ -52,37 +52,14 @@ void mc_conv2d_set_column_budget(size_t bytes) {
 }
 
 /* Thread-local so that two threads running separate graphs never share one. */
-static _Thread_local mc_conv_scratch scratch_columns;       /* im2col rows */
-static _Thread_local mc_conv_scratch scratch_packed_weight; /* (OC, KH, KW, C/g) */
-static _Thread_local mc_conv_scratch scratch_packed_dweight;
+static _Thread_local mc_scratch scratch_columns;       /* im2col rows */
+static _Thread_local mc_scratch scratch_packed_weight; /* (OC, KH, KW, C/g) */
+static _Thread_local mc_scratch scratch_packed_dweight;
 
 void mc_conv2d_release_workspace(void) {
-    mc_conv_scratch *all[] = {&scratch_columns, &scratch_packed_weight, &scratch_packed_dweight};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mc_conv_scratch_free(all[i]);
+    mc_scratch *all[] = {&scratch_columns, &scratch_packed_weight, &scratch_packed_dweight};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mc_scratch_free(all[i]);
     mc_conv2d_winograd_release_workspace();
-}
-
-void mc_conv_scratch_free(mc_conv_scratch *buffer) {
-    free(buffer->data);
-    buffer->data = NULL;
-    buffer->capacity = 0;
-}
-
-mc_status mc_conv_scratch_reserve(mc_conv_scratch *buffer, int64_t floats, const char *what,
-                                  float **out) {
-    *out = NULL;
-    if ((size_t)floats > buffer->capacity) {
-        /* free + malloc, not realloc: the old contents are not needed. */
-        free(buffer->data);
-        buffer->capacity = 0;
-        buffer->data = malloc((size_t)floats * sizeof(float));
-        if (!buffer->data)
-            return mc_error(MC_ERR_NOMEM, "conv2d: cannot allocate %lld floats for the %s",
-                            (long long)floats, what);
-        buffer->capacity = (size_t)floats;
-    }
-    *out = buffer->data;
-    return MC_OK;
 }
 
 /* ---- geometry and checks ---- */
@@ -450,9 +427,9 @@ static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x
         return MC_OK;
     }
     float *packed, *columns;
-    MC_TRY(mc_conv_scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "packed weight", &packed));
+    MC_TRY(mc_scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "conv2d packed weight", &packed));
     int64_t chunk = rows_per_chunk(geo, geo->k_total);
-    MC_TRY(mc_conv_scratch_reserve(&scratch_columns, chunk * geo->k_total, "im2col columns", &columns));
+    MC_TRY(mc_scratch_reserve(&scratch_columns, chunk * geo->k_total, "conv2d im2col columns", &columns));
     pack_weight(geo, weight, packed);
     for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
         int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
@@ -496,17 +473,17 @@ static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float
                                       float *dweight) {
     float *packed = NULL, *packed_dweight = NULL, *columns;
     if (dx) {
-        MC_TRY(mc_conv_scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "packed weight",
+        MC_TRY(mc_scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "conv2d packed weight",
                                &packed));
         pack_weight(geo, weight, packed);
     }
     if (dweight) {
-        MC_TRY(mc_conv_scratch_reserve(&scratch_packed_dweight, geo->oc * geo->k_group,
-                               "packed weight gradient", &packed_dweight));
+        MC_TRY(mc_scratch_reserve(&scratch_packed_dweight, geo->oc * geo->k_group,
+                               "conv2d packed weight gradient", &packed_dweight));
         memset(packed_dweight, 0, (size_t)(geo->oc * geo->k_group) * sizeof(float));
     }
     int64_t chunk = rows_per_chunk(geo, geo->k_total);
-    MC_TRY(mc_conv_scratch_reserve(&scratch_columns, chunk * geo->k_total, "im2col columns", &columns));
+    MC_TRY(mc_scratch_reserve(&scratch_columns, chunk * geo->k_total, "conv2d im2col columns", &columns));
     for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
         int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
         const float *dout_chunk = dout + row0 * geo->oc;

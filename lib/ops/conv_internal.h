@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/scratch.h" /* relative: tests and benchmarks include this header by path */
 #include "mmchain/ops.h"
 
 /* Every size of one convolution, derived once from the tensors. */
@@ -50,17 +51,6 @@ void mc_conv2d_reference_forward(const mc_conv2d_geometry *geo, const float *x,
 void mc_conv2d_reference_backward(const mc_conv2d_geometry *geo, const float *x,
                                   const float *weight, const float *dout, float *dx,
                                   float *dweight, float *dbias);
-
-/* A scratch buffer that only grows and is reused across calls (conv.c and
- * conv_winograd.c keep thread-local ones). Reserve returns room for at
- * least `floats` floats (old contents lost); MC_ERR_NOMEM names `what`. */
-typedef struct mc_conv_scratch {
-    float *data;
-    size_t capacity; /* floats */
-} mc_conv_scratch;
-mc_status mc_conv_scratch_reserve(mc_conv_scratch *buffer, int64_t floats, const char *what,
-                                  float **out);
-void mc_conv_scratch_free(mc_conv_scratch *buffer);
 
 /* The fast path gathers at most this many bytes of im2col columns at once
  * and processes the batch in chunks of output rows beyond it. 0 restores

@@ -90,14 +90,14 @@ enum { POSITIONS = 16 }; /* 4x4 entries of one transformed tile */
 /* Loops over fewer floats run on one thread (as in conv.c). */
 enum { PARALLEL_MIN_FLOATS = 1 << 15 };
 
-static _Thread_local mc_conv_scratch scratch_u;     /* (16, C, OC) */
-static _Thread_local mc_conv_scratch scratch_v;     /* (16, chunk, C) */
-static _Thread_local mc_conv_scratch scratch_m;     /* (16, chunk, OC) */
-static _Thread_local mc_conv_scratch scratch_zeros; /* (C): the padding pixel */
+static _Thread_local mc_scratch scratch_u;     /* (16, C, OC) */
+static _Thread_local mc_scratch scratch_v;     /* (16, chunk, C) */
+static _Thread_local mc_scratch scratch_m;     /* (16, chunk, OC) */
+static _Thread_local mc_scratch scratch_zeros; /* (C): the padding pixel */
 
 void mc_conv2d_winograd_release_workspace(void) {
-    mc_conv_scratch *all[] = {&scratch_u, &scratch_v, &scratch_m, &scratch_zeros};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mc_conv_scratch_free(all[i]);
+    mc_scratch *all[] = {&scratch_u, &scratch_v, &scratch_m, &scratch_zeros};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mc_scratch_free(all[i]);
 }
 
 static int64_t forced_chunk_tiles = 0;
@@ -303,9 +303,9 @@ static mc_status winograd_run(const winograd_shape *s, const float *x, const flo
                         "for one GEMM", (long long)s->cin, (long long)s->cout);
     int64_t chunk = tiles_per_chunk(s->tiles, s->cin, s->cout);
     float *v, *m, *zeros;
-    MC_TRY(mc_conv_scratch_reserve(&scratch_v, POSITIONS * chunk * s->cin, "input tiles V", &v));
-    MC_TRY(mc_conv_scratch_reserve(&scratch_m, POSITIONS * chunk * s->cout, "products M", &m));
-    MC_TRY(mc_conv_scratch_reserve(&scratch_zeros, s->cin, "padding pixel", &zeros));
+    MC_TRY(mc_scratch_reserve(&scratch_v, POSITIONS * chunk * s->cin, "conv2d (winograd) input tiles V", &v));
+    MC_TRY(mc_scratch_reserve(&scratch_m, POSITIONS * chunk * s->cout, "conv2d (winograd) products M", &m));
+    MC_TRY(mc_scratch_reserve(&scratch_zeros, s->cin, "conv2d (winograd) padding pixel", &zeros));
     memset(zeros, 0, (size_t)s->cin * sizeof(float));
     const int64_t u_plane = s->cin * s->cout;
     for (int64_t tile0 = 0; tile0 < s->tiles; tile0 += chunk) {
@@ -320,25 +320,30 @@ static mc_status winograd_run(const winograd_shape *s, const float *x, const flo
     return MC_OK;
 }
 
+/* Transform the weight for shape s (flip_transpose: for the input gradient)
+ * and run the pipeline on `in` into `out`. */
+static mc_status transform_and_run(const winograd_shape *s, const float *weight,
+                                   int flip_transpose, const float *in, const float *bias,
+                                   int accumulate, float *out) {
+    float *u;
+    MC_TRY(mc_scratch_reserve(&scratch_u, POSITIONS * s->cin * s->cout,
+                              "conv2d (winograd) transformed weight U", &u));
+    weight_transform(s, weight, flip_transpose, u);
+    return winograd_run(s, in, u, bias, accumulate, out);
+}
+
 /* x: (N, H, W, C), weight: (OC, C, 3, 3), bias: (OC) or NULL
  * -> out: (N, H, W, OC), overwritten. */
 mc_status mc_conv2d_winograd_forward(const mc_conv2d_geometry *geo, const float *x,
                                      const float *weight, const float *bias, float *out) {
     winograd_shape s = shape_of(geo->n, geo->h, geo->w, geo->c, geo->oc);
-    float *u;
-    MC_TRY(mc_conv_scratch_reserve(&scratch_u, POSITIONS * s.cin * s.cout, "transformed weight U",
-                                   &u));
-    weight_transform(&s, weight, 0, u);
-    return winograd_run(&s, x, u, bias, 0, out);
+    return transform_and_run(&s, weight, 0, x, bias, 0, out);
 }
 
-/* dout: (N, H, W, OC), weight: (OC, C, 3, 3); ADDS into dx: (N, H, W, C). */
+/* dout: (N, H, W, OC), weight: (OC, C, 3, 3); ADDS into dx: (N, H, W, C).
+ * The same convolution with the kernel flipped and its channels swapped. */
 mc_status mc_conv2d_winograd_input_grad(const mc_conv2d_geometry *geo, const float *weight,
                                         const float *dout, float *dx) {
     winograd_shape s = shape_of(geo->n, geo->h, geo->w, geo->oc, geo->c);
-    float *u;
-    MC_TRY(mc_conv_scratch_reserve(&scratch_u, POSITIONS * s.cin * s.cout, "transformed weight U",
-                                   &u));
-    weight_transform(&s, weight, 1, u);
-    return winograd_run(&s, dout, u, NULL, 1, dx);
+    return transform_and_run(&s, weight, 1, dout, NULL, 1, dx);
 }

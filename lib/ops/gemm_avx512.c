@@ -23,6 +23,7 @@
  * Everything here is compiled for AVX-512F by function attributes (the rest
  * of the library stays baseline x86-64) and only called after a CPUID check
  * (gemm.c). */
+#include "core/scratch.h"
 #include "mmchain/threads.h"
 #include "ops/gemm_internal.h"
 
@@ -286,20 +287,10 @@ static void scale_c(const gemm_job *job) {
     }
 }
 
-/* The packing workspace of the calling thread: kept between calls, so
- * small products do not pay for malloc and page faults each time. */
-static _Thread_local float *workspace;
-static _Thread_local size_t workspace_floats;
-
-static float *reserve_workspace(size_t floats) {
-    if (floats <= workspace_floats) return workspace;
-    free(workspace);
-    workspace_floats = 0;
-    /* 64-byte aligned: the micro-kernel loads B panels with aligned loads. */
-    workspace = aligned_alloc(64, (size_t)round_up((int64_t)(floats * sizeof(float)), 64));
-    if (workspace) workspace_floats = floats;
-    return workspace;
-}
+/* The packing space of the calling thread, kept between calls so that
+ * small products do not pay for malloc and page faults each time; 64-byte
+ * aligned, as the micro-kernel loads B panels with aligned loads. */
+static _Thread_local mc_scratch workspace;
 
 /* Part `part` of `parts` of 0..n, cut at multiples of `unit`. */
 static int64_t cut(int64_t n, int64_t parts, int64_t part, int64_t unit) {
@@ -352,8 +343,10 @@ bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     size_t b_floats;
     const size_t per_thread =
         floats_per_thread(K, cut_rows ? N : cut(N, threads, 1, NR) + NR, &b_floats);
-    float *space = reserve_workspace((size_t)threads * per_thread);
-    if (!space) return false;
+    float *space;
+    if (mc_scratch_reserve(&workspace, (int64_t)(threads * per_thread), "GEMM packing space",
+                           &space) != MC_OK)
+        return false;
 #pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
     for (int t = 0; t < threads; t++) {
         int64_t i0 = 0, i1 = M, j0 = 0, j1 = N;
@@ -382,8 +375,10 @@ bool mc_sgemm_batched_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, i
     }
     size_t b_floats;
     const size_t per_thread = floats_per_thread(K, N, &b_floats);
-    float *space = reserve_workspace((size_t)threads * per_thread);
-    if (!space) return false;
+    float *space;
+    if (mc_scratch_reserve(&workspace, (int64_t)(threads * per_thread), "GEMM packing space",
+                           &space) != MC_OK)
+        return false;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t b = 0; b < batch; b++) {
         const gemm_job job = {trans_a, trans_b, M, N, K, alpha, beta, A + b * stride_a,
