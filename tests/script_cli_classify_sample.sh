@@ -12,10 +12,7 @@ if [ ! -d "$sample" ]; then
     echo "SKIPPED: no EuroSAT-MS sample in $sample"
     exit 77
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+. "$(dirname "$0")/support/script_common.sh"
 
 read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 3) || { echo "fixture failed"; exit 1; }
 "$cli" train --data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1 \
@@ -34,8 +31,4 @@ bad=$(grep -o '"score": [^}]*' "$tmp/out" | awk '{ if ($2 < 0 || $2 > 1) print }
     "${tiles[0]}" >"$tmp/out" 2>"$tmp/err" || fail "classify (text): $(cat "$tmp/err")"
 grep -q " %  " "$tmp/out" || fail "classify text output: $(cat "$tmp/out")"
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures failure(s)"
-    exit 1
-fi
-echo "classified ${#tiles[@]} real tiles"
+finish "classified ${#tiles[@]} real tiles"

@@ -5,11 +5,8 @@
 # anything else is reported on stderr and auto is used. Never skipped.
 set -u
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
+. "$(dirname "$0")/support/script_common.sh"
 
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 version() { # MMCHAIN_GEMM value -> stdout in $tmp/out, stderr in $tmp/err
     MMCHAIN_GEMM=$1 "$cli" --version >"$tmp/out" 2>"$tmp/err" || fail "MMCHAIN_GEMM=$1: non-zero exit"
@@ -36,8 +33,4 @@ grep -q "MMCHAIN_GEMM=bogus: expected auto, openblas or avx512" "$tmp/err" ||
     fail "bogus: no clear message: $(cat "$tmp/err")"
 grep -q "GEMM: $auto_kernel" "$tmp/out" || fail "bogus: did not fall back to auto: $(cat "$tmp/out")"
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures check(s) failed"
-    exit 1
-fi
-echo "all MMCHAIN_GEMM checks passed (auto: $auto_kernel)"
+finish "all MMCHAIN_GEMM checks passed (auto: $auto_kernel)"

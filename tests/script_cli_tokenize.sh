@@ -10,11 +10,8 @@ if [ ! -f "$vocab/bpe_simple_vocab_16e6.txt.gz" ]; then
     echo "SKIPPED: CLIP tokenizer data not found in $vocab"
     exit 77
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
+. "$(dirname "$0")/support/script_common.sh"
 
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # zeros N: N zeros separated by spaces, with a leading space
 zeros() { local i out=""; for ((i = 0; i < $1; i++)); do out+=" 0"; done; printf '%s' "$out"; }
@@ -31,17 +28,14 @@ expect_ids() {
     [ "$got" = "$expected" ] || fail "$what: got '$got', expected '$expected'"
 }
 
-# expect_error "description" "text in the message" -- args...
-expect_error() {
+# expect_tokenize_error "description" "text in the message" -- args...: the
+# shared expect_error, and no ids printed before the failure.
+expect_tokenize_error() {
     local what=$1 needle=$2
     shift 3
-    if "$cli" tokenize "$@" >"$tmp/out" 2>"$tmp/err"; then
-        fail "$what: succeeded, expected an error"
-        return
+    if expect_error "$what" "$needle" "$cli" tokenize "$@"; then
+        [ ! -s "$tmp/out" ] || fail "$what: printed ids before failing"
     fi
-    [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "$what: error is not one line: $(cat "$tmp/err")"
-    grep -qF -- "$needle" "$tmp/err" || fail "$what: message '$(cat "$tmp/err")' lacks '$needle'"
-    [ ! -s "$tmp/out" ] || fail "$what: printed ids before failing"
 }
 
 expect_ids "hello" "49406 3306 1002 256 49407$(zeros 72)" -- --vocab "$vocab/bpe_simple_vocab_16e6.txt.gz" "Hello World!"
@@ -51,23 +45,19 @@ expect_ids "folder, -- before a dash text" "49406 268 276 49407$(zeros 73)" -- -
 expect_ids "short context" "49406 320 1125 539 320 3240 49407 0 0 0" -- --vocab "$vocab" --context 10 "a photo of a fox"
 expect_ids "truncate" "49406 320 1125 539 49407" -- --vocab "$vocab" --context 5 --truncate "a photo of a fox"
 
-expect_error "too long" "too long for context length 5" -- --vocab "$vocab" --context 5 "a photo of a fox"
-expect_error "unknown flag" "unknown option '--frobnicate'" -- --vocab "$vocab" --frobnicate "x"
-expect_error "dash text without --" "unknown option '-5'" -- --vocab "$vocab" "-5"
-expect_error "missing --vocab" "--vocab PATH is required" -- "a photo"
-expect_error "--vocab without a value" "option --vocab needs a value" -- --vocab
-expect_error "bad context" "--context must be a whole number" -- --vocab "$vocab" --context 1x "a"
-expect_error "no text" "no TEXT given" -- --vocab "$vocab"
+expect_tokenize_error "too long" "too long for context length 5" -- --vocab "$vocab" --context 5 "a photo of a fox"
+expect_tokenize_error "unknown flag" "unknown option '--frobnicate'" -- --vocab "$vocab" --frobnicate "x"
+expect_tokenize_error "dash text without --" "unknown option '-5'" -- --vocab "$vocab" "-5"
+expect_tokenize_error "missing --vocab" "--vocab PATH is required" -- "a photo"
+expect_tokenize_error "--vocab without a value" "option --vocab needs a value" -- --vocab
+expect_tokenize_error "bad context" "--context must be a whole number" -- --vocab "$vocab" --context 1x "a"
+expect_tokenize_error "no text" "no TEXT given" -- --vocab "$vocab"
 printf 'this is not a merges file\n' >"$tmp/bad.txt"
-expect_error "bad file" "$tmp/bad.txt" -- --vocab "$tmp/bad.txt" "a"
-expect_error "missing file" "cannot open merges file '$tmp/none.gz'" -- --vocab "$tmp/none.gz" "a"
-expect_error "invalid UTF-8" "not valid UTF-8" -- --vocab "$vocab" "$(printf 'caf\xc3')"
+expect_tokenize_error "bad file" "$tmp/bad.txt" -- --vocab "$tmp/bad.txt" "a"
+expect_tokenize_error "missing file" "cannot open merges file '$tmp/none.gz'" -- --vocab "$tmp/none.gz" "a"
+expect_tokenize_error "invalid UTF-8" "not valid UTF-8" -- --vocab "$vocab" "$(printf 'caf\xc3')"
 
 "$cli" tokenize --help >"$tmp/help" 2>&1 || fail "--help failed"
 grep -q "usage: mmchain tokenize" "$tmp/help" || fail "--help prints no usage"
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures check(s) failed"
-    exit 1
-fi
-echo "all mmchain tokenize checks passed"
+finish "all mmchain tokenize checks passed"

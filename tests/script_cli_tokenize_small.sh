@@ -7,11 +7,8 @@
 # 512 + r; sot and eot follow the K merges: 512 + K and 513 + K).
 set -u
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
+. "$(dirname "$0")/support/script_common.sh"
 
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 expect_output() { # "description" "expected stdout" args...
     local what=$1 expected=$2
@@ -45,8 +42,4 @@ else
     [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "cut file: error is not one line"
 fi
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures check(s) failed"
-    exit 1
-fi
-echo "all small-vocabulary mmchain tokenize checks passed"
+finish "all small-vocabulary mmchain tokenize checks passed"

@@ -10,10 +10,7 @@ set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
 fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+. "$(dirname "$0")/support/script_common.sh"
 
 read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 4) || { echo "fixture failed"; exit 1; }
 tiny=(--depth 18 --width 4 --layers 1,1,1,1 --batch 8 --val-batch 6 --seed 3 --quiet)
@@ -54,17 +51,7 @@ fi
 grep -Eq "forest|river|snow" "$tmp/out" || fail "classify --classes output: $(cat "$tmp/out")"
 
 # ---- bad input: one line on stderr, non-zero exit, the message names the problem ----
-# expect_error "what" "text in the message" command args...
-expect_error() {
-    local what=$1 needle=$2
-    shift 2
-    if "$@" >"$tmp/out" 2>"$tmp/err"; then
-        fail "$what: succeeded, expected an error"
-        return
-    fi
-    [ "$(wc -l <"$tmp/err")" = 1 ] || fail "$what: expected one line on stderr, got: $(cat "$tmp/err")"
-    grep -qF -- "$needle" "$tmp/err" || fail "$what: message lacks '$needle': $(cat "$tmp/err")"
-}
+# (expect_error "what" "text in the message" command args...: support/script_common.sh)
 base=(--data "$data" --clip "$clip" --vocab "$vocab" "${tiny[@]}" --epochs 1)
 expect_error "missing --data" "--data" "$cli" train --clip "$clip" --vocab "$vocab" --out "$tmp/x"
 expect_error "missing CLIP file" "--clip" "$cli" train "${base[@]}" --clip "$tmp/none.safetensors" --out "$tmp/x"
@@ -97,8 +84,4 @@ expect_error "classify of a missing tile" "$tmp/none.tif" \
     "$cli" classify --checkpoint "$run/checkpoints/best.safetensors" --clip "$clip" --vocab "$vocab" "$tmp/none.tif"
 expect_error "eval split" "--split 'nope'" "$cli" eval --run "$run" --split nope
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures failure(s)"
-    exit 1
-fi
-echo "all train/eval/classify CLI checks passed"
+finish "all train/eval/classify CLI checks passed"

@@ -10,10 +10,7 @@ set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
 fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+. "$(dirname "$0")/support/script_common.sh"
 
 read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 8) || { echo "fixture failed"; exit 1; }
 # 80 tiles: 58 train / 22 val (26:10) -> 15 steps of 4 per epoch, 2 epochs.
@@ -52,8 +49,4 @@ for f in last best; do
 done
 [ "$(grep -c '^epoch,' "$tmp/killed/metrics.csv")" = 2 ] || fail "metrics.csv of the resumed run: $(cat "$tmp/killed/metrics.csv")"
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures failure(s)"
-    exit 1
-fi
-echo "resumed run is bit-identical to the uninterrupted one"
+finish "resumed run is bit-identical to the uninterrupted one"

@@ -1,0 +1,40 @@
+# Sourced by the script tests (tests/script_*.sh) after their own setup:
+#   $tmp      a fresh folder, removed when the script exits
+#   fail MSG  report a failed check; the script goes on, finish then exits 1
+#   expect_error WHAT NEEDLE COMMAND [ARGS...]
+#             COMMAND must fail with exactly one line on stderr, containing
+#             NEEDLE (the project's rule for bad input). Its stdout is left in
+#             $tmp/out, its stderr in $tmp/err. Returns 1 when COMMAND
+#             succeeded, so that callers can skip checks of a failed run.
+#   finish [MESSAGE]
+#             exit 1 with a count if any check failed, else print MESSAGE
+#             and exit 0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+fail() {
+    echo "FAIL: $*"
+    failures=$((failures + 1))
+}
+
+expect_error() {
+    local what=$1 needle=$2
+    shift 2
+    if "$@" >"$tmp/out" 2>"$tmp/err"; then
+        fail "$what: succeeded, expected an error"
+        return 1
+    fi
+    [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "$what: expected one line on stderr, got: $(cat "$tmp/err")"
+    grep -qF -- "$needle" "$tmp/err" || fail "$what: message lacks '$needle': $(cat "$tmp/err")"
+    return 0
+}
+
+finish() {
+    if [ "$failures" -ne 0 ]; then
+        echo "$failures check(s) failed"
+        exit 1
+    fi
+    [ $# -eq 0 ] || echo "$*"
+    exit 0
+}
