@@ -112,8 +112,7 @@ int cli_opts_parse(const char *command, const char *usage, cli_opt *opts, int ar
 }
 
 void chain_cli_data_options(chain_data_args *d, cli_opt *o, int *n) {
-#define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
-    o[(*n)++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
+#define OPT(...) CLI_OPT(o, *n, __VA_ARGS__)
     OPT("--data", CLI_STRING, &d->data, 0, 0, "DIR: EuroSAT-MS folder of class folders of .tif");
     OPT("--rgb", CLI_STRING, &d->rgb, 0, 0, "DIR: EuroSAT RGB release (default: RGB from B04,B03,B02)");
     OPT("--clip", CLI_STRING, &d->clip, 0, 0, "FILE: CLIP (Hugging Face CLIPModel safetensors)");

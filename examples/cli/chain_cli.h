@@ -28,6 +28,11 @@ typedef struct cli_opt {
     bool given;        /* set by the parser */
 } cli_opt;
 
+/* Append one option to an option table: table[count++] = {name, kind, value,
+ * min, max, help}. Each command's table builder aliases it as OPT. */
+#define CLI_OPT(table, count, name_, kind_, ptr_, lo_, hi_, help_) \
+    ((table)[(count)++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false})
+
 /* Parse argv[1..argc) against the NULL-name-terminated table. Arguments not
  * starting with "--" go to positional (may be NULL: then they are an error).
  * Returns -1 to go on, or the exit code (0 after --help). */

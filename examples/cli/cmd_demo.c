@@ -35,8 +35,7 @@ typedef struct demo_args {
 
 static void build_options(demo_args *a, cli_opt *o) {
     int n = 0;
-#define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
-    o[n++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
+#define OPT(...) CLI_OPT(o, n, __VA_ARGS__)
     OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: run folder");
     OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: the world, the weights, the data order");
     OPT("--quiet", CLI_FLAG, &a->quiet, 0, 0, "no progress lines or log, only the results");

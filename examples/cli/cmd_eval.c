@@ -31,8 +31,7 @@ typedef struct eval_args {
 
 static void build_options(eval_args *a, cli_opt *o) {
     int n = 0;
-#define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
-    o[n++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
+#define OPT(...) CLI_OPT(o, n, __VA_ARGS__)
     OPT("--run", CLI_STRING, &a->run, 0, 0, "DIR: a run folder of mmchain train");
     OPT("--which", CLI_STRING, &a->which, 0, 0, "best|last: the run's checkpoint to evaluate");
     OPT("--checkpoint", CLI_STRING, &a->checkpoint, 0, 0, "FILE: an encoder checkpoint");

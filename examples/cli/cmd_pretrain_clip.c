@@ -44,8 +44,7 @@ typedef struct pretrain_args {
 
 static void build_options(pretrain_args *a, cli_opt *o) {
     int n = 0;
-#define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
-    o[n++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
+#define OPT(...) CLI_OPT(o, n, __VA_ARGS__)
     OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: where the CLIP and the run's files go");
     OPT("--data", CLI_STRING, &a->data, 0, 0, "DIR: class folders of .tif tiles or PNG/JPEG images");
     OPT("--synth", CLI_INT, &a->synth, 2, 10000000, "N: tiles of the synthetic world");

@@ -39,8 +39,7 @@ typedef struct train_args {
 static void build_options(train_args *a, cli_opt *o) {
     int n = 0;
     chain_cli_data_options(&a->d, o, &n);
-#define OPT(name_, kind_, ptr_, lo_, hi_, help_) \
-    o[n++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false}
+#define OPT(...) CLI_OPT(o, n, __VA_ARGS__)
     OPT("--resnet", CLI_STRING, &a->resnet, 0, 0, "FILE: ImageNet ResNet weights (default: random init)");
     OPT("--depth", CLI_INT, &a->depth, 18, 152, "N: ResNet depth 18/34/50/101/152");
     OPT("--width", CLI_INT, &a->width, 1, 4096, "W: ResNet base width (64 = torchvision)");
