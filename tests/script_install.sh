@@ -1,21 +1,66 @@
 #!/usr/bin/env bash
-# Install the library into a temporary prefix, then build the README's
-# example program against the INSTALLED library twice — once with CMake's
-# find_package(mmchain), once with pkg-config — and run both. Proves the
-# install rules, the CMake package, mmchain.pc and the README example.
+# The install rules, the CMake package and mmchain.pc, checked with the
+# README's example program built against the INSTALLED library.
+#
+# 1. The library alone: a fresh build tree where only the library target is
+#    built, installed with `--component library`; then the same tree
+#    reconfigured with MMCHAIN_BUILD_CLI=OFF and installed whole. Against
+#    that prefix the example is built three ways — CMake's
+#    find_package(mmchain), `pkg-config --cflags --libs mmchain` and the same
+#    with --static — and each must link and run.
+# 2. Everything (this build tree): library and program; the installed
+#    program runs.
 set -euo pipefail
 : "${MMCHAIN_SOURCE_DIR:?run through ctest}" "${MMCHAIN_BINARY_DIR:?run through ctest}"
+cmake_cmd=${CMAKE_COMMAND:-cmake}
+cc=${CMAKE_C_COMPILER:-cc}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-prefix="$work/prefix"
-# An instrumented library (the asan preset) needs an instrumented program.
-extra_flags=""
-[ -n "${MMCHAIN_SANITIZER_RUN:-}" ] && extra_flags="-fsanitize=address,undefined"
+failures=0
+fail() {
+    echo "FAIL: $*"
+    failures=$((failures + 1))
+}
 
-"${CMAKE_COMMAND:-cmake}" --install "$MMCHAIN_BINARY_DIR" --prefix "$prefix" >/dev/null
-for f in include/mmchain/mmchain.h lib/libmmchain.a lib/cmake/mmchain/mmchainConfig.cmake lib/pkgconfig/mmchain.pc; do
-    [ -f "$prefix/$f" ] || { echo "FAIL: $f was not installed"; exit 1; }
-done
+library_files="include/mmchain/mmchain.h lib/libmmchain.a lib/cmake/mmchain/mmchainConfig.cmake lib/pkgconfig/mmchain.pc"
+expect_library() { # $1: prefix
+    local f
+    for f in $library_files; do
+        [ -f "$1/$f" ] || fail "$f was not installed in $1"
+    done
+}
+
+# ---- 1. the library alone ----
+# A build tree of its own, without sanitizers: the consumers below are
+# plain programs. Tests and benchmarks are not configured.
+lib_build="$work/lib-build"
+"$cmake_cmd" -S "$MMCHAIN_SOURCE_DIR" -B "$lib_build" -DCMAKE_BUILD_TYPE=Release \
+    -DMMCHAIN_BUILD_TESTS=OFF -DMMCHAIN_BUILD_BENCH=OFF >"$work/configure.log" 2>&1 ||
+    { cat "$work/configure.log"; echo "FAIL: configure"; exit 1; }
+"$cmake_cmd" --build "$lib_build" --target mmchain -j 2 >"$work/build.log" 2>&1 ||
+    { cat "$work/build.log"; echo "FAIL: build of the library target"; exit 1; }
+[ -e "$lib_build/mmchain" ] && fail "building the library target built the program too"
+
+# (a) Only the library was built: its component installs.
+component_prefix="$work/component-prefix"
+"$cmake_cmd" --install "$lib_build" --component library --prefix "$component_prefix" >"$work/install.log" 2>&1 ||
+    { cat "$work/install.log"; fail "cmake --install --component library after building only the library"; }
+expect_library "$component_prefix"
+[ -e "$component_prefix/bin/mmchain" ] && fail "the library component installed the program"
+
+# (b) MMCHAIN_BUILD_CLI=OFF: a plain install is the library alone.
+prefix="$work/prefix"
+"$cmake_cmd" -S "$MMCHAIN_SOURCE_DIR" -B "$lib_build" -DMMCHAIN_BUILD_CLI=OFF >"$work/configure.log" 2>&1 ||
+    { cat "$work/configure.log"; echo "FAIL: configure with MMCHAIN_BUILD_CLI=OFF"; exit 1; }
+"$cmake_cmd" --build "$lib_build" -j 2 >"$work/build.log" 2>&1 ||
+    { cat "$work/build.log"; echo "FAIL: build with MMCHAIN_BUILD_CLI=OFF"; exit 1; }
+"$cmake_cmd" --install "$lib_build" --prefix "$prefix" >"$work/install.log" 2>&1 ||
+    { cat "$work/install.log"; fail "cmake --install with MMCHAIN_BUILD_CLI=OFF"; }
+expect_library "$prefix"
+[ -e "$prefix/bin/mmchain" ] && fail "MMCHAIN_BUILD_CLI=OFF installed a program"
+# No header of the application layer is installed, and no public header
+# includes one.
+grep -rl "mmchain_app" "$prefix/include" && fail "an installed header names the application layer"
 
 # The C block between the readme-example markers.
 awk '/<!-- readme-example:begin -->/{on=1; next} /<!-- readme-example:end -->/{on=0} on' \
@@ -24,12 +69,16 @@ awk '/<!-- readme-example:begin -->/{on=1; next} /<!-- readme-example:end -->/{o
 
 check_run() { # $1: binary; the loss must fall well below chance (ln 2 = 0.69)
     local output
-    output=$("$1")
+    if ! output=$("$1"); then
+        fail "$1 exited with an error"
+        return
+    fi
     echo "$output"
-    echo "$output" | awk '/^final loss/ { exit !($3 < 0.15) }' || { echo "FAIL: $1 did not learn"; exit 1; }
+    echo "$output" | awk '/^final loss/ { found = 1; ok = ($3 < 0.15) } END { exit !(found && ok) }' ||
+        fail "$1 did not learn"
 }
 
-# 1. CMake package.
+# CMake package.
 mkdir -p "$work/cmake-app"
 cp "$work/example.c" "$work/cmake-app/example.c"
 cat > "$work/cmake-app/CMakeLists.txt" <<'CMAKE'
@@ -39,16 +88,39 @@ find_package(mmchain REQUIRED)
 add_executable(example example.c)
 target_link_libraries(example PRIVATE mmchain::mmchain)
 CMAKE
-"${CMAKE_COMMAND:-cmake}" -S "$work/cmake-app" -B "$work/cmake-app/build" -DCMAKE_PREFIX_PATH="$prefix" \
-    -DCMAKE_C_FLAGS="$extra_flags" -DCMAKE_EXE_LINKER_FLAGS="$extra_flags" >/dev/null
-"${CMAKE_COMMAND:-cmake}" --build "$work/cmake-app/build" >/dev/null
-check_run "$work/cmake-app/build/example"
+if "$cmake_cmd" -S "$work/cmake-app" -B "$work/cmake-app/build" -DCMAKE_PREFIX_PATH="$prefix" >"$work/consumer.log" 2>&1 &&
+    "$cmake_cmd" --build "$work/cmake-app/build" >>"$work/consumer.log" 2>&1; then
+    check_run "$work/cmake-app/build/example"
+else
+    cat "$work/consumer.log"
+    fail "find_package(mmchain) consumer did not build"
+fi
 
-# 2. pkg-config.
+# pkg-config, without and with --static: the library is static only, so
+# both must give everything the link needs.
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-# shellcheck disable=SC2046
-# shellcheck disable=SC2086
-"${CMAKE_C_COMPILER:-cc}" -std=c11 -Wall -Wextra -O2 $extra_flags "$work/example.c" -o "$work/example-pc" \
-    $(pkg-config --static --cflags --libs mmchain)
-check_run "$work/example-pc"
-echo "PASS: installed library works with find_package and pkg-config"
+for static in "" "--static"; do
+    name="example-pc${static:+-static}"
+    # shellcheck disable=SC2046,SC2086
+    if "$cc" -std=c11 -Wall -Wextra -O2 "$work/example.c" -o "$work/$name" \
+        $(pkg-config $static --cflags --libs mmchain); then
+        check_run "$work/$name"
+    else
+        fail "pkg-config ${static:-(no --static)} consumer did not link"
+    fi
+done
+
+# ---- 2. everything: this build tree's library and program ----
+full_prefix="$work/full-prefix"
+"$cmake_cmd" --install "$MMCHAIN_BINARY_DIR" --prefix "$full_prefix" >"$work/install.log" 2>&1 ||
+    { cat "$work/install.log"; fail "cmake --install of this build tree"; }
+expect_library "$full_prefix"
+if [ -e "$MMCHAIN_BINARY_DIR/mmchain" ]; then
+    "$full_prefix/bin/mmchain" --version >/dev/null || fail "the installed program does not run"
+fi
+
+if [ "$failures" -ne 0 ]; then
+    echo "$failures check(s) failed"
+    exit 1
+fi
+echo "PASS: the library installs alone and works with find_package and pkg-config (with and without --static)"

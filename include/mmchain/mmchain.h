@@ -1,7 +1,12 @@
-/* mmchain — the umbrella header: the whole public API.
+/* mmchain — the umbrella header: the whole public API of the library.
  *
- * Read the headers in this order: error.h, rng.h, tensor.h, autograd.h,
- * threads.h, ops.h, nn.h, optim.h, io.h, tokenizer.h, models.h, data.h. */
+ * Read the headers in this order (each needs only those before it):
+ * error.h, rng.h, tensor.h, autograd.h, threads.h, ops.h, nn.h, optim.h,
+ * io.h, tokenizer.h, models.h, clip.h, image.h, augment.h, data.h, synth.h,
+ * chain.h, pretrain.h.
+ *
+ * The application built on the library (the run folder, report.html, the
+ * demo and the `mmchain` program) is not part of it: see app/. */
 #ifndef MMCHAIN_H
 #define MMCHAIN_H
 
@@ -13,16 +18,16 @@
 #include "ops.h"
 #include "nn.h"
 #include "optim.h"
-#include "models.h"
-#include "pretrain.h"
-#include "clip.h"
 #include "io.h"
 #include "tokenizer.h"
+#include "models.h"
+#include "clip.h"
 #include "image.h"
+#include "augment.h"
 #include "data.h"
 #include "synth.h"
-#include "run.h"
 #include "chain.h"
+#include "pretrain.h"
 
 /* The library version, "MAJOR.MINOR.PATCH". */
 const char *mc_version(void);

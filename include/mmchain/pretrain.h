@@ -1,5 +1,5 @@
 /* mmchain — a CLIP of our own: captions for labelled images, contrastive
- * pretraining from scratch, and the demo that chains a spectral encoder to it.
+ * pretraining from scratch, and views of the synthetic world to train it on.
  *
  * The seed paper starts from OpenAI's CLIP. Where there is none (no download,
  * or a domain CLIP never saw) we make one the way CLIP was made (Radford et
@@ -10,9 +10,9 @@
  * name through prompt templates, plus attributes measured on the scene
  * ("a satellite photo of river, hazy, with open water").
  *
- *   captions.c   scene attributes of a tile and the captions made from them
- *   pretrain.c   mc_clip_pretrain: the training loop (AdamW, warmup + cosine)
- *   demo.c       mc_demo_run: the whole method on the synthetic world
+ *   captions.c     scene attributes of a tile and the captions made from them
+ *   pretrain.c     mc_clip_pretrain: the training loop (AdamW, warmup + cosine)
+ *   synth_views.c  RGB and spectral views of the synthetic world (synth.h)
  *
  *     mc_clip *clip;                                  (mc_clip_new, clip.h)
  *     mc_clip_pretrain_data data = {pixels, captions_per_image, ids};
@@ -201,7 +201,7 @@ mc_status mc_clip_zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_
 mc_status mc_rgb_from_reflectance(const mc_tensor *tiles, mc_tensor *rgb);
 
 /* =========================================================================
- * The demo (lib/chain/demo.c)
+ * Views of the synthetic world (lib/chain/synth_views.c)
  * ========================================================================= */
 
 /* Views of consecutive tiles of the synthetic world, resampled (bicubic,
@@ -224,47 +224,6 @@ mc_status mc_synth_views_make(uint64_t seed, int64_t first, int count, int size,
                               const mc_bands *bands, const mc_norm *norm, bool attributes,
                               mc_synth_views *out);
 void mc_synth_views_free(mc_synth_views *views);
-
-typedef struct mc_demo_config {
-    uint64_t seed;          /* the world and every other seed */
-    /* Disjoint sets of the synthetic world's tiles (balanced over classes):
-     * CLIP learns from the first, the encoder from the second, the third
-     * picks nothing (per-epoch curves), the fourth is the held-out test. */
-    int clip_tiles, train_tiles, val_tiles, test_tiles;
-    int tile_size;          /* both views are resampled to this side (64 = as made) */
-    mc_clip_recipe clip;    /* the CLIP and its pretraining */
-    /* The spectral encoder and its training (chain.h). */
-    const char *bands;      /* "B08,B11,B12": three infrared bands */
-    mc_resnet_config encoder; /* in_channels and fc_out are set by the chain */
-    mc_chain_train_config train; /* epochs, batch, lr, temperature, augmentation */
-    bool control;           /* also train on shuffled pairs (the negative control) */
-    const char *out_dir;    /* run folder (NULL: nothing written) */
-    bool quiet;             /* no progress lines or log on stdout */
-} mc_demo_config;
-
-/* The sizes `mmchain demo` runs with (docs/method.md, "The demo"). */
-mc_demo_config mc_demo_defaults(void);
-/* A tiny version for tests: seconds, not minutes. */
-mc_demo_config mc_demo_tiny(void);
-
-typedef struct mc_demo_result {
-    int test_tiles, num_classes;
-    double rgb_text_acc;       /* CLIP's image tower, zero-shot, held-out tiles */
-    double spectral_text_acc;  /* the spectral encoder, zero-shot, same tiles */
-    double control_text_acc;   /* the encoder trained on shuffled pairs (NaN: not run) */
-    double match_acc;          /* spectral -> RGB matching inside batches */
-    double seconds_data, seconds_clip, seconds_encoder, seconds_control, seconds_total;
-    char run_dir[1024];        /* "" when no out_dir */
-    char report_path[1024];
-} mc_demo_result;
-
-/* Make the world, pretrain the CLIP on its RGB views with captions, train
- * the spectral encoder on the infrared bands against that CLIP's image
- * embeddings (it never sees a caption or a label), optionally the control,
- * and evaluate zero-shot on the test tiles. With out_dir: a run folder with
- * config.json, log.txt, metrics.csv, clip/model.safetensors + clip/merges.txt
- * (loadable by `mmchain train`), checkpoints/ of the encoder, report.html. */
-mc_status mc_demo_run(const mc_demo_config *config, mc_demo_result *out);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,4 @@
-/* The demo's pipeline at a tiny size (lib/chain/demo.c): the synthetic
+/* The demo's pipeline at a tiny size (app/demo.c): the synthetic
  * world, a CLIP pretrained from scratch, the chained spectral encoder and
  * the shuffled-pairs control — in seconds. The full-size numbers are in
  * docs/method.md ("The demo"); here the claim is qualitative: the chain
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "mmchain/pretrain.h"
+#include "mmchain_app/demo.h"
 #include "testutil.h"
 
 /* Measured with mc_demo_tiny() and seed 1 (MMCHAIN_THREADS=1): RGB 57.5 %,

@@ -2,7 +2,7 @@
  *
  *     mmchain demo [--out runs/demo] [--seed S] [--quiet] [--no-control] [...sizes]
  *
- * Glue around mc_demo_run (lib/chain/demo.c): options -> mc_demo_config,
+ * Glue around mc_demo_run (app/demo.c): options -> mc_demo_config,
  * then the three numbers and where the run folder and report are. */
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "chain_cli.h"
-#include "mmchain/pretrain.h"
+#include "mmchain_app/demo.h"
 
 static const char *const COMMAND = "demo";
 static const char *const USAGE =

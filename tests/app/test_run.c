@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include "mmchain_app/run.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */

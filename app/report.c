@@ -13,8 +13,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "chain/run_internal.h"
 #include "mmchain/mmchain.h"
+#include "mmchain_app/report.h"
+#include "mmchain_app/run.h"
+#include "run_internal.h"
 
 /* ---- base64 (RFC 4648 §4, with '=' padding) ---- */
 

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "chain/run_internal.h"
+#include "run_internal.h"
 
 /* Colour-blind-friendly series colours (the Tableau 10 palette). */
 static const char *const SERIES_COLOURS[MC_REPORT_MAX_SERIES] = {"#4e79a7", "#f28e2b", "#e15759",

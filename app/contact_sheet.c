@@ -9,7 +9,7 @@
 
 #include "mmchain/image.h"
 #include "mmchain/io.h"
-#include "mmchain/run.h"
+#include "mmchain_app/report.h"
 
 /* ---- the font: capitals, digits, a little punctuation; glyphs are 5
  * pixels wide, drawn on a 6-pixel pitch ---- */

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chain/run_internal.h"
+#include "run_internal.h"
 
 mc_status mc_read_text_file(const char *path, char **text, size_t *len) {
     FILE *f = fopen(path, "rb");

@@ -17,9 +17,14 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "chain/run_internal.h"
+/* The library's strict JSON parser (lib/io/json.h) reads config.json back.
+ * It is internal to the library, not installed: the application is built
+ * in the same tree and may use it. */
 #include "io/json.h"
 #include "mmchain/mmchain.h"
+#include "mmchain_app/report.h"
+#include "mmchain_app/run.h"
+#include "run_internal.h"
 
 struct mc_run {
     char *dir;

@@ -4,6 +4,9 @@
 #define MMCHAIN_CLI_H
 
 #include "mmchain/mmchain.h"
+#include "mmchain_app/demo.h"
+#include "mmchain_app/report.h"
+#include "mmchain_app/run.h"
 
 /* argv[0] is the subcommand's name. Returns the process exit code. */
 typedef int (*cli_command_fn)(int argc, char **argv);

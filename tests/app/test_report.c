@@ -1,11 +1,13 @@
 /* report.html, base64 and contact sheets. The HTML is checked structurally
  * (balanced tags by a tiny checker here), for the exact SVG points of known
- * data (hand-computed from the geometry documented in run.h), for escaping
+ * data (hand-computed from the geometry documented in app/run_internal.h), for escaping
  * and for being self-contained (no script, nothing fetched). */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
 #include <stdlib.h>
 
+#include "mmchain_app/report.h"
+#include "mmchain_app/run.h"
 #include "testutil.h"
 
 /* ---- a tiny HTML well-formedness checker ----
@@ -118,7 +120,7 @@ START_TEST(report_plots_confusion_bars_and_escaping) {
     MC_CHECK_OK(mc_report_write(path, &report));
     char *html = mc_test_read_file(path, NULL);
     assert_balanced(html);
-    /* Geometry (run.h): x 0..10 -> 64..504 px, y 0..1 -> 272..44 px (both axes already nice):
+    /* Geometry (app/run_internal.h): x 0..10 -> 64..504 px, y 0..1 -> 272..44 px (both axes already nice):
      * (0,0) -> (64, 272), (5,0.5) -> (284, 158), (10,1) -> (504, 44). */
     ck_assert_ptr_nonnull(strstr(html, "points=\"64.0,272.0 284.0,158.0 504.0,44.0\""));
     /* The NaN point is skipped: (0,1) -> (64,44), (10,0.25) -> (504, 215). */

@@ -1,13 +1,14 @@
-/* Internal helpers shared by run.c (metrics.csv, config.json) and report.c
- * (plots from metrics.csv). Not part of the public API. */
-#ifndef MMCHAIN_LIB_CHAIN_RUN_INTERNAL_H
-#define MMCHAIN_LIB_CHAIN_RUN_INTERNAL_H
+/* Internal helpers of the application layer shared by run.c (metrics.csv,
+ * config.json), metrics.c, report.c (plots from metrics.csv) and svg.c. Not
+ * part of any public header. */
+#ifndef MMCHAIN_APP_RUN_INTERNAL_H
+#define MMCHAIN_APP_RUN_INTERNAL_H
 
 #include <stddef.h>
 #include <stdio.h>
 
 #include "mmchain/error.h"
-#include "mmchain/run.h"
+#include "mmchain_app/report.h"
 
 /* The whole file as a malloc'd NUL-terminated string. A missing file is
  * MC_ERR_IO; *len (may be NULL) gets the length. */
@@ -33,6 +34,20 @@ void mc_metrics_free(mc_metrics_table *table);
 int mc_metrics_column(const mc_metrics_table *table, const char *name);
 
 /* ---- svg.c: HTML-safe text and inline SVG charts ---- */
+
+/* A line plot's geometry in SVG pixels: the plotting area spans x from
+ * MC_PLOT_LEFT to MC_PLOT_WIDTH - MC_PLOT_RIGHT and y from MC_PLOT_TOP
+ * (the axis maximum) down to MC_PLOT_HEIGHT - MC_PLOT_BOTTOM (the minimum).
+ * Each axis covers the data rounded out to "nice" ticks: multiples of
+ * 1, 2 or 5 x 10^k, about 5 of them. Points are written with one decimal. */
+enum {
+    MC_PLOT_WIDTH = 520,
+    MC_PLOT_HEIGHT = 320,
+    MC_PLOT_LEFT = 64,
+    MC_PLOT_RIGHT = 16,
+    MC_PLOT_TOP = 44,
+    MC_PLOT_BOTTOM = 48
+};
 
 /* `s` with & < > " ' as character references. */
 void mc_html_escape(FILE *f, const char *s);

@@ -6,7 +6,7 @@
  *
  * The command is glue: options -> data sources, CLIP, the text classifier,
  * the encoder -> mc_chain_trainer (lib/chain/train.c) with hooks that drive
- * the progress line, metrics.csv, log.txt and report.html (run.h). */
+ * the progress line, metrics.csv, log.txt and report.html (mmchain_app/run.h, report.h). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>

@@ -48,7 +48,7 @@ static const composite composites[3] = {
     {{11, 12, 3}, {4000.0f, 5000.0f, 2740.0f}},
 };
 
-/* Labels use the library's canvas (run.h): a 5x7 bitmap font, 6 px a character. */
+/* Labels use the application's canvas (mmchain_app/report.h): a 5x7 bitmap font, 6 px a character. */
 static void draw_text(mc_canvas *cv, int y, int x, const char *text, int max_chars) {
     static const float white[3] = {0.95f, 0.95f, 0.95f};
     mc_canvas_draw_text(cv, y, x, text, max_chars, 1, white);

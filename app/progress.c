@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mmchain/run.h"
+#include "mmchain_app/run.h"
 
 enum { DEFAULT_EVERY_STEPS = 50 };
 static const double DEFAULT_EVERY_SECONDS = 10.0;

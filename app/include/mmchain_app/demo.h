@@ -1,0 +1,68 @@
+/* mmchain's application layer — the demo: the whole method on the synthetic
+ * world, with no download (`mmchain demo`).
+ *
+ *     mc_demo_config config = mc_demo_defaults();
+ *     config.out_dir = "runs/demo";
+ *     mc_demo_result result;
+ *     MC_TRY(mc_demo_run(&config, &result));
+ *     printf("zero-shot %.3f\n", result.spectral_text_acc);
+ */
+#ifndef MMCHAIN_APP_DEMO_H
+#define MMCHAIN_APP_DEMO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mmchain/chain.h"
+#include "mmchain/error.h"
+#include "mmchain/pretrain.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mc_demo_config {
+    uint64_t seed;          /* the world and every other seed */
+    /* Disjoint sets of the synthetic world's tiles (balanced over classes):
+     * CLIP learns from the first, the encoder from the second, the third
+     * picks nothing (per-epoch curves), the fourth is the held-out test. */
+    int clip_tiles, train_tiles, val_tiles, test_tiles;
+    int tile_size;          /* both views are resampled to this side (64 = as made) */
+    mc_clip_recipe clip;    /* the CLIP and its pretraining */
+    /* The spectral encoder and its training (chain.h). */
+    const char *bands;      /* "B08,B11,B12": three infrared bands */
+    mc_resnet_config encoder; /* in_channels and fc_out are set by the chain */
+    mc_chain_train_config train; /* epochs, batch, lr, temperature, augmentation */
+    bool control;           /* also train on shuffled pairs (the negative control) */
+    const char *out_dir;    /* run folder (NULL: nothing written) */
+    bool quiet;             /* no progress lines or log on stdout */
+} mc_demo_config;
+
+/* The sizes `mmchain demo` runs with (docs/method.md, "The demo"). */
+mc_demo_config mc_demo_defaults(void);
+/* A tiny version for tests: seconds, not minutes. */
+mc_demo_config mc_demo_tiny(void);
+
+typedef struct mc_demo_result {
+    int test_tiles, num_classes;
+    double rgb_text_acc;       /* CLIP's image tower, zero-shot, held-out tiles */
+    double spectral_text_acc;  /* the spectral encoder, zero-shot, same tiles */
+    double control_text_acc;   /* the encoder trained on shuffled pairs (NaN: not run) */
+    double match_acc;          /* spectral -> RGB matching inside batches */
+    double seconds_data, seconds_clip, seconds_encoder, seconds_control, seconds_total;
+    char run_dir[1024];        /* "" when no out_dir */
+    char report_path[1024];
+} mc_demo_result;
+
+/* Make the world, pretrain the CLIP on its RGB views with captions, train
+ * the spectral encoder on the infrared bands against that CLIP's image
+ * embeddings (it never sees a caption or a label), optionally the control,
+ * and evaluate zero-shot on the test tiles. With out_dir: a run folder with
+ * config.json, log.txt, metrics.csv, clip/model.safetensors + clip/merges.txt
+ * (loadable by `mmchain train`), checkpoints/ of the encoder, report.html. */
+mc_status mc_demo_run(const mc_demo_config *config, mc_demo_result *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
