@@ -20,13 +20,63 @@
  *                 confusion matrices
  *   train.c       the training loop: seeded epochs, checkpoints, resume
  *
- *     mc_chain_data train, val;                      (mc_chain_data_from_*)
- *     mc_tensor *classes;                            (mc_chain_text_classifier)
- *     mc_spectral_encoder *enc;                      (mc_spectral_encoder_new)
- *     mc_chain_trainer *t;
+ * The whole method, from a EuroSAT-MS folder (data_dir), a CLIP (clip_path)
+ * and its vocabulary (vocab_path) to a trained encoder; `arch` is the
+ * ResNet's mc_resnet_config, `epochs` and `batch` the caller's numbers.
+ * tests/test_chain_example.c compiles and runs exactly the lines between the
+ * markers, so they cannot go stale:
+ *
+ * chain-example:begin
+ *     mc_eurosat *ds;                               // the tiles (data.h)
+ *     mc_eurosat_options options = mc_eurosat_default_options();
+ *     MC_TRY(mc_eurosat_open(&ds, data_dir, &options));
+ *     mc_bands bands;
+ *     mc_norm norm;
+ *     MC_TRY(mc_bands_parse("B08,B11,B12", &bands));
+ *     MC_TRY(mc_norm_init(&norm, MC_NORM_TORCHGEO));
+ *     mc_chain_data train, val;                     // (spectral, RGB, label) pairs
+ *     MC_TRY(mc_chain_data_from_eurosat(&train, ds, MC_SPLIT_TRAIN, &bands, &norm));
+ *     MC_TRY(mc_chain_data_from_eurosat(&val, ds, MC_SPLIT_VAL, &bands, &norm));
+ *
+ *     mc_clip *clip;                                // the frozen CLIP (clip.h)
+ *     mc_tokenizer *tok;
+ *     MC_TRY(mc_clip_load(clip_path, &clip));
+ *     MC_TRY(mc_tokenizer_load(vocab_path, &tok));
+ *     char **names;                                 // "annual crop land", ...
+ *     MC_TRY(mc_chain_class_prompts(val.class_names, val.num_classes, &names));
+ *     mc_tensor *classes;                           // (K, E) zero-shot classifier
+ *     MC_TRY(mc_chain_text_classifier(clip, tok, (const char *const *)names, val.num_classes,
+ *                                     mc_chain_eurosat_templates, MC_CHAIN_NUM_TEMPLATES,
+ *                                     &classes));
+ *
+ *     mc_spectral_encoder *enc;                     // a ResNet on the three bands
+ *     MC_TRY(mc_spectral_encoder_new(&enc, &arch, &bands, &norm, 64, clip->config.embed_dim,
+ *                                    logf(1 / 0.07f), false, 7));
  *     mc_chain_train_config cfg = mc_chain_train_defaults();
- *     MC_TRY(mc_chain_trainer_new(&t, &cfg, enc, clip, &train, &val, classes));
- *     MC_TRY(mc_chain_trainer_run(t, &hooks));       (all epochs; resumable)
+ *     cfg.epochs = epochs;
+ *     cfg.batch_size = batch;
+ *     mc_chain_hooks hooks = {.ctx = NULL, .on_epoch = print_epoch};
+ *     mc_chain_trainer *t;
+ *     MC_TRY(mc_chain_trainer_new(&t, &cfg, enc, clip, &train, &val, classes, &hooks));
+ *     MC_TRY(mc_chain_trainer_run(t));              // all epochs; resumable
+ *
+ *     mc_chain_trainer_free(t);
+ *     mc_spectral_encoder_free(enc);
+ *     mc_tensor_free(classes);
+ *     mc_chain_strings_free(names, val.num_classes);
+ *     mc_tokenizer_free(tok);
+ *     mc_clip_free(clip);
+ *     mc_chain_data_free(&train);
+ *     mc_chain_data_free(&val);
+ *     mc_eurosat_free(ds);
+ * chain-example:end
+ *
+ * where print_epoch is an on_epoch hook:
+ *
+ *     static mc_status print_epoch(void *ctx, const mc_chain_epoch_info *info) {
+ *         printf("epoch %d: zero-shot %.3f\n", info->epoch, info->val->spectral_text_acc);
+ *         return MC_OK;
+ *     }
  *
  * Determinism: the order of the data in epoch e is a pure function of
  * (seed, e); the augmentation of step s is a pure function of (seed, s). A
