@@ -16,6 +16,8 @@
 
 #include "testutil.h"
 
+#include "../lib/ops/naive.h"
+
 typedef struct shape {
     int64_t M, N, K;
 } shape;

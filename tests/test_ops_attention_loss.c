@@ -7,6 +7,7 @@
 
 #include "testutil.h"
 #include "../lib/ops/attention_internal.h"
+#include "../lib/ops/naive.h"
 
 /* ---- helpers ---- */
 

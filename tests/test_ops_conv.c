@@ -8,7 +8,7 @@
  *     unbiased variances and running update, max pooling's -inf padding,
  *     avg pooling's count_include_pad, adaptive pooling's window bounds.
  *     The script is quoted above each table;
- *   - for the fused ops (ops/fused.h), the unfused ops they replace: the
+ *   - for the fused ops (mc_batchnorm2d_relu, mc_add_relu), the unfused ops they replace: the
  *     outputs and every gradient must agree bit for bit. */
 #include <math.h>
 #include <stdlib.h>
@@ -17,7 +17,7 @@
 #include "testutil.h"
 
 #include "../lib/ops/conv_internal.h"
-#include "../lib/ops/fused.h"
+#include "../lib/ops/naive.h"
 
 /* ---- helpers ---- */
 
@@ -124,9 +124,9 @@ static void compare_fast_with_naive(const conv_case *cc, uint64_t seed) {
     mc_rng rng;
     mc_rng_seed(&rng, seed + 7);
     for (int64_t i = 0; i < out_numel; i++) dout[i] = (float)mc_rng_uniform(&rng) * 2 - 1;
-    mc_conv2d_reference_forward(&geo, in.x->data, in.weight->data, in.bias ? in.bias->data : NULL,
+    mc_conv2d_forward_naive(&geo, in.x->data, in.weight->data, in.bias ? in.bias->data : NULL,
                                 expected);
-    mc_conv2d_reference_backward(&geo, in.x->data, in.weight->data, dout, dx, dw,
+    mc_conv2d_backward_naive(&geo, in.x->data, in.weight->data, dout, dx, dw,
                                  in.bias ? db : NULL);
 
     mc_graph *g;
@@ -286,8 +286,8 @@ static void compare_winograd_with_naive(const conv_case *cc, uint64_t seed) {
     /* dx starts non-zero: the kernel must ADD into it. */
     for (int64_t i = 0; i < in.x->numel; i++) dx_expected[i] = dx_actual[i] = 0.25f;
     const float *bias = in.bias ? in.bias->data : NULL;
-    mc_conv2d_reference_forward(&geo, in.x->data, in.weight->data, bias, expected);
-    mc_conv2d_reference_backward(&geo, in.x->data, in.weight->data, dout, dx_expected, NULL, NULL);
+    mc_conv2d_forward_naive(&geo, in.x->data, in.weight->data, bias, expected);
+    mc_conv2d_backward_naive(&geo, in.x->data, in.weight->data, dout, dx_expected, NULL, NULL);
     MC_CHECK_OK(mc_conv2d_winograd_forward(&geo, in.x->data, in.weight->data, bias, actual));
     MC_CHECK_OK(mc_conv2d_winograd_input_grad(&geo, in.weight->data, dout, dx_actual));
 
@@ -666,7 +666,7 @@ START_TEST(test_maxpool_matches_reference) {
             float *expected = malloc((size_t)y->numel * sizeof(float));
             int32_t *argmax = malloc((size_t)y->numel * sizeof(int32_t));
             ck_assert(expected && argmax);
-            mc_maxpool2d_reference(x->data, sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], sh[6], expected,
+            mc_maxpool2d_naive(x->data, sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], sh[6], expected,
                                    argmax);
             for (int64_t i = 0; i < y->numel; i++)
                 ck_assert_msg(y->data[i] == expected[i] || (isnan(y->data[i]) && isnan(expected[i])),
@@ -715,7 +715,7 @@ START_TEST(test_pool_bad_input) {
 END_TEST
 
 
-/* ==== fused ops (ops/fused.h) against the ops they replace ==== */
+/* ==== fused ops against the ops they replace ==== */
 
 
 /* relu(batchnorm2d(x)) as one op and as two: same output, same gradients of
@@ -836,7 +836,7 @@ START_TEST(test_batchnorm2d_normalize_matches_reference) {
         mc_status (*op)(mc_graph *, mc_tensor *, mc_tensor *, mc_tensor *, mc_tensor *, mc_tensor *,
                         bool, float, float, mc_tensor **) = relu ? mc_batchnorm2d_relu : mc_batchnorm2d;
         MC_CHECK_OK(op(g, x, affine ? w : NULL, affine ? b : NULL, rm, rv, false, 0.1f, 1e-5f, &y));
-        mc_batchnorm2d_reference_normalize(30, 6, x->data, rm->data, invstd, affine ? w->data : NULL,
+        mc_batchnorm2d_normalize_naive(30, 6, x->data, rm->data, invstd, affine ? w->data : NULL,
                                            affine ? b->data : NULL, relu, expected);
         assert_same_floats(relu ? "bn+relu" : "bn", y->data, expected, 180);
     }

@@ -447,39 +447,39 @@ static model clip_model(void) {
     return m;
 }
 
-START_TEST(test_clip_grad_norm) {
+START_TEST(test_grad_clip_norm) {
     model m = clip_model();
     float norm;
-    MC_CHECK_OK(mc_clip_grad_norm(&m.params, 20.0f, &norm));
+    MC_CHECK_OK(mc_grad_clip_norm(&m.params, 20.0f, &norm));
     ck_assert_float_eq_tol(norm, 13.0f, 1e-5f);
     ck_assert_float_eq(m.w->grad[0], 3.0f); /* below the limit: untouched */
-    MC_CHECK_OK(mc_clip_grad_norm(&m.params, 6.5f, &norm));
+    MC_CHECK_OK(mc_grad_clip_norm(&m.params, 6.5f, &norm));
     ck_assert_float_eq_tol(norm, 13.0f, 1e-5f);
     const double factor = 6.5 / (13.0 + 1e-6);
     ck_assert_float_eq_tol(m.w->grad[0], 3.0 * factor, 1e-6);
     ck_assert_float_eq_tol(m.w->grad[5], 4.0 * factor, 1e-6);
     ck_assert_float_eq_tol(m.b->grad[2], 12.0 * factor, 1e-6);
     ck_assert_float_eq(m.frozen->grad[0], 1000.0f);
-    MC_CHECK_OK(mc_clip_grad_norm(&m.params, 100.0f, &norm));
+    MC_CHECK_OK(mc_grad_clip_norm(&m.params, 100.0f, &norm));
     ck_assert_float_eq_tol(norm, 6.5f, 1e-5f);
     /* Tiny gradients show the 1e-6 in the denominator: norm 1.3e-6, max 1e-7
      * -> factor 1e-7 / 2.3e-6 (it would be 1e-7 / 1.3e-6 without it). */
     m.w->grad[0] = 3e-7f;
     m.w->grad[5] = 4e-7f;
     m.b->grad[2] = 12e-7f;
-    MC_CHECK_OK(mc_clip_grad_norm(&m.params, 1e-7f, &norm));
+    MC_CHECK_OK(mc_grad_clip_norm(&m.params, 1e-7f, &norm));
     ck_assert_float_eq_tol(norm, 1.3e-6f, 1e-11f);
     ck_assert_float_eq_tol(m.b->grad[2], 12e-7 * (1e-7 / 2.3e-6), 1e-11);
     mc_params_free(&m.params);
 }
 END_TEST
 
-START_TEST(test_clip_grad_norm_errors) {
+START_TEST(test_grad_clip_norm_errors) {
     model m = clip_model();
     float norm;
-    MC_CHECK_FAILS(mc_clip_grad_norm(&m.params, 0.0f, &norm), MC_ERR_ARG, "max_norm is 0");
+    MC_CHECK_FAILS(mc_grad_clip_norm(&m.params, 0.0f, &norm), MC_ERR_ARG, "max_norm is 0");
     m.b->grad[1] = NAN;
-    MC_CHECK_FAILS(mc_clip_grad_norm(&m.params, 1.0f, &norm), MC_ERR_NUMERIC, "layer.bias");
+    MC_CHECK_FAILS(mc_grad_clip_norm(&m.params, 1.0f, &norm), MC_ERR_NUMERIC, "layer.bias");
     ck_assert_float_eq(m.w->grad[0], 3.0f); /* nothing was scaled */
     mc_params_free(&m.params);
 }
@@ -549,8 +549,8 @@ int main(void) {
     tcase_add_test(state, test_state_import_errors);
     suite_add_tcase(s, state);
     TCase *clip = tcase_create("clip and schedules");
-    tcase_add_test(clip, test_clip_grad_norm);
-    tcase_add_test(clip, test_clip_grad_norm_errors);
+    tcase_add_test(clip, test_grad_clip_norm);
+    tcase_add_test(clip, test_grad_clip_norm_errors);
     tcase_add_test(clip, test_lr_schedules);
     tcase_add_test(clip, test_lr_schedule_errors);
     suite_add_tcase(s, clip);

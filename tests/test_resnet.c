@@ -137,7 +137,7 @@ START_TEST(test_forward_shapes_and_heads) {
 }
 END_TEST
 
-/* A training forward records the fused ops (ops/fused.h): BN+ReLU and the
+/* A training forward records the fused ops (docs/architecture.md): BN+ReLU and the
  * block's add+ReLU are one node each, so the tape (and the tensors it
  * keeps) is as long as this hand count, not longer:
  *   stem: conv, bn+relu, maxpool                                     3

@@ -33,10 +33,6 @@ mc_status mc_mul(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor **out);
 mc_status mc_div(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor **out);
 /* out = x * scale + shift (scalars). */
 mc_status mc_scale(mc_graph *g, mc_tensor *x, float scale, float shift, mc_tensor **out);
-/* The reference kernel the broadcasting ops are tested against: one element
- * at a time from its full index; op is "add", "sub", "mul" or "div". Records
- * nothing. */
-mc_status mc_binary_naive(mc_graph *g, const char *op, mc_tensor *a, mc_tensor *b, mc_tensor **out);
 
 /* ---- activation.c: unary elementwise functions ---- */
 mc_status mc_relu(mc_graph *g, mc_tensor *x, mc_tensor **out);
@@ -77,11 +73,6 @@ mc_status mc_log_softmax(mc_graph *g, mc_tensor *x, int dim, mc_tensor **out);
 void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc);
-/* The same product by the definition (double accumulation): the reference
- * the kernels are tested against. */
-void mc_sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                    int64_t ldc);
 /* `batch` independent products of one shape: item b multiplies
  * A + b*stride_a by B + b*stride_b into C + b*stride_c (strides in floats;
  * 0 shares A or B; items run at the same time, so their C must not
@@ -110,11 +101,7 @@ mc_status mc_matmul(mc_graph *g, mc_tensor *a, mc_tensor *b, bool transpose_b, m
 /* x (..., in) , weight (out, in), bias (out) or NULL -> (..., out). */
 mc_status mc_linear(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias, mc_tensor **out);
 /* Also accepted by mc_matmul: a (B, M, K) with a 2-D b, which is shared by
- * every batch item (as torch.matmul broadcasts it).
- * The reference kernel the sgemm path is tested against (plain loops, double
- * accumulation): out (M, N) = a (M, K) @ b (K, N), or @ b^T for b (N, K). */
-void mc_matmul_naive(const float *a, const float *b, float *out, int64_t M, int64_t K, int64_t N,
-                     bool transpose_b);
+ * every batch item (as torch.matmul broadcasts it). */
 
 /* ---- shape.c: reshaping, copying permutes, slicing, concatenation ---- */
 /* A view with another shape of equal numel (shares data; no copy). One

@@ -16,7 +16,7 @@
  *     mc_params_zero_grad(&params);
  *     ... forward, mc_backward(g, loss) ...
  *     float norm;
- *     MC_TRY(mc_clip_grad_norm(&params, 1.0f, &norm));
+ *     MC_TRY(mc_grad_clip_norm(&params, 1.0f, &norm));
  *     mc_optimizer_set_lr(opt, mc_lr_at(&schedule, mc_optimizer_steps(opt)));
  *     MC_TRY(mc_optimizer_step(opt));
  *     mc_graph_reset(g);
@@ -115,14 +115,14 @@ mc_status mc_optimizer_import_state(mc_optimizer *opt, mc_tensor_lookup_fn looku
 /* The same, looking the names up in a parameter list (mc_params_find). */
 mc_status mc_optimizer_import_state_from_list(mc_optimizer *opt, const mc_param_list *state);
 
-/* ---- clip.c: torch.nn.utils.clip_grad_norm_ ----
+/* ---- grad_clip.c: torch.nn.utils.clip_grad_norm_ ----
  * The L2 norm of all gradients of `params` with requires_grad, taken together
  * as one vector, goes into *total_norm (may be NULL). When it exceeds
  * max_norm every gradient is scaled by max_norm / (total_norm + 1e-6).
  * A NaN or infinite norm is an MC_ERR_NUMERIC naming the first parameter
  * with a non-finite gradient, and nothing is scaled (PyTorch's
  * error_if_nonfinite=True). */
-mc_status mc_clip_grad_norm(mc_param_list *params, float max_norm, float *total_norm);
+mc_status mc_grad_clip_norm(mc_param_list *params, float max_norm, float *total_norm);
 
 /* ---- schedule.c: learning rate as a pure function of the step ----
  * `step` counts the optimizer steps already taken (0 for the first update),

@@ -172,7 +172,7 @@ static mc_status train_step(mc_clip *clip, mc_graph *g, param_groups *groups, ba
     *loss_out = loss->data[0];
     if (!isfinite(*loss_out)) return mc_error(MC_ERR_NUMERIC, "the loss became %g", *loss_out);
     MC_TRY(mc_backward(g, loss));
-    if (max_grad_norm > 0.0f) MC_TRY(mc_clip_grad_norm(&clip->params, max_grad_norm, NULL));
+    if (max_grad_norm > 0.0f) MC_TRY(mc_grad_clip_norm(&clip->params, max_grad_norm, NULL));
     mc_optimizer_set_lr(groups->decayed_opt, lr);
     mc_optimizer_set_lr(groups->plain_opt, lr);
     MC_TRY(mc_optimizer_step(groups->decayed_opt));

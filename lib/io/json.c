@@ -1,6 +1,7 @@
 /* A small, strict JSON parser: recursive descent over a byte range, building
  * a tree of mc_json nodes in an arena. See json.h for what "strict" means. */
 #include "io/json.h"
+#include "core/utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -186,50 +187,6 @@ static mc_status parse_number(parser *p, mc_json **out) {
 
 /* ---- strings ---- */
 
-/* Append code point cp as UTF-8 to dst, returning the bytes written. */
-static size_t utf8_encode(uint32_t cp, char *dst) {
-    if (cp < 0x80) {
-        dst[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        dst[0] = (char)(0xC0 | (cp >> 6));
-        dst[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        dst[0] = (char)(0xE0 | (cp >> 12));
-        dst[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        dst[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    dst[0] = (char)(0xF0 | (cp >> 18));
-    dst[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    dst[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    dst[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* The length of the valid UTF-8 sequence at s[0..avail), or 0 if invalid
- * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
-static size_t utf8_sequence_length(const unsigned char *s, size_t avail) {
-    unsigned char c = s[0];
-    size_t n = 0;
-    uint32_t cp = 0, min = 0;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) n = 2, cp = c & 0x1F, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) n = 3, cp = c & 0x0F, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) n = 4, cp = c & 0x07, min = 0x10000;
-    else return 0;
-    if (avail < n) return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return n;
-}
-
 static int hex_value(unsigned char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -288,7 +245,9 @@ static mc_status parse_string(parser *p, const char **out, size_t *out_len) {
         unsigned char c = (unsigned char)p->text[p->pos];
         if (c < 0x20) return parse_error(p, "a control character inside a string must be escaped");
         if (c != '\\') {
-            size_t seq = utf8_sequence_length((const unsigned char *)p->text + p->pos, end - p->pos);
+            uint32_t code_point; /* checked, then copied as it is */
+            size_t seq = (size_t)mc_utf8_decode_one((const unsigned char *)p->text + p->pos,
+                                                    end - p->pos, &code_point);
             if (seq == 0) return parse_error(p, "invalid UTF-8 in a string");
             memcpy(buf + n, p->text + p->pos, seq);
             n += seq;
@@ -309,7 +268,7 @@ static mc_status parse_string(parser *p, const char **out, size_t *out_len) {
         case 'u': {
             uint32_t cp = 0;
             MC_TRY(parse_unicode_escape(p, &cp));
-            n += utf8_encode(cp, buf + n); /* <= the 6 or 12 source bytes */
+            n += (size_t)mc_utf8_encode_one(cp, buf + n); /* <= the 6 or 12 source bytes */
             break;
         }
         default: p->pos--; return parse_error(p, "unknown escape sequence in a string");

@@ -17,7 +17,6 @@
 #include <string.h>
 
 #include "mmchain/ops.h"
-#include "ops/fused.h"
 
 /* torchvision's BatchNorm2d defaults. */
 static const float BN_MOMENTUM = 0.1f;
@@ -287,7 +286,7 @@ int mc_resnet_set_trainable(mc_resnet *m, const char *prefix, bool trainable) {
  * ------------------------------------------------------------------------- */
 
 /* conv -> BN -> (relu). x, *out: (N, H, W, C) NHWC.
- * BN and relu run as one op (ops/fused.h): the same numbers, but the BN
+ * BN and relu run as one op (mc_batchnorm2d_relu): the same numbers, but the BN
  * output before the relu is never stored, one tensor less per unit in a
  * training step (what PyTorch's ReLU(inplace=True) saves). */
 static mc_status conv_bn_forward(mc_graph *g, const conv_bn *u, bool training, bool relu,

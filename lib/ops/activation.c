@@ -8,13 +8,10 @@
  * tanh, exp) the backward reads y. */
 #include "mmchain/ops.h"
 #include "core/vector_clones.h"
-#include "ops/fused.h"
+#include "core/parallel.h"
 
 #include <math.h>
 #include <string.h>
-
-/* Loops over more elements than this run on several threads. */
-enum { PARALLEL_MIN_ELEMENTS = 32768 };
 
 /* sqrt(2) and 1 / sqrt(2 pi), for the Gaussian CDF and density. */
 #define SQRT_2 1.41421356237309504880f
@@ -131,14 +128,14 @@ static inline float normal_cdf(float x) {
 
 MC_VECTOR_CLONES
 static void relu_forward(const float *x, float *y, int64_t n) { // x, y: (n)
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 MC_VECTOR_CLONES
 static void relu_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
     (void)y;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float g = dy[i]; /* loaded unconditionally, so the select vectorises */
         dx[i] += x[i] > 0.0f ? g : 0.0f;
@@ -150,14 +147,14 @@ static void relu_backward(const float *x, const float *y, const float *dy, float
 
 MC_VECTOR_CLONES
 static void gelu_forward(const float *x, float *y, int64_t n) { // x, y: (n)
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * normal_cdf(x[i]);
 }
 
 MC_VECTOR_CLONES
 static void gelu_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
     (void)y;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float cdf = normal_cdf(x[i]);
         float pdf = INV_SQRT_2PI * exp_approx(-0.5f * x[i] * x[i]);
@@ -170,7 +167,7 @@ static void gelu_backward(const float *x, const float *y, const float *dy, float
 
 MC_VECTOR_CLONES
 static void quick_gelu_forward(const float *x, float *y, int64_t n) { // x, y: (n)
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(QUICK_GELU_ALPHA * x[i]);
 }
 
@@ -178,7 +175,7 @@ MC_VECTOR_CLONES
 static void quick_gelu_backward(const float *x, const float *y, const float *dy, float *dx,
                                 int64_t n) {
     (void)y;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float s = sigmoidf(QUICK_GELU_ALPHA * x[i]);
         dx[i] += dy[i] * (s + QUICK_GELU_ALPHA * x[i] * s * (1.0f - s));
@@ -189,40 +186,40 @@ static void quick_gelu_backward(const float *x, const float *y, const float *dy,
 
 MC_VECTOR_CLONES
 static void sigmoid_forward(const float *x, float *y, int64_t n) { // x, y: (n)
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
 }
 
 MC_VECTOR_CLONES
 static void sigmoid_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
     (void)x;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
 }
 
 /* ---- tanh; derivative 1 - y^2 ---- */
 
 static void tanh_forward(const float *x, float *y, int64_t n) { // x, y: (n)
-#pragma omp parallel for if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
 }
 
 static void tanh_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
     (void)x;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
 }
 
 /* ---- exp; derivative y ---- */
 
 static void exp_forward(const float *x, float *y, int64_t n) { // x, y: (n)
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) y[i] = exp_approx(x[i]);
 }
 
 static void exp_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
     (void)x;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * y[i];
 }
 
@@ -230,13 +227,13 @@ static void exp_backward(const float *x, const float *y, const float *dy, float 
  * rather than an error: checking would cost a pass and hide nothing. ---- */
 
 static void log_forward(const float *x, float *y, int64_t n) { // x, y: (n)
-#pragma omp parallel for if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) y[i] = logf(x[i]);
 }
 
 static void log_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
     (void)y;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] / x[i];
 }
 
@@ -294,14 +291,14 @@ mc_status mc_log(mc_graph *g, mc_tensor *x, mc_tensor **out) {
     return unary_op(g, "log", x, log_forward, log_node, out);
 }
 
-/* ---- add_relu: relu(a + b), the end of a residual block (ops/fused.h) ----
+/* ---- add_relu: relu(a + b), the end of a residual block (a fused op) ----
  * One pass instead of two, and the sum before the relu is never stored: the
  * backward needs only the output y, as relu'(a + b) = [a + b > 0] = [y > 0].
  * The results are those of mc_add then mc_relu, bit for bit. */
 
 MC_VECTOR_CLONES
 static void add_relu_forward(const float *a, const float *b, float *y, int64_t n) { // a, b, y: (n)
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float sum = a[i] + b[i];
         y[i] = sum > 0.0f ? sum : 0.0f;
@@ -311,7 +308,7 @@ static void add_relu_forward(const float *a, const float *b, float *y, int64_t n
 /* y, dy: (n); da, db: (n) accumulated into, either may be NULL. */
 MC_VECTOR_CLONES
 static void add_relu_backward(const float *y, const float *dy, float *da, float *db, int64_t n) {
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float g = dy[i];
         g = y[i] > 0.0f ? g : 0.0f;

@@ -39,6 +39,8 @@
  * busy machine each barrier can cost a scheduler time slice. */
 #include "ops/attention_internal.h"
 #include "ops/gemm_internal.h"
+#include "core/parallel.h"
+#include "ops/naive.h"
 
 #include <limits.h>
 #include <math.h>
@@ -47,11 +49,6 @@
 
 /* Per-head products of fewer multiply-adds than this stay on one thread. */
 enum { PARALLEL_MIN_MACS = 1 << 20 };
-
-/* Softmax loops over fewer elements than this stay on one thread: waking the
- * team costs more than it saves (and gradient checks run thousands of tiny
- * attentions). */
-enum { PARALLEL_MIN_ELEMENTS = 1 << 14 };
 
 /* Row i of head h of batch item b in a (B, T, D) tensor. */
 static inline int64_t row_offset(const mc_attention_dims *d, int64_t b, int64_t i, int64_t h) {
@@ -77,7 +74,9 @@ static bool worth_threads(const mc_attention_dims *d, int64_t items) {
  * softmax; row r belongs to query r % T. scores: (items, H, T, T). */
 static void masked_softmax_rows(const mc_attention_dims *d, float *scores, int64_t n_rows) {
     const int64_t T = d->seq;
-#pragma omp parallel for schedule(static) if (n_rows * T >= PARALLEL_MIN_ELEMENTS)
+    /* Half the usual threshold: a row is read in several passes (maximum,
+     * exponentials, sum, scaling), so half as many elements are as much work. */
+#pragma omp parallel for schedule(static) if (n_rows * T >= MC_PARALLEL_MIN_WORK / 2)
     for (int64_t r = 0; r < n_rows; r++) {
         float *row = scores + r * T;
         const int64_t n_keys = visible_keys(d, r % T);
@@ -130,7 +129,7 @@ void mc_attention_forward_fast(const mc_attention_dims *d, const float *q, const
 static void softmax_rows_backward(const mc_attention_dims *d, const float *probs, float *dprobs,
                                   int64_t n_rows, float scale) {
     const int64_t T = d->seq;
-#pragma omp parallel for schedule(static) if (n_rows * T >= PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for schedule(static) if (n_rows * T >= MC_PARALLEL_MIN_WORK / 2)
     for (int64_t r = 0; r < n_rows; r++) {
         const float *p = probs + r * T;
         float *g = dprobs + r * T;

@@ -38,13 +38,5 @@ void mc_attention_backward_fast(const mc_attention_dims *d, const float *q, cons
 /* How many batch items' (H, T, T) squares fit the 32 MB chunk (1..B). */
 int64_t mc_attention_chunk_items(const mc_attention_dims *d);
 
-/* The textbook definitions, one (b, h) at a time, in double precision.
- *   q, k, v: (B, T, D); out: (B, T, D) overwritten; probs: (B, H, T, T) overwritten. */
-void mc_attention_forward_naive(const mc_attention_dims *d, const float *q, const float *k,
-                                const float *v, float *out, float *probs);
-/* ADDS into dq, dk, dv (B, T, D) (each may be NULL); probs from a forward. */
-void mc_attention_backward_naive(const mc_attention_dims *d, const float *q, const float *k,
-                                 const float *v, const float *probs, const float *dout, float *dq,
-                                 float *dk, float *dv);
 
 #endif

@@ -16,7 +16,7 @@
  * row blocks in parallel and then added in block order, so the result does
  * not depend on the thread count (determinism, design.md section 3).
  *
- * mc_batchnorm2d_relu (ops/fused.h) is relu(batchnorm2d(x)) in one op, as
+ * mc_batchnorm2d_relu (ops.h) is relu(batchnorm2d(x)) in one op, as
  * ResNet's conv-BN-ReLU units use it: one pass instead of two, and the BN
  * output before the relu is never stored. Its backward needs only the relu
  * output y: relu'(v) = [v > 0] = [y > 0], so the gradient reaching BN is dy
@@ -24,16 +24,13 @@
  * mc_batchnorm2d followed by mc_relu (tested). */
 #include "mmchain/ops.h"
 #include "core/vector_clones.h"
-#include "ops/fused.h"
+#include "core/parallel.h"
+#include "ops/naive.h"
 
 #include <math.h>
 #include <string.h>
 
 enum { REDUCE_BLOCKS = 32 };
-
-/* Loops over fewer floats than this run on one thread: waking a team costs
- * more than the loop (and tests run thousands of tiny ops). */
-enum { PARALLEL_MIN_FLOATS = 1 << 15 };
 
 /* Rows [start, end) of block b when `rows` rows are cut into REDUCE_BLOCKS. */
 static void block_range(int64_t rows, int b, int64_t *start, int64_t *end) {
@@ -49,7 +46,7 @@ static void block_range(int64_t rows, int b, int64_t *start, int64_t *end) {
 MC_VECTOR_CLONES
 static void channel_sums(int64_t rows, int64_t c, const float *x, const float *center,
                          double *partial, double *sums) {
-#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (rows * c >= MC_PARALLEL_MIN_WORK)
     for (int b = 0; b < REDUCE_BLOCKS; b++) {
         double *acc = partial + (int64_t)b * c;
         int64_t start, end;
@@ -117,7 +114,7 @@ MC_VECTOR_CLONES
 static void backward_sums(int64_t rows, int64_t c, const float *x, const float *dy,
                           const float *relu_out, const float *mean, const float *invstd,
                           double *partial, double *sum_dy, double *sum_dy_xhat) {
-#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (rows * c >= MC_PARALLEL_MIN_WORK)
     for (int b = 0; b < REDUCE_BLOCKS; b++) {
         double *acc_dy = partial + (int64_t)b * 2 * c, *acc_dy_xhat = acc_dy + c;
         int64_t start, end;
@@ -154,7 +151,7 @@ typedef struct batchnorm_saved {
 MC_VECTOR_CLONES
 static void normalize(int64_t rows, int64_t c, const float *x, const float *mean,
                       const float *scale, const float *shift, bool relu, float *y) {
-#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (rows * c >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         const float *in = x + r * c;
         float *o = y + r * c;
@@ -170,7 +167,7 @@ static void normalize(int64_t rows, int64_t c, const float *x, const float *mean
 
 /* The naive reference of normalize (what the op computed before the
  * per-channel constants and the fused relu): one element at a time. */
-void mc_batchnorm2d_reference_normalize(int64_t rows, int64_t c, const float *x, const float *mean,
+void mc_batchnorm2d_normalize_naive(int64_t rows, int64_t c, const float *x, const float *mean,
                                         const float *invstd, const float *weight,
                                         const float *bias, bool relu, float *y) {
     for (int64_t r = 0; r < rows; r++)
@@ -237,7 +234,7 @@ static void input_grad(int64_t rows, int64_t c, bool training, const float *x, c
                        const float *relu_out, const float *mean, const float *invstd,
                        const float *scale, const float *mean_g, const float *mean_g_xhat,
                        float *dx) {
-#pragma omp parallel for schedule(static) if (rows * c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (rows * c >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         if (relu_out)
             input_grad_row(r, c, training, x, dy, relu_out, true, mean, invstd, scale, mean_g,

@@ -33,6 +33,8 @@
  * sub-matrix at column offset g*K_g with leading dimension K_total. */
 #include "ops/conv_internal.h"
 #include "core/vector_clones.h"
+#include "core/parallel.h"
+#include "ops/naive.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -42,10 +44,6 @@
 
 enum { DEFAULT_COLUMN_BUDGET = 64 << 20 };
 static size_t column_budget = DEFAULT_COLUMN_BUDGET;
-
-/* Loops over fewer floats than this run on one thread: waking a team costs
- * more than the loop (and tests run thousands of tiny ops). */
-enum { PARALLEL_MIN_FLOATS = 1 << 15 };
 
 void mc_conv2d_set_column_budget(size_t bytes) {
     column_budget = bytes ? bytes : (size_t)DEFAULT_COLUMN_BUDGET;
@@ -177,7 +175,7 @@ static int64_t direct_chunk(const mc_conv2d_geometry *geo) {
 
 /* x: (N, H, W, C), weight: (OC, C/g, KH, KW), bias: (OC) or NULL,
  * out: (N, OH, OW, OC). */
-void mc_conv2d_reference_forward(const mc_conv2d_geometry *geo, const float *x,
+void mc_conv2d_forward_naive(const mc_conv2d_geometry *geo, const float *x,
                                  const float *weight, const float *bias, float *out) {
     const mc_conv2d_params *p = &geo->p;
     for (int64_t n = 0; n < geo->n; n++)
@@ -203,7 +201,7 @@ void mc_conv2d_reference_forward(const mc_conv2d_geometry *geo, const float *x,
 
 /* dout: (N, OH, OW, OC); adds into dx (N, H, W, C), dweight (OC, C/g, KH, KW),
  * dbias (OC), each optional. */
-void mc_conv2d_reference_backward(const mc_conv2d_geometry *geo, const float *x,
+void mc_conv2d_backward_naive(const mc_conv2d_geometry *geo, const float *x,
                                   const float *weight, const float *dout, float *dx,
                                   float *dweight, float *dbias) {
     const mc_conv2d_params *p = &geo->p;
@@ -238,7 +236,7 @@ void mc_conv2d_reference_backward(const mc_conv2d_geometry *geo, const float *x,
 MC_VECTOR_CLONES
 static void pack_weight(const mc_conv2d_geometry *geo, const float *weight, float *packed) {
     const int64_t taps = geo->kh * geo->kw, cg = geo->c_group;
-#pragma omp parallel for schedule(static) if (geo->oc * geo->k_group >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (geo->oc * geo->k_group >= MC_PARALLEL_MIN_WORK)
     for (int64_t o = 0; o < geo->oc; o++) {
         const float *src = weight + o * cg * taps; /* (C/g, taps) */
         float *dst = packed + o * taps * cg;       /* (taps, C/g) */
@@ -251,7 +249,7 @@ static void pack_weight(const mc_conv2d_geometry *geo, const float *weight, floa
 MC_VECTOR_CLONES
 static void unpack_add_weight(const mc_conv2d_geometry *geo, const float *packed, float *dweight) {
     const int64_t taps = geo->kh * geo->kw, cg = geo->c_group;
-#pragma omp parallel for schedule(static) if (geo->oc * geo->k_group >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (geo->oc * geo->k_group >= MC_PARALLEL_MIN_WORK)
     for (int64_t o = 0; o < geo->oc; o++) {
         const float *src = packed + o * taps * cg; /* (taps, C/g) */
         float *dst = dweight + o * cg * taps;      /* (C/g, taps) */
@@ -289,7 +287,7 @@ static void im2col(const mc_conv2d_geometry *geo, const float *x, int64_t row0, 
     const mc_conv2d_params *p = &geo->p;
     const int64_t cg = geo->c_group;
     const int contiguous = taps_are_contiguous(geo);
-#pragma omp parallel for schedule(static) if (count * geo->k_total >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (count * geo->k_total >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < count; r++) {
         int64_t row = row0 + r;
         int64_t n = row / (geo->oh * geo->ow);
@@ -332,7 +330,7 @@ static void col2im_add(const mc_conv2d_geometry *geo, const float *columns, int6
     const int64_t cg = geo->c_group, plane = geo->oh * geo->ow;
     const int contiguous = taps_are_contiguous(geo);
     int64_t first_image = row0 / plane, last_image = (row0 + count - 1) / plane;
-#pragma omp parallel for schedule(static) if (count * geo->k_total >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (count * geo->k_total >= MC_PARALLEL_MIN_WORK)
     for (int64_t n = first_image; n <= last_image; n++) {
         int64_t begin = n * plane > row0 ? n * plane : row0;
         int64_t end = (n + 1) * plane < row0 + count ? (n + 1) * plane : row0 + count;
@@ -396,7 +394,7 @@ static void gemm_input_grad(const mc_conv2d_geometry *geo, int64_t rows, const f
 /* out: (rows, OC) += bias: (OC) on every row. */
 MC_VECTOR_CLONES
 static void add_bias(int64_t rows, int64_t oc, const float *bias, float *out) {
-#pragma omp parallel for schedule(static) if (rows * oc >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (rows * oc >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++)
         for (int64_t o = 0; o < oc; o++) out[r * oc + o] += bias[o];
 }

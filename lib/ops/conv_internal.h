@@ -40,17 +40,6 @@ mc_status mc_conv2d_backward_kernel(const mc_conv2d_geometry *geo, const float *
                                     const float *weight, const float *dout, float *dx,
                                     float *dweight);
 
-/* The definition, as seven nested loops (no im2col, no GEMM).
- * x: (N, H, W, C), weight: (OC, C/groups, KH, KW), bias: (OC) or NULL,
- * out: (N, OH, OW, OC), overwritten. */
-void mc_conv2d_reference_forward(const mc_conv2d_geometry *geo, const float *x,
-                                 const float *weight, const float *bias, float *out);
-/* The gradients by the same loops, ADDED into dx (N, H, W, C), dweight
- * (OC, C/groups, KH, KW) and dbias (OC); each may be NULL.
- * dout: (N, OH, OW, OC). */
-void mc_conv2d_reference_backward(const mc_conv2d_geometry *geo, const float *x,
-                                  const float *weight, const float *dout, float *dx,
-                                  float *dweight, float *dbias);
 
 /* The fast path gathers at most this many bytes of im2col columns at once
  * and processes the batch in chunks of output rows beyond it. 0 restores

@@ -29,6 +29,7 @@
  * error stays close to direct convolution's (measured in the tests). */
 #include "ops/conv_internal.h"
 #include "core/vector_clones.h"
+#include "core/parallel.h"
 
 #include <limits.h>
 #include <stdatomic.h>
@@ -86,9 +87,6 @@ int mc_conv2d_winograd_applies(const mc_conv2d_geometry *geo) {
 /* ---- scratch memory and chunking ---- */
 
 enum { POSITIONS = 16 }; /* 4x4 entries of one transformed tile */
-
-/* Loops over fewer floats run on one thread (as in conv.c). */
-enum { PARALLEL_MIN_FLOATS = 1 << 15 };
 
 static _Thread_local mc_scratch scratch_u;     /* (16, C, OC) */
 static _Thread_local mc_scratch scratch_v;     /* (16, chunk, C) */
@@ -168,7 +166,7 @@ MC_VECTOR_CLONES
 static void weight_transform(const winograd_shape *s, const float *weight, int flip_transpose,
                              float *u) {
     const int64_t plane = s->cin * s->cout; /* one position's (CIN, COUT) matrix */
-#pragma omp parallel for schedule(static) if (plane * 9 >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (plane * 9 >= MC_PARALLEL_MIN_WORK)
     for (int64_t ci = 0; ci < s->cin; ci++)
         for (int64_t co = 0; co < s->cout; co++) {
             float g[9], t[POSITIONS];
@@ -199,7 +197,7 @@ MC_VECTOR_CLONES
 static void input_transform(const winograd_shape *s, const float *x, const float *zeros,
                             int64_t tile0, int64_t count, float *v) {
     const int64_t cin = s->cin, per_image = s->tiles_h * s->tiles_w;
-#pragma omp parallel for schedule(static) if (count * POSITIONS * cin >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (count * POSITIONS * cin >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < count; r++) {
         int64_t t = tile0 + r, n = t / per_image;
         int64_t ty = t / s->tiles_w % s->tiles_h, tx = t % s->tiles_w;
@@ -247,7 +245,7 @@ MC_VECTOR_CLONES
 static void output_transform(const winograd_shape *s, const float *m, const float *bias,
                              int accumulate, int64_t tile0, int64_t count, float *out) {
     const int64_t cout = s->cout, per_image = s->tiles_h * s->tiles_w;
-#pragma omp parallel for schedule(static) if (count * POSITIONS * cout >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (count * POSITIONS * cout >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < count; r++) {
         int64_t t = tile0 + r, n = t / per_image;
         int64_t ty = t / s->tiles_w % s->tiles_h, tx = t % s->tiles_w;

@@ -7,8 +7,7 @@
  * The mask is drawn sequentially from the caller's RNG, so the same seed
  * gives the same mask whatever the thread count. */
 #include "mmchain/ops.h"
-
-enum { PARALLEL_MIN_ELEMENTS = 32768 };
+#include "core/parallel.h"
 
 typedef struct dropout_saved {
     float *mask; /* (numel): 0 or 1/(1-p) */
@@ -21,7 +20,7 @@ static mc_status dropout_backward(mc_node *node) {
     MC_TRY(mc_grad_buffer(node->graph, x, &gx));
     const float *dy = y->grad, *mask = saved->mask;
     int64_t n = x->numel;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) gx[i] += dy[i] * mask[i];
     return MC_OK;
 }
@@ -53,7 +52,7 @@ mc_status mc_dropout(mc_graph *g, mc_tensor *x, float p, bool training, mc_rng *
     MC_TRY(mc_graph_tensor(g, x->shape, "dropout", &y));
     int64_t n = x->numel;
     const float *xd = x->data;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) y->data[i] = xd[i] * mask[i];
     mc_tensor *in[1] = {x};
     if (mc_graph_should_record(g, 1, in)) {

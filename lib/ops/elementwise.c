@@ -15,12 +15,11 @@
  * so its gradient is the SUM of the output gradient over the stretched
  * dimensions — the same walk, adding into offset_a(i) instead of reading. */
 #include "mmchain/ops.h"
+#include "core/parallel.h"
+#include "ops/naive.h"
 
 #include <stdio.h>
 #include <string.h>
-
-/* Elementwise loops over more elements than this run on several threads. */
-enum { PARALLEL_MIN_ELEMENTS = 32768 };
 
 typedef enum binary_op { OP_ADD, OP_SUB, OP_MUL, OP_DIV } binary_op;
 
@@ -157,7 +156,7 @@ static void binary_forward(binary_op op, const broadcast_plan *plan, const float
     int64_t as = plan->a_stride[plan->ndim - 1], bs = plan->b_stride[plan->ndim - 1];
     int64_t pieces_per_row = (n + PIECE_ELEMENTS - 1) / PIECE_ELEMENTS;
     int64_t n_pieces = plan->n_rows * pieces_per_row;
-#pragma omp parallel for if (plan->n_rows * n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for if (plan->n_rows * n > MC_PARALLEL_MIN_WORK)
     for (int64_t piece = 0; piece < n_pieces; piece++) {
         int64_t row = piece / pieces_per_row;
         int64_t begin = (piece % pieces_per_row) * PIECE_ELEMENTS;
@@ -221,7 +220,7 @@ static void binary_backward_kernel(binary_op op, const broadcast_plan *plan, con
     int64_t as = plan->a_stride[plan->ndim - 1], bs = plan->b_stride[plan->ndim - 1];
     int64_t pieces_per_row = (n + PIECE_ELEMENTS - 1) / PIECE_ELEMENTS;
     int64_t n_pieces = plan->n_rows * pieces_per_row;
-#pragma omp parallel for if (rows_disjoint && plan->n_rows * n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for if (rows_disjoint && plan->n_rows * n > MC_PARALLEL_MIN_WORK)
     for (int64_t piece = 0; piece < n_pieces; piece++) {
         int64_t row = piece / pieces_per_row;
         int64_t begin = (piece % pieces_per_row) * PIECE_ELEMENTS;
@@ -316,7 +315,7 @@ static mc_status scale_backward(mc_node *node) {
     const float *gy = y->grad;
     float scale = saved->scale;
     int64_t n = x->numel;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * scale;
     return MC_OK;
 }
@@ -328,7 +327,7 @@ mc_status mc_scale(mc_graph *g, mc_tensor *x, float scale, float shift, mc_tenso
     const float *xd = x->data;
     float *yd = y->data;
     int64_t n = x->numel;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) yd[i] = xd[i] * scale + shift;
     mc_tensor *in[1] = {x};
     if (mc_graph_should_record(g, 1, in)) {

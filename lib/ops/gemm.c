@@ -5,6 +5,7 @@
 #include "mmchain/ops.h"
 #include "mmchain/threads.h"
 #include "ops/gemm_internal.h"
+#include "ops/naive.h"
 
 #include <cblas.h>
 #include <limits.h>

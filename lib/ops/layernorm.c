@@ -14,15 +14,13 @@
  * weight and bias gradients are summed per thread, then the partial sums
  * are added in thread order (deterministic for a given thread count). */
 #include "mmchain/ops.h"
+#include "core/parallel.h"
 
 #include <math.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-/* A row is D elements; run in parallel when there is this much work. */
-enum { PARALLEL_MIN_ELEMENTS = 16384 };
 
 typedef struct layernorm_saved {
     float *mean; /* (rows) */
@@ -32,7 +30,9 @@ typedef struct layernorm_saved {
 /* x, y: (rows, D); weight, bias: (D) or NULL; mean, rstd: (rows), written. */
 static void layernorm_forward(const float *x, const float *weight, const float *bias, float *y,
                               float *mean, float *rstd, int64_t rows, int64_t D, float eps) {
-#pragma omp parallel for if (rows * D > PARALLEL_MIN_ELEMENTS)
+    /* Half the usual threshold: each element is read in three passes (mean,
+     * variance, output), so half as many elements are as much work. */
+#pragma omp parallel for if (rows * D > MC_PARALLEL_MIN_WORK / 2)
     for (int64_t r = 0; r < rows; r++) {
         const float *x_row = x + r * D;
         float *y_row = y + r * D;
@@ -108,7 +108,7 @@ static mc_status layernorm_backward(mc_node *node) {
     if (x->requires_grad) MC_TRY(mc_grad_buffer(node->graph, x, &gx));
     int n_parts = 1;
 #ifdef _OPENMP
-    if (rows * D > PARALLEL_MIN_ELEMENTS) n_parts = omp_get_max_threads();
+    if (rows * D > MC_PARALLEL_MIN_WORK / 2) n_parts = omp_get_max_threads();
     if (n_parts > rows) n_parts = (int)rows;
 #endif
     float *gw_parts, *gb_parts;

@@ -8,12 +8,10 @@
  * tape. Per-row results are summed serially afterwards so that the loss does
  * not depend on how OpenMP split the rows (determinism). */
 #include "mmchain/ops.h"
+#include "core/parallel.h"
 
 #include <math.h>
 #include <string.h>
-
-/* Row loops over more elements than this run on several threads. */
-enum { LOSS_PARALLEL_MIN = 1 << 15 };
 
 /* log(sum_j exp(x[j])) over n floats at stride `stride`, computed stably
  * around the maximum, in double. */
@@ -80,7 +78,7 @@ static mc_status cross_entropy_backward(mc_node *node) {
     const double smoothing = saved->label_smoothing;
     const double per_row = (double)node->out->grad[0] / (double)rows;
     const double spread = smoothing / (double)classes; /* s / C */
-#pragma omp parallel for schedule(static) if (rows * classes >= LOSS_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (rows * classes >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < rows; i++) {
         const float *x = logits->data + i * classes;
         float *dx = dlogits + i * classes;
@@ -109,7 +107,7 @@ mc_status mc_cross_entropy(mc_graph *g, mc_tensor *logits, const int32_t *target
     saved->label_smoothing = label_smoothing;
     memcpy(saved->targets, targets, (size_t)rows * sizeof(int32_t));
 
-#pragma omp parallel for schedule(static) if (rows * classes >= LOSS_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (rows * classes >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < rows; i++) {
         const float *x = logits->data + i * classes;
         double lse = log_sum_exp(x, classes, 1);
@@ -181,7 +179,7 @@ static mc_status check_infonce(const mc_tensor *a, const mc_tensor *b, const mc_
 /* unit = x / max(||x||, eps) row by row, norm[i] = max(||x_i||, eps).
  *   x, unit: (N, D); norm: (N) */
 static void normalize_rows(const float *x, int64_t n, int64_t dim, float *unit, float *norm) {
-#pragma omp parallel for schedule(static) if (n * dim >= LOSS_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n * dim >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         double sum_sq = 0.0;
         for (int64_t c = 0; c < dim; c++) sum_sq += (double)x[i * dim + c] * x[i * dim + c];
@@ -195,7 +193,7 @@ static void normalize_rows(const float *x, int64_t n, int64_t dim, float *unit, 
  *   unit, dunit, dx: (N, D); norm: (N) */
 static void normalize_rows_backward(const float *unit, const float *norm, const float *dunit,
                                     int64_t n, int64_t dim, float *dx) {
-#pragma omp parallel for schedule(static) if (n * dim >= LOSS_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n * dim >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         const float *u = unit + i * dim, *du = dunit + i * dim;
         /* Clamped at eps, the norm is a constant: only the 1/eps scaling remains. */
@@ -212,7 +210,7 @@ static void normalize_rows_backward(const float *unit, const float *norm, const 
 static double infonce_loss(infonce_saved *s) {
     const int64_t n = s->n;
     double row_total = 0.0, col_total = 0.0;
-#pragma omp parallel for schedule(static) if (n * n >= LOSS_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n * n >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         s->row_lse[i] = log_sum_exp(s->logits + i * n, n, 1);
         if (s->symmetric) s->col_lse[i] = log_sum_exp(s->logits + i, n, n);
@@ -236,7 +234,7 @@ static mc_status infonce_backward(mc_node *node) {
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(n * n) * sizeof(float), (void **)&dlogits));
     double *dscale_rows; /* per-row parts of dt, summed serially */
     MC_TRY(mc_graph_alloc(node->graph, (size_t)n * sizeof(double), (void **)&dscale_rows));
-#pragma omp parallel for schedule(static) if (n * n >= LOSS_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n * n >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         double dt_part = 0.0;
         for (int64_t j = 0; j < n; j++) {

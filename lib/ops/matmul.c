@@ -13,6 +13,7 @@
  * product run one after another, since with a shared b their gradients
  * add into one buffer. */
 #include "mmchain/ops.h"
+#include "ops/naive.h"
 
 #include <limits.h>
 #include <string.h>

@@ -7,10 +7,9 @@
  *             change y);
  *   r <= eps: y = x / eps, a constant scale, so dx = dy / eps. */
 #include "mmchain/ops.h"
+#include "core/parallel.h"
 
 #include <math.h>
-
-enum { PARALLEL_MIN_ELEMENTS = 32768 };
 
 typedef struct normalize_saved {
     float eps;
@@ -20,7 +19,7 @@ typedef struct normalize_saved {
 /* x, y: (rows, D); norms: (rows). */
 static void normalize_forward(const float *x, float *y, float *norms, int64_t rows, int64_t D,
                               float eps) {
-#pragma omp parallel for if (rows * D > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for if (rows * D > MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         const float *x_row = x + r * D;
         float *y_row = y + r * D;
@@ -38,7 +37,7 @@ static void normalize_forward(const float *x, float *y, float *norms, int64_t ro
 /* y, dy, dx: (rows, D); norms: (rows). dx += the gradient above. */
 static void normalize_backward_kernel(const float *y, const float *dy, float *dx, const float *norms,
                                       int64_t rows, int64_t D, float eps) {
-#pragma omp parallel for if (rows * D > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for if (rows * D > MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         const float *y_row = y + r * D, *dy_row = dy + r * D;
         float *dx_row = dx + r * D;

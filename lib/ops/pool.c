@@ -5,15 +5,12 @@
  * Forward loops are parallel over output lines; backward loops over images
  * (windows may overlap inside one image, never across two). */
 #include "mmchain/ops.h"
-#include "ops/fused.h"
+#include "core/parallel.h"
+#include "ops/naive.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-
-/* Loops over fewer floats than this run on one thread: waking a team costs
- * more than the loop (and tests run thousands of tiny ops). */
-enum { PARALLEL_MIN_FLOATS = 1 << 15 };
 
 /* x (N, H, W, C) pooled to (N, OH, OW, C) with square windows. */
 typedef struct pool_geometry {
@@ -78,10 +75,10 @@ static inline int maxpool_takes(float v, float best) { return (v > best) | isnan
  * (inference needs no argmax). The first pixel of each window (always a
  * real one: padding <= kernel/2) starts the running maximum; padding never
  * wins, ties go to the first pixel in scan order, as in PyTorch's CPU
- * kernel. Compared with mc_maxpool2d_reference by the tests. */
+ * kernel. Compared with mc_maxpool2d_naive by the tests. */
 static void maxpool_forward(const pool_geometry *geo, const float *x, float *out, int32_t *argmax) {
     const int64_t c = geo->c;
-#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= MC_PARALLEL_MIN_WORK)
     for (int64_t line = 0; line < geo->n * geo->oh; line++) {
         int64_t n = line / geo->oh, oy = line % geo->oh;
         for (int64_t ox = 0; ox < geo->ow; ox++) {
@@ -115,7 +112,7 @@ static void maxpool_forward(const pool_geometry *geo, const float *x, float *out
  * the window's first real pixel as argmax), take every pixel that is larger
  * or NaN. x: (N, H, W, C) -> out: (N, OH, OW, C); argmax: (N, OH, OW, C) or
  * NULL. */
-void mc_maxpool2d_reference(const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
+void mc_maxpool2d_naive(const float *x, int64_t n, int64_t h, int64_t w, int64_t c,
                             int kernel, int stride, int padding, float *out, int32_t *argmax) {
     int64_t oh = (h + 2 * padding - kernel) / stride + 1, ow = (w + 2 * padding - kernel) / stride + 1;
     for (int64_t i = 0; i < n; i++)
@@ -144,7 +141,7 @@ static mc_status maxpool2d_backward(mc_node *node) {
     float *dx;
     MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
     const float *dout = node->out->grad;
-#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= MC_PARALLEL_MIN_WORK)
     for (int64_t n = 0; n < geo->n; n++) {
         int64_t first = n * geo->oh * geo->ow * geo->c, count = geo->oh * geo->ow * geo->c;
         float *image = dx + n * geo->h * geo->w * geo->c;
@@ -211,7 +208,7 @@ static float avgpool_divisor(const pool_geometry *geo) {
 /* x: (N, H, W, C) -> out: (N, OH, OW, C). */
 static void avgpool_forward(const pool_geometry *geo, const float *x, float *out) {
     float inv = 1.0f / avgpool_divisor(geo);
-#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= MC_PARALLEL_MIN_WORK)
     for (int64_t line = 0; line < geo->n * geo->oh; line++) {
         int64_t n = line / geo->oh, oy = line % geo->oh;
         for (int64_t ox = 0; ox < geo->ow; ox++) {
@@ -231,7 +228,7 @@ static mc_status avgpool2d_backward(mc_node *node) {
     MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
     const float *dout = node->out->grad;
     float inv = 1.0f / avgpool_divisor(geo);
-#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= MC_PARALLEL_MIN_WORK)
     for (int64_t n = 0; n < geo->n; n++)
         for (int64_t oy = 0; oy < geo->oh; oy++)
             for (int64_t ox = 0; ox < geo->ow; ox++) {
@@ -272,7 +269,7 @@ typedef struct adaptive_saved {
 
 /* x: (N, H, W, C) -> out: (N, OH, OW, C). */
 static void adaptive_forward(const adaptive_saved *s, const float *x, float *out) {
-#pragma omp parallel for schedule(static) if (s->n * s->h * s->w * s->c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (s->n * s->h * s->w * s->c >= MC_PARALLEL_MIN_WORK)
     for (int64_t line = 0; line < s->n * s->oh; line++) {
         int64_t n = line / s->oh, oy = line % s->oh, y0, y1;
         adaptive_range(oy, s->h, s->oh, &y0, &y1);
@@ -292,7 +289,7 @@ static mc_status adaptive_avgpool2d_backward(mc_node *node) {
     float *dx;
     MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
     const float *dout = node->out->grad;
-#pragma omp parallel for schedule(static) if (s->n * s->h * s->w * s->c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (s->n * s->h * s->w * s->c >= MC_PARALLEL_MIN_WORK)
     for (int64_t n = 0; n < s->n; n++)
         for (int64_t oy = 0; oy < s->oh; oy++) {
             int64_t y0, y1;
@@ -334,7 +331,7 @@ mc_status mc_adaptive_avgpool2d(mc_graph *g, mc_tensor *x, int out_h, int out_w,
 
 /* x: (N, H, W, C) -> out: (N, C), the mean over H*W. */
 static void global_avgpool_forward(int64_t n, int64_t pixels, int64_t c, const float *x, float *out) {
-#pragma omp parallel for schedule(static) if (n * pixels * c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (n * pixels * c >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float *sum = out + i * c;
         for (int64_t ch = 0; ch < c; ch++) sum[ch] = 0.0f;
@@ -352,7 +349,7 @@ static mc_status global_avgpool_backward(mc_node *node) {
     MC_TRY(mc_grad_buffer(node->graph, x, &dx));
     const float *dout = node->out->grad;
     float inv = 1.0f / (float)pixels;
-#pragma omp parallel for schedule(static) if (n * pixels * c >= PARALLEL_MIN_FLOATS)
+#pragma omp parallel for schedule(static) if (n * pixels * c >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++)
         for (int64_t p = 0; p < pixels; p++)
             for (int64_t ch = 0; ch < c; ch++) dx[(i * pixels + p) * c + ch] += dout[i * c + ch] * inv;

@@ -5,8 +5,7 @@
  * backward spreads each output gradient back over the n elements it summed
  * (times 1/n for the mean). */
 #include "mmchain/ops.h"
-
-enum { PARALLEL_MIN_ELEMENTS = 32768 };
+#include "core/parallel.h"
 
 typedef struct reduce_saved {
     int dim;     /* the reduced dimension of the input, resolved */
@@ -22,7 +21,7 @@ static void split_at(mc_shape shape, int dim, int64_t *outer, int64_t *inner) {
 /* x: (outer, n, inner); y: (outer, inner) = scale * sum over the middle. */
 static void reduce_dim_forward(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
                                float scale) {
-#pragma omp parallel for if (outer * n * inner > PARALLEL_MIN_ELEMENTS && outer > 1)
+#pragma omp parallel for if (outer * n * inner > MC_PARALLEL_MIN_WORK && outer > 1)
     for (int64_t o = 0; o < outer; o++) {
         float *y_row = y + o * inner;
         const float *x_block = x + o * n * inner;
@@ -44,7 +43,7 @@ static void reduce_dim_forward(const float *x, float *y, int64_t outer, int64_t 
 /* dy: (outer, inner); dx: (outer, n, inner) += scale * dy broadcast over n. */
 static void reduce_dim_backward(const float *dy, float *dx, int64_t outer, int64_t n, int64_t inner,
                                 float scale) {
-#pragma omp parallel for if (outer * n * inner > PARALLEL_MIN_ELEMENTS && outer > 1)
+#pragma omp parallel for if (outer * n * inner > MC_PARALLEL_MIN_WORK && outer > 1)
     for (int64_t o = 0; o < outer; o++) {
         const float *dy_row = dy + o * inner;
         float *dx_block = dx + o * n * inner;
@@ -115,7 +114,7 @@ enum { SUM_BLOCKS = 64 };
 static double sum_all_kernel(const float *x, int64_t n) {
     double block_sum[SUM_BLOCKS] = {0};
     int64_t block_len = (n + SUM_BLOCKS - 1) / SUM_BLOCKS;
-#pragma omp parallel for if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for if (n > MC_PARALLEL_MIN_WORK)
     for (int b = 0; b < SUM_BLOCKS; b++) {
         int64_t begin = b * block_len, end = begin + block_len < n ? begin + block_len : n;
         double acc = 0.0;
@@ -135,7 +134,7 @@ static mc_status reduce_all_node(mc_node *node) {
     MC_TRY(mc_grad_buffer(node->graph, x, &gx));
     float g = y->grad[0] * saved->scale;
     int64_t n = x->numel;
-#pragma omp parallel for simd if (n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) gx[i] += g;
     return MC_OK;
 }

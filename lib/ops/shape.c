@@ -4,13 +4,10 @@
  * Everything here moves elements without arithmetic, so every backward is the
  * same movement run in reverse, adding (+=) instead of copying. */
 #include "mmchain/ops.h"
+#include "core/parallel.h"
 
 #include <stdio.h>
 #include <string.h>
-
-/* Copies this big are split over threads; below it the threads cost more
- * than they save. */
-enum { PARALLEL_MIN_ELEMENTS = 32768 };
 
 static const char *describe(const mc_tensor *t, char *buf, size_t len) {
     return mc_tensor_str(t, buf, len);
@@ -112,7 +109,7 @@ static void permute_kernel(float *x, mc_shape x_shape, const int *perm, float *y
     }
     int64_t row_len = y_dim[nd - 1], inner_step = step[nd - 1];
     int64_t n_rows = mc_shape_numel(x_shape) / row_len;
-#pragma omp parallel for if (n_rows * row_len > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for if (n_rows * row_len > MC_PARALLEL_MIN_WORK)
     for (int64_t row = 0; row < n_rows; row++) {
         /* Decompose the row number into y's leading indices. */
         int64_t rest = row, x_offset = 0;
@@ -223,7 +220,7 @@ typedef struct slice_saved {
 static void slice_kernel(float *x, int64_t x_len, float *y, int64_t y_len, int64_t outer,
                          int64_t inner, int64_t start, bool add_back) {
     int64_t chunk = y_len * inner;
-#pragma omp parallel for if (outer * chunk > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for if (outer * chunk > MC_PARALLEL_MIN_WORK)
     for (int64_t o = 0; o < outer; o++) {
         float *x_chunk = x + (o * x_len + start) * inner;
         float *y_chunk = y + o * chunk;

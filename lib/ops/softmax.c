@@ -12,10 +12,9 @@
  *   softmax:      dx = y * (dy - sum(dy * y))
  *   log_softmax:  dx = dy - exp(y) * sum(dy)      (exp(y) is the softmax) */
 #include "mmchain/ops.h"
+#include "core/parallel.h"
 
 #include <math.h>
-
-enum { PARALLEL_MIN_ELEMENTS = 32768 };
 
 typedef struct softmax_saved {
     int dim;
@@ -107,7 +106,7 @@ static void lane_backward(const float *y, const float *dy, float *dx, int64_t n,
 static void softmax_forward(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
                             bool log_output) {
     int64_t lanes = outer * inner;
-#pragma omp parallel for if (lanes * n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for if (lanes * n > MC_PARALLEL_MIN_WORK)
     for (int64_t lane = 0; lane < lanes; lane++) {
         int64_t o = lane / inner, i = lane % inner;
         int64_t start = o * n * inner + i;
@@ -122,7 +121,7 @@ static void softmax_forward(const float *x, float *y, int64_t outer, int64_t n, 
 static void softmax_backward(const float *y, const float *dy, float *dx, int64_t outer, int64_t n,
                              int64_t inner, bool log_output) {
     int64_t lanes = outer * inner;
-#pragma omp parallel for if (lanes * n > PARALLEL_MIN_ELEMENTS)
+#pragma omp parallel for if (lanes * n > MC_PARALLEL_MIN_WORK)
     for (int64_t lane = 0; lane < lanes; lane++) {
         int64_t o = lane / inner, i = lane % inner;
         int64_t start = o * n * inner + i;

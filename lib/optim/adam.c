@@ -15,10 +15,9 @@
  * the element-wise work is float32, as in PyTorch's CPU kernels. */
 #include "optim/optim_internal.h"
 #include "core/vector_clones.h"
+#include "core/parallel.h"
 
 #include <math.h>
-
-enum { ADAM_PARALLEL_MIN = 1 << 15 };
 
 MC_VECTOR_CLONES
 void mc_adam_update(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, int64_t n,
@@ -33,7 +32,7 @@ void mc_adam_update(float *param, const float *grad, float *exp_avg, float *exp_
     /* AdamW shrinks the parameter; Adam adds the decay to the gradient. */
     const float shrink = decoupled_decay ? (float)(1.0 - (double)lr * config->weight_decay) : 1.0f;
     const float l2_decay = decoupled_decay ? 0.0f : config->weight_decay;
-#pragma omp parallel for schedule(static) if (n >= ADAM_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float p = param[i];
         if (decoupled_decay) p *= shrink;

@@ -11,9 +11,7 @@
  * Arithmetic is float32 per element, as PyTorch's CPU kernels do, so a step
  * matches PyTorch's to rounding. */
 #include "optim/optim_internal.h"
-
-/* Parallelise only tensors large enough to repay waking the thread team. */
-enum { SGD_PARALLEL_MIN = 1 << 15 };
+#include "core/parallel.h"
 
 void mc_sgd_update(float *param, const float *grad, float *momentum_buffer, int64_t n,
                    const mc_sgd_config *config, float lr, bool first_step) {
@@ -21,7 +19,7 @@ void mc_sgd_update(float *param, const float *grad, float *momentum_buffer, int6
     const float momentum = config->momentum;
     const float keep_new = (float)(1.0 - (double)config->dampening); /* 1 - dampening */
     const bool nesterov = config->nesterov;
-#pragma omp parallel for schedule(static) if (n >= SGD_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float d = grad[i];
         if (weight_decay != 0.0f) d += weight_decay * param[i];

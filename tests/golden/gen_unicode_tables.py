@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""Generate lib/models/tokenizer_tables.c: the Unicode and HTML tables that
-the CLIP tokenizer (lib/models/tokenizer*.c) needs to behave exactly like
+"""Generate lib/tokenizer/tokenizer_tables.c: the Unicode and HTML tables that
+the CLIP tokenizer (lib/tokenizer/tokenizer*.c) needs to behave exactly like
 OpenAI's Python SimpleTokenizer.
 
 Run with Debian's Python (standard library only):
 
-    /usr/bin/python3 tests/golden/gen_unicode_tables.py > lib/models/tokenizer_tables.c
+    /usr/bin/python3 tests/golden/gen_unicode_tables.py > lib/tokenizer/tokenizer_tables.c
 
 Every table is a fact about Python's own behaviour, asked of Python itself:
   - letters \\p{L} and numbers \\p{N}: unicodedata general categories

@@ -1,7 +1,7 @@
 /* Hash functions shared by the tokenizer's files (internal): tokens and
  * words by their bytes, merge rules and pair counts by two ids. */
-#ifndef MMCHAIN_LIB_MODELS_TOKENIZER_HASH_H
-#define MMCHAIN_LIB_MODELS_TOKENIZER_HASH_H
+#ifndef MMCHAIN_LIB_TOKENIZER_TOKENIZER_HASH_H
+#define MMCHAIN_LIB_TOKENIZER_TOKENIZER_HASH_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -4,33 +4,32 @@
  * min(1, that factor) unconditionally; skipping the multiply when the factor
  * is >= 1 gives the same numbers.) */
 #include "mmchain/optim.h"
+#include "core/parallel.h"
 
 #include <math.h>
-
-enum { CLIP_PARALLEL_MIN = 1 << 15 };
 
 /* sum of squares of x: (n), accumulated in double so that millions of small
  * terms keep their precision. */
 static double sum_of_squares(const float *x, int64_t n) {
     double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum) schedule(static) if (n >= CLIP_PARALLEL_MIN)
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (n >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) sum += (double)x[i] * (double)x[i];
     return sum;
 }
 
 /* x: (n), scaled in place. */
 static void scale_in_place(float *x, int64_t n, float factor) {
-#pragma omp parallel for schedule(static) if (n >= CLIP_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n >= MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) x[i] *= factor;
 }
 
 static bool has_gradient(const mc_tensor *t) { return t->requires_grad && t->grad != NULL; }
 
-mc_status mc_clip_grad_norm(mc_param_list *params, float max_norm, float *total_norm) {
+mc_status mc_grad_clip_norm(mc_param_list *params, float max_norm, float *total_norm) {
     if (total_norm) *total_norm = 0.0f;
-    if (!params) return mc_error(MC_ERR_ARG, "clip_grad_norm: the parameter list is NULL");
+    if (!params) return mc_error(MC_ERR_ARG, "grad_clip_norm: the parameter list is NULL");
     if (!(max_norm > 0.0f) || !isfinite(max_norm))
-        return mc_error(MC_ERR_ARG, "clip_grad_norm: max_norm is %g, expected a positive number",
+        return mc_error(MC_ERR_ARG, "grad_clip_norm: max_norm is %g, expected a positive number",
                         max_norm);
     double sum = 0.0;
     for (int i = 0; i < params->count; i++) {
@@ -39,7 +38,7 @@ mc_status mc_clip_grad_norm(mc_param_list *params, float max_norm, float *total_
         double part = sum_of_squares(t->grad, t->numel);
         if (!isfinite(part))
             return mc_error(MC_ERR_NUMERIC,
-                            "clip_grad_norm: the gradient of %s is not finite (NaN or infinity); "
+                            "grad_clip_norm: the gradient of %s is not finite (NaN or infinity); "
                             "nothing was clipped",
                             t->name);
         sum += part;

@@ -27,8 +27,8 @@
 
 #include "io/json.h"
 #include "mmchain/io.h"
-#include "tokenizer_hash.h"
-#include "tokenizer_utf8.h"
+#include "tokenizer/tokenizer_hash.h"
+#include "core/utf8.h"
 
 enum {
     BYTE_STANDINS = 256,

@@ -1,12 +1,12 @@
 /* The generated tables behind the CLIP tokenizer (internal).
  *
- * lib/models/tokenizer_tables.c is written by tests/golden/gen_unicode_tables.py
+ * lib/tokenizer/tokenizer_tables.c is written by tests/golden/gen_unicode_tables.py
  * from Python's own unicodedata, str.isspace/str.lower and html modules, so
  * that the C tokenizer classifies, lowercases and unescapes text exactly as
  * OpenAI's Python tokenizer does on that Python (version in
  * mc_unicode_tables_version). Regenerate, never edit. */
-#ifndef MMCHAIN_LIB_MODELS_TOKENIZER_TABLES_H
-#define MMCHAIN_LIB_MODELS_TOKENIZER_TABLES_H
+#ifndef MMCHAIN_LIB_TOKENIZER_TOKENIZER_TABLES_H
+#define MMCHAIN_LIB_TOKENIZER_TOKENIZER_TABLES_H
 
 #include <stdint.h>
 

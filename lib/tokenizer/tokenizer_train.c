@@ -41,7 +41,7 @@
 #include <string.h>
 
 #include "mmchain/tokenizer.h"
-#include "tokenizer_hash.h"
+#include "tokenizer/tokenizer_hash.h"
 
 enum { BASE_TOKENS = MC_TOKENIZER_BYTE_TOKENS };
 

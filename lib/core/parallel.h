@@ -1,0 +1,18 @@
+/* When a loop is worth splitting over threads (internal).
+ *
+ * Element-wise and row loops in lib/ run as `#pragma omp parallel for ...
+ * if (work >= MC_PARALLEL_MIN_WORK)`, where work counts the floats the loop
+ * touches. Below that a loop costs less than starting a team: a pass over
+ * 32768 floats (128 KiB, within the L2 cache of one core) takes a few
+ * microseconds, about what waking sleeping threads and meeting them at the
+ * closing barrier costs. Tests and small models run thousands of such tiny
+ * ops, which would otherwise spend their time in thread wake-ups. One value
+ * for every loop: the point is the order of magnitude, not a per-loop tuning.
+ * (The GEMM and attention count multiply-adds instead and keep their own
+ * thresholds.) */
+#ifndef MMCHAIN_CORE_PARALLEL_H
+#define MMCHAIN_CORE_PARALLEL_H
+
+enum { MC_PARALLEL_MIN_WORK = 1 << 15 };
+
+#endif
