@@ -12,11 +12,16 @@
  * sum). Gradients of heap tensors (parameters) accumulate across backward
  * calls until mc_tensor_zero_grad(), as in PyTorch.
  *
- * Memory: op outputs, their gradients and every node's saved state come from
- * the graph's arena, a bump allocator. mc_graph_reset() forgets them all at
- * once: call it once per training step, after the optimizer update. The arena
- * keeps its largest size, so a steady training loop stops allocating after
- * the first step. */
+ * Memory: op outputs and every node's saved state come from the graph's
+ * arena, a bump allocator. Gradients of these step tensors do not: they come
+ * from reusable gradient blocks that mc_backward() hands back as soon as the
+ * node that produced the tensor has run (the gradient is complete and dead
+ * then; PyTorch likewise keeps no .grad of a non-leaf tensor). Gradients of
+ * heap tensors live on the heap with the tensor. mc_graph_reset() forgets
+ * the step's tensors all at once: call it once per training step, after the
+ * optimizer update. Reset merges the step's arena chunks into one of their
+ * total size, so a steady training loop stops allocating after the first
+ * step (docs/architecture.md, "The arena"). */
 #ifndef MMCHAIN_AUTOGRAD_H
 #define MMCHAIN_AUTOGRAD_H
 
@@ -81,14 +86,17 @@ bool mc_graph_should_record(const mc_graph *g, int n_in, mc_tensor *const *in);
 mc_status mc_graph_record(mc_graph *g, const char *op, mc_backward_fn backward,
                           mc_tensor *out, int n_in, mc_tensor *const *in, void *saved);
 
-/* The gradient buffer of t, created zero-filled on first use (in the arena
- * for step tensors, on the heap for heap tensors). NULL result + error on
- * allocation failure. Backward functions add into it. */
+/* The gradient buffer of t, created zero-filled on first use (a gradient
+ * block of g for step tensors, on the heap for heap tensors). NULL result +
+ * error on allocation failure. Backward functions add into it. */
 mc_status mc_grad_buffer(mc_graph *g, mc_tensor *t, float **grad);
 
 /* Backpropagate from a one-element `loss`: d loss = 1. Walks the tape in
  * reverse. The tape is consumed (a second call without new ops is an error);
- * the tensors stay readable until mc_graph_reset(). */
+ * the step tensors' values stay readable until mc_graph_reset(), but the
+ * gradient of each recorded op's output is handed back once used (its
+ * ->grad is NULL afterwards): the gradients that remain are those of the
+ * leaves, tensors no recorded op produced (parameters, inputs). */
 mc_status mc_backward(mc_graph *g, mc_tensor *loss);
 
 /* The general form: backpropagate from any tensor `t`, given d(loss)/d(t)

@@ -90,11 +90,11 @@ static void image_tile(synth_canvas *c, uint16_t *out) {
     mc_rng *rng = c->rng;
     for (int b = 0; b < SYNTH_B; b++)
         if (band_block[b] > 1)
-            coarsen_band(c->refl, b, band_block[b], synth_pick(rng, band_block[b]), synth_pick(rng, band_block[b]));
+            coarsen_band(c->refl, b, band_block[b], mc_synth_pick(rng, band_block[b]), mc_synth_pick(rng, band_block[b]));
 
-    float gain = synth_uniform(rng, 0.85f, 1.15f);
-    float haze = synth_clamp(expf(0.2f * (float)mc_rng_normal(rng)), 0.6f, 1.6f);
-    float vapour = synth_uniform(rng, 0.7f, 1.3f);
+    float gain = mc_synth_uniform(rng, 0.85f, 1.15f);
+    float haze = mc_synth_clamp(expf(0.2f * (float)mc_rng_normal(rng)), 0.6f, 1.6f);
+    float vapour = mc_synth_uniform(rng, 0.7f, 1.3f);
     float calibration[SYNTH_B];
     for (int b = 0; b < SYNTH_B; b++) calibration[b] = 1.0f + 0.02f * (float)mc_rng_normal(rng);
 
@@ -102,11 +102,11 @@ static void image_tile(synth_canvas *c, uint16_t *out) {
     float *veil = c->field;
     float veil_max = 0.0f;
     if (mc_rng_uniform(rng) < 0.15) {
-        veil_max = synth_uniform(rng, 0.05f, 0.45f);
-        float cut = synth_uniform(rng, 0.3f, 0.6f);
-        synth_fbm(rng, synth_uniform(rng, 16.0f, 40.0f), 4, veil);
+        veil_max = mc_synth_uniform(rng, 0.05f, 0.45f);
+        float cut = mc_synth_uniform(rng, 0.3f, 0.6f);
+        mc_synth_fbm(rng, mc_synth_uniform(rng, 16.0f, 40.0f), 4, veil);
         for (int i = 0; i < SYNTH_S * SYNTH_S; i++) {
-            float t = synth_clamp((veil[i] - cut) / 0.3f, 0.0f, 1.0f);
+            float t = mc_synth_clamp((veil[i] - cut) / 0.3f, 0.0f, 1.0f);
             veil[i] = veil_max * t;
         }
     }
@@ -122,7 +122,7 @@ static void image_tile(synth_canvas *c, uint16_t *out) {
                 toa = (1.0f - opacity) * toa + opacity * (b == BAND_B10 ? cirrus_b10 : cloud_reflectance);
             toa = toa * calibration[b] + noise_sigma[b] * cheap_normal(rng);
             float dn = roundf(toa * 10000.0f);
-            out[(long)i * SYNTH_B + b] = (uint16_t)synth_clamp(dn, 0.0f, 65535.0f);
+            out[(long)i * SYNTH_B + b] = (uint16_t)mc_synth_clamp(dn, 0.0f, 65535.0f);
         }
     }
 }
@@ -159,7 +159,7 @@ static void render_tile(tile_scratch *s, uint64_t seed, int label, int64_t index
     mc_rng rng;
     mc_rng_seed(&rng, tile_seed(seed, label, index));
     s->canvas.rng = &rng;
-    synth_paint_class(&s->canvas, label);
+    mc_synth_paint_class(&s->canvas, label);
     image_tile(&s->canvas, out);
 }
 

@@ -48,17 +48,17 @@ typedef enum synth_material_id {
     MAT_COUNT
 } synth_material_id;
 
-synth_spectrum synth_material_spectrum(synth_material_id id);
+synth_spectrum mc_synth_material_spectrum(synth_material_id id);
 /* (1 - t) * a + t * b: a linear (areal) mixture, t in 0..1. */
-synth_spectrum synth_mix(synth_spectrum a, synth_spectrum b, float t);
-synth_spectrum synth_scaled(synth_spectrum a, float k);
+synth_spectrum mc_synth_mix(synth_spectrum a, synth_spectrum b, float t);
+synth_spectrum mc_synth_scaled(synth_spectrum a, float k);
 /* One instance of a material: overall brightness x (1 + amount * N(0,1))
  * and a gentle spectral tilt, so two roofs or two fields differ. */
-synth_spectrum synth_vary(mc_rng *rng, synth_spectrum a, float amount);
+synth_spectrum mc_synth_vary(mc_rng *rng, synth_spectrum a, float amount);
 /* A crop or grass canopy: growth stage 0 (bare soil) .. 1 (full green
  * cover), then `dryness` 0..1 of the green turned senescent. The soil is
  * moist_soil .. dry_soil by `soil_brightness` 0..1. */
-synth_spectrum synth_canopy(float stage, float dryness, float soil_brightness);
+synth_spectrum mc_synth_canopy(float stage, float dryness, float soil_brightness);
 
 /* ---- canvas and painting (synth_layouts.c) ---- */
 
@@ -73,20 +73,20 @@ static inline float *synth_px(synth_canvas *c, int y, int x) {
     return c->refl + ((long)y * SYNTH_S + x) * SYNTH_B;
 }
 /* Blend spectrum s into pixel (y, x) with weight alpha (0..1). */
-void synth_put(synth_canvas *c, int y, int x, synth_spectrum s, float alpha);
-void synth_fill(synth_canvas *c, synth_spectrum s);
+void mc_synth_put(synth_canvas *c, int y, int x, synth_spectrum s, float alpha);
+void mc_synth_fill(synth_canvas *c, synth_spectrum s);
 
 /* Fractal value noise (fBm) into out (S, S): octaves of smoothly
  * interpolated random lattices, the first with cells of `cell` pixels, each
  * next one half as large and half as strong. Values lie in 0..1, mean ~0.5. */
-void synth_fbm(mc_rng *rng, float cell, int octaves, float *out);
+void mc_synth_fbm(mc_rng *rng, float cell, int octaves, float *out);
 
-float synth_uniform(mc_rng *rng, float lo, float hi);
+float mc_synth_uniform(mc_rng *rng, float lo, float hi);
 /* A uniform draw from 0..n-1. */
-int synth_pick(mc_rng *rng, int n);
-float synth_clamp(float x, float lo, float hi);
+int mc_synth_pick(mc_rng *rng, int n);
+float mc_synth_clamp(float x, float lo, float hi);
 
 /* Paint the surface of one tile of class `label` (0..9). */
-void synth_paint_class(synth_canvas *c, int label);
+void mc_synth_paint_class(synth_canvas *c, int label);
 
 #endif

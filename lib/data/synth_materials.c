@@ -78,41 +78,41 @@ static const material_row materials[MAT_COUNT] = {
                                   {.300f, .320f, .340f, .350f, .350f, .350f, .350f, .350f, .350f, .330f, .330f, .290f, .350f}},
 };
 
-synth_spectrum synth_material_spectrum(synth_material_id id) {
+synth_spectrum mc_synth_material_spectrum(synth_material_id id) {
     synth_spectrum s;
     memcpy(s.r, materials[id].r, sizeof s.r);
     return s;
 }
 
-synth_spectrum synth_mix(synth_spectrum a, synth_spectrum b, float t) {
+synth_spectrum mc_synth_mix(synth_spectrum a, synth_spectrum b, float t) {
     synth_spectrum m;
     for (int i = 0; i < SYNTH_B; i++) m.r[i] = (1.0f - t) * a.r[i] + t * b.r[i];
     return m;
 }
 
-synth_spectrum synth_scaled(synth_spectrum a, float k) {
+synth_spectrum mc_synth_scaled(synth_spectrum a, float k) {
     for (int i = 0; i < SYNTH_B; i++) a.r[i] *= k;
     return a;
 }
 
-synth_spectrum synth_vary(mc_rng *rng, synth_spectrum a, float amount) {
+synth_spectrum mc_synth_vary(mc_rng *rng, synth_spectrum a, float amount) {
     float gain = 1.0f + amount * (float)mc_rng_normal(rng);
     /* A tilt in the band index (visible vs infrared), smaller than the gain:
      * real samples of one material differ more in brightness than in shape. */
     float tilt = 0.5f * amount * (float)mc_rng_normal(rng);
     for (int i = 0; i < SYNTH_B; i++) {
         float k = gain * (1.0f + tilt * ((float)i - 6.0f) / 6.0f);
-        a.r[i] = synth_clamp(a.r[i] * k, 0.0f, 1.0f);
+        a.r[i] = mc_synth_clamp(a.r[i] * k, 0.0f, 1.0f);
     }
     return a;
 }
 
-synth_spectrum synth_canopy(float stage, float dryness, float soil_brightness) {
-    synth_spectrum soil = synth_mix(synth_material_spectrum(MAT_MOIST_SOIL),
-                                    synth_material_spectrum(MAT_DRY_SOIL), soil_brightness);
-    synth_spectrum leaves = synth_mix(synth_material_spectrum(MAT_GREEN_VEGETATION),
-                                      synth_material_spectrum(MAT_SENESCENT_VEGETATION), dryness);
-    return synth_mix(soil, leaves, synth_clamp(stage, 0.0f, 1.0f));
+synth_spectrum mc_synth_canopy(float stage, float dryness, float soil_brightness) {
+    synth_spectrum soil = mc_synth_mix(mc_synth_material_spectrum(MAT_MOIST_SOIL),
+                                    mc_synth_material_spectrum(MAT_DRY_SOIL), soil_brightness);
+    synth_spectrum leaves = mc_synth_mix(mc_synth_material_spectrum(MAT_GREEN_VEGETATION),
+                                      mc_synth_material_spectrum(MAT_SENESCENT_VEGETATION), dryness);
+    return mc_synth_mix(soil, leaves, mc_synth_clamp(stage, 0.0f, 1.0f));
 }
 
 /* ---- public: the material library ---- */
