@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "limited.h"
 #include "testutil.h"
 
 static mc_clip_config tiny_config(void) {
@@ -72,6 +73,43 @@ static void write_subset(const mc_clip *clip, const char *path, const char *keep
     MC_CHECK_OK(mc_safetensors_write(path, n, list, 0, NULL));
     free(list);
 }
+
+static mc_clip *tiny_clip(uint64_t seed) {
+    mc_clip_config config = tiny_config();
+    mc_rng rng;
+    mc_rng_seed(&rng, seed);
+    mc_clip *clip;
+    MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
+    return clip;
+}
+
+static mc_status load_and_free(void *path) {
+    mc_clip *clip = NULL;
+    mc_status status = mc_clip_load(path, &clip);
+    mc_clip_free(clip);
+    return status;
+}
+
+/* A text tower whose token embedding is stored transposed, (64, 49408)
+ * instead of (49408, 64), declares a 49408-wide transformer (tens of
+ * gigabytes). The other shapes refuse it within 256 MB and a few seconds,
+ * before anything is built. */
+START_TEST(test_transposed_token_embedding) {
+    mc_clip *clip = tiny_clip(6);
+    char dir[256], path[512];
+    mc_test_temp_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/transposed.safetensors", dir);
+    mc_tensor *transposed;
+    MC_CHECK_OK(mc_tensor_new(&transposed, MC_SHAPE(64, 49408), "text_model.embeddings.token_embedding.weight"));
+    write_subset(clip, path, "text_model.", "text_projection", "text_model.embeddings.token_embedding.weight",
+                 transposed);
+    mc_test_expect_fails_limited(load_and_free, path, 256u << 20, 20, MC_ERR_FORMAT,
+                                 "needs tensor text_model.embeddings.position_embedding.weight (8, 49408), "
+                                 "the file holds (8, 64)");
+    mc_tensor_free(transposed);
+    mc_clip_free(clip);
+}
+END_TEST
 
 START_TEST(test_one_tower_files) {
     mc_clip_config config = tiny_config();
@@ -238,6 +276,7 @@ int main(void) {
     tcase_add_test(tc, test_save_and_load_round_trip);
     tcase_add_test(tc, test_one_tower_files);
     tcase_add_test(tc, test_broken_files_name_the_tensor);
+    tcase_add_test(tc, test_transposed_token_embedding);
     tcase_add_test(tc, test_input_checks);
     tcase_add_test(tc, test_prompt_ensembling);
     tcase_add_test(tc, test_training_from_scratch_lowers_the_loss);

@@ -2,6 +2,7 @@
  * loading errors, heads, freezing, checkpoints, and parity with the
  * committed PyTorch fixtures (a narrow ResNet-18 topology and a narrow
  * 5-band bottleneck ResNet; tests/golden/gen_resnet.py). */
+#include "limited.h"
 #include "resnet_parity.h"
 
 /* ---- configurations and names (reference numbers from torchvision 0.14:
@@ -343,6 +344,47 @@ START_TEST(test_strict_loading_errors) {
 }
 END_TEST
 
+/* ---- configurations read from a file, under a memory limit ---- */
+
+/* What `mmchain embed` does with a ResNet file: configuration from the
+ * file, a model of that configuration, a strict load. */
+static mc_status load_from_file_alone(void *path) {
+    mc_safetensors *f;
+    MC_TRY(mc_safetensors_open(path, &f));
+    mc_resnet_config c;
+    mc_resnet *m = NULL;
+    mc_status status = mc_resnet_config_from_file(f, &c);
+    if (status == MC_OK) status = mc_resnet_new(&m, &c, 1);
+    if (status == MC_OK) status = mc_resnet_load(m, f, NULL, NULL, 0);
+    mc_resnet_free(m);
+    mc_safetensors_close(f);
+    return status;
+}
+
+START_TEST(test_file_declaring_a_huge_network) {
+    char path[1024];
+    temp_file(path, sizeof path, "declared.safetensors");
+    /* Genuine files of both block kinds, with and without fc, pass the
+     * check of every tensor against the configuration. */
+    mc_resnet *basic = narrow(MC_RESNET_BASIC, 5, 0), *bottleneck = narrow(MC_RESNET_BOTTLENECK, 3, 10);
+    write_variant(basic, path, NULL, NULL);
+    MC_CHECK_OK(load_from_file_alone(path));
+    write_variant(bottleneck, path, NULL, NULL);
+    MC_CHECK_OK(load_from_file_alone(path));
+    /* A conv1.weight of (4000, 3, 7, 7) over that network declares a stem
+     * 4000 wide: hundreds of gigabytes of layers. The file's other shapes
+     * refuse it within 256 MB and a few seconds, before anything is built. */
+    mc_tensor *stem;
+    MC_CHECK_OK(mc_tensor_new(&stem, MC_SHAPE(4000, 3, 7, 7), "conv1.weight"));
+    write_variant(bottleneck, path, "conv1.weight", stem);
+    mc_test_expect_fails_limited(load_from_file_alone, path, 256u << 20, 20, MC_ERR_FORMAT,
+                                 "needs tensor bn1.weight (4000), the file holds (4)");
+    mc_tensor_free(stem);
+    mc_resnet_free(basic);
+    mc_resnet_free(bottleneck);
+}
+END_TEST
+
 /* ---- checkpoints with optimizer state ---- */
 
 static float adam_step(mc_resnet *m, mc_optimizer *opt, mc_graph *g, mc_tensor *x) {
@@ -370,15 +412,11 @@ START_TEST(test_save_and_resume) {
     char path[1024];
     temp_file(path, sizeof path, "checkpoint.safetensors");
     const mc_metadata_entry meta[] = {{"epoch", "2"}};
-    MC_CHECK_OK(mc_resnet_save(m, path, opt, 1, meta));
+    MC_CHECK_OK(mc_checkpoint_save(path, &m->params, opt, 1, meta));
 
     mc_safetensors *f;
     MC_CHECK_OK(mc_safetensors_open(path, &f));
-    ck_assert_str_eq(mc_safetensors_metadata(f, "format"), "mmchain.resnet");
-    ck_assert_str_eq(mc_safetensors_metadata(f, "block"), "bottleneck");
-    ck_assert_str_eq(mc_safetensors_metadata(f, "bands"), "4");
-    ck_assert_str_eq(mc_safetensors_metadata(f, "optimizer"), "adam");
-    ck_assert_str_eq(mc_safetensors_metadata(f, "optimizer_steps"), "2");
+    ck_assert_str_eq(mc_safetensors_metadata(f, "mmchain.optimizer"), "adam");
     ck_assert_str_eq(mc_safetensors_metadata(f, "epoch"), "2");
     mc_resnet_config c;
     MC_CHECK_OK(mc_resnet_config_from_file(f, &c));
@@ -393,7 +431,7 @@ START_TEST(test_save_and_resume) {
     mc_resnet_set_training(r, true);
     mc_optimizer *ropt;
     MC_CHECK_OK(mc_optimizer_adam(&ropt, &r->params, mc_adam_defaults()));
-    MC_CHECK_OK(mc_resnet_load_optimizer(f, ropt));
+    MC_CHECK_OK(mc_checkpoint_load_optimizer(f, ropt));
     mc_safetensors_close(f);
     ck_assert_float_eq(mc_params_find(&r->params, "bn1.num_batches_tracked")->data[0], 2.0f);
 
@@ -450,6 +488,7 @@ int main(void) {
     tcase_add_test(tc, test_conv1_band_rule);
     tcase_add_test(tc, test_strict_loading_errors);
     tcase_add_test(tc, test_save_and_resume);
+    tcase_add_test(tc, test_file_declaring_a_huge_network);
     suite_add_tcase(s, tc);
     TCase *parity = tcase_create("parity");
     tcase_set_timeout(parity, 120);

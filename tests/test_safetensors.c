@@ -25,26 +25,9 @@ static const char *temp_path(const char *name, char *buf, size_t len) {
     return buf;
 }
 
-/* A safetensors file from a header string and a data buffer. The header
- * length is written as given by header_len_override when it is not
- * UINT64_MAX (to forge lengths). */
-static void write_safetensors_raw(const char *path, const char *header, const void *data,
-                                  size_t data_len, uint64_t header_len_override) {
-    size_t hl = strlen(header);
-    uint64_t stated = header_len_override != UINT64_MAX ? header_len_override : hl;
-    size_t total = 8 + hl + data_len;
-    unsigned char *buf = malloc(total);
-    ck_assert_ptr_nonnull(buf);
-    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(stated >> (8 * i));
-    memcpy(buf + 8, header, hl);
-    if (data_len) memcpy(buf + 8 + hl, data, data_len);
-    mc_test_write_file(path, buf, total);
-    free(buf);
-}
-
 static void write_safetensors(const char *path, const char *header, const void *data,
                               size_t data_len) {
-    write_safetensors_raw(path, header, data, data_len, UINT64_MAX);
+    mc_test_write_safetensors(path, header, data, data_len, UINT64_MAX);
 }
 
 /* Open `header` + zero-filled data of data_len bytes; expect failure. */
@@ -219,227 +202,6 @@ START_TEST(test_write_is_atomic) {
 }
 END_TEST
 
-/* A model's parameter list: two trainable tensors and a buffer. */
-static void make_model(mc_param_list *list, float value) {
-    mc_tensor *t;
-    MC_CHECK_OK(mc_params_new(list, &t, MC_SHAPE(4, 3), true, "fc.weight"));
-    mc_tensor_fill(t, value);
-    MC_CHECK_OK(mc_params_new(list, &t, MC_SHAPE(4), true, "fc.bias"));
-    mc_tensor_fill(t, value + 1);
-    MC_CHECK_OK(mc_params_new(list, &t, MC_SHAPE(4), false, "bn.running_var"));
-    mc_tensor_fill(t, value + 2);
-}
-
-START_TEST(test_params_round_trip) {
-    make_temp_dir();
-    char path[600];
-    temp_path("params.safetensors", path, sizeof path);
-    mc_param_list saved = {0}, loaded = {0};
-    make_model(&saved, 0.5f);
-    saved.items[0]->data[7] = -9.0f;
-    mc_metadata_entry meta[] = {{"bands", "B04,B03,B02"}};
-    MC_CHECK_OK(mc_safetensors_write_params(path, &saved, 1, meta));
-
-    make_model(&loaded, 0.0f);
-    mc_safetensors *f;
-    MC_CHECK_OK(mc_safetensors_open(path, &f));
-    char report[512];
-    MC_CHECK_OK(mc_safetensors_load_params(f, &loaded, true, report, sizeof report));
-    ck_assert_msg(strstr(report, "loaded 3 of 3 tensors") != NULL, "report: %s", report);
-    for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(memcmp(loaded.items[i]->data, saved.items[i]->data,
-                                (size_t)saved.items[i]->numel * 4), 0);
-    ck_assert_str_eq(mc_safetensors_metadata(f, "bands"), "B04,B03,B02");
-    mc_safetensors_close(f);
-    mc_params_free(&saved);
-    mc_params_free(&loaded);
-}
-END_TEST
-
-START_TEST(test_params_strict_lists_every_problem) {
-    make_temp_dir();
-    char path[600];
-    temp_path("mismatch.safetensors", path, sizeof path);
-    /* The file: fc.weight (3, 4) instead of (4, 3), fc.bias, an extra
-     * head.weight; no bn.running_var. */
-    mc_tensor *file_tensors[3] = {
-        make_tensor(MC_SHAPE(3, 4), "fc.weight", 1, 0),
-        make_tensor(MC_SHAPE(4), "fc.bias", 7, 0),
-        make_tensor(MC_SHAPE(2), "head.weight", 1, 0),
-    };
-    MC_CHECK_OK(mc_safetensors_write(path, 3, file_tensors, 0, NULL));
-    for (int i = 0; i < 3; i++) mc_tensor_free(file_tensors[i]);
-
-    mc_param_list model = {0};
-    make_model(&model, 0.0f);
-    mc_safetensors *f;
-    MC_CHECK_OK(mc_safetensors_open(path, &f));
-    char report[512];
-    mc_clear_error();
-    ck_assert_int_eq(mc_safetensors_load_params(f, &model, true, report, sizeof report), MC_ERR_FORMAT);
-    const char *msg = mc_last_error();
-    ck_assert_msg(strstr(msg, "3 problem(s)"), "%s", msg);
-    ck_assert_msg(strstr(msg, "missing from the file: bn.running_var"), "%s", msg);
-    ck_assert_msg(strstr(msg, "different shape: fc.weight (file (3, 4), model (4, 3))"), "%s", msg);
-    ck_assert_msg(strstr(msg, "unexpected in the file: head.weight"), "%s", msg);
-    /* Nothing was loaded, not even the tensor that matched. */
-    ck_assert_float_eq(model.items[1]->data[0], 1.0f);
-
-    /* Non-strict: loads fc.bias, reports the rest, succeeds. */
-    MC_CHECK_OK(mc_safetensors_load_params(f, &model, false, report, sizeof report));
-    ck_assert_float_eq(model.items[1]->data[0], 7.0f);
-    ck_assert_float_eq(model.items[0]->data[0], 0.0f);
-    ck_assert_msg(strstr(report, "loaded 1 of 3 tensors"), "%s", report);
-    ck_assert_msg(strstr(report, "missing from the file: bn.running_var"), "%s", report);
-    ck_assert_msg(strstr(report, "unexpected in the file: head.weight"), "%s", report);
-    /* A tiny report buffer is truncated, never overrun; NULL is allowed. */
-    char tiny[8];
-    MC_CHECK_OK(mc_safetensors_load_params(f, &model, false, tiny, sizeof tiny));
-    ck_assert_uint_eq(strlen(tiny), 7);
-    MC_CHECK_OK(mc_safetensors_load_params(f, &model, false, NULL, 0));
-    mc_safetensors_close(f);
-    mc_params_free(&model);
-}
-END_TEST
-
-START_TEST(test_params_dtype_and_ignored_buffers) {
-    make_temp_dir();
-    char path[600];
-    temp_path("dtype.safetensors", path, sizeof path);
-    /* fc.bias stored as I64 (wrong for a float parameter); a BatchNorm step
-     * counter the model does not keep (ignored); fc.weight as BF16 (fine). */
-    const char *header =
-        "{\"fc.bias\":{\"dtype\":\"I64\",\"shape\":[4],\"data_offsets\":[0,32]},"
-        "\"bn.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[32,40]},"
-        "\"fc.weight\":{\"dtype\":\"BF16\",\"shape\":[4,3],\"data_offsets\":[40,64]},"
-        "\"bn.running_var\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[64,72]}}";
-    unsigned char data[72] = {0};
-    /* fc.weight: every element bf16 0x4040 = float 0x40400000 = 3.0. */
-    for (int i = 40; i < 64; i += 2) data[i] = 0x40, data[i + 1] = 0x40;
-    /* bn.running_var: half 0x3800 = 2^(14-15) = 0.5. */
-    for (int i = 64; i < 72; i += 2) data[i] = 0x00, data[i + 1] = 0x38;
-    write_safetensors(path, header, data, sizeof data);
-
-    mc_param_list model = {0};
-    make_model(&model, 0.0f);
-    mc_safetensors *f;
-    MC_CHECK_OK(mc_safetensors_open(path, &f));
-    MC_CHECK_FAILS(mc_safetensors_load_params(f, &model, true, NULL, 0), MC_ERR_FORMAT,
-                   "not a float dtype: fc.bias (file I64)");
-    ck_assert_msg(strstr(mc_last_error(), "unexpected") == NULL, "%s", mc_last_error());
-    char report[512];
-    MC_CHECK_OK(mc_safetensors_load_params(f, &model, false, report, sizeof report));
-    ck_assert_msg(strstr(report, "loaded 2 of 3") && strstr(report, "ignored 1 integer buffer"),
-                  "%s", report);
-    ck_assert_float_eq(model.items[0]->data[11], 3.0f);
-    ck_assert_float_eq(model.items[2]->data[3], 0.5f);
-    mc_safetensors_close(f);
-    mc_params_free(&model);
-}
-END_TEST
-
-/* ---- checkpoints: kill and resume ---- */
-
-/* A tiny model, Linear(3, 4) -> tanh -> Linear(4, 2), deterministic init. */
-static void make_mlp(mc_param_list *p) {
-    const mc_shape shapes[4] = {MC_SHAPE(4, 3), MC_SHAPE(4), MC_SHAPE(2, 4), MC_SHAPE(2)};
-    const char *names[4] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"};
-    mc_rng rng;
-    mc_rng_seed(&rng, 5);
-    for (int i = 0; i < 4; i++) {
-        mc_tensor *t;
-        MC_CHECK_OK(mc_params_new(p, &t, shapes[i], true, "%s", names[i]));
-        mc_tensor_uniform(t, &rng, -0.5f, 0.5f);
-    }
-}
-
-static void train_steps(mc_param_list *p, mc_optimizer *opt, int steps) {
-    static const float x_values[6 * 3] = {0.1f, -0.2f, 0.3f, 1.0f, 0.5f, -0.5f, -1.0f, 0.2f, 0.0f,
-                                          0.7f, -0.7f, 0.1f, 0.3f, 0.3f, 0.3f, -0.4f, 0.9f, -0.1f};
-    static const int32_t targets[6] = {0, 1, 1, 0, 1, 0};
-    mc_tensor *x;
-    MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(6, 3), "x"));
-    MC_CHECK_OK(mc_tensor_load(x, x_values, 18));
-    mc_graph *g;
-    MC_CHECK_OK(mc_graph_new(&g));
-    for (int s = 0; s < steps; s++) {
-        mc_optimizer_zero_grad(opt);
-        mc_tensor *h, *a, *logits, *loss;
-        MC_CHECK_OK(mc_linear(g, x, p->items[0], p->items[1], &h));
-        MC_CHECK_OK(mc_tanh(g, h, &a));
-        MC_CHECK_OK(mc_linear(g, a, p->items[2], p->items[3], &logits));
-        MC_CHECK_OK(mc_cross_entropy(g, logits, targets, 0.0f, &loss));
-        MC_CHECK_OK(mc_backward(g, loss));
-        MC_CHECK_OK(mc_optimizer_step(opt));
-        mc_graph_reset(g);
-    }
-    mc_graph_free(g);
-    mc_tensor_free(x);
-}
-
-START_TEST(test_checkpoint_resume_is_exact) {
-    make_temp_dir();
-    char path[600];
-    temp_path("run.ckpt.safetensors", path, sizeof path);
-    mc_adam_config config = mc_adam_defaults();
-    config.lr = 0.05f;
-
-    /* The uninterrupted run: 3 steps, a checkpoint, 2 more steps. */
-    mc_param_list straight = {0};
-    make_mlp(&straight);
-    mc_optimizer *opt;
-    MC_CHECK_OK(mc_optimizer_adam(&opt, &straight, config));
-    train_steps(&straight, opt, 3);
-    mc_metadata_entry meta[] = {{"step", "3"}};
-    MC_CHECK_OK(mc_checkpoint_save(path, &straight, opt, 1, meta));
-    train_steps(&straight, opt, 2);
-    mc_optimizer_free(opt);
-
-    /* The resumed run: a fresh model and optimizer, loaded, 2 steps. */
-    mc_param_list resumed = {0};
-    make_mlp(&resumed);
-    mc_tensor_fill(resumed.items[0], 0.0f); /* must be overwritten */
-    MC_CHECK_OK(mc_optimizer_adam(&opt, &resumed, config));
-    mc_safetensors *f;
-    MC_CHECK_OK(mc_safetensors_open(path, &f));
-    ck_assert_str_eq(mc_safetensors_metadata(f, "step"), "3");
-    ck_assert_str_eq(mc_safetensors_metadata(f, "mmchain.optimizer"), "adam");
-    ck_assert(mc_safetensors_has(f, "optimizer.exp_avg.fc1.weight"));
-    MC_CHECK_OK(mc_checkpoint_load(f, &resumed, opt));
-    ck_assert_int_eq(mc_optimizer_steps(opt), 3);
-    train_steps(&resumed, opt, 2);
-    /* Same arithmetic in the same order: bit-identical parameters. */
-    for (int i = 0; i < 4; i++)
-        ck_assert_msg(memcmp(resumed.items[i]->data, straight.items[i]->data,
-                             (size_t)straight.items[i]->numel * 4) == 0,
-                      "%s differs after resuming", straight.items[i]->name);
-    mc_optimizer_free(opt);
-
-    /* The wrong optimizer kind, and a model that does not fit, are errors. */
-    mc_sgd_config sgd = {.lr = 0.1f};
-    MC_CHECK_OK(mc_optimizer_sgd(&opt, &resumed, sgd));
-    MC_CHECK_FAILS(mc_checkpoint_load(f, &resumed, opt), MC_ERR_FORMAT, "holds adam optimizer state, expected sgd");
-    mc_optimizer_free(opt);
-    mc_param_list other = {0};
-    mc_tensor *t;
-    MC_CHECK_OK(mc_params_new(&other, &t, MC_SHAPE(4, 3), true, "fc1.weight"));
-    MC_CHECK_FAILS(mc_checkpoint_load(f, &other, NULL), MC_ERR_FORMAT, "unexpected in the file: fc1.bias");
-    ck_assert(strstr(mc_last_error(), "optimizer.") == NULL);
-    mc_safetensors_close(f);
-
-    /* A plain weights file is not a checkpoint. */
-    MC_CHECK_OK(mc_safetensors_write_params(path, &other, 0, NULL));
-    MC_CHECK_OK(mc_safetensors_open(path, &f));
-    MC_CHECK_FAILS(mc_checkpoint_load(f, &other, NULL), MC_ERR_FORMAT, "not an mmchain checkpoint");
-    mc_safetensors_close(f);
-    mc_params_free(&other);
-    mc_params_free(&straight);
-    mc_params_free(&resumed);
-}
-END_TEST
-
-/* ---- dtype decoding, against values worked out by hand ---- */
-
 START_TEST(test_f16_decoding) {
     make_temp_dir();
     /* IEEE half: sign | 5-bit exponent (bias 15) | 10-bit mantissa.
@@ -609,7 +371,7 @@ START_TEST(test_bad_header_length_past_end) {
     char path[600];
     temp_path("past.safetensors", path, sizeof path);
     /* Claims a 1000-byte header; the file has 8 + 2 bytes. */
-    write_safetensors_raw(path, "{}", NULL, 0, 1000);
+    mc_test_write_safetensors(path, "{}", NULL, 0, 1000);
     mc_safetensors *f;
     MC_CHECK_FAILS(mc_safetensors_open(path, &f), MC_ERR_FORMAT, "header length 1000 runs past the end");
 }
@@ -619,7 +381,7 @@ START_TEST(test_bad_header_length_absurd) {
     make_temp_dir();
     char path[600];
     temp_path("absurd.safetensors", path, sizeof path);
-    write_safetensors_raw(path, "{}", NULL, 0, UINT64_MAX - 1);
+    mc_test_write_safetensors(path, "{}", NULL, 0, UINT64_MAX - 1);
     mc_safetensors *f;
     MC_CHECK_FAILS(mc_safetensors_open(path, &f), MC_ERR_FORMAT, "absurdly large");
 }
@@ -1053,10 +815,6 @@ static Suite *safetensors_suite(void) {
     tcase_add_test(rt, test_round_trip_tensors_and_metadata);
     tcase_add_test(rt, test_writer_exact_bytes);
     tcase_add_test(rt, test_write_is_atomic);
-    tcase_add_test(rt, test_params_round_trip);
-    tcase_add_test(rt, test_params_strict_lists_every_problem);
-    tcase_add_test(rt, test_params_dtype_and_ignored_buffers);
-    tcase_add_test(rt, test_checkpoint_resume_is_exact);
     tcase_add_test(rt, test_f16_decoding);
     tcase_add_test(rt, test_bf16_and_f64_decoding);
     tcase_add_test(rt, test_integer_tensors);

@@ -25,10 +25,12 @@
  *
  *     mc_safetensors *f;
  *     MC_TRY(mc_safetensors_open("resnet50.safetensors", &f));
- *     char report[4096];
- *     mc_status s = mc_safetensors_load_params(f, &model->params, true, report, sizeof report);
+ *     mc_tensor *w;
+ *     mc_status s = mc_safetensors_read(f, "conv1.weight", &w);
  *     mc_safetensors_close(f);
- */
+ *
+ * Loading a whole model by name, and checkpoints with optimizer state, are
+ * in checkpoint.h. */
 #ifndef MMCHAIN_IO_H
 #define MMCHAIN_IO_H
 
@@ -37,7 +39,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "nn.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -62,6 +63,8 @@ typedef enum mc_dtype {
 const char *mc_dtype_name(mc_dtype dtype);
 /* Bytes per element (4 for F32, 2 for BF16, 1 for BOOL). */
 size_t mc_dtype_size(mc_dtype dtype);
+/* F32, F16, BF16 or F64: read as float32 by mc_safetensors_read. */
+bool mc_dtype_is_float(mc_dtype dtype);
 
 /* ---- reading ---- */
 
@@ -100,17 +103,6 @@ const char *mc_safetensors_metadata(const mc_safetensors *f, const char *key);
 int mc_safetensors_metadata_count(const mc_safetensors *f);
 const char *mc_safetensors_metadata_key(const mc_safetensors *f, int i);
 
-/* Load every tensor of `params` from the file entry of the same name.
- * strict: any missing name, unexpected file tensor, shape mismatch or
- *   non-float dtype is an error (MC_ERR_FORMAT) whose message lists ALL the
- *   offending names; nothing is loaded unless everything matches.
- * not strict: loads every tensor that matches and describes the rest in
- *   `report` (missing / unexpected / mismatched), returning MC_OK.
- * report (may be NULL) receives a summary either way, like
- *   "loaded 161 of 161 tensors; missing: ...; unexpected: ...". */
-mc_status mc_safetensors_load_params(const mc_safetensors *f, mc_param_list *params, bool strict,
-                                     char *report, size_t report_len);
-
 /* ---- writing ---- */
 
 typedef struct mc_metadata_entry {
@@ -122,27 +114,6 @@ typedef struct mc_metadata_entry {
  * non-empty), and n_meta metadata entries (keys unique), atomically. */
 mc_status mc_safetensors_write(const char *path, int n, mc_tensor *const *tensors, int n_meta,
                                const mc_metadata_entry *meta);
-/* Write every tensor of a parameter list (parameters and buffers). */
-mc_status mc_safetensors_write_params(const char *path, const mc_param_list *params, int n_meta,
-                                      const mc_metadata_entry *meta);
-
-/* ---- checkpoints ----
- * One safetensors file holding a model's tensors under their own names,
- * its optimizer's state under "optimizer.*" (the names of optim.h), the
- * caller's metadata (step, bands, normalisation, ...) and two entries of
- * ours: "mmchain.checkpoint" = "1" (the format version) and
- * "mmchain.optimizer" = "sgd" / "adam" / "adamw" / "none". Written
- * atomically, so a run killed while saving keeps its previous checkpoint. */
-typedef struct mc_optimizer mc_optimizer; /* optim.h */
-
-/* opt may be NULL (weights only). */
-mc_status mc_checkpoint_save(const char *path, const mc_param_list *model, const mc_optimizer *opt,
-                             int n_meta, const mc_metadata_entry *meta);
-/* Load the model strictly (every tensor present with its shape; the
- * optimizer's tensors do not count as unexpected), then, when opt is not
- * NULL, the optimizer's state, which must be of the same kind. The caller
- * opened f, so it can read its own metadata (mc_safetensors_metadata). */
-mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_optimizer *opt);
 
 /* ---- atomic files ----
  * Write `len` bytes to `path` so that readers see either the old file or the

@@ -2,7 +2,7 @@
  *
  * Read the headers in this order (each needs only those before it):
  * error.h, rng.h, tensor.h, autograd.h, threads.h, ops.h, nn.h, optim.h,
- * io.h, tokenizer.h, models.h, clip.h, image.h, augment.h, data.h, synth.h,
+ * io.h, checkpoint.h, tokenizer.h, models.h, clip.h, image.h, augment.h, data.h, synth.h,
  * chain.h, pretrain.h.
  *
  * The application built on the library (the run folder, report.html, the
@@ -19,6 +19,7 @@
 #include "nn.h"
 #include "optim.h"
 #include "io.h"
+#include "checkpoint.h"
 #include "tokenizer.h"
 #include "models.h"
 #include "clip.h"

@@ -13,7 +13,6 @@
 
 #include "io.h"
 #include "nn.h"
-#include "optim.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,8 +62,15 @@ mc_status mc_resnet_config_for_depth(int depth, mc_resnet_config *out);
 mc_status mc_resnet_config_for_name(const char *name, mc_resnet_config *out);
 /* Read the architecture off a state_dict's names and shapes: the block kind
  * (layer1.0.conv3 present or not), blocks per stage, base width and bands
- * (conv1.weight), fc_out (fc.weight, or 0 without one). */
+ * (conv1.weight), fc_out (fc.weight, or 0 without one); then check every
+ * tensor of that architecture against the file (mc_resnet_check_file), so
+ * a file that declares a huge network is refused before it is built. */
 mc_status mc_resnet_config_from_file(const mc_safetensors *f, mc_resnet_config *out);
+/* MC_OK when the file holds every tensor of a ResNet with this configuration
+ * with its shape (the num_batches_tracked counters may be absent); else an
+ * MC_ERR_FORMAT naming the first tensor that is missing or of another
+ * shape. Allocates nothing. */
+mc_status mc_resnet_check_file(const mc_safetensors *f, const mc_resnet_config *config);
 /* Checks the fields; the message names the wrong one. */
 mc_status mc_resnet_config_check(const mc_resnet_config *config);
 /* F, the width of the pooled feature: 8 * base_width * expansion. */
@@ -126,11 +132,11 @@ mc_resnet_load_options mc_resnet_load_defaults(void);
 
 /* Load the model's tensors from a safetensors state_dict (timm's resnet50.*
  * model.safetensors, a torchvision checkpoint converted to safetensors, or
- * our own checkpoint). F32/F16/BF16 tensors; num_batches_tracked may be I64.
- * Ignored in the file: "optimizer.*" (see mc_resnet_save), fc.* when the
- * model has no fc or options->skip_fc. A file without num_batches_tracked
- * entries (some exporters drop them; with momentum 0.1 they do not affect
- * the result) leaves those buffers unchanged.
+ * a checkpoint of ours) through mc_checkpoint_load_params (checkpoint.h):
+ * F32/F16/BF16 tensors; num_batches_tracked may be an integer or absent
+ * (some exporters drop it; with momentum 0.1 it does not affect the
+ * result). Ignored in the file: "optimizer.*" (a checkpoint's optimizer
+ * state), fc.* when the model has no fc or options->skip_fc.
  * strict: a missing tensor, an unexpected one or a shape mismatch is an
  *   MC_ERR_FORMAT whose message lists every offending name with both shapes;
  *   nothing is loaded then.
@@ -146,20 +152,10 @@ mc_status mc_resnet_load_path(mc_resnet *model, const char *path,
 /* The conv1 rule above: rgb (C, 3, KH, KW) -> dst (C, N, KH, KW). */
 mc_status mc_resnet_derive_conv1(const mc_tensor *rgb, const int *rgb_bands, mc_tensor *dst);
 
-/* ---- checkpoints ---- */
-
-/* Write every parameter and buffer, the optimizer's state when `optimizer`
- * is not NULL ("optimizer.*" tensors, optim.h), and __metadata__:
- *   format "mmchain.resnet", format_version "1", block, layers, base_width,
- *   bands, fc_out, optimizer (its name), optimizer_steps,
- * followed by the caller's n_meta entries. Atomic (io.h). The file loads
- * back with mc_resnet_config_from_file + mc_resnet_new + mc_resnet_load, and
- * the optimizer's state with mc_resnet_load_optimizer. */
-mc_status mc_resnet_save(const mc_resnet *model, const char *path, const mc_optimizer *optimizer,
-                         int n_meta, const mc_metadata_entry *meta);
-/* Restore the "optimizer.*" tensors of a checkpoint into `optimizer`
- * (created over model->params with the same settings). */
-mc_status mc_resnet_load_optimizer(const mc_safetensors *f, mc_optimizer *optimizer);
+/* A ResNet checkpoint with optimizer state is an mc_checkpoint_save of
+ * model->params (checkpoint.h); it loads back with
+ * mc_resnet_config_from_file + mc_resnet_new + mc_resnet_load, and the
+ * optimizer's state with mc_checkpoint_load_optimizer. */
 
 /* ========================= end of ResNet ================================= */
 

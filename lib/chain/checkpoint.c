@@ -6,6 +6,7 @@
  * the tile size — so `mmchain classify` needs nothing but the file (and
  * CLIP's text tower for the class prompts). */
 #include "mmchain/chain.h"
+#include "mmchain/checkpoint.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -212,27 +213,43 @@ static mc_status parse_state(const mc_safetensors *f, mc_chain_state *state) {
     return parse_rng(f, &state->rng);
 }
 
-/* Build an encoder from the metadata of an open checkpoint. */
-static mc_status encoder_from_file(const mc_safetensors *f, mc_spectral_encoder **out) {
+/* What a checkpoint's metadata says the encoder is. */
+typedef struct saved_encoder {
+    mc_resnet_config arch; /* in_channels = the bands, fc_out = embed_dim */
+    mc_bands bands;
+    mc_norm norm;
+    int image_size, embed_dim, learnable;
+} saved_encoder;
+
+/* Read the encoder's description from the metadata of an open checkpoint,
+ * then check every tensor of that encoder against the file before anything
+ * is built: metadata claiming a huge network is refused here. */
+static mc_status read_saved_encoder(const mc_safetensors *f, saved_encoder *saved) {
     const char *format, *bands_text;
     MC_TRY(meta_string(f, "format", &format));
     if (strcmp(format, SPECTRAL_FORMAT) != 0)
         return mc_error(MC_ERR_FORMAT, "%s is a '%s' file, not a spectral-encoder checkpoint (%s)",
                         mc_safetensors_path(f), format, SPECTRAL_FORMAT);
-    mc_resnet_config arch;
-    mc_bands bands;
-    mc_norm norm;
-    int image_size, embed_dim, learnable;
-    MC_TRY(parse_arch(f, &arch));
+    MC_TRY(parse_arch(f, &saved->arch));
     MC_TRY(meta_string(f, "bands", &bands_text));
-    mc_status status = mc_bands_parse(bands_text, &bands);
+    mc_status status = mc_bands_parse(bands_text, &saved->bands);
     if (status != MC_OK) return mc_error_context(status, "checkpoint %s: ", mc_safetensors_path(f));
-    MC_TRY(parse_norm(f, &norm));
-    MC_TRY(meta_int(f, "image_size", 8, 1 << 16, &image_size));
-    MC_TRY(meta_int(f, "embed_dim", 1, 1 << 16, &embed_dim));
-    MC_TRY(meta_int(f, "learnable_temperature", 0, 1, &learnable));
-    return mc_spectral_encoder_new(out, &arch, &bands, &norm, image_size, embed_dim, 0.0f,
-                                   learnable != 0, 0);
+    MC_TRY(parse_norm(f, &saved->norm));
+    MC_TRY(meta_int(f, "image_size", 8, 1 << 16, &saved->image_size));
+    MC_TRY(meta_int(f, "embed_dim", 1, 1 << 16, &saved->embed_dim));
+    MC_TRY(meta_int(f, "learnable_temperature", 0, 1, &saved->learnable));
+    saved->arch.in_channels = saved->bands.count;
+    saved->arch.fc_out = saved->embed_dim;
+    MC_TRY(mc_resnet_check_file(f, &saved->arch));
+    return mc_checkpoint_expect(f, "logit_scale", MC_SHAPE(1));
+}
+
+/* Build an encoder from the metadata of an open checkpoint. */
+static mc_status encoder_from_file(const mc_safetensors *f, mc_spectral_encoder **out) {
+    saved_encoder saved;
+    MC_TRY(read_saved_encoder(f, &saved));
+    return mc_spectral_encoder_new(out, &saved.arch, &saved.bands, &saved.norm, saved.image_size,
+                                   saved.embed_dim, 0.0f, saved.learnable != 0, 0);
 }
 
 static mc_status open_encoder_checkpoint(const char *path, mc_safetensors **f) {
@@ -271,30 +288,27 @@ mc_status mc_spectral_encoder_load(const char *path, mc_spectral_encoder **out,
 
 /* The architecture, bands and tile size of the file must be the encoder's. */
 static mc_status check_same_encoder(const mc_safetensors *f, const mc_spectral_encoder *enc) {
-    mc_spectral_encoder *saved = NULL;
-    MC_TRY(encoder_from_file(f, &saved));
+    saved_encoder saved;
+    MC_TRY(read_saved_encoder(f, &saved));
     char want[96], got[96], want_bands[96], got_bands[96];
-    const mc_resnet_config *a = &enc->resnet->config, *b = &saved->resnet->config;
-    mc_status status = MC_OK;
+    const mc_resnet_config *a = &enc->resnet->config, *b = &saved.arch;
     if (a->block != b->block || a->base_width != b->base_width ||
         memcmp(a->layers, b->layers, sizeof a->layers) != 0)
-        status = mc_error(MC_ERR_FORMAT, "checkpoint %s holds a %s encoder, this run builds a %s",
-                          mc_safetensors_path(f), mc_resnet_arch_name(b, got, sizeof got),
-                          mc_resnet_arch_name(a, want, sizeof want));
-    else if (saved->bands.count != enc->bands.count ||
-             memcmp(saved->bands.index, enc->bands.index,
-                    (size_t)enc->bands.count * sizeof enc->bands.index[0]) != 0)
-        status = mc_error(MC_ERR_FORMAT, "checkpoint %s was trained on bands %s, this run uses %s",
-                          mc_safetensors_path(f),
-                          mc_bands_str(&saved->bands, got_bands, sizeof got_bands),
-                          mc_bands_str(&enc->bands, want_bands, sizeof want_bands));
-    else if (saved->image_size != enc->image_size || saved->embed_dim != enc->embed_dim)
-        status = mc_error(MC_ERR_FORMAT,
-                          "checkpoint %s: tiles %d, embedding width %d; this run: tiles %d, width %d",
-                          mc_safetensors_path(f), saved->image_size, saved->embed_dim,
-                          enc->image_size, enc->embed_dim);
-    mc_spectral_encoder_free(saved);
-    return status;
+        return mc_error(MC_ERR_FORMAT, "checkpoint %s holds a %s encoder, this run builds a %s",
+                        mc_safetensors_path(f), mc_resnet_arch_name(b, got, sizeof got),
+                        mc_resnet_arch_name(a, want, sizeof want));
+    if (saved.bands.count != enc->bands.count ||
+        memcmp(saved.bands.index, enc->bands.index,
+               (size_t)enc->bands.count * sizeof enc->bands.index[0]) != 0)
+        return mc_error(MC_ERR_FORMAT, "checkpoint %s was trained on bands %s, this run uses %s",
+                        mc_safetensors_path(f), mc_bands_str(&saved.bands, got_bands, sizeof got_bands),
+                        mc_bands_str(&enc->bands, want_bands, sizeof want_bands));
+    if (saved.image_size != enc->image_size || saved.embed_dim != enc->embed_dim)
+        return mc_error(MC_ERR_FORMAT,
+                        "checkpoint %s: tiles %d, embedding width %d; this run: tiles %d, width %d",
+                        mc_safetensors_path(f), saved.image_size, saved.embed_dim, enc->image_size,
+                        enc->embed_dim);
+    return MC_OK;
 }
 
 mc_status mc_spectral_encoder_restore(mc_spectral_encoder *enc, const char *path, mc_optimizer *opt,

@@ -1,8 +1,6 @@
-/* safetensors: open + validate, read (with dtype conversion), load a
- * parameter list by name, and write atomically. The format is described in
- * include/mmchain/io.h. */
+/* safetensors: open + validate, read (with dtype conversion), and write
+ * atomically. The format is described in include/mmchain/io.h. */
 #include "mmchain/io.h"
-#include "mmchain/optim.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,7 +48,7 @@ size_t mc_dtype_size(mc_dtype dtype) {
     return 0;
 }
 
-static bool dtype_is_float(mc_dtype dtype) {
+bool mc_dtype_is_float(mc_dtype dtype) {
     for (int i = 0; i < N_DTYPES; i++)
         if (dtype_table[i].dtype == dtype) return dtype_table[i].is_float;
     return false;
@@ -519,7 +517,7 @@ static void decode_floats(const mc_safetensors *f, const entry *e, float *dst) {
 }
 
 static mc_status require_float(const mc_safetensors *f, const entry *e) {
-    if (!dtype_is_float(e->dtype))
+    if (!mc_dtype_is_float(e->dtype))
         return mc_error(MC_ERR_FORMAT,
                         "%s: tensor \"%s\" has dtype %s, expected a float type (F32, F16, BF16, F64); "
                         "integer tensors are read with mc_safetensors_read_ints",
@@ -565,7 +563,7 @@ mc_status mc_safetensors_read_ints(const mc_safetensors *f, const char *name, in
     *values = NULL;
     const entry *e = name ? find_entry(f, name) : NULL;
     if (!e) return missing(f, name);
-    if (dtype_is_float(e->dtype))
+    if (mc_dtype_is_float(e->dtype))
         return mc_error(MC_ERR_FORMAT,
                         "%s: tensor \"%s\" has dtype %s, expected an integer type (I64, I32, I16, I8, "
                         "U8, BOOL)",
@@ -594,7 +592,7 @@ mc_status mc_safetensors_read_ints(const mc_safetensors *f, const char *name, in
     return MC_OK;
 }
 
-/* ---- loading a parameter list ---- */
+/* ---- writing ---- */
 
 /* A growing text, truncated (with "...") when it runs out of room. */
 typedef struct text_buf {
@@ -620,127 +618,6 @@ static void text_add(text_buf *t, const char *fmt, ...) {
     }
 }
 
-/* PyTorch buffers that mmchain does not keep: BatchNorm's step counter and
- * the constant position ids of HF CLIP's embeddings. A file may hold them;
- * a model that lacks them does not count them as unexpected. */
-static bool is_ignorable_buffer(const entry *e) {
-    size_t n = strlen(e->name);
-    static const char *const suffixes[] = {"num_batches_tracked", "position_ids"};
-    if (dtype_is_float(e->dtype)) return false;
-    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-        size_t k = strlen(suffixes[i]);
-        if (n >= k && strcmp(e->name + n - k, suffixes[i]) == 0) return true;
-    }
-    return false;
-}
-
-/* How well one model tensor matches its file entry. */
-typedef enum { MATCH_OK, MATCH_MISSING, MATCH_SHAPE, MATCH_DTYPE } match_kind;
-
-static match_kind match_param(const mc_safetensors *f, const mc_tensor *t, const entry **found) {
-    const entry *e = find_entry(f, t->name);
-    *found = e;
-    if (!e) return MATCH_MISSING;
-    if (!dtype_is_float(e->dtype)) return MATCH_DTYPE;
-    mc_shape shape;
-    if (entry_shape(f, e, &shape) != MC_OK || !mc_shape_equal(shape, t->shape)) return MATCH_SHAPE;
-    return MATCH_OK;
-}
-
-/* Write the names of one kind of problem into the report: "; missing (2): a, b". */
-static int list_problems(const mc_safetensors *f, const mc_param_list *params, match_kind kind,
-                         const char *label, text_buf *out) {
-    int n = 0;
-    for (int i = 0; i < params->count; i++) {
-        const mc_tensor *t = params->items[i];
-        const entry *e;
-        if (match_param(f, t, &e) != kind) continue;
-        if (n == 0) text_add(out, "; %s: %s", label, t->name);
-        else text_add(out, ", %s", t->name);
-        if (kind == MATCH_SHAPE) {
-            char a[128], b[128];
-            mc_shape s = {.ndim = 0};
-            if (entry_shape(f, e, &s) == MC_OK) mc_shape_str(s, a, sizeof a);
-            else snprintf(a, sizeof a, "(%d dimensions)", e->ndim);
-            text_add(out, " (file %s, model %s)", a, mc_shape_str(t->shape, b, sizeof b));
-        } else if (kind == MATCH_DTYPE) {
-            text_add(out, " (file %s)", mc_dtype_name(e->dtype));
-        }
-        n++;
-    }
-    return n;
-}
-
-/* Describe everything: counts first, then the names of each problem. */
-static void describe_load(const mc_safetensors *f, const mc_param_list *params,
-                          const char *skip_prefix, int loaded, text_buf *out, int *n_problems) {
-    text_add(out, "%s: loaded %d of %d tensors", f->path, loaded, params->count);
-    int problems = 0;
-    problems += list_problems(f, params, MATCH_MISSING, "missing from the file", out);
-    problems += list_problems(f, params, MATCH_SHAPE, "different shape", out);
-    problems += list_problems(f, params, MATCH_DTYPE, "not a float dtype", out);
-    int unexpected = 0, ignored = 0;
-    for (int i = 0; i < f->count; i++) {
-        const entry *e = &f->entries[i];
-        if (mc_params_find(params, e->name)) continue;
-        if (skip_prefix && strncmp(e->name, skip_prefix, strlen(skip_prefix)) == 0) continue;
-        if (is_ignorable_buffer(e)) {
-            ignored++;
-            continue;
-        }
-        if (unexpected == 0) text_add(out, "; unexpected in the file: %s", e->name);
-        else text_add(out, ", %s", e->name);
-        unexpected++;
-    }
-    if (ignored) text_add(out, "; ignored %d integer buffer(s) (num_batches_tracked/position_ids)", ignored);
-    *n_problems = problems + unexpected;
-}
-
-/* File tensors whose names start with skip_prefix (may be NULL) are
- * neither loaded nor unexpected: a checkpoint's optimizer state. */
-static mc_status load_params(const mc_safetensors *f, mc_param_list *params, const char *skip_prefix,
-                             bool strict, char *report, size_t report_len) {
-    /* The full description is built here, then copied into the caller's
-     * report (which may be small or NULL) and into the error message. */
-    char description[8192];
-    text_buf text = {description, sizeof description, 0};
-    description[0] = '\0';
-    if (report && report_len) report[0] = '\0';
-
-    int matching = 0;
-    for (int i = 0; i < params->count; i++) {
-        const entry *e;
-        if (match_param(f, params->items[i], &e) == MATCH_OK) matching++;
-    }
-    int problems;
-    if (strict) {
-        /* Check everything first, so a failed strict load changes nothing. */
-        describe_load(f, params, skip_prefix, 0, &text, &problems);
-        if (report && report_len) snprintf(report, report_len, "%s", description);
-        if (problems > 0) {
-            const char *details = strchr(description, ';');
-            return mc_error(MC_ERR_FORMAT, "%s: strict load failed, %d problem(s)%s", f->path,
-                            problems, details ? details : "");
-        }
-    }
-    for (int i = 0; i < params->count; i++) {
-        mc_tensor *t = params->items[i];
-        const entry *e;
-        if (match_param(f, t, &e) == MATCH_OK) decode_floats(f, e, t->data);
-    }
-    text.len = 0;
-    description[0] = '\0';
-    describe_load(f, params, skip_prefix, matching, &text, &problems);
-    if (report && report_len) snprintf(report, report_len, "%s", description);
-    return MC_OK;
-}
-
-mc_status mc_safetensors_load_params(const mc_safetensors *f, mc_param_list *params, bool strict,
-                                     char *report, size_t report_len) {
-    return load_params(f, params, NULL, strict, report, report_len);
-}
-
-/* ---- writing ---- */
 
 /* Append s as a JSON string literal (with quotes and escapes). */
 static void json_add_string(text_buf *t, const char *s) {
@@ -889,70 +766,4 @@ mc_status mc_safetensors_write(const char *path, int n, mc_tensor *const *tensor
     mc_status status = mc_write_file_atomic_with(path, write_contents, &contents);
     free(header);
     return status;
-}
-
-mc_status mc_safetensors_write_params(const char *path, const mc_param_list *params, int n_meta,
-                                      const mc_metadata_entry *meta) {
-    return mc_safetensors_write(path, params->count, params->items, n_meta, meta);
-}
-
-/* ---- checkpoints: a model, its optimizer state and metadata in one file ---- */
-
-#define CHECKPOINT_OPTIMIZER_PREFIX "optimizer."
-
-mc_status mc_checkpoint_save(const char *path, const mc_param_list *model, const mc_optimizer *opt,
-                             int n_meta, const mc_metadata_entry *meta) {
-    if (!path || !model || n_meta < 0 || (n_meta > 0 && !meta))
-        return mc_error(MC_ERR_ARG, "checkpoint %s: bad arguments", path ? path : "(null)");
-    mc_param_list state = {0};
-    mc_status status = opt ? mc_optimizer_export_state(opt, &state) : MC_OK;
-    mc_tensor **tensors = malloc(((size_t)model->count + (size_t)state.count + 1) * sizeof *tensors);
-    mc_metadata_entry *all_meta = malloc(((size_t)n_meta + 2) * sizeof *all_meta);
-    if (status == MC_OK && (!tensors || !all_meta))
-        status = mc_error(MC_ERR_NOMEM, "checkpoint %s: out of memory", path);
-    if (status == MC_OK) {
-        int n = 0;
-        for (int i = 0; i < model->count; i++) tensors[n++] = model->items[i];
-        for (int i = 0; i < state.count; i++) tensors[n++] = state.items[i];
-        for (int i = 0; i < n_meta; i++) all_meta[i] = meta[i];
-        all_meta[n_meta] = (mc_metadata_entry){"mmchain.checkpoint", "1"};
-        all_meta[n_meta + 1] = (mc_metadata_entry){"mmchain.optimizer", opt ? mc_optimizer_name(opt) : "none"};
-        status = mc_safetensors_write(path, n, tensors, n_meta + 2, all_meta);
-    }
-    free(all_meta);
-    free(tensors);
-    mc_params_free(&state);
-    return status;
-}
-
-/* Read every tensor under the optimizer prefix into a list and import it. */
-static mc_status load_optimizer_state(const mc_safetensors *f, mc_optimizer *opt) {
-    const char *saved = mc_safetensors_metadata(f, "mmchain.optimizer");
-    if (!saved || strcmp(saved, mc_optimizer_name(opt)) != 0)
-        return mc_error(MC_ERR_FORMAT, "checkpoint %s holds %s optimizer state, expected %s", f->path,
-                        saved ? saved : "no", mc_optimizer_name(opt));
-    mc_param_list state = {0};
-    mc_status status = MC_OK;
-    size_t prefix_len = strlen(CHECKPOINT_OPTIMIZER_PREFIX);
-    for (int i = 0; i < f->count && status == MC_OK; i++) {
-        if (strncmp(f->entries[i].name, CHECKPOINT_OPTIMIZER_PREFIX, prefix_len) != 0) continue;
-        mc_tensor *t;
-        status = mc_safetensors_read(f, f->entries[i].name, &t);
-        if (status == MC_OK) {
-            status = mc_params_add(&state, t);
-            if (status != MC_OK) mc_tensor_free(t);
-        }
-    }
-    if (status == MC_OK) status = mc_optimizer_import_state_from_list(opt, &state);
-    mc_params_free(&state);
-    if (status != MC_OK) return mc_error_context(status, "checkpoint %s: ", f->path);
-    return MC_OK;
-}
-
-mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_optimizer *opt) {
-    if (!mc_safetensors_metadata(f, "mmchain.checkpoint"))
-        return mc_error(MC_ERR_FORMAT, "%s is not an mmchain checkpoint (no mmchain.checkpoint metadata)",
-                        f->path);
-    MC_TRY(load_params(f, model, CHECKPOINT_OPTIMIZER_PREFIX, true, NULL, 0));
-    return opt ? load_optimizer_state(f, opt) : MC_OK;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mmchain/checkpoint.h"
 #include "models/clip_internal.h"
 
 /* ---- creating the parameters ---- */
@@ -246,43 +247,72 @@ static mc_status derive_config(const mc_safetensors *f, mc_clip_config *c) {
     return MC_OK;
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t ls = strlen(s), lx = strlen(suffix);
-    return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
-}
-
-/* Tensors in the file that the model does not have (position_ids buffers,
- * which Hugging Face stores, are expected and ignored). */
-static mc_status check_unexpected(const mc_safetensors *f, const mc_clip *clip) {
-    char list[512] = "";
-    int unexpected = 0;
-    for (int i = 0; i < mc_safetensors_count(f); i++) {
-        const char *name = mc_safetensors_name(f, i);
-        if (ends_with(name, "position_ids") || mc_params_find(&clip->params, name)) continue;
-        if (unexpected++ < 5) {
-            size_t used = strlen(list);
-            snprintf(list + used, sizeof list - used, "%s%s", unexpected > 1 ? ", " : "", name);
+/* The blocks of one tower as shapes only (add_blocks' tensors). */
+static mc_status expect_blocks(const mc_safetensors *f, const char *tower, int layers, int width,
+                               int mlp_width) {
+    static const char *const square[] = {"self_attn.k_proj", "self_attn.v_proj",
+                                         "self_attn.q_proj", "self_attn.out_proj"};
+    char name[MC_NAME_LEN];
+#define EXPECT(shape, fmt, ...)                                                                   \
+    do {                                                                                          \
+        snprintf(name, sizeof name, "%s.encoder.layers.%d." fmt, tower, i, __VA_ARGS__);         \
+        MC_TRY(mc_checkpoint_expect(f, name, shape));                                             \
+    } while (0)
+    for (int i = 0; i < layers; i++) {
+        for (size_t k = 0; k < sizeof square / sizeof square[0]; k++) {
+            EXPECT(MC_SHAPE(width, width), "%s.weight", square[k]);
+            EXPECT(MC_SHAPE(width), "%s.bias", square[k]);
         }
+        for (int n = 1; n <= 2; n++) {
+            EXPECT(MC_SHAPE(width), "layer_norm%d.weight", n);
+            EXPECT(MC_SHAPE(width), "layer_norm%d.bias", n);
+        }
+        EXPECT(MC_SHAPE(mlp_width, width), "%s", "mlp.fc1.weight");
+        EXPECT(MC_SHAPE(mlp_width), "%s", "mlp.fc1.bias");
+        EXPECT(MC_SHAPE(width, mlp_width), "%s", "mlp.fc2.weight");
+        EXPECT(MC_SHAPE(width), "%s", "mlp.fc2.bias");
     }
-    if (unexpected)
-        return mc_error(MC_ERR_FORMAT, "%s: %d unexpected tensor(s) for a CLIPModel: %s%s",
-                        mc_safetensors_path(f), unexpected, list, unexpected > 5 ? ", ..." : "");
+#undef EXPECT
     return MC_OK;
 }
 
-/* Read every parameter; a missing or misshaped one is an error naming it
- * (and how many others are wrong too). */
-static mc_status load_every_param(const mc_safetensors *f, mc_clip *clip) {
-    char first_error[512] = "";
-    int failures = 0;
-    for (int i = 0; i < clip->params.count; i++) {
-        if (mc_safetensors_read_into(f, clip->params.items[i]->name, clip->params.items[i]) == MC_OK) continue;
-        if (failures++ == 0) snprintf(first_error, sizeof first_error, "%s", mc_last_error());
+static mc_status expect_layernorm(const mc_safetensors *f, const char *prefix, int width) {
+    char name[MC_NAME_LEN];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    MC_TRY(mc_checkpoint_expect(f, name, MC_SHAPE(width)));
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    return mc_checkpoint_expect(f, name, MC_SHAPE(width));
+}
+
+/* Every tensor clip_create would make for `c`, checked against the file
+ * before anything is allocated: a file whose embeddings declare a huge
+ * model (a transposed token embedding, say) is refused here. */
+static mc_status check_file_shapes(const mc_safetensors *f, const mc_clip_config *c) {
+    MC_TRY(check_config(c));
+    if (c->has_text) {
+        const mc_clip_text_config *t = &c->text;
+        MC_TRY(mc_checkpoint_expect(f, "text_model.embeddings.token_embedding.weight",
+                                    MC_SHAPE(t->vocab, t->width)));
+        MC_TRY(mc_checkpoint_expect(f, "text_model.embeddings.position_embedding.weight",
+                                    MC_SHAPE(t->context, t->width)));
+        MC_TRY(expect_blocks(f, "text_model", t->layers, t->width, t->mlp_width));
+        MC_TRY(expect_layernorm(f, "text_model.final_layer_norm", t->width));
+        MC_TRY(mc_checkpoint_expect(f, "text_projection.weight", MC_SHAPE(c->embed_dim, t->width)));
     }
-    if (failures)
-        return mc_error(MC_ERR_FORMAT, "%s%s", first_error,
-                        failures > 1 ? " (and more tensors are missing or misshaped)" : "");
-    return MC_OK;
+    if (c->has_vision) {
+        const mc_clip_vision_config *v = &c->vision;
+        int grid = v->image_size / v->patch;
+        MC_TRY(mc_checkpoint_expect(f, "vision_model.embeddings.class_embedding", MC_SHAPE(v->width)));
+        MC_TRY(mc_checkpoint_expect(f, "vision_model.embeddings.patch_embedding.weight",
+                                    MC_SHAPE(v->width, 3, v->patch, v->patch)));
+        MC_TRY(mc_checkpoint_expect(f, "vision_model.embeddings.position_embedding.weight",
+                                    MC_SHAPE(1 + grid * grid, v->width)));
+        MC_TRY(expect_layernorm(f, "vision_model.pre_layrnorm", v->width));
+        MC_TRY(expect_blocks(f, "vision_model", v->layers, v->width, v->mlp_width));
+        MC_TRY(expect_layernorm(f, "vision_model.post_layernorm", v->width));
+        MC_TRY(mc_checkpoint_expect(f, "visual_projection.weight", MC_SHAPE(c->embed_dim, v->width)));
+    }
+    return mc_checkpoint_expect(f, "logit_scale", MC_SHAPE(1));
 }
 
 mc_status mc_clip_load(const char *path, mc_clip **out) {
@@ -292,12 +322,10 @@ mc_status mc_clip_load(const char *path, mc_clip **out) {
     mc_clip_config config;
     mc_clip *clip = NULL;
     mc_status status = derive_config(f, &config);
+    if (status == MC_OK) status = check_file_shapes(f, &config);
     if (status == MC_OK) status = clip_create(&clip, &config, NULL);
-    if (status == MC_OK && !mc_safetensors_has(f, "logit_scale"))
-        status = mc_error(MC_ERR_FORMAT, "%s: missing tensor logit_scale", path);
-    /* Strict by name and shape, except for the position_ids buffers. */
-    if (status == MC_OK) status = check_unexpected(f, clip);
-    if (status == MC_OK) status = load_every_param(f, clip);
+    /* Strict by name and shape; Hugging Face's position_ids are ignored. */
+    if (status == MC_OK) status = mc_checkpoint_load_params(f, &clip->params, NULL, NULL, 0);
     mc_safetensors_close(f);
     if (status != MC_OK) {
         mc_clip_free(clip);
@@ -308,7 +336,7 @@ mc_status mc_clip_load(const char *path, mc_clip **out) {
 }
 
 mc_status mc_clip_save(const mc_clip *clip, const char *path, int n_meta, const mc_metadata_entry *meta) {
-    return mc_safetensors_write_params(path, &clip->params, n_meta, meta);
+    return mc_safetensors_write(path, clip->params.count, clip->params.items, n_meta, meta);
 }
 
 /* ---- zero-shot classification ---- */

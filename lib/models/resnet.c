@@ -8,14 +8,14 @@
  * the tape, so there is no hand-written backward here.
  *
  * Sections: configurations - construction - forward - loading (with the
- * conv1 band rule) - checkpoints. */
+ * conv1 band rule). Checkpoints with optimizer state are checkpoint.h's. */
 #include "mmchain/models.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mmchain/checkpoint.h"
 #include "mmchain/ops.h"
 
 /* torchvision's BatchNorm2d defaults. */
@@ -113,8 +113,59 @@ mc_status mc_resnet_config_from_file(const mc_safetensors *f, mc_resnet_config *
     out->in_channels = (int)conv1.dim[1];
     mc_shape fc;
     out->fc_out = mc_safetensors_info(f, "fc.weight", NULL, &fc) == MC_OK ? (int)fc.dim[0] : 0;
-    mc_status status = mc_resnet_config_check(out);
+    return mc_resnet_check_file(f, out);
+}
+
+/* conv `conv`.weight (out_ch, in_ch, k, k) and BN `bn`.* (out_ch); the
+ * step counter is optional in a file (mc_checkpoint_load_params). */
+static mc_status expect_conv_bn(const mc_safetensors *f, const char *conv, const char *bn,
+                                int out_ch, int in_ch, int kernel) {
+    static const char *const bn_tensors[] = {"weight", "bias", "running_mean", "running_var"};
+    char name[MC_NAME_LEN];
+    snprintf(name, sizeof name, "%s.weight", conv);
+    MC_TRY(mc_checkpoint_expect(f, name, MC_SHAPE(out_ch, in_ch, kernel, kernel)));
+    for (size_t i = 0; i < sizeof bn_tensors / sizeof bn_tensors[0]; i++) {
+        snprintf(name, sizeof name, "%s.%s", bn, bn_tensors[i]);
+        MC_TRY(mc_checkpoint_expect(f, name, MC_SHAPE(out_ch)));
+    }
+    return MC_OK;
+}
+
+/* The tensors of build() below, as shapes only. */
+mc_status mc_resnet_check_file(const mc_safetensors *f, const mc_resnet_config *c) {
+    const char *path = mc_safetensors_path(f);
+    mc_status status = mc_resnet_config_check(c);
     if (status != MC_OK) return mc_error_context(status, "%s: ", path);
+    MC_TRY(expect_conv_bn(f, "conv1", "bn1", c->base_width, c->in_channels, 7));
+    int expansion = block_expansion(c->block), in_ch = c->base_width;
+    for (int s = 0; s < 4; s++) {
+        int width = c->base_width << s, out_ch = width * expansion;
+        /* (kernel, in, out) of each conv+BN unit; unit 0's input is in_ch. */
+        const int basic[2][3] = {{3, 0, width}, {3, width, width}};
+        const int bottleneck[3][3] = {{1, 0, width}, {3, width, width}, {1, width, out_ch}};
+        const int(*units)[3] = c->block == MC_RESNET_BASIC ? basic : bottleneck;
+        int n_units = c->block == MC_RESNET_BASIC ? 2 : 3;
+        for (int j = 0; j < c->layers[s]; j++) {
+            char conv[MC_NAME_LEN], bn[MC_NAME_LEN];
+            for (int u = 0; u < n_units; u++) {
+                snprintf(conv, sizeof conv, "layer%d.%d.conv%d", s + 1, j, u + 1);
+                snprintf(bn, sizeof bn, "layer%d.%d.bn%d", s + 1, j, u + 1);
+                MC_TRY(expect_conv_bn(f, conv, bn, units[u][2], u == 0 ? in_ch : units[u][1],
+                                      units[u][0]));
+            }
+            bool downsample = (s > 0 && j == 0) || in_ch != out_ch;
+            if (downsample) {
+                snprintf(conv, sizeof conv, "layer%d.%d.downsample.0", s + 1, j);
+                snprintf(bn, sizeof bn, "layer%d.%d.downsample.1", s + 1, j);
+                MC_TRY(expect_conv_bn(f, conv, bn, out_ch, in_ch, 1));
+            }
+            in_ch = out_ch;
+        }
+    }
+    if (c->fc_out > 0) {
+        MC_TRY(mc_checkpoint_expect(f, "fc.weight", MC_SHAPE(c->fc_out, mc_resnet_feature_dim(c))));
+        MC_TRY(mc_checkpoint_expect(f, "fc.bias", MC_SHAPE(c->fc_out)));
+    }
     return MC_OK;
 }
 
@@ -455,165 +506,38 @@ mc_status mc_resnet_derive_conv1(const mc_tensor *rgb, const int *rgb_bands, mc_
     return MC_OK;
 }
 
-/* A bounded comma-separated list of names for messages. */
-typedef struct name_list {
-    char text[300]; /* three lists fit in one error message */
-    int count;
-    int shown;
-} name_list;
+/* The derive hook: the file's conv1 is an RGB kernel (C, 3, KH, KW) and the
+ * model's has N != 3 input bands. */
+typedef struct conv1_rule {
+    const mc_resnet *model;
+    const int *rgb_bands;
+} conv1_rule;
 
-static void name_list_add(name_list *l, const char *fmt, ...) {
-    char entry[256];
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(entry, sizeof entry, fmt, args);
-    va_end(args);
-    l->count++;
-    size_t used = strlen(l->text), need = strlen(entry) + (used ? 2 : 0);
-    if (used + need >= sizeof l->text) return; /* the count still says how many */
-    snprintf(l->text + used, sizeof l->text - used, "%s%s", used ? ", " : "", entry);
-    l->shown++;
+static bool conv1_accepts(void *ctx, const mc_tensor *dst, mc_shape file_shape) {
+    const conv1_rule *rule = ctx;
+    return dst == rule->model->layout->stem.conv_weight && file_shape.ndim == 4 &&
+           file_shape.dim[1] == 3 && file_shape.dim[0] == dst->shape.dim[0] &&
+           file_shape.dim[2] == dst->shape.dim[2] && file_shape.dim[3] == dst->shape.dim[3];
 }
 
-/* Append "; <label>: a, b, c" to buf when the list is not empty. */
-static void append_list(char *buf, size_t len, const char *label, const name_list *l) {
-    if (!l->count) return;
-    size_t used = strlen(buf);
-    if (used + 1 >= len) return;
-    const char *more = l->shown < l->count ? ", ..." : "";
-    snprintf(buf + used, len - used, "; %s (%d): %s%s", label, l->count, l->text, more);
-}
-
-static bool has_prefix(const char *s, const char *prefix) {
-    return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-static bool is_batches_tracked(const char *name) {
-    return strstr(name, "num_batches_tracked") != NULL;
-}
-
-static bool is_dtype_float(mc_dtype d) {
-    return d == MC_DTYPE_F32 || d == MC_DTYPE_F16 || d == MC_DTYPE_BF16 || d == MC_DTYPE_F64;
-}
-
-static bool is_dtype_int(mc_dtype d) {
-    return d == MC_DTYPE_I64 || d == MC_DTYPE_I32 || d == MC_DTYPE_I16 || d == MC_DTYPE_I8 ||
-           d == MC_DTYPE_U8;
-}
-
-/* How one model tensor gets its value. */
-typedef enum load_action {
-    LOAD_SKIP,   /* keep the model's value (skipped fc, absent num_batches_tracked) */
-    LOAD_FLOAT,  /* read_into */
-    LOAD_INT,    /* num_batches_tracked stored as an integer */
-    LOAD_DERIVE, /* conv1 from an RGB kernel */
-    LOAD_BAD     /* missing or mismatched: reported */
-} load_action;
-
-/* Is the file tensor `name` meant for someone else (not an error)? */
-static bool file_name_ignored(const mc_resnet *m, const mc_resnet_load_options *o,
-                              const char *name) {
-    if (has_prefix(name, "optimizer.")) return true; /* our checkpoints' optimizer state */
-    if (has_prefix(name, "fc.") && (o->skip_fc || !m->layout->fc_weight)) return true;
-    return false;
-}
-
-static load_action plan_tensor(const mc_resnet *m, const mc_safetensors *f,
-                               const mc_resnet_load_options *o, const mc_tensor *t,
-                               name_list *missing, name_list *mismatched) {
-    if (has_prefix(t->name, "fc.") && o->skip_fc) return LOAD_SKIP;
-    mc_dtype dtype;
-    mc_shape shape;
-    if (mc_safetensors_info(f, t->name, &dtype, &shape) != MC_OK) {
-        if (is_batches_tracked(t->name)) return LOAD_SKIP;
-        name_list_add(missing, "%s", t->name);
-        return LOAD_BAD;
-    }
-    char fs[96], ms[96];
-    mc_shape_str(shape, fs, sizeof fs);
-    mc_shape_str(t->shape, ms, sizeof ms);
-    if (is_batches_tracked(t->name) && shape.ndim == 1 && shape.dim[0] == 1 && is_dtype_int(dtype))
-        return LOAD_INT;
-    if (!is_dtype_float(dtype)) {
-        name_list_add(mismatched, "%s (dtype %s, expected a float type)", t->name,
-                      mc_dtype_name(dtype));
-        return LOAD_BAD;
-    }
-    if (mc_shape_equal(shape, t->shape)) return LOAD_FLOAT;
-    bool rgb_conv1 = t == m->layout->stem.conv_weight && shape.ndim == 4 && shape.dim[1] == 3 &&
-                     shape.dim[0] == t->shape.dim[0] && shape.dim[2] == t->shape.dim[2] &&
-                     shape.dim[3] == t->shape.dim[3];
-    if (rgb_conv1) return LOAD_DERIVE;
-    name_list_add(mismatched, "%s (file %s, model %s)", t->name, fs, ms);
-    return LOAD_BAD;
-}
-
-static mc_status load_one(const mc_safetensors *f, const mc_resnet_load_options *o, mc_tensor *t,
-                          load_action action) {
-    switch (action) {
-    case LOAD_FLOAT: return mc_safetensors_read_into(f, t->name, t);
-    case LOAD_INT: {
-        int64_t *values;
-        MC_TRY(mc_safetensors_read_ints(f, t->name, &values, NULL));
-        t->data[0] = (float)values[0];
-        free(values);
-        return MC_OK;
-    }
-    case LOAD_DERIVE: {
-        mc_tensor *rgb;
-        MC_TRY(mc_safetensors_read(f, t->name, &rgb));
-        mc_status status = mc_resnet_derive_conv1(rgb, o->rgb_bands, t);
-        mc_tensor_free(rgb);
-        return status;
-    }
-    default: return MC_OK;
-    }
+static mc_status conv1_derive(void *ctx, const mc_tensor *src, mc_tensor *dst) {
+    const conv1_rule *rule = ctx;
+    return mc_resnet_derive_conv1(src, rule->rgb_bands, dst);
 }
 
 mc_status mc_resnet_load(mc_resnet *m, const mc_safetensors *f, const mc_resnet_load_options *options,
                          char *report, size_t report_len) {
     mc_resnet_load_options o = options ? *options : mc_resnet_load_defaults();
-    const char *path = mc_safetensors_path(f);
-    int n = m->params.count;
-    load_action *plan = calloc((size_t)n, sizeof *plan);
-    name_list *lists = calloc(3, sizeof *lists); /* missing, mismatched, unexpected */
-    if (!plan || !lists) {
-        free(plan);
-        free(lists);
-        return mc_error(MC_ERR_NOMEM, "loading %s: out of memory", path);
-    }
-    name_list *missing = &lists[0], *mismatched = &lists[1], *unexpected = &lists[2];
-    int loadable = 0;
-    bool derived = false;
-    for (int i = 0; i < n; i++) {
-        plan[i] = plan_tensor(m, f, &o, m->params.items[i], missing, mismatched);
-        loadable += plan[i] != LOAD_SKIP && plan[i] != LOAD_BAD;
-        derived |= plan[i] == LOAD_DERIVE;
-    }
-    for (int i = 0; i < mc_safetensors_count(f); i++) {
-        const char *name = mc_safetensors_name(f, i);
-        if (!mc_params_find(&m->params, name) && !file_name_ignored(m, &o, name))
-            name_list_add(unexpected, "%s", name);
-    }
-
-    char summary[1000];
-    int problems = missing->count + mismatched->count + unexpected->count;
-    snprintf(summary, sizeof summary, "%s: %d of %d tensors loadable%s", path, loadable, n,
-             derived ? " (conv1 derived from RGB)" : "");
-    append_list(summary, sizeof summary, "missing", missing);
-    append_list(summary, sizeof summary, "wrong shape", mismatched);
-    append_list(summary, sizeof summary, "unexpected", unexpected);
-    if (report) snprintf(report, report_len, "%s", summary);
-    mc_status status = MC_OK;
-    if (o.strict && problems) {
-        status = mc_error(MC_ERR_FORMAT, "%s", summary);
-    } else {
-        for (int i = 0; i < n && status == MC_OK; i++)
-            status = load_one(f, &o, m->params.items[i], plan[i]);
-    }
-    free(plan);
-    free(lists);
-    return status;
+    /* A new head (or none) keeps its own values; fc.* in the file are for
+     * another task then. */
+    static const char *const skip_fc[] = {"fc.", NULL};
+    conv1_rule rule = {m, o.rgb_bands};
+    mc_derive_hook hook = {conv1_accepts, conv1_derive, &rule};
+    mc_checkpoint_load_options load = mc_checkpoint_load_defaults();
+    load.strict = o.strict;
+    load.skip_prefixes = o.skip_fc || !m->layout->fc_weight ? skip_fc : NULL;
+    load.derive = &hook;
+    return mc_checkpoint_load_params(f, &m->params, &load, report, report_len);
 }
 
 mc_status mc_resnet_load_path(mc_resnet *m, const char *path, const mc_resnet_load_options *options,
@@ -623,86 +547,4 @@ mc_status mc_resnet_load_path(mc_resnet *m, const char *path, const mc_resnet_lo
     mc_status status = mc_resnet_load(m, f, options, report, report_len);
     mc_safetensors_close(f);
     return status;
-}
-
-/* ---------------------------------------------------------------------------
- * checkpoints
- * ------------------------------------------------------------------------- */
-
-mc_status mc_resnet_save(const mc_resnet *m, const char *path, const mc_optimizer *optimizer,
-                         int n_meta, const mc_metadata_entry *meta) {
-    const mc_resnet_config *c = &m->config;
-    char layers[64], base[16], bands[16], fc_out[16], steps[32];
-    snprintf(layers, sizeof layers, "%d,%d,%d,%d", c->layers[0], c->layers[1], c->layers[2],
-             c->layers[3]);
-    snprintf(base, sizeof base, "%d", c->base_width);
-    snprintf(bands, sizeof bands, "%d", c->in_channels);
-    snprintf(fc_out, sizeof fc_out, "%d", c->fc_out);
-    snprintf(steps, sizeof steps, "%lld", optimizer ? (long long)mc_optimizer_steps(optimizer) : 0LL);
-    const mc_metadata_entry own[] = {
-        {"format", "mmchain.resnet"},
-        {"format_version", "1"},
-        {"block", c->block == MC_RESNET_BOTTLENECK ? "bottleneck" : "basic"},
-        {"layers", layers},
-        {"base_width", base},
-        {"bands", bands},
-        {"fc_out", fc_out},
-        {"optimizer", optimizer ? mc_optimizer_name(optimizer) : "none"},
-        {"optimizer_steps", steps},
-    };
-    int n_own = (int)(sizeof own / sizeof own[0]);
-    if (n_meta < 0 || (n_meta > 0 && !meta))
-        return mc_error(MC_ERR_ARG, "saving %s: %d metadata entries but no array", path, n_meta);
-
-    mc_param_list state = {0};
-    mc_tensor **tensors = NULL;
-    mc_metadata_entry *entries = malloc((size_t)(n_own + n_meta) * sizeof *entries);
-    mc_status status = entries ? MC_OK : mc_error(MC_ERR_NOMEM, "saving %s: out of memory", path);
-    if (status == MC_OK && optimizer) status = mc_optimizer_export_state(optimizer, &state);
-    int n_tensors = m->params.count + state.count;
-    if (status == MC_OK) {
-        tensors = malloc((size_t)n_tensors * sizeof *tensors);
-        if (!tensors) status = mc_error(MC_ERR_NOMEM, "saving %s: out of memory", path);
-    }
-    if (status == MC_OK) {
-        memcpy(tensors, m->params.items, (size_t)m->params.count * sizeof *tensors);
-        if (state.count)
-            memcpy(tensors + m->params.count, state.items, (size_t)state.count * sizeof *tensors);
-        memcpy(entries, own, sizeof own);
-        if (n_meta) memcpy(entries + n_own, meta, (size_t)n_meta * sizeof *entries);
-        status = mc_safetensors_write(path, n_tensors, tensors, n_own + n_meta, entries);
-    }
-    free(tensors);
-    free(entries);
-    mc_params_free(&state);
-    return status;
-}
-
-/* Optimizer state lookup: reads "optimizer.*" tensors from the file on
- * demand and keeps them until the import is done. A tensor that cannot be
- * read is reported as absent; the import then names it as missing. */
-typedef struct file_lookup {
-    const mc_safetensors *f;
-    mc_param_list cache;
-} file_lookup;
-
-static const mc_tensor *lookup_in_file(void *ctx, const char *name) {
-    file_lookup *l = ctx;
-    mc_tensor *t = mc_params_find(&l->cache, name);
-    if (t || !mc_safetensors_has(l->f, name)) return t;
-    if (mc_safetensors_read(l->f, name, &t) != MC_OK) return NULL;
-    if (mc_params_add(&l->cache, t) != MC_OK) {
-        mc_tensor_free(t);
-        return NULL;
-    }
-    return t;
-}
-
-mc_status mc_resnet_load_optimizer(const mc_safetensors *f, mc_optimizer *optimizer) {
-    file_lookup l = {.f = f};
-    mc_status status = mc_optimizer_import_state(optimizer, lookup_in_file, &l);
-    mc_params_free(&l.cache);
-    if (status != MC_OK)
-        return mc_error_context(status, "%s: optimizer state: ", mc_safetensors_path(f));
-    return MC_OK;
 }

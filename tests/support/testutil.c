@@ -217,6 +217,20 @@ void mc_test_write_file(const char *path, const void *bytes, size_t n) {
 
 void mc_test_write_text(const char *path, const char *text) { mc_test_write_file(path, text, strlen(text)); }
 
+void mc_test_write_safetensors(const char *path, const char *header, const void *data,
+                               size_t data_len, uint64_t stated_header_len) {
+    size_t hl = strlen(header);
+    uint64_t stated = stated_header_len != UINT64_MAX ? stated_header_len : hl;
+    size_t total = 8 + hl + data_len;
+    unsigned char *buf = malloc(total);
+    ck_assert_ptr_nonnull(buf);
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(stated >> (8 * i));
+    memcpy(buf + 8, header, hl);
+    if (data_len) memcpy(buf + 8 + hl, data, data_len);
+    mc_test_write_file(path, buf, total);
+    free(buf);
+}
+
 void mc_test_assert_file_text(const char *path, const char *expected) {
     char *text = mc_test_read_file(path, NULL);
     ck_assert_msg(strcmp(text, expected) == 0, "%s holds \"%s\", expected \"%s\"", path, text, expected);

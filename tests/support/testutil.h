@@ -84,6 +84,11 @@ char *mc_test_read_file(const char *path, size_t *len);
 /* Create or replace `path` with n bytes / a NUL-terminated text. */
 void mc_test_write_file(const char *path, const void *bytes, size_t n);
 void mc_test_write_text(const char *path, const char *text);
+/* A safetensors file from a header string and a data buffer, the header
+ * length stated as stated_header_len (UINT64_MAX: the header's real length;
+ * anything else forges it). */
+void mc_test_write_safetensors(const char *path, const char *header, const void *data,
+                               size_t data_len, uint64_t stated_header_len);
 /* Assert the file holds exactly `expected`. */
 void mc_test_assert_file_text(const char *path, const char *expected);
 /* Remove `dir` and everything below it (links are removed, not followed;
