@@ -2,8 +2,8 @@
  *
  * Read the headers in this order (each needs only those before it):
  * error.h, rng.h, tensor.h, autograd.h, threads.h, ops.h, nn.h, optim.h,
- * io.h, checkpoint.h, tokenizer.h, models.h, clip.h, image.h, augment.h, data.h, synth.h,
- * chain.h, pretrain.h.
+ * io.h, checkpoint.h, tokenizer.h, models.h, clip.h, image.h, augment.h,
+ * data.h, synth.h, chain.h, pretrain.h.
  *
  * The application built on the library (the run folder, report.html, the
  * demo and the `mmchain` program) is not part of it: see app/. */
