@@ -45,51 +45,36 @@ static void draw_pattern(float *image, int label, mc_rng *rng) {
     }
 }
 
+/* The network, from the layer kit (nn.h): each layer's tensors live in
+ * net.params under PyTorch-style names ("conv1.weight", "bn1.running_var"). */
 typedef struct convnet {
     mc_param_list params;
-    mc_tensor *conv1, *bn1_weight, *bn1_bias, *bn1_mean, *bn1_var;
-    mc_tensor *conv2, *bn2_weight, *bn2_bias, *bn2_mean, *bn2_var;
-    mc_tensor *fc_weight, *fc_bias;
+    mc_conv_bn unit1, unit2; /* conv3x3 -> BN -> ReLU */
+    mc_linear_layer fc;
 } convnet;
 
-static mc_status add_batchnorm(convnet *net, int channels, const char *name, mc_tensor **weight,
-                               mc_tensor **bias, mc_tensor **mean, mc_tensor **var) {
-    MC_TRY(mc_params_new(&net->params, weight, MC_SHAPE(channels), true, "%s.weight", name));
-    MC_TRY(mc_params_new(&net->params, bias, MC_SHAPE(channels), true, "%s.bias", name));
-    MC_TRY(mc_params_new(&net->params, mean, MC_SHAPE(channels), false, "%s.running_mean", name));
-    MC_TRY(mc_params_new(&net->params, var, MC_SHAPE(channels), false, "%s.running_var", name));
-    mc_tensor_fill(*weight, 1.0f);
-    mc_tensor_fill(*var, 1.0f);
-    return MC_OK;
-}
-
 static mc_status convnet_init(convnet *net, mc_rng *rng) {
-    MC_TRY(mc_params_new(&net->params, &net->conv1, MC_SHAPE(C1, 1, 3, 3), true, "conv1.weight"));
-    MC_TRY(add_batchnorm(net, C1, "bn1", &net->bn1_weight, &net->bn1_bias, &net->bn1_mean, &net->bn1_var));
-    MC_TRY(mc_params_new(&net->params, &net->conv2, MC_SHAPE(C2, C1, 3, 3), true, "conv2.weight"));
-    MC_TRY(add_batchnorm(net, C2, "bn2", &net->bn2_weight, &net->bn2_bias, &net->bn2_mean, &net->bn2_var));
-    MC_TRY(mc_params_new(&net->params, &net->fc_weight, MC_SHAPE(CLASSES, C2), true, "fc.weight"));
-    MC_TRY(mc_params_new(&net->params, &net->fc_bias, MC_SHAPE(CLASSES), true, "fc.bias"));
-    mc_init_kaiming_normal_fan_out(net->conv1, C1 * 9, rng);
-    mc_init_kaiming_normal_fan_out(net->conv2, C2 * 9, rng);
-    mc_init_default_uniform(net->fc_weight, C2, rng);
-    mc_init_default_uniform(net->fc_bias, C2, rng);
-    return MC_OK;
+    /* Convolutions initialised as torchvision's CNNs: kaiming_normal_(fan_out). */
+    mc_conv_config conv1 = {.in_channels = 1, .out_channels = C1, .kernel = 3, .stride = 1,
+                            .padding = 1, .init = MC_CONV_INIT_KAIMING_FAN_OUT};
+    mc_conv_config conv2 = conv1;
+    conv2.in_channels = C1;
+    conv2.out_channels = C2;
+    MC_TRY(mc_conv_bn_init(&net->params, "conv1", "bn1", &conv1, true, rng, &net->unit1));
+    MC_TRY(mc_conv_bn_init(&net->params, "conv2", "bn2", &conv2, true, rng, &net->unit2));
+    return mc_linear_init(&net->params, "fc", C2, CLASSES, true, rng, &net->fc);
 }
 
 /* images (N, 16, 16, 1) -> logits (N, 4):
- * conv3x3 -> BN -> ReLU -> maxpool 2 -> conv3x3 -> BN -> ReLU -> global mean -> linear. */
+ * conv3x3 -> BN -> ReLU -> maxpool 2 -> conv3x3 -> BN -> ReLU -> global mean -> linear.
+ * BN always normalises with the batch statistics here (training mode). */
 static mc_status convnet_forward(convnet *net, mc_graph *g, mc_tensor *images, mc_tensor **logits) {
     mc_tensor *x;
-    MC_TRY(mc_conv2d(g, images, net->conv1, NULL, mc_conv2d_simple(1, 1), &x));
-    MC_TRY(mc_batchnorm2d(g, x, net->bn1_weight, net->bn1_bias, net->bn1_mean, net->bn1_var, true, 0.1f, 1e-5f, &x));
-    MC_TRY(mc_relu(g, x, &x));
+    MC_TRY(mc_conv_bn_forward(g, &net->unit1, true, images, &x));
     MC_TRY(mc_maxpool2d(g, x, 2, 2, 0, &x));
-    MC_TRY(mc_conv2d(g, x, net->conv2, NULL, mc_conv2d_simple(1, 1), &x));
-    MC_TRY(mc_batchnorm2d(g, x, net->bn2_weight, net->bn2_bias, net->bn2_mean, net->bn2_var, true, 0.1f, 1e-5f, &x));
-    MC_TRY(mc_relu(g, x, &x));
+    MC_TRY(mc_conv_bn_forward(g, &net->unit2, true, x, &x));
     MC_TRY(mc_global_avgpool(g, x, &x));
-    return mc_linear(g, x, net->fc_weight, net->fc_bias, logits);
+    return mc_linear_forward(g, &net->fc, x, logits);
 }
 
 int main(int argc, char **argv) {

@@ -7,7 +7,8 @@
  *
  *   image (N, 3, S, S) -> patches (N, G*G, 3*P*P) @ patch_embedding^T (no bias)
  *     -> [class token; patches] + position embedding -> pre-LayerNorm
- *     -> L x { x += out_proj(MHA(LN1(x)));  x += fc2(quick_gelu(fc1(LN2(x)))) }
+ *     -> L x mc_transformer_block (nn.h):
+ *          { x += out_proj(MHA(LN1(x)));  x += fc2(quick_gelu(fc1(LN2(x)))) }
  *     -> post-LayerNorm of the class token -> @ visual_projection^T (no bias)
  *   text ids (N, T) -> token embedding + position embedding
  *     -> L x the same block with a causal mask -> final LayerNorm
@@ -55,15 +56,6 @@ typedef struct mc_clip_config {
     float layernorm_eps; /* 1e-5 */
 } mc_clip_config;
 
-/* One pre-norm transformer block's parameters (pointers into the list). */
-typedef struct mc_clip_block {
-    mc_tensor *ln1_weight, *ln1_bias;
-    mc_tensor *q_weight, *q_bias, *k_weight, *k_bias, *v_weight, *v_bias;
-    mc_tensor *out_weight, *out_bias;
-    mc_tensor *ln2_weight, *ln2_bias;
-    mc_tensor *fc1_weight, *fc1_bias, *fc2_weight, *fc2_bias;
-} mc_clip_block;
-
 typedef struct mc_clip {
     mc_clip_config config;
     mc_param_list params; /* every tensor, Hugging Face names */
@@ -71,14 +63,15 @@ typedef struct mc_clip {
     mc_tensor *patch_embedding;    /* (W, 3, P, P) */
     mc_tensor *class_embedding;    /* (W) */
     mc_tensor *vision_positions;   /* (1 + G*G, W) */
-    mc_tensor *pre_ln_weight, *pre_ln_bias, *post_ln_weight, *post_ln_bias;
-    mc_clip_block *vision_blocks;
+    mc_layer_norm pre_layernorm;   /* before the blocks ("pre_layrnorm") */
+    mc_transformer_block *vision_blocks; /* vision.layers of them */
+    mc_layer_norm post_layernorm;  /* on the class token */
     mc_tensor *visual_projection;  /* (E, W) */
     /* text tower */
     mc_tensor *token_embedding;    /* (V, W) */
     mc_tensor *text_positions;     /* (T, W) */
-    mc_clip_block *text_blocks;
-    mc_tensor *final_ln_weight, *final_ln_bias;
+    mc_transformer_block *text_blocks; /* text.layers of them, causal */
+    mc_layer_norm final_layer_norm;
     mc_tensor *text_projection;    /* (E, W) */
     mc_tensor *logit_scale;        /* (1): log of the inverse temperature */
 } mc_clip;

@@ -1,4 +1,5 @@
-/* mmchain — models: ResNet (and, below, the CLIP towers).
+/* mmchain — ResNet (torchvision's ResNet-18/34/50/101/152). CLIP is in
+ * clip.h.
  *
  * Each model owns its tensors in an mc_param_list (nn.h) under the names of
  * the PyTorch state_dict it mirrors, so pretrained safetensors load by name
@@ -105,9 +106,9 @@ int mc_resnet_set_trainable(mc_resnet *model, const char *prefix, bool trainable
 /* x (N, in_channels, H, W) NCHW -> *out (N, fc_out), or (N, F) without fc.
  * Records on g's tape when gradients are enabled and something requires one.
  * Where nothing needs a gradient (g's grad switch off, or a frozen prefix of
- * the network) the blocks run in two scratch arenas owned by the model,
- * reused in turn, so inference memory is bounded by one block's activations
- * rather than the whole network's; only the result is allocated from g. */
+ * the network) each block's intermediates are given back to g as soon as its
+ * output exists (mc_release_unrecorded, nn.h), so inference memory is
+ * bounded by one block's activations rather than the whole network's. */
 mc_status mc_resnet_forward(mc_resnet *model, mc_graph *g, mc_tensor *x, mc_tensor **out);
 
 /* ---- pretrained weights ---- */

@@ -1,6 +1,7 @@
 /* CLIP: parameters with Hugging Face names, initialisation, loading and
  * saving, and zero-shot classification. The towers' forward passes are in
- * clip_vision.c and clip_text.c; the block they share is in clip_block.c. */
+ * clip_vision.c and clip_text.c; the block they share is nn.h's
+ * mc_transformer_block. */
 #include "mmchain/clip.h"
 
 #include <math.h>
@@ -9,58 +10,46 @@
 #include <string.h>
 
 #include "mmchain/checkpoint.h"
-#include "models/clip_internal.h"
 
 /* ---- creating the parameters ---- */
 
-/* A parameter named prefix + suffix, initialised N(0, std) when rng is given
- * and std > 0, to `fill` when std == 0. */
-static mc_status add_param(mc_clip *clip, mc_tensor **out, mc_shape shape, const char *prefix,
-                           const char *suffix, mc_rng *rng, float std, float fill) {
-    MC_TRY(mc_params_new(&clip->params, out, shape, true, "%s%s", prefix, suffix));
+/* A parameter `name`, initialised N(0, std) when rng is given and std > 0,
+ * to `fill` otherwise. */
+static mc_status add_param(mc_clip *clip, mc_tensor **out, mc_shape shape, const char *name,
+                           mc_rng *rng, float std, float fill) {
+    MC_TRY(mc_params_new(&clip->params, out, shape, true, "%s", name));
     if (rng && std > 0.0f) mc_tensor_normal(*out, rng, 0.0f, std);
     else mc_tensor_fill(*out, fill);
     return MC_OK;
 }
 
-/* A Linear(in -> out) with its weight ~ N(0, std) and a zero bias. */
-static mc_status add_linear(mc_clip *clip, mc_tensor **weight, mc_tensor **bias, const char *prefix,
-                            int in, int out, mc_rng *rng, float std) {
-    char name[MC_NAME_LEN];
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    MC_TRY(add_param(clip, weight, MC_SHAPE(out, in), name, "", rng, std, 0.0f));
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    return add_param(clip, bias, MC_SHAPE(out), name, "", NULL, 0.0f, 0.0f);
-}
-
-static mc_status add_layernorm(mc_clip *clip, mc_tensor **weight, mc_tensor **bias,
-                               const char *prefix, int width) {
-    MC_TRY(add_param(clip, weight, MC_SHAPE(width), prefix, ".weight", NULL, 0.0f, 1.0f));
-    return add_param(clip, bias, MC_SHAPE(width), prefix, ".bias", NULL, 0.0f, 0.0f);
-}
-
-/* The blocks of one tower, "<tower>.encoder.layers.<i>.*". Standard
- * deviations as in Hugging Face's CLIPPreTrainedModel._init_weights. */
-static mc_status add_blocks(mc_clip *clip, mc_clip_block **blocks, const char *tower, int layers,
-                            int width, int mlp_width, mc_rng *rng) {
+/* The blocks of one tower, "<tower>.encoder.layers.<i>.*": transformer
+ * blocks (nn.h) created empty, then drawn with the standard deviations of
+ * Hugging Face's CLIPPreTrainedModel._init_weights (biases 0) when rng is
+ * given. */
+static mc_status add_blocks(mc_clip *clip, mc_transformer_block **blocks, const char *tower,
+                            int layers, int width, int heads, int mlp_width, bool causal,
+                            mc_rng *rng) {
     *blocks = calloc((size_t)layers, sizeof **blocks);
     if (!*blocks) return mc_error(MC_ERR_NOMEM, "clip: out of memory for %d blocks", layers);
+    mc_transformer_config config = {.width = width, .heads = heads, .mlp_width = mlp_width,
+                                    .activation = MC_ACT_QUICK_GELU, .causal = causal,
+                                    .eps = clip->config.layernorm_eps};
     float in_std = powf((float)width, -0.5f) * powf(2.0f * (float)layers, -0.5f);
     float out_std = powf((float)width, -0.5f);
     float fc_std = powf(2.0f * (float)width, -0.5f);
     for (int i = 0; i < layers; i++) {
-        mc_clip_block *b = &(*blocks)[i];
-        char p[MC_NAME_LEN];
-#define BLOCK_NAME(part) (snprintf(p, sizeof p, "%s.encoder.layers.%d.%s", tower, i, part), p)
-        MC_TRY(add_linear(clip, &b->k_weight, &b->k_bias, BLOCK_NAME("self_attn.k_proj"), width, width, rng, in_std));
-        MC_TRY(add_linear(clip, &b->v_weight, &b->v_bias, BLOCK_NAME("self_attn.v_proj"), width, width, rng, in_std));
-        MC_TRY(add_linear(clip, &b->q_weight, &b->q_bias, BLOCK_NAME("self_attn.q_proj"), width, width, rng, in_std));
-        MC_TRY(add_linear(clip, &b->out_weight, &b->out_bias, BLOCK_NAME("self_attn.out_proj"), width, width, rng, out_std));
-        MC_TRY(add_layernorm(clip, &b->ln1_weight, &b->ln1_bias, BLOCK_NAME("layer_norm1"), width));
-        MC_TRY(add_linear(clip, &b->fc1_weight, &b->fc1_bias, BLOCK_NAME("mlp.fc1"), width, mlp_width, rng, fc_std));
-        MC_TRY(add_linear(clip, &b->fc2_weight, &b->fc2_bias, BLOCK_NAME("mlp.fc2"), mlp_width, width, rng, in_std));
-        MC_TRY(add_layernorm(clip, &b->ln2_weight, &b->ln2_bias, BLOCK_NAME("layer_norm2"), width));
-#undef BLOCK_NAME
+        mc_transformer_block *b = &(*blocks)[i];
+        char prefix[MC_NAME_LEN];
+        snprintf(prefix, sizeof prefix, "%s.encoder.layers.%d", tower, i);
+        MC_TRY(mc_transformer_block_init(&clip->params, prefix, &config, NULL, b));
+        if (!rng) continue;
+        mc_linear_init_normal(&b->self_attn.k_proj, in_std, rng);
+        mc_linear_init_normal(&b->self_attn.v_proj, in_std, rng);
+        mc_linear_init_normal(&b->self_attn.q_proj, in_std, rng);
+        mc_linear_init_normal(&b->self_attn.out_proj, out_std, rng);
+        mc_linear_init_normal(&b->mlp.fc1, fc_std, rng);
+        mc_linear_init_normal(&b->mlp.fc2, in_std, rng);
     }
     return MC_OK;
 }
@@ -68,28 +57,31 @@ static mc_status add_blocks(mc_clip *clip, mc_clip_block **blocks, const char *t
 static mc_status add_text_tower(mc_clip *clip, mc_rng *rng) {
     const mc_clip_text_config *t = &clip->config.text;
     MC_TRY(add_param(clip, &clip->token_embedding, MC_SHAPE(t->vocab, t->width),
-                     "text_model.embeddings.token_embedding.weight", "", rng, 0.02f, 0.0f));
+                     "text_model.embeddings.token_embedding.weight", rng, 0.02f, 0.0f));
     MC_TRY(add_param(clip, &clip->text_positions, MC_SHAPE(t->context, t->width),
-                     "text_model.embeddings.position_embedding.weight", "", rng, 0.01f, 0.0f));
-    MC_TRY(add_blocks(clip, &clip->text_blocks, "text_model", t->layers, t->width, t->mlp_width, rng));
-    MC_TRY(add_layernorm(clip, &clip->final_ln_weight, &clip->final_ln_bias,
-                         "text_model.final_layer_norm", t->width));
-    return MC_OK;
+                     "text_model.embeddings.position_embedding.weight", rng, 0.01f, 0.0f));
+    MC_TRY(add_blocks(clip, &clip->text_blocks, "text_model", t->layers, t->width, t->heads,
+                      t->mlp_width, true, rng));
+    return mc_layer_norm_init(&clip->params, "text_model.final_layer_norm", t->width,
+                              clip->config.layernorm_eps, &clip->final_layer_norm);
 }
 
 static mc_status add_vision_tower(mc_clip *clip, mc_rng *rng) {
     const mc_clip_vision_config *v = &clip->config.vision;
     int grid = v->image_size / v->patch;
     MC_TRY(add_param(clip, &clip->class_embedding, MC_SHAPE(v->width),
-                     "vision_model.embeddings.class_embedding", "", rng, powf((float)v->width, -0.5f), 0.0f));
+                     "vision_model.embeddings.class_embedding", rng, powf((float)v->width, -0.5f), 0.0f));
     MC_TRY(add_param(clip, &clip->patch_embedding, MC_SHAPE(v->width, 3, v->patch, v->patch),
-                     "vision_model.embeddings.patch_embedding.weight", "", rng, 0.02f, 0.0f));
+                     "vision_model.embeddings.patch_embedding.weight", rng, 0.02f, 0.0f));
     MC_TRY(add_param(clip, &clip->vision_positions, MC_SHAPE(1 + grid * grid, v->width),
-                     "vision_model.embeddings.position_embedding.weight", "", rng, 0.02f, 0.0f));
-    MC_TRY(add_layernorm(clip, &clip->pre_ln_weight, &clip->pre_ln_bias, "vision_model.pre_layrnorm", v->width));
-    MC_TRY(add_blocks(clip, &clip->vision_blocks, "vision_model", v->layers, v->width, v->mlp_width, rng));
-    MC_TRY(add_layernorm(clip, &clip->post_ln_weight, &clip->post_ln_bias, "vision_model.post_layernorm", v->width));
-    return MC_OK;
+                     "vision_model.embeddings.position_embedding.weight", rng, 0.02f, 0.0f));
+    float eps = clip->config.layernorm_eps;
+    MC_TRY(mc_layer_norm_init(&clip->params, "vision_model.pre_layrnorm", v->width, eps,
+                              &clip->pre_layernorm));
+    MC_TRY(add_blocks(clip, &clip->vision_blocks, "vision_model", v->layers, v->width, v->heads,
+                      v->mlp_width, false, rng));
+    return mc_layer_norm_init(&clip->params, "vision_model.post_layernorm", v->width, eps,
+                              &clip->post_layernorm);
 }
 
 static mc_status check_config(const mc_clip_config *c) {
@@ -129,12 +121,12 @@ static mc_status clip_create(mc_clip **out, const mc_clip_config *config, mc_rng
     if (status == MC_OK && config->has_vision) status = add_vision_tower(clip, rng);
     if (status == MC_OK && config->has_vision)
         status = add_param(clip, &clip->visual_projection, MC_SHAPE(config->embed_dim, config->vision.width),
-                           "visual_projection.weight", "", rng, powf((float)config->vision.width, -0.5f), 0.0f);
+                           "visual_projection.weight", rng, powf((float)config->vision.width, -0.5f), 0.0f);
     if (status == MC_OK && config->has_text)
         status = add_param(clip, &clip->text_projection, MC_SHAPE(config->embed_dim, config->text.width),
-                           "text_projection.weight", "", rng, powf((float)config->text.width, -0.5f), 0.0f);
+                           "text_projection.weight", rng, powf((float)config->text.width, -0.5f), 0.0f);
     if (status == MC_OK)
-        status = add_param(clip, &clip->logit_scale, MC_SHAPE(1), "logit_scale", "", NULL, 0.0f,
+        status = add_param(clip, &clip->logit_scale, MC_SHAPE(1), "logit_scale", NULL, 0.0f,
                            logf(1.0f / 0.07f));
     if (status != MC_OK) {
         mc_clip_free(clip);

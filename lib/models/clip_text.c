@@ -2,8 +2,6 @@
  * feature is the one at the end-of-text token. */
 #include "mmchain/clip.h"
 
-#include "models/clip_internal.h"
-
 /* Row r's end-of-text position: the largest id in the row (eot has the
  * largest id of the vocabulary), first occurrence, as torch.argmax. */
 static int eot_position(const int32_t *row, int context) {
@@ -22,8 +20,7 @@ mc_status mc_clip_encode_text(mc_clip *clip, mc_graph *g, const int32_t *ids, in
     mc_tensor *tokens, *x, *rows, *at_eot, *normed;
     MC_TRY(mc_embedding(g, clip->token_embedding, ids, MC_SHAPE(n_texts, t->context), &tokens));
     MC_TRY(mc_add(g, tokens, clip->text_positions, &x));
-    float eps = clip->config.layernorm_eps;
-    MC_TRY(mc_clip_blocks_forward(g, clip->text_blocks, t->layers, x, t->heads, true, eps, &x));
+    MC_TRY(mc_transformer_forward(g, clip->text_blocks, t->layers, x, &x));
     /* Gather row (text, eot) of x viewed as (N*T, W): an embedding lookup
      * whose table is the activation (its backward scatters the gradient). */
     int32_t *picked;
@@ -34,6 +31,6 @@ mc_status mc_clip_encode_text(mc_clip *clip, mc_graph *g, const int32_t *ids, in
     MC_TRY(mc_embedding(g, rows, picked, MC_SHAPE(n_texts), &at_eot));
     /* LayerNorm acts on each token alone, so normalising only the gathered
      * rows equals Hugging Face's final_layer_norm over all tokens. */
-    MC_TRY(mc_layernorm(g, at_eot, clip->final_ln_weight, clip->final_ln_bias, eps, &normed));
+    MC_TRY(mc_layer_norm_forward(g, &clip->final_layer_norm, at_eot, &normed));
     return mc_linear(g, normed, clip->text_projection, NULL, out);
 }

@@ -2,8 +2,6 @@
  * CLIP's extra LayerNorm before the blocks ("pre_layrnorm"). */
 #include "mmchain/clip.h"
 
-#include "models/clip_internal.h"
-
 /* pixels (N, 3, S, S) -> patch rows (N, G*G, 3*P*P), each row ordered
  * (channel, row in patch, column in patch) like the flattened conv weight
  * (W, 3, P, P): the patch embedding is then a plain matrix product. */
@@ -47,11 +45,10 @@ mc_status mc_clip_encode_image(mc_clip *clip, mc_graph *g, mc_tensor *pixels, mc
     MC_TRY(mc_reshape(g, clip->patch_embedding, MC_SHAPE(v->width, 3 * v->patch * v->patch), &kernel));
     MC_TRY(mc_linear(g, patches, kernel, NULL, &embedded));
     MC_TRY(add_class_token_and_positions(g, clip, embedded, &x));
-    float eps = clip->config.layernorm_eps;
-    MC_TRY(mc_layernorm(g, x, clip->pre_ln_weight, clip->pre_ln_bias, eps, &x));
-    MC_TRY(mc_clip_blocks_forward(g, clip->vision_blocks, v->layers, x, v->heads, false, eps, &x));
+    MC_TRY(mc_layer_norm_forward(g, &clip->pre_layernorm, x, &x));
+    MC_TRY(mc_transformer_forward(g, clip->vision_blocks, v->layers, x, &x));
     MC_TRY(mc_slice(g, x, 1, 0, 1, &class_out)); /* the class token: (N, 1, W) */
     MC_TRY(mc_reshape(g, class_out, MC_SHAPE(n, v->width), &class_flat));
-    MC_TRY(mc_layernorm(g, class_flat, clip->post_ln_weight, clip->post_ln_bias, eps, &pooled));
+    MC_TRY(mc_layer_norm_forward(g, &clip->post_layernorm, class_flat, &pooled));
     return mc_linear(g, pooled, clip->visual_projection, NULL, out);
 }

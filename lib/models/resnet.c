@@ -3,9 +3,10 @@
  * He et al., "Deep Residual Learning for Image Recognition" (2015), with the
  * bottleneck's stride on its 3x3 convolution as torchvision does ("ResNet
  * v1.5"). The model is a list of named tensors (mc_param_list) plus a
- * layout: pointers into that list grouped as conv+BN units and blocks. The
- * forward pass is a short walk over the layout calling ops; autograd records
- * the tape, so there is no hand-written backward here.
+ * layout: conv+BN layers (lib/nn) pointing into that list, grouped into
+ * blocks. The forward pass is a short walk over the layout calling the
+ * layers; autograd records the tape, so there is no hand-written backward
+ * here.
  *
  * Sections: configurations - construction - forward - loading (with the
  * conv1 band rule). Checkpoints with optimizer state are checkpoint.h's. */
@@ -17,10 +18,6 @@
 
 #include "mmchain/checkpoint.h"
 #include "mmchain/ops.h"
-
-/* torchvision's BatchNorm2d defaults. */
-static const float BN_MOMENTUM = 0.1f;
-static const float BN_EPS = 1e-5f;
 
 /* ---------------------------------------------------------------------------
  * configurations
@@ -173,55 +170,31 @@ mc_status mc_resnet_check_file(const mc_safetensors *f, const mc_resnet_config *
  * construction
  * ------------------------------------------------------------------------- */
 
-/* A convolution (no bias) followed by its BatchNorm: the unit ResNet is
- * built from. Pointers into the model's parameter list. */
-typedef struct conv_bn {
-    mc_tensor *conv_weight;     /* (OC, C, KH, KW) */
-    mc_tensor *bn_weight;       /* (OC) gamma */
-    mc_tensor *bn_bias;         /* (OC) beta */
-    mc_tensor *running_mean;    /* (OC) */
-    mc_tensor *running_var;     /* (OC) */
-    mc_tensor *batches_tracked; /* (1) num_batches_tracked */
-    mc_conv2d_params conv;
-} conv_bn;
-
+/* A residual block: conv+BN units (ReLU after each but the last) and the
+ * shortcut. Layers of lib/nn, pointing into the model's parameter list. */
 typedef struct resnet_block {
-    conv_bn unit[3]; /* conv1/bn1, conv2/bn2 and (bottleneck) conv3/bn3 */
-    int n_units;     /* 2 (basic) or 3 (bottleneck) */
+    mc_conv_bn unit[3]; /* conv1/bn1, conv2/bn2 and (bottleneck) conv3/bn3 */
+    int n_units;        /* 2 (basic) or 3 (bottleneck) */
     bool has_downsample;
-    conv_bn downsample; /* downsample.0 (1x1 conv) + downsample.1 (BN) */
+    mc_conv_bn downsample; /* downsample.0 (1x1 conv) + downsample.1 (BN) */
 } resnet_block;
 
 struct mc_resnet_layout {
-    conv_bn stem; /* conv1 7x7/2 + bn1 */
+    mc_conv_bn stem; /* conv1 7x7/2 + bn1 + relu */
     resnet_block *blocks;
     int n_blocks;
-    mc_tensor *fc_weight; /* (fc_out, F) or NULL */
-    mc_tensor *fc_bias;   /* (fc_out) or NULL */
-    /* Two arenas used in turn for blocks that need no gradient. */
-    mc_graph *scratch[2];
+    mc_linear_layer fc; /* (fc_out, F); weight NULL without fc */
 };
 
-/* Create conv `conv_name`.weight and BN `bn_name`.* in torchvision's order,
- * initialised as torchvision does. */
+/* Conv `conv_name`.weight (no bias) and BN `bn_name`.* in torchvision's
+ * order, the conv initialised as torchvision's ResNet does. */
 static mc_status add_conv_bn(mc_resnet *m, mc_rng *rng, const char *conv_name, const char *bn_name,
-                             int out_ch, int in_ch, int kernel, int stride, int padding,
-                             conv_bn *u) {
-    mc_param_list *p = &m->params;
-    MC_TRY(mc_params_new(p, &u->conv_weight, MC_SHAPE(out_ch, in_ch, kernel, kernel), true,
-                         "%s.weight", conv_name));
-    MC_TRY(mc_params_new(p, &u->bn_weight, MC_SHAPE(out_ch), true, "%s.weight", bn_name));
-    MC_TRY(mc_params_new(p, &u->bn_bias, MC_SHAPE(out_ch), true, "%s.bias", bn_name));
-    MC_TRY(mc_params_new(p, &u->running_mean, MC_SHAPE(out_ch), false, "%s.running_mean", bn_name));
-    MC_TRY(mc_params_new(p, &u->running_var, MC_SHAPE(out_ch), false, "%s.running_var", bn_name));
-    MC_TRY(mc_params_new(p, &u->batches_tracked, MC_SHAPE(1), false, "%s.num_batches_tracked",
-                         bn_name));
-    /* kaiming_normal_(mode="fan_out", nonlinearity="relu"), BN weight 1, bias 0. */
-    mc_init_kaiming_normal_fan_out(u->conv_weight, (int64_t)out_ch * kernel * kernel, rng);
-    mc_tensor_fill(u->bn_weight, 1.0f);
-    mc_tensor_fill(u->running_var, 1.0f);
-    u->conv = mc_conv2d_simple(stride, padding);
-    return MC_OK;
+                             int out_ch, int in_ch, int kernel, int stride, int padding, bool relu,
+                             mc_conv_bn *u) {
+    mc_conv_config conv = {.in_channels = in_ch, .out_channels = out_ch, .kernel = kernel,
+                           .stride = stride, .padding = padding,
+                           .init = MC_CONV_INIT_KAIMING_FAN_OUT};
+    return mc_conv_bn_init(&m->params, conv_name, bn_name, &conv, relu, rng, u);
 }
 
 /* Block `index` of stage `stage` (1..4): in_ch -> width -> width*expansion. */
@@ -234,22 +207,22 @@ static mc_status add_block(mc_resnet *m, mc_rng *rng, int stage, int index, int 
     if (m->config.block == MC_RESNET_BASIC) {
         b->n_units = 2;
         NAME(conv, "conv", 1), NAME(bn, "bn", 1);
-        MC_TRY(add_conv_bn(m, rng, conv, bn, width, in_ch, 3, stride, 1, &b->unit[0]));
+        MC_TRY(add_conv_bn(m, rng, conv, bn, width, in_ch, 3, stride, 1, true, &b->unit[0]));
         NAME(conv, "conv", 2), NAME(bn, "bn", 2);
-        MC_TRY(add_conv_bn(m, rng, conv, bn, width, width, 3, 1, 1, &b->unit[1]));
+        MC_TRY(add_conv_bn(m, rng, conv, bn, width, width, 3, 1, 1, false, &b->unit[1]));
     } else {
         b->n_units = 3;
         NAME(conv, "conv", 1), NAME(bn, "bn", 1);
-        MC_TRY(add_conv_bn(m, rng, conv, bn, width, in_ch, 1, 1, 0, &b->unit[0]));
+        MC_TRY(add_conv_bn(m, rng, conv, bn, width, in_ch, 1, 1, 0, true, &b->unit[0]));
         NAME(conv, "conv", 2), NAME(bn, "bn", 2);
-        MC_TRY(add_conv_bn(m, rng, conv, bn, width, width, 3, stride, 1, &b->unit[1]));
+        MC_TRY(add_conv_bn(m, rng, conv, bn, width, width, 3, stride, 1, true, &b->unit[1]));
         NAME(conv, "conv", 3), NAME(bn, "bn", 3);
-        MC_TRY(add_conv_bn(m, rng, conv, bn, out_ch, width, 1, 1, 0, &b->unit[2]));
+        MC_TRY(add_conv_bn(m, rng, conv, bn, out_ch, width, 1, 1, 0, false, &b->unit[2]));
     }
     b->has_downsample = stride != 1 || in_ch != out_ch;
     if (b->has_downsample) {
         NAME(conv, "downsample.", 0), NAME(bn, "downsample.", 1);
-        MC_TRY(add_conv_bn(m, rng, conv, bn, out_ch, in_ch, 1, stride, 0, &b->downsample));
+        MC_TRY(add_conv_bn(m, rng, conv, bn, out_ch, in_ch, 1, stride, 0, false, &b->downsample));
     }
 #undef NAME
     return MC_OK;
@@ -260,7 +233,8 @@ static mc_status build(mc_resnet *m, uint64_t seed) {
     struct mc_resnet_layout *L = m->layout;
     mc_rng rng;
     mc_rng_seed(&rng, seed);
-    MC_TRY(add_conv_bn(m, &rng, "conv1", "bn1", c->base_width, c->in_channels, 7, 2, 3, &L->stem));
+    MC_TRY(add_conv_bn(m, &rng, "conv1", "bn1", c->base_width, c->in_channels, 7, 2, 3, true,
+                       &L->stem));
     for (int s = 0; s < 4; s++) L->n_blocks += c->layers[s];
     L->blocks = calloc((size_t)L->n_blocks, sizeof *L->blocks);
     if (!L->blocks) return mc_error(MC_ERR_NOMEM, "resnet: cannot allocate %d blocks", L->n_blocks);
@@ -273,14 +247,9 @@ static mc_status build(mc_resnet *m, uint64_t seed) {
             in_ch = width * block_expansion(c->block);
         }
     }
-    if (c->fc_out > 0) {
-        /* nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both. */
-        MC_TRY(mc_params_new(&m->params, &L->fc_weight, MC_SHAPE(c->fc_out, m->feature_dim), true,
-                             "fc.weight"));
-        MC_TRY(mc_params_new(&m->params, &L->fc_bias, MC_SHAPE(c->fc_out), true, "fc.bias"));
-        mc_init_default_uniform(L->fc_weight, m->feature_dim, &rng);
-        mc_init_default_uniform(L->fc_bias, m->feature_dim, &rng);
-    }
+    /* nn.Linear's default initialisation. */
+    if (c->fc_out > 0)
+        MC_TRY(mc_linear_init(&m->params, "fc", m->feature_dim, c->fc_out, true, &rng, &L->fc));
     return MC_OK;
 }
 
@@ -309,8 +278,6 @@ void mc_resnet_free(mc_resnet *m) {
     if (!m) return;
     if (m->layout) {
         free(m->layout->blocks);
-        mc_graph_free(m->layout->scratch[0]);
-        mc_graph_free(m->layout->scratch[1]);
         free(m->layout);
     }
     mc_params_free(&m->params);
@@ -336,85 +303,15 @@ int mc_resnet_set_trainable(mc_resnet *m, const char *prefix, bool trainable) {
  * forward
  * ------------------------------------------------------------------------- */
 
-/* conv -> BN -> (relu). x, *out: (N, H, W, C) NHWC.
- * BN and relu run as one op (mc_batchnorm2d_relu): the same numbers, but the BN
- * output before the relu is never stored, one tensor less per unit in a
- * training step (what PyTorch's ReLU(inplace=True) saves). */
-static mc_status conv_bn_forward(mc_graph *g, const conv_bn *u, bool training, bool relu,
-                                 mc_tensor *x, mc_tensor **out) {
-    mc_tensor *h;
-    MC_TRY(mc_conv2d(g, x, u->conv_weight, NULL, u->conv, &h));
-    mc_status (*batchnorm)(mc_graph *, mc_tensor *, mc_tensor *, mc_tensor *, mc_tensor *,
-                           mc_tensor *, bool, float, float, mc_tensor **) =
-        relu ? mc_batchnorm2d_relu : mc_batchnorm2d;
-    MC_TRY(batchnorm(g, h, u->bn_weight, u->bn_bias, u->running_mean, u->running_var, training,
-                     BN_MOMENTUM, BN_EPS, &h));
-    /* PyTorch counts every training-mode forward (it matters only when
-     * momentum is None, but a checkpoint should carry the same count). */
-    if (training) u->batches_tracked->data[0] += 1.0f;
-    *out = h;
-    return MC_OK;
-}
-
 /* One residual block: relu(F(x) + shortcut(x)). x, *out NHWC. */
 static mc_status block_forward(mc_graph *g, const resnet_block *b, bool training, mc_tensor *x,
                                mc_tensor **out) {
     mc_tensor *h = x;
     for (int i = 0; i < b->n_units; i++)
-        MC_TRY(conv_bn_forward(g, &b->unit[i], training, i < b->n_units - 1, h, &h));
+        MC_TRY(mc_conv_bn_forward(g, &b->unit[i], training, h, &h));
     mc_tensor *shortcut = x;
-    if (b->has_downsample) MC_TRY(conv_bn_forward(g, &b->downsample, training, false, x, &shortcut));
+    if (b->has_downsample) MC_TRY(mc_conv_bn_forward(g, &b->downsample, training, x, &shortcut));
     return mc_add_relu(g, h, shortcut, out); /* relu(h + shortcut), one op */
-}
-
-static bool unit_trainable(const conv_bn *u) {
-    return u->conv_weight->requires_grad || u->bn_weight->requires_grad || u->bn_bias->requires_grad;
-}
-
-static bool block_trainable(const resnet_block *b) {
-    for (int i = 0; i < b->n_units; i++)
-        if (unit_trainable(&b->unit[i])) return true;
-    return b->has_downsample && unit_trainable(&b->downsample);
-}
-
-/* Where the next stage runs. A stage whose input and parameters need no
- * gradient records nothing, so its activations are dead once the next stage
- * has read its output: it runs in the scratch arena that does not hold its
- * input, reset first. A stage that needs gradients runs on g; if its input
- * still lives in a scratch arena it is copied into g first, so that the tape
- * never points into memory a later forward will reuse. */
-typedef struct stage_runner {
-    mc_resnet *model;
-    mc_graph *g;
-    mc_tensor *h;     /* the current activation */
-    bool h_scratch;   /* h lives in scratch[1 - next] */
-    int next_scratch; /* the scratch arena the next no-grad stage uses */
-} stage_runner;
-
-static mc_status runner_pick(stage_runner *r, bool trainable, mc_graph **target) {
-    struct mc_resnet_layout *L = r->model->layout;
-    bool needs_grad = mc_graph_grad_enabled(r->g) && (trainable || r->h->requires_grad);
-    if (needs_grad) {
-        if (r->h_scratch) {
-            mc_tensor *copy;
-            MC_TRY(mc_graph_tensor(r->g, r->h->shape, r->h->name, &copy));
-            memcpy(copy->data, r->h->data, (size_t)r->h->numel * sizeof(float));
-            r->h = copy;
-            r->h_scratch = false;
-        }
-        *target = r->g;
-        return MC_OK;
-    }
-    int k = r->next_scratch;
-    if (!L->scratch[k]) {
-        MC_TRY(mc_graph_new(&L->scratch[k]));
-        mc_graph_set_grad_enabled(L->scratch[k], false);
-    }
-    mc_graph_reset(L->scratch[k]);
-    r->next_scratch = 1 - k;
-    r->h_scratch = true;
-    *target = L->scratch[k];
-    return MC_OK;
 }
 
 static mc_status check_input(const mc_resnet *m, const mc_tensor *x) {
@@ -426,7 +323,7 @@ static mc_status check_input(const mc_resnet *m, const mc_tensor *x) {
         return mc_error(MC_ERR_SHAPE,
                         "resnet forward: input %s has %lld bands, the model's %s expects %d",
                         mc_tensor_str(x, xs, sizeof xs), (long long)x->shape.dim[1],
-                        mc_tensor_str(m->layout->stem.conv_weight, ws, sizeof ws),
+                        mc_tensor_str(m->layout->stem.conv.weight, ws, sizeof ws),
                         m->config.in_channels);
     return MC_OK;
 }
@@ -436,29 +333,30 @@ mc_status mc_resnet_forward(mc_resnet *m, mc_graph *g, mc_tensor *x, mc_tensor *
     MC_TRY(check_input(m, x));
     struct mc_resnet_layout *L = m->layout;
     bool training = m->training;
-    stage_runner r = {.model = m, .g = g, .h = x};
-    mc_graph *target;
 
-    /* Stem: NCHW -> NHWC once, conv1 7x7/2, bn1, relu, maxpool 3x3/2. */
-    MC_TRY(runner_pick(&r, unit_trainable(&L->stem), &target));
+    /* Stem: NCHW -> NHWC once, conv1 7x7/2, bn1, relu, maxpool 3x3/2. As
+     * long as nothing was recorded on the tape (no gradient flows through
+     * the stages so far), each stage's output is all that is kept of it. */
+    mc_graph_mark mark = mc_graph_get_mark(g);
     mc_tensor *h;
-    MC_TRY(mc_nchw_to_nhwc(target, r.h, &h));
-    MC_TRY(conv_bn_forward(target, &L->stem, training, true, h, &h));
-    MC_TRY(mc_maxpool2d(target, h, 3, 2, 1, &r.h));
+    MC_TRY(mc_nchw_to_nhwc(g, x, &h));
+    MC_TRY(mc_conv_bn_forward(g, &L->stem, training, h, &h));
+    MC_TRY(mc_maxpool2d(g, h, 3, 2, 1, &h));
+    MC_TRY(mc_release_unrecorded(g, mark, &h));
 
     for (int k = 0; k < L->n_blocks; k++) {
-        MC_TRY(runner_pick(&r, block_trainable(&L->blocks[k]), &target));
-        MC_TRY(block_forward(target, &L->blocks[k], training, r.h, &r.h));
+        MC_TRY(block_forward(g, &L->blocks[k], training, h, &h));
+        MC_TRY(mc_release_unrecorded(g, mark, &h));
     }
 
-    /* Head, on g: (N, H, W, F) -> (N, F) -> fc. */
+    /* Head: (N, H, W, F) -> (N, F) -> fc. */
     mc_tensor *pooled;
-    MC_TRY(mc_global_avgpool(g, r.h, &pooled));
-    if (!L->fc_weight) {
+    MC_TRY(mc_global_avgpool(g, h, &pooled));
+    if (!L->fc.weight) {
         *out = pooled;
         return MC_OK;
     }
-    return mc_linear(g, pooled, L->fc_weight, L->fc_bias, out);
+    return mc_linear_forward(g, &L->fc, pooled, out);
 }
 
 /* ---------------------------------------------------------------------------
@@ -515,7 +413,7 @@ typedef struct conv1_rule {
 
 static bool conv1_accepts(void *ctx, const mc_tensor *dst, mc_shape file_shape) {
     const conv1_rule *rule = ctx;
-    return dst == rule->model->layout->stem.conv_weight && file_shape.ndim == 4 &&
+    return dst == rule->model->layout->stem.conv.weight && file_shape.ndim == 4 &&
            file_shape.dim[1] == 3 && file_shape.dim[0] == dst->shape.dim[0] &&
            file_shape.dim[2] == dst->shape.dim[2] && file_shape.dim[3] == dst->shape.dim[3];
 }
@@ -535,7 +433,7 @@ mc_status mc_resnet_load(mc_resnet *m, const mc_safetensors *f, const mc_resnet_
     mc_derive_hook hook = {conv1_accepts, conv1_derive, &rule};
     mc_checkpoint_load_options load = mc_checkpoint_load_defaults();
     load.strict = o.strict;
-    load.skip_prefixes = o.skip_fc || !m->layout->fc_weight ? skip_fc : NULL;
+    load.skip_prefixes = o.skip_fc || !m->layout->fc.weight ? skip_fc : NULL;
     load.derive = &hook;
     return mc_checkpoint_load_params(f, &m->params, &load, report, report_len);
 }

@@ -1,4 +1,5 @@
-/* Parameter lists: named heap tensors owned by a model. */
+/* Parameter lists: named heap tensors owned by a model; the default
+ * initialisations; releasing what a finished layer no longer needs. */
 #include "mmchain/nn.h"
 
 #include <math.h>
@@ -6,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "nn/layer_internal.h"
 
 mc_status mc_params_add(mc_param_list *list, mc_tensor *t) {
     if (list->count == list->capacity) {
@@ -36,6 +39,19 @@ mc_status mc_params_new(mc_param_list *list, mc_tensor **out, mc_shape shape, bo
     }
     if (out) *out = t;
     return MC_OK;
+}
+
+static const char *name_separator(const char *prefix) { return prefix[0] ? "." : ""; }
+
+mc_status mc_layer_param(mc_param_list *params, mc_tensor **out, mc_shape shape, bool trainable,
+                         const char *prefix, const char *leaf) {
+    return mc_params_new(params, out, shape, trainable, "%s%s%s", prefix, name_separator(prefix),
+                         leaf);
+}
+
+const char *mc_layer_child(char *buf, size_t len, const char *prefix, const char *child) {
+    snprintf(buf, len, "%s%s%s", prefix, name_separator(prefix), child);
+    return buf;
 }
 
 mc_tensor *mc_params_find(const mc_param_list *list, const char *name) {
@@ -90,4 +106,9 @@ void mc_init_default_uniform(mc_tensor *t, int64_t fan_in, mc_rng *rng) {
 void mc_init_kaiming_normal_fan_out(mc_tensor *t, int64_t fan_out, mc_rng *rng) {
     float std = fan_out > 0 ? sqrtf(2.0f / (float)fan_out) : 0.0f;
     mc_tensor_normal(t, rng, 0.0f, std);
+}
+
+mc_status mc_release_unrecorded(mc_graph *g, mc_graph_mark mark, mc_tensor **x) {
+    if (mc_graph_tape_length(g) != mark.tape_length) return MC_OK; /* the tape needs it all */
+    return mc_graph_release_keep(g, mark, x);
 }

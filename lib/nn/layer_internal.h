@@ -1,0 +1,17 @@
+/* Shared by the layers of lib/nn (not public). */
+#ifndef MMCHAIN_NN_LAYER_INTERNAL_H
+#define MMCHAIN_NN_LAYER_INTERNAL_H
+
+#include <stddef.h>
+
+#include "mmchain/nn.h"
+
+/* A new zeroed parameter "<prefix>.<leaf>" (just "<leaf>" when prefix is
+ * empty) in `params`. trainable sets requires_grad. */
+mc_status mc_layer_param(mc_param_list *params, mc_tensor **out, mc_shape shape, bool trainable,
+                         const char *prefix, const char *leaf);
+
+/* "<prefix>.<child>" into buf (len bytes), the prefix of a sub-layer. */
+const char *mc_layer_child(char *buf, size_t len, const char *prefix, const char *child);
+
+#endif
