@@ -60,7 +60,7 @@ expect_error "wrong ResNet weights" "--resnet" "$cli" train "${base[@]}" --resne
 expect_error "missing vocabulary" "--vocab" "$cli" train "${base[@]}" --vocab "$tmp/none.txt" --out "$tmp/x"
 expect_error "dataset without the bands" "band B08" "$cli" train "${base[@]}" --data "$data3" --out "$tmp/x"
 expect_error "unknown flag" "unknown option '--bogus'" "$cli" train "${base[@]}" --bogus --out "$tmp/x"
-expect_error "bad number" "--epochs '0'" "$cli" train "${base[@]}" --epochs 0 --out "$tmp/x"
+expect_error "bad number" "--epochs must be a whole number from 1 to 100000, not '0'" "$cli" train "${base[@]}" --epochs 0 --out "$tmp/x"
 expect_error "bad band" "B99" "$cli" train "${base[@]}" --bands B08,B99 --out "$tmp/x"
 expect_error "bad normalisation" "--norm" "$cli" train "${base[@]}" --norm fancy --out "$tmp/x"
 expect_error "wrong class count" "--classes has 2 names" "$cli" train "${base[@]}" --classes a,b --out "$tmp/x"

@@ -1,7 +1,7 @@
-/* What `mmchain train`, `eval` and `classify` share: a table-driven option
- * parser (so every flag has one definition, one help line, one validation
- * and one way back out as text for config.json), and the zero-shot set-up
- * (CLIP, vocabulary, class prompts -> the text classifier). */
+/* What `mmchain train`, `eval` and `classify` share: the data, CLIP and
+ * prompt options (one definition, help line and validation of each flag)
+ * and the zero-shot set-up (CLIP, vocabulary, class prompts -> the text
+ * classifier). */
 #ifndef MMCHAIN_CHAIN_CLI_H
 #define MMCHAIN_CHAIN_CLI_H
 
@@ -10,41 +10,6 @@
 #include <stdint.h>
 
 #include "cli.h"
-
-typedef enum cli_opt_kind {
-    CLI_FLAG,   /* bool: present = true */
-    CLI_STRING, /* const char * */
-    CLI_INT,    /* int within [min, max] */
-    CLI_FLOAT,  /* float within [min, max] */
-    CLI_U64     /* uint64_t (seeds) */
-} cli_opt_kind;
-
-typedef struct cli_opt {
-    const char *name;  /* "--epochs" */
-    cli_opt_kind kind;
-    void *value;       /* bool *, const char **, int *, float *, uint64_t * */
-    double min, max;   /* CLI_INT / CLI_FLOAT */
-    const char *help;  /* one line; "VALUE: what" */
-    bool given;        /* set by the parser */
-} cli_opt;
-
-/* Append one option to an option table: table[count++] = {name, kind, value,
- * min, max, help}. Each command's table builder aliases it as OPT. */
-#define CLI_OPT(table, count, name_, kind_, ptr_, lo_, hi_, help_) \
-    ((table)[(count)++] = (cli_opt){name_, kind_, ptr_, lo_, hi_, help_, false})
-
-/* Parse argv[1..argc) against the NULL-name-terminated table. Arguments not
- * starting with "--" go to positional (may be NULL: then they are an error).
- * Returns -1 to go on, or the exit code (0 after --help). */
-int cli_opts_parse(const char *command, const char *usage, cli_opt *opts, int argc, char **argv,
-                   const char ***positional, int *n_positional);
-/* Set one option from text (validated as on the command line); returns 0 or
- * the exit code after printing the error. */
-int cli_opt_set(const char *command, cli_opt *opt, const char *text);
-/* The option's value as text ("" for an unset string). */
-void cli_opt_format(const cli_opt *opt, char *buf, size_t len);
-cli_opt *cli_opt_find(cli_opt *opts, const char *name);
-void cli_opts_help(const char *usage, const cli_opt *opts);
 
 /* The data, CLIP, prompt and split options that train and eval share: one
  * definition of each flag (range, help line) and one way to the EuroSAT
@@ -55,11 +20,19 @@ typedef struct chain_data_args {
     uint64_t seed;
 } chain_data_args;
 
-/* How many options chain_cli_data_options adds. */
-enum { CHAIN_CLI_N_DATA_OPTS = 10 };
-
-/* Write the shared options into opts[*n ...], bound to d; advances *n. */
-void chain_cli_data_options(chain_data_args *d, cli_opt *opts, int *n);
+/* The table entries of those options, bound to d (a chain_data_args *):
+ * one definition of each flag for every command's table. */
+#define CHAIN_CLI_DATA_OPTIONS(d)                                                                     \
+    CLI_STRING_OPT("--data", &(d)->data, "DIR: EuroSAT-MS folder of class folders of .tif"),        \
+    CLI_STRING_OPT("--rgb", &(d)->rgb, "DIR: EuroSAT RGB release (default: RGB from B04,B03,B02)"), \
+    CLI_STRING_OPT("--clip", &(d)->clip, "FILE: CLIP (Hugging Face CLIPModel safetensors)"),        \
+    CLI_STRING_OPT("--vocab", &(d)->vocab, "FILE: CLIP's merges.txt or bpe_simple_vocab_16e6.txt.gz"), \
+    CLI_STRING_OPT("--splits", &(d)->splits, "DIR: torchgeo's eurosat-{train,val,test}.txt"),       \
+    CLI_INT_OPT("--train-size", &(d)->train_size, 0, 100000000, "N: training tiles (0 = 2600 or scaled)"), \
+    CLI_INT_OPT("--val-size", &(d)->val_size, 0, 100000000, "N: validation tiles (0 = 1000 or scaled)"),   \
+    CLI_U64_OPT("--seed", &(d)->seed, "S: the split's seed (train: also order, augmentation, init)"),      \
+    CLI_STRING_OPT("--classes", &(d)->classes, "LIST: prompt names, one per class folder, commas"),        \
+    CLI_STRING_OPT("--templates", &(d)->templates, "LIST: prompt templates with {}, '|'-separated")
 
 /* mc_eurosat_open of d->data with the --rgb, --splits, --seed and
  * --train-size / --val-size options; returns 0 or the exit code after an

@@ -127,19 +127,20 @@ static void print_result(const classify_args *a, const classify_setup *s, const 
 int cmd_classify(int argc, char **argv) {
     classify_args a = {.top = 3};
     cli_opt opts[] = {
-        {"--checkpoint", CLI_STRING, &a.checkpoint, 0, 0, "FILE: encoder checkpoint (mmchain train)", false},
-        {"--clip", CLI_STRING, &a.clip, 0, 0, "FILE: the CLIP the encoder was trained against", false},
-        {"--vocab", CLI_STRING, &a.vocab, 0, 0, "FILE: CLIP vocabulary (merges)", false},
-        {"--top", CLI_INT, &a.top, 1, 1000, "K: classes to show per tile", false},
-        {"--json", CLI_FLAG, &a.json, 0, 0, "JSON output", false},
-        {"--classes", CLI_STRING, &a.classes, 0, 0, "LIST: class names, comma-separated", false},
-        {"--templates", CLI_STRING, &a.templates, 0, 0, "LIST: templates with {}, '|'-separated", false},
-        {0},
+        CLI_STRING_OPT("--checkpoint", &a.checkpoint, "FILE: encoder checkpoint (mmchain train)"),
+        CLI_STRING_OPT("--clip", &a.clip, "FILE: the CLIP the encoder was trained against"),
+        CLI_STRING_OPT("--vocab", &a.vocab, "FILE: CLIP vocabulary (merges)"),
+        CLI_INT_OPT("--top", &a.top, 1, 1000, "K: classes to show per tile"),
+        CLI_FLAG_OPT("--json", &a.json, "JSON output"),
+        CLI_STRING_OPT("--classes", &a.classes, "LIST: class names, comma-separated"),
+        CLI_STRING_OPT("--templates", &a.templates, "LIST: templates with {}, '|'-separated"),
+        CLI_END,
     };
     const char **files = calloc((size_t)argc, sizeof *files);
     if (!files) return cli_fail(COMMAND, "out of memory");
     int n_files = 0;
-    int code = cli_opts_parse(COMMAND, USAGE, opts, argc, argv, &files, &n_files);
+    const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_OPERANDS};
+    int code = cli_parse(&parser, argc, argv, files, &n_files);
     if (code >= 0) {
         free(files);
         return code;

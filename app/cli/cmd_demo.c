@@ -33,33 +33,6 @@ typedef struct demo_args {
     uint64_t seed;
 } demo_args;
 
-static void build_options(demo_args *a, cli_opt *o) {
-    int n = 0;
-#define OPT(...) CLI_OPT(o, n, __VA_ARGS__)
-    OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: run folder");
-    OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: the world, the weights, the data order");
-    OPT("--quiet", CLI_FLAG, &a->quiet, 0, 0, "no progress lines or log, only the results");
-    OPT("--no-control", CLI_FLAG, &a->no_control, 0, 0, "skip the shuffled-pairs control");
-    OPT("--tiny", CLI_FLAG, &a->tiny, 0, 0, "the test suite's tiny sizes (seconds; low accuracy)");
-    OPT("--clip-tiles", CLI_INT, &a->clip_tiles, 2, 1000000, "N: tiles CLIP learns from");
-    OPT("--train-tiles", CLI_INT, &a->train_tiles, 2, 1000000, "N: tiles the encoder learns from");
-    OPT("--test-tiles", CLI_INT, &a->test_tiles, 1, 1000000, "N: held-out test tiles");
-    OPT("--tile-size", CLI_INT, &a->tile_size, 8, 64, "T: both views resampled to TxT");
-    OPT("--clip-epochs", CLI_INT, &a->clip_epochs, 1, 100000, "E: CLIP pretraining epochs");
-    OPT("--clip-width", CLI_INT, &a->clip_width, 8, 4096, "W: CLIP image tower width");
-    OPT("--clip-layers", CLI_INT, &a->clip_layers, 1, 64, "L: CLIP image tower blocks");
-    OPT("--clip-patch", CLI_INT, &a->clip_patch, 1, 64, "P: ViT patch size");
-    OPT("--text-width", CLI_INT, &a->text_width, 8, 4096, "W: CLIP text tower width");
-    OPT("--merges", CLI_INT, &a->merges, 0, 48894, "K: BPE merges learned from the captions");
-    OPT("--clip-lr", CLI_FLOAT, &a->clip_lr, 1e-8, 1, "LR: CLIP's peak learning rate (AdamW)");
-    OPT("--bands", CLI_STRING, &a->bands, 0, 0, "LIST: the encoder's bands");
-    OPT("--encoder-epochs", CLI_INT, &a->encoder_epochs, 1, 100000, "E: spectral encoder epochs");
-    OPT("--encoder-width", CLI_INT, &a->encoder_width, 1, 4096, "W: ResNet base width");
-    OPT("--encoder-lr", CLI_FLOAT, &a->encoder_lr, 1e-8, 1, "LR: the encoder's Adam learning rate");
-    o[n] = (cli_opt){0};
-#undef OPT
-}
-
 /* The options the user gave, over the defaults (or the tiny sizes). */
 static mc_demo_config make_config(const demo_args *a, const cli_opt *opts) {
     mc_demo_config c = a->tiny ? mc_demo_tiny() : mc_demo_defaults();
@@ -112,15 +85,37 @@ static demo_args default_args(void) {
         .clip_layers = c.clip.layers, .clip_patch = c.clip.patch, .text_width = c.clip.text_width,
         .merges = c.clip.merges, .encoder_epochs = c.train.epochs, .encoder_width = c.encoder.base_width,
         .clip_lr = c.clip.train.lr, .encoder_lr = c.train.lr, .out = "runs/demo", .bands = c.bands,
-        .seed = c.seed,
+        .seed = c.seed, .quiet = c.quiet, .no_control = !c.control,
     };
 }
 
 int cmd_demo(int argc, char **argv) {
     demo_args a = default_args();
-    cli_opt opts[24];
-    build_options(&a, opts);
-    int code = cli_opts_parse(COMMAND, USAGE, opts, argc, argv, NULL, NULL);
+    cli_opt opts[] = {
+        CLI_STRING_OPT("--out", &a.out, "DIR: run folder"),
+        CLI_U64_OPT("--seed", &a.seed, "S: the world, the weights, the data order"),
+        CLI_FLAG_OPT("--quiet", &a.quiet, "no progress lines or log, only the results"),
+        CLI_FLAG_OPT("--no-control", &a.no_control, "skip the shuffled-pairs control"),
+        CLI_FLAG_OPT("--tiny", &a.tiny, "the test suite's tiny sizes (seconds; low accuracy)"),
+        CLI_INT_OPT("--clip-tiles", &a.clip_tiles, 2, 1000000, "N: tiles CLIP learns from"),
+        CLI_INT_OPT("--train-tiles", &a.train_tiles, 2, 1000000, "N: tiles the encoder learns from"),
+        CLI_INT_OPT("--test-tiles", &a.test_tiles, 1, 1000000, "N: held-out test tiles"),
+        CLI_INT_OPT("--tile-size", &a.tile_size, 8, 64, "T: both views resampled to TxT"),
+        CLI_INT_OPT("--clip-epochs", &a.clip_epochs, 1, 100000, "E: CLIP pretraining epochs"),
+        CLI_INT_OPT("--clip-width", &a.clip_width, 8, 4096, "W: CLIP image tower width"),
+        CLI_INT_OPT("--clip-layers", &a.clip_layers, 1, 64, "L: CLIP image tower blocks"),
+        CLI_INT_OPT("--clip-patch", &a.clip_patch, 1, 64, "P: ViT patch size"),
+        CLI_INT_OPT("--text-width", &a.text_width, 8, 4096, "W: CLIP text tower width"),
+        CLI_INT_OPT("--merges", &a.merges, 0, 48894, "K: BPE merges learned from the captions"),
+        CLI_FLOAT_OPT("--clip-lr", &a.clip_lr, 1e-8, 1, "LR: CLIP's peak learning rate (AdamW)"),
+        CLI_STRING_OPT("--bands", &a.bands, "LIST: the encoder's bands"),
+        CLI_INT_OPT("--encoder-epochs", &a.encoder_epochs, 1, 100000, "E: spectral encoder epochs"),
+        CLI_INT_OPT("--encoder-width", &a.encoder_width, 1, 4096, "W: ResNet base width"),
+        CLI_FLOAT_OPT("--encoder-lr", &a.encoder_lr, 1e-8, 1, "LR: the encoder's Adam learning rate"),
+        CLI_END,
+    };
+    const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
+    int code = cli_parse(&parser, argc, argv, NULL, NULL);
     if (code >= 0) return code;
     mc_demo_config config = make_config(&a, opts);
     mc_demo_result result;

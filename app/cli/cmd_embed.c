@@ -11,7 +11,6 @@
  * writes the float32 tensor "output" to OUT. Each model family has one entry
  * in the table `towers` below (name, function, help line); a new tower adds a
  * row and an embed_<family> function taking the same options. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,69 +113,33 @@ static void print_help(void) {
            "  --seed S         seed of the random initialisation (default 0)\n");
 }
 
-static bool parse_long(const char *text, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long value = strtoll(text, &end, 10);
-    if (errno || end == text || *end || value < lo || value > hi) return false;
-    *out = value;
-    return true;
-}
-
-/* One option that takes a value; returns -1 to go on, otherwise the exit code. */
-static int parse_valued(const char *arg, const char *value, embed_options *o) {
-    long long number = 0;
-    if (!strcmp(arg, "--model")) o->model = value;
-    else if (!strcmp(arg, "--weights")) o->weights = value;
-    else if (!strcmp(arg, "--input")) o->input = value;
-    else if (!strcmp(arg, "--output")) o->output = value;
-    else if (!strcmp(arg, "--vocab")) o->vocab = value;
-    else if (!strcmp(arg, "--text")) o->texts[o->n_texts++] = value;
-    else if (!strcmp(arg, "--image")) o->images[o->n_images++] = value;
-    else if (!strcmp(arg, "--seed")) {
-        if (!parse_long(value, 0, (long long)1 << 62, &number))
-            return cli_fail(COMMAND, "--seed must be a whole number >= 0, not '%s'", value);
-        o->seed = number;
-        o->seed_given = true;
-    } else if (!strcmp(arg, "--bands")) {
-        if (!parse_long(value, 1, 4096, &number))
-            return cli_fail(COMMAND, "--bands must be a whole number from 1 to 4096, not '%s'", value);
-        o->bands = (int)number;
-    } else {
-        if (!parse_long(value, 0, 1000000, &number))
-            return cli_fail(COMMAND, "--head must be 0 (no head) or a width up to 1000000, not '%s'",
-                            value);
-        o->head = (int)number;
-    }
-    return -1;
-}
-
 /* Returns -1 to go on, otherwise the exit code. o->texts and o->images must
  * have room for argc pointers each. */
 static int parse_options(int argc, char **argv, embed_options *o) {
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            print_help();
-            return 0;
-        }
-        if (strcmp(arg, "--train-mode") == 0) {
-            o->train_mode = true;
-            continue;
-        }
-        if (strcmp(arg, "--truncate") == 0) {
-            o->truncate = true;
-            continue;
-        }
-        static const char *const valued[] = {"--model", "--weights", "--input", "--output", "--bands",
-                                             "--head",  "--seed",    "--vocab", "--text",   "--image"};
-        bool known = false;
-        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(arg, valued[k]);
-        if (!known) return cli_fail(COMMAND, "unknown option '%s' (see mmchain embed --help)", arg);
-        if (i + 1 >= argc) return cli_fail(COMMAND, "option %s needs a value", arg);
-        int code = parse_valued(arg, argv[++i], o);
-        if (code >= 0) return code;
-    }
+    cli_list texts = {o->texts, 0}, images = {o->images, 0};
+    uint64_t seed = 0;
+    cli_opt opts[] = { /* documented by print_help */
+        CLI_STRING_OPT("--model", &o->model, NULL),
+        CLI_STRING_OPT("--weights", &o->weights, NULL),
+        CLI_STRING_OPT("--input", &o->input, NULL),
+        CLI_STRING_OPT("--output", &o->output, NULL),
+        CLI_INT_OPT("--bands", &o->bands, 1, 4096, NULL),
+        CLI_INT_OPT("--head", &o->head, 0, 1000000, NULL),
+        CLI_U64_OPT("--seed", &seed, NULL),
+        CLI_FLAG_OPT("--train-mode", &o->train_mode, NULL),
+        CLI_STRING_OPT("--vocab", &o->vocab, NULL),
+        CLI_LIST_OPT("--text", &texts, NULL),
+        CLI_LIST_OPT("--image", &images, NULL),
+        CLI_FLAG_OPT("--truncate", &o->truncate, NULL),
+        CLI_END,
+    };
+    const cli_parser parser = {COMMAND, NULL, print_help, opts, CLI_NO_OPERANDS};
+    int code = cli_parse(&parser, argc, argv, NULL, NULL);
+    if (code >= 0) return code;
+    o->n_texts = texts.n;
+    o->n_images = images.n;
+    o->seed = (long long)seed;
+    o->seed_given = cli_opt_find(opts, "--seed")->given;
     if (!o->model) return cli_fail(COMMAND, "--model is required (see mmchain embed --help)");
     bool convenience = o->n_texts > 0 || o->n_images > 0;
     if (!o->input && !convenience) return cli_fail(COMMAND, "--input IN.safetensors is required");

@@ -27,23 +27,6 @@ typedef struct eval_args {
     bool symmetric, json;
 } eval_args;
 
-#define N_OPTS (7 + CHAIN_CLI_N_DATA_OPTS)
-
-static void build_options(eval_args *a, cli_opt *o) {
-    int n = 0;
-#define OPT(...) CLI_OPT(o, n, __VA_ARGS__)
-    OPT("--run", CLI_STRING, &a->run, 0, 0, "DIR: a run folder of mmchain train");
-    OPT("--which", CLI_STRING, &a->which, 0, 0, "best|last: the run's checkpoint to evaluate");
-    OPT("--checkpoint", CLI_STRING, &a->checkpoint, 0, 0, "FILE: an encoder checkpoint");
-    OPT("--split", CLI_STRING, &a->split, 0, 0, "train|val|test|all");
-    OPT("--batch", CLI_INT, &a->batch, 1, 100000, "B: evaluation batch (matching accuracy)");
-    OPT("--symmetric", CLI_FLAG, &a->symmetric, 0, 0, "symmetric InfoNCE for the loss");
-    OPT("--json", CLI_FLAG, &a->json, 0, 0, "print the metrics as JSON");
-#undef OPT
-    chain_cli_data_options(&a->d, o, &n);
-    o[n] = (cli_opt){0};
-}
-
 /* Strings read from the run's config.json. */
 typedef struct run_strings {
     char data[4096], rgb[4096], clip[4096], vocab[4096], splits[4096], classes[4096], templates[4096];
@@ -193,10 +176,25 @@ static void print_json(const eval_args *a, const eval_setup *s) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    eval_args a = {.which = "best", .split = "val", .batch = 512};
-    cli_opt opts[N_OPTS + 1];
-    build_options(&a, opts);
-    int code = cli_opts_parse(COMMAND, USAGE, opts, argc, argv, NULL, NULL);
+    /* The trainer's defaults (its validation batch, loss direction and CLIP
+     * batch) and the data options', as `mmchain train` takes them. */
+    const mc_chain_train_config t = mc_chain_train_defaults();
+    const mc_eurosat_options e = mc_eurosat_default_options();
+    eval_args a = {.d = {.train_size = e.train_size, .val_size = e.val_size, .seed = t.seed},
+                   .which = "best", .split = "val", .batch = t.val_batch_size, .symmetric = t.symmetric};
+    cli_opt opts[] = {
+        CLI_STRING_OPT("--run", &a.run, "DIR: a run folder of mmchain train"),
+        CLI_STRING_OPT("--which", &a.which, "best|last: the run's checkpoint to evaluate"),
+        CLI_STRING_OPT("--checkpoint", &a.checkpoint, "FILE: an encoder checkpoint"),
+        CLI_STRING_OPT("--split", &a.split, "train|val|test|all"),
+        CLI_INT_OPT("--batch", &a.batch, 1, 100000, "B: evaluation batch (matching accuracy)"),
+        CLI_FLAG_OPT("--symmetric", &a.symmetric, "symmetric InfoNCE for the loss"),
+        CLI_FLAG_OPT("--json", &a.json, "print the metrics as JSON"),
+        CHAIN_CLI_DATA_OPTIONS(&a.d),
+        CLI_END,
+    };
+    const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
+    int code = cli_parse(&parser, argc, argv, NULL, NULL);
     if (code >= 0) return code;
     if (strcmp(a.which, "best") != 0 && strcmp(a.which, "last") != 0)
         return cli_fail(COMMAND, "--which '%s' is not best or last", a.which);
@@ -206,7 +204,7 @@ int cmd_eval(int argc, char **argv) {
     code = a.run ? read_run(&a, opts, rs) : 0;
     if (!code) code = open_inputs(&a, &s);
     mc_status st = MC_OK;
-    if (!code) st = mc_chain_targets(s.clip, &s.data, NULL, 64, &s.targets, NULL);
+    if (!code) st = mc_chain_targets(s.clip, &s.data, NULL, t.clip_batch, &s.targets, NULL);
     if (!code && st == MC_OK)
         st = mc_chain_evaluate(s.enc, &s.data, s.targets, s.classes, a.batch, a.symmetric, &s.metrics);
     if (!code && st != MC_OK) code = cli_fail_status(COMMAND, st);

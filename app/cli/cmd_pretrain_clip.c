@@ -42,34 +42,6 @@ typedef struct pretrain_args {
     uint64_t seed;
 } pretrain_args;
 
-static void build_options(pretrain_args *a, cli_opt *o) {
-    int n = 0;
-#define OPT(...) CLI_OPT(o, n, __VA_ARGS__)
-    OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: where the CLIP and the run's files go");
-    OPT("--data", CLI_STRING, &a->data, 0, 0, "DIR: class folders of .tif tiles or PNG/JPEG images");
-    OPT("--synth", CLI_INT, &a->synth, 2, 10000000, "N: tiles of the synthetic world");
-    OPT("--image-size", CLI_INT, &a->image_size, 8, 1024, "S: the image tower's input side");
-    OPT("--patch", CLI_INT, &a->patch, 1, 256, "P: ViT patch size");
-    OPT("--width", CLI_INT, &a->width, 8, 4096, "W: image tower width");
-    OPT("--layers", CLI_INT, &a->layers, 1, 64, "L: image tower blocks");
-    OPT("--text-width", CLI_INT, &a->text_width, 8, 4096, "W: text tower width");
-    OPT("--text-layers", CLI_INT, &a->text_layers, 1, 64, "L: text tower blocks");
-    OPT("--context", CLI_INT, &a->context, 2, 77, "T: longest text context allowed");
-    OPT("--embed-dim", CLI_INT, &a->embed_dim, 1, 4096, "E: joint space width");
-    OPT("--merges", CLI_INT, &a->merges, 0, 48894, "K: BPE merges learned from the captions");
-    OPT("--captions", CLI_INT, &a->captions, 1, 1000, "K: captions per image");
-    OPT("--epochs", CLI_INT, &a->epochs, 1, 100000, "E: epochs");
-    OPT("--batch", CLI_INT, &a->batch, 2, 100000, "B: batch");
-    OPT("--lr", CLI_FLOAT, &a->lr, 1e-10, 10, "LR: AdamW's peak learning rate");
-    OPT("--weight-decay", CLI_FLOAT, &a->weight_decay, 0, 10, "WD: decoupled weight decay");
-    OPT("--no-augment", CLI_FLAG, &a->no_augment, 0, 0, "no random flips and quarter turns");
-    OPT("--val-every", CLI_INT, &a->val_every, 0, 1000000, "N: hold out every N-th image of each class (0: none)");
-    OPT("--seed", CLI_U64, &a->seed, 0, 0, "S: captions, weights, order, augmentation");
-    OPT("--quiet", CLI_FLAG, &a->quiet, 0, 0, "no progress line or log on stdout");
-    o[n] = (cli_opt){0};
-#undef OPT
-}
-
 static void default_args(pretrain_args *a) {
     mc_clip_recipe r = mc_clip_recipe_defaults();
     *a = (pretrain_args){
@@ -77,7 +49,8 @@ static void default_args(pretrain_args *a) {
         .layers = r.layers, .text_width = r.text_width, .text_layers = r.text_layers,
         .context = r.max_context, .embed_dim = r.embed_dim, .merges = r.merges,
         .captions = r.captions_per_image, .epochs = r.train.epochs, .batch = r.train.batch_size,
-        .val_every = 10, .lr = r.train.lr, .weight_decay = r.train.weight_decay, .seed = 0,
+        .val_every = 10, .lr = r.train.lr, .weight_decay = r.train.weight_decay,
+        .no_augment = !r.train.augment, .seed = r.train.seed,
     };
 }
 
@@ -412,9 +385,32 @@ static int run_command(const pretrain_args *a, const cli_opt *opts) {
 int cmd_pretrain_clip(int argc, char **argv) {
     pretrain_args a;
     default_args(&a);
-    cli_opt opts[32];
-    build_options(&a, opts);
-    int code = cli_opts_parse(COMMAND, USAGE, opts, argc, argv, NULL, NULL);
+    cli_opt opts[] = {
+        CLI_STRING_OPT("--out", &a.out, "DIR: where the CLIP and the run's files go"),
+        CLI_STRING_OPT("--data", &a.data, "DIR: class folders of .tif tiles or PNG/JPEG images"),
+        CLI_INT_OPT("--synth", &a.synth, 2, 10000000, "N: tiles of the synthetic world"),
+        CLI_INT_OPT("--image-size", &a.image_size, 8, 1024, "S: the image tower's input side"),
+        CLI_INT_OPT("--patch", &a.patch, 1, 256, "P: ViT patch size"),
+        CLI_INT_OPT("--width", &a.width, 8, 4096, "W: image tower width"),
+        CLI_INT_OPT("--layers", &a.layers, 1, 64, "L: image tower blocks"),
+        CLI_INT_OPT("--text-width", &a.text_width, 8, 4096, "W: text tower width"),
+        CLI_INT_OPT("--text-layers", &a.text_layers, 1, 64, "L: text tower blocks"),
+        CLI_INT_OPT("--context", &a.context, 2, 77, "T: longest text context allowed"),
+        CLI_INT_OPT("--embed-dim", &a.embed_dim, 1, 4096, "E: joint space width"),
+        CLI_INT_OPT("--merges", &a.merges, 0, 48894, "K: BPE merges learned from the captions"),
+        CLI_INT_OPT("--captions", &a.captions, 1, 1000, "K: captions per image"),
+        CLI_INT_OPT("--epochs", &a.epochs, 1, 100000, "E: epochs"),
+        CLI_INT_OPT("--batch", &a.batch, 2, 100000, "B: batch"),
+        CLI_FLOAT_OPT("--lr", &a.lr, 1e-10, 10, "LR: AdamW's peak learning rate"),
+        CLI_FLOAT_OPT("--weight-decay", &a.weight_decay, 0, 10, "WD: decoupled weight decay"),
+        CLI_FLAG_OPT("--no-augment", &a.no_augment, "no random flips and quarter turns"),
+        CLI_INT_OPT("--val-every", &a.val_every, 0, 1000000, "N: hold out every N-th image of each class (0: none)"),
+        CLI_U64_OPT("--seed", &a.seed, "S: captions, weights, order, augmentation"),
+        CLI_FLAG_OPT("--quiet", &a.quiet, "no progress line or log on stdout"),
+        CLI_END,
+    };
+    const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
+    int code = cli_parse(&parser, argc, argv, NULL, NULL);
     if (code >= 0) return code;
     if (!a.out) return cli_fail(COMMAND, "--out DIR is required");
     if (a.data && cli_opt_find(opts, "--synth")->given)

@@ -213,32 +213,8 @@ static void print_help(void) {
            "  --per-class K  tiles per class row (default 4)\n");
 }
 
-int cmd_show(int argc, char **argv) {
-    const char *out_path = NULL;
-    int per_class = 4;
-    int n_inputs = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            print_help();
-            return 0;
-        } else if (strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "--per-class") == 0) {
-            if (i + 1 >= argc) return cli_fail(COMMAND, "option %s needs a value", argv[i]);
-            if (strcmp(argv[i], "--out") == 0) {
-                out_path = argv[++i];
-            } else {
-                char *end;
-                errno = 0;
-                long k = strtol(argv[++i], &end, 10);
-                if (errno || *end || end == argv[i] || k < 1 || k > 100)
-                    return cli_fail(COMMAND, "--per-class must be a whole number from 1 to 100, not '%s'", argv[i]);
-                per_class = (int)k;
-            }
-        } else if (argv[i][0] == '-') {
-            return cli_fail(COMMAND, "unknown option '%s' (see mmchain show --help)", argv[i]);
-        } else {
-            argv[1 + n_inputs++] = argv[i]; /* gather inputs in place */
-        }
-    }
+/* The sheet of the inputs (folders and files, in command-line order). */
+static int show(const char *const *inputs, int n_inputs, const char *out_path, int per_class) {
     if (!out_path) return cli_fail(COMMAND, "--out sheet.png is required");
     if (n_inputs == 0) return cli_fail(COMMAND, "no DIR or FILE given (see mmchain show --help)");
     sheet_section *sections = calloc((size_t)n_inputs, sizeof *sections);
@@ -248,7 +224,7 @@ int cmd_show(int argc, char **argv) {
     int n_sections = 0;
     bool in_files = false;
     for (int i = 0; status == MC_OK && i < n_inputs; i++) {
-        const char *input = argv[1 + i];
+        const char *input = inputs[i];
         struct stat info;
         if (stat(input, &info) != 0) {
             status = mc_error(MC_ERR_IO, "%s: cannot open: %s", input, strerror(errno));
@@ -267,4 +243,22 @@ int cmd_show(int argc, char **argv) {
     if (status != MC_OK) return cli_fail_status(COMMAND, status);
     printf("wrote %s\n", out_path);
     return 0;
+}
+
+int cmd_show(int argc, char **argv) {
+    const char *out_path = NULL;
+    int per_class = 4;
+    cli_opt opts[] = { /* documented by print_help */
+        CLI_STRING_OPT("--out", &out_path, NULL),
+        CLI_INT_OPT("--per-class", &per_class, 1, 100, NULL),
+        CLI_END,
+    };
+    const char **inputs = malloc((size_t)argc * sizeof *inputs);
+    if (!inputs) return cli_fail(COMMAND, "out of memory");
+    int n_inputs = 0;
+    const cli_parser parser = {COMMAND, NULL, print_help, opts, CLI_OPERANDS};
+    int code = cli_parse(&parser, argc, argv, inputs, &n_inputs);
+    if (code < 0) code = show(inputs, n_inputs, out_path, per_class);
+    free(inputs);
+    return code;
 }

@@ -44,42 +44,28 @@ typedef struct synth_options {
     bool png, stats;
 } synth_options;
 
-/* Returns -1 to go on, otherwise the exit code. */
+/* Returns -1 to go on, otherwise the exit code: 0 after --help, 2 after a
+ * usage error. */
 static int parse_options(int argc, char **argv, synth_options *o) {
-    *o = (synth_options){NULL, NULL, -1, 0, true, false};
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            print_help();
-            return 0;
-        } else if (strcmp(arg, "--no-png") == 0) {
-            o->png = false;
-        } else if (strcmp(arg, "--stats") == 0) {
-            o->stats = true;
-        } else if (strcmp(arg, "--out") == 0 || strcmp(arg, "--rgb-out") == 0 || strcmp(arg, "--per-class") == 0 ||
-                   strcmp(arg, "--seed") == 0) {
-            if (!value) return cli_fail(COMMAND, "%s needs a value", arg) + 1;
-            i++;
-            char *end;
-            errno = 0;
-            if (strcmp(arg, "--out") == 0) {
-                o->out = value;
-            } else if (strcmp(arg, "--rgb-out") == 0) {
-                o->rgb_out = value;
-            } else if (strcmp(arg, "--per-class") == 0) {
-                o->per_class = strtol(value, &end, 10);
-                if (errno || end == value || *end || o->per_class < 1 || o->per_class > 100000000L)
-                    return cli_fail(COMMAND, "--per-class '%s' is not a whole number >= 1", value) + 1;
-            } else {
-                o->seed = strtoull(value, &end, 10);
-                if (errno || end == value || *end || value[0] == '-')
-                    return cli_fail(COMMAND, "--seed '%s' is not a whole number >= 0", value) + 1;
-            }
-        } else {
-            return cli_fail(COMMAND, "unknown option '%s' (see mmchain synth --help)", arg) + 1;
-        }
-    }
+    int per_class = 0;
+    uint64_t seed = 0;
+    bool no_png = false;
+    *o = (synth_options){0};
+    cli_opt opts[] = { /* documented by print_help */
+        CLI_STRING_OPT("--out", &o->out, NULL),
+        CLI_STRING_OPT("--rgb-out", &o->rgb_out, NULL),
+        CLI_INT_OPT("--per-class", &per_class, 1, 100000000, NULL),
+        CLI_U64_OPT("--seed", &seed, NULL),
+        CLI_FLAG_OPT("--no-png", &no_png, NULL),
+        CLI_FLAG_OPT("--stats", &o->stats, NULL),
+        CLI_END,
+    };
+    const cli_parser parser = {COMMAND, NULL, print_help, opts, CLI_NO_OPERANDS};
+    int code = cli_parse(&parser, argc, argv, NULL, NULL);
+    if (code >= 0) return code ? code + 1 : 0;
+    o->per_class = per_class;
+    o->seed = seed;
+    o->png = !no_png;
     if (o->per_class < 1) return cli_fail(COMMAND, "--per-class N is required (see mmchain synth --help)") + 1;
     if (!o->out && !o->stats) return cli_fail(COMMAND, "--out DIR is required (or --stats alone)") + 1;
     return -1;

@@ -31,52 +31,25 @@ typedef struct tokenize_options {
     const char *vocab;
     int context;
     bool truncate;
-    int first_text; /* index in argv of the first text */
+    const char **texts; /* the operands: room for argc pointers */
+    int n_texts;
 } tokenize_options;
-
-/* A whole decimal number in [lo, hi]. */
-static bool parse_int(const char *text, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long value = strtol(text, &end, 10);
-    if (errno || end == text || *end || value < lo || value > hi) return false;
-    *out = (int)value;
-    return true;
-}
 
 /* Returns -1 to go on, otherwise the exit code. */
 static int parse_options(int argc, char **argv, tokenize_options *o) {
-    *o = (tokenize_options){NULL, MC_CLIP_CONTEXT, false, argc};
-    int i = 1;
-    for (; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--") == 0) {
-            i++;
-            break;
-        }
-        if (arg[0] != '-' || arg[1] == '\0') break; /* the first text ("-" alone is a text) */
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            print_help();
-            return 0;
-        } else if (strcmp(arg, "--truncate") == 0) {
-            o->truncate = true;
-        } else if (strcmp(arg, "--vocab") == 0 || strcmp(arg, "--context") == 0) {
-            if (i + 1 >= argc) return cli_fail(COMMAND, "option %s needs a value", arg);
-            const char *value = argv[++i];
-            if (strcmp(arg, "--vocab") == 0) o->vocab = value;
-            else if (!parse_int(value, 2, 1 << 20, &o->context))
-                return cli_fail(COMMAND, "--context must be a whole number from 2 to %d, not '%s'",
-                                1 << 20, value);
-        } else {
-            return cli_fail(COMMAND, "unknown option '%s' (see mmchain tokenize --help; put texts "
-                            "that start with '-' after --)", arg);
-        }
-    }
-    o->first_text = i;
+    cli_opt opts[] = { /* documented by print_help */
+        CLI_STRING_OPT("--vocab", &o->vocab, NULL),
+        CLI_INT_OPT("--context", &o->context, 2, 1 << 20, NULL),
+        CLI_FLAG_OPT("--truncate", &o->truncate, NULL),
+        CLI_END,
+    };
+    const cli_parser parser = {COMMAND, NULL, print_help, opts, CLI_OPERANDS_LAST};
+    int code = cli_parse(&parser, argc, argv, o->texts, &o->n_texts);
+    if (code >= 0) return code;
     if (!o->vocab)
         return cli_fail(COMMAND, "--vocab PATH is required (bpe_simple_vocab_16e6.txt.gz, merges.txt "
                         "or their folder)");
-    if (o->first_text >= argc) return cli_fail(COMMAND, "no TEXT given (see mmchain tokenize --help)");
+    if (o->n_texts == 0) return cli_fail(COMMAND, "no TEXT given (see mmchain tokenize --help)");
     return -1;
 }
 
@@ -85,27 +58,34 @@ static void print_ids(const int32_t *ids, int n) {
     putchar('\n');
 }
 
-int cmd_tokenize(int argc, char **argv) {
-    tokenize_options o;
-    int done = parse_options(argc, argv, &o);
-    if (done >= 0) return done;
-
+/* One line of ids per text. */
+static int tokenize_texts(const tokenize_options *o) {
     mc_tokenizer *tok;
-    mc_status s = mc_tokenizer_load(o.vocab, &tok);
+    mc_status s = mc_tokenizer_load(o->vocab, &tok);
     if (s != MC_OK) return cli_fail_status(COMMAND, s);
-    int32_t *ids = malloc((size_t)o.context * sizeof *ids);
+    int32_t *ids = malloc((size_t)o->context * sizeof *ids);
     if (!ids) {
         mc_tokenizer_free(tok);
-        return cli_fail(COMMAND, "out of memory for %d ids", o.context);
+        return cli_fail(COMMAND, "out of memory for %d ids", o->context);
     }
     int code = 0;
-    for (int i = o.first_text; i < argc && code == 0; i++) {
-        s = mc_tokenizer_tokenize(tok, argv[i], o.context, o.truncate, ids);
+    for (int i = 0; i < o->n_texts && code == 0; i++) {
+        s = mc_tokenizer_tokenize(tok, o->texts[i], o->context, o->truncate, ids);
         if (s != MC_OK) code = cli_fail_status(COMMAND, s);
-        else print_ids(ids, o.context);
+        else print_ids(ids, o->context);
     }
     free(ids);
     mc_tokenizer_free(tok);
     if (code == 0 && fflush(stdout) != 0) code = cli_fail(COMMAND, "cannot write the ids: %s", strerror(errno));
+    return code;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    tokenize_options o = {.context = MC_CLIP_CONTEXT};
+    o.texts = malloc((size_t)argc * sizeof *o.texts);
+    if (!o.texts) return cli_fail(COMMAND, "out of memory");
+    int code = parse_options(argc, argv, &o);
+    if (code < 0) code = tokenize_texts(&o);
+    free(o.texts);
     return code;
 }

@@ -34,58 +34,25 @@ typedef struct train_args {
     bool symmetric, learnable_temperature, no_augment, shuffle_pairs, quiet;
 } train_args;
 
-#define N_OPTS (25 + CHAIN_CLI_N_DATA_OPTS)
-
-static void build_options(train_args *a, cli_opt *o) {
-    int n = 0;
-    chain_cli_data_options(&a->d, o, &n);
-#define OPT(...) CLI_OPT(o, n, __VA_ARGS__)
-    OPT("--resnet", CLI_STRING, &a->resnet, 0, 0, "FILE: ImageNet ResNet weights (default: random init)");
-    OPT("--depth", CLI_INT, &a->depth, 18, 152, "N: ResNet depth 18/34/50/101/152");
-    OPT("--width", CLI_INT, &a->width, 1, 4096, "W: ResNet base width (64 = torchvision)");
-    OPT("--layers", CLI_STRING, &a->layers, 0, 0, "A,B,C,D: blocks per stage (default: the depth's)");
-    OPT("--bands", CLI_STRING, &a->bands, 0, 0, "LIST: input bands, e.g. B08,B11,B12, rgb or all");
-    OPT("--norm", CLI_STRING, &a->norm, 0, 0, "KIND: torchgeo, reflectance, dataset or none");
-    OPT("--epochs", CLI_INT, &a->epochs, 1, 100000, "E: epochs");
-    OPT("--batch", CLI_INT, &a->batch, 2, 100000, "B: training batch");
-    OPT("--val-batch", CLI_INT, &a->val_batch, 1, 100000, "B: validation batch (matching accuracy)");
-    OPT("--lr", CLI_FLOAT, &a->lr, 1e-12, 10, "LR: Adam learning rate");
-    OPT("--symmetric", CLI_FLAG, &a->symmetric, 0, 0, "symmetric InfoNCE (default: spectral -> RGB)");
-    OPT("--learnable-temperature", CLI_FLAG, &a->learnable_temperature, 0, 0, "learn the temperature");
-    OPT("--temperature", CLI_FLOAT, &a->temperature, 1e-4, 100, "T: InfoNCE temperature (initial)");
-    OPT("--no-augment", CLI_FLAG, &a->no_augment, 0, 0, "no random crops (cached targets only)");
-    OPT("--crop-min", CLI_FLOAT, &a->crop_min, 0.05, 1, "F: smallest crop side (fraction)");
-    OPT("--target-crops", CLI_INT, &a->target_crops, 0, 1000, "K: precomputed CLIP crops per tile (0: on the fly)");
-    OPT("--shuffle-pairs", CLI_FLAG, &a->shuffle_pairs, 0, 0, "negative control: wrong pairs");
-    OPT("--out", CLI_STRING, &a->out, 0, 0, "DIR: run folder");
-    OPT("--resume", CLI_STRING, &a->resume, 0, 0, "DIR: continue the run in DIR from its last checkpoint");
-    OPT("--cache-dir", CLI_STRING, &a->cache_dir, 0, 0, "DIR: CLIP target cache (default RUN_DIR/cache)");
-    OPT("--checkpoint-every", CLI_INT, &a->checkpoint_every, 0, 100000000, "N: write last every N steps");
-    OPT("--log-every", CLI_INT, &a->log_every, 1, 100000000, "N: a metrics.csv step row every N steps");
-    OPT("--clip-batch", CLI_INT, &a->clip_batch, 1, 100000, "B: images per CLIP forward");
-    OPT("--quiet", CLI_FLAG, &a->quiet, 0, 0, "no progress line or log on stdout");
-    o[n++] = (cli_opt){"--stop-after-steps", CLI_INT, &a->stop_after, 0, 1e9,
-                       "N: stop after N steps in total, as if killed (for tests)", false};
-    o[n] = (cli_opt){0};
-#undef OPT
-}
-
-static void default_args(train_args *a) {
-    *a = (train_args){0};
-    a->bands = "B08,B11,B12"; /* three infrared bands, as the seed paper */
-    a->norm = "torchgeo";
-    a->depth = 50;
-    a->width = 64;
-    a->epochs = 10;
-    a->batch = 100;
-    a->val_batch = 512;
-    a->lr = 1e-4f;
-    a->temperature = 0.07f;
-    a->crop_min = 0.8f;
-    a->checkpoint_every = 50;
-    a->log_every = 10;
-    a->clip_batch = 64;
-    a->out = "runs/train";
+/* The defaults: the trainer's own (mc_chain_train_defaults) and the data
+ * options' (mc_eurosat_default_options), so that the two cannot drift; the
+ * architecture, bands, normalisation and run-folder settings are the
+ * program's choices. */
+static train_args default_args(void) {
+    const mc_chain_train_config t = mc_chain_train_defaults();
+    const mc_eurosat_options e = mc_eurosat_default_options();
+    return (train_args){
+        .d = {.train_size = e.train_size, .val_size = e.val_size, .seed = t.seed},
+        .bands = "B08,B11,B12", /* three infrared bands, as the seed paper */
+        .norm = "torchgeo", .depth = 50, .width = 64, .out = "runs/train",
+        .checkpoint_every = 50, .log_every = 10,
+        .epochs = t.epochs, .batch = t.batch_size, .val_batch = t.val_batch_size, .lr = t.lr,
+        .symmetric = t.symmetric, .learnable_temperature = t.learnable_temperature,
+        .temperature = t.temperature, .no_augment = !t.augment,
+        .crop_min = t.augment_config.crop_min, .target_crops = t.target_crops,
+        .shuffle_pairs = t.shuffle_pairs, .clip_batch = t.clip_batch,
+        .stop_after = (int)t.stop_after_steps,
+    };
 }
 
 /* ---------------------------------------------------------------------------
@@ -99,13 +66,15 @@ static bool may_change_on_resume(const char *name) {
            strcmp(name, "--log-every") == 0;
 }
 
-/* Strings read back must outlive the run: kept in one arena freed at exit. */
+/* Strings read back must outlive the run: kept until the command ends. */
 typedef struct string_store {
-    char *items[N_OPTS];
+    char **items; /* room for one per option */
     int n;
 } string_store;
 
 static int restore_options(mc_run *run, cli_opt *opts, string_store *store) {
+    store->items = calloc((size_t)cli_opts_count(opts), sizeof *store->items);
+    if (!store->items) return cli_fail(COMMAND, "out of memory");
     for (cli_opt *o = opts; o->name; o++) {
         if (may_change_on_resume(o->name) && o->given) continue;
         if (o->given)
@@ -129,19 +98,30 @@ static int restore_options(mc_run *run, cli_opt *opts, string_store *store) {
 
 static void free_store(string_store *store) {
     for (int i = 0; i < store->n; i++) free(store->items[i]);
+    free(store->items);
 }
 
+enum { CONFIG_VALUE_LEN = 1024 };
+
 static int write_config(mc_run *run, const cli_opt *opts) {
-    mc_metadata_entry kv[N_OPTS];
-    char values[N_OPTS][1024];
+    const int count = cli_opts_count(opts);
+    mc_metadata_entry *kv = calloc((size_t)count, sizeof *kv);
+    char *values = calloc((size_t)count, CONFIG_VALUE_LEN);
+    if (!kv || !values) {
+        free(kv);
+        free(values);
+        return cli_fail(COMMAND, "out of memory");
+    }
     int n = 0;
     for (const cli_opt *o = opts; o->name; o++) {
         if (strcmp(o->name, "--stop-after-steps") == 0 || strcmp(o->name, "--resume") == 0) continue;
-        cli_opt_format(o, values[n], sizeof values[n]);
-        kv[n] = (mc_metadata_entry){o->name + 2, values[n]};
-        n++;
+        char *value = values + (size_t)n * CONFIG_VALUE_LEN;
+        cli_opt_format(o, value, CONFIG_VALUE_LEN);
+        kv[n++] = (mc_metadata_entry){o->name + 2, value};
     }
     mc_status s = mc_run_write_config(run, n, kv);
+    free(kv);
+    free(values);
     return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
 }
 
@@ -433,11 +413,38 @@ static int open_run(const train_args *a, const char *dir, mc_run **run) {
 }
 
 int cmd_train(int argc, char **argv) {
-    train_args a;
-    default_args(&a);
-    cli_opt opts[N_OPTS + 1];
-    build_options(&a, opts);
-    int code = cli_opts_parse(COMMAND, USAGE, opts, argc, argv, NULL, NULL);
+    train_args a = default_args();
+    cli_opt opts[] = {
+        CHAIN_CLI_DATA_OPTIONS(&a.d),
+        CLI_STRING_OPT("--resnet", &a.resnet, "FILE: ImageNet ResNet weights (default: random init)"),
+        CLI_INT_OPT("--depth", &a.depth, 18, 152, "N: ResNet depth 18/34/50/101/152"),
+        CLI_INT_OPT("--width", &a.width, 1, 4096, "W: ResNet base width (64 = torchvision)"),
+        CLI_STRING_OPT("--layers", &a.layers, "A,B,C,D: blocks per stage (default: the depth's)"),
+        CLI_STRING_OPT("--bands", &a.bands, "LIST: input bands, e.g. B08,B11,B12, rgb or all"),
+        CLI_STRING_OPT("--norm", &a.norm, "KIND: torchgeo, reflectance, dataset or none"),
+        CLI_INT_OPT("--epochs", &a.epochs, 1, 100000, "E: epochs"),
+        CLI_INT_OPT("--batch", &a.batch, 2, 100000, "B: training batch"),
+        CLI_INT_OPT("--val-batch", &a.val_batch, 1, 100000, "B: validation batch (matching accuracy)"),
+        CLI_FLOAT_OPT("--lr", &a.lr, 1e-12, 10, "LR: Adam learning rate"),
+        CLI_FLAG_OPT("--symmetric", &a.symmetric, "symmetric InfoNCE (default: spectral -> RGB)"),
+        CLI_FLAG_OPT("--learnable-temperature", &a.learnable_temperature, "learn the temperature"),
+        CLI_FLOAT_OPT("--temperature", &a.temperature, 1e-4, 100, "T: InfoNCE temperature (initial)"),
+        CLI_FLAG_OPT("--no-augment", &a.no_augment, "no random crops (cached targets only)"),
+        CLI_FLOAT_OPT("--crop-min", &a.crop_min, 0.05, 1, "F: smallest crop side (fraction)"),
+        CLI_INT_OPT("--target-crops", &a.target_crops, 0, 1000, "K: precomputed CLIP crops per tile (0: on the fly)"),
+        CLI_FLAG_OPT("--shuffle-pairs", &a.shuffle_pairs, "negative control: wrong pairs"),
+        CLI_STRING_OPT("--out", &a.out, "DIR: run folder"),
+        CLI_STRING_OPT("--resume", &a.resume, "DIR: continue the run in DIR from its last checkpoint"),
+        CLI_STRING_OPT("--cache-dir", &a.cache_dir, "DIR: CLIP target cache (default RUN_DIR/cache)"),
+        CLI_INT_OPT("--checkpoint-every", &a.checkpoint_every, 0, 100000000, "N: write last every N steps"),
+        CLI_INT_OPT("--log-every", &a.log_every, 1, 100000000, "N: a metrics.csv step row every N steps"),
+        CLI_INT_OPT("--clip-batch", &a.clip_batch, 1, 100000, "B: images per CLIP forward"),
+        CLI_FLAG_OPT("--quiet", &a.quiet, "no progress line or log on stdout"),
+        CLI_INT_OPT("--stop-after-steps", &a.stop_after, 0, 1e9, "N: stop after N steps in total, as if killed (for tests)"),
+        CLI_END,
+    };
+    const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
+    int code = cli_parse(&parser, argc, argv, NULL, NULL);
     if (code >= 0) return code;
     code = 0;
     string_store store = {0};
