@@ -4,10 +4,8 @@
 # Its loss starts at chance (ln 4 = 1.39) and must end below 0.25.
 set -euo pipefail
 : "${MMCHAIN_EXAMPLE_CONVNET:?run through ctest}"
+. "$(dirname "$0")/support/script_common.sh"
 output=$("$MMCHAIN_EXAMPLE_CONVNET" 300)
 echo "$output"
-first=$(echo "$output" | awk '/^step +1 /{print $4}')
-final=$(echo "$output" | awk '/^final loss/{print $3}')
-awk -v f="$first" 'BEGIN { exit !(f > 1.0) }' || { echo "FAIL: first loss $first is not near chance"; exit 1; }
-awk -v f="$final" 'BEGIN { exit !(f < 0.25) }' || { echo "FAIL: final loss $final is not below 0.25"; exit 1; }
-echo "PASS: loss fell from $first to $final"
+expect_loss_fell "$output" 0.25
+finish "PASS: loss fell from $first_loss to $final_loss"

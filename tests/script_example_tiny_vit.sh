@@ -5,12 +5,10 @@
 # images classified without gradients must be at least 90% right (chance 25%).
 set -euo pipefail
 : "${MMCHAIN_EXAMPLE_TINY_VIT:?run through ctest}"
+. "$(dirname "$0")/support/script_common.sh"
 output=$("$MMCHAIN_EXAMPLE_TINY_VIT" 400)
 echo "$output"
-first=$(echo "$output" | awk '/^step +1 /{print $4}')
-final=$(echo "$output" | awk '/^final loss/{print $3}')
+expect_loss_fell "$output" 0.25
 accuracy=$(echo "$output" | awk '/^accuracy/{print $2}')
-awk -v f="$first" 'BEGIN { exit !(f > 1.0) }' || { echo "FAIL: first loss $first is not near chance"; exit 1; }
-awk -v f="$final" 'BEGIN { exit !(f < 0.25) }' || { echo "FAIL: final loss $final is not below 0.25"; exit 1; }
-awk -v a="$accuracy" 'BEGIN { exit !(a >= 0.9) }' || { echo "FAIL: accuracy $accuracy is below 0.9"; exit 1; }
-echo "PASS: loss fell from $first to $final, accuracy $accuracy"
+awk -v a="$accuracy" 'BEGIN { exit !(a >= 0.9) }' || fail "accuracy '$accuracy' is below 0.9"
+finish "PASS: loss fell from $first_loss to $final_loss, accuracy $accuracy"

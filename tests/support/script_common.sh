@@ -6,6 +6,10 @@
 #             NEEDLE (the project's rule for bad input). Its stdout is left in
 #             $tmp/out, its stderr in $tmp/err. Returns 1 when COMMAND
 #             succeeded, so that callers can skip checks of a failed run.
+#   expect_loss_fell OUTPUT BOUND
+#             OUTPUT is an example's training log ("step    1  loss X" ...
+#             "final loss Y"): X must be near chance (above 1.0) and Y below
+#             BOUND. Sets $first_loss and $final_loss.
 #   finish [MESSAGE]
 #             exit 1 with a count if any check failed, else print MESSAGE
 #             and exit 0
@@ -28,6 +32,15 @@ expect_error() {
     [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "$what: expected one line on stderr, got: $(cat "$tmp/err")"
     grep -qF -- "$needle" "$tmp/err" || fail "$what: message lacks '$needle': $(cat "$tmp/err")"
     return 0
+}
+
+expect_loss_fell() {
+    local output=$1 bound=$2
+    first_loss=$(echo "$output" | awk '/^step +1 /{print $4}')
+    final_loss=$(echo "$output" | awk '/^final loss/{print $3}')
+    awk -v f="$first_loss" 'BEGIN { exit !(f > 1.0) }' || fail "first loss '$first_loss' is not near chance"
+    [ -n "$final_loss" ] && awk -v f="$final_loss" -v b="$bound" 'BEGIN { exit !(f < b) }' ||
+        fail "final loss '$final_loss' is not below $bound"
 }
 
 finish() {
