@@ -466,11 +466,11 @@ enum {
 static const int cnn_bands[CNN_BANDS] = {B02, B03, B04, B08};
 static const int cnn_channels[CNN_LAYERS + 1] = {CNN_BANDS, 16, 16, 32};
 
+/* Built from the layer kit (nn.h). */
 typedef struct convnet {
     mc_param_list params;
-    mc_tensor *conv[CNN_LAYERS], *bn_weight[CNN_LAYERS], *bn_bias[CNN_LAYERS];
-    mc_tensor *bn_mean[CNN_LAYERS], *bn_var[CNN_LAYERS];
-    mc_tensor *fc_weight, *fc_bias;
+    mc_conv_bn unit[CNN_LAYERS]; /* conv3x3 -> BN -> ReLU */
+    mc_linear_layer fc;
 } convnet;
 
 /* PyTorch's initialisations for a ResNet-style net: kaiming-normal (fan_out)
@@ -480,34 +480,25 @@ static void convnet_init(convnet *net, uint64_t seed) {
     mc_rng rng;
     mc_rng_seed(&rng, seed);
     for (int l = 0; l < CNN_LAYERS; l++) {
-        int in = cnn_channels[l], out = cnn_channels[l + 1];
-        MC_CHECK_OK(mc_params_new(&net->params, &net->conv[l], MC_SHAPE(out, in, 3, 3), true, "conv%d.weight", l));
-        mc_init_kaiming_normal_fan_out(net->conv[l], (int64_t)out * 9, &rng);
-        MC_CHECK_OK(mc_params_new(&net->params, &net->bn_weight[l], MC_SHAPE(out), true, "bn%d.weight", l));
-        MC_CHECK_OK(mc_params_new(&net->params, &net->bn_bias[l], MC_SHAPE(out), true, "bn%d.bias", l));
-        MC_CHECK_OK(mc_params_new(&net->params, &net->bn_mean[l], MC_SHAPE(out), false, "bn%d.running_mean", l));
-        MC_CHECK_OK(mc_params_new(&net->params, &net->bn_var[l], MC_SHAPE(out), false, "bn%d.running_var", l));
-        mc_tensor_fill(net->bn_weight[l], 1.0f);
-        mc_tensor_fill(net->bn_var[l], 1.0f);
+        mc_conv_config conv = {.in_channels = cnn_channels[l], .out_channels = cnn_channels[l + 1],
+                               .kernel = 3, .stride = 1, .padding = 1,
+                               .init = MC_CONV_INIT_KAIMING_FAN_OUT};
+        char conv_name[16], bn_name[16];
+        snprintf(conv_name, sizeof conv_name, "conv%d", l);
+        snprintf(bn_name, sizeof bn_name, "bn%d", l);
+        MC_CHECK_OK(mc_conv_bn_init(&net->params, conv_name, bn_name, &conv, true, &rng, &net->unit[l]));
     }
-    int width = cnn_channels[CNN_LAYERS];
-    MC_CHECK_OK(mc_params_new(&net->params, &net->fc_weight, MC_SHAPE(K, width), true, "fc.weight"));
-    MC_CHECK_OK(mc_params_new(&net->params, &net->fc_bias, MC_SHAPE(K), true, "fc.bias"));
-    mc_init_default_uniform(net->fc_weight, width, &rng);
-    mc_init_default_uniform(net->fc_bias, width, &rng);
+    MC_CHECK_OK(mc_linear_init(&net->params, "fc", cnn_channels[CNN_LAYERS], K, true, &rng, &net->fc));
 }
 
 /* x (N, 32, 32, 4) NHWC -> logits (N, 10). */
 static mc_status convnet_forward(convnet *net, mc_graph *g, mc_tensor *x, bool training, mc_tensor **logits) {
     for (int l = 0; l < CNN_LAYERS; l++) {
-        MC_TRY(mc_conv2d(g, x, net->conv[l], NULL, mc_conv2d_simple(1, 1), &x));
-        MC_TRY(mc_batchnorm2d(g, x, net->bn_weight[l], net->bn_bias[l], net->bn_mean[l], net->bn_var[l], training,
-                              0.1f, 1e-5f, &x));
-        MC_TRY(mc_relu(g, x, &x));
+        MC_TRY(mc_conv_bn_forward(g, &net->unit[l], training, x, &x));
         if (l < CNN_LAYERS - 1) MC_TRY(mc_maxpool2d(g, x, 2, 2, 0, &x));
     }
     MC_TRY(mc_global_avgpool(g, x, &x));
-    return mc_linear(g, x, net->fc_weight, net->fc_bias, logits);
+    return mc_linear_forward(g, &net->fc, x, logits);
 }
 
 /* Tiles first .. first + n - 1 of the world (n a multiple of CNN_CHUNK),
