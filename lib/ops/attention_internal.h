@@ -1,6 +1,6 @@
 /* attention.c's internals, shared with its tests (not part of the installed
- * API): the sizes of one attention call, the fast kernels mc_attention uses
- * and the naive reference kernels they are tested against. */
+ * API): the sizes of one attention call and the fast kernels mc_attention
+ * uses. The naive reference kernels they are tested against are in naive.h. */
 #ifndef MMCHAIN_OPS_ATTENTION_INTERNAL_H
 #define MMCHAIN_OPS_ATTENTION_INTERNAL_H
 

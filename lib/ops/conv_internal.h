@@ -1,6 +1,7 @@
 /* conv.c's internals, shared with its tests and its benchmark (not part of
- * the installed API): the geometry of one convolution, the naive reference
- * kernels the fast path is tested against, and the workspace knobs. */
+ * the installed API): the geometry of one convolution, the fast kernels,
+ * Winograd's switch and the workspace knobs. The naive reference kernels the
+ * fast paths are tested against are in naive.h. */
 #ifndef MMCHAIN_OPS_CONV_INTERNAL_H
 #define MMCHAIN_OPS_CONV_INTERNAL_H
 
