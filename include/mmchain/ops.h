@@ -189,8 +189,8 @@ mc_status mc_l2_normalize(mc_graph *g, mc_tensor *x, float eps, mc_tensor **out)
 /* ---- attention.c: multi-head scaled dot-product attention ----
  * q, k, v (B, T, D) with D = n_heads * head_dim; each head attends with
  * softmax(q k^T / sqrt(head_dim)) v; causal masks out keys after the query.
- * -> (B, T, D), heads concatenated. No projections: the caller applies
- * those (mc_linear), as the CLIP blocks do (lib/models/clip_block.c). */
+ * -> (B, T, D), heads concatenated. No projections: the layer with them
+ * is mc_self_attention (nn.h). */
 mc_status mc_attention(mc_graph *g, mc_tensor *q, mc_tensor *k, mc_tensor *v, int n_heads,
                        bool causal, mc_tensor **out);
 
