@@ -30,6 +30,7 @@
 
 #include "error.h"
 #include "rng.h"
+#include "image.h" /* mc_raster: a TIFF tile as read from its file */
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -64,29 +65,6 @@ typedef struct mc_bands {
 mc_status mc_bands_parse(const char *spec, mc_bands *out);
 /* "B08,B11,B12" into buf (always NUL-terminated); returns buf. */
 const char *mc_bands_str(const mc_bands *bands, char *buf, size_t buf_len);
-
-/* ---- TIFF files (lib/io/tiff.c) ------------------------------------------ */
-
-/* A decoded raster: every sample converted to float (uint16 values are
- * exact in float). Any size, any band count. */
-typedef struct mc_raster {
-    int height, width, bands;
-    int bits_per_sample;   /* 8, 16, 32, ... as stored in the file */
-    char sample_kind;      /* 'u' unsigned int, 'i' signed int, 'f' float */
-    float *data;           /* (bands, height, width), band-planar */
-} mc_raster;
-
-/* Read a TIFF (strips or tiles, contiguous or planar, none/LZW/deflate/...
- * compression, 8/16/32-bit integer or 32/64-bit float samples). Errors name
- * the file: not a TIFF, truncated, unsupported layout. Free with
- * mc_raster_free. */
-mc_status mc_tiff_read(const char *path, mc_raster *out);
-void mc_raster_free(mc_raster *raster);
-
-/* Write an uncompressed uint16 TIFF in EuroSAT-MS's layout: pixel-interleaved,
- * `c` samples per pixel, 4 rows per strip, minimal-is-black, no colour model.
- * pixels: (h, w, c) interleaved. */
-mc_status mc_tiff_write_u16(const char *path, const uint16_t *pixels, int h, int w, int c);
 
 /* ---- normalisation ------------------------------------------------------- */
 

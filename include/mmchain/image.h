@@ -1,4 +1,4 @@
-/* mmchain — RGB images: PNG and JPEG files, bicubic resize, crops, CLIP
+/* mmchain — images: PNG, JPEG and TIFF files, bicubic resize, crops, CLIP
  * preprocessing, folders of class folders.
  *
  * An image is an mc_tensor, not a type of its own: (C, H, W) float, values
@@ -20,6 +20,7 @@
 #define MMCHAIN_IMAGE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "tensor.h"
@@ -42,6 +43,29 @@ mc_status mc_png_write(const char *path, const mc_tensor *image, int bit_depth);
 mc_status mc_jpeg_read(const char *path, mc_tensor **out);
 /* PNG or JPEG, chosen by the file's first bytes, not its name. */
 mc_status mc_image_read(const char *path, mc_tensor **out);
+
+/* ---- TIFF files (lib/io/tiff.c) ------------------------------------------ */
+
+/* A decoded raster: every sample converted to float (uint16 values are
+ * exact in float). Any size, any band count. */
+typedef struct mc_raster {
+    int height, width, bands;
+    int bits_per_sample;   /* 8, 16, 32, ... as stored in the file */
+    char sample_kind;      /* 'u' unsigned int, 'i' signed int, 'f' float */
+    float *data;           /* (bands, height, width), band-planar */
+} mc_raster;
+
+/* Read a TIFF (strips or tiles, contiguous or planar, none/LZW/deflate/...
+ * compression, 8/16/32-bit integer or 32/64-bit float samples). Errors name
+ * the file: not a TIFF, truncated, unsupported layout. Free with
+ * mc_raster_free. */
+mc_status mc_tiff_read(const char *path, mc_raster *out);
+void mc_raster_free(mc_raster *raster);
+
+/* Write an uncompressed uint16 TIFF in EuroSAT-MS's layout: pixel-interleaved,
+ * `c` samples per pixel, 4 rows per strip, minimal-is-black, no colour model.
+ * pixels: (h, w, c) interleaved. */
+mc_status mc_tiff_write_u16(const char *path, const uint16_t *pixels, int h, int w, int c);
 
 /* ---- geometry ---- */
 

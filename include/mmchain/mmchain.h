@@ -1,15 +1,16 @@
 /* mmchain — the umbrella header: the whole public API of the library.
  *
  * Read the headers in this order (each needs only those before it):
- * error.h, rng.h, tensor.h, autograd.h, threads.h, ops.h, nn.h, optim.h,
- * io.h, checkpoint.h, tokenizer.h, models.h, clip.h, image.h, augment.h,
- * data.h, synth.h, chain.h, pretrain.h.
+ * version.h, error.h, rng.h, tensor.h, autograd.h, threads.h, ops.h, nn.h,
+ * optim.h, io.h, checkpoint.h, tokenizer.h, models.h, clip.h, image.h,
+ * augment.h, data.h, synth.h, chain.h, pretrain.h.
  *
  * The application built on the library (the run folder, report.html, the
  * demo and the `mmchain` program) is not part of it: see app/. */
 #ifndef MMCHAIN_H
 #define MMCHAIN_H
 
+#include "version.h"
 #include "error.h"
 #include "rng.h"
 #include "tensor.h"
@@ -29,8 +30,5 @@
 #include "synth.h"
 #include "chain.h"
 #include "pretrain.h"
-
-/* The library version, "MAJOR.MINOR.PATCH". */
-const char *mc_version(void);
 
 #endif

@@ -1,3 +1,3 @@
-#include "mmchain/mmchain.h"
+#include "mmchain/version.h"
 
 const char *mc_version(void) { return MMCHAIN_VERSION; }

@@ -6,7 +6,7 @@
  * TIFFOpenExt and a per-file handler that copies the message into a buffer on
  * our stack, so a failing read becomes an mc_error naming the file (and two
  * threads reading two files never mix their messages). */
-#include "mmchain/data.h"
+#include "mmchain/image.h"
 
 #include "io/decode_limit.h"
 
