@@ -46,6 +46,34 @@ START_TEST(test_heap_tensor_lifecycle) {
 }
 END_TEST
 
+START_TEST(test_row_views) {
+    mc_tensor *t;
+    MC_CHECK_OK(mc_tensor_new(&t, MC_SHAPE(4, 2, 3), "batch"));
+    for (int i = 0; i < 24; i++) t->data[i] = (float)i;
+    MC_CHECK_OK(mc_tensor_set_requires_grad(t, true));
+    mc_tensor rows = mc_tensor_rows(t, 1, 2);
+    ck_assert(mc_shape_equal(rows.shape, MC_SHAPE(2, 2, 3)));
+    ck_assert_int_eq(rows.numel, 12);
+    ck_assert_str_eq(rows.name, "batch");
+    ck_assert_ptr_eq(rows.data, t->data + 6); /* borrowed, not copied */
+    ck_assert_float_eq(rows.data[11], 17.0f);
+    ck_assert(!rows.requires_grad && rows.grad == NULL && !rows.on_heap && !rows.owns_data);
+    rows.data[0] = -1.0f;
+    ck_assert_float_eq(t->data[6], -1.0f);
+    mc_tensor last = mc_tensor_rows(t, 3, 1);
+    ck_assert_float_eq(last.data[5], 23.0f);
+    /* Outside the tensor: an empty view. */
+    const int64_t bad[][2] = {{-1, 1}, {0, 0}, {3, 2}, {4, 1}};
+    for (int i = 0; i < 4; i++) {
+        mc_tensor empty = mc_tensor_rows(t, bad[i][0], bad[i][1]);
+        ck_assert_ptr_null(empty.data);
+        ck_assert_int_eq(empty.numel, 0);
+        ck_assert_int_eq(empty.shape.dim[0], 0);
+    }
+    mc_tensor_free(t);
+}
+END_TEST
+
 START_TEST(test_rng_is_deterministic) {
     mc_rng a, b;
     mc_rng_seed(&a, 42);
@@ -145,6 +173,7 @@ int main(void) {
     tcase_add_test(tc, test_shape_macro_and_numel);
     tcase_add_test(tc, test_shape_errors);
     tcase_add_test(tc, test_heap_tensor_lifecycle);
+    tcase_add_test(tc, test_row_views);
     tcase_add_test(tc, test_rng_is_deterministic);
     tcase_add_test(tc, test_arena_reuses_memory);
     tcase_add_test(tc, test_mark_and_release_keep);

@@ -89,6 +89,12 @@ void mc_tensor_normal(mc_tensor *t, mc_rng *rng, float mean, float std);
 /* Change the shape in place (same numel), like torch's view on a
  * contiguous tensor. Does not record anything on a tape. */
 mc_status mc_tensor_reshape_inplace(mc_tensor *t, mc_shape shape);
+/* Rows [first, first + n) of t along its first dimension, as a borrowed view:
+ * same name, shape (n, ...), data pointing into t's (which must outlive the
+ * view), no gradient, never freed. For handing part of a batch buffer to an
+ * op or a loader without copying. 0 <= first, 1 <= n, first + n <= dim 0;
+ * outside that range the view is empty (data NULL, numel 0, dim 0 = 0). */
+mc_tensor mc_tensor_rows(const mc_tensor *t, int64_t first, int64_t n);
 /* Dimension i; negative i counts from the end (-1 is the last). */
 int64_t mc_tensor_dim(const mc_tensor *t, int i);
 /* A description for messages: "conv1.weight (64, 3, 7, 7)". */

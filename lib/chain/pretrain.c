@@ -144,9 +144,7 @@ static mc_status fill_batch(const mc_clip *clip, const mc_clip_pretrain_data *d,
     mc_augment_config flips = {.mode = MC_CROP_RESIZE, .crop_min = 1.0f, .crop_max = 1.0f,
                                .hflip = true, .vflip = true, .rot90 = true};
     for (int i = 0; i < n; i++) mc_augment_sample(rng, &flips, &b->params[i]);
-    mc_tensor view = *b->images;
-    view.shape.dim[0] = n;
-    view.numel = n * image_floats;
+    mc_tensor view = mc_tensor_rows(b->images, 0, n);
     return mc_augment_apply(&view, b->params, n, &view);
 }
 
@@ -160,9 +158,7 @@ static void clamp_logit_scale(mc_clip *clip) {
 /* Forward, backward, clip, update: the images and ids already in b. */
 static mc_status train_step(mc_clip *clip, mc_graph *g, param_groups *groups, batch_buffers *b, int n,
                             float lr, float max_grad_norm, double *loss_out) {
-    mc_tensor images = *b->images;
-    images.shape.dim[0] = n;
-    images.numel = n * (b->images->numel / b->images->shape.dim[0]);
+    mc_tensor images = mc_tensor_rows(b->images, 0, n);
     mc_tensor *image_embeds, *text_embeds, *loss;
     mc_optimizer_zero_grad(groups->decayed_opt);
     mc_optimizer_zero_grad(groups->plain_opt);

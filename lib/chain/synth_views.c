@@ -37,17 +37,6 @@ static void select_bands(const mc_tensor *tiles, const mc_bands *bands, const mc
         }
 }
 
-/* Rows [row, row + n) of `full` (N, C, T, T), as a borrowed (n, C, T, T) view. */
-static mc_tensor rows_of(const mc_tensor *full, int row, int n) {
-    mc_tensor view = *full;
-    int64_t per_row = full->numel / full->shape.dim[0];
-    view.shape.dim[0] = n;
-    view.numel = n * per_row;
-    view.data = full->data + (int64_t)row * per_row;
-    view.grad = NULL;
-    return view;
-}
-
 /* One chunk: tiles (n, 13, 64, 64) to be filled with world tiles
  * [world_first, world_first + n), into rows [row, row + n) of v. */
 static mc_status make_chunk(uint64_t seed, int64_t world_first, int row, const mc_bands *bands,
@@ -60,7 +49,7 @@ static mc_status make_chunk(uint64_t seed, int64_t world_first, int row, const m
                                              MC_SYNTH_SIZE, &v->attrs[row + i]));
     mc_tensor *small = tiles;
     if (size != MC_SYNTH_SIZE) MC_TRY(mc_image_resize(tiles, size, size, true, &small));
-    mc_tensor rgb_rows = rows_of(v->rgb, row, n);
+    mc_tensor rgb_rows = mc_tensor_rows(v->rgb, row, n);
     mc_status status = mc_rgb_from_reflectance(small, &rgb_rows);
     if (status == MC_OK && v->spectral) select_bands(small, bands, norm, v->spectral, row);
     if (small != tiles) mc_tensor_free(small);

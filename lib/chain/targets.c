@@ -211,18 +211,6 @@ static mc_status load_rgb_views(const mc_chain_data *data, int first, int n, mc_
     return status;
 }
 
-/* out rows [first, first + n) = a view into the big tensor. */
-static mc_tensor row_view(mc_tensor *t, int64_t first, int64_t n) {
-    mc_tensor view = *t;
-    view.shape.dim[0] = n;
-    view.numel = n * (t->numel / t->shape.dim[0]);
-    view.data = t->data + first * (t->numel / t->shape.dim[0]);
-    view.grad = NULL;
-    view.on_heap = false;
-    view.owns_data = false;
-    return view;
-}
-
 static mc_status compute_plain(mc_clip *clip, const mc_chain_data *data, int batch, void *ctx,
                                mc_tensor *out) {
     (void)ctx;
@@ -232,7 +220,7 @@ static mc_status compute_plain(mc_clip *clip, const mc_chain_data *data, int bat
         mc_tensor *rgb;
         status = load_rgb_views(data, first, n, &rgb);
         if (status != MC_OK) break;
-        mc_tensor rows = row_view(out, first, n);
+        mc_tensor rows = mc_tensor_rows(out, first, n);
         status = mc_chain_embed_rgb(clip, rgb, batch, &rows);
         mc_tensor_free(rgb);
     }

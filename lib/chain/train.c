@@ -277,9 +277,7 @@ static void gather_targets(mc_chain_trainer *t, int n, const int *rows) {
 
 /* x (n, C, H, W) is the batch's spectral view; augment it and set targets. */
 static mc_status prepare_views(mc_chain_trainer *t, mc_tensor *x, int n) {
-    mc_tensor targets_view = *t->targets;
-    targets_view.shape.dim[0] = n;
-    targets_view.numel = n * (int64_t)t->enc->embed_dim;
+    mc_tensor targets_view = mc_tensor_rows(t->targets, 0, n);
     if (!t->cfg.augment) {
         gather_targets(t, n, t->pairs);
         return MC_OK;
@@ -298,9 +296,7 @@ static mc_status prepare_views(mc_chain_trainer *t, mc_tensor *x, int n) {
         MC_TRY(mc_augment_apply(x, t->params, n, x));
     } else {
         /* On the fly: crop both views with one shared box, embed the RGB crop. */
-        mc_tensor rgb = *t->rgb;
-        rgb.shape.dim[0] = n;
-        rgb.numel = n * (t->rgb->numel / t->rgb->shape.dim[0]);
+        mc_tensor rgb = mc_tensor_rows(t->rgb, 0, n);
         MC_TRY(t->train->load(t->train->ctx, t->pairs, n, NULL, &rgb, NULL));
         MC_TRY(mc_augment_pair(&rng, &t->cfg.augment_config, true, x, x, &rgb, &rgb));
         MC_TRY(mc_chain_embed_rgb(t->clip, &rgb, t->cfg.clip_batch, &targets_view));
@@ -319,9 +315,7 @@ static void clamp_logit_scale(mc_spectral_encoder *enc) {
 mc_status mc_chain_trainer_step(mc_chain_trainer *t, double *loss_out) {
     int n = next_batch(t);
     mc_tensor *x, *embeds, *loss;
-    mc_tensor targets = *t->targets;
-    targets.shape.dim[0] = n;
-    targets.numel = n * (int64_t)t->enc->embed_dim;
+    mc_tensor targets = mc_tensor_rows(t->targets, 0, n);
     mc_status status = mc_graph_tensor(
         t->g, MC_SHAPE(n, t->train->bands, t->train->height, t->train->width), "x", &x);
     if (status == MC_OK) status = t->train->load(t->train->ctx, t->items, n, x, NULL, NULL);

@@ -150,6 +150,25 @@ mc_status mc_tensor_reshape_inplace(mc_tensor *t, mc_shape shape) {
     return MC_OK;
 }
 
+mc_tensor mc_tensor_rows(const mc_tensor *t, int64_t first, int64_t n) {
+    mc_tensor view = *t;
+    view.grad = NULL;
+    view.requires_grad = false;
+    view.on_heap = false;
+    view.owns_data = false;
+    if (t->shape.ndim < 1 || first < 0 || n < 1 || first + n > t->shape.dim[0] || !t->data) {
+        view.shape.dim[0] = 0;
+        view.numel = 0;
+        view.data = NULL;
+        return view;
+    }
+    int64_t per_row = t->numel / t->shape.dim[0];
+    view.shape.dim[0] = n;
+    view.numel = n * per_row;
+    view.data = t->data + first * per_row;
+    return view;
+}
+
 int64_t mc_tensor_dim(const mc_tensor *t, int i) {
     if (i < 0) i += t->shape.ndim;
     if (i < 0 || i >= t->shape.ndim) return 0;
