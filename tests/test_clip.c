@@ -111,6 +111,78 @@ START_TEST(test_transposed_token_embedding) {
 }
 END_TEST
 
+/* ---- batched inference and the fingerprint ---- */
+
+/* The tower on all rows at once, with a fresh graph: the reference the
+ * batched helpers must reproduce. */
+static mc_tensor *encode_at_once(mc_clip *clip, mc_tensor *pixels, const int32_t *ids, int n) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *step, *copy;
+    if (pixels) MC_CHECK_OK(mc_clip_encode_image(clip, g, pixels, &step));
+    else MC_CHECK_OK(mc_clip_encode_text(clip, g, ids, n, &step));
+    MC_CHECK_OK(mc_tensor_clone(&copy, step, "reference"));
+    mc_graph_free(g);
+    return copy;
+}
+
+START_TEST(test_embed_in_batches) {
+    mc_clip *clip = tiny_clip(8);
+    const int n = 5, context = clip->config.text.context, embed = clip->config.embed_dim;
+    mc_rng rng;
+    mc_rng_seed(&rng, 9);
+    mc_tensor *rgb, *pixels, *out;
+    MC_CHECK_OK(mc_tensor_new(&rgb, MC_SHAPE(n, 3, 20, 24), "rgb"));
+    mc_tensor_uniform(rgb, &rng, 0.0f, 1.0f);
+    MC_CHECK_OK(mc_clip_preprocess(rgb, 16, true, &pixels));
+    int32_t ids[5 * 8];
+    make_ids(ids, n, context);
+    mc_tensor *want_images = encode_at_once(clip, pixels, NULL, n);
+    mc_tensor *want_texts = encode_at_once(clip, NULL, ids, n);
+    MC_CHECK_OK(mc_tensor_new(&out, MC_SHAPE(n, embed), "out"));
+    const int batches[] = {1, 2, 5, 64};
+    for (int b = 0; b < 4; b++) {
+        mc_tensor_fill(out, 0.0f);
+        MC_CHECK_OK(mc_clip_embed_images(clip, pixels, false, batches[b], out));
+        mc_test_assert_close("images", out->data, want_images->data, out->numel, 1e-5, 1e-6);
+        mc_tensor_fill(out, 0.0f);
+        MC_CHECK_OK(mc_clip_embed_images(clip, rgb, true, batches[b], out)); /* preprocessed per batch */
+        mc_test_assert_close("rgb images", out->data, want_images->data, out->numel, 1e-5, 1e-6);
+        mc_tensor_fill(out, 0.0f);
+        MC_CHECK_OK(mc_clip_embed_texts(clip, ids, n, batches[b], out));
+        mc_test_assert_close("texts", out->data, want_texts->data, out->numel, 1e-5, 1e-6);
+    }
+    mc_tensor *wrong;
+    MC_CHECK_OK(mc_tensor_new(&wrong, MC_SHAPE(n, embed + 1), "wrong"));
+    MC_CHECK_FAILS(mc_clip_embed_images(clip, pixels, false, 2, wrong), MC_ERR_SHAPE, "expected (5, 16)");
+    MC_CHECK_FAILS(mc_clip_embed_texts(clip, ids, n, 0, out), MC_ERR_ARG, "batch 0");
+    MC_CHECK_FAILS(mc_clip_embed_images(clip, want_texts, false, 2, out), MC_ERR_SHAPE,
+                   "expected (N, 3, H, W)");
+    mc_tensor_free(wrong);
+    mc_tensor_free(out), mc_tensor_free(want_images), mc_tensor_free(want_texts);
+    mc_tensor_free(pixels), mc_tensor_free(rgb);
+    mc_clip_free(clip);
+}
+END_TEST
+
+START_TEST(test_vision_fingerprint) {
+    mc_clip *a = tiny_clip(10), *b = tiny_clip(10);
+    char fa[17], fb[17];
+    mc_clip_vision_fingerprint(a, fa);
+    mc_clip_vision_fingerprint(b, fb);
+    ck_assert_int_eq((int)strlen(fa), 16);
+    ck_assert_str_eq(fa, fb); /* same weights */
+    b->token_embedding->data[0] += 1.0f; /* the text tower does not count */
+    mc_clip_vision_fingerprint(b, fb);
+    ck_assert_str_eq(fa, fb);
+    b->visual_projection->data[3] += 1e-3f; /* every image-tower value does */
+    mc_clip_vision_fingerprint(b, fb);
+    ck_assert_str_ne(fa, fb);
+    mc_clip_free(a);
+    mc_clip_free(b);
+}
+END_TEST
+
 START_TEST(test_one_tower_files) {
     mc_clip_config config = tiny_config();
     mc_rng rng;
@@ -277,6 +349,8 @@ int main(void) {
     tcase_add_test(tc, test_one_tower_files);
     tcase_add_test(tc, test_broken_files_name_the_tensor);
     tcase_add_test(tc, test_transposed_token_embedding);
+    tcase_add_test(tc, test_embed_in_batches);
+    tcase_add_test(tc, test_vision_fingerprint);
     tcase_add_test(tc, test_input_checks);
     tcase_add_test(tc, test_prompt_ensembling);
     tcase_add_test(tc, test_training_from_scratch_lowers_the_loss);

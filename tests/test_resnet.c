@@ -20,6 +20,10 @@ START_TEST(test_config_presets) {
     MC_CHECK_FAILS(mc_resnet_config_for_depth(42, &c), MC_ERR_ARG, "depth 42");
     MC_CHECK_FAILS(mc_resnet_config_for_name("resnet50x", &c), MC_ERR_ARG, "resnet50x");
     MC_CHECK_FAILS(mc_resnet_config_for_name("vgg16", &c), MC_ERR_ARG, "vgg16");
+    char name[96];
+    ck_assert_str_eq(mc_resnet_arch_name(&c, name, sizeof name), "resnet34");
+    c.base_width = 32;
+    ck_assert_str_eq(mc_resnet_arch_name(&c, name, sizeof name), "resnet(basic, 3-4-6-3, width 32)");
     c.layers[1] = 0;
     MC_CHECK_FAILS(mc_resnet_config_check(&c), MC_ERR_ARG, "layer2");
 }

@@ -264,8 +264,8 @@ static int embed_resnet(const embed_options *o, embed_result *result) {
 }
 
 /* ---- CLIP ----
- * Both towers run without gradients, CLIP_BATCH rows per forward pass; the
- * graph is reset between batches so memory holds one batch's activations. */
+ * Both towers run without gradients, CLIP_BATCH rows per forward pass
+ * (mc_clip_embed_images / _texts), so memory holds one batch's activations. */
 
 /* A tower's input, either pixels (N, 3, S, S) or ids (N, T). */
 typedef struct clip_input {
@@ -274,39 +274,11 @@ typedef struct clip_input {
     int64_t rows;
 } clip_input;
 
-/* Rows [first, first + n) through the tower -> output rows. */
-static mc_status clip_embed_batch(mc_clip *clip, mc_graph *g, const clip_input *in, int64_t first, int n,
-                                  mc_tensor *output) {
-    mc_tensor *embeds;
-    if (in->pixels) {
-        int64_t floats = in->pixels->numel / in->rows; /* per image */
-        mc_shape shape = in->pixels->shape;
-        shape.dim[0] = n;
-        mc_tensor *batch;
-        MC_TRY(mc_graph_tensor(g, shape, "pixels", &batch));
-        memcpy(batch->data, in->pixels->data + first * floats, (size_t)(n * floats) * sizeof(float));
-        MC_TRY(mc_clip_encode_image(clip, g, batch, &embeds));
-    } else {
-        int64_t context = clip->config.text.context;
-        MC_TRY(mc_clip_encode_text(clip, g, in->ids + first * context, n, &embeds));
-    }
-    int64_t width = output->shape.dim[1];
-    memcpy(output->data + first * width, embeds->data, (size_t)(n * width) * sizeof(float));
-    return MC_OK;
-}
-
 /* Every row of `in` through the tower -> *output, a heap (N, E) tensor. */
 static mc_status clip_embed_rows(mc_clip *clip, const clip_input *in, mc_tensor **output) {
     MC_TRY(mc_tensor_new(output, MC_SHAPE(in->rows, clip->config.embed_dim), "output"));
-    mc_graph *g;
-    mc_status status = mc_graph_new(&g);
-    if (status == MC_OK) mc_graph_set_grad_enabled(g, false); /* inference: no tape */
-    for (int64_t first = 0; status == MC_OK && first < in->rows; first += CLIP_BATCH) {
-        int n = (int)(in->rows - first < CLIP_BATCH ? in->rows - first : CLIP_BATCH);
-        status = clip_embed_batch(clip, g, in, first, n, *output);
-        mc_graph_reset(g);
-    }
-    mc_graph_free(g);
+    mc_status status = in->pixels ? mc_clip_embed_images(clip, in->pixels, false, CLIP_BATCH, *output)
+                                  : mc_clip_embed_texts(clip, in->ids, in->rows, CLIP_BATCH, *output);
     if (status != MC_OK) {
         mc_tensor_free(*output);
         *output = NULL;

@@ -221,10 +221,6 @@ mc_status mc_spectral_encoder_load_imagenet(mc_spectral_encoder *enc, const char
 mc_status mc_spectral_encoder_forward(mc_spectral_encoder *enc, mc_graph *g, mc_tensor *x,
                                       mc_tensor **out);
 
-/* "resnet50" for the standard configurations, else a description
- * "resnet(bottleneck, 3-4-6-3, width 64)". Writes into buf; returns buf. */
-const char *mc_resnet_arch_name(const mc_resnet_config *arch, char *buf, size_t len);
-
 /* =========================================================================
  * Checkpoints (lib/chain/checkpoint.c)
  * ========================================================================= */
@@ -272,14 +268,11 @@ mc_status mc_checkpoint_metadata_get(const char *path, const char *key, char *bu
  * CLIP targets (lib/chain/targets.c)
  * ========================================================================= */
 
-/* A 16-hex-digit fingerprint of CLIP's image tower (FNV-1a over the names,
- * shapes and values of its tensors): the "checkpoint identity" in cache keys. */
-void mc_clip_vision_fingerprint(const mc_clip *clip, char hex[17]);
-
 /* CLIP image embeddings of RGB views in 0..1: rgb (N, 3, H, W) -> out
  * (N, E) (caller-allocated), through mc_clip_preprocess (bicubic to the
  * tower's size, CLIP normalisation) and the frozen tower without gradients,
- * `batch` images at a time. */
+ * `batch` images at a time: mc_clip_embed_images (clip.h) with rgb = true,
+ * after checking that the checkpoint has an image tower and the shapes. */
 mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_tensor *out);
 
 /* The targets of a data source's un-augmented RGB views: *out heap (count, E).

@@ -109,6 +109,41 @@ mc_status mc_clip_class_embeddings(mc_clip *clip, const int32_t *ids, int n_clas
 mc_status mc_clip_zero_shot_logits(const mc_tensor *image_embeds, const mc_tensor *class_embeds,
                                    float logit_scale, mc_tensor **out);
 
+/* ---- inference in batches (lib/models/clip_embed.c) ----
+ * Both run the tower without gradients (no tape), `batch` rows per forward
+ * pass, resetting the graph in between, so memory holds one batch's
+ * activations whatever the row count. Rows are independent: the results do
+ * not depend on `batch` beyond the GEMM's rounding. */
+
+/* images (N, 3, H, W) -> out (N, E), caller-allocated, projected, not
+ * normalised. rgb: the images are RGB in 0..1 of any size, preprocessed
+ * (mc_clip_preprocess, bicubic with antialiasing) one batch at a time;
+ * otherwise they are already pixels (N, 3, S, S), CLIP-normalised. */
+mc_status mc_clip_embed_images(mc_clip *clip, const mc_tensor *images, bool rgb, int batch,
+                               mc_tensor *out);
+/* ids: n rows of context ids (sot ... eot, zero padding) -> out (n, E),
+ * caller-allocated. */
+mc_status mc_clip_embed_texts(mc_clip *clip, const int32_t *ids, int64_t n, int batch,
+                              mc_tensor *out);
+
+/* A 16-hex-digit fingerprint of the image tower (FNV-1a over the names,
+ * shapes and values of its tensors): the identity of the weights in keys
+ * of cached image embeddings. */
+void mc_clip_vision_fingerprint(const mc_clip *clip, char hex[17]);
+
+/* ---- image preprocessing (lib/models/clip_preprocess.c) ---- */
+
+/* OpenAI CLIP's normalisation constants (clip/clip.py, _transform). */
+extern const float mc_clip_mean[3];
+extern const float mc_clip_std[3];
+/* In place: channel c -> (x - mean[c]) / std[c]; image (3, H, W) or (N, 3, H, W). */
+mc_status mc_image_clip_normalize(mc_tensor *image);
+/* CLIP preprocessing of RGB images in 0..1, (3, H, W) or (N, 3, H, W):
+ * resize the shorter side to `size` (bicubic), centre crop size x size,
+ * normalise. Output: heap tensor (N, 3, size, size). CLIP itself uses PIL,
+ * i.e. antialias = true. */
+mc_status mc_clip_preprocess(const mc_tensor *images, int size, bool antialias, mc_tensor **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,5 @@
-/* mmchain — images: PNG, JPEG and TIFF files, bicubic resize, crops, CLIP
- * preprocessing, folders of class folders.
+/* mmchain — images: PNG, JPEG and TIFF files, bicubic resize, crops, folders
+ * of class folders (CLIP's preprocessing, built on these, is clip.h's).
  *
  * An image is an mc_tensor, not a type of its own: (C, H, W) float, values
  * 0..1 (8-bit v -> v/255, 16-bit v -> v/65535), C = 1 grey, 2 grey+alpha,
@@ -82,19 +82,6 @@ mc_status mc_image_center_crop(const mc_tensor *image, int crop_h, int crop_w, m
 /* Resize so the shorter side is `size`, the longer side int(size * long /
  * short) (torchvision's Resize(int) rule). */
 mc_status mc_image_resize_shorter(const mc_tensor *image, int size, bool antialias, mc_tensor **out);
-
-/* ---- CLIP ---- */
-
-/* OpenAI CLIP's normalisation constants (clip/clip.py, _transform). */
-extern const float mc_clip_mean[3];
-extern const float mc_clip_std[3];
-/* In place: channel c -> (x - mean[c]) / std[c]; image (3, H, W) or (N, 3, H, W). */
-mc_status mc_image_clip_normalize(mc_tensor *image);
-/* CLIP preprocessing of RGB images in 0..1, (3, H, W) or (N, 3, H, W):
- * resize the shorter side to `size` (bicubic), centre crop size x size,
- * normalise. Output: heap tensor (N, 3, size, size). CLIP itself uses PIL,
- * i.e. antialias = true. */
-mc_status mc_clip_preprocess(const mc_tensor *images, int size, bool antialias, mc_tensor **out);
 
 /* ---- folders of class folders ---- */
 

@@ -72,6 +72,9 @@ mc_status mc_resnet_config_from_file(const mc_safetensors *f, mc_resnet_config *
  * MC_ERR_FORMAT naming the first tensor that is missing or of another
  * shape. Allocates nothing. */
 mc_status mc_resnet_check_file(const mc_safetensors *f, const mc_resnet_config *config);
+/* "resnet50" for the standard configurations, else a description
+ * "resnet(bottleneck, 3-4-6-3, width 64)". Writes into buf; returns buf. */
+const char *mc_resnet_arch_name(const mc_resnet_config *arch, char *buf, size_t len);
 /* Checks the fields; the message names the wrong one. */
 mc_status mc_resnet_config_check(const mc_resnet_config *config);
 /* F, the width of the pooled feature: 8 * base_width * expansion. */

@@ -9,7 +9,6 @@
 #include "mmchain/chain.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,21 +102,4 @@ mc_status mc_spectral_encoder_forward(mc_spectral_encoder *enc, mc_graph *g, mc_
         return mc_error(MC_ERR_SHAPE, "spectral encoder: input %s, expected (N, %d, H, W)",
                         mc_tensor_str(x, a, sizeof a), enc->bands.count);
     return mc_resnet_forward(enc->resnet, g, x, out);
-}
-
-const char *mc_resnet_arch_name(const mc_resnet_config *arch, char *buf, size_t len) {
-    static const int depths[] = {18, 34, 50, 101, 152};
-    for (size_t i = 0; i < sizeof depths / sizeof depths[0]; i++) {
-        mc_resnet_config standard;
-        if (mc_resnet_config_for_depth(depths[i], &standard) != MC_OK) continue;
-        if (standard.block == arch->block && standard.base_width == arch->base_width &&
-            memcmp(standard.layers, arch->layers, sizeof standard.layers) == 0) {
-            snprintf(buf, len, "resnet%d", depths[i]);
-            return buf;
-        }
-    }
-    snprintf(buf, len, "resnet(%s, %d-%d-%d-%d, width %d)",
-             arch->block == MC_RESNET_BASIC ? "basic" : "bottleneck", arch->layers[0],
-             arch->layers[1], arch->layers[2], arch->layers[3], arch->base_width);
-    return buf;
 }

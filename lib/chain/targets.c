@@ -21,66 +21,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "mmchain/image.h"
-
-/* ---------------------------------------------------------------------------
- * fingerprints (FNV-1a, 64 bits: fast, and collisions only matter between a
- * user's own cached files)
- * ------------------------------------------------------------------------- */
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-static uint64_t fnv_bytes(uint64_t h, const void *data, size_t len) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * FNV_PRIME;
-    return h;
-}
-
-static uint64_t fnv_string(uint64_t h, const char *s) { return fnv_bytes(h, s, strlen(s) + 1); }
-
-static bool is_vision_tensor(const char *name) {
-    return strncmp(name, "vision_model.", 13) == 0 || strcmp(name, "visual_projection.weight") == 0;
-}
-
-void mc_clip_vision_fingerprint(const mc_clip *clip, char hex[17]) {
-    uint64_t h = FNV_OFFSET;
-    for (int i = 0; i < clip->params.count; i++) {
-        const mc_tensor *t = clip->params.items[i];
-        if (!is_vision_tensor(t->name)) continue;
-        h = fnv_string(h, t->name);
-        h = fnv_bytes(h, t->shape.dim, (size_t)t->shape.ndim * sizeof t->shape.dim[0]);
-        h = fnv_bytes(h, t->data, (size_t)t->numel * sizeof *t->data);
-    }
-    snprintf(hex, 17, "%016" PRIx64, h);
-}
+#include "core/fnv.h"
 
 /* ---------------------------------------------------------------------------
  * embedding RGB views
  * ------------------------------------------------------------------------- */
-
-/* rgb rows [first, first + n) -> out rows, one CLIP forward. */
-static mc_status embed_chunk(mc_clip *clip, mc_graph *g, const mc_tensor *rgb, int64_t first, int n,
-                             mc_tensor *out) {
-    int64_t image_floats = rgb->numel / rgb->shape.dim[0];
-    mc_tensor *chunk = NULL, *pixels = NULL, *embeds;
-    mc_shape shape = rgb->shape;
-    shape.dim[0] = n;
-    mc_status status = mc_tensor_new(&chunk, shape, "rgb_chunk");
-    if (status == MC_OK) {
-        memcpy(chunk->data, rgb->data + first * image_floats, (size_t)(n * image_floats) * sizeof(float));
-        status = mc_clip_preprocess(chunk, clip->config.vision.image_size, true, &pixels);
-    }
-    if (status == MC_OK) status = mc_clip_encode_image(clip, g, pixels, &embeds);
-    if (status == MC_OK) {
-        int64_t e = out->shape.dim[1];
-        memcpy(out->data + first * e, embeds->data, (size_t)(n * e) * sizeof(float));
-    }
-    mc_graph_reset(g);
-    mc_tensor_free(pixels);
-    mc_tensor_free(chunk);
-    return status;
-}
 
 mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_tensor *out) {
     char a[128], b[128];
@@ -92,16 +37,7 @@ mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_
         return mc_error(MC_ERR_SHAPE, "embed RGB: rgb %s -> out %s, expected (N, 3, H, W) -> (N, %d)",
                         mc_tensor_str(rgb, a, sizeof a), mc_tensor_str(out, b, sizeof b),
                         clip->config.embed_dim);
-    mc_graph *g;
-    MC_TRY(mc_graph_new(&g));
-    mc_graph_set_grad_enabled(g, false); /* the teacher is frozen: no tape */
-    mc_status status = MC_OK;
-    for (int64_t first = 0; first < rgb->shape.dim[0] && status == MC_OK; first += batch) {
-        int n = (int)(rgb->shape.dim[0] - first < batch ? rgb->shape.dim[0] - first : batch);
-        status = embed_chunk(clip, g, rgb, first, n, out);
-    }
-    mc_graph_free(g);
-    return status;
+    return mc_clip_embed_images(clip, rgb, true, batch, out); /* the teacher is frozen: no tape */
 }
 
 /* ---------------------------------------------------------------------------
@@ -117,14 +53,14 @@ static mc_status cache_key(mc_clip *clip, const mc_chain_data *data, const char 
     snprintf(preprocessing, sizeof preprocessing,
              "rgb %dx%d -> bicubic antialias %d, CLIP mean/std", data->rgb_height, data->rgb_width,
              clip->config.vision.image_size);
-    uint64_t h = fnv_string(FNV_OFFSET, "mmchain clip targets v1");
-    h = fnv_string(h, fingerprint);
-    h = fnv_string(h, preprocessing);
-    h = fnv_string(h, variant);
+    uint64_t h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain clip targets v1");
+    h = mc_fnv1a_string(h, fingerprint);
+    h = mc_fnv1a_string(h, preprocessing);
+    h = mc_fnv1a_string(h, variant);
     for (int i = 0; i < data->count; i++) {
         const char *tile = data->tile_key(data->ctx, i);
         if (!tile) return mc_error(MC_ERR_ARG, "CLIP targets: tile %d has no cache key", i);
-        h = fnv_string(h, tile);
+        h = mc_fnv1a_string(h, tile);
     }
     snprintf(key, 17, "%016" PRIx64, h);
     return MC_OK;

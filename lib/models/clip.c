@@ -351,32 +351,25 @@ mc_status mc_clip_class_embeddings(mc_clip *clip, const int32_t *ids, int n_clas
     if (n_classes < 1 || n_templates < 1)
         return mc_error(MC_ERR_ARG, "clip: %d classes x %d templates, expected at least one each",
                         n_classes, n_templates);
-    const int context = clip->config.text.context, embed = clip->config.embed_dim;
-    mc_tensor *classes;
-    MC_TRY(mc_tensor_new(&classes, MC_SHAPE(n_classes, embed), "class_embeddings"));
-    mc_graph *g;
-    mc_status status = mc_graph_new(&g);
+    const int embed = clip->config.embed_dim;
+    const int64_t rows = (int64_t)n_classes * n_templates;
+    mc_tensor *texts = NULL, *classes = NULL;
+    MC_TRY(mc_tensor_new(&texts, MC_SHAPE(rows, embed), "prompt_embeddings"));
+    /* One class per forward pass (its n_templates prompts). */
+    mc_status status = mc_clip_embed_texts(clip, ids, rows, n_templates, texts);
+    if (status == MC_OK) status = mc_tensor_new(&classes, MC_SHAPE(n_classes, embed), "class_embeddings");
     if (status != MC_OK) {
-        mc_tensor_free(classes);
+        mc_tensor_free(texts);
         return status;
     }
-    mc_graph_set_grad_enabled(g, false);
-    /* One class at a time keeps memory bounded by n_templates rows. */
-    for (int k = 0; k < n_classes && status == MC_OK; k++) {
-        mc_tensor *text;
-        mc_graph_reset(g);
-        status = mc_clip_encode_text(clip, g, ids + (int64_t)k * n_templates * context, n_templates, &text);
-        if (status != MC_OK) break;
-        normalize_rows(text->data, n_templates, embed);
+    normalize_rows(texts->data, rows, embed);
+    for (int k = 0; k < n_classes; k++) {
         float *mean = classes->data + (int64_t)k * embed;
+        const float *prompts = texts->data + (int64_t)k * n_templates * embed;
         for (int t = 0; t < n_templates; t++)
-            for (int e = 0; e < embed; e++) mean[e] += text->data[(int64_t)t * embed + e] / (float)n_templates;
+            for (int e = 0; e < embed; e++) mean[e] += prompts[(int64_t)t * embed + e] / (float)n_templates;
     }
-    mc_graph_free(g);
-    if (status != MC_OK) {
-        mc_tensor_free(classes);
-        return status;
-    }
+    mc_tensor_free(texts);
     normalize_rows(classes->data, n_classes, embed);
     *out = classes;
     return MC_OK;

@@ -66,6 +66,23 @@ mc_status mc_resnet_config_for_name(const char *name, mc_resnet_config *out) {
     return MC_OK;
 }
 
+const char *mc_resnet_arch_name(const mc_resnet_config *arch, char *buf, size_t len) {
+    static const int depths[] = {18, 34, 50, 101, 152};
+    for (size_t i = 0; i < sizeof depths / sizeof depths[0]; i++) {
+        mc_resnet_config standard = {0};
+        if (mc_resnet_config_for_depth(depths[i], &standard) != MC_OK) continue;
+        if (standard.block == arch->block && standard.base_width == arch->base_width &&
+            memcmp(standard.layers, arch->layers, sizeof standard.layers) == 0) {
+            snprintf(buf, len, "resnet%d", depths[i]);
+            return buf;
+        }
+    }
+    snprintf(buf, len, "resnet(%s, %d-%d-%d-%d, width %d)",
+             arch->block == MC_RESNET_BASIC ? "basic" : "bottleneck", arch->layers[0],
+             arch->layers[1], arch->layers[2], arch->layers[3], arch->base_width);
+    return buf;
+}
+
 mc_status mc_resnet_config_check(const mc_resnet_config *c) {
     if (c->block != MC_RESNET_BASIC && c->block != MC_RESNET_BOTTLENECK)
         return mc_error(MC_ERR_ARG, "resnet config: block kind %d is neither basic nor bottleneck",
