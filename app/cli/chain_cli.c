@@ -93,3 +93,13 @@ void chain_cli_print_confusion(const char *title, const int64_t *confusion, cons
         else printf("   %5.1f %%\n", 100.0 * class_acc[t]);
     }
 }
+
+void chain_cli_print_json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
+        else putchar(*s);
+    }
+    putchar('"');
+}

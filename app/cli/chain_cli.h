@@ -57,4 +57,8 @@ int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip);
 void chain_cli_print_confusion(const char *title, const int64_t *confusion, const double *class_acc,
                                int k, const char *const *names);
 
+/* A JSON string literal of s (quotes, backslashes and control characters
+ * escaped) to stdout. */
+void chain_cli_print_json_string(const char *s);
+
 #endif

@@ -96,16 +96,6 @@ static void top_k(const float *p, int n, int k, int *order) {
     }
 }
 
-static void print_json_string(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-        else putchar(*s);
-    }
-    putchar('"');
-}
-
 static void print_result(const classify_args *a, const classify_setup *s, const char *path,
                          const float *p, const int *order, int k, bool first) {
     if (!a->json) {
@@ -114,11 +104,11 @@ static void print_result(const classify_args *a, const classify_setup *s, const 
         return;
     }
     printf("%s  {\"file\": ", first ? "" : ",\n");
-    print_json_string(path);
+    chain_cli_print_json_string(path);
     printf(", \"top\": [");
     for (int i = 0; i < k; i++) {
         printf("%s{\"class\": ", i ? ", " : "");
-        print_json_string(s->names[order[i]]);
+        chain_cli_print_json_string(s->names[order[i]]);
         printf(", \"score\": %.6f}", (double)p[order[i]]);
     }
     printf("]}");

@@ -1,7 +1,12 @@
 /* mmchain eval — every metric of a trained spectral encoder on a split.
  *
- *     mmchain eval --run RUN_DIR [--split val] [--which best|last]
- *     mmchain eval --checkpoint C --data DIR --clip CLIP --vocab V [--split val] ...
+ *     mmchain eval --run RUN_DIR [--split test] [--which best|last]
+ *     mmchain eval --checkpoint C --data DIR --clip CLIP --vocab V [--split test] ...
+ *
+ * The default split is the test split when the data has one: the
+ * validation split chose the `best` checkpoint, so its numbers are not an
+ * unbiased estimate. The output names the split and the checkpoint (its
+ * epoch and how `best` was chosen).
  *
  * With --run, the data, CLIP, vocabulary, split settings and prompts come
  * from the run's config.json (flags given here override them); the bands,
@@ -96,6 +101,8 @@ typedef struct eval_setup {
     char **names;
     int n_names;
     mc_chain_metrics metrics;
+    mc_chain_state state;  /* the checkpoint's training state */
+    char selection[64];    /* how the run chose `best` ("" = not recorded) */
 } eval_setup;
 
 static void free_setup(eval_setup *s) {
@@ -109,16 +116,25 @@ static void free_setup(eval_setup *s) {
     mc_spectral_encoder_free(s->enc);
 }
 
-static int open_inputs(const eval_args *a, eval_setup *s) {
+static int open_inputs(eval_args *a, eval_setup *s) {
     if (!a->checkpoint) return cli_fail(COMMAND, "give --run RUN_DIR or --checkpoint FILE (see mmchain eval --help)");
     if (!a->d.data) return cli_fail(COMMAND, "--data EUROSAT_MS_DIR is required");
     mc_split split = MC_SPLIT_VAL;
-    int code = parse_split(a->split, &split);
+    int code = a->split ? parse_split(a->split, &split) : 0;
     if (code) return code;
-    mc_status st = mc_spectral_encoder_load(a->checkpoint, &s->enc, NULL);
+    mc_status st = mc_spectral_encoder_load(a->checkpoint, &s->enc, &s->state);
     if (st != MC_OK) return cli_fail(COMMAND, "--checkpoint %s: %s", a->checkpoint, mc_last_error());
+    if (mc_checkpoint_metadata_get(a->checkpoint, "selection", s->selection, sizeof s->selection) != MC_OK)
+        s->selection[0] = '\0';
     code = chain_cli_open_eurosat(COMMAND, &a->d, &s->ds);
     if (code) return code;
+    if (!a->split) { /* the test split when there is one */
+        const int *indices;
+        int test_count = 0;
+        mc_eurosat_split(s->ds, MC_SPLIT_TEST, &indices, &test_count);
+        split = test_count > 0 ? MC_SPLIT_TEST : MC_SPLIT_VAL;
+        a->split = mc_split_name(split);
+    }
     st = mc_chain_data_from_eurosat(&s->data, s->ds, split, &s->enc->bands, &s->enc->norm);
     if (st != MC_OK) return cli_fail(COMMAND, "--data %s: %s", a->d.data, mc_last_error());
     code = chain_cli_load_clip(COMMAND, a->d.clip, &s->clip);
@@ -132,9 +148,23 @@ static int open_inputs(const eval_args *a, eval_setup *s) {
     return code;
 }
 
+/* "epoch 4; best chosen at epoch 4 by validation InfoNCE loss (label-free)" */
+static void describe_checkpoint(const eval_setup *s, char *buf, size_t len) {
+    mc_chain_selection selection;
+    if (mc_chain_selection_parse(s->selection, &selection) == MC_OK)
+        snprintf(buf, len, "after epoch %d; the run's best is epoch %d by %s", s->state.epoch,
+                 s->state.best_epoch, mc_chain_selection_describe(selection));
+    else
+        snprintf(buf, len, "after epoch %d; the run's best is epoch %d, selection not recorded",
+                 s->state.epoch, s->state.best_epoch);
+}
+
 static void print_text(const eval_args *a, const eval_setup *s) {
     const mc_chain_metrics *m = &s->metrics;
-    printf("checkpoint %s, %s split: %d tiles, %d classes\n", a->checkpoint, a->split, m->count, m->num_classes);
+    char about[256];
+    describe_checkpoint(s, about, sizeof about);
+    printf("checkpoint %s (%s)\n", a->checkpoint, about);
+    printf("%s split: %d tiles, %d classes\n", a->split, m->count, m->num_classes);
     printf("  spectral -> text top-1   %6.2f %%\n", 100 * m->spectral_text_acc);
     printf("  RGB -> text top-1 (CLIP) %6.2f %%\n", 100 * m->rgb_text_acc);
     printf("  spectral -> RGB matching %6.2f %% (inside batches of %d)\n", 100 * m->match_acc, a->batch);
@@ -153,7 +183,11 @@ static void print_json_number(double v) {
 
 static void print_json(const eval_args *a, const eval_setup *s) {
     const mc_chain_metrics *m = &s->metrics;
-    printf("{\"split\": \"%s\", \"count\": %d, \"spectral_text_acc\": ", a->split, m->count);
+    printf("{\"checkpoint\": ");
+    chain_cli_print_json_string(a->checkpoint);
+    printf(", \"epoch\": %d, \"best_epoch\": %d, \"selection\": \"%s\", ", s->state.epoch,
+           s->state.best_epoch, s->selection);
+    printf("\"split\": \"%s\", \"count\": %d, \"spectral_text_acc\": ", a->split, m->count);
     print_json_number(m->spectral_text_acc);
     printf(", \"rgb_text_acc\": ");
     print_json_number(m->rgb_text_acc);
@@ -181,12 +215,12 @@ int cmd_eval(int argc, char **argv) {
     const mc_chain_train_config t = mc_chain_train_defaults();
     const mc_eurosat_options e = mc_eurosat_default_options();
     eval_args a = {.d = {.train_size = e.train_size, .val_size = e.val_size, .seed = t.seed},
-                   .which = "best", .split = "val", .batch = t.val_batch_size, .symmetric = t.symmetric};
+                   .which = "best", .split = NULL, .batch = t.val_batch_size, .symmetric = t.symmetric};
     cli_opt opts[] = {
         CLI_STRING_OPT("--run", &a.run, "DIR: a run folder of mmchain train"),
         CLI_STRING_OPT("--which", &a.which, "best|last: the run's checkpoint to evaluate"),
         CLI_STRING_OPT("--checkpoint", &a.checkpoint, "FILE: an encoder checkpoint"),
-        CLI_STRING_OPT("--split", &a.split, "train|val|test|all"),
+        CLI_STRING_OPT("--split", &a.split, "train|val|test|all (default: test when the data has one, else val)"),
         CLI_INT_OPT("--batch", &a.batch, 1, 100000, "B: evaluation batch (matching accuracy)"),
         CLI_FLAG_OPT("--symmetric", &a.symmetric, "symmetric InfoNCE for the loss"),
         CLI_FLAG_OPT("--json", &a.json, "print the metrics as JSON"),

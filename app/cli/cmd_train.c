@@ -27,8 +27,8 @@ static const char *const USAGE =
 
 typedef struct train_args {
     chain_data_args d; /* --data, --clip, --vocab, the split and prompt options */
-    const char *resnet, *bands, *norm, *out, *resume, *cache_dir, *layers;
-    int depth, width, epochs, batch, val_batch, target_crops;
+    const char *resnet, *bands, *norm, *out, *resume, *cache_dir, *layers, *select;
+    int depth, width, epochs, batch, val_batch, target_crops, val_every, val_max;
     int checkpoint_every, log_every, clip_batch, stop_after;
     float lr, temperature, crop_min;
     bool symmetric, learnable_temperature, no_augment, shuffle_pairs, quiet;
@@ -51,7 +51,8 @@ static train_args default_args(void) {
         .temperature = t.temperature, .no_augment = !t.augment,
         .crop_min = t.augment_config.crop_min, .target_crops = t.target_crops,
         .shuffle_pairs = t.shuffle_pairs, .clip_batch = t.clip_batch,
-        .stop_after = (int)t.stop_after_steps,
+        .stop_after = (int)t.stop_after_steps, .select = mc_chain_selection_name(t.selection),
+        .val_every = t.val_every, .val_max = t.val_max_tiles,
     };
 }
 
@@ -194,6 +195,11 @@ static int build_encoder(const train_args *a, train_setup *s) {
                                            s->clip->config.embed_dim, logf(1.0f / a->temperature),
                                            a->learnable_temperature, a->d.seed);
     if (st != MC_OK) return cli_fail_status(COMMAND, st);
+    char name[96];
+    if (!a->resnet && strcmp(mc_resnet_arch_name(&s->enc->resnet->config, name, sizeof name), "resnet50") == 0)
+        fprintf(stderr, "mmchain %s: warning: training a ResNet-50 from random weights; the seed paper "
+                        "starts from ImageNet weights (give --resnet FILE, see weights/README.md)\n",
+                COMMAND);
     if (!a->resnet) return 0;
     char report[1024];
     st = mc_spectral_encoder_load_imagenet(s->enc, a->resnet, report, sizeof report);
@@ -202,6 +208,9 @@ static int build_encoder(const train_args *a, train_setup *s) {
 }
 
 static int build_setup(const train_args *a, train_setup *s) {
+    mc_chain_selection selection;
+    if (mc_chain_selection_parse(a->select, &selection) != MC_OK)
+        return cli_fail(COMMAND, "--select %s", mc_last_error());
     int code = open_data(a, s);
     if (!code) code = chain_cli_load_clip(COMMAND, a->d.clip, &s->clip);
     if (!code && !s->clip->config.has_vision)
@@ -226,6 +235,10 @@ typedef struct train_ui {
     int64_t items_done;
     mc_chain_trainer *trainer;
     double started;
+    /* For the report: the selected epoch's label accuracy, and the epoch a
+     * label-based selection would have picked (validations of this process). */
+    double selected_acc, label_best_acc;
+    int label_best_epoch;
 } train_ui;
 
 static void on_message(void *ctx, const char *line) {
@@ -246,8 +259,8 @@ static void on_step(void *ctx, const mc_chain_step_info *info) {
 
 /* A contact sheet of the first validation tiles: RGB view, predicted / true. */
 static mc_status write_contact_sheet(train_ui *ui, const mc_chain_metrics *m, const char *path) {
-    const mc_chain_data *val = &ui->setup->val;
-    int n = val->count < 24 ? val->count : 24;
+    const mc_chain_data *val = mc_chain_trainer_val_data(ui->trainer); /* the tiles m is about */
+    int n = m->count < 24 ? m->count : 24;
     int items[24];
     char captions[24][64];
     const char *caption_ptrs[24];
@@ -268,14 +281,24 @@ static mc_status write_contact_sheet(train_ui *ui, const mc_chain_metrics *m, co
 static mc_status write_report(train_ui *ui, const mc_chain_metrics *m) {
     const train_setup *s = ui->setup;
     const mc_chain_state *state = mc_chain_trainer_state(ui->trainer);
-    char best[64], epochs[64], bands[96], arch[96], sheet[4096];
-    snprintf(best, sizeof best, "%.2f %% (epoch %d)", 100.0 * state->best_metric, state->best_epoch);
+    char best[160], best_acc[64], label_best[64], epochs[64], bands[96], arch[96], sheet[4096];
+    mc_chain_selection selection = MC_SELECT_LOSS;
+    mc_chain_selection_parse(ui->args->select, &selection);
+    snprintf(best, sizeof best, "epoch %d, by %s: %.4g", state->best_epoch,
+             mc_chain_selection_describe(selection), state->best_metric);
+    if (isnan(ui->selected_acc)) snprintf(best_acc, sizeof best_acc, "- (validated before the resume)");
+    else snprintf(best_acc, sizeof best_acc, "%.2f %%", 100.0 * ui->selected_acc);
+    snprintf(label_best, sizeof label_best, "%.2f %% (epoch %d)", 100.0 * ui->label_best_acc,
+             ui->label_best_epoch);
     snprintf(epochs, sizeof epochs, "%d of %d", state->epoch, ui->args->epochs);
     mc_bands_str(&s->bands, bands, sizeof bands);
     mc_resnet_arch_name(&s->enc->resnet->config, arch, sizeof arch);
     mc_metadata_entry summary[] = {
         {"data", ui->args->d.data}, {"CLIP", ui->args->d.clip}, {"encoder", arch}, {"bands", bands},
-        {"epochs", epochs}, {"best spectral->text accuracy", best},
+        {"epochs", epochs}, {"best checkpoint", best},
+        {"spectral->text accuracy of best (validation)", best_acc},
+        {"highest validation spectral->text accuracy (a label-based selection, for comparison)", label_best},
+        {"test split", "mmchain eval --run RUN_DIR (the test split, when the data has one)"},
     };
     mc_report_confusion confusions[2] = {
         {"spectral -> text (validation)", m->num_classes, s->val.class_names, m->spectral_confusion},
@@ -290,7 +313,7 @@ static mc_status write_report(train_ui *ui, const mc_chain_metrics *m) {
                                     "spectral encoder; X marks a mistake"};
     bool have_sheet = write_contact_sheet(ui, m, sheet) == MC_OK;
     mc_report extra = {
-        .title = "mmchain train", .n_summary = 6, .summary = summary, .n_confusions = 2,
+        .title = "mmchain train", .n_summary = 9, .summary = summary, .n_confusions = 2,
         .confusions = confusions, .n_bars = 2, .bars = bars, .n_images = have_sheet ? 1 : 0,
         .images = &image,
     };
@@ -300,6 +323,11 @@ static mc_status write_report(train_ui *ui, const mc_chain_metrics *m) {
 static mc_status on_epoch(void *ctx, const mc_chain_epoch_info *info) {
     train_ui *ui = ctx;
     const mc_chain_metrics *m = info->val;
+    if (info->is_best) ui->selected_acc = m->spectral_text_acc;
+    if (ui->label_best_epoch == 0 || m->spectral_text_acc > ui->label_best_acc) {
+        ui->label_best_acc = m->spectral_text_acc;
+        ui->label_best_epoch = info->epoch;
+    }
     const char *columns[] = {"epoch", "step", "train_loss", "val_loss", "val_match_acc",
                              "spectral_text_acc", "rgb_text_acc", "epoch_seconds"};
     double values[] = {info->epoch, (double)mc_chain_trainer_state(ui->trainer)->global_step,
@@ -337,6 +365,9 @@ static mc_chain_train_config trainer_config(const train_args *a, mc_run *run, ch
     c.checkpoint_every = a->checkpoint_every;
     c.clip_batch = a->clip_batch;
     c.stop_after_steps = a->stop_after;
+    mc_chain_selection_parse(a->select, &c.selection); /* checked in build_setup */
+    c.val_every = a->val_every;
+    c.val_max_tiles = a->val_max;
     mc_run_path(run, "checkpoints", ckpt_dir, ckpt_len);
     c.checkpoint_dir = ckpt_dir;
     if (a->cache_dir) snprintf(cache, cache_len, "%s", a->cache_dir);
@@ -383,13 +414,15 @@ static mc_status train(train_ui *ui) {
     }
     char report[4096];
     mc_run_path(ui->run, "report.html", report, sizeof report);
-    mc_run_log(ui->run, "done: best spectral->text accuracy %.2f %% at epoch %d; report %s",
-               100.0 * st->best_metric, st->best_epoch, report);
+    mc_chain_selection selection = MC_SELECT_LOSS;
+    mc_chain_selection_parse(ui->args->select, &selection);
+    mc_run_log(ui->run, "done: best checkpoint at epoch %d, chosen by %s %.4g; report %s", st->best_epoch,
+               mc_chain_selection_describe(selection), st->best_metric, report);
     return MC_OK;
 }
 
 static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, train_setup *setup) {
-    train_ui ui = {.args = a, .setup = setup, .run = run};
+    train_ui ui = {.args = a, .setup = setup, .run = run, .selected_acc = NAN};
     if (!mc_run_resumed(run)) {
         int code = write_config(run, opts);
         if (code) return code;
@@ -433,6 +466,9 @@ int cmd_train(int argc, char **argv) {
         CLI_FLOAT_OPT("--crop-min", &a.crop_min, 0.05, 1, "F: smallest crop side (fraction)"),
         CLI_INT_OPT("--target-crops", &a.target_crops, 0, 1000, "K: precomputed CLIP crops per tile (0: on the fly)"),
         CLI_FLAG_OPT("--shuffle-pairs", &a.shuffle_pairs, "negative control: wrong pairs"),
+        CLI_STRING_OPT("--select", &a.select, "HOW: best checkpoint by validation loss, matching (label-free) or labels (spectral->text accuracy)"),
+        CLI_INT_OPT("--val-every", &a.val_every, 1, 100000, "N: validate every N epochs (and after the last)"),
+        CLI_INT_OPT("--val-max", &a.val_max, 0, 100000000, "N: validate on N evenly spaced validation tiles (0: all)"),
         CLI_STRING_OPT("--out", &a.out, "DIR: run folder"),
         CLI_STRING_OPT("--resume", &a.resume, "DIR: continue the run in DIR from its last checkpoint"),
         CLI_STRING_OPT("--cache-dir", &a.cache_dir, "DIR: CLIP target cache (default RUN_DIR/cache)"),

@@ -177,6 +177,11 @@ mc_status mc_chain_data_from_eurosat(mc_chain_data *out, const mc_eurosat *ds, m
 mc_status mc_chain_data_from_tensors(mc_chain_data *out, const mc_tensor *spectral,
                                      const mc_tensor *rgb, const int *labels, int num_classes,
                                      const char *const *class_names);
+/* A view of `count` tiles of `base`, evenly spaced over its items (item i
+ * of the view is item floor(i * base->count / count) of base), so a capped
+ * validation set keeps the class mix of a sorted or stratified one. base is
+ * borrowed; count must be 1..base->count. */
+mc_status mc_chain_data_subset(mc_chain_data *out, const mc_chain_data *base, int count);
 void mc_chain_data_free(mc_chain_data *data);
 
 /* =========================================================================
@@ -230,7 +235,9 @@ typedef struct mc_chain_state {
     int epoch;              /* epochs finished */
     int64_t step_in_epoch;  /* batches finished in the current epoch */
     int64_t global_step;    /* optimizer steps so far */
-    double best_metric;     /* best validation spectral->text accuracy, -1 = none */
+    double best_metric;     /* the selection metric of the best checkpoint (the
+                             * validation loss, matching or spectral->text
+                             * accuracy: mc_chain_selection) */
     int best_epoch;         /* the epoch (1-based) that reached it, 0 = none */
     mc_rng rng;             /* the run's generator (stored for completeness:
                              * data order and augmentation are pure functions of
@@ -333,6 +340,22 @@ mc_status mc_chain_zero_shot_probs(const mc_tensor *embeds, const mc_tensor *cla
  * Training (lib/chain/train.c)
  * ========================================================================= */
 
+/* How the `best` checkpoint is chosen among the validated epochs. The first
+ * two never read a label: a zero-shot method must not be tuned with the
+ * labels it is scored on. */
+typedef enum mc_chain_selection {
+    MC_SELECT_LOSS = 0,  /* lowest validation InfoNCE loss (label-free; default) */
+    MC_SELECT_MATCHING,  /* highest validation spectral->RGB matching accuracy (label-free) */
+    MC_SELECT_LABELS     /* highest validation spectral->text accuracy: uses the labels */
+} mc_chain_selection;
+
+/* "loss", "matching", "labels" (the names the CLI takes). */
+const char *mc_chain_selection_name(mc_chain_selection selection);
+/* A name of mc_chain_selection_name -> *out; MC_ERR_ARG naming the three. */
+mc_status mc_chain_selection_parse(const char *name, mc_chain_selection *out);
+/* The one-line description: "validation InfoNCE loss (label-free)". */
+const char *mc_chain_selection_describe(mc_chain_selection selection);
+
 typedef struct mc_chain_train_config {
     int epochs;               /* 10 */
     int batch_size;           /* 100 (the paper) */
@@ -351,6 +374,10 @@ typedef struct mc_chain_train_config {
     bool shuffle_pairs;       /* the negative control: tile i is paired with
                                * the RGB view of tile perm(i) (fixed, seeded) */
     uint64_t seed;            /* 0 */
+    mc_chain_selection selection; /* MC_SELECT_LOSS: label-free */
+    int val_every;            /* validate every N epochs (and after the last): 1 */
+    int val_max_tiles;        /* > 0: validate on this many tiles of the
+                               * validation set, evenly spaced (0: all) */
     int64_t checkpoint_every; /* write `last` every N steps (0: epoch ends only) */
     const char *checkpoint_dir; /* NULL: no checkpoints; else last.safetensors
                                  * and best.safetensors are written there */
@@ -375,7 +402,7 @@ typedef struct mc_chain_step_info {
     double step_seconds;      /* wall time of the step */
 } mc_chain_step_info;
 
-/* After each epoch's validation. */
+/* After each validation (every val_every epochs and after the last). */
 typedef struct mc_chain_epoch_info {
     int epoch;                /* 1-based: epochs finished */
     double train_loss;        /* mean over the epoch's batches (those run in
@@ -421,6 +448,9 @@ const mc_chain_state *mc_chain_trainer_state(const mc_chain_trainer *t);
 int64_t mc_chain_trainer_steps_per_epoch(const mc_chain_trainer *t);
 /* The validation targets (val count, E). */
 const mc_tensor *mc_chain_trainer_val_targets(const mc_chain_trainer *t);
+/* The tiles validation runs on: the caller's validation source, or its
+ * evenly spaced subset of val_max_tiles tiles (owned by the trainer). */
+const mc_chain_data *mc_chain_trainer_val_data(const mc_chain_trainer *t);
 void mc_chain_trainer_free(mc_chain_trainer *t);
 
 #ifdef __cplusplus

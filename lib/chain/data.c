@@ -180,3 +180,61 @@ mc_status mc_chain_data_from_tensors(mc_chain_data *out, const mc_tensor *spectr
     };
     return MC_OK;
 }
+
+/* ---------------------------------------------------------------------------
+ * an evenly spaced subset (a capped validation set)
+ * ------------------------------------------------------------------------- */
+
+typedef struct subset_source {
+    const mc_chain_data *base;
+    int *base_item;  /* (count): view item -> base item */
+    int *scratch;    /* base items of one load */
+    int scratch_len;
+} subset_source;
+
+static mc_status subset_load(void *ctx, const int *items, int n, mc_tensor *spectral,
+                             mc_tensor *rgb, int *labels) {
+    subset_source *src = ctx;
+    if (n > src->scratch_len) {
+        int *grown = realloc(src->scratch, (size_t)n * sizeof *grown);
+        if (!grown) return mc_error(MC_ERR_NOMEM, "tile subset: out of memory");
+        src->scratch = grown;
+        src->scratch_len = n;
+    }
+    for (int i = 0; i < n; i++) src->scratch[i] = src->base_item[items[i]];
+    return src->base->load(src->base->ctx, src->scratch, n, spectral, rgb, labels);
+}
+
+static const char *subset_tile_key(void *ctx, int item) {
+    subset_source *src = ctx;
+    return src->base->tile_key(src->base->ctx, src->base_item[item]);
+}
+
+static void subset_release(void *ctx) {
+    subset_source *src = ctx;
+    if (!src) return;
+    free(src->base_item);
+    free(src->scratch);
+    free(src);
+}
+
+mc_status mc_chain_data_subset(mc_chain_data *out, const mc_chain_data *base, int count) {
+    if (!out || !base || count < 1 || count > base->count)
+        return mc_error(MC_ERR_ARG, "tile subset: %d tiles of a source of %d", count,
+                        base ? base->count : 0);
+    subset_source *src = calloc(1, sizeof *src);
+    if (src) src->base_item = malloc((size_t)count * sizeof *src->base_item);
+    if (!src || !src->base_item) {
+        subset_release(src);
+        return mc_error(MC_ERR_NOMEM, "tile subset: out of memory");
+    }
+    src->base = base;
+    for (int i = 0; i < count; i++) src->base_item[i] = (int)((int64_t)i * base->count / count);
+    *out = *base;
+    out->count = count;
+    out->load = subset_load;
+    out->tile_key = base->tile_key ? subset_tile_key : NULL;
+    out->release = subset_release;
+    out->ctx = src;
+    return MC_OK;
+}

@@ -33,17 +33,43 @@ mc_chain_train_config mc_chain_train_defaults(void) {
         .epochs = 10, .batch_size = 100, .val_batch_size = 512, .lr = 1e-4f,
         .symmetric = false, .learnable_temperature = false, .temperature = 0.07f,
         .augment = true, .augment_config = crops, .target_crops = 0, .shuffle_pairs = false,
-        .seed = 0, .checkpoint_every = 0, .checkpoint_dir = NULL, .cache_dir = NULL,
+        .seed = 0, .selection = MC_SELECT_LOSS, .val_every = 1, .val_max_tiles = 0,
+        .checkpoint_every = 0, .checkpoint_dir = NULL, .cache_dir = NULL,
         .clip_batch = 64, .stop_after_steps = 0, .n_extra_meta = 0, .extra_meta = NULL,
     };
     return c;
+}
+
+static const char *const SELECTION_NAMES[] = {"loss", "matching", "labels"};
+
+const char *mc_chain_selection_name(mc_chain_selection selection) {
+    return selection <= MC_SELECT_LABELS ? SELECTION_NAMES[selection] : "?";
+}
+
+const char *mc_chain_selection_describe(mc_chain_selection selection) {
+    switch (selection) {
+    case MC_SELECT_LOSS: return "validation InfoNCE loss (label-free)";
+    case MC_SELECT_MATCHING: return "validation spectral->RGB matching accuracy (label-free)";
+    case MC_SELECT_LABELS: return "validation spectral->text accuracy (uses the labels)";
+    }
+    return "?";
+}
+
+mc_status mc_chain_selection_parse(const char *name, mc_chain_selection *out) {
+    for (int i = 0; i <= MC_SELECT_LABELS; i++)
+        if (name && strcmp(name, SELECTION_NAMES[i]) == 0) {
+            *out = (mc_chain_selection)i;
+            return MC_OK;
+        }
+    return mc_error(MC_ERR_ARG, "'%s' is not loss, matching or labels", name ? name : "");
 }
 
 struct mc_chain_trainer {
     mc_chain_train_config cfg;
     mc_spectral_encoder *enc;
     mc_clip *clip;
-    const mc_chain_data *train, *val;
+    const mc_chain_data *train, *val; /* val: the caller's, or val_subset */
+    mc_chain_data val_subset;   /* the capped validation set (val_max_tiles) */
     const mc_tensor *classes;   /* (K, E) */
     mc_chain_hooks hooks;
     mc_tensor *train_targets;   /* (count, E), (count * K, E) for crops, NULL on the fly */
@@ -101,13 +127,16 @@ static void say(const mc_chain_trainer *t, const char *line) {
 static mc_status check_config(const mc_chain_train_config *c) {
     if (c->epochs < 1 || c->batch_size < 2 || c->val_batch_size < 1 || !(c->lr > 0.0f) ||
         !(c->temperature > 0.0f) || c->target_crops < 0 || c->checkpoint_every < 0 ||
-        c->clip_batch < 1)
+        c->clip_batch < 1 || c->val_every < 1 || c->val_max_tiles < 0 ||
+        (unsigned)c->selection > MC_SELECT_LABELS)
         return mc_error(MC_ERR_ARG,
                         "train config: epochs %d, batch %d, validation batch %d, lr %g, temperature "
-                        "%g, target crops %d, checkpoint every %lld (expected epochs >= 1, batch >= "
-                        "2, lr > 0, temperature > 0, crops >= 0)",
+                        "%g, target crops %d, checkpoint every %lld, validate every %d on %d tiles, "
+                        "selection %d (expected epochs >= 1, batch >= 2, lr > 0, temperature > 0, "
+                        "crops >= 0, validate every >= 1 on >= 0 tiles, selection 0..2)",
                         c->epochs, c->batch_size, c->val_batch_size, (double)c->lr,
-                        (double)c->temperature, c->target_crops, (long long)c->checkpoint_every);
+                        (double)c->temperature, c->target_crops, (long long)c->checkpoint_every,
+                        c->val_every, c->val_max_tiles, (int)c->selection);
     return MC_OK;
 }
 
@@ -190,6 +219,10 @@ static mc_status trainer_init(mc_chain_trainer *t) {
     t->steps_per_epoch = count / b + (count % b >= 2 ? 1 : 0);
     t->order_epoch = -1;
     t->state.best_metric = -1.0;
+    if (t->cfg.val_max_tiles > 0 && t->cfg.val_max_tiles < t->val->count) {
+        MC_TRY(mc_chain_data_subset(&t->val_subset, t->val, t->cfg.val_max_tiles));
+        t->val = &t->val_subset;
+    }
     MC_TRY(alloc_buffers(t));
     MC_TRY(compute_targets(t));
     mc_adam_config adam = mc_adam_defaults();
@@ -234,6 +267,7 @@ void mc_chain_trainer_free(mc_chain_trainer *t) {
     mc_optimizer_free(t->opt);
     mc_graph_free(t->g);
     mc_chain_metrics_free(&t->metrics);
+    mc_chain_data_free(&t->val_subset);
     free(t->pair_of);
     free(t->order);
     free(t->items);
@@ -245,6 +279,7 @@ void mc_chain_trainer_free(mc_chain_trainer *t) {
 
 const mc_chain_state *mc_chain_trainer_state(const mc_chain_trainer *t) { return &t->state; }
 const mc_tensor *mc_chain_trainer_val_targets(const mc_chain_trainer *t) { return t->val_targets; }
+const mc_chain_data *mc_chain_trainer_val_data(const mc_chain_trainer *t) { return t->val; }
 int64_t mc_chain_trainer_steps_per_epoch(const mc_chain_trainer *t) { return t->steps_per_epoch; }
 
 /* ---------------------------------------------------------------------------
@@ -367,8 +402,15 @@ static mc_status save_checkpoint(mc_chain_trainer *t, const char *name) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.safetensors", t->cfg.checkpoint_dir, name);
     MC_TRY(check_finite_weights(t->enc));
-    return mc_spectral_encoder_save(t->enc, path, t->opt, &t->state, t->cfg.n_extra_meta,
-                                    t->cfg.extra_meta);
+    /* The caller's entries, then how `best` is chosen (eval names it). */
+    int n = t->cfg.n_extra_meta;
+    mc_metadata_entry *meta = malloc((size_t)(n + 1) * sizeof *meta);
+    if (!meta) return mc_error(MC_ERR_NOMEM, "checkpoint: out of memory");
+    for (int i = 0; i < n; i++) meta[i] = t->cfg.extra_meta[i];
+    meta[n] = (mc_metadata_entry){"selection", mc_chain_selection_name(t->cfg.selection)};
+    mc_status status = mc_spectral_encoder_save(t->enc, path, t->opt, &t->state, n + 1, meta);
+    free(meta);
+    return status;
 }
 
 mc_status mc_chain_trainer_resume(mc_chain_trainer *t, const char *checkpoint_path) {
@@ -400,16 +442,47 @@ mc_status mc_chain_trainer_validate(mc_chain_trainer *t, const mc_chain_metrics 
     return MC_OK;
 }
 
-/* Validate, keep the best, write `last`, tell the caller. */
+/* The number the selection compares. */
+static double selection_metric(const mc_chain_metrics *m, mc_chain_selection selection) {
+    switch (selection) {
+    case MC_SELECT_LOSS: return m->loss;
+    case MC_SELECT_MATCHING: return m->match_acc;
+    case MC_SELECT_LABELS: return m->spectral_text_acc;
+    }
+    return NAN;
+}
+
+/* Strictly better than the best so far (lower loss, higher accuracy): ties
+ * keep the earlier epoch. A non-finite value never wins. */
+static bool improves(const mc_chain_trainer *t, double value) {
+    if (!isfinite(value)) return false;
+    if (t->state.best_epoch == 0) return true;
+    return t->cfg.selection == MC_SELECT_LOSS ? value < t->state.best_metric
+                                              : value > t->state.best_metric;
+}
+
+/* Validation runs every val_every epochs and after the last one: on a small
+ * training set, validating each epoch can cost as much as the epoch. */
+static bool validates_after(const mc_chain_trainer *t, int epochs_done) {
+    return epochs_done % t->cfg.val_every == 0 || epochs_done >= t->cfg.epochs;
+}
+
+/* Validate (when due), keep the best, write `last`, tell the caller. */
 static mc_status finish_epoch(mc_chain_trainer *t, double loss_sum, int64_t steps_run,
                               double started) {
+    if (!validates_after(t, t->state.epoch + 1)) {
+        t->state.epoch++;
+        t->state.step_in_epoch = 0;
+        return save_checkpoint(t, "last");
+    }
     const mc_chain_metrics *m;
     MC_TRY(mc_chain_trainer_validate(t, &m));
     t->state.epoch++;
     t->state.step_in_epoch = 0;
-    bool is_best = m->spectral_text_acc > t->state.best_metric;
+    double value = selection_metric(m, t->cfg.selection);
+    bool is_best = improves(t, value);
     if (is_best) {
-        t->state.best_metric = m->spectral_text_acc;
+        t->state.best_metric = value;
         t->state.best_epoch = t->state.epoch;
         MC_TRY(save_checkpoint(t, "best"));
     }
