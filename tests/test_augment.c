@@ -243,17 +243,11 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("augment");
-    TCase *tc = tcase_create("augment");
-    tcase_add_test(tc, test_flips);
-    tcase_add_test(tc, test_quarter_turns);
-    tcase_add_test(tc, test_channels_move_together);
-    tcase_add_test(tc, test_crop_resize_bilinear);
-    tcase_add_test(tc, test_crop_pad_shift);
-    tcase_add_test(tc, test_batch_params_and_in_place);
-    tcase_add_test(tc, test_shared_box_cuts_the_same_ground);
-    tcase_add_test(tc, test_pairs_are_reproducible);
-    tcase_add_test(tc, test_sampling);
-    tcase_add_test(tc, test_errors);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_flips, test_quarter_turns, test_channels_move_together,
+                                  test_crop_resize_bilinear, test_crop_pad_shift,
+                                  test_batch_params_and_in_place,
+                                  test_shared_box_cuts_the_same_ground, test_pairs_are_reproducible,
+                                  test_sampling, test_errors, NULL};
+    mc_test_add_case(s, "augment", tests);
     return mc_test_run_suite(s);
 }

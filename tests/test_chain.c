@@ -453,21 +453,17 @@ int main(int argc, char **argv) {
         execv("/proc/self/exe", argv);
     }
     Suite *s = suite_create("chain");
-    TCase *tc = tcase_create("chain");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, prompts_match_folder_names_by_name);
-    tcase_add_test(tc, split_list_trims_and_rejects_empty_items);
-    tcase_add_test(tc, text_classifier_fills_the_templates);
-    tcase_add_test(tc, checkpoint_round_trip);
-    tcase_add_test(tc, checkpoint_of_another_architecture_is_refused);
-    tcase_add_test(tc, resume_is_bit_identical_on_the_fly);
-    tcase_add_test(tc, resume_is_bit_identical_with_target_crops);
-    tcase_add_test(tc, resume_is_bit_identical_without_augmentation);
-    tcase_add_test(tc, evaluate_matches_a_direct_computation);
-    tcase_add_test(tc, targets_are_cached_on_disk);
-    tcase_add_test(tc, crop_params_are_a_function_of_seed_item_and_k);
-    tcase_add_test(tc, nan_loss_stops_and_keeps_the_checkpoint);
-    tcase_add_test(tc, data_without_the_bands_is_refused);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {prompts_match_folder_names_by_name,
+                                  split_list_trims_and_rejects_empty_items,
+                                  text_classifier_fills_the_templates, checkpoint_round_trip,
+                                  checkpoint_of_another_architecture_is_refused,
+                                  resume_is_bit_identical_on_the_fly,
+                                  resume_is_bit_identical_with_target_crops,
+                                  resume_is_bit_identical_without_augmentation,
+                                  evaluate_matches_a_direct_computation, targets_are_cached_on_disk,
+                                  crop_params_are_a_function_of_seed_item_and_k,
+                                  nan_loss_stops_and_keeps_the_checkpoint,
+                                  data_without_the_bands_is_refused, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "chain", tests), 120);
     return mc_test_run_suite(s);
 }

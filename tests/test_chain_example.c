@@ -41,9 +41,7 @@ END_TEST
 
 int main(void) {
     Suite *suite = suite_create("chain_example");
-    TCase *tc = tcase_create("chain.h");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, header_example_trains);
-    suite_add_tcase(suite, tc);
+    const TTest *const tests[] = {header_example_trains, NULL};
+    tcase_set_timeout(mc_test_add_case(suite, "chain.h", tests), 120);
     return mc_test_run_suite(suite);
 }

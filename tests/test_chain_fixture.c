@@ -53,8 +53,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     Suite *s = suite_create("chain_fixture");
-    TCase *tc = tcase_create("fixture");
-    tcase_add_test(tc, fixture_files_read_back);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {fixture_files_read_back, NULL};
+    mc_test_add_case(s, "fixture", tests);
     return mc_test_run_suite(s);
 }

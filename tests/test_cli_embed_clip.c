@@ -352,17 +352,11 @@ END_TEST
 
 static Suite *cli_embed_clip_suite(void) {
     Suite *s = suite_create("cli_embed_clip");
-    TCase *tc = tcase_create("fixture");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_vision_matches_pytorch);
-    tcase_add_test(tc, test_text_matches_pytorch);
-    tcase_add_test(tc, test_more_rows_than_one_batch);
-    tcase_add_test(tc, test_text_option_matches_ids);
-    tcase_add_test(tc, test_too_long_text);
-    tcase_add_test(tc, test_image_option_matches_pil);
-    tcase_add_test(tc, test_missing_tower);
-    tcase_add_test(tc, test_input_errors);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_vision_matches_pytorch, test_text_matches_pytorch,
+                                  test_more_rows_than_one_batch, test_text_option_matches_ids,
+                                  test_too_long_text, test_image_option_matches_pil,
+                                  test_missing_tower, test_input_errors, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "fixture", tests), 300);
     return s;
 }
 

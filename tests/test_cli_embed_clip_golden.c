@@ -113,13 +113,9 @@ END_TEST
 
 static Suite *cli_embed_clip_golden_suite(void) {
     Suite *s = suite_create("cli_embed_clip_golden");
-    TCase *tc = tcase_create("clip-golden");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_tiny_a);
-    tcase_add_test(tc, test_tiny_b);
-    tcase_add_test(tc, test_tiny_a_f16);
-    tcase_add_test(tc, test_too_long_with_real_vocabulary);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_tiny_a, test_tiny_b, test_tiny_a_f16,
+                                  test_too_long_with_real_vocabulary, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "clip-golden", tests), 300);
     return s;
 }
 

@@ -343,17 +343,12 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("clip");
-    TCase *tc = tcase_create("clip");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_save_and_load_round_trip);
-    tcase_add_test(tc, test_one_tower_files);
-    tcase_add_test(tc, test_broken_files_name_the_tensor);
-    tcase_add_test(tc, test_transposed_token_embedding);
-    tcase_add_test(tc, test_embed_in_batches);
-    tcase_add_test(tc, test_vision_fingerprint);
-    tcase_add_test(tc, test_input_checks);
-    tcase_add_test(tc, test_prompt_ensembling);
-    tcase_add_test(tc, test_training_from_scratch_lowers_the_loss);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_save_and_load_round_trip, test_one_tower_files,
+                                  test_broken_files_name_the_tensor,
+                                  test_transposed_token_embedding, test_embed_in_batches,
+                                  test_vision_fingerprint, test_input_checks,
+                                  test_prompt_ensembling,
+                                  test_training_from_scratch_lowers_the_loss, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "clip", tests), 60);
     return mc_test_run_suite(s);
 }

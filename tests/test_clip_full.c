@@ -66,9 +66,7 @@ int main(void) {
     }
     setenv("MMCHAIN_FULL_DIR", dir, 1);
     Suite *s = suite_create("clip_full");
-    TCase *tc = tcase_create("clip_full");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_vit_b32_matches_pytorch);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_vit_b32_matches_pytorch, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "clip_full", tests), 600);
     return mc_test_run_suite(s);
 }

@@ -101,12 +101,8 @@ int main(void) {
     if (!mc_test_file_exists(mc_test_shared_path("clip-golden/tiny-a.model.safetensors", path, sizeof path)))
         return mc_test_skip("../shared/data/clip-golden is absent");
     Suite *s = suite_create("clip_golden");
-    TCase *tc = tcase_create("clip_golden");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_tiny_a);
-    tcase_add_test(tc, test_tiny_b);
-    tcase_add_test(tc, test_tiny_a_f16);
-    tcase_add_test(tc, test_derived_config);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_tiny_a, test_tiny_b, test_tiny_a_f16, test_derived_config,
+                                  NULL};
+    tcase_set_timeout(mc_test_add_case(s, "clip_golden", tests), 120);
     return mc_test_run_suite(s);
 }

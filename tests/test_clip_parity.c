@@ -108,10 +108,7 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("clip_parity");
-    TCase *tc = tcase_create("clip_parity");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_embeddings_match);
-    tcase_add_test(tc, test_every_gradient_matches);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_embeddings_match, test_every_gradient_matches, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "clip_parity", tests), 120);
     return mc_test_run_suite(s);
 }

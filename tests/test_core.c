@@ -169,16 +169,11 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("core");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_shape_macro_and_numel);
-    tcase_add_test(tc, test_shape_errors);
-    tcase_add_test(tc, test_heap_tensor_lifecycle);
-    tcase_add_test(tc, test_row_views);
-    tcase_add_test(tc, test_rng_is_deterministic);
-    tcase_add_test(tc, test_arena_reuses_memory);
-    tcase_add_test(tc, test_mark_and_release_keep);
-    tcase_add_test(tc, test_backward_needs_a_recorded_loss);
-    tcase_add_test(tc, test_error_context);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_shape_macro_and_numel, test_shape_errors,
+                                  test_heap_tensor_lifecycle, test_row_views,
+                                  test_rng_is_deterministic, test_arena_reuses_memory,
+                                  test_mark_and_release_keep, test_backward_needs_a_recorded_loss,
+                                  test_error_context, NULL};
+    mc_test_add_case(s, "core", tests);
     return mc_test_run_suite(s);
 }

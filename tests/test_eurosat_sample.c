@@ -204,11 +204,8 @@ int main(void) {
     if (!mc_test_file_exists(ms_dir) || !mc_test_file_exists(rgb_dir))
         return mc_test_skip("the EuroSAT sample (../shared/data/eurosat-ms-sample, eurosat-rgb-sample) is absent");
     Suite *s = suite_create("eurosat_sample");
-    TCase *tc = tcase_create("sample");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_sample_listing);
-    tcase_add_test(tc, test_sample_pixels_equal_raw_decode);
-    tcase_add_test(tc, test_sample_rgb_view_matches_release);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_sample_listing, test_sample_pixels_equal_raw_decode,
+                                  test_sample_rgb_view_matches_release, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "sample", tests), 60);
     return mc_test_run_suite(s);
 }

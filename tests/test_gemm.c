@@ -204,9 +204,8 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("gemm");
-    TCase *blas = tcase_create("openblas");
-    tcase_add_test(blas, test_openblas_matches_definition);
-    suite_add_tcase(s, blas);
+    const TTest *const blas[] = {test_openblas_matches_definition, NULL};
+    mc_test_add_case(s, "openblas", blas);
     const bool avx512 = mc_gemm_set_kernel(MC_GEMM_AVX512) == MC_OK;
     (void)mc_gemm_set_kernel(MC_GEMM_AUTO);
     TCase *packed = tcase_create("avx512");

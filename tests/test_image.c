@@ -383,21 +383,14 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("image");
-    TCase *files = tcase_create("files");
-    tcase_add_test(files, test_png_round_trips);
-    tcase_add_test(files, test_png_write_clamps);
-    tcase_add_test(files, test_png_files_written_by_pil);
-    tcase_add_test(files, test_png_bad_files);
-    tcase_add_test(files, test_jpeg_matches_pil);
-    tcase_add_test(files, test_jpeg_bad_files);
-    tcase_add_test(files, test_image_folder);
-    suite_add_tcase(s, files);
-    TCase *geometry = tcase_create("geometry");
-    tcase_add_test(geometry, test_resize_matches_pytorch);
-    tcase_add_test(geometry, test_resize_same_size_is_identity);
-    tcase_add_test(geometry, test_resize_fast_matches_naive);
-    tcase_add_test(geometry, test_center_crop_offsets);
-    tcase_add_test(geometry, test_clip_preprocess_matches_torchvision);
-    suite_add_tcase(s, geometry);
+    const TTest *const files[] = {test_png_round_trips, test_png_write_clamps,
+                                  test_png_files_written_by_pil, test_png_bad_files,
+                                  test_jpeg_matches_pil, test_jpeg_bad_files, test_image_folder,
+                                  NULL};
+    mc_test_add_case(s, "files", files);
+    const TTest *const geometry[] = {test_resize_matches_pytorch, test_resize_same_size_is_identity,
+                                     test_resize_fast_matches_naive, test_center_crop_offsets,
+                                     test_clip_preprocess_matches_torchvision, NULL};
+    mc_test_add_case(s, "geometry", geometry);
     return mc_test_run_suite(s);
 }

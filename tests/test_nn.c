@@ -563,17 +563,12 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("nn");
-    TCase *tc = tcase_create("layers");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_linear_names_init_and_forward);
-    tcase_add_test(tc, test_conv_init);
-    tcase_add_test(tc, test_conv_bn_matches_its_ops);
-    tcase_add_test(tc, test_batch_norm_layer);
-    tcase_add_test(tc, test_layer_norm_and_mlp);
-    tcase_add_test(tc, test_self_attention);
-    tcase_add_test(tc, test_transformer_block_names_and_forward);
-    tcase_add_test(tc, test_transformer_block_gradient);
-    tcase_add_test(tc, test_transformer_stack_releases_memory_in_inference);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_linear_names_init_and_forward, test_conv_init,
+                                  test_conv_bn_matches_its_ops, test_batch_norm_layer,
+                                  test_layer_norm_and_mlp, test_self_attention,
+                                  test_transformer_block_names_and_forward,
+                                  test_transformer_block_gradient,
+                                  test_transformer_stack_releases_memory_in_inference, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "layers", tests), 120);
     return mc_test_run_suite(s);
 }

@@ -351,23 +351,14 @@ END_TEST
 
 static Suite *parity_suite(void) {
     Suite *s = suite_create("ops_parity");
-    TCase *ops = tcase_create("ops");
-    tcase_add_test(ops, test_conv2d_parity);
-    tcase_add_test(ops, test_batchnorm2d_parity);
-    tcase_add_test(ops, test_layernorm_parity);
-    tcase_add_test(ops, test_gelu_parity);
-    tcase_add_test(ops, test_attention_parity);
-    tcase_add_test(ops, test_cross_entropy_parity);
-    tcase_add_test(ops, test_infonce_one_way_parity);
-    tcase_add_test(ops, test_infonce_symmetric_parity);
-    tcase_add_test(ops, test_infonce_fixed_t_parity);
-    suite_add_tcase(s, ops);
-    TCase *optim = tcase_create("optim");
-    tcase_add_test(optim, test_sgd_momentum_parity);
-    tcase_add_test(optim, test_sgd_nesterov_parity);
-    tcase_add_test(optim, test_adam_parity);
-    tcase_add_test(optim, test_adamw_parity);
-    suite_add_tcase(s, optim);
+    const TTest *const ops[] = {test_conv2d_parity, test_batchnorm2d_parity, test_layernorm_parity,
+                                test_gelu_parity, test_attention_parity, test_cross_entropy_parity,
+                                test_infonce_one_way_parity, test_infonce_symmetric_parity,
+                                test_infonce_fixed_t_parity, NULL};
+    mc_test_add_case(s, "ops", ops);
+    const TTest *const optim[] = {test_sgd_momentum_parity, test_sgd_nesterov_parity,
+                                  test_adam_parity, test_adamw_parity, NULL};
+    mc_test_add_case(s, "optim", optim);
     return s;
 }
 

@@ -534,25 +534,15 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("optim");
-    TCase *rules = tcase_create("update rules");
-    tcase_add_test(rules, test_sgd_matches_formula);
-    tcase_add_test(rules, test_adam_matches_formula);
-    tcase_add_test(rules, test_adamw_matches_formula);
-    tcase_add_test(rules, test_single_steps_by_hand);
-    tcase_add_test(rules, test_optimizer_bad_settings);
-    tcase_add_test(rules, test_optimizer_list_changed);
-    suite_add_tcase(s, rules);
-    TCase *state = tcase_create("state");
-    tcase_add_test(state, test_state_round_trip_adamw);
-    tcase_add_test(state, test_state_round_trip_sgd);
-    tcase_add_test(state, test_fresh_optimizer_differs);
-    tcase_add_test(state, test_state_import_errors);
-    suite_add_tcase(s, state);
-    TCase *clip = tcase_create("clip and schedules");
-    tcase_add_test(clip, test_grad_clip_norm);
-    tcase_add_test(clip, test_grad_clip_norm_errors);
-    tcase_add_test(clip, test_lr_schedules);
-    tcase_add_test(clip, test_lr_schedule_errors);
-    suite_add_tcase(s, clip);
+    const TTest *const rules[] = {test_sgd_matches_formula, test_adam_matches_formula,
+                                  test_adamw_matches_formula, test_single_steps_by_hand,
+                                  test_optimizer_bad_settings, test_optimizer_list_changed, NULL};
+    mc_test_add_case(s, "update rules", rules);
+    const TTest *const state[] = {test_state_round_trip_adamw, test_state_round_trip_sgd,
+                                  test_fresh_optimizer_differs, test_state_import_errors, NULL};
+    mc_test_add_case(s, "state", state);
+    const TTest *const clip[] = {test_grad_clip_norm, test_grad_clip_norm_errors, test_lr_schedules,
+                                 test_lr_schedule_errors, NULL};
+    mc_test_add_case(s, "clip and schedules", clip);
     return mc_test_run_suite(s);
 }

@@ -537,25 +537,18 @@ END_TEST
 
 static Suite *pretrain_suite(void) {
     Suite *s = suite_create("pretrain");
-    TCase *captions = tcase_create("captions");
-    tcase_add_test(captions, test_attributes_of_a_green_hazy_tile);
-    tcase_add_test(captions, test_attributes_of_water);
-    tcase_add_test(captions, test_attributes_of_rgb_images);
-    tcase_add_test(captions, test_captions_follow_templates);
-    tcase_add_test(captions, test_captions_for_a_set);
-    tcase_add_test(captions, test_rgb_view_of_reflectance);
-    suite_add_tcase(s, captions);
-    TCase *training = tcase_create("training");
-    tcase_set_timeout(training, 120);
-    tcase_add_test(training, test_pretraining_learns_a_simple_pairing);
-    tcase_add_test(training, test_weight_decay_spares_gains_biases_and_the_temperature);
-    tcase_add_test(training, test_logit_scale_is_clamped);
-    tcase_add_test(training, test_pretraining_rejects_bad_input);
-    tcase_add_test(training, test_clip_folder_loads_like_a_real_one);
-    tcase_add_test(training, test_recipe_rejects_a_short_context);
-    tcase_add_test(training, test_synth_views);
-    tcase_add_test(training, test_cli_pretrain_clip);
-    suite_add_tcase(s, training);
+    const TTest *const captions[] = {test_attributes_of_a_green_hazy_tile, test_attributes_of_water,
+                                     test_attributes_of_rgb_images, test_captions_follow_templates,
+                                     test_captions_for_a_set, test_rgb_view_of_reflectance, NULL};
+    mc_test_add_case(s, "captions", captions);
+    const TTest *const training[] = {test_pretraining_learns_a_simple_pairing,
+                                     test_weight_decay_spares_gains_biases_and_the_temperature,
+                                     test_logit_scale_is_clamped,
+                                     test_pretraining_rejects_bad_input,
+                                     test_clip_folder_loads_like_a_real_one,
+                                     test_recipe_rejects_a_short_context, test_synth_views,
+                                     test_cli_pretrain_clip, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "training", training), 120);
     return s;
 }
 

@@ -480,26 +480,16 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("resnet");
-    TCase *tc = tcase_create("model");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_config_presets);
-    tcase_add_test(tc, test_torchvision_names_and_sizes);
-    tcase_add_test(tc, test_default_init);
-    tcase_add_test(tc, test_forward_shapes_and_heads);
-    tcase_add_test(tc, test_training_tape_uses_fused_ops);
-    tcase_add_test(tc, test_no_grad_forward_uses_scratch);
-    tcase_add_test(tc, test_freezing);
-    tcase_add_test(tc, test_conv1_band_rule);
-    tcase_add_test(tc, test_strict_loading_errors);
-    tcase_add_test(tc, test_save_and_resume);
-    tcase_add_test(tc, test_file_declaring_a_huge_network);
-    suite_add_tcase(s, tc);
-    TCase *parity = tcase_create("parity");
-    tcase_set_timeout(parity, 120);
-    tcase_add_test(parity, test_parity_basic_eval);
-    tcase_add_test(parity, test_parity_basic_train);
-    tcase_add_test(parity, test_parity_bottleneck5_eval);
-    tcase_add_test(parity, test_parity_bottleneck5_train);
-    suite_add_tcase(s, parity);
+    const TTest *const tests[] = {test_config_presets, test_torchvision_names_and_sizes,
+                                  test_default_init, test_forward_shapes_and_heads,
+                                  test_training_tape_uses_fused_ops,
+                                  test_no_grad_forward_uses_scratch, test_freezing,
+                                  test_conv1_band_rule, test_strict_loading_errors,
+                                  test_save_and_resume, test_file_declaring_a_huge_network, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "model", tests), 120);
+    const TTest *const parity[] = {test_parity_basic_eval, test_parity_basic_train,
+                                   test_parity_bottleneck5_eval, test_parity_bottleneck5_train,
+                                   NULL};
+    tcase_set_timeout(mc_test_add_case(s, "parity", parity), 120);
     return mc_test_run_suite(s);
 }

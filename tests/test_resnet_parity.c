@@ -93,12 +93,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     Suite *s = suite_create("resnet_parity");
-    TCase *tc = tcase_create("full");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_resnet50_eval_64_and_224);
-    tcase_add_test(tc, test_resnet50_train_step_and_adam);
-    tcase_add_test(tc, test_resnet18_eval);
-    tcase_add_test(tc, test_resnet18_train_step_and_adam);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_resnet50_eval_64_and_224, test_resnet50_train_step_and_adam,
+                                  test_resnet18_eval, test_resnet18_train_step_and_adam, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "full", tests), 600);
     return mc_test_run_suite(s);
 }

@@ -811,47 +811,27 @@ END_TEST
 
 static Suite *safetensors_suite(void) {
     Suite *s = suite_create("safetensors");
-    TCase *rt = tcase_create("round_trip");
-    tcase_add_test(rt, test_round_trip_tensors_and_metadata);
-    tcase_add_test(rt, test_writer_exact_bytes);
-    tcase_add_test(rt, test_write_is_atomic);
-    tcase_add_test(rt, test_f16_decoding);
-    tcase_add_test(rt, test_bf16_and_f64_decoding);
-    tcase_add_test(rt, test_integer_tensors);
-    tcase_add_test(rt, test_zero_element_tensor_and_empty_file);
-    suite_add_tcase(s, rt);
+    const TTest *const rt[] = {test_round_trip_tensors_and_metadata, test_writer_exact_bytes,
+                               test_write_is_atomic, test_f16_decoding, test_bf16_and_f64_decoding,
+                               test_integer_tensors, test_zero_element_tensor_and_empty_file, NULL};
+    mc_test_add_case(s, "round_trip", rt);
 
-    TCase *bad = tcase_create("hostile");
-    tcase_add_test(bad, test_bad_missing_file);
-    tcase_add_test(bad, test_bad_empty_file);
-    tcase_add_test(bad, test_bad_short_length_field);
-    tcase_add_test(bad, test_bad_header_length_past_end);
-    tcase_add_test(bad, test_bad_header_length_absurd);
-    tcase_add_test(bad, test_bad_invalid_json);
-    tcase_add_test(bad, test_bad_non_object_header);
-    tcase_add_test(bad, test_bad_unknown_dtype);
-    tcase_add_test(bad, test_bad_missing_or_extra_fields);
-    tcase_add_test(bad, test_bad_begin_after_end);
-    tcase_add_test(bad, test_bad_offsets_out_of_bounds);
-    tcase_add_test(bad, test_bad_overlapping_offsets);
-    tcase_add_test(bad, test_bad_offsets_not_covering);
-    tcase_add_test(bad, test_bad_shape_size_mismatch);
-    tcase_add_test(bad, test_bad_huge_dims_overflow);
-    tcase_add_test(bad, test_bad_duplicate_names);
-    tcase_add_test(bad, test_bad_truncated_file);
-    tcase_add_test(bad, test_bad_deep_nesting);
-    tcase_add_test(bad, test_fuzz_mutated_files);
-    tcase_set_timeout(bad, 120); /* the fuzz loop under sanitizers */
-    suite_add_tcase(s, bad);
+    const TTest *const bad[] = {test_bad_missing_file, test_bad_empty_file,
+                                test_bad_short_length_field, test_bad_header_length_past_end,
+                                test_bad_header_length_absurd, test_bad_invalid_json,
+                                test_bad_non_object_header, test_bad_unknown_dtype,
+                                test_bad_missing_or_extra_fields, test_bad_begin_after_end,
+                                test_bad_offsets_out_of_bounds, test_bad_overlapping_offsets,
+                                test_bad_offsets_not_covering, test_bad_shape_size_mismatch,
+                                test_bad_huge_dims_overflow, test_bad_duplicate_names,
+                                test_bad_truncated_file, test_bad_deep_nesting,
+                                test_fuzz_mutated_files, NULL};
+    /* The fuzz loop needs the time under sanitizers. */
+    tcase_set_timeout(mc_test_add_case(s, "hostile", bad), 120);
 
-    TCase *json = tcase_create("json");
-    tcase_add_test(json, test_json_values);
-    tcase_add_test(json, test_json_strings_and_unicode);
-    tcase_add_test(json, test_json_rejects);
-    tcase_add_test(json, test_json_nesting_limit);
-    tcase_add_test(json, test_json_fuzz);
-    tcase_set_timeout(json, 120);
-    suite_add_tcase(s, json);
+    const TTest *const json[] = {test_json_values, test_json_strings_and_unicode, test_json_rejects,
+                                 test_json_nesting_limit, test_json_fuzz, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "json", json), 120);
     return s;
 }
 

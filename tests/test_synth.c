@@ -752,17 +752,12 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("synth");
-    TCase *tc = tcase_create("synth");
-    tcase_set_timeout(tc, 300); /* ASan on a busy machine */
-    tcase_add_test(tc, test_tiles_are_deterministic);
-    tcase_add_test(tc, test_batch_matches_tiles);
-    tcase_add_test(tc, test_errors_and_names);
-    tcase_add_test(tc, test_files_read_back_through_the_eurosat_loader);
-    tcase_add_test(tc, test_material_physics);
-    tcase_add_test(tc, test_statistics_near_the_real_sample);
-    tcase_add_test(tc, test_content_beats_band_means);
-    tcase_add_test(tc, test_convnet_beats_band_means);
-    tcase_add_test(tc, test_views_share_the_scene_but_differ);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_tiles_are_deterministic, test_batch_matches_tiles,
+                                  test_errors_and_names,
+                                  test_files_read_back_through_the_eurosat_loader,
+                                  test_material_physics, test_statistics_near_the_real_sample,
+                                  test_content_beats_band_means, test_convnet_beats_band_means,
+                                  test_views_share_the_scene_but_differ, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "synth", tests), 300); /* ASan on a busy machine */
     return mc_test_run_suite(s);
 }

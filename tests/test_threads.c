@@ -102,10 +102,8 @@ END_TEST
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--child-report") == 0) return child_report();
     Suite *s = suite_create("threads");
-    TCase *tc = tcase_create("environment");
-    tcase_add_test(tc, one_thread_means_one_thread);
-    tcase_add_test(tc, three_threads_means_three_threads);
-    tcase_add_test(tc, unset_means_all_processors);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {one_thread_means_one_thread, three_threads_means_three_threads,
+                                  unset_means_all_processors, NULL};
+    mc_test_add_case(s, "environment", tests);
     return mc_test_run_suite(s);
 }

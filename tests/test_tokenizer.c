@@ -841,35 +841,20 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("tokenizer");
-    TCase *text = tcase_create("text");
-    tcase_add_test(text, test_letters);
-    tcase_add_test(text, test_numbers_and_spaces);
-    tcase_add_test(text, test_utf8_errors);
-    tcase_add_test(text, test_html_unescape);
-    tcase_add_test(text, test_lower);
-    tcase_add_test(text, test_clean);
-    tcase_add_test(text, test_split);
-    tcase_add_test(text, test_stages_match_python);
-    suite_add_tcase(s, text);
-    TCase *files = tcase_create("files");
-    tcase_add_checked_fixture(files, make_temp_dir, remove_temp_dir);
-    tcase_set_timeout(files, 60);
-    tcase_add_test(files, test_bpe_by_rank);
-    tcase_add_test(files, test_gz_and_text_agree);
-    tcase_add_test(files, test_vocab_json_beside);
-    tcase_add_test(files, test_bad_merges_files);
-    tcase_add_test(files, test_missing_paths);
-    suite_add_tcase(s, files);
-    TCase *small = tcase_create("small vocabularies");
-    tcase_add_checked_fixture(small, make_temp_dir, remove_temp_dir);
-    tcase_set_timeout(small, 60);
-    tcase_add_test(small, test_zero_merges);
-    tcase_add_test(small, test_merges_in_memory);
-    tcase_add_test(small, test_short_merges_file);
-    tcase_add_test(small, test_train_sennrich);
-    tcase_add_test(small, test_train_ties_and_stop);
-    tcase_add_test(small, test_train_prompts);
-    tcase_add_test(small, test_save_and_load);
-    suite_add_tcase(s, small);
+    const TTest *const text[] = {test_letters, test_numbers_and_spaces, test_utf8_errors,
+                                 test_html_unescape, test_lower, test_clean, test_split,
+                                 test_stages_match_python, NULL};
+    mc_test_add_case(s, "text", text);
+    const TTest *const files[] = {test_bpe_by_rank, test_gz_and_text_agree, test_vocab_json_beside,
+                                  test_bad_merges_files, test_missing_paths, NULL};
+    TCase *files_case = mc_test_add_case(s, "files", files);
+    tcase_add_checked_fixture(files_case, make_temp_dir, remove_temp_dir);
+    tcase_set_timeout(files_case, 60);
+    const TTest *const small[] = {test_zero_merges, test_merges_in_memory, test_short_merges_file,
+                                  test_train_sennrich, test_train_ties_and_stop, test_train_prompts,
+                                  test_save_and_load, NULL};
+    TCase *small_case = mc_test_add_case(s, "small vocabularies", small);
+    tcase_add_checked_fixture(small_case, make_temp_dir, remove_temp_dir);
+    tcase_set_timeout(small_case, 60);
     return mc_test_run_suite(s);
 }

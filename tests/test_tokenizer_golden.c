@@ -417,24 +417,14 @@ int main(void) {
             return mc_test_skip(reason);
         }
     Suite *s = suite_create("tokenizer_golden");
-    TCase *tc = tcase_create("clip");
-    tcase_add_checked_fixture(tc, load_gz, free_tok);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_known_values);
-    tcase_add_test(tc, test_every_golden_line);
-    tcase_add_test(tc, test_categories);
-    tcase_add_test(tc, test_huge_word);
-    tcase_add_test(tc, test_truncation);
-    tcase_add_test(tc, test_batch);
-    tcase_add_test(tc, test_invalid_utf8);
-    tcase_add_test(tc, test_vocabulary);
-    tcase_add_test(tc, test_vocab_json_agrees);
-    tcase_add_test(tc, test_vocab_json_disagreement);
-    tcase_add_test(tc, test_gz_and_merges_txt_agree);
-    tcase_add_test(tc, test_save_round_trip);
-    tcase_add_test(tc, test_decode);
-    tcase_add_test(tc, test_decode_round_trip);
-    tcase_add_test(tc, test_cache);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_known_values, test_every_golden_line, test_categories,
+                                  test_huge_word, test_truncation, test_batch, test_invalid_utf8,
+                                  test_vocabulary, test_vocab_json_agrees,
+                                  test_vocab_json_disagreement, test_gz_and_merges_txt_agree,
+                                  test_save_round_trip, test_decode, test_decode_round_trip,
+                                  test_cache, NULL};
+    TCase *tests_case = mc_test_add_case(s, "clip", tests);
+    tcase_add_checked_fixture(tests_case, load_gz, free_tok);
+    tcase_set_timeout(tests_case, 60);
     return mc_test_run_suite(s);
 }

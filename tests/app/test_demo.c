@@ -103,12 +103,9 @@ int main(void) {
     mc_test_temp_dir(temp_dir, sizeof temp_dir);
     snprintf(run_dir, sizeof run_dir, "%s/demo", temp_dir);
     Suite *s = suite_create("demo");
-    TCase *tc = tcase_create("demo");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_tiny_demo);
-    tcase_add_test(tc, test_demo_rejects_bad_sizes);
-    tcase_add_test(tc, test_cli_rejects_unknown_options);
-    suite_add_tcase(s, tc);
+    const TTest *const tests[] = {test_tiny_demo, test_demo_rejects_bad_sizes,
+                                  test_cli_rejects_unknown_options, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "demo", tests), 300);
     int code = mc_test_run_suite(s);
     mc_test_remove_tree(temp_dir);
     return code;

@@ -281,18 +281,14 @@ END_TEST
 
 static Suite *report_suite(void) {
     Suite *s = suite_create("report");
-    TCase *html = tcase_create("html");
-    tcase_add_test(html, checker_catches_unbalanced_html);
-    tcase_add_test(html, base64_rfc4648_vectors);
-    tcase_add_test(html, report_plots_confusion_bars_and_escaping);
-    tcase_add_test(html, report_errors_name_the_problem);
-    tcase_add_test(html, report_from_metrics_csv);
-    tcase_add_test(html, run_report_end_to_end);
-    suite_add_tcase(s, html);
-    TCase *sheet = tcase_create("contact_sheet");
-    tcase_add_test(sheet, contact_sheet_layout_and_embedding);
-    tcase_add_test(sheet, canvas_text_draws_the_glyph);
-    suite_add_tcase(s, sheet);
+    const TTest *const html[] = {checker_catches_unbalanced_html, base64_rfc4648_vectors,
+                                 report_plots_confusion_bars_and_escaping,
+                                 report_errors_name_the_problem, report_from_metrics_csv,
+                                 run_report_end_to_end, NULL};
+    mc_test_add_case(s, "html", html);
+    const TTest *const sheet[] = {contact_sheet_layout_and_embedding, canvas_text_draws_the_glyph,
+                                  NULL};
+    mc_test_add_case(s, "contact_sheet", sheet);
     return s;
 }
 

@@ -375,23 +375,19 @@ END_TEST
 
 static Suite *run_suite(void) {
     Suite *s = suite_create("run");
-    TCase *atomic = tcase_create("atomic");
-    tcase_add_test(atomic, atomic_write_replaces_and_failure_keeps_old);
-    tcase_add_test(atomic, atomic_write_into_missing_folder_names_it);
-    tcase_add_test(atomic, safetensors_writer_uses_the_atomic_path);
-    suite_add_tcase(s, atomic);
-    TCase *progress = tcase_create("progress");
-    tcase_add_test(progress, progress_on_a_terminal_rewrites_one_line);
-    tcase_add_test(progress, progress_in_a_log_prints_plain_lines_every_n_steps);
-    tcase_add_test(progress, progress_after_resume_and_when_quiet);
-    suite_add_tcase(s, progress);
-    TCase *folder = tcase_create("folder");
-    tcase_add_test(folder, run_folder_created_with_parents);
-    tcase_add_test(folder, run_folder_unwritable_or_missing_is_a_clear_error);
-    tcase_add_test(folder, run_config_json);
-    tcase_add_test(folder, run_metrics_rows_resume_and_drop);
-    tcase_add_test(folder, run_log_appends_lines);
-    suite_add_tcase(s, folder);
+    const TTest *const atomic[] = {atomic_write_replaces_and_failure_keeps_old,
+                                   atomic_write_into_missing_folder_names_it,
+                                   safetensors_writer_uses_the_atomic_path, NULL};
+    mc_test_add_case(s, "atomic", atomic);
+    const TTest *const progress[] = {progress_on_a_terminal_rewrites_one_line,
+                                     progress_in_a_log_prints_plain_lines_every_n_steps,
+                                     progress_after_resume_and_when_quiet, NULL};
+    mc_test_add_case(s, "progress", progress);
+    const TTest *const folder[] = {run_folder_created_with_parents,
+                                   run_folder_unwritable_or_missing_is_a_clear_error,
+                                   run_config_json, run_metrics_rows_resume_and_drop,
+                                   run_log_appends_lines, NULL};
+    mc_test_add_case(s, "folder", folder);
     return s;
 }
 

@@ -256,6 +256,14 @@ uint32_t mc_test_fuzz_next(uint64_t *state) {
     return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
+TCase *mc_test_add_case(Suite *suite, const char *name, const TTest *const tests[]) {
+    TCase *tc = tcase_create(name);
+    for (size_t i = 0; tests[i] != NULL; ++i)
+        tcase_add_test(tc, tests[i]);
+    suite_add_tcase(suite, tc);
+    return tc;
+}
+
 int mc_test_run_suite(Suite *suite) {
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);

@@ -101,6 +101,9 @@ void mc_test_remove_tree(const char *dir);
  * start non-zero. */
 uint32_t mc_test_fuzz_next(uint64_t *state);
 
+/* Add a test case called `name` to `suite`, holding `tests` in order (the
+ * list ends with NULL); returns it, for a timeout or a fixture. */
+TCase *mc_test_add_case(Suite *suite, const char *name, const TTest *const tests[]);
 /* Run a suite; returns the process exit code (0 when all pass). */
 int mc_test_run_suite(Suite *suite);
 /* Print "SKIPPED: <reason>" and return MC_TEST_SKIP_CODE, for main(). */
