@@ -109,8 +109,7 @@ static void assert_same_tensors(const mc_param_list *a, const mc_param_list *b) 
 
 START_TEST(checkpoint_round_trip) {
     char dir[512], path[600];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/enc.safetensors", dir);
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "enc.safetensors");
     mc_spectral_encoder *enc = tiny_encoder("B08,B11,B12,B8A", 3), *back;
     enc->norm.mean[7] = 1234.5f; /* numbers that only the metadata can carry */
     enc->norm.std[11] = 0.125f;
@@ -142,8 +141,7 @@ END_TEST
 
 START_TEST(checkpoint_of_another_architecture_is_refused) {
     char dir[512], path[600];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/enc.safetensors", dir);
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "enc.safetensors");
     mc_spectral_encoder *enc = tiny_encoder("B08,B11,B12", 1), *other;
     MC_CHECK_OK(mc_spectral_encoder_save(enc, path, NULL, NULL, 0, NULL));
     mc_resnet_config arch = fixture_arch();

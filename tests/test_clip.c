@@ -35,8 +35,7 @@ START_TEST(test_save_and_load_round_trip) {
     mc_clip *clip, *loaded;
     MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
     char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/clip.safetensors", dir);
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "clip.safetensors");
     mc_metadata_entry meta[] = {{"format", "pt"}};
     MC_CHECK_OK(mc_clip_save(clip, path, 1, meta));
     MC_CHECK_OK(mc_clip_load(path, &loaded));
@@ -97,8 +96,7 @@ static mc_status load_and_free(void *path) {
 START_TEST(test_transposed_token_embedding) {
     mc_clip *clip = tiny_clip(6);
     char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/transposed.safetensors", dir);
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "transposed.safetensors");
     mc_tensor *transposed;
     MC_CHECK_OK(mc_tensor_new(&transposed, MC_SHAPE(64, 49408), "text_model.embeddings.token_embedding.weight"));
     write_subset(clip, path, "text_model.", "text_projection", "text_model.embeddings.token_embedding.weight",
@@ -190,8 +188,7 @@ START_TEST(test_one_tower_files) {
     mc_clip *clip, *vision_only;
     MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
     char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/vision.safetensors", dir);
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "vision.safetensors");
     write_subset(clip, path, "vision_model.", "visual_projection", NULL, NULL);
     MC_CHECK_OK(mc_clip_load(path, &vision_only));
     ck_assert(vision_only->config.has_vision);

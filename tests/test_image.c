@@ -51,8 +51,7 @@ static void copy_truncated(const char *src, const char *dst, long keep, long fli
  * exact multiples of 1/255 (1/65535), so the round trip must be exact. */
 START_TEST(test_png_round_trips) {
     char dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/x.png", dir);
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "x.png");
     mc_rng rng;
     mc_rng_seed(&rng, 7);
     for (int depth = 8; depth <= 16; depth += 8)
@@ -80,8 +79,7 @@ END_TEST
 /* Out-of-range values are clamped, not wrapped: -0.5 -> 0, 7 -> 255. */
 START_TEST(test_png_write_clamps) {
     char dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/c.png", dir);
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "c.png");
     mc_tensor *image, *back;
     MC_CHECK_OK(mc_tensor_new(&image, MC_SHAPE(1, 1, 3), "image"));
     float values[3] = {-0.5f, 7.0f, 0.5f};

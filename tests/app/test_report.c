@@ -104,8 +104,7 @@ END_TEST
 
 START_TEST(report_plots_confusion_bars_and_escaping) {
     char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/report.html", dir);
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "report.html");
     const double x[] = {0, 5, 10}, y[] = {0, 0.5, 1}, y2[] = {1, NAN, 0.25};
     mc_report_plot plot = {.title = "Loss", .x_label = "step", .y_label = "loss", .n_series = 2,
                            .series = {{"train <loss>", 3, x, y}, {"val", 3, x, y2}}};
@@ -147,8 +146,7 @@ END_TEST
 
 START_TEST(report_errors_name_the_problem) {
     char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/missing/report.html", dir);
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "missing/report.html");
     mc_report report = {.title = "x"};
     MC_CHECK_FAILS(mc_report_write(path, &report), MC_ERR_IO, "missing/report.html");
     snprintf(path, sizeof path, "%s/report.html", dir);

@@ -26,6 +26,15 @@ static const char *join(char *buf, size_t len, const char *dir, const char *name
     return buf;
 }
 
+/* A fresh, quiet run in `dir` with an empty config.json written. */
+static mc_run *new_quiet_run(const char *dir) {
+    mc_run *run;
+    MC_CHECK_OK(mc_run_open(&run, dir, false));
+    mc_run_set_quiet(run, true);
+    MC_CHECK_OK(mc_run_write_config(run, 0, NULL));
+    return run;
+}
+
 /* ---- atomic files ---- */
 
 static mc_status write_then_fail(void *ctx, FILE *f) {
@@ -48,8 +57,7 @@ static mc_status fail_via_path(void *ctx, const char *tmp_path) {
 
 START_TEST(atomic_write_replaces_and_failure_keeps_old) {
     char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    join(path, sizeof path, dir, "state.bin");
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "state.bin");
     MC_CHECK_OK(mc_write_file_atomic(path, "old contents", 12));
     mc_test_assert_file_text(path, "old contents");
     /* A writer that fails half way: the old file survives, no temp remains. */
@@ -72,8 +80,7 @@ END_TEST
 
 START_TEST(atomic_write_into_missing_folder_names_it) {
     char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    join(path, sizeof path, dir, "no/such/folder/x.bin");
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "no/such/folder/x.bin");
     MC_CHECK_FAILS(mc_write_file_atomic(path, "x", 1), MC_ERR_IO, "no/such/folder/x.bin");
     MC_CHECK_FAILS(mc_write_file_atomic(NULL, "x", 1), MC_ERR_ARG, "path");
 }
@@ -288,12 +295,8 @@ END_TEST
 
 START_TEST(run_metrics_rows_resume_and_drop) {
     char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    join(path, sizeof path, dir, "metrics.csv");
-    mc_run *run;
-    MC_CHECK_OK(mc_run_open(&run, dir, false));
-    mc_run_set_quiet(run, true);
-    MC_CHECK_OK(mc_run_write_config(run, 0, NULL));
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "metrics.csv");
+    mc_run *run = new_quiet_run(dir);
     const char *step_cols[] = {"epoch", "step", "loss"};
     MC_CHECK_OK(mc_run_metrics_row(run, "step", step_cols, (double[]){1, 1, 2.5}, 3));
     MC_CHECK_OK(mc_run_metrics_row(run, "step", step_cols, (double[]){1, 2, 2.25}, 3));
@@ -350,12 +353,8 @@ END_TEST
 
 START_TEST(run_log_appends_lines) {
     char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    join(path, sizeof path, dir, "log.txt");
-    mc_run *run;
-    MC_CHECK_OK(mc_run_open(&run, dir, false));
-    mc_run_set_quiet(run, true);
-    MC_CHECK_OK(mc_run_write_config(run, 0, NULL));
+    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "log.txt");
+    mc_run *run = new_quiet_run(dir);
     MC_CHECK_OK(mc_run_log(run, "epoch %d: loss %.2f\n", 1, 0.25));
     mc_run_close(run);
     MC_CHECK_OK(mc_run_open(&run, dir, true));

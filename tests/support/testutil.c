@@ -180,6 +180,12 @@ const char *mc_test_temp_dir(char *buf, size_t len) {
     return buf;
 }
 
+const char *mc_test_temp_file(char *dir, size_t dir_len, char *path, size_t path_len,
+                              const char *name) {
+    snprintf(path, path_len, "%s/%s", mc_test_temp_dir(dir, dir_len), name);
+    return path;
+}
+
 bool mc_test_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;

@@ -75,6 +75,10 @@ const char *mc_test_shared_path(const char *relative, char *buf, size_t len);
 const char *mc_test_fixture_path(const char *relative, char *buf, size_t len);
 /* A fresh empty temporary folder for this test run. */
 const char *mc_test_temp_dir(char *buf, size_t len);
+/* A fresh temporary folder (into dir) and the path of `name` inside it
+ * (into path); returns path. */
+const char *mc_test_temp_file(char *dir, size_t dir_len, char *path, size_t path_len,
+                              const char *name);
 bool mc_test_file_exists(const char *path);
 
 /* ---- files (each fails the test when the file system says no) ---- */
