@@ -28,12 +28,19 @@ static void make_ids(int32_t *ids, int n, int context) {
     }
 }
 
-START_TEST(test_save_and_load_round_trip) {
+/* A tiny CLIP with weights drawn from `seed`. */
+static mc_clip *tiny_clip(uint64_t seed) {
     mc_clip_config config = tiny_config();
     mc_rng rng;
-    mc_rng_seed(&rng, 3);
-    mc_clip *clip, *loaded;
+    mc_rng_seed(&rng, seed);
+    mc_clip *clip;
     MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
+    return clip;
+}
+
+START_TEST(test_save_and_load_round_trip) {
+    mc_clip *clip = tiny_clip(3);
+    mc_clip *loaded;
     char dir[256], path[512];
     mc_test_temp_file(dir, sizeof dir, path, sizeof path, "clip.safetensors");
     mc_metadata_entry meta[] = {{"format", "pt"}};
@@ -71,15 +78,6 @@ static void write_subset(const mc_clip *clip, const char *path, const char *keep
     if (extra) list[n++] = extra;
     MC_CHECK_OK(mc_safetensors_write(path, n, list, 0, NULL));
     free(list);
-}
-
-static mc_clip *tiny_clip(uint64_t seed) {
-    mc_clip_config config = tiny_config();
-    mc_rng rng;
-    mc_rng_seed(&rng, seed);
-    mc_clip *clip;
-    MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
-    return clip;
 }
 
 static mc_status load_and_free(void *path) {
@@ -182,11 +180,8 @@ START_TEST(test_vision_fingerprint) {
 END_TEST
 
 START_TEST(test_one_tower_files) {
-    mc_clip_config config = tiny_config();
-    mc_rng rng;
-    mc_rng_seed(&rng, 4);
-    mc_clip *clip, *vision_only;
-    MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
+    mc_clip *clip = tiny_clip(4);
+    mc_clip *vision_only;
     char dir[256], path[512];
     mc_test_temp_file(dir, sizeof dir, path, sizeof path, "vision.safetensors");
     write_subset(clip, path, "vision_model.", "visual_projection", NULL, NULL);
@@ -205,11 +200,8 @@ START_TEST(test_one_tower_files) {
 END_TEST
 
 START_TEST(test_broken_files_name_the_tensor) {
-    mc_clip_config config = tiny_config();
-    mc_rng rng;
-    mc_rng_seed(&rng, 5);
-    mc_clip *clip, *loaded = NULL;
-    MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
+    mc_clip *clip = tiny_clip(5);
+    mc_clip *loaded = NULL;
     char dir[256], path[512];
     mc_test_temp_dir(dir, sizeof dir);
     /* A missing block tensor. */
@@ -234,11 +226,7 @@ START_TEST(test_broken_files_name_the_tensor) {
 END_TEST
 
 START_TEST(test_input_checks) {
-    mc_clip_config config = tiny_config();
-    mc_rng rng;
-    mc_rng_seed(&rng, 6);
-    mc_clip *clip;
-    MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
+    mc_clip *clip = tiny_clip(6);
     mc_graph *g;
     MC_CHECK_OK(mc_graph_new(&g));
     mc_tensor *pixels, *out;
@@ -246,8 +234,10 @@ START_TEST(test_input_checks) {
     MC_CHECK_FAILS(mc_clip_encode_image(clip, g, pixels, &out), MC_ERR_SHAPE, "expected (N, 3, 16, 16)");
     int32_t ids[8] = {18, 25, 19}; /* 25 is past the vocabulary of 20 */
     MC_CHECK_FAILS(mc_clip_encode_text(clip, g, ids, 1, &out), MC_ERR_ARG, "25");
-    mc_clip_config bad = config;
+    mc_clip_config bad = tiny_config();
     bad.vision.image_size = 20; /* not a multiple of the patch */
+    mc_rng rng;
+    mc_rng_seed(&rng, 6);
     mc_clip *none = NULL;
     MC_CHECK_FAILS(mc_clip_new(&none, &bad, &rng), MC_ERR_ARG, "patch");
     mc_graph_free(g);
@@ -256,11 +246,7 @@ START_TEST(test_input_checks) {
 END_TEST
 
 START_TEST(test_prompt_ensembling) {
-    mc_clip_config config = tiny_config();
-    mc_rng rng;
-    mc_rng_seed(&rng, 7);
-    mc_clip *clip;
-    MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
+    mc_clip *clip = tiny_clip(7);
     enum { CLASSES = 3, TEMPLATES = 2 };
     int32_t ids[CLASSES * TEMPLATES * 8];
     make_ids(ids, CLASSES * TEMPLATES, 8);

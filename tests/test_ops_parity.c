@@ -44,6 +44,21 @@ static void expect_grad(mc_fixture *fx, const char *name, const mc_tensor *t) {
     mc_fixture_expect(fx, name, t->grad, t->numel, GRAD_RTOL, GRAD_ATOL);
 }
 
+/* Backpropagate the fixture's <prefix>dout from y and compare the gradients
+ * of x, the weight and the bias (when there is one) with <prefix>grad_*. */
+static void expect_affine_grads(mc_fixture *fx, mc_graph *g, mc_tensor *y, const char *prefix,
+                                const mc_tensor *x, const mc_tensor *w, const mc_tensor *b) {
+    char name[64];
+    snprintf(name, sizeof name, "%sdout", prefix);
+    backward_from(fx, g, y, name);
+    snprintf(name, sizeof name, "%sgrad_x", prefix);
+    expect_grad(fx, name, x);
+    snprintf(name, sizeof name, "%sgrad_weight", prefix);
+    expect_grad(fx, name, w);
+    snprintf(name, sizeof name, "%sgrad_bias", prefix);
+    if (b) expect_grad(fx, name, b);
+}
+
 /* ---- conv2d: groups, dilation, stride, padding (5 cases) ---- */
 
 START_TEST(test_conv2d_parity) {
@@ -64,10 +79,9 @@ START_TEST(test_conv2d_parity) {
         mc_tensor *y;
         MC_CHECK_OK(mc_conv2d(g, x, w, b, params, &y));
         expect_output(fx, CASE("out"), y);
-        backward_from(fx, g, y, CASE("dout"));
-        expect_grad(fx, CASE("grad_x"), x);
-        expect_grad(fx, CASE("grad_weight"), w);
-        if (has_bias) expect_grad(fx, CASE("grad_bias"), b);
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "case%d.", c);
+        expect_affine_grads(fx, g, y, prefix, x, w, b);
 #undef CASE
         mc_graph_free(g);
     }
@@ -94,10 +108,7 @@ START_TEST(test_batchnorm2d_parity) {
     /* The running statistics moved by momentum (running_var unbiased). */
     expect_output(fx, "train.running_mean", running_mean);
     expect_output(fx, "train.running_var", running_var);
-    backward_from(fx, g, y, "train.dout");
-    expect_grad(fx, "train.grad_x", x);
-    expect_grad(fx, "train.grad_weight", w);
-    expect_grad(fx, "train.grad_bias", b);
+    expect_affine_grads(fx, g, y, "train.", x, w, b);
 
     /* Eval: normalise with the running statistics, which stay put. */
     mc_graph_reset(g);
@@ -108,10 +119,7 @@ START_TEST(test_batchnorm2d_parity) {
     expect_output(fx, "eval.out", y);
     expect_output(fx, "train.running_mean", running_mean);
     expect_output(fx, "train.running_var", running_var);
-    backward_from(fx, g, y, "eval.dout");
-    expect_grad(fx, "eval.grad_x", x);
-    expect_grad(fx, "eval.grad_weight", w);
-    expect_grad(fx, "eval.grad_bias", b);
+    expect_affine_grads(fx, g, y, "eval.", x, w, b);
     mc_graph_free(g);
     mc_fixture_close(fx);
 }
@@ -129,10 +137,7 @@ START_TEST(test_layernorm_parity) {
     mc_tensor *y;
     MC_CHECK_OK(mc_layernorm(g, x, w, b, 1e-5f, &y));
     expect_output(fx, "out", y);
-    backward_from(fx, g, y, "dout");
-    expect_grad(fx, "grad_x", x);
-    expect_grad(fx, "grad_weight", w);
-    expect_grad(fx, "grad_bias", b);
+    expect_affine_grads(fx, g, y, "", x, w, b);
     mc_graph_free(g);
     mc_fixture_close(fx);
 }
