@@ -131,16 +131,25 @@ static void capture_begin(capture *c, mc_progress_mode mode) {
     c->options = (mc_progress_options){c->out, mode, fake_clock, &c->now, 2, 100.0};
 }
 
-static const char *capture_end(capture *c) {
+/* Start capturing, in `mode`, what the progress display `p` prints. */
+static void capture_progress(capture *c, mc_progress_mode mode, mc_progress *p, const char *label,
+                             int64_t total_steps, bool quiet) {
+    capture_begin(c, mode);
+    mc_progress_begin_with(p, label, total_steps, quiet, &c->options);
+}
+
+/* Stop capturing and free what was captured, which must be `expected`
+ * (NULL: anything). */
+static void capture_end(capture *c, const char *expected) {
     fclose(c->out);
-    return c->text;
+    if (expected) ck_assert_str_eq(c->text, expected);
+    free(c->text);
 }
 
 START_TEST(progress_on_a_terminal_rewrites_one_line) {
     capture c;
-    capture_begin(&c, MC_PROGRESS_TERMINAL);
     mc_progress p;
-    mc_progress_begin_with(&p, "train", 4, false, &c.options);
+    capture_progress(&c, MC_PROGRESS_TERMINAL, &p, "train", 4, false);
     /* t = 1 s, step 1 of 4, 10 items: 10 items/s; 3 steps left at 1 s each -> ETA 0:03. */
     c.now = 1.0;
     mc_progress_update(&p, 1, 1, 12.5, 10);
@@ -152,36 +161,32 @@ START_TEST(progress_on_a_terminal_rewrites_one_line) {
     c.now = 2.0;
     mc_progress_update(&p, 1, 3, 1.25, 30);
     mc_progress_end(&p, "done: 3 steps");
-    ck_assert_str_eq(capture_end(&c), "\rtrain  epoch 1  step 1/4  loss 12.5000  10.0 items/s  ETA 0:03"
-                                      "\rtrain  epoch 1  step 3/4  loss 1.2500  15.0 items/s  ETA 0:01 "
-                                      "\ndone: 3 steps\n");
-    free(c.text);
+    capture_end(&c, "\rtrain  epoch 1  step 1/4  loss 12.5000  10.0 items/s  ETA 0:03"
+                    "\rtrain  epoch 1  step 3/4  loss 1.2500  15.0 items/s  ETA 0:01 "
+                    "\ndone: 3 steps\n");
 }
 END_TEST
 
 START_TEST(progress_in_a_log_prints_plain_lines_every_n_steps) {
     capture c;
-    capture_begin(&c, MC_PROGRESS_PLAIN); /* every 2 steps or 100 s */
     mc_progress p;
-    mc_progress_begin_with(&p, "", 5, false, &c.options);
+    capture_progress(&c, MC_PROGRESS_PLAIN, &p, "", 5, false); /* every 2 steps or 100 s */
     for (int step = 1; step <= 5; step++) {
         c.now = step; /* one step a second, 4 items a step */
         mc_progress_update(&p, 2, step, 1.0 / step, 4 * step);
     }
     mc_progress_end(&p, NULL);
     /* Printed: the first step, then when 2 steps have passed (3, 5); 5 is also the last. */
-    ck_assert_str_eq(capture_end(&c), "epoch 2  step 1/5  loss 1.0000  4.0 items/s  ETA 0:04\n"
-                                      "epoch 2  step 3/5  loss 0.3333  4.0 items/s  ETA 0:02\n"
-                                      "epoch 2  step 5/5  loss 0.2000  4.0 items/s  ETA 0:00\n");
-    free(c.text);
+    capture_end(&c, "epoch 2  step 1/5  loss 1.0000  4.0 items/s  ETA 0:04\n"
+                    "epoch 2  step 3/5  loss 0.3333  4.0 items/s  ETA 0:02\n"
+                    "epoch 2  step 5/5  loss 0.2000  4.0 items/s  ETA 0:00\n");
 }
 END_TEST
 
 START_TEST(progress_after_resume_and_when_quiet) {
     capture c;
-    capture_begin(&c, MC_PROGRESS_PLAIN);
     mc_progress p;
-    mc_progress_begin_with(&p, "resumed", 200, false, &c.options);
+    capture_progress(&c, MC_PROGRESS_PLAIN, &p, "resumed", 200, false);
     /* Resumed at step 101: 1 step in 2 s -> 99 steps left -> 198 s = 3:18.
      * Then 2 steps in 200 s -> 100 s a step x 98 left = 9800 s = 2:43:20 (h:mm:ss over an hour). */
     c.now = 2.0;
@@ -189,26 +194,22 @@ START_TEST(progress_after_resume_and_when_quiet) {
     c.now = 200.0; /* 100 s past the last line: printed although < 2 steps */
     mc_progress_update(&p, 3, 102, 0.25, 0);
     mc_progress_end(&p, "bye");
-    ck_assert_str_eq(capture_end(&c), "resumed  epoch 3  step 101/200  loss 0.5000  ETA 3:18\n"
-                                      "resumed  epoch 3  step 102/200  loss 0.2500  ETA 2:43:20\n"
-                                      "bye\n");
-    free(c.text);
+    capture_end(&c, "resumed  epoch 3  step 101/200  loss 0.5000  ETA 3:18\n"
+                    "resumed  epoch 3  step 102/200  loss 0.2500  ETA 2:43:20\n"
+                    "bye\n");
 
-    capture_begin(&c, MC_PROGRESS_TERMINAL);
-    mc_progress_begin_with(&p, "quiet", 3, true, &c.options);
+    capture_progress(&c, MC_PROGRESS_TERMINAL, &p, "quiet", 3, true);
     c.now = 1;
     mc_progress_update(&p, 1, 1, 1.0, 1);
     mc_progress_end(&p, "not shown");
-    ck_assert_str_eq(capture_end(&c), "");
-    free(c.text);
+    capture_end(&c, "");
 
     /* Zeroed options mean the defaults: a memory stream is no terminal. */
     capture_begin(&c, MC_PROGRESS_AUTO);
     mc_progress_begin_with(&p, "auto", 3, false, &(mc_progress_options){.out = c.out});
     ck_assert(!p.terminal);
     ck_assert_int_eq(p.every_steps, 50);
-    capture_end(&c);
-    free(c.text);
+    capture_end(&c, NULL);
 }
 END_TEST
 
