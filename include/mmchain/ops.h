@@ -146,6 +146,15 @@ mc_status mc_batchnorm2d_relu(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_t
                               mc_tensor *running_mean, mc_tensor *running_var, bool training,
                               float momentum, float eps, mc_tensor **out);
 
+/* Synchronised batch norm (set by lib/dist, mc_dist_set_sync_batchnorm):
+ * `sum` replaces `count` doubles by their sum over every process (the same
+ * result everywhere). While set, training-mode batch norm sums its
+ * per-channel statistics and the two per-channel sums of its backward with
+ * it, so the batch is the union of every process's batch. NULL (the
+ * default): each process normalises by its own batch. */
+typedef mc_status (*mc_batchnorm_sum_fn)(double *values, int64_t count);
+void mc_batchnorm_set_global_sum(mc_batchnorm_sum_fn sum);
+
 /* ---- conv.c: 2-D convolution (cross-correlation, as PyTorch) ----
  * x (N, H, W, C) NHWC, weight (OC, C/groups, KH, KW), bias (OC) or NULL
  * -> (N, OH, OW, OC) with OH = (H + 2*pad_h - dil_h*(KH-1) - 1) / stride_h + 1. */

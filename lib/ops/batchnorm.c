@@ -136,12 +136,19 @@ static void backward_sums(int64_t rows, int64_t c, const float *x, const float *
         }
 }
 
+/* Synchronised batch norm (ops.h): the sum over processes, or NULL. */
+static mc_batchnorm_sum_fn global_sum;
+
+void mc_batchnorm_set_global_sum(mc_batchnorm_sum_fn sum) { global_sum = sum; }
+
 /* What backward needs: the statistics the forward normalised with. */
 typedef struct batchnorm_saved {
     bool training;
     bool relu;     /* mc_batchnorm2d_relu: the output is relu(BN(x)) */
     float *mean;   /* (C) */
     float *invstd; /* (C): 1 / sqrt(var + eps) */
+    double rows;   /* values per channel the statistics cover (all processes' when synchronised) */
+    mc_batchnorm_sum_fn sum; /* the forward's global sum (its backward uses the same), or NULL */
 } batchnorm_saved;
 
 /* x: (M, C) -> y: (M, C) = (x - mean) * scale + shift, then max(., 0) when
@@ -185,22 +192,27 @@ static mc_status batch_statistics(mc_graph *g, int64_t rows, int64_t c, const fl
                                   batchnorm_saved *saved) {
     double *partial, *mean, *sq;
     MC_TRY(mc_graph_alloc(g, (size_t)(REDUCE_BLOCKS * c) * sizeof(double), (void **)&partial));
-    MC_TRY(mc_graph_alloc(g, (size_t)c * sizeof(double), (void **)&mean));
+    MC_TRY(mc_graph_alloc(g, (size_t)(c + 1) * sizeof(double), (void **)&mean));
     MC_TRY(mc_graph_alloc(g, (size_t)c * sizeof(double), (void **)&sq));
     channel_sums(rows, c, x, NULL, partial, mean);
+    /* Synchronised: the sums and the row count (mean[c]) over all processes. */
+    mean[c] = (double)rows;
+    if (saved->sum) MC_TRY(saved->sum(mean, c + 1));
+    saved->rows = mean[c];
     for (int64_t ch = 0; ch < c; ch++) {
-        mean[ch] /= (double)rows;
+        mean[ch] /= saved->rows;
         saved->mean[ch] = (float)mean[ch];
     }
     /* Two passes (sum, then centred squares): one-pass E[x^2] - E[x]^2
      * cancels catastrophically when |mean| >> std. */
     channel_sums(rows, c, x, saved->mean, partial, sq);
+    if (saved->sum) MC_TRY(saved->sum(sq, c));
     for (int64_t ch = 0; ch < c; ch++) {
-        double biased_var = sq[ch] / (double)rows;
+        double biased_var = sq[ch] / saved->rows;
         saved->invstd[ch] = (float)(1.0 / sqrt(biased_var + eps));
         if (running_mean) running_mean[ch] = (1 - momentum) * running_mean[ch] + momentum * (float)mean[ch];
         if (running_var) {
-            double unbiased_var = sq[ch] / (double)(rows - 1);
+            double unbiased_var = sq[ch] / (saved->rows - 1);
             running_var[ch] = (1 - momentum) * running_var[ch] + momentum * (float)unbiased_var;
         }
     }
@@ -255,8 +267,8 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     const float *relu_out = saved->relu ? node->out->data : NULL;
     double *partial, *sum_dy, *sum_dy_xhat;
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(REDUCE_BLOCKS * 2 * c) * sizeof(double), (void **)&partial));
-    MC_TRY(mc_graph_alloc(node->graph, (size_t)c * sizeof(double), (void **)&sum_dy));
-    MC_TRY(mc_graph_alloc(node->graph, (size_t)c * sizeof(double), (void **)&sum_dy_xhat));
+    MC_TRY(mc_graph_alloc(node->graph, (size_t)(2 * c) * sizeof(double), (void **)&sum_dy));
+    sum_dy_xhat = sum_dy + c;
     backward_sums(rows, c, x->data, dy, relu_out, saved->mean, saved->invstd, partial, sum_dy,
                   sum_dy_xhat);
 
@@ -271,6 +283,10 @@ static mc_status batchnorm2d_backward(mc_node *node) {
         for (int64_t ch = 0; ch < c; ch++) dbias[ch] += (float)sum_dy[ch];
     }
     if (!x->requires_grad) return MC_OK;
+    /* Synchronised, x's gradient needs the sums over the global batch; the
+     * weight and bias above keep this process's share (the data-parallel
+     * gradient average adds the shares up). */
+    if (saved->training && saved->sum) MC_TRY(saved->sum(sum_dy, 2 * c));
     float *dx, *scale, *mean_g, *mean_g_xhat;
     MC_TRY(mc_grad_buffer(node->graph, x, &dx));
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(3 * c) * sizeof(float), (void **)&scale));
@@ -282,8 +298,8 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     for (int64_t ch = 0; ch < c; ch++) {
         scale[ch] = saved->invstd[ch] * (w ? w[ch] : 1.0f);
         if (saved->training) {
-            mean_g[ch] = (float)(sum_dy[ch] / (double)rows);
-            mean_g_xhat[ch] = (float)(sum_dy_xhat[ch] / (double)rows);
+            mean_g[ch] = (float)(sum_dy[ch] / saved->rows);
+            mean_g_xhat[ch] = (float)(sum_dy_xhat[ch] / saved->rows);
         }
     }
     input_grad(rows, c, saved->training, x->data, dy, relu_out, saved->mean, saved->invstd, scale, mean_g,
@@ -339,6 +355,8 @@ static mc_status batchnorm2d_op(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc
     MC_TRY(mc_graph_alloc(g, (size_t)c * sizeof(float), (void **)&saved->invstd));
     saved->training = training;
     saved->relu = relu;
+    saved->rows = (double)rows;
+    saved->sum = training ? global_sum : NULL;
     if (training) {
         MC_TRY(batch_statistics(g, rows, c, x->data, eps, momentum,
                                 running_mean ? running_mean->data : NULL,

@@ -1,0 +1,21 @@
+# Sourced by the distributed script tests (tests/script_dist_*.sh): skips
+# the script when the library was built without MPI (ctest sets
+# MMCHAIN_MPIEXEC, the launcher, only with MPI), sources script_common.sh,
+# and sets mpirun=(...) to run a program on several ranks of this machine.
+# Open MPI wants --oversubscribe to start more ranks than cores and refuses
+# to run as root without its two variables; each rank gets one thread
+# (MMCHAIN_THREADS=1, passed on with -x).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+: "${MMCHAIN_BINARY_DIR:?run through ctest}"
+if [ -z "${MMCHAIN_MPIEXEC:-}" ]; then
+    echo "SKIPPED: built without MPI (CMake option MMCHAIN_MPI)"
+    exit 77
+fi
+. "$(dirname "${BASH_SOURCE[0]}")/script_common.sh"
+mpirun=("$MMCHAIN_MPIEXEC")
+if "$MMCHAIN_MPIEXEC" --version 2>/dev/null | grep -qiE "open-?mpi|OpenRTE"; then
+    mpirun+=(--oversubscribe --bind-to none -x MMCHAIN_THREADS=1 -x OMP_WAIT_POLICY)
+    if [ "$(id -u)" = 0 ]; then
+        export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    fi
+fi
