@@ -6,7 +6,11 @@
  *
  * The command is glue: options -> data sources, CLIP, the text classifier,
  * the encoder -> mc_chain_trainer (lib/chain/train.c) with hooks that drive
- * the progress line, metrics.csv, log.txt and report.html (mmchain_app/run.h, report.h). */
+ * the progress line, metrics.csv, log.txt and report.html (mmchain_app/run.h, report.h).
+ *
+ * Under an MPI launcher (mpirun -np N mmchain train ...) every rank runs
+ * this command: all build the same setup; rank 0 writes the run folder,
+ * the others follow (docs/distributed.md). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "chain_cli.h"
+#include "mmchain/dist.h"
 
 static const char *const COMMAND = "train";
 static const char *const USAGE =
@@ -31,7 +36,7 @@ typedef struct train_args {
     int depth, width, epochs, batch, val_batch, target_crops, val_every, val_max;
     int checkpoint_every, log_every, clip_batch, stop_after;
     float lr, temperature, crop_min;
-    bool symmetric, learnable_temperature, no_augment, shuffle_pairs, quiet;
+    bool symmetric, learnable_temperature, no_augment, shuffle_pairs, quiet, sync_bn;
 } train_args;
 
 /* The defaults: the trainer's own (mc_chain_train_defaults) and the data
@@ -52,7 +57,7 @@ static train_args default_args(void) {
         .crop_min = t.augment_config.crop_min, .target_crops = t.target_crops,
         .shuffle_pairs = t.shuffle_pairs, .clip_batch = t.clip_batch,
         .stop_after = (int)t.stop_after_steps, .select = mc_chain_selection_name(t.selection),
-        .val_every = t.val_every, .val_max = t.val_max_tiles,
+        .val_every = t.val_every, .val_max = t.val_max_tiles, .sync_bn = t.sync_batchnorm,
     };
 }
 
@@ -347,7 +352,7 @@ static mc_status on_epoch(void *ctx, const mc_chain_epoch_info *info) {
  * the command
  * ------------------------------------------------------------------------- */
 
-static mc_chain_train_config trainer_config(const train_args *a, mc_run *run, char *ckpt_dir,
+static mc_chain_train_config trainer_config(const train_args *a, const char *run_dir, char *ckpt_dir,
                                             size_t ckpt_len, char *cache, size_t cache_len) {
     mc_chain_train_config c = mc_chain_train_defaults();
     c.epochs = a->epochs;
@@ -368,10 +373,12 @@ static mc_chain_train_config trainer_config(const train_args *a, mc_run *run, ch
     mc_chain_selection_parse(a->select, &c.selection); /* checked in build_setup */
     c.val_every = a->val_every;
     c.val_max_tiles = a->val_max;
-    mc_run_path(run, "checkpoints", ckpt_dir, ckpt_len);
+    c.distributed = mc_dist_world_size() > 1;
+    c.sync_batchnorm = a->sync_bn;
+    snprintf(ckpt_dir, ckpt_len, "%s/checkpoints", run_dir);
     c.checkpoint_dir = ckpt_dir;
     if (a->cache_dir) snprintf(cache, cache_len, "%s", a->cache_dir);
-    else mc_run_path(run, "cache", cache, cache_len);
+    else snprintf(cache, cache_len, "%s/cache", run_dir);
     c.cache_dir = cache;
     return c;
 }
@@ -428,7 +435,7 @@ static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, t
         if (code) return code;
     }
     char ckpt_dir[4096], cache[4096];
-    mc_chain_train_config config = trainer_config(a, run, ckpt_dir, sizeof ckpt_dir, cache, sizeof cache);
+    mc_chain_train_config config = trainer_config(a, mc_run_dir(run), ckpt_dir, sizeof ckpt_dir, cache, sizeof cache);
     mc_chain_hooks hooks = {.ctx = &ui, .on_step = on_step, .on_epoch = on_epoch, .on_message = on_message};
     mc_status s = mc_chain_trainer_new(&ui.trainer, &config, setup->enc, setup->clip, &setup->train,
                                        &setup->val, setup->classes, &hooks);
@@ -436,6 +443,41 @@ static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, t
     if (s == MC_OK) s = train(&ui);
     mc_chain_trainer_free(ui.trainer);
     return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
+}
+
+/* A rank other than 0: the same trainer, in step with rank 0, writing
+ * nothing (rank 0 writes config, metrics, log, checkpoints and report). A
+ * resumed run reads rank 0's checkpoint, as rank 0 does. */
+static int follow_training(const train_args *a, train_setup *setup) {
+    char ckpt_dir[4096], cache[4096], last[4200];
+    const char *run_dir = a->resume ? a->resume : a->out;
+    mc_chain_train_config config = trainer_config(a, run_dir, ckpt_dir, sizeof ckpt_dir, cache, sizeof cache);
+    mc_chain_trainer *trainer;
+    mc_status s = mc_chain_trainer_new(&trainer, &config, setup->enc, setup->clip, &setup->train,
+                                       &setup->val, setup->classes, NULL);
+    if (s != MC_OK) return cli_fail_status(COMMAND, s);
+    snprintf(last, sizeof last, "%s/last.safetensors", ckpt_dir);
+    if (a->resume && file_exists(last)) s = mc_chain_trainer_resume(trainer, last);
+    if (s == MC_OK) s = mc_chain_trainer_run(trainer);
+    mc_chain_trainer_free(trainer);
+    return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
+}
+
+/* Under an MPI launcher: join the other ranks (all of them run this). */
+static int start_distributed(void) {
+    if (!mc_dist_launched()) return 0;
+    if (!mc_dist_built_with_mpi())
+        return cli_fail(COMMAND, "started by an MPI launcher, but this mmchain was built without MPI "
+                                 "(CMake option MMCHAIN_MPI): each process would train alone");
+    return mc_dist_init(NULL, NULL) == MC_OK ? 0 : cli_fail(COMMAND, "%s", mc_last_error());
+}
+
+/* A rank that failed ends the job: the others may wait for it in a
+ * collective. Otherwise leave MPI. */
+static int end_distributed(int code) {
+    if (code != 0) mc_dist_abort_job(code, "mmchain train failed (its message is above)");
+    mc_dist_finalize();
+    return code;
 }
 
 static int open_run(const train_args *a, const char *dir, mc_run **run) {
@@ -476,25 +518,29 @@ int cmd_train(int argc, char **argv) {
         CLI_INT_OPT("--log-every", &a.log_every, 1, 100000000, "N: a metrics.csv step row every N steps"),
         CLI_INT_OPT("--clip-batch", &a.clip_batch, 1, 100000, "B: images per CLIP forward"),
         CLI_FLAG_OPT("--quiet", &a.quiet, "no progress line or log on stdout"),
+        CLI_FLAG_OPT("--sync-bn", &a.sync_bn, "under mpirun: batch norm over the global batch"),
         CLI_INT_OPT("--stop-after-steps", &a.stop_after, 0, 1e9, "N: stop after N steps in total, as if killed (for tests)"),
         CLI_END,
     };
     const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
     int code = cli_parse(&parser, argc, argv, NULL, NULL);
     if (code >= 0) return code;
-    code = 0;
+    code = start_distributed();
+    if (code) return code;
     string_store store = {0};
     mc_run *run = NULL;
     train_setup setup = {0};
+    bool leader = mc_dist_rank() == 0;
     /* A fresh run checks every input before it creates its folder; a resumed
      * one needs the folder first, to read its options back. */
     if (a.resume) code = open_run(&a, a.resume, &run);
     if (!code && a.resume) code = restore_options(run, opts, &store);
     if (!code) code = build_setup(&a, &setup);
-    if (!code && !a.resume) code = open_run(&a, a.out, &run);
-    if (!code) code = run_training(&a, opts, run, &setup);
+    if (!code && !leader) code = follow_training(&a, &setup);
+    if (!code && leader && !a.resume) code = open_run(&a, a.out, &run);
+    if (!code && leader) code = run_training(&a, opts, run, &setup);
     free_setup(&setup);
     mc_run_close(run);
     free_store(&store);
-    return code;
+    return end_distributed(code);
 }

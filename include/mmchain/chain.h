@@ -387,6 +387,15 @@ typedef struct mc_chain_train_config {
                                * as if killed (tests) */
     int n_extra_meta;         /* extra checkpoint metadata (the CLI's flags) */
     const mc_metadata_entry *extra_meta;
+    /* Data parallel over the ranks of the distributed layer (dist.h; every
+     * rank runs the same trainer): batch_size stays the GLOBAL batch, each
+     * rank embeds its slice of it (mc_dist_slice), the embeddings are
+     * gathered so that InfoNCE sees every pair of the global batch, and the
+     * gradients are averaged. All ranks start from rank 0's weights. Rank 0
+     * alone validates, writes checkpoints and calls the hooks. */
+    bool distributed;         /* false */
+    bool sync_batchnorm;      /* batch norm over the global batch (false:
+                               * each rank's own slice, as PyTorch's DDP) */
 } mc_chain_train_config;
 
 mc_chain_train_config mc_chain_train_defaults(void);
@@ -412,6 +421,7 @@ typedef struct mc_chain_epoch_info {
     double seconds;
 } mc_chain_epoch_info;
 
+/* In a distributed run only rank 0 calls the hooks. */
 typedef struct mc_chain_hooks {
     void *ctx;
     void (*on_step)(void *ctx, const mc_chain_step_info *info);          /* may be NULL */

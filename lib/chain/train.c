@@ -15,10 +15,18 @@
  *     moments and step count, epoch, step, best metric — is in the checkpoint.
  * So a run resumed from any checkpoint replays exactly the steps an
  * uninterrupted run would have taken, and (same thread count, so the same
- * floating-point reduction order) ends with bit-identical weights. */
+ * floating-point reduction order) ends with bit-identical weights.
+ *
+ * Data parallel (config.distributed, docs/distributed.md): every rank draws
+ * the same global batch and the same augmentations, embeds its slice of the
+ * batch, and all-gathers the embeddings and targets, so that each rank
+ * computes the one-process InfoNCE over the whole batch; the gather's
+ * backward and the gradient average then give every rank the one-process
+ * gradient, and identical Adam steps keep the ranks' weights identical. */
 #include "mmchain/chain.h"
 
 #include "chain/chain_internal.h"
+#include "mmchain/dist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -36,6 +44,7 @@ mc_chain_train_config mc_chain_train_defaults(void) {
         .seed = 0, .selection = MC_SELECT_LOSS, .val_every = 1, .val_max_tiles = 0,
         .checkpoint_every = 0, .checkpoint_dir = NULL, .cache_dir = NULL,
         .clip_batch = 64, .stop_after_steps = 0, .n_extra_meta = 0, .extra_meta = NULL,
+        .distributed = false, .sync_batchnorm = false,
     };
     return c;
 }
@@ -88,6 +97,9 @@ struct mc_chain_trainer {
     mc_tensor *targets;         /* (batch, E) this step's targets */
     mc_chain_metrics metrics;
     bool have_metrics;
+    /* data parallel: this process's rank among `world` (0 of 1 alone) */
+    int rank, world;
+    bool weights_shared;        /* rank 0's weights were broadcast */
 };
 
 /* ---------------------------------------------------------------------------
@@ -117,7 +129,7 @@ static double now_seconds(void) {
 }
 
 static void say(const mc_chain_trainer *t, const char *line) {
-    if (t->hooks.on_message) t->hooks.on_message(t->hooks.ctx, line);
+    if (t->rank == 0 && t->hooks.on_message) t->hooks.on_message(t->hooks.ctx, line);
 }
 
 /* ---------------------------------------------------------------------------
@@ -212,6 +224,29 @@ static mc_status compute_targets(mc_chain_trainer *t) {
     return MC_OK;
 }
 
+/* Every rank needs a part of every batch. */
+static mc_status check_world(const mc_chain_trainer *t) {
+    int count = t->train->count, b = t->cfg.batch_size, rest = count % b;
+    if (b < t->world)
+        return mc_error(MC_ERR_ARG, "a batch of %d tiles cannot be shared by %d ranks: the batch "
+                        "(the global one) needs at least one tile per rank", b, t->world);
+    if (rest >= 2 && rest < t->world)
+        return mc_error(MC_ERR_ARG, "the last batch of each epoch holds %d tiles (%d tiles, batch %d), "
+                        "fewer than the %d ranks: choose a batch size that leaves none or at least "
+                        "%d", rest, count, b, t->world, t->world);
+    return MC_OK;
+}
+
+/* The CLIP targets: rank 0 first, so that the others read its cache
+ * instead of computing the same embeddings at the same time. */
+static mc_status compute_targets_in_turn(mc_chain_trainer *t) {
+    if (t->world == 1) return compute_targets(t);
+    if (t->rank == 0) MC_TRY(compute_targets(t));
+    MC_TRY(mc_dist_barrier());
+    if (t->rank != 0) MC_TRY(compute_targets(t));
+    return MC_OK;
+}
+
 static mc_status trainer_init(mc_chain_trainer *t) {
     int count = t->train->count, b = t->cfg.batch_size;
     /* Batches of the epoch: full ones, plus the remainder when it holds at
@@ -223,8 +258,9 @@ static mc_status trainer_init(mc_chain_trainer *t) {
         MC_TRY(mc_chain_data_subset(&t->val_subset, t->val, t->cfg.val_max_tiles));
         t->val = &t->val_subset;
     }
+    MC_TRY(check_world(t));
     MC_TRY(alloc_buffers(t));
-    MC_TRY(compute_targets(t));
+    MC_TRY(compute_targets_in_turn(t));
     mc_adam_config adam = mc_adam_defaults();
     adam.lr = t->cfg.lr;
     MC_TRY(mc_optimizer_adam(&t->opt, &t->enc->params, adam));
@@ -243,7 +279,11 @@ mc_status mc_chain_trainer_new(mc_chain_trainer **out, const mc_chain_train_conf
     mc_chain_trainer *t = calloc(1, sizeof *t);
     if (!t) return mc_error(MC_ERR_NOMEM, "trainer: out of memory");
     *t = (mc_chain_trainer){.cfg = *config, .enc = enc, .clip = clip, .train = train, .val = val,
-                            .classes = class_embeds};
+                            .classes = class_embeds, .rank = 0, .world = 1};
+    if (config->distributed) {
+        t->rank = mc_dist_rank();
+        t->world = mc_dist_world_size();
+    }
     if (hooks) t->hooks = *hooks;
     mc_clip_set_trainable(clip, false);
     /* The temperature: fixed, or learnable from CLIP's initial value. */
@@ -310,11 +350,15 @@ static void gather_targets(mc_chain_trainer *t, int n, const int *rows) {
                (size_t)e * sizeof(float));
 }
 
-/* x (n, C, H, W) is the batch's spectral view; augment it and set targets. */
-static mc_status prepare_views(mc_chain_trainer *t, mc_tensor *x, int n) {
-    mc_tensor targets_view = mc_tensor_rows(t->targets, 0, n);
+/* The batch's items [first, first + m) — all of it alone, this rank's
+ * slice in a distributed run: x (m, C, H, W) is their spectral view; augment
+ * it and set the first m targets. The augmentations of the whole batch (n
+ * items) are drawn, in the same order whatever the slice, so every item
+ * gets the augmentation it gets in a one-process run. */
+static mc_status prepare_views(mc_chain_trainer *t, mc_tensor *x, int n, int first, int m) {
+    mc_tensor targets_view = mc_tensor_rows(t->targets, 0, m);
     if (!t->cfg.augment) {
-        gather_targets(t, n, t->pairs);
+        gather_targets(t, m, t->pairs + first);
         return MC_OK;
     }
     mc_rng rng;
@@ -327,13 +371,16 @@ static mc_status prepare_views(mc_chain_trainer *t, mc_tensor *x, int n) {
             mc_chain_crop_params(t->cfg.seed, t->pairs[i], k, &t->cfg.augment_config, &t->params[i]);
             t->rows[i] = t->pairs[i] * t->cfg.target_crops + k;
         }
-        gather_targets(t, n, t->rows);
-        MC_TRY(mc_augment_apply(x, t->params, n, x));
+        gather_targets(t, m, t->rows + first);
+        MC_TRY(mc_augment_apply(x, t->params + first, m, x));
     } else {
-        /* On the fly: crop both views with one shared box, embed the RGB crop. */
-        mc_tensor rgb = mc_tensor_rows(t->rgb, 0, n);
-        MC_TRY(t->train->load(t->train->ctx, t->pairs, n, NULL, &rgb, NULL));
-        MC_TRY(mc_augment_pair(&rng, &t->cfg.augment_config, true, x, x, &rgb, &rgb));
+        /* On the fly: crop both views with one shared box (mc_augment_pair's
+         * draws, one per pair), embed the RGB crop. */
+        for (int i = 0; i < n; i++) mc_augment_sample(&rng, &t->cfg.augment_config, &t->params[i]);
+        mc_tensor rgb = mc_tensor_rows(t->rgb, 0, m);
+        MC_TRY(t->train->load(t->train->ctx, t->pairs + first, m, NULL, &rgb, NULL));
+        MC_TRY(mc_augment_apply(x, t->params + first, m, x));
+        MC_TRY(mc_augment_apply(&rgb, t->params + first, m, &rgb));
         MC_TRY(mc_chain_embed_rgb(t->clip, &rgb, t->cfg.clip_batch, &targets_view));
     }
     t->state.rng = rng;
@@ -347,17 +394,42 @@ static void clamp_logit_scale(mc_spectral_encoder *enc) {
     if (enc->logit_scale->data[0] > max_scale) enc->logit_scale->data[0] = max_scale;
 }
 
+/* Data parallel: the embeddings and targets of every rank's slice, in rank
+ * order — the whole batch, as one process would have it. The gather's
+ * backward sums what every rank's loss sends to this rank's rows. */
+static mc_status gather_batch(mc_chain_trainer *t, mc_tensor **embeds, mc_tensor **targets) {
+    if (t->world == 1) return MC_OK;
+    MC_TRY(mc_dist_all_gather_op(t->g, *embeds, embeds));
+    return mc_dist_all_gather_op(t->g, *targets, targets);
+}
+
+/* In a distributed run, before the first step: every rank takes rank 0's
+ * weights and buffers (a resumed run's ranks read the same checkpoint; a
+ * fresh one's were initialised from the same seed — this makes sure). */
+static mc_status share_weights(mc_chain_trainer *t) {
+    if (t->world == 1 || t->weights_shared) return MC_OK;
+    MC_TRY(mc_dist_broadcast_params(&t->enc->params));
+    t->weights_shared = true;
+    return MC_OK;
+}
+
 mc_status mc_chain_trainer_step(mc_chain_trainer *t, double *loss_out) {
+    MC_TRY(share_weights(t));
     int n = next_batch(t);
+    int64_t first, m; /* this rank's slice of the batch */
+    mc_dist_slice(n, t->rank, t->world, &first, &m);
     mc_tensor *x, *embeds, *loss;
-    mc_tensor targets = mc_tensor_rows(t->targets, 0, n);
+    mc_tensor local_targets = mc_tensor_rows(t->targets, 0, m), *targets = &local_targets;
     mc_status status = mc_graph_tensor(
-        t->g, MC_SHAPE(n, t->train->bands, t->train->height, t->train->width), "x", &x);
-    if (status == MC_OK) status = t->train->load(t->train->ctx, t->items, n, x, NULL, NULL);
-    if (status == MC_OK) status = prepare_views(t, x, n);
+        t->g, MC_SHAPE(m, t->train->bands, t->train->height, t->train->width), "x", &x);
+    if (status == MC_OK) status = t->train->load(t->train->ctx, t->items + first, (int)m, x, NULL, NULL);
+    if (status == MC_OK) status = prepare_views(t, x, n, (int)first, (int)m);
     mc_resnet_set_training(t->enc->resnet, true);
+    bool sync_bn = t->cfg.sync_batchnorm && t->world > 1;
+    if (sync_bn) mc_dist_set_sync_batchnorm(true);
     if (status == MC_OK) status = mc_spectral_encoder_forward(t->enc, t->g, x, &embeds);
-    if (status == MC_OK) status = mc_infonce(t->g, embeds, &targets, t->enc->logit_scale, t->cfg.symmetric, &loss);
+    if (status == MC_OK) status = gather_batch(t, &embeds, &targets);
+    if (status == MC_OK) status = mc_infonce(t->g, embeds, targets, t->enc->logit_scale, t->cfg.symmetric, &loss);
     if (status == MC_OK && !isfinite(loss->data[0]))
         status = mc_error(MC_ERR_NUMERIC,
                           "the loss became %g at epoch %d, step %lld (global step %lld); training "
@@ -369,6 +441,8 @@ mc_status mc_chain_trainer_step(mc_chain_trainer *t, double *loss_out) {
         mc_optimizer_zero_grad(t->opt);
         status = mc_backward(t->g, loss);
     }
+    if (sync_bn) mc_dist_set_sync_batchnorm(false);
+    if (status == MC_OK && t->world > 1) status = mc_dist_average_gradients(t->g, &t->enc->params);
     if (status == MC_OK) status = mc_optimizer_step(t->opt);
     mc_graph_reset(t->g);
     if (status != MC_OK) return status;
@@ -398,7 +472,7 @@ static mc_status check_finite_weights(const mc_spectral_encoder *enc) {
 }
 
 static mc_status save_checkpoint(mc_chain_trainer *t, const char *name) {
-    if (!t->cfg.checkpoint_dir) return MC_OK;
+    if (!t->cfg.checkpoint_dir || t->rank != 0) return MC_OK; /* rank 0 writes for all */
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.safetensors", t->cfg.checkpoint_dir, name);
     MC_TRY(check_finite_weights(t->enc));
@@ -470,6 +544,11 @@ static bool validates_after(const mc_chain_trainer *t, int epochs_done) {
 /* Validate (when due), keep the best, write `last`, tell the caller. */
 static mc_status finish_epoch(mc_chain_trainer *t, double loss_sum, int64_t steps_run,
                               double started) {
+    if (t->rank != 0) { /* rank 0 validates and writes for all */
+        t->state.epoch++;
+        t->state.step_in_epoch = 0;
+        return MC_OK;
+    }
     if (!validates_after(t, t->state.epoch + 1)) {
         t->state.epoch++;
         t->state.step_in_epoch = 0;
@@ -511,7 +590,7 @@ static mc_status run_epoch(mc_chain_trainer *t) {
         if (t->cfg.checkpoint_every > 0 && t->state.global_step % t->cfg.checkpoint_every == 0 &&
             t->state.step_in_epoch < t->steps_per_epoch)
             MC_TRY(save_checkpoint(t, "last"));
-        if (t->hooks.on_step) {
+        if (t->rank == 0 && t->hooks.on_step) {
             int64_t first = (t->state.step_in_epoch - 1) * t->cfg.batch_size;
             mc_chain_step_info info = {
                 .epoch = t->state.epoch, .step_in_epoch = t->state.step_in_epoch,

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `mpirun -np 2 mmchain train ...` against the same command in one process
+# (a tiny fixture made here, a tiny ResNet): with --sync-bn the two runs end
+# with the same checkpoints/last.safetensors (every tensor, optimizer state
+# included, within 1e-4 of its largest value), with and without
+# augmentation, for an even and an odd global batch; without --sync-bn
+# (each rank normalises its own slice) they must differ — the comparison
+# can fail. Rank 0 alone writes the run folder. Skipped without MPI.
+set -u
+. "$(dirname "$0")/support/script_dist_common.sh"
+cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
+compare=$MMCHAIN_BINARY_DIR/tests/test_dist_compare
+
+read -r data _ clip vocab < <("$MMCHAIN_BINARY_DIR/tests/test_chain_fixture" --write "$tmp/fx" 4) ||
+    { echo "fixture failed"; exit 1; }
+tiny=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1
+      --val-batch 6 --seed 3 --epochs 2 --quiet)
+
+# train NAME ARGS...: the one-process run in $tmp/NAME-1, the 2-rank run in
+# $tmp/NAME-2; 0 when both succeeded.
+train() {
+    local name=$1
+    shift
+    MMCHAIN_THREADS=2 "$cli" train "${tiny[@]}" "$@" --out "$tmp/$name-1" >"$tmp/out" 2>&1 ||
+        { fail "$name, one process: $(cat "$tmp/out")"; return 1; }
+    timeout 600 "${mpirun[@]}" -np 2 "$cli" train "${tiny[@]}" "$@" --out "$tmp/$name-2" >"$tmp/out" 2>&1 ||
+        { fail "$name, 2 ranks: $(cat "$tmp/out")"; return 1; }
+}
+
+# same NAME: the two runs' last checkpoints agree.
+same() {
+    "$compare" "$tmp/$1-2/checkpoints/last.safetensors" "$tmp/$1-1/checkpoints/last.safetensors" 1e-4 \
+        >"$tmp/cmp" 2>&1 || fail "$1: 2 ranks differ from one process: $(cat "$tmp/cmp")"
+    echo "$1: $(cat "$tmp/cmp")"
+}
+
+train plain --batch 16 --sync-bn --no-augment && same plain
+train augment --batch 16 --sync-bn && same augment
+# 13 = 7 + 6 per step; symmetric loss and a learnable temperature
+train odd --batch 13 --sync-bn --no-augment --symmetric --learnable-temperature && same odd
+
+# Without --sync-bn each rank normalises by its half of the batch: not the
+# one-process result (this is what makes the comparisons above mean something).
+if train per-rank-bn --batch 16 --no-augment; then
+    if "$compare" "$tmp/per-rank-bn-2/checkpoints/last.safetensors" \
+            "$tmp/per-rank-bn-1/checkpoints/last.safetensors" 1e-4 >"$tmp/cmp" 2>&1; then
+        fail "per-rank batch norm gave the one-process result: $(cat "$tmp/cmp")"
+    fi
+fi
+
+# Rank 0 wrote the run folder: every artefact, one set of epoch rows, one log.
+run=$tmp/plain-2
+for f in config.json metrics.csv log.txt report.html checkpoints/last.safetensors checkpoints/best.safetensors; do
+    [ -s "$run/$f" ] || fail "2 ranks: $f missing or empty"
+done
+[ "$(grep -c '^epoch,' "$run/metrics.csv")" = 2 ] || fail "2 ranks: metrics.csv: $(cat "$run/metrics.csv")"
+grep -q '"sync-bn": *true' "$run/config.json" || fail "config.json lacks sync-bn: $(cat "$run/config.json")"
+
+# A batch that cannot give every rank a tile is refused by every rank.
+if timeout 300 "${mpirun[@]}" -np 3 "$cli" train "${tiny[@]}" --batch 2 --out "$tmp/x" >"$tmp/out" 2>&1; then
+    fail "batch 2 on 3 ranks: succeeded"
+fi
+grep -q "cannot be shared by 3 ranks" "$tmp/out" || fail "batch 2 on 3 ranks: $(cat "$tmp/out")"
+
+finish "2 ranks end where one process ends"
