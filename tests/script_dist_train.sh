@@ -39,6 +39,21 @@ train augment --batch 16 --sync-bn && same augment
 # 13 = 7 + 6 per step; symmetric loss and a learnable temperature
 train odd --batch 13 --sync-bn --no-augment --symmetric --learnable-temperature && same odd
 
+# Resumed with another number of ranks: 2 ranks stop after 3 steps (a
+# checkpoint each step), 3 ranks finish the run; it ends where one process does.
+resume=(--batch 8 --sync-bn --no-augment --checkpoint-every 1)
+MMCHAIN_THREADS=2 "$cli" train "${tiny[@]}" "${resume[@]}" --out "$tmp/resume-1" >"$tmp/out" 2>&1 ||
+    fail "resume, one process: $(cat "$tmp/out")"
+if timeout 600 "${mpirun[@]}" -np 2 "$cli" train "${tiny[@]}" "${resume[@]}" --stop-after-steps 3 \
+        --out "$tmp/resume-2" >"$tmp/out" 2>&1; then
+    timeout 600 "${mpirun[@]}" -np 3 "$cli" train --resume "$tmp/resume-2" >"$tmp/out" 2>&1 ||
+        fail "resume on 3 ranks: $(cat "$tmp/out")"
+    grep -q "resumed from .*global step 3" "$tmp/resume-2/log.txt" || fail "resume: $(cat "$tmp/resume-2/log.txt")"
+    same resume
+else
+    fail "resume, 2 ranks stopping after 3 steps: $(cat "$tmp/out")"
+fi
+
 # Without --sync-bn each rank normalises by its half of the batch: not the
 # one-process result (this is what makes the comparisons above mean something).
 if train per-rank-bn --batch 16 --no-augment; then
@@ -61,5 +76,15 @@ if timeout 300 "${mpirun[@]}" -np 3 "$cli" train "${tiny[@]}" --batch 2 --out "$
     fail "batch 2 on 3 ranks: succeeded"
 fi
 grep -q "cannot be shared by 3 ranks" "$tmp/out" || fail "batch 2 on 3 ranks: $(cat "$tmp/out")"
+
+# A rank that fails (here on corrupt tiles) ends the whole job with its
+# message instead of leaving the other ranks waiting.
+read -r bad _ < <("$MMCHAIN_BINARY_DIR/tests/test_chain_fixture" --write "$tmp/bad" 4) || fail "second fixture"
+for f in "$bad"/Forest/*.tif; do head -c 300 "$f" >"$f.part" && mv "$f.part" "$f"; done
+if timeout 300 "${mpirun[@]}" -np 2 "$cli" train "${tiny[@]}" --data "$bad" --batch 8 --no-augment \
+        --out "$tmp/bad-run" >"$tmp/out" 2>&1; then
+    fail "corrupt tiles: succeeded"
+fi
+grep -q "Forest_[0-9]*.tif" "$tmp/out" || fail "corrupt tiles: the message does not name the tile: $(cat "$tmp/out")"
 
 finish "2 ranks end where one process ends"
