@@ -143,6 +143,24 @@ START_TEST(test_broadcast_params_refuses_different_models) {
 }
 END_TEST
 
+START_TEST(test_check_params_agree) {
+    mc_param_list params = {0};
+    mc_tensor *w, *running;
+    MC_CHECK_OK(mc_params_new(&params, &w, MC_SHAPE(9), true, "w"));
+    MC_CHECK_OK(mc_params_new(&params, &running, MC_SHAPE(3), false, "running_mean"));
+    for (int64_t i = 0; i < w->numel; i++) w->data[i] = value_of(0, i);
+    running->data[0] = (float)rank_; /* buffers may differ (per-rank batch norm) */
+    MC_CHECK_OK(mc_dist_check_params_agree(&params, "after epoch 1"));
+    if (world_ > 1) {
+        /* One bit of one weight on the last rank: every rank says so. */
+        if (rank_ == world_ - 1) w->data[4] = nextafterf(w->data[4], 10.0f);
+        MC_CHECK_FAILS(mc_dist_check_params_agree(&params, "after epoch 2"), MC_ERR_NUMERIC,
+                       "after epoch 2: the weights of 1 rank(s)");
+    }
+    mc_params_free(&params);
+}
+END_TEST
+
 /* Rank k's rows: an odd number, none at all on rank 1. */
 static int64_t rows_of(int k) { return k == 1 ? 0 : 2 * k + 3; }
 
@@ -385,6 +403,7 @@ int main(int argc, char **argv) {
     tcase_add_test(buffers, test_allreduce_doubles_in_rank_order);
     tcase_add_test(buffers, test_broadcast);
     tcase_add_test(buffers, test_broadcast_params_refuses_different_models);
+    tcase_add_test(buffers, test_check_params_agree);
     tcase_add_test(buffers, test_allgather_rows);
     tcase_add_test(buffers, test_reduce_scatter_rows);
     tcase_add_test(buffers, test_average_gradients);

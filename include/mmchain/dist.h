@@ -84,6 +84,13 @@ mc_status mc_dist_broadcast_floats(float *data, int64_t count, int root);
  * lists must have the same tensors (names and sizes are checked). */
 mc_status mc_dist_broadcast_params(const mc_param_list *params);
 
+/* Check that every rank's trainable tensors are bit for bit rank 0's (a
+ * 64-bit FNV-1a fingerprint of their bytes, compared with rank 0's). On a
+ * difference every rank returns MC_ERR_NUMERIC, the message starting with
+ * `when` ("after epoch 3"). Data-parallel ranks apply identical updates, so
+ * this is a check of the machinery, cheap enough for every epoch. */
+mc_status mc_dist_check_params_agree(const mc_param_list *params, const char *when);
+
 typedef enum mc_dist_reduce {
     MC_DIST_SUM,     /* sum over ranks, in rank order */
     MC_DIST_AVERAGE  /* the sum divided by the world size */

@@ -544,6 +544,11 @@ static bool validates_after(const mc_chain_trainer *t, int epochs_done) {
 /* Validate (when due), keep the best, write `last`, tell the caller. */
 static mc_status finish_epoch(mc_chain_trainer *t, double loss_sum, int64_t steps_run,
                               double started) {
+    if (t->world > 1) {
+        char when[64];
+        snprintf(when, sizeof when, "after epoch %d", t->state.epoch + 1);
+        MC_TRY(mc_dist_check_params_agree(&t->enc->params, when));
+    }
     if (t->rank != 0) { /* rank 0 validates and writes for all */
         t->state.epoch++;
         t->state.step_in_epoch = 0;

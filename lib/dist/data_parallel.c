@@ -14,36 +14,65 @@
  * the same start everywhere
  * ------------------------------------------------------------------------- */
 
-/* FNV-1a over the names and sizes of a parameter list: two ranks with the
- * same fingerprint hold the same tensors in the same order. */
-static uint64_t params_fingerprint(const mc_param_list *params) {
-    uint64_t h = 0xcbf29ce484222325ULL;
+/* FNV-1a, continued over `bytes` bytes. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t bytes) {
+    const uint8_t *p = data;
+    for (size_t i = 0; i < bytes; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static const uint64_t fnv_offset = 0xcbf29ce484222325ULL;
+
+/* Over the names and sizes of a parameter list (and, with values, the
+ * bytes of its trainable tensors): two ranks with the same fingerprint hold
+ * the same tensors in the same order (with the same values). */
+static uint64_t params_fingerprint(const mc_param_list *params, bool values) {
+    uint64_t h = fnv_offset;
     for (int i = 0; i < params->count; i++) {
         const mc_tensor *t = params->items[i];
-        for (const char *c = t->name; *c; c++) h = (h ^ (uint8_t)*c) * 0x100000001b3ULL;
-        for (int b = 0; b < 8; b++) h = (h ^ (uint8_t)((uint64_t)t->numel >> (8 * b))) * 0x100000001b3ULL;
+        h = fnv1a(h, t->name, strlen(t->name));
+        h = fnv1a(h, &t->numel, sizeof t->numel);
+        if (values && t->requires_grad) h = fnv1a(h, t->data, (size_t)t->numel * sizeof(float));
     }
     return h;
 }
 
-mc_status mc_dist_broadcast_params(const mc_param_list *params) {
-    uint64_t mine = params_fingerprint(params), root = mine;
+/* Whether every rank's fingerprint equals rank 0's. Every rank learns the
+ * number of differing ranks (*differing), so that all of them stop together
+ * instead of some waiting in collectives the others never enter. */
+static mc_status compare_with_rank0(uint64_t mine, bool *mine_differs, int *differing) {
+    uint64_t root = mine;
     MC_TRY(mc_comm_broadcast(&root, sizeof root, 0));
-    /* Every rank learns whether any rank differs, so that all of them stop
-     * together instead of some waiting for broadcasts that never come. */
-    double differing = root != mine ? 1.0 : 0.0;
-    MC_TRY(mc_dist_allreduce_doubles(&differing, 1, MC_DIST_SUM));
-    if (differing > 0.0 && root == mine)
-        return mc_error(MC_ERR_STATE, "%d rank(s) hold a model that differs from rank 0's in its "
-                        "tensor names or sizes: every rank must build the same model",
-                        (int)differing);
-    if (root != mine)
+    double count = root != mine ? 1.0 : 0.0;
+    MC_TRY(mc_dist_allreduce_doubles(&count, 1, MC_DIST_SUM));
+    *mine_differs = root != mine;
+    *differing = (int)count;
+    return MC_OK;
+}
+
+mc_status mc_dist_broadcast_params(const mc_param_list *params) {
+    bool mine_differs;
+    int differing;
+    MC_TRY(compare_with_rank0(params_fingerprint(params, false), &mine_differs, &differing));
+    if (differing > 0)
         return mc_error(MC_ERR_STATE,
-                        "rank %d's model (%d tensors) differs from rank 0's in its tensor names or "
-                        "sizes: every rank must build the same model",
-                        mc_dist_rank(), params->count);
+                        "%d rank(s) hold a model that differs from rank 0's in its tensor names or "
+                        "sizes (rank %d's %s): every rank must build the same model",
+                        differing, mc_dist_rank(), mine_differs ? "too" : "does not");
     for (int i = 0; i < params->count; i++)
         MC_TRY(mc_dist_broadcast_floats(params->items[i]->data, params->items[i]->numel, 0));
+    return MC_OK;
+}
+
+mc_status mc_dist_check_params_agree(const mc_param_list *params, const char *when) {
+    bool mine_differs;
+    int differing;
+    MC_TRY(compare_with_rank0(params_fingerprint(params, true), &mine_differs, &differing));
+    if (differing > 0)
+        return mc_error(MC_ERR_NUMERIC,
+                        "%s: the weights of %d rank(s) are no longer rank 0's (rank %d's %s): the "
+                        "ranks diverged",
+                        when, differing, mc_dist_rank(), mine_differs ? "are not" : "are");
     return MC_OK;
 }
 
