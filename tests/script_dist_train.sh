@@ -8,12 +8,7 @@
 # can fail. Rank 0 alone writes the run folder. Skipped without MPI.
 set -u
 . "$(dirname "$0")/support/script_dist_common.sh"
-if [ -z "${MMCHAIN_CLI:-}" ]; then
-    echo "SKIPPED: the mmchain program is not built (MMCHAIN_BUILD_CLI=OFF)"
-    exit 77
-fi
-cli=$MMCHAIN_CLI
-compare=$MMCHAIN_BINARY_DIR/tests/test_dist_compare
+require_cli
 
 read -r data _ clip vocab < <("$MMCHAIN_BINARY_DIR/tests/test_chain_fixture" --write "$tmp/fx" 4) ||
     { echo "fixture failed"; exit 1; }

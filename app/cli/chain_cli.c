@@ -1,5 +1,6 @@
 /* Shared by cmd_train.c, cmd_eval.c and cmd_classify.c (see chain_cli.h). */
 #include "chain_cli.h"
+#include "mmchain/dist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -102,4 +103,18 @@ void chain_cli_print_json_string(const char *s) {
         else putchar(*s);
     }
     putchar('"');
+}
+
+int chain_cli_dist_start(const char *command) {
+    if (!mc_dist_launched()) return 0;
+    if (!mc_dist_built_with_mpi())
+        return cli_fail(command, "started by an MPI launcher, but this mmchain was built without MPI "
+                                 "(CMake option MMCHAIN_MPI): each process would train alone");
+    return mc_dist_init(NULL, NULL) == MC_OK ? 0 : cli_fail(command, "%s", mc_last_error());
+}
+
+int chain_cli_dist_end(int code) {
+    if (code != 0) mc_dist_abort_job(code, "the command failed (its message is above)");
+    mc_dist_finalize();
+    return code;
 }

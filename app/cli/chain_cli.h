@@ -53,6 +53,15 @@ int chain_cli_classifier(const char *command, mc_clip *clip, const char *vocab_p
 /* mc_clip_load with a message that names the flag. */
 int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip);
 
+/* Distributed commands (docs/distributed.md). Under an MPI launcher, join
+ * the other ranks (mc_dist_init); a build without MPI refuses to run as N
+ * copies. Returns 0 or the exit code after printing the error. Then
+ * mc_dist_rank() == 0 is the rank that writes. */
+int chain_cli_dist_start(const char *command);
+/* At the end: a rank that failed (code != 0) ends the whole job, since the
+ * others may wait for it in a collective; otherwise leave MPI. Returns code. */
+int chain_cli_dist_end(int code);
+
 /* Print a confusion matrix and per-class accuracies to stdout. */
 void chain_cli_print_confusion(const char *title, const int64_t *confusion, const double *class_acc,
                                int k, const char *const *names);

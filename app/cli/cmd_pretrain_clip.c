@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "chain_cli.h"
+#include "mmchain/dist.h"
 #include "mmchain/pretrain.h"
 
 static const char *const COMMAND = "pretrain-clip";
@@ -72,6 +73,7 @@ static mc_clip_recipe make_recipe(const pretrain_args *a) {
     r.train.weight_decay = a->weight_decay;
     r.train.augment = !a->no_augment;
     r.train.seed = a->seed;
+    r.train.distributed = mc_dist_world_size() > 1;
     return r;
 }
 
@@ -345,6 +347,21 @@ static mc_status pretrain(const pretrain_args *a, mc_run *run, const image_set *
     return status;
 }
 
+/* A rank other than 0 under mpirun: the same pretraining in step with rank
+ * 0, without hooks, writing nothing (rank 0 writes the run folder and the
+ * CLIP). */
+static mc_status follow_pretraining(const pretrain_args *a, const image_set *train, char **phrases) {
+    mc_clip_recipe recipe = make_recipe(a);
+    mc_labelled_images images = {train->rgb, train->labels, train->attrs, train->num_classes,
+                                 (const char *const *)phrases};
+    mc_clip *clip;
+    mc_tokenizer *tok;
+    MC_TRY(mc_clip_from_captions(&recipe, &images, NULL, &clip, &tok));
+    mc_clip_free(clip);
+    mc_tokenizer_free(tok);
+    return MC_OK;
+}
+
 static int run_command(const pretrain_args *a, const cli_opt *opts) {
     image_set all, train = {0}, val = {0};
     mc_status status = load_images(a, &all);
@@ -358,19 +375,21 @@ static int run_command(const pretrain_args *a, const cli_opt *opts) {
     int code = 0;
     status = split_images(&all, a->val_every, &train, &val);
     if (status == MC_OK) status = mc_chain_class_prompts((const char *const *)all.class_names, all.num_classes, &phrases);
-    if (status == MC_OK) status = mc_run_open(&run, a->out, false);
+    bool leader = mc_dist_rank() == 0;
+    if (status == MC_OK && !leader) status = follow_pretraining(a, &train, phrases);
+    if (status == MC_OK && leader) status = mc_run_open(&run, a->out, false);
     if (status != MC_OK) code = cli_fail_status(COMMAND, status);
-    if (!code) {
+    if (!code && leader) {
         mc_run_set_quiet(run, a->quiet);
         code = write_config(run, opts);
     }
-    if (!code) {
+    if (!code && leader) {
         (void)mc_run_log(run, "%d training and %d held-out images of %d classes (%s, ...)", train.count,
                          val.count, all.num_classes, phrases[0]);
         status = pretrain(a, run, &train, &val, phrases);
         if (status != MC_OK) code = cli_fail_status(COMMAND, status);
     }
-    if (!code && !a->quiet)
+    if (!code && leader && !a->quiet)
         printf("CLIP written: %s/model.safetensors, %s/merges.txt\n"
                "use it with: mmchain train --clip %s/model.safetensors --vocab %s/merges.txt ...\n",
                a->out, a->out, a->out, a->out);
@@ -417,5 +436,7 @@ int cmd_pretrain_clip(int argc, char **argv) {
         return cli_fail(COMMAND, "--data and --synth are two sources: give one");
     if (a.image_size % a.patch != 0)
         return cli_fail(COMMAND, "--image-size %d is not a multiple of --patch %d", a.image_size, a.patch);
-    return run_command(&a, opts);
+    code = chain_cli_dist_start(COMMAND);
+    if (!code) code = run_command(&a, opts);
+    return chain_cli_dist_end(code);
 }

@@ -463,23 +463,6 @@ static int follow_training(const train_args *a, train_setup *setup) {
     return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
 }
 
-/* Under an MPI launcher: join the other ranks (all of them run this). */
-static int start_distributed(void) {
-    if (!mc_dist_launched()) return 0;
-    if (!mc_dist_built_with_mpi())
-        return cli_fail(COMMAND, "started by an MPI launcher, but this mmchain was built without MPI "
-                                 "(CMake option MMCHAIN_MPI): each process would train alone");
-    return mc_dist_init(NULL, NULL) == MC_OK ? 0 : cli_fail(COMMAND, "%s", mc_last_error());
-}
-
-/* A rank that failed ends the job: the others may wait for it in a
- * collective. Otherwise leave MPI. */
-static int end_distributed(int code) {
-    if (code != 0) mc_dist_abort_job(code, "mmchain train failed (its message is above)");
-    mc_dist_finalize();
-    return code;
-}
-
 static int open_run(const train_args *a, const char *dir, mc_run **run) {
     mc_status s = mc_run_open(run, dir, a->resume != NULL);
     if (s != MC_OK) return cli_fail(COMMAND, "%s %s: %s", a->resume ? "--resume" : "--out", dir, mc_last_error());
@@ -525,7 +508,7 @@ int cmd_train(int argc, char **argv) {
     const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
     int code = cli_parse(&parser, argc, argv, NULL, NULL);
     if (code >= 0) return code;
-    code = start_distributed();
+    code = chain_cli_dist_start(COMMAND);
     if (code) return code;
     string_store store = {0};
     mc_run *run = NULL;
@@ -542,5 +525,5 @@ int cmd_train(int argc, char **argv) {
     free_setup(&setup);
     mc_run_close(run);
     free_store(&store);
-    return end_distributed(code);
+    return chain_cli_dist_end(code);
 }

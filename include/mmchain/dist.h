@@ -67,6 +67,12 @@ int mc_dist_world_size(void);
  * many (33 items on 2 ranks: 0..16 and 17..32). Not collective. */
 void mc_dist_slice(int64_t n, int rank, int world, int64_t *start, int64_t *count);
 
+/* Whether every batch of an epoch gives each of `world` ranks at least one
+ * item: `count` items in batches of `batch`, the full ones plus the
+ * remainder when it holds at least 2 items (the trainers' rule). MC_ERR_ARG
+ * naming the batch that does not. Not collective: every rank finds the same. */
+mc_status mc_dist_check_batches(int64_t count, int64_t batch, int world);
+
 /* End every process of the job: the message goes to stderr, prefixed with
  * "rank R: ", then MPI_Abort with exit code `code`. This is how a rank that
  * failed tells the others, which may be waiting in a collective. In a world

@@ -111,6 +111,12 @@ typedef struct mc_clip_pretrain_config {
     bool augment;            /* true: random flips and quarter turns of the
                               * images (nadir views have no "up") */
     uint64_t seed;           /* batch order, caption choice, augmentation */
+    /* Data parallel over the ranks of the distributed layer (dist.h, as
+     * mc_chain_train_config.distributed): batch_size is the global batch;
+     * each rank embeds its slice, the embeddings of both towers are
+     * gathered for the loss, the gradients averaged before clipping. Every
+     * rank calls its own hooks: pass none on ranks other than 0. */
+    bool distributed;        /* false */
 } mc_clip_pretrain_config;
 
 mc_clip_pretrain_config mc_clip_pretrain_defaults(void);

@@ -9,7 +9,13 @@
  * and clamped at log(100). AdamW with decoupled weight decay on the weight
  * matrices only (gains, biases, the class embedding and the temperature are
  * not decayed, as in CLIP and open_clip), a linear warmup then a cosine
- * schedule, and gradient-norm clipping for a steady start from scratch. */
+ * schedule, and gradient-norm clipping for a steady start from scratch.
+ *
+ * Data parallel (config.distributed, docs/distributed.md): every rank draws
+ * the same global batch, captions and augmentations, embeds its slice with
+ * both towers, and all-gathers both embeddings, so that each rank computes
+ * the loss over the whole batch; the gradients are averaged before they are
+ * clipped, and identical AdamW steps keep the ranks identical. */
 #include "mmchain/pretrain.h"
 
 #include <errno.h>
@@ -21,6 +27,7 @@
 #include <time.h>
 
 #include "mmchain/augment.h"
+#include "mmchain/dist.h"
 #include "mmchain/image.h"
 #include "mmchain/optim.h"
 
@@ -28,7 +35,7 @@ mc_clip_pretrain_config mc_clip_pretrain_defaults(void) {
     return (mc_clip_pretrain_config){
         .epochs = 20, .batch_size = 128, .lr = 2e-3f, .weight_decay = 0.1f,
         .warmup_fraction = 0.1f, .min_lr_fraction = 0.02f, .max_grad_norm = 1.0f,
-        .augment = true, .seed = 0,
+        .augment = true, .seed = 0, .distributed = false,
     };
 }
 
@@ -155,19 +162,28 @@ static void clamp_logit_scale(mc_clip *clip) {
     if (clip->logit_scale->data[0] > max_scale) clip->logit_scale->data[0] = max_scale;
 }
 
-/* Forward, backward, clip, update: the images and ids already in b. */
-static mc_status train_step(mc_clip *clip, mc_graph *g, param_groups *groups, batch_buffers *b, int n,
-                            float lr, float max_grad_norm, double *loss_out) {
-    mc_tensor images = mc_tensor_rows(b->images, 0, n);
+/* Forward, backward, clip, update: the images and ids already in b; this
+ * process embeds rows [first, first + m) of them (all rows alone, its slice
+ * of the batch in a distributed run, where `gather` is set). */
+static mc_status train_step(mc_clip *clip, mc_graph *g, param_groups *groups, batch_buffers *b, int first,
+                            int m, bool gather, float lr, float max_grad_norm, double *loss_out) {
+    mc_tensor images = mc_tensor_rows(b->images, first, m);
+    const int32_t *ids = b->ids + (int64_t)first * clip->config.text.context;
     mc_tensor *image_embeds, *text_embeds, *loss;
     mc_optimizer_zero_grad(groups->decayed_opt);
     mc_optimizer_zero_grad(groups->plain_opt);
     MC_TRY(mc_clip_encode_image(clip, g, &images, &image_embeds));
-    MC_TRY(mc_clip_encode_text(clip, g, b->ids, n, &text_embeds));
+    MC_TRY(mc_clip_encode_text(clip, g, ids, m, &text_embeds));
+    if (gather) { /* the whole batch's pairs, rows in rank order = batch order */
+        MC_TRY(mc_dist_all_gather_op(g, image_embeds, &image_embeds));
+        MC_TRY(mc_dist_all_gather_op(g, text_embeds, &text_embeds));
+    }
     MC_TRY(mc_infonce(g, image_embeds, text_embeds, clip->logit_scale, true, &loss));
     *loss_out = loss->data[0];
     if (!isfinite(*loss_out)) return mc_error(MC_ERR_NUMERIC, "the loss became %g", *loss_out);
     MC_TRY(mc_backward(g, loss));
+    /* Averaged before clipping: the norm is the one-process gradient's. */
+    if (gather) MC_TRY(mc_dist_average_gradients(g, &clip->params));
     if (max_grad_norm > 0.0f) MC_TRY(mc_grad_clip_norm(&clip->params, max_grad_norm, NULL));
     mc_optimizer_set_lr(groups->decayed_opt, lr);
     mc_optimizer_set_lr(groups->plain_opt, lr);
@@ -193,6 +209,7 @@ typedef struct pretrain_run {
     mc_lr_schedule schedule;
     int64_t steps_per_epoch, total_steps, step;
     mc_rng rng;
+    int rank, world;   /* data parallel: this process among `world` (0 of 1 alone) */
 } pretrain_run;
 
 static mc_status run_epoch(pretrain_run *r, int epoch) {
@@ -203,9 +220,13 @@ static mc_status run_epoch(pretrain_run *r, int epoch) {
         int first = (int)(s * bsize), n = count - first < bsize ? count - first : bsize;
         float lr = mc_lr_at(&r->schedule, r->step);
         double loss;
+        int64_t slice_first, slice_count; /* this rank's rows of the batch */
+        mc_dist_slice(n, r->rank, r->world, &slice_first, &slice_count);
+        /* Every rank fills the whole batch: the same draws from r->rng. */
         mc_status status = fill_batch(r->clip, r->data, r->cfg, r->order + first, n, &r->rng, &r->batch);
         if (status == MC_OK)
-            status = train_step(r->clip, r->g, &r->groups, &r->batch, n, lr, r->cfg->max_grad_norm, &loss);
+            status = train_step(r->clip, r->g, &r->groups, &r->batch, (int)slice_first, (int)slice_count,
+                                r->world > 1, lr, r->cfg->max_grad_norm, &loss);
         mc_graph_reset(r->g);
         if (status != MC_OK)
             return mc_error_context(status, "CLIP pretraining, epoch %d, step %lld: ", epoch + 1,
@@ -220,6 +241,11 @@ static mc_status run_epoch(pretrain_run *r, int epoch) {
             r->hooks->on_step(r->hooks->ctx, &info);
         }
     }
+    if (r->world > 1) {
+        char when[64];
+        snprintf(when, sizeof when, "CLIP pretraining, after epoch %d", epoch + 1);
+        MC_TRY(mc_dist_check_params_agree(&r->clip->params, when));
+    }
     if (r->hooks && r->hooks->on_epoch)
         return r->hooks->on_epoch(r->hooks->ctx, epoch, loss_sum / (double)r->steps_per_epoch,
                                   now_seconds() - started);
@@ -232,6 +258,10 @@ static mc_status run_init(pretrain_run *r) {
     /* Full batches, plus the remainder when it holds at least 2 images
      * (a contrastive batch of one has nothing to contrast). */
     r->steps_per_epoch = count / bsize + (count % bsize >= 2 ? 1 : 0);
+    if (r->world > 1) {
+        MC_TRY(mc_dist_check_batches(count, bsize, r->world));
+        MC_TRY(mc_dist_broadcast_params(&r->clip->params)); /* every rank starts from rank 0's */
+    }
     r->total_steps = r->steps_per_epoch * r->cfg->epochs;
     int64_t warmup = (int64_t)(r->cfg->warmup_fraction * (float)r->total_steps);
     if (warmup >= r->total_steps) warmup = r->total_steps - 1;
@@ -263,7 +293,11 @@ mc_status mc_clip_pretrain(mc_clip *clip, const mc_clip_pretrain_data *data,
     MC_TRY(check_config(config));
     MC_TRY(check_data(clip, data));
     mc_clip_set_trainable(clip, true);
-    pretrain_run r = {.clip = clip, .data = data, .cfg = config, .hooks = hooks};
+    pretrain_run r = {.clip = clip, .data = data, .cfg = config, .hooks = hooks, .rank = 0, .world = 1};
+    if (config->distributed) {
+        r.rank = mc_dist_rank();
+        r.world = mc_dist_world_size();
+    }
     mc_status status = run_init(&r);
     for (int epoch = 0; epoch < config->epochs && status == MC_OK; epoch++) status = run_epoch(&r, epoch);
     run_free(&r);

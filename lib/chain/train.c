@@ -224,19 +224,6 @@ static mc_status compute_targets(mc_chain_trainer *t) {
     return MC_OK;
 }
 
-/* Every rank needs a part of every batch. */
-static mc_status check_world(const mc_chain_trainer *t) {
-    int count = t->train->count, b = t->cfg.batch_size, rest = count % b;
-    if (b < t->world)
-        return mc_error(MC_ERR_ARG, "a batch of %d tiles cannot be shared by %d ranks: the batch "
-                        "(the global one) needs at least one tile per rank", b, t->world);
-    if (rest >= 2 && rest < t->world)
-        return mc_error(MC_ERR_ARG, "the last batch of each epoch holds %d tiles (%d tiles, batch %d), "
-                        "fewer than the %d ranks: choose a batch size that leaves none or at least "
-                        "%d", rest, count, b, t->world, t->world);
-    return MC_OK;
-}
-
 /* The CLIP targets: rank 0 first, so that the others read its cache
  * instead of computing the same embeddings at the same time. */
 static mc_status compute_targets_in_turn(mc_chain_trainer *t) {
@@ -258,7 +245,7 @@ static mc_status trainer_init(mc_chain_trainer *t) {
         MC_TRY(mc_chain_data_subset(&t->val_subset, t->val, t->cfg.val_max_tiles));
         t->val = &t->val_subset;
     }
-    MC_TRY(check_world(t));
+    MC_TRY(mc_dist_check_batches(count, b, t->world)); /* every rank needs a part of every batch */
     MC_TRY(alloc_buffers(t));
     MC_TRY(compute_targets_in_turn(t));
     mc_adam_config adam = mc_adam_defaults();

@@ -31,6 +31,18 @@ void mc_dist_slice(int64_t n, int rank, int world, int64_t *start, int64_t *coun
     *start = rank * base + (rank < extra ? rank : extra);
 }
 
+mc_status mc_dist_check_batches(int64_t count, int64_t batch, int world) {
+    int64_t rest = count % batch;
+    if (batch < world)
+        return mc_error(MC_ERR_ARG, "a batch of %lld items cannot be shared by %d ranks: the batch "
+                        "(the global one) needs at least one item per rank", (long long)batch, world);
+    if (rest >= 2 && rest < world)
+        return mc_error(MC_ERR_ARG, "the last batch of each epoch holds %lld items (%lld items, batch "
+                        "%lld), fewer than the %d ranks: choose a batch size that leaves none or at "
+                        "least %d", (long long)rest, (long long)count, (long long)batch, world, world);
+    return MC_OK;
+}
+
 void mc_dist_abort_job(int code, const char *message) {
     if (mc_comm_size() <= 1) return;
     fprintf(stderr, "rank %d: %s\n", mc_comm_rank(), message);

@@ -19,3 +19,14 @@ if "$MMCHAIN_MPIEXEC" --version 2>/dev/null | grep -qiE "open-?mpi|OpenRTE"; the
         export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     fi
 fi
+
+# For the scripts that run the mmchain program: skips them when it is not
+# built; sets cli (the program) and compare (test_dist_compare).
+require_cli() {
+    if [ -z "${MMCHAIN_CLI:-}" ]; then
+        echo "SKIPPED: the mmchain program is not built (MMCHAIN_BUILD_CLI=OFF)"
+        exit 77
+    fi
+    cli=$MMCHAIN_CLI
+    compare=$MMCHAIN_BINARY_DIR/tests/test_dist_compare
+}
