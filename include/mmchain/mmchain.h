@@ -2,8 +2,8 @@
  *
  * Read the headers in this order (each needs only those before it):
  * version.h, error.h, rng.h, tensor.h, autograd.h, threads.h, ops.h, nn.h,
- * optim.h, io.h, checkpoint.h, tokenizer.h, models.h, clip.h, image.h,
- * augment.h, data.h, synth.h, chain.h, pretrain.h.
+ * dist.h, optim.h, io.h, checkpoint.h, tokenizer.h, models.h, clip.h,
+ * image.h, augment.h, data.h, synth.h, chain.h, pretrain.h.
  *
  * The application built on the library (the run folder, report.html, the
  * demo and the `mmchain` program) is not part of it: see app/. */
@@ -18,6 +18,7 @@
 #include "threads.h"
 #include "ops.h"
 #include "nn.h"
+#include "dist.h"
 #include "optim.h"
 #include "io.h"
 #include "checkpoint.h"
