@@ -58,7 +58,7 @@ mc_status mc_dist_broadcast_params(const mc_param_list *params) {
         return mc_error(MC_ERR_STATE,
                         "%d rank(s) hold a model that differs from rank 0's in its tensor names or "
                         "sizes (rank %d's %s): every rank must build the same model",
-                        differing, mc_dist_rank(), mine_differs ? "too" : "does not");
+                        differing, mc_dist_rank(), mine_differs ? "differs" : "does not");
     for (int i = 0; i < params->count; i++)
         MC_TRY(mc_dist_broadcast_floats(params->items[i]->data, params->items[i]->numel, 0));
     return MC_OK;
@@ -72,7 +72,7 @@ mc_status mc_dist_check_params_agree(const mc_param_list *params, const char *wh
         return mc_error(MC_ERR_NUMERIC,
                         "%s: the weights of %d rank(s) are no longer rank 0's (rank %d's %s): the "
                         "ranks diverged",
-                        when, differing, mc_dist_rank(), mine_differs ? "are not" : "are");
+                        when, differing, mc_dist_rank(), mine_differs ? "differ" : "do not");
     return MC_OK;
 }
 
