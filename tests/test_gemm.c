@@ -14,33 +14,15 @@
 #include <omp.h>
 #endif
 
-#include "testutil.h"
+#include "gemm_testing.h"
 
 #include "../lib/ops/naive.h"
-
-typedef struct shape {
-    int64_t M, N, K;
-} shape;
 
 static const shape shapes[] = {
     {1, 1, 1},      {12, 32, 256},  {13, 33, 257}, {11, 31, 255}, {5, 70, 3},
     {100, 1, 50},   {1, 100, 50},   {37, 45, 600}, {150, 40, 30}, {145, 97, 17},
     {200, 300, 520}, {24, 64, 16},
 };
-
-/* Uniform values in [-1, 1) from a small LCG (deterministic). */
-static void fill_random(float *v, int64_t n, uint64_t seed) {
-    for (int64_t i = 0; i < n; i++) {
-        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        v[i] = (float)((seed >> 40) & 0xFFFF) / 32768.0f - 1.0f;
-    }
-}
-
-static float *alloc_floats(int64_t n) {
-    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(v);
-    return v;
-}
 
 /* One product with padded leading dimensions, checked against the naive
  * definition. C starts as NaN when beta == 0 (it must not be read). */

@@ -1,6 +1,8 @@
 /* bench_gemm: mc_sgemm's two kernels side by side on the shapes the models
  * actually multiply: our packed AVX-512 kernel and OpenBLAS's cblas_sgemm
- * (whichever core OpenBLAS picked: see the header line).
+ * (whichever core OpenBLAS picked: see the header line), and our kernel
+ * with bf16 operands (mc_gemm's MC_PRECISION_BF16; the header line says
+ * whether it runs on vdpbf16ps or the emulation).
  *
  * Shapes (M x N x K, transposes as the callers pass them):
  *   ResNet-50 at 64x64, batch 32: a 1x1 conv, a 3x3 conv and a layer4 conv,
@@ -55,18 +57,21 @@ static float *random_floats(int64_t n, uint64_t seed) {
     return v;
 }
 
-/* Median seconds of one product with the current kernel. */
-static double time_gemm(const gemm_shape *s, const float *A, const float *B, float *C, int reps) {
+/* Median seconds of one product with the current kernel, operands in
+ * `precision`. */
+static double time_gemm(mc_precision precision, const gemm_shape *s, const float *A,
+                        const float *B, float *C, int reps) {
     int64_t lda = s->trans_a ? s->M : s->K, ldb = s->trans_b ? s->K : s->N;
     double times[MAX_REPS];
     /* Tiny products are timed in batches so the clock's resolution does not matter. */
     int inner = (int)(2e7 / (double)(s->M * s->N * s->K) + 1);
-    mc_sgemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
+    mc_gemm(precision, s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C,
+            s->N);
     for (int r = 0; r < reps; r++) {
         double t0 = bench_now_seconds();
         for (int i = 0; i < inner; i++)
-            mc_sgemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C,
-                     s->N);
+            mc_gemm(precision, s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, lda, B, ldb,
+                    0.0f, C, s->N);
         times[r] = (bench_now_seconds() - t0) / inner;
     }
     return bench_median(times, reps);
@@ -88,11 +93,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_gemm: %s\n", mc_last_error());
         return 1;
     }
+    printf("threads %d, OpenBLAS core %s, bf16 on %s, median of %d\n\n", mc_get_num_threads(),
+           mc_blas_core_name(), mc_gemm_bf16_kernel_name(), reps);
     (void)mc_gemm_set_kernel(MC_GEMM_OPENBLAS);
-    printf("threads %d, OpenBLAS core %s, median of %d\n\n", mc_get_num_threads(),
-           mc_blas_core_name(), reps);
-    printf("| product | M x N x K | ours GFLOP/s | OpenBLAS GFLOP/s | ratio |\n");
-    printf("|---|---|---:|---:|---:|\n");
+    printf("| product | M x N x K | ours GFLOP/s | OpenBLAS GFLOP/s | ratio | ours bf16 GFLOP/s "
+           "| bf16 / fp32 |\n");
+    printf("|---|---|---:|---:|---:|---:|---:|\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const gemm_shape *s = &shapes[i];
         if (only && !strstr(s->what, only)) continue;
@@ -104,12 +110,14 @@ int main(int argc, char **argv) {
         }
         double flops = 2.0 * (double)s->M * (double)s->N * (double)s->K;
         (void)mc_gemm_set_kernel(MC_GEMM_AVX512);
-        double ours = time_gemm(s, A, B, C, reps);
+        double ours = time_gemm(MC_PRECISION_FP32, s, A, B, C, reps);
+        double bf16 = time_gemm(MC_PRECISION_BF16, s, A, B, C, reps);
         (void)mc_gemm_set_kernel(MC_GEMM_OPENBLAS);
-        double blas = time_gemm(s, A, B, C, reps);
-        printf("| %s (%c%c) | %lld x %lld x %lld | %.1f | %.1f | %.2f |\n", s->what,
+        double blas = time_gemm(MC_PRECISION_FP32, s, A, B, C, reps);
+        printf("| %s (%c%c) | %lld x %lld x %lld | %.1f | %.1f | %.2f | %.1f | %.2f |\n", s->what,
                s->trans_a ? 'T' : 'N', s->trans_b ? 'T' : 'N', (long long)s->M, (long long)s->N,
-               (long long)s->K, flops / ours * 1e-9, flops / blas * 1e-9, blas / ours);
+               (long long)s->K, flops / ours * 1e-9, flops / blas * 1e-9, blas / ours,
+               flops / bf16 * 1e-9, ours / bf16);
         fflush(stdout);
         free(A), free(B), free(C);
     }

@@ -94,6 +94,35 @@ mc_status mc_gemm_set_kernel(mc_gemm_kernel kernel);
  * micro-kernel)" or "OpenBLAS <core>". */
 const char *mc_gemm_kernel_name(void);
 
+/* The precision of a product's operands (not of tensors: C, alpha, beta and
+ * the sums are fp32 either way).
+ *   MC_PRECISION_FP32: mc_sgemm.
+ *   MC_PRECISION_BF16: both operands rounded to bf16 (round to nearest
+ *     even; 8 significant bits), their products (exact in fp32) summed in
+ *     fp32. Runs on our kernel: vdpbf16ps where the CPU has AVX512_BF16,
+ *     else an emulation with fp32 FMAs that gives the same numbers (but
+ *     for subnormals, which vdpbf16ps flushes to zero) at about the fp32
+ *     rate. With OpenBLAS (MMCHAIN_GEMM=openblas, or a CPU without
+ *     AVX-512F) the product runs in fp32 whatever the precision asks. */
+typedef enum mc_precision { MC_PRECISION_FP32, MC_PRECISION_BF16 } mc_precision;
+/* mc_sgemm (and mc_sgemm_batched) with the operands in `precision`. */
+void mc_gemm(mc_precision precision, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+             float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+             float *C, int64_t ldc);
+void mc_gemm_batched(mc_precision precision, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                     int64_t K, float alpha, const float *A, int64_t lda, int64_t stride_a,
+                     const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
+                     int64_t ldc, int64_t stride_c, int64_t batch);
+/* x rounded to the nearest bf16 (ties to even; NaN stays NaN, values past
+ * the largest bf16 round to infinity), returned as the fp32 it equals. */
+float mc_bf16_round(float x);
+/* "fp32" or "bf16". */
+const char *mc_precision_name(mc_precision precision);
+/* What runs MC_PRECISION_BF16 products now, for logs and benchmarks:
+ * "AVX512_BF16 (vdpbf16ps)", "emulated (fp32 FMA; no AVX512_BF16)" or
+ * "fp32 (OpenBLAS)". */
+const char *mc_gemm_bf16_kernel_name(void);
+
 /* ---- matmul.c (on mc_sgemm) ----
  * mc_matmul: a (M, K) @ b (K, N) -> (M, N); or batched a (B, M, K) @ b (B, K, N)
  * -> (B, M, N). transpose_b uses b (N, K) / (B, N, K) instead. */

@@ -9,6 +9,7 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,6 +33,41 @@ void mc_sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
             double old = beta == 0.0f ? 0.0 : (double)beta * C[i * ldc + j];
             C[i * ldc + j] = (float)(alpha * acc + old);
         }
+}
+
+/* mc_sgemm's product with both operands rounded to bf16 first (each
+ * element by mc_bf16_round), accumulated in double: the definition
+ * MC_PRECISION_BF16 products are tested against. */
+void mc_sgemm_bf16_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc) {
+    // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) when trans_b; C: (M, N)
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int64_t k = 0; k < K; k++) {
+                float a = mc_bf16_round(trans_a ? A[k * lda + i] : A[i * lda + k]);
+                float b = mc_bf16_round(trans_b ? B[j * ldb + k] : B[k * ldb + j]);
+                acc += (double)a * (double)b;
+            }
+            double old = beta == 0.0f ? 0.0 : (double)beta * C[i * ldc + j];
+            C[i * ldc + j] = (float)(alpha * acc + old);
+        }
+}
+
+float mc_bf16_round(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    if (isnan(x)) bits |= 0x00400000u; /* NaN: quiet, never rounded into infinity */
+    else bits += 0x7FFFu + ((bits >> 16) & 1u); /* ties to even */
+    bits &= 0xFFFF0000u;
+    float rounded;
+    memcpy(&rounded, &bits, sizeof rounded);
+    return rounded;
+}
+
+const char *mc_precision_name(mc_precision precision) {
+    return precision == MC_PRECISION_BF16 ? "bf16" : "fp32";
 }
 
 /* ---- choosing the kernel ---- */
@@ -84,6 +120,12 @@ const char *mc_gemm_kernel_name(void) {
     return name;
 }
 
+const char *mc_gemm_bf16_kernel_name(void) {
+    if (current_kernel() != MC_GEMM_AVX512) return "fp32 (OpenBLAS)";
+    return mc_gemm_bf16_is_native() ? "AVX512_BF16 (vdpbf16ps)"
+                                    : "emulated (fp32 FMA; no AVX512_BF16)";
+}
+
 /* ---- the product ---- */
 
 static void openblas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -120,4 +162,31 @@ void mc_sgemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
     for (int64_t b = 0; b < batch; b++)
         openblas_sgemm(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b,
                        ldb, beta, C + b * stride_c, ldc);
+}
+
+void mc_gemm(mc_precision precision, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+             float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+             float *C, int64_t ldc) {
+    // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) when trans_b; C: (M, N)
+    if (M <= 0 || N <= 0) return;
+    /* bf16 needs our kernel; otherwise (or if its packing space cannot be
+     * had) the product runs in fp32. */
+    if (precision == MC_PRECISION_BF16 && current_kernel() == MC_GEMM_AVX512 &&
+        mc_sgemm_bf16_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
+    mc_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void mc_gemm_batched(mc_precision precision, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                     int64_t K, float alpha, const float *A, int64_t lda, int64_t stride_a,
+                     const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
+                     int64_t ldc, int64_t stride_c, int64_t batch) {
+    // item b: A + b*stride_a, B + b*stride_b, C + b*stride_c, each as in mc_gemm
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    if (precision == MC_PRECISION_BF16 && current_kernel() == MC_GEMM_AVX512 &&
+        mc_sgemm_batched_bf16_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb,
+                                     stride_b, beta, C, ldc, stride_c, batch))
+        return;
+    mc_sgemm_batched(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
+                     ldc, stride_c, batch);
 }

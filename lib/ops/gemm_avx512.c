@@ -25,6 +25,7 @@
  * (gemm.c). */
 #include "core/scratch.h"
 #include "mmchain/threads.h"
+#include "ops/gemm_avx512_internal.h"
 #include "ops/gemm_internal.h"
 
 #include <stdint.h>
@@ -36,16 +37,6 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-
-#define AVX512 __attribute__((target("avx512f")))
-
-enum {
-    MR = 12,   /* rows of C per micro-kernel (broadcast operand) */
-    NR = 32,   /* columns of C per micro-kernel (two zmm vectors) */
-    KC = 256,  /* depth of one packed slice: a B panel is KC*NR*4 = 32 KiB (L1) */
-    MC = 144,  /* rows of one packed A block: MC*KC*4 = 144 KiB (L2) */
-    NC = 3072, /* columns of one packed B block: KC*NC*4 = 3 MiB (L3) */
-};
 
 /* Below this many multiply-adds one thread is faster than waking a team. */
 static const double PARALLEL_MIN_MACS = 1 << 21;
@@ -59,53 +50,6 @@ static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* ---- packing ---- */
-
-/* The first n of 16 lanes. */
-AVX512 static __mmask16 first_lanes(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
-
-/* A hint to fetch the line holding `base + offset` floats. The address may
- * lie past the matrix (a prefetch never faults), so it is computed as an
- * integer: a pointer past its object would be undefined behaviour in C. */
-static inline void prefetch(const float *base, int64_t offset) {
-    _mm_prefetch((const char *)((uintptr_t)base + (uintptr_t)(offset * (int64_t)sizeof(float))),
-                 _MM_HINT_T0);
-}
-
-/* The low (even) or high (odd) 64-bit halves of each pair of a and b. */
-AVX512 static inline __m512 unpack_lo_pairs(__m512 a, __m512 b) {
-    return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
-}
-AVX512 static inline __m512 unpack_hi_pairs(__m512 a, __m512 b) {
-    return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
-}
-
-/* In registers: r[k] lane i becomes the old r[i] lane k. Four rounds of
- * shuffles, each interleaving pairs at twice the previous width: 32-bit
- * elements, 64-bit pairs, then 128-bit quarters twice. */
-AVX512 static inline __attribute__((always_inline)) void transpose_16x16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = unpack_lo_pairs(t[i], t[i + 2]);
-        r[i + 1] = unpack_hi_pairs(t[i], t[i + 2]);
-        r[i + 2] = unpack_lo_pairs(t[i + 1], t[i + 3]);
-        r[i + 3] = unpack_hi_pairs(t[i + 1], t[i + 3]);
-    }
-    for (int i = 0; i < 16; i += 8)
-        for (int j = 0; j < 4; j++) {
-            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
-            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
-        }
-    for (int j = 0; j < 8; j++) {
-        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
-    }
-}
 
 /* Packs the transpose of a (lines, kc) piece of a row-major matrix:
  * out[k * out_stride + i] = src[i * ld + k] for i < width (zero for
@@ -196,13 +140,7 @@ AVX512 static void pack_a_panel(bool trans_a, const float *A, int64_t lda, int64
 AVX512 static void micro_kernel(int64_t kc, const float *a_panel, const float *b_panel, float *C,
                                 int64_t ldc, int64_t rows, int64_t cols, float alpha, float beta) {
     __m512 acc[MR][2];
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
-        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-        /* C's rows are needed only at the end: start fetching them now. */
-        prefetch(C, i * ldc);
-        prefetch(C, i * ldc + 16);
-    }
+    start_tile(acc, C, ldc);
     for (int64_t k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_load_ps(b_panel), b1 = _mm512_load_ps(b_panel + 16);
 #pragma GCC unroll 12
@@ -214,37 +152,14 @@ AVX512 static void micro_kernel(int64_t kc, const float *a_panel, const float *b
         a_panel += MR;
         b_panel += NR;
     }
-    const __mmask16 mask0 = first_lanes(cols), mask1 = first_lanes(cols - 16);
-    const __m512 alpha_v = _mm512_set1_ps(alpha), beta_v = _mm512_set1_ps(beta);
-    /* Unrolled with constant i, so acc stays in registers. Whole rows use
-     * plain loads and stores (masked stores are slow on some CPUs). */
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
-        if (i >= rows) break;
-        float *row = C + i * ldc;
-        __m512 v0 = _mm512_mul_ps(alpha_v, acc[i][0]), v1 = _mm512_mul_ps(alpha_v, acc[i][1]);
-        if (cols == NR) {
-            if (beta != 0.0f) {
-                v0 = _mm512_fmadd_ps(beta_v, _mm512_loadu_ps(row), v0);
-                v1 = _mm512_fmadd_ps(beta_v, _mm512_loadu_ps(row + 16), v1);
-            }
-            _mm512_storeu_ps(row, v0);
-            _mm512_storeu_ps(row + 16, v1);
-        } else {
-            if (beta != 0.0f) {
-                v0 = _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(mask0, row), v0);
-                v1 = _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(mask1, row + 16), v1);
-            }
-            _mm512_mask_storeu_ps(row, mask0, v0);
-            _mm512_mask_storeu_ps(row + 16, mask1, v1);
-        }
-    }
+    store_tile(acc, C, ldc, rows, cols, alpha, beta);
 }
 
 /* ---- the blocked loops ---- */
 
 /* One call's sizes and operands. */
 typedef struct gemm_job {
+    const mc_gemm_avx512_variant *variant;
     bool trans_a, trans_b;
     int64_t M, N, K;
     float alpha, beta;
@@ -254,26 +169,30 @@ typedef struct gemm_job {
 } gemm_job;
 
 /* The blocked loops over C[i_begin:i_end, j_begin:j_end], on one thread.
- * packed_b: room for (min(NC, columns rounded up to NR), min(KC, K));
- * packed_a: room for (MC, min(KC, K)). */
+ * A slice of K is KC slots deep: KC * k_per_slot values of k.
+ * packed_b: room for (min(NC, columns rounded up to NR), min(KC, slots of K));
+ * packed_a: room for (MC, min(KC, slots of K)). */
 AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_end,
                               int64_t j_begin, int64_t j_end, float *packed_b, float *packed_a) {
-    for (int64_t pc = 0; pc < job->K; pc += KC) {
-        const int64_t kc = min64(KC, job->K - pc);
+    const mc_gemm_avx512_variant *v = job->variant;
+    const int64_t slice = (int64_t)KC * v->k_per_slot;
+    for (int64_t pc = 0; pc < job->K; pc += slice) {
+        const int64_t kc = min64(slice, job->K - pc);
+        const int64_t slots = (kc + v->k_per_slot - 1) / v->k_per_slot;
         const float beta = pc == 0 ? job->beta : 1.0f; /* later slices add to C */
         for (int64_t jc = j_begin; jc < j_end; jc += NC) {
             const int64_t nc = min64(NC, j_end - jc);
-            pack_b_block(job->trans_b, job->B, job->ldb, pc, kc, jc, nc, packed_b);
+            v->pack_b_block(job->trans_b, job->B, job->ldb, pc, kc, jc, nc, packed_b);
             for (int64_t ic = i_begin; ic < i_end; ic += MC) {
                 const int64_t mc = min64(MC, i_end - ic);
                 for (int64_t ir = 0; ir < mc; ir += MR)
-                    pack_a_panel(job->trans_a, job->A, job->lda, ic + ir, min64(MR, mc - ir), pc,
-                                 kc, packed_a + ir * kc);
+                    v->pack_a_panel(job->trans_a, job->A, job->lda, ic + ir, min64(MR, mc - ir),
+                                    pc, kc, packed_a + ir * slots);
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR)
-                        micro_kernel(kc, packed_a + ir * kc, packed_b + jr * kc,
-                                     job->C + (ic + ir) * job->ldc + jc + jr, job->ldc,
-                                     min64(MR, mc - ir), min64(NR, nc - jr), job->alpha, beta);
+                        v->micro_kernel(slots, packed_a + ir * slots, packed_b + jr * slots,
+                                        job->C + (ic + ir) * job->ldc + jc + jr, job->ldc,
+                                        min64(MR, mc - ir), min64(NR, nc - jr), job->alpha, beta);
             }
         }
     }
@@ -308,9 +227,10 @@ static int threads_for(double macs) {
 }
 
 /* Per thread: a B block as wide as `columns` (at most NC), an A block, and
- * 16 floats for the A packing's last spill. */
-static size_t floats_per_thread(int64_t K, int64_t columns, size_t *b_floats) {
-    const int64_t kc_max = min64(KC, K), nc_max = min64(NC, round_up(columns, NR));
+ * 16 slots for the A packing's last spill (all in 4-byte slots). */
+static size_t floats_per_thread(const mc_gemm_avx512_variant *v, int64_t K, int64_t columns,
+                                size_t *b_floats) {
+    const int64_t kc_max = min64(KC, (K + v->k_per_slot - 1) / v->k_per_slot), nc_max = min64(NC, round_up(columns, NR));
     *b_floats = (size_t)(kc_max * nc_max);
     return (size_t)round_up((int64_t)*b_floats + MC * kc_max + 16, 16);
 }
@@ -323,11 +243,11 @@ static int thread_number(void) {
 #endif
 }
 
-bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                     int64_t ldc) {
+bool mc_gemm_avx512_run(const mc_gemm_avx512_variant *variant, bool trans_a, bool trans_b,
+                        int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) when trans_b; C: (M, N)
-    const gemm_job job = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
+    const gemm_job job = {variant, trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
     if (K == 0 || alpha == 0.0f) {
         scale_c(&job);
         return true;
@@ -342,7 +262,7 @@ bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     const bool cut_rows = M >= N;
     size_t b_floats;
     const size_t per_thread =
-        floats_per_thread(K, cut_rows ? N : cut(N, threads, 1, NR) + NR, &b_floats);
+        floats_per_thread(variant, K, cut_rows ? N : cut(N, threads, 1, NR) + NR, &b_floats);
     float *space;
     if (mc_scratch_reserve(&workspace, (int64_t)(threads * per_thread), "GEMM packing space",
                            &space) != MC_OK)
@@ -358,36 +278,56 @@ bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
     return true;
 }
 
-bool mc_sgemm_batched_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                             float alpha, const float *A, int64_t lda, int64_t stride_a,
-                             const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
-                             int64_t ldc, int64_t stride_c, int64_t batch) {
-    // item b: A + b*stride_a, B + b*stride_b, C + b*stride_c, each as in mc_sgemm_avx512
+bool mc_gemm_avx512_run_batched(const mc_gemm_avx512_variant *variant, bool trans_a,
+                                bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                                const float *A, int64_t lda, int64_t stride_a, const float *B,
+                                int64_t ldb, int64_t stride_b, float beta, float *C, int64_t ldc,
+                                int64_t stride_c, int64_t batch) {
+    // item b: A + b*stride_a, B + b*stride_b, C + b*stride_c, each as in mc_gemm_avx512_run
     int threads = threads_for((double)batch * (double)M * (double)N * (double)K);
     /* Fewer items than threads: split each product instead. Only the first
      * call can fail (to allocate); the others need the same workspace. */
     if (threads > batch) {
         for (int64_t b = 0; b < batch; b++)
-            if (!mc_sgemm_avx512(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda,
-                                 B + b * stride_b, ldb, beta, C + b * stride_c, ldc))
+            if (!mc_gemm_avx512_run(variant, trans_a, trans_b, M, N, K, alpha, A + b * stride_a,
+                                    lda, B + b * stride_b, ldb, beta, C + b * stride_c, ldc))
                 return false;
         return true;
     }
     size_t b_floats;
-    const size_t per_thread = floats_per_thread(K, N, &b_floats);
+    const size_t per_thread = floats_per_thread(variant, K, N, &b_floats);
     float *space;
     if (mc_scratch_reserve(&workspace, (int64_t)(threads * per_thread), "GEMM packing space",
                            &space) != MC_OK)
         return false;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t b = 0; b < batch; b++) {
-        const gemm_job job = {trans_a, trans_b, M, N, K, alpha, beta, A + b * stride_a,
+        const gemm_job job = {variant, trans_a, trans_b, M, N, K, alpha, beta, A + b * stride_a,
                               B + b * stride_b, lda, ldb, ldc, C + b * stride_c};
         float *mine = space + (size_t)thread_number() * per_thread;
         if (K == 0 || alpha == 0.0f) scale_c(&job);
         else gemm_block(&job, 0, M, 0, N, mine, mine + b_floats);
     }
     return true;
+}
+
+/* ---- single precision ---- */
+
+static const mc_gemm_avx512_variant fp32 = {1, pack_a_panel, pack_b_block, micro_kernel};
+
+bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                     int64_t ldc) {
+    return mc_gemm_avx512_run(&fp32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                              ldc);
+}
+
+bool mc_sgemm_batched_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                             float alpha, const float *A, int64_t lda, int64_t stride_a,
+                             const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
+                             int64_t ldc, int64_t stride_c, int64_t batch) {
+    return mc_gemm_avx512_run_batched(&fp32, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B,
+                                      ldb, stride_b, beta, C, ldc, stride_c, batch);
 }
 
 #else /* not x86-64 with GCC or clang: OpenBLAS does every product */

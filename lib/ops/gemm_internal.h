@@ -39,4 +39,26 @@ bool mc_sgemm_batched_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, i
                              const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
                              int64_t ldc, int64_t stride_c, int64_t batch);
 
+/* ---- bf16 operands (gemm_avx512_bf16.c) ----
+ * The same kernel with both operands rounded to bf16 as they are packed and
+ * fp32 accumulation (mc_gemm's MC_PRECISION_BF16), on vdpbf16ps where the
+ * CPU has AVX512_BF16, else emulated with fp32 FMAs (bit-identical but for
+ * subnormals). Same contracts and conditions as mc_sgemm_avx512 and
+ * mc_sgemm_batched_avx512. */
+bool mc_sgemm_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                          float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                          float beta, float *C, int64_t ldc);
+bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                                  float alpha, const float *A, int64_t lda, int64_t stride_a,
+                                  const float *B, int64_t ldb, int64_t stride_b, float beta,
+                                  float *C, int64_t ldc, int64_t stride_c, int64_t batch);
+/* True when this CPU has AVX-512F and AVX512_BF16 (vdpbf16ps). */
+bool mc_gemm_bf16_native_available(void);
+/* True when bf16 products run on vdpbf16ps now (native available and the
+ * emulation not forced). */
+bool mc_gemm_bf16_is_native(void);
+/* Run bf16 products on the emulation even where vdpbf16ps exists (for the
+ * tests, which check the two agree, and for benchmarks). */
+void mc_gemm_bf16_force_emulation(bool force);
+
 #endif

@@ -24,6 +24,13 @@ void mc_sgemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                     int64_t ldc);
 
+/* mc_gemm's MC_PRECISION_BF16 product by the definition: every operand
+ * element rounded by mc_bf16_round, then as mc_sgemm_naive (double
+ * accumulation). */
+void mc_sgemm_bf16_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc);
+
 /* ---- matmul.c ----
  * mc_matmul's product by plain loops (double accumulation):
  * out (M, N) = a (M, K) @ b (K, N), or @ b^T for b (N, K). */

@@ -1,0 +1,300 @@
+/* The bf16 variant of the packed AVX-512 GEMM (gemm_avx512.c): the same
+ * blocked loops, threads and 12 x 32 block of C, with both operands rounded
+ * to bf16 as they are packed and multiplied by vdpbf16ps, which accumulates
+ * in fp32.
+ *
+ * bf16 is the top half of an fp32 (sign, the same 8 exponent bits, 7
+ * mantissa bits): the range of fp32 at about 3 significant digits. The
+ * product of two bf16 values (8-bit significands) is exact in fp32 (24),
+ * so the only roundings are the operands' (once each, to nearest even) and
+ * the fp32 sums: the result is "the fp32 product of the bf16-rounded
+ * operands", which is how mc_sgemm_bf16_naive defines it.
+ *
+ * WHY PAIRS: vdpbf16ps (Intel's AVX512_BF16, Cooper Lake and later; AMD Zen
+ * 4 and later) takes, in each 32-bit lane j, a PAIR of bf16 values from
+ * each source and does
+ *     acc[j] += a[2j+1] * b[2j+1];  acc[j] += a[2j] * b[2j]
+ * (the Intel SDM's order, each step rounded to fp32), i.e. two steps of k
+ * per instruction, 32 multiply-adds per zmm where an fp32 FMA does 16. So
+ * the packed panels hold one 4-byte SLOT per pair of consecutive k, the
+ * even k in the low half:
+ *     B panel: slot (s, j) = { B[2s][j], B[2s+1][j] }    (kc/2 slots of NR)
+ *     A panel: slot (s, i) = { A[i][2s], A[i][2s+1] }    (kc/2 slots of MR)
+ * and the micro-kernel, for each s, loads two zmm of B slots (32 columns)
+ * and broadcasts one A slot (a pair of one row) per row: the fp32 kernel's
+ * loop with k stepping by two. An odd kc is padded with a zero pair half
+ * in both operands (0 * 0 adds nothing). A slice of K is KC slots, 2 * KC
+ * values of k: the same bytes in cache as the fp32 kernel's slice.
+ *
+ * Rounding happens in the packing, where each operand is read once per
+ * slice anyway (activations converted where they are packed; see
+ * bf16_bits for the rounding).
+ *
+ * EMULATION: on a CPU with AVX-512F but not AVX512_BF16 the same packed
+ * panels go to a micro-kernel that widens each bf16 back to fp32 (a shift)
+ * and does the two steps as two fp32 FMAs in vdpbf16ps's order. The
+ * products being exact, an FMA rounds exactly as vdpbf16ps's add does, so
+ * the two kernels agree bit for bit, except that vdpbf16ps flushes
+ * subnormal inputs and results to zero (the emulation keeps them) —
+ * tested both ways in tests/test_gemm_bf16.c. It is about as fast as the
+ * fp32 kernel (twice the FMAs on half the bytes), so it exists for
+ * correctness and portability, not speed. On a CPU without AVX-512F the
+ * products run in fp32 (gemm.c). */
+#include "ops/gemm_avx512_internal.h"
+#include "ops/gemm_internal.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#define AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
+
+bool mc_gemm_bf16_native_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+}
+
+/* ---- rounding to bf16 ---- */
+
+/* The bf16 nearest to each of 16 floats (ties to even), as the low 16 bits
+ * of each 32-bit lane: add 0x7FFF plus the lowest kept bit, then drop the
+ * low 16 bits (the carry rounds up, into the exponent where it must, so
+ * the largest finite values round to infinity as they should). NaN would
+ * carry into the sign or become infinity, so it is kept as a quiet NaN
+ * instead. The same as mc_bf16_round (gemm.c) and as vcvtneps2bf16. */
+AVX512 static inline __m512i bf16_bits(__m512 x) {
+    const __m512i bits = _mm512_castps_si512(x);
+    const __m512i kept_lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    const __m512i rounded = _mm512_srli_epi32(
+        _mm512_add_epi32(bits, _mm512_add_epi32(kept_lsb, _mm512_set1_epi32(0x7FFF))), 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+    return _mm512_mask_mov_epi32(rounded, nan, quiet);
+}
+
+/* 32 consecutive floats (lo: k .. k+15, hi: k+16 .. k+31) as 16 slots:
+ * slot s = { bf16(x[2s]), bf16(x[2s+1]) }, the even one in the low half.
+ * That is the 32 bf16 values in order: each vpmovdw narrows 16 of them. */
+AVX512 static inline __m512i slots_of_consecutive(__m512 lo, __m512 hi) {
+    const __m256i first = _mm512_cvtepi32_epi16(bf16_bits(lo));
+    const __m256i second = _mm512_cvtepi32_epi16(bf16_bits(hi));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(first), second, 1);
+}
+
+/* Two rows of 16 floats (k even and k + 1) as 16 slots: slot j =
+ * { bf16(even[j]), bf16(odd[j]) }. The first n lanes are read; odd may be
+ * NULL (k + 1 past the slice: zeros). */
+AVX512 static inline __m512i slots_of_two_rows(const float *even, const float *odd, int64_t n) {
+    const __mmask16 mask = first_lanes(n);
+    const __m512i low = bf16_bits(_mm512_maskz_loadu_ps(mask, even));
+    if (!odd) return low;
+    const __m512i high = bf16_bits(_mm512_maskz_loadu_ps(mask, odd));
+    return _mm512_or_si512(low, _mm512_slli_epi32(high, 16));
+}
+
+/* ---- packing ---- */
+
+/* Slots of a (lines, kc) piece of a row-major matrix whose rows run along
+ * k: out[s * out_stride + i] = { src[i][2s], src[i][2s+1] } for i < 16 (a
+ * zero slot for lines <= i), s < ceil(kc / 2). src: (lines, kc) with row
+ * stride ld; out: (ceil(kc / 2), out_stride) slots with room for 16 -
+ * out_stride past its end. 32 k at a time: each line's 32 floats become 16
+ * slots in a register, and a 16 x 16 transpose turns lines into lanes.
+ * Full 16-lane stores that spill forwards, as gemm_avx512.c's
+ * pack_transposed does (and why). */
+AVX512 static void pack_slots_transposed(const float *src, int64_t ld, int64_t lines, int64_t kc,
+                                         float *out, int64_t out_stride) {
+    for (int64_t k0 = 0; k0 < kc; k0 += 32) {
+        const __mmask16 lo_mask = first_lanes(kc - k0), hi_mask = first_lanes(kc - k0 - 16);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            if (i < lines) {
+                const float *line = src + i * ld + k0;
+                prefetch(line, 64);
+                r[i] = _mm512_castsi512_ps(
+                    slots_of_consecutive(_mm512_maskz_loadu_ps(lo_mask, line),
+                                         _mm512_maskz_loadu_ps(hi_mask, line + 16)));
+            } else {
+                r[i] = _mm512_setzero_ps();
+            }
+        }
+        transpose_16x16(r);
+        const int64_t slots = kc - k0 >= 32 ? 16 : (kc - k0 + 1) / 2;
+        if (slots == 16) {
+#pragma GCC unroll 16
+            for (int s = 0; s < 16; s++) _mm512_storeu_ps(out + (k0 / 2 + s) * out_stride, r[s]);
+        } else {
+            for (int64_t s = 0; s < slots; s++)
+                _mm512_storeu_ps(out + (k0 / 2 + s) * out_stride, r[s]);
+        }
+    }
+}
+
+/* mc_gemm_avx512_variant.pack_b_block for bf16 slots.
+ * B: (K, N) with row stride ldb, or (N, K) when trans_b.
+ * packed: (ceil(nc / NR), ceil(kc / 2), NR) slots. */
+AVX512 static void pack_b_block_bf16(bool trans_b, const float *B, int64_t ldb, int64_t k0,
+                                     int64_t kc, int64_t j0, int64_t nc, float *packed) {
+    const int64_t slots = (kc + 1) / 2;
+    if (!trans_b) {
+        /* Rows k and k + 1 of B, read in order, make one row of slots. */
+        for (int64_t s = 0; s < slots; s++) {
+            const float *even = B + (k0 + 2 * s) * ldb + j0;
+            const float *odd = 2 * s + 1 < kc ? even + ldb : NULL;
+            for (int64_t j = 0; j < nc; j += NR) {
+                float *to = packed + j * slots + s * NR;
+                _mm512_store_si512(to, slots_of_two_rows(even + j, odd ? odd + j : NULL, nc - j));
+                _mm512_store_si512(to + 16, slots_of_two_rows(even + j + 16,
+                                                              odd ? odd + j + 16 : NULL,
+                                                              nc - j - 16));
+            }
+        }
+    } else {
+        /* op(B)[k][j] = B[j][k]: each row of B runs along k. */
+        for (int64_t j = 0; j < nc; j += NR)
+            for (int64_t half = 0; half < NR; half += 16)
+                pack_slots_transposed(B + (j0 + j + half) * ldb + k0, ldb, nc - j - half, kc,
+                                      packed + j * slots + half, NR);
+    }
+}
+
+/* mc_gemm_avx512_variant.pack_a_panel for bf16 slots.
+ * A: (M, K) with row stride lda, or (K, M) when trans_a.
+ * panel: (ceil(kc / 2), MR) slots, with room for 16 - MR past its end. */
+AVX512 static void pack_a_panel_bf16(bool trans_a, const float *A, int64_t lda, int64_t i0,
+                                     int64_t rows, int64_t k0, int64_t kc, float *panel) {
+    if (trans_a) {
+        /* Rows k and k + 1 of the stored A make one row of slots (full
+         * stores, spilling forwards). */
+        for (int64_t s = 0; s < (kc + 1) / 2; s++) {
+            const float *even = A + (k0 + 2 * s) * lda + i0;
+            const float *odd = 2 * s + 1 < kc ? even + lda : NULL;
+            _mm512_storeu_si512(panel + s * MR, slots_of_two_rows(even, odd, rows));
+        }
+    } else {
+        pack_slots_transposed(A + i0 * lda + k0, lda, rows, kc, panel, MR);
+    }
+}
+
+/* ---- the micro-kernels ---- */
+
+/* mc_gemm_avx512_variant.micro_kernel on vdpbf16ps: C[rows, cols] =
+ * alpha * (a_panel @ b_panel) + beta * C. a_panel: (slots, MR),
+ * b_panel: (slots, NR), each slot a pair of bf16. */
+AVX512_BF16 static void micro_kernel_dpbf16(int64_t slots, const float *a_panel,
+                                            const float *b_panel, float *C, int64_t ldc,
+                                            int64_t rows, int64_t cols, float alpha, float beta) {
+    __m512 acc[MR][2];
+    start_tile(acc, C, ldc);
+    for (int64_t s = 0; s < slots; s++) {
+        const __m512bh b0 = (__m512bh)_mm512_load_si512(b_panel);
+        const __m512bh b1 = (__m512bh)_mm512_load_si512(b_panel + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            /* One row's pair, in every lane (a 4-byte broadcast: the bits
+             * pass through a float register unchanged). */
+            const __m512bh a = (__m512bh)_mm512_castps_si512(_mm512_set1_ps(a_panel[i]));
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
+        }
+        a_panel += MR;
+        b_panel += NR;
+    }
+    store_tile(acc, C, ldc, rows, cols, alpha, beta);
+}
+
+/* The bf16 values of 16 slots as floats: the even k (low halves, shifted
+ * up) or the odd k (high halves, in place). */
+AVX512 static inline __m512 even_halves(__m512i slots) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(slots, 16));
+}
+AVX512 static inline __m512 odd_halves(__m512i slots) {
+    return _mm512_castsi512_ps(_mm512_and_si512(slots, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
+/* The same product with fp32 FMAs, in vdpbf16ps's order (odd k, then even
+ * k, per slot): for CPUs without AVX512_BF16. */
+AVX512 static void micro_kernel_emulated(int64_t slots, const float *a_panel,
+                                         const float *b_panel, float *C, int64_t ldc, int64_t rows,
+                                         int64_t cols, float alpha, float beta) {
+    __m512 acc[MR][2];
+    start_tile(acc, C, ldc);
+    for (int64_t s = 0; s < slots; s++) {
+        const __m512i b0 = _mm512_load_si512(b_panel), b1 = _mm512_load_si512(b_panel + 16);
+        const __m512 b0_even = even_halves(b0), b0_odd = odd_halves(b0);
+        const __m512 b1_even = even_halves(b1), b1_odd = odd_halves(b1);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            const __m512i a = _mm512_castps_si512(_mm512_set1_ps(a_panel[i]));
+            const __m512 a_even = even_halves(a), a_odd = odd_halves(a);
+            acc[i][0] = _mm512_fmadd_ps(a_even, b0_even, _mm512_fmadd_ps(a_odd, b0_odd, acc[i][0]));
+            acc[i][1] = _mm512_fmadd_ps(a_even, b1_even, _mm512_fmadd_ps(a_odd, b1_odd, acc[i][1]));
+        }
+        a_panel += MR;
+        b_panel += NR;
+    }
+    store_tile(acc, C, ldc, rows, cols, alpha, beta);
+}
+
+/* ---- choosing the micro-kernel ---- */
+
+static const mc_gemm_avx512_variant native = {2, pack_a_panel_bf16, pack_b_block_bf16,
+                                              micro_kernel_dpbf16};
+static const mc_gemm_avx512_variant emulated = {2, pack_a_panel_bf16, pack_b_block_bf16,
+                                                micro_kernel_emulated};
+
+/* Whether the emulation is forced (tests, and benchmarks of it). */
+static atomic_bool force_emulation = false;
+
+void mc_gemm_bf16_force_emulation(bool force) { atomic_store(&force_emulation, force); }
+
+bool mc_gemm_bf16_is_native(void) {
+    return !atomic_load(&force_emulation) && mc_gemm_bf16_native_available();
+}
+
+static const mc_gemm_avx512_variant *bf16_variant(void) {
+    return mc_gemm_bf16_is_native() ? &native : &emulated;
+}
+
+bool mc_sgemm_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                          float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                          float beta, float *C, int64_t ldc) {
+    return mc_gemm_avx512_run(bf16_variant(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                              beta, C, ldc);
+}
+
+bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                                  float alpha, const float *A, int64_t lda, int64_t stride_a,
+                                  const float *B, int64_t ldb, int64_t stride_b, float beta,
+                                  float *C, int64_t ldc, int64_t stride_c, int64_t batch) {
+    return mc_gemm_avx512_run_batched(bf16_variant(), trans_a, trans_b, M, N, K, alpha, A, lda,
+                                      stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, batch);
+}
+
+#else /* not x86-64 with GCC or clang: the products run in fp32 (gemm.c) */
+
+bool mc_gemm_bf16_native_available(void) { return false; }
+void mc_gemm_bf16_force_emulation(bool force) { (void)force; }
+bool mc_gemm_bf16_is_native(void) { return false; }
+
+bool mc_sgemm_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                          float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                          float beta, float *C, int64_t ldc) {
+    (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
+    (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
+    return false;
+}
+
+bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                                  float alpha, const float *A, int64_t lda, int64_t stride_a,
+                                  const float *B, int64_t ldb, int64_t stride_b, float beta,
+                                  float *C, int64_t ldc, int64_t stride_c, int64_t batch) {
+    (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
+    (void)stride_a, (void)B, (void)ldb, (void)stride_b, (void)beta, (void)C, (void)ldc;
+    (void)stride_c, (void)batch;
+    return false;
+}
+
+#endif

@@ -1,0 +1,29 @@
+/* What the GEMM suites (test_gemm.c, test_gemm_bf16.c) share: a product's
+ * shape and deterministic operands. */
+#ifndef MMCHAIN_TESTS_GEMM_TESTING_H
+#define MMCHAIN_TESTS_GEMM_TESTING_H
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "testutil.h"
+
+typedef struct shape {
+    int64_t M, N, K;
+} shape;
+
+/* Uniform values in [-1, 1) from a small LCG (deterministic). */
+static inline void fill_random(float *v, int64_t n, uint64_t seed) {
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        v[i] = (float)((seed >> 40) & 0xFFFF) / 32768.0f - 1.0f;
+    }
+}
+
+static inline float *alloc_floats(int64_t n) {
+    float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    ck_assert_ptr_nonnull(v);
+    return v;
+}
+
+#endif

@@ -1,0 +1,354 @@
+/* mc_gemm with MC_PRECISION_BF16 against its definition,
+ * mc_sgemm_bf16_naive (operands rounded by mc_bf16_round, products summed
+ * in double), on both bf16 micro-kernels: vdpbf16ps where the CPU has
+ * AVX512_BF16 (else those cases do not run and the suite exits as skipped
+ * after the rest has passed) and the fp32-FMA emulation (any AVX-512F CPU).
+ *
+ * THE BOUND: the kernel sums exact products in fp32, so it differs from the
+ * double-accumulated definition only by its fp32 roundings: the standard
+ * bound for n additions, |error| <= n * u * (|alpha| sum_k |a_k b_k| +
+ * |beta c|), u = 2^-24, where n counts the K additions plus, per slice of
+ * 512 k, the scaling by alpha and the addition into C (to first order; a
+ * factor of 1.01 covers the rest). sum_k |a_k b_k| is computed by the
+ * definition on |A| and |B|. Where both kernels exist they must agree bit
+ * for bit (the emulation follows vdpbf16ps's order). */
+#include <float.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "gemm_testing.h"
+
+#include "../lib/ops/gemm_internal.h"
+#include "../lib/ops/naive.h"
+
+/* Across the edges of the packing: MR = 12 rows, NR = 32 columns, a slice
+ * of 512 k (256 bf16 pairs), MC = 144 rows; odd K (a half-filled pair). */
+static const shape shapes[] = {
+    {1, 1, 1},     {12, 32, 512},  {13, 33, 513}, {11, 31, 511}, {5, 70, 3},   {100, 1, 50},
+    {1, 100, 51},  {37, 45, 1100}, {150, 40, 31}, {145, 97, 17}, {24, 64, 16}, {3, 17, 2},
+};
+
+static float *absolute_copy(const float *v, int64_t n) {
+    float *copy = alloc_floats(n);
+    for (int64_t i = 0; i < n; i++) copy[i] = fabsf(v[i]);
+    return copy;
+}
+
+/* The operands and results of one checked product. */
+typedef struct product {
+    bool ta, tb;
+    shape s;
+    float alpha, beta;
+    int64_t lda, ldb, ldc, a_size, b_size, c_size;
+    float *A, *B, *C0;
+} product;
+
+static product make_product(bool ta, bool tb, shape s, float alpha, float beta, uint64_t seed) {
+    const int64_t pad = 3;
+    product p = {.ta = ta, .tb = tb, .s = s, .alpha = alpha, .beta = beta};
+    const int64_t a_rows = ta ? s.K : s.M, b_rows = tb ? s.N : s.K;
+    p.lda = (ta ? s.M : s.K) + pad, p.ldb = (tb ? s.K : s.N) + pad, p.ldc = s.N + pad;
+    p.a_size = a_rows * p.lda, p.b_size = b_rows * p.ldb, p.c_size = s.M * p.ldc;
+    p.A = alloc_floats(p.a_size), p.B = alloc_floats(p.b_size), p.C0 = alloc_floats(p.c_size);
+    fill_random(p.A, p.a_size, seed + 1);
+    fill_random(p.B, p.b_size, seed + 2);
+    fill_random(p.C0, p.c_size, seed + 3);
+    if (beta == 0.0f)
+        for (int64_t i = 0; i < p.c_size; i++) p.C0[i] = NAN; /* must not be read */
+    return p;
+}
+
+static void free_product(product *p) { free(p->A), free(p->B), free(p->C0); }
+
+/* mc_gemm's bf16 result for p (a fresh copy of C0 it overwrites). */
+static float *run_bf16(const product *p) {
+    float *C = alloc_floats(p->c_size);
+    memcpy(C, p->C0, (size_t)p->c_size * sizeof(float));
+    mc_gemm(MC_PRECISION_BF16, p->ta, p->tb, p->s.M, p->s.N, p->s.K, p->alpha, p->A, p->lda, p->B,
+            p->ldb, p->beta, C, p->ldc);
+    return C;
+}
+
+/* C against the definition within the bound above; the padding between
+ * rows untouched. */
+static void check_against_definition(const char *kernel, const product *p, const float *C) {
+    const shape s = p->s;
+    float *expected = alloc_floats(p->c_size), *magnitude = alloc_floats(p->c_size);
+    memcpy(expected, p->C0, (size_t)p->c_size * sizeof(float));
+    mc_sgemm_bf16_naive(p->ta, p->tb, s.M, s.N, s.K, p->alpha, p->A, p->lda, p->B, p->ldb,
+                        p->beta, expected, p->ldc);
+    float *abs_a = absolute_copy(p->A, p->a_size), *abs_b = absolute_copy(p->B, p->b_size);
+    mc_sgemm_bf16_naive(p->ta, p->tb, s.M, s.N, s.K, 1.0f, abs_a, p->lda, abs_b, p->ldb, 0.0f,
+                        magnitude, p->ldc);
+    const double slices = (double)((s.K + 511) / 512);
+    const double n = (double)s.K + 2.0 * slices + 2.0;
+    for (int64_t i = 0; i < s.M; i++) {
+        for (int64_t j = 0; j < s.N; j++) {
+            const int64_t at = i * p->ldc + j;
+            const double old = p->beta == 0.0f ? 0.0 : fabs((double)p->beta * p->C0[at]);
+            const double bound =
+                1.01 * n * ldexp(1.0, -24) * (fabs(p->alpha) * magnitude[at] + old) + 1e-30;
+            ck_assert_msg(fabs((double)C[at] - expected[at]) <= bound,
+                          "%s %c%c %lldx%lldx%lld alpha %g beta %g: C[%lld][%lld] = %.9g, "
+                          "definition %.9g, bound %.3g",
+                          kernel, p->ta ? 'T' : 'N', p->tb ? 'T' : 'N', (long long)s.M,
+                          (long long)s.N, (long long)s.K, p->alpha, p->beta, (long long)i,
+                          (long long)j, C[at], expected[at], bound);
+        }
+        for (int64_t j = s.N; j < p->ldc; j++)
+            ck_assert_msg(memcmp(&C[i * p->ldc + j], &p->C0[i * p->ldc + j], sizeof(float)) == 0,
+                          "%s wrote into C's padding", kernel);
+    }
+    free(expected), free(magnitude), free(abs_a), free(abs_b);
+}
+
+static void check_all_shapes(const char *kernel) {
+    const float alphas[] = {1.0f, 0.5f, -2.0f}, betas[] = {0.0f, 1.0f, 0.25f};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int t = 0; t < 4; t++)
+            for (int ab = 0; ab < 3; ab++) {
+                product p = make_product(t & 1, t & 2, shapes[i], alphas[ab], betas[ab], i);
+                float *C = run_bf16(&p);
+                check_against_definition(kernel, &p, C);
+                free(C), free_product(&p);
+            }
+}
+
+/* The packing rounds exactly as mc_bf16_round does: A times the identity
+ * (1 is a bf16; one nonzero product per sum, so no sum rounds) gives the
+ * rounded A, bit for bit, in every layout. The values include exact ties
+ * (midpoints of neighbouring bf16 values, made from random bf16 bits),
+ * which must go to the even neighbour. */
+static void check_rounding_in_packing(const char *kernel) {
+    enum { M = 29, K = 45 };
+    float A[M * K], I[K * K], C[M * K];
+    uint64_t seed = 7;
+    for (int64_t i = 0; i < M * K; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        /* Normal and finite (vdpbf16ps reads subnormals as zero): exponent
+         * from 0x01 to 0x7F. */
+        uint32_t bits = (uint32_t)(seed >> 32) & 0xBFFFFFFFu;
+        if ((bits & 0x7F800000u) == 0) bits |= 0x00800000u;
+        if (i % 3 == 0) bits = (bits & 0xFFFF0000u) | 0x8000u; /* a tie */
+        memcpy(&A[i], &bits, sizeof bits);
+    }
+    for (int64_t k = 0; k < K * K; k++) I[k] = k / K == k % K ? 1.0f : 0.0f;
+    for (int t = 0; t < 2; t++) {
+        const bool ta = t == 1;
+        float stored[M * K]; /* A, or its transpose for trans_a */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t k = 0; k < K; k++) stored[ta ? k * M + i : i * K + k] = A[i * K + k];
+        for (int tb = 0; tb < 2; tb++) {
+            mc_gemm(MC_PRECISION_BF16, ta, tb, M, K, K, 1.0f, stored, ta ? M : K, I, K, 0.0f, C,
+                    K);
+            for (int64_t i = 0; i < M * K; i++) {
+                const float rounded = mc_bf16_round(A[i]);
+                ck_assert_msg(memcmp(&C[i], &rounded, sizeof(float)) == 0,
+                              "%s %c%c: bf16(%a) packed as %a, mc_bf16_round gives %a", kernel,
+                              ta ? 'T' : 'N', tb ? 'T' : 'N', (double)A[i], (double)C[i],
+                              (double)rounded);
+            }
+        }
+    }
+}
+
+/* mc_gemm_batched, item by item against the definition: B shared by
+ * every item (stride 0), padded strides, 1 item (split over the threads)
+ * and 16 (whole items per thread). */
+static void check_batched(const char *kernel) {
+    const int64_t counts[] = {1, 3, 16};
+    const shape s = {37, 45, 301};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        const int64_t batch = counts[c];
+        product p = make_product(false, true, s, 1.5f, 0.5f, 40 + c);
+        const int64_t stride_a = p.a_size + 5, stride_c = p.c_size + 3;
+        float *A = alloc_floats(batch * stride_a), *C = alloc_floats(batch * stride_c);
+        for (int64_t b = 0; b < batch; b++) {
+            fill_random(A + b * stride_a, stride_a, 50 + (uint64_t)b);
+            memcpy(C + b * stride_c, p.C0, (size_t)p.c_size * sizeof(float));
+        }
+        mc_gemm_batched(MC_PRECISION_BF16, false, true, s.M, s.N, s.K, p.alpha, A, p.lda, stride_a,
+                        p.B, p.ldb, 0, p.beta, C, p.ldc, stride_c, batch);
+        for (int64_t b = 0; b < batch; b++) {
+            memcpy(p.A, A + b * stride_a, (size_t)p.a_size * sizeof(float));
+            check_against_definition(kernel, &p, C + b * stride_c);
+        }
+        free(A), free(C), free_product(&p);
+    }
+}
+
+/* C = beta C when K == 0 or alpha == 0, as for mc_sgemm. */
+static void check_degenerate(void) {
+    float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, 1, 1, 1, 1, 1};
+    float C[4] = {1, 2, 3, 4};
+    mc_gemm(MC_PRECISION_BF16, false, false, 2, 2, 0, 1.0f, A, 1, B, 2, 2.0f, C, 2);
+    ck_assert(C[0] == 2.0f && C[3] == 8.0f);
+    mc_gemm(MC_PRECISION_BF16, false, false, 2, 2, 3, 0.0f, A, 3, B, 2, 0.5f, C, 2);
+    ck_assert(C[0] == 1.0f && C[3] == 4.0f);
+}
+
+/* ---- mc_bf16_round by its definition ---- */
+
+static uint32_t bits_of(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return bits;
+}
+static float float_of(uint32_t bits) {
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+/* For random finite x: the result is a bf16 (low 16 bits zero), one of the
+ * two bf16 values around x, the nearer one, and on a tie the one with an
+ * even last bit. Infinities and NaN stay what they are. */
+START_TEST(test_bf16_round_is_nearest_even) {
+    uint64_t seed = 3;
+    for (int n = 0; n < 50000; n++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t bits = (uint32_t)(seed >> 32);
+        if (n % 4 == 0) bits = (bits & 0xFFFF0000u) | 0x8000u; /* ties */
+        const float x = float_of(bits);
+        if (!isfinite(x)) continue;
+        const float r = mc_bf16_round(x);
+        ck_assert_msg((bits_of(r) & 0xFFFFu) == 0, "%a rounds to a non-bf16 %a", (double)x,
+                      (double)r);
+        const float below = float_of(bits & 0xFFFF0000u); /* toward zero */
+        const float above = float_of((bits & 0xFFFF0000u) + 0x10000u); /* away from zero */
+        /* Past the largest bf16, "above" is infinity, standing for 2^128. */
+        const double above_value = isinf(above) ? copysign(ldexp(1.0, 128), above) : above;
+        const double d_below = fabs((double)x - below), d_above = fabs((double)x - above_value);
+        if (isinf(r)) {
+            ck_assert_msg(isinf(above) && d_above <= d_below, "%a overflows", (double)x);
+            continue;
+        }
+        ck_assert_msg(r == below || r == above, "%a rounds to %a", (double)x, (double)r);
+        if (d_below != d_above)
+            ck_assert_msg(r == (d_below < d_above ? below : above), "%a: not the nearest",
+                          (double)x);
+        else
+            ck_assert_msg((bits_of(r) & 0x10000u) == 0, "%a: tie not to even", (double)x);
+    }
+    ck_assert(isinf(mc_bf16_round(INFINITY)) && mc_bf16_round(-INFINITY) < 0.0f);
+    ck_assert(isnan(mc_bf16_round(NAN)));
+    ck_assert(isinf(mc_bf16_round(FLT_MAX))); /* past the largest bf16's half-way */
+}
+END_TEST
+
+/* ---- the kernels ---- */
+
+static void check_kernel(const char *kernel) {
+    int threads = mc_get_num_threads();
+    mc_set_num_threads(1);
+    check_all_shapes(kernel);
+    check_rounding_in_packing(kernel);
+    check_degenerate();
+    check_batched(kernel);
+    mc_set_num_threads(2);
+    check_batched(kernel);
+    /* Split over threads, by rows and by columns, and wider than NC. */
+    const shape big[] = {{700, 64, 300}, {40, 900, 301}, {30, 3100, 20}};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
+        for (int t = 0; t < 4; t++) {
+            product p = make_product(t & 1, t & 2, big[i], 1.0f, 0.5f, 90 + i);
+            float *C = run_bf16(&p);
+            check_against_definition(kernel, &p, C);
+            free(C), free_product(&p);
+        }
+    mc_set_num_threads(threads);
+}
+
+START_TEST(test_emulation_matches_definition) {
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
+    mc_gemm_bf16_force_emulation(true);
+    ck_assert_ptr_nonnull(strstr(mc_gemm_bf16_kernel_name(), "emulated"));
+    check_kernel("emulated bf16");
+    mc_gemm_bf16_force_emulation(false);
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
+}
+END_TEST
+
+START_TEST(test_vdpbf16ps_matches_definition) {
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
+    ck_assert_ptr_nonnull(strstr(mc_gemm_bf16_kernel_name(), "vdpbf16ps"));
+    check_kernel("vdpbf16ps");
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
+}
+END_TEST
+
+/* The emulation gives vdpbf16ps's numbers bit for bit on normal values (so
+ * a CPU without AVX512_BF16 trains the same model), and the one documented
+ * difference: vdpbf16ps flushes a subnormal result to zero. */
+START_TEST(test_emulation_is_vdpbf16ps_bit_for_bit) {
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int t = 0; t < 4; t++) {
+            product p = make_product(t & 1, t & 2, shapes[i], 0.75f, 0.5f, 70 + i);
+            float *native = run_bf16(&p);
+            mc_gemm_bf16_force_emulation(true);
+            float *emulated = run_bf16(&p);
+            mc_gemm_bf16_force_emulation(false);
+            for (int64_t at = 0; at < p.c_size; at++)
+                ck_assert_msg(memcmp(&native[at], &emulated[at], sizeof(float)) == 0,
+                              "%c%c %lldx%lldx%lld: element %lld: vdpbf16ps %a, emulated %a",
+                              t & 1 ? 'T' : 'N', t & 2 ? 'T' : 'N', (long long)p.s.M,
+                              (long long)p.s.N, (long long)p.s.K, (long long)at,
+                              (double)native[at], (double)emulated[at]);
+            free(native), free(emulated), free_product(&p);
+        }
+    /* 2^-70 * 2^-70 = 2^-140: below fp32's smallest normal (2^-126). */
+    const float tiny = ldexpf(1.0f, -70);
+    float native = 1.0f, emulated = 1.0f;
+    mc_gemm(MC_PRECISION_BF16, false, false, 1, 1, 1, 1.0f, &tiny, 1, &tiny, 1, 0.0f, &native, 1);
+    mc_gemm_bf16_force_emulation(true);
+    mc_gemm(MC_PRECISION_BF16, false, false, 1, 1, 1, 1.0f, &tiny, 1, &tiny, 1, 0.0f, &emulated,
+            1);
+    mc_gemm_bf16_force_emulation(false);
+    ck_assert_msg(native == 0.0f, "vdpbf16ps kept the subnormal %a", (double)native);
+    ck_assert_msg(emulated == ldexpf(1.0f, -140), "the emulation gave %a", (double)emulated);
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
+}
+END_TEST
+
+/* With OpenBLAS, bf16 products run in fp32: mc_sgemm's result exactly. */
+START_TEST(test_openblas_runs_bf16_in_fp32) {
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_OPENBLAS));
+    ck_assert_str_eq(mc_gemm_bf16_kernel_name(), "fp32 (OpenBLAS)");
+    product p = make_product(false, true, (shape){37, 45, 301}, 1.0f, 0.5f, 5);
+    float *bf16 = run_bf16(&p), *fp32 = alloc_floats(p.c_size);
+    memcpy(fp32, p.C0, (size_t)p.c_size * sizeof(float));
+    mc_sgemm(false, true, p.s.M, p.s.N, p.s.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta, fp32,
+             p.ldc);
+    ck_assert(memcmp(bf16, fp32, (size_t)p.c_size * sizeof(float)) == 0);
+    free(bf16), free(fp32), free_product(&p);
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("gemm_bf16");
+    TCase *rounding = tcase_create("rounding");
+    tcase_add_test(rounding, test_bf16_round_is_nearest_even);
+    tcase_add_test(rounding, test_openblas_runs_bf16_in_fp32);
+    suite_add_tcase(s, rounding);
+    const bool avx512 = mc_gemm_avx512_available();
+    const bool native = mc_gemm_bf16_native_available();
+    TCase *kernels = tcase_create("kernels");
+    if (avx512) tcase_add_test(kernels, test_emulation_matches_definition);
+    if (native) {
+        tcase_add_test(kernels, test_vdpbf16ps_matches_definition);
+        tcase_add_test(kernels, test_emulation_is_vdpbf16ps_bit_for_bit);
+    }
+    suite_add_tcase(s, kernels);
+    SRunner *runner = srunner_create(s);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    if (failed) return EXIT_FAILURE;
+    if (!avx512) return mc_test_skip("the bf16 kernels' cases (this CPU has no AVX-512F)");
+    if (!native) return mc_test_skip("the vdpbf16ps cases (this CPU has no AVX512_BF16)");
+    return EXIT_SUCCESS;
+}
