@@ -66,6 +66,19 @@ void mc_graph_reset(mc_graph *g);
 bool mc_graph_set_grad_enabled(mc_graph *g, bool enabled);
 bool mc_graph_grad_enabled(const mc_graph *g);
 
+/* The precision of the operands of every matrix product an op runs on this
+ * graph: convolutions (forward and both gradients), linear, matmul and
+ * attention's two products (Q K^T and P V, and their gradients). fp32 by
+ * default. With MC_PRECISION_BF16 those products round their operands to
+ * bf16 and sum in fp32 (mc_gemm, ops.h); everything else stays fp32:
+ * tensors, weights, gradients, optimizer state, normalisation statistics,
+ * softmax and the losses (InfoNCE's logits product included). A bf16
+ * graph's 3x3 convolutions do not use Winograd (conv_winograd.c says why).
+ * Returns the previous setting, like mc_graph_set_grad_enabled. */
+typedef enum mc_precision { MC_PRECISION_FP32, MC_PRECISION_BF16 } mc_precision;
+mc_precision mc_graph_set_precision(mc_graph *g, mc_precision precision);
+mc_precision mc_graph_precision(const mc_graph *g);
+
 /* A zero-filled step tensor from the arena. */
 mc_status mc_graph_tensor(mc_graph *g, mc_shape shape, const char *name, mc_tensor **out);
 /* The same without zero-filling, for ops that overwrite every element of

@@ -104,7 +104,7 @@ const char *mc_gemm_kernel_name(void);
  *     for subnormals, which vdpbf16ps flushes to zero) at about the fp32
  *     rate. With OpenBLAS (MMCHAIN_GEMM=openblas, or a CPU without
  *     AVX-512F) the product runs in fp32 whatever the precision asks. */
-typedef enum mc_precision { MC_PRECISION_FP32, MC_PRECISION_BF16 } mc_precision;
+/* (mc_precision is declared in autograd.h, with the graph's switch.) */
 /* mc_sgemm (and mc_sgemm_batched) with the operands in `precision`. */
 void mc_gemm(mc_precision precision, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
              float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,

@@ -41,6 +41,7 @@ struct mc_graph {
     int tape_length;
     int tape_capacity;
     bool grad_enabled;
+    mc_precision precision; /* of the ops' matrix products */
 };
 
 static arena_chunk *chunk_new(size_t capacity) {
@@ -170,6 +171,14 @@ bool mc_graph_set_grad_enabled(mc_graph *g, bool enabled) {
 }
 
 bool mc_graph_grad_enabled(const mc_graph *g) { return g->grad_enabled; }
+
+mc_precision mc_graph_set_precision(mc_graph *g, mc_precision precision) {
+    mc_precision previous = g->precision;
+    g->precision = precision;
+    return previous;
+}
+
+mc_precision mc_graph_precision(const mc_graph *g) { return g->precision; }
 
 static mc_status graph_tensor(mc_graph *g, mc_shape shape, const char *name, bool zero, mc_tensor **out) {
     *out = NULL;

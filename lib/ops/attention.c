@@ -109,16 +109,16 @@ void mc_attention_forward_fast(const mc_attention_dims *d, const float *q, const
          * start h*hd into each row of q, k, v and out). */
 #pragma omp parallel for schedule(static) if (parallel_items)
         for (int64_t b = first; b < last; b++)
-            mc_sgemm_batched(false, true, T, T, hd, scale, q + row_offset(d, b, 0, 0), D, hd,
-                             k + row_offset(d, b, 0, 0), D, hd, 0.0f,
-                             chunk + (b - first) * per_item, T, T * T, d->heads);
+            mc_gemm_batched(d->precision, false, true, T, T, hd, scale, q + row_offset(d, b, 0, 0),
+                            D, hd, k + row_offset(d, b, 0, 0), D, hd, 0.0f,
+                            chunk + (b - first) * per_item, T, T * T, d->heads);
         masked_softmax_rows(d, chunk, (last - first) * d->heads * T);
         /* O = P V: (T, T) x (T, hd) -> (T, hd), written into out's columns */
 #pragma omp parallel for schedule(static) if (parallel_items)
         for (int64_t b = first; b < last; b++)
-            mc_sgemm_batched(false, false, T, hd, T, 1.0f, chunk + (b - first) * per_item, T,
-                             T * T, v + row_offset(d, b, 0, 0), D, hd, 0.0f,
-                             out + row_offset(d, b, 0, 0), D, hd, d->heads);
+            mc_gemm_batched(d->precision, false, false, T, hd, T, 1.0f,
+                            chunk + (b - first) * per_item, T, T * T, v + row_offset(d, b, 0, 0), D,
+                            hd, 0.0f, out + row_offset(d, b, 0, 0), D, hd, d->heads);
     }
 }
 
@@ -153,12 +153,13 @@ void mc_attention_backward_fast(const mc_attention_dims *d, const float *q, cons
             const int64_t item = row_offset(d, b, 0, 0), squares = b * per_item;
             /* dV += P^T dO per head: (T, T)^T x (T, hd) */
             if (dv)
-                mc_sgemm_batched(true, false, T, hd, T, 1.0f, probs + squares, T, T * T,
-                                 dout + item, D, hd, 1.0f, dv + item, D, hd, d->heads);
+                mc_gemm_batched(d->precision, true, false, T, hd, T, 1.0f, probs + squares, T,
+                                T * T, dout + item, D, hd, 1.0f, dv + item, D, hd, d->heads);
             /* dP = dO V^T per head: (T, hd) x (hd, T) */
             if (dq || dk)
-                mc_sgemm_batched(false, true, T, T, hd, 1.0f, dout + item, D, hd, v + item, D, hd,
-                                 0.0f, scratch + squares - first * per_item, T, T * T, d->heads);
+                mc_gemm_batched(d->precision, false, true, T, T, hd, 1.0f, dout + item, D, hd,
+                                v + item, D, hd, 0.0f, scratch + squares - first * per_item, T,
+                                T * T, d->heads);
         }
         if (!dq && !dk) continue;
         softmax_rows_backward(d, probs + first * per_item, scratch, (last - first) * d->heads * T,
@@ -169,11 +170,11 @@ void mc_attention_backward_fast(const mc_attention_dims *d, const float *q, cons
             const float *dscores = scratch + (b - first) * per_item; /* scaled, (H, T, T) */
             /* dQ += dS K: (T, T) x (T, hd);  dK += dS^T Q: (T, T)^T x (T, hd) */
             if (dq)
-                mc_sgemm_batched(false, false, T, hd, T, 1.0f, dscores, T, T * T, k + item, D, hd,
-                                 1.0f, dq + item, D, hd, d->heads);
+                mc_gemm_batched(d->precision, false, false, T, hd, T, 1.0f, dscores, T, T * T,
+                                k + item, D, hd, 1.0f, dq + item, D, hd, d->heads);
             if (dk)
-                mc_sgemm_batched(true, false, T, hd, T, 1.0f, dscores, T, T * T, q + item, D, hd,
-                                 1.0f, dk + item, D, hd, d->heads);
+                mc_gemm_batched(d->precision, true, false, T, hd, T, 1.0f, dscores, T, T * T,
+                                q + item, D, hd, 1.0f, dk + item, D, hd, d->heads);
         }
     }
 }
@@ -325,6 +326,7 @@ mc_status mc_attention(mc_graph *g, mc_tensor *q, mc_tensor *k, mc_tensor *v, in
     *out = NULL;
     mc_attention_dims dims;
     MC_TRY(check_attention(q, k, v, n_heads, causal, &dims));
+    dims.precision = mc_graph_precision(g);
     mc_tensor *result;
     MC_TRY(mc_graph_tensor(g, q->shape, "attention", &result));
     mc_tensor *inputs[3] = {q, k, v};

@@ -16,6 +16,7 @@ typedef struct mc_attention_dims {
     int64_t heads;    /* H */
     int64_t head_dim; /* D / H */
     bool causal;      /* query i sees keys 0..i only */
+    mc_precision precision; /* of the two products' operands (the graph's) */
 } mc_attention_dims;
 
 /* The fast forward: a GEMM per (b, h) for S = Q K^T and O = P V, the

@@ -366,7 +366,7 @@ static void col2im_add(const mc_conv2d_geometry *geo, const float *columns, int6
 static void gemm_forward(const mc_conv2d_geometry *geo, int64_t rows, const float *columns,
                          int64_t ld_columns, const float *weight, float *out) {
     for (int64_t g = 0; g < geo->groups; g++)
-        mc_sgemm(false, true, rows, geo->oc_group, geo->k_group, 1.0f, columns + g * geo->k_group,
+        mc_gemm(geo->precision, false, true, rows, geo->oc_group, geo->k_group, 1.0f, columns + g * geo->k_group,
                  ld_columns, weight + g * geo->oc_group * geo->k_group, geo->k_group, 0.0f,
                  out + g * geo->oc_group, geo->oc);
 }
@@ -376,7 +376,7 @@ static void gemm_forward(const mc_conv2d_geometry *geo, int64_t rows, const floa
 static void gemm_weight_grad(const mc_conv2d_geometry *geo, int64_t rows, const float *dout,
                              const float *columns, int64_t ld_columns, float *dweight) {
     for (int64_t g = 0; g < geo->groups; g++)
-        mc_sgemm(true, false, geo->oc_group, geo->k_group, rows, 1.0f, dout + g * geo->oc_group,
+        mc_gemm(geo->precision, true, false, geo->oc_group, geo->k_group, rows, 1.0f, dout + g * geo->oc_group,
                  geo->oc, columns + g * geo->k_group, ld_columns, 1.0f,
                  dweight + g * geo->oc_group * geo->k_group, geo->k_group);
 }
@@ -386,7 +386,7 @@ static void gemm_weight_grad(const mc_conv2d_geometry *geo, int64_t rows, const 
 static void gemm_input_grad(const mc_conv2d_geometry *geo, int64_t rows, const float *dout,
                             const float *weight, float beta, float *dcolumns, int64_t ld_dcolumns) {
     for (int64_t g = 0; g < geo->groups; g++)
-        mc_sgemm(false, false, rows, geo->k_group, geo->oc_group, 1.0f, dout + g * geo->oc_group,
+        mc_gemm(geo->precision, false, false, rows, geo->k_group, geo->oc_group, 1.0f, dout + g * geo->oc_group,
                  geo->oc, weight + g * geo->oc_group * geo->k_group, geo->k_group, beta,
                  dcolumns + g * geo->k_group, ld_dcolumns);
 }
@@ -538,6 +538,7 @@ mc_status mc_conv2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bia
     *out = NULL;
     mc_conv2d_geometry geo;
     MC_TRY(mc_conv2d_geometry_of(x, weight, bias, params, &geo));
+    geo.precision = mc_graph_precision(g); /* forward and backward alike */
     mc_tensor *y; /* the GEMMs (beta 0) write every element */
     MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(geo.n, geo.oh, geo.ow, geo.oc), "conv2d", &y));
     MC_TRY(mc_conv2d_forward_kernel(&geo, x->data, weight->data, bias ? bias->data : NULL, y->data));

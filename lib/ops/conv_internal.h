@@ -22,6 +22,7 @@ typedef struct mc_conv2d_geometry {
     int64_t k_total;            /* KH*KW*C: the length of one row of the column matrix */
     int64_t rows;               /* N*OH*OW: one GEMM row per output pixel */
     mc_conv2d_params p;
+    mc_precision precision;     /* of the GEMMs' operands: the graph's (fp32 by default) */
 } mc_conv2d_geometry;
 
 /* Check x, weight, bias (may be NULL) and params against each other and fill

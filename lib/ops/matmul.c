@@ -42,10 +42,12 @@ static mc_status check_blas_size(const char *op, int64_t M, int64_t K, int64_t N
 }
 
 /* C (M, N) = op(A) op(B) + beta C, row-major, op(A) (M, K), op(B) (K, N).
- * A is stored (M, K) or, transposed, (K, M); likewise B (K, N) or (N, K). */
-static void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float *A,
-                 const float *B, float beta, float *C) {
-    mc_sgemm(trans_a, trans_b, M, N, K, 1.0f, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
+ * A is stored (M, K) or, transposed, (K, M); likewise B (K, N) or (N, K).
+ * Operands in the graph's precision (mc_graph_set_precision). */
+static void gemm(const mc_graph *g, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                 const float *A, const float *B, float beta, float *C) {
+    mc_gemm(mc_graph_precision(g), trans_a, trans_b, M, N, K, 1.0f, A, trans_a ? M : K, B,
+            trans_b ? K : N, beta, C, N);
 }
 
 /* ---- matmul ---- */
@@ -102,11 +104,12 @@ static mc_status matmul_backward(mc_node *node) {
         const float *A = a->data + i * d->a_step, *B = b->data + i * d->b_step;
         const float *dC = c->grad + i * d->c_step;
         if (ga) /* dA (M, K) += dC (M, N) @ (B^T or B) */
-            gemm(false, !d->transpose_b, d->M, d->K, d->N, dC, B, 1.0f, ga + i * d->a_step);
+            gemm(node->graph, false, !d->transpose_b, d->M, d->K, d->N, dC, B, 1.0f,
+                 ga + i * d->a_step);
         if (gb && !d->transpose_b) /* dB (K, N) += A^T (K, M) @ dC (M, N) */
-            gemm(true, false, d->K, d->N, d->M, A, dC, 1.0f, gb + i * d->b_step);
+            gemm(node->graph, true, false, d->K, d->N, d->M, A, dC, 1.0f, gb + i * d->b_step);
         if (gb && d->transpose_b) /* dB (N, K) += dC^T (N, M) @ A (M, K) */
-            gemm(true, false, d->N, d->K, d->M, dC, A, 1.0f, gb + i * d->b_step);
+            gemm(node->graph, true, false, d->N, d->K, d->M, dC, A, 1.0f, gb + i * d->b_step);
     }
     return MC_OK;
 }
@@ -120,8 +123,8 @@ mc_status mc_matmul(mc_graph *g, mc_tensor *a, mc_tensor *b, bool transpose_b, m
     mc_tensor *c;
     MC_TRY(mc_graph_tensor_uninit(g, c_shape, "matmul", &c)); /* sgemm with beta 0 writes it all */
     for (int64_t i = 0; i < d.batch; i++)
-        gemm(false, transpose_b, d.M, d.N, d.K, a->data + i * d.a_step, b->data + i * d.b_step, 0.0f,
-             c->data + i * d.c_step);
+        gemm(g, false, transpose_b, d.M, d.N, d.K, a->data + i * d.a_step, b->data + i * d.b_step,
+             0.0f, c->data + i * d.c_step);
     mc_tensor *in[2] = {a, b};
     if (mc_graph_should_record(g, 2, in)) {
         matmul_dims *saved;
@@ -166,12 +169,14 @@ static mc_status linear_backward(mc_node *node) {
     if (x->requires_grad) { /* dx (rows, in) += dy (rows, out) @ W (out, in) */
         float *gx;
         MC_TRY(mc_grad_buffer(node->graph, x, &gx));
-        gemm(false, false, d->rows, d->in_features, d->out_features, dy, w->data, 1.0f, gx);
+        gemm(node->graph, false, false, d->rows, d->in_features, d->out_features, dy, w->data,
+             1.0f, gx);
     }
     if (w->requires_grad) { /* dW (out, in) += dy^T (out, rows) @ x (rows, in) */
         float *gw;
         MC_TRY(mc_grad_buffer(node->graph, w, &gw));
-        gemm(true, false, d->out_features, d->in_features, d->rows, dy, x->data, 1.0f, gw);
+        gemm(node->graph, true, false, d->out_features, d->in_features, d->rows, dy, x->data,
+             1.0f, gw);
     }
     if (bias && bias->requires_grad) { /* db (out) += column sums of dy */
         float *gb;
@@ -198,7 +203,7 @@ mc_status mc_linear(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bia
     if (bias)
         for (int64_t r = 0; r < d.rows; r++)
             memcpy(y->data + r * d.out_features, bias->data, (size_t)d.out_features * sizeof(float));
-    gemm(false, true, d.rows, d.out_features, d.in_features, x->data, weight->data,
+    gemm(g, false, true, d.rows, d.out_features, d.in_features, x->data, weight->data,
          bias ? 1.0f : 0.0f, y->data);
     mc_tensor *in[3] = {x, weight, bias};
     int n_in = bias ? 3 : 2;
