@@ -104,17 +104,24 @@ static void check_normwise(const char *what, const float *bf16, const float *fp3
                   what, worst, scale);
 }
 
-/* A bf16 run that differs from fp32 at all (so the switch is really on),
- * within the bound. */
-static void check_case(const op_case *c) {
-    mc_tensor *in[MAX_IN] = {NULL, NULL, NULL}; /* absent bias: NULL */
+/* The case's inputs, uniform in [-1, 1), requiring gradients; an absent
+ * bias (n_in < MAX_IN) is NULL. */
+static void make_inputs(const op_case *c, uint64_t seed, mc_tensor *in[MAX_IN]) {
+    for (int i = 0; i < MAX_IN; i++) in[i] = NULL;
     for (int i = 0; i < c->n_in; i++) {
         MC_CHECK_OK(mc_tensor_new(&in[i], c->shapes[i], "input"));
         mc_rng rng;
-        mc_rng_seed(&rng, 10 + (uint64_t)i);
+        mc_rng_seed(&rng, seed + (uint64_t)i);
         mc_tensor_uniform(in[i], &rng, -1.0f, 1.0f);
         MC_CHECK_OK(mc_tensor_set_requires_grad(in[i], true));
     }
+}
+
+/* A bf16 run that differs from fp32 at all (so the switch is really on),
+ * within the bound. */
+static void check_case(const op_case *c) {
+    mc_tensor *in[MAX_IN];
+    make_inputs(c, 10, in);
     op_results fp32 = run(c, MC_PRECISION_FP32, in, false);
     op_results bf16 = run(c, MC_PRECISION_BF16, in, false);
     ck_assert_msg(memcmp(fp32.out, bf16.out, (size_t)fp32.out_numel * sizeof(float)) != 0,
@@ -204,14 +211,8 @@ END_TEST
  * CPU has vdpbf16ps; the emulation otherwise runs every case above). */
 START_TEST(test_bf16_ops_same_on_emulation) {
     const op_case *c = &cases[0];
-    mc_tensor *in[MAX_IN] = {NULL, NULL, NULL}; /* absent bias: NULL */
-    for (int i = 0; i < c->n_in; i++) {
-        MC_CHECK_OK(mc_tensor_new(&in[i], c->shapes[i], "input"));
-        mc_rng rng;
-        mc_rng_seed(&rng, 20 + (uint64_t)i);
-        mc_tensor_uniform(in[i], &rng, -1.0f, 1.0f);
-        MC_CHECK_OK(mc_tensor_set_requires_grad(in[i], true));
-    }
+    mc_tensor *in[MAX_IN];
+    make_inputs(c, 20, in);
     op_results native = run(c, MC_PRECISION_BF16, in, false);
     mc_gemm_bf16_force_emulation(true);
     op_results emulated = run(c, MC_PRECISION_BF16, in, false);

@@ -2,8 +2,10 @@
  *
  *   bench_clip [THREADS] [REPEATS]
  *
- * Rows: image embeddings/s at batch 16 (224x224), text embeddings/s for 10
- * and 100 prompts of 77 tokens, peak resident memory. Random weights (the
+ * Rows: image embeddings/s at batch 16 (224x224), the same with the graph's
+ * products on bf16 operands (mc_graph_set_precision; mmchain only: the
+ * peer's column is 0), text embeddings/s for 10 and 100 prompts of 77
+ * tokens, peak resident memory. Random weights (the
  * speed does not depend on them). The PyTorch peer, bench/peer/torch_clip.py,
  * runs as a child process with the same thread count; the table prints the
  * ratio mmchain / PyTorch (above 1: we are faster; for memory, below 1: we
@@ -91,15 +93,18 @@ int main(int argc, char **argv) {
     w.ids = malloc(100 * 77 * sizeof *w.ids);
     if (!w.ids) return 1;
 
-    const char *rows[3] = {"image_b16", "text_10", "text_100"};
-    double ours[3];
+    const char *rows[4] = {"image_b16", "image_b16_bf16", "text_10", "text_100"};
+    double ours[4];
     w.image = 1;
     ours[0] = 16.0 / median_seconds(&w, repeats);
+    mc_graph_set_precision(w.graph, MC_PRECISION_BF16);
+    ours[1] = 16.0 / median_seconds(&w, repeats);
+    mc_graph_set_precision(w.graph, MC_PRECISION_FP32);
     w.image = 0;
     for (int i = 0; i < 2; i++) {
         w.n_texts = i == 0 ? 10 : 100;
         fill_ids(w.ids, w.n_texts, &rng);
-        ours[1 + i] = w.n_texts / median_seconds(&w, repeats);
+        ours[2 + i] = w.n_texts / median_seconds(&w, repeats);
     }
     double our_peak_mib = (double)mc_peak_rss_bytes() / (1024.0 * 1024.0);
 
@@ -107,13 +112,14 @@ int main(int argc, char **argv) {
     char version[256];
     int n_peer = run_peer(threads, repeats, peer, 8, version, sizeof version);
 
-    printf("CLIP ViT-B/32, random weights, %d thread(s), OpenBLAS core %s, median of %d\n", threads,
-           mc_blas_core_name(), repeats);
+    printf("CLIP ViT-B/32, random weights, %d thread(s), OpenBLAS core %s, bf16 on %s, median of %d\n",
+           threads, mc_blas_core_name(), mc_gemm_bf16_kernel_name(), repeats);
     printf("peer: %s\n\n", n_peer ? version : "(PyTorch peer unavailable)");
     printf("| row | mmchain | PyTorch | ratio |\n|---|---|---|---|\n");
-    const char *labels[3] = {"image embeddings/s, batch 16, 224x224", "text embeddings/s, 10 prompts x 77",
-                             "text embeddings/s, 100 prompts x 77"};
-    for (int i = 0; i < 3; i++) {
+    const char *labels[4] = {"image embeddings/s, batch 16, 224x224",
+                             "image embeddings/s, batch 16, 224x224, bf16 operands",
+                             "text embeddings/s, 10 prompts x 77", "text embeddings/s, 100 prompts x 77"};
+    for (int i = 0; i < 4; i++) {
         double theirs = bench_peer_value(peer, n_peer, rows[i]);
         printf("| %s | %.2f | %.2f | %.2f |\n", labels[i], ours[i], theirs, theirs > 0 ? ours[i] / theirs : 0.0);
     }

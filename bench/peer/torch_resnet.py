@@ -11,6 +11,9 @@ Rows (ResNet-50, torchvision, random weights, CPU float32):
     train100   the same at batch 100
     eval224    eval forward, batch 8, 3x224x224
 
+--precision bf16 runs the forward (and so the backward) under
+torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's one-line mixed precision.
+
 Prints: "row=<row> threads=<n> images_per_s=<x> seconds_per_iter=<median>
 cpu_seconds_per_iter=<median> images_per_cpu_s=<y> iters=<k> peak_rss_mb=<m>" (CPU time is
 the process's, all threads: the measure other tenants of a shared machine cannot inflate), the peak resident set of this whole process (interpreter and torch
@@ -67,7 +70,9 @@ def main():
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--min-iters", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=4.0)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     train, batch, size = ROWS[args.row]
@@ -81,14 +86,16 @@ def main():
 
         def step():
             optimizer.zero_grad()
-            loss = infonce(model(x), targets, math.log(1 / 0.07))
+            with autocast:
+                embeddings = model(x)
+            loss = infonce(embeddings.float(), targets, math.log(1 / 0.07))
             loss.backward()
             optimizer.step()
     else:
         model.eval()
 
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 model(x)
 
     step()  # warm-up: allocations, thread pools, Adam state

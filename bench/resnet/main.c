@@ -1,7 +1,7 @@
 /* bench_resnet — ResNet-50 in mmchain and in PyTorch, side by side.
  *
  *     bench_resnet [--threads 1,2] [--rows eval32,train32,train100,eval224]
- *                  [--min-seconds S] [--peer PATH] [--no-peer]
+ *                  [--min-seconds S] [--peer PATH] [--no-peer] [--precision fp32|bf16]
  *
  * For every thread count and row, runs this program's own row in a fresh
  * process (`bench_resnet --row ROW --threads N`) and then the PyTorch peer
@@ -14,6 +14,9 @@
  *             Linear(2048, 512), InfoNCE against fixed targets, backward, Adam
  *   train100  the same at batch 100 (the method's batch)
  *   eval224   eval forward, batch 8, 3x224x224
+ * --precision bf16: mmchain's graph runs its products with bf16 operands
+ * (mc_graph_set_precision) and the peer runs under
+ * torch.autocast("cpu", dtype=torch.bfloat16).
  * Both children get the same environment. Unless OMP_WAIT_POLICY is set, it
  * is set to PASSIVE for both: libgomp's default spinning starves OpenBLAS's
  * threads (see bench/resnet/README.md). */
@@ -85,7 +88,7 @@ static void bench_step(bench_state *s) {
     mc_graph_reset(s->g);
 }
 
-static int run_row(const row_spec *row, int threads, double min_seconds) {
+static int run_row(const row_spec *row, int threads, double min_seconds, mc_precision precision) {
     mc_set_num_threads(threads);
     bench_state s = {.row = row};
     mc_resnet_config config;
@@ -95,6 +98,7 @@ static int run_row(const row_spec *row, int threads, double min_seconds) {
     mc_resnet_set_training(s.model, row->train);
     CHECK(mc_graph_new(&s.g));
     mc_graph_set_grad_enabled(s.g, row->train);
+    mc_graph_set_precision(s.g, precision);
     mc_rng rng;
     mc_rng_seed(&rng, 1);
     CHECK(mc_tensor_new(&s.x, MC_SHAPE(row->batch, 3, row->size, row->size), "x"));
@@ -195,6 +199,7 @@ int main(int argc, char **argv) {
     double min_seconds = 4.0;
     int row_threads = 1;
     bool peer = true;
+    mc_precision precision = MC_PRECISION_FP32;
     char peer_path[1200];
     /* The peer script lives at ../peer/ from this file (an absolute path
      * under CMake). */
@@ -211,6 +216,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(arg, "--rows")) rows_list = value, i++;
         else if (!strcmp(arg, "--row")) one_row = value, i++;
         else if (!strcmp(arg, "--min-seconds")) min_seconds = atof(value), i++;
+        else if (!strcmp(arg, "--precision") && (!strcmp(value, "fp32") || !strcmp(value, "bf16")))
+            precision = strcmp(value, "bf16") ? MC_PRECISION_FP32 : MC_PRECISION_BF16, i++;
         else if (!strcmp(arg, "--peer")) snprintf(peer_path, sizeof peer_path, "%s", value), i++;
         else {
             fprintf(stderr, "bench_resnet: unknown option %s\n", arg);
@@ -223,7 +230,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_resnet: unknown row %s\n", one_row);
             return 2;
         }
-        return run_row(row, row_threads, min_seconds);
+        return run_row(row, row_threads, min_seconds, precision);
     }
 
     setenv("OMP_WAIT_POLICY", getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "PASSIVE", 1);
@@ -235,6 +242,9 @@ int main(int argc, char **argv) {
     }
     self[len] = '\0';
     print_environment();
+    printf("precision %s (mmchain bf16 products on %s; PyTorch %s)\n\n", mc_precision_name(precision),
+           mc_gemm_bf16_kernel_name(),
+           precision == MC_PRECISION_BF16 ? "torch.autocast bfloat16" : "float32");
     printf("| row | threads | mmchain img/s | PyTorch img/s | ratio | mmchain img/CPU-s | PyTorch "
            "img/CPU-s | CPU ratio | mmchain peak MB | PyTorch peak MB | memory ratio |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -251,14 +261,16 @@ int main(int argc, char **argv) {
                 return 2;
             }
             char command[2600];
-            snprintf(command, sizeof command, "'%s' --row %s --threads %d --min-seconds %g", self, name,
-                     threads, min_seconds);
+            snprintf(command, sizeof command,
+                     "'%s' --row %s --threads %d --min-seconds %g --precision %s", self, name,
+                     threads, min_seconds, mc_precision_name(precision));
             result ours = run_child(command);
             result theirs = {0};
             if (peer) {
                 snprintf(command, sizeof command,
-                         "/usr/bin/python3 '%s' --row %s --threads %d --min-seconds %g", peer_path,
-                         name, threads, min_seconds);
+                         "/usr/bin/python3 '%s' --row %s --threads %d --min-seconds %g "
+                         "--precision %s",
+                         peer_path, name, threads, min_seconds, mc_precision_name(precision));
                 theirs = run_child(command);
             }
             bool both = theirs.ok && ours.ok;
