@@ -330,10 +330,9 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("gemm_bf16");
-    TCase *rounding = tcase_create("rounding");
-    tcase_add_test(rounding, test_bf16_round_is_nearest_even);
-    tcase_add_test(rounding, test_openblas_runs_bf16_in_fp32);
-    suite_add_tcase(s, rounding);
+    const TTest *const rounding[] = {test_bf16_round_is_nearest_even,
+                                     test_openblas_runs_bf16_in_fp32, NULL};
+    mc_test_add_case(s, "rounding", rounding);
     const bool avx512 = mc_gemm_avx512_available();
     const bool native = mc_gemm_bf16_native_available();
     TCase *kernels = tcase_create("kernels");
