@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `mmchain tokenize` end to end against the real CLIP merges
 # ($MMCHAIN_SHARED_DATA/clip-tokenizer; skipped, exit 77, when absent).
-# Expected ids: the data README / issue 4 ("Hello World!", "a photo of a
+# Expected ids: the reference data's README ("Hello World!", "a photo of a
 # fox") and the byte table ('-' + "</w>" = 268, '5' + "</w>" = 276).
 set -u
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}

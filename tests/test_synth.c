@@ -280,7 +280,7 @@ END_TEST
  *     1, 2 and 4 px and the gradients' orientation coherence (stripes and
  *     roads are coherent); plus the water fraction, the low-NDVI fraction,
  *     the mean NDVI and the spread of 8x8-block NDVI means.
- * The convnet test below is the issue's stronger model; this one stays
+ * The convnet test below is the stronger model; this one stays
  * because it says WHICH content separates the classes (and costs 0.5 s). */
 
 enum { N_MEAN_FEATURES = B, N_TEXTURE_FEATURES = 22 };
@@ -434,7 +434,7 @@ START_TEST(test_content_beats_band_means) {
 END_TEST
 
 /* ---- a trained convnet against band means ----
- * The issue's claim, tested with the library itself: a small convnet trained
+ * The world's claim (docs/synth.md), tested with the library itself: a small convnet trained
  * for a few seconds reads the content (stripes, rows, roads, roofs, shores)
  * and classifies held-out tiles far better than classifiers of the 13
  * per-band tile means. Two band-mean classifiers, so that "band means do

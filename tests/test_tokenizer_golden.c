@@ -2,7 +2,7 @@
  * ../shared/data/clip-tokenizer (skipped when that folder is absent).
  *
  * Expected ids come from outside this code: golden.tsv (written by OpenAI's
- * Python tokenizer), the two values in the data README and the issue, and
+ * Python tokenizer), the two values quoted in the data README, and
  * hand derivations from the byte table (noted where used): a printable
  * ASCII character c is vocabulary entry c - 33, and c + "</w>" is entry
  * c - 33 + 256. */
@@ -46,7 +46,7 @@ static void check_ids(const char *text, const int32_t *expected, int n_expected)
     } while (0)
 
 START_TEST(test_known_values) {
-    /* ../shared/data/README.md and issue 4 */
+    /* quoted in the reference data's README.md */
     CHECK_IDS("Hello World!", 49406, 3306, 1002, 256, 49407);
     CHECK_IDS("a photo of a fox", 49406, 320, 1125, 539, 320, 3240, 49407);
     CHECK_IDS("", 49406, 49407);

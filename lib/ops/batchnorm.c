@@ -14,7 +14,7 @@
  * NHWC makes channels the fastest dimension, so every statistic is a
  * column sum over an (M, C) matrix. Sums are taken over a FIXED number of
  * row blocks in parallel and then added in block order, so the result does
- * not depend on the thread count (determinism, design.md section 3).
+ * not depend on the thread count (docs/architecture.md, Determinism).
  *
  * mc_batchnorm2d_relu (ops.h) is relu(batchnorm2d(x)) in one op, as
  * ResNet's conv-BN-ReLU units use it: one pass instead of two, and the BN
