@@ -160,8 +160,6 @@ static mc_status draw_sheet(mc_canvas *cv, const mc_tensor *tiles, const char *c
     return MC_OK;
 }
 
-static mc_status write_png(void *ctx, const char *tmp_path) { return mc_png_write(tmp_path, ctx, 8); }
-
 mc_status mc_contact_sheet_write(const char *path, const mc_tensor *tiles, const char *const *captions, int columns,
                                  int scale) {
     if (!path || !tiles) return mc_error(MC_ERR_ARG, "contact sheet: a path and tiles are needed");
@@ -175,7 +173,7 @@ mc_status mc_contact_sheet_write(const char *path, const mc_tensor *tiles, const
     if (columns > tiles->shape.dim[0]) columns = (int)tiles->shape.dim[0];
     mc_canvas cv = {0};
     mc_status s = draw_sheet(&cv, tiles, captions, columns, scale);
-    if (s == MC_OK) s = mc_write_file_atomic_via(path, write_png, cv.image);
+    if (s == MC_OK) s = mc_png_write(path, cv.image, 8); /* atomic */
     mc_canvas_free(&cv);
     return s;
 }

@@ -4,7 +4,8 @@
  * column or drops rows) go through mc_write_file_atomic, so a run killed at
  * any moment leaves each file either old or new. Lines appended to
  * metrics.csv and log.txt are flushed one by one: a kill loses at most the
- * line being written. */
+ * line being written, and a failed append to metrics.csv is cut back to the
+ * previous length. A flock on RUN/.lock keeps a second process out. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
@@ -14,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -30,6 +33,7 @@ struct mc_run {
     char *dir;
     bool quiet, resumed;
     FILE *log;        /* log.txt, opened for appending */
+    int lock_fd;      /* .lock, flock'ed while the run is open; -1 when none */
     int n_columns;    /* metrics.csv's columns after "kind" */
     char **columns;
 };
@@ -85,6 +89,7 @@ static void free_columns(mc_run *run) {
 void mc_run_close(mc_run *run) {
     if (!run) return;
     if (run->log) fclose(run->log);
+    if (run->lock_fd >= 0) close(run->lock_fd); /* releases the flock */
     free_columns(run);
     free(run->dir);
     free(run);
@@ -125,9 +130,6 @@ static void remove_stale_temporaries(const char *folder) {
 static mc_status prepare_files(mc_run *run, bool resume) {
     char path[4096];
     if (resume) {
-        MC_TRY(mc_run_path(run, "config.json", path, sizeof path));
-        if (!file_exists(path))
-            return mc_error(MC_ERR_IO, "resume %s: not a run folder (it has no config.json)", run->dir);
         MC_TRY(load_columns(run));
         remove_stale_temporaries(run->dir);
         MC_TRY(mc_run_path(run, "checkpoints", path, sizeof path));
@@ -139,6 +141,39 @@ static mc_status prepare_files(mc_run *run, bool resume) {
     MC_TRY(mc_run_path(run, "log.txt", path, sizeof path));
     run->log = fopen(path, resume ? "a" : "w");
     if (!run->log) return mc_error(MC_ERR_IO, "run folder %s: cannot write %s: %s", run->dir, path, strerror(errno));
+    return MC_OK;
+}
+
+/* A folder to resume must exist and hold config.json. */
+static mc_status check_is_run(const mc_run *run) {
+    struct stat info;
+    if (stat(run->dir, &info) != 0) return mc_error(MC_ERR_IO, "resume %s: no such run folder", run->dir);
+    if (!S_ISDIR(info.st_mode)) return mc_error(MC_ERR_IO, "resume %s: not a folder", run->dir);
+    char path[4096];
+    MC_TRY(mc_run_path(run, "config.json", path, sizeof path));
+    if (!file_exists(path))
+        return mc_error(MC_ERR_IO, "resume %s: not a run folder (it has no config.json)", run->dir);
+    return MC_OK;
+}
+
+/* One process per run folder: two trainers writing the same checkpoints
+ * and metrics.csv would interleave them. An exclusive flock on RUN/.lock is
+ * held until mc_run_close (or the process's end, however it ends: the
+ * kernel drops the lock, so a killed run never leaves a stale one). */
+static mc_status lock_run(mc_run *run) {
+    char path[4096];
+    MC_TRY(mc_run_path(run, ".lock", path, sizeof path));
+    run->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (run->lock_fd < 0) return mc_error(MC_ERR_IO, "run folder %s: cannot create %s: %s", run->dir, path, strerror(errno));
+    if (flock(run->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        close(run->lock_fd);
+        run->lock_fd = -1;
+        if (err == EWOULDBLOCK)
+            return mc_error(MC_ERR_IO, "run folder %s is in use by another mmchain process "
+                            "(it holds %s); wait for it to finish or choose another folder", run->dir, path);
+        return mc_error(MC_ERR_IO, "run folder %s: cannot lock %s: %s", run->dir, path, strerror(err));
+    }
     return MC_OK;
 }
 
@@ -155,10 +190,12 @@ mc_status mc_run_open(mc_run **out, const char *dir, bool resume) {
     memcpy(run->dir, dir, n + 1);
     while (n > 1 && run->dir[n - 1] == '/') run->dir[--n] = '\0'; /* "runs/a/" -> "runs/a" */
     run->resumed = resume;
+    run->lock_fd = -1;
     char checkpoints[4096];
-    mc_status s = resume && !file_exists(run->dir)
-                      ? mc_error(MC_ERR_IO, "resume %s: no such run folder", run->dir)
-                      : make_folders(run->dir);
+    /* Resume validates before it creates anything: a folder that is not a
+     * run gets no checkpoints/ or lock file. */
+    mc_status s = resume ? check_is_run(run) : make_folders(run->dir);
+    if (s == MC_OK) s = lock_run(run);
     if (s == MC_OK) s = mc_run_path(run, "checkpoints", checkpoints, sizeof checkpoints);
     if (s == MC_OK) s = make_folders(checkpoints);
     if (s == MC_OK) s = prepare_files(run, resume);
@@ -412,6 +449,8 @@ mc_status mc_run_metrics_row(mc_run *run, const char *kind, const char *const *c
     MC_TRY(add_columns(run, path, columns, n));
     FILE *f = fopen(path, "a");
     if (!f) return mc_error(MC_ERR_IO, "%s: cannot append: %s", path, strerror(errno));
+    struct stat before;
+    if (fstat(fileno(f), &before) != 0) before.st_size = -1;
     fputs(kind, f);
     for (int c = 0; c < run->n_columns; c++) {
         fputc(',', f);
@@ -422,7 +461,17 @@ mc_status mc_run_metrics_row(mc_run *run, const char *kind, const char *const *c
             }
     }
     fputc('\n', f);
-    if (ferror(f) | fclose(f)) return mc_error(MC_ERR_IO, "%s: append failed: %s", path, strerror(errno));
+    /* A row is appended whole or not at all: on a failed write (a full
+     * disk) the file is cut back to its previous length, so no partial row
+     * is left for the next append to run into. */
+    if (fflush(f) != 0 || ferror(f)) {
+        int err = errno;
+        if (before.st_size >= 0 && ftruncate(fileno(f), before.st_size) != 0)
+            err = errno; /* the cut-back failed too: say why */
+        fclose(f);
+        return mc_error(MC_ERR_IO, "%s: append failed: %s", path, strerror(err));
+    }
+    if (fclose(f) != 0) return mc_error(MC_ERR_IO, "%s: append failed: %s", path, strerror(errno));
     return MC_OK;
 }
 

@@ -36,7 +36,8 @@ extern "C" {
  * A corrupt or truncated file is an MC_ERR_FORMAT naming it. */
 mc_status mc_png_read(const char *path, mc_tensor **out, int *bit_depth);
 /* Write image (C, H, W), C in 1..4, values clamped to 0..1 and rounded, as
- * an 8- or 16-bit PNG. */
+ * an 8- or 16-bit PNG, atomically (io.h: a failed write leaves any previous
+ * file intact and no partial one). */
 mc_status mc_png_write(const char *path, const mc_tensor *image, int bit_depth);
 /* Read a JPEG (grey or colour; CMYK is refused) as (C, H, W) in 0..1.
  * Corrupt data is an error, never an exit (our own libjpeg error manager). */
@@ -64,7 +65,7 @@ void mc_raster_free(mc_raster *raster);
 
 /* Write an uncompressed uint16 TIFF in EuroSAT-MS's layout: pixel-interleaved,
  * `c` samples per pixel, 4 rows per strip, minimal-is-black, no colour model.
- * pixels: (h, w, c) interleaved. */
+ * pixels: (h, w, c) interleaved. Written atomically (io.h). */
 mc_status mc_tiff_write_u16(const char *path, const uint16_t *pixels, int h, int w, int c);
 
 /* ---- geometry ---- */

@@ -7,6 +7,7 @@
  * was wrong. Pointers assigned after setjmp and read after the longjmp are
  * `volatile` (C11 7.13.2.1: otherwise their values would be indeterminate). */
 #include "mmchain/image.h"
+#include "mmchain/io.h"
 
 #include "io/decode_limit.h"
 
@@ -166,11 +167,42 @@ static mc_status check_writable_image(const char *path, const mc_tensor *image, 
     return MC_OK;
 }
 
+/* What the streaming writer needs: the image as 8/16-bit rows. */
+typedef struct png_rows {
+    const char *path;
+    int width, height, channels, bit_depth;
+    png_bytep *rows;
+} png_rows;
+
+/* Encode the rows into the open temporary file of mc_write_file_atomic_with. */
+static mc_status write_png_stream(void *ctx, FILE *file) {
+    const png_rows *image = ctx;
+    static const int color_types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
+                                       PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
+    png_messages messages = {{0}, MC_OK};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &messages, on_png_error, on_png_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info || setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, info ? &info : NULL);
+        return mc_error(MC_ERR_IO, "%s: writing PNG failed: %s", image->path,
+                        messages.text[0] ? messages.text : "out of memory");
+    }
+    png_init_io(png, file);
+    png_set_IHDR(png, info, (png_uint_32)image->width, (png_uint_32)image->height, image->bit_depth,
+                 color_types[image->channels], PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    png_write_image(png, image->rows);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    return MC_OK;
+}
+
+/* Atomic (io.h): a full disk or a failed write leaves any previous file
+ * at `path` as it was and no partial PNG behind. */
 mc_status mc_png_write(const char *path, const mc_tensor *image, int bit_depth) {
     MC_TRY(check_writable_image(path, image, bit_depth));
     int c = (int)image->shape.dim[0], h = (int)image->shape.dim[1], w = (int)image->shape.dim[2];
-    static const int color_types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
-                                       PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
     size_t row_bytes = (size_t)w * c * (size_t)(bit_depth / 8);
     unsigned char *samples = malloc(row_bytes * (size_t)h);
     png_bytep *rows = malloc(sizeof(png_bytep) * (size_t)h);
@@ -181,32 +213,9 @@ mc_status mc_png_write(const char *path, const mc_tensor *image, int bit_depth) 
     }
     planes_to_samples(image->data, h, w, c, bit_depth, samples);
     for (int y = 0; y < h; y++) rows[y] = samples + (size_t)y * row_bytes;
-    FILE *file = fopen(path, "wb");
-    if (!file) {
-        free(samples);
-        free(rows);
-        return mc_error(MC_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    }
-    png_messages messages = {{0}, MC_OK};
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &messages, on_png_error, on_png_warning);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!info || setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, info ? &info : NULL);
-        fclose(file);
-        free(samples);
-        free(rows);
-        return mc_error(MC_ERR_IO, "%s: writing PNG failed: %s", path,
-                        messages.text[0] ? messages.text : "out of memory");
-    }
-    png_init_io(png, file);
-    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, bit_depth, color_types[c],
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    png_write_image(png, rows);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
+    png_rows encoded = {path, w, h, c, bit_depth, rows};
+    mc_status status = mc_write_file_atomic_with(path, write_png_stream, &encoded);
     free(samples);
     free(rows);
-    if (fclose(file) != 0) return mc_error(MC_ERR_IO, "%s: closing PNG failed: %s", path, strerror(errno));
-    return MC_OK;
+    return status;
 }

@@ -7,6 +7,7 @@
  * our stack, so a failing read becomes an mc_error naming the file (and two
  * threads reading two files never mix their messages). */
 #include "mmchain/image.h"
+#include "mmchain/io.h"
 
 #include "io/decode_limit.h"
 
@@ -336,13 +337,21 @@ static mc_status set_u16_tags(TIFF *tif, int h, int w, int c) {
     return ok ? MC_OK : MC_ERR_FORMAT;
 }
 
-mc_status mc_tiff_write_u16(const char *path, const uint16_t *pixels, int h, int w, int c) {
-    if (!path || !pixels) return mc_error(MC_ERR_ARG, "mc_tiff_write_u16: NULL argument");
-    if (h <= 0 || w <= 0 || c <= 0 || c > 256)
-        return mc_error(MC_ERR_ARG, "mc_tiff_write_u16 %s: size %dx%d with %d bands is invalid "
-                        "(expected positive sizes and 1..256 bands)", path, h, w, c);
+/* The pixels to write and the name to report (the destination, not the
+ * temporary file libtiff writes). */
+typedef struct u16_tile {
+    const char *path;
+    const uint16_t *pixels; /* (h, w, c) interleaved */
+    int h, w, c;
+} u16_tile;
+
+static mc_status write_u16_tiff(void *ctx, const char *tmp_path) {
+    const u16_tile *t = ctx;
+    const char *path = t->path;
+    const uint16_t *pixels = t->pixels;
+    int h = t->h, w = t->w, c = t->c;
     tiff_messages messages;
-    TIFF *tif = open_tiff(path, "w", 0, &messages);
+    TIFF *tif = open_tiff(tmp_path, "w", 0, &messages);
     if (!tif)
         return mc_error(MC_ERR_IO, "%s: cannot create TIFF: %s", path,
                         messages.text[0] ? messages.text : strerror(errno));
@@ -365,4 +374,16 @@ mc_status mc_tiff_write_u16(const char *path, const uint16_t *pixels, int h, int
         return mc_error(status, "%s: writing a %dx%dx%d uint16 TIFF failed: %s", path, h, w, c,
                         messages.text[0] ? messages.text : "libtiff gave no detail");
     return MC_OK;
+}
+
+/* Atomic (io.h): libtiff writes a temporary file beside `path`, which is
+ * renamed over it only once complete, so a failed write (a full disk)
+ * leaves no truncated tile and any previous file intact. */
+mc_status mc_tiff_write_u16(const char *path, const uint16_t *pixels, int h, int w, int c) {
+    if (!path || !pixels) return mc_error(MC_ERR_ARG, "mc_tiff_write_u16: NULL argument");
+    if (h <= 0 || w <= 0 || c <= 0 || c > 256)
+        return mc_error(MC_ERR_ARG, "mc_tiff_write_u16 %s: size %dx%d with %d bands is invalid "
+                        "(expected positive sizes and 1..256 bands)", path, h, w, c);
+    u16_tile tile = {path, pixels, h, w, c};
+    return mc_write_file_atomic_via(path, write_u16_tiff, &tile);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include "mmchain_app/report.h"
 #include "mmchain_app/run.h"
 #include "testutil.h"
 
@@ -373,6 +374,107 @@ START_TEST(run_log_appends_lines) {
 }
 END_TEST
 
+/* Resuming a folder that is not a run creates nothing in it. */
+START_TEST(run_resume_of_a_non_run_creates_nothing) {
+    char dir[256];
+    mc_test_temp_dir(dir, sizeof dir);
+    mc_test_write_text(join((char[512]){0}, 512, dir, "notes.txt"), "my own files");
+    mc_run *run = (mc_run *)1;
+    MC_CHECK_FAILS(mc_run_open(&run, dir, true), MC_ERR_IO, "config.json");
+    ck_assert_ptr_null(run);
+    ck_assert_int_eq(count_entries(dir, ""), 3); /* ".", "..", notes.txt */
+    mc_test_remove_tree(dir);
+}
+END_TEST
+
+/* One process at a time: a second open of an open run folder is refused
+ * with a clear message; closing the first frees it. (flock locks belong to
+ * the open file, so a second open in the same process is refused as one in
+ * another process would be.) */
+START_TEST(run_folder_is_locked_while_open) {
+    char dir[256];
+    mc_test_temp_dir(dir, sizeof dir);
+    mc_run *first, *second = (mc_run *)1;
+    MC_CHECK_OK(mc_run_open(&first, dir, false));
+    MC_CHECK_OK(mc_run_write_config(first, 0, NULL));
+    MC_CHECK_FAILS(mc_run_open(&second, dir, false), MC_ERR_IO, "in use by another mmchain process");
+    ck_assert_ptr_null(second);
+    MC_CHECK_FAILS(mc_run_open(&second, dir, true), MC_ERR_IO, "in use by another mmchain process");
+    mc_run_close(first);
+    MC_CHECK_OK(mc_run_open(&second, dir, true));
+    mc_run_close(second);
+    mc_test_remove_tree(dir);
+}
+END_TEST
+
+typedef struct larger_files {
+    mc_run *run;
+    const char *report, *sheet;
+} larger_files;
+
+/* Each write must fail (the file size limit): MC_OK when all four did. */
+static mc_status write_larger_files(void *ctx) {
+    const larger_files *w = ctx;
+    static char long_value[2048];
+    memset(long_value, 'v', sizeof long_value - 1);
+    const mc_metadata_entry big[] = {{"note", long_value}};
+    if (mc_run_write_config(w->run, 1, big) == MC_OK) return mc_error(MC_ERR_STATE, "config.json was written");
+    const char *cols[] = {"step", "loss"};
+    if (mc_run_metrics_row(w->run, "step", cols, (double[]){123456789, 0.123456789}, 2) == MC_OK)
+        return mc_error(MC_ERR_STATE, "the metrics row was appended");
+    if (mc_report_write(w->report, &(mc_report){.title = long_value}) == MC_OK)
+        return mc_error(MC_ERR_STATE, "report.html was written");
+    mc_tensor *tiles = NULL;
+    MC_TRY(mc_tensor_new(&tiles, MC_SHAPE(4, 3, 64, 64), NULL));
+    uint64_t state = 3;
+    for (int64_t i = 0; i < tiles->numel; i++) tiles->data[i] = (float)(mc_test_fuzz_next(&state) % 256) / 255.0f;
+    mc_status sheet = mc_contact_sheet_write(w->sheet, tiles, NULL, 2, 1);
+    mc_tensor_free(tiles);
+    return sheet == MC_OK ? mc_error(MC_ERR_STATE, "the contact sheet was written") : MC_OK;
+}
+
+/* Every file of a run folder survives a failed write (a full disk, here
+ * writes past 600 bytes failing with EFBIG): config.json and report.html
+ * are replaced atomically, a metrics.csv row is appended whole or not at
+ * all, and the contact sheet PNG stays the old one. */
+START_TEST(run_files_survive_a_failed_write) {
+    char dir[256], config[512], metrics[512], report[512], sheet[512];
+    mc_test_temp_dir(dir, sizeof dir);
+    join(config, sizeof config, dir, "config.json");
+    join(metrics, sizeof metrics, dir, "metrics.csv");
+    join(report, sizeof report, dir, "report.html");
+    join(sheet, sizeof sheet, dir, "sheet.png");
+    mc_run *run;
+    MC_CHECK_OK(mc_run_open(&run, dir, false));
+    mc_run_set_quiet(run, true);
+    MC_CHECK_OK(mc_run_write_config(run, 0, NULL));
+    const char *cols[] = {"step", "loss"};
+    MC_CHECK_OK(mc_run_metrics_row(run, "step", cols, (double[]){1, 0.5}, 2));
+    MC_CHECK_OK(mc_report_write(report, &(mc_report){.title = "small"}));
+    mc_tensor *tiles = NULL;
+    MC_CHECK_OK(mc_tensor_new(&tiles, MC_SHAPE(2, 3, 8, 8), NULL));
+    MC_CHECK_OK(mc_contact_sheet_write(sheet, tiles, NULL, 2, 1));
+    size_t n_config, n_metrics, n_report, n_sheet;
+    char *old_config = mc_test_read_file(config, &n_config);
+    char *old_metrics = mc_test_read_file(metrics, &n_metrics);
+    char *old_report = mc_test_read_file(report, &n_report);
+    char *old_sheet = mc_test_read_file(sheet, &n_sheet);
+
+    char message[1024];
+    larger_files writes = {run, report, sheet};
+    mc_status status = mc_test_with_file_size_limit(n_metrics + 10, write_larger_files, &writes, message, sizeof message);
+    ck_assert_msg(status == MC_OK, "%s", message);
+    mc_test_assert_survived(config, old_config, n_config, dir);
+    mc_test_assert_survived(metrics, old_metrics, n_metrics, dir);
+    mc_test_assert_survived(report, old_report, n_report, dir);
+    mc_test_assert_survived(sheet, old_sheet, n_sheet, dir);
+    free(old_config), free(old_metrics), free(old_report), free(old_sheet);
+    mc_tensor_free(tiles);
+    mc_run_close(run);
+    mc_test_remove_tree(dir);
+}
+END_TEST
+
 static Suite *run_suite(void) {
     Suite *s = suite_create("run");
     const TTest *const atomic[] = {atomic_write_replaces_and_failure_keeps_old,
@@ -386,7 +488,8 @@ static Suite *run_suite(void) {
     const TTest *const folder[] = {run_folder_created_with_parents,
                                    run_folder_unwritable_or_missing_is_a_clear_error,
                                    run_config_json, run_metrics_rows_resume_and_drop,
-                                   run_log_appends_lines, NULL};
+                                   run_log_appends_lines, run_resume_of_a_non_run_creates_nothing,
+                                   run_folder_is_locked_while_open, run_files_survive_a_failed_write, NULL};
     mc_test_add_case(s, "folder", folder);
     return s;
 }

@@ -2,7 +2,11 @@
 #define _XOPEN_SOURCE 700
 #include "testutil.h"
 
+#include <dirent.h>
 #include <ftw.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -165,12 +169,14 @@ static const char *env_path(const char *variable, const char *fallback, const ch
     return buf;
 }
 
+/* Without the environment ctest sets, the absolute folders CMake compiled
+ * in: a suite run by hand finds its files from any working directory. */
 const char *mc_test_shared_path(const char *relative, char *buf, size_t len) {
-    return env_path("MMCHAIN_SHARED_DATA", "../shared/data", relative, buf, len);
+    return env_path("MMCHAIN_SHARED_DATA", MMCHAIN_TEST_SHARED_DATA, relative, buf, len);
 }
 
 const char *mc_test_fixture_path(const char *relative, char *buf, size_t len) {
-    return env_path("MMCHAIN_FIXTURES", "tests/golden/fixtures", relative, buf, len);
+    return env_path("MMCHAIN_FIXTURES", MMCHAIN_TEST_FIXTURES, relative, buf, len);
 }
 
 const char *mc_test_temp_dir(char *buf, size_t len) {
@@ -281,4 +287,59 @@ int mc_test_run_suite(Suite *suite) {
 int mc_test_skip(const char *reason) {
     printf("SKIPPED: %s\n", reason);
     return MC_TEST_SKIP_CODE;
+}
+
+/* ---- injected failures ---- */
+
+static void set_limit(int resource, size_t bytes) {
+    struct rlimit limit;
+    ck_assert_int_eq(getrlimit(resource, &limit), 0);
+    limit.rlim_cur = (rlim_t)bytes;
+    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_cur > limit.rlim_max) limit.rlim_cur = limit.rlim_max;
+    ck_assert_int_eq(setrlimit(resource, &limit), 0);
+}
+
+mc_status mc_test_with_file_size_limit(size_t bytes, mc_status (*fn)(void *ctx), void *ctx, char *message,
+                                       size_t message_len) {
+    int pipe_fds[2];
+    ck_assert_int_eq(pipe(pipe_fds), 0);
+    fflush(NULL);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        close(pipe_fds[0]);
+        signal(SIGXFSZ, SIG_IGN);
+        set_limit(RLIMIT_FSIZE, bytes);
+        mc_clear_error();
+        mc_status status = fn(ctx);
+        const char *text = mc_last_error();
+        if (write(pipe_fds[1], text, strlen(text)) < 0) status = MC_ERR_IO;
+        _exit((int)status);
+    }
+    close(pipe_fds[1]);
+    size_t got = 0;
+    for (ssize_t n; got + 1 < message_len && (n = read(pipe_fds[0], message + got, message_len - 1 - got)) > 0;)
+        got += (size_t)n;
+    message[got] = '\0';
+    close(pipe_fds[0]);
+    int wait_status;
+    ck_assert_int_eq(waitpid(child, &wait_status, 0), child);
+    ck_assert_msg(WIFEXITED(wait_status), "the writer under a file size limit died (signal %d)",
+                  WIFSIGNALED(wait_status) ? WTERMSIG(wait_status) : 0);
+    return (mc_status)WEXITSTATUS(wait_status);
+}
+
+void mc_test_limit_memory(size_t bytes) { set_limit(RLIMIT_AS, bytes); }
+
+void mc_test_assert_survived(const char *path, const void *expected, size_t n, const char *dir) {
+    size_t len = 0;
+    char *now = mc_test_read_file(path, &len);
+    ck_assert_msg(len == n && memcmp(now, expected, n) == 0,
+                  "%s was changed by a failed write (%zu bytes, was %zu)", path, len, n);
+    free(now);
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "cannot list %s", dir);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        ck_assert_msg(strstr(e->d_name, ".tmp.") == NULL, "a failed write left %s/%s behind", dir, e->d_name);
+    closedir(d);
 }

@@ -1,0 +1,128 @@
+/* Every file the library writes survives a failed write: each writer
+ * first makes a good file, then writes a larger one into the same path
+ * while writes past a few hundred bytes fail with EFBIG (RLIMIT_FSIZE, the
+ * same error path as a full disk). The writer must report the failure, the
+ * good file must be intact byte for byte, and no partial temporary file may
+ * remain in the folder. */
+#include <stdlib.h>
+
+#include "testutil.h"
+
+/* Bytes a file may grow to while the failure is injected: more than the
+ * first (small) file of each writer needs, less than the second. */
+enum { WRITE_LIMIT = 1024 };
+
+/* One writer under test: write(path, large) makes a small file when large
+ * is false and a file far above WRITE_LIMIT when it is true. */
+typedef mc_status (*sized_writer)(const char *path, bool large);
+
+typedef struct large_write {
+    const char *path;
+    sized_writer write;
+} large_write;
+
+static mc_status write_large(void *ctx) {
+    const large_write *w = ctx;
+    return w->write(w->path, true);
+}
+
+static void check_writer_survives_failure(const char *file_name, sized_writer write) {
+    char dir[512], path[1024], message[1024];
+    mc_test_temp_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/%s", dir, file_name);
+    MC_CHECK_OK(write(path, false));
+    size_t good_len = 0;
+    char *good = mc_test_read_file(path, &good_len);
+    ck_assert_msg(good_len > 0 && good_len < WRITE_LIMIT, "%s: the small file has %zu bytes", file_name, good_len);
+    mc_status status = mc_test_with_file_size_limit(WRITE_LIMIT, write_large, &(large_write){path, write},
+                                                    message, sizeof message);
+    ck_assert_msg(status != MC_OK, "%s: the write past the limit was reported as a success", file_name);
+    ck_assert_msg(strstr(message, file_name) != NULL, "%s: the error does not name the file: %s", file_name, message);
+    mc_test_assert_survived(path, good, good_len, dir);
+    /* The same writer without the limit succeeds: the failure was the limit. */
+    MC_CHECK_OK(write(path, true));
+    free(good);
+    mc_test_remove_tree(dir);
+}
+
+/* A (3, n, n) image of a smooth gradient plus noise (noise so that the
+ * large one does not compress below the limit). */
+static mc_tensor *test_image(int n) {
+    mc_tensor *image = NULL;
+    MC_CHECK_OK(mc_tensor_new(&image, MC_SHAPE(3, n, n), NULL));
+    uint64_t state = 42;
+    for (int64_t i = 0; i < image->numel; i++)
+        image->data[i] = (float)(mc_test_fuzz_next(&state) % 1000) / 1000.0f;
+    return image;
+}
+
+static mc_status write_png(const char *path, bool large) {
+    mc_tensor *image = test_image(large ? 64 : 4);
+    mc_status status = mc_png_write(path, image, 8);
+    mc_tensor_free(image);
+    return status;
+}
+
+static mc_status write_tiff(const char *path, bool large) {
+    int n = large ? 64 : 4, bands = 13;
+    uint16_t *pixels = calloc((size_t)n * n * bands, sizeof *pixels);
+    ck_assert_ptr_nonnull(pixels);
+    mc_status status = mc_tiff_write_u16(path, pixels, n, n, bands);
+    free(pixels);
+    return status;
+}
+
+static mc_status write_safetensors(const char *path, bool large) {
+    mc_tensor *t = NULL;
+    MC_CHECK_OK(mc_tensor_new(&t, MC_SHAPE(large ? 4096 : 8), "weights"));
+    mc_status status = mc_safetensors_write(path, 1, &t, 0, NULL);
+    mc_tensor_free(t);
+    return status;
+}
+
+/* Two words learn two merges; many distinct random words repeated learn
+ * hundreds, whose merges.txt passes the limit. */
+static mc_status write_merges(const char *path, bool large) {
+    char text[8192] = "forest forest";
+    if (large) {
+        uint64_t state = 7;
+        size_t n = 0;
+        while (n + 16 < sizeof text) {
+            char word[8];
+            for (int i = 0; i < 7; i++) word[i] = (char)('a' + mc_test_fuzz_next(&state) % 26);
+            word[7] = '\0';
+            n += (size_t)snprintf(text + n, sizeof text - n, "%s %s ", word, word);
+        }
+    }
+    const char *texts[] = {text};
+    mc_tokenizer *tok = NULL;
+    MC_CHECK_OK(mc_tokenizer_train(texts, 1, large ? 400 : 2, &tok));
+    mc_status status = mc_tokenizer_save(tok, path);
+    mc_tokenizer_free(tok);
+    return status;
+}
+
+START_TEST(png_writer_is_atomic) { check_writer_survives_failure("image.png", write_png); }
+END_TEST
+
+START_TEST(tiff_writer_is_atomic) { check_writer_survives_failure("tile.tif", write_tiff); }
+END_TEST
+
+START_TEST(safetensors_writer_is_atomic) { check_writer_survives_failure("model.safetensors", write_safetensors); }
+END_TEST
+
+START_TEST(tokenizer_writer_is_atomic) { check_writer_survives_failure("merges.txt", write_merges); }
+END_TEST
+
+static Suite *atomic_suite(void) {
+    Suite *s = suite_create("atomic_writers");
+    TCase *tc = tcase_create("failed_writes");
+    tcase_add_test(tc, png_writer_is_atomic);
+    tcase_add_test(tc, tiff_writer_is_atomic);
+    tcase_add_test(tc, safetensors_writer_is_atomic);
+    tcase_add_test(tc, tokenizer_writer_is_atomic);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return mc_test_run_suite(atomic_suite()); }
