@@ -71,6 +71,32 @@ START_TEST(test_tiff_layouts) {
 }
 END_TEST
 
+/* A float tile holding NaN or Inf is refused on load, naming the file. */
+START_TEST(test_tiff_non_finite_refused) {
+    char dir[512], path[1024];
+    mc_test_temp_dir(dir, sizeof dir);
+    const float bad[2][4] = {{0.5f, NAN, 0.25f, 1.0f}, {0.5f, 0.0f, -INFINITY, INFINITY}};
+    const char *needles[2] = {"nan.tif holds NaN at element 1", "inf.tif holds -Inf at element 2 (and 1 more"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, i == 0 ? "nan.tif" : "inf.tif");
+        TIFF *tif = TIFFOpen(path, "w");
+        ck_assert_ptr_nonnull(tif);
+        TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, 2u);
+        TIFFSetField(tif, TIFFTAG_IMAGELENGTH, 2u);
+        TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, 1);
+        TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, 32);
+        TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT, SAMPLEFORMAT_IEEEFP);
+        TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+        TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, 2u);
+        ck_assert_int_eq(TIFFWriteEncodedStrip(tif, 0, (void *)bad[i], sizeof bad[i]), (tmsize_t)sizeof bad[i]);
+        TIFFClose(tif);
+        mc_raster raster;
+        MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_NUMERIC, needles[i]);
+    }
+    mc_test_remove_tree(dir);
+}
+END_TEST
+
 /* Our writer, read back by libtiff itself (scanline by scanline), with
  * EuroSAT's tags: 16-bit unsigned, pixel-interleaved, 4 rows per strip. */
 START_TEST(test_tiff_writer) {
@@ -128,6 +154,8 @@ START_TEST(test_band_parsing) {
     MC_CHECK_FAILS(mc_bands_parse("B08,B13", &bands), MC_ERR_ARG, "unknown band \"B13\" (valid: B01 B02");
     MC_CHECK_FAILS(mc_bands_parse("B08,,B11", &bands), MC_ERR_ARG, "unknown band \"\"");
     MC_CHECK_FAILS(mc_bands_parse("nir", &bands), MC_ERR_ARG, "B8A");
+    MC_CHECK_FAILS(mc_bands_parse("B08,B08", &bands), MC_ERR_ARG, "band B08 is named twice");
+    MC_CHECK_FAILS(mc_bands_parse("B8A,b8a", &bands), MC_ERR_ARG, "is named twice");
     mc_norm_kind kind;
     MC_CHECK_OK(mc_norm_parse("reflectance", &kind));
     ck_assert_int_eq(kind, MC_NORM_REFLECTANCE);
@@ -364,6 +392,19 @@ START_TEST(test_split_files_and_rgb_folder) {
     mc_test_write_text(path, "Forest_0.jpg\nForest_99.jpg\n");
     MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_FORMAT,
                    "eurosat-val.txt line 2: tile \"Forest_99\" is not in");
+    /* A tile listed twice, or in both training and validation (it would
+     * leak into the score). */
+    mc_test_write_text(path, "Forest_0.jpg\nForest_0.jpg\n");
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_FORMAT,
+                   "eurosat-val.txt line 2: tile \"Forest_0\" is listed twice");
+    mc_test_write_text(path, "Forest_0.jpg\nRiver_1.jpg\n");
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_FORMAT,
+                   "eurosat-val.txt line 2: tile \"River_1\" is also in the train split");
+    /* Garbage is quoted as a short, escaped excerpt, never as raw bytes. */
+    mc_test_write_text(path, "\x1b[2J\x07\xff\xfe" "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_FORMAT,
+                   "tile \"\\x1b[2J\\x07\\xff\\xfeAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA...\" is not in");
+    ck_assert_ptr_null(strchr(mc_last_error(), '\x1b'));
     /* A missing train file. */
     snprintf(path, sizeof path, "%s/eurosat-train.txt", splits);
     remove(path);
@@ -507,6 +548,7 @@ int main(void) {
     Suite *s = suite_create("eurosat");
     TCase *files = tcase_create("files");
     tcase_add_test(files, test_tiff_layouts);
+    tcase_add_test(files, test_tiff_non_finite_refused);
     tcase_add_test(files, test_tiff_writer);
     tcase_add_test(files, test_bad_tiffs);
     suite_add_tcase(s, files);

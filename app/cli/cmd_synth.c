@@ -44,8 +44,8 @@ typedef struct synth_options {
     bool png, stats;
 } synth_options;
 
-/* Returns -1 to go on, otherwise the exit code: 0 after --help, 2 after a
- * usage error. */
+/* Returns -1 to go on, otherwise the exit code: 0 after --help, 1 after a
+ * usage error (like every command). */
 static int parse_options(int argc, char **argv, synth_options *o) {
     int per_class = 0;
     uint64_t seed = 0;
@@ -62,12 +62,12 @@ static int parse_options(int argc, char **argv, synth_options *o) {
     };
     const cli_parser parser = {COMMAND, NULL, print_help, opts, CLI_NO_OPERANDS};
     int code = cli_parse(&parser, argc, argv, NULL, NULL);
-    if (code >= 0) return code ? code + 1 : 0;
+    if (code >= 0) return code;
     o->per_class = per_class;
     o->seed = seed;
     o->png = !no_png;
-    if (o->per_class < 1) return cli_fail(COMMAND, "--per-class N is required (see mmchain synth --help)") + 1;
-    if (!o->out && !o->stats) return cli_fail(COMMAND, "--out DIR is required (or --stats alone)") + 1;
+    if (o->per_class < 1) return cli_fail(COMMAND, "--per-class N is required (see mmchain synth --help)");
+    if (!o->out && !o->stats) return cli_fail(COMMAND, "--out DIR is required (or --stats alone)");
     return -1;
 }
 

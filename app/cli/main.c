@@ -56,7 +56,8 @@ static void print_usage(FILE *to) {
     fprintf(to, "mmchain %s — multi-modal chaining from scratch in C\n\n", mc_version());
     fprintf(to, "usage: mmchain <command> [options]   (mmchain <command> --help for its options)\n\n");
     for (const cli_command *c = commands; c->name; c++) fprintf(to, "  %-14s %s\n", c->name, c->summary);
-    fprintf(to, "\nThreads: MMCHAIN_THREADS=N (default: all processors).\n");
+    fprintf(to, "\nExit status: 0 on success, 1 on any error (a bad option or file included).\n");
+    fprintf(to, "Threads: MMCHAIN_THREADS=N (default: all processors).\n");
     fprintf(to, "Matrix products: MMCHAIN_GEMM=auto|avx512|openblas (default auto: our AVX-512\n"
                 "kernel where the CPU has AVX-512F, else OpenBLAS; --version names the one in use).\n");
 }
@@ -66,7 +67,7 @@ int main(int argc, char **argv) {
     mc_threads_init_from_env();
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         print_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+        return argc < 2 ? 1 : 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
         printf("mmchain %s (GEMM: %s; OpenBLAS core %s)\n", mc_version(), mc_gemm_kernel_name(),
@@ -76,5 +77,5 @@ int main(int argc, char **argv) {
     for (const cli_command *c = commands; c->name; c++)
         if (strcmp(argv[1], c->name) == 0) return c->run(argc - 1, argv + 1);
     fprintf(stderr, "mmchain: error: unknown command '%s' (see mmchain --help)\n", argv[1]);
-    return 2;
+    return 1;
 }

@@ -99,6 +99,12 @@ mc_tensor mc_tensor_rows(const mc_tensor *t, int64_t first, int64_t n);
 int64_t mc_tensor_dim(const mc_tensor *t, int i);
 /* A description for messages: "conv1.weight (64, 3, 7, 7)". */
 const char *mc_tensor_str(const mc_tensor *t, char *buf, size_t buf_len);
+/* MC_OK when all n values are finite; else an MC_ERR_NUMERIC saying
+ * "WHAT holds NaN at element I (and K more non-finite values)". One pass:
+ * cheap next to reading the values from a file, which is where it is used
+ * (weights, checkpoints, input tiles), so that a NaN is refused where it
+ * enters, with the tensor named, not found steps later as a NaN loss. */
+mc_status mc_check_finite(const float *values, int64_t n, const char *what);
 
 #ifdef __cplusplus
 }

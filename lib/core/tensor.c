@@ -1,6 +1,7 @@
 /* Heap tensors, shapes and tensor contents. */
 #include "mmchain/tensor.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,4 +181,18 @@ const char *mc_tensor_str(const mc_tensor *t, char *buf, size_t buf_len) {
     snprintf(buf, buf_len, "%s %s", t->name[0] ? t->name : "(unnamed)",
              mc_shape_str(t->shape, shape, sizeof shape));
     return buf;
+}
+
+mc_status mc_check_finite(const float *values, int64_t n, const char *what) {
+    int64_t first = -1, bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(values[i])) {
+            if (first < 0) first = i;
+            bad++;
+        }
+    if (first < 0) return MC_OK;
+    const char *kind = isnan(values[first]) ? "NaN" : values[first] > 0 ? "+Inf" : "-Inf";
+    if (bad == 1) return mc_error(MC_ERR_NUMERIC, "%s holds %s at element %lld", what, kind, (long long)first);
+    return mc_error(MC_ERR_NUMERIC, "%s holds %s at element %lld (and %lld more non-finite values)", what, kind,
+                    (long long)first, (long long)(bad - 1));
 }

@@ -3,6 +3,8 @@
 #include "mmchain/data.h"
 #include "mmchain/image.h"
 
+#include "core/excerpt.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -82,6 +84,9 @@ mc_status mc_bands_parse(const char *spec, mc_bands *out) {
         if (index < 0)
             return mc_error(MC_ERR_ARG, "bands \"%s\": unknown band \"%s\" (valid: %s)", spec, name,
                             valid_band_list());
+        for (int i = 0; i < out->count; i++)
+            if (out->index[i] == index) /* the same input channel twice: a mistake, never a choice */
+                return mc_error(MC_ERR_ARG, "bands \"%s\": band %s is named twice", spec, name);
         if (out->count == (int)(sizeof out->index / sizeof out->index[0]))
             return mc_error(MC_ERR_ARG, "bands \"%s\": more than %d bands", spec, out->count);
         out->index[out->count++] = index;
@@ -312,9 +317,14 @@ static int compare_ints(const void *a, const void *b) {
 }
 
 /* Read split_dir/eurosat-<name>.txt into ds->split_indices[split]. A
- * missing test file is allowed (empty split); train and val are required. */
+ * missing test file is allowed (empty split); train and val are required.
+ * listed_in[tile] is the split that already lists the tile (0: none): a tile
+ * listed twice, or in two splits, is refused, since a tile in both training
+ * and validation would leak into the score. Names from the file are quoted
+ * as sanitised excerpts (mc_excerpt): a garbage file cannot write raw bytes
+ * to the terminal. */
 static mc_status read_split_file(mc_eurosat *ds, const char *split_dir, mc_split split,
-                                 const stem_entry *stems) {
+                                 const stem_entry *stems, unsigned char *listed_in) {
     char path[4096];
     int path_len = snprintf(path, sizeof path, "%s/eurosat-%s.txt", split_dir, mc_split_name(split));
     if (path_len < 0 || (size_t)path_len >= sizeof path)
@@ -344,16 +354,23 @@ static mc_status read_split_file(mc_eurosat *ds, const char *split_dir, mc_split
         if (line[0] == '\0') continue;
         const char *wanted = path_stem(line, stem, sizeof stem);
         int index = wanted ? find_stem(stems, ds->files.count, wanted) : -1;
+        char quoted[MC_EXCERPT_LEN];
         if (!wanted)
             status = mc_error(MC_ERR_FORMAT, "split file %s line %d: tile name longer than %zu bytes",
                               path, line_number, sizeof stem - 1);
         else if (index < 0)
             status = mc_error(MC_ERR_FORMAT, "split file %s line %d: tile \"%s\" is not in %s", path,
-                              line_number, stem, ds->dir);
-        else if (count == ds->files.count)
-            status = mc_error(MC_ERR_FORMAT, "split file %s: more lines than the %d tiles", path, ds->files.count);
+                              line_number, mc_excerpt(stem, quoted, sizeof quoted), ds->dir);
+        else if (listed_in[index] == split)
+            status = mc_error(MC_ERR_FORMAT, "split file %s line %d: tile \"%s\" is listed twice", path,
+                              line_number, mc_excerpt(stem, quoted, sizeof quoted));
+        else if (listed_in[index] != 0)
+            status = mc_error(MC_ERR_FORMAT, "split file %s line %d: tile \"%s\" is also in the %s split "
+                              "(a tile in two splits leaks between training and evaluation)", path,
+                              line_number, mc_excerpt(stem, quoted, sizeof quoted),
+                              mc_split_name((mc_split)listed_in[index]));
         else
-            indices[count++] = index;
+            indices[count++] = index, listed_in[index] = (unsigned char)split;
     }
     fclose(file);
     if (status != MC_OK) {
@@ -460,9 +477,11 @@ static mc_status make_splits(mc_eurosat *ds, const mc_eurosat_options *options) 
     if (!options->split_dir) return stratified_split(ds, options);
     stem_entry *stems = NULL;
     MC_TRY(make_stem_index(ds, &stems));
-    mc_status status = MC_OK;
+    unsigned char *listed_in = calloc((size_t)(ds->files.count > 0 ? ds->files.count : 1), 1);
+    mc_status status = listed_in ? MC_OK : mc_error(MC_ERR_NOMEM, "%s: out of memory", options->split_dir);
     for (int s = MC_SPLIT_TRAIN; status == MC_OK && s <= MC_SPLIT_TEST; s++)
-        status = read_split_file(ds, options->split_dir, (mc_split)s, stems);
+        status = read_split_file(ds, options->split_dir, (mc_split)s, stems, listed_in);
+    free(listed_in);
     free(stems);
     return status;
 }

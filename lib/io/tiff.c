@@ -299,6 +299,10 @@ mc_status mc_tiff_read(const char *path, mc_raster *out) {
     if (status == MC_OK)
         status = TIFFIsTiled(tif) ? read_tiles(tif, path, &layout, &messages, block, block_size, data)
                                   : read_strips(tif, path, &layout, &messages, block, block_size, data);
+    /* Float samples may be NaN or Inf (a "no data" marker, a broken
+     * export): refused here, naming the file, rather than training on them. */
+    if (status == MC_OK && layout.kind == 'f')
+        status = mc_check_finite(data, (int64_t)layout.width * layout.height * layout.bands, path);
     TIFFClose(tif);
     free(block);
     if (status != MC_OK) {

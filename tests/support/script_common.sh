@@ -2,7 +2,8 @@
 #   $tmp      a fresh folder, removed when the script exits
 #   fail MSG  report a failed check; the script goes on, finish then exits 1
 #   expect_error WHAT NEEDLE COMMAND [ARGS...]
-#             COMMAND must fail with exactly one line on stderr, containing
+#             COMMAND must fail with exit status 1 (mmchain's one status
+#             for every error) and exactly one line on stderr, containing
 #             NEEDLE (the project's rule for bad input). Its stdout is left in
 #             $tmp/out, its stderr in $tmp/err. Returns 1 when COMMAND
 #             succeeded, so that callers can skip checks of a failed run.
@@ -25,10 +26,13 @@ fail() {
 expect_error() {
     local what=$1 needle=$2
     shift 2
-    if "$@" >"$tmp/out" 2>"$tmp/err"; then
+    local status=0
+    "$@" >"$tmp/out" 2>"$tmp/err" || status=$?
+    if [ "$status" -eq 0 ]; then
         fail "$what: succeeded, expected an error"
         return 1
     fi
+    [ "$status" -eq 1 ] || fail "$what: exit status $status, expected 1"
     [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "$what: expected one line on stderr, got: $(cat "$tmp/err")"
     grep -qF -- "$needle" "$tmp/err" || fail "$what: message lacks '$needle': $(cat "$tmp/err")"
     return 0

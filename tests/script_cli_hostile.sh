@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Hostile use of the program, one case per class of failure it must survive:
+# each ends in exit status 1, one clear line on stderr, and nothing lost.
+#   - a full disk (writes past a small size fail: ulimit -f, with SIGXFSZ
+#     ignored so that write() returns EFBIG as it would return ENOSPC):
+#     show --out keeps the old PNG, synth leaves no partial tile;
+#   - resuming a folder that is not a run creates nothing in it;
+#   - a second train on a run folder in use is refused;
+#   - NaN in an input tile is refused, naming the file;
+#   - garbage, duplicated and leaking split files, duplicate --bands;
+#   - usage errors exit 1 like every other error.
+set -u
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
+fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
+. "$(dirname "$0")/support/script_common.sh"
+
+# No file may keep an atomic writer's temporary name.
+no_temporaries() {
+    local left
+    left=$(find "$1" -name '*.tmp.*' | head -3)
+    [ -z "$left" ] || fail "$2: temporary files left behind: $left"
+}
+
+# Run a command where no file may grow past $1 KiB (bash's ulimit -f unit).
+with_full_disk() {
+    local kib=$1
+    shift
+    (trap '' XFSZ; ulimit -f "$kib"; exec "$@")
+}
+
+# ---- a full disk ----
+"$cli" synth --out "$tmp/world" --per-class 1 --seed 3 --no-png >/dev/null 2>"$tmp/err" ||
+    fail "synth: $(cat "$tmp/err")"
+tile=$(find "$tmp/world" -name '*.tif' | sort | head -1)
+tile_size=$(stat -c %s "$tile")
+"$cli" show "$tile" --out "$tmp/sheet.png" >/dev/null 2>"$tmp/err" || fail "show: $(cat "$tmp/err")"
+cp "$tmp/sheet.png" "$tmp/sheet.good"
+# Two tiles make a larger sheet, which does not fit in 4 KiB.
+if expect_error "show --out on a full disk" "sheet.png" \
+    with_full_disk 4 "$cli" show "$tmp/world" --out "$tmp/sheet.png"; then
+    cmp -s "$tmp/sheet.png" "$tmp/sheet.good" || fail "show --out replaced the good PNG after a failed write"
+fi
+no_temporaries "$tmp" "show --out"
+expect_error "synth on a full disk" ".tif" with_full_disk 16 "$cli" synth --out "$tmp/world2" --per-class 2 --no-png
+no_temporaries "$tmp/world2" "synth"
+while IFS= read -r f; do
+    [ "$(stat -c %s "$f")" = "$tile_size" ] || fail "synth left a partial tile $f ($(stat -c %s "$f") bytes)"
+done < <(find "$tmp/world2" -name '*.tif')
+
+# ---- run folders ----
+mkdir -p "$tmp/notes"
+echo "my own notes" >"$tmp/notes/notes.txt"
+expect_error "train --resume on a folder that is not a run" "config.json" "$cli" train --resume "$tmp/notes"
+[ "$(ls -A "$tmp/notes")" = "notes.txt" ] || fail "train --resume created files in a non-run folder: $(ls -A "$tmp/notes")"
+
+read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 8) || { echo "fixture failed"; exit 1; }
+args=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 8 --layers 1,1,1,1
+      --batch 4 --val-batch 8 --epochs 50 --seed 5 --quiet)
+"$cli" train "${args[@]}" --out "$tmp/run" >/dev/null 2>"$tmp/first.err" &
+first=$!
+for _ in $(seq 1 3000); do # until the first has taken its lock (up to ~30 s)
+    [ -e "$tmp/run/.lock" ] && break
+    sleep 0.01
+done
+expect_error "a second train on the same run folder" "in use by another mmchain process" \
+    "$cli" train "${args[@]}" --out "$tmp/run"
+kill -KILL "$first" 2>/dev/null
+wait "$first" 2>/dev/null
+
+# ---- non-finite input ----
+python3 - "$tmp/nan.tif" <<'EOF' || fail "could not write nan.tif"
+import struct, sys
+# A 2x2 single-band float32 TIFF whose second sample is NaN.
+entries = [(256, 3, 2), (257, 3, 2), (258, 3, 32), (259, 3, 1), (262, 3, 1), (273, 4, 0),
+           (277, 3, 1), (278, 3, 2), (279, 4, 16), (339, 3, 3)]
+data_offset = 8 + 2 + 12 * len(entries) + 4
+out = b"II" + struct.pack("<HI", 42, 8) + struct.pack("<H", len(entries))
+for tag, kind, value in entries:
+    value = data_offset if tag == 273 else value
+    out += struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+out += struct.pack("<I", 0) + struct.pack("<4f", 0.5, float("nan"), 0.25, 1.0)
+open(sys.argv[1], "wb").write(out)
+EOF
+expect_error "a tile holding NaN" "nan.tif holds NaN" "$cli" show "$tmp/nan.tif" --out "$tmp/nan.png"
+[ ! -e "$tmp/nan.png" ] || fail "show wrote a sheet of a NaN tile"
+
+# ---- split files and bands ----
+mkdir -p "$tmp/splits"
+first_tile=$(basename "$(find "$data" -name '*.tif' | sort | head -1)")
+printf '\033[2J\007\377garbage\n' >"$tmp/splits/eurosat-train.txt"
+: >"$tmp/splits/eurosat-val.txt"
+if expect_error "a garbage split file" "is not in" "$cli" train "${args[@]}" --splits "$tmp/splits" --out "$tmp/s1"; then
+    if grep -q $'\033' "$tmp/err"; then fail "the split file's raw bytes reached the terminal"; fi
+    grep -qF '\x1b[2J\x07\xffgarbage' "$tmp/err" || fail "no sanitised excerpt: $(cat -v "$tmp/err")"
+fi
+echo "$first_tile" >"$tmp/splits/eurosat-train.txt"
+echo "$first_tile" >"$tmp/splits/eurosat-val.txt"
+expect_error "a tile in both train and val" "also in the train split" \
+    "$cli" train "${args[@]}" --splits "$tmp/splits" --out "$tmp/s2"
+expect_error "--bands B08,B08" "named twice" "$cli" train "${args[@]}" --bands B08,B08 --out "$tmp/s3"
+
+# ---- usage errors: status 1 like any other error ----
+expect_error "synth with an unknown option" "unknown option" "$cli" synth --bogus
+expect_error "synth without --per-class" "--per-class" "$cli" synth --out "$tmp/x"
+"$cli" >/dev/null 2>&1
+[ $? -eq 1 ] || fail "mmchain without a command: exit status is not 1"
+"$cli" no-such-command >/dev/null 2>&1
+[ $? -eq 1 ] || fail "mmchain with an unknown command: exit status is not 1"
+
+finish "every hostile case ended in a clear error with nothing lost"
