@@ -6,6 +6,7 @@
  * remain in the folder. */
 #include <stdlib.h>
 
+#include "limited.h"
 #include "testutil.h"
 
 /* Bytes a file may grow to while the failure is injected: more than the

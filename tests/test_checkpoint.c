@@ -485,6 +485,59 @@ START_TEST(test_spectral_checkpoint_claiming_a_huge_network) {
 }
 END_TEST
 
+/* NaN or Inf in a file's weights or optimizer state is refused on load,
+ * naming the file and the tensor. */
+START_TEST(test_non_finite_values_refused) {
+    char path[600];
+    temp_path("nan.safetensors", path, sizeof path);
+    mc_param_list saved = {0}, loaded = {0};
+    make_model(&saved, 0.5f);
+    saved.items[1]->data[2] = NAN;
+    MC_CHECK_OK(mc_safetensors_write(path, saved.count, saved.items, 0, NULL));
+    make_model(&loaded, 0.0f);
+    mc_safetensors *f;
+    MC_CHECK_OK(mc_safetensors_open(path, &f));
+    MC_CHECK_FAILS(load_params(f, &loaded, true, NULL, 0), MC_ERR_NUMERIC, "nan.safetensors: tensor fc.bias holds NaN at element 2");
+    MC_CHECK_FAILS(load_params(f, &loaded, false, NULL, 0), MC_ERR_NUMERIC, "fc.bias holds NaN");
+    mc_safetensors_close(f);
+
+    /* A checkpoint whose Adam state holds Inf. */
+    saved.items[1]->data[2] = 0.0f;
+    mc_optimizer *opt;
+    MC_CHECK_OK(mc_optimizer_adam(&opt, &saved, mc_adam_defaults()));
+    MC_CHECK_OK(mc_checkpoint_save(path, &saved, opt, 0, NULL));
+    mc_optimizer_free(opt);
+    MC_CHECK_OK(mc_safetensors_open(path, &f));
+    int n = mc_safetensors_count(f);
+    mc_tensor **all = calloc((size_t)n, sizeof *all);
+    mc_metadata_entry meta[8];
+    int n_meta = mc_safetensors_metadata_count(f);
+    ck_assert_int_le(n_meta, 8);
+    for (int i = 0; i < n_meta; i++)
+        meta[i] = (mc_metadata_entry){mc_safetensors_metadata_key(f, i), mc_safetensors_metadata(f, mc_safetensors_metadata_key(f, i))};
+    bool poisoned = false;
+    for (int i = 0; i < n; i++) {
+        MC_CHECK_OK(mc_safetensors_read(f, mc_safetensors_name(f, i), &all[i]));
+        if (!poisoned && strncmp(all[i]->name, "optimizer.", 10) == 0 && all[i]->numel > 0)
+            all[i]->data[0] = INFINITY, poisoned = true;
+    }
+    ck_assert(poisoned);
+    char forged[600];
+    temp_path("inf.safetensors", forged, sizeof forged);
+    MC_CHECK_OK(mc_safetensors_write(forged, n, all, n_meta, meta));
+    mc_safetensors_close(f);
+    for (int i = 0; i < n; i++) mc_tensor_free(all[i]);
+    free(all);
+    MC_CHECK_OK(mc_optimizer_adam(&opt, &loaded, mc_adam_defaults()));
+    MC_CHECK_OK(mc_safetensors_open(forged, &f));
+    MC_CHECK_FAILS(mc_checkpoint_load(f, &loaded, opt), MC_ERR_NUMERIC, "inf.safetensors: tensor optimizer.");
+    mc_safetensors_close(f);
+    mc_optimizer_free(opt);
+    mc_params_free(&saved);
+    mc_params_free(&loaded);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void) {
     Suite *s = suite_create("checkpoint");
     TCase *load = tcase_create("load_params");
@@ -494,6 +547,7 @@ static Suite *checkpoint_suite(void) {
     tcase_add_test(load, test_skip_prefixes_and_derive_hook);
     tcase_add_test(load, test_step_counters);
     tcase_add_test(load, test_expect);
+    tcase_add_test(load, test_non_finite_values_refused);
     suite_add_tcase(s, load);
     TCase *ckpt = tcase_create("checkpoints");
     tcase_add_test(ckpt, test_checkpoint_resume_is_exact);

@@ -171,6 +171,12 @@ static int read_float_input(const char *path, mc_tensor **input) {
     }
     status = mc_safetensors_read(f, "input", input);
     mc_safetensors_close(f);
+    char what[4200];
+    snprintf(what, sizeof what, "%s: tensor input", path);
+    if (status == MC_OK && (status = mc_check_finite((*input)->data, (*input)->numel, what)) != MC_OK) {
+        mc_tensor_free(*input);
+        *input = NULL;
+    }
     return status == MC_OK ? 0 : cli_fail_status(COMMAND, status);
 }
 

@@ -83,6 +83,10 @@ static mc_tensor *cache_read(const char *path, int64_t rows, int64_t width) {
     if (mc_safetensors_info(f, "targets", NULL, &shape) == MC_OK &&
         mc_shape_equal(shape, MC_SHAPE(rows, width)))
         if (mc_safetensors_read(f, "targets", &t) != MC_OK) t = NULL;
+    if (t && mc_check_finite(t->data, t->numel, path) != MC_OK) { /* a damaged cache: recompute */
+        mc_tensor_free(t);
+        t = NULL;
+    }
     mc_safetensors_close(f);
     mc_clear_error();
     return t;

@@ -133,8 +133,8 @@ static load_action plan_tensor(const mc_safetensors *f, const mc_checkpoint_load
     return LOAD_BAD;
 }
 
-static mc_status load_one(const mc_safetensors *f, const mc_checkpoint_load_options *o,
-                          mc_tensor *t, load_action action) {
+static mc_status load_values(const mc_safetensors *f, const mc_checkpoint_load_options *o,
+                             mc_tensor *t, load_action action) {
     switch (action) {
     case LOAD_FLOAT: return mc_safetensors_read_into(f, t->name, t);
     case LOAD_COUNTER: {
@@ -153,6 +153,20 @@ static mc_status load_one(const mc_safetensors *f, const mc_checkpoint_load_opti
     }
     default: return MC_OK;
     }
+}
+
+/* Every loaded tensor must be finite: a NaN weight would only show up
+ * steps later as a NaN loss, and a resumed run would keep it forever. */
+static mc_status check_loaded(const mc_safetensors *f, const mc_tensor *t) {
+    char what[320];
+    snprintf(what, sizeof what, "%s: tensor %s", mc_safetensors_path(f), t->name);
+    return mc_check_finite(t->data, t->numel, what);
+}
+
+static mc_status load_one(const mc_safetensors *f, const mc_checkpoint_load_options *o,
+                          mc_tensor *t, load_action action) {
+    mc_status status = load_values(f, o, t, action);
+    return status == MC_OK && action != LOAD_KEEP && action != LOAD_BAD ? check_loaded(f, t) : status;
 }
 
 mc_status mc_checkpoint_load_params(const mc_safetensors *f, mc_param_list *params,
@@ -279,6 +293,8 @@ mc_status mc_checkpoint_save(const char *path, const mc_param_list *model, const
 typedef struct file_lookup {
     const mc_safetensors *f;
     mc_param_list cache;
+    mc_status status; /* MC_ERR_NUMERIC when a tensor read was not finite */
+    char message[400]; /* ... and its message, which the import would overwrite */
 } file_lookup;
 
 static const mc_tensor *lookup_in_file(void *ctx, const char *name) {
@@ -286,7 +302,9 @@ static const mc_tensor *lookup_in_file(void *ctx, const char *name) {
     mc_tensor *t = mc_params_find(&l->cache, name);
     if (t || !mc_safetensors_has(l->f, name)) return t;
     if (mc_safetensors_read(l->f, name, &t) != MC_OK) return NULL;
-    if (mc_params_add(&l->cache, t) != MC_OK) {
+    if (l->status == MC_OK && (l->status = check_loaded(l->f, t)) != MC_OK)
+        snprintf(l->message, sizeof l->message, "%s", mc_last_error());
+    if (l->status != MC_OK || mc_params_add(&l->cache, t) != MC_OK) {
         mc_tensor_free(t);
         return NULL;
     }
@@ -302,6 +320,7 @@ mc_status mc_checkpoint_load_optimizer(const mc_safetensors *f, mc_optimizer *op
                         saved ? saved : "no", mc_optimizer_name(opt));
     file_lookup l = {.f = f};
     mc_status status = mc_optimizer_import_state(opt, lookup_in_file, &l);
+    if (l.status != MC_OK) status = mc_error(l.status, "%s", l.message);
     mc_params_free(&l.cache);
     if (status != MC_OK) return mc_error_context(status, "checkpoint %s: optimizer state: ", path);
     return MC_OK;

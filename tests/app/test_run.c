@@ -8,6 +8,7 @@
 
 #include "mmchain_app/report.h"
 #include "mmchain_app/run.h"
+#include "limited.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */

@@ -1,6 +1,7 @@
-/* Running a call in a child process under a memory and a time limit: for
+/* Running a call in a child process under a memory and a time limit (for
  * loaders that must refuse a file declaring a huge model before they
- * allocate it. */
+ * allocate it), or under a file size limit (for writers that must survive
+ * a full disk). */
 #define _POSIX_C_SOURCE 200809L
 #include "limited.h"
 
@@ -67,4 +68,37 @@ void mc_test_expect_fails_limited(mc_limited_fn fn, void *ctx, size_t extra_byte
     ck_assert_msg(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0,
                   "the call did not fail as expected under the limit (exit %d; its message is above)",
                   WEXITSTATUS(wstatus));
+}
+
+mc_status mc_test_with_file_size_limit(size_t bytes, mc_limited_fn fn, void *ctx, char *message,
+                                       size_t message_len) {
+    int pipe_fds[2];
+    ck_assert_int_eq(pipe(pipe_fds), 0);
+    fflush(NULL);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        close(pipe_fds[0]);
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit r;
+        if (getrlimit(RLIMIT_FSIZE, &r) != 0) _exit(3);
+        r.rlim_cur = (rlim_t)bytes;
+        if (setrlimit(RLIMIT_FSIZE, &r) != 0) _exit(3);
+        mc_clear_error();
+        mc_status status = fn(ctx);
+        const char *text = mc_last_error();
+        if (write(pipe_fds[1], text, strlen(text)) < 0) status = MC_ERR_IO;
+        _exit((int)status);
+    }
+    close(pipe_fds[1]);
+    size_t got = 0;
+    for (ssize_t n; got + 1 < message_len && (n = read(pipe_fds[0], message + got, message_len - 1 - got)) > 0;)
+        got += (size_t)n;
+    message[got] = '\0';
+    close(pipe_fds[0]);
+    int wait_status;
+    ck_assert_int_eq(waitpid(child, &wait_status, 0), child);
+    ck_assert_msg(WIFEXITED(wait_status), "the writer under a file size limit died (signal %d)",
+                  WIFSIGNALED(wait_status) ? WTERMSIG(wait_status) : 0);
+    return (mc_status)WEXITSTATUS(wait_status);
 }

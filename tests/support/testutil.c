@@ -4,9 +4,6 @@
 
 #include <dirent.h>
 #include <ftw.h>
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -289,47 +286,7 @@ int mc_test_skip(const char *reason) {
     return MC_TEST_SKIP_CODE;
 }
 
-/* ---- injected failures ---- */
-
-static void set_limit(int resource, size_t bytes) {
-    struct rlimit limit;
-    ck_assert_int_eq(getrlimit(resource, &limit), 0);
-    limit.rlim_cur = (rlim_t)bytes;
-    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_cur > limit.rlim_max) limit.rlim_cur = limit.rlim_max;
-    ck_assert_int_eq(setrlimit(resource, &limit), 0);
-}
-
-mc_status mc_test_with_file_size_limit(size_t bytes, mc_status (*fn)(void *ctx), void *ctx, char *message,
-                                       size_t message_len) {
-    int pipe_fds[2];
-    ck_assert_int_eq(pipe(pipe_fds), 0);
-    fflush(NULL);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
-    if (child == 0) {
-        close(pipe_fds[0]);
-        signal(SIGXFSZ, SIG_IGN);
-        set_limit(RLIMIT_FSIZE, bytes);
-        mc_clear_error();
-        mc_status status = fn(ctx);
-        const char *text = mc_last_error();
-        if (write(pipe_fds[1], text, strlen(text)) < 0) status = MC_ERR_IO;
-        _exit((int)status);
-    }
-    close(pipe_fds[1]);
-    size_t got = 0;
-    for (ssize_t n; got + 1 < message_len && (n = read(pipe_fds[0], message + got, message_len - 1 - got)) > 0;)
-        got += (size_t)n;
-    message[got] = '\0';
-    close(pipe_fds[0]);
-    int wait_status;
-    ck_assert_int_eq(waitpid(child, &wait_status, 0), child);
-    ck_assert_msg(WIFEXITED(wait_status), "the writer under a file size limit died (signal %d)",
-                  WIFSIGNALED(wait_status) ? WTERMSIG(wait_status) : 0);
-    return (mc_status)WEXITSTATUS(wait_status);
-}
-
-void mc_test_limit_memory(size_t bytes) { set_limit(RLIMIT_AS, bytes); }
+/* ---- after an injected failure ---- */
 
 void mc_test_assert_survived(const char *path, const void *expected, size_t n, const char *dir) {
     size_t len = 0;

@@ -101,18 +101,7 @@ void mc_test_assert_file_text(const char *path, const char *expected);
  * read-only entries are made writable first). */
 void mc_test_remove_tree(const char *dir);
 
-/* ---- injected failures ---- */
-/* Run fn(ctx) in a child process in which writes that would make any file
- * larger than `bytes` fail with EFBIG, as on a full disk (RLIMIT_FSIZE, with
- * SIGXFSZ ignored so that write() returns the error instead of the signal
- * killing the process). A child, because the limit would also hit Check's
- * own result file. Returns fn's status; `message` gets its error message. */
-mc_status mc_test_with_file_size_limit(size_t bytes, mc_status (*fn)(void *ctx), void *ctx, char *message,
-                                       size_t message_len);
-/* At most `bytes` of address space (RLIMIT_AS) until the test case ends
- * (Check runs each case in its own process): an allocation past it fails
- * (malloc returns NULL) instead of exhausting the machine. */
-void mc_test_limit_memory(size_t bytes);
+/* ---- after an injected failure (limited.h) ---- */
 /* Assert `path` holds exactly the `n` bytes `expected` and that `dir` holds
  * no "NAME.tmp.XXXXXX" left behind by an atomic writer. */
 void mc_test_assert_survived(const char *path, const void *expected, size_t n, const char *dir);
