@@ -23,10 +23,10 @@ shift || true
 declare -A parser=(
     [safetensors]=lib/io/safetensors.c [tiff]=lib/io/tiff.c [png]=lib/io/png.c [jpeg]=lib/io/jpeg.c
     [bpe_merges]=lib/tokenizer/tokenizer.c [bpe_vocab]=lib/tokenizer/tokenizer.c [json]=lib/io/json.c
-    [split_file]=lib/data/eurosat.c
+    [split_file]=lib/data/eurosat.c [cli_options]=app/cli/options.c
 )
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors tiff png jpeg bpe_merges bpe_vocab json split_file)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors tiff png jpeg bpe_merges bpe_vocab json split_file cli_options)
 # -print_coverage names files and functions through llvm-symbolizer.
 for dir in /usr/lib/llvm-*/bin; do [ -x "$dir/llvm-symbolizer" ] && PATH=$PATH:$dir; done
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
