@@ -108,8 +108,12 @@ typedef struct mc_run mc_run;
 /* Create `dir` (and its parents) and dir/checkpoints. resume = false: a
  * fresh run (an existing metrics.csv / log.txt is replaced); resume = true:
  * the folder must exist with a config.json, metrics and log are appended
- * to, and temporary files left by a write that was killed are removed.
- * An unwritable folder is MC_ERR_IO naming it. */
+ * to, and temporary files left by a write that was killed are removed;
+ * a folder that is not a run is refused before anything is created in it.
+ * The folder is locked (an flock on dir/.lock, held until mc_run_close or
+ * the process's end): a second open, by this process or another, is an
+ * MC_ERR_IO saying the folder is in use. An unwritable folder is MC_ERR_IO
+ * naming it. */
 mc_status mc_run_open(mc_run **out, const char *dir, bool resume);
 void mc_run_close(mc_run *run);
 /* quiet: mc_run_log writes only to log.txt, not to stdout. */
