@@ -115,15 +115,10 @@ END_TEST
 START_TEST(tokenizer_writer_is_atomic) { check_writer_survives_failure("merges.txt", write_merges); }
 END_TEST
 
-static Suite *atomic_suite(void) {
+int main(void) {
     Suite *s = suite_create("atomic_writers");
-    TCase *tc = tcase_create("failed_writes");
-    tcase_add_test(tc, png_writer_is_atomic);
-    tcase_add_test(tc, tiff_writer_is_atomic);
-    tcase_add_test(tc, safetensors_writer_is_atomic);
-    tcase_add_test(tc, tokenizer_writer_is_atomic);
-    suite_add_tcase(s, tc);
-    return s;
+    const TTest *const tests[] = {png_writer_is_atomic, tiff_writer_is_atomic, safetensors_writer_is_atomic,
+                                  tokenizer_writer_is_atomic, NULL};
+    mc_test_add_case(s, "failed_writes", tests);
+    return mc_test_run_suite(s);
 }
-
-int main(void) { return mc_test_run_suite(atomic_suite()); }
