@@ -118,3 +118,27 @@ int chain_cli_dist_end(int code) {
     mc_dist_finalize();
     return code;
 }
+
+mc_status chain_cli_write_embeddings(const char *path, const float *embeds, int n, int e,
+                                     const char *const *tiles, const char *checkpoint,
+                                     const mc_bands *bands) {
+    size_t names_len = 1;
+    for (int i = 0; i < n; i++) names_len += strlen(tiles[i]) + 1;
+    char *names = malloc(names_len), band_list[128];
+    mc_tensor *output = NULL;
+    mc_status st = names ? mc_tensor_new(&output, MC_SHAPE(n, e), "output")
+                         : mc_error(MC_ERR_NOMEM, "embeddings: out of memory");
+    if (st == MC_OK) {
+        char *at = names;
+        for (int i = 0; i < n; i++) at += sprintf(at, "%s%s", i ? "\n" : "", tiles[i]);
+        *at = '\0';
+        memcpy(output->data, embeds, (size_t)n * (size_t)e * sizeof(float));
+        mc_bands_str(bands, band_list, sizeof band_list);
+        mc_metadata_entry meta[] = {{"model", "spectral"}, {"checkpoint", checkpoint}, {"bands", band_list},
+                                    {"normalized", "false"}, {"tiles", names}};
+        st = mc_safetensors_write(path, 1, &output, 5, meta);
+    }
+    mc_tensor_free(output);
+    free(names);
+    return st;
+}

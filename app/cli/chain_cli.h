@@ -70,4 +70,12 @@ void chain_cli_print_confusion(const char *title, const int64_t *confusion, cons
  * escaped) to stdout. */
 void chain_cli_print_json_string(const char *s);
 
+/* Spectral embeddings to a safetensors file: the float32 tensor "output"
+ * (n, E), projected, not normalised, and metadata model "spectral",
+ * checkpoint, bands, normalized "false" and tiles (the n paths, one per
+ * line). Written atomically. */
+mc_status chain_cli_write_embeddings(const char *path, const float *embeds, int n, int e,
+                                     const char *const *tiles, const char *checkpoint,
+                                     const mc_bands *bands);
+
 #endif

@@ -6,6 +6,13 @@
  *                   [--truncate] --output OUT.safetensors
  *     mmchain embed --model clip-vision --weights W --image FILE [--image ...]
  *                   --output OUT.safetensors
+ *     mmchain embed --checkpoint RUN_DIR/checkpoints/best.safetensors TILE.tif...
+ *                   --output OUT.safetensors [--batch B]
+ *
+ * The last form runs a trained spectral encoder (mmchain train) on tiles, its
+ * bands and normalisation read from the checkpoint, and writes the
+ * embeddings with the tile paths (chain_cli_write_embeddings): the vectors
+ * `mmchain eval` computes its metrics from.
  *
  * Reads the tensor "input" of IN (or builds it from --text / --image) and
  * writes the float32 tensor "output" to OUT. Each model family has one entry
@@ -15,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "chain_cli.h"
 #include "mmchain/clip.h"
 #include "mmchain/image.h"
 #include "mmchain/models.h"
@@ -45,6 +52,11 @@ typedef struct embed_options {
     const char **images;
     int n_images;
     bool truncate;
+    /* a trained spectral encoder on tile files */
+    const char *checkpoint;
+    const char **tiles;
+    int n_tiles;
+    int batch;
 } embed_options;
 
 /* What a tower hands back: the output tensor and the metadata that
@@ -85,7 +97,9 @@ static void print_help(void) {
            "       mmchain embed --model clip-text --weights W --vocab V --text TEXT [--text ...]\n"
            "                     [--truncate] --output OUT.safetensors\n"
            "       mmchain embed --model clip-vision --weights W --image FILE [--image ...]\n"
-           "                     --output OUT.safetensors\n\n"
+           "                     --output OUT.safetensors\n"
+           "       mmchain embed --checkpoint C.safetensors TILE.tif... --output OUT.safetensors\n"
+           "                     [--batch B]\n\n"
            "Runs MODEL on the tensor \"input\" of IN and writes the float32 tensor \"output\"\n"
            "(N x D) to OUT.\n\n"
            "  --model MODEL    one of:\n");
@@ -110,8 +124,17 @@ static void print_help(void) {
            "                   Linear(F, D) head (seeded); default: the fc in W if it has one,\n"
            "                   else the pooled feature (1000 logits without --weights)\n"
            "  --train-mode     BatchNorm with batch statistics (PyTorch's model.train())\n"
-           "  --seed S         seed of the random initialisation (default 0)\n");
+           "  --seed S         seed of the random initialisation (default 0)\n\n"
+           "A trained spectral encoder (no --model):\n"
+           "  --checkpoint C   a checkpoint of mmchain train (RUN_DIR/checkpoints/best.safetensors);\n"
+           "                   its bands and normalisation are applied to each TILE.tif, and OUT gets\n"
+           "                   \"output\" (N x E, not normalised) and the tile paths (metadata \"tiles\",\n"
+           "                   one per line)\n"
+           "  --batch B        tiles per forward pass (default 64; the run's --val-batch gives the\n"
+           "                   vectors of mmchain eval bit for bit)\n");
 }
+
+static int spectral_reject_options(cli_opt *opts);
 
 /* Returns -1 to go on, otherwise the exit code. o->texts and o->images must
  * have room for argc pointers each. */
@@ -131,11 +154,16 @@ static int parse_options(int argc, char **argv, embed_options *o) {
         CLI_LIST_OPT("--text", &texts, NULL),
         CLI_LIST_OPT("--image", &images, NULL),
         CLI_FLAG_OPT("--truncate", &o->truncate, NULL),
+        CLI_STRING_OPT("--checkpoint", &o->checkpoint, NULL),
+        CLI_INT_OPT("--batch", &o->batch, 1, 100000, NULL),
         CLI_END,
     };
-    const cli_parser parser = {COMMAND, NULL, print_help, opts, CLI_NO_OPERANDS};
-    int code = cli_parse(&parser, argc, argv, NULL, NULL);
+    const cli_parser parser = {COMMAND, NULL, print_help, opts, CLI_OPERANDS};
+    int code = cli_parse(&parser, argc, argv, o->tiles, &o->n_tiles);
     if (code >= 0) return code;
+    if (o->checkpoint) return spectral_reject_options(opts);
+    if (o->n_tiles > 0)
+        return cli_fail(COMMAND, "unexpected argument '%s': tile files go with --checkpoint", o->tiles[0]);
     o->n_texts = texts.n;
     o->n_images = images.n;
     o->seed = (long long)seed;
@@ -149,6 +177,15 @@ static int parse_options(int argc, char **argv, embed_options *o) {
     if (o->n_texts && o->n_images)
         return cli_fail(COMMAND, "--text is for clip-text and --image for clip-vision: not both at once");
     if (!o->output) return cli_fail(COMMAND, "--output OUT.safetensors is required");
+    return -1;
+}
+
+/* With --checkpoint: tiles and --output, and nothing meant for a tower. */
+static int spectral_reject_options(cli_opt *opts) {
+    for (cli_opt *opt = opts; opt->name; opt++)
+        if (opt->given && strcmp(opt->name, "--checkpoint") != 0 && strcmp(opt->name, "--output") != 0 &&
+            strcmp(opt->name, "--batch") != 0)
+            return cli_fail(COMMAND, "%s does not apply to --checkpoint (a trained spectral encoder)", opt->name);
     return -1;
 }
 
@@ -461,6 +498,69 @@ static int embed_clip(const embed_options *o, embed_result *result) {
     return code;
 }
 
+/* ---- a trained spectral encoder on tile files ---- */
+
+/* Tiles [first, first + n) into x (n, C, H, W): the checkpoint's bands and
+ * normalisation, the encoder's tile size. */
+static mc_status spectral_load_tiles(const embed_options *o, const mc_spectral_encoder *enc, int first,
+                                     int n, mc_tensor *x) {
+    int64_t per_tile = x->numel / n;
+    for (int i = 0; i < n; i++) {
+        const char *path = o->tiles[first + i];
+        mc_tensor *tile;
+        MC_TRY(mc_tile_load(path, &enc->bands, &enc->norm, &tile));
+        bool fits = tile->numel == per_tile && tile->shape.dim[2] == enc->image_size;
+        if (fits) memcpy(x->data + i * per_tile, tile->data, (size_t)per_tile * sizeof(float));
+        int h = (int)tile->shape.dim[2], w = (int)tile->shape.dim[3];
+        mc_tensor_free(tile);
+        if (!fits)
+            return mc_error(MC_ERR_SHAPE, "%s is %dx%d, the encoder takes %dx%d tiles", path, h, w,
+                            enc->image_size, enc->image_size);
+    }
+    return MC_OK;
+}
+
+/* embeds (n_tiles, E) <- the encoder in eval mode, o->batch tiles at a time. */
+static mc_status spectral_embed_all(const embed_options *o, mc_spectral_encoder *enc, float *embeds) {
+    mc_graph *g;
+    MC_TRY(mc_graph_new(&g));
+    mc_graph_set_grad_enabled(g, false);
+    mc_resnet_set_training(enc->resnet, false);
+    mc_status st = MC_OK;
+    for (int first = 0; first < o->n_tiles && st == MC_OK; first += o->batch) {
+        int n = o->n_tiles - first < o->batch ? o->n_tiles - first : o->batch;
+        mc_tensor *x, *out;
+        st = mc_graph_tensor(g, MC_SHAPE(n, enc->bands.count, enc->image_size, enc->image_size), "x", &x);
+        if (st == MC_OK) st = spectral_load_tiles(o, enc, first, n, x);
+        if (st == MC_OK) st = mc_spectral_encoder_forward(enc, g, x, &out);
+        if (st == MC_OK)
+            memcpy(embeds + (int64_t)first * enc->embed_dim, out->data,
+                   (size_t)n * (size_t)enc->embed_dim * sizeof(float));
+        mc_graph_reset(g);
+    }
+    mc_graph_free(g);
+    return st;
+}
+
+static int embed_spectral(const embed_options *o) {
+    if (o->n_tiles == 0) return cli_fail(COMMAND, "no tile given (mmchain embed --checkpoint C TILE.tif... --output OUT)");
+    if (!o->output) return cli_fail(COMMAND, "--output OUT.safetensors is required");
+    mc_spectral_encoder *enc;
+    mc_status st = mc_spectral_encoder_load(o->checkpoint, &enc, NULL);
+    if (st != MC_OK) return cli_fail(COMMAND, "--checkpoint %s: %s", o->checkpoint, mc_last_error());
+    float *embeds = malloc((size_t)o->n_tiles * (size_t)enc->embed_dim * sizeof *embeds);
+    st = embeds ? spectral_embed_all(o, enc, embeds) : mc_error(MC_ERR_NOMEM, "embed: out of memory");
+    int code = st == MC_OK ? 0 : cli_fail_status(COMMAND, st);
+    if (!code) {
+        st = chain_cli_write_embeddings(o->output, embeds, o->n_tiles, enc->embed_dim, o->tiles,
+                                        o->checkpoint, &enc->bands);
+        if (st != MC_OK) code = cli_fail(COMMAND, "--output %s: %s", o->output, mc_last_error());
+    }
+    free(embeds);
+    mc_spectral_encoder_free(enc);
+    return code;
+}
+
 /* ---- the command ---- */
 
 static int run_tower(const embed_options *o) {
@@ -482,13 +582,16 @@ static int run_tower(const embed_options *o) {
 }
 
 int cmd_embed(int argc, char **argv) {
-    embed_options o = {.bands = -1, .head = -1};
-    /* Every --text / --image value is one argv entry: argc slots suffice. */
+    embed_options o = {.bands = -1, .head = -1, .batch = 64};
+    /* Every --text / --image value or tile is one argv entry: argc slots suffice. */
     o.texts = malloc((size_t)argc * sizeof *o.texts);
     o.images = malloc((size_t)argc * sizeof *o.images);
-    int code = !o.texts || !o.images ? cli_fail(COMMAND, "out of memory") : parse_options(argc, argv, &o);
-    if (code < 0) code = run_tower(&o);
+    o.tiles = malloc((size_t)argc * sizeof *o.tiles);
+    int code = !o.texts || !o.images || !o.tiles ? cli_fail(COMMAND, "out of memory")
+                                                : parse_options(argc, argv, &o);
+    if (code < 0) code = o.checkpoint ? embed_spectral(&o) : run_tower(&o);
     free(o.texts);
     free(o.images);
+    free(o.tiles);
     return code;
 }

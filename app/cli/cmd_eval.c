@@ -27,7 +27,7 @@ static const char *const USAGE =
 
 typedef struct eval_args {
     chain_data_args d; /* --data, --clip, --vocab, the split and prompt options, as in train */
-    const char *run, *checkpoint, *which, *split;
+    const char *run, *checkpoint, *which, *split, *embeddings;
     int batch;
     bool symmetric, json;
 } eval_args;
@@ -148,7 +148,7 @@ static int open_inputs(eval_args *a, eval_setup *s) {
     return code;
 }
 
-/* "epoch 4; best chosen at epoch 4 by validation InfoNCE loss (label-free)" */
+/* "after epoch 5; the run's best is epoch 4 by validation InfoNCE loss (label-free)" */
 static void describe_checkpoint(const eval_setup *s, char *buf, size_t len) {
     mc_chain_selection selection;
     if (mc_chain_selection_parse(s->selection, &selection) == MC_OK)
@@ -209,6 +209,19 @@ static void print_json(const eval_args *a, const eval_setup *s) {
     printf("]}\n");
 }
 
+/* The spectral embeddings the metrics came from, with the tile paths. */
+static int write_embeddings(const eval_args *a, const eval_setup *s) {
+    const mc_chain_metrics *m = &s->metrics;
+    const char **paths = malloc((size_t)m->count * sizeof *paths);
+    if (!paths) return cli_fail(COMMAND, "out of memory");
+    for (int i = 0; i < m->count; i++) paths[i] = s->data.tile_key(s->data.ctx, i);
+    mc_status st = chain_cli_write_embeddings(a->embeddings, m->spectral_embeds, m->count, m->embed_dim,
+                                              paths, a->checkpoint, &s->enc->bands);
+    free(paths);
+    if (st != MC_OK) return cli_fail(COMMAND, "--embeddings %s: %s", a->embeddings, mc_last_error());
+    return 0;
+}
+
 int cmd_eval(int argc, char **argv) {
     /* The trainer's defaults (its validation batch, loss direction and CLIP
      * batch) and the data options', as `mmchain train` takes them. */
@@ -224,6 +237,7 @@ int cmd_eval(int argc, char **argv) {
         CLI_INT_OPT("--batch", &a.batch, 1, 100000, "B: evaluation batch (matching accuracy)"),
         CLI_FLAG_OPT("--symmetric", &a.symmetric, "symmetric InfoNCE for the loss"),
         CLI_FLAG_OPT("--json", &a.json, "print the metrics as JSON"),
+        CLI_STRING_OPT("--embeddings", &a.embeddings, "OUT: also write the split's spectral embeddings (safetensors, as mmchain embed --checkpoint)"),
         CHAIN_CLI_DATA_OPTIONS(&a.d),
         CLI_END,
     };
@@ -242,6 +256,7 @@ int cmd_eval(int argc, char **argv) {
     if (!code && st == MC_OK)
         st = mc_chain_evaluate(s.enc, &s.data, s.targets, s.classes, a.batch, a.symmetric, &s.metrics);
     if (!code && st != MC_OK) code = cli_fail_status(COMMAND, st);
+    if (!code && a.embeddings) code = write_embeddings(&a, &s);
     if (!code) {
         if (a.json) print_json(&a, &s);
         else print_text(&a, &s);

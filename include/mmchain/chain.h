@@ -318,6 +318,9 @@ typedef struct mc_chain_metrics {
     double *spectral_class_acc, *rgb_class_acc; /* (K) per-class recall; NaN = no tile */
     int64_t *spectral_confusion, *rgb_confusion; /* (K, K): [true * K + predicted] */
     int *labels, *spectral_pred, *rgb_pred;      /* (count): per tile, data order */
+    int embed_dim;             /* E */
+    float *spectral_embeds;    /* (count, E): the spectral embeddings the metrics
+                                * were computed from (projected, not normalised) */
 } mc_chain_metrics;
 
 /* Every metric over all tiles of `data` (un-augmented), in batches of

@@ -26,13 +26,16 @@ void mc_chain_metrics_free(mc_chain_metrics *m) {
     free(m->labels);
     free(m->spectral_pred);
     free(m->rgb_pred);
+    free(m->spectral_embeds);
     memset(m, 0, sizeof *m);
 }
 
-static mc_status metrics_alloc(mc_chain_metrics *m, int count, int k) {
+static mc_status metrics_alloc(mc_chain_metrics *m, int count, int k, int e) {
     memset(m, 0, sizeof *m);
     m->count = count;
     m->num_classes = k;
+    m->embed_dim = e;
+    m->spectral_embeds = malloc((size_t)count * (size_t)e * sizeof(float));
     m->spectral_class_acc = calloc((size_t)k, sizeof(double));
     m->rgb_class_acc = calloc((size_t)k, sizeof(double));
     m->spectral_confusion = calloc((size_t)k * (size_t)k, sizeof(int64_t));
@@ -41,7 +44,7 @@ static mc_status metrics_alloc(mc_chain_metrics *m, int count, int k) {
     m->spectral_pred = calloc((size_t)count, sizeof(int));
     m->rgb_pred = calloc((size_t)count, sizeof(int));
     if (!m->spectral_class_acc || !m->rgb_class_acc || !m->spectral_confusion ||
-        !m->rgb_confusion || !m->labels || !m->spectral_pred || !m->rgb_pred) {
+        !m->rgb_confusion || !m->labels || !m->spectral_pred || !m->rgb_pred || !m->spectral_embeds) {
         mc_chain_metrics_free(m);
         return mc_error(MC_ERR_NOMEM, "metrics: out of memory");
     }
@@ -131,6 +134,8 @@ static mc_status evaluate_batch(mc_spectral_encoder *enc, const mc_chain_data *d
     if (status == MC_OK) status = data->load(data->ctx, items, n, x, NULL, m->labels + first);
     free(items);
     if (status == MC_OK) status = mc_spectral_encoder_forward(enc, g, x, &spectral);
+    if (status == MC_OK)
+        memcpy(m->spectral_embeds + (int64_t)first * e, spectral->data, (size_t)(n * e) * sizeof(float));
     if (status == MC_OK) status = zero_shot_predict(spectral, classes, m->spectral_pred + first);
     if (status == MC_OK && rgb_targets) {
         status = mc_graph_tensor(g, MC_SHAPE(n, e), "rgb_targets", &targets);
@@ -184,7 +189,7 @@ mc_status mc_chain_evaluate(mc_spectral_encoder *enc, const mc_chain_data *data,
     if (!enc || !data || !class_embeds || !out || batch < 1 || data->count < 1)
         return mc_error(MC_ERR_ARG, "evaluate: bad arguments");
     MC_TRY(check_eval_inputs(enc, data, rgb_targets, class_embeds));
-    MC_TRY(metrics_alloc(out, data->count, data->num_classes));
+    MC_TRY(metrics_alloc(out, data->count, data->num_classes, enc->embed_dim));
     mc_graph *g;
     mc_status status = mc_graph_new(&g);
     if (status != MC_OK) {

@@ -11,6 +11,8 @@
 #             OUTPUT is an example's training log ("step    1  loss X" ...
 #             "final loss Y"): X must be near chance (above 1.0) and Y below
 #             BOUND. Sets $first_loss and $final_loss.
+#   safetensors_header FILE / safetensors_data FILE
+#             the JSON header / the tensor bytes of a safetensors file
 #   finish [MESSAGE]
 #             exit 1 with a count if any check failed, else print MESSAGE
 #             and exit 0
@@ -54,4 +56,18 @@ finish() {
     fi
     [ $# -eq 0 ] || echo "$*"
     exit 0
+}
+
+# safetensors_header FILE: the JSON header of a safetensors file;
+# safetensors_data FILE: the tensor bytes after it (to compare weights of
+# files whose metadata differ).
+safetensors_header() {
+    local len
+    len=$(od -An -t u8 -N8 "$1" | tr -d ' ')
+    head -c $((8 + len)) "$1" | tail -c "$len"
+}
+safetensors_data() {
+    local len
+    len=$(od -An -t u8 -N8 "$1" | tr -d ' ')
+    tail -c +$((8 + len + 1)) "$1"
 }
