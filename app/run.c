@@ -177,8 +177,8 @@ static mc_status lock_run(mc_run *run) {
     return MC_OK;
 }
 
-mc_status mc_run_open(mc_run **out, const char *dir, bool resume) {
-    *out = NULL;
+/* A run handle for `dir` that holds nothing yet: no lock, no files. */
+static mc_status new_run(mc_run **out, const char *dir, bool resume) {
     if (!dir || !*dir) return mc_error(MC_ERR_ARG, "run folder: no path given");
     mc_run *run = calloc(1, sizeof *run);
     size_t n = strlen(dir);
@@ -191,6 +191,27 @@ mc_status mc_run_open(mc_run **out, const char *dir, bool resume) {
     while (n > 1 && run->dir[n - 1] == '/') run->dir[--n] = '\0'; /* "runs/a/" -> "runs/a" */
     run->resumed = resume;
     run->lock_fd = -1;
+    *out = run;
+    return MC_OK;
+}
+
+mc_status mc_run_open_readonly(mc_run **out, const char *dir) {
+    *out = NULL;
+    mc_run *run;
+    MC_TRY(new_run(&run, dir, true));
+    mc_status s = check_is_run(run);
+    if (s != MC_OK) {
+        mc_run_close(run);
+        return s;
+    }
+    *out = run;
+    return MC_OK;
+}
+
+mc_status mc_run_open(mc_run **out, const char *dir, bool resume) {
+    *out = NULL;
+    mc_run *run;
+    MC_TRY(new_run(&run, dir, resume));
     char checkpoints[4096];
     /* Resume validates before it creates anything: a folder that is not a
      * run gets no checkpoints/ or lock file. */

@@ -463,8 +463,10 @@ static int follow_training(const train_args *a, train_setup *setup) {
     return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
 }
 
+/* Rank 0 opens (and locks) the run folder; the other ranks of a resumed
+ * distributed run only read its options back. */
 static int open_run(const train_args *a, const char *dir, mc_run **run) {
-    mc_status s = mc_run_open(run, dir, a->resume != NULL);
+    mc_status s = mc_dist_rank() == 0 ? mc_run_open(run, dir, a->resume != NULL) : mc_run_open_readonly(run, dir);
     if (s != MC_OK) return cli_fail(COMMAND, "%s %s: %s", a->resume ? "--resume" : "--out", dir, mc_last_error());
     mc_run_set_quiet(*run, a->quiet);
     return 0;

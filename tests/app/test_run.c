@@ -401,6 +401,17 @@ START_TEST(run_folder_is_locked_while_open) {
     MC_CHECK_FAILS(mc_run_open(&second, dir, false), MC_ERR_IO, "in use by another mmchain process");
     ck_assert_ptr_null(second);
     MC_CHECK_FAILS(mc_run_open(&second, dir, true), MC_ERR_IO, "in use by another mmchain process");
+    /* Reading the options of a locked run (the other ranks of a distributed
+     * run do) takes no lock, and a folder that is not a run is refused. */
+    MC_CHECK_OK(mc_run_open_readonly(&second, dir));
+    char value[64];
+    ck_assert_int_eq(mc_run_config_get(second, "no-such-key", value, sizeof value) == MC_OK, 0);
+    mc_run_close(second);
+    char not_a_run[300];
+    snprintf(not_a_run, sizeof not_a_run, "%s/checkpoints", dir);
+    second = (mc_run *)1;
+    ck_assert_int_ne(mc_run_open_readonly(&second, not_a_run), MC_OK);
+    ck_assert_ptr_null(second);
     mc_run_close(first);
     MC_CHECK_OK(mc_run_open(&second, dir, true));
     mc_run_close(second);

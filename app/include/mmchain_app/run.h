@@ -115,6 +115,10 @@ typedef struct mc_run mc_run;
  * MC_ERR_IO saying the folder is in use. An unwritable folder is MC_ERR_IO
  * naming it. */
 mc_status mc_run_open(mc_run **out, const char *dir, bool resume);
+/* An existing run folder opened to read its config.json only: no lock, and
+ * nothing in the folder is created, changed or removed. The other ranks of a
+ * distributed run read their options this way while rank 0 holds the lock. */
+mc_status mc_run_open_readonly(mc_run **out, const char *dir);
 void mc_run_close(mc_run *run);
 /* quiet: mc_run_log writes only to log.txt, not to stdout. */
 void mc_run_set_quiet(mc_run *run, bool quiet);
