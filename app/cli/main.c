@@ -1,5 +1,4 @@
 /* mmchain — the command-line program. Dispatches to one subcommand. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,21 +35,6 @@ static const cli_command commands[] = {
     {"classify", cmd_classify, "top-k zero-shot classes of .tif tiles with a trained encoder"},
     {NULL, NULL, NULL},
 };
-
-int cli_fail(const char *command, const char *fmt, ...) {
-    fprintf(stderr, "mmchain %s: error: ", command);
-    va_list args;
-    va_start(args, fmt);
-    vfprintf(stderr, fmt, args);
-    va_end(args);
-    fputc('\n', stderr);
-    return 1;
-}
-
-int cli_fail_status(const char *command, mc_status status) {
-    (void)status;
-    return cli_fail(command, "%s", mc_last_error());
-}
 
 static void print_usage(FILE *to) {
     fprintf(to, "mmchain %s — multi-modal chaining from scratch in C\n\n", mc_version());

@@ -5,11 +5,28 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+
+/* Every error of every command ends here: one line on stderr, exit code 1. */
+int cli_fail(const char *command, const char *fmt, ...) {
+    fprintf(stderr, "mmchain %s: error: ", command);
+    va_list args;
+    va_start(args, fmt);
+    vfprintf(stderr, fmt, args);
+    va_end(args);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int cli_fail_status(const char *command, mc_status status) {
+    (void)status;
+    return cli_fail(command, "%s", mc_last_error());
+}
 
 cli_opt *cli_opt_find(cli_opt *opts, const char *name) {
     for (cli_opt *o = opts; o->name; o++)

@@ -1,7 +1,6 @@
 /* The command-line option parser every command uses (app/cli/options.c):
  * the input, split at NUL bytes, is argv[1..]; the table has an option of
  * every kind, and the first byte picks how operands are taken. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,22 +9,6 @@
 #include "fuzz_common.h"
 
 enum { MAX_ARGS = 64 };
-
-/* What main.c provides to the commands (this binary has libFuzzer's main). */
-int cli_fail(const char *command, const char *fmt, ...) {
-    fprintf(stderr, "mmchain %s: error: ", command);
-    va_list args;
-    va_start(args, fmt);
-    vfprintf(stderr, fmt, args);
-    va_end(args);
-    fputc('\n', stderr);
-    return 1;
-}
-
-int cli_fail_status(const char *command, mc_status status) {
-    (void)status;
-    return cli_fail(command, "%s", mc_last_error());
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
