@@ -13,10 +13,7 @@
 #ifndef MMCHAIN_CHAIN_FIXTURE_H
 #define MMCHAIN_CHAIN_FIXTURE_H
 
-/* nftw needs _XOPEN_SOURCE 700, defined by the including file before any
- * system header. */
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,16 +123,6 @@ static mc_status fixture_write(const char *dir, int per_class, chain_fixture *f)
     mc_status s = mc_clip_save(clip, f->clip, 0, NULL);
     mc_clip_free(clip);
     return s;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
-    (void)st, (void)type, (void)ftw;
-    return remove(path);
-}
-
-/* rm -rf dir: tests leave nothing behind in the temporary folder. */
-static inline void fixture_remove(const char *dir) {
-    if (dir && dir[0]) nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* The tiny encoder architecture the tests train: basic blocks, one per

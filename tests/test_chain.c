@@ -1,7 +1,7 @@
 /* The chain as a library (include/mmchain/chain.h): prompts, checkpoints,
  * targets, metrics, training, resume and NaN handling, with tiny models on
  * data made in the test (tests/chain_fixture.h). */
-#define _XOPEN_SOURCE 700 /* nftw (chain_fixture.h), setenv */
+#define _XOPEN_SOURCE 700 /* setenv */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,9 +52,8 @@ END_TEST
 
 /* The classifier equals prompt ensembling over hand-written prompts. */
 START_TEST(text_classifier_fills_the_templates) {
-    char dir[512];
     chain_fixture f;
-    MC_CHECK_OK(fixture_write(mc_test_temp_dir(dir, sizeof dir), 1, &f));
+    MC_CHECK_OK(fixture_write(mc_test_dir, 1, &f));
     mc_clip *clip;
     mc_tokenizer *tok;
     MC_CHECK_OK(mc_clip_load(f.clip, &clip));
@@ -76,7 +75,6 @@ START_TEST(text_classifier_fills_the_templates) {
     mc_tensor_free(expected);
     mc_tokenizer_free(tok);
     mc_clip_free(clip);
-    fixture_remove(dir);
 }
 END_TEST
 
@@ -108,8 +106,8 @@ static void assert_same_tensors(const mc_param_list *a, const mc_param_list *b) 
 }
 
 START_TEST(checkpoint_round_trip) {
-    char dir[512], path[600];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "enc.safetensors");
+    char path[600];
+    mc_test_dir_path("enc.safetensors", path, sizeof path);
     mc_spectral_encoder *enc = tiny_encoder("B08,B11,B12,B8A", 3), *back;
     enc->norm.mean[7] = 1234.5f; /* numbers that only the metadata can carry */
     enc->norm.std[11] = 0.125f;
@@ -135,13 +133,12 @@ START_TEST(checkpoint_round_trip) {
               loaded.rng.spare_normal == state.rng.spare_normal);
     mc_spectral_encoder_free(back);
     mc_spectral_encoder_free(enc);
-    fixture_remove(dir);
 }
 END_TEST
 
 START_TEST(checkpoint_of_another_architecture_is_refused) {
-    char dir[512], path[600];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "enc.safetensors");
+    char path[600];
+    mc_test_dir_path("enc.safetensors", path, sizeof path);
     mc_spectral_encoder *enc = tiny_encoder("B08,B11,B12", 1), *other;
     MC_CHECK_OK(mc_spectral_encoder_save(enc, path, NULL, NULL, 0, NULL));
     mc_resnet_config arch = fixture_arch();
@@ -153,7 +150,6 @@ START_TEST(checkpoint_of_another_architecture_is_refused) {
     MC_CHECK_FAILS(mc_spectral_encoder_restore(rgb, path, NULL, NULL), MC_ERR_FORMAT, "bands B08,B11,B12");
     mc_spectral_encoder_free(rgb);
     mc_spectral_encoder_free(enc);
-    fixture_remove(dir);
 }
 END_TEST
 
@@ -170,8 +166,7 @@ typedef struct world {
 } world;
 
 static void world_open(world *w, int per_class) {
-    char dir[512];
-    MC_CHECK_OK(fixture_write(mc_test_temp_dir(dir, sizeof dir), per_class, &w->f));
+    MC_CHECK_OK(fixture_write(mc_test_dir, per_class, &w->f));
     mc_eurosat_options options = mc_eurosat_default_options();
     options.seed = 4;
     MC_CHECK_OK(mc_eurosat_open(&w->ds, w->f.data, &options));
@@ -198,7 +193,6 @@ static void world_close(world *w) {
     mc_chain_data_free(&w->train);
     mc_chain_data_free(&w->val);
     mc_eurosat_free(w->ds);
-    fixture_remove(w->f.dir);
 }
 
 static mc_chain_train_config small_config(const char *ckpt_dir) {
@@ -424,9 +418,8 @@ START_TEST(nan_loss_stops_and_keeps_the_checkpoint) {
 END_TEST
 
 START_TEST(data_without_the_bands_is_refused) {
-    char dir[512];
     chain_fixture f;
-    MC_CHECK_OK(fixture_write(mc_test_temp_dir(dir, sizeof dir), 1, &f));
+    MC_CHECK_OK(fixture_write(mc_test_dir, 1, &f));
     mc_eurosat *ds;
     MC_CHECK_OK(mc_eurosat_open(&ds, f.data3, NULL));
     mc_bands bands;
@@ -437,7 +430,6 @@ START_TEST(data_without_the_bands_is_refused) {
     MC_CHECK_FAILS(mc_chain_data_from_eurosat(&data, ds, MC_SPLIT_ALL, &bands, &norm), MC_ERR_ARG,
                    "band B08");
     mc_eurosat_free(ds);
-    fixture_remove(dir);
 }
 END_TEST
 
@@ -462,6 +454,8 @@ int main(int argc, char **argv) {
                                   crop_params_are_a_function_of_seed_item_and_k,
                                   nan_loss_stops_and_keeps_the_checkpoint,
                                   data_without_the_bands_is_refused, NULL};
-    tcase_set_timeout(mc_test_add_case(s, "chain", tests), 120);
+    TCase *chain = mc_test_add_case(s, "chain", tests);
+    mc_test_use_temp_dir(chain);
+    tcase_set_timeout(chain, 120);
     return mc_test_run_suite(s);
 }

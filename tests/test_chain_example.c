@@ -29,19 +29,19 @@ static mc_status chain_example(const char *data_dir, const char *clip_path, cons
 }
 
 START_TEST(header_example_trains) {
-    char dir[512];
     chain_fixture f;
-    MC_CHECK_OK(fixture_write(mc_test_temp_dir(dir, sizeof dir), 3, &f));
+    MC_CHECK_OK(fixture_write(mc_test_dir, 3, &f));
     MC_CHECK_OK(chain_example(f.data, f.clip, f.vocab, fixture_arch(), 2, 8));
     ck_assert_int_eq(epochs_seen, 2);
     ck_assert(last_accuracy >= 0 && last_accuracy <= 1);
-    fixture_remove(f.dir);
 }
 END_TEST
 
 int main(void) {
     Suite *suite = suite_create("chain_example");
     const TTest *const tests[] = {header_example_trains, NULL};
-    tcase_set_timeout(mc_test_add_case(suite, "chain.h", tests), 120);
+    TCase *example = mc_test_add_case(suite, "chain.h", tests);
+    mc_test_use_temp_dir(example);
+    tcase_set_timeout(example, 120);
     return mc_test_run_suite(suite);
 }

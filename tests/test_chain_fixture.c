@@ -5,7 +5,6 @@
  *   test_chain_fixture --write DIR N      write the fixture (N tiles per class)
  *                                         for the script tests and print
  *                                         "data data3 clip vocab" paths */
-#define _XOPEN_SOURCE 700 /* nftw (chain_fixture.h), setenv */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,9 +12,8 @@
 #include "testutil.h"
 
 START_TEST(fixture_files_read_back) {
-    char dir[512];
     chain_fixture f;
-    MC_CHECK_OK(fixture_write(mc_test_temp_dir(dir, sizeof dir), 2, &f));
+    MC_CHECK_OK(fixture_write(mc_test_dir, 2, &f));
     mc_eurosat *ds;
     MC_CHECK_OK(mc_eurosat_open(&ds, f.data, NULL));
     int h, w, bands;
@@ -37,7 +35,6 @@ START_TEST(fixture_files_read_back) {
     ck_assert_int_eq(mc_tokenizer_vocab_size(tok), clip->config.text.vocab);
     mc_tokenizer_free(tok);
     mc_clip_free(clip);
-    fixture_remove(dir);
 }
 END_TEST
 
@@ -54,6 +51,6 @@ int main(int argc, char **argv) {
     }
     Suite *s = suite_create("chain_fixture");
     const TTest *const tests[] = {fixture_files_read_back, NULL};
-    mc_test_add_case(s, "fixture", tests);
+    mc_test_use_temp_dir(mc_test_add_case(s, "fixture", tests));
     return mc_test_run_suite(s);
 }

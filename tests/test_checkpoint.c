@@ -540,21 +540,15 @@ END_TEST
 
 static Suite *checkpoint_suite(void) {
     Suite *s = suite_create("checkpoint");
-    TCase *load = tcase_create("load_params");
-    tcase_add_test(load, test_params_round_trip);
-    tcase_add_test(load, test_params_strict_lists_every_problem);
-    tcase_add_test(load, test_params_dtype_and_ignored_buffers);
-    tcase_add_test(load, test_skip_prefixes_and_derive_hook);
-    tcase_add_test(load, test_step_counters);
-    tcase_add_test(load, test_expect);
-    tcase_add_test(load, test_non_finite_values_refused);
-    suite_add_tcase(s, load);
-    TCase *ckpt = tcase_create("checkpoints");
-    tcase_add_test(ckpt, test_checkpoint_resume_is_exact);
-    tcase_add_test(ckpt, test_older_resnet_checkpoint_loads);
-    tcase_add_test(ckpt, test_spectral_checkpoint_claiming_a_huge_network);
-    tcase_set_timeout(ckpt, 120);
-    suite_add_tcase(s, ckpt);
+    const TTest *const load[] = {test_params_round_trip, test_params_strict_lists_every_problem,
+                                 test_params_dtype_and_ignored_buffers,
+                                 test_skip_prefixes_and_derive_hook, test_step_counters, test_expect,
+                                 test_non_finite_values_refused, NULL};
+    mc_test_add_case(s, "load_params", load);
+    const TTest *const checkpoints[] = {test_checkpoint_resume_is_exact,
+                                        test_older_resnet_checkpoint_loads,
+                                        test_spectral_checkpoint_claiming_a_huge_network, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "checkpoints", checkpoints), 120);
     return s;
 }
 

@@ -45,8 +45,7 @@ static void make_dir(const char *dir, const char *sub, char *out, size_t len) {
 /* ---- TIFF layouts ---- */
 
 START_TEST(test_tiff_layouts) {
-    char dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[1024];
     struct { const char *name; mc_test_tiff_spec spec; } cases[] = {
         {"plain", eurosat_spec()},
         {"lzw", {64, 64, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_LZW, PLANARCONFIG_CONTIG, 0, 1}},
@@ -59,7 +58,7 @@ START_TEST(test_tiff_layouts) {
         {"small32", {32, 32, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_LZW, PLANARCONFIG_CONTIG, 0, 8}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s.tif", dir, cases[i].name);
+        snprintf(path, sizeof path, "%s/%s.tif", mc_test_dir, cases[i].name);
         mc_test_write_tiff(path, &cases[i].spec);
         mc_raster raster;
         MC_CHECK_OK(mc_tiff_read(path, &raster));
@@ -67,18 +66,16 @@ START_TEST(test_tiff_layouts) {
         ck_assert_int_eq(raster.sample_kind, cases[i].spec.sample_format == SAMPLEFORMAT_IEEEFP ? 'f' : 'u');
         mc_raster_free(&raster);
     }
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
 /* A float tile holding NaN or Inf is refused on load, naming the file. */
 START_TEST(test_tiff_non_finite_refused) {
-    char dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[1024];
     const float bad[2][4] = {{0.5f, NAN, 0.25f, 1.0f}, {0.5f, 0.0f, -INFINITY, INFINITY}};
     const char *needles[2] = {"nan.tif holds NaN at element 1", "inf.tif holds -Inf at element 2 (and 1 more"};
     for (int i = 0; i < 2; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, i == 0 ? "nan.tif" : "inf.tif");
+        mc_test_dir_path(i == 0 ? "nan.tif" : "inf.tif", path, sizeof path);
         TIFF *tif = TIFFOpen(path, "w");
         ck_assert_ptr_nonnull(tif);
         TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, 2u);
@@ -93,16 +90,14 @@ START_TEST(test_tiff_non_finite_refused) {
         mc_raster raster;
         MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_NUMERIC, needles[i]);
     }
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
 /* Our writer, read back by libtiff itself (scanline by scanline), with
  * EuroSAT's tags: 16-bit unsigned, pixel-interleaved, 4 rows per strip. */
 START_TEST(test_tiff_writer) {
-    char dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/w.tif", dir);
+    char path[1024];
+    mc_test_dir_path("w.tif", path, sizeof path);
     int h = 10, w = 6, c = 13;
     uint16_t *pixels = malloc(sizeof(uint16_t) * (size_t)h * w * c);
     for (int y = 0; y < h; y++)
@@ -127,10 +122,9 @@ START_TEST(test_tiff_writer) {
     }
     TIFFClose(tif);
     MC_CHECK_FAILS(mc_tiff_write_u16(path, pixels, 0, w, c), MC_ERR_ARG, "w.tif");
-    snprintf(path, sizeof path, "%s/no/such/dir/x.tif", dir);
+    mc_test_dir_path("no/such/dir/x.tif", path, sizeof path);
     MC_CHECK_FAILS(mc_tiff_write_u16(path, pixels, h, w, c), MC_ERR_IO, "x.tif: cannot create");
     free(row), free(pixels);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -206,13 +200,11 @@ static int tile_id_of(const mc_eurosat *ds, int index) {
 }
 
 START_TEST(test_dataset_listing_and_batches) {
-    char dir[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    make_dataset(dir, 4);
+    make_dataset(mc_test_dir, 4);
     mc_eurosat *ds;
     mc_eurosat_options options = mc_eurosat_default_options();
     options.train_size = 6, options.val_size = 3, options.seed = 5;
-    MC_CHECK_OK(mc_eurosat_open(&ds, dir, &options));
+    MC_CHECK_OK(mc_eurosat_open(&ds, mc_test_dir, &options));
     ck_assert_int_eq(mc_eurosat_size(ds), 12);
     ck_assert_int_eq(mc_eurosat_num_classes(ds), 3);
     ck_assert_str_eq(mc_eurosat_class_name(ds, 0), "AnnualCrop");
@@ -263,21 +255,18 @@ START_TEST(test_dataset_listing_and_batches) {
                    "tile is 8x8, expected 16x16");
     mc_tensor_free(wrong_size), mc_tensor_free(batch), mc_tensor_free(rgb);
     mc_eurosat_free(ds);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
 START_TEST(test_stratified_split) {
-    char dir[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    make_dataset(dir, 4);
+    make_dataset(mc_test_dir, 4);
     mc_eurosat_options options = mc_eurosat_default_options();
     options.train_size = 6, options.val_size = 3, options.seed = 11;
     mc_eurosat *a, *b, *c;
-    MC_CHECK_OK(mc_eurosat_open(&a, dir, &options));
-    MC_CHECK_OK(mc_eurosat_open(&b, dir, &options));
+    MC_CHECK_OK(mc_eurosat_open(&a, mc_test_dir, &options));
+    MC_CHECK_OK(mc_eurosat_open(&b, mc_test_dir, &options));
     options.seed = 12;
-    MC_CHECK_OK(mc_eurosat_open(&c, dir, &options));
+    MC_CHECK_OK(mc_eurosat_open(&c, mc_test_dir, &options));
     int seen[12] = {0}, differs = 0;
     int expected_count[4] = {12, 6, 3, 3};
     for (int s = MC_SPLIT_ALL; s <= MC_SPLIT_TEST; s++) {
@@ -304,28 +293,25 @@ START_TEST(test_stratified_split) {
     mc_eurosat_free(a), mc_eurosat_free(b), mc_eurosat_free(c);
     /* Default sizes on a small dataset: the 26:10 ratio over all 12 tiles. */
     mc_eurosat *d;
-    MC_CHECK_OK(mc_eurosat_open(&d, dir, NULL));
+    MC_CHECK_OK(mc_eurosat_open(&d, mc_test_dir, NULL));
     const int *idx;
     int n;
     MC_CHECK_OK(mc_eurosat_split(d, MC_SPLIT_TRAIN, &idx, &n));
     ck_assert_int_eq(n, 12 * 2600 / 3600);
     mc_eurosat_free(d);
     options.train_size = 10, options.val_size = 5;
-    MC_CHECK_FAILS(mc_eurosat_open(&d, dir, &options), MC_ERR_ARG, "10 train + 5 val tiles needs more than the 12");
-    mc_test_remove_tree(dir);
+    MC_CHECK_FAILS(mc_eurosat_open(&d, mc_test_dir, &options), MC_ERR_ARG, "10 train + 5 val tiles needs more than the 12");
 }
 END_TEST
 
 /* Dataset statistics against a direct computation from the pattern; the
  * constant band B10 gets std 1, never 0. */
 START_TEST(test_dataset_norm) {
-    char dir[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    make_dataset(dir, 2);
+    make_dataset(mc_test_dir, 2);
     mc_eurosat_options options = mc_eurosat_default_options();
     options.train_size = 3, options.val_size = 3;
     mc_eurosat *ds;
-    MC_CHECK_OK(mc_eurosat_open(&ds, dir, &options));
+    MC_CHECK_OK(mc_eurosat_open(&ds, mc_test_dir, &options));
     mc_norm norm;
     MC_CHECK_OK(mc_eurosat_compute_norm(ds, MC_SPLIT_TRAIN, &norm));
     ck_assert_int_eq(norm.kind, MC_NORM_DATASET);
@@ -357,16 +343,14 @@ START_TEST(test_dataset_norm) {
     ck_assert_int_eq(nonzero, 0);
     mc_tensor_free(batch);
     mc_eurosat_free(ds);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
 START_TEST(test_split_files_and_rgb_folder) {
-    char dir[512], data[1024], splits[1024], rgb[1024], path[2048];
-    mc_test_temp_dir(dir, sizeof dir);
-    make_dir(dir, "ms", data, sizeof data);
+    char data[1024], splits[1024], rgb[1024], path[2048];
+    make_dir(mc_test_dir, "ms", data, sizeof data);
     make_dataset(data, 2);
-    make_dir(dir, "splits", splits, sizeof splits);
+    make_dir(mc_test_dir, "splits", splits, sizeof splits);
     /* torchgeo's files name the RGB release's .jpg: matched by stem. */
     snprintf(path, sizeof path, "%s/eurosat-train.txt", splits);
     mc_test_write_text(path, "River_1.jpg\nAnnualCrop_0.jpg\nForest_1.jpg\n");
@@ -410,7 +394,7 @@ START_TEST(test_split_files_and_rgb_folder) {
     remove(path);
     MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_IO, "eurosat-train.txt: cannot open");
     /* An RGB folder: PNGs with the tiles' stems, at a different size (resized). */
-    make_dir(dir, "rgb", rgb, sizeof rgb);
+    make_dir(mc_test_dir, "rgb", rgb, sizeof rgb);
     for (int c = 0; c < 3; c++) {
         char class_dir[1100];
         make_dir(rgb, test_classes[c], class_dir, sizeof class_dir);
@@ -438,20 +422,18 @@ START_TEST(test_split_files_and_rgb_folder) {
     snprintf(path, sizeof path, "%s/Forest/Forest_1.png", rgb);
     remove(path);
     MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_IO, "has no image for tile");
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
 /* ---- bad input ---- */
 
 START_TEST(test_bad_tiffs) {
-    char dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[1024];
     mc_raster raster;
     /* Truncated: a valid tile cut in half. Uncompressed, the header's size
      * already says the pixels cannot be there (checked before allocating);
      * compressed, decoding the missing strip fails. */
-    snprintf(path, sizeof path, "%s/truncated.tif", dir);
+    mc_test_dir_path("truncated.tif", path, sizeof path);
     mc_test_tiff_spec s = eurosat_spec();
     mc_test_write_tiff(path, &s);
     ck_assert_int_eq(truncate(path, 50000), 0);
@@ -469,14 +451,14 @@ START_TEST(test_bad_tiffs) {
     ck_assert_int_eq(truncate(path, 6), 0);
     MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT, "truncated.tif");
     /* Not a TIFF, with a .tif name. */
-    snprintf(path, sizeof path, "%s/fake.tif", dir);
+    mc_test_dir_path("fake.tif", path, sizeof path);
     mc_test_write_text(path, "\x89PNG this is not a tiff");
     MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT, "fake.tif: not a TIFF file");
     /* Missing. */
-    snprintf(path, sizeof path, "%s/missing.tif", dir);
+    mc_test_dir_path("missing.tif", path, sizeof path);
     MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_IO, "missing.tif: cannot open");
     /* 3 bands where 13 are asked. */
-    snprintf(path, sizeof path, "%s/three.tif", dir);
+    mc_test_dir_path("three.tif", path, sizeof path);
     mc_test_tiff_spec three = {64, 64, 3, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
     mc_test_write_tiff(path, &three);
     mc_bands all;
@@ -490,31 +472,29 @@ START_TEST(test_bad_tiffs) {
     MC_CHECK_OK(mc_tile_load(path, &rgb, NULL, &tile)); /* bands it has are fine */
     ck_assert_float_eq(tile->data[0], (float)mc_test_tiff_pattern(2, 0, 0, 0));
     mc_tensor_free(tile);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
 START_TEST(test_bad_datasets) {
-    char dir[512], path[2048], sub[1024];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[2048], sub[1024];
     mc_eurosat *ds = (mc_eurosat *)0x1;
     /* No class folders (only a file). */
-    snprintf(path, sizeof path, "%s/readme.txt", dir);
+    mc_test_dir_path("readme.txt", path, sizeof path);
     mc_test_write_text(path, "hi");
-    MC_CHECK_FAILS(mc_eurosat_open(&ds, dir, NULL), MC_ERR_FORMAT, "no class folders");
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, mc_test_dir, NULL), MC_ERR_FORMAT, "no class folders");
     ck_assert_ptr_null(ds);
     /* A missing folder. */
-    snprintf(path, sizeof path, "%s/nowhere", dir);
+    mc_test_dir_path("nowhere", path, sizeof path);
     MC_CHECK_FAILS(mc_eurosat_open(&ds, path, NULL), MC_ERR_IO, "nowhere: cannot open folder");
     /* An empty class folder beside a good one. */
-    make_dataset(dir, 2);
-    make_dir(dir, "Pasture", sub, sizeof sub);
-    MC_CHECK_FAILS(mc_eurosat_open(&ds, dir, NULL), MC_ERR_FORMAT, "Pasture: class folder holds no files (expected .tif");
+    make_dataset(mc_test_dir, 2);
+    make_dir(mc_test_dir, "Pasture", sub, sizeof sub);
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, mc_test_dir, NULL), MC_ERR_FORMAT, "Pasture: class folder holds no files (expected .tif");
     /* A 3-band tile among 13-band ones: the batch load names it. */
     mc_test_tiff_spec three = {8, 8, 3, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
     snprintf(path, sizeof path, "%s/Pasture_0.tif", sub);
     mc_test_write_tiff(path, &three);
-    MC_CHECK_OK(mc_eurosat_open(&ds, dir, NULL));
+    MC_CHECK_OK(mc_eurosat_open(&ds, mc_test_dir, NULL));
     mc_bands bands;
     MC_CHECK_OK(mc_bands_parse("B08", &bands));
     mc_tensor *batch;
@@ -524,7 +504,7 @@ START_TEST(test_bad_datasets) {
     MC_CHECK_FAILS(mc_eurosat_load_batch(ds, indices, 2, &bands, NULL, batch), MC_ERR_SHAPE,
                    "Pasture_0.tif: has 3 bands, but band B08");
     /* An unreadable tile (permissions mean nothing to root: CI runs as root). */
-    snprintf(path, sizeof path, "%s/AnnualCrop/AnnualCrop_0.tif", dir);
+    mc_test_dir_path("AnnualCrop/AnnualCrop_0.tif", path, sizeof path);
     ck_assert_int_eq(chmod(path, 0), 0);
     FILE *probe = fopen(path, "rb");
     if (probe) {
@@ -539,26 +519,18 @@ START_TEST(test_bad_datasets) {
     /* A corrupt (non-TIFF) first tile fails the open, naming it. */
     chmod(path, 0644);
     mc_test_write_text(path, "not a tiff");
-    MC_CHECK_FAILS(mc_eurosat_open(&ds, dir, NULL), MC_ERR_FORMAT, "AnnualCrop_0.tif: not a TIFF file");
-    mc_test_remove_tree(dir);
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, mc_test_dir, NULL), MC_ERR_FORMAT, "AnnualCrop_0.tif: not a TIFF file");
 }
 END_TEST
 
 int main(void) {
     Suite *s = suite_create("eurosat");
-    TCase *files = tcase_create("files");
-    tcase_add_test(files, test_tiff_layouts);
-    tcase_add_test(files, test_tiff_non_finite_refused);
-    tcase_add_test(files, test_tiff_writer);
-    tcase_add_test(files, test_bad_tiffs);
-    suite_add_tcase(s, files);
-    TCase *dataset = tcase_create("dataset");
-    tcase_add_test(dataset, test_band_parsing);
-    tcase_add_test(dataset, test_dataset_listing_and_batches);
-    tcase_add_test(dataset, test_stratified_split);
-    tcase_add_test(dataset, test_dataset_norm);
-    tcase_add_test(dataset, test_split_files_and_rgb_folder);
-    tcase_add_test(dataset, test_bad_datasets);
-    suite_add_tcase(s, dataset);
+    const TTest *const files[] = {test_tiff_layouts, test_tiff_non_finite_refused, test_tiff_writer,
+                                  test_bad_tiffs, NULL};
+    mc_test_use_temp_dir(mc_test_add_case(s, "files", files));
+    const TTest *const dataset[] = {test_band_parsing, test_dataset_listing_and_batches,
+                                    test_stratified_split, test_dataset_norm,
+                                    test_split_files_and_rgb_folder, test_bad_datasets, NULL};
+    mc_test_use_temp_dir(mc_test_add_case(s, "dataset", dataset));
     return mc_test_run_suite(s);
 }

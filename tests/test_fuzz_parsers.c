@@ -723,23 +723,14 @@ END_TEST
 
 static Suite *fuzz_suite(void) {
     Suite *s = suite_create("fuzz_parsers");
-    TCase *images = tcase_create("images");
-    tcase_add_test(images, test_fuzz_tiff);
-    tcase_add_test(images, test_tiff_huge_header_refused);
-    tcase_add_test(images, test_fuzz_png);
-    tcase_add_test(images, test_png_huge_header_refused);
-    tcase_add_test(images, test_fuzz_jpeg);
-    tcase_set_timeout(images, 300); /* thousands of files, under sanitizers too */
-    suite_add_tcase(s, images);
-    TCase *text = tcase_create("text");
-    tcase_add_test(text, test_fuzz_tokenizer_files);
-    tcase_set_timeout(text, 300);
-    suite_add_tcase(s, text);
-    TCase *folders = tcase_create("folders");
-    tcase_add_test(folders, test_fuzz_folder_scanners);
-    tcase_add_test(folders, test_folder_scan_overlong_paths);
-    tcase_set_timeout(folders, 300);
-    suite_add_tcase(s, folders);
+    /* Thousands of files per case, under sanitizers too. */
+    const TTest *const images[] = {test_fuzz_tiff, test_tiff_huge_header_refused, test_fuzz_png,
+                                   test_png_huge_header_refused, test_fuzz_jpeg, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "images", images), 300);
+    const TTest *const text[] = {test_fuzz_tokenizer_files, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "text", text), 300);
+    const TTest *const folders[] = {test_fuzz_folder_scanners, test_folder_scan_overlong_paths, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "folders", folders), 300);
     return s;
 }
 

@@ -199,11 +199,7 @@ int main(void) {
         tcase_add_test(packed, test_avx512_unavailable_is_an_error);
     }
     suite_add_tcase(s, packed);
-    SRunner *runner = srunner_create(s);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    if (failed) return EXIT_FAILURE;
+    if (mc_test_run_suite(s) != 0) return EXIT_FAILURE;
     if (!avx512) return mc_test_skip("the AVX-512 kernel's cases (this CPU has no AVX-512F)");
     return EXIT_SUCCESS;
 }

@@ -342,11 +342,7 @@ int main(void) {
         tcase_add_test(kernels, test_emulation_is_vdpbf16ps_bit_for_bit);
     }
     suite_add_tcase(s, kernels);
-    SRunner *runner = srunner_create(s);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    if (failed) return EXIT_FAILURE;
+    if (mc_test_run_suite(s) != 0) return EXIT_FAILURE;
     if (!avx512) return mc_test_skip("the bf16 kernels' cases (this CPU has no AVX-512F)");
     if (!native) return mc_test_skip("the vdpbf16ps cases (this CPU has no AVX512_BF16)");
     return EXIT_SUCCESS;

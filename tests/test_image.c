@@ -50,8 +50,8 @@ static void copy_truncated(const char *src, const char *dst, long keep, long fli
 /* Write then read every channel count at 8 and 16 bits: the values are
  * exact multiples of 1/255 (1/65535), so the round trip must be exact. */
 START_TEST(test_png_round_trips) {
-    char dir[512], path[1024];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "x.png");
+    char path[1024];
+    mc_test_dir_path("x.png", path, sizeof path);
     mc_rng rng;
     mc_rng_seed(&rng, 7);
     for (int depth = 8; depth <= 16; depth += 8)
@@ -72,14 +72,13 @@ START_TEST(test_png_round_trips) {
             mc_tensor_free(image);
             mc_tensor_free(back);
         }
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
 /* Out-of-range values are clamped, not wrapped: -0.5 -> 0, 7 -> 255. */
 START_TEST(test_png_write_clamps) {
-    char dir[512], path[1024];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "c.png");
+    char path[1024];
+    mc_test_dir_path("c.png", path, sizeof path);
     mc_tensor *image, *back;
     MC_CHECK_OK(mc_tensor_new(&image, MC_SHAPE(1, 1, 3), "image"));
     float values[3] = {-0.5f, 7.0f, 0.5f};
@@ -91,7 +90,6 @@ START_TEST(test_png_write_clamps) {
     ck_assert_float_eq(back->data[2], 128.0f / 255.0f); /* 0.5 * 255 + 0.5 = 128 */
     mc_tensor_free(image);
     mc_tensor_free(back);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -115,17 +113,16 @@ START_TEST(test_png_files_written_by_pil) {
 END_TEST
 
 START_TEST(test_png_bad_files) {
-    char dir[512], path[1024], good[1024];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[1024], good[1024];
     mc_tensor *image = NULL;
     mc_test_fixture_path("image_rgb8.png", good, sizeof good);
     /* Truncated inside the image data. */
-    snprintf(path, sizeof path, "%s/truncated.png", dir);
+    mc_test_dir_path("truncated.png", path, sizeof path);
     copy_truncated(good, path, 60, -1);
     MC_CHECK_FAILS(mc_png_read(path, &image, NULL), MC_ERR_FORMAT, "truncated.png: corrupt PNG");
     ck_assert_ptr_null(image);
     /* A flipped byte in the IHDR chunk: its CRC no longer matches. */
-    snprintf(path, sizeof path, "%s/crc.png", dir);
+    mc_test_dir_path("crc.png", path, sizeof path);
     FILE *f = fopen(good, "rb");
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
@@ -133,12 +130,12 @@ START_TEST(test_png_bad_files) {
     copy_truncated(good, path, size - 1, 18);
     MC_CHECK_FAILS(mc_png_read(path, &image, NULL), MC_ERR_FORMAT, "crc.png: corrupt PNG");
     /* Not a PNG at all. */
-    snprintf(path, sizeof path, "%s/text.png", dir);
+    mc_test_dir_path("text.png", path, sizeof path);
     mc_test_write_file(path, "hello, world", 12);
     MC_CHECK_FAILS(mc_png_read(path, &image, NULL), MC_ERR_FORMAT, "text.png: not a PNG");
     MC_CHECK_FAILS(mc_image_read(path, &image), MC_ERR_FORMAT, "neither a PNG nor a JPEG");
     /* Missing. */
-    snprintf(path, sizeof path, "%s/missing.png", dir);
+    mc_test_dir_path("missing.png", path, sizeof path);
     MC_CHECK_FAILS(mc_png_read(path, &image, NULL), MC_ERR_IO, "missing.png: cannot open");
     /* Bad arguments to the writer. */
     mc_tensor *five;
@@ -147,7 +144,6 @@ START_TEST(test_png_bad_files) {
     MC_CHECK_OK(mc_tensor_reshape_inplace(five, MC_SHAPE(1, 4, 5)));
     MC_CHECK_FAILS(mc_png_write(path, five, 12), MC_ERR_ARG, "bit depth 12");
     mc_tensor_free(five);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -176,24 +172,22 @@ START_TEST(test_jpeg_matches_pil) {
 END_TEST
 
 START_TEST(test_jpeg_bad_files) {
-    char dir[512], path[1024], good[1024];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[1024], good[1024];
     mc_test_fixture_path("image_photo.jpg", good, sizeof good);
     mc_tensor *image = NULL;
     /* Cut off in the middle of the entropy-coded data. */
-    snprintf(path, sizeof path, "%s/cut.jpg", dir);
+    mc_test_dir_path("cut.jpg", path, sizeof path);
     copy_truncated(good, path, 400, -1);
     MC_CHECK_FAILS(mc_jpeg_read(path, &image), MC_ERR_FORMAT, "cut.jpg: corrupt or unsupported JPEG");
     ck_assert_ptr_null(image);
     /* Cut off inside the header. */
-    snprintf(path, sizeof path, "%s/header.jpg", dir);
+    mc_test_dir_path("header.jpg", path, sizeof path);
     copy_truncated(good, path, 40, -1);
     MC_CHECK_FAILS(mc_jpeg_read(path, &image), MC_ERR_FORMAT, "header.jpg: corrupt");
     /* Not a JPEG. */
-    snprintf(path, sizeof path, "%s/text.jpg", dir);
+    mc_test_dir_path("text.jpg", path, sizeof path);
     mc_test_write_file(path, "GIF89a not a jpeg at all", 24);
     MC_CHECK_FAILS(mc_jpeg_read(path, &image), MC_ERR_FORMAT, "text.jpg");
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -333,25 +327,24 @@ static void write_png(const char *path, int c, int h, int w, float value) {
 }
 
 START_TEST(test_image_folder) {
-    char dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[1024];
     const char *classes[] = {"River", "Forest"}; /* listed out of order on purpose */
     for (int c = 0; c < 2; c++) {
-        snprintf(path, sizeof path, "%s/%s", dir, classes[c]);
+        mc_test_dir_path(classes[c], path, sizeof path);
         ck_assert_int_eq(mkdir(path, 0755), 0);
     }
-    snprintf(path, sizeof path, "%s/Forest/b.png", dir);
+    mc_test_dir_path("Forest/b.png", path, sizeof path);
     write_png(path, 3, 8, 8, 0.2f);
-    snprintf(path, sizeof path, "%s/Forest/a.PNG", dir);
+    mc_test_dir_path("Forest/a.PNG", path, sizeof path);
     write_png(path, 1, 4, 4, 0.6f); /* grey, smaller: repeated to RGB and resized */
-    snprintf(path, sizeof path, "%s/Forest/notes.txt", dir);
+    mc_test_dir_path("Forest/notes.txt", path, sizeof path);
     mc_test_write_file(path, "x", 1);
     char jpeg[1024];
     mc_test_fixture_path("image_photo.jpg", jpeg, sizeof jpeg);
-    snprintf(path, sizeof path, "%s/River/photo.jpg", dir);
+    mc_test_dir_path("River/photo.jpg", path, sizeof path);
     ck_assert_int_eq(symlink(jpeg, path), 0);
     mc_image_folder folder;
-    MC_CHECK_OK(mc_image_folder_open(dir, &folder));
+    MC_CHECK_OK(mc_image_folder_open(mc_test_dir, &folder));
     ck_assert_int_eq(folder.num_classes, 2);
     ck_assert_str_eq(folder.class_names[0], "Forest");
     ck_assert_str_eq(folder.class_names[1], "River");
@@ -370,12 +363,11 @@ START_TEST(test_image_folder) {
     mc_tensor_free(batch);
     mc_image_folder_free(&folder);
     /* An empty class folder. */
-    snprintf(path, sizeof path, "%s/Empty", dir);
+    mc_test_dir_path("Empty", path, sizeof path);
     ck_assert_int_eq(mkdir(path, 0755), 0);
-    MC_CHECK_FAILS(mc_image_folder_open(dir, &folder), MC_ERR_FORMAT, "Empty: class folder holds no files");
+    MC_CHECK_FAILS(mc_image_folder_open(mc_test_dir, &folder), MC_ERR_FORMAT, "Empty: class folder holds no files");
     /* No class folders. */
     MC_CHECK_FAILS(mc_image_folder_open(path, &folder), MC_ERR_FORMAT, "no class folders");
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -385,7 +377,7 @@ int main(void) {
                                   test_png_files_written_by_pil, test_png_bad_files,
                                   test_jpeg_matches_pil, test_jpeg_bad_files, test_image_folder,
                                   NULL};
-    mc_test_add_case(s, "files", files);
+    mc_test_use_temp_dir(mc_test_add_case(s, "files", files));
     const TTest *const geometry[] = {test_resize_matches_pytorch, test_resize_same_size_is_identity,
                                      test_resize_fast_matches_naive, test_center_crop_offsets,
                                      test_clip_preprocess_matches_torchvision, NULL};

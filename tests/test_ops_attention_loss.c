@@ -490,32 +490,21 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("ops_attention_loss");
-    TCase *attention = tcase_create("attention");
-    tcase_set_timeout(attention, 60);
-    tcase_add_test(attention, test_attention_hand_case);
-    tcase_add_test(attention, test_attention_heads_are_separate);
-    tcase_add_test(attention, test_attention_fast_matches_naive);
-    tcase_add_test(attention, test_attention_gradcheck);
-    tcase_add_test(attention, test_attention_causal_gradcheck);
-    tcase_add_test(attention, test_self_attention_gradcheck);
-    tcase_add_test(attention, test_attention_no_grad_matches);
-    tcase_add_test(attention, test_attention_bad_input);
-    suite_add_tcase(s, attention);
-    TCase *ce = tcase_create("cross_entropy");
-    tcase_add_test(ce, test_cross_entropy_hand_cases);
-    tcase_add_test(ce, test_cross_entropy_matches_reference);
-    tcase_add_test(ce, test_cross_entropy_gradcheck);
-    tcase_add_test(ce, test_cross_entropy_bad_input);
-    suite_add_tcase(s, ce);
-    TCase *infonce = tcase_create("infonce");
-    tcase_add_test(infonce, test_infonce_hand_case);
-    tcase_add_test(infonce, test_infonce_matches_reference);
-    tcase_add_test(infonce, test_infonce_gradcheck_one_way_fixed);
-    tcase_add_test(infonce, test_infonce_gradcheck_one_way_learnable);
-    tcase_add_test(infonce, test_infonce_gradcheck_symmetric_fixed);
-    tcase_add_test(infonce, test_infonce_gradcheck_symmetric_learnable);
-    tcase_add_test(infonce, test_infonce_temperature_gradient_by_hand);
-    tcase_add_test(infonce, test_infonce_bad_input);
-    suite_add_tcase(s, infonce);
+    const TTest *const attention[] = {test_attention_hand_case, test_attention_heads_are_separate,
+                                      test_attention_fast_matches_naive, test_attention_gradcheck,
+                                      test_attention_causal_gradcheck, test_self_attention_gradcheck,
+                                      test_attention_no_grad_matches, test_attention_bad_input, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "attention", attention), 60);
+    const TTest *const ce[] = {test_cross_entropy_hand_cases, test_cross_entropy_matches_reference,
+                               test_cross_entropy_gradcheck, test_cross_entropy_bad_input, NULL};
+    mc_test_add_case(s, "cross_entropy", ce);
+    const TTest *const infonce[] = {test_infonce_hand_case, test_infonce_matches_reference,
+                                    test_infonce_gradcheck_one_way_fixed,
+                                    test_infonce_gradcheck_one_way_learnable,
+                                    test_infonce_gradcheck_symmetric_fixed,
+                                    test_infonce_gradcheck_symmetric_learnable,
+                                    test_infonce_temperature_gradient_by_hand,
+                                    test_infonce_bad_input, NULL};
+    mc_test_add_case(s, "infonce", infonce);
     return mc_test_run_suite(s);
 }

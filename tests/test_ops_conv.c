@@ -900,40 +900,33 @@ END_TEST
 
 static Suite *conv_suite(void) {
     Suite *s = suite_create("ops_conv");
-    TCase *conv = tcase_create("conv2d");
-    tcase_set_timeout(conv, 120);
-    tcase_add_loop_test(conv, test_conv2d_gradcheck, 0, N_CONV_CASES);
-    tcase_add_loop_test(conv, test_conv2d_fast_matches_naive, 0, N_FAST_CASES);
-    tcase_add_loop_test(conv, test_conv2d_chunked_matches_naive, 0, N_FAST_CASES);
-    tcase_add_test(conv, test_conv2d_hand_example);
-    tcase_add_test(conv, test_conv2d_bad_input);
-    tcase_add_test(conv, test_conv2d_no_grad_records_nothing);
-    tcase_add_loop_test(conv, test_conv2d_winograd_matches_naive, 0, N_WINOGRAD_CASES);
-    tcase_add_loop_test(conv, test_conv2d_winograd_chunked_matches_naive, 0, N_WINOGRAD_CASES);
-    tcase_add_loop_test(conv, test_conv2d_winograd_through_op, 0, N_WINOGRAD_CASES);
-    tcase_add_loop_test(conv, test_conv2d_winograd_gradcheck, 0, N_WINOGRAD_CASES - 1);
-    tcase_add_test(conv, test_conv2d_winograd_applies_only_to_3x3_s1_p1);
-    suite_add_tcase(s, conv);
-    TCase *bn = tcase_create("batchnorm2d");
-    tcase_set_timeout(bn, 120);
-    tcase_add_test(bn, test_batchnorm2d_matches_pytorch);
-    tcase_add_loop_test(bn, test_batchnorm2d_gradcheck, 0, 2);
-    tcase_add_test(bn, test_batchnorm2d_without_affine);
-    tcase_add_test(bn, test_batchnorm2d_bad_input);
-    tcase_add_loop_test(bn, test_batchnorm2d_relu_matches_unfused, 0, 2);
-    tcase_add_test(bn, test_batchnorm2d_relu_gradcheck);
-    tcase_add_test(bn, test_batchnorm2d_normalize_matches_reference);
-    tcase_add_test(bn, test_add_relu_matches_unfused);
-    tcase_add_test(bn, test_add_relu_bad_input);
-    suite_add_tcase(s, bn);
-    TCase *pool = tcase_create("pool");
-    tcase_set_timeout(pool, 120);
-    tcase_add_test(pool, test_pools_match_pytorch);
-    tcase_add_test(pool, test_maxpool_padding_is_minus_infinity);
-    tcase_add_loop_test(pool, test_pool_gradcheck, 0, N_POOL_CASES);
-    tcase_add_test(pool, test_maxpool_matches_reference);
-    tcase_add_test(pool, test_pool_bad_input);
-    suite_add_tcase(s, pool);
+    const TTest *const conv[] = {test_conv2d_hand_example, test_conv2d_bad_input,
+                                 test_conv2d_no_grad_records_nothing,
+                                 test_conv2d_winograd_applies_only_to_3x3_s1_p1, NULL};
+    const mc_test_loop conv_tables[] = {
+        {test_conv2d_gradcheck, 0, N_CONV_CASES},
+        {test_conv2d_fast_matches_naive, 0, N_FAST_CASES},
+        {test_conv2d_chunked_matches_naive, 0, N_FAST_CASES},
+        {test_conv2d_winograd_matches_naive, 0, N_WINOGRAD_CASES},
+        {test_conv2d_winograd_chunked_matches_naive, 0, N_WINOGRAD_CASES},
+        {test_conv2d_winograd_through_op, 0, N_WINOGRAD_CASES},
+        {test_conv2d_winograd_gradcheck, 0, N_WINOGRAD_CASES - 1},
+        {NULL, 0, 0}};
+    tcase_set_timeout(mc_test_add_loops(mc_test_add_case(s, "conv2d", conv), conv_tables), 120);
+
+    const TTest *const bn[] = {test_batchnorm2d_matches_pytorch, test_batchnorm2d_without_affine,
+                               test_batchnorm2d_bad_input, test_batchnorm2d_relu_gradcheck,
+                               test_batchnorm2d_normalize_matches_reference,
+                               test_add_relu_matches_unfused, test_add_relu_bad_input, NULL};
+    const mc_test_loop bn_tables[] = {{test_batchnorm2d_gradcheck, 0, 2},
+                                      {test_batchnorm2d_relu_matches_unfused, 0, 2},
+                                      {NULL, 0, 0}};
+    tcase_set_timeout(mc_test_add_loops(mc_test_add_case(s, "batchnorm2d", bn), bn_tables), 120);
+
+    const TTest *const pool[] = {test_pools_match_pytorch, test_maxpool_padding_is_minus_infinity,
+                                 test_maxpool_matches_reference, test_pool_bad_input, NULL};
+    const mc_test_loop pool_tables[] = {{test_pool_gradcheck, 0, N_POOL_CASES}, {NULL, 0, 0}};
+    tcase_set_timeout(mc_test_add_loops(mc_test_add_case(s, "pool", pool), pool_tables), 120);
     return s;
 }
 

@@ -969,36 +969,23 @@ END_TEST
 int main(void) {
     mc_threads_init_from_env();
     Suite *s = suite_create("ops_dense");
-    TCase *grad = tcase_create("gradcheck");
-    tcase_set_timeout(grad, 60);
-    tcase_add_loop_test(grad, test_gradcheck_table, 0, N_GRAD_CASES);
-    tcase_add_test(grad, test_gradcheck_random_broadcasts);
-    suite_add_tcase(s, grad);
+    const TTest *const grad[] = {test_gradcheck_random_broadcasts, NULL};
+    const mc_test_loop grad_table[] = {{test_gradcheck_table, 0, N_GRAD_CASES}, {NULL, 0, 0}};
+    tcase_set_timeout(mc_test_add_loops(mc_test_add_case(s, "gradcheck", grad), grad_table), 60);
 
-    TCase *values = tcase_create("forward values");
-    tcase_set_timeout(values, 60);
-    tcase_add_test(values, test_broadcast_values);
-    tcase_add_test(values, test_broadcast_large_matches_naive);
-    tcase_add_test(values, test_scale_and_activation_values);
-    tcase_add_test(values, test_exp_kernel_matches_libm);
-    tcase_add_test(values, test_activations_large_match_libm);
-    tcase_add_test(values, test_reduce_values);
-    tcase_add_test(values, test_softmax_values);
-    tcase_add_test(values, test_matmul_naive_by_hand);
-    tcase_add_test(values, test_matmul_matches_naive);
-    tcase_add_test(values, test_shape_values);
-    tcase_add_test(values, test_embedding_dropout_normalize_values);
-    tcase_add_test(values, test_layernorm_values);
-    tcase_add_test(values, test_layernorm_backward_threaded_matches_serial);
-    suite_add_tcase(s, values);
+    const TTest *const values[] = {test_broadcast_values, test_broadcast_large_matches_naive,
+                                   test_scale_and_activation_values, test_exp_kernel_matches_libm,
+                                   test_activations_large_match_libm, test_reduce_values,
+                                   test_softmax_values, test_matmul_naive_by_hand,
+                                   test_matmul_matches_naive, test_shape_values,
+                                   test_embedding_dropout_normalize_values, test_layernorm_values,
+                                   test_layernorm_backward_threaded_matches_serial, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "forward values", values), 60);
 
-    TCase *bad = tcase_create("bad input");
-    tcase_add_test(bad, test_bad_inputs);
-    suite_add_tcase(s, bad);
+    const TTest *const bad[] = {test_bad_inputs, NULL};
+    mc_test_add_case(s, "bad input", bad);
 
-    TCase *autograd = tcase_create("autograd");
-    tcase_add_test(autograd, test_gradients_accumulate);
-    tcase_add_test(autograd, test_no_grad_records_nothing);
-    suite_add_tcase(s, autograd);
+    const TTest *const autograd[] = {test_gradients_accumulate, test_no_grad_records_nothing, NULL};
+    mc_test_add_case(s, "autograd", autograd);
     return mc_test_run_suite(s);
 }

@@ -30,6 +30,14 @@ static void write_safetensors(const char *path, const char *header, const void *
     mc_test_write_safetensors(path, header, data, data_len, UINT64_MAX);
 }
 
+/* Opening `path` must fail with `code` and a message containing `needle`,
+ * leaving the handle NULL. */
+static void expect_file_refused(const char *path, mc_status code, const char *needle) {
+    mc_safetensors *f = (mc_safetensors *)0x1;
+    MC_CHECK_FAILS(mc_safetensors_open(path, &f), code, needle);
+    ck_assert_ptr_null(f);
+}
+
 /* Open `header` + zero-filled data of data_len bytes; expect failure. */
 static void expect_open_fails(const char *header, size_t data_len, mc_status code,
                               const char *needle) {
@@ -39,12 +47,24 @@ static void expect_open_fails(const char *header, size_t data_len, mc_status cod
     ck_assert_ptr_nonnull(zeros);
     write_safetensors(path, header, zeros, data_len);
     free(zeros);
-    mc_safetensors *f = (mc_safetensors *)0x1;
-    MC_CHECK_FAILS(mc_safetensors_open(path, &f), code, needle);
-    ck_assert_ptr_null(f);
+    expect_file_refused(path, code, needle);
     /* Every message names the file. */
     ck_assert_msg(strstr(mc_last_error(), path) != NULL, "message lacks the path: %s",
                   mc_last_error());
+}
+
+/* A file `name` of the n raw `bytes`, too short to be safetensors. */
+static void expect_bytes_refused(const char *name, const void *bytes, size_t n, const char *needle) {
+    char path[600];
+    mc_test_write_file(temp_path(name, path, sizeof path), bytes, n);
+    expect_file_refused(path, MC_ERR_FORMAT, needle);
+}
+
+/* A file `name` whose length field states `stated` bytes for the header "{}". */
+static void expect_header_length_refused(const char *name, uint64_t stated, const char *needle) {
+    char path[600];
+    mc_test_write_safetensors(temp_path(name, path, sizeof path), "{}", NULL, 0, stated);
+    expect_file_refused(path, MC_ERR_FORMAT, needle);
 }
 
 static mc_tensor *make_tensor(mc_shape shape, const char *name, float start, float step) {
@@ -348,42 +368,27 @@ END_TEST
 
 START_TEST(test_bad_empty_file) {
     make_temp_dir();
-    char path[600];
-    temp_path("empty.safetensors", path, sizeof path);
-    mc_test_write_file(path, "", 0);
-    mc_safetensors *f;
-    MC_CHECK_FAILS(mc_safetensors_open(path, &f), MC_ERR_FORMAT, "the file is empty");
+    expect_bytes_refused("empty.safetensors", "", 0, "the file is empty");
 }
 END_TEST
 
 START_TEST(test_bad_short_length_field) {
     make_temp_dir();
-    char path[600];
-    temp_path("short.safetensors", path, sizeof path);
-    mc_test_write_file(path, "\x10\x00\x00\x00\x00", 5);
-    mc_safetensors *f;
-    MC_CHECK_FAILS(mc_safetensors_open(path, &f), MC_ERR_FORMAT, "5 bytes, fewer than the 8-byte");
+    expect_bytes_refused("short.safetensors", "\x10\x00\x00\x00\x00", 5,
+                         "5 bytes, fewer than the 8-byte");
 }
 END_TEST
 
 START_TEST(test_bad_header_length_past_end) {
     make_temp_dir();
-    char path[600];
-    temp_path("past.safetensors", path, sizeof path);
     /* Claims a 1000-byte header; the file has 8 + 2 bytes. */
-    mc_test_write_safetensors(path, "{}", NULL, 0, 1000);
-    mc_safetensors *f;
-    MC_CHECK_FAILS(mc_safetensors_open(path, &f), MC_ERR_FORMAT, "header length 1000 runs past the end");
+    expect_header_length_refused("past.safetensors", 1000, "header length 1000 runs past the end");
 }
 END_TEST
 
 START_TEST(test_bad_header_length_absurd) {
     make_temp_dir();
-    char path[600];
-    temp_path("absurd.safetensors", path, sizeof path);
-    mc_test_write_safetensors(path, "{}", NULL, 0, UINT64_MAX - 1);
-    mc_safetensors *f;
-    MC_CHECK_FAILS(mc_safetensors_open(path, &f), MC_ERR_FORMAT, "absurdly large");
+    expect_header_length_refused("absurd.safetensors", UINT64_MAX - 1, "absurdly large");
 }
 END_TEST
 

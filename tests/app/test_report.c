@@ -103,8 +103,8 @@ END_TEST
 /* ---- the report ---- */
 
 START_TEST(report_plots_confusion_bars_and_escaping) {
-    char dir[256], path[512];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "report.html");
+    char path[512];
+    mc_test_dir_path("report.html", path, sizeof path);
     const double x[] = {0, 5, 10}, y[] = {0, 0.5, 1}, y2[] = {1, NAN, 0.25};
     mc_report_plot plot = {.title = "Loss", .x_label = "step", .y_label = "loss", .n_series = 2,
                            .series = {{"train <loss>", 3, x, y}, {"val", 3, x, y2}}};
@@ -145,11 +145,11 @@ START_TEST(report_plots_confusion_bars_and_escaping) {
 END_TEST
 
 START_TEST(report_errors_name_the_problem) {
-    char dir[256], path[512];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "missing/report.html");
+    char path[512];
+    mc_test_dir_path("missing/report.html", path, sizeof path);
     mc_report report = {.title = "x"};
     MC_CHECK_FAILS(mc_report_write(path, &report), MC_ERR_IO, "missing/report.html");
-    snprintf(path, sizeof path, "%s/report.html", dir);
+    mc_test_dir_path("report.html", path, sizeof path);
     mc_report_image image = {"/nonexistent/sheet.png", "tiles"};
     report.n_images = 1;
     report.images = &image;
@@ -162,10 +162,9 @@ START_TEST(report_errors_name_the_problem) {
 END_TEST
 
 START_TEST(report_from_metrics_csv) {
-    char dir[256], csv[512], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(csv, sizeof csv, "%s/metrics.csv", dir);
-    snprintf(path, sizeof path, "%s/report.html", dir);
+    char csv[512], path[512];
+    mc_test_dir_path("metrics.csv", csv, sizeof csv);
+    mc_test_dir_path("report.html", path, sizeof path);
     mc_test_write_text(csv, "kind,epoch,step,loss,val_acc,text_acc\n"
                    "step,1,10,2,,\n"
                    "step,1,20,1,,\n"
@@ -193,7 +192,7 @@ START_TEST(report_from_metrics_csv) {
     ck_assert_ptr_nonnull(strstr(html, "points=\"64.0,215.0 504.0,101.0\""));
     free(html);
     /* No metrics file: still a report, without the curves. */
-    snprintf(csv, sizeof csv, "%s/absent.csv", dir);
+    mc_test_dir_path("absent.csv", csv, sizeof csv);
     MC_CHECK_OK(mc_report_write_with_metrics(path, csv, &extra));
     html = mc_test_read_file(path, NULL);
     ck_assert_ptr_null(strstr(html, "Training loss"));
@@ -203,10 +202,9 @@ START_TEST(report_from_metrics_csv) {
 END_TEST
 
 START_TEST(run_report_end_to_end) {
-    char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[512];
     mc_run *run;
-    MC_CHECK_OK(mc_run_open(&run, dir, false));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, false));
     mc_run_set_quiet(run, true);
     const char *cols[] = {"epoch", "step", "loss"};
     for (int step = 1; step <= 4; step++)
@@ -224,10 +222,9 @@ END_TEST
 /* ---- contact sheets ---- */
 
 START_TEST(contact_sheet_layout_and_embedding) {
-    char dir[256], png[512], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    snprintf(png, sizeof png, "%s/sheet.png", dir);
-    snprintf(path, sizeof path, "%s/report.html", dir);
+    char png[512], path[512];
+    mc_test_dir_path("sheet.png", png, sizeof png);
+    mc_test_dir_path("report.html", path, sizeof path);
     /* Three 4x4 tiles: red, green, blue. */
     mc_tensor *tiles;
     MC_CHECK_OK(mc_tensor_new(&tiles, MC_SHAPE(3, 3, 4, 4), "tiles"));
@@ -283,10 +280,10 @@ static Suite *report_suite(void) {
                                  report_plots_confusion_bars_and_escaping,
                                  report_errors_name_the_problem, report_from_metrics_csv,
                                  run_report_end_to_end, NULL};
-    mc_test_add_case(s, "html", html);
+    mc_test_use_temp_dir(mc_test_add_case(s, "html", html));
     const TTest *const sheet[] = {contact_sheet_layout_and_embedding, canvas_text_draws_the_glyph,
                                   NULL};
-    mc_test_add_case(s, "contact_sheet", sheet);
+    mc_test_use_temp_dir(mc_test_add_case(s, "contact_sheet", sheet));
     return s;
 }
 

@@ -23,11 +23,6 @@ static int count_entries(const char *dir, const char *part) {
     return n;
 }
 
-static const char *join(char *buf, size_t len, const char *dir, const char *name) {
-    snprintf(buf, len, "%s/%s", dir, name);
-    return buf;
-}
-
 /* A fresh, quiet run in `dir` with an empty config.json written. */
 static mc_run *new_quiet_run(const char *dir) {
     mc_run *run;
@@ -58,17 +53,17 @@ static mc_status fail_via_path(void *ctx, const char *tmp_path) {
 }
 
 START_TEST(atomic_write_replaces_and_failure_keeps_old) {
-    char dir[256], path[512];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "state.bin");
+    char path[512];
+    mc_test_dir_path("state.bin", path, sizeof path);
     MC_CHECK_OK(mc_write_file_atomic(path, "old contents", 12));
     mc_test_assert_file_text(path, "old contents");
     /* A writer that fails half way: the old file survives, no temp remains. */
     MC_CHECK_FAILS(mc_write_file_atomic_with(path, write_then_fail, NULL), MC_ERR_IO, "simulated failure");
     mc_test_assert_file_text(path, "old contents");
-    ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+    ck_assert_int_eq(count_entries(mc_test_dir, ".tmp."), 0);
     MC_CHECK_FAILS(mc_write_file_atomic_via(path, fail_via_path, NULL), MC_ERR_FORMAT, "simulated encoder");
     mc_test_assert_file_text(path, "old contents");
-    ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+    ck_assert_int_eq(count_entries(mc_test_dir, ".tmp."), 0);
     /* Success replaces the contents, both ways; only the file is left. */
     MC_CHECK_OK(mc_write_file_atomic(path, "new", 3));
     mc_test_assert_file_text(path, "new");
@@ -76,13 +71,13 @@ START_TEST(atomic_write_replaces_and_failure_keeps_old) {
     mc_test_assert_file_text(path, "hello via path");
     MC_CHECK_OK(mc_write_file_atomic(path, "", 0));
     mc_test_assert_file_text(path, "");
-    ck_assert_int_eq(count_entries(dir, "state"), 1);
+    ck_assert_int_eq(count_entries(mc_test_dir, "state"), 1);
 }
 END_TEST
 
 START_TEST(atomic_write_into_missing_folder_names_it) {
-    char dir[256], path[512];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "no/such/folder/x.bin");
+    char path[512];
+    mc_test_dir_path("no/such/folder/x.bin", path, sizeof path);
     MC_CHECK_FAILS(mc_write_file_atomic(path, "x", 1), MC_ERR_IO, "no/such/folder/x.bin");
     MC_CHECK_FAILS(mc_write_file_atomic(NULL, "x", 1), MC_ERR_ARG, "path");
 }
@@ -90,16 +85,15 @@ END_TEST
 
 START_TEST(safetensors_writer_uses_the_atomic_path) {
     /* A checkpoint into a missing folder fails cleanly; an existing one is replaced whole. */
-    char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[512];
     mc_tensor *t;
     MC_CHECK_OK(mc_tensor_new(&t, MC_SHAPE(2), "w"));
     t->data[0] = 1.5f;
     t->data[1] = -2.0f;
-    join(path, sizeof path, dir, "w.safetensors");
+    mc_test_dir_path("w.safetensors", path, sizeof path);
     mc_test_write_text(path, "garbage that is not a safetensors file");
     MC_CHECK_OK(mc_safetensors_write(path, 1, &t, 0, NULL));
-    ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+    ck_assert_int_eq(count_entries(mc_test_dir, ".tmp."), 0);
     mc_safetensors *f;
     MC_CHECK_OK(mc_safetensors_open(path, &f));
     mc_tensor *back;
@@ -107,7 +101,7 @@ START_TEST(safetensors_writer_uses_the_atomic_path) {
     ck_assert_float_eq(back->data[1], -2.0f);
     mc_tensor_free(back);
     mc_safetensors_close(f);
-    join(path, sizeof path, dir, "missing/w.safetensors");
+    mc_test_dir_path("missing/w.safetensors", path, sizeof path);
     MC_CHECK_FAILS(mc_safetensors_write(path, 1, &t, 0, NULL), MC_ERR_IO, "missing/w.safetensors");
     mc_tensor_free(t);
 }
@@ -218,17 +212,16 @@ END_TEST
 /* ---- the run folder ---- */
 
 START_TEST(run_folder_created_with_parents) {
-    char dir[256], run_dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
-    join(run_dir, sizeof run_dir, dir, "runs/a/b/");
+    char run_dir[512], path[1024];
+    mc_test_dir_path("runs/a/b/", run_dir, sizeof run_dir);
     mc_run *run;
     MC_CHECK_OK(mc_run_open(&run, run_dir, false));
     ck_assert(!mc_run_resumed(run));
     MC_CHECK_OK(mc_run_path(run, "checkpoints/last.safetensors", path, sizeof path));
     char expected[1024];
-    snprintf(expected, sizeof expected, "%s/runs/a/b/checkpoints/last.safetensors", dir);
+    mc_test_dir_path("runs/a/b/checkpoints/last.safetensors", expected, sizeof expected);
     ck_assert_str_eq(path, expected);
-    join(path, sizeof path, dir, "runs/a/b/checkpoints");
+    mc_test_dir_path("runs/a/b/checkpoints", path, sizeof path);
     struct stat info;
     ck_assert(stat(path, &info) == 0 && S_ISDIR(info.st_mode));
     char tiny[8];
@@ -238,19 +231,18 @@ START_TEST(run_folder_created_with_parents) {
 END_TEST
 
 START_TEST(run_folder_unwritable_or_missing_is_a_clear_error) {
-    char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[512];
     /* A plain file where a folder should be: fails even for root. */
-    join(path, sizeof path, dir, "blocker");
+    mc_test_dir_path("blocker", path, sizeof path);
     mc_test_write_text(path, "x");
-    join(path, sizeof path, dir, "blocker/run");
+    mc_test_dir_path("blocker/run", path, sizeof path);
     mc_run *run = (mc_run *)1;
     MC_CHECK_FAILS(mc_run_open(&run, path, false), MC_ERR_IO, "blocker");
     ck_assert_ptr_null(run);
-    join(path, sizeof path, dir, "never-ran");
+    mc_test_dir_path("never-ran", path, sizeof path);
     MC_CHECK_FAILS(mc_run_open(&run, path, true), MC_ERR_IO, "never-ran");
     /* A folder that exists but holds no config.json is not a run to resume. */
-    join(path, sizeof path, dir, "empty");
+    mc_test_dir_path("empty", path, sizeof path);
     ck_assert_int_eq(mkdir(path, 0755), 0);
     MC_CHECK_FAILS(mc_run_open(&run, path, true), MC_ERR_IO, "config.json");
     MC_CHECK_FAILS(mc_run_open(&run, "", false), MC_ERR_ARG, "no path");
@@ -258,16 +250,15 @@ START_TEST(run_folder_unwritable_or_missing_is_a_clear_error) {
 END_TEST
 
 START_TEST(run_config_json) {
-    char dir[256], path[512], value[128];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[512], value[128];
     mc_run *run;
-    MC_CHECK_OK(mc_run_open(&run, dir, false));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, false));
     const mc_metadata_entry config[] = {
         {"lr", "1e-4"}, {"epochs", "10"}, {"symmetric", "false"}, {"bands", "B08,B11,B12"},
         {"name", "a \"quoted\"\\name"}, {"version_like", "1.0.0"}, {"leading_zero", "007"},
     };
     MC_CHECK_OK(mc_run_write_config(run, 7, config));
-    join(path, sizeof path, dir, "config.json");
+    mc_test_dir_path("config.json", path, sizeof path);
     char *text = mc_test_read_file(path, NULL);
     /* Numbers and booleans stay bare; anything else is a JSON string, escaped. */
     ck_assert_ptr_nonnull(strstr(text, "\"lr\": 1e-4,"));
@@ -297,9 +288,9 @@ START_TEST(run_config_json) {
 END_TEST
 
 START_TEST(run_metrics_rows_resume_and_drop) {
-    char dir[256], path[512];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "metrics.csv");
-    mc_run *run = new_quiet_run(dir);
+    char path[512];
+    mc_test_dir_path("metrics.csv", path, sizeof path);
+    mc_run *run = new_quiet_run(mc_test_dir);
     const char *step_cols[] = {"epoch", "step", "loss"};
     MC_CHECK_OK(mc_run_metrics_row(run, "step", step_cols, (double[]){1, 1, 2.5}, 3));
     MC_CHECK_OK(mc_run_metrics_row(run, "step", step_cols, (double[]){1, 2, 2.25}, 3));
@@ -317,10 +308,10 @@ START_TEST(run_metrics_rows_resume_and_drop) {
 
     /* A kill during a checkpoint write left a temporary file: resume removes it. */
     char stale[512];
-    join(stale, sizeof stale, dir, "checkpoints/last.safetensors.tmp.Ab3xYz");
+    mc_test_dir_path("checkpoints/last.safetensors.tmp.Ab3xYz", stale, sizeof stale);
     mc_test_write_text(stale, "half a checkpoint");
     /* Resume: rows are appended under the same header; NaN is "nan". */
-    MC_CHECK_OK(mc_run_open(&run, dir, true));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, true));
     ck_assert(!mc_test_file_exists(stale));
     mc_run_set_quiet(run, true);
     ck_assert(mc_run_resumed(run));
@@ -348,19 +339,19 @@ START_TEST(run_metrics_rows_resume_and_drop) {
     mc_run_close(run);
 
     /* A fresh run in the same folder starts an empty metrics.csv. */
-    MC_CHECK_OK(mc_run_open(&run, dir, false));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, false));
     mc_test_assert_file_text(path, "");
     mc_run_close(run);
 }
 END_TEST
 
 START_TEST(run_log_appends_lines) {
-    char dir[256], path[512];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "log.txt");
-    mc_run *run = new_quiet_run(dir);
+    char path[512];
+    mc_test_dir_path("log.txt", path, sizeof path);
+    mc_run *run = new_quiet_run(mc_test_dir);
     MC_CHECK_OK(mc_run_log(run, "epoch %d: loss %.2f\n", 1, 0.25));
     mc_run_close(run);
-    MC_CHECK_OK(mc_run_open(&run, dir, true));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, true));
     mc_run_set_quiet(run, true);
     MC_CHECK_OK(mc_run_log(run, "resumed"));
     mc_run_close(run);
@@ -377,14 +368,11 @@ END_TEST
 
 /* Resuming a folder that is not a run creates nothing in it. */
 START_TEST(run_resume_of_a_non_run_creates_nothing) {
-    char dir[256];
-    mc_test_temp_dir(dir, sizeof dir);
-    mc_test_write_text(join((char[512]){0}, 512, dir, "notes.txt"), "my own files");
+    mc_test_write_text(mc_test_dir_path("notes.txt", (char[512]){0}, 512), "my own files");
     mc_run *run = (mc_run *)1;
-    MC_CHECK_FAILS(mc_run_open(&run, dir, true), MC_ERR_IO, "config.json");
+    MC_CHECK_FAILS(mc_run_open(&run, mc_test_dir, true), MC_ERR_IO, "config.json");
     ck_assert_ptr_null(run);
-    ck_assert_int_eq(count_entries(dir, ""), 3); /* ".", "..", notes.txt */
-    mc_test_remove_tree(dir);
+    ck_assert_int_eq(count_entries(mc_test_dir, ""), 3); /* ".", "..", notes.txt */
 }
 END_TEST
 
@@ -393,29 +381,26 @@ END_TEST
  * the open file, so a second open in the same process is refused as one in
  * another process would be.) */
 START_TEST(run_folder_is_locked_while_open) {
-    char dir[256];
-    mc_test_temp_dir(dir, sizeof dir);
     mc_run *first, *second = (mc_run *)1;
-    MC_CHECK_OK(mc_run_open(&first, dir, false));
+    MC_CHECK_OK(mc_run_open(&first, mc_test_dir, false));
     MC_CHECK_OK(mc_run_write_config(first, 0, NULL));
-    MC_CHECK_FAILS(mc_run_open(&second, dir, false), MC_ERR_IO, "in use by another mmchain process");
+    MC_CHECK_FAILS(mc_run_open(&second, mc_test_dir, false), MC_ERR_IO, "in use by another mmchain process");
     ck_assert_ptr_null(second);
-    MC_CHECK_FAILS(mc_run_open(&second, dir, true), MC_ERR_IO, "in use by another mmchain process");
+    MC_CHECK_FAILS(mc_run_open(&second, mc_test_dir, true), MC_ERR_IO, "in use by another mmchain process");
     /* Reading the options of a locked run (the other ranks of a distributed
      * run do) takes no lock, and a folder that is not a run is refused. */
-    MC_CHECK_OK(mc_run_open_readonly(&second, dir));
+    MC_CHECK_OK(mc_run_open_readonly(&second, mc_test_dir));
     char value[64];
     ck_assert_int_eq(mc_run_config_get(second, "no-such-key", value, sizeof value) == MC_OK, 0);
     mc_run_close(second);
     char not_a_run[300];
-    snprintf(not_a_run, sizeof not_a_run, "%s/checkpoints", dir);
+    mc_test_dir_path("checkpoints", not_a_run, sizeof not_a_run);
     second = (mc_run *)1;
     ck_assert_int_ne(mc_run_open_readonly(&second, not_a_run), MC_OK);
     ck_assert_ptr_null(second);
     mc_run_close(first);
-    MC_CHECK_OK(mc_run_open(&second, dir, true));
+    MC_CHECK_OK(mc_run_open(&second, mc_test_dir, true));
     mc_run_close(second);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -450,14 +435,13 @@ static mc_status write_larger_files(void *ctx) {
  * are replaced atomically, a metrics.csv row is appended whole or not at
  * all, and the contact sheet PNG stays the old one. */
 START_TEST(run_files_survive_a_failed_write) {
-    char dir[256], config[512], metrics[512], report[512], sheet[512];
-    mc_test_temp_dir(dir, sizeof dir);
-    join(config, sizeof config, dir, "config.json");
-    join(metrics, sizeof metrics, dir, "metrics.csv");
-    join(report, sizeof report, dir, "report.html");
-    join(sheet, sizeof sheet, dir, "sheet.png");
+    char config[512], metrics[512], report[512], sheet[512];
+    mc_test_dir_path("config.json", config, sizeof config);
+    mc_test_dir_path("metrics.csv", metrics, sizeof metrics);
+    mc_test_dir_path("report.html", report, sizeof report);
+    mc_test_dir_path("sheet.png", sheet, sizeof sheet);
     mc_run *run;
-    MC_CHECK_OK(mc_run_open(&run, dir, false));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, false));
     mc_run_set_quiet(run, true);
     MC_CHECK_OK(mc_run_write_config(run, 0, NULL));
     const char *cols[] = {"step", "loss"};
@@ -476,14 +460,13 @@ START_TEST(run_files_survive_a_failed_write) {
     larger_files writes = {run, report, sheet};
     mc_status status = mc_test_with_file_size_limit(n_metrics + 10, write_larger_files, &writes, message, sizeof message);
     ck_assert_msg(status == MC_OK, "%s", message);
-    mc_test_assert_survived(config, old_config, n_config, dir);
-    mc_test_assert_survived(metrics, old_metrics, n_metrics, dir);
-    mc_test_assert_survived(report, old_report, n_report, dir);
-    mc_test_assert_survived(sheet, old_sheet, n_sheet, dir);
+    mc_test_assert_survived(config, old_config, n_config, mc_test_dir);
+    mc_test_assert_survived(metrics, old_metrics, n_metrics, mc_test_dir);
+    mc_test_assert_survived(report, old_report, n_report, mc_test_dir);
+    mc_test_assert_survived(sheet, old_sheet, n_sheet, mc_test_dir);
     free(old_config), free(old_metrics), free(old_report), free(old_sheet);
     mc_tensor_free(tiles);
     mc_run_close(run);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -492,7 +475,7 @@ static Suite *run_suite(void) {
     const TTest *const atomic[] = {atomic_write_replaces_and_failure_keeps_old,
                                    atomic_write_into_missing_folder_names_it,
                                    safetensors_writer_uses_the_atomic_path, NULL};
-    mc_test_add_case(s, "atomic", atomic);
+    mc_test_use_temp_dir(mc_test_add_case(s, "atomic", atomic));
     const TTest *const progress[] = {progress_on_a_terminal_rewrites_one_line,
                                      progress_in_a_log_prints_plain_lines_every_n_steps,
                                      progress_after_resume_and_when_quiet, NULL};
@@ -502,7 +485,7 @@ static Suite *run_suite(void) {
                                    run_config_json, run_metrics_rows_resume_and_drop,
                                    run_log_appends_lines, run_resume_of_a_non_run_creates_nothing,
                                    run_folder_is_locked_while_open, run_files_survive_a_failed_write, NULL};
-    mc_test_add_case(s, "folder", folder);
+    mc_test_use_temp_dir(mc_test_add_case(s, "folder", folder));
     return s;
 }
 

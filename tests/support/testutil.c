@@ -194,6 +194,25 @@ bool mc_test_file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+char mc_test_dir[512];
+
+static void make_test_dir(void) {
+    ck_assert_msg(mc_test_temp_dir(mc_test_dir, sizeof mc_test_dir)[0] != '\0',
+                  "cannot create a temporary folder");
+}
+
+static void remove_test_dir(void) {
+    if (mc_test_dir[0] != '\0') mc_test_remove_tree(mc_test_dir);
+    mc_test_dir[0] = '\0';
+}
+
+void mc_test_use_temp_dir(TCase *tc) { tcase_add_checked_fixture(tc, make_test_dir, remove_test_dir); }
+
+const char *mc_test_dir_path(const char *name, char *buf, size_t len) {
+    snprintf(buf, len, "%s/%s", mc_test_dir, name);
+    return buf;
+}
+
 /* ---- files ---- */
 
 char *mc_test_read_file(const char *path, size_t *len) {
@@ -270,6 +289,12 @@ TCase *mc_test_add_case(Suite *suite, const char *name, const TTest *const tests
     for (size_t i = 0; tests[i] != NULL; ++i)
         tcase_add_test(tc, tests[i]);
     suite_add_tcase(suite, tc);
+    return tc;
+}
+
+TCase *mc_test_add_loops(TCase *tc, const mc_test_loop loops[]) {
+    for (size_t i = 0; loops[i].test != NULL; ++i)
+        tcase_add_loop_test(tc, loops[i].test, loops[i].from, loops[i].to);
     return tc;
 }
 

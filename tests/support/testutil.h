@@ -83,6 +83,15 @@ const char *mc_test_temp_file(char *dir, size_t dir_len, char *path, size_t path
                               const char *name);
 bool mc_test_file_exists(const char *path);
 
+/* ---- a fresh temporary folder for every test of a case ----
+ * After mc_test_use_temp_dir(tc), each test of `tc` starts with an empty
+ * folder named by mc_test_dir, removed with all it holds when the test
+ * ends (a Check fixture, so the test itself neither makes nor removes it). */
+extern char mc_test_dir[512];
+void mc_test_use_temp_dir(TCase *tc);
+/* mc_test_dir/<name> into buf (len bytes); returns buf. */
+const char *mc_test_dir_path(const char *name, char *buf, size_t len);
+
 /* ---- files (each fails the test when the file system says no) ---- */
 /* The whole file, malloc'ed and NUL-terminated (free it); *len (may be
  * NULL) gets its size in bytes. */
@@ -115,6 +124,14 @@ uint32_t mc_test_fuzz_next(uint64_t *state);
 /* Add a test case called `name` to `suite`, holding `tests` in order (the
  * list ends with NULL); returns it, for a timeout or a fixture. */
 TCase *mc_test_add_case(Suite *suite, const char *name, const TTest *const tests[]);
+/* A loop test: Check runs `test` once for each _i in [from, to). */
+typedef struct mc_test_loop {
+    const TTest *test;
+    int from, to;
+} mc_test_loop;
+/* Add the loop tests `loops` to `tc` in order (the list ends with an entry
+ * whose test is NULL); returns tc. */
+TCase *mc_test_add_loops(TCase *tc, const mc_test_loop loops[]);
 /* Run a suite; returns the process exit code (0 when all pass). */
 int mc_test_run_suite(Suite *suite);
 /* Print "SKIPPED: <reason>" and return MC_TEST_SKIP_CODE, for main(). */
