@@ -35,3 +35,71 @@ const char *fuzz_write(const char *name, const void *data, size_t size) {
     }
     return path;
 }
+
+/* ---- heap accounting (fuzz_common.h) ---- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define FUZZ_HAVE_HOOKS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FUZZ_HAVE_HOOKS 1
+#endif
+#endif
+
+#ifdef FUZZ_HAVE_HOOKS
+#include <sanitizer/allocator_interface.h>
+
+/* Bytes in use (counted from the first fuzz_heap_begin(); blocks older than
+ * that, freed later, take it below zero, hence signed) and the highest value
+ * since the last fuzz_heap_begin(). Atomic: OpenMP and BLAS threads
+ * allocate too. */
+static int64_t heap_in_use, heap_start, heap_peak;
+static int hooks_installed;
+
+static void on_malloc(const volatile void *ptr, size_t size) {
+    (void)ptr;
+    int64_t now = __atomic_add_fetch(&heap_in_use, (int64_t)size, __ATOMIC_RELAXED);
+    int64_t peak = __atomic_load_n(&heap_peak, __ATOMIC_RELAXED);
+    while (now > peak &&
+           !__atomic_compare_exchange_n(&heap_peak, &peak, now, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+static void on_free(const volatile void *ptr) {
+    /* Called before the block is released, so its size is still known. */
+    if (ptr && __sanitizer_get_ownership((const void *)ptr))
+        __atomic_sub_fetch(&heap_in_use, (int64_t)__sanitizer_get_allocated_size((const void *)ptr),
+                           __ATOMIC_RELAXED);
+}
+
+void fuzz_heap_begin(void) {
+    if (!hooks_installed)
+        hooks_installed = __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+    heap_start = __atomic_load_n(&heap_in_use, __ATOMIC_RELAXED);
+    __atomic_store_n(&heap_peak, heap_start, __ATOMIC_RELAXED);
+}
+
+size_t fuzz_heap_peak(void) {
+    return hooks_installed ? (size_t)(__atomic_load_n(&heap_peak, __ATOMIC_RELAXED) - heap_start) : 0;
+}
+
+int fuzz_heap_counted(void) { return hooks_installed; }
+#else
+void fuzz_heap_begin(void) {}
+size_t fuzz_heap_peak(void) { return 0; }
+int fuzz_heap_counted(void) { return 0; }
+#endif
+
+void fuzz_heap_check(const char *what, size_t file_size) {
+    size_t peak = fuzz_heap_peak(), bound = FUZZ_HEAP_PER_FILE_BYTE * file_size + FUZZ_HEAP_CONSTANT;
+    if (getenv("MMCHAIN_FUZZ_HEAP_REPORT"))
+        fprintf(stderr, "fuzz: %s took a heap peak of %zu bytes from a %zu-byte file (bound %zu)\n",
+                what, peak, file_size, bound);
+    if (peak > bound) {
+        fprintf(stderr,
+                "fuzz: %s allocated a peak of %zu bytes from a %zu-byte file, more than the bound "
+                "%d x file + %u = %zu: it sized something from the file before checking it\n",
+                what, peak, file_size, FUZZ_HEAP_PER_FILE_BYTE, FUZZ_HEAP_CONSTANT, bound);
+        abort();
+    }
+}
