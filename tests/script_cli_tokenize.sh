@@ -45,7 +45,7 @@ expect_ids "folder, -- before a dash text" "49406 268 276 49407$(zeros 73)" -- -
 expect_ids "short context" "49406 320 1125 539 320 3240 49407 0 0 0" -- --vocab "$vocab" --context 10 "a photo of a fox"
 expect_ids "truncate" "49406 320 1125 539 49407" -- --vocab "$vocab" --context 5 --truncate "a photo of a fox"
 
-expect_tokenize_error "too long" "too long for context length 5" -- --vocab "$vocab" --context 5 "a photo of a fox"
+expect_tokenize_error "too long" "too long for context length 5: 7 tokens with sot and eot (ask for truncation to keep the first 4 and end with eot)" -- --vocab "$vocab" --context 5 "a photo of a fox"
 expect_tokenize_error "unknown flag" "unknown option '--frobnicate'" -- --vocab "$vocab" --frobnicate "x"
 expect_tokenize_error "dash text without --" "unknown option '-5'" -- --vocab "$vocab" "-5"
 expect_tokenize_error "missing --vocab" "--vocab PATH is required" -- "a photo"

@@ -210,7 +210,8 @@ START_TEST(test_conv2d_bad_input) {
     mc_tensor *bias = random_tensor(MC_SHAPE(15), "conv1.bias", 4, false);
     mc_tensor *out = (mc_tensor *)0x1;
     MC_CHECK_FAILS(mc_conv2d(g, x, w, NULL, mc_conv2d_simple(1, 1), &out), MC_ERR_SHAPE,
-                   "x (2, 8, 8, 5) has 5 channels, weight conv1.weight (16, 3, 3, 3) expects 3");
+                   "x (2, 8, 8, 5) has 5 channels, weight conv1.weight (16, 3, 3, 3) expects 3 "
+                   "(C/groups = 3 with groups 1); x is NHWC, channels last");
     ck_assert_ptr_null(out);
     mc_conv2d_params p = mc_conv2d_simple(1, 1);
     p.groups = 3; /* 3 does not divide 5 input channels */
@@ -227,7 +228,7 @@ START_TEST(test_conv2d_bad_input) {
     MC_CHECK_FAILS(mc_conv2d(g, x3, w, NULL, mc_conv2d_simple(1, -1), &out), MC_ERR_ARG, "padding");
     MC_CHECK_OK(mc_tensor_reshape_inplace(x3, MC_SHAPE(4, 3)));
     MC_CHECK_FAILS(mc_conv2d(g, x3, w, NULL, mc_conv2d_simple(1, 1), &out), MC_ERR_SHAPE,
-                   "must be 4-D");
+                   "must be 4-D (N, H, W, C): activations are NHWC, not PyTorch's NCHW");
     mc_graph_free(g);
     mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(w6), mc_tensor_free(bias);
     mc_tensor_free(x3);
@@ -519,7 +520,8 @@ START_TEST(test_batchnorm2d_bad_input) {
     mc_tensor *out;
     mc_tensor *x4 = random_tensor(MC_SHAPE(2, 2, 2, 4), "x", 1, false);
     MC_CHECK_FAILS(mc_batchnorm2d(g, x4, m.weight, m.bias, NULL, NULL, true, 0.1f, 1e-5f, &out),
-                   MC_ERR_SHAPE, "weight bn.weight (3) must have shape (4)");
+                   MC_ERR_SHAPE, "weight bn.weight (3) must have shape (4), one per channel of x (2, 2, 2, 4) "
+                   "(NHWC: channels last)");
     mc_tensor *x3 = random_tensor(MC_SHAPE(1, 1, 1, 3), "single", 2, false);
     MC_CHECK_FAILS(mc_batchnorm2d(g, x3, m.weight, m.bias, NULL, NULL, true, 0.1f, 1e-5f, &out),
                    MC_ERR_SHAPE, "more than one value per channel");
@@ -527,7 +529,7 @@ START_TEST(test_batchnorm2d_bad_input) {
                    MC_ERR_ARG, "needs running_mean and running_var");
     MC_CHECK_OK(mc_tensor_reshape_inplace(x4, MC_SHAPE(8, 4)));
     MC_CHECK_FAILS(mc_batchnorm2d(g, x4, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f, &out),
-                   MC_ERR_SHAPE, "must be 4-D");
+                   MC_ERR_SHAPE, "must be 4-D (N, H, W, C): activations are NHWC, not PyTorch's NCHW");
     mc_graph_free(g);
     mc_tensor_free(x4), mc_tensor_free(x3);
     bn_module_free(&m);
@@ -702,12 +704,12 @@ START_TEST(test_pool_bad_input) {
     MC_CHECK_OK(mc_graph_new(&g));
     mc_tensor *x = random_tensor(MC_SHAPE(1, 3, 3, 2), "feat", 1, false);
     mc_tensor *out;
-    MC_CHECK_FAILS(mc_maxpool2d(g, x, 5, 1, 0, &out), MC_ERR_SHAPE, "feat (1, 3, 3, 2) is smaller than kernel 5");
+    MC_CHECK_FAILS(mc_maxpool2d(g, x, 5, 1, 0, &out), MC_ERR_SHAPE, "feat (1, 3, 3, 2) is smaller than kernel 5 with padding 0 (x is NHWC: N, H, W, C)");
     MC_CHECK_FAILS(mc_maxpool2d(g, x, 3, 1, 2, &out), MC_ERR_ARG, "at most half the kernel");
     MC_CHECK_FAILS(mc_avgpool2d(g, x, 0, 1, 0, &out), MC_ERR_ARG, "kernel 0");
     MC_CHECK_FAILS(mc_adaptive_avgpool2d(g, x, 0, 2, &out), MC_ERR_ARG, "at least 1x1");
     MC_CHECK_OK(mc_tensor_reshape_inplace(x, MC_SHAPE(9, 2)));
-    MC_CHECK_FAILS(mc_global_avgpool(g, x, &out), MC_ERR_SHAPE, "must be 4-D");
+    MC_CHECK_FAILS(mc_global_avgpool(g, x, &out), MC_ERR_SHAPE, "must be 4-D (N, H, W, C): activations are NHWC");
     MC_CHECK_FAILS(mc_avgpool2d(g, x, 2, 2, 0, &out), MC_ERR_SHAPE, "must be 4-D");
     mc_graph_free(g);
     mc_tensor_free(x);

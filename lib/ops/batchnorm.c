@@ -312,7 +312,8 @@ static mc_status check_channel_vector(const mc_tensor *t, const char *role, cons
                                       int64_t c) {
     if (!t || (t->shape.ndim == 1 && t->shape.dim[0] == c)) return MC_OK;
     char ts[160], xs[160];
-    return mc_error(MC_ERR_SHAPE, "batchnorm2d: %s %s must have shape (%lld), one per channel of x %s",
+    return mc_error(MC_ERR_SHAPE, "batchnorm2d: %s %s must have shape (%lld), one per channel of "
+                    "%s (NHWC: channels last)",
                     role, mc_tensor_str(t, ts, sizeof ts), (long long)c, mc_tensor_str(x, xs, sizeof xs));
 }
 
@@ -324,7 +325,8 @@ static mc_status check_batchnorm_args(const mc_tensor *x, const mc_tensor *weigh
     if (!x) return mc_error(MC_ERR_ARG, "batchnorm2d: input x must not be NULL");
     mc_tensor_str(x, xs, sizeof xs);
     if (x->shape.ndim != 4)
-        return mc_error(MC_ERR_SHAPE, "batchnorm2d: input x %s must be 4-D (N, H, W, C)", xs);
+        return mc_error(MC_ERR_SHAPE, "batchnorm2d: input x %s must be 4-D (N, H, W, C)"
+                        ": activations are NHWC, not PyTorch's NCHW", xs);
     int64_t c = x->shape.dim[3];
     MC_TRY(check_channel_vector(weight, "weight", x, c));
     MC_TRY(check_channel_vector(bias, "bias", x, c));

@@ -92,7 +92,8 @@ mc_status mc_conv2d_geometry_of(const mc_tensor *x, const mc_tensor *weight, con
     mc_tensor_str(weight, ws, sizeof ws);
     MC_TRY(check_params(p));
     if (x->shape.ndim != 4)
-        return mc_error(MC_ERR_SHAPE, "conv2d: input x %s must be 4-D (N, H, W, C)", xs);
+        return mc_error(MC_ERR_SHAPE, "conv2d: input x %s must be 4-D (N, H, W, C)"
+                        ": activations are NHWC, not PyTorch's NCHW", xs);
     if (weight->shape.ndim != 4)
         return mc_error(MC_ERR_SHAPE, "conv2d: weight %s must be 4-D (OC, C/groups, KH, KW)", ws);
     memset(geo, 0, sizeof *geo);
@@ -111,7 +112,7 @@ mc_status mc_conv2d_geometry_of(const mc_tensor *x, const mc_tensor *weight, con
     if (weight->shape.dim[1] != geo->c_group)
         return mc_error(MC_ERR_SHAPE,
                         "conv2d: input x %s has %lld channels, weight %s expects %lld (C/groups = "
-                        "%lld with groups %d)",
+                        "%lld with groups %d); x is NHWC, channels last",
                         xs, (long long)geo->c, ws, (long long)weight->shape.dim[1] * p.groups,
                         (long long)weight->shape.dim[1], p.groups);
     if (bias && (bias->shape.ndim != 1 || bias->shape.dim[0] != geo->oc))
@@ -122,7 +123,8 @@ mc_status mc_conv2d_geometry_of(const mc_tensor *x, const mc_tensor *weight, con
     if (geo->oh < 1 || geo->ow < 1)
         return mc_error(MC_ERR_SHAPE,
                         "conv2d: output size %lldx%lld < 1: input x %s with kernel %lldx%lld, "
-                        "padding (%d, %d), dilation (%d, %d) is too small",
+                        "padding (%d, %d), dilation (%d, %d) is too small"
+                        " (x is NHWC: N, H, W, C)",
                         (long long)geo->oh, (long long)geo->ow, xs, (long long)geo->kh,
                         (long long)geo->kw, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w);
     geo->k_group = geo->kh * geo->kw * geo->c_group;

@@ -25,7 +25,8 @@ static mc_status pool_geometry_of(const char *op, const mc_tensor *x, int kernel
     if (!x) return mc_error(MC_ERR_ARG, "%s: input x must not be NULL", op);
     mc_tensor_str(x, xs, sizeof xs);
     if (x->shape.ndim != 4)
-        return mc_error(MC_ERR_SHAPE, "%s: input x %s must be 4-D (N, H, W, C)", op, xs);
+        return mc_error(MC_ERR_SHAPE, "%s: input x %s must be 4-D (N, H, W, C)"
+                        ": activations are NHWC, not PyTorch's NCHW", op, xs);
     if (kernel < 1 || stride < 1 || padding < 0)
         return mc_error(MC_ERR_ARG, "%s: kernel %d and stride %d must be >= 1, padding %d >= 0", op,
                         kernel, stride, padding);
@@ -43,7 +44,7 @@ static mc_status pool_geometry_of(const char *op, const mc_tensor *x, int kernel
     geo->ow = span_w < 0 ? 0 : span_w / stride + 1;
     if (geo->oh < 1 || geo->ow < 1)
         return mc_error(MC_ERR_SHAPE, "%s: output size < 1: input x %s is smaller than kernel %d "
-                        "with padding %d", op, xs, kernel, padding);
+                        "with padding %d (x is NHWC: N, H, W, C)", op, xs, kernel, padding);
     return MC_OK;
 }
 
@@ -310,7 +311,8 @@ mc_status mc_adaptive_avgpool2d(mc_graph *g, mc_tensor *x, int out_h, int out_w,
     char xs[160];
     if (!x) return mc_error(MC_ERR_ARG, "adaptive_avgpool2d: input x must not be NULL");
     if (x->shape.ndim != 4)
-        return mc_error(MC_ERR_SHAPE, "adaptive_avgpool2d: input x %s must be 4-D (N, H, W, C)",
+        return mc_error(MC_ERR_SHAPE, "adaptive_avgpool2d: input x %s must be 4-D (N, H, W, C)"
+                        ": activations are NHWC, not PyTorch's NCHW",
                         mc_tensor_str(x, xs, sizeof xs));
     if (out_h < 1 || out_w < 1)
         return mc_error(MC_ERR_ARG, "adaptive_avgpool2d: output size %dx%d must be at least 1x1",
@@ -361,7 +363,8 @@ mc_status mc_global_avgpool(mc_graph *g, mc_tensor *x, mc_tensor **out) {
     char xs[160];
     if (!x) return mc_error(MC_ERR_ARG, "global_avgpool: input x must not be NULL");
     if (x->shape.ndim != 4)
-        return mc_error(MC_ERR_SHAPE, "global_avgpool: input x %s must be 4-D (N, H, W, C)",
+        return mc_error(MC_ERR_SHAPE, "global_avgpool: input x %s must be 4-D (N, H, W, C)"
+                        ": activations are NHWC, not PyTorch's NCHW",
                         mc_tensor_str(x, xs, sizeof xs));
     int64_t n = x->shape.dim[0], c = x->shape.dim[3], pixels = x->shape.dim[1] * x->shape.dim[2];
     mc_tensor *y;

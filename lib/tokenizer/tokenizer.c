@@ -867,8 +867,8 @@ mc_status mc_tokenizer_tokenize(mc_tokenizer *tok, const char *text, int context
         free(body);
         return mc_error(MC_ERR_ARG,
                         "tokenizer: text \"%.60s%s\" is too long for context length %d: %d tokens "
-                        "with sot and eot (ask for truncation to keep the first %d)",
-                        text, strlen(text) > 60 ? "..." : "", context, n_body + 2, context);
+                        "with sot and eot (ask for truncation to keep the first %d and end with eot)",
+                        text, strlen(text) > 60 ? "..." : "", context, n_body + 2, context - 1);
     }
     int kept = n_body + 2 > context ? context - 2 : n_body; /* truncation keeps eot last */
     ids[0] = mc_tokenizer_sot(tok);
