@@ -18,10 +18,11 @@
  * node that produced the tensor has run (the gradient is complete and dead
  * then; PyTorch likewise keeps no .grad of a non-leaf tensor). Gradients of
  * heap tensors live on the heap with the tensor. mc_graph_reset() forgets
- * the step's tensors all at once: call it once per training step, after the
- * optimizer update. Reset merges the step's arena chunks into one of their
- * total size, so a steady training loop stops allocating after the first
- * step (docs/architecture.md, "The arena"). */
+ * the step's tensors all at once: call it once per training step, at its
+ * start, before the forward (the previous step's results, its loss
+ * included, stay readable until then). Reset merges the step's arena
+ * chunks into one of their total size, so a steady training loop stops
+ * allocating after the first step (docs/architecture.md, "The arena"). */
 #ifndef MMCHAIN_AUTOGRAD_H
 #define MMCHAIN_AUTOGRAD_H
 

@@ -13,13 +13,13 @@
  *
  * A typical step:
  *
+ *     mc_graph_reset(g);                 (the previous step's tensors go)
  *     mc_params_zero_grad(&params);
  *     ... forward, mc_backward(g, loss) ...
  *     float norm;
  *     MC_TRY(mc_grad_clip_norm(&params, 1.0f, &norm));
  *     mc_optimizer_set_lr(opt, mc_lr_at(&schedule, mc_optimizer_steps(opt)));
  *     MC_TRY(mc_optimizer_step(opt));
- *     mc_graph_reset(g);
  *
  * Checkpoints: the optimizer's state is a set of named tensors,
  *     "optimizer.step"                       one element: steps taken so far
