@@ -13,7 +13,7 @@ cd "$MMCHAIN_SOURCE_DIR"
 # The layer of each public header (include/mmchain/NAME.h).
 declare -A header_layer=(
     [version.h]=core [error.h]=core [rng.h]=core [tensor.h]=core
-    [autograd.h]=core [threads.h]=core
+    [autograd.h]=core [gradcheck.h]=core [threads.h]=core
     [ops.h]=ops
     [nn.h]=nn
     [optim.h]=optim [checkpoint.h]=optim

@@ -1,9 +1,9 @@
 /* mmchain — the umbrella header: the whole public API of the library.
  *
  * Read the headers in this order (each needs only those before it):
- * version.h, error.h, rng.h, tensor.h, autograd.h, threads.h, ops.h, nn.h,
- * dist.h, optim.h, io.h, checkpoint.h, tokenizer.h, models.h, clip.h,
- * image.h, augment.h, data.h, synth.h, chain.h, pretrain.h.
+ * version.h, error.h, rng.h, tensor.h, autograd.h, gradcheck.h, threads.h,
+ * ops.h, nn.h, dist.h, optim.h, io.h, checkpoint.h, tokenizer.h, models.h,
+ * clip.h, image.h, augment.h, data.h, synth.h, chain.h, pretrain.h.
  *
  * The application built on the library (the run folder, report.html, the
  * demo and the `mmchain` program) is not part of it: see app/. */
@@ -15,6 +15,7 @@
 #include "rng.h"
 #include "tensor.h"
 #include "autograd.h"
+#include "gradcheck.h"
 #include "threads.h"
 #include "ops.h"
 #include "nn.h"

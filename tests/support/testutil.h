@@ -1,5 +1,5 @@
 /* Test support shared by the Check suites: status assertions, array
- * comparison, the finite-difference gradient checker, reference-data paths
+ * comparison, an assertion around the gradient checker, reference-data paths
  * and the skip convention. */
 #ifndef MMCHAIN_TESTUTIL_H
 #define MMCHAIN_TESTUTIL_H
@@ -48,23 +48,10 @@ void mc_test_assert_close(const char *what, const float *actual, const float *ex
 /* Relative error of the whole array: ||a - b|| / max(||b||, tiny). */
 double mc_test_rel_error(const float *actual, const float *expected, long n);
 
-/* ---- finite-difference gradient checking ----
- * `forward` builds the op under test from the heap tensors `inputs` on `g`
- * and returns its output. The checker takes L = sum(out * r) for a fixed
- * random r (accumulated in double), runs backward for the analytic gradient
- * of every input with requires_grad, and compares each element with the
- * central difference (L(x+eps) - L(x-eps)) / (2 eps). */
-typedef mc_status (*mc_gradcheck_forward)(mc_graph *g, mc_tensor **inputs, void *ctx,
-                                          mc_tensor **out);
-typedef struct mc_gradcheck_options {
-    double eps;  /* perturbation; default 1e-2 */
-    double rtol; /* default 2e-2 */
-    double atol; /* default 2e-3 */
-} mc_gradcheck_options;
-/* Returns true when every element passes; fills `report` either way. */
-bool mc_gradcheck(const char *name, int n_inputs, mc_tensor **inputs, mc_gradcheck_forward forward,
-                  void *ctx, const mc_gradcheck_options *options, char *report, size_t report_len);
-/* ck_assert wrapper around mc_gradcheck. */
+/* ---- gradient checking ----
+ * ck_assert wrapper around the library's mc_gradcheck (mmchain/gradcheck.h):
+ * fails the test with its message when the gradients disagree or the check
+ * could not run. */
 void mc_assert_gradcheck(const char *name, int n_inputs, mc_tensor **inputs,
                          mc_gradcheck_forward forward, void *ctx, const mc_gradcheck_options *options);
 
