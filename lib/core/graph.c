@@ -1,5 +1,6 @@
 /* The graph: a bump-allocating arena for one step, and the tape. */
 #include "mmchain/autograd.h"
+#include "core/profile.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ struct mc_graph {
     int tape_capacity;
     bool grad_enabled;
     mc_precision precision; /* of the ops' matrix products */
+    int64_t profile_op_start_ns; /* MMCHAIN_PROFILE: the running op's first allocation, or 0 */
 };
 
 static arena_chunk *chunk_new(size_t capacity) {
@@ -70,6 +72,13 @@ static void chunks_free(arena_chunk *chunk) {
 static size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
 static mc_status arena_alloc(mc_graph *g, size_t bytes, bool zero, void **out);
+
+/* The arena and the live gradients together reached a new high? */
+static void note_peak(mc_graph *g) {
+    if (g->bytes_in_use + g->grad_bytes_in_use <= g->peak_bytes) return;
+    g->peak_bytes = g->bytes_in_use + g->grad_bytes_in_use;
+    if (mc_profile_enabled) mc_profile_graph_peak(g->peak_bytes);
+}
 
 /* A spare chunk that holds `size` bytes, emptied, or NULL. Reusing chunks
  * that a release gave back saves the page faults of fresh memory: inference
@@ -108,8 +117,11 @@ static mc_status arena_alloc(mc_graph *g, size_t bytes, bool zero, void **out) {
     void *memory = chunk->memory + chunk->used;
     chunk->used += size;
     g->bytes_in_use += size;
-    if (g->bytes_in_use + g->grad_bytes_in_use > g->peak_bytes)
-        g->peak_bytes = g->bytes_in_use + g->grad_bytes_in_use;
+    note_peak(g);
+    /* An op allocates its saved state and output first and records itself
+     * last: its forward time runs from here to mc_graph_record. */
+    if (mc_profile_enabled && g->grad_enabled && !g->profile_op_start_ns)
+        g->profile_op_start_ns = mc_profile_now_ns();
     if (zero) memset(memory, 0, size);
     *out = memory;
     return MC_OK;
@@ -148,6 +160,7 @@ void mc_graph_free(mc_graph *g) {
 
 void mc_graph_reset(mc_graph *g) {
     g->tape_length = 0;
+    g->profile_op_start_ns = 0;
     g->bytes_in_use = 0;
     for (int i = 0; i < g->grad_block_count; i++) g->grad_blocks[i].in_use = false;
     g->grad_bytes_in_use = 0;
@@ -166,6 +179,7 @@ void mc_graph_reset(mc_graph *g) {
 
 bool mc_graph_set_grad_enabled(mc_graph *g, bool enabled) {
     bool previous = g->grad_enabled;
+    g->profile_op_start_ns = 0; /* untaped work is no recorded op's forward */
     g->grad_enabled = enabled;
     return previous;
 }
@@ -275,6 +289,12 @@ bool mc_graph_should_record(const mc_graph *g, int n_in, mc_tensor *const *in) {
 
 mc_status mc_graph_record(mc_graph *g, const char *op, mc_backward_fn backward, mc_tensor *out,
                           int n_in, mc_tensor *const *in, void *saved) {
+    if (mc_profile_enabled) {
+        int64_t start = g->profile_op_start_ns;
+        g->profile_op_start_ns = 0;
+        if (start && mc_graph_should_record(g, n_in, in))
+            mc_profile_op_forward(op, mc_profile_now_ns() - start);
+    }
     if (!mc_graph_should_record(g, n_in, in)) return MC_OK;
     if (n_in > MC_MAX_INPUTS)
         return mc_error(MC_ERR_ARG, "%s: %d inputs, the tape holds at most %d", op, n_in,
@@ -324,8 +344,7 @@ static mc_status grad_block_acquire(mc_graph *g, size_t bytes, const char *name,
     g->grad_bytes_in_use += bytes;
     *out = memory;
 account:
-    if (g->bytes_in_use + g->grad_bytes_in_use > g->peak_bytes)
-        g->peak_bytes = g->bytes_in_use + g->grad_bytes_in_use;
+    note_peak(g);
     return MC_OK;
 }
 
@@ -380,7 +399,9 @@ mc_status mc_backward_with_grad(mc_graph *g, mc_tensor *t, const float *t_grad) 
         /* Scratch memory a backward function takes from the arena is dead
          * when it returns; the gradients it produces live in grad blocks. */
         mc_graph_mark mark = mc_graph_get_mark(g);
+        int64_t start = mc_profile_enabled ? mc_profile_now_ns() : 0;
         status = node->backward(node);
+        if (mc_profile_enabled) mc_profile_op_backward(node->op, mc_profile_now_ns() - start);
         arena_release_to(g, mark);
         if (status != MC_OK) {
             mc_error_context(status, "backward of %s: ", node->op);

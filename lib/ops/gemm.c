@@ -5,6 +5,7 @@
 #include "mmchain/ops.h"
 #include "mmchain/threads.h"
 #include "ops/gemm_internal.h"
+#include "core/profile.h"
 #include "ops/naive.h"
 
 #include <cblas.h>
@@ -136,9 +137,11 @@ static void openblas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int
                 (int)ldb, beta, C, (int)ldc);
 }
 
-void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-              int64_t ldc) {
+/* The products below, untimed: the public functions time them when
+ * MMCHAIN_PROFILE is set (core/profile.h), each call once. */
+static void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                  int64_t ldc) {
     // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) when trans_b; C: (M, N)
     if (M <= 0 || N <= 0) return;
     if (current_kernel() == MC_GEMM_AVX512 &&
@@ -148,10 +151,10 @@ void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
     openblas_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-void mc_sgemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                      const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb,
-                      int64_t stride_b, float beta, float *C, int64_t ldc, int64_t stride_c,
-                      int64_t batch) {
+static void sgemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                          float alpha, const float *A, int64_t lda, int64_t stride_a,
+                          const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
+                          int64_t ldc, int64_t stride_c, int64_t batch) {
     // item b: A + b*stride_a, B + b*stride_b, C + b*stride_c, each as in mc_sgemm
     if (M <= 0 || N <= 0 || batch <= 0) return;
     if (current_kernel() == MC_GEMM_AVX512 &&
@@ -164,9 +167,9 @@ void mc_sgemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
                        ldb, beta, C + b * stride_c, ldc);
 }
 
-void mc_gemm(mc_precision precision, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-             float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-             float *C, int64_t ldc) {
+static void gemm(mc_precision precision, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                 int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                 float beta, float *C, int64_t ldc) {
     // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) when trans_b; C: (M, N)
     if (M <= 0 || N <= 0) return;
     /* bf16 needs our kernel; otherwise (or if its packing space cannot be
@@ -174,19 +177,57 @@ void mc_gemm(mc_precision precision, bool trans_a, bool trans_b, int64_t M, int6
     if (precision == MC_PRECISION_BF16 && current_kernel() == MC_GEMM_AVX512 &&
         mc_sgemm_bf16_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
         return;
-    mc_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-void mc_gemm_batched(mc_precision precision, bool trans_a, bool trans_b, int64_t M, int64_t N,
-                     int64_t K, float alpha, const float *A, int64_t lda, int64_t stride_a,
-                     const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
-                     int64_t ldc, int64_t stride_c, int64_t batch) {
+static void gemm_batched(mc_precision precision, bool trans_a, bool trans_b, int64_t M,
+                         int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                         int64_t stride_a, const float *B, int64_t ldb, int64_t stride_b,
+                         float beta, float *C, int64_t ldc, int64_t stride_c, int64_t batch) {
     // item b: A + b*stride_a, B + b*stride_b, C + b*stride_c, each as in mc_gemm
     if (M <= 0 || N <= 0 || batch <= 0) return;
     if (precision == MC_PRECISION_BF16 && current_kernel() == MC_GEMM_AVX512 &&
         mc_sgemm_batched_bf16_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb,
                                      stride_b, beta, C, ldc, stride_c, batch))
         return;
-    mc_sgemm_batched(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
-                     ldc, stride_c, batch);
+    sgemm_batched(trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
+                  ldc, stride_c, batch);
+}
+
+/* ---- the public entry points: the products above, timed when profiling ---- */
+
+void mc_gemm_batched(mc_precision precision, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                     int64_t K, float alpha, const float *A, int64_t lda, int64_t stride_a,
+                     const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
+                     int64_t ldc, int64_t stride_c, int64_t batch) {
+    int64_t start = mc_profile_enabled ? mc_profile_now_ns() : 0;
+    gemm_batched(precision, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
+                 beta, C, ldc, stride_c, batch);
+    if (mc_profile_enabled)
+        mc_profile_gemm(trans_a, trans_b, M, N, K, batch, mc_precision_name(precision),
+                        mc_profile_now_ns() - start);
+}
+
+void mc_sgemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb,
+                      int64_t stride_b, float beta, float *C, int64_t ldc, int64_t stride_c,
+                      int64_t batch) {
+    mc_gemm_batched(MC_PRECISION_FP32, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb,
+                    stride_b, beta, C, ldc, stride_c, batch);
+}
+
+void mc_gemm(mc_precision precision, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+             float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+             float *C, int64_t ldc) {
+    int64_t start = mc_profile_enabled ? mc_profile_now_ns() : 0;
+    gemm(precision, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (mc_profile_enabled)
+        mc_profile_gemm(trans_a, trans_b, M, N, K, 1, mc_precision_name(precision),
+                        mc_profile_now_ns() - start);
+}
+
+void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc) {
+    mc_gemm(MC_PRECISION_FP32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -23,6 +23,7 @@
  * Everything here is compiled for AVX-512F by function attributes (the rest
  * of the library stays baseline x86-64) and only called after a CPUID check
  * (gemm.c). */
+#include "core/profile.h"
 #include "core/scratch.h"
 #include "mmchain/threads.h"
 #include "ops/gemm_avx512_internal.h"
@@ -176,18 +177,25 @@ AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_en
                               int64_t j_begin, int64_t j_end, float *packed_b, float *packed_a) {
     const mc_gemm_avx512_variant *v = job->variant;
     const int64_t slice = (int64_t)KC * v->k_per_slot;
+    /* MMCHAIN_PROFILE: this thread's time here, and the packing's part. */
+    const bool profiling = mc_profile_enabled;
+    int64_t begin_ns = profiling ? mc_profile_now_ns() : 0, packing_ns = 0;
     for (int64_t pc = 0; pc < job->K; pc += slice) {
         const int64_t kc = min64(slice, job->K - pc);
         const int64_t slots = (kc + v->k_per_slot - 1) / v->k_per_slot;
         const float beta = pc == 0 ? job->beta : 1.0f; /* later slices add to C */
         for (int64_t jc = j_begin; jc < j_end; jc += NC) {
             const int64_t nc = min64(NC, j_end - jc);
+            int64_t pack_start = profiling ? mc_profile_now_ns() : 0;
             v->pack_b_block(job->trans_b, job->B, job->ldb, pc, kc, jc, nc, packed_b);
+            if (profiling) packing_ns += mc_profile_now_ns() - pack_start;
             for (int64_t ic = i_begin; ic < i_end; ic += MC) {
                 const int64_t mc = min64(MC, i_end - ic);
+                if (profiling) pack_start = mc_profile_now_ns();
                 for (int64_t ir = 0; ir < mc; ir += MR)
                     v->pack_a_panel(job->trans_a, job->A, job->lda, ic + ir, min64(MR, mc - ir),
                                     pc, kc, packed_a + ir * slots);
+                if (profiling) packing_ns += mc_profile_now_ns() - pack_start;
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR)
                         v->micro_kernel(slots, packed_a + ir * slots, packed_b + jr * slots,
@@ -196,6 +204,7 @@ AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_en
             }
         }
     }
+    if (profiling) mc_profile_gemm_thread_time(mc_profile_now_ns() - begin_ns, packing_ns);
 }
 
 /* C = beta * C (the whole product when K == 0 or alpha == 0). */
