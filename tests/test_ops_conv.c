@@ -779,6 +779,68 @@ START_TEST(test_batchnorm2d_relu_matches_unfused) {
 }
 END_TEST
 
+/* relu(batchnorm2d(x) + shortcut) as one op and as two (mc_batchnorm2d then
+ * mc_add_relu): same output, same gradients of x, weight, bias and the
+ * shortcut, same running statistics; _i = 0 training, 1 eval. */
+START_TEST(test_batchnorm2d_add_relu_matches_unfused) {
+    bool training = _i == 0;
+    mc_tensor *y_grad = random_tensor(MC_SHAPE(3, 5, 4, 7), "dy", 78, false);
+    float *grads[2][4];
+    float *outputs[2], *running[2];
+    for (int fused = 0; fused < 2; fused++) {
+        mc_tensor *x = random_tensor(MC_SHAPE(3, 5, 4, 7), "x", 60, true);
+        mc_tensor *w = random_tensor(MC_SHAPE(7), "bn.weight", 61, true);
+        mc_tensor *b = random_tensor(MC_SHAPE(7), "bn.bias", 62, true);
+        mc_tensor *shortcut = random_tensor(MC_SHAPE(3, 5, 4, 7), "shortcut", 64, true);
+        mc_tensor *rm = random_tensor(MC_SHAPE(7), "bn.running_mean", 63, false);
+        mc_tensor *rv;
+        MC_CHECK_OK(mc_tensor_new(&rv, MC_SHAPE(7), "bn.running_var"));
+        mc_tensor_fill(rv, 0.75f);
+        mc_graph *g;
+        MC_CHECK_OK(mc_graph_new(&g));
+        mc_tensor *y;
+        if (fused) {
+            MC_CHECK_OK(mc_batchnorm2d_add_relu(g, x, w, b, rm, rv, training, 0.1f, 1e-5f,
+                                                shortcut, &y));
+        } else {
+            MC_CHECK_OK(mc_batchnorm2d(g, x, w, b, rm, rv, training, 0.1f, 1e-5f, &y));
+            MC_CHECK_OK(mc_add_relu(g, y, shortcut, &y));
+        }
+        MC_CHECK_OK(mc_backward_with_grad(g, y, y_grad->data));
+        outputs[fused] = malloc((size_t)y->numel * sizeof(float));
+        running[fused] = malloc(14 * sizeof(float));
+        ck_assert_ptr_nonnull(outputs[fused]);
+        ck_assert_ptr_nonnull(running[fused]);
+        memcpy(outputs[fused], y->data, (size_t)y->numel * sizeof(float));
+        memcpy(running[fused], rm->data, 7 * sizeof(float));
+        memcpy(running[fused] + 7, rv->data, 7 * sizeof(float));
+        mc_tensor *params[4] = {x, w, b, shortcut};
+        for (int k = 0; k < 4; k++) {
+            grads[fused][k] = malloc((size_t)params[k]->numel * sizeof(float));
+            ck_assert_ptr_nonnull(grads[fused][k]);
+            memcpy(grads[fused][k], params[k]->grad, (size_t)params[k]->numel * sizeof(float));
+        }
+        mc_graph_free(g);
+        mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(b), mc_tensor_free(shortcut);
+        mc_tensor_free(rm), mc_tensor_free(rv);
+    }
+    int zeros = 0; /* some outputs must be clipped, or the relu part is untested */
+    for (int64_t i = 0; i < y_grad->numel; i++) zeros += outputs[1][i] == 0.0f;
+    ck_assert_int_gt(zeros, 10);
+    assert_same_floats("output", outputs[1], outputs[0], y_grad->numel);
+    assert_same_floats("running stats", running[1], running[0], 14);
+    assert_same_floats("dx", grads[1][0], grads[0][0], y_grad->numel);
+    assert_same_floats("dweight", grads[1][1], grads[0][1], 7);
+    assert_same_floats("dbias", grads[1][2], grads[0][2], 7);
+    assert_same_floats("dshortcut", grads[1][3], grads[0][3], y_grad->numel);
+    for (int fused = 0; fused < 2; fused++) {
+        free(outputs[fused]), free(running[fused]);
+        for (int k = 0; k < 4; k++) free(grads[fused][k]);
+    }
+    mc_tensor_free(y_grad);
+}
+END_TEST
+
 /* The fused op through finite differences too (its own backward path). */
 static mc_status bn_relu_for_check(mc_graph *g, mc_tensor **in, void *ctx, mc_tensor **out) {
     (void)ctx;
@@ -922,6 +984,7 @@ static Suite *conv_suite(void) {
                                test_add_relu_matches_unfused, test_add_relu_bad_input, NULL};
     const mc_test_loop bn_tables[] = {{test_batchnorm2d_gradcheck, 0, 2},
                                       {test_batchnorm2d_relu_matches_unfused, 0, 2},
+                                      {test_batchnorm2d_add_relu_matches_unfused, 0, 2},
                                       {NULL, 0, 0}};
     tcase_set_timeout(mc_test_add_loops(mc_test_add_case(s, "batchnorm2d", bn), bn_tables), 120);
 

@@ -174,6 +174,12 @@ mc_status mc_conv_bn_init(mc_param_list *params, const char *conv_name, const ch
  * a training step (what PyTorch's ReLU(inplace=True) saves). */
 mc_status mc_conv_bn_forward(mc_graph *g, const mc_conv_bn *layer, bool training, mc_tensor *x,
                              mc_tensor **out);
+/* x -> *out = relu(BN(conv(x)) + shortcut), the last unit of a residual
+ * block (layer->relu must be false: the ReLU comes after the addition). The
+ * BN output before the addition is never stored (ops.h,
+ * mc_batchnorm2d_add_relu). shortcut: the shape of *out. */
+mc_status mc_conv_bn_add_relu_forward(mc_graph *g, const mc_conv_bn *layer, bool training,
+                                      mc_tensor *x, mc_tensor *shortcut, mc_tensor **out);
 
 /* ---- layer_norm.c: nn.LayerNorm over the last dimension ---- */
 typedef struct mc_layer_norm {

@@ -175,6 +175,13 @@ mc_status mc_batchnorm2d_relu(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_t
                               mc_tensor *running_mean, mc_tensor *running_var, bool training,
                               float momentum, float eps, mc_tensor **out);
 
+/* relu(mc_batchnorm2d(...) + shortcut) as one op, the end of a residual
+ * block: bit for bit mc_batchnorm2d then mc_add_relu, but the BN output
+ * before the addition is never stored. shortcut, x, *out: (N, H, W, C). */
+mc_status mc_batchnorm2d_add_relu(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                                  mc_tensor *running_mean, mc_tensor *running_var, bool training,
+                                  float momentum, float eps, mc_tensor *shortcut, mc_tensor **out);
+
 /* Synchronised batch norm (set by lib/dist, mc_dist_set_sync_batchnorm):
  * `sum` replaces `count` doubles by their sum over every process (the same
  * result everywhere). While set, training-mode batch norm sums its

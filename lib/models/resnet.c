@@ -320,15 +320,17 @@ int mc_resnet_set_trainable(mc_resnet *m, const char *prefix, bool trainable) {
  * forward
  * ------------------------------------------------------------------------- */
 
-/* One residual block: relu(F(x) + shortcut(x)). x, *out NHWC. */
+/* One residual block: relu(F(x) + shortcut(x)). x, *out NHWC. The last
+ * unit's BN, the addition and the ReLU are one op, so the BN output before
+ * the addition is never stored (the shortcut is computed first). */
 static mc_status block_forward(mc_graph *g, const resnet_block *b, bool training, mc_tensor *x,
                                mc_tensor **out) {
     mc_tensor *h = x;
-    for (int i = 0; i < b->n_units; i++)
+    for (int i = 0; i < b->n_units - 1; i++)
         MC_TRY(mc_conv_bn_forward(g, &b->unit[i], training, h, &h));
     mc_tensor *shortcut = x;
     if (b->has_downsample) MC_TRY(mc_conv_bn_forward(g, &b->downsample, training, x, &shortcut));
-    return mc_add_relu(g, h, shortcut, out); /* relu(h + shortcut), one op */
+    return mc_conv_bn_add_relu_forward(g, &b->unit[b->n_units - 1], training, h, shortcut, out);
 }
 
 static mc_status check_input(const mc_resnet *m, const mc_tensor *x) {

@@ -62,14 +62,21 @@ mc_status mc_batch_norm_init(mc_param_list *params, const char *prefix, int chan
     return MC_OK;
 }
 
-/* BN, then max(., 0) in the same op when relu. */
+/* BN, then max(., 0) in the same op when relu; with a shortcut (not NULL)
+ * relu(BN(x) + shortcut), also one op. */
 static mc_status batch_norm_apply(mc_graph *g, const mc_batch_norm *bn, bool training, bool relu,
-                                  mc_tensor *x, mc_tensor **out) {
-    mc_status (*normalize)(mc_graph *, mc_tensor *, mc_tensor *, mc_tensor *, mc_tensor *,
-                           mc_tensor *, bool, float, float, mc_tensor **) =
-        relu ? mc_batchnorm2d_relu : mc_batchnorm2d;
-    MC_TRY(normalize(g, x, bn->weight, bn->bias, bn->running_mean, bn->running_var, training,
-                     bn->momentum, bn->eps, out));
+                                  mc_tensor *shortcut, mc_tensor *x, mc_tensor **out) {
+    if (shortcut) {
+        MC_TRY(mc_batchnorm2d_add_relu(g, x, bn->weight, bn->bias, bn->running_mean,
+                                       bn->running_var, training, bn->momentum, bn->eps, shortcut,
+                                       out));
+    } else {
+        mc_status (*normalize)(mc_graph *, mc_tensor *, mc_tensor *, mc_tensor *, mc_tensor *,
+                               mc_tensor *, bool, float, float, mc_tensor **) =
+            relu ? mc_batchnorm2d_relu : mc_batchnorm2d;
+        MC_TRY(normalize(g, x, bn->weight, bn->bias, bn->running_mean, bn->running_var, training,
+                         bn->momentum, bn->eps, out));
+    }
     /* PyTorch counts every training-mode forward (it matters only when
      * momentum is None, but a checkpoint should carry the same count). */
     if (training) bn->num_batches_tracked->data[0] += 1.0f;
@@ -78,7 +85,7 @@ static mc_status batch_norm_apply(mc_graph *g, const mc_batch_norm *bn, bool tra
 
 mc_status mc_batch_norm_forward(mc_graph *g, const mc_batch_norm *bn, bool training,
                                 mc_tensor *x, mc_tensor **out) {
-    return batch_norm_apply(g, bn, training, false, x, out);
+    return batch_norm_apply(g, bn, training, false, NULL, x, out);
 }
 
 /* ---- conv -> BN (-> ReLU) ---- */
@@ -94,5 +101,16 @@ mc_status mc_conv_bn_forward(mc_graph *g, const mc_conv_bn *layer, bool training
                              mc_tensor **out) {
     mc_tensor *h;
     MC_TRY(mc_conv_forward(g, &layer->conv, x, &h));
-    return batch_norm_apply(g, &layer->bn, training, layer->relu, h, out);
+    return batch_norm_apply(g, &layer->bn, training, layer->relu, NULL, h, out);
+}
+
+mc_status mc_conv_bn_add_relu_forward(mc_graph *g, const mc_conv_bn *layer, bool training,
+                                      mc_tensor *x, mc_tensor *shortcut, mc_tensor **out) {
+    *out = NULL;
+    if (layer->relu || !shortcut)
+        return mc_error(MC_ERR_ARG, "conv_bn_add_relu: needs a shortcut and a unit without its "
+                                    "own ReLU (the ReLU follows the addition)");
+    mc_tensor *h;
+    MC_TRY(mc_conv_forward(g, &layer->conv, x, &h));
+    return batch_norm_apply(g, &layer->bn, training, false, shortcut, h, out);
 }

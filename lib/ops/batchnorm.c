@@ -21,7 +21,14 @@
  * output before the relu is never stored. Its backward needs only the relu
  * output y: relu'(v) = [v > 0] = [y > 0], so the gradient reaching BN is dy
  * where y > 0 and 0 elsewhere. The results are bit for bit those of
- * mc_batchnorm2d followed by mc_relu (tested). */
+ * mc_batchnorm2d followed by mc_relu (tested).
+ *
+ * mc_batchnorm2d_add_relu (ops.h) is relu(batchnorm2d(x) + shortcut), the
+ * end of a residual block, in one op: the BN output before the addition,
+ * a tensor as large as the block's output that nothing reads in backward,
+ * is never stored. The same mask serves both gradients: the shortcut gets
+ * dy where y > 0, and so does the normalisation. Bit for bit
+ * mc_batchnorm2d followed by mc_add_relu (tested). */
 #include "mmchain/ops.h"
 #include "core/vector_clones.h"
 #include "core/parallel.h"
@@ -144,25 +151,35 @@ void mc_batchnorm_set_global_sum(mc_batchnorm_sum_fn sum) { global_sum = sum; }
 /* What backward needs: the statistics the forward normalised with. */
 typedef struct batchnorm_saved {
     bool training;
-    bool relu;     /* mc_batchnorm2d_relu: the output is relu(BN(x)) */
+    bool relu;     /* mc_batchnorm2d_relu: the output is relu(BN(x)); with a shortcut (input 3)
+                      relu(BN(x) + shortcut) */
     float *mean;   /* (C) */
     float *invstd; /* (C): 1 / sqrt(var + eps) */
     double rows;   /* values per channel the statistics cover (all processes' when synchronised) */
     mc_batchnorm_sum_fn sum; /* the forward's global sum (its backward uses the same), or NULL */
 } batchnorm_saved;
 
-/* x: (M, C) -> y: (M, C) = (x - mean) * scale + shift, then max(., 0) when
- * relu. scale = invstd * weight and shift = bias are per channel, computed
- * once: the inner loop is then a plain vectorisable multiply-add.
- * mean, scale, shift: (C). */
+/* x: (M, C) -> y: (M, C) = (x - mean) * scale + shift, then + shortcut
+ * when there is one, then max(., 0) when relu. scale = invstd * weight and
+ * shift = bias are per channel, computed once: the inner loop is then a
+ * plain vectorisable multiply-add. mean, scale, shift: (C); shortcut:
+ * (M, C) or NULL (then relu). */
 MC_VECTOR_CLONES
 static void normalize(int64_t rows, int64_t c, const float *x, const float *mean,
-                      const float *scale, const float *shift, bool relu, float *y) {
+                      const float *scale, const float *shift, bool relu, const float *shortcut,
+                      float *y) {
 #pragma omp parallel for schedule(static) if (rows * c >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         const float *in = x + r * c;
         float *o = y + r * c;
-        if (relu)
+        if (shortcut) {
+            const float *add = shortcut + r * c;
+            for (int64_t ch = 0; ch < c; ch++) {
+                float normalized = (in[ch] - mean[ch]) * scale[ch] + shift[ch];
+                float v = normalized + add[ch]; /* as mc_add_relu adds the BN output */
+                o[ch] = v > 0.0f ? v : 0.0f;
+            }
+        } else if (relu)
             for (int64_t ch = 0; ch < c; ch++) {
                 float v = (in[ch] - mean[ch]) * scale[ch] + shift[ch];
                 o[ch] = v > 0.0f ? v : 0.0f;
@@ -257,14 +274,27 @@ static void input_grad(int64_t rows, int64_t c, bool training, const float *x, c
     }
 }
 
-/* in: x (N, H, W, C), weight (C) or NULL, bias (C) or NULL;
- * out->grad: (N, H, W, C). */
+/* d_shortcut: (n) += dy where y > 0. y, dy: (n). */
+MC_VECTOR_CLONES
+static void shortcut_grad(int64_t n, const float *y, const float *dy, float *d_shortcut) {
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) d_shortcut[i] += keep_where(dy[i], y[i] > 0.0f);
+}
+
+/* in: x (N, H, W, C), weight (C) or NULL, bias (C) or NULL, shortcut
+ * (N, H, W, C) or absent; out->grad: (N, H, W, C). */
 static mc_status batchnorm2d_backward(mc_node *node) {
     const batchnorm_saved *saved = node->saved;
     mc_tensor *x = node->in[0], *weight = node->in[1], *bias = node->in[2];
+    mc_tensor *shortcut = node->n_in > 3 ? node->in[3] : NULL;
     int64_t c = x->shape.dim[3], rows = x->numel / c;
     const float *dy = node->out->grad;
     const float *relu_out = saved->relu ? node->out->data : NULL;
+    if (shortcut && shortcut->requires_grad) {
+        float *d_shortcut;
+        MC_TRY(mc_grad_buffer(node->graph, shortcut, &d_shortcut));
+        shortcut_grad(x->numel, node->out->data, dy, d_shortcut);
+    }
     double *partial, *sum_dy, *sum_dy_xhat;
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(REDUCE_BLOCKS * 2 * c) * sizeof(double), (void **)&partial));
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(2 * c) * sizeof(double), (void **)&sum_dy));
@@ -345,11 +375,19 @@ static mc_status check_batchnorm_args(const mc_tensor *x, const mc_tensor *weigh
     return MC_OK;
 }
 
+/* shortcut: NULL, or (N, H, W, C) added before the relu (relu then true). */
 static mc_status batchnorm2d_op(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
                                 mc_tensor *running_mean, mc_tensor *running_var, bool training,
-                                float momentum, float eps, bool relu, mc_tensor **out) {
+                                float momentum, float eps, bool relu, mc_tensor *shortcut,
+                                mc_tensor **out) {
     *out = NULL;
     MC_TRY(check_batchnorm_args(x, weight, bias, running_mean, running_var, training, momentum, eps));
+    if (shortcut && !mc_shape_equal(shortcut->shape, x->shape)) {
+        char xs[160], ss[160];
+        return mc_error(MC_ERR_SHAPE,
+                        "batchnorm2d_add_relu: shortcut %s must have the shape of x %s",
+                        mc_tensor_str(shortcut, ss, sizeof ss), mc_tensor_str(x, xs, sizeof xs));
+    }
     int64_t c = x->shape.dim[3], rows = x->numel / c;
     batchnorm_saved *saved;
     MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
@@ -376,13 +414,15 @@ static mc_status batchnorm2d_op(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc
         scale[ch] = saved->invstd[ch] * (weight ? weight->data[ch] : 1.0f);
         if (bias) shift[ch] = bias->data[ch];
     }
-    const char *op = relu ? "batchnorm2d_relu" : "batchnorm2d";
+    const char *op = shortcut ? "batchnorm2d_add_relu" : relu ? "batchnorm2d_relu" : "batchnorm2d";
     mc_tensor *y; /* every element is written by normalize */
     MC_TRY(mc_graph_tensor_uninit(g, x->shape, op, &y));
-    normalize(rows, c, x->data, saved->mean, scale, shift, relu, y->data);
-    /* Inputs keep fixed positions (x, weight, bias); absent ones are NULL. */
-    mc_tensor *inputs[3] = {x, weight, bias};
-    MC_TRY(mc_graph_record(g, op, batchnorm2d_backward, y, 3, inputs, saved));
+    normalize(rows, c, x->data, saved->mean, scale, shift, relu, shortcut ? shortcut->data : NULL,
+              y->data);
+    /* Inputs keep fixed positions (x, weight, bias[, shortcut]); absent
+     * weight and bias are NULL. */
+    mc_tensor *inputs[4] = {x, weight, bias, shortcut};
+    MC_TRY(mc_graph_record(g, op, batchnorm2d_backward, y, shortcut ? 4 : 3, inputs, saved));
     *out = y;
     return MC_OK;
 }
@@ -391,12 +431,23 @@ mc_status mc_batchnorm2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor
                          mc_tensor *running_mean, mc_tensor *running_var, bool training,
                          float momentum, float eps, mc_tensor **out) {
     return batchnorm2d_op(g, x, weight, bias, running_mean, running_var, training, momentum, eps,
-                          false, out);
+                          false, NULL, out);
 }
 
 mc_status mc_batchnorm2d_relu(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
                               mc_tensor *running_mean, mc_tensor *running_var, bool training,
                               float momentum, float eps, mc_tensor **out) {
     return batchnorm2d_op(g, x, weight, bias, running_mean, running_var, training, momentum, eps,
-                          true, out);
+                          true, NULL, out);
+}
+
+mc_status mc_batchnorm2d_add_relu(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                                  mc_tensor *running_mean, mc_tensor *running_var, bool training,
+                                  float momentum, float eps, mc_tensor *shortcut, mc_tensor **out) {
+    if (!shortcut) {
+        *out = NULL;
+        return mc_error(MC_ERR_ARG, "batchnorm2d_add_relu: shortcut must not be NULL");
+    }
+    return batchnorm2d_op(g, x, weight, bias, running_mean, running_var, training, momentum, eps,
+                          true, shortcut, out);
 }
