@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "mmchain/clip.h"
+
 /* ---- timing ---- */
 
 static inline double bench_clock_seconds(clockid_t clock) {
@@ -74,6 +76,17 @@ static inline double bench_peer_value(const bench_peer_row *rows, int n, const c
     for (int i = 0; i < n; i++)
         if (strcmp(rows[i].row, row) == 0) return rows[i].value;
     return 0.0;
+}
+
+/* CLIP ViT-B/32's sizes (OpenAI's release), for benchmarks with random
+ * weights: speed does not depend on them. */
+static inline mc_clip_config bench_clip_vit_b32(void) {
+    mc_clip_config config = {
+        .has_vision = true, .has_text = true, .embed_dim = 512,
+        .vision = {.width = 768, .layers = 12, .heads = 12, .mlp_width = 3072, .patch = 32, .image_size = 224},
+        .text = {.width = 512, .layers = 12, .heads = 8, .mlp_width = 2048, .context = 77, .vocab = 49408},
+    };
+    return config;
 }
 
 #endif

@@ -89,11 +89,7 @@ static mc_chain_trainer *new_trainer(setup *s, bool augment, int target_crops,
 }
 
 static void make_setup(setup *s, int tiles) {
-    mc_clip_config config = {
-        .has_vision = true, .has_text = true, .embed_dim = 512,
-        .vision = {.width = 768, .layers = 12, .heads = 12, .mlp_width = 3072, .patch = 32, .image_size = 224},
-        .text = {.width = 512, .layers = 12, .heads = 8, .mlp_width = 2048, .context = 77, .vocab = 49408},
-    };
+    mc_clip_config config = bench_clip_vit_b32();
     mc_rng rng;
     mc_rng_seed(&rng, 0);
     CHECK(mc_clip_new(&s->clip, &config, &rng));

@@ -75,11 +75,7 @@ int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     int repeats = argc > 2 ? atoi(argv[2]) : 5;
     mc_set_num_threads(threads);
-    mc_clip_config config = {
-        .has_vision = true, .has_text = true, .embed_dim = 512,
-        .vision = {.width = 768, .layers = 12, .heads = 12, .mlp_width = 3072, .patch = 32, .image_size = 224},
-        .text = {.width = 512, .layers = 12, .heads = 8, .mlp_width = 2048, .context = 77, .vocab = 49408},
-    };
+    mc_clip_config config = bench_clip_vit_b32();
     mc_rng rng;
     mc_rng_seed(&rng, 0);
     workload w = {0};

@@ -64,21 +64,18 @@ static op_row *find_op(const char *op) {
     return &ops[op_count++];
 }
 
-void mc_profile_op_forward(const char *op, int64_t ns) {
+/* One call of `op`, forward or backward. */
+static void count_op(const char *op, bool backward, int64_t ns) {
     pthread_mutex_lock(&lock);
     op_row *row = find_op(op);
-    if (row) row->forward_calls++, row->forward_ns += ns;
-    else out_of_memory = true;
+    if (!row) out_of_memory = true;
+    else if (backward) row->backward_calls++, row->backward_ns += ns;
+    else row->forward_calls++, row->forward_ns += ns;
     pthread_mutex_unlock(&lock);
 }
 
-void mc_profile_op_backward(const char *op, int64_t ns) {
-    pthread_mutex_lock(&lock);
-    op_row *row = find_op(op);
-    if (row) row->backward_calls++, row->backward_ns += ns;
-    else out_of_memory = true;
-    pthread_mutex_unlock(&lock);
-}
+void mc_profile_op_forward(const char *op, int64_t ns) { count_op(op, false, ns); }
+void mc_profile_op_backward(const char *op, int64_t ns) { count_op(op, true, ns); }
 
 void mc_profile_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t batch,
                      const char *precision_name, int64_t ns) {
