@@ -720,125 +720,91 @@ END_TEST
 /* ==== fused ops against the ops they replace ==== */
 
 
-/* relu(batchnorm2d(x)) as one op and as two: same output, same gradients of
- * x, weight and bias, same running statistics; _i = 0 training, 1 eval. */
-START_TEST(test_batchnorm2d_relu_matches_unfused) {
-    bool training = _i == 0;
-    mc_tensor *y_grad = random_tensor(MC_SHAPE(3, 5, 4, 7), "dy", 77, false);
-    float *grads[2][3];
-    float *outputs[2], *running[2];
-    for (int fused = 0; fused < 2; fused++) {
-        mc_tensor *x = random_tensor(MC_SHAPE(3, 5, 4, 7), "x", 70, true);
-        mc_tensor *w = random_tensor(MC_SHAPE(7), "bn.weight", 71, true);
-        mc_tensor *b = random_tensor(MC_SHAPE(7), "bn.bias", 72, true);
-        mc_tensor *rm = random_tensor(MC_SHAPE(7), "bn.running_mean", 73, false);
-        mc_tensor *rv;
-        MC_CHECK_OK(mc_tensor_new(&rv, MC_SHAPE(7), "bn.running_var"));
-        mc_tensor_fill(rv, 0.75f);
-        mc_graph *g;
-        MC_CHECK_OK(mc_graph_new(&g));
-        mc_tensor *y;
-        if (fused) {
-            MC_CHECK_OK(mc_batchnorm2d_relu(g, x, w, b, rm, rv, training, 0.1f, 1e-5f, &y));
-        } else {
-            MC_CHECK_OK(mc_batchnorm2d(g, x, w, b, rm, rv, training, 0.1f, 1e-5f, &y));
-            MC_CHECK_OK(mc_relu(g, y, &y));
-        }
-        MC_CHECK_OK(mc_backward_with_grad(g, y, y_grad->data));
-        outputs[fused] = malloc((size_t)y->numel * sizeof(float));
-        running[fused] = malloc(14 * sizeof(float));
-        ck_assert_ptr_nonnull(outputs[fused]);
-        ck_assert_ptr_nonnull(running[fused]);
-        memcpy(outputs[fused], y->data, (size_t)y->numel * sizeof(float));
-        memcpy(running[fused], rm->data, 7 * sizeof(float));
-        memcpy(running[fused] + 7, rv->data, 7 * sizeof(float));
-        mc_tensor *params[3] = {x, w, b};
-        for (int k = 0; k < 3; k++) {
-            grads[fused][k] = malloc((size_t)params[k]->numel * sizeof(float));
-            ck_assert_ptr_nonnull(grads[fused][k]);
-            memcpy(grads[fused][k], params[k]->grad, (size_t)params[k]->numel * sizeof(float));
-        }
-        mc_graph_free(g);
-        mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(b);
-        mc_tensor_free(rm), mc_tensor_free(rv);
+/* One run of a batch-norm variant: its output, running statistics (mean,
+ * then var) and the gradients of x, weight, bias and the shortcut. */
+typedef struct bn_run {
+    float *output, *running, *grads[4];
+} bn_run;
+
+static float *copy_floats(const float *from, int64_t n) {
+    float *to = malloc((size_t)n * sizeof(float));
+    ck_assert_ptr_nonnull(to);
+    memcpy(to, from, (size_t)n * sizeof(float));
+    return to;
+}
+
+/* x (3, 5, 4, 7) and per-channel weight, bias, running statistics made
+ * from seeds seed..seed+3 (the shortcut from seed+4), through the fused op
+ * (fused) or the ops it replaces: relu(BN(x)), or with a shortcut
+ * relu(BN(x) + shortcut); backward from y_grad. */
+static bn_run run_bn(bool fused, bool with_shortcut, bool training, const mc_tensor *y_grad,
+                     uint64_t seed) {
+    mc_tensor *x = random_tensor(MC_SHAPE(3, 5, 4, 7), "x", seed, true);
+    mc_tensor *w = random_tensor(MC_SHAPE(7), "bn.weight", seed + 1, true);
+    mc_tensor *b = random_tensor(MC_SHAPE(7), "bn.bias", seed + 2, true);
+    mc_tensor *rm = random_tensor(MC_SHAPE(7), "bn.running_mean", seed + 3, false);
+    mc_tensor *shortcut = with_shortcut ? random_tensor(MC_SHAPE(3, 5, 4, 7), "shortcut", seed + 4, true) : NULL;
+    mc_tensor *rv;
+    MC_CHECK_OK(mc_tensor_new(&rv, MC_SHAPE(7), "bn.running_var"));
+    mc_tensor_fill(rv, 0.75f);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *y;
+    if (fused && shortcut) {
+        MC_CHECK_OK(mc_batchnorm2d_add_relu(g, x, w, b, rm, rv, training, 0.1f, 1e-5f, shortcut, &y));
+    } else if (fused) {
+        MC_CHECK_OK(mc_batchnorm2d_relu(g, x, w, b, rm, rv, training, 0.1f, 1e-5f, &y));
+    } else {
+        MC_CHECK_OK(mc_batchnorm2d(g, x, w, b, rm, rv, training, 0.1f, 1e-5f, &y));
+        if (shortcut) MC_CHECK_OK(mc_add_relu(g, y, shortcut, &y));
+        else MC_CHECK_OK(mc_relu(g, y, &y));
     }
-    /* Some outputs must be clipped, or the relu part is untested. */
+    MC_CHECK_OK(mc_backward_with_grad(g, y, y_grad->data));
+    bn_run run = {.output = copy_floats(y->data, y->numel)};
+    run.running = malloc(14 * sizeof(float));
+    ck_assert_ptr_nonnull(run.running);
+    memcpy(run.running, rm->data, 7 * sizeof(float));
+    memcpy(run.running + 7, rv->data, 7 * sizeof(float));
+    mc_tensor *params[4] = {x, w, b, shortcut};
+    for (int k = 0; k < 4 && params[k]; k++) run.grads[k] = copy_floats(params[k]->grad, params[k]->numel);
+    mc_graph_free(g);
+    mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(b), mc_tensor_free(shortcut);
+    mc_tensor_free(rm), mc_tensor_free(rv);
+    return run;
+}
+
+/* The fused op and the ops it replaces agree bit for bit: output, running
+ * statistics, every gradient; and some outputs are clipped by the relu, or
+ * the relu part is untested. */
+static void assert_bn_runs_match(bool with_shortcut, bool training, uint64_t seed, uint64_t grad_seed) {
+    mc_tensor *y_grad = random_tensor(MC_SHAPE(3, 5, 4, 7), "dy", grad_seed, false);
+    bn_run fused = run_bn(true, with_shortcut, training, y_grad, seed);
+    bn_run unfused = run_bn(false, with_shortcut, training, y_grad, seed);
     int zeros = 0;
-    for (int64_t i = 0; i < y_grad->numel; i++) zeros += outputs[1][i] == 0.0f;
+    for (int64_t i = 0; i < y_grad->numel; i++) zeros += unfused.output[i] == 0.0f;
     ck_assert_int_gt(zeros, 10);
-    assert_same_floats("output", outputs[1], outputs[0], y_grad->numel);
-    assert_same_floats("running stats", running[1], running[0], 14);
-    assert_same_floats("dx", grads[1][0], grads[0][0], y_grad->numel);
-    assert_same_floats("dweight", grads[1][1], grads[0][1], 7);
-    assert_same_floats("dbias", grads[1][2], grads[0][2], 7);
-    for (int fused = 0; fused < 2; fused++) {
-        free(outputs[fused]), free(running[fused]);
-        for (int k = 0; k < 3; k++) free(grads[fused][k]);
+    assert_same_floats("output", unfused.output, fused.output, y_grad->numel);
+    assert_same_floats("running stats", unfused.running, fused.running, 14);
+    assert_same_floats("dx", unfused.grads[0], fused.grads[0], y_grad->numel);
+    assert_same_floats("dweight", unfused.grads[1], fused.grads[1], 7);
+    assert_same_floats("dbias", unfused.grads[2], fused.grads[2], 7);
+    if (with_shortcut) assert_same_floats("dshortcut", unfused.grads[3], fused.grads[3], y_grad->numel);
+    bn_run *runs[2] = {&fused, &unfused};
+    for (int r = 0; r < 2; r++) {
+        free(runs[r]->output), free(runs[r]->running);
+        for (int k = 0; k < 4; k++) free(runs[r]->grads[k]);
     }
     mc_tensor_free(y_grad);
 }
+
+/* relu(batchnorm2d(x)) as one op and as two: same output, same gradients of
+ * x, weight and bias, same running statistics; _i = 0 training, 1 eval. */
+START_TEST(test_batchnorm2d_relu_matches_unfused) { assert_bn_runs_match(false, _i == 0, 70, 77); }
 END_TEST
 
 /* relu(batchnorm2d(x) + shortcut) as one op and as two (mc_batchnorm2d then
- * mc_add_relu): same output, same gradients of x, weight, bias and the
- * shortcut, same running statistics; _i = 0 training, 1 eval. */
-START_TEST(test_batchnorm2d_add_relu_matches_unfused) {
-    bool training = _i == 0;
-    mc_tensor *y_grad = random_tensor(MC_SHAPE(3, 5, 4, 7), "dy", 78, false);
-    float *grads[2][4];
-    float *outputs[2], *running[2];
-    for (int fused = 0; fused < 2; fused++) {
-        mc_tensor *x = random_tensor(MC_SHAPE(3, 5, 4, 7), "x", 60, true);
-        mc_tensor *w = random_tensor(MC_SHAPE(7), "bn.weight", 61, true);
-        mc_tensor *b = random_tensor(MC_SHAPE(7), "bn.bias", 62, true);
-        mc_tensor *shortcut = random_tensor(MC_SHAPE(3, 5, 4, 7), "shortcut", 64, true);
-        mc_tensor *rm = random_tensor(MC_SHAPE(7), "bn.running_mean", 63, false);
-        mc_tensor *rv;
-        MC_CHECK_OK(mc_tensor_new(&rv, MC_SHAPE(7), "bn.running_var"));
-        mc_tensor_fill(rv, 0.75f);
-        mc_graph *g;
-        MC_CHECK_OK(mc_graph_new(&g));
-        mc_tensor *y;
-        if (fused) {
-            MC_CHECK_OK(mc_batchnorm2d_add_relu(g, x, w, b, rm, rv, training, 0.1f, 1e-5f,
-                                                shortcut, &y));
-        } else {
-            MC_CHECK_OK(mc_batchnorm2d(g, x, w, b, rm, rv, training, 0.1f, 1e-5f, &y));
-            MC_CHECK_OK(mc_add_relu(g, y, shortcut, &y));
-        }
-        MC_CHECK_OK(mc_backward_with_grad(g, y, y_grad->data));
-        outputs[fused] = malloc((size_t)y->numel * sizeof(float));
-        running[fused] = malloc(14 * sizeof(float));
-        ck_assert_ptr_nonnull(outputs[fused]);
-        ck_assert_ptr_nonnull(running[fused]);
-        memcpy(outputs[fused], y->data, (size_t)y->numel * sizeof(float));
-        memcpy(running[fused], rm->data, 7 * sizeof(float));
-        memcpy(running[fused] + 7, rv->data, 7 * sizeof(float));
-        mc_tensor *params[4] = {x, w, b, shortcut};
-        for (int k = 0; k < 4; k++) {
-            grads[fused][k] = malloc((size_t)params[k]->numel * sizeof(float));
-            ck_assert_ptr_nonnull(grads[fused][k]);
-            memcpy(grads[fused][k], params[k]->grad, (size_t)params[k]->numel * sizeof(float));
-        }
-        mc_graph_free(g);
-        mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(b), mc_tensor_free(shortcut);
-        mc_tensor_free(rm), mc_tensor_free(rv);
-    }
-    int zeros = 0; /* some outputs must be clipped, or the relu part is untested */
-    for (int64_t i = 0; i < y_grad->numel; i++) zeros += outputs[1][i] == 0.0f;
-    ck_assert_int_gt(zeros, 10);
-    assert_same_floats("output", outputs[1], outputs[0], y_grad->numel);
-    assert_same_floats("running stats", running[1], running[0], 14);
-    assert_same_floats("dx", grads[1][0], grads[0][0], y_grad->numel);
-    assert_same_floats("dweight", grads[1][1], grads[0][1], 7);
-    assert_same_floats("dbias", grads[1][2], grads[0][2], 7);
-    assert_same_floats("dshortcut", grads[1][3], grads[0][3], y_grad->numel);
-    for (int fused = 0; fused < 2; fused++) {
-        free(outputs[fused]), free(running[fused]);
-        for (int k = 0; k < 4; k++) free(grads[fused][k]);
-    }
-    mc_tensor_free(y_grad);
-}
+ * mc_add_relu): the same, and the same gradient of the shortcut. */
+START_TEST(test_batchnorm2d_add_relu_matches_unfused) { assert_bn_runs_match(true, _i == 0, 60, 78); }
 END_TEST
 
 /* The fused op through finite differences too (its own backward path). */
