@@ -2,7 +2,8 @@
  * base64 data URIs, no script, nothing fetched from a network), so a run
  * folder can be copied anywhere and still be read in any browser.
  *
- * Sections, each only when it has content: the summary table, the plots,
+ * Sections, each only when it has content: the summary table, chain diagrams
+ * (boxes and arrows with the accuracy of each link), the plots,
  * the confusion matrices (cells shaded by the fraction of their true-class
  * row), per-class accuracy bars, and images (a contact sheet). */
 #define _POSIX_C_SOURCE 200809L
@@ -78,6 +79,49 @@ static void write_summary(FILE *f, const mc_report *r) {
     fputs("</table>\n", f);
 }
 
+/* "71.3 %" or "-" for a value not measured. */
+static void format_percent(double v, char *buf, size_t len) {
+    if (isfinite(v)) snprintf(buf, len, "%.1f %%", 100.0 * v);
+    else snprintf(buf, len, "-");
+}
+
+/* Boxes in a row joined by arrows; each arrow carries its link's label and
+ * accuracy above it, each box its zero-shot accuracy below. */
+static void write_chain(FILE *f, const mc_report_chain *c) {
+    enum { BOX_W = 170, BOX_H = 54, GAP = 110, TOP = 40, MARGIN = 10 };
+    const int width = 2 * MARGIN + c->n * BOX_W + (c->n - 1) * GAP, height = TOP + BOX_H + 56;
+    char value[32];
+    fprintf(f, "<figure>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+               "viewBox=\"0 0 %d %d\">\n", width, height, width, height);
+    fputs("<defs><marker id=\"arrow\" markerWidth=\"10\" markerHeight=\"8\" refX=\"9\" refY=\"4\" "
+          "orient=\"auto\"><path d=\"M0,0 L10,4 L0,8 z\" fill=\"#555\"/></marker></defs>\n", f);
+    for (int i = 0; i < c->n; i++) {
+        int x = MARGIN + i * (BOX_W + GAP);
+        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" rx=\"6\" fill=\"#eef3f8\" "
+                   "stroke=\"#4e79a7\"/>\n<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">",
+                x, TOP, BOX_W, BOX_H, x + BOX_W / 2, TOP + BOX_H / 2 + 4);
+        mc_html_escape(f, c->nodes[i]);
+        fputs("</text>\n", f);
+        if (c->text_acc && isfinite(c->text_acc[i])) {
+            format_percent(c->text_acc[i], value, sizeof value);
+            fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">-> text: %s</text>\n", x + BOX_W / 2,
+                    TOP + BOX_H + 20, value);
+        }
+        if (i == c->n - 1) continue;
+        int x0 = x + BOX_W + 4, x1 = x + BOX_W + GAP - 4, y = TOP + BOX_H / 2;
+        fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#555\" stroke-width=\"2\" "
+                   "marker-end=\"url(#arrow)\"/>\n<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">",
+                x0, y, x1, y, (x0 + x1) / 2, y - 24);
+        mc_html_escape(f, c->links[i]);
+        format_percent(c->link_acc[i], value, sizeof value);
+        fprintf(f, "</text>\n<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" class=\"title\">%s</text>\n",
+                (x0 + x1) / 2, y - 8, value);
+    }
+    fputs("</svg>\n<figcaption>", f);
+    mc_html_escape(f, c->title);
+    fputs("</figcaption>\n</figure>\n", f);
+}
+
 static void write_plots(FILE *f, const mc_report *r) {
     if (r->n_plots <= 0) return;
     fputs("<h2>Training curves</h2>\n<div class=\"charts\">\n", f);
@@ -147,6 +191,8 @@ static mc_status write_html(void *ctx, FILE *f) {
     mc_html_escape(f, title);
     fprintf(f, "</h1>\n<p class=\"note\">mmchain %s</p>\n", mc_version());
     write_summary(f, r);
+    if (r->n_chains > 0) fputs("<h2>The chain</h2>\n", f);
+    for (int i = 0; i < r->n_chains; i++) write_chain(f, &r->chains[i]);
     write_plots(f, r);
     if (r->n_confusions > 0) fputs("<h2>Confusion matrices</h2>\n<div class=\"charts\">\n", f);
     for (int i = 0; i < r->n_confusions; i++) write_confusion(f, &r->confusions[i]);
@@ -182,6 +228,13 @@ static mc_status check_report(const char *path, const mc_report *r) {
             return mc_error(MC_ERR_ARG, "report %s: bar chart %d needs names and values", path, i);
     for (int i = 0; i < r->n_images; i++)
         if (!r->images[i].path) return mc_error(MC_ERR_ARG, "report %s: image %d has no path", path, i);
+    if (r->n_chains > 0 && !r->chains) return mc_error(MC_ERR_ARG, "report %s: chains counted but absent", path);
+    for (int i = 0; i < r->n_chains; i++) {
+        const mc_report_chain *c = &r->chains[i];
+        if (c->n < 2 || c->n > MC_REPORT_MAX_CHAIN || !c->nodes || !c->links || !c->link_acc)
+            return mc_error(MC_ERR_ARG, "report %s: chain %d needs 2..%d boxes, their names, links and accuracies",
+                            path, i, MC_REPORT_MAX_CHAIN);
+    }
     return MC_OK;
 }
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int chain_cli_open_eurosat(const char *command, const chain_data_args *d, mc_eurosat **ds) {
     mc_eurosat_options options = mc_eurosat_default_options();
@@ -23,6 +24,31 @@ int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip) {
     if (!path) return cli_fail(command, "--clip CLIP.safetensors is required (a Hugging Face CLIPModel)");
     mc_status s = mc_clip_load(path, clip);
     if (s != MC_OK) return cli_fail(command, "--clip %s: %s", path, mc_last_error());
+    return 0;
+}
+
+int chain_cli_load_teacher(const char *command, const char *given, int embed_dim,
+                           mc_spectral_encoder **teacher, char *path, size_t len) {
+    struct stat info;
+    if (stat(given, &info) != 0)
+        return cli_fail(command, "--teacher %s: no such run folder or checkpoint", given);
+    if (S_ISDIR(info.st_mode)) { /* a run folder: its best checkpoint */
+        snprintf(path, len, "%s/checkpoints/best.safetensors", given);
+        if (stat(path, &info) != 0)
+            return cli_fail(command, "--teacher %s: not a run folder of mmchain train (no checkpoints/best.safetensors)",
+                            given);
+    } else {
+        snprintf(path, len, "%s", given);
+    }
+    if (mc_spectral_encoder_load(path, teacher, NULL) != MC_OK)
+        return cli_fail(command, "--teacher %s: %s", given, mc_last_error());
+    if ((*teacher)->embed_dim != embed_dim) {
+        int width = (*teacher)->embed_dim;
+        mc_spectral_encoder_free(*teacher);
+        *teacher = NULL;
+        return cli_fail(command, "--teacher %s embeds into %d values, the CLIP's joint space has %d", given, width,
+                        embed_dim);
+    }
     return 0;
 }
 

@@ -50,6 +50,14 @@ int chain_cli_classifier(const char *command, mc_clip *clip, const char *vocab_p
                          const char *const *folder_names, int n_folders, mc_tensor **classes,
                          char ***names, int *n_names);
 
+/* --teacher (a further hop): a run folder of mmchain train (its
+ * checkpoints/best.safetensors) or an encoder checkpoint file -> *teacher,
+ * the file's path into path. The teacher must embed into embed_dim values
+ * (the CLIP's joint space). Returns 0 or the exit code after one error line
+ * naming --teacher. */
+int chain_cli_load_teacher(const char *command, const char *given, int embed_dim,
+                           mc_spectral_encoder **teacher, char *path, size_t len);
+
 /* mc_clip_load with a message that names the flag. */
 int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip);
 

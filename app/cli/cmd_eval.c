@@ -10,7 +10,12 @@
  *
  * With --run, the data, CLIP, vocabulary, split settings and prompts come
  * from the run's config.json (flags given here override them); the bands,
- * normalisation and architecture always come from the checkpoint. */
+ * normalisation and architecture always come from the checkpoint.
+ *
+ * A run trained with --teacher (a further hop) is scored hop by hop: the
+ * student against the teacher's embeddings (matching, and the teacher's own
+ * zero-shot accuracy), the teacher against CLIP's image embeddings, CLIP's
+ * RGB -> text, and the student -> text across the whole chain. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +28,12 @@ static const char *const USAGE =
     "usage: mmchain eval --run RUN_DIR [options]\n"
     "       mmchain eval --checkpoint C.safetensors --data DIR --clip CLIP --vocab V [options]\n\n"
     "Zero-shot spectral->text and RGB->text top-1 accuracy, spectral->RGB matching accuracy inside\n"
-    "batches, the InfoNCE loss, per-class accuracy and the confusion matrices on a split.";
+    "batches, the InfoNCE loss, per-class accuracy and the confusion matrices on a split. For an\n"
+    "encoder trained with --teacher: the accuracy of every hop of the chain.";
 
 typedef struct eval_args {
     chain_data_args d; /* --data, --clip, --vocab, the split and prompt options, as in train */
-    const char *run, *checkpoint, *which, *split, *embeddings;
+    const char *run, *checkpoint, *which, *split, *embeddings, *teacher;
     int batch;
     bool symmetric, json;
 } eval_args;
@@ -35,7 +41,7 @@ typedef struct eval_args {
 /* Strings read from the run's config.json. */
 typedef struct run_strings {
     char data[4096], rgb[4096], clip[4096], vocab[4096], splits[4096], classes[4096], templates[4096];
-    char checkpoint[4096];
+    char checkpoint[4096], teacher[4096];
 } run_strings;
 
 /* A config.json string into *field unless the flag was given ("" = unset). */
@@ -61,6 +67,7 @@ static int read_run(eval_args *a, cli_opt *opts, run_strings *rs) {
     from_config(run, opts, "--splits", rs->splits, sizeof rs->splits);
     from_config(run, opts, "--classes", rs->classes, sizeof rs->classes);
     from_config(run, opts, "--templates", rs->templates, sizeof rs->templates);
+    from_config(run, opts, "--teacher", rs->teacher, sizeof rs->teacher);
     number_from_config(run, opts, "--train-size");
     number_from_config(run, opts, "--val-size");
     number_from_config(run, opts, "--seed");
@@ -103,9 +110,20 @@ typedef struct eval_setup {
     mc_chain_metrics metrics;
     mc_chain_state state;  /* the checkpoint's training state */
     char selection[64];    /* how the run chose `best` ("" = not recorded) */
+    /* --teacher: the teacher, the split through its bands, the pairs, and
+     * the teacher's own hop against CLIP (metrics then holds the student's
+     * hop against the teacher). */
+    mc_spectral_encoder *teacher;
+    char teacher_path[4096];
+    mc_chain_data teacher_view, pairs;
+    mc_chain_metrics teacher_hop;
 } eval_setup;
 
 static void free_setup(eval_setup *s) {
+    mc_chain_metrics_free(&s->teacher_hop);
+    mc_chain_data_free(&s->pairs);
+    mc_chain_data_free(&s->teacher_view);
+    mc_spectral_encoder_free(s->teacher);
     mc_chain_metrics_free(&s->metrics);
     mc_tensor_free(s->targets);
     mc_tensor_free(s->classes);
@@ -145,7 +163,50 @@ static int open_inputs(eval_args *a, eval_setup *s) {
         code = chain_cli_classifier(COMMAND, s->clip, a->d.vocab, a->d.classes, a->d.templates,
                                     s->data.class_names, s->data.num_classes, &s->classes, &s->names,
                                     &s->n_names);
+    if (!code && a->teacher)
+        code = chain_cli_load_teacher(COMMAND, a->teacher, s->clip->config.embed_dim, &s->teacher,
+                                      s->teacher_path, sizeof s->teacher_path);
+    if (!code && s->teacher) {
+        st = mc_chain_data_from_eurosat(&s->teacher_view, s->ds, split, &s->teacher->bands, &s->teacher->norm);
+        if (st == MC_OK) st = mc_chain_data_with_teacher_view(&s->pairs, &s->data, &s->teacher_view);
+        if (st != MC_OK) code = cli_fail(COMMAND, "--teacher %s: %s", a->teacher, mc_last_error());
+    }
     return code;
+}
+
+/* Every metric: against CLIP's image embeddings of the RGB views, or (a
+ * further hop) the student against the teacher and the teacher against CLIP. */
+static mc_status evaluate(const eval_args *a, eval_setup *s, int clip_batch) {
+    if (!s->teacher) {
+        MC_TRY(mc_chain_targets(s->clip, &s->data, NULL, clip_batch, &s->targets, NULL));
+        return mc_chain_evaluate(s->enc, &s->data, s->targets, s->classes, a->batch, a->symmetric, &s->metrics);
+    }
+    MC_TRY(mc_chain_targets(s->clip, &s->teacher_view, NULL, clip_batch, &s->targets, NULL));
+    MC_TRY(mc_chain_evaluate(s->teacher, &s->teacher_view, s->targets, s->classes, a->batch, a->symmetric,
+                             &s->teacher_hop));
+    mc_tensor_free(s->targets);
+    s->targets = NULL;
+    MC_TRY(mc_chain_teacher_targets(s->teacher, &s->pairs, NULL, clip_batch, &s->targets, NULL));
+    return mc_chain_evaluate(s->enc, &s->pairs, s->targets, s->classes, a->batch, a->symmetric, &s->metrics);
+}
+
+/* The share of the previous hop's accuracy a hop keeps. */
+static double kept(double after, double before) { return before > 0 ? after / before : NAN; }
+
+static void print_hops(const eval_args *a, const eval_setup *s) {
+    const mc_chain_metrics *m = &s->metrics, *h = &s->teacher_hop;
+    char student[96], teacher[96];
+    mc_bands_str(&s->enc->bands, student, sizeof student);
+    mc_bands_str(&s->teacher->bands, teacher, sizeof teacher);
+    printf("the chain, student (%s) -> teacher (%s) -> CLIP image -> text; teacher %s\n", student, teacher,
+           s->teacher_path);
+    printf("  hop 2: student -> teacher matching   %6.2f %% (inside batches of %d)\n", 100 * m->match_acc, a->batch);
+    printf("  hop 1: teacher -> CLIP image matching %6.2f %%\n", 100 * h->match_acc);
+    printf("  zero-shot top-1: student -> text     %6.2f %%\n", 100 * m->spectral_text_acc);
+    printf("                   teacher -> text     %6.2f %%\n", 100 * h->spectral_text_acc);
+    printf("                   RGB -> text (CLIP)  %6.2f %%\n", 100 * h->rgb_text_acc);
+    printf("  kept by hop 1 (teacher / RGB)        %6.2f %%\n", 100 * kept(h->spectral_text_acc, h->rgb_text_acc));
+    printf("  kept by hop 2 (student / teacher)    %6.2f %%\n\n", 100 * kept(m->spectral_text_acc, h->spectral_text_acc));
 }
 
 /* "after epoch 5; the run's best is epoch 4 by validation InfoNCE loss (label-free)" */
@@ -166,14 +227,18 @@ static void print_text(const eval_args *a, const eval_setup *s) {
     printf("checkpoint %s (%s)\n", a->checkpoint, about);
     printf("%s split: %d tiles, %d classes\n", a->split, m->count, m->num_classes);
     printf("  spectral -> text top-1   %6.2f %%\n", 100 * m->spectral_text_acc);
-    printf("  RGB -> text top-1 (CLIP) %6.2f %%\n", 100 * m->rgb_text_acc);
-    printf("  spectral -> RGB matching %6.2f %% (inside batches of %d)\n", 100 * m->match_acc, a->batch);
+    printf("  %-24s %6.2f %%\n", s->teacher ? "teacher -> text top-1" : "RGB -> text top-1 (CLIP)",
+           100 * m->rgb_text_acc);
+    printf(s->teacher ? "  spectral -> teacher matching %6.2f %% (inside batches of %d)\n"
+                      : "  spectral -> RGB matching %6.2f %% (inside batches of %d)\n",
+           100 * m->match_acc, a->batch);
     printf("  InfoNCE loss             %8.4f\n\n", m->loss);
+    if (s->teacher) print_hops(a, s);
     chain_cli_print_confusion("spectral -> text", m->spectral_confusion, m->spectral_class_acc,
                               m->num_classes, s->data.class_names);
     printf("\n");
-    chain_cli_print_confusion("RGB -> text", m->rgb_confusion, m->rgb_class_acc, m->num_classes,
-                              s->data.class_names);
+    chain_cli_print_confusion(s->teacher ? "teacher -> text" : "RGB -> text", m->rgb_confusion, m->rgb_class_acc,
+                              m->num_classes, s->data.class_names);
 }
 
 static void print_json_number(double v) {
@@ -195,6 +260,21 @@ static void print_json(const eval_args *a, const eval_setup *s) {
     print_json_number(m->match_acc);
     printf(", \"loss\": ");
     print_json_number(m->loss);
+    if (s->teacher) { /* every hop; rgb_text_acc and match_acc above are then the teacher's */
+        const mc_chain_metrics *h = &s->teacher_hop;
+        printf(", \"teacher\": ");
+        chain_cli_print_json_string(s->teacher_path);
+        const char *names[5] = {"student_text_acc", "teacher_text_acc", "rgb_text_acc",
+                                "student_teacher_match_acc", "teacher_clip_match_acc"};
+        const double values[5] = {m->spectral_text_acc, h->spectral_text_acc, h->rgb_text_acc, m->match_acc,
+                                  h->match_acc};
+        printf(", \"hops\": {");
+        for (int i = 0; i < 5; i++) {
+            printf("%s\"%s\": ", i ? ", " : "", names[i]);
+            print_json_number(values[i]);
+        }
+        printf("}");
+    }
     printf(", \"classes\": [");
     for (int k = 0; k < m->num_classes; k++) {
         printf("%s{\"name\": \"%s\", \"spectral_acc\": ", k ? ", " : "", s->data.class_names[k]);
@@ -237,6 +317,7 @@ int cmd_eval(int argc, char **argv) {
         CLI_INT_OPT("--batch", &a.batch, 1, 100000, "B: evaluation batch (matching accuracy)"),
         CLI_FLAG_OPT("--symmetric", &a.symmetric, "symmetric InfoNCE for the loss"),
         CLI_FLAG_OPT("--json", &a.json, "print the metrics as JSON"),
+        CLI_STRING_OPT("--teacher", &a.teacher, "RUN_DIR|FILE: the teacher of an encoder trained with --teacher (default: the run's)"),
         CLI_STRING_OPT("--embeddings", &a.embeddings, "OUT: also write the split's spectral embeddings (safetensors, as mmchain embed --checkpoint)"),
         CHAIN_CLI_DATA_OPTIONS(&a.d),
         CLI_END,
@@ -251,11 +332,10 @@ int cmd_eval(int argc, char **argv) {
     eval_setup s = {0};
     code = a.run ? read_run(&a, opts, rs) : 0;
     if (!code) code = open_inputs(&a, &s);
-    mc_status st = MC_OK;
-    if (!code) st = mc_chain_targets(s.clip, &s.data, NULL, t.clip_batch, &s.targets, NULL);
-    if (!code && st == MC_OK)
-        st = mc_chain_evaluate(s.enc, &s.data, s.targets, s.classes, a.batch, a.symmetric, &s.metrics);
-    if (!code && st != MC_OK) code = cli_fail_status(COMMAND, st);
+    if (!code) {
+        mc_status st = evaluate(&a, &s, t.clip_batch);
+        if (st != MC_OK) code = cli_fail_status(COMMAND, st);
+    }
     if (!code && a.embeddings) code = write_embeddings(&a, &s);
     if (!code) {
         if (a.json) print_json(&a, &s);

@@ -24,15 +24,18 @@
 static const char *const COMMAND = "train";
 static const char *const USAGE =
     "usage: mmchain train --data EUROSAT_MS_DIR --clip CLIP.safetensors --vocab VOCAB [options]\n"
+    "       mmchain train --teacher RUN_DIR --bands B05,B06,B07 --data ... --clip ... --vocab ...\n"
     "       mmchain train --resume RUN_DIR [--epochs E] [--quiet]\n\n"
     "Trains a spectral encoder (ResNet) so that its embedding of a tile's bands matches the frozen\n"
     "CLIP image embedding of the tile's RGB view (InfoNCE), then classifies zero-shot with CLIP's\n"
-    "text prompts. Writes RUN_DIR/{config.json, metrics.csv, log.txt, report.html,\n"
-    "checkpoints/last.safetensors, checkpoints/best.safetensors}.";
+    "text prompts. With --teacher the targets are a trained encoder's embeddings of the tile through\n"
+    "its own bands instead (a further hop: the new encoder never sees RGB, text or labels). Writes\n"
+    "RUN_DIR/{config.json, metrics.csv, log.txt, report.html, checkpoints/last.safetensors,\n"
+    "checkpoints/best.safetensors}.";
 
 typedef struct train_args {
     chain_data_args d; /* --data, --clip, --vocab, the split and prompt options */
-    const char *resnet, *bands, *norm, *out, *resume, *cache_dir, *layers, *select;
+    const char *resnet, *bands, *norm, *out, *resume, *cache_dir, *layers, *select, *teacher;
     int depth, width, epochs, batch, val_batch, target_crops, val_every, val_max;
     int checkpoint_every, log_every, clip_batch, stop_after;
     float lr, temperature, crop_min;
@@ -145,9 +148,22 @@ typedef struct train_setup {
     mc_spectral_encoder *enc;
     mc_norm norm;
     mc_bands bands;
+    /* --teacher: the trained encoder in CLIP's place, the tiles through its
+     * bands, the (student view, teacher view) pairs the trainer learns from,
+     * and the teacher's own hop (against CLIP) on the validation tiles. */
+    mc_spectral_encoder *teacher;
+    char teacher_path[4096];
+    mc_chain_data teacher_train, teacher_val, pair_train, pair_val;
+    mc_chain_metrics teacher_hop;
 } train_setup;
 
 static void free_setup(train_setup *s) {
+    mc_chain_metrics_free(&s->teacher_hop);
+    mc_chain_data_free(&s->pair_train);
+    mc_chain_data_free(&s->pair_val);
+    mc_chain_data_free(&s->teacher_train);
+    mc_chain_data_free(&s->teacher_val);
+    mc_spectral_encoder_free(s->teacher);
     mc_spectral_encoder_free(s->enc);
     mc_chain_strings_free(s->prompt_names, s->n_classes);
     mc_tensor_free(s->classes);
@@ -212,6 +228,28 @@ static int build_encoder(const train_args *a, train_setup *s) {
     return 0;
 }
 
+/* --teacher: the teacher, its views of the training and validation tiles
+ * and the pairs; none of it without the option. */
+static int build_teacher(const train_args *a, train_setup *s) {
+    if (!a->teacher) return 0;
+    int code = chain_cli_load_teacher(COMMAND, a->teacher, s->clip->config.embed_dim, &s->teacher, s->teacher_path,
+                                      sizeof s->teacher_path);
+    if (code) return code;
+    mc_status st = mc_chain_data_from_eurosat(&s->teacher_train, s->ds, MC_SPLIT_TRAIN, &s->teacher->bands,
+                                              &s->teacher->norm);
+    if (st == MC_OK)
+        st = mc_chain_data_from_eurosat(&s->teacher_val, s->ds, MC_SPLIT_VAL, &s->teacher->bands, &s->teacher->norm);
+    if (st == MC_OK) st = mc_chain_data_with_teacher_view(&s->pair_train, &s->train, &s->teacher_train);
+    if (st == MC_OK) st = mc_chain_data_with_teacher_view(&s->pair_val, &s->val, &s->teacher_val);
+    if (st != MC_OK) return cli_fail(COMMAND, "--teacher %s: %s", a->teacher, mc_last_error());
+    return 0;
+}
+
+/* What the trainer learns from: the tiles with their RGB views, or with
+ * the teacher's views. */
+static const mc_chain_data *train_pairs(const train_setup *s) { return s->teacher ? &s->pair_train : &s->train; }
+static const mc_chain_data *val_pairs(const train_setup *s) { return s->teacher ? &s->pair_val : &s->val; }
+
 static int build_setup(const train_args *a, train_setup *s) {
     mc_chain_selection selection;
     if (mc_chain_selection_parse(a->select, &selection) != MC_OK)
@@ -224,6 +262,7 @@ static int build_setup(const train_args *a, train_setup *s) {
         code = chain_cli_classifier(COMMAND, s->clip, a->d.vocab, a->d.classes, a->d.templates,
                                     s->val.class_names, s->val.num_classes, &s->classes,
                                     &s->prompt_names, &s->n_classes);
+    if (!code) code = build_teacher(a, s);
     if (!code) code = build_encoder(a, s);
     return code;
 }
@@ -265,6 +304,11 @@ static void on_step(void *ctx, const mc_chain_step_info *info) {
 /* A contact sheet of the first validation tiles: RGB view, predicted / true. */
 static mc_status write_contact_sheet(train_ui *ui, const mc_chain_metrics *m, const char *path) {
     const mc_chain_data *val = mc_chain_trainer_val_data(ui->trainer); /* the tiles m is about */
+    if (ui->setup->teacher) { /* the second view is the teacher's bands: RGB from its source */
+        if (val->count != ui->setup->teacher_val.count) /* a capped subset: its items differ */
+            return mc_error(MC_ERR_ARG, "contact sheet: validation capped by --val-max");
+        val = &ui->setup->teacher_val;
+    }
     int n = m->count < 24 ? m->count : 24;
     int items[24];
     char captions[24][64];
@@ -305,14 +349,28 @@ static mc_status write_report(train_ui *ui, const mc_chain_metrics *m) {
         {"highest validation spectral->text accuracy (a label-based selection, for comparison)", label_best},
         {"test split", "mmchain eval --run RUN_DIR (the test split, when the data has one)"},
     };
+    bool hop2 = s->teacher != NULL; /* the second view: the teacher's, else CLIP's of RGB */
     mc_report_confusion confusions[2] = {
         {"spectral -> text (validation)", m->num_classes, s->val.class_names, m->spectral_confusion},
-        {"RGB -> text, CLIP itself (validation)", m->num_classes, s->val.class_names, m->rgb_confusion},
+        {hop2 ? "teacher -> text (validation)" : "RGB -> text, CLIP itself (validation)", m->num_classes,
+         s->val.class_names, m->rgb_confusion},
     };
     mc_report_bars bars[2] = {
         {"per-class accuracy, spectral -> text", m->num_classes, s->val.class_names, m->spectral_class_acc},
-        {"per-class accuracy, RGB -> text", m->num_classes, s->val.class_names, m->rgb_class_acc},
+        {hop2 ? "per-class accuracy, teacher -> text" : "per-class accuracy, RGB -> text", m->num_classes,
+         s->val.class_names, m->rgb_class_acc},
     };
+    char student_box[128], teacher_box[128];
+    snprintf(student_box, sizeof student_box, "student: %s", bands);
+    mc_bands_str(hop2 ? &s->teacher->bands : &s->bands, teacher_box + 9, sizeof teacher_box - 9);
+    memcpy(teacher_box, "teacher: ", 9);
+    const char *nodes[4] = {student_box, teacher_box, "CLIP image (RGB)", "CLIP text"};
+    const char *links[3] = {"matching", "matching", "zero-shot"};
+    const double link_acc[3] = {m->match_acc, s->teacher_hop.match_acc, s->teacher_hop.rgb_text_acc};
+    const double text_acc[4] = {m->spectral_text_acc, m->rgb_text_acc, s->teacher_hop.rgb_text_acc, NAN};
+    mc_report_chain chain = {"the chain on the validation tiles: each arrow's accuracy (matching inside "
+                             "batches; zero-shot for CLIP's own hop) and, under each box, its zero-shot "
+                             "accuracy against the class prompts", 4, nodes, links, link_acc, text_acc};
     MC_TRY(mc_run_path(ui->run, "contact_sheet.png", sheet, sizeof sheet));
     mc_report_image image = {sheet, "validation tiles (RGB view): predicted / true class from the "
                                     "spectral encoder; X marks a mistake"};
@@ -320,7 +378,7 @@ static mc_status write_report(train_ui *ui, const mc_chain_metrics *m) {
     mc_report extra = {
         .title = "mmchain train", .n_summary = 9, .summary = summary, .n_confusions = 2,
         .confusions = confusions, .n_bars = 2, .bars = bars, .n_images = have_sheet ? 1 : 0,
-        .images = &image,
+        .images = &image, .n_chains = hop2 ? 1 : 0, .chains = &chain,
     };
     return mc_run_write_report(ui->run, &extra);
 }
@@ -342,9 +400,10 @@ static mc_status on_epoch(void *ctx, const mc_chain_epoch_info *info) {
     mc_progress_end(&ui->progress, NULL);
     mc_run_log(ui->run,
                "epoch %d: train loss %.4f, val loss %.4f, matching %.1f %%, spectral->text %.1f %%, "
-               "RGB->text %.1f %%%s (%.0f s)",
+               "%s->text %.1f %%%s (%.0f s)",
                info->epoch, info->train_loss, m->loss, 100 * m->match_acc, 100 * m->spectral_text_acc,
-               100 * m->rgb_text_acc, info->is_best ? ", best so far" : "", info->seconds);
+               ui->setup->teacher ? "teacher" : "RGB", 100 * m->rgb_text_acc, info->is_best ? ", best so far" : "",
+               info->seconds);
     return write_report(ui, m);
 }
 
@@ -428,6 +487,18 @@ static mc_status train(train_ui *ui) {
     return MC_OK;
 }
 
+/* The first hop of a --teacher run, for the report: the teacher against
+ * CLIP's image embeddings on the validation tiles (RGB->text, matching). */
+static mc_status teacher_hop(const train_args *a, train_setup *s, const char *cache_dir) {
+    if (!s->teacher) return MC_OK;
+    mc_tensor *targets;
+    MC_TRY(mc_chain_targets(s->clip, &s->teacher_val, cache_dir, a->clip_batch, &targets, NULL));
+    mc_status st = mc_chain_evaluate(s->teacher, &s->teacher_val, targets, s->classes, a->val_batch, a->symmetric,
+                                     &s->teacher_hop);
+    mc_tensor_free(targets);
+    return st;
+}
+
 static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, train_setup *setup) {
     train_ui ui = {.args = a, .setup = setup, .run = run, .selected_acc = NAN};
     if (!mc_run_resumed(run)) {
@@ -436,9 +507,12 @@ static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, t
     }
     char ckpt_dir[4096], cache[4096];
     mc_chain_train_config config = trainer_config(a, mc_run_dir(run), ckpt_dir, sizeof ckpt_dir, cache, sizeof cache);
+    config.teacher = setup->teacher;
     mc_chain_hooks hooks = {.ctx = &ui, .on_step = on_step, .on_epoch = on_epoch, .on_message = on_message};
-    mc_status s = mc_chain_trainer_new(&ui.trainer, &config, setup->enc, setup->clip, &setup->train,
-                                       &setup->val, setup->classes, &hooks);
+    mc_status s = teacher_hop(a, setup, config.cache_dir);
+    if (s == MC_OK)
+        s = mc_chain_trainer_new(&ui.trainer, &config, setup->enc, setup->clip, train_pairs(setup),
+                                 val_pairs(setup), setup->classes, &hooks);
     if (s == MC_OK) s = maybe_resume(&ui);
     if (s == MC_OK) s = train(&ui);
     mc_chain_trainer_free(ui.trainer);
@@ -452,9 +526,10 @@ static int follow_training(const train_args *a, train_setup *setup) {
     char ckpt_dir[4096], cache[4096], last[4200];
     const char *run_dir = a->resume ? a->resume : a->out;
     mc_chain_train_config config = trainer_config(a, run_dir, ckpt_dir, sizeof ckpt_dir, cache, sizeof cache);
+    config.teacher = setup->teacher;
     mc_chain_trainer *trainer;
-    mc_status s = mc_chain_trainer_new(&trainer, &config, setup->enc, setup->clip, &setup->train,
-                                       &setup->val, setup->classes, NULL);
+    mc_status s = mc_chain_trainer_new(&trainer, &config, setup->enc, setup->clip, train_pairs(setup),
+                                       val_pairs(setup), setup->classes, NULL);
     if (s != MC_OK) return cli_fail_status(COMMAND, s);
     snprintf(last, sizeof last, "%s/last.safetensors", ckpt_dir);
     if (a->resume && file_exists(last)) s = mc_chain_trainer_resume(trainer, last);
@@ -477,6 +552,7 @@ int cmd_train(int argc, char **argv) {
     cli_opt opts[] = {
         CHAIN_CLI_DATA_OPTIONS(&a.d),
         CLI_STRING_OPT("--resnet", &a.resnet, "FILE: ImageNet ResNet weights (default: random init)"),
+        CLI_STRING_OPT("--teacher", &a.teacher, "RUN_DIR|FILE: learn a trained encoder's embeddings instead of CLIP's (a further hop)"),
         CLI_INT_OPT("--depth", &a.depth, 18, 152, "N: ResNet depth 18/34/50/101/152"),
         CLI_INT_OPT("--width", &a.width, 1, 4096, "W: ResNet base width (64 = torchvision)"),
         CLI_STRING_OPT("--layers", &a.layers, "A,B,C,D: blocks per stage (default: the depth's)"),

@@ -19,6 +19,8 @@
  *   evaluate.c    the metrics: matching accuracy, zero-shot top-1, per class,
  *                 confusion matrices
  *   train.c       the training loop: seeded epochs, checkpoints, resume
+ *   teacher.c     a further hop: a trained spectral encoder as the teacher
+ *                 in CLIP's place (its bands of the same tile as the second view)
  *
  * The whole method, from a EuroSAT-MS folder (data_dir), a CLIP (clip_path)
  * and its vocabulary (vocab_path) to a trained encoder; `arch` is the
@@ -150,7 +152,10 @@ mc_status mc_chain_text_classifier(mc_clip *clip, mc_tokenizer *tok, const char 
 typedef struct mc_chain_data {
     int count;
     int bands, height, width;       /* spectral view (bands, height, width) */
-    int rgb_height, rgb_width;      /* RGB view (3, rgb_height, rgb_width) */
+    int rgb_height, rgb_width;      /* RGB view (rgb_channels, rgb_height, rgb_width) */
+    int rgb_channels;               /* 3; a teacher's band count when the second
+                                     * view is a trained encoder's input (a
+                                     * further hop: mc_chain_data_with_teacher_view) */
     int num_classes;
     const char *const *class_names; /* num_classes folder names ("AnnualCrop") */
     /* Fill any of spectral (n, bands, H, W), rgb (n, 3, Hr, Wr), labels[n]
@@ -340,6 +345,38 @@ mc_status mc_chain_zero_shot_probs(const mc_tensor *embeds, const mc_tensor *cla
                                    float logit_scale, mc_tensor **out);
 
 /* =========================================================================
+ * A further hop (lib/chain/teacher.c)
+ * =========================================================================
+ * Chaining through a trained encoder instead of CLIP: a student encoder on
+ * other bands learns to land where a trained spectral encoder (the teacher,
+ * itself chained to CLIP) puts the same tile. The student never sees RGB,
+ * text or labels; it reaches text in two hops, student -> teacher -> CLIP's
+ * joint space. */
+
+/* Embeddings of spectral views by a frozen encoder: x (N, bands, H, W) ->
+ * out (N, E) (caller-allocated), projected, not normalised; eval mode (BN
+ * running statistics), no tape, `batch` tiles at a time. */
+mc_status mc_spectral_encoder_embed(mc_spectral_encoder *enc, const mc_tensor *x, int batch,
+                                    mc_tensor *out);
+
+/* A source over the same tiles as `student` whose second view is the
+ * spectral view of `teacher_view` (the teacher's bands, normalised as the
+ * teacher expects) in place of the RGB view: spectral and labels from
+ * student, rgb_channels = teacher_view->bands. The two must hold the same
+ * tiles in the same order (same count and tile keys) and tile size. Both are
+ * borrowed. */
+mc_status mc_chain_data_with_teacher_view(mc_chain_data *out, const mc_chain_data *student,
+                                          const mc_chain_data *teacher_view);
+
+/* The targets of a further hop: the teacher's embeddings of the second
+ * views of `data` (count, E), cached like mc_chain_targets in
+ * cache_dir/teacher-targets-<key>.safetensors (the key adds a fingerprint of
+ * the teacher's weights and its bands). */
+mc_status mc_chain_teacher_targets(mc_spectral_encoder *teacher, const mc_chain_data *data,
+                                   const char *cache_dir, int batch, mc_tensor **out,
+                                   bool *from_cache);
+
+/* =========================================================================
  * Training (lib/chain/train.c)
  * ========================================================================= */
 
@@ -376,6 +413,12 @@ typedef struct mc_chain_train_config {
     int target_crops;         /* 0 */
     bool shuffle_pairs;       /* the negative control: tile i is paired with
                                * the RGB view of tile perm(i) (fixed, seeded) */
+    /* NULL: the targets are CLIP's image embeddings of the RGB views (the
+     * seed paper). A trained spectral encoder: the targets are its
+     * embeddings of the second view, which then holds the teacher's bands
+     * (mc_chain_data_with_teacher_view); the encoder reaches text through
+     * the teacher's space, which is CLIP's. Borrowed; used frozen. */
+    mc_spectral_encoder *teacher;
     uint64_t seed;            /* 0 */
     mc_chain_selection selection; /* MC_SELECT_LOSS: label-free */
     int val_every;            /* validate every N epochs (and after the last): 1 */
@@ -437,7 +480,8 @@ typedef struct mc_chain_trainer mc_chain_trainer;
 /* Prepare training: checks the sizes (bands, image size, embed_dim against
  * CLIP's, classes against class_embeds), computes the validation targets and
  * (augment off or target_crops > 0) the training targets, creates Adam.
- * enc, clip, train, val and class_embeds are borrowed. */
+ * enc, clip, train, val and class_embeds are borrowed. With config->teacher
+ * the teacher makes the targets and clip may be NULL. */
 mc_status mc_chain_trainer_new(mc_chain_trainer **out, const mc_chain_train_config *config,
                                mc_spectral_encoder *enc, mc_clip *clip, const mc_chain_data *train,
                                const mc_chain_data *val, const mc_tensor *class_embeds,

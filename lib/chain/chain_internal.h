@@ -1,8 +1,11 @@
-/* Private helpers shared by lib/chain/{targets,train}.c. */
+/* Private helpers shared by lib/chain/{targets,teacher,train}.c. */
 #ifndef MMCHAIN_CHAIN_INTERNAL_H
 #define MMCHAIN_CHAIN_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "mmchain/chain.h"
 
 /* splitmix64's finaliser (Steele et al., 2014): decorrelates a seed mixed
  * with an index (epoch, step, tile, crop) before seeding a generator, so
@@ -12,5 +15,30 @@ static inline uint64_t mc_chain_mix64(uint64_t x) {
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
     return x ^ (x >> 31);
 }
+
+/* What makes the targets the encoder learns: CLIP's image tower on the RGB
+ * views (the seed paper), or a trained spectral encoder on its own bands of
+ * the tiles (a further hop). Exactly one of the two is set; both borrowed. */
+typedef struct mc_chain_tower {
+    mc_clip *clip;
+    mc_spectral_encoder *teacher;
+} mc_chain_tower;
+
+/* E: the width of the tower's embeddings. */
+int mc_chain_tower_dim(const mc_chain_tower *tower);
+/* views (N, C, H, W), the second views of a source -> out (N, E), frozen. */
+mc_status mc_chain_tower_embed(const mc_chain_tower *tower, const mc_tensor *views, int batch,
+                               mc_tensor *out);
+/* mc_chain_targets and mc_chain_crop_targets for either tower (targets.c). */
+mc_status mc_chain_tower_targets(const mc_chain_tower *tower, const mc_chain_data *data,
+                                 const char *cache_dir, int batch, mc_tensor **out,
+                                 bool *from_cache);
+mc_status mc_chain_tower_crop_targets(const mc_chain_tower *tower, const mc_chain_data *data,
+                                      const char *cache_dir, int batch, int crops, uint64_t seed,
+                                      const mc_augment_config *config, mc_tensor **out,
+                                      bool *from_cache);
+/* A 16-hex-digit fingerprint of a teacher: its weights, buffers, bands and
+ * normalisation (teacher.c), for the target cache's key. */
+void mc_chain_teacher_fingerprint(const mc_spectral_encoder *teacher, char out[17]);
 
 #endif

@@ -106,7 +106,7 @@ mc_status mc_chain_data_from_eurosat(mc_chain_data *out, const mc_eurosat *ds, m
     src->norm = *norm;
     *out = (mc_chain_data){
         .count = count, .bands = bands->count, .height = height, .width = width,
-        .rgb_height = height, .rgb_width = width, .num_classes = k,
+        .rgb_height = height, .rgb_width = width, .rgb_channels = 3, .num_classes = k,
         .class_names = src->class_names, .load = eurosat_load, .tile_key = eurosat_tile_key,
         .release = eurosat_release, .ctx = src,
     };
@@ -174,7 +174,7 @@ mc_status mc_chain_data_from_tensors(mc_chain_data *out, const mc_tensor *spectr
     *out = (mc_chain_data){
         .count = count, .bands = (int)spectral->shape.dim[1], .height = (int)spectral->shape.dim[2],
         .width = (int)spectral->shape.dim[3], .rgb_height = (int)rgb->shape.dim[2],
-        .rgb_width = (int)rgb->shape.dim[3], .num_classes = num_classes,
+        .rgb_width = (int)rgb->shape.dim[3], .rgb_channels = 3, .num_classes = num_classes,
         .class_names = class_names, .load = tensor_load, .tile_key = NULL, .release = free,
         .ctx = src,
     };

@@ -40,20 +40,38 @@ mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_
     return mc_clip_embed_images(clip, rgb, true, batch, out); /* the teacher is frozen: no tape */
 }
 
+int mc_chain_tower_dim(const mc_chain_tower *tower) {
+    return tower->clip ? tower->clip->config.embed_dim : tower->teacher->embed_dim;
+}
+
+mc_status mc_chain_tower_embed(const mc_chain_tower *tower, const mc_tensor *views, int batch,
+                               mc_tensor *out) {
+    if (tower->clip) return mc_chain_embed_rgb(tower->clip, views, batch, out);
+    return mc_spectral_encoder_embed(tower->teacher, views, batch, out);
+}
+
 /* ---------------------------------------------------------------------------
  * the on-disk cache
  * ------------------------------------------------------------------------- */
 
-/* The key of a set of targets: tiles, preprocessing, CLIP, and (for crops)
- * the augmentation. */
-static mc_status cache_key(mc_clip *clip, const mc_chain_data *data, const char *variant,
+/* The key of a set of targets: tiles, preprocessing, the tower (CLIP's
+ * image tower or a teacher), and (for crops) the augmentation. */
+static mc_status cache_key(const mc_chain_tower *tower, const mc_chain_data *data, const char *variant,
                            char key[17]) {
     char fingerprint[17], preprocessing[128];
-    mc_clip_vision_fingerprint(clip, fingerprint);
-    snprintf(preprocessing, sizeof preprocessing,
-             "rgb %dx%d -> bicubic antialias %d, CLIP mean/std", data->rgb_height, data->rgb_width,
-             clip->config.vision.image_size);
-    uint64_t h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain clip targets v1");
+    uint64_t h;
+    if (tower->clip) {
+        mc_clip_vision_fingerprint(tower->clip, fingerprint);
+        snprintf(preprocessing, sizeof preprocessing,
+                 "rgb %dx%d -> bicubic antialias %d, CLIP mean/std", data->rgb_height, data->rgb_width,
+                 tower->clip->config.vision.image_size);
+        h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain clip targets v1");
+    } else {
+        mc_chain_teacher_fingerprint(tower->teacher, fingerprint);
+        snprintf(preprocessing, sizeof preprocessing, "teacher view %dx%dx%d", data->rgb_channels,
+                 data->rgb_height, data->rgb_width);
+        h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain teacher targets v1");
+    }
     h = mc_fnv1a_string(h, fingerprint);
     h = mc_fnv1a_string(h, preprocessing);
     h = mc_fnv1a_string(h, variant);
@@ -92,21 +110,22 @@ static mc_tensor *cache_read(const char *path, int64_t rows, int64_t width) {
     return t;
 }
 
-typedef mc_status (*compute_fn)(mc_clip *clip, const mc_chain_data *data, int batch, void *ctx,
-                                mc_tensor *out);
+typedef mc_status (*compute_fn)(const mc_chain_tower *tower, const mc_chain_data *data, int batch,
+                                void *ctx, mc_tensor *out);
 
-/* Read the targets from cache_dir/clip-targets-<key>.safetensors, or compute
- * and store them. */
-static mc_status cached_targets(mc_clip *clip, const mc_chain_data *data, const char *cache_dir,
-                                const char *variant, int64_t rows, int batch, compute_fn compute,
-                                void *ctx, mc_tensor **out, bool *from_cache) {
-    int64_t width = clip->config.embed_dim;
+/* Read the targets from cache_dir/clip-targets-<key>.safetensors (a
+ * teacher's: teacher-targets-<key>), or compute and store them. */
+static mc_status cached_targets(const mc_chain_tower *tower, const mc_chain_data *data,
+                                const char *cache_dir, const char *variant, int64_t rows, int batch,
+                                compute_fn compute, void *ctx, mc_tensor **out, bool *from_cache) {
+    int64_t width = mc_chain_tower_dim(tower);
     char key[17], path[4096];
     bool use_cache = cache_dir && data->tile_key;
     if (from_cache) *from_cache = false;
     if (use_cache) {
-        MC_TRY(cache_key(clip, data, variant, key));
-        snprintf(path, sizeof path, "%s/clip-targets-%s.safetensors", cache_dir, key);
+        MC_TRY(cache_key(tower, data, variant, key));
+        snprintf(path, sizeof path, "%s/%s-targets-%s.safetensors", cache_dir,
+                 tower->clip ? "clip" : "teacher", key);
         mc_tensor *cached = cache_read(path, rows, width);
         if (cached) {
             *out = cached;
@@ -116,7 +135,7 @@ static mc_status cached_targets(mc_clip *clip, const mc_chain_data *data, const 
     }
     mc_tensor *targets;
     MC_TRY(mc_tensor_new(&targets, MC_SHAPE(rows, width), "targets"));
-    mc_status status = compute(clip, data, batch, ctx, targets);
+    mc_status status = compute(tower, data, batch, ctx, targets);
     if (status == MC_OK && use_cache) {
         char count[24];
         snprintf(count, sizeof count, "%lld", (long long)rows);
@@ -136,12 +155,14 @@ static mc_status cached_targets(mc_clip *clip, const mc_chain_data *data, const 
  * un-augmented targets
  * ------------------------------------------------------------------------- */
 
-/* Load the RGB views of items [first, first + n) into a new heap tensor. */
+/* Load the second views (RGB, or a teacher's bands) of items
+ * [first, first + n) into a new heap tensor. */
 static mc_status load_rgb_views(const mc_chain_data *data, int first, int n, mc_tensor **rgb) {
     int *items = malloc((size_t)n * sizeof *items);
     if (!items) return mc_error(MC_ERR_NOMEM, "CLIP targets: out of memory");
     for (int i = 0; i < n; i++) items[i] = first + i;
-    mc_status status = mc_tensor_new(rgb, MC_SHAPE(n, 3, data->rgb_height, data->rgb_width), "rgb");
+    mc_status status = mc_tensor_new(rgb, MC_SHAPE(n, data->rgb_channels, data->rgb_height, data->rgb_width),
+                                     "rgb");
     if (status == MC_OK) status = data->load(data->ctx, items, n, NULL, *rgb, NULL);
     if (status != MC_OK) {
         mc_tensor_free(*rgb);
@@ -151,8 +172,8 @@ static mc_status load_rgb_views(const mc_chain_data *data, int first, int n, mc_
     return status;
 }
 
-static mc_status compute_plain(mc_clip *clip, const mc_chain_data *data, int batch, void *ctx,
-                               mc_tensor *out) {
+static mc_status compute_plain(const mc_chain_tower *tower, const mc_chain_data *data, int batch,
+                               void *ctx, mc_tensor *out) {
     (void)ctx;
     mc_status status = MC_OK;
     for (int first = 0; first < data->count && status == MC_OK; first += batch) {
@@ -161,18 +182,26 @@ static mc_status compute_plain(mc_clip *clip, const mc_chain_data *data, int bat
         status = load_rgb_views(data, first, n, &rgb);
         if (status != MC_OK) break;
         mc_tensor rows = mc_tensor_rows(out, first, n);
-        status = mc_chain_embed_rgb(clip, rgb, batch, &rows);
+        status = mc_chain_tower_embed(tower, rgb, batch, &rows);
         mc_tensor_free(rgb);
     }
     return status;
 }
 
+mc_status mc_chain_tower_targets(const mc_chain_tower *tower, const mc_chain_data *data,
+                                 const char *cache_dir, int batch, mc_tensor **out,
+                                 bool *from_cache) {
+    if (!tower || !data || !out || batch < 1 || data->count < 1)
+        return mc_error(MC_ERR_ARG, "CLIP targets: bad arguments");
+    return cached_targets(tower, data, cache_dir, "plain", data->count, batch, compute_plain, NULL,
+                          out, from_cache);
+}
+
 mc_status mc_chain_targets(mc_clip *clip, const mc_chain_data *data, const char *cache_dir,
                            int batch, mc_tensor **out, bool *from_cache) {
-    if (!clip || !data || !out || batch < 1 || data->count < 1)
-        return mc_error(MC_ERR_ARG, "CLIP targets: bad arguments");
-    return cached_targets(clip, data, cache_dir, "plain", data->count, batch, compute_plain, NULL,
-                          out, from_cache);
+    if (!clip) return mc_error(MC_ERR_ARG, "CLIP targets: no CLIP");
+    const mc_chain_tower tower = {.clip = clip};
+    return mc_chain_tower_targets(&tower, data, cache_dir, batch, out, from_cache);
 }
 
 /* ---------------------------------------------------------------------------
@@ -195,8 +224,8 @@ typedef struct crop_job {
     const mc_augment_config *config;
 } crop_job;
 
-static mc_status compute_crops(mc_clip *clip, const mc_chain_data *data, int batch, void *ctx,
-                               mc_tensor *out) {
+static mc_status compute_crops(const mc_chain_tower *tower, const mc_chain_data *data, int batch,
+                               void *ctx, mc_tensor *out) {
     const crop_job *job = ctx;
     mc_augment_params *params = malloc((size_t)batch * sizeof *params);
     mc_tensor *rgb = NULL, *cut = NULL, *embeds = NULL;
@@ -210,7 +239,7 @@ static mc_status compute_crops(mc_clip *clip, const mc_chain_data *data, int bat
             for (int i = 0; i < n; i++)
                 mc_chain_crop_params(job->seed, first + i, k, job->config, &params[i]);
             status = mc_augment_apply(rgb, params, n, cut);
-            if (status == MC_OK) status = mc_chain_embed_rgb(clip, cut, batch, embeds);
+            if (status == MC_OK) status = mc_chain_tower_embed(tower, cut, batch, embeds);
             int64_t e = out->shape.dim[1];
             for (int i = 0; i < n && status == MC_OK; i++) /* row item * K + k */
                 memcpy(out->data + ((int64_t)(first + i) * job->crops + k) * e,
@@ -225,11 +254,11 @@ static mc_status compute_crops(mc_clip *clip, const mc_chain_data *data, int bat
     return status;
 }
 
-mc_status mc_chain_crop_targets(mc_clip *clip, const mc_chain_data *data, const char *cache_dir,
-                                int batch, int crops, uint64_t seed,
-                                const mc_augment_config *config, mc_tensor **out,
-                                bool *from_cache) {
-    if (!clip || !data || !config || !out || batch < 1 || crops < 1 || data->count < 1)
+mc_status mc_chain_tower_crop_targets(const mc_chain_tower *tower, const mc_chain_data *data,
+                                      const char *cache_dir, int batch, int crops, uint64_t seed,
+                                      const mc_augment_config *config, mc_tensor **out,
+                                      bool *from_cache) {
+    if (!tower || !data || !config || !out || batch < 1 || crops < 1 || data->count < 1)
         return mc_error(MC_ERR_ARG, "crop targets: bad arguments (crops %d)", crops);
     char variant[256];
     snprintf(variant, sizeof variant,
@@ -237,6 +266,16 @@ mc_status mc_chain_crop_targets(mc_clip *clip, const mc_chain_data *data, const 
              seed, (int)config->mode, (double)config->crop_min, (double)config->crop_max,
              (double)config->pad, config->hflip, config->vflip, config->rot90);
     crop_job job = {.crops = crops, .seed = seed, .config = config};
-    return cached_targets(clip, data, cache_dir, variant, (int64_t)data->count * crops, batch,
+    return cached_targets(tower, data, cache_dir, variant, (int64_t)data->count * crops, batch,
                           compute_crops, &job, out, from_cache);
+}
+
+mc_status mc_chain_crop_targets(mc_clip *clip, const mc_chain_data *data, const char *cache_dir,
+                                int batch, int crops, uint64_t seed,
+                                const mc_augment_config *config, mc_tensor **out,
+                                bool *from_cache) {
+    if (!clip) return mc_error(MC_ERR_ARG, "crop targets: no CLIP");
+    const mc_chain_tower tower = {.clip = clip};
+    return mc_chain_tower_crop_targets(&tower, data, cache_dir, batch, crops, seed, config, out,
+                                       from_cache);
 }

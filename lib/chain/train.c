@@ -76,7 +76,7 @@ mc_status mc_chain_selection_parse(const char *name, mc_chain_selection *out) {
 struct mc_chain_trainer {
     mc_chain_train_config cfg;
     mc_spectral_encoder *enc;
-    mc_clip *clip;
+    mc_chain_tower tower;       /* what makes the targets: CLIP or the teacher */
     const mc_chain_data *train, *val; /* val: the caller's, or val_subset */
     mc_chain_data val_subset;   /* the capped validation set (val_max_tiles) */
     const mc_tensor *classes;   /* (K, E) */
@@ -93,7 +93,7 @@ struct mc_chain_trainer {
     /* one batch */
     int *items, *pairs, *rows;  /* (batch): tiles, target tiles, target rows */
     mc_augment_params *params;  /* (batch) */
-    mc_tensor *rgb;             /* (batch, 3, Hr, Wr) on-the-fly RGB views */
+    mc_tensor *rgb;             /* (batch, C, Hr, Wr) on-the-fly second views (RGB: C = 3) */
     mc_tensor *targets;         /* (batch, E) this step's targets */
     mc_chain_metrics metrics;
     bool have_metrics;
@@ -152,15 +152,21 @@ static mc_status check_config(const mc_chain_train_config *c) {
     return MC_OK;
 }
 
-static mc_status check_sizes(const mc_spectral_encoder *enc, const mc_clip *clip,
+static mc_status check_sizes(const mc_spectral_encoder *enc, const mc_chain_tower *tower,
                              const mc_chain_data *train, const mc_chain_data *val,
                              const mc_tensor *classes) {
     char a[128];
-    if (enc->embed_dim != clip->config.embed_dim)
-        return mc_error(MC_ERR_SHAPE, "the encoder's head outputs %d values, CLIP's joint space has %d",
-                        enc->embed_dim, clip->config.embed_dim);
+    if (enc->embed_dim != mc_chain_tower_dim(tower))
+        return mc_error(MC_ERR_SHAPE, "the encoder's head outputs %d values, %s has %d",
+                        enc->embed_dim, tower->clip ? "CLIP's joint space" : "the teacher's space",
+                        mc_chain_tower_dim(tower));
     const mc_chain_data *sets[2] = {train, val};
     for (int i = 0; i < 2; i++) {
+        int channels = tower->clip ? 3 : tower->teacher->bands.count;
+        if (sets[i]->rgb_channels != channels)
+            return mc_error(MC_ERR_SHAPE, "%s data's second view has %d channels, %s takes %d",
+                            i ? "validation" : "training", sets[i]->rgb_channels,
+                            tower->clip ? "CLIP's image tower" : "the teacher", channels);
         if (sets[i]->bands != enc->bands.count)
             return mc_error(MC_ERR_SHAPE, "%s data has %d bands, the encoder takes %d",
                             i ? "validation" : "training", sets[i]->bands, enc->bands.count);
@@ -195,32 +201,41 @@ static mc_status alloc_buffers(mc_chain_trainer *t) {
     }
     MC_TRY(mc_tensor_new(&t->targets, MC_SHAPE(b, t->enc->embed_dim), "targets"));
     if (t->cfg.augment && t->cfg.target_crops == 0)
-        MC_TRY(mc_tensor_new(&t->rgb, MC_SHAPE(b, 3, t->train->rgb_height, t->train->rgb_width), "rgb"));
+        MC_TRY(mc_tensor_new(&t->rgb, MC_SHAPE(b, t->train->rgb_channels, t->train->rgb_height,
+                                               t->train->rgb_width), "rgb"));
     return MC_OK;
 }
 
 static mc_status compute_targets(mc_chain_trainer *t) {
     char line[256];
     bool cached;
-    snprintf(line, sizeof line, "CLIP targets: %d validation tiles", t->val->count);
+    const char *what = t->tower.clip ? "CLIP targets" : "teacher targets";
+    snprintf(line, sizeof line, "%s: %d validation tiles", what, t->val->count);
     say(t, line);
-    MC_TRY(mc_chain_targets(t->clip, t->val, t->cfg.cache_dir, t->cfg.clip_batch, &t->val_targets, &cached));
-    if (cached) say(t, "CLIP targets: validation tiles read from the cache");
+    MC_TRY(mc_chain_tower_targets(&t->tower, t->val, t->cfg.cache_dir, t->cfg.clip_batch, &t->val_targets,
+                                  &cached));
+    if (cached) {
+        snprintf(line, sizeof line, "%s: validation tiles read from the cache", what);
+        say(t, line);
+    }
     if (t->cfg.augment && t->cfg.target_crops == 0) return MC_OK; /* embedded per step */
     if (!t->cfg.augment) {
-        snprintf(line, sizeof line, "CLIP targets: %d training tiles", t->train->count);
+        snprintf(line, sizeof line, "%s: %d training tiles", what, t->train->count);
         say(t, line);
-        MC_TRY(mc_chain_targets(t->clip, t->train, t->cfg.cache_dir, t->cfg.clip_batch,
-                                &t->train_targets, &cached));
+        MC_TRY(mc_chain_tower_targets(&t->tower, t->train, t->cfg.cache_dir, t->cfg.clip_batch,
+                                      &t->train_targets, &cached));
     } else {
-        snprintf(line, sizeof line, "CLIP targets: %d crops of %d training tiles", t->cfg.target_crops,
-                 t->train->count);
+        snprintf(line, sizeof line, "%s: %d crops of %d training tiles", what,
+                 t->cfg.target_crops, t->train->count);
         say(t, line);
-        MC_TRY(mc_chain_crop_targets(t->clip, t->train, t->cfg.cache_dir, t->cfg.clip_batch,
-                                     t->cfg.target_crops, t->cfg.seed, &t->cfg.augment_config,
-                                     &t->train_targets, &cached));
+        MC_TRY(mc_chain_tower_crop_targets(&t->tower, t->train, t->cfg.cache_dir, t->cfg.clip_batch,
+                                           t->cfg.target_crops, t->cfg.seed, &t->cfg.augment_config,
+                                           &t->train_targets, &cached));
     }
-    if (cached) say(t, "CLIP targets: training targets read from the cache");
+    if (cached) {
+        snprintf(line, sizeof line, "%s: training targets read from the cache", what);
+        say(t, line);
+    }
     return MC_OK;
 }
 
@@ -259,20 +274,23 @@ mc_status mc_chain_trainer_new(mc_chain_trainer **out, const mc_chain_train_conf
                                mc_spectral_encoder *enc, mc_clip *clip, const mc_chain_data *train,
                                const mc_chain_data *val, const mc_tensor *class_embeds,
                                const mc_chain_hooks *hooks) {
-    if (!out || !config || !enc || !clip || !train || !val || !class_embeds)
+    if (!out || !config || !enc || !(clip || config->teacher) || !train || !val || !class_embeds)
         return mc_error(MC_ERR_ARG, "trainer: missing argument");
     MC_TRY(check_config(config));
-    MC_TRY(check_sizes(enc, clip, train, val, class_embeds));
+    /* The teacher, when given, takes CLIP's place as the target tower. */
+    const mc_chain_tower tower = config->teacher ? (mc_chain_tower){.teacher = config->teacher}
+                                                 : (mc_chain_tower){.clip = clip};
+    MC_TRY(check_sizes(enc, &tower, train, val, class_embeds));
     mc_chain_trainer *t = calloc(1, sizeof *t);
     if (!t) return mc_error(MC_ERR_NOMEM, "trainer: out of memory");
-    *t = (mc_chain_trainer){.cfg = *config, .enc = enc, .clip = clip, .train = train, .val = val,
+    *t = (mc_chain_trainer){.cfg = *config, .enc = enc, .tower = tower, .train = train, .val = val,
                             .classes = class_embeds, .rank = 0, .world = 1};
     if (config->distributed) {
         t->rank = mc_dist_rank();
         t->world = mc_dist_world_size();
     }
     if (hooks) t->hooks = *hooks;
-    mc_clip_set_trainable(clip, false);
+    if (clip) mc_clip_set_trainable(clip, false);
     /* The temperature: fixed, or learnable from CLIP's initial value. */
     enc->logit_scale->data[0] = logf(1.0f / config->temperature);
     mc_status status = mc_tensor_set_requires_grad(enc->logit_scale, config->learnable_temperature);
@@ -368,7 +386,7 @@ static mc_status prepare_views(mc_chain_trainer *t, mc_tensor *x, int n, int fir
         MC_TRY(t->train->load(t->train->ctx, t->pairs + first, m, NULL, &rgb, NULL));
         MC_TRY(mc_augment_apply(x, t->params + first, m, x));
         MC_TRY(mc_augment_apply(&rgb, t->params + first, m, &rgb));
-        MC_TRY(mc_chain_embed_rgb(t->clip, &rgb, t->cfg.clip_batch, &targets_view));
+        MC_TRY(mc_chain_tower_embed(&t->tower, &rgb, t->cfg.clip_batch, &targets_view));
     }
     t->state.rng = rng;
     return MC_OK;

@@ -62,6 +62,21 @@ typedef struct mc_report_image {
     const char *caption;
 } mc_report_image;
 
+/* A chain of encoders as a diagram: boxes left to right (e.g. the student,
+ * its teacher, CLIP's image tower, CLIP's text tower), an arrow between
+ * neighbours labelled with what was measured across it and its accuracy,
+ * and under each box its own zero-shot accuracy against the text. */
+typedef struct mc_report_chain {
+    const char *title;
+    int n;                      /* boxes, 2..MC_REPORT_MAX_CHAIN */
+    const char *const *nodes;   /* (n) box labels */
+    const char *const *links;   /* (n - 1) what arrow i (box i -> i + 1) measures ("matching") */
+    const double *link_acc;     /* (n - 1) its accuracy in [0, 1]; NaN = not measured */
+    const double *text_acc;     /* (n) box i's zero-shot accuracy -> text; NaN = none (may be NULL) */
+} mc_report_chain;
+
+#define MC_REPORT_MAX_CHAIN 8
+
 typedef struct mc_report {
     const char *title;
     int n_summary;
@@ -74,6 +89,8 @@ typedef struct mc_report {
     const mc_report_bars *bars;
     int n_images;
     const mc_report_image *images;
+    int n_chains;
+    const mc_report_chain *chains; /* drawn after the summary */
 } mc_report;
 
 /* Write the report to `path` atomically. */
