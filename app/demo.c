@@ -11,7 +11,11 @@
  *   4. the negative control: the same encoder trained on shuffled pairs
  *      (each tile paired with another tile's RGB view) must stay near chance;
  *   5. zero-shot top-1 on the held-out test tiles, spectral -> text and
- *      RGB -> text, with CLIP's EuroSAT prompts.
+ *      RGB -> text, with CLIP's EuroSAT prompts;
+ *   6. with hops = 2, a further hop: a student on other bands (the red edge)
+ *      learns the trained encoder's embeddings of the same tiles, so it
+ *      reaches text through two hops without ever seeing RGB; its control
+ *      is the same student on shuffled pairs at the second hop.
  * With a run folder: config.json, log.txt, metrics.csv, the CLIP
  * (clip/model.safetensors + clip/merges.txt, loadable by `mmchain train`),
  * the encoder's checkpoints and report.html. */
@@ -40,7 +44,8 @@ mc_demo_config mc_demo_defaults(void) {
         .seed = 1, .clip_tiles = 4000, .train_tiles = 2000, .val_tiles = 300, .test_tiles = 1000,
         .tile_size = 32, .clip = mc_clip_recipe_defaults(), .bands = "B08,B11,B12",
         .encoder = {.block = MC_RESNET_BASIC, .layers = {1, 1, 1, 1}, .base_width = 24},
-        .train = mc_chain_train_defaults(), .control = true, .out_dir = NULL, .quiet = false,
+        .train = mc_chain_train_defaults(), .control = true, .hops = 1, .hop2_bands = "B05,B06,B07",
+        .out_dir = NULL, .quiet = false,
     };
     c.clip.train.epochs = 15;
     c.train.epochs = 20;
@@ -101,6 +106,14 @@ typedef struct demo {
     const char *class_names[MC_SYNTH_CLASSES]; /* folder names */
     char **class_prompts;         /* CLIP's EuroSAT names */
     demo_set clip_set, train_set, val_set, test_set;
+    /* hops = 2: the same tiles through the student's bands, and the pairs
+     * (student's bands, encoder's bands) the student learns from */
+    mc_bands hop2_bands;
+    demo_set hop2_train, hop2_val, hop2_tiles;
+    mc_chain_data pair_train, pair_val, pair_test;
+    mc_spectral_encoder *teacher; /* the trained encoder, kept for the second hop */
+    mc_tensor *hop2_test_targets; /* (test, E): the teacher's embeddings of the test tiles */
+    mc_chain_metrics hop2_test, hop2_control_test;
     mc_tokenizer *tok;
     mc_clip *clip;
     mc_tensor *class_embeds;      /* (K, E) */
@@ -119,6 +132,16 @@ static void demo_free(demo *d) {
     set_free(&d->train_set);
     set_free(&d->val_set);
     set_free(&d->test_set);
+    mc_chain_data_free(&d->pair_train);
+    mc_chain_data_free(&d->pair_val);
+    mc_chain_data_free(&d->pair_test);
+    set_free(&d->hop2_train);
+    set_free(&d->hop2_val);
+    set_free(&d->hop2_tiles);
+    mc_spectral_encoder_free(d->teacher);
+    mc_tensor_free(d->hop2_test_targets);
+    mc_chain_metrics_free(&d->hop2_test);
+    mc_chain_metrics_free(&d->hop2_control_test);
     mc_chain_strings_free(d->class_prompts, MC_SYNTH_CLASSES);
     mc_tokenizer_free(d->tok);
     mc_clip_free(d->clip);
@@ -139,6 +162,19 @@ static void demo_free(demo *d) {
  * 1. the world
  * ------------------------------------------------------------------------- */
 
+/* Set i (1 training, 2 validation, 3 test) through the student's bands,
+ * paired with the encoder's view of the same tiles. */
+static mc_status make_hop2_set(demo *d, int i, int64_t first, int count) {
+    demo_set *student[4] = {NULL, &d->hop2_train, &d->hop2_val, &d->hop2_tiles};
+    const demo_set *teacher[4] = {NULL, &d->train_set, &d->val_set, &d->test_set};
+    mc_chain_data *pairs[4] = {NULL, &d->pair_train, &d->pair_val, &d->pair_test};
+    mc_synth_views *v = &student[i]->views;
+    MC_TRY(mc_synth_views_make(d->cfg->seed, first, count, d->cfg->tile_size, &d->hop2_bands, &d->norm, false, v));
+    MC_TRY(mc_chain_data_from_tensors(&student[i]->data, v->spectral, v->rgb, v->labels, MC_SYNTH_CLASSES,
+                                      d->class_names));
+    return mc_chain_data_with_teacher_view(pairs[i], &student[i]->data, &teacher[i]->data);
+}
+
 /* The four disjoint sets, one after the other in the world's sequence. */
 static mc_status make_world(demo *d) {
     const mc_demo_config *c = d->cfg;
@@ -149,10 +185,11 @@ static mc_status make_world(demo *d) {
         bool for_clip = i == 0; /* CLIP needs attributes and RGB; the chain needs both views */
         MC_TRY(mc_synth_views_make(c->seed, first, counts[i], c->tile_size, for_clip ? NULL : &d->bands,
                                    &d->norm, for_clip, &sets[i]->views));
-        first += counts[i];
         if (!for_clip)
             MC_TRY(mc_chain_data_from_tensors(&sets[i]->data, sets[i]->views.spectral, sets[i]->views.rgb,
                                               sets[i]->views.labels, MC_SYNTH_CLASSES, d->class_names));
+        if (!for_clip && c->hops == 2) MC_TRY(make_hop2_set(d, i, first, counts[i]));
+        first += counts[i];
     }
     return MC_OK;
 }
@@ -224,7 +261,8 @@ static mc_status make_clip(demo *d) {
 
 typedef struct encoder_progress {
     demo *d;
-    const char *prefix; /* "encoder" or "control" */
+    const char *prefix; /* "encoder", "control", "student" or "student_control" */
+    bool hop2;          /* the second view is the teacher's, not RGB */
     mc_progress bar;
     int64_t items;
 } encoder_progress;
@@ -248,7 +286,7 @@ static mc_status encoder_on_epoch(void *ctx, const mc_chain_epoch_info *info) {
     snprintf(names[0], sizeof names[0], "%s_loss", p->prefix);
     snprintf(names[1], sizeof names[1], "%s_val_spectral_text_acc", p->prefix);
     snprintf(names[2], sizeof names[2], "%s_val_match_acc", p->prefix);
-    snprintf(names[3], sizeof names[3], "val_rgb_text_acc");
+    snprintf(names[3], sizeof names[3], p->hop2 ? "val_teacher_text_acc" : "val_rgb_text_acc");
     const char *cols[5] = {"epoch", names[0], names[1], names[2], names[3]};
     double vals[5] = {info->epoch, info->train_loss, info->val->spectral_text_acc, info->val->match_acc,
                       info->val->rgb_text_acc};
@@ -264,28 +302,42 @@ static void encoder_on_message(void *ctx, const char *line) {
     if (p->d->run) (void)mc_run_log(p->d->run, "%s: %s", p->prefix, line);
 }
 
-/* Train one encoder (the chain, or the control on shuffled pairs) and
- * evaluate it on the test tiles. */
-static mc_status train_encoder(demo *d, bool control, mc_chain_metrics *test) {
+/* One encoder to train: the chain or the student of the second hop, each
+ * on true or on shuffled pairs (the control). */
+typedef struct encoder_job {
+    const char *prefix;          /* names its metrics and log lines */
+    const mc_bands *bands;       /* its input */
+    const mc_chain_data *train, *val, *test;
+    const mc_tensor *test_targets;
+    mc_spectral_encoder *teacher; /* NULL: learn CLIP's image embeddings */
+    bool control;                /* shuffled pairs */
+    bool checkpoints;            /* write DIR/checkpoints (the chain's encoder) */
+    uint64_t salt;               /* mixed into the seed for the initial weights */
+} encoder_job;
+
+/* Train one encoder and evaluate it on the test tiles; *keep (may be NULL)
+ * receives the encoder instead of its being freed. */
+static mc_status train_encoder(demo *d, const encoder_job *job, mc_chain_metrics *test,
+                               mc_spectral_encoder **keep) {
     const mc_demo_config *c = d->cfg;
     mc_chain_train_config cfg = c->train;
     cfg.seed = c->seed;
-    cfg.shuffle_pairs = control;
+    cfg.shuffle_pairs = job->control;
+    cfg.teacher = job->teacher;
     char checkpoints[4096];
     cfg.checkpoint_dir = NULL;
-    if (d->run && !control) {
+    if (d->run && job->checkpoints) {
         MC_TRY(mc_run_path(d->run, "checkpoints", checkpoints, sizeof checkpoints));
         cfg.checkpoint_dir = checkpoints;
     }
     mc_spectral_encoder *enc;
-    MC_TRY(mc_spectral_encoder_new(&enc, &c->encoder, &d->bands, &d->norm, c->tile_size, c->clip.embed_dim,
-                                   logf(1.0f / cfg.temperature), cfg.learnable_temperature,
-                                   c->seed ^ 0x656e63ULL /* "enc" */));
-    encoder_progress progress = {.d = d, .prefix = control ? "control" : "encoder"};
+    MC_TRY(mc_spectral_encoder_new(&enc, &c->encoder, job->bands, &d->norm, c->tile_size, c->clip.embed_dim,
+                                   logf(1.0f / cfg.temperature), cfg.learnable_temperature, c->seed ^ job->salt));
+    encoder_progress progress = {.d = d, .prefix = job->prefix, .hop2 = job->teacher != NULL};
     mc_chain_hooks hooks = {&progress, encoder_on_step, encoder_on_epoch, encoder_on_message};
     mc_chain_trainer *trainer = NULL;
-    mc_status status = mc_chain_trainer_new(&trainer, &cfg, enc, d->clip, &d->train_set.data,
-                                            &d->val_set.data, d->class_embeds, &hooks);
+    mc_status status = mc_chain_trainer_new(&trainer, &cfg, enc, d->clip, job->train, job->val, d->class_embeds,
+                                            &hooks);
     if (status == MC_OK) {
         mc_progress_begin(&progress.bar, progress.prefix,
                           mc_chain_trainer_steps_per_epoch(trainer) * cfg.epochs, c->quiet);
@@ -293,11 +345,35 @@ static mc_status train_encoder(demo *d, bool control, mc_chain_metrics *test) {
         mc_progress_end(&progress.bar, NULL);
     }
     if (status == MC_OK)
-        status = mc_chain_evaluate(enc, &d->test_set.data, d->test_targets, d->class_embeds,
-                                   cfg.val_batch_size, cfg.symmetric, test);
+        status = mc_chain_evaluate(enc, job->test, job->test_targets, d->class_embeds, cfg.val_batch_size,
+                                   cfg.symmetric, test);
     mc_chain_trainer_free(trainer);
-    mc_spectral_encoder_free(enc);
+    if (status == MC_OK && keep) *keep = enc;
+    else mc_spectral_encoder_free(enc);
     return status;
+}
+
+/* The chain's encoder on the infrared bands against CLIP, or its control. */
+static mc_status train_chain(demo *d, bool control, mc_chain_metrics *test) {
+    encoder_job job = {
+        .prefix = control ? "control" : "encoder", .bands = &d->bands, .train = &d->train_set.data,
+        .val = &d->val_set.data, .test = &d->test_set.data, .test_targets = d->test_targets,
+        .control = control, .checkpoints = !control, .salt = 0x656e63ULL, /* "enc" */
+    };
+    return train_encoder(d, &job, test, control || d->cfg->hops < 2 ? NULL : &d->teacher);
+}
+
+/* The second hop: the student against the trained encoder, or its control. */
+static mc_status train_student(demo *d, bool control, mc_chain_metrics *test) {
+    if (!d->hop2_test_targets)
+        MC_TRY(mc_chain_teacher_targets(d->teacher, &d->pair_test, NULL, d->cfg->train.clip_batch,
+                                        &d->hop2_test_targets, NULL));
+    encoder_job job = {
+        .prefix = control ? "student_control" : "student", .bands = &d->hop2_bands, .train = &d->pair_train,
+        .val = &d->pair_val, .test = &d->pair_test, .test_targets = d->hop2_test_targets,
+        .teacher = d->teacher, .control = control, .salt = 0x73747564ULL, /* "stud" */
+    };
+    return train_encoder(d, &job, test, NULL);
 }
 
 /* The text classifier and the test set's CLIP targets, shared by both runs. */
@@ -376,10 +452,30 @@ static mc_status write_report(demo *d) {
     mc_report_image image = {sheet, "Held-out test tiles (their RGB view), four of each class in label "
                                     "order (two classes a row: AnnualCrop, Forest, ..., SeaLake), "
                                     "captioned with the spectral encoder's zero-shot class (X predicted/true: wrong)"};
+    /* hops = 2: the chain student -> encoder -> CLIP image -> CLIP text, each
+     * arrow's test accuracy, and under each box its own zero-shot accuracy. */
+    char student_box[96], teacher_box[96];
+    snprintf(student_box, sizeof student_box, "student: %s", d->cfg->hop2_bands);
+    snprintf(teacher_box, sizeof teacher_box, "encoder: %s", d->cfg->bands);
+    const char *nodes[4] = {student_box, teacher_box, "CLIP image (RGB)", "CLIP text"};
+    const char *links[3] = {"matching", "matching", "zero-shot"};
+    const double link_acc[3] = {r->hop2_match_acc, r->match_acc, r->rgb_text_acc};
+    const double text_acc[4] = {r->hop2_text_acc, r->spectral_text_acc, r->rgb_text_acc, NAN};
+    mc_report_chain chain = {"two hops on the held-out test tiles: matching inside batches along each arrow "
+                             "(zero-shot for CLIP's own hop), zero-shot top-1 under each box", 4, nodes, links,
+                             link_acc, text_acc};
+    mc_metadata_entry rows[9];
+    memcpy(rows, summary, sizeof summary);
+    char hop2[2][64];
+    snprintf(hop2[0], sizeof hop2[0], "%.1f %%", 100.0 * r->hop2_text_acc);
+    snprintf(hop2[1], sizeof hop2[1], "%.1f %%", 100.0 * r->hop2_control_text_acc);
+    rows[6] = (mc_metadata_entry){"second hop: student -> text (through the encoder)", hop2[0]};
+    rows[7] = (mc_metadata_entry){"second hop's control (shuffled pairs) -> text", hop2[1]};
+    bool two = d->cfg->hops == 2;
     mc_report report = {
         .title = "mmchain demo: a spectral encoder chained to a CLIP of our own",
-        .n_summary = 6, .summary = summary, .n_confusions = 2, .confusions = confusions,
-        .n_bars = 2, .bars = bars, .n_images = 1, .images = &image,
+        .n_summary = two ? 8 : 6, .summary = rows, .n_confusions = 2, .confusions = confusions,
+        .n_bars = 2, .bars = bars, .n_images = 1, .images = &image, .n_chains = two ? 1 : 0, .chains = &chain,
     };
     MC_TRY(mc_run_write_report(d->run, &report));
     return mc_run_path(d->run, "report.html", d->result->report_path, sizeof d->result->report_path);
@@ -420,6 +516,8 @@ static mc_status write_config(demo *d) {
         {"encoder_batch", NUM("%d", c->train.batch_size)},
         {"encoder_lr", NUM("%g", (double)c->train.lr)},
         {"control", c->control ? "true" : "false"},
+        {"hops", NUM("%d", c->hops)},
+        {"hop2_bands", c->hop2_bands},
     };
 #undef NUM
     return mc_run_write_config(d->run, (int)(sizeof kv / sizeof kv[0]), kv);
@@ -430,6 +528,8 @@ static mc_status write_config(demo *d) {
  * ------------------------------------------------------------------------- */
 
 static mc_status check_config(const mc_demo_config *c) {
+    if (c->hops < 1 || c->hops > 2)
+        return mc_error(MC_ERR_ARG, "demo: %d hops (the chain has 1 or 2)", c->hops);
     if (c->clip_tiles < 2 || c->train_tiles < 2 || c->val_tiles < 1 || c->test_tiles < 1 ||
         c->tile_size < 8 || c->tile_size > MC_SYNTH_SIZE)
         return mc_error(MC_ERR_ARG,
@@ -444,6 +544,7 @@ static mc_status demo_setup(demo *d) {
     const mc_demo_config *c = d->cfg;
     MC_TRY(check_config(c));
     MC_TRY(mc_bands_parse(c->bands, &d->bands));
+    if (c->hops == 2) MC_TRY(mc_bands_parse(c->hop2_bands, &d->hop2_bands));
     /* Z-scores with torchgeo's EuroSAT statistics, as `mmchain train`
      * defaults to: inputs of unit scale train the first convolution far
      * better than raw reflectance (~0.1) does (docs/method.md, the demo). */
@@ -455,6 +556,27 @@ static mc_status demo_setup(demo *d) {
     mc_run_set_quiet(d->run, c->quiet);
     snprintf(d->result->run_dir, sizeof d->result->run_dir, "%s", mc_run_dir(d->run));
     return write_config(d);
+}
+
+/* hops = 2: the student and its control, then their test numbers. */
+static mc_status second_hop(demo *d) {
+    if (d->cfg->hops < 2) return MC_OK;
+    mc_demo_result *r = d->result;
+    double t = now_seconds();
+    DEMO_LOG(d, "the second hop: the same ResNet on %s learns the encoder's embeddings (no RGB, no CLIP)",
+             d->cfg->hop2_bands);
+    MC_TRY(train_student(d, false, &d->hop2_test));
+    r->hop2_text_acc = d->hop2_test.spectral_text_acc;
+    r->hop2_match_acc = d->hop2_test.match_acc;
+    if (d->cfg->control) {
+        DEMO_LOG(d, "the second hop's control: the student on shuffled pairs");
+        MC_TRY(train_student(d, true, &d->hop2_control_test));
+        r->hop2_control_text_acc = d->hop2_control_test.spectral_text_acc;
+    }
+    r->seconds_hop2 = now_seconds() - t;
+    DEMO_LOG(d, "second hop (test): student->text %.1f %%, its control %.1f %%, student->encoder matching %.1f %%",
+             100.0 * r->hop2_text_acc, 100.0 * r->hop2_control_text_acc, 100.0 * r->hop2_match_acc);
+    return MC_OK;
 }
 
 static mc_status demo_steps(demo *d) {
@@ -475,7 +597,7 @@ static mc_status demo_steps(demo *d) {
     DEMO_LOG(d, "the chain: ResNet (basic blocks %d-%d-%d-%d, width %d) on %s", c->encoder.layers[0],
              c->encoder.layers[1], c->encoder.layers[2], c->encoder.layers[3], c->encoder.base_width,
              c->bands);
-    MC_TRY(train_encoder(d, false, &d->test));
+    MC_TRY(train_chain(d, false, &d->test));
     r->seconds_encoder = now_seconds() - t;
     r->test_tiles = d->test.count;
     r->num_classes = d->test.num_classes;
@@ -485,18 +607,21 @@ static mc_status demo_steps(demo *d) {
     if (c->control) {
         t = now_seconds();
         DEMO_LOG(d, "the control: the same encoder on shuffled pairs");
-        MC_TRY(train_encoder(d, true, &d->control_test));
+        MC_TRY(train_chain(d, true, &d->control_test));
         r->seconds_control = now_seconds() - t;
         r->control_text_acc = d->control_test.spectral_text_acc;
     }
+    MC_TRY(second_hop(d));
     DEMO_LOG(d, "test (%d held-out tiles): RGB->text %.1f %%, spectral->text %.1f %%, control %.1f %%",
              r->test_tiles, 100.0 * r->rgb_text_acc, 100.0 * r->spectral_text_acc,
              100.0 * r->control_text_acc);
     if (d->run) {
-        const char *cols[4] = {"test_rgb_text_acc", "test_spectral_text_acc", "test_control_text_acc",
-                               "test_match_acc"};
-        double vals[4] = {r->rgb_text_acc, r->spectral_text_acc, r->control_text_acc, r->match_acc};
-        MC_TRY(mc_run_metrics_row(d->run, "test", cols, vals, 4));
+        const char *cols[7] = {"test_rgb_text_acc", "test_spectral_text_acc", "test_control_text_acc",
+                               "test_match_acc", "test_hop2_text_acc", "test_hop2_control_text_acc",
+                               "test_hop2_match_acc"};
+        double vals[7] = {r->rgb_text_acc, r->spectral_text_acc, r->control_text_acc, r->match_acc,
+                          r->hop2_text_acc, r->hop2_control_text_acc, r->hop2_match_acc};
+        MC_TRY(mc_run_metrics_row(d->run, "test", cols, vals, c->hops == 2 ? 7 : 4));
     }
     return write_report(d);
 }
@@ -504,7 +629,7 @@ static mc_status demo_steps(demo *d) {
 mc_status mc_demo_run(const mc_demo_config *config, mc_demo_result *out) {
     if (!config || !out) return mc_error(MC_ERR_ARG, "demo: missing argument");
     memset(out, 0, sizeof *out);
-    out->control_text_acc = NAN;
+    out->control_text_acc = out->hop2_text_acc = out->hop2_control_text_acc = out->hop2_match_acc = NAN;
     demo d = {.cfg = config, .result = out, .started = now_seconds()};
     mc_status status = demo_steps(&d);
     demo_free(&d);

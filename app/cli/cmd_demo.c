@@ -28,7 +28,8 @@ typedef struct demo_args {
     int clip_epochs, clip_width, clip_layers, clip_patch, text_width, merges;
     int encoder_epochs, encoder_width;
     float clip_lr, encoder_lr;
-    const char *out, *bands;
+    const char *out, *bands, *hop2_bands;
+    int hops;
     bool quiet, no_control, tiny;
     uint64_t seed;
 } demo_args;
@@ -56,6 +57,8 @@ static mc_demo_config make_config(const demo_args *a, const cli_opt *opts) {
     if (GIVEN("--encoder-epochs")) c.train.epochs = a->encoder_epochs;
     if (GIVEN("--encoder-width")) c.encoder.base_width = a->encoder_width;
     if (GIVEN("--encoder-lr")) c.train.lr = a->encoder_lr;
+    if (GIVEN("--hops")) c.hops = a->hops;
+    if (GIVEN("--hop2-bands")) c.hop2_bands = a->hop2_bands;
 #undef GIVEN
     /* The CLIP looks at the tiles at their own resolution. */
     c.clip.image_size = c.tile_size;
@@ -71,8 +74,17 @@ static void print_results(const mc_demo_config *c, const mc_demo_result *r) {
     if (!isnan(r->control_text_acc))
         printf("  control           %5.1f %%   the same encoder trained on shuffled pairs\n",
                100.0 * r->control_text_acc);
-    printf("time: %.0f s (world %.0f s, CLIP %.0f s, encoder %.0f s, control %.0f s)\n", r->seconds_total,
+    if (c->hops == 2) {
+        printf("  second hop        %5.1f %%   a student on %s chained to the encoder (no RGB, no CLIP)\n",
+               100.0 * r->hop2_text_acc, c->hop2_bands);
+        if (!isnan(r->hop2_control_text_acc))
+            printf("  second control    %5.1f %%   the student trained on shuffled pairs\n",
+                   100.0 * r->hop2_control_text_acc);
+    }
+    printf("time: %.0f s (world %.0f s, CLIP %.0f s, encoder %.0f s, control %.0f s", r->seconds_total,
            r->seconds_data, r->seconds_clip, r->seconds_encoder, r->seconds_control);
+    if (c->hops == 2) printf(", second hop %.0f s", r->seconds_hop2);
+    printf(")\n");
     if (r->run_dir[0]) printf("run folder: %s\nreport:     %s\n", r->run_dir, r->report_path);
 }
 
@@ -85,7 +97,7 @@ static demo_args default_args(void) {
         .clip_layers = c.clip.layers, .clip_patch = c.clip.patch, .text_width = c.clip.text_width,
         .merges = c.clip.merges, .encoder_epochs = c.train.epochs, .encoder_width = c.encoder.base_width,
         .clip_lr = c.clip.train.lr, .encoder_lr = c.train.lr, .out = "runs/demo", .bands = c.bands,
-        .seed = c.seed, .quiet = c.quiet, .no_control = !c.control,
+        .seed = c.seed, .quiet = c.quiet, .no_control = !c.control, .hops = c.hops, .hop2_bands = c.hop2_bands,
     };
 }
 
@@ -112,6 +124,8 @@ int cmd_demo(int argc, char **argv) {
         CLI_INT_OPT("--encoder-epochs", &a.encoder_epochs, 1, 100000, "E: spectral encoder epochs"),
         CLI_INT_OPT("--encoder-width", &a.encoder_width, 1, 4096, "W: ResNet base width"),
         CLI_FLOAT_OPT("--encoder-lr", &a.encoder_lr, 1e-8, 1, "LR: the encoder's Adam learning rate"),
+        CLI_INT_OPT("--hops", &a.hops, 1, 2, "H: 2 adds a student on --hop2-bands chained to the encoder"),
+        CLI_STRING_OPT("--hop2-bands", &a.hop2_bands, "LIST: the second hop's bands"),
         CLI_END,
     };
     const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};

@@ -34,6 +34,12 @@ typedef struct mc_demo_config {
     mc_resnet_config encoder; /* in_channels and fc_out are set by the chain */
     mc_chain_train_config train; /* epochs, batch, lr, temperature, augmentation */
     bool control;           /* also train on shuffled pairs (the negative control) */
+    /* 1: the seed paper's chain. 2: also a further hop: a student encoder on
+     * hop2_bands trained against the encoder above (not against CLIP; it
+     * never sees RGB, a caption or a label), with its own control when
+     * control is set (shuffled pairs at the second hop). */
+    int hops;
+    const char *hop2_bands; /* "B05,B06,B07": the red edge */
     const char *out_dir;    /* run folder (NULL: nothing written) */
     bool quiet;             /* no progress lines or log on stdout */
 } mc_demo_config;
@@ -49,7 +55,10 @@ typedef struct mc_demo_result {
     double spectral_text_acc;  /* the spectral encoder, zero-shot, same tiles */
     double control_text_acc;   /* the encoder trained on shuffled pairs (NaN: not run) */
     double match_acc;          /* spectral -> RGB matching inside batches */
-    double seconds_data, seconds_clip, seconds_encoder, seconds_control, seconds_total;
+    /* hops = 2 (NaN otherwise): the student, zero-shot through the encoder;
+     * the student trained on shuffled pairs; student -> encoder matching. */
+    double hop2_text_acc, hop2_control_text_acc, hop2_match_acc;
+    double seconds_data, seconds_clip, seconds_encoder, seconds_control, seconds_hop2, seconds_total;
     char run_dir[1024];        /* "" when no out_dir */
     char report_path[1024];
 } mc_demo_result;
