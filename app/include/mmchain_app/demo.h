@@ -71,6 +71,28 @@ typedef struct mc_demo_result {
  * (loadable by `mmchain train`), checkpoints/ of the encoder, report.html. */
 mc_status mc_demo_run(const mc_demo_config *config, mc_demo_result *out);
 
+/* ---- the band-set ablation (`mmchain ablate`) ----------------------------
+ * Which bands carry the signal: the same encoder, schedule and seed trained
+ * on several band sets against the same CLIP, each also on shuffled pairs
+ * (the control), scored zero-shot on the same held-out tiles. */
+
+typedef struct mc_ablate_row {
+    char bands[128];          /* "B08,B11,B12" */
+    double text_acc;          /* spectral -> text, test tiles */
+    double match_acc;         /* spectral -> RGB matching inside batches */
+    double control_text_acc;  /* the same encoder on shuffled pairs (NaN: not run) */
+    double rgb_text_acc;      /* CLIP's own RGB -> text on the same tiles */
+    int num_classes;
+    double class_acc[MC_EUROSAT_NUM_CLASSES]; /* spectral -> text per class (NaN: no tile) */
+} mc_ablate_row;
+
+/* One seed of the ablation on the synthetic world: the demo's world and
+ * CLIP (config, with config->seed), then for each of the n_sets band lists
+ * ("B04,B03,B02") the demo's encoder and schedule on those bands and, with
+ * config->control, on shuffled pairs. rows: n_sets, filled in order.
+ * config->bands, hops and out_dir are ignored (nothing is written). */
+mc_status mc_demo_ablate(const mc_demo_config *config, const char *const *sets, int n_sets, mc_ablate_row *rows);
+
 #ifdef __cplusplus
 }
 #endif
