@@ -16,6 +16,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_ablate(int argc, char **argv);
+int cmd_search(int argc, char **argv);
 
 typedef struct cli_command {
     const char *name;
@@ -34,6 +35,7 @@ static const cli_command commands[] = {
     {"train", cmd_train, "train a spectral encoder against CLIP on EuroSAT-MS (the seed paper's method)"},
     {"eval", cmd_eval, "zero-shot and matching accuracy, confusion matrices of a trained encoder"},
     {"classify", cmd_classify, "top-k zero-shot classes of .tif tiles with a trained encoder"},
+    {"search", cmd_search, "rank tiles by a text query in the joint space (text -> tile retrieval)"},
     {"ablate", cmd_ablate, "the same encoder on several band sets: which bands carry the signal"},
     {NULL, NULL, NULL},
 };
