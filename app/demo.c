@@ -680,7 +680,7 @@ static mc_status ablate_set(demo *d, const char *list, mc_ablate_row *row) {
     job.control = true;
     if (status == MC_OK && d->cfg->control) status = train_encoder(d, &job, &control, NULL);
     if (status == MC_OK) {
-        mc_bands_str(&bands, row->bands, sizeof row->bands);
+        snprintf(row->bands, sizeof row->bands, "%s", list); /* as the user wrote it ("all") */
         row->text_acc = test.spectral_text_acc;
         row->match_acc = test.match_acc;
         row->rgb_text_acc = test.rgb_text_acc;
