@@ -3,9 +3,12 @@
 # synthetic world (tiny sizes, one seed) writes one table — markdown on
 # stdout, ablation.csv, report.html — with a row per set. Bad input: an
 # unknown band or an empty set is one clear line, before anything runs.
+# With --data, the same on a EuroSAT-MS layout folder (the test fixture:
+# synthetic tiles, a random tiny CLIP — the plumbing, not the accuracy).
 set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
+fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
 . "$(dirname "$0")/support/script_common.sh"
 
 "$cli" ablate --tiny --sets "B04,B03,B02;B05,B06,B07" --seeds 1 --epochs 3 --quiet --out "$tmp/ab" \
@@ -23,6 +26,16 @@ head -1 "$tmp/ab/ablation.csv" | grep -q "^bands,seeds,spectral_text_acc,spectra
 # Both sets saw the same CLIP on the same tiles: one RGB->text column value.
 rgb=$(cut -d, -f9 "$tmp/ab/ablation.csv" | tail -2 | sort -u | wc -l)
 [ "$rgb" = 1 ] || fail "the sets were scored against different CLIPs or tiles: $(cat "$tmp/ab/ablation.csv")"
+
+# ---- --data: EuroSAT-MS layout, two seeds ----
+read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 4) || { echo "fixture failed"; exit 1; }
+"$cli" ablate --data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1 \
+    --train-size 20 --val-size 10 --batch 8 --epochs 1 --sets "B04,B03,B02;B05,B06,B07" --seeds 1,2 --quiet \
+    --out "$tmp/real" >"$tmp/out" 2>"$tmp/err" || fail "ablate --data: $(cat "$tmp/err")"
+for set in B04,B03,B02 B05,B06,B07; do
+    grep -q "^\"$set\",2," "$tmp/real/ablation.csv" || fail "ablate --data: no CSV row for $set over 2 seeds"
+done
+grep -q "^| B05,B06,B07 | " "$tmp/out" || fail "ablate --data: no table row: $(cat "$tmp/out")"
 
 # ---- bad input ----
 expect_error "an unknown band" 'unknown band "B99"' "$cli" ablate --sets "B04,B03,B02;B99" --out "$tmp/x"

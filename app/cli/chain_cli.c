@@ -27,6 +27,11 @@ int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip) {
     return 0;
 }
 
+int chain_cli_check_which(const char *command, const char *which) {
+    if (strcmp(which, "best") == 0 || strcmp(which, "last") == 0) return 0;
+    return cli_fail(command, "--which '%s' is not best or last", which);
+}
+
 int chain_cli_load_teacher(const char *command, const char *given, int embed_dim,
                            mc_spectral_encoder **teacher, char *path, size_t len) {
     struct stat info;

@@ -58,6 +58,10 @@ int chain_cli_classifier(const char *command, mc_clip *clip, const char *vocab_p
 int chain_cli_load_teacher(const char *command, const char *given, int embed_dim,
                            mc_spectral_encoder **teacher, char *path, size_t len);
 
+/* --which: "best" or "last" (a run's checkpoint); returns 0 or the exit code
+ * after the error. */
+int chain_cli_check_which(const char *command, const char *which);
+
 /* mc_clip_load with a message that names the flag. */
 int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip);
 

@@ -6,7 +6,10 @@
  * also on shuffled pairs (the control), on the synthetic world (the demo's
  * world and CLIP, no download): one table of spectral->text, matching,
  * control and per-class accuracy, mean +- sd over the seeds, as markdown on
- * stdout, DIR/ablation.csv and DIR/report.html. */
+ * stdout, DIR/ablation.csv and DIR/report.html. With --data (a EuroSAT-MS
+ * folder, --clip, --vocab) the same on real tiles: `mmchain train`'s encoder
+ * and schedule (the paper's), scored on the test split. In both, each
+ * encoder is scored with its last epoch's weights: no checkpoint is chosen. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,9 @@ static const char *const USAGE =
     "synthetic world (the demo's world and CLIP; no download), each also on shuffled pairs (the\n"
     "control), and scores each zero-shot on the same held-out tiles. Prints one markdown table\n"
     "(mean +- sd over the seeds) and writes DIR/{ablation.csv, report.html, log.txt, config.json}.\n"
+    "With --data EUROSAT_MS_DIR --clip CLIP --vocab V: the same on EuroSAT-MS, with the encoder and\n"
+    "schedule of mmchain train (--depth, --width, --layers, --resnet, --epochs, --batch, --lr),\n"
+    "scored on the test split (each seed also draws the split).\n"
     "Default sets: RGB as spectral bands; the seed paper's three infrared bands; the three 20 m\n"
     "bands B8A,B11,B12; the red edge B05,B06,B07; all 13 bands.";
 
@@ -31,6 +37,11 @@ typedef struct ablate_args {
     const char *sets, *seeds, *out;
     int epochs;
     bool tiny, quiet, no_control;
+    /* --data: EuroSAT-MS with a given CLIP */
+    chain_data_args d;
+    const char *resnet, *layers;
+    int depth, width, batch;
+    float lr;
 } ablate_args;
 
 /* mean and sample standard deviation of n values (sd 0 for one value). */
@@ -49,6 +60,7 @@ typedef struct ablation {
     uint64_t *seeds;
     int n_seeds;
     mc_ablate_row *rows;
+    char class_names[MC_EUROSAT_NUM_CLASSES][64]; /* the columns' names (class folders) */
 } ablation;
 
 /* One column of the results over the seeds for set `set`. */
@@ -71,7 +83,7 @@ static const pick_fn SUMMARY_PICKS[4] = {pick_text, pick_match, pick_control, pi
 static void print_markdown(const ablation *ab) {
     const int k = ab->rows[0].num_classes;
     printf("\n| bands | spectral->text | matching | control | RGB->text |");
-    for (int c = 0; c < k; c++) printf(" %s |", mc_synth_class_name(c));
+    for (int c = 0; c < k; c++) printf(" %s |", ab->class_names[c]);
     printf("\n|---|---|---|---|---|");
     for (int c = 0; c < k; c++) printf("---|");
     printf("\n");
@@ -99,7 +111,7 @@ static mc_status write_csv(void *ctx, FILE *f) {
     const int k = ab->rows[0].num_classes;
     fprintf(f, "bands,seeds,spectral_text_acc,spectral_text_sd,match_acc,match_sd,control_text_acc,control_text_sd,"
                "rgb_text_acc,rgb_text_sd");
-    for (int c = 0; c < k; c++) fprintf(f, ",%s_acc", mc_synth_class_name(c));
+    for (int c = 0; c < k; c++) fprintf(f, ",%s_acc", ab->class_names[c]);
     fprintf(f, "\n");
     for (int set = 0; set < ab->n_sets; set++) {
         fprintf(f, "\"%s\",%d", ab->rows[set].bands, ab->n_seeds);
@@ -131,7 +143,7 @@ static mc_status write_report(mc_run *run, const ablation *ab) {
     mc_status status = summary && values && set_names && text && class_acc && bars
                            ? MC_OK
                            : mc_error(MC_ERR_NOMEM, "ablate: out of memory for the report");
-    for (int c = 0; c < k; c++) class_names[c] = mc_synth_class_name(c);
+    for (int c = 0; c < k; c++) class_names[c] = ab->class_names[c];
     for (int set = 0; set < n && status == MC_OK; set++) {
         double m[4], sd[4];
         for (int i = 0; i < 4; i++) column(ab, set, SUMMARY_PICKS[i], 0, &m[i], &sd[i]);
@@ -196,15 +208,150 @@ static int parse_lists(const ablate_args *a, ablation *ab) {
     return ab->rows ? 0 : cli_fail(COMMAND, "out of memory");
 }
 
-static int run_ablation(const ablate_args *a, const cli_opt *opts, mc_run *run, ablation *ab) {
+/* ---------------------------------------------------------------------------
+ * --data: the ablation on EuroSAT-MS
+ * ------------------------------------------------------------------------- */
+
+/* What every band set of one seed shares: the tiles, the CLIP, the prompts
+ * and the CLIP targets of the test tiles. */
+typedef struct eurosat_seed {
+    mc_eurosat *ds;
+    mc_split test_split;
+    mc_clip *clip;
+    mc_tensor *classes, *test_targets;
+    char **names;
+    int n_names;
+    mc_norm norm;
+} eurosat_seed;
+
+static void free_seed(eurosat_seed *e) {
+    mc_tensor_free(e->test_targets);
+    mc_tensor_free(e->classes);
+    mc_chain_strings_free(e->names, e->n_names);
+    mc_clip_free(e->clip);
+    mc_eurosat_free(e->ds);
+    memset(e, 0, sizeof *e);
+}
+
+static int open_seed(const ablate_args *a, uint64_t seed, const char *cache, eurosat_seed *e, ablation *ab) {
+    chain_data_args d = a->d;
+    d.seed = seed;
+    int code = chain_cli_open_eurosat(COMMAND, &d, &e->ds);
+    if (!code) code = chain_cli_load_clip(COMMAND, d.clip, &e->clip);
+    if (code) return code;
+    const int *indices;
+    int test_count = 0;
+    mc_eurosat_split(e->ds, MC_SPLIT_TEST, &indices, &test_count);
+    e->test_split = test_count > 0 ? MC_SPLIT_TEST : MC_SPLIT_VAL;
+    const char *folders[MC_EUROSAT_NUM_CLASSES];
+    int k = mc_eurosat_num_classes(e->ds);
+    if (k > MC_EUROSAT_NUM_CLASSES)
+        return cli_fail(COMMAND, "--data %s has %d classes, the ablation table holds %d", d.data, k,
+                        MC_EUROSAT_NUM_CLASSES);
+    for (int c = 0; c < k; c++) folders[c] = mc_eurosat_class_name(e->ds, c);
+    for (int c = 0; c < k; c++) snprintf(ab->class_names[c], sizeof ab->class_names[c], "%s", folders[c]);
+    code = chain_cli_classifier(COMMAND, e->clip, d.vocab, d.classes, d.templates, folders, k, &e->classes,
+                                &e->names, &e->n_names);
+    if (code) return code;
+    mc_bands rgb;
+    mc_chain_data test;
+    mc_status st = mc_norm_init(&e->norm, MC_NORM_TORCHGEO);
+    if (st == MC_OK) st = mc_bands_parse("rgb", &rgb);
+    if (st == MC_OK) st = mc_chain_data_from_eurosat(&test, e->ds, e->test_split, &rgb, &e->norm);
+    if (st == MC_OK) {
+        st = mc_chain_targets(e->clip, &test, cache, mc_chain_train_defaults().clip_batch, &e->test_targets, NULL);
+        mc_chain_data_free(&test);
+    }
+    return st == MC_OK ? 0 : cli_fail(COMMAND, "--data %s: %s", d.data, mc_last_error());
+}
+
+/* One band set of one seed: the encoder and its control, trained on the
+ * training split (validated on the validation split), scored on the test. */
+static mc_status eurosat_set(const ablate_args *a, uint64_t seed, eurosat_seed *e, const char *list,
+                             const char *cache, mc_ablate_row *row) {
+    mc_bands bands;
+    MC_TRY(mc_bands_parse(list, &bands));
+    mc_resnet_config arch;
+    MC_TRY(mc_resnet_config_for_depth(a->depth, &arch));
+    arch.base_width = a->width;
+    if (a->layers && sscanf(a->layers, "%d,%d,%d,%d", &arch.layers[0], &arch.layers[1], &arch.layers[2],
+                            &arch.layers[3]) != 4)
+        return mc_error(MC_ERR_ARG, "--layers '%s' is not four block counts like 3,4,6,3", a->layers);
+    mc_chain_data data[3];
+    memset(data, 0, sizeof data);
+    const mc_split splits[3] = {MC_SPLIT_TRAIN, MC_SPLIT_VAL, e->test_split};
+    mc_chain_metrics metrics[2];
+    memset(metrics, 0, sizeof metrics);
+    mc_status st = MC_OK;
+    for (int k = 0; k < 3 && st == MC_OK; k++) st = mc_chain_data_from_eurosat(&data[k], e->ds, splits[k], &bands, &e->norm);
+    for (int control = 0; control < (a->no_control ? 1 : 2) && st == MC_OK; control++) {
+        mc_chain_train_config cfg = mc_chain_train_defaults();
+        cfg.epochs = a->epochs;
+        cfg.batch_size = a->batch;
+        cfg.lr = a->lr;
+        cfg.seed = seed;
+        cfg.shuffle_pairs = control;
+        cfg.cache_dir = cache;
+        mc_spectral_encoder *enc = NULL;
+        mc_chain_trainer *trainer = NULL;
+        st = mc_spectral_encoder_new(&enc, &arch, &bands, &e->norm, data[0].height, e->clip->config.embed_dim,
+                                     logf(1.0f / cfg.temperature), false, seed);
+        if (st == MC_OK && a->resnet) st = mc_spectral_encoder_load_imagenet(enc, a->resnet, NULL, 0);
+        if (st == MC_OK) st = mc_chain_trainer_new(&trainer, &cfg, enc, e->clip, &data[0], &data[1], e->classes, NULL);
+        if (st == MC_OK) st = mc_chain_trainer_run(trainer);
+        if (st == MC_OK)
+            st = mc_chain_evaluate(enc, &data[2], e->test_targets, e->classes, cfg.val_batch_size, cfg.symmetric,
+                                   &metrics[control]);
+        mc_chain_trainer_free(trainer);
+        mc_spectral_encoder_free(enc);
+    }
+    if (st == MC_OK) {
+        snprintf(row->bands, sizeof row->bands, "%s", list);
+        row->text_acc = metrics[0].spectral_text_acc;
+        row->match_acc = metrics[0].match_acc;
+        row->rgb_text_acc = metrics[0].rgb_text_acc;
+        row->control_text_acc = a->no_control ? NAN : metrics[1].spectral_text_acc;
+        row->num_classes = metrics[0].num_classes < MC_EUROSAT_NUM_CLASSES ? metrics[0].num_classes
+                                                                           : MC_EUROSAT_NUM_CLASSES;
+        for (int c = 0; c < row->num_classes; c++) row->class_acc[c] = metrics[0].spectral_class_acc[c];
+    }
+    for (int k = 0; k < 2; k++) mc_chain_metrics_free(&metrics[k]);
+    for (int k = 0; k < 3; k++) mc_chain_data_free(&data[k]);
+    return st;
+}
+
+static mc_status eurosat_ablation(ablate_args *a, mc_run *run, ablation *ab, int *code) {
+    char cache[4096];
+    if (a->epochs == 0) a->epochs = mc_chain_train_defaults().epochs;
+    MC_TRY(mc_run_path(run, "cache", cache, sizeof cache));
+    mc_status st = MC_OK;
+    for (int s = 0; s < ab->n_seeds && st == MC_OK && !*code; s++) {
+        eurosat_seed e = {0};
+        *code = open_seed(a, ab->seeds[s], cache, &e, ab);
+        for (int i = 0; i < ab->n_sets && st == MC_OK && !*code; i++) {
+            mc_run_log(run, "seed %llu: %s", (unsigned long long)ab->seeds[s], ab->sets[i]);
+            st = eurosat_set(a, ab->seeds[s], &e, ab->sets[i], cache, ab->rows + s * ab->n_sets + i);
+        }
+        free_seed(&e);
+    }
+    return st;
+}
+
+static int run_ablation(ablate_args *a, mc_run *run, ablation *ab) {
     mc_demo_config base = a->tiny ? mc_demo_tiny() : mc_demo_defaults();
     base.quiet = a->quiet;
     base.control = !a->no_control;
-    if (cli_opt_find((cli_opt *)opts, "--epochs")->given) base.train.epochs = a->epochs;
+    if (a->epochs > 0) base.train.epochs = a->epochs;
+    for (int c = 0; c < MC_SYNTH_CLASSES; c++)
+        snprintf(ab->class_names[c], sizeof ab->class_names[c], "%s", mc_synth_class_name(c));
     mc_metadata_entry config[] = {{"command", "ablate"}, {"sets", a->sets}, {"seeds", a->seeds},
                                   {"sizes", a->tiny ? "tiny" : "demo"}, {"control", base.control ? "true" : "false"}};
+    if (a->d.data) config[3] = (mc_metadata_entry){"data", a->d.data};
     mc_status st = mc_run_write_config(run, 5, config);
-    for (int s = 0; s < ab->n_seeds && st == MC_OK; s++) {
+    int code = 0;
+    if (a->d.data && st == MC_OK) st = eurosat_ablation(a, run, ab, &code);
+    if (code) return code;
+    for (int s = 0; s < ab->n_seeds && st == MC_OK && !a->d.data; s++) {
         base.seed = ab->seeds[s];
         mc_run_log(run, "seed %llu: the world, the CLIP, then %d band sets", (unsigned long long)base.seed, ab->n_sets);
         st = mc_demo_ablate(&base, (const char *const *)ab->sets, ab->n_sets, ab->rows + s * ab->n_sets);
@@ -226,16 +373,32 @@ static int run_ablation(const ablate_args *a, const cli_opt *opts, mc_run *run, 
 }
 
 int cmd_ablate(int argc, char **argv) {
-    mc_demo_config defaults = mc_demo_defaults();
-    ablate_args a = {.sets = DEFAULT_SETS, .seeds = "1", .out = "runs/ablate", .epochs = defaults.train.epochs};
+    const mc_chain_train_config t = mc_chain_train_defaults();
+    const mc_eurosat_options e = mc_eurosat_default_options();
+    ablate_args a = {.sets = DEFAULT_SETS, .seeds = "1", .out = "runs/ablate", .depth = 50, .width = 64,
+                     .batch = t.batch_size, .lr = t.lr,
+                     .d = {.train_size = e.train_size, .val_size = e.val_size}};
     cli_opt opts[] = {
         CLI_STRING_OPT("--sets", &a.sets, "LIST;LIST: band sets, ';'-separated (each like B08,B11,B12, rgb or all)"),
         CLI_STRING_OPT("--seeds", &a.seeds, "S1,S2: seeds (the world, the CLIP, the weights, the data order)"),
-        CLI_INT_OPT("--epochs", &a.epochs, 1, 100000, "E: the encoder's epochs"),
+        CLI_INT_OPT("--epochs", &a.epochs, 0, 100000, "E: the encoder's epochs (0: the demo's, or train's with --data)"),
         CLI_STRING_OPT("--out", &a.out, "DIR: output folder"),
         CLI_FLAG_OPT("--tiny", &a.tiny, "the test suite's tiny sizes (seconds; low accuracy)"),
         CLI_FLAG_OPT("--no-control", &a.no_control, "skip the shuffled-pairs controls"),
         CLI_FLAG_OPT("--quiet", &a.quiet, "no progress lines or log, only the table"),
+        CLI_STRING_OPT("--data", &a.d.data, "DIR: EuroSAT-MS folder instead of the synthetic world"),
+        CLI_STRING_OPT("--rgb", &a.d.rgb, "DIR: with --data, EuroSAT RGB release (default: RGB from B04,B03,B02)"),
+        CLI_STRING_OPT("--clip", &a.d.clip, "FILE: with --data, CLIP (Hugging Face CLIPModel safetensors)"),
+        CLI_STRING_OPT("--vocab", &a.d.vocab, "FILE: with --data, CLIP's merges.txt"),
+        CLI_STRING_OPT("--splits", &a.d.splits, "DIR: with --data, torchgeo's eurosat-{train,val,test}.txt"),
+        CLI_INT_OPT("--train-size", &a.d.train_size, 0, 100000000, "N: with --data, training tiles"),
+        CLI_INT_OPT("--val-size", &a.d.val_size, 0, 100000000, "N: with --data, validation tiles"),
+        CLI_STRING_OPT("--resnet", &a.resnet, "FILE: with --data, ImageNet ResNet weights"),
+        CLI_INT_OPT("--depth", &a.depth, 18, 152, "N: with --data, ResNet depth"),
+        CLI_INT_OPT("--width", &a.width, 1, 4096, "W: with --data, ResNet base width"),
+        CLI_STRING_OPT("--layers", &a.layers, "A,B,C,D: with --data, blocks per stage"),
+        CLI_INT_OPT("--batch", &a.batch, 2, 100000, "B: with --data, training batch"),
+        CLI_FLOAT_OPT("--lr", &a.lr, 1e-12, 10, "LR: with --data, Adam learning rate"),
         CLI_END,
     };
     const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
@@ -247,7 +410,7 @@ int cmd_ablate(int argc, char **argv) {
     if (!code && mc_run_open(&run, a.out, false) != MC_OK) code = cli_fail(COMMAND, "--out %s: %s", a.out, mc_last_error());
     if (!code) {
         mc_run_set_quiet(run, a.quiet);
-        code = run_ablation(&a, opts, run, &ab);
+        code = run_ablation(&a, run, &ab);
     }
     mc_run_close(run);
     free_ablation(&ab);

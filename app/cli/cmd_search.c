@@ -279,8 +279,7 @@ int cmd_search(int argc, char **argv) {
     const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
     int code = cli_parse(&parser, argc, argv, NULL, NULL);
     if (code >= 0) return code;
-    if (strcmp(a.which, "best") != 0 && strcmp(a.which, "last") != 0)
-        return cli_fail(COMMAND, "--which '%s' is not best or last", a.which);
+    if (chain_cli_check_which(COMMAND, a.which)) return 1;
     search_setup *s = calloc(1, sizeof *s);
     if (!s) return cli_fail(COMMAND, "out of memory");
     code = locate(&a, s);

@@ -348,6 +348,7 @@ static mc_status write_report(train_ui *ui, const mc_chain_metrics *m) {
         {"spectral->text accuracy of best (validation)", best_acc},
         {"highest validation spectral->text accuracy (a label-based selection, for comparison)", label_best},
         {"test split", "mmchain eval --run RUN_DIR (the test split, when the data has one)"},
+        {"teacher (a second hop: the targets are its embeddings, not CLIP's)", s->teacher_path},
     };
     bool hop2 = s->teacher != NULL; /* the second view: the teacher's, else CLIP's of RGB */
     mc_report_confusion confusions[2] = {
@@ -360,10 +361,10 @@ static mc_status write_report(train_ui *ui, const mc_chain_metrics *m) {
         {hop2 ? "per-class accuracy, teacher -> text" : "per-class accuracy, RGB -> text", m->num_classes,
          s->val.class_names, m->rgb_class_acc},
     };
-    char student_box[128], teacher_box[128];
+    char student_box[128], teacher_box[128], teacher_bands[96] = "";
+    if (hop2) mc_bands_str(&s->teacher->bands, teacher_bands, sizeof teacher_bands);
     snprintf(student_box, sizeof student_box, "student: %s", bands);
-    mc_bands_str(hop2 ? &s->teacher->bands : &s->bands, teacher_box + 9, sizeof teacher_box - 9);
-    memcpy(teacher_box, "teacher: ", 9);
+    snprintf(teacher_box, sizeof teacher_box, "teacher: %s", teacher_bands);
     const char *nodes[4] = {student_box, teacher_box, "CLIP image (RGB)", "CLIP text"};
     const char *links[3] = {"matching", "matching", "zero-shot"};
     const double link_acc[3] = {m->match_acc, s->teacher_hop.match_acc, s->teacher_hop.rgb_text_acc};
@@ -376,7 +377,7 @@ static mc_status write_report(train_ui *ui, const mc_chain_metrics *m) {
                                     "spectral encoder; X marks a mistake"};
     bool have_sheet = write_contact_sheet(ui, m, sheet) == MC_OK;
     mc_report extra = {
-        .title = "mmchain train", .n_summary = 9, .summary = summary, .n_confusions = 2,
+        .title = "mmchain train", .n_summary = hop2 ? 10 : 9, .summary = summary, .n_confusions = 2,
         .confusions = confusions, .n_bars = 2, .bars = bars, .n_images = have_sheet ? 1 : 0,
         .images = &image, .n_chains = hop2 ? 1 : 0, .chains = &chain,
     };
