@@ -8,7 +8,9 @@
  * otherwise), allocates *out from g's arena, computes it, and — when
  * gradients are enabled and an input requires one — records a node whose
  * backward function lives right below the forward in the op's source file
- * (lib/ops/<family>.c). Inputs are never modified.
+ * (lib/ops/<family>.c). Inputs are never modified. Two ops share memory
+ * instead of allocating: mc_reshape returns a view of its input's data, and
+ * mc_dropout in eval mode (or with p = 0) returns its input itself.
  *
  * Images inside the library are NHWC (see tensor.h); mc_nchw_to_nhwc and
  * mc_nhwc_to_nchw convert at the boundary. */
