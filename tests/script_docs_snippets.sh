@@ -8,7 +8,7 @@ set -euo pipefail
 . "$(dirname "$0")/support/script_common.sh"
 cd "$MMCHAIN_SOURCE_DIR"
 blocks=0
-for doc in docs/autograd.md; do
+for doc in docs/autograd.md docs/guide.md; do
     [ -f "$doc" ] || { fail "$doc is missing"; continue; }
     # Write block k of $doc to $tmp/block.k (lines between ```c and ```).
     rm -f "$tmp"/block.*
