@@ -17,9 +17,10 @@
 
 #include "testutil.h"
 
-/* The folder for one executable's files: main() makes it with
- * embed_test_make_dir() before the suite runs, so that every (forked) test
- * case shares it. No Check assertions here: main is not inside a test. */
+/* The folder for one executable's files: main() runs the suite through
+ * embed_test_run_suite(), which makes it before the suite runs (so that
+ * every forked test case shares it) and removes it after. No Check
+ * assertions there: main is not inside a test. */
 static char embed_test_folder[512];
 
 static bool embed_test_make_dir(void) {
@@ -137,11 +138,32 @@ static void assert_embeddings_close(const char *what, const mc_tensor *actual, c
     mc_test_assert_close(what, actual->data, expected->data, (long)actual->numel, 10 * tolerance, 1e-4);
 }
 
+/* The "output" tensor of the file `path` that embed wrote, against
+ * `expected` (assert_embeddings_close). */
+static void assert_output_close(const char *what, const char *path, const mc_tensor *expected,
+                                double tolerance) {
+    mc_tensor *output = read_tensor(path, "output");
+    assert_embeddings_close(what, output, expected, tolerance);
+    mc_tensor_free(output);
+}
+
 /* Remove the folder and what the tests left in it. */
 static void embed_test_cleanup(void) {
     char command[1100];
     snprintf(command, sizeof command, "rm -rf '%s'", embed_test_dir());
     if (system(command) != 0) fprintf(stderr, "warning: could not remove %s\n", embed_test_dir());
+}
+
+/* main()'s part: run `suite` between making the folder and removing it.
+ * Returns the process exit code. */
+static int embed_test_run_suite(Suite *suite) {
+    if (!embed_test_make_dir()) {
+        fprintf(stderr, "cannot make a temporary folder\n");
+        return 1;
+    }
+    int code = mc_test_run_suite(suite);
+    embed_test_cleanup();
+    return code;
 }
 
 #endif

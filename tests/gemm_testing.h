@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "testutil.h"
 
@@ -24,6 +25,15 @@ static inline float *alloc_floats(int64_t n) {
     float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
     ck_assert_ptr_nonnull(v);
     return v;
+}
+
+/* The padding after row i of C (columns N..ldc-1) still holds what it held
+ * before the product (`before`, same layout): a kernel never writes there. */
+static inline void assert_padding_untouched(const char *kernel, const float *C, const float *before,
+                                            int64_t i, int64_t N, int64_t ldc) {
+    for (int64_t j = N; j < ldc; j++)
+        ck_assert_msg(memcmp(&C[i * ldc + j], &before[i * ldc + j], sizeof(float)) == 0,
+                      "%s wrote into C's padding", kernel);
 }
 
 #endif

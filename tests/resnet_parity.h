@@ -233,4 +233,16 @@ static void parity_check_train(const parity_case *c) {
     mc_resnet_free(m);
 }
 
+/* The case `name` of the fixtures in `dir`: one training step and Adam
+ * (train), or inference. */
+static void parity_run(const char *dir, const char *name, bool train) {
+    parity_case c;
+    parity_open(&c, dir, name);
+    if (train)
+        parity_check_train(&c);
+    else
+        parity_check_eval(&c);
+    parity_close(&c);
+}
+
 #endif

@@ -6,7 +6,6 @@
 set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
-fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
 sample=${MMCHAIN_SHARED_DATA:-../shared/data}/eurosat-ms-sample
 if [ ! -d "$sample" ]; then
     echo "SKIPPED: no EuroSAT-MS sample in $sample"
@@ -14,7 +13,7 @@ if [ ! -d "$sample" ]; then
 fi
 . "$(dirname "$0")/support/script_common.sh"
 
-read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 3) || { echo "fixture failed"; exit 1; }
+chain_fixture 3
 "$cli" train --data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1 \
     --batch 8 --val-batch 8 --epochs 1 --bands B08,B11,B12,B8A --quiet --out "$tmp/run" \
     >/dev/null 2>"$tmp/err" || fail "train: $(cat "$tmp/err")"

@@ -12,7 +12,6 @@
 set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
-fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
 . "$(dirname "$0")/support/script_common.sh"
 
 # No file may keep an atomic writer's temporary name.
@@ -54,7 +53,7 @@ echo "my own notes" >"$tmp/notes/notes.txt"
 expect_error "train --resume on a folder that is not a run" "config.json" "$cli" train --resume "$tmp/notes"
 [ "$(ls -A "$tmp/notes")" = "notes.txt" ] || fail "train --resume created files in a non-run folder: $(ls -A "$tmp/notes")"
 
-read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 8) || { echo "fixture failed"; exit 1; }
+chain_fixture 8
 args=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 8 --layers 1,1,1,1
       --batch 4 --val-batch 8 --epochs 50 --seed 5 --quiet)
 "$cli" train "${args[@]}" --out "$tmp/run" >/dev/null 2>"$tmp/first.err" &

@@ -8,10 +8,9 @@
 set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
-fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
 . "$(dirname "$0")/support/script_common.sh"
 
-read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 4) || { echo "fixture failed"; exit 1; }
+chain_fixture 4
 tiny=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1
       --train-size 20 --val-size 10 --batch 8 --val-batch 6 --seed 3 --lr 3e-3 --quiet)
 

@@ -17,16 +17,7 @@ fi
 zeros() { local i out=""; for ((i = 0; i < $1; i++)); do out+=" 0"; done; printf '%s' "$out"; }
 
 # expect_ids "description" "expected output" -- args...
-expect_ids() {
-    local what=$1 expected=$2
-    shift 3
-    local got
-    if ! got=$("$cli" tokenize "$@" 2>"$tmp/err"); then
-        fail "$what: exit status non-zero: $(cat "$tmp/err")"
-        return
-    fi
-    [ "$got" = "$expected" ] || fail "$what: got '$got', expected '$expected'"
-}
+expect_ids() { expect_stdout "$1" "$2" "$cli" tokenize "${@:4}"; }
 
 # expect_tokenize_error "description" "text in the message" -- args...: the
 # shared expect_error, and no ids printed before the failure.

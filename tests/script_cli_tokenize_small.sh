@@ -10,16 +10,8 @@ cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
 . "$(dirname "$0")/support/script_common.sh"
 
 
-expect_output() { # "description" "expected stdout" args...
-    local what=$1 expected=$2
-    shift 2
-    local got
-    if ! got=$("$cli" tokenize "$@" 2>"$tmp/err"); then
-        fail "$what: exit status non-zero: $(cat "$tmp/err")"
-        return
-    fi
-    [ "$got" = "$expected" ] || fail "$what: got '$got', expected '$expected'"
-}
+# expect_output "description" "expected stdout" args...: of `mmchain tokenize args...`
+expect_output() { expect_stdout "$1" "$2" "$cli" tokenize "${@:3}"; }
 
 # 5 merges: he 512, ll 513, lo</w> 514, hell 515, hello</w> 516; sot 517, eot 518
 printf '#version: 0.2\nh e\nl l\nl o</w>\nhe ll\nhell o</w>\n' >"$tmp/merges.txt"

@@ -9,10 +9,9 @@ set -u
 # results do not depend on it.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
-fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
 . "$(dirname "$0")/support/script_common.sh"
 
-read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 8) || { echo "fixture failed"; exit 1; }
+chain_fixture 8
 # 80 tiles: 58 train / 22 val (26:10) -> 15 steps of 4 per epoch, 2 epochs.
 args=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 8 --layers 1,1,1,1
       --batch 4 --val-batch 8 --epochs 2 --seed 5 --checkpoint-every 1 --learnable-temperature --quiet)

@@ -157,9 +157,7 @@ START_TEST(test_text_option_matches_ids) {
                          "--text '%s' --output '%s'",
                          model_path, vocab, texts[0], texts[1], texts[2], texts[3], out);
     ck_assert_msg(code == 0, "embed --text failed: %s", embed_stderr());
-    mc_tensor *output = read_tensor(out, "output");
-    assert_embeddings_close("--text output", output, expected, 1e-6);
-    mc_tensor_free(output);
+    assert_output_close("--text output", out, expected, 1e-6);
     mc_tensor_free(expected);
     mc_tokenizer_free(tok);
 }
@@ -183,9 +181,7 @@ START_TEST(test_too_long_text) {
     ck_assert_msg(code == 0, "embed --truncate failed: %s", embed_stderr());
     const char *texts[] = {"short", long_text};
     mc_tensor *expected = embed_tokenized(tok, texts, 2, true);
-    mc_tensor *output = read_tensor(out, "output");
-    assert_embeddings_close("--truncate output", output, expected, 1e-6);
-    mc_tensor_free(output);
+    assert_output_close("--truncate output", out, expected, 1e-6);
     mc_tensor_free(expected);
     mc_tokenizer_free(tok);
 }
@@ -364,11 +360,5 @@ int main(void) {
     if (!getenv("MMCHAIN_CLI")) return mc_test_skip("MMCHAIN_CLI is not set (the mmchain program is not built)");
     mc_test_fixture_path("clip_tiny.model.safetensors", model_path, sizeof model_path);
     mc_test_fixture_path("clip_tiny.io.safetensors", io_path, sizeof io_path);
-    if (!embed_test_make_dir()) {
-        fprintf(stderr, "cannot make a temporary folder\n");
-        return 1;
-    }
-    int code = mc_test_run_suite(cli_embed_clip_suite());
-    embed_test_cleanup();
-    return code;
+    return embed_test_run_suite(cli_embed_clip_suite());
 }

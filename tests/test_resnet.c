@@ -459,14 +459,7 @@ END_TEST
 
 static void run_committed_case(const char *name, bool train) {
     char dir[1024];
-    mc_test_fixture_path("", dir, sizeof dir);
-    parity_case c;
-    parity_open(&c, dir, name);
-    if (train)
-        parity_check_train(&c);
-    else
-        parity_check_eval(&c);
-    parity_close(&c);
+    parity_run(mc_test_fixture_path("", dir, sizeof dir), name, train);
 }
 
 START_TEST(test_parity_basic_eval) { run_committed_case("basic", false); }

@@ -21,23 +21,13 @@
 static const char *PYTHON = "/usr/bin/python3";
 static char generated_dir[1024];
 
-static void run_full_case(const char *name, bool train) {
-    parity_case c;
-    parity_open(&c, generated_dir, name);
-    if (train)
-        parity_check_train(&c);
-    else
-        parity_check_eval(&c);
-    parity_close(&c);
-}
-
-START_TEST(test_resnet50_eval_64_and_224) { run_full_case("full50", false); }
+START_TEST(test_resnet50_eval_64_and_224) { parity_run(generated_dir, "full50", false); }
 END_TEST
-START_TEST(test_resnet50_train_step_and_adam) { run_full_case("full50", true); }
+START_TEST(test_resnet50_train_step_and_adam) { parity_run(generated_dir, "full50", true); }
 END_TEST
-START_TEST(test_resnet18_eval) { run_full_case("full18", false); }
+START_TEST(test_resnet18_eval) { parity_run(generated_dir, "full18", false); }
 END_TEST
-START_TEST(test_resnet18_train_step_and_adam) { run_full_case("full18", true); }
+START_TEST(test_resnet18_train_step_and_adam) { parity_run(generated_dir, "full18", true); }
 END_TEST
 
 static double mtime_of(const char *path) {

@@ -13,18 +13,6 @@
 
 /* ---- helpers ---- */
 
-static char temp_dir[512];
-
-static void make_temp_dir(void) {
-    mc_test_temp_dir(temp_dir, sizeof temp_dir);
-    ck_assert_msg(temp_dir[0] != '\0', "cannot create a temporary folder");
-}
-
-static const char *temp_path(const char *name, char *buf, size_t len) {
-    snprintf(buf, len, "%s/%s", temp_dir, name);
-    return buf;
-}
-
 static void write_safetensors(const char *path, const char *header, const void *data,
                               size_t data_len) {
     mc_test_write_safetensors(path, header, data, data_len, UINT64_MAX);
@@ -42,7 +30,7 @@ static void expect_file_refused(const char *path, mc_status code, const char *ne
 static void expect_open_fails(const char *header, size_t data_len, mc_status code,
                               const char *needle) {
     char path[600];
-    temp_path("bad.safetensors", path, sizeof path);
+    mc_test_dir_path("bad.safetensors", path, sizeof path);
     unsigned char *zeros = calloc(data_len + 1, 1);
     ck_assert_ptr_nonnull(zeros);
     write_safetensors(path, header, zeros, data_len);
@@ -56,14 +44,14 @@ static void expect_open_fails(const char *header, size_t data_len, mc_status cod
 /* A file `name` of the n raw `bytes`, too short to be safetensors. */
 static void expect_bytes_refused(const char *name, const void *bytes, size_t n, const char *needle) {
     char path[600];
-    mc_test_write_file(temp_path(name, path, sizeof path), bytes, n);
+    mc_test_write_file(mc_test_dir_path(name, path, sizeof path), bytes, n);
     expect_file_refused(path, MC_ERR_FORMAT, needle);
 }
 
 /* A file `name` whose length field states `stated` bytes for the header "{}". */
 static void expect_header_length_refused(const char *name, uint64_t stated, const char *needle) {
     char path[600];
-    mc_test_write_safetensors(temp_path(name, path, sizeof path), "{}", NULL, 0, stated);
+    mc_test_write_safetensors(mc_test_dir_path(name, path, sizeof path), "{}", NULL, 0, stated);
     expect_file_refused(path, MC_ERR_FORMAT, needle);
 }
 
@@ -77,9 +65,8 @@ static mc_tensor *make_tensor(mc_shape shape, const char *name, float start, flo
 /* ---- round trips ---- */
 
 START_TEST(test_round_trip_tensors_and_metadata) {
-    make_temp_dir();
     char path[600];
-    temp_path("rt.safetensors", path, sizeof path);
+    mc_test_dir_path("rt.safetensors", path, sizeof path);
     mc_tensor *tensors[3] = {
         make_tensor(MC_SHAPE(2, 3), "layer.weight", -1.5f, 0.25f),
         make_tensor(MC_SHAPE(4), "layer.bias", 1e-8f, 3.0f),
@@ -142,9 +129,8 @@ END_TEST
 
 /* The writer's bytes, against the format written out by hand. */
 START_TEST(test_writer_exact_bytes) {
-    make_temp_dir();
     char path[600];
-    temp_path("exact.safetensors", path, sizeof path);
+    mc_test_dir_path("exact.safetensors", path, sizeof path);
     mc_tensor *a = make_tensor(MC_SHAPE(2), "a", 1.0f, -3.0f); /* [1, -2] */
     MC_CHECK_OK(mc_safetensors_write(path, 1, &a, 0, NULL));
     mc_tensor_free(a);
@@ -169,9 +155,8 @@ START_TEST(test_writer_exact_bytes) {
 END_TEST
 
 START_TEST(test_write_is_atomic) {
-    make_temp_dir();
     char path[600];
-    temp_path("ckpt.safetensors", path, sizeof path);
+    mc_test_dir_path("ckpt.safetensors", path, sizeof path);
     mc_tensor *t[2] = {make_tensor(MC_SHAPE(3), "w", 1, 1), make_tensor(MC_SHAPE(3), "w", 5, 1)};
     MC_CHECK_OK(mc_safetensors_write(path, 1, t, 0, NULL));
 
@@ -188,13 +173,13 @@ START_TEST(test_write_is_atomic) {
     /* A write that fails at the last step (the destination is a folder, so
      * the rename fails) removes its temporary file. */
     char folder[600];
-    temp_path("folder", folder, sizeof folder);
+    mc_test_dir_path("folder", folder, sizeof folder);
     ck_assert_int_eq(mkdir(folder, 0755), 0);
     char inside[700];
     snprintf(inside, sizeof inside, "%s/x", folder);
     mc_test_write_file(inside, "x", 1);
     MC_CHECK_FAILS(mc_safetensors_write(folder, 1, t, 0, NULL), MC_ERR_IO, "rename");
-    DIR *dir = opendir(temp_dir);
+    DIR *dir = opendir(mc_test_dir);
     ck_assert_ptr_nonnull(dir);
     int entries = 0;
     for (struct dirent *d; (d = readdir(dir));) {
@@ -207,7 +192,7 @@ START_TEST(test_write_is_atomic) {
 
     /* A folder that does not exist. */
     char nowhere[700];
-    snprintf(nowhere, sizeof nowhere, "%s/missing/x.safetensors", temp_dir);
+    snprintf(nowhere, sizeof nowhere, "%s/missing/x.safetensors", mc_test_dir);
     MC_CHECK_FAILS(mc_safetensors_write(nowhere, 1, t, 0, NULL), MC_ERR_IO, "temporary file");
 
     /* An unnamed tensor and the reserved name. */
@@ -223,7 +208,6 @@ START_TEST(test_write_is_atomic) {
 END_TEST
 
 START_TEST(test_f16_decoding) {
-    make_temp_dir();
     /* IEEE half: sign | 5-bit exponent (bias 15) | 10-bit mantissa.
      *   0x3C00: exp 15, mantissa 0           -> 1.0
      *   0xC000: sign, exp 16                 -> -2.0
@@ -242,7 +226,7 @@ START_TEST(test_f16_decoding) {
     unsigned char data[22];
     for (int i = 0; i < 11; i++) data[2 * i] = (unsigned char)halves[i], data[2 * i + 1] = (unsigned char)(halves[i] >> 8);
     char path[600];
-    temp_path("f16.safetensors", path, sizeof path);
+    mc_test_dir_path("f16.safetensors", path, sizeof path);
     write_safetensors(path, "{\"h\":{\"dtype\":\"F16\",\"shape\":[11],\"data_offsets\":[0,22]}}", data, 22);
     mc_safetensors *f;
     MC_CHECK_OK(mc_safetensors_open(path, &f));
@@ -266,7 +250,6 @@ START_TEST(test_f16_decoding) {
 END_TEST
 
 START_TEST(test_bf16_and_f64_decoding) {
-    make_temp_dir();
     /* bfloat16 is the upper 16 bits of a float32:
      *   0x3F80 -> 0x3F800000 = 1.0
      *   0xC040 -> 0xC0400000 = -3.0 (exp 128, mantissa 0.5: -1.5 * 2)
@@ -280,7 +263,7 @@ START_TEST(test_bf16_and_f64_decoding) {
     const uint64_t tenth = 0x3FB999999999999AULL;
     for (int i = 0; i < 8; i++) data[10 + i] = (unsigned char)(tenth >> (8 * i));
     char path[600];
-    temp_path("bf16.safetensors", path, sizeof path);
+    mc_test_dir_path("bf16.safetensors", path, sizeof path);
     write_safetensors(path,
                       "{\"b\":{\"dtype\":\"BF16\",\"shape\":[5],\"data_offsets\":[0,10]},"
                       "\"d\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[10,18]}}",
@@ -307,7 +290,6 @@ START_TEST(test_bf16_and_f64_decoding) {
 END_TEST
 
 START_TEST(test_integer_tensors) {
-    make_temp_dir();
     /* I64 [-1, 2^40], I32 [-5, 7], I8 [-128], U8 [255], BOOL [0, 1]. */
     unsigned char data[16 + 8 + 1 + 1 + 2] = {0};
     memset(data, 0xFF, 8);  /* -1 */
@@ -319,7 +301,7 @@ START_TEST(test_integer_tensors) {
     data[25] = 0xFF; /* U8 255 */
     data[26] = 0, data[27] = 1;
     char path[600];
-    temp_path("ints.safetensors", path, sizeof path);
+    mc_test_dir_path("ints.safetensors", path, sizeof path);
     write_safetensors(path,
                       "{\"a\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]},"
                       "\"b\":{\"dtype\":\"I32\",\"shape\":[1,2],\"data_offsets\":[16,24]},"
@@ -357,43 +339,37 @@ END_TEST
 /* ---- hostile files: each one its own test ---- */
 
 START_TEST(test_bad_missing_file) {
-    make_temp_dir();
     char path[600];
     mc_safetensors *f;
-    MC_CHECK_FAILS(mc_safetensors_open(temp_path("absent.safetensors", path, sizeof path), &f),
+    MC_CHECK_FAILS(mc_safetensors_open(mc_test_dir_path("absent.safetensors", path, sizeof path), &f),
                    MC_ERR_IO, "cannot open");
-    MC_CHECK_FAILS(mc_safetensors_open(temp_dir, &f), MC_ERR_IO, "not a regular file");
+    MC_CHECK_FAILS(mc_safetensors_open(mc_test_dir, &f), MC_ERR_IO, "not a regular file");
 }
 END_TEST
 
 START_TEST(test_bad_empty_file) {
-    make_temp_dir();
     expect_bytes_refused("empty.safetensors", "", 0, "the file is empty");
 }
 END_TEST
 
 START_TEST(test_bad_short_length_field) {
-    make_temp_dir();
     expect_bytes_refused("short.safetensors", "\x10\x00\x00\x00\x00", 5,
                          "5 bytes, fewer than the 8-byte");
 }
 END_TEST
 
 START_TEST(test_bad_header_length_past_end) {
-    make_temp_dir();
     /* Claims a 1000-byte header; the file has 8 + 2 bytes. */
     expect_header_length_refused("past.safetensors", 1000, "header length 1000 runs past the end");
 }
 END_TEST
 
 START_TEST(test_bad_header_length_absurd) {
-    make_temp_dir();
     expect_header_length_refused("absurd.safetensors", UINT64_MAX - 1, "absurdly large");
 }
 END_TEST
 
 START_TEST(test_bad_invalid_json) {
-    make_temp_dir();
     expect_open_fails("{\"a\":{\"dtype\":\"F32\",,}}", 0, MC_ERR_FORMAT, "invalid JSON at line 1");
     expect_open_fails("{\"a\":{\"dtype\":\"F32\"", 0, MC_ERR_FORMAT, "invalid JSON");
     expect_open_fails("{\"a\":1} trailing", 0, MC_ERR_FORMAT, "after the JSON value");
@@ -401,7 +377,6 @@ START_TEST(test_bad_invalid_json) {
 END_TEST
 
 START_TEST(test_bad_non_object_header) {
-    make_temp_dir();
     expect_open_fails("[1, 2, 3]", 0, MC_ERR_FORMAT, "not a JSON object");
     expect_open_fails("\"text\"", 0, MC_ERR_FORMAT, "not a JSON object");
     expect_open_fails("{\"a\":[1,2]}", 0, MC_ERR_FORMAT, "tensor \"a\": expected an object, found a array");
@@ -411,7 +386,6 @@ START_TEST(test_bad_non_object_header) {
 END_TEST
 
 START_TEST(test_bad_unknown_dtype) {
-    make_temp_dir();
     expect_open_fails("{\"w\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2,
                       MC_ERR_FORMAT, "tensor \"w\": unknown or unsupported dtype \"Q7\"");
     expect_open_fails("{\"w\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,2]}}", 2,
@@ -420,7 +394,6 @@ START_TEST(test_bad_unknown_dtype) {
 END_TEST
 
 START_TEST(test_bad_missing_or_extra_fields) {
-    make_temp_dir();
     expect_open_fails("{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, MC_ERR_FORMAT,
                       "exactly the fields dtype, shape, data_offsets");
     expect_open_fails("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", 4,
@@ -431,14 +404,12 @@ START_TEST(test_bad_missing_or_extra_fields) {
 END_TEST
 
 START_TEST(test_bad_begin_after_end) {
-    make_temp_dir();
     expect_open_fails("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}", 8,
                       MC_ERR_FORMAT, "tensor \"w\": data_offsets [8, 4] has begin > end");
 }
 END_TEST
 
 START_TEST(test_bad_offsets_out_of_bounds) {
-    make_temp_dir();
     expect_open_fails("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 12,
                       MC_ERR_FORMAT, "run past the end of the data buffer (12 bytes");
     /* Offsets near 2^63 must not wrap around. */
@@ -455,7 +426,6 @@ START_TEST(test_bad_offsets_out_of_bounds) {
 END_TEST
 
 START_TEST(test_bad_overlapping_offsets) {
-    make_temp_dir();
     expect_open_fails("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                       "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
                       12, MC_ERR_FORMAT, "tensor \"b\" (bytes [4, 12]) overlaps");
@@ -467,7 +437,6 @@ START_TEST(test_bad_overlapping_offsets) {
 END_TEST
 
 START_TEST(test_bad_offsets_not_covering) {
-    make_temp_dir();
     /* A gap between tensors. */
     expect_open_fails("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                       "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
@@ -479,7 +448,6 @@ START_TEST(test_bad_offsets_not_covering) {
 END_TEST
 
 START_TEST(test_bad_shape_size_mismatch) {
-    make_temp_dir();
     expect_open_fails("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", 20,
                       MC_ERR_FORMAT, "6 elements of F32 need 24 bytes, but data_offsets [0, 20] hold 20");
     expect_open_fails("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,-3],\"data_offsets\":[0,24]}}", 24,
@@ -490,7 +458,6 @@ START_TEST(test_bad_shape_size_mismatch) {
 END_TEST
 
 START_TEST(test_bad_huge_dims_overflow) {
-    make_temp_dir();
     /* 2^32 * 2^32 * 16 elements: the product wraps a 64-bit integer to 0,
      * which would "match" empty offsets if it were not checked. */
     expect_open_fails("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],"
@@ -504,7 +471,6 @@ START_TEST(test_bad_huge_dims_overflow) {
 END_TEST
 
 START_TEST(test_bad_duplicate_names) {
-    make_temp_dir();
     expect_open_fails("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                       "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
                       8, MC_ERR_FORMAT, "the tensor name \"w\" appears twice");
@@ -514,9 +480,8 @@ START_TEST(test_bad_duplicate_names) {
 END_TEST
 
 START_TEST(test_bad_truncated_file) {
-    make_temp_dir();
     char path[600];
-    temp_path("good.safetensors", path, sizeof path);
+    mc_test_dir_path("good.safetensors", path, sizeof path);
     mc_tensor *t = make_tensor(MC_SHAPE(16), "w", 0, 1);
     MC_CHECK_OK(mc_safetensors_write(path, 1, &t, 0, NULL));
     mc_tensor_free(t);
@@ -531,7 +496,6 @@ START_TEST(test_bad_truncated_file) {
 END_TEST
 
 START_TEST(test_bad_deep_nesting) {
-    make_temp_dir();
     char header[400] = "{\"__metadata__\":";
     for (int i = 0; i < 100; i++) strcat(header, "[");
     for (int i = 0; i < 100; i++) strcat(header, "]");
@@ -541,9 +505,8 @@ START_TEST(test_bad_deep_nesting) {
 END_TEST
 
 START_TEST(test_zero_element_tensor_and_empty_file) {
-    make_temp_dir();
     char path[600];
-    temp_path("zero.safetensors", path, sizeof path);
+    mc_test_dir_path("zero.safetensors", path, sizeof path);
     /* Valid: a (0, 3) tensor holds no bytes; the header may be padded with spaces. */
     write_safetensors(path,
                       "{\"z\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]},"
@@ -573,9 +536,8 @@ static uint64_t fuzz_state = 0x9E3779B97F4A7C15ULL;
 static uint32_t fuzz_next(void) { return mc_test_fuzz_next(&fuzz_state); }
 
 START_TEST(test_fuzz_mutated_files) {
-    make_temp_dir();
     char path[600];
-    temp_path("valid.safetensors", path, sizeof path);
+    mc_test_dir_path("valid.safetensors", path, sizeof path);
     mc_tensor *tensors[3] = {make_tensor(MC_SHAPE(2, 3), "a.weight", 1, 1),
                              make_tensor(MC_SHAPE(5), "b", -1, 0.5f),
                              make_tensor(MC_SHAPE(1, 1, 2, 2), "c.d", 0, 2)};
@@ -593,7 +555,7 @@ START_TEST(test_fuzz_mutated_files) {
     /* Bytes that make the mutations meaningful to a JSON parser. */
     const char interesting[] = "{}[]\",:0123456789-e.\\u \x00\xff";
     char mutant_path[600];
-    temp_path("mutant.safetensors", mutant_path, sizeof mutant_path);
+    mc_test_dir_path("mutant.safetensors", mutant_path, sizeof mutant_path);
     int opened = 0, rejected = 0;
     for (int iter = 0; iter < 3000; iter++) {
         unsigned char bytes[1024];
@@ -819,7 +781,7 @@ static Suite *safetensors_suite(void) {
     const TTest *const rt[] = {test_round_trip_tensors_and_metadata, test_writer_exact_bytes,
                                test_write_is_atomic, test_f16_decoding, test_bf16_and_f64_decoding,
                                test_integer_tensors, test_zero_element_tensor_and_empty_file, NULL};
-    mc_test_add_case(s, "round_trip", rt);
+    mc_test_use_temp_dir(mc_test_add_case(s, "round_trip", rt));
 
     const TTest *const bad[] = {test_bad_missing_file, test_bad_empty_file,
                                 test_bad_short_length_field, test_bad_header_length_past_end,
@@ -832,7 +794,7 @@ static Suite *safetensors_suite(void) {
                                 test_bad_truncated_file, test_bad_deep_nesting,
                                 test_fuzz_mutated_files, NULL};
     /* The fuzz loop needs the time under sanitizers. */
-    tcase_set_timeout(mc_test_add_case(s, "hostile", bad), 120);
+    tcase_set_timeout(mc_test_use_temp_dir(mc_test_add_case(s, "hostile", bad)), 120);
 
     const TTest *const json[] = {test_json_values, test_json_strings_and_unicode, test_json_rejects,
                                  test_json_nesting_limit, test_json_fuzz, NULL};

@@ -303,17 +303,6 @@ static char *synthetic_merges(int n_merges, const char *header) {
     return text;
 }
 
-static char temp_dir[512];
-
-static void make_temp_dir(void) { ck_assert(mc_test_temp_dir(temp_dir, sizeof temp_dir)[0]); }
-
-static void remove_temp_dir(void) { mc_test_remove_tree(temp_dir); }
-
-static const char *temp_file(const char *name, char *buf, size_t len) {
-    snprintf(buf, len, "%s/%s", temp_dir, name);
-    return buf;
-}
-
 static void write_gz(const char *path, const char *data, size_t len) {
     gzFile f = gzopen(path, "wb");
     ck_assert_ptr_nonnull(f);
@@ -324,7 +313,7 @@ static void write_gz(const char *path, const char *data, size_t len) {
 static mc_tokenizer *load_synthetic(const char *name, bool gz) {
     char path[700];
     char *text = synthetic_merges(MC_CLIP_MERGES, gz ? "\"synthetic.txt#version: 0.2" : "#version: 0.2");
-    temp_file(name, path, sizeof path);
+    mc_test_dir_path(name, path, sizeof path);
     if (gz) write_gz(path, text, strlen(text));
     else mc_test_write_file(path, text, strlen(text));
     free(text);
@@ -385,7 +374,7 @@ START_TEST(test_gz_and_text_agree) {
     mc_tokenizer_free(gz);
     /* the folder finds merges.txt */
     mc_tokenizer *by_folder = NULL;
-    MC_CHECK_OK(mc_tokenizer_load(temp_dir, &by_folder));
+    MC_CHECK_OK(mc_tokenizer_load(mc_test_dir, &by_folder));
     mc_tokenizer_free(by_folder);
 }
 END_TEST
@@ -396,13 +385,13 @@ START_TEST(test_vocab_json_beside) {
     mc_tokenizer_free(tok);
     char path[700];
     const char *small = "{\"!\": 0, \"\\\"\": 1}";
-    mc_test_write_file(temp_file("vocab.json", path, sizeof path), small, strlen(small));
+    mc_test_write_file(mc_test_dir_path("vocab.json", path, sizeof path), small, strlen(small));
     tok = NULL;
-    MC_CHECK_FAILS(mc_tokenizer_load(temp_file("merges.txt", path, sizeof path), &tok), MC_ERR_FORMAT,
+    MC_CHECK_FAILS(mc_tokenizer_load(mc_test_dir_path("merges.txt", path, sizeof path), &tok), MC_ERR_FORMAT,
                    "has 2 tokens, the merges give 49408");
     ck_assert_ptr_null(tok);
-    mc_test_write_file(temp_file("vocab.json", path, sizeof path), "[1, 2", 5);
-    MC_CHECK_FAILS(mc_tokenizer_load(temp_file("merges.txt", path, sizeof path), &tok), MC_ERR_FORMAT,
+    mc_test_write_file(mc_test_dir_path("vocab.json", path, sizeof path), "[1, 2", 5);
+    MC_CHECK_FAILS(mc_tokenizer_load(mc_test_dir_path("merges.txt", path, sizeof path), &tok), MC_ERR_FORMAT,
                    "vocab.json");
 }
 END_TEST
@@ -412,7 +401,7 @@ END_TEST
 static void check_load_fails(const char *name, const char *data, size_t len, bool gz, mc_status code,
                              const char *needle) {
     char path[700];
-    temp_file(name, path, sizeof path);
+    mc_test_dir_path(name, path, sizeof path);
     if (gz) write_gz(path, data, len);
     else mc_test_write_file(path, data, len);
     mc_tokenizer *tok = (mc_tokenizer *)1;
@@ -448,7 +437,7 @@ START_TEST(test_bad_merges_files) {
     /* a real gzip stream cut in half */
     text = synthetic_merges(MC_CLIP_MERGES, "#version: 0.2");
     char path[700];
-    write_gz(temp_file("whole.gz", path, sizeof path), text, strlen(text));
+    write_gz(mc_test_dir_path("whole.gz", path, sizeof path), text, strlen(text));
     free(text);
     FILE *f = fopen(path, "rb");
     ck_assert_ptr_nonnull(f);
@@ -456,12 +445,12 @@ START_TEST(test_bad_merges_files) {
     size_t len = fread(compressed, 1, sizeof compressed, f);
     fclose(f);
     ck_assert_uint_gt(len, 1000);
-    mc_test_write_file(temp_file("truncated.gz", path, sizeof path), compressed, len / 2);
+    mc_test_write_file(mc_test_dir_path("truncated.gz", path, sizeof path), compressed, len / 2);
     mc_tokenizer *tok = NULL;
     MC_CHECK_FAILS(mc_tokenizer_load(path, &tok), MC_ERR_FORMAT, "damaged");
     /* ... and with its middle overwritten */
     memset(compressed + len / 3, 0x55, 64);
-    mc_test_write_file(temp_file("corrupt.gz", path, sizeof path), compressed, len);
+    mc_test_write_file(mc_test_dir_path("corrupt.gz", path, sizeof path), compressed, len);
     MC_CHECK_FAILS(mc_tokenizer_load(path, &tok), MC_ERR_FORMAT, "corrupt.gz");
 
     /* malformed merge lines */
@@ -486,7 +475,7 @@ START_TEST(test_missing_paths) {
     mc_tokenizer *tok = NULL;
     MC_CHECK_FAILS(mc_tokenizer_load("/nonexistent/merges.txt", &tok), MC_ERR_IO,
                    "cannot open merges file '/nonexistent/merges.txt'");
-    MC_CHECK_FAILS(mc_tokenizer_load(temp_dir, &tok), MC_ERR_IO,
+    MC_CHECK_FAILS(mc_tokenizer_load(mc_test_dir, &tok), MC_ERR_IO,
                    "has neither merges.txt nor bpe_simple_vocab_16e6.txt.gz");
     MC_CHECK_FAILS(mc_tokenizer_load(NULL, &tok), MC_ERR_ARG, "NULL");
     ck_assert_ptr_null(tok);
@@ -591,10 +580,10 @@ END_TEST
 START_TEST(test_short_merges_file) {
     char path[700];
     static const char five[] = "#version: 0.2\nh e\nl l\nl o</w>\nhe ll\nhell o</w>\n";
-    mc_test_write_file(temp_file("five.txt", path, sizeof path), five, strlen(five));
+    mc_test_write_file(mc_test_dir_path("five.txt", path, sizeof path), five, strlen(five));
     mc_tokenizer *plain = NULL, *gz = NULL, *empty = NULL;
     MC_CHECK_OK(mc_tokenizer_load(path, &plain));
-    write_gz(temp_file("five.txt.gz", path, sizeof path), five, strlen(five));
+    write_gz(mc_test_dir_path("five.txt.gz", path, sizeof path), five, strlen(five));
     MC_CHECK_OK(mc_tokenizer_load(path, &gz));
     mc_tokenizer *memory = from_list(HELLO_MERGES, 5);
     ck_assert_int_eq(mc_tokenizer_vocab_size(plain), 519);
@@ -603,7 +592,7 @@ START_TEST(test_short_merges_file) {
         ck_assert_str_eq(mc_tokenizer_token(gz, id), mc_tokenizer_token(memory, id));
     }
     CHECK_ENCODE(gz, "hello llo", ID_HELLO_END, ID_LL, 334);
-    mc_test_write_file(temp_file("none.txt", path, sizeof path), "#version: 0.2\n", 14);
+    mc_test_write_file(mc_test_dir_path("none.txt", path, sizeof path), "#version: 0.2\n", 14);
     MC_CHECK_OK(mc_tokenizer_load(path, &empty));
     ck_assert_int_eq(mc_tokenizer_vocab_size(empty), 514);
     ck_assert_int_eq(mc_tokenizer_eot(empty), 513);
@@ -614,7 +603,7 @@ START_TEST(test_short_merges_file) {
 
     /* 1000 merges: 1514 tokens */
     char *text = synthetic_merges(1000, "#version: 0.2");
-    write_gz(temp_file("thousand.gz", path, sizeof path), text, strlen(text));
+    write_gz(mc_test_dir_path("thousand.gz", path, sizeof path), text, strlen(text));
     free(text);
     mc_tokenizer *tok = NULL;
     MC_CHECK_OK(mc_tokenizer_load(path, &tok));
@@ -794,18 +783,18 @@ START_TEST(test_save_and_load) {
     MC_CHECK_OK(mc_tokenizer_train(SENNRICH, 5, 100, &trained));
 
     /* a folder: merges.txt and vocab.json */
-    MC_CHECK_OK(mc_tokenizer_save(trained, temp_dir));
+    MC_CHECK_OK(mc_tokenizer_save(trained, mc_test_dir));
     char path[700];
-    mc_test_assert_file_text(temp_file("merges.txt", path, sizeof path),
+    mc_test_assert_file_text(mc_test_dir_path("merges.txt", path, sizeof path),
                      "#version: 0.2\ne s\nes t</w>\nl o\ne w\new est</w>\nn ewest</w>\nlo w</w>\n"
                      "d est</w>\ni dest</w>\nw idest</w>\ne r</w>\nlo w\nlow er</w>\n");
-    char *vocab = mc_test_read_file(temp_file("vocab.json", path, sizeof path), NULL);
+    char *vocab = mc_test_read_file(mc_test_dir_path("vocab.json", path, sizeof path), NULL);
     ck_assert_msg(strncmp(vocab, "{\"!\":0,\"\\\"\":1,\"#\":2,", 20) == 0, "vocab.json starts %.40s", vocab);
     ck_assert_ptr_nonnull(strstr(vocab, ",\"\\\\\":59,")); /* '\' is byte 92 = id 59, escaped */
     ck_assert_ptr_nonnull(strstr(vocab, ",\"lower</w>\":524,\"<|startoftext|>\":525,"
                                         "\"<|endoftext|>\":526}\n"));
     mc_tokenizer *loaded = NULL;
-    MC_CHECK_OK(mc_tokenizer_load(temp_dir, &loaded)); /* checks the vocab.json beside it */
+    MC_CHECK_OK(mc_tokenizer_load(mc_test_dir, &loaded)); /* checks the vocab.json beside it */
     ck_assert_int_eq(mc_tokenizer_vocab_size(loaded), 527);
     for (int id = 0; id < 527; id++)
         ck_assert_str_eq(mc_tokenizer_token(loaded, id), mc_tokenizer_token(trained, id));
@@ -818,7 +807,7 @@ START_TEST(test_save_and_load) {
     mc_tokenizer_free(loaded);
 
     /* a file path: the merges only, and they load on their own */
-    MC_CHECK_OK(mc_tokenizer_save(trained, temp_file("small.txt", path, sizeof path)));
+    MC_CHECK_OK(mc_tokenizer_save(trained, mc_test_dir_path("small.txt", path, sizeof path)));
     MC_CHECK_OK(mc_tokenizer_load(path, &loaded));
     MC_CHECK_OK(mc_tokenizer_tokenize_batch(loaded, texts, 4, 32, false, b));
     ck_assert_mem_eq(a, b, sizeof a);
@@ -826,8 +815,8 @@ START_TEST(test_save_and_load) {
 
     /* a vocab.json that disagrees (another tokenizer's) is caught */
     mc_tokenizer *other = from_list(HELLO_MERGES, 5);
-    MC_CHECK_OK(mc_tokenizer_save_vocab_json(other, temp_file("vocab.json", path, sizeof path)));
-    MC_CHECK_FAILS(mc_tokenizer_load(temp_dir, &loaded), MC_ERR_FORMAT,
+    MC_CHECK_OK(mc_tokenizer_save_vocab_json(other, mc_test_dir_path("vocab.json", path, sizeof path)));
+    MC_CHECK_FAILS(mc_tokenizer_load(mc_test_dir, &loaded), MC_ERR_FORMAT,
                    "has 519 tokens, the merges give 527");
     mc_tokenizer_free(other);
 
@@ -848,13 +837,13 @@ int main(void) {
     const TTest *const files[] = {test_bpe_by_rank, test_gz_and_text_agree, test_vocab_json_beside,
                                   test_bad_merges_files, test_missing_paths, NULL};
     TCase *files_case = mc_test_add_case(s, "files", files);
-    tcase_add_checked_fixture(files_case, make_temp_dir, remove_temp_dir);
+    mc_test_use_temp_dir(files_case);
     tcase_set_timeout(files_case, 60);
     const TTest *const small[] = {test_zero_merges, test_merges_in_memory, test_short_merges_file,
                                   test_train_sennrich, test_train_ties_and_stop, test_train_prompts,
                                   test_save_and_load, NULL};
     TCase *small_case = mc_test_add_case(s, "small vocabularies", small);
-    tcase_add_checked_fixture(small_case, make_temp_dir, remove_temp_dir);
+    mc_test_use_temp_dir(small_case);
     tcase_set_timeout(small_case, 60);
     return mc_test_run_suite(s);
 }

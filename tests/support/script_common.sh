@@ -7,10 +7,18 @@
 #             NEEDLE (the project's rule for bad input). Its stdout is left in
 #             $tmp/out, its stderr in $tmp/err. Returns 1 when COMMAND
 #             succeeded, so that callers can skip checks of a failed run.
+#   expect_stdout WHAT EXPECTED COMMAND [ARGS...]
+#             COMMAND must succeed and print exactly EXPECTED on stdout (its
+#             stderr is left in $tmp/err)
 #   expect_loss_fell OUTPUT BOUND
 #             OUTPUT is an example's training log ("step    1  loss X" ...
 #             "final loss Y"): X must be near chance (above 1.0) and Y below
 #             BOUND. Sets $first_loss and $final_loss.
+#   chain_fixture TILES_PER_CLASS
+#             write the chain's tiny fixture (test_chain_fixture --write:
+#             synthetic-world tiles, a random tiny CLIP, a vocabulary) into
+#             $tmp/fx and set $data, $data3, $clip and $vocab to its parts;
+#             the script exits when it cannot
 #   safetensors_header FILE / safetensors_data FILE
 #             the JSON header / the tensor bytes of a safetensors file
 #   finish [MESSAGE]
@@ -40,6 +48,17 @@ expect_error() {
     return 0
 }
 
+expect_stdout() {
+    local what=$1 expected=$2
+    shift 2
+    local got
+    if ! got=$("$@" 2>"$tmp/err"); then
+        fail "$what: exit status non-zero: $(cat "$tmp/err")"
+        return
+    fi
+    [ "$got" = "$expected" ] || fail "$what: got '$got', expected '$expected'"
+}
+
 expect_loss_fell() {
     local output=$1 bound=$2
     first_loss=$(echo "$output" | awk '/^step +1 /{print $4}')
@@ -56,6 +75,11 @@ finish() {
     fi
     [ $# -eq 0 ] || echo "$*"
     exit 0
+}
+
+chain_fixture() {
+    read -r data data3 clip vocab < <("${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture" --write "$tmp/fx" "$1") ||
+        { echo "fixture failed"; exit 1; }
 }
 
 # safetensors_header FILE: the JSON header of a safetensors file;

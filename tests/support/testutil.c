@@ -107,7 +107,10 @@ static void remove_test_dir(void) {
     mc_test_dir[0] = '\0';
 }
 
-void mc_test_use_temp_dir(TCase *tc) { tcase_add_checked_fixture(tc, make_test_dir, remove_test_dir); }
+TCase *mc_test_use_temp_dir(TCase *tc) {
+    tcase_add_checked_fixture(tc, make_test_dir, remove_test_dir);
+    return tc;
+}
 
 const char *mc_test_dir_path(const char *name, char *buf, size_t len) {
     snprintf(buf, len, "%s/%s", mc_test_dir, name);

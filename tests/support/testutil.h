@@ -75,7 +75,7 @@ bool mc_test_file_exists(const char *path);
  * folder named by mc_test_dir, removed with all it holds when the test
  * ends (a Check fixture, so the test itself neither makes nor removes it). */
 extern char mc_test_dir[512];
-void mc_test_use_temp_dir(TCase *tc);
+TCase *mc_test_use_temp_dir(TCase *tc); /* returns tc */
 /* mc_test_dir/<name> into buf (len bytes); returns buf. */
 const char *mc_test_dir_path(const char *name, char *buf, size_t len);
 
