@@ -94,17 +94,6 @@ static mc_spectral_encoder *tiny_encoder(const char *bands_spec, uint64_t seed) 
     return enc;
 }
 
-static void assert_same_tensors(const mc_param_list *a, const mc_param_list *b) {
-    ck_assert_int_eq(a->count, b->count);
-    for (int i = 0; i < a->count; i++) {
-        ck_assert_str_eq(a->items[i]->name, b->items[i]->name);
-        ck_assert_int_eq(a->items[i]->numel, b->items[i]->numel);
-        ck_assert_msg(memcmp(a->items[i]->data, b->items[i]->data,
-                             (size_t)a->items[i]->numel * sizeof(float)) == 0,
-                      "%s differs", a->items[i]->name);
-    }
-}
-
 START_TEST(checkpoint_round_trip) {
     char path[600];
     mc_test_dir_path("enc.safetensors", path, sizeof path);
@@ -118,7 +107,7 @@ START_TEST(checkpoint_round_trip) {
     MC_CHECK_OK(mc_spectral_encoder_save(enc, path, NULL, &state, 0, NULL));
     mc_chain_state loaded;
     MC_CHECK_OK(mc_spectral_encoder_load(path, &back, &loaded));
-    assert_same_tensors(&enc->params, &back->params);
+    mc_test_assert_same_params("checkpoint round trip", &enc->params, &back->params);
     ck_assert_int_eq(back->bands.count, 4);
     ck_assert_int_eq(back->bands.index[3], 12); /* B8A is the 13th file band */
     ck_assert(back->norm.mean[7] == 1234.5f && back->norm.std[11] == 0.125f);
@@ -245,7 +234,7 @@ static void check_resume_bit_identical(int target_crops, bool augment) {
     mc_spectral_encoder *whole = train_run(&w, c, 0);
     c.checkpoint_dir = b_dir;
     mc_spectral_encoder *resumed = train_run(&w, c, 2); /* killed in the first epoch */
-    assert_same_tensors(&whole->params, &resumed->params);
+    mc_test_assert_same_params("after resuming", &whole->params, &resumed->params);
     /* Running BN statistics moved, and the temperature learned: the
      * comparison above covered state that changes. */
     ck_assert(whole->logit_scale->data[0] != logf(1 / 0.07f));

@@ -14,14 +14,6 @@
 
 /* ---- helpers ---- */
 
-/* `name` in a fresh temporary folder. */
-static const char *temp_path(const char *name, char *buf, size_t len) {
-    char dir[512];
-    ck_assert_msg(mc_test_temp_dir(dir, sizeof dir)[0] != '\0', "cannot create a temporary folder");
-    snprintf(buf, len, "%s/%s", dir, name);
-    return buf;
-}
-
 static mc_tensor *filled(mc_shape shape, const char *name, float value) {
     mc_tensor *t;
     MC_CHECK_OK(mc_tensor_new(&t, shape, name));
@@ -52,7 +44,7 @@ static void make_model(mc_param_list *list, float value) {
 
 START_TEST(test_params_round_trip) {
     char path[600];
-    temp_path("params.safetensors", path, sizeof path);
+    mc_test_dir_path("params.safetensors", path, sizeof path);
     mc_param_list saved = {0}, loaded = {0};
     make_model(&saved, 0.5f);
     saved.items[0]->data[7] = -9.0f;
@@ -77,7 +69,7 @@ END_TEST
 
 START_TEST(test_params_strict_lists_every_problem) {
     char path[600];
-    temp_path("mismatch.safetensors", path, sizeof path);
+    mc_test_dir_path("mismatch.safetensors", path, sizeof path);
     /* The file: fc.weight (3, 4) instead of (4, 3), fc.bias, an extra
      * head.weight; no bn.running_var. */
     mc_tensor *file_tensors[3] = {
@@ -122,7 +114,7 @@ END_TEST
 
 START_TEST(test_params_dtype_and_ignored_buffers) {
     char path[600];
-    temp_path("dtype.safetensors", path, sizeof path);
+    mc_test_dir_path("dtype.safetensors", path, sizeof path);
     /* fc.bias stored as I64 (wrong for a float parameter); a BatchNorm step
      * counter the model does not keep (ignored); fc.weight as BF16 (fine). */
     const char *header =
@@ -196,7 +188,7 @@ static void train_steps(mc_param_list *p, mc_optimizer *opt, int steps) {
 
 START_TEST(test_checkpoint_resume_is_exact) {
     char path[600];
-    temp_path("run.ckpt.safetensors", path, sizeof path);
+    mc_test_dir_path("run.ckpt.safetensors", path, sizeof path);
     mc_adam_config config = mc_adam_defaults();
     config.lr = 0.05f;
 
@@ -276,7 +268,7 @@ static mc_status mean_derive(void *ctx, const mc_tensor *src, mc_tensor *dst) {
 
 START_TEST(test_skip_prefixes_and_derive_hook) {
     char path[600];
-    temp_path("derive.safetensors", path, sizeof path);
+    mc_test_dir_path("derive.safetensors", path, sizeof path);
     /* The file: an RGB kernel, a 4-class head, and an extra head bias. */
     mc_tensor *file_tensors[3] = {filled(MC_SHAPE(2, 3, 1, 1), "conv.weight", 0),
                                   filled(MC_SHAPE(4), "head.weight", 9),
@@ -323,7 +315,7 @@ END_TEST
 
 START_TEST(test_step_counters) {
     char path[600];
-    temp_path("counter.safetensors", path, sizeof path);
+    mc_test_dir_path("counter.safetensors", path, sizeof path);
     mc_param_list model = {0};
     mc_tensor *mean, *counter;
     MC_CHECK_OK(mc_params_new(&model, &mean, MC_SHAPE(2), false, "bn.running_mean"));
@@ -358,7 +350,7 @@ END_TEST
 
 START_TEST(test_expect) {
     char path[600];
-    temp_path("expect.safetensors", path, sizeof path);
+    mc_test_dir_path("expect.safetensors", path, sizeof path);
     const char *header =
         "{\"a\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,12]},"
         "\"ids\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[12,20]}}";
@@ -382,7 +374,7 @@ END_TEST
  * no "mmchain.checkpoint" / "mmchain.optimizer". It must still load. */
 START_TEST(test_older_resnet_checkpoint_loads) {
     char path[600];
-    temp_path("older.safetensors", path, sizeof path);
+    mc_test_dir_path("older.safetensors", path, sizeof path);
     mc_param_list model = {0};
     make_mlp(&model);
     mc_adam_config config = mc_adam_defaults();
@@ -462,8 +454,8 @@ static mc_status load_encoder(void *path) {
  * the file's shapes within 256 MB and a few seconds, before building. */
 START_TEST(test_spectral_checkpoint_claiming_a_huge_network) {
     char path[600], forged[600];
-    temp_path("encoder.safetensors", path, sizeof path);
-    temp_path("forged.safetensors", forged, sizeof forged);
+    mc_test_dir_path("encoder.safetensors", path, sizeof path);
+    mc_test_dir_path("forged.safetensors", forged, sizeof forged);
     mc_resnet_config arch = {.block = MC_RESNET_BASIC, .layers = {1, 1, 1, 1}, .base_width = 4};
     mc_bands bands;
     mc_norm norm;
@@ -489,7 +481,7 @@ END_TEST
  * naming the file and the tensor. */
 START_TEST(test_non_finite_values_refused) {
     char path[600];
-    temp_path("nan.safetensors", path, sizeof path);
+    mc_test_dir_path("nan.safetensors", path, sizeof path);
     mc_param_list saved = {0}, loaded = {0};
     make_model(&saved, 0.5f);
     saved.items[1]->data[2] = NAN;
@@ -523,7 +515,7 @@ START_TEST(test_non_finite_values_refused) {
     }
     ck_assert(poisoned);
     char forged[600];
-    temp_path("inf.safetensors", forged, sizeof forged);
+    mc_test_dir_path("inf.safetensors", forged, sizeof forged);
     MC_CHECK_OK(mc_safetensors_write(forged, n, all, n_meta, meta));
     mc_safetensors_close(f);
     for (int i = 0; i < n; i++) mc_tensor_free(all[i]);
@@ -544,11 +536,11 @@ static Suite *checkpoint_suite(void) {
                                  test_params_dtype_and_ignored_buffers,
                                  test_skip_prefixes_and_derive_hook, test_step_counters, test_expect,
                                  test_non_finite_values_refused, NULL};
-    mc_test_add_case(s, "load_params", load);
+    mc_test_use_temp_dir(mc_test_add_case(s, "load_params", load));
     const TTest *const checkpoints[] = {test_checkpoint_resume_is_exact,
                                         test_older_resnet_checkpoint_loads,
                                         test_spectral_checkpoint_claiming_a_huge_network, NULL};
-    tcase_set_timeout(mc_test_add_case(s, "checkpoints", checkpoints), 120);
+    tcase_set_timeout(mc_test_use_temp_dir(mc_test_add_case(s, "checkpoints", checkpoints)), 120);
     return s;
 }
 

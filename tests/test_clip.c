@@ -53,10 +53,7 @@ START_TEST(test_save_and_load_round_trip) {
     ck_assert_int_eq(loaded->config.text.context, 8);
     ck_assert_int_eq(loaded->config.text.vocab, 20);
     ck_assert_int_eq(loaded->config.embed_dim, 16);
-    ck_assert_int_eq(loaded->params.count, clip->params.count);
-    for (int i = 0; i < clip->params.count; i++)
-        ck_assert_int_eq(memcmp(clip->params.items[i]->data, loaded->params.items[i]->data,
-                                sizeof(float) * (size_t)clip->params.items[i]->numel), 0);
+    mc_test_assert_same_params("loaded CLIP", &clip->params, &loaded->params);
     mc_clip_free(clip);
     mc_clip_free(loaded);
 }

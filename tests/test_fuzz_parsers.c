@@ -258,8 +258,6 @@ static seed tiff_seed(const char *dir, const char *name, const mc_test_tiff_spec
 }
 
 START_TEST(test_fuzz_tiff) {
-    char dir[512];
-    mc_test_temp_dir(dir, sizeof dir);
     const mc_test_tiff_spec specs[] = {
         {8, 8, 13, 16, SAMPLEFORMAT_UINT, COMPRESSION_LZW, PLANARCONFIG_CONTIG, 0, 1},
         {8, 8, 4, 16, SAMPLEFORMAT_UINT, COMPRESSION_ADOBE_DEFLATE, PLANARCONFIG_SEPARATE, 0, 2},
@@ -270,13 +268,12 @@ START_TEST(test_fuzz_tiff) {
     const char *names[] = {"lzw", "deflate_planar", "tiled_lzw", "tiled_planar_u8", "float_deflate"};
     fuzz_counts total = {0, 0};
     for (int i = -1; i < 5; i++) {
-        seed s = tiff_seed(dir, i < 0 ? "eurosat_u16" : names[i], i < 0 ? NULL : &specs[i]);
-        add_counts(&total, fuzz_file(&s, dir, "mutant.tif", NULL, parse_tiff, NULL, 500));
-        add_counts(&total, sweep_fields(&s, dir, "field.tif", parse_tiff));
+        seed s = tiff_seed(mc_test_dir, i < 0 ? "eurosat_u16" : names[i], i < 0 ? NULL : &specs[i]);
+        add_counts(&total, fuzz_file(&s, mc_test_dir, "mutant.tif", NULL, parse_tiff, NULL, 500));
+        add_counts(&total, sweep_fields(&s, mc_test_dir, "field.tif", parse_tiff));
         free(s.bytes);
     }
     assert_both_outcomes("TIFF", total);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -284,9 +281,8 @@ END_TEST
  * in a file of a few kilobytes is refused before anything that size is
  * allocated, with a message saying why. */
 START_TEST(test_tiff_huge_header_refused) {
-    char dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
-    seed s = tiff_seed(dir, "eurosat_u16", NULL);
+    char path[1024];
+    seed s = tiff_seed(mc_test_dir, "eurosat_u16", NULL);
     size_t ifd = get_le(s.bytes + 4, 4);
     int entries = (int)get_le(s.bytes + ifd, 2);
     for (int e = 0; e < entries; e++) {
@@ -299,14 +295,13 @@ START_TEST(test_tiff_huge_header_refused) {
             put_uint(entry + 8, 4, tag == TIFFTAG_ROWSPERSTRIP ? 4 : 12000, false);
         }
     }
-    snprintf(path, sizeof path, "%s/huge.tif", dir);
+    mc_test_dir_path("huge.tif", path, sizeof path);
     mc_test_write_file(path, s.bytes, s.size);
     mc_raster raster;
     MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT, "huge.tif");
     ck_assert_msg(strstr(mc_last_error(), "byte file"), "message: %s", mc_last_error());
     ck_assert_ptr_null(raster.data);
     free(s.bytes);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -358,18 +353,16 @@ static mc_status parse_png(const char *path) {
 }
 
 START_TEST(test_fuzz_png) {
-    char dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[1024];
     const char *fixtures[] = {"image_rgb8.png", "image_rgba8.png", "image_la8.png", "image_gray16.png"};
     fuzz_counts total = {0, 0};
     for (int i = 0; i < 4; i++) {
         seed s = load_seed(fixtures[i], mc_test_fixture_path(fixtures[i], path, sizeof path), true);
         find_png_fields(&s);
-        add_counts(&total, fuzz_file(&s, dir, "mutant.png", NULL, parse_png, repair_png_crcs, 700));
+        add_counts(&total, fuzz_file(&s, mc_test_dir, "mutant.png", NULL, parse_png, repair_png_crcs, 700));
         free(s.bytes);
     }
     assert_both_outcomes("PNG", total);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -377,22 +370,20 @@ END_TEST
  * decoded) in a 163-byte file: refused from the file size, nothing
  * allocated. */
 START_TEST(test_png_huge_header_refused) {
-    char dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[1024];
     seed s = load_seed("rgb8", mc_test_fixture_path("image_rgb8.png", path, sizeof path), true);
     put_uint(s.bytes + 16, 4, 20000, true);
     put_uint(s.bytes + 20, 4, 20000, true);
     s.bytes[24] = 8;
     s.bytes[25] = 2; /* RGB */
     repair_png_crcs(s.bytes, s.size);
-    snprintf(path, sizeof path, "%s/huge.png", dir);
+    mc_test_dir_path("huge.png", path, sizeof path);
     mc_test_write_file(path, s.bytes, s.size);
     mc_tensor *image = NULL;
     MC_CHECK_FAILS(mc_png_read(path, &image, NULL), MC_ERR_FORMAT, "huge.png");
     ck_assert_msg(strstr(mc_last_error(), "byte file"), "message: %s", mc_last_error());
     ck_assert_ptr_null(image);
     free(s.bytes);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -477,20 +468,18 @@ static mc_status parse_any_image(const char *path) {
 }
 
 START_TEST(test_fuzz_jpeg) {
-    char dir[512], path[1024];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[1024];
     seed seeds[4] = {jpeg_seed("baseline", false, false), jpeg_seed("progressive", true, false),
                      jpeg_seed("grey", false, true),
                      load_seed("image_photo.jpg", mc_test_fixture_path("image_photo.jpg", path, sizeof path), true)};
     find_jpeg_fields(&seeds[3]);
     fuzz_counts total = {0, 0};
     for (int i = 0; i < 4; i++) {
-        add_counts(&total, fuzz_file(&seeds[i], dir, "mutant.jpg", NULL, parse_jpeg, NULL, 500));
-        add_counts(&total, fuzz_file(&seeds[i], dir, "mutant.img", NULL, parse_any_image, NULL, 100));
+        add_counts(&total, fuzz_file(&seeds[i], mc_test_dir, "mutant.jpg", NULL, parse_jpeg, NULL, 500));
+        add_counts(&total, fuzz_file(&seeds[i], mc_test_dir, "mutant.img", NULL, parse_any_image, NULL, 100));
         free(seeds[i].bytes);
     }
     assert_both_outcomes("JPEG", total);
-    mc_test_remove_tree(dir);
 }
 END_TEST
 
@@ -726,7 +715,7 @@ static Suite *fuzz_suite(void) {
     /* Thousands of files per case, under sanitizers too. */
     const TTest *const images[] = {test_fuzz_tiff, test_tiff_huge_header_refused, test_fuzz_png,
                                    test_png_huge_header_refused, test_fuzz_jpeg, NULL};
-    tcase_set_timeout(mc_test_add_case(s, "images", images), 300);
+    tcase_set_timeout(mc_test_use_temp_dir(mc_test_add_case(s, "images", images)), 300);
     const TTest *const text[] = {test_fuzz_tokenizer_files, NULL};
     tcase_set_timeout(mc_test_add_case(s, "text", text), 300);
     const TTest *const folders[] = {test_fuzz_folder_scanners, test_folder_scan_overlong_paths, NULL};

@@ -90,10 +90,7 @@ START_TEST(test_default_init) {
     ck_assert_float_eq(mc_params_find(&a->params, "layer1.0.bn1.weight")->data[3], 1.0f);
     ck_assert_float_eq(mc_params_find(&a->params, "layer1.0.bn1.running_var")->data[3], 1.0f);
     /* Same seed, same weights. */
-    for (int i = 0; i < a->params.count; i++)
-        ck_assert_int_eq(memcmp(a->params.items[i]->data, b->params.items[i]->data,
-                                (size_t)a->params.items[i]->numel * sizeof(float)),
-                         0);
+    mc_test_assert_same_params("same seed", &a->params, &b->params);
     mc_resnet_free(a);
     mc_resnet_free(b);
 }
@@ -442,10 +439,7 @@ START_TEST(test_save_and_resume) {
     /* The resumed run continues exactly like the original. */
     float a = adam_step(m, opt, g, x), b = adam_step(r, ropt, g, x);
     ck_assert_float_eq(a, b);
-    for (int i = 0; i < m->params.count; i++)
-        ck_assert_msg(memcmp(m->params.items[i]->data, r->params.items[i]->data,
-                             (size_t)m->params.items[i]->numel * sizeof(float)) == 0,
-                      "%s differs after resuming", m->params.items[i]->name);
+    mc_test_assert_same_params("after resuming", &m->params, &r->params);
     mc_optimizer_free(opt);
     mc_optimizer_free(ropt);
     mc_resnet_free(m);

@@ -284,77 +284,69 @@ static mc_status parse_string(parser *p, const char **out, size_t *out_len) {
 
 /* ---- arrays and objects ---- */
 
-static mc_status parse_array(parser *p, int depth, mc_json **out) {
-    mc_json *array = new_node(p, MC_JSON_ARRAY);
-    if (!array) return out_of_memory(p);
-    p->pos++; /* '[' */
+/* Arrays and objects share one grammar: the opening bracket, then
+ * elements separated by commas up to the closing bracket, no trailing
+ * comma. An array's element is a value; an object's a member: a string
+ * key, ':' and a value. Each container says what its errors name. */
+typedef struct container_grammar {
+    mc_json_type type;
+    char close;
+    const char *trailing_comma, *unterminated, *expected_separator;
+} container_grammar;
+
+static const container_grammar array_grammar = {
+    MC_JSON_ARRAY, ']', "trailing comma in an array", "unterminated array",
+    "expected ',' or ']' in an array"};
+static const container_grammar object_grammar = {
+    MC_JSON_OBJECT, '}', "trailing comma in an object", "unterminated object",
+    "expected ',' or '}' in an object"};
+
+static mc_status parse_member(parser *p, int depth, mc_json **out) {
+    if (peek(p) != '"')
+        return parse_error(p, at_end(p) ? "unterminated object" : "expected a string key in an object");
+    const char *key;
+    size_t key_len;
+    MC_TRY(parse_string(p, &key, &key_len));
     skip_whitespace(p);
-    mc_json **tail = &array->child;
-    if (peek(p) == ']') {
-        p->pos++;
-        *out = array;
-        return MC_OK;
-    }
-    for (;;) {
-        mc_json *element;
-        MC_TRY(parse_value(p, depth + 1, &element));
-        *tail = element;
-        tail = &element->next;
-        array->count++;
-        skip_whitespace(p);
-        if (peek(p) == ',') {
-            p->pos++;
-            skip_whitespace(p);
-            if (peek(p) == ']') return parse_error(p, "trailing comma in an array");
-            continue;
-        }
-        if (peek(p) == ']') break;
-        return parse_error(p, at_end(p) ? "unterminated array" : "expected ',' or ']' in an array");
-    }
+    if (peek(p) != ':') return parse_error(p, "expected ':' after an object key");
     p->pos++;
-    *out = array;
+    MC_TRY(parse_value(p, depth + 1, out));
+    (*out)->key = key;
+    (*out)->key_len = key_len;
     return MC_OK;
 }
 
-static mc_status parse_object(parser *p, int depth, mc_json **out) {
-    mc_json *object = new_node(p, MC_JSON_OBJECT);
-    if (!object) return out_of_memory(p);
-    p->pos++; /* '{' */
+static mc_status parse_container(parser *p, int depth, const container_grammar *grammar,
+                                 mc_json **out) {
+    mc_json *container = new_node(p, grammar->type);
+    if (!container) return out_of_memory(p);
+    p->pos++; /* '[' or '{' */
     skip_whitespace(p);
-    mc_json **tail = &object->child;
-    if (peek(p) == '}') {
+    mc_json **tail = &container->child;
+    if (peek(p) == grammar->close) {
         p->pos++;
-        *out = object;
+        *out = container;
         return MC_OK;
     }
     for (;;) {
-        if (peek(p) != '"')
-            return parse_error(p, at_end(p) ? "unterminated object" : "expected a string key in an object");
-        const char *key;
-        size_t key_len;
-        MC_TRY(parse_string(p, &key, &key_len));
-        skip_whitespace(p);
-        if (peek(p) != ':') return parse_error(p, "expected ':' after an object key");
-        p->pos++;
-        mc_json *member;
-        MC_TRY(parse_value(p, depth + 1, &member));
-        member->key = key;
-        member->key_len = key_len;
-        *tail = member;
-        tail = &member->next;
-        object->count++;
+        mc_json *element = NULL;
+        MC_TRY(grammar->type == MC_JSON_OBJECT ? parse_member(p, depth, &element)
+                                               : parse_value(p, depth + 1, &element));
+        *tail = element;
+        tail = &element->next;
+        container->count++;
         skip_whitespace(p);
         if (peek(p) == ',') {
             p->pos++;
             skip_whitespace(p);
-            if (peek(p) == '}') return parse_error(p, "trailing comma in an object");
+            if (peek(p) == grammar->close) return parse_error(p, grammar->trailing_comma);
             continue;
         }
-        if (peek(p) == '}') break;
-        return parse_error(p, at_end(p) ? "unterminated object" : "expected ',' or '}' in an object");
+        if (peek(p) == grammar->close) break;
+        return parse_error(p, at_end(p) ? grammar->unterminated : grammar->expected_separator);
     }
     p->pos++;
-    *out = object;
+    *out = container;
     return MC_OK;
 }
 
@@ -363,8 +355,8 @@ static mc_status parse_value(parser *p, int depth, mc_json **out) {
     skip_whitespace(p);
     if (at_end(p)) return parse_error(p, "unexpected end of input (expected a value)");
     switch (peek(p)) {
-    case '{': return parse_object(p, depth, out);
-    case '[': return parse_array(p, depth, out);
+    case '{': return parse_container(p, depth, &object_grammar, out);
+    case '[': return parse_container(p, depth, &array_grammar, out);
     case '"': {
         mc_json *v = new_node(p, MC_JSON_STRING);
         if (!v) return out_of_memory(p);

@@ -175,8 +175,29 @@ static mc_status tensor_dims(const mc_safetensors *f, const char *name, int ndim
     return MC_OK;
 }
 
+/* What the encoder of the `kind` tower ("vision" or "text") says about
+ * itself: its number of layers (<kind>_model.encoder.layers.N.*, at least
+ * one), its heads (one per 64 channels, as in every released CLIP: the
+ * files do not record them) and its MLP width (from layer 0's fc1). */
+static mc_status derive_encoder(const mc_safetensors *f, const char *kind, int width, int *layers,
+                                int *heads, int *mlp_width) {
+    char tower[16];
+    snprintf(tower, sizeof tower, "%s_model", kind);
+    *layers = count_layers(f, tower);
+    *heads = width / 64 > 0 ? width / 64 : 1;
+    if (*layers == 0)
+        return mc_error(MC_ERR_FORMAT, "%s: %s tower without %s.encoder.layers.0.*",
+                        mc_safetensors_path(f), kind, tower);
+    char fc1_name[MC_NAME_LEN];
+    snprintf(fc1_name, sizeof fc1_name, "%s.encoder.layers.0.mlp.fc1.weight", tower);
+    mc_shape fc1;
+    MC_TRY(tensor_dims(f, fc1_name, 2, &fc1));
+    *mlp_width = (int)fc1.dim[0];
+    return MC_OK;
+}
+
 static mc_status derive_vision_config(const mc_safetensors *f, mc_clip_vision_config *v) {
-    mc_shape patch, positions, fc1;
+    mc_shape patch, positions;
     MC_TRY(tensor_dims(f, "vision_model.embeddings.patch_embedding.weight", 4, &patch));
     MC_TRY(tensor_dims(f, "vision_model.embeddings.position_embedding.weight", 2, &positions));
     v->width = (int)patch.dim[0];
@@ -188,31 +209,17 @@ static mc_status derive_vision_config(const mc_safetensors *f, mc_clip_vision_co
                         "(patch_embedding (W, 3, P, P) and 1 + G*G positions expected)",
                         mc_safetensors_path(f));
     v->image_size = grid * v->patch;
-    v->layers = count_layers(f, "vision_model");
-    v->heads = v->width / 64 > 0 ? v->width / 64 : 1;
-    if (v->layers > 0) MC_TRY(tensor_dims(f, "vision_model.encoder.layers.0.mlp.fc1.weight", 2, &fc1));
-    v->mlp_width = v->layers > 0 ? (int)fc1.dim[0] : 4 * v->width;
-    if (v->layers == 0)
-        return mc_error(MC_ERR_FORMAT, "%s: vision tower without vision_model.encoder.layers.0.*",
-                        mc_safetensors_path(f));
-    return MC_OK;
+    return derive_encoder(f, "vision", v->width, &v->layers, &v->heads, &v->mlp_width);
 }
 
 static mc_status derive_text_config(const mc_safetensors *f, mc_clip_text_config *t) {
-    mc_shape tokens, positions, fc1;
+    mc_shape tokens, positions;
     MC_TRY(tensor_dims(f, "text_model.embeddings.token_embedding.weight", 2, &tokens));
     MC_TRY(tensor_dims(f, "text_model.embeddings.position_embedding.weight", 2, &positions));
     t->vocab = (int)tokens.dim[0];
     t->width = (int)tokens.dim[1];
     t->context = (int)positions.dim[0];
-    t->layers = count_layers(f, "text_model");
-    t->heads = t->width / 64 > 0 ? t->width / 64 : 1;
-    if (t->layers == 0)
-        return mc_error(MC_ERR_FORMAT, "%s: text tower without text_model.encoder.layers.0.*",
-                        mc_safetensors_path(f));
-    MC_TRY(tensor_dims(f, "text_model.encoder.layers.0.mlp.fc1.weight", 2, &fc1));
-    t->mlp_width = (int)fc1.dim[0];
-    return MC_OK;
+    return derive_encoder(f, "text", t->width, &t->layers, &t->heads, &t->mlp_width);
 }
 
 static mc_status derive_config(const mc_safetensors *f, mc_clip_config *c) {

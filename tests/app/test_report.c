@@ -72,6 +72,13 @@ static void assert_balanced(const char *html) {
     ck_assert_msg(why == NULL, "report HTML is not balanced: %s", why);
 }
 
+/* The report written at `path`, checked to be balanced (free it). */
+static char *read_balanced_report(const char *path) {
+    char *html = mc_test_read_file(path, NULL);
+    assert_balanced(html);
+    return html;
+}
+
 START_TEST(checker_catches_unbalanced_html) {
     char problem[128];
     ck_assert_ptr_null(check_balanced("<p>a<img src=\"x>y\"><svg><line/></svg></p>", problem, sizeof problem));
@@ -117,8 +124,7 @@ START_TEST(report_plots_confusion_bars_and_escaping) {
     mc_report report = {.title = "Demo & test", .n_summary = 2, .summary = summary, .n_plots = 1,
                         .plots = &plot, .n_confusions = 1, .confusions = &confusion, .n_bars = 1, .bars = &bars};
     MC_CHECK_OK(mc_report_write(path, &report));
-    char *html = mc_test_read_file(path, NULL);
-    assert_balanced(html);
+    char *html = read_balanced_report(path);
     /* Geometry (app/run_internal.h): x 0..10 -> 64..504 px, y 0..1 -> 272..44 px (both axes already nice):
      * (0,0) -> (64, 272), (5,0.5) -> (284, 158), (10,1) -> (504, 44). */
     ck_assert_ptr_nonnull(strstr(html, "points=\"64.0,272.0 284.0,158.0 504.0,44.0\""));
@@ -176,8 +182,7 @@ START_TEST(report_from_metrics_csv) {
     mc_report_bars bars = {"per class", 2, names, acc};
     mc_report extra = {.title = "From metrics", .n_bars = 1, .bars = &bars};
     MC_CHECK_OK(mc_report_write_with_metrics(path, csv, &extra));
-    char *html = mc_test_read_file(path, NULL);
-    assert_balanced(html);
+    char *html = read_balanced_report(path);
     ck_assert_ptr_nonnull(strstr(html, "Training loss per step"));
     ck_assert_ptr_nonnull(strstr(html, "Losses per epoch"));
     ck_assert_ptr_nonnull(strstr(html, "Accuracies per epoch"));
@@ -211,8 +216,7 @@ START_TEST(run_report_end_to_end) {
         MC_CHECK_OK(mc_run_metrics_row(run, "step", cols, (double[]){1, step, 4.0 / step}, 3));
     MC_CHECK_OK(mc_run_write_report(run, NULL));
     MC_CHECK_OK(mc_run_path(run, "report.html", path, sizeof path));
-    char *html = mc_test_read_file(path, NULL);
-    assert_balanced(html);
+    char *html = read_balanced_report(path);
     ck_assert_ptr_nonnull(strstr(html, "Training loss per step"));
     free(html);
     mc_run_close(run);
@@ -252,8 +256,7 @@ START_TEST(contact_sheet_layout_and_embedding) {
     mc_report_image image = {png, "validation tiles"};
     mc_report report = {.title = "sheet", .n_images = 1, .images = &image};
     MC_CHECK_OK(mc_report_write(path, &report));
-    char *html = mc_test_read_file(path, NULL);
-    assert_balanced(html);
+    char *html = read_balanced_report(path);
     /* A PNG starts with 89 50 4E 47 0D 0A 1A 0A, base64 "iVBORw0KGgo". */
     ck_assert_ptr_nonnull(strstr(html, "src=\"data:image/png;base64,iVBORw0KGgo"));
     free(html);

@@ -48,6 +48,18 @@ double mc_test_rel_error(const float *actual, const float *expected, long n) {
     return sqrt(diff2) / fmax(sqrt(ref2), 1e-30);
 }
 
+void mc_test_assert_same_params(const char *what, const mc_param_list *a, const mc_param_list *b) {
+    ck_assert_msg(a->count == b->count, "%s: %d parameters, expected %d", what, b->count, a->count);
+    for (int i = 0; i < a->count; i++) {
+        const mc_tensor *x = a->items[i], *y = b->items[i];
+        ck_assert_msg(strcmp(x->name, y->name) == 0 && x->numel == y->numel,
+                      "%s: parameter %d is %s (%lld values), expected %s (%lld)", what, i, y->name,
+                      (long long)y->numel, x->name, (long long)x->numel);
+        ck_assert_msg(memcmp(x->data, y->data, (size_t)x->numel * sizeof(float)) == 0, "%s: %s differs",
+                      what, x->name);
+    }
+}
+
 /* ---- gradient checking ---- */
 
 void mc_assert_gradcheck(const char *name, int n_inputs, mc_tensor **inputs,

@@ -47,6 +47,9 @@ void mc_test_assert_close(const char *what, const float *actual, const float *ex
                           double rtol, double atol);
 /* Relative error of the whole array: ||a - b|| / max(||b||, tiny). */
 double mc_test_rel_error(const float *actual, const float *expected, long n);
+/* Assert two parameter lists hold the same tensors in the same order: names,
+ * sizes and values bit for bit; `what` says which (e.g. "after resuming"). */
+void mc_test_assert_same_params(const char *what, const mc_param_list *a, const mc_param_list *b);
 
 /* ---- gradient checking ----
  * ck_assert wrapper around the library's mc_gradcheck (mmchain/gradcheck.h):
