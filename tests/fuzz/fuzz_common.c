@@ -38,11 +38,18 @@ const char *fuzz_write(const char *name, const void *data, size_t size) {
 
 /* ---- heap accounting (fuzz_common.h) ---- */
 
+/* The hooks need AddressSanitizer's allocator and its header; GCC's ASan
+ * runtime has the hooks but Debian's GCC ships no allocator_interface.h, so
+ * a GCC sanitizer build replays the corpus without heap accounting. */
+#if defined(__has_include)
+#if __has_include(<sanitizer/allocator_interface.h>)
 #if defined(__SANITIZE_ADDRESS__)
 #define FUZZ_HAVE_HOOKS 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define FUZZ_HAVE_HOOKS 1
+#endif
+#endif
 #endif
 #endif
 
