@@ -20,6 +20,53 @@ int chain_cli_open_eurosat(const char *command, const chain_data_args *d, mc_eur
     return 0;
 }
 
+int chain_cli_memory_limit(const char *command, const cli_opt *flag, uint64_t *limit) {
+    if (flag->given) return 0; /* the parser has set *limit */
+    const char *env = getenv("MMCHAIN_MAX_MEMORY");
+    *limit = 0;
+    if (!env || !env[0]) return 0;
+    if (!cli_parse_bytes(env, limit))
+        return cli_fail(command, "MMCHAIN_MAX_MEMORY must be a size like 512M or 2G (K, M, G, T: "
+                                 "powers of 1024; 0: no limit), not '%s'",
+                        env);
+    return 0;
+}
+
+/* bytes as "1.25 GiB", "312.0 MiB" or "900 KiB". */
+static const char *size_text(size_t bytes, char *buf, size_t len) {
+    if (bytes >= (size_t)1 << 30) snprintf(buf, len, "%.2f GiB", (double)bytes / (double)(1u << 30));
+    else if (bytes >= (size_t)1 << 20) snprintf(buf, len, "%.1f MiB", (double)bytes / (double)(1u << 20));
+    else snprintf(buf, len, "%zu KiB", (bytes + 1023) / 1024);
+    return buf;
+}
+
+int chain_cli_check_memory(const char *command, uint64_t limit, const mc_chain_memory_plan *plan) {
+    if (limit == 0) return 0;
+    mc_chain_memory_estimate e;
+    mc_status s = mc_chain_estimate_memory(plan, &e);
+    if (s != MC_OK) return cli_fail_status(command, s);
+    char total[32], lim[32], parts[9][32];
+    char line[1024];
+    snprintf(line, sizeof line,
+             "encoder weights %s, gradients %s, Adam state %s, CLIP weights %s, CLIP targets %s; "
+             "largest phase of: training step %s (+ %s beside the arena), validation %s, CLIP forward %s",
+             size_text(e.weights, parts[0], sizeof parts[0]), size_text(e.gradients, parts[1], sizeof parts[1]),
+             size_text(e.optimizer, parts[2], sizeof parts[2]), size_text(e.clip, parts[3], sizeof parts[3]),
+             size_text(e.targets, parts[4], sizeof parts[4]), size_text(e.step, parts[5], sizeof parts[5]),
+             size_text(e.step_extra, parts[6], sizeof parts[6]),
+             size_text(e.validation, parts[7], sizeof parts[7]),
+             size_text(e.clip_forward, parts[8], sizeof parts[8]));
+    size_text(e.total, total, sizeof total);
+    size_text((size_t)limit, lim, sizeof lim);
+    if (e.total > limit)
+        return cli_fail(command,
+                        "the run needs an estimated %s, more than --max-memory %s (%s); nothing was "
+                        "started. Lower --batch, --val-batch or --clip-batch, or raise the limit",
+                        total, lim, line);
+    fprintf(stderr, "mmchain %s: memory estimate %s of the %s allowed (%s)\n", command, total, lim, line);
+    return 0;
+}
+
 int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip) {
     if (!path) return cli_fail(command, "--clip CLIP.safetensors is required (a Hugging Face CLIPModel)");
     mc_status s = mc_clip_load(path, clip);

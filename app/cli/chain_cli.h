@@ -62,6 +62,20 @@ int chain_cli_load_teacher(const char *command, const char *given, int embed_dim
  * after the error. */
 int chain_cli_check_which(const char *command, const char *which);
 
+/* ---- --max-memory (and MMCHAIN_MAX_MEMORY) ----
+ * The limit a run is held to: --max-memory when given, else the
+ * environment variable MMCHAIN_MAX_MEMORY (the same sizes: 512M, 2G), else
+ * none (0). Returns 0 or the exit code after an error naming the variable. */
+int chain_cli_memory_limit(const char *command, const cli_opt *flag, uint64_t *limit);
+/* The help line of --max-memory, for every command that takes it. */
+#define CHAIN_CLI_MAX_MEMORY_HELP                                                                 \
+    "SIZE: refuse to start when the estimated peak exceeds it, e.g. 2G (default: "               \
+    "MMCHAIN_MAX_MEMORY, else no limit)"
+/* With a limit: the estimate for `plan` (mc_chain_estimate_memory) printed
+ * with its parts; when it exceeds `limit`, an error saying so (exit 1).
+ * Without one (0): nothing. Returns 0 or the exit code. */
+int chain_cli_check_memory(const char *command, uint64_t limit, const mc_chain_memory_plan *plan);
+
 /* mc_clip_load with a message that names the flag. */
 int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip);
 

@@ -48,6 +48,7 @@ typedef enum cli_opt_kind {
     CLI_INT,    /* int within [min, max] */
     CLI_FLOAT,  /* float within [min, max] */
     CLI_U64,    /* uint64_t (seeds) */
+    CLI_BYTES,  /* uint64_t: a size in bytes, "512M", "2G" (powers of 1024), 0 = none */
     CLI_LIST    /* cli_list: a repeatable option, every value in order */
 } cli_opt_kind;
 
@@ -60,7 +61,7 @@ typedef struct cli_list {
 typedef struct cli_opt {
     const char *name;  /* "--epochs" */
     cli_opt_kind kind;
-    void *value;       /* bool *, const char **, int *, float *, uint64_t *, cli_list * */
+    void *value;       /* bool *, const char **, int *, float *, uint64_t * (U64, BYTES), cli_list * */
     double min, max;   /* CLI_INT / CLI_FLOAT */
     const char *help;  /* one line of the generated help, "VALUE: what"; NULL: the
                         * command's own help text documents the option */
@@ -74,6 +75,7 @@ typedef struct cli_opt {
 #define CLI_INT_OPT(name, ptr, lo, hi, help) {name, CLI_INT, CLI_BIND(int, ptr), lo, hi, help, false}
 #define CLI_FLOAT_OPT(name, ptr, lo, hi, help) {name, CLI_FLOAT, CLI_BIND(float, ptr), lo, hi, help, false}
 #define CLI_U64_OPT(name, ptr, help) {name, CLI_U64, CLI_BIND(uint64_t, ptr), 0, 0, help, false}
+#define CLI_BYTES_OPT(name, ptr, help) {name, CLI_BYTES, CLI_BIND(uint64_t, ptr), 0, 0, help, false}
 #define CLI_LIST_OPT(name, ptr, help) {name, CLI_LIST, CLI_BIND(cli_list, ptr), 0, 0, help, false}
 #define CLI_END {NULL, CLI_FLAG, NULL, 0, 0, NULL, false}
 
@@ -103,6 +105,10 @@ int cli_parse(const cli_parser *parser, int argc, char **argv, const char **oper
 /* Set one option from text (validated as on the command line); returns 0 or
  * the exit code after printing the error. */
 int cli_opt_set(const char *command, cli_opt *opt, const char *text);
+/* A size as CLI_BYTES reads it: digits, then optionally K, M, G or T
+ * (times 1024, 1024^2, ...; "KB"/"KiB" and so on read the same). Returns
+ * false for anything else or a size past 2^64 - 1. */
+bool cli_parse_bytes(const char *text, uint64_t *bytes);
 /* The option's value as text ("" for an unset string). */
 void cli_opt_format(const cli_opt *opt, char *buf, size_t len);
 cli_opt *cli_opt_find(cli_opt *opts, const char *name);

@@ -38,6 +38,7 @@ typedef struct train_args {
     const char *resnet, *bands, *norm, *out, *resume, *cache_dir, *layers, *select, *teacher;
     int depth, width, epochs, batch, val_batch, target_crops, val_every, val_max;
     int checkpoint_every, log_every, clip_batch, stop_after;
+    uint64_t max_memory; /* bytes, 0: no limit (--max-memory, MMCHAIN_MAX_MEMORY) */
     float lr, temperature, crop_min;
     bool symmetric, learnable_temperature, no_augment, shuffle_pairs, quiet, sync_bn;
 } train_args;
@@ -72,7 +73,13 @@ static train_args default_args(void) {
 static bool may_change_on_resume(const char *name) {
     return strcmp(name, "--resume") == 0 || strcmp(name, "--epochs") == 0 ||
            strcmp(name, "--quiet") == 0 || strcmp(name, "--stop-after-steps") == 0 ||
-           strcmp(name, "--log-every") == 0;
+           strcmp(name, "--log-every") == 0 || strcmp(name, "--max-memory") == 0;
+}
+
+/* Options that are not the run's but the invocation's: not in config.json. */
+static bool not_stored(const char *name) {
+    return strcmp(name, "--stop-after-steps") == 0 || strcmp(name, "--resume") == 0 ||
+           strcmp(name, "--max-memory") == 0;
 }
 
 /* Strings read back must outlive the run: kept until the command ends. */
@@ -89,7 +96,7 @@ static int restore_options(mc_run *run, cli_opt *opts, string_store *store) {
         if (o->given)
             return cli_fail(COMMAND, "%s cannot change when resuming (the run's value is in its config.json)",
                             o->name);
-        if (strcmp(o->name, "--stop-after-steps") == 0 || strcmp(o->name, "--resume") == 0) continue;
+        if (not_stored(o->name)) continue;
         char value[4096];
         if (mc_run_config_get(run, o->name + 2, value, sizeof value) != MC_OK) continue;
         if (o->kind == CLI_STRING && value[0] == '\0') {
@@ -123,7 +130,7 @@ static int write_config(mc_run *run, const cli_opt *opts) {
     }
     int n = 0;
     for (const cli_opt *o = opts; o->name; o++) {
-        if (strcmp(o->name, "--stop-after-steps") == 0 || strcmp(o->name, "--resume") == 0) continue;
+        if (not_stored(o->name)) continue;
         char *value = values + (size_t)n * CONFIG_VALUE_LEN;
         cli_opt_format(o, value, CONFIG_VALUE_LEN);
         kv[n++] = (mc_metadata_entry){o->name + 2, value};
@@ -250,11 +257,38 @@ static int build_teacher(const train_args *a, train_setup *s) {
 static const mc_chain_data *train_pairs(const train_setup *s) { return s->teacher ? &s->pair_train : &s->train; }
 static const mc_chain_data *val_pairs(const train_setup *s) { return s->teacher ? &s->pair_val : &s->val; }
 
+/* --max-memory: the run's peak estimated from its sizes alone (the tiles,
+ * the architecture, the CLIP file's tensor table) before anything large is
+ * built. One process's share: under mpirun each rank holds the same. */
+static int check_memory(const train_args *a, const train_setup *s) {
+    if (a->max_memory == 0 || !a->d.clip) return 0; /* no --clip: refused next */
+    mc_chain_memory_plan plan = {
+        .image_size = s->train.height, .rgb_size = s->train.rgb_height,
+        .batch_size = a->batch, .val_batch_size = a->val_batch, .clip_batch = a->clip_batch,
+        .train_tiles = s->train.count,
+        .val_tiles = a->val_max > 0 && a->val_max < s->val.count ? a->val_max : s->val.count,
+        .augment = !a->no_augment, .target_crops = a->target_crops,
+    };
+    int code = architecture(a, &plan.arch);
+    if (code) return code;
+    mc_safetensors *f;
+    mc_status st = mc_safetensors_open(a->d.clip, &f);
+    if (st == MC_OK) {
+        st = mc_chain_memory_plan_clip(f, &plan);
+        mc_safetensors_close(f);
+    }
+    if (st != MC_OK) return cli_fail(COMMAND, "--clip %s: %s", a->d.clip, mc_last_error());
+    plan.arch.in_channels = s->bands.count;
+    plan.arch.fc_out = plan.embed_dim;
+    return chain_cli_check_memory(COMMAND, a->max_memory, &plan);
+}
+
 static int build_setup(const train_args *a, train_setup *s) {
     mc_chain_selection selection;
     if (mc_chain_selection_parse(a->select, &selection) != MC_OK)
         return cli_fail(COMMAND, "--select %s", mc_last_error());
     int code = open_data(a, s);
+    if (!code) code = check_memory(a, s);
     if (!code) code = chain_cli_load_clip(COMMAND, a->d.clip, &s->clip);
     if (!code && !s->clip->config.has_vision)
         code = cli_fail(COMMAND, "--clip %s has no image tower", a->d.clip);
@@ -582,11 +616,14 @@ int cmd_train(int argc, char **argv) {
         CLI_FLAG_OPT("--quiet", &a.quiet, "no progress line or log on stdout"),
         CLI_FLAG_OPT("--sync-bn", &a.sync_bn, "under mpirun: batch norm over the global batch"),
         CLI_INT_OPT("--stop-after-steps", &a.stop_after, 0, 1e9, "N: stop after N steps in total, as if killed (for tests)"),
+        CLI_BYTES_OPT("--max-memory", &a.max_memory, CHAIN_CLI_MAX_MEMORY_HELP),
         CLI_END,
     };
     const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
     int code = cli_parse(&parser, argc, argv, NULL, NULL);
     if (code >= 0) return code;
+    code = chain_cli_memory_limit(COMMAND, cli_opt_find(opts, "--max-memory"), &a.max_memory);
+    if (code) return code;
     code = chain_cli_dist_start(COMMAND);
     if (code) return code;
     string_store store = {0};

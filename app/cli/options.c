@@ -40,6 +40,33 @@ int cli_opts_count(const cli_opt *opts) {
     return n;
 }
 
+/* The multipliers of CLI_BYTES's suffixes, largest first. */
+static const struct {
+    char suffix;
+    int shift;
+} byte_units[] = {{'T', 40}, {'G', 30}, {'M', 20}, {'K', 10}};
+
+bool cli_parse_bytes(const char *text, uint64_t *bytes) {
+    if (text[0] < '0' || text[0] > '9') return false; /* no sign, no space */
+    char *end;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno) return false;
+    int shift = 0;
+    if (*end) {
+        for (size_t i = 0; i < sizeof byte_units / sizeof byte_units[0] && !shift; i++)
+            if (*end == byte_units[i].suffix || *end == byte_units[i].suffix + ('a' - 'A'))
+                shift = byte_units[i].shift;
+        if (!shift) return false;
+        end++;
+        if (strcmp(end, "B") == 0 || strcmp(end, "iB") == 0) end += strlen(end);
+        if (*end) return false;
+    }
+    if (shift && value > (UINT64_MAX >> shift)) return false;
+    *bytes = (uint64_t)value << shift;
+    return true;
+}
+
 int cli_opt_set(const char *command, cli_opt *o, const char *text) {
     char *end;
     errno = 0;
@@ -80,6 +107,11 @@ int cli_opt_set(const char *command, cli_opt *o, const char *text) {
         *(uint64_t *)o->value = (uint64_t)v;
         return 0;
     }
+    case CLI_BYTES:
+        if (!cli_parse_bytes(text, (uint64_t *)o->value))
+            return cli_fail(command, "%s must be a size like 512M or 2G (K, M, G, T: powers of 1024; 0: no limit), not '%s'",
+                            o->name, text);
+        return 0;
     }
     return cli_fail(command, "%s: unknown option kind", o->name);
 }
@@ -103,6 +135,18 @@ void cli_opt_format(const cli_opt *o, char *buf, size_t len) {
         break;
     }
     case CLI_U64: snprintf(buf, len, "%" PRIu64, *(const uint64_t *)o->value); break;
+    case CLI_BYTES: { /* the largest suffix that writes it exactly: reads back the same */
+        uint64_t v = *(const uint64_t *)o->value;
+        size_t i = 0;
+        while (i < sizeof byte_units / sizeof byte_units[0] &&
+               (v == 0 || (v & ((UINT64_C(1) << byte_units[i].shift) - 1)) != 0))
+            i++;
+        if (i < sizeof byte_units / sizeof byte_units[0])
+            snprintf(buf, len, "%" PRIu64 "%c", v >> byte_units[i].shift, byte_units[i].suffix);
+        else
+            snprintf(buf, len, "%" PRIu64, v);
+        break;
+    }
     }
 }
 

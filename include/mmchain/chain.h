@@ -21,6 +21,7 @@
  *   train.c       the training loop: seeded epochs, checkpoints, resume
  *   teacher.c     a further hop: a trained spectral encoder as the teacher
  *                 in CLIP's place (its bands of the same tile as the second view)
+ *   memory.c      the memory a training run needs, estimated before it starts
  *
  * The whole method, from a EuroSAT-MS folder (data_dir), a CLIP (clip_path)
  * and its vocabulary (vocab_path) to a trained encoder; `arch` is the
@@ -509,6 +510,59 @@ const mc_tensor *mc_chain_trainer_val_targets(const mc_chain_trainer *t);
  * evenly spaced subset of val_max_tiles tiles (owned by the trainer). */
 const mc_chain_data *mc_chain_trainer_val_data(const mc_chain_trainer *t);
 void mc_chain_trainer_free(mc_chain_trainer *t);
+
+/* =========================================================================
+ * Memory (lib/chain/memory.c): a training run's peak, estimated before
+ * anything is built, so that a run that cannot fit is refused at the start
+ * (mmchain train --max-memory) rather than killed hours into it.
+ * ========================================================================= */
+
+/* What the estimate needs: the sizes a run is configured with. */
+typedef struct mc_chain_memory_plan {
+    mc_resnet_config arch;   /* the encoder: in_channels = bands, fc_out = E */
+    int image_size;          /* the spectral tile's side */
+    int rgb_size;            /* the RGB view's side */
+    int embed_dim;           /* E */
+    int batch_size, val_batch_size, clip_batch;
+    int train_tiles, val_tiles;
+    bool augment;            /* as mc_chain_train_config */
+    int target_crops;
+    /* The frozen CLIP (mc_chain_memory_plan_clip fills these from its file):
+     * its parameter count, and the image tower's sizes for its forward. */
+    int64_t clip_params;
+    int clip_image_size, clip_patch, clip_width, clip_mlp_width;
+} mc_chain_memory_plan;
+
+/* The estimate, in bytes, by part. */
+typedef struct mc_chain_memory_estimate {
+    size_t weights;      /* the encoder's parameters and BN buffers (exact) */
+    size_t gradients;    /* one per trainable parameter (exact) */
+    size_t optimizer;    /* Adam's two moments per trainable parameter (exact) */
+    size_t clip;         /* the frozen CLIP's weights as float32 (exact) */
+    size_t targets;      /* the CLIP targets held in memory (exact) */
+    size_t step;         /* one training step's arena at the batch size: the
+                          * activations the backward pass keeps, the loss's
+                          * B x B matrices (modelled) */
+    size_t step_extra;   /* beside the arena during a step: gradients in
+                          * flight (reusable blocks), the RGB batch (modelled) */
+    size_t validation;   /* a validation forward at its batch (modelled) */
+    size_t clip_forward; /* CLIP's image tower over a batch (modelled) */
+    size_t total;        /* the peak: weights + gradients + optimizer + clip
+                          * + targets + the largest phase (embedding the
+                          * targets; a step and step_extra, with CLIP's
+                          * forward when targets are embedded on the fly;
+                          * validation) */
+} mc_chain_memory_estimate;
+
+/* The estimate for `plan`; MC_ERR_ARG for an architecture or size out of
+ * range. Allocates nothing. What the process needs besides (the program,
+ * its libraries, BLAS and thread buffers: tens of MB) is not included. The
+ * temperature counts as trainable (4 bytes either way). */
+mc_status mc_chain_estimate_memory(const mc_chain_memory_plan *plan, mc_chain_memory_estimate *out);
+/* The CLIP fields of `plan` and embed_dim (the image tower's projection)
+ * from an open CLIPModel file's tensor table (its header only: nothing is
+ * loaded, nothing checked: mc_clip_load does that). */
+mc_status mc_chain_memory_plan_clip(const mc_safetensors *f, mc_chain_memory_plan *plan);
 
 #ifdef __cplusplus
 }

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *string = NULL;
     int count = 3;
     float rate = 0.5f;
-    uint64_t seed = 0;
+    uint64_t seed = 0, memory = 0;
     const char *items[MAX_ARGS + 2];
     cli_list list = {items, 0};
     cli_opt opts[] = {
@@ -35,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CLI_INT_OPT("--epochs", &count, 1, 100000, "E: epochs"),
         CLI_FLOAT_OPT("--lr", &rate, 1e-12, 10, "LR: learning rate"),
         CLI_U64_OPT("--seed", &seed, "S: seed"),
+        CLI_BYTES_OPT("--max-memory", &memory, "SIZE: memory limit"),
         CLI_LIST_OPT("--text", &list, "T: a text (repeatable)"),
         CLI_END,
     };
@@ -45,6 +46,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (code < 0) {
         char shown[256];
         for (cli_opt *o = opts; o->name; o++) cli_opt_format(o, shown, sizeof shown);
+        /* A size written back (config.json) must read back the same. */
+        uint64_t again = 0;
+        cli_opt_format(cli_opt_find(opts, "--max-memory"), shown, sizeof shown);
+        if (!cli_parse_bytes(shown, &again) || again != memory) abort();
         for (int i = 0; i < n_operands; i++) (void)strlen(operands[i]);
         for (int i = 0; i < list.n; i++) (void)strlen(list.items[i]);
     }
