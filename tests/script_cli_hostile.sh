@@ -6,9 +6,20 @@
 #     show --out keeps the old PNG, synth leaves no partial tile;
 #   - resuming a folder that is not a run creates nothing in it;
 #   - a second train on a run folder in use is refused;
-#   - NaN in an input tile is refused, naming the file;
+#   - NaN in an input tile, in CLIP's weights or in a checkpoint is refused,
+#     naming the file (and the tensor);
+#   - model files declaring a network far larger than they hold (CLIP's
+#     token embedding stored transposed; a checkpoint whose metadata claims
+#     a 4096-wide stem or 1000 blocks per stage) are refused from the
+#     tensors' shapes within seconds, under a memory limit, before any of it
+#     is built; a tensor name given twice is named as such;
+#   - a full disk while training stops the run and keeps the last checkpoint;
 #   - garbage, duplicated and leaking split files, duplicate --bands;
 #   - usage errors exit 1 like every other error.
+# Killed runs resuming bit-identically: script_cli_train_resume.sh; the
+# program under valgrind: script_cli_valgrind.sh; a run's memory limit:
+# script_cli_max_memory.sh; every parser and model loader under libFuzzer:
+# tests/fuzz.
 set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
@@ -83,6 +94,73 @@ open(sys.argv[1], "wb").write(out)
 EOF
 expect_error "a tile holding NaN" "nan.tif holds NaN" "$cli" show "$tmp/nan.tif" --out "$tmp/nan.png"
 [ ! -e "$tmp/nan.png" ] || fail "show wrote a sheet of a NaN tile"
+
+# ---- hostile model files ----
+# A copy of safetensors file $1 as $2 with its header edited by python
+# code $3 (h: the header as a dict; data: the tensor bytes).
+forge() {
+    python3 - "$1" "$2" "$3" <<'EOF'
+import json, struct, sys
+src, dst, code = sys.argv[1:4]
+raw = open(src, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+h, data = json.loads(raw[8:8 + n]), bytearray(raw[8 + n:])
+exec(code)
+header = json.dumps(h).encode()
+open(dst, "wb").write(struct.pack("<Q", len(header)) + header + bytes(data))
+EOF
+}
+# Run a command under a 4 GB address-space limit and 60 s (the unchecked
+# loaders took 13-31 s and tens of GB); no address-space limit under ASan,
+# which reserves terabytes of shadow memory.
+with_limits() {
+    if [ -n "${MMCHAIN_SANITIZER_RUN:-}" ]; then
+        timeout 60 "$@"
+    else
+        (ulimit -v 4000000; exec timeout 60 "$@")
+    fi
+}
+tile=$(find "$data" -name '*.tif' | sort | head -1)
+forge "$clip" "$tmp/transposed.safetensors" '
+e = h["text_model.embeddings.token_embedding.weight"]; e["shape"] = e["shape"][::-1]'
+expect_error "CLIP with a transposed token embedding" "needs tensor text_model." \
+    with_limits "$cli" train "${args[@]}" --clip "$tmp/transposed.safetensors" --out "$tmp/m1"
+[ ! -e "$tmp/m1" ] || fail "a refused CLIP file left a run folder"
+forge "$clip" "$tmp/nan_clip.safetensors" '
+o = h["text_projection.weight"]["data_offsets"][0]; data[o:o + 4] = struct.pack("<f", float("nan"))'
+expect_error "CLIP weights holding NaN" "tensor text_projection.weight holds NaN" \
+    "$cli" train "${args[@]}" --clip "$tmp/nan_clip.safetensors" --out "$tmp/m2"
+printf '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}' >"$tmp/dup.json"
+python3 -c 'import struct, sys; h = open(sys.argv[1], "rb").read(); open(sys.argv[2], "wb").write(struct.pack("<Q", len(h)) + h + bytes(8))' \
+    "$tmp/dup.json" "$tmp/dup.safetensors"
+expect_error "a tensor name given twice" 'the tensor name "a" appears twice' \
+    "$cli" embed --checkpoint "$tmp/dup.safetensors" "$tile" --output "$tmp/dup.out"
+
+# A genuine checkpoint (two steps), then copies claiming a huge encoder,
+# and one whose weights hold NaN.
+"$cli" train "${args[@]}" --out "$tmp/ck" --stop-after-steps 2 --checkpoint-every 1 >/dev/null 2>"$tmp/err" ||
+    fail "train for a checkpoint: $(cat "$tmp/err")"
+ck=$tmp/ck/checkpoints/last.safetensors
+forge "$ck" "$tmp/wide.safetensors" 'h["__metadata__"]["base_width"] = "4096"'
+expect_error "a checkpoint claiming width 4096" "needs tensor conv1.weight (4096," \
+    with_limits "$cli" embed --checkpoint "$tmp/wide.safetensors" "$tile" --output "$tmp/wide.out"
+forge "$ck" "$tmp/deep.safetensors" 'h["__metadata__"]["layers"] = "1000,1000,1000,1000"'
+expect_error "a checkpoint claiming 1000 blocks per stage" "needs tensor layer1.1.conv1.weight" \
+    with_limits "$cli" embed --checkpoint "$tmp/deep.safetensors" "$tile" --output "$tmp/deep.out"
+forge "$ck" "$tmp/nan_ck.safetensors" '
+o = h["fc.weight"]["data_offsets"][0]; data[o:o + 4] = struct.pack("<f", float("inf"))'
+expect_error "a checkpoint holding Inf" "tensor fc.weight holds" \
+    "$cli" embed --checkpoint "$tmp/nan_ck.safetensors" "$tile" --output "$tmp/nan.out"
+
+# ---- a full disk while training ----
+# The resumed run writes its next checkpoint at step 3: it cannot (no file
+# may grow to half a checkpoint), so it stops with the last one intact.
+cp "$ck" "$tmp/last.good"
+half_kib=$(( $(stat -c %s "$ck") / 2048 ))
+expect_error "training on a full disk" "last.safetensors" \
+    with_full_disk "$half_kib" "$cli" train --resume "$tmp/ck" --stop-after-steps 3 --quiet
+cmp -s "$ck" "$tmp/last.good" || fail "a failed checkpoint write replaced the last checkpoint"
+no_temporaries "$tmp/ck" "train on a full disk"
 
 # ---- split files and bands ----
 mkdir -p "$tmp/splits"
