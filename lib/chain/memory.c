@@ -31,8 +31,8 @@ static void count_conv_bn(int in_ch, int out_ch, int kernel, int64_t *trainable,
 
 /* What one sample costs in a training step's arena, in floats: every op's
  * output that the backward pass keeps. A conv + BN (+ ReLU, fused) unit
- * keeps the convolution's output and the normalised one; a residual block
- * adds its sum; the stem's max pool keeps its output and an index per
+ * keeps the convolution's output and the normalised one (a residual
+ * block's last one with the shortcut added, in the same op); the stem's max pool keeps its output and an index per
  * output element. */
 typedef struct network_walk {
     int64_t trainable, buffers; /* parameters, BN buffers */
@@ -76,7 +76,8 @@ static void walk_resnet(const mc_resnet_config *c, int image_size, network_walk 
                 unit(w, width, out_ch, 1, out_side);
             }
             if ((s > 0 && j == 0) || in_ch != out_ch) unit(w, in_ch, out_ch, 1, out_side);
-            w->activations += (int64_t)out_ch * out_side * out_side; /* the residual sum (+ ReLU) */
+            /* The last unit's BN, the shortcut's sum and the ReLU are one op
+             * (mc_batchnorm2d_add_relu): its output is the block's, counted. */
             in_ch = out_ch;
             side = out_side;
         }
