@@ -13,6 +13,8 @@
  *   mc_linear_layer       nn.Linear                 linear.c
  *   mc_conv_layer         nn.Conv2d                 conv_bn.c
  *   mc_batch_norm         nn.BatchNorm2d            conv_bn.c
+ *                         nn.BatchNorm1d            norm.c (mc_batch_norm1d_forward)
+ *   mc_group_norm_layer   nn.GroupNorm              norm.c
  *   mc_conv_bn            conv -> BN (-> ReLU)      conv_bn.c
  *   mc_layer_norm         nn.LayerNorm              layer_norm.c
  *   mc_self_attention     multi-head self-attention attention.c
@@ -180,6 +182,24 @@ mc_status mc_conv_bn_forward(mc_graph *g, const mc_conv_bn *layer, bool training
  * mc_batchnorm2d_add_relu). shortcut: the shape of *out. */
 mc_status mc_conv_bn_add_relu_forward(mc_graph *g, const mc_conv_bn *layer, bool training,
                                       mc_tensor *x, mc_tensor *shortcut, mc_tensor **out);
+
+/* ---- norm.c: nn.BatchNorm1d and nn.GroupNorm ---- */
+/* BatchNorm1d is an mc_batch_norm (mc_batch_norm_init: the same tensors and
+ * names) run on x (N, C) -> *out (N, C); training needs N >= 2. */
+mc_status mc_batch_norm1d_forward(mc_graph *g, const mc_batch_norm *bn, bool training,
+                                  mc_tensor *x, mc_tensor **out);
+
+typedef struct mc_group_norm_layer {
+    mc_tensor *weight, *bias; /* (C): 1 and 0 */
+    int groups;
+    float eps; /* PyTorch's default 1e-5 */
+} mc_group_norm_layer;
+/* "<prefix>.weight", "<prefix>.bias" (nothing random); channels % groups == 0. */
+mc_status mc_group_norm_init(mc_param_list *params, const char *prefix, int groups, int channels,
+                             float eps, mc_group_norm_layer *out);
+/* x (N, ..., C), channels last (NHWC for images) -> *out, same shape. */
+mc_status mc_group_norm_forward(mc_graph *g, const mc_group_norm_layer *layer, mc_tensor *x,
+                                mc_tensor **out);
 
 /* ---- layer_norm.c: nn.LayerNorm over the last dimension ---- */
 typedef struct mc_layer_norm {

@@ -49,9 +49,25 @@ mc_status mc_sigmoid(mc_graph *g, mc_tensor *x, mc_tensor **out);
 mc_status mc_tanh(mc_graph *g, mc_tensor *x, mc_tensor **out);
 mc_status mc_exp(mc_graph *g, mc_tensor *x, mc_tensor **out);
 mc_status mc_log(mc_graph *g, mc_tensor *x, mc_tensor **out);
+/* SiLU (swish): x * sigmoid(x). */
+mc_status mc_silu(mc_graph *g, mc_tensor *x, mc_tensor **out);
+/* |x|; gradient sign(x), 0 at 0 (as PyTorch). */
+mc_status mc_abs(mc_graph *g, mc_tensor *x, mc_tensor **out);
+/* sqrt(x); x < 0 gives NaN and x = 0 an infinite gradient, as PyTorch. */
+mc_status mc_sqrt(mc_graph *g, mc_tensor *x, mc_tensor **out);
 /* y[i] = e^x[i] for n floats (y may be x): the vectorised exp behind the ops
  * above and softmax, within 2 ulp of expf; records nothing. */
 void mc_exp_kernel(const float *x, float *y, int64_t n);
+
+/* ---- pointwise.c: unary elementwise functions with scalar settings ---- */
+/* min(max(x, low), high); low or high may be -INFINITY / INFINITY (one-sided).
+ * Gradient 1 where low <= x <= high, bounds included (as PyTorch), else 0.
+ * MC_ERR_ARG when low > high or a bound is NaN. */
+mc_status mc_clamp(mc_graph *g, mc_tensor *x, float low, float high, mc_tensor **out);
+/* x^exponent (powf); gradient exponent * x^(exponent - 1), 0 for exponent 0. */
+mc_status mc_pow(mc_graph *g, mc_tensor *x, float exponent, mc_tensor **out);
+/* x for x > 0, negative_slope * x otherwise (PyTorch's default slope: 0.01). */
+mc_status mc_leaky_relu(mc_graph *g, mc_tensor *x, float negative_slope, mc_tensor **out);
 
 /* ---- reduce.c ----
  * dim may be negative (from the end). keepdim keeps it with size 1. */
@@ -60,6 +76,15 @@ mc_status mc_mean(mc_graph *g, mc_tensor *x, int dim, bool keepdim, mc_tensor **
 /* Over every element: out has shape (1). */
 mc_status mc_sum_all(mc_graph *g, mc_tensor *x, mc_tensor **out);
 mc_status mc_mean_all(mc_graph *g, mc_tensor *x, mc_tensor **out);
+/* The largest (smallest) element along dim, as torch.max(x, dim).values:
+ * ties go to the first index and NaN counts as the extreme; the gradient goes
+ * to that one element. Shapes as mc_sum. */
+mc_status mc_max(mc_graph *g, mc_tensor *x, int dim, bool keepdim, mc_tensor **out);
+mc_status mc_min(mc_graph *g, mc_tensor *x, int dim, bool keepdim, mc_tensor **out);
+/* The index of that element along dim (not an op: records nothing). x (..., n, ...)
+ * -> indices: numel(x) / n int32, in the order of x with dim removed. */
+mc_status mc_argmax(const mc_tensor *x, int dim, int32_t *indices);
+mc_status mc_argmin(const mc_tensor *x, int dim, int32_t *indices);
 
 /* ---- softmax.c: along dimension dim (negative counts from the end) ---- */
 mc_status mc_softmax(mc_graph *g, mc_tensor *x, int dim, mc_tensor **out);
@@ -159,6 +184,14 @@ mc_status mc_resolve_dim(const char *op, const mc_tensor *x, int dim, int *resol
 mc_status mc_layernorm(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias, float eps,
                        mc_tensor **out);
 
+/* ---- groupnorm.c: GroupNorm with PyTorch's semantics ----
+ * x (N, ..., C), channels last (NHWC for images); C/groups consecutive
+ * channels form a group, normalised per sample over its channels and every
+ * position (biased variance), then y = x^ * weight[c] + bias[c]. weight,
+ * bias (C) or NULL. No running statistics. */
+mc_status mc_group_norm(mc_graph *g, mc_tensor *x, int groups, mc_tensor *weight, mc_tensor *bias,
+                        float eps, mc_tensor **out);
+
 /* ---- batchnorm.c: BatchNorm2d with PyTorch's semantics ----
  * x (N, H, W, C) NHWC; weight, bias, running_mean, running_var (C).
  * training: normalise with the batch mean and the biased batch variance,
@@ -224,6 +257,20 @@ mc_status mc_global_avgpool(mc_graph *g, mc_tensor *x, mc_tensor **out);
 mc_status mc_embedding(mc_graph *g, mc_tensor *weight, const int32_t *ids, mc_shape ids_shape,
                        mc_tensor **out);
 
+/* ---- select.c: picking elements ----
+ * A mask is a float tensor, true where nonzero; it broadcasts to the shape it
+ * selects over (aligned from the last dimension, each dimension equal or 1). */
+/* out = mask ? a : b elementwise (torch.where); a and b of one shape. */
+mc_status mc_where(mc_graph *g, mc_tensor *mask, mc_tensor *a, mc_tensor *b, mc_tensor **out);
+/* out = mask ? value : x (Tensor.masked_fill); no gradient where filled. */
+mc_status mc_masked_fill(mc_graph *g, mc_tensor *x, mc_tensor *mask, float value, mc_tensor **out);
+/* torch.gather(x, dim, index): out has index_shape (as many dimensions as x,
+ * none larger than x's but dim) and out[i] = x[i with coordinate dim
+ * replaced by index[i]]; index: numel(index_shape) values in [0, x.dim[dim]).
+ * The gradient of an element gathered twice is the sum. */
+mc_status mc_gather(mc_graph *g, mc_tensor *x, int dim, const int32_t *index, mc_shape index_shape,
+                    mc_tensor **out);
+
 /* ---- dropout.c ----
  * training: zero each element with probability p, scale the rest by
  * 1/(1-p); not training (or p == 0): the identity (*out = x, no copy). */
@@ -252,6 +299,18 @@ mc_status mc_cross_entropy(mc_graph *g, mc_tensor *logits, const int32_t *target
  * the mean of the row and column losses (CLIP). out has shape (1). */
 mc_status mc_infonce(mc_graph *g, mc_tensor *a, mc_tensor *b, mc_tensor *log_scale, bool symmetric,
                      mc_tensor **out);
+
+/* ---- loss_elementwise.c: reduction 'mean', as PyTorch's defaults ----
+ * input and target of one shape -> out (1); both get gradients when they
+ * require them. */
+/* mean((input - target)^2) (F.mse_loss). */
+mc_status mc_mse_loss(mc_graph *g, mc_tensor *input, mc_tensor *target, mc_tensor **out);
+/* -mean(t log p + (1 - t) log(1 - p)) with each log clamped at >= -100
+ * (F.binary_cross_entropy); p = input in [0, 1] (MC_ERR_ARG otherwise). */
+mc_status mc_bce_loss(mc_graph *g, mc_tensor *input, mc_tensor *target, mc_tensor **out);
+/* The same on logits, p = sigmoid(logits), computed stably
+ * (F.binary_cross_entropy_with_logits): prefer it to sigmoid + bce. */
+mc_status mc_bce_with_logits(mc_graph *g, mc_tensor *logits, mc_tensor *target, mc_tensor **out);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /* Unary elementwise functions: relu, gelu (erf), quick_gelu, sigmoid, tanh,
- * exp, log. Each has a forward kernel y = f(x) and a backward kernel
+ * exp, log, silu, abs, sqrt. Each has a forward kernel y = f(x) and a backward kernel
  * dx += dy * f'(x), side by side; one driver allocates, runs and records.
  *
  * The kernels are plain loops over contiguous arrays, so the compiler
@@ -237,6 +237,54 @@ static void log_backward(const float *x, const float *y, const float *dy, float 
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] / x[i];
 }
 
+/* ---- silu (swish): x * s with s = sigmoid(x); derivative s (1 + x (1 - s)) ---- */
+
+MC_VECTOR_CLONES
+static void silu_forward(const float *x, float *y, int64_t n) { // x, y: (n)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
+}
+
+MC_VECTOR_CLONES
+static void silu_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
+    (void)y;
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) {
+        float s = sigmoidf(x[i]);
+        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
+/* ---- abs; derivative sign(x), 0 at x = 0 (PyTorch's sgn) ---- */
+
+static void abs_forward(const float *x, float *y, int64_t n) { // x, y: (n)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
+}
+
+static void abs_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
+    (void)y;
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) {
+        float sign = (float)(x[i] > 0.0f) - (float)(x[i] < 0.0f);
+        dx[i] += dy[i] * sign;
+    }
+}
+
+/* ---- sqrt; derivative 1 / (2 y). As PyTorch: x < 0 gives NaN, and the
+ * gradient at x = 0 is +inf, not an error. ---- */
+
+static void sqrt_forward(const float *x, float *y, int64_t n) { // x, y: (n)
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]);
+}
+
+static void sqrt_backward(const float *x, const float *y, const float *dy, float *dx, int64_t n) {
+    (void)x;
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) dx[i] += dy[i] / (2.0f * y[i]);
+}
+
 /* ---- the driver ---- */
 
 /* The backward node functions: each finds its kernel and runs it. */
@@ -255,6 +303,9 @@ static mc_status sigmoid_node(mc_node *n) { return unary_backward(n, sigmoid_bac
 static mc_status tanh_node(mc_node *n) { return unary_backward(n, tanh_backward); }
 static mc_status exp_node(mc_node *n) { return unary_backward(n, exp_backward); }
 static mc_status log_node(mc_node *n) { return unary_backward(n, log_backward); }
+static mc_status silu_node(mc_node *n) { return unary_backward(n, silu_backward); }
+static mc_status abs_node(mc_node *n) { return unary_backward(n, abs_backward); }
+static mc_status sqrt_node(mc_node *n) { return unary_backward(n, sqrt_backward); }
 
 static mc_status unary_op(mc_graph *g, const char *op, mc_tensor *x, forward_kernel forward,
                           mc_backward_fn backward, mc_tensor **out) {
@@ -289,6 +340,15 @@ mc_status mc_exp(mc_graph *g, mc_tensor *x, mc_tensor **out) {
 }
 mc_status mc_log(mc_graph *g, mc_tensor *x, mc_tensor **out) {
     return unary_op(g, "log", x, log_forward, log_node, out);
+}
+mc_status mc_silu(mc_graph *g, mc_tensor *x, mc_tensor **out) {
+    return unary_op(g, "silu", x, silu_forward, silu_node, out);
+}
+mc_status mc_abs(mc_graph *g, mc_tensor *x, mc_tensor **out) {
+    return unary_op(g, "abs", x, abs_forward, abs_node, out);
+}
+mc_status mc_sqrt(mc_graph *g, mc_tensor *x, mc_tensor **out) {
+    return unary_op(g, "sqrt", x, sqrt_forward, sqrt_node, out);
 }
 
 /* ---- add_relu: relu(a + b), the end of a residual block (a fused op) ----

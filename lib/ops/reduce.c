@@ -1,4 +1,5 @@
-/* Reductions: sum and mean over one dimension, and over every element.
+/* Reductions: sum and mean over one dimension, and over every element; max
+ * and min over one dimension, argmax and argmin.
  *
  * Reducing dimension `dim` of x views x as (outer, n, inner) — the dims
  * before it, it, and the dims after it — and produces (outer, inner). The
@@ -6,6 +7,8 @@
  * (times 1/n for the mean). */
 #include "mmchain/ops.h"
 #include "core/parallel.h"
+
+#include <math.h>
 
 typedef struct reduce_saved {
     int dim;     /* the reduced dimension of the input, resolved */
@@ -63,15 +66,8 @@ static mc_status reduce_dim_node(mc_node *node) {
     return MC_OK;
 }
 
-static mc_status reduce_dim(mc_graph *g, const char *op, mc_tensor *x, int dim, bool keepdim,
-                            bool mean, mc_tensor **out) {
-    *out = NULL;
-    int d = 0;
-    MC_TRY(mc_resolve_dim(op, x, dim, &d));
-    int64_t n = x->shape.dim[d], outer, inner;
-    split_at(x->shape, d, &outer, &inner);
-    /* Output shape: dim kept as 1, or removed (a 1-D input gives shape (1)). */
-    mc_shape shape = x->shape;
+/* The reduced shape of x along d (keepdim: d kept as 1; a 1-D input gives (1)). */
+static mc_shape reduced_shape(mc_shape shape, int d, bool keepdim) {
     if (keepdim) {
         shape.dim[d] = 1;
     } else if (shape.ndim == 1) {
@@ -80,6 +76,17 @@ static mc_status reduce_dim(mc_graph *g, const char *op, mc_tensor *x, int dim, 
         for (int i = d; i < shape.ndim - 1; i++) shape.dim[i] = shape.dim[i + 1];
         shape.ndim--;
     }
+    return shape;
+}
+
+static mc_status reduce_dim(mc_graph *g, const char *op, mc_tensor *x, int dim, bool keepdim,
+                            bool mean, mc_tensor **out) {
+    *out = NULL;
+    int d = 0;
+    MC_TRY(mc_resolve_dim(op, x, dim, &d));
+    int64_t n = x->shape.dim[d], outer, inner;
+    split_at(x->shape, d, &outer, &inner);
+    mc_shape shape = reduced_shape(x->shape, d, keepdim);
     float scale = mean ? 1.0f / (float)n : 1.0f;
     mc_tensor *y;
     MC_TRY(mc_graph_tensor(g, shape, op, &y));
@@ -164,4 +171,113 @@ mc_status mc_sum_all(mc_graph *g, mc_tensor *x, mc_tensor **out) {
 
 mc_status mc_mean_all(mc_graph *g, mc_tensor *x, mc_tensor **out) {
     return reduce_all(g, "mean_all", x, true, out);
+}
+
+/* ---- max and min over one dimension, argmax and argmin ----
+ * As torch.max(x, dim) / torch.min(x, dim): the value at the extreme element
+ * of each slice, ties to the FIRST index, NaN counts as the extreme (it
+ * propagates). The backward routes each output gradient to that one element
+ * (the index is saved); the other elements of the slice get nothing. */
+
+typedef struct extreme_saved {
+    int dim;          /* the reduced dimension of the input, resolved */
+    int32_t *indices; /* (outer, inner): the winner's index along dim */
+} extreme_saved;
+
+/* x: (outer, n, inner) -> index (outer, inner) of the max (or min) along n. */
+static void extreme_index_kernel(const float *x, int64_t outer, int64_t n, int64_t inner,
+                                 bool want_max, int32_t *index) {
+#pragma omp parallel for if (outer * n * inner > MC_PARALLEL_MIN_WORK && outer > 1)
+    for (int64_t o = 0; o < outer; o++) {
+        const float *x_block = x + o * n * inner;
+        for (int64_t i = 0; i < inner; i++) {
+            int64_t best = 0;
+            float best_value = x_block[i];
+            for (int64_t j = 1; j < n && !isnan(best_value); j++) {
+                float v = x_block[j * inner + i];
+                if (isnan(v) || (want_max ? v > best_value : v < best_value)) {
+                    best = j;
+                    best_value = v;
+                }
+            }
+            index[o * inner + i] = (int32_t)best;
+        }
+    }
+}
+
+static mc_status check_index_range(const char *op, const mc_tensor *x, int d) {
+    if (x->shape.dim[d] > INT32_MAX)
+        return mc_error(MC_ERR_SHAPE, "%s of %s: dimension %d is too long for 32-bit indices", op,
+                        x->name, d);
+    return MC_OK;
+}
+
+static mc_status extreme_node(mc_node *node) {
+    mc_tensor *x = node->in[0], *y = node->out;
+    const extreme_saved *saved = node->saved;
+    float *gx;
+    MC_TRY(mc_grad_buffer(node->graph, x, &gx));
+    int64_t outer, inner, n = x->shape.dim[saved->dim];
+    split_at(x->shape, saved->dim, &outer, &inner);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++)
+            gx[(o * n + saved->indices[o * inner + i]) * inner + i] += y->grad[o * inner + i];
+    return MC_OK;
+}
+
+static mc_status reduce_extreme(mc_graph *g, const char *op, mc_tensor *x, int dim, bool keepdim,
+                                bool want_max, mc_tensor **out) {
+    *out = NULL;
+    if (!x) return mc_error(MC_ERR_ARG, "%s: input is NULL", op);
+    int d = 0;
+    MC_TRY(mc_resolve_dim(op, x, dim, &d));
+    MC_TRY(check_index_range(op, x, d));
+    int64_t n = x->shape.dim[d], outer, inner;
+    split_at(x->shape, d, &outer, &inner);
+    mc_tensor *y;
+    MC_TRY(mc_graph_tensor_uninit(g, reduced_shape(x->shape, d, keepdim), op, &y));
+    int32_t *index;
+    MC_TRY(mc_graph_alloc(g, (size_t)(outer * inner) * sizeof *index, (void **)&index));
+    extreme_index_kernel(x->data, outer, n, inner, want_max, index);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++)
+            y->data[o * inner + i] = x->data[(o * n + index[o * inner + i]) * inner + i];
+    mc_tensor *in[1] = {x};
+    if (mc_graph_should_record(g, 1, in)) {
+        extreme_saved *saved;
+        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
+        saved->dim = d;
+        saved->indices = index;
+        MC_TRY(mc_graph_record(g, op, extreme_node, y, 1, in, saved));
+    }
+    *out = y;
+    return MC_OK;
+}
+
+mc_status mc_max(mc_graph *g, mc_tensor *x, int dim, bool keepdim, mc_tensor **out) {
+    return reduce_extreme(g, "max", x, dim, keepdim, true, out);
+}
+
+mc_status mc_min(mc_graph *g, mc_tensor *x, int dim, bool keepdim, mc_tensor **out) {
+    return reduce_extreme(g, "min", x, dim, keepdim, false, out);
+}
+
+static mc_status arg_extreme(const char *op, const mc_tensor *x, int dim, bool want_max,
+                             int32_t *indices) {
+    if (!x || !indices) return mc_error(MC_ERR_ARG, "%s: x and indices must not be NULL", op);
+    int d = 0;
+    MC_TRY(mc_resolve_dim(op, x, dim, &d));
+    MC_TRY(check_index_range(op, x, d));
+    int64_t outer, inner;
+    split_at(x->shape, d, &outer, &inner);
+    extreme_index_kernel(x->data, outer, x->shape.dim[d], inner, want_max, indices);
+    return MC_OK;
+}
+
+mc_status mc_argmax(const mc_tensor *x, int dim, int32_t *indices) {
+    return arg_extreme("argmax", x, dim, true, indices);
+}
+
+mc_status mc_argmin(const mc_tensor *x, int dim, int32_t *indices) {
+    return arg_extreme("argmin", x, dim, false, indices);
 }

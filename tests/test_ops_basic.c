@@ -1,0 +1,374 @@
+/* The ops a PyTorch user reaches for first: SiLU, abs, sqrt, pow, clamp,
+ * leaky ReLU (activation.c, pointwise.c), max/min/argmax/argmin (reduce.c),
+ * where, masked_fill, gather (select.c), MSE and BCE losses
+ * (loss_elementwise.c), group norm (groupnorm.c) and the BatchNorm1d and
+ * GroupNorm layers (lib/nn/norm.c).
+ *
+ *  1. Finite-difference gradient checks (mc_gradcheck) of every op.
+ *  2. Outputs and gradients against PyTorch: the fixture
+ *     ops_basic.safetensors written by tests/golden/gen_ops_basic.py
+ *     (tolerances as tests/test_ops_parity.c).
+ *  3. Bad input: a clear error naming the tensor. */
+#include <math.h>
+
+#include "fixture.h"
+#include "testutil.h"
+
+#define OUT_RTOL 1e-4
+#define OUT_ATOL 1e-5
+#define GRAD_RTOL 1e-3
+#define GRAD_ATOL 1e-5
+
+static mc_graph *new_graph(void) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    return g;
+}
+
+/* ---- the ops under test, in the checker's form ---- */
+
+typedef struct op_case {
+    const char *name; /* also the fixture prefix */
+    mc_gradcheck_forward forward;
+    const char *input;  /* the fixture tensor it runs on */
+    float low, high;    /* gradcheck inputs ~ U(low, high), away from kinks */
+} op_case;
+
+#define FW(fn, call)                                                                      \
+    static mc_status fn(mc_graph *g, mc_tensor **in, void *c, mc_tensor **out) {          \
+        (void)c;                                                                          \
+        return call;                                                                      \
+    }
+FW(fw_silu, mc_silu(g, in[0], out))
+FW(fw_abs, mc_abs(g, in[0], out))
+FW(fw_sqrt, mc_sqrt(g, in[0], out))
+FW(fw_pow3, mc_pow(g, in[0], 3.0f, out))
+FW(fw_pow_frac, mc_pow(g, in[0], -1.5f, out))
+FW(fw_clamp, mc_clamp(g, in[0], -0.5f, 0.7f, out))
+FW(fw_leaky_relu, mc_leaky_relu(g, in[0], 0.2f, out))
+FW(fw_max, mc_max(g, in[0], 1, false, out))
+FW(fw_min, mc_min(g, in[0], 1, false, out))
+FW(fw_mse, mc_mse_loss(g, in[0], in[1], out))
+FW(fw_bce, mc_bce_loss(g, in[0], in[1], out))
+FW(fw_bce_logits, mc_bce_with_logits(g, in[0], in[1], out))
+FW(fw_group_norm, mc_group_norm(g, in[0], 3, in[1], in[2], 1e-5f, out))
+FW(fw_group_norm_plain, mc_group_norm(g, in[0], 2, NULL, NULL, 1e-5f, out))
+
+static const op_case unary_cases[] = {
+    {"silu", fw_silu, "x", -3, 3},          {"abs", fw_abs, "x", 0.1f, 2},
+    {"sqrt", fw_sqrt, "positive", 0.3f, 3}, {"pow3", fw_pow3, "x", -2, 2},
+    {"pow_frac", fw_pow_frac, "positive", 0.5f, 3},
+    {"clamp", fw_clamp, "x", -2, 2},        {"leaky_relu", fw_leaky_relu, "x", 0.1f, 2},
+};
+enum { N_UNARY = sizeof unary_cases / sizeof unary_cases[0] };
+
+/* A (5, 7) input drawn for the gradient check; abs and leaky_relu get both
+ * signs by flipping every other element of their positive range, and
+ * clamp's elements are kept 0.05 away from its bounds. */
+static mc_tensor *gradcheck_input(const op_case *c, mc_rng *rng) {
+    mc_tensor *x;
+    MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(5, 7), "x"));
+    mc_tensor_uniform(x, rng, c->low, c->high);
+    for (int64_t i = 0; i < x->numel; i++) {
+        if (c->low > 0 && c->forward != fw_sqrt && c->forward != fw_pow_frac && i % 2)
+            x->data[i] = -x->data[i];
+        if (c->forward == fw_clamp && (fabsf(x->data[i] + 0.5f) < 0.05f || fabsf(x->data[i] - 0.7f) < 0.05f))
+            x->data[i] += 0.1f;
+    }
+    MC_CHECK_OK(mc_tensor_set_requires_grad(x, true));
+    return x;
+}
+
+START_TEST(test_unary_gradcheck) {
+    const op_case *c = &unary_cases[_i];
+    mc_rng rng;
+    mc_rng_seed(&rng, 160 + (uint64_t)_i);
+    mc_tensor *x = gradcheck_input(c, &rng);
+    mc_gradcheck_options options = {.eps = 1e-3};
+    mc_assert_gradcheck(c->name, 1, &x, c->forward, NULL, &options);
+    mc_tensor_free(x);
+}
+END_TEST
+
+/* Backpropagate the fixture's <prefix>.dout from y. */
+static void backward_from(mc_fixture *fx, mc_graph *g, mc_tensor *y, const char *prefix) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.dout", prefix);
+    mc_tensor *dout = mc_fixture_tensor(fx, name, false);
+    ck_assert_int_eq(dout->numel, y->numel);
+    MC_CHECK_OK(mc_backward_with_grad(g, y, dout->data));
+}
+
+static void expect(mc_fixture *fx, const char *prefix, const char *what, const float *values,
+                   int64_t n, bool gradient) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.%s", prefix, what);
+    ck_assert_msg(values != NULL, "%s: not computed", name);
+    mc_fixture_expect(fx, name, values, n, gradient ? GRAD_RTOL : OUT_RTOL,
+                      gradient ? GRAD_ATOL : OUT_ATOL);
+}
+
+START_TEST(test_unary_parity) {
+    const op_case *c = &unary_cases[_i];
+    mc_fixture *fx = mc_fixture_open("ops_basic.safetensors");
+    mc_tensor *x = mc_fixture_tensor(fx, c->input, true);
+    mc_graph *g = new_graph();
+    mc_tensor *y;
+    MC_CHECK_OK(c->forward(g, &x, NULL, &y));
+    expect(fx, c->name, "out", y->data, y->numel, false);
+    backward_from(fx, g, y, c->name);
+    expect(fx, c->name, "grad_x", x->grad, x->numel, true);
+    mc_graph_free(g);
+    mc_fixture_close(fx);
+}
+END_TEST
+
+/* ---- max / min / argmax / argmin over dim 1 of (3, 5, 4), with ties ---- */
+
+START_TEST(test_max_min_parity) {
+    mc_fixture *fx = mc_fixture_open("ops_basic.safetensors");
+    mc_tensor *x = mc_fixture_tensor(fx, "reduce.x", true);
+    const char *names[2] = {"max", "min"};
+    mc_gradcheck_forward forwards[2] = {fw_max, fw_min};
+    for (int k = 0; k < 2; k++) {
+        mc_tensor_zero_grad(x);
+        mc_graph *g = new_graph();
+        mc_tensor *y;
+        MC_CHECK_OK(forwards[k](g, &x, NULL, &y));
+        ck_assert_int_eq(y->shape.ndim, 2);
+        expect(fx, names[k], "out", y->data, y->numel, false);
+        backward_from(fx, g, y, names[k]);
+        expect(fx, names[k], "grad_x", x->grad, x->numel, true);
+        /* The indices, ties to the first (PyTorch's CPU max/min do too). */
+        int32_t indices[12];
+        MC_CHECK_OK((k == 0 ? mc_argmax : mc_argmin)(x, 1, indices));
+        char name[64];
+        snprintf(name, sizeof name, "%s.indices", names[k]);
+        int64_t n;
+        int32_t *expected = mc_fixture_ints(fx, name, &n);
+        ck_assert_int_eq(n, 12);
+        for (int i = 0; i < 12; i++) ck_assert_int_eq(indices[i], expected[i]);
+        mc_graph_free(g);
+    }
+    mc_fixture_close(fx);
+}
+END_TEST
+
+START_TEST(test_max_min_gradcheck_and_errors) {
+    mc_rng rng;
+    mc_rng_seed(&rng, 170);
+    mc_tensor *x;
+    MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(3, 5, 4), "x"));
+    mc_tensor_uniform(x, &rng, -1.0f, 1.0f); /* distinct values: no ties within eps */
+    MC_CHECK_OK(mc_tensor_set_requires_grad(x, true));
+    mc_gradcheck_options options = {.eps = 1e-4};
+    mc_assert_gradcheck("max dim 1", 1, &x, fw_max, NULL, &options);
+    mc_assert_gradcheck("min dim 1", 1, &x, fw_min, NULL, &options);
+    mc_graph *g = new_graph();
+    mc_tensor *y;
+    MC_CHECK_OK(mc_max(g, x, -1, true, &y));
+    ck_assert(mc_shape_equal(y->shape, MC_SHAPE(3, 5, 1)));
+    MC_CHECK_FAILS(mc_max(g, x, 3, false, &y), MC_ERR_ARG, "dim 3");
+    int32_t idx[15];
+    MC_CHECK_FAILS(mc_argmax(x, -4, idx), MC_ERR_ARG, "argmax");
+    /* NaN is the max, as in PyTorch. */
+    x->data[7] = NAN; /* (0, 1, 3) */
+    MC_CHECK_OK(mc_argmax(x, 1, idx));
+    ck_assert_int_eq(idx[3], 1);
+    mc_graph_free(g);
+    mc_tensor_free(x);
+}
+END_TEST
+
+/* ---- where, masked_fill, gather ---- */
+
+typedef struct select_ctx {
+    mc_tensor *mask;
+    const int32_t *index;
+} select_ctx;
+
+static mc_status fw_where(mc_graph *g, mc_tensor **in, void *c, mc_tensor **out) {
+    return mc_where(g, ((select_ctx *)c)->mask, in[0], in[1], out);
+}
+static mc_status fw_masked_fill(mc_graph *g, mc_tensor **in, void *c, mc_tensor **out) {
+    return mc_masked_fill(g, in[0], ((select_ctx *)c)->mask, -2.0f, out);
+}
+static mc_status fw_gather(mc_graph *g, mc_tensor **in, void *c, mc_tensor **out) {
+    return mc_gather(g, in[0], 1, ((select_ctx *)c)->index, MC_SHAPE(3, 7, 4), out);
+}
+
+START_TEST(test_select_parity_and_gradcheck) {
+    mc_fixture *fx = mc_fixture_open("ops_basic.safetensors");
+    mc_tensor *a = mc_fixture_tensor(fx, "select.a", true);
+    mc_tensor *b = mc_fixture_tensor(fx, "select.b", true);
+    int64_t n_index;
+    select_ctx ctx = {.mask = mc_fixture_tensor(fx, "select.mask", false),
+                      .index = mc_fixture_ints(fx, "gather.index", &n_index)};
+    ck_assert_int_eq(n_index, 3 * 7 * 4);
+    mc_tensor *in[2] = {a, b};
+    const char *names[3] = {"where", "masked_fill", "gather"};
+    mc_gradcheck_forward forwards[3] = {fw_where, fw_masked_fill, fw_gather};
+    for (int k = 0; k < 3; k++) {
+        mc_tensor_zero_grad(a);
+        mc_tensor_zero_grad(b);
+        mc_graph *g = new_graph();
+        mc_tensor *y;
+        MC_CHECK_OK(forwards[k](g, in, &ctx, &y));
+        expect(fx, names[k], "out", y->data, y->numel, false);
+        backward_from(fx, g, y, names[k]);
+        expect(fx, names[k], k == 0 ? "grad_a" : "grad_x", a->grad, a->numel, true);
+        if (k == 0) expect(fx, names[k], "grad_b", b->grad, b->numel, true);
+        mc_graph_free(g);
+        mc_assert_gradcheck(names[k], k == 0 ? 2 : 1, in, forwards[k], &ctx, NULL);
+    }
+    mc_fixture_close(fx);
+}
+END_TEST
+
+START_TEST(test_select_errors) {
+    mc_graph *g = new_graph();
+    mc_tensor *x, *mask, *other, *y;
+    MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(3, 4), "x"));
+    MC_CHECK_OK(mc_tensor_new(&mask, MC_SHAPE(2, 4), "mask"));
+    MC_CHECK_OK(mc_tensor_new(&other, MC_SHAPE(4, 3), "other"));
+    MC_CHECK_FAILS(mc_masked_fill(g, x, mask, 0.0f, &y), MC_ERR_SHAPE, "mask");
+    MC_CHECK_FAILS(mc_where(g, x, x, other, &y), MC_ERR_SHAPE, "other");
+    int32_t index[6] = {0, 1, 2, 3, 4, 0};
+    MC_CHECK_FAILS(mc_gather(g, x, 1, index, MC_SHAPE(3, 2), &y), MC_ERR_ARG, "index[4] is 4");
+    MC_CHECK_FAILS(mc_gather(g, x, 1, index, MC_SHAPE(6), &y), MC_ERR_SHAPE, "as many dimensions");
+    MC_CHECK_FAILS(mc_clamp(g, x, 1.0f, -1.0f, &y), MC_ERR_ARG, "low <= high");
+    mc_tensor_free(x);
+    mc_tensor_free(mask);
+    mc_tensor_free(other);
+    mc_graph_free(g);
+}
+END_TEST
+
+/* ---- losses: MSE, BCE, BCE with logits; gradients to input and target ---- */
+
+START_TEST(test_losses_parity_and_gradcheck) {
+    mc_fixture *fx = mc_fixture_open("ops_basic.safetensors");
+    mc_tensor *x = mc_fixture_tensor(fx, "loss.x", true);
+    mc_tensor *t = mc_fixture_tensor(fx, "loss.t", true);
+    mc_tensor *p = mc_fixture_tensor(fx, "loss.p", true);
+    const char *names[3] = {"mse", "bce", "bce_logits"};
+    mc_gradcheck_forward forwards[3] = {fw_mse, fw_bce, fw_bce_logits};
+    for (int k = 0; k < 3; k++) {
+        mc_tensor *in[2] = {k == 1 ? p : x, t};
+        mc_tensor_zero_grad(in[0]);
+        mc_tensor_zero_grad(t);
+        mc_graph *g = new_graph();
+        mc_tensor *loss;
+        MC_CHECK_OK(forwards[k](g, in, NULL, &loss));
+        expect(fx, names[k], "out", loss->data, 1, false);
+        MC_CHECK_OK(mc_backward(g, loss));
+        expect(fx, names[k], "grad_input", in[0]->grad, in[0]->numel, true);
+        expect(fx, names[k], "grad_target", t->grad, t->numel, true);
+        mc_graph_free(g);
+        mc_gradcheck_options options = {.eps = 1e-3};
+        mc_assert_gradcheck(names[k], 2, in, forwards[k], NULL, &options);
+    }
+    mc_graph *g = new_graph();
+    mc_tensor *loss;
+    MC_CHECK_FAILS(mc_bce_loss(g, x, t, &loss), MC_ERR_ARG, "probabilities must be in [0, 1]");
+    MC_CHECK_FAILS(mc_mse_loss(g, x, mc_fixture_tensor(fx, "select.a", false), &loss), MC_ERR_SHAPE,
+                   "same shape");
+    mc_graph_free(g);
+    mc_fixture_close(fx);
+}
+END_TEST
+
+/* ---- group norm (op and layer) and BatchNorm1d ---- */
+
+START_TEST(test_group_norm_parity) {
+    mc_fixture *fx = mc_fixture_open("ops_basic.safetensors");
+    ck_assert_str_eq(mc_fixture_metadata(fx, "group_norm.groups"), "3");
+    mc_tensor *x = mc_fixture_tensor(fx, "group_norm.x", true);
+    mc_param_list params = {0};
+    mc_group_norm_layer layer;
+    MC_CHECK_OK(mc_group_norm_init(&params, "norm", 3, 6, 1e-5f, &layer));
+    ck_assert_str_eq(params.items[0]->name, "norm.weight");
+    ck_assert_str_eq(params.items[1]->name, "norm.bias");
+    MC_CHECK_OK(mc_tensor_copy(layer.weight, mc_fixture_tensor(fx, "group_norm.weight", false)));
+    MC_CHECK_OK(mc_tensor_copy(layer.bias, mc_fixture_tensor(fx, "group_norm.bias", false)));
+    mc_graph *g = new_graph();
+    mc_tensor *y;
+    MC_CHECK_OK(mc_group_norm_forward(g, &layer, x, &y));
+    expect(fx, "group_norm", "out", y->data, y->numel, false);
+    backward_from(fx, g, y, "group_norm");
+    expect(fx, "group_norm", "grad_x", x->grad, x->numel, true);
+    expect(fx, "group_norm", "grad_weight", layer.weight->grad, 6, true);
+    expect(fx, "group_norm", "grad_bias", layer.bias->grad, 6, true);
+    MC_CHECK_FAILS(mc_group_norm(g, x, 4, NULL, NULL, 1e-5f, &y), MC_ERR_ARG, "4 groups");
+    mc_graph_free(g);
+    mc_params_free(&params);
+    mc_fixture_close(fx);
+}
+END_TEST
+
+START_TEST(test_group_norm_gradcheck) {
+    mc_rng rng;
+    mc_rng_seed(&rng, 180);
+    mc_tensor *in[3];
+    MC_CHECK_OK(mc_tensor_new(&in[0], MC_SHAPE(2, 3, 2, 6), "x"));
+    MC_CHECK_OK(mc_tensor_new(&in[1], MC_SHAPE(6), "weight"));
+    MC_CHECK_OK(mc_tensor_new(&in[2], MC_SHAPE(6), "bias"));
+    for (int k = 0; k < 3; k++) {
+        mc_tensor_uniform(in[k], &rng, k == 1 ? 0.5f : -1.0f, k == 1 ? 1.5f : 1.0f);
+        MC_CHECK_OK(mc_tensor_set_requires_grad(in[k], true));
+    }
+    mc_gradcheck_options options = {.eps = 1e-3};
+    mc_assert_gradcheck("group_norm affine", 3, in, fw_group_norm, NULL, &options);
+    mc_assert_gradcheck("group_norm plain, 2 groups", 1, in, fw_group_norm_plain, NULL, &options);
+    for (int k = 0; k < 3; k++) mc_tensor_free(in[k]);
+}
+END_TEST
+
+START_TEST(test_batch_norm1d_parity) {
+    mc_fixture *fx = mc_fixture_open("ops_basic.safetensors");
+    mc_param_list params = {0};
+    mc_batch_norm bn;
+    MC_CHECK_OK(mc_batch_norm_init(&params, "bn", 5, &bn));
+    MC_CHECK_OK(mc_tensor_copy(bn.weight, mc_fixture_tensor(fx, "batch_norm1d.init.weight", false)));
+    MC_CHECK_OK(mc_tensor_copy(bn.bias, mc_fixture_tensor(fx, "batch_norm1d.init.bias", false)));
+    mc_tensor *x = mc_fixture_tensor(fx, "batch_norm1d.x", true);
+    mc_graph *g = new_graph();
+    mc_tensor *y;
+    MC_CHECK_OK(mc_batch_norm1d_forward(g, &bn, true, x, &y));
+    ck_assert(mc_shape_equal(y->shape, MC_SHAPE(8, 5)));
+    expect(fx, "batch_norm1d", "out", y->data, y->numel, false);
+    expect(fx, "batch_norm1d", "running_mean", bn.running_mean->data, 5, false);
+    expect(fx, "batch_norm1d", "running_var", bn.running_var->data, 5, false);
+    ck_assert_float_eq(bn.num_batches_tracked->data[0], 1.0f);
+    backward_from(fx, g, y, "batch_norm1d");
+    expect(fx, "batch_norm1d", "grad_x", x->grad, x->numel, true);
+    expect(fx, "batch_norm1d", "grad_weight", bn.weight->grad, 5, true);
+    expect(fx, "batch_norm1d", "grad_bias", bn.bias->grad, 5, true);
+    mc_graph_reset(g);
+    MC_CHECK_OK(mc_batch_norm1d_forward(g, &bn, false, x, &y));
+    expect(fx, "batch_norm1d", "eval_out", y->data, y->numel, false);
+    mc_tensor *row;
+    MC_CHECK_OK(mc_slice(g, x, 0, 0, 1, &row));
+    MC_CHECK_FAILS(mc_batch_norm1d_forward(g, &bn, true, row, &y), MC_ERR_SHAPE, "one row");
+    MC_CHECK_FAILS(mc_batch_norm1d_forward(g, &bn, true, mc_fixture_tensor(fx, "select.a", false), &y),
+                   MC_ERR_SHAPE, "(N, C)");
+    mc_graph_free(g);
+    mc_params_free(&params);
+    mc_fixture_close(fx);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("ops_basic");
+    const TTest *const none[] = {NULL};
+    mc_test_add_loops(mc_test_add_case(s, "unary", none),
+                      (const mc_test_loop[]){{test_unary_gradcheck, 0, N_UNARY},
+                                             {test_unary_parity, 0, N_UNARY},
+                                             {NULL, 0, 0}});
+    const TTest *const tests[] = {test_max_min_parity, test_max_min_gradcheck_and_errors,
+                                  test_select_parity_and_gradcheck, test_select_errors,
+                                  test_losses_parity_and_gradcheck, test_group_norm_parity,
+                                  test_group_norm_gradcheck, test_batch_norm1d_parity, NULL};
+    mc_test_add_case(s, "ops", tests);
+    return mc_test_run_suite(s);
+}
