@@ -377,6 +377,90 @@ static void check_data_parallel_step(bool symmetric) {
     mc_params_free(&dist.params);
 }
 
+/* The gradients of one data-parallel step of a tiny model (plus a
+ * trainable tensor no op uses), averaged by mc_dist_average_gradients after
+ * backward, or by a reducer with buckets of `bucket_bytes` during it
+ * (bucket_bytes 0). The model is left in *m, its gradients set. */
+static void bucket_step(tiny_model *m, int64_t bucket_bytes, mc_dist_reducer_stats *stats) {
+    mc_rng rng;
+    mc_rng_seed(&rng, 11);
+    float x_all[N * HW * HW * C], targets_all[N * E];
+    for (int i = 0; i < N * HW * HW * C; i++) x_all[i] = (float)(mc_rng_normal(&rng) * 1.5 + 0.3);
+    for (int i = 0; i < N * E; i++) targets_all[i] = (float)mc_rng_normal(&rng);
+    tiny_model_new(m);
+    mc_tensor *unused;
+    MC_CHECK_OK(mc_params_new(&m->params, &unused, MC_SHAPE(3), true, "unused"));
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    int64_t start, count;
+    mc_dist_slice(N, rank_, world_, &start, &count);
+    mc_tensor *x, *loss;
+    mc_dist_set_sync_batchnorm(true);
+    tiny_step(m, g, x_all, targets_all, start, count, true, false, &x, &loss);
+    if (bucket_bytes == 0) {
+        MC_CHECK_OK(mc_backward(g, loss));
+        MC_CHECK_OK(mc_dist_average_gradients(g, &m->params));
+    } else {
+        mc_dist_reducer *reducer;
+        MC_CHECK_OK(mc_dist_reducer_new(&m->params, bucket_bytes, &reducer));
+        MC_CHECK_OK(mc_dist_backward_average(reducer, g, loss));
+        mc_dist_reducer_stats_get(reducer, stats);
+        mc_dist_reducer_free(reducer);
+    }
+    mc_dist_set_sync_batchnorm(false);
+    mc_tensor_free(x);
+    mc_graph_free(g);
+}
+
+/* Buckets change when the gradients travel, not what they sum to: bit for
+ * bit the average after backward, for one bucket per tensor, a few tensors
+ * per bucket and one bucket for all. */
+START_TEST(test_buckets_equal_average_after_backward) {
+    tiny_model reference;
+    mc_dist_reducer_stats unused_stats;
+    bucket_step(&reference, 0, &unused_stats);
+    const int64_t bucket_sizes[] = {1, 200, MC_DIST_BUCKET_BYTES};
+    for (size_t s = 0; s < sizeof bucket_sizes / sizeof bucket_sizes[0]; s++) {
+        tiny_model m;
+        mc_dist_reducer_stats stats;
+        bucket_step(&m, bucket_sizes[s], &stats);
+        int trainable = 0;
+        int64_t gradient_floats = 0, sent_floats = 0;
+        for (int p = 0; p < m.params.count; p++) {
+            const mc_tensor *a = m.params.items[p], *b = reference.params.items[p];
+            if (!b->requires_grad) continue;
+            trainable++;
+            gradient_floats += a->numel;
+            /* One bucket per tensor: this rank sends the others their
+             * chunks of it, then its summed chunk to each of them. */
+            int64_t mine = a->numel * (rank_ + 1) / world_ - a->numel * rank_ / world_;
+            sent_floats += (a->numel - mine) + (int64_t)(world_ - 1) * mine;
+            ck_assert_ptr_nonnull(a->grad);
+            /* One process: the average after backward leaves a gradient
+             * never created as it is, i.e. zeros. */
+            float *zeros = calloc((size_t)a->numel, sizeof(float));
+            ck_assert_ptr_nonnull(zeros);
+            const float *expected = b->grad ? b->grad : zeros;
+            bool same = memcmp(a->grad, expected, (size_t)a->numel * sizeof(float)) == 0;
+            free(zeros);
+            ck_assert_msg(same,
+                          "buckets of %lld bytes: the gradient of %s differs from the average after backward",
+                          (long long)bucket_sizes[s], a->name);
+        }
+        ck_assert_int_eq(stats.gradient_bytes, gradient_floats * (int64_t)sizeof(float));
+        ck_assert_int_eq(stats.buckets_overlapped, stats.buckets); /* all started inside backward */
+        if (bucket_sizes[s] == 1) {
+            ck_assert_int_eq(stats.buckets, trainable);
+            ck_assert_int_eq(stats.bytes_sent, sent_floats * (int64_t)sizeof(float));
+        }
+        if (bucket_sizes[s] == MC_DIST_BUCKET_BYTES) ck_assert_int_eq(stats.buckets, 1);
+        if (world_ == 1) ck_assert_int_eq(stats.bytes_sent, 0);
+        mc_params_free(&m.params);
+    }
+    mc_params_free(&reference.params);
+}
+END_TEST
+
 START_TEST(test_data_parallel_step_equals_one_process) { check_data_parallel_step(false); }
 END_TEST
 
@@ -412,6 +496,7 @@ int main(int argc, char **argv) {
     tcase_add_test(training, test_all_gather_op_gradient);
     tcase_add_test(training, test_data_parallel_step_equals_one_process);
     tcase_add_test(training, test_data_parallel_step_symmetric);
+    tcase_add_test(training, test_buckets_equal_average_after_backward);
     suite_add_tcase(s, training);
     /* Without fork: a forked child must not talk to MPI. (A failed check
      * on one rank may leave the others waiting in a collective: the script

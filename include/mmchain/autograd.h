@@ -117,6 +117,19 @@ mc_status mc_backward(mc_graph *g, mc_tensor *loss);
  * as `t_grad` (t->numel floats) — a vector-Jacobian product. */
 mc_status mc_backward_with_grad(mc_graph *g, mc_tensor *t, const float *t_grad);
 
+/* A hook that backward calls after it has walked each node of the tape
+ * (run, or skipped because nothing downstream of it reached the loss),
+ * last-recorded node first, with the node's position on the tape. Once a
+ * backward has passed every node that takes a tensor as input, that
+ * tensor's gradient is final: a data-parallel trainer starts sending a
+ * parameter's gradient from here while the rest of backward runs. An error
+ * from the hook stops backward. NULL removes it. The tape is readable from
+ * the hook's `user` state through mc_graph_tape_node before backward starts. */
+typedef mc_status (*mc_backward_hook)(void *user, int position, const mc_node *node);
+void mc_graph_set_backward_hook(mc_graph *g, mc_backward_hook hook, void *user);
+/* Node `position` (0 = first recorded) of the tape, or NULL past its end. */
+const mc_node *mc_graph_tape_node(const mc_graph *g, int position);
+
 /* Scoped release, for inference: everything allocated after a mark can be
  * given back at once. Used between the blocks of a network in no-grad mode
  * so that memory holds one block's activations, not all of them:

@@ -145,6 +145,48 @@ mc_status mc_dist_all_gather_op(mc_graph *g, mc_tensor *local, mc_tensor **out);
  * the average is not zero. Call after backward, before the optimizer step. */
 mc_status mc_dist_average_gradients(mc_graph *g, const mc_param_list *params);
 
+/* Gradient averaging in buckets, overlapped with backward (as PyTorch's
+ * DistributedDataParallel). The trainable tensors of a parameter list are
+ * grouped, in REVERSE list order (roughly the order in which backward
+ * finishes their gradients), into buckets of about `bucket_bytes`. During
+ * backward, as soon as every gradient of a bucket is final — backward has
+ * walked every node of the tape that uses its tensors — the bucket is
+ * packed and its all-reduce starts as non-blocking collectives, while
+ * backward goes on; the rest is waited for at the end. The averages are
+ * those of mc_dist_average_gradients bit for bit (every element is summed
+ * in rank order, whatever the buckets). Buckets start in bucket order on
+ * every rank, and each has its own communicator, so the order of MPI's
+ * calls does not depend on timing.
+ *
+ * MPI moves a non-blocking collective on only inside MPI calls: the
+ * reducer tests its buckets after every node of backward, which is how the
+ * transfer advances while the heavy ops compute. */
+typedef struct mc_dist_reducer mc_dist_reducer;
+
+/* The default bucket size, as DDP's bucket_cap_mb = 25. */
+#define MC_DIST_BUCKET_BYTES ((int64_t)25 << 20)
+
+/* Collective (each bucket duplicates the world's communicator). The list
+ * must outlive the reducer and keep its tensors. */
+mc_status mc_dist_reducer_new(const mc_param_list *params, int64_t bucket_bytes, mc_dist_reducer **out);
+/* Collective. */
+void mc_dist_reducer_free(mc_dist_reducer *reducer);
+/* mc_backward(g, loss), then every trainable gradient of the reducer's
+ * list averaged over ranks — mc_dist_average_gradients's result, with the
+ * communication overlapped with backward. */
+mc_status mc_dist_backward_average(mc_dist_reducer *reducer, mc_graph *g, mc_tensor *loss);
+
+/* What the last mc_dist_backward_average did on this rank. */
+typedef struct mc_dist_reducer_stats {
+    int buckets;
+    int64_t gradient_bytes; /* the gradients averaged (floats x 4) */
+    int64_t bytes_sent;     /* by this rank, both phases (2 (N-1)/N of the gradients) */
+    int buckets_overlapped; /* buckets whose exchange had started before backward ended */
+    double backward_seconds;   /* backward itself, with the overlapped communication */
+    double exposed_seconds;    /* after backward: waiting for the buckets and unpacking */
+} mc_dist_reducer_stats;
+void mc_dist_reducer_stats_get(const mc_dist_reducer *reducer, mc_dist_reducer_stats *out);
+
 /* Synchronised batch norm: while enabled, every training-mode batch norm
  * (mc_batchnorm2d, mc_batchnorm2d_relu) takes its statistics over the
  * global batch — the per-channel sums of its forward and the two sums of

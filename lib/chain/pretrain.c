@@ -164,9 +164,10 @@ static void clamp_logit_scale(mc_clip *clip) {
 
 /* Forward, backward, clip, update: the images and ids already in b; this
  * process embeds rows [first, first + m) of them (all rows alone, its slice
- * of the batch in a distributed run, where `gather` is set). */
+ * of the batch in a distributed run, where `reducer` averages the gradients). */
 static mc_status train_step(mc_clip *clip, mc_graph *g, param_groups *groups, batch_buffers *b, int first,
-                            int m, bool gather, float lr, float max_grad_norm, double *loss_out) {
+                            int m, mc_dist_reducer *reducer, float lr, float max_grad_norm, double *loss_out) {
+    const bool gather = reducer != NULL;
     mc_tensor images = mc_tensor_rows(b->images, first, m);
     const int32_t *ids = b->ids + (int64_t)first * clip->config.text.context;
     mc_tensor *image_embeds, *text_embeds, *loss;
@@ -181,9 +182,9 @@ static mc_status train_step(mc_clip *clip, mc_graph *g, param_groups *groups, ba
     MC_TRY(mc_infonce(g, image_embeds, text_embeds, clip->logit_scale, true, &loss));
     *loss_out = loss->data[0];
     if (!isfinite(*loss_out)) return mc_error(MC_ERR_NUMERIC, "the loss became %g", *loss_out);
-    MC_TRY(mc_backward(g, loss));
-    /* Averaged before clipping: the norm is the one-process gradient's. */
-    if (gather) MC_TRY(mc_dist_average_gradients(g, &clip->params));
+    /* Averaged (in buckets sent while backward runs) before clipping: the
+     * norm is the one-process gradient's. */
+    MC_TRY(gather ? mc_dist_backward_average(reducer, g, loss) : mc_backward(g, loss));
     if (max_grad_norm > 0.0f) MC_TRY(mc_grad_clip_norm(&clip->params, max_grad_norm, NULL));
     mc_optimizer_set_lr(groups->decayed_opt, lr);
     mc_optimizer_set_lr(groups->plain_opt, lr);
@@ -210,6 +211,7 @@ typedef struct pretrain_run {
     int64_t steps_per_epoch, total_steps, step;
     mc_rng rng;
     int rank, world;   /* data parallel: this process among `world` (0 of 1 alone) */
+    mc_dist_reducer *reducer; /* data parallel: the gradient average */
 } pretrain_run;
 
 static mc_status run_epoch(pretrain_run *r, int epoch) {
@@ -226,7 +228,7 @@ static mc_status run_epoch(pretrain_run *r, int epoch) {
         mc_status status = fill_batch(r->clip, r->data, r->cfg, r->order + first, n, &r->rng, &r->batch);
         if (status == MC_OK)
             status = train_step(r->clip, r->g, &r->groups, &r->batch, (int)slice_first, (int)slice_count,
-                                r->world > 1, lr, r->cfg->max_grad_norm, &loss);
+                                r->reducer, lr, r->cfg->max_grad_norm, &loss);
         mc_graph_reset(r->g);
         if (status != MC_OK)
             return mc_error_context(status, "CLIP pretraining, epoch %d, step %lld: ", epoch + 1,
@@ -261,6 +263,7 @@ static mc_status run_init(pretrain_run *r) {
     if (r->world > 1) {
         MC_TRY(mc_dist_check_batches(count, bsize, r->world));
         MC_TRY(mc_dist_broadcast_params(&r->clip->params)); /* every rank starts from rank 0's */
+        MC_TRY(mc_dist_reducer_new(&r->clip->params, MC_DIST_BUCKET_BYTES, &r->reducer));
     }
     r->total_steps = r->steps_per_epoch * r->cfg->epochs;
     int64_t warmup = (int64_t)(r->cfg->warmup_fraction * (float)r->total_steps);
@@ -285,6 +288,7 @@ static void run_free(pretrain_run *r) {
     free(r->batch.params);
     free(r->order);
     mc_graph_free(r->g);
+    mc_dist_reducer_free(r->reducer);
 }
 
 mc_status mc_clip_pretrain(mc_clip *clip, const mc_clip_pretrain_data *data,

@@ -100,6 +100,7 @@ struct mc_chain_trainer {
     /* data parallel: this process's rank among `world` (0 of 1 alone) */
     int rank, world;
     bool weights_shared;        /* rank 0's weights were broadcast */
+    mc_dist_reducer *reducer;   /* the gradient average, overlapped with backward */
 };
 
 /* ---------------------------------------------------------------------------
@@ -267,6 +268,7 @@ static mc_status trainer_init(mc_chain_trainer *t) {
     adam.lr = t->cfg.lr;
     MC_TRY(mc_optimizer_adam(&t->opt, &t->enc->params, adam));
     MC_TRY(mc_graph_new(&t->g));
+    if (t->world > 1) MC_TRY(mc_dist_reducer_new(&t->enc->params, MC_DIST_BUCKET_BYTES, &t->reducer));
     return MC_OK;
 }
 
@@ -311,6 +313,7 @@ void mc_chain_trainer_free(mc_chain_trainer *t) {
     mc_tensor_free(t->targets);
     mc_optimizer_free(t->opt);
     mc_graph_free(t->g);
+    mc_dist_reducer_free(t->reducer);
     mc_chain_metrics_free(&t->metrics);
     mc_chain_data_free(&t->val_subset);
     free(t->pair_of);
@@ -444,10 +447,10 @@ mc_status mc_chain_trainer_step(mc_chain_trainer *t, double *loss_out) {
     if (status == MC_OK) {
         *loss_out = loss->data[0];
         mc_optimizer_zero_grad(t->opt);
-        status = mc_backward(t->g, loss);
+        /* Data parallel: the gradients averaged over ranks, in buckets sent while backward runs. */
+        status = t->reducer ? mc_dist_backward_average(t->reducer, t->g, loss) : mc_backward(t->g, loss);
     }
     if (sync_bn) mc_dist_set_sync_batchnorm(false);
-    if (status == MC_OK && t->world > 1) status = mc_dist_average_gradients(t->g, &t->enc->params);
     if (status == MC_OK) status = mc_optimizer_step(t->opt);
     mc_graph_reset(t->g);
     if (status != MC_OK) return status;

@@ -44,6 +44,8 @@ struct mc_graph {
     bool grad_enabled;
     mc_precision precision; /* of the ops' matrix products */
     int64_t profile_op_start_ns; /* MMCHAIN_PROFILE: the running op's first allocation, or 0 */
+    mc_backward_hook backward_hook; /* called after each node backward walks */
+    void *backward_hook_user;
 };
 
 static arena_chunk *chunk_new(size_t capacity) {
@@ -272,6 +274,15 @@ size_t mc_graph_arena_bytes(const mc_graph *g) { return g->bytes_in_use; }
 size_t mc_graph_arena_peak_bytes(const mc_graph *g) { return g->peak_bytes; }
 int mc_graph_tape_length(const mc_graph *g) { return g->tape_length; }
 
+void mc_graph_set_backward_hook(mc_graph *g, mc_backward_hook hook, void *user) {
+    g->backward_hook = hook;
+    g->backward_hook_user = user;
+}
+
+const mc_node *mc_graph_tape_node(const mc_graph *g, int position) {
+    return position >= 0 && position < g->tape_length ? &g->tape[position] : NULL;
+}
+
 size_t mc_peak_rss_bytes(void) {
     struct rusage usage;
     if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
@@ -395,7 +406,10 @@ mc_status mc_backward_with_grad(mc_graph *g, mc_tensor *t, const float *t_grad) 
     mc_status status = MC_OK;
     for (int i = g->tape_length - 1; i >= 0 && status == MC_OK; i--) {
         mc_node *node = &g->tape[i];
-        if (!node->out->grad) continue; /* nothing downstream of it reached the loss */
+        if (!node->out->grad) { /* nothing downstream of it reached the loss */
+            if (g->backward_hook) status = g->backward_hook(g->backward_hook_user, i, node);
+            continue;
+        }
         /* Scratch memory a backward function takes from the arena is dead
          * when it returns; the gradients it produces live in grad blocks. */
         mc_graph_mark mark = mc_graph_get_mark(g);
@@ -414,6 +428,7 @@ mc_status mc_backward_with_grad(mc_graph *g, mc_tensor *t, const float *t_grad) 
             grad_block_release(g, node->out->grad);
             node->out->grad = NULL;
         }
+        if (g->backward_hook) status = g->backward_hook(g->backward_hook_user, i, node);
     }
     mc_graph_set_grad_enabled(g, was_enabled);
     g->tape_length = 0;

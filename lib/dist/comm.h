@@ -31,6 +31,28 @@ mc_status mc_comm_alltoallv(const void *send, const int64_t *send_bytes, const i
  * where k is the sender (MPI_Allgatherv). recv_bytes[k]: what rank k sends. */
 mc_status mc_comm_allgatherv(const void *send, int64_t bytes, void *recv, const int64_t *recv_bytes,
                              const int64_t *recv_offsets);
+/* A channel: a communicator of its own (a duplicate of the world's) that
+ * carries one non-blocking collective at a time. MPI wants the collectives
+ * of one communicator started in the same order on every rank; a gradient
+ * bucket's exchange goes in two phases, the second started when the first
+ * is seen complete — a moment that depends on timing — so every bucket gets
+ * its own channel, and buckets may then progress in any order.
+ * mc_comm_channel_new and _free are collective. The _start functions take
+ * the same arguments as the blocking ones and return at once; the buffers
+ * must stay untouched until _test says done or _wait returns. */
+typedef struct mc_comm_channel mc_comm_channel;
+mc_status mc_comm_channel_new(mc_comm_channel **out);
+void mc_comm_channel_free(mc_comm_channel *channel);
+mc_status mc_comm_channel_alltoallv_start(mc_comm_channel *channel, const void *send, const int64_t *send_bytes,
+                                          const int64_t *send_offsets, void *recv, const int64_t *recv_bytes,
+                                          const int64_t *recv_offsets);
+mc_status mc_comm_channel_allgatherv_start(mc_comm_channel *channel, const void *send, int64_t bytes, void *recv,
+                                           const int64_t *recv_bytes, const int64_t *recv_offsets);
+/* *done: the channel's collective has completed (true when none was started).
+ * Calling it is also what moves the transfer on: MPI progresses a
+ * non-blocking collective only inside MPI calls. */
+mc_status mc_comm_channel_test(mc_comm_channel *channel, bool *done);
+mc_status mc_comm_channel_wait(mc_comm_channel *channel);
 /* End every process of the job with exit code `code` (MPI_Abort); returns
  * only in a world of one. */
 void mc_comm_abort(int code);

@@ -138,6 +138,88 @@ mc_status mc_comm_allgatherv(const void *send, int64_t bytes, void *recv, const 
     return code == MPI_SUCCESS ? MC_OK : mpi_failed("MPI_Allgatherv", code);
 }
 
+/* ---- channels: non-blocking collectives on a communicator of their own ---- */
+
+struct mc_comm_channel {
+    MPI_Comm comm;
+    MPI_Request request; /* MPI_REQUEST_NULL when idle */
+    int *table;          /* (4, world) int counts and offsets, alive while the request is */
+};
+
+mc_status mc_comm_channel_new(mc_comm_channel **out) {
+    *out = NULL;
+    if (!started) return not_started("channel");
+    mc_comm_channel *c = calloc(1, sizeof *c);
+    if (!c) return mc_error(MC_ERR_NOMEM, "channel: out of memory");
+    int code = MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
+    if (code != MPI_SUCCESS) {
+        free(c);
+        return mpi_failed("MPI_Comm_dup", code);
+    }
+    MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+    c->request = MPI_REQUEST_NULL;
+    *out = c;
+    return MC_OK;
+}
+
+void mc_comm_channel_free(mc_comm_channel *c) {
+    if (!c) return;
+    /* A collective still in flight (after an error on another channel) is
+     * left to MPI_Abort or MPI_Finalize: it cannot be cancelled. */
+    if (c->request == MPI_REQUEST_NULL) {
+        MPI_Comm_free(&c->comm);
+        free(c->table);
+    }
+    free(c);
+}
+
+static mc_status channel_idle(const mc_comm_channel *c, const char *what) {
+    if (!started) return not_started(what);
+    if (c->request != MPI_REQUEST_NULL)
+        return mc_error(MC_ERR_STATE, "%s: the channel's previous collective has not completed", what);
+    return MC_OK;
+}
+
+mc_status mc_comm_channel_alltoallv_start(mc_comm_channel *c, const void *send, const int64_t *send_bytes,
+                                          const int64_t *send_offsets, void *recv, const int64_t *recv_bytes,
+                                          const int64_t *recv_offsets) {
+    MC_TRY(channel_idle(c, "ialltoallv"));
+    const int64_t *sources[4] = {send_bytes, send_offsets, recv_bytes, recv_offsets};
+    free(c->table);
+    c->table = NULL;
+    MC_TRY(int_tables(sources, "ialltoallv", &c->table));
+    int *t = c->table, n = world_size;
+    MPI_TRY(MPI_Ialltoallv, send, t, t + n, MPI_BYTE, recv, t + 2 * n, t + 3 * n, MPI_BYTE, c->comm,
+            &c->request);
+    return MC_OK;
+}
+
+mc_status mc_comm_channel_allgatherv_start(mc_comm_channel *c, const void *send, int64_t bytes, void *recv,
+                                           const int64_t *recv_bytes, const int64_t *recv_offsets) {
+    MC_TRY(channel_idle(c, "iallgatherv"));
+    int count = 0;
+    MC_TRY(to_int(bytes, "iallgatherv", &count));
+    const int64_t *sources[4] = {recv_bytes, recv_offsets, NULL, NULL};
+    free(c->table);
+    c->table = NULL;
+    MC_TRY(int_tables(sources, "iallgatherv", &c->table));
+    MPI_TRY(MPI_Iallgatherv, send, count, MPI_BYTE, recv, c->table, c->table + world_size, MPI_BYTE, c->comm,
+            &c->request);
+    return MC_OK;
+}
+
+mc_status mc_comm_channel_test(mc_comm_channel *c, bool *done) {
+    int flag = 1;
+    if (c->request != MPI_REQUEST_NULL) MPI_TRY(MPI_Test, &c->request, &flag, MPI_STATUS_IGNORE);
+    *done = flag != 0;
+    return MC_OK;
+}
+
+mc_status mc_comm_channel_wait(mc_comm_channel *c) {
+    if (c->request != MPI_REQUEST_NULL) MPI_TRY(MPI_Wait, &c->request, MPI_STATUS_IGNORE);
+    return MC_OK;
+}
+
 void mc_comm_abort(int code) {
     if (started && world_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
 }

@@ -5,6 +5,7 @@
 #include "mmchain/dist.h"
 
 #include "dist/comm.h"
+#include "dist/reduce.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,11 +64,8 @@ mc_status mc_dist_broadcast_floats(float *data, int64_t count, int root) {
  * worth) and keeps every transfer far below MPI's int count. */
 enum { ROUND_ELEMENTS = 1 << 22 };
 
-/* A buffer of floats or of doubles, seen as raw elements. */
-typedef struct elements {
-    void *data;
-    size_t size; /* sizeof(float) or sizeof(double) */
-} elements;
+/* Chunk k of n elements cut into `world` chunks: [n k / world, n (k+1) / world). */
+static int64_t chunk_start(int64_t n, int k, int world) { return n * k / world; }
 
 static double element_at(const void *base, size_t size, int64_t i) {
     return size == sizeof(float) ? (double)((const float *)base)[i] : ((const double *)base)[i];
@@ -78,40 +76,62 @@ static void element_set(void *base, size_t size, int64_t i, double value) {
     else ((double *)base)[i] = value;
 }
 
-/* Chunk k of n elements cut into `world` chunks: [n k / world, n (k+1) / world). */
-static int64_t chunk_start(int64_t n, int k, int world) { return n * k / world; }
+int64_t mc_dist_chunk_count(int64_t n, int rank, int world) {
+    return chunk_start(n, rank + 1, world) - chunk_start(n, rank, world);
+}
 
-/* One round: buffer[0..n) of every rank -> its sum over ranks on every rank.
- * received: (world, n / world + 1) elements scratch; mine: (n / world + 1). */
-static mc_status allreduce_round(elements buf, int64_t n, mc_dist_reduce op, void *received, void *mine,
-                                 int64_t *table) {
+void mc_dist_scatter_table(int64_t n, size_t size, int64_t *table) {
     const int world = mc_comm_size(), rank = mc_comm_rank();
-    const int64_t size = (int64_t)buf.size;
+    const int64_t bytes = (int64_t)size, my_count = mc_dist_chunk_count(n, rank, world);
     int64_t *send_bytes = table, *send_offsets = table + world, *recv_bytes = table + 2 * world,
             *recv_offsets = table + 3 * world;
-    const int64_t my_start = chunk_start(n, rank, world);
-    const int64_t my_count = chunk_start(n, rank + 1, world) - my_start;
-    /* Reduce-scatter: rank k receives chunk k of every rank's buffer, rank
-     * j's copy at row j of `received`. */
     for (int k = 0; k < world; k++) {
-        send_offsets[k] = chunk_start(n, k, world) * size;
-        send_bytes[k] = chunk_start(n, k + 1, world) * size - send_offsets[k];
-        recv_bytes[k] = my_count * size;
-        recv_offsets[k] = k * my_count * size;
+        send_offsets[k] = chunk_start(n, k, world) * bytes;
+        send_bytes[k] = chunk_start(n, k + 1, world) * bytes - send_offsets[k];
+        recv_bytes[k] = my_count * bytes;
+        recv_offsets[k] = k * my_count * bytes;
     }
-    MC_TRY(mc_comm_alltoallv(buf.data, send_bytes, send_offsets, received, recv_bytes, recv_offsets));
-    /* The sum of this rank's chunk, rank 0's term first. */
+}
+
+void mc_dist_gather_table(int64_t n, size_t size, int64_t *table) {
+    const int world = mc_comm_size();
+    int64_t *recv_bytes = table, *recv_offsets = table + world;
+    for (int k = 0; k < world; k++) {
+        recv_offsets[k] = chunk_start(n, k, world) * (int64_t)size;
+        recv_bytes[k] = chunk_start(n, k + 1, world) * (int64_t)size - recv_offsets[k];
+    }
+}
+
+void mc_dist_sum_received(const void *received, int64_t my_count, size_t size, mc_dist_reduce op, void *mine) {
+    const int world = mc_comm_size();
     for (int64_t i = 0; i < my_count; i++) {
         double sum = 0.0;
-        for (int k = 0; k < world; k++) sum += element_at(received, buf.size, k * my_count + i);
-        element_set(mine, buf.size, i, op == MC_DIST_AVERAGE ? sum / world : sum);
+        for (int k = 0; k < world; k++) sum += element_at(received, size, k * my_count + i);
+        element_set(mine, size, i, op == MC_DIST_AVERAGE ? sum / world : sum);
     }
+}
+
+/* A buffer of floats or of doubles, seen as raw elements. */
+typedef struct elements {
+    void *data;
+    size_t size; /* sizeof(float) or sizeof(double) */
+} elements;
+
+/* One round: buffer[0..n) of every rank -> its sum over ranks on every rank.
+ * received: (world, n / world + 1) elements scratch; mine: (n / world + 1);
+ * table: (4, world). */
+static mc_status allreduce_round(elements buf, int64_t n, mc_dist_reduce op, void *received, void *mine,
+                                 int64_t *table) {
+    const int world = mc_comm_size();
+    const int64_t my_count = mc_dist_chunk_count(n, mc_comm_rank(), world);
+    /* Reduce-scatter: rank k receives chunk k of every rank's buffer, rank
+     * j's copy at row j of `received`; it sums them, rank 0's term first. */
+    mc_dist_scatter_table(n, buf.size, table);
+    MC_TRY(mc_comm_alltoallv(buf.data, table, table + world, received, table + 2 * world, table + 3 * world));
+    mc_dist_sum_received(received, my_count, buf.size, op, mine);
     /* All-gather the summed chunks back into every rank's buffer. */
-    for (int k = 0; k < world; k++) {
-        recv_offsets[k] = chunk_start(n, k, world) * size;
-        recv_bytes[k] = chunk_start(n, k + 1, world) * size - recv_offsets[k];
-    }
-    return mc_comm_allgatherv(mine, my_count * size, buf.data, recv_bytes, recv_offsets);
+    mc_dist_gather_table(n, buf.size, table);
+    return mc_comm_allgatherv(mine, my_count * (int64_t)buf.size, buf.data, table, table + world);
 }
 
 static mc_status allreduce(elements buf, int64_t count, mc_dist_reduce op) {
