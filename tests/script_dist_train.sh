@@ -15,17 +15,6 @@ read -r data _ clip vocab < <("$MMCHAIN_BINARY_DIR/tests/test_chain_fixture" --w
 tiny=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1
       --val-batch 6 --seed 3 --epochs 2 --quiet)
 
-# train NAME ARGS...: the one-process run in $tmp/NAME-1, the 2-rank run in
-# $tmp/NAME-2; 0 when both succeeded.
-train() {
-    local name=$1
-    shift
-    MMCHAIN_THREADS=2 "$cli" train "${tiny[@]}" "$@" --out "$tmp/$name-1" >"$tmp/out" 2>&1 ||
-        { fail "$name, one process: $(cat "$tmp/out")"; return 1; }
-    timeout 600 "${mpirun[@]}" -np 2 "$cli" train "${tiny[@]}" "$@" --out "$tmp/$name-2" >"$tmp/out" 2>&1 ||
-        { fail "$name, 2 ranks: $(cat "$tmp/out")"; return 1; }
-}
-
 # same NAME: the two runs' last checkpoints agree.
 same() {
     "$compare" "$tmp/$1-2/checkpoints/last.safetensors" "$tmp/$1-1/checkpoints/last.safetensors" 1e-4 \

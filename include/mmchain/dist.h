@@ -97,6 +97,23 @@ mc_status mc_dist_broadcast_params(const mc_param_list *params);
  * this is a check of the machinery, cheap enough for every epoch. */
 mc_status mc_dist_check_params_agree(const mc_param_list *params, const char *when);
 
+/* A setting every rank must share (an option, a data size), by name. */
+typedef struct mc_dist_setting {
+    const char *name; /* "--batch" */
+    double value;
+} mc_dist_setting;
+/* Check that every rank holds rank 0's settings (the same count, the same
+ * values bit for bit). On a difference every rank returns MC_ERR_ARG naming
+ * `what`, the first setting that differs, and its values on rank 0 and on
+ * the first rank that differs: ranks started with different options or data
+ * would otherwise train apart, or wait for each other forever. */
+mc_status mc_dist_check_settings(const char *what, const mc_dist_setting *settings, int count);
+/* 64-bit FNV-1a of `bytes`, continued from `h` (start from
+ * MC_DIST_FINGERPRINT_START): a setting too long to compare as a number,
+ * such as a list of tile paths, compared as two 32-bit halves. Not collective. */
+#define MC_DIST_FINGERPRINT_START 0xcbf29ce484222325ULL
+uint64_t mc_dist_fingerprint(uint64_t h, const void *bytes, size_t n);
+
 typedef enum mc_dist_reduce {
     MC_DIST_SUM,     /* sum over ranks, in rank order */
     MC_DIST_AVERAGE  /* the sum divided by the world size */
@@ -181,6 +198,7 @@ typedef struct mc_dist_reducer_stats {
     int buckets;
     int64_t gradient_bytes; /* the gradients averaged (floats x 4) */
     int64_t bytes_sent;     /* by this rank, both phases (2 (N-1)/N of the gradients) */
+    int64_t last_bucket_bytes; /* the bucket backward completes last (nothing hides its exchange) */
     int buckets_overlapped; /* buckets whose exchange had started before backward ended */
     double backward_seconds;   /* backward itself, with the overlapped communication */
     double exposed_seconds;    /* after backward: waiting for the buckets and unpacking */

@@ -250,6 +250,41 @@ static mc_status compute_targets_in_turn(mc_chain_trainer *t) {
     return MC_OK;
 }
 
+/* The tiles of a source, as a fingerprint of their paths (0 for tiles
+ * held in memory, which have none). */
+static uint64_t tiles_fingerprint(const mc_chain_data *data) {
+    uint64_t h = MC_DIST_FINGERPRINT_START;
+    for (int i = 0; data->tile_key && i < data->count; i++) {
+        const char *key = data->tile_key(data->ctx, i);
+        h = mc_dist_fingerprint(h, key, strlen(key) + 1);
+    }
+    return h;
+}
+
+/* Data parallel: every rank must train with rank 0's options on rank 0's
+ * tiles, or the ranks would silently train apart. */
+static mc_status check_ranks_agree(const mc_chain_trainer *t) {
+    const mc_chain_train_config *c = &t->cfg;
+    uint64_t train_tiles = tiles_fingerprint(t->train), val_tiles = tiles_fingerprint(t->val);
+    const mc_dist_setting settings[] = {
+        {"--epochs", c->epochs}, {"--batch", c->batch_size}, {"--val-batch", c->val_batch_size},
+        {"--lr", c->lr}, {"--symmetric", c->symmetric}, {"--learnable-temperature", c->learnable_temperature},
+        {"--temperature", c->temperature}, {"--no-augment", !c->augment},
+        {"--crop-min", c->augment_config.crop_min}, {"--target-crops", c->target_crops},
+        {"--shuffle-pairs", c->shuffle_pairs}, {"--seed (low half)", (double)(uint32_t)c->seed},
+        {"--seed (high half)", (double)(c->seed >> 32)}, {"--select", c->selection}, {"--val-every", c->val_every},
+        {"--val-max", c->val_max_tiles}, {"--sync-bn", c->sync_batchnorm}, {"--stop-after-steps", (double)c->stop_after_steps},
+        {"training tiles", t->train->count}, {"validation tiles", t->val->count},
+        {"bands of a tile", t->train->bands}, {"tile height", t->train->height}, {"tile width", t->train->width},
+        {"classes", t->train->num_classes},
+        {"training tile paths (fingerprint, low half)", (double)(uint32_t)train_tiles},
+        {"training tile paths (fingerprint, high half)", (double)(train_tiles >> 32)},
+        {"validation tile paths (fingerprint, low half)", (double)(uint32_t)val_tiles},
+        {"validation tile paths (fingerprint, high half)", (double)(val_tiles >> 32)},
+    };
+    return mc_dist_check_settings("the ranks disagree", settings, (int)(sizeof settings / sizeof settings[0]));
+}
+
 static mc_status trainer_init(mc_chain_trainer *t) {
     int count = t->train->count, b = t->cfg.batch_size;
     /* Batches of the epoch: full ones, plus the remainder when it holds at
@@ -261,6 +296,7 @@ static mc_status trainer_init(mc_chain_trainer *t) {
         MC_TRY(mc_chain_data_subset(&t->val_subset, t->val, t->cfg.val_max_tiles));
         t->val = &t->val_subset;
     }
+    if (t->world > 1) MC_TRY(check_ranks_agree(t));
     MC_TRY(mc_dist_check_batches(count, b, t->world)); /* every rank needs a part of every batch */
     MC_TRY(alloc_buffers(t));
     MC_TRY(compute_targets_in_turn(t));

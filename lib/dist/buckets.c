@@ -285,6 +285,8 @@ mc_status mc_dist_backward_average(mc_dist_reducer *r, mc_graph *g, mc_tensor *l
     r->graph = g;
     r->stats = (mc_dist_reducer_stats){.buckets = r->bucket_count};
     for (int k = 0; k < r->bucket_count; k++) r->stats.gradient_bytes += r->buckets[k].numel * (int64_t)sizeof(float);
+    if (r->bucket_count > 0)
+        r->stats.last_bucket_bytes = r->buckets[r->bucket_count - 1].numel * (int64_t)sizeof(float);
     MC_TRY(count_uses(r, g));
     double started = now_seconds();
     mc_graph_set_backward_hook(g, node_walked, r);

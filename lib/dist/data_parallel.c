@@ -14,25 +14,22 @@
  * the same start everywhere
  * ------------------------------------------------------------------------- */
 
-/* FNV-1a, continued over `bytes` bytes. */
-static uint64_t fnv1a(uint64_t h, const void *data, size_t bytes) {
+uint64_t mc_dist_fingerprint(uint64_t h, const void *data, size_t bytes) {
     const uint8_t *p = data;
-    for (size_t i = 0; i < bytes; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+    for (size_t i = 0; i < bytes; i++) h = (h ^ p[i]) * 0x100000001b3ULL; /* FNV-1a */
     return h;
 }
-
-static const uint64_t fnv_offset = 0xcbf29ce484222325ULL;
 
 /* Over the names and sizes of a parameter list (and, with values, the
  * bytes of its trainable tensors): two ranks with the same fingerprint hold
  * the same tensors in the same order (with the same values). */
 static uint64_t params_fingerprint(const mc_param_list *params, bool values) {
-    uint64_t h = fnv_offset;
+    uint64_t h = MC_DIST_FINGERPRINT_START;
     for (int i = 0; i < params->count; i++) {
         const mc_tensor *t = params->items[i];
-        h = fnv1a(h, t->name, strlen(t->name));
-        h = fnv1a(h, &t->numel, sizeof t->numel);
-        if (values && t->requires_grad) h = fnv1a(h, t->data, (size_t)t->numel * sizeof(float));
+        h = mc_dist_fingerprint(h, t->name, strlen(t->name));
+        h = mc_dist_fingerprint(h, &t->numel, sizeof t->numel);
+        if (values && t->requires_grad) h = mc_dist_fingerprint(h, t->data, (size_t)t->numel * sizeof(float));
     }
     return h;
 }
@@ -48,6 +45,46 @@ static mc_status compare_with_rank0(uint64_t mine, bool *mine_differs, int *diff
     *mine_differs = root != mine;
     *differing = (int)count;
     return MC_OK;
+}
+
+mc_status mc_dist_check_settings(const char *what, const mc_dist_setting *settings, int count) {
+    const int world = mc_comm_size();
+    int64_t *counts = malloc((size_t)world * sizeof *counts), total;
+    if (!counts) return mc_error(MC_ERR_NOMEM, "%s: out of memory", what);
+    mc_status status = mc_dist_allgather_counts(count, counts, &total);
+    for (int k = 1; k < world && status == MC_OK; k++)
+        if (counts[k] != counts[0])
+            status = mc_error(MC_ERR_ARG, "%s: rank %d has %lld settings to compare, rank 0 %lld: the ranks "
+                              "run different versions of the program", what, k, (long long)counts[k],
+                              (long long)counts[0]);
+    double *values = status == MC_OK ? malloc((size_t)(total + 1) * sizeof *values) : NULL;
+    int64_t *table = status == MC_OK ? malloc(2 * (size_t)world * sizeof *table) : NULL;
+    if (status == MC_OK && (!values || !table)) status = mc_error(MC_ERR_NOMEM, "%s: out of memory", what);
+    double *mine = status == MC_OK ? malloc(((size_t)count + 1) * sizeof *mine) : NULL;
+    if (status == MC_OK && !mine) status = mc_error(MC_ERR_NOMEM, "%s: out of memory", what);
+    if (status == MC_OK) {
+        for (int i = 0; i < count; i++) mine[i] = settings[i].value;
+        for (int k = 0; k < world; k++) {
+            table[k] = count * (int64_t)sizeof(double);
+            table[world + k] = k * table[k];
+        }
+        status = mc_comm_allgatherv(mine, table[0], values, table, table + world);
+    }
+    /* The first setting, then the first rank, that differs: the same on
+     * every rank, so every rank reports it. */
+    for (int i = 0; i < count && status == MC_OK; i++)
+        for (int k = 1; k < world; k++)
+            if (memcmp(&values[(int64_t)k * count + i], &values[i], sizeof(double)) != 0) {
+                status = mc_error(MC_ERR_ARG, "%s: %s is %.17g on rank %d but %.17g on rank 0: every rank must be "
+                                  "started with the same options and see the same data", what, settings[i].name,
+                                  values[(int64_t)k * count + i], k, values[i]);
+                break;
+            }
+    free(counts);
+    free(values);
+    free(table);
+    free(mine);
+    return status;
 }
 
 mc_status mc_dist_broadcast_params(const mc_param_list *params) {

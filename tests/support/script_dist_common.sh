@@ -30,3 +30,15 @@ require_cli() {
     cli=$MMCHAIN_CLI
     compare=$MMCHAIN_BINARY_DIR/tests/test_dist_compare
 }
+
+# train NAME ARGS...: `mmchain train` with the caller's tiny=(...) options and
+# ARGS, in one process into $tmp/NAME-1 and on 2 ranks into $tmp/NAME-2; 0
+# when both succeeded (a failure is reported with its output).
+train() {
+    local name=$1
+    shift
+    MMCHAIN_THREADS=2 "$cli" train "${tiny[@]}" "$@" --out "$tmp/$name-1" >"$tmp/out" 2>&1 ||
+        { fail "$name, one process: $(cat "$tmp/out")"; return 1; }
+    timeout 600 "${mpirun[@]}" -np 2 "$cli" train "${tiny[@]}" "$@" --out "$tmp/$name-2" >"$tmp/out" 2>&1 ||
+        { fail "$name, 2 ranks: $(cat "$tmp/out")"; return 1; }
+}
