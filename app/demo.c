@@ -518,6 +518,8 @@ static mc_status write_config(demo *d) {
         {"control", c->control ? "true" : "false"},
         {"hops", NUM("%d", c->hops)},
         {"hop2_bands", c->hop2_bands},
+        /* Every graph of the demo is made with the default precision. */
+        {"precision", mc_precision_name(mc_default_precision())},
     };
 #undef NUM
     return mc_run_write_config(d->run, (int)(sizeof kv / sizeof kv[0]), kv);

@@ -112,6 +112,16 @@ bool cli_parse_bytes(const char *text, uint64_t *bytes);
 /* The option's value as text ("" for an unset string). */
 void cli_opt_format(const cli_opt *opt, char *buf, size_t len);
 cli_opt *cli_opt_find(cli_opt *opts, const char *name);
+
+/* --precision, on every command that runs a model: one table entry, bound
+ * to a const char * holding "fp32" (the default) or "bf16". */
+#define CLI_PRECISION_OPT(ptr) \
+    CLI_STRING_OPT("--precision", ptr, "P: fp32, or bf16 (matrix products on bf16 operands, fp32 sums)")
+/* Puts --precision's value in force for the graphs made from now on
+ * (mc_set_default_precision, the library's one call for it). Returns 0, or
+ * 1 after a one-line error for a value other than fp32 or bf16. Notes on
+ * stderr when bf16 products cannot run here and fall back to fp32. */
+int cli_apply_precision(const char *command, const char *text);
 /* Options in a table, CLI_END not counted. */
 int cli_opts_count(const cli_opt *opts);
 

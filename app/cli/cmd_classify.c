@@ -21,7 +21,7 @@ static const char *const USAGE =
     "ten, with CLIP's prompt names and templates.";
 
 typedef struct classify_args {
-    const char *checkpoint, *clip, *vocab, *classes, *templates;
+    const char *checkpoint, *clip, *vocab, *classes, *templates, *precision;
     int top;
     bool json;
 } classify_args;
@@ -115,7 +115,7 @@ static void print_result(const classify_args *a, const classify_setup *s, const 
 }
 
 int cmd_classify(int argc, char **argv) {
-    classify_args a = {.top = 3};
+    classify_args a = {.top = 3, .precision = "fp32"};
     cli_opt opts[] = {
         CLI_STRING_OPT("--checkpoint", &a.checkpoint, "FILE: encoder checkpoint (mmchain train)"),
         CLI_STRING_OPT("--clip", &a.clip, "FILE: the CLIP the encoder was trained against"),
@@ -124,6 +124,7 @@ int cmd_classify(int argc, char **argv) {
         CLI_FLAG_OPT("--json", &a.json, "JSON output"),
         CLI_STRING_OPT("--classes", &a.classes, "LIST: class names, comma-separated"),
         CLI_STRING_OPT("--templates", &a.templates, "LIST: templates with {}, '|'-separated"),
+        CLI_PRECISION_OPT(&a.precision),
         CLI_END,
     };
     const char **files = calloc((size_t)argc, sizeof *files);
@@ -136,7 +137,8 @@ int cmd_classify(int argc, char **argv) {
         return code;
     }
     classify_setup s = {0};
-    code = n_files == 0 ? cli_fail(COMMAND, "no tile given (mmchain classify ... FILE.tif...)")
+    code = cli_apply_precision(COMMAND, a.precision);
+    if (!code) code = n_files == 0 ? cli_fail(COMMAND, "no tile given (mmchain classify ... FILE.tif...)")
                         : open_inputs(&a, &s);
     int k = code == 0 && a.top < s.n_names ? a.top : s.n_names;
     int *order = code == 0 ? calloc((size_t)s.n_names, sizeof *order) : NULL;

@@ -28,7 +28,7 @@ typedef struct demo_args {
     int clip_epochs, clip_width, clip_layers, clip_patch, text_width, merges;
     int encoder_epochs, encoder_width;
     float clip_lr, encoder_lr;
-    const char *out, *bands, *hop2_bands;
+    const char *out, *bands, *hop2_bands, *precision;
     int hops;
     bool quiet, no_control, tiny;
     uint64_t seed;
@@ -97,7 +97,7 @@ static demo_args default_args(void) {
         .clip_layers = c.clip.layers, .clip_patch = c.clip.patch, .text_width = c.clip.text_width,
         .merges = c.clip.merges, .encoder_epochs = c.train.epochs, .encoder_width = c.encoder.base_width,
         .clip_lr = c.clip.train.lr, .encoder_lr = c.train.lr, .out = "runs/demo", .bands = c.bands,
-        .seed = c.seed, .quiet = c.quiet, .no_control = !c.control, .hops = c.hops, .hop2_bands = c.hop2_bands,
+        .seed = c.seed, .quiet = c.quiet, .no_control = !c.control, .hops = c.hops, .hop2_bands = c.hop2_bands, .precision = "fp32",
     };
 }
 
@@ -126,11 +126,13 @@ int cmd_demo(int argc, char **argv) {
         CLI_FLOAT_OPT("--encoder-lr", &a.encoder_lr, 1e-8, 1, "LR: the encoder's Adam learning rate"),
         CLI_INT_OPT("--hops", &a.hops, 1, 2, "H: 2 adds a student on --hop2-bands chained to the encoder"),
         CLI_STRING_OPT("--hop2-bands", &a.hop2_bands, "LIST: the second hop's bands"),
+        CLI_PRECISION_OPT(&a.precision),
         CLI_END,
     };
     const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
     int code = cli_parse(&parser, argc, argv, NULL, NULL);
     if (code >= 0) return code;
+    if (cli_apply_precision(COMMAND, a.precision)) return 1;
     mc_demo_config config = make_config(&a, opts);
     mc_demo_result result;
     mc_status status = mc_demo_run(&config, &result);

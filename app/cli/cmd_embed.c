@@ -57,6 +57,7 @@ typedef struct embed_options {
     const char **tiles;
     int n_tiles;
     int batch;
+    const char *precision; /* "fp32" or "bf16" */
 } embed_options;
 
 /* What a tower hands back: the output tensor and the metadata that
@@ -131,7 +132,10 @@ static void print_help(void) {
            "                   \"output\" (N x E, not normalised) and the tile paths (metadata \"tiles\",\n"
            "                   one per line)\n"
            "  --batch B        tiles per forward pass (default 64; the run's --val-batch gives the\n"
-           "                   vectors of mmchain eval bit for bit)\n");
+           "                   vectors of mmchain eval bit for bit)\n\n"
+           "Every model:\n"
+           "  --precision P    fp32 (default) or bf16: matrix products on bf16 operands with fp32\n"
+           "                   sums (docs/architecture.md)\n");
 }
 
 static int spectral_reject_options(cli_opt *opts);
@@ -156,11 +160,13 @@ static int parse_options(int argc, char **argv, embed_options *o) {
         CLI_FLAG_OPT("--truncate", &o->truncate, NULL),
         CLI_STRING_OPT("--checkpoint", &o->checkpoint, NULL),
         CLI_INT_OPT("--batch", &o->batch, 1, 100000, NULL),
+        CLI_PRECISION_OPT(&o->precision),
         CLI_END,
     };
     const cli_parser parser = {COMMAND, NULL, print_help, opts, CLI_OPERANDS};
     int code = cli_parse(&parser, argc, argv, o->tiles, &o->n_tiles);
     if (code >= 0) return code;
+    if (cli_apply_precision(COMMAND, o->precision)) return 1;
     if (o->checkpoint) return spectral_reject_options(opts);
     if (o->n_tiles > 0)
         return cli_fail(COMMAND, "unexpected argument '%s': tile files go with --checkpoint", o->tiles[0]);
@@ -184,7 +190,7 @@ static int parse_options(int argc, char **argv, embed_options *o) {
 static int spectral_reject_options(cli_opt *opts) {
     for (cli_opt *opt = opts; opt->name; opt++)
         if (opt->given && strcmp(opt->name, "--checkpoint") != 0 && strcmp(opt->name, "--output") != 0 &&
-            strcmp(opt->name, "--batch") != 0)
+            strcmp(opt->name, "--batch") != 0 && strcmp(opt->name, "--precision") != 0)
             return cli_fail(COMMAND, "%s does not apply to --checkpoint (a trained spectral encoder)", opt->name);
     return -1;
 }
@@ -582,7 +588,7 @@ static int run_tower(const embed_options *o) {
 }
 
 int cmd_embed(int argc, char **argv) {
-    embed_options o = {.bands = -1, .head = -1, .batch = 64};
+    embed_options o = {.bands = -1, .head = -1, .batch = 64, .precision = "fp32"};
     /* Every --text / --image value or tile is one argv entry: argc slots suffice. */
     o.texts = malloc((size_t)argc * sizeof *o.texts);
     o.images = malloc((size_t)argc * sizeof *o.images);

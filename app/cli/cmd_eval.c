@@ -8,8 +8,8 @@
  * unbiased estimate. The output names the split and the checkpoint (its
  * epoch and how `best` was chosen).
  *
- * With --run, the data, CLIP, vocabulary, split settings and prompts come
- * from the run's config.json (flags given here override them); the bands,
+ * With --run, the data, CLIP, vocabulary, split settings, prompts and
+ * precision come from the run's config.json (flags given here override them); the bands,
  * normalisation and architecture always come from the checkpoint.
  *
  * A run trained with --teacher (a further hop) is scored hop by hop: the
@@ -33,7 +33,7 @@ static const char *const USAGE =
 
 typedef struct eval_args {
     chain_data_args d; /* --data, --clip, --vocab, the split and prompt options, as in train */
-    const char *run, *checkpoint, *which, *split, *embeddings, *teacher;
+    const char *run, *checkpoint, *which, *split, *embeddings, *teacher, *precision;
     int batch;
     bool symmetric, json;
 } eval_args;
@@ -41,7 +41,7 @@ typedef struct eval_args {
 /* Strings read from the run's config.json. */
 typedef struct run_strings {
     char data[4096], rgb[4096], clip[4096], vocab[4096], splits[4096], classes[4096], templates[4096];
-    char checkpoint[4096], teacher[4096];
+    char checkpoint[4096], teacher[4096], precision[16];
 } run_strings;
 
 /* A config.json string into *field unless the flag was given ("" = unset). */
@@ -68,6 +68,7 @@ static int read_run(eval_args *a, cli_opt *opts, run_strings *rs) {
     from_config(run, opts, "--classes", rs->classes, sizeof rs->classes);
     from_config(run, opts, "--templates", rs->templates, sizeof rs->templates);
     from_config(run, opts, "--teacher", rs->teacher, sizeof rs->teacher);
+    from_config(run, opts, "--precision", rs->precision, sizeof rs->precision); /* the run's */
     number_from_config(run, opts, "--train-size");
     number_from_config(run, opts, "--val-size");
     number_from_config(run, opts, "--seed");
@@ -308,7 +309,8 @@ int cmd_eval(int argc, char **argv) {
     const mc_chain_train_config t = mc_chain_train_defaults();
     const mc_eurosat_options e = mc_eurosat_default_options();
     eval_args a = {.d = {.train_size = e.train_size, .val_size = e.val_size, .seed = t.seed},
-                   .which = "best", .split = NULL, .batch = t.val_batch_size, .symmetric = t.symmetric};
+                   .which = "best", .split = NULL, .batch = t.val_batch_size, .symmetric = t.symmetric,
+                   .precision = "fp32"};
     cli_opt opts[] = {
         CLI_STRING_OPT("--run", &a.run, "DIR: a run folder of mmchain train"),
         CLI_STRING_OPT("--which", &a.which, "best|last: the run's checkpoint to evaluate"),
@@ -320,6 +322,7 @@ int cmd_eval(int argc, char **argv) {
         CLI_STRING_OPT("--teacher", &a.teacher, "RUN_DIR|FILE: the teacher of an encoder trained with --teacher (default: the run's)"),
         CLI_STRING_OPT("--embeddings", &a.embeddings, "OUT: also write the split's spectral embeddings (safetensors, as mmchain embed --checkpoint)"),
         CHAIN_CLI_DATA_OPTIONS(&a.d),
+        CLI_PRECISION_OPT(&a.precision),
         CLI_END,
     };
     const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
@@ -330,6 +333,7 @@ int cmd_eval(int argc, char **argv) {
     if (!rs) return cli_fail(COMMAND, "out of memory");
     eval_setup s = {0};
     code = a.run ? read_run(&a, opts, rs) : 0;
+    if (!code) code = cli_apply_precision(COMMAND, a.precision);
     if (!code) code = open_inputs(&a, &s);
     if (!code) {
         mc_status st = evaluate(&a, &s, t.clip_batch);

@@ -35,7 +35,7 @@ static const char *const USAGE =
     "log.txt, metrics.csv, report.html.";
 
 typedef struct pretrain_args {
-    const char *out, *data;
+    const char *out, *data, *precision;
     int synth, image_size, patch, width, layers, text_width, text_layers, context, embed_dim;
     int merges, captions, epochs, batch, val_every;
     float lr, weight_decay;
@@ -51,7 +51,7 @@ static void default_args(pretrain_args *a) {
         .context = r.max_context, .embed_dim = r.embed_dim, .merges = r.merges,
         .captions = r.captions_per_image, .epochs = r.train.epochs, .batch = r.train.batch_size,
         .val_every = 10, .lr = r.train.lr, .weight_decay = r.train.weight_decay,
-        .no_augment = !r.train.augment, .seed = r.train.seed,
+        .no_augment = !r.train.augment, .seed = r.train.seed, .precision = "fp32",
     };
 }
 
@@ -426,11 +426,13 @@ int cmd_pretrain_clip(int argc, char **argv) {
         CLI_INT_OPT("--val-every", &a.val_every, 0, 1000000, "N: hold out every N-th image of each class (0: none)"),
         CLI_U64_OPT("--seed", &a.seed, "S: captions, weights, order, augmentation"),
         CLI_FLAG_OPT("--quiet", &a.quiet, "no progress line or log on stdout"),
+        CLI_PRECISION_OPT(&a.precision),
         CLI_END,
     };
     const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
     int code = cli_parse(&parser, argc, argv, NULL, NULL);
     if (code >= 0) return code;
+    if (cli_apply_precision(COMMAND, a.precision)) return 1;
     if (!a.out) return cli_fail(COMMAND, "--out DIR is required");
     if (a.data && cli_opt_find(opts, "--synth")->given)
         return cli_fail(COMMAND, "--data and --synth are two sources: give one");

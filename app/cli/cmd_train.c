@@ -36,6 +36,7 @@ static const char *const USAGE =
 typedef struct train_args {
     chain_data_args d; /* --data, --clip, --vocab, the split and prompt options */
     const char *resnet, *bands, *norm, *out, *resume, *cache_dir, *layers, *select, *teacher;
+    const char *precision;
     int depth, width, epochs, batch, val_batch, target_crops, val_every, val_max;
     int checkpoint_every, log_every, clip_batch, stop_after;
     uint64_t max_memory; /* bytes, 0: no limit (--max-memory, MMCHAIN_MAX_MEMORY) */
@@ -62,6 +63,7 @@ static train_args default_args(void) {
         .shuffle_pairs = t.shuffle_pairs, .clip_batch = t.clip_batch,
         .stop_after = (int)t.stop_after_steps, .select = mc_chain_selection_name(t.selection),
         .val_every = t.val_every, .val_max = t.val_max_tiles, .sync_bn = t.sync_batchnorm,
+        .precision = "fp32",
     };
 }
 
@@ -540,6 +542,9 @@ static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, t
         int code = write_config(run, opts);
         if (code) return code;
     }
+    if (mc_default_precision() == MC_PRECISION_BF16)
+        mc_run_log(run, "precision bf16: matrix products on bf16 operands with fp32 sums (%s)",
+                   mc_gemm_bf16_kernel_name());
     char ckpt_dir[4096], cache[4096];
     mc_chain_train_config config = trainer_config(a, mc_run_dir(run), ckpt_dir, sizeof ckpt_dir, cache, sizeof cache);
     config.teacher = setup->teacher;
@@ -615,6 +620,7 @@ int cmd_train(int argc, char **argv) {
         CLI_INT_OPT("--clip-batch", &a.clip_batch, 1, 100000, "B: images per CLIP forward"),
         CLI_FLAG_OPT("--quiet", &a.quiet, "no progress line or log on stdout"),
         CLI_FLAG_OPT("--sync-bn", &a.sync_bn, "under mpirun: batch norm over the global batch"),
+        CLI_PRECISION_OPT(&a.precision),
         CLI_INT_OPT("--stop-after-steps", &a.stop_after, 0, 1e9, "N: stop after N steps in total, as if killed (for tests)"),
         CLI_BYTES_OPT("--max-memory", &a.max_memory, CHAIN_CLI_MAX_MEMORY_HELP),
         CLI_END,
@@ -634,6 +640,7 @@ int cmd_train(int argc, char **argv) {
      * one needs the folder first, to read its options back. */
     if (a.resume) code = open_run(&a, a.resume, &run);
     if (!code && a.resume) code = restore_options(run, opts, &store);
+    if (!code) code = cli_apply_precision(COMMAND, a.precision); /* a resumed run's own */
     if (!code) code = build_setup(&a, &setup);
     if (!code && !leader) code = follow_training(&a, &setup);
     if (!code && leader && !a.resume) code = open_run(&a, a.out, &run);

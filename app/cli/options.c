@@ -197,3 +197,15 @@ int cli_parse(const cli_parser *p, int argc, char **argv, const char **operands,
     }
     return -1;
 }
+
+int cli_apply_precision(const char *command, const char *text) {
+    mc_precision precision;
+    if (mc_precision_parse(text, &precision) != MC_OK)
+        return cli_fail(command, "--precision '%s' is not fp32 or bf16", text ? text : "");
+    /* "fp32 (OpenBLAS)" is the one fallback mc_gemm_bf16_kernel_name names. */
+    if (precision == MC_PRECISION_BF16 && strncmp(mc_gemm_bf16_kernel_name(), "fp32", 4) == 0)
+        fprintf(stderr, "mmchain %s: note: --precision bf16 needs mmchain's AVX-512 GEMM; the "
+                        "products run in fp32 on %s\n", command, mc_gemm_kernel_name());
+    mc_set_default_precision(precision);
+    return 0;
+}

@@ -80,6 +80,16 @@ typedef enum mc_precision { MC_PRECISION_FP32, MC_PRECISION_BF16 } mc_precision;
 mc_precision mc_graph_set_precision(mc_graph *g, mc_precision precision);
 mc_precision mc_graph_precision(const mc_graph *g);
 
+/* The precision every graph made from now on starts with (mc_graph_new),
+ * fp32 unless set. The library's own graphs (the trainers', evaluation's,
+ * CLIP's embedding helpers') are made inside its calls, so this one call
+ * puts a whole program in bf16, as `mmchain ... --precision bf16` does:
+ *     mc_set_default_precision(MC_PRECISION_BF16);
+ * Graphs that exist keep theirs; mc_graph_set_precision still overrides
+ * one graph. Returns the previous default. */
+mc_precision mc_set_default_precision(mc_precision precision);
+mc_precision mc_default_precision(void);
+
 /* A zero-filled step tensor from the arena. */
 mc_status mc_graph_tensor(mc_graph *g, mc_shape shape, const char *name, mc_tensor **out);
 /* The same without zero-filling, for ops that overwrite every element of

@@ -145,6 +145,9 @@ void mc_gemm_batched(mc_precision precision, bool trans_a, bool trans_b, int64_t
 float mc_bf16_round(float x);
 /* "fp32" or "bf16". */
 const char *mc_precision_name(mc_precision precision);
+/* The inverse: "fp32" or "bf16" to *out; anything else is MC_ERR_ARG with
+ * a message naming the text and the choices. */
+mc_status mc_precision_parse(const char *text, mc_precision *out);
 /* What runs MC_PRECISION_BF16 products now, for logs and benchmarks:
  * "AVX512_BF16 (vdpbf16ps)", "emulated (fp32 FMA; no AVX512_BF16)" or
  * "fp32 (OpenBLAS)". */

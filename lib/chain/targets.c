@@ -75,6 +75,9 @@ static mc_status cache_key(const mc_chain_tower *tower, const mc_chain_data *dat
     h = mc_fnv1a_string(h, fingerprint);
     h = mc_fnv1a_string(h, preprocessing);
     h = mc_fnv1a_string(h, variant);
+    /* bf16 targets differ from fp32 ones (the teacher's graph is made with
+     * the default precision); fp32 keys stay as they were. */
+    if (mc_default_precision() == MC_PRECISION_BF16) h = mc_fnv1a_string(h, "bf16 products");
     for (int i = 0; i < data->count; i++) {
         const char *tile = data->tile_key(data->ctx, i);
         if (!tile) return mc_error(MC_ERR_ARG, "CLIP targets: tile %d has no cache key", i);

@@ -2,6 +2,7 @@
 #include "mmchain/autograd.h"
 #include "core/profile.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,10 +144,21 @@ static void arena_release_to(mc_graph *g, mc_graph_mark mark) {
 
 /* ---- the graph ---- */
 
+/* The precision new graphs start with (an mc_precision; atomic: a graph
+ * may be made on one thread while another sets it). */
+static atomic_int default_precision = MC_PRECISION_FP32;
+
+mc_precision mc_set_default_precision(mc_precision precision) {
+    return (mc_precision)atomic_exchange(&default_precision, (int)precision);
+}
+
+mc_precision mc_default_precision(void) { return (mc_precision)atomic_load(&default_precision); }
+
 mc_status mc_graph_new(mc_graph **out) {
     *out = calloc(1, sizeof **out);
     if (!*out) return mc_error(MC_ERR_NOMEM, "graph: out of memory");
     (*out)->grad_enabled = true;
+    (*out)->precision = mc_default_precision();
     return MC_OK;
 }
 

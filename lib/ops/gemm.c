@@ -71,6 +71,13 @@ const char *mc_precision_name(mc_precision precision) {
     return precision == MC_PRECISION_BF16 ? "bf16" : "fp32";
 }
 
+mc_status mc_precision_parse(const char *text, mc_precision *out) {
+    if (text && strcmp(text, "fp32") == 0) *out = MC_PRECISION_FP32;
+    else if (text && strcmp(text, "bf16") == 0) *out = MC_PRECISION_BF16;
+    else return mc_error(MC_ERR_ARG, "precision '%s' is not fp32 or bf16", text ? text : "");
+    return MC_OK;
+}
+
 /* ---- choosing the kernel ---- */
 
 /* The kernel in use (an mc_gemm_kernel; atomic: mc_gemm_set_kernel may run

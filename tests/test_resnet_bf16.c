@@ -1,0 +1,92 @@
+/* ResNet parity in bf16: the committed PyTorch fixtures of test_resnet.c
+ * (fp32 references, tests/golden/gen_resnet.py), run with every graph in
+ * bf16 (mc_set_default_precision), against bars of their own. The fp32
+ * bars (resnet_parity.h) are not touched.
+ *
+ * WHERE THE BARS COME FROM. bf16 keeps 8 significant bits, so rounding an
+ * operand has a relative error of at most u = 2^-8 (3.9e-3), and the
+ * product of two rounded operands at most 2u; the fp32 sums add almost
+ * nothing. The errors of a dot product's terms have random signs, so one
+ * layer's output (a relative, whole-tensor norm as parity_compare measures)
+ * is off by about u, not by the worst case 2u * sum|a b| / |sum a b|. A
+ * forward pass of L layers of products compounds them (batch norm keeps
+ * the scale, so they add in quadrature): about sqrt(L) u, 1.6e-2 for the
+ * fixtures' 17 products per path. The bars are 2^-4 (6.25e-2, four times
+ * that) for outputs and losses. A gradient is a product of a forward and a
+ * backward chain, each rounded, and a weight gradient sums over a batch of
+ * a few items, where cancellation is large: 2^-3 for gradients. The running
+ * statistics of batch norm are means of bf16-path activations: 2^-4. Five
+ * Adam steps follow the loss: 2^-4. conv1 is derived in fp32, on load:
+ * its fp32 bar stays. Measured (this CPU, vdpbf16ps; the emulation gives
+ * the same numbers): see docs/architecture.md, "bf16 operands". */
+#include <math.h>
+
+#include "mmchain/ops.h"
+
+#define PARITY_TOL_CONV1 1e-6
+#define PARITY_TOL_EVAL 0.0625
+#define PARITY_TOL_LOSS 0.0625
+#define PARITY_TOL_GRAD 0.125
+#define PARITY_TOL_STATS 0.0625
+#define PARITY_TOL_ADAM 0.0625
+/* Every error measured, for the record (ctest -V shows them). */
+#define PARITY_NOTE(what, err, tol) printf("  bf16 %-40s %.3g (bar %.3g)\n", what, err, tol)
+#include <stdio.h>
+
+#include "resnet_parity.h"
+
+static void run_case(const char *name, bool train) {
+    char dir[1024];
+    mc_test_fixture_path("", dir, sizeof dir);
+    printf("%s, %s:\n", name, train ? "training" : "eval");
+    parity_run(dir, name, train);
+}
+
+START_TEST(test_bf16_basic_eval) { run_case("basic", false); }
+END_TEST
+START_TEST(test_bf16_basic_train) { run_case("basic", true); }
+END_TEST
+START_TEST(test_bf16_bottleneck5_eval) { run_case("bottleneck5", false); }
+END_TEST
+START_TEST(test_bf16_bottleneck5_train) { run_case("bottleneck5", true); }
+END_TEST
+
+/* The bf16 path really ran: a bf16 graph's logits differ from the fp32
+ * ones (by far less than the bar), unless products fall back to fp32. */
+START_TEST(test_bf16_differs_from_fp32) {
+    if (strncmp(mc_gemm_bf16_kernel_name(), "fp32", 4) == 0) return; /* OpenBLAS: fp32 products */
+    char dir[1024];
+    mc_test_fixture_path("", dir, sizeof dir);
+    parity_case c;
+    parity_open(&c, dir, "basic");
+    mc_resnet *m;
+    MC_CHECK_OK(mc_resnet_new(&m, &c.config, 1));
+    MC_CHECK_OK(mc_resnet_load(m, c.weights, NULL, NULL, 0));
+    mc_tensor *x = parity_read(&c, "eval0.input"), *out[2];
+    mc_graph *g[2];
+    for (int i = 0; i < 2; i++) {
+        MC_CHECK_OK(mc_graph_new(&g[i]));
+        mc_graph_set_precision(g[i], i == 0 ? MC_PRECISION_FP32 : MC_PRECISION_BF16);
+        mc_graph_set_grad_enabled(g[i], false);
+        MC_CHECK_OK(mc_resnet_forward(m, g[i], x, &out[i]));
+    }
+    double err = mc_test_rel_error(out[1]->data, out[0]->data, (long)out[0]->numel);
+    printf("bf16 vs fp32 logits (basic, eval0): %.3g\n", err);
+    ck_assert_msg(err > 1e-6 && err < PARITY_TOL_EVAL, "bf16 vs fp32 logits: relative error %.3g", err);
+    for (int i = 0; i < 2; i++) mc_graph_free(g[i]);
+    mc_tensor_free(x);
+    mc_resnet_free(m);
+    parity_close(&c);
+}
+END_TEST
+
+int main(void) {
+    /* Every graph the parity checks make is a bf16 graph. */
+    mc_set_default_precision(MC_PRECISION_BF16);
+    Suite *s = suite_create("resnet_bf16");
+    const TTest *const tests[] = {test_bf16_basic_eval, test_bf16_basic_train,
+                                  test_bf16_bottleneck5_eval, test_bf16_bottleneck5_train,
+                                  test_bf16_differs_from_fp32, NULL};
+    tcase_set_timeout(mc_test_add_case(s, "parity_bf16", tests), 120);
+    return mc_test_run_suite(s);
+}
