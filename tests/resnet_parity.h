@@ -33,6 +33,11 @@
 #define PARITY_TOL_STATS 1e-4
 #define PARITY_TOL_ADAM 1e-3
 #endif
+/* Gradients are compared relative to max(their norm, PARITY_GRAD_FLOOR):
+ * 0 in fp32, so plain relative errors. */
+#ifndef PARITY_GRAD_FLOOR
+#define PARITY_GRAD_FLOOR 0.0
+#endif
 /* Called with every measured error (a test may record them). */
 #ifndef PARITY_NOTE
 #define PARITY_NOTE(what, err, tol) ((void)0)
@@ -89,12 +94,23 @@ static mc_tensor *parity_read(const parity_case *c, const char *name) {
     return t;
 }
 
-/* Assert ||actual - expected|| / ||expected|| < tol for the tensor `name`. */
-static void parity_compare(const parity_case *c, const char *what, const float *actual,
-                           const mc_tensor *expected, double tol) {
+/* Assert ||actual - expected|| / max(||expected||, floor) < tol for the
+ * tensor `name` (floor 0: the relative error). */
+static void parity_compare_floor(const parity_case *c, const char *what, const float *actual,
+                                 const mc_tensor *expected, double tol, double floor) {
     double err = mc_test_rel_error(actual, expected->data, (long)expected->numel);
+    if (floor > 0.0) {
+        double norm = 0.0;
+        for (int64_t i = 0; i < expected->numel; i++) norm += (double)expected->data[i] * expected->data[i];
+        err *= fmax(sqrt(norm), 1e-30) / fmax(sqrt(norm), floor);
+    }
     PARITY_NOTE(what, err, tol);
     ck_assert_msg(err < tol, "%s: %s relative error %.3g, tolerance %.1g", c->name, what, err, tol);
+}
+
+static void parity_compare(const parity_case *c, const char *what, const float *actual,
+                           const mc_tensor *expected, double tol) {
+    parity_compare_floor(c, what, actual, expected, tol, 0.0);
 }
 
 /* Eval forward with fc (logits) and without (features); checks the derived conv1. */
@@ -178,7 +194,7 @@ static void parity_check_step(const parity_case *c, mc_resnet *m) {
             snprintf(name, sizeof name, "grad.%s", t->name);
             mc_tensor *expected = parity_read(c, name);
             ck_assert_msg(t->grad != NULL, "%s: %s got no gradient", c->name, t->name);
-            parity_compare(c, name, t->grad, expected, PARITY_TOL_GRAD);
+            parity_compare_floor(c, name, t->grad, expected, PARITY_TOL_GRAD, PARITY_GRAD_FLOOR);
             mc_tensor_free(expected);
             grads++;
         } else {

@@ -12,7 +12,11 @@
  * norm keeps the scale, so the errors add in quadrature: about
  * sqrt(8) u = 1.1e-2. Bars: 2^-4 (6.25e-2) for the embeddings and the
  * loss, 2^-3 for gradients (a product of two rounded chains, summed over a
- * handful of items). Measured: see docs/architecture.md, "bf16 operands". */
+ * handful of items). The key biases' gradients are zero in exact
+ * arithmetic (see assert_matches) and hold rounding noise of about 1e-3 in
+ * bf16 (1e-9 in fp32), so the floor is 2e-2 there (no other gradient is
+ * that small). Measured on this fixture: embeddings 4.1e-3 and 5.9e-3,
+ * loss 2.2e-5, gradients at most 2.5e-2 (docs/architecture.md). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +69,8 @@ static void assert_matches(const fixture *f, const char *name, const mc_tensor *
         ref2 += (double)expected->data[i] * expected->data[i];
     }
     double scale = sqrt(ref2) > floor ? sqrt(ref2) : floor;
-    printf("  %-50s %.3g (bar %.3g)\n", name, sqrt(diff2) / scale, tolerance); /* ctest -V */
+    printf("  %-50s %.3g (bar %.3g; |expected| %.3g)\n", name, sqrt(diff2) / scale, tolerance,
+           sqrt(ref2)); /* ctest -V */
     ck_assert_msg(sqrt(diff2) <= tolerance * scale, "%s: |diff| %.3g, |expected| %.3g (tolerance %.1g)", name,
                   sqrt(diff2), sqrt(ref2), tolerance);
     mc_tensor_free(expected);
@@ -74,6 +79,7 @@ static void assert_matches(const fixture *f, const char *name, const mc_tensor *
 #define BF16_TOL_EMBED 0.0625
 #define BF16_TOL_LOSS 0.0625
 #define BF16_TOL_GRAD 0.125
+#define BF16_GRAD_FLOOR 2e-2
 
 /* Both embeddings on a `precision` graph, within `tolerance` of the twin's. */
 static void check_embeddings(mc_precision precision, double tolerance) {
@@ -103,7 +109,8 @@ START_TEST(test_embeddings_match_bf16) { check_embeddings(MC_PRECISION_BF16, BF1
 END_TEST
 
 /* The loss and every parameter's gradient on a `precision` graph. */
-static void check_gradients(mc_precision precision, double loss_tolerance, double grad_tolerance) {
+static void check_gradients(mc_precision precision, double loss_tolerance, double grad_tolerance,
+                            double grad_floor) {
     fixture f;
     fixture_open(&f);
     mc_graph *g;
@@ -124,7 +131,7 @@ static void check_gradients(mc_precision precision, double loss_tolerance, doubl
         mc_tensor grad_view = *p;
         grad_view.data = p->grad;
         /* Relative error of each whole gradient tensor (1e-3 in fp32). */
-        assert_matches(&f, name, &grad_view, grad_tolerance, 1e-4);
+        assert_matches(&f, name, &grad_view, grad_tolerance, grad_floor);
         checked++;
     }
     ck_assert_int_eq(checked, mc_safetensors_count(f.io) - 5); /* all but the 5 io tensors */
@@ -132,11 +139,11 @@ static void check_gradients(mc_precision precision, double loss_tolerance, doubl
     fixture_close(&f);
 }
 
-START_TEST(test_every_gradient_matches) { check_gradients(MC_PRECISION_FP32, 1e-5, 1e-3); }
+START_TEST(test_every_gradient_matches) { check_gradients(MC_PRECISION_FP32, 1e-5, 1e-3, 1e-4); }
 END_TEST
 
 START_TEST(test_every_gradient_matches_bf16) {
-    check_gradients(MC_PRECISION_BF16, BF16_TOL_LOSS, BF16_TOL_GRAD);
+    check_gradients(MC_PRECISION_BF16, BF16_TOL_LOSS, BF16_TOL_GRAD, BF16_GRAD_FLOOR);
 }
 END_TEST
 

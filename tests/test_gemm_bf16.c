@@ -311,6 +311,43 @@ START_TEST(test_emulation_is_vdpbf16ps_bit_for_bit) {
 }
 END_TEST
 
+/* B given in bf16 (a weight's cached copy): the same result, bit for bit,
+ * as rounding the fp32 B where it is packed, on every shape, transposition
+ * and thread split, on both micro-kernels. */
+static void check_bf16_b(void) {
+    const shape more[] = {{700, 64, 300}, {40, 900, 301}, {30, 3100, 20}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0] + 3; i++)
+        for (int t = 0; t < 4; t++) {
+            const shape s = i < sizeof shapes / sizeof shapes[0] ? shapes[i] : more[i - sizeof shapes / sizeof shapes[0]];
+            product p = make_product(t & 1, t & 2, s, 0.75f, 0.5f, 110 + i);
+            uint16_t *B16 = malloc((size_t)p.b_size * sizeof *B16);
+            ck_assert_ptr_nonnull(B16);
+            for (int64_t k = 0; k < p.b_size; k++) B16[k] = (uint16_t)(bits_of(mc_bf16_round(p.B[k])) >> 16);
+            float *expected = run_bf16(&p), *C = alloc_floats(p.c_size);
+            memcpy(C, p.C0, (size_t)p.c_size * sizeof(float));
+            MC_CHECK_OK(mc_gemm_bf16_b(p.ta, p.tb, s.M, s.N, s.K, p.alpha, p.A, p.lda, B16, p.ldb,
+                                       p.beta, C, p.ldc));
+            ck_assert_msg(memcmp(C, expected, (size_t)p.c_size * sizeof(float)) == 0,
+                          "%c%c %lldx%lldx%lld: bf16 B differs from rounding B in the packing",
+                          t & 1 ? 'T' : 'N', t & 2 ? 'T' : 'N', (long long)s.M, (long long)s.N,
+                          (long long)s.K);
+            free(B16), free(expected), free(C), free_product(&p);
+        }
+}
+
+START_TEST(test_bf16_b_is_rounding_in_packing) {
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
+    for (int threads = 1; threads <= 2; threads++) {
+        mc_set_num_threads(threads);
+        check_bf16_b();
+        mc_gemm_bf16_force_emulation(true);
+        check_bf16_b();
+        mc_gemm_bf16_force_emulation(false);
+    }
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
+}
+END_TEST
+
 /* With OpenBLAS, bf16 products run in fp32: mc_sgemm's result exactly. */
 START_TEST(test_openblas_runs_bf16_in_fp32) {
     MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_OPENBLAS));
@@ -335,6 +372,7 @@ int main(void) {
     const bool native = mc_gemm_bf16_native_available();
     TCase *kernels = tcase_create("kernels");
     if (avx512) tcase_add_test(kernels, test_emulation_matches_definition);
+    if (avx512) tcase_add_test(kernels, test_bf16_b_is_rounding_in_packing);
     if (native) {
         tcase_add_test(kernels, test_vdpbf16ps_matches_definition);
         tcase_add_test(kernels, test_emulation_is_vdpbf16ps_bit_for_bit);

@@ -226,6 +226,62 @@ START_TEST(test_bf16_ops_same_on_emulation) {
 }
 END_TEST
 
+/* The op's results, output and gradients, equal bit for bit. */
+static void assert_same_results(const char *what, const op_results *a, const op_results *b,
+                                mc_tensor **in, int n_in) {
+    ck_assert_msg(memcmp(a->out, b->out, (size_t)a->out_numel * sizeof(float)) == 0, "%s: output",
+                  what);
+    for (int i = 0; i < n_in; i++)
+        ck_assert_msg(memcmp(a->grad[i], b->grad[i], (size_t)in[i]->numel * sizeof(float)) == 0,
+                      "%s: gradient of input %d", what, i);
+}
+
+/* A weight's bf16 copy (kept on the tensor, made once per change:
+ * lib/ops/weight_bf16.c) follows the weight. After an optimizer step, and
+ * after a write of the data announced by mc_tensor_touch, the op's output
+ * and every gradient equal, bit for bit, those of the same op given the
+ * weight as a tensor of no heap (rounded where it is packed, as a fresh
+ * conversion; no copy kept), and differ from before the change. */
+START_TEST(test_bf16_weight_copy_follows_the_weight) {
+    const op_case *c = &cases[_i];
+    mc_tensor *in[MAX_IN];
+    make_inputs(c, 30, in);
+    mc_tensor *weight = in[1];
+    mc_param_list params = {0};
+    MC_CHECK_OK(mc_params_add(&params, weight)); /* the list owns it now */
+    mc_optimizer *sgd;
+    MC_CHECK_OK(mc_optimizer_sgd(&sgd, &params, (mc_sgd_config){.lr = 0.05f}));
+    op_results previous = run(c, MC_PRECISION_BF16, in, false);
+    ck_assert_msg(weight->bf16 != NULL, "%s: no bf16 copy of the weight was kept", c->name);
+    for (int change = 0; change < 2; change++) {
+        if (change == 0) {
+            MC_CHECK_OK(mc_optimizer_step(sgd)); /* by the gradient run() left */
+        } else {
+            for (int64_t i = 0; i < weight->numel; i += 3) weight->data[i] *= -0.5f;
+            mc_tensor_touch(weight);
+        }
+        op_results cached = run(c, MC_PRECISION_BF16, in, false);
+        mc_tensor uncached = *weight; /* the same data, not a heap tensor: no copy */
+        uncached.on_heap = false, uncached.owns_data = false, uncached.bf16 = NULL;
+        uncached.grad = NULL;
+        mc_tensor *fresh_in[MAX_IN] = {in[0], &uncached, in[2]};
+        op_results fresh = run(c, MC_PRECISION_BF16, fresh_in, false);
+        ck_assert_ptr_null(uncached.bf16);
+        char what[160];
+        snprintf(what, sizeof what, "%s after change %d", c->name, change);
+        assert_same_results(what, &cached, &fresh, in, c->n_in);
+        ck_assert_msg(memcmp(cached.out, previous.out, (size_t)cached.out_numel * sizeof(float)) != 0,
+                      "%s: the output did not change with the weight", what);
+        free_results(&previous, c->n_in), free_results(&fresh, c->n_in);
+        previous = cached;
+    }
+    free_results(&previous, c->n_in);
+    mc_optimizer_free(sgd);
+    mc_params_free(&params);
+    mc_tensor_free(in[0]), mc_tensor_free(in[2]);
+}
+END_TEST
+
 int main(void) {
     if (!mc_gemm_avx512_available())
         return mc_test_skip("bf16 graphs (this CPU has no AVX-512F: products stay fp32)");
@@ -236,6 +292,8 @@ int main(void) {
     tcase_add_loop_test(tc, test_bf16_graph_within_bound_of_fp32, 0,
                         (int)(sizeof cases / sizeof cases[0]));
     if (mc_gemm_bf16_native_available()) tcase_add_test(tc, test_bf16_ops_same_on_emulation);
+    /* The cases whose second input is a weight: the convolutions and linear. */
+    tcase_add_loop_test(tc, test_bf16_weight_copy_follows_the_weight, 0, 5);
     suite_add_tcase(s, tc);
     return mc_test_run_suite(s);
 }

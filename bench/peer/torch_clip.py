@@ -44,6 +44,10 @@ def main():
     with torch.no_grad():
         t = median_seconds(lambda: gen_clip.encode_image(params, cfg, pixels), repeats)
         print(f"image_b16 {16 / t:.3f}", flush=True)
+        # The bf16 peer: PyTorch's one-line mixed precision.
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            t = median_seconds(lambda: gen_clip.encode_image(params, cfg, pixels), repeats)
+        print(f"image_b16_bf16 {16 / t:.3f}", flush=True)
         for n in (10, 100):
             ids = gen_clip.random_ids(gen, n, 77, 49408, [5, 12, 20])
             t = median_seconds(lambda: gen_clip.encode_text(params, cfg, ids), repeats)

@@ -1,7 +1,7 @@
 /* bench_resnet — ResNet-50 in mmchain and in PyTorch, side by side.
  *
  *     bench_resnet [--threads 1,2] [--rows eval32,train32,train100,eval224]
- *                  [--min-seconds S] [--peer PATH] [--no-peer] [--precision fp32|bf16]
+ *                  [--min-seconds S] [--peer PATH] [--no-peer] [--precision fp32|bf16|both]
  *
  * For every thread count and row, runs this program's own row in a fresh
  * process (`bench_resnet --row ROW --threads N`) and then the PyTorch peer
@@ -16,7 +16,10 @@
  *   eval224   eval forward, batch 8, 3x224x224
  * --precision bf16: mmchain's graph runs its products with bf16 operands
  * (mc_graph_set_precision) and the peer runs under
- * torch.autocast("cpu", dtype=torch.bfloat16).
+ * torch.autocast("cpu", dtype=torch.bfloat16). --precision both: each row
+ * in both precisions on both sides, printed as one line per row with the
+ * ratios bf16 / fp32 (ours), ours bf16 / PyTorch autocast, and our peak
+ * memory in each precision.
  * Both children get the same environment. Unless OMP_WAIT_POLICY is set, it
  * is set to PASSIVE for both: libgomp's default spinning starves OpenBLAS's
  * threads (see bench/resnet/README.md). */
@@ -166,6 +169,54 @@ static result run_child(const char *command) {
     return r;
 }
 
+/* One row on both sides in `precision` (the peer only when `peer`). */
+static void measure(const char *self, const char *peer_path, bool peer, const char *name,
+                    int threads, double min_seconds, mc_precision precision, result *ours,
+                    result *theirs) {
+    char command[2600];
+    snprintf(command, sizeof command, "'%s' --row %s --threads %d --min-seconds %g --precision %s",
+             self, name, threads, min_seconds, mc_precision_name(precision));
+    *ours = run_child(command);
+    *theirs = (result){0};
+    if (!peer) return;
+    snprintf(command, sizeof command,
+             "/usr/bin/python3 '%s' --row %s --threads %d --min-seconds %g --precision %s",
+             peer_path, name, threads, min_seconds, mc_precision_name(precision));
+    *theirs = run_child(command);
+}
+
+static double ratio(result a, result b, bool cpu) {
+    if (!a.ok || !b.ok) return NAN;
+    return cpu ? a.images_per_cpu_s / b.images_per_cpu_s : a.images_per_s / b.images_per_s;
+}
+
+static void print_one_header(mc_precision precision) {
+    printf("precision %s (mmchain bf16 products on %s; PyTorch %s)\n\n", mc_precision_name(precision),
+           mc_gemm_bf16_kernel_name(),
+           precision == MC_PRECISION_BF16 ? "torch.autocast bfloat16" : "float32");
+    printf("| row | threads | mmchain img/s | PyTorch img/s | ratio | mmchain img/CPU-s | PyTorch "
+           "img/CPU-s | CPU ratio | mmchain peak MB | PyTorch peak MB | memory ratio |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+}
+
+/* --precision both: one line per row, fp32 and bf16 side by side. */
+static void print_both_header(void) {
+    printf("precision fp32 and bf16 (mmchain bf16 products on %s; PyTorch float32 and "
+           "torch.autocast bfloat16)\n\n", mc_gemm_bf16_kernel_name());
+    printf("| row | threads | mmchain fp32 img/s | mmchain bf16 img/s | bf16 / fp32 | PyTorch fp32 "
+           "img/s | PyTorch autocast img/s | mmchain bf16 / autocast | bf16 / fp32, CPU-s | "
+           "bf16 / autocast, CPU-s | mmchain fp32 peak MB | mmchain bf16 peak MB |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+}
+
+static void print_both_row(const char *name, int threads, const result ours[2], const result theirs[2]) {
+    printf("| %s | %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.2f | %.2f | %.0f | %.0f |\n", name,
+           threads, ours[0].images_per_s, ours[1].images_per_s, ratio(ours[1], ours[0], false),
+           theirs[0].images_per_s, theirs[1].images_per_s, ratio(ours[1], theirs[1], false),
+           ratio(ours[1], ours[0], true), ratio(ours[1], theirs[1], true), ours[0].peak_mb,
+           ours[1].peak_mb);
+}
+
 static const row_spec *find_row(const char *name) {
     for (int i = 0; i < N_ROWS; i++)
         if (strcmp(ROWS[i].name, name) == 0) return &ROWS[i];
@@ -198,7 +249,7 @@ int main(int argc, char **argv) {
     const char *one_row = NULL;
     double min_seconds = 4.0;
     int row_threads = 1;
-    bool peer = true;
+    bool peer = true, both = false;
     mc_precision precision = MC_PRECISION_FP32;
     char peer_path[1200];
     /* The peer script lives at ../peer/ from this file (an absolute path
@@ -218,6 +269,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(arg, "--min-seconds")) min_seconds = atof(value), i++;
         else if (!strcmp(arg, "--precision") && (!strcmp(value, "fp32") || !strcmp(value, "bf16")))
             precision = strcmp(value, "bf16") ? MC_PRECISION_FP32 : MC_PRECISION_BF16, i++;
+        else if (!strcmp(arg, "--precision") && !strcmp(value, "both")) both = true, i++;
         else if (!strcmp(arg, "--peer")) snprintf(peer_path, sizeof peer_path, "%s", value), i++;
         else {
             fprintf(stderr, "bench_resnet: unknown option %s\n", arg);
@@ -242,12 +294,8 @@ int main(int argc, char **argv) {
     }
     self[len] = '\0';
     print_environment();
-    printf("precision %s (mmchain bf16 products on %s; PyTorch %s)\n\n", mc_precision_name(precision),
-           mc_gemm_bf16_kernel_name(),
-           precision == MC_PRECISION_BF16 ? "torch.autocast bfloat16" : "float32");
-    printf("| row | threads | mmchain img/s | PyTorch img/s | ratio | mmchain img/CPU-s | PyTorch "
-           "img/CPU-s | CPU ratio | mmchain peak MB | PyTorch peak MB | memory ratio |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    if (both) print_both_header();
+    else print_one_header(precision);
     fflush(stdout);
     char threads_copy[128];
     snprintf(threads_copy, sizeof threads_copy, "%s", threads_list);
@@ -260,26 +308,22 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_resnet: unknown row %s\n", name);
                 return 2;
             }
-            char command[2600];
-            snprintf(command, sizeof command,
-                     "'%s' --row %s --threads %d --min-seconds %g --precision %s", self, name,
-                     threads, min_seconds, mc_precision_name(precision));
-            result ours = run_child(command);
-            result theirs = {0};
-            if (peer) {
-                snprintf(command, sizeof command,
-                         "/usr/bin/python3 '%s' --row %s --threads %d --min-seconds %g "
-                         "--precision %s",
-                         peer_path, name, threads, min_seconds, mc_precision_name(precision));
-                theirs = run_child(command);
+            if (both) {
+                result ours[2], theirs[2];
+                for (int p = 0; p < 2; p++)
+                    measure(self, peer_path, peer, name, threads, min_seconds,
+                            p ? MC_PRECISION_BF16 : MC_PRECISION_FP32, &ours[p], &theirs[p]);
+                print_both_row(name, threads, ours, theirs);
+                fflush(stdout);
+                continue;
             }
-            bool both = theirs.ok && ours.ok;
+            result ours, theirs;
+            measure(self, peer_path, peer, name, threads, min_seconds, precision, &ours, &theirs);
+            bool measured = theirs.ok && ours.ok;
             printf("| %s | %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.0f | %.0f | %.2f |\n",
-                   name, threads, ours.images_per_s, theirs.images_per_s,
-                   both ? ours.images_per_s / theirs.images_per_s : NAN, ours.images_per_cpu_s,
-                   theirs.images_per_cpu_s,
-                   both ? ours.images_per_cpu_s / theirs.images_per_cpu_s : NAN, ours.peak_mb,
-                   theirs.peak_mb, both ? ours.peak_mb / theirs.peak_mb : NAN);
+                   name, threads, ours.images_per_s, theirs.images_per_s, ratio(ours, theirs, false),
+                   ours.images_per_cpu_s, theirs.images_per_cpu_s, ratio(ours, theirs, true),
+                   ours.peak_mb, theirs.peak_mb, measured ? ours.peak_mb / theirs.peak_mb : NAN);
             fflush(stdout);
         }
     }

@@ -46,6 +46,8 @@ typedef struct mc_shape {
 #define MC_SHAPE(...) \
     ((mc_shape){.ndim = MC_SHAPE_NARGS(__VA_ARGS__), .dim = {__VA_ARGS__}})
 
+struct mc_tensor_bf16; /* a bf16 copy of a weight's data (lib/ops/weight_bf16.c) */
+
 typedef struct mc_tensor {
     char name[MC_NAME_LEN];
     mc_shape shape;
@@ -55,6 +57,11 @@ typedef struct mc_tensor {
     bool requires_grad; /* ops that read it record themselves on the tape */
     bool on_heap;       /* made by mc_tensor_new: freed by mc_tensor_free */
     bool owns_data;     /* false for views that share another's data */
+    /* Changes whenever the library writes data (loads, copies, fills,
+     * optimizer steps; mc_tensor_touch): what is derived from the data, the
+     * bf16 copy below, is remade when it has changed. */
+    uint64_t version;
+    struct mc_tensor_bf16 *bf16; /* NULL, or the bf16 copy bf16 graphs multiply by */
 } mc_tensor;
 
 /* ---- shapes ---- */
@@ -82,6 +89,10 @@ mc_status mc_tensor_copy(mc_tensor *dst, const mc_tensor *src);
 /* Copy n floats from memory into t (n must equal t->numel). */
 mc_status mc_tensor_load(mc_tensor *t, const float *values, int64_t n);
 void mc_tensor_fill(mc_tensor *t, float value);
+/* Say that t's data changed: call after writing t->data yourself (the
+ * library's own writers do), so that a bf16 graph does not multiply by a
+ * stale bf16 copy of a weight (autograd.h, mc_graph_set_precision). */
+void mc_tensor_touch(mc_tensor *t);
 void mc_tensor_zero_grad(mc_tensor *t);
 /* Uniform in [low, high) and normal(mean, std), from `rng`. */
 void mc_tensor_uniform(mc_tensor *t, mc_rng *rng, float low, float high);

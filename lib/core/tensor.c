@@ -81,8 +81,11 @@ void mc_tensor_free(mc_tensor *t) {
         free(t->data);
         free(t->grad);
     }
+    free(t->bf16);
     free(t);
 }
+
+void mc_tensor_touch(mc_tensor *t) { t->version++; }
 
 mc_status mc_tensor_clone(mc_tensor **out, const mc_tensor *src, const char *name) {
     MC_TRY(mc_tensor_new(out, src->shape, name ? name : src->name));
@@ -112,6 +115,7 @@ mc_status mc_tensor_copy(mc_tensor *dst, const mc_tensor *src) {
                         mc_tensor_str(dst, b, sizeof b), (long long)dst->numel);
     }
     memmove(dst->data, src->data, (size_t)src->numel * sizeof(float));
+    mc_tensor_touch(dst);
     return MC_OK;
 }
 
@@ -120,11 +124,13 @@ mc_status mc_tensor_load(mc_tensor *t, const float *values, int64_t n) {
         return mc_error(MC_ERR_SHAPE, "tensor %s: given %lld values, expected %lld", t->name,
                         (long long)n, (long long)t->numel);
     memcpy(t->data, values, (size_t)n * sizeof(float));
+    mc_tensor_touch(t);
     return MC_OK;
 }
 
 void mc_tensor_fill(mc_tensor *t, float value) {
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = value;
+    mc_tensor_touch(t);
 }
 
 void mc_tensor_zero_grad(mc_tensor *t) {
@@ -134,10 +140,12 @@ void mc_tensor_zero_grad(mc_tensor *t) {
 void mc_tensor_uniform(mc_tensor *t, mc_rng *rng, float low, float high) {
     for (int64_t i = 0; i < t->numel; i++)
         t->data[i] = low + (high - low) * (float)mc_rng_uniform(rng);
+    mc_tensor_touch(t);
 }
 
 void mc_tensor_normal(mc_tensor *t, mc_rng *rng, float mean, float std) {
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = mean + std * (float)mc_rng_normal(rng);
+    mc_tensor_touch(t);
 }
 
 mc_status mc_tensor_reshape_inplace(mc_tensor *t, mc_shape shape) {
@@ -148,6 +156,7 @@ mc_status mc_tensor_reshape_inplace(mc_tensor *t, mc_shape shape) {
                         t->name, mc_shape_str(t->shape, a, sizeof a), mc_shape_str(shape, b, sizeof b));
     }
     t->shape = shape;
+    mc_tensor_touch(t);
     return MC_OK;
 }
 
@@ -157,6 +166,7 @@ mc_tensor mc_tensor_rows(const mc_tensor *t, int64_t first, int64_t n) {
     view.requires_grad = false;
     view.on_heap = false;
     view.owns_data = false;
+    view.bf16 = NULL;
     if (t->shape.ndim < 1 || first < 0 || n < 1 || first + n > t->shape.dim[0] || !t->data) {
         view.shape.dim[0] = 0;
         view.numel = 0;

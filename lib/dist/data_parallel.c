@@ -96,8 +96,10 @@ mc_status mc_dist_broadcast_params(const mc_param_list *params) {
                         "%d rank(s) hold a model that differs from rank 0's in its tensor names or "
                         "sizes (rank %d's %s): every rank must build the same model",
                         differing, mc_dist_rank(), mine_differs ? "differs" : "does not");
-    for (int i = 0; i < params->count; i++)
+    for (int i = 0; i < params->count; i++) {
         MC_TRY(mc_dist_broadcast_floats(params->items[i]->data, params->items[i]->numel, 0));
+        mc_tensor_touch(params->items[i]);
+    }
     return MC_OK;
 }
 

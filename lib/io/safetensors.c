@@ -538,6 +538,7 @@ mc_status mc_safetensors_read_into(const mc_safetensors *f, const char *name, mc
                         mc_shape_str(dst->shape, b, sizeof b));
     }
     decode_floats(f, e, dst->data);
+    mc_tensor_touch(dst);
     return MC_OK;
 }
 

@@ -34,7 +34,9 @@
 #include "ops/conv_internal.h"
 #include "core/vector_clones.h"
 #include "core/parallel.h"
+#include "ops/gemm_internal.h"
 #include "ops/naive.h"
+#include "ops/weight_bf16.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -363,14 +365,22 @@ static void col2im_add(const mc_conv2d_geometry *geo, const float *columns, int6
 }
 
 /* out[rows, OC_g] (beta) += columns[rows, K_g] @ weight_g[OC_g, K_g]^T for
- * every group. columns: (rows, ld_columns), weight: (OC, K_g),
- * out: (rows, OC). */
-static void gemm_forward(const mc_conv2d_geometry *geo, int64_t rows, const float *columns,
-                         int64_t ld_columns, const float *weight, float *out) {
-    for (int64_t g = 0; g < geo->groups; g++)
-        mc_gemm(geo->precision, false, true, rows, geo->oc_group, geo->k_group, 1.0f, columns + g * geo->k_group,
-                 ld_columns, weight + g * geo->oc_group * geo->k_group, geo->k_group, 0.0f,
-                 out + g * geo->oc_group, geo->oc);
+ * every group. columns: (rows, ld_columns), weight: (OC, K_g) (or
+ * geo->weight_bf16 when set), out: (rows, OC). */
+static mc_status gemm_forward(const mc_conv2d_geometry *geo, int64_t rows, const float *columns,
+                              int64_t ld_columns, const float *weight, float *out) {
+    for (int64_t g = 0; g < geo->groups; g++) {
+        const int64_t w_offset = g * geo->oc_group * geo->k_group;
+        if (geo->weight_bf16)
+            MC_TRY(mc_gemm_bf16_b(false, true, rows, geo->oc_group, geo->k_group, 1.0f,
+                                  columns + g * geo->k_group, ld_columns, geo->weight_bf16 + w_offset,
+                                  geo->k_group, 0.0f, out + g * geo->oc_group, geo->oc));
+        else
+            mc_gemm(geo->precision, false, true, rows, geo->oc_group, geo->k_group, 1.0f,
+                    columns + g * geo->k_group, ld_columns, weight + w_offset, geo->k_group, 0.0f,
+                    out + g * geo->oc_group, geo->oc);
+    }
+    return MC_OK;
 }
 
 /* dweight_g[OC_g, K_g] += dout_g[rows, OC_g]^T @ columns_g[rows, K_g].
@@ -384,13 +394,23 @@ static void gemm_weight_grad(const mc_conv2d_geometry *geo, int64_t rows, const 
 }
 
 /* dcolumns_g[rows, K_g] = dout_g[rows, OC_g] @ weight_g[OC_g, K_g] (+ beta * dcolumns).
- * dout: (rows, OC), weight: (OC, K_g), dcolumns: (rows, ld_dcolumns). */
-static void gemm_input_grad(const mc_conv2d_geometry *geo, int64_t rows, const float *dout,
-                            const float *weight, float beta, float *dcolumns, int64_t ld_dcolumns) {
-    for (int64_t g = 0; g < geo->groups; g++)
-        mc_gemm(geo->precision, false, false, rows, geo->k_group, geo->oc_group, 1.0f, dout + g * geo->oc_group,
-                 geo->oc, weight + g * geo->oc_group * geo->k_group, geo->k_group, beta,
-                 dcolumns + g * geo->k_group, ld_dcolumns);
+ * dout: (rows, OC), weight: (OC, K_g) (or geo->weight_bf16 when set),
+ * dcolumns: (rows, ld_dcolumns). */
+static mc_status gemm_input_grad(const mc_conv2d_geometry *geo, int64_t rows, const float *dout,
+                                 const float *weight, float beta, float *dcolumns,
+                                 int64_t ld_dcolumns) {
+    for (int64_t g = 0; g < geo->groups; g++) {
+        const int64_t w_offset = g * geo->oc_group * geo->k_group;
+        if (geo->weight_bf16)
+            MC_TRY(mc_gemm_bf16_b(false, false, rows, geo->k_group, geo->oc_group, 1.0f,
+                                  dout + g * geo->oc_group, geo->oc, geo->weight_bf16 + w_offset,
+                                  geo->k_group, beta, dcolumns + g * geo->k_group, ld_dcolumns));
+        else
+            mc_gemm(geo->precision, false, false, rows, geo->k_group, geo->oc_group, 1.0f,
+                    dout + g * geo->oc_group, geo->oc, weight + w_offset, geo->k_group, beta,
+                    dcolumns + g * geo->k_group, ld_dcolumns);
+    }
+    return MC_OK;
 }
 
 /* out: (rows, OC) += bias: (OC) on every row. */
@@ -422,19 +442,21 @@ static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x
         int64_t chunk = direct_chunk(geo);
         for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
             int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
-            gemm_forward(geo, count, x + row0 * geo->c, geo->c, weight, out + row0 * geo->oc);
+            MC_TRY(gemm_forward(geo, count, x + row0 * geo->c, geo->c, weight, out + row0 * geo->oc));
         }
         return MC_OK;
     }
-    float *packed, *columns;
-    MC_TRY(mc_scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "conv2d packed weight", &packed));
+    float *packed = NULL, *columns;
+    if (!geo->weight_bf16) {
+        MC_TRY(mc_scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "conv2d packed weight", &packed));
+        pack_weight(geo, weight, packed);
+    }
     int64_t chunk = rows_per_chunk(geo, geo->k_total);
     MC_TRY(mc_scratch_reserve(&scratch_columns, chunk * geo->k_total, "conv2d im2col columns", &columns));
-    pack_weight(geo, weight, packed);
     for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
         int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
         im2col(geo, x, row0, count, columns);
-        gemm_forward(geo, count, columns, geo->k_total, packed, out + row0 * geo->oc);
+        MC_TRY(gemm_forward(geo, count, columns, geo->k_total, packed, out + row0 * geo->oc));
     }
     return MC_OK;
 }
@@ -463,7 +485,7 @@ static mc_status conv_backward_direct(const mc_conv2d_geometry *geo, const float
         int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
         const float *dout_chunk = dout + row0 * geo->oc;
         if (dweight) gemm_weight_grad(geo, count, dout_chunk, x + row0 * geo->c, geo->c, dweight);
-        if (dx) gemm_input_grad(geo, count, dout_chunk, weight, 1.0f, dx + row0 * geo->c, geo->c);
+        if (dx) MC_TRY(gemm_input_grad(geo, count, dout_chunk, weight, 1.0f, dx + row0 * geo->c, geo->c));
     }
     return MC_OK;
 }
@@ -472,7 +494,7 @@ static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float
                                       const float *weight, const float *dout, float *dx,
                                       float *dweight) {
     float *packed = NULL, *packed_dweight = NULL, *columns;
-    if (dx) {
+    if (dx && !geo->weight_bf16) {
         MC_TRY(mc_scratch_reserve(&scratch_packed_weight, geo->oc * geo->k_group, "conv2d packed weight",
                                &packed));
         pack_weight(geo, weight, packed);
@@ -492,7 +514,7 @@ static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float
             gemm_weight_grad(geo, count, dout_chunk, columns, geo->k_total, packed_dweight);
         }
         if (dx) { /* the same buffer now receives d(columns) */
-            gemm_input_grad(geo, count, dout_chunk, packed, 0.0f, columns, geo->k_total);
+            MC_TRY(gemm_input_grad(geo, count, dout_chunk, packed, 0.0f, columns, geo->k_total));
             col2im_add(geo, columns, row0, count, dx);
         }
     }
@@ -519,12 +541,26 @@ typedef struct conv_saved {
     mc_conv2d_geometry geo;
 } conv_saved;
 
+/* pack_weight as an mc_weight_arrange_fn: the bf16 copy's order. */
+static void arrange_weight(const void *geo, const float *weight, float *arranged) {
+    pack_weight(geo, weight, arranged);
+}
+
+/* geo->weight_bf16 for `weight` on a bf16 graph (NULL otherwise). The 3x3
+ * convolutions that would use Winograd do not run on a bf16 graph. */
+static mc_status attach_weight_bf16(mc_conv2d_geometry *geo, mc_tensor *weight) {
+    geo->weight_bf16 = NULL;
+    if (geo->precision != MC_PRECISION_BF16) return MC_OK;
+    return mc_weight_bf16(weight, arrange_weight, geo, &geo->weight_bf16);
+}
+
 /* in: x (N, H, W, C), weight (OC, C/g, KH, KW), [bias (OC)];
  * out->grad: (N, OH, OW, OC). */
 static mc_status conv2d_backward(mc_node *node) {
     const conv_saved *saved = node->saved;
-    const mc_conv2d_geometry *geo = &saved->geo;
+    mc_conv2d_geometry geo_now = saved->geo, *geo = &geo_now;
     mc_tensor *x = node->in[0], *weight = node->in[1];
+    MC_TRY(attach_weight_bf16(geo, weight)); /* the copy current now */
     mc_tensor *bias = node->n_in > 2 ? node->in[2] : NULL;
     const float *dout = node->out->grad;
     float *dx = NULL, *dweight = NULL, *dbias = NULL;
@@ -541,6 +577,7 @@ mc_status mc_conv2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bia
     mc_conv2d_geometry geo;
     MC_TRY(mc_conv2d_geometry_of(x, weight, bias, params, &geo));
     geo.precision = mc_graph_precision(g); /* forward and backward alike */
+    MC_TRY(attach_weight_bf16(&geo, weight));
     mc_tensor *y; /* the GEMMs (beta 0) write every element */
     MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(geo.n, geo.oh, geo.ow, geo.oc), "conv2d", &y));
     MC_TRY(mc_conv2d_forward_kernel(&geo, x->data, weight->data, bias ? bias->data : NULL, y->data));

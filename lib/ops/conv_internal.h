@@ -23,6 +23,11 @@ typedef struct mc_conv2d_geometry {
     int64_t rows;               /* N*OH*OW: one GEMM row per output pixel */
     mc_conv2d_params p;
     mc_precision precision;     /* of the GEMMs' operands: the graph's (fp32 by default) */
+    /* bf16 only: the weight in bf16, in the order (OC, KH, KW, C/g) the
+     * columns' rows are in (a copy kept on the weight tensor, made once per
+     * change of the weight: weight_bf16.h); NULL: the fp32 weight is
+     * rearranged per call and rounded where it is packed. */
+    const uint16_t *weight_bf16;
 } mc_conv2d_geometry;
 
 /* Check x, weight, bias (may be NULL) and params against each other and fill

@@ -134,6 +134,8 @@ const char *mc_gemm_bf16_kernel_name(void) {
                                     : "emulated (fp32 FMA; no AVX512_BF16)";
 }
 
+bool mc_gemm_bf16_runs(void) { return current_kernel() == MC_GEMM_AVX512; }
+
 /* ---- the product ---- */
 
 static void openblas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -237,4 +239,16 @@ void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc) {
     mc_gemm(MC_PRECISION_FP32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+mc_status mc_gemm_bf16_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                         float alpha, const float *A, int64_t lda, const uint16_t *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc) {
+    // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) bf16 when trans_b; C: (M, N)
+    if (M <= 0 || N <= 0) return MC_OK;
+    if (!mc_gemm_bf16_runs())
+        return mc_error(MC_ERR_STATE, "mc_gemm_bf16_b: bf16 products do not run on this kernel");
+    if (!mc_sgemm_bf16_b_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return mc_error(MC_ERR_NOMEM, "GEMM: no memory for the packing space");
+    return MC_OK;
 }

@@ -87,8 +87,9 @@ AVX512 static void pack_transposed(const float *src, int64_t ld, int64_t lines, 
  * NR columns, each kc rows of NR floats, zero beyond nc.
  * B: (K, N) with row stride ldb, or (N, K) when trans_b.
  * packed: (ceil(nc / NR), kc, NR). */
-AVX512 static void pack_b_block(bool trans_b, const float *B, int64_t ldb, int64_t k0, int64_t kc,
-                                int64_t j0, int64_t nc, float *packed) {
+AVX512 static void pack_b_block(bool trans_b, const void *B_floats, int64_t ldb, int64_t k0,
+                                int64_t kc, int64_t j0, int64_t nc, float *packed) {
+    const float *B = B_floats;
     if (!trans_b) {
         /* Row by row of B, so that memory is read in order (a panel at a
          * time would read 128 bytes from each of kc rows). */
@@ -164,7 +165,8 @@ typedef struct gemm_job {
     bool trans_a, trans_b;
     int64_t M, N, K;
     float alpha, beta;
-    const float *A, *B;
+    const float *A;
+    const void *B; /* floats, or bf16 values (the variant's pack_b_block reads it) */
     int64_t lda, ldb, ldc;
     float *C;
 } gemm_job;
@@ -254,7 +256,7 @@ static int thread_number(void) {
 
 bool mc_gemm_avx512_run(const mc_gemm_avx512_variant *variant, bool trans_a, bool trans_b,
                         int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+                        const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) when trans_b; C: (M, N)
     const gemm_job job = {variant, trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
     if (K == 0 || alpha == 0.0f) {

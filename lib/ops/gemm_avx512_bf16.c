@@ -45,6 +45,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
@@ -135,8 +136,9 @@ AVX512 static void pack_slots_transposed(const float *src, int64_t ld, int64_t l
 /* mc_gemm_avx512_variant.pack_b_block for bf16 slots.
  * B: (K, N) with row stride ldb, or (N, K) when trans_b.
  * packed: (ceil(nc / NR), ceil(kc / 2), NR) slots. */
-AVX512 static void pack_b_block_bf16(bool trans_b, const float *B, int64_t ldb, int64_t k0,
+AVX512 static void pack_b_block_bf16(bool trans_b, const void *B_floats, int64_t ldb, int64_t k0,
                                      int64_t kc, int64_t j0, int64_t nc, float *packed) {
+    const float *B = B_floats;
     const int64_t slots = (kc + 1) / 2;
     if (!trans_b) {
         /* Rows k and k + 1 of B, read in order, make one row of slots. */
@@ -157,6 +159,80 @@ AVX512 static void pack_b_block_bf16(bool trans_b, const float *B, int64_t ldb, 
             for (int64_t half = 0; half < NR; half += 16)
                 pack_slots_transposed(B + (j0 + j + half) * ldb + k0, ldb, nc - j - half, kc,
                                       packed + j * slots + half, NR);
+    }
+}
+
+/* ---- packing B given in bf16 (a weight's cached copy, weight_bf16.c) ----
+ * The same panels from bf16 values: nothing to round, half the bytes to
+ * read. */
+
+/* The first n (at most 16) bf16 values at p, each in the low half of a
+ * 32-bit lane (zero lanes past n; nothing read when n <= 0). */
+AVX512 static inline __m512i widen_bf16(const uint16_t *p, int64_t n) {
+    if (n >= 16) return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    uint16_t part[16] = {0};
+    if (n > 0) memcpy(part, p, (size_t)n * sizeof *p);
+    return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)part));
+}
+
+/* Slots of a (lines, kc) piece of a bf16 matrix whose rows run along k:
+ * out[s * out_stride + i] = { src[i][2s], src[i][2s+1] }, as
+ * pack_slots_transposed makes from floats. A pair of consecutive bf16 is
+ * one 32-bit slot already, so this is a 16 x 16 transpose of slots; the
+ * last slot of an odd kc takes its even value alone (its odd one is the
+ * next slice's, or past the row). */
+AVX512 static void pack_bf16_slots_transposed(const uint16_t *src, int64_t ld, int64_t lines,
+                                              int64_t kc, float *out, int64_t out_stride) {
+    const int64_t slots = (kc + 1) / 2, whole_pairs = kc / 2;
+    for (int64_t s0 = 0; s0 < slots; s0 += 16) {
+        const __mmask16 whole = first_lanes(whole_pairs - s0);
+        const int64_t lone = kc % 2 && whole_pairs - s0 < 16 ? whole_pairs - s0 : -1;
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            if (i < lines) {
+                const uint16_t *line = src + i * ld + 2 * s0;
+                __m512i v = _mm512_maskz_loadu_epi32(whole, line);
+                if (lone >= 0) v = _mm512_mask_set1_epi32(v, (__mmask16)(1u << lone), line[2 * lone]);
+                r[i] = _mm512_castsi512_ps(v);
+            } else {
+                r[i] = _mm512_setzero_ps();
+            }
+        }
+        transpose_16x16(r);
+        const int64_t count = slots - s0 >= 16 ? 16 : slots - s0;
+        for (int64_t s = 0; s < count; s++) _mm512_storeu_ps(out + (s0 + s) * out_stride, r[s]);
+    }
+}
+
+/* mc_gemm_avx512_variant.pack_b_block for bf16 slots from a bf16 B.
+ * B: (K, N) bf16 values with row stride ldb, or (N, K) when trans_b.
+ * packed: (ceil(nc / NR), ceil(kc / 2), NR) slots. */
+AVX512 static void pack_b_block_from_bf16(bool trans_b, const void *B_bf16, int64_t ldb,
+                                          int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                                          float *packed) {
+    const uint16_t *B = B_bf16;
+    const int64_t slots = (kc + 1) / 2;
+    if (!trans_b) {
+        /* Rows k and k + 1 of B make one row of slots: even values low. */
+        for (int64_t s = 0; s < slots; s++) {
+            const uint16_t *even = B + (k0 + 2 * s) * ldb + j0;
+            const uint16_t *odd = 2 * s + 1 < kc ? even + ldb : NULL;
+            for (int64_t j = 0; j < nc; j += NR) {
+                float *to = packed + j * slots + s * NR;
+                for (int64_t half = 0; half < NR; half += 16) {
+                    const int64_t n = nc - j - half;
+                    __m512i v = widen_bf16(even + j + half, n);
+                    if (odd) v = _mm512_or_si512(v, _mm512_slli_epi32(widen_bf16(odd + j + half, n), 16));
+                    _mm512_store_si512(to + half, v);
+                }
+            }
+        }
+    } else {
+        for (int64_t j = 0; j < nc; j += NR)
+            for (int64_t half = 0; half < NR; half += 16)
+                pack_bf16_slots_transposed(B + (j0 + j + half) * ldb + k0, ldb, nc - j - half, kc,
+                                           packed + j * slots + half, NR);
     }
 }
 
@@ -244,6 +320,11 @@ static const mc_gemm_avx512_variant native = {2, pack_a_panel_bf16, pack_b_block
                                               micro_kernel_dpbf16};
 static const mc_gemm_avx512_variant emulated = {2, pack_a_panel_bf16, pack_b_block_bf16,
                                                 micro_kernel_emulated};
+/* The same with B already in bf16. */
+static const mc_gemm_avx512_variant native_bf16_b = {2, pack_a_panel_bf16, pack_b_block_from_bf16,
+                                                     micro_kernel_dpbf16};
+static const mc_gemm_avx512_variant emulated_bf16_b = {2, pack_a_panel_bf16, pack_b_block_from_bf16,
+                                                       micro_kernel_emulated};
 
 /* Whether the emulation is forced (tests, and benchmarks of it). */
 static atomic_bool force_emulation = false;
@@ -273,7 +354,22 @@ bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t
                                       stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, batch);
 }
 
+bool mc_sgemm_bf16_b_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                            float alpha, const float *A, int64_t lda, const uint16_t *B,
+                            int64_t ldb, float beta, float *C, int64_t ldc) {
+    return mc_gemm_avx512_run(mc_gemm_bf16_is_native() ? &native_bf16_b : &emulated_bf16_b,
+                              trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 #else /* not x86-64 with GCC or clang: the products run in fp32 (gemm.c) */
+
+bool mc_sgemm_bf16_b_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                            float alpha, const float *A, int64_t lda, const uint16_t *B,
+                            int64_t ldb, float beta, float *C, int64_t ldc) {
+    (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
+    (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
+    return false;
+}
 
 bool mc_gemm_bf16_native_available(void) { return false; }
 void mc_gemm_bf16_force_emulation(bool force) { (void)force; }

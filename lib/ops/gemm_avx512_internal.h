@@ -22,8 +22,9 @@ typedef struct mc_gemm_avx512_variant {
                          int64_t k0, int64_t kc, float *panel);
     /* The block of op(B) rows [k0, k0+kc), columns [j0, j0+nc), as panels
      * of NR columns, each ceil(kc / k_per_slot) slots of NR, zero beyond nc.
-     * B: (K, N) or (N, K) when trans_b. */
-    void (*pack_b_block)(bool trans_b, const float *B, int64_t ldb, int64_t k0, int64_t kc,
+     * B: (K, N) or (N, K) when trans_b, of floats, or of bf16 values for
+     * the variant that takes B in bf16 (a weight's cached copy). */
+    void (*pack_b_block)(bool trans_b, const void *B, int64_t ldb, int64_t k0, int64_t kc,
                          int64_t j0, int64_t nc, float *packed);
     /* C[rows, cols] = alpha * (a_panel @ b_panel)[rows, cols] + beta * C over
      * `slots` slots of both panels. beta == 0: C is not read. */
@@ -35,7 +36,7 @@ typedef struct mc_gemm_avx512_variant {
  * false, C untouched, when the packing space cannot be allocated. */
 bool mc_gemm_avx512_run(const mc_gemm_avx512_variant *variant, bool trans_a, bool trans_b,
                         int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+                        const void *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* mc_sgemm_batched's contract, the same way. */
 bool mc_gemm_avx512_run_batched(const mc_gemm_avx512_variant *variant, bool trans_a,
                                 bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

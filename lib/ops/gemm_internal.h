@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mmchain/error.h"
+
 /* True when mc_sgemm runs our kernel, which may be called from inside an
  * OpenMP parallel region (it then stays on the calling thread). OpenBLAS is
  * kept out of our parallel regions: its pthreads build would start a team
@@ -52,6 +54,22 @@ bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t
                                   float alpha, const float *A, int64_t lda, int64_t stride_a,
                                   const float *B, int64_t ldb, int64_t stride_b, float beta,
                                   float *C, int64_t ldc, int64_t stride_c, int64_t batch);
+/* The same product with B given as bf16 values (the top halves of
+ * mc_bf16_round's results: a weight's cached copy, weight_bf16.c), packed
+ * without rounding: equal, bit for bit, to mc_sgemm_bf16_avx512 with the
+ * fp32 B those values came from. Same contract otherwise. */
+bool mc_sgemm_bf16_b_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                            float alpha, const float *A, int64_t lda, const uint16_t *B,
+                            int64_t ldb, float beta, float *C, int64_t ldc);
+/* True when MC_PRECISION_BF16 products run on our kernel (not OpenBLAS in
+ * fp32), so that an operand may be handed over in bf16. */
+bool mc_gemm_bf16_runs(void);
+/* mc_gemm(MC_PRECISION_BF16, ...) with B in bf16, as mc_sgemm_bf16_b_avx512;
+ * only when mc_gemm_bf16_runs(). MC_ERR_NOMEM, C untouched, when the
+ * packing space cannot be allocated. */
+mc_status mc_gemm_bf16_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                         float alpha, const float *A, int64_t lda, const uint16_t *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc);
 /* True when this CPU has AVX-512F and AVX512_BF16 (vdpbf16ps). */
 bool mc_gemm_bf16_native_available(void);
 /* True when bf16 products run on vdpbf16ps now (native available and the

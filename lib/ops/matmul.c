@@ -13,7 +13,9 @@
  * product run one after another, since with a shared b their gradients
  * add into one buffer. */
 #include "mmchain/ops.h"
+#include "ops/gemm_internal.h"
 #include "ops/naive.h"
+#include "ops/weight_bf16.h"
 
 #include <limits.h>
 #include <string.h>
@@ -48,6 +50,22 @@ static void gemm(const mc_graph *g, bool trans_a, bool trans_b, int64_t M, int64
                  const float *A, const float *B, float beta, float *C) {
     mc_gemm(mc_graph_precision(g), trans_a, trans_b, M, N, K, 1.0f, A, trans_a ? M : K, B,
             trans_b ? K : N, beta, C, N);
+}
+
+/* gemm with B a weight tensor: on a bf16 graph, its bf16 copy (made once
+ * per change of the weight, weight_bf16.h) instead of rounding it again in
+ * every product. */
+static mc_status gemm_weight(const mc_graph *g, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                             int64_t K, const float *A, mc_tensor *weight, float beta, float *C) {
+    const uint16_t *weight_bf16 = NULL;
+    if (mc_graph_precision(g) == MC_PRECISION_BF16)
+        MC_TRY(mc_weight_bf16(weight, NULL, NULL, &weight_bf16));
+    if (!weight_bf16) {
+        gemm(g, trans_a, trans_b, M, N, K, A, weight->data, beta, C);
+        return MC_OK;
+    }
+    return mc_gemm_bf16_b(trans_a, trans_b, M, N, K, 1.0f, A, trans_a ? M : K, weight_bf16,
+                          trans_b ? K : N, beta, C, N);
 }
 
 /* ---- matmul ---- */
@@ -169,8 +187,8 @@ static mc_status linear_backward(mc_node *node) {
     if (x->requires_grad) { /* dx (rows, in) += dy (rows, out) @ W (out, in) */
         float *gx;
         MC_TRY(mc_grad_buffer(node->graph, x, &gx));
-        gemm(node->graph, false, false, d->rows, d->in_features, d->out_features, dy, w->data,
-             1.0f, gx);
+        MC_TRY(gemm_weight(node->graph, false, false, d->rows, d->in_features, d->out_features, dy,
+                           w, 1.0f, gx));
     }
     if (w->requires_grad) { /* dW (out, in) += dy^T (out, rows) @ x (rows, in) */
         float *gw;
@@ -203,8 +221,8 @@ mc_status mc_linear(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bia
     if (bias)
         for (int64_t r = 0; r < d.rows; r++)
             memcpy(y->data + r * d.out_features, bias->data, (size_t)d.out_features * sizeof(float));
-    gemm(g, false, true, d.rows, d.out_features, d.in_features, x->data, weight->data,
-         bias ? 1.0f : 0.0f, y->data);
+    MC_TRY(gemm_weight(g, false, true, d.rows, d.out_features, d.in_features, x->data, weight,
+                       bias ? 1.0f : 0.0f, y->data));
     mc_tensor *in[3] = {x, weight, bias};
     int n_in = bias ? 3 : 2;
     if (mc_graph_should_record(g, n_in, in)) {

@@ -166,6 +166,7 @@ static mc_status check_loaded(const mc_safetensors *f, const mc_tensor *t) {
 static mc_status load_one(const mc_safetensors *f, const mc_checkpoint_load_options *o,
                           mc_tensor *t, load_action action) {
     mc_status status = load_values(f, o, t, action);
+    mc_tensor_touch(t); /* written, or partly written before an error */
     return status == MC_OK && action != LOAD_KEEP && action != LOAD_BAD ? check_loaded(f, t) : status;
 }
 

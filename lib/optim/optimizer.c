@@ -190,6 +190,7 @@ mc_status mc_optimizer_step(mc_optimizer *opt) {
         else
             mc_adam_update(t->data, t->grad, state->buf1, state->buf2, t->numel, &opt->adam,
                            opt->lr, state->steps, opt->kind == MC_OPTIM_ADAMW);
+        mc_tensor_touch(t); /* its bf16 copy, if any, is remade at its next use */
     }
     opt->steps++;
     return MC_OK;

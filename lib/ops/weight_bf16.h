@@ -1,0 +1,25 @@
+/* The bf16 copy of a weight (weight_bf16.c): what bf16 graphs multiply by,
+ * made once per change of the weight instead of once per product. */
+#ifndef MMCHAIN_OPS_WEIGHT_BF16_H
+#define MMCHAIN_OPS_WEIGHT_BF16_H
+
+#include <stdint.h>
+
+#include "mmchain/tensor.h"
+
+/* Writes a weight's data in the order its op multiplies by: arranged: as
+ * many floats as the weight has, in that order. */
+typedef void (*mc_weight_arrange_fn)(const void *ctx, const float *weight, float *arranged);
+
+/* The bf16 values (each the top half of mc_bf16_round of a float) of t's
+ * data, arranged by `arrange` (NULL: as stored; ctx is its argument), for
+ * mc_gemm_bf16_b. Made on first use and kept on t (freed with it) until
+ * t->version or t->data changes or another arrangement is asked for: with
+ * an optimizer step between training steps, once per step. *out is NULL
+ * when there is no copy to keep: t is not a heap tensor (activations are
+ * rounded where they are packed), or bf16 products do not run on our
+ * kernel (gemm.c). MC_ERR_NOMEM when the copy cannot be allocated. */
+mc_status mc_weight_bf16(mc_tensor *t, mc_weight_arrange_fn arrange, const void *ctx,
+                         const uint16_t **out);
+
+#endif
