@@ -248,7 +248,10 @@ mc_status mc_gemm_bf16_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
     if (M <= 0 || N <= 0) return MC_OK;
     if (!mc_gemm_bf16_runs())
         return mc_error(MC_ERR_STATE, "mc_gemm_bf16_b: bf16 products do not run on this kernel");
+    int64_t start = mc_profile_enabled ? mc_profile_now_ns() : 0;
     if (!mc_sgemm_bf16_b_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
         return mc_error(MC_ERR_NOMEM, "GEMM: no memory for the packing space");
+    if (mc_profile_enabled)
+        mc_profile_gemm(trans_a, trans_b, M, N, K, 1, "bf16", mc_profile_now_ns() - start);
     return MC_OK;
 }
