@@ -8,10 +8,9 @@
 set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
-fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
 . "$(dirname "$0")/support/script_common.sh"
 
-read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 4) || { echo "fixture failed"; exit 1; }
+chain_fixture 4
 # 40 tiles: 29 train / 11 val -> 4 steps of 8 per epoch.
 tiny=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1
       --batch 8 --val-batch 6 --seed 3 --epochs 2 --checkpoint-every 1 --quiet)
