@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "tensor.h"
 
@@ -52,6 +53,9 @@ struct mc_node {
     mc_tensor *in[MC_MAX_INPUTS];
     int n_in;
     void *saved;                  /* op-specific state, in the arena */
+    size_t arena_bytes;           /* arena bytes taken since the previous node was
+                                     recorded: this op's output and saved state
+                                     (and any unrecorded work just before it) */
 };
 
 mc_status mc_graph_new(mc_graph **out);
@@ -165,6 +169,15 @@ mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **kee
 size_t mc_graph_arena_bytes(const mc_graph *g);      /* in use now */
 size_t mc_graph_arena_peak_bytes(const mc_graph *g); /* most ever in use */
 int mc_graph_tape_length(const mc_graph *g);
+/* Node `index` of the tape (0 is the first op recorded), or NULL when out of
+ * range; the tape is empty after mc_backward and mc_graph_reset. */
+const mc_node *mc_graph_node(const mc_graph *g, int index);
+/* Print the tape to f, one line per node, in execution order, like ggml's
+ * graph print: index, op, output name and shape, output bytes, arena bytes
+ * (output + saved state, mc_node.arena_bytes) and the inputs' names; then
+ * the totals and the arena's use and peak. For debugging: the format may
+ * change. Call it before mc_backward, which consumes the tape. */
+mc_status mc_graph_dump(const mc_graph *g, FILE *f);
 /* Peak resident set size of the whole process, in bytes (from the OS). */
 size_t mc_peak_rss_bytes(void);
 

@@ -47,6 +47,7 @@ struct mc_graph {
     int64_t profile_op_start_ns; /* MMCHAIN_PROFILE: the running op's first allocation, or 0 */
     mc_backward_hook backward_hook; /* called after each node backward walks */
     void *backward_hook_user;
+    size_t bytes_at_last_record; /* bytes_in_use when the newest node was recorded */
 };
 
 static arena_chunk *chunk_new(size_t capacity) {
@@ -176,6 +177,7 @@ void mc_graph_reset(mc_graph *g) {
     g->tape_length = 0;
     g->profile_op_start_ns = 0;
     g->bytes_in_use = 0;
+    g->bytes_at_last_record = 0;
     for (int i = 0; i < g->grad_block_count; i++) g->grad_blocks[i].in_use = false;
     g->grad_bytes_in_use = 0;
     if (!g->chunks) return;
@@ -285,6 +287,9 @@ mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **kee
 size_t mc_graph_arena_bytes(const mc_graph *g) { return g->bytes_in_use; }
 size_t mc_graph_arena_peak_bytes(const mc_graph *g) { return g->peak_bytes; }
 int mc_graph_tape_length(const mc_graph *g) { return g->tape_length; }
+const mc_node *mc_graph_node(const mc_graph *g, int index) {
+    return index >= 0 && index < g->tape_length ? &g->tape[index] : NULL;
+}
 
 void mc_graph_set_backward_hook(mc_graph *g, mc_backward_hook hook, void *user) {
     g->backward_hook = hook;
@@ -338,6 +343,10 @@ mc_status mc_graph_record(mc_graph *g, const char *op, mc_backward_fn backward, 
     node->n_in = n_in;
     for (int i = 0; i < n_in; i++) node->in[i] = in[i];
     node->saved = saved;
+    /* A release since the last node may have taken the arena below it. */
+    node->arena_bytes = g->bytes_in_use > g->bytes_at_last_record
+                            ? g->bytes_in_use - g->bytes_at_last_record : 0;
+    g->bytes_at_last_record = g->bytes_in_use;
     out->requires_grad = true;
     return MC_OK;
 }
