@@ -8,7 +8,10 @@
 # - without --sync-bn (each rank normalises its own half of the batch): not
 #   the same numbers, but the same training — after 4 epochs the validation
 #   loss below chance and within 5 % of the one-process run's, the matching
-#   accuracy within 0.2 of it. Skipped without MPI.
+#   accuracy within 0.2 of it;
+# - the CLIP target caches (plain and K crops per tile), embedded in shards
+#   by the 2 ranks: the one-process files byte for byte.
+# Skipped without MPI.
 set -u
 . "$(dirname "$0")/support/script_dist_common.sh"
 require_cli
@@ -16,7 +19,7 @@ require_cli
 read -r data _ clip vocab < <("$MMCHAIN_BINARY_DIR/tests/test_chain_fixture" --write "$tmp/fx" 8) ||
     { echo "fixture failed"; exit 1; }
 tiny=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1
-      --val-batch 8 --seed 5 --quiet --no-augment --log-every 1)
+      --val-batch 8 --clip-batch 8 --seed 5 --quiet --log-every 1)
 
 # losses RUN: the step and loss of each step row of metrics.csv, one per line.
 losses() { awk -F, '$1 == "step" { print $3, $4 }' "$1/metrics.csv"; }
@@ -38,7 +41,7 @@ same_steps() {
     echo "$name: 20 losses agree; checkpoint: $(cat "$tmp/cmp")"
 }
 
-steps=(--sync-bn --epochs 100 --stop-after-steps 20 --checkpoint-every 20 --val-every 1000)
+steps=(--no-augment --sync-bn --epochs 100 --stop-after-steps 20 --checkpoint-every 20 --val-every 1000)
 train b32 --batch 32 "${steps[@]}" && same_steps b32
 train b33 --batch 33 "${steps[@]}" && same_steps b33
 
@@ -50,7 +53,7 @@ last_epoch() {
     awk -F, -v want="$2" '$1 == "kind" { for (i = 1; i <= NF; i++) if ($i == want) c = i }
                           $1 == "epoch" { v = $c } END { print v }' "$1/metrics.csv"
 }
-if train per-rank --batch 16 --epochs 4 --val-every 4; then
+if train per-rank --no-augment --batch 16 --epochs 4 --val-every 4; then
     loss1=$(last_epoch "$tmp/per-rank-1" val_loss) loss2=$(last_epoch "$tmp/per-rank-2" val_loss)
     acc1=$(last_epoch "$tmp/per-rank-1" val_match_acc) acc2=$(last_epoch "$tmp/per-rank-2" val_match_acc)
     val_tiles=$(sed -n 's/.*CLIP targets: \([0-9]*\) validation tiles.*/\1/p' "$tmp/per-rank-1/log.txt" | head -1)
@@ -61,5 +64,23 @@ if train per-rank --batch 16 --epochs 4 --val-every 4; then
         exit !(n > 1 && l1 < chance && l2 < chance && dl <= 0.05 * l1 && da <= 0.2) }' ||
         fail "per-rank batch norm does not train as one process does: $result"
 fi
+
+# The CLIP targets, embedded by 2 ranks in shards of batches of 8 tiles
+# (--clip-batch: 23 validation tiles make 3 batches, 57 training tiles 8)
+# and gathered: the cache
+# files (validation and training tiles above, K crops per tile here) are the
+# one-process run's byte for byte.
+same_cache() {
+    local files=0 f
+    for f in "$tmp/$1-1/cache"/clip-targets-*.safetensors; do
+        [ -f "$f" ] || continue
+        files=$((files + 1))
+        cmp -s "$f" "$tmp/$1-2/cache/${f##*/}" || fail "$1: ${f##*/} differs between 2 ranks and one process"
+    done
+    [ "$files" -ge "$2" ] || fail "$1: $files cache file(s), expected $2"
+    echo "$1: $files CLIP target cache file(s) identical"
+}
+same_cache b32 2
+train crops --batch 16 --epochs 1 --target-crops 2 --stop-after-steps 1 && same_cache crops 2
 
 finish "2 ranks take the one-process steps (--sync-bn) and train as well without it"

@@ -21,8 +21,12 @@
  * Rank 0 prints one line of medians over K timed steps after a warm-up step
  * (every step starts at a barrier; the collectives make rank 0 wait for the
  * slowest rank, so its step time is the job's):
- *   row=... ranks=N threads=T items_per_s=... step_s=... compute_s=...
- *   exposed_comm_s=... bytes_sent_per_rank=... buckets=...
+ *   row=... ranks=N threads=T items_per_s=... items_per_cpu_s=... step_s=...
+ *   compute_s=... exposed_comm_s=... backward_s=... bytes_sent_per_rank=...
+ *   buckets=... last_bucket_bytes=... gradient_bytes=... steps=K
+ * items_per_cpu_s counts the CPU time of every rank (on a machine shared
+ * with other work, the wall clock says more about the others than about
+ * us; an MPI rank waiting in a collective polls, so waits cost CPU too).
  * compute_s is the step less the exposed communication: the time spent in
  * collectives that nothing overlapped (the gathers, and the wait for the
  * gradient buckets after backward). */
@@ -49,7 +53,7 @@ static void die(mc_status status) {
 
 /* One step's measurements on this rank. */
 typedef struct step_times {
-    double step, backward, exposed;
+    double step, cpu, backward, exposed; /* cpu: this process's CPU seconds */
     int64_t bytes_sent, gradient_bytes, last_bucket_bytes;
     int buckets;
 } step_times;
@@ -152,7 +156,9 @@ static step_times train_step(train_bench *b) {
         CHECK(mc_dist_average_gradients(b->g, &b->model->params));
         t.exposed += bench_now_seconds() - average_start;
         /* The rank-order all-reduce: 2 (N-1)/N of the buffer (rounding aside). */
-        t.bytes_sent += 2 * (world - 1) * gradient_floats(&b->model->params) / world * (int64_t)sizeof(float);
+        t.gradient_bytes = gradient_floats(&b->model->params) * (int64_t)sizeof(float);
+        t.bytes_sent += 2 * (world - 1) * (t.gradient_bytes / world);
+        t.last_bucket_bytes = t.gradient_bytes; /* one buffer, sent after backward */
         t.buckets = 1;
     }
     CHECK(mc_optimizer_step(b->adam));
@@ -236,7 +242,7 @@ int main(int argc, char **argv) {
         }
     }
     if (steps < 1 || steps > 50) steps = 5;
-    if (mc_dist_launched()) CHECK(mc_dist_init(&argc, &argv));
+    CHECK(mc_dist_init(&argc, &argv)); /* alone: a world of one process */
     const int world = mc_dist_world_size();
     if (world > 64) {
         fprintf(stderr, "bench_dist: at most 64 ranks\n");
@@ -251,24 +257,31 @@ int main(int argc, char **argv) {
     clip_bench cb;
     if (is_train) train_setup(&tb, overlap);
     else clip_setup(&cb);
-    double step[50], backward[50], exposed[50];
+    double step[50], cpu[50], backward[50], exposed[50];
     step_times t = {0};
     for (int s = -1; s < steps; s++) { /* step -1: the warm-up */
         CHECK(mc_dist_barrier()); /* every rank starts the step together */
+        double cpu_start = bench_clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
         t = is_train ? train_step(&tb) : clip_step(&cb);
+        /* The job's CPU time: every rank's, summed. */
+        t.cpu = bench_clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_start;
+        CHECK(mc_dist_allreduce_doubles(&t.cpu, 1, MC_DIST_SUM));
         if (s < 0) continue;
+        cpu[s] = t.cpu;
         step[s] = t.step;
         backward[s] = t.backward;
         exposed[s] = t.exposed;
     }
     double step_median = bench_median(step, steps), exposed_median = bench_median(exposed, steps);
-    double backward_median = bench_median(backward, steps);
+    double backward_median = bench_median(backward, steps), cpu_median = bench_median(cpu, steps);
     int items = is_train ? TRAIN_BATCH : CLIP_IMAGES;
     if (mc_dist_rank() == 0)
-        printf("row=%s ranks=%d threads=%d items_per_s=%.3f step_s=%.4f compute_s=%.4f exposed_comm_s=%.4f "
+        printf("row=%s ranks=%d threads=%d items_per_s=%.3f items_per_cpu_s=%.3f step_s=%.4f compute_s=%.4f "
+               "exposed_comm_s=%.4f "
                "backward_s=%.4f bytes_sent_per_rank=%lld buckets=%d last_bucket_bytes=%lld gradient_bytes=%lld "
                "steps=%d\n",
-               row, world, mc_get_num_threads(), items / step_median, step_median, step_median - exposed_median,
+               row, world, mc_get_num_threads(), items / step_median, items / cpu_median, step_median,
+               step_median - exposed_median,
                exposed_median, backward_median, (long long)t.bytes_sent, t.buckets, (long long)t.last_bucket_bytes,
                (long long)t.gradient_bytes, steps);
     if (is_train) train_free(&tb);

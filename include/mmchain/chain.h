@@ -292,7 +292,12 @@ mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_
  * With cache_dir (and a source that has tile keys) the result is stored in
  * cache_dir/clip-targets-<key>.safetensors, key = hash of (every tile key,
  * the preprocessing, the CLIP fingerprint), and read from there next time.
- * *from_cache (may be NULL) says which happened. */
+ * *from_cache (may be NULL) says which happened.
+ * In a distributed run (several ranks in dist.h) mc_chain_targets,
+ * mc_chain_crop_targets and mc_chain_teacher_targets are collective: every
+ * rank embeds its share of the batches of tiles and the rows are
+ * all-gathered (the same bytes as one process: each batch holds the same
+ * tiles); rank 0 alone reads and writes the cache and shares what it read. */
 mc_status mc_chain_targets(mc_clip *clip, const mc_chain_data *data, const char *cache_dir,
                            int batch, mc_tensor **out, bool *from_cache);
 

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "core/fnv.h"
+#include "mmchain/dist.h"
 
 /* ---------------------------------------------------------------------------
  * embedding RGB views
@@ -113,8 +114,53 @@ static mc_tensor *cache_read(const char *path, int64_t rows, int64_t width) {
     return t;
 }
 
+/* Embed tiles [begin, end) of data into their rows of out (all of data's
+ * rows: the others are left as they are). */
 typedef mc_status (*compute_fn)(const mc_chain_tower *tower, const mc_chain_data *data, int batch,
-                                void *ctx, mc_tensor *out);
+                                void *ctx, int begin, int end, mc_tensor *out);
+
+/* Data parallel (several ranks in the distributed layer, dist.h): this
+ * rank's tiles [*begin, *end) — its slice of the batches, in whole batches,
+ * so that every batch holds the tiles it holds in one process and the
+ * embeddings are the one-process embeddings bit for bit. */
+static void shard_of_tiles(int count, int batch, int *begin, int *end) {
+    int64_t batches = (count + batch - 1) / batch, first, n;
+    mc_dist_slice(batches, mc_dist_rank(), mc_dist_world_size(), &first, &n);
+    /* A rank left without a batch (fewer batches than ranks) gets [count, count). */
+    *begin = (int)(first * batch < count ? first * batch : count);
+    *end = (int)((first + n) * batch < count ? (first + n) * batch : count);
+}
+
+/* Every rank's rows [begin, end) x rows_per_tile of out, gathered into out
+ * on every rank (rank order is tile order). */
+static mc_status gather_shards(mc_tensor *out, int begin, int end, int64_t rows_per_tile) {
+    const int64_t width = out->shape.dim[1], first = begin * rows_per_tile, rows = (end - begin) * rows_per_tile;
+    const int world = mc_dist_world_size();
+    float *mine = malloc((size_t)(rows * width + 1) * sizeof *mine);
+    int64_t *counts = malloc((size_t)world * sizeof *counts), total;
+    mc_status status = mine && counts ? MC_OK : mc_error(MC_ERR_NOMEM, "CLIP targets: out of memory");
+    if (status == MC_OK) { /* the gather's send and receive buffers must not overlap */
+        memcpy(mine, out->data + first * width, (size_t)(rows * width) * sizeof *mine);
+        status = mc_dist_allgather_counts(rows, counts, &total);
+    }
+    if (status == MC_OK && total != out->shape.dim[0])
+        status = mc_error(MC_ERR_STATE, "CLIP targets: the ranks' shards hold %lld rows, not %lld",
+                          (long long)total, (long long)out->shape.dim[0]);
+    if (status == MC_OK) status = mc_dist_allgather_rows(mine, rows, width, counts, out->data);
+    free(mine);
+    free(counts);
+    return status;
+}
+
+/* Data parallel: rank 0's cached targets (or none) on every rank, so that
+ * every rank takes the same branch and the others need not see its disk. */
+static mc_status share_cached(mc_tensor **cached, int64_t rows, int64_t width) {
+    float found = *cached ? 1.0f : 0.0f;
+    MC_TRY(mc_dist_broadcast_floats(&found, 1, 0));
+    if (found == 0.0f) return MC_OK;
+    if (!*cached) MC_TRY(mc_tensor_new(cached, MC_SHAPE(rows, width), "targets"));
+    return mc_dist_broadcast_floats((*cached)->data, rows * width, 0);
+}
 
 /* Read the targets from cache_dir/clip-targets-<key>.safetensors (a
  * teacher's: teacher-targets-<key>), or compute and store them. */
@@ -124,22 +170,28 @@ static mc_status cached_targets(const mc_chain_tower *tower, const mc_chain_data
     int64_t width = mc_chain_tower_dim(tower);
     char key[17], path[4096];
     bool use_cache = cache_dir && data->tile_key;
+    const bool sharded = mc_dist_world_size() > 1, writer = mc_dist_rank() == 0;
     if (from_cache) *from_cache = false;
+    mc_tensor *cached = NULL;
     if (use_cache) {
         MC_TRY(cache_key(tower, data, variant, key));
         snprintf(path, sizeof path, "%s/%s-targets-%s.safetensors", cache_dir,
                  tower->clip ? "clip" : "teacher", key);
-        mc_tensor *cached = cache_read(path, rows, width);
-        if (cached) {
-            *out = cached;
-            if (from_cache) *from_cache = true;
-            return MC_OK;
-        }
+        if (writer) cached = cache_read(path, rows, width);
     }
+    if (sharded) MC_TRY(share_cached(&cached, rows, width));
+    if (cached) {
+        *out = cached;
+        if (from_cache) *from_cache = true;
+        return MC_OK;
+    }
+    int begin = 0, end = data->count;
+    if (sharded) shard_of_tiles(data->count, batch, &begin, &end);
     mc_tensor *targets;
     MC_TRY(mc_tensor_new(&targets, MC_SHAPE(rows, width), "targets"));
-    mc_status status = compute(tower, data, batch, ctx, targets);
-    if (status == MC_OK && use_cache) {
+    mc_status status = compute(tower, data, batch, ctx, begin, end, targets);
+    if (status == MC_OK && sharded) status = gather_shards(targets, begin, end, rows / data->count);
+    if (status == MC_OK && use_cache && writer) {
         char count[24];
         snprintf(count, sizeof count, "%lld", (long long)rows);
         mc_metadata_entry meta[] = {{"key", key}, {"variant", variant}, {"rows", count}};
@@ -176,11 +228,11 @@ static mc_status load_rgb_views(const mc_chain_data *data, int first, int n, mc_
 }
 
 static mc_status compute_plain(const mc_chain_tower *tower, const mc_chain_data *data, int batch,
-                               void *ctx, mc_tensor *out) {
+                               void *ctx, int begin, int end, mc_tensor *out) {
     (void)ctx;
     mc_status status = MC_OK;
-    for (int first = 0; first < data->count && status == MC_OK; first += batch) {
-        int n = data->count - first < batch ? data->count - first : batch;
+    for (int first = begin; first < end && status == MC_OK; first += batch) {
+        int n = end - first < batch ? end - first : batch;
         mc_tensor *rgb;
         status = load_rgb_views(data, first, n, &rgb);
         if (status != MC_OK) break;
@@ -228,13 +280,13 @@ typedef struct crop_job {
 } crop_job;
 
 static mc_status compute_crops(const mc_chain_tower *tower, const mc_chain_data *data, int batch,
-                               void *ctx, mc_tensor *out) {
+                               void *ctx, int begin, int end, mc_tensor *out) {
     const crop_job *job = ctx;
     mc_augment_params *params = malloc((size_t)batch * sizeof *params);
     mc_tensor *rgb = NULL, *cut = NULL, *embeds = NULL;
     mc_status status = params ? MC_OK : mc_error(MC_ERR_NOMEM, "crop targets: out of memory");
-    for (int first = 0; first < data->count && status == MC_OK; first += batch) {
-        int n = data->count - first < batch ? data->count - first : batch;
+    for (int first = begin; first < end && status == MC_OK; first += batch) {
+        int n = end - first < batch ? end - first : batch;
         status = load_rgb_views(data, first, n, &rgb);
         if (status == MC_OK) status = mc_tensor_new(&cut, rgb->shape, "rgb_crop");
         if (status == MC_OK) status = mc_tensor_new(&embeds, MC_SHAPE(n, out->shape.dim[1]), "crop");

@@ -240,15 +240,6 @@ static mc_status compute_targets(mc_chain_trainer *t) {
     return MC_OK;
 }
 
-/* The CLIP targets: rank 0 first, so that the others read its cache
- * instead of computing the same embeddings at the same time. */
-static mc_status compute_targets_in_turn(mc_chain_trainer *t) {
-    if (t->world == 1) return compute_targets(t);
-    if (t->rank == 0) MC_TRY(compute_targets(t));
-    MC_TRY(mc_dist_barrier());
-    if (t->rank != 0) MC_TRY(compute_targets(t));
-    return MC_OK;
-}
 
 /* The tiles of a source, as a fingerprint of their paths (0 for tiles
  * held in memory, which have none). */
@@ -299,7 +290,7 @@ static mc_status trainer_init(mc_chain_trainer *t) {
     if (t->world > 1) MC_TRY(check_ranks_agree(t));
     MC_TRY(mc_dist_check_batches(count, b, t->world)); /* every rank needs a part of every batch */
     MC_TRY(alloc_buffers(t));
-    MC_TRY(compute_targets_in_turn(t));
+    MC_TRY(compute_targets(t)); /* data parallel: every rank embeds its shard of the tiles */
     mc_adam_config adam = mc_adam_defaults();
     adam.lr = t->cfg.lr;
     MC_TRY(mc_optimizer_adam(&t->opt, &t->enc->params, adam));
