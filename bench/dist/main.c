@@ -181,10 +181,8 @@ typedef struct clip_bench {
 
 static void clip_setup(clip_bench *b) {
     *b = (clip_bench){0};
-    mc_clip_config config = {
-        .has_vision = true, .embed_dim = 512,
-        .vision = {.width = 768, .layers = 12, .heads = 12, .mlp_width = 3072, .patch = 32, .image_size = CLIP_SIZE},
-    };
+    mc_clip_config config = bench_clip_vit_b32();
+    config.has_text = false; /* the image tower alone embeds the targets */
     mc_rng rng;
     mc_rng_seed(&rng, 2);
     CHECK(mc_clip_new(&b->clip, &config, &rng));
