@@ -9,8 +9,9 @@
 #   the same numbers, but the same training — after 4 epochs the validation
 #   loss below chance and within 5 % of the one-process run's, the matching
 #   accuracy within 0.2 of it;
-# - the CLIP target caches (plain and K crops per tile), embedded in shards
-#   by the 2 ranks: the one-process files byte for byte.
+# - the CLIP target caches (plain and K crops per tile) and a teacher's
+#   (train --teacher), embedded in shards by the 2 ranks: the one-process
+#   files byte for byte.
 # Skipped without MPI.
 set -u
 . "$(dirname "$0")/support/script_dist_common.sh"
@@ -68,19 +69,28 @@ fi
 # The CLIP targets, embedded by 2 ranks in shards of batches of 8 tiles
 # (--clip-batch: 23 validation tiles make 3 batches, 57 training tiles 8)
 # and gathered: the cache
-# files (validation and training tiles above, K crops per tile here) are the
-# one-process run's byte for byte.
+# files (validation and training tiles above, K crops per tile and a
+# teacher's targets here) are the one-process run's byte for byte.
+# same_cache NAME COUNT [TOWER]: TOWER clip (default) or teacher.
 same_cache() {
     local files=0 f
-    for f in "$tmp/$1-1/cache"/clip-targets-*.safetensors; do
+    for f in "$tmp/$1-1/cache"/"${3:-clip}"-targets-*.safetensors; do
         [ -f "$f" ] || continue
         files=$((files + 1))
         cmp -s "$f" "$tmp/$1-2/cache/${f##*/}" || fail "$1: ${f##*/} differs between 2 ranks and one process"
     done
     [ "$files" -ge "$2" ] || fail "$1: $files cache file(s), expected $2"
-    echo "$1: $files CLIP target cache file(s) identical"
+    echo "$1: $files ${3:-clip} target cache file(s) identical"
 }
 same_cache b32 2
 train crops --batch 16 --epochs 1 --target-crops 2 --stop-after-steps 1 && same_cache crops 2
+# The per-rank run above (one process) as the teacher of a student on other
+# bands: the teacher's targets of the validation and training tiles, and
+# CLIP's of the teacher's validation tiles (its hop, for the report).
+if train teacher --no-augment --batch 16 --epochs 1 --stop-after-steps 1 --bands B05,B06,B07 \
+    --teacher "$tmp/per-rank-1"; then
+    same_cache teacher 2 teacher
+    same_cache teacher 1 clip
+fi
 
 finish "2 ranks take the one-process steps (--sync-bn) and train as well without it"
