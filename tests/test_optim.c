@@ -529,6 +529,97 @@ START_TEST(test_lr_schedule_errors) {
 }
 END_TEST
 
+/* ==================================================================== */
+/* ---- parameter groups ---- */
+
+/* A one-tensor list that does not own its tensor. */
+static mc_param_list view_of(mc_tensor **t) {
+    return (mc_param_list){.items = t, .count = 1, .capacity = 1};
+}
+
+/* One optimizer with two groups (the weight: lr 0.05, weight decay 0.01; the
+ * bias: lr 0.2, no decay) against two one-group optimizers with those
+ * settings: the parameters must be bit-identical after every step. From step
+ * 2 a StepLR schedule halves the bias group's lr; the weight group's stays. */
+static void check_groups_match_separate(bool use_sgd) {
+    model grouped, separate;
+    model_init(&grouped, 21);
+    model_init(&separate, 21);
+    mc_param_list grouped_w = view_of(&grouped.w), grouped_b = view_of(&grouped.b);
+    mc_param_list separate_w = view_of(&separate.w), separate_b = view_of(&separate.b);
+    mc_sgd_config sgd = {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 0.01f};
+    mc_adam_config adamw = mc_adamw_defaults();
+    adamw.lr = 0.05f;
+    adamw.weight_decay = 0.01f;
+    mc_optimizer *opt, *opt_w, *opt_b;
+    if (use_sgd) {
+        MC_CHECK_OK(mc_optimizer_sgd(&opt, &grouped_w, sgd));
+        MC_CHECK_OK(mc_optimizer_sgd(&opt_w, &separate_w, sgd));
+        sgd.lr = 0.2f;
+        sgd.weight_decay = 0.0f;
+        MC_CHECK_OK(mc_optimizer_sgd(&opt_b, &separate_b, sgd));
+    } else {
+        MC_CHECK_OK(mc_optimizer_adamw(&opt, &grouped_w, adamw));
+        MC_CHECK_OK(mc_optimizer_adamw(&opt_w, &separate_w, adamw));
+        adamw.lr = 0.2f;
+        adamw.weight_decay = 0.0f;
+        MC_CHECK_OK(mc_optimizer_adamw(&opt_b, &separate_b, adamw));
+    }
+    MC_CHECK_OK(mc_optimizer_add_group(opt, &grouped_b, 0.2f, 0.0f));
+    ck_assert_int_eq(mc_optimizer_group_count(opt), 2);
+    mc_lr_schedule bias_schedule = mc_lr_step(0.2f, 2, 0.5f);
+    for (int step = 0; step < 5; step++) {
+        float bias_lr = mc_lr_at(&bias_schedule, mc_optimizer_steps(opt));
+        MC_CHECK_OK(mc_optimizer_set_group_lr(opt, 1, bias_lr));
+        mc_optimizer_set_lr(opt_b, bias_lr);
+        model_set_grads(&grouped, step, 1.0f);
+        model_set_grads(&separate, step, 1.0f);
+        MC_CHECK_OK(mc_optimizer_step(opt));
+        MC_CHECK_OK(mc_optimizer_step(opt_w));
+        MC_CHECK_OK(mc_optimizer_step(opt_b));
+        ck_assert_float_eq(mc_optimizer_get_group_lr(opt, 0), 0.05f);
+        ck_assert_float_eq(mc_optimizer_get_group_lr(opt, 1), bias_lr);
+        for (int i = 0; i < grouped.params.count; i++) {
+            const mc_tensor *a = grouped.params.items[i], *b = separate.params.items[i];
+            ck_assert_msg(memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)) == 0,
+                          "step %d: %s differs from the separate optimizers'", step, a->name);
+        }
+    }
+    ck_assert_float_eq(mc_optimizer_get_group_lr(opt, 1), 0.05f); /* halved at steps 2 and 4 */
+    MC_CHECK_FAILS(mc_optimizer_set_group_lr(opt, 2, 0.1f), MC_ERR_ARG, "group 2 does not exist");
+    ck_assert(isnan(mc_optimizer_get_group_lr(opt, 2)));
+    MC_CHECK_FAILS(mc_optimizer_add_group(opt, &grouped_b, 0.1f, 0.0f), MC_ERR_STATE,
+                   "after 5 steps");
+    mc_optimizer_free(opt);
+    mc_optimizer_free(opt_w);
+    mc_optimizer_free(opt_b);
+    mc_params_free(&grouped.params);
+    mc_params_free(&separate.params);
+}
+
+START_TEST(test_groups_sgd_match_separate) { check_groups_match_separate(true); }
+END_TEST
+
+START_TEST(test_groups_adamw_match_separate) { check_groups_match_separate(false); }
+END_TEST
+
+START_TEST(test_group_bad_settings) {
+    model m;
+    model_init(&m, 3);
+    mc_param_list bias = view_of(&m.b);
+    mc_optimizer *opt;
+    MC_CHECK_OK(mc_optimizer_adam(&opt, &m.params, mc_adam_defaults()));
+    MC_CHECK_FAILS(mc_optimizer_add_group(opt, &bias, -1.0f, 0.0f), MC_ERR_ARG,
+                   "group 1: lr is -1");
+    MC_CHECK_FAILS(mc_optimizer_add_group(opt, &bias, 0.1f, NAN), MC_ERR_ARG,
+                   "group 1: weight_decay");
+    MC_CHECK_FAILS(mc_optimizer_add_group(opt, NULL, 0.1f, 0.0f), MC_ERR_ARG, "NULL");
+    ck_assert_int_eq(mc_optimizer_group_count(opt), 1);
+    mc_optimizer_free(opt);
+    mc_params_free(&m.params);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("optim");
     const TTest *const rules[] = {test_sgd_matches_formula, test_adam_matches_formula,
@@ -541,5 +632,8 @@ int main(void) {
     const TTest *const clip[] = {test_grad_clip_norm, test_grad_clip_norm_errors, test_lr_schedules,
                                  test_lr_schedule_errors, NULL};
     mc_test_add_case(s, "clip and schedules", clip);
+    const TTest *const groups[] = {test_groups_sgd_match_separate,
+                                   test_groups_adamw_match_separate, test_group_bad_settings, NULL};
+    mc_test_add_case(s, "parameter groups", groups);
     return mc_test_run_suite(s);
 }

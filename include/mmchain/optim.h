@@ -74,11 +74,33 @@ typedef enum mc_optimizer_kind { MC_OPTIM_SGD, MC_OPTIM_ADAM, MC_OPTIM_ADAMW } m
 typedef struct mc_optimizer mc_optimizer;
 
 /* Create an optimizer over `params` (not owned; it must outlive the
- * optimizer and keep its tensors in the same order). Checks the settings. */
+ * optimizer and keep its tensors in the same order). Checks the settings.
+ * The optimizer has one parameter group, group 0: `params` with config.lr and
+ * config.weight_decay. */
 mc_status mc_optimizer_sgd(mc_optimizer **out, mc_param_list *params, mc_sgd_config config);
 mc_status mc_optimizer_adam(mc_optimizer **out, mc_param_list *params, mc_adam_config config);
 mc_status mc_optimizer_adamw(mc_optimizer **out, mc_param_list *params, mc_adam_config config);
 void mc_optimizer_free(mc_optimizer *opt);
+
+/* Parameter groups, like torch.optim's param_groups: add another list of
+ * tensors (not owned, as above) with its own learning rate and weight decay;
+ * every other setting (momentum, betas, eps, ...) is the optimizer's. Groups
+ * are numbered in the order they were added (the constructor's is 0) and
+ * updated in that order; a tensor belongs to one group only. Add groups
+ * before the first step. The checkpoint state is the same as for one list
+ * holding all the groups' tensors in order: state is named by parameter, and
+ * a group's lr and weight decay, like every hyperparameter, are not saved.
+ *
+ *     mc_optimizer_adamw(&opt, &matrices, config);          group 0: decayed
+ *     mc_optimizer_add_group(opt, &biases, config.lr, 0.0f);  group 1: not decayed */
+mc_status mc_optimizer_add_group(mc_optimizer *opt, mc_param_list *params, float lr,
+                                 float weight_decay);
+int mc_optimizer_group_count(const mc_optimizer *opt);
+/* One group's learning rate; an error names a group that does not exist or
+ * an lr that is negative or not finite. */
+mc_status mc_optimizer_set_group_lr(mc_optimizer *opt, int group, float lr);
+/* NaN for a group that does not exist. */
+float mc_optimizer_get_group_lr(const mc_optimizer *opt, int group);
 
 /* One update of every parameter with requires_grad and a gradient buffer
  * (a parameter whose grad is still NULL, never reached by backward, is
@@ -90,7 +112,8 @@ void mc_optimizer_zero_grad(mc_optimizer *opt);
 mc_optimizer_kind mc_optimizer_get_kind(const mc_optimizer *opt);
 /* "sgd", "adam" or "adamw". */
 const char *mc_optimizer_name(const mc_optimizer *opt);
-/* The learning rate of the next step (a schedule sets it before each step). */
+/* The learning rate of the next step (a schedule sets it before each step):
+ * set_lr sets every group's, get_lr returns group 0's. */
 void mc_optimizer_set_lr(mc_optimizer *opt, float lr);
 float mc_optimizer_get_lr(const mc_optimizer *opt);
 /* Steps taken so far (0 before the first). */

@@ -90,15 +90,14 @@ static mc_status check_data(const mc_clip *clip, const mc_clip_pretrain_data *d)
  * ------------------------------------------------------------------------- */
 
 /* Two views of clip->params (they do not own their tensors): weight
- * matrices and everything else. */
+ * matrices and everything else, the two groups of one AdamW. */
 typedef struct param_groups {
     mc_param_list decayed, plain;
-    mc_optimizer *decayed_opt, *plain_opt;
+    mc_optimizer *opt; /* group 0: decayed, group 1: plain (weight decay 0) */
 } param_groups;
 
 static void groups_free(param_groups *g) {
-    mc_optimizer_free(g->decayed_opt);
-    mc_optimizer_free(g->plain_opt);
+    mc_optimizer_free(g->opt);
     free(g->decayed.items); /* views: the arrays only */
     free(g->plain.items);
 }
@@ -120,9 +119,8 @@ static mc_status groups_init(param_groups *g, mc_clip *clip, const mc_clip_pretr
     adamw.beta2 = 0.98f; /* CLIP's choice for stability with large batches (appendix F) */
     adamw.eps = 1e-6f;
     adamw.weight_decay = c->weight_decay;
-    MC_TRY(mc_optimizer_adamw(&g->decayed_opt, &g->decayed, adamw));
-    adamw.weight_decay = 0.0f;
-    return mc_optimizer_adamw(&g->plain_opt, &g->plain, adamw);
+    MC_TRY(mc_optimizer_adamw(&g->opt, &g->decayed, adamw));
+    return mc_optimizer_add_group(g->opt, &g->plain, adamw.lr, 0.0f);
 }
 
 /* ---------------------------------------------------------------------------
@@ -171,8 +169,7 @@ static mc_status train_step(mc_clip *clip, mc_graph *g, param_groups *groups, ba
     mc_tensor images = mc_tensor_rows(b->images, first, m);
     const int32_t *ids = b->ids + (int64_t)first * clip->config.text.context;
     mc_tensor *image_embeds, *text_embeds, *loss;
-    mc_optimizer_zero_grad(groups->decayed_opt);
-    mc_optimizer_zero_grad(groups->plain_opt);
+    mc_optimizer_zero_grad(groups->opt);
     MC_TRY(mc_clip_encode_image(clip, g, &images, &image_embeds));
     MC_TRY(mc_clip_encode_text(clip, g, ids, m, &text_embeds));
     if (gather) { /* the whole batch's pairs, rows in rank order = batch order */
@@ -186,10 +183,8 @@ static mc_status train_step(mc_clip *clip, mc_graph *g, param_groups *groups, ba
      * norm is the one-process gradient's. */
     MC_TRY(gather ? mc_dist_backward_average(reducer, g, loss) : mc_backward(g, loss));
     if (max_grad_norm > 0.0f) MC_TRY(mc_grad_clip_norm(&clip->params, max_grad_norm, NULL));
-    mc_optimizer_set_lr(groups->decayed_opt, lr);
-    mc_optimizer_set_lr(groups->plain_opt, lr);
-    MC_TRY(mc_optimizer_step(groups->decayed_opt));
-    MC_TRY(mc_optimizer_step(groups->plain_opt));
+    mc_optimizer_set_lr(groups->opt, lr);
+    MC_TRY(mc_optimizer_step(groups->opt));
     clamp_logit_scale(clip);
     return MC_OK;
 }

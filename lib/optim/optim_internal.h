@@ -13,14 +13,22 @@ typedef struct mc_param_state {
     int64_t steps; /* updates this parameter has received (Adam's bias-correction t) */
 } mc_param_state;
 
+/* One parameter group: its tensors and the settings that may differ between
+ * groups (PyTorch's param_groups entries). */
+typedef struct mc_param_group {
+    mc_param_list *params; /* not owned */
+    int n_params;          /* params->count when the group was added: the list must not change */
+    mc_param_state *state; /* n_params entries, parallel to params->items */
+    float lr;
+    float weight_decay;
+} mc_param_group;
+
 struct mc_optimizer {
     mc_optimizer_kind kind;
-    mc_param_list *params; /* not owned */
-    int n_params;          /* params->count at creation: the list must not change */
-    mc_param_state *state; /* n_params entries, parallel to params->items */
-    mc_sgd_config sgd;
+    mc_param_group *groups; /* n_groups entries; group 0 comes from the constructor */
+    int n_groups;
+    mc_sgd_config sgd;   /* the settings shared by all groups (lr and weight_decay: group 0's) */
     mc_adam_config adam;
-    float lr;
     int64_t steps;
 };
 

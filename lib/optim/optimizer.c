@@ -54,20 +54,35 @@ static mc_status check_adam(const char *name, const mc_adam_config *c) {
     return MC_OK;
 }
 
-static mc_status optimizer_new(mc_optimizer **out, mc_param_list *params, mc_optimizer_kind kind) {
+static void state_clear(mc_param_state *state) {
+    free(state->buf1);
+    free(state->buf2);
+    memset(state, 0, sizeof *state);
+}
+
+/* A zeroed state table for n parameters (at least one entry, so calloc never
+ * sees 0), or NULL when memory is short. */
+static mc_param_state *state_table_new(int n) {
+    return calloc((size_t)(n > 0 ? n : 1), sizeof(mc_param_state));
+}
+
+static void state_table_free(mc_param_state *table, int n) {
+    if (!table) return;
+    for (int i = 0; i < n; i++) state_clear(&table[i]);
+    free(table);
+}
+
+static mc_status optimizer_new(mc_optimizer **out, mc_param_list *params, mc_optimizer_kind kind,
+                               float lr, float weight_decay) {
     *out = NULL;
-    if (!params) return mc_error(MC_ERR_ARG, "optimizer: the parameter list is NULL");
     mc_optimizer *opt = calloc(1, sizeof *opt);
     if (!opt) return mc_error(MC_ERR_NOMEM, "optimizer: out of memory");
-    opt->state = calloc((size_t)(params->count > 0 ? params->count : 1), sizeof *opt->state);
-    if (!opt->state) {
-        free(opt);
-        return mc_error(MC_ERR_NOMEM, "optimizer: no memory for the state of %d parameters",
-                        params->count);
-    }
     opt->kind = kind;
-    opt->params = params;
-    opt->n_params = params->count;
+    mc_status status = mc_optimizer_add_group(opt, params, lr, weight_decay);
+    if (status != MC_OK) {
+        free(opt);
+        return status;
+    }
     *out = opt;
     return MC_OK;
 }
@@ -75,9 +90,8 @@ static mc_status optimizer_new(mc_optimizer **out, mc_param_list *params, mc_opt
 mc_status mc_optimizer_sgd(mc_optimizer **out, mc_param_list *params, mc_sgd_config config) {
     *out = NULL;
     MC_TRY(check_sgd(&config));
-    MC_TRY(optimizer_new(out, params, MC_OPTIM_SGD));
+    MC_TRY(optimizer_new(out, params, MC_OPTIM_SGD, config.lr, config.weight_decay));
     (*out)->sgd = config;
-    (*out)->lr = config.lr;
     return MC_OK;
 }
 
@@ -85,9 +99,8 @@ static mc_status adam_new(mc_optimizer **out, mc_param_list *params, mc_adam_con
                           mc_optimizer_kind kind) {
     *out = NULL;
     MC_TRY(check_adam(kind == MC_OPTIM_ADAM ? "adam" : "adamw", &config));
-    MC_TRY(optimizer_new(out, params, kind));
+    MC_TRY(optimizer_new(out, params, kind, config.lr, config.weight_decay));
     (*out)->adam = config;
-    (*out)->lr = config.lr;
     return MC_OK;
 }
 
@@ -99,16 +112,39 @@ mc_status mc_optimizer_adamw(mc_optimizer **out, mc_param_list *params, mc_adam_
     return adam_new(out, params, config, MC_OPTIM_ADAMW);
 }
 
-static void state_clear(mc_param_state *state) {
-    free(state->buf1);
-    free(state->buf2);
-    memset(state, 0, sizeof *state);
+mc_status mc_optimizer_add_group(mc_optimizer *opt, mc_param_list *params, float lr,
+                                 float weight_decay) {
+    const char *name = mc_optimizer_name(opt);
+    if (!params) return mc_error(MC_ERR_ARG, "%s: the parameter list is NULL", name);
+    if (!finite_nonnegative(lr))
+        return mc_error(MC_ERR_ARG, "%s: group %d: lr is %g, expected >= 0", name, opt->n_groups,
+                        lr);
+    if (!finite_nonnegative(weight_decay))
+        return mc_error(MC_ERR_ARG, "%s: group %d: weight_decay is %g, expected >= 0", name,
+                        opt->n_groups, weight_decay);
+    if (opt->steps > 0)
+        return mc_error(MC_ERR_STATE, "%s: a group is added after %lld steps", name,
+                        (long long)opt->steps);
+    mc_param_state *state = state_table_new(params->count);
+    mc_param_group *groups = realloc(opt->groups, (size_t)(opt->n_groups + 1) * sizeof *groups);
+    if (!state || !groups) {
+        free(state);
+        if (groups) opt->groups = groups;
+        return mc_error(MC_ERR_NOMEM, "%s: no memory for a group of %d parameters", name,
+                        params->count);
+    }
+    opt->groups = groups;
+    opt->groups[opt->n_groups++] = (mc_param_group){
+        .params = params, .n_params = params->count, .state = state, .lr = lr,
+        .weight_decay = weight_decay};
+    return MC_OK;
 }
 
 void mc_optimizer_free(mc_optimizer *opt) {
     if (!opt) return;
-    for (int i = 0; i < opt->n_params; i++) state_clear(&opt->state[i]);
-    free(opt->state);
+    for (int k = 0; k < opt->n_groups; k++)
+        state_table_free(opt->groups[k].state, opt->groups[k].n_params);
+    free(opt->groups);
     free(opt);
 }
 
@@ -123,11 +159,33 @@ const char *mc_optimizer_name(const mc_optimizer *opt) {
     return "unknown";
 }
 
-void mc_optimizer_set_lr(mc_optimizer *opt, float lr) { opt->lr = lr; }
-float mc_optimizer_get_lr(const mc_optimizer *opt) { return opt->lr; }
+/* One schedule for every group; mc_optimizer_set_group_lr sets one group. */
+void mc_optimizer_set_lr(mc_optimizer *opt, float lr) {
+    for (int k = 0; k < opt->n_groups; k++) opt->groups[k].lr = lr;
+}
+float mc_optimizer_get_lr(const mc_optimizer *opt) { return opt->groups[0].lr; }
 int64_t mc_optimizer_steps(const mc_optimizer *opt) { return opt->steps; }
 
-void mc_optimizer_zero_grad(mc_optimizer *opt) { mc_params_zero_grad(opt->params); }
+int mc_optimizer_group_count(const mc_optimizer *opt) { return opt->n_groups; }
+
+mc_status mc_optimizer_set_group_lr(mc_optimizer *opt, int group, float lr) {
+    if (group < 0 || group >= opt->n_groups)
+        return mc_error(MC_ERR_ARG, "%s: group %d does not exist (there are %d)",
+                        mc_optimizer_name(opt), group, opt->n_groups);
+    if (!finite_nonnegative(lr))
+        return mc_error(MC_ERR_ARG, "%s: group %d: lr is %g, expected >= 0",
+                        mc_optimizer_name(opt), group, lr);
+    opt->groups[group].lr = lr;
+    return MC_OK;
+}
+
+float mc_optimizer_get_group_lr(const mc_optimizer *opt, int group) {
+    return group >= 0 && group < opt->n_groups ? opt->groups[group].lr : NAN;
+}
+
+void mc_optimizer_zero_grad(mc_optimizer *opt) {
+    for (int k = 0; k < opt->n_groups; k++) mc_params_zero_grad(opt->groups[k].params);
+}
 
 /* ---- the step ---- */
 
@@ -139,15 +197,15 @@ static int buffers_needed(const mc_optimizer *opt) {
 
 static bool is_updated(const mc_tensor *t) { return t->requires_grad && t->grad != NULL; }
 
-static mc_status check_list_unchanged(const mc_optimizer *opt) {
-    if (opt->params->count != opt->n_params)
+static mc_status check_group_unchanged(const mc_optimizer *opt, const mc_param_group *group) {
+    if (group->params->count != group->n_params)
         return mc_error(MC_ERR_STATE,
                         "%s: the parameter list had %d tensors when the optimizer was made and "
                         "has %d now",
-                        mc_optimizer_name(opt), opt->n_params, opt->params->count);
-    for (int i = 0; i < opt->n_params; i++) {
-        const mc_param_state *state = &opt->state[i];
-        const mc_tensor *t = opt->params->items[i];
+                        mc_optimizer_name(opt), group->n_params, group->params->count);
+    for (int i = 0; i < group->n_params; i++) {
+        const mc_param_state *state = &group->state[i];
+        const mc_tensor *t = group->params->items[i];
         if ((state->buf1 || state->buf2) && state->numel != t->numel)
             return mc_error(MC_ERR_STATE, "%s: parameter %s has %lld elements, its state %lld",
                             mc_optimizer_name(opt), t->name, (long long)t->numel,
@@ -156,13 +214,18 @@ static mc_status check_list_unchanged(const mc_optimizer *opt) {
     return MC_OK;
 }
 
+static mc_status check_list_unchanged(const mc_optimizer *opt) {
+    for (int k = 0; k < opt->n_groups; k++) MC_TRY(check_group_unchanged(opt, &opt->groups[k]));
+    return MC_OK;
+}
+
 /* Zeroed buffers for every parameter about to get its first update, all made
  * before any parameter changes, so a failed allocation leaves all untouched. */
-static mc_status allocate_missing_state(mc_optimizer *opt) {
+static mc_status allocate_missing_state(mc_optimizer *opt, mc_param_group *group) {
     int needed = buffers_needed(opt);
-    for (int i = 0; i < opt->n_params && needed > 0; i++) {
-        mc_tensor *t = opt->params->items[i];
-        mc_param_state *state = &opt->state[i];
+    for (int i = 0; i < group->n_params && needed > 0; i++) {
+        mc_tensor *t = group->params->items[i];
+        mc_param_state *state = &group->state[i];
         if (!is_updated(t) || state->buf1) continue;
         state->buf1 = calloc((size_t)t->numel, sizeof(float));
         state->buf2 = needed == 2 ? calloc((size_t)t->numel, sizeof(float)) : NULL;
@@ -176,22 +239,30 @@ static mc_status allocate_missing_state(mc_optimizer *opt) {
     return MC_OK;
 }
 
-mc_status mc_optimizer_step(mc_optimizer *opt) {
-    MC_TRY(check_list_unchanged(opt));
-    MC_TRY(allocate_missing_state(opt));
-    for (int i = 0; i < opt->n_params; i++) {
-        mc_tensor *t = opt->params->items[i];
-        mc_param_state *state = &opt->state[i];
+/* Update one group's parameters with its own lr and weight decay. */
+static void step_group(const mc_optimizer *opt, mc_param_group *group) {
+    mc_sgd_config sgd = opt->sgd;
+    mc_adam_config adam = opt->adam;
+    sgd.weight_decay = adam.weight_decay = group->weight_decay;
+    for (int i = 0; i < group->n_params; i++) {
+        mc_tensor *t = group->params->items[i];
+        mc_param_state *state = &group->state[i];
         if (!is_updated(t)) continue;
         state->steps++;
         if (opt->kind == MC_OPTIM_SGD)
-            mc_sgd_update(t->data, t->grad, state->buf1, t->numel, &opt->sgd, opt->lr,
+            mc_sgd_update(t->data, t->grad, state->buf1, t->numel, &sgd, group->lr,
                           state->steps == 1);
         else
-            mc_adam_update(t->data, t->grad, state->buf1, state->buf2, t->numel, &opt->adam,
-                           opt->lr, state->steps, opt->kind == MC_OPTIM_ADAMW);
+            mc_adam_update(t->data, t->grad, state->buf1, state->buf2, t->numel, &adam,
+                           group->lr, state->steps, opt->kind == MC_OPTIM_ADAMW);
         mc_tensor_touch(t); /* its bf16 copy, if any, is remade at its next use */
     }
+}
+
+mc_status mc_optimizer_step(mc_optimizer *opt) {
+    MC_TRY(check_list_unchanged(opt));
+    for (int k = 0; k < opt->n_groups; k++) MC_TRY(allocate_missing_state(opt, &opt->groups[k]));
+    for (int k = 0; k < opt->n_groups; k++) step_group(opt, &opt->groups[k]);
     opt->steps++;
     return MC_OK;
 }
@@ -231,30 +302,39 @@ static mc_status export_tensor(mc_param_list *out, const char *name, mc_shape sh
 /* Steps are stored as float32, exact up to 2^24 (16.7 million steps). */
 enum { MAX_EXACT_STEPS = 1 << 24 };
 
+/* One parameter's state tensors (none before its first update). */
+static mc_status export_param(const mc_optimizer *opt, const mc_tensor *t,
+                              const mc_param_state *state, const char *names[2], int n_buffers,
+                              mc_param_list *out) {
+    if (state->steps == 0) return MC_OK;
+    char name[MC_NAME_LEN];
+    const float *buffers[2] = {state->buf1, state->buf2};
+    for (int b = 0; b < n_buffers; b++) {
+        MC_TRY(state_name(name, sizeof name, names[b], t->name));
+        MC_TRY(export_tensor(out, name, t->shape, buffers[b], t->numel));
+    }
+    if (state->steps != opt->steps) {
+        float own_steps = (float)state->steps;
+        MC_TRY(state_name(name, sizeof name, "step", t->name));
+        MC_TRY(export_tensor(out, name, MC_SHAPE(1), &own_steps, 1));
+    }
+    return MC_OK;
+}
+
 mc_status mc_optimizer_export_state(const mc_optimizer *opt, mc_param_list *out) {
     MC_TRY(check_list_unchanged(opt));
     if (opt->steps > MAX_EXACT_STEPS)
         return mc_error(MC_ERR_UNSUPPORTED, "optimizer state: %lld steps do not fit a float32",
                         (long long)opt->steps);
-    char name[MC_NAME_LEN];
     float steps = (float)opt->steps;
     MC_TRY(export_tensor(out, "optimizer.step", MC_SHAPE(1), &steps, 1));
     const char *names[2];
     int n_buffers = buffer_names(opt, names);
-    for (int i = 0; i < opt->n_params; i++) {
-        const mc_tensor *t = opt->params->items[i];
-        const mc_param_state *state = &opt->state[i];
-        if (state->steps == 0) continue;
-        const float *buffers[2] = {state->buf1, state->buf2};
-        for (int b = 0; b < n_buffers; b++) {
-            MC_TRY(state_name(name, sizeof name, names[b], t->name));
-            MC_TRY(export_tensor(out, name, t->shape, buffers[b], t->numel));
-        }
-        if (state->steps != opt->steps) {
-            float own_steps = (float)state->steps;
-            MC_TRY(state_name(name, sizeof name, "step", t->name));
-            MC_TRY(export_tensor(out, name, MC_SHAPE(1), &own_steps, 1));
-        }
+    for (int k = 0; k < opt->n_groups; k++) {
+        const mc_param_group *group = &opt->groups[k];
+        for (int i = 0; i < group->n_params; i++)
+            MC_TRY(export_param(opt, group->params->items[i], &group->state[i], names, n_buffers,
+                                out));
     }
     return MC_OK;
 }
@@ -326,17 +406,30 @@ mc_status mc_optimizer_import_state(mc_optimizer *opt, mc_tensor_lookup_fn looku
     int64_t global_steps = 0;
     MC_TRY(read_steps(step_tensor, &global_steps));
 
-    /* Read everything into a fresh table; swap it in only when all is well. */
-    mc_param_state *fresh = calloc((size_t)(opt->n_params > 0 ? opt->n_params : 1), sizeof *fresh);
+    /* Read everything into fresh tables, one per group; swap them in only
+     * when all is well. */
+    mc_param_state **fresh = calloc((size_t)opt->n_groups, sizeof *fresh);
     if (!fresh) return mc_error(MC_ERR_NOMEM, "optimizer state: out of memory");
     mc_status status = MC_OK;
-    for (int i = 0; i < opt->n_params && status == MC_OK; i++)
-        status = import_param(opt, opt->params->items[i], global_steps, lookup, ctx, &fresh[i]);
-    mc_param_state *discard = status == MC_OK ? opt->state : fresh;
-    for (int i = 0; i < opt->n_params; i++) state_clear(&discard[i]);
-    free(discard);
+    for (int k = 0; k < opt->n_groups && status == MC_OK; k++) {
+        const mc_param_group *group = &opt->groups[k];
+        fresh[k] = state_table_new(group->n_params);
+        if (!fresh[k]) status = mc_error(MC_ERR_NOMEM, "optimizer state: out of memory");
+        for (int i = 0; i < group->n_params && status == MC_OK; i++)
+            status = import_param(opt, group->params->items[i], global_steps, lookup, ctx,
+                                  &fresh[k][i]);
+    }
+    for (int k = 0; k < opt->n_groups; k++) {
+        mc_param_group *group = &opt->groups[k];
+        if (status == MC_OK) { /* the old table goes, the fresh one takes its place */
+            mc_param_state *old = group->state;
+            group->state = fresh[k];
+            fresh[k] = old;
+        }
+        state_table_free(fresh[k], group->n_params);
+    }
+    free(fresh);
     if (status != MC_OK) return status;
-    opt->state = fresh;
     opt->steps = global_steps;
     return MC_OK;
 }
