@@ -37,6 +37,7 @@
 #include "ops/gemm_internal.h"
 #include "ops/naive.h"
 #include "ops/weight_bf16.h"
+#include "ops/ops_internal.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -583,13 +584,9 @@ mc_status mc_conv2d(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bia
     MC_TRY(mc_conv2d_forward_kernel(&geo, x->data, weight->data, bias ? bias->data : NULL, y->data));
 
     mc_tensor *inputs[3] = {x, weight, bias};
-    int n_in = bias ? 3 : 2;
-    if (mc_graph_should_record(g, n_in, inputs)) {
-        conv_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        saved->geo = geo;
-        MC_TRY(mc_graph_record(g, "conv2d", conv2d_backward, y, n_in, inputs, saved));
-    }
+    conv_saved saved = {.geo = geo};
+    MC_TRY(mc_op_record_saved(g, "conv2d", conv2d_backward, y, bias ? 3 : 2, inputs, &saved,
+                              sizeof saved));
     *out = y;
     return MC_OK;
 }

@@ -8,6 +8,7 @@
  * gives the same mask whatever the thread count. */
 #include "mmchain/ops.h"
 #include "core/parallel.h"
+#include "ops/ops_internal.h"
 
 typedef struct dropout_saved {
     float *mask; /* (numel): 0 or 1/(1-p) */
@@ -54,13 +55,8 @@ mc_status mc_dropout(mc_graph *g, mc_tensor *x, float p, bool training, mc_rng *
     const float *xd = x->data;
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) y->data[i] = xd[i] * mask[i];
-    mc_tensor *in[1] = {x};
-    if (mc_graph_should_record(g, 1, in)) {
-        dropout_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        saved->mask = mask;
-        MC_TRY(mc_graph_record(g, "dropout", dropout_backward, y, 1, in, saved));
-    }
+    dropout_saved saved = {.mask = mask};
+    MC_TRY(mc_op_record_saved(g, "dropout", dropout_backward, y, 1, &x, &saved, sizeof saved));
     *out = y;
     return MC_OK;
 }

@@ -17,6 +17,7 @@
 #include "mmchain/ops.h"
 #include "core/parallel.h"
 #include "ops/naive.h"
+#include "ops/ops_internal.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -303,17 +304,13 @@ mc_status mc_binary_naive(mc_graph *g, const char *op, mc_tensor *a, mc_tensor *
 
 /* ---- scale: y = x * scale + shift ---- */
 
-typedef struct scale_saved {
-    float scale;
-} scale_saved;
-
+/* The node saves the scale, the only setting the backward needs. */
 static mc_status scale_backward(mc_node *node) {
     mc_tensor *x = node->in[0], *y = node->out;
-    const scale_saved *saved = node->saved;
+    const float scale = *(const float *)node->saved;
     float *gx;
     MC_TRY(mc_grad_buffer(node->graph, x, &gx));
     const float *gy = y->grad;
-    float scale = saved->scale;
     int64_t n = x->numel;
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * scale;
@@ -329,13 +326,7 @@ mc_status mc_scale(mc_graph *g, mc_tensor *x, float scale, float shift, mc_tenso
     int64_t n = x->numel;
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) yd[i] = xd[i] * scale + shift;
-    mc_tensor *in[1] = {x};
-    if (mc_graph_should_record(g, 1, in)) {
-        scale_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        saved->scale = scale;
-        MC_TRY(mc_graph_record(g, "scale", scale_backward, y, 1, in, saved));
-    }
+    MC_TRY(mc_op_record_saved(g, "scale", scale_backward, y, 1, &x, &scale, sizeof scale));
     *out = y;
     return MC_OK;
 }

@@ -14,6 +14,7 @@
  * The logits form never evaluates log(sigmoid(x)), which underflows to
  * -inf for x below about -88 in float. */
 #include "mmchain/ops.h"
+#include "ops/ops_internal.h"
 
 #include <math.h>
 
@@ -103,12 +104,8 @@ static mc_status loss_op(mc_graph *g, elementwise_loss kind, mc_tensor *input, m
     MC_TRY(mc_graph_tensor(g, MC_SHAPE(1), loss_names[kind], &loss));
     loss->data[0] = (float)(total / (double)input->numel);
     mc_tensor *in[2] = {input, target};
-    if (mc_graph_should_record(g, 2, in)) {
-        elementwise_loss *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        *saved = kind;
-        MC_TRY(mc_graph_record(g, loss_names[kind], elementwise_loss_backward, loss, 2, in, saved));
-    }
+    MC_TRY(mc_op_record_saved(g, loss_names[kind], elementwise_loss_backward, loss, 2, in, &kind,
+                              sizeof kind));
     *out = loss;
     return MC_OK;
 }

@@ -16,6 +16,7 @@
 #include "ops/gemm_internal.h"
 #include "ops/naive.h"
 #include "ops/weight_bf16.h"
+#include "ops/ops_internal.h"
 
 #include <limits.h>
 #include <string.h>
@@ -144,12 +145,7 @@ mc_status mc_matmul(mc_graph *g, mc_tensor *a, mc_tensor *b, bool transpose_b, m
         gemm(g, false, transpose_b, d.M, d.N, d.K, a->data + i * d.a_step, b->data + i * d.b_step,
              0.0f, c->data + i * d.c_step);
     mc_tensor *in[2] = {a, b};
-    if (mc_graph_should_record(g, 2, in)) {
-        matmul_dims *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        *saved = d;
-        MC_TRY(mc_graph_record(g, "matmul", matmul_backward, c, 2, in, saved));
-    }
+    MC_TRY(mc_op_record_saved(g, "matmul", matmul_backward, c, 2, in, &d, sizeof d));
     *out = c;
     return MC_OK;
 }
@@ -224,13 +220,7 @@ mc_status mc_linear(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bia
     MC_TRY(gemm_weight(g, false, true, d.rows, d.out_features, d.in_features, x->data, weight,
                        bias ? 1.0f : 0.0f, y->data));
     mc_tensor *in[3] = {x, weight, bias};
-    int n_in = bias ? 3 : 2;
-    if (mc_graph_should_record(g, n_in, in)) {
-        linear_dims *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        *saved = d;
-        MC_TRY(mc_graph_record(g, "linear", linear_backward, y, n_in, in, saved));
-    }
+    MC_TRY(mc_op_record_saved(g, "linear", linear_backward, y, bias ? 3 : 2, in, &d, sizeof d));
     *out = y;
     return MC_OK;
 }

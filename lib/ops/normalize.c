@@ -8,6 +8,7 @@
  *   r <= eps: y = x / eps, a constant scale, so dx = dy / eps. */
 #include "mmchain/ops.h"
 #include "core/parallel.h"
+#include "ops/ops_internal.h"
 
 #include <math.h>
 
@@ -75,14 +76,8 @@ mc_status mc_l2_normalize(mc_graph *g, mc_tensor *x, float eps, mc_tensor **out)
     MC_TRY(mc_graph_tensor(g, x->shape, "l2_normalize", &y));
     MC_TRY(mc_graph_alloc(g, (size_t)rows * sizeof(float), (void **)&norms));
     normalize_forward(x->data, y->data, norms, rows, D, eps);
-    mc_tensor *in[1] = {x};
-    if (mc_graph_should_record(g, 1, in)) {
-        normalize_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        saved->eps = eps;
-        saved->norms = norms;
-        MC_TRY(mc_graph_record(g, "l2_normalize", normalize_backward, y, 1, in, saved));
-    }
+    normalize_saved saved = {.eps = eps, .norms = norms};
+    MC_TRY(mc_op_record_saved(g, "l2_normalize", normalize_backward, y, 1, &x, &saved, sizeof saved));
     *out = y;
     return MC_OK;
 }

@@ -4,10 +4,14 @@
  * for the backward. (The functions without settings are in activation.c.) */
 #include "mmchain/ops.h"
 #include "core/parallel.h"
+#include "ops/ops_internal.h"
 
 #include <math.h>
 
+typedef enum pointwise_op { POINTWISE_CLAMP, POINTWISE_POW, POINTWISE_LEAKY_RELU } pointwise_op;
+
 typedef struct pointwise_saved {
+    pointwise_op op;
     float a, b; /* clamp: low, high; pow: the exponent; leaky_relu: the slope */
 } pointwise_saved;
 
@@ -54,53 +58,32 @@ static void leaky_relu_backward(const float *x, const float *dy, float *dx, int6
 
 /* ---- the nodes and ops ---- */
 
-/* The input's gradient buffer and the settings of a pointwise node. */
-static mc_status pointwise_grad(mc_node *node, float **dx, const pointwise_saved **saved) {
-    *saved = node->saved;
-    return mc_grad_buffer(node->graph, node->in[0], dx);
-}
-
-static mc_status clamp_node(mc_node *node) {
-    const pointwise_saved *s;
+/* The backward of every pointwise node: the saved op picks the kernel. */
+static mc_status pointwise_node(mc_node *node) {
+    const pointwise_saved *s = node->saved;
+    const float *x = node->in[0]->data, *dy = node->out->grad;
+    int64_t n = node->out->numel;
     float *dx;
-    MC_TRY(pointwise_grad(node, &dx, &s));
-    clamp_backward(node->in[0]->data, node->out->grad, dx, node->out->numel, s->a, s->b);
+    MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
+    switch (s->op) {
+    case POINTWISE_CLAMP: clamp_backward(x, dy, dx, n, s->a, s->b); break;
+    case POINTWISE_POW: pow_backward(x, dy, dx, n, s->a); break;
+    case POINTWISE_LEAKY_RELU: leaky_relu_backward(x, dy, dx, n, s->a); break;
+    }
     return MC_OK;
 }
 
-static mc_status pow_node(mc_node *node) {
-    const pointwise_saved *s;
-    float *dx;
-    MC_TRY(pointwise_grad(node, &dx, &s));
-    pow_backward(node->in[0]->data, node->out->grad, dx, node->out->numel, s->a);
-    return MC_OK;
-}
-
-static mc_status leaky_relu_node(mc_node *node) {
-    const pointwise_saved *s;
-    float *dx;
-    MC_TRY(pointwise_grad(node, &dx, &s));
-    leaky_relu_backward(node->in[0]->data, node->out->grad, dx, node->out->numel, s->a);
-    return MC_OK;
-}
-
-/* The output (every element written by the caller's kernel) and, when
- * recording, the saved settings; the node is recorded by pointwise_finish. */
+/* The output, every element of which the caller's kernel writes;
+ * pointwise_finish then records the node with its settings. */
 static mc_status pointwise_start(mc_graph *g, const char *op, mc_tensor *x, mc_tensor **y) {
     if (!x) return mc_error(MC_ERR_ARG, "%s: input is NULL", op);
     return mc_graph_tensor_uninit(g, x->shape, op, y);
 }
 
-static mc_status pointwise_finish(mc_graph *g, const char *op, mc_backward_fn backward,
-                                  mc_tensor *x, mc_tensor *y, float a, float b, mc_tensor **out) {
-    mc_tensor *in[1] = {x};
-    if (mc_graph_should_record(g, 1, in)) {
-        pointwise_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        saved->a = a;
-        saved->b = b;
-        MC_TRY(mc_graph_record(g, op, backward, y, 1, in, saved));
-    }
+static mc_status pointwise_finish(mc_graph *g, const char *name, pointwise_op op, mc_tensor *x,
+                                  mc_tensor *y, float a, float b, mc_tensor **out) {
+    pointwise_saved saved = {.op = op, .a = a, .b = b};
+    MC_TRY(mc_op_record_saved(g, name, pointwise_node, y, 1, &x, &saved, sizeof saved));
     *out = y;
     return MC_OK;
 }
@@ -113,7 +96,7 @@ mc_status mc_clamp(mc_graph *g, mc_tensor *x, float low, float high, mc_tensor *
     mc_tensor *y;
     MC_TRY(pointwise_start(g, "clamp", x, &y));
     clamp_forward(x->data, y->data, x->numel, low, high);
-    return pointwise_finish(g, "clamp", clamp_node, x, y, low, high, out);
+    return pointwise_finish(g, "clamp", POINTWISE_CLAMP, x, y, low, high, out);
 }
 
 mc_status mc_pow(mc_graph *g, mc_tensor *x, float exponent, mc_tensor **out) {
@@ -124,7 +107,7 @@ mc_status mc_pow(mc_graph *g, mc_tensor *x, float exponent, mc_tensor **out) {
     mc_tensor *y;
     MC_TRY(pointwise_start(g, "pow", x, &y));
     pow_forward(x->data, y->data, x->numel, exponent);
-    return pointwise_finish(g, "pow", pow_node, x, y, exponent, 0.0f, out);
+    return pointwise_finish(g, "pow", POINTWISE_POW, x, y, exponent, 0.0f, out);
 }
 
 mc_status mc_leaky_relu(mc_graph *g, mc_tensor *x, float negative_slope, mc_tensor **out) {
@@ -135,5 +118,6 @@ mc_status mc_leaky_relu(mc_graph *g, mc_tensor *x, float negative_slope, mc_tens
     mc_tensor *y;
     MC_TRY(pointwise_start(g, "leaky_relu", x, &y));
     leaky_relu_forward(x->data, y->data, x->numel, negative_slope);
-    return pointwise_finish(g, "leaky_relu", leaky_relu_node, x, y, negative_slope, 0.0f, out);
+    return pointwise_finish(g, "leaky_relu", POINTWISE_LEAKY_RELU, x, y, negative_slope, 0.0f,
+                            out);
 }

@@ -7,6 +7,7 @@
  * (times 1/n for the mean). */
 #include "mmchain/ops.h"
 #include "core/parallel.h"
+#include "ops/ops_internal.h"
 
 #include <math.h>
 
@@ -14,12 +15,6 @@ typedef struct reduce_saved {
     int dim;     /* the reduced dimension of the input, resolved */
     float scale; /* 1 for sum, 1/n for mean */
 } reduce_saved;
-
-static void split_at(mc_shape shape, int dim, int64_t *outer, int64_t *inner) {
-    *outer = *inner = 1;
-    for (int i = 0; i < dim; i++) *outer *= shape.dim[i];
-    for (int i = dim + 1; i < shape.ndim; i++) *inner *= shape.dim[i];
-}
 
 /* x: (outer, n, inner); y: (outer, inner) = scale * sum over the middle. */
 static void reduce_dim_forward(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
@@ -56,13 +51,11 @@ static void reduce_dim_backward(const float *dy, float *dx, int64_t outer, int64
 }
 
 static mc_status reduce_dim_node(mc_node *node) {
-    mc_tensor *x = node->in[0], *y = node->out;
     const reduce_saved *saved = node->saved;
     float *gx;
-    MC_TRY(mc_grad_buffer(node->graph, x, &gx));
-    int64_t outer, inner;
-    split_at(x->shape, saved->dim, &outer, &inner);
-    reduce_dim_backward(y->grad, gx, outer, x->shape.dim[saved->dim], inner, saved->scale);
+    mc_dim_split s;
+    MC_TRY(mc_dim_op_grad(node, saved->dim, &gx, &s));
+    reduce_dim_backward(node->out->grad, gx, s.outer, s.n, s.inner, saved->scale);
     return MC_OK;
 }
 
@@ -84,21 +77,14 @@ static mc_status reduce_dim(mc_graph *g, const char *op, mc_tensor *x, int dim, 
     *out = NULL;
     int d = 0;
     MC_TRY(mc_resolve_dim(op, x, dim, &d));
-    int64_t n = x->shape.dim[d], outer, inner;
-    split_at(x->shape, d, &outer, &inner);
+    mc_dim_split s = mc_split_at(x->shape, d);
     mc_shape shape = reduced_shape(x->shape, d, keepdim);
-    float scale = mean ? 1.0f / (float)n : 1.0f;
+    float scale = mean ? 1.0f / (float)s.n : 1.0f;
     mc_tensor *y;
     MC_TRY(mc_graph_tensor(g, shape, op, &y));
-    reduce_dim_forward(x->data, y->data, outer, n, inner, scale);
-    mc_tensor *in[1] = {x};
-    if (mc_graph_should_record(g, 1, in)) {
-        reduce_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        saved->dim = d;
-        saved->scale = scale;
-        MC_TRY(mc_graph_record(g, op, reduce_dim_node, y, 1, in, saved));
-    }
+    reduce_dim_forward(x->data, y->data, s.outer, s.n, s.inner, scale);
+    reduce_saved saved = {.dim = d, .scale = scale};
+    MC_TRY(mc_op_record_saved(g, op, reduce_dim_node, y, 1, &x, &saved, sizeof saved));
     *out = y;
     return MC_OK;
 }
@@ -153,14 +139,8 @@ static mc_status reduce_all(mc_graph *g, const char *op, mc_tensor *x, bool mean
     MC_TRY(mc_graph_tensor(g, MC_SHAPE(1), op, &y));
     double total = sum_all_kernel(x->data, x->numel);
     y->data[0] = (float)(mean ? total / (double)x->numel : total);
-    mc_tensor *in[1] = {x};
-    if (mc_graph_should_record(g, 1, in)) {
-        reduce_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        saved->dim = -1;
-        saved->scale = mean ? (float)(1.0 / (double)x->numel) : 1.0f;
-        MC_TRY(mc_graph_record(g, op, reduce_all_node, y, 1, in, saved));
-    }
+    reduce_saved saved = {.dim = -1, .scale = mean ? (float)(1.0 / (double)x->numel) : 1.0f};
+    MC_TRY(mc_op_record_saved(g, op, reduce_all_node, y, 1, &x, &saved, sizeof saved));
     *out = y;
     return MC_OK;
 }
@@ -213,15 +193,14 @@ static mc_status check_index_range(const char *op, const mc_tensor *x, int d) {
 }
 
 static mc_status extreme_node(mc_node *node) {
-    mc_tensor *x = node->in[0], *y = node->out;
     const extreme_saved *saved = node->saved;
     float *gx;
-    MC_TRY(mc_grad_buffer(node->graph, x, &gx));
-    int64_t outer, inner, n = x->shape.dim[saved->dim];
-    split_at(x->shape, saved->dim, &outer, &inner);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t i = 0; i < inner; i++)
-            gx[(o * n + saved->indices[o * inner + i]) * inner + i] += y->grad[o * inner + i];
+    mc_dim_split s;
+    MC_TRY(mc_dim_op_grad(node, saved->dim, &gx, &s));
+    const float *dy = node->out->grad; /* (outer, inner) */
+    for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t i = 0; i < s.inner; i++)
+            gx[(o * s.n + saved->indices[o * s.inner + i]) * s.inner + i] += dy[o * s.inner + i];
     return MC_OK;
 }
 
@@ -232,25 +211,29 @@ static mc_status reduce_extreme(mc_graph *g, const char *op, mc_tensor *x, int d
     int d = 0;
     MC_TRY(mc_resolve_dim(op, x, dim, &d));
     MC_TRY(check_index_range(op, x, d));
-    int64_t n = x->shape.dim[d], outer, inner;
-    split_at(x->shape, d, &outer, &inner);
+    mc_dim_split s = mc_split_at(x->shape, d);
     mc_tensor *y;
     MC_TRY(mc_graph_tensor_uninit(g, reduced_shape(x->shape, d, keepdim), op, &y));
     int32_t *index;
-    MC_TRY(mc_graph_alloc(g, (size_t)(outer * inner) * sizeof *index, (void **)&index));
-    extreme_index_kernel(x->data, outer, n, inner, want_max, index);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t i = 0; i < inner; i++)
-            y->data[o * inner + i] = x->data[(o * n + index[o * inner + i]) * inner + i];
-    mc_tensor *in[1] = {x};
-    if (mc_graph_should_record(g, 1, in)) {
-        extreme_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        saved->dim = d;
-        saved->indices = index;
-        MC_TRY(mc_graph_record(g, op, extreme_node, y, 1, in, saved));
-    }
+    MC_TRY(mc_graph_alloc(g, (size_t)(s.outer * s.inner) * sizeof *index, (void **)&index));
+    extreme_index_kernel(x->data, s.outer, s.n, s.inner, want_max, index);
+    for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t i = 0; i < s.inner; i++)
+            y->data[o * s.inner + i] = x->data[(o * s.n + index[o * s.inner + i]) * s.inner + i];
+    extreme_saved saved = {.dim = d, .indices = index};
+    MC_TRY(mc_op_record_saved(g, op, extreme_node, y, 1, &x, &saved, sizeof saved));
     *out = y;
+    return MC_OK;
+}
+
+static mc_status arg_extreme(const char *op, const mc_tensor *x, int dim, bool want_max,
+                             int32_t *indices) {
+    if (!x || !indices) return mc_error(MC_ERR_ARG, "%s: x and indices must not be NULL", op);
+    int d = 0;
+    MC_TRY(mc_resolve_dim(op, x, dim, &d));
+    MC_TRY(check_index_range(op, x, d));
+    mc_dim_split s = mc_split_at(x->shape, d);
+    extreme_index_kernel(x->data, s.outer, s.n, s.inner, want_max, indices);
     return MC_OK;
 }
 
@@ -260,18 +243,6 @@ mc_status mc_max(mc_graph *g, mc_tensor *x, int dim, bool keepdim, mc_tensor **o
 
 mc_status mc_min(mc_graph *g, mc_tensor *x, int dim, bool keepdim, mc_tensor **out) {
     return reduce_extreme(g, "min", x, dim, keepdim, false, out);
-}
-
-static mc_status arg_extreme(const char *op, const mc_tensor *x, int dim, bool want_max,
-                             int32_t *indices) {
-    if (!x || !indices) return mc_error(MC_ERR_ARG, "%s: x and indices must not be NULL", op);
-    int d = 0;
-    MC_TRY(mc_resolve_dim(op, x, dim, &d));
-    MC_TRY(check_index_range(op, x, d));
-    int64_t outer, inner;
-    split_at(x->shape, d, &outer, &inner);
-    extreme_index_kernel(x->data, outer, x->shape.dim[d], inner, want_max, indices);
-    return MC_OK;
 }
 
 mc_status mc_argmax(const mc_tensor *x, int dim, int32_t *indices) {

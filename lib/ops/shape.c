@@ -5,6 +5,7 @@
  * same movement run in reverse, adding (+=) instead of copying. */
 #include "mmchain/ops.h"
 #include "core/parallel.h"
+#include "ops/ops_internal.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -23,15 +24,6 @@ mc_status mc_resolve_dim(const char *op, const mc_tensor *x, int dim, int *resol
     }
     *resolved = d;
     return MC_OK;
-}
-
-/* Product of x's dimensions before `dim` and after it: x is then viewed as
- * (outer, x.dim[dim], inner), the form every op along one dimension uses. */
-static void split_at(mc_shape shape, int dim, int64_t *outer, int64_t *inner) {
-    *outer = 1;
-    *inner = 1;
-    for (int i = 0; i < dim; i++) *outer *= shape.dim[i];
-    for (int i = dim + 1; i < shape.ndim; i++) *inner *= shape.dim[i];
 }
 
 /* ---- reshape: a view whose node routes the gradient back to x ---- */
@@ -160,13 +152,9 @@ static mc_status permute_op(mc_graph *g, const char *op, mc_tensor *x, const int
     mc_tensor *y;
     MC_TRY(mc_graph_tensor(g, y_shape, op, &y));
     permute_kernel(x->data, x->shape, perm, y->data, false);
-    mc_tensor *in[1] = {x};
-    if (mc_graph_should_record(g, 1, in)) {
-        permute_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        memcpy(saved->perm, perm, (size_t)x->shape.ndim * sizeof(int));
-        MC_TRY(mc_graph_record(g, op, permute_backward, y, 1, in, saved));
-    }
+    permute_saved saved = {{0}};
+    memcpy(saved.perm, perm, (size_t)x->shape.ndim * sizeof(int));
+    MC_TRY(mc_op_record_saved(g, op, permute_backward, y, 1, &x, &saved, sizeof saved));
     *out = y;
     return MC_OK;
 }
@@ -232,13 +220,11 @@ static void slice_kernel(float *x, int64_t x_len, float *y, int64_t y_len, int64
 }
 
 static mc_status slice_backward(mc_node *node) {
-    mc_tensor *x = node->in[0], *y = node->out;
     const slice_saved *saved = node->saved;
     float *gx;
-    MC_TRY(mc_grad_buffer(node->graph, x, &gx));
-    int64_t outer, inner;
-    split_at(x->shape, saved->dim, &outer, &inner);
-    slice_kernel(gx, x->shape.dim[saved->dim], y->grad, y->shape.dim[saved->dim], outer, inner,
+    mc_dim_split s;
+    MC_TRY(mc_dim_op_grad(node, saved->dim, &gx, &s));
+    slice_kernel(gx, s.n, node->out->grad, node->out->shape.dim[saved->dim], s.outer, s.inner,
                  saved->start, true);
     return MC_OK;
 }
@@ -261,17 +247,10 @@ mc_status mc_slice(mc_graph *g, mc_tensor *x, int dim, int64_t start, int64_t en
     y_shape.dim[d] = last - first;
     mc_tensor *y;
     MC_TRY(mc_graph_tensor(g, y_shape, "slice", &y));
-    int64_t outer, inner;
-    split_at(x->shape, d, &outer, &inner);
-    slice_kernel(x->data, len, y->data, last - first, outer, inner, first, false);
-    mc_tensor *in[1] = {x};
-    if (mc_graph_should_record(g, 1, in)) {
-        slice_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        saved->dim = d;
-        saved->start = first;
-        MC_TRY(mc_graph_record(g, "slice", slice_backward, y, 1, in, saved));
-    }
+    mc_dim_split s = mc_split_at(x->shape, d);
+    slice_kernel(x->data, len, y->data, last - first, s.outer, s.inner, first, false);
+    slice_saved saved = {.dim = d, .start = first};
+    MC_TRY(mc_op_record_saved(g, "slice", slice_backward, y, 1, &x, &saved, sizeof saved));
     *out = y;
     return MC_OK;
 }
@@ -285,9 +264,8 @@ typedef struct concat_saved {
 static mc_status concat_backward(mc_node *node) {
     mc_tensor *y = node->out;
     const concat_saved *saved = node->saved;
-    int64_t outer, inner;
-    split_at(y->shape, saved->dim, &outer, &inner);
-    int64_t y_len = y->shape.dim[saved->dim], offset = 0;
+    mc_dim_split s = mc_split_at(y->shape, saved->dim);
+    int64_t offset = 0;
     for (int i = 0; i < node->n_in; i++) {
         mc_tensor *x = node->in[i];
         int64_t x_len = x->shape.dim[saved->dim];
@@ -295,10 +273,10 @@ static mc_status concat_backward(mc_node *node) {
             /* x is the slice offset:offset+x_len of y: add that slice of dy. */
             float *gx;
             MC_TRY(mc_grad_buffer(node->graph, x, &gx));
-            for (int64_t o = 0; o < outer; o++) {
-                const float *gy_chunk = y->grad + (o * y_len + offset) * inner;
-                float *gx_chunk = gx + o * x_len * inner;
-                for (int64_t j = 0; j < x_len * inner; j++) gx_chunk[j] += gy_chunk[j];
+            for (int64_t o = 0; o < s.outer; o++) {
+                const float *gy_chunk = y->grad + (o * s.n + offset) * s.inner;
+                float *gx_chunk = gx + o * x_len * s.inner;
+                for (int64_t j = 0; j < x_len * s.inner; j++) gx_chunk[j] += gy_chunk[j];
             }
         }
         offset += x_len;
@@ -330,22 +308,17 @@ static mc_status concat_few(mc_graph *g, int n, mc_tensor *const *xs, int d, mc_
     for (int i = 0; i < n; i++) y_shape.dim[d] += xs[i]->shape.dim[d];
     mc_tensor *y;
     MC_TRY(mc_graph_tensor(g, y_shape, "concat", &y));
-    int64_t outer, inner;
-    split_at(y_shape, d, &outer, &inner);
-    int64_t y_len = y_shape.dim[d], offset = 0;
+    mc_dim_split s = mc_split_at(y_shape, d); /* s.n: y's length along d */
+    int64_t offset = 0;
     for (int i = 0; i < n; i++) {
         int64_t x_len = xs[i]->shape.dim[d];
-        for (int64_t o = 0; o < outer; o++)
-            memcpy(y->data + (o * y_len + offset) * inner, xs[i]->data + o * x_len * inner,
-                   (size_t)(x_len * inner) * sizeof(float));
+        for (int64_t o = 0; o < s.outer; o++)
+            memcpy(y->data + (o * s.n + offset) * s.inner, xs[i]->data + o * x_len * s.inner,
+                   (size_t)(x_len * s.inner) * sizeof(float));
         offset += x_len;
     }
-    if (mc_graph_should_record(g, n, xs)) {
-        concat_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        saved->dim = d;
-        MC_TRY(mc_graph_record(g, "concat", concat_backward, y, n, xs, saved));
-    }
+    concat_saved saved = {.dim = d};
+    MC_TRY(mc_op_record_saved(g, "concat", concat_backward, y, n, xs, &saved, sizeof saved));
     *out = y;
     return MC_OK;
 }

@@ -13,18 +13,13 @@
  *   log_softmax:  dx = dy - exp(y) * sum(dy)      (exp(y) is the softmax) */
 #include "mmchain/ops.h"
 #include "core/parallel.h"
+#include "ops/ops_internal.h"
 
 #include <math.h>
 
 typedef struct softmax_saved {
     int dim;
 } softmax_saved;
-
-static void split_at(mc_shape shape, int dim, int64_t *outer, int64_t *inner) {
-    *outer = *inner = 1;
-    for (int i = 0; i < dim; i++) *outer *= shape.dim[i];
-    for (int i = dim + 1; i < shape.ndim; i++) *inner *= shape.dim[i];
-}
 
 /* ---- one lane ---- */
 
@@ -133,13 +128,12 @@ static void softmax_backward(const float *y, const float *dy, float *dx, int64_t
 }
 
 static mc_status softmax_node(mc_node *node, bool log_output) {
-    mc_tensor *x = node->in[0], *y = node->out;
     const softmax_saved *saved = node->saved;
     float *gx;
-    MC_TRY(mc_grad_buffer(node->graph, x, &gx));
-    int64_t outer, inner;
-    split_at(x->shape, saved->dim, &outer, &inner);
-    softmax_backward(y->data, y->grad, gx, outer, x->shape.dim[saved->dim], inner, log_output);
+    mc_dim_split s;
+    MC_TRY(mc_dim_op_grad(node, saved->dim, &gx, &s));
+    mc_tensor *y = node->out;
+    softmax_backward(y->data, y->grad, gx, s.outer, s.n, s.inner, log_output);
     return MC_OK;
 }
 
@@ -152,19 +146,13 @@ static mc_status softmax_op(mc_graph *g, const char *op, mc_tensor *x, int dim, 
     if (!x) return mc_error(MC_ERR_ARG, "%s: input is NULL", op);
     int d = 0;
     MC_TRY(mc_resolve_dim(op, x, dim, &d));
-    int64_t outer, inner;
-    split_at(x->shape, d, &outer, &inner);
+    mc_dim_split s = mc_split_at(x->shape, d);
     mc_tensor *y;
     MC_TRY(mc_graph_tensor(g, x->shape, op, &y));
-    softmax_forward(x->data, y->data, outer, x->shape.dim[d], inner, log_output);
-    mc_tensor *in[1] = {x};
-    if (mc_graph_should_record(g, 1, in)) {
-        softmax_saved *saved;
-        MC_TRY(mc_graph_alloc(g, sizeof *saved, (void **)&saved));
-        saved->dim = d;
-        MC_TRY(mc_graph_record(g, op, log_output ? log_softmax_backward_node : softmax_backward_node,
-                               y, 1, in, saved));
-    }
+    softmax_forward(x->data, y->data, s.outer, s.n, s.inner, log_output);
+    softmax_saved saved = {.dim = d};
+    MC_TRY(mc_op_record_saved(g, op, log_output ? log_softmax_backward_node : softmax_backward_node,
+                              y, 1, &x, &saved, sizeof saved));
     *out = y;
     return MC_OK;
 }
