@@ -34,6 +34,7 @@ VOCAB_SHA256="5047b556ce86ccaf6aa22b3ffccfc52d391ea4accdab9c2f2407da5b742d4363"
 VOCAB_BYTES=862328
 MODEL_SHA256=${CLIP_MODEL_SHA256:-} # UNVERIFIED: not built in (weights/README.md)
 
+FETCH_NAME=fetch_clip
 FROM_DIR=""
 ONLY=all
 while [ $# -gt 0 ]; do
@@ -59,48 +60,13 @@ while [ $# -gt 0 ]; do
 done
 DEST=${1:-$(dirname "$0")/clip-vit-base-patch32}
 
-die() {
-    echo "fetch_clip: error: $*" >&2
-    exit 1
-}
+# die, fetch_to, reject, verify_digest
+. "$(dirname "$0")/fetch_common.sh"
 
 case "$ONLY" in
 all | tokenizer | model) ;;
 *) die "--only must be tokenizer or model, not '$ONLY'" ;;
 esac
-
-# fetch NAME: download (or take from --from DIR) into DEST/NAME.part.
-fetch() {
-    local name=$1 part="$DEST/$1.part"
-    if [ -n "$FROM_DIR" ]; then
-        [ -f "$FROM_DIR/$name" ] || die "$FROM_DIR/$name not found (--from expects the original file names)"
-        cp "$FROM_DIR/$name" "$part"
-    elif command -v curl >/dev/null; then
-        curl --fail --location --retry 3 --output "$part" "$BASE_URL/$name" || die "download of $BASE_URL/$name failed"
-    elif command -v wget >/dev/null; then
-        wget --tries=3 -O "$part" "$BASE_URL/$name" || die "download of $BASE_URL/$name failed"
-    else
-        die "neither curl nor wget is installed (or use --from DIR)"
-    fi
-}
-
-# reject PART WHY: remove the file and stop.
-reject() {
-    rm -f "$1"
-    die "$(basename "${1%.part}"): $2 (file removed)"
-}
-
-# verify_digest PART SHA256 [BYTES]
-verify_digest() {
-    local part=$1 expected=$2 bytes=${3:-} actual size
-    size=$(wc -c <"$part" | tr -d ' ')
-    if [ -n "$bytes" ] && [ "$size" != "$bytes" ]; then
-        reject "$part" "$size bytes, expected $bytes"
-    fi
-    actual=$(sha256sum "$part" | cut -d' ' -f1)
-    [ "$actual" = "$expected" ] || reject "$part" "SHA-256 is $actual, expected $expected"
-    echo "verified $(basename "${part%.part}") (sha256 $expected, $size bytes)"
-}
 
 # The safetensors header of a file (its first 8 bytes are the header length,
 # little-endian), without whitespace.
@@ -143,7 +109,7 @@ verify_model() {
 get() {
     local name=$1
     shift
-    fetch "$name"
+    fetch_to "$BASE_URL/$name" "$DEST/$name.part"
     "$@" "$DEST/$name.part"
     mv "$DEST/$name.part" "$DEST/$name"
     echo "ready: $DEST/$name"

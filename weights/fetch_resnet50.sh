@@ -34,6 +34,7 @@ TV2_URL="https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
 TV2_SHA256="11ad3fa62ca79e40addfd354a8ec4b7c75143b3038b8d2a807fbc68deab379ca"
 
 PYTHON=${PYTHON:-/usr/bin/python3}
+FETCH_NAME=fetch_resnet50
 FROM_DIR=""
 if [ "${1:-}" = "--from" ]; then
     FROM_DIR=${2:?--from needs a folder}
@@ -42,37 +43,8 @@ fi
 WHICH=${1:-timm}
 DEST=${2:-$(dirname "$0")}
 
-die() {
-    echo "fetch_resnet50: error: $*" >&2
-    exit 1
-}
-
-# fetch URL FILE: download (or take from --from DIR) into FILE.part.
-fetch() {
-    local url=$1 file=$2 name
-    name=$(basename "$url")
-    if [ -n "$FROM_DIR" ]; then
-        [ -f "$FROM_DIR/$name" ] || die "$FROM_DIR/$name not found (--from expects the original file name)"
-        cp "$FROM_DIR/$name" "$file.part"
-    elif command -v curl >/dev/null; then
-        curl --fail --location --retry 3 --output "$file.part" "$url" || die "download of $url failed"
-    elif command -v wget >/dev/null; then
-        wget --tries=3 -O "$file.part" "$url" || die "download of $url failed"
-    else
-        die "neither curl nor wget is installed"
-    fi
-}
-
-# verify FILE SHA256: the digest must match, else the file is removed.
-verify() {
-    local file=$1 expected=$2 actual
-    actual=$(sha256sum "$file" | cut -d' ' -f1)
-    if [ "$actual" != "$expected" ]; then
-        rm -f "$file"
-        die "$(basename "${file%.part}"): SHA-256 is $actual, expected $expected (file removed)"
-    fi
-    echo "verified $(basename "${file%.part}") (sha256 $expected)"
-}
+# die, fetch_to, reject, verify_digest
+. "$(dirname "$0")/fetch_common.sh"
 
 # convert PTH SAFETENSORS: torchvision state_dict -> safetensors.
 convert() {
@@ -105,16 +77,16 @@ EOF
 
 get_timm() {
     local out="$DEST/resnet50.a1_in1k.safetensors"
-    fetch "$TIMM_URL" "$out"
-    verify "$out.part" "$TIMM_SHA256"
+    fetch_to "$TIMM_URL" "$out.part"
+    verify_digest "$out.part" "$TIMM_SHA256"
     mv "$out.part" "$out"
     echo "ready: $out"
 }
 
 get_torchvision() { # URL SHA256 NAME
     local pth="$DEST/$(basename "$1")" out="$DEST/$3.safetensors"
-    fetch "$1" "$pth"
-    verify "$pth.part" "$2"
+    fetch_to "$1" "$pth.part"
+    verify_digest "$pth.part" "$2"
     mv "$pth.part" "$pth"
     convert "$pth" "$out"
     echo "ready: $out"
