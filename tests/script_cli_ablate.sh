@@ -8,7 +8,6 @@
 set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
-fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
 . "$(dirname "$0")/support/script_common.sh"
 
 "$cli" ablate --tiny --sets "B04,B03,B02;B05,B06,B07" --seeds 1 --epochs 3 --quiet --out "$tmp/ab" \
@@ -28,8 +27,8 @@ rgb=$(cut -d, -f9 "$tmp/ab/ablation.csv" | tail -2 | sort -u | wc -l)
 [ "$rgb" = 1 ] || fail "the sets were scored against different CLIPs or tiles: $(cat "$tmp/ab/ablation.csv")"
 
 # ---- --data: EuroSAT-MS layout, two seeds ----
-read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 4) || { echo "fixture failed"; exit 1; }
-"$cli" ablate --data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1 \
+chain_fixture 4
+"$cli" ablate "${tiny_run[@]}" --width 4 \
     --train-size 20 --val-size 10 --batch 8 --epochs 1 --sets "B04,B03,B02;B05,B06,B07" --seeds 1,2 --quiet \
     --out "$tmp/real" >"$tmp/out" 2>"$tmp/err" || fail "ablate --data: $(cat "$tmp/err")"
 for set in B04,B03,B02 B05,B06,B07; do

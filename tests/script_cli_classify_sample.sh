@@ -14,7 +14,7 @@ fi
 . "$(dirname "$0")/support/script_common.sh"
 
 chain_fixture 3
-"$cli" train --data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1 \
+"$cli" train "${tiny_run[@]}" --width 4 \
     --batch 8 --val-batch 8 --epochs 1 --bands B08,B11,B12,B8A --quiet --out "$tmp/run" \
     >/dev/null 2>"$tmp/err" || fail "train: $(cat "$tmp/err")"
 tiles=("$sample"/*/*.tif)

@@ -11,7 +11,7 @@ cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
 
 chain_fixture 4
 run=$tmp/run
-"$cli" train --data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1 \
+"$cli" train "${tiny_run[@]}" --width 4 \
     --batch 8 --val-batch 6 --seed 3 --epochs 2 --quiet --out "$run" >/dev/null 2>"$tmp/err" ||
     { echo "train failed: $(cat "$tmp/err")"; exit 1; }
 best=$run/checkpoints/best.safetensors

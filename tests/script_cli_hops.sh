@@ -8,7 +8,6 @@
 set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
-fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
 . "$(dirname "$0")/support/script_common.sh"
 
 # ---- two hops on the synthetic world (chance: 10 %) ----
@@ -23,8 +22,8 @@ grep -q "<h2>The chain</h2>" "$tmp/demo/report.html" || fail "demo report has no
 grep -q "test_hop2_text_acc" "$tmp/demo/metrics.csv" || fail "demo metrics.csv lacks the second hop"
 
 # ---- train --teacher and eval of every hop (a random tiny CLIP: plumbing only) ----
-read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 4) || { echo "fixture failed"; exit 1; }
-tiny=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1
+chain_fixture 4
+tiny=("${tiny_run[@]}" --width 4
       --train-size 20 --val-size 10 --batch 8 --val-batch 6 --seed 3 --lr 3e-3 --epochs 2 --quiet)
 "$cli" train "${tiny[@]}" --out "$tmp/hop1" >/dev/null 2>"$tmp/err" || fail "train hop 1: $(cat "$tmp/err")"
 "$cli" train "${tiny[@]}" --bands B05,B06,B07 --teacher "$tmp/hop1" --out "$tmp/hop2" >/dev/null 2>"$tmp/err" ||

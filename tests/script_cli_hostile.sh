@@ -65,8 +65,7 @@ expect_error "train --resume on a folder that is not a run" "config.json" "$cli"
 [ "$(ls -A "$tmp/notes")" = "notes.txt" ] || fail "train --resume created files in a non-run folder: $(ls -A "$tmp/notes")"
 
 chain_fixture 8
-args=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 8 --layers 1,1,1,1
-      --batch 4 --val-batch 8 --epochs 50 --seed 5 --quiet)
+args=("${tiny_run[@]}" --width 8 --batch 4 --val-batch 8 --epochs 50 --seed 5 --quiet)
 "$cli" train "${args[@]}" --out "$tmp/run" >/dev/null 2>"$tmp/first.err" &
 first=$!
 for _ in $(seq 1 3000); do # until the first has taken its lock (up to ~30 s)

@@ -8,12 +8,10 @@
 set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
-fixture_tool=${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture
 . "$(dirname "$0")/support/script_common.sh"
 
-read -r data data3 clip vocab < <("$fixture_tool" --write "$tmp/fx" 8) || { echo "fixture failed"; exit 1; }
-args=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 8 --layers 1,1,1,1
-      --batch 4 --val-batch 8 --epochs 1 --seed 5 --quiet)
+chain_fixture 8
+args=("${tiny_run[@]}" --width 8 --batch 4 --val-batch 8 --epochs 1 --seed 5 --quiet)
 before=$(find "$tmp/fx" | sort | md5sum)
 
 unset MMCHAIN_MAX_MEMORY

@@ -12,8 +12,7 @@ cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
 
 chain_fixture 4
 # 40 tiles: 29 train / 11 val -> 4 steps of 8 per epoch.
-tiny=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1
-      --batch 8 --val-batch 6 --seed 3 --epochs 2 --checkpoint-every 1 --quiet)
+tiny=("${tiny_run[@]}" --width 4 --batch 8 --val-batch 6 --seed 3 --epochs 2 --checkpoint-every 1 --quiet)
 tiles=("$data"/Forest/Forest_1.tif "$data"/River/River_2.tif)
 
 # bf16 products fall back to fp32 under MMCHAIN_GEMM=openblas or without

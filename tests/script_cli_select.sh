@@ -11,8 +11,8 @@ cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
 . "$(dirname "$0")/support/script_common.sh"
 
 chain_fixture 4
-tiny=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1
-      --train-size 20 --val-size 10 --batch 8 --val-batch 6 --seed 3 --lr 3e-3 --quiet)
+tiny=("${tiny_run[@]}" --width 4 --train-size 20 --val-size 10 --batch 8 --val-batch 6 --seed 3 --lr 3e-3
+      --quiet)
 
 # The class folders in the dataset's order, and the same list rotated by one.
 mapfile -t folders < <(cd "$data" && ls -d */ | tr -d / | LC_ALL=C sort)

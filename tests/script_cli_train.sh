@@ -12,12 +12,11 @@ cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
 . "$(dirname "$0")/support/script_common.sh"
 
 chain_fixture 4
-tiny=(--depth 18 --width 4 --layers 1,1,1,1 --batch 8 --val-batch 6 --seed 3 --quiet)
+tiny=("${tiny_run[@]}" --width 4 --batch 8 --val-batch 6 --seed 3 --quiet)
 
 # ---- a run that completes and writes every artefact ----
 run=$tmp/run
-if ! "$cli" train --data "$data" --clip "$clip" --vocab "$vocab" "${tiny[@]}" --epochs 2 \
-        --out "$run" >"$tmp/out" 2>"$tmp/err"; then
+if ! "$cli" train "${tiny[@]}" --epochs 2 --out "$run" >"$tmp/out" 2>"$tmp/err"; then
     fail "train: $(cat "$tmp/err")"
 fi
 for f in config.json metrics.csv log.txt report.html contact_sheet.png \
@@ -51,7 +50,7 @@ grep -Eq "forest|river|snow" "$tmp/out" || fail "classify --classes output: $(ca
 
 # ---- bad input: one line on stderr, non-zero exit, the message names the problem ----
 # (expect_error "what" "text in the message" command args...: support/script_common.sh)
-base=(--data "$data" --clip "$clip" --vocab "$vocab" "${tiny[@]}" --epochs 1)
+base=("${tiny[@]}" --epochs 1)
 expect_error "missing --data" "--data" "$cli" train --clip "$clip" --vocab "$vocab" --out "$tmp/x"
 expect_error "missing CLIP file" "--clip" "$cli" train "${base[@]}" --clip "$tmp/none.safetensors" --out "$tmp/x"
 expect_error "CLIP that is a tile" "--clip" "$cli" train "${base[@]}" --clip "${tiles[0]}" --out "$tmp/x"

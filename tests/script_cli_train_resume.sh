@@ -13,7 +13,7 @@ cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
 
 chain_fixture 8
 # 80 tiles: 58 train / 22 val (26:10) -> 15 steps of 4 per epoch, 2 epochs.
-args=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 8 --layers 1,1,1,1
+args=("${tiny_run[@]}" --width 8
       --batch 4 --val-batch 8 --epochs 2 --seed 5 --checkpoint-every 1 --learnable-temperature --quiet)
 
 "$cli" train "${args[@]}" --out "$tmp/whole" >/dev/null 2>"$tmp/err" || fail "uninterrupted run: $(cat "$tmp/err")"

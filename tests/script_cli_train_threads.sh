@@ -14,8 +14,7 @@ fi
 . "$(dirname "$0")/support/script_common.sh"
 
 chain_fixture 8
-args=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 8 --layers 1,1,1,1
-      --batch 4 --val-batch 8 --epochs 1 --seed 5 --quiet)
+args=("${tiny_run[@]}" --width 8 --batch 4 --val-batch 8 --epochs 1 --seed 5 --quiet)
 for threads in 1 2; do
     MMCHAIN_THREADS=$threads "$cli" train "${args[@]}" --out "$tmp/t$threads" >/dev/null 2>"$tmp/err" ||
         fail "train with $threads thread(s): $(cat "$tmp/err")"

@@ -10,8 +10,7 @@ set -u
 . "$(dirname "$0")/support/script_dist_common.sh"
 require_cli
 
-read -r data _ clip vocab < <("$MMCHAIN_BINARY_DIR/tests/test_chain_fixture" --write "$tmp/fx" 4) ||
-    { echo "fixture failed"; exit 1; }
+chain_fixture 4
 model=(--clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1 --val-batch 6 --seed 3 --quiet)
 tiny=(--data "$data" "${model[@]}")
 job=(--batch 8 --sync-bn --epochs 4 --checkpoint-every 1 --log-every 1)

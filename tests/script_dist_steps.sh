@@ -17,10 +17,8 @@ set -u
 . "$(dirname "$0")/support/script_dist_common.sh"
 require_cli
 
-read -r data _ clip vocab < <("$MMCHAIN_BINARY_DIR/tests/test_chain_fixture" --write "$tmp/fx" 8) ||
-    { echo "fixture failed"; exit 1; }
-tiny=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1
-      --val-batch 8 --clip-batch 8 --seed 5 --quiet --log-every 1)
+chain_fixture 8
+tiny=("${tiny_run[@]}" --width 4 --val-batch 8 --clip-batch 8 --seed 5 --quiet --log-every 1)
 
 # losses RUN: the step and loss of each step row of metrics.csv, one per line.
 losses() { awk -F, '$1 == "step" { print $3, $4 }' "$1/metrics.csv"; }

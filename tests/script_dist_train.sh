@@ -10,10 +10,8 @@ set -u
 . "$(dirname "$0")/support/script_dist_common.sh"
 require_cli
 
-read -r data _ clip vocab < <("$MMCHAIN_BINARY_DIR/tests/test_chain_fixture" --write "$tmp/fx" 4) ||
-    { echo "fixture failed"; exit 1; }
-tiny=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --width 4 --layers 1,1,1,1
-      --val-batch 6 --seed 3 --epochs 2 --quiet)
+chain_fixture 4
+tiny=("${tiny_run[@]}" --width 4 --val-batch 6 --seed 3 --epochs 2 --quiet)
 
 # same NAME: the two runs' last checkpoints agree.
 same() {

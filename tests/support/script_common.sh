@@ -17,8 +17,10 @@
 #   chain_fixture TILES_PER_CLASS
 #             write the chain's tiny fixture (test_chain_fixture --write:
 #             synthetic-world tiles, a random tiny CLIP, a vocabulary) into
-#             $tmp/fx and set $data, $data3, $clip and $vocab to its parts;
-#             the script exits when it cannot
+#             $tmp/fx and set $data, $data3, $clip and $vocab to its parts,
+#             and tiny_run=(...) to the options of a run on it with a tiny
+#             encoder (ResNet-18, one block per stage; the caller adds
+#             --width and the rest); the script exits when it cannot
 #   safetensors_header FILE / safetensors_data FILE
 #             the JSON header / the tensor bytes of a safetensors file
 #   finish [MESSAGE]
@@ -80,6 +82,7 @@ finish() {
 chain_fixture() {
     read -r data data3 clip vocab < <("${MMCHAIN_BINARY_DIR:?}/tests/test_chain_fixture" --write "$tmp/fx" "$1") ||
         { echo "fixture failed"; exit 1; }
+    tiny_run=(--data "$data" --clip "$clip" --vocab "$vocab" --depth 18 --layers 1,1,1,1)
 }
 
 # safetensors_header FILE: the JSON header of a safetensors file;
