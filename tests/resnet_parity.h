@@ -271,4 +271,14 @@ static void parity_run(const char *dir, const char *name, bool train) {
     parity_close(&c);
 }
 
+/* Run i of a Check loop test over the cases `names` of the fixtures in
+ * `dir`, two runs a case: inference (even i), then training (odd i);
+ * PARITY_N_RUNS(names) runs in all. */
+#define PARITY_N_RUNS(names) ((int)(2 * (sizeof(names) / sizeof((names)[0]))))
+static void parity_run_nth(const char *dir, const char *const names[], int i) {
+    const bool train = i % 2 == 1;
+    printf("%s, %s:\n", names[i / 2], train ? "training" : "eval");
+    parity_run(dir, names[i / 2], train);
+}
+
 #endif

@@ -79,6 +79,14 @@ static void assert_model_close(const model *m, const double *expected, double rt
     mc_test_assert_close(what, actual, wanted, N_TOTAL, rtol, atol);
 }
 
+/* A model from `seed` and an Adam optimizer with PyTorch's defaults over it. */
+static mc_optimizer *model_with_adam(model *m, uint64_t seed) {
+    model_init(m, seed);
+    mc_optimizer *opt;
+    MC_CHECK_OK(mc_optimizer_adam(&opt, &m->params, mc_adam_defaults()));
+    return opt;
+}
+
 static bool is_frozen_index(int k) { return k >= N_W + N_B; }
 
 /* ---- the reference updates, in double (torch.optim documentation) ---- */
@@ -130,6 +138,7 @@ static void reference_adam(double *theta, const double *grad, reference_state *s
 typedef enum { RUN_SGD, RUN_ADAM, RUN_ADAMW } run_kind;
 
 typedef struct optim_case {
+    const char *name;
     run_kind kind;
     mc_sgd_config sgd;
     mc_adam_config adam;
@@ -137,7 +146,58 @@ typedef struct optim_case {
     bool cosine_lr; /* change the learning rate every step from a schedule */
 } optim_case;
 
-static void run_against_reference(const optim_case *c, const char *name) {
+/* PyTorch's defaults, which the first Adam and AdamW cases below use (with
+ * lr 1e-2). */
+START_TEST(test_adam_defaults) {
+    const mc_adam_config adam = mc_adam_defaults(), adamw = mc_adamw_defaults();
+    ck_assert_float_eq(adam.lr, 1e-3f);
+    ck_assert_float_eq(adam.beta1, 0.9f);
+    ck_assert_float_eq(adam.beta2, 0.999f);
+    ck_assert_float_eq(adam.eps, 1e-8f);
+    ck_assert_float_eq(adam.weight_decay, 0.0f);
+    ck_assert_float_eq(adamw.lr, adam.lr);
+    ck_assert_float_eq(adamw.beta1, adam.beta1);
+    ck_assert_float_eq(adamw.beta2, adam.beta2);
+    ck_assert_float_eq(adamw.eps, adam.eps);
+    ck_assert_float_eq(adamw.weight_decay, 1e-2f);
+}
+END_TEST
+
+/* In the second Adam and AdamW cases, small gradients with a large eps make
+ * the placement of eps matter: inside vs outside the bias-corrected sqrt
+ * differs by a factor ~30. */
+static const optim_case formula_cases[] = {
+    {"sgd plain", RUN_SGD, .sgd = {.lr = 0.1f}, .grad_scale = 1.0f},
+    {"sgd momentum+dampening+wd", RUN_SGD,
+     .sgd = {.lr = 0.05f, .momentum = 0.9f, .dampening = 0.1f, .weight_decay = 1e-2f},
+     .grad_scale = 1.0f},
+    {"sgd nesterov+wd, cosine lr", RUN_SGD,
+     .sgd = {.lr = 0.05f, .momentum = 0.8f, .weight_decay = 1e-3f, .nesterov = true},
+     .grad_scale = 1.0f,
+     .cosine_lr = true},
+    {"adam defaults", RUN_ADAM,
+     .adam = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f},
+     .grad_scale = 1.0f},
+    {"adam wd, large eps", RUN_ADAM,
+     .adam = {.lr = 1e-2f, .beta1 = 0.8f, .beta2 = 0.99f, .eps = 1e-3f, .weight_decay = 0.1f},
+     .grad_scale = 1e-3f},
+    {"adam beta1 0, cosine lr", RUN_ADAM,
+     .adam = {.lr = 5e-3f, .beta1 = 0.0f, .beta2 = 0.9f, .eps = 1e-8f, .weight_decay = 0.0f},
+     .grad_scale = 3.0f,
+     .cosine_lr = true},
+    {"adamw defaults", RUN_ADAMW,
+     .adam = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 1e-2f},
+     .grad_scale = 1.0f},
+    {"adamw strong decay, large eps", RUN_ADAMW,
+     .adam = {.lr = 3e-3f, .beta1 = 0.5f, .beta2 = 0.9f, .eps = 1e-3f, .weight_decay = 0.5f},
+     .grad_scale = 1e-3f,
+     .cosine_lr = true},
+};
+enum { N_FORMULA_CASES = sizeof formula_cases / sizeof formula_cases[0] };
+
+/* Case _i: the optimizer against its reference over several steps. */
+START_TEST(test_matches_formula) {
+    const optim_case *c = &formula_cases[_i];
     model m;
     model_init(&m, 5);
     mc_optimizer *opt;
@@ -160,66 +220,12 @@ static void run_against_reference(const optim_case *c, const char *name) {
         else
             reference_adam(theta, grad, &state, &c->adam, lr, c->kind == RUN_ADAMW);
         char what[128];
-        snprintf(what, sizeof what, "%s, step %d", name, step + 1);
+        snprintf(what, sizeof what, "%s, step %d", c->name, step + 1);
         assert_model_close(&m, theta, 1e-5, 1e-6, what);
     }
     ck_assert_int_eq(mc_optimizer_steps(opt), 4);
     mc_optimizer_free(opt);
     mc_params_free(&m.params);
-}
-
-START_TEST(test_sgd_matches_formula) {
-    const optim_case cases[] = {
-        {.kind = RUN_SGD, .sgd = {.lr = 0.1f}, .grad_scale = 1.0f},
-        {.kind = RUN_SGD,
-         .sgd = {.lr = 0.05f, .momentum = 0.9f, .dampening = 0.1f, .weight_decay = 1e-2f},
-         .grad_scale = 1.0f},
-        {.kind = RUN_SGD,
-         .sgd = {.lr = 0.05f, .momentum = 0.8f, .weight_decay = 1e-3f, .nesterov = true},
-         .grad_scale = 1.0f,
-         .cosine_lr = true},
-    };
-    const char *names[] = {"sgd plain", "sgd momentum+dampening+wd", "sgd nesterov+wd, cosine lr"};
-    for (int i = 0; i < 3; i++) run_against_reference(&cases[i], names[i]);
-}
-END_TEST
-
-START_TEST(test_adam_matches_formula) {
-    mc_adam_config defaults = mc_adam_defaults();
-    ck_assert_float_eq(defaults.lr, 1e-3f);
-    ck_assert_float_eq(defaults.beta2, 0.999f);
-    ck_assert_float_eq(defaults.weight_decay, 0.0f);
-    defaults.lr = 1e-2f;
-    /* Small gradients with a large eps make the placement of eps matter:
-     * inside vs outside the bias-corrected sqrt differs by a factor ~30. */
-    const optim_case cases[] = {
-        {.kind = RUN_ADAM, .adam = defaults, .grad_scale = 1.0f},
-        {.kind = RUN_ADAM,
-         .adam = {.lr = 1e-2f, .beta1 = 0.8f, .beta2 = 0.99f, .eps = 1e-3f, .weight_decay = 0.1f},
-         .grad_scale = 1e-3f},
-        {.kind = RUN_ADAM,
-         .adam = {.lr = 5e-3f, .beta1 = 0.0f, .beta2 = 0.9f, .eps = 1e-8f, .weight_decay = 0.0f},
-         .grad_scale = 3.0f,
-         .cosine_lr = true},
-    };
-    const char *names[] = {"adam defaults", "adam wd, large eps", "adam beta1 0, cosine lr"};
-    for (int i = 0; i < 3; i++) run_against_reference(&cases[i], names[i]);
-}
-END_TEST
-
-START_TEST(test_adamw_matches_formula) {
-    mc_adam_config defaults = mc_adamw_defaults();
-    ck_assert_float_eq(defaults.weight_decay, 1e-2f);
-    defaults.lr = 1e-2f;
-    const optim_case cases[] = {
-        {.kind = RUN_ADAMW, .adam = defaults, .grad_scale = 1.0f},
-        {.kind = RUN_ADAMW,
-         .adam = {.lr = 3e-3f, .beta1 = 0.5f, .beta2 = 0.9f, .eps = 1e-3f, .weight_decay = 0.5f},
-         .grad_scale = 1e-3f,
-         .cosine_lr = true},
-    };
-    const char *names[] = {"adamw defaults", "adamw strong decay, large eps"};
-    for (int i = 0; i < 2; i++) run_against_reference(&cases[i], names[i]);
 }
 END_TEST
 
@@ -286,9 +292,7 @@ END_TEST
 /* The list must keep its tensors: growing it after creation is an error. */
 START_TEST(test_optimizer_list_changed) {
     model m;
-    model_init(&m, 6);
-    mc_optimizer *opt;
-    MC_CHECK_OK(mc_optimizer_adam(&opt, &m.params, mc_adam_defaults()));
+    mc_optimizer *opt = model_with_adam(&m, 6);
     MC_CHECK_OK(mc_params_new(&m.params, NULL, MC_SHAPE(2), true, "late.weight"));
     MC_CHECK_FAILS(mc_optimizer_step(opt), MC_ERR_STATE, "had 3 tensors");
     mc_optimizer_free(opt);
@@ -315,16 +319,33 @@ static float state_value(const mc_param_list *state, const char *name) {
     return t->data[0];
 }
 
-static void check_round_trip(bool use_sgd) {
-    model a, b;
+/* An SGD optimizer with the settings `sgd`, or an AdamW one with `adamw`. */
+static void new_sgd_or_adamw(mc_optimizer **opt, mc_param_list *params, bool use_sgd,
+                             mc_sgd_config sgd, mc_adam_config adamw) {
+    if (use_sgd)
+        MC_CHECK_OK(mc_optimizer_sgd(opt, params, sgd));
+    else
+        MC_CHECK_OK(mc_optimizer_adamw(opt, params, adamw));
+}
+
+/* The values of `from`'s parameters into `to`'s. */
+static void model_copy_values(model *to, const model *from) {
+    for (int i = 0; i < from->params.count; i++)
+        MC_CHECK_OK(mc_tensor_copy(to->params.items[i], from->params.items[i]));
+}
+
+/* Run 0: AdamW; run 1: SGD with Nesterov momentum. A model that takes over
+ * another's values and optimizer state continues bit for bit like it; one
+ * that takes over the values only (the control) does not, so the round trip
+ * is not passing by accident. */
+START_TEST(test_state_round_trip) {
+    const bool use_sgd = _i == 1;
+    model a, b, control;
     model_init(&a, 9);
-    mc_optimizer *opt_a, *opt_b;
+    mc_optimizer *opt_a, *opt_b, *opt_control;
     mc_sgd_config sgd = {.lr = 0.05f, .momentum = 0.9f, .nesterov = true};
     mc_adam_config adamw = mc_adamw_defaults();
-    if (use_sgd)
-        MC_CHECK_OK(mc_optimizer_sgd(&opt_a, &a.params, sgd));
-    else
-        MC_CHECK_OK(mc_optimizer_adamw(&opt_a, &a.params, adamw));
+    new_sgd_or_adamw(&opt_a, &a.params, use_sgd, sgd, adamw);
     train(opt_a, &a, 0, 3);
 
     mc_param_list state = {0};
@@ -340,61 +361,39 @@ static void check_round_trip(bool use_sgd) {
     ck_assert(mc_shape_equal(saved->shape, a.w->shape));
     ck_assert_int_eq(state.count, use_sgd ? 1 + 2 + 1 : 1 + 4 + 1);
 
-    /* A second model with a's current values and a fresh optimizer. */
+    /* Two models with a's current values and fresh optimizers; b imports
+     * a's state, the control does not. */
     model_init(&b, 123);
-    for (int i = 0; i < a.params.count; i++)
-        MC_CHECK_OK(mc_tensor_copy(b.params.items[i], a.params.items[i]));
-    if (use_sgd)
-        MC_CHECK_OK(mc_optimizer_sgd(&opt_b, &b.params, sgd));
-    else
-        MC_CHECK_OK(mc_optimizer_adamw(&opt_b, &b.params, adamw));
+    model_init(&control, 9);
+    model_copy_values(&b, &a);
+    model_copy_values(&control, &a);
+    new_sgd_or_adamw(&opt_b, &b.params, use_sgd, sgd, adamw);
+    new_sgd_or_adamw(&opt_control, &control.params, use_sgd, sgd, adamw);
     MC_CHECK_OK(mc_optimizer_import_state_from_list(opt_b, &state));
     ck_assert_int_eq(mc_optimizer_steps(opt_b), 3);
 
-    /* Continued steps must be bit-for-bit identical. */
-    train(opt_a, &a, 3, 2);
-    train(opt_b, &b, 3, 2);
-    mc_test_assert_same_params("after resuming", &a.params, &b.params);
-    mc_params_free(&state);
-    mc_optimizer_free(opt_a);
-    mc_optimizer_free(opt_b);
-    mc_params_free(&a.params);
-    mc_params_free(&b.params);
-}
-
-START_TEST(test_state_round_trip_adamw) { check_round_trip(false); }
-END_TEST
-
-START_TEST(test_state_round_trip_sgd) { check_round_trip(true); }
-END_TEST
-
-/* Without the import, the resumed run would differ: the round trip above
- * is not passing by accident. */
-START_TEST(test_fresh_optimizer_differs) {
-    model a, b;
-    model_init(&a, 9);
-    model_init(&b, 9);
-    mc_optimizer *opt_a, *opt_b;
-    MC_CHECK_OK(mc_optimizer_adamw(&opt_a, &a.params, mc_adamw_defaults()));
-    train(opt_a, &a, 0, 3);
-    for (int i = 0; i < a.params.count; i++)
-        MC_CHECK_OK(mc_tensor_copy(b.params.items[i], a.params.items[i]));
-    MC_CHECK_OK(mc_optimizer_adamw(&opt_b, &b.params, mc_adamw_defaults()));
+    /* Continued steps must be bit-for-bit identical; the control's differ
+     * from the first step on. */
     train(opt_a, &a, 3, 1);
     train(opt_b, &b, 3, 1);
-    ck_assert(memcmp(a.w->data, b.w->data, sizeof(float) * N_W) != 0);
-    mc_optimizer_free(opt_a);
-    mc_optimizer_free(opt_b);
-    mc_params_free(&a.params);
-    mc_params_free(&b.params);
+    train(opt_control, &control, 3, 1);
+    ck_assert(memcmp(a.w->data, control.w->data, sizeof(float) * N_W) != 0);
+    train(opt_a, &a, 4, 1);
+    train(opt_b, &b, 4, 1);
+    mc_test_assert_same_params("after resuming", &a.params, &b.params);
+    mc_params_free(&state);
+    model *models[] = {&a, &b, &control};
+    mc_optimizer *optimizers[] = {opt_a, opt_b, opt_control};
+    for (int k = 0; k < 3; k++) {
+        mc_optimizer_free(optimizers[k]);
+        mc_params_free(&models[k]->params);
+    }
 }
 END_TEST
 
 START_TEST(test_state_import_errors) {
     model m;
-    model_init(&m, 10);
-    mc_optimizer *opt;
-    MC_CHECK_OK(mc_optimizer_adam(&opt, &m.params, mc_adam_defaults()));
+    mc_optimizer *opt = model_with_adam(&m, 10);
     train(opt, &m, 0, 2);
     mc_param_list state = {0};
     MC_CHECK_OK(mc_optimizer_export_state(opt, &state));
@@ -540,8 +539,10 @@ static mc_param_list view_of(mc_tensor **t) {
 /* One optimizer with two groups (the weight: lr 0.05, weight decay 0.01; the
  * bias: lr 0.2, no decay) against two one-group optimizers with those
  * settings: the parameters must be bit-identical after every step. From step
- * 2 a StepLR schedule halves the bias group's lr; the weight group's stays. */
-static void check_groups_match_separate(bool use_sgd) {
+ * 2 a StepLR schedule halves the bias group's lr; the weight group's stays.
+ * Run 0: AdamW; run 1: SGD with momentum. */
+START_TEST(test_groups_match_separate) {
+    const bool use_sgd = _i == 1;
     model grouped, separate;
     model_init(&grouped, 21);
     model_init(&separate, 21);
@@ -552,19 +553,11 @@ static void check_groups_match_separate(bool use_sgd) {
     adamw.lr = 0.05f;
     adamw.weight_decay = 0.01f;
     mc_optimizer *opt, *opt_w, *opt_b;
-    if (use_sgd) {
-        MC_CHECK_OK(mc_optimizer_sgd(&opt, &grouped_w, sgd));
-        MC_CHECK_OK(mc_optimizer_sgd(&opt_w, &separate_w, sgd));
-        sgd.lr = 0.2f;
-        sgd.weight_decay = 0.0f;
-        MC_CHECK_OK(mc_optimizer_sgd(&opt_b, &separate_b, sgd));
-    } else {
-        MC_CHECK_OK(mc_optimizer_adamw(&opt, &grouped_w, adamw));
-        MC_CHECK_OK(mc_optimizer_adamw(&opt_w, &separate_w, adamw));
-        adamw.lr = 0.2f;
-        adamw.weight_decay = 0.0f;
-        MC_CHECK_OK(mc_optimizer_adamw(&opt_b, &separate_b, adamw));
-    }
+    new_sgd_or_adamw(&opt, &grouped_w, use_sgd, sgd, adamw);
+    new_sgd_or_adamw(&opt_w, &separate_w, use_sgd, sgd, adamw);
+    sgd.lr = adamw.lr = 0.2f;
+    sgd.weight_decay = adamw.weight_decay = 0.0f;
+    new_sgd_or_adamw(&opt_b, &separate_b, use_sgd, sgd, adamw);
     MC_CHECK_OK(mc_optimizer_add_group(opt, &grouped_b, 0.2f, 0.0f));
     ck_assert_int_eq(mc_optimizer_group_count(opt), 2);
     mc_lr_schedule bias_schedule = mc_lr_step(0.2f, 2, 0.5f);
@@ -596,19 +589,12 @@ static void check_groups_match_separate(bool use_sgd) {
     mc_params_free(&grouped.params);
     mc_params_free(&separate.params);
 }
-
-START_TEST(test_groups_sgd_match_separate) { check_groups_match_separate(true); }
-END_TEST
-
-START_TEST(test_groups_adamw_match_separate) { check_groups_match_separate(false); }
 END_TEST
 
 START_TEST(test_group_bad_settings) {
     model m;
-    model_init(&m, 3);
+    mc_optimizer *opt = model_with_adam(&m, 3);
     mc_param_list bias = view_of(&m.b);
-    mc_optimizer *opt;
-    MC_CHECK_OK(mc_optimizer_adam(&opt, &m.params, mc_adam_defaults()));
     MC_CHECK_FAILS(mc_optimizer_add_group(opt, &bias, -1.0f, 0.0f), MC_ERR_ARG,
                    "group 1: lr is -1");
     MC_CHECK_FAILS(mc_optimizer_add_group(opt, &bias, 0.1f, NAN), MC_ERR_ARG,
@@ -622,18 +608,19 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("optim");
-    const TTest *const rules[] = {test_sgd_matches_formula, test_adam_matches_formula,
-                                  test_adamw_matches_formula, test_single_steps_by_hand,
+    const TTest *const rules[] = {test_adam_defaults, test_single_steps_by_hand,
                                   test_optimizer_bad_settings, test_optimizer_list_changed, NULL};
-    mc_test_add_case(s, "update rules", rules);
-    const TTest *const state[] = {test_state_round_trip_adamw, test_state_round_trip_sgd,
-                                  test_fresh_optimizer_differs, test_state_import_errors, NULL};
-    mc_test_add_case(s, "state", state);
+    mc_test_add_loops(mc_test_add_case(s, "update rules", rules),
+                      (const mc_test_loop[]){{test_matches_formula, 0, N_FORMULA_CASES}, {NULL, 0, 0}});
+    /* The loop tests run once for AdamW and once for SGD. */
+    const TTest *const state[] = {test_state_import_errors, NULL};
+    mc_test_add_loops(mc_test_add_case(s, "state", state),
+                      (const mc_test_loop[]){{test_state_round_trip, 0, 2}, {NULL, 0, 0}});
     const TTest *const clip[] = {test_grad_clip_norm, test_grad_clip_norm_errors, test_lr_schedules,
                                  test_lr_schedule_errors, NULL};
     mc_test_add_case(s, "clip and schedules", clip);
-    const TTest *const groups[] = {test_groups_sgd_match_separate,
-                                   test_groups_adamw_match_separate, test_group_bad_settings, NULL};
-    mc_test_add_case(s, "parameter groups", groups);
+    const TTest *const groups[] = {test_group_bad_settings, NULL};
+    mc_test_add_loops(mc_test_add_case(s, "parameter groups", groups),
+                      (const mc_test_loop[]){{test_groups_match_separate, 0, 2}, {NULL, 0, 0}});
     return mc_test_run_suite(s);
 }

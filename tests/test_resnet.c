@@ -451,18 +451,12 @@ END_TEST
 
 /* ---- parity with the committed PyTorch fixtures ---- */
 
-static void run_committed_case(const char *name, bool train) {
-    char dir[1024];
-    parity_run(mc_test_fixture_path("", dir, sizeof dir), name, train);
-}
+static const char *const committed_cases[] = {"basic", "bottleneck5"};
 
-START_TEST(test_parity_basic_eval) { run_committed_case("basic", false); }
-END_TEST
-START_TEST(test_parity_basic_train) { run_committed_case("basic", true); }
-END_TEST
-START_TEST(test_parity_bottleneck5_eval) { run_committed_case("bottleneck5", false); }
-END_TEST
-START_TEST(test_parity_bottleneck5_train) { run_committed_case("bottleneck5", true); }
+START_TEST(test_parity_committed_case) {
+    char dir[1024];
+    parity_run_nth(mc_test_fixture_path("", dir, sizeof dir), committed_cases, _i);
+}
 END_TEST
 
 int main(void) {
@@ -474,9 +468,9 @@ int main(void) {
                                   test_conv1_band_rule, test_strict_loading_errors,
                                   test_save_and_resume, test_file_declaring_a_huge_network, NULL};
     tcase_set_timeout(mc_test_add_case(s, "model", tests), 120);
-    const TTest *const parity[] = {test_parity_basic_eval, test_parity_basic_train,
-                                   test_parity_bottleneck5_eval, test_parity_bottleneck5_train,
-                                   NULL};
-    tcase_set_timeout(mc_test_add_case(s, "parity", parity), 120);
+    const TTest *const none[] = {NULL};
+    const mc_test_loop parity[] = {{test_parity_committed_case, 0, PARITY_N_RUNS(committed_cases)},
+                                   {NULL, 0, 0}};
+    tcase_set_timeout(mc_test_add_loops(mc_test_add_case(s, "parity", none), parity), 120);
     return mc_test_run_suite(s);
 }

@@ -21,13 +21,11 @@
 static const char *PYTHON = "/usr/bin/python3";
 static char generated_dir[1024];
 
-START_TEST(test_resnet50_eval_64_and_224) { parity_run(generated_dir, "full50", false); }
-END_TEST
-START_TEST(test_resnet50_train_step_and_adam) { parity_run(generated_dir, "full50", true); }
-END_TEST
-START_TEST(test_resnet18_eval) { parity_run(generated_dir, "full18", false); }
-END_TEST
-START_TEST(test_resnet18_train_step_and_adam) { parity_run(generated_dir, "full18", true); }
+/* ResNet-50 (eval at 64x64 and 224x224, a training step and Adam), then
+ * ResNet-18 (eval, a training step and Adam). */
+static const char *const full_cases[] = {"full50", "full18"};
+
+START_TEST(test_full_case) { parity_run_nth(generated_dir, full_cases, _i); }
 END_TEST
 
 static double mtime_of(const char *path) {
@@ -83,8 +81,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     Suite *s = suite_create("resnet_parity");
-    const TTest *const tests[] = {test_resnet50_eval_64_and_224, test_resnet50_train_step_and_adam,
-                                  test_resnet18_eval, test_resnet18_train_step_and_adam, NULL};
-    tcase_set_timeout(mc_test_add_case(s, "full", tests), 600);
+    const TTest *const none[] = {NULL};
+    const mc_test_loop full[] = {{test_full_case, 0, PARITY_N_RUNS(full_cases)}, {NULL, 0, 0}};
+    tcase_set_timeout(mc_test_add_loops(mc_test_add_case(s, "full", none), full), 600);
     return mc_test_run_suite(s);
 }
