@@ -41,8 +41,8 @@ static mc_clip *tiny_clip(uint64_t seed) {
 START_TEST(test_save_and_load_round_trip) {
     mc_clip *clip = tiny_clip(3);
     mc_clip *loaded;
-    char dir[256], path[512];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "clip.safetensors");
+    char path[512];
+    mc_test_dir_path("clip.safetensors", path, sizeof path);
     mc_metadata_entry meta[] = {{"format", "pt"}};
     MC_CHECK_OK(mc_clip_save(clip, path, 1, meta));
     MC_CHECK_OK(mc_clip_load(path, &loaded));
@@ -90,8 +90,8 @@ static mc_status load_and_free(void *path) {
  * before anything is built. */
 START_TEST(test_transposed_token_embedding) {
     mc_clip *clip = tiny_clip(6);
-    char dir[256], path[512];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "transposed.safetensors");
+    char path[512];
+    mc_test_dir_path("transposed.safetensors", path, sizeof path);
     mc_tensor *transposed;
     MC_CHECK_OK(mc_tensor_new(&transposed, MC_SHAPE(64, 49408), "text_model.embeddings.token_embedding.weight"));
     write_subset(clip, path, "text_model.", "text_projection", "text_model.embeddings.token_embedding.weight",
@@ -179,8 +179,8 @@ END_TEST
 START_TEST(test_one_tower_files) {
     mc_clip *clip = tiny_clip(4);
     mc_clip *vision_only;
-    char dir[256], path[512];
-    mc_test_temp_file(dir, sizeof dir, path, sizeof path, "vision.safetensors");
+    char path[512];
+    mc_test_dir_path("vision.safetensors", path, sizeof path);
     write_subset(clip, path, "vision_model.", "visual_projection", NULL, NULL);
     MC_CHECK_OK(mc_clip_load(path, &vision_only));
     ck_assert(vision_only->config.has_vision);
@@ -199,21 +199,20 @@ END_TEST
 START_TEST(test_broken_files_name_the_tensor) {
     mc_clip *clip = tiny_clip(5);
     mc_clip *loaded = NULL;
-    char dir[256], path[512];
-    mc_test_temp_dir(dir, sizeof dir);
+    char path[512];
     /* A missing block tensor. */
-    snprintf(path, sizeof path, "%s/missing.safetensors", dir);
+    mc_test_dir_path("missing.safetensors", path, sizeof path);
     write_subset(clip, path, "vision_model.", "visual_projection", "vision_model.encoder.layers.0.mlp.fc2.bias", NULL);
     MC_CHECK_FAILS(mc_clip_load(path, &loaded), MC_ERR_FORMAT, "vision_model.encoder.layers.0.mlp.fc2.bias");
     ck_assert_ptr_null(loaded);
     /* An unexpected tensor. */
     mc_tensor *extra;
     MC_CHECK_OK(mc_tensor_new(&extra, MC_SHAPE(3), "vision_model.surprise"));
-    snprintf(path, sizeof path, "%s/unexpected.safetensors", dir);
+    mc_test_dir_path("unexpected.safetensors", path, sizeof path);
     write_subset(clip, path, "vision_model.", "visual_projection", NULL, extra);
     MC_CHECK_FAILS(mc_clip_load(path, &loaded), MC_ERR_FORMAT, "vision_model.surprise");
     /* Not a CLIP file at all. */
-    snprintf(path, sizeof path, "%s/other.safetensors", dir);
+    mc_test_dir_path("other.safetensors", path, sizeof path);
     MC_CHECK_OK(mc_safetensors_write(path, 1, &extra, 0, NULL));
     MC_CHECK_FAILS(mc_clip_load(path, &loaded), MC_ERR_FORMAT, "not a CLIPModel file");
     MC_CHECK_FAILS(mc_clip_load("/nonexistent/clip.safetensors", &loaded), MC_ERR_IO, "/nonexistent/clip.safetensors");
@@ -329,6 +328,6 @@ int main(void) {
                                   test_vision_fingerprint, test_input_checks,
                                   test_prompt_ensembling,
                                   test_training_from_scratch_lowers_the_loss, NULL};
-    tcase_set_timeout(mc_test_add_case(s, "clip", tests), 60);
+    tcase_set_timeout(mc_test_use_temp_dir(mc_test_add_case(s, "clip", tests)), 60);
     return mc_test_run_suite(s);
 }
