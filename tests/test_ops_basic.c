@@ -7,23 +7,12 @@
  *  1. Finite-difference gradient checks (mc_gradcheck) of every op.
  *  2. Outputs and gradients against PyTorch: the fixture
  *     ops_basic.safetensors written by tests/golden/gen_ops_basic.py
- *     (tolerances as tests/test_ops_parity.c).
+ *     (the parity tolerances of tests/support/fixture.h).
  *  3. Bad input: a clear error naming the tensor. */
 #include <math.h>
 
 #include "fixture.h"
 #include "testutil.h"
-
-#define OUT_RTOL 1e-4
-#define OUT_ATOL 1e-5
-#define GRAD_RTOL 1e-3
-#define GRAD_ATOL 1e-5
-
-static mc_graph *new_graph(void) {
-    mc_graph *g;
-    MC_CHECK_OK(mc_graph_new(&g));
-    return g;
-}
 
 /* ---- the ops under test, in the checker's form ---- */
 
@@ -94,30 +83,30 @@ END_TEST
 static void backward_from(mc_fixture *fx, mc_graph *g, mc_tensor *y, const char *prefix) {
     char name[64];
     snprintf(name, sizeof name, "%s.dout", prefix);
-    mc_tensor *dout = mc_fixture_tensor(fx, name, false);
-    ck_assert_int_eq(dout->numel, y->numel);
-    MC_CHECK_OK(mc_backward_with_grad(g, y, dout->data));
+    mc_fixture_backward(fx, g, y, name);
 }
 
-static void expect(mc_fixture *fx, const char *prefix, const char *what, const float *values,
-                   int64_t n, bool gradient) {
+/* Compare t's values, or its gradient, with the fixture's <prefix>.<what>. */
+static void expect(mc_fixture *fx, const char *prefix, const char *what, const mc_tensor *t,
+                   bool gradient) {
     char name[64];
     snprintf(name, sizeof name, "%s.%s", prefix, what);
-    ck_assert_msg(values != NULL, "%s: not computed", name);
-    mc_fixture_expect(fx, name, values, n, gradient ? GRAD_RTOL : OUT_RTOL,
-                      gradient ? GRAD_ATOL : OUT_ATOL);
+    if (gradient)
+        mc_fixture_expect_grad(fx, name, t);
+    else
+        mc_fixture_expect_output(fx, name, t);
 }
 
 START_TEST(test_unary_parity) {
     const op_case *c = &unary_cases[_i];
     mc_fixture *fx = mc_fixture_open("ops_basic.safetensors");
     mc_tensor *x = mc_fixture_tensor(fx, c->input, true);
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *y;
     MC_CHECK_OK(c->forward(g, &x, NULL, &y));
-    expect(fx, c->name, "out", y->data, y->numel, false);
+    expect(fx, c->name, "out", y, false);
     backward_from(fx, g, y, c->name);
-    expect(fx, c->name, "grad_x", x->grad, x->numel, true);
+    expect(fx, c->name, "grad_x", x, true);
     mc_graph_free(g);
     mc_fixture_close(fx);
 }
@@ -132,13 +121,13 @@ START_TEST(test_max_min_parity) {
     mc_gradcheck_forward forwards[2] = {fw_max, fw_min};
     for (int k = 0; k < 2; k++) {
         mc_tensor_zero_grad(x);
-        mc_graph *g = new_graph();
+        mc_graph *g = mc_test_new_graph();
         mc_tensor *y;
         MC_CHECK_OK(forwards[k](g, &x, NULL, &y));
         ck_assert_int_eq(y->shape.ndim, 2);
-        expect(fx, names[k], "out", y->data, y->numel, false);
+        expect(fx, names[k], "out", y, false);
         backward_from(fx, g, y, names[k]);
-        expect(fx, names[k], "grad_x", x->grad, x->numel, true);
+        expect(fx, names[k], "grad_x", x, true);
         /* The indices, ties to the first (PyTorch's CPU max/min do too). */
         int32_t indices[12];
         MC_CHECK_OK((k == 0 ? mc_argmax : mc_argmin)(x, 1, indices));
@@ -164,7 +153,7 @@ START_TEST(test_max_min_gradcheck_and_errors) {
     mc_gradcheck_options options = {.eps = 1e-4};
     mc_assert_gradcheck("max dim 1", 1, &x, fw_max, NULL, &options);
     mc_assert_gradcheck("min dim 1", 1, &x, fw_min, NULL, &options);
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *y;
     MC_CHECK_OK(mc_max(g, x, -1, true, &y));
     ck_assert(mc_shape_equal(y->shape, MC_SHAPE(3, 5, 1)));
@@ -211,13 +200,13 @@ START_TEST(test_select_parity_and_gradcheck) {
     for (int k = 0; k < 3; k++) {
         mc_tensor_zero_grad(a);
         mc_tensor_zero_grad(b);
-        mc_graph *g = new_graph();
+        mc_graph *g = mc_test_new_graph();
         mc_tensor *y;
         MC_CHECK_OK(forwards[k](g, in, &ctx, &y));
-        expect(fx, names[k], "out", y->data, y->numel, false);
+        expect(fx, names[k], "out", y, false);
         backward_from(fx, g, y, names[k]);
-        expect(fx, names[k], k == 0 ? "grad_a" : "grad_x", a->grad, a->numel, true);
-        if (k == 0) expect(fx, names[k], "grad_b", b->grad, b->numel, true);
+        expect(fx, names[k], k == 0 ? "grad_a" : "grad_x", a, true);
+        if (k == 0) expect(fx, names[k], "grad_b", b, true);
         mc_graph_free(g);
         mc_assert_gradcheck(names[k], k == 0 ? 2 : 1, in, forwards[k], &ctx, NULL);
     }
@@ -226,7 +215,7 @@ START_TEST(test_select_parity_and_gradcheck) {
 END_TEST
 
 START_TEST(test_select_errors) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *x, *mask, *other, *y;
     MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(3, 4), "x"));
     MC_CHECK_OK(mc_tensor_new(&mask, MC_SHAPE(2, 4), "mask"));
@@ -257,18 +246,18 @@ START_TEST(test_losses_parity_and_gradcheck) {
         mc_tensor *in[2] = {k == 1 ? p : x, t};
         mc_tensor_zero_grad(in[0]);
         mc_tensor_zero_grad(t);
-        mc_graph *g = new_graph();
+        mc_graph *g = mc_test_new_graph();
         mc_tensor *loss;
         MC_CHECK_OK(forwards[k](g, in, NULL, &loss));
-        expect(fx, names[k], "out", loss->data, 1, false);
+        expect(fx, names[k], "out", loss, false);
         MC_CHECK_OK(mc_backward(g, loss));
-        expect(fx, names[k], "grad_input", in[0]->grad, in[0]->numel, true);
-        expect(fx, names[k], "grad_target", t->grad, t->numel, true);
+        expect(fx, names[k], "grad_input", in[0], true);
+        expect(fx, names[k], "grad_target", t, true);
         mc_graph_free(g);
         mc_gradcheck_options options = {.eps = 1e-3};
         mc_assert_gradcheck(names[k], 2, in, forwards[k], NULL, &options);
     }
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *loss;
     MC_CHECK_FAILS(mc_bce_loss(g, x, t, &loss), MC_ERR_ARG, "probabilities must be in [0, 1]");
     MC_CHECK_FAILS(mc_mse_loss(g, x, mc_fixture_tensor(fx, "select.a", false), &loss), MC_ERR_SHAPE,
@@ -291,14 +280,14 @@ START_TEST(test_group_norm_parity) {
     ck_assert_str_eq(params.items[1]->name, "norm.bias");
     MC_CHECK_OK(mc_tensor_copy(layer.weight, mc_fixture_tensor(fx, "group_norm.weight", false)));
     MC_CHECK_OK(mc_tensor_copy(layer.bias, mc_fixture_tensor(fx, "group_norm.bias", false)));
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *y;
     MC_CHECK_OK(mc_group_norm_forward(g, &layer, x, &y));
-    expect(fx, "group_norm", "out", y->data, y->numel, false);
+    expect(fx, "group_norm", "out", y, false);
     backward_from(fx, g, y, "group_norm");
-    expect(fx, "group_norm", "grad_x", x->grad, x->numel, true);
-    expect(fx, "group_norm", "grad_weight", layer.weight->grad, 6, true);
-    expect(fx, "group_norm", "grad_bias", layer.bias->grad, 6, true);
+    expect(fx, "group_norm", "grad_x", x, true);
+    expect(fx, "group_norm", "grad_weight", layer.weight, true);
+    expect(fx, "group_norm", "grad_bias", layer.bias, true);
     MC_CHECK_FAILS(mc_group_norm(g, x, 4, NULL, NULL, 1e-5f, &y), MC_ERR_ARG, "4 groups");
     mc_graph_free(g);
     mc_params_free(&params);
@@ -332,21 +321,21 @@ START_TEST(test_batch_norm1d_parity) {
     MC_CHECK_OK(mc_tensor_copy(bn.weight, mc_fixture_tensor(fx, "batch_norm1d.init.weight", false)));
     MC_CHECK_OK(mc_tensor_copy(bn.bias, mc_fixture_tensor(fx, "batch_norm1d.init.bias", false)));
     mc_tensor *x = mc_fixture_tensor(fx, "batch_norm1d.x", true);
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *y;
     MC_CHECK_OK(mc_batch_norm1d_forward(g, &bn, true, x, &y));
     ck_assert(mc_shape_equal(y->shape, MC_SHAPE(8, 5)));
-    expect(fx, "batch_norm1d", "out", y->data, y->numel, false);
-    expect(fx, "batch_norm1d", "running_mean", bn.running_mean->data, 5, false);
-    expect(fx, "batch_norm1d", "running_var", bn.running_var->data, 5, false);
+    expect(fx, "batch_norm1d", "out", y, false);
+    expect(fx, "batch_norm1d", "running_mean", bn.running_mean, false);
+    expect(fx, "batch_norm1d", "running_var", bn.running_var, false);
     ck_assert_float_eq(bn.num_batches_tracked->data[0], 1.0f);
     backward_from(fx, g, y, "batch_norm1d");
-    expect(fx, "batch_norm1d", "grad_x", x->grad, x->numel, true);
-    expect(fx, "batch_norm1d", "grad_weight", bn.weight->grad, 5, true);
-    expect(fx, "batch_norm1d", "grad_bias", bn.bias->grad, 5, true);
+    expect(fx, "batch_norm1d", "grad_x", x, true);
+    expect(fx, "batch_norm1d", "grad_weight", bn.weight, true);
+    expect(fx, "batch_norm1d", "grad_bias", bn.bias, true);
     mc_graph_reset(g);
     MC_CHECK_OK(mc_batch_norm1d_forward(g, &bn, false, x, &y));
-    expect(fx, "batch_norm1d", "eval_out", y->data, y->numel, false);
+    expect(fx, "batch_norm1d", "eval_out", y, false);
     mc_tensor *row;
     MC_CHECK_OK(mc_slice(g, x, 0, 0, 1, &row));
     MC_CHECK_FAILS(mc_batch_norm1d_forward(g, &bn, true, row, &y), MC_ERR_SHAPE, "one row");

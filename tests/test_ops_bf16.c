@@ -45,13 +45,6 @@ typedef struct op_results {
     int64_t out_numel;
 } op_results;
 
-static float *copy_floats(const float *v, int64_t n) {
-    float *copy = malloc((size_t)n * sizeof(float));
-    ck_assert_ptr_nonnull(copy);
-    memcpy(copy, v, (size_t)n * sizeof(float));
-    return copy;
-}
-
 /* The op on a graph of `precision` with inputs `in` and upstream gradient
  * `dout` (NULL: a fixed pseudo-random one, the same every run; absolute:
  * its absolute values). */
@@ -72,8 +65,8 @@ static op_results run(const op_case *c, mc_precision precision, mc_tensor **in, 
         if (absolute) dout[i] = fabsf(dout[i]);
     }
     MC_CHECK_OK(mc_backward_with_grad(g, y, dout));
-    op_results r = {.out = copy_floats(y->data, y->numel), .out_numel = y->numel};
-    for (int i = 0; i < c->n_in; i++) r.grad[i] = copy_floats(in[i]->grad, in[i]->numel);
+    op_results r = {.out = mc_test_copy_floats(y->data, y->numel), .out_numel = y->numel};
+    for (int i = 0; i < c->n_in; i++) r.grad[i] = mc_test_copy_floats(in[i]->grad, in[i]->numel);
     free(dout);
     mc_graph_free(g);
     return r;

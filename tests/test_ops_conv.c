@@ -726,13 +726,6 @@ typedef struct bn_run {
     float *output, *running, *grads[4];
 } bn_run;
 
-static float *copy_floats(const float *from, int64_t n) {
-    float *to = malloc((size_t)n * sizeof(float));
-    ck_assert_ptr_nonnull(to);
-    memcpy(to, from, (size_t)n * sizeof(float));
-    return to;
-}
-
 /* x (3, 5, 4, 7) and per-channel weight, bias, running statistics made
  * from seeds seed..seed+3 (the shortcut from seed+4), through the fused op
  * (fused) or the ops it replaces: relu(BN(x)), or with a shortcut
@@ -760,13 +753,13 @@ static bn_run run_bn(bool fused, bool with_shortcut, bool training, const mc_ten
         else MC_CHECK_OK(mc_relu(g, y, &y));
     }
     MC_CHECK_OK(mc_backward_with_grad(g, y, y_grad->data));
-    bn_run run = {.output = copy_floats(y->data, y->numel)};
+    bn_run run = {.output = mc_test_copy_floats(y->data, y->numel)};
     run.running = malloc(14 * sizeof(float));
     ck_assert_ptr_nonnull(run.running);
     memcpy(run.running, rm->data, 7 * sizeof(float));
     memcpy(run.running + 7, rv->data, 7 * sizeof(float));
     mc_tensor *params[4] = {x, w, b, shortcut};
-    for (int k = 0; k < 4 && params[k]; k++) run.grads[k] = copy_floats(params[k]->grad, params[k]->numel);
+    for (int k = 0; k < 4 && params[k]; k++) run.grads[k] = mc_test_copy_floats(params[k]->grad, params[k]->numel);
     mc_graph_free(g);
     mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(b), mc_tensor_free(shortcut);
     mc_tensor_free(rm), mc_tensor_free(rv);

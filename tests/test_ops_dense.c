@@ -40,12 +40,6 @@ static mc_tensor *new_iota(mc_shape shape, const char *name, float scale) {
     return t;
 }
 
-static mc_graph *new_graph(void) {
-    mc_graph *g;
-    MC_CHECK_OK(mc_graph_new(&g));
-    return g;
-}
-
 /* ------------------------------------------------------------------ */
 /* 1. the gradient-check table                                        */
 /* ------------------------------------------------------------------ */
@@ -300,7 +294,7 @@ END_TEST
 /* ------------------------------------------------------------------ */
 
 START_TEST(test_broadcast_values) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     /* (2,3) * (3): row r of a times b elementwise. */
     mc_tensor *a = new_iota(MC_SHAPE(2, 3), "a", 1.0f); /* [[0,1,2],[3,4,5]] */
     mc_tensor *b;
@@ -337,7 +331,7 @@ END_TEST
  * one-element-at-a-time kernel, and the backward's reduction over the
  * stretched dimension against a sum written here. */
 START_TEST(test_broadcast_large_matches_naive) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_rng rng;
     mc_rng_seed(&rng, 5);
     mc_tensor *a = new_uniform(MC_SHAPE(64, 33, 17), "a", &rng, -1, 1);
@@ -375,7 +369,7 @@ START_TEST(test_broadcast_large_matches_naive) {
 END_TEST
 
 START_TEST(test_scale_and_activation_values) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *x;
     MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(5), "x"));
     MC_CHECK_OK(mc_tensor_load(x, (const float[]){-2, -1, 0, 0.5f, 1}, 5));
@@ -448,7 +442,7 @@ END_TEST
 
 /* Threaded activation paths (> 32k elements) against libm in double. */
 START_TEST(test_activations_large_match_libm) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_rng rng;
     mc_rng_seed(&rng, 8);
     mc_tensor *x = new_uniform(MC_SHAPE(50, 1001), "x", &rng, -6, 6);
@@ -479,7 +473,7 @@ START_TEST(test_activations_large_match_libm) {
 END_TEST
 
 START_TEST(test_reduce_values) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *x = new_iota(MC_SHAPE(2, 3, 4), "x", 1.0f); /* x[i][j][k] = 12i + 4j + k */
     mc_tensor *y;
     MC_CHECK_OK(mc_sum(g, x, 1, false, &y));
@@ -533,7 +527,7 @@ static void softmax_reference(const float *x, double *y, int64_t outer, int64_t 
 }
 
 START_TEST(test_softmax_values) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_rng rng;
     mc_rng_seed(&rng, 11);
     mc_tensor *x = new_uniform(MC_SHAPE(3, 7, 5), "x", &rng, -4, 4);
@@ -591,7 +585,7 @@ START_TEST(test_matmul_naive_by_hand) {
 END_TEST
 
 START_TEST(test_matmul_matches_naive) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_rng rng;
     mc_rng_seed(&rng, 3);
     int64_t M = 37, K = 19, N = 23, B = 3;
@@ -636,7 +630,7 @@ START_TEST(test_matmul_matches_naive) {
 END_TEST
 
 START_TEST(test_shape_values) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *x = new_iota(MC_SHAPE(2, 3, 4, 5), "x", 1.0f); /* x[n][c][h][w] = 60n + 20c + 5h + w */
     mc_tensor *y;
     MC_CHECK_OK(mc_nchw_to_nhwc(g, x, &y));
@@ -695,7 +689,7 @@ START_TEST(test_shape_values) {
 END_TEST
 
 START_TEST(test_embedding_dropout_normalize_values) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *table = new_iota(MC_SHAPE(5, 3), "table", 1.0f);
     mc_tensor *y;
     const int32_t ids[4] = {4, 0, 4, 2};
@@ -748,7 +742,7 @@ static void layernorm_reference(const float *x, const float *w, const float *b, 
 }
 
 START_TEST(test_layernorm_values) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_rng rng;
     mc_rng_seed(&rng, 12);
     /* 50 x 768 = 38400 elements: the threaded path (ViT-B/32 sized rows). */
@@ -787,7 +781,7 @@ START_TEST(test_layernorm_backward_threaded_matches_serial) {
     MC_CHECK_OK(mc_tensor_set_requires_grad(x, true));
     MC_CHECK_OK(mc_tensor_set_requires_grad(w, true));
     MC_CHECK_OK(mc_tensor_set_requires_grad(b, true));
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *y;
     MC_CHECK_OK(mc_layernorm(g, x, w, b, 1e-5f, &y));
     MC_CHECK_OK(mc_backward_with_grad(g, y, r->data));
@@ -824,7 +818,7 @@ END_TEST
 /* ------------------------------------------------------------------ */
 
 START_TEST(test_bad_inputs) {
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *a, *b, *c3, *w, *y = NULL;
     MC_CHECK_OK(mc_tensor_new(&a, MC_SHAPE(3, 5), "a"));
     MC_CHECK_OK(mc_tensor_new(&b, MC_SHAPE(4, 6), "b"));
@@ -898,7 +892,7 @@ START_TEST(test_gradients_accumulate) {
     mc_tensor *bias = new_uniform(MC_SHAPE(3), "bias", &rng, -1, 1);
     MC_CHECK_OK(mc_tensor_set_requires_grad(w, true));
     MC_CHECK_OK(mc_tensor_set_requires_grad(bias, true));
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     float first_w[15], first_b[3];
     for (int step = 0; step < 2; step++) {
         mc_tensor *h, *a, *loss;
@@ -940,7 +934,7 @@ START_TEST(test_no_grad_records_nothing) {
     mc_tensor *w = new_uniform(MC_SHAPE(2, 4), "w", &rng, -1, 1);
     MC_CHECK_OK(mc_tensor_set_requires_grad(x, true));
     MC_CHECK_OK(mc_tensor_set_requires_grad(w, true));
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     bool was = mc_graph_set_grad_enabled(g, false);
     ck_assert(was);
     mc_tensor *y[10];

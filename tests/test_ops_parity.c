@@ -8,8 +8,8 @@
  *
  * Tolerances (|ours - torch| <= atol + rtol * |torch|), float32 against a
  * float64 reference:
- *   forward outputs            rtol 1e-4, atol 1e-5
- *   gradients                  rtol 1e-3, atol 1e-5 (longer sums, cancellation)
+ *   forward outputs            rtol 1e-4, atol 1e-5 (MC_PARITY_OUT_*, fixture.h)
+ *   gradients                  rtol 1e-3, atol 1e-5 (MC_PARITY_GRAD_*: longer sums, cancellation)
  *   10 optimizer steps         losses rtol 1e-4; final parameters rtol 1e-3, atol 1e-5 */
 #include <stdlib.h>
 #include <string.h>
@@ -17,46 +17,19 @@
 #include "fixture.h"
 #include "testutil.h"
 
-#define OUT_RTOL 1e-4
-#define OUT_ATOL 1e-5
-#define GRAD_RTOL 1e-3
-#define GRAD_ATOL 1e-5
-
-static mc_graph *new_graph(void) {
-    mc_graph *g;
-    MC_CHECK_OK(mc_graph_new(&g));
-    return g;
-}
-
-/* Backpropagate the fixture's upstream gradient `dout_name` from `out`. */
-static void backward_from(mc_fixture *fx, mc_graph *g, mc_tensor *out, const char *dout_name) {
-    mc_tensor *dout = mc_fixture_tensor(fx, dout_name, false);
-    ck_assert_int_eq(dout->numel, out->numel);
-    MC_CHECK_OK(mc_backward_with_grad(g, out, dout->data));
-}
-
-static void expect_output(mc_fixture *fx, const char *name, const mc_tensor *t) {
-    mc_fixture_expect(fx, name, t->data, t->numel, OUT_RTOL, OUT_ATOL);
-}
-
-static void expect_grad(mc_fixture *fx, const char *name, const mc_tensor *t) {
-    ck_assert_msg(t->grad != NULL, "%s: no gradient was computed", t->name);
-    mc_fixture_expect(fx, name, t->grad, t->numel, GRAD_RTOL, GRAD_ATOL);
-}
-
 /* Backpropagate the fixture's <prefix>dout from y and compare the gradients
  * of x, the weight and the bias (when there is one) with <prefix>grad_*. */
 static void expect_affine_grads(mc_fixture *fx, mc_graph *g, mc_tensor *y, const char *prefix,
                                 const mc_tensor *x, const mc_tensor *w, const mc_tensor *b) {
     char name[64];
     snprintf(name, sizeof name, "%sdout", prefix);
-    backward_from(fx, g, y, name);
+    mc_fixture_backward(fx, g, y, name);
     snprintf(name, sizeof name, "%sgrad_x", prefix);
-    expect_grad(fx, name, x);
+    mc_fixture_expect_grad(fx, name, x);
     snprintf(name, sizeof name, "%sgrad_weight", prefix);
-    expect_grad(fx, name, w);
+    mc_fixture_expect_grad(fx, name, w);
     snprintf(name, sizeof name, "%sgrad_bias", prefix);
-    if (b) expect_grad(fx, name, b);
+    if (b) mc_fixture_expect_grad(fx, name, b);
 }
 
 /* ---- conv2d: groups, dilation, stride, padding (5 cases) ---- */
@@ -75,10 +48,10 @@ START_TEST(test_conv2d_parity) {
         mc_tensor *w = mc_fixture_tensor(fx, CASE("weight"), true);
         bool has_bias = mc_safetensors_has(fx->file, CASE("bias"));
         mc_tensor *b = has_bias ? mc_fixture_tensor(fx, CASE("bias"), true) : NULL;
-        mc_graph *g = new_graph();
+        mc_graph *g = mc_test_new_graph();
         mc_tensor *y;
         MC_CHECK_OK(mc_conv2d(g, x, w, b, params, &y));
-        expect_output(fx, CASE("out"), y);
+        mc_fixture_expect_output(fx, CASE("out"), y);
         char prefix[32];
         snprintf(prefix, sizeof prefix, "case%d.", c);
         expect_affine_grads(fx, g, y, prefix, x, w, b);
@@ -101,13 +74,13 @@ START_TEST(test_batchnorm2d_parity) {
     mc_tensor *running_mean = mc_fixture_tensor(fx, "running_mean", false);
     mc_tensor *running_var = mc_fixture_tensor(fx, "running_var", false);
 
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *y;
     MC_CHECK_OK(mc_batchnorm2d(g, x, w, b, running_mean, running_var, true, 0.1f, 1e-5f, &y));
-    expect_output(fx, "train.out", y);
+    mc_fixture_expect_output(fx, "train.out", y);
     /* The running statistics moved by momentum (running_var unbiased). */
-    expect_output(fx, "train.running_mean", running_mean);
-    expect_output(fx, "train.running_var", running_var);
+    mc_fixture_expect_output(fx, "train.running_mean", running_mean);
+    mc_fixture_expect_output(fx, "train.running_var", running_var);
     expect_affine_grads(fx, g, y, "train.", x, w, b);
 
     /* Eval: normalise with the running statistics, which stay put. */
@@ -116,9 +89,9 @@ START_TEST(test_batchnorm2d_parity) {
     mc_tensor_zero_grad(w);
     mc_tensor_zero_grad(b);
     MC_CHECK_OK(mc_batchnorm2d(g, x, w, b, running_mean, running_var, false, 0.1f, 1e-5f, &y));
-    expect_output(fx, "eval.out", y);
-    expect_output(fx, "train.running_mean", running_mean);
-    expect_output(fx, "train.running_var", running_var);
+    mc_fixture_expect_output(fx, "eval.out", y);
+    mc_fixture_expect_output(fx, "train.running_mean", running_mean);
+    mc_fixture_expect_output(fx, "train.running_var", running_var);
     expect_affine_grads(fx, g, y, "eval.", x, w, b);
     mc_graph_free(g);
     mc_fixture_close(fx);
@@ -133,10 +106,10 @@ START_TEST(test_layernorm_parity) {
     mc_tensor *x = mc_fixture_tensor(fx, "x", true);
     mc_tensor *w = mc_fixture_tensor(fx, "weight", true);
     mc_tensor *b = mc_fixture_tensor(fx, "bias", true);
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *y;
     MC_CHECK_OK(mc_layernorm(g, x, w, b, 1e-5f, &y));
-    expect_output(fx, "out", y);
+    mc_fixture_expect_output(fx, "out", y);
     expect_affine_grads(fx, g, y, "", x, w, b);
     mc_graph_free(g);
     mc_fixture_close(fx);
@@ -154,15 +127,15 @@ START_TEST(test_gelu_parity) {
     } ops[] = {{"gelu", mc_gelu}, {"quick_gelu", mc_quick_gelu}};
     for (int i = 0; i < 2; i++) {
         mc_tensor *x = mc_fixture_tensor(fx, "x", true);
-        mc_graph *g = new_graph();
+        mc_graph *g = mc_test_new_graph();
         mc_tensor *y;
         MC_CHECK_OK(ops[i].op(g, x, &y));
         char name[64];
         snprintf(name, sizeof name, "%s.out", ops[i].name);
-        expect_output(fx, name, y);
-        backward_from(fx, g, y, "dout");
+        mc_fixture_expect_output(fx, name, y);
+        mc_fixture_backward(fx, g, y, "dout");
         snprintf(name, sizeof name, "%s.grad_x", ops[i].name);
-        expect_grad(fx, name, x);
+        mc_fixture_expect_grad(fx, name, x);
         mc_graph_free(g);
     }
     mc_fixture_close(fx);
@@ -179,16 +152,16 @@ START_TEST(test_attention_parity) {
         mc_tensor *q = mc_fixture_tensor(fx, "q", true);
         mc_tensor *k = mc_fixture_tensor(fx, "k", true);
         mc_tensor *v = mc_fixture_tensor(fx, "v", true);
-        mc_graph *g = new_graph();
+        mc_graph *g = mc_test_new_graph();
         mc_tensor *y;
         MC_CHECK_OK(mc_attention(g, q, k, v, n_heads, causal, &y));
         char name[64];
 #define NAME(field) (snprintf(name, sizeof name, "%s.%s", prefix, field), name)
-        expect_output(fx, NAME("out"), y);
-        backward_from(fx, g, y, NAME("dout"));
-        expect_grad(fx, NAME("grad_q"), q);
-        expect_grad(fx, NAME("grad_k"), k);
-        expect_grad(fx, NAME("grad_v"), v);
+        mc_fixture_expect_output(fx, NAME("out"), y);
+        mc_fixture_backward(fx, g, y, NAME("dout"));
+        mc_fixture_expect_grad(fx, NAME("grad_q"), q);
+        mc_fixture_expect_grad(fx, NAME("grad_k"), k);
+        mc_fixture_expect_grad(fx, NAME("grad_v"), v);
 #undef NAME
         mc_graph_free(g);
     }
@@ -210,15 +183,15 @@ START_TEST(test_cross_entropy_parity) {
     for (int i = 0; i < 2; i++) {
         mc_tensor *logits = mc_fixture_tensor(fx, "logits", true);
         ck_assert_int_eq(mc_tensor_dim(logits, 0), n);
-        mc_graph *g = new_graph();
+        mc_graph *g = mc_test_new_graph();
         mc_tensor *loss;
         MC_CHECK_OK(mc_cross_entropy(g, logits, targets, cases[i].smoothing, &loss));
         char name[64];
         snprintf(name, sizeof name, "%s.loss", cases[i].name);
-        expect_output(fx, name, loss);
+        mc_fixture_expect_output(fx, name, loss);
         MC_CHECK_OK(mc_backward(g, loss));
         snprintf(name, sizeof name, "%s.grad_logits", cases[i].name);
-        expect_grad(fx, name, logits);
+        mc_fixture_expect_grad(fx, name, logits);
         mc_graph_free(g);
     }
     mc_fixture_close(fx);
@@ -232,16 +205,16 @@ static void check_infonce(const char *variant, bool symmetric, bool learnable_t)
     mc_tensor *a = mc_fixture_tensor(fx, "a", true);
     mc_tensor *b = mc_fixture_tensor(fx, "b", true);
     mc_tensor *t = mc_fixture_tensor(fx, "t", learnable_t);
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     mc_tensor *loss;
     MC_CHECK_OK(mc_infonce(g, a, b, t, symmetric, &loss));
     char name[64];
 #define NAME(field) (snprintf(name, sizeof name, "%s.%s", variant, field), name)
-    expect_output(fx, NAME("loss"), loss);
+    mc_fixture_expect_output(fx, NAME("loss"), loss);
     MC_CHECK_OK(mc_backward(g, loss));
-    expect_grad(fx, NAME("grad_a"), a);
-    expect_grad(fx, NAME("grad_b"), b);
-    if (learnable_t) expect_grad(fx, NAME("grad_t"), t);
+    mc_fixture_expect_grad(fx, NAME("grad_a"), a);
+    mc_fixture_expect_grad(fx, NAME("grad_b"), b);
+    if (learnable_t) mc_fixture_expect_grad(fx, NAME("grad_t"), t);
     else ck_assert(t->grad == NULL);
 #undef NAME
     mc_graph_free(g);
@@ -312,7 +285,7 @@ static void check_optimizer(const char *name, const char *settings) {
     mc_param_list params = {0};
     load_mlp(fx, &params);
     mc_optimizer *opt = make_optimizer(name, &params);
-    mc_graph *g = new_graph();
+    mc_graph *g = mc_test_new_graph();
     float losses[64];
     ck_assert_int_le(steps, 64);
     for (int s = 0; s < steps; s++) {

@@ -79,3 +79,19 @@ void mc_fixture_expect(mc_fixture *fx, const char *expected_name, const float *a
                   "%s, \"%s\": element %ld is %.8g, expected %.8g (%.2f x the tolerance rtol %g atol %g)",
                   fx->path, expected_name, worst, a, e, violation, rtol, atol);
 }
+
+void mc_fixture_backward(mc_fixture *fx, mc_graph *g, mc_tensor *out, const char *dout_name) {
+    mc_tensor *dout = mc_fixture_tensor(fx, dout_name, false);
+    ck_assert_msg(dout->numel == out->numel, "fixture %s: \"%s\" has %lld values, the output %lld",
+                  fx->path, dout_name, (long long)dout->numel, (long long)out->numel);
+    MC_CHECK_OK(mc_backward_with_grad(g, out, dout->data));
+}
+
+void mc_fixture_expect_output(mc_fixture *fx, const char *name, const mc_tensor *t) {
+    mc_fixture_expect(fx, name, t->data, t->numel, MC_PARITY_OUT_RTOL, MC_PARITY_OUT_ATOL);
+}
+
+void mc_fixture_expect_grad(mc_fixture *fx, const char *name, const mc_tensor *t) {
+    ck_assert_msg(t->grad != NULL, "%s: no gradient was computed", t->name);
+    mc_fixture_expect(fx, name, t->grad, t->numel, MC_PARITY_GRAD_RTOL, MC_PARITY_GRAD_ATOL);
+}

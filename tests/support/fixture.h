@@ -44,4 +44,21 @@ const char *mc_fixture_metadata(mc_fixture *fx, const char *key);
 void mc_fixture_expect(mc_fixture *fx, const char *expected_name, const float *actual, int64_t n,
                        double rtol, double atol);
 
+/* ---- op parity: float32 results against PyTorch's float64 ones ----
+ * The tolerances (|ours - torch| <= atol + rtol * |torch|) of the ops'
+ * parity tests: forward outputs rtol 1e-4, atol 1e-5; gradients rtol 1e-3,
+ * atol 1e-5 (longer sums, cancellation). */
+#define MC_PARITY_OUT_RTOL 1e-4
+#define MC_PARITY_OUT_ATOL 1e-5
+#define MC_PARITY_GRAD_RTOL 1e-3
+#define MC_PARITY_GRAD_ATOL 1e-5
+
+/* Backpropagate the fixture tensor `dout_name`, an upstream gradient with
+ * as many values as `out`, from out. */
+void mc_fixture_backward(mc_fixture *fx, mc_graph *g, mc_tensor *out, const char *dout_name);
+/* Assert t's values (output) or its gradient (grad, which must have been
+ * computed) match the fixture tensor `name` within the parity tolerances. */
+void mc_fixture_expect_output(mc_fixture *fx, const char *name, const mc_tensor *t);
+void mc_fixture_expect_grad(mc_fixture *fx, const char *name, const mc_tensor *t);
+
 #endif

@@ -48,6 +48,19 @@ double mc_test_rel_error(const float *actual, const float *expected, long n) {
     return sqrt(diff2) / fmax(sqrt(ref2), 1e-30);
 }
 
+mc_graph *mc_test_new_graph(void) {
+    mc_graph *g = NULL;
+    MC_CHECK_OK(mc_graph_new(&g));
+    return g;
+}
+
+float *mc_test_copy_floats(const float *values, int64_t n) {
+    float *copy = malloc((size_t)n * sizeof(float));
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, values, (size_t)n * sizeof(float));
+    return copy;
+}
+
 void mc_test_assert_same_params(const char *what, const mc_param_list *a, const mc_param_list *b) {
     ck_assert_msg(a->count == b->count, "%s: %d parameters, expected %d", what, b->count, a->count);
     for (int i = 0; i < a->count; i++) {

@@ -47,9 +47,15 @@ void mc_test_assert_close(const char *what, const float *actual, const float *ex
                           double rtol, double atol);
 /* Relative error of the whole array: ||a - b|| / max(||b||, tiny). */
 double mc_test_rel_error(const float *actual, const float *expected, long n);
+/* A malloc'ed copy of n floats (free it), to keep results a later run
+ * overwrites. */
+float *mc_test_copy_floats(const float *values, int64_t n);
 /* Assert two parameter lists hold the same tensors in the same order: names,
  * sizes and values bit for bit; `what` says which (e.g. "after resuming"). */
 void mc_test_assert_same_params(const char *what, const mc_param_list *a, const mc_param_list *b);
+
+/* A new graph (the test fails when it cannot be made). */
+mc_graph *mc_test_new_graph(void);
 
 /* ---- gradient checking ----
  * ck_assert wrapper around the library's mc_gradcheck (mmchain/gradcheck.h):
