@@ -7,11 +7,15 @@
  * module: the sums over ranks in rank order, in double, rounded once (the
  * order the module promises, so those comparisons are exact), and a
  * data-parallel step against the same step taken by this process alone on
- * the whole batch. Sizes are odd and not divisible by the world size. */
+ * the whole batch, and the validation metrics against the one-process
+ * evaluation. Sizes are odd and not divisible by the world size. */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "mmchain/chain.h"
 #include "mmchain/dist.h"
 
 static int rank_, world_;
@@ -467,6 +471,78 @@ END_TEST
 START_TEST(test_data_parallel_step_symmetric) { check_data_parallel_step(true); }
 END_TEST
 
+/* ---------------------------------------------------------------------------
+ * validation in shards
+ * ------------------------------------------------------------------------- */
+
+enum { EVAL_TILES = 23, EVAL_SIZE = 32, EVAL_CLASSES = 5, EVAL_E = 8 };
+
+/* mc_chain_evaluate_distributed, every rank its share of the batches,
+ * against mc_chain_evaluate in this process alone: the same metrics bit for
+ * bit. 23 tiles in batches of 4 make 6 batches (unequal shares on 4 ranks),
+ * in batches of 16 two (a rank without a batch on 3 ranks). */
+static void check_sharded_evaluation(int batch, bool symmetric) {
+    mc_rng rng;
+    mc_rng_seed(&rng, 11);
+    mc_tensor *spectral, *rgb, *targets, *classes;
+    MC_CHECK_OK(mc_tensor_new(&spectral, MC_SHAPE(EVAL_TILES, 2, EVAL_SIZE, EVAL_SIZE), "spectral"));
+    MC_CHECK_OK(mc_tensor_new(&rgb, MC_SHAPE(EVAL_TILES, 3, EVAL_SIZE, EVAL_SIZE), "rgb"));
+    MC_CHECK_OK(mc_tensor_new(&targets, MC_SHAPE(EVAL_TILES, EVAL_E), "targets"));
+    MC_CHECK_OK(mc_tensor_new(&classes, MC_SHAPE(EVAL_CLASSES, EVAL_E), "classes"));
+    mc_tensor_normal(spectral, &rng, 0.0f, 1.0f);
+    mc_tensor_uniform(rgb, &rng, 0.0f, 1.0f);
+    mc_tensor_normal(targets, &rng, 0.0f, 1.0f);
+    mc_tensor_normal(classes, &rng, 0.0f, 1.0f);
+    int labels[EVAL_TILES];
+    for (int i = 0; i < EVAL_TILES; i++) labels[i] = (int)mc_rng_below(&rng, EVAL_CLASSES);
+    const char *names[EVAL_CLASSES] = {"a", "b", "c", "d", "e"};
+    mc_chain_data data;
+    MC_CHECK_OK(mc_chain_data_from_tensors(&data, spectral, rgb, labels, EVAL_CLASSES, names));
+    /* a ResNet of one basic block per stage, 4 channels wide, on two bands */
+    const mc_resnet_config arch = {.block = MC_RESNET_BASIC, .layers = {1, 1, 1, 1}, .base_width = 4};
+    mc_spectral_encoder *enc;
+    mc_bands bands;
+    mc_norm norm;
+    MC_CHECK_OK(mc_norm_init(&norm, MC_NORM_TORCHGEO));
+    MC_CHECK_OK(mc_bands_parse("B08,B11", &bands));
+    MC_CHECK_OK(mc_spectral_encoder_new(&enc, &arch, &bands, &norm, EVAL_SIZE, EVAL_E, 2.0f, false, 5));
+
+    mc_chain_metrics alone, shared;
+    MC_CHECK_OK(mc_chain_evaluate(enc, &data, targets, classes, batch, symmetric, &alone));
+    MC_CHECK_OK(mc_chain_evaluate_distributed(enc, &data, targets, classes, batch, symmetric, &shared));
+    ck_assert_int_eq(shared.count, EVAL_TILES);
+    ck_assert_msg(shared.loss == alone.loss && shared.match_acc == alone.match_acc,
+                  "loss %.17g, matching %.17g in shards; %.17g, %.17g alone", shared.loss, shared.match_acc,
+                  alone.loss, alone.match_acc);
+    ck_assert(shared.spectral_text_acc == alone.spectral_text_acc && shared.rgb_text_acc == alone.rgb_text_acc);
+    ck_assert(memcmp(shared.spectral_embeds, alone.spectral_embeds, sizeof(float) * EVAL_TILES * EVAL_E) == 0);
+    ck_assert(memcmp(shared.labels, labels, sizeof labels) == 0);
+    ck_assert(memcmp(shared.spectral_pred, alone.spectral_pred, sizeof labels) == 0);
+    ck_assert(memcmp(shared.rgb_pred, alone.rgb_pred, sizeof labels) == 0);
+    const size_t confusion = sizeof(int64_t) * EVAL_CLASSES * EVAL_CLASSES;
+    ck_assert(memcmp(shared.spectral_confusion, alone.spectral_confusion, confusion) == 0);
+    ck_assert(memcmp(shared.rgb_confusion, alone.rgb_confusion, confusion) == 0);
+    /* The metrics are not trivial: a loss, and predictions of several classes. */
+    ck_assert(isfinite(alone.loss) && alone.loss > 0.0);
+    int first_pred = alone.spectral_pred[0], varied = 0;
+    for (int i = 1; i < EVAL_TILES; i++) varied |= alone.spectral_pred[i] != first_pred;
+    ck_assert_msg(varied, "every tile predicted as class %d", first_pred);
+    mc_chain_metrics_free(&alone);
+    mc_chain_metrics_free(&shared);
+    mc_spectral_encoder_free(enc);
+    mc_chain_data_free(&data);
+    mc_tensor_free(spectral);
+    mc_tensor_free(rgb);
+    mc_tensor_free(targets);
+    mc_tensor_free(classes);
+}
+
+START_TEST(test_evaluation_in_shards) { check_sharded_evaluation(4, false); }
+END_TEST
+
+START_TEST(test_evaluation_with_fewer_batches_than_ranks) { check_sharded_evaluation(16, true); }
+END_TEST
+
 int main(int argc, char **argv) {
     mc_status status = mc_dist_init(&argc, &argv);
     if (status != MC_OK) {
@@ -498,6 +574,10 @@ int main(int argc, char **argv) {
     tcase_add_test(training, test_data_parallel_step_symmetric);
     tcase_add_test(training, test_buckets_equal_average_after_backward);
     suite_add_tcase(s, training);
+    TCase *validation = tcase_create("validation");
+    tcase_add_test(validation, test_evaluation_in_shards);
+    tcase_add_test(validation, test_evaluation_with_fewer_batches_than_ranks);
+    suite_add_tcase(s, validation);
     /* Without fork: a forked child must not talk to MPI. (A failed check
      * on one rank may leave the others waiting in a collective: the script
      * that runs this under mpirun puts a time limit on it.) */

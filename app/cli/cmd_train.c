@@ -524,24 +524,17 @@ static mc_status train(train_ui *ui) {
     return MC_OK;
 }
 
-/* CLIP's image embeddings of the teacher's validation tiles (*targets NULL
- * without a teacher). Every rank of a distributed run calls it: the
- * embeddings are computed in shards (mc_chain_targets is collective). */
-static mc_status teacher_hop_targets(const train_args *a, train_setup *s, const char *cache_dir,
-                                     mc_tensor **targets) {
-    *targets = NULL;
-    if (!s->teacher) return MC_OK;
-    return mc_chain_targets(s->clip, &s->teacher_val, cache_dir, a->clip_batch, targets, NULL);
-}
-
 /* The first hop of a --teacher run, for the report: the teacher against
- * CLIP's image embeddings on the validation tiles (RGB->text, matching). */
+ * CLIP's image embeddings on the validation tiles (RGB->text, matching).
+ * Every rank of a distributed run calls it: the embeddings and the metrics
+ * are computed in shards (mc_chain_targets and
+ * mc_chain_evaluate_distributed are collective); rank 0 reports them. */
 static mc_status teacher_hop(const train_args *a, train_setup *s, const char *cache_dir) {
+    if (!s->teacher) return MC_OK;
     mc_tensor *targets;
-    MC_TRY(teacher_hop_targets(a, s, cache_dir, &targets));
-    if (!targets) return MC_OK;
-    mc_status st = mc_chain_evaluate(s->teacher, &s->teacher_val, targets, s->classes, a->val_batch, a->symmetric,
-                                     &s->teacher_hop);
+    MC_TRY(mc_chain_targets(s->clip, &s->teacher_val, cache_dir, a->clip_batch, &targets, NULL));
+    mc_status st = mc_chain_evaluate_distributed(s->teacher, &s->teacher_val, targets, s->classes, a->val_batch,
+                                                 a->symmetric, &s->teacher_hop);
     mc_tensor_free(targets);
     return st;
 }
@@ -578,9 +571,7 @@ static int follow_training(const train_args *a, train_setup *setup) {
     mc_chain_train_config config = trainer_config(a, run_dir, ckpt_dir, sizeof ckpt_dir, cache, sizeof cache);
     config.teacher = setup->teacher;
     mc_chain_trainer *trainer;
-    mc_tensor *hop_targets; /* this rank's part in rank 0's teacher hop; rank 0 scores it */
-    mc_status s = teacher_hop_targets(a, setup, config.cache_dir, &hop_targets);
-    mc_tensor_free(hop_targets);
+    mc_status s = teacher_hop(a, setup, config.cache_dir); /* this rank's part in it; rank 0 reports it */
     if (s == MC_OK)
         s = mc_chain_trainer_new(&trainer, &config, setup->enc, setup->clip, train_pairs(setup), val_pairs(setup),
                                  setup->classes, NULL);

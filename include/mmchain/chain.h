@@ -342,6 +342,15 @@ typedef struct mc_chain_metrics {
 mc_status mc_chain_evaluate(mc_spectral_encoder *enc, const mc_chain_data *data,
                             const mc_tensor *rgb_targets, const mc_tensor *class_embeds, int batch,
                             bool symmetric, mc_chain_metrics *out);
+/* The same, by every rank of a distributed run (dist.h; collective: every
+ * rank calls it with the same arguments): each rank evaluates its share of
+ * the batches — whole batches, so each batch's embeddings, loss and matching
+ * count are the ones one process computes — and the per-tile rows and
+ * per-batch results are gathered, so that every rank's `out` holds the
+ * one-process metrics bit for bit. In a world of one, mc_chain_evaluate. */
+mc_status mc_chain_evaluate_distributed(mc_spectral_encoder *enc, const mc_chain_data *data,
+                                        const mc_tensor *rgb_targets, const mc_tensor *class_embeds, int batch,
+                                        bool symmetric, mc_chain_metrics *out);
 void mc_chain_metrics_free(mc_chain_metrics *m);
 
 /* Zero-shot predictions for any embeddings: embeds (N, E) -> scores (N, K)
@@ -443,8 +452,10 @@ typedef struct mc_chain_train_config {
      * rank runs the same trainer): batch_size stays the GLOBAL batch, each
      * rank embeds its slice of it (mc_dist_slice), the embeddings are
      * gathered so that InfoNCE sees every pair of the global batch, and the
-     * gradients are averaged. All ranks start from rank 0's weights. Rank 0
-     * alone validates, writes checkpoints and calls the hooks. */
+     * gradients are averaged. All ranks start from rank 0's weights. Every
+     * rank validates its share of the batches and every rank gets the whole
+     * metrics (mc_chain_evaluate_distributed); rank 0 alone writes
+     * checkpoints and calls the hooks. */
     bool distributed;         /* false */
     bool sync_batchnorm;      /* batch norm over the global batch (false:
                                * each rank's own slice, as PyTorch's DDP) */
@@ -504,7 +515,8 @@ mc_status mc_chain_trainer_run(mc_chain_trainer *t);
  * *loss receives the batch's loss. */
 mc_status mc_chain_trainer_step(mc_chain_trainer *t, double *loss);
 /* Validation metrics of the current weights (owned by the trainer; valid
- * until the next call). */
+ * until the next call). Collective in a distributed run: every rank calls
+ * it and gets the same metrics. */
 mc_status mc_chain_trainer_validate(mc_chain_trainer *t, const mc_chain_metrics **out);
 const mc_chain_state *mc_chain_trainer_state(const mc_chain_trainer *t);
 /* Batches per epoch: the full ones plus a remainder of at least 2 tiles. */

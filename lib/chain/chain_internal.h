@@ -1,4 +1,4 @@
-/* Private helpers shared by lib/chain/{targets,teacher,train}.c. */
+/* Private helpers shared by lib/chain/{targets,teacher,train,evaluate,shards}.c. */
 #ifndef MMCHAIN_CHAIN_INTERNAL_H
 #define MMCHAIN_CHAIN_INTERNAL_H
 
@@ -40,5 +40,17 @@ mc_status mc_chain_tower_crop_targets(const mc_chain_tower *tower, const mc_chai
 /* A 16-hex-digit fingerprint of a teacher: its weights, buffers, bands and
  * normalisation (teacher.c), for the target cache's key. */
 void mc_chain_teacher_fingerprint(const mc_spectral_encoder *teacher, char out[17]);
+
+/* Data parallel (shards.c, docs/distributed.md): this rank's tiles
+ * [*begin, *end) of `count` tiles done in batches of `batch` — its slice of
+ * the batches, in whole batches, so that every batch holds the tiles it
+ * holds in one process and what is computed from it is the one-process
+ * result bit for bit. A rank left without a batch gets [count, count). In a
+ * world of one: [0, count). Not collective. */
+void mc_chain_shard_of_tiles(int count, int batch, int *begin, int *end);
+/* Every rank's rows [begin, end) x rows_per_tile of out (rows, W), gathered
+ * into out on every rank (rank order is tile order). `what` names the work
+ * in messages ("CLIP targets"). Collective. */
+mc_status mc_chain_gather_shards(mc_tensor *out, int begin, int end, int64_t rows_per_tile, const char *what);
 
 #endif

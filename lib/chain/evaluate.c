@@ -10,8 +10,18 @@
  *   rgb_text_acc       the same for CLIP's own RGB embedding: the ceiling the
  *                      chain aims at (it can only learn what CLIP sees).
  *   loss               the InfoNCE of the evaluation batches.
- * All on un-augmented views, the encoder in eval mode (BN running stats). */
+ * All on un-augmented views, the encoder in eval mode (BN running stats).
+ *
+ * Data parallel (mc_chain_evaluate_distributed): each rank evaluates its
+ * share of the batches, whole batches (shards.c), so that every batch's
+ * embeddings, loss and matching count are the one-process ones; the tiles'
+ * rows and the batches' results are then gathered and every rank adds them
+ * up in batch order, as one process does: the metrics are the one-process
+ * metrics bit for bit. */
 #include "mmchain/chain.h"
+
+#include "chain/chain_internal.h"
+#include "mmchain/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -117,14 +127,16 @@ static double confusion_accuracy(const int64_t *confusion, int k, int count) {
  * one evaluation batch
  * ------------------------------------------------------------------------- */
 
-typedef struct eval_totals {
-    double loss_sum;   /* sum over tiles of the batch loss */
-    int64_t matched;
-} eval_totals;
+/* What a batch contributes beyond its tiles' rows: its loss (the mean over
+ * its tiles, as the loss op returns it) and how many of its tiles matched. */
+typedef struct batch_result {
+    float loss;
+    int matched;
+} batch_result;
 
 static mc_status evaluate_batch(mc_spectral_encoder *enc, const mc_chain_data *data, mc_graph *g,
                                 const mc_tensor *rgb_targets, const mc_tensor *classes, int first,
-                                int n, bool symmetric, mc_chain_metrics *m, eval_totals *totals) {
+                                int n, bool symmetric, mc_chain_metrics *m, batch_result *result) {
     int64_t e = enc->embed_dim;
     int *items = malloc((size_t)n * sizeof *items);
     if (!items) return mc_error(MC_ERR_NOMEM, "evaluate: out of memory");
@@ -144,15 +156,67 @@ static mc_status evaluate_batch(mc_spectral_encoder *enc, const mc_chain_data *d
         if (status == MC_OK) status = zero_shot_predict(targets, classes, m->rgb_pred + first);
         if (status == MC_OK) status = mc_infonce(g, spectral, targets, enc->logit_scale, symmetric, &loss);
         if (status == MC_OK) {
-            totals->loss_sum += (double)loss->data[0] * n;
-            int matched = matching_count(spectral->data, targets->data, n, e);
-            if (matched < 0) status = mc_error(MC_ERR_NOMEM, "evaluate: out of memory");
-            totals->matched += matched;
+            result->loss = loss->data[0];
+            result->matched = matching_count(spectral->data, targets->data, n, e);
+            if (result->matched < 0) status = mc_error(MC_ERR_NOMEM, "evaluate: out of memory");
         }
     }
     mc_graph_reset(g);
     return status;
 }
+
+/* ---------------------------------------------------------------------------
+ * data parallel: the batches in shards
+ * ------------------------------------------------------------------------- */
+
+/* A tile's row in the gather: its embedding, then its label and the two
+ * predictions (small integers, exact in float). */
+enum { TILE_EXTRA = 3 };
+
+/* Every rank evaluated the whole batches of tiles [begin, end) (shards.c)
+ * into its own rows of m and its batches' entries of results; afterwards
+ * every rank holds every tile's rows and every batch's result, as one
+ * process computes them. */
+static mc_status gather_evaluation(mc_chain_metrics *m, batch_result *results, int batch, int begin, int end) {
+    const int64_t e = m->embed_dim, batches = (m->count + batch - 1) / batch;
+    const int first_batch = begin / batch, last_batch = first_batch + (end - begin + batch - 1) / batch;
+    mc_tensor *tiles = NULL, *per_batch = NULL;
+    mc_status status = mc_tensor_new(&tiles, MC_SHAPE(m->count, e + TILE_EXTRA), "evaluation tiles");
+    if (status == MC_OK) status = mc_tensor_new(&per_batch, MC_SHAPE(batches, 2), "evaluation batches");
+    if (status == MC_OK) {
+        for (int i = begin; i < end; i++) {
+            float *row = tiles->data + i * (e + TILE_EXTRA);
+            memcpy(row, m->spectral_embeds + i * e, (size_t)e * sizeof(float));
+            row[e] = (float)m->labels[i];
+            row[e + 1] = (float)m->spectral_pred[i];
+            row[e + 2] = (float)m->rgb_pred[i];
+        }
+        for (int b = first_batch; b < last_batch; b++) {
+            per_batch->data[2 * b] = results[b].loss;
+            per_batch->data[2 * b + 1] = (float)results[b].matched;
+        }
+        status = mc_chain_gather_shards(tiles, begin, end, 1, "evaluate");
+    }
+    if (status == MC_OK) status = mc_chain_gather_shards(per_batch, first_batch, last_batch, 1, "evaluate");
+    if (status == MC_OK) {
+        for (int i = 0; i < m->count; i++) {
+            const float *row = tiles->data + i * (e + TILE_EXTRA);
+            memcpy(m->spectral_embeds + i * e, row, (size_t)e * sizeof(float));
+            m->labels[i] = (int)row[e];
+            m->spectral_pred[i] = (int)row[e + 1];
+            m->rgb_pred[i] = (int)row[e + 2];
+        }
+        for (int64_t b = 0; b < batches; b++)
+            results[b] = (batch_result){per_batch->data[2 * b], (int)per_batch->data[2 * b + 1]};
+    }
+    mc_tensor_free(tiles);
+    mc_tensor_free(per_batch);
+    return status;
+}
+
+/* ---------------------------------------------------------------------------
+ * the metrics
+ * ------------------------------------------------------------------------- */
 
 static void tally(mc_chain_metrics *m, bool with_rgb) {
     int k = m->num_classes;
@@ -164,6 +228,20 @@ static void tally(mc_chain_metrics *m, bool with_rgb) {
     confusion_to_class_acc(m->rgb_confusion, k, m->rgb_class_acc);
     m->spectral_text_acc = confusion_accuracy(m->spectral_confusion, k, m->count);
     m->rgb_text_acc = with_rgb ? confusion_accuracy(m->rgb_confusion, k, m->count) : NAN;
+}
+
+/* The loss and the matching accuracy over the tiles: the batches' results
+ * summed in batch order (the order does not depend on the ranks). */
+static void batch_totals(mc_chain_metrics *m, const batch_result *results, int batch) {
+    double loss_sum = 0.0; /* sum over tiles of the batch loss */
+    int64_t matched = 0;
+    for (int first = 0, b = 0; first < m->count; first += batch, b++) {
+        int n = m->count - first < batch ? m->count - first : batch;
+        loss_sum += (double)results[b].loss * n;
+        matched += results[b].matched;
+    }
+    m->loss = loss_sum / m->count;
+    m->match_acc = (double)matched / m->count;
 }
 
 static mc_status check_eval_inputs(const mc_spectral_encoder *enc, const mc_chain_data *data,
@@ -183,38 +261,63 @@ static mc_status check_eval_inputs(const mc_spectral_encoder *enc, const mc_chai
     return MC_OK;
 }
 
-mc_status mc_chain_evaluate(mc_spectral_encoder *enc, const mc_chain_data *data,
-                            const mc_tensor *rgb_targets, const mc_tensor *class_embeds, int batch,
-                            bool symmetric, mc_chain_metrics *out) {
+/* The batches of tiles [begin, end) (all of them alone), the encoder in
+ * eval mode. */
+static mc_status evaluate_batches(mc_spectral_encoder *enc, const mc_chain_data *data,
+                                  const mc_tensor *rgb_targets, const mc_tensor *class_embeds, int batch,
+                                  bool symmetric, int begin, int end, mc_chain_metrics *out,
+                                  batch_result *results) {
+    mc_graph *g;
+    MC_TRY(mc_graph_new(&g));
+    mc_graph_set_grad_enabled(g, false);
+    bool was_training = enc->resnet->training;
+    mc_resnet_set_training(enc->resnet, false);
+    mc_status status = MC_OK;
+    for (int first = begin; first < end && status == MC_OK; first += batch) {
+        int n = end - first < batch ? end - first : batch;
+        status = evaluate_batch(enc, data, g, rgb_targets, class_embeds, first, n, symmetric, out,
+                                &results[first / batch]);
+    }
+    mc_resnet_set_training(enc->resnet, was_training);
+    mc_graph_free(g);
+    return status;
+}
+
+static mc_status evaluate(mc_spectral_encoder *enc, const mc_chain_data *data, const mc_tensor *rgb_targets,
+                          const mc_tensor *class_embeds, int batch, bool symmetric, bool sharded,
+                          mc_chain_metrics *out) {
     if (!enc || !data || !class_embeds || !out || batch < 1 || data->count < 1)
         return mc_error(MC_ERR_ARG, "evaluate: bad arguments");
     MC_TRY(check_eval_inputs(enc, data, rgb_targets, class_embeds));
     MC_TRY(metrics_alloc(out, data->count, data->num_classes, enc->embed_dim));
-    mc_graph *g;
-    mc_status status = mc_graph_new(&g);
-    if (status != MC_OK) {
-        mc_chain_metrics_free(out);
-        return status;
+    int begin = 0, end = data->count;
+    if (sharded) mc_chain_shard_of_tiles(data->count, batch, &begin, &end);
+    batch_result *results = calloc((size_t)(data->count + batch - 1) / (size_t)batch, sizeof *results);
+    mc_status status = results ? MC_OK : mc_error(MC_ERR_NOMEM, "evaluate: out of memory");
+    if (status == MC_OK)
+        status = evaluate_batches(enc, data, rgb_targets, class_embeds, batch, symmetric, begin, end, out, results);
+    /* A rank that failed ends the job (dist.h): the others must not gather without it. */
+    if (status == MC_OK && sharded) status = gather_evaluation(out, results, batch, begin, end);
+    if (status == MC_OK) {
+        tally(out, rgb_targets != NULL);
+        if (rgb_targets) batch_totals(out, results, batch);
+        else out->loss = out->match_acc = NAN;
     }
-    mc_graph_set_grad_enabled(g, false);
-    bool was_training = enc->resnet->training;
-    mc_resnet_set_training(enc->resnet, false);
-    eval_totals totals = {0};
-    for (int first = 0; first < data->count && status == MC_OK; first += batch) {
-        int n = data->count - first < batch ? data->count - first : batch;
-        status = evaluate_batch(enc, data, g, rgb_targets, class_embeds, first, n, symmetric, out,
-                                &totals);
-    }
-    mc_resnet_set_training(enc->resnet, was_training);
-    mc_graph_free(g);
-    if (status != MC_OK) {
-        mc_chain_metrics_free(out);
-        return status;
-    }
-    tally(out, rgb_targets != NULL);
-    out->loss = rgb_targets ? totals.loss_sum / data->count : NAN;
-    out->match_acc = rgb_targets ? (double)totals.matched / data->count : NAN;
-    return MC_OK;
+    free(results);
+    if (status != MC_OK) mc_chain_metrics_free(out);
+    return status;
+}
+
+mc_status mc_chain_evaluate(mc_spectral_encoder *enc, const mc_chain_data *data,
+                            const mc_tensor *rgb_targets, const mc_tensor *class_embeds, int batch,
+                            bool symmetric, mc_chain_metrics *out) {
+    return evaluate(enc, data, rgb_targets, class_embeds, batch, symmetric, false, out);
+}
+
+mc_status mc_chain_evaluate_distributed(mc_spectral_encoder *enc, const mc_chain_data *data,
+                                        const mc_tensor *rgb_targets, const mc_tensor *class_embeds, int batch,
+                                        bool symmetric, mc_chain_metrics *out) {
+    return evaluate(enc, data, rgb_targets, class_embeds, batch, symmetric, mc_dist_world_size() > 1, out);
 }
 
 mc_status mc_chain_zero_shot_probs(const mc_tensor *embeds, const mc_tensor *class_embeds,

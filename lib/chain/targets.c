@@ -41,6 +41,11 @@ mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_
     return mc_clip_embed_images(clip, rgb, true, batch, out); /* the teacher is frozen: no tape */
 }
 
+/* What the tower's embeddings are called in messages. */
+static const char *targets_name(const mc_chain_tower *tower) {
+    return tower->clip ? "CLIP targets" : "teacher targets";
+}
+
 int mc_chain_tower_dim(const mc_chain_tower *tower) {
     return tower->clip ? tower->clip->config.embed_dim : tower->teacher->embed_dim;
 }
@@ -81,7 +86,7 @@ static mc_status cache_key(const mc_chain_tower *tower, const mc_chain_data *dat
     if (mc_default_precision() == MC_PRECISION_BF16) h = mc_fnv1a_string(h, "bf16 products");
     for (int i = 0; i < data->count; i++) {
         const char *tile = data->tile_key(data->ctx, i);
-        if (!tile) return mc_error(MC_ERR_ARG, "CLIP targets: tile %d has no cache key", i);
+        if (!tile) return mc_error(MC_ERR_ARG, "%s: tile %d has no cache key", targets_name(tower), i);
         h = mc_fnv1a_string(h, tile);
     }
     snprintf(key, 17, "%016" PRIx64, h);
@@ -119,39 +124,6 @@ static mc_tensor *cache_read(const char *path, int64_t rows, int64_t width) {
 typedef mc_status (*compute_fn)(const mc_chain_tower *tower, const mc_chain_data *data, int batch,
                                 void *ctx, int begin, int end, mc_tensor *out);
 
-/* Data parallel (several ranks in the distributed layer, dist.h): this
- * rank's tiles [*begin, *end) — its slice of the batches, in whole batches,
- * so that every batch holds the tiles it holds in one process and the
- * embeddings are the one-process embeddings bit for bit. */
-static void shard_of_tiles(int count, int batch, int *begin, int *end) {
-    int64_t batches = (count + batch - 1) / batch, first, n;
-    mc_dist_slice(batches, mc_dist_rank(), mc_dist_world_size(), &first, &n);
-    /* A rank left without a batch (fewer batches than ranks) gets [count, count). */
-    *begin = (int)(first * batch < count ? first * batch : count);
-    *end = (int)((first + n) * batch < count ? (first + n) * batch : count);
-}
-
-/* Every rank's rows [begin, end) x rows_per_tile of out, gathered into out
- * on every rank (rank order is tile order). */
-static mc_status gather_shards(mc_tensor *out, int begin, int end, int64_t rows_per_tile) {
-    const int64_t width = out->shape.dim[1], first = begin * rows_per_tile, rows = (end - begin) * rows_per_tile;
-    const int world = mc_dist_world_size();
-    float *mine = malloc((size_t)(rows * width + 1) * sizeof *mine);
-    int64_t *counts = malloc((size_t)world * sizeof *counts), total;
-    mc_status status = mine && counts ? MC_OK : mc_error(MC_ERR_NOMEM, "CLIP targets: out of memory");
-    if (status == MC_OK) { /* the gather's send and receive buffers must not overlap */
-        memcpy(mine, out->data + first * width, (size_t)(rows * width) * sizeof *mine);
-        status = mc_dist_allgather_counts(rows, counts, &total);
-    }
-    if (status == MC_OK && total != out->shape.dim[0])
-        status = mc_error(MC_ERR_STATE, "CLIP targets: the ranks' shards hold %lld rows, not %lld",
-                          (long long)total, (long long)out->shape.dim[0]);
-    if (status == MC_OK) status = mc_dist_allgather_rows(mine, rows, width, counts, out->data);
-    free(mine);
-    free(counts);
-    return status;
-}
-
 /* Data parallel: rank 0's cached targets (or none) on every rank, so that
  * every rank takes the same branch and the others need not see its disk. */
 static mc_status share_cached(mc_tensor **cached, int64_t rows, int64_t width) {
@@ -186,11 +158,12 @@ static mc_status cached_targets(const mc_chain_tower *tower, const mc_chain_data
         return MC_OK;
     }
     int begin = 0, end = data->count;
-    if (sharded) shard_of_tiles(data->count, batch, &begin, &end);
+    if (sharded) mc_chain_shard_of_tiles(data->count, batch, &begin, &end);
     mc_tensor *targets;
     MC_TRY(mc_tensor_new(&targets, MC_SHAPE(rows, width), "targets"));
     mc_status status = compute(tower, data, batch, ctx, begin, end, targets);
-    if (status == MC_OK && sharded) status = gather_shards(targets, begin, end, rows / data->count);
+    if (status == MC_OK && sharded)
+        status = mc_chain_gather_shards(targets, begin, end, rows / data->count, targets_name(tower));
     if (status == MC_OK && use_cache && writer) {
         char count[24];
         snprintf(count, sizeof count, "%lld", (long long)rows);
@@ -212,9 +185,10 @@ static mc_status cached_targets(const mc_chain_tower *tower, const mc_chain_data
 
 /* Load the second views (RGB, or a teacher's bands) of items
  * [first, first + n) into a new heap tensor. */
-static mc_status load_rgb_views(const mc_chain_data *data, int first, int n, mc_tensor **rgb) {
+static mc_status load_rgb_views(const mc_chain_tower *tower, const mc_chain_data *data, int first, int n,
+                                mc_tensor **rgb) {
     int *items = malloc((size_t)n * sizeof *items);
-    if (!items) return mc_error(MC_ERR_NOMEM, "CLIP targets: out of memory");
+    if (!items) return mc_error(MC_ERR_NOMEM, "%s: out of memory", targets_name(tower));
     for (int i = 0; i < n; i++) items[i] = first + i;
     mc_status status = mc_tensor_new(rgb, MC_SHAPE(n, data->rgb_channels, data->rgb_height, data->rgb_width),
                                      "rgb");
@@ -234,7 +208,7 @@ static mc_status compute_plain(const mc_chain_tower *tower, const mc_chain_data 
     for (int first = begin; first < end && status == MC_OK; first += batch) {
         int n = end - first < batch ? end - first : batch;
         mc_tensor *rgb;
-        status = load_rgb_views(data, first, n, &rgb);
+        status = load_rgb_views(tower, data, first, n, &rgb);
         if (status != MC_OK) break;
         mc_tensor rows = mc_tensor_rows(out, first, n);
         status = mc_chain_tower_embed(tower, rgb, batch, &rows);
@@ -247,7 +221,7 @@ mc_status mc_chain_tower_targets(const mc_chain_tower *tower, const mc_chain_dat
                                  const char *cache_dir, int batch, mc_tensor **out,
                                  bool *from_cache) {
     if (!tower || !data || !out || batch < 1 || data->count < 1)
-        return mc_error(MC_ERR_ARG, "CLIP targets: bad arguments");
+        return mc_error(MC_ERR_ARG, "%s: bad arguments", tower ? targets_name(tower) : "targets");
     return cached_targets(tower, data, cache_dir, "plain", data->count, batch, compute_plain, NULL,
                           out, from_cache);
 }
@@ -287,7 +261,7 @@ static mc_status compute_crops(const mc_chain_tower *tower, const mc_chain_data 
     mc_status status = params ? MC_OK : mc_error(MC_ERR_NOMEM, "crop targets: out of memory");
     for (int first = begin; first < end && status == MC_OK; first += batch) {
         int n = end - first < batch ? end - first : batch;
-        status = load_rgb_views(data, first, n, &rgb);
+        status = load_rgb_views(tower, data, first, n, &rgb);
         if (status == MC_OK) status = mc_tensor_new(&cut, rgb->shape, "rgb_crop");
         if (status == MC_OK) status = mc_tensor_new(&embeds, MC_SHAPE(n, out->shape.dim[1]), "crop");
         for (int k = 0; k < job->crops && status == MC_OK; k++) {

@@ -22,7 +22,9 @@
  * batch, and all-gathers the embeddings and targets, so that each rank
  * computes the one-process InfoNCE over the whole batch; the gather's
  * backward and the gradient average then give every rank the one-process
- * gradient, and identical Adam steps keep the ranks' weights identical. */
+ * gradient, and identical Adam steps keep the ranks' weights identical.
+ * Validation is shared too: every rank evaluates its share of the
+ * validation batches, and every rank gets the whole metrics. */
 #include "mmchain/chain.h"
 
 #include "chain/chain_internal.h"
@@ -544,8 +546,9 @@ mc_status mc_chain_trainer_resume(mc_chain_trainer *t, const char *checkpoint_pa
 mc_status mc_chain_trainer_validate(mc_chain_trainer *t, const mc_chain_metrics **out) {
     mc_chain_metrics_free(&t->metrics);
     t->have_metrics = false;
-    MC_TRY(mc_chain_evaluate(t->enc, t->val, t->val_targets, t->classes, t->cfg.val_batch_size,
-                             t->cfg.symmetric, &t->metrics));
+    /* In a distributed run every rank evaluates its share of the batches. */
+    MC_TRY((t->world > 1 ? mc_chain_evaluate_distributed : mc_chain_evaluate)(
+        t->enc, t->val, t->val_targets, t->classes, t->cfg.val_batch_size, t->cfg.symmetric, &t->metrics));
     t->have_metrics = true;
     *out = &t->metrics;
     return MC_OK;
@@ -576,18 +579,15 @@ static bool validates_after(const mc_chain_trainer *t, int epochs_done) {
     return epochs_done % t->cfg.val_every == 0 || epochs_done >= t->cfg.epochs;
 }
 
-/* Validate (when due), keep the best, write `last`, tell the caller. */
+/* Validate (when due: in a distributed run every rank, each its share of
+ * the batches), keep the best, write `last`, tell the caller. Every rank
+ * keeps the same state; rank 0 writes for all and calls the hook. */
 static mc_status finish_epoch(mc_chain_trainer *t, double loss_sum, int64_t steps_run,
                               double started) {
     if (t->world > 1) {
         char when[64];
         snprintf(when, sizeof when, "after epoch %d", t->state.epoch + 1);
         MC_TRY(mc_dist_check_params_agree(&t->enc->params, when));
-    }
-    if (t->rank != 0) { /* rank 0 validates and writes for all */
-        t->state.epoch++;
-        t->state.step_in_epoch = 0;
-        return MC_OK;
     }
     if (!validates_after(t, t->state.epoch + 1)) {
         t->state.epoch++;
@@ -606,7 +606,7 @@ static mc_status finish_epoch(mc_chain_trainer *t, double loss_sum, int64_t step
         MC_TRY(save_checkpoint(t, "best"));
     }
     MC_TRY(save_checkpoint(t, "last"));
-    if (!t->hooks.on_epoch) return MC_OK;
+    if (t->rank != 0 || !t->hooks.on_epoch) return MC_OK;
     mc_chain_epoch_info info = {
         .epoch = t->state.epoch, .train_loss = steps_run ? loss_sum / (double)steps_run : NAN,
         .val = m, .is_best = is_best, .seconds = now_seconds() - started,
