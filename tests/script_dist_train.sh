@@ -2,10 +2,12 @@
 # `mpirun -np 2 mmchain train ...` against the same command in one process
 # (a tiny fixture made here, a tiny ResNet): with --sync-bn the two runs end
 # with the same checkpoints/last.safetensors (every tensor, optimizer state
-# included, within 1e-4 of its largest value), with and without
-# augmentation, for an even and an odd global batch; without --sync-bn
-# (each rank normalises its own slice) they must differ — the comparison
-# can fail. Rank 0 alone writes the run folder. Skipped without MPI.
+# included, within 1e-4 of its largest value) and the same validation
+# metrics in metrics.csv (validated in shards by the 2 ranks; within 1e-4
+# relative), with and without augmentation, for an even and an odd global
+# batch; without --sync-bn (each rank normalises its own slice) they must
+# differ — the comparison can fail. Rank 0 alone writes the run folder. A
+# command that runs in one process refuses 2 ranks. Skipped without MPI.
 set -u
 . "$(dirname "$0")/support/script_dist_common.sh"
 require_cli
@@ -13,11 +15,28 @@ require_cli
 chain_fixture 4
 tiny=("${tiny_run[@]}" --width 4 --val-batch 6 --seed 3 --epochs 2 --quiet)
 
-# same NAME: the two runs' last checkpoints agree.
+# validation RUN: the validation columns of the epoch rows of RUN's
+# metrics.csv (epoch, val_loss, val_match_acc, spectral_text_acc, rgb_text_acc).
+validation() {
+    awk -F, '$1 == "kind" { for (i = 1; i <= NF; i++) c[$i] = i }
+             $1 == "epoch" { print $c["epoch"], $c["val_loss"], $c["val_match_acc"],
+                             $c["spectral_text_acc"], $c["rgb_text_acc"] }' "$1/metrics.csv"
+}
+
+# same NAME: the two runs' last checkpoints and validation metrics agree.
 same() {
     "$compare" "$tmp/$1-2/checkpoints/last.safetensors" "$tmp/$1-1/checkpoints/last.safetensors" 1e-4 \
         >"$tmp/cmp" 2>&1 || fail "$1: 2 ranks differ from one process: $(cat "$tmp/cmp")"
     echo "$1: $(cat "$tmp/cmp")"
+    validation "$tmp/$1-1" >"$tmp/v1"
+    validation "$tmp/$1-2" >"$tmp/v2"
+    [ -s "$tmp/v1" ] && [ "$(wc -l <"$tmp/v1")" = "$(wc -l <"$tmp/v2")" ] ||
+        { fail "$1: validation rows: $(cat "$tmp/v1") alone, $(cat "$tmp/v2") on 2 ranks"; return; }
+    paste -d' ' "$tmp/v1" "$tmp/v2" | awk -v name="$1" '
+        { for (i = 1; i <= 5; i++) { d = $i - $(i + 5); if (d < 0) d = -d; s = $i < 0 ? -$i : $i
+              if (d > 1e-4 * s) { print name ": epoch " $1 ": " $0 " (alone, then on 2 ranks)"; bad = 1 } } }
+        END { exit bad }' >"$tmp/cmp" || fail "$(cat "$tmp/cmp")"
+    echo "$1: validation metrics agree: $(paste -d' ' "$tmp/v1" | tr '\n' ';')"
 }
 
 train plain --batch 16 --sync-bn --no-augment && same plain
@@ -56,6 +75,16 @@ for f in config.json metrics.csv log.txt report.html checkpoints/last.safetensor
 done
 [ "$(grep -c '^epoch,' "$run/metrics.csv")" = 2 ] || fail "2 ranks: metrics.csv: $(cat "$run/metrics.csv")"
 grep -q '"sync-bn": *true' "$run/config.json" || fail "config.json lacks sync-bn: $(cat "$run/config.json")"
+
+# A command that runs in one process (here eval) refuses 2 ranks: one line,
+# a failure, and nothing written into the run folder.
+ls -R "$run" >"$tmp/before"
+if timeout 300 "${mpirun[@]}" -np 2 "$cli" eval --run "$run" >"$tmp/out" 2>&1; then
+    fail "eval on 2 ranks: succeeded: $(cat "$tmp/out")"
+fi
+[ "$(grep -c 'mmchain eval: error: eval runs in one process; start it without mpirun (2 ranks)' "$tmp/out")" = 1 ] ||
+    fail "eval on 2 ranks: $(cat "$tmp/out")"
+ls -R "$run" | cmp -s - "$tmp/before" || fail "eval on 2 ranks wrote into the run folder"
 
 # A batch that cannot give every rank a tile is refused by every rank.
 if timeout 300 "${mpirun[@]}" -np 3 "$cli" train "${tiny[@]}" --batch 2 --out "$tmp/x" >"$tmp/out" 2>&1; then
