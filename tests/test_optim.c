@@ -11,6 +11,7 @@
 
 #include "testutil.h"
 #include "mmchain/optim.h"
+#include "../lib/optim/optim_internal.h"
 
 /* ---- a small model: three named parameters ---- */
 
@@ -606,10 +607,50 @@ START_TEST(test_group_bad_settings) {
 }
 END_TEST
 
+
+/* The vectorised Adam kernel (the AVX-512 one where the CPU has it) gives
+ * the plain reference's bits, for Adam and AdamW, at lengths that leave
+ * every tail length and that take the threaded path. */
+START_TEST(test_adam_kernel_matches_reference) {
+    const int64_t lengths[] = {1, 15, 16, 17, 4096 + 5, 70001};
+    for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+        const int64_t n = lengths[l];
+        float *arrays[2][4]; /* [kernel][param, grad, exp_avg, exp_avg_sq] */
+        for (int k = 0; k < 2; k++)
+            for (int a = 0; a < 4; a++) arrays[k][a] = malloc((size_t)n * sizeof(float));
+        for (int decoupled = 0; decoupled < 2; decoupled++) {
+            uint32_t seed = 12345u + (uint32_t)n;
+            for (int64_t i = 0; i < n; i++)
+                for (int a = 0; a < 4; a++) {
+                    seed = seed * 1664525u + 1013904223u;
+                    float u = (float)(seed >> 8) / 16777216.0f; /* [0, 1) */
+                    float value = a == 3 ? u * 1e-3f : (u - 0.5f) * (a == 1 ? 2e-2f : 1.0f);
+                    arrays[0][a][i] = arrays[1][a][i] = value;
+                }
+            mc_adam_config config = mc_adam_defaults();
+            config.weight_decay = 0.01f;
+            for (int64_t step = 1; step <= 3; step++) {
+                mc_adam_update(arrays[0][0], arrays[0][1], arrays[0][2], arrays[0][3], n, &config,
+                               1e-3f, step, decoupled);
+                mc_adam_update_reference(arrays[1][0], arrays[1][1], arrays[1][2], arrays[1][3],
+                                         n, &config, 1e-3f, step, decoupled);
+            }
+            for (int a = 0; a < 4; a++)
+                ck_assert_msg(memcmp(arrays[0][a], arrays[1][a], (size_t)n * sizeof(float)) == 0,
+                              "n %lld, decoupled %d: array %d differs from the reference",
+                              (long long)n, decoupled, a);
+        }
+        for (int k = 0; k < 2; k++)
+            for (int a = 0; a < 4; a++) free(arrays[k][a]);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("optim");
     const TTest *const rules[] = {test_adam_defaults, test_single_steps_by_hand,
-                                  test_optimizer_bad_settings, test_optimizer_list_changed, NULL};
+                                  test_adam_kernel_matches_reference, test_optimizer_bad_settings,
+                                  test_optimizer_list_changed, NULL};
     mc_test_add_loops(mc_test_add_case(s, "update rules", rules),
                       (const mc_test_loop[]){{test_matches_formula, 0, N_FORMULA_CASES}, {NULL, 0, 0}});
     /* The loop tests run once for AdamW and once for SGD. */

@@ -43,5 +43,10 @@ void mc_sgd_update(float *param, const float *grad, float *momentum_buffer, int6
  *   param: (n), grad: (n), exp_avg: (n), exp_avg_sq: (n) */
 void mc_adam_update(float *param, const float *grad, float *exp_avg, float *exp_avg_sq, int64_t n,
                     const mc_adam_config *config, float lr, int64_t step, bool decoupled_decay);
+/* mc_adam_update computed one element at a time, whatever the CPU: the
+ * reference the vectorised kernel is tested against (the same bits). */
+void mc_adam_update_reference(float *param, const float *grad, float *exp_avg, float *exp_avg_sq,
+                              int64_t n, const mc_adam_config *config, float lr, int64_t step,
+                              bool decoupled_decay);
 
 #endif
