@@ -239,42 +239,55 @@ static mc_status batch_statistics(mc_graph *g, int64_t rows, int64_t c, const fl
 /* dx: (M, C) += scale * d with g = bn_grad(dy) and
  *   training: d = g - (mean_g + xhat * mean_g_xhat), xhat = (x - mean) * invstd;
  *   eval:     d = g.
- * x, dy, relu_out (or NULL): (M, C); the rest (C), constant per channel so
- * that the inner loop has no division. */
-/* One row of input_grad (below); `relu` constant at each call. */
+ * With a shortcut (mc_batchnorm2d_add_relu) its gradient is g as well:
+ * d_shortcut: (M, C) += g, in the same pass, which reads dy and y once for
+ * both gradients instead of once more in a pass of its own.
+ * x, dy, relu_out (or NULL), d_shortcut (or NULL): (M, C); the rest (C),
+ * constant per channel so that the inner loop has no division. */
+/* One row of input_grad (below); `relu` and `shortcut` constant at each
+ * call, so that each combination is a loop of its own that vectorises. */
 static inline void input_grad_row(int64_t r, int64_t c, bool training, const float *x,
                                   const float *dy, const float *relu_out, bool relu,
-                                  const float *mean, const float *invstd, const float *scale,
-                                  const float *mean_g, const float *mean_g_xhat, float *dx) {
+                                  float *d_shortcut, bool shortcut, const float *mean,
+                                  const float *invstd, const float *scale, const float *mean_g,
+                                  const float *mean_g_xhat, float *dx) {
     if (training)
         for (int64_t ch = 0; ch < c; ch++) {
             float xhat = (x[r * c + ch] - mean[ch]) * invstd[ch];
             float g = bn_grad(dy, relu_out, relu, r * c + ch);
+            if (shortcut) d_shortcut[r * c + ch] += g;
             float d = g - (mean_g[ch] + xhat * mean_g_xhat[ch]);
             dx[r * c + ch] += scale[ch] * d;
         }
     else
-        for (int64_t ch = 0; ch < c; ch++)
-            dx[r * c + ch] += scale[ch] * bn_grad(dy, relu_out, relu, r * c + ch);
+        for (int64_t ch = 0; ch < c; ch++) {
+            float g = bn_grad(dy, relu_out, relu, r * c + ch);
+            if (shortcut) d_shortcut[r * c + ch] += g;
+            dx[r * c + ch] += scale[ch] * g;
+        }
 }
 
 MC_VECTOR_CLONES
 static void input_grad(int64_t rows, int64_t c, bool training, const float *x, const float *dy,
-                       const float *relu_out, const float *mean, const float *invstd,
-                       const float *scale, const float *mean_g, const float *mean_g_xhat,
-                       float *dx) {
+                       const float *relu_out, float *d_shortcut, const float *mean,
+                       const float *invstd, const float *scale, const float *mean_g,
+                       const float *mean_g_xhat, float *dx) {
 #pragma omp parallel for schedule(static) if (rows * c >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
-        if (relu_out)
-            input_grad_row(r, c, training, x, dy, relu_out, true, mean, invstd, scale, mean_g,
-                           mean_g_xhat, dx);
+        if (d_shortcut) /* a shortcut comes with the relu */
+            input_grad_row(r, c, training, x, dy, relu_out, true, d_shortcut, true, mean, invstd,
+                           scale, mean_g, mean_g_xhat, dx);
+        else if (relu_out)
+            input_grad_row(r, c, training, x, dy, relu_out, true, NULL, false, mean, invstd,
+                           scale, mean_g, mean_g_xhat, dx);
         else
-            input_grad_row(r, c, training, x, dy, NULL, false, mean, invstd, scale, mean_g,
-                           mean_g_xhat, dx);
+            input_grad_row(r, c, training, x, dy, NULL, false, NULL, false, mean, invstd, scale,
+                           mean_g, mean_g_xhat, dx);
     }
 }
 
-/* d_shortcut: (n) += dy where y > 0. y, dy: (n). */
+/* d_shortcut: (n) += dy where y > 0, when x needs no gradient (otherwise
+ * input_grad adds it). y, dy: (n). */
 MC_VECTOR_CLONES
 static void shortcut_grad(int64_t n, const float *y, const float *dy, float *d_shortcut) {
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
@@ -290,10 +303,10 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     int64_t c = x->shape.dim[3], rows = x->numel / c;
     const float *dy = node->out->grad;
     const float *relu_out = saved->relu ? node->out->data : NULL;
+    float *d_shortcut = NULL;
     if (shortcut && shortcut->requires_grad) {
-        float *d_shortcut;
         MC_TRY(mc_grad_buffer(node->graph, shortcut, &d_shortcut));
-        shortcut_grad(x->numel, node->out->data, dy, d_shortcut);
+        if (!x->requires_grad) shortcut_grad(x->numel, node->out->data, dy, d_shortcut);
     }
     double *partial, *sum_dy, *sum_dy_xhat;
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(REDUCE_BLOCKS * 2 * c) * sizeof(double), (void **)&partial));
@@ -332,8 +345,8 @@ static mc_status batchnorm2d_backward(mc_node *node) {
             mean_g_xhat[ch] = (float)(sum_dy_xhat[ch] / saved->rows);
         }
     }
-    input_grad(rows, c, saved->training, x->data, dy, relu_out, saved->mean, saved->invstd, scale, mean_g,
-               mean_g_xhat, dx);
+    input_grad(rows, c, saved->training, x->data, dy, relu_out, d_shortcut, saved->mean,
+               saved->invstd, scale, mean_g, mean_g_xhat, dx);
     return MC_OK;
 }
 
