@@ -236,6 +236,43 @@ START_TEST(test_bf16_round_is_nearest_even) {
 }
 END_TEST
 
+/* The AVX-512 rounding of an array gives mc_bf16_round's top halves for
+ * every value: random bits, ties, infinities, NaN, FLT_MAX and subnormals,
+ * at lengths that leave every tail of 16. */
+START_TEST(test_array_rounding_is_bf16_round) {
+    enum { N = 4000 };
+    float *values = malloc(N * sizeof *values);
+    uint16_t *bits = malloc(N * sizeof *bits);
+    uint64_t seed = 5;
+    for (int i = 0; i < N; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t word = (uint32_t)(seed >> 32);
+        if (i % 4 == 0) word = (word & 0xFFFF0000u) | 0x8000u; /* ties */
+        if (i % 7 == 0) word &= 0x807FFFFFu;                   /* subnormals */
+        values[i] = float_of(word);
+    }
+    const float special[] = {INFINITY, -INFINITY, NAN, -NAN, FLT_MAX, -FLT_MAX, 0.0f, -0.0f};
+    memcpy(values, special, sizeof special);
+    for (int64_t n = 0; n <= 33; n++) {
+        const int64_t length = n == 33 ? N : n;
+        memset(bits, 0xAB, N * sizeof *bits);
+        ck_assert(mc_bf16_bits_avx512(values, length, bits));
+        for (int64_t i = 0; i < length; i++) {
+            const uint16_t expected = (uint16_t)(bits_of(mc_bf16_round(values[i])) >> 16);
+            if (isnan(values[i])) /* any quiet NaN of the same sign */
+                ck_assert_msg(isnan(float_of((uint32_t)bits[i] << 16)) &&
+                                  (bits[i] & 0x8000u) == (expected & 0x8000u),
+                              "value %lld: NaN", (long long)i);
+            else
+                ck_assert_msg(bits[i] == expected, "value %lld (%a): %#x, not %#x", (long long)i,
+                              (double)values[i], bits[i], expected);
+        }
+        if (length < N) ck_assert_uint_eq(bits[length], 0xABABu); /* nothing past n */
+    }
+    free(values), free(bits);
+}
+END_TEST
+
 /* ---- the kernels ---- */
 
 static void check_kernel(const char *kernel) {
@@ -373,6 +410,7 @@ int main(void) {
     TCase *kernels = tcase_create("kernels");
     if (avx512) tcase_add_test(kernels, test_emulation_matches_definition);
     if (avx512) tcase_add_test(kernels, test_bf16_b_is_rounding_in_packing);
+    if (avx512) tcase_add_test(kernels, test_array_rounding_is_bf16_round);
     if (native) {
         tcase_add_test(kernels, test_vdpbf16ps_matches_definition);
         tcase_add_test(kernels, test_emulation_is_vdpbf16ps_bit_for_bit);

@@ -94,6 +94,17 @@ AVX512 static inline __m512i slots_of_two_rows(const float *even, const float *o
     return _mm512_or_si512(low, _mm512_slli_epi32(high, 16));
 }
 
+/* The bf16 bits of values[0..n) into bits, 16 at a time (the last n % 16
+ * under a mask): bf16_bits narrowed to 16 bits per lane.
+ * values, bits: (n). */
+AVX512 static void bf16_bits_of_array(const float *values, int64_t n, uint16_t *bits) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mask = first_lanes(n - i);
+        _mm512_mask_cvtepi32_storeu_epi16(bits + i, mask,
+                                          bf16_bits(_mm512_maskz_loadu_ps(mask, values + i)));
+    }
+}
+
 /* ---- packing ---- */
 
 /* Slots of a (lines, kc) piece of a row-major matrix whose rows run along
@@ -133,6 +144,38 @@ AVX512 static void pack_slots_transposed(const float *src, int64_t ld, int64_t l
     }
 }
 
+/* 16 slots from rows k (even) and k + 1 (odd, NULL past the slice) of a
+ * matrix, their first n columns (zero slots past n; nothing read when
+ * n <= 0): one for rows of floats, one for rows of bf16 values. */
+typedef __m512i (*slots_of_rows_fn)(const void *even, const void *odd, int64_t n);
+
+/* The rows of slots of a (kc, nc) piece of a row-major matrix whose rows
+ * run along n (B not transposed): rows k0 + 2s and k0 + 2s + 1 read in
+ * order make row s of slots, even values low. B: (K, N) with row stride
+ * ldb, of value_bytes-byte values (4: floats, 2: bf16), `slots` the maker
+ * for that type (a constant at each call, so it inlines).
+ * packed: (ceil(nc / NR), ceil(kc / 2), NR) slots. */
+AVX512 static inline __attribute__((always_inline)) void
+pack_rows_as_slots(slots_of_rows_fn slots_of_rows, const void *B, size_t value_bytes, int64_t ldb,
+                   int64_t k0, int64_t kc, int64_t j0, int64_t nc, float *packed) {
+    const int64_t slots = (kc + 1) / 2;
+    const char *values = B;
+    for (int64_t s = 0; s < slots; s++) {
+        const char *even = values + (size_t)((k0 + 2 * s) * ldb + j0) * value_bytes;
+        const char *odd = 2 * s + 1 < kc ? even + (size_t)ldb * value_bytes : NULL;
+        for (int64_t j = 0; j < nc; j += NR)
+            for (int64_t half = 0; half < NR; half += 16) {
+                const size_t at = (size_t)(j + half) * value_bytes;
+                _mm512_store_si512(packed + j * slots + s * NR + half,
+                                   slots_of_rows(even + at, odd ? odd + at : NULL, nc - j - half));
+            }
+    }
+}
+
+AVX512 static inline __m512i slots_of_float_rows(const void *even, const void *odd, int64_t n) {
+    return slots_of_two_rows(even, odd, n);
+}
+
 /* mc_gemm_avx512_variant.pack_b_block for bf16 slots.
  * B: (K, N) with row stride ldb, or (N, K) when trans_b.
  * packed: (ceil(nc / NR), ceil(kc / 2), NR) slots. */
@@ -141,18 +184,7 @@ AVX512 static void pack_b_block_bf16(bool trans_b, const void *B_floats, int64_t
     const float *B = B_floats;
     const int64_t slots = (kc + 1) / 2;
     if (!trans_b) {
-        /* Rows k and k + 1 of B, read in order, make one row of slots. */
-        for (int64_t s = 0; s < slots; s++) {
-            const float *even = B + (k0 + 2 * s) * ldb + j0;
-            const float *odd = 2 * s + 1 < kc ? even + ldb : NULL;
-            for (int64_t j = 0; j < nc; j += NR) {
-                float *to = packed + j * slots + s * NR;
-                _mm512_store_si512(to, slots_of_two_rows(even + j, odd ? odd + j : NULL, nc - j));
-                _mm512_store_si512(to + 16, slots_of_two_rows(even + j + 16,
-                                                              odd ? odd + j + 16 : NULL,
-                                                              nc - j - 16));
-            }
-        }
+        pack_rows_as_slots(slots_of_float_rows, B, sizeof(float), ldb, k0, kc, j0, nc, packed);
     } else {
         /* op(B)[k][j] = B[j][k]: each row of B runs along k. */
         for (int64_t j = 0; j < nc; j += NR)
@@ -173,6 +205,12 @@ AVX512 static inline __m512i widen_bf16(const uint16_t *p, int64_t n) {
     uint16_t part[16] = {0};
     if (n > 0) memcpy(part, p, (size_t)n * sizeof *p);
     return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)part));
+}
+
+/* slots_of_rows_fn for rows of bf16 values: a pair is a slot already. */
+AVX512 static inline __m512i slots_of_bf16_rows(const void *even, const void *odd, int64_t n) {
+    const __m512i low = widen_bf16(even, n);
+    return odd ? _mm512_or_si512(low, _mm512_slli_epi32(widen_bf16(odd, n), 16)) : low;
 }
 
 /* Slots of a (lines, kc) piece of a bf16 matrix whose rows run along k:
@@ -214,20 +252,7 @@ AVX512 static void pack_b_block_from_bf16(bool trans_b, const void *B_bf16, int6
     const uint16_t *B = B_bf16;
     const int64_t slots = (kc + 1) / 2;
     if (!trans_b) {
-        /* Rows k and k + 1 of B make one row of slots: even values low. */
-        for (int64_t s = 0; s < slots; s++) {
-            const uint16_t *even = B + (k0 + 2 * s) * ldb + j0;
-            const uint16_t *odd = 2 * s + 1 < kc ? even + ldb : NULL;
-            for (int64_t j = 0; j < nc; j += NR) {
-                float *to = packed + j * slots + s * NR;
-                for (int64_t half = 0; half < NR; half += 16) {
-                    const int64_t n = nc - j - half;
-                    __m512i v = widen_bf16(even + j + half, n);
-                    if (odd) v = _mm512_or_si512(v, _mm512_slli_epi32(widen_bf16(odd + j + half, n), 16));
-                    _mm512_store_si512(to + half, v);
-                }
-            }
-        }
+        pack_rows_as_slots(slots_of_bf16_rows, B, sizeof(uint16_t), ldb, k0, kc, j0, nc, packed);
     } else {
         for (int64_t j = 0; j < nc; j += NR)
             for (int64_t half = 0; half < NR; half += 16)
@@ -252,6 +277,14 @@ AVX512 static void pack_a_panel_bf16(bool trans_a, const float *A, int64_t lda, 
     } else {
         pack_slots_transposed(A + i0 * lda + k0, lda, rows, kc, panel, MR);
     }
+}
+
+/* ---- rounding an array ---- */
+
+bool mc_bf16_bits_avx512(const float *values, int64_t n, uint16_t *bits) {
+    if (!mc_gemm_avx512_available()) return false;
+    bf16_bits_of_array(values, n, bits);
+    return true;
 }
 
 /* ---- the micro-kernels ---- */
@@ -362,6 +395,11 @@ bool mc_sgemm_bf16_b_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, in
 }
 
 #else /* not x86-64 with GCC or clang: the products run in fp32 (gemm.c) */
+
+bool mc_bf16_bits_avx512(const float *values, int64_t n, uint16_t *bits) {
+    (void)values, (void)n, (void)bits;
+    return false;
+}
 
 bool mc_sgemm_bf16_b_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                             float alpha, const float *A, int64_t lda, const uint16_t *B,

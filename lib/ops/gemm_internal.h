@@ -70,6 +70,10 @@ bool mc_gemm_bf16_runs(void);
 mc_status mc_gemm_bf16_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                          float alpha, const float *A, int64_t lda, const uint16_t *B, int64_t ldb,
                          float beta, float *C, int64_t ldc);
+/* The bf16 bits of values[0..n) (each the top half of mc_bf16_round of a
+ * value), 16 at a time; false, nothing written, on a CPU without AVX-512F.
+ * values, bits: (n). */
+bool mc_bf16_bits_avx512(const float *values, int64_t n, uint16_t *bits);
 /* True when this CPU has AVX-512F and AVX512_BF16 (vdpbf16ps). */
 bool mc_gemm_bf16_native_available(void);
 /* True when bf16 products run on vdpbf16ps now (native available and the

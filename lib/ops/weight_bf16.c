@@ -40,14 +40,31 @@ static bool is_current(const struct mc_tensor_bf16 *copy, const mc_tensor *t,
            copy->numel == t->numel && copy->arrange == arrange;
 }
 
-/* The bf16 bits of values[0..n) into bits. */
-static void round_to_bf16(const float *values, int64_t n, uint16_t *bits) {
-#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+/* The bf16 bits of values[0..n) into bits, one at a time: the reference,
+ * and the kernel of CPUs without AVX-512F. values, bits: (n). */
+static void round_to_bf16_reference(const float *values, int64_t n, uint16_t *bits) {
     for (int64_t i = 0; i < n; i++) {
         float rounded = mc_bf16_round(values[i]);
         uint32_t word;
         memcpy(&word, &rounded, sizeof word);
         bits[i] = (uint16_t)(word >> 16);
+    }
+}
+
+/* round_to_bf16_reference's bits, 16 at a time where the CPU has AVX-512F
+ * (the same rounding, tested), in parts of 4096 among the threads: a
+ * ResNet-50 has 25 million weights to round after every optimizer step.
+ * values, bits: (n). */
+enum { ROUNDING_PART = 4096 };
+
+static void round_to_bf16(const float *values, int64_t n, uint16_t *bits) {
+    const int64_t parts = (n + ROUNDING_PART - 1) / ROUNDING_PART;
+#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+    for (int64_t part = 0; part < parts; part++) {
+        const int64_t start = part * ROUNDING_PART;
+        const int64_t count = n - start < ROUNDING_PART ? n - start : ROUNDING_PART;
+        if (!mc_bf16_bits_avx512(values + start, count, bits + start))
+            round_to_bf16_reference(values + start, count, bits + start);
     }
 }
 
