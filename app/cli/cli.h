@@ -36,20 +36,24 @@ int cli_fail_status(const char *command, mc_status status);
  *         CLI_FLAG_OPT("--quiet", &a.quiet, "no progress line"),
  *         CLI_END,
  *     };
- *     cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
- *     int code = cli_parse(&parser, argc, argv, NULL, NULL);
+ *     int code = cli_parse_options(COMMAND, USAGE, opts, argc, argv);
  *     if (code >= 0) return code;      (0 after --help, else the error's code)
  *
- * The variables hold the defaults before parsing: `--help` prints them. */
+ * The variables hold the defaults before parsing: `--help` prints them.
+ * Where a library function takes a config struct, the options bind its
+ * fields (&a.train.epochs) and the struct starts as the library's
+ * *_defaults(): the command keeps no copy of the library's defaults. */
 
 typedef enum cli_opt_kind {
-    CLI_FLAG,   /* bool: present = true */
-    CLI_STRING, /* const char * */
-    CLI_INT,    /* int within [min, max] */
-    CLI_FLOAT,  /* float within [min, max] */
-    CLI_U64,    /* uint64_t (seeds) */
-    CLI_BYTES,  /* uint64_t: a size in bytes, "512M", "2G" (powers of 1024), 0 = none */
-    CLI_LIST    /* cli_list: a repeatable option, every value in order */
+    CLI_FLAG,     /* bool: present = true */
+    CLI_FLAG_OFF, /* bool: present = false (--no-X of a setting that is on by default) */
+    CLI_STRING,   /* const char * */
+    CLI_INT,      /* int within [min, max] */
+    CLI_I64,      /* int64_t within [min, max] (step counts) */
+    CLI_FLOAT,    /* float within [min, max] */
+    CLI_U64,      /* uint64_t (seeds) */
+    CLI_BYTES,    /* uint64_t: a size in bytes, "512M", "2G" (powers of 1024), 0 = none */
+    CLI_LIST      /* cli_list: a repeatable option, every value in order */
 } cli_opt_kind;
 
 /* The values of a repeatable option; items has room for argc pointers. */
@@ -61,8 +65,9 @@ typedef struct cli_list {
 typedef struct cli_opt {
     const char *name;  /* "--epochs" */
     cli_opt_kind kind;
-    void *value;       /* bool *, const char **, int *, float *, uint64_t * (U64, BYTES), cli_list * */
-    double min, max;   /* CLI_INT / CLI_FLOAT */
+    void *value;       /* bool * (FLAG, FLAG_OFF), const char **, int *, int64_t *, float *,
+                        * uint64_t * (U64, BYTES), cli_list * */
+    double min, max;   /* CLI_INT / CLI_I64 / CLI_FLOAT */
     const char *help;  /* one line of the generated help, "VALUE: what"; NULL: the
                         * command's own help text documents the option */
     bool given;        /* set by the parser */
@@ -71,8 +76,10 @@ typedef struct cli_opt {
 /* `ptr` as a void *, and a compiler warning unless it is a `type *`. */
 #define CLI_BIND(type, ptr) ((void *)(1 ? (ptr) : (type *)0))
 #define CLI_FLAG_OPT(name, ptr, help) {name, CLI_FLAG, CLI_BIND(bool, ptr), 0, 0, help, false}
+#define CLI_FLAG_OFF_OPT(name, ptr, help) {name, CLI_FLAG_OFF, CLI_BIND(bool, ptr), 0, 0, help, false}
 #define CLI_STRING_OPT(name, ptr, help) {name, CLI_STRING, CLI_BIND(const char *, ptr), 0, 0, help, false}
 #define CLI_INT_OPT(name, ptr, lo, hi, help) {name, CLI_INT, CLI_BIND(int, ptr), lo, hi, help, false}
+#define CLI_I64_OPT(name, ptr, lo, hi, help) {name, CLI_I64, CLI_BIND(int64_t, ptr), lo, hi, help, false}
 #define CLI_FLOAT_OPT(name, ptr, lo, hi, help) {name, CLI_FLOAT, CLI_BIND(float, ptr), lo, hi, help, false}
 #define CLI_U64_OPT(name, ptr, help) {name, CLI_U64, CLI_BIND(uint64_t, ptr), 0, 0, help, false}
 #define CLI_BYTES_OPT(name, ptr, help) {name, CLI_BYTES, CLI_BIND(uint64_t, ptr), 0, 0, help, false}
@@ -102,6 +109,8 @@ typedef struct cli_parser {
  * -1 to go on, or the exit code: 0 after --help, 1 after an error (one line
  * on stderr naming the option). */
 int cli_parse(const cli_parser *parser, int argc, char **argv, const char **operands, int *n_operands);
+/* cli_parse of a command that takes no operands and has a generated help. */
+int cli_parse_options(const char *command, const char *usage, cli_opt *opts, int argc, char **argv);
 /* Set one option from text (validated as on the command line); returns 0 or
  * the exit code after printing the error. */
 int cli_opt_set(const char *command, cli_opt *opt, const char *text);

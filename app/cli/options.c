@@ -72,10 +72,14 @@ int cli_opt_set(const char *command, cli_opt *o, const char *text) {
     errno = 0;
     switch (o->kind) {
     case CLI_FLAG:
-        if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0) *(bool *)o->value = true;
-        else if (strcmp(text, "false") == 0 || strcmp(text, "0") == 0) *(bool *)o->value = false;
+    case CLI_FLAG_OFF: { /* the text says whether the option is in force: "--no-augment true" */
+        bool present;
+        if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0) present = true;
+        else if (strcmp(text, "false") == 0 || strcmp(text, "0") == 0) present = false;
         else return cli_fail(command, "%s: '%s' is not true or false", o->name, text);
+        *(bool *)o->value = o->kind == CLI_FLAG ? present : !present;
         return 0;
+    }
     case CLI_STRING:
         *(const char **)o->value = text;
         return 0;
@@ -84,12 +88,14 @@ int cli_opt_set(const char *command, cli_opt *o, const char *text) {
         list->items[list->n++] = text;
         return 0;
     }
-    case CLI_INT: {
-        long v = strtol(text, &end, 10);
+    case CLI_INT:
+    case CLI_I64: {
+        long long v = strtoll(text, &end, 10);
         if (errno || end == text || *end || v < o->min || v > o->max)
             return cli_fail(command, "%s must be a whole number from %.0f to %.0f, not '%s'", o->name,
                             o->min, o->max, text);
-        *(int *)o->value = (int)v;
+        if (o->kind == CLI_INT) *(int *)o->value = (int)v;
+        else *(int64_t *)o->value = (int64_t)v;
         return 0;
     }
     case CLI_FLOAT: {
@@ -119,6 +125,7 @@ int cli_opt_set(const char *command, cli_opt *o, const char *text) {
 void cli_opt_format(const cli_opt *o, char *buf, size_t len) {
     switch (o->kind) {
     case CLI_FLAG: snprintf(buf, len, "%s", *(const bool *)o->value ? "true" : "false"); break;
+    case CLI_FLAG_OFF: snprintf(buf, len, "%s", *(const bool *)o->value ? "false" : "true"); break;
     case CLI_STRING: {
         const char *s = *(const char *const *)o->value;
         snprintf(buf, len, "%s", s ? s : "");
@@ -126,6 +133,7 @@ void cli_opt_format(const cli_opt *o, char *buf, size_t len) {
     }
     case CLI_LIST: snprintf(buf, len, "%d values", ((const cli_list *)o->value)->n); break;
     case CLI_INT: snprintf(buf, len, "%d", *(const int *)o->value); break;
+    case CLI_I64: snprintf(buf, len, "%" PRId64, *(const int64_t *)o->value); break;
     case CLI_FLOAT: { /* the shortest text that reads back as the same float */
         float v = *(const float *)o->value;
         for (int digits = 6; digits <= 9; digits++) {
@@ -157,7 +165,8 @@ static void print_generated_help(const char *usage, const cli_opt *opts) {
     for (const cli_opt *o = opts; o->name; o++) {
         if (!o->help) continue;
         char value[256] = "";
-        if (o->kind != CLI_FLAG && o->kind != CLI_LIST) cli_opt_format(o, value, sizeof value);
+        if (o->kind != CLI_FLAG && o->kind != CLI_FLAG_OFF && o->kind != CLI_LIST)
+            cli_opt_format(o, value, sizeof value);
         printf("  %-22s %s%s%s%s\n", o->name, o->help, value[0] ? " (default " : "", value,
                value[0] ? ")" : "");
     }
@@ -187,8 +196,8 @@ int cli_parse(const cli_parser *p, int argc, char **argv, const char **operands,
         cli_opt *o = cli_opt_find(p->opts, arg);
         if (!o) return cli_fail(p->command, "unknown option '%s' (see mmchain %s --help)", arg, p->command);
         o->given = true;
-        if (o->kind == CLI_FLAG) {
-            *(bool *)o->value = true;
+        if (o->kind == CLI_FLAG || o->kind == CLI_FLAG_OFF) {
+            *(bool *)o->value = o->kind == CLI_FLAG;
             continue;
         }
         if (i + 1 >= argc) return cli_fail(p->command, "option %s needs a value", arg);
@@ -196,6 +205,11 @@ int cli_parse(const cli_parser *p, int argc, char **argv, const char **operands,
         if (code) return code;
     }
     return -1;
+}
+
+int cli_parse_options(const char *command, const char *usage, cli_opt *opts, int argc, char **argv) {
+    const cli_parser parser = {command, usage, NULL, opts, CLI_NO_OPERANDS};
+    return cli_parse(&parser, argc, argv, NULL, NULL);
 }
 
 int cli_apply_precision(const char *command, const char *text) {

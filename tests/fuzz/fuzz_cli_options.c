@@ -22,17 +22,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (char *p = text; p < text + size && argc <= MAX_ARGS; p += strlen(p) + 1) argv[argc++] = p;
     argv[argc] = NULL;
 
-    bool flag = false;
+    bool flag = false, on = true;
     const char *string = NULL;
     int count = 3;
     float rate = 0.5f;
     uint64_t seed = 0, memory = 0;
+    int64_t steps = 0;
     const char *items[MAX_ARGS + 2];
     cli_list list = {items, 0};
     cli_opt opts[] = {
         CLI_FLAG_OPT("--quiet", &flag, "no output"),
+        CLI_FLAG_OFF_OPT("--no-augment", &on, "no augmentation"),
         CLI_STRING_OPT("--out", &string, "DIR: output folder"),
         CLI_INT_OPT("--epochs", &count, 1, 100000, "E: epochs"),
+        CLI_I64_OPT("--stop-after-steps", &steps, 0, 1e12, "N: steps"),
         CLI_FLOAT_OPT("--lr", &rate, 1e-12, 10, "LR: learning rate"),
         CLI_U64_OPT("--seed", &seed, "S: seed"),
         CLI_BYTES_OPT("--max-memory", &memory, "SIZE: memory limit"),
@@ -50,6 +53,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint64_t again = 0;
         cli_opt_format(cli_opt_find(opts, "--max-memory"), shown, sizeof shown);
         if (!cli_parse_bytes(shown, &again) || again != memory) abort();
+        /* So must a --no-X flag and a step count. */
+        const bool was_on = on;
+        const int64_t were = steps;
+        cli_opt_format(cli_opt_find(opts, "--no-augment"), shown, sizeof shown);
+        if (cli_opt_set("fuzz", cli_opt_find(opts, "--no-augment"), shown) != 0 || on != was_on) abort();
+        cli_opt_format(cli_opt_find(opts, "--stop-after-steps"), shown, sizeof shown);
+        if (cli_opt_set("fuzz", cli_opt_find(opts, "--stop-after-steps"), shown) != 0 || steps != were) abort();
         for (int i = 0; i < n_operands; i++) (void)strlen(operands[i]);
         for (int i = 0; i < list.n; i++) (void)strlen(list.items[i]);
     }
