@@ -1,4 +1,4 @@
-/* Shared by cmd_train.c, cmd_eval.c and cmd_classify.c (see chain_cli.h). */
+/* Shared by the commands that train, evaluate or use a spectral encoder (see chain_cli.h). */
 #include "chain_cli.h"
 #include "mmchain/dist.h"
 
@@ -8,15 +8,33 @@
 #include <string.h>
 #include <sys/stat.h>
 
+chain_data_args chain_cli_data_defaults(void) {
+    return (chain_data_args){.eurosat = mc_eurosat_default_options()};
+}
+
 int chain_cli_open_eurosat(const char *command, const chain_data_args *d, mc_eurosat **ds) {
-    mc_eurosat_options options = mc_eurosat_default_options();
-    options.rgb_dir = d->rgb;
-    options.split_dir = d->splits;
-    options.seed = d->seed;
-    options.train_size = d->train_size;
-    options.val_size = d->val_size;
-    mc_status s = mc_eurosat_open(ds, d->data, &options);
+    mc_status s = mc_eurosat_open(ds, d->data, &d->eurosat);
     if (s != MC_OK) return cli_fail(command, "--data %s: %s", d->data, mc_last_error());
+    return 0;
+}
+
+chain_encoder_args chain_cli_encoder_defaults(void) {
+    return (chain_encoder_args){.depth = 50, .width = 64};
+}
+
+int chain_cli_encoder_arch(const char *command, const chain_encoder_args *e, mc_resnet_config *arch) {
+    if (mc_resnet_config_for_depth(e->depth, arch) != MC_OK)
+        return cli_fail(command, "--depth %d: %s", e->depth, mc_last_error());
+    arch->base_width = e->width;
+    if (e->layers) {
+        char tail;
+        if (sscanf(e->layers, "%d,%d,%d,%d%c", &arch->layers[0], &arch->layers[1], &arch->layers[2],
+                   &arch->layers[3], &tail) != 4)
+            return cli_fail(command, "--layers '%s' is not four block counts like 3,4,6,3", e->layers);
+    }
+    arch->in_channels = 1; /* set from the bands by the encoder */
+    arch->fc_out = 1;
+    if (mc_resnet_config_check(arch) != MC_OK) return cli_fail(command, "%s", mc_last_error());
     return 0;
 }
 
@@ -79,6 +97,16 @@ int chain_cli_check_which(const char *command, const char *which) {
     return cli_fail(command, "--which '%s' is not best or last", which);
 }
 
+void chain_cli_run_checkpoint(const mc_run *run, const char *which, const char *given, char *path, size_t len) {
+    if (given) {
+        snprintf(path, len, "%s", given);
+        return;
+    }
+    char rel[64];
+    snprintf(rel, sizeof rel, "checkpoints/%s.safetensors", which);
+    mc_run_path(run, rel, path, len);
+}
+
 int chain_cli_load_teacher(const char *command, const char *given, int embed_dim,
                            mc_spectral_encoder **teacher, char *path, size_t len) {
     struct stat info;
@@ -102,6 +130,17 @@ int chain_cli_load_teacher(const char *command, const char *given, int embed_dim
                         embed_dim);
     }
     return 0;
+}
+
+mc_status chain_cli_teacher_view(const mc_spectral_encoder *teacher, const mc_eurosat *ds, mc_split split,
+                                 const mc_chain_data *student, chain_teacher_view *tv) {
+    MC_TRY(mc_chain_data_from_eurosat(&tv->view, ds, split, &teacher->bands, &teacher->norm));
+    return mc_chain_data_with_teacher_view(&tv->pairs, student, &tv->view);
+}
+
+void chain_cli_teacher_view_free(chain_teacher_view *tv) {
+    mc_chain_data_free(&tv->pairs);
+    mc_chain_data_free(&tv->view);
 }
 
 /* The prompt names: the user's list, or the folder names mapped by name. */
@@ -128,12 +167,12 @@ static int prompt_names(const char *command, const char *classes_list,
     return 0;
 }
 
-int chain_cli_classifier(const char *command, mc_clip *clip, const char *vocab_path,
-                         const char *classes_list, const char *templates_list,
+int chain_cli_classifier(const char *command, mc_clip *clip, const chain_data_args *d,
                          const char *const *folder_names, int n_folders, mc_tensor **classes,
                          char ***names, int *n_names) {
+    const char *vocab_path = d->vocab, *templates_list = d->templates;
     if (!vocab_path) return cli_fail(command, "--vocab is required (CLIP's merges.txt / bpe_simple_vocab_16e6.txt.gz)");
-    int code = prompt_names(command, classes_list, folder_names, n_folders, names, n_names);
+    int code = prompt_names(command, d->classes, folder_names, n_folders, names, n_names);
     if (code) return code;
     char **templates = NULL;
     int n_templates = MC_CHAIN_NUM_TEMPLATES;

@@ -15,38 +15,55 @@
  * definition of each flag (range, help line) and one way to the EuroSAT
  * options, so that eval reads a run's data exactly as train did. */
 typedef struct chain_data_args {
-    const char *data, *rgb, *clip, *vocab, *splits, *classes, *templates;
-    int train_size, val_size;
-    uint64_t seed;
+    const char *data, *clip, *vocab, *classes, *templates;
+    mc_eurosat_options eurosat; /* --rgb, --splits, --seed, --train-size, --val-size */
 } chain_data_args;
+
+/* No data given yet; the EuroSAT options at the library's defaults. */
+chain_data_args chain_cli_data_defaults(void);
 
 /* The table entries of those options, bound to d (a chain_data_args *):
  * one definition of each flag for every command's table. */
 #define CHAIN_CLI_DATA_OPTIONS(d)                                                                     \
     CLI_STRING_OPT("--data", &(d)->data, "DIR: EuroSAT-MS folder of class folders of .tif"),        \
-    CLI_STRING_OPT("--rgb", &(d)->rgb, "DIR: EuroSAT RGB release (default: RGB from B04,B03,B02)"), \
+    CLI_STRING_OPT("--rgb", &(d)->eurosat.rgb_dir, "DIR: EuroSAT RGB release (default: RGB from B04,B03,B02)"), \
     CLI_STRING_OPT("--clip", &(d)->clip, "FILE: CLIP (Hugging Face CLIPModel safetensors)"),        \
     CLI_STRING_OPT("--vocab", &(d)->vocab, "FILE: CLIP's merges.txt or bpe_simple_vocab_16e6.txt.gz"), \
-    CLI_STRING_OPT("--splits", &(d)->splits, "DIR: torchgeo's eurosat-{train,val,test}.txt"),       \
-    CLI_INT_OPT("--train-size", &(d)->train_size, 0, 100000000, "N: training tiles (0 = 2600 or scaled)"), \
-    CLI_INT_OPT("--val-size", &(d)->val_size, 0, 100000000, "N: validation tiles (0 = 1000 or scaled)"),   \
-    CLI_U64_OPT("--seed", &(d)->seed, "S: the split's seed (train: also order, augmentation, init)"),      \
+    CLI_STRING_OPT("--splits", &(d)->eurosat.split_dir, "DIR: torchgeo's eurosat-{train,val,test}.txt"), \
+    CLI_INT_OPT("--train-size", &(d)->eurosat.train_size, 0, 100000000, "N: training tiles (0 = 2600 or scaled)"), \
+    CLI_INT_OPT("--val-size", &(d)->eurosat.val_size, 0, 100000000, "N: validation tiles (0 = 1000 or scaled)"),   \
+    CLI_U64_OPT("--seed", &(d)->eurosat.seed, "S: the split's seed (train: also order, augmentation, init)"),      \
     CLI_STRING_OPT("--classes", &(d)->classes, "LIST: prompt names, one per class folder, commas"),        \
     CLI_STRING_OPT("--templates", &(d)->templates, "LIST: prompt templates with {}, '|'-separated")
 
-/* mc_eurosat_open of d->data with the --rgb, --splits, --seed and
- * --train-size / --val-size options; returns 0 or the exit code after an
- * error that names --data. */
+/* The spectral encoder's architecture options that train and ablate share
+ * (--resnet, --depth, --width, --layers; each command has its own help
+ * lines). */
+typedef struct chain_encoder_args {
+    const char *resnet, *layers; /* NULL: random init; the depth's blocks per stage */
+    int depth, width;
+} chain_encoder_args;
+
+/* A ResNet-50 of torchvision's width (64), as the seed paper. */
+chain_encoder_args chain_cli_encoder_defaults(void);
+
+/* The ResNet of --depth, --width and --layers, checked; in_channels and
+ * fc_out are 1 (the encoder sets them from the bands and the joint space).
+ * Returns 0 or the exit code after an error naming the flag. */
+int chain_cli_encoder_arch(const char *command, const chain_encoder_args *e, mc_resnet_config *arch);
+
+/* mc_eurosat_open of d->data with d->eurosat (the --rgb, --splits, --seed
+ * and --train-size / --val-size options); returns 0 or the exit code after
+ * an error that names --data. */
 int chain_cli_open_eurosat(const char *command, const chain_data_args *d, mc_eurosat **ds);
 
-/* The zero-shot classifier for a CLIP + vocabulary: class prompt names come
- * from `classes_list` (comma-separated, must have n_folders items when
+/* The zero-shot classifier for a CLIP and d->vocab: class prompt names
+ * come from d->classes (comma-separated, must have n_folders items when
  * n_folders > 0) or else from the folder names (CLIP's EuroSAT names by
- * name); templates from `templates_list` ('|'-separated) or CLIP's EuroSAT
+ * name); templates from d->templates ('|'-separated) or CLIP's EuroSAT
  * templates. *names (malloc'd, mc_chain_strings_free) and *n_names are the
  * prompt names. Returns 0 or the exit code after printing the error. */
-int chain_cli_classifier(const char *command, mc_clip *clip, const char *vocab_path,
-                         const char *classes_list, const char *templates_list,
+int chain_cli_classifier(const char *command, mc_clip *clip, const chain_data_args *d,
                          const char *const *folder_names, int n_folders, mc_tensor **classes,
                          char ***names, int *n_names);
 
@@ -58,9 +75,26 @@ int chain_cli_classifier(const char *command, mc_clip *clip, const char *vocab_p
 int chain_cli_load_teacher(const char *command, const char *given, int embed_dim,
                            mc_spectral_encoder **teacher, char *path, size_t len);
 
+/* One split as a --teacher run sees it: the tiles through the teacher's
+ * bands and normalisation (view), and the pairs of the student's tiles with
+ * that view in place of RGB (pairs; it borrows view: keep the struct in
+ * place). */
+typedef struct chain_teacher_view {
+    mc_chain_data view, pairs;
+} chain_teacher_view;
+
+/* The teacher's view of `split` of ds, paired with `student` (the same
+ * split through the student's bands). */
+mc_status chain_cli_teacher_view(const mc_spectral_encoder *teacher, const mc_eurosat *ds, mc_split split,
+                                 const mc_chain_data *student, chain_teacher_view *tv);
+void chain_cli_teacher_view_free(chain_teacher_view *tv);
+
 /* --which: "best" or "last" (a run's checkpoint); returns 0 or the exit code
  * after the error. */
 int chain_cli_check_which(const char *command, const char *which);
+/* The encoder checkpoint a command reads: `given` (--checkpoint) when not
+ * NULL, else the run's checkpoints/<which>.safetensors. */
+void chain_cli_run_checkpoint(const mc_run *run, const char *which, const char *given, char *path, size_t len);
 
 /* ---- --max-memory (and MMCHAIN_MAX_MEMORY) ----
  * The limit a run is held to: --max-memory when given, else the

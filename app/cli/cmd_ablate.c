@@ -37,11 +37,11 @@ typedef struct ablate_args {
     const char *sets, *seeds, *out;
     int epochs;
     bool tiny, quiet, no_control;
-    /* --data: EuroSAT-MS with a given CLIP */
+    /* --data: EuroSAT-MS with a given CLIP, mmchain train's encoder and
+     * trainer (--batch and --lr bound to the trainer's options) */
     chain_data_args d;
-    const char *resnet, *layers;
-    int depth, width, batch;
-    float lr;
+    chain_encoder_args enc;
+    mc_chain_train_config train;
 } ablate_args;
 
 /* mean and sample standard deviation of n values (sd 0 for one value). */
@@ -235,7 +235,7 @@ static void free_seed(eurosat_seed *e) {
 
 static int open_seed(const ablate_args *a, uint64_t seed, const char *cache, eurosat_seed *e, ablation *ab) {
     chain_data_args d = a->d;
-    d.seed = seed;
+    d.eurosat.seed = seed;
     int code = chain_cli_open_eurosat(COMMAND, &d, &e->ds);
     if (!code) code = chain_cli_load_clip(COMMAND, d.clip, &e->clip);
     if (code) return code;
@@ -250,8 +250,7 @@ static int open_seed(const ablate_args *a, uint64_t seed, const char *cache, eur
                         MC_EUROSAT_NUM_CLASSES);
     for (int c = 0; c < k; c++) folders[c] = mc_eurosat_class_name(e->ds, c);
     for (int c = 0; c < k; c++) snprintf(ab->class_names[c], sizeof ab->class_names[c], "%s", folders[c]);
-    code = chain_cli_classifier(COMMAND, e->clip, d.vocab, d.classes, d.templates, folders, k, &e->classes,
-                                &e->names, &e->n_names);
+    code = chain_cli_classifier(COMMAND, e->clip, &d, folders, k, &e->classes, &e->names, &e->n_names);
     if (code) return code;
     mc_bands rgb;
     mc_chain_data test;
@@ -267,16 +266,10 @@ static int open_seed(const ablate_args *a, uint64_t seed, const char *cache, eur
 
 /* One band set of one seed: the encoder and its control, trained on the
  * training split (validated on the validation split), scored on the test. */
-static mc_status eurosat_set(const ablate_args *a, uint64_t seed, eurosat_seed *e, const char *list,
-                             const char *cache, mc_ablate_row *row) {
+static mc_status eurosat_set(const ablate_args *a, const mc_resnet_config *arch, uint64_t seed, eurosat_seed *e,
+                             const char *list, const char *cache, mc_ablate_row *row) {
     mc_bands bands;
     MC_TRY(mc_bands_parse(list, &bands));
-    mc_resnet_config arch;
-    MC_TRY(mc_resnet_config_for_depth(a->depth, &arch));
-    arch.base_width = a->width;
-    if (a->layers && sscanf(a->layers, "%d,%d,%d,%d", &arch.layers[0], &arch.layers[1], &arch.layers[2],
-                            &arch.layers[3]) != 4)
-        return mc_error(MC_ERR_ARG, "--layers '%s' is not four block counts like 3,4,6,3", a->layers);
     mc_chain_data data[3];
     memset(data, 0, sizeof data);
     const mc_split splits[3] = {MC_SPLIT_TRAIN, MC_SPLIT_VAL, e->test_split};
@@ -285,18 +278,15 @@ static mc_status eurosat_set(const ablate_args *a, uint64_t seed, eurosat_seed *
     mc_status st = MC_OK;
     for (int k = 0; k < 3 && st == MC_OK; k++) st = mc_chain_data_from_eurosat(&data[k], e->ds, splits[k], &bands, &e->norm);
     for (int control = 0; control < (a->no_control ? 1 : 2) && st == MC_OK; control++) {
-        mc_chain_train_config cfg = mc_chain_train_defaults();
-        cfg.epochs = a->epochs;
-        cfg.batch_size = a->batch;
-        cfg.lr = a->lr;
+        mc_chain_train_config cfg = a->train;
         cfg.seed = seed;
         cfg.shuffle_pairs = control;
         cfg.cache_dir = cache;
         mc_spectral_encoder *enc = NULL;
         mc_chain_trainer *trainer = NULL;
-        st = mc_spectral_encoder_new(&enc, &arch, &bands, &e->norm, data[0].height, e->clip->config.embed_dim,
+        st = mc_spectral_encoder_new(&enc, arch, &bands, &e->norm, data[0].height, e->clip->config.embed_dim,
                                      logf(1.0f / cfg.temperature), false, seed);
-        if (st == MC_OK && a->resnet) st = mc_spectral_encoder_load_imagenet(enc, a->resnet, NULL, 0);
+        if (st == MC_OK && a->enc.resnet) st = mc_spectral_encoder_load_imagenet(enc, a->enc.resnet, NULL, 0);
         if (st == MC_OK) st = mc_chain_trainer_new(&trainer, &cfg, enc, e->clip, &data[0], &data[1], e->classes, NULL);
         if (st == MC_OK) st = mc_chain_trainer_run(trainer);
         if (st == MC_OK)
@@ -322,7 +312,10 @@ static mc_status eurosat_set(const ablate_args *a, uint64_t seed, eurosat_seed *
 
 static mc_status eurosat_ablation(ablate_args *a, mc_run *run, ablation *ab, int *code) {
     char cache[4096];
-    if (a->epochs == 0) a->epochs = mc_chain_train_defaults().epochs;
+    if (a->epochs > 0) a->train.epochs = a->epochs; /* else the trainer's default */
+    mc_resnet_config arch;
+    *code = chain_cli_encoder_arch(COMMAND, &a->enc, &arch);
+    if (*code) return MC_OK;
     MC_TRY(mc_run_path(run, "cache", cache, sizeof cache));
     mc_status st = MC_OK;
     for (int s = 0; s < ab->n_seeds && st == MC_OK && !*code; s++) {
@@ -330,7 +323,7 @@ static mc_status eurosat_ablation(ablate_args *a, mc_run *run, ablation *ab, int
         *code = open_seed(a, ab->seeds[s], cache, &e, ab);
         for (int i = 0; i < ab->n_sets && st == MC_OK && !*code; i++) {
             mc_run_log(run, "seed %llu: %s", (unsigned long long)ab->seeds[s], ab->sets[i]);
-            st = eurosat_set(a, ab->seeds[s], &e, ab->sets[i], cache, ab->rows + s * ab->n_sets + i);
+            st = eurosat_set(a, &arch, ab->seeds[s], &e, ab->sets[i], cache, ab->rows + s * ab->n_sets + i);
         }
         free_seed(&e);
     }
@@ -373,11 +366,8 @@ static int run_ablation(ablate_args *a, mc_run *run, ablation *ab) {
 }
 
 int cmd_ablate(int argc, char **argv) {
-    const mc_chain_train_config t = mc_chain_train_defaults();
-    const mc_eurosat_options e = mc_eurosat_default_options();
-    ablate_args a = {.sets = DEFAULT_SETS, .seeds = "1", .out = "runs/ablate", .depth = 50, .width = 64,
-                     .batch = t.batch_size, .lr = t.lr,
-                     .d = {.train_size = e.train_size, .val_size = e.val_size}};
+    ablate_args a = {.sets = DEFAULT_SETS, .seeds = "1", .out = "runs/ablate", .d = chain_cli_data_defaults(),
+                     .enc = chain_cli_encoder_defaults(), .train = mc_chain_train_defaults()};
     cli_opt opts[] = {
         CLI_STRING_OPT("--sets", &a.sets, "LIST;LIST: band sets, ';'-separated (each like B08,B11,B12, rgb or all)"),
         CLI_STRING_OPT("--seeds", &a.seeds, "S1,S2: seeds (the world, the CLIP, the weights, the data order)"),
@@ -387,22 +377,21 @@ int cmd_ablate(int argc, char **argv) {
         CLI_FLAG_OPT("--no-control", &a.no_control, "skip the shuffled-pairs controls"),
         CLI_FLAG_OPT("--quiet", &a.quiet, "no progress lines or log, only the table"),
         CLI_STRING_OPT("--data", &a.d.data, "DIR: EuroSAT-MS folder instead of the synthetic world"),
-        CLI_STRING_OPT("--rgb", &a.d.rgb, "DIR: with --data, EuroSAT RGB release (default: RGB from B04,B03,B02)"),
+        CLI_STRING_OPT("--rgb", &a.d.eurosat.rgb_dir, "DIR: with --data, EuroSAT RGB release (default: RGB from B04,B03,B02)"),
         CLI_STRING_OPT("--clip", &a.d.clip, "FILE: with --data, CLIP (Hugging Face CLIPModel safetensors)"),
         CLI_STRING_OPT("--vocab", &a.d.vocab, "FILE: with --data, CLIP's merges.txt"),
-        CLI_STRING_OPT("--splits", &a.d.splits, "DIR: with --data, torchgeo's eurosat-{train,val,test}.txt"),
-        CLI_INT_OPT("--train-size", &a.d.train_size, 0, 100000000, "N: with --data, training tiles"),
-        CLI_INT_OPT("--val-size", &a.d.val_size, 0, 100000000, "N: with --data, validation tiles"),
-        CLI_STRING_OPT("--resnet", &a.resnet, "FILE: with --data, ImageNet ResNet weights"),
-        CLI_INT_OPT("--depth", &a.depth, 18, 152, "N: with --data, ResNet depth"),
-        CLI_INT_OPT("--width", &a.width, 1, 4096, "W: with --data, ResNet base width"),
-        CLI_STRING_OPT("--layers", &a.layers, "A,B,C,D: with --data, blocks per stage"),
-        CLI_INT_OPT("--batch", &a.batch, 2, 100000, "B: with --data, training batch"),
-        CLI_FLOAT_OPT("--lr", &a.lr, 1e-12, 10, "LR: with --data, Adam learning rate"),
+        CLI_STRING_OPT("--splits", &a.d.eurosat.split_dir, "DIR: with --data, torchgeo's eurosat-{train,val,test}.txt"),
+        CLI_INT_OPT("--train-size", &a.d.eurosat.train_size, 0, 100000000, "N: with --data, training tiles"),
+        CLI_INT_OPT("--val-size", &a.d.eurosat.val_size, 0, 100000000, "N: with --data, validation tiles"),
+        CLI_STRING_OPT("--resnet", &a.enc.resnet, "FILE: with --data, ImageNet ResNet weights"),
+        CLI_INT_OPT("--depth", &a.enc.depth, 18, 152, "N: with --data, ResNet depth"),
+        CLI_INT_OPT("--width", &a.enc.width, 1, 4096, "W: with --data, ResNet base width"),
+        CLI_STRING_OPT("--layers", &a.enc.layers, "A,B,C,D: with --data, blocks per stage"),
+        CLI_INT_OPT("--batch", &a.train.batch_size, 2, 100000, "B: with --data, training batch"),
+        CLI_FLOAT_OPT("--lr", &a.train.lr, 1e-12, 10, "LR: with --data, Adam learning rate"),
         CLI_END,
     };
-    const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
-    int code = cli_parse(&parser, argc, argv, NULL, NULL);
+    int code = cli_parse_options(COMMAND, USAGE, opts, argc, argv);
     if (code >= 0) return code;
     ablation ab = {0};
     code = parse_lists(&a, &ab);

@@ -21,7 +21,8 @@ static const char *const USAGE =
     "ten, with CLIP's prompt names and templates.";
 
 typedef struct classify_args {
-    const char *checkpoint, *clip, *vocab, *classes, *templates, *precision;
+    const char *checkpoint, *precision;
+    chain_data_args d; /* --clip, --vocab, --classes, --templates (no data) */
     int top;
     bool json;
 } classify_args;
@@ -52,14 +53,13 @@ static int open_inputs(const classify_args *a, classify_setup *s) {
     if (!a->checkpoint) return cli_fail(COMMAND, "--checkpoint FILE is required (see mmchain classify --help)");
     mc_status st = mc_spectral_encoder_load(a->checkpoint, &s->enc, NULL);
     if (st != MC_OK) return cli_fail(COMMAND, "--checkpoint %s: %s", a->checkpoint, mc_last_error());
-    int code = chain_cli_load_clip(COMMAND, a->clip, &s->clip);
+    int code = chain_cli_load_clip(COMMAND, a->d.clip, &s->clip);
     if (!code && s->clip->config.embed_dim != s->enc->embed_dim)
         code = cli_fail(COMMAND, "--checkpoint %s outputs %d values, the CLIP %s has a %d-d joint space",
-                        a->checkpoint, s->enc->embed_dim, a->clip, s->clip->config.embed_dim);
+                        a->checkpoint, s->enc->embed_dim, a->d.clip, s->clip->config.embed_dim);
     if (!code)
-        code = chain_cli_classifier(COMMAND, s->clip, a->vocab, a->classes, a->templates,
-                                    a->classes ? NULL : eurosat_folders,
-                                    a->classes ? 0 : MC_EUROSAT_NUM_CLASSES, &s->classes, &s->names,
+        code = chain_cli_classifier(COMMAND, s->clip, &a->d, a->d.classes ? NULL : eurosat_folders,
+                                    a->d.classes ? 0 : MC_EUROSAT_NUM_CLASSES, &s->classes, &s->names,
                                     &s->n_names);
     if (!code && mc_graph_new(&s->g) != MC_OK) code = cli_fail_status(COMMAND, MC_ERR_NOMEM);
     if (!code) {
@@ -115,15 +115,15 @@ static void print_result(const classify_args *a, const classify_setup *s, const 
 }
 
 int cmd_classify(int argc, char **argv) {
-    classify_args a = {.top = 3, .precision = "fp32"};
+    classify_args a = {.d = chain_cli_data_defaults(), .top = 3, .precision = "fp32"};
     cli_opt opts[] = {
         CLI_STRING_OPT("--checkpoint", &a.checkpoint, "FILE: encoder checkpoint (mmchain train)"),
-        CLI_STRING_OPT("--clip", &a.clip, "FILE: the CLIP the encoder was trained against"),
-        CLI_STRING_OPT("--vocab", &a.vocab, "FILE: CLIP vocabulary (merges)"),
+        CLI_STRING_OPT("--clip", &a.d.clip, "FILE: the CLIP the encoder was trained against"),
+        CLI_STRING_OPT("--vocab", &a.d.vocab, "FILE: CLIP vocabulary (merges)"),
         CLI_INT_OPT("--top", &a.top, 1, 1000, "K: classes to show per tile"),
         CLI_FLAG_OPT("--json", &a.json, "JSON output"),
-        CLI_STRING_OPT("--classes", &a.classes, "LIST: class names, comma-separated"),
-        CLI_STRING_OPT("--templates", &a.templates, "LIST: templates with {}, '|'-separated"),
+        CLI_STRING_OPT("--classes", &a.d.classes, "LIST: class names, comma-separated"),
+        CLI_STRING_OPT("--templates", &a.d.templates, "LIST: templates with {}, '|'-separated"),
         CLI_PRECISION_OPT(&a.precision),
         CLI_END,
     };

@@ -34,8 +34,10 @@ static const char *const USAGE =
 typedef struct eval_args {
     chain_data_args d; /* --data, --clip, --vocab, the split and prompt options, as in train */
     const char *run, *checkpoint, *which, *split, *embeddings, *teacher, *precision;
-    int batch;
-    bool symmetric, json;
+    /* Scored as the trainer validates: --batch is its validation batch,
+     * --symmetric its loss direction; its CLIP batch embeds the targets. */
+    mc_chain_train_config train;
+    bool json;
 } eval_args;
 
 /* Strings read from the run's config.json. */
@@ -78,12 +80,10 @@ static int read_run(eval_args *a, cli_opt *opts, run_strings *rs) {
         cli_opt_set(COMMAND, batch, value); /* the run's validation batch */
     if (!cli_opt_find(opts, "--symmetric")->given) {
         char buf[16];
-        if (mc_run_config_get(run, "symmetric", buf, sizeof buf) == MC_OK) a->symmetric = strcmp(buf, "true") == 0;
+        if (mc_run_config_get(run, "symmetric", buf, sizeof buf) == MC_OK) a->train.symmetric = strcmp(buf, "true") == 0;
     }
     if (!a->checkpoint) {
-        char rel[64];
-        snprintf(rel, sizeof rel, "checkpoints/%s.safetensors", a->which);
-        mc_run_path(run, rel, rs->checkpoint, sizeof rs->checkpoint);
+        chain_cli_run_checkpoint(run, a->which, NULL, rs->checkpoint, sizeof rs->checkpoint);
         a->checkpoint = rs->checkpoint;
     }
     mc_run_close(run);
@@ -116,14 +116,13 @@ typedef struct eval_setup {
      * hop against the teacher). */
     mc_spectral_encoder *teacher;
     char teacher_path[4096];
-    mc_chain_data teacher_view, pairs;
+    chain_teacher_view teacher_view;
     mc_chain_metrics teacher_hop;
 } eval_setup;
 
 static void free_setup(eval_setup *s) {
     mc_chain_metrics_free(&s->teacher_hop);
-    mc_chain_data_free(&s->pairs);
-    mc_chain_data_free(&s->teacher_view);
+    chain_cli_teacher_view_free(&s->teacher_view);
     mc_spectral_encoder_free(s->teacher);
     mc_chain_metrics_free(&s->metrics);
     mc_tensor_free(s->targets);
@@ -161,15 +160,13 @@ static int open_inputs(eval_args *a, eval_setup *s) {
         code = cli_fail(COMMAND, "--checkpoint %s outputs %d values, the CLIP %s has a %d-d joint space",
                         a->checkpoint, s->enc->embed_dim, a->d.clip, s->clip->config.embed_dim);
     if (!code)
-        code = chain_cli_classifier(COMMAND, s->clip, a->d.vocab, a->d.classes, a->d.templates,
-                                    s->data.class_names, s->data.num_classes, &s->classes, &s->names,
-                                    &s->n_names);
+        code = chain_cli_classifier(COMMAND, s->clip, &a->d, s->data.class_names, s->data.num_classes,
+                                    &s->classes, &s->names, &s->n_names);
     if (!code && a->teacher)
         code = chain_cli_load_teacher(COMMAND, a->teacher, s->clip->config.embed_dim, &s->teacher,
                                       s->teacher_path, sizeof s->teacher_path);
     if (!code && s->teacher) {
-        st = mc_chain_data_from_eurosat(&s->teacher_view, s->ds, split, &s->teacher->bands, &s->teacher->norm);
-        if (st == MC_OK) st = mc_chain_data_with_teacher_view(&s->pairs, &s->data, &s->teacher_view);
+        st = chain_cli_teacher_view(s->teacher, s->ds, split, &s->data, &s->teacher_view);
         if (st != MC_OK) code = cli_fail(COMMAND, "--teacher %s: %s", a->teacher, mc_last_error());
     }
     return code;
@@ -177,18 +174,21 @@ static int open_inputs(eval_args *a, eval_setup *s) {
 
 /* Every metric: against CLIP's image embeddings of the RGB views, or (a
  * further hop) the student against the teacher and the teacher against CLIP. */
-static mc_status evaluate(const eval_args *a, eval_setup *s, int clip_batch) {
+static mc_status evaluate(const eval_args *a, eval_setup *s) {
+    const int batch = a->train.val_batch_size, clip_batch = a->train.clip_batch;
+    const bool symmetric = a->train.symmetric;
     if (!s->teacher) {
         MC_TRY(mc_chain_targets(s->clip, &s->data, NULL, clip_batch, &s->targets, NULL));
-        return mc_chain_evaluate(s->enc, &s->data, s->targets, s->classes, a->batch, a->symmetric, &s->metrics);
+        return mc_chain_evaluate(s->enc, &s->data, s->targets, s->classes, batch, symmetric, &s->metrics);
     }
-    MC_TRY(mc_chain_targets(s->clip, &s->teacher_view, NULL, clip_batch, &s->targets, NULL));
-    MC_TRY(mc_chain_evaluate(s->teacher, &s->teacher_view, s->targets, s->classes, a->batch, a->symmetric,
+    MC_TRY(mc_chain_targets(s->clip, &s->teacher_view.view, NULL, clip_batch, &s->targets, NULL));
+    MC_TRY(mc_chain_evaluate(s->teacher, &s->teacher_view.view, s->targets, s->classes, batch, symmetric,
                              &s->teacher_hop));
     mc_tensor_free(s->targets);
     s->targets = NULL;
-    MC_TRY(mc_chain_teacher_targets(s->teacher, &s->pairs, NULL, clip_batch, &s->targets, NULL));
-    return mc_chain_evaluate(s->enc, &s->pairs, s->targets, s->classes, a->batch, a->symmetric, &s->metrics);
+    MC_TRY(mc_chain_teacher_targets(s->teacher, &s->teacher_view.pairs, NULL, clip_batch, &s->targets, NULL));
+    return mc_chain_evaluate(s->enc, &s->teacher_view.pairs, s->targets, s->classes, batch, symmetric,
+                             &s->metrics);
 }
 
 /* The share of the previous hop's accuracy a hop keeps. */
@@ -201,7 +201,7 @@ static void print_hops(const eval_args *a, const eval_setup *s) {
     mc_bands_str(&s->teacher->bands, teacher, sizeof teacher);
     printf("the chain, student (%s) -> teacher (%s) -> CLIP image -> text; teacher %s\n", student, teacher,
            s->teacher_path);
-    printf("  hop 2: student -> teacher matching   %6.2f %% (inside batches of %d)\n", 100 * m->match_acc, a->batch);
+    printf("  hop 2: student -> teacher matching   %6.2f %% (inside batches of %d)\n", 100 * m->match_acc, a->train.val_batch_size);
     printf("  hop 1: teacher -> CLIP image matching %6.2f %%\n", 100 * h->match_acc);
     printf("  zero-shot top-1: student -> text     %6.2f %%\n", 100 * m->spectral_text_acc);
     printf("                   teacher -> text     %6.2f %%\n", 100 * h->spectral_text_acc);
@@ -232,7 +232,7 @@ static void print_text(const eval_args *a, const eval_setup *s) {
            100 * m->rgb_text_acc);
     printf(s->teacher ? "  spectral -> teacher matching %6.2f %% (inside batches of %d)\n"
                       : "  spectral -> RGB matching %6.2f %% (inside batches of %d)\n",
-           100 * m->match_acc, a->batch);
+           100 * m->match_acc, a->train.val_batch_size);
     printf("  InfoNCE loss             %8.4f\n\n", m->loss);
     if (s->teacher) print_hops(a, s);
     chain_cli_print_confusion("spectral -> text", m->spectral_confusion, m->spectral_class_acc,
@@ -304,20 +304,16 @@ static int write_embeddings(const eval_args *a, const eval_setup *s) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    /* The trainer's defaults (its validation batch, loss direction and CLIP
-     * batch) and the data options', as `mmchain train` takes them. */
-    const mc_chain_train_config t = mc_chain_train_defaults();
-    const mc_eurosat_options e = mc_eurosat_default_options();
-    eval_args a = {.d = {.train_size = e.train_size, .val_size = e.val_size, .seed = t.seed},
-                   .which = "best", .split = NULL, .batch = t.val_batch_size, .symmetric = t.symmetric,
-                   .precision = "fp32"};
+    /* The trainer's defaults and the data options', as `mmchain train` takes them. */
+    eval_args a = {.d = chain_cli_data_defaults(), .train = mc_chain_train_defaults(), .which = "best",
+                   .split = NULL, .precision = "fp32"};
     cli_opt opts[] = {
         CLI_STRING_OPT("--run", &a.run, "DIR: a run folder of mmchain train"),
         CLI_STRING_OPT("--which", &a.which, "best|last: the run's checkpoint to evaluate"),
         CLI_STRING_OPT("--checkpoint", &a.checkpoint, "FILE: an encoder checkpoint"),
         CLI_STRING_OPT("--split", &a.split, "train|val|test|all (default: test when the data has one, else val)"),
-        CLI_INT_OPT("--batch", &a.batch, 1, 100000, "B: evaluation batch (matching accuracy)"),
-        CLI_FLAG_OPT("--symmetric", &a.symmetric, "symmetric InfoNCE for the loss"),
+        CLI_INT_OPT("--batch", &a.train.val_batch_size, 1, 100000, "B: evaluation batch (matching accuracy)"),
+        CLI_FLAG_OPT("--symmetric", &a.train.symmetric, "symmetric InfoNCE for the loss"),
         CLI_FLAG_OPT("--json", &a.json, "print the metrics as JSON"),
         CLI_STRING_OPT("--teacher", &a.teacher, "RUN_DIR|FILE: the teacher of an encoder trained with --teacher (default: the run's)"),
         CLI_STRING_OPT("--embeddings", &a.embeddings, "OUT: also write the split's spectral embeddings (safetensors, as mmchain embed --checkpoint)"),
@@ -325,8 +321,7 @@ int cmd_eval(int argc, char **argv) {
         CLI_PRECISION_OPT(&a.precision),
         CLI_END,
     };
-    const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
-    int code = cli_parse(&parser, argc, argv, NULL, NULL);
+    int code = cli_parse_options(COMMAND, USAGE, opts, argc, argv);
     if (code >= 0) return code;
     if (chain_cli_check_which(COMMAND, a.which)) return 1;
     run_strings *rs = calloc(1, sizeof *rs);
@@ -336,7 +331,7 @@ int cmd_eval(int argc, char **argv) {
     if (!code) code = cli_apply_precision(COMMAND, a.precision);
     if (!code) code = open_inputs(&a, &s);
     if (!code) {
-        mc_status st = evaluate(&a, &s, t.clip_batch);
+        mc_status st = evaluate(&a, &s);
         if (st != MC_OK) code = cli_fail_status(COMMAND, st);
     }
     if (!code && a.embeddings) code = write_embeddings(&a, &s);

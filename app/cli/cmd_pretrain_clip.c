@@ -36,43 +36,19 @@ static const char *const USAGE =
 
 typedef struct pretrain_args {
     const char *out, *data, *precision;
-    int synth, image_size, patch, width, layers, text_width, text_layers, context, embed_dim;
-    int merges, captions, epochs, batch, val_every;
-    float lr, weight_decay;
-    bool quiet, no_augment;
-    uint64_t seed;
+    int synth, val_every;
+    bool quiet;
+    mc_clip_recipe recipe; /* the sizes and the training, bound by the option table */
 } pretrain_args;
 
+/* The recipe's defaults are the library's (mc_clip_recipe_defaults). */
 static void default_args(pretrain_args *a) {
-    mc_clip_recipe r = mc_clip_recipe_defaults();
-    *a = (pretrain_args){
-        .synth = 4000, .image_size = r.image_size, .patch = r.patch, .width = r.width,
-        .layers = r.layers, .text_width = r.text_width, .text_layers = r.text_layers,
-        .context = r.max_context, .embed_dim = r.embed_dim, .merges = r.merges,
-        .captions = r.captions_per_image, .epochs = r.train.epochs, .batch = r.train.batch_size,
-        .val_every = 10, .lr = r.train.lr, .weight_decay = r.train.weight_decay,
-        .no_augment = !r.train.augment, .seed = r.train.seed, .precision = "fp32",
-    };
+    *a = (pretrain_args){.synth = 4000, .val_every = 10, .precision = "fp32", .recipe = mc_clip_recipe_defaults()};
 }
 
+/* The recipe as the options made it, distributed under an MPI launcher. */
 static mc_clip_recipe make_recipe(const pretrain_args *a) {
-    mc_clip_recipe r = mc_clip_recipe_defaults();
-    r.image_size = a->image_size;
-    r.patch = a->patch;
-    r.width = a->width;
-    r.layers = a->layers;
-    r.text_width = a->text_width;
-    r.text_layers = a->text_layers;
-    r.max_context = a->context;
-    r.embed_dim = a->embed_dim;
-    r.merges = a->merges;
-    r.captions_per_image = a->captions;
-    r.train.epochs = a->epochs;
-    r.train.batch_size = a->batch;
-    r.train.lr = a->lr;
-    r.train.weight_decay = a->weight_decay;
-    r.train.augment = !a->no_augment;
-    r.train.seed = a->seed;
+    mc_clip_recipe r = a->recipe;
     r.train.distributed = mc_dist_world_size() > 1;
     return r;
 }
@@ -107,7 +83,7 @@ static mc_status copy_names(const char *const *names, int n, char ***out) {
 
 static mc_status load_synth(const pretrain_args *a, image_set *s) {
     mc_synth_views v;
-    MC_TRY(mc_synth_views_make(a->seed, 0, a->synth, a->image_size, NULL, NULL, true, &v));
+    MC_TRY(mc_synth_views_make(a->recipe.train.seed, 0, a->synth, a->recipe.image_size, NULL, NULL, true, &v));
     *s = (image_set){.count = v.count, .num_classes = MC_SYNTH_CLASSES, .rgb = v.rgb, .labels = v.labels,
                      .attrs = v.attrs};
     const char *names[MC_SYNTH_CLASSES];
@@ -153,6 +129,7 @@ static mc_status load_tif_chunk(const mc_eurosat *ds, const int *indices, int fi
 }
 
 static mc_status load_tif_folder(const pretrain_args *a, image_set *s) {
+    const int size = a->recipe.image_size;
     mc_eurosat *ds;
     mc_eurosat_options options = mc_eurosat_default_options();
     MC_TRY(mc_eurosat_open(&ds, a->data, &options));
@@ -168,16 +145,17 @@ static mc_status load_tif_folder(const pretrain_args *a, image_set *s) {
         for (int k = 0; k < s->num_classes && k < 1024; k++) names[k] = mc_eurosat_class_name(ds, k);
         if (!s->labels || !s->attrs || s->num_classes > 1024) status = mc_error(MC_ERR_NOMEM, "out of memory");
         if (status == MC_OK) status = copy_names(names, s->num_classes, &s->class_names);
-        if (status == MC_OK) status = mc_tensor_new(&s->rgb, MC_SHAPE(count, 3, a->image_size, a->image_size), "rgb");
+        if (status == MC_OK) status = mc_tensor_new(&s->rgb, MC_SHAPE(count, 3, size, size), "rgb");
     }
     for (int first = 0; first < s->count && status == MC_OK; first += 256)
         status = load_tif_chunk(ds, indices, first, s->count - first < 256 ? s->count - first : 256,
-                                a->image_size, s);
+                                size, s);
     mc_eurosat_free(ds);
     return status;
 }
 
 static mc_status load_image_folder(const pretrain_args *a, image_set *s) {
+    const int size = a->recipe.image_size;
     mc_image_folder folder;
     MC_TRY(mc_image_folder_open(a->data, &folder));
     s->count = folder.count;
@@ -187,14 +165,13 @@ static mc_status load_image_folder(const pretrain_args *a, image_set *s) {
     int *all = malloc((size_t)folder.count * sizeof *all);
     mc_status status = s->labels && s->attrs && all ? MC_OK : mc_error(MC_ERR_NOMEM, "out of memory");
     if (status == MC_OK) status = copy_names((const char *const *)folder.class_names, folder.num_classes, &s->class_names);
-    if (status == MC_OK) status = mc_tensor_new(&s->rgb, MC_SHAPE(folder.count, 3, a->image_size, a->image_size), "rgb");
+    if (status == MC_OK) status = mc_tensor_new(&s->rgb, MC_SHAPE(folder.count, 3, size, size), "rgb");
     for (int i = 0; status == MC_OK && i < folder.count; i++) all[i] = i;
     if (status == MC_OK) status = mc_image_folder_load(&folder, all, folder.count, true, s->rgb);
-    const int64_t image_floats = 3 * (int64_t)a->image_size * a->image_size;
+    const int64_t image_floats = 3 * (int64_t)size * size;
     for (int i = 0; status == MC_OK && i < folder.count; i++) {
         s->labels[i] = folder.labels[i];
-        status = mc_scene_attributes_from_rgb(s->rgb->data + i * image_floats, a->image_size, a->image_size,
-                                              &s->attrs[i]);
+        status = mc_scene_attributes_from_rgb(s->rgb->data + i * image_floats, size, size, &s->attrs[i]);
     }
     free(all);
     mc_image_folder_free(&folder);
@@ -321,7 +298,7 @@ static mc_status pretrain(const pretrain_args *a, mc_run *run, const image_set *
     mc_clip_recipe recipe = make_recipe(a);
     mc_labelled_images images = {train->rgb, train->labels, train->attrs, train->num_classes,
                                  (const char *const *)phrases};
-    ui u = {.run = run, .quiet = a->quiet, .epochs = a->epochs};
+    ui u = {.run = run, .quiet = a->quiet, .epochs = recipe.train.epochs};
     mc_clip_pretrain_hooks hooks = {&u, on_step, on_epoch, on_message};
     mc_clip *clip;
     mc_tokenizer *tok;
@@ -408,36 +385,36 @@ int cmd_pretrain_clip(int argc, char **argv) {
         CLI_STRING_OPT("--out", &a.out, "DIR: where the CLIP and the run's files go"),
         CLI_STRING_OPT("--data", &a.data, "DIR: class folders of .tif tiles or PNG/JPEG images"),
         CLI_INT_OPT("--synth", &a.synth, 2, 10000000, "N: tiles of the synthetic world"),
-        CLI_INT_OPT("--image-size", &a.image_size, 8, 1024, "S: the image tower's input side"),
-        CLI_INT_OPT("--patch", &a.patch, 1, 256, "P: ViT patch size"),
-        CLI_INT_OPT("--width", &a.width, 8, 4096, "W: image tower width"),
-        CLI_INT_OPT("--layers", &a.layers, 1, 64, "L: image tower blocks"),
-        CLI_INT_OPT("--text-width", &a.text_width, 8, 4096, "W: text tower width"),
-        CLI_INT_OPT("--text-layers", &a.text_layers, 1, 64, "L: text tower blocks"),
-        CLI_INT_OPT("--context", &a.context, 2, 77, "T: longest text context allowed"),
-        CLI_INT_OPT("--embed-dim", &a.embed_dim, 1, 4096, "E: joint space width"),
-        CLI_INT_OPT("--merges", &a.merges, 0, 48894, "K: BPE merges learned from the captions"),
-        CLI_INT_OPT("--captions", &a.captions, 1, 1000, "K: captions per image"),
-        CLI_INT_OPT("--epochs", &a.epochs, 1, 100000, "E: epochs"),
-        CLI_INT_OPT("--batch", &a.batch, 2, 100000, "B: batch"),
-        CLI_FLOAT_OPT("--lr", &a.lr, 1e-10, 10, "LR: AdamW's peak learning rate"),
-        CLI_FLOAT_OPT("--weight-decay", &a.weight_decay, 0, 10, "WD: decoupled weight decay"),
-        CLI_FLAG_OPT("--no-augment", &a.no_augment, "no random flips and quarter turns"),
+        CLI_INT_OPT("--image-size", &a.recipe.image_size, 8, 1024, "S: the image tower's input side"),
+        CLI_INT_OPT("--patch", &a.recipe.patch, 1, 256, "P: ViT patch size"),
+        CLI_INT_OPT("--width", &a.recipe.width, 8, 4096, "W: image tower width"),
+        CLI_INT_OPT("--layers", &a.recipe.layers, 1, 64, "L: image tower blocks"),
+        CLI_INT_OPT("--text-width", &a.recipe.text_width, 8, 4096, "W: text tower width"),
+        CLI_INT_OPT("--text-layers", &a.recipe.text_layers, 1, 64, "L: text tower blocks"),
+        CLI_INT_OPT("--context", &a.recipe.max_context, 2, 77, "T: longest text context allowed"),
+        CLI_INT_OPT("--embed-dim", &a.recipe.embed_dim, 1, 4096, "E: joint space width"),
+        CLI_INT_OPT("--merges", &a.recipe.merges, 0, 48894, "K: BPE merges learned from the captions"),
+        CLI_INT_OPT("--captions", &a.recipe.captions_per_image, 1, 1000, "K: captions per image"),
+        CLI_INT_OPT("--epochs", &a.recipe.train.epochs, 1, 100000, "E: epochs"),
+        CLI_INT_OPT("--batch", &a.recipe.train.batch_size, 2, 100000, "B: batch"),
+        CLI_FLOAT_OPT("--lr", &a.recipe.train.lr, 1e-10, 10, "LR: AdamW's peak learning rate"),
+        CLI_FLOAT_OPT("--weight-decay", &a.recipe.train.weight_decay, 0, 10, "WD: decoupled weight decay"),
+        CLI_FLAG_OFF_OPT("--no-augment", &a.recipe.train.augment, "no random flips and quarter turns"),
         CLI_INT_OPT("--val-every", &a.val_every, 0, 1000000, "N: hold out every N-th image of each class (0: none)"),
-        CLI_U64_OPT("--seed", &a.seed, "S: captions, weights, order, augmentation"),
+        CLI_U64_OPT("--seed", &a.recipe.train.seed, "S: captions, weights, order, augmentation"),
         CLI_FLAG_OPT("--quiet", &a.quiet, "no progress line or log on stdout"),
         CLI_PRECISION_OPT(&a.precision),
         CLI_END,
     };
-    const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
-    int code = cli_parse(&parser, argc, argv, NULL, NULL);
+    int code = cli_parse_options(COMMAND, USAGE, opts, argc, argv);
     if (code >= 0) return code;
     if (cli_apply_precision(COMMAND, a.precision)) return 1;
     if (!a.out) return cli_fail(COMMAND, "--out DIR is required");
     if (a.data && cli_opt_find(opts, "--synth")->given)
         return cli_fail(COMMAND, "--data and --synth are two sources: give one");
-    if (a.image_size % a.patch != 0)
-        return cli_fail(COMMAND, "--image-size %d is not a multiple of --patch %d", a.image_size, a.patch);
+    if (a.recipe.image_size % a.recipe.patch != 0)
+        return cli_fail(COMMAND, "--image-size %d is not a multiple of --patch %d", a.recipe.image_size,
+                        a.recipe.patch);
     code = chain_cli_dist_start(COMMAND);
     if (!code) code = run_command(&a, opts);
     return chain_cli_dist_end(code);

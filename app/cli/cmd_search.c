@@ -29,7 +29,8 @@ static const char *const USAGE =
     "checkpoint changes).";
 
 typedef struct search_args {
-    const char *run, *text, *data, *checkpoint, *which, *clip, *vocab, *sheet;
+    const char *run, *text, *checkpoint, *which, *sheet;
+    chain_data_args d; /* --data, --clip, --vocab: each defaults to the run's */
     int top, batch;
 } search_args;
 
@@ -73,12 +74,10 @@ static int locate(const search_args *a, search_setup *s) {
         return cli_fail(COMMAND, "--text: the query is empty");
     mc_run *run;
     if (mc_run_open_readonly(&run, a->run) != MC_OK) return cli_fail(COMMAND, "--run %s: %s", a->run, mc_last_error());
-    char rel[64];
-    snprintf(rel, sizeof rel, "checkpoints/%s.safetensors", a->which);
-    bool have_data = run_value(run, a->data, "data", NULL, s->data, sizeof s->data);
-    bool have_clip = run_value(run, a->clip, "clip", "clip/model.safetensors", s->clip, sizeof s->clip);
-    bool have_vocab = run_value(run, a->vocab, "vocab", "clip/merges.txt", s->vocab, sizeof s->vocab);
-    run_value(run, a->checkpoint, "", rel, s->checkpoint, sizeof s->checkpoint);
+    bool have_data = run_value(run, a->d.data, "data", NULL, s->data, sizeof s->data);
+    bool have_clip = run_value(run, a->d.clip, "clip", "clip/model.safetensors", s->clip, sizeof s->clip);
+    bool have_vocab = run_value(run, a->d.vocab, "vocab", "clip/merges.txt", s->vocab, sizeof s->vocab);
+    chain_cli_run_checkpoint(run, a->which, a->checkpoint, s->checkpoint, sizeof s->checkpoint);
     mc_run_path(run, "search-index.safetensors", s->index, sizeof s->index);
     if (a->sheet) snprintf(s->sheet, sizeof s->sheet, "%s", a->sheet);
     else mc_run_path(run, "search.png", s->sheet, sizeof s->sheet);
@@ -262,22 +261,21 @@ static int search(const search_args *a, search_setup *s) {
 }
 
 int cmd_search(int argc, char **argv) {
-    search_args a = {.which = "best", .top = 10, .batch = 64};
+    search_args a = {.which = "best", .d = chain_cli_data_defaults(), .top = 10, .batch = 64};
     cli_opt opts[] = {
         CLI_STRING_OPT("--run", &a.run, "DIR: a run folder of mmchain train (or demo)"),
         CLI_STRING_OPT("--text", &a.text, "QUERY: what to look for, in words"),
-        CLI_STRING_OPT("--data", &a.data, "DIR: EuroSAT-MS layout folder of tiles (default: the run's)"),
+        CLI_STRING_OPT("--data", &a.d.data, "DIR: EuroSAT-MS layout folder of tiles (default: the run's)"),
         CLI_INT_OPT("--top", &a.top, 1, 1000, "K: how many tiles to show"),
         CLI_STRING_OPT("--which", &a.which, "best|last: the run's checkpoint"),
         CLI_STRING_OPT("--checkpoint", &a.checkpoint, "FILE: an encoder checkpoint instead of the run's"),
-        CLI_STRING_OPT("--clip", &a.clip, "FILE: CLIP (default: the run's)"),
-        CLI_STRING_OPT("--vocab", &a.vocab, "FILE: CLIP's vocabulary (default: the run's)"),
+        CLI_STRING_OPT("--clip", &a.d.clip, "FILE: CLIP (default: the run's)"),
+        CLI_STRING_OPT("--vocab", &a.d.vocab, "FILE: CLIP's vocabulary (default: the run's)"),
         CLI_STRING_OPT("--sheet", &a.sheet, "FILE.png: the contact sheet (default RUN_DIR/search.png)"),
         CLI_INT_OPT("--batch", &a.batch, 1, 100000, "B: tiles per encoder forward"),
         CLI_END,
     };
-    const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
-    int code = cli_parse(&parser, argc, argv, NULL, NULL);
+    int code = cli_parse_options(COMMAND, USAGE, opts, argc, argv);
     if (code >= 0) return code;
     if (chain_cli_check_which(COMMAND, a.which)) return 1;
     search_setup *s = calloc(1, sizeof *s);

@@ -35,13 +35,13 @@ static const char *const USAGE =
 
 typedef struct train_args {
     chain_data_args d; /* --data, --clip, --vocab, the split and prompt options */
-    const char *resnet, *bands, *norm, *out, *resume, *cache_dir, *layers, *select, *teacher;
+    chain_encoder_args enc; /* --resnet, --depth, --width, --layers */
+    mc_chain_train_config train; /* the trainer's options, bound by the option table */
+    const char *bands, *norm, *out, *resume, *cache_dir, *select, *teacher;
     const char *precision;
-    int depth, width, epochs, batch, val_batch, target_crops, val_every, val_max;
-    int checkpoint_every, log_every, clip_batch, stop_after;
+    int log_every;
     uint64_t max_memory; /* bytes, 0: no limit (--max-memory, MMCHAIN_MAX_MEMORY) */
-    float lr, temperature, crop_min;
-    bool symmetric, learnable_temperature, no_augment, shuffle_pairs, quiet, sync_bn;
+    bool quiet;
 } train_args;
 
 /* The defaults: the trainer's own (mc_chain_train_defaults) and the data
@@ -49,22 +49,15 @@ typedef struct train_args {
  * architecture, bands, normalisation and run-folder settings are the
  * program's choices. */
 static train_args default_args(void) {
-    const mc_chain_train_config t = mc_chain_train_defaults();
-    const mc_eurosat_options e = mc_eurosat_default_options();
-    return (train_args){
-        .d = {.train_size = e.train_size, .val_size = e.val_size, .seed = t.seed},
+    train_args a = {
+        .d = chain_cli_data_defaults(), .enc = chain_cli_encoder_defaults(),
+        .train = mc_chain_train_defaults(),
         .bands = "B08,B11,B12", /* three infrared bands, as the seed paper */
-        .norm = "torchgeo", .depth = 50, .width = 64, .out = "runs/train",
-        .checkpoint_every = 50, .log_every = 10,
-        .epochs = t.epochs, .batch = t.batch_size, .val_batch = t.val_batch_size, .lr = t.lr,
-        .symmetric = t.symmetric, .learnable_temperature = t.learnable_temperature,
-        .temperature = t.temperature, .no_augment = !t.augment,
-        .crop_min = t.augment_config.crop_min, .target_crops = t.target_crops,
-        .shuffle_pairs = t.shuffle_pairs, .clip_batch = t.clip_batch,
-        .stop_after = (int)t.stop_after_steps, .select = mc_chain_selection_name(t.selection),
-        .val_every = t.val_every, .val_max = t.val_max_tiles, .sync_bn = t.sync_batchnorm,
-        .precision = "fp32",
+        .norm = "torchgeo", .out = "runs/train", .log_every = 10, .precision = "fp32",
     };
+    a.train.checkpoint_every = 50;
+    a.select = mc_chain_selection_name(a.train.selection);
+    return a;
 }
 
 /* ---------------------------------------------------------------------------
@@ -158,20 +151,18 @@ typedef struct train_setup {
     mc_norm norm;
     mc_bands bands;
     /* --teacher: the trained encoder in CLIP's place, the tiles through its
-     * bands, the (student view, teacher view) pairs the trainer learns from,
-     * and the teacher's own hop (against CLIP) on the validation tiles. */
+     * bands with the (student view, teacher view) pairs the trainer learns
+     * from, and the teacher's own hop (against CLIP) on the validation tiles. */
     mc_spectral_encoder *teacher;
     char teacher_path[4096];
-    mc_chain_data teacher_train, teacher_val, pair_train, pair_val;
+    chain_teacher_view teacher_train, teacher_val;
     mc_chain_metrics teacher_hop;
 } train_setup;
 
 static void free_setup(train_setup *s) {
     mc_chain_metrics_free(&s->teacher_hop);
-    mc_chain_data_free(&s->pair_train);
-    mc_chain_data_free(&s->pair_val);
-    mc_chain_data_free(&s->teacher_train);
-    mc_chain_data_free(&s->teacher_val);
+    chain_cli_teacher_view_free(&s->teacher_train);
+    chain_cli_teacher_view_free(&s->teacher_val);
     mc_spectral_encoder_free(s->teacher);
     mc_spectral_encoder_free(s->enc);
     mc_chain_strings_free(s->prompt_names, s->n_classes);
@@ -201,38 +192,22 @@ static int open_data(const train_args *a, train_setup *s) {
     return 0;
 }
 
-static int architecture(const train_args *a, mc_resnet_config *arch) {
-    if (mc_resnet_config_for_depth(a->depth, arch) != MC_OK)
-        return cli_fail(COMMAND, "--depth %d: %s", a->depth, mc_last_error());
-    arch->base_width = a->width;
-    if (a->layers) {
-        char tail;
-        if (sscanf(a->layers, "%d,%d,%d,%d%c", &arch->layers[0], &arch->layers[1], &arch->layers[2],
-                   &arch->layers[3], &tail) != 4)
-            return cli_fail(COMMAND, "--layers '%s' is not four block counts like 3,4,6,3", a->layers);
-    }
-    arch->in_channels = 1; /* set from the bands by the encoder */
-    arch->fc_out = 1;
-    if (mc_resnet_config_check(arch) != MC_OK) return cli_fail(COMMAND, "%s", mc_last_error());
-    return 0;
-}
-
 static int build_encoder(const train_args *a, train_setup *s) {
     mc_resnet_config arch;
-    int code = architecture(a, &arch);
+    int code = chain_cli_encoder_arch(COMMAND, &a->enc, &arch);
     if (code) return code;
     mc_status st = mc_spectral_encoder_new(&s->enc, &arch, &s->bands, &s->norm, s->train.height,
-                                           s->clip->config.embed_dim, logf(1.0f / a->temperature),
-                                           a->learnable_temperature, a->d.seed);
+                                           s->clip->config.embed_dim, logf(1.0f / a->train.temperature),
+                                           a->train.learnable_temperature, a->d.eurosat.seed);
     if (st != MC_OK) return cli_fail_status(COMMAND, st);
     char name[96];
-    if (!a->resnet && strcmp(mc_resnet_arch_name(&s->enc->resnet->config, name, sizeof name), "resnet50") == 0)
+    if (!a->enc.resnet && strcmp(mc_resnet_arch_name(&s->enc->resnet->config, name, sizeof name), "resnet50") == 0)
         fprintf(stderr, "mmchain %s: warning: training a ResNet-50 from random weights; the seed paper "
                         "starts from ImageNet weights (give --resnet FILE, see weights/README.md)\n",
                 COMMAND);
-    if (!a->resnet) return 0;
+    if (!a->enc.resnet) return 0;
     char report[1024];
-    st = mc_spectral_encoder_load_imagenet(s->enc, a->resnet, report, sizeof report);
+    st = mc_spectral_encoder_load_imagenet(s->enc, a->enc.resnet, report, sizeof report);
     if (st != MC_OK) return cli_fail(COMMAND, "--resnet: %s", mc_last_error());
     return 0;
 }
@@ -244,34 +219,31 @@ static int build_teacher(const train_args *a, train_setup *s) {
     int code = chain_cli_load_teacher(COMMAND, a->teacher, s->clip->config.embed_dim, &s->teacher, s->teacher_path,
                                       sizeof s->teacher_path);
     if (code) return code;
-    mc_status st = mc_chain_data_from_eurosat(&s->teacher_train, s->ds, MC_SPLIT_TRAIN, &s->teacher->bands,
-                                              &s->teacher->norm);
-    if (st == MC_OK)
-        st = mc_chain_data_from_eurosat(&s->teacher_val, s->ds, MC_SPLIT_VAL, &s->teacher->bands, &s->teacher->norm);
-    if (st == MC_OK) st = mc_chain_data_with_teacher_view(&s->pair_train, &s->train, &s->teacher_train);
-    if (st == MC_OK) st = mc_chain_data_with_teacher_view(&s->pair_val, &s->val, &s->teacher_val);
+    mc_status st = chain_cli_teacher_view(s->teacher, s->ds, MC_SPLIT_TRAIN, &s->train, &s->teacher_train);
+    if (st == MC_OK) st = chain_cli_teacher_view(s->teacher, s->ds, MC_SPLIT_VAL, &s->val, &s->teacher_val);
     if (st != MC_OK) return cli_fail(COMMAND, "--teacher %s: %s", a->teacher, mc_last_error());
     return 0;
 }
 
 /* What the trainer learns from: the tiles with their RGB views, or with
  * the teacher's views. */
-static const mc_chain_data *train_pairs(const train_setup *s) { return s->teacher ? &s->pair_train : &s->train; }
-static const mc_chain_data *val_pairs(const train_setup *s) { return s->teacher ? &s->pair_val : &s->val; }
+static const mc_chain_data *train_pairs(const train_setup *s) { return s->teacher ? &s->teacher_train.pairs : &s->train; }
+static const mc_chain_data *val_pairs(const train_setup *s) { return s->teacher ? &s->teacher_val.pairs : &s->val; }
 
 /* --max-memory: the run's peak estimated from its sizes alone (the tiles,
  * the architecture, the CLIP file's tensor table) before anything large is
  * built. One process's share: under mpirun each rank holds the same. */
 static int check_memory(const train_args *a, const train_setup *s) {
     if (a->max_memory == 0 || !a->d.clip) return 0; /* no --clip: refused next */
+    const mc_chain_train_config *t = &a->train;
     mc_chain_memory_plan plan = {
         .image_size = s->train.height, .rgb_size = s->train.rgb_height,
-        .batch_size = a->batch, .val_batch_size = a->val_batch, .clip_batch = a->clip_batch,
+        .batch_size = t->batch_size, .val_batch_size = t->val_batch_size, .clip_batch = t->clip_batch,
         .train_tiles = s->train.count,
-        .val_tiles = a->val_max > 0 && a->val_max < s->val.count ? a->val_max : s->val.count,
-        .augment = !a->no_augment, .target_crops = a->target_crops,
+        .val_tiles = t->val_max_tiles > 0 && t->val_max_tiles < s->val.count ? t->val_max_tiles : s->val.count,
+        .augment = t->augment, .target_crops = t->target_crops,
     };
-    int code = architecture(a, &plan.arch);
+    int code = chain_cli_encoder_arch(COMMAND, &a->enc, &plan.arch);
     if (code) return code;
     mc_safetensors *f;
     mc_status st = mc_safetensors_open(a->d.clip, &f);
@@ -295,9 +267,8 @@ static int build_setup(const train_args *a, train_setup *s) {
     if (!code && !s->clip->config.has_vision)
         code = cli_fail(COMMAND, "--clip %s has no image tower", a->d.clip);
     if (!code)
-        code = chain_cli_classifier(COMMAND, s->clip, a->d.vocab, a->d.classes, a->d.templates,
-                                    s->val.class_names, s->val.num_classes, &s->classes,
-                                    &s->prompt_names, &s->n_classes);
+        code = chain_cli_classifier(COMMAND, s->clip, &a->d, s->val.class_names, s->val.num_classes,
+                                    &s->classes, &s->prompt_names, &s->n_classes);
     if (!code) code = build_teacher(a, s);
     if (!code) code = build_encoder(a, s);
     return code;
@@ -341,9 +312,9 @@ static void on_step(void *ctx, const mc_chain_step_info *info) {
 static mc_status write_contact_sheet(train_ui *ui, const mc_chain_metrics *m, const char *path) {
     const mc_chain_data *val = mc_chain_trainer_val_data(ui->trainer); /* the tiles m is about */
     if (ui->setup->teacher) { /* the second view is the teacher's bands: RGB from its source */
-        if (val->count != ui->setup->teacher_val.count) /* a capped subset: its items differ */
+        if (val->count != ui->setup->teacher_val.view.count) /* a capped subset: its items differ */
             return mc_error(MC_ERR_ARG, "contact sheet: validation capped by --val-max");
-        val = &ui->setup->teacher_val;
+        val = &ui->setup->teacher_val.view;
     }
     int n = m->count < 24 ? m->count : 24;
     int items[24];
@@ -375,7 +346,7 @@ static mc_status write_report(train_ui *ui, const mc_chain_metrics *m) {
     else snprintf(best_acc, sizeof best_acc, "%.2f %%", 100.0 * ui->selected_acc);
     snprintf(label_best, sizeof label_best, "%.2f %% (epoch %d)", 100.0 * ui->label_best_acc,
              ui->label_best_epoch);
-    snprintf(epochs, sizeof epochs, "%d of %d", state->epoch, ui->args->epochs);
+    snprintf(epochs, sizeof epochs, "%d of %d", state->epoch, ui->args->train.epochs);
     mc_bands_str(&s->bands, bands, sizeof bands);
     mc_resnet_arch_name(&s->enc->resnet->config, arch, sizeof arch);
     mc_metadata_entry summary[] = {
@@ -448,29 +419,15 @@ static mc_status on_epoch(void *ctx, const mc_chain_epoch_info *info) {
  * the command
  * ------------------------------------------------------------------------- */
 
+/* The trainer's options as the table filled them, and what follows from
+ * the others: the seed (--seed), the selection (--select), the folders and
+ * whether the run is distributed. */
 static mc_chain_train_config trainer_config(const train_args *a, const char *run_dir, char *ckpt_dir,
                                             size_t ckpt_len, char *cache, size_t cache_len) {
-    mc_chain_train_config c = mc_chain_train_defaults();
-    c.epochs = a->epochs;
-    c.batch_size = a->batch;
-    c.val_batch_size = a->val_batch;
-    c.lr = a->lr;
-    c.symmetric = a->symmetric;
-    c.learnable_temperature = a->learnable_temperature;
-    c.temperature = a->temperature;
-    c.augment = !a->no_augment;
-    c.augment_config.crop_min = a->crop_min;
-    c.target_crops = a->target_crops;
-    c.shuffle_pairs = a->shuffle_pairs;
-    c.seed = a->d.seed;
-    c.checkpoint_every = a->checkpoint_every;
-    c.clip_batch = a->clip_batch;
-    c.stop_after_steps = a->stop_after;
+    mc_chain_train_config c = a->train;
+    c.seed = a->d.eurosat.seed;
     mc_chain_selection_parse(a->select, &c.selection); /* checked in build_setup */
-    c.val_every = a->val_every;
-    c.val_max_tiles = a->val_max;
     c.distributed = mc_dist_world_size() > 1;
-    c.sync_batchnorm = a->sync_bn;
     snprintf(ckpt_dir, ckpt_len, "%s/checkpoints", run_dir);
     c.checkpoint_dir = ckpt_dir;
     if (a->cache_dir) snprintf(cache, cache_len, "%s", a->cache_dir);
@@ -504,14 +461,14 @@ static mc_status maybe_resume(train_ui *ui) {
 static mc_status train(train_ui *ui) {
     const mc_chain_state *st = mc_chain_trainer_state(ui->trainer);
     int64_t per_epoch = mc_chain_trainer_steps_per_epoch(ui->trainer);
-    mc_progress_begin(&ui->progress, "train", per_epoch * ui->args->epochs, ui->args->quiet);
+    mc_progress_begin(&ui->progress, "train", per_epoch * ui->args->train.epochs, ui->args->quiet);
     mc_status s = mc_chain_trainer_run(ui->trainer);
     mc_progress_end(&ui->progress, NULL);
     if (s != MC_OK) {
         mc_run_log(ui->run, "error: %s", mc_last_error());
         return s;
     }
-    if (st->epoch < ui->args->epochs) {
+    if (st->epoch < ui->args->train.epochs) {
         mc_run_log(ui->run, "stopped after step %" PRId64 " (--stop-after-steps)", st->global_step);
         return MC_OK;
     }
@@ -532,9 +489,9 @@ static mc_status train(train_ui *ui) {
 static mc_status teacher_hop(const train_args *a, train_setup *s, const char *cache_dir) {
     if (!s->teacher) return MC_OK;
     mc_tensor *targets;
-    MC_TRY(mc_chain_targets(s->clip, &s->teacher_val, cache_dir, a->clip_batch, &targets, NULL));
-    mc_status st = mc_chain_evaluate_distributed(s->teacher, &s->teacher_val, targets, s->classes, a->val_batch,
-                                                 a->symmetric, &s->teacher_hop);
+    MC_TRY(mc_chain_targets(s->clip, &s->teacher_val.view, cache_dir, a->train.clip_batch, &targets, NULL));
+    mc_status st = mc_chain_evaluate_distributed(s->teacher, &s->teacher_val.view, targets, s->classes,
+                                                 a->train.val_batch_size, a->train.symmetric, &s->teacher_hop);
     mc_tensor_free(targets);
     return st;
 }
@@ -596,42 +553,41 @@ int cmd_train(int argc, char **argv) {
     train_args a = default_args();
     cli_opt opts[] = {
         CHAIN_CLI_DATA_OPTIONS(&a.d),
-        CLI_STRING_OPT("--resnet", &a.resnet, "FILE: ImageNet ResNet weights (default: random init)"),
+        CLI_STRING_OPT("--resnet", &a.enc.resnet, "FILE: ImageNet ResNet weights (default: random init)"),
         CLI_STRING_OPT("--teacher", &a.teacher, "RUN_DIR|FILE: learn a trained encoder's embeddings instead of CLIP's (a further hop)"),
-        CLI_INT_OPT("--depth", &a.depth, 18, 152, "N: ResNet depth 18/34/50/101/152"),
-        CLI_INT_OPT("--width", &a.width, 1, 4096, "W: ResNet base width (64 = torchvision)"),
-        CLI_STRING_OPT("--layers", &a.layers, "A,B,C,D: blocks per stage (default: the depth's)"),
+        CLI_INT_OPT("--depth", &a.enc.depth, 18, 152, "N: ResNet depth 18/34/50/101/152"),
+        CLI_INT_OPT("--width", &a.enc.width, 1, 4096, "W: ResNet base width (64 = torchvision)"),
+        CLI_STRING_OPT("--layers", &a.enc.layers, "A,B,C,D: blocks per stage (default: the depth's)"),
         CLI_STRING_OPT("--bands", &a.bands, "LIST: input bands, e.g. B08,B11,B12, rgb or all"),
         CLI_STRING_OPT("--norm", &a.norm, "KIND: torchgeo, reflectance, dataset or none"),
-        CLI_INT_OPT("--epochs", &a.epochs, 1, 100000, "E: epochs"),
-        CLI_INT_OPT("--batch", &a.batch, 2, 100000, "B: training batch"),
-        CLI_INT_OPT("--val-batch", &a.val_batch, 1, 100000, "B: validation batch (matching accuracy)"),
-        CLI_FLOAT_OPT("--lr", &a.lr, 1e-12, 10, "LR: Adam learning rate"),
-        CLI_FLAG_OPT("--symmetric", &a.symmetric, "symmetric InfoNCE (default: spectral -> RGB)"),
-        CLI_FLAG_OPT("--learnable-temperature", &a.learnable_temperature, "learn the temperature"),
-        CLI_FLOAT_OPT("--temperature", &a.temperature, 1e-4, 100, "T: InfoNCE temperature (initial)"),
-        CLI_FLAG_OPT("--no-augment", &a.no_augment, "no random crops (cached targets only)"),
-        CLI_FLOAT_OPT("--crop-min", &a.crop_min, 0.05, 1, "F: smallest crop side (fraction)"),
-        CLI_INT_OPT("--target-crops", &a.target_crops, 0, 1000, "K: precomputed CLIP crops per tile (0: on the fly)"),
-        CLI_FLAG_OPT("--shuffle-pairs", &a.shuffle_pairs, "negative control: wrong pairs"),
+        CLI_INT_OPT("--epochs", &a.train.epochs, 1, 100000, "E: epochs"),
+        CLI_INT_OPT("--batch", &a.train.batch_size, 2, 100000, "B: training batch"),
+        CLI_INT_OPT("--val-batch", &a.train.val_batch_size, 1, 100000, "B: validation batch (matching accuracy)"),
+        CLI_FLOAT_OPT("--lr", &a.train.lr, 1e-12, 10, "LR: Adam learning rate"),
+        CLI_FLAG_OPT("--symmetric", &a.train.symmetric, "symmetric InfoNCE (default: spectral -> RGB)"),
+        CLI_FLAG_OPT("--learnable-temperature", &a.train.learnable_temperature, "learn the temperature"),
+        CLI_FLOAT_OPT("--temperature", &a.train.temperature, 1e-4, 100, "T: InfoNCE temperature (initial)"),
+        CLI_FLAG_OFF_OPT("--no-augment", &a.train.augment, "no random crops (cached targets only)"),
+        CLI_FLOAT_OPT("--crop-min", &a.train.augment_config.crop_min, 0.05, 1, "F: smallest crop side (fraction)"),
+        CLI_INT_OPT("--target-crops", &a.train.target_crops, 0, 1000, "K: precomputed CLIP crops per tile (0: on the fly)"),
+        CLI_FLAG_OPT("--shuffle-pairs", &a.train.shuffle_pairs, "negative control: wrong pairs"),
         CLI_STRING_OPT("--select", &a.select, "HOW: best checkpoint by validation loss, matching (label-free) or labels (spectral->text accuracy)"),
-        CLI_INT_OPT("--val-every", &a.val_every, 1, 100000, "N: validate every N epochs (and after the last)"),
-        CLI_INT_OPT("--val-max", &a.val_max, 0, 100000000, "N: validate on N evenly spaced validation tiles (0: all)"),
+        CLI_INT_OPT("--val-every", &a.train.val_every, 1, 100000, "N: validate every N epochs (and after the last)"),
+        CLI_INT_OPT("--val-max", &a.train.val_max_tiles, 0, 100000000, "N: validate on N evenly spaced validation tiles (0: all)"),
         CLI_STRING_OPT("--out", &a.out, "DIR: run folder"),
         CLI_STRING_OPT("--resume", &a.resume, "DIR: continue the run in DIR from its last checkpoint"),
         CLI_STRING_OPT("--cache-dir", &a.cache_dir, "DIR: CLIP target cache (default RUN_DIR/cache)"),
-        CLI_INT_OPT("--checkpoint-every", &a.checkpoint_every, 0, 100000000, "N: write last every N steps"),
+        CLI_I64_OPT("--checkpoint-every", &a.train.checkpoint_every, 0, 100000000, "N: write last every N steps"),
         CLI_INT_OPT("--log-every", &a.log_every, 1, 100000000, "N: a metrics.csv step row every N steps"),
-        CLI_INT_OPT("--clip-batch", &a.clip_batch, 1, 100000, "B: images per CLIP forward"),
+        CLI_INT_OPT("--clip-batch", &a.train.clip_batch, 1, 100000, "B: images per CLIP forward"),
         CLI_FLAG_OPT("--quiet", &a.quiet, "no progress line or log on stdout"),
-        CLI_FLAG_OPT("--sync-bn", &a.sync_bn, "under mpirun: batch norm over the global batch"),
+        CLI_FLAG_OPT("--sync-bn", &a.train.sync_batchnorm, "under mpirun: batch norm over the global batch"),
         CLI_PRECISION_OPT(&a.precision),
-        CLI_INT_OPT("--stop-after-steps", &a.stop_after, 0, 1e9, "N: stop after N steps in total, as if killed (for tests)"),
+        CLI_I64_OPT("--stop-after-steps", &a.train.stop_after_steps, 0, 1e9, "N: stop after N steps in total, as if killed (for tests)"),
         CLI_BYTES_OPT("--max-memory", &a.max_memory, CHAIN_CLI_MAX_MEMORY_HELP),
         CLI_END,
     };
-    const cli_parser parser = {COMMAND, USAGE, NULL, opts, CLI_NO_OPERANDS};
-    int code = cli_parse(&parser, argc, argv, NULL, NULL);
+    int code = cli_parse_options(COMMAND, USAGE, opts, argc, argv);
     if (code >= 0) return code;
     code = chain_cli_memory_limit(COMMAND, cli_opt_find(opts, "--max-memory"), &a.max_memory);
     if (code) return code;
