@@ -71,14 +71,21 @@ START_TEST(test_utf8_errors) {
 }
 END_TEST
 
+/* Assert that the text transform `transform` (named `what` in the message)
+ * turns `in` into `expected`. */
+static void check_text(const char *what, mc_status (*transform)(const char *, char **),
+                       const char *in, const char *expected) {
+    char *out;
+    MC_CHECK_OK(transform(in, &out));
+    ck_assert_msg(strcmp(out, expected) == 0, "%s(\"%s\") = \"%s\", expected \"%s\"", what, in,
+                  out, expected);
+    free(out);
+}
+
 // ---- HTML unescape (Python's html.unescape; names from the WHATWG list) ----
 
 static void check_unescape(const char *in, const char *expected) {
-    char *out;
-    MC_CHECK_OK(mc_text_html_unescape(in, &out));
-    ck_assert_msg(strcmp(out, expected) == 0, "unescape(\"%s\") = \"%s\", expected \"%s\"", in, out,
-                  expected);
-    free(out);
+    check_text("unescape", mc_text_html_unescape, in, expected);
 }
 
 START_TEST(test_html_unescape) {
@@ -104,11 +111,7 @@ END_TEST
 // ---- lowercase (Python's str.lower) ----
 
 static void check_lower(const char *in, const char *expected) {
-    char *out;
-    MC_CHECK_OK(mc_text_lower(in, &out));
-    ck_assert_msg(strcmp(out, expected) == 0, "lower(\"%s\") = \"%s\", expected \"%s\"", in, out,
-                  expected);
-    free(out);
+    check_text("lower", mc_text_lower, in, expected);
 }
 
 START_TEST(test_lower) {
@@ -128,11 +131,7 @@ END_TEST
 // ---- cleaning ----
 
 static void check_clean(const char *in, const char *expected) {
-    char *out;
-    MC_CHECK_OK(mc_text_clean(in, &out));
-    ck_assert_msg(strcmp(out, expected) == 0, "clean(\"%s\") = \"%s\", expected \"%s\"", in, out,
-                  expected);
-    free(out);
+    check_text("clean", mc_text_clean, in, expected);
 }
 
 START_TEST(test_clean) {

@@ -125,27 +125,20 @@ START_TEST(report_plots_confusion_bars_and_escaping) {
                         .plots = &plot, .n_confusions = 1, .confusions = &confusion, .n_bars = 1, .bars = &bars};
     MC_CHECK_OK(mc_report_write(path, &report));
     char *html = read_balanced_report(path);
-    /* Geometry (app/run_internal.h): x 0..10 -> 64..504 px, y 0..1 -> 272..44 px (both axes already nice):
-     * (0,0) -> (64, 272), (5,0.5) -> (284, 158), (10,1) -> (504, 44). */
-    ck_assert_ptr_nonnull(strstr(html, "points=\"64.0,272.0 284.0,158.0 504.0,44.0\""));
-    /* The NaN point is skipped: (0,1) -> (64,44), (10,0.25) -> (504, 215). */
-    ck_assert_ptr_nonnull(strstr(html, "points=\"64.0,44.0 504.0,215.0\""));
-    /* Ticks 0, 2, ..., 10 and 0, 0.2, ..., 1. */
-    ck_assert_ptr_nonnull(strstr(html, ">10</text>"));
-    ck_assert_ptr_nonnull(strstr(html, ">0.6</text>"));
-    /* Escaping everywhere: class names, legend, summary, title. */
-    ck_assert_ptr_nonnull(strstr(html, "Sea&lt;Lake&amp;"));
-    ck_assert_ptr_null(strstr(html, "Sea<Lake"));
-    ck_assert_ptr_nonnull(strstr(html, "train &lt;loss&gt;"));
-    ck_assert_ptr_nonnull(strstr(html, "spectral-&gt;text"));
-    ck_assert_ptr_nonnull(strstr(html, "<title>Demo &amp; test</title>"));
-    ck_assert_ptr_nonnull(strstr(html, "accuracy 75.0% (3 of 4)"));
-    ck_assert_ptr_nonnull(strstr(html, ">75.0%</text>"));
-    /* Self-contained: no script, nothing loaded from elsewhere. */
-    ck_assert_ptr_null(strstr(html, "<script"));
-    ck_assert_ptr_null(strstr(html, "https:"));
-    ck_assert_ptr_null(strstr(html, "src=\"http"));
-    ck_assert_ptr_null(strstr(html, "@import"));
+    mc_test_assert_contains("report.html", html, (const char *const[]){
+        /* Geometry (app/run_internal.h): x 0..10 -> 64..504 px, y 0..1 -> 272..44 px (both axes
+         * already nice): (0,0) -> (64, 272), (5,0.5) -> (284, 158), (10,1) -> (504, 44). */
+        "points=\"64.0,272.0 284.0,158.0 504.0,44.0\"",
+        /* The NaN point is skipped: (0,1) -> (64,44), (10,0.25) -> (504, 215). */
+        "points=\"64.0,44.0 504.0,215.0\"",
+        /* Ticks 0, 2, ..., 10 and 0, 0.2, ..., 1. */
+        ">10</text>", ">0.6</text>",
+        /* Escaping everywhere: class names, legend, summary, title. */
+        "Sea&lt;Lake&amp;", "train &lt;loss&gt;", "spectral-&gt;text", "<title>Demo &amp; test</title>",
+        "accuracy 75.0% (3 of 4)", ">75.0%</text>", NULL});
+    /* Nothing unescaped; self-contained: no script, nothing loaded from elsewhere. */
+    mc_test_assert_lacks("report.html", html,
+                         (const char *const[]){"Sea<Lake", "<script", "https:", "src=\"http", "@import", NULL});
     free(html);
 }
 END_TEST
@@ -183,18 +176,15 @@ START_TEST(report_from_metrics_csv) {
     mc_report extra = {.title = "From metrics", .n_bars = 1, .bars = &bars};
     MC_CHECK_OK(mc_report_write_with_metrics(path, csv, &extra));
     char *html = read_balanced_report(path);
-    ck_assert_ptr_nonnull(strstr(html, "Training loss per step"));
-    ck_assert_ptr_nonnull(strstr(html, "Losses per epoch"));
-    ck_assert_ptr_nonnull(strstr(html, "Accuracies per epoch"));
-    ck_assert_ptr_nonnull(strstr(html, ">text_acc</text>"));
-    ck_assert_ptr_nonnull(strstr(html, "per class"));
-    /* Loss per step: x 10..30 (nice step 5 -> 10..30: 64..504 px), y 0..2 (step 0.5 -> 0..2: 272..44 px):
-     * (10,2) -> (64,44), (20,1) -> (284,158), (30,0) -> (504,272). */
-    ck_assert_ptr_nonnull(strstr(html, "points=\"64.0,44.0 284.0,158.0 504.0,272.0\""));
-    /* Accuracies: x epochs 1..2 (step 0.2), y fixed at 0..1:
-     * val_acc (1,0.5) -> (64, 158), (2,1) -> (504, 44); text_acc (1,0.25) -> (64, 215). */
-    ck_assert_ptr_nonnull(strstr(html, "points=\"64.0,158.0 504.0,44.0\""));
-    ck_assert_ptr_nonnull(strstr(html, "points=\"64.0,215.0 504.0,101.0\""));
+    mc_test_assert_contains("report.html", html, (const char *const[]){
+        "Training loss per step", "Losses per epoch", "Accuracies per epoch", ">text_acc</text>",
+        "per class",
+        /* Loss per step: x 10..30 (nice step 5 -> 10..30: 64..504 px), y 0..2 (step 0.5 -> 0..2:
+         * 272..44 px): (10,2) -> (64,44), (20,1) -> (284,158), (30,0) -> (504,272). */
+        "points=\"64.0,44.0 284.0,158.0 504.0,272.0\"",
+        /* Accuracies: x epochs 1..2 (step 0.2), y fixed at 0..1: val_acc (1,0.5) -> (64, 158),
+         * (2,1) -> (504, 44); text_acc (1,0.25) -> (64, 215). */
+        "points=\"64.0,158.0 504.0,44.0\"", "points=\"64.0,215.0 504.0,101.0\"", NULL});
     free(html);
     /* No metrics file: still a report, without the curves. */
     mc_test_dir_path("absent.csv", csv, sizeof csv);

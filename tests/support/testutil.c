@@ -188,6 +188,16 @@ void mc_test_write_safetensors(const char *path, const char *header, const void 
     free(buf);
 }
 
+void mc_test_assert_contains(const char *what, const char *text, const char *const needles[]) {
+    for (int i = 0; needles[i]; i++)
+        ck_assert_msg(strstr(text, needles[i]) != NULL, "%s lacks \"%s\"", what, needles[i]);
+}
+
+void mc_test_assert_lacks(const char *what, const char *text, const char *const needles[]) {
+    for (int i = 0; needles[i]; i++)
+        ck_assert_msg(strstr(text, needles[i]) == NULL, "%s contains \"%s\"", what, needles[i]);
+}
+
 void mc_test_assert_file_text(const char *path, const char *expected) {
     char *text = mc_test_read_file(path, NULL);
     ck_assert_msg(strcmp(text, expected) == 0, "%s holds \"%s\", expected \"%s\"", path, text, expected);

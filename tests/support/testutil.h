@@ -100,6 +100,10 @@ void mc_test_write_text(const char *path, const char *text);
  * anything else forges it). */
 void mc_test_write_safetensors(const char *path, const char *header, const void *data,
                                size_t data_len, uint64_t stated_header_len);
+/* Assert `text` (its name in messages: `what`) contains every one of
+ * `needles` / none of them; both lists end with NULL. */
+void mc_test_assert_contains(const char *what, const char *text, const char *const needles[]);
+void mc_test_assert_lacks(const char *what, const char *text, const char *const needles[]);
 /* Assert the file holds exactly `expected`. */
 void mc_test_assert_file_text(const char *path, const char *expected);
 /* Remove `dir` and everything below it (links are removed, not followed;
