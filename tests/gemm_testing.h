@@ -1,5 +1,6 @@
 /* What the GEMM suites (test_gemm.c, test_gemm_bf16.c) share: a product's
- * shape and deterministic operands. */
+ * shape, deterministic operands, and the fixture of the cases that test our
+ * AVX-512 kernels. */
 #ifndef MMCHAIN_TESTS_GEMM_TESTING_H
 #define MMCHAIN_TESTS_GEMM_TESTING_H
 
@@ -25,6 +26,26 @@ static inline float *alloc_floats(int64_t n) {
     float *v = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
     ck_assert_ptr_nonnull(v);
     return v;
+}
+
+/* ---- a Check fixture: every test of the case runs on our AVX-512 kernel;
+ * afterwards the automatic choice and the thread count are restored ---- */
+static int gemm_threads_before;
+
+static inline void gemm_choose_avx512(void) {
+    gemm_threads_before = mc_get_num_threads();
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
+}
+
+static inline void gemm_restore_choice(void) {
+    mc_set_num_threads(gemm_threads_before);
+    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
+}
+
+/* Returns tc. */
+static inline TCase *gemm_use_avx512(TCase *tc) {
+    tcase_add_checked_fixture(tc, gemm_choose_avx512, gemm_restore_choice);
+    return tc;
 }
 
 /* The padding after row i of C (columns N..ldc-1) still holds what it held

@@ -120,24 +120,18 @@ START_TEST(test_openblas_matches_definition) {
 }
 END_TEST
 
-/* ---- AVX-512 ---- */
+/* ---- AVX-512 (the case's fixture chooses the kernel: gemm_use_avx512) ---- */
 
 START_TEST(test_avx512_matches_definition_one_thread) {
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
     ck_assert_ptr_nonnull(strstr(mc_gemm_kernel_name(), "AVX-512"));
-    int threads = mc_get_num_threads();
     mc_set_num_threads(1);
     check_all_shapes("AVX-512 (1 thread)");
     check_degenerate();
     check_batched("AVX-512 (1 thread)");
-    mc_set_num_threads(threads);
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
 }
 END_TEST
 
 START_TEST(test_avx512_matches_definition_two_threads) {
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
-    int threads = mc_get_num_threads();
     mc_set_num_threads(2);
     check_all_shapes("AVX-512 (2 threads)");
     check_batched("AVX-512 (2 threads)");
@@ -147,15 +141,12 @@ START_TEST(test_avx512_matches_definition_two_threads) {
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         for (int t = 0; t < 4; t++)
             check_product("AVX-512 (2 threads)", t & 1, t & 2, big[i], 1.0f, 0.5f);
-    mc_set_num_threads(threads);
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
 }
 END_TEST
 
 /* Called from inside a parallel region (as attention does per head), each
  * thread's product runs on that thread with its own packing space. */
 START_TEST(test_avx512_inside_parallel_region) {
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
     enum { ITEMS = 8, M = 77, N = 64, K = 77 };
     float *A = alloc_floats(ITEMS * M * K), *B = alloc_floats(ITEMS * K * N);
     float *C = alloc_floats(ITEMS * M * N), *expected = alloc_floats(ITEMS * M * N);
@@ -170,7 +161,6 @@ START_TEST(test_avx512_inside_parallel_region) {
                        expected + item * M * N, N);
     mc_test_assert_close("per-item products", C, expected, ITEMS * M * N, 1e-5, 2e-4);
     free(A), free(B), free(C), free(expected);
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
 }
 END_TEST
 
@@ -189,6 +179,7 @@ int main(void) {
     (void)mc_gemm_set_kernel(MC_GEMM_AUTO);
     TCase *packed = tcase_create("avx512");
     if (avx512) {
+        gemm_use_avx512(packed);
         tcase_add_test(packed, test_avx512_matches_definition_one_thread);
         tcase_add_test(packed, test_avx512_matches_definition_two_threads);
         tcase_add_test(packed, test_avx512_inside_parallel_region);

@@ -297,20 +297,16 @@ static void check_kernel(const char *kernel) {
 }
 
 START_TEST(test_emulation_matches_definition) {
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
     mc_gemm_bf16_force_emulation(true);
     ck_assert_ptr_nonnull(strstr(mc_gemm_bf16_kernel_name(), "emulated"));
     check_kernel("emulated bf16");
     mc_gemm_bf16_force_emulation(false);
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
 }
 END_TEST
 
 START_TEST(test_vdpbf16ps_matches_definition) {
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
     ck_assert_ptr_nonnull(strstr(mc_gemm_bf16_kernel_name(), "vdpbf16ps"));
     check_kernel("vdpbf16ps");
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
 }
 END_TEST
 
@@ -318,7 +314,6 @@ END_TEST
  * a CPU without AVX512_BF16 trains the same model), and the one documented
  * difference: vdpbf16ps flushes a subnormal result to zero. */
 START_TEST(test_emulation_is_vdpbf16ps_bit_for_bit) {
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int t = 0; t < 4; t++) {
             product p = make_product(t & 1, t & 2, shapes[i], 0.75f, 0.5f, 70 + i);
@@ -344,7 +339,6 @@ START_TEST(test_emulation_is_vdpbf16ps_bit_for_bit) {
     mc_gemm_bf16_force_emulation(false);
     ck_assert_msg(native == 0.0f, "vdpbf16ps kept the subnormal %a", (double)native);
     ck_assert_msg(emulated == ldexpf(1.0f, -140), "the emulation gave %a", (double)emulated);
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
 }
 END_TEST
 
@@ -373,7 +367,6 @@ static void check_bf16_b(void) {
 }
 
 START_TEST(test_bf16_b_is_rounding_in_packing) {
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AVX512));
     for (int threads = 1; threads <= 2; threads++) {
         mc_set_num_threads(threads);
         check_bf16_b();
@@ -381,7 +374,6 @@ START_TEST(test_bf16_b_is_rounding_in_packing) {
         check_bf16_b();
         mc_gemm_bf16_force_emulation(false);
     }
-    MC_CHECK_OK(mc_gemm_set_kernel(MC_GEMM_AUTO));
 }
 END_TEST
 
@@ -407,7 +399,7 @@ int main(void) {
     mc_test_add_case(s, "rounding", rounding);
     const bool avx512 = mc_gemm_avx512_available();
     const bool native = mc_gemm_bf16_native_available();
-    TCase *kernels = tcase_create("kernels");
+    TCase *kernels = gemm_use_avx512(tcase_create("kernels"));
     if (avx512) tcase_add_test(kernels, test_emulation_matches_definition);
     if (avx512) tcase_add_test(kernels, test_bf16_b_is_rounding_in_packing);
     if (avx512) tcase_add_test(kernels, test_array_rounding_is_bf16_round);

@@ -204,8 +204,7 @@ START_TEST(test_linear_names_init_and_forward) {
     /* Forward: x (2, 3, 5) -> (2, 3, 2) = x W^T + b. */
     randomise(&params, 12);
     mc_tensor *x = random_tensor(MC_SHAPE(2, 3, 5), "x", 13), *y;
-    mc_graph *g;
-    MC_CHECK_OK(mc_graph_new(&g));
+    mc_graph *g = mc_test_new_graph();
     MC_CHECK_OK(mc_linear_forward(g, &head, x, &y));
     ck_assert_int_eq(y->shape.ndim, 3);
     ck_assert_int_eq(y->shape.dim[2], 2);
@@ -292,8 +291,7 @@ START_TEST(test_conv_bn_matches_its_ops) {
             float mean0[5], var0[5];
             memcpy(mean0, unit.bn.running_mean->data, sizeof mean0);
             memcpy(var0, unit.bn.running_var->data, sizeof var0);
-            mc_graph *g;
-            MC_CHECK_OK(mc_graph_new(&g));
+            mc_graph *g = mc_test_new_graph();
             mc_tensor *y, *h, *expected;
             MC_CHECK_OK(mc_conv_bn_forward(g, &unit, training, x, &y));
             ck_assert_float_eq(unit.bn.num_batches_tracked->data[0], training ? 1.0f : 0.0f);
@@ -329,8 +327,7 @@ START_TEST(test_batch_norm_layer) {
     randomise(&params, 41);
     for (int i = 0; i < 4; i++) bn.running_var->data[i] = 0.5f + 0.25f * (float)i;
     mc_tensor *x = random_tensor(MC_SHAPE(3, 2, 2, 4), "x", 42), *y;
-    mc_graph *g;
-    MC_CHECK_OK(mc_graph_new(&g));
+    mc_graph *g = mc_test_new_graph();
     MC_CHECK_OK(mc_batch_norm_forward(g, &bn, false, x, &y));
     /* Eval mode: (x - running_mean) / sqrt(running_var + eps) * gamma + beta. */
     for (int64_t i = 0; i < x->numel; i++) {
@@ -380,8 +377,7 @@ START_TEST(test_layer_norm_and_mlp) {
     randomise(&params, 52);
 
     mc_tensor *x = random_tensor(MC_SHAPE(3, 6), "x", 53), *y;
-    mc_graph *g;
-    MC_CHECK_OK(mc_graph_new(&g));
+    mc_graph *g = mc_test_new_graph();
     float expected[18];
     MC_CHECK_OK(mc_layer_norm_forward(g, &ln, x, &y));
     ref_layer_norm(x->data, 3, 6, &ln, expected);
@@ -402,6 +398,18 @@ START_TEST(test_layer_norm_and_mlp) {
 }
 END_TEST
 
+/* Hugging Face's CLIPEncoderLayer state_dict, in order: its attention's
+ * tensors (CLIPAttention, as self_attn), then the rest; their sizes at width
+ * 8 with an MLP of 16. */
+static const char *const attention_names[] = {
+    "self_attn.k_proj.weight", "self_attn.k_proj.bias", "self_attn.v_proj.weight",
+    "self_attn.v_proj.bias",   "self_attn.q_proj.weight", "self_attn.q_proj.bias",
+    "self_attn.out_proj.weight", "self_attn.out_proj.bias"};
+static const char *const block_names_after_attention[] = {
+    "layer_norm1.weight", "layer_norm1.bias", "mlp.fc1.weight",     "mlp.fc1.bias",
+    "mlp.fc2.weight",     "mlp.fc2.bias",     "layer_norm2.weight", "layer_norm2.bias"};
+static const int64_t block_numels[] = {64, 8, 64, 8, 64, 8, 64, 8, 8, 8, 128, 16, 128, 8, 8, 8};
+
 START_TEST(test_self_attention) {
     for (int causal = 0; causal <= 1; causal++) {
         mc_param_list params = {0};
@@ -409,15 +417,9 @@ START_TEST(test_self_attention) {
         mc_rng rng;
         mc_rng_seed(&rng, 61);
         MC_CHECK_OK(mc_self_attention_init(&params, "self_attn", 8, 2, causal, &rng, &attn));
-        const char *names[] = {"self_attn.k_proj.weight", "self_attn.k_proj.bias",
-                               "self_attn.v_proj.weight", "self_attn.v_proj.bias",
-                               "self_attn.q_proj.weight", "self_attn.q_proj.bias",
-                               "self_attn.out_proj.weight", "self_attn.out_proj.bias"};
-        const int64_t numels[] = {64, 8, 64, 8, 64, 8, 64, 8};
-        assert_names(&params, 8, names, numels);
+        assert_names(&params, 8, attention_names, block_numels);
         mc_tensor *x = random_tensor(MC_SHAPE(2, 5, 8), "x", 62), *y;
-        mc_graph *g;
-        MC_CHECK_OK(mc_graph_new(&g));
+        mc_graph *g = mc_test_new_graph();
         MC_CHECK_OK(mc_self_attention_forward(g, &attn, x, &y));
         float expected[80];
         ref_self_attention(x->data, 2, 5, 8, &attn, expected);
@@ -449,29 +451,20 @@ START_TEST(test_transformer_block_names_and_forward) {
     mc_transformer_config config = small_block(true);
     MC_CHECK_OK(mc_transformer_block_init(&params, "text_model.encoder.layers.0", &config, &rng,
                                           &block));
-    /* Hugging Face's CLIPEncoderLayer state_dict, in order. */
-    const char *leaves[] = {"self_attn.k_proj.weight", "self_attn.k_proj.bias",
-                            "self_attn.v_proj.weight", "self_attn.v_proj.bias",
-                            "self_attn.q_proj.weight", "self_attn.q_proj.bias",
-                            "self_attn.out_proj.weight", "self_attn.out_proj.bias",
-                            "layer_norm1.weight", "layer_norm1.bias", "mlp.fc1.weight",
-                            "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
-                            "layer_norm2.weight", "layer_norm2.bias"};
-    const int64_t numels[] = {64, 8, 64, 8, 64, 8, 64, 8, 8, 8, 128, 16, 128, 8, 8, 8};
     char full[16][MC_NAME_LEN];
     const char *names[16];
     for (int i = 0; i < 16; i++) {
-        snprintf(full[i], sizeof full[i], "text_model.encoder.layers.0.%s", leaves[i]);
+        snprintf(full[i], sizeof full[i], "text_model.encoder.layers.0.%s",
+                 i < 8 ? attention_names[i] : block_names_after_attention[i - 8]);
         names[i] = full[i];
     }
-    assert_names(&params, 16, names, numels);
+    assert_names(&params, 16, names, block_numels);
     ck_assert(block.self_attn.causal);
     ck_assert_int_eq(block.self_attn.heads, 2);
     randomise(&params, 72);
 
     mc_tensor *x = random_tensor(MC_SHAPE(2, 4, 8), "x", 73), *y;
-    mc_graph *g;
-    MC_CHECK_OK(mc_graph_new(&g));
+    mc_graph *g = mc_test_new_graph();
     MC_CHECK_OK(mc_transformer_block_forward(g, &block, x, &y));
     float expected[64];
     ref_transformer_block(x->data, 2, 4, 8, &block, expected);
