@@ -292,7 +292,8 @@ static int write_config(mc_run *run, const cli_opt *opts) {
     return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
 }
 
-/* Train, save, evaluate the held-out images, write the report. */
+/* Train, save, evaluate the held-out images (in shards with the other ranks
+ * of a distributed run), write the report. */
 static mc_status pretrain(const pretrain_args *a, mc_run *run, const image_set *train, const image_set *val,
                           char **phrases) {
     mc_clip_recipe recipe = make_recipe(a);
@@ -308,8 +309,8 @@ static mc_status pretrain(const pretrain_args *a, mc_run *run, const image_set *
     status = mc_clip_save_folder(clip, tok, mc_run_dir(run));
     double accuracy = NAN;
     if (status == MC_OK && val->count > 0)
-        status = mc_clip_zero_shot_accuracy(clip, tok, val->rgb, val->labels, (const char *const *)phrases,
-                                            val->num_classes, &accuracy);
+        status = mc_clip_zero_shot_accuracy_distributed(clip, tok, val->rgb, val->labels,
+                                                        (const char *const *)phrases, val->num_classes, &accuracy);
     char acc_text[64], held_out[32];
     snprintf(acc_text, sizeof acc_text, "%.1f %% (chance %.1f %%)", 100.0 * accuracy, 100.0 / val->num_classes);
     snprintf(held_out, sizeof held_out, "%d", val->count);
@@ -325,18 +326,24 @@ static mc_status pretrain(const pretrain_args *a, mc_run *run, const image_set *
 }
 
 /* A rank other than 0 under mpirun: the same pretraining in step with rank
- * 0, without hooks, writing nothing (rank 0 writes the run folder and the
- * CLIP). */
-static mc_status follow_pretraining(const pretrain_args *a, const image_set *train, char **phrases) {
+ * 0, without hooks, and its share of the held-out images' zero-shot
+ * accuracy, writing nothing (rank 0 writes the run folder and the CLIP). */
+static mc_status follow_pretraining(const pretrain_args *a, const image_set *train, const image_set *val,
+                                    char **phrases) {
     mc_clip_recipe recipe = make_recipe(a);
     mc_labelled_images images = {train->rgb, train->labels, train->attrs, train->num_classes,
                                  (const char *const *)phrases};
     mc_clip *clip;
     mc_tokenizer *tok;
     MC_TRY(mc_clip_from_captions(&recipe, &images, NULL, &clip, &tok));
+    double accuracy; /* rank 0 reports it */
+    mc_status status = MC_OK;
+    if (val->count > 0)
+        status = mc_clip_zero_shot_accuracy_distributed(clip, tok, val->rgb, val->labels, (const char *const *)phrases,
+                                                        val->num_classes, &accuracy);
     mc_clip_free(clip);
     mc_tokenizer_free(tok);
-    return MC_OK;
+    return status;
 }
 
 static int run_command(const pretrain_args *a, const cli_opt *opts) {
@@ -353,7 +360,7 @@ static int run_command(const pretrain_args *a, const cli_opt *opts) {
     status = split_images(&all, a->val_every, &train, &val);
     if (status == MC_OK) status = mc_chain_class_prompts((const char *const *)all.class_names, all.num_classes, &phrases);
     bool leader = mc_dist_rank() == 0;
-    if (status == MC_OK && !leader) status = follow_pretraining(a, &train, phrases);
+    if (status == MC_OK && !leader) status = follow_pretraining(a, &train, &val, phrases);
     if (status == MC_OK && leader) status = mc_run_open(&run, a->out, false);
     if (status != MC_OK) code = cli_fail_status(COMMAND, status);
     if (!code && leader) {

@@ -200,6 +200,15 @@ mc_status mc_clip_save_folder(const mc_clip *clip, const mc_tokenizer *tok, cons
 mc_status mc_clip_zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb,
                                      const int *labels, const char *const *class_phrases,
                                      int num_classes, double *accuracy);
+/* The same, by every rank of a distributed run (dist.h; collective: every
+ * rank calls it with the same arguments): each rank embeds its share of the
+ * images, in whole batches of 64 so that every embedding is the one one
+ * process computes, and the counts of right answers are summed over ranks:
+ * every rank gets the one-process accuracy exactly. In a world of one,
+ * mc_clip_zero_shot_accuracy. */
+mc_status mc_clip_zero_shot_accuracy_distributed(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb,
+                                                 const int *labels, const char *const *class_phrases,
+                                                 int num_classes, double *accuracy);
 
 /* The RGB view of reflectance tiles, as EuroSAT's RGB release makes it:
  * B04, B03, B02 through mc_eurosat_rgb_value (data.h).

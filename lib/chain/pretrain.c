@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "chain/chain_internal.h"
 #include "mmchain/augment.h"
 #include "mmchain/dist.h"
 #include "mmchain/image.h"
@@ -468,31 +469,53 @@ mc_status mc_clip_save_folder(const mc_clip *clip, const mc_tokenizer *tok, cons
     return mc_tokenizer_save(tok, dir); /* merges.txt + vocab.json */
 }
 
-mc_status mc_clip_zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb,
-                                     const int *labels, const char *const *class_phrases,
-                                     int num_classes, double *accuracy) {
+/* Images per forward of the zero-shot accuracy. A distributed run's ranks
+ * take whole batches of it (shards.c), so each image's embedding is the one
+ * one process computes. */
+enum { ZERO_SHOT_BATCH = 64 };
+
+static mc_status zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb, const int *labels,
+                                    const char *const *class_phrases, int num_classes, bool sharded,
+                                    double *accuracy) {
     if (!clip || !tok || !rgb || !labels || !class_phrases || !accuracy || rgb->shape.ndim != 4)
         return mc_error(MC_ERR_ARG, "zero-shot accuracy: missing argument or images not (N, 3, H, W)");
     const int n = (int)rgb->shape.dim[0];
+    int begin = 0, end = n; /* this rank's images */
+    if (sharded) mc_chain_shard_of_tiles(n, ZERO_SHOT_BATCH, &begin, &end);
     mc_tensor *classes = NULL, *embeds = NULL, *probs = NULL;
+    double correct = 0.0; /* a count: exact in double, whatever the order of the sum over ranks */
     mc_status status = mc_chain_text_classifier(clip, tok, class_phrases, num_classes,
                                                 mc_chain_eurosat_templates, MC_CHAIN_NUM_TEMPLATES, &classes);
-    if (status == MC_OK) status = mc_tensor_new(&embeds, MC_SHAPE(n, clip->config.embed_dim), "embeds");
-    if (status == MC_OK) status = mc_chain_embed_rgb(clip, rgb, 64, embeds);
-    if (status == MC_OK) status = mc_chain_zero_shot_probs(embeds, classes, 0.0f, &probs);
-    if (status == MC_OK) {
-        int correct = 0;
-        for (int i = 0; i < n; i++) {
+    if (status == MC_OK && end > begin) {
+        mc_tensor mine = mc_tensor_rows(rgb, begin, end - begin);
+        status = mc_tensor_new(&embeds, MC_SHAPE(end - begin, clip->config.embed_dim), "embeds");
+        if (status == MC_OK) status = mc_chain_embed_rgb(clip, &mine, ZERO_SHOT_BATCH, embeds);
+        if (status == MC_OK) status = mc_chain_zero_shot_probs(embeds, classes, 0.0f, &probs);
+        for (int i = 0; status == MC_OK && i < end - begin; i++) {
             const float *row = probs->data + (int64_t)i * num_classes;
             int best = 0;
             for (int k = 1; k < num_classes; k++)
                 if (row[k] > row[best]) best = k;
-            correct += best == labels[i];
+            correct += best == labels[begin + i];
         }
-        *accuracy = (double)correct / n;
     }
+    if (status == MC_OK && sharded) status = mc_dist_allreduce_doubles(&correct, 1, MC_DIST_SUM);
+    if (status == MC_OK) *accuracy = correct / n;
     mc_tensor_free(probs);
     mc_tensor_free(embeds);
     mc_tensor_free(classes);
     return status;
+}
+
+mc_status mc_clip_zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb,
+                                     const int *labels, const char *const *class_phrases,
+                                     int num_classes, double *accuracy) {
+    return zero_shot_accuracy(clip, tok, rgb, labels, class_phrases, num_classes, false, accuracy);
+}
+
+mc_status mc_clip_zero_shot_accuracy_distributed(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb,
+                                                 const int *labels, const char *const *class_phrases,
+                                                 int num_classes, double *accuracy) {
+    return zero_shot_accuracy(clip, tok, rgb, labels, class_phrases, num_classes, mc_dist_world_size() > 1,
+                              accuracy);
 }
