@@ -49,15 +49,13 @@ mc_status mc_batch_norm_init(mc_param_list *params, const char *prefix, int chan
     if (channels < 1)
         return mc_error(MC_ERR_ARG, "batch norm %s: %d channels, expected at least one", prefix,
                         channels);
-    MC_TRY(mc_layer_param(params, &out->weight, MC_SHAPE(channels), true, prefix, "weight"));
-    MC_TRY(mc_layer_param(params, &out->bias, MC_SHAPE(channels), true, prefix, "bias"));
+    MC_TRY(mc_layer_norm_affine(params, prefix, channels, &out->weight, &out->bias));
     MC_TRY(mc_layer_param(params, &out->running_mean, MC_SHAPE(channels), false, prefix,
                           "running_mean"));
     MC_TRY(mc_layer_param(params, &out->running_var, MC_SHAPE(channels), false, prefix,
                           "running_var"));
     MC_TRY(mc_layer_param(params, &out->num_batches_tracked, MC_SHAPE(1), false, prefix,
                           "num_batches_tracked"));
-    mc_tensor_fill(out->weight, 1.0f);
     mc_tensor_fill(out->running_var, 1.0f);
     return MC_OK;
 }

@@ -11,6 +11,13 @@
 mc_status mc_layer_param(mc_param_list *params, mc_tensor **out, mc_shape shape, bool trainable,
                          const char *prefix, const char *leaf);
 
+/* The gain and bias of a normalisation layer (batch, group and layer norm):
+ * "<prefix>.weight" (width) filled with 1 and "<prefix>.bias" (width) left
+ * 0, both trainable: the identity until trained or loaded, as PyTorch
+ * initialises them. */
+mc_status mc_layer_norm_affine(mc_param_list *params, const char *prefix, int width,
+                               mc_tensor **weight, mc_tensor **bias);
+
 /* "<prefix>.<child>" into buf (len bytes), the prefix of a sub-layer. */
 const char *mc_layer_child(char *buf, size_t len, const char *prefix, const char *child);
 

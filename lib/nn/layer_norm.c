@@ -9,10 +9,7 @@ mc_status mc_layer_norm_init(mc_param_list *params, const char *prefix, int widt
     if (width < 1 || !(eps > 0.0f))
         return mc_error(MC_ERR_ARG, "layer norm %s: width %d and eps %g must be positive", prefix,
                         width, (double)eps);
-    MC_TRY(mc_layer_param(params, &out->weight, MC_SHAPE(width), true, prefix, "weight"));
-    MC_TRY(mc_layer_param(params, &out->bias, MC_SHAPE(width), true, prefix, "bias"));
-    mc_tensor_fill(out->weight, 1.0f); /* the identity until trained or loaded */
-    return MC_OK;
+    return mc_layer_norm_affine(params, prefix, width, &out->weight, &out->bias);
 }
 
 mc_status mc_layer_norm_forward(mc_graph *g, const mc_layer_norm *layer, mc_tensor *x,

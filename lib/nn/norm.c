@@ -35,10 +35,7 @@ mc_status mc_group_norm_init(mc_param_list *params, const char *prefix, int grou
         return mc_error(MC_ERR_ARG,
                         "group norm %s: %d channels must split into %d groups, eps %g positive",
                         prefix, channels, groups, (double)eps);
-    MC_TRY(mc_layer_param(params, &out->weight, MC_SHAPE(channels), true, prefix, "weight"));
-    MC_TRY(mc_layer_param(params, &out->bias, MC_SHAPE(channels), true, prefix, "bias"));
-    mc_tensor_fill(out->weight, 1.0f); /* the identity until trained or loaded */
-    return MC_OK;
+    return mc_layer_norm_affine(params, prefix, channels, &out->weight, &out->bias);
 }
 
 mc_status mc_group_norm_forward(mc_graph *g, const mc_group_norm_layer *layer, mc_tensor *x,

@@ -49,6 +49,14 @@ mc_status mc_layer_param(mc_param_list *params, mc_tensor **out, mc_shape shape,
                          leaf);
 }
 
+mc_status mc_layer_norm_affine(mc_param_list *params, const char *prefix, int width,
+                               mc_tensor **weight, mc_tensor **bias) {
+    MC_TRY(mc_layer_param(params, weight, MC_SHAPE(width), true, prefix, "weight"));
+    MC_TRY(mc_layer_param(params, bias, MC_SHAPE(width), true, prefix, "bias"));
+    mc_tensor_fill(*weight, 1.0f);
+    return MC_OK;
+}
+
 const char *mc_layer_child(char *buf, size_t len, const char *prefix, const char *child) {
     snprintf(buf, len, "%s%s%s", prefix, name_separator(prefix), child);
     return buf;
