@@ -28,6 +28,7 @@
 #include "io/json.h"
 #include "mmchain/io.h"
 #include "tokenizer/tokenizer_hash.h"
+#include "core/grow.h"
 #include "core/utf8.h"
 
 enum {
@@ -53,14 +54,7 @@ typedef struct string_pool {
 static mc_status pool_add(string_pool *pool, const char *a, size_t a_len, const char *b,
                           size_t b_len, size_t *offset) {
     size_t need = pool->len + a_len + b_len + 1;
-    if (need > pool->cap) {
-        size_t cap = pool->cap ? pool->cap : 1 << 16;
-        while (cap < need) cap *= 2;
-        char *grown = realloc(pool->data, cap);
-        if (!grown) return mc_error(MC_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of tokens", cap);
-        pool->data = grown;
-        pool->cap = cap;
-    }
+    MC_TRY(mc_grow((void **)&pool->data, &pool->cap, need, 1, 1 << 16, "bytes of tokens"));
     *offset = pool->len;
     memcpy(pool->data + pool->len, a, a_len);
     memcpy(pool->data + pool->len + a_len, b, b_len);
@@ -792,18 +786,13 @@ static mc_status bpe_cached(mc_tokenizer *tok, const char *word, size_t len, con
 
 typedef struct id_list {
     int32_t *ids;
-    int n, cap;
+    int n;
+    size_t cap;
 } id_list;
 
 static mc_status id_list_append(id_list *list, const int32_t *ids, int n) {
-    if (list->n + n > list->cap) {
-        int cap = list->cap ? list->cap : 32;
-        while (cap < list->n + n) cap *= 2;
-        int32_t *grown = realloc(list->ids, (size_t)cap * sizeof *grown);
-        if (!grown) return mc_error(MC_ERR_NOMEM, "tokenizer: out of memory for %d ids", cap);
-        list->ids = grown;
-        list->cap = cap;
-    }
+    MC_TRY(mc_grow((void **)&list->ids, &list->cap, (size_t)(list->n + n), sizeof *list->ids, 32,
+                   "token ids"));
     memcpy(list->ids + list->n, ids, (size_t)n * sizeof *ids);
     list->n += n;
     return MC_OK;
@@ -898,14 +887,7 @@ typedef struct byte_list {
 } byte_list;
 
 static mc_status bytes_push(byte_list *b, const char *data, size_t len) {
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + len + 1) cap *= 2;
-        char *grown = realloc(b->data, cap);
-        if (!grown) return mc_error(MC_ERR_NOMEM, "decode: out of memory for %zu bytes", cap);
-        b->data = grown;
-        b->cap = cap;
-    }
+    MC_TRY(mc_grow((void **)&b->data, &b->cap, b->len + len + 1, 1, 256, "bytes of decoded text"));
     memcpy(b->data + b->len, data, len);
     b->len += len;
     b->data[b->len] = '\0';

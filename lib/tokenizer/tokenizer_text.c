@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "tokenizer/tokenizer_tables.h"
+#include "core/grow.h"
 #include "core/utf8.h"
 
 // ---------------------------------------------------------------------------
@@ -98,13 +99,7 @@ static void cp_free(cp_text *t) {
 }
 
 static mc_status cp_push(cp_text *t, uint32_t cp) {
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 64;
-        uint32_t *grown = realloc(t->cp, cap * sizeof *grown);
-        if (!grown) return mc_error(MC_ERR_NOMEM, "tokenizer: out of memory for %zu characters", cap);
-        t->cp = grown;
-        t->cap = cap;
-    }
+    MC_TRY(mc_grow((void **)&t->cp, &t->cap, t->n + 1, sizeof *t->cp, 64, "characters"));
     t->cp[t->n++] = cp;
     return MC_OK;
 }
@@ -410,21 +405,15 @@ static size_t run_length(const unsigned char *s, size_t len, char_class cls) {
     return i;
 }
 
-static mc_status push_span(mc_text_span **spans, int *n, int *cap, size_t start, size_t length) {
-    if (*n == *cap) {
-        int grown_cap = *cap ? 2 * *cap : 16;
-        mc_text_span *grown = realloc(*spans, (size_t)grown_cap * sizeof *grown);
-        if (!grown) return mc_error(MC_ERR_NOMEM, "pretokenize: out of memory for %d pieces", grown_cap);
-        *spans = grown;
-        *cap = grown_cap;
-    }
+static mc_status push_span(mc_text_span **spans, int *n, size_t *cap, size_t start, size_t length) {
+    MC_TRY(mc_grow((void **)spans, cap, (size_t)*n + 1, sizeof **spans, 16, "pretokenized pieces"));
     (*spans)[(*n)++] = (mc_text_span){start, length};
     return MC_OK;
 }
 
 static mc_status pretokenize_checked(const char *text, size_t len, mc_text_span **spans,
                                      int *n_spans) {
-    int cap = 0;
+    size_t cap = 0;
     const unsigned char *s = (const unsigned char *)text;
     for (size_t pos = 0; pos < len;) {
         uint32_t cp;
