@@ -93,11 +93,14 @@ static void masked_softmax_rows(const mc_attention_dims *d, float *scores, int64
     }
 }
 
+/* The scale of the scores S = Q K^T / sqrt(head_dim). */
+static float score_scale(const mc_attention_dims *d) { return 1.0f / sqrtf((float)d->head_dim); }
+
 void mc_attention_forward_fast(const mc_attention_dims *d, const float *q, const float *k,
                                const float *v, float *out, float *probs, int64_t probs_items) {
     const int T = (int)d->seq, D = (int)d->width, hd = (int)d->head_dim;
     const int64_t per_item = d->heads * T * T;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = score_scale(d);
     /* Whole chunks of batch items per phase: one OpenMP region per chunk,
      * not one per item, so the threads meet at few barriers. */
     for (int64_t first = 0; first < d->batch; first += probs_items) {
@@ -125,10 +128,12 @@ void mc_attention_forward_fast(const mc_attention_dims *d, const float *q, const
 /* ---- backward: the fast kernel ---- */
 
 /* In place over n_rows rows of length T: dprobs becomes
- * dS = P * (dP - rowsum(P * dP)) * scale.  probs, dprobs: (items, H, T, T). */
+ * dS = P * (dP - rowsum(P * dP)) * scale, the scores' scale folded in.
+ * probs, dprobs: (items, H, T, T). */
 static void softmax_rows_backward(const mc_attention_dims *d, const float *probs, float *dprobs,
-                                  int64_t n_rows, float scale) {
+                                  int64_t n_rows) {
     const int64_t T = d->seq;
+    const float scale = score_scale(d);
 #pragma omp parallel for schedule(static) if (n_rows * T >= MC_PARALLEL_MIN_WORK / 2)
     for (int64_t r = 0; r < n_rows; r++) {
         const float *p = probs + r * T;
@@ -144,7 +149,6 @@ void mc_attention_backward_fast(const mc_attention_dims *d, const float *q, cons
                                 float *dk, float *dv, float *scratch, int64_t scratch_items) {
     const int T = (int)d->seq, D = (int)d->width, hd = (int)d->head_dim;
     const int64_t per_item = d->heads * T * T;
-    const float scale = 1.0f / sqrtf((float)hd);
     for (int64_t first = 0; first < d->batch; first += scratch_items) {
         const int64_t last = first + scratch_items < d->batch ? first + scratch_items : d->batch;
         const bool parallel_items = worth_threads(d, last - first);
@@ -162,8 +166,7 @@ void mc_attention_backward_fast(const mc_attention_dims *d, const float *q, cons
                                 T * T, d->heads);
         }
         if (!dq && !dk) continue;
-        softmax_rows_backward(d, probs + first * per_item, scratch, (last - first) * d->heads * T,
-                              scale);
+        softmax_rows_backward(d, probs + first * per_item, scratch, (last - first) * d->heads * T);
 #pragma omp parallel for schedule(static) if (parallel_items)
         for (int64_t b = first; b < last; b++) {
             const int64_t item = row_offset(d, b, 0, 0);

@@ -178,11 +178,22 @@ static int64_t direct_chunk(const mc_conv2d_geometry *geo) {
 
 /* ---- the naive reference: the definition, loop by loop ---- */
 
+/* The element of x (N, H, W, C) that tap (i, j) of channel c of `group`
+ * reads for output pixel (n, oy, ox), or -1 where the tap falls in the
+ * padding. */
+static int64_t naive_x_index(const mc_conv2d_geometry *geo, int64_t n, int64_t oy, int64_t ox,
+                             int64_t group, int64_t c, int64_t i, int64_t j) {
+    const mc_conv2d_params *p = &geo->p;
+    int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
+    int64_t ix = ox * p->stride_w - p->pad_w + j * p->dilation_w;
+    if (iy < 0 || iy >= geo->h || ix < 0 || ix >= geo->w) return -1;
+    return ((n * geo->h + iy) * geo->w + ix) * geo->c + group * geo->c_group + c;
+}
+
 /* x: (N, H, W, C), weight: (OC, C/g, KH, KW), bias: (OC) or NULL,
  * out: (N, OH, OW, OC). */
 void mc_conv2d_forward_naive(const mc_conv2d_geometry *geo, const float *x,
                                  const float *weight, const float *bias, float *out) {
-    const mc_conv2d_params *p = &geo->p;
     for (int64_t n = 0; n < geo->n; n++)
         for (int64_t oy = 0; oy < geo->oh; oy++)
             for (int64_t ox = 0; ox < geo->ow; ox++)
@@ -192,13 +203,10 @@ void mc_conv2d_forward_naive(const mc_conv2d_geometry *geo, const float *x,
                     for (int64_t c = 0; c < geo->c_group; c++)
                         for (int64_t i = 0; i < geo->kh; i++)
                             for (int64_t j = 0; j < geo->kw; j++) {
-                                int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
-                                int64_t ix = ox * p->stride_w - p->pad_w + j * p->dilation_w;
-                                if (iy < 0 || iy >= geo->h || ix < 0 || ix >= geo->w) continue;
-                                float xv = x[((n * geo->h + iy) * geo->w + ix) * geo->c +
-                                             group * geo->c_group + c];
+                                int64_t xi = naive_x_index(geo, n, oy, ox, group, c, i, j);
+                                if (xi < 0) continue;
                                 float wv = weight[((o * geo->c_group + c) * geo->kh + i) * geo->kw + j];
-                                sum += (double)xv * wv;
+                                sum += (double)x[xi] * wv;
                             }
                     out[((n * geo->oh + oy) * geo->ow + ox) * geo->oc + o] = (float)sum;
                 }
@@ -209,7 +217,6 @@ void mc_conv2d_forward_naive(const mc_conv2d_geometry *geo, const float *x,
 void mc_conv2d_backward_naive(const mc_conv2d_geometry *geo, const float *x,
                                   const float *weight, const float *dout, float *dx,
                                   float *dweight, float *dbias) {
-    const mc_conv2d_params *p = &geo->p;
     for (int64_t n = 0; n < geo->n; n++)
         for (int64_t oy = 0; oy < geo->oh; oy++)
             for (int64_t ox = 0; ox < geo->ow; ox++)
@@ -220,11 +227,8 @@ void mc_conv2d_backward_naive(const mc_conv2d_geometry *geo, const float *x,
                     for (int64_t c = 0; c < geo->c_group; c++)
                         for (int64_t i = 0; i < geo->kh; i++)
                             for (int64_t j = 0; j < geo->kw; j++) {
-                                int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
-                                int64_t ix = ox * p->stride_w - p->pad_w + j * p->dilation_w;
-                                if (iy < 0 || iy >= geo->h || ix < 0 || ix >= geo->w) continue;
-                                int64_t xi = ((n * geo->h + iy) * geo->w + ix) * geo->c +
-                                             group * geo->c_group + c;
+                                int64_t xi = naive_x_index(geo, n, oy, ox, group, c, i, j);
+                                if (xi < 0) continue;
                                 int64_t wi = ((o * geo->c_group + c) * geo->kh + i) * geo->kw + j;
                                 if (dx) dx[xi] += d * weight[wi];
                                 if (dweight) dweight[wi] += d * x[xi];

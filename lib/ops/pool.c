@@ -12,11 +12,14 @@
 #include <stdint.h>
 #include <string.h>
 
-/* x (N, H, W, C) pooled to (N, OH, OW, C) with square windows. */
+/* x (N, H, W, C) pooled to (N, OH, OW, C) with square windows, or with
+ * PyTorch's adaptive windows (adaptive average pooling: kernel, stride and
+ * padding unused). */
 typedef struct pool_geometry {
     int64_t n, h, w, c;
     int64_t oh, ow;
     int kernel, stride, padding;
+    bool adaptive;
 } pool_geometry;
 
 static mc_status pool_geometry_of(const char *op, const mc_tensor *x, int kernel, int stride,
@@ -37,6 +40,7 @@ static mc_status pool_geometry_of(const char *op, const mc_tensor *x, int kernel
     geo->n = x->shape.dim[0], geo->h = x->shape.dim[1], geo->w = x->shape.dim[2];
     geo->c = x->shape.dim[3];
     geo->kernel = kernel, geo->stride = stride, geo->padding = padding;
+    geo->adaptive = false;
     /* floor division (ceil_mode=False) */
     int64_t span_h = geo->h + 2 * (int64_t)padding - kernel;
     int64_t span_w = geo->w + 2 * (int64_t)padding - kernel;
@@ -206,16 +210,37 @@ static float avgpool_divisor(const pool_geometry *geo) {
     return (float)geo->kernel * (float)geo->kernel;
 }
 
+/* PyTorch's adaptive windows: output i of `out` covers input
+ * [floor(i*in/out), ceil((i+1)*in/out)); neighbours may overlap. */
+static void adaptive_range(int64_t i, int64_t in, int64_t out, int64_t *start, int64_t *end) {
+    *start = i * in / out;
+    *end = ((i + 1) * in + out - 1) / out;
+}
+
+/* The window of average-pool output (oy, ox), rows [*y0, *y1) x columns
+ * [*x0, *x1); returns the scale 1 / divisor of its sum: the padded
+ * kernel's cell count for avgpool2d, the window's own for adaptive pooling.
+ * The only place where the two average pools differ. */
+static float avg_window(const pool_geometry *geo, int64_t oy, int64_t ox, int64_t *y0, int64_t *y1,
+                        int64_t *x0, int64_t *x1) {
+    if (geo->adaptive) {
+        adaptive_range(oy, geo->h, geo->oh, y0, y1);
+        adaptive_range(ox, geo->w, geo->ow, x0, x1);
+        return 1.0f / (float)((*y1 - *y0) * (*x1 - *x0));
+    }
+    window(geo, oy, ox, y0, y1, x0, x1);
+    return 1.0f / avgpool_divisor(geo);
+}
+
 /* x: (N, H, W, C) -> out: (N, OH, OW, C). */
 static void avgpool_forward(const pool_geometry *geo, const float *x, float *out) {
-    float inv = 1.0f / avgpool_divisor(geo);
 #pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= MC_PARALLEL_MIN_WORK)
     for (int64_t line = 0; line < geo->n * geo->oh; line++) {
         int64_t n = line / geo->oh, oy = line % geo->oh;
         for (int64_t ox = 0; ox < geo->ow; ox++) {
             int64_t y0, y1, x0, x1;
-            window(geo, oy, ox, &y0, &y1, &x0, &x1);
-            window_sum_scaled(x + n * geo->h * geo->w * geo->c, geo->w, geo->c, y0, y1, x0, x1, inv,
+            float scale = avg_window(geo, oy, ox, &y0, &y1, &x0, &x1);
+            window_sum_scaled(x + n * geo->h * geo->w * geo->c, geo->w, geo->c, y0, y1, x0, x1, scale,
                               out + ((n * geo->oh + oy) * geo->ow + ox) * geo->c);
         }
     }
@@ -223,19 +248,18 @@ static void avgpool_forward(const pool_geometry *geo, const float *x, float *out
 
 /* dout: (N, OH, OW, C); adds dout / divisor to every pixel of each window
  * of dx: (N, H, W, C). */
-static mc_status avgpool2d_backward(mc_node *node) {
+static mc_status avgpool_backward(mc_node *node) {
     const pool_geometry *geo = node->saved;
     float *dx;
     MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
     const float *dout = node->out->grad;
-    float inv = 1.0f / avgpool_divisor(geo);
 #pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= MC_PARALLEL_MIN_WORK)
     for (int64_t n = 0; n < geo->n; n++)
         for (int64_t oy = 0; oy < geo->oh; oy++)
             for (int64_t ox = 0; ox < geo->ow; ox++) {
                 int64_t y0, y1, x0, x1;
-                window(geo, oy, ox, &y0, &y1, &x0, &x1);
-                window_spread(dx + n * geo->h * geo->w * geo->c, geo->w, geo->c, y0, y1, x0, x1, inv,
+                float scale = avg_window(geo, oy, ox, &y0, &y1, &x0, &x1);
+                window_spread(dx + n * geo->h * geo->w * geo->c, geo->w, geo->c, y0, y1, x0, x1, scale,
                               dout + ((n * geo->oh + oy) * geo->ow + ox) * geo->c);
             }
     return MC_OK;
@@ -250,61 +274,12 @@ mc_status mc_avgpool2d(mc_graph *g, mc_tensor *x, int kernel, int stride, int pa
     mc_tensor *y;
     MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(geo->n, geo->oh, geo->ow, geo->c), "avgpool2d", &y));
     avgpool_forward(geo, x->data, y->data);
-    MC_TRY(mc_graph_record(g, "avgpool2d", avgpool2d_backward, y, 1, &x, geo));
+    MC_TRY(mc_graph_record(g, "avgpool2d", avgpool_backward, y, 1, &x, geo));
     *out = y;
     return MC_OK;
 }
 
-/* ==== adaptive average pooling ==== */
-
-/* PyTorch's adaptive windows: output i of `out` covers input
- * [floor(i*in/out), ceil((i+1)*in/out)); neighbours may overlap. */
-static void adaptive_range(int64_t i, int64_t in, int64_t out, int64_t *start, int64_t *end) {
-    *start = i * in / out;
-    *end = ((i + 1) * in + out - 1) / out;
-}
-
-typedef struct adaptive_saved {
-    int64_t n, h, w, c, oh, ow;
-} adaptive_saved;
-
-/* x: (N, H, W, C) -> out: (N, OH, OW, C). */
-static void adaptive_forward(const adaptive_saved *s, const float *x, float *out) {
-#pragma omp parallel for schedule(static) if (s->n * s->h * s->w * s->c >= MC_PARALLEL_MIN_WORK)
-    for (int64_t line = 0; line < s->n * s->oh; line++) {
-        int64_t n = line / s->oh, oy = line % s->oh, y0, y1;
-        adaptive_range(oy, s->h, s->oh, &y0, &y1);
-        for (int64_t ox = 0; ox < s->ow; ox++) {
-            int64_t x0, x1;
-            adaptive_range(ox, s->w, s->ow, &x0, &x1);
-            float inv = 1.0f / (float)((y1 - y0) * (x1 - x0));
-            window_sum_scaled(x + n * s->h * s->w * s->c, s->w, s->c, y0, y1, x0, x1, inv,
-                              out + ((n * s->oh + oy) * s->ow + ox) * s->c);
-        }
-    }
-}
-
-/* dout: (N, OH, OW, C) spread evenly over each window of dx: (N, H, W, C). */
-static mc_status adaptive_avgpool2d_backward(mc_node *node) {
-    const adaptive_saved *s = node->saved;
-    float *dx;
-    MC_TRY(mc_grad_buffer(node->graph, node->in[0], &dx));
-    const float *dout = node->out->grad;
-#pragma omp parallel for schedule(static) if (s->n * s->h * s->w * s->c >= MC_PARALLEL_MIN_WORK)
-    for (int64_t n = 0; n < s->n; n++)
-        for (int64_t oy = 0; oy < s->oh; oy++) {
-            int64_t y0, y1;
-            adaptive_range(oy, s->h, s->oh, &y0, &y1);
-            for (int64_t ox = 0; ox < s->ow; ox++) {
-                int64_t x0, x1;
-                adaptive_range(ox, s->w, s->ow, &x0, &x1);
-                float inv = 1.0f / (float)((y1 - y0) * (x1 - x0));
-                window_spread(dx + n * s->h * s->w * s->c, s->w, s->c, y0, y1, x0, x1, inv,
-                              dout + ((n * s->oh + oy) * s->ow + ox) * s->c);
-            }
-        }
-    return MC_OK;
-}
+/* ==== adaptive average pooling: the average pool with adaptive windows ==== */
 
 mc_status mc_adaptive_avgpool2d(mc_graph *g, mc_tensor *x, int out_h, int out_w, mc_tensor **out) {
     *out = NULL;
@@ -317,14 +292,15 @@ mc_status mc_adaptive_avgpool2d(mc_graph *g, mc_tensor *x, int out_h, int out_w,
     if (out_h < 1 || out_w < 1)
         return mc_error(MC_ERR_ARG, "adaptive_avgpool2d: output size %dx%d must be at least 1x1",
                         out_h, out_w);
-    adaptive_saved *s;
-    MC_TRY(mc_graph_alloc(g, sizeof *s, (void **)&s));
-    s->n = x->shape.dim[0], s->h = x->shape.dim[1], s->w = x->shape.dim[2], s->c = x->shape.dim[3];
-    s->oh = out_h, s->ow = out_w;
+    pool_geometry *geo;
+    MC_TRY(mc_graph_alloc(g, sizeof *geo, (void **)&geo));
+    *geo = (pool_geometry){.n = x->shape.dim[0], .h = x->shape.dim[1], .w = x->shape.dim[2],
+                           .c = x->shape.dim[3], .oh = out_h, .ow = out_w, .adaptive = true};
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(s->n, s->oh, s->ow, s->c), "adaptive_avgpool2d", &y));
-    adaptive_forward(s, x->data, y->data);
-    MC_TRY(mc_graph_record(g, "adaptive_avgpool2d", adaptive_avgpool2d_backward, y, 1, &x, s));
+    MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(geo->n, geo->oh, geo->ow, geo->c), "adaptive_avgpool2d",
+                                  &y));
+    avgpool_forward(geo, x->data, y->data);
+    MC_TRY(mc_graph_record(g, "adaptive_avgpool2d", avgpool_backward, y, 1, &x, geo));
     *out = y;
     return MC_OK;
 }

@@ -97,14 +97,19 @@ static void lane_backward(const float *y, const float *dy, float *dx, int64_t n,
 
 /* ---- all lanes ---- */
 
+/* The first element of lane `lane` of (outer, n, inner): lane = o * inner + i
+ * runs along n from (o, 0, i), with stride inner. */
+static inline int64_t lane_start(int64_t lane, int64_t n, int64_t inner) {
+    return (lane / inner) * n * inner + lane % inner;
+}
+
 /* x, y: (outer, n, inner). */
 static void softmax_forward(const float *x, float *y, int64_t outer, int64_t n, int64_t inner,
                             bool log_output) {
     int64_t lanes = outer * inner;
 #pragma omp parallel for if (lanes * n > MC_PARALLEL_MIN_WORK)
     for (int64_t lane = 0; lane < lanes; lane++) {
-        int64_t o = lane / inner, i = lane % inner;
-        int64_t start = o * n * inner + i;
+        int64_t start = lane_start(lane, n, inner);
         if (inner == 1)
             row_forward(x + start, y + start, n, log_output);
         else
@@ -118,8 +123,7 @@ static void softmax_backward(const float *y, const float *dy, float *dx, int64_t
     int64_t lanes = outer * inner;
 #pragma omp parallel for if (lanes * n > MC_PARALLEL_MIN_WORK)
     for (int64_t lane = 0; lane < lanes; lane++) {
-        int64_t o = lane / inner, i = lane % inner;
-        int64_t start = o * n * inner + i;
+        int64_t start = lane_start(lane, n, inner);
         if (inner == 1)
             row_backward(y + start, dy + start, dx + start, n, log_output);
         else
