@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mmchain/checkpoint.h"
+#include "models/models_internal.h"
 
 /* ---- creating the parameters ---- */
 
@@ -155,16 +156,6 @@ void mc_clip_set_trainable(mc_clip *clip, bool trainable) {
 
 /* ---- loading ---- */
 
-static int count_layers(const mc_safetensors *f, const char *tower) {
-    int n = 0;
-    char name[MC_NAME_LEN];
-    for (;;) {
-        snprintf(name, sizeof name, "%s.encoder.layers.%d.layer_norm1.weight", tower, n);
-        if (!mc_safetensors_has(f, name)) return n;
-        n++;
-    }
-}
-
 /* dims of a tensor that must exist with `ndim` dimensions. */
 static mc_status tensor_dims(const mc_safetensors *f, const char *name, int ndim, mc_shape *shape) {
     mc_dtype dtype;
@@ -181,9 +172,10 @@ static mc_status tensor_dims(const mc_safetensors *f, const char *name, int ndim
  * files do not record them) and its MLP width (from layer 0's fc1). */
 static mc_status derive_encoder(const mc_safetensors *f, const char *kind, int width, int *layers,
                                 int *heads, int *mlp_width) {
-    char tower[16];
+    char tower[16], layers_prefix[48];
     snprintf(tower, sizeof tower, "%s_model", kind);
-    *layers = count_layers(f, tower);
+    snprintf(layers_prefix, sizeof layers_prefix, "%s.encoder.layers.", tower);
+    *layers = mc_count_numbered_tensors(f, layers_prefix, ".layer_norm1.weight");
     *heads = width / 64 > 0 ? width / 64 : 1;
     if (*layers == 0)
         return mc_error(MC_ERR_FORMAT, "%s: %s tower without %s.encoder.layers.0.*",

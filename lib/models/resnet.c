@@ -18,6 +18,7 @@
 
 #include "mmchain/checkpoint.h"
 #include "mmchain/ops.h"
+#include "models/models_internal.h"
 
 /* ---------------------------------------------------------------------------
  * configurations
@@ -105,13 +106,9 @@ mc_status mc_resnet_config_check(const mc_resnet_config *c) {
 
 /* Number of blocks in a stage: the count of "layer<s>.<j>.conv1.weight". */
 static int count_blocks_in_file(const mc_safetensors *f, int stage) {
-    int n = 0;
-    char name[MC_NAME_LEN];
-    for (;;) {
-        snprintf(name, sizeof name, "layer%d.%d.conv1.weight", stage, n);
-        if (!mc_safetensors_has(f, name)) return n;
-        n++;
-    }
+    char prefix[24];
+    snprintf(prefix, sizeof prefix, "layer%d.", stage);
+    return mc_count_numbered_tensors(f, prefix, ".conv1.weight");
 }
 
 mc_status mc_resnet_config_from_file(const mc_safetensors *f, mc_resnet_config *out) {
