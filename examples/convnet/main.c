@@ -12,13 +12,8 @@
 
 #include "mmchain/mmchain.h"
 
-#define CHECK(call)                                                        \
-    do {                                                                   \
-        if ((call) != MC_OK) {                                             \
-            fprintf(stderr, "example_convnet: %s\n", mc_last_error());     \
-            return 1;                                                      \
-        }                                                                  \
-    } while (0)
+#define EXAMPLE_NAME "example_convnet"
+#include "../common/classifier.h" /* CHECK, example_train_classifier */
 
 enum { BATCH = 32, SIDE = 16, CLASSES = 4, C1 = 8, C2 = 16 };
 
@@ -42,6 +37,13 @@ static void draw_pattern(float *image, int label, mc_rng *rng) {
                 }
             }
         }
+    }
+}
+
+static void draw_batch(mc_tensor *images, int32_t *labels, mc_rng *rng) {
+    for (int i = 0; i < images->shape.dim[0]; i++) {
+        labels[i] = (int32_t)mc_rng_below(rng, CLASSES);
+        draw_pattern(images->data + (int64_t)i * SIDE * SIDE, labels[i], rng);
     }
 }
 
@@ -77,6 +79,10 @@ static mc_status convnet_forward(convnet *net, mc_graph *g, mc_tensor *images, m
     return mc_linear_forward(g, &net->fc, x, logits);
 }
 
+static mc_status forward(void *net, mc_graph *g, mc_tensor *images, mc_tensor **logits) {
+    return convnet_forward(net, g, images, logits);
+}
+
 int main(int argc, char **argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 300;
     mc_rng rng;
@@ -85,36 +91,14 @@ int main(int argc, char **argv) {
     CHECK(convnet_init(&net, &rng));
     mc_tensor *images;
     CHECK(mc_tensor_new(&images, MC_SHAPE(BATCH, SIDE, SIDE, 1), "images"));
-    mc_adam_config config = mc_adam_defaults();
-    config.lr = 1e-2f;
-    mc_optimizer *adam;
-    CHECK(mc_optimizer_adam(&adam, &net.params, config));
+    int32_t labels[BATCH];
     mc_graph *g;
     CHECK(mc_graph_new(&g));
-    float recent[10] = {0};
-    for (int step = 1; step <= steps; step++) {
-        int32_t labels[BATCH];
-        for (int i = 0; i < BATCH; i++) {
-            labels[i] = (int32_t)mc_rng_below(&rng, CLASSES);
-            draw_pattern(images->data + (int64_t)i * SIDE * SIDE, labels[i], &rng);
-        }
-        mc_graph_reset(g);
-        mc_params_zero_grad(&net.params);
-        mc_tensor *logits, *loss;
-        CHECK(convnet_forward(&net, g, images, &logits));
-        CHECK(mc_cross_entropy(g, logits, labels, 0.0f, &loss));
-        CHECK(mc_backward(g, loss));
-        CHECK(mc_optimizer_step(adam));
-        recent[step % 10] = loss->data[0];
-        if (step % 25 == 0 || step == 1) printf("step %4d  loss %.4f\n", step, loss->data[0]);
-    }
-    float mean = 0.0f;
-    for (int i = 0; i < 10; i++) mean += recent[i] / 10.0f;
-    printf("final loss %.4f\n", mean);
+    example_classifier classifier = {&net.params, &net, forward, draw_batch};
+    CHECK(example_train_classifier(&classifier, g, images, labels, steps, 1e-2f, &rng));
     printf("arena peak %.1f KiB, process peak %.1f MiB\n", mc_graph_arena_peak_bytes(g) / 1024.0,
            mc_peak_rss_bytes() / 1048576.0);
     mc_graph_free(g);
-    mc_optimizer_free(adam);
     mc_tensor_free(images);
     mc_params_free(&net.params);
     return 0;

@@ -14,13 +14,8 @@
 
 #include "mmchain/mmchain.h"
 
-#define CHECK(call)                                                        \
-    do {                                                                   \
-        if ((call) != MC_OK) {                                             \
-            fprintf(stderr, "example_tiny_vit: %s\n", mc_last_error());    \
-            return 1;                                                      \
-        }                                                                  \
-    } while (0)
+#define EXAMPLE_NAME "example_tiny_vit"
+#include "../common/classifier.h" /* CHECK, example_train_classifier */
 
 enum {
     BATCH = 32,
@@ -98,6 +93,11 @@ static mc_status tiny_vit_forward(tiny_vit *m, mc_graph *g, mc_tensor *images,
     return mc_linear_forward(g, &m->head, x, logits);
 }
 
+/* The training loop's view of the model (examples/common/classifier.h). */
+static mc_status forward(void *model, mc_graph *g, mc_tensor *images, mc_tensor **logits) {
+    return tiny_vit_forward(model, g, images, logits);
+}
+
 /* ---- the data ---- */
 
 /* A 4x4 bright square somewhere inside quadrant `label` (0 top left, 1 top
@@ -133,28 +133,10 @@ int main(int argc, char **argv) {
     mc_tensor *images;
     CHECK(mc_tensor_new(&images, MC_SHAPE(BATCH, SIDE, SIDE, 1), "images"));
     int32_t labels[BATCH];
-    mc_adam_config config = mc_adam_defaults();
-    config.lr = 3e-3f;
-    mc_optimizer *adam;
-    CHECK(mc_optimizer_adam(&adam, &model.params, config));
     mc_graph *g;
     CHECK(mc_graph_new(&g));
-    float recent[10] = {0};
-    for (int step = 1; step <= steps; step++) {
-        draw_batch(images, labels, &rng);
-        mc_graph_reset(g);
-        mc_params_zero_grad(&model.params);
-        mc_tensor *logits, *loss;
-        CHECK(tiny_vit_forward(&model, g, images, &logits));
-        CHECK(mc_cross_entropy(g, logits, labels, 0.0f, &loss));
-        CHECK(mc_backward(g, loss));
-        CHECK(mc_optimizer_step(adam));
-        recent[step % 10] = loss->data[0];
-        if (step % 25 == 0 || step == 1) printf("step %4d  loss %.4f\n", step, loss->data[0]);
-    }
-    float mean = 0.0f;
-    for (int i = 0; i < 10; i++) mean += recent[i] / 10.0f;
-    printf("final loss %.4f\n", mean);
+    example_classifier classifier = {&model.params, &model, forward, draw_batch};
+    CHECK(example_train_classifier(&classifier, g, images, labels, steps, 3e-3f, &rng));
     printf("training arena peak %.1f KiB\n", mc_graph_arena_peak_bytes(g) / 1024.0);
 
     /* Inference: a graph with the grad switch off records nothing. */
@@ -180,7 +162,6 @@ int main(int argc, char **argv) {
 
     mc_graph_free(eval);
     mc_graph_free(g);
-    mc_optimizer_free(adam);
     mc_tensor_free(images);
     mc_params_free(&model.params);
     return 0;
