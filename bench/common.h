@@ -12,6 +12,16 @@
 
 #include "mmchain/clip.h"
 
+/* ---- failing ----
+ * CHECK(expr): a library call that must succeed. On failure it calls
+ * die(the call's text), which each program defines before its first CHECK:
+ * die reports the call and mc_last_error() and exits (bench_dist also stops
+ * the other ranks). */
+#define CHECK(expr)                      \
+    do {                                 \
+        if ((expr) != MC_OK) die(#expr); \
+    } while (0)
+
 /* ---- timing ---- */
 
 static inline double bench_clock_seconds(clockid_t clock) {

@@ -41,10 +41,6 @@ static void die(const char *what) {
     fprintf(stderr, "bench_chain: %s: %s\n", what, mc_last_error());
     exit(1);
 }
-#define CHECK(expr)                                   \
-    do {                                              \
-        if ((expr) != MC_OK) die(#expr);              \
-    } while (0)
 
 /* Median seconds of `steps` training steps after one warm-up. */
 static double median_step_seconds(mc_chain_trainer *t, int steps) {

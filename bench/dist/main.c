@@ -38,18 +38,11 @@
 #include "../common.h"
 #include "mmchain/mmchain.h"
 
-static void die(mc_status status) {
-    (void)status;
-    fprintf(stderr, "bench_dist (rank %d): %s\n", mc_dist_rank(), mc_last_error());
+static void die(const char *what) {
+    fprintf(stderr, "bench_dist (rank %d): %s: %s\n", mc_dist_rank(), what, mc_last_error());
     mc_dist_abort_job(1, "bench_dist failed");
     exit(1);
 }
-
-#define CHECK(expr)                                          \
-    do {                                                     \
-        mc_status check_status_ = (expr);                    \
-        if (check_status_ != MC_OK) die(check_status_);      \
-    } while (0)
 
 /* One step's measurements on this rank. */
 typedef struct step_times {

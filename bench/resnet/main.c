@@ -55,15 +55,10 @@ enum { N_ROWS = sizeof ROWS / sizeof ROWS[0] };
  * of the work a step needs. */
 static double cpu_seconds(void) { return bench_clock_seconds(CLOCK_PROCESS_CPUTIME_ID); }
 
-static void die(mc_status status) {
-    fprintf(stderr, "bench_resnet: %s\n", mc_last_error());
-    exit(status == MC_OK ? 0 : 1);
+static void die(const char *what) {
+    fprintf(stderr, "bench_resnet: %s: %s\n", what, mc_last_error());
+    exit(1);
 }
-#define CHECK(expr)                          \
-    do {                                     \
-        mc_status check_status_ = (expr);    \
-        if (check_status_ != MC_OK) die(check_status_); \
-    } while (0)
 
 /* ---- one row of mmchain (the child process) ---- */
 
