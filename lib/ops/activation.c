@@ -285,71 +285,64 @@ static void sqrt_backward(const float *x, const float *y, const float *dy, float
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i] / (2.0f * y[i]);
 }
 
-/* ---- the driver ---- */
+/* ---- the driver ----
+ * One entry per function: its name on the tape and its two kernels. A
+ * recorded node keeps a pointer to its entry as its saved state (static and
+ * read-only, so nothing is allocated), and one backward serves them all. */
 
-/* The backward node functions: each finds its kernel and runs it. */
-static mc_status unary_backward(mc_node *node, backward_kernel kernel) {
+typedef struct unary_function {
+    const char *name;
+    forward_kernel forward;
+    backward_kernel backward;
+} unary_function;
+
+static const unary_function RELU = {"relu", relu_forward, relu_backward};
+static const unary_function GELU = {"gelu", gelu_forward, gelu_backward};
+static const unary_function QUICK_GELU = {"quick_gelu", quick_gelu_forward, quick_gelu_backward};
+static const unary_function SIGMOID = {"sigmoid", sigmoid_forward, sigmoid_backward};
+static const unary_function TANH = {"tanh", tanh_forward, tanh_backward};
+static const unary_function EXP = {"exp", exp_forward, exp_backward};
+static const unary_function LOG = {"log", log_forward, log_backward};
+static const unary_function SILU = {"silu", silu_forward, silu_backward};
+static const unary_function ABS = {"abs", abs_forward, abs_backward};
+static const unary_function SQRT = {"sqrt", sqrt_forward, sqrt_backward};
+
+static mc_status unary_backward(mc_node *node) {
+    const unary_function *f = node->saved;
     mc_tensor *x = node->in[0], *y = node->out;
     float *gx;
     MC_TRY(mc_grad_buffer(node->graph, x, &gx));
-    kernel(x->data, y->data, y->grad, gx, x->numel);
+    f->backward(x->data, y->data, y->grad, gx, x->numel);
     return MC_OK;
 }
 
-static mc_status relu_node(mc_node *n) { return unary_backward(n, relu_backward); }
-static mc_status gelu_node(mc_node *n) { return unary_backward(n, gelu_backward); }
-static mc_status quick_gelu_node(mc_node *n) { return unary_backward(n, quick_gelu_backward); }
-static mc_status sigmoid_node(mc_node *n) { return unary_backward(n, sigmoid_backward); }
-static mc_status tanh_node(mc_node *n) { return unary_backward(n, tanh_backward); }
-static mc_status exp_node(mc_node *n) { return unary_backward(n, exp_backward); }
-static mc_status log_node(mc_node *n) { return unary_backward(n, log_backward); }
-static mc_status silu_node(mc_node *n) { return unary_backward(n, silu_backward); }
-static mc_status abs_node(mc_node *n) { return unary_backward(n, abs_backward); }
-static mc_status sqrt_node(mc_node *n) { return unary_backward(n, sqrt_backward); }
-
-static mc_status unary_op(mc_graph *g, const char *op, mc_tensor *x, forward_kernel forward,
-                          mc_backward_fn backward, mc_tensor **out) {
+static mc_status unary_op(mc_graph *g, const unary_function *f, mc_tensor *x, mc_tensor **out) {
     *out = NULL;
-    if (!x) return mc_error(MC_ERR_ARG, "%s: input is NULL", op);
+    if (!x) return mc_error(MC_ERR_ARG, "%s: input is NULL", f->name);
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor_uninit(g, x->shape, op, &y)); /* forward writes every element */
-    forward(x->data, y->data, x->numel);
+    MC_TRY(mc_graph_tensor_uninit(g, x->shape, f->name, &y)); /* forward writes every element */
+    f->forward(x->data, y->data, x->numel);
     mc_tensor *in[1] = {x};
-    MC_TRY(mc_graph_record(g, op, backward, y, 1, in, NULL));
+    /* The backward only reads the entry: the cast drops no promise it keeps. */
+    MC_TRY(mc_graph_record(g, f->name, unary_backward, y, 1, in, (void *)f));
     *out = y;
     return MC_OK;
 }
 
-mc_status mc_relu(mc_graph *g, mc_tensor *x, mc_tensor **out) {
-    return unary_op(g, "relu", x, relu_forward, relu_node, out);
-}
-mc_status mc_gelu(mc_graph *g, mc_tensor *x, mc_tensor **out) {
-    return unary_op(g, "gelu", x, gelu_forward, gelu_node, out);
-}
+mc_status mc_relu(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g, &RELU, x, out); }
+mc_status mc_gelu(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g, &GELU, x, out); }
 mc_status mc_quick_gelu(mc_graph *g, mc_tensor *x, mc_tensor **out) {
-    return unary_op(g, "quick_gelu", x, quick_gelu_forward, quick_gelu_node, out);
+    return unary_op(g, &QUICK_GELU, x, out);
 }
 mc_status mc_sigmoid(mc_graph *g, mc_tensor *x, mc_tensor **out) {
-    return unary_op(g, "sigmoid", x, sigmoid_forward, sigmoid_node, out);
+    return unary_op(g, &SIGMOID, x, out);
 }
-mc_status mc_tanh(mc_graph *g, mc_tensor *x, mc_tensor **out) {
-    return unary_op(g, "tanh", x, tanh_forward, tanh_node, out);
-}
-mc_status mc_exp(mc_graph *g, mc_tensor *x, mc_tensor **out) {
-    return unary_op(g, "exp", x, exp_forward, exp_node, out);
-}
-mc_status mc_log(mc_graph *g, mc_tensor *x, mc_tensor **out) {
-    return unary_op(g, "log", x, log_forward, log_node, out);
-}
-mc_status mc_silu(mc_graph *g, mc_tensor *x, mc_tensor **out) {
-    return unary_op(g, "silu", x, silu_forward, silu_node, out);
-}
-mc_status mc_abs(mc_graph *g, mc_tensor *x, mc_tensor **out) {
-    return unary_op(g, "abs", x, abs_forward, abs_node, out);
-}
-mc_status mc_sqrt(mc_graph *g, mc_tensor *x, mc_tensor **out) {
-    return unary_op(g, "sqrt", x, sqrt_forward, sqrt_node, out);
-}
+mc_status mc_tanh(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g, &TANH, x, out); }
+mc_status mc_exp(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g, &EXP, x, out); }
+mc_status mc_log(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g, &LOG, x, out); }
+mc_status mc_silu(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g, &SILU, x, out); }
+mc_status mc_abs(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g, &ABS, x, out); }
+mc_status mc_sqrt(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g, &SQRT, x, out); }
 
 /* ---- add_relu: relu(a + b), the end of a residual block (a fused op) ----
  * One pass instead of two, and the sum before the relu is never stored: the
