@@ -22,14 +22,22 @@ typedef struct pool_geometry {
     bool adaptive;
 } pool_geometry;
 
-static mc_status pool_geometry_of(const char *op, const mc_tensor *x, int kernel, int stride,
-                                  int padding, pool_geometry *geo) {
+/* Every pool's first check: x is a 4-D activation, NHWC. */
+static mc_status check_nhwc(const char *op, const mc_tensor *x) {
     char xs[160];
     if (!x) return mc_error(MC_ERR_ARG, "%s: input x must not be NULL", op);
-    mc_tensor_str(x, xs, sizeof xs);
     if (x->shape.ndim != 4)
         return mc_error(MC_ERR_SHAPE, "%s: input x %s must be 4-D (N, H, W, C)"
-                        ": activations are NHWC, not PyTorch's NCHW", op, xs);
+                        ": activations are NHWC, not PyTorch's NCHW",
+                        op, mc_tensor_str(x, xs, sizeof xs));
+    return MC_OK;
+}
+
+static mc_status pool_geometry_of(const char *op, const mc_tensor *x, int kernel, int stride,
+                                  int padding, pool_geometry *geo) {
+    MC_TRY(check_nhwc(op, x));
+    char xs[160];
+    mc_tensor_str(x, xs, sizeof xs);
     if (kernel < 1 || stride < 1 || padding < 0)
         return mc_error(MC_ERR_ARG, "%s: kernel %d and stride %d must be >= 1, padding %d >= 0", op,
                         kernel, stride, padding);
@@ -283,12 +291,7 @@ mc_status mc_avgpool2d(mc_graph *g, mc_tensor *x, int kernel, int stride, int pa
 
 mc_status mc_adaptive_avgpool2d(mc_graph *g, mc_tensor *x, int out_h, int out_w, mc_tensor **out) {
     *out = NULL;
-    char xs[160];
-    if (!x) return mc_error(MC_ERR_ARG, "adaptive_avgpool2d: input x must not be NULL");
-    if (x->shape.ndim != 4)
-        return mc_error(MC_ERR_SHAPE, "adaptive_avgpool2d: input x %s must be 4-D (N, H, W, C)"
-                        ": activations are NHWC, not PyTorch's NCHW",
-                        mc_tensor_str(x, xs, sizeof xs));
+    MC_TRY(check_nhwc("adaptive_avgpool2d", x));
     if (out_h < 1 || out_w < 1)
         return mc_error(MC_ERR_ARG, "adaptive_avgpool2d: output size %dx%d must be at least 1x1",
                         out_h, out_w);
@@ -336,12 +339,7 @@ static mc_status global_avgpool_backward(mc_node *node) {
 
 mc_status mc_global_avgpool(mc_graph *g, mc_tensor *x, mc_tensor **out) {
     *out = NULL;
-    char xs[160];
-    if (!x) return mc_error(MC_ERR_ARG, "global_avgpool: input x must not be NULL");
-    if (x->shape.ndim != 4)
-        return mc_error(MC_ERR_SHAPE, "global_avgpool: input x %s must be 4-D (N, H, W, C)"
-                        ": activations are NHWC, not PyTorch's NCHW",
-                        mc_tensor_str(x, xs, sizeof xs));
+    MC_TRY(check_nhwc("global_avgpool", x));
     int64_t n = x->shape.dim[0], c = x->shape.dim[3], pixels = x->shape.dim[1] * x->shape.dim[2];
     mc_tensor *y;
     MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(n, c), "global_avgpool", &y));
