@@ -10,6 +10,7 @@
 #define MMCHAIN_EXAMPLES_CLASSIFIER_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "mmchain/mmchain.h"
 
@@ -33,19 +34,22 @@ typedef struct example_classifier {
 } example_classifier;
 
 /* Trains for `steps` steps with Adam at learning rate `lr` (otherwise
- * PyTorch's defaults) on g, using images (N, ...) and labels (N) as the
- * batch buffers. Prints the loss at step 1 and every 25 steps, then
+ * PyTorch's defaults) on g, with batches of images of `batch_shape`
+ * (N, ...). Prints the loss at step 1 and every 25 steps, then
  * "final loss X": the mean over the last 10 steps, steadier than the last. */
 static mc_status example_train_classifier(const example_classifier *c, mc_graph *g,
-                                          mc_tensor *images, int32_t *labels, int steps,
-                                          float lr, mc_rng *rng) {
+                                          mc_shape batch_shape, int steps, float lr, mc_rng *rng) {
+    mc_tensor *images;
+    MC_TRY(mc_tensor_new(&images, batch_shape, "images"));
+    int32_t *labels = malloc((size_t)batch_shape.dim[0] * sizeof *labels);
     mc_adam_config config = mc_adam_defaults();
     config.lr = lr;
-    mc_optimizer *adam;
-    MC_TRY(mc_optimizer_adam(&adam, c->params, config));
-    mc_status status = MC_OK;
+    mc_optimizer *adam = NULL;
+    mc_status status = labels ? mc_optimizer_adam(&adam, c->params, config)
+                              : mc_error(MC_ERR_NOMEM, "no memory for %lld labels",
+                                         (long long)batch_shape.dim[0]);
     float recent[10] = {0};
-    for (int step = 1; step <= steps; step++) {
+    for (int step = 1; step <= steps && status == MC_OK; step++) {
         c->draw_batch(images, labels, rng);
         mc_graph_reset(g);
         mc_params_zero_grad(c->params);
@@ -59,6 +63,8 @@ static mc_status example_train_classifier(const example_classifier *c, mc_graph 
         if (step % 25 == 0 || step == 1) printf("step %4d  loss %.4f\n", step, loss->data[0]);
     }
     mc_optimizer_free(adam);
+    free(labels);
+    mc_tensor_free(images);
     if (status != MC_OK) return status;
     float mean = 0.0f;
     for (int i = 0; i < 10; i++) mean += recent[i] / 10.0f;

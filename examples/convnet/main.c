@@ -89,17 +89,14 @@ int main(int argc, char **argv) {
     mc_rng_seed(&rng, 7);
     convnet net = {0};
     CHECK(convnet_init(&net, &rng));
-    mc_tensor *images;
-    CHECK(mc_tensor_new(&images, MC_SHAPE(BATCH, SIDE, SIDE, 1), "images"));
-    int32_t labels[BATCH];
     mc_graph *g;
     CHECK(mc_graph_new(&g));
     example_classifier classifier = {&net.params, &net, forward, draw_batch};
-    CHECK(example_train_classifier(&classifier, g, images, labels, steps, 1e-2f, &rng));
+    CHECK(example_train_classifier(&classifier, g, MC_SHAPE(BATCH, SIDE, SIDE, 1), steps, 1e-2f,
+                                   &rng));
     printf("arena peak %.1f KiB, process peak %.1f MiB\n", mc_graph_arena_peak_bytes(g) / 1024.0,
            mc_peak_rss_bytes() / 1048576.0);
     mc_graph_free(g);
-    mc_tensor_free(images);
     mc_params_free(&net.params);
     return 0;
 }

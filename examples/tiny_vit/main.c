@@ -130,16 +130,17 @@ int main(int argc, char **argv) {
     printf("tiny ViT: %lld parameters in %d tensors\n",
            (long long)mc_params_numel(&model.params, false), model.params.count);
 
-    mc_tensor *images;
-    CHECK(mc_tensor_new(&images, MC_SHAPE(BATCH, SIDE, SIDE, 1), "images"));
-    int32_t labels[BATCH];
     mc_graph *g;
     CHECK(mc_graph_new(&g));
     example_classifier classifier = {&model.params, &model, forward, draw_batch};
-    CHECK(example_train_classifier(&classifier, g, images, labels, steps, 3e-3f, &rng));
+    CHECK(example_train_classifier(&classifier, g, MC_SHAPE(BATCH, SIDE, SIDE, 1), steps, 3e-3f,
+                                   &rng));
     printf("training arena peak %.1f KiB\n", mc_graph_arena_peak_bytes(g) / 1024.0);
 
     /* Inference: a graph with the grad switch off records nothing. */
+    mc_tensor *images;
+    CHECK(mc_tensor_new(&images, MC_SHAPE(BATCH, SIDE, SIDE, 1), "images"));
+    int32_t labels[BATCH];
     mc_graph *eval;
     CHECK(mc_graph_new(&eval));
     mc_graph_set_grad_enabled(eval, false);
