@@ -13,6 +13,9 @@
  *   train32   one training step, batch 32, 3x64x64: forward with fc =
  *             Linear(2048, 512), InfoNCE against fixed targets, backward, Adam
  *   train100  the same at batch 100 (the method's batch)
+ *   train100r train100 with recomputation (mc_resnet_set_recompute: each
+ *             block's forward runs again in backward); PyTorch runs
+ *             train100, without checkpointing
  *   eval224   eval forward, batch 8, 3x224x224
  * --precision bf16: mmchain's graph runs its products with bf16 operands
  * (mc_graph_set_precision) and the peer runs under
@@ -40,13 +43,16 @@ typedef struct row_spec {
     const char *name;
     bool train;
     int batch, size;
+    bool recompute;       /* mc_resnet_set_recompute */
+    const char *peer_row; /* the row PyTorch runs, when not `name` */
 } row_spec;
 
 static const row_spec ROWS[] = {
-    {"eval32", false, 32, 64},
-    {"train32", true, 32, 64},
-    {"train100", true, 100, 64},
-    {"eval224", false, 8, 224},
+    {"eval32", false, 32, 64, false, NULL},
+    {"train32", true, 32, 64, false, NULL},
+    {"train100", true, 100, 64, false, NULL},
+    {"eval224", false, 8, 224, false, NULL},
+    {"train100r", true, 100, 64, true, "train100"},
 };
 enum { N_ROWS = sizeof ROWS / sizeof ROWS[0] };
 
@@ -94,6 +100,7 @@ static int run_row(const row_spec *row, int threads, double min_seconds, mc_prec
     config.fc_out = row->train ? 512 : 1000;
     CHECK(mc_resnet_new(&s.model, &config, 0));
     mc_resnet_set_training(s.model, row->train);
+    mc_resnet_set_recompute(s.model, row->recompute);
     CHECK(mc_graph_new(&s.g));
     mc_graph_set_grad_enabled(s.g, row->train);
     mc_graph_set_precision(s.g, precision);
@@ -165,6 +172,8 @@ static result run_child(const char *command) {
 }
 
 /* One row on both sides in `precision` (the peer only when `peer`). */
+static const row_spec *find_row(const char *name);
+
 static void measure(const char *self, const char *peer_path, bool peer, const char *name,
                     int threads, double min_seconds, mc_precision precision, result *ours,
                     result *theirs) {
@@ -176,7 +185,8 @@ static void measure(const char *self, const char *peer_path, bool peer, const ch
     if (!peer) return;
     snprintf(command, sizeof command,
              "/usr/bin/python3 '%s' --row %s --threads %d --min-seconds %g --precision %s",
-             peer_path, name, threads, min_seconds, mc_precision_name(precision));
+             peer_path, find_row(name)->peer_row ? find_row(name)->peer_row : name, threads,
+             min_seconds, mc_precision_name(precision));
     *theirs = run_child(command);
 }
 

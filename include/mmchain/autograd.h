@@ -165,6 +165,34 @@ mc_graph_mark mc_graph_get_mark(const mc_graph *g);
  * is copied to fresh memory just after the mark; *keep then points to it. */
 mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **keep);
 
+/* Recomputation (gradient checkpointing, as torch.utils.checkpoint): run a
+ * segment of the network keeping only its input and output, and run the
+ * segment's forward again during backward to get the tensors its backward
+ * needs. A step then holds one segment's activations at a time instead of
+ * every segment's, for about one more forward pass of time.
+ *
+ *     mc_tensor *y;
+ *     MC_TRY(mc_recompute(g, block_fn, &ctx, sizeof ctx, x, &y));
+ *
+ * `segment` computes *out from `in` with ops on g; mc_recompute calls it
+ * once now and once more when backward reaches the segment, with
+ * `recomputing` true that time. Both calls must compute the same values
+ * from the same input (so no random draws without restoring the
+ * generator); the second must leave every state the first one changed as
+ * the first left it (batch norm's running statistics: a training-mode
+ * segment puts them back when recomputing). `context` (context_bytes) is
+ * copied into the graph, so it may live on the caller's stack; it must not
+ * point to step tensors that the segment creates. The parameters a segment
+ * uses (heap tensors) get their gradients when backward recomputes it;
+ * step tensors other than `in` that it reads must stay unchanged until
+ * then. The gradients are those of running the segment directly, bit for
+ * bit: the same ops run on the same values. With g's gradients disabled
+ * the segment simply runs once. */
+typedef mc_status (*mc_segment_fn)(mc_graph *g, const void *context, bool recomputing,
+                                   mc_tensor *in, mc_tensor **out);
+mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, size_t context_bytes,
+                       mc_tensor *in, mc_tensor **out);
+
 /* Memory accounting. */
 size_t mc_graph_arena_bytes(const mc_graph *g);      /* in use now */
 size_t mc_graph_arena_peak_bytes(const mc_graph *g); /* most ever in use */

@@ -87,6 +87,8 @@ typedef struct mc_resnet {
     int feature_dim;      /* F */
     mc_param_list params; /* every parameter and buffer, torchvision's order */
     bool training;        /* BN: batch statistics (and running-stat updates) */
+    bool recompute;       /* keep only each block's input in a training step
+                           * (mc_resnet_set_recompute) */
     struct mc_resnet_layout *layout;
 } mc_resnet;
 
@@ -100,6 +102,15 @@ void mc_resnet_free(mc_resnet *model);
 /* Train mode (BN normalises with batch statistics and updates its running
  * statistics) or eval mode (BN uses the running statistics). */
 void mc_resnet_set_training(mc_resnet *model, bool training);
+
+/* Recomputation (autograd.h, mc_recompute) for a training step: the forward
+ * keeps each residual block's input and output only, and backward runs the
+ * block's forward again to get the rest. The step's activations then take
+ * a fraction of the memory (one block's at a time instead of every
+ * block's) for about one more forward pass of time; gradients, parameters
+ * and BN's running statistics after the step are the same, bit for bit.
+ * Off by default; it changes nothing where no gradient is recorded. */
+void mc_resnet_set_recompute(mc_resnet *model, bool recompute);
 
 /* Freeze (trainable = false) or unfreeze every parameter whose name starts
  * with `prefix` ("" = all, "layer1." = one stage, "fc." = the head). BN

@@ -315,6 +315,10 @@ bool mc_graph_should_record(const mc_graph *g, int n_in, mc_tensor *const *in) {
     return false;
 }
 
+/* Append a node whether or not its inputs require a gradient. */
+static mc_status tape_append(mc_graph *g, const char *op, mc_backward_fn backward, mc_tensor *out,
+                             int n_in, mc_tensor *const *in, void *saved);
+
 mc_status mc_graph_record(mc_graph *g, const char *op, mc_backward_fn backward, mc_tensor *out,
                           int n_in, mc_tensor *const *in, void *saved) {
     if (mc_profile_enabled) {
@@ -324,6 +328,11 @@ mc_status mc_graph_record(mc_graph *g, const char *op, mc_backward_fn backward, 
             mc_profile_op_forward(op, mc_profile_now_ns() - start);
     }
     if (!mc_graph_should_record(g, n_in, in)) return MC_OK;
+    return tape_append(g, op, backward, out, n_in, in, saved);
+}
+
+static mc_status tape_append(mc_graph *g, const char *op, mc_backward_fn backward, mc_tensor *out,
+                             int n_in, mc_tensor *const *in, void *saved) {
     if (n_in > MC_MAX_INPUTS)
         return mc_error(MC_ERR_ARG, "%s: %d inputs, the tape holds at most %d", op, n_in,
                         MC_MAX_INPUTS);
@@ -351,17 +360,23 @@ mc_status mc_graph_record(mc_graph *g, const char *op, mc_backward_fn backward, 
     return MC_OK;
 }
 
-/* A zeroed gradient block of `bytes`, reusing a free one of that size. */
+/* A zeroed gradient block of at least `bytes`: the smallest free one that
+ * holds it, else a new one. Taking a larger free block rather than making
+ * one of the exact size keeps the blocks ever made close to the most
+ * gradients alive at once: backward needs many sizes (one per stage and
+ * width), and a free 4 MB block serves a 1 MB gradient as well. */
 static mc_status grad_block_acquire(mc_graph *g, size_t bytes, const char *name, float **out) {
+    grad_block *best = NULL;
     for (int i = 0; i < g->grad_block_count; i++) {
         grad_block *b = &g->grad_blocks[i];
-        if (!b->in_use && b->bytes == bytes) {
-            memset(b->memory, 0, bytes);
-            b->in_use = true;
-            *out = b->memory;
-            g->grad_bytes_in_use += bytes;
-            goto account;
-        }
+        if (!b->in_use && b->bytes >= bytes && (!best || b->bytes < best->bytes)) best = b;
+    }
+    if (best) {
+        memset(best->memory, 0, bytes);
+        best->in_use = true;
+        *out = best->memory;
+        g->grad_bytes_in_use += best->bytes;
+        goto account;
     }
     if (g->grad_block_count == g->grad_block_capacity) {
         int capacity = g->grad_block_capacity ? 2 * g->grad_block_capacity : 64;
@@ -405,11 +420,13 @@ mc_status mc_grad_buffer(mc_graph *g, mc_tensor *t, float **grad) {
 }
 
 
+static mc_status walk_tape(mc_graph *g);
+
 mc_status mc_backward(mc_graph *g, mc_tensor *loss) {
     if (loss->numel != 1)
         return mc_error(MC_ERR_SHAPE, "backward: loss %s has %lld elements, expected one",
                         loss->name, (long long)loss->numel);
-    const float one = 1.0f;
+    static const float one = 1.0f;
     return mc_backward_with_grad(g, loss, &one);
 }
 
@@ -422,6 +439,12 @@ mc_status mc_backward_with_grad(mc_graph *g, mc_tensor *t, const float *t_grad) 
     float *seed;
     MC_TRY(mc_grad_buffer(g, t, &seed));
     for (int64_t i = 0; i < t->numel; i++) seed[i] += t_grad[i];
+    return walk_tape(g);
+}
+
+/* The walk itself: every node of the tape, last first, once the gradient
+ * of the loss is in place. Consumes the tape. */
+static mc_status walk_tape(mc_graph *g) {
     /* Backward functions record nothing (no higher-order gradients). */
     bool was_enabled = mc_graph_set_grad_enabled(g, false);
     mc_status status = MC_OK;
@@ -453,5 +476,158 @@ mc_status mc_backward_with_grad(mc_graph *g, mc_tensor *t, const float *t_grad) 
     }
     mc_graph_set_grad_enabled(g, was_enabled);
     g->tape_length = 0;
+    return status;
+}
+
+/* ---- recomputation ----
+ *
+ * mc_recompute runs the segment once with the tape on, to learn what it
+ * records (whether its output needs a gradient, and which parameters it
+ * uses), then rewinds the tape and the arena to where the segment began,
+ * keeping only its output. On the tape it leaves
+ *
+ *     "recompute_params" nodes   the segment's parameters, four a node
+ *     "recompute" node           input -> output, backward below
+ *
+ * Backward reaches "recompute" first: it runs the segment again with the
+ * tape on, on a tape of its own, and backpropagates the output's gradient
+ * through it; the parameters' gradients accumulate in place and the
+ * input's gradient is added to the input's buffer. The walk over the outer
+ * tape then gives the arena back to where it was before the node ran, so
+ * the recomputed activations live for this one node. The
+ * "recompute_params" nodes never run (the output's gradient is handed back
+ * by then); they exist so that a backward hook, which counts the nodes
+ * taking each parameter (lib/dist's gradient buckets), sees the segment's
+ * parameters pass right after their gradients are complete. */
+
+typedef struct recompute_saved {
+    mc_segment_fn segment;
+    void *context; /* the caller's context, copied into the arena */
+    mc_tensor *in;
+} recompute_saved;
+
+static mc_status recompute_params_backward(mc_node *node) {
+    (void)node; /* nothing to do: "recompute" computed these gradients */
+    return MC_OK;
+}
+
+static mc_status recompute_backward(mc_node *node) {
+    mc_graph *g = node->graph;
+    const recompute_saved *saved = node->saved;
+    /* The segment records on a tape of its own while the outer backward,
+     * in the middle of its walk, waits; the outer hook sees only the outer
+     * tape. */
+    mc_node *outer_tape = g->tape;
+    int outer_length = g->tape_length, outer_capacity = g->tape_capacity;
+    size_t outer_bytes_at_last_record = g->bytes_at_last_record;
+    mc_backward_hook hook = g->backward_hook;
+    void *hook_user = g->backward_hook_user;
+    g->tape = NULL;
+    g->tape_length = g->tape_capacity = 0;
+    g->backward_hook = NULL;
+    g->backward_hook_user = NULL;
+
+    bool was_enabled = mc_graph_set_grad_enabled(g, true);
+    mc_tensor *y = NULL;
+    mc_status status = saved->segment(g, saved->context, true, saved->in, &y);
+    if (status == MC_OK && y->numel != node->out->numel) {
+        char a[96], b[96];
+        status = mc_error(MC_ERR_STATE, "recompute of %s: the second run gave %s, the first %s",
+                          saved->in->name, mc_shape_str(y->shape, a, sizeof a),
+                          mc_shape_str(node->out->shape, b, sizeof b));
+    }
+    if (status == MC_OK && y->requires_grad && g->tape_length > 0) {
+        if (!y->grad && !y->on_heap) {
+            /* The usual case, a fresh output: it takes over the outer
+             * output's gradient block rather than a copy of it (the outer
+             * walk has nothing left to hand back then). */
+            y->grad = node->out->grad;
+            node->out->grad = NULL;
+            status = walk_tape(g);
+        } else {
+            status = mc_backward_with_grad(g, y, node->out->grad);
+        }
+    }
+    mc_graph_set_grad_enabled(g, was_enabled);
+
+    free(g->tape);
+    g->tape = outer_tape;
+    g->tape_length = outer_length;
+    g->tape_capacity = outer_capacity;
+    g->bytes_at_last_record = outer_bytes_at_last_record;
+    g->backward_hook = hook;
+    g->backward_hook_user = hook_user;
+    return status;
+}
+
+/* The heap tensors requiring a gradient that nodes first..g->tape_length-1
+ * take as inputs, each once, in first use order, into a malloc'd array. */
+static mc_status segment_params(const mc_graph *g, int first, mc_tensor ***out, int *count) {
+    *out = NULL;
+    *count = 0;
+    int capacity = 0;
+    for (int i = first; i < g->tape_length; i++) {
+        const mc_node *node = &g->tape[i];
+        for (int j = 0; j < node->n_in; j++) {
+            mc_tensor *t = node->in[j];
+            if (!t || !t->on_heap || !t->requires_grad) continue;
+            bool seen = false;
+            for (int k = 0; k < *count && !seen; k++) seen = (*out)[k] == t;
+            if (seen) continue;
+            if (*count == capacity) {
+                capacity = capacity ? 2 * capacity : 16;
+                mc_tensor **grown = realloc(*out, (size_t)capacity * sizeof *grown);
+                if (!grown) {
+                    free(*out);
+                    *out = NULL;
+                    return mc_error(MC_ERR_NOMEM, "recompute: cannot list the parameters of %s",
+                                    node->op);
+                }
+                *out = grown;
+            }
+            (*out)[(*count)++] = t;
+        }
+    }
+    return MC_OK;
+}
+
+mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, size_t context_bytes,
+                       mc_tensor *in, mc_tensor **out) {
+    *out = NULL;
+    if (!g->grad_enabled) return segment(g, context, false, in, out);
+
+    mc_graph_mark mark = mc_graph_get_mark(g);
+    size_t bytes_at_last_record = g->bytes_at_last_record;
+    mc_tensor *y = NULL;
+    mc_status status = segment(g, context, false, in, &y);
+    mc_tensor **params = NULL;
+    int n_params = 0;
+    if (status == MC_OK) status = segment_params(g, mark.tape_length, &params, &n_params);
+    bool needs_grad = status == MC_OK && y->requires_grad && g->tape_length > mark.tape_length;
+    /* Forget what the segment recorded: backward records it again. */
+    g->tape_length = mark.tape_length;
+    g->bytes_at_last_record = bytes_at_last_record;
+    if (status != MC_OK) {
+        arena_release_to(g, mark);
+        return mc_error_context(status, "recompute of %s: ", in->name);
+    }
+    status = mc_graph_release_keep(g, mark, &y);
+    recompute_saved *saved = NULL;
+    if (status == MC_OK && needs_grad) status = mc_graph_alloc(g, sizeof *saved, (void **)&saved);
+    if (status == MC_OK && needs_grad) {
+        saved->segment = segment;
+        saved->in = in;
+        status = mc_graph_alloc(g, context_bytes, &saved->context);
+        if (status == MC_OK && context_bytes) memcpy(saved->context, context, context_bytes);
+    }
+    for (int k = 0; status == MC_OK && needs_grad && k < n_params; k += MC_MAX_INPUTS) {
+        int n = n_params - k < MC_MAX_INPUTS ? n_params - k : MC_MAX_INPUTS;
+        status = tape_append(g, "recompute_params", recompute_params_backward, y, n, params + k, NULL);
+    }
+    free(params);
+    /* Recorded even when `in` needs no gradient: the parameters do. */
+    if (status == MC_OK && needs_grad)
+        status = tape_append(g, "recompute", recompute_backward, y, 1, &in, saved);
+    if (status == MC_OK) *out = y;
     return status;
 }

@@ -300,6 +300,8 @@ void mc_resnet_free(mc_resnet *m) {
 
 void mc_resnet_set_training(mc_resnet *m, bool training) { m->training = training; }
 
+void mc_resnet_set_recompute(mc_resnet *m, bool recompute) { m->recompute = recompute; }
+
 int mc_resnet_set_trainable(mc_resnet *m, const char *prefix, bool trainable) {
     int changed = 0;
     size_t len = strlen(prefix);
@@ -330,6 +332,76 @@ static mc_status block_forward(mc_graph *g, const resnet_block *b, bool training
     return mc_conv_bn_add_relu_forward(g, &b->unit[b->n_units - 1], training, h, shortcut, out);
 }
 
+/* The stem: NCHW -> NHWC once, conv1 7x7/2, bn1, relu, maxpool 3x3/2. */
+static mc_status stem_forward(mc_graph *g, const mc_conv_bn *stem, bool training, mc_tensor *x,
+                              mc_tensor **out) {
+    mc_tensor *h;
+    MC_TRY(mc_nchw_to_nhwc(g, x, &h));
+    MC_TRY(mc_conv_bn_forward(g, stem, training, h, &h));
+    return mc_maxpool2d(g, h, 3, 2, 1, out);
+}
+
+/* The stem or a block as a recomputed segment (mc_recompute, autograd.h). */
+typedef struct segment_context {
+    const struct mc_resnet_layout *layout;
+    int block; /* index into layout->blocks; -1: the stem */
+    bool training;
+} segment_context;
+
+/* The segment's batch norms, at most four (a block's three units and its
+ * downsample). */
+static int segment_norms(const segment_context *c, const mc_batch_norm *norms[4]) {
+    if (c->block < 0) {
+        norms[0] = &c->layout->stem.bn;
+        return 1;
+    }
+    const resnet_block *b = &c->layout->blocks[c->block];
+    int n = 0;
+    for (int i = 0; i < b->n_units; i++) norms[n++] = &b->unit[i].bn;
+    if (b->has_downsample) norms[n++] = &b->downsample.bn;
+    return n;
+}
+
+/* The batch-norm state a training-mode forward moves (running mean and
+ * variance, batches tracked), saved to or restored from `state`; returns
+ * the floats it took. */
+static int64_t bn_state_copy(const mc_batch_norm *bn, bool save, float *state) {
+    mc_tensor *const parts[] = {bn->running_mean, bn->running_var, bn->num_batches_tracked};
+    int64_t at = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t bytes = (size_t)parts[i]->numel * sizeof(float);
+        if (save) memcpy(state + at, parts[i]->data, bytes);
+        else memcpy(parts[i]->data, state + at, bytes);
+        at += parts[i]->numel;
+    }
+    return at;
+}
+
+static mc_status segment_run(mc_graph *g, const segment_context *c, mc_tensor *x, mc_tensor **out) {
+    if (c->block < 0) return stem_forward(g, &c->layout->stem, c->training, x, out);
+    return block_forward(g, &c->layout->blocks[c->block], c->training, x, out);
+}
+
+/* A recomputed training-mode forward normalises with the same batch
+ * statistics as the first, but would move the running statistics a second
+ * time: they are saved before it and put back after, so the model ends
+ * the step as it would without recomputation, bit for bit. */
+static mc_status resnet_segment(mc_graph *g, const void *context, bool recomputing, mc_tensor *x,
+                                mc_tensor **out) {
+    const segment_context *c = context;
+    if (!recomputing || !c->training) return segment_run(g, c, x, out);
+    const mc_batch_norm *norms[4];
+    int n = segment_norms(c, norms);
+    int64_t floats = 0;
+    for (int i = 0; i < n; i++) floats += 2 * norms[i]->running_mean->numel + 1;
+    float *state;
+    MC_TRY(mc_graph_alloc(g, (size_t)floats * sizeof(float), (void **)&state));
+    for (int i = 0, at = 0; i < n; i++) at += bn_state_copy(norms[i], true, state + at);
+    mc_status status = segment_run(g, c, x, out);
+    for (int i = 0, at = 0; i < n; i++) at += bn_state_copy(norms[i], false, state + at);
+    return status;
+}
+
 static mc_status check_input(const mc_resnet *m, const mc_tensor *x) {
     char xs[128], ws[128];
     if (x->shape.ndim != 4)
@@ -350,18 +422,16 @@ mc_status mc_resnet_forward(mc_resnet *m, mc_graph *g, mc_tensor *x, mc_tensor *
     struct mc_resnet_layout *L = m->layout;
     bool training = m->training;
 
-    /* Stem: NCHW -> NHWC once, conv1 7x7/2, bn1, relu, maxpool 3x3/2. As
-     * long as nothing was recorded on the tape (no gradient flows through
-     * the stages so far), each stage's output is all that is kept of it. */
+    /* As long as nothing was recorded on the tape (no gradient flows
+     * through the stages so far), each stage's output is all that is kept
+     * of it. With recomputation, each segment (the stem, then every block)
+     * keeps only its output and records one node; backward recomputes it. */
     mc_graph_mark mark = mc_graph_get_mark(g);
-    mc_tensor *h;
-    MC_TRY(mc_nchw_to_nhwc(g, x, &h));
-    MC_TRY(mc_conv_bn_forward(g, &L->stem, training, h, &h));
-    MC_TRY(mc_maxpool2d(g, h, 3, 2, 1, &h));
-    MC_TRY(mc_release_unrecorded(g, mark, &h));
-
-    for (int k = 0; k < L->n_blocks; k++) {
-        MC_TRY(block_forward(g, &L->blocks[k], training, h, &h));
+    mc_tensor *h = x;
+    for (int k = -1; k < L->n_blocks; k++) {
+        segment_context context = {L, k, training};
+        if (m->recompute) MC_TRY(mc_recompute(g, resnet_segment, &context, sizeof context, h, &h));
+        else MC_TRY(segment_run(g, &context, h, &h));
         MC_TRY(mc_release_unrecorded(g, mark, &h));
     }
 

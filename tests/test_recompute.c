@@ -1,0 +1,230 @@
+/* Recomputation (mc_recompute, autograd.h; mc_resnet_set_recompute,
+ * models.h) against running the same network directly:
+ *   - a segment's gradients pass the finite-difference check, and equal
+ *     the direct run's bit for bit (the same ops on the same values);
+ *   - a ResNet training step (forward in training mode, backward, Adam)
+ *     with recomputation leaves the same gradients, parameters, batch-norm
+ *     running statistics and batch counts as without, bit for bit, while
+ *     the step's arena peaks lower;
+ *   - a backward hook still sees every parameter of a recomputed segment
+ *     on the tape (the data-parallel trainer sends gradients from it);
+ *   - with gradients off a segment runs once and records nothing. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmchain/mmchain.h"
+#include "testutil.h"
+
+/* ---- a small segment: tanh(x W^T + b) * x, reading W and b from its context ---- */
+
+typedef struct dense_context {
+    mc_tensor *weight, *bias; /* (5, 5), (5) */
+} dense_context;
+
+static mc_status dense_segment(mc_graph *g, const void *context, bool recomputing, mc_tensor *x,
+                               mc_tensor **out) {
+    (void)recomputing;
+    const dense_context *c = context;
+    mc_tensor *h;
+    MC_TRY(mc_linear(g, x, c->weight, c->bias, &h));
+    MC_TRY(mc_tanh(g, h, &h));
+    return mc_mul(g, h, x, out);
+}
+
+/* inputs: x (3, 5), weight (5, 5), bias (5); ctx: non-NULL = recompute.
+ * The segment runs twice in a row, so the second one's input is a step
+ * tensor that the first produced. */
+static mc_status dense_forward(mc_graph *g, mc_tensor **in, void *ctx, mc_tensor **out) {
+    dense_context context = {in[1], in[2]};
+    mc_tensor *h = in[0];
+    for (int i = 0; i < 2; i++) {
+        if (ctx) MC_TRY(mc_recompute(g, dense_segment, &context, sizeof context, h, &h));
+        else MC_TRY(dense_segment(g, &context, false, h, &h));
+    }
+    return mc_sum_all(g, h, out);
+}
+
+static void make_dense_inputs(mc_tensor *in[3]) {
+    mc_rng rng;
+    mc_rng_seed(&rng, 11);
+    MC_CHECK_OK(mc_tensor_new(&in[0], MC_SHAPE(3, 5), "x"));
+    MC_CHECK_OK(mc_tensor_new(&in[1], MC_SHAPE(5, 5), "weight"));
+    MC_CHECK_OK(mc_tensor_new(&in[2], MC_SHAPE(5), "bias"));
+    for (int i = 0; i < 3; i++) {
+        mc_tensor_uniform(in[i], &rng, -1.0f, 1.0f);
+        in[i]->requires_grad = true;
+    }
+}
+
+START_TEST(test_segment_gradcheck) {
+    mc_tensor *in[3];
+    make_dense_inputs(in);
+    int recompute = 1;
+    mc_assert_gradcheck("recomputed dense segment", 3, in, dense_forward, &recompute, NULL);
+    for (int i = 0; i < 3; i++) mc_tensor_free(in[i]);
+}
+END_TEST
+
+/* One forward + backward of dense_forward; the inputs' gradients into grads. */
+static void dense_gradients(mc_tensor **in, bool recompute, float *grads[3]) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    for (int i = 0; i < 3; i++) mc_tensor_zero_grad(in[i]);
+    mc_tensor *loss;
+    int flag = 1;
+    MC_CHECK_OK(dense_forward(g, in, recompute ? &flag : NULL, &loss));
+    MC_CHECK_OK(mc_backward(g, loss));
+    for (int i = 0; i < 3; i++) {
+        grads[i] = malloc((size_t)in[i]->numel * sizeof(float));
+        memcpy(grads[i], in[i]->grad, (size_t)in[i]->numel * sizeof(float));
+    }
+    mc_graph_free(g);
+}
+
+START_TEST(test_segment_gradients_equal_direct_run) {
+    mc_tensor *in[3];
+    make_dense_inputs(in);
+    float *direct[3], *recomputed[3];
+    dense_gradients(in, false, direct);
+    dense_gradients(in, true, recomputed);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(memcmp(direct[i], recomputed[i], (size_t)in[i]->numel * sizeof(float)) == 0,
+                      "gradient of %s differs with recomputation", in[i]->name);
+        free(direct[i]);
+        free(recomputed[i]);
+        mc_tensor_free(in[i]);
+    }
+}
+END_TEST
+
+/* A backward hook learns when a parameter's gradient is final from the
+ * nodes that take it: every parameter of a recomputed segment must be the
+ * input of some node on the tape. */
+START_TEST(test_segment_parameters_on_tape) {
+    mc_tensor *in[3];
+    make_dense_inputs(in);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *loss;
+    int flag = 1;
+    MC_CHECK_OK(dense_forward(g, in, &flag, &loss));
+    for (int p = 1; p < 3; p++) {
+        bool found = false;
+        const mc_node *node;
+        for (int i = 0; (node = mc_graph_tape_node(g, i)) != NULL; i++)
+            for (int j = 0; j < node->n_in; j++) found |= node->in[j] == in[p];
+        ck_assert_msg(found, "%s is no node's input on the tape", in[p]->name);
+    }
+    mc_graph_free(g);
+    for (int i = 0; i < 3; i++) mc_tensor_free(in[i]);
+}
+END_TEST
+
+START_TEST(test_segment_without_gradients_records_nothing) {
+    mc_tensor *in[3];
+    make_dense_inputs(in);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_graph_set_grad_enabled(g, false);
+    mc_tensor *with, *without;
+    int flag = 1;
+    MC_CHECK_OK(dense_forward(g, in, &flag, &with));
+    MC_CHECK_OK(dense_forward(g, in, NULL, &without));
+    ck_assert_int_eq(mc_graph_tape_length(g), 0);
+    ck_assert(!with->requires_grad);
+    ck_assert(memcmp(with->data, without->data, sizeof(float)) == 0);
+    mc_graph_free(g);
+    for (int i = 0; i < 3; i++) mc_tensor_free(in[i]);
+}
+END_TEST
+
+/* ---- a ResNet training step with and without recomputation ---- */
+
+typedef struct step_result {
+    mc_resnet *model;
+    float **grads; /* per parameter, NULL where it has none */
+    float loss;
+    size_t arena_peak;
+} step_result;
+
+/* A bottleneck ResNet with a downsampling block in every stage (and two
+ * blocks in one), one training step on a fixed batch: loss = mean of the
+ * logits squared, backward, Adam. */
+static step_result train_step(bool recompute) {
+    mc_resnet_config config = {.block = MC_RESNET_BOTTLENECK, .layers = {1, 2, 1, 1}, .base_width = 4,
+                               .in_channels = 3, .fc_out = 6};
+    step_result r = {0};
+    MC_CHECK_OK(mc_resnet_new(&r.model, &config, 3));
+    mc_resnet_set_training(r.model, true);
+    mc_resnet_set_recompute(r.model, recompute);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_rng rng;
+    mc_rng_seed(&rng, 5);
+    mc_tensor *x, *logits, *squared, *loss;
+    MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(4, 3, 32, 32), "x", &x));
+    mc_tensor_uniform(x, &rng, -1.0f, 1.0f);
+    MC_CHECK_OK(mc_resnet_forward(r.model, g, x, &logits));
+    MC_CHECK_OK(mc_mul(g, logits, logits, &squared));
+    MC_CHECK_OK(mc_mean_all(g, squared, &loss));
+    MC_CHECK_OK(mc_backward(g, loss));
+    r.loss = loss->data[0];
+    r.arena_peak = mc_graph_arena_peak_bytes(g);
+    r.grads = calloc((size_t)r.model->params.count, sizeof *r.grads);
+    for (int i = 0; i < r.model->params.count; i++) {
+        const mc_tensor *t = r.model->params.items[i];
+        if (!t->grad) continue;
+        r.grads[i] = malloc((size_t)t->numel * sizeof(float));
+        memcpy(r.grads[i], t->grad, (size_t)t->numel * sizeof(float));
+    }
+    mc_optimizer *opt;
+    MC_CHECK_OK(mc_optimizer_adam(&opt, &r.model->params, mc_adam_defaults()));
+    MC_CHECK_OK(mc_optimizer_step(opt));
+    mc_optimizer_free(opt);
+    mc_graph_free(g);
+    return r;
+}
+
+static void step_result_free(step_result *r) {
+    for (int i = 0; i < r->model->params.count; i++) free(r->grads[i]);
+    free(r->grads);
+    mc_resnet_free(r->model);
+}
+
+START_TEST(test_resnet_step_equals_direct_step) {
+    step_result direct = train_step(false), recomputed = train_step(true);
+    ck_assert(memcmp(&direct.loss, &recomputed.loss, sizeof(float)) == 0);
+    int with_grad = 0;
+    for (int i = 0; i < direct.model->params.count; i++) {
+        const mc_tensor *t = direct.model->params.items[i];
+        ck_assert_msg((direct.grads[i] == NULL) == (recomputed.grads[i] == NULL),
+                      "%s has a gradient in one run only", t->name);
+        if (!direct.grads[i]) continue;
+        with_grad++;
+        ck_assert_msg(memcmp(direct.grads[i], recomputed.grads[i], (size_t)t->numel * sizeof(float)) == 0,
+                      "gradient of %s differs with recomputation", t->name);
+    }
+    ck_assert_int_gt(with_grad, 0);
+    /* Weights after Adam, running statistics, batches tracked: all of it. */
+    mc_test_assert_same_params("after a step with recomputation", &direct.model->params,
+                               &recomputed.model->params);
+    fprintf(stderr, "arena peak: %zu bytes directly, %zu with recomputation\n", direct.arena_peak,
+            recomputed.arena_peak);
+    ck_assert_uint_lt(recomputed.arena_peak, direct.arena_peak);
+    step_result_free(&direct);
+    step_result_free(&recomputed);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("recompute");
+    const TTest *const tests[] = {test_segment_gradcheck,
+                                  test_segment_gradients_equal_direct_run,
+                                  test_segment_parameters_on_tape,
+                                  test_segment_without_gradients_records_nothing,
+                                  test_resnet_step_equals_direct_step,
+                                  NULL};
+    tcase_set_timeout(mc_test_add_case(s, "recompute", tests), 300);
+    return mc_test_run_suite(s);
+}
