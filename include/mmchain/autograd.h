@@ -186,8 +186,10 @@ mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **kee
  * uses (heap tensors) get their gradients when backward recomputes it;
  * step tensors other than `in` that it reads must stay unchanged until
  * then. The gradients are those of running the segment directly, bit for
- * bit: the same ops run on the same values. With g's gradients disabled
- * the segment simply runs once. */
+ * bit: the same ops run on the same values. The output is kept beside the
+ * arena and handed back once backward has passed the segment (its values
+ * are not readable after backward, unlike other step tensors'). With g's
+ * gradients disabled the segment simply runs once. */
 typedef mc_status (*mc_segment_fn)(mc_graph *g, const void *context, bool recomputing,
                                    mc_tensor *in, mc_tensor **out);
 mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, size_t context_bytes,

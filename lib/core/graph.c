@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 /* ---- the arena ---- */
@@ -22,8 +23,10 @@ typedef struct arena_chunk {
 /* Gradient buffers of step tensors live outside the arena, in blocks that
  * are handed back as soon as backward has consumed them (see mc_backward):
  * an activation's gradient is dead once the node that produced the
- * activation has run. Freed blocks are reused by later requests of the same
- * size, which in a network of repeated blocks is almost every request. */
+ * activation has run. The outputs that recomputed segments keep live in
+ * the same blocks, for the same reason (mc_recompute, below). Freed blocks
+ * are reused by later requests that fit, which in a network of repeated
+ * blocks is almost every request. */
 typedef struct grad_block {
     float *memory;
     size_t bytes;
@@ -167,7 +170,7 @@ void mc_graph_free(mc_graph *g) {
     if (!g) return;
     chunks_free(g->chunks);
     chunks_free(g->spare);
-    for (int i = 0; i < g->grad_block_count; i++) free(g->grad_blocks[i].memory);
+    for (int i = 0; i < g->grad_block_count; i++) munmap(g->grad_blocks[i].memory, g->grad_blocks[i].bytes);
     free(g->grad_blocks);
     free(g->tape);
     free(g);
@@ -360,19 +363,45 @@ static mc_status tape_append(mc_graph *g, const char *op, mc_backward_fn backwar
     return MC_OK;
 }
 
+/* Blocks are mapped from the OS directly, not malloc'd, so that unmapping
+ * one gives its memory back at once (malloc keeps freed memory of most
+ * sizes in the process). Fresh mappings read as zeros. */
+static float *block_map(size_t bytes) {
+    void *memory = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return memory == MAP_FAILED ? NULL : memory;
+}
+
+/* Unmap every free block; the table keeps the blocks in use, in order. */
+static void blocks_unmap_free(mc_graph *g) {
+    int kept = 0;
+    for (int i = 0; i < g->grad_block_count; i++) {
+        grad_block *b = &g->grad_blocks[i];
+        if (b->in_use) g->grad_blocks[kept++] = *b;
+        else munmap(b->memory, b->bytes);
+    }
+    g->grad_block_count = kept;
+}
+
 /* A zeroed gradient block of at least `bytes`: the smallest free one that
- * holds it, else a new one. Taking a larger free block rather than making
- * one of the exact size keeps the blocks ever made close to the most
- * gradients alive at once: backward needs many sizes (one per stage and
- * width), and a free 4 MB block serves a 1 MB gradient as well. */
-static mc_status grad_block_acquire(mc_graph *g, size_t bytes, const char *name, float **out) {
+ * holds it without wasting more than a fifth of itself, else a new one.
+ * Taking a somewhat larger free block rather than making one of the exact
+ * size keeps the blocks ever made close to the most alive at once. When
+ * none fits, the free blocks are unmapped before a new one is made:
+ * backward walks towards the input, where feature maps grow, so a block
+ * that does not fit now is seldom wanted again in this backward, and
+ * keeping it would add to the process's peak memory. */
+static mc_status grad_block_acquire(mc_graph *g, size_t bytes, const char *name, bool zero,
+                                    float **out) {
+    if (bytes == 0) bytes = sizeof(float); /* a mapping is never empty */
     grad_block *best = NULL;
     for (int i = 0; i < g->grad_block_count; i++) {
         grad_block *b = &g->grad_blocks[i];
-        if (!b->in_use && b->bytes >= bytes && (!best || b->bytes < best->bytes)) best = b;
+        if (!b->in_use && b->bytes >= bytes && b->bytes / 5 * 4 <= bytes &&
+            (!best || b->bytes < best->bytes))
+            best = b;
     }
     if (best) {
-        memset(best->memory, 0, bytes);
+        if (zero) memset(best->memory, 0, bytes);
         best->in_use = true;
         *out = best->memory;
         g->grad_bytes_in_use += best->bytes;
@@ -385,7 +414,8 @@ static mc_status grad_block_acquire(mc_graph *g, size_t bytes, const char *name,
         g->grad_blocks = blocks;
         g->grad_block_capacity = capacity;
     }
-    float *memory = calloc(1, bytes);
+    blocks_unmap_free(g);
+    float *memory = block_map(bytes);
     if (!memory) return mc_error(MC_ERR_NOMEM, "gradient of %s: cannot allocate %zu bytes", name, bytes);
     g->grad_blocks[g->grad_block_count++] = (grad_block){memory, bytes, true};
     g->grad_bytes_in_use += bytes;
@@ -412,7 +442,7 @@ mc_status mc_grad_buffer(mc_graph *g, mc_tensor *t, float **grad) {
             t->grad = calloc((size_t)t->numel, sizeof(float));
             if (!t->grad) return mc_error(MC_ERR_NOMEM, "gradient of %s: out of memory", t->name);
         } else {
-            MC_TRY(grad_block_acquire(g, (size_t)t->numel * sizeof(float), t->name, &t->grad));
+            MC_TRY(grad_block_acquire(g, (size_t)t->numel * sizeof(float), t->name, true, &t->grad));
         }
     }
     *grad = t->grad;
@@ -489,12 +519,17 @@ static mc_status walk_tape(mc_graph *g) {
  *     "recompute_params" nodes   the segment's parameters, four a node
  *     "recompute" node           input -> output, backward below
  *
+ * The output is kept in a block beside the arena, like a gradient, not in
+ * the arena: backward hands it back once past the segment, so a step's
+ * kept outputs shrink as backward goes rather than staying to the end.
+ *
  * Backward reaches "recompute" first: it runs the segment again with the
  * tape on, on a tape of its own, and backpropagates the output's gradient
  * through it; the parameters' gradients accumulate in place and the
  * input's gradient is added to the input's buffer. The walk over the outer
  * tape then gives the arena back to where it was before the node ran, so
- * the recomputed activations live for this one node. The
+ * the recomputed activations live for this one node. The kept output is
+ * handed back then too: every node reading it ran before this one. The
  * "recompute_params" nodes never run (the output's gradient is handed back
  * by then); they exist so that a backward hook, which counts the nodes
  * taking each parameter (lib/dist's gradient buckets), sees the segment's
@@ -557,6 +592,7 @@ static mc_status recompute_backward(mc_node *node) {
     g->bytes_at_last_record = outer_bytes_at_last_record;
     g->backward_hook = hook;
     g->backward_hook_user = hook_user;
+    grad_block_release(g, node->out->data);
     return status;
 }
 
@@ -591,6 +627,30 @@ static mc_status segment_params(const mc_graph *g, int first, mc_tensor ***out, 
     return MC_OK;
 }
 
+/* Give back the arena memory allocated after `mark`, except *y's values,
+ * which move to a block beside the arena (a gradient block); *y becomes a
+ * fresh header in the arena pointing at them. */
+static mc_status keep_in_block(mc_graph *g, mc_graph_mark mark, mc_tensor **y) {
+    mc_tensor kept = **y;
+    float *block;
+    MC_TRY(grad_block_acquire(g, (size_t)kept.numel * sizeof(float), kept.name, false, &block));
+    memcpy(block, kept.data, (size_t)kept.numel * sizeof(float));
+    arena_release_to(g, mark);
+    mc_tensor *header;
+    mc_status status = mc_graph_alloc(g, sizeof *header, (void **)&header);
+    if (status != MC_OK) {
+        grad_block_release(g, block);
+        return status;
+    }
+    header->shape = kept.shape;
+    header->numel = kept.numel;
+    header->data = block;
+    header->owns_data = false; /* the graph's block, handed back by backward */
+    mc_tensor_set_name(header, kept.name);
+    *y = header;
+    return MC_OK;
+}
+
 mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, size_t context_bytes,
                        mc_tensor *in, mc_tensor **out) {
     *out = NULL;
@@ -611,7 +671,8 @@ mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, 
         arena_release_to(g, mark);
         return mc_error_context(status, "recompute of %s: ", in->name);
     }
-    status = mc_graph_release_keep(g, mark, &y);
+    if (needs_grad) status = keep_in_block(g, mark, &y);
+    else status = mc_graph_release_keep(g, mark, &y);
     recompute_saved *saved = NULL;
     if (status == MC_OK && needs_grad) status = mc_graph_alloc(g, sizeof *saved, (void **)&saved);
     if (status == MC_OK && needs_grad) {
