@@ -544,6 +544,8 @@ typedef struct mc_chain_memory_plan {
     int train_tiles, val_tiles;
     bool augment;            /* as mc_chain_train_config */
     int target_crops;
+    bool recompute;          /* the encoder recomputes its blocks
+                              * (mc_resnet_set_recompute) */
     /* The frozen CLIP (mc_chain_memory_plan_clip fills these from its file):
      * its parameter count, and the image tower's sizes for its forward. */
     int64_t clip_params;

@@ -40,6 +40,12 @@ typedef struct network_walk {
     int64_t scratch;            /* bytes per step whatever the batch: BN's
                                  * per-channel sums and the ops' records */
     int64_t largest_map;        /* the largest feature map, floats per sample */
+    /* With recomputation (mc_resnet_set_recompute): what the forward keeps
+     * (the input, every segment's output, the head), and the most one
+     * segment (the stem or a block) holds while backward recomputes it. */
+    int64_t kept;               /* floats per sample */
+    int64_t segment, largest_segment; /* floats per sample */
+    int64_t segment_scratch, largest_segment_scratch, segments; /* bytes, count */
     int features;               /* F, the pooled feature width */
 } network_walk;
 
@@ -47,21 +53,37 @@ static void unit(network_walk *w, int in_ch, int out_ch, int kernel, int out_sid
     count_conv_bn(in_ch, out_ch, kernel, &w->trainable, &w->buffers);
     int64_t map = (int64_t)out_ch * out_side * out_side;
     w->activations += 2 * map;
+    w->segment += 2 * map;
     /* Batch norm's statistics in double per channel, forward and backward
      * (lib/ops/batchnorm.c: blocked partial sums), and the records of the
      * two ops (tensor headers, saved state, 64-byte aligned): measured. */
     w->scratch += 576 * (int64_t)out_ch + 1024;
+    w->segment_scratch += 576 * (int64_t)out_ch + 1024;
     if (map > w->largest_map) w->largest_map = map;
+}
+
+/* A segment ends with an output of `output` floats per sample. */
+static void segment_end(network_walk *w, int64_t output) {
+    w->kept += output;
+    if (w->segment > w->largest_segment) w->largest_segment = w->segment;
+    if (w->segment_scratch > w->largest_segment_scratch) w->largest_segment_scratch = w->segment_scratch;
+    w->segment = w->segment_scratch = 0;
+    w->segments++;
 }
 
 static void walk_resnet(const mc_resnet_config *c, int image_size, network_walk *w) {
     memset(w, 0, sizeof *w);
     int expansion = c->block == MC_RESNET_BOTTLENECK ? 4 : 1;
     int side = conv_out(image_size, 7, 2, 3);
-    w->activations += 2 * (int64_t)c->in_channels * image_size * image_size; /* x and its NHWC copy */
+    int64_t input = (int64_t)c->in_channels * image_size * image_size;
+    w->activations += 2 * input; /* x and its NHWC copy */
+    w->kept += input;
+    w->segment += input; /* the stem: the NHWC copy, conv1 + bn1, the max pool */
     unit(w, c->in_channels, c->base_width, 7, side);
     side = conv_out(side, 3, 2, 1);
     w->activations += 2 * (int64_t)c->base_width * side * side; /* max pool: output, argmax */
+    w->segment += 2 * (int64_t)c->base_width * side * side;
+    segment_end(w, (int64_t)c->base_width * side * side);
     int in_ch = c->base_width;
     for (int s = 0; s < 4; s++) {
         int width = c->base_width << s, out_ch = width * expansion;
@@ -80,13 +102,16 @@ static void walk_resnet(const mc_resnet_config *c, int image_size, network_walk 
              * (mc_batchnorm2d_add_relu): its output is the block's, counted. */
             in_ch = out_ch;
             side = out_side;
+            segment_end(w, (int64_t)out_ch * side * side);
         }
     }
     w->features = in_ch;
     w->activations += 2 * (int64_t)in_ch; /* pooled features, and their NCHW view */
+    w->kept += 2 * (int64_t)in_ch;
     if (c->fc_out > 0) {
         w->trainable += (int64_t)c->fc_out * in_ch + c->fc_out;
         w->activations += 2 * (int64_t)c->fc_out; /* fc output, normalised */
+        w->kept += 2 * (int64_t)c->fc_out;
     }
 }
 
@@ -122,7 +147,14 @@ mc_status mc_chain_estimate_memory(const mc_chain_memory_plan *p, mc_chain_memor
      * feature map's gradient and its input's, in reusable blocks) and the
      * batch's RGB buffer. */
     int64_t b = p->batch_size;
-    out->step = (size_t)((b * (w.activations + 2 * w.largest_map) + 4 * b * b) * FLOAT_BYTES + w.scratch);
+    /* With recomputation the forward keeps only the segments' outputs
+     * (handed back as backward passes them), and backward holds one
+     * segment's activations and records at a time, run again, with about
+     * one largest feature map of temporaries (measured). */
+    int64_t held_activations = p->recompute ? w.kept + w.largest_segment + w.largest_map
+                                            : w.activations + 2 * w.largest_map;
+    int64_t scratch = p->recompute ? w.largest_segment_scratch + 1024 * w.segments : w.scratch;
+    out->step = (size_t)((b * held_activations + 4 * b * b) * FLOAT_BYTES + scratch);
     int64_t extra = 3 * b * w.largest_map;
     if (on_the_fly) extra += b * 3 * (int64_t)p->rgb_size * p->rgb_size;
     out->step_extra = (size_t)(extra * FLOAT_BYTES);
