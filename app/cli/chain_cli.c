@@ -85,6 +85,31 @@ int chain_cli_check_memory(const char *command, uint64_t limit, const mc_chain_m
     return 0;
 }
 
+enum { CONFIG_VALUE_LEN = 1024 };
+
+int chain_cli_write_config(const char *command, mc_run *run, const cli_opt *opts,
+                           bool (*not_stored)(const char *name)) {
+    const int count = cli_opts_count(opts);
+    mc_metadata_entry *kv = calloc((size_t)count, sizeof *kv);
+    char *values = calloc((size_t)count, CONFIG_VALUE_LEN);
+    if (!kv || !values) {
+        free(kv);
+        free(values);
+        return cli_fail(command, "out of memory");
+    }
+    int n = 0;
+    for (const cli_opt *o = opts; o->name; o++) {
+        if (not_stored && not_stored(o->name)) continue;
+        char *value = values + (size_t)n * CONFIG_VALUE_LEN;
+        cli_opt_format(o, value, CONFIG_VALUE_LEN);
+        kv[n++] = (mc_metadata_entry){o->name + 2, value};
+    }
+    mc_status s = mc_run_write_config(run, n, kv);
+    free(kv);
+    free(values);
+    return s == MC_OK ? 0 : cli_fail_status(command, s);
+}
+
 int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip) {
     if (!path) return cli_fail(command, "--clip CLIP.safetensors is required (a Hugging Face CLIPModel)");
     mc_status s = mc_clip_load(path, clip);

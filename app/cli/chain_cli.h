@@ -110,6 +110,13 @@ int chain_cli_memory_limit(const char *command, const cli_opt *flag, uint64_t *l
  * Without one (0): nothing. Returns 0 or the exit code. */
 int chain_cli_check_memory(const char *command, uint64_t limit, const mc_chain_memory_plan *plan);
 
+/* config.json of a run: every option of the table by its name without
+ * "--" and its value as text (cli_opt_format, which reads back the same),
+ * except those for which not_stored(name) is true (not_stored may be NULL).
+ * Returns 0 or the exit code after the error. */
+int chain_cli_write_config(const char *command, mc_run *run, const cli_opt *opts,
+                           bool (*not_stored)(const char *name));
+
 /* mc_clip_load with a message that names the flag. */
 int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip);
 

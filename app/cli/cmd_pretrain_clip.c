@@ -280,18 +280,6 @@ static void on_message(void *ctx, const char *line) {
     (void)mc_run_log(u->run, "%s", line);
 }
 
-static int write_config(mc_run *run, const cli_opt *opts) {
-    mc_metadata_entry kv[32];
-    char values[32][1024];
-    int n = 0;
-    for (const cli_opt *o = opts; o->name && n < 32; o++, n++) {
-        cli_opt_format(o, values[n], sizeof values[n]);
-        kv[n] = (mc_metadata_entry){o->name + 2, values[n]};
-    }
-    mc_status s = mc_run_write_config(run, n, kv);
-    return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
-}
-
 /* Train, save, evaluate the held-out images (in shards with the other ranks
  * of a distributed run), write the report. */
 static mc_status pretrain(const pretrain_args *a, mc_run *run, const image_set *train, const image_set *val,
@@ -365,7 +353,7 @@ static int run_command(const pretrain_args *a, const cli_opt *opts) {
     if (status != MC_OK) code = cli_fail_status(COMMAND, status);
     if (!code && leader) {
         mc_run_set_quiet(run, a->quiet);
-        code = write_config(run, opts);
+        code = chain_cli_write_config(COMMAND, run, opts, NULL);
     }
     if (!code && leader) {
         (void)mc_run_log(run, "%d training and %d held-out images of %d classes (%s, ...)", train.count,

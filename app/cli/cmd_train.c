@@ -114,29 +114,6 @@ static void free_store(string_store *store) {
     free(store->items);
 }
 
-enum { CONFIG_VALUE_LEN = 1024 };
-
-static int write_config(mc_run *run, const cli_opt *opts) {
-    const int count = cli_opts_count(opts);
-    mc_metadata_entry *kv = calloc((size_t)count, sizeof *kv);
-    char *values = calloc((size_t)count, CONFIG_VALUE_LEN);
-    if (!kv || !values) {
-        free(kv);
-        free(values);
-        return cli_fail(COMMAND, "out of memory");
-    }
-    int n = 0;
-    for (const cli_opt *o = opts; o->name; o++) {
-        if (not_stored(o->name)) continue;
-        char *value = values + (size_t)n * CONFIG_VALUE_LEN;
-        cli_opt_format(o, value, CONFIG_VALUE_LEN);
-        kv[n++] = (mc_metadata_entry){o->name + 2, value};
-    }
-    mc_status s = mc_run_write_config(run, n, kv);
-    free(kv);
-    free(values);
-    return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
-}
 
 /* ---------------------------------------------------------------------------
  * building the pieces
@@ -502,7 +479,7 @@ static mc_status teacher_hop(const train_args *a, train_setup *s, const char *ca
 static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, train_setup *setup) {
     train_ui ui = {.args = a, .setup = setup, .run = run, .selected_acc = NAN};
     if (!mc_run_resumed(run)) {
-        int code = write_config(run, opts);
+        int code = chain_cli_write_config(COMMAND, run, opts, not_stored);
         if (code) return code;
     }
     if (mc_default_precision() == MC_PRECISION_BF16)
