@@ -726,17 +726,22 @@ typedef struct bn_run {
     float *output, *running, *grads[4];
 } bn_run;
 
+/* How the shortcut of a run is made. */
+typedef enum { NO_SHORTCUT, SHORTCUT, SHORTCUT_IS_X } shortcut_kind;
+
 /* x (3, 5, 4, 7) and per-channel weight, bias, running statistics made
- * from seeds seed..seed+3 (the shortcut from seed+4), through the fused op
- * (fused) or the ops it replaces: relu(BN(x)), or with a shortcut
- * relu(BN(x) + shortcut); backward from y_grad. */
-static bn_run run_bn(bool fused, bool with_shortcut, bool training, const mc_tensor *y_grad,
-                     uint64_t seed) {
+ * from seeds seed..seed+3 (the shortcut from seed+4, or x itself), through
+ * the fused op (fused) or the ops it replaces: relu(BN(x)), or with a
+ * shortcut relu(BN(x) + shortcut); backward from y_grad. */
+static bn_run run_bn(bool fused, shortcut_kind with_shortcut, bool training,
+                     const mc_tensor *y_grad, uint64_t seed) {
     mc_tensor *x = random_tensor(MC_SHAPE(3, 5, 4, 7), "x", seed, true);
     mc_tensor *w = random_tensor(MC_SHAPE(7), "bn.weight", seed + 1, true);
     mc_tensor *b = random_tensor(MC_SHAPE(7), "bn.bias", seed + 2, true);
     mc_tensor *rm = random_tensor(MC_SHAPE(7), "bn.running_mean", seed + 3, false);
-    mc_tensor *shortcut = with_shortcut ? random_tensor(MC_SHAPE(3, 5, 4, 7), "shortcut", seed + 4, true) : NULL;
+    mc_tensor *shortcut = NULL;
+    if (with_shortcut == SHORTCUT) shortcut = random_tensor(MC_SHAPE(3, 5, 4, 7), "shortcut", seed + 4, true);
+    if (with_shortcut == SHORTCUT_IS_X) shortcut = x;
     mc_tensor *rv;
     MC_CHECK_OK(mc_tensor_new(&rv, MC_SHAPE(7), "bn.running_var"));
     mc_tensor_fill(rv, 0.75f);
@@ -761,7 +766,8 @@ static bn_run run_bn(bool fused, bool with_shortcut, bool training, const mc_ten
     mc_tensor *params[4] = {x, w, b, shortcut};
     for (int k = 0; k < 4 && params[k]; k++) run.grads[k] = mc_test_copy_floats(params[k]->grad, params[k]->numel);
     mc_graph_free(g);
-    mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(b), mc_tensor_free(shortcut);
+    mc_tensor_free(x), mc_tensor_free(w), mc_tensor_free(b);
+    if (shortcut != x) mc_tensor_free(shortcut);
     mc_tensor_free(rm), mc_tensor_free(rv);
     return run;
 }
@@ -769,7 +775,8 @@ static bn_run run_bn(bool fused, bool with_shortcut, bool training, const mc_ten
 /* The fused op and the ops it replaces agree bit for bit: output, running
  * statistics, every gradient; and some outputs are clipped by the relu, or
  * the relu part is untested. */
-static void assert_bn_runs_match(bool with_shortcut, bool training, uint64_t seed, uint64_t grad_seed) {
+static void assert_bn_runs_match(shortcut_kind with_shortcut, bool training, uint64_t seed,
+                                 uint64_t grad_seed) {
     mc_tensor *y_grad = random_tensor(MC_SHAPE(3, 5, 4, 7), "dy", grad_seed, false);
     bn_run fused = run_bn(true, with_shortcut, training, y_grad, seed);
     bn_run unfused = run_bn(false, with_shortcut, training, y_grad, seed);
@@ -792,12 +799,19 @@ static void assert_bn_runs_match(bool with_shortcut, bool training, uint64_t see
 
 /* relu(batchnorm2d(x)) as one op and as two: same output, same gradients of
  * x, weight and bias, same running statistics; _i = 0 training, 1 eval. */
-START_TEST(test_batchnorm2d_relu_matches_unfused) { assert_bn_runs_match(false, _i == 0, 70, 77); }
+START_TEST(test_batchnorm2d_relu_matches_unfused) { assert_bn_runs_match(NO_SHORTCUT, _i == 0, 70, 77); }
 END_TEST
 
 /* relu(batchnorm2d(x) + shortcut) as one op and as two (mc_batchnorm2d then
  * mc_add_relu): the same, and the same gradient of the shortcut. */
-START_TEST(test_batchnorm2d_add_relu_matches_unfused) { assert_bn_runs_match(true, _i == 0, 60, 78); }
+START_TEST(test_batchnorm2d_add_relu_matches_unfused) { assert_bn_runs_match(SHORTCUT, _i == 0, 60, 78); }
+END_TEST
+
+/* The same with x its own shortcut: both terms of x's gradient add up in
+ * one buffer. */
+START_TEST(test_batchnorm2d_add_relu_own_shortcut_matches_unfused) {
+    assert_bn_runs_match(SHORTCUT_IS_X, _i == 0, 50, 79);
+}
 END_TEST
 
 /* The fused op through finite differences too (its own backward path). */
@@ -944,6 +958,7 @@ static Suite *conv_suite(void) {
     const mc_test_loop bn_tables[] = {{test_batchnorm2d_gradcheck, 0, 2},
                                       {test_batchnorm2d_relu_matches_unfused, 0, 2},
                                       {test_batchnorm2d_add_relu_matches_unfused, 0, 2},
+                                      {test_batchnorm2d_add_relu_own_shortcut_matches_unfused, 0, 2},
                                       {NULL, 0, 0}};
     tcase_set_timeout(mc_test_add_loops(mc_test_add_case(s, "batchnorm2d", bn), bn_tables), 120);
 

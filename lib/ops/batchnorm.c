@@ -242,52 +242,81 @@ static mc_status batch_statistics(mc_graph *g, int64_t rows, int64_t c, const fl
  * With a shortcut (mc_batchnorm2d_add_relu) its gradient is g as well:
  * d_shortcut: (M, C) += g, in the same pass, which reads dy and y once for
  * both gradients instead of once more in a pass of its own.
+ * fresh: dx and d_shortcut were just made by mc_grad_buffer, all zeros (the
+ * common case: a BN's input and a block's shortcut have their first
+ * gradient here); the pass then writes 0 + v without reading the zeros
+ * back, one stream of memory less, the same bits (0 + v, not v, which
+ * would keep the sign of a -0).
  * x, dy, relu_out (or NULL), d_shortcut (or NULL): (M, C); the rest (C),
  * constant per channel so that the inner loop has no division. */
-/* One row of input_grad (below); `relu` and `shortcut` constant at each
- * call, so that each combination is a loop of its own that vectorises. */
-static inline void input_grad_row(int64_t r, int64_t c, bool training, const float *x,
-                                  const float *dy, const float *relu_out, bool relu,
-                                  float *d_shortcut, bool shortcut, const float *mean,
-                                  const float *invstd, const float *scale, const float *mean_g,
-                                  const float *mean_g_xhat, float *dx) {
+
+/* to[i] + v, or 0 + v when `fresh` (to holds zeros). */
+static inline float added_to(const float *to, int64_t i, bool fresh, float v) {
+    return (fresh ? 0.0f : to[i]) + v;
+}
+
+/* One row of input_grad (below); `relu`, `shortcut` and `fresh` constant
+ * at each call, so that each combination is a loop of its own that
+ * vectorises. restrict: no run-time overlap checks (too many pointers for
+ * GCC to version the loop: it stayed scalar); d_shortcut is never dx (the
+ * caller adds a shortcut that is x itself in a pass of its own). */
+static inline void input_grad_row(int64_t r, int64_t c, bool training, const float *restrict x,
+                                  const float *restrict dy, const float *restrict relu_out,
+                                  bool relu, float *restrict d_shortcut, bool shortcut, bool fresh,
+                                  const float *restrict mean, const float *restrict invstd,
+                                  const float *restrict scale, const float *restrict mean_g,
+                                  const float *restrict mean_g_xhat, float *restrict dx) {
+    const int64_t row = r * c;
     if (training)
         for (int64_t ch = 0; ch < c; ch++) {
-            float xhat = (x[r * c + ch] - mean[ch]) * invstd[ch];
-            float g = bn_grad(dy, relu_out, relu, r * c + ch);
-            if (shortcut) d_shortcut[r * c + ch] += g;
+            float xhat = (x[row + ch] - mean[ch]) * invstd[ch];
+            float g = bn_grad(dy, relu_out, relu, row + ch);
+            if (shortcut) d_shortcut[row + ch] = added_to(d_shortcut, row + ch, fresh, g);
             float d = g - (mean_g[ch] + xhat * mean_g_xhat[ch]);
-            dx[r * c + ch] += scale[ch] * d;
+            dx[row + ch] = added_to(dx, row + ch, fresh, scale[ch] * d);
         }
     else
         for (int64_t ch = 0; ch < c; ch++) {
-            float g = bn_grad(dy, relu_out, relu, r * c + ch);
-            if (shortcut) d_shortcut[r * c + ch] += g;
-            dx[r * c + ch] += scale[ch] * g;
+            float g = bn_grad(dy, relu_out, relu, row + ch);
+            if (shortcut) d_shortcut[row + ch] = added_to(d_shortcut, row + ch, fresh, g);
+            dx[row + ch] = added_to(dx, row + ch, fresh, scale[ch] * g);
         }
 }
 
 MC_VECTOR_CLONES
 static void input_grad(int64_t rows, int64_t c, bool training, const float *x, const float *dy,
-                       const float *relu_out, float *d_shortcut, const float *mean,
+                       const float *relu_out, float *d_shortcut, bool fresh, const float *mean,
                        const float *invstd, const float *scale, const float *mean_g,
                        const float *mean_g_xhat, float *dx) {
 #pragma omp parallel for schedule(static) if (rows * c >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
-        if (d_shortcut) /* a shortcut comes with the relu */
-            input_grad_row(r, c, training, x, dy, relu_out, true, d_shortcut, true, mean, invstd,
-                           scale, mean_g, mean_g_xhat, dx);
-        else if (relu_out)
-            input_grad_row(r, c, training, x, dy, relu_out, true, NULL, false, mean, invstd,
-                           scale, mean_g, mean_g_xhat, dx);
-        else
-            input_grad_row(r, c, training, x, dy, NULL, false, NULL, false, mean, invstd, scale,
-                           mean_g, mean_g_xhat, dx);
+        if (d_shortcut) { /* a shortcut comes with the relu */
+            if (fresh)
+                input_grad_row(r, c, training, x, dy, relu_out, true, d_shortcut, true, true,
+                               mean, invstd, scale, mean_g, mean_g_xhat, dx);
+            else
+                input_grad_row(r, c, training, x, dy, relu_out, true, d_shortcut, true, false,
+                               mean, invstd, scale, mean_g, mean_g_xhat, dx);
+        } else if (relu_out) {
+            if (fresh)
+                input_grad_row(r, c, training, x, dy, relu_out, true, NULL, false, true, mean,
+                               invstd, scale, mean_g, mean_g_xhat, dx);
+            else
+                input_grad_row(r, c, training, x, dy, relu_out, true, NULL, false, false, mean,
+                               invstd, scale, mean_g, mean_g_xhat, dx);
+        } else {
+            if (fresh)
+                input_grad_row(r, c, training, x, dy, NULL, false, NULL, false, true, mean,
+                               invstd, scale, mean_g, mean_g_xhat, dx);
+            else
+                input_grad_row(r, c, training, x, dy, NULL, false, NULL, false, false, mean,
+                               invstd, scale, mean_g, mean_g_xhat, dx);
+        }
     }
 }
 
-/* d_shortcut: (n) += dy where y > 0, when x needs no gradient (otherwise
- * input_grad adds it). y, dy: (n). */
+/* d_shortcut: (n) += dy where y > 0, when x needs no gradient or is the
+ * shortcut itself (otherwise input_grad adds it). y, dy: (n). */
 MC_VECTOR_CLONES
 static void shortcut_grad(int64_t n, const float *y, const float *dy, float *d_shortcut) {
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
@@ -303,10 +332,21 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     int64_t c = x->shape.dim[3], rows = x->numel / c;
     const float *dy = node->out->grad;
     const float *relu_out = saved->relu ? node->out->data : NULL;
+    /* The shortcut's gradient comes with x's (input_grad), unless x needs
+     * none or is the shortcut itself (both terms then go to one buffer). */
+    const bool shortcut_apart = shortcut && (!x->requires_grad || shortcut == x);
+    /* Gradients mc_grad_buffer makes below start as zeros (input_grad's
+     * `fresh`), decided before anything asks for them; not when shortcut_grad
+     * adds to x's gradient first. */
+    const bool fresh = !x->grad && shortcut != x &&
+                       !(shortcut && shortcut->requires_grad && shortcut->grad);
     float *d_shortcut = NULL;
     if (shortcut && shortcut->requires_grad) {
         MC_TRY(mc_grad_buffer(node->graph, shortcut, &d_shortcut));
-        if (!x->requires_grad) shortcut_grad(x->numel, node->out->data, dy, d_shortcut);
+        if (shortcut_apart) {
+            shortcut_grad(x->numel, node->out->data, dy, d_shortcut);
+            d_shortcut = NULL;
+        }
     }
     double *partial, *sum_dy, *sum_dy_xhat;
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(REDUCE_BLOCKS * 2 * c) * sizeof(double), (void **)&partial));
@@ -345,7 +385,7 @@ static mc_status batchnorm2d_backward(mc_node *node) {
             mean_g_xhat[ch] = (float)(sum_dy_xhat[ch] / saved->rows);
         }
     }
-    input_grad(rows, c, saved->training, x->data, dy, relu_out, d_shortcut, saved->mean,
+    input_grad(rows, c, saved->training, x->data, dy, relu_out, d_shortcut, fresh, saved->mean,
                saved->invstd, scale, mean_g, mean_g_xhat, dx);
     return MC_OK;
 }
