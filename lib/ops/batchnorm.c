@@ -283,6 +283,25 @@ static inline void input_grad_row(int64_t r, int64_t c, bool training, const flo
         }
 }
 
+/* input_grad_row for whichever of relu and shortcut the op has, `fresh`
+ * constant at each call. */
+static inline void input_grad_row_of_op(int64_t r, int64_t c, bool training, const float *x,
+                                        const float *dy, const float *relu_out,
+                                        float *d_shortcut, bool fresh, const float *mean,
+                                        const float *invstd, const float *scale,
+                                        const float *mean_g, const float *mean_g_xhat,
+                                        float *dx) {
+    if (d_shortcut) /* a shortcut comes with the relu */
+        input_grad_row(r, c, training, x, dy, relu_out, true, d_shortcut, true, fresh, mean,
+                       invstd, scale, mean_g, mean_g_xhat, dx);
+    else if (relu_out)
+        input_grad_row(r, c, training, x, dy, relu_out, true, NULL, false, fresh, mean, invstd,
+                       scale, mean_g, mean_g_xhat, dx);
+    else
+        input_grad_row(r, c, training, x, dy, NULL, false, NULL, false, fresh, mean, invstd,
+                       scale, mean_g, mean_g_xhat, dx);
+}
+
 MC_VECTOR_CLONES
 static void input_grad(int64_t rows, int64_t c, bool training, const float *x, const float *dy,
                        const float *relu_out, float *d_shortcut, bool fresh, const float *mean,
@@ -290,28 +309,12 @@ static void input_grad(int64_t rows, int64_t c, bool training, const float *x, c
                        const float *mean_g_xhat, float *dx) {
 #pragma omp parallel for schedule(static) if (rows * c >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
-        if (d_shortcut) { /* a shortcut comes with the relu */
-            if (fresh)
-                input_grad_row(r, c, training, x, dy, relu_out, true, d_shortcut, true, true,
-                               mean, invstd, scale, mean_g, mean_g_xhat, dx);
-            else
-                input_grad_row(r, c, training, x, dy, relu_out, true, d_shortcut, true, false,
-                               mean, invstd, scale, mean_g, mean_g_xhat, dx);
-        } else if (relu_out) {
-            if (fresh)
-                input_grad_row(r, c, training, x, dy, relu_out, true, NULL, false, true, mean,
-                               invstd, scale, mean_g, mean_g_xhat, dx);
-            else
-                input_grad_row(r, c, training, x, dy, relu_out, true, NULL, false, false, mean,
-                               invstd, scale, mean_g, mean_g_xhat, dx);
-        } else {
-            if (fresh)
-                input_grad_row(r, c, training, x, dy, NULL, false, NULL, false, true, mean,
-                               invstd, scale, mean_g, mean_g_xhat, dx);
-            else
-                input_grad_row(r, c, training, x, dy, NULL, false, NULL, false, false, mean,
-                               invstd, scale, mean_g, mean_g_xhat, dx);
-        }
+        if (fresh)
+            input_grad_row_of_op(r, c, training, x, dy, relu_out, d_shortcut, true, mean, invstd,
+                                 scale, mean_g, mean_g_xhat, dx);
+        else
+            input_grad_row_of_op(r, c, training, x, dy, relu_out, d_shortcut, false, mean,
+                                 invstd, scale, mean_g, mean_g_xhat, dx);
     }
 }
 
