@@ -5,10 +5,12 @@
 #ifndef MMCHAIN_BENCH_COMMON_H
 #define MMCHAIN_BENCH_COMMON_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mmchain/clip.h"
 
@@ -97,6 +99,69 @@ static inline mc_clip_config bench_clip_vit_b32(void) {
         .text = {.width = 512, .layers = 12, .heads = 8, .mlp_width = 2048, .context = 77, .vocab = 49408},
     };
     return config;
+}
+
+/* This program's own path (to run itself as a child for one row) into
+ * self; false (with a message naming `program`) when /proc/self/exe cannot
+ * be read. */
+static inline bool bench_self_path(const char *program, char *self, size_t self_len) {
+    ssize_t len = readlink("/proc/self/exe", self, self_len - 1);
+    if (len <= 0) {
+        fprintf(stderr, "%s: cannot find its own executable\n", program);
+        return false;
+    }
+    self[len] = '\0';
+    return true;
+}
+
+/* ---- the conditions a table needs ---- */
+
+/* /proc/cpuinfo's first "model name" into cpu (cpu_len bytes), "unknown"
+ * where there is none. */
+static inline void bench_cpu_model(char *cpu, size_t cpu_len) {
+    snprintf(cpu, cpu_len, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "model name", 10) == 0) {
+            const char *colon = strchr(line, ':');
+            snprintf(cpu, cpu_len, "%s", colon ? colon + 2 : line);
+            cpu[strcspn(cpu, "\n")] = '\0';
+            break;
+        }
+    fclose(f);
+}
+
+/* The source tree's commit (`git describe --always --dirty` in
+ * MMCHAIN_SOURCE_DIR, else the working directory) into commit, "unknown"
+ * when git or the repository is absent. */
+static inline void bench_commit(char *commit, size_t commit_len) {
+    const char *source = getenv("MMCHAIN_SOURCE_DIR");
+    char command[1200];
+    snprintf(command, sizeof command, "git -C '%s' describe --always --dirty 2>/dev/null",
+             source ? source : ".");
+    snprintf(commit, commit_len, "unknown");
+    FILE *pipe = popen(command, "r");
+    if (!pipe) return;
+    char line[128];
+    if (fgets(line, sizeof line, pipe) && line[0] != '\n') {
+        line[strcspn(line, "\n")] = '\0';
+        snprintf(commit, commit_len, "%s", line);
+    }
+    pclose(pipe);
+}
+
+/* ---- fraction of peak ----
+ * One core's fp32 peak, GFLOP/s, that the tables' fractions of peak divide
+ * by: two 512-bit FMA pipes x 16 lanes x 2 FLOP x ~3.75 GHz = 240 on the
+ * machine the tables are measured on. MMCHAIN_BENCH_PEAK_GFLOPS replaces
+ * it for another CPU. bf16 products (vdpbf16ps: two products per lane) can
+ * reach twice it, so a bf16 row may print more than 100 %. */
+static inline double bench_peak_gflops_per_thread(void) {
+    const char *text = getenv("MMCHAIN_BENCH_PEAK_GFLOPS");
+    double value = text ? atof(text) : 0.0;
+    return value > 0.0 ? value : 240.0;
 }
 
 #endif

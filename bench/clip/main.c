@@ -9,7 +9,11 @@
  * speed does not depend on them). The PyTorch peer, bench/peer/torch_clip.py,
  * runs as a child process with the same thread count; the table prints the
  * ratio mmchain / PyTorch (above 1: we are faster; for memory, below 1: we
- * use less). Run from the source tree root or set MMCHAIN_SOURCE_DIR. */
+ * use less) and, for each side, the fraction of the CPU's fp32 peak the rate
+ * is: GFLOP per embedding (clip_image_gflop, clip_text_gflop: the products
+ * of the towers' shapes) x embeddings/s / (threads x
+ * bench_peak_gflops_per_thread()). Run from the source tree root or set
+ * MMCHAIN_SOURCE_DIR. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +35,33 @@ static mc_status run_once(workload *w) {
     mc_graph_reset(w->graph);
     if (w->image) return mc_clip_encode_image(w->clip, w->graph, w->pixels, &out);
     return mc_clip_encode_text(w->clip, w->graph, w->ids, w->n_texts, &out);
+}
+
+/* FLOP (2 per multiply-add) of one transformer layer over `tokens` tokens of
+ * `width` with an MLP of `mlp`: the Q, K, V and output projections (4 w^2
+ * per token), the MLP (2 w mlp per token) and attention's two products
+ * (Q K^T and P V: tokens^2 w each, all heads together). Layer norms,
+ * softmax, biases and GELU are left out (a few percent). */
+static double transformer_layer_flop(double tokens, double width, double mlp) {
+    return 2.0 * (tokens * (4.0 * width * width + 2.0 * width * mlp) + 2.0 * tokens * tokens * width);
+}
+
+/* GFLOP of one image embedding: the patch embedding (a conv of patch x
+ * patch x 3 per grid cell), the layers over grid^2 + 1 tokens (the class
+ * token), the projection of the class token. ViT-B/32 at 224: 8.8. */
+static double clip_image_gflop(const mc_clip_config *c) {
+    double grid = c->vision.image_size / c->vision.patch, tokens = grid * grid + 1.0;
+    double patch = 2.0 * grid * grid * 3.0 * c->vision.patch * c->vision.patch * c->vision.width;
+    return (patch + c->vision.layers * transformer_layer_flop(tokens, c->vision.width, c->vision.mlp_width) +
+            2.0 * c->vision.width * c->embed_dim) * 1e-9;
+}
+
+/* GFLOP of one prompt's embedding: the layers over all `context` tokens (the
+ * tower runs the padded 77, causal mask or not) and the projection of the
+ * end token. ViT-B/32's text tower: 6.0. */
+static double clip_text_gflop(const mc_clip_config *c) {
+    return (c->text.layers * transformer_layer_flop(c->text.context, c->text.width, c->text.mlp_width) +
+            2.0 * c->text.width * c->embed_dim) * 1e-9;
 }
 
 /* Median wall time of `repeats` runs after one warm-up run. */
@@ -108,19 +139,33 @@ int main(int argc, char **argv) {
     char version[256];
     int n_peer = run_peer(threads, repeats, peer, 8, version, sizeof version);
 
-    printf("CLIP ViT-B/32, random weights, %d thread(s), OpenBLAS core %s, bf16 on %s, median of %d\n",
-           threads, mc_blas_core_name(), mc_gemm_bf16_kernel_name(), repeats);
+    char cpu[512], commit[128];
+    bench_cpu_model(cpu, sizeof cpu);
+    bench_commit(commit, sizeof commit);
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    double peak = threads * bench_peak_gflops_per_thread();
+    double gflop[4] = {clip_image_gflop(&config), clip_image_gflop(&config), clip_text_gflop(&config),
+                       clip_text_gflop(&config)};
+    printf("CLIP ViT-B/32, random weights, %d thread(s), OpenBLAS core %s, bf16 on %s, median of %d; "
+           "mmchain %s (commit %s), OMP_WAIT_POLICY=%s\n",
+           threads, mc_blas_core_name(), mc_gemm_bf16_kernel_name(), repeats, mc_version(), commit,
+           wait ? wait : "(unset)");
+    printf("CPU: %s; peak: %d x %.0f GFLOP/s fp32 (bf16 products can reach twice it); %.2f GFLOP per "
+           "image, %.2f per prompt\n", cpu, threads, bench_peak_gflops_per_thread(), gflop[0], gflop[2]);
     printf("peer: %s\n\n", n_peer ? version : "(PyTorch peer unavailable)");
-    printf("| row | mmchain | PyTorch | ratio |\n|---|---|---|---|\n");
+    printf("| row | mmchain | PyTorch | ratio | mmchain, %% of fp32 peak | PyTorch, %% of fp32 peak |\n"
+           "|---|---|---|---|---|---|\n");
     const char *labels[4] = {"image embeddings/s, batch 16, 224x224",
                              "image embeddings/s, batch 16, 224x224, bf16 (PyTorch: autocast)",
                              "text embeddings/s, 10 prompts x 77", "text embeddings/s, 100 prompts x 77"};
     for (int i = 0; i < 4; i++) {
         double theirs = bench_peer_value(peer, n_peer, rows[i]);
-        printf("| %s | %.2f | %.2f | %.2f |\n", labels[i], ours[i], theirs, theirs > 0 ? ours[i] / theirs : 0.0);
+        printf("| %s | %.2f | %.2f | %.2f | %.1f | %.1f |\n", labels[i], ours[i], theirs,
+               theirs > 0 ? ours[i] / theirs : 0.0, 100.0 * gflop[i] * ours[i] / peak,
+               100.0 * gflop[i] * theirs / peak);
     }
     double their_peak = bench_peer_value(peer, n_peer, "peak_mib");
-    printf("| peak resident memory, MiB | %.0f | %.0f | %.2f |\n", our_peak_mib, their_peak,
+    printf("| peak resident memory, MiB | %.0f | %.0f | %.2f | | |\n", our_peak_mib, their_peak,
            their_peak > 0 ? our_peak_mib / their_peak : 0.0);
     /* The image rows side by side: what bf16 buys each side. */
     double their_fp32 = bench_peer_value(peer, n_peer, rows[0]), their_bf16 = bench_peer_value(peer, n_peer, rows[1]);

@@ -1,20 +1,25 @@
 #!/usr/bin/python3
 """PyTorch peer of bench/chain: the real recipe's four costs, same shapes and threads.
 
-    /usr/bin/python3 bench/peer/torch_chain.py --threads 2 --steps 2
+    /usr/bin/python3 bench/peer/torch_chain.py --threads 2 --steps 2 [--precision bf16]
 
 A ViT-B/32 of CLIP's shape (random weights, written from CLIP's description
 in tests/golden/gen_clip.py) embeds RGB views: bicubic from 64x64 to 224x224,
 CLIP's normalisation, batches of 64, under torch.no_grad(). torchvision's
 resnet50 on three bands at 64x64 with fc = Linear(2048, 512) trains against
 the embeddings (InfoNCE with t = log(1/0.07), Adam lr 1e-4, batch 100).
+--precision bf16 runs the CLIP embedding and the ResNet forward (so its backward)
+under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's one-line mixed
+precision; the embeddings and the loss stay float32.
 Random tiles: speed does not depend on the content. Prints "row value" lines:
     target_tile_s  seconds per tile to embed un-augmented views (the target cache)
-    crops_tile_s   seconds per tile to embed 4 random crops of it (--target-crops 4)
+    crops_tile_s   seconds per tile to embed 4 random crops of it (--target-crops 4;
+                   64 tiles, the CLIP batch, one crop of each per batch as mmchain)
     step_cached_s  a training step with precomputed targets (median of --steps after a warm-up)
     step_fly_s     a training step that crops both views with one box (side 0.8..1, resized
                    back to 64x64) and embeds the RGB crop first (median)
     peak_mib       this process's peak resident memory (interpreter and torch included)
+    cpu_s          this process's CPU time, all threads, from its start
 and a "torch ..." version line. bench_chain runs it and prints both sides.
 """
 import argparse
@@ -39,18 +44,19 @@ import torchvision  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "golden"))
 import gen_clip  # noqa: E402
 
-BATCH, SIZE, CROPS, CROP_TILES, CLIP_BATCH = 100, 64, 4, 25, 64
+BATCH, SIZE, CROPS, CROP_TILES, CLIP_BATCH = 100, 64, 4, 64, 64
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
 
 
-def embed(params, cfg, rgb):
-    """rgb (N, 3, 64, 64) in 0..1 -> (N, 512), CLIP_BATCH images at a time."""
+def embed(params, cfg, rgb, autocast):
+    """rgb (N, 3, 64, 64) in 0..1 -> (N, 512) float32, CLIP_BATCH images at a time."""
     out = []
     with torch.no_grad():
         for first in range(0, rgb.shape[0], CLIP_BATCH):
             x = F.interpolate(rgb[first:first + CLIP_BATCH], size=224, mode="bicubic", align_corners=False)
-            out.append(gen_clip.encode_image(params, cfg, (x - CLIP_MEAN) / CLIP_STD))
+            with autocast:
+                out.append(gen_clip.encode_image(params, cfg, (x - CLIP_MEAN) / CLIP_STD).float())
     return torch.cat(out)
 
 
@@ -76,7 +82,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     rng = random.Random(0)
@@ -87,12 +95,12 @@ def main():
     spectral = torch.randn(tiles, 3, SIZE, SIZE, generator=gen)
 
     start = time.perf_counter()
-    targets = embed(params, cfg, rgb)
+    targets = embed(params, cfg, rgb, autocast)
     print(f"target_tile_s {(time.perf_counter() - start) / tiles:.6f}", flush=True)
 
     start = time.perf_counter()
     for _ in range(CROPS):
-        embed(params, cfg, torch.cat([crop(rgb[i:i + 1], random_box(rng)) for i in range(CROP_TILES)]))
+        embed(params, cfg, torch.cat([crop(rgb[i:i + 1], random_box(rng)) for i in range(CROP_TILES)]), autocast)
     print(f"crops_tile_s {(time.perf_counter() - start) / CROP_TILES:.6f}", flush=True)
 
     def median_step(on_the_fly):
@@ -109,9 +117,11 @@ def main():
                 box = [random_box(rng) for _ in range(BATCH)]
                 x = torch.cat([crop(spectral[i:i + 1], b) for i, b in zip(range(items.start, items.stop), box)])
                 views = torch.cat([crop(rgb[i:i + 1], b) for i, b in zip(range(items.start, items.stop), box)])
-                batch_targets = embed(params, cfg, views)
+                batch_targets = embed(params, cfg, views, autocast)
             optimizer.zero_grad()
-            loss = infonce(model(x), batch_targets, math.log(1 / 0.07))
+            with autocast:
+                embeddings = model(x)
+            loss = infonce(embeddings.float(), batch_targets, math.log(1 / 0.07))
             loss.backward()
             optimizer.step()
             if step > 0:
@@ -121,6 +131,7 @@ def main():
     print(f"step_cached_s {median_step(False):.6f}", flush=True)
     print(f"step_fly_s {median_step(True):.6f}", flush=True)
     print(f"peak_mib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
+    print(f"cpu_s {time.process_time():.3f}")
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {torch.get_num_threads()} thread(s)")
     return 0
 

@@ -23,6 +23,13 @@
  * in both precisions on both sides, printed as one line per row with the
  * ratios bf16 / fp32 (ours), ours bf16 / PyTorch autocast, and our peak
  * memory in each precision.
+ * Every row also prints, for each side, the fraction of the CPU's fp32 peak
+ * its rate is: GFLOP per image (resnet_gflop: the convolutions and fc of
+ * the layer shapes; ResNet-50 at 64x64 is 0.66 forward, 1.97 for a training
+ * step) x images/s / (threads x bench_peak_gflops_per_thread()).
+ * train100r counts the work of train100 (its recomputed forward is extra
+ * work, not counted: the fraction says how close the row gets to the
+ * CPU's limit on the step's useful work).
  * Both children get the same environment. Unless OMP_WAIT_POLICY is set, it
  * is set to PASSIVE for both: libgomp's default spinning starves OpenBLAS's
  * threads (see bench/resnet/README.md). */
@@ -142,6 +149,55 @@ static int run_row(const row_spec *row, int threads, double min_seconds, mc_prec
     return 0;
 }
 
+/* ---- the work a row needs ---- */
+
+/* Multiply-adds of a k x k convolution from cin to cout channels whose output
+ * is out x out, per image. */
+static double conv_macs(double k, double cin, double cout, double out) { return k * k * cin * cout * out * out; }
+
+/* GFLOP (2 per multiply-add) per image of one row: the convolutions and the
+ * fc layer of `config`'s layer shapes at size x size (torchvision's
+ * layout: 7x7 stride-2 stem, 3x3 stride-2 max pool, stride on the 3x3 conv
+ * of a stage's first block, 1x1 stride-s projection where the shape
+ * changes). Batch norm, ReLU, pooling and the loss are left out (about 1 %).
+ * A training step runs each product three times (forward, input gradient,
+ * weight gradient) except the stem's input gradient, which nobody needs. */
+static double resnet_gflop(const mc_resnet_config *config, int size, bool train) {
+    bool bottleneck = config->block == MC_RESNET_BOTTLENECK;
+    int expansion = bottleneck ? 4 : 1;
+    double side = (size + 2 * 3 - 7) / 2 + 1; /* the stem's output */
+    double stem = conv_macs(7, config->in_channels, config->base_width, side), body = 0.0;
+    side = floor((side + 2 - 3) / 2) + 1; /* the max pool */
+    double in = config->base_width;
+    for (int stage = 0; stage < 4; stage++) {
+        double width = config->base_width << stage, out = width * expansion;
+        for (int b = 0; b < config->layers[stage]; b++) {
+            int stride = stage > 0 && b == 0 ? 2 : 1;
+            double next = floor((side + 2 - 3) / stride) + 1;
+            if (bottleneck)
+                body += conv_macs(1, in, width, side) + conv_macs(3, width, width, next) +
+                        conv_macs(1, width, out, next);
+            else
+                body += conv_macs(3, in, width, next) + conv_macs(3, width, out, next);
+            if (stride != 1 || in != out) body += conv_macs(1, in, out, next);
+            in = out;
+            side = next;
+        }
+    }
+    body += in * (config->fc_out > 0 ? config->fc_out : 0);
+    double macs = train ? 3.0 * (stem + body) - stem : stem + body;
+    return 2.0 * macs * 1e-9;
+}
+
+/* Percent of `threads` cores' fp32 peak that images_per_s of `row` is. */
+static double percent_of_peak(const row_spec *row, int threads, double images_per_s) {
+    mc_resnet_config config;
+    if (mc_resnet_config_for_depth(50, &config) != MC_OK) return NAN;
+    config.fc_out = row->train ? 512 : 1000;
+    return 100.0 * resnet_gflop(&config, row->size, row->train) * images_per_s /
+           (threads * bench_peak_gflops_per_thread());
+}
+
 /* ---- the driver ---- */
 
 typedef struct result {
@@ -200,8 +256,9 @@ static void print_one_header(mc_precision precision) {
            mc_gemm_bf16_kernel_name(),
            precision == MC_PRECISION_BF16 ? "torch.autocast bfloat16" : "float32");
     printf("| row | threads | mmchain img/s | PyTorch img/s | ratio | mmchain img/CPU-s | PyTorch "
-           "img/CPU-s | CPU ratio | mmchain peak MB | PyTorch peak MB | memory ratio |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "img/CPU-s | CPU ratio | mmchain peak MB | PyTorch peak MB | memory ratio | mmchain %% of "
+           "fp32 peak | PyTorch %% of fp32 peak |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 }
 
 /* --precision both: one line per row, fp32 and bf16 side by side. */
@@ -210,16 +267,21 @@ static void print_both_header(void) {
            "torch.autocast bfloat16)\n\n", mc_gemm_bf16_kernel_name());
     printf("| row | threads | mmchain fp32 img/s | mmchain bf16 img/s | bf16 / fp32 | PyTorch fp32 "
            "img/s | PyTorch autocast img/s | mmchain bf16 / autocast | bf16 / fp32, CPU-s | "
-           "bf16 / autocast, CPU-s | mmchain fp32 peak MB | mmchain bf16 peak MB |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "bf16 / autocast, CPU-s | mmchain fp32 peak MB | mmchain bf16 peak MB | mmchain fp32, %% of peak | "
+           "mmchain bf16, %% of fp32 peak | PyTorch fp32, %% of peak | PyTorch autocast, %% of fp32 peak |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 }
 
-static void print_both_row(const char *name, int threads, const result ours[2], const result theirs[2]) {
-    printf("| %s | %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.2f | %.2f | %.0f | %.0f |\n", name,
+static void print_both_row(const row_spec *row, int threads, const result ours[2], const result theirs[2]) {
+    printf("| %s | %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.2f | %.2f | %.0f | %.0f | %.1f | %.1f "
+           "| %.1f | %.1f |\n", row->name,
            threads, ours[0].images_per_s, ours[1].images_per_s, ratio(ours[1], ours[0], false),
            theirs[0].images_per_s, theirs[1].images_per_s, ratio(ours[1], theirs[1], false),
            ratio(ours[1], ours[0], true), ratio(ours[1], theirs[1], true), ours[0].peak_mb,
-           ours[1].peak_mb);
+           ours[1].peak_mb, percent_of_peak(row, threads, ours[0].images_per_s),
+           percent_of_peak(row, threads, ours[1].images_per_s),
+           percent_of_peak(row, threads, theirs[0].images_per_s),
+           percent_of_peak(row, threads, theirs[1].images_per_s));
 }
 
 static const row_spec *find_row(const char *name) {
@@ -229,24 +291,16 @@ static const row_spec *find_row(const char *name) {
 }
 
 static void print_environment(void) {
-    char cpu[512] = "unknown";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[512];
-        while (fgets(line, sizeof line, f))
-            if (strncmp(line, "model name", 10) == 0) {
-                const char *colon = strchr(line, ':');
-                snprintf(cpu, sizeof cpu, "%s", colon ? colon + 2 : line);
-                cpu[strcspn(cpu, "\n")] = '\0';
-                break;
-            }
-        fclose(f);
-    }
+    char cpu[512], commit[128];
+    bench_cpu_model(cpu, sizeof cpu);
+    bench_commit(commit, sizeof commit);
     const char *coretype = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
-    printf("# mmchain %s, ResNet-50, OpenBLAS core %s (OPENBLAS_CORETYPE=%s, OPENBLAS_L2_SIZE=%s)\n",
-           mc_version(), mc_blas_core_name(), coretype ? coretype : "(unset)", l2 ? l2 : "(unset)");
-    printf("# CPU: %s, %ld processors; OMP_WAIT_POLICY=%s for both sides\n", cpu,
-           sysconf(_SC_NPROCESSORS_ONLN), getenv("OMP_WAIT_POLICY"));
+    printf("# mmchain %s (commit %s), ResNet-50, OpenBLAS core %s (OPENBLAS_CORETYPE=%s, "
+           "OPENBLAS_L2_SIZE=%s)\n",
+           mc_version(), commit, mc_blas_core_name(), coretype ? coretype : "(unset)", l2 ? l2 : "(unset)");
+    printf("# CPU: %s, %ld processors; OMP_WAIT_POLICY=%s for both sides; fp32 peak %.0f GFLOP/s "
+           "per thread\n", cpu, sysconf(_SC_NPROCESSORS_ONLN), getenv("OMP_WAIT_POLICY"),
+           bench_peak_gflops_per_thread());
 }
 
 int main(int argc, char **argv) {
@@ -292,12 +346,7 @@ int main(int argc, char **argv) {
 
     setenv("OMP_WAIT_POLICY", getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "PASSIVE", 1);
     char self[1024];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0) {
-        fprintf(stderr, "bench_resnet: cannot find its own executable\n");
-        return 1;
-    }
-    self[len] = '\0';
+    if (!bench_self_path("bench_resnet", self, sizeof self)) return 1;
     print_environment();
     if (both) print_both_header();
     else print_one_header(precision);
@@ -318,17 +367,19 @@ int main(int argc, char **argv) {
                 for (int p = 0; p < 2; p++)
                     measure(self, peer_path, peer, name, threads, min_seconds,
                             p ? MC_PRECISION_BF16 : MC_PRECISION_FP32, &ours[p], &theirs[p]);
-                print_both_row(name, threads, ours, theirs);
+                print_both_row(find_row(name), threads, ours, theirs);
                 fflush(stdout);
                 continue;
             }
             result ours, theirs;
             measure(self, peer_path, peer, name, threads, min_seconds, precision, &ours, &theirs);
             bool measured = theirs.ok && ours.ok;
-            printf("| %s | %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.0f | %.0f | %.2f |\n",
+            printf("| %s | %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.0f | %.0f | %.2f | %.1f | %.1f |\n",
                    name, threads, ours.images_per_s, theirs.images_per_s, ratio(ours, theirs, false),
                    ours.images_per_cpu_s, theirs.images_per_cpu_s, ratio(ours, theirs, true),
-                   ours.peak_mb, theirs.peak_mb, measured ? ours.peak_mb / theirs.peak_mb : NAN);
+                   ours.peak_mb, theirs.peak_mb, measured ? ours.peak_mb / theirs.peak_mb : NAN,
+                   percent_of_peak(find_row(name), threads, ours.images_per_s),
+                   percent_of_peak(find_row(name), threads, theirs.images_per_s));
             fflush(stdout);
         }
     }
