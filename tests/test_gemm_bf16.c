@@ -116,12 +116,13 @@ static void check_all_shapes(const char *kernel) {
 
 /* The packing rounds exactly as mc_bf16_round does: A times the identity
  * (1 is a bf16; one nonzero product per sum, so no sum rounds) gives the
- * rounded A, bit for bit, in every layout. The values include exact ties
- * (midpoints of neighbouring bf16 values, made from random bf16 bits),
- * which must go to the even neighbour. */
+ * rounded A, bit for bit, in every layout, and so does the identity times
+ * A (A packed as B). The values include exact ties (midpoints of
+ * neighbouring bf16 values, made from random bf16 bits), which must go to
+ * the even neighbour. */
 static void check_rounding_in_packing(const char *kernel) {
     enum { M = 29, K = 45 };
-    float A[M * K], I[K * K], C[M * K];
+    float A[M * K], I[K * K], C[M * K], I_M[M * M];
     uint64_t seed = 7;
     for (int64_t i = 0; i < M * K; i++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
@@ -133,6 +134,7 @@ static void check_rounding_in_packing(const char *kernel) {
         memcpy(&A[i], &bits, sizeof bits);
     }
     for (int64_t k = 0; k < K * K; k++) I[k] = k / K == k % K ? 1.0f : 0.0f;
+    for (int64_t i = 0; i < M * M; i++) I_M[i] = i / M == i % M ? 1.0f : 0.0f;
     for (int t = 0; t < 2; t++) {
         const bool ta = t == 1;
         float stored[M * K]; /* A, or its transpose for trans_a */
@@ -148,6 +150,16 @@ static void check_rounding_in_packing(const char *kernel) {
                               ta ? 'T' : 'N', tb ? 'T' : 'N', (double)A[i], (double)C[i],
                               (double)rounded);
             }
+        }
+        /* I_M @ A, A packed as B: stored as (M, K), or as its transpose
+         * (K, M) read with trans_b. */
+        mc_gemm(MC_PRECISION_BF16, false, ta, M, K, M, 1.0f, I_M, M, stored, ta ? M : K, 0.0f, C,
+                K);
+        for (int64_t i = 0; i < M * K; i++) {
+            const float rounded = mc_bf16_round(A[i]);
+            ck_assert_msg(memcmp(&C[i], &rounded, sizeof(float)) == 0,
+                          "%s B%c: bf16(%a) packed as %a, mc_bf16_round gives %a", kernel,
+                          ta ? 'T' : 'N', (double)A[i], (double)C[i], (double)rounded);
         }
     }
 }
@@ -342,6 +354,36 @@ START_TEST(test_emulation_is_vdpbf16ps_bit_for_bit) {
 }
 END_TEST
 
+/* The native packing rounds with vcvtne2ps2bf16, which reads a subnormal
+ * float as zero; bf16_bits (the emulation's packing) rounds it, and the
+ * emulation keeps subnormal bf16 values. So a subnormal operand times 1
+ * gives 0 natively (as vdpbf16ps would give for the rounded subnormal
+ * anyway), the subnormal's rounding emulated; and the largest subnormal,
+ * which rounds up to 2^-126 (a normal bf16), is the one value whose native
+ * product differs from that of its mc_bf16_round. Both operands go through
+ * either packing: each is tried as A and as B. */
+START_TEST(test_native_packing_reads_subnormals_as_zero) {
+    const float subnormals[] = {ldexpf(1.0f, -130), float_of(0x007FFFFFu),
+                                -ldexpf(1.0f, -131)};
+    const float one = 1.0f;
+    for (size_t i = 0; i < sizeof subnormals / sizeof subnormals[0]; i++)
+        for (int as_b = 0; as_b < 2; as_b++) {
+            const float *a = as_b ? &one : &subnormals[i], *b = as_b ? &subnormals[i] : &one;
+            float native = 1.0f, emulated = 1.0f;
+            mc_gemm(MC_PRECISION_BF16, false, false, 1, 1, 1, 1.0f, a, 1, b, 1, 0.0f, &native, 1);
+            mc_gemm_bf16_force_emulation(true);
+            mc_gemm(MC_PRECISION_BF16, false, false, 1, 1, 1, 1.0f, a, 1, b, 1, 0.0f, &emulated,
+                    1);
+            mc_gemm_bf16_force_emulation(false);
+            ck_assert_msg(native == 0.0f, "vdpbf16ps packing kept %a as %a",
+                          (double)subnormals[i], (double)native);
+            const float rounded = mc_bf16_round(subnormals[i]);
+            ck_assert_msg(emulated == rounded, "the emulation gave %a for %a, not %a", (double)emulated,
+                          (double)subnormals[i], (double)rounded);
+        }
+}
+END_TEST
+
 /* B given in bf16 (a weight's cached copy): the same result, bit for bit,
  * as rounding the fp32 B where it is packed, on every shape, transposition
  * and thread split, on both micro-kernels. */
@@ -406,6 +448,7 @@ int main(void) {
     if (native) {
         tcase_add_test(kernels, test_vdpbf16ps_matches_definition);
         tcase_add_test(kernels, test_emulation_is_vdpbf16ps_bit_for_bit);
+        tcase_add_test(kernels, test_native_packing_reads_subnormals_as_zero);
     }
     suite_add_tcase(s, kernels);
     if (mc_test_run_suite(s) != 0) return EXIT_FAILURE;

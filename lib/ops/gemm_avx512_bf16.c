@@ -28,7 +28,15 @@
  *
  * Rounding happens in the packing, where each operand is read once per
  * slice anyway (activations converted where they are packed; see
- * bf16_bits for the rounding).
+ * bf16_bits for the rounding). With AVX512_BF16 the packing rounds with
+ * vcvtne2ps2bf16 (32 floats to 32 bf16 in one instruction, where
+ * bf16_bits takes about eight per 16): the same nearest-even rounding and
+ * quiet NaN, except that it reads a subnormal float as zero. vdpbf16ps
+ * reads subnormal bf16 as zero anyway, so the only values that differ are
+ * the subnormal floats within half a bf16 step of 2^-126, which
+ * bf16_bits rounds up to that smallest normal; no product of this library
+ * meets them in practice (tested: both roundings agree on every other
+ * value).
  *
  * EMULATION: on a CPU with AVX-512F but not AVX512_BF16 the same packed
  * panels go to a micro-kernel that widens each bf16 back to fp32 (a shift)
@@ -49,11 +57,12 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
-#define AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
+#define AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
 bool mc_gemm_bf16_native_available(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512bf16");
 }
 
 /* ---- rounding to bf16 ---- */
@@ -83,6 +92,16 @@ AVX512 static inline __m512i slots_of_consecutive(__m512 lo, __m512 hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(first), second, 1);
 }
 
+/* The same with vcvtne2ps2bf16, which writes its second source's 16 values
+ * to the low half (see the top of the file for its one difference). */
+AVX512_BF16 static inline __m512i slots_of_consecutive_native(__m512 lo, __m512 hi) {
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+/* One of the two above: the packing below is written once and takes the
+ * rounding as a constant argument (always inlined, so the call inlines). */
+typedef __m512i (*slots_of_consecutive_fn)(__m512 lo, __m512 hi);
+
 /* Two rows of 16 floats (k even and k + 1) as 16 slots: slot j =
  * { bf16(even[j]), bf16(odd[j]) }. The first n lanes are read; odd may be
  * NULL (k + 1 past the slice: zeros). */
@@ -92,6 +111,20 @@ AVX512 static inline __m512i slots_of_two_rows(const float *even, const float *o
     if (!odd) return low;
     const __m512i high = bf16_bits(_mm512_maskz_loadu_ps(mask, odd));
     return _mm512_or_si512(low, _mm512_slli_epi32(high, 16));
+}
+
+/* The same with vcvtne2ps2bf16: the 16 even values then the 16 odd ones,
+ * interleaved by one vpermw. */
+AVX512_BF16 static inline __m512i slots_of_two_rows_native(const float *even, const float *odd,
+                                                           int64_t n) {
+    const __mmask16 mask = first_lanes(n);
+    const __m512 low = _mm512_maskz_loadu_ps(mask, even);
+    const __m512 high = odd ? _mm512_maskz_loadu_ps(mask, odd) : _mm512_setzero_ps();
+    /* word 2j <- word j (even[j]), word 2j + 1 <- word 16 + j (odd[j]) */
+    const __m512i interleave = _mm512_set_epi16(
+        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
+        19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(high, low));
 }
 
 /* The bf16 bits of values[0..n) into bits, 16 at a time (the last n % 16
@@ -115,8 +148,9 @@ AVX512 static void bf16_bits_of_array(const float *values, int64_t n, uint16_t *
  * slots in a register, and a 16 x 16 transpose turns lines into lanes.
  * Full 16-lane stores that spill forwards, as gemm_avx512.c's
  * pack_transposed does (and why). */
-AVX512 static void pack_slots_transposed(const float *src, int64_t ld, int64_t lines, int64_t kc,
-                                         float *out, int64_t out_stride) {
+AVX512 static inline __attribute__((always_inline)) void
+pack_slots_transposed(slots_of_consecutive_fn slots_of_consecutive, const float *src, int64_t ld,
+                      int64_t lines, int64_t kc, float *out, int64_t out_stride) {
     for (int64_t k0 = 0; k0 < kc; k0 += 32) {
         const __mmask16 lo_mask = first_lanes(kc - k0), hi_mask = first_lanes(kc - k0 - 16);
         __m512 r[16];
@@ -175,23 +209,41 @@ pack_rows_as_slots(slots_of_rows_fn slots_of_rows, const void *B, size_t value_b
 AVX512 static inline __m512i slots_of_float_rows(const void *even, const void *odd, int64_t n) {
     return slots_of_two_rows(even, odd, n);
 }
+AVX512_BF16 static inline __m512i slots_of_float_rows_native(const void *even, const void *odd,
+                                                             int64_t n) {
+    return slots_of_two_rows_native(even, odd, n);
+}
 
-/* mc_gemm_avx512_variant.pack_b_block for bf16 slots.
+/* mc_gemm_avx512_variant.pack_b_block for bf16 slots, with one rounding
+ * (two makers of the same slots: rows of B, consecutive floats).
  * B: (K, N) with row stride ldb, or (N, K) when trans_b.
  * packed: (ceil(nc / NR), ceil(kc / 2), NR) slots. */
-AVX512 static void pack_b_block_bf16(bool trans_b, const void *B_floats, int64_t ldb, int64_t k0,
-                                     int64_t kc, int64_t j0, int64_t nc, float *packed) {
-    const float *B = B_floats;
+AVX512 static inline __attribute__((always_inline)) void
+pack_b_block_rounding(slots_of_rows_fn slots_of_rows, slots_of_consecutive_fn slots_of_consecutive,
+                      bool trans_b, const float *B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0,
+                      int64_t nc, float *packed) {
     const int64_t slots = (kc + 1) / 2;
     if (!trans_b) {
-        pack_rows_as_slots(slots_of_float_rows, B, sizeof(float), ldb, k0, kc, j0, nc, packed);
+        pack_rows_as_slots(slots_of_rows, B, sizeof(float), ldb, k0, kc, j0, nc, packed);
     } else {
         /* op(B)[k][j] = B[j][k]: each row of B runs along k. */
         for (int64_t j = 0; j < nc; j += NR)
             for (int64_t half = 0; half < NR; half += 16)
-                pack_slots_transposed(B + (j0 + j + half) * ldb + k0, ldb, nc - j - half, kc,
-                                      packed + j * slots + half, NR);
+                pack_slots_transposed(slots_of_consecutive, B + (j0 + j + half) * ldb + k0, ldb,
+                                      nc - j - half, kc, packed + j * slots + half, NR);
     }
+}
+
+AVX512 static void pack_b_block_bf16(bool trans_b, const void *B, int64_t ldb, int64_t k0,
+                                     int64_t kc, int64_t j0, int64_t nc, float *packed) {
+    pack_b_block_rounding(slots_of_float_rows, slots_of_consecutive, trans_b, B, ldb, k0, kc, j0,
+                          nc, packed);
+}
+AVX512_BF16 static void pack_b_block_bf16_native(bool trans_b, const void *B, int64_t ldb,
+                                                 int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                                                 float *packed) {
+    pack_b_block_rounding(slots_of_float_rows_native, slots_of_consecutive_native, trans_b, B, ldb,
+                          k0, kc, j0, nc, packed);
 }
 
 /* ---- packing B given in bf16 (a weight's cached copy, weight_bf16.c) ----
@@ -261,22 +313,37 @@ AVX512 static void pack_b_block_from_bf16(bool trans_b, const void *B_bf16, int6
     }
 }
 
-/* mc_gemm_avx512_variant.pack_a_panel for bf16 slots.
+/* mc_gemm_avx512_variant.pack_a_panel for bf16 slots, with one rounding
+ * (as pack_b_block_rounding).
  * A: (M, K) with row stride lda, or (K, M) when trans_a.
  * panel: (ceil(kc / 2), MR) slots, with room for 16 - MR past its end. */
-AVX512 static void pack_a_panel_bf16(bool trans_a, const float *A, int64_t lda, int64_t i0,
-                                     int64_t rows, int64_t k0, int64_t kc, float *panel) {
+AVX512 static inline __attribute__((always_inline)) void
+pack_a_panel_rounding(slots_of_rows_fn slots_of_rows, slots_of_consecutive_fn slots_of_consecutive,
+                      bool trans_a, const float *A, int64_t lda, int64_t i0, int64_t rows,
+                      int64_t k0, int64_t kc, float *panel) {
     if (trans_a) {
         /* Rows k and k + 1 of the stored A make one row of slots (full
          * stores, spilling forwards). */
         for (int64_t s = 0; s < (kc + 1) / 2; s++) {
             const float *even = A + (k0 + 2 * s) * lda + i0;
             const float *odd = 2 * s + 1 < kc ? even + lda : NULL;
-            _mm512_storeu_si512(panel + s * MR, slots_of_two_rows(even, odd, rows));
+            _mm512_storeu_si512(panel + s * MR, slots_of_rows(even, odd, rows));
         }
     } else {
-        pack_slots_transposed(A + i0 * lda + k0, lda, rows, kc, panel, MR);
+        pack_slots_transposed(slots_of_consecutive, A + i0 * lda + k0, lda, rows, kc, panel, MR);
     }
+}
+
+AVX512 static void pack_a_panel_bf16(bool trans_a, const float *A, int64_t lda, int64_t i0,
+                                     int64_t rows, int64_t k0, int64_t kc, float *panel) {
+    pack_a_panel_rounding(slots_of_float_rows, slots_of_consecutive, trans_a, A, lda, i0, rows, k0,
+                          kc, panel);
+}
+AVX512_BF16 static void pack_a_panel_bf16_native(bool trans_a, const float *A, int64_t lda,
+                                                 int64_t i0, int64_t rows, int64_t k0, int64_t kc,
+                                                 float *panel) {
+    pack_a_panel_rounding(slots_of_float_rows_native, slots_of_consecutive_native, trans_a, A, lda,
+                          i0, rows, k0, kc, panel);
 }
 
 /* ---- rounding an array ---- */
@@ -349,13 +416,13 @@ AVX512 static void micro_kernel_emulated(int64_t slots, const float *a_panel,
 
 /* ---- choosing the micro-kernel ---- */
 
-static const mc_gemm_avx512_variant native = {2, pack_a_panel_bf16, pack_b_block_bf16,
-                                              micro_kernel_dpbf16};
+static const mc_gemm_avx512_variant native = {2, pack_a_panel_bf16_native,
+                                              pack_b_block_bf16_native, micro_kernel_dpbf16};
 static const mc_gemm_avx512_variant emulated = {2, pack_a_panel_bf16, pack_b_block_bf16,
                                                 micro_kernel_emulated};
 /* The same with B already in bf16. */
-static const mc_gemm_avx512_variant native_bf16_b = {2, pack_a_panel_bf16, pack_b_block_from_bf16,
-                                                     micro_kernel_dpbf16};
+static const mc_gemm_avx512_variant native_bf16_b = {2, pack_a_panel_bf16_native,
+                                                     pack_b_block_from_bf16, micro_kernel_dpbf16};
 static const mc_gemm_avx512_variant emulated_bf16_b = {2, pack_a_panel_bf16, pack_b_block_from_bf16,
                                                        micro_kernel_emulated};
 
