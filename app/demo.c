@@ -242,7 +242,7 @@ static mc_status make_clip(demo *d) {
              r->text_layers, r->embed_dim);
     const mc_synth_views *v = &d->clip_set.views;
     mc_labelled_images images = {v->rgb, v->labels, v->attrs,
-                                 MC_SYNTH_CLASSES, (const char *const *)d->class_prompts};
+                                 MC_SYNTH_CLASSES, (const char *const *)d->class_prompts, NULL};
     clip_progress progress = {.d = d};
     mc_clip_pretrain_hooks hooks = {&progress, clip_on_step, clip_on_epoch, clip_on_message};
     mc_status status = mc_clip_from_captions(r, &images, &hooks, &d->clip, &d->tok);

@@ -7,6 +7,7 @@
  * uint16 samples) without libtiff, and the loader must agree exactly. */
 #include <stdlib.h>
 
+#include "mmchain/pretrain.h"
 #include "testutil.h"
 
 static char ms_dir[1024], rgb_dir[1024];
@@ -198,6 +199,35 @@ START_TEST(test_sample_rgb_view_matches_release) {
 }
 END_TEST
 
+START_TEST(test_sample_jpegs_kept_as_bytes) {
+    /* The release's JPEGs kept as bytes (3 x 64 x 64 each, no floats) and
+     * read a batch at a time are the floats the JPEG reader gives, bit for
+     * bit: at the tiles' own size and resized to 32 (pretrain-clip's default
+     * tower size). */
+    mc_image_folder folder;
+    MC_CHECK_OK(mc_image_folder_open(rgb_dir, &folder));
+    ck_assert_int_eq(folder.count, 50);
+    mc_byte_images *bytes;
+    MC_CHECK_OK(mc_byte_images_load(&folder, true, &bytes));
+    ck_assert_int_eq(mc_byte_images_size(bytes), 50 * 3 * 64 * 64);
+    int order[50];
+    for (int i = 0; i < 50; i++) order[i] = (i * 17) % 50; /* every tile, out of order */
+    for (int size = 64; size >= 32; size /= 2) {
+        mc_tensor *decoded, *read;
+        MC_CHECK_OK(mc_tensor_new(&decoded, MC_SHAPE(50, 3, size, size), "decoded"));
+        MC_CHECK_OK(mc_tensor_new(&read, MC_SHAPE(50, 3, size, size), "read"));
+        MC_CHECK_OK(mc_image_folder_load(&folder, order, 50, true, decoded));
+        mc_image_source source = mc_byte_images_source(bytes, size, size);
+        MC_CHECK_OK(source.read(source.ctx, order, 50, read));
+        ck_assert_mem_eq(read->data, decoded->data, (size_t)decoded->numel * sizeof(float));
+        mc_tensor_free(decoded);
+        mc_tensor_free(read);
+    }
+    mc_byte_images_free(bytes);
+    mc_image_folder_free(&folder);
+}
+END_TEST
+
 int main(void) {
     mc_test_shared_path("eurosat-ms-sample", ms_dir, sizeof ms_dir);
     mc_test_shared_path("eurosat-rgb-sample", rgb_dir, sizeof rgb_dir);
@@ -205,7 +235,7 @@ int main(void) {
         return mc_test_skip("the EuroSAT sample (../shared/data/eurosat-ms-sample, eurosat-rgb-sample) is absent");
     Suite *s = suite_create("eurosat_sample");
     const TTest *const tests[] = {test_sample_listing, test_sample_pixels_equal_raw_decode,
-                                  test_sample_rgb_view_matches_release, NULL};
+                                  test_sample_rgb_view_matches_release, test_sample_jpegs_kept_as_bytes, NULL};
     tcase_set_timeout(mc_test_add_case(s, "sample", tests), 60);
     return mc_test_run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "mmchain/pretrain.h"
@@ -247,7 +248,7 @@ START_TEST(test_pretraining_learns_a_simple_pairing) {
     cfg.lr = 3e-3f;
     loss_log log = {0};
     mc_clip_pretrain_hooks hooks = {&log, NULL, log_epoch, NULL};
-    mc_clip_pretrain_data data = {images, 1, ids};
+    mc_clip_pretrain_data data = {images, 1, ids, NULL};
     MC_CHECK_OK(mc_clip_pretrain(clip, &data, &cfg, &hooks));
     ck_assert_int_eq(log.epochs, 30);
     ck_assert_msg(log.last_epoch < 0.7 * log.first_epoch, "loss %.3f -> %.3f", log.first_epoch, log.last_epoch);
@@ -292,7 +293,7 @@ static void one_step(mc_clip *clip, float lr, float weight_decay) {
     cfg.warmup_fraction = 0.0f; /* the one step runs at the full lr */
     cfg.max_grad_norm = 0.0f;
     cfg.augment = false;
-    mc_clip_pretrain_data data = {images, 1, ids};
+    mc_clip_pretrain_data data = {images, 1, ids, NULL};
     MC_CHECK_OK(mc_clip_pretrain(clip, &data, &cfg, NULL));
     mc_tensor_free(images);
 }
@@ -340,7 +341,7 @@ START_TEST(test_pretraining_rejects_bad_input) {
     mc_tensor *images = colour_images(2, 3, labels), *wrong;
     int32_t ids[6 * 4] = {0};
     mc_clip_pretrain_config cfg = mc_clip_pretrain_defaults();
-    mc_clip_pretrain_data data = {images, 1, ids};
+    mc_clip_pretrain_data data = {images, 1, ids, NULL};
     ids[5] = 514;
     MC_CHECK_FAILS(mc_clip_pretrain(clip, &data, &cfg, NULL), MC_ERR_ARG, "token id 514 at 5");
     ids[5] = 0;
@@ -391,7 +392,7 @@ START_TEST(test_clip_folder_loads_like_a_real_one) {
     MC_CHECK_OK(mc_chain_class_prompts(names, MC_SYNTH_CLASSES, &phrases));
     mc_clip_recipe recipe = tiny_recipe();
     mc_labelled_images images = {views.rgb, views.labels, views.attrs, MC_SYNTH_CLASSES,
-                                 (const char *const *)phrases};
+                                 (const char *const *)phrases, NULL};
     mc_clip *clip, *loaded;
     mc_tokenizer *tok, *loaded_tok;
     MC_CHECK_OK(mc_clip_from_captions(&recipe, &images, NULL, &clip, &tok));
@@ -435,6 +436,203 @@ START_TEST(test_clip_folder_loads_like_a_real_one) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------
+ * images a batch at a time
+ * ------------------------------------------------------------------------- */
+
+/* A folder of two class folders of 12 PNGs in every kind the readers give:
+ * 8-bit RGB 20x20, grey 18x22, RGBA 20x20 and (image 11) 16-bit RGB, pixels
+ * uniform noise. Returns the folder (in dir). */
+static void write_png_folder(char *dir, size_t len) {
+    mc_test_temp_dir(dir, len);
+    mc_rng rng;
+    mc_rng_seed(&rng, 12);
+    for (int i = 0; i < 12; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, i % 2 ? "odd" : "even");
+        mkdir(path, 0777);
+        snprintf(path, sizeof path, "%s/%s/%02d.png", dir, i % 2 ? "odd" : "even", i);
+        const int kind = i % 3, channels = kind == 0 ? 3 : kind == 1 ? 1 : 4;
+        const int h = kind == 1 ? 18 : 20, w = kind == 1 ? 22 : 20;
+        mc_tensor *image;
+        MC_CHECK_OK(mc_tensor_new(&image, MC_SHAPE(channels, h, w), "png"));
+        for (int64_t k = 0; k < image->numel; k++) image->data[k] = (float)mc_rng_uniform(&rng);
+        MC_CHECK_OK(mc_png_write(path, image, i == 11 ? 16 : 8));
+        mc_tensor_free(image);
+    }
+}
+
+START_TEST(test_images_kept_as_bytes_read_as_decoded) {
+    /* Images kept as bytes and read a batch at a time equal the floats
+     * mc_image_folder_load decodes from the files, bit for bit: at their own
+     * size and resized, grey repeated, alpha dropped, in any order; only the
+     * 16-bit image keeps floats. */
+    char dir[4096];
+    write_png_folder(dir, sizeof dir);
+    mc_image_folder folder;
+    MC_CHECK_OK(mc_image_folder_open(dir, &folder));
+    ck_assert_int_eq(folder.count, 12);
+    mc_byte_images *bytes;
+    MC_CHECK_OK(mc_byte_images_load(&folder, true, &bytes));
+    /* files sorted: even/00 (RGB), 02 (RGBA), 04 (grey), ...; odd/01 (grey), ..., 11 (16-bit RGBA) */
+    const int64_t rgb = 3 * 20 * 20, grey = 18 * 22;
+    ck_assert_int_eq(mc_byte_images_size(bytes), 4 * rgb + 4 * grey + 3 * rgb + rgb * (int64_t)sizeof(float));
+    const int order[12] = {5, 0, 11, 3, 3, 8, 1, 10, 2, 9, 4, 7};
+    const int sizes[2][2] = {{20, 20}, {16, 12}};
+    for (int s = 0; s < 2; s++) {
+        const int h = sizes[s][0], w = sizes[s][1];
+        mc_tensor *decoded, *read;
+        MC_CHECK_OK(mc_tensor_new(&decoded, MC_SHAPE(12, 3, h, w), "decoded"));
+        MC_CHECK_OK(mc_tensor_new(&read, MC_SHAPE(12, 3, h, w), "read"));
+        MC_CHECK_OK(mc_image_folder_load(&folder, order, 12, true, decoded));
+        mc_image_source source = mc_byte_images_source(bytes, h, w);
+        ck_assert_int_eq(source.count, 12);
+        MC_CHECK_OK(source.read(source.ctx, order, 12, read));
+        ck_assert_mem_eq(read->data, decoded->data, (size_t)decoded->numel * sizeof(float));
+        mc_tensor_free(decoded);
+        mc_tensor_free(read);
+    }
+    mc_tensor *one;
+    MC_CHECK_OK(mc_tensor_new(&one, MC_SHAPE(1, 3, 20, 20), "one"));
+    mc_image_source source = mc_byte_images_source(bytes, 20, 20);
+    const int outside[1] = {12};
+    MC_CHECK_FAILS(source.read(source.ctx, outside, 1, one), MC_ERR_ARG, "index 12 outside 0..11");
+    mc_tensor_free(one);
+    mc_byte_images_free(bytes);
+    mc_image_folder_free(&folder);
+    mc_test_remove_tree(dir);
+}
+END_TEST
+
+/* Losses of every step, in order. */
+typedef struct step_losses {
+    double loss[16];
+    int count;
+} step_losses;
+
+static void record_step(void *ctx, const mc_clip_pretrain_step_info *info) {
+    step_losses *log = ctx;
+    if (log->count < 16) log->loss[log->count++] = info->loss;
+}
+
+/* A source of an RGB tensor's rows through mc_clip_preprocess, batch by
+ * batch (the reference for preprocessing the whole set first). */
+typedef struct preprocessed_rows {
+    const mc_tensor *rgb;
+    int size;
+} preprocessed_rows;
+
+static mc_status read_preprocessed(void *ctx, const int *indices, int n, mc_tensor *rows) {
+    preprocessed_rows *p = ctx;
+    mc_tensor *batch, *pixels;
+    MC_TRY(mc_tensor_new(&batch, MC_SHAPE(n, 3, p->rgb->shape.dim[2], p->rgb->shape.dim[3]), "batch"));
+    mc_image_source all = mc_image_source_of_tensor(p->rgb);
+    mc_status status = all.read(all.ctx, indices, n, batch);
+    if (status == MC_OK) status = mc_clip_preprocess(batch, p->size, true, &pixels);
+    if (status == MC_OK) memcpy(rows->data, pixels->data, (size_t)pixels->numel * sizeof(float));
+    if (status == MC_OK) mc_tensor_free(pixels);
+    mc_tensor_free(batch);
+    return status;
+}
+
+static void assert_same_params(const mc_clip *a, const mc_clip *b) {
+    ck_assert_int_eq(a->params.count, b->params.count);
+    for (int i = 0; i < a->params.count; i++) {
+        const mc_tensor *x = a->params.items[i], *y = b->params.items[i];
+        ck_assert_int_eq(x->numel, y->numel);
+        ck_assert_msg(memcmp(x->data, y->data, (size_t)x->numel * sizeof(float)) == 0, "%s differs", x->name);
+    }
+}
+
+START_TEST(test_pretraining_a_batch_at_a_time_matches_the_whole_set) {
+    /* Training on images preprocessed a batch at a time (after the batch is
+     * drawn, before it is augmented) takes the same steps as on the whole
+     * set preprocessed first: the same loss at every step and the same
+     * weights, bit for bit. 17 images of 24x24 resized to the tower's 16,
+     * batches of 7 (the last one 3), two epochs, augmentation on. */
+    mc_tensor *rgb;
+    MC_CHECK_OK(mc_tensor_new(&rgb, MC_SHAPE(17, 3, 24, 24), "rgb"));
+    mc_rng rng;
+    mc_rng_seed(&rng, 17);
+    for (int64_t k = 0; k < rgb->numel; k++) rgb->data[k] = (float)mc_rng_uniform(&rng);
+    int32_t ids[17 * 2 * 4] = {0};
+    mc_clip *whole = tiny_clip(300, 4), *batched = tiny_clip(300, 4);
+    for (int i = 0; i < 17 * 2; i++) {
+        ids[i * 4] = 298;
+        ids[i * 4 + 1] = 100 + i;
+        ids[i * 4 + 2] = 299;
+    }
+    mc_clip_pretrain_config cfg = mc_clip_pretrain_defaults();
+    cfg.epochs = 2;
+    cfg.batch_size = 7;
+    mc_tensor *pixels;
+    MC_CHECK_OK(mc_clip_preprocess(rgb, 16, true, &pixels));
+    step_losses losses[2] = {{{0}, 0}, {{0}, 0}};
+    mc_clip_pretrain_hooks hooks[2] = {{&losses[0], record_step, NULL, NULL}, {&losses[1], record_step, NULL, NULL}};
+    mc_clip_pretrain_data data = {pixels, 2, ids, NULL};
+    MC_CHECK_OK(mc_clip_pretrain(whole, &data, &cfg, &hooks[0]));
+    preprocessed_rows rows = {rgb, 16};
+    mc_image_source source = {17, 16, 16, &rows, read_preprocessed};
+    mc_clip_pretrain_data by_batch = {NULL, 2, ids, &source};
+    MC_CHECK_OK(mc_clip_pretrain(batched, &by_batch, &cfg, &hooks[1]));
+    ck_assert_int_eq(losses[0].count, 6);
+    ck_assert_int_eq(losses[1].count, 6);
+    for (int i = 0; i < 6; i++) ck_assert_msg(losses[0].loss[i] == losses[1].loss[i], "step %d: %.9g vs %.9g",
+                                              i + 1, losses[0].loss[i], losses[1].loss[i]);
+    assert_same_params(whole, batched);
+    /* A source of the wrong size is refused. */
+    source.height = 24;
+    MC_CHECK_FAILS(mc_clip_pretrain(batched, &by_batch, &cfg, NULL), MC_ERR_SHAPE, "read as 24x16");
+    mc_clip_free(whole);
+    mc_clip_free(batched);
+    mc_tensor_free(pixels);
+    mc_tensor_free(rgb);
+}
+END_TEST
+
+START_TEST(test_recipe_on_bytes_matches_the_recipe_on_floats) {
+    /* mc_clip_from_captions on images kept as bytes and read a batch at a
+     * time makes the same CLIP as on the whole folder decoded to floats, and
+     * the zero-shot accuracy on either is the same. */
+    char dir[4096];
+    write_png_folder(dir, sizeof dir);
+    mc_image_folder folder;
+    MC_CHECK_OK(mc_image_folder_open(dir, &folder));
+    mc_byte_images *bytes;
+    MC_CHECK_OK(mc_byte_images_load(&folder, true, &bytes));
+    mc_tensor *decoded;
+    MC_CHECK_OK(mc_tensor_new(&decoded, MC_SHAPE(12, 3, 20, 20), "decoded"));
+    int all[12];
+    for (int i = 0; i < 12; i++) all[i] = i;
+    MC_CHECK_OK(mc_image_folder_load(&folder, all, 12, true, decoded));
+    const char *phrases[2] = {"even", "odd"};
+    mc_clip_recipe recipe = tiny_recipe();
+    recipe.train.epochs = 2;
+    recipe.train.batch_size = 5;
+    mc_image_source source = mc_byte_images_source(bytes, 20, 20);
+    mc_labelled_images floats = {decoded, folder.labels, NULL, 2, phrases, NULL};
+    mc_labelled_images kept = {NULL, folder.labels, NULL, 2, phrases, &source};
+    mc_clip *a, *b;
+    mc_tokenizer *tok_a, *tok_b;
+    MC_CHECK_OK(mc_clip_from_captions(&recipe, &floats, NULL, &a, &tok_a));
+    MC_CHECK_OK(mc_clip_from_captions(&recipe, &kept, NULL, &b, &tok_b));
+    assert_same_params(a, b);
+    double accuracy[2] = {-1.0, -2.0};
+    MC_CHECK_OK(mc_clip_zero_shot_accuracy(a, tok_a, decoded, folder.labels, phrases, 2, &accuracy[0]));
+    MC_CHECK_OK(mc_clip_zero_shot_accuracy_source(b, tok_b, &source, folder.labels, phrases, 2, false,
+                                                  &accuracy[1]));
+    ck_assert(accuracy[0] >= 0.0 && accuracy[0] == accuracy[1]);
+    mc_tokenizer_free(tok_a);
+    mc_tokenizer_free(tok_b);
+    mc_clip_free(a);
+    mc_clip_free(b);
+    mc_tensor_free(decoded);
+    mc_byte_images_free(bytes);
+    mc_image_folder_free(&folder);
+    mc_test_remove_tree(dir);
+}
+END_TEST
+
 START_TEST(test_recipe_rejects_a_short_context) {
     mc_synth_views views;
     MC_CHECK_OK(mc_synth_views_make(4, 0, 10, 16, NULL, NULL, true, &views));
@@ -442,7 +640,7 @@ START_TEST(test_recipe_rejects_a_short_context) {
     for (int k = 0; k < MC_SYNTH_CLASSES; k++) phrases[k] = mc_synth_class_name(k);
     mc_clip_recipe recipe = tiny_recipe();
     recipe.max_context = 5;
-    mc_labelled_images images = {views.rgb, views.labels, views.attrs, MC_SYNTH_CLASSES, phrases};
+    mc_labelled_images images = {views.rgb, views.labels, views.attrs, MC_SYNTH_CLASSES, phrases, NULL};
     mc_clip *clip = (mc_clip *)1;
     mc_tokenizer *tok = (mc_tokenizer *)1;
     MC_CHECK_FAILS(mc_clip_from_captions(&recipe, &images, NULL, &clip, &tok), MC_ERR_ARG,
@@ -545,6 +743,9 @@ static Suite *pretrain_suite(void) {
                                      test_pretraining_rejects_bad_input,
                                      test_clip_folder_loads_like_a_real_one,
                                      test_recipe_rejects_a_short_context, test_synth_views,
+                                     test_images_kept_as_bytes_read_as_decoded,
+                                     test_pretraining_a_batch_at_a_time_matches_the_whole_set,
+                                     test_recipe_on_bytes_matches_the_recipe_on_floats,
                                      test_cli_pretrain_clip, NULL};
     tcase_set_timeout(mc_test_add_case(s, "training", training), 120);
     return s;

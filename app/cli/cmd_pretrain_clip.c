@@ -13,8 +13,10 @@
  *   - a folder of class folders of .tif tiles (EuroSAT-MS, `mmchain synth`):
  *     the RGB view B04,B03,B02, attributes measured on all 13 bands;
  *   - a folder of class folders of PNG/JPEG images (EuroSAT's RGB release):
- *     attributes from the RGB alone (brightness).
- * One image in 10 (--val-every) is held out for a zero-shot accuracy. */
+ *     attributes from the RGB alone (brightness); the images are kept as
+ *     the decoder's bytes and converted a batch at a time.
+ * One image in 10 (--val-every) is held out for a zero-shot accuracy: the
+ * held-out and training images are indices into the one set, not copies. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,10 +59,15 @@ static mc_clip_recipe make_recipe(const pretrain_args *a) {
  * the images
  * ------------------------------------------------------------------------- */
 
-/* Every image at the tower's size, with labels, attributes and class names. */
+/* Every image, read at the tower's size, with labels, attributes and class
+ * names. The pixels are held once: as floats (the synthetic world, .tif
+ * tiles) or, for PNG/JPEG images, as the decoder's bytes, converted a batch
+ * at a time. */
 typedef struct image_set {
     int count, num_classes;
-    mc_tensor *rgb;               /* (N, 3, S, S) in 0..1 */
+    mc_tensor *rgb;               /* (N, 3, S, S) in 0..1, or NULL */
+    mc_byte_images *bytes;        /* or the images kept as bytes */
+    mc_image_source source;       /* either, as (N, 3, S, S) in 0..1 */
     int *labels;
     mc_scene_attributes *attrs;
     char **class_names;           /* (num_classes) folder names */
@@ -68,6 +75,7 @@ typedef struct image_set {
 
 static void image_set_free(image_set *s) {
     mc_tensor_free(s->rgb);
+    mc_byte_images_free(s->bytes);
     free(s->labels);
     free(s->attrs);
     mc_chain_strings_free(s->class_names, s->num_classes);
@@ -85,7 +93,7 @@ static mc_status load_synth(const pretrain_args *a, image_set *s) {
     mc_synth_views v;
     MC_TRY(mc_synth_views_make(a->recipe.train.seed, 0, a->synth, a->recipe.image_size, NULL, NULL, true, &v));
     *s = (image_set){.count = v.count, .num_classes = MC_SYNTH_CLASSES, .rgb = v.rgb, .labels = v.labels,
-                     .attrs = v.attrs};
+                     .attrs = v.attrs, .source = mc_image_source_of_tensor(v.rgb)};
     const char *names[MC_SYNTH_CLASSES];
     for (int k = 0; k < MC_SYNTH_CLASSES; k++) names[k] = mc_synth_class_name(k);
     return copy_names(names, MC_SYNTH_CLASSES, &s->class_names);
@@ -146,11 +154,34 @@ static mc_status load_tif_folder(const pretrain_args *a, image_set *s) {
         if (!s->labels || !s->attrs || s->num_classes > 1024) status = mc_error(MC_ERR_NOMEM, "out of memory");
         if (status == MC_OK) status = copy_names(names, s->num_classes, &s->class_names);
         if (status == MC_OK) status = mc_tensor_new(&s->rgb, MC_SHAPE(count, 3, size, size), "rgb");
+        if (status == MC_OK) s->source = mc_image_source_of_tensor(s->rgb);
     }
     for (int first = 0; first < s->count && status == MC_OK; first += 256)
         status = load_tif_chunk(ds, indices, first, s->count - first < 256 ? s->count - first : 256,
                                 size, s);
     mc_eurosat_free(ds);
+    return status;
+}
+
+/* The attributes of every image, measured on the images as training sees
+ * them (at the tower's size), read 256 at a time. */
+static mc_status rgb_attributes(image_set *s) {
+    enum { CHUNK = 256 };
+    const int size = s->source.height;
+    mc_tensor *chunk;
+    MC_TRY(mc_tensor_new(&chunk, MC_SHAPE(CHUNK, 3, size, size), "rgb"));
+    int indices[CHUNK];
+    const int64_t image_floats = 3 * (int64_t)size * size;
+    mc_status status = MC_OK;
+    for (int first = 0; first < s->count && status == MC_OK; first += CHUNK) {
+        const int n = s->count - first < CHUNK ? s->count - first : CHUNK;
+        for (int i = 0; i < n; i++) indices[i] = first + i;
+        mc_tensor rows = mc_tensor_rows(chunk, 0, n);
+        status = s->source.read(s->source.ctx, indices, n, &rows);
+        for (int i = 0; status == MC_OK && i < n; i++)
+            status = mc_scene_attributes_from_rgb(chunk->data + i * image_floats, size, size, &s->attrs[first + i]);
+    }
+    mc_tensor_free(chunk);
     return status;
 }
 
@@ -162,18 +193,12 @@ static mc_status load_image_folder(const pretrain_args *a, image_set *s) {
     s->num_classes = folder.num_classes;
     s->labels = malloc((size_t)folder.count * sizeof *s->labels);
     s->attrs = malloc((size_t)folder.count * sizeof *s->attrs);
-    int *all = malloc((size_t)folder.count * sizeof *all);
-    mc_status status = s->labels && s->attrs && all ? MC_OK : mc_error(MC_ERR_NOMEM, "out of memory");
+    mc_status status = s->labels && s->attrs ? MC_OK : mc_error(MC_ERR_NOMEM, "out of memory");
     if (status == MC_OK) status = copy_names((const char *const *)folder.class_names, folder.num_classes, &s->class_names);
-    if (status == MC_OK) status = mc_tensor_new(&s->rgb, MC_SHAPE(folder.count, 3, size, size), "rgb");
-    for (int i = 0; status == MC_OK && i < folder.count; i++) all[i] = i;
-    if (status == MC_OK) status = mc_image_folder_load(&folder, all, folder.count, true, s->rgb);
-    const int64_t image_floats = 3 * (int64_t)size * size;
-    for (int i = 0; status == MC_OK && i < folder.count; i++) {
-        s->labels[i] = folder.labels[i];
-        status = mc_scene_attributes_from_rgb(s->rgb->data + i * image_floats, size, size, &s->attrs[i]);
-    }
-    free(all);
+    if (status == MC_OK) status = mc_byte_images_load(&folder, true, &s->bytes);
+    if (status == MC_OK) s->source = mc_byte_images_source(s->bytes, size, size);
+    for (int i = 0; status == MC_OK && i < folder.count; i++) s->labels[i] = folder.labels[i];
+    if (status == MC_OK) status = rgb_attributes(s);
     mc_image_folder_free(&folder);
     return status;
 }
@@ -195,30 +220,65 @@ static mc_status load_images(const pretrain_args *a, image_set *s) {
  * training and the run folder
  * ------------------------------------------------------------------------- */
 
-/* Copy the images into the two sets: held_out[i] says where image i goes. */
-static mc_status split_into(const image_set *all, const bool *held_out, int n_val, image_set *train,
-                            image_set *val) {
-    const int64_t image_floats = all->rgb->numel / all->rgb->shape.dim[0];
-    const int64_t size = all->rgb->shape.dim[2];
+/* Part of an image set, by index: its rows are the whole set's rows
+ * index[0..count) (no copy of the pixels), its labels and attributes its own. */
+typedef struct image_part {
+    int count, num_classes;
+    int *index;                   /* (count) rows of the whole set */
+    int *labels;
+    mc_scene_attributes *attrs;
+    const mc_image_source *all;
+    mc_image_source source;       /* the rows index[0..count) of all */
+    int *scratch;                 /* indices into all of one read */
+    int scratch_len;
+} image_part;
+
+static void image_part_free(image_part *p) {
+    free(p->index);
+    free(p->labels);
+    free(p->attrs);
+    free(p->scratch);
+}
+
+static mc_status part_read(void *ctx, const int *indices, int n, mc_tensor *rows) {
+    image_part *p = ctx;
+    if (n > p->scratch_len) {
+        int *grown = realloc(p->scratch, (size_t)n * sizeof *grown);
+        if (!grown) return mc_error(MC_ERR_NOMEM, "out of memory");
+        p->scratch = grown;
+        p->scratch_len = n;
+    }
+    for (int i = 0; i < n; i++) {
+        if (indices[i] < 0 || indices[i] >= p->count)
+            return mc_error(MC_ERR_ARG, "image %d outside 0..%d", indices[i], p->count - 1);
+        p->scratch[i] = p->index[indices[i]];
+    }
+    return p->all->read(p->all->ctx, p->scratch, n, rows);
+}
+
+/* The two parts: held_out[i] says where image i goes. */
+static mc_status split_into(const image_set *all, const bool *held_out, int n_val, image_part *train,
+                            image_part *val) {
     const int n_train = all->count - n_val;
     if (n_train < 2) return mc_error(MC_ERR_ARG, "%d images leave fewer than 2 to train on", all->count);
-    image_set *parts[2] = {train, val};
+    image_part *parts[2] = {train, val};
     const int counts[2] = {n_train, n_val};
     for (int p = 0; p < 2; p++) {
-        *parts[p] = (image_set){.count = 0, .num_classes = all->num_classes};
+        *parts[p] = (image_part){.count = 0, .num_classes = all->num_classes, .all = &all->source};
+        parts[p]->source = (mc_image_source){counts[p], all->source.height, all->source.width, parts[p], part_read};
         if (counts[p] == 0) continue;
+        parts[p]->index = malloc((size_t)counts[p] * sizeof(int));
         parts[p]->labels = malloc((size_t)counts[p] * sizeof(int));
         parts[p]->attrs = malloc((size_t)counts[p] * sizeof(mc_scene_attributes));
-        if (!parts[p]->labels || !parts[p]->attrs) return mc_error(MC_ERR_NOMEM, "out of memory");
-        MC_TRY(mc_tensor_new(&parts[p]->rgb, MC_SHAPE(counts[p], 3, size, size), "rgb"));
+        if (!parts[p]->index || !parts[p]->labels || !parts[p]->attrs)
+            return mc_error(MC_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < all->count; i++) {
-        image_set *to = held_out[i] ? val : train;
+        image_part *to = held_out[i] ? val : train;
         int row = to->count++;
+        to->index[row] = i;
         to->labels[row] = all->labels[i];
         to->attrs[row] = all->attrs[i];
-        memcpy(to->rgb->data + row * image_floats, all->rgb->data + i * image_floats,
-               (size_t)image_floats * sizeof(float));
     }
     return MC_OK;
 }
@@ -238,7 +298,7 @@ static mc_status held_out_flags(const image_set *all, int val_every, bool *held_
 }
 
 /* Split into training images and the held-out ones. */
-static mc_status split_images(const image_set *all, int val_every, image_set *train, image_set *val) {
+static mc_status split_images(const image_set *all, int val_every, image_part *train, image_part *val) {
     bool *held_out = malloc((size_t)all->count * sizeof *held_out);
     if (!held_out) return mc_error(MC_ERR_NOMEM, "out of memory");
     int n_val = 0;
@@ -282,11 +342,11 @@ static void on_message(void *ctx, const char *line) {
 
 /* Train, save, evaluate the held-out images (in shards with the other ranks
  * of a distributed run), write the report. */
-static mc_status pretrain(const pretrain_args *a, mc_run *run, const image_set *train, const image_set *val,
+static mc_status pretrain(const pretrain_args *a, mc_run *run, const image_part *train, const image_part *val,
                           char **phrases) {
     mc_clip_recipe recipe = make_recipe(a);
-    mc_labelled_images images = {train->rgb, train->labels, train->attrs, train->num_classes,
-                                 (const char *const *)phrases};
+    mc_labelled_images images = {NULL, train->labels, train->attrs, train->num_classes,
+                                 (const char *const *)phrases, &train->source};
     ui u = {.run = run, .quiet = a->quiet, .epochs = recipe.train.epochs};
     mc_clip_pretrain_hooks hooks = {&u, on_step, on_epoch, on_message};
     mc_clip *clip;
@@ -297,8 +357,8 @@ static mc_status pretrain(const pretrain_args *a, mc_run *run, const image_set *
     status = mc_clip_save_folder(clip, tok, mc_run_dir(run));
     double accuracy = NAN;
     if (status == MC_OK && val->count > 0)
-        status = mc_clip_zero_shot_accuracy_distributed(clip, tok, val->rgb, val->labels,
-                                                        (const char *const *)phrases, val->num_classes, &accuracy);
+        status = mc_clip_zero_shot_accuracy_source(clip, tok, &val->source, val->labels,
+                                                   (const char *const *)phrases, val->num_classes, true, &accuracy);
     char acc_text[64], held_out[32];
     snprintf(acc_text, sizeof acc_text, "%.1f %% (chance %.1f %%)", 100.0 * accuracy, 100.0 / val->num_classes);
     snprintf(held_out, sizeof held_out, "%d", val->count);
@@ -316,26 +376,27 @@ static mc_status pretrain(const pretrain_args *a, mc_run *run, const image_set *
 /* A rank other than 0 under mpirun: the same pretraining in step with rank
  * 0, without hooks, and its share of the held-out images' zero-shot
  * accuracy, writing nothing (rank 0 writes the run folder and the CLIP). */
-static mc_status follow_pretraining(const pretrain_args *a, const image_set *train, const image_set *val,
+static mc_status follow_pretraining(const pretrain_args *a, const image_part *train, const image_part *val,
                                     char **phrases) {
     mc_clip_recipe recipe = make_recipe(a);
-    mc_labelled_images images = {train->rgb, train->labels, train->attrs, train->num_classes,
-                                 (const char *const *)phrases};
+    mc_labelled_images images = {NULL, train->labels, train->attrs, train->num_classes,
+                                 (const char *const *)phrases, &train->source};
     mc_clip *clip;
     mc_tokenizer *tok;
     MC_TRY(mc_clip_from_captions(&recipe, &images, NULL, &clip, &tok));
     double accuracy; /* rank 0 reports it */
     mc_status status = MC_OK;
     if (val->count > 0)
-        status = mc_clip_zero_shot_accuracy_distributed(clip, tok, val->rgb, val->labels, (const char *const *)phrases,
-                                                        val->num_classes, &accuracy);
+        status = mc_clip_zero_shot_accuracy_source(clip, tok, &val->source, val->labels,
+                                                   (const char *const *)phrases, val->num_classes, true, &accuracy);
     mc_clip_free(clip);
     mc_tokenizer_free(tok);
     return status;
 }
 
 static int run_command(const pretrain_args *a, const cli_opt *opts) {
-    image_set all, train = {0}, val = {0};
+    image_set all;
+    image_part train = {0}, val = {0};
     mc_status status = load_images(a, &all);
     if (status != MC_OK) {
         image_set_free(&all);
@@ -367,8 +428,8 @@ static int run_command(const pretrain_args *a, const cli_opt *opts) {
                a->out, a->out, a->out, a->out);
     mc_run_close(run);
     mc_chain_strings_free(phrases, all.num_classes);
-    image_set_free(&train);
-    image_set_free(&val);
+    image_part_free(&train);
+    image_part_free(&val);
     image_set_free(&all);
     return code;
 }

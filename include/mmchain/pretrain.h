@@ -13,6 +13,8 @@
  *   captions.c     scene attributes of a tile and the captions made from them
  *   pretrain.c     mc_clip_pretrain: the training loop (AdamW, warmup + cosine)
  *   synth_views.c  RGB and spectral views of the synthetic world (synth.h)
+ *   image_source.c images a batch at a time: a tensor's rows, or a folder of
+ *                  PNG/JPEG images kept as bytes (mc_byte_images)
  *
  *     mc_clip *clip;                                  (mc_clip_new, clip.h)
  *     mc_clip_pretrain_data data = {pixels, captions_per_image, ids};
@@ -31,6 +33,7 @@
 
 #include "chain.h"
 #include "clip.h"
+#include "image.h"
 #include "rng.h"
 #include "tensor.h"
 #include "tokenizer.h"
@@ -89,6 +92,44 @@ mc_status mc_captions_make(const char *const *class_phrases, int num_classes, co
                            char ***out);
 
 /* =========================================================================
+ * Images a batch at a time (lib/chain/image_source.c)
+ * ========================================================================= */
+
+/* N images read on demand, a batch at a time, so that a data set need not be
+ * held as floats: read(ctx, indices, n, rows) fills rows (n, 3, height,
+ * width) with images indices[0..n), in that order. What the values are is
+ * the consumer's contract (RGB in 0..1 for mc_labelled_images, CLIP-
+ * normalised pixels for mc_clip_pretrain_data). Called from one thread. */
+typedef struct mc_image_source {
+    int count, height, width;
+    void *ctx;
+    mc_status (*read)(void *ctx, const int *indices, int n, mc_tensor *rows);
+} mc_image_source;
+
+/* The rows of an (N, 3, H, W) tensor, borrowed: reading copies them. */
+mc_image_source mc_image_source_of_tensor(const mc_tensor *images);
+
+/* A folder of images (image.h) decoded once and kept as 8-bit samples, each
+ * image at its own size: 3 x 64 x 64 bytes for a tile of EuroSAT's RGB
+ * release, 332 MB for its 27,000 tiles where (N, 3, 64, 64) floats take
+ * 1.3 GB. Opaque; free with mc_byte_images_free. */
+typedef struct mc_byte_images mc_byte_images;
+
+/* Decode every image of `folder` (in parallel). Only the planes a batch uses
+ * are kept (grey: one, colour: three; alpha dropped). A decoded value v is
+ * kept as the byte k with k / 255.0f == v bit for bit (what the 8-bit JPEG
+ * and PNG readers produce); an image with any other value (a 16-bit PNG)
+ * keeps its floats. */
+mc_status mc_byte_images_load(const mc_image_folder *folder, bool antialias, mc_byte_images **out);
+void mc_byte_images_free(mc_byte_images *images);
+/* The bytes (and floats) the pixels take. */
+int64_t mc_byte_images_size(const mc_byte_images *images);
+/* The images as mc_image_folder_load(folder, ..., antialias, rows) gives
+ * them, bit for bit: k / 255.0f, resized (bicubic) to height x width when an
+ * image's size differs, grey repeated to RGB. The source borrows `images`. */
+mc_image_source mc_byte_images_source(const mc_byte_images *images, int height, int width);
+
+/* =========================================================================
  * Contrastive pretraining (lib/chain/pretrain.c)
  * ========================================================================= */
 
@@ -97,6 +138,9 @@ typedef struct mc_clip_pretrain_data {
     const mc_tensor *pixels; /* (N, 3, S, S), CLIP-normalised, S = the tower's image_size */
     int captions_per_image;  /* K >= 1: each step uses one, drawn at random */
     const int32_t *ids;      /* (N, K, context) token ids, context = the text tower's */
+    /* Instead of pixels (NULL): the same rows read a batch at a time, each
+     * batch before it is augmented; height = width = S. */
+    const mc_image_source *source;
 } mc_clip_pretrain_data;
 
 typedef struct mc_clip_pretrain_config {
@@ -175,6 +219,8 @@ typedef struct mc_labelled_images {
     const mc_scene_attributes *attrs;        /* (N) or NULL: captions name the class only */
     int num_classes;
     const char *const *class_phrases;        /* (num_classes) the classes' names in text */
+    const mc_image_source *source;           /* instead of rgb (NULL): the same images in 0..1,
+                                              * read a batch at a time */
 } mc_labelled_images;
 
 /* Make a CLIP from labelled images: K captions per image
@@ -182,7 +228,9 @@ typedef struct mc_labelled_images {
  * (mc_tokenizer_train), a context long enough for every caption and for
  * CLIP's EuroSAT prompts of each class (chain.h), a new CLIP of the recipe's
  * sizes (mc_clip_new), the images through mc_clip_preprocess (bicubic to the
- * tower's size, CLIP normalisation: what mc_chain_embed_rgb does later), and
+ * tower's size, CLIP normalisation: what mc_chain_embed_rgb does later) one
+ * batch at a time as mc_clip_pretrain asks for them (the same floats as
+ * preprocessing the whole set first, without its copy), and
  * mc_clip_pretrain. *clip and *tok are the caller's (free them). */
 mc_status mc_clip_from_captions(const mc_clip_recipe *recipe, const mc_labelled_images *images,
                                 const mc_clip_pretrain_hooks *hooks, mc_clip **clip,
@@ -209,6 +257,11 @@ mc_status mc_clip_zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_
 mc_status mc_clip_zero_shot_accuracy_distributed(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb,
                                                  const int *labels, const char *const *class_phrases,
                                                  int num_classes, double *accuracy);
+/* Either of the two on images read a batch of 64 at a time (RGB in 0..1):
+ * the same embeddings and accuracy as on a tensor of the same rows. */
+mc_status mc_clip_zero_shot_accuracy_source(mc_clip *clip, mc_tokenizer *tok, const mc_image_source *rgb,
+                                            const int *labels, const char *const *class_phrases,
+                                            int num_classes, bool distributed, double *accuracy);
 
 /* The RGB view of reflectance tiles, as EuroSAT's RGB release makes it:
  * B04, B03, B02 through mc_eurosat_rgb_value (data.h).

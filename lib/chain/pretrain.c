@@ -64,21 +64,32 @@ static mc_status check_config(const mc_clip_pretrain_config *c) {
     return MC_OK;
 }
 
+/* How many images: the pixels' rows or the source's. */
+static int64_t data_count(const mc_clip_pretrain_data *d) {
+    return d->pixels ? d->pixels->shape.dim[0] : d->source->count;
+}
+
 static mc_status check_data(const mc_clip *clip, const mc_clip_pretrain_data *d) {
     char a[128];
     if (!clip->config.has_vision || !clip->config.has_text)
         return mc_error(MC_ERR_ARG, "CLIP pretraining needs both towers");
     const int s = clip->config.vision.image_size;
     const mc_tensor *p = d->pixels;
-    if (!p || p->shape.ndim != 4 || p->shape.dim[1] != 3 || p->shape.dim[2] != s || p->shape.dim[3] != s)
+    if (!p && d->source) {
+        if (!d->source->read || d->source->height != s || d->source->width != s)
+            return mc_error(MC_ERR_SHAPE, "CLIP pretraining: images read as %dx%d, expected %dx%d for the image "
+                            "tower", d->source->height, d->source->width, s, s);
+    } else if (!p || p->shape.ndim != 4 || p->shape.dim[1] != 3 || p->shape.dim[2] != s || p->shape.dim[3] != s) {
         return mc_error(MC_ERR_SHAPE, "CLIP pretraining: images %s, expected (N, 3, %d, %d) for the image tower",
                         p ? mc_tensor_str(p, a, sizeof a) : "(none)", s, s);
-    if (p->shape.dim[0] < 2) return mc_error(MC_ERR_ARG, "CLIP pretraining needs at least 2 images");
-    if (p->shape.dim[0] > INT32_MAX / 2) return mc_error(MC_ERR_ARG, "CLIP pretraining: too many images");
+    }
+    const int64_t count = data_count(d);
+    if (count < 2) return mc_error(MC_ERR_ARG, "CLIP pretraining needs at least 2 images");
+    if (count > INT32_MAX / 2) return mc_error(MC_ERR_ARG, "CLIP pretraining: too many images");
     if (d->captions_per_image < 1 || !d->ids)
         return mc_error(MC_ERR_ARG, "CLIP pretraining: %d captions per image, expected token ids of >= 1",
                         d->captions_per_image);
-    const int64_t n_ids = p->shape.dim[0] * d->captions_per_image * clip->config.text.context;
+    const int64_t n_ids = count * d->captions_per_image * clip->config.text.context;
     for (int64_t i = 0; i < n_ids; i++)
         if (d->ids[i] < 0 || d->ids[i] >= clip->config.text.vocab)
             return mc_error(MC_ERR_ARG, "CLIP pretraining: token id %d at %lld is outside the text tower's "
@@ -138,11 +149,15 @@ typedef struct batch_buffers {
 static mc_status fill_batch(const mc_clip *clip, const mc_clip_pretrain_data *d,
                             const mc_clip_pretrain_config *c, const int *items, int n, mc_rng *rng,
                             batch_buffers *b) {
-    const int64_t image_floats = d->pixels->numel / d->pixels->shape.dim[0];
     const int context = clip->config.text.context, k = d->captions_per_image;
+    mc_tensor view = mc_tensor_rows(b->images, 0, n);
+    if (d->pixels) {
+        mc_image_source rows = mc_image_source_of_tensor(d->pixels);
+        MC_TRY(rows.read(rows.ctx, items, n, &view));
+    } else {
+        MC_TRY(d->source->read(d->source->ctx, items, n, &view));
+    }
     for (int i = 0; i < n; i++) {
-        memcpy(b->images->data + i * image_floats, d->pixels->data + (int64_t)items[i] * image_floats,
-               (size_t)image_floats * sizeof(float));
         int64_t caption = (int64_t)items[i] * k + (int64_t)mc_rng_below(rng, (uint64_t)k);
         memcpy(b->ids + (int64_t)i * context, d->ids + caption * context, (size_t)context * sizeof(int32_t));
     }
@@ -150,7 +165,6 @@ static mc_status fill_batch(const mc_clip *clip, const mc_clip_pretrain_data *d,
     mc_augment_config flips = {.mode = MC_CROP_RESIZE, .crop_min = 1.0f, .crop_max = 1.0f,
                                .hflip = true, .vflip = true, .rot90 = true};
     for (int i = 0; i < n; i++) mc_augment_sample(rng, &flips, &b->params[i]);
-    mc_tensor view = mc_tensor_rows(b->images, 0, n);
     return mc_augment_apply(&view, b->params, n, &view);
 }
 
@@ -211,7 +225,7 @@ typedef struct pretrain_run {
 } pretrain_run;
 
 static mc_status run_epoch(pretrain_run *r, int epoch) {
-    const int count = (int)r->data->pixels->shape.dim[0], bsize = r->cfg->batch_size;
+    const int count = (int)data_count(r->data), bsize = r->cfg->batch_size;
     double started = now_seconds(), loss_sum = 0.0;
     mc_rng_shuffle(&r->rng, r->order, count);
     for (int64_t s = 0; s < r->steps_per_epoch; s++) {
@@ -251,7 +265,7 @@ static mc_status run_epoch(pretrain_run *r, int epoch) {
 }
 
 static mc_status run_init(pretrain_run *r) {
-    const int count = (int)r->data->pixels->shape.dim[0], bsize = r->cfg->batch_size;
+    const int count = (int)data_count(r->data), bsize = r->cfg->batch_size;
     const int s = r->clip->config.vision.image_size;
     /* Full batches, plus the remainder when it holds at least 2 images
      * (a contrastive batch of one has nothing to contrast). */
@@ -396,13 +410,17 @@ static mc_status recipe_clip(const mc_clip_recipe *r, int context, int vocab, mc
 
 static mc_status check_images(const mc_clip_recipe *r, const mc_labelled_images *im) {
     char a[128];
-    if (!im->rgb || !im->labels || !im->class_phrases || im->num_classes < 1)
+    if ((!im->rgb && (!im->source || !im->source->read)) || !im->labels || !im->class_phrases ||
+        im->num_classes < 1)
         return mc_error(MC_ERR_ARG, "CLIP recipe: need RGB images, labels and class phrases");
-    if (im->rgb->shape.ndim != 4 || im->rgb->shape.dim[1] != 3 || im->rgb->shape.dim[0] < 2)
+    if (im->rgb && (im->rgb->shape.ndim != 4 || im->rgb->shape.dim[1] != 3 || im->rgb->shape.dim[0] < 2))
         return mc_error(MC_ERR_SHAPE, "CLIP recipe: images %s, expected (N >= 2, 3, H, W)",
                         mc_tensor_str(im->rgb, a, sizeof a));
+    if (!im->rgb && (im->source->count < 2 || im->source->height < 1 || im->source->width < 1))
+        return mc_error(MC_ERR_SHAPE, "CLIP recipe: %d images of %dx%d, expected >= 2 images", im->source->count,
+                        im->source->height, im->source->width);
     if (r->captions_per_image < 1 || r->merges < 0 || r->max_context < 2 ||
-        im->rgb->shape.dim[0] * r->captions_per_image > INT32_MAX / 2)
+        (int64_t)(im->rgb ? im->rgb->shape.dim[0] : im->source->count) * r->captions_per_image > INT32_MAX / 2)
         return mc_error(MC_ERR_ARG, "CLIP recipe: %d captions per image, %d merges, context %d "
                         "(expected >= 1, >= 0, >= 2)", r->captions_per_image, r->merges, r->max_context);
     return MC_OK;
@@ -425,27 +443,52 @@ static mc_status recipe_text(const mc_clip_recipe *r, const mc_labelled_images *
     return mc_tokenizer_tokenize_batch(*tok, (const char *const *)captions, n_captions, context, true, *ids);
 }
 
+/* The RGB images CLIP-normalised at the tower's size, a batch at a time:
+ * mc_clip_preprocess works image by image, so a batch of it holds the same
+ * floats as the same rows of the whole set preprocessed at once. */
+typedef struct clip_pixels {
+    const mc_image_source *rgb;
+    int size;
+    mc_tensor *scratch; /* (capacity, 3, H, W) RGB rows */
+} clip_pixels;
+
+static mc_status clip_pixels_read(void *ctx, const int *indices, int n, mc_tensor *rows) {
+    clip_pixels *p = ctx;
+    if (!p->scratch || p->scratch->shape.dim[0] < n) {
+        mc_tensor_free(p->scratch);
+        p->scratch = NULL;
+        MC_TRY(mc_tensor_new(&p->scratch, MC_SHAPE(n, 3, p->rgb->height, p->rgb->width), "rgb_batch"));
+    }
+    mc_tensor rgb = mc_tensor_rows(p->scratch, 0, n), *pixels;
+    MC_TRY(p->rgb->read(p->rgb->ctx, indices, n, &rgb));
+    MC_TRY(mc_clip_preprocess(&rgb, p->size, true, &pixels));
+    memcpy(rows->data, pixels->data, (size_t)pixels->numel * sizeof(float));
+    mc_tensor_free(pixels);
+    return MC_OK;
+}
+
 mc_status mc_clip_from_captions(const mc_clip_recipe *recipe, const mc_labelled_images *images,
                                 const mc_clip_pretrain_hooks *hooks, mc_clip **clip, mc_tokenizer **tok) {
     if (!recipe || !images || !clip || !tok) return mc_error(MC_ERR_ARG, "CLIP recipe: missing argument");
     *clip = NULL;
     *tok = NULL;
     MC_TRY(check_images(recipe, images));
-    const int n = (int)images->rgb->shape.dim[0], n_captions = n * recipe->captions_per_image;
+    const mc_image_source rgb = images->rgb ? mc_image_source_of_tensor(images->rgb) : *images->source;
+    const int n = rgb.count, n_captions = n * recipe->captions_per_image;
     char **captions;
     MC_TRY(mc_captions_make(images->class_phrases, images->num_classes, images->labels, images->attrs, n,
                             recipe->captions_per_image, recipe->train.seed ^ 0x63617073ULL /* "caps" */,
                             &captions));
     int32_t *ids = NULL;
-    mc_tensor *pixels = NULL;
     mc_status status = recipe_text(recipe, images, captions, n_captions, hooks, clip, tok, &ids);
     mc_chain_strings_free(captions, n_captions);
-    if (status == MC_OK) status = mc_clip_preprocess(images->rgb, recipe->image_size, true, &pixels);
+    clip_pixels pixels = {&rgb, recipe->image_size, NULL};
+    const mc_image_source source = {n, recipe->image_size, recipe->image_size, &pixels, clip_pixels_read};
     if (status == MC_OK) {
-        mc_clip_pretrain_data data = {pixels, recipe->captions_per_image, ids};
+        mc_clip_pretrain_data data = {NULL, recipe->captions_per_image, ids, &source};
         status = mc_clip_pretrain(*clip, &data, &recipe->train, hooks);
     }
-    mc_tensor_free(pixels);
+    mc_tensor_free(pixels.scratch);
     free(ids);
     if (status != MC_OK) {
         mc_clip_free(*clip);
@@ -474,12 +517,31 @@ mc_status mc_clip_save_folder(const mc_clip *clip, const mc_tokenizer *tok, cons
  * one process computes. */
 enum { ZERO_SHOT_BATCH = 64 };
 
-static mc_status zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb, const int *labels,
+/* Embed images [begin, end) of rgb into embeds (end - begin, E), a batch of
+ * ZERO_SHOT_BATCH at a time: the batches mc_chain_embed_rgb makes of the
+ * same rows in one tensor. */
+static mc_status embed_source(mc_clip *clip, const mc_image_source *rgb, int begin, int end, mc_tensor *embeds) {
+    mc_tensor *batch;
+    MC_TRY(mc_tensor_new(&batch, MC_SHAPE(ZERO_SHOT_BATCH, 3, rgb->height, rgb->width), "zero_shot_rgb"));
+    int indices[ZERO_SHOT_BATCH];
+    mc_status status = MC_OK;
+    for (int first = begin; first < end && status == MC_OK; first += ZERO_SHOT_BATCH) {
+        const int n = end - first < ZERO_SHOT_BATCH ? end - first : ZERO_SHOT_BATCH;
+        for (int i = 0; i < n; i++) indices[i] = first + i;
+        mc_tensor images = mc_tensor_rows(batch, 0, n), out = mc_tensor_rows(embeds, first - begin, n);
+        status = rgb->read(rgb->ctx, indices, n, &images);
+        if (status == MC_OK) status = mc_chain_embed_rgb(clip, &images, ZERO_SHOT_BATCH, &out);
+    }
+    mc_tensor_free(batch);
+    return status;
+}
+
+static mc_status zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_image_source *rgb, const int *labels,
                                     const char *const *class_phrases, int num_classes, bool sharded,
                                     double *accuracy) {
-    if (!clip || !tok || !rgb || !labels || !class_phrases || !accuracy || rgb->shape.ndim != 4)
-        return mc_error(MC_ERR_ARG, "zero-shot accuracy: missing argument or images not (N, 3, H, W)");
-    const int n = (int)rgb->shape.dim[0];
+    if (!clip || !tok || !rgb || !rgb->read || !labels || !class_phrases || !accuracy)
+        return mc_error(MC_ERR_ARG, "zero-shot accuracy: missing argument");
+    const int n = rgb->count;
     int begin = 0, end = n; /* this rank's images */
     if (sharded) mc_chain_shard_of_tiles(n, ZERO_SHOT_BATCH, &begin, &end);
     mc_tensor *classes = NULL, *embeds = NULL, *probs = NULL;
@@ -487,9 +549,8 @@ static mc_status zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_t
     mc_status status = mc_chain_text_classifier(clip, tok, class_phrases, num_classes,
                                                 mc_chain_eurosat_templates, MC_CHAIN_NUM_TEMPLATES, &classes);
     if (status == MC_OK && end > begin) {
-        mc_tensor mine = mc_tensor_rows(rgb, begin, end - begin);
         status = mc_tensor_new(&embeds, MC_SHAPE(end - begin, clip->config.embed_dim), "embeds");
-        if (status == MC_OK) status = mc_chain_embed_rgb(clip, &mine, ZERO_SHOT_BATCH, embeds);
+        if (status == MC_OK) status = embed_source(clip, rgb, begin, end, embeds);
         if (status == MC_OK) status = mc_chain_zero_shot_probs(embeds, classes, 0.0f, &probs);
         for (int i = 0; status == MC_OK && i < end - begin; i++) {
             const float *row = probs->data + (int64_t)i * num_classes;
@@ -507,15 +568,34 @@ static mc_status zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_t
     return status;
 }
 
+/* A tensor's rows as a source, after the checks a tensor needs. */
+static mc_status rows_of(const mc_tensor *rgb, mc_image_source *out) {
+    if (!rgb || rgb->shape.ndim != 4)
+        return mc_error(MC_ERR_ARG, "zero-shot accuracy: missing argument or images not (N, 3, H, W)");
+    *out = mc_image_source_of_tensor(rgb);
+    return MC_OK;
+}
+
 mc_status mc_clip_zero_shot_accuracy(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb,
                                      const int *labels, const char *const *class_phrases,
                                      int num_classes, double *accuracy) {
-    return zero_shot_accuracy(clip, tok, rgb, labels, class_phrases, num_classes, false, accuracy);
+    mc_image_source rows;
+    MC_TRY(rows_of(rgb, &rows));
+    return zero_shot_accuracy(clip, tok, &rows, labels, class_phrases, num_classes, false, accuracy);
+}
+
+mc_status mc_clip_zero_shot_accuracy_source(mc_clip *clip, mc_tokenizer *tok, const mc_image_source *rgb,
+                                            const int *labels, const char *const *class_phrases,
+                                            int num_classes, bool distributed, double *accuracy) {
+    return zero_shot_accuracy(clip, tok, rgb, labels, class_phrases, num_classes,
+                              distributed && mc_dist_world_size() > 1, accuracy);
 }
 
 mc_status mc_clip_zero_shot_accuracy_distributed(mc_clip *clip, mc_tokenizer *tok, const mc_tensor *rgb,
                                                  const int *labels, const char *const *class_phrases,
                                                  int num_classes, double *accuracy) {
-    return zero_shot_accuracy(clip, tok, rgb, labels, class_phrases, num_classes, mc_dist_world_size() > 1,
-                              accuracy);
+    mc_image_source rows;
+    MC_TRY(rows_of(rgb, &rows));
+    return mc_clip_zero_shot_accuracy_source(clip, tok, &rows, labels, class_phrases, num_classes, true,
+                                             accuracy);
 }
