@@ -7,6 +7,10 @@
  * structure of the tables the child prints on stderr: every op is there with
  * exactly the calls made, and the three products of each step (the forward
  * and the two gradients, three distinct shapes) each with one call per step.
+ * A second child (--child-recompute) runs the same steps with relu(A @ B)
+ * as a recomputed segment (mc_recompute): backward runs its forward again,
+ * and those calls must land in the recomputed columns, not in the forward
+ * ones, so that the forward calls stay those of the steps.
  * Times are never checked: they depend on the machine. */
 #include <stdlib.h>
 #include <unistd.h>
@@ -15,8 +19,19 @@
 
 enum { STEPS = 3, M = 5, N = 7, K = 3 };
 
-/* The child: STEPS steps of sum(relu(A (M, K) @ B (K, N))) and backward. */
-static int child_steps(void) {
+/* The children's product: relu(x @ B), B the context; a segment for
+ * mc_recompute. */
+static mc_status product_relu(mc_graph *g, const void *context, bool recomputing, mc_tensor *x,
+                              mc_tensor **out) {
+    (void)recomputing;
+    mc_tensor *const *b = context, *c;
+    MC_TRY(mc_matmul(g, x, *b, false, &c));
+    return mc_relu(g, c, out);
+}
+
+/* A child: STEPS steps of sum(relu(A (M, K) @ B (K, N))) and backward,
+ * relu(A @ B) recomputed or not. */
+static int child_steps(bool recompute) {
     mc_graph *g = NULL;
     mc_tensor *a = NULL, *b = NULL;
     if (mc_graph_new(&g) != MC_OK || mc_tensor_new(&a, MC_SHAPE(M, K), "a") != MC_OK ||
@@ -26,9 +41,10 @@ static int child_steps(void) {
     for (int64_t i = 0; i < b->numel; i++) b->data[i] = (float)(i % 3) - 0.5f;
     a->requires_grad = b->requires_grad = true;
     for (int step = 0; step < STEPS; step++) {
-        mc_tensor *c, *r, *loss;
-        if (mc_matmul(g, a, b, false, &c) != MC_OK || mc_relu(g, c, &r) != MC_OK ||
-            mc_sum_all(g, r, &loss) != MC_OK || mc_backward(g, loss) != MC_OK)
+        mc_tensor *r, *loss;
+        mc_status status = recompute ? mc_recompute(g, product_relu, &b, sizeof b, a, &r)
+                                     : product_relu(g, &b, false, a, &r);
+        if (status != MC_OK || mc_sum_all(g, r, &loss) != MC_OK || mc_backward(g, loss) != MC_OK)
             return 1;
         mc_graph_reset(g);
     }
@@ -38,14 +54,15 @@ static int child_steps(void) {
     return 0;
 }
 
-/* The child's stderr (the report), run with MMCHAIN_PROFILE=value. */
-static char *run_child(const char *value) {
+/* The child's stderr (the report), run with MMCHAIN_PROFILE=value and
+ * the child's flag. */
+static char *run_child_as(const char *flag, const char *value) {
     char self[4096];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     ck_assert_msg(len > 0, "cannot read /proc/self/exe");
     self[len] = '\0';
     char command[4300];
-    snprintf(command, sizeof command, "MMCHAIN_PROFILE=%s '%s' --child-steps 2>&1", value, self);
+    snprintf(command, sizeof command, "MMCHAIN_PROFILE=%s '%s' %s 2>&1", value, self, flag);
     FILE *child = popen(command, "r");
     ck_assert_msg(child != NULL, "cannot run %s", command);
     size_t capacity = 1 << 16, used = 0;
@@ -58,6 +75,8 @@ static char *run_child(const char *value) {
     ck_assert_msg(status == 0, "%s: exit status %d, output:\n%s", command, status, text);
     return text;
 }
+
+static char *run_child(const char *value) { return run_child_as("--child-steps", value); }
 
 /* The table row that starts with "| name |", or NULL. */
 static const char *row_of(const char *text, const char *name) {
@@ -97,6 +116,43 @@ START_TEST(op_rows_count_every_call) {
 }
 END_TEST
 
+/* Calls in one op row: forward, backward, recomputed. */
+static void op_calls(const char *text, const char *op, long long calls[3]) {
+    const char *row = row_of(text, op);
+    ck_assert_msg(row != NULL, "no row for %s:\n%s", op, text);
+    char start[80];
+    snprintf(start, sizeof start, "| %s | %%lld | %%*f | %%lld | %%*f | %%lld |", op);
+    ck_assert_msg(sscanf(row, start, &calls[0], &calls[1], &calls[2]) == 3, "row of %s unreadable: %.160s",
+                  op, row);
+}
+
+START_TEST(recomputed_forwards_counted_apart) {
+    char *text = run_child_as("--child-recompute", "1");
+    ck_assert_msg(strstr(text, "| backward s | recomputed calls | recomputed s |") != NULL,
+                  "no recomputed columns:\n%s", text);
+    /* The segment's ops: one forward, one backward and one forward again
+     * per step; the loss's: no forward again; "recompute" (the node that
+     * recomputes): a backward only. */
+    const struct { const char *op; long long forward, backward, recomputed; } expected[] = {
+        {"matmul", STEPS, STEPS, STEPS},
+        {"relu", STEPS, STEPS, STEPS},
+        {"sum_all", STEPS, STEPS, 0},
+        {"recompute", 0, STEPS, 0},
+        {"all ops", 3 * STEPS, 4 * STEPS, 2 * STEPS},
+    };
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
+        long long calls[3];
+        op_calls(text, expected[i].op, calls);
+        ck_assert_msg(calls[0] == expected[i].forward && calls[1] == expected[i].backward &&
+                          calls[2] == expected[i].recomputed,
+                      "%s: calls %lld forward, %lld backward, %lld recomputed; expected %lld, %lld, %lld",
+                      expected[i].op, calls[0], calls[1], calls[2], expected[i].forward,
+                      expected[i].backward, expected[i].recomputed);
+    }
+    free(text);
+}
+END_TEST
+
 START_TEST(gemm_rows_by_shape) {
     char *text = run_child("1");
     ck_assert_msg(strstr(text, "| M | N | K | A B | batch | precision | calls | s | GFLOP/s |") != NULL,
@@ -130,10 +186,11 @@ START_TEST(off_prints_nothing) {
 END_TEST
 
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--child-steps") == 0) return child_steps();
+    if (argc > 1 && strcmp(argv[1], "--child-steps") == 0) return child_steps(false);
+    if (argc > 1 && strcmp(argv[1], "--child-recompute") == 0) return child_steps(true);
     Suite *s = suite_create("profile");
-    const TTest *const tests[] = {op_rows_count_every_call, gemm_rows_by_shape, off_prints_nothing,
-                                  NULL};
+    const TTest *const tests[] = {op_rows_count_every_call, recomputed_forwards_counted_apart,
+                                  gemm_rows_by_shape, off_prints_nothing, NULL};
     mc_test_add_case(s, "environment", tests);
     return mc_test_run_suite(s);
 }

@@ -6,6 +6,8 @@
  *     with recomputation leaves the same gradients, parameters, batch-norm
  *     running statistics and batch counts as without, bit for bit, while
  *     the step's arena peaks lower;
+ *   - several steps on one graph (planned gradient blocks, steps that
+ *     depart from the plan) equal the same steps on fresh graphs;
  *   - a backward hook still sees every parameter of a recomputed segment
  *     on the tape (the data-parallel trainer sends gradients from it);
  *   - with gradients off a segment runs once and records nothing. */
@@ -217,6 +219,76 @@ START_TEST(test_resnet_step_equals_direct_step) {
 }
 END_TEST
 
+/* ---- several steps on one graph: the planned gradient blocks ----
+ *
+ * From its second step on, a graph takes its gradient blocks from a plan
+ * of the step before (graph.c); a step that departs from it (another
+ * batch, another loss) takes blocks of its own and is planned anew. A
+ * place planned wrongly would overwrite a live gradient. So: the same
+ * steps on one graph, with and without recomputation, against a fresh
+ * graph for every step (which never plans), bit for bit. */
+
+enum { N_STEPS = 7 };
+static const int STEP_BATCH[N_STEPS] = {4, 4, 4, 2, 4, 4, 4};
+/* Step 5's loss is mean(logits^3): one node more, later on its tape. */
+static const bool STEP_CUBED[N_STEPS] = {false, false, false, false, false, true, false};
+
+static void train_steps(bool recompute, bool fresh_graphs, float losses[N_STEPS], mc_resnet **out) {
+    mc_resnet_config config = {.block = MC_RESNET_BOTTLENECK, .layers = {1, 2, 1, 1}, .base_width = 4,
+                               .in_channels = 3, .fc_out = 6};
+    mc_resnet *model;
+    MC_CHECK_OK(mc_resnet_new(&model, &config, 3));
+    mc_resnet_set_training(model, true);
+    mc_resnet_set_recompute(model, recompute);
+    mc_optimizer *opt;
+    MC_CHECK_OK(mc_optimizer_adam(&opt, &model->params, mc_adam_defaults()));
+    mc_graph *g = NULL;
+    mc_rng rng;
+    mc_rng_seed(&rng, 9);
+    for (int step = 0; step < N_STEPS; step++) {
+        if (!g) MC_CHECK_OK(mc_graph_new(&g));
+        mc_optimizer_zero_grad(opt);
+        mc_tensor *x, *logits, *squared, *loss;
+        MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(STEP_BATCH[step], 3, 32, 32), "x", &x));
+        mc_tensor_uniform(x, &rng, -1.0f, 1.0f);
+        MC_CHECK_OK(mc_resnet_forward(model, g, x, &logits));
+        MC_CHECK_OK(mc_mul(g, logits, logits, &squared));
+        if (STEP_CUBED[step]) MC_CHECK_OK(mc_mul(g, squared, logits, &squared));
+        MC_CHECK_OK(mc_mean_all(g, squared, &loss));
+        MC_CHECK_OK(mc_backward(g, loss));
+        losses[step] = loss->data[0];
+        MC_CHECK_OK(mc_optimizer_step(opt));
+        mc_graph_reset(g);
+        if (fresh_graphs) {
+            mc_graph_free(g);
+            g = NULL;
+        }
+    }
+    mc_graph_free(g);
+    mc_optimizer_free(opt);
+    *out = model;
+}
+
+START_TEST(test_steps_on_one_graph_equal_fresh_graphs) {
+    float fresh_losses[N_STEPS];
+    mc_resnet *fresh;
+    train_steps(false, true, fresh_losses, &fresh);
+    for (int recompute = 0; recompute < 2; recompute++) {
+        float losses[N_STEPS];
+        mc_resnet *model;
+        train_steps(recompute, false, losses, &model);
+        for (int step = 0; step < N_STEPS; step++)
+            ck_assert_msg(memcmp(&losses[step], &fresh_losses[step], sizeof(float)) == 0,
+                          "step %d's loss differs on one graph (recompute %d)", step, recompute);
+        mc_test_assert_same_params(recompute ? "after steps on one graph, recomputing"
+                                             : "after steps on one graph",
+                                   &fresh->params, &model->params);
+        mc_resnet_free(model);
+    }
+    mc_resnet_free(fresh);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("recompute");
     const TTest *const tests[] = {test_segment_gradcheck,
@@ -224,6 +296,7 @@ int main(void) {
                                   test_segment_parameters_on_tape,
                                   test_segment_without_gradients_records_nothing,
                                   test_resnet_step_equals_direct_step,
+                                  test_steps_on_one_graph_equal_fresh_graphs,
                                   NULL};
     tcase_set_timeout(mc_test_add_case(s, "recompute", tests), 300);
     return mc_test_run_suite(s);

@@ -22,8 +22,8 @@ int64_t mc_profile_now_ns(void) {
 
 typedef struct op_row {
     const char *op; /* the static name ops record with */
-    int64_t forward_calls, backward_calls;
-    int64_t forward_ns, backward_ns;
+    int64_t forward_calls, backward_calls, recomputed_calls;
+    int64_t forward_ns, backward_ns, recomputed_ns;
 } op_row;
 
 typedef struct gemm_row {
@@ -64,18 +64,22 @@ static op_row *find_op(const char *op) {
     return &ops[op_count++];
 }
 
-/* One call of `op`, forward or backward. */
-static void count_op(const char *op, bool backward, int64_t ns) {
+typedef enum { FORWARD, BACKWARD, RECOMPUTED } op_pass;
+
+/* One call of `op` in one pass. */
+static void count_op(const char *op, op_pass pass, int64_t ns) {
     pthread_mutex_lock(&lock);
     op_row *row = find_op(op);
     if (!row) out_of_memory = true;
-    else if (backward) row->backward_calls++, row->backward_ns += ns;
+    else if (pass == BACKWARD) row->backward_calls++, row->backward_ns += ns;
+    else if (pass == RECOMPUTED) row->recomputed_calls++, row->recomputed_ns += ns;
     else row->forward_calls++, row->forward_ns += ns;
     pthread_mutex_unlock(&lock);
 }
 
-void mc_profile_op_forward(const char *op, int64_t ns) { count_op(op, false, ns); }
-void mc_profile_op_backward(const char *op, int64_t ns) { count_op(op, true, ns); }
+void mc_profile_op_forward(const char *op, int64_t ns) { count_op(op, FORWARD, ns); }
+void mc_profile_op_backward(const char *op, int64_t ns) { count_op(op, BACKWARD, ns); }
+void mc_profile_op_recomputed(const char *op, int64_t ns) { count_op(op, RECOMPUTED, ns); }
 
 void mc_profile_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t batch,
                      const char *precision_name, int64_t ns) {
@@ -109,9 +113,11 @@ void mc_profile_graph_peak(size_t bytes) {
 
 /* ---- the report ---- */
 
+static int64_t op_ns(const op_row *r) { return r->forward_ns + r->backward_ns + r->recomputed_ns; }
+
 static int by_op_time(const void *a, const void *b) {
     const op_row *x = a, *y = b;
-    int64_t tx = x->forward_ns + x->backward_ns, ty = y->forward_ns + y->backward_ns;
+    int64_t tx = op_ns(x), ty = op_ns(y);
     return tx < ty ? 1 : tx > ty ? -1 : strcmp(x->op, y->op);
 }
 
@@ -142,23 +148,29 @@ static void print_report(void) {
 
     qsort(ops, (size_t)op_count, sizeof *ops, by_op_time);
     int64_t op_total = 0;
-    for (int i = 0; i < op_count; i++) op_total += ops[i].forward_ns + ops[i].backward_ns;
+    for (int i = 0; i < op_count; i++) op_total += op_ns(&ops[i]);
     fprintf(out, "\nops recorded on a tape, wall time (forward: from the op's first arena "
-                 "allocation to its recording; backward: its backward function)\n"
-                 "| op | forward calls | forward s | backward calls | backward s | share |\n"
-                 "|---|---:|---:|---:|---:|---:|\n");
-    int64_t fw_calls = 0, bw_calls = 0, fw_ns = 0, bw_ns = 0;
+                 "allocation to its recording; backward: its backward function, less the ops "
+                 "it runs that have rows of their own; recomputed: the forward again, run by "
+                 "the backward of a recomputed segment)\n"
+                 "| op | forward calls | forward s | backward calls | backward s | recomputed calls "
+                 "| recomputed s | share |\n"
+                 "|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    op_row all = {.op = "all ops"};
     for (int i = 0; i < op_count; i++) {
         const op_row *r = &ops[i];
-        fprintf(out, "| %s | %lld | %.3f | %lld | %.3f | %.1f %% |\n", r->op,
+        fprintf(out, "| %s | %lld | %.3f | %lld | %.3f | %lld | %.3f | %.1f %% |\n", r->op,
                 (long long)r->forward_calls, seconds(r->forward_ns), (long long)r->backward_calls,
-                seconds(r->backward_ns),
-                op_total ? 100.0 * (double)(r->forward_ns + r->backward_ns) / (double)op_total : 0.0);
-        fw_calls += r->forward_calls, bw_calls += r->backward_calls;
-        fw_ns += r->forward_ns, bw_ns += r->backward_ns;
+                seconds(r->backward_ns), (long long)r->recomputed_calls, seconds(r->recomputed_ns),
+                op_total ? 100.0 * (double)op_ns(r) / (double)op_total : 0.0);
+        all.forward_calls += r->forward_calls, all.backward_calls += r->backward_calls;
+        all.recomputed_calls += r->recomputed_calls;
+        all.forward_ns += r->forward_ns, all.backward_ns += r->backward_ns;
+        all.recomputed_ns += r->recomputed_ns;
     }
-    fprintf(out, "| all ops | %lld | %.3f | %lld | %.3f | 100.0 %% |\n", (long long)fw_calls,
-            seconds(fw_ns), (long long)bw_calls, seconds(bw_ns));
+    fprintf(out, "| all ops | %lld | %.3f | %lld | %.3f | %lld | %.3f | 100.0 %% |\n",
+            (long long)all.forward_calls, seconds(all.forward_ns), (long long)all.backward_calls,
+            seconds(all.backward_ns), (long long)all.recomputed_calls, seconds(all.recomputed_ns));
 
     qsort(gemms, (size_t)gemm_count, sizeof *gemms, by_gemm_time);
     fprintf(out, "\nmatrix products by shape, wall time (C: M x N, inner dimension K; "
