@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 /* ---- the arena ---- */
 
@@ -36,7 +37,7 @@ typedef struct arena_chunk {
  * so a steady step touches no fresh page, and it is about as large as the
  * most gradient memory alive at once. A step that departs from the plan
  * (another batch size, another model) takes blocks of their own from then
- * on (grad_block_acquire) and is planned anew at its reset. */
+ * on (grad_block_acquire, leave_plan) and is planned anew at its reset. */
 typedef struct grad_block {
     float *memory;
     size_t bytes;
@@ -530,6 +531,46 @@ static void grad_blocks_end_step(mc_graph *g) {
     g->following_plan = g->plan_count > 0;
 }
 
+/* Page-aligned [from, to) of the region back to the OS, if not empty: the
+ * mapping stays and its pages read as zeros when touched again. */
+static void region_drop(mc_graph *g, size_t from, size_t to, size_t page) {
+    from = round_up(from, page);
+    to = to / page * page;
+    if (from < to) madvise(g->plan_region + from, to - from, MADV_DONTNEED);
+}
+
+/* The step departs from the plan: it takes blocks of its own from now on,
+ * while the planned blocks in use stay where they are. The rest of the
+ * region goes back to the OS, so that a step of another shape holds its
+ * own blocks instead of, not on top of, the plan's memory; the next
+ * planned step touches those pages again (faults in one step per change). */
+static void leave_plan(mc_graph *g) {
+    g->following_plan = false;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    int n = 0;
+    for (int i = 0; i < g->grad_block_count; i++) n += g->grad_blocks[i].planned;
+    /* The places in use by offset (insertion sort: a handful). Without
+     * room to sort them, the region keeps its pages: only memory is lost. */
+    const grad_block **used = malloc((size_t)(n ? n : 1) * sizeof *used);
+    if (!used) return;
+    n = 0;
+    for (int i = 0; i < g->grad_block_count; i++) {
+        const grad_block *b = &g->grad_blocks[i];
+        if (!b->planned) continue;
+        int j = n++;
+        for (; j > 0 && used[j - 1]->memory > b->memory; j--) used[j] = used[j - 1];
+        used[j] = b;
+    }
+    size_t free_from = 0;
+    for (int j = 0; j < n; j++) {
+        size_t start = (size_t)((unsigned char *)used[j]->memory - g->plan_region);
+        region_drop(g, free_from, start, page);
+        if (start + used[j]->bytes > free_from) free_from = start + used[j]->bytes;
+    }
+    region_drop(g, free_from, round_up(g->plan_region_bytes, page), page);
+    free(used);
+}
+
 /* A block of its own of at least `bytes` for a request the plan does not
  * serve: the smallest free one that holds it, else a new one. Taking a
  * larger free block rather than making one of the exact size keeps the
@@ -589,7 +630,7 @@ static mc_status grad_block_acquire(mc_graph *g, size_t bytes, const char *name,
     block_request request = {bytes, g->event_count, -1, 0};
     if (g->following_plan &&
         (k >= g->plan_count || g->plan[k].bytes != bytes || g->plan[k].acquired_at != request.acquired_at))
-        g->following_plan = false;
+        leave_plan(g);
     grad_block block;
     if (g->following_plan) {
         block = (grad_block){(float *)(g->plan_region + g->plan[k].offset), bytes, k, true, true};
@@ -628,9 +669,10 @@ static void grad_block_release(mc_graph *g, float *memory) {
         }
         /* Handed back out of the plan's order: later requests might be
          * placed where a block still in use lies. */
-        if (g->following_plan && g->plan[b->request].released_at != at) g->following_plan = false;
         /* A planned place is no block to keep: drop it from the table. */
+        int request = b->request;
         g->grad_blocks[i] = g->grad_blocks[--g->grad_block_count];
+        if (g->following_plan && g->plan[request].released_at != at) leave_plan(g);
         return;
     }
 }
