@@ -194,9 +194,12 @@ AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_en
             for (int64_t ic = i_begin; ic < i_end; ic += MC) {
                 const int64_t mc = min64(MC, i_end - ic);
                 if (profiling) pack_start = mc_profile_now_ns();
-                for (int64_t ir = 0; ir < mc; ir += MR)
-                    v->pack_a_panel(job->trans_a, job->A, job->lda, ic + ir, min64(MR, mc - ir),
-                                    pc, kc, packed_a + ir * slots);
+                if (v->pack_a_block)
+                    v->pack_a_block(job->trans_a, job->A, job->lda, ic, mc, pc, kc, packed_a);
+                else
+                    for (int64_t ir = 0; ir < mc; ir += MR)
+                        v->pack_a_panel(job->trans_a, job->A, job->lda, ic + ir,
+                                        min64(MR, mc - ir), pc, kc, packed_a + ir * slots);
                 if (profiling) packing_ns += mc_profile_now_ns() - pack_start;
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR)
@@ -324,7 +327,7 @@ bool mc_gemm_avx512_run_batched(const mc_gemm_avx512_variant *variant, bool tran
 
 /* ---- single precision ---- */
 
-static const mc_gemm_avx512_variant fp32 = {1, pack_a_panel, pack_b_block, micro_kernel};
+static const mc_gemm_avx512_variant fp32 = {1, pack_a_panel, pack_b_block, micro_kernel, NULL};
 
 bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,

@@ -346,6 +346,43 @@ AVX512_BF16 static void pack_a_panel_bf16_native(bool trans_a, const float *A, i
                           i0, rows, k0, kc, panel);
 }
 
+/* mc_gemm_avx512_variant.pack_a_block for bf16 slots: with trans_a, each
+ * stored row k runs along i, and a panel at a time would read 12 floats
+ * (part of a cache line) from each of 2 * kc rows, then come back for the
+ * next 12; here each pair of rows is read once, straight through the
+ * block's `rows` floats, and its slots go to every panel in turn (12-lane
+ * stores: a full store would spill into the next panel's first slot,
+ * written already). The same panels as pack_a_panel_bf16_native, which
+ * packs the other layout (rows along k) a panel at a time as before.
+ * A: (K, M) with row stride lda when trans_a, else (M, K).
+ * packed_a: ceil(rows / MR) panels of (ceil(kc / 2), MR) slots. */
+AVX512_BF16 static void pack_a_block_bf16_native(bool trans_a, const float *A, int64_t lda,
+                                                 int64_t i0, int64_t rows, int64_t k0, int64_t kc,
+                                                 float *packed_a) {
+    const int64_t slots = (kc + 1) / 2;
+    if (!trans_a) {
+        for (int64_t ir = 0; ir < rows; ir += MR)
+            pack_a_panel_bf16_native(false, A, lda, i0 + ir, rows - ir < MR ? rows - ir : MR, k0,
+                                     kc, packed_a + ir * slots);
+        return;
+    }
+    const __mmask16 panel_lanes = first_lanes(MR);
+    for (int64_t s = 0; s < slots; s++) {
+        const float *even = A + (k0 + 2 * s) * lda + i0;
+        const float *odd = 2 * s + 1 < kc ? even + lda : NULL;
+        if (2 * s + 2 < kc) { /* the next pair of rows, while this one is packed */
+            for (int64_t i = 0; i < rows; i += 16) {
+                prefetch(even, 2 * lda + i);
+                prefetch(even, 3 * lda + i);
+            }
+        }
+        for (int64_t ir = 0; ir < rows; ir += MR)
+            _mm512_mask_storeu_epi32(packed_a + ir * slots + s * MR, panel_lanes,
+                                     slots_of_two_rows_native(even + ir, odd ? odd + ir : NULL,
+                                                              rows - ir < MR ? rows - ir : MR));
+    }
+}
+
 /* ---- rounding an array ---- */
 
 bool mc_bf16_bits_avx512(const float *values, int64_t n, uint16_t *bits) {
@@ -417,14 +454,16 @@ AVX512 static void micro_kernel_emulated(int64_t slots, const float *a_panel,
 /* ---- choosing the micro-kernel ---- */
 
 static const mc_gemm_avx512_variant native = {2, pack_a_panel_bf16_native,
-                                              pack_b_block_bf16_native, micro_kernel_dpbf16};
+                                              pack_b_block_bf16_native, micro_kernel_dpbf16,
+                                              pack_a_block_bf16_native};
 static const mc_gemm_avx512_variant emulated = {2, pack_a_panel_bf16, pack_b_block_bf16,
-                                                micro_kernel_emulated};
+                                                micro_kernel_emulated, NULL};
 /* The same with B already in bf16. */
 static const mc_gemm_avx512_variant native_bf16_b = {2, pack_a_panel_bf16_native,
-                                                     pack_b_block_from_bf16, micro_kernel_dpbf16};
+                                                     pack_b_block_from_bf16, micro_kernel_dpbf16,
+                                                     pack_a_block_bf16_native};
 static const mc_gemm_avx512_variant emulated_bf16_b = {2, pack_a_panel_bf16, pack_b_block_from_bf16,
-                                                       micro_kernel_emulated};
+                                                       micro_kernel_emulated, NULL};
 
 /* Whether the emulation is forced (tests, and benchmarks of it). */
 static atomic_bool force_emulation = false;

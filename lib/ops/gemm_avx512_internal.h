@@ -30,6 +30,12 @@ typedef struct mc_gemm_avx512_variant {
      * `slots` slots of both panels. beta == 0: C is not read. */
     void (*micro_kernel)(int64_t slots, const float *a_panel, const float *b_panel, float *C,
                          int64_t ldc, int64_t rows, int64_t cols, float alpha, float beta);
+    /* Optional: the panels of op(A) rows [i0, i0+rows), rows <= MC, all
+     * at once (ceil(rows / MR) panels one after another, each as
+     * pack_a_panel makes it), for a layout where one panel at a time
+     * reads memory badly. NULL: pack_a_panel per panel. */
+    void (*pack_a_block)(bool trans_a, const float *A, int64_t lda, int64_t i0, int64_t rows,
+                         int64_t k0, int64_t kc, float *packed_a);
 } mc_gemm_avx512_variant;
 
 /* mc_sgemm's contract (ops.h) with one variant's packing and micro-kernel;
