@@ -1,5 +1,6 @@
 /* The graph: a bump-allocating arena for one step, and the tape. */
 #include "mmchain/autograd.h"
+#include "core/grow.h"
 #include "core/profile.h"
 
 #include <stdatomic.h>
@@ -62,17 +63,19 @@ struct mc_graph {
     size_t peak_bytes;   /* most ever held by the arena and live gradients together */
     grad_block *grad_blocks;
     int grad_block_count;
-    int grad_block_capacity;
+    size_t grad_block_capacity;
     /* Set once a recomputed segment has run on this graph: from then on
      * blocks of their own are fitted tightly and free ones given back to
      * the OS (block_of_its_own), as memory is what recomputation is for. */
     bool fits_blocks_tightly;
     size_t grad_bytes_in_use;
     block_request *requests; /* this step's, in order */
-    int request_count, request_capacity;
+    int request_count;
+    size_t request_capacity;
     int event_count;         /* this step's takes and hand-backs */
     block_request *plan;     /* the planned step's requests, with offsets */
-    int plan_count, plan_capacity, plan_events;
+    int plan_count, plan_events;
+    size_t plan_capacity;
     unsigned char *plan_region; /* mapped, plan_region_bytes long */
     size_t plan_region_bytes;
     bool following_plan;     /* every event of this step so far as planned */
@@ -518,7 +521,7 @@ static void grad_blocks_end_step(mc_graph *g) {
                 block_request *plan = g->requests;
                 g->requests = g->plan;
                 g->plan = plan;
-                int capacity = g->request_capacity;
+                size_t capacity = g->request_capacity;
                 g->request_capacity = g->plan_capacity;
                 g->plan_capacity = capacity;
                 g->plan_count = g->request_count;
@@ -612,20 +615,13 @@ static mc_status grad_block_acquire(mc_graph *g, size_t bytes, const char *name,
     if (bytes == 0) bytes = sizeof(float); /* a mapping is never empty */
     /* Room for one more block and one more request first, so that nothing
      * below fails half done. */
-    if (g->grad_block_count == g->grad_block_capacity) {
-        int capacity = g->grad_block_capacity ? 2 * g->grad_block_capacity : 64;
-        grad_block *blocks = realloc(g->grad_blocks, (size_t)capacity * sizeof *blocks);
-        if (!blocks) return mc_error(MC_ERR_NOMEM, "gradient of %s: out of memory", name);
-        g->grad_blocks = blocks;
-        g->grad_block_capacity = capacity;
-    }
-    if (g->request_count == g->request_capacity) {
-        int capacity = g->request_capacity ? 2 * g->request_capacity : 256;
-        block_request *requests = realloc(g->requests, (size_t)capacity * sizeof *requests);
-        if (!requests) return mc_error(MC_ERR_NOMEM, "gradient of %s: out of memory", name);
-        g->requests = requests;
-        g->request_capacity = capacity;
-    }
+    mc_status status = mc_grow((void **)&g->grad_blocks, &g->grad_block_capacity,
+                               (size_t)g->grad_block_count + 1, sizeof *g->grad_blocks, 64,
+                               "gradient blocks");
+    if (status == MC_OK)
+        status = mc_grow((void **)&g->requests, &g->request_capacity, (size_t)g->request_count + 1,
+                         sizeof *g->requests, 256, "gradient block requests");
+    if (status != MC_OK) return mc_error_context(status, "gradient of %s: ", name);
     int k = g->request_count;
     block_request request = {bytes, g->event_count, -1, 0};
     if (g->following_plan &&
