@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "chain_cli.h"
+#include "core/grow.h"
 #include "mmchain/dist.h"
 #include "mmchain/pretrain.h"
 
@@ -230,7 +231,7 @@ typedef struct image_part {
     const mc_image_source *all;
     mc_image_source source;       /* the rows index[0..count) of all */
     int *scratch;                 /* indices into all of one read */
-    int scratch_len;
+    size_t scratch_capacity;
 } image_part;
 
 static void image_part_free(image_part *p) {
@@ -242,12 +243,8 @@ static void image_part_free(image_part *p) {
 
 static mc_status part_read(void *ctx, const int *indices, int n, mc_tensor *rows) {
     image_part *p = ctx;
-    if (n > p->scratch_len) {
-        int *grown = realloc(p->scratch, (size_t)n * sizeof *grown);
-        if (!grown) return mc_error(MC_ERR_NOMEM, "out of memory");
-        p->scratch = grown;
-        p->scratch_len = n;
-    }
+    MC_TRY(mc_grow((void **)&p->scratch, &p->scratch_capacity, (size_t)n, sizeof *p->scratch, 64,
+                   "image indices"));
     for (int i = 0; i < n; i++) {
         if (indices[i] < 0 || indices[i] >= p->count)
             return mc_error(MC_ERR_ARG, "image %d outside 0..%d", indices[i], p->count - 1);

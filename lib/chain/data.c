@@ -3,6 +3,7 @@
  * tensors in memory (the demo's synthetic world). The trainer sees only the
  * mc_chain_data interface, so both go through the same training code. */
 #include "mmchain/chain.h"
+#include "core/grow.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,16 +26,13 @@ typedef struct eurosat_source {
     mc_norm norm;
     const char **class_names; /* (num_classes), borrowed strings */
     int *scratch;             /* dataset indices of one load */
-    int scratch_len;
+    size_t scratch_capacity;
 } eurosat_source;
 
 static mc_status eurosat_indices(eurosat_source *src, const int *items, int n, int count) {
-    if (n > src->scratch_len) {
-        int *grown = realloc(src->scratch, (size_t)n * sizeof *grown);
-        if (!grown) return mc_error(MC_ERR_NOMEM, "EuroSAT pairs: out of memory");
-        src->scratch = grown;
-        src->scratch_len = n;
-    }
+    if (mc_grow((void **)&src->scratch, &src->scratch_capacity, (size_t)n, sizeof *src->scratch, 64,
+                "dataset indices") != MC_OK)
+        return mc_error_context(MC_ERR_NOMEM, "EuroSAT pairs: ");
     for (int i = 0; i < n; i++) {
         if (items[i] < 0 || items[i] >= count)
             return mc_error(MC_ERR_ARG, "EuroSAT pairs: item %d outside 0..%d", items[i], count - 1);
@@ -189,18 +187,15 @@ typedef struct subset_source {
     const mc_chain_data *base;
     int *base_item;  /* (count): view item -> base item */
     int *scratch;    /* base items of one load */
-    int scratch_len;
+    size_t scratch_capacity;
 } subset_source;
 
 static mc_status subset_load(void *ctx, const int *items, int n, mc_tensor *spectral,
                              mc_tensor *rgb, int *labels) {
     subset_source *src = ctx;
-    if (n > src->scratch_len) {
-        int *grown = realloc(src->scratch, (size_t)n * sizeof *grown);
-        if (!grown) return mc_error(MC_ERR_NOMEM, "tile subset: out of memory");
-        src->scratch = grown;
-        src->scratch_len = n;
-    }
+    if (mc_grow((void **)&src->scratch, &src->scratch_capacity, (size_t)n, sizeof *src->scratch, 64,
+                "base items") != MC_OK)
+        return mc_error_context(MC_ERR_NOMEM, "tile subset: ");
     for (int i = 0; i < n; i++) src->scratch[i] = src->base_item[items[i]];
     return src->base->load(src->base->ctx, src->scratch, n, spectral, rgb, labels);
 }
