@@ -9,8 +9,8 @@
  * the resize the one mc_image_folder_load applies, image by image, so a
  * batch holds the same floats bit for bit. */
 #include "mmchain/pretrain.h"
+#include "io/image_internal.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,28 +71,6 @@ static int exact_byte(float v) {
     return memcmp(&back, &v, sizeof v) == 0 ? k : -1;
 }
 
-/* one(ctx, i) for i in 0..n-1 in parallel (OpenMP). Error messages are per
- * thread: the first failure's is copied here and re-raised on the calling
- * thread, as mc_image_folder_load does. */
-static mc_status each_in_parallel(int n, mc_status (*one)(void *ctx, int i), void *ctx) {
-    mc_status status = MC_OK;
-    char message[1024] = "";
-    #pragma omp parallel for schedule(dynamic)
-    for (int i = 0; i < n; i++) {
-        mc_status s = one(ctx, i);
-        if (s != MC_OK) {
-            #pragma omp critical(mc_image_source_each)
-            {
-                if (status == MC_OK) {
-                    status = s;
-                    snprintf(message, sizeof message, "%s", mc_last_error());
-                }
-            }
-        }
-    }
-    return status == MC_OK ? MC_OK : mc_error(status, "%s", message);
-}
-
 /* Decode `path` and keep the planes a batch uses (mc_image_load_into's
  * choice: grey repeated, alpha dropped) as bytes when they are exact. */
 static mc_status keep_image(const char *path, byte_image *out) {
@@ -142,7 +120,7 @@ mc_status mc_byte_images_load(const mc_image_folder *folder, bool antialias, mc_
     }
     set->count = folder->count;
     set->antialias = antialias;
-    mc_status status = each_in_parallel(folder->count, keep_one, &(keep_job){folder, set});
+    mc_status status = mc_image_each_in_parallel(folder->count, keep_one, &(keep_job){folder, set});
     if (status != MC_OK) {
         mc_byte_images_free(set);
         return status;
@@ -158,8 +136,7 @@ mc_status mc_byte_images_load(const mc_image_folder *folder, bool antialias, mc_
 /* Image `im` into row i of rows (N, 3, H, W): what mc_image_load_into does
  * with the decoded file, on the kept samples. */
 static mc_status image_into(const byte_image *im, bool antialias, mc_tensor *rows, int i) {
-    const int h = (int)rows->shape.dim[2], w = (int)rows->shape.dim[3];
-    mc_tensor *image = NULL, *resized = NULL;
+    mc_tensor *image = NULL;
     MC_TRY(mc_tensor_new(&image, MC_SHAPE(im->planes, im->h, im->w), "image"));
     const size_t n = (size_t)image->numel;
     if (im->floats) {
@@ -168,18 +145,8 @@ static mc_status image_into(const byte_image *im, bool antialias, mc_tensor *row
         const unsigned char *bytes = im->samples;
         for (size_t k = 0; k < n; k++) image->data[k] = (float)bytes[k] / 255.0f; /* the decoder's formula */
     }
-    const mc_tensor *source = image;
-    mc_status status = MC_OK;
-    if (im->h != h || im->w != w) {
-        status = mc_image_resize(image, h, w, antialias, &resized);
-        source = resized;
-    }
-    const size_t plane = (size_t)h * w;
-    for (int c = 0; status == MC_OK && c < 3; c++)
-        memcpy(rows->data + ((size_t)i * 3 + c) * plane, source->data + (size_t)(im->planes == 1 ? 0 : c) * plane,
-               plane * sizeof(float));
+    mc_status status = mc_image_put_row(image, antialias, rows, i);
     mc_tensor_free(image);
-    mc_tensor_free(resized);
     return status;
 }
 
@@ -199,7 +166,7 @@ static mc_status bytes_read(void *ctx, const int *indices, int n, mc_tensor *row
     for (int i = 0; i < n; i++)
         if (indices[i] < 0 || indices[i] >= set->count)
             return mc_error(MC_ERR_ARG, "images kept as bytes: index %d outside 0..%d", indices[i], set->count - 1);
-    return each_in_parallel(n, read_one, &(read_job){set, indices, rows});
+    return mc_image_each_in_parallel(n, read_one, &(read_job){set, indices, rows});
 }
 
 mc_image_source mc_byte_images_source(const mc_byte_images *images, int height, int width) {

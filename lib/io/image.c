@@ -2,6 +2,8 @@
  * centre crop, and folders of class folders.
  * Images are (C, H, W) or (N, C, H, W) float tensors (include/mmchain/image.h). */
 #include "mmchain/image.h"
+#include "core/grow.h"
+#include "io/image_internal.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -298,17 +300,14 @@ static bool has_extension(const char *name, const char *const *extensions) {
 /* A growable list of strings. */
 typedef struct string_list {
     char **items;
-    int count, capacity;
+    int count;
+    size_t capacity;
 } string_list;
 
 static mc_status string_list_push(string_list *list, const char *a, const char *b) {
-    if (list->count == list->capacity) {
-        int capacity = list->capacity ? list->capacity * 2 : 16;
-        char **items = realloc(list->items, sizeof(char *) * (size_t)capacity);
-        if (!items) return mc_error(MC_ERR_NOMEM, "listing files: out of memory");
-        list->items = items;
-        list->capacity = capacity;
-    }
+    if (mc_grow((void **)&list->items, &list->capacity, (size_t)list->count + 1, sizeof *list->items, 16,
+                "file names") != MC_OK)
+        return mc_error_context(MC_ERR_NOMEM, "listing files: ");
     size_t n = strlen(a) + (b ? strlen(b) + 1 : 0) + 1;
     char *s = malloc(n);
     if (!s) return mc_error(MC_ERR_NOMEM, "listing files: out of memory");
@@ -372,7 +371,7 @@ void mc_image_folder_free(mc_image_folder *folder) {
 /* Add class `label`'s files (dir/name/<file>) to the listing. */
 static mc_status add_class_files(const char *dir, const char *name, int label,
                                  const char *const *extensions, string_list *paths,
-                                 int **labels, int *labels_capacity) {
+                                 int **labels, size_t *labels_capacity) {
     char class_dir[PATH_BUFFER];
     MC_TRY(join_path(dir, name, class_dir));
     string_list files = {0};
@@ -385,12 +384,9 @@ static mc_status add_class_files(const char *dir, const char *name, int label,
     }
     for (int i = 0; status == MC_OK && i < files.count; i++) {
         status = string_list_push(paths, class_dir, files.items[i]);
-        if (status == MC_OK && paths->count > *labels_capacity) {
-            int capacity = paths->capacity;
-            int *grown = realloc(*labels, sizeof(int) * (size_t)capacity);
-            if (!grown) status = mc_error(MC_ERR_NOMEM, "listing %s: out of memory", class_dir);
-            else *labels = grown, *labels_capacity = capacity;
-        }
+        if (status == MC_OK &&
+            mc_grow((void **)labels, labels_capacity, (size_t)paths->count, sizeof **labels, 16, "labels") != MC_OK)
+            status = mc_error_context(MC_ERR_NOMEM, "listing %s: ", class_dir);
         if (status == MC_OK) (*labels)[paths->count - 1] = label;
     }
     string_list_free(&files);
@@ -401,7 +397,8 @@ mc_status mc_class_folder_scan(const char *dir, const char *const *extensions, m
     if (!dir || !extensions || !out) return mc_error(MC_ERR_ARG, "mc_class_folder_scan: NULL argument");
     memset(out, 0, sizeof *out);
     string_list classes = {0}, paths = {0};
-    int *labels = NULL, labels_capacity = 0;
+    int *labels = NULL;
+    size_t labels_capacity = 0;
     mc_status status = list_entries(dir, true, extensions, &classes);
     if (status == MC_OK && classes.count == 0)
         status = mc_error(MC_ERR_FORMAT, "%s: no class folders (expected DIR/<Class>/<files>)", dir);
@@ -428,8 +425,23 @@ mc_status mc_image_folder_open(const char *dir, mc_image_folder *out) {
 
 /* ---- loading into a batch ---- */
 
-/* Grey -> RGB by repetition, alpha dropped: returns channel index for RGB channel c. */
-static int source_channel(int channels, int c) { return channels < 3 ? 0 : c; }
+mc_status mc_image_put_row(const mc_tensor *image, bool antialias, mc_tensor *batch, int n) {
+    const int h = (int)batch->shape.dim[2], w = (int)batch->shape.dim[3];
+    const mc_tensor *source = image;
+    mc_tensor *resized = NULL;
+    if (image->shape.dim[1] != h || image->shape.dim[2] != w) {
+        MC_TRY(mc_image_resize(image, h, w, antialias, &resized));
+        source = resized;
+    }
+    /* Grey (1 or 2 channels: grey, alpha) is repeated; alpha is dropped. */
+    const bool grey = image->shape.dim[0] < 3;
+    const size_t plane = (size_t)h * w;
+    for (int c = 0; c < 3; c++)
+        memcpy(batch->data + ((size_t)n * 3 + c) * plane, source->data + (size_t)(grey ? 0 : c) * plane,
+               sizeof(float) * plane);
+    mc_tensor_free(resized);
+    return MC_OK;
+}
 
 mc_status mc_image_load_into(const char *path, bool antialias, mc_tensor *batch, int n) {
     char buf[160];
@@ -437,40 +449,21 @@ mc_status mc_image_load_into(const char *path, bool antialias, mc_tensor *batch,
     if (batch->shape.ndim != 4 || batch->shape.dim[1] != 3 || n < 0 || n >= batch->shape.dim[0])
         return mc_error(MC_ERR_SHAPE, "mc_image_load_into %s: batch %s must be (N, 3, H, W) with N > %d",
                         path, mc_tensor_str(batch, buf, sizeof buf), n);
-    int h = (int)batch->shape.dim[2], w = (int)batch->shape.dim[3];
-    mc_tensor *image = NULL, *resized = NULL;
+    mc_tensor *image = NULL;
     MC_TRY(mc_image_read(path, &image));
-    const mc_tensor *source = image;
-    mc_status status = MC_OK;
-    if (image->shape.dim[1] != h || image->shape.dim[2] != w) {
-        status = mc_image_resize(image, h, w, antialias, &resized);
-        source = resized;
-    }
-    int channels = (int)image->shape.dim[0];
-    size_t plane = (size_t)h * w;
-    for (int c = 0; status == MC_OK && c < 3; c++)
-        memcpy(batch->data + ((size_t)n * 3 + c) * plane, source->data + (size_t)source_channel(channels, c) * plane,
-               sizeof(float) * plane);
+    mc_status status = mc_image_put_row(image, antialias, batch, n);
     mc_tensor_free(image);
-    mc_tensor_free(resized);
     return status;
 }
 
-mc_status mc_image_folder_load(const mc_image_folder *folder, const int *indices, int n, bool antialias,
-                               mc_tensor *out) {
-    if (!folder || (!indices && n > 0) || !out) return mc_error(MC_ERR_ARG, "mc_image_folder_load: NULL argument");
-    for (int i = 0; i < n; i++)
-        if (indices[i] < 0 || indices[i] >= folder->count)
-            return mc_error(MC_ERR_ARG, "mc_image_folder_load: index %d is outside 0..%d", indices[i], folder->count - 1);
-    /* Error messages are per thread: the first failure's is copied here and
-     * re-raised on the calling thread. */
+mc_status mc_image_each_in_parallel(int n, mc_status (*one)(void *ctx, int i), void *ctx) {
     mc_status status = MC_OK;
     char message[1024] = "";
     #pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < n; i++) {
-        mc_status s = mc_image_load_into(folder->paths[indices[i]], antialias, out, i);
+        mc_status s = one(ctx, i);
         if (s != MC_OK) {
-            #pragma omp critical(mc_image_folder_load)
+            #pragma omp critical(mc_image_each_in_parallel)
             {
                 if (status == MC_OK) {
                     status = s;
@@ -480,4 +473,25 @@ mc_status mc_image_folder_load(const mc_image_folder *folder, const int *indices
         }
     }
     return status == MC_OK ? MC_OK : mc_error(status, "%s", message);
+}
+
+typedef struct folder_job {
+    const mc_image_folder *folder;
+    const int *indices;
+    bool antialias;
+    mc_tensor *out;
+} folder_job;
+
+static mc_status folder_load_one(void *ctx, int i) {
+    const folder_job *job = ctx;
+    return mc_image_load_into(job->folder->paths[job->indices[i]], job->antialias, job->out, i);
+}
+
+mc_status mc_image_folder_load(const mc_image_folder *folder, const int *indices, int n, bool antialias,
+                               mc_tensor *out) {
+    if (!folder || (!indices && n > 0) || !out) return mc_error(MC_ERR_ARG, "mc_image_folder_load: NULL argument");
+    for (int i = 0; i < n; i++)
+        if (indices[i] < 0 || indices[i] >= folder->count)
+            return mc_error(MC_ERR_ARG, "mc_image_folder_load: index %d is outside 0..%d", indices[i], folder->count - 1);
+    return mc_image_each_in_parallel(n, folder_load_one, &(folder_job){folder, indices, antialias, out});
 }
