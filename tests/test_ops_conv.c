@@ -814,6 +814,55 @@ START_TEST(test_batchnorm2d_add_relu_own_shortcut_matches_unfused) {
 }
 END_TEST
 
+/* Gradients of x and the shortcut from batch norm kind `kind` (0 plain,
+ * 1 with relu, 2 with shortcut and relu, 3 as 2 with the shortcut also
+ * added to the output, so that its gradient exists when the op's backward
+ * runs). `steps`: the op reads step tensors (reshapes of x and the
+ * shortcut), whose gradients it stores unzeroed (mc_grad_buffer_fresh),
+ * instead of heap tensors, whose gradients it adds to zeros. grads[0]: x's,
+ * grads[1]: the shortcut's (or NULL). */
+static void bn_input_grads(int kind, bool training, bool steps, float *grads[2]) {
+    const mc_shape shape = MC_SHAPE(3, 5, 4, 7);
+    mc_tensor *x = random_tensor(shape, "x", 90, true);
+    mc_tensor *w = random_tensor(MC_SHAPE(7), "bn.weight", 91, true);
+    mc_tensor *b = random_tensor(MC_SHAPE(7), "bn.bias", 92, true);
+    mc_tensor *rm = random_tensor(MC_SHAPE(7), "bn.running_mean", 93, false);
+    mc_tensor *rv = random_tensor(MC_SHAPE(7), "bn.running_var", 94, false);
+    for (int ch = 0; ch < 7; ch++) rv->data[ch] = 0.5f + fabsf(rv->data[ch]);
+    mc_tensor *s = kind >= 2 ? random_tensor(shape, "shortcut", 95, true) : NULL;
+    mc_tensor *dy = random_tensor(shape, "dy", 96, false);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *xin = x, *sin = s, *y;
+    if (steps) MC_CHECK_OK(mc_reshape(g, x, shape, &xin));
+    if (steps && s) MC_CHECK_OK(mc_reshape(g, s, shape, &sin));
+    if (kind == 0) MC_CHECK_OK(mc_batchnorm2d(g, xin, w, b, rm, rv, training, 0.1f, 1e-5f, &y));
+    if (kind == 1) MC_CHECK_OK(mc_batchnorm2d_relu(g, xin, w, b, rm, rv, training, 0.1f, 1e-5f, &y));
+    if (kind >= 2)
+        MC_CHECK_OK(mc_batchnorm2d_add_relu(g, xin, w, b, rm, rv, training, 0.1f, 1e-5f, sin, &y));
+    if (kind == 3) MC_CHECK_OK(mc_add(g, y, sin, &y));
+    MC_CHECK_OK(mc_backward_with_grad(g, y, dy->data));
+    grads[0] = mc_test_copy_floats(x->grad, x->numel);
+    grads[1] = s ? mc_test_copy_floats(s->grad, s->numel) : NULL;
+    mc_graph_free(g);
+    mc_tensor *all[] = {x, w, b, rm, rv, s, dy};
+    for (int k = 0; k < 7; k++) mc_tensor_free(all[k]);
+}
+
+/* Backward storing into new, unzeroed gradients gives the bits of adding
+ * into zeros, also when only x's gradient is new (kind 3); _i: kind (_i % 4),
+ * training when _i < 4. */
+START_TEST(test_batchnorm2d_fresh_gradients_match_added) {
+    float *stored[2], *added[2];
+    bn_input_grads(_i % 4, _i < 4, true, stored);
+    bn_input_grads(_i % 4, _i < 4, false, added);
+    const int64_t n = 3 * 5 * 4 * 7;
+    assert_same_floats("dx", added[0], stored[0], n);
+    if (added[1]) assert_same_floats("dshortcut", added[1], stored[1], n);
+    for (int k = 0; k < 2; k++) free(stored[k]), free(added[k]);
+}
+END_TEST
+
 /* The fused op through finite differences too (its own backward path). */
 static mc_status bn_relu_for_check(mc_graph *g, mc_tensor **in, void *ctx, mc_tensor **out) {
     (void)ctx;
@@ -959,6 +1008,7 @@ static Suite *conv_suite(void) {
                                       {test_batchnorm2d_relu_matches_unfused, 0, 2},
                                       {test_batchnorm2d_add_relu_matches_unfused, 0, 2},
                                       {test_batchnorm2d_add_relu_own_shortcut_matches_unfused, 0, 2},
+                                      {test_batchnorm2d_fresh_gradients_match_added, 0, 8},
                                       {NULL, 0, 0}};
     tcase_set_timeout(mc_test_add_loops(mc_test_add_case(s, "batchnorm2d", bn), bn_tables), 120);
 

@@ -118,6 +118,12 @@ mc_status mc_graph_record(mc_graph *g, const char *op, mc_backward_fn backward,
  * block of g for step tensors, on the heap for heap tensors). NULL result +
  * error on allocation failure. Backward functions add into it. */
 mc_status mc_grad_buffer(mc_graph *g, mc_tensor *t, float **grad);
+/* mc_grad_buffer for a backward that can write the whole gradient instead
+ * of adding to it: a step tensor's buffer made by this call is NOT zeroed
+ * (a pass over memory less) and *fresh is true; the caller must then store
+ * every element. *fresh is false for a buffer that held a gradient already
+ * (add into it) and for heap tensors (zero-filled as by mc_grad_buffer). */
+mc_status mc_grad_buffer_fresh(mc_graph *g, mc_tensor *t, float **grad, bool *fresh);
 
 /* Backpropagate from a one-element `loss`: d loss = 1. Walks the tape in
  * reverse. The tape is consumed (a second call without new ops is an error);

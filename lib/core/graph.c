@@ -673,18 +673,28 @@ static void grad_block_release(mc_graph *g, float *memory) {
     }
 }
 
-mc_status mc_grad_buffer(mc_graph *g, mc_tensor *t, float **grad) {
+/* t's gradient buffer, made if t has none: zero-filled, or for a step
+ * tensor when `fresh` is not NULL left as it is (*fresh then says so). */
+static mc_status grad_buffer(mc_graph *g, mc_tensor *t, float **grad, bool *fresh) {
     *grad = NULL;
+    if (fresh) *fresh = false;
     if (!t->grad) {
         if (t->on_heap) {
             t->grad = calloc((size_t)t->numel, sizeof(float));
             if (!t->grad) return mc_error(MC_ERR_NOMEM, "gradient of %s: out of memory", t->name);
         } else {
-            MC_TRY(grad_block_acquire(g, (size_t)t->numel * sizeof(float), t->name, true, &t->grad));
+            MC_TRY(grad_block_acquire(g, (size_t)t->numel * sizeof(float), t->name, !fresh, &t->grad));
+            if (fresh) *fresh = true;
         }
     }
     *grad = t->grad;
     return MC_OK;
+}
+
+mc_status mc_grad_buffer(mc_graph *g, mc_tensor *t, float **grad) { return grad_buffer(g, t, grad, NULL); }
+
+mc_status mc_grad_buffer_fresh(mc_graph *g, mc_tensor *t, float **grad, bool *fresh) {
+    return grad_buffer(g, t, grad, fresh);
 }
 
 

@@ -242,11 +242,11 @@ static mc_status batch_statistics(mc_graph *g, int64_t rows, int64_t c, const fl
  * With a shortcut (mc_batchnorm2d_add_relu) its gradient is g as well:
  * d_shortcut: (M, C) += g, in the same pass, which reads dy and y once for
  * both gradients instead of once more in a pass of its own.
- * fresh: dx and d_shortcut were just made by mc_grad_buffer, all zeros (the
- * common case: a BN's input and a block's shortcut have their first
- * gradient here); the pass then writes 0 + v without reading the zeros
- * back, one stream of memory less, the same bits (0 + v, not v, which
- * would keep the sign of a -0).
+ * fresh: dx and d_shortcut were just made by mc_grad_buffer_fresh, not
+ * zeroed (the common case: a BN's input and a block's shortcut have their
+ * first gradient here); the pass then stores 0 + v without reading, two
+ * streams of memory less (the zeroing and the read), the same bits as
+ * adding to zeros (0 + v, not v, which would keep the sign of a -0).
  * x, dy, relu_out (or NULL), d_shortcut (or NULL): (M, C); the rest (C),
  * constant per channel so that the inner loop has no division. */
 
@@ -338,17 +338,17 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     /* The shortcut's gradient comes with x's (input_grad), unless x needs
      * none or is the shortcut itself (both terms then go to one buffer). */
     const bool shortcut_apart = shortcut && (!x->requires_grad || shortcut == x);
-    /* Gradients mc_grad_buffer makes below start as zeros (input_grad's
-     * `fresh`), decided before anything asks for them; not when shortcut_grad
-     * adds to x's gradient first. */
-    const bool fresh = !x->grad && shortcut != x &&
-                       !(shortcut && shortcut->requires_grad && shortcut->grad);
+    /* input_grad stores every element of dx (and of d_shortcut when it
+     * writes that too), so buffers made here are left unzeroed (`fresh`). */
     float *d_shortcut = NULL;
+    bool shortcut_fresh = true;
     if (shortcut && shortcut->requires_grad) {
-        MC_TRY(mc_grad_buffer(node->graph, shortcut, &d_shortcut));
         if (shortcut_apart) {
+            MC_TRY(mc_grad_buffer(node->graph, shortcut, &d_shortcut));
             shortcut_grad(x->numel, node->out->data, dy, d_shortcut);
             d_shortcut = NULL;
+        } else {
+            MC_TRY(mc_grad_buffer_fresh(node->graph, shortcut, &d_shortcut, &shortcut_fresh));
         }
     }
     double *partial, *sum_dy, *sum_dy_xhat;
@@ -374,7 +374,15 @@ static mc_status batchnorm2d_backward(mc_node *node) {
      * gradient average adds the shares up). */
     if (saved->training && saved->sum) MC_TRY(saved->sum(sum_dy, 2 * c));
     float *dx, *scale, *mean_g, *mean_g_xhat;
-    MC_TRY(mc_grad_buffer(node->graph, x, &dx));
+    bool dx_fresh;
+    MC_TRY(mc_grad_buffer_fresh(node->graph, x, &dx, &dx_fresh));
+    /* One pass writes both: stores when both are new, else adds, into
+     * zeros for the one that is new (rare: a shortcut with a gradient
+     * already and a fresh x, or the other way round). */
+    const bool fresh = dx_fresh && shortcut_fresh;
+    if (!fresh && dx_fresh) memset(dx, 0, (size_t)x->numel * sizeof(float));
+    if (!fresh && d_shortcut && shortcut_fresh)
+        memset(d_shortcut, 0, (size_t)x->numel * sizeof(float));
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(3 * c) * sizeof(float), (void **)&scale));
     mean_g = scale + c, mean_g_xhat = scale + 2 * c; /* zeroed by mc_graph_alloc */
     const float *w = weight ? weight->data : NULL;
