@@ -384,38 +384,91 @@ START_TEST(test_native_packing_reads_subnormals_as_zero) {
 }
 END_TEST
 
-/* B given in bf16 (a weight's cached copy): the same result, bit for bit,
- * as rounding the fp32 B where it is packed, on every shape, transposition
- * and thread split, on both micro-kernels. */
-static void check_bf16_b(void) {
+/* The bf16 bits of values[0..n), each rounded by mc_bf16_round. */
+static uint16_t *bf16_copy(const float *values, int64_t n) {
+    uint16_t *bits = malloc((size_t)n * sizeof *bits);
+    ck_assert_ptr_nonnull(bits);
+    for (int64_t k = 0; k < n; k++) bits[k] = (uint16_t)(bits_of(mc_bf16_round(values[k])) >> 16);
+    return bits;
+}
+
+/* B given in bf16 (a weight's cached copy), and A too when a_too (a
+ * convolution's columns gathered in bf16): the same result, bit for bit,
+ * as rounding the fp32 operands where they are packed, on every shape,
+ * transposition and thread split, on both micro-kernels. */
+static void check_bf16_given(bool a_too) {
     const shape more[] = {{700, 64, 300}, {40, 900, 301}, {30, 3100, 20}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0] + 3; i++)
         for (int t = 0; t < 4; t++) {
             const shape s = i < sizeof shapes / sizeof shapes[0] ? shapes[i] : more[i - sizeof shapes / sizeof shapes[0]];
             product p = make_product(t & 1, t & 2, s, 0.75f, 0.5f, 110 + i);
-            uint16_t *B16 = malloc((size_t)p.b_size * sizeof *B16);
-            ck_assert_ptr_nonnull(B16);
-            for (int64_t k = 0; k < p.b_size; k++) B16[k] = (uint16_t)(bits_of(mc_bf16_round(p.B[k])) >> 16);
+            uint16_t *A16 = bf16_copy(p.A, p.a_size), *B16 = bf16_copy(p.B, p.b_size);
             float *expected = run_bf16(&p), *C = alloc_floats(p.c_size);
             memcpy(C, p.C0, (size_t)p.c_size * sizeof(float));
-            MC_CHECK_OK(mc_gemm_bf16_b(p.ta, p.tb, s.M, s.N, s.K, p.alpha, p.A, p.lda, B16, p.ldb,
-                                       p.beta, C, p.ldc));
+            if (a_too)
+                MC_CHECK_OK(mc_gemm_bf16_ab(p.ta, p.tb, s.M, s.N, s.K, p.alpha, A16, p.lda, B16,
+                                            p.ldb, p.beta, C, p.ldc));
+            else
+                MC_CHECK_OK(mc_gemm_bf16_b(p.ta, p.tb, s.M, s.N, s.K, p.alpha, p.A, p.lda, B16,
+                                           p.ldb, p.beta, C, p.ldc));
             ck_assert_msg(memcmp(C, expected, (size_t)p.c_size * sizeof(float)) == 0,
-                          "%c%c %lldx%lldx%lld: bf16 B differs from rounding B in the packing",
+                          "%c%c %lldx%lldx%lld: bf16 %s differs from rounding in the packing",
                           t & 1 ? 'T' : 'N', t & 2 ? 'T' : 'N', (long long)s.M, (long long)s.N,
-                          (long long)s.K);
-            free(B16), free(expected), free(C), free_product(&p);
+                          (long long)s.K, a_too ? "A and B" : "B");
+            free(A16), free(B16), free(expected), free(C), free_product(&p);
         }
 }
 
 START_TEST(test_bf16_b_is_rounding_in_packing) {
     for (int threads = 1; threads <= 2; threads++) {
         mc_set_num_threads(threads);
-        check_bf16_b();
-        mc_gemm_bf16_force_emulation(true);
-        check_bf16_b();
-        mc_gemm_bf16_force_emulation(false);
+        for (int a_too = 0; a_too < 2; a_too++) {
+            check_bf16_given(a_too);
+            mc_gemm_bf16_force_emulation(true);
+            check_bf16_given(a_too);
+            mc_gemm_bf16_force_emulation(false);
+        }
     }
+}
+END_TEST
+
+/* mc_bf16_bits_of_products rounds as the packing in use: mc_bf16_round's
+ * bits on the emulation; natively the same except that a subnormal float
+ * becomes zero (vcvtne2ps2bf16). Every length up to 70 (the masked tails),
+ * nothing written past n. */
+static void check_bits_of_products(bool native) {
+    enum { N = 70 };
+    float values[N];
+    uint16_t bits[N + 1];
+    uint32_t seed = 7;
+    for (int i = 0; i < N; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        values[i] = float_of(seed); /* any bits: NaNs, infinities, subnormals */
+    }
+    values[3] = ldexpf(1.0f, -130), values[4] = float_of(0x007FFFFFu); /* subnormals */
+    mc_bf16_bits_fn round = mc_bf16_bits_of_products();
+    ck_assert_ptr_nonnull(round);
+    for (int length = 0; length <= N; length++) {
+        memset(bits, 0xAB, sizeof bits);
+        round(values, length, bits);
+        for (int i = 0; i < length; i++) {
+            const bool subnormal = fpclassify(values[i]) == FP_SUBNORMAL;
+            const uint16_t expected =
+                native && subnormal ? (uint16_t)(bits_of(values[i]) >> 31 << 15)
+                                    : (uint16_t)(bits_of(mc_bf16_round(values[i])) >> 16);
+            ck_assert_msg(bits[i] == expected, "%s, n %d, value %d (%a): %04x, expected %04x",
+                          native ? "native" : "emulated", length, i, (double)values[i], bits[i],
+                          expected);
+        }
+        ck_assert_uint_eq(bits[length], 0xABABu);
+    }
+}
+
+START_TEST(test_bits_of_products_round_as_the_packing) {
+    if (mc_gemm_bf16_native_available()) check_bits_of_products(true);
+    mc_gemm_bf16_force_emulation(true);
+    check_bits_of_products(false);
+    mc_gemm_bf16_force_emulation(false);
 }
 END_TEST
 
@@ -444,6 +497,7 @@ int main(void) {
     TCase *kernels = gemm_use_avx512(tcase_create("kernels"));
     if (avx512) tcase_add_test(kernels, test_emulation_matches_definition);
     if (avx512) tcase_add_test(kernels, test_bf16_b_is_rounding_in_packing);
+    if (avx512) tcase_add_test(kernels, test_bits_of_products_round_as_the_packing);
     if (avx512) tcase_add_test(kernels, test_array_rounding_is_bf16_round);
     if (native) {
         tcase_add_test(kernels, test_vdpbf16ps_matches_definition);

@@ -31,6 +31,8 @@ static const gemm_shape shapes[] = {
     {"resnet layer1 1x1 256>64 fwd", false, true, 8192, 64, 256},
     {"resnet layer1 1x1 256>64 dx", false, false, 8192, 256, 64},
     {"resnet layer1 1x1 256>64 dw", true, false, 64, 256, 8192},
+    {"resnet layer1 1x1 64>256 fwd b100", false, true, 25600, 256, 64},
+    {"resnet layer2 1x1 128>512 fwd b100", false, true, 6400, 512, 128},
     {"resnet layer2 3x3 128 fwd", false, true, 2048, 128, 1152},
     {"resnet layer2 3x3 128 dx", false, false, 2048, 1152, 128},
     {"resnet layer2 3x3 128 dw", true, false, 128, 1152, 2048},

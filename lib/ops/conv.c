@@ -28,6 +28,11 @@
  * across calls: in a steady training loop conv allocates nothing. Backward recomputes the columns
  * instead of keeping them (they would dominate the arena).
  *
+ * bf16 (a graph whose products take bf16 operands, on our kernel): the
+ * columns are gathered straight into bf16, rounded as the GEMM's packing
+ * would round them, and the forward and weight-gradient products read them
+ * in bf16 (im2col_bf16). The input gradient's d_columns stay fp32.
+ *
  * Column row layout, for groups g: [group 0: (kh, kw, c) | group 1: ... ],
  * so one im2col pass serves every group and group g's GEMM reads the
  * sub-matrix at column offset g*K_g with leading dimension K_total. */
@@ -289,13 +294,16 @@ static int taps_are_contiguous(const mc_conv2d_geometry *geo) {
 
 /* Gather the receptive fields of output rows [row0, row0 + count).
  * x: (N, H, W, C); columns: (count, K_total), each row laid out
- * (group, kh, kw, c in group); taps outside the image are zero padding. */
+ * (group, kh, kw, c in group); taps outside the image are zero padding.
+ * round NULL: columns of floats, copied; else columns of bf16 values,
+ * rounded by `round` as they are gathered (see im2col_bf16). */
 MC_VECTOR_CLONES
-static void im2col(const mc_conv2d_geometry *geo, const float *x, int64_t row0, int64_t count,
-                   float *columns) {
+static void gather_columns(const mc_conv2d_geometry *geo, const float *x, int64_t row0,
+                           int64_t count, void *columns, mc_bf16_bits_fn round) {
     const mc_conv2d_params *p = &geo->p;
     const int64_t cg = geo->c_group;
     const int contiguous = taps_are_contiguous(geo);
+    const size_t value_bytes = round ? sizeof(uint16_t) : sizeof(float);
 #pragma omp parallel for schedule(static) if (count * geo->k_total >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < count; r++) {
         int64_t row = row0 + r;
@@ -305,25 +313,45 @@ static void im2col(const mc_conv2d_geometry *geo, const float *x, int64_t row0, 
         valid_taps(geo, ox, &j_first, &j_end);
         for (int64_t g = 0; g < geo->groups; g++)
             for (int64_t i = 0; i < geo->kh; i++) {
-                float *dst = columns + r * geo->k_total + g * geo->k_group + i * geo->kw * cg;
+                /* this kernel row's part of the column row: kw * cg values */
+                char *dst = (char *)columns +
+                            (size_t)(r * geo->k_total + g * geo->k_group + i * geo->kw * cg) *
+                                value_bytes;
                 int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
                 if (iy < 0 || iy >= geo->h || j_first >= j_end) {
-                    memset(dst, 0, (size_t)(geo->kw * cg) * sizeof(float));
+                    memset(dst, 0, (size_t)(geo->kw * cg) * value_bytes);
                     continue;
                 }
                 const float *line = x + (n * geo->h + iy) * geo->w * geo->c + g * cg;
-                memset(dst, 0, (size_t)(j_first * cg) * sizeof(float));
-                if (contiguous) {
-                    memcpy(dst + j_first * cg, line + (left + j_first) * geo->c,
-                           (size_t)((j_end - j_first) * cg) * sizeof(float));
-                } else {
-                    for (int64_t j = j_first; j < j_end; j++)
-                        memcpy(dst + j * cg, line + (left + j * p->dilation_w) * geo->c,
-                               (size_t)cg * sizeof(float));
+                memset(dst, 0, (size_t)(j_first * cg) * value_bytes);
+                /* one run of the taps [j_first, j_end) when contiguous, else one per tap */
+                for (int64_t j = j_first; j < j_end; j++) {
+                    const float *from = line + (left + j * p->dilation_w) * geo->c;
+                    const int64_t n_values = (contiguous ? j_end - j_first : 1) * cg;
+                    char *to = dst + (size_t)(j * cg) * value_bytes;
+                    if (round) round(from, n_values, (uint16_t *)to);
+                    else memcpy(to, from, (size_t)n_values * sizeof(float));
+                    if (contiguous) break;
                 }
-                memset(dst + j_end * cg, 0, (size_t)((geo->kw - j_end) * cg) * sizeof(float));
+                memset(dst + (size_t)(j_end * cg) * value_bytes, 0,
+                       (size_t)((geo->kw - j_end) * cg) * value_bytes);
             }
     }
+}
+
+/* columns: (count, K_total) floats. */
+static void im2col(const mc_conv2d_geometry *geo, const float *x, int64_t row0, int64_t count,
+                   float *columns) {
+    gather_columns(geo, x, row0, count, columns, NULL);
+}
+
+/* The same columns in bf16, rounded as the bf16 GEMM's packing would round
+ * them (mc_bf16_bits_of_products): the product from them equals, bit for
+ * bit, the product that packs fp32 columns, while im2col writes half the
+ * bytes and the packing only rearranges. columns: (count, K_total) bf16. */
+static void im2col_bf16(const mc_conv2d_geometry *geo, const float *x, int64_t row0,
+                        int64_t count, uint16_t *columns) {
+    gather_columns(geo, x, row0, count, columns, mc_bf16_bits_of_products());
 }
 
 /* The adjoint of im2col for rows [row0, row0 + count): add every column
@@ -370,13 +398,20 @@ static void col2im_add(const mc_conv2d_geometry *geo, const float *columns, int6
 }
 
 /* out[rows, OC_g] (beta) += columns[rows, K_g] @ weight_g[OC_g, K_g]^T for
- * every group. columns: (rows, ld_columns), weight: (OC, K_g) (or
+ * every group. columns: (rows, ld_columns) floats, or columns_bf16 in bf16
+ * when not NULL (then geo->weight_bf16 is set), weight: (OC, K_g) (or
  * geo->weight_bf16 when set), out: (rows, OC). */
 static mc_status gemm_forward(const mc_conv2d_geometry *geo, int64_t rows, const float *columns,
-                              int64_t ld_columns, const float *weight, float *out) {
+                              const uint16_t *columns_bf16, int64_t ld_columns,
+                              const float *weight, float *out) {
     for (int64_t g = 0; g < geo->groups; g++) {
         const int64_t w_offset = g * geo->oc_group * geo->k_group;
-        if (geo->weight_bf16)
+        if (columns_bf16)
+            MC_TRY(mc_gemm_bf16_ab(false, true, rows, geo->oc_group, geo->k_group, 1.0f,
+                                   columns_bf16 + g * geo->k_group, ld_columns,
+                                   geo->weight_bf16 + w_offset, geo->k_group, 0.0f,
+                                   out + g * geo->oc_group, geo->oc));
+        else if (geo->weight_bf16)
             MC_TRY(mc_gemm_bf16_b(false, true, rows, geo->oc_group, geo->k_group, 1.0f,
                                   columns + g * geo->k_group, ld_columns, geo->weight_bf16 + w_offset,
                                   geo->k_group, 0.0f, out + g * geo->oc_group, geo->oc));
@@ -389,13 +424,24 @@ static mc_status gemm_forward(const mc_conv2d_geometry *geo, int64_t rows, const
 }
 
 /* dweight_g[OC_g, K_g] += dout_g[rows, OC_g]^T @ columns_g[rows, K_g].
- * dout: (rows, OC), columns: (rows, ld_columns), dweight: (OC, K_g). */
-static void gemm_weight_grad(const mc_conv2d_geometry *geo, int64_t rows, const float *dout,
-                             const float *columns, int64_t ld_columns, float *dweight) {
-    for (int64_t g = 0; g < geo->groups; g++)
-        mc_gemm(geo->precision, true, false, geo->oc_group, geo->k_group, rows, 1.0f, dout + g * geo->oc_group,
-                 geo->oc, columns + g * geo->k_group, ld_columns, 1.0f,
-                 dweight + g * geo->oc_group * geo->k_group, geo->k_group);
+ * dout: (rows, OC), columns: (rows, ld_columns) floats, or columns_bf16
+ * in bf16 when not NULL, dweight: (OC, K_g). */
+static mc_status gemm_weight_grad(const mc_conv2d_geometry *geo, int64_t rows, const float *dout,
+                                  const float *columns, const uint16_t *columns_bf16,
+                                  int64_t ld_columns, float *dweight) {
+    for (int64_t g = 0; g < geo->groups; g++) {
+        float *dweight_g = dweight + g * geo->oc_group * geo->k_group;
+        if (columns_bf16)
+            MC_TRY(mc_gemm_bf16_b(true, false, geo->oc_group, geo->k_group, rows, 1.0f,
+                                  dout + g * geo->oc_group, geo->oc,
+                                  columns_bf16 + g * geo->k_group, ld_columns, 1.0f, dweight_g,
+                                  geo->k_group));
+        else
+            mc_gemm(geo->precision, true, false, geo->oc_group, geo->k_group, rows, 1.0f,
+                    dout + g * geo->oc_group, geo->oc, columns + g * geo->k_group, ld_columns,
+                    1.0f, dweight_g, geo->k_group);
+    }
+    return MC_OK;
 }
 
 /* dcolumns_g[rows, K_g] = dout_g[rows, OC_g] @ weight_g[OC_g, K_g] (+ beta * dcolumns).
@@ -447,7 +493,8 @@ static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x
         int64_t chunk = direct_chunk(geo);
         for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
             int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
-            MC_TRY(gemm_forward(geo, count, x + row0 * geo->c, geo->c, weight, out + row0 * geo->oc));
+            MC_TRY(gemm_forward(geo, count, x + row0 * geo->c, NULL, geo->c, weight,
+                                out + row0 * geo->oc));
         }
         return MC_OK;
     }
@@ -458,10 +505,14 @@ static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x
     }
     int64_t chunk = rows_per_chunk(geo, geo->k_total);
     MC_TRY(mc_scratch_reserve(&scratch_columns, chunk * geo->k_total, "conv2d im2col columns", &columns));
+    /* bf16: the columns gathered straight into bf16 (the weight is already) */
+    uint16_t *columns_bf16 = geo->weight_bf16 ? (uint16_t *)columns : NULL;
     for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
         int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
-        im2col(geo, x, row0, count, columns);
-        MC_TRY(gemm_forward(geo, count, columns, geo->k_total, packed, out + row0 * geo->oc));
+        if (columns_bf16) im2col_bf16(geo, x, row0, count, columns_bf16);
+        else im2col(geo, x, row0, count, columns);
+        MC_TRY(gemm_forward(geo, count, columns, columns_bf16, geo->k_total, packed,
+                            out + row0 * geo->oc));
     }
     return MC_OK;
 }
@@ -489,7 +540,9 @@ static mc_status conv_backward_direct(const mc_conv2d_geometry *geo, const float
     for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
         int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
         const float *dout_chunk = dout + row0 * geo->oc;
-        if (dweight) gemm_weight_grad(geo, count, dout_chunk, x + row0 * geo->c, geo->c, dweight);
+        if (dweight)
+            MC_TRY(gemm_weight_grad(geo, count, dout_chunk, x + row0 * geo->c, NULL, geo->c,
+                                    dweight));
         if (dx) MC_TRY(gemm_input_grad(geo, count, dout_chunk, weight, 1.0f, dx + row0 * geo->c, geo->c));
     }
     return MC_OK;
@@ -514,9 +567,15 @@ static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float
     for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
         int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
         const float *dout_chunk = dout + row0 * geo->oc;
-        if (dweight) {
+        if (dweight && geo->weight_bf16) { /* bf16: the columns gathered in bf16 */
+            uint16_t *columns_bf16 = (uint16_t *)columns;
+            im2col_bf16(geo, x, row0, count, columns_bf16);
+            MC_TRY(gemm_weight_grad(geo, count, dout_chunk, NULL, columns_bf16, geo->k_total,
+                                    packed_dweight));
+        } else if (dweight) {
             im2col(geo, x, row0, count, columns);
-            gemm_weight_grad(geo, count, dout_chunk, columns, geo->k_total, packed_dweight);
+            MC_TRY(gemm_weight_grad(geo, count, dout_chunk, columns, NULL, geo->k_total,
+                                    packed_dweight));
         }
         if (dx) { /* the same buffer now receives d(columns) */
             MC_TRY(gemm_input_grad(geo, count, dout_chunk, packed, 0.0f, columns, geo->k_total));

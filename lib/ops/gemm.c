@@ -241,17 +241,37 @@ void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
     mc_gemm(MC_PRECISION_FP32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-mc_status mc_gemm_bf16_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                         float alpha, const float *A, int64_t lda, const uint16_t *B, int64_t ldb,
-                         float beta, float *C, int64_t ldc) {
+/* mc_gemm_bf16_b and mc_gemm_bf16_ab: A in floats or (a_bf16) bf16 values,
+ * B in bf16, timed when profiling. */
+static mc_status gemm_bf16_given(const char *name, bool a_bf16, bool trans_a, bool trans_b,
+                                 int64_t M, int64_t N, int64_t K, float alpha, const void *A,
+                                 int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C,
+                                 int64_t ldc) {
     // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) bf16 when trans_b; C: (M, N)
     if (M <= 0 || N <= 0) return MC_OK;
     if (!mc_gemm_bf16_runs())
-        return mc_error(MC_ERR_STATE, "mc_gemm_bf16_b: bf16 products do not run on this kernel");
+        return mc_error(MC_ERR_STATE, "%s: bf16 products do not run on this kernel", name);
     int64_t start = mc_profile_enabled ? mc_profile_now_ns() : 0;
-    if (!mc_sgemm_bf16_b_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+    if (!(a_bf16 ? mc_sgemm_bf16_ab_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
+                                           C, ldc)
+                 : mc_sgemm_bf16_b_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
+                                          C, ldc)))
         return mc_error(MC_ERR_NOMEM, "GEMM: no memory for the packing space");
     if (mc_profile_enabled)
         mc_profile_gemm(trans_a, trans_b, M, N, K, 1, "bf16", mc_profile_now_ns() - start);
     return MC_OK;
+}
+
+mc_status mc_gemm_bf16_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                         float alpha, const float *A, int64_t lda, const uint16_t *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc) {
+    return gemm_bf16_given("mc_gemm_bf16_b", false, trans_a, trans_b, M, N, K, alpha, A, lda, B,
+                           ldb, beta, C, ldc);
+}
+
+mc_status mc_gemm_bf16_ab(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                          float alpha, const uint16_t *A, int64_t lda, const uint16_t *B,
+                          int64_t ldb, float beta, float *C, int64_t ldc) {
+    return gemm_bf16_given("mc_gemm_bf16_ab", true, trans_a, trans_b, M, N, K, alpha, A, lda, B,
+                           ldb, beta, C, ldc);
 }

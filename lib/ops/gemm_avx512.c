@@ -120,8 +120,9 @@ AVX512 static void pack_b_block(bool trans_b, const void *B_floats, int64_t ldb,
  * as kc columns of MR floats, zero beyond rows.
  * A: (M, K) with row stride lda, or (K, M) when trans_a.  panel: (kc, MR),
  * with room for 16 - MR floats past its end. */
-AVX512 static void pack_a_panel(bool trans_a, const float *A, int64_t lda, int64_t i0, int64_t rows,
-                                int64_t k0, int64_t kc, float *panel) {
+AVX512 static void pack_a_panel(bool trans_a, const void *A_floats, int64_t lda, int64_t i0,
+                                int64_t rows, int64_t k0, int64_t kc, float *panel) {
+    const float *A = A_floats;
     if (trans_a) {
         /* Column k of the panel is a piece of row k of the stored A (full
          * stores, spilling forwards as in pack_transposed). */
@@ -165,8 +166,7 @@ typedef struct gemm_job {
     bool trans_a, trans_b;
     int64_t M, N, K;
     float alpha, beta;
-    const float *A;
-    const void *B; /* floats, or bf16 values (the variant's pack_b_block reads it) */
+    const void *A, *B; /* floats, or bf16 values (the variant's packing reads them) */
     int64_t lda, ldb, ldc;
     float *C;
 } gemm_job;
@@ -258,7 +258,7 @@ static int thread_number(void) {
 }
 
 bool mc_gemm_avx512_run(const mc_gemm_avx512_variant *variant, bool trans_a, bool trans_b,
-                        int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                        int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t lda,
                         const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) when trans_b; C: (M, N)
     const gemm_job job = {variant, trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};

@@ -313,14 +313,38 @@ AVX512 static void pack_b_block_from_bf16(bool trans_b, const void *B_bf16, int6
     }
 }
 
+/* mc_gemm_avx512_variant.pack_a_panel for bf16 slots from a bf16 A (a
+ * convolution's columns, rounded where they were gathered): the same
+ * panels as pack_a_panel_bf16_native makes from the floats they were
+ * rounded from, with nothing to round. A: (M, K) bf16 values with row
+ * stride lda, or (K, M) when trans_a.
+ * panel: (ceil(kc / 2), MR) slots, with room for 16 - MR past its end. */
+AVX512 static void pack_a_panel_from_bf16(bool trans_a, const void *A_bf16, int64_t lda,
+                                          int64_t i0, int64_t rows, int64_t k0, int64_t kc,
+                                          float *panel) {
+    const uint16_t *A = A_bf16;
+    if (trans_a) {
+        /* Rows k and k + 1 of the stored A make one row of slots (full
+         * stores, spilling forwards). */
+        for (int64_t s = 0; s < (kc + 1) / 2; s++) {
+            const uint16_t *even = A + (k0 + 2 * s) * lda + i0;
+            _mm512_storeu_si512(panel + s * MR,
+                                slots_of_bf16_rows(even, 2 * s + 1 < kc ? even + lda : NULL, rows));
+        }
+    } else {
+        pack_bf16_slots_transposed(A + i0 * lda + k0, lda, rows, kc, panel, MR);
+    }
+}
+
 /* mc_gemm_avx512_variant.pack_a_panel for bf16 slots, with one rounding
  * (as pack_b_block_rounding).
  * A: (M, K) with row stride lda, or (K, M) when trans_a.
  * panel: (ceil(kc / 2), MR) slots, with room for 16 - MR past its end. */
 AVX512 static inline __attribute__((always_inline)) void
 pack_a_panel_rounding(slots_of_rows_fn slots_of_rows, slots_of_consecutive_fn slots_of_consecutive,
-                      bool trans_a, const float *A, int64_t lda, int64_t i0, int64_t rows,
+                      bool trans_a, const void *A_floats, int64_t lda, int64_t i0, int64_t rows,
                       int64_t k0, int64_t kc, float *panel) {
+    const float *A = A_floats;
     if (trans_a) {
         /* Rows k and k + 1 of the stored A make one row of slots (full
          * stores, spilling forwards). */
@@ -334,12 +358,12 @@ pack_a_panel_rounding(slots_of_rows_fn slots_of_rows, slots_of_consecutive_fn sl
     }
 }
 
-AVX512 static void pack_a_panel_bf16(bool trans_a, const float *A, int64_t lda, int64_t i0,
+AVX512 static void pack_a_panel_bf16(bool trans_a, const void *A, int64_t lda, int64_t i0,
                                      int64_t rows, int64_t k0, int64_t kc, float *panel) {
     pack_a_panel_rounding(slots_of_float_rows, slots_of_consecutive, trans_a, A, lda, i0, rows, k0,
                           kc, panel);
 }
-AVX512_BF16 static void pack_a_panel_bf16_native(bool trans_a, const float *A, int64_t lda,
+AVX512_BF16 static void pack_a_panel_bf16_native(bool trans_a, const void *A, int64_t lda,
                                                  int64_t i0, int64_t rows, int64_t k0, int64_t kc,
                                                  float *panel) {
     pack_a_panel_rounding(slots_of_float_rows_native, slots_of_consecutive_native, trans_a, A, lda,
@@ -356,10 +380,11 @@ AVX512_BF16 static void pack_a_panel_bf16_native(bool trans_a, const float *A, i
  * packs the other layout (rows along k) a panel at a time as before.
  * A: (K, M) with row stride lda when trans_a, else (M, K).
  * packed_a: ceil(rows / MR) panels of (ceil(kc / 2), MR) slots. */
-AVX512_BF16 static void pack_a_block_bf16_native(bool trans_a, const float *A, int64_t lda,
+AVX512_BF16 static void pack_a_block_bf16_native(bool trans_a, const void *A, int64_t lda,
                                                  int64_t i0, int64_t rows, int64_t k0, int64_t kc,
                                                  float *packed_a) {
     const int64_t slots = (kc + 1) / 2;
+    const float *A_floats = A;
     if (!trans_a) {
         for (int64_t ir = 0; ir < rows; ir += MR)
             pack_a_panel_bf16_native(false, A, lda, i0 + ir, rows - ir < MR ? rows - ir : MR, k0,
@@ -368,7 +393,7 @@ AVX512_BF16 static void pack_a_block_bf16_native(bool trans_a, const float *A, i
     }
     const __mmask16 panel_lanes = first_lanes(MR);
     for (int64_t s = 0; s < slots; s++) {
-        const float *even = A + (k0 + 2 * s) * lda + i0;
+        const float *even = A_floats + (k0 + 2 * s) * lda + i0;
         const float *odd = 2 * s + 1 < kc ? even + lda : NULL;
         if (2 * s + 2 < kc) { /* the next pair of rows, while this one is packed */
             for (int64_t i = 0; i < rows; i += 16) {
@@ -389,6 +414,23 @@ bool mc_bf16_bits_avx512(const float *values, int64_t n, uint16_t *bits) {
     if (!mc_gemm_avx512_available()) return false;
     bf16_bits_of_array(values, n, bits);
     return true;
+}
+
+/* The bits of values[0..n) with vcvtne2ps2bf16, 32 at a time (the last
+ * n % 32 under masks): the native packing's rounding. values, bits: (n). */
+AVX512_BF16 static void bf16_bits_of_array_native(const float *values, int64_t n,
+                                                  uint16_t *bits) {
+    for (int64_t i = 0; i < n; i += 32) {
+        const __mmask16 lo = first_lanes(n - i), hi = first_lanes(n - i - 16);
+        const __m512i both = slots_of_consecutive_native(_mm512_maskz_loadu_ps(lo, values + i),
+                                                         _mm512_maskz_loadu_ps(hi, values + i + 16));
+        _mm512_mask_storeu_epi16(bits + i, (__mmask32)lo | (__mmask32)hi << 16, both);
+    }
+}
+
+mc_bf16_bits_fn mc_bf16_bits_of_products(void) {
+    if (!mc_gemm_avx512_available()) return NULL;
+    return mc_gemm_bf16_is_native() ? bf16_bits_of_array_native : bf16_bits_of_array;
 }
 
 /* ---- the micro-kernels ---- */
@@ -464,6 +506,13 @@ static const mc_gemm_avx512_variant native_bf16_b = {2, pack_a_panel_bf16_native
                                                      pack_a_block_bf16_native};
 static const mc_gemm_avx512_variant emulated_bf16_b = {2, pack_a_panel_bf16, pack_b_block_from_bf16,
                                                        micro_kernel_emulated, NULL};
+/* The same with both operands in bf16. */
+static const mc_gemm_avx512_variant native_bf16_ab = {2, pack_a_panel_from_bf16,
+                                                      pack_b_block_from_bf16, micro_kernel_dpbf16,
+                                                      NULL};
+static const mc_gemm_avx512_variant emulated_bf16_ab = {2, pack_a_panel_from_bf16,
+                                                        pack_b_block_from_bf16,
+                                                        micro_kernel_emulated, NULL};
 
 /* Whether the emulation is forced (tests, and benchmarks of it). */
 static atomic_bool force_emulation = false;
@@ -500,7 +549,24 @@ bool mc_sgemm_bf16_b_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, in
                               trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+bool mc_sgemm_bf16_ab_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                             float alpha, const uint16_t *A, int64_t lda, const uint16_t *B,
+                             int64_t ldb, float beta, float *C, int64_t ldc) {
+    return mc_gemm_avx512_run(mc_gemm_bf16_is_native() ? &native_bf16_ab : &emulated_bf16_ab,
+                              trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 #else /* not x86-64 with GCC or clang: the products run in fp32 (gemm.c) */
+
+mc_bf16_bits_fn mc_bf16_bits_of_products(void) { return NULL; }
+
+bool mc_sgemm_bf16_ab_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                             float alpha, const uint16_t *A, int64_t lda, const uint16_t *B,
+                             int64_t ldb, float beta, float *C, int64_t ldc) {
+    (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
+    (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
+    return false;
+}
 
 bool mc_bf16_bits_avx512(const float *values, int64_t n, uint16_t *bits) {
     (void)values, (void)n, (void)bits;

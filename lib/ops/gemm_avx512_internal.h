@@ -17,8 +17,10 @@ typedef struct mc_gemm_avx512_variant {
     int k_per_slot;
     /* The panel of op(A) rows [i0, i0+rows), rows <= MR, columns
      * [k0, k0+kc): ceil(kc / k_per_slot) slots of MR, zero beyond rows; 16
-     * slots of room past its end. A: (M, K) or (K, M) when trans_a. */
-    void (*pack_a_panel)(bool trans_a, const float *A, int64_t lda, int64_t i0, int64_t rows,
+     * slots of room past its end. A: (M, K) or (K, M) when trans_a, of
+     * floats, or of bf16 values for the variant that takes A in bf16 (a
+     * convolution's columns, gathered straight into bf16). */
+    void (*pack_a_panel)(bool trans_a, const void *A, int64_t lda, int64_t i0, int64_t rows,
                          int64_t k0, int64_t kc, float *panel);
     /* The block of op(B) rows [k0, k0+kc), columns [j0, j0+nc), as panels
      * of NR columns, each ceil(kc / k_per_slot) slots of NR, zero beyond nc.
@@ -34,14 +36,14 @@ typedef struct mc_gemm_avx512_variant {
      * at once (ceil(rows / MR) panels one after another, each as
      * pack_a_panel makes it), for a layout where one panel at a time
      * reads memory badly. NULL: pack_a_panel per panel. */
-    void (*pack_a_block)(bool trans_a, const float *A, int64_t lda, int64_t i0, int64_t rows,
+    void (*pack_a_block)(bool trans_a, const void *A, int64_t lda, int64_t i0, int64_t rows,
                          int64_t k0, int64_t kc, float *packed_a);
 } mc_gemm_avx512_variant;
 
 /* mc_sgemm's contract (ops.h) with one variant's packing and micro-kernel;
  * false, C untouched, when the packing space cannot be allocated. */
 bool mc_gemm_avx512_run(const mc_gemm_avx512_variant *variant, bool trans_a, bool trans_b,
-                        int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                        int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t lda,
                         const void *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* mc_sgemm_batched's contract, the same way. */
 bool mc_gemm_avx512_run_batched(const mc_gemm_avx512_variant *variant, bool trans_a,

@@ -61,6 +61,12 @@ bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t
 bool mc_sgemm_bf16_b_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                             float alpha, const float *A, int64_t lda, const uint16_t *B,
                             int64_t ldb, float beta, float *C, int64_t ldc);
+/* The same product with both A and B given as bf16 values (A: a
+ * convolution's columns gathered straight into bf16, see
+ * mc_bf16_bits_of_products). */
+bool mc_sgemm_bf16_ab_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                             float alpha, const uint16_t *A, int64_t lda, const uint16_t *B,
+                             int64_t ldb, float beta, float *C, int64_t ldc);
 /* True when MC_PRECISION_BF16 products run on our kernel (not OpenBLAS in
  * fp32), so that an operand may be handed over in bf16. */
 bool mc_gemm_bf16_runs(void);
@@ -70,10 +76,23 @@ bool mc_gemm_bf16_runs(void);
 mc_status mc_gemm_bf16_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                          float alpha, const float *A, int64_t lda, const uint16_t *B, int64_t ldb,
                          float beta, float *C, int64_t ldc);
+/* The same with A in bf16 too, as mc_sgemm_bf16_ab_avx512. */
+mc_status mc_gemm_bf16_ab(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                          float alpha, const uint16_t *A, int64_t lda, const uint16_t *B,
+                          int64_t ldb, float beta, float *C, int64_t ldc);
 /* The bf16 bits of values[0..n) (each the top half of mc_bf16_round of a
  * value), 16 at a time; false, nothing written, on a CPU without AVX-512F.
  * values, bits: (n). */
 bool mc_bf16_bits_avx512(const float *values, int64_t n, uint16_t *bits);
+/* bits[0..n) = the bf16 bits of values[0..n) (values, bits: (n)). */
+typedef void (*mc_bf16_bits_fn)(const float *values, int64_t n, uint16_t *bits);
+/* The rounding that the bf16 products' packing does now: vcvtne2ps2bf16's
+ * on vdpbf16ps (a subnormal float becomes zero), mc_bf16_round's on the
+ * emulation; so operands rounded with it and packed from bf16 give the
+ * products bit for bit as packing the floats would. NULL when bf16
+ * products do not run on our kernel's packing (no AVX-512F). Ask again
+ * after mc_gemm_bf16_force_emulation. */
+mc_bf16_bits_fn mc_bf16_bits_of_products(void);
 /* True when this CPU has AVX-512F and AVX512_BF16 (vdpbf16ps). */
 bool mc_gemm_bf16_native_available(void);
 /* True when bf16 products run on vdpbf16ps now (native available and the
