@@ -147,6 +147,33 @@ START_TEST(test_mark_and_release_keep) {
 }
 END_TEST
 
+/* The inference loop's pattern: each stage's output kept, the rest released.
+ * Every value must survive wherever the new place falls: just after the
+ * mark, overlapping the old place in the same chunk (small scratch before
+ * it), or in a newer chunk the release gave back (large scratch). */
+START_TEST(test_release_keep_moves_every_value) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_graph_mark mark = mc_graph_get_mark(g);
+    mc_tensor *h = NULL;
+    for (int stage = 0; stage < 8; stage++) {
+        mc_tensor *scratch;
+        MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(stage % 2 ? 1 << 19 : 5), "scratch", &scratch));
+        const int64_t n = 3000 + 100001 * (stage % 3);
+        MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(n), "h", &h));
+        for (int64_t i = 0; i < n; i++) h->data[i] = (float)(i % 4093) + 0.25f * (float)stage;
+        MC_CHECK_OK(mc_graph_release_keep(g, mark, &h));
+        ck_assert_int_eq(h->numel, n);
+        ck_assert_str_eq(h->name, "h");
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < n; i++) wrong += h->data[i] != (float)(i % 4093) + 0.25f * (float)stage;
+        ck_assert_int_eq(wrong, 0);
+        ck_assert_uint_lt(mc_graph_arena_bytes(g), (size_t)n * sizeof(float) + 1024);
+    }
+    mc_graph_free(g);
+}
+END_TEST
+
 START_TEST(test_backward_needs_a_recorded_loss) {
     mc_graph *g;
     MC_CHECK_OK(mc_graph_new(&g));
@@ -172,7 +199,8 @@ int main(void) {
     const TTest *const tests[] = {test_shape_macro_and_numel, test_shape_errors,
                                   test_heap_tensor_lifecycle, test_row_views,
                                   test_rng_is_deterministic, test_arena_reuses_memory,
-                                  test_mark_and_release_keep, test_backward_needs_a_recorded_loss,
+                                  test_mark_and_release_keep, test_release_keep_moves_every_value,
+                                  test_backward_needs_a_recorded_loss,
                                   test_error_context, NULL};
     mc_test_add_case(s, "core", tests);
     return mc_test_run_suite(s);

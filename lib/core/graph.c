@@ -258,19 +258,28 @@ mc_precision mc_graph_set_precision(mc_graph *g, mc_precision precision) {
 
 mc_precision mc_graph_precision(const mc_graph *g) { return g->precision; }
 
+/* The arena header of a tensor whose data the arena holds; data is left
+ * for the caller to set. */
+static mc_status tensor_header(mc_graph *g, mc_shape shape, const char *name, mc_tensor **out) {
+    void *header;
+    MC_TRY(arena_alloc(g, sizeof(mc_tensor), true, &header));
+    mc_tensor *t = header;
+    t->shape = shape;
+    t->numel = mc_shape_numel(shape);
+    t->owns_data = true;
+    mc_tensor_set_name(t, name);
+    *out = t;
+    return MC_OK;
+}
+
 static mc_status graph_tensor(mc_graph *g, mc_shape shape, const char *name, bool zero, mc_tensor **out) {
     *out = NULL;
     MC_TRY(mc_shape_check(shape, name));
-    int64_t numel = mc_shape_numel(shape);
-    void *header, *data;
-    MC_TRY(arena_alloc(g, sizeof(mc_tensor), true, &header));
-    MC_TRY(arena_alloc(g, (size_t)numel * sizeof(float), zero, &data));
-    mc_tensor *t = header;
-    t->shape = shape;
-    t->numel = numel;
+    mc_tensor *t;
+    MC_TRY(tensor_header(g, shape, name, &t));
+    void *data;
+    MC_TRY(arena_alloc(g, (size_t)t->numel * sizeof(float), zero, &data));
     t->data = data;
-    t->owns_data = true;
-    mc_tensor_set_name(t, name);
     *out = t;
     return MC_OK;
 }
@@ -313,23 +322,25 @@ mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **kee
     if (g->tape_length != mark.tape_length)
         return mc_error(MC_ERR_STATE, "graph: cannot release memory that %d recorded op(s) still use",
                         g->tape_length - mark.tape_length);
-    /* Park the survivor outside the arena while the memory is released. */
-    float *parked = NULL;
-    mc_tensor survivor;
-    if (keep && *keep) {
-        survivor = **keep;
-        parked = malloc((size_t)survivor.numel * sizeof(float));
-        if (!parked) return mc_error(MC_ERR_NOMEM, "graph: cannot keep %s", survivor.name);
-        memcpy(parked, survivor.data, (size_t)survivor.numel * sizeof(float));
-    }
     arena_release_to(g, mark); /* chunks newer than the mark's go; its chunk rewinds */
-    if (!parked) return MC_OK;
+    if (!keep || !*keep) return MC_OK;
+    /* The release frees nothing: newer chunks become spares and the mark's
+     * chunk only rewinds, so the survivor's values are still in place. Its
+     * data moves once, straight to its new place (memmove: the two may
+     * overlap), and only then does its header take arena memory, which
+     * the old data may occupy. Inference calls this after every block:
+     * parking the data on the heap and copying it back (and zero-filling
+     * the new place first) cost three passes and fresh pages each time. */
+    const mc_tensor survivor = **keep;
+    const size_t bytes = (size_t)survivor.numel * sizeof(float);
+    void *data;
+    MC_TRY(arena_alloc(g, bytes, false, &data));
+    if (data != survivor.data) memmove(data, survivor.data, bytes);
     mc_tensor *moved;
-    mc_status status = mc_graph_tensor(g, survivor.shape, survivor.name, &moved);
-    if (status == MC_OK) memcpy(moved->data, parked, (size_t)survivor.numel * sizeof(float));
-    free(parked);
-    if (status == MC_OK) *keep = moved;
-    return status;
+    MC_TRY(tensor_header(g, survivor.shape, survivor.name, &moved));
+    moved->data = data;
+    *keep = moved;
+    return MC_OK;
 }
 
 size_t mc_graph_arena_bytes(const mc_graph *g) { return g->bytes_in_use; }
