@@ -316,6 +316,50 @@ START_TEST(test_clip_preprocess_matches_torchvision) {
 }
 END_TEST
 
+/* The arena paths the trainer takes every step give the heap paths' results
+ * bit for bit: mc_image_resize_into with a caller's scratch, and
+ * mc_clip_preprocess_on for square tiles (resized straight into the result)
+ * and other shapes (through the heap path). */
+START_TEST(test_resize_into_and_preprocess_on_match) {
+    mc_rng rng;
+    mc_rng_seed(&rng, 5);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    const int shapes[][2] = {{64, 64}, {20, 30}, {31, 17}};
+    for (int s = 0; s < 3; s++) {
+        mc_tensor *image, *heap, *into, *pixels, *want;
+        MC_CHECK_OK(mc_tensor_new(&image, MC_SHAPE(2, 3, shapes[s][0], shapes[s][1]), "image"));
+        mc_tensor_uniform(image, &rng, 0.0f, 1.0f);
+        for (int aa = 0; aa <= 1; aa++) {
+            MC_CHECK_OK(mc_image_resize(image, 40, 24, aa, &heap));
+            MC_CHECK_OK(mc_tensor_new(&into, heap->shape, "into"));
+            float *scratch = malloc(sizeof(float) * (size_t)mc_image_resize_scratch_floats(image, 24));
+            ck_assert_ptr_nonnull(scratch);
+            MC_CHECK_OK(mc_image_resize_into(image, aa, scratch, into));
+            ck_assert_int_eq(memcmp(heap->data, into->data, (size_t)heap->numel * sizeof(float)), 0);
+            free(scratch);
+            mc_tensor_free(heap), mc_tensor_free(into);
+            MC_CHECK_OK(mc_clip_preprocess(image, 32, aa, &want));
+            MC_CHECK_OK(mc_clip_preprocess_on(g, image, 32, aa, &pixels));
+            ck_assert(mc_shape_equal(pixels->shape, want->shape));
+            ck_assert_int_eq(memcmp(pixels->data, want->data, (size_t)want->numel * sizeof(float)), 0);
+            mc_tensor_free(want);
+            mc_graph_reset(g);
+        }
+        mc_tensor_free(image);
+    }
+    mc_tensor *image, *wrong;
+    float scratch[8];
+    MC_CHECK_OK(mc_tensor_new(&image, MC_SHAPE(3, 4, 4), "image"));
+    MC_CHECK_OK(mc_tensor_new(&wrong, MC_SHAPE(2, 2, 2), "wrong"));
+    MC_CHECK_FAILS(mc_image_resize_into(image, true, scratch, wrong), MC_ERR_SHAPE, "only H and W may differ");
+    mc_tensor *none = NULL;
+    MC_CHECK_FAILS(mc_clip_preprocess_on(g, image, 8, true, &none), MC_ERR_SHAPE, "must be (N, 3, H, W)");
+    mc_tensor_free(image), mc_tensor_free(wrong);
+    mc_graph_free(g);
+}
+END_TEST
+
 /* ---- folders ---- */
 
 static void write_png(const char *path, int c, int h, int w, float value) {
@@ -380,7 +424,8 @@ int main(void) {
     mc_test_use_temp_dir(mc_test_add_case(s, "files", files));
     const TTest *const geometry[] = {test_resize_matches_pytorch, test_resize_same_size_is_identity,
                                      test_resize_fast_matches_naive, test_center_crop_offsets,
-                                     test_clip_preprocess_matches_torchvision, NULL};
+                                     test_clip_preprocess_matches_torchvision,
+                                     test_resize_into_and_preprocess_on_match, NULL};
     mc_test_add_case(s, "geometry", geometry);
     return mc_test_run_suite(s);
 }

@@ -143,6 +143,12 @@ mc_status mc_image_clip_normalize(mc_tensor *image);
  * normalise. Output: heap tensor (N, 3, size, size). CLIP itself uses PIL,
  * i.e. antialias = true. */
 mc_status mc_clip_preprocess(const mc_tensor *images, int size, bool antialias, mc_tensor **out);
+/* The same for (N, 3, H, W), the result (N, 3, size, size) and the
+ * resampling's scratch on g's arena (until g is reset): a caller that
+ * preprocesses a batch every step reuses memory instead of touching fresh
+ * pages. Bit for bit mc_clip_preprocess's pixels. */
+mc_status mc_clip_preprocess_on(mc_graph *g, const mc_tensor *images, int size, bool antialias,
+                                mc_tensor **out);
 
 #ifdef __cplusplus
 }

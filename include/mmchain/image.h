@@ -73,6 +73,13 @@ mc_status mc_tiff_write_u16(const char *path, const uint16_t *pixels, int h, int
 /* Bicubic resize of (C, H, W) or (N, C, H, W) to out_h x out_w (see above). */
 mc_status mc_image_resize(const mc_tensor *image, int out_h, int out_w, bool antialias,
                           mc_tensor **out);
+/* The same into a caller's out (the image's shape with H, W replaced by
+ * out's), with a caller's scratch of mc_image_resize_scratch_floats(image,
+ * out's W) floats: no allocation of the image's size, so a caller that
+ * resizes a batch every step can keep both in memory it reuses. Results are
+ * mc_image_resize's, bit for bit. */
+mc_status mc_image_resize_into(const mc_tensor *image, bool antialias, float *scratch, mc_tensor *out);
+int64_t mc_image_resize_scratch_floats(const mc_tensor *image, int out_w);
 /* The reference: the same resampling computed directly, one output pixel at
  * a time, from the kernel formula (slow; tests compare the two). */
 mc_status mc_image_resize_naive(const mc_tensor *image, int out_h, int out_w, bool antialias,

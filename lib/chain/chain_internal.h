@@ -29,6 +29,15 @@ int mc_chain_tower_dim(const mc_chain_tower *tower);
 /* views (N, C, H, W), the second views of a source -> out (N, E), frozen. */
 mc_status mc_chain_tower_embed(const mc_chain_tower *tower, const mc_tensor *views, int batch,
                                mc_tensor *out);
+/* The same on g, a graph without gradients kept by a caller that embeds
+ * every step (the trainer on the fly): its arena, grown by the first call,
+ * holds every later batch, where a graph per call filled fresh pages every
+ * time. g is reset after each batch. */
+mc_status mc_chain_tower_embed_on(const mc_chain_tower *tower, mc_graph *g, const mc_tensor *views,
+                                  int batch, mc_tensor *out);
+/* mc_spectral_encoder_embed on such a graph (teacher.c). */
+mc_status mc_chain_teacher_embed_on(mc_spectral_encoder *enc, mc_graph *g, const mc_tensor *x, int batch,
+                                    mc_tensor *out);
 /* mc_chain_targets and mc_chain_crop_targets for either tower (targets.c). */
 mc_status mc_chain_tower_targets(const mc_chain_tower *tower, const mc_chain_data *data,
                                  const char *cache_dir, int batch, mc_tensor **out,

@@ -28,9 +28,12 @@
  * embedding RGB views
  * ------------------------------------------------------------------------- */
 
-mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_tensor *out) {
+/* rgb (N, 3, H, W) -> out (N, E) on g: each batch preprocessed into g's
+ * arena (mc_clip_preprocess_on), embedded, g reset. The same pixels and
+ * products as mc_clip_embed_images with rgb set, so the same embeddings. */
+static mc_status embed_rgb_on(mc_clip *clip, mc_graph *g, const mc_tensor *rgb, int batch, mc_tensor *out) {
     char a[128], b[128];
-    if (!clip || !rgb || !out || batch < 1) return mc_error(MC_ERR_ARG, "embed RGB: bad arguments");
+    if (!clip || !g || !rgb || !out || batch < 1) return mc_error(MC_ERR_ARG, "embed RGB: bad arguments");
     if (!clip->config.has_vision)
         return mc_error(MC_ERR_ARG, "embed RGB: the CLIP checkpoint has no image tower");
     if (rgb->shape.ndim != 4 || rgb->shape.dim[1] != 3 || out->shape.ndim != 2 ||
@@ -38,7 +41,25 @@ mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_
         return mc_error(MC_ERR_SHAPE, "embed RGB: rgb %s -> out %s, expected (N, 3, H, W) -> (N, %d)",
                         mc_tensor_str(rgb, a, sizeof a), mc_tensor_str(out, b, sizeof b),
                         clip->config.embed_dim);
-    return mc_clip_embed_images(clip, rgb, true, batch, out); /* the teacher is frozen: no tape */
+    bool was_enabled = mc_graph_set_grad_enabled(g, false); /* the teacher is frozen: no tape */
+    const int64_t total = rgb->shape.dim[0], e = out->shape.dim[1];
+    mc_status status = MC_OK;
+    for (int64_t first = 0; first < total && status == MC_OK; first += batch) {
+        int64_t n = total - first < batch ? total - first : batch;
+        mc_tensor chunk = mc_tensor_rows(rgb, first, n), *pixels, *embeds;
+        status = mc_clip_preprocess_on(g, &chunk, clip->config.vision.image_size, true, &pixels);
+        if (status == MC_OK) status = mc_clip_encode_image(clip, g, pixels, &embeds);
+        if (status == MC_OK) memcpy(out->data + first * e, embeds->data, (size_t)(n * e) * sizeof(float));
+        mc_graph_reset(g);
+    }
+    mc_graph_set_grad_enabled(g, was_enabled);
+    return status;
+}
+
+mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_tensor *out) {
+    if (!clip) return mc_error(MC_ERR_ARG, "embed RGB: no CLIP");
+    const mc_chain_tower tower = {.clip = clip};
+    return mc_chain_tower_embed(&tower, rgb, batch, out);
 }
 
 /* What the tower's embeddings are called in messages. */
@@ -50,10 +71,19 @@ int mc_chain_tower_dim(const mc_chain_tower *tower) {
     return tower->clip ? tower->clip->config.embed_dim : tower->teacher->embed_dim;
 }
 
+mc_status mc_chain_tower_embed_on(const mc_chain_tower *tower, mc_graph *g, const mc_tensor *views,
+                                  int batch, mc_tensor *out) {
+    if (tower->clip) return embed_rgb_on(tower->clip, g, views, batch, out);
+    return mc_chain_teacher_embed_on(tower->teacher, g, views, batch, out);
+}
+
 mc_status mc_chain_tower_embed(const mc_chain_tower *tower, const mc_tensor *views, int batch,
                                mc_tensor *out) {
-    if (tower->clip) return mc_chain_embed_rgb(tower->clip, views, batch, out);
-    return mc_spectral_encoder_embed(tower->teacher, views, batch, out);
+    mc_graph *g;
+    MC_TRY(mc_graph_new(&g));
+    mc_status status = mc_chain_tower_embed_on(tower, g, views, batch, out);
+    mc_graph_free(g);
+    return status;
 }
 
 /* ---------------------------------------------------------------------------

@@ -29,18 +29,16 @@
  * the teacher as a frozen embedder
  * ------------------------------------------------------------------------- */
 
-mc_status mc_spectral_encoder_embed(mc_spectral_encoder *enc, const mc_tensor *x, int batch,
+mc_status mc_chain_teacher_embed_on(mc_spectral_encoder *enc, mc_graph *g, const mc_tensor *x, int batch,
                                     mc_tensor *out) {
     char a[128], b[128];
-    if (!enc || !x || !out || batch < 1) return mc_error(MC_ERR_ARG, "encoder embed: bad arguments");
+    if (!enc || !g || !x || !out || batch < 1) return mc_error(MC_ERR_ARG, "encoder embed: bad arguments");
     if (x->shape.ndim != 4 || x->shape.dim[1] != enc->bands.count || out->shape.ndim != 2 ||
         out->shape.dim[0] != x->shape.dim[0] || out->shape.dim[1] != enc->embed_dim)
         return mc_error(MC_ERR_SHAPE, "encoder embed: x %s -> out %s, expected (N, %d, H, W) -> (N, %d)",
                         mc_tensor_str(x, a, sizeof a), mc_tensor_str(out, b, sizeof b),
                         enc->bands.count, enc->embed_dim);
-    mc_graph *g;
-    MC_TRY(mc_graph_new(&g));
-    mc_graph_set_grad_enabled(g, false); /* frozen: nothing is recorded */
+    bool was_enabled = mc_graph_set_grad_enabled(g, false); /* frozen: nothing is recorded */
     bool was_training = enc->resnet->training;
     mc_resnet_set_training(enc->resnet, false);
     const int64_t n_total = x->shape.dim[0], e = enc->embed_dim;
@@ -60,6 +58,15 @@ mc_status mc_spectral_encoder_embed(mc_spectral_encoder *enc, const mc_tensor *x
         mc_graph_reset(g);
     }
     mc_resnet_set_training(enc->resnet, was_training);
+    mc_graph_set_grad_enabled(g, was_enabled);
+    return status;
+}
+
+mc_status mc_spectral_encoder_embed(mc_spectral_encoder *enc, const mc_tensor *x, int batch,
+                                    mc_tensor *out) {
+    mc_graph *g;
+    MC_TRY(mc_graph_new(&g));
+    mc_status status = mc_chain_teacher_embed_on(enc, g, x, batch, out);
     mc_graph_free(g);
     return status;
 }

@@ -96,6 +96,7 @@ struct mc_chain_trainer {
     int *items, *pairs, *rows;  /* (batch): tiles, target tiles, target rows */
     mc_augment_params *params;  /* (batch) */
     mc_tensor *rgb;             /* (batch, C, Hr, Wr) on-the-fly second views (RGB: C = 3) */
+    mc_graph *embed_g;          /* on the fly: the tower's graph, kept so its arena is reused */
     mc_tensor *targets;         /* (batch, E) this step's targets */
     mc_chain_metrics metrics;
     bool have_metrics;
@@ -203,9 +204,11 @@ static mc_status alloc_buffers(mc_chain_trainer *t) {
         mc_rng_shuffle(&rng, t->pair_of, count);
     }
     MC_TRY(mc_tensor_new(&t->targets, MC_SHAPE(b, t->enc->embed_dim), "targets"));
-    if (t->cfg.augment && t->cfg.target_crops == 0)
+    if (t->cfg.augment && t->cfg.target_crops == 0) {
         MC_TRY(mc_tensor_new(&t->rgb, MC_SHAPE(b, t->train->rgb_channels, t->train->rgb_height,
                                                t->train->rgb_width), "rgb"));
+        MC_TRY(mc_graph_new(&t->embed_g));
+    }
     return MC_OK;
 }
 
@@ -342,6 +345,7 @@ void mc_chain_trainer_free(mc_chain_trainer *t) {
     mc_tensor_free(t->targets);
     mc_optimizer_free(t->opt);
     mc_graph_free(t->g);
+    mc_graph_free(t->embed_g);
     mc_dist_reducer_free(t->reducer);
     mc_chain_metrics_free(&t->metrics);
     mc_chain_data_free(&t->val_subset);
@@ -418,7 +422,7 @@ static mc_status prepare_views(mc_chain_trainer *t, mc_tensor *x, int n, int fir
         MC_TRY(t->train->load(t->train->ctx, t->pairs + first, m, NULL, &rgb, NULL));
         MC_TRY(mc_augment_apply(x, t->params + first, m, x));
         MC_TRY(mc_augment_apply(&rgb, t->params + first, m, &rgb));
-        MC_TRY(mc_chain_tower_embed(&t->tower, &rgb, t->cfg.clip_batch, &targets_view));
+        MC_TRY(mc_chain_tower_embed_on(&t->tower, t->embed_g, &rgb, t->cfg.clip_batch, &targets_view));
     }
     t->state.rng = rng;
     return MC_OK;

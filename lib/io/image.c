@@ -189,29 +189,60 @@ static void resample_columns(const float *src, long planes, int in_h, int w, con
         }
 }
 
-/* Separable: resample every row along x, then every column along y, each
- * with taps computed once per output position. */
-mc_status mc_image_resize(const mc_tensor *image, int out_h, int out_w, bool antialias, mc_tensor **out) {
-    MC_TRY(check_resizable(image, out_h, out_w, "mc_image_resize"));
+/* Separable: resample every row along x into `scratch` (planes * in_h *
+ * out_w floats), then every column along y into out, each with taps
+ * computed once per output position. */
+static mc_status resize_separable(const mc_tensor *image, bool antialias, float *scratch, mc_tensor *out) {
     int nd = image->shape.ndim;
     int in_h = (int)image->shape.dim[nd - 2], in_w = (int)image->shape.dim[nd - 1];
+    int out_h = (int)out->shape.dim[nd - 2], out_w = (int)out->shape.dim[nd - 1];
     long planes = (long)(image->numel / ((int64_t)in_h * in_w));
     resample_taps *x_taps = NULL, *y_taps = NULL;
-    float *rows_done = malloc(sizeof(float) * (size_t)planes * in_h * out_w);
-    mc_tensor *result = NULL;
-    mc_status status = rows_done ? MC_OK : mc_error(MC_ERR_NOMEM, "mc_image_resize: out of memory");
-    if (status == MC_OK) status = make_taps(in_w, out_w, antialias, &x_taps);
+    mc_status status = make_taps(in_w, out_w, antialias, &x_taps);
     if (status == MC_OK) status = make_taps(in_h, out_h, antialias, &y_taps);
-    if (status == MC_OK) status = mc_tensor_new(&result, resized_shape(image->shape, out_h, out_w), image->name);
     if (status == MC_OK) {
-        resample_rows(image->data, planes * in_h, in_w, x_taps, out_w, rows_done);
-        resample_columns(rows_done, planes, in_h, out_w, y_taps, out_h, result->data);
-        *out = result;
+        resample_rows(image->data, planes * in_h, in_w, x_taps, out_w, scratch);
+        resample_columns(scratch, planes, in_h, out_w, y_taps, out_h, out->data);
     }
     free_taps(x_taps, x_taps ? out_w : 0);
     free_taps(y_taps, y_taps ? out_h : 0);
-    free(rows_done);
     return status;
+}
+
+mc_status mc_image_resize(const mc_tensor *image, int out_h, int out_w, bool antialias, mc_tensor **out) {
+    MC_TRY(check_resizable(image, out_h, out_w, "mc_image_resize"));
+    mc_tensor *result = NULL;
+    float *scratch = malloc(sizeof(float) * (size_t)mc_image_resize_scratch_floats(image, out_w));
+    mc_status status = scratch ? MC_OK : mc_error(MC_ERR_NOMEM, "mc_image_resize: out of memory");
+    if (status == MC_OK) status = mc_tensor_new(&result, resized_shape(image->shape, out_h, out_w), image->name);
+    if (status == MC_OK) status = resize_separable(image, antialias, scratch, result);
+    free(scratch);
+    if (status != MC_OK) {
+        mc_tensor_free(result);
+        return status;
+    }
+    *out = result;
+    return MC_OK;
+}
+
+int64_t mc_image_resize_scratch_floats(const mc_tensor *image, int out_w) {
+    return image->numel / image->shape.dim[image->shape.ndim - 1] * out_w;
+}
+
+mc_status mc_image_resize_into(const mc_tensor *image, bool antialias, float *scratch, mc_tensor *out) {
+    char a[160], b[160];
+    if (!out || !scratch) return mc_error(MC_ERR_ARG, "mc_image_resize_into: NULL output or scratch");
+    MC_TRY(check_resizable(image, 1, 1, "mc_image_resize_into"));
+    int nd = image->shape.ndim;
+    if (out->shape.ndim != nd)
+        return mc_error(MC_ERR_SHAPE, "mc_image_resize_into: image %s -> out %s, only H and W may differ",
+                        mc_tensor_str(image, a, sizeof a), mc_tensor_str(out, b, sizeof b));
+    int out_h = (int)out->shape.dim[nd - 2], out_w = (int)out->shape.dim[nd - 1];
+    MC_TRY(check_resizable(image, out_h, out_w, "mc_image_resize_into"));
+    if (!mc_shape_equal(resized_shape(image->shape, out_h, out_w), out->shape))
+        return mc_error(MC_ERR_SHAPE, "mc_image_resize_into: image %s -> out %s, only H and W may differ",
+                        mc_tensor_str(image, a, sizeof a), mc_tensor_str(out, b, sizeof b));
+    return resize_separable(image, antialias, scratch, out);
 }
 
 /* The reference: each output pixel straight from the 2-D weighted sum, in

@@ -3,6 +3,8 @@
  * The resize and the crop are image.h's. */
 #include "mmchain/clip.h"
 
+#include <string.h>
+
 #include "mmchain/image.h"
 
 /* OpenAI CLIP, clip/clip.py _transform(): Normalize(mean, std). */
@@ -45,5 +47,38 @@ mc_status mc_clip_preprocess(const mc_tensor *images, int size, bool antialias, 
         return status;
     }
     *out = cropped;
+    return MC_OK;
+}
+
+/* The same pixels on g's arena. A trainer embeds a batch of crops every
+ * step: on the heap its three image-sized buffers (the rows resampled, the
+ * resized images, the crop) were fresh memory each time, and filling fresh
+ * pages cost about as much as the resampling itself. Square images (the
+ * tiles) resize straight into the result: their resized size is size x
+ * size, so the centre crop is the whole image. */
+mc_status mc_clip_preprocess_on(mc_graph *g, const mc_tensor *images, int size, bool antialias,
+                                mc_tensor **out) {
+    char buf[160];
+    if (!g || !images || !out) return mc_error(MC_ERR_ARG, "mc_clip_preprocess_on: NULL argument");
+    if (images->shape.ndim != 4 || images->shape.dim[1] != 3)
+        return mc_error(MC_ERR_SHAPE, "mc_clip_preprocess_on: images %s must be (N, 3, H, W)",
+                        mc_tensor_str(images, buf, sizeof buf));
+    const int64_t n = images->shape.dim[0];
+    mc_tensor *pixels;
+    MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(n, 3, size, size), "pixels", &pixels));
+    if (images->shape.dim[2] != images->shape.dim[3]) { /* resize, crop, normalise on the heap */
+        mc_tensor *heap;
+        MC_TRY(mc_clip_preprocess(images, size, antialias, &heap));
+        memcpy(pixels->data, heap->data, (size_t)heap->numel * sizeof(float));
+        mc_tensor_free(heap);
+        *out = pixels;
+        return MC_OK;
+    }
+    mc_tensor *scratch;
+    MC_TRY(mc_graph_tensor_uninit(g, MC_SHAPE(mc_image_resize_scratch_floats(images, size)), "resize_rows",
+                                  &scratch));
+    MC_TRY(mc_image_resize_into(images, antialias, scratch->data, pixels));
+    MC_TRY(mc_image_clip_normalize(pixels));
+    *out = pixels;
     return MC_OK;
 }
