@@ -523,7 +523,9 @@ START_TEST(test_transformer_stack_releases_memory_in_inference) {
     MC_CHECK_OK(mc_graph_new(&g2));
     MC_CHECK_OK(mc_transformer_forward(g, blocks, LAYERS, x, &recorded));
     size_t recording_bytes = mc_graph_arena_bytes(g);
-    ck_assert_int_gt(mc_graph_tape_length(g), 10 * LAYERS);
+    /* 10 ops per block: 2 layer norms, q, k, v, attention, out_proj + x,
+     * fc1, its activation, fc2 + residual */
+    ck_assert_int_ge(mc_graph_tape_length(g), 10 * LAYERS);
     mc_graph_set_grad_enabled(g2, false);
     MC_CHECK_OK(mc_transformer_forward(g2, blocks, LAYERS, x, &inferred));
     ck_assert_int_eq(mc_graph_tape_length(g2), 0);

@@ -4,6 +4,7 @@
  * checks, and bad input. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "testutil.h"
 #include "../lib/ops/attention_internal.h"
@@ -93,11 +94,14 @@ START_TEST(test_attention_heads_are_separate) {
 END_TEST
 
 /* The fast kernels against the naive ones, forward and backward, over
- * shapes that include head_dim not a multiple of 8 and the CLIP sizes. */
+ * shapes that include head_dim not a multiple of 8 and the CLIP sizes; the
+ * last two have enough work for the forward to give each thread whole batch
+ * items (with our GEMM), the others run each step over all items at once. */
 START_TEST(test_attention_fast_matches_naive) {
     const struct {
         int64_t b, t, heads, head_dim;
-    } shapes[] = {{2, 5, 2, 4}, {1, 7, 3, 5}, {3, 1, 1, 8}, {2, 50, 2, 64}, {1, 77, 2, 64}};
+    } shapes[] = {{2, 5, 2, 4},   {1, 7, 3, 5},   {3, 1, 1, 8},
+                  {2, 50, 2, 64}, {1, 77, 2, 64}, {4, 50, 4, 64}, {3, 77, 2, 64}};
     mc_rng rng;
     mc_rng_seed(&rng, 7);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -124,6 +128,13 @@ START_TEST(test_attention_fast_matches_naive) {
                                  1e-4, 1e-5);
             mc_test_assert_close("attention probs fast vs naive", p_fast, p_naive, (long)n_probs,
                                  1e-4, 1e-6);
+            /* inference's chunks: probabilities of two items at a time, reused */
+            if (d.batch > 2) {
+                mc_attention_forward_fast(&d, q, k, v, dq_fast, scratch, 2);
+                mc_test_assert_close("attention forward in chunks of 2 vs naive", dq_fast,
+                                     out_naive, (long)n, 1e-4, 1e-5);
+                memset(dq_fast, 0, n * sizeof(float));
+            }
             /* a scratch of one item forces the chunked path */
             mc_attention_backward_fast(&d, q, k, v, p_fast, dout, dq_fast, dk_fast, dv_fast,
                                        scratch, 1);

@@ -13,9 +13,11 @@
  *     calls; the no-grad switch records nothing. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "testutil.h"
 
+#include "../lib/ops/activation_internal.h"
 #include "../lib/ops/naive.h"
 
 /* ------------------------------------------------------------------ */
@@ -99,6 +101,20 @@ static mc_status fw_matmul(mc_graph *g, mc_tensor **in, void *c, mc_tensor **out
 }
 static mc_status fw_linear(mc_graph *g, mc_tensor **in, void *c, mc_tensor **out) {
     return mc_linear(g, in[0], in[1], CASE(c)->n_inputs == 3 ? in[2] : NULL, out);
+}
+/* arg[0]: the mc_activation */
+static mc_status fw_linear_activation(mc_graph *g, mc_tensor **in, void *c, mc_tensor **out) {
+    return mc_linear_activation(g, in[0], in[1], CASE(c)->n_inputs == 3 ? in[2] : NULL,
+                                (mc_activation)CASE(c)->arg[0], out);
+}
+/* inputs: x, weight, residual, and the bias when there are four */
+static mc_status fw_linear_residual(mc_graph *g, mc_tensor **in, void *c, mc_tensor **out) {
+    return mc_linear_residual(g, in[0], in[1], CASE(c)->n_inputs == 4 ? in[3] : NULL, in[2], out);
+}
+/* the residual is x itself: its gradient gets both terms */
+static mc_status fw_linear_residual_self(mc_graph *g, mc_tensor **in, void *c, mc_tensor **out) {
+    (void)c;
+    return mc_linear_residual(g, in[0], in[1], in[2], in[0], out);
 }
 static mc_status fw_reshape(mc_graph *g, mc_tensor **in, void *c, mc_tensor **out) {
     return mc_reshape(g, in[0], CASE(c)->target, out);
@@ -203,6 +219,14 @@ static const grad_case grad_cases[] = {
     {GC("linear (3,5)->(4) with bias", fw_linear, -1, 1, SH(3, 5), SH(4, 5), SH(4))},
     {GC("linear (2,3,5)->(7) no bias", fw_linear, -1, 1, SH(2, 3, 5), SH(7, 5))},
     {GC("linear weight frozen", fw_linear, -1, 1, SH(2, 5), SH(3, 5), SH(3)), .frozen_mask = 2},
+    {GC("linear (2,6)->(3), weight (3,2,3)", fw_linear, -1, 1, SH(2, 6), SH(3, 2, 3), SH(3))},
+    {GC("linear_activation gelu", fw_linear_activation, -1, 1, SH(3, 5), SH(4, 5), SH(4)), .arg = {MC_ACT_GELU}},
+    {GC("linear_activation quick_gelu", fw_linear_activation, -1, 1, SH(2, 3, 5), SH(4, 5), SH(4)), .arg = {MC_ACT_QUICK_GELU}},
+    {GC("linear_activation gelu no bias", fw_linear_activation, -1, 1, SH(3, 5), SH(4, 5)), .arg = {MC_ACT_GELU}},
+    {GC("linear_residual with bias", fw_linear_residual, -1, 1, SH(2, 3, 5), SH(4, 5), SH(2, 3, 4), SH(4))},
+    {GC("linear_residual no bias", fw_linear_residual, -1, 1, SH(3, 5), SH(4, 5), SH(3, 4))},
+    {GC("linear_residual residual frozen", fw_linear_residual, -1, 1, SH(3, 5), SH(4, 5), SH(3, 4), SH(4)), .frozen_mask = 4},
+    {GC("linear_residual of x itself", fw_linear_residual_self, -1, 1, SH(3, 4), SH(4, 4), SH(4))},
     /* shape */
     {GC("reshape (2,3,4)->(4,-1)", fw_reshape, -1, 1, SH(2, 3, 4)), .target = SH(4, -1)},
     {GC("permute (2,3,4,5) by (2,0,3,1)", fw_permute, -1, 1, SH(2, 3, 4, 5)), .arg = {2, 0, 3, 1}},
@@ -629,6 +653,85 @@ START_TEST(test_matmul_matches_naive) {
 }
 END_TEST
 
+/* The fused linear ops against the definitions: mc_linear_activation
+ * without gradients (its one-pass inference path, mc_bias_activation_rows)
+ * and with them (mc_linear then the activation op), mc_linear_residual,
+ * and the in-place kernel against its double-precision reference. Sizes
+ * past one thread's share and past one K slice of the GEMM. */
+START_TEST(test_linear_fused_match_naive) {
+    mc_graph *g = mc_test_new_graph(), *eval = mc_test_new_graph();
+    mc_graph_set_grad_enabled(eval, false);
+    mc_rng rng;
+    mc_rng_seed(&rng, 5);
+    const int64_t rows = 150, K = 600, N = 300;
+    mc_tensor *x = new_uniform(MC_SHAPE(3, rows / 3, K), "x", &rng, -1, 1);
+    mc_tensor *w = new_uniform(MC_SHAPE(N, K), "w", &rng, -0.1f, 0.1f);
+    mc_tensor *bias = new_uniform(MC_SHAPE(N), "bias", &rng, -1, 1);
+    mc_tensor *residual = new_uniform(MC_SHAPE(3, rows / 3, N), "residual", &rng, -1, 1);
+    MC_CHECK_OK(mc_tensor_set_requires_grad(w, true));
+    float *product = malloc((size_t)(rows * N) * sizeof *product);
+    float *ref = malloc((size_t)(rows * N) * sizeof *ref);
+    ck_assert_ptr_nonnull(product);
+    ck_assert_ptr_nonnull(ref);
+    mc_matmul_naive(x->data, w->data, product, rows, K, N, true);
+    const mc_activation acts[3] = {MC_ACT_GELU, MC_ACT_QUICK_GELU, MC_ACT_RELU};
+    for (int a = 0; a < 3; a++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            mc_tensor *b = with_bias ? bias : NULL, *inferred, *recorded, *composed, *pre;
+            memcpy(ref, product, (size_t)(rows * N) * sizeof *ref);
+            mc_bias_activation_rows_naive(acts[a], ref, b ? b->data : NULL, rows, N);
+            MC_CHECK_OK(mc_linear_activation(eval, x, w, b, acts[a], &inferred));
+            ck_assert(mc_shape_equal(inferred->shape, MC_SHAPE(3, rows / 3, N)));
+            mc_test_assert_close("linear_activation, inference", inferred->data, ref,
+                                 (long)(rows * N), 1e-5, 1e-5);
+            MC_CHECK_OK(mc_linear_activation(g, x, w, b, acts[a], &recorded));
+            mc_test_assert_close("linear_activation, recorded", recorded->data, ref,
+                                 (long)(rows * N), 1e-5, 1e-5);
+            /* recorded, it is the two ops: the same values, bit for bit */
+            MC_CHECK_OK(mc_linear(g, x, w, b, &pre));
+            MC_CHECK_OK(mc_activate(g, acts[a], pre, &composed));
+            ck_assert_mem_eq(recorded->data, composed->data, (size_t)(rows * N) * sizeof(float));
+            /* the kernel alone against its reference, on the same rows */
+            memcpy(ref, product, (size_t)(rows * N) * sizeof *ref);
+            mc_bias_activation_rows(acts[a], ref, b ? b->data : NULL, rows, N);
+            float *exact = malloc((size_t)(rows * N) * sizeof *exact);
+            ck_assert_ptr_nonnull(exact);
+            memcpy(exact, product, (size_t)(rows * N) * sizeof *exact);
+            mc_bias_activation_rows_naive(acts[a], exact, b ? b->data : NULL, rows, N);
+            mc_test_assert_close("bias_activation_rows", ref, exact, (long)(rows * N), 1e-6, 1e-6);
+            free(exact);
+        }
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < N; j++)
+                ref[r * N + j] = (float)((double)product[r * N + j] + residual->data[r * N + j] +
+                                         (with_bias ? (double)bias->data[j] : 0.0));
+        mc_tensor *y;
+        MC_CHECK_OK(mc_linear_residual(eval, x, w, with_bias ? bias : NULL, residual, &y));
+        mc_test_assert_close("linear_residual", y->data, ref, (long)(rows * N), 1e-5, 1e-5);
+    }
+    /* a (N, 2, K/2) weight is the (N, K) one */
+    mc_tensor *w3 = new_uniform(MC_SHAPE(N, 2, K / 2), "w3", &rng, -1, 1), *by_view, *by_3d, *w2;
+    MC_CHECK_OK(mc_linear(eval, x, w3, bias, &by_3d));
+    MC_CHECK_OK(mc_reshape(eval, w3, MC_SHAPE(N, K), &w2));
+    MC_CHECK_OK(mc_linear(eval, x, w2, bias, &by_view));
+    ck_assert_mem_eq(by_3d->data, by_view->data, (size_t)(rows * N) * sizeof(float));
+    mc_tensor *bad;
+    MC_CHECK_FAILS(mc_linear_residual(eval, x, w, bias, x, &bad), MC_ERR_SHAPE, "residual");
+    MC_CHECK_FAILS(mc_linear_activation(eval, x, w, bias, (mc_activation)9, &bad), MC_ERR_ARG,
+                   "activation");
+    free(product);
+    free(ref);
+    mc_tensor_free(x);
+    mc_tensor_free(w);
+    mc_tensor_free(w3);
+    mc_tensor_free(bias);
+    mc_tensor_free(residual);
+    mc_graph_free(g);
+    mc_graph_free(eval);
+}
+END_TEST
+
 START_TEST(test_shape_values) {
     mc_graph *g = mc_test_new_graph();
     mc_tensor *x = new_iota(MC_SHAPE(2, 3, 4, 5), "x", 1.0f); /* x[n][c][h][w] = 60n + 20c + 5h + w */
@@ -971,7 +1074,8 @@ int main(void) {
                                    test_scale_and_activation_values, test_exp_kernel_matches_libm,
                                    test_activations_large_match_libm, test_reduce_values,
                                    test_softmax_values, test_matmul_naive_by_hand,
-                                   test_matmul_matches_naive, test_shape_values,
+                                   test_matmul_matches_naive, test_linear_fused_match_naive,
+                                   test_shape_values,
                                    test_embedding_dropout_normalize_values, test_layernorm_values,
                                    test_layernorm_backward_threaded_matches_serial, NULL};
     tcase_set_timeout(mc_test_add_case(s, "forward values", values), 60);

@@ -228,12 +228,8 @@ mc_status mc_self_attention_init(mc_param_list *params, const char *prefix, int 
 mc_status mc_self_attention_forward(mc_graph *g, const mc_self_attention *layer, mc_tensor *x,
                                     mc_tensor **out);
 
-/* ---- mlp.c: fc1 -> activation -> fc2 (CLIPMLP, timm's Mlp) ---- */
-typedef enum mc_activation {
-    MC_ACT_GELU,       /* exact (erf) GELU: ViT */
-    MC_ACT_QUICK_GELU, /* x * sigmoid(1.702 x): CLIP */
-    MC_ACT_RELU,
-} mc_activation;
+/* ---- mlp.c: fc1 -> activation -> fc2 (CLIPMLP, timm's Mlp) ----
+ * (mc_activation, the choice of activation, is in ops.h.) */
 
 typedef struct mc_mlp {
     mc_linear_layer fc1; /* (hidden, in) */

@@ -55,6 +55,16 @@ mc_status mc_silu(mc_graph *g, mc_tensor *x, mc_tensor **out);
 mc_status mc_abs(mc_graph *g, mc_tensor *x, mc_tensor **out);
 /* sqrt(x); x < 0 gives NaN and x = 0 an infinite gradient, as PyTorch. */
 mc_status mc_sqrt(mc_graph *g, mc_tensor *x, mc_tensor **out);
+/* The activations a transformer's MLP chooses from (mc_mlp, nn.h;
+ * mc_linear_activation). */
+typedef enum mc_activation {
+    MC_ACT_GELU,       /* exact (erf) GELU: ViT */
+    MC_ACT_QUICK_GELU, /* x * sigmoid(1.702 x): CLIP */
+    MC_ACT_RELU,
+} mc_activation;
+/* The activation's op: mc_gelu, mc_quick_gelu or mc_relu (MC_ERR_ARG for
+ * another value). */
+mc_status mc_activate(mc_graph *g, mc_activation activation, mc_tensor *x, mc_tensor **out);
 /* y[i] = e^x[i] for n floats (y may be x): the vectorised exp behind the ops
  * above and softmax, within 2 ulp of expf; records nothing. */
 void mc_exp_kernel(const float *x, float *y, int64_t n);
@@ -157,8 +167,27 @@ const char *mc_gemm_bf16_kernel_name(void);
  * mc_matmul: a (M, K) @ b (K, N) -> (M, N); or batched a (B, M, K) @ b (B, K, N)
  * -> (B, M, N). transpose_b uses b (N, K) / (B, N, K) instead. */
 mc_status mc_matmul(mc_graph *g, mc_tensor *a, mc_tensor *b, bool transpose_b, mc_tensor **out);
-/* x (..., in) , weight (out, in), bias (out) or NULL -> (..., out). */
+/* x (..., in) , weight (out, in), bias (out) or NULL -> (..., out). The
+ * weight may also be (out, d1, d2, ...) with d1 * d2 * ... = in, used as
+ * (out, in): a convolution kernel applied to patches as large as itself
+ * (the ViT patch embedding), without a reshape. */
 mc_status mc_linear(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias, mc_tensor **out);
+/* activation(mc_linear(x, weight, bias)), the activation one of
+ * MC_ACT_GELU, MC_ACT_QUICK_GELU, MC_ACT_RELU. Where the op is recorded
+ * (training) it is exactly the two ops, mc_linear then mc_gelu /
+ * mc_quick_gelu / mc_relu, with their nodes. Where it is not (inference),
+ * one output: the product without the bias, then bias and activation in
+ * place in one pass (no bias rows written before the product, no second
+ * tensor); the same values to float rounding (the bias is added after the
+ * product's sum instead of before it). */
+mc_status mc_linear_activation(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                               mc_activation activation, mc_tensor **out);
+/* residual + mc_linear(x, weight, bias), residual shaped like the output:
+ * the end of a pre-norm transformer block's two halves, in one op (the
+ * product adds onto residual + bias: one pass and one tensor fewer than
+ * mc_linear then mc_add). The same values to float rounding. */
+mc_status mc_linear_residual(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                             mc_tensor *residual, mc_tensor **out);
 /* Also accepted by mc_matmul: a (B, M, K) with a 2-D b, which is shared by
  * every batch item (as torch.matmul broadcasts it). */
 

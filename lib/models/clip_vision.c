@@ -40,10 +40,12 @@ mc_status mc_clip_encode_image(mc_clip *clip, mc_graph *g, mc_tensor *pixels, mc
                         mc_tensor_str(pixels, s, sizeof s), v->image_size, v->image_size);
     }
     int64_t n = pixels->shape.dim[0];
-    mc_tensor *patches, *kernel, *embedded, *x, *class_out, *class_flat, *pooled;
+    mc_tensor *patches, *embedded, *x, *class_out, *class_flat, *pooled;
     MC_TRY(patchify(g, pixels, v->patch, &patches));
-    MC_TRY(mc_reshape(g, clip->patch_embedding, MC_SHAPE(v->width, 3 * v->patch * v->patch), &kernel));
-    MC_TRY(mc_linear(g, patches, kernel, NULL, &embedded));
+    /* The (W, 3, P, P) kernel taken as (W, 3 P P) by mc_linear itself, not
+     * through a reshape: the parameter, not a view of it, reaches the
+     * product, so a bf16 graph multiplies by its cached bf16 copy. */
+    MC_TRY(mc_linear(g, patches, clip->patch_embedding, NULL, &embedded));
     MC_TRY(add_class_token_and_positions(g, clip, embedded, &x));
     MC_TRY(mc_layer_norm_forward(g, &clip->pre_layernorm, x, &x));
     MC_TRY(mc_transformer_forward(g, clip->vision_blocks, v->layers, x, &x));

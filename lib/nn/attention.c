@@ -23,12 +23,19 @@ mc_status mc_self_attention_init(mc_param_list *params, const char *prefix, int 
                           width, true, rng, &out->out_proj);
 }
 
-mc_status mc_self_attention_forward(mc_graph *g, const mc_self_attention *layer, mc_tensor *x,
-                                    mc_tensor **out) {
+mc_status mc_self_attention_forward_residual(mc_graph *g, const mc_self_attention *layer,
+                                             mc_tensor *x, mc_tensor *residual, mc_tensor **out) {
     mc_tensor *q, *k, *v, *attended;
     MC_TRY(mc_linear_forward(g, &layer->q_proj, x, &q));
     MC_TRY(mc_linear_forward(g, &layer->k_proj, x, &k));
     MC_TRY(mc_linear_forward(g, &layer->v_proj, x, &v));
     MC_TRY(mc_attention(g, q, k, v, layer->heads, layer->causal, &attended));
-    return mc_linear_forward(g, &layer->out_proj, attended, out);
+    if (!residual) return mc_linear_forward(g, &layer->out_proj, attended, out);
+    return mc_linear_residual(g, attended, layer->out_proj.weight, layer->out_proj.bias, residual,
+                              out);
+}
+
+mc_status mc_self_attention_forward(mc_graph *g, const mc_self_attention *layer, mc_tensor *x,
+                                    mc_tensor **out) {
+    return mc_self_attention_forward_residual(g, layer, x, NULL, out);
 }

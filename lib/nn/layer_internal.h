@@ -21,4 +21,13 @@ mc_status mc_layer_norm_affine(mc_param_list *params, const char *prefix, int wi
 /* "<prefix>.<child>" into buf (len bytes), the prefix of a sub-layer. */
 const char *mc_layer_child(char *buf, size_t len, const char *prefix, const char *child);
 
+/* residual + self_attn(x) and residual + mlp(x), the halves of a pre-norm
+ * transformer block, with the residual added by the last product
+ * (mc_linear_residual): one pass and one tensor fewer than adding it after.
+ * residual may be NULL (mc_self_attention_forward, mc_mlp_forward). */
+mc_status mc_self_attention_forward_residual(mc_graph *g, const mc_self_attention *layer,
+                                             mc_tensor *x, mc_tensor *residual, mc_tensor **out);
+mc_status mc_mlp_forward_residual(mc_graph *g, const mc_mlp *layer, mc_tensor *x,
+                                  mc_tensor *residual, mc_tensor **out);
+
 #endif

@@ -5,13 +5,7 @@
 
 mc_status mc_activation_forward(mc_graph *g, mc_activation activation, mc_tensor *x,
                                 mc_tensor **out) {
-    switch (activation) {
-    case MC_ACT_GELU: return mc_gelu(g, x, out);
-    case MC_ACT_QUICK_GELU: return mc_quick_gelu(g, x, out);
-    case MC_ACT_RELU: return mc_relu(g, x, out);
-    }
-    return mc_error(MC_ERR_ARG, "activation %d is not one of gelu, quick_gelu, relu",
-                    (int)activation);
+    return mc_activate(g, activation, x, out);
 }
 
 mc_status mc_mlp_init(mc_param_list *params, const char *prefix, int in_features,
@@ -28,9 +22,17 @@ mc_status mc_mlp_init(mc_param_list *params, const char *prefix, int in_features
                           hidden_features, out_features, true, rng, &out->fc2);
 }
 
+mc_status mc_mlp_forward_residual(mc_graph *g, const mc_mlp *layer, mc_tensor *x,
+                                  mc_tensor *residual, mc_tensor **out) {
+    mc_tensor *activated;
+    /* fc1 and the activation as one op: in inference, one tensor and one
+     * pass fewer (mc_linear_activation). */
+    MC_TRY(mc_linear_activation(g, x, layer->fc1.weight, layer->fc1.bias, layer->activation,
+                                &activated));
+    if (!residual) return mc_linear_forward(g, &layer->fc2, activated, out);
+    return mc_linear_residual(g, activated, layer->fc2.weight, layer->fc2.bias, residual, out);
+}
+
 mc_status mc_mlp_forward(mc_graph *g, const mc_mlp *layer, mc_tensor *x, mc_tensor **out) {
-    mc_tensor *hidden, *activated;
-    MC_TRY(mc_linear_forward(g, &layer->fc1, x, &hidden));
-    MC_TRY(mc_activation_forward(g, layer->activation, hidden, &activated));
-    return mc_linear_forward(g, &layer->fc2, activated, out);
+    return mc_mlp_forward_residual(g, layer, x, NULL, out);
 }

@@ -27,15 +27,13 @@ mc_status mc_transformer_block_init(mc_param_list *params, const char *prefix,
 
 mc_status mc_transformer_block_forward(mc_graph *g, const mc_transformer_block *block,
                                        mc_tensor *x, mc_tensor **out) {
-    mc_tensor *normed, *attended, *after_attention, *mlp_out;
+    mc_tensor *normed, *after_attention;
     /* x + self_attn(layer_norm1(x)) */
     MC_TRY(mc_layer_norm_forward(g, &block->layer_norm1, x, &normed));
-    MC_TRY(mc_self_attention_forward(g, &block->self_attn, normed, &attended));
-    MC_TRY(mc_add(g, x, attended, &after_attention));
+    MC_TRY(mc_self_attention_forward_residual(g, &block->self_attn, normed, x, &after_attention));
     /* ... + mlp(layer_norm2(...)) */
     MC_TRY(mc_layer_norm_forward(g, &block->layer_norm2, after_attention, &normed));
-    MC_TRY(mc_mlp_forward(g, &block->mlp, normed, &mlp_out));
-    return mc_add(g, after_attention, mlp_out, out);
+    return mc_mlp_forward_residual(g, &block->mlp, normed, after_attention, out);
 }
 
 mc_status mc_transformer_forward(mc_graph *g, const mc_transformer_block *blocks, int n,

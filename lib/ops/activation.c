@@ -9,6 +9,9 @@
 #include "mmchain/ops.h"
 #include "core/vector_clones.h"
 #include "core/parallel.h"
+#include "ops/activation_internal.h"
+#include "ops/exp_approx.h"
+#include "ops/naive.h"
 
 #include <math.h>
 #include <string.h>
@@ -23,70 +26,6 @@ typedef void (*forward_kernel)(const float *x, float *y, int64_t n);
 /* x, y: the op's input and output; dy: d loss / d y; dx: accumulated into. */
 typedef void (*backward_kernel)(const float *x, const float *y, const float *dy, float *dx,
                                 int64_t n);
-
-/* ---- a vectorisable e^x ----
- * libm's expf is a function call the compiler cannot vectorise, and exp sits
- * inside sigmoid, quick_gelu, gelu and softmax — the hot activations of
- * CLIP's towers. This one is branch-free straight-line arithmetic, so loops
- * that call it become SIMD loops. Method (Cephes expf, S. L. Moshier):
- *   x = n ln2 + r with n = round(x / ln2), |r| <= ln2/2, r computed with ln2
- *   split in two parts (Cody & Waite) so that n ln2 is exact enough;
- *   e^r = 1 + r + r^2 P(r), P Cephes's degree-5 minimax polynomial;
- *   e^x = e^r 2^n, with 2^n built in the exponent bits. 2^n is applied as two
- *   halves, 2^(n/2) 2^(n - n/2), so that n = 128 (overflow to +inf) and
- *   n < -126 (gradual underflow to 0) come out right without branches.
- * Accuracy: within 2 ulp of expf over the whole float range (tested). */
-
-/* Clamp x to [-104, 89] (beyond, e^x is +inf or 0 in float anyway), leaving
- * NaN alone. Done with integer compares on the bits: under C's default
- * floating-point environment a float compare may trap, and GCC then refuses
- * to turn the select into SIMD code. Positive floats order like their bit
- * patterns; negative ones by their magnitude bits. */
-static inline float clamp_exp_argument(float x) {
-    const int32_t bits_89 = 0x42B20000, bits_104 = 0x42D00000, bits_inf = 0x7F800000;
-    int32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    int32_t magnitude = bits & 0x7FFFFFFF;
-    /* Selects written as bit masks (and & rather than &&): with ?: GCC
-     * threads the clamped case into a branch and the loop stays scalar. */
-    int32_t negative_mask = bits >> 31; /* all ones when x < 0 */
-    int32_t limit_magnitude = (bits_104 & negative_mask) | (bits_89 & ~negative_mask);
-    int32_t limit = (int32_t)((uint32_t)negative_mask & 0x80000000u) | limit_magnitude;
-    int32_t clamp_mask = -((magnitude <= bits_inf) & (magnitude > limit_magnitude));
-    bits = (limit & clamp_mask) | (bits & ~clamp_mask);
-    memcpy(&x, &bits, sizeof x);
-    return x;
-}
-
-static inline float exp_approx(float x) {
-    const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    x = clamp_exp_argument(x);
-    float t = x * log2e + round_magic;
-    float n = t - round_magic;
-    float r = x - n * ln2_hi - n * ln2_lo;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float e_r = p * r * r + r + 1.0f;
-    /* n as an integer: the low mantissa bits of t (t = 1.5 * 2^23 + n).
-     * Unsigned arithmetic: a NaN input gives garbage bits here (the result
-     * is NaN through e_r anyway), and unsigned wrap-around is defined. */
-    int32_t t_bits, magic_bits;
-    memcpy(&t_bits, &t, sizeof t_bits);
-    memcpy(&magic_bits, &round_magic, sizeof magic_bits);
-    uint32_t n_bits = (uint32_t)t_bits - (uint32_t)magic_bits;
-    int32_t half = (int32_t)n_bits >> 1; /* floor(n / 2) */
-    uint32_t bits1 = ((uint32_t)half + 127u) << 23, bits2 = (n_bits - (uint32_t)half + 127u) << 23;
-    float scale1, scale2;
-    memcpy(&scale1, &bits1, sizeof scale1);
-    memcpy(&scale2, &bits2, sizeof scale2);
-    return e_r * scale1 * scale2;
-}
 
 MC_VECTOR_CLONES
 void mc_exp_kernel(const float *x, float *y, int64_t n) { // x, y: (n); y may be x
@@ -126,10 +65,12 @@ static inline float normal_cdf(float x) {
 
 /* ---- relu: max(x, 0); derivative 1 where x > 0 (0 at the kink, as PyTorch) ---- */
 
+static inline float relu_of(float x) { return x > 0.0f ? x : 0.0f; }
+
 MC_VECTOR_CLONES
 static void relu_forward(const float *x, float *y, int64_t n) { // x, y: (n)
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) y[i] = relu_of(x[i]);
 }
 
 MC_VECTOR_CLONES
@@ -145,10 +86,12 @@ static void relu_backward(const float *x, const float *y, const float *dy, float
 /* ---- gelu: x * Phi(x), Phi the standard normal CDF = 0.5 (1 + erf(x / sqrt 2));
  * derivative Phi(x) + x * phi(x), phi the standard normal density. ---- */
 
+static inline float gelu_of(float x) { return x * normal_cdf(x); }
+
 MC_VECTOR_CLONES
 static void gelu_forward(const float *x, float *y, int64_t n) { // x, y: (n)
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * normal_cdf(x[i]);
+    for (int64_t i = 0; i < n; i++) y[i] = gelu_of(x[i]);
 }
 
 MC_VECTOR_CLONES
@@ -165,10 +108,12 @@ static void gelu_backward(const float *x, const float *y, const float *dy, float
 /* ---- quick_gelu: x * s with s = sigmoid(1.702 x);
  * derivative s + 1.702 x s (1 - s). ---- */
 
+static inline float quick_gelu_of(float x) { return x * sigmoidf(QUICK_GELU_ALPHA * x); }
+
 MC_VECTOR_CLONES
 static void quick_gelu_forward(const float *x, float *y, int64_t n) { // x, y: (n)
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(QUICK_GELU_ALPHA * x[i]);
+    for (int64_t i = 0; i < n; i++) y[i] = quick_gelu_of(x[i]);
 }
 
 MC_VECTOR_CLONES
@@ -343,6 +288,80 @@ mc_status mc_log(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g
 mc_status mc_silu(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g, &SILU, x, out); }
 mc_status mc_abs(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g, &ABS, x, out); }
 mc_status mc_sqrt(mc_graph *g, mc_tensor *x, mc_tensor **out) { return unary_op(g, &SQRT, x, out); }
+
+/* ---- bias + activation in place: the inference half of mc_linear_activation ----
+ * (matmul.c multiplies without the bias, then calls this: one pass over the
+ * product instead of bias rows written before it and a second tensor after.) */
+
+/* row[j] = f(row[j] + bias[j]) for j < n; bias may be NULL (f alone).
+ * Always inlined with a constant f, so f inlines too and the loop is SIMD. */
+static inline __attribute__((always_inline)) void bias_activation_row(float (*f)(float), float *row,
+                                                                      const float *bias, int64_t n) {
+    if (bias) {
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) row[j] = f(row[j] + bias[j]);
+    } else {
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) row[j] = f(row[j]);
+    }
+}
+
+/* One per activation: y (rows, n) in place, bias (n) or NULL. */
+MC_VECTOR_CLONES
+static void bias_gelu_rows(float *y, const float *bias, int64_t rows, int64_t n) {
+#pragma omp parallel for schedule(static) if (rows * n > MC_PARALLEL_MIN_WORK)
+    for (int64_t r = 0; r < rows; r++) bias_activation_row(gelu_of, y + r * n, bias, n);
+}
+MC_VECTOR_CLONES
+static void bias_quick_gelu_rows(float *y, const float *bias, int64_t rows, int64_t n) {
+#pragma omp parallel for schedule(static) if (rows * n > MC_PARALLEL_MIN_WORK)
+    for (int64_t r = 0; r < rows; r++) bias_activation_row(quick_gelu_of, y + r * n, bias, n);
+}
+MC_VECTOR_CLONES
+static void bias_relu_rows(float *y, const float *bias, int64_t rows, int64_t n) {
+#pragma omp parallel for schedule(static) if (rows * n > MC_PARALLEL_MIN_WORK)
+    for (int64_t r = 0; r < rows; r++) bias_activation_row(relu_of, y + r * n, bias, n);
+}
+
+void mc_bias_activation_rows(mc_activation activation, float *y, const float *bias, int64_t rows,
+                             int64_t n) {
+    switch (activation) {
+    case MC_ACT_GELU: bias_gelu_rows(y, bias, rows, n); return;
+    case MC_ACT_QUICK_GELU: bias_quick_gelu_rows(y, bias, rows, n); return;
+    case MC_ACT_RELU: bias_relu_rows(y, bias, rows, n); return;
+    }
+}
+
+/* The reference: the definitions in double precision (erf from libm). */
+void mc_bias_activation_rows_naive(mc_activation activation, float *y, const float *bias,
+                                   int64_t rows, int64_t n) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < n; j++) {
+            double x = (double)y[r * n + j] + (bias ? (double)bias[j] : 0.0), f = 0.0;
+            switch (activation) {
+            case MC_ACT_GELU: f = x * 0.5 * (1.0 + erf(x / sqrt(2.0))); break;
+            case MC_ACT_QUICK_GELU: f = x / (1.0 + exp(-(double)QUICK_GELU_ALPHA * x)); break;
+            case MC_ACT_RELU: f = x > 0.0 ? x : 0.0; break;
+            }
+            y[r * n + j] = (float)f;
+        }
+}
+
+bool mc_activation_valid(mc_activation activation) {
+    return activation == MC_ACT_GELU || activation == MC_ACT_QUICK_GELU ||
+           activation == MC_ACT_RELU;
+}
+
+mc_status mc_activate(mc_graph *g, mc_activation activation, mc_tensor *x, mc_tensor **out) {
+    switch (activation) {
+    case MC_ACT_GELU: return mc_gelu(g, x, out);
+    case MC_ACT_QUICK_GELU: return mc_quick_gelu(g, x, out);
+    case MC_ACT_RELU: return mc_relu(g, x, out);
+    }
+    *out = NULL;
+    return mc_error(MC_ERR_ARG, "activation %d is not one of gelu, quick_gelu, relu",
+                    (int)activation);
+}
 
 /* ---- add_relu: relu(a + b), the end of a residual block (a fused op) ----
  * One pass instead of two, and the sum before the relu is never stored: the

@@ -31,15 +31,21 @@
  * run time. Attention is also a small part of a transformer block's work
  * (at T = 50, D = 768 the Q/K/V/output projections and the MLP do ~90x more
  * multiply-adds), so the simple form wins. The heads of one batch item are
- * one mc_sgemm_batched call (the threads take whole heads, no barrier
- * between them); the softmax and the softmax backward between the products
- * run in parallel over all rows of a chunk of batch items (the whole batch
- * unless its (H, T, T) squares pass 32 MB), so there are a few OpenMP
- * barriers per call rather than one per item — on a
+ * one mc_sgemm_batched call. With more items than threads (the usual case)
+ * the forward gives each thread whole items, all three steps of an item in
+ * a row (its scores, their softmax, P V): one OpenMP region per chunk of
+ * batch items (the whole batch unless its (H, T, T) squares pass 32 MB),
+ * and an item's scores are still in its thread's cache for the softmax and
+ * P V. With fewer, each step runs over the chunk at once (the products
+ * threaded over heads, the softmax over rows). The backward runs its steps
+ * over a chunk at once, the softmax backward in parallel over rows. So
+ * there are a few OpenMP barriers per call rather than one per item — on a
  * busy machine each barrier can cost a scheduler time slice. */
 #include "ops/attention_internal.h"
 #include "ops/gemm_internal.h"
 #include "core/parallel.h"
+#include "core/vector_clones.h"
+#include "ops/exp_approx.h"
 #include "ops/naive.h"
 
 #include <limits.h>
@@ -70,54 +76,102 @@ static bool worth_threads(const mc_attention_dims *d, int64_t items) {
            items * d->heads * d->seq * d->seq * d->head_dim >= PARALLEL_MIN_MACS;
 }
 
-/* In place: each of the n_rows rows (length T) of scores becomes its masked
- * softmax; row r belongs to query r % T. scores: (items, H, T, T). */
-static void masked_softmax_rows(const mc_attention_dims *d, float *scores, int64_t n_rows) {
-    const int64_t T = d->seq;
-    /* Half the usual threshold: a row is read in several passes (maximum,
-     * exponentials, sum, scaling), so half as many elements are as much work. */
-#pragma omp parallel for schedule(static) if (n_rows * T >= MC_PARALLEL_MIN_WORK / 2)
-    for (int64_t r = 0; r < n_rows; r++) {
-        float *row = scores + r * T;
-        const int64_t n_keys = visible_keys(d, r % T);
-        float max_score = -INFINITY;
-        for (int64_t j = 0; j < n_keys; j++)
-            if (row[j] > max_score) max_score = row[j];
-        for (int64_t j = 0; j < n_keys; j++) row[j] -= max_score;
-        mc_exp_kernel(row, row, n_keys); /* vectorised (activation.c) */
-        float total = 0.0f;
-        for (int64_t j = 0; j < n_keys; j++) total += row[j];
-        const float inv_total = 1.0f / total;
-        for (int64_t j = 0; j < n_keys; j++) row[j] *= inv_total;
-        for (int64_t j = n_keys; j < T; j++) row[j] = 0.0f; /* masked */
+/* In place: row[0..n_keys) becomes its softmax, row[n_keys..T) zero (the
+ * masked keys). The sum of the exponentials runs in 16 lanes, element j in
+ * lane j % 16, added up lane by lane at the end: a fixed order, so the
+ * AVX-512 clone (one register of lanes) and the baseline one compute the
+ * same numbers, where a simd reduction would add in an order of the
+ * vector width's choosing. The last partial group of 16 goes through the
+ * same lanes under a condition (masked loads and stores in the AVX-512
+ * clone). */
+MC_VECTOR_CLONES
+static void softmax_row(float *row, int64_t n_keys, int64_t T) {
+    float max_score = -INFINITY;
+#pragma omp simd reduction(max : max_score)
+    for (int64_t j = 0; j < n_keys; j++) max_score = row[j] > max_score ? row[j] : max_score;
+    float lanes[16] = {0.0f};
+    for (int64_t j0 = 0; j0 < n_keys; j0 += 16) {
+        const int64_t count = n_keys - j0 < 16 ? n_keys - j0 : 16;
+#pragma omp simd
+        for (int64_t l = 0; l < 16; l++) {
+            if (l < count) {
+                const float e = exp_approx(row[j0 + l] - max_score);
+                row[j0 + l] = e;
+                lanes[l] += e;
+            }
+        }
     }
+    float total = 0.0f;
+    for (int l = 0; l < 16; l++) total += lanes[l];
+    const float inv_total = 1.0f / total;
+#pragma omp simd
+    for (int64_t j = 0; j < n_keys; j++) row[j] *= inv_total;
+    for (int64_t j = n_keys; j < T; j++) row[j] = 0.0f; /* masked */
+}
+
+/* In place: each of the n_rows rows (length T) of scores becomes its masked
+ * softmax; row r belongs to query r % T. scores: (items, H, T, T). On the
+ * calling thread, or, with `parallel`, split among the threads. */
+static void masked_softmax_rows(const mc_attention_dims *d, float *scores, int64_t n_rows,
+                                bool parallel) {
+    const int64_t T = d->seq;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t r = 0; r < n_rows; r++) softmax_row(scores + r * T, visible_keys(d, r % T), T);
+}
+
+/* Whether masked_softmax_rows over n_rows rows is worth a thread team.
+ * Half the usual threshold: a row is read in several passes (maximum,
+ * exponentials, scaling), so half as many elements are as much work. */
+static bool softmax_worth_threads(const mc_attention_dims *d, int64_t n_rows) {
+    return n_rows * d->seq >= MC_PARALLEL_MIN_WORK / 2;
 }
 
 /* The scale of the scores S = Q K^T / sqrt(head_dim). */
 static float score_scale(const mc_attention_dims *d) { return 1.0f / sqrtf((float)d->head_dim); }
+
+/* The forward for batch item b on the calling thread: its heads' scores
+ * (one batched product), their softmax, their P V.
+ * probs: (H, T, T), this item's. */
+static void forward_item(const mc_attention_dims *d, const float *q, const float *k,
+                         const float *v, float *out, float *probs, int64_t b) {
+    const int T = (int)d->seq, D = (int)d->width, hd = (int)d->head_dim;
+    /* S = scale * Q K^T per head: (T, hd) x (hd, T) -> (T, T); head h's
+     * columns start h*hd into each row of q, k, v and out. */
+    mc_gemm_batched(d->precision, false, true, T, T, hd, score_scale(d), q + row_offset(d, b, 0, 0),
+                    D, hd, k + row_offset(d, b, 0, 0), D, hd, 0.0f, probs, T, T * T, d->heads);
+    masked_softmax_rows(d, probs, d->heads * T, false);
+    /* O = P V: (T, T) x (T, hd) -> (T, hd), written into out's columns */
+    mc_gemm_batched(d->precision, false, false, T, hd, T, 1.0f, probs, T, T * T,
+                    v + row_offset(d, b, 0, 0), D, hd, 0.0f, out + row_offset(d, b, 0, 0), D, hd,
+                    d->heads);
+}
 
 void mc_attention_forward_fast(const mc_attention_dims *d, const float *q, const float *k,
                                const float *v, float *out, float *probs, int64_t probs_items) {
     const int T = (int)d->seq, D = (int)d->width, hd = (int)d->head_dim;
     const int64_t per_item = d->heads * T * T;
     const float scale = score_scale(d);
-    /* Whole chunks of batch items per phase: one OpenMP region per chunk,
-     * not one per item, so the threads meet at few barriers. */
     for (int64_t first = 0; first < d->batch; first += probs_items) {
         const int64_t last = first + probs_items < d->batch ? first + probs_items : d->batch;
-        const bool parallel_items = worth_threads(d, last - first);
         float *chunk = probs_items >= d->batch ? probs + first * per_item : probs;
-        /* S = scale * Q K^T per (b, h): (T, hd) x (hd, T) -> (T, T); the
-         * heads of one item are one batched product (head h's columns
-         * start h*hd into each row of q, k, v and out). */
-#pragma omp parallel for schedule(static) if (parallel_items)
+        if (worth_threads(d, last - first)) {
+            /* Each thread takes whole items, all three steps of one item
+             * after another: one OpenMP region per chunk, and an item's
+             * scores are still in the thread's cache when its softmax and
+             * P V read them. */
+#pragma omp parallel for schedule(static)
+            for (int64_t b = first; b < last; b++)
+                forward_item(d, q, k, v, out, chunk + (b - first) * per_item, b);
+            continue;
+        }
+        /* Few items: each step over the chunk at once, the products
+         * threaded over heads (mc_gemm_batched), the softmax over rows. */
         for (int64_t b = first; b < last; b++)
             mc_gemm_batched(d->precision, false, true, T, T, hd, scale, q + row_offset(d, b, 0, 0),
                             D, hd, k + row_offset(d, b, 0, 0), D, hd, 0.0f,
                             chunk + (b - first) * per_item, T, T * T, d->heads);
-        masked_softmax_rows(d, chunk, (last - first) * d->heads * T);
-        /* O = P V: (T, T) x (T, hd) -> (T, hd), written into out's columns */
-#pragma omp parallel for schedule(static) if (parallel_items)
+        const int64_t n_rows = (last - first) * d->heads * T;
+        masked_softmax_rows(d, chunk, n_rows, softmax_worth_threads(d, n_rows));
         for (int64_t b = first; b < last; b++)
             mc_gemm_batched(d->precision, false, false, T, hd, T, 1.0f,
                             chunk + (b - first) * per_item, T, T * T, v + row_offset(d, b, 0, 0), D,

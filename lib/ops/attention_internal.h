@@ -19,9 +19,10 @@ typedef struct mc_attention_dims {
     mc_precision precision; /* of the two products' operands (the graph's) */
 } mc_attention_dims;
 
-/* The fast forward: a GEMM per (b, h) for S = Q K^T and O = P V, the
- * masked softmax between them OpenMP-parallel over rows, batch items taken
- * probs_items at a time.
+/* The fast forward: a GEMM per (b, h) for S = Q K^T and O = P V with the
+ * masked softmax between them, batch items taken probs_items at a time,
+ * each thread taking whole items (or, with fewer items than threads, the
+ * products threaded over heads and the softmax over rows).
  *   q, k, v: (B, T, D); out: (B, T, D), overwritten;
  *   probs: (probs_items, H, T, T), overwritten with the softmax probabilities
  *   (masked entries 0). With probs_items >= B it ends up holding every

@@ -13,6 +13,9 @@
  * product run one after another, since with a shared b their gradients
  * add into one buffer. */
 #include "mmchain/ops.h"
+#include "core/parallel.h"
+#include "core/vector_clones.h"
+#include "ops/activation_internal.h"
 #include "ops/gemm_internal.h"
 #include "ops/naive.h"
 #include "ops/weight_bf16.h"
@@ -156,14 +159,17 @@ typedef struct linear_dims {
     int64_t rows, in_features, out_features; /* rows = every leading dim of x */
 } linear_dims;
 
+/* The weight is (out, in), or (out, d1, d2, ...) used as (out, d1 * d2 * ...). */
 static mc_status linear_shapes(const mc_tensor *x, const mc_tensor *w, const mc_tensor *bias,
                                linear_dims *d) {
     char xs[160], ws[160], bs[160];
-    if (w->shape.ndim != 2)
-        return mc_error(MC_ERR_SHAPE, "linear: weight %s must be 2-D (out_features, in_features)",
+    if (!x || !w) return mc_error(MC_ERR_ARG, "linear: input or weight is NULL");
+    if (w->shape.ndim < 2)
+        return mc_error(MC_ERR_SHAPE, "linear: weight %s must be (out_features, in_features) or "
+                        "(out_features, ...) with the trailing dimensions making in_features",
                         mc_tensor_str(w, ws, sizeof ws));
     d->out_features = w->shape.dim[0];
-    d->in_features = w->shape.dim[1];
+    d->in_features = w->numel / d->out_features;
     if (mc_tensor_dim(x, -1) != d->in_features)
         return mc_error(MC_ERR_SHAPE, "linear: input %s has %lld features, weight %s expects %lld",
                         mc_tensor_str(x, xs, sizeof xs), (long long)mc_tensor_dim(x, -1),
@@ -176,25 +182,52 @@ static mc_status linear_shapes(const mc_tensor *x, const mc_tensor *w, const mc_
     return check_blas_size("linear", d->rows, d->in_features, d->out_features);
 }
 
-static mc_status linear_backward(mc_node *node) {
-    mc_tensor *x = node->in[0], *w = node->in[1], *bias = node->in[2], *y = node->out;
-    const linear_dims *d = node->saved;
-    const float *dy = y->grad; // dy: (rows, out)
+/* What the product adds onto (beta = 1): every row of y set to `bias`, or,
+ * with a residual, to residual's row plus bias (bias may be NULL then).
+ * In parallel over rows: these are passes over the whole output, run
+ * between two threaded products. y, residual: (rows, n); bias: (n). */
+MC_VECTOR_CLONES
+static void start_rows(float *y, const float *bias, const float *residual, int64_t rows, int64_t n) {
+#pragma omp parallel for schedule(static) if (rows * n > MC_PARALLEL_MIN_WORK)
+    for (int64_t r = 0; r < rows; r++) {
+        float *row = y + r * n;
+        if (!residual) {
+            memcpy(row, bias, (size_t)n * sizeof(float));
+        } else if (!bias) {
+            memcpy(row, residual + r * n, (size_t)n * sizeof(float));
+        } else {
+            const float *res = residual + r * n;
+#pragma omp simd
+            for (int64_t j = 0; j < n; j++) row[j] = res[j] + bias[j];
+        }
+    }
+}
+
+/* The output of a linear op: (..., out_features) for x (..., in_features). */
+static mc_shape linear_output_shape(const mc_tensor *x, const linear_dims *d) {
+    mc_shape shape = x->shape;
+    shape.dim[shape.ndim - 1] = d->out_features;
+    return shape;
+}
+
+/* Adds the gradients of y = x W^T + bias, given dy (rows, out), into those
+ * of x, w and bias that require one (bias may be NULL). */
+static mc_status linear_gradients(mc_graph *g, const linear_dims *d, mc_tensor *x, mc_tensor *w,
+                                  mc_tensor *bias, const float *dy) {
     if (x->requires_grad) { /* dx (rows, in) += dy (rows, out) @ W (out, in) */
         float *gx;
-        MC_TRY(mc_grad_buffer(node->graph, x, &gx));
-        MC_TRY(gemm_weight(node->graph, false, false, d->rows, d->in_features, d->out_features, dy,
-                           w, 1.0f, gx));
+        MC_TRY(mc_grad_buffer(g, x, &gx));
+        MC_TRY(gemm_weight(g, false, false, d->rows, d->in_features, d->out_features, dy, w, 1.0f,
+                           gx));
     }
     if (w->requires_grad) { /* dW (out, in) += dy^T (out, rows) @ x (rows, in) */
         float *gw;
-        MC_TRY(mc_grad_buffer(node->graph, w, &gw));
-        gemm(node->graph, true, false, d->out_features, d->in_features, d->rows, dy, x->data,
-             1.0f, gw);
+        MC_TRY(mc_grad_buffer(g, w, &gw));
+        gemm(g, true, false, d->out_features, d->in_features, d->rows, dy, x->data, 1.0f, gw);
     }
     if (bias && bias->requires_grad) { /* db (out) += column sums of dy */
         float *gb;
-        MC_TRY(mc_grad_buffer(node->graph, bias, &gb));
+        MC_TRY(mc_grad_buffer(g, bias, &gb));
         for (int64_t r = 0; r < d->rows; r++) {
             const float *dy_row = dy + r * d->out_features;
 #pragma omp simd
@@ -204,23 +237,89 @@ static mc_status linear_backward(mc_node *node) {
     return MC_OK;
 }
 
+/* inputs: x, weight, bias (or fewer when there is none) */
+static mc_status linear_backward(mc_node *node) {
+    return linear_gradients(node->graph, node->saved, node->in[0], node->in[1],
+                            node->n_in > 2 ? node->in[2] : NULL, node->out->grad);
+}
+
 mc_status mc_linear(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias, mc_tensor **out) {
     *out = NULL;
-    if (!x || !weight) return mc_error(MC_ERR_ARG, "linear: input or weight is NULL");
     linear_dims d;
     MC_TRY(linear_shapes(x, weight, bias, &d));
-    mc_shape y_shape = x->shape;
-    y_shape.dim[y_shape.ndim - 1] = d.out_features;
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor_uninit(g, y_shape, "linear", &y)); /* bias rows or beta 0: all written */
+    /* bias rows or beta 0: all written */
+    MC_TRY(mc_graph_tensor_uninit(g, linear_output_shape(x, &d), "linear", &y));
     /* Start y as the bias in every row, then add x W^T on top (beta = 1). */
-    if (bias)
-        for (int64_t r = 0; r < d.rows; r++)
-            memcpy(y->data + r * d.out_features, bias->data, (size_t)d.out_features * sizeof(float));
+    if (bias) start_rows(y->data, bias->data, NULL, d.rows, d.out_features);
     MC_TRY(gemm_weight(g, false, true, d.rows, d.out_features, d.in_features, x->data, weight,
                        bias ? 1.0f : 0.0f, y->data));
     mc_tensor *in[3] = {x, weight, bias};
     MC_TRY(mc_op_record_saved(g, "linear", linear_backward, y, bias ? 3 : 2, in, &d, sizeof d));
+    *out = y;
+    return MC_OK;
+}
+
+mc_status mc_linear_activation(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                               mc_activation activation, mc_tensor **out) {
+    *out = NULL;
+    if (!mc_activation_valid(activation))
+        return mc_error(MC_ERR_ARG, "linear_activation: activation %d is not one of gelu, "
+                        "quick_gelu, relu", (int)activation);
+    linear_dims d;
+    MC_TRY(linear_shapes(x, weight, bias, &d));
+    mc_tensor *in[3] = {x, weight, bias};
+    if (mc_graph_should_record(g, 3, in)) {
+        /* Backward needs the product before the activation: the two ops. */
+        mc_tensor *product;
+        MC_TRY(mc_linear(g, x, weight, bias, &product));
+        return mc_activate(g, activation, product, out);
+    }
+    mc_tensor *y; /* beta 0: all written */
+    MC_TRY(mc_graph_tensor_uninit(g, linear_output_shape(x, &d), "linear_activation", &y));
+    MC_TRY(gemm_weight(g, false, true, d.rows, d.out_features, d.in_features, x->data, weight,
+                       0.0f, y->data));
+    mc_bias_activation_rows(activation, y->data, bias ? bias->data : NULL, d.rows, d.out_features);
+    *out = y;
+    return MC_OK;
+}
+
+/* inputs: x, weight, residual, bias (or fewer when there is none) */
+static mc_status linear_residual_backward(mc_node *node) {
+    mc_tensor *residual = node->in[2];
+    const float *dy = node->out->grad;
+    MC_TRY(linear_gradients(node->graph, node->saved, node->in[0], node->in[1],
+                            node->n_in > 3 ? node->in[3] : NULL, dy));
+    if (!residual->requires_grad) return MC_OK;
+    float *gr; /* d residual += dy */
+    MC_TRY(mc_grad_buffer(node->graph, residual, &gr));
+    const int64_t n = residual->numel;
+#pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) gr[i] += dy[i];
+    return MC_OK;
+}
+
+mc_status mc_linear_residual(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bias,
+                             mc_tensor *residual, mc_tensor **out) {
+    *out = NULL;
+    linear_dims d;
+    MC_TRY(linear_shapes(x, weight, bias, &d));
+    const mc_shape shape = linear_output_shape(x, &d);
+    char rs[160], xs[160];
+    if (!residual)
+        return mc_error(MC_ERR_ARG, "linear_residual: the residual is NULL");
+    if (!mc_shape_equal(residual->shape, shape))
+        return mc_error(MC_ERR_SHAPE, "linear_residual: residual %s must have the shape of the "
+                        "product of %s, (..., %lld)", mc_tensor_str(residual, rs, sizeof rs),
+                        mc_tensor_str(x, xs, sizeof xs), (long long)d.out_features);
+    mc_tensor *y; /* residual (+ bias) rows: all written */
+    MC_TRY(mc_graph_tensor_uninit(g, shape, "linear_residual", &y));
+    start_rows(y->data, bias ? bias->data : NULL, residual->data, d.rows, d.out_features);
+    MC_TRY(gemm_weight(g, false, true, d.rows, d.out_features, d.in_features, x->data, weight,
+                       1.0f, y->data));
+    mc_tensor *in[4] = {x, weight, residual, bias};
+    MC_TRY(mc_op_record_saved(g, "linear_residual", linear_residual_backward, y, bias ? 4 : 3, in,
+                              &d, sizeof d));
     *out = y;
     return MC_OK;
 }

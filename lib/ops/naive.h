@@ -37,6 +37,13 @@ void mc_sgemm_bf16_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
 void mc_matmul_naive(const float *a, const float *b, float *out, int64_t M, int64_t K, int64_t N,
                      bool transpose_b);
 
+/* ---- activation.c ----
+ * mc_bias_activation_rows (activation_internal.h) by the definitions in
+ * double precision: y[r][j] = f(y[r][j] + bias[j]), f exact GELU (libm's
+ * erf), x / (1 + e^(-1.702 x)) or relu; bias may be NULL. y: (rows, n). */
+void mc_bias_activation_rows_naive(mc_activation activation, float *y, const float *bias,
+                                   int64_t rows, int64_t n);
+
 /* ---- elementwise.c ----
  * The broadcasting binary ops one element at a time from its full index;
  * op is "add", "sub", "mul" or "div". Records nothing. */

@@ -150,7 +150,7 @@ static mc_status permute_op(mc_graph *g, const char *op, mc_tensor *x, const int
     mc_shape y_shape = x->shape;
     for (int i = 0; i < x->shape.ndim; i++) y_shape.dim[i] = x->shape.dim[perm[i]];
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, y_shape, op, &y));
+    MC_TRY(mc_graph_tensor_uninit(g, y_shape, op, &y)); /* every element is written */
     permute_kernel(x->data, x->shape, perm, y->data, false);
     permute_saved saved = {{0}};
     memcpy(saved.perm, perm, (size_t)x->shape.ndim * sizeof(int));
@@ -246,7 +246,7 @@ mc_status mc_slice(mc_graph *g, mc_tensor *x, int dim, int64_t start, int64_t en
     mc_shape y_shape = x->shape;
     y_shape.dim[d] = last - first;
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, y_shape, "slice", &y));
+    MC_TRY(mc_graph_tensor_uninit(g, y_shape, "slice", &y)); /* every chunk is copied */
     mc_dim_split s = mc_split_at(x->shape, d);
     slice_kernel(x->data, len, y->data, last - first, s.outer, s.inner, first, false);
     slice_saved saved = {.dim = d, .start = first};
@@ -307,7 +307,7 @@ static mc_status concat_few(mc_graph *g, int n, mc_tensor *const *xs, int d, mc_
     y_shape.dim[d] = 0;
     for (int i = 0; i < n; i++) y_shape.dim[d] += xs[i]->shape.dim[d];
     mc_tensor *y;
-    MC_TRY(mc_graph_tensor(g, y_shape, "concat", &y));
+    MC_TRY(mc_graph_tensor_uninit(g, y_shape, "concat", &y)); /* the inputs fill it */
     mc_dim_split s = mc_split_at(y_shape, d); /* s.n: y's length along d */
     int64_t offset = 0;
     for (int i = 0; i < n; i++) {
