@@ -7,6 +7,8 @@
  * Shapes (M x N x K, transposes as the callers pass them):
  *   ResNet-50 at 64x64, batch 32: a 1x1 conv, a 3x3 conv and a layer4 conv,
  *     each as forward (NT), input gradient (NN) and weight gradient (TN);
+ *   ResNet-50 at 64x64, batch 100: the forward of layer1's and layer2's
+ *     expanding 1x1 convs (small K, large C: the train100 step's);
  *   CLIP ViT-B/32 at batch 16: the MLP's first linear (50 tokens x 16);
  *   CLIP text, 10 prompts: the attention projection (770 tokens);
  *   one attention head (T = 77, head 64).
