@@ -12,7 +12,8 @@
 #include "mmchain/error.h"
 
 /* Room for `need` items of item_size bytes in *items, an array of
- * *capacity items: the capacity doubles (from `first` when 0) until it
+ * *capacity items: the capacity doubles (from `first` when 0; a `first` of
+ * 0 counts as 1, so the doubling always ends) until it
  * holds `need`, and the contents are kept. When memory runs out (or `need`
  * is past what size_t can count in bytes, e.g. a negative count cast),
  * *items and *capacity are unchanged and the error names `what` (e.g.
@@ -23,7 +24,7 @@ static inline mc_status mc_grow(void **items, size_t *capacity, size_t need, siz
     /* Doubling stays below 2 * need: no overflow, and the loop ends. */
     if (need > SIZE_MAX / 2 / item_size)
         return mc_error(MC_ERR_NOMEM, "out of memory for %zu %s", need, what);
-    size_t grown_capacity = *capacity ? *capacity : first;
+    size_t grown_capacity = *capacity ? *capacity : (first ? first : 1);
     while (grown_capacity < need) grown_capacity *= 2;
     void *grown = realloc(*items, grown_capacity * item_size);
     if (!grown) return mc_error(MC_ERR_NOMEM, "out of memory for %zu %s", grown_capacity, what);
