@@ -234,6 +234,8 @@ static mc_status load_rgb_views(const mc_chain_tower *tower, const mc_chain_data
 static mc_status compute_plain(const mc_chain_tower *tower, const mc_chain_data *data, int batch,
                                void *ctx, int begin, int end, mc_tensor *out) {
     (void)ctx;
+    mc_graph *g; /* one for all batches: its arena is filled once */
+    MC_TRY(mc_graph_new(&g));
     mc_status status = MC_OK;
     for (int first = begin; first < end && status == MC_OK; first += batch) {
         int n = end - first < batch ? end - first : batch;
@@ -241,9 +243,10 @@ static mc_status compute_plain(const mc_chain_tower *tower, const mc_chain_data 
         status = load_rgb_views(tower, data, first, n, &rgb);
         if (status != MC_OK) break;
         mc_tensor rows = mc_tensor_rows(out, first, n);
-        status = mc_chain_tower_embed(tower, rgb, batch, &rows);
+        status = mc_chain_tower_embed_on(tower, g, rgb, batch, &rows);
         mc_tensor_free(rgb);
     }
+    mc_graph_free(g);
     return status;
 }
 
@@ -288,7 +291,8 @@ static mc_status compute_crops(const mc_chain_tower *tower, const mc_chain_data 
     const crop_job *job = ctx;
     mc_augment_params *params = malloc((size_t)batch * sizeof *params);
     mc_tensor *rgb = NULL, *cut = NULL, *embeds = NULL;
-    mc_status status = params ? MC_OK : mc_error(MC_ERR_NOMEM, "crop targets: out of memory");
+    mc_graph *g = NULL; /* one for all batches: its arena is filled once */
+    mc_status status = params ? mc_graph_new(&g) : mc_error(MC_ERR_NOMEM, "crop targets: out of memory");
     for (int first = begin; first < end && status == MC_OK; first += batch) {
         int n = end - first < batch ? end - first : batch;
         status = load_rgb_views(tower, data, first, n, &rgb);
@@ -298,7 +302,7 @@ static mc_status compute_crops(const mc_chain_tower *tower, const mc_chain_data 
             for (int i = 0; i < n; i++)
                 mc_chain_crop_params(job->seed, first + i, k, job->config, &params[i]);
             status = mc_augment_apply(rgb, params, n, cut);
-            if (status == MC_OK) status = mc_chain_tower_embed(tower, cut, batch, embeds);
+            if (status == MC_OK) status = mc_chain_tower_embed_on(tower, g, cut, batch, embeds);
             int64_t e = out->shape.dim[1];
             for (int i = 0; i < n && status == MC_OK; i++) /* row item * K + k */
                 memcpy(out->data + ((int64_t)(first + i) * job->crops + k) * e,
@@ -309,6 +313,7 @@ static mc_status compute_crops(const mc_chain_tower *tower, const mc_chain_data 
         mc_tensor_free(embeds);
         rgb = cut = embeds = NULL;
     }
+    mc_graph_free(g);
     free(params);
     return status;
 }
