@@ -1,6 +1,7 @@
 /* The graph: a bump-allocating arena for one step, and the tape. */
 #include "mmchain/autograd.h"
 #include "core/grow.h"
+#include "core/parallel.h"
 #include "core/profile.h"
 
 #include <stdatomic.h>
@@ -170,7 +171,7 @@ static mc_status arena_alloc(mc_graph *g, size_t bytes, bool zero, void **out) {
      * last: its forward time runs from here to mc_graph_record. */
     if (mc_profile_enabled && g->grad_enabled && !g->profile_op_start_ns)
         g->profile_op_start_ns = mc_profile_now_ns();
-    if (zero) memset(memory, 0, size);
+    if (zero) mc_zero_parallel(memory, size);
     *out = memory;
     return MC_OK;
 }
@@ -607,7 +608,7 @@ static mc_status block_of_its_own(mc_graph *g, size_t bytes, const char *name, b
             best = b;
     }
     if (best) {
-        if (zero) memset(best->memory, 0, bytes);
+        if (zero) mc_zero_parallel(best->memory, bytes);
         best->in_use = true;
         *out = *best;
         return MC_OK;
@@ -641,7 +642,7 @@ static mc_status grad_block_acquire(mc_graph *g, size_t bytes, const char *name,
     grad_block block;
     if (g->following_plan) {
         block = (grad_block){(float *)(g->plan_region + g->plan[k].offset), bytes, k, true, true};
-        if (zero) memset(block.memory, 0, bytes);
+        if (zero) mc_zero_parallel(block.memory, bytes);
     } else {
         /* blocks_unmap_free may compact the table: add after it. */
         MC_TRY(block_of_its_own(g, bytes, name, zero, &block));

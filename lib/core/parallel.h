@@ -15,4 +15,11 @@
 
 enum { MC_PARALLEL_MIN_WORK = 1 << 15 };
 
+#include <stddef.h>
+
+/* memset(memory, 0, bytes), a large block in parts over the threads: the
+ * gradients and arena memory that must start as zeros are zeroed on the
+ * thread that walks the graph, while the others would wait. (tensor.c) */
+void mc_zero_parallel(void *memory, size_t bytes);
+
 #endif

@@ -1,5 +1,6 @@
 /* Heap tensors, shapes and tensor contents. */
 #include "mmchain/tensor.h"
+#include "core/parallel.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -133,8 +134,23 @@ void mc_tensor_fill(mc_tensor *t, float value) {
     mc_tensor_touch(t);
 }
 
+/* Parts of 64 KiB that mc_zero_parallel shares out. */
+enum { ZERO_PART_BYTES = 64 << 10 };
+
+void mc_zero_parallel(void *memory, size_t bytes) {
+    unsigned char *bytes_at = memory;
+    const int64_t parts = (int64_t)((bytes + ZERO_PART_BYTES - 1) / ZERO_PART_BYTES);
+#pragma omp parallel for schedule(static) if (bytes >= MC_PARALLEL_MIN_WORK * sizeof(float))
+    for (int64_t part = 0; part < parts; part++) {
+        const size_t start = (size_t)part * ZERO_PART_BYTES;
+        memset(bytes_at + start, 0, bytes - start < ZERO_PART_BYTES ? bytes - start : ZERO_PART_BYTES);
+    }
+}
+
 void mc_tensor_zero_grad(mc_tensor *t) {
-    if (t->grad) memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+    /* A training loop zeroes every parameter's gradient each step
+     * (ResNet-50: 98 MB). */
+    if (t->grad) mc_zero_parallel(t->grad, (size_t)t->numel * sizeof(float));
 }
 
 void mc_tensor_uniform(mc_tensor *t, mc_rng *rng, float low, float high) {
