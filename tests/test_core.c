@@ -150,27 +150,40 @@ END_TEST
 /* The inference loop's pattern: each stage's output kept, the rest released.
  * Every value must survive wherever the new place falls: just after the
  * mark, overlapping the old place in the same chunk (small scratch before
- * it), or in a newer chunk the release gave back (large scratch). */
+ * it), or in a newer chunk the release gave back (large scratch). Twice:
+ * with the mark taken on an empty graph (every chunk goes back to the
+ * spares) and after a first tensor (the mark's chunk rewinds). */
 START_TEST(test_release_keep_moves_every_value) {
-    mc_graph *g;
-    MC_CHECK_OK(mc_graph_new(&g));
-    mc_graph_mark mark = mc_graph_get_mark(g);
-    mc_tensor *h = NULL;
-    for (int stage = 0; stage < 8; stage++) {
-        mc_tensor *scratch;
-        MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(stage % 2 ? 1 << 19 : 5), "scratch", &scratch));
-        const int64_t n = 3000 + 100001 * (stage % 3);
-        MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(n), "h", &h));
-        for (int64_t i = 0; i < n; i++) h->data[i] = (float)(i % 4093) + 0.25f * (float)stage;
-        MC_CHECK_OK(mc_graph_release_keep(g, mark, &h));
-        ck_assert_int_eq(h->numel, n);
-        ck_assert_str_eq(h->name, "h");
-        int64_t wrong = 0;
-        for (int64_t i = 0; i < n; i++) wrong += h->data[i] != (float)(i % 4093) + 0.25f * (float)stage;
-        ck_assert_int_eq(wrong, 0);
-        ck_assert_uint_lt(mc_graph_arena_bytes(g), (size_t)n * sizeof(float) + 1024);
+    for (int first_tensor = 0; first_tensor < 2; first_tensor++) {
+        mc_graph *g;
+        MC_CHECK_OK(mc_graph_new(&g));
+        mc_tensor *before = NULL;
+        if (first_tensor) {
+            MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(64), "before", &before));
+            for (int64_t i = 0; i < 64; i++) before->data[i] = (float)(i + 1);
+        }
+        mc_graph_mark mark = mc_graph_get_mark(g);
+        ck_assert(first_tensor ? mark.chunk != NULL : mark.chunk == NULL);
+        mc_tensor *h = NULL;
+        for (int stage = 0; stage < 8; stage++) {
+            mc_tensor *scratch;
+            MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(stage % 2 ? 1 << 19 : 5), "scratch", &scratch));
+            const int64_t n = 3000 + 100001 * (stage % 3);
+            MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(n), "h", &h));
+            for (int64_t i = 0; i < n; i++) h->data[i] = (float)(i % 4093) + 0.25f * (float)stage;
+            MC_CHECK_OK(mc_graph_release_keep(g, mark, &h));
+            ck_assert_int_eq(h->numel, n);
+            ck_assert_str_eq(h->name, "h");
+            int64_t wrong = 0;
+            for (int64_t i = 0; i < n; i++)
+                wrong += h->data[i] != (float)(i % 4093) + 0.25f * (float)stage;
+            ck_assert_int_eq(wrong, 0);
+            ck_assert_uint_lt(mc_graph_arena_bytes(g), (size_t)n * sizeof(float) + 2048);
+            if (before)
+                for (int64_t i = 0; i < 64; i++) ck_assert_float_eq(before->data[i], (float)(i + 1));
+        }
+        mc_graph_free(g);
     }
-    mc_graph_free(g);
 }
 END_TEST
 

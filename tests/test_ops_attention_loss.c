@@ -128,6 +128,21 @@ START_TEST(test_attention_fast_matches_naive) {
                                  1e-4, 1e-5);
             mc_test_assert_close("attention probs fast vs naive", p_fast, p_naive, (long)n_probs,
                                  1e-4, 1e-6);
+            /* The per-item path (each thread whole items) and the step path
+             * (each step over all items, taken with more threads than
+             * items) give the same bits: splitting a product over heads or
+             * items leaves each sum's order as it is. */
+            {
+                const int threads = mc_get_num_threads();
+                mc_set_num_threads((int)d.batch + 1);
+                mc_attention_forward_fast(&d, q, k, v, dq_fast, scratch, d.batch);
+                mc_set_num_threads(threads);
+                ck_assert_msg(memcmp(dq_fast, out_fast, n * sizeof(float)) == 0,
+                              "attention forward: step path differs from per-item path");
+                ck_assert_msg(memcmp(scratch, p_fast, n_probs * sizeof(float)) == 0,
+                              "attention probs: step path differs from per-item path");
+                memset(dq_fast, 0, n * sizeof(float));
+            }
             /* inference's chunks: probabilities of two items at a time, reused */
             if (d.batch > 2) {
                 mc_attention_forward_fast(&d, q, k, v, dq_fast, scratch, 2);

@@ -168,7 +168,9 @@ typedef struct mc_graph_mark {
 } mc_graph_mark;
 mc_graph_mark mc_graph_get_mark(const mc_graph *g);
 /* Free everything allocated after `mark`, except *keep (may be NULL), which
- * is copied to fresh memory just after the mark; *keep then points to it. */
+ * moves to the arena's first free place after the release (just after the
+ * mark in its chunk, or the start of a spare or new chunk); *keep then
+ * points to it. */
 mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **keep);
 
 /* Recomputation (gradient checkpointing, as torch.utils.checkpoint): run a

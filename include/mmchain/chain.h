@@ -285,7 +285,7 @@ mc_status mc_checkpoint_metadata_get(const char *path, const char *key, char *bu
  * (N, E) (caller-allocated), through mc_clip_preprocess (bicubic to the
  * tower's size, CLIP normalisation) and the frozen tower without gradients,
  * `batch` images at a time: mc_clip_embed_images (clip.h) with rgb = true,
- * after checking that the checkpoint has an image tower and the shapes. */
+ * which checks that the checkpoint has an image tower and the shapes. */
 mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_tensor *out);
 
 /* The targets of a data source's un-augmented RGB views: *out heap (count, E).

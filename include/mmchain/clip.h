@@ -117,10 +117,17 @@ mc_status mc_clip_zero_shot_logits(const mc_tensor *image_embeds, const mc_tenso
 
 /* images (N, 3, H, W) -> out (N, E), caller-allocated, projected, not
  * normalised. rgb: the images are RGB in 0..1 of any size, preprocessed
- * (mc_clip_preprocess, bicubic with antialiasing) one batch at a time;
+ * (mc_clip_preprocess_on, bicubic with antialiasing) one batch at a time;
  * otherwise they are already pixels (N, 3, S, S), CLIP-normalised. */
 mc_status mc_clip_embed_images(mc_clip *clip, const mc_tensor *images, bool rgb, int batch,
                                mc_tensor *out);
+/* The same on the caller's graph g, reset after every batch (and left
+ * reset, its gradient switch as it was): a caller that embeds again and
+ * again (a trainer's targets every step) keeps g, so the arena's pages
+ * are faulted in once, not per call. Same embeddings as
+ * mc_clip_embed_images. */
+mc_status mc_clip_embed_images_on(mc_clip *clip, mc_graph *g, const mc_tensor *images, bool rgb,
+                                  int batch, mc_tensor *out);
 /* ids: n rows of context ids (sot ... eot, zero padding) -> out (n, E),
  * caller-allocated. */
 mc_status mc_clip_embed_texts(mc_clip *clip, const int32_t *ids, int64_t n, int batch,

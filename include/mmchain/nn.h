@@ -242,7 +242,8 @@ mc_status mc_mlp_init(mc_param_list *params, const char *prefix, int in_features
                       mc_rng *rng, mc_mlp *out);
 /* x (..., in) -> *out (..., out). */
 mc_status mc_mlp_forward(mc_graph *g, const mc_mlp *layer, mc_tensor *x, mc_tensor **out);
-/* The activation alone (the one an mc_mlp applies). */
+/* The activation alone (the one an mc_mlp applies): mc_activate (ops.h),
+ * kept under this name for the layer kit's users. */
 mc_status mc_activation_forward(mc_graph *g, mc_activation activation, mc_tensor *x,
                                 mc_tensor **out);
 

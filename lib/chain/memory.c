@@ -177,11 +177,13 @@ mc_status mc_chain_estimate_memory(const mc_chain_memory_plan *p, mc_chain_memor
 
     /* The peak: everything held for the whole run, plus the largest of the
      * phases that do not overlap (embedding the targets before training, a
-     * step — with CLIP's forward inside it when targets are made on the fly
-     * — and validation). */
-    size_t held = out->weights + out->gradients + out->optimizer + out->clip + out->targets;
-    size_t step_phase = out->step + out->step_extra + (on_the_fly ? out->clip_forward : 0);
-    size_t phase = step_phase > out->clip_forward ? step_phase : out->clip_forward;
+     * step, validation). With targets made on the fly the trainer keeps
+     * CLIP's forward graph (its arena) from step to step, validation
+     * included: then it is held for the whole run. */
+    size_t held = out->weights + out->gradients + out->optimizer + out->clip + out->targets +
+                  (on_the_fly ? out->clip_forward : 0);
+    size_t phase = out->step + out->step_extra;
+    if (!on_the_fly && out->clip_forward > phase) phase = out->clip_forward;
     if (out->validation > phase) phase = out->validation;
     out->total = held + phase;
     return MC_OK;

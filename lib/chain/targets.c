@@ -28,34 +28,6 @@
  * embedding RGB views
  * ------------------------------------------------------------------------- */
 
-/* rgb (N, 3, H, W) -> out (N, E) on g: each batch preprocessed into g's
- * arena (mc_clip_preprocess_on), embedded, g reset. The same pixels and
- * products as mc_clip_embed_images with rgb set, so the same embeddings. */
-static mc_status embed_rgb_on(mc_clip *clip, mc_graph *g, const mc_tensor *rgb, int batch, mc_tensor *out) {
-    char a[128], b[128];
-    if (!clip || !g || !rgb || !out || batch < 1) return mc_error(MC_ERR_ARG, "embed RGB: bad arguments");
-    if (!clip->config.has_vision)
-        return mc_error(MC_ERR_ARG, "embed RGB: the CLIP checkpoint has no image tower");
-    if (rgb->shape.ndim != 4 || rgb->shape.dim[1] != 3 || out->shape.ndim != 2 ||
-        out->shape.dim[0] != rgb->shape.dim[0] || out->shape.dim[1] != clip->config.embed_dim)
-        return mc_error(MC_ERR_SHAPE, "embed RGB: rgb %s -> out %s, expected (N, 3, H, W) -> (N, %d)",
-                        mc_tensor_str(rgb, a, sizeof a), mc_tensor_str(out, b, sizeof b),
-                        clip->config.embed_dim);
-    bool was_enabled = mc_graph_set_grad_enabled(g, false); /* the teacher is frozen: no tape */
-    const int64_t total = rgb->shape.dim[0], e = out->shape.dim[1];
-    mc_status status = MC_OK;
-    for (int64_t first = 0; first < total && status == MC_OK; first += batch) {
-        int64_t n = total - first < batch ? total - first : batch;
-        mc_tensor chunk = mc_tensor_rows(rgb, first, n), *pixels, *embeds;
-        status = mc_clip_preprocess_on(g, &chunk, clip->config.vision.image_size, true, &pixels);
-        if (status == MC_OK) status = mc_clip_encode_image(clip, g, pixels, &embeds);
-        if (status == MC_OK) memcpy(out->data + first * e, embeds->data, (size_t)(n * e) * sizeof(float));
-        mc_graph_reset(g);
-    }
-    mc_graph_set_grad_enabled(g, was_enabled);
-    return status;
-}
-
 mc_status mc_chain_embed_rgb(mc_clip *clip, const mc_tensor *rgb, int batch, mc_tensor *out) {
     if (!clip) return mc_error(MC_ERR_ARG, "embed RGB: no CLIP");
     const mc_chain_tower tower = {.clip = clip};
@@ -73,7 +45,7 @@ int mc_chain_tower_dim(const mc_chain_tower *tower) {
 
 mc_status mc_chain_tower_embed_on(const mc_chain_tower *tower, mc_graph *g, const mc_tensor *views,
                                   int batch, mc_tensor *out) {
-    if (tower->clip) return embed_rgb_on(tower->clip, g, views, batch, out);
+    if (tower->clip) return mc_clip_embed_images_on(tower->clip, g, views, true, batch, out);
     return mc_chain_teacher_embed_on(tower->teacher, g, views, batch, out);
 }
 
@@ -101,7 +73,11 @@ static mc_status cache_key(const mc_chain_tower *tower, const mc_chain_data *dat
         snprintf(preprocessing, sizeof preprocessing,
                  "rgb %dx%d -> bicubic antialias %d, CLIP mean/std", data->rgb_height, data->rgb_width,
                  tower->clip->config.vision.image_size);
-        h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain clip targets v1");
+        /* v2: the tower's inference since then sums its softmax in 16 lanes
+         * and adds the fc1 bias after the product, which changes the
+         * embeddings at float rounding: a v1 cache would no longer equal
+         * the targets made on the fly bit for bit. */
+        h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain clip targets v2");
     } else {
         mc_chain_teacher_fingerprint(tower->teacher, fingerprint);
         snprintf(preprocessing, sizeof preprocessing, "teacher view %dx%dx%d", data->rgb_channels,

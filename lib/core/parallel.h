@@ -13,13 +13,14 @@
 #ifndef MMCHAIN_CORE_PARALLEL_H
 #define MMCHAIN_CORE_PARALLEL_H
 
-enum { MC_PARALLEL_MIN_WORK = 1 << 15 };
-
 #include <stddef.h>
 
-/* memset(memory, 0, bytes), a large block in parts over the threads: the
- * gradients and arena memory that must start as zeros are zeroed on the
- * thread that walks the graph, while the others would wait. (tensor.c) */
+enum { MC_PARALLEL_MIN_WORK = 1 << 15 };
+
+/* memset(memory, 0, bytes), a large block in parts over the threads, a
+ * small one with a plain memset. Why: the gradients and arena memory that
+ * must start as zeros are zeroed by the thread that walks the graph, and a
+ * single memset there leaves the other threads waiting. (tensor.c) */
 void mc_zero_parallel(void *memory, size_t bytes);
 
 #endif

@@ -138,9 +138,15 @@ void mc_tensor_fill(mc_tensor *t, float value) {
 enum { ZERO_PART_BYTES = 64 << 10 };
 
 void mc_zero_parallel(void *memory, size_t bytes) {
+    /* Most calls are small (every zeroed arena allocation, tensor headers
+     * included): a plain memset, without even a one-thread team. */
+    if (bytes < MC_PARALLEL_MIN_WORK * sizeof(float)) {
+        if (bytes) memset(memory, 0, bytes);
+        return;
+    }
     unsigned char *bytes_at = memory;
     const int64_t parts = (int64_t)((bytes + ZERO_PART_BYTES - 1) / ZERO_PART_BYTES);
-#pragma omp parallel for schedule(static) if (bytes >= MC_PARALLEL_MIN_WORK * sizeof(float))
+#pragma omp parallel for schedule(static)
     for (int64_t part = 0; part < parts; part++) {
         const size_t start = (size_t)part * ZERO_PART_BYTES;
         memset(bytes_at + start, 0, bytes - start < ZERO_PART_BYTES ? bytes - start : ZERO_PART_BYTES);

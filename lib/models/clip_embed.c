@@ -25,10 +25,10 @@ static mc_status embed_batch(mc_clip *clip, mc_graph *g, const embed_rows *in, i
     if (in->images) {
         mc_tensor chunk = mc_tensor_rows(in->images, first, n);
         if (in->rgb) {
+            /* the pixels on g's arena, reused batch after batch */
             mc_tensor *pixels = NULL;
-            status = mc_clip_preprocess(&chunk, clip->config.vision.image_size, true, &pixels);
+            status = mc_clip_preprocess_on(g, &chunk, clip->config.vision.image_size, true, &pixels);
             if (status == MC_OK) status = mc_clip_encode_image(clip, g, pixels, &embeds);
-            mc_tensor_free(pixels);
         } else {
             status = mc_clip_encode_image(clip, g, &chunk, &embeds);
         }
@@ -41,16 +41,25 @@ static mc_status embed_batch(mc_clip *clip, mc_graph *g, const embed_rows *in, i
     return MC_OK;
 }
 
-static mc_status embed_all(mc_clip *clip, const embed_rows *in, int batch, mc_tensor *out) {
-    mc_graph *g;
-    MC_TRY(mc_graph_new(&g));
-    mc_graph_set_grad_enabled(g, false); /* inference: no tape */
+/* Every batch on g, reset after each: its arena's pages are faulted in
+ * by the first batch and reused by the others. */
+static mc_status embed_all_on(mc_clip *clip, mc_graph *g, const embed_rows *in, int batch,
+                              mc_tensor *out) {
+    bool was_enabled = mc_graph_set_grad_enabled(g, false); /* inference: no tape */
     mc_status status = MC_OK;
     for (int64_t first = 0; first < in->count && status == MC_OK; first += batch) {
         int n = (int)(in->count - first < batch ? in->count - first : batch);
         status = embed_batch(clip, g, in, first, n, out);
         mc_graph_reset(g);
     }
+    mc_graph_set_grad_enabled(g, was_enabled);
+    return status;
+}
+
+static mc_status embed_all(mc_clip *clip, const embed_rows *in, int batch, mc_tensor *out) {
+    mc_graph *g;
+    MC_TRY(mc_graph_new(&g));
+    mc_status status = embed_all_on(clip, g, in, batch, out);
     mc_graph_free(g);
     return status;
 }
@@ -68,17 +77,30 @@ static mc_status check_output(const mc_clip *clip, const char *what, int64_t row
     return MC_OK;
 }
 
-mc_status mc_clip_embed_images(mc_clip *clip, const mc_tensor *images, bool rgb, int batch,
-                               mc_tensor *out) {
+static mc_status check_images(const mc_clip *clip, const mc_tensor *images, int batch,
+                              const mc_tensor *out) {
     char a[128];
     if (!clip || !images) return mc_error(MC_ERR_ARG, "clip: embed images: NULL argument");
     if (!clip->config.has_vision) return mc_error(MC_ERR_ARG, "clip: embed images: no image tower");
     if (images->shape.ndim != 4 || images->shape.dim[1] != 3)
         return mc_error(MC_ERR_SHAPE, "clip: embed images: %s, expected (N, 3, H, W)",
                         mc_tensor_str(images, a, sizeof a));
-    MC_TRY(check_output(clip, "images", images->shape.dim[0], batch, out));
+    return check_output(clip, "images", images->shape.dim[0], batch, out);
+}
+
+mc_status mc_clip_embed_images(mc_clip *clip, const mc_tensor *images, bool rgb, int batch,
+                               mc_tensor *out) {
+    MC_TRY(check_images(clip, images, batch, out));
     embed_rows in = {.images = images, .rgb = rgb, .count = images->shape.dim[0]};
     return embed_all(clip, &in, batch, out);
+}
+
+mc_status mc_clip_embed_images_on(mc_clip *clip, mc_graph *g, const mc_tensor *images, bool rgb,
+                                  int batch, mc_tensor *out) {
+    if (!g) return mc_error(MC_ERR_ARG, "clip: embed images: NULL graph");
+    MC_TRY(check_images(clip, images, batch, out));
+    embed_rows in = {.images = images, .rgb = rgb, .count = images->shape.dim[0]};
+    return embed_all_on(clip, g, &in, batch, out);
 }
 
 mc_status mc_clip_embed_texts(mc_clip *clip, const int32_t *ids, int64_t n, int batch,

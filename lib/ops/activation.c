@@ -359,8 +359,8 @@ mc_status mc_activate(mc_graph *g, mc_activation activation, mc_tensor *x, mc_te
     case MC_ACT_RELU: return mc_relu(g, x, out);
     }
     *out = NULL;
-    return mc_error(MC_ERR_ARG, "activation %d is not one of gelu, quick_gelu, relu",
-                    (int)activation);
+    return mc_error(MC_ERR_ARG, "activation of %s: %d is not one of gelu, quick_gelu, relu",
+                    x ? x->name : "NULL", (int)activation);
 }
 
 /* ---- add_relu: relu(a + b), the end of a residual block (a fused op) ----

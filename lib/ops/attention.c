@@ -41,6 +41,7 @@
  * over a chunk at once, the softmax backward in parallel over rows. So
  * there are a few OpenMP barriers per call rather than one per item — on a
  * busy machine each barrier can cost a scheduler time slice. */
+#include "mmchain/threads.h"
 #include "ops/attention_internal.h"
 #include "ops/gemm_internal.h"
 #include "core/parallel.h"
@@ -154,7 +155,7 @@ void mc_attention_forward_fast(const mc_attention_dims *d, const float *q, const
     for (int64_t first = 0; first < d->batch; first += probs_items) {
         const int64_t last = first + probs_items < d->batch ? first + probs_items : d->batch;
         float *chunk = probs_items >= d->batch ? probs + first * per_item : probs;
-        if (worth_threads(d, last - first)) {
+        if (worth_threads(d, last - first) && last - first >= mc_get_num_threads()) {
             /* Each thread takes whole items, all three steps of one item
              * after another: one OpenMP region per chunk, and an item's
              * scores are still in the thread's cache when its softmax and

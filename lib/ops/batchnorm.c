@@ -340,16 +340,10 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     const bool shortcut_apart = shortcut && (!x->requires_grad || shortcut == x);
     /* input_grad stores every element of dx (and of d_shortcut when it
      * writes that too), so buffers made here are left unzeroed (`fresh`). */
-    float *d_shortcut = NULL;
-    bool shortcut_fresh = true;
-    if (shortcut && shortcut->requires_grad) {
-        if (shortcut_apart) {
-            MC_TRY(mc_grad_buffer(node->graph, shortcut, &d_shortcut));
-            shortcut_grad(x->numel, node->out->data, dy, d_shortcut);
-            d_shortcut = NULL;
-        } else {
-            MC_TRY(mc_grad_buffer_fresh(node->graph, shortcut, &d_shortcut, &shortcut_fresh));
-        }
+    if (shortcut && shortcut->requires_grad && shortcut_apart) {
+        float *d_shortcut_apart;
+        MC_TRY(mc_grad_buffer(node->graph, shortcut, &d_shortcut_apart));
+        shortcut_grad(x->numel, node->out->data, dy, d_shortcut_apart);
     }
     double *partial, *sum_dy, *sum_dy_xhat;
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(REDUCE_BLOCKS * 2 * c) * sizeof(double), (void **)&partial));
@@ -374,7 +368,15 @@ static mc_status batchnorm2d_backward(mc_node *node) {
      * gradient average adds the shares up). */
     if (saved->training && saved->sum) MC_TRY(saved->sum(sum_dy, 2 * c));
     float *dx, *scale, *mean_g, *mean_g_xhat;
-    bool dx_fresh;
+    MC_TRY(mc_graph_alloc(node->graph, (size_t)(3 * c) * sizeof(float), (void **)&scale));
+    mean_g = scale + c, mean_g_xhat = scale + 2 * c; /* zeroed by mc_graph_alloc */
+    /* The unzeroed buffers are taken last, after the sums and allocations
+     * that can fail, so that a failed backward (short of running out of
+     * memory for these two) leaves none attached unwritten. */
+    float *d_shortcut = NULL;
+    bool shortcut_fresh = true, dx_fresh;
+    if (shortcut && shortcut->requires_grad && !shortcut_apart)
+        MC_TRY(mc_grad_buffer_fresh(node->graph, shortcut, &d_shortcut, &shortcut_fresh));
     MC_TRY(mc_grad_buffer_fresh(node->graph, x, &dx, &dx_fresh));
     /* One pass writes both: stores when both are new, else adds, into
      * zeros for the one that is new (rare: a shortcut with a gradient
@@ -383,8 +385,6 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     if (!fresh && dx_fresh) memset(dx, 0, (size_t)x->numel * sizeof(float));
     if (!fresh && d_shortcut && shortcut_fresh)
         memset(d_shortcut, 0, (size_t)x->numel * sizeof(float));
-    MC_TRY(mc_graph_alloc(node->graph, (size_t)(3 * c) * sizeof(float), (void **)&scale));
-    mean_g = scale + c, mean_g_xhat = scale + 2 * c; /* zeroed by mc_graph_alloc */
     const float *w = weight ? weight->data : NULL;
     /* eval: mean and invstd are constants, so dx = dy * weight * invstd.
      * training: they depend on x too; differentiating through them gives

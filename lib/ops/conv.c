@@ -348,7 +348,10 @@ static void im2col(const mc_conv2d_geometry *geo, const float *x, int64_t row0, 
 /* The same columns in bf16, rounded as the bf16 GEMM's packing would round
  * them (mc_bf16_bits_of_products): the product from them equals, bit for
  * bit, the product that packs fp32 columns, while im2col writes half the
- * bytes and the packing only rearranges. columns: (count, K_total) bf16. */
+ * bytes and the packing only rearranges. columns: (count, K_total) bf16.
+ * Called only when the weight has a bf16 copy (geo->weight_bf16), which
+ * mc_weight_bf16 makes only where our AVX-512 kernel runs the bf16
+ * products: the rounding function is then never NULL. */
 static void im2col_bf16(const mc_conv2d_geometry *geo, const float *x, int64_t row0,
                         int64_t count, uint16_t *columns) {
     gather_columns(geo, x, row0, count, columns, mc_bf16_bits_of_products());

@@ -264,8 +264,8 @@ mc_status mc_linear_activation(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_
                                mc_activation activation, mc_tensor **out) {
     *out = NULL;
     if (!mc_activation_valid(activation))
-        return mc_error(MC_ERR_ARG, "linear_activation: activation %d is not one of gelu, "
-                        "quick_gelu, relu", (int)activation);
+        return mc_error(MC_ERR_ARG, "linear_activation of %s: activation %d is not one of gelu, "
+                        "quick_gelu, relu", x ? x->name : "NULL", (int)activation);
     linear_dims d;
     MC_TRY(linear_shapes(x, weight, bias, &d));
     mc_tensor *in[3] = {x, weight, bias};
