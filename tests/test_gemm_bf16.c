@@ -9,7 +9,10 @@
  * bound for n additions, |error| <= n * u * (|alpha| sum_k |a_k b_k| +
  * |beta c|), u = 2^-24, where n counts the K additions plus, per slice of
  * 512 k, the scaling by alpha and the addition into C (to first order; a
- * factor of 1.01 covers the rest). sum_k |a_k b_k| is computed by the
+ * factor of 1.01 covers the rest). Where K is split (mc_gemm_bf16_k_chunks:
+ * long K, small C), each chunk is summed alone and the partial sums are
+ * added: one more addition per chunk after the first, and at most one more
+ * slice edge each. sum_k |a_k b_k| is computed by the
  * definition on |A| and |B|. Where both kernels exist they must agree bit
  * for bit (the emulation follows vdpbf16ps's order). */
 #include <float.h>
@@ -82,8 +85,9 @@ static void check_against_definition(const char *kernel, const product *p, const
     float *abs_a = absolute_copy(p->A, p->a_size), *abs_b = absolute_copy(p->B, p->b_size);
     mc_sgemm_bf16_naive(p->ta, p->tb, s.M, s.N, s.K, 1.0f, abs_a, p->lda, abs_b, p->ldb, 0.0f,
                         magnitude, p->ldc);
-    const double slices = (double)((s.K + 511) / 512);
-    const double n = (double)s.K + 2.0 * slices + 2.0;
+    const double chunks = (double)mc_gemm_bf16_k_chunks(s.M, s.N, s.K);
+    const double slices = (double)((s.K + 511) / 512) + (chunks - 1.0);
+    const double n = (double)s.K + 2.0 * slices + 2.0 + (chunks - 1.0);
     for (int64_t i = 0; i < s.M; i++) {
         for (int64_t j = 0; j < s.N; j++) {
             const int64_t at = i * p->ldc + j;
@@ -397,8 +401,9 @@ static uint16_t *bf16_copy(const float *values, int64_t n) {
  * as rounding the fp32 operands where they are packed, on every shape,
  * transposition and thread split, on both micro-kernels. */
 static void check_bf16_given(bool a_too) {
-    const shape more[] = {{700, 64, 300}, {40, 900, 301}, {30, 3100, 20}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0] + 3; i++)
+    /* the last with K split in two (mc_gemm_bf16_k_chunks) */
+    const shape more[] = {{700, 64, 300}, {40, 900, 301}, {30, 3100, 20}, {20, 40, 4700}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0] + sizeof more / sizeof more[0]; i++)
         for (int t = 0; t < 4; t++) {
             const shape s = i < sizeof shapes / sizeof shapes[0] ? shapes[i] : more[i - sizeof shapes / sizeof shapes[0]];
             product p = make_product(t & 1, t & 2, s, 0.75f, 0.5f, 110 + i);
@@ -429,6 +434,46 @@ START_TEST(test_bf16_b_is_rounding_in_packing) {
             mc_gemm_bf16_force_emulation(false);
         }
     }
+}
+END_TEST
+
+/* K split into chunks (a weight gradient's long K and small C): each
+ * chunk summed alone and the partial sums added in order, so the result is
+ * the same, bit for bit, at 1, 2 and 3 threads (the cut depends on the
+ * shape only), and within the bound above; on both micro-kernels, every
+ * transposition, with and without beta. */
+static void check_split_k(const char *kernel) {
+    const shape split[] = {{64, 96, 8200}, {37, 45, 5001}};
+    const int threads = mc_get_num_threads();
+    for (size_t i = 0; i < sizeof split / sizeof split[0]; i++) {
+        ck_assert_int_gt(mc_gemm_bf16_k_chunks(split[i].M, split[i].N, split[i].K), 1);
+        for (int t = 0; t < 4; t++)
+            for (int ab = 0; ab < 2; ab++) {
+                product p = make_product(t & 1, t & 2, split[i], ab ? 0.75f : 1.0f,
+                                         ab ? 0.5f : 0.0f, 130 + i);
+                mc_set_num_threads(1);
+                float *one = run_bf16(&p);
+                check_against_definition(kernel, &p, one);
+                for (int n = 2; n <= 3; n++) {
+                    mc_set_num_threads(n);
+                    float *more = run_bf16(&p);
+                    ck_assert_msg(memcmp(one, more, (size_t)p.c_size * sizeof(float)) == 0,
+                                  "%s %c%c %lldx%lldx%lld: %d threads differ from 1", kernel,
+                                  t & 1 ? 'T' : 'N', t & 2 ? 'T' : 'N', (long long)p.s.M,
+                                  (long long)p.s.N, (long long)p.s.K, n);
+                    free(more);
+                }
+                free(one), free_product(&p);
+            }
+    }
+    mc_set_num_threads(threads);
+}
+
+START_TEST(test_split_k_is_thread_independent) {
+    if (mc_gemm_bf16_native_available()) check_split_k("vdpbf16ps");
+    mc_gemm_bf16_force_emulation(true);
+    check_split_k("emulated bf16");
+    mc_gemm_bf16_force_emulation(false);
 }
 END_TEST
 
@@ -498,6 +543,7 @@ int main(void) {
     if (avx512) tcase_add_test(kernels, test_emulation_matches_definition);
     if (avx512) tcase_add_test(kernels, test_bf16_b_is_rounding_in_packing);
     if (avx512) tcase_add_test(kernels, test_bits_of_products_round_as_the_packing);
+    if (avx512) tcase_add_test(kernels, test_split_k_is_thread_independent);
     if (avx512) tcase_add_test(kernels, test_array_rounding_is_bf16_round);
     if (native) {
         tcase_add_test(kernels, test_vdpbf16ps_matches_definition);

@@ -48,12 +48,49 @@
  * fp32 kernel (twice the FMAs on half the bytes), so it exists for
  * correctness and portability, not speed. On a CPU without AVX-512F the
  * products run in fp32 (gemm.c). */
+#include "core/scratch.h"
+#include "mmchain/threads.h"
 #include "ops/gemm_avx512_internal.h"
 #include "ops/gemm_internal.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---- splitting K (the shape rule; the run is below) ----
+ *
+ * WHY: a product with a long K and a small C (a convolution's weight
+ * gradient: K = batch x output pixels, 25,600 in ResNet-50's layer1 at
+ * batch 100, C = its 64 x 256 weight) gives each thread a thin strip of C,
+ * and every thread packs the whole of the operand the strips share: at 2
+ * threads the work of a 64 x 64 x 25,600 product grew 3x, 64 x 256 x
+ * 25,600 1.5x (CPU time). bf16 halves the arithmetic, not the packing, so
+ * it suffers most. Cut K instead and every thread packs only its own part
+ * of both operands.
+ *
+ * DETERMINISM: the cut depends on the shape only, never on the threads:
+ * each chunk of K is summed into its own fp32 partial C (as one product,
+ * whose result does not depend on the threads either), and the partials
+ * are added in chunk order, so 1 and 2 threads give the same bits. The
+ * price is chunks - 1 more fp32 roundings per element (and one more slice
+ * edge per chunk) than the unsplit product: tests/test_gemm_bf16.c's bound
+ * counts them. */
+enum {
+    KSPLIT_MIN_CHUNK = 2048, /* k per chunk at least: 4 slices of 512 */
+    KSPLIT_MAX_CHUNKS = 8,   /* 8 x 64 KiB partials for a 64 x 256 C */
+};
+/* C larger than this (floats) is cut well by the threads already. */
+static const double KSPLIT_MAX_C = 1 << 18;
+
+int64_t mc_gemm_bf16_k_chunks(int64_t M, int64_t N, int64_t K) {
+    if ((double)M * (double)N > KSPLIT_MAX_C) return 1;
+    int64_t chunks = 1; /* a power of two: an even share for 2, 4 or 8 threads */
+    while (chunks < KSPLIT_MAX_CHUNKS && K / (2 * chunks) >= KSPLIT_MIN_CHUNK) chunks *= 2;
+    return chunks;
+}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 
@@ -514,6 +551,81 @@ static const mc_gemm_avx512_variant emulated_bf16_ab = {2, pack_a_panel_from_bf1
                                                         pack_b_block_from_bf16,
                                                         micro_kernel_emulated, NULL};
 
+/* ---- the product, with K split where mc_gemm_bf16_k_chunks says ---- */
+
+/* The partial sums of the calling thread's split products, kept between
+ * calls as the packing space is. */
+static _Thread_local mc_scratch partial_space;
+
+/* C[M, N] = alpha * (partials[0] + partials[1] + ...) + beta * C, the
+ * partials added in order. partials: `chunks` blocks of (M, N), packed;
+ * C: (M, N) with row stride ldc, not read when beta == 0. */
+AVX512 static void add_partials(int64_t chunks, const float *partials, int64_t M, int64_t N,
+                                float alpha, float beta, float *C, int64_t ldc) {
+    const int64_t block = M * N;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j += 16) {
+            const __mmask16 mask = first_lanes(N - j);
+            const float *at = partials + i * N + j;
+            __m512 sum = _mm512_maskz_loadu_ps(mask, at);
+            for (int64_t p = 1; p < chunks; p++)
+                sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, at + p * block));
+            sum = _mm512_mul_ps(_mm512_set1_ps(alpha), sum);
+            float *c = C + i * ldc + j;
+            if (beta != 0.0f)
+                sum = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mask, c), sum);
+            _mm512_mask_storeu_ps(c, mask, sum);
+        }
+}
+
+/* Where chunk p of `chunks` starts in 0..K: at the slice edge (2 * KC k)
+ * nearest to an even share, so that the chunks together hold no more
+ * slices than the whole K (a slice costs a pass over C and a packing
+ * start whatever its depth); K for p == chunks. */
+static int64_t k_chunk_start(int64_t K, int64_t chunks, int64_t p) {
+    const int64_t slice = 2 * KC, at = (K * p / chunks + slice / 2) / slice * slice;
+    return p == chunks || at > K ? K : at;
+}
+
+/* mc_gemm_avx512_run with variant v, K cut into mc_gemm_bf16_k_chunks
+ * chunks (one product when 1), the chunks shared among the threads.
+ * a_bytes, b_bytes: the size of one value of A and of B (4: floats, 2:
+ * bf16), to find a chunk's start. A: (M, K) or (K, M) when trans_a; B:
+ * (K, N) or (N, K) when trans_b; C: (M, N). */
+static bool run_split_k(const mc_gemm_avx512_variant *v, size_t a_bytes, size_t b_bytes,
+                        bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                        const void *A, int64_t lda, const void *B, int64_t ldb, float beta,
+                        float *C, int64_t ldc) {
+    const int64_t chunks = mc_gemm_bf16_k_chunks(M, N, K);
+    if (chunks == 1 || alpha == 0.0f || M <= 0 || N <= 0)
+        return mc_gemm_avx512_run(v, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                                  ldc);
+    float *partials;
+    if (mc_scratch_reserve(&partial_space, chunks * M * N, "bf16 GEMM partial sums",
+                           &partials) != MC_OK)
+        return false;
+    int threads = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel()) threads = mc_get_num_threads();
+#endif
+    if (threads > chunks) threads = (int)chunks;
+    /* Each chunk is one product on one thread (inside the parallel region
+     * mc_gemm_avx512_run does not split it further). */
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1) reduction(| : failed)
+    for (int64_t p = 0; p < chunks; p++) {
+        const int64_t k0 = k_chunk_start(K, chunks, p), k1 = k_chunk_start(K, chunks, p + 1);
+        const char *a = (const char *)A + (size_t)(trans_a ? k0 * lda : k0) * a_bytes;
+        const char *b = (const char *)B + (size_t)(trans_b ? k0 : k0 * ldb) * b_bytes;
+        if (!mc_gemm_avx512_run(v, trans_a, trans_b, M, N, k1 - k0, 1.0f, a, lda, b, ldb, 0.0f,
+                                partials + p * M * N, N))
+            failed = 1;
+    }
+    if (failed) return false;
+    add_partials(chunks, partials, M, N, alpha, beta, C, ldc);
+    return true;
+}
+
 /* Whether the emulation is forced (tests, and benchmarks of it). */
 static atomic_bool force_emulation = false;
 
@@ -530,8 +642,8 @@ static const mc_gemm_avx512_variant *bf16_variant(void) {
 bool mc_sgemm_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                           float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                           float beta, float *C, int64_t ldc) {
-    return mc_gemm_avx512_run(bf16_variant(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
-                              beta, C, ldc);
+    return run_split_k(bf16_variant(), sizeof(float), sizeof(float), trans_a, trans_b, M, N, K,
+                       alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -545,15 +657,17 @@ bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t
 bool mc_sgemm_bf16_b_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                             float alpha, const float *A, int64_t lda, const uint16_t *B,
                             int64_t ldb, float beta, float *C, int64_t ldc) {
-    return mc_gemm_avx512_run(mc_gemm_bf16_is_native() ? &native_bf16_b : &emulated_bf16_b,
-                              trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return run_split_k(mc_gemm_bf16_is_native() ? &native_bf16_b : &emulated_bf16_b,
+                       sizeof(float), sizeof(uint16_t), trans_a, trans_b, M, N, K, alpha, A, lda,
+                       B, ldb, beta, C, ldc);
 }
 
 bool mc_sgemm_bf16_ab_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                              float alpha, const uint16_t *A, int64_t lda, const uint16_t *B,
                              int64_t ldb, float beta, float *C, int64_t ldc) {
-    return mc_gemm_avx512_run(mc_gemm_bf16_is_native() ? &native_bf16_ab : &emulated_bf16_ab,
-                              trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return run_split_k(mc_gemm_bf16_is_native() ? &native_bf16_ab : &emulated_bf16_ab,
+                       sizeof(uint16_t), sizeof(uint16_t), trans_a, trans_b, M, N, K, alpha, A,
+                       lda, B, ldb, beta, C, ldc);
 }
 
 #else /* not x86-64 with GCC or clang: the products run in fp32 (gemm.c) */

@@ -93,6 +93,11 @@ typedef void (*mc_bf16_bits_fn)(const float *values, int64_t n, uint16_t *bits);
  * products do not run on our kernel's packing (no AVX-512F). Ask again
  * after mc_gemm_bf16_force_emulation. */
 mc_bf16_bits_fn mc_bf16_bits_of_products(void);
+/* How many chunks of K the bf16 products (mc_sgemm_bf16_avx512, _b, _ab;
+ * not the batched one) sum separately and then add in order, for an
+ * (M, N) result over K: 1 (no split) unless K is long and C small. From
+ * the shape only, so results do not depend on the thread count. */
+int64_t mc_gemm_bf16_k_chunks(int64_t M, int64_t N, int64_t K);
 /* True when this CPU has AVX-512F and AVX512_BF16 (vdpbf16ps). */
 bool mc_gemm_bf16_native_available(void);
 /* True when bf16 products run on vdpbf16ps now (native available and the
