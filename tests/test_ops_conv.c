@@ -356,14 +356,18 @@ START_TEST(test_conv2d_winograd_applies_only_to_3x3_s1_p1) {
     ck_assert(mc_conv2d_winograd_applies(&geo));
     mc_conv2d_set_winograd(MC_WINOGRAD_OFF);
     ck_assert(!mc_conv2d_winograd_applies(&geo));
-    /* "on" leaves maps under 8x8 to im2col; 8x8 and up take Winograd */
-    mc_conv2d_set_winograd(MC_WINOGRAD_LARGE_MAPS);
+    /* "on" leaves convolutions of under 64 tiles of 2x2 outputs to im2col:
+     * x is 9 tiles; 8 images of 5x5 maps are 8 * 3 * 3 = 72, 7 are 63 */
+    mc_conv2d_set_winograd(MC_WINOGRAD_ENOUGH_TILES);
     ck_assert(!mc_conv2d_winograd_applies(&geo));
-    mc_tensor *x8 = random_tensor(MC_SHAPE(1, 8, 9, 4), "x8", 5, false);
-    mc_conv2d_geometry geo8;
-    MC_CHECK_OK(mc_conv2d_geometry_of(x8, w3, NULL, mc_conv2d_simple(1, 1), &geo8));
-    ck_assert(mc_conv2d_winograd_applies(&geo8));
-    mc_tensor_free(x8);
+    mc_tensor *x72 = random_tensor(MC_SHAPE(8, 5, 5, 4), "x72", 5, false);
+    mc_tensor *x63 = random_tensor(MC_SHAPE(7, 5, 5, 4), "x63", 6, false);
+    mc_conv2d_geometry geo72, geo63;
+    MC_CHECK_OK(mc_conv2d_geometry_of(x72, w3, NULL, mc_conv2d_simple(1, 1), &geo72));
+    MC_CHECK_OK(mc_conv2d_geometry_of(x63, w3, NULL, mc_conv2d_simple(1, 1), &geo63));
+    ck_assert(mc_conv2d_winograd_applies(&geo72));
+    ck_assert(!mc_conv2d_winograd_applies(&geo63));
+    mc_tensor_free(x72), mc_tensor_free(x63);
     mc_conv2d_set_winograd(MC_WINOGRAD_ALWAYS);
     MC_CHECK_OK(mc_conv2d_geometry_of(x, w3, NULL, mc_conv2d_simple(2, 1), &geo));
     ck_assert(!mc_conv2d_winograd_applies(&geo));

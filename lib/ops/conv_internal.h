@@ -64,11 +64,11 @@ void mc_conv2d_release_workspace(void);
 enum {
     MC_WINOGRAD_OFF = 0,
     MC_WINOGRAD_ALWAYS = 1,     /* every such conv, however small (tests) */
-    MC_WINOGRAD_LARGE_MAPS = 2, /* maps of at least 8x8: what "on" means */
+    MC_WINOGRAD_ENOUGH_TILES = 2, /* at least 64 tiles of 2x2 outputs: what "on" means */
 };
 /* 1 when geo is such a convolution and the mode selects it. */
 int mc_conv2d_winograd_applies(const mc_conv2d_geometry *geo);
-/* The mode: MMCHAIN_CONV_WINOGRAD=0 -> OFF, any other value -> LARGE_MAPS
+/* The mode: MMCHAIN_CONV_WINOGRAD=0 -> OFF, any other value -> ENOUGH_TILES
  * (read once); unset -> the default in conv_winograd.c. */
 int mc_conv2d_winograd_enabled(void);
 /* Force a mode (tests, benchmarks); -1 returns to the environment's choice. */

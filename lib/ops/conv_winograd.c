@@ -39,17 +39,17 @@
 /* ---- the switch ---- */
 
 /* -1: not decided yet (read MMCHAIN_CONV_WINOGRAD once), else one of
- * MC_WINOGRAD_OFF / _ALWAYS / _LARGE_MAPS. */
+ * MC_WINOGRAD_OFF / _ALWAYS / _ENOUGH_TILES. */
 static atomic_int winograd_mode = -1;
 /* Used when the environment variable is unset. On by default: measured
  * (bench_resnet, one thread, images per CPU-second, two runs each, OFF -> ON)
  * eval32 145.6/147.9 -> 151.1/154.8, train100 43.8/43.9 -> 44.8/45.3;
  * bench_conv at 224x224, forward GFLOP/s-equivalent, layer1..3 3x3:
  * 100/109/108 -> 113/142/150. */
-enum { WINOGRAD_DEFAULT = MC_WINOGRAD_LARGE_MAPS };
+enum { WINOGRAD_DEFAULT = MC_WINOGRAD_ENOUGH_TILES };
 
 void mc_conv2d_set_winograd(int mode) {
-    int known = mode >= MC_WINOGRAD_OFF && mode <= MC_WINOGRAD_LARGE_MAPS;
+    int known = mode >= MC_WINOGRAD_OFF && mode <= MC_WINOGRAD_ENOUGH_TILES;
     atomic_store(&winograd_mode, known ? mode : -1);
 }
 
@@ -58,18 +58,25 @@ int mc_conv2d_winograd_enabled(void) {
     if (mode < 0) {
         const char *env = getenv("MMCHAIN_CONV_WINOGRAD");
         if (!env || !env[0]) mode = WINOGRAD_DEFAULT;
-        else mode = strcmp(env, "0") == 0 ? MC_WINOGRAD_OFF : MC_WINOGRAD_LARGE_MAPS;
+        else mode = strcmp(env, "0") == 0 ? MC_WINOGRAD_OFF : MC_WINOGRAD_ENOUGH_TILES;
         atomic_store(&winograd_mode, mode);
     }
     return mode;
 }
 
-/* Smaller feature maps stay on im2col + GEMM. Measured (bench_conv, one
- * thread, CPU time, ResNet-50's 3x3 convs): Winograd was 2x slower on 2x2
- * maps and even on 4x4, faster from 8x8 up. Small maps mean few tiles, so
- * the per-call weight transform (16 * C * OC values) is not amortized and
- * the 16 GEMMs are short; odd sizes waste part of the last tile. */
-enum { MIN_WINOGRAD_SIDE = 8 };
+/* Convolutions of fewer tiles (N * ceil(H/2) * ceil(W/2) 2x2 output
+ * blocks) stay on im2col + GEMM: the weight transform (16 * C * OC values)
+ * and the packing of U in each of the 16 products cost the same however
+ * few tiles there are, while the multiplies saved shrink with them.
+ * Measured (one thread, CPU time, both directions, 3x3 convs of 512
+ * channels on 2x2 maps): 8 tiles 2.7 ms by im2col against 3.7 by Winograd,
+ * 32 tiles about even (5.4 / 5.1), 100 tiles 14.0 / 9.2; 256 channels on
+ * 4x4 maps, 128 tiles: 4.3 / 2.7; 512 channels on 7x7 maps (a quarter of
+ * the last tiles' outputs dropped), 128 tiles: 14.0 / 10.9. The side of
+ * the map does not matter by itself: before the weight transform ran on
+ * vectors, maps under 8x8 were left to im2col, which the transform's cost
+ * then decided. */
+enum { MIN_WINOGRAD_TILES = 64 };
 
 int mc_conv2d_winograd_applies(const mc_conv2d_geometry *geo) {
     const mc_conv2d_params *p = &geo->p;
@@ -87,7 +94,8 @@ int mc_conv2d_winograd_applies(const mc_conv2d_geometry *geo) {
     if (geo->precision != MC_PRECISION_FP32) return 0;
     switch (mc_conv2d_winograd_enabled()) {
     case MC_WINOGRAD_ALWAYS: return 1;
-    case MC_WINOGRAD_LARGE_MAPS: return geo->h >= MIN_WINOGRAD_SIDE && geo->w >= MIN_WINOGRAD_SIDE;
+    case MC_WINOGRAD_ENOUGH_TILES:
+        return geo->n * ((geo->h + 1) / 2) * ((geo->w + 1) / 2) >= MIN_WINOGRAD_TILES;
     default: return 0;
     }
 }
@@ -146,55 +154,89 @@ static winograd_shape shape_of(int64_t n, int64_t h, int64_t w, int64_t cin, int
     return s;
 }
 
-/* U = G g G^T for one 3x3 kernel g (row-major, taps (i, j) at g[3*i + j]),
+/* The transforms work on blocks of CHANNEL_BLOCK channels at a time, copied
+ * into fixed-size local arrays: loops of a constant length over local
+ * arrays are what the compiler vectorizes (a plain loop over channels that
+ * reads 16 pixel pointers and writes 16 strided rows was not vectorized). */
+enum { CHANNEL_BLOCK = 16 };
+
+/* block[k][0..nb) = from[k][c0 .. c0 + nb) for the 16 positions k, zeros
+ * beyond nb. A whole block is copied by a loop of constant length (one
+ * vector move per position): memcpy of the variable length nb compiled to
+ * `rep movsq`, whose start-up cost made the copies most of the transforms'
+ * time (perf, train100). */
+static inline void load_block(const float *const from[POSITIONS], int64_t c0, int64_t nb,
+                              float block[POSITIONS][CHANNEL_BLOCK]) {
+    if (nb == CHANNEL_BLOCK) {
+        for (int k = 0; k < POSITIONS; k++)
+            for (int b = 0; b < CHANNEL_BLOCK; b++) block[k][b] = from[k][c0 + b];
+        return;
+    }
+    memset(block, 0, sizeof(float[POSITIONS][CHANNEL_BLOCK]));
+    for (int k = 0; k < POSITIONS; k++)
+        memcpy(block[k], from[k] + c0, (size_t)nb * sizeof(float));
+}
+
+/* U = G g G^T for CHANNEL_BLOCK 3x3 kernels g at once (kernel b's tap
+ * (i, j) at g[3*i + j][b]),
  * G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. */
-static void kernel_transform(const float g[9], float u[POSITIONS]) {
-    float gg[4][3]; /* G g: (4, 3) */
-    for (int j = 0; j < 3; j++) {
-        float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
-        gg[0][j] = g0;
-        gg[1][j] = 0.5f * (g0 + g1 + g2);
-        gg[2][j] = 0.5f * (g0 - g1 + g2);
-        gg[3][j] = g2;
-    }
-    for (int i = 0; i < 4; i++) { /* (G g) G^T: the same combination along rows */
-        float a = gg[i][0], b = gg[i][1], c = gg[i][2];
-        u[4 * i + 0] = a;
-        u[4 * i + 1] = 0.5f * (a + b + c);
-        u[4 * i + 2] = 0.5f * (a - b + c);
-        u[4 * i + 3] = c;
-    }
+static inline void kernel_transform(const float g[9][CHANNEL_BLOCK],
+                                    float u[POSITIONS][CHANNEL_BLOCK]) {
+    float gg[4][3][CHANNEL_BLOCK]; /* G g: (4, 3) */
+    for (int j = 0; j < 3; j++)
+        for (int b = 0; b < CHANNEL_BLOCK; b++) {
+            float g0 = g[j][b], g1 = g[3 + j][b], g2 = g[6 + j][b];
+            gg[0][j][b] = g0;
+            gg[1][j][b] = 0.5f * (g0 + g1 + g2);
+            gg[2][j][b] = 0.5f * (g0 - g1 + g2);
+            gg[3][j][b] = g2;
+        }
+    for (int i = 0; i < 4; i++) /* (G g) G^T: the same combination along rows */
+        for (int b = 0; b < CHANNEL_BLOCK; b++) {
+            float a = gg[i][0][b], m = gg[i][1][b], c = gg[i][2][b];
+            u[4 * i + 0][b] = a;
+            u[4 * i + 1][b] = 0.5f * (a + m + c);
+            u[4 * i + 2][b] = 0.5f * (a - m + c);
+            u[4 * i + 3][b] = c;
+        }
 }
 
 /* weight: (OC, C, 3, 3) -> u: (16, CIN, COUT).
  * Forward: CIN = C, COUT = OC, kernel (ci, co) = weight[co][ci].
  * Input gradient (flip_transpose): CIN = OC, COUT = C, kernel (ci, co) =
- * weight[ci][co] rotated by 180 degrees. */
+ * weight[ci][co] rotated by 180 degrees.
+ * CHANNEL_BLOCK kernels of consecutive co at a time, so that the transform
+ * runs on vectors and u's rows are written a vector at a time (one kernel
+ * at a time, a call each, was 14 % of a 4x4-map conv's time). */
 MC_VECTOR_CLONES
 static void weight_transform(const winograd_shape *s, const float *weight, int flip_transpose,
                              float *u) {
     const int64_t plane = s->cin * s->cout; /* one position's (CIN, COUT) matrix */
 #pragma omp parallel for schedule(static) if (plane * 9 >= MC_PARALLEL_MIN_WORK)
     for (int64_t ci = 0; ci < s->cin; ci++)
-        for (int64_t co = 0; co < s->cout; co++) {
-            float g[9], t[POSITIONS];
-            if (flip_transpose) {
-                const float *w = weight + (ci * s->cout + co) * 9; /* weight[ci][co] */
-                for (int tap = 0; tap < 9; tap++) g[tap] = w[8 - tap];
-            } else {
-                const float *w = weight + (co * s->cin + ci) * 9; /* weight[co][ci] */
-                memcpy(g, w, sizeof g);
+        for (int64_t co0 = 0; co0 < s->cout; co0 += CHANNEL_BLOCK) {
+            const int64_t nb = s->cout - co0 < CHANNEL_BLOCK ? s->cout - co0 : CHANNEL_BLOCK;
+            float g[9][CHANNEL_BLOCK] = {{0}}, t[POSITIONS][CHANNEL_BLOCK];
+            for (int64_t b = 0; b < nb; b++) {
+                const int64_t co = co0 + b;
+                if (flip_transpose) {
+                    const float *w = weight + (ci * s->cout + co) * 9; /* weight[ci][co] */
+                    for (int tap = 0; tap < 9; tap++) g[tap][b] = w[8 - tap];
+                } else {
+                    const float *w = weight + (co * s->cin + ci) * 9; /* weight[co][ci] */
+                    for (int tap = 0; tap < 9; tap++) g[tap][b] = w[tap];
+                }
             }
             kernel_transform(g, t);
-            for (int k = 0; k < POSITIONS; k++) u[k * plane + ci * s->cout + co] = t[k];
+            float *to = u + ci * s->cout + co0;
+            if (nb == CHANNEL_BLOCK)
+                for (int k = 0; k < POSITIONS; k++)
+                    for (int b = 0; b < CHANNEL_BLOCK; b++) to[k * plane + b] = t[k][b];
+            else
+                for (int k = 0; k < POSITIONS; k++)
+                    for (int64_t b = 0; b < nb; b++) to[k * plane + b] = t[k][b];
         }
 }
-
-/* The transforms work on blocks of CHANNEL_BLOCK channels at a time, copied
- * into fixed-size local arrays: loops of a constant length over local
- * arrays are what the compiler vectorizes (a plain loop over channels that
- * reads 16 pixel pointers and writes 16 strided rows was not vectorized). */
-enum { CHANNEL_BLOCK = 16 };
 
 /* V = B^T d B for the tiles [tile0, tile0 + count), every channel.
  * B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
@@ -222,9 +264,7 @@ static void input_transform(const winograd_shape *s, const float *x, const float
             int64_t nb = cin - c0 < CHANNEL_BLOCK ? cin - c0 : CHANNEL_BLOCK;
             float d[POSITIONS][CHANNEL_BLOCK], bd[POSITIONS][CHANNEL_BLOCK];
             float vt[POSITIONS][CHANNEL_BLOCK];
-            if (nb < CHANNEL_BLOCK) memset(d, 0, sizeof d);
-            for (int k = 0; k < POSITIONS; k++)
-                memcpy(d[k], pixel[k] + c0, (size_t)nb * sizeof(float));
+            load_block(pixel, c0, nb, d);
             for (int j = 0; j < 4; j++) /* B^T d: combine rows */
                 for (int b = 0; b < CHANNEL_BLOCK; b++) {
                     bd[0 + j][b] = d[0 + j][b] - d[8 + j][b];
@@ -239,8 +279,12 @@ static void input_transform(const winograd_shape *s, const float *x, const float
                     vt[4 * i + 2][b] = bd[4 * i + 2][b] - bd[4 * i + 1][b];
                     vt[4 * i + 3][b] = bd[4 * i + 1][b] - bd[4 * i + 3][b];
                 }
-            for (int k = 0; k < POSITIONS; k++)
-                memcpy(dst + k * step + c0, vt[k], (size_t)nb * sizeof(float));
+            if (nb == CHANNEL_BLOCK)
+                for (int k = 0; k < POSITIONS; k++)
+                    for (int b = 0; b < CHANNEL_BLOCK; b++) dst[k * step + c0 + b] = vt[k][b];
+            else
+                for (int k = 0; k < POSITIONS; k++)
+                    memcpy(dst + k * step + c0, vt[k], (size_t)nb * sizeof(float));
         }
     }
 }
@@ -270,10 +314,11 @@ static void output_transform(const winograd_shape *s, const float *m, const floa
             int64_t nb = cout - o0 < CHANNEL_BLOCK ? cout - o0 : CHANNEL_BLOCK;
             float mt[POSITIONS][CHANNEL_BLOCK], am[8][CHANNEL_BLOCK], y[4][CHANNEL_BLOCK];
             float b_add[CHANNEL_BLOCK] = {0};
-            if (nb < CHANNEL_BLOCK) memset(mt, 0, sizeof mt);
-            for (int k = 0; k < POSITIONS; k++)
-                memcpy(mt[k], src + k * step + o0, (size_t)nb * sizeof(float));
-            if (bias) memcpy(b_add, bias + o0, (size_t)nb * sizeof(float));
+            const float *position[POSITIONS];
+            for (int k = 0; k < POSITIONS; k++) position[k] = src + k * step;
+            load_block(position, o0, nb, mt);
+            if (bias)
+                for (int b = 0; b < CHANNEL_BLOCK; b++) b_add[b] = b < nb ? bias[o0 + b] : 0.0f;
             for (int j = 0; j < 4; j++) /* A^T m: (2, 4) */
                 for (int b = 0; b < CHANNEL_BLOCK; b++) {
                     am[j][b] = mt[0 + j][b] + mt[4 + j][b] + mt[8 + j][b];
@@ -289,7 +334,11 @@ static void output_transform(const winograd_shape *s, const float *m, const floa
             for (int q = 0; q < 4; q++) {
                 if (!dst[q]) continue;
                 float *target = dst[q] + o0;
-                if (accumulate)
+                if (nb == CHANNEL_BLOCK && accumulate)
+                    for (int b = 0; b < CHANNEL_BLOCK; b++) target[b] += y[q][b];
+                else if (nb == CHANNEL_BLOCK)
+                    for (int b = 0; b < CHANNEL_BLOCK; b++) target[b] = y[q][b];
+                else if (accumulate)
                     for (int64_t b = 0; b < nb; b++) target[b] += y[q][b];
                 else
                     memcpy(target, y[q], (size_t)nb * sizeof(float));
