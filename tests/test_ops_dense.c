@@ -848,24 +848,33 @@ START_TEST(test_layernorm_values) {
     mc_graph *g = mc_test_new_graph();
     mc_rng rng;
     mc_rng_seed(&rng, 12);
-    /* 50 x 768 = 38400 elements: the threaded path (ViT-B/32 sized rows). */
-    mc_tensor *x = new_uniform(MC_SHAPE(2, 25, 768), "x", &rng, -3, 5);
-    mc_tensor *w = new_uniform(MC_SHAPE(768), "ln.weight", &rng, 0.5f, 1.5f);
-    mc_tensor *b = new_uniform(MC_SHAPE(768), "ln.bias", &rng, -1, 1);
-    mc_tensor *y;
-    MC_CHECK_OK(mc_layernorm(g, x, w, b, 1e-5f, &y));
-    float *ref = malloc((size_t)x->numel * sizeof *ref);
-    ck_assert_ptr_nonnull(ref);
-    layernorm_reference(x->data, w->data, b->data, ref, 50, 768, 1e-5);
-    mc_test_assert_close("layernorm", y->data, ref, (long)x->numel, 1e-4, 1e-5);
-    /* A large common offset does not break the variance (two-pass). */
-    for (int64_t i = 0; i < x->numel; i++) x->data[i] += 1000.0f;
-    MC_CHECK_OK(mc_layernorm(g, x, w, b, 1e-5f, &y));
-    mc_test_assert_close("layernorm offset", y->data, ref, (long)x->numel, 1e-2, 1e-2);
-    free(ref);
-    mc_tensor_free(x);
-    mc_tensor_free(w);
-    mc_tensor_free(b);
+    /* 50 x 768 = 38400 elements: the threaded path (ViT-B/32 sized rows);
+     * then 7 rows of widths around the forward's 16 running sums
+     * (layernorm.c): fewer, a multiple, and remainders. */
+    static const int64_t widths[] = {768, 1, 5, 16, 37, 1027};
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        const int64_t D = widths[i], rows = i == 0 ? 50 : 7;
+        mc_tensor *x = new_uniform(MC_SHAPE(rows, D), "x", &rng, -3, 5);
+        mc_tensor *w = new_uniform(MC_SHAPE(D), "ln.weight", &rng, 0.5f, 1.5f);
+        mc_tensor *b = new_uniform(MC_SHAPE(D), "ln.bias", &rng, -1, 1);
+        mc_tensor *y;
+        MC_CHECK_OK(mc_layernorm(g, x, w, b, 1e-5f, &y));
+        float *ref = malloc((size_t)x->numel * sizeof *ref);
+        ck_assert_ptr_nonnull(ref);
+        layernorm_reference(x->data, w->data, b->data, ref, rows, D, 1e-5);
+        char what[64];
+        snprintf(what, sizeof what, "layernorm width %lld", (long long)D);
+        mc_test_assert_close(what, y->data, ref, (long)x->numel, 1e-4, 1e-5);
+        if (D > 1) { /* A large common offset does not break the variance (two-pass). */
+            for (int64_t k = 0; k < x->numel; k++) x->data[k] += 1000.0f;
+            MC_CHECK_OK(mc_layernorm(g, x, w, b, 1e-5f, &y));
+            mc_test_assert_close("layernorm offset", y->data, ref, (long)x->numel, 1e-2, 1e-2);
+        }
+        free(ref);
+        mc_tensor_free(x);
+        mc_tensor_free(w);
+        mc_tensor_free(b);
+    }
     mc_graph_free(g);
 }
 END_TEST

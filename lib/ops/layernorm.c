@@ -15,6 +15,7 @@
  * are added in thread order (deterministic for a given thread count). */
 #include "mmchain/ops.h"
 #include "core/parallel.h"
+#include "core/vector_clones.h"
 
 #include <math.h>
 #include <string.h>
@@ -27,7 +28,42 @@ typedef struct layernorm_saved {
     float *rstd; /* (rows) */
 } layernorm_saved;
 
+/* The sum of v[0..n) in LANES running sums, lane l taking the elements
+ * j = l (mod LANES), added up pairwise at the end. WHY NOT `omp simd
+ * reduction`: that lets the compiler sum in as many lanes as its vectors
+ * hold, so the AVX-512 clone (16) and the baseline one (4) would round
+ * differently; here the order is written out, the lanes are independent
+ * elements (what both clones vectorise, MC_VECTOR_CLONES), and every CPU
+ * gets the same bits. v: (n). */
+enum { LANES = 16 };
+
+static inline float lane_sum(float part[LANES]) {
+    for (int width = LANES / 2; width >= 1; width /= 2)
+        for (int l = 0; l < width; l++) part[l] += part[l + width];
+    return part[0];
+}
+
+static inline float sum_of(const float *v, int64_t n) {
+    float part[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) part[l] += v[j + l];
+    for (int l = 0; j + l < n; l++) part[l] += v[j + l];
+    return lane_sum(part);
+}
+
+/* The same for the squared deviations (v[j] - center)^2. */
+static inline float squared_deviations_of(const float *v, int64_t n, float center) {
+    float part[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) part[l] += (v[j + l] - center) * (v[j + l] - center);
+    for (int l = 0; j + l < n; l++) part[l] += (v[j + l] - center) * (v[j + l] - center);
+    return lane_sum(part);
+}
+
 /* x, y: (rows, D); weight, bias: (D) or NULL; mean, rstd: (rows), written. */
+MC_VECTOR_CLONES
 static void layernorm_forward(const float *x, const float *weight, const float *bias, float *y,
                               float *mean, float *rstd, int64_t rows, int64_t D, float eps) {
     /* Half the usual threshold: each element is read in three passes (mean,
@@ -38,16 +74,9 @@ static void layernorm_forward(const float *x, const float *weight, const float *
         float *y_row = y + r * D;
         /* Two passes (mean, then squared deviations) instead of E[x^2]-E[x]^2,
          * which cancels catastrophically when |mean| >> std. */
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < D; j++) sum += x_row[j];
-        float mu = sum / (float)D;
-        float sum_sq = 0.0f;
-#pragma omp simd reduction(+ : sum_sq)
-        for (int64_t j = 0; j < D; j++) sum_sq += (x_row[j] - mu) * (x_row[j] - mu);
-        float rs = 1.0f / sqrtf(sum_sq / (float)D + eps);
+        const float mu = sum_of(x_row, D) / (float)D;
+        const float rs = 1.0f / sqrtf(squared_deviations_of(x_row, D, mu) / (float)D + eps);
         if (weight && bias) {
-#pragma omp simd
             for (int64_t j = 0; j < D; j++) y_row[j] = (x_row[j] - mu) * rs * weight[j] + bias[j];
         } else {
             for (int64_t j = 0; j < D; j++)
