@@ -241,9 +241,10 @@ void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
     mc_gemm(MC_PRECISION_FP32, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-/* mc_gemm_bf16_b and mc_gemm_bf16_ab: A in floats or (a_bf16) bf16 values,
- * B in bf16, timed when profiling. */
-static mc_status gemm_bf16_given(const char *name, bool a_bf16, bool trans_a, bool trans_b,
+/* mc_gemm_bf16_b, mc_gemm_bf16_ab and mc_gemm_bf16_panels: A in floats or
+ * bf16 values, B in bf16 or in panels (b_form), timed when profiling. */
+enum { GIVEN_B_BF16, GIVEN_A_B_BF16, GIVEN_B_PANELS };
+static mc_status gemm_bf16_given(const char *name, int b_form, bool trans_a, bool trans_b,
                                  int64_t M, int64_t N, int64_t K, float alpha, const void *A,
                                  int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C,
                                  int64_t ldc) {
@@ -252,10 +253,14 @@ static mc_status gemm_bf16_given(const char *name, bool a_bf16, bool trans_a, bo
     if (!mc_gemm_bf16_runs())
         return mc_error(MC_ERR_STATE, "%s: bf16 products do not run on this kernel", name);
     int64_t start = mc_profile_enabled ? mc_profile_now_ns() : 0;
-    if (!(a_bf16 ? mc_sgemm_bf16_ab_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
-                                           C, ldc)
-                 : mc_sgemm_bf16_b_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta,
-                                          C, ldc)))
+    const bool done =
+        b_form == GIVEN_A_B_BF16
+            ? mc_sgemm_bf16_ab_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+        : b_form == GIVEN_B_BF16
+            ? mc_sgemm_bf16_b_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+            : mc_sgemm_bf16_panels_avx512(trans_a, M, N, K, alpha, A, lda, (const float *)B, beta,
+                                          C, ldc);
+    if (!done)
         return mc_error(MC_ERR_NOMEM, "GEMM: no memory for the packing space");
     if (mc_profile_enabled)
         mc_profile_gemm(trans_a, trans_b, M, N, K, 1, "bf16", mc_profile_now_ns() - start);
@@ -265,13 +270,20 @@ static mc_status gemm_bf16_given(const char *name, bool a_bf16, bool trans_a, bo
 mc_status mc_gemm_bf16_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                          float alpha, const float *A, int64_t lda, const uint16_t *B, int64_t ldb,
                          float beta, float *C, int64_t ldc) {
-    return gemm_bf16_given("mc_gemm_bf16_b", false, trans_a, trans_b, M, N, K, alpha, A, lda, B,
+    return gemm_bf16_given("mc_gemm_bf16_b", GIVEN_B_BF16, trans_a, trans_b, M, N, K, alpha, A, lda, B,
                            ldb, beta, C, ldc);
 }
 
 mc_status mc_gemm_bf16_ab(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                           float alpha, const uint16_t *A, int64_t lda, const uint16_t *B,
                           int64_t ldb, float beta, float *C, int64_t ldc) {
-    return gemm_bf16_given("mc_gemm_bf16_ab", true, trans_a, trans_b, M, N, K, alpha, A, lda, B,
+    return gemm_bf16_given("mc_gemm_bf16_ab", GIVEN_A_B_BF16, trans_a, trans_b, M, N, K, alpha, A, lda, B,
                            ldb, beta, C, ldc);
+}
+
+mc_status mc_gemm_bf16_panels(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
+                              const float *A, int64_t lda, const float *panels, float beta,
+                              float *C, int64_t ldc) {
+    return gemm_bf16_given("mc_gemm_bf16_panels", GIVEN_B_PANELS, trans_a, true, M, N, K, alpha,
+                           A, lda, (const uint16_t *)panels, 0, beta, C, ldc);
 }

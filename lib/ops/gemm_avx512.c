@@ -189,7 +189,11 @@ AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_en
         for (int64_t jc = j_begin; jc < j_end; jc += NC) {
             const int64_t nc = min64(NC, j_end - jc);
             int64_t pack_start = profiling ? mc_profile_now_ns() : 0;
-            v->pack_b_block(job->trans_b, job->B, job->ldb, pc, kc, jc, nc, packed_b);
+            const float *block_b = packed_b;
+            if (v->packed_b_block)
+                block_b = v->packed_b_block(job->B, job->ldb, pc, kc, jc);
+            else
+                v->pack_b_block(job->trans_b, job->B, job->ldb, pc, kc, jc, nc, packed_b);
             if (profiling) packing_ns += mc_profile_now_ns() - pack_start;
             for (int64_t ic = i_begin; ic < i_end; ic += MC) {
                 const int64_t mc = min64(MC, i_end - ic);
@@ -203,7 +207,7 @@ AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_en
                 if (profiling) packing_ns += mc_profile_now_ns() - pack_start;
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR)
-                        v->micro_kernel(slots, packed_a + ir * slots, packed_b + jr * slots,
+                        v->micro_kernel(slots, packed_a + ir * slots, block_b + jr * slots,
                                         job->C + (ic + ir) * job->ldc + jc + jr, job->ldc,
                                         min64(MR, mc - ir), min64(NR, nc - jr), job->alpha, beta);
             }
@@ -327,7 +331,8 @@ bool mc_gemm_avx512_run_batched(const mc_gemm_avx512_variant *variant, bool tran
 
 /* ---- single precision ---- */
 
-static const mc_gemm_avx512_variant fp32 = {1, pack_a_panel, pack_b_block, micro_kernel, NULL};
+static const mc_gemm_avx512_variant fp32 = {1, pack_a_panel, pack_b_block, micro_kernel, NULL,
+                                             NULL};
 
 bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,

@@ -534,22 +534,22 @@ AVX512 static void micro_kernel_emulated(int64_t slots, const float *a_panel,
 
 static const mc_gemm_avx512_variant native = {2, pack_a_panel_bf16_native,
                                               pack_b_block_bf16_native, micro_kernel_dpbf16,
-                                              pack_a_block_bf16_native};
+                                              pack_a_block_bf16_native, NULL};
 static const mc_gemm_avx512_variant emulated = {2, pack_a_panel_bf16, pack_b_block_bf16,
-                                                micro_kernel_emulated, NULL};
+                                                micro_kernel_emulated, NULL, NULL};
 /* The same with B already in bf16. */
 static const mc_gemm_avx512_variant native_bf16_b = {2, pack_a_panel_bf16_native,
                                                      pack_b_block_from_bf16, micro_kernel_dpbf16,
-                                                     pack_a_block_bf16_native};
+                                                     pack_a_block_bf16_native, NULL};
 static const mc_gemm_avx512_variant emulated_bf16_b = {2, pack_a_panel_bf16, pack_b_block_from_bf16,
-                                                       micro_kernel_emulated, NULL};
+                                                       micro_kernel_emulated, NULL, NULL};
 /* The same with both operands in bf16. */
 static const mc_gemm_avx512_variant native_bf16_ab = {2, pack_a_panel_from_bf16,
                                                       pack_b_block_from_bf16, micro_kernel_dpbf16,
-                                                      NULL};
+                                                      NULL, NULL};
 static const mc_gemm_avx512_variant emulated_bf16_ab = {2, pack_a_panel_from_bf16,
                                                         pack_b_block_from_bf16,
-                                                        micro_kernel_emulated, NULL};
+                                                        micro_kernel_emulated, NULL, NULL};
 
 /* ---- the product, with K split where mc_gemm_bf16_k_chunks says ---- */
 
@@ -670,6 +670,51 @@ bool mc_sgemm_bf16_ab_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, i
                        lda, B, ldb, beta, C, ldc);
 }
 
+/* ---- B kept in the micro-kernel's panel order ----
+ * A weight multiplies as op(B) in every forward product; packing it again
+ * each time (a 16 x 16 transpose per 16 columns and slots) is about 7 % of
+ * such a product. Packed once, in the order gemm_block reads its blocks,
+ * the product reads its panels in place: for each slice of K (KC slots,
+ * the last one shorter), the panels of all N columns, each
+ * (slots of the slice, NR), one after another:
+ *     panels + round_up(N, NR) * (k0 / 2) + j * slots   is the panel of
+ * columns [j, j + NR) of the slice starting at k0 (j a multiple of NR).
+ * The slices before k0 are whole (KC slots each), so the slots before it
+ * are k0 / 2. */
+
+int64_t mc_bf16_panels_slots(int64_t N, int64_t K) { return (N + NR - 1) / NR * NR * ((K + 1) / 2); }
+
+void mc_bf16_pack_panels(const uint16_t *B, int64_t N, int64_t K, float *panels) {
+    // B: (N, K) bf16 values, row-major (used as op(B) = B^T); panels: mc_bf16_panels_slots(N, K)
+    const int64_t slice = 2 * KC, width = (N + NR - 1) / NR * NR;
+    for (int64_t k0 = 0; k0 < K; k0 += slice) {
+        const int64_t kc = K - k0 < slice ? K - k0 : slice;
+        pack_b_block_from_bf16(true, B, K, k0, kc, 0, N, panels + width * (k0 / 2));
+    }
+}
+
+/* mc_gemm_avx512_variant.packed_b_block: the block of columns from j0 of
+ * the slice at k0, in panels laid out as mc_bf16_pack_panels writes them
+ * (width: N rounded up to NR). */
+static const float *panels_block(const void *panels, int64_t width, int64_t k0, int64_t kc,
+                                 int64_t j0) {
+    return (const float *)panels + width * (k0 / 2) + j0 * ((kc + 1) / 2);
+}
+
+static const mc_gemm_avx512_variant native_panels = {
+    2, pack_a_panel_bf16_native, NULL, micro_kernel_dpbf16, pack_a_block_bf16_native,
+    panels_block};
+static const mc_gemm_avx512_variant emulated_panels = {
+    2, pack_a_panel_bf16, NULL, micro_kernel_emulated, NULL, panels_block};
+
+bool mc_sgemm_bf16_panels_avx512(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
+                                 const float *A, int64_t lda, const float *panels, float beta,
+                                 float *C, int64_t ldc) {
+    return mc_gemm_avx512_run(mc_gemm_bf16_is_native() ? &native_panels : &emulated_panels,
+                              trans_a, true, M, N, K, alpha, A, lda, panels,
+                              (N + NR - 1) / NR * NR, beta, C, ldc);
+}
+
 #else /* not x86-64 with GCC or clang: the products run in fp32 (gemm.c) */
 
 mc_bf16_bits_fn mc_bf16_bits_of_products(void) { return NULL; }
@@ -714,6 +759,21 @@ bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t
     (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
     (void)stride_a, (void)B, (void)ldb, (void)stride_b, (void)beta, (void)C, (void)ldc;
     (void)stride_c, (void)batch;
+    return false;
+}
+
+int64_t mc_bf16_panels_slots(int64_t N, int64_t K) {
+    (void)N, (void)K;
+    return 0;
+}
+void mc_bf16_pack_panels(const uint16_t *B, int64_t N, int64_t K, float *panels) {
+    (void)B, (void)N, (void)K, (void)panels;
+}
+bool mc_sgemm_bf16_panels_avx512(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
+                                 const float *A, int64_t lda, const float *panels, float beta,
+                                 float *C, int64_t ldc) {
+    (void)trans_a, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)panels;
+    (void)beta, (void)C, (void)ldc;
     return false;
 }
 

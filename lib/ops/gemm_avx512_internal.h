@@ -38,6 +38,12 @@ typedef struct mc_gemm_avx512_variant {
      * reads memory badly. NULL: pack_a_panel per panel. */
     void (*pack_a_block)(bool trans_a, const void *A, int64_t lda, int64_t i0, int64_t rows,
                          int64_t k0, int64_t kc, float *packed_a);
+    /* Optional, for a B given packed already (a weight kept in panel
+     * order): where the block pack_b_block would make lies in B, read in
+     * place instead of copied. ldb: the panels' row of columns (N rounded
+     * up to NR). NULL: pack_b_block packs. */
+    const float *(*packed_b_block)(const void *B, int64_t ldb, int64_t k0, int64_t kc,
+                                   int64_t j0);
 } mc_gemm_avx512_variant;
 
 /* mc_sgemm's contract (ops.h) with one variant's packing and micro-kernel;

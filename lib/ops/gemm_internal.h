@@ -67,6 +67,20 @@ bool mc_sgemm_bf16_b_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, in
 bool mc_sgemm_bf16_ab_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                              float alpha, const uint16_t *A, int64_t lda, const uint16_t *B,
                              int64_t ldb, float beta, float *C, int64_t ldc);
+/* A (N, K) matrix of bf16 values (a linear layer's weight's cached copy)
+ * kept packed in the micro-kernel's panel order, so that the products
+ * multiplying by its transpose read it in place instead of packing it
+ * again each call (gemm_avx512_bf16.c). mc_bf16_panels_slots: the 4-byte
+ * slots the panels take (0 off x86-64); mc_bf16_pack_panels writes them
+ * (B: (N, K) row-major; only where mc_gemm_bf16_runs()). */
+int64_t mc_bf16_panels_slots(int64_t N, int64_t K);
+void mc_bf16_pack_panels(const uint16_t *B, int64_t N, int64_t K, float *panels);
+/* C (M, N) = alpha * op(A) B^T + beta * C with B given as such panels:
+ * equal, bit for bit, to mc_sgemm_bf16_b_avx512 with trans_b and the B
+ * they were packed from. Same contract otherwise. */
+bool mc_sgemm_bf16_panels_avx512(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
+                                 const float *A, int64_t lda, const float *panels, float beta,
+                                 float *C, int64_t ldc);
 /* True when MC_PRECISION_BF16 products run on our kernel (not OpenBLAS in
  * fp32), so that an operand may be handed over in bf16. */
 bool mc_gemm_bf16_runs(void);
@@ -80,6 +94,11 @@ mc_status mc_gemm_bf16_b(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
 mc_status mc_gemm_bf16_ab(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                           float alpha, const uint16_t *A, int64_t lda, const uint16_t *B,
                           int64_t ldb, float beta, float *C, int64_t ldc);
+/* The same with B as panels, as mc_sgemm_bf16_panels_avx512 (op(B) = B^T,
+ * B (N, K)). */
+mc_status mc_gemm_bf16_panels(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
+                              const float *A, int64_t lda, const float *panels, float beta,
+                              float *C, int64_t ldc);
 /* The bf16 bits of values[0..n) (each the top half of mc_bf16_round of a
  * value), 16 at a time; false, nothing written, on a CPU without AVX-512F.
  * values, bits: (n). */

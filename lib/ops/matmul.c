@@ -72,6 +72,24 @@ static mc_status gemm_weight(const mc_graph *g, bool trans_a, bool trans_b, int6
                           trans_b ? K : N, beta, C, N);
 }
 
+/* y (rows, out) = x (rows, in) @ weight^T + beta y, weight (out, in): a
+ * linear op's forward product. An op that is not recorded (inference)
+ * multiplies by the weight's bf16 panels on a bf16 graph, which the
+ * product reads in place (weight_bf16.h); a recorded one by its plain bf16
+ * copy, which its backward multiplies by as well (one form kept per
+ * weight). */
+static mc_status linear_product(const mc_graph *g, bool recorded, int64_t rows, int64_t out,
+                                int64_t in, const float *x, mc_tensor *weight, float beta,
+                                float *y) {
+    if (!recorded && mc_graph_precision(g) == MC_PRECISION_BF16) {
+        const float *panels;
+        MC_TRY(mc_weight_bf16_panels(weight, out, in, &panels));
+        if (panels)
+            return mc_gemm_bf16_panels(false, rows, out, in, 1.0f, x, in, panels, beta, y, out);
+    }
+    return gemm_weight(g, false, true, rows, out, in, x, weight, beta, y);
+}
+
 /* ---- matmul ---- */
 
 /* Sizes of one product, and how many (batch) with which strides. */
@@ -252,9 +270,9 @@ mc_status mc_linear(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_tensor *bia
     MC_TRY(mc_graph_tensor_uninit(g, linear_output_shape(x, &d), "linear", &y));
     /* Start y as the bias in every row, then add x W^T on top (beta = 1). */
     if (bias) start_rows(y->data, bias->data, NULL, d.rows, d.out_features);
-    MC_TRY(gemm_weight(g, false, true, d.rows, d.out_features, d.in_features, x->data, weight,
-                       bias ? 1.0f : 0.0f, y->data));
     mc_tensor *in[3] = {x, weight, bias};
+    MC_TRY(linear_product(g, mc_graph_should_record(g, bias ? 3 : 2, in), d.rows, d.out_features,
+                          d.in_features, x->data, weight, bias ? 1.0f : 0.0f, y->data));
     MC_TRY(mc_op_record_saved(g, "linear", linear_backward, y, bias ? 3 : 2, in, &d, sizeof d));
     *out = y;
     return MC_OK;
@@ -277,8 +295,8 @@ mc_status mc_linear_activation(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_
     }
     mc_tensor *y; /* beta 0: all written */
     MC_TRY(mc_graph_tensor_uninit(g, linear_output_shape(x, &d), "linear_activation", &y));
-    MC_TRY(gemm_weight(g, false, true, d.rows, d.out_features, d.in_features, x->data, weight,
-                       0.0f, y->data));
+    MC_TRY(linear_product(g, false, d.rows, d.out_features, d.in_features, x->data, weight, 0.0f,
+                          y->data));
     mc_bias_activation_rows(activation, y->data, bias ? bias->data : NULL, d.rows, d.out_features);
     *out = y;
     return MC_OK;
@@ -315,9 +333,9 @@ mc_status mc_linear_residual(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc_te
     mc_tensor *y; /* residual (+ bias) rows: all written */
     MC_TRY(mc_graph_tensor_uninit(g, shape, "linear_residual", &y));
     start_rows(y->data, bias ? bias->data : NULL, residual->data, d.rows, d.out_features);
-    MC_TRY(gemm_weight(g, false, true, d.rows, d.out_features, d.in_features, x->data, weight,
-                       1.0f, y->data));
     mc_tensor *in[4] = {x, weight, residual, bias};
+    MC_TRY(linear_product(g, mc_graph_should_record(g, bias ? 4 : 3, in), d.rows, d.out_features,
+                          d.in_features, x->data, weight, 1.0f, y->data));
     MC_TRY(mc_op_record_saved(g, "linear_residual", linear_residual_backward, y, bias ? 4 : 3, in,
                               &d, sizeof d));
     *out = y;

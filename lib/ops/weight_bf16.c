@@ -19,6 +19,7 @@
 #include "ops/gemm_internal.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +28,10 @@ struct mc_tensor_bf16 {
     const float *data; /* t->data they were made from */
     int64_t numel;
     mc_weight_arrange_fn arrange; /* the order they are in (NULL: as stored) */
-    uint16_t values[];            /* numel bf16 values */
+    bool panels;                  /* in the GEMM's panels (mc_bf16_pack_panels) instead */
+    size_t capacity;              /* bytes of values */
+    /* numel bf16 values, or the panels (aligned: the GEMM loads them so) */
+    _Alignas(64) uint16_t values[];
 };
 
 /* One copy is made at a time: ops of two graphs on two threads may share a
@@ -35,9 +39,9 @@ struct mc_tensor_bf16 {
 static pthread_mutex_t making = PTHREAD_MUTEX_INITIALIZER;
 
 static bool is_current(const struct mc_tensor_bf16 *copy, const mc_tensor *t,
-                       mc_weight_arrange_fn arrange) {
+                       mc_weight_arrange_fn arrange, bool panels) {
     return copy && copy->version == t->version && copy->data == t->data &&
-           copy->numel == t->numel && copy->arrange == arrange;
+           copy->numel == t->numel && copy->arrange == arrange && copy->panels == panels;
 }
 
 /* The bf16 bits of values[0..n) into bits, one at a time: the reference,
@@ -68,31 +72,45 @@ static void round_to_bf16(const float *values, int64_t n, uint16_t *bits) {
     }
 }
 
-static mc_status make_copy(mc_tensor *t, mc_weight_arrange_fn arrange, const void *ctx) {
+/* t->bf16 with room for `bytes` of values (64-byte aligned), marked not
+ * current. */
+static mc_status reserve_copy(mc_tensor *t, size_t bytes) {
     struct mc_tensor_bf16 *copy = t->bf16;
-    if (!copy || copy->numel != t->numel) {
+    if (!copy || copy->capacity < bytes) {
         free(t->bf16);
         t->bf16 = NULL;
-        copy = malloc(sizeof *copy + (size_t)t->numel * sizeof(uint16_t));
+        const size_t size = (sizeof *copy + bytes + 63) / 64 * 64; /* aligned_alloc's rule */
+        copy = aligned_alloc(64, size);
         if (!copy) return mc_error(MC_ERR_NOMEM, "%s: no memory for its bf16 copy", t->name);
+        copy->capacity = bytes;
         t->bf16 = copy;
     }
+    copy->data = NULL; /* not current until made */
+    return MC_OK;
+}
+
+static void mark_made(mc_tensor *t, mc_weight_arrange_fn arrange, bool panels) {
+    struct mc_tensor_bf16 *copy = t->bf16;
     copy->version = t->version;
     copy->data = t->data;
     copy->numel = t->numel;
     copy->arrange = arrange;
+    copy->panels = panels;
+}
+
+static mc_status make_copy(mc_tensor *t, mc_weight_arrange_fn arrange, const void *ctx) {
+    MC_TRY(reserve_copy(t, (size_t)t->numel * sizeof(uint16_t)));
     if (!arrange) {
-        round_to_bf16(t->data, t->numel, copy->values);
-        return MC_OK;
+        round_to_bf16(t->data, t->numel, t->bf16->values);
+    } else {
+        float *arranged = malloc((size_t)t->numel * sizeof(float));
+        if (!arranged)
+            return mc_error(MC_ERR_NOMEM, "%s: no memory to arrange its bf16 copy", t->name);
+        arrange(ctx, t->data, arranged);
+        round_to_bf16(arranged, t->numel, t->bf16->values);
+        free(arranged);
     }
-    float *arranged = malloc((size_t)t->numel * sizeof(float));
-    if (!arranged) {
-        copy->data = NULL; /* not current */
-        return mc_error(MC_ERR_NOMEM, "%s: no memory to arrange its bf16 copy", t->name);
-    }
-    arrange(ctx, t->data, arranged);
-    round_to_bf16(arranged, t->numel, copy->values);
-    free(arranged);
+    mark_made(t, arrange, false);
     return MC_OK;
 }
 
@@ -101,8 +119,36 @@ mc_status mc_weight_bf16(mc_tensor *t, mc_weight_arrange_fn arrange, const void 
     *out = NULL;
     if (!t->on_heap || !mc_gemm_bf16_runs()) return MC_OK;
     pthread_mutex_lock(&making);
-    mc_status status = is_current(t->bf16, t, arrange) ? MC_OK : make_copy(t, arrange, ctx);
+    mc_status status = is_current(t->bf16, t, arrange, false) ? MC_OK : make_copy(t, arrange, ctx);
     if (status == MC_OK) *out = t->bf16->values;
+    pthread_mutex_unlock(&making);
+    return status;
+}
+
+/* The panels of t as (N, K): rounded as make_copy rounds, then packed. */
+static mc_status make_panels(mc_tensor *t, int64_t N, int64_t K) {
+    const int64_t slots = mc_bf16_panels_slots(N, K);
+    uint16_t *rounded = malloc((size_t)t->numel * sizeof *rounded);
+    if (!rounded) return mc_error(MC_ERR_NOMEM, "%s: no memory to round its bf16 panels", t->name);
+    mc_status status = reserve_copy(t, (size_t)slots * sizeof(float));
+    if (status == MC_OK) {
+        round_to_bf16(t->data, t->numel, rounded);
+        mc_bf16_pack_panels(rounded, N, K, (float *)t->bf16->values);
+        mark_made(t, NULL, true);
+    }
+    free(rounded);
+    return status;
+}
+
+mc_status mc_weight_bf16_panels(mc_tensor *t, int64_t N, int64_t K, const float **out) {
+    *out = NULL;
+    if (!t->on_heap || !mc_gemm_bf16_runs() || mc_bf16_panels_slots(N, K) <= 0) return MC_OK;
+    if (N * K != t->numel)
+        return mc_error(MC_ERR_SHAPE, "%s: %lld values cannot be packed as (%lld, %lld)", t->name,
+                        (long long)t->numel, (long long)N, (long long)K);
+    pthread_mutex_lock(&making);
+    mc_status status = is_current(t->bf16, t, NULL, true) ? MC_OK : make_panels(t, N, K);
+    if (status == MC_OK) *out = (const float *)t->bf16->values;
     pthread_mutex_unlock(&making);
     return status;
 }
