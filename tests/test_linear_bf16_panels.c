@@ -7,7 +7,8 @@
  * result must equal, bit for bit, the product that packs the plain copy
  * (mc_gemm_bf16_b, itself tested against the naive bf16 reference in
  * test_gemm_bf16.c): on every shape (slices of K, odd K, N not a multiple
- * of the panel width or wider than one block), beta 0 and 1, 1 and 2
+ * of the panel width or wider than one block, K split into chunks), beta
+ * 0 and 1, 1 and 2
  * threads, on vdpbf16ps and on its emulation. Then the linear ops: an
  * unrecorded op (panels) equals the recorded op (plain copy), and the
  * panels follow a change of the weight. Without AVX-512F bf16 products run
@@ -33,10 +34,12 @@ static float *random_floats(int64_t n, uint64_t seed) {
 static const int64_t shapes[][3] = {
     {1, 1, 1}, {13, 33, 7}, {50, 64, 513}, {37, 100, 1031}, {12, 32, 512},
     {29, 3100, 40}, {200, 96, 768}, {3, 250, 1025},
+    {16, 100, 4100}, /* K split into chunks (mc_gemm_bf16_k_chunks) */
 };
 
 START_TEST(test_panels_equal_packing_the_copy) {
     const int64_t M = shapes[_i][0], N = shapes[_i][1], K = shapes[_i][2];
+    if (K == 4100) ck_assert_int_gt(mc_gemm_bf16_k_chunks(M, N, K), 1); /* the split is tested */
     mc_tensor *w;
     MC_CHECK_OK(mc_tensor_new(&w, MC_SHAPE(N, K), "w"));
     float *values = random_floats(N * K, 7 + (uint64_t)_i);

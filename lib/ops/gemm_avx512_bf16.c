@@ -710,9 +710,14 @@ static const mc_gemm_avx512_variant emulated_panels = {
 bool mc_sgemm_bf16_panels_avx512(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
                                  const float *A, int64_t lda, const float *panels, float beta,
                                  float *C, int64_t ldc) {
-    return mc_gemm_avx512_run(mc_gemm_bf16_is_native() ? &native_panels : &emulated_panels,
-                              trans_a, true, M, N, K, alpha, A, lda, panels,
-                              (N + NR - 1) / NR * NR, beta, C, ldc);
+    /* K split as for a B packed each call, so that the bits are the same.
+     * A chunk starts at a multiple of the slice, where the panels of the
+     * remaining k begin k0 / 2 rows of `width` slots in: what run_split_k
+     * finds for a B "not transposed" of 2-byte values with ldb = width. */
+    const int64_t width = (N + NR - 1) / NR * NR;
+    return run_split_k(mc_gemm_bf16_is_native() ? &native_panels : &emulated_panels,
+                       sizeof(float), sizeof(uint16_t), trans_a, false, M, N, K, alpha, A, lda,
+                       panels, width, beta, C, ldc);
 }
 
 #else /* not x86-64 with GCC or clang: the products run in fp32 (gemm.c) */
