@@ -1,6 +1,7 @@
 /* bench_chain — the real recipe's costs, mmchain next to PyTorch in one run.
  *
  *     bench_chain [--threads N] [--steps S] [--precision fp32|bf16|both] [--no-peer]
+ *                 [--peer-keep-heap]
  *
  * What `mmchain train` runs with the README's settings, on synthetic tiles
  * (mmchain synth's world; speed does not depend on the content): a CLIP
@@ -39,7 +40,11 @@
  * this program again with --side ours), so every peak memory is its own.
  * The PyTorch peer (bench/peer/torch_chain.py: torchvision's resnet50 and a
  * ViT-B/32 built in torch as tests/golden/gen_clip.py writes CLIP) times the
- * same four things with the same shapes and threads. Run from the source
+ * same four things with the same shapes and threads. --peer-keep-heap runs
+ * it with --keep-heap: glibc's malloc then keeps freed memory instead of
+ * unmapping its large blocks, which at the CLIP batch of 64 otherwise costs
+ * PyTorch's ViT fresh, faulted-in pages for every MLP activation (the
+ * peer's docstring and bench/README.md measure this). Run from the source
  * tree root or set MMCHAIN_SOURCE_DIR. */
 #include <math.h>
 #include <stdio.h>
@@ -281,18 +286,20 @@ static void print_both(const side ours[2], const side theirs[2]) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: bench_chain [--threads N] [--steps S] [--precision fp32|bf16|both] [--no-peer]\n");
+    fprintf(stderr, "usage: bench_chain [--threads N] [--steps S] [--precision fp32|bf16|both] [--no-peer]"
+                    " [--peer-keep-heap]\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     mc_threads_reexec_with_passive_wait(argv); /* for us and the peer, which inherit it */
     int threads = 2, steps = 2;
-    bool peer = true, both = false, child = false;
+    bool peer = true, both = false, child = false, peer_keep_heap = false;
     mc_precision precision = MC_PRECISION_FP32;
     for (int i = 1; i < argc; i++) {
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--no-peer")) peer = false;
+        else if (!strcmp(argv[i], "--peer-keep-heap")) peer_keep_heap = true;
         else if (!value) return usage();
         else if (!strcmp(argv[i], "--threads")) threads = atoi(value), i++;
         else if (!strcmp(argv[i], "--steps")) steps = atoi(value), i++;
@@ -335,8 +342,9 @@ int main(int argc, char **argv) {
         }
         if (!peer) continue;
         snprintf(command, sizeof command,
-                 "/usr/bin/python3 '%s/bench/peer/torch_chain.py' --threads %d --steps %d --precision %s",
-                 source ? source : ".", threads, steps, mc_precision_name(which));
+                 "/usr/bin/python3 '%s/bench/peer/torch_chain.py' --threads %d --steps %d --precision %s%s",
+                 source ? source : ".", threads, steps, mc_precision_name(which),
+                 peer_keep_heap ? " --keep-heap" : "");
         theirs[p] = run_side(command, version, sizeof version);
     }
     print_conditions(threads, steps, both ? "fp32 and bf16" : mc_precision_name(precision), version);
