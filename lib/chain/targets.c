@@ -76,13 +76,18 @@ static mc_status cache_key(const mc_chain_tower *tower, const mc_chain_data *dat
         /* v2: the tower's inference since then sums its softmax in 16 lanes
          * and adds the fc1 bias after the product, which changes the
          * embeddings at float rounding: a v1 cache would no longer equal
-         * the targets made on the fly bit for bit. */
-        h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain clip targets v2");
+         * the targets made on the fly bit for bit.
+         * v3: layer norm sums its rows in 16 fixed lanes, again a change
+         * at float rounding. */
+        h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain clip targets v3");
     } else {
         mc_chain_teacher_fingerprint(tower->teacher, fingerprint);
         snprintf(preprocessing, sizeof preprocessing, "teacher view %dx%dx%d", data->rgb_channels,
                  data->rgb_height, data->rgb_width);
-        h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain teacher targets v1");
+        /* v2: Winograd is now chosen by the tile count, not the map size,
+         * which moves some of the teacher's 3x3 convolutions onto it and
+         * changes its embeddings at float rounding. */
+        h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain teacher targets v2");
     }
     h = mc_fnv1a_string(h, fingerprint);
     h = mc_fnv1a_string(h, preprocessing);
