@@ -23,6 +23,7 @@
 
 #include "testutil.h"
 
+#include "../lib/ops/conv_internal.h"
 #include "../lib/ops/gemm_internal.h"
 
 enum { MAX_IN = 3 };
@@ -275,6 +276,35 @@ START_TEST(test_bf16_weight_copy_follows_the_weight) {
 }
 END_TEST
 
+/* A convolution's bf16 weight gradient in groups of rows (conv.c: a small
+ * weight and several chunks of columns; the small column budget set here
+ * makes the chunks): within the bound of fp32 as above, and the output and
+ * every gradient the same, bit for bit, at 1, 2 and 3 threads (the groups
+ * depend on the shape and the budget only). */
+START_TEST(test_bf16_conv_weight_gradient_in_row_groups) {
+    const op_case *c = &cases[_i];
+    mc_conv2d_set_column_budget(2048); /* 6 to 25 rows per chunk here */
+    check_case(c);
+    mc_tensor *in[MAX_IN];
+    make_inputs(c, 40, in);
+    const int threads = mc_get_num_threads();
+    mc_set_num_threads(1);
+    op_results one = run(c, MC_PRECISION_BF16, in, false);
+    for (int n = 2; n <= 3; n++) {
+        mc_set_num_threads(n);
+        op_results more = run(c, MC_PRECISION_BF16, in, false);
+        char what[160];
+        snprintf(what, sizeof what, "%s, %d threads against 1", c->name, n);
+        assert_same_results(what, &one, &more, in, c->n_in);
+        free_results(&more, c->n_in);
+    }
+    mc_set_num_threads(threads);
+    mc_conv2d_set_column_budget(0); /* the default again */
+    free_results(&one, c->n_in);
+    for (int i = 0; i < c->n_in; i++) mc_tensor_free(in[i]);
+}
+END_TEST
+
 int main(void) {
     if (!mc_gemm_avx512_available())
         return mc_test_skip("bf16 graphs (this CPU has no AVX-512F: products stay fp32)");
@@ -287,6 +317,7 @@ int main(void) {
     if (mc_gemm_bf16_native_available()) tcase_add_test(tc, test_bf16_ops_same_on_emulation);
     /* The cases whose second input is a weight: the convolutions and linear. */
     tcase_add_loop_test(tc, test_bf16_weight_copy_follows_the_weight, 0, 5);
+    tcase_add_loop_test(tc, test_bf16_conv_weight_gradient_in_row_groups, 0, 4); /* the convs */
     suite_add_tcase(s, tc);
     return mc_test_run_suite(s);
 }

@@ -39,6 +39,7 @@
 #include "ops/conv_internal.h"
 #include "core/vector_clones.h"
 #include "core/parallel.h"
+#include "mmchain/threads.h"
 #include "ops/gemm_internal.h"
 #include "ops/naive.h"
 #include "ops/weight_bf16.h"
@@ -61,9 +62,11 @@ void mc_conv2d_set_column_budget(size_t bytes) {
 static _Thread_local mc_scratch scratch_columns;       /* im2col rows */
 static _Thread_local mc_scratch scratch_packed_weight; /* (OC, KH, KW, C/g) */
 static _Thread_local mc_scratch scratch_packed_dweight;
+static _Thread_local mc_scratch scratch_dweight_partials; /* bf16 weight gradient, by groups */
 
 void mc_conv2d_release_workspace(void) {
-    mc_scratch *all[] = {&scratch_columns, &scratch_packed_weight, &scratch_packed_dweight};
+    mc_scratch *all[] = {&scratch_columns, &scratch_packed_weight, &scratch_packed_dweight,
+                         &scratch_dweight_partials};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mc_scratch_free(all[i]);
     mc_conv2d_winograd_release_workspace();
 }
@@ -551,6 +554,76 @@ static mc_status conv_backward_direct(const mc_conv2d_geometry *geo, const float
     return MC_OK;
 }
 
+/* ---- the bf16 weight gradient in groups of rows ----
+ *
+ * WHY: the weight gradient is a product over all output rows (K = batch x
+ * output pixels) into the small weight; chunk by chunk (rows_per_chunk),
+ * each chunk's product (layer1's 3x3: 64 x 576 over 455 rows) is too small
+ * to share among the threads well: each thread packs the chunk's whole
+ * dout for its strip of the weight, and every chunk is one more parallel
+ * region. Here the chunks are dealt out in a fixed number of groups of
+ * consecutive rows: each group's chunks are gathered and multiplied by one
+ * thread into the group's own partial gradient (the columns staying in
+ * that thread's cache, as before), and the partials are added in group
+ * order. The groups depend on the shape (and the column budget) only, so
+ * the result is the same for any thread count. Only where the weight is
+ * small (the partials cost a pass over it each) and there are enough
+ * chunks to share. */
+enum { WEIGHT_GRAD_MAX_GROUPS = 8 };
+static const int64_t WEIGHT_GRAD_MAX_GROUPED = 1 << 18; /* weight elements */
+
+/* How many groups of rows the bf16 weight gradient takes for `chunks`
+ * chunks: a power of two (an even share for 2, 4 or 8 threads), each
+ * group at least two chunks; 1: the chunks in one loop. */
+static int64_t weight_grad_groups(const mc_conv2d_geometry *geo, int64_t chunks) {
+    if (geo->oc * geo->k_group > WEIGHT_GRAD_MAX_GROUPED) return 1;
+    int64_t groups = 1;
+    while (groups < WEIGHT_GRAD_MAX_GROUPS && 2 * (2 * groups) <= chunks) groups *= 2;
+    return groups;
+}
+
+/* packed_dweight (OC, K_g) = dout^T @ columns over all rows, in bf16,
+ * columns gathered chunk by chunk, in weight_grad_groups groups of chunks
+ * (see above). x: (N, H, W, C), dout: (rows, OC); packed_dweight is
+ * overwritten. */
+static mc_status weight_grad_bf16_grouped(const mc_conv2d_geometry *geo, const float *x,
+                                          const float *dout, int64_t chunk, int64_t groups,
+                                          float *packed_dweight) {
+    const int64_t chunks = (geo->rows + chunk - 1) / chunk, size = geo->oc * geo->k_group;
+    float *partials = NULL;
+    if (groups > 1)
+        MC_TRY(mc_scratch_reserve(&scratch_dweight_partials, (groups - 1) * size,
+                                  "conv2d partial weight gradients", &partials));
+    int threads = mc_get_num_threads();
+    if (threads > groups) threads = (int)groups;
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1) reduction(| : failed)
+    for (int64_t group = 0; group < groups; group++) {
+        /* the first group's gradient goes straight to packed_dweight */
+        float *dweight = group == 0 ? packed_dweight : partials + (group - 1) * size;
+        memset(dweight, 0, (size_t)size * sizeof(float));
+        float *columns; /* this thread's: the bf16 columns of one chunk */
+        if (mc_scratch_reserve(&scratch_columns, chunk * ((geo->k_total + 1) / 2),
+                               "conv2d im2col columns", &columns) != MC_OK) {
+            failed = 1;
+            continue;
+        }
+        for (int64_t c = chunks * group / groups; c < chunks * (group + 1) / groups; c++) {
+            const int64_t row0 = c * chunk, count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
+            im2col_bf16(geo, x, row0, count, (uint16_t *)columns);
+            if (gemm_weight_grad(geo, count, dout + row0 * geo->oc, NULL, (uint16_t *)columns,
+                                 geo->k_total, dweight) != MC_OK)
+                failed = 1;
+        }
+    }
+    if (failed) return mc_error(MC_ERR_NOMEM, "conv2d: no memory for the bf16 weight gradient");
+    for (int64_t group = 1; group < groups; group++) {
+        const float *partial = partials + (group - 1) * size;
+        for (int64_t i = 0; i < size; i++) packed_dweight[i] += partial[i];
+    }
+    return MC_OK;
+}
+
 static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float *x,
                                       const float *weight, const float *dout, float *dx,
                                       float *dweight) {
@@ -564,6 +637,17 @@ static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float
         MC_TRY(mc_scratch_reserve(&scratch_packed_dweight, geo->oc * geo->k_group,
                                "conv2d packed weight gradient", &packed_dweight));
         memset(packed_dweight, 0, (size_t)(geo->oc * geo->k_group) * sizeof(float));
+    }
+    if (dweight && geo->weight_bf16) { /* bf16: in groups of rows where that shares better */
+        /* chunks of bf16 columns: half a float per value */
+        const int64_t chunk = rows_per_chunk(geo, (geo->k_total + 1) / 2);
+        const int64_t groups = weight_grad_groups(geo, (geo->rows + chunk - 1) / chunk);
+        if (groups > 1) {
+            MC_TRY(weight_grad_bf16_grouped(geo, x, dout, chunk, groups, packed_dweight));
+            unpack_add_weight(geo, packed_dweight, dweight);
+            if (!dx) return MC_OK;
+            dweight = NULL;
+        }
     }
     int64_t chunk = rows_per_chunk(geo, geo->k_total);
     MC_TRY(mc_scratch_reserve(&scratch_columns, chunk * geo->k_total, "conv2d im2col columns", &columns));
