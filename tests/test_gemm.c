@@ -144,6 +144,45 @@ START_TEST(test_avx512_matches_definition_two_threads) {
 }
 END_TEST
 
+/* The same product on 1 and on 2 threads, bit for bit. */
+static void check_same_on_one_thread(bool ta, bool tb, shape s) {
+    const int64_t lda = (ta ? s.M : s.K) + 1, ldb = (tb ? s.K : s.N) + 2, ldc = s.N + 3;
+    const int64_t a_floats = (ta ? s.K : s.M) * lda, b_floats = (tb ? s.N : s.K) * ldb;
+    float *A = alloc_floats(a_floats), *B = alloc_floats(b_floats);
+    float *one = alloc_floats(s.M * ldc), *two = alloc_floats(s.M * ldc);
+    fill_random(A, a_floats, 31);
+    fill_random(B, b_floats, 32);
+    fill_random(one, s.M * ldc, 33);
+    memcpy(two, one, (size_t)(s.M * ldc) * sizeof(float));
+    mc_set_num_threads(1);
+    mc_sgemm(ta, tb, s.M, s.N, s.K, 1.0f, A, lda, B, ldb, 0.5f, one, ldc);
+    mc_set_num_threads(2);
+    mc_sgemm(ta, tb, s.M, s.N, s.K, 1.0f, A, lda, B, ldb, 0.5f, two, ldc);
+    ck_assert_msg(memcmp(one, two, (size_t)(s.M * ldc) * sizeof(float)) == 0,
+                  "%c%c %lldx%lldx%lld: 2 threads differ from 1", ta ? 'T' : 'N', tb ? 'T' : 'N',
+                  (long long)s.M, (long long)s.N, (long long)s.K);
+    free(A), free(B), free(one), free(two);
+}
+
+/* Products whose shared operand (op(B) when the threads cut the rows of C,
+ * op(A) when they cut its columns) is large enough for the threads to pack
+ * it together: K over several slices with a short last one, panels with
+ * a short last one, the threads' parts of the packing meeting inside a
+ * slice (and, for op(A), between two panels: the spill past a panel's
+ * end), and one product whose threads each take more columns than a packed
+ * B block. Against the definition, and bit for bit against one thread. */
+START_TEST(test_avx512_shared_packing_two_threads) {
+    mc_set_num_threads(2);
+    const shape shared[] = {{300, 130, 1030}, {125, 400, 1100}, {40, 6500, 3300}};
+    for (size_t i = 0; i < sizeof shared / sizeof shared[0]; i++)
+        for (int t = 0; t < 4; t++) {
+            check_product("AVX-512 (2 threads, shared packing)", t & 1, t & 2, shared[i], 1.0f,
+                          0.5f);
+            check_same_on_one_thread(t & 1, t & 2, shared[i]);
+        }
+}
+END_TEST
+
 /* Called from inside a parallel region (as attention does per head), each
  * thread's product runs on that thread with its own packing space. */
 START_TEST(test_avx512_inside_parallel_region) {
@@ -182,6 +221,7 @@ int main(void) {
         gemm_use_avx512(packed);
         tcase_add_test(packed, test_avx512_matches_definition_one_thread);
         tcase_add_test(packed, test_avx512_matches_definition_two_threads);
+        tcase_add_test(packed, test_avx512_shared_packing_two_threads);
         tcase_add_test(packed, test_avx512_inside_parallel_region);
     } else {
         tcase_add_test(packed, test_avx512_unavailable_is_an_error);

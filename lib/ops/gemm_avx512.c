@@ -20,6 +20,10 @@
  * other one) and pads the edges with zeros, so the kernel never branches
  * inside its loop; only the store of an edge block is masked.
  *
+ * With several threads, op(B) or op(A) (the operand the threads share) may
+ * instead be packed once, all of K, by the threads together, before the
+ * loops (shared_operand; mc_gemm_avx512_run says when).
+ *
  * Everything here is compiled for AVX-512F by function attributes (the rest
  * of the library stays baseline x86-64) and only called after a CPUID check
  * (gemm.c). */
@@ -171,12 +175,26 @@ typedef struct gemm_job {
     float *C;
 } gemm_job;
 
+/* One operand packed in full, all of K, in memory every thread reads: the
+ * operand that mc_gemm_avx512_run's threads share (op(B) when they cut the
+ * rows of C, op(A) when they cut its columns), packed once by all of them
+ * together instead of whole by each (see mc_gemm_avx512_run for when).
+ * Slice s (k from s * KC * k_per_slot) starts at panels + s * slice_floats;
+ * within it, the panel of rows or columns [p * width, (p + 1) * width) at
+ * p * width * slots, as the per-thread packing lays out a block. */
+typedef struct shared_operand {
+    float *panels; /* NULL: each thread packs the operand itself */
+    int64_t slice_floats;
+} shared_operand;
+
 /* The blocked loops over C[i_begin:i_end, j_begin:j_end], on one thread.
  * A slice of K is KC slots deep: KC * k_per_slot values of k.
  * packed_b: room for (min(NC, columns rounded up to NR), min(KC, slots of K));
- * packed_a: room for (MC, min(KC, slots of K)). */
+ * packed_a: room for (MC, min(KC, slots of K)). shared_a, shared_b: op(A),
+ * op(B) already packed (or NULL: packed here, block by block). */
 AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_end,
-                              int64_t j_begin, int64_t j_end, float *packed_b, float *packed_a) {
+                              int64_t j_begin, int64_t j_end, float *packed_b, float *packed_a,
+                              const shared_operand *shared_a, const shared_operand *shared_b) {
     const mc_gemm_avx512_variant *v = job->variant;
     const int64_t slice = (int64_t)KC * v->k_per_slot;
     /* MMCHAIN_PROFILE: this thread's time here, and the packing's part. */
@@ -189,16 +207,21 @@ AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_en
         for (int64_t jc = j_begin; jc < j_end; jc += NC) {
             const int64_t nc = min64(NC, j_end - jc);
             int64_t pack_start = profiling ? mc_profile_now_ns() : 0;
-            const float *block_b = packed_b;
-            if (v->packed_b_block)
-                block_b = v->packed_b_block(job->B, job->ldb, pc, kc, jc);
+            const float *b_block = packed_b;
+            if (shared_b)
+                b_block = shared_b->panels + pc / slice * shared_b->slice_floats + jc * slots;
+            else if (v->packed_b_block)
+                b_block = v->packed_b_block(job->B, job->ldb, pc, kc, jc);
             else
                 v->pack_b_block(job->trans_b, job->B, job->ldb, pc, kc, jc, nc, packed_b);
             if (profiling) packing_ns += mc_profile_now_ns() - pack_start;
             for (int64_t ic = i_begin; ic < i_end; ic += MC) {
                 const int64_t mc = min64(MC, i_end - ic);
                 if (profiling) pack_start = mc_profile_now_ns();
-                if (v->pack_a_block)
+                const float *a_block = packed_a;
+                if (shared_a)
+                    a_block = shared_a->panels + pc / slice * shared_a->slice_floats + ic * slots;
+                else if (v->pack_a_block)
                     v->pack_a_block(job->trans_a, job->A, job->lda, ic, mc, pc, kc, packed_a);
                 else
                     for (int64_t ir = 0; ir < mc; ir += MR)
@@ -207,7 +230,7 @@ AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_en
                 if (profiling) packing_ns += mc_profile_now_ns() - pack_start;
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR)
-                        v->micro_kernel(slots, packed_a + ir * slots, block_b + jr * slots,
+                        v->micro_kernel(slots, a_block + ir * slots, b_block + jr * slots,
                                         job->C + (ic + ir) * job->ldc + jc + jr, job->ldc,
                                         min64(MR, mc - ir), min64(NR, nc - jr), job->alpha, beta);
             }
@@ -261,6 +284,55 @@ static int thread_number(void) {
 #endif
 }
 
+static int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* The shared operand's size (floats) from which its threads pack it
+ * together (shared_operand) instead of each packing all of it: packing
+ * 2^17 floats takes some 50 us, so half of it saved per thread is worth the
+ * barrier the threads then meet at (a sleep and a wake-up under
+ * OMP_WAIT_POLICY=PASSIVE, some 10-40 us). Up to 2^22 floats (16 MiB): a
+ * larger one is packed slice by slice by each thread, in cache. */
+static const double SHARED_PACK_MIN = 1 << 17, SHARED_PACK_MAX = 1 << 22;
+
+/* This thread's part of packing the shared operand: of its slices x panels
+ * items, numbered slice by slice, [item_begin, item_end). op(B) (operand_b)
+ * in blocks of consecutive panels, op(A) panel by panel. A panel's packing
+ * may write up to 16 slots past its end (pack_a_panel): the last panel of
+ * the part, when another thread's panel follows it in the slice, is packed
+ * into `own` and copied, so that the spill cannot overwrite that thread's
+ * panel; the slices have 16 slots of room after them. own: room for a
+ * panel and its spill. fp32 only (one float per slot). */
+AVX512 static void pack_shared_part(const gemm_job *job, bool operand_b, int64_t item_begin,
+                                    int64_t item_end, const shared_operand *shared, float *own) {
+    const int64_t width = operand_b ? NR : MR, extent = operand_b ? job->N : job->M;
+    const int64_t panels = (extent + width - 1) / width;
+    for (int64_t item = item_begin; item < item_end;) {
+        const int64_t s = item / panels, p_begin = item % panels;
+        const int64_t p_end = min64(panels, p_begin + (item_end - item));
+        const int64_t pc = s * KC, kc = min64(KC, job->K - pc);
+        float *slice = shared->panels + s * shared->slice_floats;
+        if (operand_b) {
+            pack_b_block(job->trans_b, job->B, job->ldb, pc, kc, p_begin * NR,
+                         min64(p_end * NR, job->N) - p_begin * NR, slice + p_begin * NR * kc);
+        } else {
+            for (int64_t p = p_begin; p < p_end; p++) {
+                float *panel = slice + p * MR * kc;
+                const bool other_follows = p == p_end - 1 && p_end < panels;
+                pack_a_panel(job->trans_a, job->A, job->lda, p * MR, min64(MR, job->M - p * MR), pc,
+                             kc, other_follows ? own : panel);
+                if (other_follows) memcpy(panel, own, (size_t)(MR * kc) * sizeof(float));
+            }
+        }
+        item += p_end - p_begin;
+    }
+}
+
 bool mc_gemm_avx512_run(const mc_gemm_avx512_variant *variant, bool trans_a, bool trans_b,
                         int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t lda,
                         const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -276,22 +348,55 @@ bool mc_gemm_avx512_run(const mc_gemm_avx512_variant *variant, bool trans_a, boo
      * never wait for each other (no barrier inside the product; with
      * OMP_WAIT_POLICY=PASSIVE every barrier is a sleep and a wake-up). The
      * price is that each packs the whole of the operand it shares, so C is
-     * cut along its longer side, where that copy is the smaller part. */
+     * cut along its longer side, where that copy is the smaller part.
+     * Where that copy is large (SHARED_PACK_MIN), the threads pack the
+     * shared operand together first, each a part, and meet at one barrier:
+     * at 2 threads each packs half of it instead of all. The packed values
+     * and the products are the same either way. */
     const bool cut_rows = M >= N;
+    const int64_t shared_extent = cut_rows ? N : M, shared_width = cut_rows ? NR : MR;
+    const double shared_size = (double)K * (double)shared_extent;
+    const bool share = threads > 1 && variant->pack_a_panel == pack_a_panel &&
+                       variant->pack_b_block == pack_b_block && shared_size >= SHARED_PACK_MIN &&
+                       shared_size <= SHARED_PACK_MAX;
+    const int64_t shared_panels = (shared_extent + shared_width - 1) / shared_width;
+    const int64_t slices = (K + KC - 1) / KC;
+    shared_operand shared = {NULL, round_up(shared_panels * shared_width * min64(KC, K) + 16, 16)};
     size_t b_floats;
     const size_t per_thread =
         floats_per_thread(variant, K, cut_rows ? N : cut(N, threads, 1, NR) + NR, &b_floats);
+    const int64_t shared_floats = share ? slices * shared.slice_floats : 0;
     float *space;
-    if (mc_scratch_reserve(&workspace, (int64_t)(threads * per_thread), "GEMM packing space",
-                           &space) != MC_OK)
+    if (mc_scratch_reserve(&workspace, (int64_t)(threads * per_thread) + shared_floats,
+                           "GEMM packing space", &space) != MC_OK)
         return false;
-#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
-    for (int t = 0; t < threads; t++) {
-        int64_t i0 = 0, i1 = M, j0 = 0, j1 = N;
-        if (cut_rows) i0 = cut(M, threads, t, MR), i1 = cut(M, threads, t + 1, MR);
-        else j0 = cut(N, threads, t, NR), j1 = cut(N, threads, t + 1, NR);
-        float *mine = space + (size_t)t * per_thread;
-        if (i0 < i1 && j0 < j1) gemm_block(&job, i0, i1, j0, j1, mine, mine + b_floats);
+    if (share) shared.panels = space + threads * per_thread;
+    const shared_operand *shared_a = share && !cut_rows ? &shared : NULL;
+    const shared_operand *shared_b = share && cut_rows ? &shared : NULL;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        if (share) {
+            /* The team may be smaller than asked for: its own size splits
+             * the packing; the parts of C below go round whatever it is. */
+            const int64_t items = slices * shared_panels, n = team_size(), me = thread_number();
+            const int64_t pack_start = mc_profile_enabled ? mc_profile_now_ns() : 0;
+            pack_shared_part(&job, cut_rows, items * me / n, items * (me + 1) / n, &shared,
+                             space + (size_t)me * per_thread);
+            if (mc_profile_enabled) {
+                const int64_t ns = mc_profile_now_ns() - pack_start;
+                mc_profile_gemm_thread_time(ns, ns);
+            }
+#pragma omp barrier
+        }
+#pragma omp for schedule(static, 1) nowait
+        for (int t = 0; t < threads; t++) {
+            int64_t i0 = 0, i1 = M, j0 = 0, j1 = N;
+            if (cut_rows) i0 = cut(M, threads, t, MR), i1 = cut(M, threads, t + 1, MR);
+            else j0 = cut(N, threads, t, NR), j1 = cut(N, threads, t + 1, NR);
+            float *mine = space + (size_t)t * per_thread;
+            if (i0 < i1 && j0 < j1)
+                gemm_block(&job, i0, i1, j0, j1, mine, mine + b_floats, shared_a, shared_b);
+        }
     }
     return true;
 }
@@ -324,7 +429,7 @@ bool mc_gemm_avx512_run_batched(const mc_gemm_avx512_variant *variant, bool tran
                               B + b * stride_b, lda, ldb, ldc, C + b * stride_c};
         float *mine = space + (size_t)thread_number() * per_thread;
         if (K == 0 || alpha == 0.0f) scale_c(&job);
-        else gemm_block(&job, 0, M, 0, N, mine, mine + b_floats);
+        else gemm_block(&job, 0, M, 0, N, mine, mine + b_floats, NULL, NULL);
     }
     return true;
 }
