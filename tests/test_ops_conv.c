@@ -517,6 +517,74 @@ START_TEST(test_batchnorm2d_without_affine) {
 }
 END_TEST
 
+/* A global sum over one process: the values stay. Installed, the op takes
+ * the synchronised path (sums of x first, then centred squares about the
+ * global mean), which must give the local path's statistics. */
+static mc_status sum_over_one_process(double *values, int64_t count) {
+    (void)values, (void)count;
+    return MC_OK;
+}
+
+/* Batch statistics far from zero: per channel mean 1e4, -1e6 and 0.5 with
+ * std 1, 1 and 1e-3 (x in float, so the -1e6 channel holds multiples of
+ * 1/16). The statistics come from one pass over x; sums of x and x^2
+ * (E[x^2] - E[x]^2) would cancel here even in double (about 1e-4 relative
+ * on the -1e6 channel). Against a two-pass reference in double over the
+ * same floats: the running statistics after one step at momentum 1 are the
+ * batch's mean and unbiased variance, and the output is (x - mean) / std;
+ * the same with the synchronised path of one process. */
+START_TEST(test_batchnorm2d_statistics_far_from_zero) {
+    enum { ROWS = 4 * 9 * 7, C = 3 };
+    const double centre[C] = {1e4, -1e6, 0.5}, spread[C] = {1.0, 1.0, 1e-3};
+    mc_tensor *x;
+    MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(4, 9, 7, C), "x"));
+    mc_rng rng;
+    mc_rng_seed(&rng, 21);
+    for (int64_t i = 0; i < x->numel; i++)
+        x->data[i] = (float)(centre[i % C] + spread[i % C] * mc_rng_normal(&rng));
+    double mean[C] = {0}, m2[C] = {0};
+    for (int64_t i = 0; i < x->numel; i++) mean[i % C] += x->data[i];
+    for (int ch = 0; ch < C; ch++) mean[ch] /= ROWS;
+    for (int64_t i = 0; i < x->numel; i++) m2[i % C] += (x->data[i] - mean[i % C]) * (x->data[i] - mean[i % C]);
+    for (int synchronised = 0; synchronised < 2; synchronised++) {
+        mc_tensor *rm, *rv, *y;
+        MC_CHECK_OK(mc_tensor_new(&rm, MC_SHAPE(C), "rm"));
+        MC_CHECK_OK(mc_tensor_new(&rv, MC_SHAPE(C), "rv"));
+        mc_tensor_fill(rm, 0.0f);
+        mc_tensor_fill(rv, 1.0f);
+        mc_graph *g;
+        MC_CHECK_OK(mc_graph_new(&g));
+        mc_batchnorm_set_global_sum(synchronised ? sum_over_one_process : NULL);
+        mc_status status = mc_batchnorm2d(g, x, NULL, NULL, rm, rv, true, 1.0f, 1e-5f, &y);
+        mc_batchnorm_set_global_sum(NULL);
+        MC_CHECK_OK(status);
+        for (int ch = 0; ch < C; ch++) {
+            double var = m2[ch] / (ROWS - 1);
+            ck_assert_msg(fabs(rm->data[ch] - mean[ch]) <= 1e-7 * fabs(mean[ch]),
+                          "channel %d (%s): mean %.9g, reference %.9g", ch,
+                          synchronised ? "synchronised" : "local", rm->data[ch], mean[ch]);
+            ck_assert_msg(fabs(rv->data[ch] - var) <= 1e-6 * var,
+                          "channel %d (%s): unbiased variance %.9g, reference %.9g", ch,
+                          synchronised ? "synchronised" : "local", rv->data[ch], var);
+        }
+        /* The output: x - mean in float is exact to the rounding of the
+         * mean to float (half an ulp of the mean: 1/32 of a unit on the
+         * -1e6 channel, whose values are multiples of 1/16). */
+        for (int64_t i = 0; i < x->numel; i++) {
+            int ch = (int)(i % C);
+            double expected = (x->data[i] - mean[ch]) / sqrt(m2[ch] / ROWS + 1e-5);
+            double ulp = ldexp(1.0, ilogb(fabs(mean[ch])) - 23);
+            double tolerance = 1e-4 + ulp / sqrt(m2[ch] / ROWS);
+            ck_assert_msg(fabs(y->data[i] - expected) <= tolerance, "y[%lld] %.9g, reference %.9g",
+                          (long long)i, y->data[i], expected);
+        }
+        mc_graph_free(g);
+        mc_tensor_free(rm), mc_tensor_free(rv);
+    }
+    mc_tensor_free(x);
+}
+END_TEST
+
 START_TEST(test_batchnorm2d_bad_input) {
     bn_module m = bn_module_new();
     mc_graph *g;
@@ -1007,6 +1075,7 @@ static Suite *conv_suite(void) {
     const TTest *const bn[] = {test_batchnorm2d_matches_pytorch, test_batchnorm2d_without_affine,
                                test_batchnorm2d_bad_input, test_batchnorm2d_relu_gradcheck,
                                test_batchnorm2d_normalize_matches_reference,
+                               test_batchnorm2d_statistics_far_from_zero,
                                test_add_relu_matches_unfused, test_add_relu_bad_input, NULL};
     const mc_test_loop bn_tables[] = {{test_batchnorm2d_gradcheck, 0, 2},
                                       {test_batchnorm2d_relu_matches_unfused, 0, 2},

@@ -18,10 +18,11 @@
  *
  * mc_batchnorm2d_relu (ops.h) is relu(batchnorm2d(x)) in one op, as
  * ResNet's conv-BN-ReLU units use it: one pass instead of two, and the BN
- * output before the relu is never stored. Its backward needs only the relu
- * output y: relu'(v) = [v > 0] = [y > 0], so the gradient reaching BN is dy
- * where y > 0 and 0 elsewhere. The results are bit for bit those of
- * mc_batchnorm2d followed by mc_relu (tested).
+ * output before the relu is never stored. relu'(v) = [v > 0], so the
+ * gradient reaching BN is dy where v > 0 and 0 elsewhere; backward computes
+ * v again from x, which it reads anyway, and does not read y (bn_grad).
+ * The results are bit for bit those of mc_batchnorm2d followed by mc_relu
+ * (tested).
  *
  * mc_batchnorm2d_add_relu (ops.h) is relu(batchnorm2d(x) + shortcut), the
  * end of a residual block, in one op: the BN output before the addition,
@@ -45,34 +46,55 @@ static void block_range(int64_t rows, int b, int64_t *start, int64_t *end) {
     *end = rows * (b + 1) / REDUCE_BLOCKS;
 }
 
-/* Column sums of the (rows, C) matrix x, and of (x - center)^2 when center
- * is not NULL, in double. (Float runs of 8 rows were tried: twice as fast,
- * but the 5-step Adam losses of the ResNet-50 parity test moved by 2e-3
- * relative, past its 1e-3.) x: (rows, C), center: (C) or NULL,
- * partial: (REDUCE_BLOCKS, C) scratch, sums: (C). */
+/* Column sums of x - shift and of (x - shift)^2 of the (rows, C) matrix x,
+ * in one pass, in double: the batch statistics read x once. shift is any
+ * value near the column's values (batch_statistics takes x's first row):
+ * centred sums follow from shifted ones exactly (centred_squares), and the
+ * shift keeps the squares from cancelling when |mean| >> std, which sums of
+ * x and x^2 (E[x^2] - E[x]^2) would. (Float runs of 8 rows were tried for
+ * the plain sums: twice as fast, but the 5-step Adam losses of the
+ * ResNet-50 parity test moved by 2e-3 relative, past its 1e-3.)
+ * x: (rows, C), shift: (C), partial: (REDUCE_BLOCKS, 2C) scratch,
+ * sum, sum_sq: (C). */
+static inline void shifted_sums_row(int64_t c, const float *restrict x, const float *restrict shift,
+                                    double *restrict acc, double *restrict acc_sq) {
+    for (int64_t ch = 0; ch < c; ch++) {
+        double d = (double)x[ch] - shift[ch];
+        acc[ch] += d;
+        acc_sq[ch] += d * d;
+    }
+}
+
 MC_VECTOR_CLONES
-static void channel_sums(int64_t rows, int64_t c, const float *x, const float *center,
-                         double *partial, double *sums) {
+static void shifted_sums(int64_t rows, int64_t c, const float *x, const float *shift,
+                         double *partial, double *sum, double *sum_sq) {
 #pragma omp parallel for schedule(static) if (rows * c >= MC_PARALLEL_MIN_WORK)
     for (int b = 0; b < REDUCE_BLOCKS; b++) {
-        double *acc = partial + (int64_t)b * c;
+        double *acc = partial + (int64_t)b * 2 * c, *acc_sq = acc + c;
         int64_t start, end;
         block_range(rows, b, &start, &end);
-        for (int64_t ch = 0; ch < c; ch++) acc[ch] = 0.0;
-        for (int64_t r = start; r < end; r++) {
-            const float *row = x + r * c;
-            if (center)
-                for (int64_t ch = 0; ch < c; ch++) {
-                    double d = (double)row[ch] - center[ch];
-                    acc[ch] += d * d;
-                }
-            else
-                for (int64_t ch = 0; ch < c; ch++) acc[ch] += row[ch];
-        }
+        for (int64_t ch = 0; ch < 2 * c; ch++) acc[ch] = 0.0;
+        for (int64_t r = start; r < end; r++) shifted_sums_row(c, x + r * c, shift, acc, acc_sq);
     }
-    for (int64_t ch = 0; ch < c; ch++) sums[ch] = 0.0;
+    for (int64_t ch = 0; ch < c; ch++) sum[ch] = sum_sq[ch] = 0.0;
     for (int b = 0; b < REDUCE_BLOCKS; b++)
-        for (int64_t ch = 0; ch < c; ch++) sums[ch] += partial[(int64_t)b * c + ch];
+        for (int64_t ch = 0; ch < c; ch++) {
+            sum[ch] += partial[(int64_t)b * 2 * c + ch];
+            sum_sq[ch] += partial[(int64_t)b * 2 * c + c + ch];
+        }
+}
+
+/* sum((x - mean)^2) over n values from s1 = sum(x - shift) and
+ * s2 = sum((x - shift)^2), for any mean: with d = shift - mean,
+ *     (x - mean)^2 = (x - shift)^2 + 2 d (x - shift) + d^2.
+ * The terms cancel only as far as d is large against the spread of x,
+ * which a shift from within the batch keeps small. The mean may be another
+ * batch's (a synchronised batch norm's global mean): this is then Chan's
+ * merge of one part's sum of squares into the whole's. Never below 0. */
+static double centred_squares(double s1, double s2, double n, double shift, double mean) {
+    double d = shift - mean;
+    double m2 = s2 + d * (2.0 * s1 + n * d);
+    return m2 > 0.0 ? m2 : 0.0;
 }
 
 /* g where keep, +0.0 where not. The select written as a bit mask: GCC 12
@@ -85,55 +107,90 @@ static inline float keep_where(float g, bool keep) {
     return g;
 }
 
-/* The gradient reaching the normalisation: dy, or with a fused relu dy
- * where the relu output y is positive and 0 elsewhere. relu_out: y, the
- * op's output, read only when `relu`. Callers pass `relu` as a constant
- * (each loop is written out for both cases), so that relu_out is then read
- * unconditionally and the select vectorises. */
-static inline float bn_grad(const float *dy, const float *relu_out, bool relu, int64_t i) {
-    float g = dy[i];
-    return relu ? keep_where(g, relu_out[i] > 0.0f) : g;
+/* normalize's value of one element before any shortcut and relu:
+ * (x - mean) * scale + shift. One function for the forward and for the
+ * relu mask that backward computes again from it (bn_grad), so that both
+ * are the same expression and give the same bits. */
+static inline float normalized(float x, float mean, float scale, float shift) {
+    return (x - mean) * scale + shift;
+}
+
+/* Where the gradient reaching the normalisation comes from (bn_grad). */
+typedef enum {
+    NO_RELU,     /* mc_batchnorm2d: dy */
+    MASK_FROM_X, /* mc_batchnorm2d_relu: dy where normalized(x) > 0 */
+    MASK_FROM_Y, /* mc_batchnorm2d_add_relu: dy where the op's output y > 0 */
+} relu_mask;
+
+/* The gradient reaching the normalisation at element ch of a row: dy, or
+ * with a fused relu dy where the relu's input v was positive and 0
+ * elsewhere (v > 0 exactly when y = max(v, 0) > 0).
+ * MASK_FROM_X: v = normalized(x), computed again from x, which backward
+ * reads anyway, instead of reading y: one stream of memory less in each of
+ * backward's two passes. The same bits as the forward's v (same
+ * expression, same constants), so the same mask as y > 0.
+ * MASK_FROM_Y: with a shortcut v = normalized(x) + shortcut, so y is read
+ * (as many streams as reading the shortcut).
+ * Callers pass `mask` as a constant (each loop is written out for each
+ * case), so that y is then read unconditionally and the select vectorises.
+ * x, dy, y: this row's (C) (y read only for MASK_FROM_Y); mean, scale,
+ * shift: (C), the forward's (read only for MASK_FROM_X). */
+static inline float bn_grad(const float *x, const float *dy, const float *y, relu_mask mask,
+                            const float *mean, const float *scale, const float *shift, int64_t i,
+                            int64_t ch) {
+    if (mask == MASK_FROM_X)
+        return keep_where(dy[i], normalized(x[i], mean[ch], scale[ch], shift[ch]) > 0.0f);
+    if (mask == MASK_FROM_Y) return keep_where(dy[i], y[i] > 0.0f);
+    return dy[i];
 }
 
 /* acc_dy += g and acc_dy_xhat += g * xhat for one row (restrict: no
  * run-time overlap checks, so the loop vectorises).
- * x, dy, relu_out: (C), this row's; mean, invstd, acc_*: (C). */
+ * x, dy, y: (C), this row's; mean, invstd, scale, shift, acc_*: (C). */
 static inline void backward_sums_row(int64_t c, const float *restrict x, const float *restrict dy,
-                                     const float *restrict relu_out, bool relu,
+                                     const float *restrict y, relu_mask mask,
                                      const float *restrict mean, const float *restrict invstd,
+                                     const float *restrict scale, const float *restrict shift,
                                      double *restrict acc_dy, double *restrict acc_dy_xhat) {
     for (int64_t ch = 0; ch < c; ch++) {
         float xhat = (x[ch] - mean[ch]) * invstd[ch];
-        float g = bn_grad(dy, relu_out, relu, ch);
+        float g = bn_grad(x, dy, y, mask, mean, scale, shift, ch, ch);
         acc_dy[ch] += g;
         acc_dy_xhat[ch] += (double)g * xhat;
     }
 }
 
 /* sum(g) and sum(g * xhat) per channel, xhat = (x - mean) * invstd, g the
- * gradient bn_grad gives. In double, product included (as channel_sums):
+ * gradient bn_grad gives. In double, product included (as shifted_sums):
  * sum(g * xhat) cancels heavily (the terms are ~1e4 times its value in the
  * stem's BN of ResNet-50): float products alone (tried) moved bn1.weight's
  * gradient by 2e-3 relative, past the parity test's 1e-3.
- * x, dy: (rows, C); relu_out: (rows, C) or NULL; mean, invstd: (C);
- * partial: (REDUCE_BLOCKS, 2C) scratch; sum_dy, sum_dy_xhat: (C). */
+ * x, dy: (rows, C); y: (rows, C), read only for MASK_FROM_Y; mean, invstd,
+ * scale, shift: (C), the forward's; partial: (REDUCE_BLOCKS, 2C) scratch;
+ * sum_dy, sum_dy_xhat: (C). */
 MC_VECTOR_CLONES
 static void backward_sums(int64_t rows, int64_t c, const float *x, const float *dy,
-                          const float *relu_out, const float *mean, const float *invstd,
-                          double *partial, double *sum_dy, double *sum_dy_xhat) {
+                          const float *y, relu_mask mask, const float *mean, const float *invstd,
+                          const float *scale, const float *shift, double *partial,
+                          double *sum_dy, double *sum_dy_xhat) {
 #pragma omp parallel for schedule(static) if (rows * c >= MC_PARALLEL_MIN_WORK)
     for (int b = 0; b < REDUCE_BLOCKS; b++) {
         double *acc_dy = partial + (int64_t)b * 2 * c, *acc_dy_xhat = acc_dy + c;
         int64_t start, end;
         block_range(rows, b, &start, &end);
         for (int64_t ch = 0; ch < 2 * c; ch++) acc_dy[ch] = 0.0;
-        for (int64_t r = start; r < end; r++)
-            if (relu_out)
-                backward_sums_row(c, x + r * c, dy + r * c, relu_out + r * c, true, mean, invstd,
+        for (int64_t r = start; r < end; r++) {
+            const float *xr = x + r * c, *dyr = dy + r * c;
+            if (mask == MASK_FROM_Y)
+                backward_sums_row(c, xr, dyr, y + r * c, MASK_FROM_Y, mean, invstd, scale, shift,
+                                  acc_dy, acc_dy_xhat);
+            else if (mask == MASK_FROM_X)
+                backward_sums_row(c, xr, dyr, NULL, MASK_FROM_X, mean, invstd, scale, shift,
                                   acc_dy, acc_dy_xhat);
             else
-                backward_sums_row(c, x + r * c, dy + r * c, NULL, false, mean, invstd, acc_dy,
+                backward_sums_row(c, xr, dyr, NULL, NO_RELU, mean, invstd, scale, shift, acc_dy,
                                   acc_dy_xhat);
+        }
     }
     for (int64_t ch = 0; ch < c; ch++) sum_dy[ch] = sum_dy_xhat[ch] = 0.0;
     for (int b = 0; b < REDUCE_BLOCKS; b++)
@@ -155,6 +212,8 @@ typedef struct batchnorm_saved {
                       relu(BN(x) + shortcut) */
     float *mean;   /* (C) */
     float *invstd; /* (C): 1 / sqrt(var + eps) */
+    float *scale;  /* (C): normalize's, invstd * weight */
+    float *shift;  /* (C): normalize's, bias (0 without) */
     double rows;   /* values per channel the statistics cover (all processes' when synchronised) */
     mc_batchnorm_sum_fn sum; /* the forward's global sum (its backward uses the same), or NULL */
 } batchnorm_saved;
@@ -175,17 +234,17 @@ static void normalize(int64_t rows, int64_t c, const float *x, const float *mean
         if (shortcut) {
             const float *add = shortcut + r * c;
             for (int64_t ch = 0; ch < c; ch++) {
-                float normalized = (in[ch] - mean[ch]) * scale[ch] + shift[ch];
-                float v = normalized + add[ch]; /* as mc_add_relu adds the BN output */
+                /* as mc_add_relu adds the BN output */
+                float v = normalized(in[ch], mean[ch], scale[ch], shift[ch]) + add[ch];
                 o[ch] = v > 0.0f ? v : 0.0f;
             }
         } else if (relu)
             for (int64_t ch = 0; ch < c; ch++) {
-                float v = (in[ch] - mean[ch]) * scale[ch] + shift[ch];
+                float v = normalized(in[ch], mean[ch], scale[ch], shift[ch]);
                 o[ch] = v > 0.0f ? v : 0.0f;
             }
         else
-            for (int64_t ch = 0; ch < c; ch++) o[ch] = (in[ch] - mean[ch]) * scale[ch] + shift[ch];
+            for (int64_t ch = 0; ch < c; ch++) o[ch] = normalized(in[ch], mean[ch], scale[ch], shift[ch]);
     }
 }
 
@@ -203,31 +262,38 @@ void mc_batchnorm2d_normalize_naive(int64_t rows, int64_t c, const float *x, con
 }
 
 /* Batch statistics into saved->mean / invstd, and the running update.
+ * One pass over x (shifted_sums, shifted by x's first row), then per
+ * channel: mean = sum(x) / M, and the centred sum of squares from the
+ * shifted sums. Synchronised (saved->sum), each process shifts by its own
+ * first row: the sums of x and the row counts go over all processes first,
+ * giving the global mean, then each process's centred squares about that
+ * mean (centred_squares), whose sum is the global batch's: two sums over
+ * processes, as two passes took before.
  * x: (M, C); running_mean, running_var: (C) or NULL. */
 static mc_status batch_statistics(mc_graph *g, int64_t rows, int64_t c, const float *x, float eps,
                                   float momentum, float *running_mean, float *running_var,
                                   batchnorm_saved *saved) {
-    double *partial, *mean, *sq;
-    MC_TRY(mc_graph_alloc(g, (size_t)(REDUCE_BLOCKS * c) * sizeof(double), (void **)&partial));
-    MC_TRY(mc_graph_alloc(g, (size_t)(c + 1) * sizeof(double), (void **)&mean));
-    MC_TRY(mc_graph_alloc(g, (size_t)c * sizeof(double), (void **)&sq));
-    channel_sums(rows, c, x, NULL, partial, mean);
-    /* Synchronised: the sums and the row count (mean[c]) over all processes. */
-    mean[c] = (double)rows;
-    if (saved->sum) MC_TRY(saved->sum(mean, c + 1));
-    saved->rows = mean[c];
+    double *partial, *s1, *s2, *sums, *sq;
+    MC_TRY(mc_graph_alloc(g, (size_t)(REDUCE_BLOCKS * 2 * c) * sizeof(double), (void **)&partial));
+    MC_TRY(mc_graph_alloc(g, (size_t)(4 * c + 1) * sizeof(double), (void **)&s1));
+    s2 = s1 + c, sq = s1 + 2 * c, sums = s1 + 3 * c; /* sums: (C + 1), the row count last */
+    const float *shift = x; /* the first row */
+    shifted_sums(rows, c, x, shift, partial, s1, s2);
+    for (int64_t ch = 0; ch < c; ch++) sums[ch] = (double)rows * shift[ch] + s1[ch];
+    sums[c] = (double)rows;
+    if (saved->sum) MC_TRY(saved->sum(sums, c + 1));
+    saved->rows = sums[c];
     for (int64_t ch = 0; ch < c; ch++) {
-        mean[ch] /= saved->rows;
-        saved->mean[ch] = (float)mean[ch];
+        double mean = sums[ch] / saved->rows;
+        saved->mean[ch] = (float)mean;
+        sq[ch] = centred_squares(s1[ch], s2[ch], (double)rows, shift[ch], mean);
     }
-    /* Two passes (sum, then centred squares): one-pass E[x^2] - E[x]^2
-     * cancels catastrophically when |mean| >> std. */
-    channel_sums(rows, c, x, saved->mean, partial, sq);
     if (saved->sum) MC_TRY(saved->sum(sq, c));
     for (int64_t ch = 0; ch < c; ch++) {
         double biased_var = sq[ch] / saved->rows;
         saved->invstd[ch] = (float)(1.0 / sqrt(biased_var + eps));
-        if (running_mean) running_mean[ch] = (1 - momentum) * running_mean[ch] + momentum * (float)mean[ch];
+        if (running_mean)
+            running_mean[ch] = (1 - momentum) * running_mean[ch] + momentum * (float)(sums[ch] / saved->rows);
         if (running_var) {
             double unbiased_var = sq[ch] / (saved->rows - 1);
             running_var[ch] = (1 - momentum) * running_var[ch] + momentum * (float)unbiased_var;
@@ -247,74 +313,80 @@ static mc_status batch_statistics(mc_graph *g, int64_t rows, int64_t c, const fl
  * first gradient here); the pass then stores 0 + v without reading, two
  * streams of memory less (the zeroing and the read), the same bits as
  * adding to zeros (0 + v, not v, which would keep the sign of a -0).
- * x, dy, relu_out (or NULL), d_shortcut (or NULL): (M, C); the rest (C),
- * constant per channel so that the inner loop has no division. */
+ * x, dy, y (read only for MASK_FROM_Y), d_shortcut (or NULL): (M, C); the
+ * rest (C), constant per channel so that the inner loop has no division. */
 
 /* to[i] + v, or 0 + v when `fresh` (to holds zeros). */
 static inline float added_to(const float *to, int64_t i, bool fresh, float v) {
     return (fresh ? 0.0f : to[i]) + v;
 }
 
-/* One row of input_grad (below); `relu`, `shortcut` and `fresh` constant
+/* One row of input_grad (below); `mask`, `shortcut` and `fresh` constant
  * at each call, so that each combination is a loop of its own that
  * vectorises. restrict: no run-time overlap checks (too many pointers for
  * GCC to version the loop: it stayed scalar); d_shortcut is never dx (the
  * caller adds a shortcut that is x itself in a pass of its own). */
 static inline void input_grad_row(int64_t r, int64_t c, bool training, const float *restrict x,
-                                  const float *restrict dy, const float *restrict relu_out,
-                                  bool relu, float *restrict d_shortcut, bool shortcut, bool fresh,
+                                  const float *restrict dy, const float *restrict y, relu_mask mask,
+                                  float *restrict d_shortcut, bool shortcut, bool fresh,
                                   const float *restrict mean, const float *restrict invstd,
-                                  const float *restrict scale, const float *restrict mean_g,
+                                  const float *restrict scale, const float *restrict shift,
+                                  const float *restrict mean_g,
                                   const float *restrict mean_g_xhat, float *restrict dx) {
     const int64_t row = r * c;
     if (training)
         for (int64_t ch = 0; ch < c; ch++) {
             float xhat = (x[row + ch] - mean[ch]) * invstd[ch];
-            float g = bn_grad(dy, relu_out, relu, row + ch);
+            float g = bn_grad(x, dy, y, mask, mean, scale, shift, row + ch, ch);
             if (shortcut) d_shortcut[row + ch] = added_to(d_shortcut, row + ch, fresh, g);
             float d = g - (mean_g[ch] + xhat * mean_g_xhat[ch]);
             dx[row + ch] = added_to(dx, row + ch, fresh, scale[ch] * d);
         }
     else
         for (int64_t ch = 0; ch < c; ch++) {
-            float g = bn_grad(dy, relu_out, relu, row + ch);
+            float g = bn_grad(x, dy, y, mask, mean, scale, shift, row + ch, ch);
             if (shortcut) d_shortcut[row + ch] = added_to(d_shortcut, row + ch, fresh, g);
             dx[row + ch] = added_to(dx, row + ch, fresh, scale[ch] * g);
         }
 }
 
-/* input_grad_row for whichever of relu and shortcut the op has, `fresh`
- * constant at each call. */
-static inline void input_grad_row_of_op(int64_t r, int64_t c, bool training, const float *x,
-                                        const float *dy, const float *relu_out,
-                                        float *d_shortcut, bool fresh, const float *mean,
-                                        const float *invstd, const float *scale,
-                                        const float *mean_g, const float *mean_g_xhat,
-                                        float *dx) {
-    if (d_shortcut) /* a shortcut comes with the relu */
-        input_grad_row(r, c, training, x, dy, relu_out, true, d_shortcut, true, fresh, mean,
-                       invstd, scale, mean_g, mean_g_xhat, dx);
-    else if (relu_out)
-        input_grad_row(r, c, training, x, dy, relu_out, true, NULL, false, fresh, mean, invstd,
-                       scale, mean_g, mean_g_xhat, dx);
+/* input_grad_row for whichever mask and shortcut the op has, `fresh`
+ * constant at each call. always_inline: GCC 12 found the eight variants
+ * too large to inline and called a copy of this compiled for the baseline
+ * target from input_grad's AVX-512 clone, unvectorised. */
+static inline __attribute__((always_inline)) void input_grad_row_of_op(
+    int64_t r, int64_t c, bool training, const float *x, const float *dy, const float *y,
+    relu_mask mask, float *d_shortcut, bool fresh, const float *mean, const float *invstd,
+    const float *scale, const float *shift, const float *mean_g, const float *mean_g_xhat,
+    float *dx) {
+    if (d_shortcut) /* a shortcut comes with the relu, and the mask from y */
+        input_grad_row(r, c, training, x, dy, y, MASK_FROM_Y, d_shortcut, true, fresh, mean,
+                       invstd, scale, shift, mean_g, mean_g_xhat, dx);
+    else if (mask == MASK_FROM_Y)
+        input_grad_row(r, c, training, x, dy, y, MASK_FROM_Y, NULL, false, fresh, mean, invstd,
+                       scale, shift, mean_g, mean_g_xhat, dx);
+    else if (mask == MASK_FROM_X)
+        input_grad_row(r, c, training, x, dy, NULL, MASK_FROM_X, NULL, false, fresh, mean, invstd,
+                       scale, shift, mean_g, mean_g_xhat, dx);
     else
-        input_grad_row(r, c, training, x, dy, NULL, false, NULL, false, fresh, mean, invstd,
-                       scale, mean_g, mean_g_xhat, dx);
+        input_grad_row(r, c, training, x, dy, NULL, NO_RELU, NULL, false, fresh, mean, invstd,
+                       scale, shift, mean_g, mean_g_xhat, dx);
 }
 
 MC_VECTOR_CLONES
 static void input_grad(int64_t rows, int64_t c, bool training, const float *x, const float *dy,
-                       const float *relu_out, float *d_shortcut, bool fresh, const float *mean,
-                       const float *invstd, const float *scale, const float *mean_g,
-                       const float *mean_g_xhat, float *dx) {
+                       const float *y, relu_mask mask, float *d_shortcut, bool fresh,
+                       const float *mean, const float *invstd, const float *scale,
+                       const float *shift, const float *mean_g, const float *mean_g_xhat,
+                       float *dx) {
 #pragma omp parallel for schedule(static) if (rows * c >= MC_PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         if (fresh)
-            input_grad_row_of_op(r, c, training, x, dy, relu_out, d_shortcut, true, mean, invstd,
-                                 scale, mean_g, mean_g_xhat, dx);
+            input_grad_row_of_op(r, c, training, x, dy, y, mask, d_shortcut, true, mean, invstd,
+                                 scale, shift, mean_g, mean_g_xhat, dx);
         else
-            input_grad_row_of_op(r, c, training, x, dy, relu_out, d_shortcut, false, mean,
-                                 invstd, scale, mean_g, mean_g_xhat, dx);
+            input_grad_row_of_op(r, c, training, x, dy, y, mask, d_shortcut, false, mean, invstd,
+                                 scale, shift, mean_g, mean_g_xhat, dx);
     }
 }
 
@@ -334,7 +406,10 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     mc_tensor *shortcut = node->n_in > 3 ? node->in[3] : NULL;
     int64_t c = x->shape.dim[3], rows = x->numel / c;
     const float *dy = node->out->grad;
-    const float *relu_out = saved->relu ? node->out->data : NULL;
+    const float *y = node->out->data;
+    /* The relu's mask from x (which backward reads anyway) unless a
+     * shortcut was added before the relu (bn_grad). */
+    const relu_mask mask = !saved->relu ? NO_RELU : shortcut ? MASK_FROM_Y : MASK_FROM_X;
     /* The shortcut's gradient comes with x's (input_grad), unless x needs
      * none or is the shortcut itself (both terms then go to one buffer). */
     const bool shortcut_apart = shortcut && (!x->requires_grad || shortcut == x);
@@ -343,14 +418,14 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     if (shortcut && shortcut->requires_grad && shortcut_apart) {
         float *d_shortcut_apart;
         MC_TRY(mc_grad_buffer(node->graph, shortcut, &d_shortcut_apart));
-        shortcut_grad(x->numel, node->out->data, dy, d_shortcut_apart);
+        shortcut_grad(x->numel, y, dy, d_shortcut_apart);
     }
     double *partial, *sum_dy, *sum_dy_xhat;
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(REDUCE_BLOCKS * 2 * c) * sizeof(double), (void **)&partial));
     MC_TRY(mc_graph_alloc(node->graph, (size_t)(2 * c) * sizeof(double), (void **)&sum_dy));
     sum_dy_xhat = sum_dy + c;
-    backward_sums(rows, c, x->data, dy, relu_out, saved->mean, saved->invstd, partial, sum_dy,
-                  sum_dy_xhat);
+    backward_sums(rows, c, x->data, dy, y, mask, saved->mean, saved->invstd, saved->scale,
+                  saved->shift, partial, sum_dy, sum_dy_xhat);
 
     if (weight && weight->requires_grad) {
         float *dweight;
@@ -367,9 +442,9 @@ static mc_status batchnorm2d_backward(mc_node *node) {
      * weight and bias above keep this process's share (the data-parallel
      * gradient average adds the shares up). */
     if (saved->training && saved->sum) MC_TRY(saved->sum(sum_dy, 2 * c));
-    float *dx, *scale, *mean_g, *mean_g_xhat;
-    MC_TRY(mc_graph_alloc(node->graph, (size_t)(3 * c) * sizeof(float), (void **)&scale));
-    mean_g = scale + c, mean_g_xhat = scale + 2 * c; /* zeroed by mc_graph_alloc */
+    float *dx, *mean_g, *mean_g_xhat;
+    MC_TRY(mc_graph_alloc(node->graph, (size_t)(2 * c) * sizeof(float), (void **)&mean_g));
+    mean_g_xhat = mean_g + c; /* zeroed by mc_graph_alloc */
     /* The unzeroed buffers are taken last, after the sums and allocations
      * that can fail, so that a failed backward (short of running out of
      * memory for these two) leaves none attached unwritten. */
@@ -385,19 +460,17 @@ static mc_status batchnorm2d_backward(mc_node *node) {
     if (!fresh && dx_fresh) memset(dx, 0, (size_t)x->numel * sizeof(float));
     if (!fresh && d_shortcut && shortcut_fresh)
         memset(d_shortcut, 0, (size_t)x->numel * sizeof(float));
-    const float *w = weight ? weight->data : NULL;
-    /* eval: mean and invstd are constants, so dx = dy * weight * invstd.
-     * training: they depend on x too; differentiating through them gives
+    /* eval: mean and invstd are constants, so dx = dy * weight * invstd
+     * (the forward's scale). training: they depend on x too;
+     * differentiating through them gives
      *   dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)). */
-    for (int64_t ch = 0; ch < c; ch++) {
-        scale[ch] = saved->invstd[ch] * (w ? w[ch] : 1.0f);
-        if (saved->training) {
+    if (saved->training)
+        for (int64_t ch = 0; ch < c; ch++) {
             mean_g[ch] = (float)(sum_dy[ch] / saved->rows);
             mean_g_xhat[ch] = (float)(sum_dy_xhat[ch] / saved->rows);
         }
-    }
-    input_grad(rows, c, saved->training, x->data, dy, relu_out, d_shortcut, fresh, saved->mean,
-               saved->invstd, scale, mean_g, mean_g_xhat, dx);
+    input_grad(rows, c, saved->training, x->data, dy, y, mask, d_shortcut, fresh, saved->mean,
+               saved->invstd, saved->scale, saved->shift, mean_g, mean_g_xhat, dx);
     return MC_OK;
 }
 
@@ -474,6 +547,7 @@ static mc_status batchnorm2d_op(mc_graph *g, mc_tensor *x, mc_tensor *weight, mc
     float *scale, *shift; /* zeroed by mc_graph_alloc: shift is 0 without bias */
     MC_TRY(mc_graph_alloc(g, (size_t)(2 * c) * sizeof(float), (void **)&scale));
     shift = scale + c;
+    saved->scale = scale, saved->shift = shift; /* backward's too */
     for (int64_t ch = 0; ch < c; ch++) {
         scale[ch] = saved->invstd[ch] * (weight ? weight->data[ch] : 1.0f);
         if (bias) shift[ch] = bias->data[ch];
