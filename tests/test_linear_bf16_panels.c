@@ -131,14 +131,20 @@ START_TEST(test_unrecorded_linear_ops_equal_recorded) {
         float *before = NULL;
         for (int change = 0; change < 2; change++) {
             /* unrecorded first (panels made), then recorded (plain copy),
-             * then unrecorded again (panels remade from the same weight) */
+             * then unrecorded again (the same panels) */
             float *panels = linear_ops(x, w, b, residual, which, false);
+            const struct mc_tensor_bf16 *made = w->bf16_panels;
+            ck_assert_msg(made != NULL, "op %d: the unrecorded op kept no panels", which);
             float *plain = linear_ops(x, w, b, residual, which, true);
+            /* each form in its own slot: the plain copy leaves the panels
+             * where a graph still reading them would find them */
+            ck_assert_msg(w->bf16 != NULL, "op %d: the recorded op kept no copy", which);
+            ck_assert_msg(w->bf16_panels == made, "op %d: the copy displaced the panels", which);
             float *again = linear_ops(x, w, b, residual, which, false);
             ck_assert_msg(memcmp(panels, plain, ROWS * OUT * sizeof(float)) == 0,
                           "op %d, change %d: panels differ from the plain copy", which, change);
             ck_assert_msg(memcmp(panels, again, ROWS * OUT * sizeof(float)) == 0,
-                          "op %d, change %d: remade panels differ", which, change);
+                          "op %d, change %d: the second unrecorded run differs", which, change);
             if (before)
                 ck_assert_msg(memcmp(before, panels, ROWS * OUT * sizeof(float)) != 0,
                               "op %d: the output did not follow the weight", which);

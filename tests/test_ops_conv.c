@@ -525,6 +525,51 @@ static mc_status sum_over_one_process(double *values, int64_t count) {
     return MC_OK;
 }
 
+/* One training step of batch norm over x at momentum 1 (running mean 0
+ * and variance 1 before), with `sum` as the global sum (NULL: local);
+ * the graph holding y, which the caller frees. */
+static mc_graph *batchnorm_step(mc_tensor *x, mc_batchnorm_sum_fn sum, mc_tensor **rm,
+                                mc_tensor **rv, mc_tensor **y) {
+    const int64_t c = x->shape.dim[x->shape.ndim - 1];
+    MC_CHECK_OK(mc_tensor_new(rm, MC_SHAPE(c), "rm"));
+    MC_CHECK_OK(mc_tensor_new(rv, MC_SHAPE(c), "rv"));
+    mc_tensor_fill(*rm, 0.0f);
+    mc_tensor_fill(*rv, 1.0f);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_batchnorm_set_global_sum(sum);
+    mc_status status = mc_batchnorm2d(g, x, NULL, NULL, *rm, *rv, true, 1.0f, 1e-5f, y);
+    mc_batchnorm_set_global_sum(NULL);
+    MC_CHECK_OK(status);
+    return g;
+}
+
+/* The batch statistics a batch norm step at momentum 1 left, against a
+ * two-pass double reference of `rows` rows: running mean and unbiased
+ * variance, and the output y = (x - mean) / std. x - mean in float is exact
+ * to the rounding of the mean to float (half an ulp of the mean: 1/32 of a
+ * unit on a -1e6 channel, whose values are multiples of 1/16). */
+static void assert_statistics(const mc_tensor *x, const mc_tensor *y, const mc_tensor *rm,
+                              const mc_tensor *rv, const double *mean, const double *m2, int rows,
+                              int c, const char *path) {
+    for (int ch = 0; ch < c; ch++) {
+        double var = m2[ch] / (rows - 1);
+        ck_assert_msg(fabs(rm->data[ch] - mean[ch]) <= 1e-7 * fabs(mean[ch]),
+                      "channel %d (%s): mean %.9g, reference %.9g", ch, path, rm->data[ch], mean[ch]);
+        ck_assert_msg(fabs(rv->data[ch] - var) <= 1e-6 * var,
+                      "channel %d (%s): unbiased variance %.9g, reference %.9g", ch, path,
+                      rv->data[ch], var);
+    }
+    for (int64_t i = 0; i < x->numel; i++) {
+        int ch = (int)(i % c);
+        double expected = (x->data[i] - mean[ch]) / sqrt(m2[ch] / rows + 1e-5);
+        double ulp = ldexp(1.0, ilogb(fabs(mean[ch])) - 23);
+        double tolerance = 1e-4 + ulp / sqrt(m2[ch] / rows);
+        ck_assert_msg(fabs(y->data[i] - expected) <= tolerance, "y[%lld] (%s) %.9g, reference %.9g",
+                      (long long)i, path, y->data[i], expected);
+    }
+}
+
 /* Batch statistics far from zero: per channel mean 1e4, -1e6 and 0.5 with
  * std 1, 1 and 1e-3 (x in float, so the -1e6 channel holds multiples of
  * 1/16). The statistics come from one pass over x; sums of x and x^2
@@ -548,40 +593,76 @@ START_TEST(test_batchnorm2d_statistics_far_from_zero) {
     for (int64_t i = 0; i < x->numel; i++) m2[i % C] += (x->data[i] - mean[i % C]) * (x->data[i] - mean[i % C]);
     for (int synchronised = 0; synchronised < 2; synchronised++) {
         mc_tensor *rm, *rv, *y;
-        MC_CHECK_OK(mc_tensor_new(&rm, MC_SHAPE(C), "rm"));
-        MC_CHECK_OK(mc_tensor_new(&rv, MC_SHAPE(C), "rv"));
-        mc_tensor_fill(rm, 0.0f);
-        mc_tensor_fill(rv, 1.0f);
-        mc_graph *g;
-        MC_CHECK_OK(mc_graph_new(&g));
-        mc_batchnorm_set_global_sum(synchronised ? sum_over_one_process : NULL);
-        mc_status status = mc_batchnorm2d(g, x, NULL, NULL, rm, rv, true, 1.0f, 1e-5f, &y);
-        mc_batchnorm_set_global_sum(NULL);
-        MC_CHECK_OK(status);
-        for (int ch = 0; ch < C; ch++) {
-            double var = m2[ch] / (ROWS - 1);
-            ck_assert_msg(fabs(rm->data[ch] - mean[ch]) <= 1e-7 * fabs(mean[ch]),
-                          "channel %d (%s): mean %.9g, reference %.9g", ch,
-                          synchronised ? "synchronised" : "local", rm->data[ch], mean[ch]);
-            ck_assert_msg(fabs(rv->data[ch] - var) <= 1e-6 * var,
-                          "channel %d (%s): unbiased variance %.9g, reference %.9g", ch,
-                          synchronised ? "synchronised" : "local", rv->data[ch], var);
-        }
-        /* The output: x - mean in float is exact to the rounding of the
-         * mean to float (half an ulp of the mean: 1/32 of a unit on the
-         * -1e6 channel, whose values are multiples of 1/16). */
-        for (int64_t i = 0; i < x->numel; i++) {
-            int ch = (int)(i % C);
-            double expected = (x->data[i] - mean[ch]) / sqrt(m2[ch] / ROWS + 1e-5);
-            double ulp = ldexp(1.0, ilogb(fabs(mean[ch])) - 23);
-            double tolerance = 1e-4 + ulp / sqrt(m2[ch] / ROWS);
-            ck_assert_msg(fabs(y->data[i] - expected) <= tolerance, "y[%lld] %.9g, reference %.9g",
-                          (long long)i, y->data[i], expected);
-        }
+        mc_graph *g = batchnorm_step(x, synchronised ? sum_over_one_process : NULL, &rm, &rv, &y);
+        assert_statistics(x, y, rm, rv, mean, m2, ROWS, C, synchronised ? "synchronised" : "local");
         mc_graph_free(g);
         mc_tensor_free(rm), mc_tensor_free(rv);
     }
     mc_tensor_free(x);
+}
+END_TEST
+
+/* A second process's shard for the synchronised statistics: its rows in
+ * double, and the global mean the first all-reduce produced, for the
+ * second (centred squares about that mean). */
+enum { SHARD_ROWS = 2 * 9 * 7, SHARD_C = 3 };
+static double other_shard[SHARD_ROWS][SHARD_C];
+static double global_mean_seen[SHARD_C];
+
+/* An all-reduce over two processes, the other one simulated: adds the
+ * other shard's sums and row count (first call, C + 1 values), then its
+ * centred squares about the global mean (second call, C values). */
+static mc_status sum_with_other_shard(double *values, int64_t count) {
+    if (count == SHARD_C + 1) {
+        for (int r = 0; r < SHARD_ROWS; r++)
+            for (int ch = 0; ch < SHARD_C; ch++) values[ch] += other_shard[r][ch];
+        values[SHARD_C] += SHARD_ROWS;
+        for (int ch = 0; ch < SHARD_C; ch++) global_mean_seen[ch] = values[ch] / values[SHARD_C];
+    } else {
+        ck_assert_int_eq(count, SHARD_C);
+        for (int r = 0; r < SHARD_ROWS; r++)
+            for (int ch = 0; ch < SHARD_C; ch++) {
+                double d = other_shard[r][ch] - global_mean_seen[ch];
+                values[ch] += d * d;
+            }
+    }
+    return MC_OK;
+}
+
+/* Synchronised batch norm where the shards differ: this process's rows
+ * sit 3 spreads above the other's, so its own shift (its first row) and
+ * its local mean are both off the global mean, and the merge of the two
+ * processes' centred squares must still give the statistics of all rows
+ * (two-pass double reference over both shards). */
+START_TEST(test_batchnorm2d_synchronised_shards_merge) {
+    const double centre[SHARD_C] = {1e4, -1e6, 0.5}, spread[SHARD_C] = {1.0, 1.0, 1e-3};
+    mc_tensor *x;
+    MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(2, 9, 7, SHARD_C), "x"));
+    mc_rng rng;
+    mc_rng_seed(&rng, 23);
+    for (int64_t i = 0; i < x->numel; i++)
+        x->data[i] = (float)(centre[i % SHARD_C] + spread[i % SHARD_C] * (3.0 + mc_rng_normal(&rng)));
+    for (int r = 0; r < SHARD_ROWS; r++)
+        for (int ch = 0; ch < SHARD_C; ch++)
+            other_shard[r][ch] = (float)(centre[ch] + spread[ch] * mc_rng_normal(&rng));
+    double mean[SHARD_C] = {0}, m2[SHARD_C] = {0};
+    const int total = 2 * SHARD_ROWS;
+    for (int64_t i = 0; i < x->numel; i++) mean[i % SHARD_C] += x->data[i];
+    for (int r = 0; r < SHARD_ROWS; r++)
+        for (int ch = 0; ch < SHARD_C; ch++) mean[ch] += other_shard[r][ch];
+    for (int ch = 0; ch < SHARD_C; ch++) mean[ch] /= total;
+    for (int64_t i = 0; i < x->numel; i++) {
+        double d = x->data[i] - mean[i % SHARD_C];
+        m2[i % SHARD_C] += d * d;
+    }
+    for (int r = 0; r < SHARD_ROWS; r++)
+        for (int ch = 0; ch < SHARD_C; ch++)
+            m2[ch] += (other_shard[r][ch] - mean[ch]) * (other_shard[r][ch] - mean[ch]);
+    mc_tensor *rm, *rv, *y;
+    mc_graph *g = batchnorm_step(x, sum_with_other_shard, &rm, &rv, &y);
+    assert_statistics(x, y, rm, rv, mean, m2, total, SHARD_C, "two shards");
+    mc_graph_free(g);
+    mc_tensor_free(rm), mc_tensor_free(rv), mc_tensor_free(x);
 }
 END_TEST
 
@@ -1076,6 +1157,7 @@ static Suite *conv_suite(void) {
                                test_batchnorm2d_bad_input, test_batchnorm2d_relu_gradcheck,
                                test_batchnorm2d_normalize_matches_reference,
                                test_batchnorm2d_statistics_far_from_zero,
+                               test_batchnorm2d_synchronised_shards_merge,
                                test_add_relu_matches_unfused, test_add_relu_bad_input, NULL};
     const mc_test_loop bn_tables[] = {{test_batchnorm2d_gradcheck, 0, 2},
                                       {test_batchnorm2d_relu_matches_unfused, 0, 2},

@@ -59,9 +59,13 @@ typedef struct mc_tensor {
     bool owns_data;     /* false for views that share another's data */
     /* Changes whenever the library writes data (loads, copies, fills,
      * optimizer steps; mc_tensor_touch): what is derived from the data, the
-     * bf16 copy below, is remade when it has changed. */
+     * bf16 copies below, is remade when it has changed. */
     uint64_t version;
     struct mc_tensor_bf16 *bf16; /* NULL, or the bf16 copy bf16 graphs multiply by */
+    /* NULL, or the bf16 copy in the GEMM's panel order that unrecorded
+     * linear ops multiply by: a slot of its own, so that a graph reading
+     * one form never sees the other made in its place. */
+    struct mc_tensor_bf16 *bf16_panels;
 } mc_tensor;
 
 /* ---- shapes ---- */

@@ -65,7 +65,7 @@ mc_status mc_chain_tower_embed(const mc_chain_tower *tower, const mc_tensor *vie
 /* The key of a set of targets: tiles, preprocessing, the tower (CLIP's
  * image tower or a teacher), and (for crops) the augmentation. */
 static mc_status cache_key(const mc_chain_tower *tower, const mc_chain_data *data, const char *variant,
-                           char key[17]) {
+                           int batch, char key[17]) {
     char fingerprint[17], preprocessing[128];
     uint64_t h;
     if (tower->clip) {
@@ -82,8 +82,11 @@ static mc_status cache_key(const mc_chain_tower *tower, const mc_chain_data *dat
         h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain clip targets v3");
     } else {
         mc_chain_teacher_fingerprint(tower->teacher, fingerprint);
-        snprintf(preprocessing, sizeof preprocessing, "teacher view %dx%dx%d", data->rgb_channels,
-                 data->rgb_height, data->rgb_width);
+        /* The batch size as well: a convolution takes Winograd or im2col by
+         * the tile count of the whole batch, so a tile's embedding can
+         * differ at float rounding between batch sizes. */
+        snprintf(preprocessing, sizeof preprocessing, "teacher view %dx%dx%d in batches of %d",
+                 data->rgb_channels, data->rgb_height, data->rgb_width, batch);
         /* v2: Winograd is now chosen by the tile count, not the map size,
          * which moves some of the teacher's 3x3 convolutions onto it and
          * changes its embeddings at float rounding. */
@@ -157,7 +160,7 @@ static mc_status cached_targets(const mc_chain_tower *tower, const mc_chain_data
     if (from_cache) *from_cache = false;
     mc_tensor *cached = NULL;
     if (use_cache) {
-        MC_TRY(cache_key(tower, data, variant, key));
+        MC_TRY(cache_key(tower, data, variant, batch, key));
         snprintf(path, sizeof path, "%s/%s-targets-%s.safetensors", cache_dir,
                  tower->clip ? "clip" : "teacher", key);
         if (writer) cached = cache_read(path, rows, width);

@@ -83,6 +83,7 @@ void mc_tensor_free(mc_tensor *t) {
         free(t->grad);
     }
     free(t->bf16);
+    free(t->bf16_panels);
     free(t);
 }
 
@@ -189,6 +190,7 @@ mc_tensor mc_tensor_rows(const mc_tensor *t, int64_t first, int64_t n) {
     view.on_heap = false;
     view.owns_data = false;
     view.bf16 = NULL;
+    view.bf16_panels = NULL;
     if (t->shape.ndim < 1 || first < 0 || n < 1 || first + n > t->shape.dim[0] || !t->data) {
         view.shape.dim[0] = 0;
         view.numel = 0;

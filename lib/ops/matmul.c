@@ -76,8 +76,7 @@ static mc_status gemm_weight(const mc_graph *g, bool trans_a, bool trans_b, int6
  * linear op's forward product. An op that is not recorded (inference)
  * multiplies by the weight's bf16 panels on a bf16 graph, which the
  * product reads in place (weight_bf16.h); a recorded one by its plain bf16
- * copy, which its backward multiplies by as well (one form kept per
- * weight). */
+ * copy, which its backward multiplies by as well (one form per graph). */
 static mc_status linear_product(const mc_graph *g, bool recorded, int64_t rows, int64_t out,
                                 int64_t in, const float *x, mc_tensor *weight, float beta,
                                 float *y) {

@@ -12,7 +12,15 @@
  *
  * The values are exactly those the packing would round to, so a product
  * with the copy equals, bit for bit, one that rounds the fp32 weight itself
- * (tests/test_ops_bf16.c checks this across optimizer steps). */
+ * (tests/test_ops_bf16.c checks this across optimizer steps).
+ *
+ * Two forms, each in a slot of its own on the tensor: the copy (t->bf16),
+ * as stored or in the order a conv's columns need, which the GEMM packs
+ * from; and the panels (t->bf16_panels), already in the micro-kernel's
+ * order, which an unrecorded linear op's product reads in place. Separate
+ * slots, because a product keeps reading the form it was handed after the
+ * lock below is released: making the other form in the same buffer would
+ * rewrite (or free) it under a graph that runs on another thread. */
 #include "ops/weight_bf16.h"
 
 #include "mmchain/ops.h"
@@ -28,7 +36,7 @@ struct mc_tensor_bf16 {
     const float *data; /* t->data they were made from */
     int64_t numel;
     mc_weight_arrange_fn arrange; /* the order they are in (NULL: as stored) */
-    bool panels;                  /* in the GEMM's panels (mc_bf16_pack_panels) instead */
+    int64_t panel_rows;           /* panels: the N they were packed for; 0: a copy */
     size_t capacity;              /* bytes of values */
     /* numel bf16 values, or the panels (aligned: the GEMM loads them so) */
     _Alignas(64) uint16_t values[];
@@ -39,9 +47,9 @@ struct mc_tensor_bf16 {
 static pthread_mutex_t making = PTHREAD_MUTEX_INITIALIZER;
 
 static bool is_current(const struct mc_tensor_bf16 *copy, const mc_tensor *t,
-                       mc_weight_arrange_fn arrange, bool panels) {
+                       mc_weight_arrange_fn arrange, int64_t panel_rows) {
     return copy && copy->version == t->version && copy->data == t->data &&
-           copy->numel == t->numel && copy->arrange == arrange && copy->panels == panels;
+           copy->numel == t->numel && copy->arrange == arrange && copy->panel_rows == panel_rows;
 }
 
 /* The bf16 bits of values[0..n) into bits, one at a time: the reference,
@@ -72,34 +80,34 @@ static void round_to_bf16(const float *values, int64_t n, uint16_t *bits) {
     }
 }
 
-/* t->bf16 with room for `bytes` of values (64-byte aligned), marked not
- * current. */
-static mc_status reserve_copy(mc_tensor *t, size_t bytes) {
-    struct mc_tensor_bf16 *copy = t->bf16;
-    if (!copy || copy->capacity < bytes) {
-        free(t->bf16);
-        t->bf16 = NULL;
-        const size_t size = (sizeof *copy + bytes + 63) / 64 * 64; /* aligned_alloc's rule */
-        copy = aligned_alloc(64, size);
-        if (!copy) return mc_error(MC_ERR_NOMEM, "%s: no memory for its bf16 copy", t->name);
-        copy->capacity = bytes;
-        t->bf16 = copy;
+/* *slot (t->bf16 or t->bf16_panels) with room for `bytes` of values
+ * (64-byte aligned), marked not current. */
+static mc_status reserve_form(mc_tensor *t, struct mc_tensor_bf16 **slot, size_t bytes) {
+    struct mc_tensor_bf16 *form = *slot;
+    if (!form || form->capacity < bytes) {
+        free(*slot);
+        *slot = NULL;
+        const size_t size = (sizeof *form + bytes + 63) / 64 * 64; /* aligned_alloc's rule */
+        form = aligned_alloc(64, size);
+        if (!form) return mc_error(MC_ERR_NOMEM, "%s: no memory for its bf16 copy", t->name);
+        form->capacity = bytes;
+        *slot = form;
     }
-    copy->data = NULL; /* not current until made */
+    form->data = NULL; /* not current until made */
     return MC_OK;
 }
 
-static void mark_made(mc_tensor *t, mc_weight_arrange_fn arrange, bool panels) {
-    struct mc_tensor_bf16 *copy = t->bf16;
-    copy->version = t->version;
-    copy->data = t->data;
-    copy->numel = t->numel;
-    copy->arrange = arrange;
-    copy->panels = panels;
+static void mark_made(struct mc_tensor_bf16 *form, const mc_tensor *t, mc_weight_arrange_fn arrange,
+                      int64_t panel_rows) {
+    form->version = t->version;
+    form->data = t->data;
+    form->numel = t->numel;
+    form->arrange = arrange;
+    form->panel_rows = panel_rows;
 }
 
 static mc_status make_copy(mc_tensor *t, mc_weight_arrange_fn arrange, const void *ctx) {
-    MC_TRY(reserve_copy(t, (size_t)t->numel * sizeof(uint16_t)));
+    MC_TRY(reserve_form(t, &t->bf16, (size_t)t->numel * sizeof(uint16_t)));
     if (!arrange) {
         round_to_bf16(t->data, t->numel, t->bf16->values);
     } else {
@@ -110,7 +118,7 @@ static mc_status make_copy(mc_tensor *t, mc_weight_arrange_fn arrange, const voi
         round_to_bf16(arranged, t->numel, t->bf16->values);
         free(arranged);
     }
-    mark_made(t, arrange, false);
+    mark_made(t->bf16, t, arrange, 0);
     return MC_OK;
 }
 
@@ -119,7 +127,7 @@ mc_status mc_weight_bf16(mc_tensor *t, mc_weight_arrange_fn arrange, const void 
     *out = NULL;
     if (!t->on_heap || !mc_gemm_bf16_runs()) return MC_OK;
     pthread_mutex_lock(&making);
-    mc_status status = is_current(t->bf16, t, arrange, false) ? MC_OK : make_copy(t, arrange, ctx);
+    mc_status status = is_current(t->bf16, t, arrange, 0) ? MC_OK : make_copy(t, arrange, ctx);
     if (status == MC_OK) *out = t->bf16->values;
     pthread_mutex_unlock(&making);
     return status;
@@ -130,11 +138,11 @@ static mc_status make_panels(mc_tensor *t, int64_t N, int64_t K) {
     const int64_t slots = mc_bf16_panels_slots(N, K);
     uint16_t *rounded = malloc((size_t)t->numel * sizeof *rounded);
     if (!rounded) return mc_error(MC_ERR_NOMEM, "%s: no memory to round its bf16 panels", t->name);
-    mc_status status = reserve_copy(t, (size_t)slots * sizeof(float));
+    mc_status status = reserve_form(t, &t->bf16_panels, (size_t)slots * sizeof(float));
     if (status == MC_OK) {
         round_to_bf16(t->data, t->numel, rounded);
-        mc_bf16_pack_panels(rounded, N, K, (float *)t->bf16->values);
-        mark_made(t, NULL, true);
+        mc_bf16_pack_panels(rounded, N, K, (float *)t->bf16_panels->values);
+        mark_made(t->bf16_panels, t, NULL, N);
     }
     free(rounded);
     return status;
@@ -147,8 +155,8 @@ mc_status mc_weight_bf16_panels(mc_tensor *t, int64_t N, int64_t K, const float 
         return mc_error(MC_ERR_SHAPE, "%s: %lld values cannot be packed as (%lld, %lld)", t->name,
                         (long long)t->numel, (long long)N, (long long)K);
     pthread_mutex_lock(&making);
-    mc_status status = is_current(t->bf16, t, NULL, true) ? MC_OK : make_panels(t, N, K);
-    if (status == MC_OK) *out = (const float *)t->bf16->values;
+    mc_status status = is_current(t->bf16_panels, t, NULL, N) ? MC_OK : make_panels(t, N, K);
+    if (status == MC_OK) *out = (const float *)t->bf16_panels->values;
     pthread_mutex_unlock(&making);
     return status;
 }

@@ -26,10 +26,11 @@ mc_status mc_weight_bf16(mc_tensor *t, mc_weight_arrange_fn arrange, const void 
  * transpose (t as (N, K), a linear layer's (out, in) weight; its forward
  * product x t^T), for mc_gemm_bf16_panels: the products read them in place
  * instead of packing them each call. Kept as mc_weight_bf16 keeps its
- * copy, in the same place: a tensor holds one form at a time, so a graph
- * that also multiplies by t the other way (training: the input gradient)
- * should ask for mc_weight_bf16 throughout. *out is NULL when there is
- * nothing to keep, as for mc_weight_bf16. */
+ * copy, in a slot of its own (t->bf16_panels): a weight read both ways
+ * holds both forms. A graph that also multiplies by t the other way
+ * (training: the input gradient) asks for mc_weight_bf16 throughout, so
+ * that one form serves it. *out is NULL when there is nothing to keep, as
+ * for mc_weight_bf16. */
 mc_status mc_weight_bf16_panels(mc_tensor *t, int64_t N, int64_t K, const float **out);
 
 #endif
