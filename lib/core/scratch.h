@@ -18,6 +18,8 @@ typedef struct mc_scratch {
 /* Room for at least `floats` floats in *out (the old contents are lost).
  * MC_ERR_NOMEM with a message naming `what` when memory runs out. */
 mc_status mc_scratch_reserve(mc_scratch *buffer, int64_t floats, const char *what, float **out);
+/* Buffers are thread-local (`static _Thread_local mc_scratch`): a thread's
+ * are freed when the thread ends, OpenMP's workers included (scratch.c). */
 /* Give the memory back (the buffer stays usable: it grows again). */
 void mc_scratch_free(mc_scratch *buffer);
 
