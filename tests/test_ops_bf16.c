@@ -25,6 +25,7 @@
 
 #include "../lib/ops/conv_internal.h"
 #include "../lib/ops/gemm_internal.h"
+#include "../lib/ops/naive.h"
 
 enum { MAX_IN = 3 };
 
@@ -178,7 +179,9 @@ static const bool plain = false, transposed = true;
 static const attention_ctx causal_heads = {4, true}, full_heads = {2, false};
 
 static const op_case cases[] = {
-    /* 3x3 stride 1 on a 12x12 map: Winograd's shape in fp32, im2col in bf16 */
+    /* 3x3 stride 1 on a 12x12 map, 72 tiles: Winograd's shape in fp32; these
+     * cases keep bf16 graphs on im2col (main), Winograd's bf16 bound is its
+     * own (test_bf16_winograd_conv) */
     {"conv 3x3", conv_op, &conv3x3, 3,
      {MC_SHAPE(2, 12, 12, 16), MC_SHAPE(24, 16, 3, 3), MC_SHAPE(24)}, false},
     {"conv 1x1 stride 2", conv_op, &conv1x1_s2, 2, {MC_SHAPE(2, 9, 9, 40), MC_SHAPE(33, 40, 1, 1)}, false},
@@ -305,11 +308,277 @@ START_TEST(test_bf16_conv_weight_gradient_in_row_groups) {
 }
 END_TEST
 
+/* ---- Winograd F(2x2, 3x3) with bf16 operands ----
+ *
+ * THE BOUND. Per 2x2 tile (conv_winograd.c), output q of the tile is
+ *     y_q = sum_k a_qk sum_c U_kc V_kc,   U = G g G^T, V = B^T d B,
+ * k over the 16 positions, a_qk in {0, +-1} (A^T . A). bf16 rounds U and V
+ * where the products pack them, each by at most u = 2^-8 relative
+ * (8 significant bits, round to nearest), so each product U V moves by at
+ * most (2u + u^2) |U| |V|; products and sums are fp32. Hence
+ *     |y_q(bf16) - y_q| <= (2u + u^2) W_q + fp32 terms,
+ *     W_q = sum_k |a_qk| sum_c (|G| |g| |G|^T)_k (|B^T| |d| |B|)_k,
+ * the same pipeline run on absolute values and absolute transforms (which
+ * bounds |U| and |V| entry by entry). The fp32 terms (a few 2^-24 per
+ * transform, C * 2^-24 for the sums over channels) stay under 2^-13 W_q
+ * for the channels here, so the check is (2^-7 + 2^-12) W_q, elementwise.
+ *
+ * RELATIVE TO sum |x||w| (S_q, per output: im2col's bf16 error is at most
+ * about 2u S_q, the bound of the cases above): W_q weighs each |pixel| |tap|
+ * pair of the tile by the absolute transform entries connecting them to q,
+ * including pairs that do not meet in the direct sum. For inputs of one
+ * magnitude, |B^T| has row sums 2, |G| row sums 1, 3/2, 3/2, 1, and |A^T|
+ * takes three of four, so inside the image W_q = 4 * 4 * 4 = 64 against
+ * S_q = 9 (7.1 x); at a corner (S_q = 4, zeros of the padding in the tile)
+ * the ratio reaches 49/4 = 12.25 (computed over all tile positions). So
+ * c = 2 * 12.25 = 24.5: |err| <= 24.5 * 2^-8 S_q for equal magnitudes
+ * (3.4 bits fewer than the inputs' 8), against c = 2 for im2col. Inputs of
+ * unequal magnitudes can exceed that ratio (a large pixel that q's taps
+ * weigh little still enters V), which is why W_q is the elementwise check;
+ * the S_q one (c = 24.5) is checked on this test's uniform data, where the
+ * errors also stay far below the worst case. The reference is the naive
+ * convolution (double sums, lib/ops/naive.h); the same data through the
+ * bf16 im2col path is checked against 2u S_q and both measured maxima of
+ * |err| / S_q are printed in units of 2^-8.
+ *
+ * NORMWISE. Those worst cases are far from the typical error (the roundings
+ * are independent and do not add up coherently), so they would let a
+ * systematic error of the same order pass (a 2^-6 scale of U did). So also
+ * ||err|| / ||y|| (2-norms), measured here at 3.6-4.0e-3 for Winograd
+ * (about u) and 1.9-2.1e-3 for im2col (about u / 2), is checked at twice
+ * that: 2^-7 and 2^-8. */
+
+/* The Winograd conv's W_q above for every output.
+ * in: (N, H, W, CIN); kernel (ci, co) tap t at kernel[(ci * COUT + co) * 9 + t];
+ * magnitude: (N, H, W, COUT) in double. */
+static void winograd_magnitude(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t cout,
+                               const float *in, const float *kernel, double *magnitude) {
+    static const double bt[4][4] = {{1, 0, 1, 0}, {0, 1, 1, 0}, {0, 1, 1, 0}, {0, 1, 0, 1}};
+    static const double gm[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, 0.5, 0.5}, {0, 0, 1}};
+    static const double at[2][4] = {{1, 1, 1, 0}, {0, 1, 1, 1}};
+    double *u = malloc((size_t)(cin * cout * 16) * sizeof(double)); /* |G||g||G|^T per (ci, co) */
+    double *v = malloc((size_t)(cin * 16) * sizeof(double));        /* |B^T||d||B| per ci */
+    ck_assert(u && v);
+    for (int64_t k = 0; k < cin * cout; k++)
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) {
+                double sum = 0;
+                for (int a = 0; a < 3; a++)
+                    for (int b = 0; b < 3; b++)
+                        sum += gm[i][a] * fabs((double)kernel[k * 9 + 3 * a + b]) * gm[j][b];
+                u[k * 16 + 4 * i + j] = sum;
+            }
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t ty = 0; ty < (h + 1) / 2; ty++)
+            for (int64_t tx = 0; tx < (w + 1) / 2; tx++) {
+                for (int64_t ci = 0; ci < cin; ci++)
+                    for (int i = 0; i < 4; i++)
+                        for (int j = 0; j < 4; j++) {
+                            double sum = 0;
+                            for (int py = 0; py < 4; py++)
+                                for (int px = 0; px < 4; px++) {
+                                    int64_t iy = 2 * ty - 1 + py, ix = 2 * tx - 1 + px;
+                                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                    sum += bt[i][py] * bt[j][px] *
+                                           fabs((double)in[((b * h + iy) * w + ix) * cin + ci]);
+                                }
+                            v[ci * 16 + 4 * i + j] = sum;
+                        }
+                for (int64_t co = 0; co < cout; co++) {
+                    double m[16] = {0};
+                    for (int64_t ci = 0; ci < cin; ci++)
+                        for (int k = 0; k < 16; k++) m[k] += u[(ci * cout + co) * 16 + k] * v[ci * 16 + k];
+                    for (int qy = 0; qy < 2; qy++)
+                        for (int qx = 0; qx < 2; qx++) {
+                            int64_t oy = 2 * ty + qy, ox = 2 * tx + qx;
+                            if (oy >= h || ox >= w) continue;
+                            double sum = 0;
+                            for (int i = 0; i < 4; i++)
+                                for (int j = 0; j < 4; j++) sum += at[qy][i] * at[qx][j] * m[4 * i + j];
+                            magnitude[((b * h + oy) * w + ox) * cout + co] = sum;
+                        }
+                }
+            }
+    free(u), free(v);
+}
+
+/* Checks one path's result against the reference; returns max |err| / S_q
+ * in units of 2^-8. magnitude (W_q) may be NULL (im2col: 2u S_q only). */
+static double check_against_reference(const char *what, const float *got, const float *reference,
+                                      const float *sum_abs, const double *magnitude, double c,
+                                      int64_t count) {
+    double worst = 0;
+    for (int64_t i = 0; i < count; i++) {
+        const double err = fabs((double)got[i] - reference[i]);
+        if (magnitude)
+            ck_assert_msg(err <= (ldexp(1, -7) + ldexp(1, -12)) * magnitude[i] + 1e-30,
+                          "%s[%lld]: |%.7g - %.7g| over (2^-7 + 2^-12) W = %.3g", what,
+                          (long long)i, got[i], reference[i],
+                          (ldexp(1, -7) + ldexp(1, -12)) * magnitude[i]);
+        ck_assert_msg(err <= c * ldexp(1, -8) * sum_abs[i] + 1e-30,
+                      "%s[%lld]: |%.7g - %.7g| over %.1f * 2^-8 * sum |x||w| = %.3g", what,
+                      (long long)i, got[i], reference[i], c, c * ldexp(1, -8) * sum_abs[i]);
+        if (sum_abs[i] > 0) worst = fmax(worst, err / (ldexp(1, -8) * sum_abs[i]));
+    }
+    return worst;
+}
+
+/* ||got - reference|| / ||reference|| (2-norms). */
+static double normwise_error(const float *got, const float *reference, int64_t count) {
+    double err = 0, ref = 0;
+    for (int64_t i = 0; i < count; i++) {
+        const double d = (double)got[i] - reference[i];
+        err += d * d, ref += (double)reference[i] * reference[i];
+    }
+    return sqrt(err / ref);
+}
+
+typedef struct winograd_case {
+    int64_t n, h, w, c, oc, chunk_tiles; /* chunk_tiles 0: the automatic chunks */
+} winograd_case;
+
+static const winograd_case winograd_cases[] = {
+    {2, 12, 12, 16, 24, 0}, /* the "conv 3x3" case's shape */
+    {1, 7, 9, 19, 13, 5},   /* odd sides, channels off the 16-blocks, chunks of 5 tiles */
+    {3, 8, 8, 64, 32, 0},
+};
+
+static float *uniform_floats(int64_t count, uint64_t seed) {
+    float *values = malloc((size_t)count * sizeof(float));
+    ck_assert_ptr_nonnull(values);
+    mc_rng rng;
+    mc_rng_seed(&rng, seed);
+    for (int64_t i = 0; i < count; i++) values[i] = (float)mc_rng_uniform(&rng) * 2 - 1;
+    return values;
+}
+
+static float *absolute_copy(const float *values, int64_t count) {
+    float *copy = mc_test_copy_floats(values, count);
+    for (int64_t i = 0; i < count; i++) copy[i] = fabsf(copy[i]);
+    return copy;
+}
+
+/* Forward and input gradient by Winograd in bf16 (directly and through a
+ * bf16 graph, the same bits), against the naive reference within the bound
+ * above; the bf16 im2col path on the same data within its own. */
+START_TEST(test_bf16_winograd_conv) {
+    const winograd_case *wc = &winograd_cases[_i];
+    const int64_t n = wc->n, h = wc->h, w = wc->w, c = wc->c, oc = wc->oc;
+    const int64_t x_count = n * h * w * c, y_count = n * h * w * oc, w_count = oc * c * 9;
+    mc_tensor *x, *weight;
+    MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(n, h, w, c), "x"));
+    MC_CHECK_OK(mc_tensor_new(&weight, MC_SHAPE(oc, c, 3, 3), "weight"));
+    float *x_values = uniform_floats(x_count, 50 + (uint64_t)_i);
+    float *w_values = uniform_floats(w_count, 60 + (uint64_t)_i);
+    float *dy = uniform_floats(y_count, 70 + (uint64_t)_i);
+    memcpy(x->data, x_values, (size_t)x_count * sizeof(float));
+    memcpy(weight->data, w_values, (size_t)w_count * sizeof(float));
+    mc_conv2d_geometry geo;
+    MC_CHECK_OK(mc_conv2d_geometry_of(x, weight, NULL, conv3x3, &geo));
+    geo.precision = MC_PRECISION_BF16; /* weight_bf16 NULL: rounded where packed */
+
+    /* the reference, and sum |x||w| per output and input gradient */
+    float *y_ref = malloc((size_t)y_count * sizeof(float)), *y_abs = malloc((size_t)y_count * sizeof(float));
+    float *dx_ref = calloc((size_t)x_count, sizeof(float)), *dx_abs = calloc((size_t)x_count, sizeof(float));
+    float *x_abs = absolute_copy(x_values, x_count), *w_abs = absolute_copy(w_values, w_count);
+    float *dy_abs = absolute_copy(dy, y_count);
+    ck_assert(y_ref && y_abs && dx_ref && dx_abs);
+    mc_conv2d_forward_naive(&geo, x_values, w_values, NULL, y_ref);
+    mc_conv2d_forward_naive(&geo, x_abs, w_abs, NULL, y_abs);
+    mc_conv2d_backward_naive(&geo, x_values, w_values, dy, dx_ref, NULL, NULL);
+    mc_conv2d_backward_naive(&geo, x_abs, w_abs, dy_abs, dx_abs, NULL, NULL);
+
+    /* W_q: forward kernel (ci, co) = weight[co][ci]; input gradient
+     * kernel (o, c) = weight[o][c] rotated by 180 degrees */
+    float *kernel_fwd = malloc((size_t)w_count * sizeof(float));
+    float *kernel_bwd = malloc((size_t)w_count * sizeof(float));
+    double *y_mag = malloc((size_t)y_count * sizeof(double));
+    double *dx_mag = malloc((size_t)x_count * sizeof(double));
+    ck_assert(kernel_fwd && kernel_bwd && y_mag && dx_mag);
+    for (int64_t o = 0; o < oc; o++)
+        for (int64_t ci = 0; ci < c; ci++)
+            for (int t = 0; t < 9; t++) {
+                kernel_fwd[(ci * oc + o) * 9 + t] = w_values[(o * c + ci) * 9 + t];
+                kernel_bwd[(o * c + ci) * 9 + t] = w_values[(o * c + ci) * 9 + 8 - t];
+            }
+    winograd_magnitude(n, h, w, c, oc, x_values, kernel_fwd, y_mag);
+    winograd_magnitude(n, h, w, oc, c, dy, kernel_bwd, dx_mag);
+
+    /* bf16 Winograd, called directly */
+    mc_conv2d_set_winograd(MC_WINOGRAD_ALWAYS);
+    mc_conv2d_set_winograd_chunk_tiles(wc->chunk_tiles);
+    ck_assert(mc_conv2d_winograd_applies(&geo));
+    float *y_wino = malloc((size_t)y_count * sizeof(float)), *dx_wino = calloc((size_t)x_count, sizeof(float));
+    ck_assert(y_wino && dx_wino);
+    MC_CHECK_OK(mc_conv2d_winograd_forward(&geo, x_values, w_values, NULL, y_wino));
+    MC_CHECK_OK(mc_conv2d_winograd_input_grad(&geo, w_values, dy, dx_wino));
+
+    /* the same through a bf16 graph (the op's dispatch), bit for bit */
+    MC_CHECK_OK(mc_tensor_set_requires_grad(x, true));
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_graph_set_precision(g, MC_PRECISION_BF16);
+    mc_tensor *y;
+    MC_CHECK_OK(mc_conv2d(g, x, weight, NULL, conv3x3, &y));
+    MC_CHECK_OK(mc_backward_with_grad(g, y, dy));
+    ck_assert_msg(memcmp(y->data, y_wino, (size_t)y_count * sizeof(float)) == 0,
+                  "a bf16 graph's 3x3 conv is not the bf16 Winograd forward");
+    ck_assert_msg(memcmp(x->grad, dx_wino, (size_t)x_count * sizeof(float)) == 0,
+                  "a bf16 graph's 3x3 conv input gradient is not the bf16 Winograd one");
+    mc_graph_free(g);
+
+    /* the bf16 im2col path on the same data */
+    mc_conv2d_set_winograd(MC_WINOGRAD_FP32_ONLY);
+    ck_assert(!mc_conv2d_winograd_applies(&geo));
+    float *y_im2col = malloc((size_t)y_count * sizeof(float)), *dx_im2col = calloc((size_t)x_count, sizeof(float));
+    ck_assert(y_im2col && dx_im2col);
+    MC_CHECK_OK(mc_conv2d_forward_kernel(&geo, x_values, w_values, NULL, y_im2col));
+    MC_CHECK_OK(mc_conv2d_backward_kernel(&geo, x_values, w_values, dy, dx_im2col, NULL));
+    mc_conv2d_set_winograd_chunk_tiles(0);
+    ck_assert_msg(memcmp(y_wino, y_im2col, (size_t)y_count * sizeof(float)) != 0,
+                  "bf16 Winograd and im2col gave the same bits");
+
+    char what[160];
+    double worst[4];
+    snprintf(what, sizeof what, "case %d: bf16 Winograd forward", _i);
+    worst[0] = check_against_reference(what, y_wino, y_ref, y_abs, y_mag, 24.5, y_count);
+    snprintf(what, sizeof what, "case %d: bf16 Winograd input gradient", _i);
+    worst[1] = check_against_reference(what, dx_wino, dx_ref, dx_abs, dx_mag, 24.5, x_count);
+    /* im2col: 2u S_q plus fp32 sums (K = 9 C <= 576: under 2^-14 S_q) */
+    snprintf(what, sizeof what, "case %d: bf16 im2col forward", _i);
+    worst[2] = check_against_reference(what, y_im2col, y_ref, y_abs, NULL, 2.01, y_count);
+    snprintf(what, sizeof what, "case %d: bf16 im2col input gradient", _i);
+    worst[3] = check_against_reference(what, dx_im2col, dx_ref, dx_abs, NULL, 2.01, x_count);
+    /* normwise (see above): Winograd within 2^-7, im2col within 2^-8 */
+    const double normwise[4] = {
+        normwise_error(y_wino, y_ref, y_count), normwise_error(dx_wino, dx_ref, x_count),
+        normwise_error(y_im2col, y_ref, y_count), normwise_error(dx_im2col, dx_ref, x_count)};
+    printf("bf16 conv 3x3 (%lld, %lld, %lld, %lld) -> %lld, max |err| / (2^-8 sum |x||w|) and "
+           "||err|| / ||y||: Winograd forward %.3f %.2e, input gradient %.3f %.2e; im2col "
+           "forward %.3f %.2e, input gradient %.3f %.2e\n",
+           (long long)n, (long long)h, (long long)w, (long long)c, (long long)oc, worst[0],
+           normwise[0], worst[1], normwise[1], worst[2], normwise[2], worst[3], normwise[3]);
+    for (int k = 0; k < 4; k++)
+        ck_assert_msg(normwise[k] <= ldexp(1, k < 2 ? -7 : -8),
+                      "case %d, %s %s: ||err|| / ||y|| = %.3g", _i, k < 2 ? "Winograd" : "im2col",
+                      k % 2 ? "input gradient" : "forward", normwise[k]);
+
+    free(y_ref), free(y_abs), free(dx_ref), free(dx_abs), free(x_abs), free(w_abs), free(dy_abs);
+    free(kernel_fwd), free(kernel_bwd), free(y_mag), free(dx_mag);
+    free(y_wino), free(dx_wino), free(y_im2col), free(dx_im2col);
+    free(x_values), free(w_values), free(dy);
+    mc_tensor_free(x), mc_tensor_free(weight);
+}
+END_TEST
+
 int main(void) {
     if (!mc_gemm_avx512_available())
         return mc_test_skip("bf16 graphs (this CPU has no AVX-512F: products stay fp32)");
     /* Our kernel even under MMCHAIN_GEMM=openblas (which keeps fp32). */
     if (mc_gemm_set_kernel(MC_GEMM_AVX512) != MC_OK) return EXIT_FAILURE;
+    /* The cases above hold bf16 to "bf16 operands in the definition"
+     * (im2col's bound); Winograd's is test_bf16_winograd_conv's. */
+    mc_conv2d_set_winograd(MC_WINOGRAD_FP32_ONLY);
     Suite *s = suite_create("ops_bf16");
     TCase *tc = tcase_create("ops");
     tcase_add_loop_test(tc, test_bf16_graph_within_bound_of_fp32, 0,
@@ -318,6 +587,8 @@ int main(void) {
     /* The cases whose second input is a weight: the convolutions and linear. */
     tcase_add_loop_test(tc, test_bf16_weight_copy_follows_the_weight, 0, 5);
     tcase_add_loop_test(tc, test_bf16_conv_weight_gradient_in_row_groups, 0, 4); /* the convs */
+    tcase_add_loop_test(tc, test_bf16_winograd_conv, 0,
+                        (int)(sizeof winograd_cases / sizeof winograd_cases[0]));
     suite_add_tcase(s, tc);
     return mc_test_run_suite(s);
 }

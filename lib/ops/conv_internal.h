@@ -59,17 +59,21 @@ void mc_conv2d_release_workspace(void);
 /* ---- Winograd F(2x2, 3x3) (conv_winograd.c) ----
  * For 3x3, stride-1, padding-1, undilated, ungrouped convolutions the fast
  * path's forward and input gradient run by Winograd's minimal filtering
- * (2.25x fewer multiplies); the weight gradient keeps im2col + GEMM. */
+ * (2.25x fewer multiplies), on bf16 graphs with bf16 operands in its 16
+ * products; the weight gradient keeps im2col + GEMM. */
 
 enum {
     MC_WINOGRAD_OFF = 0,
     MC_WINOGRAD_ALWAYS = 1,     /* every such conv, however small (tests) */
-    MC_WINOGRAD_ENOUGH_TILES = 2, /* at least 64 tiles of 2x2 outputs: what "on" means */
+    MC_WINOGRAD_ENOUGH_TILES = 2, /* at least 64 tiles of 2x2 outputs (128 on bf16
+                                     graphs): what "on" means */
+    MC_WINOGRAD_FP32_ONLY = 3,  /* ENOUGH_TILES on fp32 graphs; bf16 graphs keep im2col */
 };
 /* 1 when geo is such a convolution and the mode selects it. */
 int mc_conv2d_winograd_applies(const mc_conv2d_geometry *geo);
-/* The mode: MMCHAIN_CONV_WINOGRAD=0 -> OFF, any other value -> ENOUGH_TILES
- * (read once); unset -> the default in conv_winograd.c. */
+/* The mode: MMCHAIN_CONV_WINOGRAD=0 -> OFF, =fp32 -> FP32_ONLY, any other
+ * value -> ENOUGH_TILES (read once); unset -> the default in
+ * conv_winograd.c. */
 int mc_conv2d_winograd_enabled(void);
 /* Force a mode (tests, benchmarks); -1 returns to the environment's choice. */
 void mc_conv2d_set_winograd(int mode);

@@ -25,8 +25,12 @@
  * swapped: dX[c] = sum_o dY[o] (*) flip(w[o][c]). So it reuses the whole
  * pipeline; only the weight transform reads the weight differently.
  *
- * Numerics: the transforms have entries 0, +-1, +-1/2, so the rounding
- * error stays close to direct convolution's (measured in the tests). */
+ * Numerics: the transforms have entries 0, +-1, +-1/2, so in fp32 the
+ * rounding error stays close to direct convolution's (measured in the
+ * tests). On a bf16 graph the 16 products take U and V as bf16 operands
+ * (rounded after the transforms) with fp32 sums; the transforms stay fp32.
+ * Its error bound is looser than im2col's in bf16: see
+ * mc_conv2d_winograd_applies. */
 #include "ops/conv_internal.h"
 #include "core/vector_clones.h"
 #include "core/parallel.h"
@@ -39,7 +43,7 @@
 /* ---- the switch ---- */
 
 /* -1: not decided yet (read MMCHAIN_CONV_WINOGRAD once), else one of
- * MC_WINOGRAD_OFF / _ALWAYS / _ENOUGH_TILES. */
+ * MC_WINOGRAD_OFF / _ALWAYS / _ENOUGH_TILES / _FP32_ONLY. */
 static atomic_int winograd_mode = -1;
 /* Used when the environment variable is unset. On by default: measured
  * (bench_resnet, one thread, images per CPU-second, two runs each, OFF -> ON)
@@ -50,7 +54,7 @@ static atomic_int winograd_mode = -1;
 enum { WINOGRAD_DEFAULT = MC_WINOGRAD_ENOUGH_TILES };
 
 void mc_conv2d_set_winograd(int mode) {
-    int known = mode >= MC_WINOGRAD_OFF && mode <= MC_WINOGRAD_ENOUGH_TILES;
+    int known = mode >= MC_WINOGRAD_OFF && mode <= MC_WINOGRAD_FP32_ONLY;
     atomic_store(&winograd_mode, known ? mode : -1);
 }
 
@@ -59,7 +63,9 @@ int mc_conv2d_winograd_enabled(void) {
     if (mode < 0) {
         const char *env = getenv("MMCHAIN_CONV_WINOGRAD");
         if (!env || !env[0]) mode = WINOGRAD_DEFAULT;
-        else mode = strcmp(env, "0") == 0 ? MC_WINOGRAD_OFF : MC_WINOGRAD_ENOUGH_TILES;
+        else if (strcmp(env, "0") == 0) mode = MC_WINOGRAD_OFF;
+        else if (strcmp(env, "fp32") == 0) mode = MC_WINOGRAD_FP32_ONLY;
+        else mode = MC_WINOGRAD_ENOUGH_TILES;
         atomic_store(&winograd_mode, mode);
     }
     return mode;
@@ -78,6 +84,15 @@ int mc_conv2d_winograd_enabled(void) {
  * vectors, maps under 8x8 were left to im2col, which the transform's cost
  * then decided. */
 enum { MIN_WINOGRAD_TILES = 64 };
+/* On a bf16 graph im2col's products run at twice the rate while the
+ * transforms do not speed up, so the crossover moves up. Measured (one
+ * thread, CPU time, forward and input gradient on a bf16 graph, median of
+ * 9, Winograd / im2col): 512 channels on 2x2 maps, 64 tiles 13.0 / 10.3 ms,
+ * 100 tiles 14.5 / 14.7; 256 channels on 4x4 maps, 64 tiles 3.3 / 3.0,
+ * 128 tiles 6.0 / 6.0, 400 tiles 14.2 / 17.6; 128 channels on 8x8 maps,
+ * 512 tiles 6.9 / 7.7, 1600 tiles 20.8 / 25.0; 64 channels on 16x16 maps,
+ * 6400 tiles 34.7 / 37.2. */
+enum { MIN_WINOGRAD_TILES_BF16 = 128 };
 
 int mc_conv2d_winograd_applies(const mc_conv2d_geometry *geo) {
     const mc_conv2d_params *p = &geo->p;
@@ -85,18 +100,31 @@ int mc_conv2d_winograd_applies(const mc_conv2d_geometry *geo) {
                      p->pad_h == 1 && p->pad_w == 1 && p->dilation_h == 1 &&
                      p->dilation_w == 1 && geo->groups == 1;
     if (!shape_fits) return 0;
-    /* NOT IN BF16: Winograd saves multiplies (16 products per 2x2 output
-     * tile instead of 36) at the price of transforms, passes over memory
-     * in fp32 that bf16 does not speed up, while bf16 doubles the rate of
-     * im2col's products; and its transformed operands (sums of up to 4 or 9
-     * inputs) would be rounded to bf16 after the transform, an error the
-     * output transform then adds up again. A bf16 conv is kept to "bf16
-     * operands in the definition", the bound its tests check. */
-    if (geo->precision != MC_PRECISION_FP32) return 0;
+    /* bf16 graphs too (U and V rounded to bf16 where the products pack
+     * them, fp32 sums, transforms in fp32). bf16 doubles the rate of the
+     * 16 products as it does im2col's, while the transforms stay fp32
+     * passes over memory, so Winograd's lead shrinks but stays from about
+     * 128 tiles on: 7 to 20 % less time than bf16 im2col for the 3x3
+     * convs of ResNet-50's layer1 to layer3 at 64x64, batch 100
+     * (MIN_WINOGRAD_TILES_BF16 has the numbers; in a perf profile of
+     * layer1's forward the transforms and the packing of V take about 58 %
+     * of the time, the products' micro-kernel 27 %). The
+     * price is accuracy: U and V are sums of up to 9 weights (times 1/4)
+     * and 4 inputs, rounded after the sum, so an output's error
+     * is bounded by 2^-7 of the pipeline run on absolute values, which for
+     * inputs of one magnitude is up to 12.25 times the sum |x||w| that
+     * bounds bf16 im2col's error; measured on random data, the maximum
+     * error relative to sum |x||w| is 1.7 to 2.6 times im2col's and the
+     * normwise error about twice (3.9e-3 against 2.0e-3). Derived and
+     * checked in tests/test_ops_bf16.c. MC_WINOGRAD_FP32_ONLY
+     * (MMCHAIN_CONV_WINOGRAD=fp32) keeps bf16 graphs on im2col. */
+    const int64_t tiles = geo->n * ((geo->h + 1) / 2) * ((geo->w + 1) / 2);
+    const int bf16 = geo->precision == MC_PRECISION_BF16;
     switch (mc_conv2d_winograd_enabled()) {
     case MC_WINOGRAD_ALWAYS: return 1;
     case MC_WINOGRAD_ENOUGH_TILES:
-        return geo->n * ((geo->h + 1) / 2) * ((geo->w + 1) / 2) >= MIN_WINOGRAD_TILES;
+        return tiles >= (bf16 ? MIN_WINOGRAD_TILES_BF16 : MIN_WINOGRAD_TILES);
+    case MC_WINOGRAD_FP32_ONLY: return !bf16 && tiles >= MIN_WINOGRAD_TILES;
     default: return 0;
     }
 }
@@ -147,10 +175,12 @@ static int64_t tiles_per_chunk(int64_t tiles, int64_t cin, int64_t cout) {
 typedef struct winograd_shape {
     int64_t n, h, w, cin, cout;
     int64_t tiles_h, tiles_w, tiles; /* ceil(H/2), ceil(W/2), N*tiles_h*tiles_w */
+    mc_precision precision;          /* of the 16 products' operands U and V */
 } winograd_shape;
 
-static winograd_shape shape_of(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t cout) {
-    winograd_shape s = {n, h, w, cin, cout, (h + 1) / 2, (w + 1) / 2, 0};
+static winograd_shape shape_of(int64_t n, int64_t h, int64_t w, int64_t cin, int64_t cout,
+                               mc_precision precision) {
+    winograd_shape s = {n, h, w, cin, cout, (h + 1) / 2, (w + 1) / 2, 0, precision};
     s.tiles = n * s.tiles_h * s.tiles_w;
     return s;
 }
@@ -368,9 +398,12 @@ static mc_status winograd_run(const winograd_shape *s, const float *x, const flo
         int64_t count = s->tiles - tile0 < chunk ? s->tiles - tile0 : chunk;
         input_transform(s, x, zeros, tile0, count, v);
         /* M_k[count, COUT] = V_k[count, CIN] @ U_k[CIN, COUT] for the 16
-         * positions k: one batched product (the threads take whole k). */
-        mc_sgemm_batched(false, false, count, s->cout, s->cin, 1.0f, v, s->cin, count * s->cin, u,
-                         s->cout, u_plane, 0.0f, m, s->cout, count * s->cout, POSITIONS);
+         * positions k: one batched product (the threads take whole k). In
+         * bf16, V and U are rounded where the product packs them and M is
+         * summed in fp32. */
+        mc_gemm_batched(s->precision, false, false, count, s->cout, s->cin, 1.0f, v, s->cin,
+                        count * s->cin, u, s->cout, u_plane, 0.0f, m, s->cout, count * s->cout,
+                        POSITIONS);
         output_transform(s, m, bias, accumulate, tile0, count, out);
     }
     return MC_OK;
@@ -392,7 +425,7 @@ static mc_status transform_and_run(const winograd_shape *s, const float *weight,
  * -> out: (N, H, W, OC), overwritten. */
 mc_status mc_conv2d_winograd_forward(const mc_conv2d_geometry *geo, const float *x,
                                      const float *weight, const float *bias, float *out) {
-    winograd_shape s = shape_of(geo->n, geo->h, geo->w, geo->c, geo->oc);
+    winograd_shape s = shape_of(geo->n, geo->h, geo->w, geo->c, geo->oc, geo->precision);
     return transform_and_run(&s, weight, 0, x, bias, 0, out);
 }
 
@@ -400,6 +433,6 @@ mc_status mc_conv2d_winograd_forward(const mc_conv2d_geometry *geo, const float 
  * The same convolution with the kernel flipped and its channels swapped. */
 mc_status mc_conv2d_winograd_input_grad(const mc_conv2d_geometry *geo, const float *weight,
                                         const float *dout, float *dx) {
-    winograd_shape s = shape_of(geo->n, geo->h, geo->w, geo->oc, geo->c);
+    winograd_shape s = shape_of(geo->n, geo->h, geo->w, geo->oc, geo->c, geo->precision);
     return transform_and_run(&s, weight, 1, dout, NULL, 1, dx);
 }
