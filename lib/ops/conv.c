@@ -633,22 +633,22 @@ static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float
                                &packed));
         pack_weight(geo, weight, packed);
     }
-    if (dweight) {
+    if (dweight)
         MC_TRY(mc_scratch_reserve(&scratch_packed_dweight, geo->oc * geo->k_group,
                                "conv2d packed weight gradient", &packed_dweight));
-        memset(packed_dweight, 0, (size_t)(geo->oc * geo->k_group) * sizeof(float));
-    }
     if (dweight && geo->weight_bf16) { /* bf16: in groups of rows where that shares better */
         /* chunks of bf16 columns: half a float per value */
         const int64_t chunk = rows_per_chunk(geo, (geo->k_total + 1) / 2);
         const int64_t groups = weight_grad_groups(geo, (geo->rows + chunk - 1) / chunk);
-        if (groups > 1) {
+        if (groups > 1) { /* overwrites packed_dweight: no zeroing first */
             MC_TRY(weight_grad_bf16_grouped(geo, x, dout, chunk, groups, packed_dweight));
             unpack_add_weight(geo, packed_dweight, dweight);
             if (!dx) return MC_OK;
             dweight = NULL;
         }
     }
+    if (dweight) /* the chunks below add into it */
+        memset(packed_dweight, 0, (size_t)(geo->oc * geo->k_group) * sizeof(float));
     int64_t chunk = rows_per_chunk(geo, geo->k_total);
     MC_TRY(mc_scratch_reserve(&scratch_columns, chunk * geo->k_total, "conv2d im2col columns", &columns));
     for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
