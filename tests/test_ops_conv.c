@@ -183,6 +183,88 @@ START_TEST(test_conv2d_chunked_matches_naive) {
 }
 END_TEST
 
+/* The im2col forward at 2 threads deals whole chunks out to the threads
+ * (one parallel region for all of them), at 1 thread it runs them one by
+ * one: the outputs must agree bit for bit (a row's sums do not depend on
+ * which rows share its product). The gradients must agree bit for bit
+ * too. With the default budget and with ones that cut many chunks; also
+ * ResNet-50's stem on a small batch. Each result is also checked against
+ * the naive reference. */
+static const conv_case stem_case = {
+    "7x7 s2 p3 C3 OC64 (stem)", 4, 32, 32, 3, 64, 7, 7, PARAMS(2, 2, 3, 3, 1, 1, 1), false};
+
+typedef struct conv_results {
+    float *y, *dx, *dw; /* forward output, gradients of x and weight */
+} conv_results;
+
+static conv_results conv_at_threads(const conv_case *cc, int threads, size_t budget,
+                                    const float *dout) {
+    conv_inputs in = make_conv_inputs(cc, 1300, true);
+    mc_set_num_threads(threads);
+    mc_conv2d_set_column_budget(budget);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *y;
+    MC_CHECK_OK(mc_conv2d(g, in.x, in.weight, in.bias, cc->p, &y));
+    MC_CHECK_OK(mc_backward_with_grad(g, y, dout));
+    conv_results r = {malloc((size_t)y->numel * sizeof(float)),
+                      malloc((size_t)in.x->numel * sizeof(float)),
+                      malloc((size_t)in.weight->numel * sizeof(float))};
+    ck_assert(r.y && r.dx && r.dw);
+    memcpy(r.y, y->data, (size_t)y->numel * sizeof(float));
+    memcpy(r.dx, in.x->grad, (size_t)in.x->numel * sizeof(float));
+    memcpy(r.dw, in.weight->grad, (size_t)in.weight->numel * sizeof(float));
+    mc_graph_free(g);
+    free_conv_inputs(&in);
+    return r;
+}
+
+static void conv_results_free(conv_results *r) { free(r->y), free(r->dx), free(r->dw); }
+
+START_TEST(test_conv2d_same_bits_any_threads) {
+    const int threads_before = mc_get_num_threads();
+    const conv_case *cc = _i < N_FAST_CASES ? &fast_cases[_i] : &stem_case;
+    static const size_t budgets[] = {0, 3 * 1024, 64 * 1024};
+    conv_inputs in = make_conv_inputs(cc, 1300, true);
+    mc_conv2d_geometry geo;
+    MC_CHECK_OK(mc_conv2d_geometry_of(in.x, in.weight, in.bias, cc->p, &geo));
+    const int64_t n_out = geo.rows * geo.oc;
+    float *dout = malloc((size_t)n_out * sizeof(float));
+    float *y = malloc((size_t)n_out * sizeof(float));
+    float *dx = calloc((size_t)in.x->numel, sizeof(float));
+    float *dw = calloc((size_t)in.weight->numel, sizeof(float));
+    ck_assert(dout && y && dx && dw);
+    mc_rng rng;
+    mc_rng_seed(&rng, 1301);
+    for (int64_t i = 0; i < n_out; i++) dout[i] = (float)mc_rng_uniform(&rng) * 2 - 1;
+    mc_conv2d_forward_naive(&geo, in.x->data, in.weight->data, in.bias ? in.bias->data : NULL, y);
+    mc_conv2d_backward_naive(&geo, in.x->data, in.weight->data, dout, dx, dw, NULL);
+    for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
+        conv_results one = conv_at_threads(cc, 1, budgets[b], dout);
+        conv_results two = conv_at_threads(cc, 2, budgets[b], dout);
+        char what[160];
+        snprintf(what, sizeof what, "%s, budget %zu: forward vs naive", cc->name, budgets[b]);
+        mc_test_assert_close(what, two.y, y, (long)n_out, 1e-4, 1e-4);
+        snprintf(what, sizeof what, "%s, budget %zu: d x vs naive", cc->name, budgets[b]);
+        mc_test_assert_close(what, two.dx, dx, (long)in.x->numel, 1e-4, 1e-4);
+        snprintf(what, sizeof what, "%s, budget %zu: d weight vs naive", cc->name, budgets[b]);
+        mc_test_assert_close(what, two.dw, dw, (long)in.weight->numel, 1e-4, 1e-3);
+        snprintf(what, sizeof what, "%s, budget %zu: forward, 2 threads vs 1", cc->name, budgets[b]);
+        assert_same_floats(what, two.y, one.y, n_out);
+        snprintf(what, sizeof what, "%s, budget %zu: d x, 2 threads vs 1", cc->name, budgets[b]);
+        assert_same_floats(what, two.dx, one.dx, in.x->numel);
+        snprintf(what, sizeof what, "%s, budget %zu: d weight, 2 threads vs 1", cc->name, budgets[b]);
+        assert_same_floats(what, two.dw, one.dw, in.weight->numel);
+        conv_results_free(&one);
+        conv_results_free(&two);
+    }
+    mc_conv2d_set_column_budget(0);
+    mc_set_num_threads(threads_before);
+    free(dout), free(y), free(dx), free(dw);
+    free_conv_inputs(&in);
+}
+END_TEST
+
 /* Hand-derived: a 1x1 input (value 2) with a 3x3 kernel and padding 1 only
  * meets the kernel's centre tap; output = 2 * w[1][1] + bias. */
 START_TEST(test_conv2d_hand_example) {
@@ -1146,6 +1228,7 @@ static Suite *conv_suite(void) {
         {test_conv2d_gradcheck, 0, N_CONV_CASES},
         {test_conv2d_fast_matches_naive, 0, N_FAST_CASES},
         {test_conv2d_chunked_matches_naive, 0, N_FAST_CASES},
+        {test_conv2d_same_bits_any_threads, 0, N_FAST_CASES + 1},
         {test_conv2d_winograd_matches_naive, 0, N_WINOGRAD_CASES},
         {test_conv2d_winograd_chunked_matches_naive, 0, N_WINOGRAD_CASES},
         {test_conv2d_winograd_through_op, 0, N_WINOGRAD_CASES},

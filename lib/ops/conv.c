@@ -46,6 +46,9 @@
 #include "ops/ops_internal.h"
 
 #include <limits.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -295,6 +298,29 @@ static int taps_are_contiguous(const mc_conv2d_geometry *geo) {
     return geo->groups == 1 && geo->p.dilation_w == 1;
 }
 
+/* Unaligned vectors of 16 and 4 floats (GCC's vector types may alias
+ * floats): one zmm in the AVX-512 clone, SSE registers in the baseline. */
+typedef float floats16 __attribute__((vector_size(64), aligned(4)));
+typedef float floats4 __attribute__((vector_size(16), aligned(4)));
+
+/* to[0, n) = from[0, n), the ranges apart. WHY NOT memcpy: im2col copies
+ * one short run per kernel row (the stem's: 7 taps x 3 channels, 84
+ * bytes), millions of them per step, and the library call with its size
+ * dispatch cost as much as the copy (perf, ResNet-50's stem at batch 100:
+ * memcpy and memset a fifth of the stem's time). Whole vectors, the last
+ * one overlapping the one before (the same values stored twice). */
+static inline void copy_floats(float *to, const float *from, int64_t n) {
+    if (n >= 16) {
+        for (int64_t k = 0; k < n - 16; k += 16) *(floats16 *)(to + k) = *(const floats16 *)(from + k);
+        *(floats16 *)(to + n - 16) = *(const floats16 *)(from + n - 16);
+    } else if (n >= 4) {
+        for (int64_t k = 0; k < n - 4; k += 4) *(floats4 *)(to + k) = *(const floats4 *)(from + k);
+        *(floats4 *)(to + n - 4) = *(const floats4 *)(from + n - 4);
+    } else {
+        for (int64_t k = 0; k < n; k++) to[k] = from[k];
+    }
+}
+
 /* Gather the receptive fields of output rows [row0, row0 + count).
  * x: (N, H, W, C); columns: (count, K_total), each row laid out
  * (group, kh, kw, c in group); taps outside the image are zero padding.
@@ -326,18 +352,19 @@ static void gather_columns(const mc_conv2d_geometry *geo, const float *x, int64_
                     continue;
                 }
                 const float *line = x + (n * geo->h + iy) * geo->w * geo->c + g * cg;
-                memset(dst, 0, (size_t)(j_first * cg) * value_bytes);
+                if (j_first > 0) memset(dst, 0, (size_t)(j_first * cg) * value_bytes);
                 /* one run of the taps [j_first, j_end) when contiguous, else one per tap */
                 for (int64_t j = j_first; j < j_end; j++) {
                     const float *from = line + (left + j * p->dilation_w) * geo->c;
                     const int64_t n_values = (contiguous ? j_end - j_first : 1) * cg;
                     char *to = dst + (size_t)(j * cg) * value_bytes;
                     if (round) round(from, n_values, (uint16_t *)to);
-                    else memcpy(to, from, (size_t)n_values * sizeof(float));
+                    else copy_floats((float *)to, from, n_values);
                     if (contiguous) break;
                 }
-                memset(dst + (size_t)(j_end * cg) * value_bytes, 0,
-                       (size_t)((geo->kw - j_end) * cg) * value_bytes);
+                if (j_end < geo->kw)
+                    memset(dst + (size_t)(j_end * cg) * value_bytes, 0,
+                           (size_t)((geo->kw - j_end) * cg) * value_bytes);
             }
     }
 }
@@ -491,6 +518,54 @@ static mc_status add_bias_grad(mc_graph *g, int64_t rows, int64_t oc, const floa
 
 /* ---- forward ---- */
 
+static bool inside_parallel_region(void) {
+#ifdef _OPENMP
+    return omp_in_parallel();
+#else
+    return false;
+#endif
+}
+
+/* The fp32 im2col forward with the chunks dealt out to the threads.
+ *
+ * WHY: chunk by chunk, every chunk is two parallel regions (im2col, then
+ * the product), each a sleep and a wake-up of the other threads under
+ * OMP_WAIT_POLICY=PASSIVE, for little work: ResNet-50's stem at batch 100
+ * is 57 chunks of 1783 x 64 x 147, some 0.1 ms each. Here one region
+ * holds them all: each thread gathers its own chunks into its own columns
+ * (staying in its cache) and multiplies them alone. A row of the output
+ * depends only on its own columns and the weight, summed over K in the
+ * same slices whichever rows share a product, so the result is bit for bit
+ * that of the chunk-by-chunk loop, for any thread count and chunking. The
+ * chunks are cut evenly, a multiple of `threads` of them, each at most
+ * `chunk` rows. packed: (OC, K_g) (pack_weight's), out: (rows, OC). */
+static mc_status forward_chunks_per_thread(const mc_conv2d_geometry *geo, const float *x,
+                                           const float *packed, int64_t chunk, int threads,
+                                           float *out) {
+    int64_t chunks = (geo->rows + chunk - 1) / chunk;
+    chunks = (chunks + threads - 1) / threads * threads;
+    const int64_t rows_each = (geo->rows + chunks - 1) / chunks;
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t row0 = c * rows_each;
+        if (row0 >= geo->rows) continue;
+        const int64_t count = geo->rows - row0 < rows_each ? geo->rows - row0 : rows_each;
+        float *columns; /* this thread's */
+        if (mc_scratch_reserve(&scratch_columns, rows_each * geo->k_total,
+                               "conv2d im2col columns", &columns) != MC_OK) {
+            failed = 1;
+            continue;
+        }
+        im2col(geo, x, row0, count, columns);
+        if (gemm_forward(geo, count, columns, NULL, geo->k_total, packed, out + row0 * geo->oc) !=
+            MC_OK)
+            failed = 1;
+    }
+    if (failed) return mc_error(MC_ERR_NOMEM, "conv2d: no memory for the im2col columns");
+    return MC_OK;
+}
+
 /* x: (N, H, W, C), weight: (OC, C/g, KH, KW), bias: (OC) or NULL
  * -> out: (N, OH, OW, OC), overwritten. */
 static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x,
@@ -510,6 +585,12 @@ static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x
         pack_weight(geo, weight, packed);
     }
     int64_t chunk = rows_per_chunk(geo, geo->k_total);
+    /* Chunks enough for every thread (and products on our kernel, which
+     * runs one thread inside a parallel region): one region for all. */
+    const int threads = mc_get_num_threads();
+    if (!geo->weight_bf16 && threads > 1 && !inside_parallel_region() && mc_gemm_is_ours() &&
+        (geo->rows + chunk - 1) / chunk >= threads)
+        return forward_chunks_per_thread(geo, x, packed, chunk, threads, out);
     MC_TRY(mc_scratch_reserve(&scratch_columns, chunk * geo->k_total, "conv2d im2col columns", &columns));
     /* bf16: the columns gathered straight into bf16 (the weight is already) */
     uint16_t *columns_bf16 = geo->weight_bf16 ? (uint16_t *)columns : NULL;

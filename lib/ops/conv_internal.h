@@ -49,7 +49,8 @@ mc_status mc_conv2d_backward_kernel(const mc_conv2d_geometry *geo, const float *
 
 
 /* The fast path gathers at most this many bytes of im2col columns at once
- * and processes the batch in chunks of output rows beyond it. 0 restores
+ * (per thread, where threads gather chunks of their own) and processes
+ * the batch in chunks of output rows beyond it. 0 restores
  * the default (64 MiB). Tests shrink it to exercise the chunking. */
 void mc_conv2d_set_column_budget(size_t bytes);
 /* conv keeps per-thread scratch buffers (columns, repacked weights) that
