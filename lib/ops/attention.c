@@ -386,7 +386,9 @@ mc_status mc_attention(mc_graph *g, mc_tensor *q, mc_tensor *k, mc_tensor *v, in
     MC_TRY(check_attention(q, k, v, n_heads, causal, &dims));
     dims.precision = mc_graph_precision(g);
     mc_tensor *result;
-    MC_TRY(mc_graph_tensor(g, q->shape, "attention", &result));
+    /* Every head's P V (beta 0) writes its columns of every row: no zeros
+     * needed (a pass over a (B, T, D) tensor per block saved). */
+    MC_TRY(mc_graph_tensor_uninit(g, q->shape, "attention", &result));
     mc_tensor *inputs[3] = {q, k, v};
     const bool record = mc_graph_should_record(g, 3, inputs);
     attention_saved *saved = NULL;
