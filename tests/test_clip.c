@@ -230,6 +230,10 @@ START_TEST(test_input_checks) {
     MC_CHECK_FAILS(mc_clip_encode_image(clip, g, pixels, &out), MC_ERR_SHAPE, "expected (N, 3, 16, 16)");
     int32_t ids[8] = {18, 25, 19}; /* 25 is past the vocabulary of 20 */
     MC_CHECK_FAILS(mc_clip_encode_text(clip, g, ids, 1, &out), MC_ERR_ARG, "25");
+    /* A bad id after end-of-text: the tower does not embed it, but it is
+     * still the caller's mistake. */
+    int32_t after_eot[8] = {18, 3, 19, 0, -4};
+    MC_CHECK_FAILS(mc_clip_encode_text(clip, g, after_eot, 1, &out), MC_ERR_ARG, "id -4 at text 0, position 4");
     mc_clip_config bad = tiny_config();
     bad.vision.image_size = 20; /* not a multiple of the patch */
     mc_rng rng;
@@ -274,6 +278,124 @@ START_TEST(test_prompt_ensembling) {
     mc_tensor_free(logits);
     mc_tensor_free(classes);
     mc_graph_free(g);
+    mc_clip_free(clip);
+}
+END_TEST
+
+/* ---- the text tower stops at the batch's last end-of-text token ---- */
+
+enum { PREFIX_TEXTS = 6, PREFIX_CONTEXT = 16, PREFIX_VOCAB = 40 };
+
+/* The text tower over all `context` positions, from public ops: what
+ * mc_clip_encode_text computed before it stopped at the batch's last
+ * end-of-text token, the reference that shortcut must reproduce. eot: each
+ * row's end-of-text position. */
+static mc_status encode_text_all_positions(mc_clip *clip, mc_graph *g, const int32_t *ids, const int *eot,
+                                           mc_tensor **out) {
+    const mc_clip_text_config *t = &clip->config.text;
+    mc_tensor *tokens, *x, *rows, *features, *normed;
+    MC_TRY(mc_embedding(g, clip->token_embedding, ids, MC_SHAPE(PREFIX_TEXTS, t->context), &tokens));
+    MC_TRY(mc_add(g, tokens, clip->text_positions, &x));
+    MC_TRY(mc_transformer_forward(g, clip->text_blocks, t->layers, x, &x));
+    int32_t picked[PREFIX_TEXTS];
+    for (int i = 0; i < PREFIX_TEXTS; i++) picked[i] = i * t->context + eot[i];
+    MC_TRY(mc_reshape(g, x, MC_SHAPE(PREFIX_TEXTS * t->context, t->width), &rows));
+    MC_TRY(mc_embedding(g, rows, picked, MC_SHAPE(PREFIX_TEXTS), &features));
+    MC_TRY(mc_layer_norm_forward(g, &clip->final_layer_norm, features, &normed));
+    return mc_linear(g, normed, clip->text_projection, NULL, out);
+}
+
+/* The text embeddings and pretraining's loss (symmetric InfoNCE against
+ * fixed image embeddings) with every gradient, by mc_clip_encode_text
+ * (all_positions false) or by the reference: embeds (N, E) and grads (the
+ * trainable parameters' gradients one after the other) are filled. */
+static void text_loss_and_gradients(mc_clip *clip, const int32_t *ids, const int *eot, const mc_tensor *images,
+                                    bool all_positions, float *embeds, float *grads) {
+    mc_graph *g = mc_test_new_graph();
+    mc_params_zero_grad(&clip->params);
+    mc_tensor *text, *loss, image_view = *images;
+    if (all_positions) MC_CHECK_OK(encode_text_all_positions(clip, g, ids, eot, &text));
+    else MC_CHECK_OK(mc_clip_encode_text(clip, g, ids, PREFIX_TEXTS, &text));
+    memcpy(embeds, text->data, (size_t)text->numel * sizeof(float));
+    MC_CHECK_OK(mc_infonce(g, &image_view, text, clip->logit_scale, true, &loss));
+    MC_CHECK_OK(mc_backward(g, loss));
+    for (int p = 0; p < clip->params.count; p++) {
+        const mc_tensor *param = clip->params.items[p];
+        if (!param->requires_grad) continue;
+        ck_assert_msg(param->grad, "%s has no gradient", param->name);
+        memcpy(grads, param->grad, (size_t)param->numel * sizeof(float));
+        grads += param->numel;
+    }
+    mc_graph_free(g);
+}
+
+/* Rows of different lengths whose tokens after end-of-text are random
+ * words, not padding (the causal tower never lets them reach the feature):
+ * the embeddings, the loss's gradient of every text parameter (token and
+ * position embeddings, every layer, final norm, projection, logit scale)
+ * agree with the tower run over all 16 positions. With end-of-text at
+ * 1..9 the tower runs 10 positions; with one row ending at the last
+ * position, all 16. */
+START_TEST(test_text_tower_stops_at_the_last_end_token) {
+    mc_clip_config config = {.has_text = true, .embed_dim = 16};
+    config.text = (mc_clip_text_config){.width = 64, .layers = 2, .heads = 2, .mlp_width = 128,
+                                        .context = PREFIX_CONTEXT, .vocab = PREFIX_VOCAB};
+    mc_rng rng;
+    mc_rng_seed(&rng, 12);
+    mc_clip *clip;
+    MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
+    mc_tensor *images;
+    MC_CHECK_OK(mc_tensor_new(&images, MC_SHAPE(PREFIX_TEXTS, 16), "images"));
+    mc_tensor_normal(images, &rng, 0.0f, 1.0f);
+    int64_t n_grads = mc_params_numel(&clip->params, false), n_embeds = PREFIX_TEXTS * 16;
+    float *got = malloc((size_t)(n_embeds + n_grads) * sizeof(float));
+    float *want = malloc((size_t)(n_embeds + n_grads) * sizeof(float));
+    ck_assert(got && want);
+    const int endings[2][PREFIX_TEXTS] = {{1, 4, 2, 9, 6, 3}, {5, PREFIX_CONTEXT - 1, 1, 7, 2, 3}};
+    for (int batch = 0; batch < 2; batch++) {
+        int32_t ids[PREFIX_TEXTS * PREFIX_CONTEXT];
+        for (int i = 0; i < PREFIX_TEXTS; i++) {
+            int32_t *row = ids + i * PREFIX_CONTEXT;
+            row[0] = PREFIX_VOCAB - 2; /* sot */
+            for (int t = 1; t < PREFIX_CONTEXT; t++) row[t] = (int32_t)mc_rng_below(&rng, PREFIX_VOCAB - 2);
+            row[endings[batch][i]] = PREFIX_VOCAB - 1; /* eot, the largest id */
+        }
+        text_loss_and_gradients(clip, ids, endings[batch], images, false, got, got + n_embeds);
+        text_loss_and_gradients(clip, ids, endings[batch], images, true, want, want + n_embeds);
+        double embed_error = mc_test_rel_error(got, want, (long)n_embeds);
+        ck_assert_msg(embed_error <= 1e-6, "batch %d: embeddings off by %g relative", batch, embed_error);
+        /* Each gradient as a whole tensor, relative to its norm; the key
+         * biases' gradients are zero in exact arithmetic (softmax ignores a
+         * shift shared by all keys) and hold only rounding noise, hence the
+         * absolute floor of 1e-6 of the largest gradient norm. */
+        double worst = 0.0, largest = 0.0;
+        const char *worst_name = "none";
+        for (int pass = 0; pass < 2; pass++) {
+            int64_t offset = n_embeds;
+            for (int p = 0; p < clip->params.count; p++) {
+                const mc_tensor *param = clip->params.items[p];
+                if (!param->requires_grad) continue;
+                long n = (long)param->numel;
+                double norm = 0.0, diff = 0.0;
+                for (long k = 0; k < n; k++) {
+                    double d = (double)got[offset + k] - want[offset + k];
+                    norm += (double)want[offset + k] * want[offset + k];
+                    diff += d * d;
+                }
+                if (pass == 0 && sqrt(norm) > largest) largest = sqrt(norm);
+                double error = sqrt(diff) / fmax(sqrt(norm), 1e-6 * largest);
+                if (pass == 1 && error > worst) worst = error, worst_name = param->name;
+                offset += n;
+            }
+        }
+        ck_assert_msg(worst <= 1e-6, "batch %d: gradient of %s off by %g relative", batch, worst_name, worst);
+        fprintf(stderr, "text tower prefix, batch %d: embeddings %.3g, worst gradient %.3g (%s), %s\n", batch,
+                embed_error, worst, worst_name,
+                memcmp(got, want, (size_t)(n_embeds + n_grads) * sizeof(float)) == 0 ? "bitwise equal"
+                                                                                       : "not bitwise equal");
+    }
+    free(got), free(want);
+    mc_tensor_free(images);
     mc_clip_free(clip);
 }
 END_TEST
@@ -326,7 +448,7 @@ int main(void) {
                                   test_broken_files_name_the_tensor,
                                   test_transposed_token_embedding, test_embed_in_batches,
                                   test_vision_fingerprint, test_input_checks,
-                                  test_prompt_ensembling,
+                                  test_prompt_ensembling, test_text_tower_stops_at_the_last_end_token,
                                   test_training_from_scratch_lowers_the_loss, NULL};
     tcase_set_timeout(mc_test_use_temp_dir(mc_test_add_case(s, "clip", tests)), 60);
     return mc_test_run_suite(s);

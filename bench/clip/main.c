@@ -4,16 +4,24 @@
  *
  * Rows: image embeddings/s at batch 16 (224x224), the same with the graph's
  * products on bf16 operands (mc_graph_set_precision; the peer under
- * torch.autocast("cpu", dtype=torch.bfloat16)), text embeddings/s for 10 and 100 prompts of 77
- * tokens, peak resident memory. Random weights (the
- * speed does not depend on them). The PyTorch peer, bench/peer/torch_clip.py,
- * runs as a child process with the same thread count; the table prints the
- * ratio mmchain / PyTorch (above 1: we are faster; for memory, below 1: we
- * use less) and, for each side, the fraction of the CPU's fp32 peak the rate
- * is: GFLOP per embedding (clip_image_gflop, clip_text_gflop: the products
- * of the towers' shapes) x embeddings/s / (threads x
- * bench_peak_gflops_per_thread()). Run from the source tree root or set
- * MMCHAIN_SOURCE_DIR. */
+ * torch.autocast("cpu", dtype=torch.bfloat16)), text embeddings/s for 10 and
+ * 100 prompts in rows of 77 token ids, peak resident memory. The text rows
+ * come twice: prompts of 5, 12 and 20 words (end-of-text at positions 6, 13,
+ * 21, like real prompts), and prompts of 75 words that fill the whole
+ * context (end-of-text at 76), which keep the kernels' rate at full length
+ * visible. The peer runs all 77 positions of every row, as OpenAI's and
+ * open_clip's code do; mmchain's tower is causal and reads the feature at
+ * end-of-text, so it runs only positions up to the batch's last end-of-text
+ * token (22 of 77 on the short rows, all 77 on the full ones). Random
+ * weights (the speed does not depend on them). The PyTorch peer,
+ * bench/peer/torch_clip.py, runs as a child process with the same thread
+ * count; the table prints the ratio mmchain / PyTorch (above 1: we are
+ * faster; for memory, below 1: we use less) and, for each side, the fraction
+ * of the CPU's fp32 peak its rate is, counting the FLOP that side performs:
+ * GFLOP per embedding (clip_image_gflop, clip_text_gflop: the products of the
+ * towers' shapes; for text, over the positions that side runs) x
+ * embeddings/s / (threads x bench_peak_gflops_per_thread()). Run from the
+ * source tree root or set MMCHAIN_SOURCE_DIR. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,11 +64,12 @@ static double clip_image_gflop(const mc_clip_config *c) {
             2.0 * c->vision.width * c->embed_dim) * 1e-9;
 }
 
-/* GFLOP of one prompt's embedding: the layers over all `context` tokens (the
- * tower runs the padded 77, causal mask or not) and the projection of the
- * end token. ViT-B/32's text tower: 6.0. */
-static double clip_text_gflop(const mc_clip_config *c) {
-    return (c->text.layers * transformer_layer_flop(c->text.context, c->text.width, c->text.mlp_width) +
+/* GFLOP of one prompt's embedding: the layers over the `positions` tokens
+ * the tower runs (PyTorch: the padded context, 77; mmchain: up to the
+ * batch's last end-of-text token) and the projection of the end token.
+ * ViT-B/32's text tower: 5.96 over 77 positions, 1.67 over 22. */
+static double clip_text_gflop(const mc_clip_config *c, int positions) {
+    return (c->text.layers * transformer_layer_flop(positions, c->text.width, c->text.mlp_width) +
             2.0 * c->text.width * c->embed_dim) * 1e-9;
 }
 
@@ -78,13 +87,17 @@ static double median_seconds(workload *w, int repeats) {
     return times[repeats / 2];
 }
 
-/* Token rows like the tokenizer's: sot, words, eot, padding. */
-static void fill_ids(int32_t *ids, int n, mc_rng *rng) {
-    const int lengths[3] = {5, 12, 20};
+/* The prompts' word counts: short ones like real prompts, and ones that
+ * fill the context (sot, 75 words, eot). */
+static const int short_lengths[3] = {5, 12, 20}, full_lengths[1] = {75};
+
+/* Token rows like the tokenizer's: sot, words, eot, padding; row i has
+ * lengths[i % n_lengths] words. */
+static void fill_ids(int32_t *ids, int n, const int *lengths, int n_lengths, mc_rng *rng) {
     for (int i = 0; i < n; i++) {
         int32_t *row = ids + i * 77;
         memset(row, 0, 77 * sizeof *row);
-        int length = lengths[i % 3];
+        int length = lengths[i % n_lengths];
         row[0] = 49406;
         for (int t = 1; t <= length; t++) row[t] = 1 + (int32_t)mc_rng_below(rng, 49000);
         row[length + 1] = 49407;
@@ -120,49 +133,65 @@ int main(int argc, char **argv) {
     w.ids = malloc(100 * 77 * sizeof *w.ids);
     if (!w.ids) return 1;
 
-    const char *rows[4] = {"image_b16", "image_b16_bf16", "text_10", "text_100"};
-    double ours[4];
+    enum { ROWS = 6 };
+    const char *rows[ROWS] = {"image_b16", "image_b16_bf16", "text_10", "text_100", "text_10_full", "text_100_full"};
+    double ours[ROWS];
     w.image = 1;
     ours[0] = 16.0 / median_seconds(&w, repeats);
     mc_graph_set_precision(w.graph, MC_PRECISION_BF16);
     ours[1] = 16.0 / median_seconds(&w, repeats);
     mc_graph_set_precision(w.graph, MC_PRECISION_FP32);
     w.image = 0;
-    for (int i = 0; i < 2; i++) {
-        w.n_texts = i == 0 ? 10 : 100;
-        fill_ids(w.ids, w.n_texts, &rng);
+    for (int i = 0; i < 4; i++) {
+        w.n_texts = i % 2 == 0 ? 10 : 100;
+        if (i < 2) fill_ids(w.ids, w.n_texts, short_lengths, 3, &rng);
+        else fill_ids(w.ids, w.n_texts, full_lengths, 1, &rng);
         ours[2 + i] = w.n_texts / median_seconds(&w, repeats);
     }
     double our_peak_mib = (double)mc_peak_rss_bytes() / (1024.0 * 1024.0);
 
-    bench_peer_row peer[8];
+    bench_peer_row peer[16];
     char version[256];
-    int n_peer = run_peer(threads, repeats, peer, 8, version, sizeof version);
+    int n_peer = run_peer(threads, repeats, peer, 16, version, sizeof version);
 
     char cpu[512], commit[128];
     bench_cpu_model(cpu, sizeof cpu);
     bench_commit(commit, sizeof commit);
     const char *wait = getenv("OMP_WAIT_POLICY");
     double peak = threads * bench_peak_gflops_per_thread();
-    double gflop[4] = {clip_image_gflop(&config), clip_image_gflop(&config), clip_text_gflop(&config),
-                       clip_text_gflop(&config)};
+    /* The positions each side runs: the longest short prompt's end-of-text
+     * is at 20 + 1, so mmchain's tower runs 22 (see the header). */
+    int short_positions = short_lengths[2] + 2, context = config.text.context;
+    double text_all = clip_text_gflop(&config, context), text_short = clip_text_gflop(&config, short_positions);
+    double gflop_ours[ROWS] = {clip_image_gflop(&config), clip_image_gflop(&config), text_short, text_short,
+                               text_all, text_all};
+    double gflop_theirs[ROWS] = {clip_image_gflop(&config), clip_image_gflop(&config), text_all, text_all,
+                                 text_all, text_all};
     printf("CLIP ViT-B/32, random weights, %d thread(s), OpenBLAS core %s, bf16 on %s, median of %d; "
            "mmchain %s (commit %s), OMP_WAIT_POLICY=%s\n",
            threads, mc_blas_core_name(), mc_gemm_bf16_kernel_name(), repeats, mc_version(), commit,
            wait ? wait : "(unset)");
     printf("CPU: %s; peak: %d x %.0f GFLOP/s fp32 (bf16 products can reach twice it); %.2f GFLOP per "
-           "image, %.2f per prompt\n", cpu, threads, bench_peak_gflops_per_thread(), gflop[0], gflop[2]);
+           "image, %.2f per prompt over all %d positions\n", cpu, threads, bench_peak_gflops_per_thread(),
+           gflop_ours[0], text_all, context);
+    printf("text: PyTorch runs all %d positions of every row; mmchain runs positions up to the batch's last "
+           "end-of-text token: %d on the 5-20 word rows (%.2f GFLOP per prompt), %d on the full rows. "
+           "%% of peak counts the FLOP each side performs\n", context, short_positions, text_short, context);
     printf("peer: %s\n\n", n_peer ? version : "(PyTorch peer unavailable)");
-    printf("| row | mmchain | PyTorch | ratio | mmchain, %% of fp32 peak | PyTorch, %% of fp32 peak |\n"
+    printf("| row | mmchain | PyTorch | ratio | mmchain, %% of fp32 peak (its FLOP) | "
+           "PyTorch, %% of fp32 peak (its FLOP) |\n"
            "|---|---|---|---|---|---|\n");
-    const char *labels[4] = {"image embeddings/s, batch 16, 224x224",
-                             "image embeddings/s, batch 16, 224x224, bf16 (PyTorch: autocast)",
-                             "text embeddings/s, 10 prompts x 77", "text embeddings/s, 100 prompts x 77"};
-    for (int i = 0; i < 4; i++) {
+    const char *labels[ROWS] = {"image embeddings/s, batch 16, 224x224",
+                                "image embeddings/s, batch 16, 224x224, bf16 (PyTorch: autocast)",
+                                "text embeddings/s, 10 prompts x 77, 5-20 words (ours: 22 positions)",
+                                "text embeddings/s, 100 prompts x 77, 5-20 words (ours: 22 positions)",
+                                "text embeddings/s, 10 prompts x 77, 75 words (full context)",
+                                "text embeddings/s, 100 prompts x 77, 75 words (full context)"};
+    for (int i = 0; i < ROWS; i++) {
         double theirs = bench_peer_value(peer, n_peer, rows[i]);
         printf("| %s | %.2f | %.2f | %.2f | %.1f | %.1f |\n", labels[i], ours[i], theirs,
-               theirs > 0 ? ours[i] / theirs : 0.0, 100.0 * gflop[i] * ours[i] / peak,
-               100.0 * gflop[i] * theirs / peak);
+               theirs > 0 ? ours[i] / theirs : 0.0, 100.0 * gflop_ours[i] * ours[i] / peak,
+               100.0 * gflop_theirs[i] * theirs / peak);
     }
     double their_peak = bench_peer_value(peer, n_peer, "peak_mib");
     printf("| peak resident memory, MiB | %.0f | %.0f | %.2f | | |\n", our_peak_mib, their_peak,

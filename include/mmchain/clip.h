@@ -93,7 +93,9 @@ void mc_clip_set_trainable(mc_clip *clip, bool trainable);
 /* pixels: (N, 3, S, S) NCHW, already CLIP-normalised -> *out (N, E),
  * projected, not normalised. */
 mc_status mc_clip_encode_image(mc_clip *clip, mc_graph *g, mc_tensor *pixels, mc_tensor **out);
-/* ids: n_texts rows of context ids (sot ... eot, zero padding) -> (n, E). */
+/* ids: n_texts rows of context ids (sot ... eot, zero padding) -> (n, E).
+ * Runs only the positions up to the batch's last eot: the causal tower's
+ * result, and its gradients, are those of the whole context. */
 mc_status mc_clip_encode_text(mc_clip *clip, mc_graph *g, const int32_t *ids, int n_texts,
                               mc_tensor **out);
 
