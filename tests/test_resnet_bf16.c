@@ -57,9 +57,10 @@ START_TEST(test_bf16_committed_case) {
 END_TEST
 
 /* The same with every 3x3 stride-1 convolution by Winograd with bf16
- * operands (the fixtures' small batches are under the 128 tiles from which
- * a bf16 graph takes it by default): its rounding of the transformed input
- * and weight, about twice im2col's error per convolution
+ * operands (by default a bf16 graph takes it from 128 tiles on: in the
+ * fixtures only layer1 of the training batch, 4 x 6 x 6 = 144 tiles; the
+ * other layers run im2col): its rounding of the transformed input and
+ * weight, about twice im2col's error per convolution
  * (tests/test_ops_bf16.c), stays within the same bars. */
 START_TEST(test_bf16_committed_case_winograd) {
     mc_conv2d_set_winograd(MC_WINOGRAD_ALWAYS);

@@ -78,7 +78,9 @@ bool mc_graph_grad_enabled(const mc_graph *g);
  * bf16 and sum in fp32 (mc_gemm, ops.h); everything else stays fp32:
  * tensors, weights, gradients, optimizer state, normalisation statistics,
  * softmax and the losses (InfoNCE's logits product included). A bf16
- * graph's 3x3 convolutions do not use Winograd (conv_winograd.c says why).
+ * graph's 3x3 stride-1 convolutions with at least 128 tiles of 2x2 outputs
+ * run by Winograd with bf16 operands (fp32 ones from 64 tiles;
+ * conv_winograd.c says why and what it costs in accuracy).
  * Returns the previous setting, like mc_graph_set_grad_enabled. */
 typedef enum mc_precision { MC_PRECISION_FP32, MC_PRECISION_BF16 } mc_precision;
 mc_precision mc_graph_set_precision(mc_graph *g, mc_precision precision);

@@ -778,8 +778,10 @@ static void arrange_weight(const void *geo, const float *weight, float *arranged
     pack_weight(geo, weight, arranged);
 }
 
-/* geo->weight_bf16 for `weight` on a bf16 graph (NULL otherwise). The 3x3
- * convolutions that would use Winograd do not run on a bf16 graph. */
+/* geo->weight_bf16 for `weight` on a bf16 graph (NULL otherwise). A 3x3
+ * convolution run by Winograd does not read it in its forward and input
+ * gradient: they transform the fp32 weight and round the transform where
+ * the products pack it. */
 static mc_status attach_weight_bf16(mc_conv2d_geometry *geo, mc_tensor *weight) {
     geo->weight_bf16 = NULL;
     if (geo->precision != MC_PRECISION_BF16) return MC_OK;

@@ -32,6 +32,7 @@
  * Its error bound is looser than im2col's in bf16: see
  * mc_conv2d_winograd_applies. */
 #include "ops/conv_internal.h"
+#include "ops/gemm_internal.h"
 #include "core/vector_clones.h"
 #include "core/parallel.h"
 
@@ -119,7 +120,9 @@ int mc_conv2d_winograd_applies(const mc_conv2d_geometry *geo) {
      * checked in tests/test_ops_bf16.c. MC_WINOGRAD_FP32_ONLY
      * (MMCHAIN_CONV_WINOGRAD=fp32) keeps bf16 graphs on im2col. */
     const int64_t tiles = geo->n * ((geo->h + 1) / 2) * ((geo->w + 1) / 2);
-    const int bf16 = geo->precision == MC_PRECISION_BF16;
+    /* A bf16 graph whose products fall back to fp32 (no AVX-512, OpenBLAS)
+     * is an fp32 convolution: fp32's threshold, fp32's results. */
+    const int bf16 = geo->precision == MC_PRECISION_BF16 && mc_gemm_bf16_runs();
     switch (mc_conv2d_winograd_enabled()) {
     case MC_WINOGRAD_ALWAYS: return 1;
     case MC_WINOGRAD_ENOUGH_TILES:
