@@ -96,8 +96,10 @@ static mc_status cache_key(const mc_chain_tower *tower, const mc_chain_data *dat
     h = mc_fnv1a_string(h, preprocessing);
     h = mc_fnv1a_string(h, variant);
     /* bf16 targets differ from fp32 ones (the teacher's graph is made with
-     * the default precision); fp32 keys stay as they were. */
-    if (mc_default_precision() == MC_PRECISION_BF16) h = mc_fnv1a_string(h, "bf16 products");
+     * the default precision); fp32 keys stay as they were. "v2": a bf16
+     * graph's 3x3 convolutions of 128 tiles or more now run by Winograd
+     * with bf16 operands, which changes bf16 teacher targets. */
+    if (mc_default_precision() == MC_PRECISION_BF16) h = mc_fnv1a_string(h, "bf16 products v2");
     for (int i = 0; i < data->count; i++) {
         const char *tile = data->tile_key(data->ctx, i);
         if (!tile) return mc_error(MC_ERR_ARG, "%s: tile %d has no cache key", targets_name(tower), i);
