@@ -99,7 +99,15 @@ static mc_status cache_key(const mc_chain_tower *tower, const mc_chain_data *dat
      * the default precision); fp32 keys stay as they were. "v2": a bf16
      * graph's 3x3 convolutions of 128 tiles or more now run by Winograd
      * with bf16 operands, which changes bf16 teacher targets. */
-    if (mc_default_precision() == MC_PRECISION_BF16) h = mc_fnv1a_string(h, "bf16 products v2");
+    if (mc_default_precision() == MC_PRECISION_BF16) {
+        h = mc_fnv1a_string(h, "bf16 products v2");
+        /* bf16 products split a long inner dimension by the size of their
+         * result, and the image tower's last MLP runs on one row per image:
+         * its rounding can depend on the batch (the teacher's key has it). */
+        char batch_text[32];
+        snprintf(batch_text, sizeof batch_text, "batch %d", batch);
+        if (tower->clip) h = mc_fnv1a_string(h, batch_text);
+    }
     for (int i = 0; i < data->count; i++) {
         const char *tile = data->tile_key(data->ctx, i);
         if (!tile) return mc_error(MC_ERR_ARG, "%s: tile %d has no cache key", targets_name(tower), i);

@@ -588,7 +588,7 @@ static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x
     /* Chunks enough for every thread (and products on our kernel, which
      * runs one thread inside a parallel region): one region for all. */
     const int threads = mc_get_num_threads();
-    if (!geo->weight_bf16 && threads > 1 && !inside_parallel_region() && mc_gemm_is_ours() &&
+    if (geo->precision == MC_PRECISION_FP32 && threads > 1 && !inside_parallel_region() && mc_gemm_is_ours() &&
         (geo->rows + chunk - 1) / chunk >= threads)
         return forward_chunks_per_thread(geo, x, packed, chunk, threads, out);
     MC_TRY(mc_scratch_reserve(&scratch_columns, chunk * geo->k_total, "conv2d im2col columns", &columns));

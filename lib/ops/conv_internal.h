@@ -54,7 +54,10 @@ mc_status mc_conv2d_backward_kernel(const mc_conv2d_geometry *geo, const float *
  * the default (64 MiB). Tests shrink it to exercise the chunking. */
 void mc_conv2d_set_column_budget(size_t bytes);
 /* conv keeps per-thread scratch buffers (columns, repacked weights) that
- * grow to the largest call and are reused; this frees the calling thread's. */
+ * grow to the largest call and are reused; this frees the calling thread's.
+ * Where the threads gather chunks of their own (an fp32 forward with
+ * chunks for every thread), each worker keeps a column buffer of up to the
+ * budget until it ends, so the columns can take threads x the budget. */
 void mc_conv2d_release_workspace(void);
 
 /* ---- Winograd F(2x2, 3x3) (conv_winograd.c) ----
