@@ -333,9 +333,10 @@ static void text_loss_and_gradients(mc_clip *clip, const int32_t *ids, const int
  * words, not padding (the causal tower never lets them reach the feature):
  * the embeddings, the loss's gradient of every text parameter (token and
  * position embeddings, every layer, final norm, projection, logit scale)
- * agree with the tower run over all 16 positions. With end-of-text at
- * 1..9 the tower runs 10 positions; with one row ending at the last
- * position, all 16. */
+ * agree with the tower run over all 16 positions, and so do the embeddings
+ * without gradients, where the tower stops at the batch's last end token:
+ * with end-of-text at 1..9 it runs 10 positions; with one row ending at
+ * the last position, all 16. */
 START_TEST(test_text_tower_stops_at_the_last_end_token) {
     mc_clip_config config = {.has_text = true, .embed_dim = 16};
     config.text = (mc_clip_text_config){.width = 64, .layers = 2, .heads = 2, .mlp_width = 128,
@@ -364,6 +365,19 @@ START_TEST(test_text_tower_stops_at_the_last_end_token) {
         text_loss_and_gradients(clip, ids, endings[batch], images, true, want, want + n_embeds);
         double embed_error = mc_test_rel_error(got, want, (long)n_embeds);
         ck_assert_msg(embed_error <= 1e-6, "batch %d: embeddings off by %g relative", batch, embed_error);
+        /* Without gradients the tower stops at the batch's last end token
+         * (10 positions in batch 0): the same embeddings. */
+        mc_graph *no_grad = mc_test_new_graph();
+        mc_graph_set_grad_enabled(no_grad, false);
+        mc_tensor *short_text;
+        MC_CHECK_OK(mc_clip_encode_text(clip, no_grad, ids, PREFIX_TEXTS, &short_text));
+        double short_error = mc_test_rel_error(short_text->data, want, (long)n_embeds);
+        ck_assert_msg(short_error <= 1e-6, "batch %d: embeddings without gradients off by %g relative", batch,
+                      short_error);
+        fprintf(stderr, "text tower prefix, batch %d, no gradients: %s\n", batch,
+                memcmp(short_text->data, want, (size_t)n_embeds * sizeof(float)) == 0 ? "bitwise equal"
+                                                                                       : "not bitwise equal");
+        mc_graph_free(no_grad);
         /* Each gradient as a whole tensor, relative to its norm; the key
          * biases' gradients are zero in exact arithmetic (softmax ignores a
          * shift shared by all keys) and hold only rounding noise, hence the

@@ -94,9 +94,10 @@ void mc_clip_set_trainable(mc_clip *clip, bool trainable);
  * projected, not normalised. */
 mc_status mc_clip_encode_image(mc_clip *clip, mc_graph *g, mc_tensor *pixels, mc_tensor **out);
 /* ids: n_texts rows of context ids (sot ... eot, zero padding) -> (n, E).
- * Runs only the positions up to the batch's last eot: the causal tower's
- * result, and its gradients, are those of the whole context (up to the
- * rounding of sums over fewer rows). */
+ * Without gradients (mc_graph_set_grad_enabled(g, false)) runs only the
+ * positions up to the batch's last eot: the causal tower's result is that
+ * of the whole context. A graph recording gradients runs all T positions
+ * (a length varying by batch would defeat its memory plan). */
 mc_status mc_clip_encode_text(mc_clip *clip, mc_graph *g, const int32_t *ids, int n_texts,
                               mc_tensor **out);
 
