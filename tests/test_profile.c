@@ -10,14 +10,16 @@
  * A second child (--child-recompute) runs the same steps with relu(A @ B)
  * as a recomputed segment (mc_recompute): backward runs its forward again,
  * and those calls must land in the recomputed columns, not in the forward
- * ones, so that the forward calls stay those of the steps.
+ * ones, so that the forward calls stay those of the steps. A third
+ * (--child-reset) calls mc_profile_reset after its first step: the tables
+ * must count only the steps after it.
  * Times are never checked: they depend on the machine. */
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "testutil.h"
 
-enum { STEPS = 3, M = 5, N = 7, K = 3 };
+enum { STEPS = 3, M = 5, N = 7, K = 3, RESET_AFTER = 1 };
 
 /* The children's product: relu(x @ B), B the context; a segment for
  * mc_recompute. */
@@ -30,8 +32,9 @@ static mc_status product_relu(mc_graph *g, const void *context, bool recomputing
 }
 
 /* A child: STEPS steps of sum(relu(A (M, K) @ B (K, N))) and backward,
- * relu(A @ B) recomputed or not. */
-static int child_steps(bool recompute) {
+ * relu(A @ B) recomputed or not; with reset_after > 0, mc_profile_reset
+ * after that many steps. */
+static int child_steps(bool recompute, int reset_after) {
     mc_graph *g = NULL;
     mc_tensor *a = NULL, *b = NULL;
     if (mc_graph_new(&g) != MC_OK || mc_tensor_new(&a, MC_SHAPE(M, K), "a") != MC_OK ||
@@ -41,6 +44,7 @@ static int child_steps(bool recompute) {
     for (int64_t i = 0; i < b->numel; i++) b->data[i] = (float)(i % 3) - 0.5f;
     a->requires_grad = b->requires_grad = true;
     for (int step = 0; step < STEPS; step++) {
+        if (reset_after > 0 && step == reset_after) mc_profile_reset();
         mc_tensor *r, *loss;
         mc_status status = recompute ? mc_recompute(g, product_relu, &b, sizeof b, a, &r)
                                      : product_relu(g, &b, false, a, &r);
@@ -153,27 +157,54 @@ START_TEST(recomputed_forwards_counted_apart) {
 }
 END_TEST
 
-START_TEST(gemm_rows_by_shape) {
-    char *text = run_child("1");
-    ck_assert_msg(strstr(text, "| M | N | K | A B | batch | precision | calls | s | GFLOP/s |") != NULL,
-                  "no product table header:\n%s", text);
-    /* forward C = A B; dA = dC B^T; dB = A^T dC */
+/* The product table holds the three shapes of a step (forward C = A B;
+ * dA = dC B^T; dB = A^T dC), each with `steps` calls, and a total row of
+ * 3 * steps calls. */
+static void check_product_rows(const char *text, long long steps) {
     const struct { int m, n, k; const char *ab; } shapes[] = {
         {M, N, K, "N N"}, {M, K, N, "N T"}, {K, N, M, "T N"}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         char start[96];
-        snprintf(start, sizeof start, "| %d | %d | %d | %s | 1 | fp32 | %d |", shapes[i].m,
-                 shapes[i].n, shapes[i].k, shapes[i].ab, STEPS);
+        snprintf(start, sizeof start, "| %d | %d | %d | %s | 1 | fp32 | %lld |", shapes[i].m,
+                 shapes[i].n, shapes[i].k, shapes[i].ab, steps);
         ck_assert_msg(strstr(text, start) != NULL, "no row \"%s\" in:\n%s", start, text);
     }
     long long calls = -1;
     const char *all = row_of(text, "all products");
     ck_assert_msg(all && sscanf(all, "| all products | | | | | | %lld |", &calls) == 1,
                   "no total row:\n%s", text);
-    ck_assert_int_eq(calls, 3 * STEPS);
+    ck_assert_int_eq(calls, 3 * steps);
+}
+
+START_TEST(gemm_rows_by_shape) {
+    char *text = run_child("1");
+    ck_assert_msg(strstr(text, "| M | N | K | A B | batch | precision | calls | s | GFLOP/s |") != NULL,
+                  "no product table header:\n%s", text);
+    check_product_rows(text, STEPS);
     ck_assert_msg(strstr(text, "\npacking: ") != NULL, "no packing line:\n%s", text);
     ck_assert_msg(strstr(text, "largest graph peak (arena + gradients)") != NULL,
                   "no memory line:\n%s", text);
+    free(text);
+}
+END_TEST
+
+/* mc_profile_reset after RESET_AFTER steps: the report counts only the
+ * steps after it, in the op table and in the product table, and says
+ * where its time starts. */
+START_TEST(reset_forgets_earlier_steps) {
+    char *text = run_child_as("--child-reset", "1");
+    ck_assert_msg(strstr(text, "s from the last mc_profile_reset to exit") != NULL,
+                  "the header does not name the reset:\n%s", text);
+    const long long after = STEPS - RESET_AFTER;
+    const char *ops[] = {"matmul", "relu", "sum_all"};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        long long calls[3];
+        op_calls(text, ops[i], calls);
+        ck_assert_msg(calls[0] == after && calls[1] == after,
+                      "%s: %lld forward and %lld backward calls after the reset; expected %lld",
+                      ops[i], calls[0], calls[1], after);
+    }
+    check_product_rows(text, after);
     free(text);
 }
 END_TEST
@@ -186,11 +217,13 @@ START_TEST(off_prints_nothing) {
 END_TEST
 
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--child-steps") == 0) return child_steps(false);
-    if (argc > 1 && strcmp(argv[1], "--child-recompute") == 0) return child_steps(true);
+    if (argc > 1 && strcmp(argv[1], "--child-steps") == 0) return child_steps(false, 0);
+    if (argc > 1 && strcmp(argv[1], "--child-recompute") == 0) return child_steps(true, 0);
+    if (argc > 1 && strcmp(argv[1], "--child-reset") == 0) return child_steps(false, RESET_AFTER);
     Suite *s = suite_create("profile");
     const TTest *const tests[] = {op_rows_count_every_call, recomputed_forwards_counted_apart,
-                                  gemm_rows_by_shape, off_prints_nothing, NULL};
+                                  gemm_rows_by_shape, reset_forgets_earlier_steps,
+                                  off_prints_nothing, NULL};
     mc_test_add_case(s, "environment", tests);
     return mc_test_run_suite(s);
 }

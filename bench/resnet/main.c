@@ -126,6 +126,9 @@ static int run_row(const row_spec *row, int threads, double min_seconds, mc_prec
     }
 
     bench_step(&s); /* warm-up: arena growth, Adam state, thread pools */
+    /* MMCHAIN_PROFILE=1: report the measured steps only (the warm-up's
+     * first-touch page faults would dominate some rows). */
+    mc_profile_reset();
     double times[50], cpu_times[50];
     int n = 0;
     double start = bench_now_seconds();

@@ -220,6 +220,13 @@ const mc_node *mc_graph_node(const mc_graph *g, int index);
 mc_status mc_graph_dump(const mc_graph *g, FILE *f);
 /* Peak resident set size of the whole process, in bytes (from the OS). */
 size_t mc_peak_rss_bytes(void);
+/* MMCHAIN_PROFILE=1 (docs/architecture.md): forget the time and calls
+ * counted so far, so that the report at exit covers only what runs after
+ * this call (a benchmark calls it after its warm-up step, whose first-touch
+ * page faults and pool growth are not the steady state). The graph-peak
+ * and peak-resident-memory figures are kept. Without profiling it does
+ * nothing. Not thread-safe against products running at the same time. */
+void mc_profile_reset(void);
 
 #ifdef __cplusplus
 }

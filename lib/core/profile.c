@@ -44,6 +44,7 @@ static atomic_llong gemm_thread_ns, gemm_packing_ns;
 static size_t graph_peak_bytes;
 static int64_t start_ns;
 static bool out_of_memory; /* a row could not be added: say so at exit */
+static bool reset_done;    /* mc_profile_reset ran: times count from it */
 
 /* Grow *items (of `size` bytes each) to hold one more; false when it cannot. */
 static bool make_room(void **items, int count, int *capacity, size_t size) {
@@ -111,6 +112,19 @@ void mc_profile_graph_peak(size_t bytes) {
     pthread_mutex_unlock(&lock);
 }
 
+void mc_profile_reset(void) {
+    if (!mc_profile_enabled) return;
+    pthread_mutex_lock(&lock);
+    /* Empty the lists, keep their memory (names are static strings). */
+    op_count = 0;
+    gemm_count = 0;
+    atomic_store(&gemm_thread_ns, 0);
+    atomic_store(&gemm_packing_ns, 0);
+    start_ns = mc_profile_now_ns();
+    reset_done = true;
+    pthread_mutex_unlock(&lock);
+}
+
 /* ---- the report ---- */
 
 static int64_t op_ns(const op_row *r) { return r->forward_ns + r->backward_ns + r->recomputed_ns; }
@@ -141,9 +155,10 @@ static void print_report(void) {
     pthread_mutex_lock(&lock);
     FILE *out = stderr;
     fprintf(out,
-            "\nmmchain profile (MMCHAIN_PROFILE=1): %.3f s from start to exit, peak resident "
+            "\nmmchain profile (MMCHAIN_PROFILE=1): %.3f s from %s to exit, peak resident "
             "memory %.1f MiB, largest graph peak (arena + gradients) %.1f MiB\n",
-            seconds(mc_profile_now_ns() - start_ns), mib(mc_peak_rss_bytes()),
+            seconds(mc_profile_now_ns() - start_ns),
+            reset_done ? "the last mc_profile_reset" : "start", mib(mc_peak_rss_bytes()),
             mib(graph_peak_bytes));
 
     qsort(ops, (size_t)op_count, sizeof *ops, by_op_time);
