@@ -118,6 +118,40 @@ START_TEST(test_arena_reuses_memory) {
 }
 END_TEST
 
+/* A step whose arena grows through several chunks, some given back by a
+ * release (the pattern of a recomputed segment): after the reset the arena
+ * keeps one chunk of the step's peak, not the chunks' total (which doubling
+ * growth and the spare list make about twice the peak), and the same step
+ * again fits in it. */
+START_TEST(test_arena_reset_keeps_the_peak) {
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    size_t reserved_after_reset = 0;
+    for (int step = 0; step < 3; step++) {
+        mc_tensor *base, *t;
+        MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(1 << 16), "base", &base));
+        for (int segment = 0; segment < 3; segment++) {
+            mc_graph_mark mark = mc_graph_get_mark(g);
+            for (int i = 0; i < 5; i++) {
+                MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE((1 << 18) * (segment + 1)), "act", &t));
+                ck_assert_float_eq(t->data[t->numel - 1], 0.0f);
+                t->data[t->numel - 1] = 1.0f;
+            }
+            MC_CHECK_OK(mc_graph_release_keep(g, mark, NULL));
+        }
+        const size_t step_peak = (1 << 16) * sizeof(float) + 5 * 3 * (1 << 18) * sizeof(float);
+        ck_assert_uint_ge(mc_graph_arena_peak_bytes(g), step_peak);
+        mc_graph_reset(g);
+        const size_t reserved = mc_graph_arena_reserved_bytes(g);
+        ck_assert_uint_ge(reserved, step_peak);
+        ck_assert_uint_lt(reserved, step_peak + 64 * 1024);
+        if (step > 0) ck_assert_uint_eq(reserved, reserved_after_reset);
+        reserved_after_reset = reserved;
+    }
+    mc_graph_free(g);
+}
+END_TEST
+
 START_TEST(test_mark_and_release_keep) {
     mc_graph *g;
     MC_CHECK_OK(mc_graph_new(&g));
@@ -211,7 +245,7 @@ int main(void) {
     Suite *s = suite_create("core");
     const TTest *const tests[] = {test_shape_macro_and_numel, test_shape_errors,
                                   test_heap_tensor_lifecycle, test_row_views,
-                                  test_rng_is_deterministic, test_arena_reuses_memory,
+                                  test_rng_is_deterministic, test_arena_reuses_memory, test_arena_reset_keeps_the_peak,
                                   test_mark_and_release_keep, test_release_keep_moves_every_value,
                                   test_backward_needs_a_recorded_loss,
                                   test_error_context, NULL};

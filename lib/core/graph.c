@@ -61,6 +61,7 @@ struct mc_graph {
     arena_chunk *chunks; /* newest first */
     arena_chunk *spare;  /* chunks given back by a release, kept for reuse */
     size_t bytes_in_use; /* sum of allocations since the last reset */
+    size_t step_arena_peak; /* most bytes_in_use since the last reset */
     size_t peak_bytes;   /* most ever held by the arena and live gradients together */
     grad_block *grad_blocks;
     int grad_block_count;
@@ -166,6 +167,7 @@ static mc_status arena_alloc(mc_graph *g, size_t bytes, bool zero, void **out) {
     void *memory = chunk->memory + chunk->used;
     chunk->used += size;
     g->bytes_in_use += size;
+    if (g->bytes_in_use > g->step_arena_peak) g->step_arena_peak = g->bytes_in_use;
     note_peak(g);
     /* An op allocates its saved state and output first and records itself
      * last: its forward time runs from here to mc_graph_record. */
@@ -223,20 +225,29 @@ void mc_graph_free(mc_graph *g) {
 }
 
 void mc_graph_reset(mc_graph *g) {
+    const size_t step_peak = g->step_arena_peak;
     g->tape_length = 0;
     g->profile_op_start_ns = 0;
     g->bytes_in_use = 0;
+    g->step_arena_peak = 0;
     g->bytes_at_last_record = 0;
     grad_blocks_end_step(g);
     g->grad_bytes_in_use = 0;
     if (!g->chunks) return;
-    if (g->chunks->next) {
-        /* Several chunks: replace them by one that holds the whole peak, so
-         * the next step of the same size allocates nothing. */
-        size_t total = 0;
-        for (arena_chunk *c = g->chunks; c; c = c->next) total += c->capacity;
+    if (g->chunks->next || g->spare) {
+        /* Several chunks (spares too): replace them all by one that holds
+         * the step's peak, so the next step of the same size allocates
+         * nothing. The peak, not the chunks' total: chunks double as they
+         * grow and a released one waits on the spare list, so their total
+         * can be far above what was ever in use at once (the ResNet-50
+         * step at batch 100 with recomputation: 190 MiB of chunks for a
+         * peak of 127 MiB). One chunk holds the peak exactly: within a
+         * single chunk, what is in use is one prefix, bytes_in_use long. */
         chunks_free(g->chunks);
-        g->chunks = chunk_new(total); /* NULL is fine: mc_graph_alloc retries */
+        chunks_free(g->spare);
+        g->spare = NULL;
+        g->chunks = chunk_new(step_peak > ARENA_MIN_CHUNK ? step_peak : ARENA_MIN_CHUNK);
+        /* NULL is fine: mc_graph_alloc makes a chunk when it needs one */
     } else {
         g->chunks->used = 0;
     }
@@ -346,6 +357,12 @@ mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **kee
 
 size_t mc_graph_arena_bytes(const mc_graph *g) { return g->bytes_in_use; }
 size_t mc_graph_arena_peak_bytes(const mc_graph *g) { return g->peak_bytes; }
+size_t mc_graph_arena_reserved_bytes(const mc_graph *g) {
+    size_t total = 0;
+    for (const arena_chunk *c = g->chunks; c; c = c->next) total += c->capacity;
+    for (const arena_chunk *c = g->spare; c; c = c->next) total += c->capacity;
+    return total;
+}
 int mc_graph_tape_length(const mc_graph *g) { return g->tape_length; }
 const mc_node *mc_graph_node(const mc_graph *g, int index) {
     return index >= 0 && index < g->tape_length ? &g->tape[index] : NULL;
