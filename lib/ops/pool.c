@@ -6,6 +6,7 @@
  * (windows may overlap inside one image, never across two). */
 #include "mmchain/ops.h"
 #include "core/parallel.h"
+#include "core/vector_clones.h"
 #include "ops/naive.h"
 
 #include <math.h>
@@ -88,7 +89,10 @@ static inline int maxpool_takes(float v, float best) { return (v > best) | isnan
  * (inference needs no argmax). The first pixel of each window (always a
  * real one: padding <= kernel/2) starts the running maximum; padding never
  * wins, ties go to the first pixel in scan order, as in PyTorch's CPU
- * kernel. Compared with mc_maxpool2d_naive by the tests. */
+ * kernel. Compared with mc_maxpool2d_naive by the tests. Cloned for
+ * AVX-512 (vector_clones.h): the channel loops' compares and selects are
+ * exact, so both clones give the same output and argmax. */
+MC_VECTOR_CLONES
 static void maxpool_forward(const pool_geometry *geo, const float *x, float *out, int32_t *argmax) {
     const int64_t c = geo->c;
 #pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= MC_PARALLEL_MIN_WORK)
@@ -156,10 +160,16 @@ static mc_status maxpool2d_backward(mc_node *node) {
     const float *dout = node->out->grad;
 #pragma omp parallel for schedule(static) if (geo->n * geo->h * geo->w * geo->c >= MC_PARALLEL_MIN_WORK)
     for (int64_t n = 0; n < geo->n; n++) {
-        int64_t first = n * geo->oh * geo->ow * geo->c, count = geo->oh * geo->ow * geo->c;
-        float *image = dx + n * geo->h * geo->w * geo->c;
-        for (int64_t i = first; i < first + count; i++)
-            image[(int64_t)saved->argmax[i] * geo->c + i % geo->c] += dout[i];
+        const int64_t c = geo->c, cells = geo->oh * geo->ow;
+        float *image = dx + n * geo->h * geo->w * c;
+        /* cell by cell, channel by channel: the order of i = cell * C + ch
+         * (so each dx element gets its terms in the same order), without
+         * an integer division per element to find the channel */
+        for (int64_t cell = n * cells; cell < (n + 1) * cells; cell++) {
+            const int32_t *from = saved->argmax + cell * c;
+            const float *grad = dout + cell * c;
+            for (int64_t ch = 0; ch < c; ch++) image[(int64_t)from[ch] * c + ch] += grad[ch];
+        }
     }
     return MC_OK;
 }
