@@ -21,6 +21,7 @@ typedef struct arena_chunk {
     size_t capacity;
     size_t used;
     unsigned char *memory; /* ARENA_ALIGN-aligned */
+    bool borrowed; /* a recomputed segment's room in the planned region, not ours to free */
 } arena_chunk;
 
 /* Gradient buffers of step tensors live outside the arena, in blocks that
@@ -55,6 +56,7 @@ typedef struct block_request {
     size_t bytes;
     int acquired_at, released_at;
     size_t offset; /* in the planned region */
+    bool segment_room; /* the arena memory of a recomputed segment (segment_room_begin) */
 } block_request;
 
 struct mc_graph {
@@ -89,6 +91,7 @@ struct mc_graph {
     int64_t profile_op_start_ns; /* MMCHAIN_PROFILE: the running op's first allocation, or 0 */
     int64_t profile_counted_ns;  /* MMCHAIN_PROFILE: op time counted so far (see walk_tape) */
     bool recomputing;            /* a recomputed segment's forward runs again in backward */
+    bool in_segment_room;        /* between segment_room_begin and _end */
     mc_backward_hook backward_hook; /* called after each node backward walks */
     void *backward_hook_user;
     size_t bytes_at_last_record; /* bytes_in_use when the newest node was recorded */
@@ -107,13 +110,14 @@ static arena_chunk *chunk_new(size_t capacity) {
     chunk->next = NULL;
     chunk->capacity = capacity;
     chunk->used = 0;
+    chunk->borrowed = false;
     return chunk;
 }
 
 static void chunks_free(arena_chunk *chunk) {
     while (chunk) {
         arena_chunk *next = chunk->next;
-        free(chunk->memory);
+        if (!chunk->borrowed) free(chunk->memory);
         free(chunk);
         chunk = next;
     }
@@ -183,6 +187,10 @@ static void arena_release_to(mc_graph *g, mc_graph_mark mark) {
     while (g->chunks && g->chunks != mark.chunk) {
         arena_chunk *newer = g->chunks;
         g->chunks = newer->next;
+        if (newer->borrowed) { /* a segment's room: its place goes back with the plan's request */
+            free(newer);
+            continue;
+        }
         newer->next = g->spare;
         g->spare = newer;
     }
@@ -234,7 +242,7 @@ void mc_graph_reset(mc_graph *g) {
     grad_blocks_end_step(g);
     g->grad_bytes_in_use = 0;
     if (!g->chunks) return;
-    if (g->chunks->next || g->spare) {
+    if (g->chunks->next || g->spare || g->chunks->borrowed) {
         /* Several chunks (spares too): replace them all by one that holds
          * the step's peak, so the next step of the same size allocates
          * nothing. The peak, not the chunks' total: chunks double as they
@@ -359,7 +367,7 @@ size_t mc_graph_arena_bytes(const mc_graph *g) { return g->bytes_in_use; }
 size_t mc_graph_arena_peak_bytes(const mc_graph *g) { return g->peak_bytes; }
 size_t mc_graph_arena_reserved_bytes(const mc_graph *g) {
     size_t total = 0;
-    for (const arena_chunk *c = g->chunks; c; c = c->next) total += c->capacity;
+    for (const arena_chunk *c = g->chunks; c; c = c->next) total += c->borrowed ? 0 : c->capacity;
     for (const arena_chunk *c = g->spare; c; c = c->next) total += c->capacity;
     return total;
 }
@@ -474,7 +482,8 @@ static bool larger_first(const block_request *x, const block_request *y) {
  * not overlap: the largest first, each at the lowest offset where it fits
  * between those placed before it that are alive with it (greedy by size;
  * measured on the ResNet-50 step at batch 100: a region of 187.5 MB for
- * 187.5 MB alive at most with recomputation, 81.2 MB for 75.0 MB without). `placed` lists the requests placed
+ * 187.5 MB alive at most with recomputation before segment rooms, 257 MiB
+ * with them; 81.2 MB for 75.0 MB without recomputation). `placed` lists the requests placed
  * so far in the order of their offsets. Returns the region's size in *total. */
 static mc_status plan_offsets(block_request *r, int n, size_t *total) {
     *total = 0;
@@ -652,9 +661,9 @@ static mc_status grad_block_acquire(mc_graph *g, size_t bytes, const char *name,
                          sizeof *g->requests, 256, "gradient block requests");
     if (status != MC_OK) return mc_error_context(status, "gradient of %s: ", name);
     int k = g->request_count;
-    block_request request = {bytes, g->event_count, -1, 0};
-    if (g->following_plan &&
-        (k >= g->plan_count || g->plan[k].bytes != bytes || g->plan[k].acquired_at != request.acquired_at))
+    block_request request = {bytes, g->event_count, -1, 0, false};
+    if (g->following_plan && (k >= g->plan_count || g->plan[k].bytes != bytes || g->plan[k].segment_room ||
+                              g->plan[k].acquired_at != request.acquired_at))
         leave_plan(g);
     grad_block block;
     if (g->following_plan) {
@@ -820,6 +829,86 @@ static mc_status walk_tape(mc_graph *g) {
  * taking each parameter (lib/dist's gradient buckets), sees the segment's
  * parameters pass right after their gradients are complete. */
 
+/* A segment's room: the arena memory its run takes (intermediates, saved
+ * state, a backward's scratch) is dead once the run is over, while the
+ * kept outputs and the gradients (blocks) live around it. The segment's
+ * most memory at once above the arena's mark is recorded as one more
+ * request of the step, taken where the run starts and handed back where it
+ * ends; so the plan lays it out with the blocks, where blocks not alive
+ * at that moment are, rather than in arena chunks of its own beside the
+ * region. A planned step lends the run its place as a chunk
+ * ("borrowed"): the arena allocates the segment's memory there (a run that
+ * needs more continues in ordinary chunks and the step leaves the plan).
+ * Without a plan (the first step) the run uses ordinary chunks and its
+ * peak is only measured; either way the segment's memory is not counted
+ * in the arena's step peak, which sizes the chunk that reset keeps.
+ * Nested segments run inside their outer room. */
+typedef struct segment_room {
+    bool active;         /* this call opened a room (not nested) */
+    mc_graph_mark mark;  /* the arena where the run began */
+    size_t outer_peak;   /* the step's arena peak before the run */
+    int request;         /* its request this step */
+    float *place;        /* the borrowed place in the region, or NULL */
+} segment_room;
+
+static mc_status segment_room_begin(mc_graph *g, segment_room *room) {
+    *room = (segment_room){0};
+    if (g->in_segment_room) return MC_OK;
+    MC_TRY(mc_grow((void **)&g->grad_blocks, &g->grad_block_capacity, (size_t)g->grad_block_count + 1,
+                   sizeof *g->grad_blocks, 64, "gradient blocks"));
+    MC_TRY(mc_grow((void **)&g->requests, &g->request_capacity, (size_t)g->request_count + 1,
+                   sizeof *g->requests, 256, "gradient block requests"));
+    const int k = g->request_count;
+    if (g->following_plan &&
+        (k >= g->plan_count || !g->plan[k].segment_room || g->plan[k].acquired_at != g->event_count))
+        leave_plan(g);
+    if (g->following_plan) {
+        arena_chunk *chunk = malloc(sizeof *chunk);
+        if (!chunk) return mc_error(MC_ERR_NOMEM, "recompute: out of memory");
+        *chunk = (arena_chunk){g->chunks, g->plan[k].bytes, 0, g->plan_region + g->plan[k].offset, true};
+        room->place = (float *)chunk->memory;
+        /* Listed as a planned block in use, so that leaving the plan keeps
+         * its pages (leave_plan). */
+        g->grad_blocks[g->grad_block_count++] =
+            (grad_block){room->place, g->plan[k].bytes, k, true, true};
+        room->mark = mc_graph_get_mark(g);
+        g->chunks = chunk;
+    } else {
+        room->mark = mc_graph_get_mark(g);
+    }
+    room->active = true;
+    room->request = k;
+    room->outer_peak = g->step_arena_peak;
+    g->step_arena_peak = g->bytes_in_use;
+    g->requests[g->request_count++] = (block_request){0, g->event_count++, -1, 0, true};
+    g->in_segment_room = true;
+    return MC_OK;
+}
+
+/* The run is over and the arena released to room->mark (the borrowed
+ * chunk is gone with it): the request ends here. */
+static void segment_room_end(mc_graph *g, segment_room *room) {
+    if (!room->active) return;
+    size_t peak = g->step_arena_peak > room->mark.bytes_in_use ? g->step_arena_peak - room->mark.bytes_in_use : 0;
+    if (peak < ARENA_ALIGN) peak = ARENA_ALIGN;
+    g->step_arena_peak = room->outer_peak > g->bytes_in_use ? room->outer_peak : g->bytes_in_use;
+    const int k = room->request, at = g->event_count++;
+    block_request *request = &g->requests[k];
+    request->released_at = at;
+    request->bytes = peak;
+    if (room->place) {
+        for (int i = g->grad_block_count - 1; i >= 0; i--)
+            if (g->grad_blocks[i].memory == room->place && g->grad_blocks[i].planned) {
+                g->grad_blocks[i] = g->grad_blocks[--g->grad_block_count];
+                break;
+            }
+        if (peak <= g->plan[k].bytes) request->bytes = g->plan[k].bytes;
+    }
+    if (g->following_plan && (request->bytes != g->plan[k].bytes || g->plan[k].released_at != at))
+        leave_plan(g);
+    g->in_segment_room = false;
+}
+
 typedef struct recompute_saved {
     mc_segment_fn segment;
     void *context; /* the caller's context, copied into the arena */
@@ -851,7 +940,9 @@ static mc_status recompute_backward(mc_node *node) {
     bool was_recomputing = g->recomputing;
     g->recomputing = true;
     mc_tensor *y = NULL;
-    mc_status status = saved->segment(g, saved->context, true, saved->in, &y);
+    segment_room room;
+    mc_status status = segment_room_begin(g, &room);
+    if (status == MC_OK) status = saved->segment(g, saved->context, true, saved->in, &y);
     g->recomputing = was_recomputing;
     if (status == MC_OK && y->numel != node->out->numel) {
         char a[96], b[96];
@@ -872,6 +963,9 @@ static mc_status recompute_backward(mc_node *node) {
         }
     }
     mc_graph_set_grad_enabled(g, was_enabled);
+    /* The recomputed activations and the backward's scratch are dead. */
+    if (room.active) arena_release_to(g, room.mark);
+    segment_room_end(g, &room);
 
     free(g->tape);
     g->tape = outer_tape;
@@ -945,7 +1039,9 @@ mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, 
     if (!g->grad_enabled) return segment(g, context, false, in, out);
     g->fits_blocks_tightly = true;
 
-    mc_graph_mark mark = mc_graph_get_mark(g);
+    segment_room room;
+    MC_TRY(segment_room_begin(g, &room));
+    mc_graph_mark mark = room.active ? room.mark : mc_graph_get_mark(g);
     size_t bytes_at_last_record = g->bytes_at_last_record;
     mc_tensor *y = NULL;
     mc_status status = segment(g, context, false, in, &y);
@@ -958,10 +1054,12 @@ mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, 
     g->bytes_at_last_record = bytes_at_last_record;
     if (status != MC_OK) {
         arena_release_to(g, mark);
+        segment_room_end(g, &room);
         return mc_error_context(status, "recompute of %s: ", in->name);
     }
     if (needs_grad) status = keep_in_block(g, mark, &y);
     else status = mc_graph_release_keep(g, mark, &y);
+    segment_room_end(g, &room);
     recompute_saved *saved = NULL;
     if (status == MC_OK && needs_grad) status = mc_graph_alloc(g, sizeof *saved, (void **)&saved);
     if (status == MC_OK && needs_grad) {
