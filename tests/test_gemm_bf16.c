@@ -402,7 +402,8 @@ static uint16_t *bf16_copy(const float *values, int64_t n) {
  * transposition and thread split, on both micro-kernels. */
 static void check_bf16_given(bool a_too) {
     /* the last with K split in two (mc_gemm_bf16_k_chunks) */
-    const shape more[] = {{700, 64, 300}, {40, 900, 301}, {30, 3100, 20}, {20, 40, 4700}};
+    const shape more[] = {{700, 64, 300},   {40, 900, 301}, {30, 3100, 20}, {20, 40, 4700},
+                          {300, 130, 1030}, {125, 400, 1100}}; /* the last two: shared packing */
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0] + sizeof more / sizeof more[0]; i++)
         for (int t = 0; t < 4; t++) {
             const shape s = i < sizeof shapes / sizeof shapes[0] ? shapes[i] : more[i - sizeof shapes / sizeof shapes[0]];
@@ -468,6 +469,43 @@ static void check_split_k(const char *kernel) {
     }
     mc_set_num_threads(threads);
 }
+
+/* Products whose shared operand (op(B) when the threads cut the rows of C,
+ * op(A) when they cut its columns) is large enough for 2 threads to pack
+ * it together (K x its extent >= 2^17 values, K not split): K over several
+ * slices with a short last one, the threads' parts meeting inside a slice
+ * and between two A panels (the spill past a panel's end), a transposed A
+ * packed by blocks (pack_a_block). Against the definition, and bit for bit
+ * against one thread, which packs everything itself. */
+static void check_shared_packing(const char *kernel) {
+    const shape shared[] = {{300, 130, 1030}, {125, 400, 1100}, {40, 6500, 3300}};
+    const int threads = mc_get_num_threads();
+    for (size_t i = 0; i < sizeof shared / sizeof shared[0]; i++) {
+        ck_assert_int_eq(mc_gemm_bf16_k_chunks(shared[i].M, shared[i].N, shared[i].K), 1);
+        for (int t = 0; t < 4; t++) {
+            product p = make_product(t & 1, t & 2, shared[i], 1.0f, 0.5f, 150 + i);
+            mc_set_num_threads(2);
+            float *two = run_bf16(&p);
+            check_against_definition(kernel, &p, two);
+            mc_set_num_threads(1);
+            float *one = run_bf16(&p);
+            ck_assert_msg(memcmp(one, two, (size_t)p.c_size * sizeof(float)) == 0,
+                          "%s %c%c %lldx%lldx%lld: 2 threads differ from 1", kernel,
+                          t & 1 ? 'T' : 'N', t & 2 ? 'T' : 'N', (long long)p.s.M, (long long)p.s.N,
+                          (long long)p.s.K);
+            free(one), free(two), free_product(&p);
+        }
+    }
+    mc_set_num_threads(threads);
+}
+
+START_TEST(test_shared_packing_two_threads) {
+    if (mc_gemm_bf16_native_available()) check_shared_packing("vdpbf16ps");
+    mc_gemm_bf16_force_emulation(true);
+    check_shared_packing("emulated bf16");
+    mc_gemm_bf16_force_emulation(false);
+}
+END_TEST
 
 START_TEST(test_split_k_is_thread_independent) {
     if (mc_gemm_bf16_native_available()) check_split_k("vdpbf16ps");
@@ -544,6 +582,7 @@ int main(void) {
     if (avx512) tcase_add_test(kernels, test_bf16_b_is_rounding_in_packing);
     if (avx512) tcase_add_test(kernels, test_bits_of_products_round_as_the_packing);
     if (avx512) tcase_add_test(kernels, test_split_k_is_thread_independent);
+    if (avx512) tcase_add_test(kernels, test_shared_packing_two_threads);
     if (avx512) tcase_add_test(kernels, test_array_rounding_is_bf16_round);
     if (native) {
         tcase_add_test(kernels, test_vdpbf16ps_matches_definition);

@@ -302,31 +302,49 @@ static const double SHARED_PACK_MIN = 1 << 17, SHARED_PACK_MAX = 1 << 22;
 
 /* This thread's part of packing the shared operand: of its slices x panels
  * items, numbered slice by slice, [item_begin, item_end). op(B) (operand_b)
- * in blocks of consecutive panels, op(A) panel by panel. A panel's packing
- * may write up to 16 slots past its end (pack_a_panel): the last panel of
- * the part, when another thread's panel follows it in the slice, is packed
- * into `own` and copied, so that the spill cannot overwrite that thread's
- * panel; the slices have 16 slots of room after them. own: room for a
- * panel and its spill. fp32 only (one float per slot). */
+ * in blocks of consecutive panels, op(A) in blocks of up to MC rows with
+ * the variant's pack_a_block where it has one (the bf16 packing reads a
+ * transposed A row pair by row pair there), else panel by panel. A panel's
+ * packing may write up to 16 slots past its end (pack_a_panel): the last
+ * panel of the part, when another thread's panel follows it in the slice,
+ * is packed alone into `own` and copied, so that the spill cannot
+ * overwrite that thread's panel; the slices have 16 slots of room after
+ * them. own: room for a panel and its spill. Any variant: a panel of kc
+ * values of k holds ceil(kc / k_per_slot) slots. */
 AVX512 static void pack_shared_part(const gemm_job *job, bool operand_b, int64_t item_begin,
                                     int64_t item_end, const shared_operand *shared, float *own) {
+    const mc_gemm_avx512_variant *v = job->variant;
     const int64_t width = operand_b ? NR : MR, extent = operand_b ? job->N : job->M;
-    const int64_t panels = (extent + width - 1) / width;
+    const int64_t panels = (extent + width - 1) / width, depth = (int64_t)KC * v->k_per_slot;
     for (int64_t item = item_begin; item < item_end;) {
         const int64_t s = item / panels, p_begin = item % panels;
         const int64_t p_end = min64(panels, p_begin + (item_end - item));
-        const int64_t pc = s * KC, kc = min64(KC, job->K - pc);
+        const int64_t pc = s * depth, kc = min64(depth, job->K - pc);
+        const int64_t slots = (kc + v->k_per_slot - 1) / v->k_per_slot;
         float *slice = shared->panels + s * shared->slice_floats;
         if (operand_b) {
-            pack_b_block(job->trans_b, job->B, job->ldb, pc, kc, p_begin * NR,
-                         min64(p_end * NR, job->N) - p_begin * NR, slice + p_begin * NR * kc);
+            v->pack_b_block(job->trans_b, job->B, job->ldb, pc, kc, p_begin * NR,
+                            min64(p_end * NR, job->N) - p_begin * NR, slice + p_begin * NR * slots);
         } else {
-            for (int64_t p = p_begin; p < p_end; p++) {
-                float *panel = slice + p * MR * kc;
-                const bool other_follows = p == p_end - 1 && p_end < panels;
-                pack_a_panel(job->trans_a, job->A, job->lda, p * MR, min64(MR, job->M - p * MR), pc,
-                             kc, other_follows ? own : panel);
-                if (other_follows) memcpy(panel, own, (size_t)(MR * kc) * sizeof(float));
+            /* the last panel apart when another thread's follows it */
+            const bool other_follows = p_end < panels;
+            const int64_t p_block_end = other_follows ? p_end - 1 : p_end;
+            for (int64_t p = p_begin; p < p_block_end;) {
+                const int64_t count = v->pack_a_block ? min64(MC / MR, p_block_end - p) : 1;
+                const int64_t rows = min64(count * MR, job->M - p * MR);
+                if (v->pack_a_block)
+                    v->pack_a_block(job->trans_a, job->A, job->lda, p * MR, rows, pc, kc,
+                                    slice + p * MR * slots);
+                else
+                    v->pack_a_panel(job->trans_a, job->A, job->lda, p * MR, rows, pc, kc,
+                                    slice + p * MR * slots);
+                p += count;
+            }
+            if (other_follows) {
+                const int64_t p = p_end - 1;
+                v->pack_a_panel(job->trans_a, job->A, job->lda, p * MR, min64(MR, job->M - p * MR),
+                                pc, kc, own);
+                memcpy(slice + p * MR * slots, own, (size_t)(MR * slots) * sizeof(float));
             }
         }
         item += p_end - p_begin;
@@ -356,12 +374,15 @@ bool mc_gemm_avx512_run(const mc_gemm_avx512_variant *variant, bool trans_a, boo
     const bool cut_rows = M >= N;
     const int64_t shared_extent = cut_rows ? N : M, shared_width = cut_rows ? NR : MR;
     const double shared_size = (double)K * (double)shared_extent;
-    const bool share = threads > 1 && variant->pack_a_panel == pack_a_panel &&
-                       variant->pack_b_block == pack_b_block && shared_size >= SHARED_PACK_MIN &&
-                       shared_size <= SHARED_PACK_MAX;
+    /* (A B given packed already, as a bf16 weight in panel order, is read
+     * in place: nothing to share.) */
+    const bool share = threads > 1 && shared_size >= SHARED_PACK_MIN &&
+                       shared_size <= SHARED_PACK_MAX && !(cut_rows && variant->packed_b_block);
     const int64_t shared_panels = (shared_extent + shared_width - 1) / shared_width;
-    const int64_t slices = (K + KC - 1) / KC;
-    shared_operand shared = {NULL, round_up(shared_panels * shared_width * min64(KC, K) + 16, 16)};
+    const int64_t k_slots = (K + variant->k_per_slot - 1) / variant->k_per_slot;
+    const int64_t slices = (k_slots + KC - 1) / KC;
+    shared_operand shared = {NULL,
+                             round_up(shared_panels * shared_width * min64(KC, k_slots) + 16, 16)};
     size_t b_floats;
     const size_t per_thread =
         floats_per_thread(variant, K, cut_rows ? N : cut(N, threads, 1, NR) + NR, &b_floats);
