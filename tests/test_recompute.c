@@ -306,25 +306,42 @@ END_TEST
  * output or a gradient). */
 enum { WIDE = 1 << 20 };
 
+/* dense_segment's context first (the segment passes it on), then the
+ * width of the zero-filled intermediate the segment also takes. */
+typedef struct wide_context {
+    dense_context dense;
+    int64_t width;
+} wide_context;
+
 static mc_status wide_segment(mc_graph *g, const void *context, bool recomputing, mc_tensor *x,
                               mc_tensor **out) {
+    const int64_t width = ((const wide_context *)context)->width;
     mc_tensor *wide;
-    MC_TRY(mc_graph_tensor(g, MC_SHAPE(WIDE), "wide", &wide)); /* zero-filled: checked below */
-    for (int64_t i = 0; i < WIDE; i += 4096)
+    MC_TRY(mc_graph_tensor(g, MC_SHAPE(width), "wide", &wide)); /* zero-filled: checked below */
+    for (int64_t i = 0; i < width; i += 4096)
         if (wide->data[i] != 0.0f) return mc_error(MC_ERR_STATE, "wide intermediate not zeroed");
-    wide->data[WIDE - 1] = 1.0f;
+    wide->data[width - 1] = 1.0f;
     return dense_segment(g, context, recomputing, x, out);
 }
 
-static void wide_step(mc_graph *g, mc_tensor **in, float *grads[3]) {
-    dense_context context = {in[1], in[2]};
+/* One step of three wide segments; returns the arena's reserved bytes
+ * before the step's reset (the chunks in use and spare: a segment run in
+ * arena chunks instead of its planned place shows there). */
+static size_t wide_step_of(mc_graph *g, mc_tensor **in, int64_t width, float *grads[3]) {
+    wide_context context = {{in[1], in[2]}, width};
     for (int i = 0; i < 3; i++) mc_tensor_zero_grad(in[i]);
     mc_tensor *h = in[0], *loss;
     for (int i = 0; i < 3; i++) MC_CHECK_OK(mc_recompute(g, wide_segment, &context, sizeof context, h, &h));
     MC_CHECK_OK(mc_sum_all(g, h, &loss));
     MC_CHECK_OK(mc_backward(g, loss));
     copy_input_grads(in, grads);
+    size_t reserved = mc_graph_arena_reserved_bytes(g);
     mc_graph_reset(g);
+    return reserved;
+}
+
+static size_t wide_step(mc_graph *g, mc_tensor **in, float *grads[3]) {
+    return wide_step_of(g, in, WIDE, grads);
 }
 
 START_TEST(test_segment_memory_planned_with_blocks) {
@@ -338,9 +355,11 @@ START_TEST(test_segment_memory_planned_with_blocks) {
     MC_CHECK_OK(mc_graph_new(&g));
     for (int step = 0; step < 4; step++) {
         float *grads[3];
-        wide_step(g, in, grads);
+        size_t reserved_in_step = wide_step(g, in, grads);
         ck_assert_uint_ge(mc_graph_arena_peak_bytes(g), WIDE * sizeof(float));
         ck_assert_uint_le(mc_graph_arena_reserved_bytes(g), 1 << 20);
+        /* From the second step the segments ran in their planned places. */
+        if (step > 0) ck_assert_uint_le(reserved_in_step, 1 << 20);
         for (int i = 0; i < 3; i++) {
             ck_assert_msg(memcmp(grads[i], fresh[i], (size_t)in[i]->numel * sizeof(float)) == 0,
                           "step %d: gradient of %s differs on one graph", step, in[i]->name);
@@ -355,6 +374,57 @@ START_TEST(test_segment_memory_planned_with_blocks) {
 }
 END_TEST
 
+/* Steps of two shapes in turn (a batch of 3 rows, then of 4): every step
+ * departs from the plan the other shape left, so after its first segment
+ * (lent the planned place) its segments run in arena chunks. The chunk the
+ * arena keeps after such a step holds them: a step of the smaller shape
+ * grows the arena no more (it would map, and fault in, fresh memory each
+ * time). A step of the larger shape still overflows the smaller place lent
+ * to its first segment into a chunk of its own. The gradients equal a
+ * fresh graph's bit for bit. */
+START_TEST(test_segments_of_alternating_shapes_keep_their_chunk) {
+    mc_tensor *in[2][3];
+    make_dense_inputs(in[0]);
+    make_dense_inputs(in[1]);
+    mc_tensor_free(in[1][0]);
+    MC_CHECK_OK(mc_tensor_new(&in[1][0], MC_SHAPE(4, 5), "x4"));
+    mc_rng rng;
+    mc_rng_seed(&rng, 12);
+    mc_tensor_uniform(in[1][0], &rng, -1.0f, 1.0f);
+    in[1][0]->requires_grad = true;
+    float *fresh[2][3];
+    mc_graph *g;
+    for (int shape = 0; shape < 2; shape++) {
+        MC_CHECK_OK(mc_graph_new(&g));
+        wide_step(g, in[shape], fresh[shape]);
+        mc_graph_free(g);
+    }
+    MC_CHECK_OK(mc_graph_new(&g));
+    size_t reserved_after_reset = 0;
+    for (int step = 0; step < 6; step++) {
+        const int shape = step % 2;
+        float *grads[3];
+        size_t reserved_in_step = wide_step(g, in[shape], grads);
+        if (step >= 2 && shape == 0)
+            ck_assert_msg(reserved_in_step == reserved_after_reset,
+                          "step %d: the arena grew from %zu to %zu bytes", step, reserved_after_reset,
+                          reserved_in_step);
+        reserved_after_reset = mc_graph_arena_reserved_bytes(g);
+        for (int i = 0; i < 3; i++) {
+            ck_assert_msg(memcmp(grads[i], fresh[shape][i], (size_t)in[shape][i]->numel * sizeof(float)) == 0,
+                          "step %d: gradient of %s differs on one graph", step, in[shape][i]->name);
+            free(grads[i]);
+        }
+    }
+    mc_graph_free(g);
+    for (int shape = 0; shape < 2; shape++)
+        for (int i = 0; i < 3; i++) {
+            free(fresh[shape][i]);
+            mc_tensor_free(in[shape][i]);
+        }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("recompute");
     const TTest *const tests[] = {test_segment_gradcheck,
@@ -364,6 +434,7 @@ int main(void) {
                                   test_resnet_step_equals_direct_step,
                                   test_steps_on_one_graph_equal_fresh_graphs,
                                   test_segment_memory_planned_with_blocks,
+                                  test_segments_of_alternating_shapes_keep_their_chunk,
                                   NULL};
     tcase_set_timeout(mc_test_add_case(s, "recompute", tests), 300);
     return mc_test_run_suite(s);

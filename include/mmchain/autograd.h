@@ -209,7 +209,9 @@ mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, 
 size_t mc_graph_arena_bytes(const mc_graph *g);      /* in use now */
 size_t mc_graph_arena_peak_bytes(const mc_graph *g); /* most ever in use */
 /* The arena's chunks, in use or kept for reuse: its memory taken from the
- * system. After mc_graph_reset, one chunk of the step's peak. */
+ * system (places a recomputed segment borrows from the gradient blocks'
+ * region are not counted). After mc_graph_reset, usually one chunk of at
+ * least 1 MiB that holds the step's peak (docs/architecture.md, "The arena"). */
 size_t mc_graph_arena_reserved_bytes(const mc_graph *g);
 int mc_graph_tape_length(const mc_graph *g);
 /* Node `index` of the tape (0 is the first op recorded), or NULL when out of

@@ -63,7 +63,9 @@ struct mc_graph {
     arena_chunk *chunks; /* newest first */
     arena_chunk *spare;  /* chunks given back by a release, kept for reuse */
     size_t bytes_in_use; /* sum of allocations since the last reset */
-    size_t step_arena_peak; /* most bytes_in_use since the last reset */
+    size_t step_arena_peak; /* most bytes_in_use since the last reset, segment rooms left out */
+    size_t step_arena_peak_all; /* most bytes_in_use since the last reset, segment rooms included */
+    bool step_began_on_plan;    /* the gradient blocks' plan was there when this step began */
     size_t peak_bytes;   /* most ever held by the arena and live gradients together */
     grad_block *grad_blocks;
     int grad_block_count;
@@ -97,7 +99,7 @@ struct mc_graph {
     size_t bytes_at_last_record; /* bytes_in_use when the newest node was recorded */
 };
 
-static void grad_blocks_end_step(mc_graph *g);
+static bool grad_blocks_end_step(mc_graph *g);
 
 static arena_chunk *chunk_new(size_t capacity) {
     arena_chunk *chunk = malloc(sizeof *chunk);
@@ -172,6 +174,7 @@ static mc_status arena_alloc(mc_graph *g, size_t bytes, bool zero, void **out) {
     chunk->used += size;
     g->bytes_in_use += size;
     if (g->bytes_in_use > g->step_arena_peak) g->step_arena_peak = g->bytes_in_use;
+    if (g->bytes_in_use > g->step_arena_peak_all) g->step_arena_peak_all = g->bytes_in_use;
     note_peak(g);
     /* An op allocates its saved state and output first and records itself
      * last: its forward time runs from here to mc_graph_record. */
@@ -233,16 +236,29 @@ void mc_graph_free(mc_graph *g) {
 }
 
 void mc_graph_reset(mc_graph *g) {
-    const size_t step_peak = g->step_arena_peak;
+    const size_t step_peak = g->step_arena_peak, step_peak_all = g->step_arena_peak_all;
+    const bool began_on_plan = g->step_began_on_plan;
     g->tape_length = 0;
     g->profile_op_start_ns = 0;
     g->bytes_in_use = 0;
     g->step_arena_peak = 0;
+    g->step_arena_peak_all = 0;
     g->bytes_at_last_record = 0;
-    grad_blocks_end_step(g);
+    const bool as_planned = grad_blocks_end_step(g);
+    g->step_began_on_plan = g->following_plan;
     g->grad_bytes_in_use = 0;
     if (!g->chunks) return;
-    if (g->chunks->next || g->spare || g->chunks->borrowed) {
+    /* The chunk to keep. A step that departed from the plan it began with
+     * ran its segments in arena chunks (no place was lent to them): steps
+     * of changing shapes (batches of 64 and 36) would each grow and free
+     * those chunks anew, fresh pages every time, so the arena keeps room
+     * for the segments too. Otherwise the next step is expected to follow
+     * the plan, which places the segments in the gradient blocks' region. */
+    size_t keep = began_on_plan && !as_planned ? step_peak_all : step_peak;
+    if (keep < ARENA_MIN_CHUNK) keep = ARENA_MIN_CHUNK;
+    /* Back on the plan after such steps: the segments' room is not needed. */
+    const bool oversized = as_planned && g->chunks->capacity > keep;
+    if (g->chunks->next || g->spare || g->chunks->borrowed || oversized) {
         /* Several chunks (spares too): replace them all by one that holds
          * the step's peak, so the next step of the same size allocates
          * nothing. The peak, not the chunks' total: chunks double as they
@@ -254,7 +270,7 @@ void mc_graph_reset(mc_graph *g) {
         chunks_free(g->chunks);
         chunks_free(g->spare);
         g->spare = NULL;
-        g->chunks = chunk_new(step_peak > ARENA_MIN_CHUNK ? step_peak : ARENA_MIN_CHUNK);
+        g->chunks = chunk_new(keep);
         /* NULL is fine: mc_graph_alloc makes a chunk when it needs one */
     } else {
         g->chunks->used = 0;
@@ -529,8 +545,9 @@ static mc_status plan_offsets(block_request *r, int n, size_t *total) {
  * planned, plan its requests for the next steps, in a region mapped anew
  * only when the old one is too small. The blocks of their own go back to
  * the OS: the plan serves their requests now. When planning fails (out
- * of memory), the next step takes blocks of its own. */
-static void grad_blocks_end_step(mc_graph *g) {
+ * of memory), the next step takes blocks of its own. Returns whether the
+ * step went as planned. */
+static bool grad_blocks_end_step(mc_graph *g) {
     for (int i = 0; i < g->grad_block_count; i++)
         if (g->grad_blocks[i].in_use) g->requests[g->grad_blocks[i].request].released_at = g->event_count;
     bool as_planned = g->following_plan && g->request_count == g->plan_count &&
@@ -570,6 +587,7 @@ static void grad_blocks_end_step(mc_graph *g) {
     g->request_count = 0;
     g->event_count = 0;
     g->following_plan = g->plan_count > 0;
+    return as_planned;
 }
 
 /* Page-aligned [from, to) of the region back to the OS, if not empty: the
@@ -902,7 +920,10 @@ static void segment_room_end(mc_graph *g, segment_room *room) {
                 g->grad_blocks[i] = g->grad_blocks[--g->grad_block_count];
                 break;
             }
-        if (peak <= g->plan[k].bytes) request->bytes = g->plan[k].bytes;
+        /* Still on the plan: its place, which held the run. A step that
+         * left the plan records what the run needed, so that the next plan
+         * does not keep a larger shape's place. */
+        if (g->following_plan && peak <= g->plan[k].bytes) request->bytes = g->plan[k].bytes;
     }
     if (g->following_plan && (request->bytes != g->plan[k].bytes || g->plan[k].released_at != at))
         leave_plan(g);
@@ -1059,6 +1080,9 @@ mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, 
     }
     if (needs_grad) status = keep_in_block(g, mark, &y);
     else status = mc_graph_release_keep(g, mark, &y);
+    /* A failure may leave the run's memory (a lent place among it) in the
+     * arena: give it back before the room's request ends. */
+    if (status != MC_OK) arena_release_to(g, mark);
     segment_room_end(g, &room);
     recompute_saved *saved = NULL;
     if (status == MC_OK && needs_grad) status = mc_graph_alloc(g, sizeof *saved, (void **)&saved);
