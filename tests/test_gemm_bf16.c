@@ -478,7 +478,9 @@ static void check_split_k(const char *kernel) {
  * packed by blocks (pack_a_block). Against the definition, and bit for bit
  * against one thread, which packs everything itself. */
 static void check_shared_packing(const char *kernel) {
-    const shape shared[] = {{300, 130, 1030}, {125, 400, 1100}, {40, 6500, 3300}};
+    /* odd K too: the last pair of a bf16 panel holds one value and a zero */
+    const shape shared[] = {{300, 130, 1030}, {125, 400, 1100}, {40, 6500, 3300},
+                            {300, 130, 1031}, {125, 400, 1101}};
     const int threads = mc_get_num_threads();
     for (size_t i = 0; i < sizeof shared / sizeof shared[0]; i++) {
         ck_assert_int_eq(mc_gemm_bf16_k_chunks(shared[i].M, shared[i].N, shared[i].K), 1);

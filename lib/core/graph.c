@@ -66,6 +66,7 @@ struct mc_graph {
     size_t step_arena_peak; /* most bytes_in_use since the last reset, segment rooms left out */
     size_t step_arena_peak_all; /* most bytes_in_use since the last reset, segment rooms included */
     bool step_began_on_plan;    /* the gradient blocks' plan was there when this step began */
+    bool chunk_holds_segments;  /* the kept chunk was sized for segments run in the arena */
     size_t peak_bytes;   /* most ever held by the arena and live gradients together */
     grad_block *grad_blocks;
     int grad_block_count;
@@ -254,10 +255,14 @@ void mc_graph_reset(mc_graph *g) {
      * those chunks anew, fresh pages every time, so the arena keeps room
      * for the segments too. Otherwise the next step is expected to follow
      * the plan, which places the segments in the gradient blocks' region. */
-    size_t keep = began_on_plan && !as_planned ? step_peak_all : step_peak;
+    const bool for_segments = began_on_plan && !as_planned && step_peak_all > step_peak;
+    size_t keep = for_segments ? step_peak_all : step_peak;
     if (keep < ARENA_MIN_CHUNK) keep = ARENA_MIN_CHUNK;
-    /* Back on the plan after such steps: the segments' room is not needed. */
-    const bool oversized = as_planned && g->chunks->capacity > keep;
+    /* Back on the plan after such steps, the segments' room is not needed.
+     * Only that room is given back: a chunk larger for another reason (an
+     * evaluation without gradients on the same graph) stays, or each
+     * evaluation would grow the arena anew. */
+    const bool oversized = as_planned && g->chunk_holds_segments && g->chunks->capacity > keep;
     if (g->chunks->next || g->spare || g->chunks->borrowed || oversized) {
         /* Several chunks (spares too): replace them all by one that holds
          * the step's peak, so the next step of the same size allocates
@@ -272,6 +277,7 @@ void mc_graph_reset(mc_graph *g) {
         g->spare = NULL;
         g->chunks = chunk_new(keep);
         /* NULL is fine: mc_graph_alloc makes a chunk when it needs one */
+        g->chunk_holds_segments = for_segments;
     } else {
         g->chunks->used = 0;
     }

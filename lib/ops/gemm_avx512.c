@@ -292,12 +292,13 @@ static int team_size(void) {
 #endif
 }
 
-/* The shared operand's size (floats) from which its threads pack it
- * together (shared_operand) instead of each packing all of it: packing
- * 2^17 floats takes some 50 us, so half of it saved per thread is worth the
- * barrier the threads then meet at (a sleep and a wake-up under
- * OMP_WAIT_POLICY=PASSIVE, some 10-40 us). Up to 2^22 floats (16 MiB): a
- * larger one is packed slice by slice by each thread, in cache. */
+/* The shared operand's size (values: floats, or bf16 for the bf16 kernel)
+ * from which its threads pack it together (shared_operand) instead of each
+ * packing all of it: packing 2^17 values takes some 50 us, so half of it
+ * saved per thread is worth the barrier the threads then meet at (a sleep
+ * and a wake-up under OMP_WAIT_POLICY=PASSIVE, some 10-40 us). Up to 2^22
+ * values (16 MiB of floats, 8 MiB of bf16): a larger one is packed slice
+ * by slice by each thread, in cache. */
 static const double SHARED_PACK_MIN = 1 << 17, SHARED_PACK_MAX = 1 << 22;
 
 /* This thread's part of packing the shared operand: of its slices x panels
