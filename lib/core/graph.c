@@ -886,6 +886,7 @@ static mc_status segment_room_begin(mc_graph *g, segment_room *room) {
     if (g->following_plan &&
         (k >= g->plan_count || !g->plan[k].segment_room || g->plan[k].acquired_at != g->event_count))
         leave_plan(g);
+    room->mark = mc_graph_get_mark(g); /* below the lent place, if any: releasing to it ends the loan */
     if (g->following_plan) {
         arena_chunk *chunk = malloc(sizeof *chunk);
         if (!chunk) return mc_error(MC_ERR_NOMEM, "recompute: out of memory");
@@ -895,10 +896,7 @@ static mc_status segment_room_begin(mc_graph *g, segment_room *room) {
          * its pages (leave_plan). */
         g->grad_blocks[g->grad_block_count++] =
             (grad_block){room->place, g->plan[k].bytes, k, true, true};
-        room->mark = mc_graph_get_mark(g);
         g->chunks = chunk;
-    } else {
-        room->mark = mc_graph_get_mark(g);
     }
     room->active = true;
     room->request = k;

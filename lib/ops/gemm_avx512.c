@@ -330,15 +330,14 @@ AVX512 static void pack_shared_part(const gemm_job *job, bool operand_b, int64_t
             /* the last panel apart when another thread's follows it */
             const bool other_follows = p_end < panels;
             const int64_t p_block_end = other_follows ? p_end - 1 : p_end;
+            /* up to MC / MR panels a call where the variant packs A by blocks */
+            void (*const pack_a)(bool, const void *, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                 float *) = v->pack_a_block ? v->pack_a_block : v->pack_a_panel;
+            const int64_t panels_per_call = v->pack_a_block ? MC / MR : 1;
             for (int64_t p = p_begin; p < p_block_end;) {
-                const int64_t count = v->pack_a_block ? min64(MC / MR, p_block_end - p) : 1;
+                const int64_t count = min64(panels_per_call, p_block_end - p);
                 const int64_t rows = min64(count * MR, job->M - p * MR);
-                if (v->pack_a_block)
-                    v->pack_a_block(job->trans_a, job->A, job->lda, p * MR, rows, pc, kc,
-                                    slice + p * MR * slots);
-                else
-                    v->pack_a_panel(job->trans_a, job->A, job->lda, p * MR, rows, pc, kc,
-                                    slice + p * MR * slots);
+                pack_a(job->trans_a, job->A, job->lda, p * MR, rows, pc, kc, slice + p * MR * slots);
                 p += count;
             }
             if (other_follows) {
