@@ -17,6 +17,7 @@
 #include "testutil.h"
 
 #include "../lib/ops/conv_internal.h"
+#include "../lib/ops/gemm_internal.h"
 #include "../lib/ops/naive.h"
 
 /* ---- helpers ---- */
@@ -402,6 +403,74 @@ START_TEST(test_conv2d_winograd_chunked_matches_naive) {
         compare_winograd_with_naive(&winograd_cases[_i], 1700 + (uint64_t)_i);
     }
     mc_conv2d_set_winograd_chunk_tiles(0);
+}
+END_TEST
+
+/* With two or more threads and chunks enough for each, the Winograd
+ * pipeline deals whole chunks out to the threads (one parallel region),
+ * with one it runs them one by one: the forward and the input gradient
+ * must agree bit for bit (a tile's sums do not depend on which tiles share
+ * its products), in fp32 and, where our kernel runs them, in bf16. With
+ * the default chunks and chunks of 1, 3 and 7 tiles; fp32 also against
+ * the naive loops. */
+static void winograd_at_threads(const mc_conv2d_geometry *geo, const conv_inputs *in,
+                                const float *dout, int threads, float *y, float *dx) {
+    mc_set_num_threads(threads);
+    memset(y, 0xff, (size_t)(geo->rows * geo->oc) * sizeof(float)); /* NaN where none is written */
+    memset(dx, 0, (size_t)in->x->numel * sizeof(float));
+    MC_CHECK_OK(mc_conv2d_winograd_forward(geo, in->x->data, in->weight->data,
+                                           in->bias ? in->bias->data : NULL, y));
+    MC_CHECK_OK(mc_conv2d_winograd_input_grad(geo, in->weight->data, dout, dx));
+}
+
+START_TEST(test_conv2d_winograd_same_bits_any_threads) {
+    const conv_case *cc = &winograd_cases[_i];
+    const int threads_before = mc_get_num_threads();
+    conv_inputs in = make_conv_inputs(cc, 2500 + (uint64_t)_i, false);
+    mc_conv2d_geometry geo;
+    MC_CHECK_OK(mc_conv2d_geometry_of(in.x, in.weight, in.bias, cc->p, &geo));
+    mc_conv2d_set_winograd(MC_WINOGRAD_ALWAYS);
+    const int64_t n_out = geo.rows * geo.oc, n_x = in.x->numel;
+    float *dout = malloc((size_t)n_out * sizeof(float));
+    float *y_naive = calloc((size_t)n_out, sizeof(float)), *dx_naive = calloc((size_t)n_x, sizeof(float));
+    float *y_one = malloc((size_t)n_out * sizeof(float)), *dx_one = malloc((size_t)n_x * sizeof(float));
+    float *y_more = malloc((size_t)n_out * sizeof(float)), *dx_more = malloc((size_t)n_x * sizeof(float));
+    ck_assert(dout && y_naive && dx_naive && y_one && dx_one && y_more && dx_more);
+    mc_rng rng;
+    mc_rng_seed(&rng, 2600 + (uint64_t)_i);
+    for (int64_t i = 0; i < n_out; i++) dout[i] = (float)mc_rng_uniform(&rng) * 2 - 1;
+    mc_conv2d_forward_naive(&geo, in.x->data, in.weight->data, in.bias ? in.bias->data : NULL, y_naive);
+    mc_conv2d_backward_naive(&geo, in.x->data, in.weight->data, dout, dx_naive, NULL, NULL);
+    static const int64_t chunks[] = {0, 1, 3, 7};
+    const int n_precisions = mc_gemm_bf16_runs() ? 2 : 1;
+    for (int p = 0; p < n_precisions; p++) {
+        geo.precision = p ? MC_PRECISION_BF16 : MC_PRECISION_FP32;
+        for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+            mc_conv2d_set_winograd_chunk_tiles(chunks[c]);
+            winograd_at_threads(&geo, &in, dout, 1, y_one, dx_one);
+            for (int threads = 2; threads <= 3; threads++) {
+                winograd_at_threads(&geo, &in, dout, threads, y_more, dx_more);
+                char what[160];
+                snprintf(what, sizeof what, "%s, %s, chunks of %lld tiles: forward, %d threads vs 1",
+                         cc->name, p ? "bf16" : "fp32", (long long)chunks[c], threads);
+                assert_same_floats(what, y_more, y_one, n_out);
+                snprintf(what, sizeof what, "%s, %s, chunks of %lld tiles: d x, %d threads vs 1",
+                         cc->name, p ? "bf16" : "fp32", (long long)chunks[c], threads);
+                assert_same_floats(what, dx_more, dx_one, n_x);
+            }
+            if (p == 0) {
+                mc_test_assert_close("winograd at 3 threads: forward vs naive", y_more, y_naive,
+                                     (long)n_out, 1e-4, 1e-5);
+                mc_test_assert_close("winograd at 3 threads: d x vs naive", dx_more, dx_naive,
+                                     (long)n_x, 1e-4, 1e-5);
+            }
+        }
+    }
+    mc_conv2d_set_winograd_chunk_tiles(0);
+    mc_conv2d_set_winograd(-1);
+    mc_set_num_threads(threads_before);
+    free(dout), free(y_naive), free(dx_naive), free(y_one), free(dx_one), free(y_more), free(dx_more);
+    free_conv_inputs(&in);
 }
 END_TEST
 
@@ -1231,6 +1300,7 @@ static Suite *conv_suite(void) {
         {test_conv2d_same_bits_any_threads, 0, N_FAST_CASES + 1},
         {test_conv2d_winograd_matches_naive, 0, N_WINOGRAD_CASES},
         {test_conv2d_winograd_chunked_matches_naive, 0, N_WINOGRAD_CASES},
+        {test_conv2d_winograd_same_bits_any_threads, 0, N_WINOGRAD_CASES},
         {test_conv2d_winograd_through_op, 0, N_WINOGRAD_CASES},
         {test_conv2d_winograd_gradcheck, 0, N_WINOGRAD_CASES - 1},
         {NULL, 0, 0}};

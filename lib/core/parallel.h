@@ -13,7 +13,11 @@
 #ifndef MMCHAIN_CORE_PARALLEL_H
 #define MMCHAIN_CORE_PARALLEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 enum { MC_PARALLEL_MIN_WORK = 1 << 15 };
 
@@ -22,5 +26,15 @@ enum { MC_PARALLEL_MIN_WORK = 1 << 15 };
  * must start as zeros are zeroed by the thread that walks the graph, and a
  * single memset there leaves the other threads waiting. (tensor.c) */
 void mc_zero_parallel(void *memory, size_t bytes);
+
+/* Whether the caller runs inside a parallel region, where a nested
+ * `omp parallel` runs on the calling thread alone. */
+static inline bool mc_inside_parallel_region(void) {
+#ifdef _OPENMP
+    return omp_in_parallel();
+#else
+    return false;
+#endif
+}
 
 #endif

@@ -46,9 +46,6 @@
 #include "ops/ops_internal.h"
 
 #include <limits.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -518,14 +515,6 @@ static mc_status add_bias_grad(mc_graph *g, int64_t rows, int64_t oc, const floa
 
 /* ---- forward ---- */
 
-static bool inside_parallel_region(void) {
-#ifdef _OPENMP
-    return omp_in_parallel();
-#else
-    return false;
-#endif
-}
-
 /* The fp32 im2col forward with the chunks dealt out to the threads.
  *
  * WHY: chunk by chunk, every chunk is two parallel regions (im2col, then
@@ -542,9 +531,8 @@ static bool inside_parallel_region(void) {
 static mc_status forward_chunks_per_thread(const mc_conv2d_geometry *geo, const float *x,
                                            const float *packed, int64_t chunk, int threads,
                                            float *out) {
-    int64_t chunks = (geo->rows + chunk - 1) / chunk;
-    chunks = (chunks + threads - 1) / threads * threads;
-    const int64_t rows_each = (geo->rows + chunks - 1) / chunks;
+    int64_t rows_each;
+    const int64_t chunks = mc_conv2d_chunks_for_threads(geo->rows, chunk, threads, &rows_each);
     int failed = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
     for (int64_t c = 0; c < chunks; c++) {
@@ -588,7 +576,7 @@ static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x
     /* Chunks enough for every thread (and products on our kernel, which
      * runs one thread inside a parallel region): one region for all. */
     const int threads = mc_get_num_threads();
-    if (geo->precision == MC_PRECISION_FP32 && threads > 1 && !inside_parallel_region() && mc_gemm_is_ours() &&
+    if (geo->precision == MC_PRECISION_FP32 && threads > 1 && !mc_inside_parallel_region() && mc_gemm_is_ours() &&
         (geo->rows + chunk - 1) / chunk >= threads)
         return forward_chunks_per_thread(geo, x, packed, chunk, threads, out);
     MC_TRY(mc_scratch_reserve(&scratch_columns, chunk * geo->k_total, "conv2d im2col columns", &columns));

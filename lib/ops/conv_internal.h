@@ -60,6 +60,19 @@ void mc_conv2d_set_column_budget(size_t bytes);
  * budget until it ends, so the columns can take threads x the budget. */
 void mc_conv2d_release_workspace(void);
 
+/* Where the threads take whole chunks of their own (im2col's fp32
+ * forward, Winograd): `items` (rows, tiles) cut into a multiple of
+ * `threads` chunks of at most `chunk` items each, as even as can be.
+ * Returns how many chunks; *per_chunk: the items of each but the last
+ * ones (some trailing chunks may be short or empty). */
+static inline int64_t mc_conv2d_chunks_for_threads(int64_t items, int64_t chunk, int threads,
+                                                   int64_t *per_chunk) {
+    int64_t chunks = (items + chunk - 1) / chunk;
+    chunks = (chunks + threads - 1) / threads * threads;
+    *per_chunk = (items + chunks - 1) / chunks;
+    return chunks;
+}
+
 /* ---- Winograd F(2x2, 3x3) (conv_winograd.c) ----
  * For 3x3, stride-1, padding-1, undilated, ungrouped convolutions the fast
  * path's forward and input gradient run by Winograd's minimal filtering
