@@ -366,6 +366,44 @@ static void gather_columns(const mc_conv2d_geometry *geo, const float *x, int64_
     }
 }
 
+/* The strip [k0, k1) of the column rows of output rows [row0, row0 + count),
+ * as gather_columns would write them (fp32): the part of the columns that
+ * one thread multiplies in weight_grad_by_strips. Only where the taps are
+ * contiguous (one group, no horizontal dilation): a kernel row's part of a
+ * column row is then zeros, one run of x's line, zeros, and the strip takes
+ * a slice of each. x: (N, H, W, C); strip: (count, k1 - k0). */
+MC_VECTOR_CLONES
+static void gather_column_strip(const mc_conv2d_geometry *geo, const float *x, int64_t row0,
+                                int64_t count, int64_t k0, int64_t k1, float *strip) {
+    const mc_conv2d_params *p = &geo->p;
+    const int64_t c = geo->c, width = k1 - k0, kernel_row = geo->kw * c;
+    for (int64_t r = 0; r < count; r++) {
+        const int64_t row = row0 + r, n = row / (geo->oh * geo->ow);
+        const int64_t oy = row / geo->ow % geo->oh, ox = row % geo->ow;
+        int64_t j_first, j_end;
+        valid_taps(geo, ox, &j_first, &j_end);
+        for (int64_t i = k0 / kernel_row; i * kernel_row < k1; i++) {
+            /* this kernel row's columns inside the strip, as offsets in the kernel row */
+            const int64_t lo = (k0 > i * kernel_row ? k0 : i * kernel_row) - i * kernel_row;
+            const int64_t hi = (k1 < (i + 1) * kernel_row ? k1 : (i + 1) * kernel_row) - i * kernel_row;
+            float *to = strip + r * width + (i * kernel_row + lo - k0);
+            const int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
+            /* the values of x at offsets [data_lo, data_hi) of the kernel row; zeros around */
+            int64_t data_lo = j_first * c, data_hi = j_end * c;
+            if (iy < 0 || iy >= geo->h || j_first >= j_end) data_lo = data_hi = hi;
+            if (data_lo < lo) data_lo = lo;
+            if (data_hi > hi) data_hi = hi;
+            if (data_lo > data_hi) data_lo = data_hi = hi;
+            memset(to, 0, (size_t)(data_lo - lo) * sizeof(float));
+            if (data_hi > data_lo) { /* offset t of the kernel row: x's line at pixel left, + t */
+                const int64_t at = ((n * geo->h + iy) * geo->w + ox * p->stride_w - p->pad_w) * c;
+                copy_floats(to + (data_lo - lo), x + (at + data_lo), data_hi - data_lo);
+            }
+            memset(to + (data_hi - lo), 0, (size_t)(hi - data_hi) * sizeof(float));
+        }
+    }
+}
+
 /* columns: (count, K_total) floats. */
 static void im2col(const mc_conv2d_geometry *geo, const float *x, int64_t row0, int64_t count,
                    float *columns) {
@@ -693,6 +731,59 @@ static mc_status weight_grad_bf16_grouped(const mc_conv2d_geometry *geo, const f
     return MC_OK;
 }
 
+/* ---- the fp32 weight gradient in strips of the weight ----
+ *
+ * WHY: chunk by chunk, the weight gradient is two parallel regions per
+ * chunk (im2col, then the product shared by strips of the weight), each a
+ * sleep and a wake-up of the other threads, for little work: layer1's 3x3
+ * at batch 100 is 57 chunks of 64 x 576 over 455 rows, ResNet-50's stem 15
+ * of 64 x 147 over 1783; they ran 1.15 and 1.01 times faster on 2 threads
+ * than on 1. Here one region holds them all: each thread owns a strip of
+ * the weight's columns (a range of (kh, kw, c)) and, chunk by chunk,
+ * gathers only its strip of the columns and multiplies the chunk's dout
+ * into its strip of the weight. The chunks, and so every product's inner
+ * dimension and the order of the sums, are those of the chunk-by-chunk
+ * loop, and a weight element's sums do not depend on which columns share
+ * its product: the result is the loop's, bit for bit, for any thread count.
+ * (Groups of rows, as in bf16, would share better still, but change the
+ * sums at float rounding: see docs/architecture.md.) Strips start at
+ * multiples of 16 columns, one vector. */
+enum { STRIP_ALIGN = 16 };
+
+static int64_t strip_start(int64_t k_total, int threads, int t) {
+    int64_t k = (k_total * t / threads + STRIP_ALIGN / 2) / STRIP_ALIGN * STRIP_ALIGN;
+    return t == threads ? k_total : k < k_total ? k : k_total;
+}
+
+/* packed_dweight (OC, K_total) += dout^T @ columns over all rows.
+ * x: (N, H, W, C), dout: (rows, OC). One group, contiguous taps. */
+static mc_status weight_grad_by_strips(const mc_conv2d_geometry *geo, const float *x,
+                                       const float *dout, int64_t chunk, int threads,
+                                       float *packed_dweight) {
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
+    for (int t = 0; t < threads; t++) {
+        const int64_t k0 = strip_start(geo->k_total, threads, t);
+        const int64_t width = strip_start(geo->k_total, threads, t + 1) - k0;
+        float *strip; /* this thread's */
+        if (width == 0) continue;
+        if (mc_scratch_reserve(&scratch_columns, chunk * width, "conv2d im2col columns", &strip) !=
+            MC_OK) {
+            failed = 1;
+            continue;
+        }
+        for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
+            const int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
+            gather_column_strip(geo, x, row0, count, k0, k0 + width, strip);
+            mc_gemm(MC_PRECISION_FP32, true, false, geo->oc, width, count, 1.0f,
+                    dout + row0 * geo->oc, geo->oc, strip, width, 1.0f, packed_dweight + k0,
+                    geo->k_total);
+        }
+    }
+    if (failed) return mc_error(MC_ERR_NOMEM, "conv2d: no memory for the im2col columns");
+    return MC_OK;
+}
+
 static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float *x,
                                       const float *weight, const float *dout, float *dx,
                                       float *dweight) {
@@ -719,6 +810,15 @@ static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float
     if (dweight) /* the chunks below add into it */
         memset(packed_dweight, 0, (size_t)(geo->oc * geo->k_group) * sizeof(float));
     int64_t chunk = rows_per_chunk(geo, geo->k_total);
+    /* fp32 on our kernel at several threads: the weight gradient by strips */
+    const int threads = mc_get_num_threads();
+    if (dweight && geo->precision == MC_PRECISION_FP32 && threads > 1 &&
+        !mc_inside_parallel_region() && mc_gemm_is_ours() && taps_are_contiguous(geo)) {
+        MC_TRY(weight_grad_by_strips(geo, x, dout, chunk, threads, packed_dweight));
+        unpack_add_weight(geo, packed_dweight, dweight);
+        if (!dx) return MC_OK;
+        dweight = NULL;
+    }
     MC_TRY(mc_scratch_reserve(&scratch_columns, chunk * geo->k_total, "conv2d im2col columns", &columns));
     for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
         int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;

@@ -55,8 +55,9 @@ mc_status mc_conv2d_backward_kernel(const mc_conv2d_geometry *geo, const float *
 void mc_conv2d_set_column_budget(size_t bytes);
 /* conv keeps per-thread scratch buffers (columns, repacked weights) that
  * grow to the largest call and are reused; this frees the calling thread's.
- * Where the threads gather chunks of their own (an fp32 forward with
- * chunks for every thread), each worker keeps a column buffer of up to the
+ * Where the threads gather columns of their own (an fp32 forward with
+ * chunks for every thread, the fp32 weight gradient by strips, the bf16
+ * one by groups of rows), each worker keeps a column buffer of up to the
  * budget until it ends, so the columns can take threads x the budget. */
 void mc_conv2d_release_workspace(void);
 
