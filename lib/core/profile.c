@@ -3,6 +3,9 @@
 
 #include "mmchain/autograd.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -84,6 +87,13 @@ void mc_profile_op_recomputed(const char *op, int64_t ns) { count_op(op, RECOMPU
 
 void mc_profile_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t batch,
                      const char *precision_name, int64_t ns) {
+#ifdef _OPENMP
+    /* A product that one thread of a team runs alone, while the others run
+     * theirs (conv2d's chunks and strips per thread), counts its share of
+     * the team's elapsed time: the times of all threads' products together
+     * then add up to wall time, as a product split over the threads does. */
+    if (omp_in_parallel()) ns /= omp_get_num_threads();
+#endif
     pthread_mutex_lock(&lock);
     gemm_row *row = NULL;
     for (int i = 0; i < gemm_count && !row; i++) {
