@@ -188,8 +188,9 @@ END_TEST
  * (one parallel region for all of them), at 1 thread it runs them one by
  * one: the outputs must agree bit for bit (a row's sums do not depend on
  * which rows share its product). The gradients must agree bit for bit
- * too. With the default budget and with ones that cut many chunks; also
- * ResNet-50's stem on a small batch. Each result is also checked against
+ * too, at 2 and 3 threads (the fp32 weight gradient in strips of the
+ * weight, one per thread). With the default budget and with ones that cut
+ * many chunks; also ResNet-50's stem on a small batch. Each result is also checked against
  * the naive reference. */
 static const conv_case stem_case = {
     "7x7 s2 p3 C3 OC64 (stem)", 4, 32, 32, 3, 64, 7, 7, PARAMS(2, 2, 3, 3, 1, 1, 1), false};
@@ -243,6 +244,7 @@ START_TEST(test_conv2d_same_bits_any_threads) {
     for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
         conv_results one = conv_at_threads(cc, 1, budgets[b], dout);
         conv_results two = conv_at_threads(cc, 2, budgets[b], dout);
+        conv_results three = conv_at_threads(cc, 3, budgets[b], dout); /* a middle strip */
         char what[160];
         snprintf(what, sizeof what, "%s, budget %zu: forward vs naive", cc->name, budgets[b]);
         mc_test_assert_close(what, two.y, y, (long)n_out, 1e-4, 1e-4);
@@ -256,8 +258,13 @@ START_TEST(test_conv2d_same_bits_any_threads) {
         assert_same_floats(what, two.dx, one.dx, in.x->numel);
         snprintf(what, sizeof what, "%s, budget %zu: d weight, 2 threads vs 1", cc->name, budgets[b]);
         assert_same_floats(what, two.dw, one.dw, in.weight->numel);
+        snprintf(what, sizeof what, "%s, budget %zu: d weight, 3 threads vs 1", cc->name, budgets[b]);
+        assert_same_floats(what, three.dw, one.dw, in.weight->numel);
+        snprintf(what, sizeof what, "%s, budget %zu: d x, 3 threads vs 1", cc->name, budgets[b]);
+        assert_same_floats(what, three.dx, one.dx, in.x->numel);
         conv_results_free(&one);
         conv_results_free(&two);
+        conv_results_free(&three);
     }
     mc_conv2d_set_column_budget(0);
     mc_set_num_threads(threads_before);

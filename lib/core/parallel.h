@@ -28,7 +28,8 @@ enum { MC_PARALLEL_MIN_WORK = 1 << 15 };
 void mc_zero_parallel(void *memory, size_t bytes);
 
 /* Whether the caller runs inside a parallel region, where a nested
- * `omp parallel` runs on the calling thread alone. */
+ * `omp parallel` runs on the calling thread alone (under libgomp's default
+ * of one active level, which the library does not change). */
 static inline bool mc_inside_parallel_region(void) {
 #ifdef _OPENMP
     return omp_in_parallel();

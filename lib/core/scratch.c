@@ -17,7 +17,8 @@ void mc_scratch_free(mc_scratch *buffer) {
  *
  * WHY: the buffers are thread-local, and not only the calling thread's:
  * OpenMP workers take their own (a bf16 product split along K, a
- * convolution's weight gradient in groups of rows). OpenMP ends workers
+ * convolution's chunks, strips or groups of rows per thread, Winograd's
+ * chunks of tiles per thread). OpenMP ends workers
  * when a team shrinks (a smaller thread count, a num_threads clause), and
  * a thread-local buffer would be lost with its thread. So each thread
  * lists its buffers as they first get memory, and a pthread key's

@@ -558,7 +558,7 @@ static mc_status add_bias_grad(mc_graph *g, int64_t rows, int64_t oc, const floa
  * WHY: chunk by chunk, every chunk is two parallel regions (im2col, then
  * the product), each a sleep and a wake-up of the other threads under
  * OMP_WAIT_POLICY=PASSIVE, for little work: ResNet-50's stem at batch 100
- * is 57 chunks of 1783 x 64 x 147, some 0.1 ms each. Here one region
+ * is 58 chunks of 1783 x 64 x 147, some 0.1 ms each. Here one region
  * holds them all: each thread gathers its own chunks into its own columns
  * (staying in its cache) and multiplies them alone. A row of the output
  * depends only on its own columns and the weight, summed over K in the
@@ -736,9 +736,9 @@ static mc_status weight_grad_bf16_grouped(const mc_conv2d_geometry *geo, const f
  * WHY: chunk by chunk, the weight gradient is two parallel regions per
  * chunk (im2col, then the product shared by strips of the weight), each a
  * sleep and a wake-up of the other threads, for little work: layer1's 3x3
- * at batch 100 is 57 chunks of 64 x 576 over 455 rows, ResNet-50's stem 15
- * of 64 x 147 over 1783; they ran 1.15 and 1.01 times faster on 2 threads
- * than on 1. Here one region holds them all: each thread owns a strip of
+ * at batch 100 is 57 chunks of 64 x 576 over 455 rows, ResNet-50's stem 58
+ * of 64 x 147 over 1783; their products ran 1.15 and 1.01 times faster on
+ * 2 threads than on 1 (MMCHAIN_PROFILE). Here one region holds them all: each thread owns a strip of
  * the weight's columns (a range of (kh, kw, c)) and, chunk by chunk,
  * gathers only its strip of the columns and multiplies the chunk's dout
  * into its strip of the weight. The chunks, and so every product's inner
@@ -747,7 +747,9 @@ static mc_status weight_grad_bf16_grouped(const mc_conv2d_geometry *geo, const f
  * its product: the result is the loop's, bit for bit, for any thread count.
  * (Groups of rows, as in bf16, would share better still, but change the
  * sums at float rounding: see docs/architecture.md.) Strips start at
- * multiples of 16 columns, one vector. */
+ * multiples of 16 columns, one vector. fp32 only: bf16 products split K
+ * by a rule on M x N (mc_gemm_bf16_k_chunks), so a strip's width could
+ * change its sums. */
 enum { STRIP_ALIGN = 16 };
 
 static int64_t strip_start(int64_t k_total, int threads, int t) {

@@ -58,7 +58,9 @@ void mc_conv2d_set_column_budget(size_t bytes);
  * Where the threads gather columns of their own (an fp32 forward with
  * chunks for every thread, the fp32 weight gradient by strips, the bf16
  * one by groups of rows), each worker keeps a column buffer of up to the
- * budget until it ends, so the columns can take threads x the budget. */
+ * budget until it ends, so the columns can take threads x the budget;
+ * likewise Winograd's tiles V and M where the threads take chunks of
+ * tiles of their own (up to 64 MiB each). */
 void mc_conv2d_release_workspace(void);
 
 /* Where the threads take whole chunks of their own (im2col's fp32

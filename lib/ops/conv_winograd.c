@@ -415,7 +415,10 @@ static void run_tiles(const winograd_shape *s, const float *x, const float *zero
  * whichever tiles share a product, and each tile writes its own outputs,
  * so the result is bit for bit that of the chunk-by-chunk loop, for any
  * thread count. The chunks are cut evenly, a multiple of `threads` of
- * them, each at most `chunk` tiles. zeros: (CIN), shared and read only. */
+ * them, each at most `chunk` tiles. zeros: (CIN), shared and read only.
+ * If a thread cannot have its V and M, the others' tiles are written (or
+ * added) all the same: an error leaves `out` partly updated, as a failed
+ * backward leaves its gradients. */
 static mc_status run_chunks_per_thread(const winograd_shape *s, const float *x, const float *zeros,
                                        const float *u, const float *bias, int accumulate,
                                        int64_t chunk, int threads, float *out) {
