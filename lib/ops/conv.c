@@ -553,7 +553,7 @@ static mc_status add_bias_grad(mc_graph *g, int64_t rows, int64_t oc, const floa
 
 /* ---- forward ---- */
 
-/* The fp32 im2col forward with the chunks dealt out to the threads.
+/* The im2col forward with the chunks dealt out to the threads.
  *
  * WHY: chunk by chunk, every chunk is two parallel regions (im2col, then
  * the product), each a sleep and a wake-up of the other threads under
@@ -563,14 +563,19 @@ static mc_status add_bias_grad(mc_graph *g, int64_t rows, int64_t oc, const floa
  * (staying in its cache) and multiplies them alone. A row of the output
  * depends only on its own columns and the weight, summed over K in the
  * same slices whichever rows share a product, so the result is bit for bit
- * that of the chunk-by-chunk loop, for any thread count and chunking. The
- * chunks are cut evenly, a multiple of `threads` of them, each at most
- * `chunk` rows. packed: (OC, K_g) (pack_weight's), out: (rows, OC). */
+ * that of the chunk-by-chunk loop, for any thread count. In fp32 that
+ * holds for any chunking, and the chunks are cut evenly, a multiple of
+ * `threads` of them, each at most `chunk` rows. In bf16 a product may split
+ * K by a rule on its M x N (mc_gemm_bf16_k_chunks), so the chunks are the
+ * loop's own, `chunk` rows each but the last, dealt out as they come: the
+ * columns are gathered in bf16 (im2col_bf16) and multiplied by the weight's
+ * bf16 copy. packed: (OC, K_g) (pack_weight's; NULL in bf16),
+ * out: (rows, OC). */
 static mc_status forward_chunks_per_thread(const mc_conv2d_geometry *geo, const float *x,
                                            const float *packed, int64_t chunk, int threads,
                                            float *out) {
-    int64_t rows_each;
-    const int64_t chunks = mc_conv2d_chunks_for_threads(geo->rows, chunk, threads, &rows_each);
+    int64_t rows_each = chunk, chunks = (geo->rows + chunk - 1) / chunk;
+    if (!geo->weight_bf16) chunks = mc_conv2d_chunks_for_threads(geo->rows, chunk, threads, &rows_each);
     int failed = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
     for (int64_t c = 0; c < chunks; c++) {
@@ -583,9 +588,11 @@ static mc_status forward_chunks_per_thread(const mc_conv2d_geometry *geo, const 
             failed = 1;
             continue;
         }
-        im2col(geo, x, row0, count, columns);
-        if (gemm_forward(geo, count, columns, NULL, geo->k_total, packed, out + row0 * geo->oc) !=
-            MC_OK)
+        uint16_t *columns_bf16 = geo->weight_bf16 ? (uint16_t *)columns : NULL;
+        if (columns_bf16) im2col_bf16(geo, x, row0, count, columns_bf16);
+        else im2col(geo, x, row0, count, columns);
+        if (gemm_forward(geo, count, columns, columns_bf16, geo->k_total, packed,
+                         out + row0 * geo->oc) != MC_OK)
             failed = 1;
     }
     if (failed) return mc_error(MC_ERR_NOMEM, "conv2d: no memory for the im2col columns");
@@ -612,9 +619,12 @@ static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x
     }
     int64_t chunk = rows_per_chunk(geo, geo->k_total);
     /* Chunks enough for every thread (and products on our kernel, which
-     * runs one thread inside a parallel region): one region for all. */
+     * runs one thread inside a parallel region): one region for all. fp32,
+     * or bf16 products with the weight's bf16 copy. */
     const int threads = mc_get_num_threads();
-    if (geo->precision == MC_PRECISION_FP32 && threads > 1 && !mc_inside_parallel_region() && mc_gemm_is_ours() &&
+    const bool bf16_copy = geo->weight_bf16 != NULL;
+    if ((geo->precision == MC_PRECISION_FP32 || bf16_copy) && threads > 1 &&
+        !mc_inside_parallel_region() && mc_gemm_is_ours() &&
         (geo->rows + chunk - 1) / chunk >= threads)
         return forward_chunks_per_thread(geo, x, packed, chunk, threads, out);
     MC_TRY(mc_scratch_reserve(&scratch_columns, chunk * geo->k_total, "conv2d im2col columns", &columns));
