@@ -622,8 +622,7 @@ static mc_status conv_forward_gemm(const mc_conv2d_geometry *geo, const float *x
      * runs one thread inside a parallel region): one region for all. fp32,
      * or bf16 products with the weight's bf16 copy. */
     const int threads = mc_get_num_threads();
-    const bool bf16_copy = geo->weight_bf16 != NULL;
-    if ((geo->precision == MC_PRECISION_FP32 || bf16_copy) && threads > 1 &&
+    if ((geo->precision == MC_PRECISION_FP32 || geo->weight_bf16) && threads > 1 &&
         !mc_inside_parallel_region() && mc_gemm_is_ours() &&
         (geo->rows + chunk - 1) / chunk >= threads)
         return forward_chunks_per_thread(geo, x, packed, chunk, threads, out);
@@ -748,10 +747,10 @@ static mc_status weight_grad_bf16_grouped(const mc_conv2d_geometry *geo, const f
  * sleep and a wake-up of the other threads, for little work: layer1's 3x3
  * at batch 100 is 57 chunks of 64 x 576 over 455 rows, ResNet-50's stem 58
  * of 64 x 147 over 1783; their products ran 1.15 and 1.01 times faster on
- * 2 threads than on 1 (MMCHAIN_PROFILE). Here one region holds them all: each thread owns a strip of
- * the weight's columns (a range of (kh, kw, c)) and, chunk by chunk,
- * gathers only its strip of the columns and multiplies the chunk's dout
- * into its strip of the weight. The chunks, and so every product's inner
+ * 2 threads than on 1 (MMCHAIN_PROFILE). Here one region holds them all:
+ * each thread owns a strip of the weight's columns (a range of (kh, kw, c))
+ * and, chunk by chunk, gathers only its strip of the columns and multiplies
+ * the chunk's dout into its strip of the weight. The chunks, and so every product's inner
  * dimension and the order of the sums, are those of the chunk-by-chunk
  * loop, and a weight element's sums do not depend on which columns share
  * its product: the result is the loop's, bit for bit, for any thread count.
