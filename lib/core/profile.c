@@ -89,9 +89,12 @@ void mc_profile_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                      const char *precision_name, int64_t ns) {
 #ifdef _OPENMP
     /* A product that one thread of a team runs alone, while the others run
-     * theirs (conv2d's chunks and strips per thread), counts its share of
-     * the team's elapsed time: the times of all threads' products together
-     * then add up to wall time, as a product split over the threads does. */
+     * theirs (conv2d's chunks, strips and groups per thread, Winograd's
+     * chunks, attention's items), counts its share of the team's elapsed
+     * time: the times of all threads' products together then add up to
+     * wall time, as a product split over the threads does, where every
+     * thread of the team is busy; a thread left idle (fewer items than
+     * threads) makes the table count less than the elapsed time. */
     if (omp_in_parallel()) ns /= omp_get_num_threads();
 #endif
     pthread_mutex_lock(&lock);

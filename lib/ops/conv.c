@@ -563,19 +563,22 @@ static mc_status add_bias_grad(mc_graph *g, int64_t rows, int64_t oc, const floa
  * (staying in its cache) and multiplies them alone. A row of the output
  * depends only on its own columns and the weight, summed over K in the
  * same slices whichever rows share a product, so the result is bit for bit
- * that of the chunk-by-chunk loop, for any thread count. In fp32 that
- * holds for any chunking, and the chunks are cut evenly, a multiple of
- * `threads` of them, each at most `chunk` rows. In bf16 a product may split
- * K by a rule on its M x N (mc_gemm_bf16_k_chunks), so the chunks are the
- * loop's own, `chunk` rows each but the last, dealt out as they come: the
- * columns are gathered in bf16 (im2col_bf16) and multiplied by the weight's
- * bf16 copy. packed: (OC, K_g) (pack_weight's; NULL in bf16),
- * out: (rows, OC). */
+ * that of the chunk-by-chunk loop, for any thread count. That holds for
+ * any chunking, and the chunks are cut evenly, a multiple of `threads` of
+ * them, each at most `chunk` rows, except where a bf16 product could split
+ * K (mc_gemm_bf16_k_chunks: a K of 4096 and more, by a rule on M x N):
+ * there the chunks are the loop's own, `chunk` rows each but the last,
+ * dealt out as they come. In bf16 the columns are gathered in bf16
+ * (im2col_bf16) and multiplied by the weight's bf16 copy.
+ * packed: (OC, K_g) (pack_weight's; NULL in bf16), out: (rows, OC). */
 static mc_status forward_chunks_per_thread(const mc_conv2d_geometry *geo, const float *x,
                                            const float *packed, int64_t chunk, int threads,
                                            float *out) {
     int64_t rows_each = chunk, chunks = (geo->rows + chunk - 1) / chunk;
-    if (!geo->weight_bf16) chunks = mc_conv2d_chunks_for_threads(geo->rows, chunk, threads, &rows_each);
+    const bool k_may_split = geo->weight_bf16 && mc_gemm_bf16_k_chunks(1, geo->oc_group, geo->k_group) > 1;
+    if (!k_may_split) chunks = mc_conv2d_chunks_for_threads(geo->rows, chunk, threads, &rows_each);
+    /* floats per column row: bf16 values take half */
+    const int64_t row_floats = geo->weight_bf16 ? (geo->k_total + 1) / 2 : geo->k_total;
     int failed = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
     for (int64_t c = 0; c < chunks; c++) {
@@ -583,8 +586,8 @@ static mc_status forward_chunks_per_thread(const mc_conv2d_geometry *geo, const 
         if (row0 >= geo->rows) continue;
         const int64_t count = geo->rows - row0 < rows_each ? geo->rows - row0 : rows_each;
         float *columns; /* this thread's */
-        if (mc_scratch_reserve(&scratch_columns, rows_each * geo->k_total,
-                               "conv2d im2col columns", &columns) != MC_OK) {
+        if (mc_scratch_reserve(&scratch_columns, rows_each * row_floats, "conv2d im2col columns",
+                               &columns) != MC_OK) {
             failed = 1;
             continue;
         }
@@ -595,7 +598,9 @@ static mc_status forward_chunks_per_thread(const mc_conv2d_geometry *geo, const 
                          out + row0 * geo->oc) != MC_OK)
             failed = 1;
     }
-    if (failed) return mc_error(MC_ERR_NOMEM, "conv2d: no memory for the im2col columns");
+    if (failed)
+        return mc_error(MC_ERR_NOMEM, "conv2d: no memory for the im2col columns or the products' "
+                        "packing space");
     return MC_OK;
 }
 
