@@ -582,9 +582,9 @@ static mc_status forward_chunks_per_thread(const mc_conv2d_geometry *geo, const 
     int failed = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
     for (int64_t c = 0; c < chunks; c++) {
-        const int64_t row0 = c * rows_each;
-        if (row0 >= geo->rows) continue;
-        const int64_t count = geo->rows - row0 < rows_each ? geo->rows - row0 : rows_each;
+        int64_t row0;
+        const int64_t count = mc_conv2d_chunk_span(geo->rows, rows_each, c, &row0);
+        if (count == 0) continue;
         float *columns; /* this thread's */
         if (mc_scratch_reserve(&scratch_columns, rows_each * row_floats, "conv2d im2col columns",
                                &columns) != MC_OK) {

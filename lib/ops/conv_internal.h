@@ -76,6 +76,15 @@ static inline int64_t mc_conv2d_chunks_for_threads(int64_t items, int64_t chunk,
     return chunks;
 }
 
+/* Chunk c of such a cut, `per_chunk` items each: its first item in *first;
+ * returns how many items it holds (0 for a chunk past the end). */
+static inline int64_t mc_conv2d_chunk_span(int64_t items, int64_t per_chunk, int64_t c,
+                                           int64_t *first) {
+    *first = c * per_chunk;
+    if (*first >= items) return 0;
+    return items - *first < per_chunk ? items - *first : per_chunk;
+}
+
 /* ---- Winograd F(2x2, 3x3) (conv_winograd.c) ----
  * For 3x3, stride-1, padding-1, undilated, ungrouped convolutions the fast
  * path's forward and input gradient run by Winograd's minimal filtering

@@ -427,9 +427,9 @@ static mc_status run_chunks_per_thread(const winograd_shape *s, const float *x, 
     int failed = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed)
     for (int64_t c = 0; c < chunks; c++) {
-        const int64_t tile0 = c * tiles_each;
-        if (tile0 >= s->tiles) continue;
-        const int64_t count = s->tiles - tile0 < tiles_each ? s->tiles - tile0 : tiles_each;
+        int64_t tile0;
+        const int64_t count = mc_conv2d_chunk_span(s->tiles, tiles_each, c, &tile0);
+        if (count == 0) continue;
         float *v, *m; /* this thread's */
         if (mc_scratch_reserve(&scratch_v, POSITIONS * tiles_each * s->cin,
                                "conv2d (winograd) input tiles V", &v) != MC_OK ||
