@@ -4,10 +4,10 @@
  * the rest has passed).
  *
  * The shapes straddle every blocking edge of the AVX-512 kernel (MR = 12
- * rows, NR = 32 columns, KC = 256 deep, MC = 144 rows, NC = 3072 columns),
- * each with all four transposes, padded leading dimensions, several
- * alpha/beta pairs, on one and two threads and from inside an OpenMP
- * parallel region. */
+ * rows, NR = 32 columns, KC_FP32 = 768 deep, MC = 144 rows, NC = 3072
+ * columns), each with all four transposes, padded leading dimensions,
+ * several alpha/beta pairs, on one and two threads and from inside an
+ * OpenMP parallel region. */
 #include <float.h>
 #include <stdlib.h>
 #ifdef _OPENMP
@@ -19,7 +19,7 @@
 #include "../lib/ops/naive.h"
 
 static const shape shapes[] = {
-    {1, 1, 1},      {12, 32, 256},  {13, 33, 257}, {11, 31, 255}, {5, 70, 3},
+    {1, 1, 1},      {12, 32, 768},  {13, 33, 769}, {11, 31, 767}, {5, 70, 3},
     {100, 1, 50},   {1, 100, 50},   {37, 45, 600}, {150, 40, 30}, {145, 97, 17},
     {200, 300, 520}, {24, 64, 16},
 };

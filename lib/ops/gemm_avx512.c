@@ -3,12 +3,12 @@
  * ACM TOMS 2008) as BLIS structures it (Van Zee & van de Geijn, 2015).
  * Each thread runs these loops over its own part of C (gemm_block):
  *
- *   for each KC-deep slice of K:                          (pc loop)
+ *   for each KC-deep slice of K (KC_FP32, KC_BF16):       (pc loop)
  *     for each NC-wide block of columns:                  (jc loop)
  *       pack op(B)[pc:pc+KC, jc:jc+NC] into NR-wide panels     -> L3
  *       for each MC-high block of rows:                   (ic loop)
  *         pack op(A)[ic:ic+MC, pc:pc+KC] into MR-high panels   -> L2
- *         for each B panel:                               (jr loop; panel in L1)
+ *         for each B panel:                               (jr loop; panel in L1/L2)
  *           for each A panel:                             (ir loop)
  *             micro-kernel: C[MR, NR] += A panel (MR, KC) x B panel (KC, NR)
  *
@@ -188,15 +188,16 @@ typedef struct shared_operand {
 } shared_operand;
 
 /* The blocked loops over C[i_begin:i_end, j_begin:j_end], on one thread.
- * A slice of K is KC slots deep: KC * k_per_slot values of k.
- * packed_b: room for (min(NC, columns rounded up to NR), min(KC, slots of K));
- * packed_a: room for (MC, min(KC, slots of K)). shared_a, shared_b: op(A),
- * op(B) already packed (or NULL: packed here, block by block). */
+ * A slice of K is KC = v->slice_slots slots deep: KC * k_per_slot values
+ * of k. packed_b: room for (min(NC, columns rounded up to NR), min(KC,
+ * slots of K)); packed_a: room for (MC, min(KC, slots of K)). shared_a,
+ * shared_b: op(A), op(B) already packed (or NULL: packed here, block by
+ * block). */
 AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_end,
                               int64_t j_begin, int64_t j_end, float *packed_b, float *packed_a,
                               const shared_operand *shared_a, const shared_operand *shared_b) {
     const mc_gemm_avx512_variant *v = job->variant;
-    const int64_t slice = (int64_t)KC * v->k_per_slot;
+    const int64_t slice = (int64_t)v->slice_slots * v->k_per_slot;
     /* MMCHAIN_PROFILE: this thread's time here, and the packing's part. */
     const bool profiling = mc_profile_enabled;
     int64_t begin_ns = profiling ? mc_profile_now_ns() : 0, packing_ns = 0;
@@ -271,7 +272,8 @@ static int threads_for(double macs) {
  * 16 slots for the A packing's last spill (all in 4-byte slots). */
 static size_t floats_per_thread(const mc_gemm_avx512_variant *v, int64_t K, int64_t columns,
                                 size_t *b_floats) {
-    const int64_t kc_max = min64(KC, (K + v->k_per_slot - 1) / v->k_per_slot), nc_max = min64(NC, round_up(columns, NR));
+    const int64_t kc_max = min64(v->slice_slots, (K + v->k_per_slot - 1) / v->k_per_slot);
+    const int64_t nc_max = min64(NC, round_up(columns, NR));
     *b_floats = (size_t)(kc_max * nc_max);
     return (size_t)round_up((int64_t)*b_floats + MC * kc_max + 16, 16);
 }
@@ -316,7 +318,8 @@ AVX512 static void pack_shared_part(const gemm_job *job, bool operand_b, int64_t
                                     int64_t item_end, const shared_operand *shared, float *own) {
     const mc_gemm_avx512_variant *v = job->variant;
     const int64_t width = operand_b ? NR : MR, extent = operand_b ? job->N : job->M;
-    const int64_t panels = (extent + width - 1) / width, depth = (int64_t)KC * v->k_per_slot;
+    const int64_t panels = (extent + width - 1) / width;
+    const int64_t depth = (int64_t)v->slice_slots * v->k_per_slot;
     for (int64_t item = item_begin; item < item_end;) {
         const int64_t s = item / panels, p_begin = item % panels;
         const int64_t p_end = min64(panels, p_begin + (item_end - item));
@@ -380,9 +383,9 @@ bool mc_gemm_avx512_run(const mc_gemm_avx512_variant *variant, bool trans_a, boo
                        shared_size <= SHARED_PACK_MAX && !(cut_rows && variant->packed_b_block);
     const int64_t shared_panels = (shared_extent + shared_width - 1) / shared_width;
     const int64_t k_slots = (K + variant->k_per_slot - 1) / variant->k_per_slot;
-    const int64_t slices = (k_slots + KC - 1) / KC;
+    const int64_t kc = variant->slice_slots, slices = (k_slots + kc - 1) / kc;
     shared_operand shared = {NULL,
-                             round_up(shared_panels * shared_width * min64(KC, k_slots) + 16, 16)};
+                             round_up(shared_panels * shared_width * min64(kc, k_slots) + 16, 16)};
     size_t b_floats;
     const size_t per_thread =
         floats_per_thread(variant, K, cut_rows ? N : cut(N, threads, 1, NR) + NR, &b_floats);
@@ -457,8 +460,8 @@ bool mc_gemm_avx512_run_batched(const mc_gemm_avx512_variant *variant, bool tran
 
 /* ---- single precision ---- */
 
-static const mc_gemm_avx512_variant fp32 = {1, pack_a_panel, pack_b_block, micro_kernel, NULL,
-                                             NULL};
+static const mc_gemm_avx512_variant fp32 = {1, KC_FP32, pack_a_panel, pack_b_block,
+                                             micro_kernel, NULL, NULL};
 
 bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,

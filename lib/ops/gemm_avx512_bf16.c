@@ -23,8 +23,9 @@
  * and the micro-kernel, for each s, loads two zmm of B slots (32 columns)
  * and broadcasts one A slot (a pair of one row) per row: the fp32 kernel's
  * loop with k stepping by two. An odd kc is padded with a zero pair half
- * in both operands (0 * 0 adds nothing). A slice of K is KC slots, 2 * KC
- * values of k: the same bytes in cache as the fp32 kernel's slice.
+ * in both operands (0 * 0 adds nothing). A slice of K is KC_BF16 slots,
+ * 2 * KC_BF16 values of k (gemm_avx512_internal.h says why bf16 keeps
+ * shallower slices than fp32).
  *
  * Rounding happens in the packing, where each operand is read once per
  * slice anyway (activations converted where they are packed; see
@@ -532,22 +533,23 @@ AVX512 static void micro_kernel_emulated(int64_t slots, const float *a_panel,
 
 /* ---- choosing the micro-kernel ---- */
 
-static const mc_gemm_avx512_variant native = {2, pack_a_panel_bf16_native,
+static const mc_gemm_avx512_variant native = {2, KC_BF16, pack_a_panel_bf16_native,
                                               pack_b_block_bf16_native, micro_kernel_dpbf16,
                                               pack_a_block_bf16_native, NULL};
-static const mc_gemm_avx512_variant emulated = {2, pack_a_panel_bf16, pack_b_block_bf16,
+static const mc_gemm_avx512_variant emulated = {2, KC_BF16, pack_a_panel_bf16, pack_b_block_bf16,
                                                 micro_kernel_emulated, NULL, NULL};
 /* The same with B already in bf16. */
-static const mc_gemm_avx512_variant native_bf16_b = {2, pack_a_panel_bf16_native,
+static const mc_gemm_avx512_variant native_bf16_b = {2, KC_BF16, pack_a_panel_bf16_native,
                                                      pack_b_block_from_bf16, micro_kernel_dpbf16,
                                                      pack_a_block_bf16_native, NULL};
-static const mc_gemm_avx512_variant emulated_bf16_b = {2, pack_a_panel_bf16, pack_b_block_from_bf16,
+static const mc_gemm_avx512_variant emulated_bf16_b = {2, KC_BF16, pack_a_panel_bf16,
+                                                       pack_b_block_from_bf16,
                                                        micro_kernel_emulated, NULL, NULL};
 /* The same with both operands in bf16. */
-static const mc_gemm_avx512_variant native_bf16_ab = {2, pack_a_panel_from_bf16,
+static const mc_gemm_avx512_variant native_bf16_ab = {2, KC_BF16, pack_a_panel_from_bf16,
                                                       pack_b_block_from_bf16, micro_kernel_dpbf16,
                                                       NULL, NULL};
-static const mc_gemm_avx512_variant emulated_bf16_ab = {2, pack_a_panel_from_bf16,
+static const mc_gemm_avx512_variant emulated_bf16_ab = {2, KC_BF16, pack_a_panel_from_bf16,
                                                         pack_b_block_from_bf16,
                                                         micro_kernel_emulated, NULL, NULL};
 
@@ -578,12 +580,12 @@ AVX512 static void add_partials(int64_t chunks, const float *partials, int64_t M
         }
 }
 
-/* Where chunk p of `chunks` starts in 0..K: at the slice edge (2 * KC k)
+/* Where chunk p of `chunks` starts in 0..K: at the slice edge (2 * KC_BF16 k)
  * nearest to an even share, so that the chunks together hold no more
  * slices than the whole K (a slice costs a pass over C and a packing
  * start whatever its depth); K for p == chunks. */
 static int64_t k_chunk_start(int64_t K, int64_t chunks, int64_t p) {
-    const int64_t slice = 2 * KC, at = (K * p / chunks + slice / 2) / slice * slice;
+    const int64_t slice = 2 * KC_BF16, at = (K * p / chunks + slice / 2) / slice * slice;
     return p == chunks || at > K ? K : at;
 }
 
@@ -674,19 +676,19 @@ bool mc_sgemm_bf16_ab_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, i
  * A weight multiplies as op(B) in every forward product; packing it again
  * each time (a 16 x 16 transpose per 16 columns and slots) is about 7 % of
  * such a product. Packed once, in the order gemm_block reads its blocks,
- * the product reads its panels in place: for each slice of K (KC slots,
+ * the product reads its panels in place: for each slice of K (KC_BF16 slots,
  * the last one shorter), the panels of all N columns, each
  * (slots of the slice, NR), one after another:
  *     panels + round_up(N, NR) * (k0 / 2) + j * slots   is the panel of
  * columns [j, j + NR) of the slice starting at k0 (j a multiple of NR).
- * The slices before k0 are whole (KC slots each), so the slots before it
+ * The slices before k0 are whole (KC_BF16 slots each), so the slots before it
  * are k0 / 2. */
 
 int64_t mc_bf16_panels_slots(int64_t N, int64_t K) { return (N + NR - 1) / NR * NR * ((K + 1) / 2); }
 
 void mc_bf16_pack_panels(const uint16_t *B, int64_t N, int64_t K, float *panels) {
     // B: (N, K) bf16 values, row-major (used as op(B) = B^T); panels: mc_bf16_panels_slots(N, K)
-    const int64_t slice = 2 * KC, width = (N + NR - 1) / NR * NR;
+    const int64_t slice = 2 * KC_BF16, width = (N + NR - 1) / NR * NR;
     for (int64_t k0 = 0; k0 < K; k0 += slice) {
         const int64_t kc = K - k0 < slice ? K - k0 : slice;
         pack_b_block_from_bf16(true, B, K, k0, kc, 0, N, panels + width * (k0 / 2));
@@ -702,10 +704,10 @@ static const float *panels_block(const void *panels, int64_t width, int64_t k0, 
 }
 
 static const mc_gemm_avx512_variant native_panels = {
-    2, pack_a_panel_bf16_native, NULL, micro_kernel_dpbf16, pack_a_block_bf16_native,
+    2, KC_BF16, pack_a_panel_bf16_native, NULL, micro_kernel_dpbf16, pack_a_block_bf16_native,
     panels_block};
 static const mc_gemm_avx512_variant emulated_panels = {
-    2, pack_a_panel_bf16, NULL, micro_kernel_emulated, NULL, panels_block};
+    2, KC_BF16, pack_a_panel_bf16, NULL, micro_kernel_emulated, NULL, panels_block};
 
 bool mc_sgemm_bf16_panels_avx512(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
                                  const float *A, int64_t lda, const float *panels, float beta,

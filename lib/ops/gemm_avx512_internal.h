@@ -12,9 +12,11 @@
 /* One precision's packing and micro-kernel, for the blocked loops.
  * Packed panels are arrays of 4-byte slots: one float (fp32), or a pair of
  * bf16 values from two consecutive k (bf16); k_per_slot says which. A
- * slice of K holds KC slots, i.e. KC * k_per_slot values of k. */
+ * slice of K holds slice_slots slots (KC_FP32 or KC_BF16), i.e.
+ * slice_slots * k_per_slot values of k. */
 typedef struct mc_gemm_avx512_variant {
     int k_per_slot;
+    int slice_slots;
     /* The panel of op(A) rows [i0, i0+rows), rows <= MR, columns
      * [k0, k0+kc): ceil(kc / k_per_slot) slots of MR, zero beyond rows; 16
      * slots of room past its end. A: (M, K) or (K, M) when trans_a, of
@@ -66,9 +68,20 @@ bool mc_gemm_avx512_run_batched(const mc_gemm_avx512_variant *variant, bool tran
 enum {
     MR = 12,   /* rows of C per micro-kernel (broadcast operand) */
     NR = 32,   /* columns of C per micro-kernel (two zmm vectors) */
-    KC = 256,  /* slots in one packed slice: a B panel is KC*NR*4 = 32 KiB (L1) */
-    MC = 144,  /* rows of one packed A block: MC*KC*4 = 144 KiB (L2) */
-    NC = 3072, /* columns of one packed B block: KC*NC*4 = 3 MiB (L3) */
+    /* Slots in one packed slice of K (KC), per precision. C is read and
+     * written once per slice, so a deeper slice does so less often: at
+     * 768 the fp32 B panel (KC*NR*4 = 96 KiB) no longer fits the 48 KiB
+     * L1 and is read from L2, yet CLIP's products (K = 768, 3072) ran
+     * 4-9 % faster than at 256 and ResNet-50's no slower (bench/README.md,
+     * "Slice depth"). The bf16 kernel gained nothing from deeper slices
+     * (its slot holds two k: 256 slots are already 512 k, a B panel of
+     * 32 KiB), and its weights' prepacked panels and K-split are laid out
+     * by this slice, so it stays at 256. The depth decides where C's
+     * partial sums are rounded, so it is part of every product's result. */
+    KC_FP32 = 768,
+    KC_BF16 = 256,
+    MC = 144,  /* rows of one packed A block: MC*KC*4 = 432 KiB fp32, 144 KiB bf16 (L2) */
+    NC = 3072, /* columns of one packed B block: KC*NC*4 = 9 MiB fp32, 3 MiB bf16 (L3) */
 };
 
 /* The first n of 16 lanes. */
