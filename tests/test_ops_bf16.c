@@ -189,6 +189,10 @@ static const op_case cases[] = {
      {MC_SHAPE(1, 17, 17, 3), MC_SHAPE(8, 3, 7, 7), MC_SHAPE(8)}, false},
     {"conv 3x3 grouped", conv_op, &conv3x3_grouped, 2,
      {MC_SHAPE(2, 6, 6, 8), MC_SHAPE(10, 4, 3, 3)}, false},
+    /* K = 9 * 512 = 4608: its bf16 products split K (mc_gemm_bf16_k_chunks),
+     * so the forward's chunks at several threads are the loop's own
+     * (conv.c) */
+    {"conv 3x3 deep", conv_op, &conv3x3, 2, {MC_SHAPE(2, 5, 5, 512), MC_SHAPE(8, 512, 3, 3)}, false},
     {"linear", linear_op, NULL, 3, {MC_SHAPE(3, 7, 70), MC_SHAPE(45, 70), MC_SHAPE(45)}, false},
     {"matmul", matmul_op, &plain, 2, {MC_SHAPE(37, 130), MC_SHAPE(130, 29)}, false},
     {"matmul batched, b transposed", matmul_op, &transposed, 2,
@@ -614,8 +618,8 @@ int main(void) {
                         (int)(sizeof cases / sizeof cases[0]));
     if (mc_gemm_bf16_native_available()) tcase_add_test(tc, test_bf16_ops_same_on_emulation);
     /* The cases whose second input is a weight: the convolutions and linear. */
-    tcase_add_loop_test(tc, test_bf16_weight_copy_follows_the_weight, 0, 5);
-    tcase_add_loop_test(tc, test_bf16_conv_weight_gradient_in_row_groups, 0, 4); /* the convs */
+    tcase_add_loop_test(tc, test_bf16_weight_copy_follows_the_weight, 0, 6);
+    tcase_add_loop_test(tc, test_bf16_conv_weight_gradient_in_row_groups, 0, 5); /* the convs */
     tcase_add_test(tc, test_bf16_winograd_routing);
     tcase_add_loop_test(tc, test_bf16_winograd_conv, 0,
                         (int)(sizeof winograd_cases / sizeof winograd_cases[0]));
