@@ -10,6 +10,8 @@
  *   ResNet-50 at 64x64, batch 100: the forward of layer1's and layer2's
  *     expanding 1x1 convs (small K, large C: the train100 step's);
  *   CLIP ViT-B/32 at batch 16: the MLP's first linear (50 tokens x 16);
+ *   CLIP ViT-B/32 at batch 64, the recipe's CLIP batch: the MLP's two
+ *     linears (3200 tokens: C of 39 MB, larger than the L3 cache);
  *   CLIP text, 10 prompts: the attention projection (770 tokens);
  *   one attention head (T = 77, head 64).
  * Every number is the median of --reps timed repetitions after a warm-up.
@@ -43,6 +45,8 @@ static const gemm_shape shapes[] = {
     {"resnet layer4 3x3 512 dw", true, false, 512, 4608, 128},
     {"resnet conv1 7x7 fwd", false, true, 32768, 64, 147},
     {"clip vit mlp fc1", false, true, 800, 3072, 768},
+    {"clip vit b64 mlp fc1", false, true, 3200, 3072, 768},
+    {"clip vit b64 mlp fc2", false, true, 3200, 768, 3072},
     {"clip text qkv proj", false, true, 770, 512, 512},
     {"clip text mlp fc2 dx", false, false, 770, 2048, 512},
     {"attention head QK^T", false, true, 77, 77, 64},
