@@ -84,7 +84,7 @@ static void check_degenerate(void) {
  * item (stride 0), padded leading dimensions, 1 item (each product split
  * over the threads), 16 items (the threads take whole items). */
 static void check_batched(const char *kernel) {
-    const int64_t M = 37, N = 45, K = 300, lda = K + 1, ldc = N + 2;
+    const int64_t M = 37, N = 45, K = 1000, lda = K + 1, ldc = N + 2; /* K: two slices */
     const int64_t counts[] = {1, 3, 16};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         const int64_t batch = counts[c], stride_a = M * lda + 5, stride_c = M * ldc + 3;
@@ -135,9 +135,10 @@ START_TEST(test_avx512_matches_definition_two_threads) {
     mc_set_num_threads(2);
     check_all_shapes("AVX-512 (2 threads)");
     check_batched("AVX-512 (2 threads)");
-    /* Products big enough to be split, cut along rows and along columns,
-     * and one wider than a packed B block (NC = 3072). */
-    const shape big[] = {{700, 64, 300}, {40, 900, 300}, {30, 3100, 20}, {97, 3200, 130}};
+    /* Products big enough to be split, cut along rows and along columns
+     * (K over two slices, each thread packing the operand it shares), and
+     * one wider than a packed B block (NC = 3072). */
+    const shape big[] = {{700, 64, 1000}, {40, 900, 1000}, {30, 3100, 20}, {97, 3200, 130}};
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
         for (int t = 0; t < 4; t++)
             check_product("AVX-512 (2 threads)", t & 1, t & 2, big[i], 1.0f, 0.5f);
@@ -173,7 +174,9 @@ static void check_same_on_one_thread(bool ta, bool tb, shape s) {
  * B block. Against the definition, and bit for bit against one thread. */
 START_TEST(test_avx512_shared_packing_two_threads) {
     mc_set_num_threads(2);
-    const shape shared[] = {{300, 130, 1030}, {125, 400, 1100}, {40, 6500, 3300}};
+    /* 3 slices x 5 panels of op(B), 3 x 11 of op(A), 5 x 4 of op(A): at
+     * 2 threads the parts meet at item 7, 16 and 10, inside a slice */
+    const shape shared[] = {{300, 130, 2000}, {125, 400, 2000}, {40, 6500, 3300}};
     for (size_t i = 0; i < sizeof shared / sizeof shared[0]; i++)
         for (int t = 0; t < 4; t++) {
             check_product("AVX-512 (2 threads, shared packing)", t & 1, t & 2, shared[i], 1.0f,

@@ -179,7 +179,8 @@ typedef struct gemm_job {
  * operand that mc_gemm_avx512_run's threads share (op(B) when they cut the
  * rows of C, op(A) when they cut its columns), packed once by all of them
  * together instead of whole by each (see mc_gemm_avx512_run for when).
- * Slice s (k from s * KC * k_per_slot) starts at panels + s * slice_floats;
+ * Slice s (k from s * slice_slots * k_per_slot) starts at panels + s *
+ * slice_floats;
  * within it, the panel of rows or columns [p * width, (p + 1) * width) at
  * p * width * slots, as the per-thread packing lays out a block. */
 typedef struct shared_operand {

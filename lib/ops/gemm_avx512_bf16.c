@@ -533,6 +533,9 @@ AVX512 static void micro_kernel_emulated(int64_t slots, const float *a_panel,
 
 /* ---- choosing the micro-kernel ---- */
 
+/* Every bf16 variant slices K by KC_BF16 slots: k_chunk_start and the
+ * prepacked panels (mc_bf16_pack_panels, panels_block) are laid out by
+ * that depth and read the constant, not the variant. */
 static const mc_gemm_avx512_variant native = {2, KC_BF16, pack_a_panel_bf16_native,
                                               pack_b_block_bf16_native, micro_kernel_dpbf16,
                                               pack_a_block_bf16_native, NULL};

@@ -71,9 +71,10 @@ enum {
     /* Slots in one packed slice of K (KC), per precision. C is read and
      * written once per slice, so a deeper slice does so less often: at
      * 768 the fp32 B panel (KC*NR*4 = 96 KiB) no longer fits the 48 KiB
-     * L1 and is read from L2, yet CLIP's products (K = 768, 3072) ran
-     * 4-9 % faster than at 256 and ResNet-50's no slower (bench/README.md,
-     * "Slice depth"). The bf16 kernel gained nothing from deeper slices
+     * L1 and is read from L2, yet CLIP's MLP products at batch 64 (K =
+     * 768, 3072; C of 39 MB, larger than L3) ran 5-14 % faster than at
+     * 256 and ResNet-50's step no slower (bench/README.md, "Slice
+     * depth"). The bf16 kernel gained nothing from deeper slices
      * (its slot holds two k: 256 slots are already 512 k, a B panel of
      * 32 KiB), and its weights' prepacked panels and K-split are laid out
      * by this slice, so it stays at 256. The depth decides where C's
