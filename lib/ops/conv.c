@@ -575,7 +575,8 @@ static mc_status forward_chunks_per_thread(const mc_conv2d_geometry *geo, const 
                                            const float *packed, int64_t chunk, int threads,
                                            float *out) {
     int64_t rows_each = chunk, chunks = (geo->rows + chunk - 1) / chunk;
-    const bool k_may_split = geo->weight_bf16 && mc_gemm_bf16_k_chunks(1, geo->oc_group, geo->k_group) > 1;
+    const bool k_may_split =
+        geo->weight_bf16 && mc_gemm_bf16_k_chunks(1, geo->oc_group, geo->k_group) > 1;
     if (!k_may_split) chunks = mc_conv2d_chunks_for_threads(geo->rows, chunk, threads, &rows_each);
     /* floats per column row: bf16 values take half */
     const int64_t row_floats = geo->weight_bf16 ? (geo->k_total + 1) / 2 : geo->k_total;
@@ -755,10 +756,11 @@ static mc_status weight_grad_bf16_grouped(const mc_conv2d_geometry *geo, const f
  * 2 threads than on 1 (MMCHAIN_PROFILE). Here one region holds them all:
  * each thread owns a strip of the weight's columns (a range of (kh, kw, c))
  * and, chunk by chunk, gathers only its strip of the columns and multiplies
- * the chunk's dout into its strip of the weight. The chunks, and so every product's inner
- * dimension and the order of the sums, are those of the chunk-by-chunk
- * loop, and a weight element's sums do not depend on which columns share
- * its product: the result is the loop's, bit for bit, for any thread count.
+ * the chunk's dout into its strip of the weight. The chunks, and so every
+ * product's inner dimension and the order of the sums, are those of the
+ * chunk-by-chunk loop, and a weight element's sums do not depend on which
+ * columns share its product: the result is the loop's, bit for bit, for
+ * any thread count.
  * (Groups of rows, as in bf16, would share better still, but change the
  * sums at float rounding: see docs/architecture.md.) Strips start at
  * multiples of 16 columns, one vector. fp32 only: bf16 products split K

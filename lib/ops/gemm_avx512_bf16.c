@@ -533,9 +533,11 @@ AVX512 static void micro_kernel_emulated(int64_t slots, const float *a_panel,
 
 /* ---- choosing the micro-kernel ---- */
 
-/* Every bf16 variant slices K by KC_BF16 slots: k_chunk_start and the
- * prepacked panels (mc_bf16_pack_panels, panels_block) are laid out by
- * that depth and read the constant, not the variant. */
+/* Every bf16 variant slices K by KC_BF16 slots, SLICE_K values of k:
+ * k_chunk_start and the prepacked panels (mc_bf16_pack_panels,
+ * panels_block) are laid out by that depth and read the constant, not the
+ * variant. */
+enum { SLICE_K = 2 * KC_BF16 };
 static const mc_gemm_avx512_variant native = {2, KC_BF16, pack_a_panel_bf16_native,
                                               pack_b_block_bf16_native, micro_kernel_dpbf16,
                                               pack_a_block_bf16_native, NULL};
@@ -583,12 +585,12 @@ AVX512 static void add_partials(int64_t chunks, const float *partials, int64_t M
         }
 }
 
-/* Where chunk p of `chunks` starts in 0..K: at the slice edge (2 * KC_BF16 k)
+/* Where chunk p of `chunks` starts in 0..K: at the slice edge (SLICE_K k)
  * nearest to an even share, so that the chunks together hold no more
  * slices than the whole K (a slice costs a pass over C and a packing
  * start whatever its depth); K for p == chunks. */
 static int64_t k_chunk_start(int64_t K, int64_t chunks, int64_t p) {
-    const int64_t slice = 2 * KC_BF16, at = (K * p / chunks + slice / 2) / slice * slice;
+    const int64_t slice = SLICE_K, at = (K * p / chunks + slice / 2) / slice * slice;
     return p == chunks || at > K ? K : at;
 }
 
@@ -691,7 +693,7 @@ int64_t mc_bf16_panels_slots(int64_t N, int64_t K) { return (N + NR - 1) / NR * 
 
 void mc_bf16_pack_panels(const uint16_t *B, int64_t N, int64_t K, float *panels) {
     // B: (N, K) bf16 values, row-major (used as op(B) = B^T); panels: mc_bf16_panels_slots(N, K)
-    const int64_t slice = 2 * KC_BF16, width = (N + NR - 1) / NR * NR;
+    const int64_t slice = SLICE_K, width = (N + NR - 1) / NR * NR;
     for (int64_t k0 = 0; k0 < K; k0 += slice) {
         const int64_t kc = K - k0 < slice ? K - k0 : slice;
         pack_b_block_from_bf16(true, B, K, k0, kc, 0, N, panels + width * (k0 / 2));
