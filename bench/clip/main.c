@@ -128,6 +128,10 @@ int main(int argc, char **argv) {
     mc_threads_reexec_with_passive_wait(argv);
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     int repeats = argc > 2 ? atoi(argv[2]) : 5;
+    if (argc > 3 || threads < 1 || repeats < 1) {
+        fprintf(stderr, "usage: bench_clip [THREADS] [REPEATS] (both at least 1; defaults 2 and 5)\n");
+        return 2;
+    }
     mc_set_num_threads(threads);
     mc_clip_config config = bench_clip_vit_b32();
     mc_rng rng;

@@ -891,7 +891,10 @@ static void arrange_weight(const void *geo, const float *weight, float *arranged
 static mc_status attach_weight_bf16(mc_conv2d_geometry *geo, mc_tensor *weight) {
     geo->weight_bf16 = NULL;
     if (geo->precision != MC_PRECISION_BF16) return MC_OK;
-    return mc_weight_bf16(weight, arrange_weight, geo, &geo->weight_bf16);
+    /* A 1x1 kernel's (KH, KW, C/g) order is its stored (C/g, KH, KW) one:
+     * rounded as stored, without a pass through an arranged float copy. */
+    const mc_weight_arrange_fn arrange = geo->kh * geo->kw == 1 ? NULL : arrange_weight;
+    return mc_weight_bf16(weight, arrange, geo, &geo->weight_bf16);
 }
 
 /* in: x (N, H, W, C), weight (OC, C/g, KH, KW), [bias (OC)];
