@@ -170,6 +170,10 @@ static const mc_conv2d_params conv3x3 = {.stride_h = 1, .stride_w = 1, .pad_h = 
                                          .dilation_h = 1, .dilation_w = 1, .groups = 1};
 static const mc_conv2d_params conv1x1_s2 = {.stride_h = 2, .stride_w = 2, .dilation_h = 1,
                                             .dilation_w = 1, .groups = 1};
+static const mc_conv2d_params conv1x1 = {.stride_h = 1, .stride_w = 1, .dilation_h = 1,
+                                         .dilation_w = 1, .groups = 1};
+static const mc_conv2d_params conv1x1_grouped = {.stride_h = 1, .stride_w = 1, .dilation_h = 1,
+                                                 .dilation_w = 1, .groups = 2};
 static const mc_conv2d_params conv7x7_s2 = {.stride_h = 2, .stride_w = 2, .pad_h = 3, .pad_w = 3,
                                             .dilation_h = 1, .dilation_w = 1, .groups = 1};
 static const mc_conv2d_params conv3x3_grouped = {.stride_h = 1, .stride_w = 1, .pad_h = 1,
@@ -195,6 +199,13 @@ static const op_case cases[] = {
      * chunk that path skipped would show) */
     {"conv 3x3 deep", conv_op, &conv3x3, 2,
      {MC_SHAPE(2, 5, 5, 512), MC_SHAPE(8, 512, 3, 3)}, false},
+    /* 1x1 stride 1: x itself is the columns (conv.c's direct products); the
+     * weight's bf16 copy is rounded as stored, its order being the one the
+     * products read, with groups too */
+    {"conv 1x1", conv_op, &conv1x1, 3, {MC_SHAPE(2, 7, 9, 40), MC_SHAPE(36, 40, 1, 1), MC_SHAPE(36)},
+     false},
+    {"conv 1x1 grouped", conv_op, &conv1x1_grouped, 2,
+     {MC_SHAPE(2, 6, 5, 24), MC_SHAPE(20, 12, 1, 1)}, false},
     {"linear", linear_op, NULL, 3, {MC_SHAPE(3, 7, 70), MC_SHAPE(45, 70), MC_SHAPE(45)}, false},
     {"matmul", matmul_op, &plain, 2, {MC_SHAPE(37, 130), MC_SHAPE(130, 29)}, false},
     {"matmul batched, b transposed", matmul_op, &transposed, 2,
@@ -620,8 +631,8 @@ int main(void) {
                         (int)(sizeof cases / sizeof cases[0]));
     if (mc_gemm_bf16_native_available()) tcase_add_test(tc, test_bf16_ops_same_on_emulation);
     /* The cases whose second input is a weight: the convolutions and linear. */
-    tcase_add_loop_test(tc, test_bf16_weight_copy_follows_the_weight, 0, 6);
-    tcase_add_loop_test(tc, test_bf16_conv_weight_gradient_in_row_groups, 0, 5); /* the convs */
+    tcase_add_loop_test(tc, test_bf16_weight_copy_follows_the_weight, 0, 8);
+    tcase_add_loop_test(tc, test_bf16_conv_weight_gradient_in_row_groups, 0, 7); /* the convs */
     tcase_add_test(tc, test_bf16_winograd_routing);
     tcase_add_loop_test(tc, test_bf16_winograd_conv, 0,
                         (int)(sizeof winograd_cases / sizeof winograd_cases[0]));
