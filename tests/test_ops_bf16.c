@@ -617,6 +617,13 @@ START_TEST(test_bf16_winograd_routing) {
 }
 END_TEST
 
+/* How many of cases[] from the first on run `op` (the convolutions lead). */
+static int leading_cases_of(op_fn op) {
+    int n = 0;
+    while (n < (int)(sizeof cases / sizeof cases[0]) && cases[n].op == op) n++;
+    return n;
+}
+
 int main(void) {
     if (!mc_gemm_avx512_available())
         return mc_test_skip("bf16 graphs (this CPU has no AVX-512F: products stay fp32)");
@@ -630,9 +637,15 @@ int main(void) {
     tcase_add_loop_test(tc, test_bf16_graph_within_bound_of_fp32, 0,
                         (int)(sizeof cases / sizeof cases[0]));
     if (mc_gemm_bf16_native_available()) tcase_add_test(tc, test_bf16_ops_same_on_emulation);
-    /* The cases whose second input is a weight: the convolutions and linear. */
-    tcase_add_loop_test(tc, test_bf16_weight_copy_follows_the_weight, 0, 8);
-    tcase_add_loop_test(tc, test_bf16_conv_weight_gradient_in_row_groups, 0, 7); /* the convs */
+    /* The cases whose second input is a weight: the convolutions and the
+     * linear case that follows them. */
+    const int convs = leading_cases_of(conv_op);
+    if (cases[convs].op != linear_op) {
+        fprintf(stderr, "test_ops_bf16: cases[] must list linear right after the convolutions\n");
+        return EXIT_FAILURE;
+    }
+    tcase_add_loop_test(tc, test_bf16_weight_copy_follows_the_weight, 0, convs + 1);
+    tcase_add_loop_test(tc, test_bf16_conv_weight_gradient_in_row_groups, 0, convs);
     tcase_add_test(tc, test_bf16_winograd_routing);
     tcase_add_loop_test(tc, test_bf16_winograd_conv, 0,
                         (int)(sizeof winograd_cases / sizeof winograd_cases[0]));
