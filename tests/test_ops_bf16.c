@@ -300,10 +300,12 @@ END_TEST
  * weight and several chunks of columns; the small column budget set here
  * makes the chunks): within the bound of fp32 as above, and the output and
  * every gradient the same, bit for bit, at 1, 2 and 3 threads (the groups
- * depend on the shape and the budget only). */
+ * depend on the shape and the budget only). The 1x1 stride-1 cases gather
+ * no columns (their products read x itself): for them it checks the thread
+ * counts alone. */
 START_TEST(test_bf16_conv_weight_gradient_in_row_groups) {
     const op_case *c = &cases[_i];
-    mc_conv2d_set_column_budget(2048); /* 1 to 25 rows per chunk here */
+    mc_conv2d_set_column_budget(2048); /* 1 to 25 rows per chunk where columns are gathered */
     check_case(c);
     mc_tensor *in[MAX_IN];
     make_inputs(c, 40, in);
