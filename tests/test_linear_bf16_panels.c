@@ -11,7 +11,8 @@
  * 0 and 1, 1 and 2
  * threads, on vdpbf16ps and on its emulation. Then the linear ops: an
  * unrecorded op (panels) equals the recorded op (plain copy), and the
- * panels follow a change of the weight. Without AVX-512F bf16 products run
+ * panels follow a change of the weight. Both forms are rounded as the
+ * packing rounds, subnormal weights included. Without AVX-512F bf16 products run
  * in fp32 and the suite is skipped. */
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,63 @@ START_TEST(test_panels_equal_packing_the_copy) {
 }
 END_TEST
 
+static float float_of(uint32_t word) {
+    float f;
+    memcpy(&f, &word, sizeof f);
+    return f;
+}
+
+/* The copy and the panels are rounded as the packing rounds, for every
+ * value: the largest subnormal floats, which mc_bf16_round takes up to
+ * 2^-126 and vcvtne2ps2bf16 (the packing on vdpbf16ps) to zero, multiply
+ * as packing the fp32 weight multiplies them (times 4, a product that
+ * stays normal), on vdpbf16ps and on the emulation, switching between the
+ * two with the weight unchanged (the forms follow the rounding). */
+START_TEST(test_forms_round_as_the_packing) {
+    enum { M = 2, N = 4, K = 3 };
+    const float weight[N * K] = {
+        float_of(0x007FFFFFu), float_of(0x007F8000u), float_of(0x807FC000u),
+        float_of(0x807FFFFFu), 1.0f, float_of(0x007FFFFFu),
+        0.5f, float_of(0x00400000u), -2.0f,
+        float_of(0x007F8001u), float_of(0x007FFFFFu), float_of(0x007FFFFFu),
+    };
+    float A[M * K];
+    for (int i = 0; i < M * K; i++) A[i] = i % 2 ? -4.0f : 4.0f;
+    mc_tensor *w;
+    MC_CHECK_OK(mc_tensor_new(&w, MC_SHAPE(N, K), "w"));
+    memcpy(w->data, weight, sizeof weight);
+    for (int pass = 0; pass < 3; pass++) {
+        const bool emulated = pass == 1 || !mc_gemm_bf16_native_available();
+        mc_gemm_bf16_force_emulation(emulated);
+        float packing[M * N], copy[M * N], panels[M * N];
+        mc_gemm(MC_PRECISION_BF16, false, true, M, N, K, 1.0f, A, K, w->data, K, 0.0f, packing,
+                N);
+        const uint16_t *plain;
+        const float *packed;
+        MC_CHECK_OK(mc_weight_bf16(w, NULL, NULL, &plain));
+        MC_CHECK_OK(mc_weight_bf16_panels(w, N, K, &packed));
+        ck_assert_ptr_nonnull(plain);
+        ck_assert_ptr_nonnull(packed);
+        MC_CHECK_OK(mc_gemm_bf16_b(false, true, M, N, K, 1.0f, A, K, plain, K, 0.0f, copy, N));
+        MC_CHECK_OK(mc_gemm_bf16_panels(false, M, N, K, 1.0f, A, K, packed, 0.0f, panels, N));
+        for (int i = 0; i < M * N; i++) {
+            ck_assert_msg(memcmp(&copy[i], &packing[i], sizeof(float)) == 0,
+                          "%s, pass %d, element %d: the copy gives %a, packing the weight %a",
+                          emulated ? "emulated" : "native", pass, i, (double)copy[i],
+                          (double)packing[i]);
+            ck_assert_msg(memcmp(&panels[i], &packing[i], sizeof(float)) == 0,
+                          "%s, pass %d, element %d: the panels give %a, packing the weight %a",
+                          emulated ? "emulated" : "native", pass, i, (double)panels[i],
+                          (double)packing[i]);
+        }
+        /* the subnormals count on the emulation: a test that can fail */
+        if (emulated) ck_assert(packing[0] != 0.0f);
+    }
+    mc_gemm_bf16_force_emulation(false);
+    mc_tensor_free(w);
+}
+END_TEST
+
 /* The three linear ops on a bf16 graph, recorded (x requires a gradient:
  * the plain copy) or not (gradients disabled: the panels). */
 enum { ROWS = 21, IN = 70, OUT = 45 };
@@ -170,6 +228,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_panels_equal_packing_the_copy, 0,
                         (int)(sizeof shapes / sizeof shapes[0]));
     tcase_add_test(tc, test_unrecorded_linear_ops_equal_recorded);
+    tcase_add_test(tc, test_forms_round_as_the_packing);
     suite_add_tcase(s, tc);
     return mc_test_run_suite(s);
 }

@@ -448,12 +448,6 @@ AVX512_BF16 static void pack_a_block_bf16_native(bool trans_a, const void *A, in
 
 /* ---- rounding an array ---- */
 
-bool mc_bf16_bits_avx512(const float *values, int64_t n, uint16_t *bits) {
-    if (!mc_gemm_avx512_available()) return false;
-    bf16_bits_of_array(values, n, bits);
-    return true;
-}
-
 /* The bits of values[0..n) with vcvtne2ps2bf16, 32 at a time (the last
  * n % 32 under masks): the native packing's rounding. values, bits: (n). */
 AVX512_BF16 static void bf16_bits_of_array_native(const float *values, int64_t n,
@@ -736,11 +730,6 @@ bool mc_sgemm_bf16_ab_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, i
                              int64_t ldb, float beta, float *C, int64_t ldc) {
     (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda;
     (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
-    return false;
-}
-
-bool mc_bf16_bits_avx512(const float *values, int64_t n, uint16_t *bits) {
-    (void)values, (void)n, (void)bits;
     return false;
 }
 

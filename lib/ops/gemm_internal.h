@@ -99,10 +99,6 @@ mc_status mc_gemm_bf16_ab(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
 mc_status mc_gemm_bf16_panels(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
                               const float *A, int64_t lda, const float *panels, float beta,
                               float *C, int64_t ldc);
-/* The bf16 bits of values[0..n) (each the top half of mc_bf16_round of a
- * value), 16 at a time; false, nothing written, on a CPU without AVX-512F.
- * values, bits: (n). */
-bool mc_bf16_bits_avx512(const float *values, int64_t n, uint16_t *bits);
 /* bits[0..n) = the bf16 bits of values[0..n) (values, bits: (n)). */
 typedef void (*mc_bf16_bits_fn)(const float *values, int64_t n, uint16_t *bits);
 /* The rounding that the bf16 products' packing does now: vcvtne2ps2bf16's

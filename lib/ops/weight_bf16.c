@@ -37,6 +37,7 @@ struct mc_tensor_bf16 {
     int64_t numel;
     mc_weight_arrange_fn arrange; /* the order they are in (NULL: as stored) */
     int64_t panel_rows;           /* panels: the N they were packed for; 0: a copy */
+    mc_bf16_bits_fn rounding;     /* the products' rounding they were made with */
     size_t capacity;              /* bytes of values */
     /* numel bf16 values, or the panels (aligned: the GEMM loads them so) */
     _Alignas(64) uint16_t values[];
@@ -46,10 +47,13 @@ struct mc_tensor_bf16 {
  * model. */
 static pthread_mutex_t making = PTHREAD_MUTEX_INITIALIZER;
 
+/* Made from t's data as it is now, in this form, with the rounding the
+ * products' packing does now (it changes with mc_gemm_bf16_force_emulation). */
 static bool is_current(const struct mc_tensor_bf16 *copy, const mc_tensor *t,
                        mc_weight_arrange_fn arrange, int64_t panel_rows) {
     return copy && copy->version == t->version && copy->data == t->data &&
-           copy->numel == t->numel && copy->arrange == arrange && copy->panel_rows == panel_rows;
+           copy->numel == t->numel && copy->arrange == arrange &&
+           copy->panel_rows == panel_rows && copy->rounding == mc_bf16_bits_of_products();
 }
 
 /* The bf16 bits of values[0..n) into bits, one at a time: the reference,
@@ -63,20 +67,26 @@ static void round_to_bf16_reference(const float *values, int64_t n, uint16_t *bi
     }
 }
 
-/* round_to_bf16_reference's bits, 16 at a time where the CPU has AVX-512F
- * (the same rounding, tested), in parts of 4096 among the threads: a
- * ResNet-50 has 25 million weights to round after every optimizer step.
- * values, bits: (n). */
+/* The bits the products' packing would round values[0..n) to
+ * (mc_bf16_bits_of_products: vcvtne2ps2bf16's on vdpbf16ps, which reads a
+ * subnormal float as zero, mc_bf16_round's on the emulation), in parts of
+ * 4096 among the threads: a ResNet-50 has 25 million weights to round
+ * after every optimizer step. The packing's own rounding, not
+ * mc_bf16_round's, so that the copy gives the products bit for bit for
+ * every value, the largest subnormals included (mc_bf16_round takes them
+ * up to 2^-126, vcvtne2ps2bf16 to zero); and vcvtne2ps2bf16 is the faster
+ * of the two. values, bits: (n). */
 enum { ROUNDING_PART = 4096 };
 
 static void round_to_bf16(const float *values, int64_t n, uint16_t *bits) {
+    const mc_bf16_bits_fn round = mc_bf16_bits_of_products();
     const int64_t parts = (n + ROUNDING_PART - 1) / ROUNDING_PART;
 #pragma omp parallel for schedule(static) if (n >= (1 << 16))
     for (int64_t part = 0; part < parts; part++) {
         const int64_t start = part * ROUNDING_PART;
         const int64_t count = n - start < ROUNDING_PART ? n - start : ROUNDING_PART;
-        if (!mc_bf16_bits_avx512(values + start, count, bits + start))
-            round_to_bf16_reference(values + start, count, bits + start);
+        if (round) round(values + start, count, bits + start);
+        else round_to_bf16_reference(values + start, count, bits + start);
     }
 }
 
@@ -104,6 +114,7 @@ static void mark_made(struct mc_tensor_bf16 *form, const mc_tensor *t, mc_weight
     form->numel = t->numel;
     form->arrange = arrange;
     form->panel_rows = panel_rows;
+    form->rounding = mc_bf16_bits_of_products();
 }
 
 static mc_status make_copy(mc_tensor *t, mc_weight_arrange_fn arrange, const void *ctx) {

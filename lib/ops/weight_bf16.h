@@ -11,11 +11,13 @@
  * many floats as the weight has, in that order. */
 typedef void (*mc_weight_arrange_fn)(const void *ctx, const float *weight, float *arranged);
 
-/* The bf16 values (each the top half of mc_bf16_round of a float) of t's
- * data, arranged by `arrange` (NULL: as stored; ctx is its argument), for
- * mc_gemm_bf16_b. Made on first use and kept on t (freed with it) until
- * t->version or t->data changes or another arrangement is asked for: with
- * an optimizer step between training steps, once per step. *out is NULL
+/* The bf16 values of t's data, rounded as the products' packing rounds
+ * (mc_bf16_bits_of_products: mc_bf16_round, except that on vdpbf16ps a
+ * subnormal float becomes zero), arranged by `arrange` (NULL: as stored;
+ * ctx is its argument), for mc_gemm_bf16_b. Made on first use and kept on
+ * t (freed with it) until t->version or t->data changes, another
+ * arrangement is asked for, or the packing's rounding changes: with an
+ * optimizer step between training steps, once per step. *out is NULL
  * when there is no copy to keep: t is not a heap tensor (activations are
  * rounded where they are packed), or bf16 products do not run on our
  * kernel (gemm.c). MC_ERR_NOMEM when the copy cannot be allocated. */
