@@ -393,11 +393,15 @@ START_TEST(test_native_packing_reads_subnormals_as_zero) {
 }
 END_TEST
 
-/* The bf16 bits of values[0..n), each rounded by mc_bf16_round. */
+/* The bf16 bits of values[0..n), rounded as the packing in use rounds
+ * (mc_bf16_bits_of_products), as a weight's copy and a convolution's bf16
+ * columns are. */
 static uint16_t *bf16_copy(const float *values, int64_t n) {
-    uint16_t *bits = malloc((size_t)n * sizeof *bits);
+    uint16_t *bits = malloc((size_t)(n > 0 ? n : 1) * sizeof *bits);
     ck_assert_ptr_nonnull(bits);
-    for (int64_t k = 0; k < n; k++) bits[k] = (uint16_t)(bits_of(mc_bf16_round(values[k])) >> 16);
+    const mc_bf16_bits_fn round = mc_bf16_bits_of_products();
+    ck_assert_ptr_nonnull(round);
+    round(values, n, bits);
     return bits;
 }
 
@@ -406,9 +410,10 @@ static uint16_t *bf16_copy(const float *values, int64_t n) {
  * as rounding the fp32 operands where they are packed, on every shape,
  * transposition and thread split, on both micro-kernels. */
 static void check_bf16_given(bool a_too) {
-    /* the last with K split in two (mc_gemm_bf16_k_chunks) */
+    /* 20 x 40 x 4700: K split in two (mc_gemm_bf16_k_chunks); the last
+     * two: shared packing */
     const shape more[] = {{700, 64, 300},   {40, 900, 301}, {30, 3100, 20}, {20, 40, 4700},
-                          {300, 130, 1030}, {125, 400, 1100}}; /* the last two: shared packing */
+                          {300, 130, 1030}, {125, 400, 1100}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0] + sizeof more / sizeof more[0]; i++)
         for (int t = 0; t < 4; t++) {
             const shape s = i < sizeof shapes / sizeof shapes[0] ? shapes[i] : more[i - sizeof shapes / sizeof shapes[0]];

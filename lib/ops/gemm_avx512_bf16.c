@@ -110,7 +110,8 @@ bool mc_gemm_bf16_native_available(void) {
  * low 16 bits (the carry rounds up, into the exponent where it must, so
  * the largest finite values round to infinity as they should). NaN would
  * carry into the sign or become infinity, so it is kept as a quiet NaN
- * instead. The same as mc_bf16_round (gemm.c) and as vcvtneps2bf16. */
+ * instead. The same as mc_bf16_round (gemm.c), and as vcvtneps2bf16
+ * except on subnormal floats (see the top of the file). */
 AVX512 static inline __m512i bf16_bits(__m512 x) {
     const __m512i bits = _mm512_castps_si512(x);
     const __m512i kept_lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));

@@ -54,10 +54,11 @@ bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t
                                   float alpha, const float *A, int64_t lda, int64_t stride_a,
                                   const float *B, int64_t ldb, int64_t stride_b, float beta,
                                   float *C, int64_t ldc, int64_t stride_c, int64_t batch);
-/* The same product with B given as bf16 values (the top halves of
- * mc_bf16_round's results: a weight's cached copy, weight_bf16.c), packed
- * without rounding: equal, bit for bit, to mc_sgemm_bf16_avx512 with the
- * fp32 B those values came from. Same contract otherwise. */
+/* The same product with B given as bf16 values (a weight's cached copy,
+ * weight_bf16.c), packed without rounding: equal, bit for bit, to
+ * mc_sgemm_bf16_avx512 with the fp32 B those values came from when they
+ * were rounded as the packing rounds (mc_bf16_bits_of_products). Same
+ * contract otherwise. */
 bool mc_sgemm_bf16_b_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                             float alpha, const float *A, int64_t lda, const uint16_t *B,
                             int64_t ldb, float beta, float *C, int64_t ldc);
@@ -119,7 +120,9 @@ bool mc_gemm_bf16_native_available(void);
  * emulation not forced). */
 bool mc_gemm_bf16_is_native(void);
 /* Run bf16 products on the emulation even where vdpbf16ps exists (for the
- * tests, which check the two agree, and for benchmarks). */
+ * tests, which check the two agree, and for benchmarks). Not while products
+ * run on other threads: the weights' bf16 copies follow the switch (its
+ * rounding differs on subnormals) and are remade in place when next read. */
 void mc_gemm_bf16_force_emulation(bool force);
 
 #endif

@@ -47,46 +47,35 @@ struct mc_tensor_bf16 {
  * model. */
 static pthread_mutex_t making = PTHREAD_MUTEX_INITIALIZER;
 
-/* Made from t's data as it is now, in this form, with the rounding the
- * products' packing does now (it changes with mc_gemm_bf16_force_emulation). */
+/* Made from t's data as it is now, in this form, with `rounding`, the one
+ * the products' packing does now (it changes with
+ * mc_gemm_bf16_force_emulation). */
 static bool is_current(const struct mc_tensor_bf16 *copy, const mc_tensor *t,
-                       mc_weight_arrange_fn arrange, int64_t panel_rows) {
+                       mc_weight_arrange_fn arrange, int64_t panel_rows,
+                       mc_bf16_bits_fn rounding) {
     return copy && copy->version == t->version && copy->data == t->data &&
            copy->numel == t->numel && copy->arrange == arrange &&
-           copy->panel_rows == panel_rows && copy->rounding == mc_bf16_bits_of_products();
+           copy->panel_rows == panel_rows && copy->rounding == rounding;
 }
 
-/* The bf16 bits of values[0..n) into bits, one at a time: the reference,
- * and the kernel of CPUs without AVX-512F. values, bits: (n). */
-static void round_to_bf16_reference(const float *values, int64_t n, uint16_t *bits) {
-    for (int64_t i = 0; i < n; i++) {
-        float rounded = mc_bf16_round(values[i]);
-        uint32_t word;
-        memcpy(&word, &rounded, sizeof word);
-        bits[i] = (uint16_t)(word >> 16);
-    }
-}
-
-/* The bits the products' packing would round values[0..n) to
- * (mc_bf16_bits_of_products: vcvtne2ps2bf16's on vdpbf16ps, which reads a
- * subnormal float as zero, mc_bf16_round's on the emulation), in parts of
- * 4096 among the threads: a ResNet-50 has 25 million weights to round
- * after every optimizer step. The packing's own rounding, not
- * mc_bf16_round's, so that the copy gives the products bit for bit for
- * every value, the largest subnormals included (mc_bf16_round takes them
- * up to 2^-126, vcvtne2ps2bf16 to zero); and vcvtne2ps2bf16 is the faster
- * of the two. values, bits: (n). */
+/* values[0..n) rounded to bf16 bits by `rounding`, in parts of 4096 among
+ * the threads: a ResNet-50 has 25 million weights to round after every
+ * optimizer step. `rounding` is mc_bf16_bits_of_products(), the packing's
+ * own (vcvtne2ps2bf16 on vdpbf16ps, mc_bf16_round's bits on the
+ * emulation), not mc_bf16_round's everywhere: so the copy gives the
+ * products bit for bit for every value, the largest subnormals included
+ * (mc_bf16_round takes them up to 2^-126, vcvtne2ps2bf16 to zero); and
+ * vcvtne2ps2bf16 is the faster of the two. values, bits: (n). */
 enum { ROUNDING_PART = 4096 };
 
-static void round_to_bf16(const float *values, int64_t n, uint16_t *bits) {
-    const mc_bf16_bits_fn round = mc_bf16_bits_of_products();
+static void round_to_bf16(mc_bf16_bits_fn rounding, const float *values, int64_t n,
+                          uint16_t *bits) {
     const int64_t parts = (n + ROUNDING_PART - 1) / ROUNDING_PART;
 #pragma omp parallel for schedule(static) if (n >= (1 << 16))
     for (int64_t part = 0; part < parts; part++) {
         const int64_t start = part * ROUNDING_PART;
         const int64_t count = n - start < ROUNDING_PART ? n - start : ROUNDING_PART;
-        if (round) round(values + start, count, bits + start);
-        else round_to_bf16_reference(values + start, count, bits + start);
+        rounding(values + start, count, bits + start);
     }
 }
 
@@ -108,52 +97,56 @@ static mc_status reserve_form(mc_tensor *t, struct mc_tensor_bf16 **slot, size_t
 }
 
 static void mark_made(struct mc_tensor_bf16 *form, const mc_tensor *t, mc_weight_arrange_fn arrange,
-                      int64_t panel_rows) {
+                      int64_t panel_rows, mc_bf16_bits_fn rounding) {
     form->version = t->version;
     form->data = t->data;
     form->numel = t->numel;
     form->arrange = arrange;
     form->panel_rows = panel_rows;
-    form->rounding = mc_bf16_bits_of_products();
+    form->rounding = rounding;
 }
 
-static mc_status make_copy(mc_tensor *t, mc_weight_arrange_fn arrange, const void *ctx) {
+static mc_status make_copy(mc_tensor *t, mc_weight_arrange_fn arrange, const void *ctx,
+                           mc_bf16_bits_fn rounding) {
     MC_TRY(reserve_form(t, &t->bf16, (size_t)t->numel * sizeof(uint16_t)));
     if (!arrange) {
-        round_to_bf16(t->data, t->numel, t->bf16->values);
+        round_to_bf16(rounding, t->data, t->numel, t->bf16->values);
     } else {
         float *arranged = malloc((size_t)t->numel * sizeof(float));
         if (!arranged)
             return mc_error(MC_ERR_NOMEM, "%s: no memory to arrange its bf16 copy", t->name);
         arrange(ctx, t->data, arranged);
-        round_to_bf16(arranged, t->numel, t->bf16->values);
+        round_to_bf16(rounding, arranged, t->numel, t->bf16->values);
         free(arranged);
     }
-    mark_made(t->bf16, t, arrange, 0);
+    mark_made(t->bf16, t, arrange, 0, rounding);
     return MC_OK;
 }
 
 mc_status mc_weight_bf16(mc_tensor *t, mc_weight_arrange_fn arrange, const void *ctx,
                          const uint16_t **out) {
     *out = NULL;
-    if (!t->on_heap || !mc_gemm_bf16_runs()) return MC_OK;
+    const mc_bf16_bits_fn rounding = mc_bf16_bits_of_products();
+    if (!t->on_heap || !mc_gemm_bf16_runs() || !rounding) return MC_OK;
     pthread_mutex_lock(&making);
-    mc_status status = is_current(t->bf16, t, arrange, 0) ? MC_OK : make_copy(t, arrange, ctx);
+    mc_status status = is_current(t->bf16, t, arrange, 0, rounding)
+                           ? MC_OK
+                           : make_copy(t, arrange, ctx, rounding);
     if (status == MC_OK) *out = t->bf16->values;
     pthread_mutex_unlock(&making);
     return status;
 }
 
 /* The panels of t as (N, K): rounded as make_copy rounds, then packed. */
-static mc_status make_panels(mc_tensor *t, int64_t N, int64_t K) {
+static mc_status make_panels(mc_tensor *t, int64_t N, int64_t K, mc_bf16_bits_fn rounding) {
     const int64_t slots = mc_bf16_panels_slots(N, K);
     uint16_t *rounded = malloc((size_t)t->numel * sizeof *rounded);
     if (!rounded) return mc_error(MC_ERR_NOMEM, "%s: no memory to round its bf16 panels", t->name);
     mc_status status = reserve_form(t, &t->bf16_panels, (size_t)slots * sizeof(float));
     if (status == MC_OK) {
-        round_to_bf16(t->data, t->numel, rounded);
+        round_to_bf16(rounding, t->data, t->numel, rounded);
         mc_bf16_pack_panels(rounded, N, K, (float *)t->bf16_panels->values);
-        mark_made(t->bf16_panels, t, NULL, N);
+        mark_made(t->bf16_panels, t, NULL, N, rounding);
     }
     free(rounded);
     return status;
@@ -161,12 +154,16 @@ static mc_status make_panels(mc_tensor *t, int64_t N, int64_t K) {
 
 mc_status mc_weight_bf16_panels(mc_tensor *t, int64_t N, int64_t K, const float **out) {
     *out = NULL;
-    if (!t->on_heap || !mc_gemm_bf16_runs() || mc_bf16_panels_slots(N, K) <= 0) return MC_OK;
+    const mc_bf16_bits_fn rounding = mc_bf16_bits_of_products();
+    if (!t->on_heap || !mc_gemm_bf16_runs() || !rounding || mc_bf16_panels_slots(N, K) <= 0)
+        return MC_OK;
     if (N * K != t->numel)
         return mc_error(MC_ERR_SHAPE, "%s: %lld values cannot be packed as (%lld, %lld)", t->name,
                         (long long)t->numel, (long long)N, (long long)K);
     pthread_mutex_lock(&making);
-    mc_status status = is_current(t->bf16_panels, t, NULL, N) ? MC_OK : make_panels(t, N, K);
+    mc_status status = is_current(t->bf16_panels, t, NULL, N, rounding)
+                           ? MC_OK
+                           : make_panels(t, N, K, rounding);
     if (status == MC_OK) *out = (const float *)t->bf16_panels->values;
     pthread_mutex_unlock(&making);
     return status;
