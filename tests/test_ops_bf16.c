@@ -300,9 +300,11 @@ END_TEST
  * weight and several chunks of columns; the small column budget set here
  * makes the chunks): within the bound of fp32 as above, and the output and
  * every gradient the same, bit for bit, at 1, 2 and 3 threads (the groups
- * depend on the shape and the budget only). The 1x1 stride-1 cases gather
- * no columns (their products read x itself): for them it checks the thread
- * counts alone. */
+ * depend on the shape and the budget only). Some cases never group, and
+ * for them it checks the thread counts alone: the 1x1 stride-1 ones gather
+ * no columns (their products read x itself), and the 1x1 stride-2 one's
+ * 50 rows make two chunks of 25, fewer than the four that two groups
+ * need (weight_grad_groups). */
 START_TEST(test_bf16_conv_weight_gradient_in_row_groups) {
     const op_case *c = &cases[_i];
     mc_conv2d_set_column_budget(2048); /* 1 to 25 rows per chunk where columns are gathered */
@@ -619,6 +621,36 @@ START_TEST(test_bf16_winograd_routing) {
 }
 END_TEST
 
+/* A convolution that Winograd runs keeps no bf16 copy of its weight:
+ * nothing of it would read one (its transforms read the fp32 weight, and
+ * its weight gradient does not read the weight), while the same
+ * convolution on im2col makes one. The weight gradient's columns are
+ * gathered in bf16 either way: the weight gradient equals, bit for bit,
+ * that of a weight that keeps no copy (a tensor of no heap). */
+START_TEST(test_bf16_winograd_conv_keeps_no_copy) {
+    const op_case *c = &cases[0]; /* conv 3x3, stride 1 */
+    ck_assert_ptr_eq(c->ctx, &conv3x3);
+    mc_tensor *in[MAX_IN];
+    make_inputs(c, 50, in);
+    mc_tensor *weight = in[1];
+    mc_conv2d_set_winograd(MC_WINOGRAD_ALWAYS);
+    op_results winograd = run(c, MC_PRECISION_BF16, in, false);
+    ck_assert_msg(weight->bf16 == NULL, "Winograd's convolution made a bf16 copy of its weight");
+    mc_tensor no_heap = *weight; /* the same data; a tensor that keeps no copy */
+    no_heap.on_heap = false, no_heap.owns_data = false, no_heap.grad = NULL;
+    mc_tensor *no_heap_in[MAX_IN] = {in[0], &no_heap, in[2]};
+    op_results without_copy = run(c, MC_PRECISION_BF16, no_heap_in, false);
+    assert_same_results("Winograd, a weight of the heap and one of no heap", &winograd,
+                        &without_copy, in, c->n_in);
+    mc_conv2d_set_winograd(MC_WINOGRAD_FP32_ONLY); /* im2col */
+    op_results im2col = run(c, MC_PRECISION_BF16, in, false);
+    ck_assert_msg(weight->bf16 != NULL, "im2col's convolution made no bf16 copy of its weight");
+    free_results(&winograd, c->n_in), free_results(&without_copy, c->n_in);
+    free_results(&im2col, c->n_in);
+    for (int i = 0; i < c->n_in; i++) mc_tensor_free(in[i]);
+}
+END_TEST
+
 /* How many of cases[] from the first on run `op` (the convolutions lead). */
 static int leading_cases_of(op_fn op) {
     int n = 0;
@@ -649,6 +681,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_bf16_weight_copy_follows_the_weight, 0, convs + 1);
     tcase_add_loop_test(tc, test_bf16_conv_weight_gradient_in_row_groups, 0, convs);
     tcase_add_test(tc, test_bf16_winograd_routing);
+    tcase_add_test(tc, test_bf16_winograd_conv_keeps_no_copy);
     tcase_add_loop_test(tc, test_bf16_winograd_conv, 0,
                         (int)(sizeof winograd_cases / sizeof winograd_cases[0]));
     suite_add_tcase(s, tc);

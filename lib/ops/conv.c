@@ -414,9 +414,9 @@ static void im2col(const mc_conv2d_geometry *geo, const float *x, int64_t row0, 
  * them (mc_bf16_bits_of_products): the product from them equals, bit for
  * bit, the product that packs fp32 columns, while im2col writes half the
  * bytes and the packing only rearranges. columns: (count, K_total) bf16.
- * Called only when the weight has a bf16 copy (geo->weight_bf16), which
- * mc_weight_bf16 makes only where our AVX-512 kernel runs the bf16
- * products: the rounding function is then never NULL. */
+ * Called only where geo->weight_bf16 or geo->gather_bf16 is set, which
+ * happens only where our AVX-512 kernel runs the bf16 products: the
+ * rounding function is then never NULL. */
 static void im2col_bf16(const mc_conv2d_geometry *geo, const float *x, int64_t row0,
                         int64_t count, uint16_t *columns) {
     gather_columns(geo, x, row0, count, columns, mc_bf16_bits_of_products());
@@ -814,7 +814,7 @@ static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float
     if (dweight)
         MC_TRY(mc_scratch_reserve(&scratch_packed_dweight, geo->oc * geo->k_group,
                                "conv2d packed weight gradient", &packed_dweight));
-    if (dweight && geo->weight_bf16) { /* bf16: in groups of rows where that shares better */
+    if (dweight && geo->gather_bf16) { /* bf16: in groups of rows where that shares better */
         /* chunks of bf16 columns: half a float per value */
         const int64_t chunk = rows_per_chunk(geo, (geo->k_total + 1) / 2);
         const int64_t groups = weight_grad_groups(geo, (geo->rows + chunk - 1) / chunk);
@@ -841,7 +841,7 @@ static mc_status conv_backward_im2col(const mc_conv2d_geometry *geo, const float
     for (int64_t row0 = 0; row0 < geo->rows; row0 += chunk) {
         int64_t count = geo->rows - row0 < chunk ? geo->rows - row0 : chunk;
         const float *dout_chunk = dout + row0 * geo->oc;
-        if (dweight && geo->weight_bf16) { /* bf16: the columns gathered in bf16 */
+        if (dweight && geo->gather_bf16) { /* bf16: the columns gathered in bf16 */
             uint16_t *columns_bf16 = (uint16_t *)columns;
             im2col_bf16(geo, x, row0, count, columns_bf16);
             MC_TRY(gemm_weight_grad(geo, count, dout_chunk, NULL, columns_bf16, geo->k_total,
@@ -884,13 +884,15 @@ static void arrange_weight(const void *geo, const float *weight, float *arranged
     pack_weight(geo, weight, arranged);
 }
 
-/* geo->weight_bf16 for `weight` on a bf16 graph (NULL otherwise). A 3x3
- * convolution run by Winograd does not read it in its forward and input
- * gradient: they transform the fp32 weight and round the transform where
- * the products pack it. */
+/* geo->weight_bf16 and geo->gather_bf16 for `weight` on a bf16 graph (NULL
+ * and false otherwise). A 3x3 convolution run by Winograd gets no copy: its
+ * forward and input gradient transform the fp32 weight and round the
+ * transform where the products pack it, and its weight gradient (im2col)
+ * does not read the weight. */
 static mc_status attach_weight_bf16(mc_conv2d_geometry *geo, mc_tensor *weight) {
     geo->weight_bf16 = NULL;
-    if (geo->precision != MC_PRECISION_BF16) return MC_OK;
+    geo->gather_bf16 = geo->precision == MC_PRECISION_BF16 && mc_gemm_bf16_runs();
+    if (geo->precision != MC_PRECISION_BF16 || mc_conv2d_winograd_applies(geo)) return MC_OK;
     /* A 1x1 kernel's (KH, KW, C/g) order is its stored (C/g, KH, KW) one:
      * rounded as stored, without a pass through an arranged float copy. */
     const mc_weight_arrange_fn arrange = geo->kh * geo->kw == 1 ? NULL : arrange_weight;

@@ -5,6 +5,7 @@
 #ifndef MMCHAIN_OPS_CONV_INTERNAL_H
 #define MMCHAIN_OPS_CONV_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,11 @@ typedef struct mc_conv2d_geometry {
      * change of the weight: weight_bf16.h); NULL: the fp32 weight is
      * rearranged per call and rounded where it is packed. */
     const uint16_t *weight_bf16;
+    /* bf16 products on our kernel (mc_gemm_bf16_runs): im2col gathers the
+     * weight gradient's columns straight into bf16. Set with weight_bf16,
+     * which a 3x3 convolution run by Winograd leaves NULL (nothing of it
+     * reads the copy) while its weight gradient still gathers in bf16. */
+    bool gather_bf16;
 } mc_conv2d_geometry;
 
 /* Check x, weight, bias (may be NULL) and params against each other and fill
