@@ -67,13 +67,11 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 AVX512 static void pack_transposed(const float *src, int64_t ld, int64_t lines, int64_t kc,
                                    float *out, int64_t out_stride) {
     for (int64_t k0 = 0; k0 < kc; k0 += 16) {
-        const __mmask16 k_mask = first_lanes(kc - k0);
         __m512 r[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
             if (i < lines) prefetch(src, i * ld + k0 + 64); /* the next 4 lines of the row */
-            r[i] = i < lines ? _mm512_maskz_loadu_ps(k_mask, src + i * ld + k0)
-                             : _mm512_setzero_ps();
+            r[i] = i < lines ? load_first(src + i * ld + k0, kc - k0) : _mm512_setzero_ps();
         }
         transpose_16x16(r);
         if (kc - k0 >= 16) {
@@ -105,9 +103,8 @@ AVX512 static void pack_b_block(bool trans_b, const void *B_floats, int64_t ldb,
                     _mm512_store_ps(to, _mm512_loadu_ps(row + j));
                     _mm512_store_ps(to + 16, _mm512_loadu_ps(row + j + 16));
                 } else {
-                    _mm512_store_ps(to, _mm512_maskz_loadu_ps(first_lanes(nc - j), row + j));
-                    _mm512_store_ps(to + 16,
-                                    _mm512_maskz_loadu_ps(first_lanes(nc - j - 16), row + j + 16));
+                    _mm512_store_ps(to, load_first(row + j, nc - j));
+                    _mm512_store_ps(to + 16, load_first(row + j + 16, nc - j - 16));
                 }
             }
         }

@@ -145,10 +145,9 @@ typedef __m512i (*slots_of_consecutive_fn)(__m512 lo, __m512 hi);
  * { bf16(even[j]), bf16(odd[j]) }. The first n lanes are read; odd may be
  * NULL (k + 1 past the slice: zeros). */
 AVX512 static inline __m512i slots_of_two_rows(const float *even, const float *odd, int64_t n) {
-    const __mmask16 mask = first_lanes(n);
-    const __m512i low = bf16_bits(_mm512_maskz_loadu_ps(mask, even));
+    const __m512i low = bf16_bits(load_first(even, n));
     if (!odd) return low;
-    const __m512i high = bf16_bits(_mm512_maskz_loadu_ps(mask, odd));
+    const __m512i high = bf16_bits(load_first(odd, n));
     return _mm512_or_si512(low, _mm512_slli_epi32(high, 16));
 }
 
@@ -156,9 +155,8 @@ AVX512 static inline __m512i slots_of_two_rows(const float *even, const float *o
  * interleaved by one vpermw. */
 AVX512_BF16 static inline __m512i slots_of_two_rows_native(const float *even, const float *odd,
                                                            int64_t n) {
-    const __mmask16 mask = first_lanes(n);
-    const __m512 low = _mm512_maskz_loadu_ps(mask, even);
-    const __m512 high = odd ? _mm512_maskz_loadu_ps(mask, odd) : _mm512_setzero_ps();
+    const __m512 low = load_first(even, n);
+    const __m512 high = odd ? load_first(odd, n) : _mm512_setzero_ps();
     /* word 2j <- word j (even[j]), word 2j + 1 <- word 16 + j (odd[j]) */
     const __m512i interleave = _mm512_set_epi16(
         31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
@@ -191,16 +189,14 @@ AVX512 static inline __attribute__((always_inline)) void
 pack_slots_transposed(slots_of_consecutive_fn slots_of_consecutive, const float *src, int64_t ld,
                       int64_t lines, int64_t kc, float *out, int64_t out_stride) {
     for (int64_t k0 = 0; k0 < kc; k0 += 32) {
-        const __mmask16 lo_mask = first_lanes(kc - k0), hi_mask = first_lanes(kc - k0 - 16);
         __m512 r[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
             if (i < lines) {
                 const float *line = src + i * ld + k0;
                 prefetch(line, 64);
-                r[i] = _mm512_castsi512_ps(
-                    slots_of_consecutive(_mm512_maskz_loadu_ps(lo_mask, line),
-                                         _mm512_maskz_loadu_ps(hi_mask, line + 16)));
+                r[i] = _mm512_castsi512_ps(slots_of_consecutive(
+                    load_first(line, kc - k0), load_first(line + 16, kc - k0 - 16)));
             } else {
                 r[i] = _mm512_setzero_ps();
             }
@@ -314,14 +310,14 @@ AVX512 static void pack_bf16_slots_transposed(const uint16_t *src, int64_t ld, i
                                               int64_t kc, float *out, int64_t out_stride) {
     const int64_t slots = (kc + 1) / 2, whole_pairs = kc / 2;
     for (int64_t s0 = 0; s0 < slots; s0 += 16) {
-        const __mmask16 whole = first_lanes(whole_pairs - s0);
         const int64_t lone = kc % 2 && whole_pairs - s0 < 16 ? whole_pairs - s0 : -1;
         __m512 r[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
             if (i < lines) {
                 const uint16_t *line = src + i * ld + 2 * s0;
-                __m512i v = _mm512_maskz_loadu_epi32(whole, line);
+                /* the whole pairs, 4 bytes each, read as floats */
+                __m512i v = _mm512_castps_si512(load_first((const float *)line, whole_pairs - s0));
                 if (lone >= 0) v = _mm512_mask_set1_epi32(v, (__mmask16)(1u << lone), line[2 * lone]);
                 r[i] = _mm512_castsi512_ps(v);
             } else {
@@ -453,7 +449,12 @@ AVX512_BF16 static void pack_a_block_bf16_native(bool trans_a, const void *A, in
  * n % 32 under masks): the native packing's rounding. values, bits: (n). */
 AVX512_BF16 static void bf16_bits_of_array_native(const float *values, int64_t n,
                                                   uint16_t *bits) {
-    for (int64_t i = 0; i < n; i += 32) {
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        _mm512_storeu_si512(bits + i,
+                            slots_of_consecutive_native(_mm512_loadu_ps(values + i),
+                                                        _mm512_loadu_ps(values + i + 16)));
+    if (i < n) {
         const __mmask16 lo = first_lanes(n - i), hi = first_lanes(n - i - 16);
         const __m512i both = slots_of_consecutive_native(_mm512_maskz_loadu_ps(lo, values + i),
                                                          _mm512_maskz_loadu_ps(hi, values + i + 16));
