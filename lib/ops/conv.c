@@ -318,51 +318,73 @@ static inline void copy_floats(float *to, const float *from, int64_t n) {
     }
 }
 
-/* Gather the receptive fields of output rows [row0, row0 + count).
- * x: (N, H, W, C); columns: (count, K_total), each row laid out
- * (group, kh, kw, c in group); taps outside the image are zero padding.
- * round NULL: columns of floats, copied; else columns of bf16 values,
- * rounded by `round` as they are gathered (see im2col_bf16). */
-MC_VECTOR_CLONES
-static void gather_columns(const mc_conv2d_geometry *geo, const float *x, int64_t row0,
-                           int64_t count, void *columns, mc_bf16_bits_fn round) {
+/* The receptive field of output row `row` into its column row at dst:
+ * K_total values laid out (group, kh, kw, c in group), taps outside the
+ * image zero padding. round NULL: floats, copied; else bf16 values,
+ * rounded by `round` a run of taps at a time (see im2col_bf16).
+ * x: (N, H, W, C); dst: (K_total). */
+static inline void gather_row(const mc_conv2d_geometry *geo, const float *x, int64_t row,
+                              void *dst_row, mc_bf16_bits_fn round) {
     const mc_conv2d_params *p = &geo->p;
     const int64_t cg = geo->c_group;
     const int contiguous = taps_are_contiguous(geo);
     const size_t value_bytes = round ? sizeof(uint16_t) : sizeof(float);
-#pragma omp parallel for schedule(static) if (count * geo->k_total >= MC_PARALLEL_MIN_WORK)
-    for (int64_t r = 0; r < count; r++) {
-        int64_t row = row0 + r;
-        int64_t n = row / (geo->oh * geo->ow);
-        int64_t oy = row / geo->ow % geo->oh, ox = row % geo->ow;
-        int64_t left = ox * p->stride_w - p->pad_w, j_first, j_end;
-        valid_taps(geo, ox, &j_first, &j_end);
-        for (int64_t g = 0; g < geo->groups; g++)
-            for (int64_t i = 0; i < geo->kh; i++) {
-                /* this kernel row's part of the column row: kw * cg values */
-                char *dst = (char *)columns +
-                            (size_t)(r * geo->k_total + g * geo->k_group + i * geo->kw * cg) *
-                                value_bytes;
-                int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
-                if (iy < 0 || iy >= geo->h || j_first >= j_end) {
-                    memset(dst, 0, (size_t)(geo->kw * cg) * value_bytes);
-                    continue;
-                }
-                const float *line = x + (n * geo->h + iy) * geo->w * geo->c + g * cg;
-                if (j_first > 0) memset(dst, 0, (size_t)(j_first * cg) * value_bytes);
-                /* one run of the taps [j_first, j_end) when contiguous, else one per tap */
-                for (int64_t j = j_first; j < j_end; j++) {
-                    const float *from = line + (left + j * p->dilation_w) * geo->c;
-                    const int64_t n_values = (contiguous ? j_end - j_first : 1) * cg;
-                    char *to = dst + (size_t)(j * cg) * value_bytes;
-                    if (round) round(from, n_values, (uint16_t *)to);
-                    else copy_floats((float *)to, from, n_values);
-                    if (contiguous) break;
-                }
-                if (j_end < geo->kw)
-                    memset(dst + (size_t)(j_end * cg) * value_bytes, 0,
-                           (size_t)((geo->kw - j_end) * cg) * value_bytes);
+    int64_t n = row / (geo->oh * geo->ow);
+    int64_t oy = row / geo->ow % geo->oh, ox = row % geo->ow;
+    int64_t left = ox * p->stride_w - p->pad_w, j_first, j_end;
+    valid_taps(geo, ox, &j_first, &j_end);
+    for (int64_t g = 0; g < geo->groups; g++)
+        for (int64_t i = 0; i < geo->kh; i++) {
+            /* this kernel row's part of the column row: kw * cg values */
+            char *dst = (char *)dst_row + (size_t)(g * geo->k_group + i * geo->kw * cg) * value_bytes;
+            int64_t iy = oy * p->stride_h - p->pad_h + i * p->dilation_h;
+            if (iy < 0 || iy >= geo->h || j_first >= j_end) {
+                memset(dst, 0, (size_t)(geo->kw * cg) * value_bytes);
+                continue;
             }
+            const float *line = x + (n * geo->h + iy) * geo->w * geo->c + g * cg;
+            if (j_first > 0) memset(dst, 0, (size_t)(j_first * cg) * value_bytes);
+            /* one run of the taps [j_first, j_end) when contiguous, else one per tap */
+            for (int64_t j = j_first; j < j_end; j++) {
+                const float *from = line + (left + j * p->dilation_w) * geo->c;
+                const int64_t n_values = (contiguous ? j_end - j_first : 1) * cg;
+                char *to = dst + (size_t)(j * cg) * value_bytes;
+                if (round) round(from, n_values, (uint16_t *)to);
+                else copy_floats((float *)to, from, n_values);
+                if (contiguous) break;
+            }
+            if (j_end < geo->kw)
+                memset(dst + (size_t)(j_end * cg) * value_bytes, 0,
+                       (size_t)((geo->kw - j_end) * cg) * value_bytes);
+        }
+}
+
+/* Column rows of at most this many values are gathered in floats on the
+ * stack and rounded in one call (8 KiB). */
+enum { ROUNDED_ROW_MAX = 2048 };
+
+/* Gather the receptive fields of output rows [row0, row0 + count) into
+ * columns: (count, K_total), floats (round NULL) or bf16 values rounded by
+ * `round` (see im2col_bf16). x: (N, H, W, C).
+ * WHY A ROW IN FLOATS FIRST: rounded run by run, the stem's rows are 7
+ * calls of 21 values each, each mostly a call and a masked tail (about
+ * 14 ns a run against 26 for a whole row of 147); short rows are gathered
+ * in floats and rounded whole. */
+MC_VECTOR_CLONES
+static void gather_columns(const mc_conv2d_geometry *geo, const float *x, int64_t row0,
+                           int64_t count, void *columns, mc_bf16_bits_fn round) {
+    const int64_t k_total = geo->k_total;
+#pragma omp parallel for schedule(static) if (count * k_total >= MC_PARALLEL_MIN_WORK)
+    for (int64_t r = 0; r < count; r++) {
+        if (!round) {
+            gather_row(geo, x, row0 + r, (float *)columns + r * k_total, NULL);
+        } else if (k_total <= ROUNDED_ROW_MAX) {
+            float floats[ROUNDED_ROW_MAX];
+            gather_row(geo, x, row0 + r, floats, NULL);
+            round(floats, k_total, (uint16_t *)columns + r * k_total);
+        } else {
+            gather_row(geo, x, row0 + r, (uint16_t *)columns + r * k_total, round);
+        }
     }
 }
 
