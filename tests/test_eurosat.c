@@ -450,6 +450,24 @@ START_TEST(test_bad_tiffs) {
     /* Cut inside the header. */
     ck_assert_int_eq(truncate(path, 6), 0);
     MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT, "truncated.tif");
+    /* 2^31 pixels in one row: more values than the raster's int sizes
+     * hold, refused from the header (the pixels are never decoded). */
+    mc_test_dir_path("wide.tif", path, sizeof path);
+    TIFF *wide = TIFFOpen(path, "w");
+    ck_assert_ptr_nonnull(wide);
+    TIFFSetField(wide, TIFFTAG_IMAGEWIDTH, 2147483648u);
+    TIFFSetField(wide, TIFFTAG_IMAGELENGTH, 1u);
+    TIFFSetField(wide, TIFFTAG_SAMPLESPERPIXEL, 1);
+    TIFFSetField(wide, TIFFTAG_BITSPERSAMPLE, 8);
+    TIFFSetField(wide, TIFFTAG_COMPRESSION, COMPRESSION_ADOBE_DEFLATE);
+    TIFFSetField(wide, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(wide, TIFFTAG_ROWSPERSTRIP, 1u);
+    unsigned char raw_strip[16] = {0x78, 0x9c};
+    ck_assert_int_eq(TIFFWriteRawStrip(wide, 0, raw_strip, sizeof raw_strip), (tmsize_t)sizeof raw_strip);
+    TIFFClose(wide);
+    MC_CHECK_FAILS(mc_tiff_read(path, &raster), MC_ERR_FORMAT,
+                   "wide.tif: TIFF size 2147483648x1 with 1 bands is empty or too large");
+    ck_assert_ptr_null(raster.data);
     /* Not a TIFF, with a .tif name. */
     mc_test_dir_path("fake.tif", path, sizeof path);
     mc_test_write_text(path, "\x89PNG this is not a tiff");

@@ -12,6 +12,7 @@
 #include "io/decode_limit.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,8 +124,12 @@ static mc_status read_layout(TIFF *tif, const char *path, tiff_layout *layout) {
     if (max_expansion(layout->compression) == 0)
         return mc_error(MC_ERR_UNSUPPORTED, "%s: TIFF compression %u is not supported (expected none, "
                         "LZW, deflate, PackBits, JPEG, zstd or LZMA)", path, layout->compression);
-    if (layout->width == 0 || layout->height == 0 || layout->bands == 0 ||
-        (uint64_t)layout->width * layout->height * layout->bands > (1ull << 31))
+    /* Fewer than 2^31 values: the raster's int sizes hold every dimension,
+     * and the pixel count, checked first, cannot wrap when the bands
+     * multiply it. */
+    const uint64_t pixels = (uint64_t)layout->width * layout->height;
+    if (layout->width == 0 || layout->height == 0 || layout->bands == 0 || pixels > INT_MAX ||
+        pixels * layout->bands > INT_MAX)
         return mc_error(MC_ERR_FORMAT, "%s: TIFF size %ux%u with %u bands is empty or too large",
                         path, layout->width, layout->height, layout->bands);
     switch (sample_format) {
