@@ -477,8 +477,31 @@ START_TEST(test_spectral_checkpoint_claiming_a_huge_network) {
 }
 END_TEST
 
+/* Every value of every tensor in the list, as floats (for "unchanged"). */
+static float *snapshot(const mc_param_list *list) {
+    int64_t total = 0;
+    for (int i = 0; i < list->count; i++) total += list->items[i]->numel;
+    float *values = malloc((size_t)total * sizeof *values), *at = values;
+    ck_assert_ptr_nonnull(values);
+    for (int i = 0; i < list->count; i++) {
+        memcpy(at, list->items[i]->data, (size_t)list->items[i]->numel * sizeof *at);
+        at += list->items[i]->numel;
+    }
+    return values;
+}
+
+static void assert_unchanged(const char *what, const mc_param_list *list, const float *before) {
+    float *now = snapshot(list);
+    int64_t total = 0;
+    for (int i = 0; i < list->count; i++) total += list->items[i]->numel;
+    ck_assert_msg(memcmp(now, before, (size_t)total * sizeof *now) == 0, "%s changed the model", what);
+    free(now);
+}
+
 /* NaN or Inf in a file's weights or optimizer state is refused on load,
- * naming the file and the tensor. */
+ * naming the file and the tensor; a refused load of the weights (the NaN
+ * in the second tensor) and a checkpoint of another optimizer change no
+ * value of the model. */
 START_TEST(test_non_finite_values_refused) {
     char path[600];
     mc_test_dir_path("nan.safetensors", path, sizeof path);
@@ -487,11 +510,29 @@ START_TEST(test_non_finite_values_refused) {
     saved.items[1]->data[2] = NAN;
     MC_CHECK_OK(mc_safetensors_write(path, saved.count, saved.items, 0, NULL));
     make_model(&loaded, 0.0f);
+    float *before = snapshot(&loaded);
     mc_safetensors *f;
     MC_CHECK_OK(mc_safetensors_open(path, &f));
     MC_CHECK_FAILS(load_params(f, &loaded, true, NULL, 0), MC_ERR_NUMERIC, "nan.safetensors: tensor fc.bias holds NaN at element 2");
+    assert_unchanged("a strict load refused for a NaN", &loaded, before);
     MC_CHECK_FAILS(load_params(f, &loaded, false, NULL, 0), MC_ERR_NUMERIC, "fc.bias holds NaN");
+    assert_unchanged("a load refused for a NaN", &loaded, before);
     mc_safetensors_close(f);
+
+    /* A checkpoint of SGD restored into Adam. */
+    mc_optimizer *sgd, *adam;
+    saved.items[1]->data[2] = 0.0f;
+    MC_CHECK_OK(mc_optimizer_sgd(&sgd, &saved, (mc_sgd_config){.lr = 0.1f}));
+    MC_CHECK_OK(mc_checkpoint_save(path, &saved, sgd, 0, NULL));
+    mc_optimizer_free(sgd);
+    MC_CHECK_OK(mc_optimizer_adam(&adam, &loaded, mc_adam_defaults()));
+    MC_CHECK_OK(mc_safetensors_open(path, &f));
+    MC_CHECK_FAILS(mc_checkpoint_load(f, &loaded, adam), MC_ERR_FORMAT,
+                   "nan.safetensors holds sgd optimizer state, expected adam");
+    assert_unchanged("a checkpoint of another optimizer", &loaded, before);
+    mc_safetensors_close(f);
+    mc_optimizer_free(adam);
+    free(before);
 
     /* A checkpoint whose Adam state holds Inf. */
     saved.items[1]->data[2] = 0.0f;

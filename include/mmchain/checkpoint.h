@@ -54,7 +54,8 @@ typedef struct mc_checkpoint_load_options {
      * non-float dtype is an MC_ERR_FORMAT whose message lists every offending
      * name (with both shapes); nothing is loaded unless everything matches.
      * not strict: loads every tensor that matches and lists the rest in the
-     * report. */
+     * report. Either way a NaN or Inf among the values to load is an
+     * MC_ERR_NUMERIC naming the tensor, found before anything is written. */
     bool strict;
     /* NULL, or a NULL-terminated list: a name (model's or file's) starting
      * with one of these is neither loaded nor reported (a new head keeps its
@@ -104,7 +105,8 @@ mc_status mc_checkpoint_expect(const mc_safetensors *f, const char *name, mc_sha
 mc_status mc_checkpoint_save(const char *path, const mc_param_list *model, const mc_optimizer *opt,
                              int n_meta, const mc_metadata_entry *meta);
 /* Load the model strictly, then, when opt is not NULL, the optimizer's
- * state (mc_checkpoint_load_optimizer). The caller opened f, so it can read
+ * state (mc_checkpoint_load_optimizer); a file of another optimizer is
+ * refused before the model is touched. The caller opened f, so it can read
  * its own metadata (mc_safetensors_metadata). */
 mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_optimizer *opt);
 /* Restore the "optimizer.*" tensors into `opt` (created over the model's

@@ -163,6 +163,19 @@ static mc_status check_loaded(const mc_safetensors *f, const mc_tensor *t) {
     return mc_check_finite(t->data, t->numel, what);
 }
 
+/* The file values a load of t would read, checked finite before any
+ * tensor is written, so that a refused file changes nothing. (load_one
+ * checks again what it wrote: a derived tensor is computed from these.) */
+static mc_status check_file_values(const mc_safetensors *f, const mc_tensor *t,
+                                   load_action action) {
+    if (action != LOAD_FLOAT && action != LOAD_DERIVE) return MC_OK;
+    mc_tensor *values;
+    MC_TRY(mc_safetensors_read(f, t->name, &values));
+    mc_status status = check_loaded(f, values);
+    mc_tensor_free(values);
+    return status;
+}
+
 static mc_status load_one(const mc_safetensors *f, const mc_checkpoint_load_options *o,
                           mc_tensor *t, load_action action) {
     mc_status status = load_values(f, o, t, action);
@@ -226,6 +239,8 @@ mc_status mc_checkpoint_load_params(const mc_safetensors *f, mc_param_list *para
         status = mc_error(MC_ERR_FORMAT, "%s: strict load failed, %d problem(s)%s", path, problems,
                           details);
     } else {
+        for (int i = 0; i < n && status == MC_OK; i++)
+            status = check_file_values(f, params->items[i], plan[i]);
         for (int i = 0; i < n && status == MC_OK; i++)
             status = load_one(f, &o, params->items[i], plan[i]);
     }
@@ -312,13 +327,19 @@ static const mc_tensor *lookup_in_file(void *ctx, const char *name) {
     return t;
 }
 
-mc_status mc_checkpoint_load_optimizer(const mc_safetensors *f, mc_optimizer *opt) {
-    const char *path = mc_safetensors_path(f);
+/* The file's optimizer must be of opt's kind. */
+static mc_status check_optimizer_kind(const mc_safetensors *f, const mc_optimizer *opt) {
     const char *saved = mc_safetensors_metadata(f, KEY_OPTIMIZER);
     if (!saved) saved = mc_safetensors_metadata(f, LEGACY_KEY_OPTIMIZER);
     if (!saved || strcmp(saved, mc_optimizer_name(opt)) != 0)
-        return mc_error(MC_ERR_FORMAT, "checkpoint %s holds %s optimizer state, expected %s", path,
-                        saved ? saved : "no", mc_optimizer_name(opt));
+        return mc_error(MC_ERR_FORMAT, "checkpoint %s holds %s optimizer state, expected %s",
+                        mc_safetensors_path(f), saved ? saved : "no", mc_optimizer_name(opt));
+    return MC_OK;
+}
+
+mc_status mc_checkpoint_load_optimizer(const mc_safetensors *f, mc_optimizer *opt) {
+    const char *path = mc_safetensors_path(f);
+    MC_TRY(check_optimizer_kind(f, opt));
     file_lookup l = {.f = f};
     mc_status status = mc_optimizer_import_state(opt, lookup_in_file, &l);
     if (l.status != MC_OK) status = mc_error(l.status, "%s", l.message);
@@ -333,6 +354,9 @@ mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_o
     if (!mc_safetensors_metadata(f, KEY_CHECKPOINT) && !legacy_resnet)
         return mc_error(MC_ERR_FORMAT, "%s is not an mmchain checkpoint (no %s metadata)",
                         mc_safetensors_path(f), KEY_CHECKPOINT);
+    /* The optimizer's kind first: a checkpoint of another optimizer changes
+     * nothing. */
+    if (opt) MC_TRY(check_optimizer_kind(f, opt));
     MC_TRY(mc_checkpoint_load_params(f, model, NULL, NULL, 0));
     return opt ? mc_checkpoint_load_optimizer(f, opt) : MC_OK;
 }
