@@ -68,6 +68,24 @@ if train per-rank-bn --batch 16 --no-augment; then
     fi
 fi
 
+# Without --sync-bn each rank's running statistics follow its own slice, so
+# rank 0's are shared before every validation: the metrics are those of rank
+# 0's model, the one its checkpoint holds. One process's eval of that
+# checkpoint gives the last epoch's validation row.
+run=$tmp/per-rank-bn-2
+if [ -s "$run/checkpoints/last.safetensors" ]; then
+    if "$cli" eval --run "$run" --which last --split val --batch 6 --json >"$tmp/eval.json" 2>"$tmp/out"; then
+        field() { sed -n "s/.*\"$1\": \([^,}]*\).*/\1/p" "$tmp/eval.json"; }
+        echo "$(validation "$run" | tail -n 1) $(field loss) $(field match_acc) $(field spectral_text_acc) $(field rgb_text_acc)" |
+            awk '{ for (i = 2; i <= 5; i++) { d = $i - $(i + 4); if (d < 0) d = -d; s = $i < 0 ? -$i : $i
+                       if (d > 1e-4 * s + 1e-6) bad = 1 } }
+                 END { exit bad }' ||
+            fail "per-rank batch norm: the last epoch's validation (epoch, loss, match, spectral, rgb) and one process's eval of last.safetensors differ: $(validation "$run" | tail -n 1) / $(cat "$tmp/eval.json")"
+    else
+        fail "eval of the per-rank-bn run: $(cat "$tmp/out")"
+    fi
+fi
+
 # Rank 0 wrote the run folder: every artefact, one set of epoch rows, one log.
 run=$tmp/plain-2
 for f in config.json metrics.csv log.txt report.html checkpoints/last.safetensors checkpoints/best.safetensors; do

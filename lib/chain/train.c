@@ -547,9 +547,27 @@ mc_status mc_chain_trainer_resume(mc_chain_trainer *t, const char *checkpoint_pa
  * epochs
  * ------------------------------------------------------------------------- */
 
+/* In a distributed run, before validating: every rank takes rank 0's
+ * buffers (batch norm's running statistics). Without --sync-bn each rank's
+ * move towards its own slice's statistics, so the ranks would evaluate
+ * their shares of the batches with different models; rank 0's are the ones
+ * its checkpoint keeps (as DDP's broadcast_buffers). The buffers do not
+ * enter training steps (batch norm normalises by the batch there). */
+static mc_status share_buffers(mc_chain_trainer *t) {
+    if (t->world == 1) return MC_OK;
+    for (int i = 0; i < t->enc->params.count; i++) {
+        mc_tensor *buffer = t->enc->params.items[i];
+        if (buffer->requires_grad) continue;
+        MC_TRY(mc_dist_broadcast_floats(buffer->data, buffer->numel, 0));
+        mc_tensor_touch(buffer);
+    }
+    return MC_OK;
+}
+
 mc_status mc_chain_trainer_validate(mc_chain_trainer *t, const mc_chain_metrics **out) {
     mc_chain_metrics_free(&t->metrics);
     t->have_metrics = false;
+    MC_TRY(share_buffers(t));
     /* In a distributed run every rank evaluates its share of the batches. */
     MC_TRY((t->world > 1 ? mc_chain_evaluate_distributed : mc_chain_evaluate)(
         t->enc, t->val, t->val_targets, t->classes, t->cfg.val_batch_size, t->cfg.symmetric, &t->metrics));
