@@ -82,9 +82,11 @@ static mc_status write_safetensors(const char *path, bool large) {
 }
 
 /* Two words learn two merges; many distinct random words repeated learn
- * hundreds, whose merges.txt passes the limit. */
+ * thousands, whose merges.txt passes the limit and stdio's buffer (so the
+ * failure shows while the merges are written, not only at the flush). */
 static mc_status write_merges(const char *path, bool large) {
-    char text[8192] = "forest forest";
+    static char text[65536];
+    snprintf(text, sizeof text, "forest forest");
     if (large) {
         uint64_t state = 7;
         size_t n = 0;
@@ -97,7 +99,7 @@ static mc_status write_merges(const char *path, bool large) {
     }
     const char *texts[] = {text};
     mc_tokenizer *tok = NULL;
-    MC_CHECK_OK(mc_tokenizer_train(texts, 1, large ? 400 : 2, &tok));
+    MC_CHECK_OK(mc_tokenizer_train(texts, 1, large ? 4000 : 2, &tok));
     mc_status status = mc_tokenizer_save(tok, path);
     mc_tokenizer_free(tok);
     return status;

@@ -393,6 +393,12 @@ START_TEST(test_split_files_and_rgb_folder) {
     snprintf(path, sizeof path, "%s/eurosat-train.txt", splits);
     remove(path);
     MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_IO, "eurosat-train.txt: cannot open");
+    /* A folder in its place opens, but reading it fails: an error, not an
+     * empty split. */
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_IO,
+                   "eurosat-train.txt: read failed after line 0");
+    ck_assert_int_eq(rmdir(path), 0);
     /* An RGB folder: PNGs with the tiles' stems, at a different size (resized). */
     make_dir(mc_test_dir, "rgb", rgb, sizeof rgb);
     for (int c = 0; c < 3; c++) {

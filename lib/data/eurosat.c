@@ -372,6 +372,11 @@ static mc_status read_split_file(mc_eurosat *ds, const char *split_dir, mc_split
         else
             indices[count++] = index, listed_in[index] = (unsigned char)split;
     }
+    /* fgets ends at a read error as at the end: told apart here, not taken
+     * for a shorter split (a folder in the file's place, an I/O error). */
+    if (status == MC_OK && ferror(file))
+        status = mc_error(MC_ERR_IO, "split file %s: read failed after line %d: %s", path,
+                          line_number, strerror(errno));
     fclose(file);
     if (status != MC_OK) {
         free(indices);

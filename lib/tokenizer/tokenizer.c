@@ -610,7 +610,7 @@ static mc_status write_merges(void *ctx, FILE *f) {
     fputs("#version: 0.2\n", f); /* a bare header: any number of merges (read_merges_from) */
     for (int r = 0; r < tok->n_merges; r++)
         fprintf(f, "%s %s\n", tok->tokens[tok->merge_left[r]], tok->tokens[tok->merge_right[r]]);
-    return ferror(f) ? mc_error(MC_ERR_IO, "tokenizer: writing the merges failed") : MC_OK;
+    return ferror(f) ? mc_error(MC_ERR_IO, "writing failed: %s", strerror(errno)) : MC_OK;
 }
 
 /* A JSON string: tokens hold no control characters (those bytes have
@@ -633,13 +633,13 @@ static mc_status write_vocab(void *ctx, FILE *f) {
         fprintf(f, ":%d", id);
     }
     fputs("}\n", f);
-    return ferror(f) ? mc_error(MC_ERR_IO, "tokenizer: writing the vocabulary failed") : MC_OK;
+    return ferror(f) ? mc_error(MC_ERR_IO, "writing failed: %s", strerror(errno)) : MC_OK;
 }
 
 mc_status mc_tokenizer_save_vocab_json(const mc_tokenizer *tok, const char *path) {
     if (!tok || !path) return mc_error(MC_ERR_ARG, "tokenizer: save got a NULL tokenizer or path");
     mc_status s = mc_write_file_atomic_with(path, write_vocab, (void *)tok);
-    return s == MC_OK ? s : mc_error_context(s, "tokenizer: saving vocab.json: ");
+    return s == MC_OK ? s : mc_error_context(s, "tokenizer: saving the vocabulary to %s: ", path);
 }
 
 static bool is_folder(const char *path);
@@ -662,7 +662,7 @@ mc_status mc_tokenizer_save(const mc_tokenizer *tok, const char *path) {
     if (!tok || !path) return mc_error(MC_ERR_ARG, "tokenizer: save got a NULL tokenizer or path");
     if (is_folder(path)) return save_to_folder(tok, path);
     mc_status s = mc_write_file_atomic_with(path, write_merges, (void *)tok);
-    return s == MC_OK ? s : mc_error_context(s, "tokenizer: saving merges: ");
+    return s == MC_OK ? s : mc_error_context(s, "tokenizer: saving the merges to %s: ", path);
 }
 
 // ---------------------------------------------------------------------------
