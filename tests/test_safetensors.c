@@ -202,6 +202,25 @@ START_TEST(test_write_is_atomic) {
     MC_CHECK_FAILS(mc_safetensors_write(path, 1, &t[1], 0, NULL), MC_ERR_ARG, "reserved");
     mc_metadata_entry dup[] = {{"k", "1"}, {"k", "2"}};
     MC_CHECK_FAILS(mc_safetensors_write(path, 1, t, 2, dup), MC_ERR_ARG, "\"k\" given twice");
+    /* Bytes that are not UTF-8 (a Latin-1 path as a value): the reader would
+     * refuse the file, so the writer refuses them and the file stays. */
+    size_t before_len = 0, after_len = 0;
+    char *before = mc_test_read_file(path, &before_len);
+    mc_metadata_entry latin1[] = {{"weights", "/data/mod\xe8le.safetensors"}};
+    MC_CHECK_FAILS(mc_safetensors_write(path, 1, t, 1, latin1), MC_ERR_ARG,
+                   "metadata entry 0 (its key or value) is not UTF-8");
+    char *after = mc_test_read_file(path, &after_len);
+    ck_assert(before_len == after_len && memcmp(before, after, before_len) == 0);
+    free(before), free(after);
+    mc_tensor_set_name(t[1], "conv\xff");
+    MC_CHECK_FAILS(mc_safetensors_write(path, 1, &t[1], 0, NULL), MC_ERR_ARG,
+                   "the name of tensor 0 is not UTF-8");
+    mc_metadata_entry accented[] = {{"weights", "/data/mod\xc3\xa8le.safetensors"}};
+    MC_CHECK_OK(mc_safetensors_write(path, 1, t, 1, accented)); /* UTF-8: fine, and read back */
+    mc_safetensors *accented_file;
+    MC_CHECK_OK(mc_safetensors_open(path, &accented_file));
+    ck_assert_str_eq(mc_safetensors_metadata(accented_file, "weights"), "/data/mod\xc3\xa8le.safetensors");
+    mc_safetensors_close(accented_file);
     mc_tensor_free(t[0]);
     mc_tensor_free(t[1]);
 }

@@ -1,6 +1,7 @@
 /* safetensors: open + validate, read (with dtype conversion), and write
  * atomically. The format is described in include/mmchain/io.h. */
 #include "mmchain/io.h"
+#include "core/utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -646,6 +647,20 @@ static size_t json_string_bytes(const char *s) {
     return n;
 }
 
+/* Whether s is well-formed UTF-8, as the reader's JSON parser requires of
+ * every string (json.c): what the writer writes, the reader must read. */
+static bool is_utf8(const char *s) {
+    const unsigned char *bytes = (const unsigned char *)s;
+    size_t left = strlen(s);
+    while (left > 0) {
+        uint32_t cp;
+        const int length = mc_utf8_decode_one(bytes, left, &cp);
+        if (length == 0) return false;
+        bytes += length, left -= (size_t)length;
+    }
+    return true;
+}
+
 static mc_status check_write_inputs(const char *path, int n, mc_tensor *const *tensors, int n_meta,
                                     const mc_metadata_entry *meta) {
     if (!path || n < 0 || n_meta < 0 || (n > 0 && !tensors) || (n_meta > 0 && !meta))
@@ -658,6 +673,9 @@ static mc_status check_write_inputs(const char *path, int n, mc_tensor *const *t
             return mc_error(MC_ERR_ARG, "safetensors write %s: tensor %d has no name", path, i);
         if (strcmp(name, "__metadata__") == 0)
             return mc_error(MC_ERR_ARG, "safetensors write %s: \"__metadata__\" is reserved", path);
+        if (!is_utf8(name))
+            return mc_error(MC_ERR_ARG, "safetensors write %s: the name of tensor %d is not UTF-8",
+                            path, i);
         for (int j = 0; j < i; j++)
             if (strcmp(tensors[j]->name, name) == 0)
                 return mc_error(MC_ERR_ARG, "safetensors write %s: two tensors are named \"%s\"",
@@ -666,6 +684,9 @@ static mc_status check_write_inputs(const char *path, int n, mc_tensor *const *t
     for (int i = 0; i < n_meta; i++) {
         if (!meta[i].key || !meta[i].value)
             return mc_error(MC_ERR_ARG, "safetensors write %s: metadata entry %d is NULL", path, i);
+        if (!is_utf8(meta[i].key) || !is_utf8(meta[i].value))
+            return mc_error(MC_ERR_ARG, "safetensors write %s: metadata entry %d (its key or value) "
+                            "is not UTF-8", path, i);
         for (int j = 0; j < i; j++)
             if (strcmp(meta[j].key, meta[i].key) == 0)
                 return mc_error(MC_ERR_ARG, "safetensors write %s: metadata key \"%s\" given twice",
