@@ -72,6 +72,12 @@ if "$MMCHAIN_MPIEXEC" --version 2>/dev/null | grep -qiE "open-?mpi|OpenRTE"; the
     read -r other _ < <("$MMCHAIN_BINARY_DIR/tests/test_chain_fixture" --write "$tmp/other" 4) ||
         fail "second fixture"
     refused data "training tile paths" --data "$data" --batch 8 -- --data "$other" --batch 8
+    # The same number of bands, other bands: the weights stay equal (the
+    # gradients are averaged), so only the check can tell.
+    refused bands "bands, normalisation, tile size, embedding" --data "$data" --batch 8 --bands B08,B11,B12 \
+        -- --data "$data" --batch 8 --bands B02,B03,B04
+    refused precision "--precision is 1 on rank 1 but 0 on rank 0" --data "$data" --batch 8 \
+        -- --data "$data" --batch 8 --precision bf16
 else
     echo "(the disagreeing-ranks cases use Open MPI's MPMD form: not run with this launcher)"
 fi

@@ -257,11 +257,26 @@ static uint64_t tiles_fingerprint(const mc_chain_data *data) {
     return h;
 }
 
+/* What an encoder computes beyond its weights: its input bands, their
+ * normalisation, its tile size and embedding width (a fingerprint). */
+static uint64_t encoder_fingerprint(uint64_t h, const mc_spectral_encoder *enc) {
+    h = mc_dist_fingerprint(h, &enc->bands.count, sizeof enc->bands.count);
+    h = mc_dist_fingerprint(h, enc->bands.index, (size_t)enc->bands.count * sizeof enc->bands.index[0]);
+    h = mc_dist_fingerprint(h, &enc->norm.kind, sizeof enc->norm.kind);
+    h = mc_dist_fingerprint(h, enc->norm.mean, sizeof enc->norm.mean);
+    h = mc_dist_fingerprint(h, enc->norm.std, sizeof enc->norm.std);
+    h = mc_dist_fingerprint(h, &enc->image_size, sizeof enc->image_size);
+    return mc_dist_fingerprint(h, &enc->embed_dim, sizeof enc->embed_dim);
+}
+
 /* Data parallel: every rank must train with rank 0's options on rank 0's
- * tiles, or the ranks would silently train apart. */
+ * tiles, or the ranks would silently train apart (their averaged gradients
+ * keep their weights equal, so nothing else would show it). */
 static mc_status check_ranks_agree(const mc_chain_trainer *t) {
     const mc_chain_train_config *c = &t->cfg;
     uint64_t train_tiles = tiles_fingerprint(t->train), val_tiles = tiles_fingerprint(t->val);
+    uint64_t inputs = encoder_fingerprint(MC_DIST_FINGERPRINT_START, t->enc);
+    if (c->teacher) inputs = encoder_fingerprint(inputs, c->teacher);
     const mc_dist_setting settings[] = {
         {"--epochs", c->epochs}, {"--batch", c->batch_size}, {"--val-batch", c->val_batch_size},
         {"--lr", c->lr}, {"--symmetric", c->symmetric}, {"--learnable-temperature", c->learnable_temperature},
@@ -277,6 +292,10 @@ static mc_status check_ranks_agree(const mc_chain_trainer *t) {
         {"training tile paths (fingerprint, high half)", (double)(train_tiles >> 32)},
         {"validation tile paths (fingerprint, low half)", (double)(uint32_t)val_tiles},
         {"validation tile paths (fingerprint, high half)", (double)(val_tiles >> 32)},
+        {"--precision", mc_default_precision()}, {"--clip-batch", c->clip_batch},
+        {"--teacher", c->teacher != NULL},
+        {"bands, normalisation, tile size, embedding (fingerprint, low half)", (double)(uint32_t)inputs},
+        {"bands, normalisation, tile size, embedding (fingerprint, high half)", (double)(inputs >> 32)},
     };
     return mc_dist_check_settings("the ranks disagree", settings, (int)(sizeof settings / sizeof settings[0]));
 }
