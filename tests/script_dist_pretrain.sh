@@ -6,7 +6,7 @@
 # for an even and an odd global batch. Rank 0 alone writes the folder.
 # The zero-shot accuracy on 100 held-out images, computed by the 2 ranks in
 # shards (whole batches of 64 images, one per rank; the counts summed), is
-# the one-process run's.
+# the one-process run's. Ranks started with other options are refused.
 # The attention key biases are left out of the comparison: their gradient is
 # zero in exact arithmetic (a key bias adds q.b to a whole row of logits, and
 # softmax ignores that), so what backward computes for them is rounding noise
@@ -53,4 +53,18 @@ if MMCHAIN_THREADS=2 "$cli" pretrain-clip "${tiny[@]}" "${held_out[@]}" --out "$
 else
     fail "100 held-out images: $(cat "$tmp/out")"
 fi
-finish "pretrain-clip on 2 ranks ends where one process ends"
+# Ranks started with other epochs (Open MPI's MPMD form: one program line
+# per rank) are refused before the first step, not left waiting in
+# different collectives.
+if "$MMCHAIN_MPIEXEC" --version 2>/dev/null | grep -qiE "open-?mpi|OpenRTE"; then
+    if timeout 300 "${mpirun[@]}" -np 1 "$cli" pretrain-clip "${tiny[@]}" --batch 20 --out "$tmp/disagree" \
+            : -np 1 "$cli" pretrain-clip "${tiny[@]}" --batch 20 --epochs 3 --out "$tmp/disagree" \
+            >"$tmp/out" 2>&1; then
+        fail "other epochs on rank 1: the job succeeded"
+    fi
+    grep -q -- "--epochs is 3 on rank 1 but 2 on rank 0" "$tmp/out" ||
+        fail "other epochs on rank 1: the message does not say it: $(cat "$tmp/out")"
+else
+    echo "(the disagreeing-ranks case uses Open MPI's MPMD form: not run with this launcher)"
+fi
+finish "pretrain-clip on 2 ranks ends where one process ends; disagreeing ranks are refused"

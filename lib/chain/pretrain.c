@@ -264,6 +264,23 @@ static mc_status run_epoch(pretrain_run *r, int epoch) {
     return MC_OK;
 }
 
+/* Data parallel: every rank must pretrain with rank 0's options on as many
+ * images, or the ranks would train apart, or wait in different collectives
+ * (a rank with more epochs in the next step's gather, another done). */
+static mc_status check_ranks_agree(const pretrain_run *r) {
+    const mc_clip_pretrain_config *c = r->cfg;
+    const mc_dist_setting settings[] = {
+        {"--epochs", c->epochs}, {"--batch", c->batch_size}, {"--lr", c->lr},
+        {"--weight-decay", c->weight_decay}, {"the warm-up fraction", c->warmup_fraction},
+        {"the final learning rate's fraction", c->min_lr_fraction},
+        {"the gradient clipping norm", c->max_grad_norm}, {"--no-augment", !c->augment},
+        {"--seed (low half)", (double)(uint32_t)c->seed}, {"--seed (high half)", (double)(c->seed >> 32)},
+        {"--precision", mc_default_precision()}, {"images", (double)data_count(r->data)},
+        {"image size", r->clip->config.vision.image_size},
+    };
+    return mc_dist_check_settings("the ranks disagree", settings, (int)(sizeof settings / sizeof settings[0]));
+}
+
 static mc_status run_init(pretrain_run *r) {
     const int count = (int)data_count(r->data), bsize = r->cfg->batch_size;
     const int s = r->clip->config.vision.image_size;
@@ -271,6 +288,7 @@ static mc_status run_init(pretrain_run *r) {
      * (a contrastive batch of one has nothing to contrast). */
     r->steps_per_epoch = count / bsize + (count % bsize >= 2 ? 1 : 0);
     if (r->world > 1) {
+        MC_TRY(check_ranks_agree(r));
         MC_TRY(mc_dist_check_batches(count, bsize, r->world));
         MC_TRY(mc_dist_broadcast_params(&r->clip->params)); /* every rank starts from rank 0's */
         MC_TRY(mc_dist_reducer_new(&r->clip->params, MC_DIST_BUCKET_BYTES, &r->reducer));
