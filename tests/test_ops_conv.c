@@ -683,6 +683,39 @@ static mc_status sum_over_one_process(double *values, int64_t count) {
     return MC_OK;
 }
 
+/* A global sum over two processes holding the same values. */
+static mc_status sum_over_two_like_processes(double *values, int64_t count) {
+    for (int64_t i = 0; i < count; i++) values[i] *= 2.0;
+    return MC_OK;
+}
+
+/* Synchronised, one value per channel on this process is a batch of two:
+ * allowed, the statistics those of the union (mean the value, variance 0);
+ * over one process it is refused (the same check as unsynchronised). */
+static mc_status batchnorm_summed_by(mc_batchnorm_sum_fn sum, mc_graph *g, mc_tensor *x,
+                                     mc_tensor **y) {
+    mc_batchnorm_set_global_sum(sum);
+    mc_status status = mc_batchnorm2d(g, x, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f, y);
+    mc_batchnorm_set_global_sum(NULL);
+    return status;
+}
+
+START_TEST(test_batchnorm2d_synchronised_counts_the_union) {
+    mc_tensor *x = random_tensor(MC_SHAPE(1, 1, 1, 3), "x", 9, false);
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *y;
+    MC_CHECK_OK(batchnorm_summed_by(sum_over_two_like_processes, g, x, &y));
+    for (int ch = 0; ch < 3; ch++) ck_assert_float_eq(y->data[ch], 0.0f);
+    mc_graph_reset(g);
+    MC_CHECK_FAILS(batchnorm_summed_by(sum_over_one_process, g, x, &y), MC_ERR_SHAPE,
+                   "the synchronised batch has N*H*W = 1");
+    MC_CHECK_FAILS(batchnorm_summed_by(NULL, g, x, &y), MC_ERR_SHAPE, "(1, 1, 1, 3) has N*H*W = 1");
+    mc_graph_free(g);
+    mc_tensor_free(x);
+}
+END_TEST
+
 /* One training step of batch norm over x at momentum 1 (running mean 0
  * and variance 1 before), with `sum` as the global sum (NULL: local);
  * the graph holding y, which the caller frees. */
@@ -1318,6 +1351,7 @@ static Suite *conv_suite(void) {
                                test_batchnorm2d_normalize_matches_reference,
                                test_batchnorm2d_statistics_far_from_zero,
                                test_batchnorm2d_synchronised_shards_merge,
+                               test_batchnorm2d_synchronised_counts_the_union,
                                test_add_relu_matches_unfused, test_add_relu_bad_input, NULL};
     const mc_test_loop bn_tables[] = {{test_batchnorm2d_gradcheck, 0, 2},
                                       {test_batchnorm2d_relu_matches_unfused, 0, 2},

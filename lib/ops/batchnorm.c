@@ -283,6 +283,9 @@ static mc_status batch_statistics(mc_graph *g, int64_t rows, int64_t c, const fl
     sums[c] = (double)rows;
     if (saved->sum) MC_TRY(saved->sum(sums, c + 1));
     saved->rows = sums[c];
+    if (saved->rows < 2) /* the same count on every process: all stop here */
+        return mc_error(MC_ERR_SHAPE, "batchnorm2d: training needs more than one value per "
+                        "channel, the synchronised batch has N*H*W = %.0f", saved->rows);
     for (int64_t ch = 0; ch < c; ch++) {
         double mean = sums[ch] / saved->rows;
         saved->mean[ch] = (float)mean;
@@ -504,7 +507,9 @@ static mc_status check_batchnorm_args(const mc_tensor *x, const mc_tensor *weigh
         return mc_error(MC_ERR_ARG, "batchnorm2d: eval mode on x %s needs running_mean and running_var", xs);
     if (training && !(momentum >= 0.0f && momentum <= 1.0f))
         return mc_error(MC_ERR_ARG, "batchnorm2d: momentum %g must be in [0, 1]", momentum);
-    if (training && x->numel / c < 2)
+    /* Synchronised (global_sum), the count that matters is the union's:
+     * batch_statistics checks it once summed. */
+    if (training && !global_sum && x->numel / c < 2)
         return mc_error(MC_ERR_SHAPE,
                         "batchnorm2d: training needs more than one value per channel, x %s has "
                         "N*H*W = 1",
