@@ -563,7 +563,10 @@ START_TEST(test_non_finite_values_refused) {
     free(all);
     MC_CHECK_OK(mc_optimizer_adam(&opt, &loaded, mc_adam_defaults()));
     MC_CHECK_OK(mc_safetensors_open(forged, &f));
+    float *before_inf = snapshot(&loaded);
     MC_CHECK_FAILS(mc_checkpoint_load(f, &loaded, opt), MC_ERR_NUMERIC, "inf.safetensors: tensor optimizer.");
+    assert_unchanged("a checkpoint whose optimizer state holds Inf", &loaded, before_inf);
+    free(before_inf);
     mc_safetensors_close(f);
     mc_optimizer_free(opt);
     mc_params_free(&saved);

@@ -327,6 +327,27 @@ static const mc_tensor *lookup_in_file(void *ctx, const char *name) {
     return t;
 }
 
+/* Every "optimizer.*" tensor of the file that reads as floats, checked
+ * finite before anything is written: the import would take a non-finite
+ * one for an absent one and carry on with the rest (the lookup's check
+ * then fails the load after the fact). One that does not read is left to
+ * the import, which names it as missing. */
+static mc_status check_optimizer_values(const mc_safetensors *f) {
+    for (int i = 0; i < mc_safetensors_count(f); i++) {
+        const char *name = mc_safetensors_name(f, i);
+        mc_tensor *values;
+        if (!has_prefix(name, OPTIMIZER_PREFIX)) continue;
+        if (mc_safetensors_read(f, name, &values) != MC_OK) {
+            mc_clear_error(); /* the import's to report */
+            continue;
+        }
+        mc_status status = check_loaded(f, values);
+        mc_tensor_free(values);
+        MC_TRY(status);
+    }
+    return MC_OK;
+}
+
 /* The file's optimizer must be of opt's kind. */
 static mc_status check_optimizer_kind(const mc_safetensors *f, const mc_optimizer *opt) {
     const char *saved = mc_safetensors_metadata(f, KEY_OPTIMIZER);
@@ -340,6 +361,7 @@ static mc_status check_optimizer_kind(const mc_safetensors *f, const mc_optimize
 mc_status mc_checkpoint_load_optimizer(const mc_safetensors *f, mc_optimizer *opt) {
     const char *path = mc_safetensors_path(f);
     MC_TRY(check_optimizer_kind(f, opt));
+    MC_TRY(check_optimizer_values(f));
     file_lookup l = {.f = f};
     mc_status status = mc_optimizer_import_state(opt, lookup_in_file, &l);
     if (l.status != MC_OK) status = mc_error(l.status, "%s", l.message);
@@ -354,9 +376,12 @@ mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_o
     if (!mc_safetensors_metadata(f, KEY_CHECKPOINT) && !legacy_resnet)
         return mc_error(MC_ERR_FORMAT, "%s is not an mmchain checkpoint (no %s metadata)",
                         mc_safetensors_path(f), KEY_CHECKPOINT);
-    /* The optimizer's kind first: a checkpoint of another optimizer changes
-     * nothing. */
-    if (opt) MC_TRY(check_optimizer_kind(f, opt));
+    /* The optimizer's kind and values first: a checkpoint of another
+     * optimizer, or one whose state holds a NaN, changes nothing. */
+    if (opt) {
+        MC_TRY(check_optimizer_kind(f, opt));
+        MC_TRY(check_optimizer_values(f));
+    }
     MC_TRY(mc_checkpoint_load_params(f, model, NULL, NULL, 0));
     return opt ? mc_checkpoint_load_optimizer(f, opt) : MC_OK;
 }
