@@ -48,4 +48,18 @@ for f in last best; do
 done
 [ "$(grep -c '^epoch,' "$tmp/killed/metrics.csv")" = 2 ] || fail "metrics.csv of the resumed run: $(cat "$tmp/killed/metrics.csv")"
 
-finish "resumed run is bit-identical to the uninterrupted one"
+# Stopped before its first checkpoint: the resume starts from the beginning,
+# and the step rows the stopped run logged are not written twice.
+early=("${tiny_run[@]}" --width 8 --batch 4 --val-batch 8 --epochs 1 --seed 5 --checkpoint-every 100
+       --log-every 1 --quiet)
+"$cli" train "${early[@]}" --out "$tmp/early-whole" >/dev/null 2>"$tmp/err" || fail "early, whole: $(cat "$tmp/err")"
+"$cli" train "${early[@]}" --stop-after-steps 3 --out "$tmp/early" >/dev/null 2>"$tmp/err" ||
+    fail "early, stopped: $(cat "$tmp/err")"
+[ ! -e "$tmp/early/checkpoints/last.safetensors" ] || fail "early: a checkpoint before step 100"
+"$cli" train --resume "$tmp/early" >/dev/null 2>"$tmp/err" || fail "early, resumed: $(cat "$tmp/err")"
+whole_rows=$(grep -c '^step,' "$tmp/early-whole/metrics.csv")
+resumed_rows=$(grep -c '^step,' "$tmp/early/metrics.csv")
+[ "$whole_rows" -gt 3 ] && [ "$resumed_rows" = "$whole_rows" ] ||
+    fail "early: $resumed_rows step rows after the resume, $whole_rows in the whole run"
+
+finish "resumed run is bit-identical to the uninterrupted one; a run stopped before its first checkpoint logs each step once"

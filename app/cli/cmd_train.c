@@ -427,6 +427,8 @@ static mc_status maybe_resume(train_ui *ui) {
     MC_TRY(mc_run_path(ui->run, "checkpoints/last.safetensors", last, sizeof last));
     if (!mc_run_resumed(ui->run)) return MC_OK;
     if (!file_exists(last)) {
+        /* The rows the stopped run logged are written again from step 1. */
+        MC_TRY(mc_run_metrics_drop_after(ui->run, "step", 0.0));
         mc_run_log(ui->run, "no checkpoint yet in %s: starting from the beginning", mc_run_dir(ui->run));
         return MC_OK;
     }
