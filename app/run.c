@@ -297,10 +297,22 @@ static void put_json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+/* A whole number that int64_t holds: JSON readers (json.c among them) keep
+ * larger integers as doubles, which round them (a --seed of 2^64 - 1 would
+ * come back as 1.8446744073709552e+19). */
+static bool fits_int64(const char *s) {
+    const char *digits = *s == '-' ? s + 1 : s;
+    if (strspn(digits, "0123456789") != strlen(digits)) return true; /* not an integer: as is */
+    errno = 0;
+    (void)strtoll(s, NULL, 10);
+    return errno != ERANGE;
+}
+
 static void put_json_value(FILE *f, const char *value) {
     if (!value)
         fputs("null", f);
-    else if (is_json_number(value) || strcmp(value, "true") == 0 || strcmp(value, "false") == 0)
+    else if ((is_json_number(value) && fits_int64(value)) || strcmp(value, "true") == 0 ||
+             strcmp(value, "false") == 0)
         fputs(value, f);
     else
         put_json_string(f, value);

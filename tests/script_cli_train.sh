@@ -81,5 +81,23 @@ expect_error "classify without tiles" "no tile" \
 expect_error "classify of a missing tile" "$tmp/none.tif" \
     "$cli" classify --checkpoint "$run/checkpoints/best.safetensors" --clip "$clip" --vocab "$vocab" "$tmp/none.tif"
 expect_error "eval split" "--split 'nope'" "$cli" eval --run "$run" --split nope
+expect_error "a seed after a blank" "--seed must be a whole number >= 0, not ' -1'" \
+    "$cli" train "${base[@]}" --seed " -1" --out "$tmp/x"
+# The largest seed survives config.json (as a string: a JSON number that
+# large reads back rounded): the run resumes, and eval takes its seed.
+"$cli" train "${base[@]}" --seed 18446744073709551615 --stop-after-steps 1 --checkpoint-every 1 \
+    --out "$tmp/big-seed" >/dev/null 2>"$tmp/err" || fail "largest seed: $(cat "$tmp/err")"
+grep -q '"seed": *"18446744073709551615"' "$tmp/big-seed/config.json" ||
+    fail "largest seed: config.json: $(grep seed "$tmp/big-seed/config.json")"
+"$cli" train --resume "$tmp/big-seed" --stop-after-steps 2 >/dev/null 2>"$tmp/err" ||
+    fail "largest seed, resumed: $(cat "$tmp/err")"
+"$cli" eval --run "$tmp/big-seed" --which last --json >"$tmp/out" 2>"$tmp/err" ||
+    fail "largest seed, eval: $(cat "$tmp/err")"
+# A run whose config.json holds a seed eval cannot read is an error, not
+# an evaluation with another seed (another split).
+sed 's/"seed": *"18446744073709551615"/"seed": "x"/' "$tmp/big-seed/config.json" >"$tmp/config" &&
+    mv "$tmp/config" "$tmp/big-seed/config.json"
+expect_error "a run's unreadable seed" "--seed must be a whole number >= 0, not 'x'" \
+    "$cli" eval --run "$tmp/big-seed" --which last
 
 finish "all train/eval/classify CLI checks passed"

@@ -46,34 +46,42 @@ typedef struct run_strings {
     char checkpoint[4096], teacher[4096], precision[16];
 } run_strings;
 
-/* A config.json string into *field unless the flag was given ("" = unset). */
-static void from_config(mc_run *run, cli_opt *opts, const char *name, char *buf, size_t len) {
+/* A config.json string into *field unless the flag was given ("" = unset);
+ * nonzero (the message printed) when the run's value is refused. */
+static int from_config(mc_run *run, cli_opt *opts, const char *name, char *buf, size_t len) {
     cli_opt *o = cli_opt_find(opts, name);
-    if (o->given || mc_run_config_get(run, name + 2, buf, len) != MC_OK || !buf[0]) return;
-    cli_opt_set(COMMAND, o, buf);
+    if (o->given || mc_run_config_get(run, name + 2, buf, len) != MC_OK || !buf[0]) return 0;
+    return cli_opt_set(COMMAND, o, buf);
 }
 
-static void number_from_config(mc_run *run, cli_opt *opts, const char *name) {
+static int number_from_config(mc_run *run, cli_opt *opts, const char *name) {
     char buf[64];
     cli_opt *o = cli_opt_find(opts, name);
-    if (!o->given && mc_run_config_get(run, name + 2, buf, sizeof buf) == MC_OK) cli_opt_set(COMMAND, o, buf);
+    if (o->given || mc_run_config_get(run, name + 2, buf, sizeof buf) != MC_OK) return 0;
+    return cli_opt_set(COMMAND, o, buf);
 }
 
 static int read_run(eval_args *a, cli_opt *opts, run_strings *rs) {
     mc_run *run;
     if (mc_run_open(&run, a->run, true) != MC_OK) return cli_fail(COMMAND, "--run %s: %s", a->run, mc_last_error());
-    from_config(run, opts, "--data", rs->data, sizeof rs->data);
-    from_config(run, opts, "--rgb", rs->rgb, sizeof rs->rgb);
-    from_config(run, opts, "--clip", rs->clip, sizeof rs->clip);
-    from_config(run, opts, "--vocab", rs->vocab, sizeof rs->vocab);
-    from_config(run, opts, "--splits", rs->splits, sizeof rs->splits);
-    from_config(run, opts, "--classes", rs->classes, sizeof rs->classes);
-    from_config(run, opts, "--templates", rs->templates, sizeof rs->templates);
-    from_config(run, opts, "--teacher", rs->teacher, sizeof rs->teacher);
-    from_config(run, opts, "--precision", rs->precision, sizeof rs->precision); /* the run's */
-    number_from_config(run, opts, "--train-size");
-    number_from_config(run, opts, "--val-size");
-    number_from_config(run, opts, "--seed");
+    /* A value of the run that does not parse stops here: evaluating with
+     * the default instead (another seed: another split) would be wrong. */
+    int failed = from_config(run, opts, "--data", rs->data, sizeof rs->data) ||
+                 from_config(run, opts, "--rgb", rs->rgb, sizeof rs->rgb) ||
+                 from_config(run, opts, "--clip", rs->clip, sizeof rs->clip) ||
+                 from_config(run, opts, "--vocab", rs->vocab, sizeof rs->vocab) ||
+                 from_config(run, opts, "--splits", rs->splits, sizeof rs->splits) ||
+                 from_config(run, opts, "--classes", rs->classes, sizeof rs->classes) ||
+                 from_config(run, opts, "--templates", rs->templates, sizeof rs->templates) ||
+                 from_config(run, opts, "--teacher", rs->teacher, sizeof rs->teacher) ||
+                 from_config(run, opts, "--precision", rs->precision, sizeof rs->precision) ||
+                 number_from_config(run, opts, "--train-size") ||
+                 number_from_config(run, opts, "--val-size") ||
+                 number_from_config(run, opts, "--seed");
+    if (failed) {
+        mc_run_close(run);
+        return 1;
+    }
     cli_opt *batch = cli_opt_find(opts, "--batch");
     char value[64];
     if (!batch->given && mc_run_config_get(run, "val-batch", value, sizeof value) == MC_OK)

@@ -107,8 +107,9 @@ int cli_opt_set(const char *command, cli_opt *o, const char *text) {
         return 0;
     }
     case CLI_U64: {
+        /* digits only: strtoull would skip leading blanks and negate a '-' */
         unsigned long long v = strtoull(text, &end, 10);
-        if (errno || end == text || *end || text[0] == '-')
+        if (errno || end == text || *end || !(text[0] >= '0' && text[0] <= '9'))
             return cli_fail(command, "%s must be a whole number >= 0, not '%s'", o->name, text);
         *(uint64_t *)o->value = (uint64_t)v;
         return 0;
