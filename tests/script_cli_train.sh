@@ -83,6 +83,11 @@ expect_error "classify of a missing tile" "$tmp/none.tif" \
 expect_error "eval split" "--split 'nope'" "$cli" eval --run "$run" --split nope
 expect_error "a seed after a blank" "--seed must be a whole number >= 0, not ' -1'" \
     "$cli" train "${base[@]}" --seed " -1" --out "$tmp/x"
+# A value longer than config.json keeps is refused before the run starts
+# (kept cut short, a resumed run would use other prompts).
+long_templates=$(printf 'a satellite photo of {}|%.0s' $(seq 1 200))
+expect_error "templates too long to keep" "--templates is too long to keep in the run's config.json" \
+    "$cli" train "${base[@]}" --templates "${long_templates%|}" --out "$tmp/x"
 # The largest seed survives config.json (as a string: a JSON number that
 # large reads back rounded): the run resumes, and eval takes its seed.
 "$cli" train "${base[@]}" --seed 18446744073709551615 --stop-after-steps 1 --checkpoint-every 1 \

@@ -85,7 +85,9 @@ int chain_cli_check_memory(const char *command, uint64_t limit, const mc_chain_m
     return 0;
 }
 
-enum { CONFIG_VALUE_LEN = 1024 };
+/* The longest value config.json keeps, with its NUL: what the commands
+ * that read a run back (resume, eval, classify) have room for. */
+enum { CONFIG_VALUE_LEN = 4096 };
 
 int chain_cli_write_config(const char *command, mc_run *run, const cli_opt *opts,
                            bool (*not_stored)(const char *name)) {
@@ -102,6 +104,12 @@ int chain_cli_write_config(const char *command, mc_run *run, const cli_opt *opts
         if (not_stored && not_stored(o->name)) continue;
         char *value = values + (size_t)n * CONFIG_VALUE_LEN;
         cli_opt_format(o, value, CONFIG_VALUE_LEN);
+        if (strlen(value) >= CONFIG_VALUE_LEN - 1) { /* kept cut short, the run would resume another */
+            free(kv);
+            free(values);
+            return cli_fail(command, "%s is too long to keep in the run's config.json (at most %d "
+                            "characters)", o->name, CONFIG_VALUE_LEN - 2);
+        }
         kv[n++] = (mc_metadata_entry){o->name + 2, value};
     }
     mc_status s = mc_run_write_config(run, n, kv);
