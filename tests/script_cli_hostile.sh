@@ -5,7 +5,7 @@
 #     ignored so that write() returns EFBIG as it would return ENOSPC):
 #     show --out keeps the old PNG, synth leaves no partial tile;
 #   - resuming a folder that is not a run creates nothing in it;
-#   - a second train on a run folder in use is refused;
+#   - a second train on a run folder in use is refused (eval of it is not);
 #   - NaN in an input tile, in CLIP's weights or in a checkpoint is refused,
 #     naming the file (and the tensor);
 #   - model files declaring a network far larger than they hold (CLIP's
@@ -74,6 +74,13 @@ for _ in $(seq 1 3000); do # until the first has taken its lock (up to ~30 s)
 done
 expect_error "a second train on the same run folder" "in use by another mmchain process" \
     "$cli" train "${args[@]}" --out "$tmp/run"
+# eval only reads a run: it may evaluate one that is still training.
+for _ in $(seq 1 3000); do # until the first has written a checkpoint (up to ~30 s)
+    [ -e "$tmp/run/checkpoints/last.safetensors" ] && break
+    sleep 0.01
+done
+"$cli" eval --run "$tmp/run" --which last >/dev/null 2>"$tmp/err" ||
+    fail "eval of a run that is training: $(cat "$tmp/err")"
 kill -KILL "$first" 2>/dev/null
 wait "$first" 2>/dev/null
 

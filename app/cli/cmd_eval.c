@@ -63,7 +63,9 @@ static int number_from_config(mc_run *run, cli_opt *opts, const char *name) {
 
 static int read_run(eval_args *a, cli_opt *opts, run_strings *rs) {
     mc_run *run;
-    if (mc_run_open(&run, a->run, true) != MC_OK) return cli_fail(COMMAND, "--run %s: %s", a->run, mc_last_error());
+    /* read-only: no lock, nothing written, so a run still training can be
+     * evaluated, and a run folder one may not write to */
+    if (mc_run_open_readonly(&run, a->run) != MC_OK) return cli_fail(COMMAND, "--run %s: %s", a->run, mc_last_error());
     /* A value of the run that does not parse stops here: evaluating with
      * the default instead (another seed: another split) would be wrong. */
     int failed = from_config(run, opts, "--data", rs->data, sizeof rs->data) ||
