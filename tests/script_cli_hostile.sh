@@ -14,7 +14,8 @@
 #     tensors' shapes within seconds, under a memory limit, before any of it
 #     is built; a tensor name given twice is named as such;
 #   - a full disk while training stops the run and keeps the last checkpoint;
-#   - garbage, duplicated and leaking split files, duplicate --bands;
+#   - garbage, duplicated and leaking split files, duplicate --bands, CLIP
+#     widths its attention heads do not divide;
 #   - usage errors exit 1 like every other error.
 # Killed runs resuming bit-identically: script_cli_train_resume.sh; the
 # program under valgrind: script_cli_valgrind.sh; a run's memory limit:
@@ -182,6 +183,15 @@ echo "$first_tile" >"$tmp/splits/eurosat-val.txt"
 expect_error "a tile in both train and val" "also in the train split" \
     "$cli" train "${args[@]}" --splits "$tmp/splits" --out "$tmp/s2"
 expect_error "--bands B08,B08" "named twice" "$cli" train "${args[@]}" --bands B08,B08 --out "$tmp/s3"
+
+# A CLIP tower width whose attention heads (width / 64) do not divide it:
+# refused naming the flag, before a run folder exists.
+expect_error "pretrain-clip --width 200" "--width 200: the tower's 3 attention heads" \
+    "$cli" pretrain-clip --synth 20 --width 200 --out "$tmp/w200"
+[ ! -e "$tmp/w200" ] || fail "pretrain-clip --width 200 created its run folder"
+expect_error "demo --text-width 199" "--text-width 199: the tower's 3 attention heads" \
+    "$cli" demo --tiny --text-width 199 --out "$tmp/d199"
+[ ! -e "$tmp/d199" ] || fail "demo --text-width 199 created its run folder"
 
 # ---- usage errors: status 1 like any other error ----
 expect_error "synth with an unknown option" "unknown option" "$cli" synth --bogus

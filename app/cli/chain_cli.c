@@ -118,6 +118,14 @@ int chain_cli_write_config(const char *command, mc_run *run, const cli_opt *opts
     return s == MC_OK ? 0 : cli_fail_status(command, s);
 }
 
+int chain_cli_check_tower_width(const char *command, const char *flag, int width) {
+    const int heads = width >= 64 ? width / 64 : 1; /* the rule of the CLIP recipes (pretrain.h) */
+    if (width % heads != 0)
+        return cli_fail(command, "%s %d: the tower's %d attention heads (width / 64) must divide "
+                        "its width; use a multiple of 64, or a width below 64", flag, width, heads);
+    return 0;
+}
+
 int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip) {
     if (!path) return cli_fail(command, "--clip CLIP.safetensors is required (a Hugging Face CLIPModel)");
     mc_status s = mc_clip_load(path, clip);

@@ -89,6 +89,13 @@ mc_status chain_cli_teacher_view(const mc_spectral_encoder *teacher, const mc_eu
                                  const mc_chain_data *student, chain_teacher_view *tv);
 void chain_cli_teacher_view_free(chain_teacher_view *tv);
 
+/* A CLIP tower's width given by `flag`: its attention has width / 64 heads
+ * (one below 64), which must divide the width. Checked before anything
+ * runs (the model would refuse it later, after the run folder was
+ * opened, without naming the flag); returns 0 or the exit code after the
+ * error. */
+int chain_cli_check_tower_width(const char *command, const char *flag, int width);
+
 /* --which: "best" or "last" (a run's checkpoint); returns 0 or the exit code
  * after the error. */
 int chain_cli_check_which(const char *command, const char *which);

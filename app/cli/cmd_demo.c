@@ -97,6 +97,9 @@ int cmd_demo(int argc, char **argv) {
         if (code >= 0) return code;
     }
     if (cli_apply_precision(COMMAND, a.precision)) return 1;
+    if (chain_cli_check_tower_width(COMMAND, "--clip-width", c->clip.width) ||
+        chain_cli_check_tower_width(COMMAND, "--text-width", c->clip.text_width))
+        return 1;
     c->clip.image_size = c->tile_size; /* the CLIP looks at the tiles at their own resolution */
     mc_demo_result result;
     mc_status status = mc_demo_run(c, &result);

@@ -468,6 +468,9 @@ int cmd_pretrain_clip(int argc, char **argv) {
     if (a.recipe.image_size % a.recipe.patch != 0)
         return cli_fail(COMMAND, "--image-size %d is not a multiple of --patch %d", a.recipe.image_size,
                         a.recipe.patch);
+    if (chain_cli_check_tower_width(COMMAND, "--width", a.recipe.width) ||
+        chain_cli_check_tower_width(COMMAND, "--text-width", a.recipe.text_width))
+        return 1;
     code = chain_cli_dist_start(COMMAND);
     if (!code) code = run_command(&a, opts);
     return chain_cli_dist_end(code);
