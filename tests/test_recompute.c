@@ -146,6 +146,34 @@ START_TEST(test_segment_without_gradients_records_nothing) {
 }
 END_TEST
 
+/* A segment that returns its input records nothing: with a gradient to
+ * pass on, that is an error naming it, not a result cut off from the
+ * tape (the gradient would stop there). */
+static mc_status identity_segment(mc_graph *g, const void *context, bool recomputing, mc_tensor *x,
+                                  mc_tensor **out) {
+    (void)g, (void)context, (void)recomputing;
+    *out = x;
+    return MC_OK;
+}
+
+START_TEST(test_segment_returning_its_input_is_refused) {
+    mc_tensor *x;
+    MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(2, 3), "x"));
+    MC_CHECK_OK(mc_tensor_set_requires_grad(x, true));
+    mc_graph *g;
+    MC_CHECK_OK(mc_graph_new(&g));
+    mc_tensor *y = NULL;
+    MC_CHECK_FAILS(mc_recompute(g, identity_segment, NULL, 0, x, &y), MC_ERR_ARG,
+                   "recompute of x: the segment recorded no op but returned x");
+    ck_assert_ptr_null(y);
+    mc_graph_set_grad_enabled(g, false); /* no gradient to pass on: the segment runs as is */
+    MC_CHECK_OK(mc_recompute(g, identity_segment, NULL, 0, x, &y));
+    ck_assert_ptr_eq(y, x);
+    mc_graph_free(g);
+    mc_tensor_free(x);
+}
+END_TEST
+
 /* ---- a ResNet training step with and without recomputation ---- */
 
 typedef struct step_result {
@@ -434,6 +462,7 @@ int main(void) {
                                   test_segment_gradients_equal_direct_run,
                                   test_segment_parameters_on_tape,
                                   test_segment_without_gradients_records_nothing,
+                                  test_segment_returning_its_input_is_refused,
                                   test_resnet_step_equals_direct_step,
                                   test_steps_on_one_graph_equal_fresh_graphs,
                                   test_segment_memory_planned_with_blocks,

@@ -199,7 +199,9 @@ mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **kee
  * bit: the same ops run on the same values. The output is kept beside the
  * arena and handed back once backward has passed the segment (its values
  * are not readable after backward, unlike other step tensors'). With g's
- * gradients disabled the segment simply runs once. */
+ * gradients disabled the segment simply runs once. A segment whose output
+ * needs a gradient must record an op: one that returns its input (or a
+ * view of a tensor of before it) is an MC_ERR_ARG. */
 typedef mc_status (*mc_segment_fn)(mc_graph *g, const void *context, bool recomputing,
                                    mc_tensor *in, mc_tensor **out);
 mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, size_t context_bytes,

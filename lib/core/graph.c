@@ -1073,6 +1073,13 @@ mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, 
     mc_tensor **params = NULL;
     int n_params = 0;
     if (status == MC_OK) status = segment_params(g, mark.tape_length, &params, &n_params);
+    /* A segment that records nothing yet returns a tensor that needs a
+     * gradient returned one of before it (its input, or a view of it):
+     * moved below as an unrecorded result, it would lose its gradient
+     * without a word. */
+    if (status == MC_OK && y->requires_grad && g->tape_length == mark.tape_length)
+        status = mc_error(MC_ERR_ARG, "the segment recorded no op but returned %s, which needs a "
+                          "gradient (its input?): run it without mc_recompute", y->name);
     bool needs_grad = status == MC_OK && y->requires_grad && g->tape_length > mark.tape_length;
     /* Forget what the segment recorded: backward records it again. */
     g->tape_length = mark.tape_length;
