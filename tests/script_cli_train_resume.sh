@@ -62,4 +62,14 @@ resumed_rows=$(grep -c '^step,' "$tmp/early/metrics.csv")
 [ "$whole_rows" -gt 3 ] && [ "$resumed_rows" = "$whole_rows" ] ||
     fail "early: $resumed_rows step rows after the resume, $whole_rows in the whole run"
 
+# --epochs raised on --resume is the run's from then on: a second, plain
+# resume goes on to it instead of finding the run done.
+"$cli" train --resume "$tmp/early-whole" --epochs 2 --stop-after-steps 18 >/dev/null 2>"$tmp/err" ||
+    fail "more epochs, stopped: $(cat "$tmp/err")"
+grep -q '"epochs": *2' "$tmp/early-whole/config.json" ||
+    fail "more epochs: config.json: $(grep epochs "$tmp/early-whole/config.json")"
+"$cli" train --resume "$tmp/early-whole" >/dev/null 2>"$tmp/err" || fail "more epochs, resumed: $(cat "$tmp/err")"
+[ "$(grep -c '^epoch,' "$tmp/early-whole/metrics.csv")" = 2 ] ||
+    fail "more epochs: $(grep -c '^epoch,' "$tmp/early-whole/metrics.csv") epoch rows, not 2"
+
 finish "resumed run is bit-identical to the uninterrupted one; a run stopped before its first checkpoint logs each step once"

@@ -480,10 +480,10 @@ static mc_status teacher_hop(const train_args *a, train_setup *s, const char *ca
 
 static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, train_setup *setup) {
     train_ui ui = {.args = a, .setup = setup, .run = run, .selected_acc = NAN};
-    if (!mc_run_resumed(run)) {
-        int code = chain_cli_write_config(COMMAND, run, opts, not_stored);
-        if (code) return code;
-    }
+    /* Resumed too: the options it may change (--epochs, --log-every) are
+     * the run's from now on, or the next resume would go back to the old. */
+    int code = chain_cli_write_config(COMMAND, run, opts, not_stored);
+    if (code) return code;
     if (mc_default_precision() == MC_PRECISION_BF16)
         mc_run_log(run, "precision bf16: matrix products on bf16 operands with fp32 sums (%s)",
                    mc_gemm_bf16_kernel_name());
