@@ -69,6 +69,21 @@ START_TEST(test_tiff_layouts) {
 }
 END_TEST
 
+/* A single-band TIFF opened for writing at `path` with its size, sample
+ * width and strips set (one strip of `height` rows); the caller adds the
+ * rest of its tags and its strip. */
+static TIFF *open_single_band_tiff(const char *path, uint32_t width, uint32_t height, int bits) {
+    TIFF *tif = TIFFOpen(path, "w");
+    ck_assert_ptr_nonnull(tif);
+    TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, width);
+    TIFFSetField(tif, TIFFTAG_IMAGELENGTH, height);
+    TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, 1);
+    TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, bits);
+    TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
+    TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, height);
+    return tif;
+}
+
 /* A float tile holding NaN or Inf is refused on load, naming the file. */
 START_TEST(test_tiff_non_finite_refused) {
     char path[1024];
@@ -76,15 +91,8 @@ START_TEST(test_tiff_non_finite_refused) {
     const char *needles[2] = {"nan.tif holds NaN at element 1", "inf.tif holds -Inf at element 2 (and 1 more"};
     for (int i = 0; i < 2; i++) {
         mc_test_dir_path(i == 0 ? "nan.tif" : "inf.tif", path, sizeof path);
-        TIFF *tif = TIFFOpen(path, "w");
-        ck_assert_ptr_nonnull(tif);
-        TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, 2u);
-        TIFFSetField(tif, TIFFTAG_IMAGELENGTH, 2u);
-        TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, 1);
-        TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, 32);
+        TIFF *tif = open_single_band_tiff(path, 2, 2, 32);
         TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT, SAMPLEFORMAT_IEEEFP);
-        TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
-        TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, 2u);
         ck_assert_int_eq(TIFFWriteEncodedStrip(tif, 0, (void *)bad[i], sizeof bad[i]), (tmsize_t)sizeof bad[i]);
         TIFFClose(tif);
         mc_raster raster;
@@ -459,15 +467,8 @@ START_TEST(test_bad_tiffs) {
     /* 2^31 pixels in one row: more values than the raster's int sizes
      * hold, refused from the header (the pixels are never decoded). */
     mc_test_dir_path("wide.tif", path, sizeof path);
-    TIFF *wide = TIFFOpen(path, "w");
-    ck_assert_ptr_nonnull(wide);
-    TIFFSetField(wide, TIFFTAG_IMAGEWIDTH, 2147483648u);
-    TIFFSetField(wide, TIFFTAG_IMAGELENGTH, 1u);
-    TIFFSetField(wide, TIFFTAG_SAMPLESPERPIXEL, 1);
-    TIFFSetField(wide, TIFFTAG_BITSPERSAMPLE, 8);
+    TIFF *wide = open_single_band_tiff(path, 2147483648u, 1, 8);
     TIFFSetField(wide, TIFFTAG_COMPRESSION, COMPRESSION_ADOBE_DEFLATE);
-    TIFFSetField(wide, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_MINISBLACK);
-    TIFFSetField(wide, TIFFTAG_ROWSPERSTRIP, 1u);
     unsigned char raw_strip[16] = {0x78, 0x9c};
     ck_assert_int_eq(TIFFWriteRawStrip(wide, 0, raw_strip, sizeof raw_strip), (tmsize_t)sizeof raw_strip);
     TIFFClose(wide);
