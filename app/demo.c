@@ -542,6 +542,24 @@ static mc_status check_config(const mc_demo_config *c) {
     return MC_OK;
 }
 
+/* Whether `dir` holds a run whose config.json says a demo wrote it: a
+ * demo, re-made from its seed in minutes, is replaced without asking. */
+static bool holds_demo_run(const char *dir) {
+    mc_run *run;
+    if (mc_run_open_readonly(&run, dir) != MC_OK) {
+        mc_clear_error(); /* no run there: not an error of the demo's */
+        return false;
+    }
+    char command[16];
+    bool demo = false;
+    if (mc_run_config_get(run, "command", command, sizeof command) == MC_OK)
+        demo = strcmp(command, "demo") == 0;
+    else
+        mc_clear_error(); /* no command recorded: not a demo's run */
+    mc_run_close(run);
+    return demo;
+}
+
 static mc_status demo_setup(demo *d) {
     const mc_demo_config *c = d->cfg;
     MC_TRY(check_config(c));
@@ -554,7 +572,8 @@ static mc_status demo_setup(demo *d) {
     for (int k = 0; k < MC_SYNTH_CLASSES; k++) d->class_names[k] = mc_synth_class_name(k);
     MC_TRY(mc_chain_class_prompts(d->class_names, MC_SYNTH_CLASSES, &d->class_prompts));
     if (!c->out_dir) return MC_OK;
-    MC_TRY(mc_run_open(&d->run, c->out_dir, false));
+    MC_TRY(mc_run_open(&d->run, c->out_dir, c->overwrite || holds_demo_run(c->out_dir)
+                                                 ? MC_RUN_OVERWRITE : MC_RUN_NEW));
     mc_run_set_quiet(d->run, c->quiet);
     snprintf(d->result->run_dir, sizeof d->result->run_dir, "%s", mc_run_dir(d->run));
     return write_config(d);

@@ -177,6 +177,56 @@ static mc_status lock_run(mc_run *run) {
     return MC_OK;
 }
 
+/* Whether a file name is a checkpoint's (NAME.safetensors). */
+static bool is_checkpoint_name(const char *name) {
+    static const char suffix[] = ".safetensors";
+    size_t n = strlen(name), k = sizeof suffix - 1;
+    return n > k && strcmp(name + n - k, suffix) == 0;
+}
+
+/* The checkpoints in `folder` (0 when it does not exist); with `delete`,
+ * each is removed as it is counted. */
+static mc_status count_checkpoints(const mc_run *run, const char *folder, bool delete,
+                                   int *count) {
+    *count = 0;
+    DIR *d = opendir(folder);
+    if (!d) return MC_OK;
+    mc_status s = MC_OK;
+    for (struct dirent *e; s == MC_OK && (e = readdir(d)) != NULL;) {
+        if (!is_checkpoint_name(e->d_name)) continue;
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", folder, e->d_name) >= (int)sizeof path)
+            s = mc_error(MC_ERR_ARG, "run folder %s: the path of checkpoint %s is too long", run->dir,
+                         e->d_name);
+        else if (delete && unlink(path) != 0)
+            s = mc_error(MC_ERR_IO, "run folder %s: cannot delete the previous run's %s: %s",
+                         run->dir, path, strerror(errno));
+        else
+            (*count)++;
+    }
+    closedir(d);
+    return s;
+}
+
+/* MC_RUN_NEW: a folder that holds a run already (a config.json, a
+ * checkpoint) is refused, and the message says what it holds and what to
+ * pass instead. Nothing is created or changed. */
+static mc_status check_holds_no_run(const mc_run *run) {
+    char config[4096], checkpoints[4096];
+    MC_TRY(mc_run_path(run, "config.json", config, sizeof config));
+    MC_TRY(mc_run_path(run, "checkpoints", checkpoints, sizeof checkpoints));
+    int count;
+    MC_TRY(count_checkpoints(run, checkpoints, false, &count));
+    const bool has_config = file_exists(config);
+    if (!has_config && count == 0) return MC_OK;
+    return mc_error(MC_ERR_IO,
+                    "run folder %s holds a run already (%s%s%d checkpoint%s in checkpoints/): "
+                    "continue it with --resume, choose another folder, or pass --overwrite to "
+                    "start afresh there (its checkpoints are deleted)",
+                    run->dir, has_config ? "config.json" : "", has_config ? ", " : "", count,
+                    count == 1 ? "" : "s");
+}
+
 /* A run handle for `dir` that holds nothing yet: no lock, no files. */
 static mc_status new_run(mc_run **out, const char *dir, bool resume) {
     if (!dir || !*dir) return mc_error(MC_ERR_ARG, "run folder: no path given");
@@ -195,6 +245,14 @@ static mc_status new_run(mc_run **out, const char *dir, bool resume) {
     return MC_OK;
 }
 
+mc_status mc_run_check_new(const char *dir) {
+    mc_run *run;
+    MC_TRY(new_run(&run, dir, false));
+    mc_status s = check_holds_no_run(run);
+    mc_run_close(run);
+    return s;
+}
+
 mc_status mc_run_open_readonly(mc_run **out, const char *dir) {
     *out = NULL;
     mc_run *run;
@@ -208,18 +266,34 @@ mc_status mc_run_open_readonly(mc_run **out, const char *dir) {
     return MC_OK;
 }
 
-mc_status mc_run_open(mc_run **out, const char *dir, bool resume) {
+mc_status mc_run_open(mc_run **out, const char *dir, mc_run_mode mode) {
     *out = NULL;
+    if (mode != MC_RUN_NEW && mode != MC_RUN_RESUME && mode != MC_RUN_OVERWRITE)
+        return mc_error(MC_ERR_ARG, "run folder %s: unknown mode %d", dir ? dir : "(null)", (int)mode);
+    const bool resume = mode == MC_RUN_RESUME;
     mc_run *run;
     MC_TRY(new_run(&run, dir, resume));
     char checkpoints[4096];
-    /* Resume validates before it creates anything: a folder that is not a
-     * run gets no checkpoints/ or lock file. */
-    mc_status s = resume ? check_is_run(run) : make_folders(run->dir);
+    /* Resume and a new run validate before they create anything: a folder
+     * that is not a run (resume), or is one (new), gets no checkpoints/ or
+     * lock file. */
+    mc_status s = resume ? check_is_run(run) : mode == MC_RUN_NEW ? check_holds_no_run(run) : MC_OK;
+    if (s == MC_OK && !resume) s = make_folders(run->dir);
     if (s == MC_OK) s = lock_run(run);
     if (s == MC_OK) s = mc_run_path(run, "checkpoints", checkpoints, sizeof checkpoints);
+    int deleted = 0;
+    if (s == MC_OK && mode == MC_RUN_OVERWRITE) s = count_checkpoints(run, checkpoints, true, &deleted);
     if (s == MC_OK) s = make_folders(checkpoints);
     if (s == MC_OK) s = prepare_files(run, resume);
+    if (s == MC_OK && mode == MC_RUN_OVERWRITE) {
+        remove_stale_temporaries(checkpoints);
+        if (deleted > 0) { /* to log.txt only: the caller has not said yet whether it is quiet */
+            run->quiet = true;
+            s = mc_run_log(run, "a new run in place of the previous one: its %d checkpoint%s deleted",
+                           deleted, deleted == 1 ? " was" : "s were");
+            run->quiet = false;
+        }
+    }
     if (s != MC_OK) {
         mc_run_close(run);
         return s;

@@ -40,5 +40,17 @@ grep -q "^| B05,B06,B07 | " "$tmp/out" || fail "ablate --data: no table row: $(c
 expect_error "an unknown band" 'unknown band "B99"' "$cli" ablate --sets "B04,B03,B02;B99" --out "$tmp/x"
 expect_error "an empty set" "is empty" "$cli" ablate --sets "B04,B03,B02;" --out "$tmp/x"
 expect_error "a bad seed" "'x' is not a seed" "$cli" ablate --seeds 1,x --out "$tmp/x"
+expect_error "an encoder option without --data" "--depth goes with --data" "$cli" ablate --tiny --depth 18 --out "$tmp/x"
+expect_error "--tiny with --data" "cannot go with --data" "$cli" ablate "${tiny_run[@]}" --tiny --out "$tmp/x"
+expect_error "--data with an unknown depth" "--depth" "$cli" ablate "${tiny_run[@]}" --depth 19 --out "$tmp/x"
 [ ! -e "$tmp/x" ] || fail "a refused ablation left $tmp/x"
+# A second ablation into a folder that holds one is refused (its table
+# stays) unless --overwrite.
+cp "$tmp/ab/ablation.csv" "$tmp/ab.kept"
+expect_error "a second ablation into the same folder" "pass --overwrite" \
+    "$cli" ablate --tiny --sets "B04,B03,B02" --seeds 1 --epochs 1 --quiet --out "$tmp/ab"
+cmp -s "$tmp/ab/ablation.csv" "$tmp/ab.kept" || fail "a refused ablation changed ablation.csv"
+"$cli" ablate --tiny --sets "B04,B03,B02" --seeds 1 --epochs 1 --quiet --out "$tmp/ab" --overwrite \
+    >/dev/null 2>"$tmp/err" || fail "ablate --overwrite: $(cat "$tmp/err")"
+[ "$(wc -l <"$tmp/ab/ablation.csv")" = 2 ] || fail "ablate --overwrite: expected one row: $(cat "$tmp/ab/ablation.csv")"
 finish "ablate writes its table for two band sets"

@@ -74,7 +74,7 @@ for _ in $(seq 1 3000); do # until the first has taken its lock (up to ~30 s)
     sleep 0.01
 done
 expect_error "a second train on the same run folder" "in use by another mmchain process" \
-    "$cli" train "${args[@]}" --out "$tmp/run"
+    "$cli" train "${args[@]}" --out "$tmp/run" --overwrite
 # eval only reads a run: it may evaluate one that is still training.
 for _ in $(seq 1 3000); do # until the first has written a checkpoint (up to ~30 s)
     [ -e "$tmp/run/checkpoints/last.safetensors" ] && break
@@ -84,6 +84,19 @@ done
     fail "eval of a run that is training: $(cat "$tmp/err")"
 kill -KILL "$first" 2>/dev/null
 wait "$first" 2>/dev/null
+# A new run in that folder (no --resume) is refused, and the killed run's
+# checkpoint stays: a later --resume would load it under the new config.
+cp "$tmp/run/checkpoints/last.safetensors" "$tmp/last.kept"
+expect_error "a new train on a folder that holds a run" "pass --overwrite" \
+    "$cli" train "${args[@]}" --epochs 1 --out "$tmp/run"
+cmp -s "$tmp/run/checkpoints/last.safetensors" "$tmp/last.kept" ||
+    fail "a refused train changed the run's checkpoint"
+expect_error "train --resume with --overwrite" "cannot go with --resume" \
+    "$cli" train --resume "$tmp/run" --overwrite
+expect_error "pretrain-clip into a folder that holds a run" "pass --overwrite" \
+    "$cli" pretrain-clip --synth 20 --epochs 1 --out "$tmp/run"
+cmp -s "$tmp/run/checkpoints/last.safetensors" "$tmp/last.kept" ||
+    fail "a refused pretrain-clip changed the run's checkpoint"
 
 # ---- non-finite input ----
 python3 - "$tmp/nan.tif" <<'EOF' || fail "could not write nan.tif"

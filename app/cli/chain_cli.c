@@ -118,6 +118,11 @@ int chain_cli_write_config(const char *command, mc_run *run, const cli_opt *opts
     return s == MC_OK ? 0 : cli_fail_status(command, s);
 }
 
+int chain_cli_check_out(const char *command, const char *out, bool overwrite) {
+    if (overwrite || mc_run_check_new(out) == MC_OK) return 0;
+    return cli_fail(command, "--out %s: %s", out, mc_last_error());
+}
+
 int chain_cli_check_tower_width(const char *command, const char *flag, int width) {
     const int heads = width >= 64 ? width / 64 : 1; /* the rule of the CLIP recipes (pretrain.h) */
     if (width % heads != 0)

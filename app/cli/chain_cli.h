@@ -96,6 +96,22 @@ void chain_cli_teacher_view_free(chain_teacher_view *tv);
  * error. */
 int chain_cli_check_tower_width(const char *command, const char *flag, int width);
 
+/* ---- --overwrite ----
+ * A command that starts a run in --out refuses a folder that holds one
+ * already (mc_run_open, MC_RUN_NEW) unless --overwrite is given, which
+ * deletes that run's checkpoints (MC_RUN_OVERWRITE). */
+#define CHAIN_CLI_OVERWRITE_OPT(ptr)                                                              \
+    CLI_FLAG_OPT("--overwrite", ptr,                                                              \
+                 "start afresh in --out even if it holds a run (its checkpoints are deleted)")
+/* The mode to open --out with. */
+static inline mc_run_mode chain_cli_run_mode(bool overwrite) {
+    return overwrite ? MC_RUN_OVERWRITE : MC_RUN_NEW;
+}
+/* Before a command loads what it needs: when `out` holds a run and
+ * `overwrite` is false, the error (naming --out) that opening it would
+ * give later. Returns 0 or the exit code after the error. */
+int chain_cli_check_out(const char *command, const char *out, bool overwrite);
+
 /* --which: "best" or "last" (a run's checkpoint); returns 0 or the exit code
  * after the error. */
 int chain_cli_check_which(const char *command, const char *which);

@@ -37,6 +37,7 @@ typedef struct ablate_args {
     const char *sets, *seeds, *out;
     int epochs;
     bool tiny, quiet, no_control;
+    bool overwrite; /* --overwrite: the ablation may replace a run in --out */
     /* --data: EuroSAT-MS with a given CLIP, mmchain train's encoder and
      * trainer (--batch and --lr bound to the trainer's options) */
     chain_data_args d;
@@ -365,6 +366,30 @@ static int run_ablation(ablate_args *a, mc_run *run, ablation *ab) {
     return 0;
 }
 
+/* The options of the two sources checked together, before the run folder
+ * is opened: without --data (the synthetic world, the demo's sizes or
+ * --tiny's) the EuroSAT and encoder options would be ignored, so they are
+ * refused; with --data, --tiny (the world's sizes) is, and the encoder's
+ * architecture and the CLIP files are checked. Returns 0 or the exit code. */
+static int check_sources(const ablate_args *a, cli_opt *opts) {
+    static const char *const data_only[] = {"--rgb",        "--clip",   "--vocab", "--splits",
+                                            "--train-size", "--val-size", "--resnet", "--depth",
+                                            "--width",      "--layers", "--batch", "--lr"};
+    if (!a->d.data) {
+        for (size_t i = 0; i < sizeof data_only / sizeof data_only[0]; i++)
+            if (cli_opt_find(opts, data_only[i])->given)
+                return cli_fail(COMMAND, "%s goes with --data (EuroSAT); the synthetic world "
+                                "takes the demo's sizes, or --tiny's", data_only[i]);
+        return 0;
+    }
+    if (a->tiny)
+        return cli_fail(COMMAND, "--tiny sets the synthetic world's sizes: it cannot go with --data");
+    if (!a->d.clip) return cli_fail(COMMAND, "--data needs --clip CLIP.safetensors (a Hugging Face CLIPModel)");
+    if (!a->d.vocab) return cli_fail(COMMAND, "--data needs --vocab (CLIP's merges.txt)");
+    mc_resnet_config arch;
+    return chain_cli_encoder_arch(COMMAND, &a->enc, &arch);
+}
+
 int cmd_ablate(int argc, char **argv) {
     ablate_args a = {.sets = DEFAULT_SETS, .seeds = "1", .out = "runs/ablate", .d = chain_cli_data_defaults(),
                      .enc = chain_cli_encoder_defaults(), .train = mc_chain_train_defaults()};
@@ -373,6 +398,7 @@ int cmd_ablate(int argc, char **argv) {
         CLI_STRING_OPT("--seeds", &a.seeds, "S1,S2: seeds (the world, the CLIP, the weights, the data order)"),
         CLI_INT_OPT("--epochs", &a.epochs, 0, 100000, "E: the encoder's epochs (0: the demo's, or train's with --data)"),
         CLI_STRING_OPT("--out", &a.out, "DIR: output folder"),
+        CHAIN_CLI_OVERWRITE_OPT(&a.overwrite),
         CLI_FLAG_OPT("--tiny", &a.tiny, "the test suite's tiny sizes (seconds; low accuracy)"),
         CLI_FLAG_OPT("--no-control", &a.no_control, "skip the shuffled-pairs controls"),
         CLI_FLAG_OPT("--quiet", &a.quiet, "no progress lines or log, only the table"),
@@ -395,8 +421,10 @@ int cmd_ablate(int argc, char **argv) {
     if (code >= 0) return code;
     ablation ab = {0};
     code = parse_lists(&a, &ab);
+    if (!code) code = check_sources(&a, opts);
     mc_run *run = NULL;
-    if (!code && mc_run_open(&run, a.out, false) != MC_OK) code = cli_fail(COMMAND, "--out %s: %s", a.out, mc_last_error());
+    if (!code && mc_run_open(&run, a.out, chain_cli_run_mode(a.overwrite)) != MC_OK)
+        code = cli_fail(COMMAND, "--out %s: %s", a.out, mc_last_error());
     if (!code) {
         mc_run_set_quiet(run, a.quiet);
         code = run_ablation(&a, run, &ab);

@@ -64,7 +64,8 @@ int cmd_demo(int argc, char **argv) {
     demo_args a = default_args(false);
     mc_demo_config *c = &a.config;
     cli_opt opts[] = {
-        CLI_STRING_OPT("--out", &c->out_dir, "DIR: run folder"),
+        CLI_STRING_OPT("--out", &c->out_dir, "DIR: run folder (a demo's earlier run there is replaced)"),
+        CLI_FLAG_OPT("--overwrite", &c->overwrite, "replace a run of another command in --out (its checkpoints are deleted)"),
         CLI_U64_OPT("--seed", &c->seed, "S: the world, the weights, the data order"),
         CLI_FLAG_OPT("--quiet", &c->quiet, "no progress lines or log, only the results"),
         CLI_FLAG_OFF_OPT("--no-control", &c->control, "skip the shuffled-pairs control"),

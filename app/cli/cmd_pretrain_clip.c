@@ -41,6 +41,7 @@ typedef struct pretrain_args {
     const char *out, *data, *precision;
     int synth, val_every;
     bool quiet;
+    bool overwrite; /* --overwrite: the run may replace the one in --out */
     mc_clip_recipe recipe; /* the sizes and the training, bound by the option table */
 } pretrain_args;
 
@@ -391,6 +392,9 @@ static mc_status follow_pretraining(const pretrain_args *a, const image_part *tr
     return status;
 }
 
+/* Options that are not the run's but the invocation's: not in config.json. */
+static bool not_stored(const char *name) { return strcmp(name, "--overwrite") == 0; }
+
 static int run_command(const pretrain_args *a, const cli_opt *opts) {
     image_set all;
     image_part train = {0}, val = {0};
@@ -407,11 +411,11 @@ static int run_command(const pretrain_args *a, const cli_opt *opts) {
     if (status == MC_OK) status = mc_chain_class_prompts((const char *const *)all.class_names, all.num_classes, &phrases);
     bool leader = mc_dist_rank() == 0;
     if (status == MC_OK && !leader) status = follow_pretraining(a, &train, &val, phrases);
-    if (status == MC_OK && leader) status = mc_run_open(&run, a->out, false);
+    if (status == MC_OK && leader) status = mc_run_open(&run, a->out, chain_cli_run_mode(a->overwrite));
     if (status != MC_OK) code = cli_fail_status(COMMAND, status);
     if (!code && leader) {
         mc_run_set_quiet(run, a->quiet);
-        code = chain_cli_write_config(COMMAND, run, opts, NULL);
+        code = chain_cli_write_config(COMMAND, run, opts, not_stored);
     }
     if (!code && leader) {
         (void)mc_run_log(run, "%d training and %d held-out images of %d classes (%s, ...)", train.count,
@@ -456,6 +460,7 @@ int cmd_pretrain_clip(int argc, char **argv) {
         CLI_INT_OPT("--val-every", &a.val_every, 0, 1000000, "N: hold out every N-th image of each class (0: none)"),
         CLI_U64_OPT("--seed", &a.recipe.train.seed, "S: captions, weights, order, augmentation"),
         CLI_FLAG_OPT("--quiet", &a.quiet, "no progress line or log on stdout"),
+        CHAIN_CLI_OVERWRITE_OPT(&a.overwrite),
         CLI_PRECISION_OPT(&a.precision),
         CLI_END,
     };
@@ -471,6 +476,7 @@ int cmd_pretrain_clip(int argc, char **argv) {
     if (chain_cli_check_tower_width(COMMAND, "--width", a.recipe.width) ||
         chain_cli_check_tower_width(COMMAND, "--text-width", a.recipe.text_width))
         return 1;
+    if (chain_cli_check_out(COMMAND, a.out, a.overwrite)) return 1; /* before the images load */
     code = chain_cli_dist_start(COMMAND);
     if (!code) code = run_command(&a, opts);
     return chain_cli_dist_end(code);

@@ -43,6 +43,7 @@ typedef struct train_args {
     uint64_t max_memory; /* bytes, 0: no limit (--max-memory, MMCHAIN_MAX_MEMORY) */
     bool quiet;
     bool recompute; /* --recompute: mc_resnet_set_recompute (results unchanged) */
+    bool overwrite; /* --overwrite: a fresh run may replace the one in --out */
 } train_args;
 
 /* The defaults: the trainer's own (mc_chain_train_defaults) and the data
@@ -76,7 +77,8 @@ static bool may_change_on_resume(const char *name) {
 /* Options that are not the run's but the invocation's: not in config.json. */
 static bool not_stored(const char *name) {
     return strcmp(name, "--stop-after-steps") == 0 || strcmp(name, "--resume") == 0 ||
-           strcmp(name, "--max-memory") == 0 || strcmp(name, "--recompute") == 0;
+           strcmp(name, "--max-memory") == 0 || strcmp(name, "--recompute") == 0 ||
+           strcmp(name, "--overwrite") == 0;
 }
 
 /* Strings read back must outlive the run: kept until the command ends. */
@@ -525,7 +527,8 @@ static int follow_training(const train_args *a, train_setup *setup) {
 /* Rank 0 opens (and locks) the run folder; the other ranks of a resumed
  * distributed run only read its options back. */
 static int open_run(const train_args *a, const char *dir, mc_run **run) {
-    mc_status s = mc_dist_rank() == 0 ? mc_run_open(run, dir, a->resume != NULL) : mc_run_open_readonly(run, dir);
+    const mc_run_mode mode = a->resume ? MC_RUN_RESUME : chain_cli_run_mode(a->overwrite);
+    mc_status s = mc_dist_rank() == 0 ? mc_run_open(run, dir, mode) : mc_run_open_readonly(run, dir);
     if (s != MC_OK) return cli_fail(COMMAND, "%s %s: %s", a->resume ? "--resume" : "--out", dir, mc_last_error());
     mc_run_set_quiet(*run, a->quiet);
     return 0;
@@ -558,6 +561,7 @@ int cmd_train(int argc, char **argv) {
         CLI_INT_OPT("--val-max", &a.train.val_max_tiles, 0, 100000000, "N: validate on N evenly spaced validation tiles (0: all)"),
         CLI_STRING_OPT("--out", &a.out, "DIR: run folder"),
         CLI_STRING_OPT("--resume", &a.resume, "DIR: continue the run in DIR from its last checkpoint"),
+        CHAIN_CLI_OVERWRITE_OPT(&a.overwrite),
         CLI_STRING_OPT("--cache-dir", &a.cache_dir, "DIR: CLIP target cache (default RUN_DIR/cache)"),
         CLI_I64_OPT("--checkpoint-every", &a.train.checkpoint_every, 0, 100000000, "N: write last every N steps"),
         CLI_INT_OPT("--log-every", &a.log_every, 1, 100000000, "N: a metrics.csv step row every N steps"),
@@ -580,9 +584,13 @@ int cmd_train(int argc, char **argv) {
     mc_run *run = NULL;
     train_setup setup = {0};
     bool leader = mc_dist_rank() == 0;
-    /* A fresh run checks every input before it creates its folder; a resumed
-     * one needs the folder first, to read its options back. */
-    if (a.resume) code = open_run(&a, a.resume, &run);
+    if (a.resume && a.overwrite)
+        code = cli_fail(COMMAND, "--overwrite starts a run afresh: it cannot go with --resume");
+    /* A fresh run checks every input before it creates its folder (first
+     * that --out holds no run, before the loading); a resumed one needs the
+     * folder first, to read its options back. */
+    if (!code && !a.resume && leader) code = chain_cli_check_out(COMMAND, a.out, a.overwrite);
+    if (!code && a.resume) code = open_run(&a, a.resume, &run);
     if (!code && a.resume) code = restore_options(run, opts, &store);
     if (!code) code = cli_apply_precision(COMMAND, a.precision); /* a resumed run's own */
     if (!code) code = build_setup(&a, &setup);

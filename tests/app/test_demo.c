@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "mmchain_app/demo.h"
@@ -96,6 +97,36 @@ START_TEST(test_cli_rejects_unknown_options) {
 }
 END_TEST
 
+/* --out: a folder that holds another command's run is refused unless
+ * overwrite is set (its checkpoint stays), while a demo's earlier run there
+ * is replaced, so that `mmchain demo` runs again as it ran first. */
+START_TEST(test_demo_run_folder_policy) {
+    char folder[2200], config_path[2300], checkpoint[2400], dir[2300];
+    snprintf(folder, sizeof folder, "%s/policy", temp_dir);
+    snprintf(dir, sizeof dir, "%s/checkpoints", folder);
+    snprintf(config_path, sizeof config_path, "%s/config.json", folder);
+    snprintf(checkpoint, sizeof checkpoint, "%s/last.safetensors", dir);
+    ck_assert_int_eq(mkdir(folder, 0755), 0);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    mc_test_write_text(config_path, "{\"command\": \"train\"}\n");
+    mc_test_write_text(checkpoint, "a trained encoder");
+    mc_demo_config config = mc_demo_tiny();
+    config.out_dir = folder;
+    config.quiet = true;
+    config.control = false;
+    mc_demo_result r;
+    MC_CHECK_FAILS(mc_demo_run(&config, &r), MC_ERR_IO, "pass --overwrite");
+    mc_test_assert_file_text(checkpoint, "a trained encoder");
+
+    mc_test_write_text(config_path, "{\"command\": \"demo\"}\n");
+    mc_test_write_text(checkpoint, "an earlier demo's encoder");
+    MC_CHECK_OK(mc_demo_run(&config, &r));
+    mc_spectral_encoder *enc; /* the new demo's, in place of the old file */
+    MC_CHECK_OK(mc_spectral_encoder_load(checkpoint, &enc, NULL));
+    mc_spectral_encoder_free(enc);
+}
+END_TEST
+
 int main(void) {
     /* Tiny tensors: a second thread costs more in hand-offs than it brings,
      * and one thread makes the numbers above exactly reproducible. */
@@ -104,7 +135,7 @@ int main(void) {
     snprintf(run_dir, sizeof run_dir, "%s/demo", temp_dir);
     Suite *s = suite_create("demo");
     const TTest *const tests[] = {test_tiny_demo, test_demo_rejects_bad_sizes,
-                                  test_cli_rejects_unknown_options, NULL};
+                                  test_cli_rejects_unknown_options, test_demo_run_folder_policy, NULL};
     tcase_set_timeout(mc_test_add_case(s, "demo", tests), 300);
     int code = mc_test_run_suite(s);
     mc_test_remove_tree(temp_dir);

@@ -199,7 +199,7 @@ END_TEST
 START_TEST(run_report_end_to_end) {
     char path[512];
     mc_run *run;
-    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, false));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, MC_RUN_NEW));
     mc_run_set_quiet(run, true);
     const char *cols[] = {"epoch", "step", "loss"};
     for (int step = 1; step <= 4; step++)

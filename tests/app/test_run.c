@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "mmchain_app/report.h"
 #include "mmchain_app/run.h"
@@ -26,7 +27,7 @@ static int count_entries(const char *dir, const char *part) {
 /* A fresh, quiet run in `dir` with an empty config.json written. */
 static mc_run *new_quiet_run(const char *dir) {
     mc_run *run;
-    MC_CHECK_OK(mc_run_open(&run, dir, false));
+    MC_CHECK_OK(mc_run_open(&run, dir, MC_RUN_NEW));
     mc_run_set_quiet(run, true);
     MC_CHECK_OK(mc_run_write_config(run, 0, NULL));
     return run;
@@ -215,7 +216,7 @@ START_TEST(run_folder_created_with_parents) {
     char run_dir[512], path[1024];
     mc_test_dir_path("runs/a/b/", run_dir, sizeof run_dir);
     mc_run *run;
-    MC_CHECK_OK(mc_run_open(&run, run_dir, false));
+    MC_CHECK_OK(mc_run_open(&run, run_dir, MC_RUN_NEW));
     ck_assert(!mc_run_resumed(run));
     MC_CHECK_OK(mc_run_path(run, "checkpoints/last.safetensors", path, sizeof path));
     char expected[1024];
@@ -237,22 +238,22 @@ START_TEST(run_folder_unwritable_or_missing_is_a_clear_error) {
     mc_test_write_text(path, "x");
     mc_test_dir_path("blocker/run", path, sizeof path);
     mc_run *run = (mc_run *)1;
-    MC_CHECK_FAILS(mc_run_open(&run, path, false), MC_ERR_IO, "blocker");
+    MC_CHECK_FAILS(mc_run_open(&run, path, MC_RUN_NEW), MC_ERR_IO, "blocker");
     ck_assert_ptr_null(run);
     mc_test_dir_path("never-ran", path, sizeof path);
-    MC_CHECK_FAILS(mc_run_open(&run, path, true), MC_ERR_IO, "never-ran");
+    MC_CHECK_FAILS(mc_run_open(&run, path, MC_RUN_RESUME), MC_ERR_IO, "never-ran");
     /* A folder that exists but holds no config.json is not a run to resume. */
     mc_test_dir_path("empty", path, sizeof path);
     ck_assert_int_eq(mkdir(path, 0755), 0);
-    MC_CHECK_FAILS(mc_run_open(&run, path, true), MC_ERR_IO, "config.json");
-    MC_CHECK_FAILS(mc_run_open(&run, "", false), MC_ERR_ARG, "no path");
+    MC_CHECK_FAILS(mc_run_open(&run, path, MC_RUN_RESUME), MC_ERR_IO, "config.json");
+    MC_CHECK_FAILS(mc_run_open(&run, "", MC_RUN_NEW), MC_ERR_ARG, "no path");
 }
 END_TEST
 
 START_TEST(run_config_json) {
     char path[512], value[128];
     mc_run *run;
-    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, false));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, MC_RUN_NEW));
     const mc_metadata_entry config[] = {
         {"lr", "1e-4"}, {"epochs", "10"}, {"symmetric", "false"}, {"bands", "B08,B11,B12"},
         {"name", "a \"quoted\"\\name"}, {"version_like", "1.0.0"}, {"leading_zero", "007"},
@@ -306,7 +307,7 @@ START_TEST(run_metrics_rows_resume_and_drop) {
     mc_test_dir_path("checkpoints/last.safetensors.tmp.Ab3xYz", stale, sizeof stale);
     mc_test_write_text(stale, "half a checkpoint");
     /* Resume: rows are appended under the same header; NaN is "nan". */
-    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, true));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, MC_RUN_RESUME));
     ck_assert(!mc_test_file_exists(stale));
     mc_run_set_quiet(run, true);
     ck_assert(mc_run_resumed(run));
@@ -333,8 +334,8 @@ START_TEST(run_metrics_rows_resume_and_drop) {
                                      "step,,,,,0.0001\n");
     mc_run_close(run);
 
-    /* A fresh run in the same folder starts an empty metrics.csv. */
-    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, false));
+    /* A fresh run in its place starts an empty metrics.csv. */
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, MC_RUN_OVERWRITE));
     mc_test_assert_file_text(path, "");
     mc_run_close(run);
 }
@@ -346,7 +347,7 @@ START_TEST(run_log_appends_lines) {
     mc_run *run = new_quiet_run(mc_test_dir);
     MC_CHECK_OK(mc_run_log(run, "epoch %d: loss %.2f\n", 1, 0.25));
     mc_run_close(run);
-    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, true));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, MC_RUN_RESUME));
     mc_run_set_quiet(run, true);
     MC_CHECK_OK(mc_run_log(run, "resumed"));
     mc_run_close(run);
@@ -365,9 +366,59 @@ END_TEST
 START_TEST(run_resume_of_a_non_run_creates_nothing) {
     mc_test_write_text(mc_test_dir_path("notes.txt", (char[512]){0}, 512), "my own files");
     mc_run *run = (mc_run *)1;
-    MC_CHECK_FAILS(mc_run_open(&run, mc_test_dir, true), MC_ERR_IO, "config.json");
+    MC_CHECK_FAILS(mc_run_open(&run, mc_test_dir, MC_RUN_RESUME), MC_ERR_IO, "config.json");
     ck_assert_ptr_null(run);
     ck_assert_int_eq(count_entries(mc_test_dir, ""), 3); /* ".", "..", notes.txt */
+}
+END_TEST
+
+/* A new run in a folder that holds one is refused, naming what the folder
+ * holds and the way out, before anything there changes: the old run's
+ * checkpoints would outlive the new config.json, and a later --resume
+ * would load them under it. MC_RUN_OVERWRITE deletes them, and only them. */
+START_TEST(run_new_refuses_a_folder_holding_a_run) {
+    char checkpoint[512], metrics[512], cached[512], log[512];
+    mc_test_dir_path("checkpoints/last.safetensors", checkpoint, sizeof checkpoint);
+    mc_test_dir_path("metrics.csv", metrics, sizeof metrics);
+    mc_test_dir_path("cache", cached, sizeof cached);
+    mc_test_dir_path("log.txt", log, sizeof log);
+    mc_run *run = new_quiet_run(mc_test_dir);
+    const char *cols[] = {"loss"};
+    MC_CHECK_OK(mc_run_metrics_row(run, "step", cols, (double[]){2.5}, 1));
+    mc_run_close(run);
+    mc_test_write_text(checkpoint, "the old run's weights");
+    ck_assert_int_eq(mkdir(cached, 0755), 0);
+    mc_test_dir_path("cache/targets.bin", cached, sizeof cached);
+    mc_test_write_text(cached, "targets");
+
+    run = (mc_run *)1;
+    MC_CHECK_FAILS(mc_run_open(&run, mc_test_dir, MC_RUN_NEW), MC_ERR_IO,
+                   "holds a run already (config.json, 1 checkpoint in checkpoints/)");
+    ck_assert_ptr_null(run);
+    const char *const way_out[] = {"--resume", "--overwrite", NULL};
+    mc_test_assert_contains("the refusal", mc_last_error(), way_out);
+    MC_CHECK_FAILS(mc_run_check_new(mc_test_dir), MC_ERR_IO, "holds a run already");
+    mc_test_assert_file_text(checkpoint, "the old run's weights");
+    mc_test_assert_file_text(metrics, "kind,loss\nstep,2.5\n");
+
+    /* A checkpoint alone (config.json gone) is a run too. */
+    char config[512];
+    unlink(mc_test_dir_path("config.json", config, sizeof config));
+    MC_CHECK_FAILS(mc_run_open(&run, mc_test_dir, MC_RUN_NEW), MC_ERR_IO,
+                   "holds a run already (1 checkpoint in checkpoints/)");
+
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, MC_RUN_OVERWRITE));
+    mc_run_close(run);
+    ck_assert(!mc_test_file_exists(checkpoint));
+    mc_test_assert_file_text(metrics, "");
+    mc_test_assert_file_text(cached, "targets"); /* not the run's to delete */
+    char *text = mc_test_read_file(log, NULL);
+    ck_assert_ptr_nonnull(strstr(text, "its 1 checkpoint was deleted"));
+    free(text);
+    /* Nothing left that makes it a run: a new one may start there. */
+    MC_CHECK_OK(mc_run_check_new(mc_test_dir));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, MC_RUN_NEW));
+    mc_run_close(run);
 }
 END_TEST
 
@@ -377,11 +428,17 @@ END_TEST
  * another process would be.) */
 START_TEST(run_folder_is_locked_while_open) {
     mc_run *first, *second = (mc_run *)1;
-    MC_CHECK_OK(mc_run_open(&first, mc_test_dir, false));
+    MC_CHECK_OK(mc_run_open(&first, mc_test_dir, MC_RUN_NEW));
     MC_CHECK_OK(mc_run_write_config(first, 0, NULL));
-    MC_CHECK_FAILS(mc_run_open(&second, mc_test_dir, false), MC_ERR_IO, "in use by another mmchain process");
+    char checkpoint[512];
+    mc_test_dir_path("checkpoints/last.safetensors", checkpoint, sizeof checkpoint);
+    mc_test_write_text(checkpoint, "the first run's");
+    /* An overwrite waits for the lock before it deletes anything. */
+    MC_CHECK_FAILS(mc_run_open(&second, mc_test_dir, MC_RUN_OVERWRITE), MC_ERR_IO,
+                   "in use by another mmchain process");
     ck_assert_ptr_null(second);
-    MC_CHECK_FAILS(mc_run_open(&second, mc_test_dir, true), MC_ERR_IO, "in use by another mmchain process");
+    mc_test_assert_file_text(checkpoint, "the first run's");
+    MC_CHECK_FAILS(mc_run_open(&second, mc_test_dir, MC_RUN_RESUME), MC_ERR_IO, "in use by another mmchain process");
     /* Reading the options of a locked run (the other ranks of a distributed
      * run do) takes no lock, and a folder that is not a run is refused. */
     MC_CHECK_OK(mc_run_open_readonly(&second, mc_test_dir));
@@ -394,7 +451,7 @@ START_TEST(run_folder_is_locked_while_open) {
     ck_assert_int_ne(mc_run_open_readonly(&second, not_a_run), MC_OK);
     ck_assert_ptr_null(second);
     mc_run_close(first);
-    MC_CHECK_OK(mc_run_open(&second, mc_test_dir, true));
+    MC_CHECK_OK(mc_run_open(&second, mc_test_dir, MC_RUN_RESUME));
     mc_run_close(second);
 }
 END_TEST
@@ -436,7 +493,7 @@ START_TEST(run_files_survive_a_failed_write) {
     mc_test_dir_path("report.html", report, sizeof report);
     mc_test_dir_path("sheet.png", sheet, sizeof sheet);
     mc_run *run;
-    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, false));
+    MC_CHECK_OK(mc_run_open(&run, mc_test_dir, MC_RUN_NEW));
     mc_run_set_quiet(run, true);
     MC_CHECK_OK(mc_run_write_config(run, 0, NULL));
     const char *cols[] = {"step", "loss"};
@@ -479,7 +536,8 @@ static Suite *run_suite(void) {
                                    run_folder_unwritable_or_missing_is_a_clear_error,
                                    run_config_json, run_metrics_rows_resume_and_drop,
                                    run_log_appends_lines, run_resume_of_a_non_run_creates_nothing,
-                                   run_folder_is_locked_while_open, run_files_survive_a_failed_write, NULL};
+                                   run_folder_is_locked_while_open, run_files_survive_a_failed_write,
+                                   run_new_refuses_a_folder_holding_a_run, NULL};
     mc_test_use_temp_dir(mc_test_add_case(s, "folder", folder));
     return s;
 }

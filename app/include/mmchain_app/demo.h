@@ -40,8 +40,13 @@ typedef struct mc_demo_config {
      * control is set (shuffled pairs at the second hop). */
     int hops;
     const char *hop2_bands; /* "B05,B06,B07": the red edge */
-    const char *out_dir;    /* run folder (NULL: nothing written) */
-    bool quiet;             /* no progress lines or log on stdout */
+    /* Run folder (NULL: nothing written). A demo's earlier run there is
+     * replaced; another command's run is refused (mc_run_open's
+     * MC_RUN_NEW) unless `overwrite` is set, which deletes its
+     * checkpoints. */
+    const char *out_dir;
+    bool overwrite;
+    bool quiet; /* no progress lines or log on stdout */
 } mc_demo_config;
 
 /* The sizes `mmchain demo` runs with (docs/method.md, "The demo"). */

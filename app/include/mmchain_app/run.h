@@ -3,7 +3,7 @@
  * checkpoints/). report.h renders report.html from it; demo.h is the demo.
  *
  *     mc_run *run;
- *     MC_TRY(mc_run_open(&run, "runs/demo", resume));
+ *     MC_TRY(mc_run_open(&run, "runs/demo", resume ? MC_RUN_RESUME : MC_RUN_NEW));
  *     mc_run_set_quiet(run, quiet);
  *     mc_metadata_entry cfg[] = {{"lr", "1e-4"}, {"batch", "100"}, {"seed", "7"}};
  *     MC_TRY(mc_run_write_config(run, 3, cfg));
@@ -105,16 +105,35 @@ void mc_progress_format(const mc_progress *p, int epoch, int64_t step, double lo
 
 typedef struct mc_run mc_run;
 
-/* Create `dir` (and its parents) and dir/checkpoints. resume = false: a
- * fresh run (an existing metrics.csv / log.txt is replaced); resume = true:
- * the folder must exist with a config.json, metrics and log are appended
- * to, and temporary files left by a write that was killed are removed;
- * a folder that is not a run is refused before anything is created in it.
- * The folder is locked (an flock on dir/.lock, held until mc_run_close or
- * the process's end): a second open, by this process or another, is an
+/* What mc_run_open does with the folder. */
+typedef enum mc_run_mode {
+    /* A fresh run. A folder that holds a run already (a config.json or a
+     * checkpoint) is refused, MC_ERR_IO naming what it holds, before
+     * anything in it is touched: its checkpoints would otherwise outlive
+     * the new run's config.json, and a later resume would load them. */
+    MC_RUN_NEW,
+    /* Continue the run in the folder: it must exist with a config.json;
+     * metrics and log are appended to, and temporary files left by a write
+     * that was killed are removed. A folder that is not a run is refused
+     * before anything is created in it. */
+    MC_RUN_RESUME,
+    /* A fresh run in place of the one the folder may hold: the
+     * .safetensors files in its checkpoints/ are deleted (once the folder
+     * is locked) and metrics.csv and log.txt replaced. What else is there (a cache/
+     * of targets, a report) stays until the new run rewrites it. */
+    MC_RUN_OVERWRITE,
+} mc_run_mode;
+
+/* Create `dir` (and its parents) and dir/checkpoints, as `mode` says. The
+ * folder is locked (an flock on dir/.lock, held until mc_run_close or the
+ * process's end): a second open, by this process or another, is an
  * MC_ERR_IO saying the folder is in use. An unwritable folder is MC_ERR_IO
  * naming it. */
-mc_status mc_run_open(mc_run **out, const char *dir, bool resume);
+mc_status mc_run_open(mc_run **out, const char *dir, mc_run_mode mode);
+/* The refusal of MC_RUN_NEW on its own (MC_OK: `dir` holds no run),
+ * touching nothing: for a command that loads much before it opens its
+ * run folder, to stop before the loading. */
+mc_status mc_run_check_new(const char *dir);
 /* An existing run folder opened to read its config.json only: no lock, and
  * nothing in the folder is created, changed or removed. The other ranks of a
  * distributed run read their options this way while rank 0 holds the lock. */
