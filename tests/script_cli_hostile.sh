@@ -206,6 +206,21 @@ expect_error "demo --text-width 199" "--text-width 199: the tower's 3 attention 
     "$cli" demo --tiny --text-width 199 --out "$tmp/d199"
 [ ! -e "$tmp/d199" ] || fail "demo --text-width 199 created its run folder"
 
+# ---- options that would be ignored: refused instead ----
+expect_error "embed --batch without --checkpoint" "--batch goes with --checkpoint" \
+    "$cli" embed --model resnet --weights "$tmp/none.safetensors" --input "$tmp/none.safetensors" \
+    --output "$tmp/e.safetensors" --batch 8
+expect_error "synth --rgb-out with --no-png" "cannot go with --no-png" \
+    "$cli" synth --out "$tmp/w3" --per-class 1 --rgb-out "$tmp/w3-rgb" --no-png
+[ ! -e "$tmp/w3" ] || fail "a refused synth created $tmp/w3"
+expect_error "demo --hop2-bands with one hop" "need --hops 2" \
+    "$cli" demo --tiny --hop2-bands B01,B09,B10 --out "$tmp/d2"
+[ ! -e "$tmp/d2" ] || fail "a refused demo created its run folder"
+expect_error "eval --which with --checkpoint" "cannot go with --checkpoint" \
+    "$cli" eval --run "$tmp/run" --which last --checkpoint "$tmp/last.kept"
+expect_error "search --which with --checkpoint" "cannot go with --checkpoint" \
+    "$cli" search --run "$tmp/run" --which last --checkpoint "$tmp/last.kept" --text forest
+
 # ---- usage errors: status 1 like any other error ----
 expect_error "synth with an unknown option" "unknown option" "$cli" synth --bogus
 expect_error "synth without --per-class" "--per-class" "$cli" synth --out "$tmp/x"

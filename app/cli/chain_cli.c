@@ -138,9 +138,14 @@ int chain_cli_load_clip(const char *command, const char *path, mc_clip **clip) {
     return 0;
 }
 
-int chain_cli_check_which(const char *command, const char *which) {
-    if (strcmp(which, "best") == 0 || strcmp(which, "last") == 0) return 0;
-    return cli_fail(command, "--which '%s' is not best or last", which);
+int chain_cli_check_which(const char *command, const char *which, bool which_given,
+                          const char *checkpoint) {
+    if (strcmp(which, "best") != 0 && strcmp(which, "last") != 0)
+        return cli_fail(command, "--which '%s' is not best or last", which);
+    if (which_given && checkpoint)
+        return cli_fail(command, "--which picks one of the run's checkpoints: it cannot go with "
+                        "--checkpoint %s", checkpoint);
+    return 0;
 }
 
 void chain_cli_run_checkpoint(const mc_run *run, const char *which, const char *given, char *path, size_t len) {

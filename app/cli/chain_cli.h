@@ -112,9 +112,11 @@ static inline mc_run_mode chain_cli_run_mode(bool overwrite) {
  * give later. Returns 0 or the exit code after the error. */
 int chain_cli_check_out(const char *command, const char *out, bool overwrite);
 
-/* --which: "best" or "last" (a run's checkpoint); returns 0 or the exit code
- * after the error. */
-int chain_cli_check_which(const char *command, const char *which);
+/* --which: "best" or "last" (a run's checkpoint), and not given together
+ * with --checkpoint (`checkpoint` not NULL), which names another file and
+ * would leave it unused; returns 0 or the exit code after the error. */
+int chain_cli_check_which(const char *command, const char *which, bool which_given,
+                          const char *checkpoint);
 /* The encoder checkpoint a command reads: `given` (--checkpoint) when not
  * NULL, else the run's checkpoints/<which>.safetensors. */
 void chain_cli_run_checkpoint(const mc_run *run, const char *which, const char *given, char *path, size_t len);

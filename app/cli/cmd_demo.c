@@ -98,6 +98,8 @@ int cmd_demo(int argc, char **argv) {
         if (code >= 0) return code;
     }
     if (cli_apply_precision(COMMAND, a.precision)) return 1;
+    if (c->hops == 1 && cli_opt_find(opts, "--hop2-bands")->given)
+        return cli_fail(COMMAND, "--hop2-bands are the second hop's: they need --hops 2");
     if (chain_cli_check_tower_width(COMMAND, "--clip-width", c->clip.width) ||
         chain_cli_check_tower_width(COMMAND, "--text-width", c->clip.text_width))
         return 1;

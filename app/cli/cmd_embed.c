@@ -168,6 +168,8 @@ static int parse_options(int argc, char **argv, embed_options *o) {
     if (code >= 0) return code;
     if (cli_apply_precision(COMMAND, o->precision)) return 1;
     if (o->checkpoint) return spectral_reject_options(opts);
+    if (cli_opt_find(opts, "--batch")->given) /* the towers embed their input in one forward */
+        return cli_fail(COMMAND, "--batch goes with --checkpoint (tiles through a spectral encoder)");
     if (o->n_tiles > 0)
         return cli_fail(COMMAND, "unexpected argument '%s': tile files go with --checkpoint", o->tiles[0]);
     o->n_texts = texts.n;

@@ -333,7 +333,8 @@ int cmd_eval(int argc, char **argv) {
     };
     int code = cli_parse_options(COMMAND, USAGE, opts, argc, argv);
     if (code >= 0) return code;
-    if (chain_cli_check_which(COMMAND, a.which)) return 1;
+    if (chain_cli_check_which(COMMAND, a.which, cli_opt_find(opts, "--which")->given, a.checkpoint))
+        return 1;
     run_strings *rs = calloc(1, sizeof *rs);
     if (!rs) return cli_fail(COMMAND, "out of memory");
     eval_setup s = {0};

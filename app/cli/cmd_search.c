@@ -277,7 +277,8 @@ int cmd_search(int argc, char **argv) {
     };
     int code = cli_parse_options(COMMAND, USAGE, opts, argc, argv);
     if (code >= 0) return code;
-    if (chain_cli_check_which(COMMAND, a.which)) return 1;
+    if (chain_cli_check_which(COMMAND, a.which, cli_opt_find(opts, "--which")->given, a.checkpoint))
+        return 1;
     search_setup *s = calloc(1, sizeof *s);
     if (!s) return cli_fail(COMMAND, "out of memory");
     code = locate(&a, s);

@@ -66,6 +66,8 @@ static int parse_options(int argc, char **argv, synth_options *o) {
     o->per_class = per_class;
     o->seed = seed;
     o->png = !no_png;
+    if (no_png && o->rgb_out)
+        return cli_fail(COMMAND, "--rgb-out names where the PNG previews go: it cannot go with --no-png");
     if (o->per_class < 1) return cli_fail(COMMAND, "--per-class N is required (see mmchain synth --help)");
     if (!o->out && !o->stats) return cli_fail(COMMAND, "--out DIR is required (or --stats alone)");
     return -1;
