@@ -14,17 +14,45 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mmchain/io.h"
 
-/* A new empty temporary file "<path>.tmp.XXXXXX": *tmp is malloc'd. */
+/* The six characters that make a temporary name unique (mkstemp's
+ * XXXXXX): drawn from a generator seeded by the process, the clock, a
+ * per-process counter and the attempt, so that two writers of one file,
+ * in one process or two, draw different names; a name taken all the same
+ * is caught by O_EXCL and drawn again. */
+static void fill_unique(char *six, unsigned attempt) {
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static _Atomic unsigned long long counter;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    unsigned long long x = (unsigned long long)now.tv_nsec ^ ((unsigned long long)now.tv_sec << 30) ^
+                           ((unsigned long long)getpid() << 20) ^ (counter++ << 8) ^ attempt;
+    for (int i = 0; i < 6; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull; /* Knuth's MMIX LCG */
+        six[i] = alphabet[(x >> 33) % (sizeof alphabet - 1)];
+    }
+}
+
+/* A new empty temporary file "<path>.tmp.XXXXXX": *tmp is malloc'd.
+ * Created with mode 0666 less the umask, as fopen would create the file
+ * itself (mkstemp's 0600, or a fixed 0644, would ignore a umask of 077 or
+ * 002 and the folder's default ACL). */
 static mc_status create_temp(const char *path, char **tmp, int *fd) {
     size_t tmp_len = strlen(path) + sizeof ".tmp.XXXXXX";
     *tmp = malloc(tmp_len);
     if (!*tmp) return mc_error(MC_ERR_NOMEM, "%s: out of memory", path);
     snprintf(*tmp, tmp_len, "%s.tmp.XXXXXX", path);
-    *fd = mkstemp(*tmp);
+    char *six = *tmp + tmp_len - sizeof "XXXXXX";
+    *fd = -1;
+    for (unsigned attempt = 0; *fd < 0 && attempt < 100; attempt++) {
+        fill_unique(six, attempt);
+        *fd = open(*tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (*fd < 0 && errno != EEXIST) break;
+    }
     if (*fd < 0) {
         mc_status s = mc_error(MC_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
                                strerror(errno));
@@ -32,7 +60,6 @@ static mc_status create_temp(const char *path, char **tmp, int *fd) {
         *tmp = NULL;
         return s;
     }
-    fchmod(*fd, 0644); /* mkstemp makes it 0600; the result is an ordinary file */
     return MC_OK;
 }
 

@@ -522,11 +522,32 @@ START_TEST(run_files_survive_a_failed_write) {
 }
 END_TEST
 
+/* An atomically written file gets the mode a plain fopen would give it:
+ * 0666 less the umask (not mkstemp's 0600, nor a fixed 0644). */
+START_TEST(atomic_write_follows_the_umask) {
+    char path[512];
+    mc_test_dir_path("private.json", path, sizeof path);
+    const mode_t masks[] = {077, 022, 002};
+    for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++) {
+        const mode_t old = umask(masks[i]);
+        const mc_status s = mc_write_file_atomic(path, "{}", 2);
+        umask(old);
+        MC_CHECK_OK(s);
+        struct stat info;
+        ck_assert_int_eq(stat(path, &info), 0);
+        ck_assert_msg((info.st_mode & 0777) == (0666 & ~masks[i]), "umask %03o: mode %03o",
+                      (unsigned)masks[i], (unsigned)(info.st_mode & 0777));
+    }
+    ck_assert_int_eq(count_entries(mc_test_dir, ".tmp."), 0);
+}
+END_TEST
+
 static Suite *run_suite(void) {
     Suite *s = suite_create("run");
     const TTest *const atomic[] = {atomic_write_replaces_and_failure_keeps_old,
                                    atomic_write_into_missing_folder_names_it,
-                                   safetensors_writer_uses_the_atomic_path, NULL};
+                                   safetensors_writer_uses_the_atomic_path,
+                                   atomic_write_follows_the_umask, NULL};
     mc_test_use_temp_dir(mc_test_add_case(s, "atomic", atomic));
     const TTest *const progress[] = {progress_on_a_terminal_rewrites_one_line,
                                      progress_in_a_log_prints_plain_lines_every_n_steps,
