@@ -387,6 +387,62 @@ START_TEST(test_png_huge_header_refused) {
 }
 END_TEST
 
+/* Appends the PNG chunk `type` with `len` bytes of data (and its CRC). */
+static size_t put_png_chunk(unsigned char *out, const char *type, const unsigned char *data,
+                            uint32_t len) {
+    put_uint(out, 4, len, true);
+    memcpy(out + 4, type, 4);
+    if (len) memcpy(out + 8, data, len);
+    put_uint(out + 8 + len, 4, (uint32_t)crc32(0L, out + 4, (uInt)len + 4), true);
+    return 12 + (size_t)len;
+}
+
+/* A 32768 x 32768 1-bit palette PNG of 130 KB: its stored rows (134 MB)
+ * are what deflate can make of such a file, so the file-size check passes,
+ * but expanded to RGB floats they would be 12.9 GB, past the decoders'
+ * 8 GiB cap: refused before anything is allocated. */
+START_TEST(test_png_expanded_size_refused) {
+    enum { SIDE = 32768, ROW = 1 + SIDE / 8 }; /* filter byte + 1 bit a pixel */
+    unsigned char ihdr[13] = {0}, plte[3] = {0, 128, 0}, row[ROW] = {0};
+    put_uint(ihdr, 4, SIDE, true);
+    put_uint(ihdr + 4, 4, SIDE, true);
+    ihdr[8] = 1; /* bit depth */
+    ihdr[9] = 3; /* palette */
+    z_stream z = {0};
+    ck_assert_int_eq(deflateInit(&z, 9), Z_OK);
+    const size_t room = 1 << 20;
+    unsigned char *idat = malloc(room);
+    ck_assert_ptr_nonnull(idat);
+    z.next_out = idat;
+    z.avail_out = (uInt)room;
+    for (int y = 0; y < SIDE; y++) {
+        z.next_in = row;
+        z.avail_in = ROW;
+        ck_assert_int_eq(deflate(&z, y + 1 < SIDE ? Z_NO_FLUSH : Z_FINISH), y + 1 < SIDE ? Z_OK : Z_STREAM_END);
+    }
+    const uint32_t idat_len = (uint32_t)z.total_out;
+    deflateEnd(&z);
+    unsigned char *file = malloc(idat_len + 128);
+    ck_assert_ptr_nonnull(file);
+    static const unsigned char signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    memcpy(file, signature, 8);
+    size_t n = 8;
+    n += put_png_chunk(file + n, "IHDR", ihdr, sizeof ihdr);
+    n += put_png_chunk(file + n, "PLTE", plte, sizeof plte);
+    n += put_png_chunk(file + n, "IDAT", idat, idat_len);
+    n += put_png_chunk(file + n, "IEND", NULL, 0);
+    char path[1024];
+    mc_test_dir_path("expands.png", path, sizeof path);
+    mc_test_write_file(path, file, n);
+    free(idat);
+    free(file);
+    mc_tensor *image = NULL;
+    MC_CHECK_FAILS(mc_png_read(path, &image, NULL), MC_ERR_FORMAT,
+                   "expands.png: PNG header declares 32768x32768 pixels of 3 channels");
+    ck_assert_ptr_null(image);
+}
+END_TEST
+
 /* ---- JPEG ---- */
 
 /* Every marker segment's length, and the frame header's height, width,
@@ -714,7 +770,8 @@ static Suite *fuzz_suite(void) {
     Suite *s = suite_create("fuzz_parsers");
     /* Thousands of files per case, under sanitizers too. */
     const TTest *const images[] = {test_fuzz_tiff, test_tiff_huge_header_refused, test_fuzz_png,
-                                   test_png_huge_header_refused, test_fuzz_jpeg, NULL};
+                                   test_png_huge_header_refused, test_png_expanded_size_refused,
+                                   test_fuzz_jpeg, NULL};
     tcase_set_timeout(mc_test_use_temp_dir(mc_test_add_case(s, "images", images)), 300);
     const TTest *const text[] = {test_fuzz_tokenizer_files, NULL};
     tcase_set_timeout(mc_test_add_case(s, "text", text), 300);

@@ -95,7 +95,8 @@ mc_status mc_png_read(const char *path, mc_tensor **out, int *bit_depth) {
     png_read_info(png, info);
     /* The rows as stored (one filter byte each) come out of deflate: check
      * the header's size against the file before allocating anything. The
-     * expansions below (palette -> RGBA, 1-bit -> 8-bit) are at most 32x. */
+     * expansions below (palette -> RGBA, 1-bit -> 8-bit) are at most 32x,
+     * so what is allocated is checked again after them. */
     uint64_t file_size = 0;
     uint64_t stored = ((uint64_t)png_get_rowbytes(png, info) + 1) * png_get_image_height(png, info);
     messages.status = mc_file_size(file, path, &file_size);
@@ -106,6 +107,19 @@ mc_status mc_png_read(const char *path, mc_tensor **out, int *bit_depth) {
     int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
     int c = png_get_channels(png, info), depth = png_get_bit_depth(png, info);
     size_t row_bytes = png_get_rowbytes(png, info);
+    /* The float planes, the largest allocation (4 bytes a sample, up to
+     * 128 times the stored bytes of a 1-bit palette image), under the
+     * absolute cap, as every decoder's. */
+    const uint64_t planes = (uint64_t)c * (uint64_t)h * (uint64_t)w * sizeof(float);
+    if (planes > MC_DECODE_MAX_BYTES) {
+        messages.status = mc_error(MC_ERR_FORMAT,
+                                   "%s: PNG header declares %dx%d pixels of %d channels, %llu bytes "
+                                   "as floats, more than the %llu this library decodes (corrupt "
+                                   "header?)",
+                                   path, w, h, c, (unsigned long long)planes,
+                                   (unsigned long long)MC_DECODE_MAX_BYTES);
+        png_longjmp(png, 1);
+    }
     samples = malloc(row_bytes * (size_t)h);
     rows = malloc(sizeof(png_bytep) * (size_t)h);
     mc_tensor *made = NULL;
