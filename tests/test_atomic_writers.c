@@ -120,10 +120,53 @@ enum { N_WRITERS = sizeof writers / sizeof writers[0] };
 START_TEST(writer_is_atomic) { check_writer_survives_failure(writers[_i].file_name, writers[_i].write); }
 END_TEST
 
+/* A tokenizer saved into a folder writes merges.txt and vocab.json as a
+ * pair: when vocab.json's write fails (here: merges.txt fits under the
+ * limit, vocab.json does not), the old pair stays whole, and the folder
+ * still loads as the old tokenizer. */
+static mc_status save_into_folder(void *ctx) {
+    const char *dir = ((void **)ctx)[0];
+    const mc_tokenizer *tok = ((void **)ctx)[1];
+    return mc_tokenizer_save(tok, dir);
+}
+
+START_TEST(tokenizer_folder_keeps_its_pair) {
+    char dir[512], merges[1024], vocab[1024], message[1024];
+    mc_test_temp_dir(dir, sizeof dir);
+    snprintf(merges, sizeof merges, "%s/merges.txt", dir);
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
+    const char *old_text[] = {"forest forest"}, *new_text[] = {"river river lake lake"};
+    mc_tokenizer *old = NULL, *new = NULL;
+    MC_CHECK_OK(mc_tokenizer_train(old_text, 1, 2, &old));
+    MC_CHECK_OK(mc_tokenizer_train(new_text, 1, 4, &new));
+    MC_CHECK_OK(mc_tokenizer_save(old, dir));
+    size_t merges_len = 0, vocab_len = 0;
+    char *old_merges = mc_test_read_file(merges, &merges_len);
+    char *old_vocab = mc_test_read_file(vocab, &vocab_len);
+    ck_assert_msg(merges_len < WRITE_LIMIT && vocab_len > WRITE_LIMIT, "merges.txt %zu, vocab.json %zu bytes",
+                  merges_len, vocab_len);
+    void *ctx[] = {dir, new};
+    mc_status status = mc_test_with_file_size_limit(WRITE_LIMIT, save_into_folder, ctx, message, sizeof message);
+    ck_assert_int_ne(status, MC_OK);
+    ck_assert_msg(strstr(message, "vocab.json") != NULL, "the error does not name vocab.json: %s", message);
+    mc_test_assert_survived(merges, old_merges, merges_len, dir);
+    mc_test_assert_survived(vocab, old_vocab, vocab_len, dir);
+    mc_tokenizer *back = NULL;
+    MC_CHECK_OK(mc_tokenizer_load(dir, &back));
+    ck_assert_int_eq(mc_tokenizer_merge_count(back), mc_tokenizer_merge_count(old));
+    mc_tokenizer_free(back);
+    free(old_merges);
+    free(old_vocab);
+    mc_tokenizer_free(old);
+    mc_tokenizer_free(new);
+    mc_test_remove_tree(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("atomic_writers");
-    const TTest *const none[] = {NULL};
-    mc_test_add_loops(mc_test_add_case(s, "failed_writes", none),
+    const TTest *const pairs[] = {tokenizer_folder_keeps_its_pair, NULL};
+    mc_test_add_loops(mc_test_add_case(s, "failed_writes", pairs),
                       (const mc_test_loop[]){{writer_is_atomic, 0, N_WRITERS}, {NULL, 0, 0}});
     return mc_test_run_suite(s);
 }

@@ -127,6 +127,19 @@ mc_status mc_write_file_atomic(const char *path, const void *data, size_t len);
 typedef mc_status (*mc_atomic_writer_fn)(void *ctx, FILE *f);
 mc_status mc_write_file_atomic_with(const char *path, mc_atomic_writer_fn write, void *ctx);
 
+/* Files that belong together (a tokenizer's merges.txt and vocab.json),
+ * each as mc_write_file_atomic_with: every temporary file is written and
+ * fsync'ed before the first rename, so a failed write of any of them
+ * leaves every old file in place and no temporary behind. Once all are
+ * written they are renamed in order; only a crash between two renames (not
+ * a failed write) can leave old and new files side by side. */
+typedef struct mc_atomic_file {
+    const char *path;
+    mc_atomic_writer_fn write;
+    void *ctx;
+} mc_atomic_file;
+mc_status mc_write_files_atomic(int n, const mc_atomic_file *files);
+
 /* The same for a writer that only takes a file name (a PNG encoder, ...):
  * write(ctx, tmp_path) creates tmp_path (in path's folder); it is then
  * fsync'ed and renamed over `path`. */

@@ -97,22 +97,60 @@ static mc_status finish(const char *path, char *tmp, mc_status status) {
     return status;
 }
 
-mc_status mc_write_file_atomic_with(const char *path, mc_atomic_writer_fn write, void *ctx) {
+/* The new content of `path` in a temporary file beside it, written by
+ * write(ctx, f), flushed and fsync'ed: *tmp (malloc'd) names it. On
+ * failure nothing remains (*tmp NULL). */
+static mc_status write_temp(const char *path, mc_atomic_writer_fn write, void *ctx, char **tmp) {
     if (!path || !*path || !write) return mc_error(MC_ERR_ARG, "atomic write: a path and a writer are needed");
-    char *tmp;
     int fd;
-    MC_TRY(create_temp(path, &tmp, &fd));
+    MC_TRY(create_temp(path, tmp, &fd));
     FILE *fp = fdopen(fd, "wb");
+    mc_status status = MC_OK;
     if (!fp) {
+        status = mc_error(MC_ERR_IO, "%s: fdopen failed: %s", path, strerror(errno));
         close(fd);
-        return finish(path, tmp, mc_error(MC_ERR_IO, "%s: fdopen failed: %s", path, strerror(errno)));
+    } else {
+        status = write(ctx, fp);
+        if (status == MC_OK && (fflush(fp) != 0 || ferror(fp) || fsync(fileno(fp)) != 0))
+            status = mc_error(MC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        if (fclose(fp) != 0 && status == MC_OK)
+            status = mc_error(MC_ERR_IO, "%s: close failed: %s", path, strerror(errno));
     }
-    mc_status status = write(ctx, fp);
-    if (status == MC_OK && (fflush(fp) != 0 || ferror(fp) || fsync(fileno(fp)) != 0))
-        status = mc_error(MC_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    if (fclose(fp) != 0 && status == MC_OK)
-        status = mc_error(MC_ERR_IO, "%s: close failed: %s", path, strerror(errno));
-    return finish(path, tmp, status);
+    if (status != MC_OK) {
+        unlink(*tmp);
+        free(*tmp);
+        *tmp = NULL;
+    }
+    return status;
+}
+
+mc_status mc_write_file_atomic_with(const char *path, mc_atomic_writer_fn write, void *ctx) {
+    char *tmp;
+    MC_TRY(write_temp(path, write, ctx, &tmp));
+    return finish(path, tmp, MC_OK);
+}
+
+mc_status mc_write_files_atomic(int n, const mc_atomic_file *files) {
+    if (n < 1 || !files) return mc_error(MC_ERR_ARG, "atomic write: no files given");
+    char **tmps = calloc((size_t)n, sizeof *tmps);
+    if (!tmps) return mc_error(MC_ERR_NOMEM, "atomic write of %s and %d more: out of memory",
+                               files[0].path ? files[0].path : "(null)", n - 1);
+    mc_status status = MC_OK;
+    for (int i = 0; i < n && status == MC_OK; i++) {
+        status = write_temp(files[i].path, files[i].write, files[i].ctx, &tmps[i]);
+        /* which of the files failed, where the writer's message does not say */
+        if (status != MC_OK && files[i].path && !strstr(mc_last_error(), files[i].path))
+            status = mc_error_context(status, "%s: ", files[i].path);
+    }
+    /* All written, or none replaced: the renames come only after every
+     * temporary file is complete on disk. */
+    for (int i = 0; i < n; i++)
+        if (tmps[i]) {
+            mc_status renamed = finish(files[i].path, tmps[i], status);
+            if (status == MC_OK) status = renamed;
+        }
+    free(tmps);
+    return status;
 }
 
 mc_status mc_write_file_atomic_via(const char *path, mc_atomic_path_writer_fn write, void *ctx) {

@@ -645,14 +645,20 @@ mc_status mc_tokenizer_save_vocab_json(const mc_tokenizer *tok, const char *path
 static bool is_folder(const char *path);
 static mc_status join_path(const char *folder, size_t folder_len, const char *name, char **out);
 
-/* A folder gets merges.txt and then vocab.json; a crash between the two
- * leaves a pair that mc_tokenizer_load rejects (the check), never wrong ids. */
+/* A folder gets merges.txt and vocab.json together
+ * (mc_write_files_atomic): a failed write of either leaves the old pair.
+ * A crash between the two renames leaves a pair that mc_tokenizer_load
+ * rejects (the check), never wrong ids. */
 static mc_status save_to_folder(const mc_tokenizer *tok, const char *folder) {
     char *merges_path = NULL, *vocab_path = NULL;
     mc_status s = join_path(folder, strlen(folder), "merges.txt", &merges_path);
     if (s == MC_OK) s = join_path(folder, strlen(folder), "vocab.json", &vocab_path);
-    if (s == MC_OK) s = mc_tokenizer_save(tok, merges_path);
-    if (s == MC_OK) s = mc_tokenizer_save_vocab_json(tok, vocab_path);
+    if (s == MC_OK) {
+        const mc_atomic_file pair[] = {{merges_path, write_merges, (void *)tok},
+                                       {vocab_path, write_vocab, (void *)tok}};
+        s = mc_write_files_atomic(2, pair);
+        if (s != MC_OK) s = mc_error_context(s, "tokenizer: saving into the folder %s: ", folder);
+    }
     free(merges_path);
     free(vocab_path);
     return s;
