@@ -250,6 +250,65 @@ END_TEST
 START_TEST(resume_is_bit_identical_without_augmentation) { check_resume_bit_identical(0, false); }
 END_TEST
 
+/* The step `last` holds now (-1 when there is none yet). */
+static int64_t last_checkpoint_step(const char *dir) {
+    char path[1300], value[32];
+    snprintf(path, sizeof path, "%s/last.safetensors", dir);
+    if (!mc_test_file_exists(path)) return -1;
+    MC_CHECK_OK(mc_checkpoint_metadata_get(path, "global_step", value, sizeof value));
+    return strtoll(value, NULL, 10);
+}
+
+typedef struct hook_order {
+    const char *dir;
+    int steps, epochs;
+} hook_order;
+
+static void step_sees_no_newer_checkpoint(void *ctx, const mc_chain_step_info *info) {
+    hook_order *o = ctx;
+    o->steps++;
+    ck_assert_msg(last_checkpoint_step(o->dir) < info->global_step,
+                  "the checkpoint of step %lld was written before its step hook",
+                  (long long)info->global_step);
+}
+
+static mc_status epoch_sees_no_newer_checkpoint(void *ctx, const mc_chain_epoch_info *info) {
+    hook_order *o = ctx;
+    o->epochs++;
+    (void)info;
+    char path[1300];
+    snprintf(path, sizeof path, "%s/best.safetensors", o->dir);
+    ck_assert_msg(o->epochs > 1 || !mc_test_file_exists(path), "best was written before the first epoch hook");
+    ck_assert_msg(last_checkpoint_step(o->dir) < 4 * o->epochs, "the epoch's checkpoint came before its hook");
+    return MC_OK;
+}
+
+/* The hooks run before the checkpoints of their step or epoch: a kill
+ * between the two then resumes from an earlier checkpoint and the rows the
+ * hooks write come again, where the other order loses them for good. */
+START_TEST(hooks_run_before_their_checkpoints) {
+    world w = {0};
+    world_open(&w, 4); /* 4 steps an epoch */
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/order", w.f.dir);
+    ck_assert(fixture_mkdir(dir) == MC_OK);
+    mc_chain_train_config c = small_config(dir); /* a checkpoint every step */
+    hook_order order = {dir, 0, 0};
+    mc_chain_hooks hooks = {.ctx = &order, .on_step = step_sees_no_newer_checkpoint,
+                            .on_epoch = epoch_sees_no_newer_checkpoint};
+    mc_spectral_encoder *enc = tiny_encoder("B08,B11,B12", 21);
+    mc_chain_trainer *t;
+    MC_CHECK_OK(mc_chain_trainer_new(&t, &c, enc, w.clip, &w.train, &w.val, w.classes, &hooks));
+    MC_CHECK_OK(mc_chain_trainer_run(t));
+    ck_assert_int_eq(order.steps, 8);
+    ck_assert_int_eq(order.epochs, 2);
+    ck_assert_int_eq(last_checkpoint_step(dir), 8); /* and the checkpoints did come after */
+    mc_chain_trainer_free(t);
+    mc_spectral_encoder_free(enc);
+    world_close(&w);
+}
+END_TEST
+
 /* The metrics against a recomputation with plain loops in the test. */
 START_TEST(evaluate_matches_a_direct_computation) {
     world w = {0};
@@ -439,6 +498,7 @@ int main(int argc, char **argv) {
                                   resume_is_bit_identical_on_the_fly,
                                   resume_is_bit_identical_with_target_crops,
                                   resume_is_bit_identical_without_augmentation,
+                                  hooks_run_before_their_checkpoints,
                                   evaluate_matches_a_direct_computation, targets_are_cached_on_disk,
                                   crop_params_are_a_function_of_seed_item_and_k,
                                   nan_loss_stops_and_keeps_the_checkpoint,

@@ -463,7 +463,9 @@ typedef struct mc_chain_train_config {
 
 mc_chain_train_config mc_chain_train_defaults(void);
 
-/* After every optimizer step. */
+/* After every optimizer step, before that step's checkpoint (when one is
+ * due), so that a run killed in between resumes from an earlier checkpoint
+ * and the hook sees the step again (mc_chain_hooks). */
 typedef struct mc_chain_step_info {
     int epoch;                /* 0-based epoch in progress */
     int64_t step_in_epoch;    /* batches finished in this epoch (1..steps_per_epoch) */
@@ -474,17 +476,23 @@ typedef struct mc_chain_step_info {
     double step_seconds;      /* wall time of the step */
 } mc_chain_step_info;
 
-/* After each validation (every val_every epochs and after the last). */
+/* After each validation (every val_every epochs and after the last),
+ * before the epoch's checkpoints are written. */
 typedef struct mc_chain_epoch_info {
     int epoch;                /* 1-based: epochs finished */
     double train_loss;        /* mean over the epoch's batches (those run in
                                * this process after a resume) */
     const mc_chain_metrics *val;
-    bool is_best;             /* best.safetensors was (re)written */
+    bool is_best;             /* best.safetensors is (re)written after the hook */
     double seconds;
 } mc_chain_epoch_info;
 
-/* In a distributed run only rank 0 calls the hooks. */
+/* In a distributed run only rank 0 calls the hooks. The hooks of a step
+ * or an epoch run before its checkpoints are written: what they record
+ * (metrics rows) is then never lost to a kill between the two, since the
+ * run resumes from an earlier checkpoint and calls them for that step
+ * again; mc_run_metrics_drop_after removes the rows past the checkpoint a
+ * run resumes from. */
 typedef struct mc_chain_hooks {
     void *ctx;
     void (*on_step)(void *ctx, const mc_chain_step_info *info);          /* may be NULL */

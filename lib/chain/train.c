@@ -644,15 +644,20 @@ static mc_status finish_epoch(mc_chain_trainer *t, double loss_sum, int64_t step
     if (is_best) {
         t->state.best_metric = value;
         t->state.best_epoch = t->state.epoch;
-        MC_TRY(save_checkpoint(t, "best"));
     }
-    MC_TRY(save_checkpoint(t, "last"));
-    if (t->rank != 0 || !t->hooks.on_epoch) return MC_OK;
-    mc_chain_epoch_info info = {
-        .epoch = t->state.epoch, .train_loss = steps_run ? loss_sum / (double)steps_run : NAN,
-        .val = m, .is_best = is_best, .seconds = now_seconds() - started,
-    };
-    return t->hooks.on_epoch(t->hooks.ctx, &info);
+    /* The hook (the caller's metrics row) before the checkpoints that
+     * cover its step: a run killed between the two resumes from an earlier
+     * checkpoint, drops the rows past it and writes this one again; the
+     * other order would lose the row for good. */
+    if (t->rank == 0 && t->hooks.on_epoch) {
+        mc_chain_epoch_info info = {
+            .epoch = t->state.epoch, .train_loss = steps_run ? loss_sum / (double)steps_run : NAN,
+            .val = m, .is_best = is_best, .seconds = now_seconds() - started,
+        };
+        MC_TRY(t->hooks.on_epoch(t->hooks.ctx, &info));
+    }
+    if (is_best) MC_TRY(save_checkpoint(t, "best"));
+    return save_checkpoint(t, "last");
 }
 
 static bool should_stop(const mc_chain_trainer *t) {
@@ -668,9 +673,7 @@ static mc_status run_epoch(mc_chain_trainer *t) {
         MC_TRY(mc_chain_trainer_step(t, &loss));
         loss_sum += loss;
         steps_run++;
-        if (t->cfg.checkpoint_every > 0 && t->state.global_step % t->cfg.checkpoint_every == 0 &&
-            t->state.step_in_epoch < t->steps_per_epoch)
-            MC_TRY(save_checkpoint(t, "last"));
+        /* The hook before the checkpoint, as in finish_epoch. */
         if (t->rank == 0 && t->hooks.on_step) {
             int64_t first = (t->state.step_in_epoch - 1) * t->cfg.batch_size;
             mc_chain_step_info info = {
@@ -684,6 +687,9 @@ static mc_status run_epoch(mc_chain_trainer *t) {
             };
             t->hooks.on_step(t->hooks.ctx, &info);
         }
+        if (t->cfg.checkpoint_every > 0 && t->state.global_step % t->cfg.checkpoint_every == 0 &&
+            t->state.step_in_epoch < t->steps_per_epoch)
+            MC_TRY(save_checkpoint(t, "last"));
     }
     return finish_epoch(t, loss_sum, steps_run, started);
 }
