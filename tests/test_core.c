@@ -172,6 +172,21 @@ START_TEST(test_mark_and_release_keep) {
     ck_assert_str_eq(kept->name, "kept");
     ck_assert_uint_lt(mc_graph_arena_bytes(g), used_at_mark + 1024);
     ck_assert_float_eq(before->data[3], 3.0f);
+    ck_assert(!kept->requires_grad);
+    /* A leaf marked for a gradient stays marked; one holding a gradient
+     * buffer (the release would free it) is refused before any release. */
+    mark = mc_graph_get_mark(g);
+    MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(4), "leaf", &kept));
+    MC_CHECK_OK(mc_tensor_set_requires_grad(kept, true));
+    MC_CHECK_OK(mc_graph_release_keep(g, mark, &kept));
+    ck_assert(kept->requires_grad);
+    ck_assert_str_eq(kept->name, "leaf");
+    float grad[4] = {0};
+    kept->grad = grad;
+    const size_t in_use = mc_graph_arena_bytes(g);
+    MC_CHECK_FAILS(mc_graph_release_keep(g, mark, &kept), MC_ERR_ARG, "leaf, which holds a gradient");
+    ck_assert_uint_eq(mc_graph_arena_bytes(g), in_use);
+    kept->grad = NULL;
     /* With ops recorded since the mark, releasing is refused. */
     mc_tensor *w, *y;
     MC_CHECK_OK(mc_tensor_new(&w, MC_SHAPE(3), "w"));

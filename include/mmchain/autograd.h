@@ -172,7 +172,9 @@ mc_graph_mark mc_graph_get_mark(const mc_graph *g);
 /* Free everything allocated after `mark`, except *keep (may be NULL), which
  * moves to the arena's first free place after the release (just after the
  * mark in its chunk, or the start of a spare or new chunk); *keep then
- * points to it. */
+ * points to it, a new header with the same shape, name, values and
+ * requires_grad. A *keep that holds a gradient buffer is refused
+ * (MC_ERR_ARG), before anything is freed. */
 mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **keep);
 
 /* Recomputation (gradient checkpointing, as torch.utils.checkpoint): run a

@@ -364,6 +364,11 @@ mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **kee
     if (g->tape_length != mark.tape_length)
         return mc_error(MC_ERR_STATE, "graph: cannot release memory that %d recorded op(s) still use",
                         g->tape_length - mark.tape_length);
+    /* A gradient buffer would be left behind in the freed memory. */
+    if (keep && *keep && (*keep)->grad)
+        return mc_error(MC_ERR_ARG, "graph: release_keep of %s, which holds a gradient: the "
+                        "release would free it (keep tensors of inference, or copy it first)",
+                        (*keep)->name);
     arena_release_to(g, mark); /* chunks newer than the mark's go; its chunk rewinds */
     if (!keep || !*keep) return MC_OK;
     /* The release frees nothing: newer chunks become spares and the mark's
@@ -381,6 +386,7 @@ mc_status mc_graph_release_keep(mc_graph *g, mc_graph_mark mark, mc_tensor **kee
     mc_tensor *moved;
     MC_TRY(tensor_header(g, survivor.shape, survivor.name, &moved));
     moved->data = data;
+    moved->requires_grad = survivor.requires_grad; /* a leaf the caller marked stays marked */
     *keep = moved;
     return MC_OK;
 }
