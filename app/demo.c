@@ -560,6 +560,11 @@ static bool holds_demo_run(const char *dir) {
     return demo;
 }
 
+mc_run_mode mc_demo_run_mode(const mc_demo_config *config) {
+    return config->overwrite || (config->out_dir && holds_demo_run(config->out_dir)) ? MC_RUN_OVERWRITE
+                                                                                     : MC_RUN_NEW;
+}
+
 static mc_status demo_setup(demo *d) {
     const mc_demo_config *c = d->cfg;
     MC_TRY(check_config(c));
@@ -572,8 +577,7 @@ static mc_status demo_setup(demo *d) {
     for (int k = 0; k < MC_SYNTH_CLASSES; k++) d->class_names[k] = mc_synth_class_name(k);
     MC_TRY(mc_chain_class_prompts(d->class_names, MC_SYNTH_CLASSES, &d->class_prompts));
     if (!c->out_dir) return MC_OK;
-    MC_TRY(mc_run_open(&d->run, c->out_dir, c->overwrite || holds_demo_run(c->out_dir)
-                                                 ? MC_RUN_OVERWRITE : MC_RUN_NEW));
+    MC_TRY(mc_run_open(&d->run, c->out_dir, mc_demo_run_mode(c)));
     mc_run_set_quiet(d->run, c->quiet);
     snprintf(d->result->run_dir, sizeof d->result->run_dir, "%s", mc_run_dir(d->run));
     return write_config(d);

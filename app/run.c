@@ -220,11 +220,19 @@ static mc_status check_holds_no_run(const mc_run *run) {
     const bool has_config = file_exists(config);
     if (!has_config && count == 0) return MC_OK;
     return mc_error(MC_ERR_IO,
-                    "run folder %s holds a run already (%s%s%d checkpoint%s in checkpoints/): "
-                    "continue it with --resume, choose another folder, or pass --overwrite to "
-                    "start afresh there (its checkpoints are deleted)",
+                    "run folder %s holds a run already (%s%s%d checkpoint%s in checkpoints/), "
+                    "which a new run there would leave beside its own config.json",
                     run->dir, has_config ? "config.json" : "", has_config ? ", " : "", count,
                     count == 1 ? "" : "s");
+}
+
+mc_status mc_run_remove(mc_run *run, const char *relative) {
+    char path[4096];
+    MC_TRY(mc_run_path(run, relative, path, sizeof path));
+    if (unlink(path) != 0 && errno != ENOENT)
+        return mc_error(MC_ERR_IO, "run folder %s: cannot delete the previous run's %s: %s", run->dir,
+                        path, strerror(errno));
+    return MC_OK;
 }
 
 /* A run handle for `dir` that holds nothing yet: no lock, no files. */
@@ -280,9 +288,14 @@ mc_status mc_run_open(mc_run **out, const char *dir, mc_run_mode mode) {
     mc_status s = resume ? check_is_run(run) : mode == MC_RUN_NEW ? check_holds_no_run(run) : MC_OK;
     if (s == MC_OK && !resume) s = make_folders(run->dir);
     if (s == MC_OK) s = lock_run(run);
+    /* Again under the lock: another process may have started a run there
+     * since the check above. */
+    if (s == MC_OK && mode == MC_RUN_NEW) s = check_holds_no_run(run);
     if (s == MC_OK) s = mc_run_path(run, "checkpoints", checkpoints, sizeof checkpoints);
     int deleted = 0;
     if (s == MC_OK && mode == MC_RUN_OVERWRITE) s = count_checkpoints(run, checkpoints, true, &deleted);
+    /* and its config.json, until the caller writes the new run's */
+    if (s == MC_OK && mode == MC_RUN_OVERWRITE) s = mc_run_remove(run, "config.json");
     if (s == MC_OK) s = make_folders(checkpoints);
     if (s == MC_OK) s = prepare_files(run, resume);
     if (s == MC_OK && mode == MC_RUN_OVERWRITE) {

@@ -95,6 +95,9 @@ expect_error "train --resume with --overwrite" "cannot go with --resume" \
     "$cli" train --resume "$tmp/run" --overwrite
 expect_error "pretrain-clip into a folder that holds a run" "pass --overwrite" \
     "$cli" pretrain-clip --synth 20 --epochs 1 --out "$tmp/run"
+if expect_error "demo into a train's run folder" "pass --overwrite" "$cli" demo --tiny --out "$tmp/run"; then
+    if grep -q -- "--resume" "$tmp/err"; then fail "demo's refusal offers --resume, which demo has not"; fi
+fi
 cmp -s "$tmp/run/checkpoints/last.safetensors" "$tmp/last.kept" ||
     fail "a refused pretrain-clip changed the run's checkpoint"
 

@@ -397,12 +397,13 @@ static size_t put_png_chunk(unsigned char *out, const char *type, const unsigned
     return 12 + (size_t)len;
 }
 
-/* A 32768 x 32768 1-bit palette PNG of 130 KB: its stored rows (134 MB)
+/* A 65536 x 65536 1-bit palette PNG of 520 KB: its stored rows (537 MB)
  * are what deflate can make of such a file, so the file-size check passes,
- * but expanded to RGB floats they would be 12.9 GB, past the decoders'
- * 8 GiB cap: refused before anything is allocated. */
+ * but expanded to 8-bit RGB they are 12.9 GB of samples (51.5 GB as
+ * floats), past the decoders' 8 GiB cap: refused before anything is
+ * allocated. */
 START_TEST(test_png_expanded_size_refused) {
-    enum { SIDE = 32768, ROW = 1 + SIDE / 8 }; /* filter byte + 1 bit a pixel */
+    enum { SIDE = 65536, ROW = 1 + SIDE / 8 }; /* filter byte + 1 bit a pixel */
     unsigned char ihdr[13] = {0}, plte[3] = {0, 128, 0}, row[ROW] = {0};
     put_uint(ihdr, 4, SIDE, true);
     put_uint(ihdr + 4, 4, SIDE, true);
@@ -438,7 +439,7 @@ START_TEST(test_png_expanded_size_refused) {
     free(file);
     mc_tensor *image = NULL;
     MC_CHECK_FAILS(mc_png_read(path, &image, NULL), MC_ERR_FORMAT,
-                   "expands.png: PNG header declares 32768x32768 pixels of 3 channels");
+                   "expands.png: PNG header declares 65536x65536 pixels of 3 channels");
     ck_assert_ptr_null(image);
 }
 END_TEST

@@ -118,9 +118,11 @@ int chain_cli_write_config(const char *command, mc_run *run, const cli_opt *opts
     return s == MC_OK ? 0 : cli_fail_status(command, s);
 }
 
-int chain_cli_check_out(const char *command, const char *out, bool overwrite) {
+int chain_cli_check_out(const char *command, const char *out, bool overwrite, bool has_resume) {
     if (overwrite || mc_run_check_new(out) == MC_OK) return 0;
-    return cli_fail(command, "--out %s: %s", out, mc_last_error());
+    return cli_fail(command, "--out %s: %s: %schoose another folder, or pass --overwrite to start "
+                    "afresh there (the old run's config, checkpoints and models are deleted)",
+                    out, mc_last_error(), has_resume ? "continue it with --resume, " : "");
 }
 
 int chain_cli_check_tower_width(const char *command, const char *flag, int width) {

@@ -102,15 +102,17 @@ int chain_cli_check_tower_width(const char *command, const char *flag, int width
  * deletes that run's checkpoints (MC_RUN_OVERWRITE). */
 #define CHAIN_CLI_OVERWRITE_OPT(ptr)                                                              \
     CLI_FLAG_OPT("--overwrite", ptr,                                                              \
-                 "start afresh in --out even if it holds a run (its checkpoints are deleted)")
+                 "start afresh in --out even if it holds a run (the old run's config, "            \
+                 "checkpoints and models are deleted)")
 /* The mode to open --out with. */
 static inline mc_run_mode chain_cli_run_mode(bool overwrite) {
     return overwrite ? MC_RUN_OVERWRITE : MC_RUN_NEW;
 }
 /* Before a command loads what it needs: when `out` holds a run and
- * `overwrite` is false, the error (naming --out) that opening it would
- * give later. Returns 0 or the exit code after the error. */
-int chain_cli_check_out(const char *command, const char *out, bool overwrite);
+ * `overwrite` is false, the error that opening it would give later, naming
+ * --out and the ways out (--resume too when the command has it). Returns 0
+ * or the exit code after the error. */
+int chain_cli_check_out(const char *command, const char *out, bool overwrite, bool has_resume);
 
 /* --which: "best" or "last" (a run's checkpoint), and not given together
  * with --checkpoint (`checkpoint` not NULL), which names another file and

@@ -422,6 +422,7 @@ int cmd_ablate(int argc, char **argv) {
     ablation ab = {0};
     code = parse_lists(&a, &ab);
     if (!code) code = check_sources(&a, opts);
+    if (!code) code = chain_cli_check_out(COMMAND, a.out, a.overwrite, false);
     mc_run *run = NULL;
     if (!code && mc_run_open(&run, a.out, chain_cli_run_mode(a.overwrite)) != MC_OK)
         code = cli_fail(COMMAND, "--out %s: %s", a.out, mc_last_error());

@@ -103,6 +103,9 @@ int cmd_demo(int argc, char **argv) {
     if (chain_cli_check_tower_width(COMMAND, "--clip-width", c->clip.width) ||
         chain_cli_check_tower_width(COMMAND, "--text-width", c->clip.text_width))
         return 1;
+    if (c->out_dir && mc_demo_run_mode(c) == MC_RUN_NEW &&
+        chain_cli_check_out(COMMAND, c->out_dir, false, false))
+        return 1;
     c->clip.image_size = c->tile_size; /* the CLIP looks at the tiles at their own resolution */
     mc_demo_result result;
     mc_status status = mc_demo_run(c, &result);

@@ -412,6 +412,10 @@ static int run_command(const pretrain_args *a, const cli_opt *opts) {
     bool leader = mc_dist_rank() == 0;
     if (status == MC_OK && !leader) status = follow_pretraining(a, &train, &val, phrases);
     if (status == MC_OK && leader) status = mc_run_open(&run, a->out, chain_cli_run_mode(a->overwrite));
+    /* the previous run's CLIP, which mc_run_open does not know of */
+    static const char *const model_files[] = {"model.safetensors", "merges.txt", "vocab.json"};
+    for (int i = 0; i < 3 && status == MC_OK && leader && a->overwrite; i++)
+        status = mc_run_remove(run, model_files[i]);
     if (status != MC_OK) code = cli_fail_status(COMMAND, status);
     if (!code && leader) {
         mc_run_set_quiet(run, a->quiet);
@@ -476,8 +480,9 @@ int cmd_pretrain_clip(int argc, char **argv) {
     if (chain_cli_check_tower_width(COMMAND, "--width", a.recipe.width) ||
         chain_cli_check_tower_width(COMMAND, "--text-width", a.recipe.text_width))
         return 1;
-    if (chain_cli_check_out(COMMAND, a.out, a.overwrite)) return 1; /* before the images load */
     code = chain_cli_dist_start(COMMAND);
+    if (!code && mc_dist_rank() == 0) /* before the images load; the others read no folder */
+        code = chain_cli_check_out(COMMAND, a.out, a.overwrite, false);
     if (!code) code = run_command(&a, opts);
     return chain_cli_dist_end(code);
 }

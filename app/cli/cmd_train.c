@@ -589,7 +589,7 @@ int cmd_train(int argc, char **argv) {
     /* A fresh run checks every input before it creates its folder (first
      * that --out holds no run, before the loading); a resumed one needs the
      * folder first, to read its options back. */
-    if (!code && !a.resume && leader) code = chain_cli_check_out(COMMAND, a.out, a.overwrite);
+    if (!code && !a.resume && leader) code = chain_cli_check_out(COMMAND, a.out, a.overwrite, true);
     if (!code && a.resume) code = open_run(&a, a.resume, &run);
     if (!code && a.resume) code = restore_options(run, opts, &store);
     if (!code) code = cli_apply_precision(COMMAND, a.precision); /* a resumed run's own */

@@ -492,7 +492,10 @@ typedef struct mc_chain_epoch_info {
  * (metrics rows) is then never lost to a kill between the two, since the
  * run resumes from an earlier checkpoint and calls them for that step
  * again; mc_run_metrics_drop_after removes the rows past the checkpoint a
- * run resumes from. */
+ * run resumes from. So the times they are given leave out the writing of
+ * those checkpoints, and a hook that fails (on_epoch) stops the run before
+ * they are written. Weights the checkpoints would refuse (not finite) stop
+ * the run before the hook. */
 typedef struct mc_chain_hooks {
     void *ctx;
     void (*on_step)(void *ctx, const mc_chain_step_info *info);          /* may be NULL */

@@ -131,8 +131,10 @@ mc_status mc_write_file_atomic_with(const char *path, mc_atomic_writer_fn write,
  * each as mc_write_file_atomic_with: every temporary file is written and
  * fsync'ed before the first rename, so a failed write of any of them
  * leaves every old file in place and no temporary behind. Once all are
- * written they are renamed in order; only a crash between two renames (not
- * a failed write) can leave old and new files side by side. */
+ * written they are renamed in order; a crash between two renames, or a
+ * rename that fails (the destination a folder, a permission taken away
+ * meanwhile: the error says which), can leave old and new files side by
+ * side. */
 typedef struct mc_atomic_file {
     const char *path;
     mc_atomic_writer_fn write;

@@ -648,7 +648,9 @@ static mc_status finish_epoch(mc_chain_trainer *t, double loss_sum, int64_t step
     /* The hook (the caller's metrics row) before the checkpoints that
      * cover its step: a run killed between the two resumes from an earlier
      * checkpoint, drops the rows past it and writes this one again; the
-     * other order would lose the row for good. */
+     * other order would lose the row for good. Weights the checkpoints
+     * would refuse stop the run before the hook records the epoch. */
+    if (t->rank == 0 && t->cfg.checkpoint_dir) MC_TRY(check_finite_weights(t->enc));
     if (t->rank == 0 && t->hooks.on_epoch) {
         mc_chain_epoch_info info = {
             .epoch = t->state.epoch, .train_loss = steps_run ? loss_sum / (double)steps_run : NAN,
@@ -674,6 +676,11 @@ static mc_status run_epoch(mc_chain_trainer *t) {
         loss_sum += loss;
         steps_run++;
         /* The hook before the checkpoint, as in finish_epoch. */
+        const bool checkpoint_due = t->cfg.checkpoint_every > 0 &&
+                                    t->state.global_step % t->cfg.checkpoint_every == 0 &&
+                                    t->state.step_in_epoch < t->steps_per_epoch;
+        if (checkpoint_due && t->rank == 0 && t->cfg.checkpoint_dir)
+            MC_TRY(check_finite_weights(t->enc));
         if (t->rank == 0 && t->hooks.on_step) {
             int64_t first = (t->state.step_in_epoch - 1) * t->cfg.batch_size;
             mc_chain_step_info info = {
@@ -687,9 +694,7 @@ static mc_status run_epoch(mc_chain_trainer *t) {
             };
             t->hooks.on_step(t->hooks.ctx, &info);
         }
-        if (t->cfg.checkpoint_every > 0 && t->state.global_step % t->cfg.checkpoint_every == 0 &&
-            t->state.step_in_epoch < t->steps_per_epoch)
-            MC_TRY(save_checkpoint(t, "last"));
+        if (checkpoint_due) MC_TRY(save_checkpoint(t, "last"));
     }
     return finish_epoch(t, loss_sum, steps_run, started);
 }

@@ -26,11 +26,12 @@
  * is caught by O_EXCL and drawn again. */
 static void fill_unique(char *six, unsigned attempt) {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    static _Atomic unsigned long long counter;
+    static _Atomic unsigned counter; /* plain width: no libatomic on 32-bit targets */
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     unsigned long long x = (unsigned long long)now.tv_nsec ^ ((unsigned long long)now.tv_sec << 30) ^
-                           ((unsigned long long)getpid() << 20) ^ (counter++ << 8) ^ attempt;
+                           ((unsigned long long)getpid() << 20) ^ ((unsigned long long)counter++ << 8) ^
+                           attempt;
     for (int i = 0; i < 6; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull; /* Knuth's MMIX LCG */
         six[i] = alphabet[(x >> 33) % (sizeof alphabet - 1)];

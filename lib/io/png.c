@@ -107,16 +107,16 @@ mc_status mc_png_read(const char *path, mc_tensor **out, int *bit_depth) {
     int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
     int c = png_get_channels(png, info), depth = png_get_bit_depth(png, info);
     size_t row_bytes = png_get_rowbytes(png, info);
-    /* The float planes, the largest allocation (4 bytes a sample, up to
-     * 128 times the stored bytes of a 1-bit palette image), under the
-     * absolute cap, as every decoder's. */
-    const uint64_t planes = (uint64_t)c * (uint64_t)h * (uint64_t)w * sizeof(float);
-    if (planes > MC_DECODE_MAX_BYTES) {
+    /* The decoded samples (up to 32 times the stored bytes: a 1-bit
+     * palette image as RGBA) under the absolute cap on decoded samples
+     * that the TIFF and JPEG readers apply to theirs. */
+    const uint64_t expanded = (uint64_t)row_bytes * (uint64_t)h;
+    if (expanded > MC_DECODE_MAX_BYTES) {
         messages.status = mc_error(MC_ERR_FORMAT,
                                    "%s: PNG header declares %dx%d pixels of %d channels, %llu bytes "
-                                   "as floats, more than the %llu this library decodes (corrupt "
-                                   "header?)",
-                                   path, w, h, c, (unsigned long long)planes,
+                                   "of samples once expanded, more than the %llu this library "
+                                   "decodes (corrupt header?)",
+                                   path, w, h, c, (unsigned long long)expanded,
                                    (unsigned long long)MC_DECODE_MAX_BYTES);
         png_longjmp(png, 1);
     }

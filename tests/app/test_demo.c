@@ -115,11 +115,13 @@ START_TEST(test_demo_run_folder_policy) {
     config.quiet = true;
     config.control = false;
     mc_demo_result r;
-    MC_CHECK_FAILS(mc_demo_run(&config, &r), MC_ERR_IO, "pass --overwrite");
+    MC_CHECK_FAILS(mc_demo_run(&config, &r), MC_ERR_IO, "holds a run already");
+    ck_assert_int_eq(mc_demo_run_mode(&config), MC_RUN_NEW);
     mc_test_assert_file_text(checkpoint, "a trained encoder");
 
     mc_test_write_text(config_path, "{\"command\": \"demo\"}\n");
     mc_test_write_text(checkpoint, "an earlier demo's encoder");
+    ck_assert_int_eq(mc_demo_run_mode(&config), MC_RUN_OVERWRITE);
     MC_CHECK_OK(mc_demo_run(&config, &r));
     mc_spectral_encoder *enc; /* the new demo's, in place of the old file */
     MC_CHECK_OK(mc_spectral_encoder_load(checkpoint, &enc, NULL));

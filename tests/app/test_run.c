@@ -395,8 +395,8 @@ START_TEST(run_new_refuses_a_folder_holding_a_run) {
     MC_CHECK_FAILS(mc_run_open(&run, mc_test_dir, MC_RUN_NEW), MC_ERR_IO,
                    "holds a run already (config.json, 1 checkpoint in checkpoints/)");
     ck_assert_ptr_null(run);
-    const char *const way_out[] = {"--resume", "--overwrite", NULL};
-    mc_test_assert_contains("the refusal", mc_last_error(), way_out);
+    const char *const why[] = {"beside its own config.json", NULL};
+    mc_test_assert_contains("the refusal", mc_last_error(), why);
     MC_CHECK_FAILS(mc_run_check_new(mc_test_dir), MC_ERR_IO, "holds a run already");
     mc_test_assert_file_text(checkpoint, "the old run's weights");
     mc_test_assert_file_text(metrics, "kind,loss\nstep,2.5\n");
@@ -407,8 +407,18 @@ START_TEST(run_new_refuses_a_folder_holding_a_run) {
     MC_CHECK_FAILS(mc_run_open(&run, mc_test_dir, MC_RUN_NEW), MC_ERR_IO,
                    "holds a run already (1 checkpoint in checkpoints/)");
 
+    /* The overwrite deletes the old config.json and checkpoints, and what
+     * the caller names (mc_run_remove), not the rest. */
+    mc_test_write_text(config, "{\"command\": \"train\"}\n");
+    char model[512];
+    mc_test_dir_path("model.safetensors", model, sizeof model);
+    mc_test_write_text(model, "the old run's model");
     MC_CHECK_OK(mc_run_open(&run, mc_test_dir, MC_RUN_OVERWRITE));
+    ck_assert(!mc_test_file_exists(config));
+    MC_CHECK_OK(mc_run_remove(run, "model.safetensors"));
+    MC_CHECK_OK(mc_run_remove(run, "never-written.txt"));
     mc_run_close(run);
+    ck_assert(!mc_test_file_exists(model));
     ck_assert(!mc_test_file_exists(checkpoint));
     mc_test_assert_file_text(metrics, "");
     mc_test_assert_file_text(cached, "targets"); /* not the run's to delete */

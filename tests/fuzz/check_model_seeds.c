@@ -14,8 +14,22 @@
 
 static int failures;
 
-/* One seed's outcome against the expected one. */
+/* One seed's outcome against the expected one. A hostile seed must be
+ * refused for what it declares: the file itself must open as safetensors
+ * (a missing or unreadable file would be "refused" too, testing nothing),
+ * and the refusal must be about the model, not the file (MC_ERR_IO). */
 static void expect(const char *path, mc_status status, bool loads) {
+    if (!loads && status != MC_OK) {
+        char message[1024];
+        snprintf(message, sizeof message, "%s", mc_last_error());
+        mc_safetensors *f = NULL;
+        if (status == MC_ERR_IO || mc_safetensors_open(path, &f) != MC_OK) {
+            fprintf(stderr, "%s: refused, but not for the model it declares: %s\n", path, message);
+            failures++;
+        }
+        mc_safetensors_close(f);
+        return;
+    }
     if ((status == MC_OK) == loads) return;
     fprintf(stderr, "%s: expected to %s, but %s%s\n", path, loads ? "load" : "be refused",
             status == MC_OK ? "it loaded" : "the loader said: ", status == MC_OK ? "" : mc_last_error());

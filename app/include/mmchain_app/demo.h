@@ -16,6 +16,7 @@
 #include "mmchain/chain.h"
 #include "mmchain/error.h"
 #include "mmchain/pretrain.h"
+#include "mmchain_app/run.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,12 +43,17 @@ typedef struct mc_demo_config {
     const char *hop2_bands; /* "B05,B06,B07": the red edge */
     /* Run folder (NULL: nothing written). A demo's earlier run there is
      * replaced; another command's run is refused (mc_run_open's
-     * MC_RUN_NEW) unless `overwrite` is set, which deletes its
-     * checkpoints. */
+     * MC_RUN_NEW) unless `overwrite` is set, which deletes its config.json
+     * and checkpoints (MC_RUN_OVERWRITE). */
     const char *out_dir;
     bool overwrite;
     bool quiet; /* no progress lines or log on stdout */
 } mc_demo_config;
+
+/* How mc_demo_run opens config->out_dir: MC_RUN_OVERWRITE when
+ * `overwrite` is set or the folder holds an earlier demo's run (its
+ * config.json says "command": "demo"), else MC_RUN_NEW. */
+mc_run_mode mc_demo_run_mode(const mc_demo_config *config);
 
 /* The sizes `mmchain demo` runs with (docs/method.md, "The demo"). */
 mc_demo_config mc_demo_defaults(void);

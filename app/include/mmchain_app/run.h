@@ -117,10 +117,12 @@ typedef enum mc_run_mode {
      * that was killed are removed. A folder that is not a run is refused
      * before anything is created in it. */
     MC_RUN_RESUME,
-    /* A fresh run in place of the one the folder may hold: the
-     * .safetensors files in its checkpoints/ are deleted (once the folder
-     * is locked) and metrics.csv and log.txt replaced. What else is there (a cache/
-     * of targets, a report) stays until the new run rewrites it. */
+    /* A fresh run in place of the one the folder may hold: its
+     * config.json and the .safetensors files in its checkpoints/ are
+     * deleted (once the folder is locked), metrics.csv and log.txt
+     * replaced. What else is there (a cache/ of targets, a report, files
+     * of the caller's own: mc_run_remove) stays until the new run
+     * rewrites it. */
     MC_RUN_OVERWRITE,
 } mc_run_mode;
 
@@ -130,6 +132,10 @@ typedef enum mc_run_mode {
  * MC_ERR_IO saying the folder is in use. An unwritable folder is MC_ERR_IO
  * naming it. */
 mc_status mc_run_open(mc_run **out, const char *dir, mc_run_mode mode);
+/* Delete `relative` (a file of the previous run's, e.g. a model a command
+ * writes beside the checkpoints) from the run folder; a missing file is no
+ * error. For a run opened with MC_RUN_OVERWRITE. */
+mc_status mc_run_remove(mc_run *run, const char *relative);
 /* The refusal of MC_RUN_NEW on its own (MC_OK: `dir` holds no run),
  * touching nothing: for a command that loads much before it opens its
  * run folder, to stop before the loading. */
