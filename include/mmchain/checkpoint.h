@@ -106,8 +106,10 @@ mc_status mc_checkpoint_save(const char *path, const mc_param_list *model, const
                              int n_meta, const mc_metadata_entry *meta);
 /* Load the model strictly, then, when opt is not NULL, the optimizer's
  * state (mc_checkpoint_load_optimizer); a file of another optimizer is
- * refused before the model is touched. The caller opened f, so it can read
- * its own metadata (mc_safetensors_metadata). */
+ * refused before the model is touched, and an optimizer state refused
+ * after the model's tensors loaded puts their values back: a failed load
+ * changes neither (a copy of the model's values is held meanwhile). The
+ * caller opened f, so it can read its own metadata (mc_safetensors_metadata). */
 mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_optimizer *opt);
 /* Restore the "optimizer.*" tensors into `opt` (created over the model's
  * parameters with the same settings); the file's optimizer must be of the

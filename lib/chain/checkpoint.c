@@ -317,11 +317,13 @@ mc_status mc_spectral_encoder_restore(mc_spectral_encoder *enc, const char *path
     mc_safetensors *f;
     MC_TRY(open_encoder_checkpoint(path, &f));
     mc_status status = check_same_encoder(f, enc);
+    /* The training state first: metadata it cannot read refuses the file
+     * before the encoder or the optimizer change. */
+    mc_chain_state read;
+    memset(&read, 0, sizeof read);
+    if (status == MC_OK && state) status = parse_state(f, &read);
     if (status == MC_OK) status = mc_checkpoint_load(f, &enc->params, opt);
-    if (status == MC_OK && state) {
-        memset(state, 0, sizeof *state);
-        status = parse_state(f, state);
-    }
+    if (status == MC_OK && state) *state = read;
     mc_safetensors_close(f);
     return status;
 }

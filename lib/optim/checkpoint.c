@@ -370,6 +370,29 @@ mc_status mc_checkpoint_load_optimizer(const mc_safetensors *f, mc_optimizer *op
     return MC_OK;
 }
 
+/* The values of every tensor of `model`, kept while the optimizer's state
+ * loads after them, to be put back should it fail. values: the tensors'
+ * floats one after another; NULL when the copy could not be made. */
+static float *copy_values(const mc_param_list *model) {
+    size_t total = 0;
+    for (int i = 0; i < model->count; i++) total += (size_t)model->items[i]->numel;
+    float *values = malloc((total ? total : 1) * sizeof *values);
+    float *at = values;
+    for (int i = 0; values && i < model->count; i++) {
+        memcpy(at, model->items[i]->data, (size_t)model->items[i]->numel * sizeof *at);
+        at += model->items[i]->numel;
+    }
+    return values;
+}
+
+static void put_back_values(mc_param_list *model, const float *values) {
+    for (int i = 0; i < model->count; i++) {
+        memcpy(model->items[i]->data, values, (size_t)model->items[i]->numel * sizeof *values);
+        values += model->items[i]->numel;
+        mc_tensor_touch(model->items[i]); /* what was derived from the loaded values goes */
+    }
+}
+
 mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_optimizer *opt) {
     const char *format = mc_safetensors_metadata(f, LEGACY_KEY_FORMAT);
     bool legacy_resnet = format && strcmp(format, LEGACY_RESNET_FORMAT) == 0;
@@ -382,6 +405,18 @@ mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_o
         MC_TRY(check_optimizer_kind(f, opt));
         MC_TRY(check_optimizer_values(f));
     }
-    MC_TRY(mc_checkpoint_load_params(f, model, NULL, NULL, 0));
-    return opt ? mc_checkpoint_load_optimizer(f, opt) : MC_OK;
+    if (!opt) return mc_checkpoint_load_params(f, model, NULL, NULL, 0);
+    /* The optimizer's state can still be refused after the model's tensors
+     * are in (a tensor missing or of another shape, a step that is not a
+     * count): the model then gets its values back, so that a failed load
+     * changes nothing (the import itself changes nothing when it fails). */
+    float *before = copy_values(model);
+    if (!before)
+        return mc_error(MC_ERR_NOMEM, "checkpoint %s: no memory to keep the model's values while "
+                        "it loads", mc_safetensors_path(f));
+    mc_status status = mc_checkpoint_load_params(f, model, NULL, NULL, 0);
+    if (status == MC_OK) status = mc_checkpoint_load_optimizer(f, opt);
+    if (status != MC_OK) put_back_values(model, before);
+    free(before);
+    return status;
 }
