@@ -405,10 +405,25 @@ START_TEST(targets_are_cached_on_disk) {
     MC_CHECK_OK(mc_chain_embed_rgb(w.clip, rgb, 1000, direct));
     mc_test_assert_close("targets", first->data, direct->data, first->numel, 1e-5, 1e-6);
     /* other CLIP weights: another key, recomputed */
+    const float weight = w.clip->visual_projection->data[0];
     w.clip->visual_projection->data[0] += 1.0f;
     mc_tensor *third;
     MC_CHECK_OK(mc_chain_targets(w.clip, &w.train, cache, 5, &third, &cached));
     ck_assert(!cached);
+    /* The same tiles with their RGB views from elsewhere (an RGB release,
+     * --rgb): another key, though the tile keys (the .tif paths) are the
+     * same. */
+    w.clip->visual_projection->data[0] = weight;
+    ck_assert_ptr_nonnull(strstr(w.train.rgb_source, "B04,B03,B02"));
+    mc_tensor_free(third);
+    MC_CHECK_OK(mc_chain_targets(w.clip, &w.train, cache, 5, &third, &cached));
+    ck_assert(cached);
+    const char *own_bands = w.train.rgb_source;
+    w.train.rgb_source = "RGB release /elsewhere";
+    mc_tensor_free(third);
+    MC_CHECK_OK(mc_chain_targets(w.clip, &w.train, cache, 5, &third, &cached));
+    ck_assert(!cached);
+    w.train.rgb_source = own_bands;
     free(items);
     mc_tensor_free(rgb);
     mc_tensor_free(first);

@@ -166,6 +166,10 @@ typedef struct mc_chain_data {
     /* A string that identifies the tile's content (a file path), for the
      * on-disk target cache; NULL = this source cannot be cached on disk. */
     const char *(*tile_key)(void *ctx, int item);
+    /* Where the RGB views come from when the tile keys do not say it (the
+     * tiles' own bands, or an RGB release beside them), part of the target
+     * cache's key; NULL: the tile keys say it all. */
+    const char *rgb_source;
     void (*release)(void *ctx); /* frees ctx (may be NULL) */
     void *ctx;
 } mc_chain_data;

@@ -140,6 +140,9 @@ int mc_eurosat_size(const mc_eurosat *ds);            /* number of tiles */
 int mc_eurosat_num_classes(const mc_eurosat *ds);
 const char *mc_eurosat_class_name(const mc_eurosat *ds, int label);
 const char *mc_eurosat_path(const mc_eurosat *ds, int index);
+/* The RGB release the RGB views come from (options->rgb_dir), or NULL when
+ * they are made from the tiles' B04, B03, B02. */
+const char *mc_eurosat_rgb_dir(const mc_eurosat *ds);
 int mc_eurosat_label(const mc_eurosat *ds, int index);
 /* Tile size and band count of the first tile (every tile must match). */
 void mc_eurosat_tile_shape(const mc_eurosat *ds, int *height, int *width, int *bands);

@@ -27,6 +27,7 @@ typedef struct eurosat_source {
     const char **class_names; /* (num_classes), borrowed strings */
     int *scratch;             /* dataset indices of one load */
     size_t scratch_capacity;
+    char *rgb_source;         /* mc_chain_data.rgb_source */
 } eurosat_source;
 
 static mc_status eurosat_indices(eurosat_source *src, const int *items, int n, int count) {
@@ -59,6 +60,7 @@ static const char *eurosat_tile_key(void *ctx, int item) {
 static void eurosat_release(void *ctx) {
     eurosat_source *src = ctx;
     if (!src) return;
+    free(src->rgb_source);
     free(src->class_names);
     free(src->scratch);
     free(src);
@@ -92,7 +94,15 @@ mc_status mc_chain_data_from_eurosat(mc_chain_data *out, const mc_eurosat *ds, m
     eurosat_source *src = calloc(1, sizeof *src);
     int k = mc_eurosat_num_classes(ds);
     if (src) src->class_names = calloc((size_t)k, sizeof *src->class_names);
-    if (!src || !src->class_names) {
+    /* The tile keys are the .tif paths whichever way the RGB view is made. */
+    const char *rgb_dir = mc_eurosat_rgb_dir(ds);
+    const size_t source_len = 64 + (rgb_dir ? strlen(rgb_dir) : 0);
+    if (src && src->class_names) src->rgb_source = malloc(source_len);
+    if (src && src->rgb_source) {
+        if (rgb_dir) snprintf(src->rgb_source, source_len, "RGB release %s", rgb_dir);
+        else snprintf(src->rgb_source, source_len, "the tiles' B04,B03,B02 / %g", (double)MC_EUROSAT_RGB_SCALE);
+    }
+    if (!src || !src->class_names || !src->rgb_source) {
         eurosat_release(src);
         return mc_error(MC_ERR_NOMEM, "EuroSAT pairs: out of memory");
     }
@@ -106,7 +116,7 @@ mc_status mc_chain_data_from_eurosat(mc_chain_data *out, const mc_eurosat *ds, m
         .count = count, .bands = bands->count, .height = height, .width = width,
         .rgb_height = height, .rgb_width = width, .rgb_channels = 3, .num_classes = k,
         .class_names = src->class_names, .load = eurosat_load, .tile_key = eurosat_tile_key,
-        .release = eurosat_release, .ctx = src,
+        .rgb_source = src->rgb_source, .release = eurosat_release, .ctx = src,
     };
     return MC_OK;
 }

@@ -73,13 +73,17 @@ static mc_status cache_key(const mc_chain_tower *tower, const mc_chain_data *dat
         snprintf(preprocessing, sizeof preprocessing,
                  "rgb %dx%d -> bicubic antialias %d, CLIP mean/std", data->rgb_height, data->rgb_width,
                  tower->clip->config.vision.image_size);
+        /* v4: where the RGB views come from (an RGB release, or the tiles'
+         * bands) is part of the key; before, runs with and without --rgb
+         * sharing a cache folder read each other's targets. */
         /* v2: the tower's inference since then sums its softmax in 16 lanes
          * and adds the fc1 bias after the product, which changes the
          * embeddings at float rounding: a v1 cache would no longer equal
          * the targets made on the fly bit for bit.
          * v3: layer norm sums its rows in 16 fixed lanes, again a change
          * at float rounding. */
-        h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain clip targets v3");
+        h = mc_fnv1a_string(MC_FNV1A_OFFSET, "mmchain clip targets v4");
+        h = mc_fnv1a_string(h, data->rgb_source ? data->rgb_source : "");
     } else {
         mc_chain_teacher_fingerprint(tower->teacher, fingerprint);
         /* The batch size as well: a convolution takes Winograd or im2col by
@@ -171,8 +175,11 @@ static mc_status cached_targets(const mc_chain_tower *tower, const mc_chain_data
     mc_tensor *cached = NULL;
     if (use_cache) {
         MC_TRY(cache_key(tower, data, variant, batch, key));
-        snprintf(path, sizeof path, "%s/%s-targets-%s.safetensors", cache_dir,
-                 tower->clip ? "clip" : "teacher", key);
+        /* cut short, the key would be lost and different targets share a file */
+        if (snprintf(path, sizeof path, "%s/%s-targets-%s.safetensors", cache_dir,
+                     tower->clip ? "clip" : "teacher", key) >= (int)sizeof path)
+            return mc_error(MC_ERR_ARG, "cache folder %s: its path is too long for a file name",
+                            cache_dir);
         if (writer) cached = cache_read(path, rows, width);
     }
     if (sharded) MC_TRY(share_cached(&cached, rows, width));
@@ -320,7 +327,7 @@ mc_status mc_chain_tower_crop_targets(const mc_chain_tower *tower, const mc_chai
         return mc_error(MC_ERR_ARG, "crop targets: bad arguments (crops %d)", crops);
     char variant[256];
     snprintf(variant, sizeof variant,
-             "crops %d seed %" PRIu64 " mode %d crop %.6g..%.6g pad %.6g flips %d%d rot %d", crops,
+             "crops %d seed %" PRIu64 " mode %d crop %.9g..%.9g pad %.9g flips %d%d rot %d", crops,
              seed, (int)config->mode, (double)config->crop_min, (double)config->crop_max,
              (double)config->pad, config->hflip, config->vflip, config->rot90);
     crop_job job = {.crops = crops, .seed = seed, .config = config};

@@ -111,7 +111,9 @@ static mc_status teacher_view_load(void *ctx, const int *items, int n, mc_tensor
     return MC_OK;
 }
 
-/* The tile (its path) and, since a cached target depends on it, the view. */
+/* The tile (its path). The view, which a cached target depends on too, is
+ * in the cache key through the teacher's fingerprint (its bands and
+ * normalisation: mc_chain_teacher_fingerprint). */
 static const char *teacher_view_tile_key(void *ctx, int item) {
     teacher_view_source *src = ctx;
     return src->teacher_view->tile_key(src->teacher_view->ctx, item);
@@ -141,6 +143,7 @@ mc_status mc_chain_data_with_teacher_view(mc_chain_data *out, const mc_chain_dat
     out->rgb_width = teacher_view->width;
     out->load = teacher_view_load;
     out->tile_key = student->tile_key && teacher_view->tile_key ? teacher_view_tile_key : NULL;
+    out->rgb_source = NULL; /* the second view is the teacher's bands, not RGB */
     out->release = free;
     out->ctx = src;
     return MC_OK;

@@ -209,6 +209,7 @@ struct mc_eurosat {
     char *dir;
     mc_image_folder files;  /* tif paths, labels, class names */
     char **rgb_paths;       /* per tile, or NULL without rgb_dir */
+    char *rgb_dir;          /* options->rgb_dir, or NULL */
     int height, width, bands;
     int *split_indices[4];  /* MC_SPLIT_ALL .. MC_SPLIT_TEST */
     int split_count[4];
@@ -229,6 +230,7 @@ int mc_eurosat_num_classes(const mc_eurosat *ds) { return ds ? ds->files.num_cla
 const char *mc_eurosat_class_name(const mc_eurosat *ds, int label) {
     return ds && label >= 0 && label < ds->files.num_classes ? ds->files.class_names[label] : NULL;
 }
+const char *mc_eurosat_rgb_dir(const mc_eurosat *ds) { return ds ? ds->rgb_dir : NULL; }
 const char *mc_eurosat_path(const mc_eurosat *ds, int index) {
     return ds && index >= 0 && index < ds->files.count ? ds->files.paths[index] : NULL;
 }
@@ -257,6 +259,7 @@ void mc_eurosat_free(mc_eurosat *ds) {
     if (ds->rgb_paths)
         for (int i = 0; i < ds->files.count; i++) free(ds->rgb_paths[i]);
     free(ds->rgb_paths);
+    free(ds->rgb_dir);
     for (int s = 0; s < 4; s++) free(ds->split_indices[s]);
     mc_image_folder_free(&ds->files);
     free(ds->dir);
@@ -547,6 +550,8 @@ mc_status mc_eurosat_open(mc_eurosat **out, const char *dir, const mc_eurosat_op
     if (status == MC_OK) status = read_first_tile_shape(ds);
     if (status == MC_OK) status = make_splits(ds, options);
     if (status == MC_OK && options->rgb_dir) status = find_rgb_paths(ds, options->rgb_dir);
+    if (status == MC_OK && options->rgb_dir && !(ds->rgb_dir = strdup(options->rgb_dir)))
+        status = mc_error(MC_ERR_NOMEM, "%s: out of memory", options->rgb_dir);
     if (status != MC_OK) {
         mc_eurosat_free(ds);
         return status;
