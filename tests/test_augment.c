@@ -3,6 +3,7 @@
  * torch.flip, torch.rot90(x, k, (-2, -1)), and F.interpolate(crop,
  * mode="bilinear", align_corners=False) — the values are written below);
  * shared crops across views of different sizes; reproducibility. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +95,19 @@ START_TEST(test_crop_resize_bilinear) {
     check_one(ramp, 4, 4, p, expected, "crop (.25,0,.5,.5)");
     /* The whole box is the identity. */
     check_one(ramp, 4, 4, mc_augment_identity(), ramp, "crop (0,0,1,1)");
+    /* A box starting a hair before 0 (within the check's slack) reads no
+     * pixel before the image: here the floats before it are NaN. */
+    float *room = malloc(sizeof(float) * 32);
+    for (int i = 0; i < 16; i++) room[i] = NAN;
+    memcpy(room + 16, ramp, sizeof ramp);
+    mc_tensor inside = {.shape = MC_SHAPE(1, 4, 4), .numel = 16, .data = room + 16};
+    mc_tensor *out = make(MC_SHAPE(1, 4, 4), NULL);
+    p = mc_augment_identity();
+    p.y0 = p.x0 = -1e-6f;
+    MC_CHECK_OK(mc_augment_apply(&inside, &p, 1, out));
+    mc_test_assert_close("crop (-1e-6, -1e-6, 1, 1)", out->data, ramp, 16, 0.0, 1e-4);
+    mc_tensor_free(out);
+    free(room);
 }
 END_TEST
 

@@ -55,6 +55,9 @@ static void bilinear_taps(int n, float start, float size, int *lo, int *step, fl
     /* Source pixels per output pixel: size * n input pixels onto n outputs. */
     float scale = size;
     float first = start * (float)n, last = (start + size) * (float)n - 1.0f;
+    /* A box may start up to the check's slack before 0 (check_params):
+     * pixel -1 does not exist. */
+    if (first < 0.0f) first = 0.0f;
     if (first > (float)(n - 1)) first = (float)(n - 1);
     if (last > (float)(n - 1)) last = (float)(n - 1);
     if (last < first) last = first;
