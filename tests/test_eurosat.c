@@ -407,6 +407,23 @@ START_TEST(test_split_files_and_rgb_folder) {
     MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_IO,
                    "eurosat-train.txt: read failed after line 0");
     ck_assert_int_eq(rmdir(path), 0);
+    /* Two tiles of one name in two classes: a split file could name only
+     * one of them, and the other would drop out of every split. */
+    mc_test_write_text(path, "River_1.jpg\n");
+    char val[2048];
+    snprintf(val, sizeof val, "%s/eurosat-val.txt", splits);
+    mc_test_write_text(val, "Forest_0.jpg\n");
+    MC_CHECK_OK(mc_eurosat_open(&ds, data, &options));
+    mc_eurosat_free(ds);
+    char copy[2048], original[2048];
+    snprintf(original, sizeof original, "%s/River/River_1.tif", data);
+    snprintf(copy, sizeof copy, "%s/Forest/River_1.tif", data);
+    size_t tile_len = 0;
+    char *tile = mc_test_read_file(original, &tile_len);
+    mc_test_write_file(copy, tile, tile_len);
+    free(tile);
+    MC_CHECK_FAILS(mc_eurosat_open(&ds, data, &options), MC_ERR_FORMAT, "have the same name River_1");
+    ck_assert_int_eq(remove(copy), 0);
     /* An RGB folder: PNGs with the tiles' stems, at a different size (resized). */
     make_dir(mc_test_dir, "rgb", rgb, sizeof rgb);
     for (int c = 0; c < 3; c++) {

@@ -301,6 +301,19 @@ static mc_status make_stem_index(const mc_eurosat *ds, stem_entry **out) {
         stems[i].index = i;
     }
     qsort(stems, (size_t)ds->files.count, sizeof *stems, compare_stems);
+    /* Two tiles of one name (A/x.tif and B/x.tif, x.tif and x.tiff): a
+     * split file would name one of them, and the other would drop out of
+     * every split without a word. */
+    for (int i = 1; i < ds->files.count; i++)
+        if (strcmp(stems[i - 1].stem, stems[i].stem) == 0) {
+            mc_status s = mc_error(MC_ERR_FORMAT,
+                                   "%s and %s have the same name %s: split files match tiles "
+                                   "by name, so each name must be one tile's",
+                                   ds->files.paths[stems[i - 1].index],
+                                   ds->files.paths[stems[i].index], stems[i].stem);
+            free(stems);
+            return s;
+        }
     *out = stems;
     return MC_OK;
 }
