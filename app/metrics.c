@@ -122,10 +122,21 @@ static mc_status read_row(const char *path, int line_no, char *line, char **cell
 
 static mc_status parse_metrics(const char *path, char *text, mc_metrics_table *t) {
     int lines = 0;
-    for (const char *c = text; *c; c++) lines += *c == '\n';
+    size_t bytes = 0;
+    for (const char *c = text; *c; c++, bytes++) lines += *c == '\n';
     char *save = NULL, *line = strtok_r(text, "\n", &save);
     if (!line) return MC_OK; /* an empty file: no columns, no rows */
     MC_TRY(read_header(path, line, t));
+    /* Every row holds a value per column, a missing cell NaN. A file the
+     * writer made has a comma per column on each line, so its values are
+     * at most about its bytes; lines far shorter than the header (a crafted
+     * or damaged file) would ask for rows x columns doubles out of a few
+     * bytes each, gigabytes from a small file: refused before allocating. */
+    const double values = ((double)lines + 1) * ((double)t->n_columns + 1);
+    if (values > 4.0 * (double)bytes + 65536.0)
+        return mc_error(MC_ERR_FORMAT, "%s: %d lines of %d columns, far more cells than the file "
+                        "holds (its lines are much shorter than its header): not a metrics.csv "
+                        "this program wrote", path, lines, t->n_columns);
     t->kinds = calloc((size_t)lines + 1, sizeof *t->kinds);
     t->values = malloc(sizeof *t->values * ((size_t)lines + 1) * (size_t)(t->n_columns + 1));
     char **cells = malloc(sizeof *cells * (size_t)(t->n_columns + 1));

@@ -309,6 +309,25 @@ START_TEST(hooks_run_before_their_checkpoints) {
 }
 END_TEST
 
+/* A subset (a capped validation set) refuses items it does not have, as
+ * every source does, instead of reading past its table. */
+START_TEST(subset_refuses_items_it_lacks) {
+    world w = {0};
+    world_open(&w, 2);
+    mc_chain_data few;
+    MC_CHECK_OK(mc_chain_data_subset(&few, &w.val, 2));
+    int labels[1], items[1] = {1};
+    MC_CHECK_OK(few.load(few.ctx, items, 1, NULL, NULL, labels));
+    ck_assert_ptr_nonnull(few.tile_key(few.ctx, 1));
+    items[0] = 2;
+    MC_CHECK_FAILS(few.load(few.ctx, items, 1, NULL, NULL, labels), MC_ERR_ARG, "item 2 of 2 tiles");
+    ck_assert_ptr_null(few.tile_key(few.ctx, 2));
+    ck_assert_ptr_null(w.val.tile_key(w.val.ctx, w.val.count));
+    few.release(few.ctx);
+    world_close(&w);
+}
+END_TEST
+
 /* The metrics against a recomputation with plain loops in the test. */
 START_TEST(evaluate_matches_a_direct_computation) {
     world w = {0};
@@ -513,7 +532,7 @@ int main(int argc, char **argv) {
                                   resume_is_bit_identical_on_the_fly,
                                   resume_is_bit_identical_with_target_crops,
                                   resume_is_bit_identical_without_augmentation,
-                                  hooks_run_before_their_checkpoints,
+                                  hooks_run_before_their_checkpoints, subset_refuses_items_it_lacks,
                                   evaluate_matches_a_direct_computation, targets_are_cached_on_disk,
                                   crop_params_are_a_function_of_seed_item_and_k,
                                   nan_loss_stops_and_keeps_the_checkpoint,

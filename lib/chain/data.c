@@ -54,6 +54,7 @@ static mc_status eurosat_load(void *ctx, const int *items, int n, mc_tensor *spe
 
 static const char *eurosat_tile_key(void *ctx, int item) {
     eurosat_source *src = ctx;
+    if (item < 0 || item >= src->count) return NULL; /* no such tile: no key */
     return mc_eurosat_path(src->ds, src->split_indices[item]);
 }
 
@@ -195,6 +196,7 @@ mc_status mc_chain_data_from_tensors(mc_chain_data *out, const mc_tensor *spectr
 
 typedef struct subset_source {
     const mc_chain_data *base;
+    int count;
     int *base_item;  /* (count): view item -> base item */
     int *scratch;    /* base items of one load */
     size_t scratch_capacity;
@@ -206,12 +208,17 @@ static mc_status subset_load(void *ctx, const int *items, int n, mc_tensor *spec
     if (mc_grow((void **)&src->scratch, &src->scratch_capacity, (size_t)n, sizeof *src->scratch, 64,
                 "base items") != MC_OK)
         return mc_error_context(MC_ERR_NOMEM, "tile subset: ");
-    for (int i = 0; i < n; i++) src->scratch[i] = src->base_item[items[i]];
+    for (int i = 0; i < n; i++) {
+        if (items[i] < 0 || items[i] >= src->count)
+            return mc_error(MC_ERR_ARG, "tile subset: item %d of %d tiles", items[i], src->count);
+        src->scratch[i] = src->base_item[items[i]];
+    }
     return src->base->load(src->base->ctx, src->scratch, n, spectral, rgb, labels);
 }
 
 static const char *subset_tile_key(void *ctx, int item) {
     subset_source *src = ctx;
+    if (item < 0 || item >= src->count) return NULL; /* as the base's, for an item it lacks */
     return src->base->tile_key(src->base->ctx, src->base_item[item]);
 }
 
@@ -234,6 +241,7 @@ mc_status mc_chain_data_subset(mc_chain_data *out, const mc_chain_data *base, in
         return mc_error(MC_ERR_NOMEM, "tile subset: out of memory");
     }
     src->base = base;
+    src->count = count;
     for (int i = 0; i < count; i++) src->base_item[i] = (int)((int64_t)i * base->count / count);
     *out = *base;
     out->count = count;

@@ -186,6 +186,22 @@ START_TEST(report_from_metrics_csv) {
          * (2,1) -> (504, 44); text_acc (1,0.25) -> (64, 215). */
         "points=\"64.0,158.0 504.0,44.0\"", "points=\"64.0,215.0 504.0,101.0\"", NULL});
     free(html);
+    /* A header of 30,000 columns over 30,000 one-cell lines (300 KB) would
+     * be 900 M values, 7 GB: refused before anything is allocated. */
+    {
+        const int wide = 30000;
+        char *crafted = malloc((size_t)wide * 8 + 16);
+        size_t at = (size_t)sprintf(crafted, "kind");
+        for (int c = 0; c < wide; c++) at += (size_t)sprintf(crafted + at, ",c%d", c);
+        crafted[at++] = '\n';
+        mc_test_write_file(csv, crafted, at);
+        FILE *f = fopen(csv, "ab");
+        for (int r = 0; r < wide; r++) fputs("s\n", f);
+        fclose(f);
+        free(crafted);
+        MC_CHECK_FAILS(mc_report_write_with_metrics(path, csv, &extra), MC_ERR_FORMAT,
+                       "far more cells than the file holds");
+    }
     /* No metrics file: still a report, without the curves. */
     mc_test_dir_path("absent.csv", csv, sizeof csv);
     MC_CHECK_OK(mc_report_write_with_metrics(path, csv, &extra));
