@@ -601,6 +601,15 @@ START_TEST(test_group_bad_settings) {
     MC_CHECK_FAILS(mc_optimizer_add_group(opt, &bias, 0.1f, NAN), MC_ERR_ARG,
                    "group 1: weight_decay");
     MC_CHECK_FAILS(mc_optimizer_add_group(opt, NULL, 0.1f, 0.0f), MC_ERR_ARG, "NULL");
+    /* A tensor already in a group, or twice in one: it would be stepped
+     * twice per step (PyTorch refuses it too). */
+    MC_CHECK_FAILS(mc_optimizer_add_group(opt, &bias, 0.1f, 0.0f), MC_ERR_ARG, "is in group 0 already");
+    mc_tensor *extra;
+    MC_CHECK_OK(mc_tensor_new(&extra, MC_SHAPE(2), "extra"));
+    mc_tensor *pair[2] = {extra, extra};
+    mc_param_list twice = {.items = pair, .count = 2, .capacity = 2};
+    MC_CHECK_FAILS(mc_optimizer_add_group(opt, &twice, 0.1f, 0.0f), MC_ERR_ARG, "lists extra twice");
+    mc_tensor_free(extra);
     ck_assert_int_eq(mc_optimizer_group_count(opt), 1);
     mc_optimizer_free(opt);
     mc_params_free(&m.params);

@@ -125,6 +125,19 @@ mc_status mc_optimizer_add_group(mc_optimizer *opt, mc_param_list *params, float
     if (opt->steps > 0)
         return mc_error(MC_ERR_STATE, "%s: a group is added after %lld steps", name,
                         (long long)opt->steps);
+    /* A tensor in two groups would be stepped twice per step, with two
+     * states under one name (PyTorch refuses it too). */
+    for (int i = 0; i < params->count; i++) {
+        for (int j = 0; j < i; j++)
+            if (params->items[j] == params->items[i])
+                return mc_error(MC_ERR_ARG, "%s: group %d lists %s twice", name, opt->n_groups,
+                                params->items[i]->name);
+        for (int k = 0; k < opt->n_groups; k++)
+            for (int j = 0; j < opt->groups[k].n_params; j++)
+                if (opt->groups[k].params->items[j] == params->items[i])
+                    return mc_error(MC_ERR_ARG, "%s: %s is in group %d already; a tensor belongs "
+                                    "to one group", name, params->items[i]->name, k);
+    }
     mc_param_state *state = state_table_new(params->count);
     mc_param_group *groups = realloc(opt->groups, (size_t)(opt->n_groups + 1) * sizeof *groups);
     if (!state || !groups) {
