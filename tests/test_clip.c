@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "limited.h"
+#include <sys/stat.h>
+
 #include "testutil.h"
 
 static mc_clip_config tiny_config(void) {
@@ -46,8 +48,8 @@ START_TEST(test_save_and_load_round_trip) {
     mc_metadata_entry meta[] = {{"format", "pt"}};
     MC_CHECK_OK(mc_clip_save(clip, path, 1, meta));
     MC_CHECK_OK(mc_clip_load(path, &loaded));
-    /* Every size is derived from the tensors — except the head count, which
-     * the loader takes as width / 64 (CLIP's convention). */
+    /* Every size is derived from the tensors (the head count, which they
+     * do not show, from the file's metadata: test_heads_survive_a_save). */
     ck_assert_int_eq(loaded->config.vision.image_size, 16);
     ck_assert_int_eq(loaded->config.vision.mlp_width, 64);
     ck_assert_int_eq(loaded->config.text.context, 8);
@@ -56,6 +58,69 @@ START_TEST(test_save_and_load_round_trip) {
     mc_test_assert_same_params("loaded CLIP", &clip->params, &loaded->params);
     mc_clip_free(clip);
     mc_clip_free(loaded);
+}
+END_TEST
+
+/* The attention heads, which no tensor shape shows: a tower of width 64
+ * with 2 heads of 32 (not CLIP's one per 64 channels) comes back with 2
+ * from the file's own record, and from a Hugging Face config.json beside a
+ * file without it (LAION's ViT-H/14 has 16 heads of 80, not 20 of 64);
+ * without either, width / 64. The embeddings show the count matters. */
+START_TEST(test_heads_survive_a_save) {
+    mc_clip_config config = tiny_config();
+    config.vision.heads = config.text.heads = 2;
+    mc_rng rng;
+    mc_rng_seed(&rng, 5);
+    mc_clip *clip, *loaded;
+    MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
+    int32_t ids[2 * 8];
+    make_ids(ids, 2, 8);
+    mc_tensor *want, *got;
+    MC_CHECK_OK(mc_tensor_new(&want, MC_SHAPE(2, 16), "want"));
+    MC_CHECK_OK(mc_tensor_new(&got, MC_SHAPE(2, 16), "got"));
+    MC_CHECK_OK(mc_clip_embed_texts(clip, ids, 2, 2, want));
+    char path[640], folder[512], config_json[640];
+    mc_test_dir_path("heads.safetensors", path, sizeof path);
+    MC_CHECK_OK(mc_clip_save(clip, path, 0, NULL));
+    MC_CHECK_OK(mc_clip_load(path, &loaded));
+    ck_assert_int_eq(loaded->config.vision.heads, 2);
+    ck_assert_int_eq(loaded->config.text.heads, 2);
+    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
+    ck_assert_msg(memcmp(got->data, want->data, 32 * sizeof(float)) == 0, "text embeddings after a save");
+    mc_clip_free(loaded);
+
+    /* Hugging Face's layout: the bare tensors, the heads in config.json. */
+    mc_test_dir_path("hf", folder, sizeof folder);
+    ck_assert_int_eq(mkdir(folder, 0755), 0);
+    snprintf(path, sizeof path, "%s/model.safetensors", folder);
+    MC_CHECK_OK(mc_safetensors_write(path, clip->params.count, clip->params.items, 0, NULL));
+    MC_CHECK_OK(mc_clip_load(path, &loaded)); /* no config.json yet: width / 64 */
+    ck_assert_int_eq(loaded->config.text.heads, 1);
+    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
+    ck_assert_msg(mc_test_rel_error(got->data, want->data, 32) > 1e-3, "the head count changed nothing");
+    mc_clip_free(loaded);
+    snprintf(config_json, sizeof config_json, "%s/config.json", folder);
+    mc_test_write_text(config_json, "{\"text_config\": {\"num_attention_heads\": 2, \"hidden_size\": 64},"
+                                    " \"vision_config\": {\"num_attention_heads\": 2}}");
+    MC_CHECK_OK(mc_clip_load(path, &loaded));
+    ck_assert_int_eq(loaded->config.vision.heads, 2);
+    ck_assert_int_eq(loaded->config.text.heads, 2);
+    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
+    ck_assert_msg(memcmp(got->data, want->data, 32 * sizeof(float)) == 0,
+                  "text embeddings from Hugging Face's layout");
+    mc_clip_free(loaded);
+    /* A count that does not divide the width is an error naming its source. */
+    mc_test_write_text(config_json, "{\"text_config\": {\"num_attention_heads\": 3}}");
+    MC_CHECK_FAILS(mc_clip_load(path, &loaded), MC_ERR_FORMAT,
+                   "the config.json beside it gives the text tower a count of attention heads");
+    /* A config.json of something else (a run folder's) says nothing. */
+    mc_test_write_text(config_json, "{\"command\": \"pretrain-clip\"}");
+    MC_CHECK_OK(mc_clip_load(path, &loaded));
+    ck_assert_int_eq(loaded->config.text.heads, 1);
+    mc_clip_free(loaded);
+    mc_tensor_free(want);
+    mc_tensor_free(got);
+    mc_clip_free(clip);
 }
 END_TEST
 
@@ -216,6 +281,18 @@ START_TEST(test_broken_files_name_the_tensor) {
     MC_CHECK_OK(mc_safetensors_write(path, 1, &extra, 0, NULL));
     MC_CHECK_FAILS(mc_clip_load(path, &loaded), MC_ERR_FORMAT, "not a CLIPModel file");
     MC_CHECK_FAILS(mc_clip_load("/nonexistent/clip.safetensors", &loaded), MC_ERR_IO, "/nonexistent/clip.safetensors");
+    /* An empty position embedding of 2^40 rows: its grid squared (2^40) would
+     * overflow an int before any other check; refused by its size. */
+    static float patch[8 * 3 * 8 * 8];
+    mc_test_dir_path("empty.safetensors", path, sizeof path);
+    mc_test_write_safetensors(path,
+                              "{\"vision_model.embeddings.patch_embedding.weight\": {\"dtype\": \"F32\", "
+                              "\"shape\": [8, 3, 8, 8], \"data_offsets\": [0, 6144]}, "
+                              "\"vision_model.embeddings.position_embedding.weight\": {\"dtype\": \"F32\", "
+                              "\"shape\": [1099511627776, 0], \"data_offsets\": [6144, 6144]}}",
+                              patch, sizeof patch, UINT64_MAX);
+    MC_CHECK_FAILS(mc_clip_load(path, &loaded), MC_ERR_FORMAT,
+                   "position_embedding.weight has a dimension of 1099511627776");
     mc_tensor_free(extra);
     mc_clip_free(clip);
 }
@@ -458,7 +535,7 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("clip");
-    const TTest *const tests[] = {test_save_and_load_round_trip, test_one_tower_files,
+    const TTest *const tests[] = {test_save_and_load_round_trip, test_heads_survive_a_save, test_one_tower_files,
                                   test_broken_files_name_the_tensor,
                                   test_transposed_token_embedding, test_embed_in_batches,
                                   test_vision_fingerprint, test_input_checks,

@@ -16,7 +16,10 @@
  *     -> @ text_projection^T (no bias)
  *
  * Every size is derived from the tensors of a checkpoint, so ViT-B/32,
- * ViT-B/16 and ViT-L/14 load with the same code; heads = width / 64. */
+ * ViT-B/16 and ViT-L/14 load with the same code; the head counts, which no
+ * shape shows, from the file's metadata (mc_clip_save records them), else
+ * from a Hugging Face config.json beside it, else width / 64 (OpenAI's
+ * CLIPs; LAION's ViT-H/14 has 16 heads of 80 and needs the config.json). */
 #ifndef MMCHAIN_CLIP_H
 #define MMCHAIN_CLIP_H
 
@@ -33,7 +36,7 @@ extern "C" {
 typedef struct mc_clip_vision_config {
     int width;      /* hidden size (768 for ViT-B) */
     int layers;     /* transformer blocks */
-    int heads;      /* attention heads (width / 64) */
+    int heads;      /* attention heads (width / 64 in OpenAI's CLIPs) */
     int mlp_width;  /* hidden size of the MLP (4 * width) */
     int patch;      /* patch size P (32 for ViT-B/32) */
     int image_size; /* input side S, a multiple of P (224) */
@@ -82,9 +85,14 @@ mc_status mc_clip_new(mc_clip **out, const mc_clip_config *config, mc_rng *rng);
 void mc_clip_free(mc_clip *clip);
 /* Derive the configuration from a CLIPModel safetensors file (either tower
  * may be absent) and load every tensor. Missing, misshaped or unknown tensors
- * are an error naming them (the int64 position_ids buffers are ignored). */
+ * are an error naming them (the int64 position_ids buffers are ignored).
+ * Heads: the metadata mmchain.clip.{vision,text}_heads, else
+ * {vision,text}_config.num_attention_heads of a config.json in the same
+ * folder, else width / 64; a count that does not divide the width is an
+ * error naming where it came from. */
 mc_status mc_clip_load(const char *path, mc_clip **out);
-/* Write the model in Hugging Face naming, atomically, with metadata. */
+/* Write the model in Hugging Face naming, atomically, with metadata (and
+ * the head counts, as mmchain.clip.{vision,text}_heads). */
 mc_status mc_clip_save(const mc_clip *clip, const char *path, int n_meta,
                        const mc_metadata_entry *meta);
 /* Freeze (or unfreeze) every parameter. */

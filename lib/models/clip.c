@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/json.h"
 #include "mmchain/checkpoint.h"
 #include "models/models_internal.h"
 
@@ -163,20 +164,94 @@ static mc_status tensor_dims(const mc_safetensors *f, const char *name, int ndim
     if (shape->ndim != ndim)
         return mc_error(MC_ERR_FORMAT, "%s: tensor %s has %d dimensions, expected %d",
                         mc_safetensors_path(f), name, shape->ndim, ndim);
+    /* The sizes become ints and are multiplied (the position grid by the
+     * patch): a file may declare empty tensors of any size, so each is
+     * bounded first, far above any CLIP (widths of thousands, 49,408
+     * tokens). */
+    for (int d = 0; d < ndim; d++)
+        if (shape->dim[d] < 1 || shape->dim[d] > (1 << 20))
+            return mc_error(MC_ERR_FORMAT, "%s: tensor %s has a dimension of %lld, expected 1..%d",
+                            mc_safetensors_path(f), name, (long long)shape->dim[d], 1 << 20);
+    return MC_OK;
+}
+
+/* ---- attention heads: not in the tensors ---- */
+
+/* The metadata key mc_clip_save records a tower's heads under. */
+static void heads_key(const char *kind, char *key, size_t len) {
+    snprintf(key, len, "mmchain.clip.%s_heads", kind);
+}
+
+/* A config.json beside the weights (Hugging Face's layout), read whole;
+ * NULL (no error) when there is none or it is not a small readable file. */
+enum { CONFIG_JSON_MAX = 1 << 20 };
+static mc_json_doc *config_beside(const char *weights_path) {
+    const char *slash = strrchr(weights_path, '/');
+    size_t folder = slash ? (size_t)(slash - weights_path) + 1 : 0;
+    char path[4096];
+    if (folder + sizeof "config.json" > sizeof path) return NULL;
+    memcpy(path, weights_path, folder);
+    memcpy(path + folder, "config.json", sizeof "config.json");
+    FILE *file = fopen(path, "rb");
+    if (!file) return NULL;
+    char *text = malloc(CONFIG_JSON_MAX + 1);
+    size_t len = text ? fread(text, 1, CONFIG_JSON_MAX + 1, file) : 0;
+    fclose(file);
+    mc_json_doc *doc = NULL;
+    if (text && len <= CONFIG_JSON_MAX && mc_json_parse(text, len, path, &doc) != MC_OK) doc = NULL;
+    mc_clear_error(); /* not a Hugging Face config: the other sources decide */
+    free(text);
+    return doc;
+}
+
+/* A tower's attention heads, which no tensor shape shows: the file's own
+ * record (mc_clip_save writes it), else a Hugging Face config.json beside
+ * the file (<kind>_config.num_attention_heads), else one head per 64
+ * channels, as in OpenAI's released CLIPs. LAION's ViT-H/14 (width 1280,
+ * 16 heads of 80) is why the last alone will not do: 1280 / 64 = 20 heads
+ * would load without an error and compute other embeddings. A recorded
+ * count that does not divide the width is an error. */
+static mc_status tower_heads(const mc_safetensors *f, const char *kind, int width, int *heads) {
+    char key[48];
+    heads_key(kind, key, sizeof key);
+    const char *recorded = mc_safetensors_metadata(f, key), *source = "its metadata";
+    long count = 0;
+    char *end = NULL;
+    if (recorded) count = strtol(recorded, &end, 10);
+    mc_json_doc *doc = recorded ? NULL : config_beside(mc_safetensors_path(f));
+    if (doc) {
+        char section[32];
+        snprintf(section, sizeof section, "%s_config", kind);
+        const mc_json *config = mc_json_get(mc_json_root(doc), section);
+        const mc_json *n = config ? mc_json_get(config, "num_attention_heads") : NULL;
+        if (n) {
+            count = n->type == MC_JSON_NUMBER && n->is_int ? (long)n->integer : -1;
+            source = "the config.json beside it";
+        }
+        mc_json_free(doc);
+    }
+    if (!recorded && count == 0) {
+        *heads = width / 64 > 0 ? width / 64 : 1;
+        return MC_OK;
+    }
+    if ((recorded && (end == recorded || *end)) || count < 1 || count > width || width % count)
+        return mc_error(MC_ERR_FORMAT, "%s: %s gives the %s tower %s attention heads, which must "
+                        "divide its width %d", mc_safetensors_path(f), source, kind,
+                        recorded ? recorded : "a count of", width);
+    *heads = (int)count;
     return MC_OK;
 }
 
 /* What the encoder of the `kind` tower ("vision" or "text") says about
  * itself: its number of layers (<kind>_model.encoder.layers.N.*, at least
- * one), its heads (one per 64 channels, as in every released CLIP: the
- * files do not record them) and its MLP width (from layer 0's fc1). */
+ * one), its heads (tower_heads) and its MLP width (from layer 0's fc1). */
 static mc_status derive_encoder(const mc_safetensors *f, const char *kind, int width, int *layers,
                                 int *heads, int *mlp_width) {
     char tower[16], layers_prefix[48];
     snprintf(tower, sizeof tower, "%s_model", kind);
     snprintf(layers_prefix, sizeof layers_prefix, "%s.encoder.layers.", tower);
     *layers = mc_count_numbered_tensors(f, layers_prefix, ".layer_norm1.weight");
-    *heads = width / 64 > 0 ? width / 64 : 1;
+    MC_TRY(tower_heads(f, kind, width, heads));
     if (*layers == 0)
         return mc_error(MC_ERR_FORMAT, "%s: %s tower without %s.encoder.layers.0.*",
                         mc_safetensors_path(f), kind, tower);
@@ -327,7 +402,26 @@ mc_status mc_clip_load(const char *path, mc_clip **out) {
 }
 
 mc_status mc_clip_save(const mc_clip *clip, const char *path, int n_meta, const mc_metadata_entry *meta) {
-    return mc_safetensors_write(path, clip->params.count, clip->params.items, n_meta, meta);
+    if (n_meta < 0 || (n_meta > 0 && !meta))
+        return mc_error(MC_ERR_ARG, "clip: saving %s with bad metadata", path ? path : "(null)");
+    /* The heads, which the tensors do not show (tower_heads reads them back). */
+    mc_metadata_entry *all = malloc(((size_t)n_meta + 2) * sizeof *all);
+    if (!all) return mc_error(MC_ERR_NOMEM, "clip: saving %s: out of memory", path ? path : "(null)");
+    if (n_meta) memcpy(all, meta, (size_t)n_meta * sizeof *all);
+    char keys[2][48], values[2][16];
+    int n = n_meta;
+    const bool has[2] = {clip->config.has_vision, clip->config.has_text};
+    const int heads[2] = {clip->config.vision.heads, clip->config.text.heads};
+    const char *const kinds[2] = {"vision", "text"};
+    for (int k = 0; k < 2; k++)
+        if (has[k]) {
+            heads_key(kinds[k], keys[k], sizeof keys[k]);
+            snprintf(values[k], sizeof values[k], "%d", heads[k]);
+            all[n++] = (mc_metadata_entry){keys[k], values[k]};
+        }
+    mc_status status = mc_safetensors_write(path, clip->params.count, clip->params.items, n, all);
+    free(all);
+    return status;
 }
 
 /* ---- zero-shot classification ---- */
