@@ -80,7 +80,9 @@ typedef struct mc_clip {
 } mc_clip;
 
 /* A model with the given sizes, randomly initialised from `rng` (the
- * initialisation of Hugging Face's CLIPModel._init_weights). */
+ * standard deviations of Hugging Face's CLIPModel._init_weights, except the
+ * text position embedding's: 0.01 as open_clip draws it, where Hugging
+ * Face draws 0.02). */
 mc_status mc_clip_new(mc_clip **out, const mc_clip_config *config, mc_rng *rng);
 void mc_clip_free(mc_clip *clip);
 /* Derive the configuration from a CLIPModel safetensors file (either tower

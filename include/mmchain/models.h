@@ -133,8 +133,11 @@ mc_status mc_resnet_forward(mc_resnet *model, mc_graph *g, mc_tensor *x, mc_tens
  *   every band n gets mean(R, G, B kernels) * 3/N; with rgb_bands given, the
  *   bands rgb_bands[0..2] (the inputs that are R, G, B; -1 = not present)
  *   get the R, G, B kernels themselves * 3/N instead.
- * Either way an image whose N bands are all equal to v gives the same conv1
- * response as the RGB network on an RGB image equal to v. */
+ * Either way (with rgb_bands naming three distinct inputs, or not given)
+ * an image whose N bands are all equal to v gives the same conv1 response
+ * as the RGB network on an RGB image equal to v; with rgb_bands naming only
+ * some of R, G, B (-1 for the others) the kernels no longer sum to R+G+B
+ * and that response changes. */
 typedef struct mc_resnet_load_options {
     bool strict;          /* every name must match (see mc_resnet_load) */
     bool skip_fc;         /* keep the model's own fc (a new head): fc.* in

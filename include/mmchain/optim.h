@@ -1,8 +1,11 @@
 /* mmchain — optimizers, gradient clipping and learning-rate schedules.
  *
  * An optimizer updates the tensors of an mc_param_list (nn.h) that have
- * requires_grad set, from their .grad buffers, with PyTorch's exact update
- * rules (torch.optim, version 1.13):
+ * requires_grad set, from their .grad buffers, with PyTorch's update rules
+ * (torch.optim, version 1.13), operation for operation in float. The
+ * hyper-parameters are floats: 1 - beta2 is 1 - 0.999f = 0.00099998713,
+ * where PyTorch rounds the double 1 - 0.999 to 0.001f, a relative
+ * difference of 1.3e-5 in that one factor:
  *
  *   SGD    d = g + wd*p;  with momentum: buf = d on the first step, then
  *          buf = momentum*buf + (1 - dampening)*d;  d = nesterov ? d + momentum*buf : buf;

@@ -604,13 +604,15 @@ static mc_status load_one(const char *path, const mc_bands *bands, const mc_norm
     return status;
 }
 
-/* Run load_one over a batch in parallel; the first failure's message is
- * carried back to the calling thread (messages are thread-local). */
+/* Run load_one over a batch in parallel; the message of the failing tile
+ * that comes first in the batch is carried back to the calling thread
+ * (messages are thread-local), the same whichever thread meets it first. */
 static mc_status load_tiles(const mc_eurosat *ds, const int *indices, int n, const mc_bands *bands,
                             const mc_norm *norm, bool rgb_view, mc_tensor *out) {
     int height = (int)out->shape.dim[2], width = (int)out->shape.dim[3];
     size_t per_tile = (size_t)bands->count * height * width;
     mc_status status = MC_OK;
+    int failed_at = n; /* the batch position of the message below */
     char message[1024] = "";
     #pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < n; i++) {
@@ -622,7 +624,11 @@ static mc_status load_tiles(const mc_eurosat *ds, const int *indices, int n, con
         if (s != MC_OK) {
             #pragma omp critical(mc_eurosat_load)
             {
-                if (status == MC_OK) status = s, snprintf(message, sizeof message, "%s", mc_last_error());
+                if (i < failed_at) {
+                    failed_at = i;
+                    status = s;
+                    snprintf(message, sizeof message, "%s", mc_last_error());
+                }
             }
         }
     }

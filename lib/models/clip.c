@@ -60,6 +60,8 @@ static mc_status add_text_tower(mc_clip *clip, mc_rng *rng) {
     const mc_clip_text_config *t = &clip->config.text;
     MC_TRY(add_param(clip, &clip->token_embedding, MC_SHAPE(t->vocab, t->width),
                      "text_model.embeddings.token_embedding.weight", rng, 0.02f, 0.0f));
+    /* 0.01: open_clip's (Hugging Face draws 0.02); kept, since the demo's
+     * CLIP and its published numbers were trained from it. */
     MC_TRY(add_param(clip, &clip->text_positions, MC_SHAPE(t->context, t->width),
                      "text_model.embeddings.position_embedding.weight", rng, 0.01f, 0.0f));
     MC_TRY(add_blocks(clip, &clip->text_blocks, "text_model", t->layers, t->width, t->heads,
