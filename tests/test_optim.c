@@ -214,7 +214,7 @@ START_TEST(test_matches_formula) {
         model_set_grads(&m, step, c->grad_scale);
         model_grads(&m, grad);
         float lr = c->cosine_lr ? mc_lr_at(&schedule, step + 1) : base_lr;
-        mc_optimizer_set_lr(opt, lr);
+        MC_CHECK_OK(mc_optimizer_set_lr(opt, lr));
         MC_CHECK_OK(mc_optimizer_step(opt));
         if (c->kind == RUN_SGD)
             reference_sgd(theta, grad, &state, &c->sgd, lr);
@@ -565,7 +565,7 @@ START_TEST(test_groups_match_separate) {
     for (int step = 0; step < 5; step++) {
         float bias_lr = mc_lr_at(&bias_schedule, mc_optimizer_steps(opt));
         MC_CHECK_OK(mc_optimizer_set_group_lr(opt, 1, bias_lr));
-        mc_optimizer_set_lr(opt_b, bias_lr);
+        MC_CHECK_OK(mc_optimizer_set_lr(opt_b, bias_lr));
         model_set_grads(&grouped, step, 1.0f);
         model_set_grads(&separate, step, 1.0f);
         MC_CHECK_OK(mc_optimizer_step(opt));
@@ -601,6 +601,10 @@ START_TEST(test_group_bad_settings) {
     MC_CHECK_FAILS(mc_optimizer_add_group(opt, &bias, 0.1f, NAN), MC_ERR_ARG,
                    "group 1: weight_decay");
     MC_CHECK_FAILS(mc_optimizer_add_group(opt, NULL, 0.1f, 0.0f), MC_ERR_ARG, "NULL");
+    const float lr = mc_optimizer_get_lr(opt);
+    MC_CHECK_FAILS(mc_optimizer_set_lr(opt, NAN), MC_ERR_ARG, "lr is nan");
+    MC_CHECK_FAILS(mc_optimizer_set_lr(opt, -0.5f), MC_ERR_ARG, "lr is -0.5");
+    ck_assert_float_eq(mc_optimizer_get_lr(opt), lr);
     /* A tensor already in a group, or twice in one: it would be stepped
      * twice per step (PyTorch refuses it too). */
     MC_CHECK_FAILS(mc_optimizer_add_group(opt, &bias, 0.1f, 0.0f), MC_ERR_ARG, "is in group 0 already");

@@ -568,7 +568,7 @@ static double convnet_train(convnet *net, const mc_tensor *inputs, const int *la
             const int *batch = order + step * CNN_BATCH;
             for (int k = 0; k < CNN_BATCH; k++) targets[k] = labels[batch[k]];
             mc_optimizer_zero_grad(opt);
-            mc_optimizer_set_lr(opt, mc_lr_at(&schedule, mc_optimizer_steps(opt)));
+            MC_CHECK_OK(mc_optimizer_set_lr(opt, mc_lr_at(&schedule, mc_optimizer_steps(opt))));
             mc_tensor *logits, *loss;
             MC_CHECK_OK(convnet_forward(net, g, gather_tiles(g, inputs, batch, CNN_BATCH), true, &logits));
             MC_CHECK_OK(mc_cross_entropy(g, logits, targets, 0.0f, &loss));

@@ -21,7 +21,7 @@
  *     ... forward, mc_backward(g, loss) ...
  *     float norm;
  *     MC_TRY(mc_grad_clip_norm(&params, 1.0f, &norm));
- *     mc_optimizer_set_lr(opt, mc_lr_at(&schedule, mc_optimizer_steps(opt)));
+ *     MC_TRY(mc_optimizer_set_lr(opt, mc_lr_at(&schedule, mc_optimizer_steps(opt))));
  *     MC_TRY(mc_optimizer_step(opt));
  *
  * Checkpoints: the optimizer's state is a set of named tensors,
@@ -116,8 +116,9 @@ mc_optimizer_kind mc_optimizer_get_kind(const mc_optimizer *opt);
 /* "sgd", "adam" or "adamw". */
 const char *mc_optimizer_name(const mc_optimizer *opt);
 /* The learning rate of the next step (a schedule sets it before each step):
- * set_lr sets every group's, get_lr returns group 0's. */
-void mc_optimizer_set_lr(mc_optimizer *opt, float lr);
+ * set_lr sets every group's (an lr that is negative or not finite is an
+ * error and changes none), get_lr returns group 0's. */
+mc_status mc_optimizer_set_lr(mc_optimizer *opt, float lr);
 float mc_optimizer_get_lr(const mc_optimizer *opt);
 /* Steps taken so far (0 before the first). */
 int64_t mc_optimizer_steps(const mc_optimizer *opt);

@@ -198,7 +198,7 @@ static mc_status train_step(mc_clip *clip, mc_graph *g, param_groups *groups, ba
      * norm is the one-process gradient's. */
     MC_TRY(gather ? mc_dist_backward_average(reducer, g, loss) : mc_backward(g, loss));
     if (max_grad_norm > 0.0f) MC_TRY(mc_grad_clip_norm(&clip->params, max_grad_norm, NULL));
-    mc_optimizer_set_lr(groups->opt, lr);
+    MC_TRY(mc_optimizer_set_lr(groups->opt, lr));
     MC_TRY(mc_optimizer_step(groups->opt));
     clamp_logit_scale(clip);
     return MC_OK;

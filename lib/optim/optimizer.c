@@ -173,8 +173,11 @@ const char *mc_optimizer_name(const mc_optimizer *opt) {
 }
 
 /* One schedule for every group; mc_optimizer_set_group_lr sets one group. */
-void mc_optimizer_set_lr(mc_optimizer *opt, float lr) {
+mc_status mc_optimizer_set_lr(mc_optimizer *opt, float lr) {
+    if (!finite_nonnegative(lr))
+        return mc_error(MC_ERR_ARG, "%s: lr is %g, expected >= 0", mc_optimizer_name(opt), lr);
     for (int k = 0; k < opt->n_groups; k++) opt->groups[k].lr = lr;
+    return MC_OK;
 }
 float mc_optimizer_get_lr(const mc_optimizer *opt) { return opt->groups[0].lr; }
 int64_t mc_optimizer_steps(const mc_optimizer *opt) { return opt->steps; }
