@@ -244,9 +244,11 @@ mc_status mc_checkpoint_load_params(const mc_safetensors *f, mc_param_list *para
         for (int i = 0; i < n && status == MC_OK; i++)
             status = load_one(f, &o, params->items[i], plan[i]);
     }
+    /* The count loaded: none when a value check refused the file before
+     * anything was written. */
     if (report && report_len)
         snprintf(report, report_len, "%s: loaded %d of %d tensors%s", path,
-                 refused ? 0 : loadable, n, details);
+                 refused || status != MC_OK ? 0 : loadable, n, details);
     free(plan);
     free(lists);
     return status;
@@ -304,12 +306,13 @@ mc_status mc_checkpoint_save(const char *path, const mc_param_list *model, const
 }
 
 /* Optimizer state lookup: reads "optimizer.*" tensors from the file on
- * demand and keeps them until the import is done. A tensor that cannot be
- * read is reported as absent; the import then names it as missing. */
+ * demand and keeps them until the import is done. A tensor that is there
+ * but cannot be read (an integer dtype, say) is reported with the reader's
+ * message, not as missing, which the import would call it. */
 typedef struct file_lookup {
     const mc_safetensors *f;
     mc_param_list cache;
-    mc_status status; /* MC_ERR_NUMERIC when a tensor read was not finite */
+    mc_status status;  /* the first tensor that did not read or was not finite */
     char message[400]; /* ... and its message, which the import would overwrite */
 } file_lookup;
 
@@ -317,7 +320,14 @@ static const mc_tensor *lookup_in_file(void *ctx, const char *name) {
     file_lookup *l = ctx;
     mc_tensor *t = mc_params_find(&l->cache, name);
     if (t || !mc_safetensors_has(l->f, name)) return t;
-    if (mc_safetensors_read(l->f, name, &t) != MC_OK) return NULL;
+    mc_status read = mc_safetensors_read(l->f, name, &t);
+    if (read != MC_OK) {
+        if (l->status == MC_OK) {
+            l->status = read;
+            snprintf(l->message, sizeof l->message, "%s", mc_last_error());
+        }
+        return NULL;
+    }
     if (l->status == MC_OK && (l->status = check_loaded(l->f, t)) != MC_OK)
         snprintf(l->message, sizeof l->message, "%s", mc_last_error());
     if (l->status != MC_OK || mc_params_add(&l->cache, t) != MC_OK) {
