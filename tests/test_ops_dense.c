@@ -332,6 +332,24 @@ START_TEST(test_broadcast_values) {
     MC_CHECK_OK(mc_div(g, a, b, &y));
     const float expected_div[6] = {0, -1, 4, 1.5f, -4, 10};
     mc_test_assert_close("(2,3)/(3)", y->data, expected_div, 6, 1e-6, 1e-30);
+    /* b's gradient is -dy (a / b) / b, as PyTorch computes it: with a = 1e-30
+     * and b = 1e-25, b * b (1e-50) would underflow to 0 and give -inf;
+     * the true value is -1e20. */
+    {
+        mc_tensor *na, *nb, *quotient, *total;
+        MC_CHECK_OK(mc_tensor_new(&na, MC_SHAPE(1), "na"));
+        MC_CHECK_OK(mc_tensor_new(&nb, MC_SHAPE(1), "nb"));
+        na->data[0] = 1e-30f;
+        nb->data[0] = 1e-25f;
+        MC_CHECK_OK(mc_tensor_set_requires_grad(nb, true));
+        MC_CHECK_OK(mc_div(g, na, nb, &quotient));
+        MC_CHECK_OK(mc_sum_all(g, quotient, &total));
+        MC_CHECK_OK(mc_backward(g, total));
+        ck_assert_msg(isfinite(nb->grad[0]) && fabsf(nb->grad[0] / -1e20f - 1.0f) < 1e-5f,
+                      "d(a/b)/db at a = 1e-30, b = 1e-25: %g", (double)nb->grad[0]);
+        mc_tensor_free(na);
+        mc_tensor_free(nb);
+    }
 
     /* (3,1,5) + (4,5) -> (3,4,5): out[i][j][k] = p[i][0][k] + q[j][k]. */
     mc_tensor *p = new_iota(MC_SHAPE(3, 1, 5), "p", 1.0f), *q = new_iota(MC_SHAPE(4, 5), "q", 100.0f);
@@ -969,6 +987,15 @@ START_TEST(test_bad_inputs) {
     MC_CHECK_FAILS(mc_reshape(g, a, MC_SHAPE(4, 4), &y), MC_ERR_SHAPE, "different element count");
     MC_CHECK_FAILS(mc_reshape(g, a, MC_SHAPE(4, -1), &y), MC_ERR_SHAPE, "15 elements do not divide into 4");
     MC_CHECK_FAILS(mc_reshape(g, a, MC_SHAPE(-1, -1), &y), MC_ERR_SHAPE, "one -1 is allowed");
+    /* The known sizes' product would overflow to 0 (then a division by it). */
+    MC_CHECK_FAILS(mc_reshape(g, a, MC_SHAPE(-1, 1ll << 32, 1ll << 32), &y), MC_ERR_SHAPE,
+                   "more than its 15 elements");
+    /* A NULL input is an error, not a crash. */
+    MC_CHECK_FAILS(mc_reshape(g, NULL, MC_SHAPE(15), &y), MC_ERR_ARG, "NULL");
+    MC_CHECK_FAILS(mc_sum(g, NULL, 0, false, &y), MC_ERR_ARG, "sum: the input tensor is NULL");
+    MC_CHECK_FAILS(mc_permute(g, NULL, (const int[]){0, 1}, &y), MC_ERR_ARG, "NULL");
+    MC_CHECK_FAILS(mc_nchw_to_nhwc(g, NULL, &y), MC_ERR_ARG, "NULL");
+    MC_CHECK_FAILS(mc_scale(g, NULL, 2.0f, 0.0f, &y), MC_ERR_ARG, "NULL");
     /* embedding: an id out of range is named with V */
     int32_t ids[3] = {0, 7, 2};
     MC_CHECK_FAILS(mc_embedding(g, w, ids, MC_SHAPE(3), &y), MC_ERR_ARG,

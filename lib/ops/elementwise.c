@@ -206,7 +206,9 @@ static inline float grad_b(binary_op op, float dy, float av, float bv) {
     case OP_ADD: return dy;
     case OP_SUB: return -dy;
     case OP_MUL: return dy * av;
-    case OP_DIV: return -dy * av / (bv * bv);
+    /* (a / b) / b, as PyTorch's div backward: b * b would overflow or
+     * underflow where the quotient does not. */
+    case OP_DIV: return -dy * (av / bv) / bv;
     }
     return 0.0f;
 }
@@ -319,6 +321,7 @@ static mc_status scale_backward(mc_node *node) {
 
 mc_status mc_scale(mc_graph *g, mc_tensor *x, float scale, float shift, mc_tensor **out) {
     *out = NULL;
+    if (!x) return mc_error(MC_ERR_ARG, "scale: the input tensor is NULL");
     mc_tensor *y;
     MC_TRY(mc_graph_tensor_uninit(g, x->shape, "scale", &y));
     const float *xd = x->data;

@@ -15,6 +15,7 @@ static const char *describe(const mc_tensor *t, char *buf, size_t len) {
 }
 
 mc_status mc_resolve_dim(const char *op, const mc_tensor *x, int dim, int *resolved) {
+    if (!x) return mc_error(MC_ERR_ARG, "%s: the input tensor is NULL", op);
     int ndim = x->shape.ndim;
     int d = dim < 0 ? dim + ndim : dim;
     if (d < 0 || d >= ndim) {
@@ -42,6 +43,8 @@ static mc_status infer_reshape(const mc_tensor *x, mc_shape *shape) {
     char xs[160], ss[128];
     int inferred = -1;
     int64_t known = 1;
+    bool infers = false; /* a -1 to fill in: the product of the others divides numel */
+    for (int i = 0; i < shape->ndim && i < MC_MAX_DIMS; i++) infers |= shape->dim[i] == -1;
     for (int i = 0; i < shape->ndim && i < MC_MAX_DIMS; i++) {
         if (shape->dim[i] == -1 && inferred < 0) {
             inferred = i;
@@ -49,6 +52,14 @@ static mc_status infer_reshape(const mc_tensor *x, mc_shape *shape) {
             return mc_error(MC_ERR_SHAPE, "reshape %s to %s: dimension %d is %lld (one -1 is allowed)",
                             describe(x, xs, sizeof xs), mc_shape_str(*shape, ss, sizeof ss), i,
                             (long long)shape->dim[i]);
+        } else if (!infers) {
+            continue; /* nothing to fill in: the view checks the element count */
+        } else if (shape->dim[i] > x->numel / known) {
+            /* more elements than x has (checked before the product, which
+             * could overflow, and wrap to 0: a division by zero below) */
+            return mc_error(MC_ERR_SHAPE, "reshape %s to %s: more than its %lld elements",
+                            describe(x, xs, sizeof xs), mc_shape_str(*shape, ss, sizeof ss),
+                            (long long)x->numel);
         } else {
             known *= shape->dim[i];
         }
@@ -64,6 +75,7 @@ static mc_status infer_reshape(const mc_tensor *x, mc_shape *shape) {
 
 mc_status mc_reshape(mc_graph *g, mc_tensor *x, mc_shape shape, mc_tensor **out) {
     *out = NULL;
+    if (!x) return mc_error(MC_ERR_ARG, "reshape: the input tensor is NULL");
     if (shape.ndim < 1 || shape.ndim > MC_MAX_DIMS)
         return mc_error(MC_ERR_SHAPE, "reshape %s: %d dimensions, expected 1 to %d", x->name,
                         shape.ndim, MC_MAX_DIMS);
@@ -130,6 +142,7 @@ static mc_status permute_backward(mc_node *node) {
 }
 
 static mc_status check_perm(const char *op, const mc_tensor *x, const int *perm) {
+    if (!x || !perm) return mc_error(MC_ERR_ARG, "%s: the input tensor or the permutation is NULL", op);
     int nd = x->shape.ndim;
     bool seen[MC_MAX_DIMS] = {false};
     char xs[160];
@@ -176,6 +189,7 @@ mc_status mc_transpose(mc_graph *g, mc_tensor *x, int dim0, int dim1, mc_tensor 
 }
 
 static mc_status check_4d(const char *op, const mc_tensor *x, const char *layout) {
+    if (!x) return mc_error(MC_ERR_ARG, "%s: the input tensor is NULL", op);
     if (x->shape.ndim == 4) return MC_OK;
     char xs[160];
     return mc_error(MC_ERR_SHAPE, "%s: input %s has %d dimensions, expected 4 %s", op,
