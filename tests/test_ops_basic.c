@@ -347,6 +347,47 @@ START_TEST(test_batch_norm1d_parity) {
 }
 END_TEST
 
+/* relu keeps a NaN and passes its gradient on, as torch.relu and its
+ * threshold_backward (result <= 0 ? 0 : grad) do, in each op that has a
+ * relu: mc_relu, mc_add_relu and batch norm's fused relus. Hiding it as 0
+ * would let training go on from corrupted activations. */
+START_TEST(test_relu_keeps_nan) {
+    mc_graph *g = mc_test_new_graph();
+    mc_tensor *x, *y, *loss;
+    MC_CHECK_OK(mc_tensor_new(&x, MC_SHAPE(1, 2, 2, 1), "x")); /* NHWC, one channel */
+    MC_CHECK_OK(mc_tensor_load(x, (const float[]){NAN, -1.0f, 2.0f, 0.0f}, 4));
+    MC_CHECK_OK(mc_tensor_set_requires_grad(x, true));
+    MC_CHECK_OK(mc_relu(g, x, &y));
+    ck_assert(isnan(y->data[0]));
+    ck_assert_float_eq(y->data[1], 0.0f);
+    ck_assert_float_eq(y->data[2], 2.0f);
+    ck_assert_float_eq(y->data[3], 0.0f);
+    MC_CHECK_OK(mc_sum_all(g, y, &loss));
+    MC_CHECK_OK(mc_backward(g, loss));
+    ck_assert_float_eq(x->grad[0], 1.0f); /* through the NaN, as PyTorch */
+    ck_assert_float_eq(x->grad[1], 0.0f);
+    ck_assert_float_eq(x->grad[2], 1.0f);
+    ck_assert_float_eq(x->grad[3], 0.0f);
+    mc_tensor *zero;
+    MC_CHECK_OK(mc_tensor_new(&zero, MC_SHAPE(1, 2, 2, 1), "zero"));
+    MC_CHECK_OK(mc_add_relu(g, x, zero, &y));
+    ck_assert(isnan(y->data[0]));
+    /* batch norm + relu in eval mode (running mean 0, var 1): NaN stays */
+    mc_tensor *mean, *var;
+    MC_CHECK_OK(mc_tensor_new(&mean, MC_SHAPE(1), "mean"));
+    MC_CHECK_OK(mc_tensor_new(&var, MC_SHAPE(1), "var"));
+    var->data[0] = 1.0f;
+    MC_CHECK_OK(mc_batchnorm2d_relu(g, x, NULL, NULL, mean, var, false, 0.1f, 1e-5f, &y));
+    ck_assert(isnan(y->data[0]));
+    ck_assert_float_eq(y->data[1], 0.0f);
+    mc_tensor_free(x);
+    mc_tensor_free(zero);
+    mc_tensor_free(mean);
+    mc_tensor_free(var);
+    mc_graph_free(g);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_basic");
     const TTest *const none[] = {NULL};
@@ -357,7 +398,8 @@ int main(void) {
     const TTest *const tests[] = {test_max_min_parity, test_max_min_gradcheck_and_errors,
                                   test_select_parity_and_gradcheck, test_select_errors,
                                   test_losses_parity_and_gradcheck, test_group_norm_parity,
-                                  test_group_norm_gradcheck, test_batch_norm1d_parity, NULL};
+                                  test_group_norm_gradcheck, test_batch_norm1d_parity,
+                                  test_relu_keeps_nan, NULL};
     mc_test_add_case(s, "ops", tests);
     return mc_test_run_suite(s);
 }

@@ -63,9 +63,12 @@ static inline float normal_cdf(float x) {
     return half_erfc + positive * (1.0f - 2.0f * half_erfc);
 }
 
-/* ---- relu: max(x, 0); derivative 1 where x > 0 (0 at the kink, as PyTorch) ---- */
+/* ---- relu: max(x, 0); derivative 1 where x > 0 (0 at the kink, as PyTorch) ----
+ * Written as "0 where x <= 0, else x" so that a NaN stays NaN and passes its
+ * gradient on, as torch.relu and its threshold_backward (result <= 0 ? 0 :
+ * grad) do: "x > 0 ? x : 0" would turn it into 0 and hide it. */
 
-static inline float relu_of(float x) { return x > 0.0f ? x : 0.0f; }
+static inline float relu_of(float x) { return x <= 0.0f ? 0.0f : x; }
 
 MC_VECTOR_CLONES
 static void relu_forward(const float *x, float *y, int64_t n) { // x, y: (n)
@@ -79,7 +82,7 @@ static void relu_backward(const float *x, const float *y, const float *dy, float
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float g = dy[i]; /* loaded unconditionally, so the select vectorises */
-        dx[i] += x[i] > 0.0f ? g : 0.0f;
+        dx[i] += x[i] <= 0.0f ? 0.0f : g;
     }
 }
 
@@ -341,7 +344,7 @@ void mc_bias_activation_rows_naive(mc_activation activation, float *y, const flo
             switch (activation) {
             case MC_ACT_GELU: f = x * 0.5 * (1.0 + erf(x / sqrt(2.0))); break;
             case MC_ACT_QUICK_GELU: f = x / (1.0 + exp(-(double)QUICK_GELU_ALPHA * x)); break;
-            case MC_ACT_RELU: f = x > 0.0 ? x : 0.0; break;
+            case MC_ACT_RELU: f = x <= 0.0 ? 0.0 : x; break;
             }
             y[r * n + j] = (float)f;
         }
@@ -373,7 +376,7 @@ static void add_relu_forward(const float *a, const float *b, float *y, int64_t n
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float sum = a[i] + b[i];
-        y[i] = sum > 0.0f ? sum : 0.0f;
+        y[i] = sum <= 0.0f ? 0.0f : sum; /* NaN stays (relu_of) */
     }
 }
 
@@ -383,7 +386,7 @@ static void add_relu_backward(const float *y, const float *dy, float *da, float 
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float g = dy[i];
-        g = y[i] > 0.0f ? g : 0.0f;
+        g = y[i] <= 0.0f ? 0.0f : g;
         if (da) da[i] += g;
         if (db) db[i] += g;
     }

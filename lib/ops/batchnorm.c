@@ -123,8 +123,9 @@ typedef enum {
 } relu_mask;
 
 /* The gradient reaching the normalisation at element ch of a row: dy, or
- * with a fused relu dy where the relu's input v was positive and 0
- * elsewhere (v > 0 exactly when y = max(v, 0) > 0).
+ * with a fused relu dy where the relu's input v was positive or NaN and 0
+ * where v <= 0 (exactly where y <= 0: the relu keeps a NaN, as mc_relu and
+ * torch.relu do, and passes its gradient on).
  * MASK_FROM_X: v = normalized(x), computed again from x, which backward
  * reads anyway, instead of reading y: one stream of memory less in each of
  * backward's two passes. The same bits as the forward's v (same
@@ -139,8 +140,8 @@ static inline float bn_grad(const float *x, const float *dy, const float *y, rel
                             const float *mean, const float *scale, const float *shift, int64_t i,
                             int64_t ch) {
     if (mask == MASK_FROM_X)
-        return keep_where(dy[i], normalized(x[i], mean[ch], scale[ch], shift[ch]) > 0.0f);
-    if (mask == MASK_FROM_Y) return keep_where(dy[i], y[i] > 0.0f);
+        return keep_where(dy[i], !(normalized(x[i], mean[ch], scale[ch], shift[ch]) <= 0.0f));
+    if (mask == MASK_FROM_Y) return keep_where(dy[i], !(y[i] <= 0.0f));
     return dy[i];
 }
 
@@ -236,12 +237,12 @@ static void normalize(int64_t rows, int64_t c, const float *x, const float *mean
             for (int64_t ch = 0; ch < c; ch++) {
                 /* as mc_add_relu adds the BN output */
                 float v = normalized(in[ch], mean[ch], scale[ch], shift[ch]) + add[ch];
-                o[ch] = v > 0.0f ? v : 0.0f;
+                o[ch] = v <= 0.0f ? 0.0f : v; /* NaN stays, as mc_relu keeps it */
             }
         } else if (relu)
             for (int64_t ch = 0; ch < c; ch++) {
                 float v = normalized(in[ch], mean[ch], scale[ch], shift[ch]);
-                o[ch] = v > 0.0f ? v : 0.0f;
+                o[ch] = v <= 0.0f ? 0.0f : v;
             }
         else
             for (int64_t ch = 0; ch < c; ch++) o[ch] = normalized(in[ch], mean[ch], scale[ch], shift[ch]);
@@ -257,7 +258,7 @@ void mc_batchnorm2d_normalize_naive(int64_t rows, int64_t c, const float *x, con
         for (int64_t ch = 0; ch < c; ch++) {
             float scale = invstd[ch] * (weight ? weight[ch] : 1.0f);
             float v = (x[r * c + ch] - mean[ch]) * scale + (bias ? bias[ch] : 0.0f);
-            y[r * c + ch] = relu && !(v > 0.0f) ? 0.0f : v;
+            y[r * c + ch] = relu && v <= 0.0f ? 0.0f : v;
         }
 }
 
@@ -398,7 +399,7 @@ static void input_grad(int64_t rows, int64_t c, bool training, const float *x, c
 MC_VECTOR_CLONES
 static void shortcut_grad(int64_t n, const float *y, const float *dy, float *d_shortcut) {
 #pragma omp parallel for simd if (n > MC_PARALLEL_MIN_WORK)
-    for (int64_t i = 0; i < n; i++) d_shortcut[i] += keep_where(dy[i], y[i] > 0.0f);
+    for (int64_t i = 0; i < n; i++) d_shortcut[i] += keep_where(dy[i], !(y[i] <= 0.0f));
 }
 
 /* in: x (N, H, W, C), weight (C) or NULL, bias (C) or NULL, shortcut
