@@ -41,4 +41,10 @@ grep -q "memory estimate .* of the 4.00 GiB allowed" "$tmp/err" || fail "no esti
     fail "config.json missing or records the memory limit"
 # A resumed run may be given another limit, and is refused by it.
 expect_error "resume under 1M" "more than --max-memory" "$cli" train --resume "$tmp/run" --max-memory 1M --quiet
+# A teacher makes the targets instead of CLIP: the estimate does not model
+# it, so a limit is refused rather than checked against the wrong run.
+expect_error "--max-memory with --teacher" "cannot estimate a run with --teacher" \
+    "$cli" train "${args[@]}" --teacher "$tmp/no-teacher.safetensors" --bands B05,B06,B07 \
+    --out "$tmp/hop" --max-memory 8G
+[ ! -e "$tmp/hop" ] || fail "a refused teacher run created its folder"
 finish "--max-memory refuses before creating anything and lets a run within it start"

@@ -217,6 +217,12 @@ static const mc_chain_data *val_pairs(const train_setup *s) { return s->teacher 
  * built. One process's share: under mpirun each rank holds the same. */
 static int check_memory(const train_args *a, const train_setup *s) {
     if (a->max_memory == 0 || !a->d.clip) return 0; /* no --clip: refused next */
+    /* The estimate models CLIP's image tower making the targets; a teacher
+     * makes them instead, with its own weights, forward and band count. */
+    if (a->teacher)
+        return cli_fail(COMMAND, "--max-memory (or MMCHAIN_MAX_MEMORY) cannot estimate a run "
+                        "with --teacher: the teacher's weights and forward are not modelled; run "
+                        "without a limit");
     const mc_chain_train_config *t = &a->train;
     mc_chain_memory_plan plan = {
         .image_size = s->train.height, .rgb_size = s->train.rgb_height,
