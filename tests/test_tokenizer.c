@@ -392,6 +392,13 @@ START_TEST(test_vocab_json_beside) {
     mc_test_write_file(mc_test_dir_path("vocab.json", path, sizeof path), "[1, 2", 5);
     MC_CHECK_FAILS(mc_tokenizer_load(mc_test_dir_path("merges.txt", path, sizeof path), &tok), MC_ERR_FORMAT,
                    "vocab.json");
+    /* A .json named is the one checked, and must exist: a misspelt name
+     * does not fall back to the folder's merges unchecked. */
+    mc_test_write_file(mc_test_dir_path("my_vocab.json", path, sizeof path), small, strlen(small));
+    MC_CHECK_FAILS(mc_tokenizer_load(path, &tok), MC_ERR_FORMAT, "my_vocab.json' has 2 tokens");
+    MC_CHECK_FAILS(mc_tokenizer_load(mc_test_dir_path("vocab.jsno.json", path, sizeof path), &tok), MC_ERR_IO,
+                   "vocab.jsno.json is not a file");
+    ck_assert_ptr_null(tok);
 }
 END_TEST
 

@@ -73,7 +73,8 @@ typedef struct mc_tokenizer mc_tokenizer;
  *   - a Hugging Face merges.txt (plain text, or gzip; line 1 is
  *     "#version: ..."), or
  *   - a folder holding one of those (merges.txt is preferred), or
- *   - a vocab.json, in which case the merges.txt beside it is read.
+ *   - a .json file (a vocab.json, by any name), in which case the merges
+ *     beside it are read and checked against that file, which must exist.
  * How many merges (the rule, docs/tokenizer.md "Small vocabularies"):
  *   - a header with a file name before "#version" (OpenAI's
  *     "\"bpe_simple_vocab_16e6.txt#version: 0.2") declares CLIP's full
@@ -82,7 +83,7 @@ typedef struct mc_tokenizer mc_tokenizer;
  *   - a bare "#version" header (Hugging Face, and what mc_tokenizer_save
  *     writes): every merge line is used, 0 to MC_CLIP_MERGES of them (more:
  *     the first MC_CLIP_MERGES, as CLIP does).
- * When a vocab.json lies in the same folder, the built vocabulary is checked
+ * Otherwise, when a vocab.json lies in the same folder, the built vocabulary is checked
  * against it (mc_tokenizer_check_vocab_json) — which is also what catches a
  * Hugging Face merges.txt cut short beside its vocab.json. */
 mc_status mc_tokenizer_load(const char *path, mc_tokenizer **out);

@@ -503,11 +503,20 @@ static mc_status check_neighbour_vocab(const mc_tokenizer *tok, const char *merg
 mc_status mc_tokenizer_load(const char *path, mc_tokenizer **out) {
     if (!path || !out) return mc_error(MC_ERR_ARG, "tokenizer: path or output is NULL");
     *out = NULL;
+    /* A .json named is the vocabulary to check the merges beside it
+     * against: it must be there, and it is the one checked (not whatever
+     * vocab.json the folder holds). */
+    const size_t len = strlen(path);
+    const bool named_json = len >= 5 && strcmp(path + len - 5, ".json") == 0 && !is_folder(path);
+    if (named_json && !is_file(path))
+        return mc_error(MC_ERR_IO, "tokenizer: %s is not a file (a vocab.json beside merges.txt "
+                        "was named)", path);
     char *merges_path = NULL;
     MC_TRY(resolve_merges_path(path, &merges_path));
     mc_tokenizer *tok = NULL;
     mc_status s = load_merges_file(merges_path, &tok);
-    if (s == MC_OK) s = check_neighbour_vocab(tok, merges_path);
+    if (s == MC_OK)
+        s = named_json ? mc_tokenizer_check_vocab_json(tok, path) : check_neighbour_vocab(tok, merges_path);
     free(merges_path);
     if (s != MC_OK) {
         mc_tokenizer_free(tok);
