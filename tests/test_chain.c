@@ -2,6 +2,7 @@
  * targets, metrics, training, resume and NaN handling, with tiny models on
  * data made in the test (tests/chain_fixture.h). */
 #define _XOPEN_SOURCE 700 /* setenv */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,6 +330,15 @@ START_TEST(subset_refuses_items_it_lacks) {
 END_TEST
 
 /* The metrics against a recomputation with plain loops in the test. */
+/* The wrapped source's load (ctx: the source), with the first label 99. */
+static mc_status load_with_a_bad_label(void *ctx, const int *items, int n, mc_tensor *spectral,
+                                       mc_tensor *rgb, int *labels) {
+    const mc_chain_data *base = ctx;
+    MC_TRY(base->load(base->ctx, items, n, spectral, rgb, labels));
+    if (labels && n > 0) labels[0] = 99;
+    return MC_OK;
+}
+
 START_TEST(evaluate_matches_a_direct_computation) {
     world w = {0};
     world_open(&w, 3);
@@ -396,6 +406,25 @@ START_TEST(evaluate_matches_a_direct_computation) {
     free(labels);
     mc_graph_free(g);
     mc_chain_metrics_free(&m);
+    /* A batch larger than the tiles is one batch of them all: the same
+     * metrics (and no int overflow in count + batch). */
+    mc_chain_metrics whole, huge;
+    MC_CHECK_OK(mc_chain_evaluate(enc, &w.val, targets, w.classes, n, false, &whole));
+    MC_CHECK_OK(mc_chain_evaluate(enc, &w.val, targets, w.classes, INT_MAX, false, &huge));
+    ck_assert(whole.spectral_text_acc == huge.spectral_text_acc && whole.loss == huge.loss);
+    mc_chain_metrics_free(&whole);
+    mc_chain_metrics_free(&huge);
+    /* A source's label out of range is an error, not a write past the
+     * confusion matrix. */
+    mc_chain_data bad = w.val;
+    bad.ctx = &w.val;
+    bad.load = load_with_a_bad_label;
+    MC_CHECK_FAILS(mc_chain_evaluate(enc, &bad, targets, w.classes, batch, false, &m), MC_ERR_ARG,
+                   "has label 99");
+    /* A diverged encoder (NaN weights) is an error, not every tile in class 0. */
+    enc->params.items[0]->data[0] = NAN;
+    MC_CHECK_FAILS(mc_chain_evaluate(enc, &w.val, targets, w.classes, batch, false, &m), MC_ERR_NUMERIC,
+                   "is not finite");
     mc_tensor_free(targets);
     mc_spectral_encoder_free(enc);
     world_close(&w);

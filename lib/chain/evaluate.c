@@ -65,7 +65,9 @@ static mc_status metrics_alloc(mc_chain_metrics *m, int count, int k, int e) {
  * small kernels on embeddings (rows of E floats)
  * ------------------------------------------------------------------------- */
 
-/* pred[i] = argmax_k cos(embeds_i, classes_k). embeds (n, E), classes (K, E). */
+/* pred[i] = argmax_k cos(embeds_i, classes_k). embeds (n, E), classes (K, E).
+ * A row that is not finite (a diverged encoder) is an error: its argmax
+ * would be class 0 and count as that class's predictions. */
 static mc_status zero_shot_predict(const mc_tensor *embeds, const mc_tensor *classes, int *pred) {
     mc_tensor *logits;
     MC_TRY(mc_clip_zero_shot_logits(embeds, classes, 0.0f, &logits));
@@ -73,8 +75,15 @@ static mc_status zero_shot_predict(const mc_tensor *embeds, const mc_tensor *cla
     for (int64_t i = 0; i < n; i++) {
         const float *row = logits->data + i * k;
         int best = 0;
-        for (int64_t c = 1; c < k; c++)
+        for (int64_t c = 0; c < k; c++) {
+            if (!isfinite(row[c])) {
+                mc_tensor_free(logits);
+                return mc_error(MC_ERR_NUMERIC, "evaluate: the %s embedding of the batch's tile %lld "
+                                "is not finite (has the encoder diverged?)",
+                                embeds->name, (long long)i);
+            }
             if (row[c] > row[best]) best = (int)c;
+        }
         pred[i] = best;
     }
     mc_tensor_free(logits);
@@ -145,6 +154,12 @@ static mc_status evaluate_batch(mc_spectral_encoder *enc, const mc_chain_data *d
     mc_status status = mc_graph_tensor(g, MC_SHAPE(n, data->bands, data->height, data->width), "x", &x);
     if (status == MC_OK) status = data->load(data->ctx, items, n, x, NULL, m->labels + first);
     free(items);
+    /* the labels index the confusion matrices: a source's bad label is an
+     * error, not a write past them */
+    for (int i = 0; status == MC_OK && i < n; i++)
+        if (m->labels[first + i] < 0 || m->labels[first + i] >= m->num_classes)
+            status = mc_error(MC_ERR_ARG, "evaluate: tile %d has label %d, expected 0..%d", first + i,
+                              m->labels[first + i], m->num_classes - 1);
     if (status == MC_OK) status = mc_spectral_encoder_forward(enc, g, x, &spectral);
     if (status == MC_OK)
         memcpy(m->spectral_embeds + (int64_t)first * e, spectral->data, (size_t)(n * e) * sizeof(float));
@@ -289,6 +304,9 @@ static mc_status evaluate(mc_spectral_encoder *enc, const mc_chain_data *data, c
     if (!enc || !data || !class_embeds || !out || batch < 1 || data->count < 1)
         return mc_error(MC_ERR_ARG, "evaluate: bad arguments");
     MC_TRY(check_eval_inputs(enc, data, rgb_targets, class_embeds));
+    /* A batch past the tile count is one batch of them all (the same
+     * result), and count + batch then stays within an int. */
+    if (batch > data->count) batch = data->count;
     MC_TRY(metrics_alloc(out, data->count, data->num_classes, enc->embed_dim));
     int begin = 0, end = data->count;
     if (sharded) mc_chain_shard_of_tiles(data->count, batch, &begin, &end);
