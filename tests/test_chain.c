@@ -472,6 +472,15 @@ START_TEST(targets_are_cached_on_disk) {
     MC_CHECK_OK(mc_chain_targets(w.clip, &w.train, cache, 5, &third, &cached));
     ck_assert(!cached);
     w.train.rgb_source = own_bands;
+    /* Other attention heads over the same tensors (a config.json read, or
+     * not): another tower, another key. */
+    const int heads = w.clip->config.vision.heads, width = w.clip->config.vision.width;
+    w.clip->config.vision.heads = width % (2 * heads) == 0 ? 2 * heads : 1;
+    ck_assert_int_ne(w.clip->config.vision.heads, heads);
+    mc_tensor_free(third);
+    MC_CHECK_OK(mc_chain_targets(w.clip, &w.train, cache, 5, &third, &cached));
+    ck_assert(!cached);
+    w.clip->config.vision.heads = heads;
     free(items);
     mc_tensor_free(rgb);
     mc_tensor_free(first);

@@ -112,7 +112,9 @@ START_TEST(test_heads_survive_a_save) {
     /* A count that does not divide the width is an error naming its source. */
     mc_test_write_text(config_json, "{\"text_config\": {\"num_attention_heads\": 3}}");
     MC_CHECK_FAILS(mc_clip_load(path, &loaded), MC_ERR_FORMAT,
-                   "the config.json beside it gives the text tower a count of attention heads");
+                   "the config.json beside it gives the text tower 3 attention heads");
+    mc_test_write_text(config_json, "{\"text_config\": {\"num_attention_heads\": 0}}");
+    MC_CHECK_FAILS(mc_clip_load(path, &loaded), MC_ERR_FORMAT, "gives the text tower 0 attention heads");
     /* A config.json of something else (a run folder's) says nothing. */
     mc_test_write_text(config_json, "{\"command\": \"pretrain-clip\"}");
     MC_CHECK_OK(mc_clip_load(path, &loaded));

@@ -222,7 +222,7 @@ static int check_memory(const train_args *a, const train_setup *s) {
     if (a->teacher)
         return cli_fail(COMMAND, "--max-memory (or MMCHAIN_MAX_MEMORY) cannot estimate a run "
                         "with --teacher: the teacher's weights and forward are not modelled; run "
-                        "without a limit");
+                        "without a limit (--max-memory 0 overrides the variable)");
     const mc_chain_train_config *t = &a->train;
     mc_chain_memory_plan plan = {
         .image_size = s->train.height, .rgb_size = s->train.rgb_height,

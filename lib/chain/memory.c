@@ -167,6 +167,8 @@ mc_status mc_chain_estimate_memory(const mc_chain_memory_plan *p, mc_chain_memor
      * layer before and after GELU, the residual sums). */
     if (p->clip_width > 0 && p->clip_patch > 0) {
         int64_t grid = p->clip_image_size / p->clip_patch, tokens = 1 + grid * grid;
+        /* OpenAI's rule; a file recording more heads has more score
+         * matrices than this counts */
         int64_t heads = p->clip_width / 64 > 0 ? p->clip_width / 64 : 1;
         int64_t per_image = 3 * (int64_t)p->clip_image_size * p->clip_image_size +
                             tokens * (9 * (int64_t)p->clip_width + 2 * p->clip_mlp_width) +

@@ -414,7 +414,7 @@ static mc_status choose_context(mc_tokenizer *tok, const mc_clip_recipe *r, cons
 static mc_status recipe_clip(const mc_clip_recipe *r, int context, int vocab, mc_clip **out) {
     mc_clip_config config = {
         .has_vision = true, .has_text = true, .embed_dim = r->embed_dim, .layernorm_eps = 1e-5f,
-        /* heads = width / 64: the rule mc_clip_load derives them by */
+        /* heads = width / 64, as OpenAI's CLIPs (mc_clip_save records them) */
         .vision = {.width = r->width, .layers = r->layers, .heads = r->width >= 64 ? r->width / 64 : 1,
                    .mlp_width = 4 * r->width, .patch = r->patch, .image_size = r->image_size},
         .text = {.width = r->text_width, .layers = r->text_layers,

@@ -217,29 +217,35 @@ static mc_status tower_heads(const mc_safetensors *f, const char *kind, int widt
     char key[48];
     heads_key(kind, key, sizeof key);
     const char *recorded = mc_safetensors_metadata(f, key), *source = "its metadata";
-    long count = 0;
-    char *end = NULL;
-    if (recorded) count = strtol(recorded, &end, 10);
-    mc_json_doc *doc = recorded ? NULL : config_beside(mc_safetensors_path(f));
-    if (doc) {
+    char given[32] = ""; /* the count as written, for the message */
+    long long count = -1;
+    if (recorded) {
+        char *end;
+        count = strtoll(recorded, &end, 10);
+        if (end == recorded || *end) count = -1;
+        snprintf(given, sizeof given, "%.20s", recorded);
+    } else {
+        mc_json_doc *doc = config_beside(mc_safetensors_path(f));
         char section[32];
         snprintf(section, sizeof section, "%s_config", kind);
-        const mc_json *config = mc_json_get(mc_json_root(doc), section);
+        const mc_json *config = doc ? mc_json_get(mc_json_root(doc), section) : NULL;
         const mc_json *n = config ? mc_json_get(config, "num_attention_heads") : NULL;
         if (n) {
-            count = n->type == MC_JSON_NUMBER && n->is_int ? (long)n->integer : -1;
             source = "the config.json beside it";
+            count = n->type == MC_JSON_NUMBER && n->is_int ? (long long)n->integer : -1;
+            if (n->type == MC_JSON_NUMBER) snprintf(given, sizeof given, "%g", n->number);
+            else snprintf(given, sizeof given, "a %s", mc_json_type_name(n->type));
         }
         mc_json_free(doc);
+        if (!n) { /* recorded nowhere: OpenAI's rule */
+            *heads = width / 64 > 0 ? width / 64 : 1;
+            return MC_OK;
+        }
     }
-    if (!recorded && count == 0) {
-        *heads = width / 64 > 0 ? width / 64 : 1;
-        return MC_OK;
-    }
-    if ((recorded && (end == recorded || *end)) || count < 1 || count > width || width % count)
+    if (count < 1 || count > width || width % count)
         return mc_error(MC_ERR_FORMAT, "%s: %s gives the %s tower %s attention heads, which must "
-                        "divide its width %d", mc_safetensors_path(f), source, kind,
-                        recorded ? recorded : "a count of", width);
+                        "be a count that divides its width %d", mc_safetensors_path(f), source,
+                        kind, given, width);
     *heads = (int)count;
     return MC_OK;
 }

@@ -118,8 +118,8 @@ static inline float normalized(float x, float mean, float scale, float shift) {
 /* Where the gradient reaching the normalisation comes from (bn_grad). */
 typedef enum {
     NO_RELU,     /* mc_batchnorm2d: dy */
-    MASK_FROM_X, /* mc_batchnorm2d_relu: dy where normalized(x) > 0 */
-    MASK_FROM_Y, /* mc_batchnorm2d_add_relu: dy where the op's output y > 0 */
+    MASK_FROM_X, /* mc_batchnorm2d_relu: dy where normalized(x) > 0 or NaN */
+    MASK_FROM_Y, /* mc_batchnorm2d_add_relu: dy where the op's output y > 0 or NaN */
 } relu_mask;
 
 /* The gradient reaching the normalisation at element ch of a row: dy, or

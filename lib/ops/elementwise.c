@@ -208,7 +208,7 @@ static inline float grad_b(binary_op op, float dy, float av, float bv) {
     case OP_MUL: return dy * av;
     /* (a / b) / b, as PyTorch's div backward: b * b would overflow or
      * underflow where the quotient does not. */
-    case OP_DIV: return -dy * (av / bv) / bv;
+    case OP_DIV: return -dy * ((av / bv) / bv);
     }
     return 0.0f;
 }

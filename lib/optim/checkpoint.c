@@ -203,11 +203,7 @@ mc_status mc_checkpoint_load_params(const mc_safetensors *f, mc_param_list *para
     lists->unexpected.label = "unexpected";
     lists->derived.label = "derived";
 
-    int loadable = 0;
-    for (int i = 0; i < n; i++) {
-        plan[i] = plan_tensor(f, &o, params->items[i], lists);
-        loadable += plan[i] != LOAD_KEEP && plan[i] != LOAD_BAD;
-    }
+    for (int i = 0; i < n; i++) plan[i] = plan_tensor(f, &o, params->items[i], lists);
     int ignored = 0;
     for (int i = 0; i < mc_safetensors_count(f); i++) {
         const char *name = mc_safetensors_name(f, i);
@@ -234,6 +230,7 @@ mc_status mc_checkpoint_load_params(const mc_safetensors *f, mc_param_list *para
 
     mc_status status = MC_OK;
     bool refused = o.strict && problems > 0;
+    int written = 0; /* the tensors whose values were replaced */
     if (refused) {
         /* Everything was checked first, so a failed strict load changes nothing. */
         status = mc_error(MC_ERR_FORMAT, "%s: strict load failed, %d problem(s)%s", path, problems,
@@ -241,14 +238,15 @@ mc_status mc_checkpoint_load_params(const mc_safetensors *f, mc_param_list *para
     } else {
         for (int i = 0; i < n && status == MC_OK; i++)
             status = check_file_values(f, params->items[i], plan[i]);
-        for (int i = 0; i < n && status == MC_OK; i++)
+        for (int i = 0; i < n && status == MC_OK; i++) {
             status = load_one(f, &o, params->items[i], plan[i]);
+            written += status == MC_OK && plan[i] != LOAD_KEEP && plan[i] != LOAD_BAD;
+        }
     }
-    /* The count loaded: none when a value check refused the file before
-     * anything was written. */
+    /* The count written: none when a value check refused the file first,
+     * those before the failure when a load failed part of the way. */
     if (report && report_len)
-        snprintf(report, report_len, "%s: loaded %d of %d tensors%s", path,
-                 refused || status != MC_OK ? 0 : loadable, n, details);
+        snprintf(report, report_len, "%s: loaded %d of %d tensors%s", path, written, n, details);
     free(plan);
     free(lists);
     return status;
@@ -341,7 +339,7 @@ static const mc_tensor *lookup_in_file(void *ctx, const char *name) {
  * finite before anything is written: the import would take a non-finite
  * one for an absent one and carry on with the rest (the lookup's check
  * then fails the load after the fact). One that does not read is left to
- * the import, which names it as missing. */
+ * the import, whose lookup reports the reader's message (lookup_in_file). */
 static mc_status check_optimizer_values(const mc_safetensors *f) {
     for (int i = 0; i < mc_safetensors_count(f); i++) {
         const char *name = mc_safetensors_name(f, i);
