@@ -209,8 +209,9 @@ static mc_status count_checkpoints(const mc_run *run, const char *folder, bool d
 }
 
 /* MC_RUN_NEW: a folder that holds a run already (a config.json, a
- * checkpoint) is refused, and the message says what it holds and what to
- * pass instead. Nothing is created or changed. */
+ * checkpoint) is refused, and the message says what it holds (the
+ * commands add the flags that get past it). Nothing is created or
+ * changed. */
 static mc_status check_holds_no_run(const mc_run *run) {
     char config[4096], checkpoints[4096];
     MC_TRY(mc_run_path(run, "config.json", config, sizeof config));
