@@ -517,10 +517,13 @@ mc_status mc_chain_trainer_step(mc_chain_trainer *t, double *loss_out) {
  * ------------------------------------------------------------------------- */
 
 /* A NaN that slipped into the weights through a finite loss must not
- * overwrite a good checkpoint. */
-static mc_status check_finite_weights(const mc_spectral_encoder *enc) {
-    for (int i = 0; i < enc->params.count; i++) {
-        const mc_tensor *p = enc->params.items[i];
+ * overwrite a good checkpoint: checked once where checkpoints are due,
+ * before the hook records that step or epoch (the hook first, then the
+ * checkpoints: finish_epoch says why). Only where rank 0 writes them. */
+static mc_status weights_fit_to_save(const mc_chain_trainer *t) {
+    if (!t->cfg.checkpoint_dir || t->rank != 0) return MC_OK;
+    for (int i = 0; i < t->enc->params.count; i++) {
+        const mc_tensor *p = t->enc->params.items[i];
         for (int64_t j = 0; j < p->numel; j++)
             if (!isfinite(p->data[j]))
                 return mc_error(MC_ERR_NUMERIC,
@@ -531,11 +534,11 @@ static mc_status check_finite_weights(const mc_spectral_encoder *enc) {
     return MC_OK;
 }
 
+/* The caller has checked the weights (weights_fit_to_save). */
 static mc_status save_checkpoint(mc_chain_trainer *t, const char *name) {
     if (!t->cfg.checkpoint_dir || t->rank != 0) return MC_OK; /* rank 0 writes for all */
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.safetensors", t->cfg.checkpoint_dir, name);
-    MC_TRY(check_finite_weights(t->enc));
     /* The caller's entries, then how `best` is chosen (eval names it). */
     int n = t->cfg.n_extra_meta;
     mc_metadata_entry *meta = malloc((size_t)(n + 1) * sizeof *meta);
@@ -633,6 +636,7 @@ static mc_status finish_epoch(mc_chain_trainer *t, double loss_sum, int64_t step
     if (!validates_after(t, t->state.epoch + 1)) {
         t->state.epoch++;
         t->state.step_in_epoch = 0;
+        MC_TRY(weights_fit_to_save(t));
         return save_checkpoint(t, "last");
     }
     const mc_chain_metrics *m;
@@ -650,7 +654,7 @@ static mc_status finish_epoch(mc_chain_trainer *t, double loss_sum, int64_t step
      * checkpoint, drops the rows past it and writes this one again; the
      * other order would lose the row for good. Weights the checkpoints
      * would refuse stop the run before the hook records the epoch. */
-    if (t->rank == 0 && t->cfg.checkpoint_dir) MC_TRY(check_finite_weights(t->enc));
+    MC_TRY(weights_fit_to_save(t));
     if (t->rank == 0 && t->hooks.on_epoch) {
         mc_chain_epoch_info info = {
             .epoch = t->state.epoch, .train_loss = steps_run ? loss_sum / (double)steps_run : NAN,
@@ -679,8 +683,7 @@ static mc_status run_epoch(mc_chain_trainer *t) {
         const bool checkpoint_due = t->cfg.checkpoint_every > 0 &&
                                     t->state.global_step % t->cfg.checkpoint_every == 0 &&
                                     t->state.step_in_epoch < t->steps_per_epoch;
-        if (checkpoint_due && t->rank == 0 && t->cfg.checkpoint_dir)
-            MC_TRY(check_finite_weights(t->enc));
+        if (checkpoint_due) MC_TRY(weights_fit_to_save(t));
         if (t->rank == 0 && t->hooks.on_step) {
             int64_t first = (t->state.step_in_epoch - 1) * t->cfg.batch_size;
             mc_chain_step_info info = {

@@ -212,8 +212,10 @@ static mc_json_doc *config_beside(const char *weights_path) {
  * channels, as in OpenAI's released CLIPs. LAION's ViT-H/14 (width 1280,
  * 16 heads of 80) is why the last alone will not do: 1280 / 64 = 20 heads
  * would load without an error and compute other embeddings. A recorded
- * count that does not divide the width is an error. */
-static mc_status tower_heads(const mc_safetensors *f, const char *kind, int width, int *heads) {
+ * count that does not divide the width is an error. beside: the
+ * config.json beside the file (config_beside), or NULL. */
+static mc_status tower_heads(const mc_safetensors *f, const mc_json_doc *beside, const char *kind,
+                             int width, int *heads) {
     char key[48];
     heads_key(kind, key, sizeof key);
     const char *recorded = mc_safetensors_metadata(f, key), *source = "its metadata";
@@ -225,10 +227,9 @@ static mc_status tower_heads(const mc_safetensors *f, const char *kind, int widt
         if (end == recorded || *end) count = -1;
         snprintf(given, sizeof given, "%.20s", recorded);
     } else {
-        mc_json_doc *doc = config_beside(mc_safetensors_path(f));
         char section[32];
         snprintf(section, sizeof section, "%s_config", kind);
-        const mc_json *config = doc ? mc_json_get(mc_json_root(doc), section) : NULL;
+        const mc_json *config = beside ? mc_json_get(mc_json_root(beside), section) : NULL;
         const mc_json *n = config ? mc_json_get(config, "num_attention_heads") : NULL;
         if (n) {
             source = "the config.json beside it";
@@ -236,7 +237,6 @@ static mc_status tower_heads(const mc_safetensors *f, const char *kind, int widt
             if (n->type == MC_JSON_NUMBER) snprintf(given, sizeof given, "%g", n->number);
             else snprintf(given, sizeof given, "a %s", mc_json_type_name(n->type));
         }
-        mc_json_free(doc);
         if (!n) { /* recorded nowhere: OpenAI's rule */
             *heads = width / 64 > 0 ? width / 64 : 1;
             return MC_OK;
@@ -252,14 +252,14 @@ static mc_status tower_heads(const mc_safetensors *f, const char *kind, int widt
 
 /* What the encoder of the `kind` tower ("vision" or "text") says about
  * itself: its number of layers (<kind>_model.encoder.layers.N.*, at least
- * one), its heads (tower_heads) and its MLP width (from layer 0's fc1). */
-static mc_status derive_encoder(const mc_safetensors *f, const char *kind, int width, int *layers,
-                                int *heads, int *mlp_width) {
+ * one) and its MLP width (from layer 0's fc1); its heads, which the
+ * tensors do not show, come after (tower_heads). */
+static mc_status derive_encoder(const mc_safetensors *f, const char *kind, int *layers,
+                                int *mlp_width) {
     char tower[16], layers_prefix[48];
     snprintf(tower, sizeof tower, "%s_model", kind);
     snprintf(layers_prefix, sizeof layers_prefix, "%s.encoder.layers.", tower);
     *layers = mc_count_numbered_tensors(f, layers_prefix, ".layer_norm1.weight");
-    MC_TRY(tower_heads(f, kind, width, heads));
     if (*layers == 0)
         return mc_error(MC_ERR_FORMAT, "%s: %s tower without %s.encoder.layers.0.*",
                         mc_safetensors_path(f), kind, tower);
@@ -284,7 +284,7 @@ static mc_status derive_vision_config(const mc_safetensors *f, mc_clip_vision_co
                         "(patch_embedding (W, 3, P, P) and 1 + G*G positions expected)",
                         mc_safetensors_path(f));
     v->image_size = grid * v->patch;
-    return derive_encoder(f, "vision", v->width, &v->layers, &v->heads, &v->mlp_width);
+    return derive_encoder(f, "vision", &v->layers, &v->mlp_width);
 }
 
 static mc_status derive_text_config(const mc_safetensors *f, mc_clip_text_config *t) {
@@ -294,7 +294,7 @@ static mc_status derive_text_config(const mc_safetensors *f, mc_clip_text_config
     t->vocab = (int)tokens.dim[0];
     t->width = (int)tokens.dim[1];
     t->context = (int)positions.dim[0];
-    return derive_encoder(f, "text", t->width, &t->layers, &t->heads, &t->mlp_width);
+    return derive_encoder(f, "text", &t->layers, &t->mlp_width);
 }
 
 static mc_status derive_config(const mc_safetensors *f, mc_clip_config *c) {
@@ -318,7 +318,14 @@ static mc_status derive_config(const mc_safetensors *f, mc_clip_config *c) {
         MC_TRY(tensor_dims(f, "text_projection.weight", 2, &projection));
         c->embed_dim = (int)projection.dim[0];
     }
-    return MC_OK;
+    /* The heads of both towers, the config.json beside the file read once. */
+    mc_json_doc *beside = config_beside(mc_safetensors_path(f));
+    mc_status status = MC_OK;
+    if (c->has_vision) status = tower_heads(f, beside, "vision", c->vision.width, &c->vision.heads);
+    if (status == MC_OK && c->has_text)
+        status = tower_heads(f, beside, "text", c->text.width, &c->text.heads);
+    mc_json_free(beside);
+    return status;
 }
 
 /* The blocks of one tower as shapes only (add_blocks' tensors). */
