@@ -61,6 +61,31 @@ START_TEST(test_save_and_load_round_trip) {
 }
 END_TEST
 
+/* A tiny CLIP of `config` drawn from `seed`, with make_ids's two rows in
+ * ids, their text embeddings in *want and room for others in *got. */
+static mc_clip *clip_with_text_embeddings(const mc_clip_config *config, uint64_t seed,
+                                          int32_t ids[2 * 8], mc_tensor **want, mc_tensor **got) {
+    mc_rng rng;
+    mc_rng_seed(&rng, seed);
+    mc_clip *clip;
+    MC_CHECK_OK(mc_clip_new(&clip, config, &rng));
+    make_ids(ids, 2, 8);
+    MC_CHECK_OK(mc_tensor_new(want, MC_SHAPE(2, 16), "want"));
+    MC_CHECK_OK(mc_tensor_new(got, MC_SHAPE(2, 16), "got"));
+    MC_CHECK_OK(mc_clip_embed_texts(clip, ids, 2, 2, *want));
+    return clip;
+}
+
+/* clip's bare tensors, as Hugging Face lays them out (no metadata), in
+ * <folder>/model.safetensors, folder a new one named `name` in the test
+ * directory; its path in path (640 bytes), the folder's in folder (512). */
+static void write_bare_tensors(const mc_clip *clip, const char *name, char *folder, char *path) {
+    mc_test_dir_path(name, folder, 512);
+    ck_assert_int_eq(mkdir(folder, 0755), 0);
+    snprintf(path, 640, "%s/model.safetensors", folder);
+    MC_CHECK_OK(mc_safetensors_write(path, clip->params.count, clip->params.items, 0, NULL));
+}
+
 /* The attention heads, which no tensor shape shows: a tower of width 64
  * with 2 heads of 32 (not CLIP's one per 64 channels) comes back with 2
  * from the file's own record, and from a Hugging Face config.json beside a
@@ -69,16 +94,9 @@ END_TEST
 START_TEST(test_heads_survive_a_save) {
     mc_clip_config config = tiny_config();
     config.vision.heads = config.text.heads = 2;
-    mc_rng rng;
-    mc_rng_seed(&rng, 5);
-    mc_clip *clip, *loaded;
-    MC_CHECK_OK(mc_clip_new(&clip, &config, &rng));
     int32_t ids[2 * 8];
-    make_ids(ids, 2, 8);
     mc_tensor *want, *got;
-    MC_CHECK_OK(mc_tensor_new(&want, MC_SHAPE(2, 16), "want"));
-    MC_CHECK_OK(mc_tensor_new(&got, MC_SHAPE(2, 16), "got"));
-    MC_CHECK_OK(mc_clip_embed_texts(clip, ids, 2, 2, want));
+    mc_clip *loaded, *clip = clip_with_text_embeddings(&config, 5, ids, &want, &got);
     char path[640], folder[512], config_json[640];
     mc_test_dir_path("heads.safetensors", path, sizeof path);
     MC_CHECK_OK(mc_clip_save(clip, path, 0, NULL));
@@ -90,10 +108,7 @@ START_TEST(test_heads_survive_a_save) {
     mc_clip_free(loaded);
 
     /* Hugging Face's layout: the bare tensors, the heads in config.json. */
-    mc_test_dir_path("hf", folder, sizeof folder);
-    ck_assert_int_eq(mkdir(folder, 0755), 0);
-    snprintf(path, sizeof path, "%s/model.safetensors", folder);
-    MC_CHECK_OK(mc_safetensors_write(path, clip->params.count, clip->params.items, 0, NULL));
+    write_bare_tensors(clip, "hf", folder, path);
     MC_CHECK_OK(mc_clip_load(path, &loaded)); /* no config.json yet: width / 64 */
     ck_assert_int_eq(loaded->config.text.heads, 1);
     MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
@@ -120,6 +135,70 @@ START_TEST(test_heads_survive_a_save) {
     MC_CHECK_OK(mc_clip_load(path, &loaded));
     ck_assert_int_eq(loaded->config.text.heads, 1);
     mc_clip_free(loaded);
+    mc_tensor_free(want);
+    mc_tensor_free(got);
+    mc_clip_free(clip);
+}
+END_TEST
+
+/* The MLP's activation, which no tensor shows either: OpenAI's CLIPs use
+ * quick_gelu, open_clip's own (LAION's) the exact GELU. A text tower with
+ * GELU comes back with it from the file's own record and from a config.json
+ * beside bare tensors (a CLIPModel's <kind>_config, or a one-tower
+ * config.json's top level); without either it loads as quick_gelu, and the
+ * embeddings show that this matters. A name this library does not run is
+ * an error naming it. */
+START_TEST(test_activation_survives_a_save) {
+    mc_clip_config config = tiny_config();
+    config.text.activation = MC_CLIP_GELU;
+    int32_t ids[2 * 8];
+    mc_tensor *want, *got;
+    mc_clip *loaded, *clip = clip_with_text_embeddings(&config, 6, ids, &want, &got);
+    ck_assert_int_eq(clip->text_blocks[0].mlp.activation, MC_ACT_GELU);
+    ck_assert_int_eq(clip->vision_blocks[0].mlp.activation, MC_ACT_QUICK_GELU);
+    char path[640], folder[512], config_json[640];
+    mc_test_dir_path("act.safetensors", path, sizeof path);
+    MC_CHECK_OK(mc_clip_save(clip, path, 0, NULL));
+    MC_CHECK_OK(mc_clip_load(path, &loaded));
+    ck_assert_int_eq(loaded->config.text.activation, MC_CLIP_GELU);
+    ck_assert_int_eq(loaded->config.vision.activation, MC_CLIP_QUICK_GELU);
+    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
+    ck_assert_msg(memcmp(got->data, want->data, 32 * sizeof(float)) == 0, "text embeddings after a save");
+    mc_clip_free(loaded);
+
+    /* Hugging Face's layout: the bare tensors, hidden_act in config.json. */
+    write_bare_tensors(clip, "hf-act", folder, path);
+    MC_CHECK_OK(mc_clip_load(path, &loaded)); /* no config.json yet: quick_gelu */
+    ck_assert_int_eq(loaded->config.text.activation, MC_CLIP_QUICK_GELU);
+    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
+    ck_assert_msg(mc_test_rel_error(got->data, want->data, 32) > 1e-4, "the activation changed nothing");
+    mc_clip_free(loaded);
+    snprintf(config_json, sizeof config_json, "%s/config.json", folder);
+    mc_test_write_text(config_json, "{\"text_config\": {\"hidden_act\": \"gelu\"},"
+                                    " \"vision_config\": {\"hidden_act\": \"quick_gelu\"}}");
+    MC_CHECK_OK(mc_clip_load(path, &loaded));
+    ck_assert_int_eq(loaded->config.text.activation, MC_CLIP_GELU);
+    ck_assert_int_eq(loaded->config.vision.activation, MC_CLIP_QUICK_GELU);
+    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
+    ck_assert_msg(memcmp(got->data, want->data, 32 * sizeof(float)) == 0,
+                  "text embeddings from Hugging Face's layout");
+    mc_clip_free(loaded);
+    /* A CLIPTextModel's config.json: the same keys at its top level. */
+    mc_test_write_text(config_json, "{\"model_type\": \"clip_text_model\", \"hidden_act\": \"gelu\"}");
+    MC_CHECK_OK(mc_clip_load(path, &loaded));
+    ck_assert_int_eq(loaded->config.text.activation, MC_CLIP_GELU);
+    ck_assert_int_eq(loaded->config.vision.activation, MC_CLIP_QUICK_GELU);
+    mc_clip_free(loaded);
+    mc_test_write_text(config_json, "{\"text_config\": {\"hidden_act\": \"gelu_new\"}}");
+    MC_CHECK_FAILS(mc_clip_load(path, &loaded), MC_ERR_FORMAT,
+                   "the config.json beside it gives the text tower the activation \"gelu_new\"");
+    mc_test_write_text(config_json, "{\"vision_config\": {\"hidden_act\": 1}}");
+    MC_CHECK_FAILS(mc_clip_load(path, &loaded), MC_ERR_FORMAT, "vision tower's hidden_act as a number");
+    /* And mc_clip_new refuses a value that is no activation. */
+    config.vision.activation = (mc_clip_activation)7;
+    mc_rng rng;
+    mc_rng_seed(&rng, 6);
+    MC_CHECK_FAILS(mc_clip_new(&loaded, &config, &rng), MC_ERR_ARG, "activation 7");
     mc_tensor_free(want);
     mc_tensor_free(got);
     mc_clip_free(clip);
@@ -537,7 +616,8 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("clip");
-    const TTest *const tests[] = {test_save_and_load_round_trip, test_heads_survive_a_save, test_one_tower_files,
+    const TTest *const tests[] = {test_save_and_load_round_trip, test_heads_survive_a_save,
+                                test_activation_survives_a_save, test_one_tower_files,
                                   test_broken_files_name_the_tensor,
                                   test_transposed_token_embedding, test_embed_in_batches,
                                   test_vision_fingerprint, test_input_checks,

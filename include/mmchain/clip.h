@@ -8,7 +8,8 @@
  *   image (N, 3, S, S) -> patches (N, G*G, 3*P*P) @ patch_embedding^T (no bias)
  *     -> [class token; patches] + position embedding -> pre-LayerNorm
  *     -> L x mc_transformer_block (nn.h):
- *          { x += out_proj(MHA(LN1(x)));  x += fc2(quick_gelu(fc1(LN2(x)))) }
+ *          { x += out_proj(MHA(LN1(x)));  x += fc2(act(fc1(LN2(x)))) }
+ *        act: quick_gelu in OpenAI's CLIPs, the exact GELU in open_clip's own
  *     -> post-LayerNorm of the class token -> @ visual_projection^T (no bias)
  *   text ids (N, T) -> token embedding + position embedding
  *     -> L x the same block with a causal mask -> final LayerNorm
@@ -19,7 +20,10 @@
  * ViT-B/16 and ViT-L/14 load with the same code; the head counts, which no
  * shape shows, from the file's metadata (mc_clip_save records them), else
  * from a Hugging Face config.json beside it, else width / 64 (OpenAI's
- * CLIPs; LAION's ViT-H/14 has 16 heads of 80 and needs the config.json). */
+ * CLIPs; LAION's ViT-H/14 has 16 heads of 80 and needs the config.json).
+ * So do the MLP's activation (mmchain.clip.{vision,text}_act, else the
+ * config.json's hidden_act, else OpenAI's quick_gelu): LAION's models use
+ * the exact GELU. */
 #ifndef MMCHAIN_CLIP_H
 #define MMCHAIN_CLIP_H
 
@@ -33,6 +37,14 @@
 extern "C" {
 #endif
 
+/* The activation inside a tower's MLP. 0, what a zeroed config holds, is
+ * OpenAI's quick_gelu; open_clip's own models (LAION's among them) use the
+ * exact GELU ("hidden_act": "gelu" in their Hugging Face config.json). */
+typedef enum mc_clip_activation {
+    MC_CLIP_QUICK_GELU = 0, /* x * sigmoid(1.702 x): OpenAI's CLIPs */
+    MC_CLIP_GELU,           /* exact (erf) GELU: open_clip's own models */
+} mc_clip_activation;
+
 typedef struct mc_clip_vision_config {
     int width;      /* hidden size (768 for ViT-B) */
     int layers;     /* transformer blocks */
@@ -40,6 +52,7 @@ typedef struct mc_clip_vision_config {
     int mlp_width;  /* hidden size of the MLP (4 * width) */
     int patch;      /* patch size P (32 for ViT-B/32) */
     int image_size; /* input side S, a multiple of P (224) */
+    mc_clip_activation activation; /* the MLP's (OpenAI's quick_gelu: 0) */
 } mc_clip_vision_config;
 
 typedef struct mc_clip_text_config {
@@ -49,6 +62,7 @@ typedef struct mc_clip_text_config {
     int mlp_width;
     int context;    /* sequence length T (77) */
     int vocab;      /* vocabulary size (49408) */
+    mc_clip_activation activation; /* the MLP's (OpenAI's quick_gelu: 0) */
 } mc_clip_text_config;
 
 typedef struct mc_clip_config {
@@ -91,10 +105,15 @@ void mc_clip_free(mc_clip *clip);
  * Heads: the metadata mmchain.clip.{vision,text}_heads, else
  * {vision,text}_config.num_attention_heads of a config.json in the same
  * folder, else width / 64; a count that does not divide the width is an
- * error naming where it came from. */
+ * error naming where it came from. The MLP's activation likewise:
+ * mmchain.clip.{vision,text}_act, else the config.json's hidden_act
+ * ("quick_gelu" or "gelu"; another is an error), else quick_gelu. A
+ * config.json of one tower alone (CLIPVisionModel's, CLIPTextModel's) has
+ * these at its top level. */
 mc_status mc_clip_load(const char *path, mc_clip **out);
 /* Write the model in Hugging Face naming, atomically, with metadata (and
- * the head counts, as mmchain.clip.{vision,text}_heads). */
+ * the head counts and activations, as mmchain.clip.{vision,text}_heads and
+ * mmchain.clip.{vision,text}_act). */
 mc_status mc_clip_save(const mc_clip *clip, const char *path, int n_meta,
                        const mc_metadata_entry *meta);
 /* Freeze (or unfreeze) every parameter. */

@@ -30,12 +30,14 @@ static mc_status add_param(mc_clip *clip, mc_tensor **out, mc_shape shape, const
  * Hugging Face's CLIPPreTrainedModel._init_weights (biases 0) when rng is
  * given. */
 static mc_status add_blocks(mc_clip *clip, mc_transformer_block **blocks, const char *tower,
-                            int layers, int width, int heads, int mlp_width, bool causal,
-                            mc_rng *rng) {
+                            int layers, int width, int heads, int mlp_width,
+                            mc_clip_activation activation, bool causal, mc_rng *rng) {
     *blocks = calloc((size_t)layers, sizeof **blocks);
     if (!*blocks) return mc_error(MC_ERR_NOMEM, "clip: out of memory for %d blocks", layers);
     mc_transformer_config config = {.width = width, .heads = heads, .mlp_width = mlp_width,
-                                    .activation = MC_ACT_QUICK_GELU, .causal = causal,
+                                    .activation = activation == MC_CLIP_GELU ? MC_ACT_GELU
+                                                                             : MC_ACT_QUICK_GELU,
+                                    .causal = causal,
                                     .eps = clip->config.layernorm_eps};
     float in_std = powf((float)width, -0.5f) * powf(2.0f * (float)layers, -0.5f);
     float out_std = powf((float)width, -0.5f);
@@ -65,7 +67,7 @@ static mc_status add_text_tower(mc_clip *clip, mc_rng *rng) {
     MC_TRY(add_param(clip, &clip->text_positions, MC_SHAPE(t->context, t->width),
                      "text_model.embeddings.position_embedding.weight", rng, 0.01f, 0.0f));
     MC_TRY(add_blocks(clip, &clip->text_blocks, "text_model", t->layers, t->width, t->heads,
-                      t->mlp_width, true, rng));
+                      t->mlp_width, t->activation, true, rng));
     return mc_layer_norm_init(&clip->params, "text_model.final_layer_norm", t->width,
                               clip->config.layernorm_eps, &clip->final_layer_norm);
 }
@@ -83,9 +85,17 @@ static mc_status add_vision_tower(mc_clip *clip, mc_rng *rng) {
     MC_TRY(mc_layer_norm_init(&clip->params, "vision_model.pre_layrnorm", v->width, eps,
                               &clip->pre_layernorm));
     MC_TRY(add_blocks(clip, &clip->vision_blocks, "vision_model", v->layers, v->width, v->heads,
-                      v->mlp_width, false, rng));
+                      v->mlp_width, v->activation, false, rng));
     return mc_layer_norm_init(&clip->params, "vision_model.post_layernorm", v->width, eps,
                               &clip->post_layernorm);
+}
+
+/* The largest grid of patches per side: 1 + G * G positions stay far
+ * inside an int (a loaded file's tensors are bounded tighter still). */
+enum { MAX_GRID = 4096 };
+
+static bool known_activation(mc_clip_activation a) {
+    return a == MC_CLIP_QUICK_GELU || a == MC_CLIP_GELU;
 }
 
 static mc_status check_config(const mc_clip_config *c) {
@@ -100,6 +110,12 @@ static mc_status check_config(const mc_clip_config *c) {
         if (v->width % v->heads || v->image_size % v->patch)
             return mc_error(MC_ERR_ARG, "clip vision: width %d must divide by heads %d and image %d by patch %d",
                             v->width, v->heads, v->image_size, v->patch);
+        if (v->image_size / v->patch > MAX_GRID)
+            return mc_error(MC_ERR_ARG, "clip vision: image %d / patch %d gives %d patches a side, "
+                            "at most %d", v->image_size, v->patch, v->image_size / v->patch, MAX_GRID);
+        if (!known_activation(v->activation))
+            return mc_error(MC_ERR_ARG, "clip vision: activation %d is not an mc_clip_activation",
+                            (int)v->activation);
     }
     if (c->has_text) {
         const mc_clip_text_config *t = &c->text;
@@ -107,6 +123,9 @@ static mc_status check_config(const mc_clip_config *c) {
             return mc_error(MC_ERR_ARG, "clip text: every size must be positive (context and vocab >= 2)");
         if (t->width % t->heads)
             return mc_error(MC_ERR_ARG, "clip text: width %d must divide by heads %d", t->width, t->heads);
+        if (!known_activation(t->activation))
+            return mc_error(MC_ERR_ARG, "clip text: activation %d is not an mc_clip_activation",
+                            (int)t->activation);
     }
     return MC_OK;
 }
@@ -206,6 +225,22 @@ static mc_json_doc *config_beside(const char *weights_path) {
     return doc;
 }
 
+/* What a config.json says of the `kind` tower ("vision" or "text"): its
+ * <kind>_config object (a CLIPModel's), else the whole document when it
+ * describes that tower alone (a CLIPVisionModel's or CLIPTextModel's:
+ * "model_type": "clip_<kind>_model"); NULL when there is neither. */
+static const mc_json *tower_section(const mc_json_doc *beside, const char *kind) {
+    if (!beside) return NULL;
+    const mc_json *root = mc_json_root(beside);
+    char name[32];
+    snprintf(name, sizeof name, "%s_config", kind);
+    const mc_json *section = mc_json_get(root, name);
+    if (section && section->type == MC_JSON_OBJECT) return section;
+    const mc_json *type = mc_json_get(root, "model_type");
+    snprintf(name, sizeof name, "clip_%s_model", kind);
+    return type && type->type == MC_JSON_STRING && strcmp(type->string, name) == 0 ? root : NULL;
+}
+
 /* A tower's attention heads, which no tensor shape shows: the file's own
  * record (mc_clip_save writes it), else a Hugging Face config.json beside
  * the file (<kind>_config.num_attention_heads), else one head per 64
@@ -227,9 +262,7 @@ static mc_status tower_heads(const mc_safetensors *f, const mc_json_doc *beside,
         if (end == recorded || *end) count = -1;
         snprintf(given, sizeof given, "%.20s", recorded);
     } else {
-        char section[32];
-        snprintf(section, sizeof section, "%s_config", kind);
-        const mc_json *config = beside ? mc_json_get(mc_json_root(beside), section) : NULL;
+        const mc_json *config = tower_section(beside, kind);
         const mc_json *n = config ? mc_json_get(config, "num_attention_heads") : NULL;
         if (n) {
             source = "the config.json beside it";
@@ -247,6 +280,50 @@ static mc_status tower_heads(const mc_safetensors *f, const mc_json_doc *beside,
                         "be a count that divides its width %d", mc_safetensors_path(f), source,
                         kind, given, width);
     *heads = (int)count;
+    return MC_OK;
+}
+
+/* ---- the MLP's activation: not in the tensors either ---- */
+
+static void activation_key(const char *kind, char *key, size_t len) {
+    snprintf(key, len, "mmchain.clip.%s_act", kind);
+}
+
+/* Hugging Face's names (its config's hidden_act), which mc_clip_save
+ * records too. */
+static const char *activation_name(mc_clip_activation a) {
+    return a == MC_CLIP_GELU ? "gelu" : "quick_gelu";
+}
+
+/* A tower's MLP activation: the file's own record, else hidden_act of a
+ * config.json beside it, else quick_gelu, as in OpenAI's CLIPs. open_clip's
+ * own models (LAION's ViT-H/14 among them) use the exact GELU: with
+ * quick_gelu they would load without an error and compute other
+ * embeddings. A name that is neither is an error: Hugging Face knows
+ * others (gelu_new, the tanh approximation), which this library does not
+ * run. */
+static mc_status tower_activation(const mc_safetensors *f, const mc_json_doc *beside,
+                                  const char *kind, mc_clip_activation *activation) {
+    *activation = MC_CLIP_QUICK_GELU;
+    char key[48];
+    activation_key(kind, key, sizeof key);
+    const char *name = mc_safetensors_metadata(f, key), *source = "its metadata";
+    if (!name) {
+        const mc_json *config = tower_section(beside, kind);
+        const mc_json *act = config ? mc_json_get(config, "hidden_act") : NULL;
+        if (!act) return MC_OK; /* recorded nowhere: OpenAI's */
+        source = "the config.json beside it";
+        if (act->type != MC_JSON_STRING || strlen(act->string) != act->string_len)
+            return mc_error(MC_ERR_FORMAT, "%s: %s gives the %s tower's hidden_act as a %s, "
+                            "expected \"quick_gelu\" or \"gelu\"", mc_safetensors_path(f),
+                            source, kind, mc_json_type_name(act->type));
+        name = act->string;
+    }
+    if (strcmp(name, "gelu") == 0) *activation = MC_CLIP_GELU;
+    else if (strcmp(name, "quick_gelu") != 0)
+        return mc_error(MC_ERR_FORMAT, "%s: %s gives the %s tower the activation \"%.40s\"; "
+                        "this library runs \"quick_gelu\" and \"gelu\"", mc_safetensors_path(f),
+                        source, kind, name);
     return MC_OK;
 }
 
@@ -318,12 +395,17 @@ static mc_status derive_config(const mc_safetensors *f, mc_clip_config *c) {
         MC_TRY(tensor_dims(f, "text_projection.weight", 2, &projection));
         c->embed_dim = (int)projection.dim[0];
     }
-    /* The heads of both towers, the config.json beside the file read once. */
+    /* The heads and activations of both towers, the config.json beside the
+     * file read once. */
     mc_json_doc *beside = config_beside(mc_safetensors_path(f));
     mc_status status = MC_OK;
     if (c->has_vision) status = tower_heads(f, beside, "vision", c->vision.width, &c->vision.heads);
+    if (status == MC_OK && c->has_vision)
+        status = tower_activation(f, beside, "vision", &c->vision.activation);
     if (status == MC_OK && c->has_text)
         status = tower_heads(f, beside, "text", c->text.width, &c->text.heads);
+    if (status == MC_OK && c->has_text)
+        status = tower_activation(f, beside, "text", &c->text.activation);
     mc_json_free(beside);
     return status;
 }
@@ -419,20 +501,25 @@ mc_status mc_clip_load(const char *path, mc_clip **out) {
 mc_status mc_clip_save(const mc_clip *clip, const char *path, int n_meta, const mc_metadata_entry *meta) {
     if (n_meta < 0 || (n_meta > 0 && !meta))
         return mc_error(MC_ERR_ARG, "clip: saving %s with bad metadata", path ? path : "(null)");
-    /* The heads, which the tensors do not show (tower_heads reads them back). */
-    mc_metadata_entry *all = malloc(((size_t)n_meta + 2) * sizeof *all);
+    /* The heads and activations, which the tensors do not show
+     * (tower_heads and tower_activation read them back). */
+    mc_metadata_entry *all = malloc(((size_t)n_meta + 4) * sizeof *all);
     if (!all) return mc_error(MC_ERR_NOMEM, "clip: saving %s: out of memory", path ? path : "(null)");
     if (n_meta) memcpy(all, meta, (size_t)n_meta * sizeof *all);
-    char keys[2][48], values[2][16];
+    char keys[2][2][48], heads_values[2][16];
     int n = n_meta;
     const bool has[2] = {clip->config.has_vision, clip->config.has_text};
     const int heads[2] = {clip->config.vision.heads, clip->config.text.heads};
+    const mc_clip_activation activations[2] = {clip->config.vision.activation,
+                                               clip->config.text.activation};
     const char *const kinds[2] = {"vision", "text"};
     for (int k = 0; k < 2; k++)
         if (has[k]) {
-            heads_key(kinds[k], keys[k], sizeof keys[k]);
-            snprintf(values[k], sizeof values[k], "%d", heads[k]);
-            all[n++] = (mc_metadata_entry){keys[k], values[k]};
+            heads_key(kinds[k], keys[k][0], sizeof keys[k][0]);
+            snprintf(heads_values[k], sizeof heads_values[k], "%d", heads[k]);
+            all[n++] = (mc_metadata_entry){keys[k][0], heads_values[k]};
+            activation_key(kinds[k], keys[k][1], sizeof keys[k][1]);
+            all[n++] = (mc_metadata_entry){keys[k][1], activation_name(activations[k])};
         }
     mc_status status = mc_safetensors_write(path, clip->params.count, clip->params.items, n, all);
     free(all);
