@@ -338,6 +338,15 @@ START_TEST(test_one_tower_files) {
     MC_CHECK_FAILS(mc_clip_encode_text(vision_only, g, ids, 1, &out), MC_ERR_ARG, "no text tower");
     mc_graph_free(g);
     mc_clip_free(vision_only);
+    /* Hugging Face's one-tower models keep no logit_scale: the tower loads
+     * and the scale keeps its initial value. A two-tower file needs it. */
+    write_subset(clip, path, "vision_model.", "visual_projection", "logit_scale", NULL);
+    MC_CHECK_OK(mc_clip_load(path, &vision_only));
+    ck_assert(vision_only->config.has_vision && !vision_only->config.has_text);
+    ck_assert_float_eq(vision_only->logit_scale->data[0], logf(1.0f / 0.07f));
+    mc_clip_free(vision_only);
+    write_subset(clip, path, "", NULL, "logit_scale", NULL); /* every tensor but it */
+    MC_CHECK_FAILS(mc_clip_load(path, &vision_only), MC_ERR_FORMAT, "logit_scale");
     mc_clip_free(clip);
 }
 END_TEST

@@ -101,7 +101,8 @@ mc_status mc_clip_new(mc_clip **out, const mc_clip_config *config, mc_rng *rng);
 void mc_clip_free(mc_clip *clip);
 /* Derive the configuration from a CLIPModel safetensors file (either tower
  * may be absent) and load every tensor. Missing, misshaped or unknown tensors
- * are an error naming them (the int64 position_ids buffers are ignored).
+ * are an error naming them (the int64 position_ids buffers are ignored; a
+ * file of one tower may lack logit_scale, which then keeps log(1 / 0.07)).
  * Heads: the metadata mmchain.clip.{vision,text}_heads, else
  * {vision,text}_config.num_attention_heads of a config.json in the same
  * folder, else width / 64; a count that does not divide the width is an

@@ -447,6 +447,15 @@ static mc_status expect_layernorm(const mc_safetensors *f, const char *prefix, i
     return mc_checkpoint_expect(f, name, MC_SHAPE(width));
 }
 
+/* Hugging Face's one-tower models (CLIPVisionModelWithProjection,
+ * CLIPTextModelWithProjection) keep no logit_scale: a file of one tower
+ * may lack it, and the model then keeps its initial value, log(1 / 0.07)
+ * (it scales only zero-shot scores, which need both towers). A file of
+ * both towers (a CLIPModel's) must have it. */
+static bool logit_scale_optional(const mc_clip_config *c) {
+    return !(c->has_vision && c->has_text);
+}
+
 /* Every tensor clip_create would make for `c`, checked against the file
  * before anything is allocated: a file whose embeddings declare a huge
  * model (a transposed token embedding, say) is refused here. */
@@ -475,7 +484,9 @@ static mc_status check_file_shapes(const mc_safetensors *f, const mc_clip_config
         MC_TRY(expect_layernorm(f, "vision_model.post_layernorm", v->width));
         MC_TRY(mc_checkpoint_expect(f, "visual_projection.weight", MC_SHAPE(c->embed_dim, v->width)));
     }
-    return mc_checkpoint_expect(f, "logit_scale", MC_SHAPE(1));
+    if (!logit_scale_optional(c) || mc_safetensors_has(f, "logit_scale"))
+        MC_TRY(mc_checkpoint_expect(f, "logit_scale", MC_SHAPE(1)));
+    return MC_OK;
 }
 
 mc_status mc_clip_load(const char *path, mc_clip **out) {
@@ -487,8 +498,13 @@ mc_status mc_clip_load(const char *path, mc_clip **out) {
     mc_status status = derive_config(f, &config);
     if (status == MC_OK) status = check_file_shapes(f, &config);
     if (status == MC_OK) status = clip_create(&clip, &config, NULL);
-    /* Strict by name and shape; Hugging Face's position_ids are ignored. */
-    if (status == MC_OK) status = mc_checkpoint_load_params(f, &clip->params, NULL, NULL, 0);
+    /* Strict by name and shape; Hugging Face's position_ids are ignored,
+     * and so is the logit_scale a one-tower file need not have. */
+    static const char *const without_logit_scale[] = {"logit_scale", NULL};
+    mc_checkpoint_load_options options = mc_checkpoint_load_defaults();
+    if (status == MC_OK && logit_scale_optional(&config) && !mc_safetensors_has(f, "logit_scale"))
+        options.skip_prefixes = without_logit_scale;
+    if (status == MC_OK) status = mc_checkpoint_load_params(f, &clip->params, &options, NULL, 0);
     mc_safetensors_close(f);
     if (status != MC_OK) {
         mc_clip_free(clip);
