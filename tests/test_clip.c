@@ -407,6 +407,15 @@ START_TEST(test_input_checks) {
     mc_rng_seed(&rng, 6);
     mc_clip *none = NULL;
     MC_CHECK_FAILS(mc_clip_new(&none, &bad, &rng), MC_ERR_ARG, "patch");
+    /* 65,536 patches a side: 1 + G * G positions would overflow an int. */
+    bad = tiny_config();
+    bad.vision.image_size = 65536;
+    bad.vision.patch = 1;
+    MC_CHECK_FAILS(mc_clip_new(&none, &bad, &rng), MC_ERR_ARG, "65536 patches a side");
+    /* NULL where a tensor belongs: an error, not a crash. */
+    MC_CHECK_FAILS(mc_clip_encode_image(clip, g, NULL, &out), MC_ERR_ARG, "pixels is NULL");
+    MC_CHECK_FAILS(mc_clip_zero_shot_logits(NULL, pixels, 1.0f, &out), MC_ERR_ARG,
+                   "image embeddings are NULL");
     mc_graph_free(g);
     mc_clip_free(clip);
 }

@@ -341,6 +341,11 @@ START_TEST(test_batch_norm_layer) {
     float tracked = bn.num_batches_tracked->data[0];
     MC_CHECK_OK(mc_batch_norm_forward(g, &bn, true, x, &y));
     ck_assert_float_eq(bn.num_batches_tracked->data[0], tracked + 1.0f);
+    /* Without running statistics (track_running_stats=False), training
+     * normalises by the batch and counts nothing. */
+    const mc_batch_norm batch_only = {.weight = bn.weight, .bias = bn.bias, .momentum = 0.1f,
+                                      .eps = 1e-5f};
+    MC_CHECK_OK(mc_batch_norm_forward(g, &batch_only, true, x, &y));
     mc_graph_free(g);
     mc_tensor_free(x);
     mc_params_free(&params);
@@ -556,6 +561,43 @@ START_TEST(test_transformer_stack_releases_memory_in_inference) {
 }
 END_TEST
 
+/* An init that fails leaves the list as it was: a retry under the same
+ * prefix then makes no second tensor of a name. A name too long for
+ * MC_NAME_LEN is refused, not cut short into another's (a 94-byte prefix
+ * would make both "<prefix>.weight" and "<prefix>.bias" "<prefix>."). */
+START_TEST(test_failed_inits_add_nothing) {
+    mc_param_list params = {0};
+    mc_rng rng;
+    mc_rng_seed(&rng, 3);
+    mc_linear_layer kept;
+    MC_CHECK_OK(mc_linear_init(&params, "kept", 2, 2, true, &rng, &kept));
+    mc_mlp mlp;
+    MC_CHECK_FAILS(mc_mlp_init(&params, "mlp", 4, 8, 0, MC_ACT_GELU, &rng, &mlp), MC_ERR_ARG,
+                   "mlp.fc2");
+    ck_assert_int_eq(params.count, 2);
+    mc_transformer_block block;
+    const mc_transformer_config no_eps = {.width = 4, .heads = 2, .mlp_width = 8,
+                                          .activation = MC_ACT_GELU, .eps = 0.0f};
+    MC_CHECK_FAILS(mc_transformer_block_init(&params, "block", &no_eps, &rng, &block), MC_ERR_ARG,
+                   "block.layer_norm1");
+    ck_assert_int_eq(params.count, 2);
+    char prefix[95];
+    memset(prefix, 'p', sizeof prefix - 1);
+    prefix[sizeof prefix - 1] = '\0';
+    mc_linear_layer long_named;
+    MC_CHECK_FAILS(mc_linear_init(&params, prefix, 2, 2, true, &rng, &long_named), MC_ERR_ARG,
+                   "at most 95");
+    /* 80 bytes: room for "<prefix>.weight", not for ".num_batches_tracked",
+     * the fifth tensor: the four before it go again. */
+    mc_batch_norm bn;
+    MC_CHECK_FAILS(mc_batch_norm_init(&params, prefix + 14, 2, &bn), MC_ERR_ARG, "at most 95");
+    ck_assert_int_eq(params.count, 2);
+    MC_CHECK_OK(mc_mlp_init(&params, "mlp", 4, 8, 4, MC_ACT_GELU, &rng, &mlp));
+    ck_assert_int_eq(params.count, 6);
+    mc_params_free(&params);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("nn");
     const TTest *const tests[] = {test_linear_names_init_and_forward, test_conv_init,
@@ -563,7 +605,8 @@ int main(void) {
                                   test_layer_norm_and_mlp, test_self_attention,
                                   test_transformer_block_names_and_forward,
                                   test_transformer_block_gradient,
-                                  test_transformer_stack_releases_memory_in_inference, NULL};
+                                  test_transformer_stack_releases_memory_in_inference,
+                                  test_failed_inits_add_nothing, NULL};
     tcase_set_timeout(mc_test_add_case(s, "layers", tests), 120);
     return mc_test_run_suite(s);
 }

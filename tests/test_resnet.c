@@ -132,6 +132,7 @@ START_TEST(test_forward_shapes_and_heads) {
     MC_CHECK_FAILS(mc_resnet_forward(m, g, rgb, &out), MC_ERR_SHAPE, "conv1.weight");
     MC_CHECK_OK(mc_tensor_reshape_inplace(rgb, MC_SHAPE(6, 40, 33)));
     MC_CHECK_FAILS(mc_resnet_forward(m, g, rgb, &out), MC_ERR_SHAPE, "4-D");
+    MC_CHECK_FAILS(mc_resnet_forward(m, g, NULL, &out), MC_ERR_ARG, "input is NULL");
     mc_resnet_free(m);
     mc_tensor_free(rgb);
     mc_tensor_free(x);

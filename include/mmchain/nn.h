@@ -28,6 +28,8 @@
  *       the order of PyTorch's state_dict) and initialises them as PyTorch's
  *       reset_parameters() does, drawing from `rng`. rng NULL leaves them as
  *       a checkpoint is about to overwrite them: weights 0 (norm gains 1).
+ *       All or nothing: an init that fails (a bad size, a name longer than
+ *       MC_NAME_LEN - 1 bytes, no memory) leaves `params` as it was.
  *   mc_<layer>_forward(g, &layer, x, &out)
  *       the layer's ops on g (autograd records them when needed).
  *

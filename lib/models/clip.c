@@ -589,6 +589,9 @@ mc_status mc_clip_class_embeddings(mc_clip *clip, const int32_t *ids, int n_clas
 mc_status mc_clip_zero_shot_logits(const mc_tensor *image_embeds, const mc_tensor *class_embeds,
                                    float logit_scale, mc_tensor **out) {
     *out = NULL;
+    if (!image_embeds || !class_embeds)
+        return mc_error(MC_ERR_ARG, "zero-shot: the %s embeddings are NULL",
+                        image_embeds ? "class" : "image");
     if (image_embeds->shape.ndim != 2 || class_embeds->shape.ndim != 2 ||
         image_embeds->shape.dim[1] != class_embeds->shape.dim[1]) {
         char a[128], b[128];

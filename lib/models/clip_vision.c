@@ -62,6 +62,7 @@ mc_status mc_clip_encode_image(mc_clip *clip, mc_graph *g, mc_tensor *pixels, mc
     *out = NULL;
     const mc_clip_vision_config *v = &clip->config.vision;
     if (!clip->config.has_vision) return mc_error(MC_ERR_ARG, "clip: this model has no vision tower");
+    if (!pixels) return mc_error(MC_ERR_ARG, "clip image tower: pixels is NULL");
     if (pixels->shape.ndim != 4 || pixels->shape.dim[1] != 3 || pixels->shape.dim[2] != v->image_size ||
         pixels->shape.dim[3] != v->image_size) {
         char s[128];

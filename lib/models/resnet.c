@@ -404,6 +404,7 @@ static mc_status resnet_segment(mc_graph *g, const void *context, bool recomputi
 
 static mc_status check_input(const mc_resnet *m, const mc_tensor *x) {
     char xs[128], ws[128];
+    if (!x) return mc_error(MC_ERR_ARG, "resnet forward: the input is NULL");
     if (x->shape.ndim != 4)
         return mc_error(MC_ERR_SHAPE, "resnet forward: input %s must be 4-D (N, C, H, W)",
                         mc_tensor_str(x, xs, sizeof xs));

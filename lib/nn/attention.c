@@ -13,14 +13,15 @@ mc_status mc_self_attention_init(mc_param_list *params, const char *prefix, int 
                         "heads %d", prefix, width, heads);
     /* Hugging Face's order (and so its state_dict's): k, v, q, out. */
     char name[MC_NAME_LEN];
-    MC_TRY(mc_linear_init(params, mc_layer_child(name, sizeof name, prefix, "k_proj"), width,
-                          width, true, rng, &out->k_proj));
-    MC_TRY(mc_linear_init(params, mc_layer_child(name, sizeof name, prefix, "v_proj"), width,
-                          width, true, rng, &out->v_proj));
-    MC_TRY(mc_linear_init(params, mc_layer_child(name, sizeof name, prefix, "q_proj"), width,
-                          width, true, rng, &out->q_proj));
-    return mc_linear_init(params, mc_layer_child(name, sizeof name, prefix, "out_proj"), width,
-                          width, true, rng, &out->out_proj);
+    const char *const leaves[4] = {"k_proj", "v_proj", "q_proj", "out_proj"};
+    mc_linear_layer *const layers[4] = {&out->k_proj, &out->v_proj, &out->q_proj, &out->out_proj};
+    const int first = params->count;
+    mc_status status = MC_OK;
+    for (int i = 0; i < 4 && status == MC_OK; i++)
+        status = mc_linear_init(params, mc_layer_child(name, sizeof name, prefix, leaves[i]), width,
+                                width, true, rng, layers[i]);
+    if (status != MC_OK) *out = (mc_self_attention){.heads = heads, .causal = causal};
+    return mc_layer_init_end(params, first, status);
 }
 
 mc_status mc_self_attention_forward_residual(mc_graph *g, const mc_self_attention *layer,

@@ -20,11 +20,16 @@ mc_status mc_conv_init(mc_param_list *params, const char *prefix, const mc_conv_
                         "conv %s: channels %d -> %d, kernel %d, stride %d, padding %d (channels, "
                         "kernel and stride must be positive, padding not negative)",
                         prefix, c->in_channels, c->out_channels, c->kernel, c->stride, c->padding);
-    MC_TRY(mc_layer_param(params, &out->weight,
-                          MC_SHAPE(c->out_channels, c->in_channels, c->kernel, c->kernel), true,
-                          prefix, "weight"));
-    if (c->bias)
-        MC_TRY(mc_layer_param(params, &out->bias, MC_SHAPE(c->out_channels), true, prefix, "bias"));
+    const int first = params->count;
+    mc_status status = mc_layer_param(
+        params, &out->weight, MC_SHAPE(c->out_channels, c->in_channels, c->kernel, c->kernel),
+        true, prefix, "weight");
+    if (status == MC_OK && c->bias)
+        status = mc_layer_param(params, &out->bias, MC_SHAPE(c->out_channels), true, prefix, "bias");
+    if (status != MC_OK) {
+        *out = (mc_conv_layer){0};
+        return mc_layer_init_end(params, first, status);
+    }
     out->conv = mc_conv2d_simple(c->stride, c->padding);
     if (!rng) return MC_OK;
     int64_t taps = (int64_t)c->kernel * c->kernel;
@@ -49,13 +54,21 @@ mc_status mc_batch_norm_init(mc_param_list *params, const char *prefix, int chan
     if (channels < 1)
         return mc_error(MC_ERR_ARG, "batch norm %s: %d channels, expected at least one", prefix,
                         channels);
-    MC_TRY(mc_layer_norm_affine(params, prefix, channels, &out->weight, &out->bias));
-    MC_TRY(mc_layer_param(params, &out->running_mean, MC_SHAPE(channels), false, prefix,
-                          "running_mean"));
-    MC_TRY(mc_layer_param(params, &out->running_var, MC_SHAPE(channels), false, prefix,
-                          "running_var"));
-    MC_TRY(mc_layer_param(params, &out->num_batches_tracked, MC_SHAPE(1), false, prefix,
-                          "num_batches_tracked"));
+    const int first = params->count;
+    mc_status status = mc_layer_norm_affine(params, prefix, channels, &out->weight, &out->bias);
+    if (status == MC_OK)
+        status = mc_layer_param(params, &out->running_mean, MC_SHAPE(channels), false, prefix,
+                                "running_mean");
+    if (status == MC_OK)
+        status = mc_layer_param(params, &out->running_var, MC_SHAPE(channels), false, prefix,
+                                "running_var");
+    if (status == MC_OK)
+        status = mc_layer_param(params, &out->num_batches_tracked, MC_SHAPE(1), false, prefix,
+                                "num_batches_tracked");
+    if (status != MC_OK) {
+        *out = (mc_batch_norm){0};
+        return mc_layer_init_end(params, first, status);
+    }
     mc_tensor_fill(out->running_var, 1.0f);
     return MC_OK;
 }
@@ -77,7 +90,7 @@ static mc_status batch_norm_apply(mc_graph *g, const mc_batch_norm *bn, bool tra
     }
     /* PyTorch counts every training-mode forward (it matters only when
      * momentum is None, but a checkpoint should carry the same count). */
-    if (training) bn->num_batches_tracked->data[0] += 1.0f;
+    if (training && bn->num_batches_tracked) bn->num_batches_tracked->data[0] += 1.0f;
     return MC_OK;
 }
 
@@ -91,8 +104,11 @@ mc_status mc_batch_norm_forward(mc_graph *g, const mc_batch_norm *bn, bool train
 mc_status mc_conv_bn_init(mc_param_list *params, const char *conv_name, const char *bn_name,
                           const mc_conv_config *config, bool relu, mc_rng *rng, mc_conv_bn *out) {
     *out = (mc_conv_bn){.relu = relu};
-    MC_TRY(mc_conv_init(params, conv_name, config, rng, &out->conv));
-    return mc_batch_norm_init(params, bn_name, config->out_channels, &out->bn);
+    const int first = params->count;
+    mc_status status = mc_conv_init(params, conv_name, config, rng, &out->conv);
+    if (status == MC_OK) status = mc_batch_norm_init(params, bn_name, config->out_channels, &out->bn);
+    if (status != MC_OK) *out = (mc_conv_bn){0};
+    return mc_layer_init_end(params, first, status);
 }
 
 mc_status mc_conv_bn_forward(mc_graph *g, const mc_conv_bn *layer, bool training, mc_tensor *x,

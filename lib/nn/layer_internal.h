@@ -18,6 +18,12 @@ mc_status mc_layer_param(mc_param_list *params, mc_tensor **out, mc_shape shape,
 mc_status mc_layer_norm_affine(mc_param_list *params, const char *prefix, int width,
                                mc_tensor **weight, mc_tensor **bias);
 
+/* A layer's init adds all its tensors or none: with status an error, the
+ * tensors added to `params` since it held `first` are freed and dropped
+ * (so that a retry under the same prefix makes no second tensor of a
+ * name). Returns status. */
+mc_status mc_layer_init_end(mc_param_list *params, int first, mc_status status);
+
 /* "<prefix>.<child>" into buf (len bytes), the prefix of a sub-layer. */
 const char *mc_layer_child(char *buf, size_t len, const char *prefix, const char *child);
 

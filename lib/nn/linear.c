@@ -9,9 +9,15 @@ mc_status mc_linear_init(mc_param_list *params, const char *prefix, int in_featu
     if (in_features < 1 || out_features < 1)
         return mc_error(MC_ERR_ARG, "linear %s: %d -> %d features, both must be positive", prefix,
                         in_features, out_features);
-    MC_TRY(mc_layer_param(params, &out->weight, MC_SHAPE(out_features, in_features), true, prefix,
-                          "weight"));
-    if (bias) MC_TRY(mc_layer_param(params, &out->bias, MC_SHAPE(out_features), true, prefix, "bias"));
+    const int first = params->count;
+    mc_status status = mc_layer_param(params, &out->weight, MC_SHAPE(out_features, in_features),
+                                      true, prefix, "weight");
+    if (status == MC_OK && bias)
+        status = mc_layer_param(params, &out->bias, MC_SHAPE(out_features), true, prefix, "bias");
+    if (status != MC_OK) {
+        *out = (mc_linear_layer){0};
+        return mc_layer_init_end(params, first, status);
+    }
     if (rng) {
         /* reset_parameters(): kaiming_uniform_(a=sqrt(5)) for the weight,
          * which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound

@@ -16,10 +16,14 @@ mc_status mc_mlp_init(mc_param_list *params, const char *prefix, int in_features
         return mc_error(MC_ERR_ARG, "mlp %s: activation %d is not one of gelu, quick_gelu, relu",
                         prefix, (int)activation);
     char name[MC_NAME_LEN];
-    MC_TRY(mc_linear_init(params, mc_layer_child(name, sizeof name, prefix, "fc1"), in_features,
-                          hidden_features, true, rng, &out->fc1));
-    return mc_linear_init(params, mc_layer_child(name, sizeof name, prefix, "fc2"),
-                          hidden_features, out_features, true, rng, &out->fc2);
+    const int first = params->count;
+    mc_status status = mc_linear_init(params, mc_layer_child(name, sizeof name, prefix, "fc1"),
+                                      in_features, hidden_features, true, rng, &out->fc1);
+    if (status == MC_OK)
+        status = mc_linear_init(params, mc_layer_child(name, sizeof name, prefix, "fc2"),
+                                hidden_features, out_features, true, rng, &out->fc2);
+    if (status != MC_OK) *out = (mc_mlp){.activation = activation};
+    return mc_layer_init_end(params, first, status);
 }
 
 mc_status mc_mlp_forward_residual(mc_graph *g, const mc_mlp *layer, mc_tensor *x,

@@ -27,8 +27,13 @@ mc_status mc_params_new(mc_param_list *list, mc_tensor **out, mc_shape shape, bo
     char name[MC_NAME_LEN];
     va_list args;
     va_start(args, name_fmt);
-    vsnprintf(name, sizeof name, name_fmt, args);
+    int length = vsnprintf(name, sizeof name, name_fmt, args);
     va_end(args);
+    /* Cut short, two names could become one (a weight and a bias both
+     * "<prefix>."), and a state_dict would hold the name twice. */
+    if (length < 0 || length >= (int)sizeof name)
+        return mc_error(MC_ERR_ARG, "parameter %.60s...: a name of %d bytes, at most %d", name,
+                        length, (int)sizeof name - 1);
     mc_tensor *t;
     MC_TRY(mc_tensor_new(&t, shape, name));
     mc_status status = trainable ? mc_tensor_set_requires_grad(t, true) : MC_OK;
@@ -51,10 +56,22 @@ mc_status mc_layer_param(mc_param_list *params, mc_tensor **out, mc_shape shape,
 
 mc_status mc_layer_norm_affine(mc_param_list *params, const char *prefix, int width,
                                mc_tensor **weight, mc_tensor **bias) {
-    MC_TRY(mc_layer_param(params, weight, MC_SHAPE(width), true, prefix, "weight"));
-    MC_TRY(mc_layer_param(params, bias, MC_SHAPE(width), true, prefix, "bias"));
+    const int first = params->count;
+    mc_status status = mc_layer_param(params, weight, MC_SHAPE(width), true, prefix, "weight");
+    if (status == MC_OK) status = mc_layer_param(params, bias, MC_SHAPE(width), true, prefix, "bias");
+    if (status != MC_OK) {
+        *weight = *bias = NULL;
+        return mc_layer_init_end(params, first, status);
+    }
     mc_tensor_fill(*weight, 1.0f);
     return MC_OK;
+}
+
+mc_status mc_layer_init_end(mc_param_list *params, int first, mc_status status) {
+    if (status == MC_OK) return MC_OK;
+    for (int i = first; i < params->count; i++) mc_tensor_free(params->items[i]);
+    if (first < params->count) params->count = first;
+    return status;
 }
 
 const char *mc_layer_child(char *buf, size_t len, const char *prefix, const char *child) {

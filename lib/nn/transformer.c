@@ -15,14 +15,21 @@ mc_status mc_transformer_block_init(mc_param_list *params, const char *prefix,
                         "(all positive, width a multiple of heads)",
                         prefix, c->width, c->heads, c->mlp_width);
     char name[MC_NAME_LEN];
-    MC_TRY(mc_self_attention_init(params, mc_layer_child(name, sizeof name, prefix, "self_attn"),
-                                  c->width, c->heads, c->causal, rng, &out->self_attn));
-    MC_TRY(mc_layer_norm_init(params, mc_layer_child(name, sizeof name, prefix, "layer_norm1"),
-                              c->width, c->eps, &out->layer_norm1));
-    MC_TRY(mc_mlp_init(params, mc_layer_child(name, sizeof name, prefix, "mlp"), c->width,
-                       c->mlp_width, c->width, c->activation, rng, &out->mlp));
-    return mc_layer_norm_init(params, mc_layer_child(name, sizeof name, prefix, "layer_norm2"),
-                              c->width, c->eps, &out->layer_norm2);
+    const int first = params->count;
+    mc_status status =
+        mc_self_attention_init(params, mc_layer_child(name, sizeof name, prefix, "self_attn"),
+                               c->width, c->heads, c->causal, rng, &out->self_attn);
+    if (status == MC_OK)
+        status = mc_layer_norm_init(params, mc_layer_child(name, sizeof name, prefix, "layer_norm1"),
+                                    c->width, c->eps, &out->layer_norm1);
+    if (status == MC_OK)
+        status = mc_mlp_init(params, mc_layer_child(name, sizeof name, prefix, "mlp"), c->width,
+                             c->mlp_width, c->width, c->activation, rng, &out->mlp);
+    if (status == MC_OK)
+        status = mc_layer_norm_init(params, mc_layer_child(name, sizeof name, prefix, "layer_norm2"),
+                                    c->width, c->eps, &out->layer_norm2);
+    if (status != MC_OK) *out = (mc_transformer_block){0};
+    return mc_layer_init_end(params, first, status);
 }
 
 mc_status mc_transformer_block_forward(mc_graph *g, const mc_transformer_block *block,
