@@ -397,16 +397,17 @@ static size_t put_png_chunk(unsigned char *out, const char *type, const unsigned
     return 12 + (size_t)len;
 }
 
-/* A 65536 x 65536 1-bit palette PNG of 520 KB: its stored rows (537 MB)
- * are what deflate can make of such a file, so the file-size check passes,
- * but expanded to 8-bit RGB they are 12.9 GB of samples (51.5 GB as
- * floats), past the decoders' 8 GiB cap: refused before anything is
- * allocated. */
-START_TEST(test_png_expanded_size_refused) {
-    enum { SIDE = 65536, ROW = 1 + SIDE / 8 }; /* filter byte + 1 bit a pixel */
-    unsigned char ihdr[13] = {0}, plte[3] = {0, 128, 0}, row[ROW] = {0};
-    put_uint(ihdr, 4, SIDE, true);
-    put_uint(ihdr + 4, 4, SIDE, true);
+/* A SIDE x SIDE 1-bit palette PNG of all-zero rows, written to `name` in
+ * the test directory (its path in path, 1024 bytes): a few hundred KB that
+ * deflate can honestly expand to its stored rows, so the file-size check
+ * passes and only the bound on what the decode allocates can refuse it. */
+static void write_palette_png(uint32_t side, const char *name, char *path) {
+    const size_t row_bytes = 1 + side / 8; /* filter byte + 1 bit a pixel */
+    unsigned char ihdr[13] = {0}, plte[3] = {0, 128, 0};
+    unsigned char *row = calloc(row_bytes, 1);
+    ck_assert_ptr_nonnull(row);
+    put_uint(ihdr, 4, side, true);
+    put_uint(ihdr + 4, 4, side, true);
     ihdr[8] = 1; /* bit depth */
     ihdr[9] = 3; /* palette */
     z_stream z = {0};
@@ -416,10 +417,10 @@ START_TEST(test_png_expanded_size_refused) {
     ck_assert_ptr_nonnull(idat);
     z.next_out = idat;
     z.avail_out = (uInt)room;
-    for (int y = 0; y < SIDE; y++) {
+    for (uint32_t y = 0; y < side; y++) {
         z.next_in = row;
-        z.avail_in = ROW;
-        ck_assert_int_eq(deflate(&z, y + 1 < SIDE ? Z_NO_FLUSH : Z_FINISH), y + 1 < SIDE ? Z_OK : Z_STREAM_END);
+        z.avail_in = (uInt)row_bytes;
+        ck_assert_int_eq(deflate(&z, y + 1 < side ? Z_NO_FLUSH : Z_FINISH), y + 1 < side ? Z_OK : Z_STREAM_END);
     }
     const uint32_t idat_len = (uint32_t)z.total_out;
     deflateEnd(&z);
@@ -432,14 +433,27 @@ START_TEST(test_png_expanded_size_refused) {
     n += put_png_chunk(file + n, "PLTE", plte, sizeof plte);
     n += put_png_chunk(file + n, "IDAT", idat, idat_len);
     n += put_png_chunk(file + n, "IEND", NULL, 0);
-    char path[1024];
-    mc_test_dir_path("expands.png", path, sizeof path);
+    mc_test_dir_path(name, path, 1024);
     mc_test_write_file(path, file, n);
     free(idat);
     free(file);
+    free(row);
+}
+
+/* Palette PNGs whose decode would allocate past the decoders' 8 GiB cap,
+ * refused before anything is allocated. 65536 x 65536 (520 KB): expanded
+ * to 8-bit RGB, 12.9 GB of samples. 40000 x 40000 (200 KB): 4.8 GB of
+ * samples, under the cap, but 19.2 GB more as the floats they become. */
+START_TEST(test_png_expanded_size_refused) {
+    char path[1024];
     mc_tensor *image = NULL;
+    write_palette_png(65536, "expands.png", path);
     MC_CHECK_FAILS(mc_png_read(path, &image, NULL), MC_ERR_FORMAT,
                    "expands.png: PNG header declares 65536x65536 pixels of 3 channels");
+    ck_assert_ptr_null(image);
+    write_palette_png(40000, "floats.png", path);
+    MC_CHECK_FAILS(mc_png_read(path, &image, NULL), MC_ERR_FORMAT,
+                   "floats.png: PNG header declares 40000x40000 pixels of 3 channels, 24000000000 bytes");
     ck_assert_ptr_null(image);
 }
 END_TEST
@@ -502,6 +516,62 @@ static seed jpeg_seed(const char *name, bool progressive, bool grey) {
     find_jpeg_fields(&s);
     return s;
 }
+
+/* A 16 x 16 colour JPEG of 1 + 3 x 63 = 190 progressive scans: the DC
+ * coefficients of all three components, then each AC coefficient of each
+ * component in a scan of its own. Valid (libjpeg writes it and reads it
+ * back without a warning), but each scan decodes the whole image again. */
+static void write_many_scans_jpeg(const char *path) {
+    enum { SIDE = 16, SCANS = 1 + 3 * 63 };
+    static jpeg_scan_info script[SCANS];
+    script[0] = (jpeg_scan_info){.comps_in_scan = 3, .component_index = {0, 1, 2}, .Ss = 0, .Se = 0};
+    for (int c = 0, n = 1; c < 3; c++)
+        for (int k = 1; k <= 63; k++, n++)
+            script[n] = (jpeg_scan_info){.comps_in_scan = 1, .component_index = {c}, .Ss = k, .Se = k};
+    struct jpeg_compress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&cinfo);
+    unsigned char *buffer = NULL;
+    unsigned long size = 0;
+    jpeg_mem_dest(&cinfo, &buffer, &size);
+    cinfo.image_width = cinfo.image_height = SIDE;
+    cinfo.input_components = 3;
+    cinfo.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    cinfo.scan_info = script;
+    cinfo.num_scans = SCANS;
+    jpeg_start_compress(&cinfo, TRUE);
+    unsigned char row[SIDE * 3];
+    while (cinfo.next_scanline < SIDE) {
+        for (int i = 0; i < SIDE * 3; i++) row[i] = (unsigned char)(i * 7 + cinfo.next_scanline * 11);
+        JSAMPROW rows[1] = {row};
+        jpeg_write_scanlines(&cinfo, rows, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    mc_test_write_file(path, buffer, size);
+    free(buffer);
+}
+
+/* More than 100 scans are refused (a small file of a thousand such scans
+ * takes minutes); libjpeg's own ten-scan progression reads as before. */
+START_TEST(test_jpeg_scan_limit) {
+    char path[1024];
+    mc_test_dir_path("scans.jpg", path, sizeof path);
+    write_many_scans_jpeg(path);
+    mc_tensor *image = NULL;
+    MC_CHECK_FAILS(mc_jpeg_read(path, &image), MC_ERR_FORMAT,
+                   "scans.jpg: corrupt or unsupported JPEG: a progressive JPEG of more than 100 scans");
+    ck_assert_ptr_null(image);
+    seed progressive = jpeg_seed("progressive", true, false);
+    mc_test_dir_path("progressive.jpg", path, sizeof path);
+    mc_test_write_file(path, progressive.bytes, progressive.size);
+    free(progressive.bytes);
+    MC_CHECK_OK(mc_jpeg_read(path, &image));
+    mc_tensor_free(image);
+}
+END_TEST
 
 static mc_status parse_jpeg(const char *path) {
     mc_tensor *image = NULL;
@@ -772,7 +842,7 @@ static Suite *fuzz_suite(void) {
     /* Thousands of files per case, under sanitizers too. */
     const TTest *const images[] = {test_fuzz_tiff, test_tiff_huge_header_refused, test_fuzz_png,
                                    test_png_huge_header_refused, test_png_expanded_size_refused,
-                                   test_fuzz_jpeg, NULL};
+                                   test_fuzz_jpeg, test_jpeg_scan_limit, NULL};
     tcase_set_timeout(mc_test_use_temp_dir(mc_test_add_case(s, "images", images)), 300);
     const TTest *const text[] = {test_fuzz_tokenizer_files, NULL};
     tcase_set_timeout(mc_test_add_case(s, "text", text), 300);

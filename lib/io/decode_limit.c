@@ -22,6 +22,16 @@ mc_status mc_check_decoded_size(const char *path, const char *format, uint64_t d
     return MC_OK;
 }
 
+mc_status mc_check_decoded_memory(const char *path, const char *format, uint64_t w, uint64_t h,
+                                  uint64_t c, uint64_t bytes) {
+    if (bytes <= MC_DECODE_MAX_BYTES) return MC_OK;
+    return mc_error(MC_ERR_FORMAT, "%s: %s header declares %llux%llu pixels of %llu channels, "
+                    "%llu bytes to decode them into (the samples and their floats), more than "
+                    "the %llu this library decodes (corrupt header?)", path, format,
+                    (unsigned long long)w, (unsigned long long)h, (unsigned long long)c,
+                    (unsigned long long)bytes, (unsigned long long)MC_DECODE_MAX_BYTES);
+}
+
 mc_status mc_file_size(FILE *file, const char *path, uint64_t *size) {
     struct stat info;
     if (fstat(fileno(file), &info) != 0)

@@ -28,6 +28,14 @@
 mc_status mc_check_decoded_size(const char *path, const char *format, uint64_t decoded_bytes,
                                 uint64_t file_bytes, uint64_t max_ratio, uint64_t slack);
 
+/* MC_OK when a decode that allocates `bytes` in all for a w x h image of
+ * c channels (its samples and the float tensor they become) stays within
+ * MC_DECODE_MAX_BYTES; otherwise MC_ERR_FORMAT naming the path, the format
+ * and the image's size. The float tensor alone is 4 bytes a sample, so a
+ * header must be checked for it too, not only for its samples. */
+mc_status mc_check_decoded_memory(const char *path, const char *format, uint64_t w, uint64_t h,
+                                  uint64_t c, uint64_t bytes);
+
 /* The size of an open file in bytes (MC_ERR_IO naming `path` when unknown). */
 mc_status mc_file_size(FILE *file, const char *path, uint64_t *size);
 

@@ -33,6 +33,14 @@ typedef struct jpeg_failure {
  * more before libjpeg allocates its buffers. */
 #define MC_JPEG_MAX_RATIO 8192u
 
+/* The most scans a progressive JPEG may have. Each scan passes over every
+ * block of the image again, so a small file of a thousand valid scans
+ * (one coefficient each, refined bit by bit) takes minutes to decode
+ * without any error or warning. Encoders write about ten (libjpeg's
+ * jpeg_simple_progression: 10 for colour); libtiff refuses JPEG data of
+ * more than 100, and so does this reader. */
+enum { MC_JPEG_MAX_SCANS = 100 };
+
 static void on_jpeg_error(j_common_ptr cinfo) {
     jpeg_failure *failure = (jpeg_failure *)cinfo->err;
     failure->manager.format_message(cinfo, failure->text);
@@ -42,6 +50,18 @@ static void on_jpeg_error(j_common_ptr cinfo) {
 static void on_jpeg_message(j_common_ptr cinfo, int level) {
     if (level < 0) on_jpeg_error(cinfo); /* a warning: corrupt data */
     /* level >= 0: trace messages, ignored */
+}
+
+/* libjpeg calls this as it decodes (several times a scan): past
+ * MC_JPEG_MAX_SCANS scans the read stops. */
+static void on_jpeg_progress(j_common_ptr cinfo) {
+    const j_decompress_ptr decompress = (j_decompress_ptr)cinfo;
+    if (!cinfo->is_decompressor || decompress->input_scan_number <= MC_JPEG_MAX_SCANS) return;
+    jpeg_failure *failure = (jpeg_failure *)cinfo->err;
+    snprintf(failure->text, sizeof failure->text,
+             "a progressive JPEG of more than %d scans (each scan decodes the whole image again)",
+             MC_JPEG_MAX_SCANS);
+    longjmp(failure->escape, 1);
 }
 
 mc_status mc_jpeg_read(const char *path, mc_tensor **out) {
@@ -66,6 +86,8 @@ mc_status mc_jpeg_read(const char *path, mc_tensor **out) {
         return mc_error(MC_ERR_FORMAT, "%s: corrupt or unsupported JPEG: %s", path, failure.text);
     }
     jpeg_create_decompress(&cinfo);
+    struct jpeg_progress_mgr progress = {.progress_monitor = on_jpeg_progress};
+    cinfo.progress = &progress;
     jpeg_stdio_src(&cinfo, file);
     jpeg_read_header(&cinfo, TRUE);
     uint64_t file_size = 0;
@@ -73,6 +95,12 @@ mc_status mc_jpeg_read(const char *path, mc_tensor **out) {
     failure.status = mc_file_size(file, path, &file_size);
     if (failure.status == MC_OK)
         failure.status = mc_check_decoded_size(path, "JPEG", samples, file_size, MC_JPEG_MAX_RATIO, 1u << 16);
+    /* What the read allocates: the floats it returns (the 8-bit samples
+     * pass a row at a time). */
+    if (failure.status == MC_OK)
+        failure.status = mc_check_decoded_memory(path, "JPEG", cinfo.image_width, cinfo.image_height,
+                                                 (uint64_t)cinfo.num_components,
+                                                 samples * sizeof(float));
     if (failure.status != MC_OK) longjmp(failure.escape, 1);
     if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
         snprintf(failure.text, sizeof failure.text, "CMYK JPEGs are not supported");
@@ -86,7 +114,8 @@ mc_status mc_jpeg_read(const char *path, mc_tensor **out) {
     if (mc_tensor_new(&made, MC_SHAPE(c, h, w), path) == MC_OK) image = made;
     row = malloc((size_t)w * (size_t)c);
     if (!image || !row) {
-        snprintf(failure.text, sizeof failure.text, "out of memory for %dx%d, %d channels", w, h, c);
+        failure.status = mc_error(MC_ERR_NOMEM, "%s: out of memory for a JPEG of %dx%d, %d channels",
+                                  path, w, h, c);
         longjmp(failure.escape, 1);
     }
     while (cinfo.output_scanline < cinfo.output_height) {

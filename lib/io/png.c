@@ -108,24 +108,20 @@ mc_status mc_png_read(const char *path, mc_tensor **out, int *bit_depth) {
     int c = png_get_channels(png, info), depth = png_get_bit_depth(png, info);
     size_t row_bytes = png_get_rowbytes(png, info);
     /* The decoded samples (up to 32 times the stored bytes: a 1-bit
-     * palette image as RGBA) under the absolute cap on decoded samples
-     * that the TIFF and JPEG readers apply to theirs. */
+     * palette image as RGBA) and the floats they become, under the
+     * absolute cap that the TIFF and JPEG readers apply to theirs. */
     const uint64_t expanded = (uint64_t)row_bytes * (uint64_t)h;
-    if (expanded > MC_DECODE_MAX_BYTES) {
-        messages.status = mc_error(MC_ERR_FORMAT,
-                                   "%s: PNG header declares %dx%d pixels of %d channels, %llu bytes "
-                                   "of samples once expanded, more than the %llu this library "
-                                   "decodes (corrupt header?)",
-                                   path, w, h, c, (unsigned long long)expanded,
-                                   (unsigned long long)MC_DECODE_MAX_BYTES);
-        png_longjmp(png, 1);
-    }
+    const uint64_t floats = (uint64_t)c * (uint64_t)h * (uint64_t)w * sizeof(float);
+    messages.status = mc_check_decoded_memory(path, "PNG", (uint64_t)w, (uint64_t)h, (uint64_t)c,
+                                              expanded + floats);
+    if (messages.status != MC_OK) png_longjmp(png, 1);
     samples = malloc(row_bytes * (size_t)h);
     rows = malloc(sizeof(png_bytep) * (size_t)h);
     mc_tensor *made = NULL;
     if (mc_tensor_new(&made, MC_SHAPE(c, h, w), path) == MC_OK) image = made;
     if (!samples || !rows || !image) {
-        snprintf(messages.text, sizeof messages.text, "out of memory for %dx%d, %d channels", w, h, c);
+        messages.status = mc_error(MC_ERR_NOMEM, "%s: out of memory for a PNG of %dx%d, %d channels",
+                                   path, w, h, c);
         png_longjmp(png, 1);
     }
     for (int y = 0; y < h; y++) rows[y] = samples + (size_t)y * row_bytes;

@@ -277,6 +277,8 @@ static mc_status alloc_buffers(TIFF *tif, const char *path, const tiff_layout *l
     /* A block may hold padding (partial tiles): at most a whole block more. */
     MC_TRY(mc_check_decoded_size(path, "TIFF", numel * (uint64_t)layout->bytes, file_size, ratio, 4096));
     MC_TRY(mc_check_decoded_size(path, format, (uint64_t)*block_size, file_size, ratio, 1u << 16));
+    MC_TRY(mc_check_decoded_memory(path, "TIFF", layout->width, layout->height, layout->bands,
+                                   (uint64_t)*block_size + numel * sizeof **data));
     *block = malloc((size_t)*block_size);
     *data = malloc((size_t)numel * sizeof **data);
     if (!*block || !*data)
