@@ -482,16 +482,19 @@ static void find_jpeg_fields(seed *s) {
     }
 }
 
-/* A small JPEG written with libjpeg itself: baseline or progressive. */
-static seed jpeg_seed(const char *name, bool progressive, bool grey) {
+/* A 24 x 16 JPEG written with libjpeg itself, in memory (*size bytes,
+ * the caller frees it): baseline, libjpeg's own progression, or the
+ * progressive scans of `script` (n_scans of them) when it is not NULL. */
+static unsigned char *encode_jpeg(bool progressive, bool grey, const jpeg_scan_info *script,
+                                  int n_scans, unsigned long *size) {
     enum { W = 24, H = 16 };
     struct jpeg_compress_struct cinfo;
     struct jpeg_error_mgr jerr;
     cinfo.err = jpeg_std_error(&jerr);
     jpeg_create_compress(&cinfo);
     unsigned char *buffer = NULL;
-    unsigned long size = 0;
-    jpeg_mem_dest(&cinfo, &buffer, &size);
+    *size = 0;
+    jpeg_mem_dest(&cinfo, &buffer, size);
     cinfo.image_width = W;
     cinfo.image_height = H;
     cinfo.input_components = grey ? 1 : 3;
@@ -499,6 +502,10 @@ static seed jpeg_seed(const char *name, bool progressive, bool grey) {
     jpeg_set_defaults(&cinfo);
     jpeg_set_quality(&cinfo, 90, TRUE);
     if (progressive) jpeg_simple_progression(&cinfo);
+    if (script) {
+        cinfo.scan_info = script;
+        cinfo.num_scans = n_scans;
+    }
     jpeg_start_compress(&cinfo, TRUE);
     unsigned char row[W * 3];
     while (cinfo.next_scanline < H) {
@@ -508,6 +515,13 @@ static seed jpeg_seed(const char *name, bool progressive, bool grey) {
     }
     jpeg_finish_compress(&cinfo);
     jpeg_destroy_compress(&cinfo);
+    return buffer;
+}
+
+/* A small JPEG written with libjpeg itself: baseline or progressive. */
+static seed jpeg_seed(const char *name, bool progressive, bool grey) {
+    unsigned long size;
+    unsigned char *buffer = encode_jpeg(progressive, grey, NULL, 0, &size);
     seed s = {.name = name, .big_endian = true, .size = size};
     s.bytes = malloc(size);
     ck_assert_ptr_nonnull(s.bytes);
@@ -517,39 +531,19 @@ static seed jpeg_seed(const char *name, bool progressive, bool grey) {
     return s;
 }
 
-/* A 16 x 16 colour JPEG of 1 + 3 x 63 = 190 progressive scans: the DC
+/* A colour JPEG of 1 + 3 x 63 = 190 progressive scans: the DC
  * coefficients of all three components, then each AC coefficient of each
  * component in a scan of its own. Valid (libjpeg writes it and reads it
  * back without a warning), but each scan decodes the whole image again. */
 static void write_many_scans_jpeg(const char *path) {
-    enum { SIDE = 16, SCANS = 1 + 3 * 63 };
+    enum { SCANS = 1 + 3 * 63 };
     static jpeg_scan_info script[SCANS];
     script[0] = (jpeg_scan_info){.comps_in_scan = 3, .component_index = {0, 1, 2}, .Ss = 0, .Se = 0};
     for (int c = 0, n = 1; c < 3; c++)
         for (int k = 1; k <= 63; k++, n++)
             script[n] = (jpeg_scan_info){.comps_in_scan = 1, .component_index = {c}, .Ss = k, .Se = k};
-    struct jpeg_compress_struct cinfo;
-    struct jpeg_error_mgr jerr;
-    cinfo.err = jpeg_std_error(&jerr);
-    jpeg_create_compress(&cinfo);
-    unsigned char *buffer = NULL;
-    unsigned long size = 0;
-    jpeg_mem_dest(&cinfo, &buffer, &size);
-    cinfo.image_width = cinfo.image_height = SIDE;
-    cinfo.input_components = 3;
-    cinfo.in_color_space = JCS_RGB;
-    jpeg_set_defaults(&cinfo);
-    cinfo.scan_info = script;
-    cinfo.num_scans = SCANS;
-    jpeg_start_compress(&cinfo, TRUE);
-    unsigned char row[SIDE * 3];
-    while (cinfo.next_scanline < SIDE) {
-        for (int i = 0; i < SIDE * 3; i++) row[i] = (unsigned char)(i * 7 + cinfo.next_scanline * 11);
-        JSAMPROW rows[1] = {row};
-        jpeg_write_scanlines(&cinfo, rows, 1);
-    }
-    jpeg_finish_compress(&cinfo);
-    jpeg_destroy_compress(&cinfo);
+    unsigned long size;
+    unsigned char *buffer = encode_jpeg(false, false, script, SCANS, &size);
     mc_test_write_file(path, buffer, size);
     free(buffer);
 }
