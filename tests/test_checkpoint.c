@@ -228,6 +228,21 @@ START_TEST(test_checkpoint_resume_is_exact) {
     MC_CHECK_OK(mc_optimizer_sgd(&opt, &resumed, sgd));
     MC_CHECK_FAILS(mc_checkpoint_load(f, &resumed, opt), MC_ERR_FORMAT, "holds adam optimizer state, expected sgd");
     mc_optimizer_free(opt);
+    /* An Adam over parameters of the same shapes but other names (another
+     * model's) would find none of the file's moments: refused, not reset. */
+    mc_param_list renamed = {0};
+    make_mlp(&renamed);
+    for (int i = 0; i < renamed.count; i++) {
+        char name[MC_NAME_LEN + 8];
+        snprintf(name, sizeof name, "encoder.%.80s", renamed.items[i]->name);
+        mc_tensor_set_name(renamed.items[i], name);
+    }
+    MC_CHECK_OK(mc_optimizer_adam(&opt, &renamed, config));
+    MC_CHECK_FAILS(mc_checkpoint_load_optimizer(f, opt), MC_ERR_FORMAT,
+                   "optimizer state optimizer.exp_avg.fc1.weight belongs to no parameter");
+    ck_assert_int_eq(mc_optimizer_steps(opt), 0);
+    mc_optimizer_free(opt);
+    mc_params_free(&renamed);
     mc_param_list other = {0};
     mc_tensor *t;
     MC_CHECK_OK(mc_params_new(&other, &t, MC_SHAPE(4, 3), true, "fc1.weight"));

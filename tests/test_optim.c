@@ -335,16 +335,18 @@ static void model_copy_values(model *to, const model *from) {
         MC_CHECK_OK(mc_tensor_copy(to->params.items[i], from->params.items[i]));
 }
 
-/* Run 0: AdamW; run 1: SGD with Nesterov momentum. A model that takes over
- * another's values and optimizer state continues bit for bit like it; one
- * that takes over the values only (the control) does not, so the round trip
- * is not passing by accident. */
+/* Run 0: AdamW; run 1: SGD with Nesterov momentum; run 2: SGD without
+ * momentum, whose state is the step counts alone. A model that takes over
+ * another's values and optimizer state continues bit for bit like it, and
+ * exports the same state; one that takes over the values only (the
+ * control) does not continue alike (where there are moments to lose), so
+ * the round trip is not passing by accident. */
 START_TEST(test_state_round_trip) {
-    const bool use_sgd = _i == 1;
+    const bool use_sgd = _i >= 1, plain = _i == 2;
     model a, b, control;
     model_init(&a, 9);
     mc_optimizer *opt_a, *opt_b, *opt_control;
-    mc_sgd_config sgd = {.lr = 0.05f, .momentum = 0.9f, .nesterov = true};
+    mc_sgd_config sgd = {.lr = 0.05f, .momentum = plain ? 0.0f : 0.9f, .nesterov = !plain};
     mc_adam_config adamw = mc_adamw_defaults();
     new_sgd_or_adamw(&opt_a, &a.params, use_sgd, sgd, adamw);
     train(opt_a, &a, 0, 3);
@@ -358,9 +360,17 @@ START_TEST(test_state_round_trip) {
     const char *buffer =
         use_sgd ? "optimizer.momentum_buffer.layer.weight" : "optimizer.exp_avg_sq.layer.weight";
     mc_tensor *saved = mc_params_find(&state, buffer);
-    ck_assert_ptr_nonnull(saved);
-    ck_assert(mc_shape_equal(saved->shape, a.w->shape));
-    ck_assert_int_eq(state.count, use_sgd ? 1 + 2 + 1 : 1 + 4 + 1);
+    if (plain) {
+        /* No buffers: the frozen parameter's 0 steps are written, lest the
+         * import take it for one updated at every step. */
+        ck_assert_ptr_null(saved);
+        ck_assert_float_eq(state_value(&state, "optimizer.step.embed.weight"), 0.0f);
+        ck_assert_int_eq(state.count, 1 + 2);
+    } else {
+        ck_assert_ptr_nonnull(saved);
+        ck_assert(mc_shape_equal(saved->shape, a.w->shape));
+        ck_assert_int_eq(state.count, use_sgd ? 1 + 2 + 1 : 1 + 4 + 1);
+    }
 
     /* Two models with a's current values and fresh optimizers; b imports
      * a's state, the control does not. */
@@ -372,13 +382,17 @@ START_TEST(test_state_round_trip) {
     new_sgd_or_adamw(&opt_control, &control.params, use_sgd, sgd, adamw);
     MC_CHECK_OK(mc_optimizer_import_state_from_list(opt_b, &state));
     ck_assert_int_eq(mc_optimizer_steps(opt_b), 3);
+    mc_param_list again = {0};
+    MC_CHECK_OK(mc_optimizer_export_state(opt_b, &again));
+    mc_test_assert_same_params("the state exported again", &state, &again);
+    mc_params_free(&again);
 
     /* Continued steps must be bit-for-bit identical; the control's differ
      * from the first step on. */
     train(opt_a, &a, 3, 1);
     train(opt_b, &b, 3, 1);
     train(opt_control, &control, 3, 1);
-    ck_assert(memcmp(a.w->data, control.w->data, sizeof(float) * N_W) != 0);
+    if (!plain) ck_assert(memcmp(a.w->data, control.w->data, sizeof(float) * N_W) != 0);
     train(opt_a, &a, 4, 1);
     train(opt_b, &b, 4, 1);
     mc_test_assert_same_params("after resuming", &a.params, &b.params);
@@ -412,6 +426,27 @@ START_TEST(test_state_import_errors) {
     MC_CHECK_FAILS(
         mc_optimizer_import_state_from_list(opt, &state), MC_ERR_FORMAT,
         "optimizer.exp_avg.layer.weight is missing (the state of layer.weight is incomplete)");
+    mc_tensor_set_name(exp_avg, "optimizer.exp_avg.layer.weight");
+    MC_CHECK_OK(mc_tensor_reshape_inplace(exp_avg, MC_SHAPE(3, 4)));
+    /* A negative second moment (every update would be NaN), a parameter
+     * that counts more steps than the optimizer. */
+    mc_tensor *exp_avg_sq = mc_params_find(&state, "optimizer.exp_avg_sq.layer.weight");
+    const float kept = exp_avg_sq->data[5];
+    exp_avg_sq->data[5] = -1.0f;
+    MC_CHECK_FAILS(mc_optimizer_import_state_from_list(opt, &state), MC_ERR_FORMAT,
+                   "optimizer.exp_avg_sq.layer.weight holds -1 at element 5");
+    exp_avg_sq->data[5] = kept;
+    mc_tensor *bias_steps = mc_params_find(&state, "optimizer.step.layer.bias");
+    bias_steps->data[0] = 3.0f;
+    MC_CHECK_FAILS(mc_optimizer_import_state_from_list(opt, &state), MC_ERR_FORMAT,
+                   "optimizer.step.layer.bias counts 3 steps, more than the optimizer's 2");
+    bias_steps->data[0] = 1.0f;
+    /* State of a parameter this optimizer does not have (another model's
+     * names): refused, not dropped. */
+    mc_tensor_set_name(exp_avg_sq, "optimizer.exp_avg_sq.encoder.layer.weight");
+    MC_CHECK_FAILS(mc_optimizer_import_state_from_list(opt, &state), MC_ERR_FORMAT,
+                   "optimizer.exp_avg_sq.encoder.layer.weight belongs to no parameter");
+    mc_tensor_set_name(exp_avg_sq, "optimizer.exp_avg_sq.layer.weight");
     mc_tensor *step = mc_params_find(&state, "optimizer.step");
     step->data[0] = 2.5f;
     MC_CHECK_FAILS(mc_optimizer_import_state_from_list(opt, &state), MC_ERR_FORMAT,
@@ -669,7 +704,7 @@ int main(void) {
     /* The loop tests run once for AdamW and once for SGD. */
     const TTest *const state[] = {test_state_import_errors, NULL};
     mc_test_add_loops(mc_test_add_case(s, "state", state),
-                      (const mc_test_loop[]){{test_state_round_trip, 0, 2}, {NULL, 0, 0}});
+                      (const mc_test_loop[]){{test_state_round_trip, 0, 3}, {NULL, 0, 0}});
     const TTest *const clip[] = {test_grad_clip_norm, test_grad_clip_norm_errors, test_lr_schedules,
                                  test_lr_schedule_errors, NULL};
     mc_test_add_case(s, "clip and schedules", clip);

@@ -139,7 +139,11 @@ typedef const mc_tensor *(*mc_tensor_lookup_fn)(void *ctx, const char *name);
  * exp_avg_sq for Adam/AdamW), each with the parameter's shape. A missing or
  * mis-shaped tensor is an error naming it; the optimizer is left unchanged. */
 mc_status mc_optimizer_import_state(mc_optimizer *opt, mc_tensor_lookup_fn lookup, void *ctx);
-/* The same, looking the names up in a parameter list (mc_params_find). */
+/* The same, looking the names up in a parameter list (mc_params_find). An
+ * "optimizer.*" tensor of the list that the import would not read (state
+ * of a parameter this optimizer does not have, or of a buffer it does not
+ * keep) is an error naming it: dropped, it would leave the run with fresh
+ * moments and no word said. mc_checkpoint_load refuses such a file too. */
 mc_status mc_optimizer_import_state_from_list(mc_optimizer *opt, const mc_param_list *state);
 
 /* ---- grad_clip.c: torch.nn.utils.clip_grad_norm_ ----

@@ -3,6 +3,7 @@
  * allocating, and checkpoints with optimizer state. The rules are in
  * include/mmchain/checkpoint.h. */
 #include "mmchain/checkpoint.h"
+#include "optim/optim_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -356,6 +357,23 @@ static mc_status check_optimizer_values(const mc_safetensors *f) {
     return MC_OK;
 }
 
+/* Every "optimizer.*" tensor of the file must be one the import reads:
+ * state of a parameter this optimizer does not have (another model's
+ * names) or of a buffer it does not keep (momentum for an SGD without it)
+ * would otherwise be dropped without a word, and the run go on with fresh
+ * moments. */
+static mc_status check_optimizer_names(const mc_safetensors *f, const mc_optimizer *opt) {
+    for (int i = 0; i < mc_safetensors_count(f); i++) {
+        const char *name = mc_safetensors_name(f, i);
+        if (has_prefix(name, OPTIMIZER_PREFIX) && !mc_optimizer_reads_state(opt, name))
+            return mc_error(MC_ERR_FORMAT, "checkpoint %s: its optimizer state %s belongs to no "
+                            "parameter or buffer of this %s optimizer (another model's, or "
+                            "other settings'?)", mc_safetensors_path(f), name,
+                            mc_optimizer_name(opt));
+    }
+    return MC_OK;
+}
+
 /* The file's optimizer must be of opt's kind. */
 static mc_status check_optimizer_kind(const mc_safetensors *f, const mc_optimizer *opt) {
     const char *saved = mc_safetensors_metadata(f, KEY_OPTIMIZER);
@@ -369,6 +387,7 @@ static mc_status check_optimizer_kind(const mc_safetensors *f, const mc_optimize
 mc_status mc_checkpoint_load_optimizer(const mc_safetensors *f, mc_optimizer *opt) {
     const char *path = mc_safetensors_path(f);
     MC_TRY(check_optimizer_kind(f, opt));
+    MC_TRY(check_optimizer_names(f, opt));
     MC_TRY(check_optimizer_values(f));
     file_lookup l = {.f = f};
     mc_status status = mc_optimizer_import_state(opt, lookup_in_file, &l);
@@ -411,6 +430,7 @@ mc_status mc_checkpoint_load(const mc_safetensors *f, mc_param_list *model, mc_o
      * optimizer, or one whose state holds a NaN, changes nothing. */
     if (opt) {
         MC_TRY(check_optimizer_kind(f, opt));
+        MC_TRY(check_optimizer_names(f, opt));
         MC_TRY(check_optimizer_values(f));
     }
     if (!opt) return mc_checkpoint_load_params(f, model, NULL, NULL, 0);

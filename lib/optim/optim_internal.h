@@ -32,6 +32,14 @@ struct mc_optimizer {
     int64_t steps;
 };
 
+/* Whether the state import reads a tensor called `name` (what
+ * mc_optimizer_export_state would write for this optimizer and its
+ * parameters): "optimizer.step", or "optimizer.<buffer or step>.<param>"
+ * for one of its buffers and one of its parameters. A checkpoint's state
+ * tensor it would not read (another model's parameter names, momentum
+ * buffers for an SGD without momentum) is state the load would drop. */
+bool mc_optimizer_reads_state(const mc_optimizer *opt, const char *name);
+
 /* One SGD update of n elements. first_step: the momentum buffer is new and is
  * set to the (decayed) gradient instead of being blended into.
  *   param: (n), grad: (n), momentum_buffer: (n) or NULL when momentum == 0 */

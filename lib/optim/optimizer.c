@@ -322,7 +322,11 @@ enum { MAX_EXACT_STEPS = 1 << 24 };
 static mc_status export_param(const mc_optimizer *opt, const mc_tensor *t,
                               const mc_param_state *state, const char *names[2], int n_buffers,
                               mc_param_list *out) {
-    if (state->steps == 0) return MC_OK;
+    /* Nothing before the first update; except that an optimizer without
+     * buffers writes a 0 step count for a parameter that never had a
+     * gradient, which the import would otherwise take for one updated at
+     * every step. */
+    if (state->steps == 0 && (n_buffers > 0 || opt->steps == 0)) return MC_OK;
     char name[MC_NAME_LEN];
     const float *buffers[2] = {state->buf1, state->buf2};
     for (int b = 0; b < n_buffers; b++) {
@@ -377,6 +381,9 @@ static mc_status import_param(const mc_optimizer *opt, const mc_tensor *param, i
     const mc_tensor *own_steps = lookup(ctx, name);
     state->steps = global_steps;
     if (own_steps) MC_TRY(read_steps(own_steps, &state->steps));
+    if (state->steps > global_steps)
+        return mc_error(MC_ERR_FORMAT, "optimizer state: %s counts %lld steps, more than the "
+                        "optimizer's %lld", name, (long long)state->steps, (long long)global_steps);
     if (state->steps == 0) return MC_OK;
 
     const char *names[2];
@@ -388,6 +395,9 @@ static mc_status import_param(const mc_optimizer *opt, const mc_tensor *param, i
         saved[b] = lookup(ctx, name);
         n_found += saved[b] != NULL;
     }
+    /* An optimizer without buffers (SGD without momentum) keeps only the
+     * step count, which the export leaves out when it is the global one. */
+    if (n_buffers == 0) return MC_OK;
     /* None at all: the parameter never had a gradient (PyTorch keeps no
      * state for it either), unless its own step count says otherwise. */
     if (n_found == 0 && !own_steps) {
@@ -407,6 +417,14 @@ static mc_status import_param(const mc_optimizer *opt, const mc_tensor *param, i
                             name, mc_shape_str(saved[b]->shape, a, sizeof a), param->name,
                             mc_shape_str(param->shape, p, sizeof p));
         }
+        /* Adam's second moment is a mean of squares: a negative one
+         * (a damaged file) would make every update of the parameter NaN. */
+        if (b == 1)
+            for (int64_t i = 0; i < param->numel; i++)
+                if (saved[b]->data[i] < 0.0f)
+                    return mc_error(MC_ERR_FORMAT, "optimizer state: %s holds %g at element %lld; "
+                                    "a mean of squares cannot be negative", name,
+                                    (double)saved[b]->data[i], (long long)i);
         *buffers[b] = malloc((size_t)param->numel * sizeof(float));
         if (!*buffers[b]) return mc_error(MC_ERR_NOMEM, "optimizer state: no memory for %s", name);
         memcpy(*buffers[b], saved[b]->data, (size_t)param->numel * sizeof(float));
@@ -450,10 +468,33 @@ mc_status mc_optimizer_import_state(mc_optimizer *opt, mc_tensor_lookup_fn looku
     return MC_OK;
 }
 
+bool mc_optimizer_reads_state(const mc_optimizer *opt, const char *name) {
+    if (strcmp(name, "optimizer.step") == 0) return true;
+    const char *names[3] = {"step"};
+    const int n_names = 1 + buffer_names(opt, names + 1);
+    for (int w = 0; w < n_names; w++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "optimizer.%s.", names[w]);
+        const size_t len = strlen(prefix);
+        if (strncmp(name, prefix, len) != 0) continue;
+        for (int k = 0; k < opt->n_groups; k++)
+            for (int i = 0; i < opt->groups[k].n_params; i++)
+                if (strcmp(name + len, opt->groups[k].params->items[i]->name) == 0) return true;
+    }
+    return false;
+}
+
 static const mc_tensor *lookup_in_list(void *ctx, const char *name) {
     return mc_params_find((const mc_param_list *)ctx, name);
 }
 
 mc_status mc_optimizer_import_state_from_list(mc_optimizer *opt, const mc_param_list *state) {
+    for (int i = 0; i < state->count; i++) {
+        const char *name = state->items[i]->name;
+        if (strncmp(name, "optimizer.", strlen("optimizer.")) == 0 &&
+            !mc_optimizer_reads_state(opt, name))
+            return mc_error(MC_ERR_FORMAT, "optimizer state: %s belongs to no parameter or buffer "
+                            "of this %s optimizer", name, mc_optimizer_name(opt));
+    }
     return mc_optimizer_import_state(opt, lookup_in_list, (void *)state);
 }
