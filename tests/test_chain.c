@@ -122,6 +122,12 @@ START_TEST(checkpoint_round_trip) {
     ck_assert(loaded.rng.has_spare_normal == state.rng.has_spare_normal &&
               loaded.rng.spare_normal == state.rng.spare_normal);
     mc_spectral_encoder_free(back);
+    /* A best_metric that is not a number is refused, not read as 0. */
+    char damaged[640];
+    mc_test_dir_path("damaged.safetensors", damaged, sizeof damaged);
+    mc_test_copy_with_metadata(path, damaged, "best_metric", "x");
+    MC_CHECK_FAILS(mc_spectral_encoder_load(damaged, &back, &loaded), MC_ERR_FORMAT,
+                   "best_metric 'x' is not a number");
     mc_spectral_encoder_free(enc);
 }
 END_TEST
@@ -243,6 +249,41 @@ static void check_resume_bit_identical(int target_crops, bool augment) {
     mc_spectral_encoder_free(resumed);
     world_close(&w);
 }
+
+/* A checkpoint stopped further into its epoch than this run's epochs are
+ * long (written with a smaller batch) is refused, and the encoder keeps
+ * its own weights: nothing is restored before the check. */
+START_TEST(resume_of_a_longer_epoch_changes_nothing) {
+    world w = {0};
+    world_open(&w, 4);
+    char dir[1200], last[1300];
+    snprintf(dir, sizeof dir, "%s/long", w.f.dir);
+    ck_assert(fixture_mkdir(dir) == MC_OK);
+    mc_chain_train_config c = small_config(dir);
+    c.stop_after_steps = 2; /* of 4 steps an epoch at batch 8 */
+    mc_spectral_encoder *enc = tiny_encoder("B08,B11,B12", 21);
+    mc_chain_trainer *t;
+    MC_CHECK_OK(mc_chain_trainer_new(&t, &c, enc, w.clip, &w.train, &w.val, w.classes, NULL));
+    MC_CHECK_OK(mc_chain_trainer_run(t));
+    mc_chain_trainer_free(t);
+    mc_spectral_encoder_free(enc);
+
+    c.batch_size = 29; /* one step an epoch */
+    c.stop_after_steps = 0;
+    enc = tiny_encoder("B08,B11,B12", 999);
+    mc_spectral_encoder *before = tiny_encoder("B08,B11,B12", 999);
+    snprintf(last, sizeof last, "%s/last.safetensors", dir);
+    MC_CHECK_OK(mc_chain_trainer_new(&t, &c, enc, w.clip, &w.train, &w.val, w.classes, NULL));
+    MC_CHECK_FAILS(mc_chain_trainer_resume(t, last), MC_ERR_FORMAT,
+                   "stopped at step 2 of an epoch of 1 steps");
+    mc_test_assert_same_params("after a refused resume", &before->params, &enc->params);
+    ck_assert_int_eq(mc_chain_trainer_state(t)->global_step, 0);
+    mc_chain_trainer_free(t);
+    mc_spectral_encoder_free(enc);
+    mc_spectral_encoder_free(before);
+    world_close(&w);
+}
+END_TEST
 
 START_TEST(resume_is_bit_identical_on_the_fly) { check_resume_bit_identical(0, true); }
 END_TEST
@@ -567,7 +608,7 @@ int main(int argc, char **argv) {
                                   split_list_trims_and_rejects_empty_items,
                                   text_classifier_fills_the_templates, checkpoint_round_trip,
                                   checkpoint_of_another_architecture_is_refused,
-                                  resume_is_bit_identical_on_the_fly,
+                                  resume_is_bit_identical_on_the_fly, resume_of_a_longer_epoch_changes_nothing,
                                   resume_is_bit_identical_with_target_crops,
                                   resume_is_bit_identical_without_augmentation,
                                   hooks_run_before_their_checkpoints, subset_refuses_items_it_lacks,

@@ -437,26 +437,6 @@ END_TEST
 
 /* ---- the spectral-encoder checkpoint loader under a memory limit ---- */
 
-/* Copy `src` to `dst` with metadata `key` set to `value`. */
-static void copy_with_metadata(const char *src, const char *dst, const char *key, const char *value) {
-    mc_safetensors *f;
-    MC_CHECK_OK(mc_safetensors_open(src, &f));
-    int n = mc_safetensors_count(f), n_meta = mc_safetensors_metadata_count(f);
-    mc_tensor **tensors = calloc((size_t)n, sizeof *tensors);
-    mc_metadata_entry *meta = calloc((size_t)n_meta, sizeof *meta);
-    ck_assert(tensors && meta);
-    for (int i = 0; i < n; i++) MC_CHECK_OK(mc_safetensors_read(f, mc_safetensors_name(f, i), &tensors[i]));
-    for (int i = 0; i < n_meta; i++) {
-        meta[i].key = mc_safetensors_metadata_key(f, i);
-        meta[i].value = strcmp(meta[i].key, key) == 0 ? value : mc_safetensors_metadata(f, meta[i].key);
-    }
-    MC_CHECK_OK(mc_safetensors_write(dst, n, tensors, n_meta, meta));
-    for (int i = 0; i < n; i++) mc_tensor_free(tensors[i]);
-    free(tensors);
-    free(meta);
-    mc_safetensors_close(f);
-}
-
 static mc_status load_encoder(void *path) {
     mc_spectral_encoder *enc = NULL;
     mc_status status = mc_spectral_encoder_load(path, &enc, NULL);
@@ -483,10 +463,10 @@ START_TEST(test_spectral_checkpoint_claiming_a_huge_network) {
     MC_CHECK_OK(load_encoder(path)); /* the genuine file loads */
     if (!mc_test_memory_limit_applies()) fprintf(stderr, "note: no memory limit under ASan\n");
 
-    copy_with_metadata(path, forged, "base_width", "4096");
+    mc_test_copy_with_metadata(path, forged, "base_width", "4096");
     mc_test_expect_fails_limited(load_encoder, forged, 256u << 20, 20, MC_ERR_FORMAT,
                                  "needs tensor conv1.weight (4096, 3, 7, 7), the file holds (4, 3, 7, 7)");
-    copy_with_metadata(path, forged, "layers", "1000,1000,1000,1000");
+    mc_test_copy_with_metadata(path, forged, "layers", "1000,1000,1000,1000");
     mc_test_expect_fails_limited(load_encoder, forged, 256u << 20, 20, MC_ERR_FORMAT,
                                  "needs tensor layer1.1.conv1.weight");
 }

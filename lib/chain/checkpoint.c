@@ -209,7 +209,13 @@ static mc_status parse_state(const mc_safetensors *f, mc_chain_state *state) {
     MC_TRY(meta_int64(f, "global_step", 0, INT64_MAX, &state->global_step));
     MC_TRY(meta_int(f, "best_epoch", 0, 1000000, &state->best_epoch));
     MC_TRY(meta_string(f, "best_metric", &best));
-    state->best_metric = strtod(best, NULL);
+    char *end;
+    state->best_metric = strtod(best, &end);
+    /* Read as 0, a damaged value would keep every later epoch from being
+     * the best one. */
+    if (end == best || *end || !isfinite(state->best_metric))
+        return mc_error(MC_ERR_FORMAT, "checkpoint %s: best_metric '%.40s' is not a number",
+                        mc_safetensors_path(f), best);
     return parse_rng(f, &state->rng);
 }
 

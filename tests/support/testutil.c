@@ -174,6 +174,25 @@ void mc_test_write_file(const char *path, const void *bytes, size_t n) {
 
 void mc_test_write_text(const char *path, const char *text) { mc_test_write_file(path, text, strlen(text)); }
 
+void mc_test_copy_with_metadata(const char *src, const char *dst, const char *key, const char *value) {
+    mc_safetensors *f;
+    MC_CHECK_OK(mc_safetensors_open(src, &f));
+    int n = mc_safetensors_count(f), n_meta = mc_safetensors_metadata_count(f);
+    mc_tensor **tensors = calloc((size_t)n, sizeof *tensors);
+    mc_metadata_entry *meta = calloc((size_t)n_meta, sizeof *meta);
+    ck_assert(tensors && meta);
+    for (int i = 0; i < n; i++) MC_CHECK_OK(mc_safetensors_read(f, mc_safetensors_name(f, i), &tensors[i]));
+    for (int i = 0; i < n_meta; i++) {
+        meta[i].key = mc_safetensors_metadata_key(f, i);
+        meta[i].value = strcmp(meta[i].key, key) == 0 ? value : mc_safetensors_metadata(f, meta[i].key);
+    }
+    MC_CHECK_OK(mc_safetensors_write(dst, n, tensors, n_meta, meta));
+    for (int i = 0; i < n; i++) mc_tensor_free(tensors[i]);
+    free(tensors);
+    free(meta);
+    mc_safetensors_close(f);
+}
+
 void mc_test_write_safetensors(const char *path, const char *header, const void *data,
                                size_t data_len, uint64_t stated_header_len) {
     size_t hl = strlen(header);

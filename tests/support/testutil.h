@@ -100,6 +100,10 @@ void mc_test_write_text(const char *path, const char *text);
  * anything else forges it). */
 void mc_test_write_safetensors(const char *path, const char *header, const void *data,
                                size_t data_len, uint64_t stated_header_len);
+/* Copy the safetensors file `src` to `dst` with metadata `key` set to
+ * `value` (a checkpoint damaged or forged one field at a time). */
+void mc_test_copy_with_metadata(const char *src, const char *dst, const char *key,
+                                const char *value);
 /* Assert `text` (its name in messages: `what`) contains every one of
  * `needles` / none of them; both lists end with NULL. */
 void mc_test_assert_contains(const char *what, const char *text, const char *const needles[]);
