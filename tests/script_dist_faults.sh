@@ -78,6 +78,10 @@ if "$MMCHAIN_MPIEXEC" --version 2>/dev/null | grep -qiE "open-?mpi|OpenRTE"; the
         -- --data "$data" --batch 8 --bands B02,B03,B04
     refused precision "--precision is 1 on rank 1 but 0 on rank 0" --data "$data" --batch 8 \
         -- --data "$data" --batch 8 --precision bf16
+    # With --sync-bn, a rank that recomputes runs its batch norms'
+    # all-reduces again in backward: the collectives would not pair up.
+    refused recompute "--recompute (with --sync-bn) is 0 on rank 1 but 1 on rank 0" \
+        --data "$data" --batch 8 --sync-bn --recompute -- --data "$data" --batch 8 --sync-bn
 else
     echo "(the disagreeing-ranks cases use Open MPI's MPMD form: not run with this launcher)"
 fi

@@ -180,6 +180,8 @@ START_TEST(test_allgather_rows) {
     ck_assert_int_eq(total, expected_total);
     float local[64], global[512];
     for (int64_t i = 0; i < mine * row_len; i++) local[i] = value_of(rank_, i);
+    MC_CHECK_FAILS(mc_dist_allgather_rows(local, mine, row_len, counts, NULL), MC_ERR_ARG,
+                   "no buffer for the rows");
     MC_CHECK_OK(mc_dist_allgather_rows(local, mine, row_len, counts, global));
     int64_t at = 0;
     for (int k = 0; k < world_; k++)

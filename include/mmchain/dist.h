@@ -128,10 +128,10 @@ mc_status mc_dist_allreduce_doubles(double *data, int64_t count, mc_dist_reduce 
 
 /* Rows of all ranks, concatenated in rank order. Every rank gives `rows`
  * rows of `row_len` floats (rows may differ between ranks, and may be 0).
- * counts (world): receives each rank's row count; *total: their sum;
- * global: room for total * row_len floats, or NULL to only learn the
- * counts. Call it once with global NULL to size the buffer, or pass a
- * buffer already known to be large enough (max_rows rows). */
+ * mc_dist_allgather_counts: counts (world) receives each rank's row count
+ * and *total their sum, to size the buffer. mc_dist_allgather_rows then
+ * takes those counts and fills global, room for total * row_len floats
+ * (not NULL: an error). */
 mc_status mc_dist_allgather_counts(int64_t rows, int64_t *counts, int64_t *total);
 mc_status mc_dist_allgather_rows(const float *local, int64_t rows, int64_t row_len,
                                  const int64_t *counts, float *global);

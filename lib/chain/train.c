@@ -285,6 +285,10 @@ static mc_status check_ranks_agree(const mc_chain_trainer *t) {
         {"--shuffle-pairs", c->shuffle_pairs}, {"--seed (low half)", (double)(uint32_t)c->seed},
         {"--seed (high half)", (double)(c->seed >> 32)}, {"--select", c->selection}, {"--val-every", c->val_every},
         {"--val-max", c->val_max_tiles}, {"--sync-bn", c->sync_batchnorm}, {"--stop-after-steps", (double)c->stop_after_steps},
+        /* With --sync-bn a recomputed block's forward runs its batch norms'
+         * all-reduces again in backward: a rank that recomputes and one
+         * that does not would pair different collectives. */
+        {"--recompute (with --sync-bn)", c->sync_batchnorm && t->enc->resnet->recompute},
         {"training tiles", t->train->count}, {"validation tiles", t->val->count},
         {"bands of a tile", t->train->bands}, {"tile height", t->train->height}, {"tile width", t->train->width},
         {"classes", t->train->num_classes},
@@ -519,9 +523,12 @@ mc_status mc_chain_trainer_step(mc_chain_trainer *t, double *loss_out) {
 /* A NaN that slipped into the weights through a finite loss must not
  * overwrite a good checkpoint: checked once where checkpoints are due,
  * before the hook records that step or epoch (the hook first, then the
- * checkpoints: finish_epoch says why). Only where rank 0 writes them. */
+ * checkpoints: finish_epoch says why). Rank 0 writes them, but every rank
+ * checks (the weights are the same on all): all stop together, where a
+ * rank that carried on would wait in the next step's collectives for
+ * ever. */
 static mc_status weights_fit_to_save(const mc_chain_trainer *t) {
-    if (!t->cfg.checkpoint_dir || t->rank != 0) return MC_OK;
+    if (!t->cfg.checkpoint_dir) return MC_OK;
     for (int i = 0; i < t->enc->params.count; i++) {
         const mc_tensor *p = t->enc->params.items[i];
         for (int64_t j = 0; j < p->numel; j++)

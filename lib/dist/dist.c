@@ -204,6 +204,9 @@ static mc_status row_table(const int64_t *counts, int64_t row_len, int64_t **out
 mc_status mc_dist_allgather_rows(const float *local, int64_t rows, int64_t row_len,
                                  const int64_t *counts, float *global) {
     const int rank = mc_comm_rank();
+    if (!counts || !global)
+        return mc_error(MC_ERR_ARG, "all-gather: no %s (mc_dist_allgather_counts sizes them)",
+                        counts ? "buffer for the rows" : "row counts");
     if (counts[rank] != rows)
         return mc_error(MC_ERR_ARG, "all-gather: rank %d gives %lld rows, its count says %lld", rank,
                         (long long)rows, (long long)counts[rank]);
