@@ -409,6 +409,9 @@ START_TEST(test_bad_unknown_dtype) {
                       MC_ERR_FORMAT, "tensor \"w\": unknown or unsupported dtype \"Q7\"");
     expect_open_fails("{\"w\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,2]}}", 2,
                       MC_ERR_FORMAT, "dtype must be a string");
+    /* strcmp would read this as F32. */
+    expect_open_fails("{\"w\":{\"dtype\":\"F32\\u0000XY\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+                      MC_ERR_FORMAT, "tensor \"w\": unknown or unsupported dtype");
 }
 END_TEST
 
@@ -495,6 +498,17 @@ START_TEST(test_bad_duplicate_names) {
                       8, MC_ERR_FORMAT, "the tensor name \"w\" appears twice");
     expect_open_fails("{\"__metadata__\":{},\"__metadata__\":{}}", 0, MC_ERR_FORMAT,
                       "__metadata__ appears twice");
+    /* A metadata key twice (which one counts?), a NUL in a key or a
+     * value (it would answer for "a", or cut the value short), and a key
+     * of control characters, quoted escaped. */
+    expect_open_fails("{\"__metadata__\":{\"opt\":\"sgd\",\"x\":\"1\",\"opt\":\"adamw\"}}", 0,
+                      MC_ERR_FORMAT, "__metadata__ gives \"opt\" twice");
+    expect_open_fails("{\"__metadata__\":{\"a\\u0000b\":\"1\"}}", 0, MC_ERR_FORMAT,
+                      "__metadata__ entry \"a\" holds a NUL character");
+    expect_open_fails("{\"__metadata__\":{\"a\":\"x\\u0000junk\"}}", 0, MC_ERR_FORMAT,
+                      "__metadata__ entry \"a\" holds a NUL character");
+    expect_open_fails("{\"__metadata__\":{\"\\u001b]0\":7}}", 0, MC_ERR_FORMAT,
+                      "__metadata__ value of \"\\x1b]0\" must be a string");
 }
 END_TEST
 

@@ -1,6 +1,7 @@
 /* safetensors: open + validate, read (with dtype conversion), and write
  * atomically. The format is described in include/mmchain/io.h. */
 #include "mmchain/io.h"
+#include "core/excerpt.h"
 #include "core/utf8.h"
 
 #include <errno.h>
@@ -166,7 +167,8 @@ static mc_status parse_entry(const mc_safetensors *f, const mc_json *v, entry *e
     const mc_json *dtype = mc_json_get(v, "dtype");
     if (!dtype || dtype->type != MC_JSON_STRING)
         return mc_error(MC_ERR_FORMAT, "%s: tensor \"%s\": dtype must be a string", f->path, name);
-    if (!dtype_from_name(dtype->string, &e->dtype))
+    /* (A NUL inside it, "F32\u0000...", would read as F32 to strcmp.) */
+    if (strlen(dtype->string) != dtype->string_len || !dtype_from_name(dtype->string, &e->dtype))
         return mc_error(MC_ERR_FORMAT,
                         "%s: tensor \"%s\": unknown or unsupported dtype \"%s\" (supported: F32, F16, "
                         "BF16, F64, I64, I32, I16, I8, U8, BOOL)",
@@ -223,6 +225,15 @@ static mc_status parse_entry(const mc_safetensors *f, const mc_json *v, entry *e
     return MC_OK;
 }
 
+static int compare_keys(const void *a, const void *b) {
+    return strcmp((*(const mc_json *const *)a)->key, (*(const mc_json *const *)b)->key);
+}
+
+/* The metadata: strings only, each key once, no NUL inside a key or a
+ * value. A key given twice would mean one thing here (the first is found)
+ * and perhaps another to a reader that keeps the last; a NUL would make
+ * "a\u0000b" answer for "a" and cut a value short. The writer produces
+ * neither. */
 static mc_status parse_metadata(mc_safetensors *f, const mc_json *v) {
     if (v->type != MC_JSON_OBJECT)
         return mc_error(MC_ERR_FORMAT, "%s: __metadata__ must be an object of strings, found a %s",
@@ -230,12 +241,30 @@ static mc_status parse_metadata(mc_safetensors *f, const mc_json *v) {
     f->meta = calloc((size_t)v->count + 1, sizeof *f->meta);
     if (!f->meta) return mc_error(MC_ERR_NOMEM, "%s: out of memory", f->path);
     for (const mc_json *m = v->child; m; m = m->next) {
+        char key[MC_EXCERPT_LEN];
+        mc_excerpt(m->key, key, sizeof key);
         if (m->type != MC_JSON_STRING)
             return mc_error(MC_ERR_FORMAT, "%s: __metadata__ value of \"%s\" must be a string, found a %s",
-                            f->path, m->key, mc_json_type_name(m->type));
+                            f->path, key, mc_json_type_name(m->type));
+        if (strlen(m->key) != m->key_len || strlen(m->string) != m->string_len)
+            return mc_error(MC_ERR_FORMAT, "%s: __metadata__ entry \"%s\" holds a NUL character",
+                            f->path, key);
         f->meta[f->meta_count++] = m;
     }
-    return MC_OK;
+    /* Each key once: sorted, a repeated key sits next to itself. */
+    const mc_json **sorted = malloc((size_t)(f->meta_count ? f->meta_count : 1) * sizeof *sorted);
+    if (!sorted) return mc_error(MC_ERR_NOMEM, "%s: out of memory", f->path);
+    memcpy(sorted, f->meta, (size_t)f->meta_count * sizeof *sorted);
+    qsort(sorted, (size_t)f->meta_count, sizeof *sorted, compare_keys);
+    mc_status status = MC_OK;
+    for (int i = 1; i < f->meta_count && status == MC_OK; i++)
+        if (strcmp(sorted[i - 1]->key, sorted[i]->key) == 0) {
+            char key[MC_EXCERPT_LEN];
+            mc_excerpt(sorted[i]->key, key, sizeof key);
+            status = mc_error(MC_ERR_FORMAT, "%s: __metadata__ gives \"%s\" twice", f->path, key);
+        }
+    free(sorted);
+    return status;
 }
 
 static int compare_by_offset(const void *a, const void *b) {
