@@ -513,6 +513,11 @@ START_TEST(test_grad_clip_norm_errors) {
     m.b->grad[1] = NAN;
     MC_CHECK_FAILS(mc_grad_clip_norm(&m.params, 1.0f, &norm), MC_ERR_NUMERIC, "layer.bias");
     ck_assert_float_eq(m.w->grad[0], 3.0f); /* nothing was scaled */
+    /* Every gradient finite, their norm (4.2e38) not a float. */
+    m.b->grad[1] = 0.0f;
+    m.w->grad[0] = m.w->grad[5] = 3e38f;
+    MC_CHECK_FAILS(mc_grad_clip_norm(&m.params, 1.0f, &norm), MC_ERR_NUMERIC, "past float's range");
+    ck_assert_float_eq(m.w->grad[0], 3e38f);
     mc_params_free(&m.params);
 }
 END_TEST

@@ -151,7 +151,8 @@ mc_status mc_optimizer_import_state_from_list(mc_optimizer *opt, const mc_param_
  * as one vector, goes into *total_norm (may be NULL). When it exceeds
  * max_norm every gradient is scaled by max_norm / (total_norm + 1e-6).
  * A NaN or infinite norm is an MC_ERR_NUMERIC naming the first parameter
- * with a non-finite gradient, and nothing is scaled (PyTorch's
+ * with a non-finite gradient (or saying that finite gradients have a norm
+ * past float's range), and nothing is scaled (PyTorch's
  * error_if_nonfinite=True). */
 mc_status mc_grad_clip_norm(mc_param_list *params, float max_norm, float *total_norm);
 

@@ -44,6 +44,11 @@ mc_status mc_grad_clip_norm(mc_param_list *params, float max_norm, float *total_
         sum += part;
     }
     double norm = sqrt(sum);
+    /* Finite in double, the norm may still be past float's range (two
+     * gradients of 3e38): PyTorch's float32 norm is infinite there. */
+    if (!isfinite((float)norm))
+        return mc_error(MC_ERR_NUMERIC, "grad_clip_norm: the gradients' norm, %g, is past float's "
+                        "range; nothing was clipped", norm);
     if (total_norm) *total_norm = (float)norm;
     double factor = (double)max_norm / (norm + 1e-6);
     if (factor >= 1.0) return MC_OK;

@@ -80,6 +80,7 @@ static mc_status optimizer_new(mc_optimizer **out, mc_param_list *params, mc_opt
     opt->kind = kind;
     mc_status status = mc_optimizer_add_group(opt, params, lr, weight_decay);
     if (status != MC_OK) {
+        free(opt->groups); /* grown before the group's state could be had */
         free(opt);
         return status;
     }
