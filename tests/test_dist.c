@@ -18,6 +18,8 @@
 #include "mmchain/chain.h"
 #include "mmchain/dist.h"
 
+#include "../lib/dist/comm.h"
+
 static int rank_, world_;
 
 /* The value rank k holds at index i: different on every rank, not
@@ -186,6 +188,28 @@ START_TEST(test_allgather_rows) {
     int64_t at = 0;
     for (int k = 0; k < world_; k++)
         for (int64_t i = 0; i < rows_of(k) * row_len; i++) ck_assert_float_eq(global[at++], value_of(k, i));
+}
+END_TEST
+
+/* MPI's counts are int: a transfer is counted in the largest power-of-two
+ * unit dividing its sizes and offsets, not in bytes. With the count held
+ * to 8 for the test, rows of 16 floats (64 bytes; 3 to 9 rows a rank, up to
+ * 576 bytes) still pass, counted in rows; rows of 3 floats (a unit of 4
+ * bytes: 9 to 27 units) are refused on every rank alike. */
+START_TEST(test_transfers_counted_in_units) {
+    mc_comm_limit_count_for_testing(8);
+    int64_t mine = rows_of(rank_), counts[16], total;
+    MC_CHECK_OK(mc_dist_allgather_counts(mine, counts, &total));
+    float local[16 * 16], global[16 * 16 * 16];
+    for (int64_t i = 0; i < mine * 16; i++) local[i] = value_of(rank_, i);
+    MC_CHECK_OK(mc_dist_allgather_rows(local, mine, 16, counts, global));
+    int64_t at = 0;
+    for (int k = 0; k < world_; k++)
+        for (int64_t i = 0; i < rows_of(k) * 16; i++) ck_assert_float_eq(global[at++], value_of(k, i));
+    if (mc_dist_built_with_mpi() && world_ > 1)
+        MC_CHECK_FAILS(mc_dist_allgather_rows(local, mine, 3, counts, global), MC_ERR_UNSUPPORTED,
+                       "units of 4 bytes");
+    mc_comm_limit_count_for_testing(0);
 }
 END_TEST
 
@@ -567,6 +591,7 @@ int main(int argc, char **argv) {
     tcase_add_test(buffers, test_broadcast_params_refuses_different_models);
     tcase_add_test(buffers, test_check_params_agree);
     tcase_add_test(buffers, test_allgather_rows);
+    tcase_add_test(buffers, test_transfers_counted_in_units);
     tcase_add_test(buffers, test_reduce_scatter_rows);
     tcase_add_test(buffers, test_average_gradients);
     suite_add_tcase(s, buffers);

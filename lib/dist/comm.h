@@ -3,9 +3,10 @@
  * two is compiled (CMake option MMCHAIN_MPI). Only data movement lives here;
  * every sum is taken in lib/dist/dist.c, in rank order.
  *
- * Sizes are in bytes. MPI counts are int: a transfer of more than INT_MAX
- * bytes is refused (MC_ERR_UNSUPPORTED) — callers cut large buffers into
- * rounds. */
+ * Sizes are in bytes. MPI counts are int: the MPI layer counts a transfer
+ * in the largest power-of-two unit (up to 1 MiB) that divides all its
+ * sizes and offsets, and refuses (MC_ERR_UNSUPPORTED) one of more than
+ * INT_MAX such units. Broadcasts go in rounds of 1 GiB. */
 #ifndef MMCHAIN_DIST_COMM_H
 #define MMCHAIN_DIST_COMM_H
 
@@ -53,6 +54,10 @@ mc_status mc_comm_channel_allgatherv_start(mc_comm_channel *channel, const void 
  * non-blocking collective only inside MPI calls. */
 mc_status mc_comm_channel_test(mc_comm_channel *channel, bool *done);
 mc_status mc_comm_channel_wait(mc_comm_channel *channel);
+/* Tests only: at most `count` units in one transfer (0: MPI's INT_MAX), so
+ * that the unit counting shows on transfers of a few bytes. No effect in a
+ * world of one. */
+void mc_comm_limit_count_for_testing(int count);
 /* End every process of the job with exit code `code` (MPI_Abort); returns
  * only in a world of one. */
 void mc_comm_abort(int code);

@@ -75,13 +75,58 @@ mc_status mc_comm_barrier(void) {
     return MC_OK;
 }
 
-/* MPI counts and displacements are int. */
-static mc_status to_int(int64_t bytes, const char *what, int *out) {
-    if (bytes < 0 || bytes > INT_MAX)
-        return mc_error(MC_ERR_UNSUPPORTED, "%s: %lld bytes in one transfer (MPI's limit is %d)", what,
-                        (long long)bytes, INT_MAX);
-    *out = (int)bytes;
+/* ---- counts: MPI's are int ----
+ *
+ * WHY UNITS: a count or displacement of more than INT_MAX bytes (2 GiB)
+ * does not fit MPI's int. A transfer of floats or of rows moves whole
+ * units of 4 bytes, or of a row's bytes: counted in the largest power of
+ * two (up to 1 MiB) that divides every size and offset of the transfer,
+ * and sent as a contiguous MPI type of that many bytes, the same bytes
+ * fit in counts 4 to a million times smaller. (The crop targets gathered
+ * by 8 ranks pass 2 GiB at about 74 crops a tile.) */
+
+enum { MAX_UNIT = 1 << 20 };
+static int max_count = INT_MAX; /* lowered by the tests (mc_comm_limit_count_for_testing) */
+
+void mc_comm_limit_count_for_testing(int count) { max_count = count > 0 ? count : INT_MAX; }
+
+/* The largest power of two, at most MAX_UNIT, dividing `also` and every
+ * entry of the given tables (world entries each; NULL rows skipped). */
+static int64_t common_unit(const int64_t *const sources[4], int64_t also) {
+    uint64_t bits = (uint64_t)also | MAX_UNIT;
+    for (int row = 0; row < 4; row++)
+        for (int k = 0; sources[row] && k < world_size; k++) bits |= (uint64_t)sources[row][k];
+    return (int64_t)(bits & (~bits + 1)); /* the lowest bit set */
+}
+
+/* A count of `unit`-byte units as an int. */
+static mc_status to_int(int64_t bytes, int64_t unit, const char *what, int *out) {
+    const int64_t units = bytes / unit;
+    if (bytes < 0 || units > max_count)
+        return mc_error(MC_ERR_UNSUPPORTED, "%s: %lld bytes in one transfer, %lld units of %lld "
+                        "bytes (MPI's counts are int: at most %d)", what, (long long)bytes,
+                        (long long)units, (long long)unit, max_count);
+    *out = (int)units;
     return MC_OK;
+}
+
+/* The MPI type of one `unit`-byte unit; free it with free_unit_type. */
+static mc_status unit_type(int64_t unit, MPI_Datatype *type) {
+    *type = MPI_BYTE;
+    if (unit == 1) return MC_OK;
+    MPI_TRY(MPI_Type_contiguous, (int)unit, MPI_BYTE, type);
+    int code = MPI_Type_commit(type);
+    if (code != MPI_SUCCESS) {
+        MPI_Type_free(type);
+        return mpi_failed("MPI_Type_commit", code);
+    }
+    return MC_OK;
+}
+
+/* (MPI lets a type be freed while a collective started with it is in
+ * flight: the collective completes normally.) */
+static void free_unit_type(MPI_Datatype *type) {
+    if (*type != MPI_BYTE) MPI_Type_free(type);
 }
 
 mc_status mc_comm_broadcast(void *data, int64_t bytes, int root) {
@@ -96,14 +141,16 @@ mc_status mc_comm_broadcast(void *data, int64_t bytes, int root) {
     return MC_OK;
 }
 
-/* counts / offsets (world) int64 -> int, into one malloc'd array of 4 rows. */
-static mc_status int_tables(const int64_t *const sources[4], const char *what, int **out) {
+/* counts / offsets (world) in bytes -> int counts of `unit`-byte units,
+ * into one malloc'd array of 4 rows. */
+static mc_status int_tables(const int64_t *const sources[4], int64_t unit, const char *what,
+                            int **out) {
     int *table = malloc(4 * (size_t)world_size * sizeof *table);
     if (!table) return mc_error(MC_ERR_NOMEM, "%s: out of memory", what);
     for (int row = 0; row < 4; row++)
         for (int k = 0; k < world_size; k++) {
             if (!sources[row]) continue;
-            mc_status s = to_int(sources[row][k], what, &table[row * world_size + k]);
+            mc_status s = to_int(sources[row][k], unit, what, &table[row * world_size + k]);
             if (s != MC_OK) {
                 free(table);
                 return s;
@@ -117,25 +164,39 @@ mc_status mc_comm_alltoallv(const void *send, const int64_t *send_bytes, const i
                             void *recv, const int64_t *recv_bytes, const int64_t *recv_offsets) {
     if (!started) return not_started("alltoallv");
     const int64_t *sources[4] = {send_bytes, send_offsets, recv_bytes, recv_offsets};
+    const int64_t unit = common_unit(sources, 0);
     int *t = NULL;
-    MC_TRY(int_tables(sources, "alltoallv", &t));
-    int n = world_size;
-    int code = MPI_Alltoallv(send, t, t + n, MPI_BYTE, recv, t + 2 * n, t + 3 * n, MPI_BYTE, MPI_COMM_WORLD);
+    MC_TRY(int_tables(sources, unit, "alltoallv", &t));
+    MPI_Datatype type;
+    mc_status status = unit_type(unit, &type);
+    if (status == MC_OK) {
+        int n = world_size;
+        int code = MPI_Alltoallv(send, t, t + n, type, recv, t + 2 * n, t + 3 * n, type, MPI_COMM_WORLD);
+        if (code != MPI_SUCCESS) status = mpi_failed("MPI_Alltoallv", code);
+        free_unit_type(&type);
+    }
     free(t);
-    return code == MPI_SUCCESS ? MC_OK : mpi_failed("MPI_Alltoallv", code);
+    return status;
 }
 
 mc_status mc_comm_allgatherv(const void *send, int64_t bytes, void *recv, const int64_t *recv_bytes,
                              const int64_t *recv_offsets) {
     if (!started) return not_started("allgatherv");
-    int count = 0;
-    MC_TRY(to_int(bytes, "allgatherv", &count));
     const int64_t *sources[4] = {recv_bytes, recv_offsets, NULL, NULL};
+    const int64_t unit = common_unit(sources, bytes);
+    int count = 0;
+    MC_TRY(to_int(bytes, unit, "allgatherv", &count));
     int *t = NULL;
-    MC_TRY(int_tables(sources, "allgatherv", &t));
-    int code = MPI_Allgatherv(send, count, MPI_BYTE, recv, t, t + world_size, MPI_BYTE, MPI_COMM_WORLD);
+    MC_TRY(int_tables(sources, unit, "allgatherv", &t));
+    MPI_Datatype type;
+    mc_status status = unit_type(unit, &type);
+    if (status == MC_OK) {
+        int code = MPI_Allgatherv(send, count, type, recv, t, t + world_size, type, MPI_COMM_WORLD);
+        if (code != MPI_SUCCESS) status = mpi_failed("MPI_Allgatherv", code);
+        free_unit_type(&type);
+    }
     free(t);
-    return code == MPI_SUCCESS ? MC_OK : mpi_failed("MPI_Allgatherv", code);
+    return status;
 }
 
 /* ---- channels: non-blocking collectives on a communicator of their own ---- */
@@ -185,27 +246,35 @@ mc_status mc_comm_channel_alltoallv_start(mc_comm_channel *c, const void *send, 
                                           const int64_t *recv_offsets) {
     MC_TRY(channel_idle(c, "ialltoallv"));
     const int64_t *sources[4] = {send_bytes, send_offsets, recv_bytes, recv_offsets};
+    const int64_t unit = common_unit(sources, 0);
     free(c->table);
     c->table = NULL;
-    MC_TRY(int_tables(sources, "ialltoallv", &c->table));
+    MC_TRY(int_tables(sources, unit, "ialltoallv", &c->table));
+    MPI_Datatype type;
+    MC_TRY(unit_type(unit, &type));
     int *t = c->table, n = world_size;
-    MPI_TRY(MPI_Ialltoallv, send, t, t + n, MPI_BYTE, recv, t + 2 * n, t + 3 * n, MPI_BYTE, c->comm,
-            &c->request);
-    return MC_OK;
+    int code = MPI_Ialltoallv(send, t, t + n, type, recv, t + 2 * n, t + 3 * n, type, c->comm,
+                              &c->request);
+    free_unit_type(&type);
+    return code == MPI_SUCCESS ? MC_OK : mpi_failed("MPI_Ialltoallv", code);
 }
 
 mc_status mc_comm_channel_allgatherv_start(mc_comm_channel *c, const void *send, int64_t bytes, void *recv,
                                            const int64_t *recv_bytes, const int64_t *recv_offsets) {
     MC_TRY(channel_idle(c, "iallgatherv"));
-    int count = 0;
-    MC_TRY(to_int(bytes, "iallgatherv", &count));
     const int64_t *sources[4] = {recv_bytes, recv_offsets, NULL, NULL};
+    const int64_t unit = common_unit(sources, bytes);
+    int count = 0;
+    MC_TRY(to_int(bytes, unit, "iallgatherv", &count));
     free(c->table);
     c->table = NULL;
-    MC_TRY(int_tables(sources, "iallgatherv", &c->table));
-    MPI_TRY(MPI_Iallgatherv, send, count, MPI_BYTE, recv, c->table, c->table + world_size, MPI_BYTE, c->comm,
-            &c->request);
-    return MC_OK;
+    MC_TRY(int_tables(sources, unit, "iallgatherv", &c->table));
+    MPI_Datatype type;
+    MC_TRY(unit_type(unit, &type));
+    int code = MPI_Iallgatherv(send, count, type, recv, c->table, c->table + world_size, type,
+                               c->comm, &c->request);
+    free_unit_type(&type);
+    return code == MPI_SUCCESS ? MC_OK : mpi_failed("MPI_Iallgatherv", code);
 }
 
 mc_status mc_comm_channel_test(mc_comm_channel *c, bool *done) {
