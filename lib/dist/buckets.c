@@ -153,10 +153,16 @@ void mc_dist_reducer_free(mc_dist_reducer *r) {
     if (!r) return;
     for (int k = 0; k < r->bucket_count; k++) {
         bucket *b = &r->buckets[k];
+        /* A bucket whose exchange is still in flight (a rank that failed
+         * in backward, on its way to MPI_Abort) leaves its buffers to MPI,
+         * which may still write into them: leaked, not freed. */
+        const bool in_flight = b->channel && mc_comm_channel_busy(b->channel);
         mc_comm_channel_free(b->channel);
-        free(b->packed);
-        free(b->received);
-        free(b->mine);
+        if (!in_flight) {
+            free(b->packed);
+            free(b->received);
+            free(b->mine);
+        }
         free(b->table);
     }
     free(r->buckets);
@@ -175,6 +181,11 @@ void mc_dist_reducer_free(mc_dist_reducer *r) {
 /* Pack the bucket's gradients (a gradient never created counts as zeros)
  * and start phase 1. */
 static mc_status bucket_start(mc_dist_reducer *r, bucket *b) {
+    /* A reducer used again after a failed step may hold an exchange still
+     * in flight: its buffers are MPI's until it completes. */
+    if (mc_comm_channel_busy(b->channel))
+        return mc_error(MC_ERR_STATE, "gradient bucket: the previous step's exchange is still in "
+                        "flight (after an error, the reducer cannot be used again)");
     int64_t at = 0;
     for (int m = b->first; m < b->first + b->count; m++) {
         const mc_tensor *t = r->params->items[r->members[m]];

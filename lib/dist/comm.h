@@ -53,6 +53,9 @@ mc_status mc_comm_channel_allgatherv_start(mc_comm_channel *channel, const void 
  * Calling it is also what moves the transfer on: MPI progresses a
  * non-blocking collective only inside MPI calls. */
 mc_status mc_comm_channel_test(mc_comm_channel *channel, bool *done);
+/* Whether a collective started on the channel has not been seen complete
+ * (by _test or _wait): its buffers are still MPI's. */
+bool mc_comm_channel_busy(const mc_comm_channel *channel);
 mc_status mc_comm_channel_wait(mc_comm_channel *channel);
 /* Tests only: at most `count` units in one transfer (0: MPI's INT_MAX), so
  * that the unit counting shows on transfers of a few bytes. No effect in a

@@ -284,6 +284,8 @@ mc_status mc_comm_channel_test(mc_comm_channel *c, bool *done) {
     return MC_OK;
 }
 
+bool mc_comm_channel_busy(const mc_comm_channel *c) { return c->request != MPI_REQUEST_NULL; }
+
 mc_status mc_comm_channel_wait(mc_comm_channel *c) {
     if (c->request != MPI_REQUEST_NULL) MPI_TRY(MPI_Wait, &c->request, MPI_STATUS_IGNORE);
     return MC_OK;
