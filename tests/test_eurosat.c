@@ -101,6 +101,31 @@ START_TEST(test_tiff_non_finite_refused) {
 }
 END_TEST
 
+/* A 4096 x 4096 16-bit raster of zeros in one zstd strip: 32 MiB from a
+ * file of about a kilobyte (zstd's run blocks go to 32768:1). A nodata
+ * raster like it is read, not refused as a corrupt header. */
+START_TEST(test_tiff_zstd_runs_read) {
+    enum { SIDE = 4096 };
+    char path[1024];
+    mc_test_dir_path("zeros.tif", path, sizeof path);
+    /* Debian's libtiff is built with zstd (and the reader lets it run). */
+    ck_assert_msg(TIFFIsCODECConfigured(COMPRESSION_ZSTD), "this libtiff has no zstd codec");
+    TIFF *tif = open_single_band_tiff(path, SIDE, SIDE, 16);
+    TIFFSetField(tif, TIFFTAG_COMPRESSION, COMPRESSION_ZSTD);
+    uint16_t *zeros = calloc((size_t)SIDE * SIDE, sizeof *zeros);
+    ck_assert_ptr_nonnull(zeros);
+    const tmsize_t bytes = (tmsize_t)SIDE * SIDE * (tmsize_t)sizeof *zeros;
+    ck_assert_int_eq(TIFFWriteEncodedStrip(tif, 0, zeros, bytes), bytes);
+    TIFFClose(tif);
+    free(zeros);
+    mc_raster raster;
+    MC_CHECK_OK(mc_tiff_read(path, &raster));
+    ck_assert_int_eq(raster.height, SIDE);
+    ck_assert_float_eq(raster.data[(size_t)SIDE * SIDE - 1], 0.0f);
+    mc_raster_free(&raster);
+}
+END_TEST
+
 /* Our writer, read back by libtiff itself (scanline by scanline), with
  * EuroSAT's tags: 16-bit unsigned, pixel-interleaved, 4 rows per strip. */
 START_TEST(test_tiff_writer) {
@@ -567,7 +592,8 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("eurosat");
-    const TTest *const files[] = {test_tiff_layouts, test_tiff_non_finite_refused, test_tiff_writer,
+    const TTest *const files[] = {test_tiff_layouts, test_tiff_non_finite_refused, test_tiff_zstd_runs_read,
+                                  test_tiff_writer,
                                   test_bad_tiffs, NULL};
     mc_test_use_temp_dir(mc_test_add_case(s, "files", files));
     const TTest *const dataset[] = {test_band_parsing, test_dataset_listing_and_batches,

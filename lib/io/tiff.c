@@ -98,15 +98,20 @@ typedef struct tiff_layout {
  * this library reads and are the least hardened parts of libtiff, so a
  * file (or a flipped bit) asking for one is refused. Ratios: deflate
  * 1032:1 (RFC 1951); LZW 12-bit codes of at most 4096 bytes, < 2731:1;
- * PackBits 2 bytes for 128, 64:1; JPEG, zstd and LZMA get 4096:1, far
- * beyond what real rasters reach. */
+ * PackBits 2 bytes for 128, 64:1; JPEG 4096:1, far beyond what real
+ * rasters reach. zstd writes a run of one byte as an RLE block, 4 bytes
+ * for up to 128 KiB (32768:1), and LZMA codes a long run of zeros in
+ * fractions of a bit a match: both get 65535:1, so that a mostly-nodata
+ * raster is not refused as corrupt (what a decode allocates is bounded
+ * in absolute terms too: decode_limit.h). */
 static unsigned max_expansion(uint16_t compression) {
     switch (compression) {
     case COMPRESSION_NONE: return 1;
     case COMPRESSION_PACKBITS: return 64;
     case COMPRESSION_ADOBE_DEFLATE: case COMPRESSION_DEFLATE: return MC_DEFLATE_MAX_RATIO;
     case COMPRESSION_LZW: return 2731;
-    case COMPRESSION_JPEG: case COMPRESSION_ZSTD: case COMPRESSION_LZMA: return 4096;
+    case COMPRESSION_JPEG: return 4096;
+    case COMPRESSION_ZSTD: case COMPRESSION_LZMA: return 65535;
     default: return 0; /* not supported */
     }
 }
@@ -262,7 +267,7 @@ static mc_status check_tiff_file(const char *path, uint64_t *size) {
 
 /* The most a TIFF of `file_size` bytes may make anyone allocate: its data
  * expanded by the worst codec ratio we accept, plus room for directories. */
-static uint64_t tiff_alloc_budget(uint64_t file_size) { return file_size * 4096u + (1u << 20); }
+static uint64_t tiff_alloc_budget(uint64_t file_size) { return file_size * 65535u + (1u << 20); }
 
 /* Allocate the decode buffer and the raster once the header has passed:
  * both sized from header fields, so both are bounded by the file first. */
