@@ -509,6 +509,14 @@ START_TEST(test_bad_duplicate_names) {
                       "__metadata__ entry \"a\" holds a NUL character");
     expect_open_fails("{\"__metadata__\":{\"\\u001b]0\":7}}", 0, MC_ERR_FORMAT,
                       "__metadata__ value of \"\\x1b]0\" must be a string");
+    /* Control characters in a tensor name, a field name or a dtype reach
+     * no message raw. */
+    expect_open_fails("{\"\\u001b]0;x\\u0007\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+                      MC_ERR_FORMAT, "the tensor name \"\\x1b]0;x\\x07\" holds control characters");
+    expect_open_fails("{\"w\":{\"dtype\":\"F\\u001b\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+                      MC_ERR_FORMAT, "unknown or unsupported dtype \"F\\x1b\"");
+    expect_open_fails("{\"w\":{\"\\u001b\":1,\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+                      MC_ERR_FORMAT, "unknown field \"\\x1b\"");
 }
 END_TEST
 

@@ -156,9 +156,11 @@ static mc_status parse_entry(const mc_safetensors *f, const mc_json *v, entry *e
                         name, mc_json_type_name(v->type));
     for (const mc_json *m = v->child; m; m = m->next)
         if (strcmp(m->key, "dtype") != 0 && strcmp(m->key, "shape") != 0 &&
-            strcmp(m->key, "data_offsets") != 0)
+            strcmp(m->key, "data_offsets") != 0) {
+            char field[MC_EXCERPT_LEN];
             return mc_error(MC_ERR_FORMAT, "%s: tensor \"%s\": unknown field \"%s\"", f->path, name,
-                            m->key);
+                            mc_excerpt(m->key, field, sizeof field));
+        }
     if (v->count != 3)
         return mc_error(MC_ERR_FORMAT,
                         "%s: tensor \"%s\": expected exactly the fields dtype, shape, data_offsets",
@@ -168,11 +170,13 @@ static mc_status parse_entry(const mc_safetensors *f, const mc_json *v, entry *e
     if (!dtype || dtype->type != MC_JSON_STRING)
         return mc_error(MC_ERR_FORMAT, "%s: tensor \"%s\": dtype must be a string", f->path, name);
     /* (A NUL inside it, "F32\u0000...", would read as F32 to strcmp.) */
-    if (strlen(dtype->string) != dtype->string_len || !dtype_from_name(dtype->string, &e->dtype))
+    if (strlen(dtype->string) != dtype->string_len || !dtype_from_name(dtype->string, &e->dtype)) {
+        char given[MC_EXCERPT_LEN];
         return mc_error(MC_ERR_FORMAT,
                         "%s: tensor \"%s\": unknown or unsupported dtype \"%s\" (supported: F32, F16, "
                         "BF16, F64, I64, I32, I16, I8, U8, BOOL)",
-                        f->path, name, dtype->string);
+                        f->path, name, mc_excerpt(dtype->string, given, sizeof given));
+    }
 
     const mc_json *shape = mc_json_get(v, "shape");
     if (!shape || shape->type != MC_JSON_ARRAY)
@@ -364,6 +368,14 @@ static mc_status parse_header(mc_safetensors *f) {
             continue;
         }
         if (m->key_len == 0) return mc_error(MC_ERR_FORMAT, "%s: a tensor has an empty name", f->path);
+        /* Names are quoted in messages (and in ours, unescaped): one with
+         * control characters (a terminal's escape codes) is no name. */
+        for (size_t i = 0; i < m->key_len; i++)
+            if ((unsigned char)m->key[i] < 0x20 || m->key[i] == 0x7F) {
+                char name[MC_EXCERPT_LEN];
+                return mc_error(MC_ERR_FORMAT, "%s: the tensor name \"%s\" holds control characters",
+                                f->path, mc_excerpt(m->key, name, sizeof name));
+            }
         entry *e = &f->entries[f->count++];
         e->name = m->key;
         MC_TRY(parse_entry(f, m, e));
@@ -705,6 +717,10 @@ static mc_status check_write_inputs(const char *path, int n, mc_tensor *const *t
         if (!is_utf8(name))
             return mc_error(MC_ERR_ARG, "safetensors write %s: the name of tensor %d is not UTF-8",
                             path, i);
+        for (const char *c = name; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7F)
+                return mc_error(MC_ERR_ARG, "safetensors write %s: the name of tensor %d holds "
+                                "control characters (the reader refuses them)", path, i);
         for (int j = 0; j < i; j++)
             if (strcmp(tensors[j]->name, name) == 0)
                 return mc_error(MC_ERR_ARG, "safetensors write %s: two tensors are named \"%s\"",
