@@ -38,11 +38,19 @@ mc_status mc_comm_init(int *argc, char ***argv) {
         int code = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
         if (code != MPI_SUCCESS) return mc_error(MC_ERR_IO, "MPI_Init_thread failed (error %d)", code);
         we_initialised = true;
-        if (provided < MPI_THREAD_FUNNELED)
-            return mc_error(MC_ERR_UNSUPPORTED,
-                            "this MPI library gives no thread support (level %d): mmchain's OpenMP "
-                            "threads need MPI_THREAD_FUNNELED",
-                            provided);
+    }
+    /* The level MPI gives, whoever initialised it (the program may have
+     * asked for less). Refused, MPI is finalised again if we started it,
+     * so that the process does not end with it running. */
+    int provided = MPI_THREAD_SINGLE;
+    MPI_Query_thread(&provided);
+    if (provided < MPI_THREAD_FUNNELED) {
+        if (we_initialised) MPI_Finalize();
+        we_initialised = false;
+        return mc_error(MC_ERR_UNSUPPORTED,
+                        "this MPI library gives no thread support (level %d): mmchain's OpenMP "
+                        "threads need MPI_THREAD_FUNNELED",
+                        provided);
     }
     MPI_TRY(MPI_Comm_set_errhandler, MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_TRY(MPI_Comm_rank, MPI_COMM_WORLD, &world_rank);
