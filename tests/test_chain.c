@@ -145,6 +145,20 @@ START_TEST(checkpoint_of_another_architecture_is_refused) {
     mc_spectral_encoder *rgb = tiny_encoder("rgb", 1);
     MC_CHECK_FAILS(mc_spectral_encoder_restore(rgb, path, NULL, NULL), MC_ERR_FORMAT, "bands B08,B11,B12");
     mc_spectral_encoder_free(rgb);
+    /* The same network on other inputs: another normalisation, or the
+     * same kind with other band statistics (--norm dataset on changed
+     * data). */
+    mc_spectral_encoder *renormed = tiny_encoder("B08,B11,B12", 1);
+    MC_CHECK_OK(mc_norm_init(&renormed->norm, MC_NORM_NONE));
+    MC_CHECK_FAILS(mc_spectral_encoder_restore(renormed, path, NULL, NULL), MC_ERR_FORMAT,
+                   "was trained with the torchgeo normalisation; this run's differs");
+    MC_CHECK_OK(mc_norm_init(&renormed->norm, MC_NORM_TORCHGEO));
+    renormed->norm.mean[7] += 1.0f;
+    MC_CHECK_FAILS(mc_spectral_encoder_restore(renormed, path, NULL, NULL), MC_ERR_FORMAT,
+                   "normalisation of other band statistics");
+    renormed->norm.mean[7] -= 1.0f;
+    MC_CHECK_OK(mc_spectral_encoder_restore(renormed, path, NULL, NULL));
+    mc_spectral_encoder_free(renormed);
     mc_spectral_encoder_free(enc);
 }
 END_TEST

@@ -314,6 +314,18 @@ static mc_status check_same_encoder(const mc_safetensors *f, const mc_spectral_e
                         "checkpoint %s: tiles %d, embedding width %d; this run: tiles %d, width %d",
                         mc_safetensors_path(f), saved.image_size, saved.embed_dim, enc->image_size,
                         enc->embed_dim);
+    /* The weights were trained on tiles normalised this way: another
+     * normalisation (another --norm, or --norm dataset measured on changed
+     * data: its statistics are computed in a fixed order, so the same
+     * data gives the same bits) would feed them other inputs. */
+    if (saved.norm.kind != enc->norm.kind ||
+        memcmp(saved.norm.mean, enc->norm.mean, sizeof saved.norm.mean) != 0 ||
+        memcmp(saved.norm.std, enc->norm.std, sizeof saved.norm.std) != 0)
+        return mc_error(MC_ERR_FORMAT,
+                        "checkpoint %s was trained with the %s normalisation%s; this run's differs "
+                        "(another --norm, or the data changed)", mc_safetensors_path(f),
+                        mc_norm_name(saved.norm.kind),
+                        saved.norm.kind == enc->norm.kind ? " of other band statistics" : "");
     return MC_OK;
 }
 
