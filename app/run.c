@@ -209,22 +209,32 @@ static mc_status count_checkpoints(const mc_run *run, const char *folder, bool d
 }
 
 /* MC_RUN_NEW: a folder that holds a run already (a config.json, a
- * checkpoint) is refused, and the message says what it holds (the
- * commands add the flags that get past it). Nothing is created or
- * changed. */
+ * checkpoint, or a model: pretrain-clip's files, which are also what a
+ * downloaded CLIP folder holds) is refused, and the message says what it
+ * holds (the commands add the flags that get past it). Nothing is created
+ * or changed. */
 static mc_status check_holds_no_run(const mc_run *run) {
-    char config[4096], checkpoints[4096];
-    MC_TRY(mc_run_path(run, "config.json", config, sizeof config));
-    MC_TRY(mc_run_path(run, "checkpoints", checkpoints, sizeof checkpoints));
+    static const char *const kept[] = {"config.json", "model.safetensors", "merges.txt",
+                                       "vocab.json"};
+    char held[256] = "", path[4096];
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        MC_TRY(mc_run_path(run, kept[i], path, sizeof path));
+        if (!file_exists(path)) continue;
+        const size_t used = strlen(held);
+        snprintf(held + used, sizeof held - used, "%s%s", used ? ", " : "", kept[i]);
+    }
     int count;
-    MC_TRY(count_checkpoints(run, checkpoints, false, &count));
-    const bool has_config = file_exists(config);
-    if (!has_config && count == 0) return MC_OK;
+    MC_TRY(mc_run_path(run, "checkpoints", path, sizeof path));
+    MC_TRY(count_checkpoints(run, path, false, &count));
+    if (count > 0) {
+        const size_t used = strlen(held);
+        snprintf(held + used, sizeof held - used, "%s%d checkpoint%s in checkpoints/",
+                 used ? ", " : "", count, count == 1 ? "" : "s");
+    }
+    if (!held[0]) return MC_OK;
     return mc_error(MC_ERR_IO,
-                    "run folder %s holds a run already (%s%s%d checkpoint%s in checkpoints/), "
-                    "which a new run there would leave beside its own config.json",
-                    run->dir, has_config ? "config.json" : "", has_config ? ", " : "", count,
-                    count == 1 ? "" : "s");
+                    "run folder %s holds a run already (%s), which a new run there would leave "
+                    "beside its own config.json, or replace", run->dir, held);
 }
 
 mc_status mc_run_remove(mc_run *run, const char *relative) {

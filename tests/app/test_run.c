@@ -432,6 +432,24 @@ START_TEST(run_new_refuses_a_folder_holding_a_run) {
 }
 END_TEST
 
+/* A model's folder is a run's too: pretrain-clip writes model.safetensors,
+ * merges.txt and vocab.json into --out, and a downloaded CLIP's folder
+ * holds just those. A new run there would replace them: refused, and
+ * nothing is touched. */
+START_TEST(run_new_refuses_a_folder_holding_a_model) {
+    char model[512], merges[512], vocab[512];
+    mc_test_write_text(mc_test_dir_path("model.safetensors", model, sizeof model), "weights");
+    mc_test_write_text(mc_test_dir_path("merges.txt", merges, sizeof merges), "merges");
+    mc_test_write_text(mc_test_dir_path("vocab.json", vocab, sizeof vocab), "{}");
+    mc_run *run = (mc_run *)1;
+    MC_CHECK_FAILS(mc_run_open(&run, mc_test_dir, MC_RUN_NEW), MC_ERR_IO,
+                   "holds a run already (model.safetensors, merges.txt, vocab.json)");
+    ck_assert_ptr_null(run);
+    mc_test_assert_file_text(model, "weights");
+    mc_test_assert_file_text(vocab, "{}");
+}
+END_TEST
+
 /* One process at a time: a second open of an open run folder is refused
  * with a clear message; closing the first frees it. (flock locks belong to
  * the open file, so a second open in the same process is refused as one in
@@ -568,7 +586,8 @@ static Suite *run_suite(void) {
                                    run_config_json, run_metrics_rows_resume_and_drop,
                                    run_log_appends_lines, run_resume_of_a_non_run_creates_nothing,
                                    run_folder_is_locked_while_open, run_files_survive_a_failed_write,
-                                   run_new_refuses_a_folder_holding_a_run, NULL};
+                                   run_new_refuses_a_folder_holding_a_run,
+                                   run_new_refuses_a_folder_holding_a_model, NULL};
     mc_test_use_temp_dir(mc_test_add_case(s, "folder", folder));
     return s;
 }
