@@ -63,8 +63,8 @@ START_TEST(test_row_views) {
     mc_tensor last = mc_tensor_rows(t, 3, 1);
     ck_assert_float_eq(last.data[5], 23.0f);
     /* Outside the tensor: an empty view. */
-    const int64_t bad[][2] = {{-1, 1}, {0, 0}, {3, 2}, {4, 1}};
-    for (int i = 0; i < 4; i++) {
+    const int64_t bad[][2] = {{-1, 1}, {0, 0}, {3, 2}, {4, 1}, {INT64_MAX, 1}, {1, INT64_MAX}};
+    for (int i = 0; i < 6; i++) {
         mc_tensor empty = mc_tensor_rows(t, bad[i][0], bad[i][1]);
         ck_assert_ptr_null(empty.data);
         ck_assert_int_eq(empty.numel, 0);
@@ -247,6 +247,11 @@ START_TEST(test_backward_needs_a_recorded_loss) {
     MC_CHECK_FAILS(mc_backward(g, t), MC_ERR_STATE, "loss");
     MC_CHECK_OK(mc_graph_tensor(g, MC_SHAPE(3), "vec", &t));
     MC_CHECK_FAILS(mc_backward(g, t), MC_ERR_SHAPE, "expected one");
+    /* NULL (a failed op's output passed on): an error, not a crash. */
+    MC_CHECK_FAILS(mc_backward(g, NULL), MC_ERR_ARG, "the loss is NULL");
+    MC_CHECK_FAILS(mc_backward_with_grad(g, t, NULL), MC_ERR_ARG, "gradient to start from is NULL");
+    mc_tensor *view;
+    MC_CHECK_FAILS(mc_graph_view(g, NULL, MC_SHAPE(3), &view), MC_ERR_ARG, "is NULL");
     mc_graph_free(g);
 }
 END_TEST

@@ -66,9 +66,15 @@ START_TEST(test_correct_backward_passes_with_report) {
     mc_tensor *x = positive_input();
     square_variant right = {.factor = 2.0f};
     mc_gradcheck_report report;
+    const uint64_t version = x->version;
     MC_CHECK_OK(mc_gradcheck("square", 1, &x, square_only, &right, NULL, &report));
     ck_assert(report.passed);
     ck_assert_int_eq(report.checked, 15);
+    /* Every perturbation and restore touched x: what is derived from its
+     * data (a weight's bf16 copies) is remade, never kept from a perturbed
+     * value. */
+    ck_assert_msg(x->version > version + 2 * 15, "x->version went from %llu to %llu",
+                  (unsigned long long)version, (unsigned long long)x->version);
     ck_assert(report.worst_violation <= 1.0);
     ck_assert(report.max_abs_error < 2e-3);
     ck_assert(report.worst_input == 0);

@@ -289,6 +289,27 @@ START_TEST(test_group_norm_parity) {
     expect(fx, "group_norm", "grad_weight", layer.weight, true);
     expect(fx, "group_norm", "grad_bias", layer.bias, true);
     MC_CHECK_FAILS(mc_group_norm(g, x, 4, NULL, NULL, 1e-5f, &y), MC_ERR_ARG, "4 groups");
+    /* Values 1e5 + 0.1 z: a large mean next to a small spread, where
+     * E[x^2] - mean^2 loses the variance (39 % low). The output's spread
+     * must be 1, as a two-pass reference in double says. */
+    mc_tensor *offset;
+    MC_CHECK_OK(mc_tensor_new(&offset, MC_SHAPE(1, 64, 64, 16), "offset"));
+    mc_rng rng;
+    mc_rng_seed(&rng, 7);
+    mc_tensor_normal(offset, &rng, 0.0f, 0.1f);
+    for (int64_t i = 0; i < offset->numel; i++) offset->data[i] += 1e5f;
+    double mean = 0.0, squares = 0.0;
+    for (int64_t i = 0; i < offset->numel; i++) mean += offset->data[i];
+    mean /= (double)offset->numel;
+    for (int64_t i = 0; i < offset->numel; i++)
+        squares += (offset->data[i] - mean) * (offset->data[i] - mean);
+    const double invstd = 1.0 / sqrt(squares / (double)offset->numel + 1e-5);
+    MC_CHECK_OK(mc_group_norm(g, offset, 1, NULL, NULL, 1e-5f, &y));
+    for (int64_t i = 0; i < offset->numel; i += 997)
+        ck_assert_msg(fabs(y->data[i] - (offset->data[i] - mean) * invstd) < 1e-3,
+                      "group norm of offset values at %lld: %g, expected %g", (long long)i,
+                      (double)y->data[i], (offset->data[i] - mean) * invstd);
+    mc_tensor_free(offset);
     mc_graph_free(g);
     mc_params_free(&params);
     mc_fixture_close(fx);

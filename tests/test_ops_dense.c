@@ -540,6 +540,22 @@ START_TEST(test_reduce_values) {
     MC_CHECK_OK(mc_sum(g, v, 0, false, &y));
     ck_assert(mc_shape_equal(y->shape, MC_SHAPE(1)));
     ck_assert_float_eq(y->data[0], 10);
+    /* Sums over a dimension are taken in double too: 5,017,600 values of
+     * 0.1f summed in float one after another come out 4 % low, and 2^25
+     * ones stop at 2^24. */
+    mc_tensor *tenths;
+    MC_CHECK_OK(mc_tensor_new(&tenths, MC_SHAPE(5017600, 2), "tenths"));
+    mc_tensor_fill(tenths, 0.1f);
+    MC_CHECK_OK(mc_mean(g, tenths, 0, false, &y));
+    ck_assert_float_eq_tol(y->data[0], 0.1f, 1e-7f);
+    ck_assert_float_eq_tol(y->data[1], 0.1f, 1e-7f);
+    mc_tensor_free(tenths);
+    mc_tensor *column;
+    MC_CHECK_OK(mc_tensor_new(&column, MC_SHAPE(1 << 25), "column"));
+    mc_tensor_fill(column, 1.0f);
+    MC_CHECK_OK(mc_sum(g, column, 0, false, &y));
+    ck_assert_float_eq(y->data[0], (float)(1 << 25));
+    mc_tensor_free(column);
     /* A big sum_all is accumulated in double: 1e6 ones plus one 1e-3 * ... */
     mc_tensor *ones;
     MC_CHECK_OK(mc_tensor_new(&ones, MC_SHAPE(1000, 1001), "ones"));
@@ -967,6 +983,13 @@ START_TEST(test_bad_inputs) {
     MC_CHECK_FAILS(mc_linear(g, b, w, a, &y), MC_ERR_SHAPE, "bias a (3, 5) must have shape (7)");
     /* broadcast mismatch */
     MC_CHECK_FAILS(mc_add(g, a, b, &y), MC_ERR_SHAPE, "add: cannot broadcast a (3, 5) with b (4, 6)");
+    /* An empty view (rows past the end) against a broadcast row: refused,
+     * not broadcast into rows read from no data. */
+    mc_tensor *row;
+    MC_CHECK_OK(mc_tensor_new(&row, MC_SHAPE(5), "row"));
+    mc_tensor empty = mc_tensor_rows(a, 5, 1);
+    MC_CHECK_FAILS(mc_add(g, &empty, row, &y), MC_ERR_SHAPE, "a");
+    mc_tensor_free(row);
     MC_CHECK_FAILS(mc_mul(g, c3, a, &y), MC_ERR_SHAPE, "dimension -1 is 4 vs 5");
     /* bad dims */
     MC_CHECK_FAILS(mc_softmax(g, a, 2, &y), MC_ERR_ARG, "softmax: dim 2 is out of range for a (3, 5)");

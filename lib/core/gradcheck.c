@@ -42,13 +42,18 @@ static mc_status numeric_gradient(mc_graph *g, const gradcheck_run *run, mc_tens
     float saved = x->data[j];
     float up = (float)(saved + eps), down = (float)(saved - eps);
     double plus = 0.0, minus = 0.0;
+    /* Each write touches x: what is derived from its data (a weight's bf16
+     * copies) is remade from the perturbed values, not kept stale. */
     x->data[j] = up;
+    mc_tensor_touch(x);
     mc_status status = projected_loss(g, run, &plus);
     if (status == MC_OK) {
         x->data[j] = down;
+        mc_tensor_touch(x);
         status = projected_loss(g, run, &minus);
     }
     x->data[j] = saved;
+    mc_tensor_touch(x);
     if (status != MC_OK)
         return mc_error_context(status, "%s: forward at %s[%lld] %+g: ", run->name, x->name,
                                 (long long)j, eps);

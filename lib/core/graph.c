@@ -336,6 +336,7 @@ mc_status mc_graph_tensor_uninit(mc_graph *g, mc_shape shape, const char *name, 
 
 mc_status mc_graph_view(mc_graph *g, mc_tensor *base, mc_shape shape, mc_tensor **out) {
     *out = NULL;
+    if (!base) return mc_error(MC_ERR_ARG, "view: the tensor to view is NULL");
     MC_TRY(mc_shape_check(shape, base->name));
     if (mc_shape_numel(shape) != base->numel) {
         char a[96], b[96];
@@ -769,6 +770,7 @@ mc_status mc_grad_buffer_fresh(mc_graph *g, mc_tensor *t, float **grad, bool *fr
 static mc_status walk_tape(mc_graph *g);
 
 mc_status mc_backward(mc_graph *g, mc_tensor *loss) {
+    if (!loss) return mc_error(MC_ERR_ARG, "backward: the loss is NULL");
     if (loss->numel != 1)
         return mc_error(MC_ERR_SHAPE, "backward: loss %s has %lld elements, expected one",
                         loss->name, (long long)loss->numel);
@@ -777,6 +779,8 @@ mc_status mc_backward(mc_graph *g, mc_tensor *loss) {
 }
 
 mc_status mc_backward_with_grad(mc_graph *g, mc_tensor *t, const float *t_grad) {
+    if (!t || !t_grad)
+        return mc_error(MC_ERR_ARG, "backward: the %s is NULL", t ? "gradient to start from" : "tensor");
     if (!t->requires_grad || g->tape_length == 0)
         return mc_error(MC_ERR_STATE,
                         "backward: %s was not computed from anything that requires a gradient "
@@ -1076,6 +1080,8 @@ mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, 
     size_t bytes_at_last_record = g->bytes_at_last_record;
     mc_tensor *y = NULL;
     mc_status status = segment(g, context, false, in, &y);
+    if (status == MC_OK && !y)
+        status = mc_error(MC_ERR_ARG, "the segment returned MC_OK and no tensor");
     mc_tensor **params = NULL;
     int n_params = 0;
     if (status == MC_OK) status = segment_params(g, mark.tape_length, &params, &n_params);
@@ -1093,7 +1099,7 @@ mc_status mc_recompute(mc_graph *g, mc_segment_fn segment, const void *context, 
     if (status != MC_OK) {
         arena_release_to(g, mark);
         segment_room_end(g, &room);
-        return mc_error_context(status, "recompute of %s: ", in->name);
+        return mc_error_context(status, "recompute of %s: ", in ? in->name : "(no input)");
     }
     if (needs_grad) status = keep_in_block(g, mark, &y);
     else status = mc_graph_release_keep(g, mark, &y);

@@ -191,7 +191,9 @@ mc_tensor mc_tensor_rows(const mc_tensor *t, int64_t first, int64_t n) {
     view.owns_data = false;
     view.bf16 = NULL;
     view.bf16_panels = NULL;
-    if (t->shape.ndim < 1 || first < 0 || n < 1 || first + n > t->shape.dim[0] || !t->data) {
+    /* (n > dim0 - first, not first + n > dim0: the sum may overflow.) */
+    if (t->shape.ndim < 1 || first < 0 || n < 1 || first > t->shape.dim[0] ||
+        n > t->shape.dim[0] - first || !t->data) {
         view.shape.dim[0] = 0;
         view.numel = 0;
         view.data = NULL;

@@ -40,6 +40,10 @@ typedef struct broadcast_plan {
 /* The broadcast shape of a and b, or MC_ERR_SHAPE naming both. */
 static mc_status broadcast_shape(const char *op, const mc_tensor *a, const mc_tensor *b,
                                  mc_shape *out) {
+    /* An empty dimension (mc_tensor_rows' empty view) would broadcast
+     * against a 1 into a non-empty output read from no data. */
+    MC_TRY(mc_shape_check(a->shape, a->name));
+    MC_TRY(mc_shape_check(b->shape, b->name));
     int nd = a->shape.ndim > b->shape.ndim ? a->shape.ndim : b->shape.ndim;
     out->ndim = nd;
     for (int k = 0; k < nd; k++) { /* k counts from the end: 0 is the last dim */

@@ -34,16 +34,23 @@ static void groupnorm_statistics(groupnorm_saved *s, const float *x, double eps)
     const int64_t per_group = s->channels / s->groups, count = s->spatial * per_group;
     for (int64_t n = 0; n < s->n; n++)
         for (int64_t grp = 0; grp < s->groups; grp++) {
-            double sum = 0.0, sum_sq = 0.0;
+            /* Two passes, the mean and then the squares about it, as
+             * layer norm's: E[x^2] - mean^2 cancels when the mean is large
+             * next to the spread (values 1e5 + 0.1 N(0, 1): 39 % low). */
+            double sum = 0.0, squares = 0.0;
+            for (int64_t p = 0; p < s->spatial; p++) {
+                const float *run = x + (n * s->spatial + p) * s->channels + grp * per_group;
+                for (int64_t k = 0; k < per_group; k++) sum += run[k];
+            }
+            const double mean = sum / (double)count;
             for (int64_t p = 0; p < s->spatial; p++) {
                 const float *run = x + (n * s->spatial + p) * s->channels + grp * per_group;
                 for (int64_t k = 0; k < per_group; k++) {
-                    sum += run[k];
-                    sum_sq += (double)run[k] * run[k];
+                    const double d = run[k] - mean;
+                    squares += d * d;
                 }
             }
-            double mean = sum / (double)count;
-            double var = fmax(sum_sq / (double)count - mean * mean, 0.0);
+            const double var = squares / (double)count;
             s->mean[n * s->groups + grp] = mean;
             s->invstd[n * s->groups + grp] = 1.0 / sqrt(var + eps);
         }

@@ -23,18 +23,26 @@ static void reduce_dim_forward(const float *x, float *y, int64_t outer, int64_t 
     for (int64_t o = 0; o < outer; o++) {
         float *y_row = y + o * inner;
         const float *x_block = x + o * n * inner;
+        /* Sums in double, as mc_sum_all's: in float, millions of terms
+         * drift (a mean of 5 million 0.1f came out 4 % low) and a sum of
+         * ones stops at 2^24. */
         if (inner == 1) {
             /* A contiguous row: one dot-style reduction, vectorised by simd. */
-            float acc = 0.0f;
+            double acc = 0.0;
 #pragma omp simd reduction(+ : acc)
             for (int64_t j = 0; j < n; j++) acc += x_block[j];
-            y_row[0] = acc * scale;
+            y_row[0] = (float)(acc * scale);
             continue;
         }
-        for (int64_t i = 0; i < inner; i++) y_row[i] = 0.0f;
-        for (int64_t j = 0; j < n; j++)
-            for (int64_t i = 0; i < inner; i++) y_row[i] += x_block[j * inner + i];
-        for (int64_t i = 0; i < inner; i++) y_row[i] *= scale;
+        enum { CHUNK = 256 }; /* columns summed at once, their sums on the stack */
+        for (int64_t i0 = 0; i0 < inner; i0 += CHUNK) {
+            const int64_t m = inner - i0 < CHUNK ? inner - i0 : CHUNK;
+            double acc[CHUNK];
+            for (int64_t i = 0; i < m; i++) acc[i] = 0.0;
+            for (int64_t j = 0; j < n; j++)
+                for (int64_t i = 0; i < m; i++) acc[i] += x_block[j * inner + i0 + i];
+            for (int64_t i = 0; i < m; i++) y_row[i0 + i] = (float)(acc[i] * scale);
+        }
     }
 }
 
