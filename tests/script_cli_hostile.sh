@@ -224,6 +224,11 @@ expect_error "eval --which with --checkpoint" "cannot go with --checkpoint" \
 expect_error "search --which with --checkpoint" "cannot go with --checkpoint" \
     "$cli" search --run "$tmp/run" --which last --checkpoint "$tmp/last.kept" --text forest
 
+# ---- a full standard output: an error, not a truncated result and status 0 ----
+"$cli" eval --run "$tmp/run" --which last --json >/dev/full 2>"$tmp/err"
+[ $? -eq 1 ] || fail "eval --json into a full device: exit status is not 1"
+grep -q "cannot write to standard output" "$tmp/err" || fail "eval into a full device: $(cat "$tmp/err")"
+
 # ---- usage errors: status 1 like any other error ----
 expect_error "synth with an unknown option" "unknown option" "$cli" synth --bogus
 expect_error "synth without --per-class" "--per-class" "$cli" synth --out "$tmp/x"

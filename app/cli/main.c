@@ -1,4 +1,5 @@
 /* mmchain — the command-line program. Dispatches to one subcommand. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,7 +93,14 @@ int main(int argc, char **argv) {
     for (const cli_command *c = commands; c->name; c++)
         if (strcmp(argv[1], c->name) == 0) {
             int code = refuse_ranks(c);
-            return code ? code : c->run(argc - 1, argv + 1);
+            if (!code) code = c->run(argc - 1, argv + 1);
+            /* What a command printed (classify's scores, eval's JSON) may
+             * sit in stdout's buffer still: written out now, a full disk or
+             * a closed pipe is an error, not a truncated result and 0. */
+            if (fflush(stdout) != 0 || ferror(stdout))
+                return code ? code : cli_fail(c->name, "cannot write to standard output: %s",
+                                              strerror(errno));
+            return code;
         }
     fprintf(stderr, "mmchain: error: unknown command '%s' (see mmchain --help)\n", argv[1]);
     return 1;
