@@ -429,9 +429,9 @@ static mc_status write_report(demo *d) {
     MC_TRY(mc_run_path(d->run, "test-tiles.png", sheet, sizeof sheet));
     MC_TRY(write_sheet(d, sheet));
     char values[6][64];
-    snprintf(values[0], sizeof values[0], "%.1f %%", 100.0 * r->rgb_text_acc);
-    snprintf(values[1], sizeof values[1], "%.1f %%", 100.0 * r->spectral_text_acc);
-    snprintf(values[2], sizeof values[2], "%.1f %%", 100.0 * r->control_text_acc);
+    mc_report_percent(r->rgb_text_acc, values[0], sizeof values[0]);
+    mc_report_percent(r->spectral_text_acc, values[1], sizeof values[1]);
+    mc_report_percent(r->control_text_acc, values[2], sizeof values[2]); /* "-" without a control */
     snprintf(values[3], sizeof values[3], "%.1f %%", 100.0 / r->num_classes);
     snprintf(values[4], sizeof values[4], "%d", r->test_tiles);
     snprintf(values[5], sizeof values[5], "%.0f s", now_seconds() - d->started);
@@ -467,8 +467,8 @@ static mc_status write_report(demo *d) {
     mc_metadata_entry rows[9];
     memcpy(rows, summary, sizeof summary);
     char hop2[2][64];
-    snprintf(hop2[0], sizeof hop2[0], "%.1f %%", 100.0 * r->hop2_text_acc);
-    snprintf(hop2[1], sizeof hop2[1], "%.1f %%", 100.0 * r->hop2_control_text_acc);
+    mc_report_percent(r->hop2_text_acc, hop2[0], sizeof hop2[0]);
+    mc_report_percent(r->hop2_control_text_acc, hop2[1], sizeof hop2[1]);
     rows[6] = (mc_metadata_entry){"second hop: student -> text (through the encoder)", hop2[0]};
     rows[7] = (mc_metadata_entry){"second hop's control (shuffled pairs) -> text", hop2[1]};
     bool two = d->cfg->hops == 2;

@@ -79,10 +79,10 @@ static void write_summary(FILE *f, const mc_report *r) {
     fputs("</table>\n", f);
 }
 
-/* "71.3 %" or "-" for a value not measured. */
-static void format_percent(double v, char *buf, size_t len) {
+const char *mc_report_percent(double v, char *buf, size_t len) {
     if (isfinite(v)) snprintf(buf, len, "%.1f %%", 100.0 * v);
     else snprintf(buf, len, "-");
+    return buf;
 }
 
 /* Boxes in a row joined by arrows; each arrow carries its link's label and
@@ -103,7 +103,7 @@ static void write_chain(FILE *f, const mc_report_chain *c) {
         mc_html_escape(f, c->nodes[i]);
         fputs("</text>\n", f);
         if (c->text_acc && isfinite(c->text_acc[i])) {
-            format_percent(c->text_acc[i], value, sizeof value);
+            mc_report_percent(c->text_acc[i], value, sizeof value);
             fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">-> text: %s</text>\n", x + BOX_W / 2,
                     TOP + BOX_H + 20, value);
         }
@@ -113,7 +113,7 @@ static void write_chain(FILE *f, const mc_report_chain *c) {
                    "marker-end=\"url(#arrow)\"/>\n<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">",
                 x0, y, x1, y, (x0 + x1) / 2, y - 24);
         mc_html_escape(f, c->links[i]);
-        format_percent(c->link_acc[i], value, sizeof value);
+        mc_report_percent(c->link_acc[i], value, sizeof value);
         fprintf(f, "</text>\n<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" class=\"title\">%s</text>\n",
                 (x0 + x1) / 2, y - 8, value);
     }

@@ -10,6 +10,8 @@ cli=${MMCHAIN_CLI:?MMCHAIN_CLI must name the mmchain program}
 . "$(dirname "$0")/support/script_common.sh"
 
 "$cli" demo --tiny --no-control --quiet --out "$tmp/demo" >/dev/null 2>"$tmp/err" || { echo "demo failed: $(cat "$tmp/err")"; exit 1; }
+# Without a control its row says "-" (not measured), as the report's other tables do.
+! grep -q "nan %" "$tmp/demo/report.html" || fail "report.html of a demo without a control prints NaN"
 "$cli" synth --out "$tmp/world" --per-class 20 --no-png >/dev/null 2>"$tmp/err" || { echo "synth failed: $(cat "$tmp/err")"; exit 1; }
 "$cli" train --data "$tmp/world" --clip "$tmp/demo/clip/model.safetensors" --vocab "$tmp/demo/clip/merges.txt" \
     --depth 18 --width 8 --layers 1,1,1,1 --epochs 6 --batch 50 --lr 1e-3 --temperature 0.25 --quiet \

@@ -131,6 +131,14 @@ static mc_status write_csv(void *ctx, FILE *f) {
     return MC_OK;
 }
 
+/* "71.3 ± 2.0 %" ("71.3 %" without a spread), or "-" for a value not
+ * measured (the control, with --no-control), as the report's tables say. */
+static void mean_sd_percent(double mean, double sd, char *buf, size_t len) {
+    if (!isfinite(mean)) snprintf(buf, len, "-");
+    else if (!isfinite(sd)) snprintf(buf, len, "%.1f %%", 100 * mean);
+    else snprintf(buf, len, "%.1f ± %.1f %%", 100 * mean, 100 * sd);
+}
+
 /* report.html: the table as summary rows, a bar chart of the sets, and
  * each set's per-class accuracy. */
 static mc_status write_report(mc_run *run, const ablation *ab) {
@@ -148,10 +156,11 @@ static mc_status write_report(mc_run *run, const ablation *ab) {
     for (int set = 0; set < n && status == MC_OK; set++) {
         double m[4], sd[4];
         for (int i = 0; i < 4; i++) column(ab, set, SUMMARY_PICKS[i], 0, &m[i], &sd[i]);
+        char cells[4][48];
+        for (int i = 0; i < 4; i++) mean_sd_percent(m[i], i == 3 ? NAN : sd[i], cells[i], sizeof cells[i]);
         snprintf(values[set], sizeof values[set],
-                 "spectral->text %.1f ± %.1f %%, matching %.1f ± %.1f %%, control %.1f ± %.1f %%, "
-                 "RGB->text %.1f %%", 100 * m[0], 100 * sd[0], 100 * m[1], 100 * sd[1], 100 * m[2], 100 * sd[2],
-                 100 * m[3]);
+                 "spectral->text %s, matching %s, control %s, RGB->text %s", cells[0], cells[1],
+                 cells[2], cells[3]);
         summary[set] = (mc_metadata_entry){ab->rows[set].bands, values[set]};
         set_names[set] = ab->rows[set].bands;
         text[set] = m[0];

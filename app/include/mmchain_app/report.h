@@ -95,6 +95,9 @@ typedef struct mc_report {
 
 /* Write the report to `path` atomically. */
 mc_status mc_report_write(const char *path, const mc_report *report);
+/* A fraction as "71.3 %" into buf, or "-" for a value not measured (NaN:
+ * a control that was not run); returns buf. */
+const char *mc_report_percent(double fraction, char *buf, size_t len);
 /* The report with plots made from a metrics.csv (as written by
  * mc_run_metrics_row; absent file = no plots) followed by everything in
  * `extra` (may be NULL): "step" rows give loss-over-steps plots, "epoch"
