@@ -219,6 +219,9 @@ expect_error "synth --rgb-out with --no-png" "cannot go with --no-png" \
 expect_error "demo --hop2-bands with one hop" "need --hops 2" \
     "$cli" demo --tiny --hop2-bands B01,B09,B10 --out "$tmp/d2"
 [ ! -e "$tmp/d2" ] || fail "a refused demo created its run folder"
+expect_error "demo with patches that do not tile the tiles" "is not a multiple of --clip-patch 5" \
+    "$cli" demo --tiny --clip-patch 5 --out "$tmp/d3"
+[ ! -e "$tmp/d3" ] || fail "a demo refused for its --clip-patch created its run folder"
 expect_error "eval --which with --checkpoint" "cannot go with --checkpoint" \
     "$cli" eval --run "$tmp/run" --which last --checkpoint "$tmp/last.kept"
 expect_error "search --which with --checkpoint" "cannot go with --checkpoint" \

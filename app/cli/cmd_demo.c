@@ -103,6 +103,11 @@ int cmd_demo(int argc, char **argv) {
     if (chain_cli_check_tower_width(COMMAND, "--clip-width", c->clip.width) ||
         chain_cli_check_tower_width(COMMAND, "--text-width", c->clip.text_width))
         return 1;
+    /* The CLIP looks at whole tiles: its patches must tile them (checked
+     * here, before the run folder and the world are made). */
+    if (c->clip.patch > c->tile_size || c->tile_size % c->clip.patch != 0)
+        return cli_fail(COMMAND, "--tile-size %d is not a multiple of --clip-patch %d", c->tile_size,
+                        c->clip.patch);
     if (c->out_dir && mc_demo_run_mode(c) == MC_RUN_NEW &&
         chain_cli_check_out(COMMAND, c->out_dir, false, false))
         return 1;
