@@ -71,5 +71,10 @@ grep -q '"epochs": *2' "$tmp/early-whole/config.json" ||
 "$cli" train --resume "$tmp/early-whole" >/dev/null 2>"$tmp/err" || fail "more epochs, resumed: $(cat "$tmp/err")"
 [ "$(grep -c '^epoch,' "$tmp/early-whole/metrics.csv")" = 2 ] ||
     fail "more epochs: $(grep -c '^epoch,' "$tmp/early-whole/metrics.csv") epoch rows, not 2"
+# Fewer epochs than the checkpoint has trained: refused, config.json as it was.
+expect_error "--epochs below the checkpoint's" "--epochs 1: the run's checkpoint has trained 2 epochs" \
+    "$cli" train --resume "$tmp/early-whole" --epochs 1
+grep -q '"epochs": *2' "$tmp/early-whole/config.json" ||
+    fail "a refused resume changed config.json: $(grep epochs "$tmp/early-whole/config.json")"
 
 finish "resumed run is bit-identical to the uninterrupted one; a run stopped before its first checkpoint logs each step once"

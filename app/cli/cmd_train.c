@@ -486,8 +486,26 @@ static mc_status teacher_hop(const train_args *a, train_setup *s, const char *ca
     return st;
 }
 
+/* A resume's --epochs must reach as far as its checkpoint has trained:
+ * checked before config.json takes the new value (the trainer refuses it
+ * too, but only after that), so that a refused resume changes nothing. */
+static int check_epochs_cover_checkpoint(const train_args *a, mc_run *run) {
+    char last[4096], text[32];
+    if (!a->resume || mc_run_path(run, "checkpoints/last.safetensors", last, sizeof last) != MC_OK ||
+        !file_exists(last) || mc_checkpoint_metadata_get(last, "epoch", text, sizeof text) != MC_OK) {
+        mc_clear_error(); /* no checkpoint, or none readable: the resume itself says so */
+        return 0;
+    }
+    const long epochs_done = strtol(text, NULL, 10);
+    if (epochs_done > a->train.epochs)
+        return cli_fail(COMMAND, "--epochs %d: the run's checkpoint has trained %ld epochs already",
+                        a->train.epochs, epochs_done);
+    return 0;
+}
+
 static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, train_setup *setup) {
     train_ui ui = {.args = a, .setup = setup, .run = run, .selected_acc = NAN};
+    if (check_epochs_cover_checkpoint(a, run)) return 1;
     /* Resumed too: the options it may change (--epochs, --log-every) are
      * the run's from now on, or the next resume would go back to the old. */
     int code = chain_cli_write_config(COMMAND, run, opts, not_stored);

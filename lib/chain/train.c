@@ -572,6 +572,16 @@ mc_status mc_chain_trainer_resume(mc_chain_trainer *t, const char *checkpoint_pa
                             "written with another batch size or data split?",
                             checkpoint_path, step_in_epoch, (long long)t->steps_per_epoch);
     }
+    /* A run of fewer epochs than the file has trained already would run
+     * nothing and report the checkpoint's later training as its own. */
+    if (mc_checkpoint_metadata_get(checkpoint_path, "epoch", text, sizeof text) == MC_OK) {
+        char *end;
+        const long long epochs_done = strtoll(text, &end, 10);
+        if (end != text && !*end && epochs_done > t->cfg.epochs)
+            return mc_error(MC_ERR_ARG,
+                            "checkpoint %s has trained %lld epochs already, more than this run's "
+                            "%d (--epochs)", checkpoint_path, epochs_done, t->cfg.epochs);
+    }
     mc_clear_error();
     mc_chain_state state;
     MC_TRY(mc_spectral_encoder_restore(t->enc, checkpoint_path, t->opt, &state));
