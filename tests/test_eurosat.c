@@ -183,6 +183,9 @@ START_TEST(test_band_parsing) {
     MC_CHECK_FAILS(mc_bands_parse("nir", &bands), MC_ERR_ARG, "B8A");
     MC_CHECK_FAILS(mc_bands_parse("B08,B08", &bands), MC_ERR_ARG, "band B08 is named twice");
     MC_CHECK_FAILS(mc_bands_parse("B8A,b8a", &bands), MC_ERR_ARG, "is named twice");
+    /* A name too long for the parser's buffer is refused, not cut to "B01". */
+    MC_CHECK_FAILS(mc_bands_parse("B01                             X", &bands), MC_ERR_ARG,
+                   "a band name of 33 bytes");
     mc_norm_kind kind;
     MC_CHECK_OK(mc_norm_parse("reflectance", &kind));
     ck_assert_int_eq(kind, MC_NORM_REFLECTANCE);
@@ -386,7 +389,7 @@ START_TEST(test_split_files_and_rgb_folder) {
     make_dir(mc_test_dir, "splits", splits, sizeof splits);
     /* torchgeo's files name the RGB release's .jpg: matched by stem. */
     snprintf(path, sizeof path, "%s/eurosat-train.txt", splits);
-    mc_test_write_text(path, "River_1.jpg\nAnnualCrop_0.jpg\nForest_1.jpg\n");
+    mc_test_write_text(path, "River_1.jpg\nAnnualCrop_0.jpg \n\tForest_1.jpg\n"); /* torchgeo strips */
     snprintf(path, sizeof path, "%s/eurosat-val.txt", splits);
     mc_test_write_text(path, "Forest_0.jpg\r\n\n");
     mc_eurosat_options options = mc_eurosat_default_options();
@@ -569,7 +572,13 @@ START_TEST(test_bad_datasets) {
     int indices[2] = {0, 4}; /* AnnualCrop_0, Pasture_0 (classes sorted: AnnualCrop, Forest, Pasture, River) */
     ck_assert_str_eq(mc_eurosat_class_name(ds, mc_eurosat_label(ds, 4)), "Pasture");
     MC_CHECK_FAILS(mc_eurosat_load_batch(ds, indices, 2, &bands, NULL, batch), MC_ERR_SHAPE,
-                   "Pasture_0.tif: has 3 bands, but band B08");
+                   "Pasture_0.tif: tile has 3 bands, the dataset's first tile 13");
+    /* A 14-band tile holds B08 too, but it is another product: refused. */
+    mc_test_tiff_spec fourteen = {8, 8, 14, 16, SAMPLEFORMAT_UINT, COMPRESSION_NONE, PLANARCONFIG_CONTIG, 0, 0};
+    mc_test_write_tiff(path, &fourteen);
+    MC_CHECK_FAILS(mc_eurosat_load_batch(ds, indices, 2, &bands, NULL, batch), MC_ERR_SHAPE,
+                   "Pasture_0.tif: tile has 14 bands, the dataset's first tile 13");
+    mc_test_write_tiff(path, &three);
     /* An unreadable tile (permissions mean nothing to root: CI runs as root). */
     mc_test_dir_path("AnnualCrop/AnnualCrop_0.tif", path, sizeof path);
     ck_assert_int_eq(chmod(path, 0), 0);

@@ -57,7 +57,7 @@ int mc_eurosat_band_index(const char *name);
 /* An ordered selection of bands, as file indices. */
 typedef struct mc_bands {
     int count;
-    int index[MC_EUROSAT_NUM_BANDS * 2]; /* a band may be repeated */
+    int index[MC_EUROSAT_NUM_BANDS * 2]; /* mc_bands_parse names each band once */
 } mc_bands;
 
 /* Parse "B08,B11,B12" (any order), "all" (the 13 in file order) or "rgb"

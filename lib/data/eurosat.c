@@ -79,7 +79,10 @@ mc_status mc_bands_parse(const char *spec, mc_bands *out) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         char name[32];
-        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
+        if (len >= sizeof name) /* cut to fit, its end would go unread */
+            return mc_error(MC_ERR_ARG, "bands \"%.40s...\": a band name of %zu bytes (valid: %s)",
+                            spec, len, valid_band_list());
+        snprintf(name, sizeof name, "%.*s", (int)len, p);
         int index = mc_eurosat_band_index(name);
         if (index < 0)
             return mc_error(MC_ERR_ARG, "bands \"%s\": unknown band \"%s\" (valid: %s)", spec, name,
@@ -366,7 +369,13 @@ static mc_status read_split_file(mc_eurosat *ds, const char *split_dir, mc_split
                               line_number, sizeof line - 2);
             break;
         }
+        /* Whitespace at either end is no part of the name (torchgeo
+         * strips each line). */
+        while (len > 0 && isspace((unsigned char)line[len - 1])) len--;
         line[len] = '\0';
+        size_t lead = 0;
+        while (isspace((unsigned char)line[lead])) lead++;
+        memmove(line, line + lead, len - lead + 1);
         if (line[0] == '\0') continue;
         const char *wanted = path_stem(line, stem, sizeof stem);
         int index = wanted ? find_stem(stems, ds->files.count, wanted) : -1;
@@ -590,13 +599,18 @@ static mc_status check_batch(const mc_eurosat *ds, const int *indices, int n, in
 
 /* One tile into out: (C, H, W) selected and normalised, or the RGB view. */
 static mc_status load_one(const char *path, const mc_bands *bands, const mc_norm *norm, bool rgb_view,
-                          int height, int width, float *out) {
+                          int height, int width, int file_bands, float *out) {
     mc_raster raster;
     MC_TRY(mc_tiff_read(path, &raster));
     mc_status status = MC_OK;
     if (raster.height != height || raster.width != width)
         status = mc_error(MC_ERR_SHAPE, "%s: tile is %dx%d, expected %dx%d like the batch", path,
                           raster.height, raster.width, height, width);
+    /* Another band count is another product (a 14-band file among 13-band
+     * ones), even where the selected bands exist in it. */
+    else if (raster.bands != file_bands)
+        status = mc_error(MC_ERR_SHAPE, "%s: tile has %d bands, the dataset's first tile %d", path,
+                          raster.bands, file_bands);
     if (status == MC_OK) status = mc_raster_select(&raster, path, bands, rgb_view ? NULL : norm, out);
     if (status == MC_OK && rgb_view)
         for (size_t k = 0; k < (size_t)3 * height * width; k++) out[k] = mc_eurosat_rgb_value(out[k]);
@@ -620,7 +634,8 @@ static mc_status load_tiles(const mc_eurosat *ds, const int *indices, int n, con
         if (rgb_view && ds->rgb_paths)
             s = mc_image_load_into(ds->rgb_paths[indices[i]], true, out, i);
         else
-            s = load_one(ds->files.paths[indices[i]], bands, norm, rgb_view, height, width, out->data + per_tile * i);
+            s = load_one(ds->files.paths[indices[i]], bands, norm, rgb_view, height, width, ds->bands,
+                         out->data + per_tile * i);
         if (s != MC_OK) {
             #pragma omp critical(mc_eurosat_load)
             {
@@ -665,9 +680,11 @@ mc_status mc_eurosat_compute_norm(const mc_eurosat *ds, mc_split split, mc_norm 
     for (int i = 0; i < count; i++) {
         mc_raster raster;
         MC_TRY(mc_tiff_read(ds->files.paths[indices[i]], &raster));
-        if (raster.bands < bands) {
+        if (raster.bands != ds->bands) {
+            const int found = raster.bands;
             mc_raster_free(&raster);
-            return mc_error(MC_ERR_SHAPE, "%s: has fewer bands than the first tile's %d", ds->files.paths[indices[i]], bands);
+            return mc_error(MC_ERR_SHAPE, "%s: tile has %d bands, the dataset's first tile %d",
+                            ds->files.paths[indices[i]], found, ds->bands);
         }
         size_t plane = (size_t)raster.height * raster.width;
         for (int b = 0; b < bands; b++) {
