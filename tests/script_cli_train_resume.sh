@@ -72,7 +72,7 @@ grep -q '"epochs": *2' "$tmp/early-whole/config.json" ||
 [ "$(grep -c '^epoch,' "$tmp/early-whole/metrics.csv")" = 2 ] ||
     fail "more epochs: $(grep -c '^epoch,' "$tmp/early-whole/metrics.csv") epoch rows, not 2"
 # Fewer epochs than the checkpoint has trained: refused, config.json as it was.
-expect_error "--epochs below the checkpoint's" "--epochs 1: the run's checkpoint has trained 2 epochs" \
+expect_error "--epochs below the checkpoint's" "has trained 2 epochs already, more than this run's 1 (--epochs)" \
     "$cli" train --resume "$tmp/early-whole" --epochs 1
 grep -q '"epochs": *2' "$tmp/early-whole/config.json" ||
     fail "a refused resume changed config.json: $(grep epochs "$tmp/early-whole/config.json")"

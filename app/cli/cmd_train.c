@@ -486,30 +486,8 @@ static mc_status teacher_hop(const train_args *a, train_setup *s, const char *ca
     return st;
 }
 
-/* A resume's --epochs must reach as far as its checkpoint has trained:
- * checked before config.json takes the new value (the trainer refuses it
- * too, but only after that), so that a refused resume changes nothing. */
-static int check_epochs_cover_checkpoint(const train_args *a, mc_run *run) {
-    char last[4096], text[32];
-    if (!a->resume || mc_run_path(run, "checkpoints/last.safetensors", last, sizeof last) != MC_OK ||
-        !file_exists(last) || mc_checkpoint_metadata_get(last, "epoch", text, sizeof text) != MC_OK) {
-        mc_clear_error(); /* no checkpoint, or none readable: the resume itself says so */
-        return 0;
-    }
-    const long epochs_done = strtol(text, NULL, 10);
-    if (epochs_done > a->train.epochs)
-        return cli_fail(COMMAND, "--epochs %d: the run's checkpoint has trained %ld epochs already",
-                        a->train.epochs, epochs_done);
-    return 0;
-}
-
 static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, train_setup *setup) {
     train_ui ui = {.args = a, .setup = setup, .run = run, .selected_acc = NAN};
-    if (check_epochs_cover_checkpoint(a, run)) return 1;
-    /* Resumed too: the options it may change (--epochs, --log-every) are
-     * the run's from now on, or the next resume would go back to the old. */
-    int code = chain_cli_write_config(COMMAND, run, opts, not_stored);
-    if (code) return code;
     if (mc_default_precision() == MC_PRECISION_BF16)
         mc_run_log(run, "precision bf16: matrix products on bf16 operands with fp32 sums (%s)",
                    mc_gemm_bf16_kernel_name());
@@ -522,8 +500,15 @@ static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, t
         s = mc_chain_trainer_new(&ui.trainer, &config, setup->enc, setup->clip, train_pairs(setup),
                                  val_pairs(setup), setup->classes, &hooks);
     if (s == MC_OK) s = maybe_resume(&ui);
-    if (s == MC_OK) s = train(&ui);
+    /* Written once the checkpoint is in, so that a refused resume (another
+     * architecture, an --epochs below the checkpoint's) changes nothing.
+     * Resumed too: the options it may change (--epochs, --log-every) are
+     * the run's from now on, or the next resume would go back to the old. */
+    int code = 0;
+    if (s == MC_OK) code = chain_cli_write_config(COMMAND, run, opts, not_stored);
+    if (s == MC_OK && !code) s = train(&ui);
     mc_chain_trainer_free(ui.trainer);
+    if (code) return code;
     return s == MC_OK ? 0 : cli_fail_status(COMMAND, s);
 }
 

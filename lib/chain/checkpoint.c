@@ -329,6 +329,14 @@ static mc_status check_same_encoder(const mc_safetensors *f, const mc_spectral_e
     return MC_OK;
 }
 
+mc_status mc_spectral_encoder_check_fits(const mc_spectral_encoder *enc, const char *path) {
+    mc_safetensors *f;
+    MC_TRY(open_encoder_checkpoint(path, &f));
+    mc_status status = check_same_encoder(f, enc);
+    mc_safetensors_close(f);
+    return status;
+}
+
 mc_status mc_spectral_encoder_restore(mc_spectral_encoder *enc, const char *path, mc_optimizer *opt,
                                       mc_chain_state *state) {
     if (!enc || !path) return mc_error(MC_ERR_ARG, "spectral checkpoint: no path");

@@ -558,6 +558,8 @@ static mc_status save_checkpoint(mc_chain_trainer *t, const char *name) {
 }
 
 mc_status mc_chain_trainer_resume(mc_chain_trainer *t, const char *checkpoint_path) {
+    /* The encoder first: another architecture is what the file says first. */
+    MC_TRY(mc_spectral_encoder_check_fits(t->enc, checkpoint_path));
     /* Where the file stopped in its epoch, before anything is restored: a
      * checkpoint of another batch size or split is refused with the
      * encoder and the optimizer as they were. (Metadata that does not
