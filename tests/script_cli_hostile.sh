@@ -222,6 +222,11 @@ expect_error "demo --hop2-bands with one hop" "need --hops 2" \
 expect_error "demo with patches that do not tile the tiles" "is not a multiple of --clip-patch 5" \
     "$cli" demo --tiny --clip-patch 5 --out "$tmp/d3"
 [ ! -e "$tmp/d3" ] || fail "a demo refused for its --clip-patch created its run folder"
+expect_error "train --target-crops without augmentation" "--target-crops cannot go with --no-augment" \
+    "$cli" train "${args[@]}" --no-augment --target-crops 4 --out "$tmp/na"
+expect_error "train --crop-min without augmentation" "--crop-min cannot go with --no-augment" \
+    "$cli" train "${args[@]}" --no-augment --crop-min 0.5 --out "$tmp/na"
+[ ! -e "$tmp/na" ] || fail "a refused train created its run folder"
 expect_error "eval --which with --checkpoint" "cannot go with --checkpoint" \
     "$cli" eval --run "$tmp/run" --which last --checkpoint "$tmp/last.kept"
 expect_error "search --which with --checkpoint" "cannot go with --checkpoint" \

@@ -585,6 +585,11 @@ int cmd_train(int argc, char **argv) {
     };
     int code = cli_parse_options(COMMAND, USAGE, opts, argc, argv);
     if (code >= 0) return code;
+    /* Without augmentation no crop is drawn, on the fly or precomputed:
+     * the crop options would be recorded as if they had applied. */
+    if (!a.train.augment && (a.train.target_crops > 0 || cli_opt_find(opts, "--crop-min")->given))
+        return cli_fail(COMMAND, "%s cannot go with --no-augment (no crop is drawn without it)",
+                        a.train.target_crops > 0 ? "--target-crops" : "--crop-min");
     code = chain_cli_memory_limit(COMMAND, cli_opt_find(opts, "--max-memory"), &a.max_memory);
     if (code) return code;
     code = chain_cli_dist_start(COMMAND);
