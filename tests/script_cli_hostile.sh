@@ -232,12 +232,36 @@ expect_error "eval --which with --checkpoint" "cannot go with --checkpoint" \
 expect_error "search --which with --checkpoint" "cannot go with --checkpoint" \
     "$cli" search --run "$tmp/run" --which last --checkpoint "$tmp/last.kept" --text forest
 
+# ---- names from the data in JSON: a class folder named with a quote and a comma ----
+cp -r "$data" "$tmp/odd"
+first=$(ls "$tmp/odd" | head -1)
+mv "$tmp/odd/$first" "$tmp/odd/Sea\"La,ke"
+for f in "$tmp/odd/Sea\"La,ke"/*; do mv "$f" "$tmp/odd/Sea\"La,ke/Sea\"La,ke_${f##*_}"; done
+"$cli" eval --checkpoint "$tmp/run/checkpoints/last.safetensors" --data "$tmp/odd" --clip "$clip" \
+    --vocab "$vocab" --json >"$tmp/odd.json" 2>"$tmp/err" || fail "eval of the odd names: $(cat "$tmp/err")"
+if command -v python3 >/dev/null; then
+    python3 -c 'import json, sys; names = [c["name"] for c in json.load(sys.stdin)["classes"]]; assert "Sea\"La,ke" in names, names' \
+        <"$tmp/odd.json" 2>"$tmp/err" || fail "eval --json with a quote in a class name: $(cat "$tmp/err")"
+else
+    echo "SKIPPED (python3 is absent): parsing eval's JSON"
+fi
+"$cli" ablate --data "$tmp/odd" --clip "$clip" --vocab "$vocab" --sets B08,B11,B12 --seeds 1 --epochs 1 \
+    --depth 18 --width 4 --layers 1,1,1,1 --quiet --out "$tmp/odd-ablation" >/dev/null 2>"$tmp/err" ||
+    fail "ablate of the odd names: $(cat "$tmp/err")"
+if command -v python3 >/dev/null; then
+    python3 -c 'import csv, sys; rows = list(csv.reader(sys.stdin)); assert "Sea\"La,ke_acc" in rows[0], rows[0]; assert all(len(r) == len(rows[0]) for r in rows), [len(r) for r in rows]' \
+        <"$tmp/odd-ablation/ablation.csv" 2>"$tmp/err" || fail "ablation.csv with a comma in a class name: $(cat "$tmp/err")"
+fi
+
 # ---- a full standard output: an error, not a truncated result and status 0 ----
 "$cli" eval --run "$tmp/run" --which last --json >/dev/full 2>"$tmp/err"
 [ $? -eq 1 ] || fail "eval --json into a full device: exit status is not 1"
 grep -q "cannot write to standard output" "$tmp/err" || fail "eval into a full device: $(cat "$tmp/err")"
 
 # ---- usage errors: status 1 like any other error ----
+expect_error "ablate with a seed past 2^64" "is not a seed" \
+    "$cli" ablate --tiny --seeds 1,99999999999999999999 --out "$tmp/ab"
+[ ! -e "$tmp/ab" ] || fail "a refused ablate created its run folder"
 expect_error "synth with an unknown option" "unknown option" "$cli" synth --bogus
 expect_error "synth without --per-class" "--per-class" "$cli" synth --out "$tmp/x"
 "$cli" >/dev/null 2>&1

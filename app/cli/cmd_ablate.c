@@ -10,6 +10,7 @@
  * folder, --clip, --vocab) the same on real tiles: `mmchain train`'s encoder
  * and schedule (the paper's), scored on the test split. In both, each
  * encoder is scored with its last epoch's weights: no checkpoint is chosen. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,12 +108,31 @@ static void print_markdown(const ablation *ab) {
            "spectral->text mean. Chance is %.0f %%.\n", ab->n_seeds, 100.0 / k);
 }
 
+/* One CSV cell, text + suffix, quoted (RFC 4180: quotes doubled) where
+ * it holds a comma, a quote or a line break: class names are folder
+ * names, and any character may be in them. */
+static void write_csv_cell(FILE *f, const char *text, const char *suffix) {
+    if (!strpbrk(text, ",\"\r\n")) {
+        fprintf(f, "%s%s", text, suffix);
+        return;
+    }
+    fputc('"', f);
+    for (const char *c = text; *c; c++) {
+        if (*c == '"') fputc('"', f);
+        fputc(*c, f);
+    }
+    fprintf(f, "%s\"", suffix);
+}
+
 static mc_status write_csv(void *ctx, FILE *f) {
     const ablation *ab = ctx;
     const int k = ab->rows[0].num_classes;
     fprintf(f, "bands,seeds,spectral_text_acc,spectral_text_sd,match_acc,match_sd,control_text_acc,control_text_sd,"
                "rgb_text_acc,rgb_text_sd");
-    for (int c = 0; c < k; c++) fprintf(f, ",%s_acc", ab->class_names[c]);
+    for (int c = 0; c < k; c++) {
+        fputc(',', f);
+        write_csv_cell(f, ab->class_names[c], "_acc");
+    }
     fprintf(f, "\n");
     for (int set = 0; set < ab->n_sets; set++) {
         fprintf(f, "\"%s\",%d", ab->rows[set].bands, ab->n_seeds);
@@ -209,8 +229,10 @@ static int parse_lists(const ablate_args *a, ablation *ab) {
     int code = ab->seeds && ab->n_seeds <= 64 ? 0 : cli_fail(COMMAND, "--seeds: at most 64 seeds");
     for (int i = 0; i < ab->n_seeds && !code; i++) {
         char *end;
+        errno = 0;
         ab->seeds[i] = strtoull(seeds[i], &end, 10);
-        if (*end || seeds[i][0] == '-') code = cli_fail(COMMAND, "--seeds: '%s' is not a seed (a whole number)", seeds[i]);
+        if (end == seeds[i] || *end || seeds[i][0] == '-' || errno == ERANGE)
+            code = cli_fail(COMMAND, "--seeds: '%s' is not a seed (a whole number below 2^64)", seeds[i]);
     }
     mc_chain_strings_free(seeds, ab->n_seeds);
     if (code) return code;

@@ -261,9 +261,12 @@ static void print_json(const eval_args *a, const eval_setup *s) {
     const mc_chain_metrics *m = &s->metrics;
     printf("{\"checkpoint\": ");
     chain_cli_print_json_string(a->checkpoint);
-    printf(", \"epoch\": %d, \"best_epoch\": %d, \"selection\": \"%s\", ", s->state.epoch,
-           s->state.best_epoch, s->selection);
-    printf("\"split\": \"%s\", \"count\": %d, \"spectral_text_acc\": ", a->split, m->count);
+    printf(", \"epoch\": %d, \"best_epoch\": %d, \"selection\": ", s->state.epoch,
+           s->state.best_epoch);
+    chain_cli_print_json_string(s->selection); /* from the checkpoint's metadata */
+    printf(", \"split\": ");
+    chain_cli_print_json_string(a->split);
+    printf(", \"count\": %d, \"spectral_text_acc\": ", m->count);
     print_json_number(m->spectral_text_acc);
     printf(", \"rgb_text_acc\": ");
     print_json_number(m->rgb_text_acc);
@@ -288,7 +291,10 @@ static void print_json(const eval_args *a, const eval_setup *s) {
     }
     printf(", \"classes\": [");
     for (int k = 0; k < m->num_classes; k++) {
-        printf("%s{\"name\": \"%s\", \"spectral_acc\": ", k ? ", " : "", s->data.class_names[k]);
+        /* (class names are folder names: any character may be in them) */
+        printf("%s{\"name\": ", k ? ", " : "");
+        chain_cli_print_json_string(s->data.class_names[k]);
+        printf(", \"spectral_acc\": ");
         print_json_number(m->spectral_class_acc[k]);
         printf(", \"rgb_acc\": ");
         print_json_number(m->rgb_class_acc[k]);
