@@ -536,6 +536,16 @@ START_TEST(targets_are_cached_on_disk) {
     MC_CHECK_OK(mc_chain_targets(w.clip, &w.train, cache, 5, &third, &cached));
     ck_assert(!cached);
     w.clip->config.vision.heads = heads;
+    /* Another MLP activation (LAION's exact GELU, read from a config.json):
+     * another key. quick_gelu's key is the one it always was: cached. */
+    w.clip->config.vision.activation = MC_CLIP_GELU;
+    mc_tensor_free(third);
+    MC_CHECK_OK(mc_chain_targets(w.clip, &w.train, cache, 5, &third, &cached));
+    ck_assert(!cached);
+    w.clip->config.vision.activation = MC_CLIP_QUICK_GELU;
+    mc_tensor_free(third);
+    MC_CHECK_OK(mc_chain_targets(w.clip, &w.train, cache, 5, &third, &cached));
+    ck_assert(cached);
     free(items);
     mc_tensor_free(rgb);
     mc_tensor_free(first);

@@ -70,13 +70,15 @@ static mc_status cache_key(const mc_chain_tower *tower, const mc_chain_data *dat
     uint64_t h;
     if (tower->clip) {
         mc_clip_vision_fingerprint(tower->clip, fingerprint);
-        /* The heads as well: they are not in the tensors the fingerprint
-         * hashes (mc_clip_load reads them beside them), and other heads
-         * are another tower. */
+        /* The heads and the MLP's activation as well: they are not in the
+         * tensors the fingerprint hashes (mc_clip_load reads them beside
+         * them), and others are another tower. The exact GELU is named,
+         * quick_gelu is not: a cache of an OpenAI CLIP keeps its key. */
         snprintf(preprocessing, sizeof preprocessing,
-                 "rgb %dx%d -> bicubic antialias %d, CLIP mean/std, %d heads", data->rgb_height,
+                 "rgb %dx%d -> bicubic antialias %d, CLIP mean/std, %d heads%s", data->rgb_height,
                  data->rgb_width, tower->clip->config.vision.image_size,
-                 tower->clip->config.vision.heads);
+                 tower->clip->config.vision.heads,
+                 tower->clip->config.vision.activation == MC_CLIP_GELU ? ", gelu" : "");
         /* v4: where the RGB views come from (an RGB release, or the tiles'
          * bands) is part of the key; before, runs with and without --rgb
          * sharing a cache folder read each other's targets. */
