@@ -488,6 +488,11 @@ static mc_status teacher_hop(const train_args *a, train_setup *s, const char *ca
 
 static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, train_setup *setup) {
     train_ui ui = {.args = a, .setup = setup, .run = run, .selected_acc = NAN};
+    /* A fresh run is one from its start (config.json makes the folder a
+     * run: killed while its targets are made, it can be resumed). A
+     * resumed one writes it once its checkpoint is in (below). */
+    int code = a->resume ? 0 : chain_cli_write_config(COMMAND, run, opts, not_stored);
+    if (code) return code;
     if (mc_default_precision() == MC_PRECISION_BF16)
         mc_run_log(run, "precision bf16: matrix products on bf16 operands with fp32 sums (%s)",
                    mc_gemm_bf16_kernel_name());
@@ -500,12 +505,11 @@ static int run_training(const train_args *a, const cli_opt *opts, mc_run *run, t
         s = mc_chain_trainer_new(&ui.trainer, &config, setup->enc, setup->clip, train_pairs(setup),
                                  val_pairs(setup), setup->classes, &hooks);
     if (s == MC_OK) s = maybe_resume(&ui);
-    /* Written once the checkpoint is in, so that a refused resume (another
-     * architecture, an --epochs below the checkpoint's) changes nothing.
-     * Resumed too: the options it may change (--epochs, --log-every) are
-     * the run's from now on, or the next resume would go back to the old. */
-    int code = 0;
-    if (s == MC_OK) code = chain_cli_write_config(COMMAND, run, opts, not_stored);
+    /* A resumed run's, once the checkpoint is in, so that a refused resume
+     * (another architecture, an --epochs below the checkpoint's) changes
+     * nothing: the options it may change (--epochs, --log-every) are the
+     * run's from now on, or the next resume would go back to the old. */
+    if (s == MC_OK && a->resume) code = chain_cli_write_config(COMMAND, run, opts, not_stored);
     if (s == MC_OK && !code) s = train(&ui);
     mc_chain_trainer_free(ui.trainer);
     if (code) return code;
