@@ -193,13 +193,15 @@ END_TEST
 
 /* MPI's counts are int: a transfer is counted in the largest power-of-two
  * unit dividing its sizes and offsets, not in bytes. With the count held
- * to 8 for the test, rows of 16 floats (64 bytes; 3 to 9 rows a rank, up to
- * 576 bytes) still pass, counted in rows; rows of 3 floats (a unit of 4
- * bytes: 9 to 27 units) are refused on every rank alike. */
+ * to the total row count for the test, rows of 16 floats (64 bytes) still
+ * pass, counted in rows or larger units (no count or offset exceeds the
+ * total); in bytes, every offset past the first rank's is 64 times as
+ * large. Rows of 3 floats (a unit of 4 bytes: 3 units a row) are refused
+ * on every rank alike. */
 START_TEST(test_transfers_counted_in_units) {
-    mc_comm_limit_count_for_testing(8);
     int64_t mine = rows_of(rank_), counts[16], total;
     MC_CHECK_OK(mc_dist_allgather_counts(mine, counts, &total));
+    mc_comm_limit_count_for_testing((int)total);
     float local[16 * 16], global[16 * 16 * 16];
     for (int64_t i = 0; i < mine * 16; i++) local[i] = value_of(rank_, i);
     MC_CHECK_OK(mc_dist_allgather_rows(local, mine, 16, counts, global));
