@@ -31,8 +31,11 @@ static mc_status mpi_failed(const char *call, int code) {
 
 mc_status mc_comm_init(int *argc, char ***argv) {
     if (started) return mc_error(MC_ERR_STATE, "mc_dist_init: the distributed layer is already running");
-    int ready = 0;
+    int ready = 0, finished = 0;
     MPI_Initialized(&ready);
+    MPI_Finalized(&finished);
+    if (finished) /* (a refused start finalises the MPI it began) */
+        return mc_error(MC_ERR_STATE, "mc_dist_init: MPI has been finalised in this process");
     if (!ready) {
         int provided = MPI_THREAD_SINGLE;
         int code = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
@@ -43,7 +46,7 @@ mc_status mc_comm_init(int *argc, char ***argv) {
      * asked for less). Refused, MPI is finalised again if we started it,
      * so that the process does not end with it running. */
     int provided = MPI_THREAD_SINGLE;
-    MPI_Query_thread(&provided);
+    MPI_TRY(MPI_Query_thread, &provided);
     if (provided < MPI_THREAD_FUNNELED) {
         if (we_initialised) MPI_Finalize();
         we_initialised = false;

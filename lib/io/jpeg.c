@@ -96,11 +96,12 @@ mc_status mc_jpeg_read(const char *path, mc_tensor **out) {
     if (failure.status == MC_OK)
         failure.status = mc_check_decoded_size(path, "JPEG", samples, file_size, MC_JPEG_MAX_RATIO, 1u << 16);
     /* What the read allocates: the floats it returns (the 8-bit samples
-     * pass a row at a time). */
+     * pass a row at a time), and for a progressive file libjpeg's own
+     * coefficients of the whole image (2 bytes a sample). */
     if (failure.status == MC_OK)
-        failure.status = mc_check_decoded_memory(path, "JPEG", cinfo.image_width, cinfo.image_height,
-                                                 (uint64_t)cinfo.num_components,
-                                                 samples * sizeof(float));
+        failure.status = mc_check_decoded_memory(
+            path, "JPEG", cinfo.image_width, cinfo.image_height, (uint64_t)cinfo.num_components,
+            samples * sizeof(float) + (cinfo.progressive_mode ? samples * sizeof(JCOEF) : 0));
     if (failure.status != MC_OK) longjmp(failure.escape, 1);
     if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
         snprintf(failure.text, sizeof failure.text, "CMYK JPEGs are not supported");

@@ -265,9 +265,12 @@ static mc_status check_tiff_file(const char *path, uint64_t *size) {
     return MC_OK;
 }
 
-/* The most a TIFF of `file_size` bytes may make anyone allocate: its data
- * expanded by the worst codec ratio we accept, plus room for directories. */
-static uint64_t tiff_alloc_budget(uint64_t file_size) { return file_size * 65535u + (1u << 20); }
+/* The most a TIFF of `file_size` bytes may make libtiff allocate in one
+ * block (its directories, a codec's buffers): 4096 times the file plus
+ * room for directories. The raster and the decode buffer are ours, bounded
+ * by max_expansion and decode_limit.h (a zstd strip decodes into our
+ * buffer, so its 65535:1 needs no larger budget here). */
+static uint64_t tiff_alloc_budget(uint64_t file_size) { return file_size * 4096u + (1u << 20); }
 
 /* Allocate the decode buffer and the raster once the header has passed:
  * both sized from header fields, so both are bounded by the file first. */
