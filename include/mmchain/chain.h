@@ -271,10 +271,11 @@ mc_status mc_spectral_encoder_save(const mc_spectral_encoder *enc, const char *p
 mc_status mc_spectral_encoder_load(const char *path, mc_spectral_encoder **out,
                                    mc_chain_state *state);
 /* Load a checkpoint into an existing encoder (a resume): the file's
- * architecture, bands, tile size and embedding width must be the encoder's
- * (an error naming both otherwise); then every tensor, the optimizer's state
- * when opt is given (made over enc->params, same kind) and the training
- * state when state is given. */
+ * architecture, bands, tile size, embedding width and normalisation (its
+ * kind and the 13 bands' means and deviations, bit for bit) must be the
+ * encoder's (an error naming both otherwise); then every tensor, the
+ * optimizer's state when opt is given (made over enc->params, same kind)
+ * and the training state when state is given. */
 mc_status mc_spectral_encoder_restore(mc_spectral_encoder *enc, const char *path, mc_optimizer *opt,
                                       mc_chain_state *state);
 /* One metadata value of a checkpoint (copied into buf); MC_ERR_FORMAT naming
@@ -519,8 +520,11 @@ mc_status mc_chain_trainer_new(mc_chain_trainer **out, const mc_chain_train_conf
                                const mc_chain_data *val, const mc_tensor *class_embeds,
                                const mc_chain_hooks *hooks);
 /* Continue from a checkpoint written by this trainer's configuration:
- * weights, BN statistics, optimizer state, epoch, step, best metric. A
- * checkpoint of another architecture, bands or image size is an error. */
+ * weights, BN statistics, optimizer state, epoch, step, best metric.
+ * Refused before anything is restored: a checkpoint of another encoder
+ * (mc_spectral_encoder_restore's checks), one stopped further into its
+ * epoch than this trainer's epochs are long (another batch size or split),
+ * and one that has trained more epochs than cfg.epochs. */
 mc_status mc_chain_trainer_resume(mc_chain_trainer *t, const char *checkpoint_path);
 /* Train until config->epochs epochs are done (or stop_after_steps). A NaN or
  * infinite loss stops with MC_ERR_NUMERIC naming the epoch and step; the last

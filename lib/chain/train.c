@@ -524,21 +524,28 @@ mc_status mc_chain_trainer_step(mc_chain_trainer *t, double *loss_out) {
  * overwrite a good checkpoint: checked once where checkpoints are due,
  * before the hook records that step or epoch (the hook first, then the
  * checkpoints: finish_epoch says why). Rank 0 writes them, but every rank
- * checks (the weights are the same on all): all stop together, where a
- * rank that carried on would wait in the next step's collectives for
- * ever. */
+ * checks its own tensors (the weights are the same on all; batch norm's
+ * running statistics, without --sync-bn, are each rank's until shared)
+ * and the verdicts are summed: all ranks stop together, where a rank that
+ * carried on would wait in the next step's collectives for ever. */
 static mc_status weights_fit_to_save(const mc_chain_trainer *t) {
     if (!t->cfg.checkpoint_dir) return MC_OK;
-    for (int i = 0; i < t->enc->params.count; i++) {
+    const mc_tensor *bad = NULL;
+    for (int i = 0; i < t->enc->params.count && !bad; i++) {
         const mc_tensor *p = t->enc->params.items[i];
-        for (int64_t j = 0; j < p->numel; j++)
-            if (!isfinite(p->data[j]))
-                return mc_error(MC_ERR_NUMERIC,
-                                "%s holds a non-finite value; training stopped, the last good "
-                                "checkpoint is kept",
-                                p->name);
+        for (int64_t j = 0; j < p->numel && !bad; j++)
+            if (!isfinite(p->data[j])) bad = p;
     }
-    return MC_OK;
+    float ranks_with_one = bad ? 1.0f : 0.0f;
+    if (t->world > 1) MC_TRY(mc_dist_allreduce_floats(&ranks_with_one, 1, MC_DIST_SUM));
+    if (ranks_with_one == 0.0f) return MC_OK;
+    if (!bad)
+        return mc_error(MC_ERR_NUMERIC, "another rank's tensors hold a non-finite value; training "
+                        "stopped, the last good checkpoint is kept");
+    return mc_error(MC_ERR_NUMERIC,
+                    "%s holds a non-finite value; training stopped, the last good checkpoint is "
+                    "kept",
+                    bad->name);
 }
 
 /* The caller has checked the weights (weights_fit_to_save). */
