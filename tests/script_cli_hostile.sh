@@ -253,6 +253,15 @@ if command -v python3 >/dev/null; then
         <"$tmp/odd-ablation/ablation.csv" 2>"$tmp/err" || fail "ablation.csv with a comma in a class name: $(cat "$tmp/err")"
 fi
 
+# ---- a downloaded CLIP's folder is no place for a new run, and no run to resume ----
+mkdir -p "$tmp/clip-folder"
+printf 'weights' >"$tmp/clip-folder/model.safetensors"
+printf 'merges' >"$tmp/clip-folder/merges.txt"
+expect_error "pretrain-clip into a CLIP's folder" "holds a run already (model.safetensors, merges.txt)" \
+    "$cli" pretrain-clip --synth 40 --epochs 1 --out "$tmp/clip-folder"
+! grep -q -- "--resume" "$tmp/err" || fail "a model's folder was offered --resume: $(cat "$tmp/err")"
+[ "$(cat "$tmp/clip-folder/model.safetensors")" = weights ] || fail "pretrain-clip changed a CLIP's weights"
+
 # ---- a full standard output: an error, not a truncated result and status 0 ----
 "$cli" eval --run "$tmp/run" --which last --json >/dev/full 2>"$tmp/err"
 [ $? -eq 1 ] || fail "eval --json into a full device: exit status is not 1"

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 chain_data_args chain_cli_data_defaults(void) {
@@ -120,9 +121,17 @@ int chain_cli_write_config(const char *command, mc_run *run, const cli_opt *opts
 
 int chain_cli_check_out(const char *command, const char *out, bool overwrite, bool has_resume) {
     if (overwrite || mc_run_check_new(out) == MC_OK) return 0;
+    /* --resume continues a run (a config.json); a folder holding only a
+     * model (a downloaded CLIP) has none to continue. pretrain-clip's
+     * --overwrite deletes its model files too; the others' leave them. */
+    char config[4096];
+    snprintf(config, sizeof config, "%s/config.json", out);
+    const bool resumable = has_resume && access(config, F_OK) == 0;
+    const bool models = strcmp(command, "pretrain-clip") == 0;
     return cli_fail(command, "--out %s: %s: %schoose another folder, or pass --overwrite to start "
-                    "afresh there (the old run's config, checkpoints and models are deleted)",
-                    out, mc_last_error(), has_resume ? "continue it with --resume, " : "");
+                    "afresh there (the old run's config.json and checkpoints are deleted%s)",
+                    out, mc_last_error(), resumable ? "continue it with --resume, " : "",
+                    models ? ", and its model files" : "");
 }
 
 int chain_cli_check_tower_width(const char *command, const char *flag, int width) {
