@@ -337,6 +337,20 @@ START_TEST(test_stratified_split) {
     mc_eurosat_free(d);
     options.train_size = 10, options.val_size = 5;
     MC_CHECK_FAILS(mc_eurosat_open(&d, mc_test_dir, &options), MC_ERR_ARG, "10 train + 5 val tiles needs more than the 12");
+    /* One size given: the other takes what is left (not its default 1000,
+     * which 12 tiles cannot hold); none left is still an error. */
+    options.train_size = 6, options.val_size = 0;
+    MC_CHECK_OK(mc_eurosat_open(&d, mc_test_dir, &options));
+    MC_CHECK_OK(mc_eurosat_split(d, MC_SPLIT_VAL, &idx, &n));
+    ck_assert_int_eq(n, 6);
+    mc_eurosat_free(d);
+    options.train_size = 0, options.val_size = 3;
+    MC_CHECK_OK(mc_eurosat_open(&d, mc_test_dir, &options));
+    MC_CHECK_OK(mc_eurosat_split(d, MC_SPLIT_TRAIN, &idx, &n));
+    ck_assert_int_eq(n, 9);
+    mc_eurosat_free(d);
+    options.train_size = 12, options.val_size = 0;
+    MC_CHECK_FAILS(mc_eurosat_open(&d, mc_test_dir, &options), MC_ERR_ARG, "12 train + 1000 val tiles");
 }
 END_TEST
 

@@ -115,7 +115,9 @@ typedef struct mc_eurosat_options {
     /* Sizes of the stratified split; the test split gets what remains.
      * 0 = the default: 2600 / 1000 (the seed paper's), scaled down in the
      * same 26:10 ratio to all tiles when the dataset has fewer than 3600.
-     * Explicit sizes larger than the dataset are an error. */
+     * With one size given, the other takes its default or what is left,
+     * whichever is less. Explicit sizes larger than the dataset are an
+     * error. */
     int train_size;
     int val_size;
 } mc_eurosat_options;

@@ -452,11 +452,18 @@ static mc_status resolve_split_sizes(const mc_eurosat *ds, const mc_eurosat_opti
         *val = total - *train;
         return MC_OK;
     }
-    if (*train == 0) *train = MC_EUROSAT_DEFAULT_TRAIN;
-    if (*val == 0) *val = MC_EUROSAT_DEFAULT_VAL;
-    if ((long)*train + *val > total)
+    /* One size given: the other takes its default, or what the given one
+     * leaves when that is less (train_size 300 of 500 tiles: 200 val, not
+     * a refused 1000). */
+    const bool train_given = *train > 0, val_given = *val > 0;
+    if (!train_given) *train = MC_EUROSAT_DEFAULT_TRAIN;
+    if (!val_given) *val = MC_EUROSAT_DEFAULT_VAL;
+    if (train_given && !val_given && *val > total - *train) *val = total - *train;
+    if (val_given && !train_given && *train > total - *val) *train = total - *val;
+    if ((long)*train + *val > total || *train < 1 || *val < 1)
         return mc_error(MC_ERR_ARG, "%s: a split of %d train + %d val tiles needs more than the %d tiles there",
-                        ds->dir, *train, *val, total);
+                        ds->dir, train_given ? options->train_size : MC_EUROSAT_DEFAULT_TRAIN,
+                        val_given ? options->val_size : MC_EUROSAT_DEFAULT_VAL, total);
     return MC_OK;
 }
 
