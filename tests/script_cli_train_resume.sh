@@ -56,7 +56,9 @@ early=("${tiny_run[@]}" --width 8 --batch 4 --val-batch 8 --epochs 1 --seed 5 --
 "$cli" train "${early[@]}" --stop-after-steps 3 --out "$tmp/early" >/dev/null 2>"$tmp/err" ||
     fail "early, stopped: $(cat "$tmp/err")"
 [ ! -e "$tmp/early/checkpoints/last.safetensors" ] || fail "early: a checkpoint before step 100"
-"$cli" train --resume "$tmp/early" >/dev/null 2>"$tmp/err" || fail "early, resumed: $(cat "$tmp/err")"
+"$cli" train --resume "$tmp/early" >"$tmp/resumed.out" 2>"$tmp/err" || fail "early, resumed: $(cat "$tmp/err")"
+# The run was started with --quiet: resumed, it stays quiet (config.json keeps it).
+[ ! -s "$tmp/resumed.out" ] || fail "a --quiet run printed when resumed: $(head -3 "$tmp/resumed.out")"
 whole_rows=$(grep -c '^step,' "$tmp/early-whole/metrics.csv")
 resumed_rows=$(grep -c '^step,' "$tmp/early/metrics.csv")
 [ "$whole_rows" -gt 3 ] && [ "$resumed_rows" = "$whole_rows" ] ||

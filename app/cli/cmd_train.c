@@ -610,6 +610,7 @@ int cmd_train(int argc, char **argv) {
     if (!code && !a.resume && leader) code = chain_cli_check_out(COMMAND, a.out, a.overwrite, true);
     if (!code && a.resume) code = open_run(&a, a.resume, &run);
     if (!code && a.resume) code = restore_options(run, opts, &store);
+    if (!code && a.resume) mc_run_set_quiet(run, a.quiet); /* the run's own --quiet, read back */
     if (!code) code = cli_apply_precision(COMMAND, a.precision); /* a resumed run's own */
     if (!code) code = build_setup(&a, &setup);
     if (!code && !leader) code = follow_training(&a, &setup);
