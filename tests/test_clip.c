@@ -86,6 +86,19 @@ static void write_bare_tensors(const mc_clip *clip, const char *name, char *fold
     MC_CHECK_OK(mc_safetensors_write(path, clip->params.count, clip->params.items, 0, NULL));
 }
 
+/* mc_clip_load(path), then the text embeddings of make_ids's two rows
+ * (ids) into got; returns the model, for its configuration. */
+static mc_clip *load_and_embed_texts(const char *path, const int32_t *ids, mc_tensor *got) {
+    mc_clip *loaded;
+    MC_CHECK_OK(mc_clip_load(path, &loaded));
+    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
+    return loaded;
+}
+
+static void assert_same_texts(const mc_tensor *got, const mc_tensor *want, const char *what) {
+    ck_assert_msg(memcmp(got->data, want->data, 32 * sizeof(float)) == 0, "%s", what);
+}
+
 /* The attention heads, which no tensor shape shows: a tower of width 64
  * with 2 heads of 32 (not CLIP's one per 64 channels) comes back with 2
  * from the file's own record, and from a Hugging Face config.json beside a
@@ -100,29 +113,25 @@ START_TEST(test_heads_survive_a_save) {
     char path[640], folder[512], config_json[640];
     mc_test_dir_path("heads.safetensors", path, sizeof path);
     MC_CHECK_OK(mc_clip_save(clip, path, 0, NULL));
-    MC_CHECK_OK(mc_clip_load(path, &loaded));
+    loaded = load_and_embed_texts(path, ids, got);
     ck_assert_int_eq(loaded->config.vision.heads, 2);
     ck_assert_int_eq(loaded->config.text.heads, 2);
-    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
-    ck_assert_msg(memcmp(got->data, want->data, 32 * sizeof(float)) == 0, "text embeddings after a save");
+    assert_same_texts(got, want, "text embeddings after a save");
     mc_clip_free(loaded);
 
     /* Hugging Face's layout: the bare tensors, the heads in config.json. */
     write_bare_tensors(clip, "hf", folder, path);
-    MC_CHECK_OK(mc_clip_load(path, &loaded)); /* no config.json yet: width / 64 */
+    loaded = load_and_embed_texts(path, ids, got); /* no config.json yet: width / 64 */
     ck_assert_int_eq(loaded->config.text.heads, 1);
-    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
     ck_assert_msg(mc_test_rel_error(got->data, want->data, 32) > 1e-3, "the head count changed nothing");
     mc_clip_free(loaded);
     snprintf(config_json, sizeof config_json, "%s/config.json", folder);
     mc_test_write_text(config_json, "{\"text_config\": {\"num_attention_heads\": 2, \"hidden_size\": 64},"
                                     " \"vision_config\": {\"num_attention_heads\": 2}}");
-    MC_CHECK_OK(mc_clip_load(path, &loaded));
+    loaded = load_and_embed_texts(path, ids, got);
     ck_assert_int_eq(loaded->config.vision.heads, 2);
     ck_assert_int_eq(loaded->config.text.heads, 2);
-    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
-    ck_assert_msg(memcmp(got->data, want->data, 32 * sizeof(float)) == 0,
-                  "text embeddings from Hugging Face's layout");
+    assert_same_texts(got, want, "text embeddings from Hugging Face's layout");
     mc_clip_free(loaded);
     /* A count that does not divide the width is an error naming its source. */
     mc_test_write_text(config_json, "{\"text_config\": {\"num_attention_heads\": 3}}");
@@ -159,29 +168,25 @@ START_TEST(test_activation_survives_a_save) {
     char path[640], folder[512], config_json[640];
     mc_test_dir_path("act.safetensors", path, sizeof path);
     MC_CHECK_OK(mc_clip_save(clip, path, 0, NULL));
-    MC_CHECK_OK(mc_clip_load(path, &loaded));
+    loaded = load_and_embed_texts(path, ids, got);
     ck_assert_int_eq(loaded->config.text.activation, MC_CLIP_GELU);
     ck_assert_int_eq(loaded->config.vision.activation, MC_CLIP_QUICK_GELU);
-    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
-    ck_assert_msg(memcmp(got->data, want->data, 32 * sizeof(float)) == 0, "text embeddings after a save");
+    assert_same_texts(got, want, "text embeddings after a save");
     mc_clip_free(loaded);
 
     /* Hugging Face's layout: the bare tensors, hidden_act in config.json. */
     write_bare_tensors(clip, "hf-act", folder, path);
-    MC_CHECK_OK(mc_clip_load(path, &loaded)); /* no config.json yet: quick_gelu */
+    loaded = load_and_embed_texts(path, ids, got); /* no config.json yet: quick_gelu */
     ck_assert_int_eq(loaded->config.text.activation, MC_CLIP_QUICK_GELU);
-    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
     ck_assert_msg(mc_test_rel_error(got->data, want->data, 32) > 1e-4, "the activation changed nothing");
     mc_clip_free(loaded);
     snprintf(config_json, sizeof config_json, "%s/config.json", folder);
     mc_test_write_text(config_json, "{\"text_config\": {\"hidden_act\": \"gelu\"},"
                                     " \"vision_config\": {\"hidden_act\": \"quick_gelu\"}}");
-    MC_CHECK_OK(mc_clip_load(path, &loaded));
+    loaded = load_and_embed_texts(path, ids, got);
     ck_assert_int_eq(loaded->config.text.activation, MC_CLIP_GELU);
     ck_assert_int_eq(loaded->config.vision.activation, MC_CLIP_QUICK_GELU);
-    MC_CHECK_OK(mc_clip_embed_texts(loaded, ids, 2, 2, got));
-    ck_assert_msg(memcmp(got->data, want->data, 32 * sizeof(float)) == 0,
-                  "text embeddings from Hugging Face's layout");
+    assert_same_texts(got, want, "text embeddings from Hugging Face's layout");
     mc_clip_free(loaded);
     /* A CLIPTextModel's config.json: the same keys at its top level. */
     mc_test_write_text(config_json, "{\"model_type\": \"clip_text_model\", \"hidden_act\": \"gelu\"}");

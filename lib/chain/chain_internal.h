@@ -63,8 +63,10 @@ void mc_chain_shard_of_tiles(int count, int batch, int *begin, int *end);
 mc_status mc_chain_gather_shards(mc_tensor *out, int begin, int end, int64_t rows_per_tile, const char *what);
 
 /* Whether the checkpoint at `path` holds this encoder (architecture, bands,
- * tile size, embedding width, normalisation): MC_OK, or the error
- * mc_spectral_encoder_restore would give, with nothing restored. */
-mc_status mc_spectral_encoder_check_fits(const mc_spectral_encoder *enc, const char *path);
+ * tile size, embedding width, normalisation): MC_OK with the training
+ * state it records in *state, or the error mc_spectral_encoder_restore
+ * would give, with nothing restored. */
+mc_status mc_spectral_encoder_check_fits(const mc_spectral_encoder *enc, const char *path,
+                                         mc_chain_state *state);
 
 #endif

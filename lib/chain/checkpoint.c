@@ -329,10 +329,13 @@ static mc_status check_same_encoder(const mc_safetensors *f, const mc_spectral_e
     return MC_OK;
 }
 
-mc_status mc_spectral_encoder_check_fits(const mc_spectral_encoder *enc, const char *path) {
+mc_status mc_spectral_encoder_check_fits(const mc_spectral_encoder *enc, const char *path,
+                                         mc_chain_state *state) {
     mc_safetensors *f;
     MC_TRY(open_encoder_checkpoint(path, &f));
     mc_status status = check_same_encoder(f, enc);
+    memset(state, 0, sizeof *state);
+    if (status == MC_OK) status = parse_state(f, state);
     mc_safetensors_close(f);
     return status;
 }

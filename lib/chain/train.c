@@ -565,34 +565,25 @@ static mc_status save_checkpoint(mc_chain_trainer *t, const char *name) {
 }
 
 mc_status mc_chain_trainer_resume(mc_chain_trainer *t, const char *checkpoint_path) {
-    /* The encoder first: another architecture is what the file says first. */
-    MC_TRY(mc_spectral_encoder_check_fits(t->enc, checkpoint_path));
-    /* Where the file stopped in its epoch, before anything is restored: a
-     * checkpoint of another batch size or split is refused with the
-     * encoder and the optimizer as they were. (Metadata that does not
-     * read is left to the restore, which names it.) */
-    char text[32];
-    if (mc_checkpoint_metadata_get(checkpoint_path, "step_in_epoch", text, sizeof text) == MC_OK) {
-        char *end;
-        const long long step_in_epoch = strtoll(text, &end, 10);
-        if (end != text && !*end && step_in_epoch > t->steps_per_epoch)
-            return mc_error(MC_ERR_FORMAT,
-                            "checkpoint %s stopped at step %lld of an epoch of %lld steps: was it "
-                            "written with another batch size or data split?",
-                            checkpoint_path, step_in_epoch, (long long)t->steps_per_epoch);
-    }
+    /* Everything checked before anything is restored: the encoder first
+     * (another architecture is what the file says first), then where the
+     * file stopped. */
+    mc_chain_state state;
+    MC_TRY(mc_spectral_encoder_check_fits(t->enc, checkpoint_path, &state));
+    /* Further into its epoch than this run's epochs are long: another
+     * batch size or split. */
+    if (state.step_in_epoch > t->steps_per_epoch)
+        return mc_error(MC_ERR_FORMAT,
+                        "checkpoint %s stopped at step %lld of an epoch of %lld steps: was it "
+                        "written with another batch size or data split?",
+                        checkpoint_path, (long long)state.step_in_epoch,
+                        (long long)t->steps_per_epoch);
     /* A run of fewer epochs than the file has trained already would run
      * nothing and report the checkpoint's later training as its own. */
-    if (mc_checkpoint_metadata_get(checkpoint_path, "epoch", text, sizeof text) == MC_OK) {
-        char *end;
-        const long long epochs_done = strtoll(text, &end, 10);
-        if (end != text && !*end && epochs_done > t->cfg.epochs)
-            return mc_error(MC_ERR_ARG,
-                            "checkpoint %s has trained %lld epochs already, more than this run's "
-                            "%d (--epochs)", checkpoint_path, epochs_done, t->cfg.epochs);
-    }
-    mc_clear_error();
-    mc_chain_state state;
+    if (state.epoch > t->cfg.epochs)
+        return mc_error(MC_ERR_ARG,
+                        "checkpoint %s has trained %d epochs already, more than this run's "
+                        "%d (--epochs)", checkpoint_path, state.epoch, t->cfg.epochs);
     MC_TRY(mc_spectral_encoder_restore(t->enc, checkpoint_path, t->opt, &state));
     /* The temperature's trainability is this run's choice, not the file's. */
     MC_TRY(mc_tensor_set_requires_grad(t->enc->logit_scale, t->cfg.learnable_temperature));
