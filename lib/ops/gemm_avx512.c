@@ -170,6 +170,8 @@ typedef struct gemm_job {
     const void *A, *B; /* floats, or bf16 values (the variant's packing reads them) */
     int64_t lda, ldb, ldc;
     float *C;
+    /* Whether gemm_block fetches the next blocks ahead (FETCH_AHEAD_MIN_BYTES) */
+    bool fetch_ahead;
 } gemm_job;
 
 /* One operand packed in full, all of K, in memory every thread reads: the
@@ -184,6 +186,122 @@ typedef struct shared_operand {
     float *panels; /* NULL: each thread packs the operand itself */
     int64_t slice_floats;
 } shared_operand;
+
+/* ---- fetching the next blocks ahead ----
+ *
+ * WHY: the packing reads A (and B), and the micro-kernels read and write C,
+ * a block at a time; where a block is not in the cache, they stall on
+ * memory's latency line after line, which neither the out-of-order core
+ * nor the hardware's prefetchers hide (the packing reads a dozen rows a
+ * line at a time). Products with large operands and little work per value
+ * suffer most: ResNet-50's layer1 at batch 100 (25,600 pixels by 64 or 256
+ * channels) ran its bf16 input gradient at 110 GFLOP/s on one thread with
+ * the operands in memory, against 190 with them in the cache. So while
+ * the micro-kernels work on one block, before each of them a share of the
+ * lines of the next block's A, B (where the next block starts a new one)
+ * and C is asked for into the L2 cache: at 2 threads that product went
+ * from 222 to 283 GFLOP/s in bf16 and from 153 to 174 in fp32, and the
+ * train100 step's products as a whole 5 % (bf16) and 4 % (fp32) faster
+ * (bench/README.md, "Fetching ahead"). */
+
+/* WHEN: fetching ahead pays only where the operands are not in the cache;
+ * where they are, the prefetches cost 2-8 % (bench_gemm's in-cache
+ * products). So a product fetches ahead only when its A, B and C together
+ * hold more than the L2 caches of two cores (1 MiB each where measured):
+ * ResNet-50's train100 products gained as much with a bound of 4 MiB as
+ * with none, and less with 16 MiB. (A chunk of a bf16 product split along
+ * K counts alone: layer1's weight gradient, 25,600 deep, in chunks of
+ * 4 MiB, gains 11 %.) The items of a batched product (Winograd's 16,
+ * attention's heads), a few hundred KiB each in these models, never do.
+ * And a block fetches nothing when the next block's A, B and C come to
+ * more than half of the L2 cache: they would push out the packed block
+ * being multiplied (CLIP's image embedding at batch 16, whose MLP and
+ * attention projections would fetch 700-900 KiB a block, ran 3 % slower
+ * in bf16 with those fetched). */
+static const double FETCH_AHEAD_MIN_BYTES = 2 << 20;
+static const double FETCH_AHEAD_MAX_BYTES = 512 << 10;
+
+/* `rows` runs of `bytes` bytes, `stride` bytes apart from `base`. */
+typedef struct strided_region {
+    const char *base;
+    int64_t rows, bytes, stride;
+} strided_region;
+
+/* The cache lines a run may touch: one more than its bytes fill when it
+ * does not start on a line. */
+static int64_t lines_per_run(const strided_region *r) { return (r->bytes + 63) / 64 + 1; }
+
+/* A hint to fetch the line at `address` into the L2 cache. An asm
+ * statement, not _mm_prefetch: GCC 12 deletes a loop whose only effect is
+ * __builtin_prefetch as a loop without side effects (at -O1 and above).
+ * The address may lie past the matrix (a prefetch never faults), so it is
+ * passed as an integer. */
+static inline void prefetch_l2(uintptr_t address) {
+    __asm__ volatile("prefetcht1 (%0)" : : "r"(address));
+}
+
+/* Part `part` of `parts` of the lines of r (none when r has no rows),
+ * walked run by run (one division per call, none per line). */
+static void prefetch_part(const strided_region *r, int64_t part, int64_t parts) {
+    if (r->rows <= 0) return;
+    const int64_t per_run = lines_per_run(r), lines = r->rows * per_run;
+    const int64_t first = lines * part / parts, count = lines * (part + 1) / parts - first;
+    int64_t run = first / per_run, line = first % per_run;
+    for (int64_t n = 0; n < count; n++) {
+        prefetch_l2((uintptr_t)r->base + (uintptr_t)(run * r->stride + line * 64));
+        if (++line == per_run) line = 0, run++;
+    }
+}
+
+/* Where the packing reads a block of an operand: `count` lines from line
+ * `first` (rows of op(A), columns of op(B)) and k [k0, k0+kc) of a matrix
+ * of `size`-byte values with row stride ld, whose stored rows run along k
+ * (A not transposed, B transposed) or along the lines (otherwise). */
+static strided_region block_region(const void *matrix, int64_t size, int64_t ld,
+                                   bool rows_along_k, int64_t first, int64_t count, int64_t k0,
+                                   int64_t kc) {
+    const char *m = matrix;
+    if (rows_along_k) /* `count` stored rows, from column k0 */
+        return (strided_region){m + (first * ld + k0) * size, count, kc * size, ld * size};
+    return (strided_region){m + (k0 * ld + first) * size, kc, count * size, ld * size};
+}
+
+/* ahead[0..2]: where the block after (pc, jc, ic) in gemm_block's loops
+ * over C[i_begin:i_end, j_begin:j_end] is read: its A and B by their
+ * packing (A where a_packed_here, B where b_packed_here and that block
+ * starts a new one), its C by the micro-kernels. All empty (no rows) where
+ * the product does not fetch ahead, after its last block, or where the
+ * three together exceed FETCH_AHEAD_MAX_BYTES. */
+static void next_block_regions(const gemm_job *job, int64_t i_begin, int64_t i_end,
+                               int64_t j_begin, int64_t j_end, int64_t pc, int64_t jc, int64_t ic,
+                               bool a_packed_here, bool b_packed_here, strided_region ahead[3]) {
+    const mc_gemm_avx512_variant *v = job->variant;
+    const int64_t slice = (int64_t)v->slice_slots * v->k_per_slot;
+    for (int r = 0; r < 3; r++) ahead[r] = (strided_region){NULL, 0, 0, 0};
+    /* The loops' next block: the next rows of C, else the first rows with
+     * the next columns, else with the next slice of K. */
+    int64_t next_pc = pc, next_jc = jc, next_ic = ic + MC;
+    if (next_ic >= i_end) {
+        next_ic = i_begin, next_jc = jc + NC;
+        if (next_jc >= j_end) next_jc = j_begin, next_pc = pc + slice;
+    }
+    if (!job->fetch_ahead || next_pc >= job->K) return;
+    const int64_t next_kc = min64(slice, job->K - next_pc);
+    const int64_t next_mc = min64(MC, i_end - next_ic), next_nc = min64(NC, j_end - next_jc);
+    if (a_packed_here)
+        ahead[0] = block_region(job->A, v->a_bytes, job->lda, !job->trans_a, next_ic, next_mc,
+                                next_pc, next_kc);
+    if (b_packed_here && next_ic == i_begin)
+        ahead[1] = block_region(job->B, v->b_bytes, job->ldb, job->trans_b, next_jc, next_nc,
+                                next_pc, next_kc);
+    const int64_t value = sizeof(float);
+    const char *next_c = (const char *)(job->C + next_ic * job->ldc + next_jc);
+    ahead[2] = (strided_region){next_c, next_mc, next_nc * value, job->ldc * value};
+    double bytes_ahead = 0;
+    for (int r = 0; r < 3; r++) bytes_ahead += (double)ahead[r].rows * (double)ahead[r].bytes;
+    if (bytes_ahead > FETCH_AHEAD_MAX_BYTES) /* they would push this block out of L2 */
+        for (int r = 0; r < 3; r++) ahead[r].rows = 0;
+}
 
 /* The blocked loops over C[i_begin:i_end, j_begin:j_end], on one thread.
  * A slice of K is KC = v->slice_slots slots deep: KC * k_per_slot values
@@ -227,11 +345,18 @@ AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_en
                         v->pack_a_panel(job->trans_a, job->A, job->lda, ic + ir,
                                         min64(MR, mc - ir), pc, kc, packed_a + ir * slots);
                 if (profiling) packing_ns += mc_profile_now_ns() - pack_start;
+                strided_region ahead[3];
+                next_block_regions(job, i_begin, i_end, j_begin, j_end, pc, jc, ic, !shared_a,
+                                   !shared_b && !v->packed_b_block, ahead);
+                const int64_t calls = (nc + NR - 1) / NR * ((mc + MR - 1) / MR);
+                int64_t call = 0;
                 for (int64_t jr = 0; jr < nc; jr += NR)
-                    for (int64_t ir = 0; ir < mc; ir += MR)
+                    for (int64_t ir = 0; ir < mc; ir += MR, call++) {
+                        for (int r = 0; r < 3; r++) prefetch_part(&ahead[r], call, calls);
                         v->micro_kernel(slots, a_block + ir * slots, b_block + jr * slots,
                                         job->C + (ic + ir) * job->ldc + jc + jr, job->ldc,
                                         min64(MR, mc - ir), min64(NR, nc - jr), job->alpha, beta);
+                    }
             }
         }
     }
@@ -356,7 +481,11 @@ bool mc_gemm_avx512_run(const mc_gemm_avx512_variant *variant, bool trans_a, boo
                         int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t lda,
                         const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     // A: (M, K) or (K, M) when trans_a; B: (K, N) or (N, K) when trans_b; C: (M, N)
-    const gemm_job job = {variant, trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
+    const double operand_bytes = (double)M * (double)K * variant->a_bytes +
+                                 (double)K * (double)N * variant->b_bytes +
+                                 (double)M * (double)N * sizeof(float);
+    const gemm_job job = {variant, trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C,
+                          operand_bytes >= FETCH_AHEAD_MIN_BYTES};
     if (K == 0 || alpha == 0.0f) {
         scale_c(&job);
         return true;
@@ -448,7 +577,7 @@ bool mc_gemm_avx512_run_batched(const mc_gemm_avx512_variant *variant, bool tran
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t b = 0; b < batch; b++) {
         const gemm_job job = {variant, trans_a, trans_b, M, N, K, alpha, beta, A + b * stride_a,
-                              B + b * stride_b, lda, ldb, ldc, C + b * stride_c};
+                              B + b * stride_b, lda, ldb, ldc, C + b * stride_c, false};
         float *mine = space + (size_t)thread_number() * per_thread;
         if (K == 0 || alpha == 0.0f) scale_c(&job);
         else gemm_block(&job, 0, M, 0, N, mine, mine + b_floats, NULL, NULL);
@@ -459,7 +588,7 @@ bool mc_gemm_avx512_run_batched(const mc_gemm_avx512_variant *variant, bool tran
 /* ---- single precision ---- */
 
 static const mc_gemm_avx512_variant fp32 = {1, KC_FP32, pack_a_panel, pack_b_block,
-                                             micro_kernel, NULL, NULL};
+                                             micro_kernel, NULL, NULL, 4, 4};
 
 bool mc_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,

@@ -536,23 +536,23 @@ AVX512 static void micro_kernel_emulated(int64_t slots, const float *a_panel,
 enum { SLICE_K = 2 * KC_BF16 };
 static const mc_gemm_avx512_variant native = {2, KC_BF16, pack_a_panel_bf16_native,
                                               pack_b_block_bf16_native, micro_kernel_dpbf16,
-                                              pack_a_block_bf16_native, NULL};
+                                              pack_a_block_bf16_native, NULL, 4, 4};
 static const mc_gemm_avx512_variant emulated = {2, KC_BF16, pack_a_panel_bf16, pack_b_block_bf16,
-                                                micro_kernel_emulated, NULL, NULL};
+                                                micro_kernel_emulated, NULL, NULL, 4, 4};
 /* The same with B already in bf16. */
 static const mc_gemm_avx512_variant native_bf16_b = {2, KC_BF16, pack_a_panel_bf16_native,
                                                      pack_b_block_from_bf16, micro_kernel_dpbf16,
-                                                     pack_a_block_bf16_native, NULL};
+                                                     pack_a_block_bf16_native, NULL, 4, 2};
 static const mc_gemm_avx512_variant emulated_bf16_b = {2, KC_BF16, pack_a_panel_bf16,
                                                        pack_b_block_from_bf16,
-                                                       micro_kernel_emulated, NULL, NULL};
+                                                       micro_kernel_emulated, NULL, NULL, 4, 2};
 /* The same with both operands in bf16. */
 static const mc_gemm_avx512_variant native_bf16_ab = {2, KC_BF16, pack_a_panel_from_bf16,
                                                       pack_b_block_from_bf16, micro_kernel_dpbf16,
-                                                      NULL, NULL};
+                                                      NULL, NULL, 2, 2};
 static const mc_gemm_avx512_variant emulated_bf16_ab = {2, KC_BF16, pack_a_panel_from_bf16,
                                                         pack_b_block_from_bf16,
-                                                        micro_kernel_emulated, NULL, NULL};
+                                                        micro_kernel_emulated, NULL, NULL, 2, 2};
 
 /* ---- the product, with K split where mc_gemm_bf16_k_chunks says ---- */
 
@@ -706,9 +706,9 @@ static const float *panels_block(const void *panels, int64_t width, int64_t k0, 
 
 static const mc_gemm_avx512_variant native_panels = {
     2, KC_BF16, pack_a_panel_bf16_native, NULL, micro_kernel_dpbf16, pack_a_block_bf16_native,
-    panels_block};
+    panels_block, 4, 2};
 static const mc_gemm_avx512_variant emulated_panels = {
-    2, KC_BF16, pack_a_panel_bf16, NULL, micro_kernel_emulated, NULL, panels_block};
+    2, KC_BF16, pack_a_panel_bf16, NULL, micro_kernel_emulated, NULL, panels_block, 4, 2};
 
 bool mc_sgemm_bf16_panels_avx512(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha,
                                  const float *A, int64_t lda, const float *panels, float beta,

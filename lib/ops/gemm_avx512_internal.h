@@ -46,6 +46,9 @@ typedef struct mc_gemm_avx512_variant {
      * up to NR). NULL: pack_b_block packs. */
     const float *(*packed_b_block)(const void *B, int64_t ldb, int64_t k0, int64_t kc,
                                    int64_t j0);
+    /* The size of one value of A and of B as the packing reads them (4:
+     * floats, 2: bf16), for fetching the next blocks ahead (gemm_block). */
+    int a_bytes, b_bytes;
 } mc_gemm_avx512_variant;
 
 /* mc_sgemm's contract (ops.h) with one variant's packing and micro-kernel;
