@@ -195,14 +195,15 @@ typedef struct shared_operand {
  * nor the hardware's prefetchers hide (the packing reads a dozen rows a
  * line at a time). Products with large operands and little work per value
  * suffer most: ResNet-50's layer1 at batch 100 (25,600 pixels by 64 or 256
- * channels) ran its bf16 input gradient at 110 GFLOP/s on one thread with
- * the operands in memory, against 190 with them in the cache. So while
+ * channels) ran its bf16 input gradient at 106-116 GFLOP/s on one thread,
+ * its operands in memory, against about 190 on a tenth of the rows, whose
+ * operands stay in the cache. So while
  * the micro-kernels work on one block, before each of them a share of the
  * lines of the next block's A, B (where the next block starts a new one)
- * and C is asked for into the L2 cache: at 2 threads that product went
- * from 222 to 283 GFLOP/s in bf16 and from 153 to 174 in fp32, and the
- * train100 step's products as a whole 5 % (bf16) and 4 % (fp32) faster
- * (bench/README.md, "Fetching ahead"). */
+ * and C is asked for into the L2 cache: that product went to 158-163
+ * GFLOP/s on one thread, and at 2 threads from 244 to 336 in bf16 and from
+ * 163 to 187 in fp32, operands from memory; the train100 step 2.6 % faster
+ * in bf16 and 1.4 % in fp32 (bench/README.md, "Fetching ahead"). */
 
 /* WHEN: fetching ahead pays only where the operands are not in the cache;
  * where they are, the prefetches cost 2-8 % (bench_gemm's in-cache
