@@ -9,8 +9,9 @@
  *     each as forward (NT), input gradient (NN) and weight gradient (TN);
  *   ResNet-50 at 64x64, batch 100: the forward of layer1's and layer2's
  *     expanding 1x1 convs (small K, large C: the train100 step's), and
- *     layer1's input and weight gradients of its 64 > 256 and 256 > 64
- *     convs (operands of 6.5 to 26 MB, little work per value);
+ *     layer1's input and weight gradients of its 64 > 256 conv and the
+ *     input gradient of its 256 > 64 one (operands of 6.5 to 26 MB, little
+ *     work per value);
  *   CLIP ViT-B/32 at batch 16: the MLP's first linear (50 tokens x 16);
  *   CLIP ViT-B/32 at batch 64, the recipe's CLIP batch: the MLP's two
  *     linears (3200 tokens: C of 39 MB, larger than the L3 cache);
@@ -20,7 +21,7 @@
  *
  *   bench_gemm [--reps N] [--only TEXT] [--cold]     MMCHAIN_THREADS=1 bench_gemm
  * (--only: just the products whose name contains TEXT; --cold: each
- * repetition multiplies the next of several copies of the operands, at
+ * product timed multiplies the next of several copies of the operands, at
  * least COLD_BYTES of them in all, so that they come from memory as a
  * training step's activations do, not from the cache) */
 #include <stdio.h>
@@ -137,6 +138,7 @@ int main(int argc, char **argv) {
         o.B = random_floats(o.copies * s->K * s->N, 2);
         o.C = random_floats(o.copies * s->M * s->N, 3); /* written: no first-touch faults timed */
         if (!o.A || !o.B || !o.C) {
+            free(o.A), free(o.B), free(o.C);
             fprintf(stderr, "bench_gemm: out of memory\n");
             return 1;
         }

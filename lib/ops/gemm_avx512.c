@@ -201,19 +201,25 @@ typedef struct shared_operand {
  * the micro-kernels work on one block, before each of them a share of the
  * lines of the next block's A, B (where the next block starts a new one)
  * and C is asked for into the L2 cache: that product went to 158-163
- * GFLOP/s on one thread, and at 2 threads from 244 to 336 in bf16 and from
- * 163 to 187 in fp32, operands from memory; the train100 step 2.6 % faster
- * in bf16 and 1.4 % in fp32 (bench/README.md, "Fetching ahead"). */
+ * GFLOP/s on one thread, and at 2 threads from 244 to 317-338 in bf16 and
+ * from 163 to 181-187 in fp32, operands from memory; the train100 step
+ * 2.6 % faster in bf16 and 1.4 % in fp32 (bench/README.md, "Fetching
+ * ahead"). */
 
-/* WHEN: fetching ahead pays only where the operands are not in the cache;
- * where they are, the prefetches cost 2-8 % (bench_gemm's in-cache
- * products). So a product fetches ahead only when its A, B and C together
- * hold more than the L2 caches of two cores (1 MiB each where measured):
+/* WHEN, in short: in products whose A, B and C hold at least
+ * FETCH_AHEAD_MIN_BYTES, not in the items of a batched product dealt out
+ * to the threads, and by no block whose next block exceeds
+ * FETCH_AHEAD_MAX_BYTES. Why: fetching ahead pays only where the operands
+ * are not in the cache; where they are, the prefetches cost 2-8 %
+ * (bench_gemm's in-cache products). So a product fetches ahead only when
+ * its A, B and C together hold at least the L2 caches of two cores (1 MiB
+ * each where measured):
  * ResNet-50's train100 products gained as much with a bound of 4 MiB as
  * with none, and less with 16 MiB. (A chunk of a bf16 product split along
  * K counts alone: layer1's weight gradient, 25,600 deep, in chunks of
- * 4 MiB, gains 11 %.) The items of a batched product (Winograd's 16,
- * attention's heads), a few hundred KiB each in these models, never do.
+ * 4 MiB, gains 11 %.) The items of a batched product dealt out to the
+ * threads (Winograd's 16, attention's heads), a few hundred KiB each in
+ * these models, never do.
  * And a block fetches nothing when the next block's A, B and C come to
  * more than half of the L2 cache: they would push out the packed block
  * being multiplied (CLIP's image embedding at batch 16, whose MLP and
@@ -228,8 +234,8 @@ typedef struct strided_region {
     int64_t rows, bytes, stride;
 } strided_region;
 
-/* The cache lines a run may touch: one more than its bytes fill when it
- * does not start on a line. */
+/* The cache lines fetched for a run: one more than its bytes fill, for a
+ * run that does not start on a line (one too many for one that does). */
 static int64_t lines_per_run(const strided_region *r) { return (r->bytes + 63) / 64 + 1; }
 
 /* A hint to fetch the line at `address` into the L2 cache. An asm
@@ -241,8 +247,8 @@ static inline void prefetch_l2(uintptr_t address) {
     __asm__ volatile("prefetcht1 (%0)" : : "r"(address));
 }
 
-/* Part `part` of `parts` of the lines of r (none when r has no rows),
- * walked run by run (one division per call, none per line). */
+/* Part `part` of `parts` of the cache lines of r (none when r has no
+ * rows), walked run by run (divisions once per call, none per line). */
 static void prefetch_part(const strided_region *r, int64_t part, int64_t parts) {
     if (r->rows <= 0) return;
     const int64_t per_run = lines_per_run(r), lines = r->rows * per_run;
@@ -254,10 +260,11 @@ static void prefetch_part(const strided_region *r, int64_t part, int64_t parts) 
     }
 }
 
-/* Where the packing reads a block of an operand: `count` lines from line
- * `first` (rows of op(A), columns of op(B)) and k [k0, k0+kc) of a matrix
- * of `size`-byte values with row stride ld, whose stored rows run along k
- * (A not transposed, B transposed) or along the lines (otherwise). */
+/* Where the packing reads a block of an operand: `count` rows of op(A)
+ * (or columns of op(B)) from `first`, and k [k0, k0+kc), of a matrix of
+ * `size`-byte values with row stride ld, whose stored rows run along k
+ * (A not transposed, B transposed) or along those rows of op(A) (or
+ * columns of op(B)) (otherwise). */
 static strided_region block_region(const void *matrix, int64_t size, int64_t ld,
                                    bool rows_along_k, int64_t first, int64_t count, int64_t k0,
                                    int64_t kc) {
@@ -295,9 +302,9 @@ static void next_block_regions(const gemm_job *job, int64_t i_begin, int64_t i_e
     if (b_packed_here && next_ic == i_begin)
         ahead[1] = block_region(job->B, v->b_bytes, job->ldb, job->trans_b, next_jc, next_nc,
                                 next_pc, next_kc);
-    const int64_t value = sizeof(float);
+    const int64_t float_bytes = sizeof(float);
     const char *next_c = (const char *)(job->C + next_ic * job->ldc + next_jc);
-    ahead[2] = (strided_region){next_c, next_mc, next_nc * value, job->ldc * value};
+    ahead[2] = (strided_region){next_c, next_mc, next_nc * float_bytes, job->ldc * float_bytes};
     double bytes_ahead = 0;
     for (int r = 0; r < 3; r++) bytes_ahead += (double)ahead[r].rows * (double)ahead[r].bytes;
     if (bytes_ahead > FETCH_AHEAD_MAX_BYTES) /* they would push this block out of L2 */
