@@ -197,10 +197,10 @@ typedef struct shared_operand {
  * suffer most: ResNet-50's layer1 at batch 100 (25,600 pixels by 64 or 256
  * channels) ran its bf16 input gradient at 106-116 GFLOP/s on one thread,
  * its operands in memory, against about 190 on a tenth of the rows, whose
- * operands stay in the cache. So while
- * the micro-kernels work on one block, before each of them a share of the
- * lines of the next block's A, B (where the next block starts a new one)
- * and C is asked for into the L2 cache: that product went to 158-163
+ * operands stay in the cache. So while the micro-kernels work on one
+ * block, before each of them a share of the lines of the next block's A,
+ * B (where the next block starts a new one) and C is asked for into the
+ * L2 cache: that product went to 158-163
  * GFLOP/s on one thread, and at 2 threads from 244 to 317-338 in bf16 and
  * from 163 to 181-187 in fp32, operands from memory; the train100 step
  * 2.6 % faster in bf16 and 1.4 % in fp32 (bench/README.md, "Fetching
@@ -213,14 +213,12 @@ typedef struct shared_operand {
  * are not in the cache; where they are, the prefetches cost 2-8 %
  * (bench_gemm's in-cache products). So a product fetches ahead only when
  * its A, B and C together hold at least the L2 caches of two cores (1 MiB
- * each where measured):
- * ResNet-50's train100 products gained as much with a bound of 4 MiB as
- * with none, and less with 16 MiB. (A chunk of a bf16 product split along
- * K counts alone: layer1's weight gradient, 25,600 deep, in chunks of
- * 4 MiB, gains 11 %.) The items of a batched product dealt out to the
- * threads (Winograd's 16, attention's heads), a few hundred KiB each in
- * these models, never do.
- * And a block fetches nothing when the next block's A, B and C come to
+ * each where measured): ResNet-50's train100 products gained as much with
+ * a bound of 4 MiB as with none, and less with 16 MiB. (A chunk of a bf16
+ * product split along K counts alone: layer1's weight gradient, 25,600
+ * deep, in chunks of 4 MiB, gains 11 %.) The items of a batched product
+ * dealt out to the threads (Winograd's 16, attention's heads), a few
+ * hundred KiB each in these models, never do. And a block fetches nothing when the next block's A, B and C come to
  * more than half of the L2 cache: they would push out the packed block
  * being multiplied (CLIP's image embedding at batch 16, whose MLP and
  * attention projections would fetch 700-900 KiB a block, ran 3 % slower
