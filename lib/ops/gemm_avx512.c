@@ -200,11 +200,10 @@ typedef struct shared_operand {
  * operands stay in the cache. So while the micro-kernels work on one
  * block, before each of them a share of the lines of the next block's A,
  * B (where the next block starts a new one) and C is asked for into the
- * L2 cache: that product went to 158-163
- * GFLOP/s on one thread, and at 2 threads from 244 to 317-338 in bf16 and
- * from 163 to 181-187 in fp32, operands from memory; the train100 step
- * 2.6 % faster in bf16 and 1.4 % in fp32 (bench/README.md, "Fetching
- * ahead"). */
+ * L2 cache: that product went to 158-163 GFLOP/s on one thread, and at 2
+ * threads from 244 to 317-338 in bf16 and from 163 to 181-187 in fp32,
+ * operands from memory; the train100 step 2.6 % faster in bf16 and 1.4 %
+ * in fp32 (bench/README.md, "Fetching ahead"). */
 
 /* WHEN, in short: in products whose A, B and C hold at least
  * FETCH_AHEAD_MIN_BYTES, not in the items of a batched product dealt out
@@ -218,11 +217,11 @@ typedef struct shared_operand {
  * product split along K counts alone: layer1's weight gradient, 25,600
  * deep, in chunks of 4 MiB, gains 11 %.) The items of a batched product
  * dealt out to the threads (Winograd's 16, attention's heads), a few
- * hundred KiB each in these models, never do. And a block fetches nothing when the next block's A, B and C come to
- * more than half of the L2 cache: they would push out the packed block
- * being multiplied (CLIP's image embedding at batch 16, whose MLP and
- * attention projections would fetch 700-900 KiB a block, ran 3 % slower
- * in bf16 with those fetched). */
+ * hundred KiB each in these models, never do. And a block fetches nothing
+ * when the next block's A, B and C come to more than half of the L2 cache:
+ * they would push out the packed block being multiplied (CLIP's image
+ * embedding at batch 16, whose MLP and attention projections would fetch
+ * 700-900 KiB a block, ran 3 % slower in bf16 with those fetched). */
 static const double FETCH_AHEAD_MIN_BYTES = 2 << 20;
 static const double FETCH_AHEAD_MAX_BYTES = 512 << 10;
 
