@@ -154,8 +154,7 @@ static mc_status write_csv(void *ctx, FILE *f) {
 /* "71.3 ± 2.0 %" ("71.3 %" without a spread), or "-" for a value not
  * measured (the control, with --no-control), as the report's tables say. */
 static void mean_sd_percent(double mean, double sd, char *buf, size_t len) {
-    if (!isfinite(mean)) snprintf(buf, len, "-");
-    else if (!isfinite(sd)) snprintf(buf, len, "%.1f %%", 100 * mean);
+    if (!isfinite(mean) || !isfinite(sd)) mc_report_percent(mean, buf, len);
     else snprintf(buf, len, "%.1f ± %.1f %%", 100 * mean, 100 * sd);
 }
 

@@ -604,6 +604,15 @@ static mc_status check_batch(const mc_eurosat *ds, const int *indices, int n, in
     return MC_OK;
 }
 
+/* MC_OK when a tile of `path` has the dataset's band count: another count
+ * is another product (a 14-band file among 13-band ones), even where the
+ * selected bands exist in it. */
+static mc_status check_tile_bands(const char *path, int tile_bands, int dataset_bands) {
+    if (tile_bands == dataset_bands) return MC_OK;
+    return mc_error(MC_ERR_SHAPE, "%s: tile has %d bands, the dataset's first tile %d", path,
+                    tile_bands, dataset_bands);
+}
+
 /* One tile into out: (C, H, W) selected and normalised, or the RGB view. */
 static mc_status load_one(const char *path, const mc_bands *bands, const mc_norm *norm, bool rgb_view,
                           int height, int width, int file_bands, float *out) {
@@ -613,11 +622,7 @@ static mc_status load_one(const char *path, const mc_bands *bands, const mc_norm
     if (raster.height != height || raster.width != width)
         status = mc_error(MC_ERR_SHAPE, "%s: tile is %dx%d, expected %dx%d like the batch", path,
                           raster.height, raster.width, height, width);
-    /* Another band count is another product (a 14-band file among 13-band
-     * ones), even where the selected bands exist in it. */
-    else if (raster.bands != file_bands)
-        status = mc_error(MC_ERR_SHAPE, "%s: tile has %d bands, the dataset's first tile %d", path,
-                          raster.bands, file_bands);
+    else status = check_tile_bands(path, raster.bands, file_bands);
     if (status == MC_OK) status = mc_raster_select(&raster, path, bands, rgb_view ? NULL : norm, out);
     if (status == MC_OK && rgb_view)
         for (size_t k = 0; k < (size_t)3 * height * width; k++) out[k] = mc_eurosat_rgb_value(out[k]);
@@ -687,11 +692,10 @@ mc_status mc_eurosat_compute_norm(const mc_eurosat *ds, mc_split split, mc_norm 
     for (int i = 0; i < count; i++) {
         mc_raster raster;
         MC_TRY(mc_tiff_read(ds->files.paths[indices[i]], &raster));
-        if (raster.bands != ds->bands) {
-            const int found = raster.bands;
+        const mc_status bands_fit = check_tile_bands(ds->files.paths[indices[i]], raster.bands, ds->bands);
+        if (bands_fit != MC_OK) {
             mc_raster_free(&raster);
-            return mc_error(MC_ERR_SHAPE, "%s: tile has %d bands, the dataset's first tile %d",
-                            ds->files.paths[indices[i]], found, ds->bands);
+            return bands_fit;
         }
         size_t plane = (size_t)raster.height * raster.width;
         for (int b = 0; b < bands; b++) {

@@ -592,13 +592,12 @@ static int64_t k_chunk_start(int64_t K, int64_t chunks, int64_t p) {
 
 /* mc_gemm_avx512_run with variant v, K cut into mc_gemm_bf16_k_chunks
  * chunks (one product when 1), the chunks shared among the threads.
- * a_bytes, b_bytes: the size of one value of A and of B (4: floats, 2:
- * bf16), to find a chunk's start. A: (M, K) or (K, M) when trans_a; B:
+ * A chunk's start is found with the size of one value of A and of B that
+ * v reads (v->a_bytes, v->b_bytes). A: (M, K) or (K, M) when trans_a; B:
  * (K, N) or (N, K) when trans_b; C: (M, N). */
-static bool run_split_k(const mc_gemm_avx512_variant *v, size_t a_bytes, size_t b_bytes,
-                        bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                        const void *A, int64_t lda, const void *B, int64_t ldb, float beta,
-                        float *C, int64_t ldc) {
+static bool run_split_k(const mc_gemm_avx512_variant *v, bool trans_a, bool trans_b, int64_t M,
+                        int64_t N, int64_t K, float alpha, const void *A, int64_t lda,
+                        const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const int64_t chunks = mc_gemm_bf16_k_chunks(M, N, K);
     if (chunks == 1 || alpha == 0.0f || M <= 0 || N <= 0)
         return mc_gemm_avx512_run(v, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
@@ -618,8 +617,8 @@ static bool run_split_k(const mc_gemm_avx512_variant *v, size_t a_bytes, size_t 
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1) reduction(| : failed)
     for (int64_t p = 0; p < chunks; p++) {
         const int64_t k0 = k_chunk_start(K, chunks, p), k1 = k_chunk_start(K, chunks, p + 1);
-        const char *a = (const char *)A + (size_t)(trans_a ? k0 * lda : k0) * a_bytes;
-        const char *b = (const char *)B + (size_t)(trans_b ? k0 : k0 * ldb) * b_bytes;
+        const char *a = (const char *)A + (size_t)(trans_a ? k0 * lda : k0) * (size_t)v->a_bytes;
+        const char *b = (const char *)B + (size_t)(trans_b ? k0 : k0 * ldb) * (size_t)v->b_bytes;
         if (!mc_gemm_avx512_run(v, trans_a, trans_b, M, N, k1 - k0, 1.0f, a, lda, b, ldb, 0.0f,
                                 partials + p * M * N, N))
             failed = 1;
@@ -645,8 +644,8 @@ static const mc_gemm_avx512_variant *bf16_variant(void) {
 bool mc_sgemm_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                           float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                           float beta, float *C, int64_t ldc) {
-    return run_split_k(bf16_variant(), sizeof(float), sizeof(float), trans_a, trans_b, M, N, K,
-                       alpha, A, lda, B, ldb, beta, C, ldc);
+    return run_split_k(bf16_variant(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                       ldc);
 }
 
 bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -660,17 +659,15 @@ bool mc_sgemm_batched_bf16_avx512(bool trans_a, bool trans_b, int64_t M, int64_t
 bool mc_sgemm_bf16_b_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                             float alpha, const float *A, int64_t lda, const uint16_t *B,
                             int64_t ldb, float beta, float *C, int64_t ldc) {
-    return run_split_k(mc_gemm_bf16_is_native() ? &native_bf16_b : &emulated_bf16_b,
-                       sizeof(float), sizeof(uint16_t), trans_a, trans_b, M, N, K, alpha, A, lda,
-                       B, ldb, beta, C, ldc);
+    return run_split_k(mc_gemm_bf16_is_native() ? &native_bf16_b : &emulated_bf16_b, trans_a,
+                       trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 bool mc_sgemm_bf16_ab_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                              float alpha, const uint16_t *A, int64_t lda, const uint16_t *B,
                              int64_t ldb, float beta, float *C, int64_t ldc) {
-    return run_split_k(mc_gemm_bf16_is_native() ? &native_bf16_ab : &emulated_bf16_ab,
-                       sizeof(uint16_t), sizeof(uint16_t), trans_a, trans_b, M, N, K, alpha, A,
-                       lda, B, ldb, beta, C, ldc);
+    return run_split_k(mc_gemm_bf16_is_native() ? &native_bf16_ab : &emulated_bf16_ab, trans_a,
+                       trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* ---- B kept in the micro-kernel's panel order ----
@@ -716,11 +713,11 @@ bool mc_sgemm_bf16_panels_avx512(bool trans_a, int64_t M, int64_t N, int64_t K, 
     /* K split as for a B packed each call, so that the bits are the same.
      * A chunk starts at a multiple of the slice, where the panels of the
      * remaining k begin k0 / 2 rows of `width` slots in: what run_split_k
-     * finds for a B "not transposed" of 2-byte values with ldb = width. */
+     * finds for a B "not transposed" of 2-byte values (b_bytes) with
+     * ldb = width. */
     const int64_t width = (N + NR - 1) / NR * NR;
-    return run_split_k(mc_gemm_bf16_is_native() ? &native_panels : &emulated_panels,
-                       sizeof(float), sizeof(uint16_t), trans_a, false, M, N, K, alpha, A, lda,
-                       panels, width, beta, C, ldc);
+    return run_split_k(mc_gemm_bf16_is_native() ? &native_panels : &emulated_panels, trans_a,
+                       false, M, N, K, alpha, A, lda, panels, width, beta, C, ldc);
 }
 
 #else /* not x86-64 with GCC or clang: the products run in fp32 (gemm.c) */
