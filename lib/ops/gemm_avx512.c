@@ -283,6 +283,7 @@ static void next_block_regions(const gemm_job *job, int64_t i_begin, int64_t i_e
     const mc_gemm_avx512_variant *v = job->variant;
     const int64_t slice = (int64_t)v->slice_slots * v->k_per_slot;
     for (int r = 0; r < 3; r++) ahead[r] = (strided_region){NULL, 0, 0, 0};
+    if (!job->fetch_ahead) return;
     /* The loops' next block: the next rows of C, else the first rows with
      * the next columns, else with the next slice of K. */
     int64_t next_pc = pc, next_jc = jc, next_ic = ic + MC;
@@ -290,7 +291,7 @@ static void next_block_regions(const gemm_job *job, int64_t i_begin, int64_t i_e
         next_ic = i_begin, next_jc = jc + NC;
         if (next_jc >= j_end) next_jc = j_begin, next_pc = pc + slice;
     }
-    if (!job->fetch_ahead || next_pc >= job->K) return;
+    if (next_pc >= job->K) return;
     const int64_t next_kc = min64(slice, job->K - next_pc);
     const int64_t next_mc = min64(MC, i_end - next_ic), next_nc = min64(NC, j_end - next_jc);
     if (a_packed_here)
@@ -353,11 +354,13 @@ AVX512 static void gemm_block(const gemm_job *job, int64_t i_begin, int64_t i_en
                 strided_region ahead[3];
                 next_block_regions(job, i_begin, i_end, j_begin, j_end, pc, jc, ic, !shared_a,
                                    !shared_b && !v->packed_b_block, ahead);
+                const bool fetching = ahead[0].rows > 0 || ahead[1].rows > 0 || ahead[2].rows > 0;
                 const int64_t calls = (nc + NR - 1) / NR * ((mc + MR - 1) / MR);
                 int64_t call = 0;
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR, call++) {
-                        for (int r = 0; r < 3; r++) prefetch_part(&ahead[r], call, calls);
+                        if (fetching)
+                            for (int r = 0; r < 3; r++) prefetch_part(&ahead[r], call, calls);
                         v->micro_kernel(slots, a_block + ir * slots, b_block + jr * slots,
                                         job->C + (ic + ir) * job->ldc + jc + jr, job->ldc,
                                         min64(MR, mc - ir), min64(NR, nc - jr), job->alpha, beta);
